@@ -1,0 +1,46 @@
+# sower_add_test(NAME name COMMAND cmd [args...] [LABELS l...] [RANKS n] [ENVIRONMENT k=v...]
+#                [TIMEOUT s] [WORKING_DIRECTORY dir])
+# The one way tests are registered. Labels: unit, ref, mpi, slurm, gpu, slow (ctest -L / -LE).
+# RANKS n runs the command under the MPI launcher with n ranks (oversubscribed, root allowed) and
+# adds the mpi label. Every test treats exit code 77 as SKIPPED (missing GPU, optional input).
+set(SOWER_TEST_LABELS unit ref mpi slurm gpu slow)
+find_program(SOWER_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT SOWER_PYTHON3)
+  find_program(SOWER_PYTHON3 NAMES python3 REQUIRED)
+endif()
+
+function(sower_add_test)
+  cmake_parse_arguments(T "" "NAME;RANKS;TIMEOUT;WORKING_DIRECTORY" "COMMAND;LABELS;ENVIRONMENT" ${ARGN})
+  if(NOT T_NAME OR NOT T_COMMAND)
+    message(FATAL_ERROR "sower_add_test needs NAME and COMMAND")
+  endif()
+  foreach(label IN LISTS T_LABELS)
+    if(NOT label IN_LIST SOWER_TEST_LABELS)
+      message(FATAL_ERROR "test ${T_NAME}: unknown label '${label}' (known: ${SOWER_TEST_LABELS})")
+    endif()
+  endforeach()
+  set(command ${T_COMMAND})
+  set(environment ${T_ENVIRONMENT})
+  if(T_RANKS)
+    set(command ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${T_RANKS} --oversubscribe
+                ${MPIEXEC_PREFLAGS} ${command} ${MPIEXEC_POSTFLAGS})
+    list(APPEND T_LABELS mpi)
+    list(APPEND environment OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+                OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader)
+    if(SOWER_SANITIZE)
+      list(APPEND environment ASAN_OPTIONS=detect_leaks=0) # Open MPI keeps allocations past exit
+    endif()
+  endif()
+  if(NOT T_WORKING_DIRECTORY)
+    set(T_WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+  endif()
+  add_test(NAME ${T_NAME} COMMAND ${command} WORKING_DIRECTORY ${T_WORKING_DIRECTORY})
+  list(REMOVE_DUPLICATES T_LABELS)
+  set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" SKIP_RETURN_CODE 77)
+  if(environment)
+    set_tests_properties(${T_NAME} PROPERTIES ENVIRONMENT "${environment}")
+  endif()
+  if(T_TIMEOUT)
+    set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT})
+  endif()
+endfunction()

@@ -1,0 +1,295 @@
+/* cmd_noise.c: `sower noise`, the renderer's initial noise as raw little-endian values, so that
+ * anyone can compare it with torch.randn(..., generator=torch.Generator("cpu").manual_seed(S)). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "digest.h"
+#include "outfile.h"
+#include "rng.h"
+
+enum {
+    NOISE_MAX_CALLS = 256,
+};
+#define NOISE_MAX_NUMEL (UINT64_C(1) << 31) /* per call: 8 GiB of float32 */
+
+typedef enum { DTYPE_F32, DTYPE_F64 } NoiseDtype;
+
+typedef struct {
+    uint64_t numel;
+    NoiseDtype dtype;
+} NoiseCall;
+
+typedef struct {
+    uint64_t seed;
+    int have_seed;
+    const char *state_in;
+    const char *state_out;
+    const char *output;
+    RngKernel kernel;
+    int radius_log1p;
+    int quiet;
+    NoiseCall calls[NOISE_MAX_CALLS];
+    int n_calls;
+} NoiseOptions;
+
+static const char noise_usage[] =
+    "usage: sower noise (--seed S | --state-in FILE) --shape D1,D2,...[:f32|:f64] [--shape ...]\n"
+    "                   [--generator torch-cpu|torch-cpu-scalar] [--dtype f32|f64]\n"
+    "                   [--torch-version V] [--state-out FILE] [--quiet] -o FILE\n"
+    "\n"
+    "Writes the noise of torch.randn(shape, generator=torch.Generator('cpu').manual_seed(S)),\n"
+    "bit for bit: one generator, one randn call per --shape in order, the raw little-endian values\n"
+    "of all calls concatenated into FILE ('-' for standard output).\n"
+    "\n"
+    "  --seed S          generator seed, 0..2^64-1; negative seeds are two's complement, as in torch.\n"
+    "                    torch seeds MT19937 with the low 32 bits only: S and S+2^32 give the same noise.\n"
+    "  --state-in FILE   start from a torch get_state() image (5056 bytes) instead of a seed\n"
+    "  --shape DIMS      one randn call; ':f64' or ':f32' after the sizes overrides --dtype for it\n"
+    "  --generator NAME  torch-cpu (default): torch's AVX2 kernel, as x86-64 builds run it;\n"
+    "                    torch-cpu-scalar: torch's non-AVX2 kernel (aarch64, ATEN_CPU_CAPABILITY=default)\n"
+    "  --dtype T         f32 (default) or f64\n"
+    "  --torch-version V torch release to match for calls of fewer than 16 values (default 1.13;\n"
+    "                    2.0 and later use log1p in that path, changing ~3%% of float64 values)\n"
+    "  --state-out FILE  write the generator's get_state() image after the last call\n"
+    "  --quiet           no summary line on standard error\n"
+    "  -o, --output FILE where to write the values\n";
+
+static int parse_dtype(const char *option, const char *text, NoiseDtype *dtype)
+{
+    if (strcmp(text, "f32") == 0 || strcmp(text, "float32") == 0)
+        *dtype = DTYPE_F32;
+    else if (strcmp(text, "f64") == 0 || strcmp(text, "float64") == 0)
+        *dtype = DTYPE_F64;
+    else
+        return SOWER_FAIL(SOWER_EUSAGE, "%s: expected f32 or f64, found '%s'", option, text);
+    return SOWER_OK;
+}
+
+/* "MAJOR.MINOR[...]": torch >= 2.0 computes the small-tensor radius with log1p. */
+static int parse_torch_version(const char *text, int *radius_log1p)
+{
+    char *end = NULL;
+    long major = strtol(text, &end, 10);
+    if (end == text || (*end != '\0' && *end != '.') || major < 1)
+        return SOWER_FAIL(SOWER_EUSAGE, "--torch-version: expected a torch release like 1.13 or 2.5, found '%s'",
+                          text);
+    *radius_log1p = major >= 2;
+    return SOWER_OK;
+}
+
+/* Shapes are parsed after all options, so that --dtype applies wherever it stands. */
+static int parse_shape_arg(const char *text, NoiseDtype default_dtype, NoiseCall *call)
+{
+    char dims_text[256];
+    const char *colon = strchr(text, ':');
+    size_t dims_len = colon ? (size_t)(colon - text) : strlen(text);
+    if (dims_len >= sizeof dims_text)
+        return SOWER_FAIL(SOWER_EUSAGE, "--shape: '%s' is too long", text);
+    memcpy(dims_text, text, dims_len);
+    dims_text[dims_len] = '\0';
+    call->dtype = default_dtype;
+    if (colon)
+        SOWER_TRY(parse_dtype("--shape", colon + 1, &call->dtype));
+    int64_t dims[CLI_MAX_DIMS];
+    int ndims;
+    SOWER_TRY(cli_parse_shape("--shape", dims_text, dims, &ndims, NOISE_MAX_NUMEL, &call->numel));
+    return SOWER_OK;
+}
+
+static int parse_noise_options(int argc, char **argv, NoiseOptions *opt, int *help)
+{
+    const char *shapes[NOISE_MAX_CALLS];
+    int n_shapes = 0;
+    NoiseDtype default_dtype = DTYPE_F32;
+    memset(opt, 0, sizeof *opt);
+    opt->kernel = RNG_KERNEL_TORCH_CPU;
+    *help = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int m = 0;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            *help = 1;
+            return SOWER_OK;
+        }
+        if (strcmp(argv[i], "--quiet") == 0) {
+            opt->quiet = 1;
+            continue;
+        }
+        SOWER_TRY(cli_option_value(argc, argv, &i, "--seed", &v, &m));
+        if (m) {
+            SOWER_TRY(cli_parse_u64("--seed", v, 1, &opt->seed));
+            opt->have_seed = 1;
+            continue;
+        }
+        SOWER_TRY(cli_option_value(argc, argv, &i, "--shape", &v, &m));
+        if (m) {
+            if (n_shapes == NOISE_MAX_CALLS)
+                return SOWER_FAIL(SOWER_EUSAGE, "noise: at most %d --shape options", NOISE_MAX_CALLS);
+            shapes[n_shapes++] = v;
+            continue;
+        }
+        SOWER_TRY(cli_option_value(argc, argv, &i, "--generator", &v, &m));
+        if (m) {
+            if (rng_kernel_parse(v, &opt->kernel) != SOWER_OK)
+                return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'", v);
+            continue;
+        }
+        SOWER_TRY(cli_option_value(argc, argv, &i, "--dtype", &v, &m));
+        if (m) {
+            SOWER_TRY(parse_dtype("--dtype", v, &default_dtype));
+            continue;
+        }
+        SOWER_TRY(cli_option_value(argc, argv, &i, "--torch-version", &v, &m));
+        if (m) {
+            SOWER_TRY(parse_torch_version(v, &opt->radius_log1p));
+            continue;
+        }
+        SOWER_TRY(cli_option_value(argc, argv, &i, "--state-in", &v, &m));
+        if (m) {
+            opt->state_in = v;
+            continue;
+        }
+        SOWER_TRY(cli_option_value(argc, argv, &i, "--state-out", &v, &m));
+        if (m) {
+            opt->state_out = v;
+            continue;
+        }
+        SOWER_TRY(cli_option_value(argc, argv, &i, "-o", &v, &m));
+        if (!m)
+            SOWER_TRY(cli_option_value(argc, argv, &i, "--output", &v, &m));
+        if (m) {
+            opt->output = v;
+            continue;
+        }
+        return cli_unknown("noise", argv[i]);
+    }
+    if (opt->have_seed == (opt->state_in != NULL))
+        return SOWER_FAIL(SOWER_EUSAGE, "noise: give exactly one of --seed S or --state-in FILE");
+    if (n_shapes == 0)
+        return SOWER_FAIL(SOWER_EUSAGE, "noise: at least one --shape is required, e.g. --shape 1,4,64,64");
+    if (!opt->output)
+        return SOWER_FAIL(SOWER_EUSAGE, "noise: an output is required: -o FILE ('-' for standard output)");
+    for (int k = 0; k < n_shapes; k++)
+        SOWER_TRY(parse_shape_arg(shapes[k], default_dtype, &opt->calls[k]));
+    opt->n_calls = n_shapes;
+    return SOWER_OK;
+}
+
+static int start_generator(const NoiseOptions *opt, TorchRng *g)
+{
+    memset(g, 0, sizeof *g);
+    g->radius_log1p = opt->radius_log1p;
+    if (opt->have_seed) {
+        rng_seed(g, opt->seed);
+        if (opt->seed > UINT32_MAX)
+            fprintf(stderr,
+                    "sower: warning: seed %llu gives the same noise as seed %lu: torch seeds its generator "
+                    "with the low 32 bits only\n",
+                    (unsigned long long)opt->seed, (unsigned long)rng_seed_key(opt->seed));
+        return SOWER_OK;
+    }
+    unsigned char *image = NULL;
+    size_t bytes = 0;
+    SOWER_TRY(file_read_all(opt->state_in, RNG_STATE_IMAGE_BYTES, &image, &bytes));
+    int status = rng_set_state(g, image, bytes);
+    free(image);
+    if (status != SOWER_OK) {
+        char reason[512];
+        snprintf(reason, sizeof reason, "%s", sower_error_message());
+        return SOWER_FAIL(SOWER_EINPUT, "--state-in '%s': %s", opt->state_in, reason);
+    }
+    return SOWER_OK;
+}
+
+/* Runs every call, streaming each call's values to out and into the digest. */
+static int run_calls(const NoiseOptions *opt, TorchRng *g, OutFile *out, Digest *digest, uint64_t *total_bytes)
+{
+    int status = SOWER_OK;
+    void *values = NULL; /* (numel,) float or double, reused by the calls */
+    size_t capacity = 0;
+    *total_bytes = 0;
+    for (int k = 0; k < opt->n_calls; k++) {
+        const NoiseCall *c = &opt->calls[k];
+        size_t elem = c->dtype == DTYPE_F32 ? sizeof(float) : sizeof(double);
+        size_t bytes = (size_t)c->numel * elem;
+        if (bytes > capacity) {
+            free(values);
+            values = malloc(bytes);
+            capacity = bytes;
+            if (!values) {
+                status = SOWER_FAIL(SOWER_ENOMEM, "noise: cannot allocate %zu bytes for call %d", bytes, k + 1);
+                goto done;
+            }
+        }
+        if (c->dtype == DTYPE_F32)
+            rng_randn_f32(g, opt->kernel, values, (size_t)c->numel);
+        else
+            rng_randn_f64(g, values, (size_t)c->numel);
+        /* The host is little-endian (CMake checks it), so the in-memory bytes are the file's. */
+        SOWER_TRY_GOTO(outfile_write(out, values, bytes), status, done);
+        SOWER_TRY_GOTO(digest_update(digest, values, bytes), status, done);
+        *total_bytes += bytes;
+    }
+done:
+    free(values);
+    return status;
+}
+
+static int write_state_image(const char *path, const TorchRng *g)
+{
+    unsigned char image[RNG_STATE_IMAGE_BYTES];
+    rng_get_state(g, image);
+    OutFile f;
+    int status = outfile_open(&f, path);
+    if (status == SOWER_OK)
+        status = outfile_write(&f, image, sizeof image);
+    if (status == SOWER_OK)
+        status = outfile_commit(&f);
+    outfile_free(&f);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int cmd_noise(int argc, char **argv)
+{
+    NoiseOptions opt;
+    int help = 0;
+    SOWER_TRY(parse_noise_options(argc, argv, &opt, &help));
+    if (help) {
+        fputs(noise_usage, stdout);
+        return SOWER_OK;
+    }
+    TorchRng g;
+    SOWER_TRY(start_generator(&opt, &g));
+
+    OutFile out;
+    Digest digest = {0};
+    uint64_t total_bytes = 0;
+    unsigned char sha[DIGEST_BYTES];
+    int status = outfile_open(&out, opt.output);
+    if (status == SOWER_OK)
+        status = digest_init(&digest);
+    if (status == SOWER_OK)
+        status = run_calls(&opt, &g, &out, &digest, &total_bytes);
+    if (status == SOWER_OK)
+        status = digest_final(&digest, sha);
+    if (status == SOWER_OK && opt.state_out)
+        status = write_state_image(opt.state_out, &g);
+    if (status == SOWER_OK)
+        status = outfile_commit(&out);
+    digest_free(&digest);
+    outfile_free(&out);
+    SOWER_TRY(status);
+
+    if (!opt.quiet) {
+        char hex[DIGEST_HEX_CHARS];
+        digest_hex(sha, hex);
+        fprintf(stderr, "sower noise: %d call%s, %llu bytes, generator %s, sha256 %s -> %s\n", opt.n_calls,
+                opt.n_calls == 1 ? "" : "s", (unsigned long long)total_bytes, rng_kernel_name(opt.kernel), hex,
+                opt.output);
+    }
+    return SOWER_OK;
+}

@@ -1,0 +1,14 @@
+/* commands.h: the subcommands of the sower binary. Each takes the arguments after its name and
+ * returns a status; main() turns the status into the exit code. */
+#ifndef SOWER_COMMANDS_H
+#define SOWER_COMMANDS_H
+
+#include "err.h"
+
+int cmd_noise(int argc, char **argv) SOWER_MUST_CHECK;
+
+/* "sower VERSION (revision REV)" and build facts, for --version and provenance. */
+const char *sower_version(void);
+const char *sower_revision(void);
+
+#endif /* SOWER_COMMANDS_H */

@@ -1,0 +1,74 @@
+/* main.c: the sower binary. Dispatches subcommands and is the one place that decides how the
+ * process ends: it prints the error a command returns and maps its status to the exit code
+ * (0 ok, 1 verification mismatch, 2 bad input, 3 runtime failure). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "err.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} Command;
+
+static const Command commands[] = {
+    {"noise", cmd_noise, "write torch-identical initial noise for a seed (raw little-endian values)"},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void print_usage(FILE *stream)
+{
+    fprintf(stream,
+            "usage: sower [--help] [--version] COMMAND [ARGS]\n"
+            "\n"
+            "sower renders seed sweeps of diffusion models reproducibly: a seed's output is bitwise the\n"
+            "same whatever the batch, rank or thread count, and its noise is exactly torch's.\n"
+            "\n"
+            "commands:\n");
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(stream, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(stream,
+            "\n"
+            "'sower COMMAND --help' describes a command. Exit status: 0 ok, 1 verification mismatch,\n"
+            "2 bad input (options, manifest, model files), 3 runtime failure.\n"
+            "Set SOWER_DEBUG=1 to print the source trace of an error.\n");
+}
+
+static int finish(int status)
+{
+    if (status == SOWER_OK)
+        return 0;
+    int exit_code = sower_status_exit_code(status);
+    const char *debug = getenv("SOWER_DEBUG");
+    sower_error_print(stderr, exit_code == 3 || (debug && debug[0] && strcmp(debug, "0") != 0));
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return sower_status_exit_code(SOWER_EUSAGE);
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("sower %s (revision %s)\n", sower_version(), sower_revision());
+        return 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return finish(commands[i].run(argc - 2, argv + 2));
+    if (name[0] == '-')
+        fprintf(stderr, "sower: unknown option '%s'\n\n", name);
+    else
+        fprintf(stderr, "sower: unknown command '%s'\n\n", name);
+    print_usage(stderr);
+    return sower_status_exit_code(SOWER_EUSAGE);
+}

@@ -1,0 +1,117 @@
+/* outfile.c: temp-file-and-rename output, and a capped whole-file reader. */
+#define _POSIX_C_SOURCE 200809L
+#include "outfile.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *dup_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *copy = malloc(n);
+    if (copy)
+        memcpy(copy, s, n);
+    return copy;
+}
+
+int outfile_open(OutFile *f, const char *path)
+{
+    memset(f, 0, sizeof *f);
+    if (path[0] == '\0')
+        return SOWER_FAIL(SOWER_EPATH, "output path is empty");
+    f->path = dup_string(path);
+    if (!f->path)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for an output path");
+    if (strcmp(path, "-") == 0) {
+        f->fp = stdout;
+        return SOWER_OK;
+    }
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' is a directory, expected a file path", path);
+    size_t n = strlen(path) + 32;
+    f->tmp_path = malloc(n);
+    if (!f->tmp_path)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for an output path");
+    snprintf(f->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    f->fp = fopen(f->tmp_path, "wb");
+    if (!f->fp) {
+        int err = errno;
+        free(f->tmp_path);
+        f->tmp_path = NULL;
+        return SOWER_FAIL(SOWER_EPATH, "cannot create output '%s': %s", path, strerror(err));
+    }
+    return SOWER_OK;
+}
+
+int outfile_write(OutFile *f, const void *data, size_t bytes)
+{
+    if (bytes && fwrite(data, 1, bytes, f->fp) != bytes)
+        return SOWER_FAIL(SOWER_EIO, "cannot write output '%s': %s", f->path, strerror(errno));
+    return SOWER_OK;
+}
+
+int outfile_commit(OutFile *f)
+{
+    if (fflush(f->fp) != 0)
+        return SOWER_FAIL(SOWER_EIO, "cannot write output '%s': %s", f->path, strerror(errno));
+    if (!f->tmp_path) {
+        f->committed = 1;
+        return SOWER_OK;
+    }
+    if (fsync(fileno(f->fp)) != 0 && errno != EINVAL)
+        return SOWER_FAIL(SOWER_EIO, "cannot sync output '%s': %s", f->path, strerror(errno));
+    FILE *fp = f->fp;
+    f->fp = NULL;
+    if (fclose(fp) != 0)
+        return SOWER_FAIL(SOWER_EIO, "cannot close output '%s': %s", f->path, strerror(errno));
+    if (rename(f->tmp_path, f->path) != 0)
+        return SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", f->tmp_path, f->path, strerror(errno));
+    f->committed = 1;
+    return SOWER_OK;
+}
+
+void outfile_free(OutFile *f)
+{
+    if (f->fp && f->fp != stdout)
+        fclose(f->fp);
+    if (f->tmp_path && !f->committed)
+        remove(f->tmp_path);
+    free(f->tmp_path);
+    free(f->path);
+    memset(f, 0, sizeof *f);
+}
+
+int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size_t *bytes)
+{
+    *data = NULL;
+    *bytes = 0;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return SOWER_FAIL(SOWER_EPATH, "'%s' is a directory, expected a file", path);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return SOWER_FAIL(SOWER_EPATH, "cannot open '%s': %s", path, strerror(errno));
+    unsigned char *buf = malloc(max_bytes + 1);
+    if (!buf) {
+        fclose(fp);
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading '%s'", path);
+    }
+    size_t n = fread(buf, 1, max_bytes + 1, fp);
+    int read_error = ferror(fp);
+    fclose(fp);
+    if (read_error) {
+        free(buf);
+        return SOWER_FAIL(SOWER_EIO, "cannot read '%s'", path);
+    }
+    if (n > max_bytes) {
+        free(buf);
+        return SOWER_FAIL(SOWER_EINPUT, "'%s' is larger than the %zu bytes expected", path, max_bytes);
+    }
+    *data = buf;
+    *bytes = n;
+    return SOWER_OK;
+}

@@ -1,0 +1,29 @@
+/* outfile.h: write a file so that readers never see it half-written.
+ * Data goes to "PATH.tmp.PID" beside the target; outfile_commit flushes, fsyncs and renames it
+ * over PATH; outfile_abort (or outfile_free before commit) removes it, so a failed command leaves
+ * any earlier PATH untouched. "-" means standard output (written directly). */
+#ifndef SOWER_OUTFILE_H
+#define SOWER_OUTFILE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "err.h"
+
+typedef struct {
+    FILE *fp;
+    char *path;     /* the target the user named */
+    char *tmp_path; /* NULL for standard output */
+    int committed;
+} OutFile;
+
+int outfile_open(OutFile *f, const char *path) SOWER_MUST_CHECK;
+int outfile_write(OutFile *f, const void *data, size_t bytes) SOWER_MUST_CHECK;
+int outfile_commit(OutFile *f) SOWER_MUST_CHECK;
+/* Removes the temporary file unless committed; safe on a zeroed OutFile. */
+void outfile_free(OutFile *f);
+
+/* Reads a whole file of at most max_bytes into a new buffer (caller frees). */
+int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size_t *bytes) SOWER_MUST_CHECK;
+
+#endif /* SOWER_OUTFILE_H */

@@ -1,0 +1,177 @@
+/* rng.c: the MT19937 engine, uniforms and the state image of torch's CPU generator.
+ * Upstream: aten/src/ATen/core/MT19937RNGEngine.h, CPUGeneratorImpl.{h,cpp},
+ * core/TransformationHelper.h (uniform_real). The normal paths live in randn.c. */
+#include "rng.h"
+
+#include <string.h>
+
+enum { MT_SHIFT = 397 };
+#define MT_MATRIX_A 0x9908B0DFu
+#define MT_UPPER_MASK 0x80000000u
+#define MT_LOWER_MASK 0x7FFFFFFFu
+
+void rng_seed(TorchRng *g, uint64_t seed)
+{
+    int radius_log1p = g->radius_log1p;
+    memset(g, 0, sizeof *g);
+    g->radius_log1p = radius_log1p;
+    g->seed = seed;
+    g->mt[0] = rng_seed_key(seed);
+    for (uint32_t j = 1; j < RNG_MT_WORDS; j++)
+        g->mt[j] = 1812433253u * (g->mt[j - 1] ^ (g->mt[j - 1] >> 30)) + j;
+    g->left = 1; /* so the first draw twists, as torch does */
+    g->next = 0;
+}
+
+static void twist(TorchRng *g)
+{
+    g->left = RNG_MT_WORDS;
+    g->next = 0;
+    for (int i = 0; i < RNG_MT_WORDS; i++) {
+        uint32_t following = g->mt[(i + 1) % RNG_MT_WORDS];
+        uint32_t mix = (g->mt[i] & MT_UPPER_MASK) | (following & MT_LOWER_MASK);
+        g->mt[i] = g->mt[(i + MT_SHIFT) % RNG_MT_WORDS] ^ (mix >> 1) ^ ((following & 1u) ? MT_MATRIX_A : 0u);
+    }
+}
+
+uint32_t rng_random(TorchRng *g)
+{
+    if (--g->left == 0)
+        twist(g);
+    uint32_t y = g->mt[g->next++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9D2C5680u;
+    y ^= (y << 15) & 0xEFC60000u;
+    y ^= y >> 18;
+    return y;
+}
+
+uint64_t rng_random64(TorchRng *g)
+{
+    uint64_t hi = rng_random(g);
+    uint64_t lo = rng_random(g);
+    return (hi << 32) | lo;
+}
+
+/* Masked (not shifted) low bits, scaled exactly: torch's uniform_real for (0, 1). */
+float rng_uniform_f32(TorchRng *g) { return (float)(rng_random(g) & 0x00FFFFFFu) * 0x1p-24f; }
+
+double rng_uniform_f64(TorchRng *g)
+{
+    return (double)(rng_random64(g) & ((UINT64_C(1) << 53) - 1)) * 0x1p-53;
+}
+
+/* ---- state image (torch's CPUGeneratorImplState, x86-64 layout, little-endian) ---- */
+
+enum {
+    IMG_SEED = 0,          /* uint64 the_initial_seed */
+    IMG_LEFT = 8,          /* int32 left */
+    IMG_SEEDED = 12,       /* int32 seeded (1) */
+    IMG_NEXT = 16,         /* uint64 next */
+    IMG_STATE = 24,        /* uint64[624]: each MT word zero-extended */
+    IMG_NORMAL_X = 5016,   /* double, always 0 */
+    IMG_NORMAL_Y = 5024,   /* double: cached double normal, or 0 */
+    IMG_NORMAL_RHO = 5032, /* double, always 0 */
+    IMG_NORMAL_VALID = 5040, /* int32 0/1 */
+    IMG_FLOAT_NORMAL = 5048, /* float */
+    IMG_FLOAT_VALID = 5052,  /* bool */
+};
+
+static void put_le(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t double_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+void rng_get_state(const TorchRng *g, unsigned char *image)
+{
+    memset(image, 0, RNG_STATE_IMAGE_BYTES);
+    put_le(image + IMG_SEED, g->seed, 8);
+    put_le(image + IMG_LEFT, (uint32_t)g->left, 4);
+    put_le(image + IMG_SEEDED, 1, 4);
+    put_le(image + IMG_NEXT, g->next, 8);
+    for (int i = 0; i < RNG_MT_WORDS; i++)
+        put_le(image + IMG_STATE + 8 * i, g->mt[i], 8);
+    if (g->has_double_normal) {
+        put_le(image + IMG_NORMAL_Y, double_bits(g->double_normal), 8);
+        put_le(image + IMG_NORMAL_VALID, 1, 4);
+    }
+    if (g->has_float_normal) {
+        uint32_t fb;
+        memcpy(&fb, &g->float_normal, sizeof fb);
+        put_le(image + IMG_FLOAT_NORMAL, fb, 4);
+        image[IMG_FLOAT_VALID] = 1;
+    }
+}
+
+int rng_set_state(TorchRng *g, const unsigned char *image, size_t image_bytes)
+{
+    if (image_bytes != RNG_STATE_IMAGE_BYTES)
+        return SOWER_FAIL(SOWER_EINPUT, "generator state image: expected %d bytes, found %zu",
+                          RNG_STATE_IMAGE_BYTES, image_bytes);
+    int32_t seeded = (int32_t)get_le(image + IMG_SEEDED, 4);
+    int32_t left = (int32_t)get_le(image + IMG_LEFT, 4);
+    uint64_t next = get_le(image + IMG_NEXT, 8);
+    if (!seeded)
+        return SOWER_FAIL(SOWER_EINPUT, "generator state image: 'seeded' flag is 0 (not a seeded generator)");
+    if (left <= 0 || left > RNG_MT_WORDS)
+        return SOWER_FAIL(SOWER_EINPUT, "generator state image: 'left' must be in 1..%d, found %d",
+                          RNG_MT_WORDS, (int)left);
+    if (next > RNG_MT_WORDS)
+        return SOWER_FAIL(SOWER_EINPUT, "generator state image: 'next' must be in 0..%d, found %llu",
+                          RNG_MT_WORDS, (unsigned long long)next);
+
+    TorchRng restored;
+    memset(&restored, 0, sizeof restored);
+    restored.seed = get_le(image + IMG_SEED, 8);
+    restored.left = left;
+    restored.next = (uint32_t)next;
+    for (int i = 0; i < RNG_MT_WORDS; i++)
+        restored.mt[i] = (uint32_t)get_le(image + IMG_STATE + 8 * i, 8); /* truncated, as torch does */
+    if (get_le(image + IMG_NORMAL_VALID, 4)) {
+        uint64_t bits = get_le(image + IMG_NORMAL_Y, 8);
+        restored.has_double_normal = 1;
+        memcpy(&restored.double_normal, &bits, sizeof bits);
+    }
+    if (image[IMG_FLOAT_VALID]) {
+        uint32_t bits = (uint32_t)get_le(image + IMG_FLOAT_NORMAL, 4);
+        restored.has_float_normal = 1;
+        memcpy(&restored.float_normal, &bits, sizeof bits);
+    }
+    restored.radius_log1p = g->radius_log1p;
+    *g = restored;
+    return SOWER_OK;
+}
+
+static const char *const kernel_names[] = {
+    [RNG_KERNEL_TORCH_CPU] = "torch-cpu",
+    [RNG_KERNEL_TORCH_CPU_SCALAR] = "torch-cpu-scalar",
+};
+
+const char *rng_kernel_name(RngKernel kernel) { return kernel_names[kernel]; }
+
+int rng_kernel_parse(const char *name, RngKernel *kernel)
+{
+    for (size_t i = 0; i < sizeof kernel_names / sizeof kernel_names[0]; i++) {
+        if (strcmp(name, kernel_names[i]) == 0) {
+            *kernel = (RngKernel)i;
+            return SOWER_OK;
+        }
+    }
+    return SOWER_FAIL(SOWER_EINPUT, "unknown generator '%s': expected torch-cpu or torch-cpu-scalar", name);
+}

@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""`sower noise` end to end against real torch's reference vectors, and its handling of bad input.
+
+usage: test_cli_noise.py SOWER_BINARY tests/data/torch_rng_reference.json
+Every vector of the reference file (made by validate/make_torch_rng_reference.py with torch) is
+rendered through the command line: one --shape per randn call (with :f64 for float64 calls); a
+get_state/set_state hand-over becomes --state-out in one run and --state-in in the next. The
+SHA-256 of the bytes written and of the final --state-out image must equal torch's.
+Standard library only: this runs in CI without torch.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print("FAIL:", msg, file=sys.stderr)
+
+
+def noise(sower, args):
+    return subprocess.run([sower, "noise", "--quiet"] + args, capture_output=True)
+
+
+def shape_arg(call):
+    dims = ",".join(str(d) for d in call["shape"])
+    return ["--shape", dims + (":f64" if call["dtype"] == "float64" else "")]
+
+
+def replay(sower, v, tmp):
+    gen = ["--generator", v["generator"]]
+    out = os.path.join(tmp, "out.bin")
+    state = os.path.join(tmp, "state.bin")
+    calls = v["calls"]
+    k = v["set_state_after"]
+    parts = [(["--seed", v["seed"]], calls)] if k is None else [
+        (["--seed", v["seed"]], calls[:k]), (["--state-in", state], calls[k:])]
+    data = b""
+    for start, sub in parts:
+        args = start + gen + sum((shape_arg(c) for c in sub), []) + ["--state-out", state, "-o", out]
+        r = noise(sower, args)
+        if r.returncode != 0:
+            fail(f"{v['name']}: exit {r.returncode}: {r.stderr.decode().strip()}")
+            return False
+        data += open(out, "rb").read()
+    ok = True
+    if hashlib.sha256(data).hexdigest() != v["output_sha256"]:
+        fail(f"{v['name']}: output differs from torch ({len(data)} bytes)")
+        ok = False
+    if hashlib.sha256(open(state, "rb").read()).hexdigest() != v["state_sha256"]:
+        fail(f"{v['name']}: state image differs from torch")
+        ok = False
+    return ok
+
+
+# (arguments, text the error message must contain); each must exit 2 and create no output.
+BAD_INPUT = [
+    (["--seed", "abc", "--shape", "4"], "--seed: expected an integer"),
+    (["--seed", "18446744073709551616", "--shape", "4"], "--seed"),
+    (["--seed", "-9223372036854775809", "--shape", "4"], "--seed"),
+    (["--seed", "1.5", "--shape", "4"], "--seed"),
+    (["--seed", "", "--shape", "4"], "--seed"),
+    (["--seed", "1", "--shape", "4,x"], "--shape: expected comma-separated sizes"),
+    (["--seed", "1", "--shape", "-4"], "--shape"),
+    (["--seed", "1", "--shape", "4,"], "--shape"),
+    (["--seed", "1", "--shape", "1,2,3,4,5,6,7,8,9"], "at most 8 dimensions"),
+    (["--seed", "1", "--shape", "65536,65536"], "limit"),
+    (["--seed", "1", "--shape", "99999999999999999999"], "limit"),
+    (["--seed", "1", "--shape", "4:f16"], "expected f32 or f64"),
+    (["--seed", "1", "--shape", "4", "--dtype", "int8"], "--dtype: expected f32 or f64"),
+    (["--seed", "1", "--shape", "4", "--generator", "torch-cuda"], "--generator: expected torch-cpu"),
+    (["--seed", "1", "--shape", "4", "--torch-version", "latest"], "--torch-version"),
+    (["--seed", "1"], "at least one --shape"),
+    (["--shape", "4"], "exactly one of --seed"),
+    (["--seed", "1", "--state-in", "x", "--shape", "4"], "exactly one of --seed"),
+    (["--seed", "1", "--shape", "4", "--bogus"], "unknown option '--bogus'"),
+    (["--seed", "1", "--shape", "4", "stray"], "unexpected argument 'stray'"),
+    (["--seed"], "--seed expects a value"),
+    (["--state-in", "/nonexistent/state.bin", "--shape", "4"], "cannot open '/nonexistent/state.bin'"),
+    (["--state-in", "{tmp}", "--shape", "4"], "is a directory"),
+    (["--state-in", "{short_state}", "--shape", "4"], "expected 5056 bytes"),
+    (["--state-in", "{bad_state}", "--shape", "4"], "'left' must be in 1..624"),
+]
+
+
+def check_bad_input(sower, tmp):
+    short_state = os.path.join(tmp, "short.bin")
+    open(short_state, "wb").write(b"\0" * 100)
+    good = os.path.join(tmp, "good_state.bin")
+    r = noise(sower, ["--seed", "3", "--shape", "4", "--state-out", good, "-o", os.devnull])
+    if r.returncode != 0:
+        fail("could not write a state image")
+        return
+    image = bytearray(open(good, "rb").read())
+    image[8:12] = b"\0\0\0\0"  # left = 0
+    bad_state = os.path.join(tmp, "bad_state.bin")
+    open(bad_state, "wb").write(bytes(image))
+    for args, expected in BAD_INPUT:
+        args = [a.format(tmp=tmp, short_state=short_state, bad_state=bad_state) for a in args]
+        out = os.path.join(tmp, "must_not_exist.bin")
+        r = noise(sower, ["-o", out] + args)
+        err = r.stderr.decode()
+        if r.returncode != 2:
+            fail(f"{args}: exit {r.returncode}, expected 2 ({err.strip()})")
+        if expected not in err:
+            fail(f"{args}: message {err.strip()!r} does not mention {expected!r}")
+        if "Traceback" in err or "Sanitizer" in err or "runtime error" in err:
+            fail(f"{args}: crashed: {err}")
+        if os.path.exists(out) or any(f.startswith("must_not_exist") for f in os.listdir(tmp)):
+            fail(f"{args}: left an output file behind")
+
+    # A failed run never clobbers an existing output.
+    keep = os.path.join(tmp, "keep.bin")
+    open(keep, "wb").write(b"precious")
+    noise(sower, ["--seed", "1", "--shape", "4", "--generator", "nope", "-o", keep])
+    if open(keep, "rb").read() != b"precious":
+        fail("a failed run clobbered an existing output")
+    # An output directory that does not exist is a bad path (exit 2), not a crash.
+    r = noise(sower, ["--seed", "1", "--shape", "4", "-o", "/nonexistent/dir/out.bin"])
+    if r.returncode != 2 or b"cannot create output" not in r.stderr:
+        fail(f"missing output directory: exit {r.returncode} {r.stderr!r}")
+
+
+def check_cli_basics(sower, tmp):
+    top = [
+        ([sower], 2, "usage: sower"),
+        ([sower, "--help"], 0, "commands:"),
+        ([sower, "--version"], 0, "revision"),
+        ([sower, "frobnicate"], 2, "unknown command 'frobnicate'"),
+        ([sower, "--frobnicate"], 2, "unknown option '--frobnicate'"),
+        ([sower, "noise", "--help"], 0, "usage: sower noise"),
+    ]
+    for argv, code, text in top:
+        r = subprocess.run(argv, capture_output=True)
+        both = (r.stdout + r.stderr).decode()
+        if r.returncode != code or text not in both:
+            fail(f"{argv[1:]}: exit {r.returncode} (expected {code}), output lacks {text!r}")
+    # Standard output, the summary line, the collision warning, '=' syntax, hex seeds.
+    r = subprocess.run([sower, "noise", "--seed=0", "--shape=1,4,64,64", "-o", "-"], capture_output=True)
+    if hashlib.sha256(r.stdout).hexdigest() != "24efac55b39e95b2d74d8fb5b3a8e8a8e808bd04129f260c4cdbb225bb952a4d":
+        fail("seed 0 1x4x64x64 on standard output differs from torch")
+    if b"sha256 24efac55" not in r.stderr:
+        fail(f"summary line missing: {r.stderr!r}")
+    r = subprocess.run([sower, "noise", "--seed", "0x100000005", "--shape", "4", "-o", os.devnull],
+                       capture_output=True)
+    if r.returncode != 0 or b"same noise as seed 5" not in r.stderr:
+        fail(f"seed >= 2^32 must warn about the collision: {r.stderr!r}")
+    # Two's complement: -1 is 2^64-1.
+    a = subprocess.run([sower, "noise", "--quiet", "--seed", "-1", "--shape", "20", "-o", "-"], capture_output=True)
+    b = subprocess.run([sower, "noise", "--quiet", "--seed", "18446744073709551615", "--shape", "20", "-o", "-"],
+                       capture_output=True)
+    if a.returncode or a.stdout != b.stdout or len(a.stdout) != 80:
+        fail("seed -1 must equal seed 2^64-1")
+
+
+def main():
+    sower, reference = sys.argv[1], sys.argv[2]
+    doc = json.load(open(reference))
+    with tempfile.TemporaryDirectory() as tmp:
+        matched = sum(replay(sower, v, tmp) for v in doc["vectors"])
+        print(f"sower noise vs torch {doc['torch_version']}: {matched} of {len(doc['vectors'])} vectors bit-identical")
+        check_cli_basics(sower, tmp)
+        check_bad_input(sower, tmp)
+        print(f"bad input: {len(BAD_INPUT)} cases checked")
+    print(f"test_cli_noise: {len(failures)} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
