@@ -6,6 +6,7 @@
  * Floating-point discipline: this file must be compiled with -ffp-contract=off and without
  * -ffast-math (CMake sets both). The fmaf() calls below are the fusions GCC makes inside torch's
  * AVX2 kernel; they must be the ONLY fused operations, which is what makes the AVX2 bits portable. */
+#include "randn_kernels.h"
 #include "rng.h"
 
 #include <float.h>
@@ -137,11 +138,9 @@ static void avx2_sincosf(float theta, float *sin_out, float *cos_out)
 }
 
 /* normal_fill_16_AVX2: lane j pairs with lane j+8; d is (16,) uniforms in, normals out.
- * On x86-64 GCC this gets an FMA clone so fmaf() is one instruction; the bits are the same. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("arch=haswell", "default")))
-#endif
-static void fill16_avx2(float *d)
+ * This portable version defines the bits; randn_simd.c has an AVX2 twin that a test proves
+ * identical over every possible input. */
+void randn_fill16_avx2_portable(float *d)
 {
     for (int j = 0; j < FILL_HALF; j++) {
         float u_radius = 1.0f - d[j];
@@ -189,15 +188,13 @@ void rng_randn_f32(TorchRng *g, RngKernel kernel, float *out, size_t n)
             out[i] = (float)normal_double_sample(g);
         return;
     }
-    void (*fill16)(float *) = kernel == RNG_KERNEL_TORCH_CPU ? fill16_avx2 : fill16_scalar_f32;
-    for (size_t i = 0; i < n; i++)
-        out[i] = rng_uniform_f32(g);
+    RandnFill16 fill16 = kernel == RNG_KERNEL_TORCH_CPU ? randn_fill16_avx2_best() : fill16_scalar_f32;
+    rng_fill_uniform_f32(g, out, n);
     for (size_t b = 0; b + FILL_BLOCK <= n; b += FILL_BLOCK)
         fill16(out + b);
     if (n % FILL_BLOCK != 0) {
         float *tail = out + n - FILL_BLOCK;
-        for (int i = 0; i < FILL_BLOCK; i++)
-            tail[i] = rng_uniform_f32(g);
+        rng_fill_uniform_f32(g, tail, FILL_BLOCK);
         fill16(tail);
     }
 }
@@ -209,14 +206,12 @@ void rng_randn_f64(TorchRng *g, double *out, size_t n)
             out[i] = normal_double_sample(g);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        out[i] = rng_uniform_f64(g);
+    rng_fill_uniform_f64(g, out, n);
     for (size_t b = 0; b + FILL_BLOCK <= n; b += FILL_BLOCK)
         fill16_f64(out + b);
     if (n % FILL_BLOCK != 0) {
         double *tail = out + n - FILL_BLOCK;
-        for (int i = 0; i < FILL_BLOCK; i++)
-            tail[i] = rng_uniform_f64(g);
+        rng_fill_uniform_f64(g, tail, FILL_BLOCK);
         fill16_f64(tail);
     }
 }

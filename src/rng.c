@@ -23,27 +23,41 @@ void rng_seed(TorchRng *g, uint64_t seed)
     g->next = 0;
 }
 
+static inline uint32_t twist_word(uint32_t current, uint32_t following, uint32_t far)
+{
+    uint32_t mix = (current & MT_UPPER_MASK) | (following & MT_LOWER_MASK);
+    return far ^ (mix >> 1) ^ ((following & 1u) ? MT_MATRIX_A : 0u);
+}
+
+/* The standard MT19937 recurrence, split at the wrap-arounds so the loops have no modulo
+ * (and vectorise); word i reads words i+1 and i+397 as already updated where they wrapped. */
 static void twist(TorchRng *g)
 {
+    uint32_t *mt = g->mt;
+    int i = 0;
     g->left = RNG_MT_WORDS;
     g->next = 0;
-    for (int i = 0; i < RNG_MT_WORDS; i++) {
-        uint32_t following = g->mt[(i + 1) % RNG_MT_WORDS];
-        uint32_t mix = (g->mt[i] & MT_UPPER_MASK) | (following & MT_LOWER_MASK);
-        g->mt[i] = g->mt[(i + MT_SHIFT) % RNG_MT_WORDS] ^ (mix >> 1) ^ ((following & 1u) ? MT_MATRIX_A : 0u);
-    }
+    for (; i < RNG_MT_WORDS - MT_SHIFT; i++)
+        mt[i] = twist_word(mt[i], mt[i + 1], mt[i + MT_SHIFT]);
+    for (; i < RNG_MT_WORDS - 1; i++)
+        mt[i] = twist_word(mt[i], mt[i + 1], mt[i + MT_SHIFT - RNG_MT_WORDS]);
+    mt[i] = twist_word(mt[i], mt[0], mt[MT_SHIFT - 1]);
+}
+
+static inline uint32_t temper(uint32_t y)
+{
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9D2C5680u;
+    y ^= (y << 15) & 0xEFC60000u;
+    y ^= y >> 18;
+    return y;
 }
 
 uint32_t rng_random(TorchRng *g)
 {
     if (--g->left == 0)
         twist(g);
-    uint32_t y = g->mt[g->next++];
-    y ^= y >> 11;
-    y ^= (y << 7) & 0x9D2C5680u;
-    y ^= (y << 15) & 0xEFC60000u;
-    y ^= y >> 18;
-    return y;
+    return temper(g->mt[g->next++]);
 }
 
 uint64_t rng_random64(TorchRng *g)
@@ -59,6 +73,52 @@ float rng_uniform_f32(TorchRng *g) { return (float)(rng_random(g) & 0x00FFFFFFu)
 double rng_uniform_f64(TorchRng *g)
 {
     return (double)(rng_random64(g) & ((UINT64_C(1) << 53) - 1)) * 0x1p-53;
+}
+
+/* n calls of rng_uniform_f64, pairs of words at a time between twists. */
+void rng_fill_uniform_f64(TorchRng *g, double *out, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t before_twist = (size_t)g->left - 1; /* draws possible without twisting */
+        if (before_twist < 2) {
+            out[i++] = rng_uniform_f64(g);
+            continue;
+        }
+        size_t run = before_twist / 2;
+        if (run > n - i)
+            run = n - i;
+        const uint32_t *words = g->mt + g->next;
+        for (size_t k = 0; k < run; k++) {
+            uint64_t bits = ((uint64_t)temper(words[2 * k]) << 32) | temper(words[2 * k + 1]);
+            out[i + k] = (double)(bits & ((UINT64_C(1) << 53) - 1)) * 0x1p-53;
+        }
+        g->next += (uint32_t)(2 * run);
+        g->left -= (int32_t)(2 * run);
+        i += run;
+    }
+}
+
+/* n calls of rng_uniform_f32, a run of words at a time between twists. */
+void rng_fill_uniform_f32(TorchRng *g, float *out, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (g->left == 1) { /* the next draw twists */
+            out[i++] = rng_uniform_f32(g);
+            continue;
+        }
+        /* Draws possible before the next twist: left - 1 (the draw that makes left 0 twists). */
+        size_t run = (size_t)g->left - 1;
+        if (run > n - i)
+            run = n - i;
+        const uint32_t *words = g->mt + g->next;
+        for (size_t k = 0; k < run; k++)
+            out[i + k] = (float)(temper(words[k]) & 0x00FFFFFFu) * 0x1p-24f;
+        g->next += (uint32_t)run;
+        g->left -= (int32_t)run;
+        i += run;
+    }
 }
 
 /* ---- state image (torch's CPUGeneratorImplState, x86-64 layout, little-endian) ---- */

@@ -61,6 +61,8 @@ uint32_t rng_random(TorchRng *g);   /* one tempered MT19937 word */
 uint64_t rng_random64(TorchRng *g); /* first draw is the high word */
 float rng_uniform_f32(TorchRng *g); /* (random() & 2^24-1) * 2^-24, in [0, 1) */
 double rng_uniform_f64(TorchRng *g); /* (random64() & 2^53-1) * 2^-53, in [0, 1) */
+void rng_fill_uniform_f32(TorchRng *g, float *out, size_t n); /* n x rng_uniform_f32, fast */
+void rng_fill_uniform_f64(TorchRng *g, double *out, size_t n); /* n x rng_uniform_f64 */
 
 /* torch.randn(n, dtype=float32, generator=g) into out (n,). */
 void rng_randn_f32(TorchRng *g, RngKernel kernel, float *out, size_t n);
