@@ -96,6 +96,104 @@ int cli_parse_shape(const char *option, const char *text, int64_t *dims, int *nd
     return SOWER_OK;
 }
 
+int cli_parse_seed_list(const char *option, const char *text, size_t max_seeds, uint64_t **seeds, size_t *n_seeds)
+{
+    *seeds = NULL;
+    *n_seeds = 0;
+    size_t cap = 0;
+    const char *p = text;
+    int status = SOWER_OK;
+    if (*p == '\0')
+        return SOWER_FAIL(SOWER_EUSAGE, "%s: expected seeds like 0-7,42, found an empty list", option);
+    while (*p) {
+        char item[64];
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= sizeof item) {
+            status = SOWER_FAIL(SOWER_EUSAGE, "%s: expected seeds like 0-7,42, found '%s'", option, text);
+            goto fail;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        uint64_t lo, hi;
+        char *dash = strchr(item, '-');
+        if (dash && dash != item) {
+            *dash = '\0';
+            if (cli_parse_u64(option, item, 0, &lo) != SOWER_OK || cli_parse_u64(option, dash + 1, 0, &hi) != SOWER_OK) {
+                status = SOWER_FAIL(SOWER_EUSAGE, "%s: bad range '%.*s' in '%s' (expected A-B with 0 <= A <= B < 2^64)",
+                                    option, (int)len, p, text);
+                goto fail;
+            }
+        } else {
+            if (cli_parse_u64(option, item, 0, &lo) != SOWER_OK) {
+                status = SOWER_FAIL(SOWER_EUSAGE, "%s: bad seed '%s' in '%s' (expected integers in 0..2^64-1)", option,
+                                    item, text);
+                goto fail;
+            }
+            hi = lo;
+        }
+        if (hi < lo) {
+            status = SOWER_FAIL(SOWER_EUSAGE, "%s: range '%.*s' ends before it starts", option, (int)len, p);
+            goto fail;
+        }
+        if (hi - lo >= max_seeds || *n_seeds + (size_t)(hi - lo) + 1 > max_seeds) {
+            status = SOWER_FAIL(SOWER_EUSAGE, "%s: more than %zu seeds", option, max_seeds);
+            goto fail;
+        }
+        size_t need = *n_seeds + (size_t)(hi - lo) + 1;
+        if (need > cap) {
+            cap = need * 2;
+            uint64_t *grown = realloc(*seeds, cap * sizeof **seeds);
+            if (!grown) {
+                status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for the seed list");
+                goto fail;
+            }
+            *seeds = grown;
+        }
+        for (uint64_t s = lo;; s++) {
+            (*seeds)[(*n_seeds)++] = s;
+            if (s == hi)
+                break;
+        }
+        p += len;
+        if (*p == ',') {
+            p++;
+            if (*p == '\0') {
+                status = SOWER_FAIL(SOWER_EUSAGE, "%s: trailing comma in '%s'", option, text);
+                goto fail;
+            }
+        }
+    }
+    return SOWER_OK;
+fail:
+    free(*seeds);
+    *seeds = NULL;
+    *n_seeds = 0;
+    return status;
+}
+
+int cli_parse_int(const char *option, const char *text, long lo, long hi, long *value)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end != '\0' || v < lo || v > hi)
+        return SOWER_FAIL(SOWER_EUSAGE, "%s: expected an integer in %ld..%ld, found '%s'", option, lo, hi, text);
+    *value = v;
+    return SOWER_OK;
+}
+
+int cli_parse_double(const char *option, const char *text, double lo, double hi, double *value)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end != '\0' || !(v >= lo && v <= hi))
+        return SOWER_FAIL(SOWER_EUSAGE, "%s: expected a number in %g..%g, found '%s'", option, lo, hi, text);
+    *value = v;
+    return SOWER_OK;
+}
+
 int cli_unknown(const char *command, const char *arg)
 {
     if (arg[0] == '-')

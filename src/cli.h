@@ -24,6 +24,17 @@ int cli_parse_u64(const char *option, const char *text, int allow_negative, uint
 int cli_parse_shape(const char *option, const char *text, int64_t *dims, int *ndims, uint64_t max_numel,
                     uint64_t *numel) SOWER_MUST_CHECK;
 
+/* SEEDS: comma-separated uint64 values and inclusive ranges "a-b" (e.g. "0-7,4294967303"), in
+ * order, at most max_seeds in all. *seeds is a new array (caller frees). */
+int cli_parse_seed_list(const char *option, const char *text, size_t max_seeds, uint64_t **seeds,
+                        size_t *n_seeds) SOWER_MUST_CHECK;
+
+/* A positive integer in lo..hi. */
+int cli_parse_int(const char *option, const char *text, long lo, long hi, long *value) SOWER_MUST_CHECK;
+
+/* A finite number in lo..hi. */
+int cli_parse_double(const char *option, const char *text, double lo, double hi, double *value) SOWER_MUST_CHECK;
+
 /* The status for an option this command does not know, or a stray argument. */
 int cli_unknown(const char *command, const char *arg) SOWER_MUST_CHECK;
 

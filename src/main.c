@@ -15,6 +15,8 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+    {"sample", cmd_sample, "render seeds of a diffusers UNet2DModel folder to a .npy (one process)"},
+    {"info", cmd_info, "show a model folder's config, parameter count and weight digest"},
     {"noise", cmd_noise, "write torch-identical initial noise for a seed (raw little-endian values)"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };

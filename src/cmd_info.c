@@ -1,0 +1,57 @@
+/* cmd_info.c: `sower info MODEL_DIR`: what a model folder holds and its weight digest. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "digest.h"
+#include "gemm.h"
+#include "model.h"
+
+static void print_config(const UNetConfig *c)
+{
+    printf("  sample size:        %dx%d, %d -> %d channels\n", c->sample_height, c->sample_width, c->in_channels,
+           c->out_channels);
+    printf("  blocks:            ");
+    for (int i = 0; i < c->n_blocks; i++)
+        printf(" %s(%d)", c->down_has_attention[i] ? "AttnDown" : "Down", c->block_out_channels[i]);
+    printf(" | mid%s |", c->add_attention ? "(attn)" : "");
+    for (int i = 0; i < c->n_blocks; i++)
+        printf(" %s", c->up_has_attention[i] ? "AttnUp" : "Up");
+    printf("\n  layers per block:   %d\n", c->layers_per_block);
+    if (c->attention_head_dim)
+        printf("  attention:          head dim %d\n", c->attention_head_dim);
+    else
+        printf("  attention:          one head per block\n");
+    printf("  groups, eps:        %d, %g\n", c->norm_num_groups, (double)c->norm_eps);
+    printf("  time embedding:     flip_sin_to_cos %s, freq_shift %g\n", c->flip_sin_to_cos ? "true" : "false",
+           (double)c->freq_shift);
+}
+
+int cmd_info(int argc, char **argv)
+{
+    if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        puts("usage: sower info MODEL_DIR\n\nPrints the model's layout, config summary, parameter count and the "
+             "SHA-256 of its weight file.");
+        return SOWER_OK;
+    }
+    if (argc != 1 || argv[0][0] == '-')
+        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower info MODEL_DIR");
+    Model m;
+    int status = model_load(&m, argv[0]);
+    if (status == SOWER_OK) {
+        char hex[DIGEST_HEX_CHARS];
+        digest_hex(m.weights_sha256, hex);
+        printf("model %s (%s layout)\n", m.dir, m.flat_layout ? "flat UNet2DModel" : "diffusers pipeline");
+        printf("  config:             %s\n", m.unet_config_path);
+        printf("  weights:            %s\n", m.weights_path);
+        printf("  weights sha256:     %s\n", hex);
+        printf("  parameters:         %lld in %d tensors\n", (long long)m.unet.n_values, m.unet.n_params);
+        printf("  scheduler:          %s (%s)\n", m.scheduler_class[0] ? m.scheduler_class : "unnamed",
+               m.scheduler_config_path);
+        print_config(&m.unet.cfg);
+        printf("  CPU kernels:        %s\n", gemm_backend_identity());
+    }
+    model_free(&m);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}

@@ -1,0 +1,161 @@
+/* model.c: locate, read and check a diffusers model folder. */
+#define _POSIX_C_SOURCE 200809L
+#include "model.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "outfile.h"
+
+enum { CONFIG_MAX_BYTES = 1 << 20 };
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int join(char *out, size_t size, const char *dir, const char *name)
+{
+    if ((size_t)snprintf(out, size, "%s/%s", dir, name) >= size)
+        return SOWER_FAIL(SOWER_EPATH, "model path '%s/%s' is too long", dir, name);
+    return SOWER_OK;
+}
+
+static int read_text(const char *path, char **text, size_t *bytes)
+{
+    unsigned char *data = NULL;
+    int status = file_read_all(path, CONFIG_MAX_BYTES, &data, bytes);
+    if (status != SOWER_OK)
+        return SOWER_FAIL(SOWER_EMODEL, "%s", sower_error_message());
+    char *t = realloc(data, *bytes + 1);
+    if (!t) {
+        free(data);
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading '%s'", path);
+    }
+    t[*bytes] = '\0';
+    *text = t;
+    return SOWER_OK;
+}
+
+/* Refuses pickle weights with a clear message when the safetensors file is missing. */
+static int find_weights(Model *m, const char *unet_dir)
+{
+    SOWER_TRY(join(m->weights_path, sizeof m->weights_path, unet_dir, "diffusion_pytorch_model.safetensors"));
+    if (is_file(m->weights_path))
+        return SOWER_OK;
+    static const char *const pickles[] = {"diffusion_pytorch_model.bin", "diffusion_pytorch_model.ckpt",
+                                          "diffusion_pytorch_model.pt", "model.ckpt"};
+    for (size_t i = 0; i < sizeof pickles / sizeof pickles[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", unet_dir, pickles[i]);
+        if (is_file(path))
+            return SOWER_FAIL(SOWER_EMODEL,
+                              "%s: pickle weights are refused (loading them executes code); convert them to "
+                              "%s/diffusion_pytorch_model.safetensors, e.g. with diffusers: "
+                              "UNet2DModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)",
+                              path, unet_dir);
+    }
+    return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the UNet weights, in safetensors format)", m->weights_path);
+}
+
+static int locate(Model *m, const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return SOWER_FAIL(SOWER_EMODEL, "model '%s' is not a directory (expected a diffusers model folder)", dir);
+    char unet_dir[4096];
+    SOWER_TRY(join(unet_dir, sizeof unet_dir, dir, "unet"));
+    SOWER_TRY(join(m->unet_config_path, sizeof m->unet_config_path, unet_dir, "config.json"));
+    if (is_file(m->unet_config_path)) {
+        m->flat_layout = 0;
+        SOWER_TRY(join(m->scheduler_config_path, sizeof m->scheduler_config_path, dir,
+                       "scheduler/scheduler_config.json"));
+    } else {
+        SOWER_TRY(join(m->unet_config_path, sizeof m->unet_config_path, dir, "config.json"));
+        if (!is_file(m->unet_config_path))
+            return SOWER_FAIL(SOWER_EMODEL,
+                              "model '%s': found neither unet/config.json (pipeline layout) nor config.json (flat "
+                              "UNet2DModel layout)",
+                              dir);
+        m->flat_layout = 1;
+        snprintf(unet_dir, sizeof unet_dir, "%s", dir);
+        SOWER_TRY(join(m->scheduler_config_path, sizeof m->scheduler_config_path, dir, "scheduler_config.json"));
+    }
+    if (!is_file(m->scheduler_config_path))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the scheduler config of model '%s')",
+                          m->scheduler_config_path, dir);
+    SOWER_TRY(find_weights(m, unet_dir));
+    return SOWER_OK;
+}
+
+/* The _class_name of a JSON config into out ("" if absent); fails if it is not `expected`. */
+static int check_class(const char *text, size_t bytes, const char *path, const char *const *expected, char *out,
+                       size_t out_size)
+{
+    cJSON *obj = cJSON_ParseWithLength(text, bytes);
+    if (!obj || !cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
+    }
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(obj, "_class_name");
+    int status = SOWER_OK;
+    if (cls && !cJSON_IsString(cls)) {
+        status = SOWER_FAIL(SOWER_EMODEL, "%s: key '_class_name': expected a string", path);
+    } else if (cls) {
+        int ok = 0;
+        for (int i = 0; expected[i]; i++)
+            ok |= strcmp(cls->valuestring, expected[i]) == 0;
+        if (!ok)
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: key '_class_name': found '%s', sower supports %s%s%s", path,
+                                cls->valuestring, expected[0], expected[1] ? " and " : "",
+                                expected[1] ? expected[1] : "");
+        else if (out)
+            snprintf(out, out_size, "%s", cls->valuestring);
+    }
+    cJSON_Delete(obj);
+    return status;
+}
+
+static int digest_weights(Model *m)
+{
+    /* The mapping covers the whole file: its SHA-256 is the file's. */
+    SOWER_TRY(digest_buffer(m->weights.map, m->weights.map_bytes, m->weights_sha256));
+    return SOWER_OK;
+}
+
+int model_load(Model *m, const char *dir)
+{
+    memset(m, 0, sizeof *m);
+    m->dir = strdup(dir);
+    if (!m->dir)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    static const char *const unet_classes[] = {"UNet2DModel", NULL};
+    static const char *const scheduler_classes[] = {"DDPMScheduler", "DDIMScheduler", NULL};
+    SOWER_TRY(locate(m, dir));
+    SOWER_TRY(read_text(m->unet_config_path, &m->unet_config_text, &m->unet_config_bytes));
+    SOWER_TRY(check_class(m->unet_config_text, m->unet_config_bytes, m->unet_config_path, unet_classes, NULL, 0));
+    SOWER_TRY(read_text(m->scheduler_config_path, &m->scheduler_config_text, &m->scheduler_config_bytes));
+    SOWER_TRY(check_class(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
+                          scheduler_classes, m->scheduler_class, sizeof m->scheduler_class));
+    UNetConfig cfg;
+    SOWER_TRY(unet_config_parse(m->unet_config_text, m->unet_config_bytes, m->unet_config_path, &cfg));
+    SOWER_TRY(unet_init(&m->unet, &cfg));
+    SOWER_TRY(safetensors_open(&m->weights, m->weights_path));
+    SOWER_TRY(unet_bind(&m->unet, &m->weights));
+    SOWER_TRY(digest_weights(m));
+    return SOWER_OK;
+}
+
+void model_free(Model *m)
+{
+    unet_free(&m->unet);
+    safetensors_close(&m->weights);
+    free(m->unet_config_text);
+    free(m->scheduler_config_text);
+    free(m->dir);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,39 @@
+/* model.h: a diffusers model folder, as users download it.
+ *   pipeline layout: DIR/model_index.json, DIR/unet/{config.json, diffusion_pytorch_model.safetensors},
+ *                    DIR/scheduler/scheduler_config.json
+ *   flat layout (google/ddpm-cifar10-32): DIR/{config.json, diffusion_pytorch_model.safetensors,
+ *                    scheduler_config.json, model_index.json}
+ * Weights are safetensors only: pickle files (.bin, .ckpt, .pt) are refused, because loading them
+ * executes code. The weight file is mapped once and used in place. */
+#ifndef SOWER_MODEL_H
+#define SOWER_MODEL_H
+
+#include <stddef.h>
+
+#include "digest.h"
+#include "err.h"
+#include "safetensors.h"
+#include "unet.h"
+
+typedef struct {
+    char *dir;
+    int flat_layout;
+    char unet_config_path[4096];
+    char weights_path[4096];
+    char scheduler_config_path[4096];
+    char *unet_config_text;      /* the config.json bytes, NUL-terminated */
+    size_t unet_config_bytes;
+    char *scheduler_config_text; /* scheduler_config.json, NUL-terminated */
+    size_t scheduler_config_bytes;
+    char scheduler_class[64];    /* its _class_name, e.g. "DDPMScheduler" ("" if absent) */
+    unsigned char weights_sha256[DIGEST_BYTES];
+    StFile weights;
+    UNet unet;
+} Model;
+
+/* Finds the layout, reads and checks configs and weights, binds the UNet. Errors are
+ * SOWER_EMODEL naming the file (and key or tensor). */
+int model_load(Model *m, const char *dir) SOWER_MUST_CHECK;
+void model_free(Model *m); /* safe on a zeroed Model */
+
+#endif /* SOWER_MODEL_H */

@@ -1,0 +1,296 @@
+/* ops.c: CPU operations for UNet2DModel (see ops.h for the layout and the determinism rules).
+ * Parallel loops (OpenMP) give each output element to one thread, computed in a fixed order, so
+ * the thread count never changes a bit; the matrix multiplies are BLIS's (gemm.h). */
+#include "ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+
+enum { IM2COL_BUDGET_FLOATS = 8 << 20 }; /* 32 MiB of columns at a time */
+
+int act_alloc(Act *a, int c, int b, int h, int w)
+{
+    size_t n = (size_t)c * (size_t)b * (size_t)h * (size_t)w;
+    a->data = malloc((n ? n : 1) * sizeof(float));
+    a->c = c, a->b = b, a->h = h, a->w = w;
+    if (!a->data)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for an activation of %d x %d x %d x %d floats", c, b, h, w);
+    return SOWER_OK;
+}
+
+void act_free(Act *a)
+{
+    free(a->data);
+    memset(a, 0, sizeof *a);
+}
+
+int scratch_reserve(Scratch *s, size_t floats)
+{
+    if (floats <= s->cap)
+        return SOWER_OK;
+    free(s->buf);
+    s->buf = malloc(floats * sizeof(float));
+    s->cap = s->buf ? floats : 0;
+    if (!s->buf)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for %zu floats of scratch", floats);
+    return SOWER_OK;
+}
+
+void scratch_free(Scratch *s)
+{
+    free(s->buf);
+    memset(s, 0, sizeof *s);
+}
+
+static void add_row_bias(float *y, const float *bias, int rows, size_t cols)
+{
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        float b = bias[r];
+        float *row = y + (size_t)r * cols;
+        for (size_t j = 0; j < cols; j++)
+            row[j] += b;
+    }
+}
+
+/* cols (K, n_rows*Wo): the im2col matrix for output rows [q0, q0+n_rows) of all (b, oy) pairs. */
+static void im2col(const ConvParams *p, ConvGeometry g, const Act *in, int ho, int wo, int q0, int n_rows,
+                   float *cols)
+{
+    const int k = p->k, kk = k * k;
+    const size_t nc = (size_t)n_rows * wo;
+    const int rows_k = p->cin * kk;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows_k; r++) {
+        int ci = r / kk, ky = (r / k) % k, kx = r % k;
+        float *dst_row = cols + (size_t)r * nc;
+        for (int q = 0; q < n_rows; q++) {
+            int b = (q0 + q) / ho, oy = (q0 + q) % ho;
+            float *dst = dst_row + (size_t)q * wo;
+            int iy = oy * g.stride + ky - g.pad_top;
+            if (iy < 0 || iy >= in->h) {
+                memset(dst, 0, (size_t)wo * sizeof(float));
+                continue;
+            }
+            const float *src = in->data + (((size_t)ci * in->b + b) * in->h + iy) * in->w;
+            int ix0 = kx - g.pad_left;
+            if (g.stride == 1) {
+                int lo = ix0 < 0 ? -ix0 : 0;                         /* first ox inside */
+                int hi = in->w - ix0 < wo ? in->w - ix0 : wo;        /* one past the last */
+                if (hi < lo)
+                    hi = lo;
+                memset(dst, 0, (size_t)lo * sizeof(float));
+                memcpy(dst + lo, src + ix0 + lo, (size_t)(hi - lo) * sizeof(float));
+                memset(dst + hi, 0, (size_t)(wo - hi) * sizeof(float));
+            } else {
+                for (int ox = 0; ox < wo; ox++) {
+                    int ix = ox * g.stride + ix0;
+                    dst[ox] = (ix >= 0 && ix < in->w) ? src[ix] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scratch *scratch)
+{
+    int ho = (in->h + g.pad_top + g.pad_bottom - p->k) / g.stride + 1;
+    int wo = (in->w + g.pad_left + g.pad_right - p->k) / g.stride + 1;
+    SOWER_TRY(act_alloc(out, p->cout, in->b, ho, wo));
+    const size_t n = act_plane(out);
+    const int kdim = p->cin * p->k * p->k;
+    int pointwise = p->k == 1 && g.stride == 1 && !g.pad_top && !g.pad_left && !g.pad_bottom && !g.pad_right;
+    if (pointwise) {
+        gemm_f32(p->cout, (int)n, kdim, p->weight, kdim, in->data, (int)n, out->data, (int)n, 0);
+    } else {
+        int total_rows = in->b * ho; /* (b, oy) pairs */
+        int rows_per_chunk = (int)(IM2COL_BUDGET_FLOATS / ((size_t)kdim * wo));
+        if (rows_per_chunk < 1)
+            rows_per_chunk = 1;
+        if (rows_per_chunk > total_rows)
+            rows_per_chunk = total_rows;
+        int status = scratch_reserve(scratch, (size_t)kdim * rows_per_chunk * wo);
+        if (status != SOWER_OK) {
+            act_free(out);
+            return sower_trace(status, __FILE__, __LINE__, __func__);
+        }
+        for (int q0 = 0; q0 < total_rows; q0 += rows_per_chunk) {
+            int n_rows = total_rows - q0 < rows_per_chunk ? total_rows - q0 : rows_per_chunk;
+            int nc = n_rows * wo;
+            im2col(p, g, in, ho, wo, q0, n_rows, scratch->buf);
+            gemm_f32(p->cout, nc, kdim, p->weight, kdim, scratch->buf, nc, out->data + (size_t)q0 * wo, (int)n, 0);
+        }
+    }
+    add_row_bias(out->data, p->bias, p->cout, n);
+    return SOWER_OK;
+}
+
+static inline float silu1(float x) { return x / (1.0f + expf(-x)); }
+
+void op_silu(float *x, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        x[i] = silu1(x[i]);
+}
+
+void op_group_norm(const GroupNormParams *p, const Act *in, Act *out, int silu)
+{
+    const int cpg = p->channels / p->groups;
+    const size_t hw = (size_t)in->h * in->w;
+    const int pairs = in->b * p->groups;
+#pragma omp parallel for schedule(static)
+    for (int pg = 0; pg < pairs; pg++) {
+        int b = pg / p->groups, grp = pg % p->groups;
+        /* Two-pass moments in double over the group's channels of sample b, in a fixed order. */
+        double sum = 0.0;
+        for (int c = grp * cpg; c < (grp + 1) * cpg; c++) {
+            const float *x = in->data + ((size_t)c * in->b + b) * hw;
+            for (size_t i = 0; i < hw; i++)
+                sum += x[i];
+        }
+        double count = (double)cpg * (double)hw;
+        double mean = sum / count, sq = 0.0;
+        for (int c = grp * cpg; c < (grp + 1) * cpg; c++) {
+            const float *x = in->data + ((size_t)c * in->b + b) * hw;
+            for (size_t i = 0; i < hw; i++) {
+                double d = x[i] - mean;
+                sq += d * d;
+            }
+        }
+        float mean_f = (float)mean;
+        float rstd = (float)(1.0 / sqrt(sq / count + (double)p->eps));
+        for (int c = grp * cpg; c < (grp + 1) * cpg; c++) {
+            const float *x = in->data + ((size_t)c * in->b + b) * hw;
+            float *y = out->data + ((size_t)c * in->b + b) * hw;
+            float scale = rstd * p->gamma[c];
+            float shift = -scale * mean_f + p->beta[c];
+            if (silu)
+                for (size_t i = 0; i < hw; i++)
+                    y[i] = silu1(scale * x[i] + shift);
+            else
+                for (size_t i = 0; i < hw; i++)
+                    y[i] = scale * x[i] + shift;
+        }
+    }
+}
+
+void op_linear(const LinearParams *p, const float *x, int batch, float *y)
+{
+    gemm_f32_bt(batch, p->out, p->in, x, p->in, p->weight, p->in, y, p->out, 0);
+    for (int b = 0; b < batch; b++)
+        for (int o = 0; o < p->out; o++)
+            y[(size_t)b * p->out + o] += p->bias[o];
+}
+
+int op_upsample_nearest2x(const Act *in, Act *out)
+{
+    SOWER_TRY(act_alloc(out, in->c, in->b, 2 * in->h, 2 * in->w));
+    const int planes = in->c * in->b;
+#pragma omp parallel for schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *src = in->data + (size_t)pl * in->h * in->w;
+        float *dst = out->data + (size_t)pl * out->h * out->w;
+        for (int y = 0; y < out->h; y++)
+            for (int x = 0; x < out->w; x++)
+                dst[(size_t)y * out->w + x] = src[(size_t)(y / 2) * in->w + x / 2];
+    }
+    return SOWER_OK;
+}
+
+/* Row-wise softmax of s (rows, cols) after multiplying by scale, in place. */
+static void softmax_rows(float *s, int rows, int cols, float scale)
+{
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        float *row = s + (size_t)r * cols;
+        float max = -INFINITY;
+        for (int j = 0; j < cols; j++) {
+            row[j] *= scale;
+            if (row[j] > max)
+                max = row[j];
+        }
+        double sum = 0.0;
+        for (int j = 0; j < cols; j++) {
+            row[j] = expf(row[j] - max);
+            sum += row[j];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j < cols; j++)
+            row[j] *= inv;
+    }
+}
+
+int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scratch)
+{
+    const int c = p->channels, dh = p->dim_head;
+    const int hw = x->h * x->w;
+    const size_t n = act_plane(x);
+    Act g = {0}, q = {0}, k = {0}, v = {0};
+    int status = SOWER_OK;
+    SOWER_TRY_GOTO(act_alloc(&g, c, x->b, x->h, x->w), status, done);
+    SOWER_TRY_GOTO(act_alloc(&q, c, x->b, x->h, x->w), status, done);
+    SOWER_TRY_GOTO(act_alloc(&k, c, x->b, x->h, x->w), status, done);
+    SOWER_TRY_GOTO(act_alloc(&v, c, x->b, x->h, x->w), status, done);
+    SOWER_TRY_GOTO(scratch_reserve(scratch, (size_t)hw * hw), status, done);
+    op_group_norm(&p->norm, x, &g, 0);
+    /* Projections over the whole batch: (C, C) . (C, B*HW). */
+    const LinearParams *proj[3] = {&p->q, &p->k, &p->v};
+    Act *dst[3] = {&q, &k, &v};
+    for (int i = 0; i < 3; i++) {
+        gemm_f32(c, (int)n, c, proj[i]->weight, c, g.data, (int)n, dst[i]->data, (int)n, 0);
+        add_row_bias(dst[i]->data, proj[i]->bias, c, n);
+    }
+    /* Per sample and head: scores (HW, HW) = scale * q^T k, softmax, o (dh, HW) = v . P^T.
+     * The output overwrites g, which is no longer needed. */
+    const float scale = 1.0f / sqrtf((float)dh);
+    float *scores = scratch->buf;
+    for (int b = 0; b < x->b; b++) {
+        for (int h = 0; h < p->heads; h++) {
+            size_t off = (size_t)h * dh * n + (size_t)b * hw;
+            gemm_f32_at(hw, hw, dh, q.data + off, (int)n, k.data + off, (int)n, scores, hw, 0);
+            softmax_rows(scores, hw, hw, scale);
+            gemm_f32_bt(dh, hw, hw, v.data + off, (int)n, scores, hw, g.data + off, (int)n, 0);
+        }
+    }
+    SOWER_TRY_GOTO(act_alloc(out, c, x->b, x->h, x->w), status, done);
+    gemm_f32(c, (int)n, c, p->out.weight, c, g.data, (int)n, out->data, (int)n, 0);
+    const float rescale = p->rescale_output;
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < c; ch++) {
+        float *o = out->data + (size_t)ch * n;
+        const float *res = x->data + (size_t)ch * n;
+        float bias = p->out.bias[ch];
+        for (size_t i = 0; i < n; i++)
+            o[i] = ((o[i] + bias) + res[i]) / rescale;
+    }
+done:
+    act_free(&g);
+    act_free(&q);
+    act_free(&k);
+    act_free(&v);
+    return status;
+}
+
+void op_timestep_embedding(const int64_t *timesteps, int batch, int dim, int flip_sin_to_cos, float freq_shift,
+                           float *emb)
+{
+    const int half = dim / 2;
+    const float neg_log_period = (float)(-log(10000.0)); /* python float * float32 tensor */
+    for (int b = 0; b < batch; b++) {
+        float *e = emb + (size_t)b * dim;
+        float t = (float)timesteps[b];
+        for (int i = 0; i < half; i++) {
+            float exponent = (neg_log_period * (float)i) / ((float)half - freq_shift);
+            float arg = t * expf(exponent);
+            float s = sinf(arg), c = cosf(arg);
+            e[flip_sin_to_cos ? half + i : i] = s;
+            e[flip_sin_to_cos ? i : half + i] = c;
+        }
+        if (dim % 2)
+            e[dim - 1] = 0.0f;
+    }
+}

@@ -1,0 +1,81 @@
+/* ops.h: the CPU reference backend's operations for UNet2DModel, float32.
+ *
+ * Activations are (C, B, H, W): channel-major with the batch inside each channel, so a
+ * convolution over the whole batch is ONE matrix multiply, W (Cout, Cin*k*k) . cols
+ * (Cin*k*k, B*H*W), whose per-element reduction order does not depend on B (gemm.h). Every
+ * other operation computes each output element from its own sample only, in a fixed order, so a
+ * sample's bits never depend on the batch or the thread count. Weights are the diffusers tensors
+ * as stored (row-major), used in place. */
+#ifndef SOWER_OPS_H
+#define SOWER_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct {
+    float *data; /* (c, b, h, w) */
+    int c, b, h, w;
+} Act;
+
+static inline size_t act_plane(const Act *a) { return (size_t)a->b * a->h * a->w; }
+static inline size_t act_numel(const Act *a) { return (size_t)a->c * act_plane(a); }
+int act_alloc(Act *a, int c, int b, int h, int w) SOWER_MUST_CHECK;
+void act_free(Act *a); /* safe on a zeroed Act */
+
+/* Scratch memory reused by the operations (im2col columns, attention scores). */
+typedef struct {
+    float *buf;
+    size_t cap; /* floats */
+} Scratch;
+int scratch_reserve(Scratch *s, size_t floats) SOWER_MUST_CHECK;
+void scratch_free(Scratch *s);
+
+typedef struct {
+    const float *weight; /* (cout, cin, k, k) */
+    const float *bias;   /* (cout,) */
+    int cout, cin, k;
+} ConvParams;
+
+typedef struct {
+    int stride;
+    int pad_top, pad_left, pad_bottom, pad_right;
+} ConvGeometry;
+
+typedef struct {
+    const float *weight; /* (out, in) */
+    const float *bias;   /* (out,) */
+    int out, in;
+} LinearParams;
+
+typedef struct {
+    const float *gamma, *beta; /* (channels,) */
+    int channels, groups;
+    float eps;
+} GroupNormParams;
+
+typedef struct {
+    GroupNormParams norm;
+    LinearParams q, k, v, out; /* (C, C) each */
+    int channels, heads, dim_head;
+    float rescale_output; /* the output is divided by it (1 in practice) */
+} AttentionParams;
+
+/* out = conv(in) + bias; allocates out (cout, B, Ho, Wo). */
+int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scratch *scratch) SOWER_MUST_CHECK;
+/* out = group_norm(in) (then SiLU if silu); out may be in. */
+void op_group_norm(const GroupNormParams *p, const Act *in, Act *out, int silu);
+/* x = x / (1 + exp(-x)), element-wise, in place. */
+void op_silu(float *x, size_t n);
+/* y (batch, out) = x (batch, in) W^T + b. */
+void op_linear(const LinearParams *p, const float *x, int batch, float *y);
+/* out (C, B, 2H, 2W) = nearest-neighbour upsampling of in; allocates out. */
+int op_upsample_nearest2x(const Act *in, Act *out) SOWER_MUST_CHECK;
+/* out = (attention(group_norm(x)) + x) / rescale_output; allocates out. */
+int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scratch) SOWER_MUST_CHECK;
+/* Sinusoidal timestep embedding (diffusers get_timestep_embedding): emb (batch, dim). */
+void op_timestep_embedding(const int64_t *timesteps, int batch, int dim, int flip_sin_to_cos, float freq_shift,
+                           float *emb);
+
+#endif /* SOWER_OPS_H */

@@ -1,0 +1,99 @@
+/* pipeline.c: the denoising loop over batches of seeds. */
+#include "pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "npy.h"
+#include "ops.h"
+
+/* Trace files for one seed: the sample after every step and the model output at every step. */
+static int write_traces(const RenderSettings *rs, uint64_t seed, const float *samples, const float *outputs,
+                        int steps, int c)
+{
+    char path[4200];
+    int64_t shape[4] = {steps, c, rs->height, rs->width};
+    snprintf(path, sizeof path, "%s/seed_%llu_samples.npy", rs->trace_dir, (unsigned long long)seed);
+    SOWER_TRY(npy_write_f32(path, samples, shape, 4));
+    snprintf(path, sizeof path, "%s/seed_%llu_model_outputs.npy", rs->trace_dir, (unsigned long long)seed);
+    SOWER_TRY(npy_write_f32(path, outputs, shape, 4));
+    return SOWER_OK;
+}
+
+/* Renders seeds[0..nb) as one batch into out (nb, C, H, W). */
+static int render_batch(const RenderSettings *rs, const uint64_t *seeds, int nb, float *out, Scratch *scratch)
+{
+    const UNet *unet = &rs->model->unet;
+    const Scheduler *sched = rs->scheduler;
+    const int c_in = unet->cfg.in_channels, c_out = unet->cfg.out_channels;
+    const size_t per = (size_t)c_in * rs->height * rs->width; /* values per sample */
+    const int steps = sched->num_inference_steps;
+    int status = SOWER_OK;
+    if (c_in != c_out)
+        return SOWER_FAIL(SOWER_EMODEL, "model '%s': in_channels %d != out_channels %d: not a denoiser sower can "
+                                        "sample from", rs->model->dir, c_in, c_out);
+    TorchRng *gens = calloc((size_t)nb, sizeof *gens);
+    float *eps = malloc(per * nb * sizeof(float));   /* (nb, C, H, W) */
+    float *noise = malloc(per * sizeof(float));      /* (C, H, W) */
+    int64_t *ts = malloc((size_t)nb * sizeof *ts);   /* (nb,) */
+    float *trace_samples = NULL, *trace_outputs = NULL; /* (nb, steps, C, H, W) */
+    if (rs->trace_dir) {
+        trace_samples = malloc(per * steps * nb * sizeof(float));
+        trace_outputs = malloc(per * steps * nb * sizeof(float));
+    }
+    if (!gens || !eps || !noise || !ts || (rs->trace_dir && (!trace_samples || !trace_outputs))) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for a batch of %d samples", nb);
+        goto done;
+    }
+    for (int b = 0; b < nb; b++) {
+        gens[b].radius_log1p = rs->torch_log1p;
+        rng_seed(&gens[b], seeds[b]);
+        rng_randn_f32(&gens[b], rs->generator, out + per * b, per);
+    }
+    for (int i = 0; i < steps; i++) {
+        for (int b = 0; b < nb; b++)
+            ts[b] = sched->timesteps[i];
+        SOWER_TRY_GOTO(unet_forward(unet, out, ts, nb, rs->height, rs->width, eps, scratch), status, done);
+        for (int b = 0; b < nb; b++) {
+            float *x = out + per * b;
+            const float *e = eps + per * b;
+            const float *z = NULL;
+            if (scheduler_step_needs_noise(sched, i, rs->eta)) {
+                rng_randn_f32(&gens[b], rs->generator, noise, per);
+                z = noise;
+            }
+            scheduler_step(sched, i, rs->eta, e, x, z, x, per);
+            if (rs->trace_dir) {
+                memcpy(trace_samples + per * ((size_t)b * steps + i), x, per * sizeof(float));
+                memcpy(trace_outputs + per * ((size_t)b * steps + i), e, per * sizeof(float));
+            }
+        }
+    }
+    for (int b = 0; rs->trace_dir && b < nb; b++)
+        SOWER_TRY_GOTO(write_traces(rs, seeds[b], trace_samples + per * steps * b, trace_outputs + per * steps * b,
+                                    steps, c_in),
+                       status, done);
+done:
+    free(gens);
+    free(eps);
+    free(noise);
+    free(ts);
+    free(trace_samples);
+    free(trace_outputs);
+    return status;
+}
+
+int render_seeds(const RenderSettings *rs, const uint64_t *seeds, int n_seeds, float *out)
+{
+    const size_t per = (size_t)rs->model->unet.cfg.in_channels * rs->height * rs->width;
+    Scratch scratch = {0};
+    int status = SOWER_OK;
+    for (int s = 0; s < n_seeds && status == SOWER_OK; s += rs->batch) {
+        int nb = n_seeds - s < rs->batch ? n_seeds - s : rs->batch;
+        status = render_batch(rs, seeds + s, nb, out + per * s, &scratch);
+    }
+    scratch_free(&scratch);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}

@@ -1,0 +1,311 @@
+/* safetensors.c: map, validate and index a .safetensors file. */
+#define _POSIX_C_SOURCE 200809L
+#include "safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { ST_MAX_TENSORS = 1 << 20 };
+
+typedef struct {
+    uint64_t begin, end; /* byte offsets into the data section */
+    int index;           /* into f->tensors */
+} Extent;
+
+static int extent_cmp(const void *a, const void *b)
+{
+    const Extent *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+}
+
+static int tensor_name_cmp(const void *a, const void *b)
+{
+    return strcmp(((const StTensor *)a)->name, ((const StTensor *)b)->name);
+}
+
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+    float magnitude;
+    if (exp == 0)
+        magnitude = ldexpf((float)mant, -24); /* zero or subnormal, exact */
+    else if (exp == 31)
+        magnitude = mant ? NAN : INFINITY;
+    else
+        magnitude = ldexpf((float)(mant | 0x400), (int)exp - 25);
+    uint32_t bits;
+    memcpy(&bits, &magnitude, sizeof bits);
+    bits |= sign;
+    float out;
+    memcpy(&out, &bits, sizeof out);
+    return out;
+}
+
+static float bf16_to_float(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float out;
+    memcpy(&out, &bits, sizeof out);
+    return out;
+}
+
+static int parse_dtype(const StFile *f, const char *name, const cJSON *dtype, StDtype *out, int *elem_bytes)
+{
+    if (!cJSON_IsString(dtype))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': 'dtype' must be a string", f->path, name);
+    if (strcmp(dtype->valuestring, "F32") == 0)
+        *out = ST_F32, *elem_bytes = 4;
+    else if (strcmp(dtype->valuestring, "F16") == 0)
+        *out = ST_F16, *elem_bytes = 2;
+    else if (strcmp(dtype->valuestring, "BF16") == 0)
+        *out = ST_BF16, *elem_bytes = 2;
+    else
+        return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': dtype %s is not supported (expected F32, F16 or BF16)",
+                          f->path, name, dtype->valuestring);
+    return SOWER_OK;
+}
+
+static int parse_offset(const StFile *f, const char *name, const cJSON *v, uint64_t *out)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740992.0 ||
+        v->valuedouble != floor(v->valuedouble))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': data_offsets must be non-negative integers", f->path, name);
+    *out = (uint64_t)v->valuedouble;
+    return SOWER_OK;
+}
+
+/* Fills t (shape, dtype) and its extent from one header entry. */
+static int parse_entry(const StFile *f, const cJSON *entry, StTensor *t, Extent *ext, int *elem_bytes)
+{
+    const char *name = entry->string;
+    if (!cJSON_IsObject(entry))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': expected an object with dtype, shape, data_offsets",
+                          f->path, name);
+    const cJSON *key;
+    cJSON_ArrayForEach(key, entry)
+    {
+        if (strcmp(key->string, "dtype") && strcmp(key->string, "shape") && strcmp(key->string, "data_offsets"))
+            return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': unexpected key '%s'", f->path, name, key->string);
+    }
+    SOWER_TRY(parse_dtype(f, name, cJSON_GetObjectItemCaseSensitive(entry, "dtype"), &t->file_dtype, elem_bytes));
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
+    if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) > ST_MAX_DIMS)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': 'shape' must be an array of at most %d sizes", f->path,
+                          name, ST_MAX_DIMS);
+    t->ndim = 0;
+    t->numel = 1;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, shape)
+    {
+        if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble != floor(d->valuedouble) ||
+            d->valuedouble > (double)(1ll << 40))
+            return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': shape entries must be non-negative integers", f->path,
+                              name);
+        t->shape[t->ndim++] = (int64_t)d->valuedouble;
+        if (t->shape[t->ndim - 1] && t->numel > (1ll << 40) / t->shape[t->ndim - 1])
+            return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': too many elements", f->path, name);
+        t->numel *= t->shape[t->ndim - 1];
+    }
+    const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
+    if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': 'data_offsets' must be [begin, end]", f->path, name);
+    SOWER_TRY(parse_offset(f, name, cJSON_GetArrayItem(offsets, 0), &ext->begin));
+    SOWER_TRY(parse_offset(f, name, cJSON_GetArrayItem(offsets, 1), &ext->end));
+    if (ext->end < ext->begin)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': data_offsets end %llu is before begin %llu", f->path, name,
+                          (unsigned long long)ext->end, (unsigned long long)ext->begin);
+    if (ext->end - ext->begin != (uint64_t)t->numel * (uint64_t)*elem_bytes)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': %llu data bytes, but its shape and dtype need %llu", f->path,
+                          name, (unsigned long long)(ext->end - ext->begin),
+                          (unsigned long long)t->numel * (unsigned long long)*elem_bytes);
+    return SOWER_OK;
+}
+
+static int check_metadata(const StFile *f, const cJSON *meta)
+{
+    if (!cJSON_IsObject(meta))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: '__metadata__' must be an object of strings", f->path);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, meta)
+    {
+        if (!cJSON_IsString(v))
+            return SOWER_FAIL(SOWER_EMODEL, "%s: '__metadata__' value '%s' must be a string", f->path, v->string);
+    }
+    return SOWER_OK;
+}
+
+/* Validates the header, fills f->tensors; data points into the mapping or into f->converted. */
+static int index_tensors(StFile *f, const cJSON *header, const unsigned char *data, uint64_t data_bytes)
+{
+    int n = 0;
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, header)
+    {
+        if (strcmp(entry->string, "__metadata__") == 0)
+            SOWER_TRY(check_metadata(f, entry));
+        else
+            n++;
+    }
+    if (n > ST_MAX_TENSORS)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: %d tensors, more than the limit of %d", f->path, n, ST_MAX_TENSORS);
+    f->tensors = calloc((size_t)n + 1, sizeof *f->tensors);
+    Extent *ext = calloc((size_t)n + 1, sizeof *ext);
+    int *elem = calloc((size_t)n + 1, sizeof *elem);
+    int status = SOWER_OK;
+    if (!f->tensors || !ext || !elem) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "%s: out of memory for the tensor index", f->path);
+        goto done;
+    }
+    int k = 0;
+    int64_t converted_numel = 0;
+    cJSON_ArrayForEach(entry, header)
+    {
+        if (strcmp(entry->string, "__metadata__") == 0)
+            continue;
+        StTensor *t = &f->tensors[k];
+        t->name = strdup(entry->string);
+        f->n_tensors = k + 1;
+        if (!t->name) {
+            status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+            goto done;
+        }
+        SOWER_TRY_GOTO(parse_entry(f, entry, t, &ext[k], &elem[k]), status, done);
+        if (ext[k].end > data_bytes) {
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': data_offsets end %llu is past the %llu data bytes",
+                                f->path, t->name, (unsigned long long)ext[k].end, (unsigned long long)data_bytes);
+            goto done;
+        }
+        if (t->file_dtype != ST_F32 || (ext[k].begin % sizeof(float)) != 0)
+            converted_numel += t->numel;
+        ext[k].index = k;
+        k++;
+    }
+    /* The data section must be covered exactly: sorted extents touch, no overlap, no hole. */
+    qsort(ext, (size_t)n, sizeof *ext, extent_cmp);
+    uint64_t expect = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = f->tensors[ext[i].index].name;
+        if (ext[i].begin < expect) {
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s' overlaps another tensor's bytes", f->path, name);
+            goto done;
+        }
+        if (ext[i].begin > expect) {
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: %llu unused bytes before tensor '%s' (holes are not allowed)",
+                                f->path, (unsigned long long)(ext[i].begin - expect), name);
+            goto done;
+        }
+        expect = ext[i].end;
+    }
+    if (expect != data_bytes) {
+        status = SOWER_FAIL(SOWER_EMODEL, "%s: %llu bytes after the last tensor (expected none)", f->path,
+                            (unsigned long long)(data_bytes - expect));
+        goto done;
+    }
+    if (converted_numel) {
+        f->converted = malloc((size_t)converted_numel * sizeof(float));
+        if (!f->converted) {
+            status = SOWER_FAIL(SOWER_ENOMEM, "%s: out of memory converting weights to float32", f->path);
+            goto done;
+        }
+    }
+    float *next = f->converted;
+    for (int i = 0; i < n; i++) {
+        StTensor *t = &f->tensors[ext[i].index];
+        const unsigned char *src = data + ext[i].begin;
+        if (t->file_dtype == ST_F32 && ext[i].begin % sizeof(float) == 0) {
+            t->data = (const float *)(const void *)src;
+            continue;
+        }
+        for (int64_t j = 0; j < t->numel; j++) {
+            if (t->file_dtype == ST_F32) {
+                memcpy(&next[j], src + 4 * j, 4);
+            } else {
+                uint16_t h = (uint16_t)(src[2 * j] | (src[2 * j + 1] << 8));
+                next[j] = t->file_dtype == ST_F16 ? half_to_float(h) : bf16_to_float(h);
+            }
+        }
+        t->data = next;
+        next += t->numel;
+    }
+    qsort(f->tensors, (size_t)n, sizeof *f->tensors, tensor_name_cmp);
+    for (int i = 1; i < n; i++)
+        if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s' appears twice in the header", f->path, f->tensors[i].name);
+            goto done;
+        }
+done:
+    free(ext);
+    free(elem);
+    return status;
+}
+
+int safetensors_open(StFile *f, const char *path)
+{
+    memset(f, 0, sizeof *f);
+    f->path = strdup(path);
+    if (!f->path)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return SOWER_FAIL(SOWER_EMODEL, "cannot open weights '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return SOWER_FAIL(SOWER_EMODEL, "weights '%s' are not a regular file", path);
+    }
+    if (st.st_size < 8) {
+        close(fd);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: %lld bytes is too short for a safetensors file", path, (long long)st.st_size);
+    }
+    f->map_bytes = (size_t)st.st_size;
+    f->map = mmap(NULL, f->map_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (f->map == MAP_FAILED) {
+        f->map = NULL;
+        return SOWER_FAIL(SOWER_EIO, "cannot map weights '%s': %s", path, strerror(errno));
+    }
+    const unsigned char *bytes = f->map;
+    uint64_t header_bytes = 0;
+    for (int i = 0; i < 8; i++)
+        header_bytes |= (uint64_t)bytes[i] << (8 * i);
+    if (header_bytes > ST_MAX_HEADER_BYTES)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: header length %llu exceeds the limit of %u bytes (not a safetensors file?)",
+                          path, (unsigned long long)header_bytes, ST_MAX_HEADER_BYTES);
+    if (header_bytes > f->map_bytes - 8)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: header length %llu runs past the end of the %zu-byte file", path,
+                          (unsigned long long)header_bytes, f->map_bytes);
+    cJSON *header = cJSON_ParseWithLength((const char *)bytes + 8, (size_t)header_bytes);
+    if (!header || !cJSON_IsObject(header)) {
+        cJSON_Delete(header);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: the header is not a JSON object", path);
+    }
+    int status = index_tensors(f, header, bytes + 8 + header_bytes, f->map_bytes - 8 - header_bytes);
+    cJSON_Delete(header);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+const StTensor *safetensors_find(const StFile *f, const char *name)
+{
+    StTensor key = {.name = (char *)name};
+    return bsearch(&key, f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, tensor_name_cmp);
+}
+
+void safetensors_close(StFile *f)
+{
+    for (int i = 0; i < f->n_tensors; i++)
+        free(f->tensors[i].name);
+    free(f->tensors);
+    free(f->converted);
+    if (f->map)
+        munmap(f->map, f->map_bytes);
+    free(f->path);
+    memset(f, 0, sizeof *f);
+}

@@ -1,0 +1,42 @@
+/* safetensors.h: strict reader of the safetensors format (https://huggingface.co/docs/safetensors).
+ * The file is mapped read-only, never copied: F32 tensors are views into the mapping (page cache,
+ * shared by every process on the node); F16/BF16 tensors are converted once into one allocation.
+ * Every check names the file and the tensor: header length cap, valid JSON, known dtypes, shapes,
+ * offsets inside the data and covering it exactly with no overlap and no hole. */
+#ifndef SOWER_SAFETENSORS_H
+#define SOWER_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+enum { ST_MAX_DIMS = 8 };
+#define ST_MAX_HEADER_BYTES (100u << 20) /* the format's own limit */
+
+typedef enum { ST_F32, ST_F16, ST_BF16 } StDtype;
+
+typedef struct {
+    char *name;
+    StDtype file_dtype;            /* as stored; data is always float32 */
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    int64_t numel;
+    const float *data;             /* (numel,) float32: into the mapping or the converted block */
+} StTensor;
+
+typedef struct {
+    char *path;
+    void *map;                     /* the whole file, read-only */
+    size_t map_bytes;
+    StTensor *tensors;             /* (n_tensors,) sorted by name */
+    int n_tensors;
+    float *converted;              /* F16/BF16 tensors as float32, one block */
+} StFile;
+
+int safetensors_open(StFile *f, const char *path) SOWER_MUST_CHECK;
+/* The tensor called name, or NULL. */
+const StTensor *safetensors_find(const StFile *f, const char *name);
+void safetensors_close(StFile *f); /* safe on a zeroed StFile */
+
+#endif /* SOWER_SAFETENSORS_H */

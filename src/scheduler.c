@@ -1,0 +1,652 @@
+/* scheduler.c: diffusers 0.31's DDIMScheduler / DDPMScheduler on the CPU, bit for bit with torch 1.13.
+ * See scheduler.h for what is reproduced; the source lines quoted below are diffusers 0.31's
+ * schedulers/scheduling_ddim.py and scheduling_ddpm.py. Built with -ffp-contract=off: every float
+ * expression rounds where torch rounds; the only fused multiply-adds are the explicit fmaf() calls
+ * that reproduce GCC's contraction inside torch's AVX2 linspace kernel. */
+#include "scheduler.h"
+
+#include <assert.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    CONFIG_MAX_BYTES = 1 << 20, /* a scheduler_config.json is a few hundred bytes */
+    CONFIG_MAX_KEYS = 1000,
+};
+
+static const double PYTHON_PI = 3.141592653589793; /* math.pi */
+
+/* ---- configuration -------------------------------------------------------------------------- */
+
+void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->kind = kind;
+    cfg->num_train_timesteps = 1000;
+    cfg->beta_start = 0.0001;
+    cfg->beta_end = 0.02;
+    cfg->beta_schedule = BETA_LINEAR;
+    cfg->prediction_type = PRED_EPSILON;
+    cfg->timestep_spacing = SPACING_LEADING;
+    cfg->steps_offset = 0;
+    cfg->clip_sample = 1;
+    cfg->clip_sample_range = 1.0;
+    cfg->set_alpha_to_one = 1;                  /* DDIM's default; DDPM has no such key */
+    cfg->variance_type = VARIANCE_FIXED_SMALL; /* DDPM's default; DDIM has no such key */
+    cfg->torch_kernel = RNG_KERNEL_TORCH_CPU;
+}
+
+/* The __init__ parameters of each class, in signature order. */
+typedef enum {
+    KEY_NUM_TRAIN_TIMESTEPS,
+    KEY_BETA_START,
+    KEY_BETA_END,
+    KEY_BETA_SCHEDULE,
+    KEY_TRAINED_BETAS,
+    KEY_VARIANCE_TYPE,
+    KEY_CLIP_SAMPLE,
+    KEY_SET_ALPHA_TO_ONE,
+    KEY_STEPS_OFFSET,
+    KEY_PREDICTION_TYPE,
+    KEY_THRESHOLDING,
+    KEY_DYNAMIC_THRESHOLDING_RATIO,
+    KEY_CLIP_SAMPLE_RANGE,
+    KEY_SAMPLE_MAX_VALUE,
+    KEY_TIMESTEP_SPACING,
+    KEY_RESCALE_BETAS_ZERO_SNR,
+    KEY_COUNT
+} ConfigKey;
+
+#define BOTH ((1u << SCHED_DDIM) | (1u << SCHED_DDPM))
+static const struct {
+    const char *name;
+    unsigned kinds; /* bit (1 << SchedulerKind) set where that class's __init__ takes the key */
+} config_keys[KEY_COUNT] = {
+    [KEY_NUM_TRAIN_TIMESTEPS] = {"num_train_timesteps", BOTH},
+    [KEY_BETA_START] = {"beta_start", BOTH},
+    [KEY_BETA_END] = {"beta_end", BOTH},
+    [KEY_BETA_SCHEDULE] = {"beta_schedule", BOTH},
+    [KEY_TRAINED_BETAS] = {"trained_betas", BOTH},
+    [KEY_VARIANCE_TYPE] = {"variance_type", 1u << SCHED_DDPM},
+    [KEY_CLIP_SAMPLE] = {"clip_sample", BOTH},
+    [KEY_SET_ALPHA_TO_ONE] = {"set_alpha_to_one", 1u << SCHED_DDIM},
+    [KEY_STEPS_OFFSET] = {"steps_offset", BOTH},
+    [KEY_PREDICTION_TYPE] = {"prediction_type", BOTH},
+    [KEY_THRESHOLDING] = {"thresholding", BOTH},
+    [KEY_DYNAMIC_THRESHOLDING_RATIO] = {"dynamic_thresholding_ratio", BOTH},
+    [KEY_CLIP_SAMPLE_RANGE] = {"clip_sample_range", BOTH},
+    [KEY_SAMPLE_MAX_VALUE] = {"sample_max_value", BOTH},
+    [KEY_TIMESTEP_SPACING] = {"timestep_spacing", BOTH},
+    [KEY_RESCALE_BETAS_ZERO_SNR] = {"rescale_betas_zero_snr", BOTH},
+};
+#undef BOTH
+
+static const char *const beta_schedule_names[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
+static const char *const prediction_type_names[] = {"epsilon", "v_prediction", "sample"};
+static const char *const spacing_names[] = {"leading", "trailing", "linspace"};
+static const char *const variance_type_names[] = {"fixed_small", "fixed_large"};
+
+/* A short rendering of a JSON value for messages: the value's JSON text, cut at ~60 characters. */
+static void describe(const cJSON *v, char *buf, size_t size)
+{
+    char *text = cJSON_PrintUnformatted(v);
+    if (!text) {
+        snprintf(buf, size, "(a value)");
+        return;
+    }
+    if (strlen(text) > 60)
+        snprintf(buf, size, "%.57s...", text);
+    else
+        snprintf(buf, size, "%s", text);
+    cJSON_free(text);
+}
+
+static int bad_value(const char *path, const char *key, const char *expected, const cJSON *found)
+{
+    char text[80];
+    describe(found, text, sizeof text);
+    return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected %s, found %s", path, key, expected, text);
+}
+
+static int get_bool(const char *path, const char *key, const cJSON *v, int *out)
+{
+    if (!cJSON_IsBool(v))
+        return bad_value(path, key, "true or false", v);
+    *out = cJSON_IsTrue(v);
+    return SOWER_OK;
+}
+
+/* Only `false` is supported for switches that turn on features sower does not implement. */
+static int get_false(const char *path, const char *key, const cJSON *v, const char *why)
+{
+    if (!cJSON_IsFalse(v)) {
+        char expected[120];
+        snprintf(expected, sizeof expected, "false (%s)", why);
+        return bad_value(path, key, expected, v);
+    }
+    return SOWER_OK;
+}
+
+static int get_int(const char *path, const char *key, const cJSON *v, int lo, int hi, int *out)
+{
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || floor(v->valuedouble) != v->valuedouble ||
+        v->valuedouble < lo || v->valuedouble > hi) {
+        char expected[64];
+        snprintf(expected, sizeof expected, "an integer in %d..%d", lo, hi);
+        return bad_value(path, key, expected, v);
+    }
+    *out = (int)v->valuedouble;
+    return SOWER_OK;
+}
+
+static int get_number(const char *path, const char *key, const cJSON *v, const char *expected, double *out)
+{
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return bad_value(path, key, expected, v);
+    *out = v->valuedouble;
+    return SOWER_OK;
+}
+
+/* A string that must be one of names[0..count-1]; its index goes to *out. */
+static int get_choice(const char *path, const char *key, const cJSON *v, const char *const *names, int count,
+                      int *out)
+{
+    if (cJSON_IsString(v))
+        for (int i = 0; i < count; i++)
+            if (strcmp(v->valuestring, names[i]) == 0) {
+                *out = i;
+                return SOWER_OK;
+            }
+    char expected[160] = "one of ";
+    for (int i = 0; i < count; i++) {
+        size_t used = strlen(expected);
+        snprintf(expected + used, sizeof expected - used, "%s\"%s\"", i ? ", " : "", names[i]);
+    }
+    return bad_value(path, key, expected, v);
+}
+
+static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerConfig *cfg)
+{
+    const char *name = config_keys[key].name;
+    int choice = 0;
+    double d = 0;
+    switch (key) {
+    case KEY_NUM_TRAIN_TIMESTEPS:
+        return get_int(path, name, v, 1, SCHEDULER_MAX_TRAIN_TIMESTEPS, &cfg->num_train_timesteps);
+    case KEY_BETA_START:
+    case KEY_BETA_END:
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0 && v->valuedouble < 1.0))
+            return bad_value(path, name, "a number in [0, 1)", v);
+        *(key == KEY_BETA_START ? &cfg->beta_start : &cfg->beta_end) = v->valuedouble;
+        return SOWER_OK;
+    case KEY_BETA_SCHEDULE:
+        SOWER_TRY(get_choice(path, name, v, beta_schedule_names, 3, &choice));
+        cfg->beta_schedule = (BetaSchedule)choice;
+        return SOWER_OK;
+    case KEY_TRAINED_BETAS:
+        if (!cJSON_IsNull(v))
+            return bad_value(path, name, "null (trained betas are not supported)", v);
+        return SOWER_OK;
+    case KEY_VARIANCE_TYPE:
+        SOWER_TRY(get_choice(path, name, v, variance_type_names, 2, &choice));
+        cfg->variance_type = (VarianceType)choice;
+        return SOWER_OK;
+    case KEY_CLIP_SAMPLE:
+        return get_bool(path, name, v, &cfg->clip_sample);
+    case KEY_SET_ALPHA_TO_ONE:
+        return get_bool(path, name, v, &cfg->set_alpha_to_one);
+    case KEY_STEPS_OFFSET:
+        return get_int(path, name, v, 0, SCHEDULER_MAX_TRAIN_TIMESTEPS, &cfg->steps_offset);
+    case KEY_PREDICTION_TYPE:
+        SOWER_TRY(get_choice(path, name, v, prediction_type_names, 3, &choice));
+        cfg->prediction_type = (PredictionType)choice;
+        return SOWER_OK;
+    case KEY_THRESHOLDING:
+        return get_false(path, name, v, "dynamic thresholding is not supported");
+    case KEY_DYNAMIC_THRESHOLDING_RATIO:
+    case KEY_SAMPLE_MAX_VALUE: /* used only with thresholding */
+        return get_number(path, name, v, "a number", &d);
+    case KEY_CLIP_SAMPLE_RANGE:
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || !(v->valuedouble > 0.0))
+            return bad_value(path, name, "a number > 0", v);
+        cfg->clip_sample_range = v->valuedouble;
+        return SOWER_OK;
+    case KEY_TIMESTEP_SPACING:
+        SOWER_TRY(get_choice(path, name, v, spacing_names, 3, &choice));
+        cfg->timestep_spacing = (TimestepSpacing)choice;
+        return SOWER_OK;
+    case KEY_RESCALE_BETAS_ZERO_SNR:
+        return get_false(path, name, v, "zero-terminal-SNR rescaling is not supported");
+    case KEY_COUNT:
+        break;
+    }
+    assert(0 && "unhandled config key");
+    return SOWER_FAIL(SOWER_EINTERNAL, "unhandled scheduler config key %d", (int)key);
+}
+
+/* json.loads keeps the LAST value of a repeated key: item is used only if no later one has its name. */
+static int is_last_of_its_name(const cJSON *item)
+{
+    for (const cJSON *later = item->next; later; later = later->next)
+        if (later->string && strcmp(later->string, item->string) == 0)
+            return 0;
+    return 1;
+}
+
+static const cJSON *last_item(const cJSON *obj, const char *name)
+{
+    const cJSON *found = NULL, *item;
+    cJSON_ArrayForEach(item, obj) if (item->string && strcmp(item->string, name) == 0) found = item;
+    return found;
+}
+
+static int listed(const cJSON *names, const char *key)
+{
+    const cJSON *n;
+    cJSON_ArrayForEach(n, names) if (cJSON_IsString(n) && strcmp(n->valuestring, key) == 0) return 1;
+    return 0;
+}
+
+static int parse_object(const cJSON *root, const char *path, SchedulerKind kind, SchedulerConfig *cfg)
+{
+    if (!cJSON_IsObject(root)) {
+        char text[80];
+        describe(root, text, sizeof text);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected a JSON object, found %s", path, text);
+    }
+    if (cJSON_GetArraySize(root) > CONFIG_MAX_KEYS)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected at most %d keys, found %d", path, CONFIG_MAX_KEYS,
+                          cJSON_GetArraySize(root));
+    /* extract_init_dict: keys named in _use_default_values are skipped (their defaults apply). */
+    const cJSON *defaults = last_item(root, "_use_default_values");
+    if (defaults) {
+        int ok = cJSON_IsArray(defaults);
+        const cJSON *n;
+        cJSON_ArrayForEach(n, defaults) ok = ok && cJSON_IsString(n);
+        if (!ok)
+            return bad_value(path, "_use_default_values", "a list of key names", defaults);
+    }
+    /* from_config raises on a _class_name that is neither a string nor a list. */
+    const cJSON *class_name = last_item(root, "_class_name");
+    if (class_name && !(defaults && listed(defaults, "_class_name")) && !cJSON_IsString(class_name) &&
+        !cJSON_IsArray(class_name))
+        return bad_value(path, "_class_name", "a string", class_name);
+
+    scheduler_config_defaults(kind, cfg);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, root)
+    {
+        if (!item->string || !is_last_of_its_name(item) || (defaults && listed(defaults, item->string)))
+            continue;
+        for (int k = 0; k < KEY_COUNT; k++)
+            if ((config_keys[k].kinds & (1u << kind)) && strcmp(item->string, config_keys[k].name) == 0)
+                SOWER_TRY(apply_key(path, (ConfigKey)k, item, cfg));
+    }
+    return SOWER_OK;
+}
+
+int scheduler_config_parse(const char *json_text, size_t len, const char *path, SchedulerKind kind,
+                           SchedulerConfig *cfg)
+{
+    assert(kind == SCHED_DDIM || kind == SCHED_DDPM);
+    if (len > CONFIG_MAX_BYTES)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected a scheduler config of at most %d bytes, found %zu bytes",
+                          path, CONFIG_MAX_BYTES, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json_text, len, &end, 0);
+    if (!root) {
+        size_t at = end && end >= json_text ? (size_t)(end - json_text) : 0;
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected JSON text, found a syntax error at byte %zu", path, at);
+    }
+    size_t at = (size_t)(end - json_text); /* json.loads refuses anything but whitespace after the value */
+    while (at < len && (json_text[at] == ' ' || json_text[at] == '\t' || json_text[at] == '\n' || json_text[at] == '\r'))
+        at++;
+    if (at < len) {
+        cJSON_Delete(root);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected JSON text, found extra data at byte %zu", path, at);
+    }
+    int status = parse_object(root, path, kind, cfg);
+    cJSON_Delete(root);
+    if (status != SOWER_OK)
+        return sower_trace(status, __FILE__, __LINE__, __func__);
+    return SOWER_OK;
+}
+
+/* ---- betas, alphas_cumprod ------------------------------------------------------------------ */
+
+/* The scalar formula of torch 1.13's linspace kernel (aten/src/ATen/native/cpu/RangeFactoriesKernel.cpp):
+ * from the start for the first half, from the end for the second. The AVX2 build of that file is
+ * compiled with FMA and GCC contracts both products into fused multiply-adds; the DEFAULT build
+ * has no FMA. */
+static float linspace_at(float start, float end, float step, int64_t steps, int64_t idx, int fused)
+{
+    if (idx < steps / 2)
+        return fused ? fmaf(step, (float)idx, start) : start + step * (float)idx;
+    float back = (float)(steps - idx - 1);
+    return fused ? fmaf(-step, back, end) : end - step * back;
+}
+
+/* torch.linspace(start, end, steps, dtype=float32) on one thread. Up to 32768 values (at::GRAIN_SIZE)
+ * torch always uses one; beyond, it splits the range across its threads, each part restarting the
+ * blocks of 16, so its bits then depend on torch.get_num_threads(): this reproduces one thread.
+ * cpu_serial_kernel_vec handles blocks of two 8-float vectors: each vector is
+ * Vectorized<float>::arange(base, step) = base + k*step (k = 0..7, not fused), base from the scalar
+ * formula at its first index; the remainder (steps % 16 values) uses the scalar formula. */
+static void torch_linspace(float *out /* (steps,) */, double start_d, double end_d, int64_t steps,
+                           RngKernel kernel)
+{
+    const float start = (float)start_d, end = (float)end_d;
+    if (steps == 1) { /* result.fill_(start) */
+        out[0] = start;
+        return;
+    }
+    const float step = (end - start) / (float)(steps - 1);
+    const int fused = kernel == RNG_KERNEL_TORCH_CPU;
+    enum { VEC = 8 };
+    int64_t i = 0;
+    for (; i + 2 * VEC <= steps; i += 2 * VEC)
+        for (int64_t v = i; v < i + 2 * VEC; v += VEC) {
+            const float base = linspace_at(start, end, step, steps, v, fused);
+            for (int k = 0; k < VEC; k++)
+                out[v + k] = base + (float)k * step;
+        }
+    for (; i < steps; i++)
+        out[i] = linspace_at(start, end, step, steps, i, fused);
+}
+
+/* Python's float ** float is libm pow(); volatile keeps the compiler from turning pow(x, 2.0) into x*x. */
+static double python_pow(double x, double y)
+{
+    volatile double exponent = y;
+    return pow(x, exponent);
+}
+
+/* betas_for_alpha_bar(T) with the cosine transform, in Python doubles, then torch.tensor(float32). */
+static void betas_squaredcos(float *betas /* (T,) */, int T)
+{
+    for (int i = 0; i < T; i++) {
+        double t1 = (double)i / (double)T, t2 = (double)(i + 1) / (double)T;
+        double a1 = python_pow(cos((t1 + 0.008) / 1.008 * PYTHON_PI / 2), 2.0);
+        double a2 = python_pow(cos((t2 + 0.008) / 1.008 * PYTHON_PI / 2), 2.0);
+        double beta = 1 - a2 / a1;
+        if (0.999 < beta) /* min(beta, max_beta) */
+            beta = 0.999;
+        betas[i] = (float)beta;
+    }
+}
+
+static void make_alphas_cumprod(const SchedulerConfig *cfg, float *betas /* (T,) scratch */,
+                                float *alphas_cumprod /* (T,) */)
+{
+    const int T = cfg->num_train_timesteps;
+    switch (cfg->beta_schedule) {
+    case BETA_LINEAR:
+        torch_linspace(betas, cfg->beta_start, cfg->beta_end, T, cfg->torch_kernel);
+        break;
+    case BETA_SCALED_LINEAR:
+        torch_linspace(betas, python_pow(cfg->beta_start, 0.5), python_pow(cfg->beta_end, 0.5), T,
+                       cfg->torch_kernel);
+        for (int i = 0; i < T; i++)
+            betas[i] = betas[i] * betas[i]; /* ** 2 */
+        break;
+    case BETA_SQUAREDCOS_CAP_V2:
+        betas_squaredcos(betas, T);
+        break;
+    }
+    /* alphas = 1.0 - betas (float32); torch.cumprod on the CPU accumulates in double. */
+    double acc = 1.0;
+    for (int i = 0; i < T; i++) {
+        float alpha = 1.0f - betas[i];
+        acc *= (double)alpha;
+        alphas_cumprod[i] = (float)acc;
+    }
+}
+
+/* ---- timesteps (numpy) ---------------------------------------------------------------------- */
+
+/* set_timesteps(N): leading, trailing and linspace spacing as numpy computes them. */
+static int make_timesteps(const SchedulerConfig *cfg, int N, int64_t *ts /* (N,) */)
+{
+    const int T = cfg->num_train_timesteps;
+    switch (cfg->timestep_spacing) {
+    case SPACING_LEADING: { /* (np.arange(0, N) * (T // N)).round()[::-1] + steps_offset */
+        const int64_t ratio = T / N;
+        for (int i = 0; i < N; i++)
+            ts[i] = (int64_t)(N - 1 - i) * ratio + cfg->steps_offset;
+        break;
+    }
+    case SPACING_TRAILING: { /* np.round(np.arange(T, 0, -(T / N))).astype(int64) - 1 */
+        const double delta = -((double)T / (double)N);
+        /* _calc_length: ceil((stop - start) / step); then a[0] = start, a[1] = start + step, and
+         * DOUBLE_fill: a[i] = a[0] + i*(a[1] - a[0]). */
+        const double length = ceil((double)(-T) / delta);
+        if (length != (double)N) {
+            return SOWER_FAIL(SOWER_EINPUT,
+                              "num_inference_steps %d with timestep_spacing \"trailing\" and num_train_timesteps "
+                              "%d: numpy's arange makes %.0f timesteps in diffusers 0.31, not %d; choose "
+                              "another step count",
+                              N, T, length, N);
+        }
+        const double a0 = (double)T, a1 = (double)T + delta, d = a1 - a0;
+        for (int i = 0; i < N; i++) {
+            double a = i == 0 ? a0 : i == 1 ? a1 : a0 + (double)i * d;
+            ts[i] = (int64_t)rint(a) - 1;
+        }
+        break;
+    }
+    case SPACING_LINSPACE: { /* np.linspace(0, T - 1, N).round()[::-1] */
+        const double step = N > 1 ? (double)(T - 1) / (double)(N - 1) : 0.0;
+        for (int i = 0; i < N; i++) {
+            double y = i == N - 1 && N > 1 ? (double)(T - 1) : (double)i * step + 0.0;
+            ts[N - 1 - i] = (int64_t)rint(y);
+        }
+        break;
+    }
+    }
+    for (int i = 0; i < N; i++)
+        if (ts[i] < 0 || ts[i] > T - 1)
+            return SOWER_FAIL(SOWER_EINPUT,
+                              "num_inference_steps %d with timestep_spacing \"%s\" and steps_offset %d gives "
+                              "timestep %lld, outside 0..%d (diffusers 0.31 would index past alphas_cumprod)",
+                              N, spacing_names[cfg->timestep_spacing], cfg->steps_offset, (long long)ts[i], T - 1);
+    return SOWER_OK;
+}
+
+/* ---- init / free ---------------------------------------------------------------------------- */
+
+int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_steps)
+{
+    memset(s, 0, sizeof *s);
+    const int T = cfg->num_train_timesteps;
+    if (T < 1 || T > SCHEDULER_MAX_TRAIN_TIMESTEPS)
+        return SOWER_FAIL(SOWER_EINPUT, "num_train_timesteps: expected 1..%d, found %d",
+                          SCHEDULER_MAX_TRAIN_TIMESTEPS, T);
+    if (num_inference_steps < 1 || num_inference_steps > T)
+        return SOWER_FAIL(SOWER_EINPUT, "num_inference_steps: expected 1..%d (num_train_timesteps), found %d", T,
+                          num_inference_steps);
+    if (!(cfg->clip_sample_range > 0.0))
+        return SOWER_FAIL(SOWER_EINPUT, "clip_sample_range: expected a number > 0, found %g", cfg->clip_sample_range);
+    if (cfg->steps_offset < 0)
+        return SOWER_FAIL(SOWER_EINPUT, "steps_offset: expected >= 0, found %d", cfg->steps_offset);
+    assert(cfg->kind == SCHED_DDIM || cfg->kind == SCHED_DDPM);
+    assert((unsigned)cfg->beta_schedule <= BETA_SQUAREDCOS_CAP_V2);
+    assert((unsigned)cfg->prediction_type <= PRED_SAMPLE);
+    assert((unsigned)cfg->timestep_spacing <= SPACING_LINSPACE);
+    assert((unsigned)cfg->variance_type <= VARIANCE_FIXED_LARGE);
+
+    int status = SOWER_OK;
+    float *betas = malloc((size_t)T * sizeof *betas); /* (T,) */
+    s->alphas_cumprod = malloc((size_t)T * sizeof *s->alphas_cumprod);
+    s->timesteps = malloc((size_t)num_inference_steps * sizeof *s->timesteps);
+    if (!betas || !s->alphas_cumprod || !s->timesteps) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "scheduler tables for %d train timesteps", T);
+        goto fail;
+    }
+    s->cfg = *cfg;
+    s->num_inference_steps = num_inference_steps;
+    s->step_ratio = T / num_inference_steps;
+    SOWER_TRY_GOTO(make_timesteps(cfg, num_inference_steps, s->timesteps), status, fail);
+    make_alphas_cumprod(cfg, betas, s->alphas_cumprod);
+    /* DDIM: torch.tensor(1.0) if set_alpha_to_one else alphas_cumprod[0]; DDPM: self.one. */
+    s->final_alpha_cumprod = cfg->kind == SCHED_DDIM && !cfg->set_alpha_to_one ? s->alphas_cumprod[0] : 1.0f;
+    free(betas);
+    return SOWER_OK;
+fail:
+    free(betas);
+    scheduler_free(s);
+    return status;
+}
+
+void scheduler_free(Scheduler *s)
+{
+    if (!s)
+        return;
+    free(s->timesteps);
+    free(s->alphas_cumprod);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- step ----------------------------------------------------------------------------------- */
+
+int scheduler_step_needs_noise(const Scheduler *s, int i, float eta)
+{
+    assert(i >= 0 && i < s->num_inference_steps);
+    if (s->cfg.kind == SCHED_DDIM)
+        return eta > 0;
+    return s->timesteps[i] > 0;
+}
+
+/* pred_original_sample.clamp(-r, r): torch's std::min(std::max(x, lo), hi), NaN passing through. */
+static inline float clamp_range(float x, float lo, float hi)
+{
+    x = x < lo ? lo : x;
+    return hi < x ? hi : x;
+}
+
+static void ddim_step(const Scheduler *s, int i, float eta, const float *model_output, const float *sample,
+                      const float *noise, float *prev_sample, size_t n)
+{
+    const int64_t t = s->timesteps[i];
+    const int64_t prev_t = t - s->step_ratio; /* timestep - T // N, whatever the spacing */
+    const float alpha_prod_t = s->alphas_cumprod[t];
+    const float alpha_prod_t_prev = prev_t >= 0 ? s->alphas_cumprod[prev_t] : s->final_alpha_cumprod;
+    const float beta_prod_t = 1.0f - alpha_prod_t;
+    const float sqrt_alpha_t = sqrtf(alpha_prod_t), sqrt_beta_t = sqrtf(beta_prod_t); /* ** (0.5) */
+    /* _get_variance: (beta_prod_t_prev / beta_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev) */
+    const float beta_prod_t_prev = 1.0f - alpha_prod_t_prev;
+    const float variance = (beta_prod_t_prev / beta_prod_t) * (1.0f - alpha_prod_t / alpha_prod_t_prev);
+    const float std_dev_t = eta * sqrtf(variance); /* Python float * float32 tensor: eta as float32 */
+    /* (1 - alpha_prod_t_prev - std_dev_t**2) ** (0.5) */
+    const float direction_coeff = sqrtf((1.0f - alpha_prod_t_prev) - std_dev_t * std_dev_t);
+    const float sqrt_alpha_prev = sqrtf(alpha_prod_t_prev);
+    const int clip = s->cfg.clip_sample;
+    const float hi = (float)s->cfg.clip_sample_range, lo = (float)-s->cfg.clip_sample_range;
+    const int add_noise = eta > 0;
+    assert(!add_noise || noise);
+
+    for (size_t j = 0; j < n; j++) {
+        const float m = model_output[j], x = sample[j];
+        float x0, eps;
+        switch (s->cfg.prediction_type) {
+        case PRED_EPSILON:
+            x0 = (x - sqrt_beta_t * m) / sqrt_alpha_t;
+            eps = m;
+            break;
+        case PRED_SAMPLE:
+            x0 = m;
+            eps = (x - sqrt_alpha_t * x0) / sqrt_beta_t; /* from the unclipped x0 */
+            break;
+        default: /* PRED_V_PREDICTION */
+            x0 = sqrt_alpha_t * x - sqrt_beta_t * m;
+            eps = sqrt_alpha_t * m + sqrt_beta_t * x;
+            break;
+        }
+        if (clip)
+            x0 = clamp_range(x0, lo, hi);
+        const float direction = direction_coeff * eps;
+        float prev = sqrt_alpha_prev * x0 + direction;
+        if (add_noise)
+            prev = prev + std_dev_t * noise[j];
+        prev_sample[j] = prev;
+    }
+}
+
+static void ddpm_step(const Scheduler *s, int i, const float *model_output, const float *sample,
+                      const float *noise, float *prev_sample, size_t n)
+{
+    const int64_t t = s->timesteps[i];
+    const int64_t prev_t = t - s->step_ratio; /* previous_timestep() without custom timesteps */
+    const float alpha_prod_t = s->alphas_cumprod[t];
+    const float alpha_prod_t_prev = prev_t >= 0 ? s->alphas_cumprod[prev_t] : 1.0f; /* self.one */
+    const float beta_prod_t = 1.0f - alpha_prod_t;
+    const float beta_prod_t_prev = 1.0f - alpha_prod_t_prev;
+    const float current_alpha_t = alpha_prod_t / alpha_prod_t_prev;
+    const float current_beta_t = 1.0f - current_alpha_t;
+    const float sqrt_alpha_t = sqrtf(alpha_prod_t), sqrt_beta_t = sqrtf(beta_prod_t);
+    const float x0_coeff = (sqrtf(alpha_prod_t_prev) * current_beta_t) / beta_prod_t;
+    const float sample_coeff = sqrtf(current_alpha_t) * beta_prod_t_prev / beta_prod_t;
+    const int clip = s->cfg.clip_sample;
+    const float hi = (float)s->cfg.clip_sample_range, lo = (float)-s->cfg.clip_sample_range;
+    const int add_noise = t > 0;
+    float noise_scale = 0.0f;
+    if (add_noise) {
+        /* _get_variance: (1 - a_prev) / (1 - a_t) * current_beta_t, clamped at 1e-20 (fixed_small);
+         * fixed_large takes current_beta_t unclamped. Then variance ** 0.5 * noise. */
+        float variance = (1.0f - alpha_prod_t_prev) / (1.0f - alpha_prod_t) * current_beta_t;
+        variance = variance < 1e-20f ? 1e-20f : variance;
+        if (s->cfg.variance_type == VARIANCE_FIXED_LARGE)
+            variance = current_beta_t;
+        noise_scale = sqrtf(variance);
+        assert(noise);
+    }
+
+    for (size_t j = 0; j < n; j++) {
+        const float m = model_output[j], x = sample[j];
+        float x0;
+        switch (s->cfg.prediction_type) {
+        case PRED_EPSILON:
+            x0 = (x - sqrt_beta_t * m) / sqrt_alpha_t;
+            break;
+        case PRED_SAMPLE:
+            x0 = m;
+            break;
+        default: /* PRED_V_PREDICTION */
+            x0 = sqrt_alpha_t * x - sqrt_beta_t * m;
+            break;
+        }
+        if (clip)
+            x0 = clamp_range(x0, lo, hi);
+        const float mean = x0_coeff * x0 + sample_coeff * x;
+        /* pred_prev_sample + variance, where variance is the Python int 0 at t == 0: -0.0 becomes +0.0 */
+        prev_sample[j] = add_noise ? mean + noise_scale * noise[j] : mean + 0.0f;
+    }
+}
+
+void scheduler_step(const Scheduler *s, int i, float eta, const float *model_output, const float *sample,
+                    const float *noise, float *prev_sample, size_t n)
+{
+    assert(i >= 0 && i < s->num_inference_steps);
+    if (s->cfg.kind == SCHED_DDIM)
+        ddim_step(s, i, eta, model_output, sample, noise, prev_sample, n);
+    else
+        ddpm_step(s, i, model_output, sample, noise, prev_sample, n);
+}
+
+/* ---- names ---------------------------------------------------------------------------------- */
+
+const char *scheduler_kind_name(SchedulerKind k) { return k == SCHED_DDPM ? "ddpm" : "ddim"; }
+
+const char *scheduler_class_name(SchedulerKind k) { return k == SCHED_DDPM ? "DDPMScheduler" : "DDIMScheduler"; }
+
+int scheduler_kind_parse(const char *name, SchedulerKind *k)
+{
+    if (name && strcmp(name, "ddim") == 0)
+        *k = SCHED_DDIM;
+    else if (name && strcmp(name, "ddpm") == 0)
+        *k = SCHED_DDPM;
+    else
+        return SOWER_FAIL(SOWER_EINPUT, "scheduler: expected \"ddim\" or \"ddpm\", found \"%s\"", name ? name : "");
+    return SOWER_OK;
+}

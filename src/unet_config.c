@@ -1,0 +1,266 @@
+/* unet_config.c: UNet2DModel's config.json, with diffusers 0.31's __init__ defaults. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "unet.h"
+
+enum { MAX_CHANNELS = 8192, MAX_SAMPLE = 4096 };
+
+static const char *const known_keys[] = {
+    "sample_size", "in_channels", "out_channels", "center_input_sample", "time_embedding_type", "freq_shift",
+    "flip_sin_to_cos", "down_block_types", "up_block_types", "block_out_channels", "layers_per_block",
+    "mid_block_scale_factor", "downsample_padding", "downsample_type", "upsample_type", "dropout", "act_fn",
+    "attention_head_dim", "norm_num_groups", "attn_norm_num_groups", "norm_eps", "resnet_time_scale_shift",
+    "add_attention", "class_embed_type", "num_class_embeds", "num_train_timesteps",
+};
+
+static int get_int(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out, int allow_null,
+                   int *is_null)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (is_null)
+        *is_null = 0;
+    if (!v)
+        return SOWER_OK;
+    if (cJSON_IsNull(v) && allow_null) {
+        *is_null = 1;
+        return SOWER_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected an integer in %d..%d%s", path, key, lo, hi,
+                          allow_null ? " or null" : "");
+    *out = (int)v->valuedouble;
+    return SOWER_OK;
+}
+
+static int get_float(const cJSON *obj, const char *path, const char *key, double lo, double hi, float *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return SOWER_OK;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected a number in %g..%g", path, key, lo, hi);
+    *out = (float)v->valuedouble;
+    return SOWER_OK;
+}
+
+static int get_bool(const cJSON *obj, const char *path, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return SOWER_OK;
+    if (!cJSON_IsBool(v))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected true or false", path, key);
+    *out = cJSON_IsTrue(v);
+    return SOWER_OK;
+}
+
+/* A string key that must hold one of the values sower supports (NULL-terminated list). */
+static int expect_string(const cJSON *obj, const char *path, const char *key, const char *const *supported,
+                         int allow_null)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || (allow_null && cJSON_IsNull(v)))
+        return SOWER_OK;
+    if (cJSON_IsString(v))
+        for (int i = 0; supported[i]; i++)
+            if (strcmp(v->valuestring, supported[i]) == 0)
+                return SOWER_OK;
+    char list[256] = "";
+    for (int i = 0; supported[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "", supported[i]);
+    char *found = cJSON_PrintUnformatted(v);
+    int status = SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': found %s, sower supports %s%s", path, key,
+                            found ? found : "?", list, allow_null ? " or null" : "");
+    cJSON_free(found);
+    return status;
+}
+
+static int parse_block_types(const cJSON *obj, const char *path, const char *key, const char *plain,
+                             const char *attn, int *has_attention, int *count)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return SOWER_OK; /* defaults already set */
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) < 1 || cJSON_GetArraySize(v) > UNET_MAX_BLOCKS)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected a list of 1..%d block types", path, key,
+                          UNET_MAX_BLOCKS);
+    int i = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, v)
+    {
+        if (cJSON_IsString(t) && strcmp(t->valuestring, plain) == 0)
+            has_attention[i] = 0;
+        else if (cJSON_IsString(t) && strcmp(t->valuestring, attn) == 0)
+            has_attention[i] = 1;
+        else
+            return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': block %d is %s%s%s, sower supports '%s' and '%s'", path, key,
+                              i, cJSON_IsString(t) ? "'" : "", cJSON_IsString(t) ? t->valuestring : "not a string",
+                              cJSON_IsString(t) ? "'" : "", plain, attn);
+        i++;
+    }
+    *count = i;
+    return SOWER_OK;
+}
+
+static int parse_sample_size(const cJSON *obj, const char *path, UNetConfig *cfg)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "sample_size");
+    if (!v || cJSON_IsNull(v))
+        return SOWER_OK;
+    if (cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble >= 1 &&
+        v->valuedouble <= MAX_SAMPLE) {
+        cfg->sample_height = cfg->sample_width = (int)v->valuedouble;
+        return SOWER_OK;
+    }
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) {
+        const cJSON *h = cJSON_GetArrayItem(v, 0), *w = cJSON_GetArrayItem(v, 1);
+        if (cJSON_IsNumber(h) && cJSON_IsNumber(w) && h->valuedouble >= 1 && w->valuedouble >= 1 &&
+            h->valuedouble <= MAX_SAMPLE && w->valuedouble <= MAX_SAMPLE) {
+            cfg->sample_height = (int)h->valuedouble;
+            cfg->sample_width = (int)w->valuedouble;
+            return SOWER_OK;
+        }
+    }
+    return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size': expected an integer in 1..%d or [height, width]", path,
+                      MAX_SAMPLE);
+}
+
+static void set_defaults(UNetConfig *cfg)
+{
+    static const int default_channels[] = {224, 448, 672, 896};
+    memset(cfg, 0, sizeof *cfg);
+    cfg->in_channels = cfg->out_channels = 3;
+    cfg->flip_sin_to_cos = 1;
+    cfg->n_blocks = 4;
+    for (int i = 0; i < 4; i++)
+        cfg->block_out_channels[i] = default_channels[i];
+    int down_attn[] = {0, 1, 1, 1}, up_attn[] = {1, 1, 1, 0};
+    memcpy(cfg->down_has_attention, down_attn, sizeof down_attn);
+    memcpy(cfg->up_has_attention, up_attn, sizeof up_attn);
+    cfg->layers_per_block = 2;
+    cfg->mid_block_scale_factor = 1.0f;
+    cfg->downsample_padding = 1;
+    cfg->attention_head_dim = 8;
+    cfg->norm_num_groups = 32;
+    cfg->norm_eps = 1e-5f;
+    cfg->add_attention = 1;
+}
+
+static int check_consistency(const UNetConfig *cfg, const char *path, int n_down, int n_up, int n_channels)
+{
+    if (n_down != n_up || n_down != n_channels)
+        return SOWER_FAIL(SOWER_EMODEL,
+                          "%s: down_block_types (%d), up_block_types (%d) and block_out_channels (%d) must have the "
+                          "same length",
+                          path, n_down, n_up, n_channels);
+    for (int i = 0; i < cfg->n_blocks; i++) {
+        int c = cfg->block_out_channels[i];
+        if (c % cfg->norm_num_groups)
+            return SOWER_FAIL(SOWER_EMODEL, "%s: key 'norm_num_groups': %d does not divide block_out_channels[%d] = %d",
+                              path, cfg->norm_num_groups, i, c);
+        if (cfg->attention_head_dim && c % cfg->attention_head_dim &&
+            (cfg->down_has_attention[i] || cfg->up_has_attention[cfg->n_blocks - 1 - i] ||
+             (i == cfg->n_blocks - 1 && cfg->add_attention)))
+            return SOWER_FAIL(SOWER_EMODEL, "%s: key 'attention_head_dim': %d does not divide the %d channels of block %d",
+                              path, cfg->attention_head_dim, c, i);
+    }
+    int attn_groups = cfg->attn_norm_num_groups ? cfg->attn_norm_num_groups : cfg->norm_num_groups;
+    if (cfg->add_attention && cfg->block_out_channels[cfg->n_blocks - 1] % attn_groups)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key 'attn_norm_num_groups': %d does not divide %d channels", path,
+                          attn_groups, cfg->block_out_channels[cfg->n_blocks - 1]);
+    return SOWER_OK;
+}
+
+int unet_config_parse(const char *json_text, size_t len, const char *path, UNetConfig *cfg)
+{
+    set_defaults(cfg);
+    cJSON *obj = cJSON_ParseWithLength(json_text, len);
+    if (!obj || !cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
+    }
+    int status = SOWER_OK, is_null = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, obj)
+    {
+        int known = item->string[0] == '_';
+        for (size_t i = 0; !known && i < sizeof known_keys / sizeof known_keys[0]; i++)
+            known = strcmp(item->string, known_keys[i]) == 0;
+        if (!known) /* diffusers ignores unknown keys (with a warning); so does sower */
+            fprintf(stderr, "sower: warning: %s: ignoring unknown UNet2DModel key '%s'\n", path, item->string);
+    }
+    static const char *const positional[] = {"positional", NULL}, *const conv[] = {"conv", NULL};
+    static const char *const silu[] = {"silu", "swish", NULL}, *const shift_default[] = {"default", NULL};
+    static const char *const none[] = {NULL};
+    int n_down = cfg->n_blocks, n_up = cfg->n_blocks, n_channels = cfg->n_blocks;
+    SOWER_TRY_GOTO(parse_sample_size(obj, path, cfg), status, done);
+    SOWER_TRY_GOTO(get_int(obj, path, "in_channels", 1, 1024, &cfg->in_channels, 0, NULL), status, done);
+    SOWER_TRY_GOTO(get_int(obj, path, "out_channels", 1, 1024, &cfg->out_channels, 0, NULL), status, done);
+    SOWER_TRY_GOTO(get_bool(obj, path, "center_input_sample", &cfg->center_input_sample), status, done);
+    SOWER_TRY_GOTO(expect_string(obj, path, "time_embedding_type", positional, 0), status, done);
+    SOWER_TRY_GOTO(get_float(obj, path, "freq_shift", -1e6, 1e6, &cfg->freq_shift), status, done);
+    SOWER_TRY_GOTO(get_bool(obj, path, "flip_sin_to_cos", &cfg->flip_sin_to_cos), status, done);
+    SOWER_TRY_GOTO(parse_block_types(obj, path, "down_block_types", "DownBlock2D", "AttnDownBlock2D",
+                                     cfg->down_has_attention, &n_down),
+                   status, done);
+    SOWER_TRY_GOTO(
+        parse_block_types(obj, path, "up_block_types", "UpBlock2D", "AttnUpBlock2D", cfg->up_has_attention, &n_up),
+        status, done);
+    const cJSON *boc = cJSON_GetObjectItemCaseSensitive(obj, "block_out_channels");
+    if (boc) {
+        if (!cJSON_IsArray(boc) || cJSON_GetArraySize(boc) < 1 || cJSON_GetArraySize(boc) > UNET_MAX_BLOCKS) {
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'block_out_channels': expected a list of 1..%d integers", path,
+                                UNET_MAX_BLOCKS);
+            goto done;
+        }
+        n_channels = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, boc)
+        {
+            if (!cJSON_IsNumber(c) || c->valuedouble != floor(c->valuedouble) || c->valuedouble < 1 ||
+                c->valuedouble > MAX_CHANNELS) {
+                status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'block_out_channels': entries must be integers in 1..%d",
+                                    path, MAX_CHANNELS);
+                goto done;
+            }
+            cfg->block_out_channels[n_channels++] = (int)c->valuedouble;
+        }
+    }
+    cfg->n_blocks = n_channels;
+    SOWER_TRY_GOTO(get_int(obj, path, "layers_per_block", 1, UNET_MAX_LAYERS - 1, &cfg->layers_per_block, 0, NULL),
+                   status, done);
+    SOWER_TRY_GOTO(get_float(obj, path, "mid_block_scale_factor", 1e-6, 1e6, &cfg->mid_block_scale_factor), status,
+                   done);
+    SOWER_TRY_GOTO(get_int(obj, path, "downsample_padding", 0, 1, &cfg->downsample_padding, 0, NULL), status, done);
+    SOWER_TRY_GOTO(expect_string(obj, path, "downsample_type", conv, 0), status, done);
+    SOWER_TRY_GOTO(expect_string(obj, path, "upsample_type", conv, 0), status, done);
+    SOWER_TRY_GOTO(expect_string(obj, path, "act_fn", silu, 0), status, done);
+    SOWER_TRY_GOTO(get_int(obj, path, "attention_head_dim", 1, MAX_CHANNELS, &cfg->attention_head_dim, 1, &is_null),
+                   status, done);
+    if (is_null)
+        cfg->attention_head_dim = 0;
+    SOWER_TRY_GOTO(get_int(obj, path, "norm_num_groups", 1, MAX_CHANNELS, &cfg->norm_num_groups, 0, NULL), status,
+                   done);
+    SOWER_TRY_GOTO(
+        get_int(obj, path, "attn_norm_num_groups", 1, MAX_CHANNELS, &cfg->attn_norm_num_groups, 1, &is_null), status,
+        done);
+    if (is_null)
+        cfg->attn_norm_num_groups = 0;
+    SOWER_TRY_GOTO(get_float(obj, path, "norm_eps", 0.0, 1.0, &cfg->norm_eps), status, done);
+    SOWER_TRY_GOTO(expect_string(obj, path, "resnet_time_scale_shift", shift_default, 0), status, done);
+    SOWER_TRY_GOTO(get_bool(obj, path, "add_attention", &cfg->add_attention), status, done);
+    SOWER_TRY_GOTO(expect_string(obj, path, "class_embed_type", none, 1), status, done);
+    const cJSON *classes = cJSON_GetObjectItemCaseSensitive(obj, "num_class_embeds");
+    if (classes && !cJSON_IsNull(classes)) {
+        status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'num_class_embeds': class-conditional models are not supported "
+                                          "(sower supports null)", path);
+        goto done;
+    }
+    SOWER_TRY_GOTO(check_consistency(cfg, path, n_down, n_up, n_channels), status, done);
+done:
+    cJSON_Delete(obj);
+    return status;
+}

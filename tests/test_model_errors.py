@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""Bad model folders: each is refused with exit 2 and a message naming the file and what is wrong;
+never a crash, and no output is written.
+
+usage: test_model_errors.py SOWER_BINARY GOOD_MODEL_DIR (a pipeline-layout diffusers folder)
+Each case copies the good folder to a temporary one and breaks one thing (standard library only).
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+failures = []
+
+
+def read_st(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def write_st(path, header, data, pad=True):
+    text = json.dumps(header).encode()
+    if pad:
+        text += b" " * (-len(text) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(text)) + text + data)
+
+
+def edit_weights(fn):
+    def apply(d):
+        p = os.path.join(d, "unet", "diffusion_pytorch_model.safetensors")
+        header, data = read_st(p)
+        result = fn(header, data)
+        if result is not None:
+            header, data = result
+        write_st(p, header, data)
+    return apply
+
+
+def edit_json(rel, fn):
+    def apply(d):
+        p = os.path.join(d, rel)
+        obj = json.load(open(p))
+        fn(obj)
+        json.dump(obj, open(p, "w"))
+    return apply
+
+
+def first_tensor(h):
+    return sorted(k for k in h if k != "__metadata__")[0]
+
+
+def biggest_tensor(h):
+    return max((k for k in h if k != "__metadata__"), key=lambda k: h[k]["data_offsets"][1] - h[k]["data_offsets"][0])
+
+
+def set_offsets(h, name, begin, end):
+    h[name]["data_offsets"] = [begin, end]
+
+
+def raw_file(content):
+    def apply(d):
+        open(os.path.join(d, "unet", "diffusion_pytorch_model.safetensors"), "wb").write(content)
+    return apply
+
+
+def remove(rel):
+    return lambda d: os.remove(os.path.join(d, rel))
+
+
+def pickle_only(d):
+    os.remove(os.path.join(d, "unet", "diffusion_pytorch_model.safetensors"))
+    open(os.path.join(d, "unet", "diffusion_pytorch_model.bin"), "wb").write(b"\x80\x02}q\x00.")
+
+
+def shift_tensor(h, data):
+    name = biggest_tensor(h)
+    b, e = h[name]["data_offsets"]
+    set_offsets(h, name, b + 4, e + 4)  # overlaps its neighbour or runs past the end
+
+
+CASES = [  # (name, breakage, text the message must contain)
+    ("header length huge", raw_file(struct.pack("<Q", 1 << 40) + b"{}"), "header length"),
+    ("file too short", raw_file(b"\x01\x02"), "too short"),
+    ("header past end", raw_file(struct.pack("<Q", 4096) + b"{}"), "runs past the end"),
+    ("header not JSON", raw_file(struct.pack("<Q", 8) + b"{not js}"), "not a JSON object"),
+    ("unknown dtype", edit_weights(lambda h, d: h[first_tensor(h)].update(dtype="I64")), "dtype I64"),
+    ("shape vs bytes", edit_weights(lambda h, d: h[first_tensor(h)].update(shape=[3, 3, 3, 3, 3])), "bytes"),
+    ("offsets past end", edit_weights(lambda h, d: (h, d[:-8])), "past the"),
+    ("overlap", edit_weights(shift_tensor), "tensor"),
+    ("hole", edit_weights(lambda h, d: (h, d + b"\0" * 8)), "after the last tensor"),
+    ("missing tensor", edit_weights(lambda h, d: h.pop("conv_in.bias") and None), "missing tensor 'conv_in.bias'"),
+    ("unexpected tensor", edit_weights(lambda h, d: (dict(h, **{"extra.weight": {"dtype": "F32", "shape": [2], "data_offsets": [len(d), len(d) + 8]}}), d + b"\0" * 8)),
+     "unexpected tensor 'extra.weight'"),
+    ("bad metadata", edit_weights(lambda h, d: h.update(__metadata__={"format": 1})), "__metadata__"),
+    ("pickle weights", pickle_only, "pickle weights are refused"),
+    ("no weights", remove("unet/diffusion_pytorch_model.safetensors"), "no such file"),
+    ("no scheduler config", remove("scheduler/scheduler_config.json"), "scheduler config"),
+    ("no unet config", remove("unet/config.json"), "found neither"),
+    ("fourier embedding", edit_json("unet/config.json", lambda c: c.update(time_embedding_type="fourier")),
+     "key 'time_embedding_type'"),
+    ("cross attention block", edit_json("unet/config.json", lambda c: c.update(
+        down_block_types=["CrossAttnDownBlock2D"] + c["down_block_types"][1:])), "key 'down_block_types'"),
+    ("groups do not divide", edit_json("unet/config.json", lambda c: c.update(norm_num_groups=7)),
+     "key 'norm_num_groups'"),
+    ("wrong config type", edit_json("unet/config.json", lambda c: c.update(layers_per_block="two")),
+     "key 'layers_per_block'"),
+    ("block count mismatch", edit_json("unet/config.json", lambda c: c.update(up_block_types=["UpBlock2D"])),
+     "same length"),
+    ("conditional unet", edit_json("unet/config.json", lambda c: c.update(_class_name="UNet2DConditionModel")),
+     "key '_class_name'"),
+    ("config shape mismatch", edit_json("unet/config.json", lambda c: c.update(
+        block_out_channels=[x * 2 for x in c["block_out_channels"]])), "shape"),
+    ("scheduler thresholding", edit_json("scheduler/scheduler_config.json", lambda c: c.update(thresholding=True)),
+     "key 'thresholding'"),
+    ("scheduler beta schedule", edit_json("scheduler/scheduler_config.json", lambda c: c.update(beta_schedule="cubic")),
+     "key 'beta_schedule'"),
+    ("config not JSON", lambda d: open(os.path.join(d, "unet", "config.json"), "w").write("{oops"), "not a JSON object"),
+]
+
+
+def main():
+    sower, good = sys.argv[1], sys.argv[2]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.npy")
+        for name, breakage, expected in CASES:
+            d = os.path.join(tmp, "model")
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(good, d)
+            breakage(d)
+            for argv in ([sower, "info", d], [sower, "sample", d, "--seeds", "0", "--steps", "1", "-o", out]):
+                r = subprocess.run(argv, capture_output=True)
+                err = r.stderr.decode()
+                if r.returncode != 2:
+                    failures.append(f"{name} ({argv[1]}): exit {r.returncode}, expected 2: {err.strip()[:300]}")
+                elif expected not in err:
+                    failures.append(f"{name} ({argv[1]}): message lacks {expected!r}: {err.strip()[:300]}")
+                if "Sanitizer" in err or "runtime error" in err:
+                    failures.append(f"{name}: crashed: {err[:500]}")
+                if os.path.exists(out):
+                    failures.append(f"{name}: wrote an output")
+                    os.remove(out)
+        r = subprocess.run([sower, "info", "/nonexistent/model"], capture_output=True)
+        if r.returncode != 2 or b"not a directory" not in r.stderr:
+            failures.append(f"nonexistent model dir: exit {r.returncode} {r.stderr!r}")
+    for f in failures:
+        print("FAIL:", f, file=sys.stderr)
+    print(f"test_model_errors: {len(CASES)} broken models, {len(failures)} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

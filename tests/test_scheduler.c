@@ -1,0 +1,477 @@
+/* test_scheduler.c: sower's DDIM/DDPM schedulers against the real diffusers 0.31 (torch 1.13), bit for bit.
+ *
+ * Usage: test_scheduler tests/data/scheduler_reference.json
+ * The reference is made by validate/make_scheduler_reference.py; to regenerate it:
+ *     /opt/refenv/bin/python validate/make_scheduler_reference.py tests/data/scheduler_reference.json
+ * Every case's config text goes through scheduler_config_parse / scheduler_init / scheduler_step and
+ * is compared, under both torch CPU kernels (AVX2 and DEFAULT dispatch), with diffusers': timesteps,
+ * sha256 of alphas_cumprod, sha256 of prev_sample at the first, middle and last step (on randn
+ * inputs and on inputs with edge values: signed zeros, clip bounds, huge, subnormal), whether each
+ * step draws noise, and a chain through every step. No tolerance: every comparison is exact.
+ * Then: alphas_cumprod for random beta ranges and train lengths; runs diffusers itself gets wrong
+ * (refused with SOWER_EINPUT); set_timesteps for every N of a few train lengths; configs with
+ * unsupported values (SOWER_EMODEL naming the key). */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "digest.h"
+#include "scheduler.h"
+
+enum {
+    REFERENCE_MAX_BYTES = 16 << 20,
+    INPUT_SETS = 4, /* 0..2 randn; 3 randn with edge values */
+    CHAIN_SETS = 3, /* the chain's step i uses set i % 3 */
+    INPUT_MAX_VALUES = 4096,
+};
+
+typedef struct {
+    size_t n;
+    float model_output[INPUT_MAX_VALUES]; /* (n,) */
+    float sample[INPUT_MAX_VALUES];       /* (n,) */
+    float noise[INPUT_MAX_VALUES];        /* (n,) */
+} InputSet;
+
+static InputSet inputs[INPUT_SETS];
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(REFERENCE_MAX_BYTES);
+    size_t n = buf ? fread(buf, 1, REFERENCE_MAX_BYTES, f) : 0;
+    fclose(f);
+    if (!buf || n == REFERENCE_MAX_BYTES) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+static const char *str_of(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int int_of(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(v) ? (int)v->valuedouble : -1;
+}
+
+static int read_floats(const cJSON *arr, float *out, size_t *n)
+{
+    size_t k = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr)
+    {
+        if (k == INPUT_MAX_VALUES || !cJSON_IsNumber(v))
+            return 0;
+        out[k++] = (float)v->valuedouble; /* the JSON holds float32 values exactly */
+    }
+    *n = k;
+    return 1;
+}
+
+static int load_inputs(const cJSON *root)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "inputs");
+    if (cJSON_GetArraySize(arr) != INPUT_SETS)
+        return 0;
+    for (int k = 0; k < INPUT_SETS; k++) {
+        const cJSON *set = cJSON_GetArrayItem(arr, k);
+        size_t a = 0, b = 0, c = 0;
+        if (!read_floats(cJSON_GetObjectItemCaseSensitive(set, "model_output"), inputs[k].model_output, &a) ||
+            !read_floats(cJSON_GetObjectItemCaseSensitive(set, "sample"), inputs[k].sample, &b) ||
+            !read_floats(cJSON_GetObjectItemCaseSensitive(set, "noise"), inputs[k].noise, &c) || a != b || b != c ||
+            a == 0)
+            return 0;
+        inputs[k].n = a;
+    }
+    return 1;
+}
+
+static void sha_hex(const void *data, size_t bytes, char *hex /* (DIGEST_HEX_CHARS,) */)
+{
+    unsigned char d[DIGEST_BYTES];
+    if (digest_buffer(data, bytes, d) != SOWER_OK) {
+        strcpy(hex, "(digest failed)");
+        return;
+    }
+    digest_hex(d, hex);
+}
+
+static int class_kind(const char *name, SchedulerKind *kind)
+{
+    if (strcmp(name, "DDIMScheduler") == 0)
+        *kind = SCHED_DDIM;
+    else if (strcmp(name, "DDPMScheduler") == 0)
+        *kind = SCHED_DDPM;
+    else
+        return 0;
+    return 1;
+}
+
+/* Runs one case under one kernel; returns the number of mismatches (each also a failed CHECK). */
+static int run_case_kernel(const cJSON *c, const SchedulerConfig *parsed, RngKernel kernel)
+{
+    const char *name = str_of(c, "name");
+    const char *kname = rng_kernel_name(kernel);
+    const cJSON *scalar = cJSON_GetObjectItemCaseSensitive(c, "cpu_scalar");
+    const int N = int_of(c, "num_inference_steps");
+    const cJSON *eta_item = cJSON_GetObjectItemCaseSensitive(c, "eta");
+    const float eta = cJSON_IsNumber(eta_item) ? (float)eta_item->valuedouble : 0.0f;
+    int bad = 0;
+
+    SchedulerConfig cfg = *parsed;
+    cfg.torch_kernel = kernel;
+    Scheduler s = {0};
+    int status = scheduler_init(&s, &cfg, N);
+    CHECK(status == SOWER_OK, "%s [%s]: scheduler_init: %s", name, kname, sower_error_message());
+    if (status != SOWER_OK)
+        return 1;
+
+    /* timesteps */
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(c, "timesteps");
+    int ts_ok = cJSON_GetArraySize(ts) == N;
+    for (int i = 0; ts_ok && i < N; i++)
+        ts_ok = (double)s.timesteps[i] == cJSON_GetArrayItem(ts, i)->valuedouble;
+    CHECK(ts_ok, "%s [%s]: timesteps differ from diffusers'", name, kname);
+    bad += !ts_ok;
+
+    /* alphas_cumprod */
+    char hex[DIGEST_HEX_CHARS];
+    const int T = cfg.num_train_timesteps;
+    sha_hex(s.alphas_cumprod, (size_t)T * sizeof(float), hex);
+    const char *want_ac = kernel == RNG_KERNEL_TORCH_CPU ? str_of(c, "alphas_cumprod_sha256")
+                                                         : str_of(scalar, "alphas_cumprod_sha256");
+    const cJSON *fl = cJSON_GetObjectItemCaseSensitive(c, "alphas_cumprod_first_last");
+    CHECK(strcmp(hex, want_ac) == 0, "%s [%s]: alphas_cumprod sha256 %s, diffusers %s (ac[0] %.9g, ac[T-1] %.9g; AVX2 "
+          "torch %.9g, %.9g)", name, kname, hex, want_ac, s.alphas_cumprod[0], s.alphas_cumprod[T - 1],
+          cJSON_GetArrayItem(fl, 0)->valuedouble, cJSON_GetArrayItem(fl, 1)->valuedouble);
+    bad += strcmp(hex, want_ac) != 0;
+
+    /* first, middle and last step on the stored inputs */
+    float out[INPUT_MAX_VALUES];
+    int k = 0;
+    const cJSON *st;
+    cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(c, "steps"))
+    {
+        const int i = int_of(st, "index");
+        const InputSet *in = &inputs[int_of(st, "input")];
+        const int needs = scheduler_step_needs_noise(&s, i, eta);
+        CHECK(needs == int_of(st, "noise"), "%s [%s]: step %d: needs_noise %d, diffusers drew %d", name, kname, i, needs,
+              int_of(st, "noise"));
+        bad += needs != int_of(st, "noise");
+        scheduler_step(&s, i, eta, in->model_output, in->sample, needs ? in->noise : NULL, out, in->n);
+        sha_hex(out, in->n * sizeof(float), hex);
+        const char *want = kernel == RNG_KERNEL_TORCH_CPU
+                               ? str_of(st, "prev_sample_sha256")
+                               : cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(scalar, "steps_sha256"), k)->valuestring;
+        CHECK(strcmp(hex, want) == 0, "%s [%s]: step %d (t=%lld): prev_sample sha256 %s, diffusers %s (out[0] %.9g)", name,
+              kname, i, (long long)s.timesteps[i], hex, want, out[0]);
+        bad += strcmp(hex, want) != 0;
+        k++;
+    }
+
+    /* chain: every step, output fed back in place (prev_sample aliases sample) */
+    const cJSON *chain = cJSON_GetObjectItemCaseSensitive(c, "chain");
+    const size_t n = inputs[0].n;
+    memcpy(out, inputs[0].sample, n * sizeof(float));
+    int draws = 0;
+    for (int i = 0; i < N; i++) {
+        const InputSet *in = &inputs[i % CHAIN_SETS];
+        const int needs = scheduler_step_needs_noise(&s, i, eta);
+        draws += needs;
+        scheduler_step(&s, i, eta, in->model_output, out, needs ? in->noise : NULL, out, n);
+    }
+    sha_hex(out, n * sizeof(float), hex);
+    const char *want_chain = kernel == RNG_KERNEL_TORCH_CPU ? str_of(chain, "final_sha256")
+                                                            : str_of(scalar, "chain_final_sha256");
+    CHECK(draws == int_of(chain, "noise_draws"), "%s [%s]: chain drew noise %d times, diffusers %d", name, kname, draws,
+          int_of(chain, "noise_draws"));
+    CHECK(strcmp(hex, want_chain) == 0, "%s [%s]: chain of %d steps: sha256 %s, diffusers %s", name, kname, N, hex,
+          want_chain);
+    bad += (draws != int_of(chain, "noise_draws")) + (strcmp(hex, want_chain) != 0);
+
+    scheduler_free(&s);
+    return bad;
+}
+
+static int run_case(const cJSON *c)
+{
+    const char *name = str_of(c, "name");
+    const char *text = str_of(c, "config");
+    SchedulerKind kind;
+    if (!class_kind(str_of(c, "class"), &kind)) {
+        CHECK(0, "%s: unknown class '%s'", name, str_of(c, "class"));
+        return 0;
+    }
+    SchedulerConfig cfg;
+    int status = scheduler_config_parse(text, strlen(text), name, kind, &cfg);
+    CHECK(status == SOWER_OK, "%s: scheduler_config_parse: %s", name, sower_error_message());
+    if (status != SOWER_OK)
+        return 0;
+    int bad = run_case_kernel(c, &cfg, RNG_KERNEL_TORCH_CPU);
+    bad += run_case_kernel(c, &cfg, RNG_KERNEL_TORCH_CPU_SCALAR);
+    return bad == 0;
+}
+
+/* alphas_cumprod alone, under both kernels; returns 1 if both match. */
+static int run_alphas_cumprod_case(const cJSON *a)
+{
+    const char *text = str_of(a, "config");
+    SchedulerConfig cfg;
+    int status = scheduler_config_parse(text, strlen(text), "alphas_cumprod case", SCHED_DDPM, &cfg);
+    CHECK(status == SOWER_OK, "%s: %s", text, sower_error_message());
+    if (status != SOWER_OK)
+        return 0;
+    int ok = 1;
+    for (int kernel = RNG_KERNEL_TORCH_CPU; kernel <= RNG_KERNEL_TORCH_CPU_SCALAR; kernel++) {
+        cfg.torch_kernel = (RngKernel)kernel;
+        Scheduler s = {0};
+        status = scheduler_init(&s, &cfg, 1);
+        CHECK(status == SOWER_OK, "%s: %s", text, sower_error_message());
+        if (status != SOWER_OK)
+            return 0;
+        char hex[DIGEST_HEX_CHARS];
+        sha_hex(s.alphas_cumprod, (size_t)cfg.num_train_timesteps * sizeof(float), hex);
+        const char *want = str_of(a, kernel == RNG_KERNEL_TORCH_CPU ? "alphas_cumprod_sha256"
+                                                                    : "cpu_scalar_alphas_cumprod_sha256");
+        CHECK(strcmp(hex, want) == 0, "%s [%s]: alphas_cumprod sha256 %s, diffusers %s", text,
+              rng_kernel_name(cfg.torch_kernel), hex, want);
+        ok = ok && strcmp(hex, want) == 0;
+        scheduler_free(&s);
+    }
+    return ok;
+}
+
+/* Runs diffusers misbehaves on: parse fine, scheduler_init refuses with SOWER_EINPUT. */
+static void run_rejected(const cJSON *r)
+{
+    const char *name = str_of(r, "name"), *text = str_of(r, "config");
+    SchedulerKind kind = SCHED_DDIM;
+    SchedulerConfig cfg;
+    CHECK(class_kind(str_of(r, "class"), &kind), "%s: class", name);
+    int status = scheduler_config_parse(text, strlen(text), name, kind, &cfg);
+    CHECK(status == SOWER_OK, "%s: parse: %s", name, sower_error_message());
+    Scheduler s = {0};
+    status = scheduler_init(&s, &cfg, int_of(r, "num_inference_steps"));
+    CHECK(status == SOWER_EINPUT, "%s: scheduler_init gave %s, expected SOWER_EINPUT", name, sower_status_name(status));
+    CHECK(s.timesteps == NULL && s.alphas_cumprod == NULL, "%s: failed init left tables", name);
+    scheduler_free(&s);
+}
+
+/* set_timesteps for every N of one (T, spacing, offset), hashed as the script hashes it. */
+static void run_sweep(const cJSON *w)
+{
+    SchedulerConfig cfg;
+    scheduler_config_defaults(SCHED_DDIM, &cfg);
+    cfg.num_train_timesteps = int_of(w, "num_train_timesteps");
+    const char *spacing = str_of(w, "timestep_spacing");
+    cfg.timestep_spacing = strcmp(spacing, "trailing") == 0   ? SPACING_TRAILING
+                           : strcmp(spacing, "linspace") == 0 ? SPACING_LINSPACE
+                                                              : SPACING_LEADING;
+    cfg.steps_offset = int_of(w, "steps_offset");
+    const cJSON *invalid = cJSON_GetObjectItemCaseSensitive(w, "invalid_n");
+    Digest d = {0};
+    CHECK(digest_init(&d) == SOWER_OK, "digest_init");
+    int next_invalid = 0, wrong_status = 0;
+    for (int n = 1; n <= cfg.num_train_timesteps; n++) {
+        const cJSON *inv = cJSON_GetArrayItem(invalid, next_invalid);
+        const int expect_invalid = inv && (int)inv->valuedouble == n;
+        next_invalid += expect_invalid;
+        Scheduler s = {0};
+        int status = scheduler_init(&s, &cfg, n);
+        if (status != (expect_invalid ? SOWER_EINPUT : SOWER_OK)) {
+            if (wrong_status++ < 5)
+                fprintf(stderr, "sweep T=%d %s offset %d: N=%d gave %s\n", cfg.num_train_timesteps, spacing,
+                        cfg.steps_offset, n, sower_status_name(status));
+        } else if (status == SOWER_OK && digest_update(&d, s.timesteps, (size_t)n * sizeof(int64_t)) != SOWER_OK) {
+            wrong_status++;
+        }
+        scheduler_free(&s);
+    }
+    unsigned char sha[DIGEST_BYTES];
+    char hex[DIGEST_HEX_CHARS];
+    CHECK(digest_final(&d, sha) == SOWER_OK, "digest_final");
+    digest_free(&d);
+    digest_hex(sha, hex);
+    CHECK(wrong_status == 0, "sweep T=%d %s offset %d: %d step counts accepted/refused unlike diffusers",
+          cfg.num_train_timesteps, spacing, cfg.steps_offset, wrong_status);
+    CHECK(strcmp(hex, str_of(w, "sha256")) == 0, "sweep T=%d %s offset %d: timesteps sha256 %s, diffusers %s",
+          cfg.num_train_timesteps, spacing, cfg.steps_offset, hex, str_of(w, "sha256"));
+}
+
+/* ---- configs sower refuses, and odd ones it must accept ------------------------------------- */
+
+typedef struct {
+    SchedulerKind kind;
+    const char *json;
+    const char *key; /* the key the message must name; NULL: must parse */
+} ConfigCase;
+
+static const ConfigCase config_cases[] = {
+    {SCHED_DDIM, "{\"thresholding\": true}", "thresholding"},
+    {SCHED_DDPM, "{\"thresholding\": true}", "thresholding"},
+    {SCHED_DDIM, "{\"trained_betas\": [0.1, 0.2]}", "trained_betas"},
+    {SCHED_DDPM, "{\"rescale_betas_zero_snr\": true}", "rescale_betas_zero_snr"},
+    {SCHED_DDPM, "{\"beta_schedule\": \"sigmoid\"}", "beta_schedule"},
+    {SCHED_DDIM, "{\"beta_schedule\": \"cosine\"}", "beta_schedule"},
+    {SCHED_DDIM, "{\"prediction_type\": \"v\"}", "prediction_type"},
+    {SCHED_DDPM, "{\"timestep_spacing\": \"uniform\"}", "timestep_spacing"},
+    {SCHED_DDPM, "{\"variance_type\": \"learned_range\"}", "variance_type"},
+    {SCHED_DDPM, "{\"variance_type\": \"fixed_small_log\"}", "variance_type"},
+    {SCHED_DDPM, "{\"variance_type\": null}", "variance_type"},
+    {SCHED_DDIM, "{\"num_train_timesteps\": \"1000\"}", "num_train_timesteps"},
+    {SCHED_DDIM, "{\"num_train_timesteps\": 0}", "num_train_timesteps"},
+    {SCHED_DDIM, "{\"num_train_timesteps\": 100001}", "num_train_timesteps"},
+    {SCHED_DDPM, "{\"num_train_timesteps\": 999.5}", "num_train_timesteps"},
+    {SCHED_DDPM, "{\"num_train_timesteps\": true}", "num_train_timesteps"},
+    {SCHED_DDIM, "{\"clip_sample_range\": 0}", "clip_sample_range"},
+    {SCHED_DDIM, "{\"clip_sample_range\": -1.5}", "clip_sample_range"},
+    {SCHED_DDPM, "{\"clip_sample_range\": null}", "clip_sample_range"},
+    {SCHED_DDIM, "{\"clip_sample\": \"yes\"}", "clip_sample"},
+    {SCHED_DDIM, "{\"set_alpha_to_one\": 1}", "set_alpha_to_one"},
+    {SCHED_DDIM, "{\"beta_start\": \"0.0001\"}", "beta_start"},
+    {SCHED_DDPM, "{\"beta_end\": -0.02}", "beta_end"},
+    {SCHED_DDPM, "{\"beta_end\": 1.5}", "beta_end"},
+    {SCHED_DDIM, "{\"steps_offset\": -1}", "steps_offset"},
+    {SCHED_DDIM, "{\"steps_offset\": 1.5}", "steps_offset"},
+    {SCHED_DDIM, "{\"dynamic_thresholding_ratio\": \"x\"}", "dynamic_thresholding_ratio"},
+    {SCHED_DDIM, "{\"_class_name\": 5}", "_class_name"},
+    {SCHED_DDIM, "{\"_use_default_values\": \"beta_schedule\"}", "_use_default_values"},
+    {SCHED_DDIM, "{\"thresholding\": false, \"thresholding\": true}", "thresholding"}, /* the last one counts */
+    /* accepted: keys the class does not know are dropped whatever their value */
+    {SCHED_DDIM, "{\"variance_type\": \"learned_range\", \"_class_name\": \"DDPMScheduler\"}", NULL},
+    {SCHED_DDPM, "{\"set_alpha_to_one\": \"anything\", \"skip_prk_steps\": true, \"_diffusers_version\": 3}", NULL},
+    {SCHED_DDIM, "{\"thresholding\": true, \"thresholding\": false}", NULL},
+    {SCHED_DDIM, "{\"thresholding\": true, \"_use_default_values\": [\"thresholding\"]}", NULL},
+    {SCHED_DDPM, "{\"_class_name\": [\"diffusers\", \"DDPMScheduler\"], \"trained_betas\": null}", NULL},
+    {SCHED_DDPM, "{\"_class_name\": 5, \"_use_default_values\": [\"_class_name\"]}", NULL},
+};
+
+static void run_config_cases(void)
+{
+    for (size_t k = 0; k < sizeof config_cases / sizeof config_cases[0]; k++) {
+        const ConfigCase *cc = &config_cases[k];
+        SchedulerConfig cfg;
+        sower_error_clear();
+        int status = scheduler_config_parse(cc->json, strlen(cc->json), "scheduler/scheduler_config.json", cc->kind, &cfg);
+        if (!cc->key) {
+            CHECK(status == SOWER_OK, "%s config %s: %s", scheduler_kind_name(cc->kind), cc->json, sower_error_message());
+            continue;
+        }
+        char want[96];
+        snprintf(want, sizeof want, "scheduler/scheduler_config.json: key '%s': expected ", cc->key);
+        CHECK(status == SOWER_EMODEL, "%s config %s: status %s, expected SOWER_EMODEL", scheduler_kind_name(cc->kind),
+              cc->json, sower_status_name(status));
+        CHECK(strstr(sower_error_message(), want) == sower_error_message() &&
+                  strstr(sower_error_message(), ", found ") != NULL,
+              "%s config %s: message \"%s\" does not start \"%s\"", scheduler_kind_name(cc->kind), cc->json,
+              sower_error_message(), want);
+    }
+    /* not JSON / not an object */
+    SchedulerConfig cfg;
+    CHECK(scheduler_config_parse("{\"beta_start\": ", 15, "p.json", SCHED_DDIM, &cfg) == SOWER_EMODEL, "truncated JSON");
+    CHECK(scheduler_config_parse("[1, 2]", 6, "p.json", SCHED_DDIM, &cfg) == SOWER_EMODEL, "JSON array");
+    CHECK(scheduler_config_parse("{} {}", 5, "p.json", SCHED_DDIM, &cfg) == SOWER_EMODEL, "extra data");
+    CHECK(scheduler_config_parse("{\"steps_offset\": 1}\n  ", 22, "p.json", SCHED_DDIM, &cfg) == SOWER_OK &&
+              cfg.steps_offset == 1, "trailing whitespace: %s", sower_error_message());
+    /* a message lists the supported values */
+    const char *txt = "{\"beta_schedule\": \"sigmoid\"}";
+    CHECK(scheduler_config_parse(txt, strlen(txt), "p.json", SCHED_DDPM, &cfg) == SOWER_EMODEL &&
+              strcmp(sower_error_message(),
+                     "p.json: key 'beta_schedule': expected one of \"linear\", \"scaled_linear\", "
+                     "\"squaredcos_cap_v2\", found \"sigmoid\"") == 0,
+          "message: %s", sower_error_message());
+    sower_error_clear();
+}
+
+static void run_unit_checks(void)
+{
+    Scheduler s = {0};
+    scheduler_free(&s); /* zeroed: a no-op */
+    SchedulerConfig cfg;
+    scheduler_config_defaults(SCHED_DDPM, &cfg);
+    CHECK(scheduler_init(&s, &cfg, 0) == SOWER_EINPUT, "N = 0");
+    CHECK(scheduler_init(&s, &cfg, 1001) == SOWER_EINPUT, "N = 1001");
+    CHECK(s.timesteps == NULL, "failed init zeroes");
+    SchedulerKind k;
+    CHECK(strcmp(scheduler_kind_name(SCHED_DDIM), "ddim") == 0 && strcmp(scheduler_kind_name(SCHED_DDPM), "ddpm") == 0,
+          "kind names");
+    CHECK(scheduler_kind_parse("ddpm", &k) == SOWER_OK && k == SCHED_DDPM, "kind parse");
+    CHECK(scheduler_kind_parse("pndm", &k) == SOWER_EINPUT, "kind parse pndm");
+    sower_error_clear();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s tests/data/scheduler_reference.json\n"
+                        "(regenerate: /opt/refenv/bin/python validate/make_scheduler_reference.py OUT.json)\n",
+                argv[0]);
+        return 1;
+    }
+    size_t len = 0;
+    char *text = read_file(argv[1], &len);
+    if (!text) {
+        fprintf(stderr, "cannot read %s (or it is over %d bytes)\n", argv[1], REFERENCE_MAX_BYTES);
+        return 1;
+    }
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root || strcmp(str_of(root, "format"), "sower-scheduler-reference") != 0 || int_of(root, "version") != 1 ||
+        !load_inputs(root)) {
+        fprintf(stderr, "%s: not a version-1 sower-scheduler-reference file; regenerate it with "
+                        "validate/make_scheduler_reference.py\n", argv[1]);
+        cJSON_Delete(root);
+        return 1;
+    }
+    const cJSON *versions = cJSON_GetObjectItemCaseSensitive(root, "versions");
+    printf("reference: diffusers %s, torch %s, numpy %s\n", str_of(versions, "diffusers"), str_of(versions, "torch"),
+           str_of(versions, "numpy"));
+
+    int cases = 0, identical = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases"))
+    {
+        cases++;
+        identical += run_case(c);
+    }
+    printf("%d of %d cases bit-identical (each under both torch CPU kernels)\n", identical, cases);
+    CHECK(cases > 0 && identical == cases, "%d of %d cases differ", cases - identical, cases);
+
+    int ac_cases = 0, ac_identical = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "alphas_cumprod_cases"))
+    {
+        ac_cases++;
+        ac_identical += run_alphas_cumprod_case(c);
+    }
+    printf("%d of %d alphas_cumprod-only cases bit-identical\n", ac_identical, ac_cases);
+    CHECK(ac_cases > 0, "no alphas_cumprod cases");
+
+    int rejected = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "rejected"))
+    {
+        run_rejected(c);
+        rejected++;
+    }
+    int sweeps = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "timestep_sweeps"))
+    {
+        run_sweep(c);
+        sweeps++;
+    }
+    CHECK(rejected > 0 && sweeps > 0, "reference has %d rejected runs and %d sweeps", rejected, sweeps);
+    printf("%d runs diffusers gets wrong refused; %d set_timesteps sweeps over every N\n", rejected, sweeps);
+    run_config_cases();
+    run_unit_checks();
+    cJSON_Delete(root);
+    return check_exit("test_scheduler");
+}
