@@ -4,12 +4,41 @@
 #include "ops.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gemm.h"
 
 enum { IM2COL_BUDGET_FLOATS = 8 << 20 }; /* 32 MiB of columns at a time */
+
+static int profile_on;
+static double profile_seconds[PROF_COUNT];
+static const char *const profile_names[PROF_COUNT] = {
+    "im2col (3x3 conv columns)", "GEMM: 3x3 convolutions", "GEMM: 1x1 convs, attention", "group norm (+ SiLU)",
+    "attention (scores, softmax)", "upsample", "bias, residual, time embedding"};
+
+void ops_profile_enable(int on) { profile_on = on; }
+
+double ops_profile_now(void) { return profile_on ? omp_get_wtime() : 0.0; }
+
+void ops_profile_add(ProfCategory c, double since)
+{
+    if (profile_on)
+        profile_seconds[c] += omp_get_wtime() - since;
+}
+
+void ops_profile_report(FILE *stream)
+{
+    double total = 0;
+    for (int i = 0; i < PROF_COUNT; i++)
+        total += profile_seconds[i];
+    for (int i = 0; i < PROF_COUNT; i++) {
+        fprintf(stream, "  %-32s %9.4f s  %5.1f%%\n", profile_names[i], profile_seconds[i],
+                total > 0 ? 100.0 * profile_seconds[i] / total : 0.0);
+        profile_seconds[i] = 0;
+    }
+}
 
 int act_alloc(Act *a, int c, int b, int h, int w)
 {
@@ -103,8 +132,10 @@ int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scra
     const size_t n = act_plane(out);
     const int kdim = p->cin * p->k * p->k;
     int pointwise = p->k == 1 && g.stride == 1 && !g.pad_top && !g.pad_left && !g.pad_bottom && !g.pad_right;
+    double t0 = ops_profile_now();
     if (pointwise) {
         gemm_f32(p->cout, (int)n, kdim, p->weight, kdim, in->data, (int)n, out->data, (int)n, 0);
+        ops_profile_add(PROF_POINTWISE_GEMM, t0);
     } else {
         int total_rows = in->b * ho; /* (b, oy) pairs */
         int rows_per_chunk = (int)(IM2COL_BUDGET_FLOATS / ((size_t)kdim * wo));
@@ -121,10 +152,16 @@ int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scra
             int n_rows = total_rows - q0 < rows_per_chunk ? total_rows - q0 : rows_per_chunk;
             int nc = n_rows * wo;
             im2col(p, g, in, ho, wo, q0, n_rows, scratch->buf);
+            ops_profile_add(PROF_IM2COL, t0);
+            t0 = ops_profile_now();
             gemm_f32(p->cout, nc, kdim, p->weight, kdim, scratch->buf, nc, out->data + (size_t)q0 * wo, (int)n, 0);
+            ops_profile_add(PROF_CONV_GEMM, t0);
+            t0 = ops_profile_now();
         }
     }
+    t0 = ops_profile_now();
     add_row_bias(out->data, p->bias, p->cout, n);
+    ops_profile_add(PROF_ELEMENTWISE, t0);
     return SOWER_OK;
 }
 
@@ -139,6 +176,7 @@ void op_silu(float *x, size_t n)
 
 void op_group_norm(const GroupNormParams *p, const Act *in, Act *out, int silu)
 {
+    double t0 = ops_profile_now();
     const int cpg = p->channels / p->groups;
     const size_t hw = (size_t)in->h * in->w;
     const int pairs = in->b * p->groups;
@@ -176,6 +214,7 @@ void op_group_norm(const GroupNormParams *p, const Act *in, Act *out, int silu)
                     y[i] = scale * x[i] + shift;
         }
     }
+    ops_profile_add(PROF_GROUP_NORM, t0);
 }
 
 void op_linear(const LinearParams *p, const float *x, int batch, float *y)
@@ -189,6 +228,7 @@ void op_linear(const LinearParams *p, const float *x, int batch, float *y)
 int op_upsample_nearest2x(const Act *in, Act *out)
 {
     SOWER_TRY(act_alloc(out, in->c, in->b, 2 * in->h, 2 * in->w));
+    double t0 = ops_profile_now();
     const int planes = in->c * in->b;
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
@@ -198,6 +238,7 @@ int op_upsample_nearest2x(const Act *in, Act *out)
             for (int x = 0; x < out->w; x++)
                 dst[(size_t)y * out->w + x] = src[(size_t)(y / 2) * in->w + x / 2];
     }
+    ops_profile_add(PROF_UPSAMPLE, t0);
     return SOWER_OK;
 }
 
@@ -237,6 +278,7 @@ int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scra
     SOWER_TRY_GOTO(act_alloc(&v, c, x->b, x->h, x->w), status, done);
     SOWER_TRY_GOTO(scratch_reserve(scratch, (size_t)hw * hw), status, done);
     op_group_norm(&p->norm, x, &g, 0);
+    double t0 = ops_profile_now();
     /* Projections over the whole batch: (C, C) . (C, B*HW). */
     const LinearParams *proj[3] = {&p->q, &p->k, &p->v};
     Act *dst[3] = {&q, &k, &v};
@@ -246,6 +288,8 @@ int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scra
     }
     /* Per sample and head: scores (HW, HW) = scale * q^T k, softmax, o (dh, HW) = v . P^T.
      * The output overwrites g, which is no longer needed. */
+    ops_profile_add(PROF_POINTWISE_GEMM, t0);
+    t0 = ops_profile_now();
     const float scale = 1.0f / sqrtf((float)dh);
     float *scores = scratch->buf;
     for (int b = 0; b < x->b; b++) {
@@ -256,8 +300,11 @@ int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scra
             gemm_f32_bt(dh, hw, hw, v.data + off, (int)n, scores, hw, g.data + off, (int)n, 0);
         }
     }
+    ops_profile_add(PROF_ATTENTION, t0);
     SOWER_TRY_GOTO(act_alloc(out, c, x->b, x->h, x->w), status, done);
+    t0 = ops_profile_now();
     gemm_f32(c, (int)n, c, p->out.weight, c, g.data, (int)n, out->data, (int)n, 0);
+    ops_profile_add(PROF_POINTWISE_GEMM, t0);
     const float rescale = p->rescale_output;
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "err.h"
 
@@ -77,5 +78,22 @@ int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scra
 /* Sinusoidal timestep embedding (diffusers get_timestep_embedding): emb (batch, dim). */
 void op_timestep_embedding(const int64_t *timesteps, int batch, int dim, int flip_sin_to_cos, float freq_shift,
                            float *emb);
+
+/* Per-operation time, for bench/ (off unless enabled; adds two clock reads per operation). */
+typedef enum {
+    PROF_IM2COL,
+    PROF_CONV_GEMM,
+    PROF_POINTWISE_GEMM,
+    PROF_GROUP_NORM,
+    PROF_ATTENTION,
+    PROF_UPSAMPLE,
+    PROF_ELEMENTWISE,
+    PROF_COUNT
+} ProfCategory;
+void ops_profile_enable(int on);
+void ops_profile_add(ProfCategory c, double since); /* since: ops_profile_now() at the start */
+double ops_profile_now(void); /* 0 when profiling is off */
+/* Prints seconds and share per category, then resets. */
+void ops_profile_report(FILE *stream);
 
 #endif /* SOWER_OPS_H */

@@ -1,0 +1,65 @@
+/* bench_unet.c: UNet2DModel forward time of sower's CPU backend, and where the time goes.
+ * usage: bench_unet MODEL_DIR THREADS BATCH [SECONDS] [--profile]
+ * Prints one line: batch, ms per forward, ms per sample, GFLOP/s (with --gflop-per-sample G from the
+ * caller, else the figure is left out), then the per-operation profile if asked. Never asserts. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "model.h"
+#include "rng.h"
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: bench_unet MODEL_DIR THREADS BATCH [SECONDS] [--profile]\n");
+        return 2;
+    }
+    int threads = atoi(argv[2]), batch = atoi(argv[3]);
+    double seconds = argc > 4 && argv[4][0] != '-' ? atof(argv[4]) : 3.0;
+    int profile = argc > 4 && strcmp(argv[argc - 1], "--profile") == 0;
+    omp_set_num_threads(threads);
+    gemm_set_threads(threads);
+    Model m;
+    if (model_load(&m, argv[1]) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        return 2;
+    }
+    const UNetConfig *cfg = &m.unet.cfg;
+    const size_t per = (size_t)cfg->in_channels * cfg->sample_height * cfg->sample_width;
+    float *x = malloc(per * batch * sizeof(float)), *y = malloc(per * batch * sizeof(float)); /* (B, C, H, W) */
+    int64_t *t = malloc(sizeof(int64_t) * batch);
+    for (int b = 0; b < batch; b++) {
+        TorchRng g = {0};
+        rng_seed(&g, (uint64_t)b);
+        rng_randn_f32(&g, RNG_KERNEL_TORCH_CPU, x + per * b, per);
+        t[b] = 500;
+    }
+    Scratch scratch = {0};
+    if (unet_forward(&m.unet, x, t, batch, cfg->sample_height, cfg->sample_width, y, &scratch) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        return 3;
+    }
+    ops_profile_enable(profile);
+    int reps = 0;
+    double start = omp_get_wtime(), elapsed;
+    do {
+        if (unet_forward(&m.unet, x, t, batch, cfg->sample_height, cfg->sample_width, y, &scratch) != SOWER_OK)
+            return 3;
+        reps++;
+        elapsed = omp_get_wtime() - start;
+    } while (elapsed < seconds);
+    double ms = 1e3 * elapsed / reps;
+    printf("batch %d threads %d: %.2f ms/forward, %.2f ms/sample (%d reps, %s)\n", batch, threads, ms, ms / batch,
+           reps, gemm_backend_identity());
+    if (profile) {
+        printf("profile over %d forwards (%.3f s wall):\n", reps, elapsed);
+        ops_profile_report(stdout);
+    }
+    scratch_free(&scratch);
+    free(x), free(y), free(t);
+    model_free(&m);
+    return 0;
+}
