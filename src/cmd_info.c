@@ -27,6 +27,19 @@ static void print_config(const UNetConfig *c)
            (double)c->freq_shift);
 }
 
+static void print_scheduler(const SchedulerConfig *s)
+{
+    static const char *const betas[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
+    static const char *const predictions[] = {"epsilon", "v_prediction", "sample"};
+    static const char *const spacings[] = {"leading", "trailing", "linspace"};
+    printf("  scheduler config:   T %d, %s betas %g..%g, %s, %s spacing (offset %d), clip %s", s->num_train_timesteps,
+           betas[s->beta_schedule], s->beta_start, s->beta_end, predictions[s->prediction_type],
+           spacings[s->timestep_spacing], s->steps_offset, s->clip_sample ? "on" : "off");
+    if (s->kind == SCHED_DDPM)
+        printf(", %s variance", s->variance_type == VARIANCE_FIXED_SMALL ? "fixed_small" : "fixed_large");
+    printf("\n");
+}
+
 int cmd_info(int argc, char **argv)
 {
     if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
@@ -48,6 +61,7 @@ int cmd_info(int argc, char **argv)
         printf("  parameters:         %lld in %d tensors\n", (long long)m.unet.n_values, m.unet.n_params);
         printf("  scheduler:          %s (%s)\n", m.scheduler_class[0] ? m.scheduler_class : "unnamed",
                m.scheduler_config_path);
+        print_scheduler(&m.folder_scheduler);
         print_config(&m.unet.cfg);
         printf("  CPU kernels:        %s\n", gemm_backend_identity());
     }

@@ -141,6 +141,10 @@ int model_load(Model *m, const char *dir)
     SOWER_TRY(read_text(m->scheduler_config_path, &m->scheduler_config_text, &m->scheduler_config_bytes));
     SOWER_TRY(check_class(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
                           scheduler_classes, m->scheduler_class, sizeof m->scheduler_class));
+    /* Check the scheduler config as its own class reads it, so bad values fail before any work. */
+    SchedulerKind own = strcmp(m->scheduler_class, "DDIMScheduler") == 0 ? SCHED_DDIM : SCHED_DDPM;
+    SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
+                                     own, &m->folder_scheduler));
     UNetConfig cfg;
     SOWER_TRY(unet_config_parse(m->unet_config_text, m->unet_config_bytes, m->unet_config_path, &cfg));
     SOWER_TRY(unet_init(&m->unet, &cfg));

@@ -13,6 +13,7 @@
 #include "digest.h"
 #include "err.h"
 #include "safetensors.h"
+#include "scheduler.h"
 #include "unet.h"
 
 typedef struct {
@@ -26,6 +27,7 @@ typedef struct {
     char *scheduler_config_text; /* scheduler_config.json, NUL-terminated */
     size_t scheduler_config_bytes;
     char scheduler_class[64];    /* its _class_name, e.g. "DDPMScheduler" ("" if absent) */
+    SchedulerConfig folder_scheduler; /* the folder's scheduler as its own class reads it (checked) */
     unsigned char weights_sha256[DIGEST_BYTES];
     StFile weights;
     UNet unet;
