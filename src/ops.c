@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "rowops.h"
 
 enum { IM2COL_BUDGET_FLOATS = 8 << 20 }; /* 32 MiB of columns at a time */
 
@@ -165,14 +166,7 @@ int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scra
     return SOWER_OK;
 }
 
-static inline float silu1(float x) { return x / (1.0f + expf(-x)); }
-
-void op_silu(float *x, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        x[i] = silu1(x[i]);
-}
+void op_silu(float *x, size_t n) { row_silu(x, n); }
 
 void op_group_norm(const GroupNormParams *p, const Act *in, Act *out, int silu)
 {
@@ -185,20 +179,12 @@ void op_group_norm(const GroupNormParams *p, const Act *in, Act *out, int silu)
         int b = pg / p->groups, grp = pg % p->groups;
         /* Two-pass moments in double over the group's channels of sample b, in a fixed order. */
         double sum = 0.0;
-        for (int c = grp * cpg; c < (grp + 1) * cpg; c++) {
-            const float *x = in->data + ((size_t)c * in->b + b) * hw;
-            for (size_t i = 0; i < hw; i++)
-                sum += x[i];
-        }
+        for (int c = grp * cpg; c < (grp + 1) * cpg; c++)
+            sum += row_sum(in->data + ((size_t)c * in->b + b) * hw, hw);
         double count = (double)cpg * (double)hw;
         double mean = sum / count, sq = 0.0;
-        for (int c = grp * cpg; c < (grp + 1) * cpg; c++) {
-            const float *x = in->data + ((size_t)c * in->b + b) * hw;
-            for (size_t i = 0; i < hw; i++) {
-                double d = x[i] - mean;
-                sq += d * d;
-            }
-        }
+        for (int c = grp * cpg; c < (grp + 1) * cpg; c++)
+            sq += row_sum_sq_dev(in->data + ((size_t)c * in->b + b) * hw, hw, mean);
         float mean_f = (float)mean;
         float rstd = (float)(1.0 / sqrt(sq / count + (double)p->eps));
         for (int c = grp * cpg; c < (grp + 1) * cpg; c++) {
@@ -207,11 +193,9 @@ void op_group_norm(const GroupNormParams *p, const Act *in, Act *out, int silu)
             float scale = rstd * p->gamma[c];
             float shift = -scale * mean_f + p->beta[c];
             if (silu)
-                for (size_t i = 0; i < hw; i++)
-                    y[i] = silu1(scale * x[i] + shift);
+                row_affine_silu(y, x, hw, scale, shift);
             else
-                for (size_t i = 0; i < hw; i++)
-                    y[i] = scale * x[i] + shift;
+                row_affine(y, x, hw, scale, shift);
         }
     }
     ops_profile_add(PROF_GROUP_NORM, t0);
@@ -256,7 +240,7 @@ static void softmax_rows(float *s, int rows, int cols, float scale)
         }
         double sum = 0.0;
         for (int j = 0; j < cols; j++) {
-            row[j] = expf(row[j] - max);
+            row[j] = row_expf(row[j] - max);
             sum += row[j];
         }
         float inv = (float)(1.0 / sum);

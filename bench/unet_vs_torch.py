@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""sower vs diffusers/PyTorch on the ddpm-cifar10-32 architecture, same machine, same run.
+
+usage: PYTHON_WITH_DIFFUSERS bench/unet_vs_torch.py BUILD_DIR MODEL_DIR [--threads 2] [--rounds 3]
+  BUILD_DIR  a Release build of sower (bench/bench_unet, bench/bench_sgemm, sower)
+  MODEL_DIR  a flat ddpm-cifar10-32-architecture folder, e.g. the test suite's
+             BUILD_DIR/tests/models/cifar (weights made by tests/make_formula_checkpoint)
+Runs, alternating sower and torch in every round (this machine's speed drifts), and reports the
+best round of each: UNet forward ms per sample at batch 1, 8, 32; a 50-step DDIM render of 8 seeds
+(wall time and peak RSS of the whole process); this machine's SGEMM peak through sower's BLIS path;
+sower's per-operation profile at batch 8. One forward is 12.44 GFLOP. Timing only, never asserts.
+PyTorch runs with torch.set_num_threads(THREADS), no_grad, oneDNN (mkldnn) convolutions.
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+
+GFLOP_PER_FORWARD = 12.44
+
+TORCH_FORWARD = r"""
+import json, sys, time, torch, safetensors.torch
+from diffusers import UNet2DModel
+torch.set_num_threads(int(sys.argv[2]))
+m = UNet2DModel.from_pretrained(sys.argv[1]).eval()
+out = {}
+with torch.no_grad():
+    for b in (1, 8, 32):
+        x = torch.randn(b, 3, 32, 32); t = torch.tensor(500)
+        m(x, t)
+        n, s = 0, time.perf_counter()
+        while True:
+            m(x, t); n += 1
+            if time.perf_counter() - s > float(sys.argv[3]): break
+        out[b] = (time.perf_counter() - s) / n / b * 1e3
+print(json.dumps(out))
+"""
+
+TORCH_RENDER = r"""
+import sys, time, torch, safetensors.torch
+from diffusers import DDIMPipeline
+torch.set_num_threads(int(sys.argv[2]))
+pipe = DDIMPipeline.from_pretrained(sys.argv[1])
+gens = [torch.Generator("cpu").manual_seed(s) for s in range(8)]
+s = time.perf_counter()
+pipe(batch_size=8, generator=gens, num_inference_steps=50, eta=0.0, output_type="np")
+print(time.perf_counter() - s)
+"""
+
+
+def child_rss_mb():
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
+def run_measured(argv):
+    """Runs argv in a fresh process; returns (stdout, wall seconds, peak RSS MiB of that process)."""
+    wrapper = ("import resource,subprocess,sys,time;s=time.perf_counter();"
+               "r=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
+               "w=time.perf_counter()-s;sys.stderr.write(r.stderr);"
+               "print(r.stdout,end='');print('@@%f %f'%(w,resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024))")
+    r = subprocess.run([sys.executable, "-c", wrapper] + argv, capture_output=True, text=True, check=True)
+    body, _, tail = r.stdout.rpartition("@@")
+    wall, rss = map(float, tail.split())
+    return body, wall, rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("model")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    a = ap.parse_args()
+    env_note = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS") if k in os.environ}
+    best = {}
+
+    def keep(key, value, lower_is_better=True):
+        if key not in best or (value < best[key] if lower_is_better else value > best[key]):
+            best[key] = value
+
+    for rnd in range(a.rounds):
+        for b in (1, 8, 32):
+            out = subprocess.run([f"{a.build}/bench/bench_unet", a.model, str(a.threads), str(b), str(a.seconds)],
+                                 capture_output=True, text=True, check=True).stdout
+            keep(("sower", b), float(re.search(r"([\d.]+) ms/sample", out).group(1)))
+        body, _, _ = run_measured([sys.executable, "-c", TORCH_FORWARD, a.model, str(a.threads), str(a.seconds)])
+        for b, ms in json.loads(body).items():
+            keep(("torch", int(b)), ms)
+        _, wall, rss = run_measured([f"{a.build}/sower", "sample", a.model, "--seeds", "0-7", "--steps", "50",
+                                     "--batch", "8", "--threads", str(a.threads), "-o", "/tmp/sower_bench.npy"])
+        keep("sower_render", wall)
+        keep("sower_rss", rss)
+        body, wall, rss = run_measured([sys.executable, "-c", TORCH_RENDER, a.model, str(a.threads)])
+        keep("torch_render", float(body.strip().splitlines()[-1]))
+        keep("torch_render_wall", wall)
+        keep("torch_rss", rss)
+        out = subprocess.run([f"{a.build}/bench/bench_sgemm", str(a.threads), "1.5"], capture_output=True, text=True,
+                             check=True).stdout
+        keep("sgemm", float(re.search(r"peak threads \d+: ([\d.]+)", out).group(1)), lower_is_better=False)
+        print(f"round {rnd + 1}/{a.rounds} done", file=sys.stderr, flush=True)
+
+    peak = best["sgemm"]
+    print(f"threads {a.threads}, best of {a.rounds} rounds (sower and torch alternating); {env_note or ''}")
+    print(f"SGEMM peak (BLIS, {a.threads} threads): {peak:.1f} GFLOP/s")
+    print(f"{'UNet forward':24} {'sower ms/sample':>16} {'torch ms/sample':>16} {'speed-up':>9} {'sower % peak':>13}")
+    for b in (1, 8, 32):
+        s, t = best[("sower", b)], best[("torch", b)]
+        pct = 100 * GFLOP_PER_FORWARD / (s / 1e3) / peak
+        print(f"{'batch ' + str(b):24} {s:16.1f} {t:16.1f} {t / s:8.2f}x {pct:12.0f}%")
+    print(f"{'DDIM 50 steps, 8 seeds':24} {best['sower_render']:15.1f}s {best['torch_render_wall']:15.1f}s "
+          f"{best['torch_render_wall'] / best['sower_render']:8.2f}x   (process wall time; torch loop alone "
+          f"{best['torch_render']:.1f}s)")
+    print(f"{'peak RSS (render)':24} {best['sower_rss']:13.0f}MiB {best['torch_rss']:13.0f}MiB "
+          f"{best['sower_rss'] / best['torch_rss']:8.2f}x")
+    prof = subprocess.run([f"{a.build}/bench/bench_unet", a.model, str(a.threads), "8", str(a.seconds), "--profile"],
+                          capture_output=True, text=True, check=True).stdout
+    print("sower per-operation profile, batch 8:")
+    print("\n".join(prof.splitlines()[1:]))
+
+
+if __name__ == "__main__":
+    main()

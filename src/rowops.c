@@ -1,0 +1,91 @@
+/* rowops.c: see rowops.h. */
+#include "rowops.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define ROW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define ROW_CLONES
+#endif
+
+#define ROW_INLINE static inline __attribute__((always_inline))
+
+/* Cephes expf: x = n ln2 + r, |r| <= ln2/2 (n = x log2(e) rounded to nearest), degree-5 polynomial, scaled by 2^n through the
+ * exponent bits. Inputs are clamped to [-87.3, 88.7] so 2^n stays a normal float. */
+ROW_INLINE float exp_core(float x)
+{
+    const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    x = x > 88.7f ? 88.7f : x; /* ternaries, not fminf/fmaxf: those do not vectorise */
+    x = x < -87.3f ? -87.3f : x;
+    const float round_magic = 0x1.8p23f; /* (t + M) - M rounds t to the nearest integer, |t| < 2^22 */
+    float n = (x * log2e + round_magic) - round_magic;
+    float r = fmaf(n, -ln2_hi, x);
+    r = fmaf(n, -ln2_lo, r);
+    float p = 1.9875691500E-4f;
+    p = fmaf(p, r, 1.3981999507E-3f);
+    p = fmaf(p, r, 8.3334519073E-3f);
+    p = fmaf(p, r, 4.1665795894E-2f);
+    p = fmaf(p, r, 1.6666665459E-1f);
+    p = fmaf(p, r, 5.0000001201E-1f);
+    float r2 = r * r;
+    float y = fmaf(p, r2, r) + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
+
+ROW_INLINE float silu_core(float v) { return v / (1.0f + exp_core(-v)); }
+
+float row_expf(float x) { return exp_core(x); }
+
+ROW_CLONES void row_affine_silu(float *y, const float *x, size_t n, float scale, float shift)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = silu_core(scale * x[i] + shift);
+}
+
+ROW_CLONES void row_affine(float *y, const float *x, size_t n, float scale, float shift)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = scale * x[i] + shift;
+}
+
+ROW_CLONES void row_silu(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = silu_core(x[i]);
+}
+
+enum { LANES = 8 };
+
+ROW_CLONES double row_sum(const float *x, size_t n)
+{
+    double acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += (double)x[i + j];
+    for (int j = 0; i < n; i++, j++)
+        acc[j] += (double)x[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+ROW_CLONES double row_sum_sq_dev(const float *x, size_t n, double mean)
+{
+    double acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            double d = (double)x[i + j] - mean;
+            acc[j] += d * d;
+        }
+    for (int j = 0; i < n; i++, j++) {
+        double d = (double)x[i] - mean;
+        acc[j] += d * d;
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}

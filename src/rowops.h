@@ -1,0 +1,25 @@
+/* rowops.h: the element-wise and reduction inner loops of the CPU backend.
+ *
+ * Each is written in portable C whose result does not depend on how the compiler vectorises it:
+ * element-wise loops have no reductions, and the reductions use a fixed set of 8 partial sums
+ * combined in a fixed order. Explicit fmaf() is the only fusion. On x86-64 they are compiled twice
+ * (baseline and x86-64-v3, chosen at load time by the CPU); both clones give the same bits, since
+ * fmaf is exactly rounded whether done in hardware or by libm. */
+#ifndef SOWER_ROWOPS_H
+#define SOWER_ROWOPS_H
+
+#include <stddef.h>
+
+/* y[i] = silu(scale * x[i] + shift) (silu(v) = v / (1 + exp(-v))); y may be x. */
+void row_affine_silu(float *y, const float *x, size_t n, float scale, float shift);
+/* y[i] = scale * x[i] + shift; y may be x. */
+void row_affine(float *y, const float *x, size_t n, float scale, float shift);
+/* x[i] = silu(x[i]). */
+void row_silu(float *x, size_t n);
+/* Sum of x in double, and sum of (x - mean)^2 in double (fixed 8-way partial sums). */
+double row_sum(const float *x, size_t n);
+double row_sum_sq_dev(const float *x, size_t n, double mean);
+/* exp(x) for float, max error about 1 ulp, same bits on every machine (no libm). */
+float row_expf(float x);
+
+#endif /* SOWER_ROWOPS_H */
