@@ -162,7 +162,14 @@ int cmd_sample(int argc, char **argv)
                                           model.scheduler_config_path, o.scheduler, &scfg),
                    status, done);
     scfg.torch_kernel = o.generator;
-    SOWER_TRY_GOTO(scheduler_init(&sched, &scfg, (int)o.steps), status, done);
+    status = scheduler_init(&sched, &scfg, (int)o.steps);
+    if (status == SOWER_EINPUT) {
+        char reason[512];
+        snprintf(reason, sizeof reason, "%s", sower_error_message());
+        status = SOWER_FAIL(SOWER_EUSAGE, "--steps %ld: %s", o.steps, reason);
+    }
+    if (status != SOWER_OK)
+        goto done;
     const size_t per = (size_t)ucfg->in_channels * ucfg->sample_height * ucfg->sample_width;
     out = malloc(per * o.n_seeds * sizeof(float)); /* (n_seeds, C, H, W) */
     if (!out) {

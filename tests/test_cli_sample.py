@@ -1,0 +1,91 @@
+#!/usr/bin/python3
+"""`sower sample` and `sower info` from the command line: traces, output format, bad options.
+
+usage: test_cli_sample.py SOWER_BINARY MODEL_DIR (a small committed model: tests/data/diffusers/models/mono_v)
+Standard library only (reads .npy headers and bytes itself).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+failures = []
+
+
+def npy(path):
+    raw = open(path, "rb").read()
+    assert raw[:6] == b"\x93NUMPY", path
+    hlen = raw[8] | (raw[9] << 8)
+    header = raw[10:10 + hlen].decode()
+    shape = tuple(int(d) for d in header.split("'shape': (")[1].split(")")[0].split(",") if d.strip())
+    if "'descr': '<f4'" not in header or (10 + hlen) % 64:
+        failures.append(f"{path}: header {header!r} is not float32 or not 64-byte aligned")
+    return shape, raw[10 + hlen:]
+
+
+def run(argv):
+    return subprocess.run(argv, capture_output=True)
+
+
+def main():
+    sower, model = sys.argv[1], sys.argv[2]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.npy")
+        r = run([sower, "sample", model, "--seeds", "3,1-2", "--steps", "5", "--trace", tmp, "-o", out])
+        if r.returncode != 0:
+            failures.append(f"sample with --trace failed: {r.stderr.decode()}")
+        else:
+            shape, data = npy(out)
+            if shape != (3, 1, 8, 8):
+                failures.append(f"output shape {shape}, expected (3, 1, 8, 8)")
+            row = len(data) // 3
+            for i, seed in enumerate([3, 1, 2]):
+                s_shape, samples = npy(os.path.join(tmp, f"seed_{seed}_samples.npy"))
+                o_shape, outputs = npy(os.path.join(tmp, f"seed_{seed}_model_outputs.npy"))
+                if s_shape != (5, 1, 8, 8) or o_shape != (5, 1, 8, 8):
+                    failures.append(f"seed {seed}: trace shapes {s_shape} {o_shape}, expected (5, 1, 8, 8)")
+                if samples[-row:] != data[i * row:(i + 1) * row]:
+                    failures.append(f"seed {seed}: the last traced sample is not the output row {i}")
+            # Seeds in a different order give the same per-seed rows.
+            out2 = os.path.join(tmp, "out2.npy")
+            run([sower, "sample", model, "--seeds", "1-3", "--steps", "5", "-o", out2])
+            _, data2 = npy(out2)
+            if data2[0:row] != data[row:2 * row] or data2[2 * row:] != data[0:row]:
+                failures.append("rows do not follow the order of --seeds")
+        r = run([sower, "info", model])
+        if r.returncode != 0 or b"parameters:" not in r.stdout or b"weights sha256:" not in r.stdout:
+            failures.append(f"sower info: {r.returncode} {r.stdout!r}")
+
+        bad = [
+            (["--seeds", "x"], "--seeds"), (["--seeds", "5-2"], "ends before it starts"),
+            (["--seeds", "1,"], "trailing comma"), (["--seeds", "0-99999999999"], "more than"),
+            (["--seeds", "0", "--steps", "0"], "--steps"), (["--seeds", "0", "--steps", "1001"], "--steps"),
+            (["--seeds", "0", "--eta", "2"], "--eta"), (["--seeds", "0", "--eta", "0.5", "--scheduler", "ddpm"], "ddim"),
+            (["--seeds", "0", "--batch", "0"], "--batch"), (["--seeds", "0", "--threads", "x"], "--threads"),
+            (["--seeds", "0", "--scheduler", "pndm"], "--scheduler"), (["--seeds", "0", "--generator", "cuda"], "--generator"),
+            (["--seeds", "0", "--trace", "/nonexistent"], "--trace"), (["--seeds", "0", "--bogus"], "unknown option"),
+            ([], "--seeds is required"),
+        ]
+        for args, text in bad:
+            target = os.path.join(tmp, "bad.npy")
+            argv = [sower, "sample", model] + args + (["-o", target] if args else [])
+            r = run(argv)
+            err = r.stderr.decode()
+            if r.returncode != 2 or text not in err:
+                failures.append(f"{args}: exit {r.returncode}, message {err.strip()!r} (expected 2 and {text!r})")
+            if os.path.exists(target):
+                failures.append(f"{args}: wrote an output")
+        r = run([sower, "sample", "--seeds", "0", "-o", os.path.join(tmp, "x.npy")])
+        if r.returncode != 2 or b"MODEL_DIR is required" not in r.stderr:
+            failures.append(f"missing MODEL_DIR: {r.returncode} {r.stderr!r}")
+        r = run([sower, "sample", model, "--seeds", "0", "--steps", "1"])
+        if r.returncode != 2 or b"-o OUT.npy" not in r.stderr:
+            failures.append(f"missing -o: {r.returncode} {r.stderr!r}")
+    for f in failures:
+        print("FAIL:", f, file=sys.stderr)
+    print(f"test_cli_sample: {len(failures)} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
