@@ -125,6 +125,45 @@ static void im2col(const ConvParams *p, ConvGeometry g, const Act *in, int ho, i
     }
 }
 
+/* The same columns as im2col for a stride-1 "same" convolution (output size = input size), built
+ * with one bulk copy per row of the column matrix: output rows (b, oy) are consecutive in the
+ * input plane of each channel, so row r = (ci, ky, kx) is the plane shifted by (ky - pad_top) rows
+ * and (kx - pad_left) columns; what the shift brings in from outside the sample's image (the
+ * neighbouring row or sample) is then zeroed. The values are exactly im2col's. */
+static void im2col_same(const ConvParams *p, ConvGeometry g, const Act *in, int q0, int n_rows, float *cols)
+{
+    const int k = p->k, kk = k * k, h = in->h, w = in->w;
+    const ptrdiff_t plane = (ptrdiff_t)in->b * h * w;
+    const ptrdiff_t nc = (ptrdiff_t)n_rows * w;
+    const int rows_k = p->cin * kk;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows_k; r++) {
+        int ci = r / kk, dy = (r / k) % k - g.pad_top, dx = r % k - g.pad_left;
+        const float *src = in->data + (size_t)ci * plane;
+        float *dst = cols + (size_t)r * nc;
+        ptrdiff_t off = (ptrdiff_t)q0 * w + (ptrdiff_t)dy * w + dx; /* source index of dst[0] */
+        ptrdiff_t lo = off < 0 ? -off : 0, hi = off + nc > plane ? plane - off : nc;
+        if (hi < lo)
+            hi = lo;
+        memset(dst, 0, (size_t)lo * sizeof(float));
+        memcpy(dst + lo, src + off + lo, (size_t)(hi - lo) * sizeof(float));
+        memset(dst + hi, 0, (size_t)(nc - hi) * sizeof(float));
+        for (int q = 0; q < n_rows; q++) {
+            float *d = dst + (size_t)q * w;
+            int iy = (q0 + q) % h + dy;
+            if (iy < 0 || iy >= h) {
+                memset(d, 0, (size_t)w * sizeof(float));
+                continue;
+            }
+            for (int ox = 0; ox < -dx && ox < w; ox++)
+                d[ox] = 0.0f;
+            for (int ox = w - dx; ox < w; ox++)
+                if (ox >= 0)
+                    d[ox] = 0.0f;
+        }
+    }
+}
+
 int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scratch *scratch)
 {
     int ho = (in->h + g.pad_top + g.pad_bottom - p->k) / g.stride + 1;
@@ -152,7 +191,10 @@ int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scra
         for (int q0 = 0; q0 < total_rows; q0 += rows_per_chunk) {
             int n_rows = total_rows - q0 < rows_per_chunk ? total_rows - q0 : rows_per_chunk;
             int nc = n_rows * wo;
-            im2col(p, g, in, ho, wo, q0, n_rows, scratch->buf);
+            if (g.stride == 1 && ho == in->h && wo == in->w)
+                im2col_same(p, g, in, q0, n_rows, scratch->buf);
+            else
+                im2col(p, g, in, ho, wo, q0, n_rows, scratch->buf);
             ops_profile_add(PROF_IM2COL, t0);
             t0 = ops_profile_now();
             gemm_f32(p->cout, nc, kdim, p->weight, kdim, scratch->buf, nc, out->data + (size_t)q0 * wo, (int)n, 0);
@@ -230,23 +272,8 @@ int op_upsample_nearest2x(const Act *in, Act *out)
 static void softmax_rows(float *s, int rows, int cols, float scale)
 {
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) {
-        float *row = s + (size_t)r * cols;
-        float max = -INFINITY;
-        for (int j = 0; j < cols; j++) {
-            row[j] *= scale;
-            if (row[j] > max)
-                max = row[j];
-        }
-        double sum = 0.0;
-        for (int j = 0; j < cols; j++) {
-            row[j] = row_expf(row[j] - max);
-            sum += row[j];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int j = 0; j < cols; j++)
-            row[j] *= inv;
-    }
+    for (int r = 0; r < rows; r++)
+        row_softmax_scaled(s + (size_t)r * cols, (size_t)cols, scale);
 }
 
 int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scratch)

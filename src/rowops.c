@@ -40,7 +40,6 @@ ROW_INLINE float exp_core(float x)
 
 ROW_INLINE float silu_core(float v) { return v / (1.0f + exp_core(-v)); }
 
-float row_expf(float x) { return exp_core(x); }
 
 ROW_CLONES void row_affine_silu(float *y, const float *x, size_t n, float scale, float shift)
 {
@@ -88,4 +87,18 @@ ROW_CLONES double row_sum_sq_dev(const float *x, size_t n, double mean)
         acc[j] += d * d;
     }
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+ROW_CLONES void row_softmax_scaled(float *x, size_t n, float scale)
+{
+    float max = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        x[i] *= scale;
+        max = x[i] > max ? x[i] : max;
+    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = exp_core(x[i] - max);
+    float inv = (float)(1.0 / row_sum(x, n));
+    for (size_t i = 0; i < n; i++)
+        x[i] *= inv;
 }

@@ -16,10 +16,11 @@ void row_affine_silu(float *y, const float *x, size_t n, float scale, float shif
 void row_affine(float *y, const float *x, size_t n, float scale, float shift);
 /* x[i] = silu(x[i]). */
 void row_silu(float *x, size_t n);
-/* Sum of x in double, and sum of (x - mean)^2 in double (fixed 8-way partial sums). */
+/* Sum of x in double, and sum of (x - mean)^2 in double (fixed 8-way partial sums). exp is a
+ * Cephes-style expf (about 1 ulp) with explicit fmaf: the same bits on every machine, no libm. */
 double row_sum(const float *x, size_t n);
 double row_sum_sq_dev(const float *x, size_t n, double mean);
-/* exp(x) for float, max error about 1 ulp, same bits on every machine (no libm). */
-float row_expf(float x);
+/* x[i] = softmax(scale * x)[i] over the row, max-subtracted; the sum in double (8 partial sums). */
+void row_softmax_scaled(float *x, size_t n, float scale);
 
 #endif /* SOWER_ROWOPS_H */
