@@ -15,6 +15,7 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+    {"check", cmd_check, "validate a job manifest and its model; print the normalised job"},
     {"sample", cmd_sample, "render seeds of a diffusers UNet2DModel folder to a .npy (one process)"},
     {"info", cmd_info, "show a model folder's config, parameter count and weight digest"},
     {"noise", cmd_noise, "write torch-identical initial noise for a seed (raw little-endian values)"},

@@ -1,0 +1,54 @@
+/* cmd_check.c: `sower check JOB.yaml`: validate a job manifest and its model, print the normalised
+ * job. Writes nothing. Exit 0 when the job could run, 2 with FILE:LINE:COLUMN: ... when not. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "manifest.h"
+#include "model.h"
+
+/* The model a job names must load, and match its pinned digest if it has one. */
+static int check_model(const Job *job)
+{
+    Model m;
+    int status = model_load(&m, job->model_path);
+    if (status != SOWER_OK) {
+        char reason[1024];
+        snprintf(reason, sizeof reason, "%s", sower_error_message());
+        model_free(&m);
+        return SOWER_FAIL(status, "%s:%u:%u: model: %s", job->manifest_path, job->model_mark.line,
+                          job->model_mark.column, reason);
+    }
+    if (job->model_digest_pinned && memcmp(job->model_digest, m.weights_sha256, DIGEST_BYTES) != 0) {
+        char want[DIGEST_HEX_CHARS], found[DIGEST_HEX_CHARS];
+        digest_hex(job->model_digest, want);
+        digest_hex(m.weights_sha256, found);
+        status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%u:%u: model.digest: expected sha256:%s, found sha256:%s in %s",
+                            job->manifest_path, job->model_mark.line, job->model_mark.column, want, found,
+                            m.weights_path);
+    }
+    model_free(&m);
+    return status;
+}
+
+int cmd_check(int argc, char **argv)
+{
+    if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        puts("usage: sower check JOB.yaml\n\nValidates a job manifest (schema/README.md) and the model it names, "
+             "and prints the\nnormalised job with every default filled in. Writes nothing.");
+        return SOWER_OK;
+    }
+    if (argc != 1 || argv[0][0] == '-')
+        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower check JOB.yaml");
+    Job job;
+    int status = manifest_load(&job, argv[0]);
+    if (status == SOWER_OK)
+        status = check_model(&job);
+    if (status == SOWER_OK) {
+        job_warn_seed_collisions(&job, stderr);
+        job_print(&job, stdout);
+    }
+    job_free(&job);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}

@@ -1,0 +1,638 @@
+/* manifest.c: read and check a job manifest with libyaml's document API. */
+#define _DEFAULT_SOURCE /* realpath */
+#include "manifest.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "outfile.h"
+
+enum {
+    MANIFEST_MAX_BYTES = 64 << 20,
+    MAX_RANGES = 4096,
+    MAX_LIST = 1000000,
+    MAX_PATH_CHARS = 4096,
+};
+
+typedef struct {
+    const Job *job;
+    yaml_document_t *doc;
+} Ctx;
+
+/* ---- errors: FILE:LINE:COLUMN: expected ..., found ... ---- */
+
+static void describe(const yaml_node_t *n, char *out, size_t size)
+{
+    if (!n)
+        snprintf(out, size, "nothing");
+    else if (n->type == YAML_MAPPING_NODE)
+        snprintf(out, size, "a mapping");
+    else if (n->type == YAML_SEQUENCE_NODE)
+        snprintf(out, size, "a list");
+    else if (n->data.scalar.length > 60)
+        snprintf(out, size, "'%.57s...'", (const char *)n->data.scalar.value);
+    else
+        snprintf(out, size, "'%s'", (const char *)n->data.scalar.value);
+}
+
+static int fail_at(const Ctx *c, const yaml_node_t *n, const char *key, const char *expected)
+{
+    char found[80];
+    describe(n, found, sizeof found);
+    return SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:%zu: %s%s%sexpected %s, found %s", c->job->manifest_path,
+                      n ? n->start_mark.line + 1 : 1, n ? n->start_mark.column + 1 : 1, key ? "key '" : "",
+                      key ? key : "", key ? "': " : "", expected, found);
+}
+
+/* ---- scalars, YAML 1.2 core schema ---- */
+
+static Mark mark_of(const yaml_node_t *n)
+{
+    return (Mark){(uint32_t)n->start_mark.line + 1, (uint32_t)n->start_mark.column + 1};
+}
+
+static int is_plain(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static const char *text_of(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+static int is_null(const yaml_node_t *n)
+{
+    if (!is_plain(n))
+        return 0;
+    const char *s = text_of(n);
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
+
+static int is_bool_text(const char *s)
+{
+    return !strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE") || !strcmp(s, "false") ||
+           !strcmp(s, "False") || !strcmp(s, "FALSE");
+}
+
+/* A plain decimal integer ([-+]?[0-9]+) that fits uint64 (negatives are reported as out of range). */
+static int get_u64(const Ctx *c, const yaml_node_t *n, const char *key, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char expected[128];
+    snprintf(expected, sizeof expected, "an integer in %llu..%llu", (unsigned long long)lo, (unsigned long long)hi);
+    if (!is_plain(n))
+        return fail_at(c, n, key, expected);
+    const char *s = text_of(n);
+    const char *p = s + (*s == '+' || *s == '-');
+    if (!*p)
+        return fail_at(c, n, key, expected);
+    for (const char *q = p; *q; q++)
+        if (!isdigit((unsigned char)*q))
+            return fail_at(c, n, key, expected);
+    if (*s == '-' && strspn(p, "0") != strlen(p))
+        return fail_at(c, n, key, expected);
+    errno = 0;
+    unsigned long long v = strtoull(p, NULL, 10);
+    if (errno == ERANGE || v < lo || v > hi)
+        return fail_at(c, n, key, expected);
+    *out = v;
+    return SOWER_OK;
+}
+
+static int get_int(const Ctx *c, const yaml_node_t *n, const char *key, int lo, int hi, int *out)
+{
+    uint64_t v;
+    SOWER_TRY(get_u64(c, n, key, (uint64_t)lo, (uint64_t)hi, &v));
+    *out = (int)v;
+    return SOWER_OK;
+}
+
+/* A plain number (integer or decimal float, no inf/nan) in lo..hi (lo exclusive when open_lo). */
+static int get_number(const Ctx *c, const yaml_node_t *n, const char *key, double lo, int open_lo, double hi,
+                      double *out)
+{
+    char expected[128];
+    snprintf(expected, sizeof expected, "a number in %s%g..%g", open_lo ? "(exclusive) " : "", lo, hi);
+    if (!is_plain(n))
+        return fail_at(c, n, key, expected);
+    const char *s = text_of(n);
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    int numeric = *s && end && *end == '\0' && strpbrk(s, "xXnNiI") == NULL;
+    if (!numeric || errno == ERANGE || !(open_lo ? v > lo : v >= lo) || !(v <= hi))
+        return fail_at(c, n, key, expected);
+    *out = v;
+    return SOWER_OK;
+}
+
+/* A string: a quoted scalar, or a plain one that is not null, a boolean or a number. */
+static int get_string(const Ctx *c, const yaml_node_t *n, const char *key, size_t max_chars, const char **out)
+{
+    char expected[64];
+    snprintf(expected, sizeof expected, "a string of 1..%zu characters", max_chars);
+    if (!n || n->type != YAML_SCALAR_NODE || n->data.scalar.length == 0 || n->data.scalar.length > max_chars ||
+        strlen(text_of(n)) != n->data.scalar.length)
+        return fail_at(c, n, key, expected);
+    if (is_plain(n)) {
+        const char *s = text_of(n);
+        char *end = NULL;
+        (void)strtod(s, &end);
+        if (is_null(n) || is_bool_text(s) || (end && *end == '\0' && strpbrk(s, "xXnNiI") == NULL))
+            return fail_at(c, n, key, expected);
+    }
+    *out = text_of(n);
+    return SOWER_OK;
+}
+
+static int get_enum(const Ctx *c, const yaml_node_t *n, const char *key, const char *const *values, int *out)
+{
+    char expected[160] = "one of ";
+    for (int i = 0; values[i]; i++)
+        snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s", i ? ", " : "", values[i]);
+    if (n && n->type == YAML_SCALAR_NODE)
+        for (int i = 0; values[i]; i++)
+            if (strcmp(text_of(n), values[i]) == 0) {
+                *out = i;
+                return SOWER_OK;
+            }
+    return fail_at(c, n, key, expected);
+}
+
+/* ---- mappings: known keys only, no duplicates ---- */
+
+typedef struct {
+    const char *name;
+    int required;
+    yaml_node_t *value; /* filled by get_mapping */
+} Field;
+
+static int get_mapping(const Ctx *c, const yaml_node_t *n, const char *key, Field *fields, int n_fields)
+{
+    char expected[512] = "a mapping with keys ";
+    for (int i = 0; i < n_fields; i++)
+        snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s", i ? ", " : "",
+                 fields[i].name);
+    if (!n || n->type != YAML_MAPPING_NODE)
+        return fail_at(c, n, key, expected);
+    for (int i = 0; i < n_fields; i++)
+        fields[i].value = NULL;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+        if (!k || k->type != YAML_SCALAR_NODE)
+            return fail_at(c, k, key, "a plain key");
+        int known = -1;
+        for (int i = 0; i < n_fields; i++)
+            if (strcmp(text_of(k), fields[i].name) == 0)
+                known = i;
+        if (known < 0) {
+            char what[600];
+            snprintf(what, sizeof what, "one of the keys %s", expected + strlen("a mapping with keys "));
+            return fail_at(c, k, key, what);
+        }
+        if (fields[known].value)
+            return fail_at(c, k, key, "each key once");
+        fields[known].value = yaml_document_get_node(c->doc, p->value);
+    }
+    for (int i = 0; i < n_fields; i++)
+        if (fields[i].required && !fields[i].value) {
+            char what[160];
+            snprintf(what, sizeof what, "a key '%s'", fields[i].name);
+            return fail_at(c, n, key, what);
+        }
+    return SOWER_OK;
+}
+
+/* ---- paths relative to the manifest ---- */
+
+static int resolve_path(const Job *job, const char *rel, char **out)
+{
+    const char *slash = strrchr(job->manifest_path, '/');
+    size_t dir_len = slash ? (size_t)(slash - job->manifest_path) : 0;
+    size_t n = dir_len + strlen(rel) + 3;
+    *out = malloc(n);
+    if (!*out)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (rel[0] == '/' || !slash)
+        snprintf(*out, n, "%s", rel);
+    else
+        snprintf(*out, n, "%.*s/%s", (int)dir_len, job->manifest_path, rel);
+    return SOWER_OK;
+}
+
+/* ---- sections ---- */
+
+static int parse_model(const Ctx *c, Job *job, const yaml_node_t *n)
+{
+    const char *path = NULL;
+    if (n)
+        job->model_mark = mark_of(n);
+    if (n && n->type == YAML_MAPPING_NODE) {
+        Field f[] = {{"path", 1, NULL}, {"digest", 0, NULL}};
+        SOWER_TRY(get_mapping(c, n, "model", f, 2));
+        SOWER_TRY(get_string(c, f[0].value, "model.path", MAX_PATH_CHARS, &path));
+        if (f[1].value) {
+            const char *d = NULL;
+            SOWER_TRY(get_string(c, f[1].value, "model.digest", 71, &d));
+            int ok = strlen(d) == 71 && strncmp(d, "sha256:", 7) == 0;
+            for (int i = 7; ok && i < 71; i++)
+                ok = isdigit((unsigned char)d[i]) || (d[i] >= 'a' && d[i] <= 'f');
+            if (!ok)
+                return fail_at(c, f[1].value, "model.digest", "\"sha256:\" and 64 lower-case hex digits");
+            for (int i = 0; i < DIGEST_BYTES; i++) {
+                char byte[3] = {d[7 + 2 * i], d[8 + 2 * i], 0};
+                job->model_digest[i] = (unsigned char)strtoul(byte, NULL, 16);
+            }
+            job->model_digest_pinned = 1;
+        }
+    } else if (n && n->type == YAML_SCALAR_NODE) {
+        SOWER_TRY(get_string(c, n, "model", MAX_PATH_CHARS, &path));
+    } else {
+        return fail_at(c, n, "model", "a model folder path or {path: ..., digest: sha256:...}");
+    }
+    SOWER_TRY(resolve_path(job, path, &job->model_path));
+    char *absolute = realpath(job->model_path, NULL); /* a clean name when the folder exists */
+    if (absolute) {
+        free(job->model_path);
+        job->model_path = absolute;
+    }
+    return SOWER_OK;
+}
+
+static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
+{
+    Field f[] = {{"scheduler", 0, NULL}, {"steps", 0, NULL}, {"eta", 0, NULL},
+                 {"batch", 0, NULL},     {"backend", 0, NULL}, {"threads", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "pipeline", f, 6));
+    static const char *const schedulers[] = {"ddim", "ddpm", NULL}, *const backends[] = {"cpu", "cuda", NULL};
+    int v = 0;
+    if (f[0].value) {
+        SOWER_TRY(get_enum(c, f[0].value, "pipeline.scheduler", schedulers, &v));
+        job->scheduler = v == 0 ? SCHED_DDIM : SCHED_DDPM;
+    }
+    if (f[1].value)
+        SOWER_TRY(get_int(c, f[1].value, "pipeline.steps", 1, 1000, &job->steps));
+    if (f[2].value) {
+        SOWER_TRY(get_number(c, f[2].value, "pipeline.eta", 0.0, 0, 1.0, &job->eta));
+        if (job->eta > 0 && job->scheduler == SCHED_DDPM)
+            return fail_at(c, f[2].value, "pipeline.eta", "0 with the ddpm scheduler (eta is DDIM's)");
+    }
+    if (f[3].value)
+        SOWER_TRY(get_int(c, f[3].value, "pipeline.batch", 1, 1024, &job->batch));
+    if (f[4].value) {
+        SOWER_TRY(get_enum(c, f[4].value, "pipeline.backend", backends, &v));
+        job->backend = v == 0 ? BACKEND_CPU : BACKEND_CUDA;
+    }
+    if (f[5].value)
+        SOWER_TRY(get_int(c, f[5].value, "pipeline.threads", 1, 1024, &job->threads));
+    return SOWER_OK;
+}
+
+static int parse_seeds(const Ctx *c, Job *job, const yaml_node_t *n)
+{
+    Field f[] = {{"ranges", 0, NULL}, {"list", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "seeds", f, 2));
+    if (!f[0].value && !f[1].value)
+        return fail_at(c, n, "seeds", "'ranges' or 'list' (or both)");
+    if (f[0].value) {
+        const yaml_node_t *r = f[0].value;
+        if (r->type != YAML_SEQUENCE_NODE || r->data.sequence.items.top == r->data.sequence.items.start ||
+            r->data.sequence.items.top - r->data.sequence.items.start > MAX_RANGES)
+            return fail_at(c, r, "seeds.ranges", "a list of 1..4096 {start, count} mappings");
+        size_t n_items = (size_t)(r->data.sequence.items.top - r->data.sequence.items.start);
+        job->ranges = calloc(n_items, sizeof *job->ranges);
+        job->range_marks = calloc(n_items, sizeof *job->range_marks);
+        if (!job->ranges || !job->range_marks)
+            return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        for (yaml_node_item_t *it = r->data.sequence.items.start; it < r->data.sequence.items.top; it++) {
+            yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+            Field g[] = {{"start", 1, NULL}, {"count", 1, NULL}};
+            SeedRange *sr = &job->ranges[job->n_ranges];
+            SOWER_TRY(get_mapping(c, item, "seeds.ranges[]", g, 2));
+            job->range_marks[job->n_ranges] = mark_of(item);
+            SOWER_TRY(get_u64(c, g[0].value, "start", 0, UINT64_MAX, &sr->start));
+            SOWER_TRY(get_u64(c, g[1].value, "count", 1, JOB_MAX_ROWS, &sr->count));
+            if (sr->count - 1 > UINT64_MAX - sr->start)
+                return fail_at(c, g[1].value, "count", "a range that ends at or before seed 18446744073709551615");
+            if (job->n_rows + sr->count > JOB_MAX_ROWS)
+                return fail_at(c, g[1].value, "count", "at most 2^40 rows in all");
+            job->n_rows += sr->count;
+            job->n_ranges++;
+        }
+    }
+    if (f[1].value) {
+        const yaml_node_t *l = f[1].value;
+        if (l->type != YAML_SEQUENCE_NODE || l->data.sequence.items.top == l->data.sequence.items.start ||
+            l->data.sequence.items.top - l->data.sequence.items.start > MAX_LIST)
+            return fail_at(c, l, "seeds.list", "a list of 1..1000000 integer seeds");
+        size_t n_items = (size_t)(l->data.sequence.items.top - l->data.sequence.items.start);
+        job->list = malloc(n_items * sizeof *job->list);
+        job->list_marks = malloc(n_items * sizeof *job->list_marks);
+        if (!job->list || !job->list_marks)
+            return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        for (yaml_node_item_t *it = l->data.sequence.items.start; it < l->data.sequence.items.top; it++) {
+            const yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+            SOWER_TRY(get_u64(c, item, "seeds.list[]", 0, UINT64_MAX, &job->list[job->n_list]));
+            job->list_marks[job->n_list++] = mark_of(item);
+        }
+        if (job->n_rows + job->n_list > JOB_MAX_ROWS)
+            return fail_at(c, l, "seeds.list", "at most 2^40 rows in all (ranges and list)");
+        job->n_rows += job->n_list;
+    }
+    return SOWER_OK;
+}
+
+static int parse_output(const Ctx *c, Job *job, const yaml_node_t *n)
+{
+    Field f[] = {{"path", 1, NULL}, {"compression", 0, NULL}, {"chunk_rows", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "output", f, 3));
+    const char *path = NULL;
+    SOWER_TRY(get_string(c, f[0].value, "output.path", MAX_PATH_CHARS, &path));
+    SOWER_TRY(resolve_path(job, path, &job->output_path));
+    static const char *const compressions[] = {"none", "gzip", NULL};
+    if (f[1].value)
+        SOWER_TRY(get_enum(c, f[1].value, "output.compression", compressions, &job->output_gzip));
+    if (f[2].value)
+        SOWER_TRY(get_int(c, f[2].value, "output.chunk_rows", 1, 65536, &job->chunk_rows));
+    return SOWER_OK;
+}
+
+static int parse_verify(const Ctx *c, Job *job, const yaml_node_t *n)
+{
+    Field f[] = {{"count", 0, NULL}, {"fraction", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "verify", f, 2));
+    if ((f[0].value != NULL) == (f[1].value != NULL))
+        return fail_at(c, n, "verify", "exactly one of 'count' or 'fraction'");
+    if (f[0].value)
+        return get_u64(c, f[0].value, "verify.count", 0, 1000000, &job->verify_count);
+    job->verify_by_fraction = 1;
+    return get_number(c, f[1].value, "verify.fraction", 0.0, 1, 1.0, &job->verify_fraction);
+}
+
+/* ---- seeds: duplicates (errors) ---- */
+
+/* Sorting keys that remember where each seed was written. */
+typedef struct {
+    uint64_t lo, hi; /* seeds lo..hi */
+    Mark mark;
+} Span;
+
+static int cmp_span(const void *a, const void *b)
+{
+    const Span *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo ? 1 : (x->mark.line > y->mark.line) - (x->mark.line < y->mark.line);
+}
+
+/* Every seed must appear once: sort all ranges and list entries by first seed; neighbours must not
+ * overlap. The later-written of an overlapping pair is reported, at its position. */
+static int check_duplicates(const Job *job)
+{
+    size_t n = (size_t)job->n_ranges + job->n_list;
+    Span *spans = malloc(sizeof *spans * (n + 1));
+    if (!spans)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    for (int i = 0; i < job->n_ranges; i++)
+        spans[i] = (Span){job->ranges[i].start, job->ranges[i].start + (job->ranges[i].count - 1), job->range_marks[i]};
+    for (size_t i = 0; i < job->n_list; i++)
+        spans[job->n_ranges + i] = (Span){job->list[i], job->list[i], job->list_marks[i]};
+    qsort(spans, n, sizeof *spans, cmp_span);
+    int status = SOWER_OK;
+    for (size_t i = 1; i < n; i++) {
+        if (spans[i].lo > spans[i - 1].hi)
+            continue;
+        const Span *later = spans[i].mark.line > spans[i - 1].mark.line ||
+                                    (spans[i].mark.line == spans[i - 1].mark.line &&
+                                     spans[i].mark.column > spans[i - 1].mark.column)
+                                ? &spans[i]
+                                : &spans[i - 1];
+        const Span *earlier = later == &spans[i] ? &spans[i - 1] : &spans[i];
+        status = SOWER_FAIL(SOWER_EMANIFEST,
+                            "%s:%u:%u: seeds: expected every seed once, found seed %llu again (first at line %u)",
+                            job->manifest_path, later->mark.line, later->mark.column,
+                            (unsigned long long)spans[i].lo, earlier->mark.line);
+        break;
+    }
+    free(spans);
+    return status;
+}
+
+static void set_defaults(Job *job)
+{
+    job->scheduler = SCHED_DDIM;
+    job->steps = 50;
+    job->eta = 0.0;
+    job->batch = 8;
+    job->backend = BACKEND_CPU;
+    job->generator = RNG_KERNEL_TORCH_CPU;
+    job->chunk_rows = 64;
+    job->verify_count = 64;
+}
+
+static int parse_document(Job *job, yaml_document_t *doc)
+{
+    Ctx c = {job, doc};
+    yaml_node_t *root = yaml_document_get_root_node(doc);
+    Field f[] = {{"sower", 1, NULL},  {"name", 1, NULL},      {"model", 1, NULL},  {"pipeline", 1, NULL},
+                 {"generator", 0, NULL}, {"seeds", 1, NULL}, {"output", 1, NULL}, {"verify", 0, NULL}};
+    if (!root)
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s:1:1: expected a job manifest (a YAML mapping), found an empty document",
+                          job->manifest_path);
+    SOWER_TRY(get_mapping(&c, root, NULL, f, 8));
+    uint64_t version;
+    SOWER_TRY(get_u64(&c, f[0].value, "sower", 1, 1, &version));
+    const char *name = NULL;
+    SOWER_TRY(get_string(&c, f[1].value, "name", 128, &name));
+    int ok = isalnum((unsigned char)name[0]);
+    for (const char *p = name; ok && *p; p++)
+        ok = isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-';
+    if (!ok)
+        return fail_at(&c, f[1].value, "name", "letters, digits, '.', '_' and '-', starting with a letter or digit");
+    snprintf(job->name, sizeof job->name, "%s", name);
+    SOWER_TRY(parse_model(&c, job, f[2].value));
+    SOWER_TRY(parse_pipeline(&c, job, f[3].value));
+    if (f[4].value) {
+        static const char *const generators[] = {"torch-cpu", "torch-cpu-scalar", NULL};
+        int g = 0;
+        SOWER_TRY(get_enum(&c, f[4].value, "generator", generators, &g));
+        job->generator = (RngKernel)g;
+    }
+    SOWER_TRY(parse_seeds(&c, job, f[5].value));
+    SOWER_TRY(parse_output(&c, job, f[6].value));
+    if (f[7].value)
+        SOWER_TRY(parse_verify(&c, job, f[7].value));
+    SOWER_TRY(check_duplicates(job));
+    return SOWER_OK;
+}
+
+int manifest_load(Job *job, const char *path)
+{
+    memset(job, 0, sizeof *job);
+    set_defaults(job);
+    job->manifest_path = strdup(path);
+    if (!job->manifest_path)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    unsigned char *bytes = NULL;
+    if (file_read_all(path, MANIFEST_MAX_BYTES, &bytes, &job->text_bytes) != SOWER_OK)
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s", sower_error_message());
+    job->text = realloc(bytes, job->text_bytes + 1);
+    if (!job->text) {
+        free(bytes);
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    }
+    job->text[job->text_bytes] = '\0';
+    SOWER_TRY(digest_buffer(job->text, job->text_bytes, job->text_sha256));
+
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser))
+        return SOWER_FAIL(SOWER_ENOMEM, "cannot start the YAML parser");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)job->text, job->text_bytes);
+    int status = SOWER_OK;
+    if (!yaml_parser_load(&parser, &doc)) {
+        status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:%zu: expected valid YAML, found an error: %s%s%s", path,
+                            parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+                            parser.problem ? parser.problem : "unknown problem", parser.context ? " " : "",
+                            parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        return status;
+    }
+    /* A second document in the stream is not part of a job. */
+    yaml_document_t extra;
+    if (yaml_parser_load(&parser, &extra)) {
+        if (yaml_document_get_root_node(&extra))
+            status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:1: expected one YAML document, found another",
+                                path, yaml_document_get_root_node(&extra)->start_mark.line + 1);
+        yaml_document_delete(&extra);
+    }
+    if (status == SOWER_OK)
+        status = parse_document(job, &doc);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+void job_free(Job *job)
+{
+    free(job->manifest_path);
+    free(job->text);
+    free(job->model_path);
+    free(job->ranges);
+    free(job->range_marks);
+    free(job->list);
+    free(job->list_marks);
+    free(job->output_path);
+    memset(job, 0, sizeof *job);
+}
+
+uint64_t job_seed_at(const Job *job, uint64_t row)
+{
+    for (int i = 0; i < job->n_ranges; i++) {
+        if (row < job->ranges[i].count)
+            return job->ranges[i].start + row;
+        row -= job->ranges[i].count;
+    }
+    return job->list[row];
+}
+
+uint64_t job_verify_rows(const Job *job)
+{
+    uint64_t n = job->verify_count;
+    if (job->verify_by_fraction)
+        n = (uint64_t)ceil(job->verify_fraction * (double)job->n_rows);
+    return n < job->n_rows ? n : job->n_rows;
+}
+
+/* Seeds collide when their low 32 bits agree. Each range covers an arc of the 2^32 circle (split
+ * in two where it wraps); sorted arcs that overlap give a colliding pair. */
+typedef struct {
+    uint64_t lo, hi;   /* [lo, hi] of the 32-bit key, hi <= 2^32 - 1 */
+    uint64_t seed_lo;  /* the seed whose key is lo */
+} KeyArc;
+
+static int cmp_arc(const void *a, const void *b)
+{
+    const KeyArc *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+void job_warn_seed_collisions(const Job *job, FILE *stream)
+{
+    size_t n = 2 * (size_t)job->n_ranges + job->n_list, k = 0;
+    KeyArc *arcs = malloc(sizeof *arcs * (n + 1));
+    if (!arcs)
+        return;
+    const uint64_t ring = UINT64_C(1) << 32;
+    for (int i = 0; i < job->n_ranges; i++) {
+        const SeedRange *r = &job->ranges[i];
+        if (r->count > ring) {
+            fprintf(stream, "sower: warning: %s: seeds %llu and %llu give identical noise (torch seeds with the low 32 "
+                            "bits only)\n", job->manifest_path, (unsigned long long)r->start,
+                    (unsigned long long)(r->start + ring));
+            free(arcs);
+            return;
+        }
+        uint64_t lo = r->start & (ring - 1), end = lo + r->count - 1;
+        if (end < ring) {
+            arcs[k++] = (KeyArc){lo, end, r->start};
+        } else {
+            arcs[k++] = (KeyArc){lo, ring - 1, r->start};
+            arcs[k++] = (KeyArc){0, end - ring, r->start + (ring - lo)};
+        }
+    }
+    for (size_t i = 0; i < job->n_list; i++)
+        arcs[k++] = (KeyArc){job->list[i] & (ring - 1), job->list[i] & (ring - 1), job->list[i]};
+    qsort(arcs, k, sizeof *arcs, cmp_arc);
+    for (size_t i = 1; i < k; i++)
+        if (arcs[i].lo <= arcs[i - 1].hi) {
+            uint64_t other = arcs[i - 1].seed_lo + (arcs[i].lo - arcs[i - 1].lo);
+            fprintf(stream, "sower: warning: %s: seeds %llu and %llu give identical noise (torch seeds with the low 32 "
+                            "bits only)\n", job->manifest_path, (unsigned long long)other,
+                    (unsigned long long)arcs[i].seed_lo);
+            break;
+        }
+    free(arcs);
+}
+
+void job_print(const Job *job, FILE *s)
+{
+    static const char *const generator_names[] = {"torch-cpu", "torch-cpu-scalar"};
+    fprintf(s, "sower: 1\nname: %s\n", job->name);
+    fprintf(s, "model:\n  path: %s\n", job->model_path);
+    if (job->model_digest_pinned) {
+        char hex[DIGEST_HEX_CHARS];
+        digest_hex(job->model_digest, hex);
+        fprintf(s, "  digest: \"sha256:%s\"\n", hex);
+    }
+    fprintf(s, "pipeline:\n  scheduler: %s\n  steps: %d\n  eta: %g\n  batch: %d\n  backend: %s\n",
+            scheduler_kind_name(job->scheduler), job->steps, job->eta, job->batch,
+            job->backend == BACKEND_CPU ? "cpu" : "cuda");
+    if (job->threads)
+        fprintf(s, "  threads: %d\n", job->threads);
+    else
+        fprintf(s, "  # threads: every CPU the rank may use\n");
+    fprintf(s, "generator: %s\nseeds:\n  # %llu rows: ranges in order, then the list\n",
+            generator_names[job->generator], (unsigned long long)job->n_rows);
+    if (job->n_ranges) {
+        fprintf(s, "  ranges:\n");
+        for (int i = 0; i < job->n_ranges; i++)
+            fprintf(s, "    - {start: %llu, count: %llu}\n", (unsigned long long)job->ranges[i].start,
+                    (unsigned long long)job->ranges[i].count);
+    }
+    if (job->n_list) {
+        fprintf(s, "  list: [");
+        for (size_t i = 0; i < job->n_list; i++)
+            fprintf(s, "%s%llu", i ? ", " : "", (unsigned long long)job->list[i]);
+        fprintf(s, "]\n");
+    }
+    fprintf(s, "output:\n  path: %s\n  compression: %s\n  chunk_rows: %d\n", job->output_path,
+            job->output_gzip ? "gzip" : "none", job->chunk_rows);
+    if (job->verify_by_fraction)
+        fprintf(s, "verify:\n  fraction: %g  # %llu rows\n", job->verify_fraction,
+                (unsigned long long)job_verify_rows(job));
+    else
+        fprintf(s, "verify:\n  count: %llu  # %llu rows\n", (unsigned long long)job->verify_count,
+                (unsigned long long)job_verify_rows(job));
+}
