@@ -468,20 +468,28 @@ static int parse_document(Job *job, yaml_document_t *doc)
 
 int manifest_load(Job *job, const char *path)
 {
+    unsigned char *bytes = NULL;
+    size_t n = 0;
+    memset(job, 0, sizeof *job);
+    if (file_read_all(path, MANIFEST_MAX_BYTES, &bytes, &n) != SOWER_OK)
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s", sower_error_message());
+    int status = manifest_load_text(job, path, (const char *)bytes, n);
+    free(bytes);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int manifest_load_text(Job *job, const char *path, const char *text, size_t bytes)
+{
     memset(job, 0, sizeof *job);
     set_defaults(job);
     job->manifest_path = strdup(path);
-    if (!job->manifest_path)
+    job->text = malloc(bytes + 1);
+    if (!job->manifest_path || !job->text)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    unsigned char *bytes = NULL;
-    if (file_read_all(path, MANIFEST_MAX_BYTES, &bytes, &job->text_bytes) != SOWER_OK)
-        return SOWER_FAIL(SOWER_EMANIFEST, "%s", sower_error_message());
-    job->text = realloc(bytes, job->text_bytes + 1);
-    if (!job->text) {
-        free(bytes);
-        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    }
-    job->text[job->text_bytes] = '\0';
+    memcpy(job->text, text, bytes);
+    job->text_bytes = bytes;
+    job->text[bytes] = '\0';
     SOWER_TRY(digest_buffer(job->text, job->text_bytes, job->text_sha256));
 
     yaml_parser_t parser;

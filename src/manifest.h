@@ -63,6 +63,8 @@ typedef struct {
 } Job;
 
 int manifest_load(Job *job, const char *path) SOWER_MUST_CHECK;
+/* The same from the manifest's bytes (read elsewhere, e.g. by rank 0 and broadcast); path names it. */
+int manifest_load_text(Job *job, const char *path, const char *text, size_t bytes) SOWER_MUST_CHECK;
 void job_free(Job *job); /* safe on a zeroed Job */
 
 /* The seed of row `row` (0 <= row < n_rows): ranges in order, then the list. */

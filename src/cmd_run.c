@@ -1,0 +1,552 @@
+/* cmd_run.c: `sower run JOB.yaml`: the distributed sweep.
+ *
+ * Rank 0 reads the manifest and broadcasts its bytes; every rank parses the same bytes (so all
+ * hold the same Job). Rows are planned into contiguous slices, one per rank, scattered from rank 0.
+ * Each rank maps the model (the page cache makes that one read from storage per node), renders
+ * its slice in batches and sends rows with their SHA-256 digests to rank 0, the writer, which
+ * writes them into OUT.partial as they arrive. Then a sample of rows is re-rendered by a rank other
+ * than the one that rendered them and compared bit for bit with what was written. Rank 0 decides
+ * the exit status; a rank that fails mid-job aborts the whole job (MPI_Abort) after printing its
+ * rank and the cause, so no rank waits forever. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <mpi.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "gemm.h"
+#include "h5out.h"
+#include "manifest.h"
+#include "model.h"
+#include "outfile.h"
+#include "pipeline.h"
+
+enum { TAG_ROWS = 11, TAG_VERIFY = 12, MANIFEST_MAX = 64 << 20 };
+
+typedef struct {
+    const char *manifest, *output;
+    int force, batch;
+} RunOptions;
+
+typedef struct {
+    int rank, world;
+    Job job;
+    Model model;
+    Scheduler sched;
+    RenderSettings rs;
+    size_t per;             /* floats per row: C*H*W */
+    uint64_t *slices;       /* (world + 1,) row boundaries: rank r renders [slices[r], slices[r+1]) */
+    long fault_rank;        /* SOWER_FAULT_INJECT=RANK:ROW flips one bit of that row on that rank */
+    uint64_t fault_row;
+    long fail_rank;         /* SOWER_FAULT_FAIL_RANK=RANK makes that rank fail while rendering (tests) */
+} Run;
+
+static const char run_usage[] =
+    "usage: sower run JOB.yaml [--force] [-o OUT.h5] [--batch B]\n"
+    "       mpirun -np N sower run JOB.yaml ...   (or srun --mpi=pmix)\n"
+    "\n"
+    "Renders every seed of the job across the MPI ranks into one HDF5 file (rows in manifest order),\n"
+    "then re-renders a sample of rows on other ranks and compares the bits (exit 1 on a mismatch).\n"
+    "  --force      replace an existing output file\n"
+    "  -o OUT.h5    write here instead of the manifest's output.path\n"
+    "  --batch B    seeds per forward pass (overrides pipeline.batch; bits never depend on it)\n";
+
+static int parse_run_options(int argc, char **argv, RunOptions *o, int *help)
+{
+    memset(o, 0, sizeof *o);
+    *help = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            *help = 1;
+            return SOWER_OK;
+        } else if (!strcmp(argv[i], "--force")) {
+            o->force = 1;
+        } else if (!strcmp(argv[i], "--resume")) {
+            return SOWER_FAIL(SOWER_EUSAGE, "--resume is not available in this version of sower run");
+        } else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
+            o->output = argv[++i];
+        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            char *end;
+            long b = strtol(argv[++i], &end, 10);
+            if (*end || b < 1 || b > 1024)
+                return SOWER_FAIL(SOWER_EUSAGE, "--batch: expected an integer in 1..1024, found '%s'", argv[i]);
+            o->batch = (int)b;
+        } else if (argv[i][0] != '-' && !o->manifest) {
+            o->manifest = argv[i];
+        } else {
+            return SOWER_FAIL(SOWER_EUSAGE, "run: unknown or incomplete option '%s' (see 'sower run --help')", argv[i]);
+        }
+    }
+    if (!o->manifest)
+        return SOWER_FAIL(SOWER_EUSAGE, "run: JOB.yaml is required (see 'sower run --help')");
+    return SOWER_OK;
+}
+
+/* Every rank contributes its status; the worst exit code wins. Failing ranks print their error. */
+static int agree(const Run *r, int status)
+{
+    int code = status == SOWER_OK ? 0 : sower_status_exit_code(status), worst = 0;
+    if (status != SOWER_OK) {
+        fprintf(stderr, "sower: rank %d: ", r->rank);
+        sower_error_print(stderr, 0);
+    }
+    MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return worst;
+}
+
+static void abort_job(const Run *r, int status)
+{
+    fprintf(stderr, "sower: rank %d of %d failed, ending the job: ", r->rank, r->world);
+    sower_error_print(stderr, 1);
+    MPI_Abort(MPI_COMM_WORLD, sower_status_exit_code(status));
+}
+
+/* Rank 0 reads the manifest; every rank parses the same bytes. */
+static int load_job(Run *r, const RunOptions *o)
+{
+    unsigned char *text = NULL;
+    size_t bytes = 0;
+    long long len = -1;
+    int status = SOWER_OK;
+    if (r->rank == 0) {
+        status = file_read_all(o->manifest, MANIFEST_MAX, &text, &bytes);
+        len = status == SOWER_OK ? (long long)bytes : -1;
+    }
+    MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
+    if (len < 0) {
+        free(text);
+        return r->rank == 0 ? SOWER_FAIL(SOWER_EMANIFEST, "%s", sower_error_message())
+                            : SOWER_FAIL(SOWER_EMANIFEST, "(rank 0 could not read the manifest)");
+    }
+    if (r->rank != 0 && !(text = malloc((size_t)len + 1)))
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    MPI_Bcast(text, (int)len, MPI_BYTE, 0, MPI_COMM_WORLD);
+    status = manifest_load_text(&r->job, o->manifest, (const char *)text, (size_t)len);
+    free(text);
+    SOWER_TRY(status);
+    if (o->output) {
+        free(r->job.output_path);
+        r->job.output_path = strdup(o->output);
+    }
+    if (o->batch)
+        r->job.batch = o->batch;
+    if (r->job.backend != BACKEND_CPU)
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s: pipeline.backend: cuda is not available in this build",
+                          r->job.manifest_path);
+    struct stat st;
+    if (r->rank == 0 && !o->force && stat(r->job.output_path, &st) == 0)
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' exists: pass --force to replace it", r->job.output_path);
+    return SOWER_OK;
+}
+
+static int load_model(Run *r)
+{
+    SOWER_TRY(model_load(&r->model, r->job.model_path));
+    if (r->job.model_digest_pinned && memcmp(r->job.model_digest, r->model.weights_sha256, DIGEST_BYTES) != 0)
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s: model.digest does not match %s", r->job.manifest_path,
+                          r->model.weights_path);
+    const UNetConfig *cfg = &r->model.unet.cfg;
+    if (!cfg->sample_height)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null", r->model.unet_config_path);
+    SchedulerConfig scfg;
+    SOWER_TRY(scheduler_config_parse(r->model.scheduler_config_text, r->model.scheduler_config_bytes,
+                                     r->model.scheduler_config_path, r->job.scheduler, &scfg));
+    scfg.torch_kernel = r->job.generator;
+    SOWER_TRY(scheduler_init(&r->sched, &scfg, r->job.steps));
+    r->per = (size_t)cfg->in_channels * cfg->sample_height * cfg->sample_width;
+    r->rs = (RenderSettings){.model = &r->model, .scheduler = &r->sched, .eta = (float)r->job.eta,
+                             .generator = r->job.generator, .batch = r->job.batch,
+                             .height = cfg->sample_height, .width = cfg->sample_width};
+    return SOWER_OK;
+}
+
+/* Contiguous slices, the remainder spread over the first ranks; scattered from rank 0. */
+static void plan(Run *r)
+{
+    uint64_t mine[2] = {0, 0}, *all = NULL;
+    if (r->rank == 0) {
+        all = malloc(sizeof *all * 2 * r->world);
+        uint64_t n = r->job.n_rows, base = n / r->world, extra = n % r->world, at = 0;
+        for (int k = 0; k < r->world; k++) {
+            all[2 * k] = at;
+            at += base + ((uint64_t)k < extra);
+            all[2 * k + 1] = at;
+        }
+    }
+    MPI_Scatter(all, 2, MPI_UINT64_T, mine, 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    r->slices = malloc(sizeof *r->slices * (r->world + 1));
+    /* Every rank also needs the whole plan (which rank rendered a row): gather the boundaries. */
+    uint64_t *starts = malloc(sizeof *starts * r->world);
+    MPI_Allgather(&mine[0], 1, MPI_UINT64_T, starts, 1, MPI_UINT64_T, MPI_COMM_WORLD);
+    for (int k = 0; k < r->world; k++)
+        r->slices[k] = starts[k];
+    r->slices[r->world] = r->job.n_rows;
+    free(starts);
+    free(all);
+}
+
+static int renderer_of(const Run *r, uint64_t row)
+{
+    int k = 0;
+    while (k + 1 < r->world && row >= r->slices[k + 1])
+        k++;
+    return k;
+}
+
+/* Renders rows [row0, row0+n) into latents (n, per) and their digests (n, 32). */
+static int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char *digests)
+{
+    if (r->fail_rank == r->rank)
+        return SOWER_FAIL(SOWER_EIO, "injected failure (SOWER_FAULT_FAIL_RANK=%ld) while rendering row %llu",
+                          r->fail_rank, (unsigned long long)row0);
+    uint64_t *seeds = calloc(n + 1, sizeof *seeds);
+    if (!seeds)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    for (uint64_t i = 0; i < n; i++)
+        seeds[i] = job_seed_at(&r->job, row0 + i);
+    int status = render_seeds(&r->rs, seeds, (int)n, latents);
+    free(seeds);
+    SOWER_TRY(status);
+    for (uint64_t i = 0; i < n; i++) {
+        float *row = latents + r->per * i;
+        if (r->fault_rank == r->rank && row0 + i == r->fault_row) {
+            uint32_t bits;
+            memcpy(&bits, row, sizeof bits);
+            bits ^= 1u;
+            memcpy(row, &bits, sizeof bits);
+        }
+        SOWER_TRY(digest_buffer(row, r->per * sizeof(float), digests + 32 * i));
+    }
+    return SOWER_OK;
+}
+
+static void progress(const Run *r, uint64_t done, double start, double *last)
+{
+    double now = MPI_Wtime();
+    if (now - *last < 2.0 && done < r->job.n_rows)
+        return;
+    *last = now;
+    double rate = done / (now - start + 1e-9);
+    double eta = rate > 0 ? (r->job.n_rows - done) / rate : 0;
+    fprintf(stderr, "%s[sower] %llu/%llu rows, %.2f rows/s, ETA %.0f s%s", isatty(2) ? "\r" : "",
+            (unsigned long long)done, (unsigned long long)r->job.n_rows, rate, eta, isatty(2) ? "" : "\n");
+}
+
+/* Rank 0: writes its own batches and whatever the other ranks have sent, until every row is in. */
+static int render_and_write(Run *r, H5Out *out, double start)
+{
+    const uint64_t lo = r->slices[r->rank], hi = r->slices[r->rank + 1];
+    const size_t max_b = (size_t)r->job.batch;
+    float *lat = malloc(sizeof(float) * r->per * max_b);       /* (batch, C, H, W) */
+    unsigned char *dig = malloc(32 * max_b);                    /* (batch, 32) */
+    uint64_t *msg = malloc(sizeof(uint64_t) * 2);               /* row0, n */
+    int status = SOWER_OK;
+    uint64_t written = 0, last_print = 0;
+    double last = start;
+    (void)last_print;
+    if (!lat || !dig || !msg) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        goto done;
+    }
+    uint64_t next = lo;
+    while (written < r->job.n_rows) {
+        if (next < hi) {
+            uint64_t n = hi - next < max_b ? hi - next : max_b;
+            SOWER_TRY_GOTO(render_rows(r, next, n, lat, dig), status, done);
+            SOWER_TRY_GOTO(h5out_write_rows(out, next, n, lat, dig), status, done);
+            next += n;
+            written += n;
+        }
+        int pending = 1;
+        while (pending && written < r->job.n_rows) {
+            MPI_Status st;
+            if (next < hi)
+                MPI_Iprobe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &pending, &st);
+            else
+                MPI_Probe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &st), pending = 1;
+            if (!pending)
+                break;
+            int bytes = 0;
+            MPI_Get_count(&st, MPI_BYTE, &bytes);
+            unsigned char *buf = malloc((size_t)bytes);
+            MPI_Recv(buf, bytes, MPI_BYTE, st.MPI_SOURCE, TAG_ROWS, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            uint64_t row0, n;
+            memcpy(&row0, buf, 8);
+            memcpy(&n, buf + 8, 8);
+            status = h5out_write_rows(out, row0, n, (const float *)(const void *)(buf + 16),
+                                      buf + 16 + sizeof(float) * r->per * n);
+            free(buf);
+            if (status != SOWER_OK)
+                goto done;
+            written += n;
+        }
+        progress(r, written, start, &last);
+    }
+done:
+    free(lat), free(dig), free(msg);
+    return status;
+}
+
+/* Other ranks: render the slice and send each batch to rank 0: [row0, n, latents, digests]. */
+static int render_and_send(Run *r)
+{
+    const uint64_t lo = r->slices[r->rank], hi = r->slices[r->rank + 1];
+    const size_t max_b = (size_t)r->job.batch;
+    size_t cap = 16 + (sizeof(float) * r->per + 32) * max_b;
+    unsigned char *buf = malloc(cap);
+    if (!buf)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    int status = SOWER_OK;
+    for (uint64_t row0 = lo; row0 < hi && status == SOWER_OK; row0 += max_b) {
+        uint64_t n = hi - row0 < max_b ? hi - row0 : max_b;
+        float *lat = (float *)(void *)(buf + 16);
+        unsigned char *dig = buf + 16 + sizeof(float) * r->per * n;
+        status = render_rows(r, row0, n, lat, dig);
+        if (status == SOWER_OK) {
+            memcpy(buf, &row0, 8);
+            memcpy(buf + 8, &n, 8);
+            MPI_Send(buf, (int)(16 + (sizeof(float) * r->per + 32) * n), MPI_BYTE, 0, TAG_ROWS, MPI_COMM_WORLD);
+        }
+    }
+    free(buf);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+/* Verification rows: evenly spread over the job, rendered again by the next rank. */
+static uint64_t verify_row(const Run *r, uint64_t k, uint64_t v) { return (uint64_t)((double)k * r->job.n_rows / v); }
+
+static int verifier_of(const Run *r, uint64_t row) { return (renderer_of(r, row) + 1) % r->world; }
+
+/* Each rank re-renders its share and sends [row, digest, latent] to rank 0, which compares. */
+static int verify(Run *r, H5Out *out, uint64_t v, int *mismatches)
+{
+    float *lat = malloc(sizeof(float) * r->per);
+    unsigned char *msg = malloc(8 + 32 + sizeof(float) * r->per);
+    int status = SOWER_OK;
+    *mismatches = 0;
+    for (uint64_t k = 0; k < v && status == SOWER_OK; k++) {
+        uint64_t row = verify_row(r, k, v);
+        if (verifier_of(r, row) != r->rank)
+            continue;
+        /* re-rendered without fault injection: the point is to catch the first render's fault */
+        long fault = r->fault_rank;
+        r->fault_rank = -1;
+        status = render_rows(r, row, 1, (float *)(void *)(msg + 40), msg + 8);
+        r->fault_rank = fault;
+        memcpy(msg, &row, 8);
+        if (status == SOWER_OK && r->rank != 0)
+            MPI_Send(msg, (int)(40 + sizeof(float) * r->per), MPI_BYTE, 0, TAG_VERIFY, MPI_COMM_WORLD);
+        if (status == SOWER_OK && r->rank == 0) {
+            /* rank 0 keeps its own results in order below */
+        }
+    }
+    if (r->rank != 0) {
+        free(lat), free(msg);
+        SOWER_TRY(status);
+        return SOWER_OK;
+    }
+    /* Rank 0: collect every verification in row order. */
+    uint64_t *rows = calloc(v + 1, 8), *seeds = calloc(v + 1, 8);
+    int32_t *ren = calloc(v + 1, 4), *ver = calloc(v + 1, 4);
+    uint8_t *match = calloc(v + 1, 1);
+    float *diff = calloc(v + 1, 4);
+    float *stored = malloc(sizeof(float) * r->per);
+    for (uint64_t k = 0; k < v && status == SOWER_OK; k++) {
+        uint64_t row = verify_row(r, k, v);
+        int who = verifier_of(r, row);
+        if (who == 0) {
+            long fault = r->fault_rank;
+            r->fault_rank = -1;
+            status = render_rows(r, row, 1, (float *)(void *)(msg + 40), msg + 8);
+            r->fault_rank = fault;
+        } else {
+            MPI_Recv(msg, (int)(40 + sizeof(float) * r->per), MPI_BYTE, who, TAG_VERIFY, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE);
+        }
+        if (status == SOWER_OK)
+            status = h5out_read_row(out, row, stored);
+        if (status != SOWER_OK)
+            break;
+        unsigned char stored_digest[DIGEST_BYTES];
+        status = digest_buffer(stored, sizeof(float) * r->per, stored_digest);
+        const float *fresh = (const float *)(const void *)(msg + 40);
+        double worst = 0;
+        for (size_t i = 0; i < r->per; i++)
+            worst = fmax(worst, fabs((double)fresh[i] - stored[i]));
+        rows[k] = row, seeds[k] = job_seed_at(&r->job, row);
+        ren[k] = renderer_of(r, row), ver[k] = who;
+        match[k] = memcmp(stored_digest, msg + 8, DIGEST_BYTES) == 0 && memcmp(stored, fresh, sizeof(float) * r->per) == 0;
+        diff[k] = (float)worst;
+        if (!match[k]) {
+            (*mismatches)++;
+            fprintf(stderr, "sower: verify: row %llu (seed %llu) rendered by rank %d differs from rank %d's re-render "
+                            "(max abs diff %g)\n", (unsigned long long)row, (unsigned long long)seeds[k], ren[k], who,
+                    worst);
+        }
+    }
+    if (status == SOWER_OK)
+        status = h5out_write_verify(out, v, rows, seeds, ren, ver, match, diff);
+    free(rows), free(seeds), free(ren), free(ver), free(match), free(diff), free(stored), free(lat), free(msg);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+static int create_output(Run *r, H5Out *out)
+{
+    uint64_t *seeds = malloc(sizeof *seeds * (r->job.n_rows + 1));
+    if (!seeds)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    for (uint64_t i = 0; i < r->job.n_rows; i++)
+        seeds[i] = job_seed_at(&r->job, i);
+    char manifest_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], pipeline[256];
+    digest_hex(r->job.text_sha256, manifest_hex);
+    digest_hex(r->model.weights_sha256, weights_hex);
+    snprintf(pipeline, sizeof pipeline, "scheduler=%s steps=%d eta=%.9g", scheduler_kind_name(r->job.scheduler),
+             r->job.steps, r->job.eta);
+    const UNetConfig *cfg = &r->model.unet.cfg;
+    H5Attr attrs[] = {
+        {"format", "sower-latents"},
+        {"format_version", "1"},
+        {"sower_version", sower_version()},
+        {"source_revision", sower_revision()},
+        {"manifest", r->job.text},
+        {"manifest_sha256", manifest_hex},
+        {"model_config", r->model.unet_config_text},
+        {"weights_sha256", weights_hex},
+        {"scheduler_config", r->model.scheduler_config_text},
+        {"pipeline", pipeline},
+        {"generator", rng_kernel_name(r->job.generator)},
+        {"backend_identity", gemm_backend_identity()},
+        {"determinism", "per-seed torch.Generator('cpu').manual_seed(seed); activations (C,B,H,W), one GEMM per "
+                        "conv over the batch, BLIS conventional path with sup off; -ffp-contract=off, no fast-math; "
+                        "bits independent of batch, rank count, thread count"},
+    };
+    int status = h5out_create(out, r->job.output_path, r->job.n_rows, cfg->in_channels, cfg->sample_height,
+                              cfg->sample_width, r->job.chunk_rows, r->job.output_gzip, seeds, attrs,
+                              (int)(sizeof attrs / sizeof attrs[0]));
+    free(seeds);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+static int write_run_facts(Run *r, H5Out *out, double render_s, double verify_s)
+{
+    char host[MPI_MAX_PROCESSOR_NAME] = {0};
+    int len = 0;
+    MPI_Get_processor_name(host, &len);
+    char *hosts = r->rank == 0 ? calloc((size_t)r->world, MPI_MAX_PROCESSOR_NAME) : NULL;
+    MPI_Gather(host, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, hosts, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (r->rank != 0)
+        return SOWER_OK;
+    size_t cap = (size_t)r->world * (MPI_MAX_PROCESSOR_NAME + 2) + 1, used = 0;
+    char *list = calloc(cap, 1);
+    for (int k = 0; k < r->world; k++)
+        used += (size_t)snprintf(list + used, cap - used, "%s%s", k ? "," : "", hosts + (size_t)k * MPI_MAX_PROCESSOR_NAME);
+    char world[32], batch[32], times[128];
+    snprintf(world, sizeof world, "%d", r->world);
+    snprintf(batch, sizeof batch, "%d", r->job.batch);
+    snprintf(times, sizeof times, "render %.3f s, verify %.3f s", render_s, verify_s);
+    H5Attr attrs[] = {{"hosts", list}, {"world_size", world}, {"batch", batch}, {"timings", times}};
+    int32_t *rank_of_row = malloc(sizeof(int32_t) * (r->job.n_rows + 1));
+    for (uint64_t i = 0; i < r->job.n_rows; i++)
+        rank_of_row[i] = renderer_of(r, i);
+    int status = h5out_write_run(out, attrs, 4, rank_of_row);
+    free(rank_of_row), free(list), free(hosts);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    RunOptions o;
+    int help = 0;
+    SOWER_TRY(parse_run_options(argc, argv, &o, &help));
+    if (help) {
+        fputs(run_usage, stdout);
+        return SOWER_OK;
+    }
+    Run r;
+    memset(&r, 0, sizeof r);
+    r.fault_rank = -1;
+    r.fail_rank = getenv("SOWER_FAULT_FAIL_RANK") ? atol(getenv("SOWER_FAULT_FAIL_RANK")) : -1;
+    const char *fault = getenv("SOWER_FAULT_INJECT");
+    if (fault) {
+        unsigned long long row = 0;
+        long rank = -1;
+        if (sscanf(fault, "%ld:%llu", &rank, &row) == 2)
+            r.fault_rank = rank, r.fault_row = row;
+    }
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &r.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &r.world);
+    int exit_code = agree(&r, load_job(&r, &o));
+    if (exit_code == 0) {
+        /* Default: share the node's CPUs among the ranks on it (oversubscribed spinning threads
+         * would otherwise wait on each other). */
+        int threads = r.job.threads;
+        if (!threads) {
+            MPI_Comm node;
+            int local = 1;
+            MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+            MPI_Comm_size(node, &local);
+            MPI_Comm_free(&node);
+            long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+            threads = cpus / local > 0 ? (int)(cpus / local) : 1;
+        }
+        omp_set_num_threads(threads);
+        gemm_set_threads(threads);
+        exit_code = agree(&r, load_model(&r));
+    }
+    if (exit_code == 0 && r.rank == 0)
+        job_warn_seed_collisions(&r.job, stderr);
+    H5Out out;
+    memset(&out, 0, sizeof out);
+    if (exit_code == 0)
+        exit_code = agree(&r, r.rank == 0 ? create_output(&r, &out) : SOWER_OK);
+    int mismatches = 0;
+    if (exit_code == 0) {
+        plan(&r);
+        double start = MPI_Wtime();
+        int status = r.rank == 0 ? render_and_write(&r, &out, start) : render_and_send(&r);
+        if (status != SOWER_OK)
+            abort_job(&r, status);
+        double rendered = MPI_Wtime();
+        uint64_t v = job_verify_rows(&r.job);
+        status = verify(&r, &out, v, &mismatches);
+        if (status != SOWER_OK)
+            abort_job(&r, status);
+        double verified = MPI_Wtime();
+        status = write_run_facts(&r, &out, rendered - start, verified - rendered);
+        if (status == SOWER_OK && r.rank == 0)
+            status = h5out_finish(&out);
+        if (status != SOWER_OK)
+            abort_job(&r, status);
+        if (r.rank == 0)
+            printf("sower run: %llu rows on %d rank%s in %.1f s (%.2f rows/s); verify: %llu rows re-rendered on another "
+                   "rank, %d mismatch%s -> %s\n",
+                   (unsigned long long)r.job.n_rows, r.world, r.world == 1 ? "" : "s", rendered - start,
+                   r.job.n_rows / (rendered - start + 1e-9), (unsigned long long)v, mismatches,
+                   mismatches == 1 ? "" : "es", r.job.output_path);
+        MPI_Bcast(&mismatches, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        exit_code = mismatches ? 1 : 0;
+    }
+    h5out_abandon(&out);
+    scheduler_free(&r.sched);
+    model_free(&r.model);
+    job_free(&r.job);
+    free(r.slices);
+    MPI_Finalize();
+    /* The exit code is agreed; report it through a status main() maps back to the same code. */
+    sower_error_clear();
+    if (exit_code == 0)
+        return SOWER_OK;
+    return exit_code == 1 ? SOWER_FAIL(SOWER_EMISMATCH, "verification found %d mismatching row%s", mismatches,
+                                       mismatches == 1 ? "" : "s")
+           : exit_code == 2 ? SOWER_FAIL(SOWER_EINPUT, "the job was not started (see the error above)")
+                            : SOWER_FAIL(SOWER_EINTERNAL, "the job failed (see the error above)");
+}

@@ -1,0 +1,233 @@
+/* h5out.c: the output file through the HDF5 C API (serial access from the writer rank). */
+#define _POSIX_C_SOURCE 200809L
+#include "h5out.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define H5_TRY(call, what)                                                                      \
+    do {                                                                                        \
+        if ((call) < 0)                                                                         \
+            return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to %s", o->partial_path, what);        \
+    } while (0)
+
+static hid_t no_times_dcpl(void)
+{
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_obj_track_times(dcpl, 0);
+    return dcpl;
+}
+
+static int string_attr(H5Out *o, hid_t obj, const char *key, const char *value)
+{
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, strlen(value) > 0 ? strlen(value) : 1);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(obj, key, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t w = attr < 0 ? -1 : H5Awrite(attr, type, value[0] ? value : "");
+    if (attr >= 0)
+        H5Aclose(attr);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5_TRY(w, "write an attribute");
+    return SOWER_OK;
+}
+
+static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims,
+                          const hsize_t *chunk, int gzip)
+{
+    hid_t dcpl = no_times_dcpl();
+    H5Pset_chunk(dcpl, rank, chunk);
+    if (gzip) {
+        H5Pset_shuffle(dcpl);
+        H5Pset_deflate(dcpl, 4);
+    }
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC);
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t ds = H5Dcreate2(file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    return ds;
+}
+
+int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
+                 const uint64_t *seeds, const H5Attr *attrs, int n_attrs)
+{
+    memset(o, 0, sizeof *o);
+    o->rows = rows, o->c = c, o->h = h, o->w = w;
+    o->path = strdup(path);
+    o->partial_path = malloc(strlen(path) + 16);
+    if (!o->path || !o->partial_path)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    sprintf(o->partial_path, "%s.partial", path);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported by sower, not printed by HDF5 */
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_obj_track_times(fcpl, 0);
+    o->file = H5Fcreate(o->partial_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    H5Pclose(fcpl);
+    if (o->file < 0)
+        return SOWER_FAIL(SOWER_EPATH, "cannot create output '%s' (is the directory there and writable?)",
+                          o->partial_path);
+    hsize_t chunk = (hsize_t)chunk_rows < rows ? (hsize_t)chunk_rows : (rows ? rows : 1);
+    hsize_t ldims[4] = {rows, (hsize_t)c, (hsize_t)h, (hsize_t)w}, lchunk[4] = {chunk, (hsize_t)c, (hsize_t)h, (hsize_t)w};
+    hsize_t ddims[2] = {rows, 32}, dchunk[2] = {chunk, 32};
+    o->latents = make_dataset(o->file, "latents", H5T_IEEE_F32LE, 4, ldims, lchunk, gzip);
+    o->seeds = make_dataset(o->file, "seeds", H5T_STD_U64LE, 1, ldims, lchunk, gzip);
+    o->digest = make_dataset(o->file, "digest", H5T_STD_U8LE, 2, ddims, dchunk, gzip);
+    o->done = make_dataset(o->file, "done", H5T_STD_U8LE, 1, ldims, lchunk, 0);
+    if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0)
+        return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to create the datasets", o->partial_path);
+    H5_TRY(H5Dwrite(o->seeds, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, seeds), "write /seeds");
+    hid_t root = H5Gopen2(o->file, "/", H5P_DEFAULT);
+    for (int i = 0; i < n_attrs; i++) {
+        int status = string_attr(o, root, attrs[i].key, attrs[i].value);
+        if (status != SOWER_OK) {
+            H5Gclose(root);
+            return sower_trace(status, __FILE__, __LINE__, __func__);
+        }
+    }
+    H5Gclose(root);
+    SOWER_TRY(string_attr(o, o->digest, "algorithm", "sha256 of the row's little-endian float32 latent bytes"));
+    SOWER_TRY(string_attr(o, o->done, "meaning", "1 once the row's latents and digest are written"));
+    return SOWER_OK;
+}
+
+static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t row0,
+                      uint64_t n, const void *data, const char *what)
+{
+    hid_t fspace = H5Dget_space(ds);
+    hsize_t start[4] = {row0, 0, 0, 0}, count[4];
+    for (int i = 0; i < rank; i++)
+        count[i] = i == 0 ? n : row_dims[i];
+    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t mspace = H5Screate_simple(rank, count, NULL);
+    herr_t status = H5Dwrite(ds, memtype, mspace, fspace, H5P_DEFAULT, data);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    H5_TRY(status, what);
+    return SOWER_OK;
+}
+
+int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, const unsigned char *digests)
+{
+    hsize_t ldims[4] = {0, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w}, ddims[2] = {0, 32}, one[1] = {0};
+    SOWER_TRY(write_rows(o, o->latents, H5T_NATIVE_FLOAT, 4, ldims, row0, n, latents, "write /latents"));
+    SOWER_TRY(write_rows(o, o->digest, H5T_NATIVE_UINT8, 2, ddims, row0, n, digests, "write /digest"));
+    uint8_t *ones = malloc(n ? n : 1);
+    if (!ones)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    memset(ones, 1, n);
+    int status = write_rows(o, o->done, H5T_NATIVE_UINT8, 1, one, row0, n, ones, "write /done");
+    free(ones);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int h5out_read_row(H5Out *o, uint64_t row, float *latent)
+{
+    hid_t fspace = H5Dget_space(o->latents);
+    hsize_t start[4] = {row, 0, 0, 0}, count[4] = {1, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w};
+    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t mspace = H5Screate_simple(4, count, NULL);
+    herr_t status = H5Dread(o->latents, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, latent);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    H5_TRY(status, "read /latents back");
+    return SOWER_OK;
+}
+
+static int write_vector(H5Out *o, hid_t group, const char *name, hid_t filetype, hid_t memtype, uint64_t n,
+                        const void *data)
+{
+    hsize_t dims[1] = {n};
+    hid_t dcpl = no_times_dcpl();
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t ds = H5Dcreate2(group, name, filetype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t w = ds < 0 ? -1 : (n ? H5Dwrite(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0);
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    H5_TRY(w, name);
+    return SOWER_OK;
+}
+
+static hid_t make_group(hid_t file, const char *name)
+{
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    H5Pset_obj_track_times(gcpl, 0);
+    hid_t g = H5Gcreate2(file, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    H5Pclose(gcpl);
+    return g;
+}
+
+int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const int32_t *rank_of_row)
+{
+    hid_t g = make_group(o->file, "run");
+    if (g < 0)
+        return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to create /run", o->partial_path);
+    int status = SOWER_OK;
+    for (int i = 0; i < n_attrs && status == SOWER_OK; i++)
+        status = string_attr(o, g, attrs[i].key, attrs[i].value);
+    if (status == SOWER_OK)
+        status = write_vector(o, g, "rank_of_row", H5T_STD_I32LE, H5T_NATIVE_INT32, o->rows, rank_of_row);
+    H5Gclose(g);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_t *seeds, const int32_t *renderer,
+                       const int32_t *verifier, const uint8_t *match, const float *max_abs_diff)
+{
+    hid_t g = make_group(o->file, "verify");
+    if (g < 0)
+        return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to create /verify", o->partial_path);
+    int status = write_vector(o, g, "rows", H5T_STD_U64LE, H5T_NATIVE_UINT64, n, rows);
+    if (status == SOWER_OK)
+        status = write_vector(o, g, "seeds", H5T_STD_U64LE, H5T_NATIVE_UINT64, n, seeds);
+    if (status == SOWER_OK)
+        status = write_vector(o, g, "renderer_rank", H5T_STD_I32LE, H5T_NATIVE_INT32, n, renderer);
+    if (status == SOWER_OK)
+        status = write_vector(o, g, "verifier_rank", H5T_STD_I32LE, H5T_NATIVE_INT32, n, verifier);
+    if (status == SOWER_OK)
+        status = write_vector(o, g, "match", H5T_STD_U8LE, H5T_NATIVE_UINT8, n, match);
+    if (status == SOWER_OK)
+        status = write_vector(o, g, "max_abs_diff", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n, max_abs_diff);
+    H5Gclose(g);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+static void close_all(H5Out *o)
+{
+    hid_t *handles[] = {&o->latents, &o->seeds, &o->digest, &o->done};
+    for (int i = 0; i < 4; i++)
+        if (*handles[i] > 0)
+            H5Dclose(*handles[i]), *handles[i] = 0;
+    if (o->file > 0)
+        H5Fclose(o->file), o->file = 0;
+}
+
+int h5out_finish(H5Out *o)
+{
+    close_all(o);
+    if (rename(o->partial_path, o->path) != 0)
+        return SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s'", o->partial_path, o->path);
+    free(o->path);
+    free(o->partial_path);
+    memset(o, 0, sizeof *o);
+    return SOWER_OK;
+}
+
+void h5out_abandon(H5Out *o)
+{
+    close_all(o);
+    if (o->partial_path)
+        remove(o->partial_path);
+    free(o->path);
+    free(o->partial_path);
+    memset(o, 0, sizeof *o);
+}

@@ -1,0 +1,41 @@
+/* h5out.h: the job's HDF5 output file (layout in README.md, "Output file").
+ * Written by one process (the writer rank) into "PATH.partial" and renamed to PATH when the job
+ * completes, so a failed job never leaves a file that looks finished. Object timestamps are off,
+ * so a rerun gives byte-identical datasets and non-run attributes. */
+#ifndef SOWER_H5OUT_H
+#define SOWER_H5OUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct {
+    int64_t file, latents, seeds, digest, done; /* HDF5 handles (hid_t), 0 when closed */
+    uint64_t rows;
+    int c, h, w;
+    char *path, *partial_path;
+} H5Out;
+
+typedef struct {
+    const char *key, *value; /* a string attribute of the root group */
+} H5Attr;
+
+/* Creates PATH.partial with the datasets sized for rows x (c, h, w) and the root attributes. */
+int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
+                 const uint64_t *seeds, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
+/* Rows [row0, row0 + n): latents (n, c, h, w) and digests (n, 32); then marks them done. */
+int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, const unsigned char *digests)
+    SOWER_MUST_CHECK;
+/* Reads row `row` of /latents back into latent (c, h, w). */
+int h5out_read_row(H5Out *o, uint64_t row, float *latent) SOWER_MUST_CHECK;
+/* The /run group (facts that differ between runs) and the /verify group. */
+int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const int32_t *rank_of_row) SOWER_MUST_CHECK;
+int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_t *seeds, const int32_t *renderer,
+                       const int32_t *verifier, const uint8_t *match, const float *max_abs_diff) SOWER_MUST_CHECK;
+/* Closes and renames PATH.partial to PATH. */
+int h5out_finish(H5Out *o) SOWER_MUST_CHECK;
+/* Closes and removes PATH.partial; safe on a zeroed H5Out. */
+void h5out_abandon(H5Out *o);
+
+#endif /* SOWER_H5OUT_H */

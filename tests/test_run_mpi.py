@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""`sower run` across ranks: the same bits whatever the rank count and batch, verification that
+catches a flipped bit, a failing rank that ends the job, an existing output left alone.
+
+usage: test_run_mpi.py SOWER_BINARY MPIEXEC MANIFEST (tests/data/manifests/run_small.yaml)
+Reads the files with python3-h5py (Debian) and checks the layout with h5dump.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+failures = []
+RUN_ATTRS_DIFFER = {"hosts", "world_size", "batch", "timings"}
+
+
+def run(argv, env=None, timeout=300):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(argv, capture_output=True, env=e, timeout=timeout)
+
+
+def sower_run(sower, mpiexec, manifest, out, ranks, batch, env=None):
+    argv = [sower, "run", manifest, "-o", out, "--force", "--batch", str(batch)]
+    if ranks > 1:
+        argv = [mpiexec, "-np", str(ranks), "--oversubscribe"] + argv
+    return run(argv, env)
+
+
+def main():
+    sower, mpiexec, manifest = sys.argv[1:4]
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = None
+        for ranks, batch in [(1, 1), (2, 4), (3, 1), (4, 4), (1, 4), (3, 3)]:
+            out = os.path.join(tmp, f"r{ranks}_b{batch}.h5")
+            r = sower_run(sower, mpiexec, manifest, out, ranks, batch)
+            if r.returncode != 0:
+                failures.append(f"{ranks} ranks batch {batch}: exit {r.returncode}: {r.stderr.decode()[-800:]}")
+                continue
+            with h5py.File(out, "r") as f:
+                got = {k: f[k][...] for k in ("latents", "seeds", "digest", "done")}
+                attrs = {k: f.attrs[k] for k in f.attrs}
+                if not f["verify/match"][...].all():
+                    failures.append(f"{ranks} ranks: verification reported a mismatch")
+                if ranks > 1 and (f["verify/renderer_rank"][...] == f["verify/verifier_rank"][...]).any():
+                    failures.append(f"{ranks} ranks: a row was verified by the rank that rendered it")
+                if int(f["run"].attrs["world_size"]) != ranks or not got["done"].all():
+                    failures.append(f"{ranks} ranks: run facts or completion record wrong")
+            if ref is None:
+                ref = (got, attrs)
+                seeds = got["seeds"].tolist()
+                if seeds != [3, 4, 5, 6, 7, 8, 9, 100, 4294967303, 42, 7000000000000000000]:
+                    failures.append(f"/seeds not in manifest order: {seeds}")
+                continue
+            for k, v in got.items():
+                if v.dtype != ref[0][k].dtype or not np.array_equal(v, ref[0][k]):
+                    failures.append(f"{ranks} ranks batch {batch}: /{k} differs from 1 rank batch 1")
+            if attrs.keys() != ref[1].keys() or any(attrs[k] != ref[1][k] for k in attrs):
+                failures.append(f"{ranks} ranks batch {batch}: root attributes differ")
+        # Layout readable without sower.
+        first = os.path.join(tmp, "r1_b1.h5")
+        r = run(["h5dump", "-H", first])
+        for name in (b"latents", b"seeds", b"digest", b"done", b"verify", b"run", b"manifest_sha256"):
+            if name not in r.stdout:
+                failures.append(f"h5dump -H does not show {name!r}")
+        # A flipped bit in one rank's output is caught (row 4 is rank 1's with 3 ranks; rows 0,2,4,6,8 verified).
+        out = os.path.join(tmp, "fault.h5")
+        r = sower_run(sower, mpiexec, manifest, out, 3, 2, {"SOWER_FAULT_INJECT": "1:4"})
+        if r.returncode != 1 or b"row 4" not in r.stderr:
+            failures.append(f"fault injection: exit {r.returncode}, stderr {r.stderr.decode()[-400:]}")
+        else:
+            with h5py.File(out, "r") as f:
+                if f["verify/match"][...].tolist() != [1, 1, 0, 1, 1]:
+                    failures.append(f"fault injection: /verify/match {f['verify/match'][...]}")
+        # A failing rank ends the job promptly, naming itself; no finished output appears.
+        out = os.path.join(tmp, "fail.h5")
+        try:
+            r = sower_run(sower, mpiexec, manifest, out, 3, 1, {"SOWER_FAULT_FAIL_RANK": "2"})
+            if r.returncode == 0 or b"rank 2" not in r.stderr or os.path.exists(out):
+                failures.append(f"failing rank: exit {r.returncode}, output exists {os.path.exists(out)}, "
+                                f"stderr {r.stderr.decode()[-400:]}")
+        except subprocess.TimeoutExpired:
+            failures.append("failing rank: the job hung")
+        # An existing output is refused without --force, and left untouched.
+        keep = os.path.join(tmp, "keep.h5")
+        open(keep, "wb").write(b"precious")
+        r = run([sower, "run", manifest, "-o", keep])
+        if r.returncode != 2 or b"--force" not in r.stderr or open(keep, "rb").read() != b"precious":
+            failures.append(f"existing output: exit {r.returncode} {r.stderr!r}")
+    for f in failures:
+        print("FAIL:", f, file=sys.stderr)
+    print(f"test_run_mpi: {len(failures)} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
