@@ -396,8 +396,32 @@ static int verify(Run *r, H5Out *out, uint64_t v, int *mismatches)
     return SOWER_OK;
 }
 
+/* mkdir -p of the output's directory, so a job's output tree need not exist beforehand. */
+static int make_parent_dirs(const char *path)
+{
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return SOWER_FAIL(SOWER_EPATH, "output path '%s' is too long", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return SOWER_OK;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(dir, 0777);
+        *p = '/';
+    }
+    struct stat st;
+    if (mkdir(dir, 0777) != 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+        return SOWER_FAIL(SOWER_EPATH, "cannot create the output directory '%s'", dir);
+    return SOWER_OK;
+}
+
 static int create_output(Run *r, H5Out *out)
 {
+    SOWER_TRY(make_parent_dirs(r->job.output_path));
     uint64_t *seeds = malloc(sizeof *seeds * (r->job.n_rows + 1));
     if (!seeds)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
@@ -527,11 +551,12 @@ int cmd_run(int argc, char **argv)
         if (status != SOWER_OK)
             abort_job(&r, status);
         if (r.rank == 0)
-            printf("sower run: %llu rows on %d rank%s in %.1f s (%.2f rows/s); verify: %llu rows re-rendered on another "
-                   "rank, %d mismatch%s -> %s\n",
+            printf("sower run: %llu rows on %d rank%s in %.1f s (%.2f rows/s); verify: %llu rows re-rendered %s, "
+                   "%d mismatch%s -> %s\n",
                    (unsigned long long)r.job.n_rows, r.world, r.world == 1 ? "" : "s", rendered - start,
-                   r.job.n_rows / (rendered - start + 1e-9), (unsigned long long)v, mismatches,
-                   mismatches == 1 ? "" : "es", r.job.output_path);
+                   r.job.n_rows / (rendered - start + 1e-9), (unsigned long long)v,
+                   r.world > 1 ? "on another rank" : "by the only rank", mismatches, mismatches == 1 ? "" : "es",
+                   r.job.output_path);
         MPI_Bcast(&mismatches, 1, MPI_INT, 0, MPI_COMM_WORLD);
         exit_code = mismatches ? 1 : 0;
     }
