@@ -29,7 +29,7 @@ enum { TAG_ROWS = 11, TAG_VERIFY = 12, MANIFEST_MAX = 64 << 20 };
 
 typedef struct {
     const char *manifest, *output;
-    int force, batch;
+    int force, resume, batch;
 } RunOptions;
 
 typedef struct {
@@ -40,17 +40,21 @@ typedef struct {
     RenderSettings rs;
     size_t per;             /* floats per row: C*H*W */
     uint64_t *slices;       /* (world + 1,) row boundaries: rank r renders [slices[r], slices[r+1]) */
+    uint8_t *done;          /* (n_rows,) rows already in the output (--resume), skipped */
+    uint64_t n_done;
     long fault_rank;        /* SOWER_FAULT_INJECT=RANK:ROW flips one bit of that row on that rank */
     uint64_t fault_row;
     long fail_rank;         /* SOWER_FAULT_FAIL_RANK=RANK makes that rank fail while rendering (tests) */
 } Run;
 
 static const char run_usage[] =
-    "usage: sower run JOB.yaml [--force] [-o OUT.h5] [--batch B]\n"
+    "usage: sower run JOB.yaml [--resume] [--force] [-o OUT.h5] [--batch B]\n"
     "       mpirun -np N sower run JOB.yaml ...   (or srun --mpi=pmix)\n"
     "\n"
     "Renders every seed of the job across the MPI ranks into one HDF5 file (rows in manifest order),\n"
     "then re-renders a sample of rows on other ranks and compares the bits (exit 1 on a mismatch).\n"
+    "  --resume     continue an interrupted run (OUT.h5.partial of the same manifest and model):\n"
+    "               rows already written are kept, the rest rendered; the result is byte-identical\n"
     "  --force      replace an existing output file\n"
     "  -o OUT.h5    write here instead of the manifest's output.path\n"
     "  --batch B    seeds per forward pass (overrides pipeline.batch; bits never depend on it)\n";
@@ -66,7 +70,7 @@ static int parse_run_options(int argc, char **argv, RunOptions *o, int *help)
         } else if (!strcmp(argv[i], "--force")) {
             o->force = 1;
         } else if (!strcmp(argv[i], "--resume")) {
-            return SOWER_FAIL(SOWER_EUSAGE, "--resume is not available in this version of sower run");
+            o->resume = 1;
         } else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
             o->output = argv[++i];
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
@@ -236,6 +240,18 @@ static void progress(const Run *r, uint64_t done, double start, double *last)
             (unsigned long long)done, (unsigned long long)r->job.n_rows, rate, eta, isatty(2) ? "" : "\n");
 }
 
+/* The next batch of at most max_b consecutive rows not yet done, from *pos up to hi; 0 when none. */
+static uint64_t next_batch(const Run *r, uint64_t *pos, uint64_t hi, uint64_t max_b, uint64_t *row0)
+{
+    while (*pos < hi && r->done[*pos])
+        (*pos)++;
+    *row0 = *pos;
+    uint64_t n = 0;
+    while (*pos < hi && n < max_b && !r->done[*pos])
+        (*pos)++, n++;
+    return n;
+}
+
 /* Rank 0: writes its own batches and whatever the other ranks have sent, until every row is in. */
 static int render_and_write(Run *r, H5Out *out, double start)
 {
@@ -245,20 +261,18 @@ static int render_and_write(Run *r, H5Out *out, double start)
     unsigned char *dig = malloc(32 * max_b);                    /* (batch, 32) */
     uint64_t *msg = malloc(sizeof(uint64_t) * 2);               /* row0, n */
     int status = SOWER_OK;
-    uint64_t written = 0, last_print = 0;
+    uint64_t written = r->n_done;
     double last = start;
-    (void)last_print;
     if (!lat || !dig || !msg) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         goto done;
     }
-    uint64_t next = lo;
+    uint64_t next = lo, row0 = 0;
     while (written < r->job.n_rows) {
-        if (next < hi) {
-            uint64_t n = hi - next < max_b ? hi - next : max_b;
-            SOWER_TRY_GOTO(render_rows(r, next, n, lat, dig), status, done);
-            SOWER_TRY_GOTO(h5out_write_rows(out, next, n, lat, dig), status, done);
-            next += n;
+        uint64_t n = next < hi ? next_batch(r, &next, hi, max_b, &row0) : 0;
+        if (n) {
+            SOWER_TRY_GOTO(render_rows(r, row0, n, lat, dig), status, done);
+            SOWER_TRY_GOTO(h5out_write_rows(out, row0, n, lat, dig), status, done);
             written += n;
         }
         int pending = 1;
@@ -301,8 +315,8 @@ static int render_and_send(Run *r)
     if (!buf)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     int status = SOWER_OK;
-    for (uint64_t row0 = lo; row0 < hi && status == SOWER_OK; row0 += max_b) {
-        uint64_t n = hi - row0 < max_b ? hi - row0 : max_b;
+    uint64_t pos = lo, row0 = 0, n;
+    while (status == SOWER_OK && (n = next_batch(r, &pos, hi, max_b, &row0)) > 0) {
         float *lat = (float *)(void *)(buf + 16);
         unsigned char *dig = buf + 16 + sizeof(float) * r->per * n;
         status = render_rows(r, row0, n, lat, dig);
@@ -458,6 +472,17 @@ static int create_output(Run *r, H5Out *out)
     return SOWER_OK;
 }
 
+static int resume_output(Run *r, H5Out *out)
+{
+    char manifest_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS];
+    digest_hex(r->job.text_sha256, manifest_hex);
+    digest_hex(r->model.weights_sha256, weights_hex);
+    const UNetConfig *cfg = &r->model.unet.cfg;
+    SOWER_TRY(h5out_resume(out, r->job.output_path, r->job.n_rows, cfg->in_channels, cfg->sample_height,
+                           cfg->sample_width, manifest_hex, weights_hex, r->done));
+    return SOWER_OK;
+}
+
 static int write_run_facts(Run *r, H5Out *out, double render_s, double verify_s)
 {
     char host[MPI_MAX_PROCESSOR_NAME] = {0};
@@ -530,8 +555,21 @@ int cmd_run(int argc, char **argv)
         job_warn_seed_collisions(&r.job, stderr);
     H5Out out;
     memset(&out, 0, sizeof out);
-    if (exit_code == 0)
-        exit_code = agree(&r, r.rank == 0 ? create_output(&r, &out) : SOWER_OK);
+    if (exit_code == 0) {
+        r.done = calloc(r.job.n_rows + 1, 1);
+        int status = r.done ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        if (status == SOWER_OK && r.rank == 0)
+            status = o.resume ? resume_output(&r, &out) : create_output(&r, &out);
+        exit_code = agree(&r, status);
+    }
+    if (exit_code == 0) {
+        MPI_Bcast(r.done, (int)r.job.n_rows, MPI_UINT8_T, 0, MPI_COMM_WORLD);
+        for (uint64_t i = 0; i < r.job.n_rows; i++)
+            r.n_done += r.done[i];
+        if (r.rank == 0 && o.resume)
+            fprintf(stderr, "sower run: resuming: %llu of %llu rows already written\n", (unsigned long long)r.n_done,
+                    (unsigned long long)r.job.n_rows);
+    }
     int mismatches = 0;
     if (exit_code == 0) {
         plan(&r);
@@ -565,6 +603,7 @@ int cmd_run(int argc, char **argv)
     model_free(&r.model);
     job_free(&r.job);
     free(r.slices);
+    free(r.done);
     MPI_Finalize();
     /* The exit code is agreed; report it through a status main() maps back to the same code. */
     sower_error_clear();

@@ -36,6 +36,8 @@ static int string_attr(H5Out *o, hid_t obj, const char *key, const char *value)
     return SOWER_OK;
 }
 
+/* Unfiltered datasets get all their chunks at creation, so writing rows never changes the file's
+ * metadata: a process killed mid-write leaves a file whose structure is the last flushed one. */
 static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims,
                           const hsize_t *chunk, int gzip)
 {
@@ -44,6 +46,8 @@ static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, co
     if (gzip) {
         H5Pset_shuffle(dcpl);
         H5Pset_deflate(dcpl, 4);
+    } else {
+        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
     }
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC);
     hid_t space = H5Screate_simple(rank, dims, NULL);
@@ -92,6 +96,7 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     H5Gclose(root);
     SOWER_TRY(string_attr(o, o->digest, "algorithm", "sha256 of the row's little-endian float32 latent bytes"));
     SOWER_TRY(string_attr(o, o->done, "meaning", "1 once the row's latents and digest are written"));
+    H5_TRY(H5Fflush(o->file, H5F_SCOPE_LOCAL), "flush the new file");
     return SOWER_OK;
 }
 
@@ -111,11 +116,79 @@ static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t
     return SOWER_OK;
 }
 
+static int read_string_attr(hid_t obj, const char *key, char *out, size_t size)
+{
+    hid_t attr = H5Aopen(obj, key, H5P_DEFAULT);
+    if (attr < 0)
+        return -1;
+    hid_t type = H5Aget_type(attr);
+    size_t n = H5Tget_size(type);
+    int status = -1;
+    if (n < size) {
+        memset(out, 0, size);
+        status = H5Aread(attr, type, out) < 0 ? -1 : 0;
+    }
+    H5Tclose(type);
+    H5Aclose(attr);
+    return status;
+}
+
+int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const char *manifest_sha256,
+                 const char *weights_sha256, uint8_t *done)
+{
+    memset(o, 0, sizeof *o);
+    o->rows = rows, o->c = c, o->h = h, o->w = w;
+    o->path = strdup(path);
+    o->partial_path = malloc(strlen(path) + 16);
+    if (!o->path || !o->partial_path)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    sprintf(o->partial_path, "%s.partial", path);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (o->file < 0)
+        return SOWER_FAIL(SOWER_EPATH, "--resume: cannot open '%s' (no interrupted run of this output to resume)",
+                          o->partial_path);
+    char found[80];
+    hid_t root = H5Gopen2(o->file, "/", H5P_DEFAULT);
+    int m = read_string_attr(root, "manifest_sha256", found, sizeof found);
+    int manifest_same = m == 0 && strcmp(found, manifest_sha256) == 0;
+    int weights_same = read_string_attr(root, "weights_sha256", found, sizeof found) == 0 &&
+                       strcmp(found, weights_sha256) == 0;
+    H5Gclose(root);
+    if (!manifest_same)
+        return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' was made from a different manifest (manifest_sha256 differs)",
+                          o->partial_path);
+    if (!weights_same)
+        return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' was made with different model weights (weights_sha256 "
+                                        "differs)", o->partial_path);
+    o->latents = H5Dopen2(o->file, "latents", H5P_DEFAULT);
+    o->seeds = H5Dopen2(o->file, "seeds", H5P_DEFAULT);
+    o->digest = H5Dopen2(o->file, "digest", H5P_DEFAULT);
+    o->done = H5Dopen2(o->file, "done", H5P_DEFAULT);
+    if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0)
+        return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' lacks sower's datasets", o->partial_path);
+    hid_t space = H5Dget_space(o->latents);
+    hsize_t dims[4] = {0};
+    int rank = H5Sget_simple_extent_dims(space, dims, NULL);
+    H5Sclose(space);
+    if (rank != 4 || dims[0] != rows || dims[1] != (hsize_t)c || dims[2] != (hsize_t)h || dims[3] != (hsize_t)w)
+        return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' has another shape than this job", o->partial_path);
+    H5_TRY(H5Dread(o->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done), "read /done");
+    /* A previous run may have died while writing its run facts or verification: start those anew. */
+    if (H5Lexists(o->file, "run", H5P_DEFAULT) > 0)
+        H5Ldelete(o->file, "run", H5P_DEFAULT);
+    if (H5Lexists(o->file, "verify", H5P_DEFAULT) > 0)
+        H5Ldelete(o->file, "verify", H5P_DEFAULT);
+    return SOWER_OK;
+}
+
 int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, const unsigned char *digests)
 {
     hsize_t ldims[4] = {0, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w}, ddims[2] = {0, 32}, one[1] = {0};
     SOWER_TRY(write_rows(o, o->latents, H5T_NATIVE_FLOAT, 4, ldims, row0, n, latents, "write /latents"));
     SOWER_TRY(write_rows(o, o->digest, H5T_NATIVE_UINT8, 2, ddims, row0, n, digests, "write /digest"));
+    /* The data reaches the file before the rows are marked done: never done without data. */
+    H5_TRY(H5Fflush(o->file, H5F_SCOPE_LOCAL), "flush rows");
     uint8_t *ones = malloc(n ? n : 1);
     if (!ones)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
@@ -123,6 +196,7 @@ int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, 
     int status = write_rows(o, o->done, H5T_NATIVE_UINT8, 1, one, row0, n, ones, "write /done");
     free(ones);
     SOWER_TRY(status);
+    H5_TRY(H5Fflush(o->file, H5F_SCOPE_LOCAL), "flush the completion record");
     return SOWER_OK;
 }
 

@@ -24,6 +24,11 @@ typedef struct {
 /* Creates PATH.partial with the datasets sized for rows x (c, h, w) and the root attributes. */
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  const uint64_t *seeds, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
+/* Reopens PATH.partial left by an interrupted run of the same job: its manifest_sha256 and
+ * weights_sha256 attributes must equal the given ones (else SOWER_EINPUT naming which differs)
+ * and its shape must match. Fills done (rows,) from /done and removes any /run and /verify. */
+int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const char *manifest_sha256,
+                 const char *weights_sha256, uint8_t *done) SOWER_MUST_CHECK;
 /* Rows [row0, row0 + n): latents (n, c, h, w) and digests (n, 32); then marks them done. */
 int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, const unsigned char *digests)
     SOWER_MUST_CHECK;
