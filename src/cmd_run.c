@@ -500,11 +500,12 @@ static int write_run_facts(Run *r, H5Out *out, double render_s, double verify_s)
     snprintf(world, sizeof world, "%d", r->world);
     snprintf(batch, sizeof batch, "%d", r->job.batch);
     snprintf(times, sizeof times, "render %.3f s, verify %.3f s", render_s, verify_s);
-    H5Attr attrs[] = {{"hosts", list}, {"world_size", world}, {"batch", batch}, {"timings", times}};
+    H5Attr attrs[] = {{"hosts", list},   {"world_size", world}, {"batch", batch},
+                      {"timings", times}, {"model_path", r->model.dir}};
     int32_t *rank_of_row = malloc(sizeof(int32_t) * (r->job.n_rows + 1));
     for (uint64_t i = 0; i < r->job.n_rows; i++)
         rank_of_row[i] = renderer_of(r, i);
-    int status = h5out_write_run(out, attrs, 4, rank_of_row);
+    int status = h5out_write_run(out, attrs, 5, rank_of_row);
     free(rank_of_row), free(list), free(hosts);
     SOWER_TRY(status);
     return SOWER_OK;

@@ -66,6 +66,35 @@ def main():
         for name in (b"latents", b"seeds", b"digest", b"done", b"verify", b"run", b"manifest_sha256"):
             if name not in r.stdout:
                 failures.append(f"h5dump -H does not show {name!r}")
+        # sower verify: a good file passes (sampled and all rows); a tampered row, a changed model and
+        # a file that is not sower's are reported.
+        for extra in ([], ["--all"]):
+            r = run([sower, "verify", first] + extra)
+            if r.returncode != 0:
+                failures.append(f"verify {extra}: exit {r.returncode}: {r.stderr.decode()[-300:]}")
+        tampered = os.path.join(tmp, "tampered.h5")
+        open(tampered, "wb").write(open(first, "rb").read())
+        with h5py.File(tampered, "r+") as f:
+            row = f["latents"][5]
+            row.flat[0] = np.nextafter(row.flat[0], np.float32(2))
+            f["latents"][5] = row
+        r = run([sower, "verify", tampered])
+        if r.returncode != 1 or b"1 digests" not in r.stderr:
+            failures.append(f"verify of a tampered file: exit {r.returncode} {r.stderr!r}")
+        with h5py.File(first, "r") as f:
+            model_dir = f["run"].attrs["model_path"].decode()
+        changed = os.path.join(tmp, "changed_model")
+        subprocess.run(["cp", "-r", model_dir, changed], check=True)
+        weights = os.path.join(changed, "unet", "diffusion_pytorch_model.safetensors")
+        data = bytearray(open(weights, "rb").read())
+        data[-1] ^= 1
+        open(weights, "wb").write(bytes(data))
+        r = run([sower, "verify", first, "--model", changed])
+        if r.returncode != 2 or b"changed since the file was made" not in r.stderr:
+            failures.append(f"verify against a changed model: exit {r.returncode} {r.stderr!r}")
+        r = run([sower, "verify", manifest])
+        if r.returncode != 2:
+            failures.append(f"verify of a non-HDF5 file: exit {r.returncode} {r.stderr!r}")
         # A flipped bit in one rank's output is caught (row 4 is rank 1's with 3 ranks; rows 0,2,4,6,8 verified).
         out = os.path.join(tmp, "fault.h5")
         r = sower_run(sower, mpiexec, manifest, out, 3, 2, {"SOWER_FAULT_INJECT": "1:4"})

@@ -1,0 +1,192 @@
+/* cmd_verify.c: `sower verify OUT.h5 [--sample N | --all] [--model DIR]`: re-check a finished file
+ * without trusting it: structure and completion record, every row's digest against its bytes, the
+ * seeds against the manifest stored in the file, the model on disk against the recorded weight
+ * digest (a changed model is refused: its renders could not be compared), and a bitwise re-render
+ * of sampled (or all) rows. Exit 0 all good, 1 any mismatch, 2 not checkable (bad file, model). */
+#define _POSIX_C_SOURCE 200809L
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "digest.h"
+#include "manifest.h"
+#include "model.h"
+#include "pipeline.h"
+
+typedef struct {
+    const char *path, *model_dir;
+    long sample; /* -1: all rows; 0: the job's verify count */
+} VerifyOptions;
+
+static char *read_attr(hid_t obj, const char *key)
+{
+    hid_t attr = H5Aopen(obj, key, H5P_DEFAULT);
+    if (attr < 0)
+        return NULL;
+    hid_t type = H5Aget_type(attr);
+    size_t n = H5Tget_size(type);
+    char *text = calloc(n + 1, 1);
+    if (text && H5Aread(attr, type, text) < 0) {
+        free(text);
+        text = NULL;
+    }
+    H5Tclose(type);
+    H5Aclose(attr);
+    return text;
+}
+
+static int read_all(hid_t file, const char *name, hid_t memtype, void *out)
+{
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    herr_t status = ds < 0 ? -1 : H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+    if (ds >= 0)
+        H5Dclose(ds);
+    return status < 0 ? -1 : 0;
+}
+
+static int parse_options(int argc, char **argv, VerifyOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--all")) {
+            o->sample = -1;
+        } else if (!strcmp(argv[i], "--sample") && i + 1 < argc) {
+            char *end;
+            o->sample = strtol(argv[++i], &end, 10);
+            if (*end || o->sample < 1)
+                return SOWER_FAIL(SOWER_EUSAGE, "--sample: expected a positive integer, found '%s'", argv[i]);
+        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
+            o->model_dir = argv[++i];
+        } else if (argv[i][0] != '-' && !o->path) {
+            o->path = argv[i];
+        } else {
+            return SOWER_FAIL(SOWER_EUSAGE, "verify: unknown or incomplete option '%s' (usage: sower verify OUT.h5 "
+                                            "[--sample N | --all] [--model DIR])", argv[i]);
+        }
+    }
+    if (!o->path)
+        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower verify OUT.h5 [--sample N | --all] [--model DIR]");
+    return SOWER_OK;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    if (argc == 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+        puts("usage: sower verify OUT.h5 [--sample N | --all] [--model DIR]\n\n"
+             "Checks a finished output: structure, completion, every row's digest, the seeds against the stored\n"
+             "manifest, the model on disk against the recorded weight digest, and re-renders sampled rows\n"
+             "(default: the job's verify count; --all: every row), comparing bits.");
+        return SOWER_OK;
+    }
+    VerifyOptions o;
+    SOWER_TRY(parse_options(argc, argv, &o));
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(o.path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return SOWER_FAIL(SOWER_EPATH, "%s: not an HDF5 file sower can open", o.path);
+    int status = SOWER_OK;
+    Job job;
+    Model model;
+    Scheduler sched = {0};
+    memset(&job, 0, sizeof job);
+    memset(&model, 0, sizeof model);
+    float *latents = NULL, *fresh = NULL;
+    uint64_t *seeds = NULL;
+    unsigned char *digests = NULL;
+    uint8_t *done = NULL;
+    char *format = read_attr(file, "format"), *manifest = read_attr(file, "manifest");
+    char *weights = read_attr(file, "weights_sha256"), *model_path = NULL;
+    hid_t run = H5Gopen2(file, "run", H5P_DEFAULT);
+    if (run >= 0) {
+        model_path = read_attr(run, "model_path");
+        H5Gclose(run);
+    }
+    if (!format || strcmp(format, "sower-latents") != 0 || !manifest || !weights) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: not a sower output (format attribute 'sower-latents' missing)", o.path);
+        goto done;
+    }
+    SOWER_TRY_GOTO(manifest_load_text(&job, o.path, manifest, strlen(manifest)), status, done);
+    hid_t ds = H5Dopen2(file, "latents", H5P_DEFAULT);
+    hsize_t dims[4] = {0};
+    int rank = ds < 0 ? -1 : H5Sget_simple_extent_dims(H5Dget_space(ds), dims, NULL);
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (rank != 4 || dims[0] != job.n_rows) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: /latents is not (%llu, C, H, W)", o.path, (unsigned long long)job.n_rows);
+        goto done;
+    }
+    const size_t per = (size_t)(dims[1] * dims[2] * dims[3]), n = (size_t)job.n_rows;
+    latents = malloc(sizeof(float) * per * n);
+    seeds = malloc(sizeof(uint64_t) * n);
+    digests = malloc(32 * n);
+    done = malloc(n);
+    fresh = malloc(sizeof(float) * per);
+    if (!latents || !seeds || !digests || !done || !fresh) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", o.path);
+        goto done;
+    }
+    if (read_all(file, "latents", H5T_NATIVE_FLOAT, latents) || read_all(file, "seeds", H5T_NATIVE_UINT64, seeds) ||
+        read_all(file, "digest", H5T_NATIVE_UINT8, digests) || read_all(file, "done", H5T_NATIVE_UINT8, done)) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /latents, /seeds, /digest or /done", o.path);
+        goto done;
+    }
+    uint64_t bad_digest = 0, bad_seed = 0, not_done = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char d[DIGEST_BYTES];
+        SOWER_TRY_GOTO(digest_buffer(latents + per * i, sizeof(float) * per, d), status, done);
+        bad_digest += memcmp(d, digests + 32 * i, DIGEST_BYTES) != 0;
+        bad_seed += seeds[i] != job_seed_at(&job, i);
+        not_done += done[i] != 1;
+    }
+    printf("%s: %zu rows; digests: %llu mismatching; seeds vs manifest: %llu mismatching; incomplete rows: %llu\n",
+           o.path, n, (unsigned long long)bad_digest, (unsigned long long)bad_seed, (unsigned long long)not_done);
+    /* Provenance: the model on disk must be the one the file was made with. */
+    const char *dir = o.model_dir ? o.model_dir : model_path;
+    if (!dir) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: no /run model_path recorded; pass --model DIR", o.path);
+        goto done;
+    }
+    SOWER_TRY_GOTO(model_load(&model, dir), status, done);
+    char hex[DIGEST_HEX_CHARS];
+    digest_hex(model.weights_sha256, hex);
+    if (strcmp(hex, weights) != 0) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: the model at %s changed since the file was made (weights sha256 %s, "
+                                          "recorded %s): cannot re-render to compare", o.path, dir, hex, weights);
+        goto done;
+    }
+    SchedulerConfig scfg;
+    SOWER_TRY_GOTO(scheduler_config_parse(model.scheduler_config_text, model.scheduler_config_bytes,
+                                          model.scheduler_config_path, job.scheduler, &scfg), status, done);
+    scfg.torch_kernel = job.generator;
+    SOWER_TRY_GOTO(scheduler_init(&sched, &scfg, job.steps), status, done);
+    const UNetConfig *cfg = &model.unet.cfg;
+    RenderSettings rs = {.model = &model, .scheduler = &sched, .eta = (float)job.eta, .generator = job.generator,
+                         .batch = 1, .height = cfg->sample_height, .width = cfg->sample_width};
+    uint64_t v = o.sample < 0 ? n : o.sample > 0 ? (uint64_t)o.sample : job_verify_rows(&job);
+    if (v > n)
+        v = n;
+    uint64_t bad_render = 0;
+    for (uint64_t k = 0; k < v; k++) {
+        uint64_t row = (uint64_t)((double)k * n / v);
+        SOWER_TRY_GOTO(render_seeds(&rs, &seeds[row], 1, fresh), status, done);
+        if (memcmp(fresh, latents + per * row, sizeof(float) * per) != 0) {
+            bad_render++;
+            fprintf(stderr, "sower verify: row %llu (seed %llu): re-render differs\n", (unsigned long long)row,
+                    (unsigned long long)seeds[row]);
+        }
+    }
+    printf("%s: re-rendered %llu rows: %llu differ\n", o.path, (unsigned long long)v, (unsigned long long)bad_render);
+    if (bad_digest || bad_seed || not_done || bad_render)
+        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu digests, %llu seeds, %llu incomplete, %llu "
+                                             "re-renders)", o.path, (unsigned long long)bad_digest,
+                            (unsigned long long)bad_seed, (unsigned long long)not_done, (unsigned long long)bad_render);
+done:
+    H5Fclose(file);
+    free(format), free(manifest), free(weights), free(model_path);
+    free(latents), free(fresh), free(seeds), free(digests), free(done);
+    scheduler_free(&sched);
+    model_free(&model);
+    job_free(&job);
+    return status;
+}
