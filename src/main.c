@@ -17,6 +17,7 @@ typedef struct {
 static const Command commands[] = {
     {"run", cmd_run, "render a job manifest's seeds across MPI ranks into HDF5, then verify"},
     {"verify", cmd_verify, "re-check a finished output: digests, provenance, bitwise re-render"},
+    {"export", cmd_export, "write a PNG contact sheet of rendered samples"},
     {"check", cmd_check, "validate a job manifest and its model; print the normalised job"},
     {"sample", cmd_sample, "render seeds of a diffusers UNet2DModel folder to a .npy (one process)"},
     {"info", cmd_info, "show a model folder's config, parameter count and weight digest"},

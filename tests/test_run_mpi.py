@@ -95,6 +95,17 @@ def main():
         r = run([sower, "verify", manifest])
         if r.returncode != 2:
             failures.append(f"verify of a non-HDF5 file: exit {r.returncode} {r.stderr!r}")
+        # sower export: a PNG contact sheet (11 rows of 1x8x8: 4 columns, 3 rows, 2-px gaps -> 38 x 28 grey).
+        png = os.path.join(tmp, "sheet.png")
+        r = run([sower, "export", first, "--png", png])
+        head = open(png, "rb").read(26) if os.path.exists(png) else b""
+        if r.returncode != 0 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[16:24] != (38).to_bytes(4, "big") + (28).to_bytes(4, "big") \
+                or head[25] != 0:
+            failures.append(f"export: exit {r.returncode}, header {head!r}, {r.stderr!r}")
+        for bad in (["--png", png, "--rows", "5-99"], ["--rows", "0-3"], ["--png", png, "--bogus"]):
+            r = run([sower, "export", first] + bad)
+            if r.returncode != 2:
+                failures.append(f"export {bad}: exit {r.returncode}, expected 2")
         # A flipped bit in one rank's output is caught (row 4 is rank 1's with 3 ranks; rows 0,2,4,6,8 verified).
         out = os.path.join(tmp, "fault.h5")
         r = sower_run(sower, mpiexec, manifest, out, 3, 2, {"SOWER_FAULT_INJECT": "1:4"})
