@@ -42,6 +42,7 @@ typedef struct {
     uint64_t *slices;       /* (world + 1,) row boundaries: rank r renders [slices[r], slices[r+1]) */
     uint8_t *done;          /* (n_rows,) rows already in the output (--resume), skipped */
     uint64_t n_done;
+    double t_render, t_write, t_wait; /* seconds: rendering (+ digests), HDF5 writes, waiting for rows */
     long fault_rank;        /* SOWER_FAULT_INJECT=RANK:ROW flips one bit of that row on that rank */
     uint64_t fault_row;
     long fail_rank;         /* SOWER_FAULT_FAIL_RANK=RANK makes that rank fail while rendering (tests) */
@@ -212,6 +213,7 @@ static int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsign
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     for (uint64_t i = 0; i < n; i++)
         seeds[i] = job_seed_at(&r->job, row0 + i);
+    double t0 = MPI_Wtime();
     int status = render_seeds(&r->rs, seeds, (int)n, latents);
     free(seeds);
     SOWER_TRY(status);
@@ -225,6 +227,7 @@ static int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsign
         }
         SOWER_TRY(digest_buffer(row, r->per * sizeof(float), digests + 32 * i));
     }
+    r->t_render += MPI_Wtime() - t0;
     return SOWER_OK;
 }
 
@@ -272,27 +275,35 @@ static int render_and_write(Run *r, H5Out *out, double start)
         uint64_t n = next < hi ? next_batch(r, &next, hi, max_b, &row0) : 0;
         if (n) {
             SOWER_TRY_GOTO(render_rows(r, row0, n, lat, dig), status, done);
+            double t0 = MPI_Wtime();
             SOWER_TRY_GOTO(h5out_write_rows(out, row0, n, lat, dig), status, done);
+            r->t_write += MPI_Wtime() - t0;
             written += n;
         }
         int pending = 1;
         while (pending && written < r->job.n_rows) {
             MPI_Status st;
+            double t0 = MPI_Wtime();
             if (next < hi)
                 MPI_Iprobe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &pending, &st);
             else
                 MPI_Probe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &st), pending = 1;
+            r->t_wait += MPI_Wtime() - t0;
             if (!pending)
                 break;
             int bytes = 0;
             MPI_Get_count(&st, MPI_BYTE, &bytes);
             unsigned char *buf = malloc((size_t)bytes);
+            t0 = MPI_Wtime();
             MPI_Recv(buf, bytes, MPI_BYTE, st.MPI_SOURCE, TAG_ROWS, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            r->t_wait += MPI_Wtime() - t0;
             uint64_t row0, n;
             memcpy(&row0, buf, 8);
             memcpy(&n, buf + 8, 8);
+            t0 = MPI_Wtime();
             status = h5out_write_rows(out, row0, n, (const float *)(const void *)(buf + 16),
                                       buf + 16 + sizeof(float) * r->per * n);
+            r->t_write += MPI_Wtime() - t0;
             free(buf);
             if (status != SOWER_OK)
                 goto done;
@@ -496,10 +507,12 @@ static int write_run_facts(Run *r, H5Out *out, double render_s, double verify_s)
     char *list = calloc(cap, 1);
     for (int k = 0; k < r->world; k++)
         used += (size_t)snprintf(list + used, cap - used, "%s%s", k ? "," : "", hosts + (size_t)k * MPI_MAX_PROCESSOR_NAME);
-    char world[32], batch[32], times[128];
+    char world[32], batch[32], times[256];
     snprintf(world, sizeof world, "%d", r->world);
     snprintf(batch, sizeof batch, "%d", r->job.batch);
-    snprintf(times, sizeof times, "render %.3f s, verify %.3f s", render_s, verify_s);
+    snprintf(times, sizeof times, "render phase %.3f s (rank 0: rendering %.3f s, writing %.3f s, waiting %.3f s), "
+             "verify %.3f s", render_s, r->t_render, r->t_write, r->t_wait, verify_s);
+    fprintf(stderr, "sower run: timings: %s\n", times);
     H5Attr attrs[] = {{"hosts", list},   {"world_size", world}, {"batch", batch},
                       {"timings", times}, {"model_path", r->model.dir}};
     int32_t *rank_of_row = malloc(sizeof(int32_t) * (r->job.n_rows + 1));
