@@ -60,6 +60,18 @@ def main():
                     failures.append(f"{ranks} ranks batch {batch}: /{k} differs from 1 rank batch 1")
             if attrs.keys() != ref[1].keys() or any(attrs[k] != ref[1][k] for k in attrs):
                 failures.append(f"{ranks} ranks batch {batch}: root attributes differ")
+        # More ranks than seeds: ranks with nothing to render still take part.
+        with h5py.File(os.path.join(tmp, "r1_b1.h5"), "r") as f:
+            model_dir = f["run"].attrs["model_path"].decode()
+        two = os.path.join(tmp, "two.yaml")
+        open(two, "w").write(f"sower: 1\nname: two\nmodel: {model_dir}\npipeline: {{steps: 3}}\n"
+                             "seeds: {list: [5, 9]}\noutput: {path: two.h5}\nverify: {count: 2}\n")
+        try:
+            r = run([mpiexec, "-np", "4", "--oversubscribe", sower, "run", two], timeout=120)
+            if r.returncode != 0 or not os.path.exists(os.path.join(tmp, "two.h5")):
+                failures.append(f"4 ranks, 2 seeds: exit {r.returncode}: {r.stderr.decode()[-300:]}")
+        except subprocess.TimeoutExpired:
+            failures.append("4 ranks, 2 seeds: hung")
         # Layout readable without sower.
         first = os.path.join(tmp, "r1_b1.h5")
         r = run(["h5dump", "-H", first])
