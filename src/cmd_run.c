@@ -444,14 +444,11 @@ static int make_parent_dirs(const char *path)
     return SOWER_OK;
 }
 
+static uint64_t seed_of_row(const void *job, uint64_t row) { return job_seed_at(job, row); }
+
 static int create_output(Run *r, H5Out *out)
 {
     SOWER_TRY(make_parent_dirs(r->job.output_path));
-    uint64_t *seeds = malloc(sizeof *seeds * (r->job.n_rows + 1));
-    if (!seeds)
-        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    for (uint64_t i = 0; i < r->job.n_rows; i++)
-        seeds[i] = job_seed_at(&r->job, i);
     char manifest_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], pipeline[256];
     digest_hex(r->job.text_sha256, manifest_hex);
     digest_hex(r->model.weights_sha256, weights_hex);
@@ -476,9 +473,8 @@ static int create_output(Run *r, H5Out *out)
                         "bits independent of batch, rank count, thread count"},
     };
     int status = h5out_create(out, r->job.output_path, r->job.n_rows, cfg->in_channels, cfg->sample_height,
-                              cfg->sample_width, r->job.chunk_rows, r->job.output_gzip, seeds, attrs,
+                              cfg->sample_width, r->job.chunk_rows, r->job.output_gzip, seed_of_row, &r->job, attrs,
                               (int)(sizeof attrs / sizeof attrs[0]));
-    free(seeds);
     SOWER_TRY(status);
     return SOWER_OK;
 }
@@ -515,11 +511,8 @@ static int write_run_facts(Run *r, H5Out *out, double render_s, double verify_s)
     fprintf(stderr, "sower run: timings: %s\n", times);
     H5Attr attrs[] = {{"hosts", list},   {"world_size", world}, {"batch", batch},
                       {"timings", times}, {"model_path", r->model.dir}};
-    int32_t *rank_of_row = malloc(sizeof(int32_t) * (r->job.n_rows + 1));
-    for (uint64_t i = 0; i < r->job.n_rows; i++)
-        rank_of_row[i] = renderer_of(r, i);
-    int status = h5out_write_run(out, attrs, 5, rank_of_row);
-    free(rank_of_row), free(list), free(hosts);
+    int status = h5out_write_run(out, attrs, 5, r->slices, r->world);
+    free(list), free(hosts);
     SOWER_TRY(status);
     return SOWER_OK;
 }
@@ -577,7 +570,8 @@ int cmd_run(int argc, char **argv)
         exit_code = agree(&r, status);
     }
     if (exit_code == 0) {
-        MPI_Bcast(r.done, (int)r.job.n_rows, MPI_UINT8_T, 0, MPI_COMM_WORLD);
+        if (o.resume) /* a new output has nothing done: no need to send N zeros */
+            MPI_Bcast(r.done, (int)r.job.n_rows, MPI_UINT8_T, 0, MPI_COMM_WORLD);
         for (uint64_t i = 0; i < r.job.n_rows; i++)
             r.n_done += r.done[i];
         if (r.rank == 0 && o.resume)

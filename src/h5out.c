@@ -57,8 +57,11 @@ static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, co
     return ds;
 }
 
+static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t row0,
+                      uint64_t n, const void *data, const char *what);
+
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
-                 const uint64_t *seeds, const H5Attr *attrs, int n_attrs)
+                 H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs)
 {
     memset(o, 0, sizeof *o);
     o->rows = rows, o->c = c, o->h = h, o->w = w;
@@ -84,7 +87,20 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     o->done = make_dataset(o->file, "done", H5T_STD_U8LE, 1, ldims, lchunk, 0);
     if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0)
         return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to create the datasets", o->partial_path);
-    H5_TRY(H5Dwrite(o->seeds, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, seeds), "write /seeds");
+    enum { SEED_BLOCK = 1 << 16 };
+    uint64_t *block = malloc(sizeof *block * SEED_BLOCK); /* (SEED_BLOCK,) */
+    if (!block)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    int seeds_status = SOWER_OK;
+    for (uint64_t r0 = 0; r0 < rows && seeds_status == SOWER_OK; r0 += SEED_BLOCK) {
+        uint64_t n = rows - r0 < SEED_BLOCK ? rows - r0 : SEED_BLOCK;
+        for (uint64_t i = 0; i < n; i++)
+            block[i] = seed_of(seed_ctx, r0 + i);
+        hsize_t one_dim[1] = {0};
+        seeds_status = write_rows(o, o->seeds, H5T_NATIVE_UINT64, 1, one_dim, r0, n, block, "write /seeds");
+    }
+    free(block);
+    SOWER_TRY(seeds_status);
     hid_t root = H5Gopen2(o->file, "/", H5P_DEFAULT);
     for (int i = 0; i < n_attrs; i++) {
         int status = string_attr(o, root, attrs[i].key, attrs[i].value);
@@ -238,7 +254,7 @@ static hid_t make_group(hid_t file, const char *name)
     return g;
 }
 
-int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const int32_t *rank_of_row)
+int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const uint64_t *slices, int world)
 {
     hid_t g = make_group(o->file, "run");
     if (g < 0)
@@ -247,7 +263,7 @@ int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const int32_t *r
     for (int i = 0; i < n_attrs && status == SOWER_OK; i++)
         status = string_attr(o, g, attrs[i].key, attrs[i].value);
     if (status == SOWER_OK)
-        status = write_vector(o, g, "rank_of_row", H5T_STD_I32LE, H5T_NATIVE_INT32, o->rows, rank_of_row);
+        status = write_vector(o, g, "rank_slices", H5T_STD_U64LE, H5T_NATIVE_UINT64, (uint64_t)world + 1, slices);
     H5Gclose(g);
     SOWER_TRY(status);
     return SOWER_OK;

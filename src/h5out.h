@@ -21,9 +21,12 @@ typedef struct {
     const char *key, *value; /* a string attribute of the root group */
 } H5Attr;
 
-/* Creates PATH.partial with the datasets sized for rows x (c, h, w) and the root attributes. */
+/* The seed of a row, for filling /seeds a block at a time (no N-sized array). */
+typedef uint64_t (*H5SeedOf)(const void *ctx, uint64_t row);
+
+/* Creates PATH.partial with the datasets sized for rows x (c, h, w), /seeds and the root attributes. */
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
-                 const uint64_t *seeds, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
+                 H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
 /* Reopens PATH.partial left by an interrupted run of the same job: its manifest_sha256 and
  * weights_sha256 attributes must equal the given ones (else SOWER_EINPUT naming which differs)
  * and its shape must match. Fills done (rows,) from /done and removes any /run and /verify. */
@@ -35,7 +38,8 @@ int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, 
 /* Reads row `row` of /latents back into latent (c, h, w). */
 int h5out_read_row(H5Out *o, uint64_t row, float *latent) SOWER_MUST_CHECK;
 /* The /run group (facts that differ between runs) and the /verify group. */
-int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const int32_t *rank_of_row) SOWER_MUST_CHECK;
+/* slices (world + 1,): rank k rendered rows [slices[k], slices[k+1]). */
+int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const uint64_t *slices, int world) SOWER_MUST_CHECK;
 int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_t *seeds, const int32_t *renderer,
                        const int32_t *verifier, const uint8_t *match, const float *max_abs_diff) SOWER_MUST_CHECK;
 /* Closes and renames PATH.partial to PATH. */
