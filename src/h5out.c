@@ -60,8 +60,8 @@ static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, co
 static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t row0,
                       uint64_t n, const void *data, const char *what);
 
-int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
-                 H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs)
+/* Fills the shape and the two paths (PATH and PATH.partial) of a new or resumed output. */
+static int start(H5Out *o, const char *path, uint64_t rows, int c, int h, int w)
 {
     memset(o, 0, sizeof *o);
     o->rows = rows, o->c = c, o->h = h, o->w = w;
@@ -71,6 +71,13 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     sprintf(o->partial_path, "%s.partial", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported by sower, not printed by HDF5 */
+    return SOWER_OK;
+}
+
+int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
+                 H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs)
+{
+    SOWER_TRY(start(o, path, rows, c, h, w));
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_obj_track_times(fcpl, 0);
     o->file = H5Fcreate(o->partial_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
@@ -152,14 +159,7 @@ static int read_string_attr(hid_t obj, const char *key, char *out, size_t size)
 int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const char *manifest_sha256,
                  const char *weights_sha256, uint8_t *done)
 {
-    memset(o, 0, sizeof *o);
-    o->rows = rows, o->c = c, o->h = h, o->w = w;
-    o->path = strdup(path);
-    o->partial_path = malloc(strlen(path) + 16);
-    if (!o->path || !o->partial_path)
-        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    sprintf(o->partial_path, "%s.partial", path);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    SOWER_TRY(start(o, path, rows, c, h, w));
     o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (o->file < 0)
         return SOWER_FAIL(SOWER_EPATH, "--resume: cannot open '%s' (no interrupted run of this output to resume)",
