@@ -72,14 +72,16 @@ def main():
                 failures.append(f"4 ranks, 2 seeds: exit {r.returncode}: {r.stderr.decode()[-300:]}")
         except subprocess.TimeoutExpired:
             failures.append("4 ranks, 2 seeds: hung")
-        # Every malformed manifest of the corpus is refused by `sower run` too: exit 2, a located
-        # message, and nothing written (the corpus is copied so relative outputs land in tmp).
+        # Malformed manifests are refused by `sower run` too: exit 2, a located message, nothing written
+        # (the corpus is copied so relative outputs land in tmp). Every 6th file of the corpus: each
+        # `sower run` starts MPI, and all of them are checked through `sower check` (same parser) by
+        # test_manifest_schema.py.
         corpus = os.path.join(os.path.dirname(manifest), "bad")
         bad_dir = os.path.join(tmp, "bad")
         subprocess.run(["cp", "-r", corpus, bad_dir], check=True)
         before = set(os.listdir(bad_dir))
         refused = 0
-        for name in sorted(before):
+        for name in sorted(before)[::6]:
             path = os.path.join(bad_dir, name)
             r = run([sower, "run", path], timeout=60)
             if r.returncode == 2 and (path + ":").encode() in r.stderr:
@@ -88,7 +90,7 @@ def main():
                 failures.append(f"sower run {name}: exit {r.returncode}, {r.stderr.decode()[-200:]}")
         if set(os.listdir(bad_dir)) != before:
             failures.append(f"sower run of bad manifests created {set(os.listdir(bad_dir)) - before}")
-        print(f"sower run refused {refused} of {len(before)} malformed manifests with a located message")
+        print(f"sower run refused {refused} of {len(sorted(before)[::6])} malformed manifests with a located message")
         # Layout readable without sower.
         first = os.path.join(tmp, "r1_b1.h5")
         r = run(["h5dump", "-H", first])
