@@ -91,15 +91,19 @@ static int parse_run_options(int argc, char **argv, RunOptions *o, int *help)
     return SOWER_OK;
 }
 
-/* Every rank contributes its status; the worst exit code wins. Failing ranks print their error. */
+/* Every rank contributes its status; the worst exit code wins. The lowest failing rank prints its
+ * error (a bad manifest fails every rank the same way: one message, not one per rank). */
 static int agree(const Run *r, int status)
 {
     int code = status == SOWER_OK ? 0 : sower_status_exit_code(status), worst = 0;
-    if (status != SOWER_OK) {
-        fprintf(stderr, "sower: rank %d: ", r->rank);
+    int mine = status == SOWER_OK ? r->world : r->rank, first = 0;
+    MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (status != SOWER_OK && r->rank == first) {
+        if (r->world > 1)
+            fprintf(stderr, "[rank %d of %d] ", r->rank, r->world);
         sower_error_print(stderr, 0);
     }
-    MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     return worst;
 }
 
@@ -613,12 +617,17 @@ int cmd_run(int argc, char **argv)
     free(r.slices);
     free(r.done);
     MPI_Finalize();
-    /* The exit code is agreed; report it through a status main() maps back to the same code. */
+    /* The exit code is agreed; report it through a status main() maps back to the same code.
+     * Only rank 0 words it: the others return the status with no message. */
+    int rank = r.rank;
     sower_error_clear();
     if (exit_code == 0)
         return SOWER_OK;
-    return exit_code == 1 ? SOWER_FAIL(SOWER_EMISMATCH, "verification found %d mismatching row%s", mismatches,
+    int status = exit_code == 1 ? SOWER_EMISMATCH : exit_code == 2 ? SOWER_EINPUT : SOWER_EINTERNAL;
+    if (rank != 0)
+        return status;
+    return exit_code == 1 ? SOWER_FAIL(status, "verification found %d mismatching row%s", mismatches,
                                        mismatches == 1 ? "" : "s")
-           : exit_code == 2 ? SOWER_FAIL(SOWER_EINPUT, "the job was not started (see the error above)")
-                            : SOWER_FAIL(SOWER_EINTERNAL, "the job failed (see the error above)");
+           : exit_code == 2 ? SOWER_FAIL(status, "the job was not started (see the error above)")
+                            : SOWER_FAIL(status, "the job failed (see the error above)");
 }
