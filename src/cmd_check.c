@@ -19,13 +19,10 @@ static int check_model(const Job *job)
         return SOWER_FAIL(status, "%s:%u:%u: model: %s", job->manifest_path, job->model_mark.line,
                           job->model_mark.column, reason);
     }
-    if (job->model_digest_pinned && memcmp(job->model_digest, m.weights_sha256, DIGEST_BYTES) != 0) {
-        char want[DIGEST_HEX_CHARS], found[DIGEST_HEX_CHARS];
-        digest_hex(job->model_digest, want);
-        digest_hex(m.weights_sha256, found);
-        status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%u:%u: model.digest: expected sha256:%s, found sha256:%s in %s",
-                            job->manifest_path, job->model_mark.line, job->model_mark.column, want, found,
-                            m.weights_path);
+    if (job->model_digest_pinned) {
+        char where[4200];
+        snprintf(where, sizeof where, "%s:%u:%u", job->manifest_path, job->model_mark.line, job->model_mark.column);
+        status = model_check_digest(&m, job->model_digest, where);
     }
     model_free(&m);
     return status;

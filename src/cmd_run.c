@@ -155,9 +155,8 @@ static int load_job(Run *r, const RunOptions *o)
 static int load_model(Run *r)
 {
     SOWER_TRY(model_load(&r->model, r->job.model_path));
-    if (r->job.model_digest_pinned && memcmp(r->job.model_digest, r->model.weights_sha256, DIGEST_BYTES) != 0)
-        return SOWER_FAIL(SOWER_EMANIFEST, "%s: model.digest does not match %s", r->job.manifest_path,
-                          r->model.weights_path);
+    if (r->job.model_digest_pinned)
+        SOWER_TRY(model_check_digest(&r->model, r->job.model_digest, r->job.manifest_path));
     const UNetConfig *cfg = &r->model.unet.cfg;
     if (!cfg->sample_height)
         return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null", r->model.unet_config_path);
@@ -266,11 +265,10 @@ static int render_and_write(Run *r, H5Out *out, double start)
     const size_t max_b = (size_t)r->job.batch;
     float *lat = malloc(sizeof(float) * r->per * max_b);       /* (batch, C, H, W) */
     unsigned char *dig = malloc(32 * max_b);                    /* (batch, 32) */
-    uint64_t *msg = malloc(sizeof(uint64_t) * 2);               /* row0, n */
     int status = SOWER_OK;
     uint64_t written = r->n_done;
     double last = start;
-    if (!lat || !dig || !msg) {
+    if (!lat || !dig) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         goto done;
     }
@@ -316,7 +314,7 @@ static int render_and_write(Run *r, H5Out *out, double start)
         progress(r, written, start, &last);
     }
 done:
-    free(lat), free(dig), free(msg);
+    free(lat), free(dig);
     return status;
 }
 
@@ -351,31 +349,34 @@ static uint64_t verify_row(const Run *r, uint64_t k, uint64_t v) { return (uint6
 
 static int verifier_of(const Run *r, uint64_t row) { return (renderer_of(r, row) + 1) % r->world; }
 
+/* Renders one row again into msg = [row (8), digest (32), latent (per floats)], with fault
+ * injection off: the point is to catch a fault of the first render. */
+static int rerender(Run *r, uint64_t row, unsigned char *msg)
+{
+    long fault = r->fault_rank;
+    r->fault_rank = -1;
+    int status = render_rows(r, row, 1, (float *)(void *)(msg + 40), msg + 8);
+    r->fault_rank = fault;
+    memcpy(msg, &row, 8);
+    return status;
+}
+
 /* Each rank re-renders its share and sends [row, digest, latent] to rank 0, which compares. */
 static int verify(Run *r, H5Out *out, uint64_t v, int *mismatches)
 {
-    float *lat = malloc(sizeof(float) * r->per);
-    unsigned char *msg = malloc(8 + 32 + sizeof(float) * r->per);
-    int status = SOWER_OK;
+    unsigned char *msg = malloc(8 + 32 + sizeof(float) * r->per); /* [row, digest, (C, H, W)] */
+    int status = msg ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     *mismatches = 0;
-    for (uint64_t k = 0; k < v && status == SOWER_OK; k++) {
-        uint64_t row = verify_row(r, k, v);
-        if (verifier_of(r, row) != r->rank)
-            continue;
-        /* re-rendered without fault injection: the point is to catch the first render's fault */
-        long fault = r->fault_rank;
-        r->fault_rank = -1;
-        status = render_rows(r, row, 1, (float *)(void *)(msg + 40), msg + 8);
-        r->fault_rank = fault;
-        memcpy(msg, &row, 8);
-        if (status == SOWER_OK && r->rank != 0)
-            MPI_Send(msg, (int)(40 + sizeof(float) * r->per), MPI_BYTE, 0, TAG_VERIFY, MPI_COMM_WORLD);
-        if (status == SOWER_OK && r->rank == 0) {
-            /* rank 0 keeps its own results in order below */
-        }
-    }
     if (r->rank != 0) {
-        free(lat), free(msg);
+        for (uint64_t k = 0; k < v && status == SOWER_OK; k++) {
+            uint64_t row = verify_row(r, k, v);
+            if (verifier_of(r, row) != r->rank)
+                continue;
+            status = rerender(r, row, msg);
+            if (status == SOWER_OK)
+                MPI_Send(msg, (int)(40 + sizeof(float) * r->per), MPI_BYTE, 0, TAG_VERIFY, MPI_COMM_WORLD);
+        }
+        free(msg);
         SOWER_TRY(status);
         return SOWER_OK;
     }
@@ -389,10 +390,7 @@ static int verify(Run *r, H5Out *out, uint64_t v, int *mismatches)
         uint64_t row = verify_row(r, k, v);
         int who = verifier_of(r, row);
         if (who == 0) {
-            long fault = r->fault_rank;
-            r->fault_rank = -1;
-            status = render_rows(r, row, 1, (float *)(void *)(msg + 40), msg + 8);
-            r->fault_rank = fault;
+            status = rerender(r, row, msg);
         } else {
             MPI_Recv(msg, (int)(40 + sizeof(float) * r->per), MPI_BYTE, who, TAG_VERIFY, MPI_COMM_WORLD,
                      MPI_STATUS_IGNORE);
@@ -420,7 +418,7 @@ static int verify(Run *r, H5Out *out, uint64_t v, int *mismatches)
     }
     if (status == SOWER_OK)
         status = h5out_write_verify(out, v, rows, seeds, ren, ver, match, diff);
-    free(rows), free(seeds), free(ren), free(ver), free(match), free(diff), free(stored), free(lat), free(msg);
+    free(rows), free(seeds), free(ren), free(ver), free(match), free(diff), free(stored), free(msg);
     SOWER_TRY(status);
     return SOWER_OK;
 }

@@ -163,3 +163,14 @@ void model_free(Model *m)
     free(m->dir);
     memset(m, 0, sizeof *m);
 }
+
+int model_check_digest(const Model *m, const unsigned char *want, const char *where)
+{
+    if (memcmp(want, m->weights_sha256, DIGEST_BYTES) == 0)
+        return SOWER_OK;
+    char want_hex[DIGEST_HEX_CHARS], found_hex[DIGEST_HEX_CHARS];
+    digest_hex(want, want_hex);
+    digest_hex(m->weights_sha256, found_hex);
+    return SOWER_FAIL(SOWER_EMANIFEST, "%s: model.digest: expected sha256:%s, found sha256:%s in %s", where, want_hex,
+                      found_hex, m->weights_path);
+}

@@ -37,5 +37,8 @@ typedef struct {
  * SOWER_EMODEL naming the file (and key or tensor). */
 int model_load(Model *m, const char *dir) SOWER_MUST_CHECK;
 void model_free(Model *m); /* safe on a zeroed Model */
+/* SOWER_EMANIFEST "WHERE: model.digest: expected sha256:..., found sha256:... in FILE" unless the
+ * weight file's SHA-256 equals want (DIGEST_BYTES,). */
+int model_check_digest(const Model *m, const unsigned char *want, const char *where) SOWER_MUST_CHECK;
 
 #endif /* SOWER_MODEL_H */

@@ -91,6 +91,19 @@ def main():
         if set(os.listdir(bad_dir)) != before:
             failures.append(f"sower run of bad manifests created {set(os.listdir(bad_dir)) - before}")
         print(f"sower run refused {refused} of {len(sorted(before)[::6])} malformed manifests with a located message")
+        # Bad flags of run / check / verify: exit 2 with a message naming the problem.
+        for argv, text in [([sower, "run"], b"JOB.yaml is required"),
+                           ([sower, "run", manifest, "--batch", "0"], b"--batch"),
+                           ([sower, "run", manifest, "--bogus"], b"--bogus"),
+                           ([sower, "run", os.path.join(tmp, "missing.yaml")], b"missing.yaml"),
+                           ([sower, "check"], b"usage: sower check"),
+                           ([sower, "check", os.path.join(tmp, "missing.yaml")], b"missing.yaml"),
+                           ([sower, "verify"], b"usage: sower verify"),
+                           ([sower, "verify", os.path.join(tmp, "r1_b1.h5"), "--sample", "0"], b"--sample"),
+                           ([sower, "verify", os.path.join(tmp, "missing.h5")], b"missing.h5")]:
+            r = run(argv, timeout=60)
+            if r.returncode != 2 or text not in r.stderr:
+                failures.append(f"{argv[1:]}: exit {r.returncode}, {r.stderr.decode()[-200:]}")
         # Layout readable without sower.
         first = os.path.join(tmp, "r1_b1.h5")
         r = run(["h5dump", "-H", first])
