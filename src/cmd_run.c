@@ -7,7 +7,12 @@
  * writes them into OUT.partial as they arrive. Then a sample of rows is re-rendered by a rank other
  * than the one that rendered them and compared bit for bit with what was written. Rank 0 decides
  * the exit status; a rank that fails mid-job aborts the whole job (MPI_Abort) after printing its
- * rank and the cause, so no rank waits forever. */
+ * rank and the cause, so no rank waits forever.
+ *
+ * Sweeps larger than one allocation run as job-array tasks: `--slice K/N` renders slice K of N
+ * (job_slice_bounds) into its own file OUT.slice-K-of-N.h5; `--stitch N` copies the N finished
+ * slices into OUT.h5 (same datasets, byte for byte, as one allocation would write) and verifies.
+ * A stop signal (stop.h) ends the run after the batches in hand, keeping OUT.partial for --resume. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <mpi.h>
@@ -24,12 +29,18 @@
 #include "model.h"
 #include "outfile.h"
 #include "pipeline.h"
+#include "stop.h"
 
-enum { TAG_ROWS = 11, TAG_VERIFY = 12, MANIFEST_MAX = 64 << 20 };
+/* Messages. TAG_ROWS to rank 0: [row0 (8), n (8), latents (n, C, H, W), digests (n, 32)]; n = 0 ends
+ * the sender's part, with row0 = 1 when it stopped early. Rank 0 sends each other rank exactly one
+ * TAG_STOP (empty): "stop now" while the rank is still rendering, else the reply to its end. */
+enum { TAG_ROWS = 11, TAG_VERIFY = 12, TAG_STOP = 13, MANIFEST_MAX = 64 << 20, SLICES_MAX = 100000 };
 
 typedef struct {
     const char *manifest, *output;
-    int force, resume, batch;
+    int force, resume, resume_auto, batch;
+    int slice_k, slice_n; /* --slice K/N; slice_n 0: the whole job */
+    int stitch_n;         /* --stitch N; 0: render */
 } RunOptions;
 
 typedef struct {
@@ -39,9 +50,13 @@ typedef struct {
     Scheduler sched;
     RenderSettings rs;
     size_t per;             /* floats per row: C*H*W */
-    uint64_t *slices;       /* (world + 1,) row boundaries: rank r renders [slices[r], slices[r+1]) */
-    uint8_t *done;          /* (n_rows,) rows already in the output (--resume), skipped */
+    uint64_t lo, hi;        /* job rows this run writes: the whole job, or one slice of it */
+    char *out_path;         /* the file this run writes (the job's output, or the slice's file) */
+    int slice_k, slice_n, stitch_n; /* from RunOptions */
+    uint64_t *slices;       /* (world + 1,) job-row boundaries: rank r renders [slices[r], slices[r+1]) */
+    uint8_t *done;          /* (hi - lo,) rows already in the output (resumed or stitched), skipped */
     uint64_t n_done;
+    int finished_before;    /* --resume-auto found the output already finished: nothing to do */
     double t_render, t_write, t_wait; /* seconds: rendering (+ digests), HDF5 writes, waiting for rows */
     long fault_rank;        /* SOWER_FAULT_INJECT=RANK:ROW flips one bit of that row on that rank */
     uint64_t fault_row;
@@ -49,16 +64,41 @@ typedef struct {
 } Run;
 
 static const char run_usage[] =
-    "usage: sower run JOB.yaml [--resume] [--force] [-o OUT.h5] [--batch B]\n"
+    "usage: sower run JOB.yaml [--resume | --resume-auto] [--force] [-o OUT.h5] [--batch B]\n"
+    "                          [--slice K/N | --stitch N]\n"
     "       mpirun -np N sower run JOB.yaml ...   (or srun --mpi=pmix)\n"
     "\n"
     "Renders every seed of the job across the MPI ranks into one HDF5 file (rows in manifest order),\n"
     "then re-renders a sample of rows on other ranks and compares the bits (exit 1 on a mismatch).\n"
     "  --resume     continue an interrupted run (OUT.h5.partial of the same manifest and model):\n"
     "               rows already written are kept, the rest rendered; the result is byte-identical\n"
+    "  --resume-auto  for batch scripts that may run again (requeue): resume OUT.h5.partial if there\n"
+    "               is one, start if not, exit 0 at once if OUT.h5 is already finished for this job\n"
+    "  --slice K/N  render only slice K (0..N-1) of the rows, into OUT.slice-K-of-N.h5 (job arrays)\n"
+    "  --stitch N   copy the N finished slices into OUT.h5 (datasets identical to a one-allocation\n"
+    "               run), checking each slice's provenance and row digests, then verify\n"
     "  --force      replace an existing output file\n"
     "  -o OUT.h5    write here instead of the manifest's output.path\n"
-    "  --batch B    seeds per forward pass (overrides pipeline.batch; bits never depend on it)\n";
+    "  --batch B    seeds per forward pass (overrides pipeline.batch; bits never depend on it)\n"
+    "SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 stop the run after the batches in hand: the rows written stay\n"
+    "in OUT.h5.partial (exit 3); run again with --resume to finish.\n";
+
+/* Parses "K/N" (0 <= K < N <= SLICES_MAX). */
+static int parse_slice(const char *text, int *k, int *n)
+{
+    char *end;
+    long a = strtol(text, &end, 10), b = -1;
+    if (end != text && *end == '/') {
+        char *end2;
+        b = strtol(end + 1, &end2, 10);
+        if (end2 == end + 1 || *end2)
+            b = -1;
+    }
+    if (b < 1 || b > SLICES_MAX || a < 0 || a >= b)
+        return SOWER_FAIL(SOWER_EUSAGE, "--slice: expected K/N with 0 <= K < N <= %d, found '%s'", SLICES_MAX, text);
+    *k = (int)a, *n = (int)b;
+    return SOWER_OK;
+}
 
 static int parse_run_options(int argc, char **argv, RunOptions *o, int *help)
 {
@@ -72,6 +112,17 @@ static int parse_run_options(int argc, char **argv, RunOptions *o, int *help)
             o->force = 1;
         } else if (!strcmp(argv[i], "--resume")) {
             o->resume = 1;
+        } else if (!strcmp(argv[i], "--resume-auto")) {
+            o->resume_auto = 1;
+        } else if (!strcmp(argv[i], "--slice") && i + 1 < argc) {
+            SOWER_TRY(parse_slice(argv[++i], &o->slice_k, &o->slice_n));
+        } else if (!strcmp(argv[i], "--stitch") && i + 1 < argc) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > SLICES_MAX)
+                return SOWER_FAIL(SOWER_EUSAGE, "--stitch: expected the slice count, 1..%d, found '%s'", SLICES_MAX,
+                                  argv[i]);
+            o->stitch_n = (int)n;
         } else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
             o->output = argv[++i];
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
@@ -88,7 +139,35 @@ static int parse_run_options(int argc, char **argv, RunOptions *o, int *help)
     }
     if (!o->manifest)
         return SOWER_FAIL(SOWER_EUSAGE, "run: JOB.yaml is required (see 'sower run --help')");
+    if (o->resume && o->resume_auto)
+        return SOWER_FAIL(SOWER_EUSAGE, "run: --resume and --resume-auto exclude each other");
+    if (o->slice_n && o->stitch_n)
+        return SOWER_FAIL(SOWER_EUSAGE, "run: --slice and --stitch exclude each other (render slices first, then "
+                                        "stitch them in a job of its own)");
     return SOWER_OK;
+}
+
+/* OUT.slice-K-of-N.h5 beside OUT.h5 (".h5" replaced, or the suffix appended); K zero-padded to N's
+ * width so that slices sort. Caller frees. */
+static char *slice_path(const char *out, int k, int n)
+{
+    size_t len = strlen(out);
+    if (len > 3 && !strcmp(out + len - 3, ".h5"))
+        len -= 3;
+    int width = snprintf(NULL, 0, "%d", n - 1);
+    size_t cap = len + 64;
+    char *path = malloc(cap);
+    if (path)
+        snprintf(path, cap, "%.*s.slice-%0*d-of-%d.h5", (int)len, out, width, k, n);
+    return path;
+}
+
+/* MPI_Bcast from rank 0 of n bytes, in pieces that fit MPI's int counts. */
+static void bcast_bytes(void *data, uint64_t n)
+{
+    const uint64_t piece = UINT64_C(1) << 30;
+    for (uint64_t at = 0; at < n; at += piece)
+        MPI_Bcast((char *)data + at, (int)(n - at < piece ? n - at : piece), MPI_BYTE, 0, MPI_COMM_WORLD);
 }
 
 /* Every rank contributes its status; the worst exit code wins. The lowest failing rank prints its
@@ -146,9 +225,20 @@ static int load_job(Run *r, const RunOptions *o)
     if (r->job.backend != BACKEND_CPU)
         return SOWER_FAIL(SOWER_EMANIFEST, "%s: pipeline.backend: cuda is not available in this build",
                           r->job.manifest_path);
+    r->slice_k = o->slice_k, r->slice_n = o->slice_n, r->stitch_n = o->stitch_n;
+    r->lo = 0, r->hi = r->job.n_rows;
+    if (o->slice_n) {
+        job_slice_bounds(&r->job, o->slice_k, o->slice_n, &r->lo, &r->hi);
+        r->out_path = slice_path(r->job.output_path, o->slice_k, o->slice_n);
+    } else {
+        r->out_path = strdup(r->job.output_path);
+    }
+    if (!r->out_path)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     struct stat st;
-    if (r->rank == 0 && !o->force && stat(r->job.output_path, &st) == 0)
-        return SOWER_FAIL(SOWER_EPATH, "output '%s' exists: pass --force to replace it", r->job.output_path);
+    if (r->rank == 0 && !o->force && !o->resume_auto && stat(r->out_path, &st) == 0)
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' exists: pass --force to replace it (or --resume-auto to accept "
+                                       "it when it is this job's finished output)", r->out_path);
     return SOWER_OK;
 }
 
@@ -172,13 +262,13 @@ static int load_model(Run *r)
     return SOWER_OK;
 }
 
-/* Contiguous slices, the remainder spread over the first ranks; scattered from rank 0. */
+/* Contiguous parts of [lo, hi), the remainder spread over the first ranks; scattered from rank 0. */
 static void plan(Run *r)
 {
     uint64_t mine[2] = {0, 0}, *all = NULL;
     if (r->rank == 0) {
         all = malloc(sizeof *all * 2 * r->world);
-        uint64_t n = r->job.n_rows, base = n / r->world, extra = n % r->world, at = 0;
+        uint64_t n = r->hi - r->lo, base = n / r->world, extra = n % r->world, at = r->lo;
         for (int k = 0; k < r->world; k++) {
             all[2 * k] = at;
             at += base + ((uint64_t)k < extra);
@@ -192,13 +282,16 @@ static void plan(Run *r)
     MPI_Allgather(&mine[0], 1, MPI_UINT64_T, starts, 1, MPI_UINT64_T, MPI_COMM_WORLD);
     for (int k = 0; k < r->world; k++)
         r->slices[k] = starts[k];
-    r->slices[r->world] = r->job.n_rows;
+    r->slices[r->world] = r->hi;
     free(starts);
     free(all);
 }
 
+/* The rank that rendered a job row in this run; -1 for stitched rows (an array task rendered them). */
 static int renderer_of(const Run *r, uint64_t row)
 {
+    if (r->stitch_n)
+        return -1;
     int k = 0;
     while (k + 1 < r->world && row >= r->slices[k + 1])
         k++;
@@ -234,62 +327,94 @@ static int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsign
     return SOWER_OK;
 }
 
-static void progress(const Run *r, uint64_t done, double start, double *last)
+/* done: rows of this run in the output; fresh: of them, rendered since start. */
+static void progress(const Run *r, uint64_t done, uint64_t fresh, double start, double *last)
 {
     double now = MPI_Wtime();
-    if (now - *last < 2.0 && done < r->job.n_rows)
+    const uint64_t total = r->hi - r->lo;
+    if (now - *last < 2.0 && done < total)
         return;
     *last = now;
-    double rate = done / (now - start + 1e-9);
-    double eta = rate > 0 ? (r->job.n_rows - done) / rate : 0;
+    double rate = fresh / (now - start + 1e-9);
+    double eta = rate > 0 ? (total - done) / rate : 0;
     fprintf(stderr, "%s[sower] %llu/%llu rows, %.2f rows/s, ETA %.0f s%s", isatty(2) ? "\r" : "",
-            (unsigned long long)done, (unsigned long long)r->job.n_rows, rate, eta, isatty(2) ? "" : "\n");
+            (unsigned long long)done, (unsigned long long)total, rate, eta, isatty(2) ? "" : "\n");
 }
 
 /* The next batch of at most max_b consecutive rows not yet done, from *pos up to hi; 0 when none. */
 static uint64_t next_batch(const Run *r, uint64_t *pos, uint64_t hi, uint64_t max_b, uint64_t *row0)
 {
-    while (*pos < hi && r->done[*pos])
+    while (*pos < hi && r->done[*pos - r->lo])
         (*pos)++;
     *row0 = *pos;
     uint64_t n = 0;
-    while (*pos < hi && n < max_b && !r->done[*pos])
+    while (*pos < hi && n < max_b && !r->done[*pos - r->lo])
         (*pos)++, n++;
     return n;
 }
 
-/* Rank 0: writes its own batches and whatever the other ranks have sent, until every row is in. */
-static int render_and_write(Run *r, H5Out *out, double start)
+/* Rank 0 sends rank k its one TAG_STOP unless it has had it (told (world,)). */
+static void tell_stop(uint8_t *told, int k)
 {
-    const uint64_t lo = r->slices[r->rank], hi = r->slices[r->rank + 1];
+    if (told[k])
+        return;
+    told[k] = 1;
+    MPI_Send(NULL, 0, MPI_BYTE, k, TAG_STOP, MPI_COMM_WORLD);
+}
+
+static void announce_stop(const Run *r, int sig)
+{
+    fprintf(stderr, "%ssower run: %s%d: finishing the batches in hand, then stopping (OUT.partial is kept for "
+                    "--resume)\n", isatty(2) ? "\n" : "", sig ? "signal " : "a rank stopped early, rank ",
+            sig ? sig : r->rank);
+}
+
+/* Rank 0: writes its own batches and whatever the other ranks send, until every rank has ended
+ * its part (finished it, or stopped early). *stopped: some rows are still missing. */
+static int render_and_write(Run *r, H5Out *out, double start, int *stopped)
+{
+    const uint64_t lo = r->slices[r->rank], hi = r->slices[r->rank + 1], total = r->hi - r->lo;
     const size_t max_b = (size_t)r->job.batch;
     float *lat = malloc(sizeof(float) * r->per * max_b);       /* (batch, C, H, W) */
     unsigned char *dig = malloc(32 * max_b);                    /* (batch, 32) */
-    int status = SOWER_OK;
+    uint8_t *told = calloc((size_t)r->world, 1);                /* (world,) rank k has had its TAG_STOP */
+    int status = SOWER_OK, stopping = 0, own_open = 1, open_ranks = r->world - 1;
     uint64_t written = r->n_done;
     double last = start;
-    if (!lat || !dig) {
+    if (!lat || !dig || !told) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         goto done;
     }
     uint64_t next = lo, row0 = 0;
-    while (written < r->job.n_rows) {
-        uint64_t n = next < hi ? next_batch(r, &next, hi, max_b, &row0) : 0;
+    while (own_open || open_ranks > 0) {
+        if (!stopping && stop_requested()) {
+            announce_stop(r, stop_requested());
+            stopping = 1;
+        }
+        if (stopping) {
+            own_open = 0;
+            for (int k = 1; k < r->world; k++)
+                tell_stop(told, k);
+        }
+        uint64_t n = own_open ? next_batch(r, &next, hi, max_b, &row0) : 0;
         if (n) {
             SOWER_TRY_GOTO(render_rows(r, row0, n, lat, dig), status, done);
             double t0 = MPI_Wtime();
-            SOWER_TRY_GOTO(h5out_write_rows(out, row0, n, lat, dig), status, done);
+            SOWER_TRY_GOTO(h5out_write_rows(out, row0 - r->lo, n, lat, dig), status, done);
             r->t_write += MPI_Wtime() - t0;
             written += n;
+        } else {
+            own_open = 0;
         }
-        int pending = 1;
-        while (pending && written < r->job.n_rows) {
+        /* Take what has arrived; once our own part is over, wait for it. */
+        while (open_ranks > 0) {
             MPI_Status st;
+            int pending = 1;
             double t0 = MPI_Wtime();
-            if (next < hi)
+            if (own_open)
                 MPI_Iprobe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &pending, &st);
             else
-                MPI_Probe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &st), pending = 1;
+                MPI_Probe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &st);
             r->t_wait += MPI_Wtime() - t0;
             if (!pending)
                 break;
@@ -299,55 +424,101 @@ static int render_and_write(Run *r, H5Out *out, double start)
             t0 = MPI_Wtime();
             MPI_Recv(buf, bytes, MPI_BYTE, st.MPI_SOURCE, TAG_ROWS, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
             r->t_wait += MPI_Wtime() - t0;
-            uint64_t row0, n;
-            memcpy(&row0, buf, 8);
-            memcpy(&n, buf + 8, 8);
+            uint64_t first, count;
+            memcpy(&first, buf, 8);
+            memcpy(&count, buf + 8, 8);
+            if (count == 0) { /* the sender's end; first = 1: it stopped early */
+                free(buf);
+                open_ranks--;
+                tell_stop(told, st.MPI_SOURCE);
+                if (first && !stopping) {
+                    announce_stop(r, 0);
+                    stopping = 1;
+                    break; /* back to the top: tell the others */
+                }
+                continue;
+            }
             t0 = MPI_Wtime();
-            status = h5out_write_rows(out, row0, n, (const float *)(const void *)(buf + 16),
-                                      buf + 16 + sizeof(float) * r->per * n);
+            status = h5out_write_rows(out, first - r->lo, count, (const float *)(const void *)(buf + 16),
+                                      buf + 16 + sizeof(float) * r->per * count);
             r->t_write += MPI_Wtime() - t0;
             free(buf);
             if (status != SOWER_OK)
                 goto done;
-            written += n;
+            written += count;
         }
-        progress(r, written, start, &last);
+        progress(r, written, written - r->n_done, start, &last);
     }
+    *stopped = written < total;
 done:
-    free(lat), free(dig);
+    free(lat), free(dig), free(told);
     return status;
 }
 
-/* Other ranks: render the slice and send each batch to rank 0: [row0, n, latents, digests]. */
+/* Other ranks: render the part and send each batch to rank 0; stop early on a signal or when rank 0
+ * says so; then send the end and wait for rank 0's one TAG_STOP (so no message is left unmatched). */
 static int render_and_send(Run *r)
 {
     const uint64_t lo = r->slices[r->rank], hi = r->slices[r->rank + 1];
     const size_t max_b = (size_t)r->job.batch;
     size_t cap = 16 + (sizeof(float) * r->per + 32) * max_b;
-    unsigned char *buf = malloc(cap);
+    unsigned char *buf = malloc(cap); /* [row0, n, latents (n, C, H, W), digests (n, 32)] */
     if (!buf)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    int status = SOWER_OK;
-    uint64_t pos = lo, row0 = 0, n;
-    while (status == SOWER_OK && (n = next_batch(r, &pos, hi, max_b, &row0)) > 0) {
+    int status = SOWER_OK, told = 0;
+    uint64_t pos = lo, row0 = 0, n, stopped = 0;
+    for (;;) {
+        int stop_msg = 0;
+        MPI_Iprobe(0, TAG_STOP, MPI_COMM_WORLD, &stop_msg, MPI_STATUS_IGNORE);
+        if (stop_msg) {
+            MPI_Recv(NULL, 0, MPI_BYTE, 0, TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            told = 1;
+        }
+        if (told || stop_requested()) {
+            stopped = 1;
+            break;
+        }
+        if ((n = next_batch(r, &pos, hi, max_b, &row0)) == 0)
+            break;
         float *lat = (float *)(void *)(buf + 16);
         unsigned char *dig = buf + 16 + sizeof(float) * r->per * n;
-        status = render_rows(r, row0, n, lat, dig);
-        if (status == SOWER_OK) {
-            memcpy(buf, &row0, 8);
-            memcpy(buf + 8, &n, 8);
-            MPI_Send(buf, (int)(16 + (sizeof(float) * r->per + 32) * n), MPI_BYTE, 0, TAG_ROWS, MPI_COMM_WORLD);
-        }
+        SOWER_TRY_GOTO(render_rows(r, row0, n, lat, dig), status, done);
+        memcpy(buf, &row0, 8);
+        memcpy(buf + 8, &n, 8);
+        MPI_Send(buf, (int)(16 + (sizeof(float) * r->per + 32) * n), MPI_BYTE, 0, TAG_ROWS, MPI_COMM_WORLD);
     }
+    uint64_t end[2] = {stopped, 0};
+    MPI_Send(end, 16, MPI_BYTE, 0, TAG_ROWS, MPI_COMM_WORLD);
+    if (!told)
+        MPI_Recv(NULL, 0, MPI_BYTE, 0, TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+done:
     free(buf);
     SOWER_TRY(status);
     return SOWER_OK;
 }
 
-/* Verification rows: evenly spread over the job, rendered again by the next rank. */
-static uint64_t verify_row(const Run *r, uint64_t k, uint64_t v) { return (uint64_t)((double)k * r->job.n_rows / v); }
+/* Verification rows: evenly spread over this run's rows, rendered again by the next rank (stitched
+ * rows, rendered by array tasks, are spread over all ranks). */
+static uint64_t verify_row(const Run *r, uint64_t k, uint64_t v)
+{
+    return r->lo + (uint64_t)((double)k * (r->hi - r->lo) / v);
+}
 
-static int verifier_of(const Run *r, uint64_t row) { return (renderer_of(r, row) + 1) % r->world; }
+/* The rank that re-renders verification row k (job row `row`). */
+static int verifier_of(const Run *r, uint64_t k, uint64_t row)
+{
+    return r->stitch_n ? (int)(k % (uint64_t)r->world) : (renderer_of(r, row) + 1) % r->world;
+}
+
+/* The job's verify count, or a slice's proportional share of it (rounded up). */
+static uint64_t verify_count(const Run *r)
+{
+    uint64_t v = job_verify_rows(&r->job), rows = r->hi - r->lo;
+    if (!r->slice_n || !r->job.n_rows)
+        return v;
+    v = (uint64_t)ceil((double)v * rows / r->job.n_rows);
+    return v < rows ? v : rows;
+}
 
 /* Renders one row again into msg = [row (8), digest (32), latent (per floats)], with fault
  * injection off: the point is to catch a fault of the first render. */
@@ -370,7 +541,7 @@ static int verify(Run *r, H5Out *out, uint64_t v, int *mismatches)
     if (r->rank != 0) {
         for (uint64_t k = 0; k < v && status == SOWER_OK; k++) {
             uint64_t row = verify_row(r, k, v);
-            if (verifier_of(r, row) != r->rank)
+            if (verifier_of(r, k, row) != r->rank)
                 continue;
             status = rerender(r, row, msg);
             if (status == SOWER_OK)
@@ -388,7 +559,7 @@ static int verify(Run *r, H5Out *out, uint64_t v, int *mismatches)
     float *stored = malloc(sizeof(float) * r->per);
     for (uint64_t k = 0; k < v && status == SOWER_OK; k++) {
         uint64_t row = verify_row(r, k, v);
-        int who = verifier_of(r, row);
+        int who = verifier_of(r, k, row);
         if (who == 0) {
             status = rerender(r, row, msg);
         } else {
@@ -396,7 +567,7 @@ static int verify(Run *r, H5Out *out, uint64_t v, int *mismatches)
                      MPI_STATUS_IGNORE);
         }
         if (status == SOWER_OK)
-            status = h5out_read_row(out, row, stored);
+            status = h5out_read_row(out, row - r->lo, stored);
         if (status != SOWER_OK)
             break;
         unsigned char stored_digest[DIGEST_BYTES];
@@ -446,16 +617,24 @@ static int make_parent_dirs(const char *path)
     return SOWER_OK;
 }
 
-static uint64_t seed_of_row(const void *job, uint64_t row) { return job_seed_at(job, row); }
+/* The seed of row `row` of this run's file (job row lo + row). */
+static uint64_t seed_of_row(const void *run, uint64_t row)
+{
+    const Run *r = run;
+    return job_seed_at(&r->job, r->lo + row);
+}
 
 static int create_output(Run *r, H5Out *out)
 {
-    SOWER_TRY(make_parent_dirs(r->job.output_path));
-    char manifest_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], pipeline[256];
+    SOWER_TRY(make_parent_dirs(r->out_path));
+    char manifest_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], pipeline[256], slice[64], rows[96];
     digest_hex(r->job.text_sha256, manifest_hex);
     digest_hex(r->model.weights_sha256, weights_hex);
     snprintf(pipeline, sizeof pipeline, "scheduler=%s steps=%d eta=%.9g", scheduler_kind_name(r->job.scheduler),
              r->job.steps, r->job.eta);
+    snprintf(slice, sizeof slice, "%d/%d", r->slice_k, r->slice_n);
+    snprintf(rows, sizeof rows, "job rows %llu..%llu (row i here is job row %llu + i)", (unsigned long long)r->lo,
+             (unsigned long long)(r->hi ? r->hi - 1 : 0), (unsigned long long)r->lo);
     const UNetConfig *cfg = &r->model.unet.cfg;
     H5Attr attrs[] = {
         {"format", "sower-latents"},
@@ -473,22 +652,56 @@ static int create_output(Run *r, H5Out *out)
         {"determinism", "per-seed torch.Generator('cpu').manual_seed(seed); activations (C,B,H,W), one GEMM per "
                         "conv over the batch, BLIS conventional path with sup off; -ffp-contract=off, no fast-math; "
                         "bits independent of batch, rank count, thread count"},
+        {"slice", slice}, /* slice files only: the last two */
+        {"slice_rows", rows},
     };
-    int status = h5out_create(out, r->job.output_path, r->job.n_rows, cfg->in_channels, cfg->sample_height,
-                              cfg->sample_width, r->job.chunk_rows, r->job.output_gzip, seed_of_row, &r->job, attrs,
-                              (int)(sizeof attrs / sizeof attrs[0]));
+    int n_attrs = (int)(sizeof attrs / sizeof attrs[0]) - (r->slice_n ? 0 : 2);
+    int status = h5out_create(out, r->out_path, r->hi - r->lo, cfg->in_channels, cfg->sample_height,
+                              cfg->sample_width, r->job.chunk_rows, r->job.output_gzip, seed_of_row, r, attrs, n_attrs);
     SOWER_TRY(status);
     return SOWER_OK;
 }
 
-static int resume_output(Run *r, H5Out *out)
+/* Copies the --stitch slices into the output (rows not yet done). */
+static int stitch_slices(Run *r, H5Out *out, const char *manifest_hex, const char *weights_hex)
 {
-    char manifest_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS];
+    for (int k = 0; k < r->stitch_n; k++) {
+        uint64_t lo, hi;
+        job_slice_bounds(&r->job, k, r->stitch_n, &lo, &hi);
+        char *path = slice_path(r->job.output_path, k, r->stitch_n), tag[64];
+        if (!path)
+            return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        snprintf(tag, sizeof tag, "%d/%d", k, r->stitch_n);
+        int status = h5out_copy_slice(out, path, tag, lo, hi, manifest_hex, weights_hex, r->done);
+        free(path);
+        SOWER_TRY(status);
+    }
+    return SOWER_OK;
+}
+
+/* Rank 0: a new output, or the interrupted one (--resume, or --resume-auto when there is one);
+ * with --resume-auto, a finished output of this job means nothing is left to do. */
+static int open_output(Run *r, const RunOptions *o, H5Out *out)
+{
+    char manifest_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], partial[4200];
     digest_hex(r->job.text_sha256, manifest_hex);
     digest_hex(r->model.weights_sha256, weights_hex);
-    const UNetConfig *cfg = &r->model.unet.cfg;
-    SOWER_TRY(h5out_resume(out, r->job.output_path, r->job.n_rows, cfg->in_channels, cfg->sample_height,
-                           cfg->sample_width, manifest_hex, weights_hex, r->done));
+    snprintf(partial, sizeof partial, "%s.partial", r->out_path);
+    struct stat st;
+    if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
+        const UNetConfig *cfg = &r->model.unet.cfg;
+        SOWER_TRY(h5out_resume(out, r->out_path, r->hi - r->lo, cfg->in_channels, cfg->sample_height,
+                               cfg->sample_width, manifest_hex, weights_hex, r->done));
+    } else {
+        if (o->resume_auto) {
+            SOWER_TRY(h5out_is_finished(r->out_path, manifest_hex, weights_hex, &r->finished_before));
+            if (r->finished_before)
+                return SOWER_OK;
+        }
+        SOWER_TRY(create_output(r, out));
+    }
+    if (r->stitch_n)
+        SOWER_TRY(stitch_slices(r, out, manifest_hex, weights_hex));
     return SOWER_OK;
 }
 
@@ -511,10 +724,18 @@ static int write_run_facts(Run *r, H5Out *out, double render_s, double verify_s)
     snprintf(times, sizeof times, "render phase %.3f s (rank 0: rendering %.3f s, writing %.3f s, waiting %.3f s), "
              "verify %.3f s", render_s, r->t_render, r->t_write, r->t_wait, verify_s);
     fprintf(stderr, "sower run: timings: %s\n", times);
+    char stitched[160];
+    snprintf(stitched, sizeof stitched, "%d slices (array tasks) OUT.slice-K-of-%d.h5; rank_slices holds their rows",
+             r->stitch_n, r->stitch_n);
     H5Attr attrs[] = {{"hosts", list},   {"world_size", world}, {"batch", batch},
-                      {"timings", times}, {"model_path", r->model.dir}};
-    int status = h5out_write_run(out, attrs, 5, r->slices, r->world);
-    free(list), free(hosts);
+                      {"timings", times}, {"model_path", r->model.dir}, {"stitched_from", stitched}};
+    /* Stitched: the rows were rendered by the array tasks, slice k = rows [b[k], b[k+1]). */
+    uint64_t *bounds = r->stitch_n ? malloc(sizeof *bounds * ((size_t)r->stitch_n + 1)) : NULL;
+    for (int k = 0; bounds && k < r->stitch_n; k++)
+        job_slice_bounds(&r->job, k, r->stitch_n, &bounds[k], &bounds[k + 1]);
+    int status = bounds ? h5out_write_run(out, attrs, 6, bounds, r->stitch_n)
+                        : h5out_write_run(out, attrs, 5, r->slices, r->world);
+    free(bounds), free(list), free(hosts);
     SOWER_TRY(status);
     return SOWER_OK;
 }
@@ -542,6 +763,7 @@ int cmd_run(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &r.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &r.world);
+    stop_install();
     int exit_code = agree(&r, load_job(&r, &o));
     if (exit_code == 0) {
         /* Default: share the node's CPUs among the ranks on it (oversubscribed spinning threads
@@ -565,55 +787,68 @@ int cmd_run(int argc, char **argv)
     H5Out out;
     memset(&out, 0, sizeof out);
     if (exit_code == 0) {
-        r.done = calloc(r.job.n_rows + 1, 1);
+        r.done = calloc(r.hi - r.lo + 1, 1);
         int status = r.done ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         if (status == SOWER_OK && r.rank == 0)
-            status = o.resume ? resume_output(&r, &out) : create_output(&r, &out);
+            status = open_output(&r, &o, &out);
         exit_code = agree(&r, status);
     }
-    if (exit_code == 0) {
-        if (o.resume) /* a new output has nothing done: no need to send N zeros */
-            MPI_Bcast(r.done, (int)r.job.n_rows, MPI_UINT8_T, 0, MPI_COMM_WORLD);
-        for (uint64_t i = 0; i < r.job.n_rows; i++)
+    if (exit_code == 0)
+        MPI_Bcast(&r.finished_before, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (exit_code == 0 && r.finished_before && r.rank == 0)
+        printf("sower run: %s is already finished for this manifest and model: nothing to do\n", r.out_path);
+    int mismatches = 0, stopped = 0;
+    if (exit_code == 0 && !r.finished_before) {
+        if (o.resume || o.resume_auto || o.stitch_n) /* a new output has nothing done: no need to send zeros */
+            bcast_bytes(r.done, r.hi - r.lo);
+        for (uint64_t i = 0; i < r.hi - r.lo; i++)
             r.n_done += r.done[i];
-        if (r.rank == 0 && o.resume)
+        if (r.rank == 0 && (o.resume || o.resume_auto) && r.n_done)
             fprintf(stderr, "sower run: resuming: %llu of %llu rows already written\n", (unsigned long long)r.n_done,
-                    (unsigned long long)r.job.n_rows);
-    }
-    int mismatches = 0;
-    if (exit_code == 0) {
+                    (unsigned long long)(r.hi - r.lo));
+        if (r.rank == 0 && o.stitch_n)
+            fprintf(stderr, "sower run: stitched %d slices into %s.partial (%llu rows)\n", o.stitch_n, r.out_path,
+                    (unsigned long long)r.n_done);
         plan(&r);
         double start = MPI_Wtime();
-        int status = r.rank == 0 ? render_and_write(&r, &out, start) : render_and_send(&r);
+        int status = r.rank == 0 ? render_and_write(&r, &out, start, &stopped) : render_and_send(&r);
         if (status != SOWER_OK)
             abort_job(&r, status);
+        MPI_Bcast(&stopped, 1, MPI_INT, 0, MPI_COMM_WORLD);
         double rendered = MPI_Wtime();
-        uint64_t v = job_verify_rows(&r.job);
-        status = verify(&r, &out, v, &mismatches);
-        if (status != SOWER_OK)
-            abort_job(&r, status);
-        double verified = MPI_Wtime();
-        status = write_run_facts(&r, &out, rendered - start, verified - rendered);
-        if (status == SOWER_OK && r.rank == 0)
-            status = h5out_finish(&out);
-        if (status != SOWER_OK)
-            abort_job(&r, status);
-        if (r.rank == 0)
+        uint64_t v = verify_count(&r);
+        if (!stopped) {
+            status = verify(&r, &out, v, &mismatches);
+            if (status != SOWER_OK)
+                abort_job(&r, status);
+            double verified = MPI_Wtime();
+            status = write_run_facts(&r, &out, rendered - start, verified - rendered);
+            if (status == SOWER_OK && r.rank == 0)
+                status = h5out_finish(&out);
+            if (status != SOWER_OK)
+                abort_job(&r, status);
+        } else if (r.rank == 0) {
+            h5out_keep_partial(&out);
+        }
+        if (r.rank == 0 && !stopped)
             printf("sower run: %llu rows on %d rank%s in %.1f s (%.2f rows/s); verify: %llu rows re-rendered %s, "
                    "%d mismatch%s -> %s\n",
-                   (unsigned long long)r.job.n_rows, r.world, r.world == 1 ? "" : "s", rendered - start,
-                   r.job.n_rows / (rendered - start + 1e-9), (unsigned long long)v,
+                   (unsigned long long)(r.hi - r.lo), r.world, r.world == 1 ? "" : "s", rendered - start,
+                   (r.hi - r.lo - r.n_done) / (rendered - start + 1e-9), (unsigned long long)v,
                    r.world > 1 ? "on another rank" : "by the only rank", mismatches, mismatches == 1 ? "" : "es",
-                   r.job.output_path);
+                   r.out_path);
         MPI_Bcast(&mismatches, 1, MPI_INT, 0, MPI_COMM_WORLD);
-        exit_code = mismatches ? 1 : 0;
+        exit_code = stopped ? 3 : mismatches ? 1 : 0;
     }
+    char out_partial[4200];
+    snprintf(out_partial, sizeof out_partial, "%s.partial", r.out_path ? r.out_path : "OUT.h5");
     h5out_abandon(&out);
     scheduler_free(&r.sched);
     model_free(&r.model);
     job_free(&r.job);
     free(r.slices);
     free(r.done);
+    free(r.out_path);
     MPI_Finalize();
     /* The exit code is agreed; report it through a status main() maps back to the same code.
      * Only rank 0 words it: the others return the status with no message. */
@@ -621,9 +856,13 @@ int cmd_run(int argc, char **argv)
     sower_error_clear();
     if (exit_code == 0)
         return SOWER_OK;
-    int status = exit_code == 1 ? SOWER_EMISMATCH : exit_code == 2 ? SOWER_EINPUT : SOWER_EINTERNAL;
+    int status = stopped ? SOWER_ESTOPPED
+                 : exit_code == 1 ? SOWER_EMISMATCH : exit_code == 2 ? SOWER_EINPUT : SOWER_EINTERNAL;
     if (rank != 0)
         return status;
+    if (stopped)
+        return SOWER_FAIL(status, "stopped early: %s holds the rows written so far; run again with --resume "
+                                  "(or --resume-auto) to finish", out_partial);
     return exit_code == 1 ? SOWER_FAIL(status, "verification found %d mismatching row%s", mismatches,
                                        mismatches == 1 ? "" : "s")
            : exit_code == 2 ? SOWER_FAIL(status, "the job was not started (see the error above)")

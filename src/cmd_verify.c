@@ -96,7 +96,7 @@ int cmd_verify(int argc, char **argv)
     unsigned char *digests = NULL;
     uint8_t *done = NULL;
     char *format = read_attr(file, "format"), *manifest = read_attr(file, "manifest");
-    char *weights = read_attr(file, "weights_sha256"), *model_path = NULL;
+    char *weights = read_attr(file, "weights_sha256"), *slice = read_attr(file, "slice"), *model_path = NULL;
     hid_t run = H5Gopen2(file, "run", H5P_DEFAULT);
     if (run >= 0) {
         model_path = read_attr(run, "model_path");
@@ -107,16 +107,26 @@ int cmd_verify(int argc, char **argv)
         goto done;
     }
     SOWER_TRY_GOTO(manifest_load_text(&job, o.path, manifest, strlen(manifest)), status, done);
+    /* A slice file (sower run --slice K/N) holds job rows [lo, hi); a job's file all of them. */
+    uint64_t lo = 0, hi = job.n_rows;
+    if (slice) {
+        int k = -1, parts = 0;
+        if (sscanf(slice, "%d/%d", &k, &parts) != 2 || parts < 1 || k < 0 || k >= parts) {
+            status = SOWER_FAIL(SOWER_EINPUT, "%s: bad slice attribute '%s' (expected K/N)", o.path, slice);
+            goto done;
+        }
+        job_slice_bounds(&job, k, parts, &lo, &hi);
+    }
     hid_t ds = H5Dopen2(file, "latents", H5P_DEFAULT);
     hsize_t dims[4] = {0};
     int rank = ds < 0 ? -1 : H5Sget_simple_extent_dims(H5Dget_space(ds), dims, NULL);
     if (ds >= 0)
         H5Dclose(ds);
-    if (rank != 4 || dims[0] != job.n_rows) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: /latents is not (%llu, C, H, W)", o.path, (unsigned long long)job.n_rows);
+    if (rank != 4 || dims[0] != hi - lo) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: /latents is not (%llu, C, H, W)", o.path, (unsigned long long)(hi - lo));
         goto done;
     }
-    const size_t per = (size_t)(dims[1] * dims[2] * dims[3]), n = (size_t)job.n_rows;
+    const size_t per = (size_t)(dims[1] * dims[2] * dims[3]), n = (size_t)(hi - lo);
     latents = malloc(sizeof(float) * per * n);
     seeds = malloc(sizeof(uint64_t) * n);
     digests = malloc(32 * n);
@@ -136,7 +146,7 @@ int cmd_verify(int argc, char **argv)
         unsigned char d[DIGEST_BYTES];
         SOWER_TRY_GOTO(digest_buffer(latents + per * i, sizeof(float) * per, d), status, done);
         bad_digest += memcmp(d, digests + 32 * i, DIGEST_BYTES) != 0;
-        bad_seed += seeds[i] != job_seed_at(&job, i);
+        bad_seed += seeds[i] != job_seed_at(&job, lo + i);
         not_done += done[i] != 1;
     }
     printf("%s: %zu rows; digests: %llu mismatching; seeds vs manifest: %llu mismatching; incomplete rows: %llu\n",
@@ -183,7 +193,7 @@ int cmd_verify(int argc, char **argv)
                             (unsigned long long)bad_seed, (unsigned long long)not_done, (unsigned long long)bad_render);
 done:
     H5Fclose(file);
-    free(format), free(manifest), free(weights), free(model_path);
+    free(format), free(manifest), free(weights), free(slice), free(model_path);
     free(latents), free(fresh), free(seeds), free(digests), free(done);
     scheduler_free(&sched);
     model_free(&model);

@@ -26,6 +26,7 @@
     X(SOWER_EIO,       3, "input/output error")                                 \
     X(SOWER_EMPI,      3, "MPI error")                                          \
     X(SOWER_ECUDA,     3, "CUDA error")                                         \
+    X(SOWER_ESTOPPED,  3, "stopped by a signal (resumable)")                    \
     X(SOWER_EINTERNAL, 3, "internal error (a bug in sower)")
 
 #define SOWER_STATUS_ENUM_(name, exit_code, message) name,

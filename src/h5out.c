@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "digest.h"
+
 #define H5_TRY(call, what)                                                                      \
     do {                                                                                        \
         if ((call) < 0)                                                                         \
@@ -59,6 +61,7 @@ static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, co
 
 static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t row0,
                       uint64_t n, const void *data, const char *what);
+static void close_all(H5Out *o);
 
 /* Fills the shape and the two paths (PATH and PATH.partial) of a new or resumed output. */
 static int start(H5Out *o, const char *path, uint64_t rows, int c, int h, int w)
@@ -156,6 +159,37 @@ static int read_string_attr(hid_t obj, const char *key, char *out, size_t size)
     return status;
 }
 
+/* The file's manifest_sha256 and weights_sha256 attributes must equal the job's; `what` starts
+ * the message ("--resume: 'x.partial'"). */
+static int check_same_job(hid_t file, const char *what, const char *manifest_sha256, const char *weights_sha256)
+{
+    char found[80];
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    int manifest_same = read_string_attr(root, "manifest_sha256", found, sizeof found) == 0 &&
+                        strcmp(found, manifest_sha256) == 0;
+    int weights_same = read_string_attr(root, "weights_sha256", found, sizeof found) == 0 &&
+                       strcmp(found, weights_sha256) == 0;
+    H5Gclose(root);
+    if (!manifest_same)
+        return SOWER_FAIL(SOWER_EINPUT, "%s was made from a different manifest (manifest_sha256 differs)", what);
+    if (!weights_same)
+        return SOWER_FAIL(SOWER_EINPUT, "%s was made with different model weights (weights_sha256 differs)", what);
+    return SOWER_OK;
+}
+
+/* dims (4,) of /latents in file; -1 when it is not a 4-d dataset. */
+static int latents_dims(hid_t file, hsize_t *dims)
+{
+    hid_t ds = H5Dopen2(file, "latents", H5P_DEFAULT);
+    if (ds < 0)
+        return -1;
+    hid_t space = H5Dget_space(ds);
+    int rank = H5Sget_simple_extent_dims(space, dims, NULL);
+    H5Sclose(space);
+    H5Dclose(ds);
+    return rank == 4 ? 0 : -1;
+}
+
 int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const char *manifest_sha256,
                  const char *weights_sha256, uint8_t *done)
 {
@@ -164,30 +198,18 @@ int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     if (o->file < 0)
         return SOWER_FAIL(SOWER_EPATH, "--resume: cannot open '%s' (no interrupted run of this output to resume)",
                           o->partial_path);
-    char found[80];
-    hid_t root = H5Gopen2(o->file, "/", H5P_DEFAULT);
-    int m = read_string_attr(root, "manifest_sha256", found, sizeof found);
-    int manifest_same = m == 0 && strcmp(found, manifest_sha256) == 0;
-    int weights_same = read_string_attr(root, "weights_sha256", found, sizeof found) == 0 &&
-                       strcmp(found, weights_sha256) == 0;
-    H5Gclose(root);
-    if (!manifest_same)
-        return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' was made from a different manifest (manifest_sha256 differs)",
-                          o->partial_path);
-    if (!weights_same)
-        return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' was made with different model weights (weights_sha256 "
-                                        "differs)", o->partial_path);
+    char what[4200];
+    snprintf(what, sizeof what, "--resume: '%s'", o->partial_path);
+    SOWER_TRY(check_same_job(o->file, what, manifest_sha256, weights_sha256));
     o->latents = H5Dopen2(o->file, "latents", H5P_DEFAULT);
     o->seeds = H5Dopen2(o->file, "seeds", H5P_DEFAULT);
     o->digest = H5Dopen2(o->file, "digest", H5P_DEFAULT);
     o->done = H5Dopen2(o->file, "done", H5P_DEFAULT);
     if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0)
         return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' lacks sower's datasets", o->partial_path);
-    hid_t space = H5Dget_space(o->latents);
     hsize_t dims[4] = {0};
-    int rank = H5Sget_simple_extent_dims(space, dims, NULL);
-    H5Sclose(space);
-    if (rank != 4 || dims[0] != rows || dims[1] != (hsize_t)c || dims[2] != (hsize_t)h || dims[3] != (hsize_t)w)
+    if (latents_dims(o->file, dims) != 0 || dims[0] != rows || dims[1] != (hsize_t)c || dims[2] != (hsize_t)h ||
+        dims[3] != (hsize_t)w)
         return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' has another shape than this job", o->partial_path);
     H5_TRY(H5Dread(o->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done), "read /done");
     /* A previous run may have died while writing its run facts or verification: start those anew. */
@@ -289,6 +311,131 @@ int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_
     H5Gclose(g);
     SOWER_TRY(status);
     return SOWER_OK;
+}
+
+/* Reads rows [r0, r0 + n) of dataset `name` of file into data. */
+static herr_t read_rows(hid_t file, const char *name, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t r0,
+                        uint64_t n, void *data)
+{
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    if (ds < 0)
+        return -1;
+    hid_t fspace = H5Dget_space(ds);
+    hsize_t start[4] = {r0, 0, 0, 0}, count[4];
+    for (int i = 0; i < rank; i++)
+        count[i] = i == 0 ? n : row_dims[i];
+    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t mspace = H5Screate_simple(rank, count, NULL);
+    herr_t status = H5Dread(ds, memtype, mspace, fspace, H5P_DEFAULT, data);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    H5Dclose(ds);
+    return status;
+}
+
+/* Checks that an open slice file is slice `tag` of this job, complete and of shape (hi - lo, c, h, w). */
+static int check_slice(H5Out *o, hid_t in, const char *slice_path, const char *tag, uint64_t lo, uint64_t hi,
+                       const char *manifest_sha256, const char *weights_sha256)
+{
+    char what[4200], found[64];
+    snprintf(what, sizeof what, "slice '%s'", slice_path);
+    SOWER_TRY(check_same_job(in, what, manifest_sha256, weights_sha256));
+    hid_t root = H5Gopen2(in, "/", H5P_DEFAULT);
+    int has_tag = read_string_attr(root, "slice", found, sizeof found) == 0;
+    H5Gclose(root);
+    if (!has_tag || strcmp(found, tag) != 0)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: expected slice %s of the job, found %s", what, tag,
+                          has_tag ? found : "a file without a slice attribute");
+    hsize_t dims[4] = {0};
+    if (latents_dims(in, dims) != 0 || dims[0] != hi - lo || dims[1] != (hsize_t)o->c || dims[2] != (hsize_t)o->h ||
+        dims[3] != (hsize_t)o->w)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: /latents is not (%llu, %d, %d, %d)", what, (unsigned long long)(hi - lo),
+                          o->c, o->h, o->w);
+    return SOWER_OK;
+}
+
+int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, uint64_t lo, uint64_t hi,
+                     const char *manifest_sha256, const char *weights_sha256, uint8_t *done)
+{
+    hid_t in = H5Fopen(slice_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (in < 0)
+        return SOWER_FAIL(SOWER_EPATH, "cannot open slice '%s' (did array task %s finish? a '.partial' beside it "
+                                       "means it was interrupted: resubmit that task)", slice_path, slice_tag);
+    enum { BLOCK = 64 };
+    const size_t per = (size_t)o->c * o->h * o->w;
+    float *lat = malloc(sizeof(float) * per * BLOCK);      /* (BLOCK, c, h, w) */
+    unsigned char *dig = malloc(32 * BLOCK);                /* (BLOCK, 32) */
+    uint8_t *fin = malloc(BLOCK);                           /* (BLOCK,) the slice's /done */
+    int status = lat && dig && fin ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (status == SOWER_OK)
+        status = check_slice(o, in, slice_path, slice_tag, lo, hi, manifest_sha256, weights_sha256);
+    hsize_t ldims[4] = {0, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w}, ddims[2] = {0, 32}, one[1] = {0};
+    for (uint64_t r0 = lo; r0 < hi && status == SOWER_OK; r0 += BLOCK) {
+        uint64_t n = hi - r0 < BLOCK ? hi - r0 : BLOCK, at = r0 - lo;
+        if (read_rows(in, "latents", H5T_NATIVE_FLOAT, 4, ldims, at, n, lat) < 0 ||
+            read_rows(in, "digest", H5T_NATIVE_UINT8, 2, ddims, at, n, dig) < 0 ||
+            read_rows(in, "done", H5T_NATIVE_UINT8, 1, one, at, n, fin) < 0) {
+            status = SOWER_FAIL(SOWER_EINPUT, "slice '%s': cannot read rows %llu..%llu", slice_path,
+                                (unsigned long long)at, (unsigned long long)(at + n - 1));
+            break;
+        }
+        for (uint64_t i = 0; i < n && status == SOWER_OK; i++) {
+            unsigned char d[32];
+            status = digest_buffer(lat + per * i, sizeof(float) * per, d);
+            if (status == SOWER_OK && (fin[i] != 1 || memcmp(d, dig + 32 * i, 32) != 0))
+                status = SOWER_FAIL(SOWER_EINPUT, "slice '%s': row %llu (job row %llu) is %s", slice_path,
+                                    (unsigned long long)(at + i), (unsigned long long)(r0 + i),
+                                    fin[i] != 1 ? "not marked done (the slice is incomplete)"
+                                                : "corrupt (its bytes do not match its digest)");
+        }
+        /* Rows already done (a resumed stitch) are left as they are; the rest go in as runs. */
+        for (uint64_t i = 0; i < n && status == SOWER_OK;) {
+            if (done[r0 + i]) {
+                i++;
+                continue;
+            }
+            uint64_t j = i;
+            while (j < n && !done[r0 + j])
+                j++;
+            status = h5out_write_rows(o, r0 + i, j - i, lat + per * i, dig + 32 * i);
+            for (uint64_t k = i; k < j; k++)
+                done[r0 + k] = 1;
+            i = j;
+        }
+    }
+    H5Fclose(in);
+    free(lat), free(dig), free(fin);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int h5out_is_finished(const char *path, const char *manifest_sha256, const char *weights_sha256, int *finished)
+{
+    *finished = 0;
+    FILE *probe = fopen(path, "rb");
+    if (!probe)
+        return SOWER_OK;
+    fclose(probe);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' exists and is not an HDF5 file: not replacing it (pass --force)",
+                          path);
+    char what[4200];
+    snprintf(what, sizeof what, "output '%s' exists and", path);
+    int status = check_same_job(file, what, manifest_sha256, weights_sha256);
+    H5Fclose(file);
+    SOWER_TRY(status);
+    *finished = 1;
+    return SOWER_OK;
+}
+
+void h5out_keep_partial(H5Out *o)
+{
+    close_all(o);
+    free(o->path);
+    free(o->partial_path);
+    memset(o, 0, sizeof *o);
 }
 
 static void close_all(H5Out *o)

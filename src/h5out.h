@@ -42,6 +42,18 @@ int h5out_read_row(H5Out *o, uint64_t row, float *latent) SOWER_MUST_CHECK;
 int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const uint64_t *slices, int world) SOWER_MUST_CHECK;
 int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_t *seeds, const int32_t *renderer,
                        const int32_t *verifier, const uint8_t *match, const float *max_abs_diff) SOWER_MUST_CHECK;
+/* Copies the rows of a finished slice file (`sower run --slice K/N`, slice attribute `slice_tag`)
+ * into rows [lo, hi) of o, skipping rows already done (done (rows,) is updated). The slice must be
+ * of the same manifest and weights, complete, of the right shape, and every row's bytes must match
+ * its stored digest; else SOWER_EINPUT naming the slice and what differs. */
+int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, uint64_t lo, uint64_t hi,
+                     const char *manifest_sha256, const char *weights_sha256, uint8_t *done) SOWER_MUST_CHECK;
+/* 1 when PATH is a finished sower output of this manifest and weights, 0 when PATH does not
+ * exist; SOWER_EINPUT when it exists but is something else (never overwritten silently). */
+int h5out_is_finished(const char *path, const char *manifest_sha256, const char *weights_sha256, int *finished)
+    SOWER_MUST_CHECK;
+/* Closes PATH.partial and keeps it, for a later --resume (an interrupted run). */
+void h5out_keep_partial(H5Out *o);
 /* Closes and renames PATH.partial to PATH. */
 int h5out_finish(H5Out *o) SOWER_MUST_CHECK;
 /* Closes and removes PATH.partial; safe on a zeroed H5Out. */

@@ -553,6 +553,13 @@ uint64_t job_verify_rows(const Job *job)
     return n < job->n_rows ? n : job->n_rows;
 }
 
+void job_slice_bounds(const Job *job, int k, int n, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t base = job->n_rows / (uint64_t)n, extra = job->n_rows % (uint64_t)n, uk = (uint64_t)k;
+    *lo = uk * base + (uk < extra ? uk : extra);
+    *hi = *lo + base + (uk < extra);
+}
+
 /* Seeds collide when their low 32 bits agree. Each range covers an arc of the 2^32 circle (split
  * in two where it wraps); sorted arcs that overlap give a colliding pair. */
 typedef struct {

@@ -71,6 +71,9 @@ void job_free(Job *job); /* safe on a zeroed Job */
 uint64_t job_seed_at(const Job *job, uint64_t row);
 /* Rows the verification pass re-renders (count, or fraction of the rows rounded up, at most n_rows). */
 uint64_t job_verify_rows(const Job *job);
+/* Slice k of n (0 <= k < n): rows [lo, hi), contiguous, the remainder spread over the first slices.
+ * The same split serves array tasks (`sower run --slice K/N`) and the ranks of one run. */
+void job_slice_bounds(const Job *job, int k, int n, uint64_t *lo, uint64_t *hi);
 /* Writes a warning naming the first pair of seeds whose low 32 bits are equal (identical noise). */
 void job_warn_seed_collisions(const Job *job, FILE *stream);
 /* The normalised job (every default filled in) as YAML. */

@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+"""Sweeps split over job-array tasks, and graceful stops (what the Slurm templates rely on), without Slurm:
+
+- `sower run --slice K/N` for K = 0..2 (different rank counts and batch sizes per slice), then
+  `--stitch 3`: /latents, /seeds, /digest, /done and the root attributes are byte-identical to one
+  2-rank run of the same manifest; `sower verify` passes on the stitched file and on a slice;
+- stitching refuses a missing slice, a corrupt slice and a slice of another manifest (exit 2, named);
+- SIGTERM to the ranks of a 2-rank run, and SIGUSR1 to a 1-rank run: exit 3, OUT.partial kept with
+  some rows, no OUT; `--resume-auto` finishes it byte-identical; `--resume-auto` on a finished output
+  exits 0 at once;
+- bad --slice/--stitch/--resume-auto combinations exit 2.
+
+usage: test_run_slices.py SOWER_BINARY MPIEXEC MODEL_DIR
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+failures = []
+
+JOB = """sower: 1
+name: slices-test
+model: {model}
+pipeline: {{scheduler: ddim, steps: {steps}, eta: 0.3, batch: 4}}
+seeds:
+  ranges: [{{start: 0, count: {count}}}]
+  list: [4294967303]
+output: {{path: {out}}}
+verify: {{count: 6}}
+"""
+
+DATASETS = ("latents", "seeds", "digest", "done")
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def contents(path):
+    with h5py.File(path, "r") as f:
+        return {k: f[k][...] for k in DATASETS}, {k: f.attrs[k] for k in f.attrs}
+
+
+def same_as(path, ref, what):
+    got, got_attrs = contents(path)
+    want, want_attrs = contents(ref)
+    for k in DATASETS:
+        check(got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), f"{what}: /{k} differs from the reference")
+    check(got_attrs.keys() == want_attrs.keys() and all(got_attrs[k] == want_attrs[k] for k in got_attrs),
+          f"{what}: root attributes differ from the reference")
+
+
+def run(argv, ranks, mpiexec, **kw):
+    if ranks > 1:
+        argv = [mpiexec, "-np", str(ranks), "--oversubscribe"] + argv
+    return subprocess.run(argv, capture_output=True, **kw)
+
+
+def expect(r, code, text, what):
+    err = r.stderr.decode()
+    check(r.returncode == code and text in err, f"{what}: expected exit {code} and '{text}', got {r.returncode}: {err[-600:]}")
+
+
+def interrupt(argv, sig, launched):
+    """Starts argv, waits until the progress line shows rows, sends sig to the sower processes
+    (the ranks, not the launcher, as Slurm signals the tasks; a process started without a launcher
+    has a helper child of Open MPI's, which is left alone), returns (exit code, stderr)."""
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    deadline, err = time.time() + 120, b""
+    while time.time() < deadline:
+        line = p.stderr.readline()
+        err += line
+        if not line or (line.startswith(b"[sower]") and not line.startswith(b"[sower] 0/")):
+            break
+    ranks = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    for pid in ranks if launched else [str(p.pid)]:
+        os.kill(int(pid), sig)
+    err += p.stderr.read()
+    return p.wait(), err.decode()
+
+
+def main():
+    sower, mpiexec, model = sys.argv[1:4]
+    model = os.path.abspath(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        job = os.path.join(tmp, "job.yaml")
+        out = os.path.join(tmp, "out", "sweep.h5")
+        open(job, "w").write(JOB.format(model=model, steps=40, count=299, out=out))
+        ref = os.path.join(tmp, "ref.h5")
+        t0 = time.time()
+        r = run([sower, "run", job, "-o", ref], 2, mpiexec)
+        if not check(r.returncode == 0, f"reference run failed: {r.stderr.decode()[-800:]}"):
+            return
+        print(f"reference: 300 rows on 2 ranks in {time.time() - t0:.1f} s")
+
+        # Three array tasks, each its own launch, then the stitch.
+        for k, (ranks, batch) in enumerate([(2, 4), (1, 3), (1, 8)]):
+            r = run([sower, "run", job, "--slice", f"{k}/3", "--batch", str(batch)], ranks, mpiexec)
+            check(r.returncode == 0, f"slice {k}/3 failed: {r.stderr.decode()[-800:]}")
+        slices = [os.path.join(tmp, "out", f"sweep.slice-{k}-of-3.h5") for k in range(3)]
+        check(all(os.path.exists(s) for s in slices), f"slice files missing: {os.listdir(os.path.join(tmp, 'out'))}")
+        r = run([sower, "verify", slices[1], "--all"], 1, mpiexec)
+        check(r.returncode == 0, f"sower verify of a slice: exit {r.returncode} {r.stderr.decode()[-400:]}")
+        r = run([sower, "run", job, "--stitch", "3"], 2, mpiexec)
+        if check(r.returncode == 0, f"stitch failed: {r.stderr.decode()[-800:]}"):
+            same_as(out, ref, "stitched file")
+            with h5py.File(out, "r") as f:
+                check(f["verify/match"][...].all() and len(f["verify/match"]) == 6, "stitched /verify is not 6 matches")
+                check(list(f["run/rank_slices"][...]) == [0, 100, 200, 300], "stitched /run/rank_slices")
+            r = run([sower, "verify", out], 1, mpiexec)
+            check(r.returncode == 0, f"sower verify of the stitched file: exit {r.returncode}")
+            r = run([sower, "run", job, "--stitch", "3", "--resume-auto"], 1, mpiexec)
+            check(r.returncode == 0 and b"already finished" in r.stdout, f"--resume-auto on a finished output: {r}")
+        print("3 slices (2 ranks b4, 1 rank b3, 1 rank b8) stitched on 2 ranks: identical to the one-allocation run")
+
+        # Stitching refuses what it cannot trust.
+        os.rename(slices[2], slices[2] + ".away")
+        expect(run([sower, "run", job, "--stitch", "3", "--force"], 1, mpiexec), 2, "sweep.slice-2-of-3.h5",
+               "stitch with a missing slice")
+        check(not os.path.exists(out + ".partial"), "a failed stitch left OUT.partial")
+        os.rename(slices[2] + ".away", slices[2])
+        with h5py.File(slices[1], "r+") as f:
+            f["latents"][5, 0, 0, 0] += 1.0
+        expect(run([sower, "run", job, "--stitch", "3", "--force"], 1, mpiexec), 2, "corrupt", "stitch of a corrupt slice")
+        other = os.path.join(tmp, "other.yaml")
+        open(other, "w").write(JOB.format(model=model, steps=40, count=299, out=out).replace("eta: 0.3", "eta: 0.4"))
+        expect(run([sower, "run", other, "--stitch", "3", "--force"], 1, mpiexec), 2, "different manifest",
+               "stitch of another manifest's slices")
+
+        # Graceful stops, then --resume-auto.
+        for ranks, sig in ((2, signal.SIGTERM), (1, signal.SIGUSR1)):
+            target = os.path.join(tmp, f"stopped{ranks}.h5")
+            argv = [sower, "run", job, "-o", target]
+            if ranks > 1:
+                argv = [mpiexec, "-np", str(ranks), "--oversubscribe"] + argv
+            code, err = interrupt(argv, sig, ranks > 1)
+            if not check(code == 3 and "stopped early" in err, f"{ranks} ranks, {sig.name}: exit {code}: {err[-800:]}"):
+                continue
+            check(os.path.exists(target + ".partial") and not os.path.exists(target),
+                  f"{ranks} ranks, {sig.name}: expected only OUT.partial")
+            with h5py.File(target + ".partial", "r") as f:
+                kept = int(f["done"][...].sum())
+            check(0 < kept < 300, f"{ranks} ranks, {sig.name}: {kept} rows kept")
+            r = run([sower, "run", job, "-o", target, "--resume-auto"], ranks, mpiexec)
+            if check(r.returncode == 0, f"{ranks} ranks: --resume-auto failed: {r.stderr.decode()[-800:]}"):
+                same_as(target, ref, f"{ranks} ranks, {sig.name} + --resume-auto")
+            print(f"{ranks} rank(s): {sig.name} after {kept} rows -> exit 3, OUT.partial kept; --resume-auto: identical")
+
+        # Bad options.
+        for args, text in ((["--slice", "3/3"], "--slice"), (["--slice", "x"], "--slice"), (["--stitch", "0"], "--stitch"),
+                           (["--slice", "0/2", "--stitch", "2"], "exclude"), (["--resume", "--resume-auto"], "exclude")):
+            expect(run([sower, "run", job] + args, 1, mpiexec), 2, text, f"sower run {' '.join(args)}")
+    for f in failures:
+        print("FAIL:", f, file=sys.stderr)
+    print(f"test_run_slices: {len(failures)} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
