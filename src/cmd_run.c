@@ -258,7 +258,8 @@ static int load_model(Run *r)
     r->per = (size_t)cfg->in_channels * cfg->sample_height * cfg->sample_width;
     r->rs = (RenderSettings){.model = &r->model, .scheduler = &r->sched, .eta = (float)r->job.eta,
                              .generator = r->job.generator, .batch = r->job.batch,
-                             .height = cfg->sample_height, .width = cfg->sample_width};
+                             .height = cfg->sample_height, .width = cfg->sample_width,
+                             .should_stop = stop_requested};
     return SOWER_OK;
 }
 
@@ -398,7 +399,13 @@ static int render_and_write(Run *r, H5Out *out, double start, int *stopped)
         }
         uint64_t n = own_open ? next_batch(r, &next, hi, max_b, &row0) : 0;
         if (n) {
-            SOWER_TRY_GOTO(render_rows(r, row0, n, lat, dig), status, done);
+            status = render_rows(r, row0, n, lat, dig);
+            if (status == SOWER_ESTOPPED) { /* a signal mid-batch: those rows are rendered again later */
+                sower_error_clear();
+                status = SOWER_OK;
+                continue;
+            }
+            SOWER_TRY_GOTO(status, status, done);
             double t0 = MPI_Wtime();
             SOWER_TRY_GOTO(h5out_write_rows(out, row0 - r->lo, n, lat, dig), status, done);
             r->t_write += MPI_Wtime() - t0;
@@ -482,7 +489,14 @@ static int render_and_send(Run *r)
             break;
         float *lat = (float *)(void *)(buf + 16);
         unsigned char *dig = buf + 16 + sizeof(float) * r->per * n;
-        SOWER_TRY_GOTO(render_rows(r, row0, n, lat, dig), status, done);
+        status = render_rows(r, row0, n, lat, dig);
+        if (status == SOWER_ESTOPPED) { /* a signal mid-batch: those rows are rendered again later */
+            sower_error_clear();
+            status = SOWER_OK;
+            stopped = 1;
+            break;
+        }
+        SOWER_TRY_GOTO(status, status, done);
         memcpy(buf, &row0, 8);
         memcpy(buf + 8, &n, 8);
         MPI_Send(buf, (int)(16 + (sizeof(float) * r->per + 32) * n), MPI_BYTE, 0, TAG_ROWS, MPI_COMM_WORLD);

@@ -12,6 +12,7 @@ int cmd_check(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_run(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_verify(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_export(int argc, char **argv) SOWER_MUST_CHECK;
+int cmd_submit(int argc, char **argv) SOWER_MUST_CHECK;
 
 /* "sower VERSION (revision REV)" and build facts, for --version and provenance. */
 const char *sower_version(void);

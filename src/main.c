@@ -16,6 +16,7 @@ typedef struct {
 
 static const Command commands[] = {
     {"run", cmd_run, "render a job manifest's seeds across MPI ranks into HDF5, then verify"},
+    {"submit", cmd_submit, "submit a job to Slurm (one allocation, or a job array + stitch job)"},
     {"verify", cmd_verify, "re-check a finished output: digests, provenance, bitwise re-render"},
     {"export", cmd_export, "write a PNG contact sheet of rendered samples"},
     {"check", cmd_check, "validate a job manifest and its model; print the normalised job"},

@@ -103,7 +103,7 @@ static int get_u64(const Ctx *c, const yaml_node_t *n, const char *key, uint64_t
 
 static int get_int(const Ctx *c, const yaml_node_t *n, const char *key, int lo, int hi, int *out)
 {
-    uint64_t v;
+    uint64_t v = 0;
     SOWER_TRY(get_u64(c, n, key, (uint64_t)lo, (uint64_t)hi, &v));
     *out = (int)v;
     return SOWER_OK;
@@ -371,6 +371,72 @@ static int parse_verify(const Ctx *c, Job *job, const yaml_node_t *n)
     return get_number(c, f[1].value, "verify.fraction", 0.0, 1, 1.0, &job->verify_fraction);
 }
 
+/* A Slurm time limit: [DAYS-]HOURS[:MINUTES[:SECONDS]] or MINUTES[:SECONDS] (sbatch --time). */
+static int is_slurm_time(const char *s)
+{
+    const char *p = s, *dash = strchr(s, '-');
+    if (dash) {
+        if (dash == s)
+            return 0;
+        for (; p < dash; p++)
+            if (!isdigit((unsigned char)*p))
+                return 0;
+        p = dash + 1;
+    }
+    int groups = 0;
+    while (*p) {
+        if (!isdigit((unsigned char)*p))
+            return 0;
+        while (isdigit((unsigned char)*p))
+            p++;
+        groups++;
+        if (*p == ':')
+            p++;
+        else if (*p)
+            return 0;
+        else
+            break;
+    }
+    return groups >= 1 && groups <= 3 && p[-1] != ':';
+}
+
+static int parse_slurm(const Ctx *c, Job *job, const yaml_node_t *n)
+{
+    Field f[] = {{"tasks", 0, NULL},     {"cpus_per_task", 0, NULL}, {"gpus_per_task", 0, NULL},
+                 {"slices", 0, NULL},    {"time", 0, NULL},          {"partition", 0, NULL},
+                 {"account", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "slurm", f, 7));
+    SlurmSettings *s = &job->slurm;
+    if (f[0].value)
+        SOWER_TRY(get_int(c, f[0].value, "slurm.tasks", 1, 100000, &s->tasks));
+    if (f[1].value)
+        SOWER_TRY(get_int(c, f[1].value, "slurm.cpus_per_task", 1, 4096, &s->cpus_per_task));
+    if (f[2].value)
+        SOWER_TRY(get_int(c, f[2].value, "slurm.gpus_per_task", 0, 64, &s->gpus_per_task));
+    if (f[3].value)
+        SOWER_TRY(get_int(c, f[3].value, "slurm.slices", 0, 100000, &s->slices));
+    const char *text = NULL;
+    if (f[4].value) {
+        SOWER_TRY(get_string(c, f[4].value, "slurm.time", sizeof s->time - 1, &text));
+        if (!is_slurm_time(text))
+            return fail_at(c, f[4].value, "slurm.time", "a Slurm time limit: MINUTES, HH:MM:SS or DAYS-HH:MM:SS");
+        snprintf(s->time, sizeof s->time, "%s", text);
+    }
+    char *const dst[2] = {s->partition, s->account};
+    for (int i = 0; i < 2; i++) {
+        if (!f[5 + i].value)
+            continue;
+        char key[32];
+        snprintf(key, sizeof key, "slurm.%s", f[5 + i].name);
+        SOWER_TRY(get_string(c, f[5 + i].value, key, 64, &text));
+        for (const char *p = text; *p; p++)
+            if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
+                return fail_at(c, f[5 + i].value, key, "a Slurm name: letters, digits, '.', '_' and '-'");
+        snprintf(dst[i], 65, "%s", text);
+    }
+    return SOWER_OK;
+}
+
 /* ---- seeds: duplicates (errors) ---- */
 
 /* Sorting keys that remember where each seed was written. */
@@ -428,6 +494,8 @@ static void set_defaults(Job *job)
     job->generator = RNG_KERNEL_TORCH_CPU;
     job->chunk_rows = 64;
     job->verify_count = 64;
+    job->slurm.tasks = 1;
+    job->slurm.gpus_per_task = -1;
 }
 
 static int parse_document(Job *job, yaml_document_t *doc)
@@ -435,11 +503,12 @@ static int parse_document(Job *job, yaml_document_t *doc)
     Ctx c = {job, doc};
     yaml_node_t *root = yaml_document_get_root_node(doc);
     Field f[] = {{"sower", 1, NULL},  {"name", 1, NULL},      {"model", 1, NULL},  {"pipeline", 1, NULL},
-                 {"generator", 0, NULL}, {"seeds", 1, NULL}, {"output", 1, NULL}, {"verify", 0, NULL}};
+                 {"generator", 0, NULL}, {"seeds", 1, NULL}, {"output", 1, NULL}, {"verify", 0, NULL},
+                 {"slurm", 0, NULL}};
     if (!root)
         return SOWER_FAIL(SOWER_EMANIFEST, "%s:1:1: expected a job manifest (a YAML mapping), found an empty document",
                           job->manifest_path);
-    SOWER_TRY(get_mapping(&c, root, NULL, f, 8));
+    SOWER_TRY(get_mapping(&c, root, NULL, f, 9));
     uint64_t version;
     SOWER_TRY(get_u64(&c, f[0].value, "sower", 1, 1, &version));
     const char *name = NULL;
@@ -462,6 +531,8 @@ static int parse_document(Job *job, yaml_document_t *doc)
     SOWER_TRY(parse_output(&c, job, f[6].value));
     if (f[7].value)
         SOWER_TRY(parse_verify(&c, job, f[7].value));
+    if (f[8].value)
+        SOWER_TRY(parse_slurm(&c, job, f[8].value));
     SOWER_TRY(check_duplicates(job));
     return SOWER_OK;
 }
@@ -650,4 +721,17 @@ void job_print(const Job *job, FILE *s)
     else
         fprintf(s, "verify:\n  count: %llu  # %llu rows\n", (unsigned long long)job->verify_count,
                 (unsigned long long)job_verify_rows(job));
+    const SlurmSettings *u = &job->slurm;
+    fprintf(s, "slurm:  # used by sower submit\n  tasks: %d\n", u->tasks);
+    if (u->cpus_per_task)
+        fprintf(s, "  cpus_per_task: %d\n", u->cpus_per_task);
+    if (u->gpus_per_task >= 0)
+        fprintf(s, "  gpus_per_task: %d\n", u->gpus_per_task);
+    fprintf(s, "  slices: %d\n", u->slices);
+    if (u->time[0])
+        fprintf(s, "  time: \"%s\"\n", u->time);
+    if (u->partition[0])
+        fprintf(s, "  partition: %s\n", u->partition);
+    if (u->account[0])
+        fprintf(s, "  account: %s\n", u->account);
 }

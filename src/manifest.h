@@ -25,6 +25,17 @@ typedef struct {
     uint32_t line, column; /* 1-based position in the manifest, for messages */
 } Mark;
 
+/* How `sower submit` asks Slurm for resources (the manifest's optional `slurm:` section; flags
+ * override it). Not used by `sower run`. */
+typedef struct {
+    int tasks;                        /* MPI ranks per allocation or array task; default 1 */
+    int cpus_per_task;                /* 0: Slurm's default */
+    int gpus_per_task;                /* -1: 1 with backend cuda, else none */
+    int slices;                       /* array tasks; 0: one allocation */
+    char time[32];                    /* Slurm time limit ("" : the partition's default) */
+    char partition[65], account[65];  /* "" : the cluster's default */
+} SlurmSettings;
+
 typedef struct {
     char *manifest_path;
     char *text;                       /* the manifest bytes, NUL-terminated */
@@ -60,6 +71,8 @@ typedef struct {
     int verify_by_fraction;
     uint64_t verify_count;
     double verify_fraction;
+
+    SlurmSettings slurm;
 } Job;
 
 int manifest_load(Job *job, const char *path) SOWER_MUST_CHECK;

@@ -52,6 +52,10 @@ static int render_batch(const RenderSettings *rs, const uint64_t *seeds, int nb,
         rng_randn_f32(&gens[b], rs->generator, out + per * b, per);
     }
     for (int i = 0; i < steps; i++) {
+        if (rs->should_stop && rs->should_stop()) {
+            status = SOWER_FAIL(SOWER_ESTOPPED, "stopped by a signal at step %d of %d", i, steps);
+            goto done;
+        }
         for (int b = 0; b < nb; b++)
             ts[b] = sched->timesteps[i];
         SOWER_TRY_GOTO(unet_forward(unet, out, ts, nb, rs->height, rs->width, eps, scratch), status, done);

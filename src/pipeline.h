@@ -24,6 +24,8 @@ typedef struct {
     int height, width;    /* sample size */
     const char *trace_dir; /* NULL, or where per-seed traces go */
     int torch_log1p;      /* torch >= 2.0 small-tensor normal formula (never matters for latents) */
+    int (*should_stop)(void); /* NULL, or polled before every step: non-zero abandons the batch
+                               * with SOWER_ESTOPPED (a signal; the rows are rendered again later) */
 } RenderSettings;
 
 /* out (n_seeds, C, H, W): the final sample of each seed, in the order given. */

@@ -1,0 +1,371 @@
+/* cmd_submit.c: `sower submit JOB.yaml`: hand a job to Slurm the way it should be run.
+ *
+ * Checks the job first (manifest and model, as `sower check` does: a bad job fails here, not
+ * after waiting in the queue), writes slurm/sower.sbatch (carried in the binary) into the job's
+ * log folder OUT.slurm/ beside the output, then runs sbatch: one allocation, or with --array N a
+ * job array of N slices plus a stitch-and-verify job that starts when every slice has succeeded
+ * (--dependency=afterok). Resources come from the manifest's slurm: section, overridden by flags.
+ * The script owns no logic the binary should own: it launches `sower run` (srun --mpi=pmix) and
+ * requeues on the time-limit signal; resuming, slicing and stitching are sower's. */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include <errno.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "manifest.h"
+#include "model.h"
+
+extern char **environ;
+extern const char sower_sbatch_script[]; /* slurm/sower.sbatch, embedded at build time */
+
+enum { MAX_EXTRA = 32, MAX_ARGV = 64 };
+
+typedef struct {
+    const char *manifest;
+    int dry_run;
+    int array;         /* -1: from the manifest */
+    SlurmSettings over; /* flags; -1 / "" where not given */
+    const char *extra[MAX_EXTRA]; /* --sbatch-arg values, passed to every sbatch */
+    int n_extra;
+} SubmitOptions;
+
+static const char submit_usage[] =
+    "usage: sower submit JOB.yaml [--array N] [--tasks T] [--cpus-per-task C] [--gpus-per-task G]\n"
+    "                    [--time LIMIT] [--partition P] [--account A] [--sbatch-arg ARG]... [--dry-run]\n"
+    "\n"
+    "Checks the job, writes its sbatch script to OUT.slurm/sower.sbatch beside the output and submits:\n"
+    "  one allocation            sbatch ... sower.sbatch JOB.yaml\n"
+    "  --array N (N slices)      sbatch --array=0-(N-1) ... sower.sbatch JOB.yaml\n"
+    "                            sbatch --dependency=afterok:ARRAY ... sower.sbatch JOB.yaml --stitch N\n"
+    "Each allocation runs `srun --mpi=pmix sower run JOB.yaml --resume-auto [--slice K/N]`: resubmitting\n"
+    "after a cancel or time-out resumes; near the time limit the job stops cleanly and requeues itself.\n"
+    "Resources default to the manifest's slurm: section (tasks, cpus_per_task, gpus_per_task, slices,\n"
+    "time, partition, account); flags override it. Logs: OUT.slurm/NAME-JOBID.out.\n"
+    "  --dry-run          write the script and print the sbatch commands; submit nothing\n"
+    "  --sbatch-arg ARG   one more sbatch option for every job (repeatable), e.g. --sbatch-arg=--qos=long\n";
+
+static int parse_int_flag(const char *flag, const char *text, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || errno || v < lo || v > hi)
+        return SOWER_FAIL(SOWER_EUSAGE, "%s: expected an integer in %d..%d, found '%s'", flag, lo, hi, text);
+    *out = (int)v;
+    return SOWER_OK;
+}
+
+/* A Slurm name (partition, account) or time limit given as a flag: no spaces, quotes or commas. */
+static int copy_word(const char *flag, const char *text, char *dst, size_t cap, const char *allowed)
+{
+    if (!*text || strlen(text) >= cap || strspn(text, allowed) != strlen(text))
+        return SOWER_FAIL(SOWER_EUSAGE, "%s: expected 1..%zu characters from [%s], found '%s'", flag, cap - 1, allowed,
+                          text);
+    snprintf(dst, cap, "%s", text);
+    return SOWER_OK;
+}
+
+static int parse_options(int argc, char **argv, SubmitOptions *o, int *help)
+{
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+    memset(o, 0, sizeof *o);
+    o->array = -1;
+    o->over.tasks = o->over.cpus_per_task = o->over.gpus_per_task = -1;
+    *help = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            *help = 1;
+            return SOWER_OK;
+        } else if (!strcmp(a, "--dry-run")) {
+            o->dry_run = 1;
+        } else if (!strncmp(a, "--sbatch-arg=", 13) || (!strcmp(a, "--sbatch-arg") && v)) {
+            if (o->n_extra == MAX_EXTRA)
+                return SOWER_FAIL(SOWER_EUSAGE, "--sbatch-arg: at most %d", MAX_EXTRA);
+            o->extra[o->n_extra++] = a[12] == '=' ? a + 13 : argv[++i];
+        } else if (a[0] == '-' && v) {
+            i++;
+            if (!strcmp(a, "--array"))
+                SOWER_TRY(parse_int_flag(a, v, 0, 100000, &o->array));
+            else if (!strcmp(a, "--tasks") || !strcmp(a, "--ntasks"))
+                SOWER_TRY(parse_int_flag(a, v, 1, 100000, &o->over.tasks));
+            else if (!strcmp(a, "--cpus-per-task"))
+                SOWER_TRY(parse_int_flag(a, v, 1, 4096, &o->over.cpus_per_task));
+            else if (!strcmp(a, "--gpus-per-task"))
+                SOWER_TRY(parse_int_flag(a, v, 0, 64, &o->over.gpus_per_task));
+            else if (!strcmp(a, "--time"))
+                SOWER_TRY(copy_word(a, v, o->over.time, sizeof o->over.time, "0123456789:-"));
+            else if (!strcmp(a, "--partition"))
+                SOWER_TRY(copy_word(a, v, o->over.partition, sizeof o->over.partition, name_chars));
+            else if (!strcmp(a, "--account"))
+                SOWER_TRY(copy_word(a, v, o->over.account, sizeof o->over.account, name_chars));
+            else
+                return SOWER_FAIL(SOWER_EUSAGE, "submit: unknown option '%s' (see 'sower submit --help')", a);
+        } else if (a[0] != '-' && !o->manifest) {
+            o->manifest = a;
+        } else {
+            return SOWER_FAIL(SOWER_EUSAGE, "submit: unknown or incomplete option '%s' (see 'sower submit --help')", a);
+        }
+    }
+    if (!o->manifest)
+        return SOWER_FAIL(SOWER_EUSAGE, "submit: JOB.yaml is required (see 'sower submit --help')");
+    return SOWER_OK;
+}
+
+/* The manifest's settings with the flags on top; gpus default to 1 per task for the cuda backend. */
+static SlurmSettings effective(const Job *job, const SubmitOptions *o)
+{
+    SlurmSettings s = job->slurm;
+    if (o->over.tasks > 0)
+        s.tasks = o->over.tasks;
+    if (o->over.cpus_per_task > 0)
+        s.cpus_per_task = o->over.cpus_per_task;
+    if (o->over.gpus_per_task >= 0)
+        s.gpus_per_task = o->over.gpus_per_task;
+    if (s.gpus_per_task < 0)
+        s.gpus_per_task = job->backend == BACKEND_CUDA ? 1 : 0;
+    if (o->array >= 0)
+        s.slices = o->array;
+    if (o->over.time[0])
+        snprintf(s.time, sizeof s.time, "%s", o->over.time);
+    if (o->over.partition[0])
+        snprintf(s.partition, sizeof s.partition, "%s", o->over.partition);
+    if (o->over.account[0])
+        snprintf(s.account, sizeof s.account, "%s", o->over.account);
+    return s;
+}
+
+/* OUT.slurm beside OUT.h5 (".h5" replaced). */
+static int log_dir_path(const Job *job, char *dir, size_t cap)
+{
+    size_t len = strlen(job->output_path);
+    if (len > 3 && !strcmp(job->output_path + len - 3, ".h5"))
+        len -= 3;
+    if (snprintf(dir, cap, "%.*s.slurm", (int)len, job->output_path) >= (int)cap)
+        return SOWER_FAIL(SOWER_EPATH, "output path '%s' is too long", job->output_path);
+    return SOWER_OK;
+}
+
+/* mkdir -p dir */
+static int make_dirs(char *dir)
+{
+    for (char *p = dir + 1; *p; p++) { /* mkdir -p */
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(dir, 0777);
+        *p = '/';
+    }
+    struct stat st;
+    if (mkdir(dir, 0777) != 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+        return SOWER_FAIL(SOWER_EPATH, "cannot create the job's log folder '%s'", dir);
+    return SOWER_OK;
+}
+
+static int write_script(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return SOWER_FAIL(SOWER_EPATH, "cannot write '%s'", path);
+    int ok = fputs(sower_sbatch_script, f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || chmod(path, 0755) != 0)
+        return SOWER_FAIL(SOWER_EIO, "cannot write '%s'", path);
+    return SOWER_OK;
+}
+
+/* An sbatch command line: argv (MAX_ARGV,) pointing into store (the formatted options). */
+typedef struct {
+    const char *argv[MAX_ARGV];
+    int argc;
+    char store[16][4352];
+    int n_store;
+} Command;
+
+static void add(Command *c, const char *arg) { c->argv[c->argc++] = arg; }
+
+static void addf(Command *c, const char *fmt, const char *value)
+{
+    char *slot = c->store[c->n_store++];
+    snprintf(slot, sizeof c->store[0], fmt, value);
+    add(c, slot);
+}
+
+static void addi(Command *c, const char *fmt, int value)
+{
+    char *slot = c->store[c->n_store++];
+    snprintf(slot, sizeof c->store[0], fmt, value);
+    add(c, slot);
+}
+
+/* sbatch --parsable [resources] --job-name --output [extra] SCRIPT JOB.yaml */
+static void sbatch_command(Command *c, const SlurmSettings *s, const SubmitOptions *o, const char *name,
+                           const char *log_pattern)
+{
+    memset(c, 0, sizeof *c);
+    add(c, "sbatch");
+    add(c, "--parsable");
+    addf(c, "--job-name=%s", name);
+    addi(c, "--ntasks=%d", s->tasks);
+    if (s->cpus_per_task)
+        addi(c, "--cpus-per-task=%d", s->cpus_per_task);
+    if (s->gpus_per_task > 0)
+        addi(c, "--gpus-per-task=%d", s->gpus_per_task);
+    if (s->time[0])
+        addf(c, "--time=%s", s->time);
+    if (s->partition[0])
+        addf(c, "--partition=%s", s->partition);
+    if (s->account[0])
+        addf(c, "--account=%s", s->account);
+    addf(c, "--output=%s", log_pattern);
+    for (int i = 0; i < o->n_extra; i++)
+        add(c, o->extra[i]);
+}
+
+static void print_command(const Command *c, const char *sower)
+{
+    printf("SOWER=%s", sower);
+    for (int i = 0; i < c->argc; i++)
+        printf(" %s", c->argv[i]);
+    printf("\n");
+}
+
+/* Runs the command with SOWER set; returns the job id sbatch --parsable prints. */
+static int submit(Command *c, const char *sower, char *job_id, size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return SOWER_FAIL(SOWER_EIO, "pipe failed");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    setenv("SOWER", sower, 1); /* sbatch exports the environment to the job (--export=ALL) */
+    c->argv[c->argc] = NULL;
+    pid_t pid;
+    int rc = posix_spawnp(&pid, "sbatch", &fa, NULL, (char *const *)c->argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (rc != 0) {
+        close(fds[0]);
+        return SOWER_FAIL(SOWER_EPATH, "cannot run sbatch (%s): is Slurm installed here? (--dry-run prints the commands)",
+                          strerror(rc));
+    }
+    size_t used = 0;
+    ssize_t got;
+    while ((got = read(fds[0], job_id + used, cap - 1 - used)) > 0 && used + (size_t)got < cap - 1)
+        used += (size_t)got;
+    if (got > 0)
+        used += (size_t)got;
+    close(fds[0]);
+    job_id[used] = '\0';
+    job_id[strcspn(job_id, ";\n")] = '\0'; /* "ID" or "ID;CLUSTER" */
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !job_id[0])
+        return SOWER_FAIL(SOWER_EINPUT, "sbatch refused the job (its message is above)");
+    return SOWER_OK;
+}
+
+/* The model must load (and match a pinned digest) before anything waits in a queue. */
+static int check_job(const Job *job)
+{
+    Model model;
+    memset(&model, 0, sizeof model);
+    int status = model_load(&model, job->model_path);
+    if (status == SOWER_OK && job->model_digest_pinned)
+        status = model_check_digest(&model, job->model_digest, job->manifest_path);
+    model_free(&model);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int cmd_submit(int argc, char **argv)
+{
+    SubmitOptions o;
+    int help = 0;
+    SOWER_TRY(parse_options(argc, argv, &o, &help));
+    if (help) {
+        fputs(submit_usage, stdout);
+        return SOWER_OK;
+    }
+    char sower[PATH_MAX], manifest[PATH_MAX], log_dir[PATH_MAX], script[PATH_MAX + 16], log[PATH_MAX + 160];
+    ssize_t n = readlink("/proc/self/exe", sower, sizeof sower - 1);
+    if (n <= 0)
+        return SOWER_FAIL(SOWER_EINTERNAL, "cannot find the sower binary's path (/proc/self/exe)");
+    sower[n] = '\0';
+    if (!realpath(o.manifest, manifest))
+        return SOWER_FAIL(SOWER_EPATH, "%s: cannot open the manifest (%s)", o.manifest, strerror(errno));
+    Job job;
+    memset(&job, 0, sizeof job);
+    int status = manifest_load(&job, manifest);
+    if (status == SOWER_OK)
+        status = check_job(&job);
+    if (status == SOWER_OK)
+        status = log_dir_path(&job, log_dir, sizeof log_dir);
+    if (status == SOWER_OK && !o.dry_run)
+        status = make_dirs(log_dir);
+    if (status != SOWER_OK) {
+        job_free(&job);
+        SOWER_TRY(status);
+    }
+    SlurmSettings s = effective(&job, &o);
+    snprintf(script, sizeof script, "%s/sower.sbatch", log_dir);
+    if (o.dry_run)
+        printf("# dry run: nothing written or submitted. sower submit would write %s (slurm/sower.sbatch)\n"
+               "# and run (ARRAY_JOB_ID: the id the first sbatch prints):\n", script);
+    else
+        status = write_script(script);
+    Command c;
+    char array_id[64] = "", stitch_id[64] = "", slices[16], range[32], dependency[96];
+    snprintf(slices, sizeof slices, "%d", s.slices);
+    snprintf(range, sizeof range, "--array=0-%d", s.slices - 1);
+    /* 1. one allocation, or the array of slices */
+    snprintf(log, sizeof log, "%s/%%x-%s.out", log_dir, s.slices ? "%A_%a" : "%j");
+    sbatch_command(&c, &s, &o, job.name, log);
+    if (s.slices)
+        add(&c, range);
+    add(&c, script);
+    add(&c, manifest);
+    if (status == SOWER_OK && o.dry_run)
+        print_command(&c, sower);
+    else if (status == SOWER_OK)
+        status = submit(&c, sower, array_id, sizeof array_id);
+    /* 2. the stitch-and-verify job, once every slice has succeeded */
+    if (status == SOWER_OK && s.slices) {
+        char name[160];
+        snprintf(name, sizeof name, "%s-stitch", job.name);
+        snprintf(log, sizeof log, "%s/%%x-%%j.out", log_dir);
+        sbatch_command(&c, &s, &o, name, log);
+        snprintf(dependency, sizeof dependency, "--dependency=afterok:%s", o.dry_run ? "$ARRAY_JOB_ID" : array_id);
+        add(&c, dependency);
+        add(&c, script);
+        add(&c, manifest);
+        add(&c, "--stitch");
+        add(&c, slices);
+        if (o.dry_run)
+            print_command(&c, sower);
+        else
+            status = submit(&c, sower, stitch_id, sizeof stitch_id);
+    }
+    if (status == SOWER_OK && !o.dry_run) {
+        if (s.slices)
+            printf("sower submit: %s: array job %s (%d slices of %llu rows) -> %s.slice-K-of-%d.h5; stitch job %s "
+                   "(after the array succeeds) -> %s; logs in %s\n", job.name, array_id, s.slices,
+                   (unsigned long long)job.n_rows, "OUT", s.slices, stitch_id, job.output_path, log_dir);
+        else
+            printf("sower submit: %s: job %s (%llu rows on %d task%s) -> %s; log in %s\n", job.name, array_id,
+                   (unsigned long long)job.n_rows, s.tasks, s.tasks == 1 ? "" : "s", job.output_path, log_dir);
+        printf("%s%s%s\n", array_id, s.slices ? " " : "", stitch_id);
+    }
+    job_free(&job);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
