@@ -13,9 +13,10 @@
  * (job_slice_bounds) into its own file OUT.slice-K-of-N.h5; `--stitch N` copies the N finished
  * slices into OUT.h5 (same datasets, byte for byte, as one allocation would write) and verifies.
  * A stop signal (stop.h) ends the run after the batches in hand, keeping OUT.partial for --resume. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_getaffinity */
 #include <math.h>
 #include <mpi.h>
+#include <sched.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@
 enum { TAG_ROWS = 11, TAG_VERIFY = 12, TAG_STOP = 13, MANIFEST_MAX = 64 << 20, SLICES_MAX = 100000 };
 
 typedef struct {
-    const char *manifest, *output;
+    const char *manifest, *output, *status_file;
     int force, resume, resume_auto, batch;
     int slice_k, slice_n; /* --slice K/N; slice_n 0: the whole job */
     int stitch_n;         /* --stitch N; 0: render */
@@ -80,6 +81,8 @@ static const char run_usage[] =
     "  --force      replace an existing output file\n"
     "  -o OUT.h5    write here instead of the manifest's output.path\n"
     "  --batch B    seeds per forward pass (overrides pipeline.batch; bits never depend on it)\n"
+    "  --status-file F  rank 0 writes the exit code to F when the run ends (batch scripts: srun can\n"
+    "               report success for a step that never started)\n"
     "SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 stop the run after the batches in hand: the rows written stay\n"
     "in OUT.h5.partial (exit 3); run again with --resume to finish.\n";
 
@@ -123,6 +126,8 @@ static int parse_run_options(int argc, char **argv, RunOptions *o, int *help)
                 return SOWER_FAIL(SOWER_EUSAGE, "--stitch: expected the slice count, 1..%d, found '%s'", SLICES_MAX,
                                   argv[i]);
             o->stitch_n = (int)n;
+        } else if (!strcmp(argv[i], "--status-file") && i + 1 < argc) {
+            o->status_file = argv[++i];
         } else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
             o->output = argv[++i];
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
@@ -160,6 +165,36 @@ static char *slice_path(const char *out, int k, int n)
     if (path)
         snprintf(path, cap, "%.*s.slice-%0*d-of-%d.h5", (int)len, out, width, k, n);
     return path;
+}
+
+/* The agreed exit code, for the batch script (written to F.tmp and renamed: never half a file). */
+static void write_status_file(const char *path, int exit_code)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", exit_code) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        fprintf(stderr, "sower: warning: cannot write the status file '%s'\n", path);
+}
+
+/* Threads per rank when the manifest does not say: Slurm's --cpus-per-task; else the CPUs this
+ * process may run on when a launcher bound it to fewer than the node has; else the node's CPUs
+ * shared among the ranks on it (oversubscribed spinning threads would wait on each other). */
+static int default_threads(void)
+{
+    const char *slurm = getenv("SLURM_CPUS_PER_TASK");
+    if (slurm && atoi(slurm) > 0)
+        return atoi(slurm);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof mask, &mask) == 0 && CPU_COUNT(&mask) < online)
+        return CPU_COUNT(&mask);
+    MPI_Comm node;
+    int local = 1;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+    return online / local > 0 ? (int)(online / local) : 1;
 }
 
 /* MPI_Bcast from rank 0 of n bytes, in pieces that fit MPI's int counts. */
@@ -782,16 +817,7 @@ int cmd_run(int argc, char **argv)
     if (exit_code == 0) {
         /* Default: share the node's CPUs among the ranks on it (oversubscribed spinning threads
          * would otherwise wait on each other). */
-        int threads = r.job.threads;
-        if (!threads) {
-            MPI_Comm node;
-            int local = 1;
-            MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-            MPI_Comm_size(node, &local);
-            MPI_Comm_free(&node);
-            long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-            threads = cpus / local > 0 ? (int)(cpus / local) : 1;
-        }
+        int threads = r.job.threads ? r.job.threads : default_threads();
         omp_set_num_threads(threads);
         gemm_set_threads(threads);
         exit_code = agree(&r, load_model(&r));
@@ -854,6 +880,8 @@ int cmd_run(int argc, char **argv)
         MPI_Bcast(&mismatches, 1, MPI_INT, 0, MPI_COMM_WORLD);
         exit_code = stopped ? 3 : mismatches ? 1 : 0;
     }
+    if (o.status_file && r.rank == 0)
+        write_status_file(o.status_file, exit_code);
     char out_partial[4200];
     snprintf(out_partial, sizeof out_partial, "%s.partial", r.out_path ? r.out_path : "OUT.h5");
     h5out_abandon(&out);

@@ -229,16 +229,16 @@ static void sbatch_command(Command *c, const SlurmSettings *s, const SubmitOptio
         add(c, o->extra[i]);
 }
 
-static void print_command(const Command *c, const char *sower)
+static void print_command(const Command *c, const char *sower, const char *status_dir)
 {
-    printf("SOWER=%s", sower);
+    printf("SOWER=%s SOWER_STATUS_DIR=%s", sower, status_dir);
     for (int i = 0; i < c->argc; i++)
         printf(" %s", c->argv[i]);
     printf("\n");
 }
 
 /* Runs the command with SOWER set; returns the job id sbatch --parsable prints. */
-static int submit(Command *c, const char *sower, char *job_id, size_t cap)
+static int submit(Command *c, const char *sower, const char *status_dir, char *job_id, size_t cap)
 {
     int fds[2];
     if (pipe(fds) != 0)
@@ -248,6 +248,7 @@ static int submit(Command *c, const char *sower, char *job_id, size_t cap)
     posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
     setenv("SOWER", sower, 1); /* sbatch exports the environment to the job (--export=ALL) */
+    setenv("SOWER_STATUS_DIR", status_dir, 1);
     c->argv[c->argc] = NULL;
     pid_t pid;
     int rc = posix_spawnp(&pid, "sbatch", &fa, NULL, (char *const *)c->argv, environ);
@@ -335,9 +336,9 @@ int cmd_submit(int argc, char **argv)
     add(&c, script);
     add(&c, manifest);
     if (status == SOWER_OK && o.dry_run)
-        print_command(&c, sower);
+        print_command(&c, sower, log_dir);
     else if (status == SOWER_OK)
-        status = submit(&c, sower, array_id, sizeof array_id);
+        status = submit(&c, sower, log_dir, array_id, sizeof array_id);
     /* 2. the stitch-and-verify job, once every slice has succeeded */
     if (status == SOWER_OK && s.slices) {
         char name[160];
@@ -351,9 +352,9 @@ int cmd_submit(int argc, char **argv)
         add(&c, "--stitch");
         add(&c, slices);
         if (o.dry_run)
-            print_command(&c, sower);
+            print_command(&c, sower, log_dir);
         else
-            status = submit(&c, sower, stitch_id, sizeof stitch_id);
+            status = submit(&c, sower, log_dir, stitch_id, sizeof stitch_id);
     }
     if (status == SOWER_OK && !o.dry_run) {
         if (s.slices)

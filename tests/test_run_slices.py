@@ -8,7 +8,9 @@
 - SIGTERM to the ranks of a 2-rank run, and SIGUSR1 to a 1-rank run: exit 3, OUT.partial kept with
   some rows, no OUT; `--resume-auto` finishes it byte-identical; `--resume-auto` on a finished output
   exits 0 at once;
-- bad --slice/--stitch/--resume-auto combinations exit 2.
+- bad --slice/--stitch/--resume-auto combinations exit 2;
+- `sower submit --dry-run` prints the array and the afterok stitch sbatch commands and writes nothing;
+  bad submit flags exit 2.
 
 usage: test_run_slices.py SOWER_BINARY MPIEXEC MODEL_DIR
 """
@@ -153,6 +155,16 @@ def main():
             if check(r.returncode == 0, f"{ranks} ranks: --resume-auto failed: {r.stderr.decode()[-800:]}"):
                 same_as(target, ref, f"{ranks} ranks, {sig.name} + --resume-auto")
             print(f"{ranks} rank(s): {sig.name} after {kept} rows -> exit 3, OUT.partial kept; --resume-auto: identical")
+
+        # sower submit --dry-run (no Slurm needed): the commands, nothing written.
+        r = run([sower, "submit", job, "--array", "3", "--tasks", "2", "--time", "30", "--dry-run"], 1, mpiexec)
+        lines = [l for l in r.stdout.decode().splitlines() if "sbatch" in l and not l.startswith("#")]
+        check(r.returncode == 0 and len(lines) == 2 and "--array=0-2" in lines[0] and "--ntasks=2" in lines[0]
+              and "--time=30" in lines[0] and "--dependency=afterok:" in lines[1] and lines[1].endswith("--stitch 3"),
+              f"submit --dry-run: {r.returncode} {r.stdout.decode()} {r.stderr.decode()}")
+        check(not os.path.exists(os.path.join(tmp, "out", "sweep.slurm")), "submit --dry-run wrote the log folder")
+        for args, text in ((["--array", "-1"], "--array"), (["--time", "1 h"], "--time"), (["--nodes", "2"], "unknown")):
+            expect(run([sower, "submit", job, "--dry-run"] + args, 1, mpiexec), 2, text, f"sower submit {' '.join(args)}")
 
         # Bad options.
         for args, text in ((["--slice", "3/3"], "--slice"), (["--slice", "x"], "--slice"), (["--stitch", "0"], "--stitch"),
