@@ -653,16 +653,7 @@ static int make_parent_dirs(const char *path)
     if (!slash || slash == dir)
         return SOWER_OK;
     *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(dir, 0777);
-        *p = '/';
-    }
-    struct stat st;
-    if (mkdir(dir, 0777) != 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
-        return SOWER_FAIL(SOWER_EPATH, "cannot create the output directory '%s'", dir);
+    SOWER_TRY(make_dirs(dir));
     return SOWER_OK;
 }
 

@@ -21,6 +21,7 @@
 #include "commands.h"
 #include "manifest.h"
 #include "model.h"
+#include "outfile.h"
 
 extern char **environ;
 extern const char sower_sbatch_script[]; /* slurm/sower.sbatch, embedded at build time */
@@ -153,21 +154,6 @@ static int log_dir_path(const Job *job, char *dir, size_t cap)
     return SOWER_OK;
 }
 
-/* mkdir -p dir */
-static int make_dirs(char *dir)
-{
-    for (char *p = dir + 1; *p; p++) { /* mkdir -p */
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(dir, 0777);
-        *p = '/';
-    }
-    struct stat st;
-    if (mkdir(dir, 0777) != 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
-        return SOWER_FAIL(SOWER_EPATH, "cannot create the job's log folder '%s'", dir);
-    return SOWER_OK;
-}
 
 static int write_script(const char *path)
 {

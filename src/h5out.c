@@ -126,8 +126,10 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     return SOWER_OK;
 }
 
-static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t row0,
-                      uint64_t n, const void *data, const char *what)
+/* Reads (write = 0) or writes rows [row0, row0 + n) of dataset ds; row_dims (rank,) holds a row's
+ * shape after dimension 0, data (n, row_dims[1..]). */
+static herr_t transfer_rows(hid_t ds, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t row0, uint64_t n,
+                            void *data, int write)
 {
     hid_t fspace = H5Dget_space(ds);
     hsize_t start[4] = {row0, 0, 0, 0}, count[4];
@@ -135,10 +137,17 @@ static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t
         count[i] = i == 0 ? n : row_dims[i];
     H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
     hid_t mspace = H5Screate_simple(rank, count, NULL);
-    herr_t status = H5Dwrite(ds, memtype, mspace, fspace, H5P_DEFAULT, data);
+    herr_t status = write ? H5Dwrite(ds, memtype, mspace, fspace, H5P_DEFAULT, data)
+                          : H5Dread(ds, memtype, mspace, fspace, H5P_DEFAULT, data);
     H5Sclose(mspace);
     H5Sclose(fspace);
-    H5_TRY(status, what);
+    return status;
+}
+
+static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t row0,
+                      uint64_t n, const void *data, const char *what)
+{
+    H5_TRY(transfer_rows(ds, memtype, rank, row_dims, row0, n, (void *)data, 1), what);
     return SOWER_OK;
 }
 
@@ -320,15 +329,7 @@ static herr_t read_rows(hid_t file, const char *name, hid_t memtype, int rank, c
     hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
     if (ds < 0)
         return -1;
-    hid_t fspace = H5Dget_space(ds);
-    hsize_t start[4] = {r0, 0, 0, 0}, count[4];
-    for (int i = 0; i < rank; i++)
-        count[i] = i == 0 ? n : row_dims[i];
-    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-    hid_t mspace = H5Screate_simple(rank, count, NULL);
-    herr_t status = H5Dread(ds, memtype, mspace, fspace, H5P_DEFAULT, data);
-    H5Sclose(mspace);
-    H5Sclose(fspace);
+    herr_t status = transfer_rows(ds, memtype, rank, row_dims, r0, n, data, 0);
     H5Dclose(ds);
     return status;
 }

@@ -115,3 +115,21 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size
     *bytes = n;
     return SOWER_OK;
 }
+
+int make_dirs(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return SOWER_FAIL(SOWER_EPATH, "path '%s' is too long", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(path, 0777);
+        *p = '/';
+    }
+    struct stat st;
+    if (mkdir(path, 0777) != 0 && (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)))
+        return SOWER_FAIL(SOWER_EPATH, "cannot create the directory '%s'", path);
+    return SOWER_OK;
+}

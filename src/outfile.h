@@ -23,6 +23,9 @@ int outfile_commit(OutFile *f) SOWER_MUST_CHECK;
 /* Removes the temporary file unless committed; safe on a zeroed OutFile. */
 void outfile_free(OutFile *f);
 
+/* mkdir -p DIR (a path of at most 4095 characters); SOWER_EPATH naming it when it cannot be made. */
+int make_dirs(const char *dir) SOWER_MUST_CHECK;
+
 /* Reads a whole file of at most max_bytes into a new buffer (caller frees). */
 int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size_t *bytes) SOWER_MUST_CHECK;
 
