@@ -95,7 +95,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         job = os.path.join(tmp, "job.yaml")
         out = os.path.join(tmp, "out", "sweep.h5")
-        open(job, "w").write(JOB.format(model=model, steps=40, count=299, out=out))
+        open(job, "w").write(JOB.format(model=model, steps=24, count=299, out=out))
         ref = os.path.join(tmp, "ref.h5")
         t0 = time.time()
         r = run([sower, "run", job, "-o", ref], 2, mpiexec)
@@ -133,7 +133,7 @@ def main():
             f["latents"][5, 0, 0, 0] += 1.0
         expect(run([sower, "run", job, "--stitch", "3", "--force"], 1, mpiexec), 2, "corrupt", "stitch of a corrupt slice")
         other = os.path.join(tmp, "other.yaml")
-        open(other, "w").write(JOB.format(model=model, steps=40, count=299, out=out).replace("eta: 0.3", "eta: 0.4"))
+        open(other, "w").write(JOB.format(model=model, steps=24, count=299, out=out).replace("eta: 0.3", "eta: 0.4"))
         expect(run([sower, "run", other, "--stitch", "3", "--force"], 1, mpiexec), 2, "different manifest",
                "stitch of another manifest's slices")
 
