@@ -110,7 +110,7 @@ ReturnToService=2
 MailProg=/bin/true
 KillWait=10
 MinJobAge=600
-NodeName=$host $node State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 $node State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
     export SLURM_CONF=$dir/slurm.conf
