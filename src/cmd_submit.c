@@ -344,9 +344,9 @@ int cmd_submit(int argc, char **argv)
     }
     if (status == SOWER_OK && !o.dry_run) {
         if (s.slices)
-            printf("sower submit: %s: array job %s (%d slices of %llu rows) -> %s.slice-K-of-%d.h5; stitch job %s "
-                   "(after the array succeeds) -> %s; logs in %s\n", job.name, array_id, s.slices,
-                   (unsigned long long)job.n_rows, "OUT", s.slices, stitch_id, job.output_path, log_dir);
+            printf("sower submit: %s: array job %s (%llu rows in %d slices, each into its own .slice-K-of-%d.h5 "
+                   "file); stitch job %s (after the array succeeds) -> %s; logs in %s\n", job.name, array_id,
+                   (unsigned long long)job.n_rows, s.slices, s.slices, stitch_id, job.output_path, log_dir);
         else
             printf("sower submit: %s: job %s (%llu rows on %d task%s) -> %s; log in %s\n", job.name, array_id,
                    (unsigned long long)job.n_rows, s.tasks, s.tasks == 1 ? "" : "s", job.output_path, log_dir);
