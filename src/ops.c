@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv.h"
 #include "gemm.h"
 #include "rowops.h"
 
@@ -16,7 +17,7 @@ enum { IM2COL_BUDGET_FLOATS = 8 << 20 }; /* 32 MiB of columns at a time */
 static int profile_on;
 static double profile_seconds[PROF_COUNT];
 static const char *const profile_names[PROF_COUNT] = {
-    "im2col (3x3 conv columns)", "GEMM: 3x3 convolutions", "GEMM: 1x1 convs, attention", "group norm (+ SiLU)",
+    "im2col (3x3 conv columns)", "3x3 convs (GEMM, packing)", "1x1 convs, attn projections", "group norm (+ SiLU)",
     "attention (scores, softmax)", "upsample", "bias, residual, time embedding"};
 
 void ops_profile_enable(int on) { profile_on = on; }
@@ -164,11 +165,11 @@ static void im2col_same(const ConvParams *p, ConvGeometry g, const Act *in, int 
     }
 }
 
-int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scratch *scratch)
+/* The route where gemm_packing() is NULL: a pointwise convolution is the product itself; otherwise
+ * im2col chunks of at most IM2COL_BUDGET_FLOATS columns, one gemm_f32 each; then the bias. */
+static int conv2d_im2col(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scratch *scratch)
 {
-    int ho = (in->h + g.pad_top + g.pad_bottom - p->k) / g.stride + 1;
-    int wo = (in->w + g.pad_left + g.pad_right - p->k) / g.stride + 1;
-    SOWER_TRY(act_alloc(out, p->cout, in->b, ho, wo));
+    const int ho = out->h, wo = out->w;
     const size_t n = act_plane(out);
     const int kdim = p->cin * p->k * p->k;
     int pointwise = p->k == 1 && g.stride == 1 && !g.pad_top && !g.pad_left && !g.pad_bottom && !g.pad_right;
@@ -183,11 +184,7 @@ int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scra
             rows_per_chunk = 1;
         if (rows_per_chunk > total_rows)
             rows_per_chunk = total_rows;
-        int status = scratch_reserve(scratch, (size_t)kdim * rows_per_chunk * wo);
-        if (status != SOWER_OK) {
-            act_free(out);
-            return sower_trace(status, __FILE__, __LINE__, __func__);
-        }
+        SOWER_TRY(scratch_reserve(scratch, (size_t)kdim * rows_per_chunk * wo));
         for (int q0 = 0; q0 < total_rows; q0 += rows_per_chunk) {
             int n_rows = total_rows - q0 < rows_per_chunk ? total_rows - q0 : rows_per_chunk;
             int nc = n_rows * wo;
@@ -205,6 +202,24 @@ int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scra
     t0 = ops_profile_now();
     add_row_bias(out->data, p->bias, p->cout, n);
     ops_profile_add(PROF_ELEMENTWISE, t0);
+    return SOWER_OK;
+}
+
+int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scratch *scratch)
+{
+    int ho = (in->h + g.pad_top + g.pad_bottom - p->k) / g.stride + 1;
+    int wo = (in->w + g.pad_left + g.pad_right - p->k) / g.stride + 1;
+    SOWER_TRY(act_alloc(out, p->cout, in->b, ho, wo));
+    double t0 = ops_profile_now();
+    /* Columns packed straight from the activation, bias included (conv.h); the same bits. */
+    int packed = gemm_packing() != NULL;
+    int status = packed ? conv2d_packed(p, g, in, out, scratch) : conv2d_im2col(p, g, in, out, scratch);
+    if (status != SOWER_OK) {
+        act_free(out);
+        return sower_trace(status, __FILE__, __LINE__, __func__);
+    }
+    if (packed)
+        ops_profile_add(p->k == 1 ? PROF_POINTWISE_GEMM : PROF_CONV_GEMM, t0);
     return SOWER_OK;
 }
 
@@ -276,6 +291,14 @@ static void softmax_rows(float *s, int rows, int cols, float scale)
         row_softmax_scaled(s + (size_t)r * cols, (size_t)cols, scale);
 }
 
+/* A Linear at every pixel of the batch, y (out, B, H, W) = W x + b: a 1x1 convolution, one product
+ * over the whole batch. Allocates y. */
+static int op_project(const LinearParams *l, const Act *x, Act *y, Scratch *scratch)
+{
+    const ConvParams conv = {l->weight, l->bias, l->out, l->in, 1};
+    return op_conv2d(&conv, (ConvGeometry){1, 0, 0, 0, 0}, x, y, scratch);
+}
+
 int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scratch)
 {
     const int c = p->channels, dh = p->dim_head;
@@ -284,23 +307,15 @@ int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scra
     Act g = {0}, q = {0}, k = {0}, v = {0};
     int status = SOWER_OK;
     SOWER_TRY_GOTO(act_alloc(&g, c, x->b, x->h, x->w), status, done);
-    SOWER_TRY_GOTO(act_alloc(&q, c, x->b, x->h, x->w), status, done);
-    SOWER_TRY_GOTO(act_alloc(&k, c, x->b, x->h, x->w), status, done);
-    SOWER_TRY_GOTO(act_alloc(&v, c, x->b, x->h, x->w), status, done);
-    SOWER_TRY_GOTO(scratch_reserve(scratch, (size_t)hw * hw), status, done);
     op_group_norm(&p->norm, x, &g, 0);
-    double t0 = ops_profile_now();
-    /* Projections over the whole batch: (C, C) . (C, B*HW). */
-    const LinearParams *proj[3] = {&p->q, &p->k, &p->v};
-    Act *dst[3] = {&q, &k, &v};
-    for (int i = 0; i < 3; i++) {
-        gemm_f32(c, (int)n, c, proj[i]->weight, c, g.data, (int)n, dst[i]->data, (int)n, 0);
-        add_row_bias(dst[i]->data, proj[i]->bias, c, n);
-    }
+    /* Projections over the whole batch: (C, C) . (C, B*HW) + bias. */
+    SOWER_TRY_GOTO(op_project(&p->q, &g, &q, scratch), status, done);
+    SOWER_TRY_GOTO(op_project(&p->k, &g, &k, scratch), status, done);
+    SOWER_TRY_GOTO(op_project(&p->v, &g, &v, scratch), status, done);
+    SOWER_TRY_GOTO(scratch_reserve(scratch, (size_t)hw * hw), status, done);
     /* Per sample and head: scores (HW, HW) = scale * q^T k, softmax, o (dh, HW) = v . P^T.
      * The output overwrites g, which is no longer needed. */
-    ops_profile_add(PROF_POINTWISE_GEMM, t0);
-    t0 = ops_profile_now();
+    double t0 = ops_profile_now();
     const float scale = 1.0f / sqrtf((float)dh);
     float *scores = scratch->buf;
     for (int b = 0; b < x->b; b++) {
@@ -312,18 +327,14 @@ int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scra
         }
     }
     ops_profile_add(PROF_ATTENTION, t0);
-    SOWER_TRY_GOTO(act_alloc(out, c, x->b, x->h, x->w), status, done);
-    t0 = ops_profile_now();
-    gemm_f32(c, (int)n, c, p->out.weight, c, g.data, (int)n, out->data, (int)n, 0);
-    ops_profile_add(PROF_POINTWISE_GEMM, t0);
+    SOWER_TRY_GOTO(op_project(&p->out, &g, out, scratch), status, done); /* out = W o + bias */
     const float rescale = p->rescale_output;
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
         float *o = out->data + (size_t)ch * n;
         const float *res = x->data + (size_t)ch * n;
-        float bias = p->out.bias[ch];
         for (size_t i = 0; i < n; i++)
-            o[i] = ((o[i] + bias) + res[i]) / rescale;
+            o[i] = (o[i] + res[i]) / rescale;
     }
 done:
     act_free(&g);

@@ -2,7 +2,9 @@
  *
  * Activations are (C, B, H, W): channel-major with the batch inside each channel, so a
  * convolution over the whole batch is ONE matrix multiply, W (Cout, Cin*k*k) . cols
- * (Cin*k*k, B*H*W), whose per-element reduction order does not depend on B (gemm.h). Every
+ * (Cin*k*k, B*H*W), whose per-element reduction order does not depend on B (gemm.h); the columns
+ * are packed straight from the activation into the microkernel's panels, never stored as an
+ * im2col matrix, with the bits of im2col + gemm_f32 (conv.h). Every
  * other operation computes each output element from its own sample only, in a fixed order, so a
  * sample's bits never depend on the batch or the thread count. Weights are the diffusers tensors
  * as stored (row-major), used in place. */
@@ -25,7 +27,7 @@ static inline size_t act_numel(const Act *a) { return (size_t)a->c * act_plane(a
 int act_alloc(Act *a, int c, int b, int h, int w) SOWER_MUST_CHECK;
 void act_free(Act *a); /* safe on a zeroed Act */
 
-/* Scratch memory reused by the operations (im2col columns, attention scores). */
+/* Scratch memory reused by the operations (packed panels or im2col columns, attention scores). */
 typedef struct {
     float *buf;
     size_t cap; /* floats */
@@ -63,7 +65,7 @@ typedef struct {
     float rescale_output; /* the output is divided by it (1 in practice) */
 } AttentionParams;
 
-/* out = conv(in) + bias; allocates out (cout, B, Ho, Wo). */
+/* out = conv(in) + bias; allocates out (cout, B, Ho, Wo). 1x1 convolutions too (k = 1, no padding). */
 int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scratch *scratch) SOWER_MUST_CHECK;
 /* out = group_norm(in) (then SiLU if silu); out may be in. */
 void op_group_norm(const GroupNormParams *p, const Act *in, Act *out, int silu);
