@@ -62,6 +62,7 @@ typedef struct {
     long fault_rank;        /* SOWER_FAULT_INJECT=RANK:ROW flips one bit of that row on that rank */
     uint64_t fault_row;
     long fail_rank;         /* SOWER_FAULT_FAIL_RANK=RANK makes that rank fail while rendering (tests) */
+    double progress_seconds; /* between progress lines on stderr: SOWER_PROGRESS_SECONDS, default 2 */
 } Run;
 
 static const char run_usage[] =
@@ -368,7 +369,7 @@ static void progress(const Run *r, uint64_t done, uint64_t fresh, double start, 
 {
     double now = MPI_Wtime();
     const uint64_t total = r->hi - r->lo;
-    if (now - *last < 2.0 && done < total)
+    if (now - *last < r->progress_seconds && done < total)
         return;
     *last = now;
     double rate = fresh / (now - start + 1e-9);
@@ -570,13 +571,18 @@ static uint64_t verify_count(const Run *r)
 }
 
 /* Renders one row again into msg = [row (8), digest (32), latent (per floats)], with fault
- * injection off: the point is to catch a fault of the first render. */
+ * injection off: the point is to catch a fault of the first render. Stop signals are not polled
+ * here: verification is short and every row is already written (a run killed now resumes with
+ * nothing left to render but the verification). */
 static int rerender(Run *r, uint64_t row, unsigned char *msg)
 {
     long fault = r->fault_rank;
+    int (*should_stop)(void) = r->rs.should_stop;
     r->fault_rank = -1;
+    r->rs.should_stop = NULL;
     int status = render_rows(r, row, 1, (float *)(void *)(msg + 40), msg + 8);
     r->fault_rank = fault;
+    r->rs.should_stop = should_stop;
     memcpy(msg, &row, 8);
     return status;
 }
@@ -793,6 +799,7 @@ int cmd_run(int argc, char **argv)
     memset(&r, 0, sizeof r);
     r.fault_rank = -1;
     r.fail_rank = getenv("SOWER_FAULT_FAIL_RANK") ? atol(getenv("SOWER_FAULT_FAIL_RANK")) : -1;
+    r.progress_seconds = getenv("SOWER_PROGRESS_SECONDS") ? atof(getenv("SOWER_PROGRESS_SECONDS")) : 2.0;
     const char *fault = getenv("SOWER_FAULT_INJECT");
     if (fault) {
         unsigned long long row = 0;

@@ -91,11 +91,14 @@ def interrupt(argv, sig, launched):
 
 def main():
     sower, mpiexec, model = sys.argv[1:4]
+    # Progress lines every 0.1 s: the stop tests signal as soon as rows are written, well before
+    # the end of the render however fast the machine is.
+    os.environ["SOWER_PROGRESS_SECONDS"] = "0.1"
     model = os.path.abspath(model)
     with tempfile.TemporaryDirectory() as tmp:
         job = os.path.join(tmp, "job.yaml")
         out = os.path.join(tmp, "out", "sweep.h5")
-        open(job, "w").write(JOB.format(model=model, steps=24, count=299, out=out))
+        open(job, "w").write(JOB.format(model=model, steps=32, count=299, out=out))
         ref = os.path.join(tmp, "ref.h5")
         t0 = time.time()
         r = run([sower, "run", job, "-o", ref], 2, mpiexec)
@@ -133,7 +136,7 @@ def main():
             f["latents"][5, 0, 0, 0] += 1.0
         expect(run([sower, "run", job, "--stitch", "3", "--force"], 1, mpiexec), 2, "corrupt", "stitch of a corrupt slice")
         other = os.path.join(tmp, "other.yaml")
-        open(other, "w").write(JOB.format(model=model, steps=24, count=299, out=out).replace("eta: 0.3", "eta: 0.4"))
+        open(other, "w").write(JOB.format(model=model, steps=32, count=299, out=out).replace("eta: 0.3", "eta: 0.4"))
         expect(run([sower, "run", other, "--stitch", "3", "--force"], 1, mpiexec), 2, "different manifest",
                "stitch of another manifest's slices")
 

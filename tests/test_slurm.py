@@ -127,7 +127,9 @@ def main():
         sys.exit(1)
     timed("cluster up", t0)
     os.environ["SLURM_CONF"] = os.path.join(cdir, "slurm.conf")
-    os.environ.update(OMPI_MCA_pml="ob1", OMPI_MCA_btl="self,vader")  # exported into the jobs
+    # Exported into the jobs. Progress lines every 0.1 s: the cancel and requeue tests signal as
+    # soon as rows are written, well before the end of the render however fast the machine is.
+    os.environ.update(OMPI_MCA_pml="ob1", OMPI_MCA_btl="self,vader", SOWER_PROGRESS_SECONDS="0.1")
     try:
         run_tests(sower, sbatch_script, model, root)
     finally:

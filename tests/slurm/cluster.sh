@@ -74,8 +74,15 @@ up() {
         --seed-file="$dir/munge/munge.seed"
     wait_for 10 test -S "$dir/munge/munge.sock" || { echo "cluster.sh: munged did not start" >&2; cat "$dir/log/munged.out" >&2; down; exit 1; }
 
-    local host node
+    local host node ports
     host=$(hostname -s)
+    # Two free TCP ports (unless given), so that test runs side by side (or a real Slurm on the
+    # standard 6817/6818) never meet.
+    ports=$(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])' 2>/dev/null) || ports="6817 6818"
+    set -- $ports
     node=$(slurmd -C | head -1 | sed 's/^NodeName=[^ ]* //; s/ *UpTime.*//')
     cat >"$dir/slurm.conf" <<CONF
 # Written by tests/slurm/cluster.sh: one node, everything under $dir.
@@ -83,8 +90,8 @@ ClusterName=sowertest
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
-SlurmctldPort=${SOWER_SLURMCTLD_PORT:-6817}
-SlurmdPort=${SOWER_SLURMD_PORT:-6818}
+SlurmctldPort=${SOWER_SLURMCTLD_PORT:-$1}
+SlurmdPort=${SOWER_SLURMD_PORT:-$2}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$dir/munge/munge.sock
