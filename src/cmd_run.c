@@ -157,9 +157,7 @@ static int parse_run_options(int argc, char **argv, RunOptions *o, int *help)
  * width so that slices sort. Caller frees. */
 static char *slice_path(const char *out, int k, int n)
 {
-    size_t len = strlen(out);
-    if (len > 3 && !strcmp(out + len - 3, ".h5"))
-        len -= 3;
+    size_t len = h5_stem_length(out);
     int width = snprintf(NULL, 0, "%d", n - 1);
     size_t cap = len + 64;
     char *path = malloc(cap);
@@ -399,11 +397,11 @@ static void tell_stop(uint8_t *told, int k)
     MPI_Send(NULL, 0, MPI_BYTE, k, TAG_STOP, MPI_COMM_WORLD);
 }
 
-static void announce_stop(const Run *r, int sig)
+/* sig: the signal rank 0 received; else `rank` stopped early (it received one). */
+static void announce_stop(int sig, int rank)
 {
-    fprintf(stderr, "%ssower run: %s%d: finishing the batches in hand, then stopping (OUT.partial is kept for "
-                    "--resume)\n", isatty(2) ? "\n" : "", sig ? "signal " : "a rank stopped early, rank ",
-            sig ? sig : r->rank);
+    fprintf(stderr, "%ssower run: %s %d: finishing the batches in hand, then stopping (OUT.partial is kept for "
+                    "--resume)\n", isatty(2) ? "\n" : "", sig ? "signal" : "stopped early on rank", sig ? sig : rank);
 }
 
 /* Rank 0: writes its own batches and whatever the other ranks send, until every rank has ended
@@ -425,7 +423,7 @@ static int render_and_write(Run *r, H5Out *out, double start, int *stopped)
     uint64_t next = lo, row0 = 0;
     while (own_open || open_ranks > 0) {
         if (!stopping && stop_requested()) {
-            announce_stop(r, stop_requested());
+            announce_stop(stop_requested(), 0);
             stopping = 1;
         }
         if (stopping) {
@@ -475,7 +473,7 @@ static int render_and_write(Run *r, H5Out *out, double start, int *stopped)
                 open_ranks--;
                 tell_stop(told, st.MPI_SOURCE);
                 if (first && !stopping) {
-                    announce_stop(r, 0);
+                    announce_stop(0, st.MPI_SOURCE);
                     stopping = 1;
                     break; /* back to the top: tell the others */
                 }

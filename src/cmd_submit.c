@@ -146,9 +146,7 @@ static SlurmSettings effective(const Job *job, const SubmitOptions *o)
 /* OUT.slurm beside OUT.h5 (".h5" replaced). */
 static int log_dir_path(const Job *job, char *dir, size_t cap)
 {
-    size_t len = strlen(job->output_path);
-    if (len > 3 && !strcmp(job->output_path + len - 3, ".h5"))
-        len -= 3;
+    size_t len = h5_stem_length(job->output_path);
     if (snprintf(dir, cap, "%.*s.slurm", (int)len, job->output_path) >= (int)cap)
         return SOWER_FAIL(SOWER_EPATH, "output path '%s' is too long", job->output_path);
     return SOWER_OK;

@@ -249,14 +249,8 @@ int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, 
 
 int h5out_read_row(H5Out *o, uint64_t row, float *latent)
 {
-    hid_t fspace = H5Dget_space(o->latents);
-    hsize_t start[4] = {row, 0, 0, 0}, count[4] = {1, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w};
-    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-    hid_t mspace = H5Screate_simple(4, count, NULL);
-    herr_t status = H5Dread(o->latents, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, latent);
-    H5Sclose(mspace);
-    H5Sclose(fspace);
-    H5_TRY(status, "read /latents back");
+    hsize_t ldims[4] = {0, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w};
+    H5_TRY(transfer_rows(o->latents, H5T_NATIVE_FLOAT, 4, ldims, row, 1, latent, 0), "read /latents back");
     return SOWER_OK;
 }
 

@@ -133,3 +133,9 @@ int make_dirs(const char *dir)
         return SOWER_FAIL(SOWER_EPATH, "cannot create the directory '%s'", path);
     return SOWER_OK;
 }
+
+size_t h5_stem_length(const char *path)
+{
+    size_t len = strlen(path);
+    return len > 3 && !strcmp(path + len - 3, ".h5") ? len - 3 : len;
+}

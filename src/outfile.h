@@ -23,6 +23,10 @@ int outfile_commit(OutFile *f) SOWER_MUST_CHECK;
 /* Removes the temporary file unless committed; safe on a zeroed OutFile. */
 void outfile_free(OutFile *f);
 
+/* Length of PATH without a trailing ".h5": files beside an output (OUT.slice-K-of-N.h5, OUT.slurm/)
+ * are named from this stem. */
+size_t h5_stem_length(const char *path);
+
 /* mkdir -p DIR (a path of at most 4095 characters); SOWER_EPATH naming it when it cannot be made. */
 int make_dirs(const char *dir) SOWER_MUST_CHECK;
 

@@ -122,8 +122,13 @@ def main():
                 check(list(f["run/rank_slices"][...]) == [0, 100, 200, 300], "stitched /run/rank_slices")
             r = run([sower, "verify", out], 1, mpiexec)
             check(r.returncode == 0, f"sower verify of the stitched file: exit {r.returncode}")
-            r = run([sower, "run", job, "--stitch", "3", "--resume-auto"], 1, mpiexec)
+            status = os.path.join(tmp, "status")
+            r = run([sower, "run", job, "--stitch", "3", "--resume-auto", "--status-file", status], 1, mpiexec)
             check(r.returncode == 0 and b"already finished" in r.stdout, f"--resume-auto on a finished output: {r}")
+            check(open(status).read() == "0\n", "--status-file does not hold 0")
+            r = run([sower, "run", job, "--resume-auto", "--status-file", "/nonexistent/dir/status"], 1, mpiexec)
+            check(r.returncode == 0 and b"cannot write the status file '/nonexistent/dir/status'" in r.stderr,
+                  f"--status-file in a missing directory: {r.returncode} {r.stderr!r}")
         print("3 slices (2 ranks b4, 1 rank b3, 1 rank b8) stitched on 2 ranks: identical to the one-allocation run")
 
         # Stitching refuses what it cannot trust.
