@@ -7,8 +7,7 @@
 #include "manifest.h"
 #include "model.h"
 
-/* The model a job names must load, and match its pinned digest if it has one. */
-static int check_model(const Job *job)
+int check_job_model(const Job *job)
 {
     Model m;
     int status = model_load(&m, job->model_path);
@@ -40,7 +39,7 @@ int cmd_check(int argc, char **argv)
     Job job;
     int status = manifest_load(&job, argv[0]);
     if (status == SOWER_OK)
-        status = check_model(&job);
+        status = check_job_model(&job);
     if (status == SOWER_OK) {
         job_warn_seed_collisions(&job, stderr);
         job_print(&job, stdout);

@@ -20,7 +20,6 @@
 
 #include "commands.h"
 #include "manifest.h"
-#include "model.h"
 #include "outfile.h"
 
 extern char **environ;
@@ -259,19 +258,6 @@ static int submit(Command *c, const char *sower, const char *status_dir, char *j
     return SOWER_OK;
 }
 
-/* The model must load (and match a pinned digest) before anything waits in a queue. */
-static int check_job(const Job *job)
-{
-    Model model;
-    memset(&model, 0, sizeof model);
-    int status = model_load(&model, job->model_path);
-    if (status == SOWER_OK && job->model_digest_pinned)
-        status = model_check_digest(&model, job->model_digest, job->manifest_path);
-    model_free(&model);
-    SOWER_TRY(status);
-    return SOWER_OK;
-}
-
 int cmd_submit(int argc, char **argv)
 {
     SubmitOptions o;
@@ -292,7 +278,7 @@ int cmd_submit(int argc, char **argv)
     memset(&job, 0, sizeof job);
     int status = manifest_load(&job, manifest);
     if (status == SOWER_OK)
-        status = check_job(&job);
+        status = check_job_model(&job); /* before anything waits in a queue */
     if (status == SOWER_OK)
         status = log_dir_path(&job, log_dir, sizeof log_dir);
     if (status == SOWER_OK && !o.dry_run)

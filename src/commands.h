@@ -4,6 +4,7 @@
 #define SOWER_COMMANDS_H
 
 #include "err.h"
+#include "manifest.h"
 
 int cmd_noise(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_sample(int argc, char **argv) SOWER_MUST_CHECK;
@@ -13,6 +14,10 @@ int cmd_run(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_verify(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_export(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_submit(int argc, char **argv) SOWER_MUST_CHECK;
+
+/* The model a job names must load, and match its pinned digest if it has one; errors say where the
+ * manifest names it (FILE:LINE:COL: model: ...). For check and submit. */
+int check_job_model(const Job *job) SOWER_MUST_CHECK;
 
 /* "sower VERSION (revision REV)" and build facts, for --version and provenance. */
 const char *sower_version(void);
