@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "backend.h"
 #include "model.h"
 #include "rng.h"
 
@@ -37,8 +38,9 @@ int main(int argc, char **argv)
         rng_randn_f32(&g, RNG_KERNEL_TORCH_CPU, x + per * b, per);
         t[b] = 500;
     }
-    Scratch scratch = {0};
-    if (unet_forward(&m.unet, x, t, batch, cfg->sample_height, cfg->sample_width, y, &scratch) != SOWER_OK) {
+    ComputeBackend cpu;
+    if (compute_backend_cpu(&cpu, &m.unet) != SOWER_OK ||
+        unet_forward_on(&cpu, x, t, batch, cfg->sample_height, cfg->sample_width, y) != SOWER_OK) {
         sower_error_print(stderr, 1);
         return 3;
     }
@@ -47,7 +49,7 @@ int main(int argc, char **argv)
     double start = omp_get_wtime(), elapsed, fastest = 1e30; /* fastest: the least disturbed forward */
     do {
         double t0 = omp_get_wtime();
-        if (unet_forward(&m.unet, x, t, batch, cfg->sample_height, cfg->sample_width, y, &scratch) != SOWER_OK)
+        if (unet_forward_on(&cpu, x, t, batch, cfg->sample_height, cfg->sample_width, y) != SOWER_OK)
             return 3;
         reps++;
         elapsed = omp_get_wtime() - start;
@@ -60,7 +62,7 @@ int main(int argc, char **argv)
         printf("profile over %d forwards (%.3f s wall):\n", reps, elapsed);
         ops_profile_report(stdout);
     }
-    scratch_free(&scratch);
+    compute_backend_close(&cpu);
     free(x), free(y), free(t);
     model_free(&m);
     return 0;

@@ -1,29 +1,10 @@
 /* gpu_selftest.cu: proves the CUDA toolchain, cuBLAS and NCCL link and run. */
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
-#include <nccl.h>
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cuda_check.h"
 #include "gpu.h"
-
-#define GPU_CUDA_TRY(call)                                                                         \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess)                                                                     \
-            return sower_fail(SOWER_ECUDA, __FILE__, __LINE__, __func__, "%s: %s", #call,          \
-                              cudaGetErrorString(e_));                                             \
-    } while (0)
-
-#define GPU_CUBLAS_TRY(call)                                                                       \
-    do {                                                                                           \
-        cublasStatus_t e_ = (call);                                                                \
-        if (e_ != CUBLAS_STATUS_SUCCESS)                                                           \
-            return sower_fail(SOWER_ECUDA, __FILE__, __LINE__, __func__, "%s: %s", #call,          \
-                              cublasGetStatusString(e_));                                          \
-    } while (0)
 
 extern "C" int gpu_device_count(int *count)
 {

@@ -22,7 +22,7 @@ static int write_traces(const RenderSettings *rs, uint64_t seed, const float *sa
 }
 
 /* Renders seeds[0..nb) as one batch into out (nb, C, H, W). */
-static int render_batch(const RenderSettings *rs, const uint64_t *seeds, int nb, float *out, Scratch *scratch)
+static int render_batch(const RenderSettings *rs, const ComputeBackend *be, const uint64_t *seeds, int nb, float *out)
 {
     const UNet *unet = &rs->model->unet;
     const Scheduler *sched = rs->scheduler;
@@ -58,7 +58,7 @@ static int render_batch(const RenderSettings *rs, const uint64_t *seeds, int nb,
         }
         for (int b = 0; b < nb; b++)
             ts[b] = sched->timesteps[i];
-        SOWER_TRY_GOTO(unet_forward(unet, out, ts, nb, rs->height, rs->width, eps, scratch), status, done);
+        SOWER_TRY_GOTO(unet_forward_on(be, out, ts, nb, rs->height, rs->width, eps), status, done);
         for (int b = 0; b < nb; b++) {
             float *x = out + per * b;
             const float *e = eps + per * b;
@@ -91,13 +91,18 @@ done:
 int render_seeds(const RenderSettings *rs, const uint64_t *seeds, int n_seeds, float *out)
 {
     const size_t per = (size_t)rs->model->unet.cfg.in_channels * rs->height * rs->width;
-    Scratch scratch = {0};
+    ComputeBackend cpu = {0};
+    const ComputeBackend *be = rs->backend;
+    if (!be) {
+        SOWER_TRY(compute_backend_cpu(&cpu, &rs->model->unet));
+        be = &cpu;
+    }
     int status = SOWER_OK;
     for (int s = 0; s < n_seeds && status == SOWER_OK; s += rs->batch) {
         int nb = n_seeds - s < rs->batch ? n_seeds - s : rs->batch;
-        status = render_batch(rs, seeds + s, nb, out + per * s, &scratch);
+        status = render_batch(rs, be, seeds + s, nb, out + per * s);
     }
-    scratch_free(&scratch);
+    compute_backend_close(&cpu);
     SOWER_TRY(status);
     return SOWER_OK;
 }

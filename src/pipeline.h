@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "err.h"
 #include "model.h"
 #include "rng.h"
@@ -17,6 +18,7 @@
 
 typedef struct {
     const Model *model;
+    const ComputeBackend *backend; /* runs the UNet; NULL: a CPU backend for the call */
     const Scheduler *scheduler;
     float eta;            /* DDIM only */
     RngKernel generator;

@@ -2,6 +2,8 @@
  * diffusers/models/unets/unet_2d.py, unet_2d_blocks.py, resnet.py, attention_processor.py). */
 #include "unet.h"
 
+#include "backend.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,69 +256,52 @@ done:
     return status;
 }
 
-/* ---- forward ---- */
+/* ---- forward: one walk of the architecture, every operation through the backend's table ---- */
 
 typedef struct {
+    const UNetOps *ops;
+    void *be;              /* the backend's context */
     const float *emb_silu; /* (B, temb): SiLU of the time embedding, shared by every resnet */
     float *time_proj;      /* (B, max cout) scratch for a resnet's time projection */
-    Scratch *scratch;
 } ForwardCtx;
 
 static int resnet_forward(const ResnetParams *r, const Act *x, Act *out, ForwardCtx *ctx)
 {
+    const UNetOps *ops = ctx->ops;
     Act a = {0}, b = {0}, s = {0};
     int status = SOWER_OK;
     const ConvGeometry same = {1, 1, 1, 1, 1};
-    SOWER_TRY_GOTO(act_alloc(&a, x->c, x->b, x->h, x->w), status, done);
-    op_group_norm(&r->norm1, x, &a, 1);
-    SOWER_TRY_GOTO(op_conv2d(&r->conv1, same, &a, &b, ctx->scratch), status, done);
-    act_free(&a);
-    op_linear(&r->time_proj, ctx->emb_silu, x->b, ctx->time_proj);
-    const size_t hw = (size_t)b.h * b.w;
-    for (int c = 0; c < b.c; c++)
-        for (int n = 0; n < b.b; n++) {
-            float t = ctx->time_proj[(size_t)n * b.c + c];
-            float *plane = b.data + ((size_t)c * b.b + n) * hw;
-            for (size_t i = 0; i < hw; i++)
-                plane[i] += t;
-        }
-    op_group_norm(&r->norm2, &b, &b, 1);
-    SOWER_TRY_GOTO(op_conv2d(&r->conv2, same, &b, out, ctx->scratch), status, done);
+    SOWER_TRY_GOTO(ops->act_alloc(ctx->be, &a, x->c, x->b, x->h, x->w), status, done);
+    SOWER_TRY_GOTO(ops->group_norm(ctx->be, &r->norm1, x, &a, 1), status, done);
+    SOWER_TRY_GOTO(ops->conv2d(ctx->be, &r->conv1, same, &a, &b), status, done);
+    ops->act_free(ctx->be, &a);
+    SOWER_TRY_GOTO(ops->linear(ctx->be, &r->time_proj, ctx->emb_silu, x->b, ctx->time_proj), status, done);
+    SOWER_TRY_GOTO(ops->add_channel_bias(ctx->be, &b, ctx->time_proj), status, done);
+    SOWER_TRY_GOTO(ops->group_norm(ctx->be, &r->norm2, &b, &b, 1), status, done);
+    SOWER_TRY_GOTO(ops->conv2d(ctx->be, &r->conv2, same, &b, out), status, done);
     const Act *shortcut = x;
     if (r->shortcut.weight) {
         const ConvGeometry pointwise = {1, 0, 0, 0, 0};
-        SOWER_TRY_GOTO(op_conv2d(&r->shortcut, pointwise, x, &s, ctx->scratch), status, done);
+        SOWER_TRY_GOTO(ops->conv2d(ctx->be, &r->shortcut, pointwise, x, &s), status, done);
         shortcut = &s;
     }
-    const size_t n = act_numel(out);
-    const float scale = r->output_scale;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        out->data[i] = (shortcut->data[i] + out->data[i]) / scale;
+    SOWER_TRY_GOTO(ops->residual(ctx->be, shortcut, out, r->output_scale), status, done);
 done:
     if (status != SOWER_OK)
-        act_free(out);
-    act_free(&a);
-    act_free(&b);
-    act_free(&s);
+        ops->act_free(ctx->be, out);
+    ops->act_free(ctx->be, &a);
+    ops->act_free(ctx->be, &b);
+    ops->act_free(ctx->be, &s);
     return status;
 }
 
 /* h <- next, freeing the old h if this function owned it. */
-static void replace(Act *h, int *owned, Act *next)
+static void replace(ForwardCtx *ctx, Act *h, int *owned, Act *next)
 {
     if (*owned)
-        act_free(h);
+        ctx->ops->act_free(ctx->be, h);
     *h = *next;
     *owned = 1;
-}
-
-static int concat_channels(const Act *a, const Act *b, Act *out)
-{
-    SOWER_TRY(act_alloc(out, a->c + b->c, a->b, a->h, a->w));
-    memcpy(out->data, a->data, act_numel(a) * sizeof(float));
-    memcpy(out->data + act_numel(a), b->data, act_numel(b) * sizeof(float));
-    return SOWER_OK;
 }
 
 enum { MAX_SKIPS = 1 + UNET_MAX_BLOCKS * UNET_MAX_LAYERS + UNET_MAX_BLOCKS };
@@ -324,6 +309,7 @@ enum { MAX_SKIPS = 1 + UNET_MAX_BLOCKS * UNET_MAX_LAYERS + UNET_MAX_BLOCKS };
 static int forward_body(const UNet *u, Act *h, int *h_owned, ForwardCtx *ctx, Act *skips, int *n_skips)
 {
     const UNetConfig *cfg = &u->cfg;
+    const UNetOps *ops = ctx->ops;
     const ConvGeometry same = {1, 1, 1, 1, 1};
     Act next = {0};
     skips[(*n_skips)++] = *h; /* conv_in's output: the stack owns it now */
@@ -332,117 +318,137 @@ static int forward_body(const UNet *u, Act *h, int *h_owned, ForwardCtx *ctx, Ac
         const BlockParams *blk = &u->down[i];
         for (int j = 0; j < blk->n_layers; j++) {
             SOWER_TRY(resnet_forward(&blk->resnets[j], h, &next, ctx));
-            replace(h, h_owned, &next);
+            replace(ctx, h, h_owned, &next);
             if (blk->has_attention) {
-                SOWER_TRY(op_attention(&blk->attentions[j], h, &next, ctx->scratch));
-                replace(h, h_owned, &next);
+                SOWER_TRY(ops->attention(ctx->be, &blk->attentions[j], h, &next));
+                replace(ctx, h, h_owned, &next);
             }
             skips[(*n_skips)++] = *h;
             *h_owned = 0;
         }
         if (blk->has_sampler) {
             ConvGeometry down = cfg->downsample_padding ? (ConvGeometry){2, 1, 1, 1, 1} : (ConvGeometry){2, 0, 0, 1, 1};
-            SOWER_TRY(op_conv2d(&blk->sampler, down, h, &next, ctx->scratch));
-            replace(h, h_owned, &next);
+            SOWER_TRY(ops->conv2d(ctx->be, &blk->sampler, down, h, &next));
+            replace(ctx, h, h_owned, &next);
             skips[(*n_skips)++] = *h;
             *h_owned = 0;
         }
     }
     SOWER_TRY(resnet_forward(&u->mid_resnets[0], h, &next, ctx));
-    replace(h, h_owned, &next);
+    replace(ctx, h, h_owned, &next);
     if (u->mid_has_attention) {
-        SOWER_TRY(op_attention(&u->mid_attention, h, &next, ctx->scratch));
-        replace(h, h_owned, &next);
+        SOWER_TRY(ops->attention(ctx->be, &u->mid_attention, h, &next));
+        replace(ctx, h, h_owned, &next);
     }
     SOWER_TRY(resnet_forward(&u->mid_resnets[1], h, &next, ctx));
-    replace(h, h_owned, &next);
+    replace(ctx, h, h_owned, &next);
     for (int i = 0; i < cfg->n_blocks; i++) {
         const BlockParams *blk = &u->up[i];
         for (int j = 0; j < blk->n_layers; j++) {
             Act skip = skips[--(*n_skips)];
             Act cat = {0};
-            int status = concat_channels(h, &skip, &cat);
-            act_free(&skip);
+            int status = ops->concat_channels(ctx->be, h, &skip, &cat);
+            ops->act_free(ctx->be, &skip);
             SOWER_TRY(status);
-            replace(h, h_owned, &cat);
+            replace(ctx, h, h_owned, &cat);
             SOWER_TRY(resnet_forward(&blk->resnets[j], h, &next, ctx));
-            replace(h, h_owned, &next);
+            replace(ctx, h, h_owned, &next);
             if (blk->has_attention) {
-                SOWER_TRY(op_attention(&blk->attentions[j], h, &next, ctx->scratch));
-                replace(h, h_owned, &next);
+                SOWER_TRY(ops->attention(ctx->be, &blk->attentions[j], h, &next));
+                replace(ctx, h, h_owned, &next);
             }
         }
         if (blk->has_sampler) {
-            SOWER_TRY(op_upsample_nearest2x(h, &next));
-            replace(h, h_owned, &next);
-            SOWER_TRY(op_conv2d(&blk->sampler, same, h, &next, ctx->scratch));
-            replace(h, h_owned, &next);
+            SOWER_TRY(ops->upsample_nearest2x(ctx->be, h, &next));
+            replace(ctx, h, h_owned, &next);
+            SOWER_TRY(ops->conv2d(ctx->be, &blk->sampler, same, h, &next));
+            replace(ctx, h, h_owned, &next);
         }
     }
-    op_group_norm(&u->norm_out, h, h, 1);
-    SOWER_TRY(op_conv2d(&u->conv_out, same, h, &next, ctx->scratch));
-    replace(h, h_owned, &next);
+    SOWER_TRY(ops->group_norm(ctx->be, &u->norm_out, h, h, 1));
+    SOWER_TRY(ops->conv2d(ctx->be, &u->conv_out, same, h, &next));
+    replace(ctx, h, h_owned, &next);
     return SOWER_OK;
 }
 
-int unet_forward(const UNet *u, const float *x, const int64_t *timesteps, int batch, int height, int width,
-                 float *out, Scratch *scratch)
+int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+                    int width, float *out)
 {
+    const UNet *u = be->unet;
+    const UNetOps *ops = be->ops;
+    void *bc = be->ctx;
     const UNetConfig *cfg = &u->cfg;
     const int div = 1 << (cfg->n_blocks - 1);
     if (height % div || width % div)
         return SOWER_FAIL(SOWER_EINPUT, "sample size %dx%d is not divisible by %d, as this UNet's %d blocks need",
                           height, width, div, cfg->n_blocks);
     const int c0 = cfg->block_out_channels[0], temb = 4 * c0;
-    const size_t hw = (size_t)height * width;
+    const int max_io = cfg->in_channels > cfg->out_channels ? cfg->in_channels : cfg->out_channels;
+    const size_t in_values = (size_t)batch * cfg->in_channels * height * width;
     int status = SOWER_OK, h_owned = 1, n_skips = 0;
     Act in = {0}, h = {0};
     Act skips[MAX_SKIPS];
-    float *t_sin = malloc(sizeof(float) * (size_t)batch * c0);    /* (B, c0) */
-    float *t_hidden = malloc(sizeof(float) * (size_t)batch * temb); /* (B, temb) */
-    float *emb = malloc(sizeof(float) * (size_t)batch * temb);      /* (B, temb) */
     int max_c = 0;
     for (int i = 0; i < cfg->n_blocks; i++)
         max_c = cfg->block_out_channels[i] > max_c ? cfg->block_out_channels[i] : max_c;
-    float *time_proj = malloc(sizeof(float) * (size_t)batch * max_c); /* (B, max cout) */
-    if (!t_sin || !t_hidden || !emb || !time_proj) {
+    float *t_host = malloc(sizeof(float) * (size_t)batch * c0); /* (B, c0) host: the sinusoids */
+    float *t_sin = NULL;     /* (B, c0) */
+    float *t_hidden = NULL;  /* (B, temb) */
+    float *emb = NULL;       /* (B, temb) */
+    float *time_proj = NULL; /* (B, max cout) */
+    float *x_nchw = NULL;    /* (B, max(in, out channels), H, W): the input, then the output */
+    if (!t_host) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for the time embedding");
         goto done;
     }
-    /* Time embedding: sinusoids -> linear_1 -> SiLU -> linear_2; every resnet uses SiLU of it. */
-    op_timestep_embedding(timesteps, batch, c0, cfg->flip_sin_to_cos, cfg->freq_shift, t_sin);
-    op_linear(&u->time_linear_1, t_sin, batch, t_hidden);
-    op_silu(t_hidden, (size_t)batch * temb);
-    op_linear(&u->time_linear_2, t_hidden, batch, emb);
-    op_silu(emb, (size_t)batch * temb);
-    ForwardCtx ctx = {emb, time_proj, scratch};
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &t_sin, (size_t)batch * c0), status, done);
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &t_hidden, (size_t)batch * temb), status, done);
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &emb, (size_t)batch * temb), status, done);
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &time_proj, (size_t)batch * max_c), status, done);
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &x_nchw, (size_t)batch * max_io * height * width), status, done);
 
-    /* NCHW -> (C, B, H, W) */
-    SOWER_TRY_GOTO(act_alloc(&in, cfg->in_channels, batch, height, width), status, done);
-    for (int b = 0; b < batch; b++)
-        for (int c = 0; c < cfg->in_channels; c++) {
-            const float *src = x + ((size_t)b * cfg->in_channels + c) * hw;
-            float *dst = in.data + ((size_t)c * batch + b) * hw;
-            for (size_t i = 0; i < hw; i++)
-                dst[i] = cfg->center_input_sample ? 2.0f * src[i] - 1.0f : src[i];
-        }
+    /* Time embedding: sinusoids (on the host, the same bits everywhere) -> linear_1 -> SiLU ->
+     * linear_2; every resnet uses SiLU of it. */
+    op_timestep_embedding(timesteps, batch, c0, cfg->flip_sin_to_cos, cfg->freq_shift, t_host);
+    SOWER_TRY_GOTO(ops->upload(bc, t_sin, t_host, (size_t)batch * c0), status, done);
+    SOWER_TRY_GOTO(ops->linear(bc, &u->time_linear_1, t_sin, batch, t_hidden), status, done);
+    SOWER_TRY_GOTO(ops->silu(bc, t_hidden, (size_t)batch * temb), status, done);
+    SOWER_TRY_GOTO(ops->linear(bc, &u->time_linear_2, t_hidden, batch, emb), status, done);
+    SOWER_TRY_GOTO(ops->silu(bc, emb, (size_t)batch * temb), status, done);
+    ForwardCtx ctx = {ops, bc, emb, time_proj};
+
+    SOWER_TRY_GOTO(ops->upload(bc, x_nchw, x, in_values), status, done);
+    SOWER_TRY_GOTO(ops->act_alloc(bc, &in, cfg->in_channels, batch, height, width), status, done);
+    SOWER_TRY_GOTO(ops->from_nchw(bc, x_nchw, batch, cfg->center_input_sample, &in), status, done);
     const ConvGeometry same = {1, 1, 1, 1, 1};
-    SOWER_TRY_GOTO(op_conv2d(&u->conv_in, same, &in, &h, scratch), status, done);
-    act_free(&in);
+    SOWER_TRY_GOTO(ops->conv2d(bc, &u->conv_in, same, &in, &h), status, done);
+    ops->act_free(bc, &in);
     SOWER_TRY_GOTO(forward_body(u, &h, &h_owned, &ctx, skips, &n_skips), status, done);
-    for (int b = 0; b < batch; b++)
-        for (int c = 0; c < cfg->out_channels; c++)
-            memcpy(out + ((size_t)b * cfg->out_channels + c) * hw, h.data + ((size_t)c * batch + b) * hw,
-                   hw * sizeof(float));
+    SOWER_TRY_GOTO(ops->to_nchw(bc, &h, x_nchw), status, done);
+    SOWER_TRY_GOTO(ops->download(bc, out, x_nchw, (size_t)batch * cfg->out_channels * height * width), status,
+                   done);
 done:
     while (n_skips > 0)
-        act_free(&skips[--n_skips]);
+        ops->act_free(bc, &skips[--n_skips]);
     if (h_owned)
-        act_free(&h);
-    act_free(&in);
-    free(t_sin);
-    free(t_hidden);
-    free(emb);
-    free(time_proj);
+        ops->act_free(bc, &h);
+    ops->act_free(bc, &in);
+    free(t_host);
+    ops->buffer_free(bc, t_sin);
+    ops->buffer_free(bc, t_hidden);
+    ops->buffer_free(bc, emb);
+    ops->buffer_free(bc, time_proj);
+    ops->buffer_free(bc, x_nchw);
     return status;
+}
+
+int unet_forward(const UNet *u, const float *x, const int64_t *timesteps, int batch, int height, int width,
+                 float *out)
+{
+    ComputeBackend cpu;
+    SOWER_TRY(compute_backend_cpu(&cpu, u));
+    int status = unet_forward_on(&cpu, x, timesteps, batch, height, width, out);
+    compute_backend_close(&cpu);
+    SOWER_TRY(status);
+    return SOWER_OK;
 }

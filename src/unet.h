@@ -1,4 +1,4 @@
-/* unet.h: diffusers' UNet2DModel (unconditional), float32 on the CPU backend.
+/* unet.h: diffusers' UNet2DModel (unconditional), float32, on any backend (backend.h).
  *
  * Supported: DownBlock2D, AttnDownBlock2D, UpBlock2D, AttnUpBlock2D, UNetMidBlock2D (with or
  * without attention), ResnetBlock2D with 1x1 shortcut, one- and multi-head attention, positional
@@ -85,9 +85,15 @@ int unet_init(UNet *u, const UNetConfig *cfg) SOWER_MUST_CHECK;
 int unet_bind(UNet *u, const StFile *weights) SOWER_MUST_CHECK;
 void unet_free(UNet *u);
 
-/* One forward pass: x (batch, in_channels, H, W) NCHW and timesteps (batch,) ->
- * out (batch, out_channels, H, W). H and W must be divisible by 2^(n_blocks-1). */
+typedef struct ComputeBackend ComputeBackend; /* backend.h */
+
+/* One forward pass of the backend's model: x (batch, in_channels, H, W) NCHW and timesteps
+ * (batch,), both in host memory -> out (batch, out_channels, H, W) in host memory. H and W must
+ * be divisible by 2^(n_blocks-1). */
+int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+                    int width, float *out) SOWER_MUST_CHECK;
+/* The same on the CPU backend (a fresh one per call: for tests and tools). */
 int unet_forward(const UNet *u, const float *x, const int64_t *timesteps, int batch, int height, int width,
-                 float *out, Scratch *scratch) SOWER_MUST_CHECK;
+                 float *out) SOWER_MUST_CHECK;
 
 #endif /* SOWER_UNET_H */

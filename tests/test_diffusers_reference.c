@@ -153,14 +153,12 @@ static void run_forward(const cJSON *c, const Model *m)
     rng_seed(&g, seed_of(cJSON_GetObjectItemCaseSensitive(c, "input_seed")));
     rng_randn_f32(&g, RNG_KERNEL_TORCH_CPU, x, per);
     int64_t t = (int64_t)num(c, "timestep");
-    Scratch scratch = {0};
     float *ref = read_ref(str(c, "output"), per);
     CHECK(ref != NULL, "%s: reference missing", str(c, "name"));
-    if (ref && unet_forward(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, y, &scratch) == SOWER_OK) {
+    if (ref && unet_forward(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, y) == SOWER_OK) {
         double yard = num(c, "torch_batch_yardstick");
         report(str(c, "name"), max_abs_diff(y, ref, per), yard, fmin(5 * yard, FORWARD_CAP));
     }
-    scratch_free(&scratch);
     free(x), free(y), free(ref);
 }
 
@@ -233,20 +231,18 @@ static void run_trace(const cJSON *c, const Model *m)
     TorchRng g = {0};
     rng_seed(&g, seed_of(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "seeds"), 0)));
     rng_randn_f32(&g, RNG_KERNEL_TORCH_CPU, x, per);
-    Scratch scratch = {0};
     double worst_eps = 0, worst_step = 0;
     const cJSON *one_step = cJSON_GetObjectItemCaseSensitive(c, "trace_one_step_batch_yardstick");
     double yard_eps = num(one_step, "model_output"), yard_step = num(one_step, "sample");
     for (int i = 0; i < steps; i++) {
         int64_t t = sched.timesteps[i];
-        if (unet_forward(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, eps, &scratch) != SOWER_OK)
+        if (unet_forward(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, eps) != SOWER_OK)
             break;
         worst_eps = fmax(worst_eps, max_abs_diff(eps, outputs + per * i, per));
         scheduler_step(&sched, i, 0.0f, eps, x, NULL, next, per);
         worst_step = fmax(worst_step, max_abs_diff(next, samples + per * i, per));
         memcpy(x, samples + per * i, per * sizeof(float)); /* continue from diffusers' sample */
     }
-    scratch_free(&scratch);
     char name[128];
     snprintf(name, sizeof name, "%s (model outputs)", str(c, "name"));
     report(name, worst_eps, yard_eps, 5 * yard_eps);

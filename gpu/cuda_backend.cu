@@ -1,0 +1,330 @@
+/* cuda_backend.cu: the CUDA backend's table of operations (backend.h) over the kernels of
+ * cuda_kernels.cu: one device, one stream, device memory from the stream's pool, the model's
+ * weights copied to the device once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+#include "gpu.h"
+
+enum { ATTENTION_SCORES_BUDGET = 64 << 20 }; /* floats of attention scores at a time (256 MiB) */
+
+typedef struct {
+    int device;
+    cudaStream_t stream;
+    float *weights;   /* (n_values,) every parameter of the model, in the UNet's parameter order */
+    UNet mirror;      /* the model with each parameter pointing into weights */
+} CudaContext;
+
+static cudaStream_t stream_of(void *ctx) { return ((CudaContext *)ctx)->stream; }
+
+/* ---- memory ---- */
+
+static int cuda_buffer_alloc(void *ctx, float **buf, size_t floats)
+{
+    *buf = NULL;
+    cudaError_t e = cudaMallocAsync((void **)buf, (floats ? floats : 1) * sizeof(float), stream_of(ctx));
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return SOWER_FAIL(e == cudaErrorMemoryAllocation ? SOWER_ENOMEM : SOWER_ECUDA,
+                          "cannot allocate %zu floats on the GPU: %s", floats, cudaGetErrorString(e));
+    }
+    return SOWER_OK;
+}
+
+static void cuda_buffer_free(void *ctx, float *buf)
+{
+    if (buf)
+        cudaFreeAsync(buf, stream_of(ctx));
+}
+
+static int cuda_act_alloc(void *ctx, Act *a, int c, int b, int h, int w)
+{
+    a->c = c, a->b = b, a->h = h, a->w = w;
+    return cuda_buffer_alloc(ctx, &a->data, act_numel(a));
+}
+
+static void cuda_act_free(void *ctx, Act *a)
+{
+    cuda_buffer_free(ctx, a->data);
+    memset(a, 0, sizeof *a);
+}
+
+static int cuda_upload(void *ctx, float *dst, const float *host_src, size_t floats)
+{
+    GPU_CUDA_TRY(cudaMemcpyAsync(dst, host_src, floats * sizeof(float), cudaMemcpyHostToDevice, stream_of(ctx)));
+    return SOWER_OK;
+}
+
+/* Waits for the stream: a fault in any earlier kernel is reported here. */
+static int cuda_download(void *ctx, float *host_dst, const float *src, size_t floats)
+{
+    GPU_CUDA_TRY(cudaMemcpyAsync(host_dst, src, floats * sizeof(float), cudaMemcpyDeviceToHost, stream_of(ctx)));
+    GPU_CUDA_TRY(cudaStreamSynchronize(stream_of(ctx)));
+    return SOWER_OK;
+}
+
+/* ---- operations ---- */
+
+static int cuda_from_nchw(void *ctx, const float *x, int batch, int center, Act *out)
+{
+    (void)batch; /* out->b */
+    return gpu_from_nchw(x, center, out, stream_of(ctx));
+}
+
+static int cuda_to_nchw(void *ctx, const Act *in, float *x) { return gpu_to_nchw(in, x, stream_of(ctx)); }
+
+static int cuda_conv2d(void *ctx, const ConvParams *p, ConvGeometry g, const Act *in, Act *out)
+{
+    int ho = (in->h + g.pad_top + g.pad_bottom - p->k) / g.stride + 1;
+    int wo = (in->w + g.pad_left + g.pad_right - p->k) / g.stride + 1;
+    SOWER_TRY(cuda_act_alloc(ctx, out, p->cout, in->b, ho, wo));
+    /* out (cout, B*Ho*Wo) = W (cout, cin*k*k) . columns of in (cin*k*k, B*Ho*Wo) + bias */
+    GpuGemm gm;
+    memset(&gm, 0, sizeof gm);
+    gm.m = p->cout, gm.n = (int)act_plane(out), gm.k = p->cin * p->k * p->k;
+    gm.a.base = p->weight, gm.a.si = gm.k, gm.a.sj = 1;
+    gm.conv = (GpuConvInput){in->data, p->cin, in->b, in->h, in->w, p->k, g.stride, g.pad_top, g.pad_left, ho, wo};
+    gm.c = out->data, gm.c_si = gm.n, gm.c_sj = 1;
+    gm.bias = p->bias;
+    gm.batches = 1, gm.zdiv = 1;
+    int status = gpu_gemm(&gm, stream_of(ctx));
+    if (status != SOWER_OK)
+        cuda_act_free(ctx, out);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+static int cuda_group_norm(void *ctx, const GroupNormParams *p, const Act *in, Act *out, int silu)
+{
+    return gpu_group_norm(p, in, out, silu, stream_of(ctx));
+}
+
+static int cuda_silu(void *ctx, float *x, size_t n) { return gpu_silu(x, n, stream_of(ctx)); }
+
+/* y (batch, out) = x (batch, in) W^T + b: C (out, batch) = W (out, in) . x^T, stored transposed. */
+static int cuda_linear(void *ctx, const LinearParams *p, const float *x, int batch, float *y)
+{
+    GpuGemm gm;
+    memset(&gm, 0, sizeof gm);
+    gm.m = p->out, gm.n = batch, gm.k = p->in;
+    gm.a.base = p->weight, gm.a.si = p->in, gm.a.sj = 1;
+    gm.b.base = x, gm.b.si = 1, gm.b.sj = p->in;
+    gm.c = y, gm.c_si = 1, gm.c_sj = p->out;
+    gm.bias = p->bias;
+    gm.batches = 1, gm.zdiv = 1;
+    return gpu_gemm(&gm, stream_of(ctx));
+}
+
+static int cuda_upsample(void *ctx, const Act *in, Act *out)
+{
+    SOWER_TRY(cuda_act_alloc(ctx, out, in->c, in->b, 2 * in->h, 2 * in->w));
+    return gpu_upsample_nearest2x(in, out, stream_of(ctx));
+}
+
+static int cuda_add_channel_bias(void *ctx, Act *x, const float *t) { return gpu_add_channel_bias(x, t, stream_of(ctx)); }
+
+static int cuda_residual(void *ctx, const Act *shortcut, Act *out, float scale)
+{
+    return gpu_residual(shortcut->data, out->data, act_numel(out), scale, stream_of(ctx));
+}
+
+static int cuda_concat_channels(void *ctx, const Act *a, const Act *b, Act *out)
+{
+    SOWER_TRY(cuda_act_alloc(ctx, out, a->c + b->c, a->b, a->h, a->w));
+    cudaStream_t s = stream_of(ctx);
+    GPU_CUDA_TRY(cudaMemcpyAsync(out->data, a->data, act_numel(a) * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    GPU_CUDA_TRY(cudaMemcpyAsync(out->data + act_numel(a), b->data, act_numel(b) * sizeof(float),
+                                 cudaMemcpyDeviceToDevice, s));
+    return SOWER_OK;
+}
+
+/* A Linear at every pixel: y (out, B, H, W) = W x + b, a 1x1 convolution. */
+static int project(void *ctx, const LinearParams *l, const Act *x, Act *y)
+{
+    const ConvParams conv = {l->weight, l->bias, l->out, l->in, 1};
+    return cuda_conv2d(ctx, &conv, (ConvGeometry){1, 0, 0, 0, 0}, x, y);
+}
+
+/* scores (nb*heads, HW, HW) = q^T k per sample and head, softmax(scale *), o = v P^T, for samples
+ * [b0, b0 + nb). q, k, v, o (C, B, HW); head h is channels [h*dh, (h+1)*dh). */
+static int attention_chunk(void *ctx, const AttentionParams *p, const Act *q, const Act *k, const Act *v, Act *o,
+                           int b0, int nb, float *scores)
+{
+    cudaStream_t s = stream_of(ctx);
+    const int hw = q->h * q->w, dh = p->dim_head;
+    const long long n = (long long)act_plane(q), first = (long long)b0 * hw;
+    GpuGemm gm;
+    memset(&gm, 0, sizeof gm);
+    gm.batches = nb * p->heads, gm.zdiv = p->heads; /* z = sample * heads + head */
+    /* S(i, j) = sum_c q(h*dh + c, b, i) k(h*dh + c, b, j) */
+    gm.m = hw, gm.n = hw, gm.k = dh;
+    gm.a = (GpuMatrix){q->data + first, 1, n, hw, (long long)dh * n};
+    gm.b = (GpuMatrix){k->data + first, n, 1, hw, (long long)dh * n};
+    gm.c = scores, gm.c_si = hw, gm.c_sj = 1, gm.c_s1 = (long long)p->heads * hw * hw, gm.c_s2 = (long long)hw * hw;
+    SOWER_TRY(gpu_gemm(&gm, s));
+    SOWER_TRY(gpu_softmax_rows(scores, (long long)nb * p->heads * hw, hw, 1.0f / sqrtf((float)dh), s));
+    /* O(c, i) = sum_j v(h*dh + c, b, j) P(i, j) */
+    gm.m = dh, gm.n = hw, gm.k = hw;
+    gm.a = (GpuMatrix){v->data + first, n, 1, hw, (long long)dh * n};
+    gm.b = (GpuMatrix){scores, 1, hw, (long long)p->heads * hw * hw, (long long)hw * hw};
+    gm.c = o->data + first, gm.c_si = n, gm.c_sj = 1, gm.c_s1 = hw, gm.c_s2 = (long long)dh * n;
+    SOWER_TRY(gpu_gemm(&gm, s));
+    return SOWER_OK;
+}
+
+static int cuda_attention(void *ctx, const AttentionParams *p, const Act *x, Act *out)
+{
+    const int hw = x->h * x->w;
+    Act g, q, k, v;
+    memset(&g, 0, sizeof g), memset(&q, 0, sizeof q), memset(&k, 0, sizeof k), memset(&v, 0, sizeof v);
+    float *scores = NULL; /* (chunk * heads, HW, HW) */
+    int status = SOWER_OK;
+    SOWER_TRY_GOTO(cuda_act_alloc(ctx, &g, x->c, x->b, x->h, x->w), status, done);
+    SOWER_TRY_GOTO(gpu_group_norm(&p->norm, x, &g, 0, stream_of(ctx)), status, done);
+    SOWER_TRY_GOTO(project(ctx, &p->q, &g, &q), status, done);
+    SOWER_TRY_GOTO(project(ctx, &p->k, &g, &k), status, done);
+    SOWER_TRY_GOTO(project(ctx, &p->v, &g, &v), status, done);
+    {
+        /* Samples in chunks so the scores stay within budget; each sample's work is the same
+         * whatever the chunk, so chunking never changes a bit. The output overwrites g. */
+        long long per_sample = (long long)p->heads * hw * hw;
+        int chunk = (int)(ATTENTION_SCORES_BUDGET / per_sample);
+        chunk = chunk < 1 ? 1 : chunk > x->b ? x->b : chunk;
+        chunk = chunk * p->heads > 65535 ? 65535 / p->heads : chunk;
+        SOWER_TRY_GOTO(cuda_buffer_alloc(ctx, &scores, (size_t)per_sample * chunk), status, done);
+        for (int b0 = 0; b0 < x->b; b0 += chunk) {
+            int nb = x->b - b0 < chunk ? x->b - b0 : chunk;
+            SOWER_TRY_GOTO(attention_chunk(ctx, p, &q, &k, &v, &g, b0, nb, scores), status, done);
+        }
+    }
+    SOWER_TRY_GOTO(project(ctx, &p->out, &g, out), status, done);
+    SOWER_TRY_GOTO(gpu_residual(x->data, out->data, act_numel(out), p->rescale_output, stream_of(ctx)), status,
+                   done);
+done:
+    if (status != SOWER_OK)
+        cuda_act_free(ctx, out);
+    cuda_buffer_free(ctx, scores);
+    cuda_act_free(ctx, &g);
+    cuda_act_free(ctx, &q);
+    cuda_act_free(ctx, &k);
+    cuda_act_free(ctx, &v);
+    return status;
+}
+
+static const UNetOps cuda_ops = {
+    cuda_act_alloc,
+    cuda_act_free,
+    cuda_buffer_alloc,
+    cuda_buffer_free,
+    cuda_upload,
+    cuda_download,
+    cuda_from_nchw,
+    cuda_to_nchw,
+    cuda_conv2d,
+    cuda_group_norm,
+    cuda_silu,
+    cuda_linear,
+    cuda_upsample,
+    cuda_attention,
+    cuda_add_channel_bias,
+    cuda_residual,
+    cuda_concat_channels,
+};
+
+/* ---- set-up ---- */
+
+static void cuda_close(void *ctx)
+{
+    CudaContext *c = (CudaContext *)ctx;
+    if (c->stream) {
+        cudaStreamSynchronize(c->stream);
+        cudaStreamDestroy(c->stream);
+    }
+    cudaFree(c->weights);
+    free(c);
+}
+
+/* Copies every parameter of u into one device block and points the mirror's parameters there. The
+ * mirror is u itself with each parameter slot (a field of u) moved to the same field of the copy. */
+static int upload_weights(CudaContext *c, const UNet *u)
+{
+    GPU_CUDA_TRY(cudaMalloc((void **)&c->weights, (size_t)u->n_values * sizeof(float)));
+    c->mirror = *u;
+    c->mirror.params = NULL; /* the list stays with u */
+    size_t offset = 0;
+    for (int i = 0; i < u->n_params; i++) {
+        const UNetParam *p = &u->params[i];
+        size_t numel = 1;
+        for (int d = 0; d < p->ndim; d++)
+            numel *= (size_t)p->shape[d];
+        ptrdiff_t field = (const char *)p->slot - (const char *)u;
+        if (field < 0 || (size_t)field + sizeof(float *) > sizeof *u)
+            return SOWER_FAIL(SOWER_EINTERNAL, "parameter '%s' is not a field of the model", p->name);
+        GPU_CUDA_TRY(cudaMemcpy(c->weights + offset, *p->slot, numel * sizeof(float), cudaMemcpyHostToDevice));
+        *(const float **)((char *)&c->mirror + field) = c->weights + offset;
+        offset += numel;
+    }
+    return SOWER_OK;
+}
+
+/* "cuda: NAME, N SMs, sm_XY, driver D, runtime R, cuBLAS V, kernels ..." */
+static int describe(int device, char *out, size_t size)
+{
+    cudaDeviceProp prop;
+    GPU_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    int driver = 0, runtime = 0, major = 0, minor = 0, patch = 0;
+    GPU_CUDA_TRY(cudaDriverGetVersion(&driver));
+    GPU_CUDA_TRY(cudaRuntimeGetVersion(&runtime));
+    GPU_CUBLAS_TRY(cublasGetProperty(MAJOR_VERSION, &major));
+    GPU_CUBLAS_TRY(cublasGetProperty(MINOR_VERSION, &minor));
+    GPU_CUBLAS_TRY(cublasGetProperty(PATCH_LEVEL, &patch));
+    snprintf(out, size,
+             "cuda: %s, %d SMs, sm_%d%d, driver %d.%d, runtime %d.%d, cuBLAS %d.%d.%d, kernels sower fp32 "
+             "(gemm 128x128x8 fmaf in k order, no TF32, no atomics)",
+             prop.name, prop.multiProcessorCount, prop.major, prop.minor, driver / 1000, driver % 1000 / 10,
+             runtime / 1000, runtime % 1000 / 10, major, minor, patch);
+    return SOWER_OK;
+}
+
+static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const CudaOptions *opt)
+{
+    int count = 0;
+    SOWER_TRY(gpu_device_count(&count));
+    if (opt->device < 0 || opt->device >= count)
+        return SOWER_FAIL(SOWER_EINPUT, "backend cuda: device %d does not exist (%d visible)", opt->device, count);
+    GPU_CUDA_TRY(cudaSetDevice(opt->device));
+    c->device = opt->device;
+    /* Freed blocks stay in the pool for the next forward pass instead of going back to the driver. */
+    cudaMemPool_t pool;
+    GPU_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, opt->device));
+    unsigned long long keep = ~0ULL;
+    GPU_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    GPU_CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    SOWER_TRY(upload_weights(c, u));
+    SOWER_TRY(describe(opt->device, be->identity, sizeof be->identity));
+    return SOWER_OK;
+}
+
+extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const CudaOptions *opt)
+{
+    memset(be, 0, sizeof *be);
+    CudaContext *c = (CudaContext *)calloc(1, sizeof *c);
+    if (!c)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    int status = open_cuda(c, be, u, opt);
+    if (status != SOWER_OK) {
+        cuda_close(c);
+        memset(be, 0, sizeof *be);
+        return sower_trace(status, __FILE__, __LINE__, __func__);
+    }
+    be->ops = &cuda_ops;
+    be->ctx = c;
+    be->unet = &c->mirror;
+    be->kind = BACKEND_CUDA;
+    be->close = cuda_close;
+    return SOWER_OK;
+}
