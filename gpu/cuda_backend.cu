@@ -325,6 +325,11 @@ extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const Cud
     be->ctx = c;
     be->unet = &c->mirror;
     be->kind = BACKEND_CUDA;
+    be->determinism = "per-seed torch.Generator('cpu').manual_seed(seed), noise drawn on the host and uploaded; "
+                      "activations (C,B,H,W); sower's own kernels: every output element reduced by one thread (or "
+                      "one block's fixed tree) in an order set by its own sample's shapes, no atomics, no split "
+                      "reductions, no TF32, --fmad=false; one stream; bits independent of batch, rank count and "
+                      "position in the batch, on equal backend identities";
     be->close = cuda_close;
     return SOWER_OK;
 }

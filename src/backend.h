@@ -61,6 +61,7 @@ struct ComputeBackend {
     const UNet *unet;                   /* the model, its weights where the operations read them */
     Backend kind;
     char identity[BACKEND_IDENTITY_SIZE]; /* what computes; bits compare only between equal ones */
+    const char *determinism;            /* why its bits are reproducible, for provenance */
     void (*close)(void *ctx);
 };
 

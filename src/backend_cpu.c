@@ -179,7 +179,10 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u)
     be->unet = u;
     be->kind = BACKEND_CPU;
     be->close = cpu_close;
-    snprintf(be->identity, sizeof be->identity, "cpu: %s", gemm_backend_identity());
+    snprintf(be->identity, sizeof be->identity, "%s", gemm_backend_identity());
+    be->determinism = "per-seed torch.Generator('cpu').manual_seed(seed); activations (C,B,H,W), one GEMM per conv "
+                      "over the batch, BLIS conventional path with sup off; -ffp-contract=off, no fast-math; bits "
+                      "independent of batch, rank count, thread count";
     return SOWER_OK;
 }
 

@@ -49,6 +49,7 @@ typedef struct {
     Job job;
     Model model;
     Scheduler sched;
+    ComputeBackend backend; /* runs the UNet: the manifest's pipeline.backend on this rank's device */
     RenderSettings rs;
     size_t per;             /* floats per row: C*H*W */
     uint64_t lo, hi;        /* job rows this run writes: the whole job, or one slice of it */
@@ -256,9 +257,6 @@ static int load_job(Run *r, const RunOptions *o)
     }
     if (o->batch)
         r->job.batch = o->batch;
-    if (r->job.backend != BACKEND_CPU)
-        return SOWER_FAIL(SOWER_EMANIFEST, "%s: pipeline.backend: cuda is not available in this build",
-                          r->job.manifest_path);
     r->slice_k = o->slice_k, r->slice_n = o->slice_n, r->stitch_n = o->stitch_n;
     r->lo = 0, r->hi = r->job.n_rows;
     if (o->slice_n) {
@@ -290,11 +288,32 @@ static int load_model(Run *r)
     scfg.torch_kernel = r->job.generator;
     SOWER_TRY(scheduler_init(&r->sched, &scfg, r->job.steps));
     r->per = (size_t)cfg->in_channels * cfg->sample_height * cfg->sample_width;
-    r->rs = (RenderSettings){.model = &r->model, .scheduler = &r->sched, .eta = (float)r->job.eta,
+    SOWER_TRY(compute_backend_open(&r->backend, r->job.backend, &r->model.unet));
+    r->rs = (RenderSettings){.model = &r->model, .backend = &r->backend, .scheduler = &r->sched, .eta = (float)r->job.eta,
                              .generator = r->job.generator, .batch = r->job.batch,
                              .height = cfg->sample_height, .width = cfg->sample_width,
                              .should_stop = stop_requested};
     return SOWER_OK;
+}
+
+/* Every rank must compute as rank 0 does: the verification pass compares one rank's bits with
+ * another's, and bits are reproducible only between equal backend identities (backend.h). */
+static int check_identities(const Run *r)
+{
+    char *all = r->rank == 0 ? calloc((size_t)r->world, BACKEND_IDENTITY_SIZE) : NULL; /* (world, SIZE) */
+    if (r->rank == 0 && !all)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    MPI_Gather(r->backend.identity, BACKEND_IDENTITY_SIZE, MPI_CHAR, all, BACKEND_IDENTITY_SIZE, MPI_CHAR, 0,
+               MPI_COMM_WORLD);
+    int status = SOWER_OK;
+    for (int k = 1; r->rank == 0 && k < r->world && status == SOWER_OK; k++)
+        if (strcmp(all + (size_t)k * BACKEND_IDENTITY_SIZE, all) != 0)
+            status = SOWER_FAIL(SOWER_EINPUT, "ranks compute differently: rank 0 is '%s', rank %d is '%s'; bits "
+                                              "compare only between equal backend identities, so one job needs one "
+                                              "kind of node (ask Slurm for it with --constraint or --gres)",
+                                all, k, all + (size_t)k * BACKEND_IDENTITY_SIZE);
+    free(all);
+    return status;
 }
 
 /* Contiguous parts of [lo, hi), the remainder spread over the first ranks; scattered from rank 0. */
@@ -692,10 +711,8 @@ static int create_output(Run *r, H5Out *out)
         {"scheduler_config", r->model.scheduler_config_text},
         {"pipeline", pipeline},
         {"generator", rng_kernel_name(r->job.generator)},
-        {"backend_identity", gemm_backend_identity()},
-        {"determinism", "per-seed torch.Generator('cpu').manual_seed(seed); activations (C,B,H,W), one GEMM per "
-                        "conv over the batch, BLIS conventional path with sup off; -ffp-contract=off, no fast-math; "
-                        "bits independent of batch, rank count, thread count"},
+        {"backend_identity", r->backend.identity},
+        {"determinism", r->backend.determinism},
         {"slice", slice}, /* slice files only: the last two */
         {"slice_rows", rows},
     };
@@ -707,7 +724,7 @@ static int create_output(Run *r, H5Out *out)
 }
 
 /* Copies the --stitch slices into the output (rows not yet done). */
-static int stitch_slices(Run *r, H5Out *out, const char *manifest_hex, const char *weights_hex)
+static int stitch_slices(Run *r, H5Out *out, const H5JobKey *key)
 {
     for (int k = 0; k < r->stitch_n; k++) {
         uint64_t lo, hi;
@@ -716,7 +733,7 @@ static int stitch_slices(Run *r, H5Out *out, const char *manifest_hex, const cha
         if (!path)
             return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         snprintf(tag, sizeof tag, "%d/%d", k, r->stitch_n);
-        int status = h5out_copy_slice(out, path, tag, lo, hi, manifest_hex, weights_hex, r->done);
+        int status = h5out_copy_slice(out, path, tag, lo, hi, key, r->done);
         free(path);
         SOWER_TRY(status);
     }
@@ -731,21 +748,23 @@ static int open_output(Run *r, const RunOptions *o, H5Out *out)
     digest_hex(r->job.text_sha256, manifest_hex);
     digest_hex(r->model.weights_sha256, weights_hex);
     snprintf(partial, sizeof partial, "%s.partial", r->out_path);
+    const H5JobKey key = {manifest_hex, weights_hex, r->backend.identity};
+    const H5JobKey finished_key = {manifest_hex, weights_hex, NULL}; /* a finished output from any backend */
     struct stat st;
     if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
         const UNetConfig *cfg = &r->model.unet.cfg;
         SOWER_TRY(h5out_resume(out, r->out_path, r->hi - r->lo, cfg->in_channels, cfg->sample_height,
-                               cfg->sample_width, manifest_hex, weights_hex, r->done));
+                               cfg->sample_width, &key, r->done));
     } else {
         if (o->resume_auto) {
-            SOWER_TRY(h5out_is_finished(r->out_path, manifest_hex, weights_hex, &r->finished_before));
+            SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, &r->finished_before));
             if (r->finished_before)
                 return SOWER_OK;
         }
         SOWER_TRY(create_output(r, out));
     }
     if (r->stitch_n)
-        SOWER_TRY(stitch_slices(r, out, manifest_hex, weights_hex));
+        SOWER_TRY(stitch_slices(r, out, &key));
     return SOWER_OK;
 }
 
@@ -818,6 +837,8 @@ int cmd_run(int argc, char **argv)
         gemm_set_threads(threads);
         exit_code = agree(&r, load_model(&r));
     }
+    if (exit_code == 0)
+        exit_code = agree(&r, check_identities(&r));
     if (exit_code == 0 && r.rank == 0)
         job_warn_seed_collisions(&r.job, stderr);
     H5Out out;
@@ -882,6 +903,7 @@ int cmd_run(int argc, char **argv)
     snprintf(out_partial, sizeof out_partial, "%s.partial", r.out_path ? r.out_path : "OUT.h5");
     h5out_abandon(&out);
     scheduler_free(&r.sched);
+    compute_backend_close(&r.backend);
     model_free(&r.model);
     job_free(&r.job);
     free(r.slices);

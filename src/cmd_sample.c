@@ -18,7 +18,8 @@ enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS =
 
 static const char sample_usage[] =
     "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler ddim|ddpm] [--eta E]\n"
-    "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR] -o OUT.npy\n"
+    "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
+    "                    [--backend cpu|cuda] -o OUT.npy\n"
     "\n"
     "Renders each seed as diffusers' DDIMPipeline/DDPMPipeline does with one CPU generator per seed\n"
     "(torch.Generator('cpu').manual_seed(seed)) and writes the raw final samples (the scheduler's last\n"
@@ -35,6 +36,9 @@ static const char sample_usage[] =
     "  --eta E          DDIM eta in 0..1 (default 0); eta > 0 draws noise from each seed's generator\n"
     "  --batch B        seeds per forward pass (default 8)\n"
     "  --threads T      threads (default: all online CPUs)\n"
+    "  --backend B      cpu (default) or cuda: the GPU this process's local rank maps to (SLURM_LOCALID\n"
+    "                   or OMPI_COMM_WORLD_LOCAL_RANK mod visible devices); the noise is drawn on the\n"
+    "                   CPU either way; bits are reproducible only on an equal backend identity\n"
     "  --generator NAME torch-cpu (default) or torch-cpu-scalar (see `sower noise --help`)\n"
     "  --trace DIR      also write, per seed, DIR/seed_S_samples.npy (the sample after every step)\n"
     "                   and DIR/seed_S_model_outputs.npy (the model output at every step)\n"
@@ -48,6 +52,7 @@ typedef struct {
     double eta;
     SchedulerKind scheduler;
     RngKernel generator;
+    Backend backend;
 } SampleOptions;
 
 static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *help)
@@ -61,9 +66,10 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
     *help = 0;
     const char *seeds_text = NULL;
     enum { OPT_SEEDS, OPT_STEPS, OPT_SCHEDULER, OPT_ETA, OPT_BATCH, OPT_THREADS, OPT_GENERATOR, OPT_TRACE, OPT_O,
-           OPT_OUTPUT, N_OPTS };
-    static const char *const names[N_OPTS] = {"--seeds", "--steps",     "--scheduler", "--eta", "--batch",
-                                              "--threads", "--generator", "--trace",     "-o",    "--output"};
+           OPT_OUTPUT, OPT_BACKEND, N_OPTS };
+    static const char *const names[N_OPTS] = {"--seeds",   "--steps",     "--scheduler", "--eta",
+                                              "--batch",   "--threads",   "--generator", "--trace",
+                                              "-o",        "--output",    "--backend"};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             *help = 1;
@@ -92,6 +98,11 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
                 return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'", v);
             break;
         case OPT_TRACE: o->trace_dir = v; break;
+        case OPT_BACKEND:
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
+                return SOWER_FAIL(SOWER_EUSAGE, "--backend: expected cpu or cuda, found '%s'", v);
+            o->backend = strcmp(v, "cuda") == 0 ? BACKEND_CUDA : BACKEND_CPU;
+            break;
         case OPT_O:
         case OPT_OUTPUT: o->output = v; break;
         default:
@@ -149,6 +160,7 @@ int cmd_sample(int argc, char **argv)
 
     Model model;
     Scheduler sched = {0};
+    ComputeBackend backend = {0};
     float *out = NULL;
     SchedulerConfig scfg;
     SOWER_TRY_GOTO(model_load(&model, o.model_dir), status, done);
@@ -176,7 +188,9 @@ int cmd_sample(int argc, char **argv)
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for %zu samples", o.n_seeds);
         goto done;
     }
+    SOWER_TRY_GOTO(compute_backend_open(&backend, o.backend, &model.unet), status, done);
     RenderSettings rs = {.model = &model,
+                         .backend = &backend,
                          .scheduler = &sched,
                          .eta = (float)o.eta,
                          .generator = o.generator,
@@ -187,12 +201,14 @@ int cmd_sample(int argc, char **argv)
     SOWER_TRY_GOTO(render_seeds(&rs, o.seeds, (int)o.n_seeds, out), status, done);
     int64_t shape[4] = {(int64_t)o.n_seeds, ucfg->in_channels, ucfg->sample_height, ucfg->sample_width};
     SOWER_TRY_GOTO(npy_write_f32(o.output, out, shape, 4), status, done);
-    fprintf(stderr, "sower sample: %zu seeds, %s %ld steps, eta %g, batch %ld, %ld threads -> %s\n", o.n_seeds,
-            scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch, o.threads, o.output);
+    fprintf(stderr, "sower sample: %zu seeds, %s %ld steps, eta %g, batch %ld, %ld threads -> %s\n  backend: %s\n",
+            o.n_seeds, scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch, o.threads, o.output,
+            backend.identity);
 done:
     free(out);
     free(o.seeds);
     scheduler_free(&sched);
+    compute_backend_close(&backend);
     model_free(&model);
     return status;
 }

@@ -97,6 +97,8 @@ int cmd_verify(int argc, char **argv)
     uint8_t *done = NULL;
     char *format = read_attr(file, "format"), *manifest = read_attr(file, "manifest");
     char *weights = read_attr(file, "weights_sha256"), *slice = read_attr(file, "slice"), *model_path = NULL;
+    char *identity = read_attr(file, "backend_identity");
+    ComputeBackend backend = {0};
     hid_t run = H5Gopen2(file, "run", H5P_DEFAULT);
     if (run >= 0) {
         model_path = read_attr(run, "model_path");
@@ -170,8 +172,18 @@ int cmd_verify(int argc, char **argv)
                                           model.scheduler_config_path, job.scheduler, &scfg), status, done);
     scfg.torch_kernel = job.generator;
     SOWER_TRY_GOTO(scheduler_init(&sched, &scfg, job.steps), status, done);
+    /* Re-render on the job's backend, and only where it computes exactly as the file's did. */
+    SOWER_TRY_GOTO(compute_backend_open(&backend, job.backend, &model.unet), status, done);
+    if (!identity || strcmp(identity, backend.identity) != 0) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: rendered by '%s', but here the backend is '%s': bits compare only "
+                                          "between equal backend identities, so re-rendering here proves nothing (the "
+                                          "digest checks above stand; verify on the kind of node that rendered it)",
+                            o.path, identity ? identity : "(no backend_identity recorded)", backend.identity);
+        goto done;
+    }
+    printf("%s: re-rendering on %s (the file's backend identity)\n", o.path, backend.identity);
     const UNetConfig *cfg = &model.unet.cfg;
-    RenderSettings rs = {.model = &model, .scheduler = &sched, .eta = (float)job.eta, .generator = job.generator,
+    RenderSettings rs = {.model = &model, .backend = &backend, .scheduler = &sched, .eta = (float)job.eta, .generator = job.generator,
                          .batch = 1, .height = cfg->sample_height, .width = cfg->sample_width};
     uint64_t v = o.sample < 0 ? n : o.sample > 0 ? (uint64_t)o.sample : job_verify_rows(&job);
     if (v > n)
@@ -193,7 +205,8 @@ int cmd_verify(int argc, char **argv)
                             (unsigned long long)bad_seed, (unsigned long long)not_done, (unsigned long long)bad_render);
 done:
     H5Fclose(file);
-    free(format), free(manifest), free(weights), free(slice), free(model_path);
+    free(format), free(manifest), free(weights), free(slice), free(model_path), free(identity);
+    compute_backend_close(&backend);
     free(latents), free(fresh), free(seeds), free(digests), free(done);
     scheduler_free(&sched);
     model_free(&model);

@@ -168,21 +168,28 @@ static int read_string_attr(hid_t obj, const char *key, char *out, size_t size)
     return status;
 }
 
-/* The file's manifest_sha256 and weights_sha256 attributes must equal the job's; `what` starts
- * the message ("--resume: 'x.partial'"). */
-static int check_same_job(hid_t file, const char *what, const char *manifest_sha256, const char *weights_sha256)
+/* The file's manifest_sha256, weights_sha256 and backend_identity attributes must equal key's;
+ * `what` starts the message ("--resume: 'x.partial'"). */
+static int check_same_job(hid_t file, const char *what, const H5JobKey *key)
 {
-    char found[80];
+    char found[80], identity[1024] = "";
     hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
     int manifest_same = read_string_attr(root, "manifest_sha256", found, sizeof found) == 0 &&
-                        strcmp(found, manifest_sha256) == 0;
+                        strcmp(found, key->manifest_sha256) == 0;
     int weights_same = read_string_attr(root, "weights_sha256", found, sizeof found) == 0 &&
-                       strcmp(found, weights_sha256) == 0;
+                       strcmp(found, key->weights_sha256) == 0;
+    int identity_same = !key->backend_identity ||
+                        (read_string_attr(root, "backend_identity", identity, sizeof identity) == 0 &&
+                         strcmp(identity, key->backend_identity) == 0);
     H5Gclose(root);
     if (!manifest_same)
         return SOWER_FAIL(SOWER_EINPUT, "%s was made from a different manifest (manifest_sha256 differs)", what);
     if (!weights_same)
         return SOWER_FAIL(SOWER_EINPUT, "%s was made with different model weights (weights_sha256 differs)", what);
+    if (!identity_same)
+        return SOWER_FAIL(SOWER_EINPUT, "%s was rendered by another backend ('%s'; this run: '%s'): bits compare only "
+                                        "between equal backend identities, so its rows cannot join this run's",
+                          what, identity, key->backend_identity);
     return SOWER_OK;
 }
 
@@ -199,8 +206,8 @@ static int latents_dims(hid_t file, hsize_t *dims)
     return rank == 4 ? 0 : -1;
 }
 
-int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const char *manifest_sha256,
-                 const char *weights_sha256, uint8_t *done)
+int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
+                 uint8_t *done)
 {
     SOWER_TRY(start(o, path, rows, c, h, w));
     o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -209,7 +216,7 @@ int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
                           o->partial_path);
     char what[4200];
     snprintf(what, sizeof what, "--resume: '%s'", o->partial_path);
-    SOWER_TRY(check_same_job(o->file, what, manifest_sha256, weights_sha256));
+    SOWER_TRY(check_same_job(o->file, what, key));
     o->latents = H5Dopen2(o->file, "latents", H5P_DEFAULT);
     o->seeds = H5Dopen2(o->file, "seeds", H5P_DEFAULT);
     o->digest = H5Dopen2(o->file, "digest", H5P_DEFAULT);
@@ -330,11 +337,11 @@ static herr_t read_rows(hid_t file, const char *name, hid_t memtype, int rank, c
 
 /* Checks that an open slice file is slice `tag` of this job, complete and of shape (hi - lo, c, h, w). */
 static int check_slice(H5Out *o, hid_t in, const char *slice_path, const char *tag, uint64_t lo, uint64_t hi,
-                       const char *manifest_sha256, const char *weights_sha256)
+                       const H5JobKey *key)
 {
     char what[4200], found[64];
     snprintf(what, sizeof what, "slice '%s'", slice_path);
-    SOWER_TRY(check_same_job(in, what, manifest_sha256, weights_sha256));
+    SOWER_TRY(check_same_job(in, what, key));
     hid_t root = H5Gopen2(in, "/", H5P_DEFAULT);
     int has_tag = read_string_attr(root, "slice", found, sizeof found) == 0;
     H5Gclose(root);
@@ -350,7 +357,7 @@ static int check_slice(H5Out *o, hid_t in, const char *slice_path, const char *t
 }
 
 int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, uint64_t lo, uint64_t hi,
-                     const char *manifest_sha256, const char *weights_sha256, uint8_t *done)
+                     const H5JobKey *key, uint8_t *done)
 {
     hid_t in = H5Fopen(slice_path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (in < 0)
@@ -363,7 +370,7 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     uint8_t *fin = malloc(BLOCK);                           /* (BLOCK,) the slice's /done */
     int status = lat && dig && fin ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     if (status == SOWER_OK)
-        status = check_slice(o, in, slice_path, slice_tag, lo, hi, manifest_sha256, weights_sha256);
+        status = check_slice(o, in, slice_path, slice_tag, lo, hi, key);
     hsize_t ldims[4] = {0, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w}, ddims[2] = {0, 32}, one[1] = {0};
     for (uint64_t r0 = lo; r0 < hi && status == SOWER_OK; r0 += BLOCK) {
         uint64_t n = hi - r0 < BLOCK ? hi - r0 : BLOCK, at = r0 - lo;
@@ -404,7 +411,7 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     return SOWER_OK;
 }
 
-int h5out_is_finished(const char *path, const char *manifest_sha256, const char *weights_sha256, int *finished)
+int h5out_is_finished(const char *path, const H5JobKey *key, int *finished)
 {
     *finished = 0;
     FILE *probe = fopen(path, "rb");
@@ -418,7 +425,7 @@ int h5out_is_finished(const char *path, const char *manifest_sha256, const char 
                           path);
     char what[4200];
     snprintf(what, sizeof what, "output '%s' exists and", path);
-    int status = check_same_job(file, what, manifest_sha256, weights_sha256);
+    int status = check_same_job(file, what, key);
     H5Fclose(file);
     SOWER_TRY(status);
     *finished = 1;

@@ -21,17 +21,24 @@ typedef struct {
     const char *key, *value; /* a string attribute of the root group */
 } H5Attr;
 
+/* What makes rows of two files comparable: the same manifest and weights (SHA-256 hex), and the
+ * same backend identity (backend.h; NULL: not checked), since float bits are reproducible only
+ * on equal hardware and kernels. */
+typedef struct {
+    const char *manifest_sha256, *weights_sha256, *backend_identity;
+} H5JobKey;
+
 /* The seed of a row, for filling /seeds a block at a time (no N-sized array). */
 typedef uint64_t (*H5SeedOf)(const void *ctx, uint64_t row);
 
 /* Creates PATH.partial with the datasets sized for rows x (c, h, w), /seeds and the root attributes. */
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
-/* Reopens PATH.partial left by an interrupted run of the same job: its manifest_sha256 and
- * weights_sha256 attributes must equal the given ones (else SOWER_EINPUT naming which differs)
- * and its shape must match. Fills done (rows,) from /done and removes any /run and /verify. */
-int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const char *manifest_sha256,
-                 const char *weights_sha256, uint8_t *done) SOWER_MUST_CHECK;
+/* Reopens PATH.partial left by an interrupted run of the same job: its manifest_sha256,
+ * weights_sha256 and backend_identity attributes must equal key's (else SOWER_EINPUT naming which
+ * differs) and its shape must match. Fills done (rows,) from /done and removes any /run and /verify. */
+int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
+                 uint8_t *done) SOWER_MUST_CHECK;
 /* Rows [row0, row0 + n): latents (n, c, h, w) and digests (n, 32); then marks them done. */
 int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, const unsigned char *digests)
     SOWER_MUST_CHECK;
@@ -44,14 +51,13 @@ int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_
                        const int32_t *verifier, const uint8_t *match, const float *max_abs_diff) SOWER_MUST_CHECK;
 /* Copies the rows of a finished slice file (`sower run --slice K/N`, slice attribute `slice_tag`)
  * into rows [lo, hi) of o, skipping rows already done (done (rows,) is updated). The slice must be
- * of the same manifest and weights, complete, of the right shape, and every row's bytes must match
+ * of the same manifest, weights and backend identity (key), complete, of the right shape, and every row's bytes must match
  * its stored digest; else SOWER_EINPUT naming the slice and what differs. */
 int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, uint64_t lo, uint64_t hi,
-                     const char *manifest_sha256, const char *weights_sha256, uint8_t *done) SOWER_MUST_CHECK;
-/* 1 when PATH is a finished sower output of this manifest and weights, 0 when PATH does not
- * exist; SOWER_EINPUT when it exists but is something else (never overwritten silently). */
-int h5out_is_finished(const char *path, const char *manifest_sha256, const char *weights_sha256, int *finished)
-    SOWER_MUST_CHECK;
+                     const H5JobKey *key, uint8_t *done) SOWER_MUST_CHECK;
+/* 1 when PATH is a finished sower output of this job (key), 0 when PATH does not exist;
+ * SOWER_EINPUT when it exists but is something else (never overwritten silently). */
+int h5out_is_finished(const char *path, const H5JobKey *key, int *finished) SOWER_MUST_CHECK;
 /* Closes PATH.partial and keeps it, for a later --resume (an interrupted run). */
 void h5out_keep_partial(H5Out *o);
 /* Closes and renames PATH.partial to PATH. */
