@@ -252,7 +252,8 @@ static void cuda_close(void *ctx)
  * mirror is u itself with each parameter slot (a field of u) moved to the same field of the copy. */
 static int upload_weights(CudaContext *c, const UNet *u)
 {
-    GPU_CUDA_TRY(cudaMalloc((void **)&c->weights, (size_t)u->n_values * sizeof(float)));
+    if (u->n_values > 0)
+        GPU_CUDA_TRY(cudaMalloc((void **)&c->weights, (size_t)u->n_values * sizeof(float)));
     c->mirror = *u;
     c->mirror.params = NULL; /* the list stays with u */
     size_t offset = 0;

@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "digest.h"
 #include "gemm.h"
+#include "gpu.h"
 #include "model.h"
 
 static void print_config(const UNetConfig *c)
@@ -64,6 +65,9 @@ int cmd_info(int argc, char **argv)
         print_scheduler(&m.folder_scheduler);
         print_config(&m.unet.cfg);
         printf("  CPU kernels:        %s\n", gemm_backend_identity());
+        int gpus = 0;
+        if (gpu_device_count(&gpus) == SOWER_OK)
+            printf("  CUDA devices:       %d visible\n", gpus);
     }
     model_free(&m);
     SOWER_TRY(status);

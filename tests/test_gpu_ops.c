@@ -1,0 +1,353 @@
+/* test_gpu_ops.c: every operation of the CUDA backend's table against the CPU backend's (the
+ * reference) on the UNet's shapes and awkward ones, within a float32 rounding tolerance; and the
+ * determinism contract per operation: a sample's bits alone (batch 1) equal its bits inside a
+ * batch of 7 at any position, and a repeat gives the same bits. Exit 77 (skipped) when no device
+ * is visible or this build has no CUDA backend. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "check.h"
+#include "gpu.h"
+#include "rng.h"
+
+/* |gpu - cpu| <= TOL * (1 + max |cpu|): the two differ only by reduction order and libm. */
+#define TOL 1e-4
+
+static ComputeBackend cpu, gpu;
+
+static float *randn(size_t n, uint64_t seed, float scale)
+{
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    TorchRng g = {0};
+    rng_seed(&g, seed);
+    rng_randn_f32(&g, RNG_KERNEL_TORCH_CPU, x, n);
+    for (size_t i = 0; i < n; i++)
+        x[i] *= scale;
+    return x;
+}
+
+/* A copy of host data (n,) in backend memory. */
+static float *put(const ComputeBackend *be, const float *host, size_t n)
+{
+    float *p = NULL;
+    if (be->ops->buffer_alloc(be->ctx, &p, n) != SOWER_OK || be->ops->upload(be->ctx, p, host, n) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        exit(1);
+    }
+    return p;
+}
+
+static Act put_act(const ComputeBackend *be, const float *host, int c, int b, int h, int w)
+{
+    Act a = {0};
+    if (be->ops->act_alloc(be->ctx, &a, c, b, h, w) != SOWER_OK ||
+        be->ops->upload(be->ctx, a.data, host, act_numel(&a)) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        exit(1);
+    }
+    return a;
+}
+
+/* The backend's act as a new host array (numel,). */
+static float *get(const ComputeBackend *be, const float *data, size_t n)
+{
+    float *host = malloc(sizeof(float) * (n ? n : 1));
+    if (be->ops->download(be->ctx, host, data, n) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        exit(1);
+    }
+    return host;
+}
+
+static void compare(const char *what, const float *ref, const float *got, size_t n)
+{
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)ref[i] - got[i]);
+        worst = d > worst || isnan(d) ? d : worst;
+        scale = fmax(scale, fabs(ref[i]));
+    }
+    printf("  %-44s max |gpu - cpu| %.3g (max |cpu| %.3g)\n", what, worst, scale);
+    CHECK(worst <= TOL * (1 + scale), "%s: max |gpu - cpu| %g > %g", what, worst, TOL * (1 + scale));
+}
+
+/* Sample `s` of an activation (c, b, hw) stored (C, B, H, W): out (c, hw). */
+static void take_sample(const float *act, int c, int b, size_t hw, int s, float *out)
+{
+    for (int ch = 0; ch < c; ch++)
+        memcpy(out + (size_t)ch * hw, act + ((size_t)ch * b + s) * hw, hw * sizeof(float));
+}
+
+/* Each sample of a GPU result for a batch of `b` must equal, bit for bit, the same operation on
+ * that sample alone (`alone`: (b, c, hw), sample-major, from batch-1 runs). */
+static void check_batch_invariance(const char *what, const float *batched, const float *alone, int c, int b,
+                                   size_t hw)
+{
+    float *one = malloc(sizeof(float) * c * hw);
+    int differ = 0;
+    for (int s = 0; s < b; s++) {
+        take_sample(batched, c, b, hw, s, one);
+        differ += memcmp(one, alone + (size_t)s * c * hw, sizeof(float) * c * hw) != 0;
+    }
+    CHECK(differ == 0, "%s: %d of %d samples differ between batch %d and batch 1", what, differ, b, b);
+    free(one);
+}
+
+/* ---- operations: run on both backends from the same host inputs ---- */
+
+typedef struct {
+    int cin, cout, k, b, h, w;
+    ConvGeometry g;
+    const char *name;
+} ConvCase;
+
+/* conv on backend be with host weights w (cout, cin, k, k), bias (cout,), input x (cin, b, h, w)
+ * -> host output; *ho, *wo the output size. */
+static float *conv_on(const ComputeBackend *be, const ConvCase *t, const float *wt, const float *bias, const float *x,
+                      int b, size_t *n_out)
+{
+    size_t nw = (size_t)t->cout * t->cin * t->k * t->k;
+    float *dw = put(be, wt, nw), *db = put(be, bias, t->cout);
+    ConvParams p = {dw, db, t->cout, t->cin, t->k};
+    Act in = put_act(be, x, t->cin, b, t->h, t->w), out = {0};
+    CHECK(be->ops->conv2d(be->ctx, &p, t->g, &in, &out) == SOWER_OK, "%s: conv2d failed", t->name);
+    *n_out = act_numel(&out);
+    float *host = get(be, out.data, *n_out);
+    be->ops->act_free(be->ctx, &in);
+    be->ops->act_free(be->ctx, &out);
+    be->ops->buffer_free(be->ctx, dw);
+    be->ops->buffer_free(be->ctx, db);
+    return host;
+}
+
+static void test_conv(const ConvCase *t, uint64_t seed)
+{
+    const int b = t->b;
+    float *wt = randn((size_t)t->cout * t->cin * t->k * t->k, seed, 0.1f), *bias = randn(t->cout, seed + 1, 0.1f);
+    float *x = randn((size_t)t->cin * b * t->h * t->w, seed + 2, 1.0f);
+    size_t n_cpu, n_gpu;
+    float *ref = conv_on(&cpu, t, wt, bias, x, b, &n_cpu), *got = conv_on(&gpu, t, wt, bias, x, b, &n_gpu);
+    CHECK(n_cpu == n_gpu, "%s: sizes differ", t->name);
+    compare(t->name, ref, got, n_cpu);
+    /* Batch invariance: each sample alone. */
+    const size_t hw_in = (size_t)t->h * t->w, hw_out = n_gpu / ((size_t)t->cout * b);
+    float *alone = malloc(sizeof(float) * n_gpu), *xs = malloc(sizeof(float) * t->cin * hw_in);
+    for (int s = 0; s < b; s++) {
+        take_sample(x, t->cin, b, hw_in, s, xs);
+        size_t n1;
+        float *one = conv_on(&gpu, t, wt, bias, xs, 1, &n1);
+        memcpy(alone + (size_t)s * n1, one, n1 * sizeof(float));
+        free(one);
+    }
+    check_batch_invariance(t->name, got, alone, t->cout, b, hw_out);
+    size_t n_again;
+    float *again = conv_on(&gpu, t, wt, bias, x, b, &n_again);
+    CHECK(memcmp(again, got, n_gpu * sizeof(float)) == 0, "%s: a repeat differs", t->name);
+    free(wt), free(bias), free(x), free(ref), free(got), free(alone), free(xs), free(again);
+}
+
+/* group norm (+ SiLU) of x (c, b, h, w) with `groups`, on be -> host. */
+static float *group_norm_on(const ComputeBackend *be, const float *gamma, const float *beta, int groups, const float *x,
+                            int c, int b, int h, int w, int silu)
+{
+    float *dg = put(be, gamma, c), *dbt = put(be, beta, c);
+    GroupNormParams p = {dg, dbt, c, groups, 1e-5f};
+    Act in = put_act(be, x, c, b, h, w), out = {0};
+    CHECK(be->ops->act_alloc(be->ctx, &out, c, b, h, w) == SOWER_OK, "alloc");
+    CHECK(be->ops->group_norm(be->ctx, &p, &in, &out, silu) == SOWER_OK, "group_norm failed");
+    float *host = get(be, out.data, act_numel(&out));
+    be->ops->act_free(be->ctx, &in);
+    be->ops->act_free(be->ctx, &out);
+    be->ops->buffer_free(be->ctx, dg);
+    be->ops->buffer_free(be->ctx, dbt);
+    return host;
+}
+
+static void test_group_norm(int c, int groups, int b, int h, int w, int silu)
+{
+    char name[96];
+    snprintf(name, sizeof name, "group_norm%s C%d G%d B%d %dx%d", silu ? "+silu" : "", c, groups, b, h, w);
+    float *gamma = randn(c, 11, 0.5f), *beta = randn(c, 12, 0.5f), *x = randn((size_t)c * b * h * w, 13, 2.0f);
+    for (size_t i = 0; i < (size_t)c * b * h * w; i++)
+        x[i] += 3.0f; /* an offset: the moments must not cancel badly */
+    float *ref = group_norm_on(&cpu, gamma, beta, groups, x, c, b, h, w, silu);
+    float *got = group_norm_on(&gpu, gamma, beta, groups, x, c, b, h, w, silu);
+    compare(name, ref, got, (size_t)c * b * h * w);
+    const size_t hw = (size_t)h * w;
+    float *alone = malloc(sizeof(float) * c * b * hw), *xs = malloc(sizeof(float) * c * hw);
+    for (int s = 0; s < b; s++) {
+        take_sample(x, c, b, hw, s, xs);
+        float *one = group_norm_on(&gpu, gamma, beta, groups, xs, c, 1, h, w, silu);
+        memcpy(alone + (size_t)s * c * hw, one, sizeof(float) * c * hw);
+        free(one);
+    }
+    check_batch_invariance(name, got, alone, c, b, hw);
+    free(gamma), free(beta), free(x), free(ref), free(got), free(alone), free(xs);
+}
+
+static float *attention_on(const ComputeBackend *be, float *const *host_w, int c, int heads, const float *x, int b,
+                           int h, int w)
+{
+    float *d[10];
+    for (int i = 0; i < 10; i++)
+        d[i] = put(be, host_w[i], i < 2 ? (size_t)c : i % 2 ? (size_t)c : (size_t)c * c);
+    /* host_w: gamma, beta, then (weight, bias) of q, k, v, out */
+    AttentionParams p = {{d[0], d[1], c, c >= 32 ? 32 : c, 1e-5f},
+                         {d[2], d[3], c, c}, {d[4], d[5], c, c}, {d[6], d[7], c, c}, {d[8], d[9], c, c},
+                         c, heads, c / heads, 1.0f};
+    Act in = put_act(be, x, c, b, h, w), out = {0};
+    CHECK(be->ops->attention(be->ctx, &p, &in, &out) == SOWER_OK, "attention failed");
+    float *host = get(be, out.data, act_numel(&out));
+    be->ops->act_free(be->ctx, &in);
+    be->ops->act_free(be->ctx, &out);
+    for (int i = 0; i < 10; i++)
+        be->ops->buffer_free(be->ctx, d[i]);
+    return host;
+}
+
+static void test_attention(int c, int heads, int b, int h, int w)
+{
+    char name[96];
+    snprintf(name, sizeof name, "attention C%d heads %d B%d %dx%d", c, heads, b, h, w);
+    float *hw_[10];
+    for (int i = 0; i < 10; i++)
+        hw_[i] = randn(i < 2 || i % 2 ? (size_t)c : (size_t)c * c, 100 + i, i < 2 ? 0.5f : 1.0f / sqrtf((float)c));
+    float *x = randn((size_t)c * b * h * w, 21, 1.0f);
+    float *ref = attention_on(&cpu, hw_, c, heads, x, b, h, w), *got = attention_on(&gpu, hw_, c, heads, x, b, h, w);
+    compare(name, ref, got, (size_t)c * b * h * w);
+    const size_t hw = (size_t)h * w;
+    float *alone = malloc(sizeof(float) * c * b * hw), *xs = malloc(sizeof(float) * c * hw);
+    for (int s = 0; s < b; s++) {
+        take_sample(x, c, b, hw, s, xs);
+        float *one = attention_on(&gpu, hw_, c, heads, xs, 1, h, w);
+        memcpy(alone + (size_t)s * c * hw, one, sizeof(float) * c * hw);
+        free(one);
+    }
+    check_batch_invariance(name, got, alone, c, b, hw);
+    for (int i = 0; i < 10; i++)
+        free(hw_[i]);
+    free(x), free(ref), free(got), free(alone), free(xs);
+}
+
+static float *linear_on(const ComputeBackend *be, const float *wt, const float *bias, const float *x, int batch, int in,
+                        int out)
+{
+    float *dw = put(be, wt, (size_t)out * in), *db = put(be, bias, out), *dx = put(be, x, (size_t)batch * in), *dy;
+    CHECK(be->ops->buffer_alloc(be->ctx, &dy, (size_t)batch * out) == SOWER_OK, "alloc");
+    LinearParams p = {dw, db, out, in};
+    CHECK(be->ops->linear(be->ctx, &p, dx, batch, dy) == SOWER_OK, "linear failed");
+    float *host = get(be, dy, (size_t)batch * out);
+    be->ops->buffer_free(be->ctx, dw), be->ops->buffer_free(be->ctx, db);
+    be->ops->buffer_free(be->ctx, dx), be->ops->buffer_free(be->ctx, dy);
+    return host;
+}
+
+static void test_linear(int batch, int in, int out)
+{
+    char name[96];
+    snprintf(name, sizeof name, "linear B%d %d -> %d", batch, in, out);
+    float *wt = randn((size_t)out * in, 31, 0.05f), *bias = randn(out, 32, 0.1f), *x = randn((size_t)batch * in, 33, 1);
+    float *ref = linear_on(&cpu, wt, bias, x, batch, in, out), *got = linear_on(&gpu, wt, bias, x, batch, in, out);
+    compare(name, ref, got, (size_t)batch * out);
+    int differ = 0;
+    for (int s = 0; s < batch; s++) {
+        float *one = linear_on(&gpu, wt, bias, x + (size_t)s * in, 1, in, out);
+        differ += memcmp(one, got + (size_t)s * out, sizeof(float) * out) != 0;
+        free(one);
+    }
+    CHECK(differ == 0, "%s: %d rows differ from batch 1", name, differ);
+    free(wt), free(bias), free(x), free(ref), free(got);
+}
+
+/* The element-wise and data-movement operations: exact on both backends, except SiLU (libm). */
+static void test_elementwise(void)
+{
+    const int c = 5, b = 3, h = 6, w = 4, c2 = 2;
+    const size_t n = (size_t)c * b * h * w, n2 = (size_t)c2 * b * h * w;
+    float *x = randn(n, 41, 3.0f), *y = randn(n, 42, 1.0f), *t = randn((size_t)b * c, 43, 1.0f), *z = randn(n2, 44, 1);
+    const ComputeBackend *bes[2] = {&cpu, &gpu};
+    float *res[2][7];
+    for (int k = 0; k < 2; k++) {
+        const ComputeBackend *be = bes[k];
+        const UNetOps *ops = be->ops;
+        Act a = put_act(be, x, c, b, h, w), s = put_act(be, y, c, b, h, w), other = put_act(be, z, c2, b, h, w);
+        Act up = {0}, cat = {0}, cbhw = {0};
+        float *dt = put(be, t, (size_t)b * c), *nchw;
+        CHECK(ops->buffer_alloc(be->ctx, &nchw, n) == SOWER_OK, "alloc");
+        CHECK(ops->upsample_nearest2x(be->ctx, &a, &up) == SOWER_OK, "upsample");
+        res[k][0] = get(be, up.data, act_numel(&up));
+        CHECK(ops->concat_channels(be->ctx, &a, &other, &cat) == SOWER_OK, "concat");
+        res[k][1] = get(be, cat.data, act_numel(&cat));
+        CHECK(ops->to_nchw(be->ctx, &a, nchw) == SOWER_OK, "to_nchw");
+        res[k][2] = get(be, nchw, n);
+        CHECK(ops->act_alloc(be->ctx, &cbhw, c, b, h, w) == SOWER_OK, "alloc");
+        CHECK(ops->from_nchw(be->ctx, nchw, b, 1, &cbhw) == SOWER_OK, "from_nchw");
+        res[k][3] = get(be, cbhw.data, n);
+        CHECK(ops->add_channel_bias(be->ctx, &a, dt) == SOWER_OK, "add_channel_bias");
+        res[k][4] = get(be, a.data, n);
+        CHECK(ops->residual(be->ctx, &s, &a, 1.4142135f) == SOWER_OK, "residual");
+        res[k][5] = get(be, a.data, n);
+        CHECK(ops->silu(be->ctx, a.data, n) == SOWER_OK, "silu");
+        res[k][6] = get(be, a.data, n);
+        ops->act_free(be->ctx, &a), ops->act_free(be->ctx, &s), ops->act_free(be->ctx, &other);
+        ops->act_free(be->ctx, &up), ops->act_free(be->ctx, &cat), ops->act_free(be->ctx, &cbhw);
+        ops->buffer_free(be->ctx, dt), ops->buffer_free(be->ctx, nchw);
+    }
+    static const char *const names[7] = {"upsample_nearest2x", "concat_channels", "to_nchw", "from_nchw (center)",
+                                         "add_channel_bias", "residual", "silu"};
+    const size_t sizes[7] = {4 * n, n + n2, n, n, n, n, n};
+    for (int i = 0; i < 7; i++) {
+        if (i < 6)
+            CHECK(memcmp(res[0][i], res[1][i], sizes[i] * sizeof(float)) == 0, "%s: not exact", names[i]);
+        compare(names[i], res[0][i], res[1][i], sizes[i]);
+        free(res[0][i]), free(res[1][i]);
+    }
+    free(x), free(y), free(t), free(z);
+}
+
+int main(void)
+{
+    int count = 0;
+    if (gpu_device_count(&count) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        return 1;
+    }
+    if (count == 0) {
+        printf("test_gpu_ops: no CUDA device visible (or no CUDA backend in this build): skipped\n");
+        return 77;
+    }
+    UNet none;
+    memset(&none, 0, sizeof none); /* the operations take their weights from the test, not a model */
+    CudaOptions opt = {0};
+    if (compute_backend_cpu(&cpu, &none) != SOWER_OK || compute_backend_cuda(&gpu, &none, &opt) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        return 1;
+    }
+    printf("test_gpu_ops: %s\n", gpu.identity);
+    const ConvCase convs[] = {
+        {3, 128, 3, 7, 32, 32, {1, 1, 1, 1, 1}, "conv_in 3x3 3 -> 128, B7 32x32"},
+        {128, 128, 3, 7, 32, 32, {1, 1, 1, 1, 1}, "conv 3x3 128 -> 128, B7 32x32"},
+        {256, 256, 3, 7, 8, 8, {1, 1, 1, 1, 1}, "conv 3x3 256 -> 256, B7 8x8"},
+        {128, 3, 3, 7, 32, 32, {1, 1, 1, 1, 1}, "conv_out 3x3 128 -> 3, B7 32x32"},
+        {64, 64, 3, 7, 16, 16, {2, 1, 1, 1, 1}, "downsample 3x3 s2 pad 1, B7 16x16"},
+        {64, 64, 3, 7, 16, 16, {2, 0, 0, 1, 1}, "downsample 3x3 s2 pad (0,1), B7 16x16"},
+        {384, 256, 1, 7, 16, 16, {1, 0, 0, 0, 0}, "shortcut 1x1 384 -> 256, B7 16x16"},
+        {37, 45, 3, 7, 5, 7, {1, 1, 1, 1, 1}, "conv 3x3 37 -> 45, B7 5x7 (edges)"},
+    };
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
+        test_conv(&convs[i], 1000 + 10 * i);
+    test_group_norm(128, 32, 7, 32, 32, 1);
+    test_group_norm(96, 32, 7, 8, 8, 0);
+    test_group_norm(64, 1, 7, 5, 3, 1);
+    test_linear(7, 128, 512);
+    test_linear(7, 512, 256);
+    test_attention(256, 1, 7, 16, 16);
+    test_attention(64, 4, 7, 8, 8);
+    test_attention(32, 2, 7, 3, 5);
+    test_elementwise();
+    compute_backend_close(&gpu);
+    compute_backend_close(&cpu);
+    return check_exit("test_gpu_ops");
+}
