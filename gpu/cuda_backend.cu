@@ -249,9 +249,11 @@ static void cuda_close(void *ctx)
 }
 
 /* Copies every parameter of u into one device block and points the mirror's parameters there. The
- * mirror is u itself with each parameter slot (a field of u) moved to the same field of the copy. */
-static int upload_weights(CudaContext *c, const UNet *u)
+ * mirror is u itself with each parameter slot (a field of u) moved to the same field of the copy.
+ * With an NCCL communicator only its rank 0 reads host memory; the block is then broadcast. */
+static int upload_weights(CudaContext *c, const UNet *u, const CudaOptions *opt)
 {
+    const int from_host = !opt->nccl_comm || opt->nccl_rank == 0;
     if (u->n_values > 0)
         GPU_CUDA_TRY(cudaMalloc((void **)&c->weights, (size_t)u->n_values * sizeof(float)));
     c->mirror = *u;
@@ -265,9 +267,15 @@ static int upload_weights(CudaContext *c, const UNet *u)
         ptrdiff_t field = (const char *)p->slot - (const char *)u;
         if (field < 0 || (size_t)field + sizeof(float *) > sizeof *u)
             return SOWER_FAIL(SOWER_EINTERNAL, "parameter '%s' is not a field of the model", p->name);
-        GPU_CUDA_TRY(cudaMemcpy(c->weights + offset, *p->slot, numel * sizeof(float), cudaMemcpyHostToDevice));
+        if (from_host)
+            GPU_CUDA_TRY(cudaMemcpy(c->weights + offset, *p->slot, numel * sizeof(float), cudaMemcpyHostToDevice));
         *(const float **)((char *)&c->mirror + field) = c->weights + offset;
         offset += numel;
+    }
+    if (opt->nccl_comm && offset > 0) {
+        /* The weights are data, not sums: a broadcast copies bits exactly. */
+        GPU_NCCL_TRY(ncclBroadcast(c->weights, c->weights, offset, ncclFloat, 0, (ncclComm_t)opt->nccl_comm, c->stream));
+        GPU_CUDA_TRY(cudaStreamSynchronize(c->stream));
     }
     return SOWER_OK;
 }
@@ -305,7 +313,7 @@ static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const Cu
     unsigned long long keep = ~0ULL;
     GPU_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
     GPU_CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    SOWER_TRY(upload_weights(c, u));
+    SOWER_TRY(upload_weights(c, u, opt));
     SOWER_TRY(describe(opt->device, be->identity, sizeof be->identity));
     return SOWER_OK;
 }

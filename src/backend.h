@@ -70,7 +70,11 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u) SOWER_MUST_CHECK;
 
 /* Options of the CUDA backend. */
 typedef struct {
-    int device; /* CUDA device index (placement.h picks it from the local rank) */
+    int device;       /* CUDA device index (placement.h picks it from the local rank) */
+    void *nccl_comm;  /* NULL: copy the weights from host memory; else every rank of this NCCL
+                       * communicator calls together and rank 0's copy is broadcast to the others,
+                       * whose host weights are never read (they may be unread pages of a mapping) */
+    int nccl_rank;
 } CudaOptions;
 
 /* The CUDA backend (gpu/): copies u's weights to the device. In a build without CUDA, fails with
@@ -79,6 +83,8 @@ int compute_backend_cuda(ComputeBackend *be, const UNet *u, const CudaOptions *o
 
 /* The backend a manifest or option names, on the device this rank should use (placement.h). */
 int compute_backend_open(ComputeBackend *be, Backend kind, const UNet *u) SOWER_MUST_CHECK;
+/* The device compute_backend_open would use for `kind` cuda: SOWER_EINPUT when none is visible. */
+int compute_backend_cuda_device(int *device) SOWER_MUST_CHECK;
 void compute_backend_close(ComputeBackend *be); /* safe on a zeroed backend */
 
 #ifdef __cplusplus

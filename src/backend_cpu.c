@@ -186,16 +186,26 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u)
     return SOWER_OK;
 }
 
-int compute_backend_open(ComputeBackend *be, Backend kind, const UNet *u)
+int compute_backend_cuda_device(int *device)
 {
-    if (kind == BACKEND_CPU)
-        return compute_backend_cpu(be, u);
     int count = 0;
+    if (!gpu_backend_built())
+        return SOWER_FAIL(SOWER_EINPUT, "backend cuda: this sower was built without the CUDA backend (configure with "
+                                        "-DSOWER_CUDA=ON on a machine with the CUDA toolkit)");
     SOWER_TRY(gpu_device_count(&count));
     if (count == 0)
         return SOWER_FAIL(SOWER_EINPUT, "backend cuda: no CUDA device is visible to this rank (CUDA_VISIBLE_DEVICES=%s)",
                           getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset");
-    CudaOptions opt = {placement_gpu_index(placement_local_rank(), count)};
+    *device = placement_gpu_index(placement_local_rank(), count);
+    return SOWER_OK;
+}
+
+int compute_backend_open(ComputeBackend *be, Backend kind, const UNet *u)
+{
+    if (kind == BACKEND_CPU)
+        return compute_backend_cpu(be, u);
+    CudaOptions opt = {0};
+    SOWER_TRY(compute_backend_cuda_device(&opt.device));
     SOWER_TRY(compute_backend_cuda(be, u, &opt));
     return SOWER_OK;
 }

@@ -31,6 +31,7 @@
 #include "outfile.h"
 #include "pipeline.h"
 #include "stop.h"
+#include "weight_share.h"
 
 /* Messages. TAG_ROWS to rank 0: [row0 (8), n (8), latents (n, C, H, W), digests (n, 32)]; n = 0 ends
  * the sender's part, with row0 = 1 when it stopped early. Rank 0 sends each other rank exactly one
@@ -49,6 +50,7 @@ typedef struct {
     Job job;
     Model model;
     Scheduler sched;
+    WeightShare share;      /* how the weights reach this rank's device */
     ComputeBackend backend; /* runs the UNet: the manifest's pipeline.backend on this rank's device */
     RenderSettings rs;
     size_t per;             /* floats per row: C*H*W */
@@ -274,11 +276,10 @@ static int load_job(Run *r, const RunOptions *o)
     return SOWER_OK;
 }
 
+/* Every rank parses the model; the weights themselves are read here only where weight_share says. */
 static int load_model(Run *r)
 {
-    SOWER_TRY(model_load(&r->model, r->job.model_path));
-    if (r->job.model_digest_pinned)
-        SOWER_TRY(model_check_digest(&r->model, r->job.model_digest, r->job.manifest_path));
+    SOWER_TRY(model_load_opt(&r->model, r->job.model_path, weight_share_reads_file(&r->share)));
     const UNetConfig *cfg = &r->model.unet.cfg;
     if (!cfg->sample_height)
         return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null", r->model.unet_config_path);
@@ -288,7 +289,6 @@ static int load_model(Run *r)
     scfg.torch_kernel = r->job.generator;
     SOWER_TRY(scheduler_init(&r->sched, &scfg, r->job.steps));
     r->per = (size_t)cfg->in_channels * cfg->sample_height * cfg->sample_width;
-    SOWER_TRY(compute_backend_open(&r->backend, r->job.backend, &r->model.unet));
     r->rs = (RenderSettings){.model = &r->model, .backend = &r->backend, .scheduler = &r->sched, .eta = (float)r->job.eta,
                              .generator = r->job.generator, .batch = r->job.batch,
                              .height = cfg->sample_height, .width = cfg->sample_width,
@@ -835,10 +835,23 @@ int cmd_run(int argc, char **argv)
         int threads = r.job.threads ? r.job.threads : default_threads();
         omp_set_num_threads(threads);
         gemm_set_threads(threads);
-        exit_code = agree(&r, load_model(&r));
+        exit_code = agree(&r, weight_share_plan(&r.share, r.job.backend, r.rank, r.world));
     }
     if (exit_code == 0)
+        exit_code = agree(&r, load_model(&r));
+    if (exit_code == 0) {
+        weight_share_digest(&r.share, r.model.weights_sha256);
+        int status = SOWER_OK;
+        if (r.job.model_digest_pinned)
+            status = model_check_digest(&r.model, r.job.model_digest, r.job.manifest_path);
+        exit_code = agree(&r, status);
+    }
+    if (exit_code == 0)
+        exit_code = agree(&r, weight_share_open_backend(&r.share, &r.backend, &r.model.unet));
+    if (exit_code == 0)
         exit_code = agree(&r, check_identities(&r));
+    if (exit_code == 0 && r.rank == 0 && r.job.backend == BACKEND_CUDA)
+        fprintf(stderr, "sower run: backend %s; weights: %s\n", r.backend.identity, r.share.reason);
     if (exit_code == 0 && r.rank == 0)
         job_warn_seed_collisions(&r.job, stderr);
     H5Out out;

@@ -12,12 +12,27 @@
 extern "C" {
 #endif
 
+/* 1 in a build with the CUDA backend, 0 without (gpu_absent.c). */
+int gpu_backend_built(void);
+
 /* Number of visible CUDA devices; 0 (and SOWER_OK) when there is no device or no driver. */
 int gpu_device_count(int *count) SOWER_MUST_CHECK;
 
 /* Exercises the backend's stack on device `device`: a kernel launch, a cuBLAS SGEMM checked
  * against a host reference, and the NCCL library version. Writes a one-line report. */
 int gpu_selftest(int device, char *report, size_t report_size) SOWER_MUST_CHECK;
+
+/* A key naming device `device` of this node uniquely across the job ("HOST/PCI-BUS-ID"): two
+ * ranks with equal keys share one GPU. */
+int gpu_device_key(int device, char *key, size_t size) SOWER_MUST_CHECK;
+
+/* NCCL: the unique id rank 0 creates and every rank receives (by MPI), then one communicator of
+ * nranks ranks, one per GPU (NCCL refuses two ranks on one device). */
+enum { GPU_NCCL_ID_BYTES = 128 };
+int gpu_nccl_id(unsigned char id[GPU_NCCL_ID_BYTES]) SOWER_MUST_CHECK;
+int gpu_nccl_open(void **comm, const unsigned char id[GPU_NCCL_ID_BYTES], int nranks, int rank, int device)
+    SOWER_MUST_CHECK;
+void gpu_nccl_close(void *comm); /* safe on NULL */
 
 #ifdef __cplusplus
 }

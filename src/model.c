@@ -127,7 +127,9 @@ static int digest_weights(Model *m)
     return SOWER_OK;
 }
 
-int model_load(Model *m, const char *dir)
+int model_load(Model *m, const char *dir) { return model_load_opt(m, dir, 1); }
+
+int model_load_opt(Model *m, const char *dir, int read_weights)
 {
     memset(m, 0, sizeof *m);
     m->dir = strdup(dir);
@@ -150,7 +152,8 @@ int model_load(Model *m, const char *dir)
     SOWER_TRY(unet_init(&m->unet, &cfg));
     SOWER_TRY(safetensors_open(&m->weights, m->weights_path));
     SOWER_TRY(unet_bind(&m->unet, &m->weights));
-    SOWER_TRY(digest_weights(m));
+    if (read_weights)
+        SOWER_TRY(digest_weights(m));
     return SOWER_OK;
 }
 

@@ -36,6 +36,10 @@ typedef struct {
 /* Finds the layout, reads and checks configs and weights, binds the UNet. Errors are
  * SOWER_EMODEL naming the file (and key or tensor). */
 int model_load(Model *m, const char *dir) SOWER_MUST_CHECK;
+/* The same; read_weights 0 reads only the weight file's header (the tensors stay unread pages of
+ * the mapping, weights_sha256 stays zero): for a rank that receives the weights over NCCL
+ * (weight_share.h) and the digest from rank 0. */
+int model_load_opt(Model *m, const char *dir, int read_weights) SOWER_MUST_CHECK;
 void model_free(Model *m); /* safe on a zeroed Model */
 /* SOWER_EMANIFEST "WHERE: model.digest: expected sha256:..., found sha256:... in FILE" unless the
  * weight file's SHA-256 equals want (DIGEST_BYTES,). */
