@@ -302,7 +302,7 @@ static int describe(int device, char *out, size_t size)
 static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const CudaOptions *opt)
 {
     int count = 0;
-    SOWER_TRY(gpu_device_count(&count));
+    GPU_CUDA_TRY(cudaGetDeviceCount(&count));
     if (opt->device < 0 || opt->device >= count)
         return SOWER_FAIL(SOWER_EINPUT, "backend cuda: device %d does not exist (%d visible)", opt->device, count);
     GPU_CUDA_TRY(cudaSetDevice(opt->device));

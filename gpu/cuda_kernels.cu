@@ -5,6 +5,11 @@
 
 #include "cuda_check.h"
 
+/* The launch, as a macro so tests/cuda_emu can run these kernels on the host (it defines its own). */
+#ifndef GPU_LAUNCH
+#define GPU_LAUNCH(kernel, grid, block, stream, ...) kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#endif
+
 /* ---- matrix multiply ------------------------------------------------------------------------ */
 
 /* One block computes a GEMM_TM x GEMM_TN tile of C with 256 threads, 8 x 8 elements each; the
@@ -91,7 +96,7 @@ int gpu_gemm(const GpuGemm *g, cudaStream_t s)
         return SOWER_FAIL(SOWER_EINTERNAL, "gpu_gemm: %d products of %d rows exceed the launch grid", g->batches,
                           g->m);
     dim3 grid((g->n + GEMM_TN - 1) / GEMM_TN, (g->m + GEMM_TM - 1) / GEMM_TM, g->batches);
-    gemm_kernel<<<grid, GEMM_THREADS, 0, s>>>(*g);
+    GPU_LAUNCH(gemm_kernel, grid, GEMM_THREADS, s, *g);
     GPU_LAUNCH_TRY();
     return SOWER_OK;
 }
@@ -167,8 +172,8 @@ __global__ static void __launch_bounds__(REDUCE_THREADS)
 int gpu_group_norm(const GroupNormParams *p, const Act *x, Act *y, int silu, cudaStream_t s)
 {
     dim3 grid(p->groups, x->b);
-    group_norm_kernel<<<grid, REDUCE_THREADS, 0, s>>>(x->data, y->data, p->gamma, p->beta, x->b,
-                                                      p->channels / p->groups, x->h * x->w, p->eps, silu);
+    GPU_LAUNCH(group_norm_kernel, grid, REDUCE_THREADS, s, x->data, y->data, p->gamma, p->beta, x->b,
+               p->channels / p->groups, x->h * x->w, p->eps, silu);
     GPU_LAUNCH_TRY();
     return SOWER_OK;
 }
@@ -199,7 +204,7 @@ int gpu_softmax_rows(float *s, long long rows, int cols, float scale, cudaStream
     if (rows > 0x7fffffffLL)
         return SOWER_FAIL(SOWER_EINTERNAL, "gpu_softmax_rows: %lld rows exceed the launch grid", rows);
     if (rows > 0) {
-        softmax_kernel<<<(unsigned)rows, REDUCE_THREADS, 0, st>>>(s, cols, scale);
+        GPU_LAUNCH(softmax_kernel, (unsigned)rows, REDUCE_THREADS, st, s, cols, scale);
         GPU_LAUNCH_TRY();
     }
     return SOWER_OK;
@@ -221,7 +226,7 @@ __global__ static void silu_kernel(float *x, size_t n)
 int gpu_silu(float *x, size_t n, cudaStream_t s)
 {
     if (n) {
-        silu_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, n);
+        GPU_LAUNCH(silu_kernel, ew_blocks(n), EW_THREADS, s, x, n);
         GPU_LAUNCH_TRY();
     }
     return SOWER_OK;
@@ -242,7 +247,7 @@ int gpu_upsample_nearest2x(const Act *in, Act *out, cudaStream_t s)
 {
     size_t n = act_numel(out);
     if (n) {
-        upsample_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(in->data, out->data, in->h, in->w, n);
+        GPU_LAUNCH(upsample_kernel, ew_blocks(n), EW_THREADS, s, in->data, out->data, in->h, in->w, n);
         GPU_LAUNCH_TRY();
     }
     return SOWER_OK;
@@ -262,7 +267,7 @@ int gpu_add_channel_bias(Act *x, const float *t, cudaStream_t s)
 {
     size_t n = act_numel(x);
     if (n) {
-        channel_bias_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x->data, t, x->c, x->b, x->h * x->w, n);
+        GPU_LAUNCH(channel_bias_kernel, ew_blocks(n), EW_THREADS, s, x->data, t, x->c, x->b, x->h * x->w, n);
         GPU_LAUNCH_TRY();
     }
     return SOWER_OK;
@@ -278,7 +283,7 @@ __global__ static void residual_kernel(const float *shortcut, float *out, size_t
 int gpu_residual(const float *shortcut, float *out, size_t n, float scale, cudaStream_t s)
 {
     if (n) {
-        residual_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(shortcut, out, n, scale);
+        GPU_LAUNCH(residual_kernel, ew_blocks(n), EW_THREADS, s, shortcut, out, n, scale);
         GPU_LAUNCH_TRY();
     }
     return SOWER_OK;
@@ -306,8 +311,8 @@ int gpu_from_nchw(const float *x, int center, Act *out, cudaStream_t s)
 {
     size_t n = act_numel(out);
     if (n) {
-        layout_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, out->data, out->b, out->c, out->h * out->w, center, 1,
-                                                         n);
+        GPU_LAUNCH(layout_kernel, ew_blocks(n), EW_THREADS, s, x, out->data, out->b, out->c, out->h * out->w, center,
+                   1, n);
         GPU_LAUNCH_TRY();
     }
     return SOWER_OK;
@@ -317,7 +322,7 @@ int gpu_to_nchw(const Act *in, float *x, cudaStream_t s)
 {
     size_t n = act_numel(in);
     if (n) {
-        layout_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(in->data, x, in->b, in->c, in->h * in->w, 0, 0, n);
+        GPU_LAUNCH(layout_kernel, ew_blocks(n), EW_THREADS, s, in->data, x, in->b, in->c, in->h * in->w, 0, 0, n);
         GPU_LAUNCH_TRY();
     }
     return SOWER_OK;

@@ -1,0 +1,121 @@
+/* cuda_emu.cpp: the emulated CUDA runtime (see cuda_runtime.h). */
+#include "cuda_runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <vector>
+
+#include "cublas_v2.h"
+#include "nccl.h"
+
+namespace sower_emu_rt {
+
+uint3_emu threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+
+namespace {
+enum { FIBER_STACK = 256 << 10 };
+ucontext_t scheduler;
+std::vector<ucontext_t> fibers;
+std::vector<char> done;
+std::vector<char *> stacks;
+EmuBody current_body;
+void *current_closure;
+unsigned current_thread;
+
+void fiber_main(void)
+{
+    current_body(current_closure);
+    done[current_thread] = 1; /* then uc_link returns to the scheduler */
+}
+} // namespace
+
+void __syncthreads() { swapcontext(&fibers[current_thread], &scheduler); }
+
+void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
+{
+    const unsigned n = block.x * block.y * block.z;
+    gridDim = grid, blockDim = block;
+    current_body = body, current_closure = closure;
+    fibers.resize(n);
+    done.assign(n, 0);
+    while (stacks.size() < n)
+        stacks.push_back((char *)malloc(FIBER_STACK));
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                blockIdx = {bx, by, bz};
+                for (unsigned t = 0; t < n; t++) {
+                    getcontext(&fibers[t]);
+                    fibers[t].uc_stack.ss_sp = stacks[t];
+                    fibers[t].uc_stack.ss_size = FIBER_STACK;
+                    fibers[t].uc_link = &scheduler;
+                    makecontext(&fibers[t], fiber_main, 0);
+                    done[t] = 0;
+                }
+                /* Each pass runs every unfinished thread up to its next barrier (or its end). */
+                for (unsigned left = n; left > 0;) {
+                    left = 0;
+                    for (unsigned t = 0; t < n; t++) {
+                        if (done[t])
+                            continue;
+                        current_thread = t;
+                        threadIdx = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
+                        swapcontext(&scheduler, &fibers[t]);
+                        left += !done[t];
+                    }
+                }
+            }
+}
+
+const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }
+cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+cudaError_t cudaGetDeviceCount(int *count) { return *count = 1, cudaSuccess; }
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
+{
+    (void)device;
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "host emulation (tests/cuda_emu)");
+    prop->multiProcessorCount = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int *v) { return *v = 0, cudaSuccess; }
+cudaError_t cudaRuntimeGetVersion(int *v) { return *v = 0, cudaSuccess; }
+cudaError_t cudaDeviceGetPCIBusId(char *bus, int len, int device)
+{
+    snprintf(bus, (size_t)len, "emu:%d", device);
+    return cudaSuccess;
+}
+cudaError_t cudaMalloc(void **p, size_t bytes)
+{
+    *p = malloc(bytes ? bytes : 1);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
+cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t) { return cudaMalloc(p, bytes); }
+cudaError_t cudaFreeAsync(void *p, cudaStream_t) { return cudaFree(p); }
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind)
+{
+    memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t)
+{
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return *s = (void *)1, cudaSuccess; }
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int) { return *pool = (void *)1, cudaSuccess; }
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, int, void *) { return cudaSuccess; }
+
+cublasStatus_t cublasGetProperty(libraryPropertyType, int *value) { return *value = 0, CUBLAS_STATUS_SUCCESS; }
+const char *cublasGetStatusString(cublasStatus_t) { return "emulated"; }
+
+const char *ncclGetErrorString(ncclResult_t) { return "emulated"; }
+ncclResult_t ncclBroadcast(const void *, void *, size_t, ncclDataType_t, int, ncclComm_t, void *) { return ncclSuccess; }
+
+} // namespace sower_emu_rt
