@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "check.h"
 #include "gpu.h"
+#include "model.h"
 #include "rng.h"
 
 /* |gpu - cpu| <= TOL * (1 + max |cpu|): the two differ only by reduction order and libm. */
@@ -307,10 +308,56 @@ static void test_elementwise(void)
     free(x), free(y), free(t), free(z);
 }
 
+/* The whole UNet forward of a real model folder, through unet_forward_on (weights copied to the
+ * device through the backend's mirror of the model): GPU vs CPU at batch 3 with three timesteps,
+ * and each sample alone bit for bit as in the batch. */
+static void test_forward(const char *dir)
+{
+    Model m;
+    if (model_load(&m, dir) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        CHECK(0, "cannot load %s", dir);
+        return;
+    }
+    ComputeBackend mc, mg;
+    CudaOptions opt = {0};
+    CHECK(compute_backend_cpu(&mc, &m.unet) == SOWER_OK, "cpu backend");
+    CHECK(compute_backend_cuda(&mg, &m.unet, &opt) == SOWER_OK, "cuda backend over %s", dir);
+    const UNetConfig *cfg = &m.unet.cfg;
+    const int b = 3, h = cfg->sample_height, w = cfg->sample_width;
+    const size_t per = (size_t)cfg->in_channels * h * w;
+    float *x = randn(per * b, 77, 1.0f), *ref = malloc(sizeof(float) * per * b), *got = malloc(sizeof(float) * per * b);
+    float *one = malloc(sizeof(float) * per);
+    int64_t ts[3] = {999, 500, 1};
+    CHECK(unet_forward_on(&mc, x, ts, b, h, w, ref) == SOWER_OK, "cpu forward");
+    CHECK(unet_forward_on(&mg, x, ts, b, h, w, got) == SOWER_OK, "gpu forward");
+    char name[160];
+    snprintf(name, sizeof name, "UNet forward B3 (%s)", dir);
+    compare(name, ref, got, per * b);
+    int differ = 0;
+    for (int s = 0; s < b; s++) {
+        CHECK(unet_forward_on(&mg, x + per * s, &ts[s], 1, h, w, one) == SOWER_OK, "gpu forward batch 1");
+        differ += memcmp(one, got + per * s, sizeof(float) * per) != 0;
+    }
+    CHECK(differ == 0, "UNet forward: %d of %d samples differ between batch %d and batch 1", differ, b, b);
+    free(x), free(ref), free(got), free(one);
+    compute_backend_close(&mg);
+    compute_backend_close(&mc);
+    model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
-    /* --small: fewer, smaller cases (the emulated build runs every GPU thread as a host fiber). */
-    const int small = argc > 1 && strcmp(argv[1], "--small") == 0;
+    /* --small: fewer, smaller cases (the emulated build runs every GPU thread as a host fiber);
+     * --model DIR: also a whole forward pass of that model folder. */
+    int small = 0;
+    const char *model_dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--small") == 0)
+            small = 1;
+        else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+            model_dir = argv[++i];
+    }
 #ifndef SOWER_TEST_EMULATED /* built against tests/cuda_emu: there is always its one "device" */
     int count = 0;
     if (gpu_device_count(&count) != SOWER_OK) {
@@ -369,6 +416,8 @@ int main(int argc, char **argv)
         test_attention(32, 2, 7, 3, 5);
     }
     test_elementwise();
+    if (model_dir)
+        test_forward(model_dir);
     compute_backend_close(&gpu);
     compute_backend_close(&cpu);
     return check_exit("test_gpu_ops");

@@ -3,8 +3,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <setjmp.h>
 #include <ucontext.h>
 
+#include <map>
 #include <vector>
 
 #include "cublas_v2.h"
@@ -17,22 +19,48 @@ dim3 blockDim, gridDim;
 
 namespace {
 enum { FIBER_STACK = 256 << 10 };
-ucontext_t scheduler;
+/* A fiber starts from its ucontext (makecontext: one system call), then every switch is
+ * _setjmp/_longjmp, which leave the signal mask alone and so cost no system call (swapcontext
+ * makes two per switch, and a tiled matrix multiply switches at every k step). */
+struct Jump {
+    jmp_buf at;
+};
+Jump scheduler;
+std::vector<Jump> parked;          /* (threads,) where each fiber waits at its barrier */
+std::vector<char> started;
 std::vector<ucontext_t> fibers;
 std::vector<char> done;
 std::vector<char *> stacks;
 EmuBody current_body;
 void *current_closure;
 unsigned current_thread;
+int barrier_seen;                  /* the running block called __syncthreads */
+std::map<EmuBody, bool> uses_barrier; /* per launch site, learnt from its first block */
 
 void fiber_main(void)
 {
     current_body(current_closure);
-    done[current_thread] = 1; /* then uc_link returns to the scheduler */
+    done[current_thread] = 1;
+    _longjmp(scheduler.at, 1);
 }
 } // namespace
 
-void __syncthreads() { swapcontext(&fibers[current_thread], &scheduler); }
+void __syncthreads()
+{
+    barrier_seen = 1;
+    if (!_setjmp(parked[current_thread].at))
+        _longjmp(scheduler.at, 1);
+}
+
+/* A block of a kernel without barriers: its threads one after another, no fibers (fast). */
+static void run_block_plain(dim3 block, EmuBody body, void *closure)
+{
+    const unsigned n = block.x * block.y * block.z;
+    for (unsigned t = 0; t < n; t++) {
+        threadIdx = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
+        body(closure);
+    }
+}
 
 void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
 {
@@ -40,20 +68,31 @@ void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
     gridDim = grid, blockDim = block;
     current_body = body, current_closure = closure;
     fibers.resize(n);
+    parked.resize(n);
     done.assign(n, 0);
+    started.assign(n, 0);
     while (stacks.size() < n)
         stacks.push_back((char *)malloc(FIBER_STACK));
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
                 blockIdx = {bx, by, bz};
+                /* Barriers are block-uniform in valid CUDA: a launch site whose first block ran
+                 * without one never needs fibers. */
+                auto known = uses_barrier.find(body);
+                if (known != uses_barrier.end() && !known->second) {
+                    run_block_plain(block, body, closure);
+                    continue;
+                }
+                barrier_seen = 0;
                 for (unsigned t = 0; t < n; t++) {
                     getcontext(&fibers[t]);
                     fibers[t].uc_stack.ss_sp = stacks[t];
                     fibers[t].uc_stack.ss_size = FIBER_STACK;
-                    fibers[t].uc_link = &scheduler;
+                    fibers[t].uc_link = NULL; /* fiber_main never returns */
                     makecontext(&fibers[t], fiber_main, 0);
                     done[t] = 0;
+                    started[t] = 0;
                 }
                 /* Each pass runs every unfinished thread up to its next barrier (or its end). */
                 for (unsigned left = n; left > 0;) {
@@ -63,10 +102,17 @@ void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
                             continue;
                         current_thread = t;
                         threadIdx = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
-                        swapcontext(&scheduler, &fibers[t]);
+                        if (!_setjmp(scheduler.at)) {
+                            if (!started[t]) {
+                                started[t] = 1;
+                                setcontext(&fibers[t]);
+                            }
+                            _longjmp(parked[t].at, 1);
+                        }
                         left += !done[t];
                     }
                 }
+                uses_barrier[body] = barrier_seen;
             }
 }
 
