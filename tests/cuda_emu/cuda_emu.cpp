@@ -37,6 +37,13 @@ unsigned current_thread;
 int barrier_seen;                  /* the running block called __syncthreads */
 std::map<EmuBody, bool> uses_barrier; /* per launch site, learnt from its first block */
 
+void free_stacks(void)
+{
+    for (char *stack : stacks)
+        free(stack);
+    stacks.clear();
+}
+
 void fiber_main(void)
 {
     current_body(current_closure);
@@ -71,6 +78,8 @@ void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
     parked.resize(n);
     done.assign(n, 0);
     started.assign(n, 0);
+    if (stacks.empty())
+        atexit(free_stacks);
     while (stacks.size() < n)
         stacks.push_back((char *)malloc(FIBER_STACK));
     for (unsigned bz = 0; bz < grid.z; bz++)
