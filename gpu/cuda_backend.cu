@@ -15,7 +15,8 @@ enum { ATTENTION_SCORES_BUDGET = 64 << 20 }; /* floats of attention scores at a 
 typedef struct {
     int device;
     cudaStream_t stream;
-    float *weights;   /* (n_values,) every parameter of the model, in the UNet's parameter order */
+    float *weights;   /* (n_weights,) every parameter of the model, in the UNet's parameter order */
+    size_t n_weights;
     UNet mirror;      /* the model with each parameter pointing into weights */
 } CudaContext;
 
@@ -122,7 +123,10 @@ static int cuda_linear(void *ctx, const LinearParams *p, const float *x, int bat
 static int cuda_upsample(void *ctx, const Act *in, Act *out)
 {
     SOWER_TRY(cuda_act_alloc(ctx, out, in->c, in->b, 2 * in->h, 2 * in->w));
-    return gpu_upsample_nearest2x(in, out, stream_of(ctx));
+    int status = gpu_upsample_nearest2x(in, out, stream_of(ctx));
+    if (status != SOWER_OK)
+        cuda_act_free(ctx, out);
+    return status;
 }
 
 static int cuda_add_channel_bias(void *ctx, Act *x, const float *t) { return gpu_add_channel_bias(x, t, stream_of(ctx)); }
@@ -136,9 +140,14 @@ static int cuda_concat_channels(void *ctx, const Act *a, const Act *b, Act *out)
 {
     SOWER_TRY(cuda_act_alloc(ctx, out, a->c + b->c, a->b, a->h, a->w));
     cudaStream_t s = stream_of(ctx);
-    GPU_CUDA_TRY(cudaMemcpyAsync(out->data, a->data, act_numel(a) * sizeof(float), cudaMemcpyDeviceToDevice, s));
-    GPU_CUDA_TRY(cudaMemcpyAsync(out->data + act_numel(a), b->data, act_numel(b) * sizeof(float),
-                                 cudaMemcpyDeviceToDevice, s));
+    cudaError_t e = cudaMemcpyAsync(out->data, a->data, act_numel(a) * sizeof(float), cudaMemcpyDeviceToDevice, s);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(out->data + act_numel(a), b->data, act_numel(b) * sizeof(float), cudaMemcpyDeviceToDevice,
+                            s);
+    if (e != cudaSuccess) {
+        cuda_act_free(ctx, out);
+        GPU_CUDA_TRY(e);
+    }
     return SOWER_OK;
 }
 
@@ -245,19 +254,23 @@ static void cuda_close(void *ctx)
         cudaStreamDestroy(c->stream);
     }
     cudaFree(c->weights);
+    /* Give the pool's cached blocks back: ranks sharing a GPU should not keep each other's peaks. */
+    cudaMemPool_t pool;
+    if (c->stream && cudaDeviceGetDefaultMemPool(&pool, c->device) == cudaSuccess)
+        cudaMemPoolTrimTo(pool, 0);
     free(c);
 }
 
-/* Copies every parameter of u into one device block and points the mirror's parameters there. The
- * mirror is u itself with each parameter slot (a field of u) moved to the same field of the copy.
- * With an NCCL communicator only its rank 0 reads host memory; the block is then broadcast. */
+/* Copies every parameter of u into one device block (unless opt says they arrive over NCCL) and
+ * points the mirror's parameters there. The mirror is u itself with each parameter slot (a field
+ * of u) moved to the same field of the copy. */
 static int upload_weights(CudaContext *c, const UNet *u, const CudaOptions *opt)
 {
-    const int from_host = !opt->nccl_comm || opt->nccl_rank == 0;
     if (u->n_values > 0)
         GPU_CUDA_TRY(cudaMalloc((void **)&c->weights, (size_t)u->n_values * sizeof(float)));
     c->mirror = *u;
     c->mirror.params = NULL; /* the list stays with u */
+    c->mirror.n_params = 0;
     size_t offset = 0;
     for (int i = 0; i < u->n_params; i++) {
         const UNetParam *p = &u->params[i];
@@ -267,14 +280,24 @@ static int upload_weights(CudaContext *c, const UNet *u, const CudaOptions *opt)
         ptrdiff_t field = (const char *)p->slot - (const char *)u;
         if (field < 0 || (size_t)field + sizeof(float *) > sizeof *u)
             return SOWER_FAIL(SOWER_EINTERNAL, "parameter '%s' is not a field of the model", p->name);
-        if (from_host)
-            GPU_CUDA_TRY(cudaMemcpy(c->weights + offset, *p->slot, numel * sizeof(float), cudaMemcpyHostToDevice));
+        if (!opt->weights_arrive)
+            GPU_CUDA_TRY(cudaMemcpyAsync(c->weights + offset, *p->slot, numel * sizeof(float), cudaMemcpyHostToDevice,
+                                         c->stream));
         *(const float **)((char *)&c->mirror + field) = c->weights + offset;
         offset += numel;
     }
-    if (opt->nccl_comm && offset > 0) {
-        /* The weights are data, not sums: a broadcast copies bits exactly. */
-        GPU_NCCL_TRY(ncclBroadcast(c->weights, c->weights, offset, ncclFloat, 0, (ncclComm_t)opt->nccl_comm, c->stream));
+    c->n_weights = offset;
+    /* On the backend's own stream, then waited for: a pageable copy may still be in flight when
+     * cudaMemcpy returns, and the stream does not wait for the legacy one. */
+    GPU_CUDA_TRY(cudaStreamSynchronize(c->stream));
+    return SOWER_OK;
+}
+
+extern "C" int compute_backend_cuda_receive(ComputeBackend *be, void *nccl_comm)
+{
+    CudaContext *c = (CudaContext *)be->ctx;
+    if (c->n_weights > 0) {
+        GPU_NCCL_TRY(ncclBroadcast(c->weights, c->weights, c->n_weights, ncclFloat, 0, (ncclComm_t)nccl_comm, c->stream));
         GPU_CUDA_TRY(cudaStreamSynchronize(c->stream));
     }
     return SOWER_OK;

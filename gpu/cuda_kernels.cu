@@ -15,27 +15,57 @@
 /* One block computes a GEMM_TM x GEMM_TN tile of C with 256 threads, 8 x 8 elements each; the
  * reduction walks k in GEMM_TK-wide steps through shared memory, always from k = 0 upwards. */
 enum { GEMM_TM = 128, GEMM_TN = 128, GEMM_TK = 8, GEMM_THREADS = 256 };
+static_assert(GEMM_THREADS % GEMM_TN == 0, "a thread's B column must be the same at every k step");
 
-__device__ static inline float load_b(const GpuGemm &g, const float *b, int kk, int col)
+/* The B column a thread loads is the same at every k step (its index mod GEMM_TN is fixed, as
+ * GEMM_THREADS is a multiple of GEMM_TN), so where it starts is worked out once, before the k loop. */
+struct BColumn {
+    const float *base; /* generic B: column col's start; conv: the column's sample plane */
+    int iy0, ix0;      /* conv: the input pixel of tap (0, 0) */
+    int valid;         /* col < n */
+};
+
+__device__ static inline BColumn b_column(const GpuGemm &g, const float *b, int col)
 {
-    if (kk >= g.k || col >= g.n)
+    BColumn c;
+    c.valid = col < g.n;
+    c.iy0 = c.ix0 = 0;
+    c.base = NULL;
+    if (!c.valid)
+        return c;
+    if (!g.conv.in) {
+        c.base = b + (long long)col * g.b.sj;
+        return c;
+    }
+    const GpuConvInput &cv = g.conv;
+    const int ox = col % cv.wo, rest = col / cv.wo, oy = rest % cv.ho, sample = rest / cv.ho;
+    c.iy0 = oy * cv.stride - cv.pad_top;
+    c.ix0 = ox * cv.stride - cv.pad_left;
+    c.base = cv.in + (long long)sample * cv.h * cv.w;
+    return c;
+}
+
+/* B(kk, col): for a convolution kk = (ci, ky, kx) reads in(ci, sample, iy0 + ky, ix0 + kx), zero
+ * outside the image. */
+__device__ static inline float load_b(const GpuGemm &g, const BColumn &c, int kk)
+{
+    if (!c.valid || kk >= g.k)
         return 0.0f;
     if (!g.conv.in)
-        return b[kk * g.b.si + col * g.b.sj];
+        return c.base[kk * g.b.si];
     const GpuConvInput &cv = g.conv;
-    const int taps = cv.k * cv.k;
-    const int ci = kk / taps, tap = kk % taps, ky = tap / cv.k, kx = tap % cv.k;
-    const int ox = col % cv.wo, rest = col / cv.wo, oy = rest % cv.ho, sample = rest / cv.ho;
-    const int iy = oy * cv.stride + ky - cv.pad_top, ix = ox * cv.stride + kx - cv.pad_left;
+    const int taps = cv.k * cv.k, ci = kk / taps, tap = kk - ci * taps, ky = tap / cv.k, kx = tap - ky * cv.k;
+    const int iy = c.iy0 + ky, ix = c.ix0 + kx;
     if (iy < 0 || iy >= cv.h || ix < 0 || ix >= cv.w)
         return 0.0f;
-    return cv.in[(((long long)ci * cv.batch + sample) * cv.h + iy) * cv.w + ix];
+    return c.base[((long long)ci * cv.batch * cv.h + iy) * cv.w + ix];
 }
 
 __global__ static void __launch_bounds__(GEMM_THREADS) gemm_kernel(GpuGemm g)
 {
-    /* As (TK, TM): the A tile transposed; Bs (TK, TN). 16-byte aligned for float4 reads. */
-    __shared__ __align__(16) float as[GEMM_TK][GEMM_TM];
+    /* As (TK, TM + 4): the A tile transposed, rows padded so the transposing stores do not all hit
+     * one bank; Bs (TK, TN). 16-byte aligned for float4 reads. */
+    __shared__ __align__(16) float as[GEMM_TK][GEMM_TM + 4];
     __shared__ __align__(16) float bs[GEMM_TK][GEMM_TN];
     const int z = blockIdx.z, z1 = z / g.zdiv, z2 = z % g.zdiv;
     const float *a = g.a.base + z1 * g.a.s1 + z2 * g.a.s2;
@@ -43,6 +73,7 @@ __global__ static void __launch_bounds__(GEMM_THREADS) gemm_kernel(GpuGemm g)
     float *c = g.c + z1 * g.c_s1 + z2 * g.c_s2;
     const int m0 = blockIdx.y * GEMM_TM, n0 = blockIdx.x * GEMM_TN;
     const int t = threadIdx.x, tx = t % 16, ty = t / 16;
+    const BColumn column = b_column(g, b, n0 + t % GEMM_TN);
     /* This thread's rows: ty*4 + {0..3} and 64 + ty*4 + {0..3} of the tile; columns likewise. */
     float acc[8][8];
     for (int i = 0; i < 8; i++)
@@ -56,7 +87,7 @@ __global__ static void __launch_bounds__(GEMM_THREADS) gemm_kernel(GpuGemm g)
         }
         for (int l = 0; l < GEMM_TN * GEMM_TK / GEMM_THREADS; l++) {
             int e = t + l * GEMM_THREADS, kk = e / GEMM_TN, nn = e % GEMM_TN; /* n fastest: pixels */
-            bs[kk][nn] = load_b(g, b, k0 + kk, n0 + nn);
+            bs[kk][nn] = load_b(g, column, k0 + kk);
         }
         __syncthreads();
 #pragma unroll
@@ -146,22 +177,22 @@ __global__ static void __launch_bounds__(REDUCE_THREADS)
 {
     __shared__ double partial[REDUCE_THREADS];
     const int grp = blockIdx.x, sample = blockIdx.y, t = threadIdx.x;
-    const long long count = (long long)cpg * hw;
+    const int count = cpg * hw; /* < 2^31: one sample's channels of a group */
     /* element e of the group: channel grp*cpg + e/hw, pixel e%hw */
 #define GN_INDEX(e) ((((long long)grp * cpg + (e) / hw) * batch + sample) * hw + (e) % hw)
     double sum = 0.0;
-    for (long long e = t; e < count; e += REDUCE_THREADS)
+    for (int e = t; e < count; e += REDUCE_THREADS)
         sum += (double)x[GN_INDEX(e)];
     const double mean = block_sum(sum, partial) / (double)count;
     double sq = 0.0;
-    for (long long e = t; e < count; e += REDUCE_THREADS) {
+    for (int e = t; e < count; e += REDUCE_THREADS) {
         double d = (double)x[GN_INDEX(e)] - mean;
         sq += d * d;
     }
     const double var = block_sum(sq, partial) / (double)count;
     const float mean_f = (float)mean, rstd = (float)(1.0 / sqrt(var + (double)eps));
-    for (long long e = t; e < count; e += REDUCE_THREADS) {
-        int ch = grp * cpg + (int)(e / hw);
+    for (int e = t; e < count; e += REDUCE_THREADS) {
+        int ch = grp * cpg + e / hw;
         float scale = rstd * gamma[ch], shift = -scale * mean_f + beta[ch];
         float v = scale * x[GN_INDEX(e)] + shift;
         y[GN_INDEX(e)] = silu ? silu_f(v) : v;
@@ -182,12 +213,13 @@ int gpu_group_norm(const GroupNormParams *p, const Act *x, Act *y, int silu, cud
 __global__ static void __launch_bounds__(REDUCE_THREADS) softmax_kernel(float *s, int cols, float scale)
 {
     __shared__ double partial[REDUCE_THREADS];
+    __shared__ float partial_max[REDUCE_THREADS];
     float *row = s + (long long)blockIdx.x * cols;
     const int t = threadIdx.x;
     float mx = -INFINITY;
     for (int j = t; j < cols; j += REDUCE_THREADS)
         mx = fmaxf(mx, scale * row[j]);
-    mx = block_max(mx, (float *)partial);
+    mx = block_max(mx, partial_max);
     double sum = 0.0;
     for (int j = t; j < cols; j += REDUCE_THREADS) {
         float e = expf(scale * row[j] - mx);

@@ -70,16 +70,18 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u) SOWER_MUST_CHECK;
 
 /* Options of the CUDA backend. */
 typedef struct {
-    int device;       /* CUDA device index (placement.h picks it from the local rank) */
-    void *nccl_comm;  /* NULL: copy the weights from host memory; else every rank of this NCCL
-                       * communicator calls together and rank 0's copy is broadcast to the others,
-                       * whose host weights are never read (they may be unread pages of a mapping) */
-    int nccl_rank;
+    int device;           /* CUDA device index (placement.h picks it from the local rank) */
+    int weights_arrive;   /* 1: leave the device weights unset (the host copy is never read: it may
+                           * be unread pages of a mapping); compute_backend_cuda_receive fills them */
 } CudaOptions;
 
 /* The CUDA backend (gpu/): copies u's weights to the device. In a build without CUDA, fails with
  * SOWER_EINPUT saying so. */
 int compute_backend_cuda(ComputeBackend *be, const UNet *u, const CudaOptions *opt) SOWER_MUST_CHECK;
+
+/* Collective over an NCCL communicator (gpu.h): copies rank 0's device weights into every other
+ * rank's (opened with weights_arrive). Bits are copied, not summed. */
+int compute_backend_cuda_receive(ComputeBackend *be, void *nccl_comm) SOWER_MUST_CHECK;
 
 /* The backend a manifest or option names, on the device this rank should use (placement.h). */
 int compute_backend_open(ComputeBackend *be, Backend kind, const UNet *u) SOWER_MUST_CHECK;

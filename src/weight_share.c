@@ -75,10 +75,23 @@ int weight_share_open_backend(const WeightShare *ws, ComputeBackend *be, const U
     MPI_Bcast(id, sizeof id, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD);
     if (!id[GPU_NCCL_ID_BYTES])
         return status != SOWER_OK ? status : SOWER_FAIL(SOWER_ECUDA, "rank 0 could not create the NCCL id");
-    CudaOptions opt = {ws->device, NULL, ws->rank};
-    SOWER_TRY(gpu_nccl_open(&opt.nccl_comm, id, ws->world, ws->rank, ws->device));
+    /* Each rank opens its backend (rank 0 copying the weights up); only when all did does anyone
+     * enter NCCL's collectives, which would wait forever for a rank that failed. */
+    CudaOptions opt = {ws->device, ws->rank != 0};
     status = compute_backend_cuda(be, u, &opt);
-    gpu_nccl_close(opt.nccl_comm);
+    int failed = status != SOWER_OK, any_failed = 0;
+    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any_failed) {
+        compute_backend_close(be);
+        return failed ? status : SOWER_FAIL(SOWER_ECUDA, "another rank could not open its GPU backend");
+    }
+    void *comm = NULL;
+    status = gpu_nccl_open(&comm, id, ws->world, ws->rank, ws->device);
+    if (status == SOWER_OK)
+        status = compute_backend_cuda_receive(be, comm);
+    gpu_nccl_close(comm);
+    if (status != SOWER_OK)
+        compute_backend_close(be);
     SOWER_TRY(status);
     return SOWER_OK;
 }

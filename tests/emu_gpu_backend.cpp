@@ -1,6 +1,6 @@
 /* emu_gpu_backend.cpp: gpu/'s kernels and backend, compiled for the host against tests/cuda_emu
  * (an emulated CUDA runtime), so test_gpu_ops can check them on machines without a GPU. The
- * backend's entry point is renamed compute_backend_cuda_emulated (the build sets
+ * backend's entry points are renamed *_emulated (the build sets
  * -Dcompute_backend_cuda=...) and everything else it defines lives in namespace sower_emu, so
  * nothing collides with the real backend or libcudart in the same binary. */
 #include <cuda_runtime.h> /* tests/cuda_emu's, first on the include path */

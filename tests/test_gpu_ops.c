@@ -321,8 +321,18 @@ static void test_forward(const char *dir)
     }
     ComputeBackend mc, mg;
     CudaOptions opt = {0};
-    CHECK(compute_backend_cpu(&mc, &m.unet) == SOWER_OK, "cpu backend");
-    CHECK(compute_backend_cuda(&mg, &m.unet, &opt) == SOWER_OK, "cuda backend over %s", dir);
+    int opened = compute_backend_cpu(&mc, &m.unet) == SOWER_OK;
+    CHECK(opened, "cpu backend");
+    if (opened && compute_backend_cuda(&mg, &m.unet, &opt) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        CHECK(0, "cuda backend over %s", dir);
+        compute_backend_close(&mc);
+        opened = 0;
+    }
+    if (!opened) {
+        model_free(&m);
+        return;
+    }
     const UNetConfig *cfg = &m.unet.cfg;
     const int b = 3, h = cfg->sample_height, w = cfg->sample_width;
     const size_t per = (size_t)cfg->in_channels * h * w;
