@@ -1,0 +1,45 @@
+#!/bin/bash
+# pack.sh: prepares, on this Debian 12 build machine, what gpu/device/check.sh needs on a lent GPU
+# machine (whose image has CUDA, PyTorch and Python but not Open MPI, parallel HDF5, BLIS or
+# libyaml): a Release build for sm_80/sm_90 and the shared libraries it needs that such an image
+# lacks (no glibc, no CUDA: those are the machine's own), with Open MPI's runtime, relocatable
+# through OPAL_PREFIX. Everything lands in .device/ (ignored by git: add it to .git/info/exclude),
+# which the device call carries:  run(command="bash gpu/device/check.sh", carry=[".device"]).
+# usage: bash gpu/device/pack.sh            (from the repository root; about 2 minutes)
+set -euo pipefail
+root=$(pwd)
+out=$(mktemp -d)/payload
+build=$out/build
+grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+mkdir -p "$out/lib" "$out/ompi"
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOWER_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="80;90" \
+      -DSOWER_TESTS=ON >/dev/null
+cmake --build "$build" --target sower test_gpu_selftest test_gpu_ops bench_unet make_formula_checkpoint
+# Only the programs and the test models' configs travel (weights are regenerated there: 143 MB).
+keep=(sower tests/test_gpu_selftest tests/test_gpu_ops bench/bench_unet tests/make_formula_checkpoint)
+mkdir -p "$out/bin"
+for f in "${keep[@]}"; do cp "$build/$f" "$out/bin/"; done
+rm -rf "$build"
+
+# Shared libraries the programs and Open MPI's plugins need, minus glibc's and CUDA's.
+ompi=/usr/lib/x86_64-linux-gnu/openmpi
+skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libgcc_s\.|libstdc\+\+|libcuda|libcublas|libnccl|libnvidia)'
+deps() { ldd "$@" 2>/dev/null | awk '$3 ~ /^\// {print $3}' | sort -u; }
+plugins=$(find "$ompi/lib/openmpi3" -name '*.so')
+for lib in $(deps "$out"/bin/* $plugins /usr/bin/orterun /usr/bin/orted); do
+  base=$(basename "$lib")
+  [[ $base =~ $skip ]] || cp -L "$lib" "$out/lib/"
+done
+# Open MPI laid out under a prefix as Debian's build expects it relative to OPAL_PREFIX.
+mkdir -p "$out/ompi/bin" "$out/ompi/lib/x86_64-linux-gnu/openmpi/lib" "$out/ompi/share"
+cp -L /usr/bin/orterun /usr/bin/orted "$out/ompi/bin/"
+cp -a "$ompi/lib/openmpi3" "$out/ompi/lib/x86_64-linux-gnu/openmpi/lib/"
+cp -a /usr/share/openmpi "$out/ompi/share/"
+cp -a /usr/share/pmix "$out/ompi/share/" 2>/dev/null || true
+rm -rf "$root/.device" && mkdir -p "$root/.device/whl"
+tar -C "$out" -cJf "$root/.device/payload.tar.xz" .
+rm -rf "$(dirname "$out")"
+python3 -m pip download -q --no-deps --only-binary=:all: diffusers -d "$root/.device/whl" ||
+  echo "pack.sh: no diffusers wheel (no PyPI): the benchmark will show sower alone"
+du -sh "$root/.device" "$root/.device"/*
+echo "pack.sh: ready; carry .device and run gpu/device/check.sh there"
