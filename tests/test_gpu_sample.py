@@ -14,6 +14,8 @@ import tempfile
 
 import h5py
 
+from test_sample_invariance import npy_rows  # beside this file
+
 SEEDS = list(range(32))
 # GPU vs CPU: both are float32 with different reduction orders (BLIS microkernel vs one thread per
 # element), so they differ by rounding, amplified over the steps; this bounds that, relative to
@@ -26,14 +28,6 @@ failures = []
 def fail(message):
     failures.append(message)
     print("FAIL: " + message, file=sys.stderr)
-
-
-def npy_rows(path, n):
-    raw = open(path, "rb").read()
-    hlen = raw[8] | (raw[9] << 8)
-    data = raw[10 + hlen:]
-    size = len(data) // n
-    return [data[i * size:(i + 1) * size] for i in range(n)]
 
 
 def floats(row):
