@@ -6,12 +6,17 @@
 #include "cuda_check.h"
 #include "gpu.h"
 
+static const char *no_device_reason = "no CUDA device";
+
+extern "C" const char *gpu_no_device_reason(void) { return no_device_reason; }
+
 extern "C" int gpu_device_count(int *count)
 {
     *count = 0;
     cudaError_t e = cudaGetDeviceCount(count);
     if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver) {
         *count = 0;
+        no_device_reason = cudaGetErrorString(e); /* "CUDA driver version is insufficient ..." */
         cudaGetLastError(); /* clear the sticky error */
         return SOWER_OK;
     }

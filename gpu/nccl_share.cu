@@ -38,8 +38,8 @@ extern "C" int gpu_nccl_open(void **comm, const unsigned char id[GPU_NCCL_ID_BYT
     return SOWER_OK;
 }
 
-extern "C" void gpu_nccl_close(void *comm)
+extern "C" void gpu_nccl_close(void *comm, int abort)
 {
     if (comm)
-        ncclCommDestroy((ncclComm_t)comm);
+        abort ? ncclCommAbort((ncclComm_t)comm) : ncclCommDestroy((ncclComm_t)comm);
 }

@@ -40,7 +40,9 @@ typedef struct {
     int (*from_nchw)(void *ctx, const float *x, int batch, int center, Act *out);
     int (*to_nchw)(void *ctx, const Act *in, float *x);
 
-    /* The operations of ops.h, on backend memory. */
+    /* The operations of ops.h, on backend memory. conv2d, upsample_nearest2x, attention and
+     * concat_channels allocate their output; group_norm, linear, residual and the rest write into
+     * memory the caller provides. */
     int (*conv2d)(void *ctx, const ConvParams *p, ConvGeometry g, const Act *in, Act *out);
     int (*group_norm)(void *ctx, const GroupNormParams *p, const Act *in, Act *out, int silu);
     int (*silu)(void *ctx, float *x, size_t n);

@@ -194,7 +194,8 @@ int compute_backend_cuda_device(int *device)
                                         "-DSOWER_CUDA=ON on a machine with the CUDA toolkit)");
     SOWER_TRY(gpu_device_count(&count));
     if (count == 0)
-        return SOWER_FAIL(SOWER_EINPUT, "backend cuda: no CUDA device is visible to this rank (CUDA_VISIBLE_DEVICES=%s)",
+        return SOWER_FAIL(SOWER_EINPUT, "backend cuda: no CUDA device is visible to this rank (CUDA: %s; "
+                                        "CUDA_VISIBLE_DEVICES=%s)", gpu_no_device_reason(),
                           getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset");
     *device = placement_gpu_index(placement_local_rank(), count);
     return SOWER_OK;

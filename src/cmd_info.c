@@ -66,8 +66,10 @@ int cmd_info(int argc, char **argv)
         print_config(&m.unet.cfg);
         printf("  CPU kernels:        %s\n", gemm_backend_identity());
         int gpus = 0;
-        if (gpu_device_count(&gpus) == SOWER_OK)
-            printf("  CUDA devices:       %d visible\n", gpus);
+        if (!gpu_backend_built())
+            printf("  CUDA devices:       none (this build has no CUDA backend)\n");
+        else if (gpu_device_count(&gpus) == SOWER_OK)
+            printf("  CUDA devices:       %d visible%s%s\n", gpus, gpus ? "" : ": ", gpus ? "" : gpu_no_device_reason());
     }
     model_free(&m);
     SOWER_TRY(status);

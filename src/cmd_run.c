@@ -849,6 +849,8 @@ int cmd_run(int argc, char **argv)
     if (exit_code == 0)
         exit_code = agree(&r, weight_share_open_backend(&r.share, &r.backend, &r.model.unet));
     if (exit_code == 0)
+        exit_code = agree(&r, weight_share_receive(&r.share, &r.backend, &r.model.unet));
+    if (exit_code == 0)
         exit_code = agree(&r, check_identities(&r));
     if (exit_code == 0 && r.rank == 0 && r.job.backend == BACKEND_CUDA)
         fprintf(stderr, "sower run: backend %s; weights: %s\n", r.backend.identity, r.share.reason);

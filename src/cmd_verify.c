@@ -2,7 +2,9 @@
  * without trusting it: structure and completion record, every row's digest against its bytes, the
  * seeds against the manifest stored in the file, the model on disk against the recorded weight
  * digest (a changed model is refused: its renders could not be compared), and a bitwise re-render
- * of sampled (or all) rows. Exit 0 all good, 1 any mismatch, 2 not checkable (bad file, model). */
+ * of sampled (or all) rows on the file's backend, only where this machine's backend identity equals
+ * the file's (bits compare only between equal identities). Exit 0 all good, 1 any mismatch, 2 not
+ * checkable (bad file, changed model, another backend identity here). */
 #define _POSIX_C_SOURCE 200809L
 #include <hdf5.h>
 #include <stdlib.h>
@@ -76,7 +78,9 @@ int cmd_verify(int argc, char **argv)
         puts("usage: sower verify OUT.h5 [--sample N | --all] [--model DIR]\n\n"
              "Checks a finished output: structure, completion, every row's digest, the seeds against the stored\n"
              "manifest, the model on disk against the recorded weight digest, and re-renders sampled rows\n"
-             "(default: the job's verify count; --all: every row), comparing bits.");
+             "(default: the job's verify count; --all: every row) on the file's backend, comparing bits; the\n"
+             "re-render needs the backend identity the file records (same CPU kernels or GPU and software),\n"
+             "else verify says so and exits 2.");
         return SOWER_OK;
     }
     VerifyOptions o;
@@ -172,6 +176,12 @@ int cmd_verify(int argc, char **argv)
                                           model.scheduler_config_path, job.scheduler, &scfg), status, done);
     scfg.torch_kernel = job.generator;
     SOWER_TRY_GOTO(scheduler_init(&sched, &scfg, job.steps), status, done);
+    if (bad_digest || bad_seed || not_done) { /* the file itself is wrong: no need to re-render to say so */
+        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu digests, %llu seeds, %llu incomplete)",
+                            o.path, (unsigned long long)bad_digest, (unsigned long long)bad_seed,
+                            (unsigned long long)not_done);
+        goto done;
+    }
     /* Re-render on the job's backend, and only where it computes exactly as the file's did. */
     SOWER_TRY_GOTO(compute_backend_open(&backend, job.backend, &model.unet), status, done);
     if (!identity || strcmp(identity, backend.identity) != 0) {

@@ -15,8 +15,10 @@ extern "C" {
 /* 1 in a build with the CUDA backend, 0 without (gpu_absent.c). */
 int gpu_backend_built(void);
 
-/* Number of visible CUDA devices; 0 (and SOWER_OK) when there is no device or no driver. */
+/* Number of visible CUDA devices; 0 (and SOWER_OK) when there is no device or no driver, and
+ * then gpu_no_device_reason() says which (CUDA's own message). */
 int gpu_device_count(int *count) SOWER_MUST_CHECK;
+const char *gpu_no_device_reason(void);
 
 /* Exercises the backend's stack on device `device`: a kernel launch, a cuBLAS SGEMM checked
  * against a host reference, and the NCCL library version. Writes a one-line report. */
@@ -32,7 +34,7 @@ enum { GPU_NCCL_ID_BYTES = 128 };
 int gpu_nccl_id(unsigned char id[GPU_NCCL_ID_BYTES]) SOWER_MUST_CHECK;
 int gpu_nccl_open(void **comm, const unsigned char id[GPU_NCCL_ID_BYTES], int nranks, int rank, int device)
     SOWER_MUST_CHECK;
-void gpu_nccl_close(void *comm); /* safe on NULL */
+void gpu_nccl_close(void *comm, int abort); /* abort: ncclCommAbort (a peer failed); safe on NULL */
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,8 @@ int gpu_device_count(int *count)
     return SOWER_OK;
 }
 
+const char *gpu_no_device_reason(void) { return "this build has no CUDA backend"; }
+
 int gpu_selftest(int device, char *report, size_t report_size)
 {
     (void)device, (void)report, (void)report_size;
@@ -47,7 +49,7 @@ int gpu_nccl_open(void **comm, const unsigned char id[GPU_NCCL_ID_BYTES], int nr
     return no_cuda();
 }
 
-void gpu_nccl_close(void *comm) { (void)comm; }
+void gpu_nccl_close(void *comm, int abort) { (void)comm, (void)abort; }
 
 int compute_backend_cuda_receive(ComputeBackend *be, void *nccl_comm)
 {

@@ -178,9 +178,9 @@ static int check_same_job(hid_t file, const char *what, const H5JobKey *key)
                         strcmp(found, key->manifest_sha256) == 0;
     int weights_same = read_string_attr(root, "weights_sha256", found, sizeof found) == 0 &&
                        strcmp(found, key->weights_sha256) == 0;
-    int identity_same = !key->backend_identity ||
-                        (read_string_attr(root, "backend_identity", identity, sizeof identity) == 0 &&
-                         strcmp(identity, key->backend_identity) == 0);
+    if (key->backend_identity && read_string_attr(root, "backend_identity", identity, sizeof identity) != 0)
+        snprintf(identity, sizeof identity, "(none recorded)");
+    int identity_same = !key->backend_identity || strcmp(identity, key->backend_identity) == 0;
     H5Gclose(root);
     if (!manifest_same)
         return SOWER_FAIL(SOWER_EINPUT, "%s was made from a different manifest (manifest_sha256 differs)", what);

@@ -4,8 +4,9 @@
  * broadcasts its device copy to the other ranks' GPUs, whose mappings of the file are never read,
  * so a job of N GPUs reads its weights from storage once, not N times. Where ranks share a GPU
  * (NCCL allows one rank per device), or on the CPU backend, every rank reads its own copy (on the
- * CPU the mapping is shared through the node's page cache anyway). All functions are collective
- * over MPI_COMM_WORLD and return this rank's status; the caller agrees on it before going on. */
+ * CPU the mapping is shared through the node's page cache anyway). Plan, digest and receive are
+ * collective over MPI_COMM_WORLD (every rank calls them, after agreeing on the step before);
+ * each returns this rank's status, which the caller agrees on before going on. */
 #ifndef SOWER_WEIGHT_SHARE_H
 #define SOWER_WEIGHT_SHARE_H
 
@@ -29,8 +30,12 @@ int weight_share_reads_file(const WeightShare *ws);
 /* Gives every rank rank 0's weight digest (DIGEST_BYTES,) when only rank 0 read the file. Call only
  * after every rank loaded the model. */
 void weight_share_digest(const WeightShare *ws, unsigned char *sha256);
-/* Opens this rank's backend over u; with broadcast, through one NCCL communicator set up and torn
- * down here. Call only after every rank loaded the model. */
+/* Opens this rank's backend over u (not collective); with broadcast, only rank 0's device weights
+ * are filled from the host. */
 int weight_share_open_backend(const WeightShare *ws, ComputeBackend *be, const UNet *u) SOWER_MUST_CHECK;
+/* With broadcast: rank 0's device weights to every rank, through one NCCL communicator set up and
+ * torn down here. Call only after every rank opened its backend. A rank failing inside the NCCL
+ * broadcast itself ends the job (MPI_Abort): the others could be waiting in the collective. */
+int weight_share_receive(const WeightShare *ws, ComputeBackend *be, const UNet *u) SOWER_MUST_CHECK;
 
 #endif /* SOWER_WEIGHT_SHARE_H */

@@ -72,6 +72,20 @@ def main():
                 failures.append(f"4 ranks, 2 seeds: exit {r.returncode}: {r.stderr.decode()[-300:]}")
         except subprocess.TimeoutExpired:
             failures.append("4 ranks, 2 seeds: hung")
+        # backend: cuda where no device is visible (CI): every rank learns it, the job ends with exit 2
+        # and one message, nothing is written, nobody waits in a collective.
+        info = run([sower, "info", model_dir], timeout=60).stdout
+        if b"CUDA devices:       0 visible" in info or b"no CUDA backend" in info:
+            gpu_job = os.path.join(tmp, "gpu.yaml")
+            open(gpu_job, "w").write(f"sower: 1\nname: gpu\nmodel: {model_dir}\npipeline: {{steps: 3, backend: cuda}}\n"
+                                     "seeds: {list: [5, 9]}\noutput: {path: gpu.h5}\nverify: {count: 2}\n")
+            try:
+                r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", gpu_job], timeout=120)
+                if (r.returncode != 2 or r.stderr.count(b"backend cuda") != 1 or
+                        os.path.exists(os.path.join(tmp, "gpu.h5")) or os.path.exists(os.path.join(tmp, "gpu.h5.partial"))):
+                    failures.append(f"2 ranks, backend cuda, no device: exit {r.returncode}: {r.stderr.decode()[-400:]}")
+            except subprocess.TimeoutExpired:
+                failures.append("2 ranks, backend cuda, no device: hung")
         # Malformed manifests are refused by `sower run` too: exit 2, a located message, nothing written
         # (the corpus is copied so relative outputs land in tmp). Every 6th file of the corpus: each
         # `sower run` starts MPI, and all of them are checked through `sower check` (same parser) by
