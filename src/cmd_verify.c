@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "digest.h"
+#include "h5out.h"
 #include "manifest.h"
 #include "model.h"
 #include "pipeline.h"
@@ -20,23 +21,6 @@ typedef struct {
     const char *path, *model_dir;
     long sample; /* -1: all rows; 0: the job's verify count */
 } VerifyOptions;
-
-static char *read_attr(hid_t obj, const char *key)
-{
-    hid_t attr = H5Aopen(obj, key, H5P_DEFAULT);
-    if (attr < 0)
-        return NULL;
-    hid_t type = H5Aget_type(attr);
-    size_t n = H5Tget_size(type);
-    char *text = calloc(n + 1, 1);
-    if (text && H5Aread(attr, type, text) < 0) {
-        free(text);
-        text = NULL;
-    }
-    H5Tclose(type);
-    H5Aclose(attr);
-    return text;
-}
 
 static int read_all(hid_t file, const char *name, hid_t memtype, void *out)
 {
@@ -99,13 +83,13 @@ int cmd_verify(int argc, char **argv)
     uint64_t *seeds = NULL;
     unsigned char *digests = NULL;
     uint8_t *done = NULL;
-    char *format = read_attr(file, "format"), *manifest = read_attr(file, "manifest");
-    char *weights = read_attr(file, "weights_sha256"), *slice = read_attr(file, "slice"), *model_path = NULL;
-    char *identity = read_attr(file, "backend_identity");
+    char *format = h5out_string_attr(file, "format"), *manifest = h5out_string_attr(file, "manifest");
+    char *weights = h5out_string_attr(file, "weights_sha256"), *slice = h5out_string_attr(file, "slice"), *model_path = NULL;
+    char *identity = h5out_string_attr(file, "backend_identity");
     ComputeBackend backend = {0};
     hid_t run = H5Gopen2(file, "run", H5P_DEFAULT);
     if (run >= 0) {
-        model_path = read_attr(run, "model_path");
+        model_path = h5out_string_attr(run, "model_path");
         H5Gclose(run);
     }
     if (!format || strcmp(format, "sower-latents") != 0 || !manifest || !weights) {

@@ -151,20 +151,44 @@ static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t
     return SOWER_OK;
 }
 
-static int read_string_attr(hid_t obj, const char *key, char *out, size_t size)
+char *h5out_string_attr(int64_t obj, const char *key)
 {
-    hid_t attr = H5Aopen(obj, key, H5P_DEFAULT);
+    hid_t attr = H5Aopen((hid_t)obj, key, H5P_DEFAULT);
     if (attr < 0)
-        return -1;
+        return NULL;
     hid_t type = H5Aget_type(attr);
-    size_t n = H5Tget_size(type);
-    int status = -1;
-    if (n < size) {
-        memset(out, 0, size);
-        status = H5Aread(attr, type, out) < 0 ? -1 : 0;
+    char *text = NULL;
+    if (H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) { /* as h5py writes str */
+        char *vlen = NULL;
+        hid_t mem = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mem, H5T_VARIABLE);
+        H5Tset_cset(mem, H5Tget_cset(type)); /* h5py's are UTF-8: HDF5 does not convert between sets */
+        if (H5Aread(attr, mem, &vlen) >= 0 && vlen)
+            text = strdup(vlen);
+        if (vlen)
+            H5free_memory(vlen);
+        H5Tclose(mem);
+    } else if (H5Tget_class(type) == H5T_STRING) { /* as sower writes it: fixed length */
+        size_t n = H5Tget_size(type);
+        text = calloc(n + 1, 1);
+        if (text && H5Aread(attr, type, text) < 0) {
+            free(text);
+            text = NULL;
+        }
     }
     H5Tclose(type);
     H5Aclose(attr);
+    return text;
+}
+
+/* The string attribute key of obj into out (size); -1 when absent, not a string, or too long. */
+static int read_string_attr(hid_t obj, const char *key, char *out, size_t size)
+{
+    char *text = h5out_string_attr(obj, key);
+    int status = text && strlen(text) < size ? 0 : -1;
+    if (status == 0)
+        snprintf(out, size, "%s", text);
+    free(text);
     return status;
 }
 
@@ -206,8 +230,8 @@ static int latents_dims(hid_t file, hsize_t *dims)
     return rank == 4 ? 0 : -1;
 }
 
-int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                 uint8_t *done)
+static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
+                       uint8_t *done)
 {
     SOWER_TRY(start(o, path, rows, c, h, w));
     o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -233,6 +257,16 @@ int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
         H5Ldelete(o->file, "run", H5P_DEFAULT);
     if (H5Lexists(o->file, "verify", H5P_DEFAULT) > 0)
         H5Ldelete(o->file, "verify", H5P_DEFAULT);
+    return SOWER_OK;
+}
+
+int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
+                 uint8_t *done)
+{
+    int status = resume_open(o, path, rows, c, h, w, key, done);
+    if (status != SOWER_OK) /* a refused resume leaves the user's file as it was: never abandoned */
+        h5out_keep_partial(o);
+    SOWER_TRY(status);
     return SOWER_OK;
 }
 

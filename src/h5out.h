@@ -36,7 +36,8 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
 /* Reopens PATH.partial left by an interrupted run of the same job: its manifest_sha256,
  * weights_sha256 and backend_identity attributes must equal key's (else SOWER_EINPUT naming which
- * differs) and its shape must match. Fills done (rows,) from /done and removes any /run and /verify. */
+ * differs) and its shape must match. Fills done (rows,) from /done and removes any /run and /verify.
+ * When refused, the file is closed and kept as it was (o is left closed). */
 int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
                  uint8_t *done) SOWER_MUST_CHECK;
 /* Rows [row0, row0 + n): latents (n, c, h, w) and digests (n, 32); then marks them done. */
@@ -58,6 +59,9 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
 /* 1 when PATH is a finished sower output of this job (key), 0 when PATH does not exist;
  * SOWER_EINPUT when it exists but is something else (never overwritten silently). */
 int h5out_is_finished(const char *path, const H5JobKey *key, int *finished) SOWER_MUST_CHECK;
+/* The string attribute key of an HDF5 object (hid_t), fixed or variable length, as a new
+ * NUL-terminated string; NULL when absent or not a string. */
+char *h5out_string_attr(int64_t obj, const char *key);
 /* Closes PATH.partial and keeps it, for a later --resume (an interrupted run). */
 void h5out_keep_partial(H5Out *o);
 /* Closes and renames PATH.partial to PATH. */

@@ -64,6 +64,7 @@ def main():
             (["--seeds", "0", "--batch", "0"], "--batch"), (["--seeds", "0", "--threads", "x"], "--threads"),
             (["--seeds", "0", "--scheduler", "pndm"], "--scheduler"), (["--seeds", "0", "--generator", "cuda"], "--generator"),
             (["--seeds", "0", "--trace", "/nonexistent"], "--trace"), (["--seeds", "0", "--bogus"], "unknown option"),
+            (["--seeds", "0", "--backend", "gpu"], "--backend: expected cpu or cuda"),
             ([], "--seeds is required"),
         ]
         for args, text in bad:

@@ -97,6 +97,22 @@ def main():
         r = subprocess.run([sower, "run", other, "-o", partial, "--resume"], capture_output=True)
         if r.returncode != 2 or b"different manifest" not in r.stderr:
             failures.append(f"resume of another manifest's output: exit {r.returncode} {r.stderr!r}")
+        if open(partial + ".partial", "rb").read() != open(ref_path, "rb").read():
+            failures.append("a refused --resume changed or removed the file it refused")
+        # --resume refuses rows of another backend identity (bits compare only between equal ones),
+        # and `sower verify` will not re-render a file made on another backend.
+        with h5py.File(partial + ".partial", "r+") as f:
+            f.attrs["backend_identity"] = "cuda: some other GPU"
+        r = subprocess.run([sower, "run", job, "-o", partial, "--resume"], capture_output=True)
+        if r.returncode != 2 or b"rendered by another backend ('cuda: some other GPU'" not in r.stderr:
+            failures.append(f"resume of another backend's rows: exit {r.returncode} {r.stderr!r}")
+        foreign = os.path.join(tmp, "foreign.h5")
+        open(foreign, "wb").write(open(ref_path, "rb").read())
+        with h5py.File(foreign, "r+") as f:
+            f.attrs["backend_identity"] = "cuda: some other GPU"
+        r = subprocess.run([sower, "verify", foreign], capture_output=True)
+        if r.returncode != 2 or b"bits compare only" not in r.stderr or b"0 mismatching" not in r.stdout:
+            failures.append(f"verify of another backend's file: exit {r.returncode} {r.stdout!r} {r.stderr!r}")
         r = subprocess.run([sower, "run", job, "-o", os.path.join(tmp, "none.h5"), "--resume"], capture_output=True)
         if r.returncode != 2 or b"no interrupted run" not in r.stderr:
             failures.append(f"resume with nothing to resume: exit {r.returncode} {r.stderr!r}")

@@ -140,6 +140,13 @@ def main():
         with h5py.File(slices[1], "r+") as f:
             f["latents"][5, 0, 0, 0] += 1.0
         expect(run([sower, "run", job, "--stitch", "3", "--force"], 1, mpiexec), 2, "corrupt", "stitch of a corrupt slice")
+        with h5py.File(slices[1], "r+") as f:
+            identity = f.attrs["backend_identity"]  # checked before the rows: the corrupt row does not matter
+            f.attrs["backend_identity"] = "cuda: some other GPU"
+        expect(run([sower, "run", job, "--stitch", "3", "--force"], 1, mpiexec), 2, "rendered by another backend",
+               "stitch of a slice from another backend")
+        with h5py.File(slices[1], "r+") as f:
+            f.attrs["backend_identity"] = identity
         other = os.path.join(tmp, "other.yaml")
         open(other, "w").write(JOB.format(model=model, steps=32, count=299, out=out).replace("eta: 0.3", "eta: 0.4"))
         expect(run([sower, "run", other, "--stitch", "3", "--force"], 1, mpiexec), 2, "different manifest",
