@@ -9,29 +9,21 @@
 
 #include "err.h"
 
+/* call returns a library status; anything but ok fails with `code` and the library's message. */
+#define GPU_LIBRARY_TRY(call, type, ok, code, message)                                              \
+    do {                                                                                           \
+        type e_ = (call);                                                                          \
+        if (e_ != (ok))                                                                            \
+            return sower_fail((code), __FILE__, __LINE__, __func__, "%s: %s", #call, message(e_));  \
+    } while (0)
+
+/* A failed allocation is out of memory (exit 3 either way, but the message class is right). */
 #define GPU_CUDA_TRY(call)                                                                         \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess)                                                                     \
-            return sower_fail(e_ == cudaErrorMemoryAllocation ? SOWER_ENOMEM : SOWER_ECUDA,        \
-                              __FILE__, __LINE__, __func__, "%s: %s", #call, cudaGetErrorString(e_)); \
-    } while (0)
-
-#define GPU_CUBLAS_TRY(call)                                                                       \
-    do {                                                                                           \
-        cublasStatus_t e_ = (call);                                                                \
-        if (e_ != CUBLAS_STATUS_SUCCESS)                                                           \
-            return sower_fail(SOWER_ECUDA, __FILE__, __LINE__, __func__, "%s: %s", #call,          \
-                              cublasGetStatusString(e_));                                          \
-    } while (0)
-
-#define GPU_NCCL_TRY(call)                                                                         \
-    do {                                                                                           \
-        ncclResult_t e_ = (call);                                                                  \
-        if (e_ != ncclSuccess)                                                                     \
-            return sower_fail(SOWER_ECUDA, __FILE__, __LINE__, __func__, "%s: %s", #call,          \
-                              ncclGetErrorString(e_));                                             \
-    } while (0)
+    GPU_LIBRARY_TRY(call, cudaError_t, cudaSuccess,                                                \
+                    e_ == cudaErrorMemoryAllocation ? SOWER_ENOMEM : SOWER_ECUDA, cudaGetErrorString)
+#define GPU_CUBLAS_TRY(call) \
+    GPU_LIBRARY_TRY(call, cublasStatus_t, CUBLAS_STATUS_SUCCESS, SOWER_ECUDA, cublasGetStatusString)
+#define GPU_NCCL_TRY(call) GPU_LIBRARY_TRY(call, ncclResult_t, ncclSuccess, SOWER_ECUDA, ncclGetErrorString)
 
 /* After a kernel launch: a bad configuration shows up here, a fault at the next synchronisation. */
 #define GPU_LAUNCH_TRY() GPU_CUDA_TRY(cudaGetLastError())

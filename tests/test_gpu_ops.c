@@ -9,7 +9,7 @@
 
 #include "backend.h"
 #include "check.h"
-#include "gpu.h"
+#include "gpu_test.h"
 #include "model.h"
 #include "rng.h"
 
@@ -369,15 +369,7 @@ int main(int argc, char **argv)
             model_dir = argv[++i];
     }
 #ifndef SOWER_TEST_EMULATED /* built against tests/cuda_emu: there is always its one "device" */
-    int count = 0;
-    if (gpu_device_count(&count) != SOWER_OK) {
-        sower_error_print(stderr, 1);
-        return 1;
-    }
-    if (count == 0) {
-        printf("test_gpu_ops: no CUDA device visible (or no CUDA backend in this build): skipped\n");
-        return 77;
-    }
+    gpu_test_devices_or_skip("test_gpu_ops");
 #endif
     UNet none;
     memset(&none, 0, sizeof none); /* the operations take their weights from the test, not a model */

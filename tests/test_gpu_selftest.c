@@ -4,20 +4,12 @@
  * vacuous pass. */
 #include <stdio.h>
 
-#include "gpu.h"
+#include "gpu_test.h"
 #include "placement.h"
 
 int main(void)
 {
-    int count = 0;
-    if (gpu_device_count(&count) != SOWER_OK) {
-        sower_error_print(stderr, 1);
-        return 1;
-    }
-    if (count == 0) {
-        printf("test_gpu_selftest: no CUDA device visible: skipped\n");
-        return 77;
-    }
+    int count = gpu_test_devices_or_skip("test_gpu_selftest");
     char report[512];
     int local = placement_local_rank(), device = placement_gpu_index(local, count);
     printf("test_gpu_selftest: local rank %d of the node, %d device(s) visible: device %d\n", local, count, device);
