@@ -17,16 +17,20 @@
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_unet MODEL_DIR THREADS BATCH [SECONDS] [--profile]\n");
+        fprintf(stderr, "usage: bench_unet MODEL_DIR THREADS BATCH [SECONDS] [--profile] [--backend cpu|cuda] "
+                        "[--tf32]\n");
         return 2;
     }
     int threads = atoi(argv[2]), batch = atoi(argv[3]);
     double seconds = argc > 4 && argv[4][0] != '-' ? atof(argv[4]) : 3.0;
     int profile = 0;
     Backend kind = BACKEND_CPU;
+    Precision precision = PRECISION_FP32;
     for (int i = 4; i < argc; i++) {
         if (strcmp(argv[i], "--profile") == 0)
             profile = 1;
+        else if (strcmp(argv[i], "--tf32") == 0)
+            precision = PRECISION_TF32;
         else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
             kind = strcmp(argv[++i], "cuda") == 0 ? BACKEND_CUDA : BACKEND_CPU;
     }
@@ -48,7 +52,7 @@ int main(int argc, char **argv)
         t[b] = 500;
     }
     ComputeBackend be;
-    if (compute_backend_open(&be, kind, &m.unet) != SOWER_OK ||
+    if (compute_backend_open(&be, kind, precision, &m.unet) != SOWER_OK ||
         unet_forward_on(&be, x, t, batch, cfg->sample_height, cfg->sample_width, y) != SOWER_OK) {
         sower_error_print(stderr, 1);
         return 3;

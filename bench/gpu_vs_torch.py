@@ -5,12 +5,13 @@ usage: PYTHON_WITH_TORCH_AND_DIFFUSERS bench/gpu_vs_torch.py BUILD_DIR MODEL_DIR
   BUILD_DIR  a Release build of sower with SOWER_CUDA on (bench/bench_unet)
   MODEL_DIR  a flat ddpm-cifar10-32-architecture folder, e.g. BUILD_DIR/tests/models/cifar
 Reports throughput in samples x denoising steps per second (one UNet forward per sample and step)
-at batch 1, 64 and 256, alternating sower and torch in every round, best round of each.
+at batch 1, 64 and 256, alternating sower and torch in every round, best round of each; twice:
+fp32 (no TF32 on either side), then TF32 (sower --tf32; torch with allow_tf32 for matmul and cuDNN).
 sower: host input to host output per forward (what its pipeline does every step: upload, forward,
-download, synchronise); fp32, no TF32, its own deterministic kernels (gpu/cuda_kernels.h).
-torch: the same weights through diffusers' UNet2DModel on the device, fp32, with the deterministic
+download, synchronise); its own deterministic kernels (gpu/cuda_kernels.h).
+torch: the same weights through diffusers' UNet2DModel on the device, with the deterministic
 settings diffusers' reproducibility guide gives (use_deterministic_algorithms, cuDNN deterministic,
-no benchmark autotuning, TF32 off), timed with torch.cuda.synchronize; input already on the device.
+no benchmark autotuning), timed with torch.cuda.synchronize; input already on the device.
 Timing only, never asserts.
 """
 import argparse
@@ -28,8 +29,9 @@ from diffusers import UNet2DModel
 torch.use_deterministic_algorithms(True)
 torch.backends.cudnn.deterministic = True
 torch.backends.cudnn.benchmark = False
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
+tf32 = sys.argv[3] == "tf32"
+torch.backends.cuda.matmul.allow_tf32 = tf32
+torch.backends.cudnn.allow_tf32 = tf32
 m = UNet2DModel.from_pretrained(sys.argv[1]).to("cuda").eval()
 out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
 with torch.no_grad():
@@ -46,14 +48,43 @@ print(json.dumps(out))
 """
 
 
-def sower_rate(build, model, batch, seconds):
+def sower_rate(build, model, batch, seconds, precision):
     r = subprocess.run([os.path.join(build, "bench", "bench_unet"), model, "1", str(batch), str(seconds), "--backend",
-                        "cuda"], capture_output=True, text=True)
+                        "cuda"] + (["--tf32"] if precision == "tf32" else []), capture_output=True, text=True)
     if r.returncode != 0:
         return None, r.stderr.strip()
     ms = float(re.search(r"([0-9.]+) ms/forward", r.stdout).group(1))
     identity = re.search(r"reps, (.*)\); fastest", r.stdout).group(1)
     return batch / (ms / 1e3), identity
+
+
+def compare(a, precision):
+    best_sower, best_torch, identity, torch_info = {}, {}, "", {}
+    for _ in range(a.rounds):
+        for b in (1, 64, 256):
+            rate, identity = sower_rate(a.build, a.model, b, a.seconds, precision)
+            if rate is None:
+                print(f"sower {precision} batch {b}: failed: {identity}", file=sys.stderr)
+                continue
+            best_sower[b] = max(best_sower.get(b, 0.0), rate)
+        r = subprocess.run([sys.executable, "-c", TORCH, a.model, str(a.seconds), precision], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            print("torch: failed: " + r.stderr.strip()[-2000:], file=sys.stderr)
+            continue
+        got = json.loads(r.stdout)
+        torch_info = {k: got[k] for k in ("device", "torch")}
+        for b in (1, 64, 256):
+            best_torch[b] = max(best_torch.get(b, 0.0), got[str(b)])
+    print(f"\n{precision}")
+    print(f"sower: {identity}")
+    print(f"torch: {torch_info.get('torch', '?')} on {torch_info.get('device', '?')}, {precision}, deterministic")
+    print("| batch | sower samples*steps/s | torch samples*steps/s | sower / torch |")
+    print("| --- | --- | --- | --- |")
+    for b in (1, 64, 256):
+        s, t = best_sower.get(b), best_torch.get(b)
+        ratio = f"{s / t:.2f}x" if s and t else "-"
+        print(f"| {b} | {s and f'{s:.1f}' or '-'} | {t and f'{t:.1f}' or '-'} | {ratio} |")
 
 
 def main():
@@ -63,30 +94,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=2)
     a = ap.parse_args()
-    best_sower, best_torch, identity, torch_info = {}, {}, "", {}
-    for _ in range(a.rounds):
-        for b in (1, 64, 256):
-            rate, identity = sower_rate(a.build, a.model, b, a.seconds)
-            if rate is None:
-                print(f"sower batch {b}: failed: {identity}", file=sys.stderr)
-                continue
-            best_sower[b] = max(best_sower.get(b, 0.0), rate)
-        r = subprocess.run([sys.executable, "-c", TORCH, a.model, str(a.seconds)], capture_output=True, text=True)
-        if r.returncode != 0:
-            print("torch: failed: " + r.stderr.strip()[-2000:], file=sys.stderr)
-            continue
-        got = json.loads(r.stdout)
-        torch_info = {k: got[k] for k in ("device", "torch")}
-        for b in (1, 64, 256):
-            best_torch[b] = max(best_torch.get(b, 0.0), got[str(b)])
-    print(f"sower: {identity}")
-    print(f"torch: {torch_info.get('torch', '?')} on {torch_info.get('device', '?')}, fp32, deterministic")
-    print("| batch | sower samples*steps/s | torch samples*steps/s | sower / torch |")
-    print("| --- | --- | --- | --- |")
-    for b in (1, 64, 256):
-        s, t = best_sower.get(b), best_torch.get(b)
-        ratio = f"{s / t:.2f}x" if s and t else "-"
-        print(f"| {b} | {s and f'{s:.1f}' or '-'} | {t and f'{t:.1f}' or '-'} | {ratio} |")
+    for precision in ("fp32", "tf32"):
+        compare(a, precision)
 
 
 if __name__ == "__main__":

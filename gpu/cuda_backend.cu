@@ -14,6 +14,8 @@ enum { ATTENTION_SCORES_BUDGET = 64 << 20 }; /* floats of attention scores at a 
 
 typedef struct {
     int device;
+    int sms;          /* the device's multiprocessors: gpu_gemm's tile size follows */
+    int tf32;         /* CudaOptions.tf32 */
     cudaStream_t stream;
     float *weights;   /* (n_weights,) every parameter of the model, in the UNet's parameter order */
     size_t n_weights;
@@ -70,6 +72,17 @@ static int cuda_download(void *ctx, float *host_dst, const float *src, size_t fl
 
 /* ---- operations ---- */
 
+/* A matrix multiply on this device, its operands still to be set. */
+static GpuGemm gemm_on(void *ctx)
+{
+    const CudaContext *c = (const CudaContext *)ctx;
+    GpuGemm gm;
+    memset(&gm, 0, sizeof gm);
+    gm.batches = 1, gm.zdiv = 1;
+    gm.sms = c->sms, gm.tf32 = c->tf32;
+    return gm;
+}
+
 static int cuda_from_nchw(void *ctx, const float *x, int batch, int center, Act *out)
 {
     (void)batch; /* out->b */
@@ -84,14 +97,12 @@ static int cuda_conv2d(void *ctx, const ConvParams *p, ConvGeometry g, const Act
     int wo = (in->w + g.pad_left + g.pad_right - p->k) / g.stride + 1;
     SOWER_TRY(cuda_act_alloc(ctx, out, p->cout, in->b, ho, wo));
     /* out (cout, B*Ho*Wo) = W (cout, cin*k*k) . columns of in (cin*k*k, B*Ho*Wo) + bias */
-    GpuGemm gm;
-    memset(&gm, 0, sizeof gm);
+    GpuGemm gm = gemm_on(ctx);
     gm.m = p->cout, gm.n = (int)act_plane(out), gm.k = p->cin * p->k * p->k;
     gm.a.base = p->weight, gm.a.si = gm.k, gm.a.sj = 1;
     gm.conv = (GpuConvInput){in->data, p->cin, in->b, in->h, in->w, p->k, g.stride, g.pad_top, g.pad_left, ho, wo};
     gm.c = out->data, gm.c_si = gm.n, gm.c_sj = 1;
     gm.bias = p->bias;
-    gm.batches = 1, gm.zdiv = 1;
     int status = gpu_gemm(&gm, stream_of(ctx));
     if (status != SOWER_OK)
         cuda_act_free(ctx, out);
@@ -109,14 +120,12 @@ static int cuda_silu(void *ctx, float *x, size_t n) { return gpu_silu(x, n, stre
 /* y (batch, out) = x (batch, in) W^T + b: C (out, batch) = W (out, in) . x^T, stored transposed. */
 static int cuda_linear(void *ctx, const LinearParams *p, const float *x, int batch, float *y)
 {
-    GpuGemm gm;
-    memset(&gm, 0, sizeof gm);
+    GpuGemm gm = gemm_on(ctx);
     gm.m = p->out, gm.n = batch, gm.k = p->in;
     gm.a.base = p->weight, gm.a.si = p->in, gm.a.sj = 1;
     gm.b.base = x, gm.b.si = 1, gm.b.sj = p->in;
     gm.c = y, gm.c_si = 1, gm.c_sj = p->out;
     gm.bias = p->bias;
-    gm.batches = 1, gm.zdiv = 1;
     return gpu_gemm(&gm, stream_of(ctx));
 }
 
@@ -166,8 +175,7 @@ static int attention_chunk(void *ctx, const AttentionParams *p, const Act *q, co
     cudaStream_t s = stream_of(ctx);
     const int hw = q->h * q->w, dh = p->dim_head;
     const long long n = (long long)act_plane(q), first = (long long)b0 * hw;
-    GpuGemm gm;
-    memset(&gm, 0, sizeof gm);
+    GpuGemm gm = gemm_on(ctx);
     gm.batches = nb * p->heads, gm.zdiv = p->heads; /* z = sample * heads + head */
     /* S(i, j) = sum_c q(h*dh + c, b, i) k(h*dh + c, b, j) */
     gm.m = hw, gm.n = hw, gm.k = dh;
@@ -303,22 +311,25 @@ extern "C" int compute_backend_cuda_receive(ComputeBackend *be, void *nccl_comm)
     return SOWER_OK;
 }
 
-/* "cuda: NAME, N SMs, sm_XY, driver D, runtime R, cuBLAS V, kernels ..." */
-static int describe(int device, char *out, size_t size)
+/* What this context computes with: "cuda: NAME, N SMs, sm_XY, driver D, runtime R, cuBLAS V, kernels
+ * ..."; the kernels' part names the arithmetic (fp32 or the opt-in tf32), as bits follow it. */
+static int describe(CudaContext *c, char *out, size_t size)
 {
     cudaDeviceProp prop;
-    GPU_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    GPU_CUDA_TRY(cudaGetDeviceProperties(&prop, c->device));
     int driver = 0, runtime = 0, major = 0, minor = 0, patch = 0;
     GPU_CUDA_TRY(cudaDriverGetVersion(&driver));
     GPU_CUDA_TRY(cudaRuntimeGetVersion(&runtime));
     GPU_CUBLAS_TRY(cublasGetProperty(MAJOR_VERSION, &major));
     GPU_CUBLAS_TRY(cublasGetProperty(MINOR_VERSION, &minor));
     GPU_CUBLAS_TRY(cublasGetProperty(PATCH_LEVEL, &patch));
-    snprintf(out, size,
-             "cuda: %s, %d SMs, sm_%d%d, driver %d.%d, runtime %d.%d, cuBLAS %d.%d.%d, kernels sower fp32 "
-             "(gemm 128x128x8 fmaf in k order, no TF32, no atomics)",
+    c->sms = prop.multiProcessorCount;
+    snprintf(out, size, "cuda: %s, %d SMs, sm_%d%d, driver %d.%d, runtime %d.%d, cuBLAS %d.%d.%d, kernels sower %s",
              prop.name, prop.multiProcessorCount, prop.major, prop.minor, driver / 1000, driver % 1000 / 10,
-             runtime / 1000, runtime % 1000 / 10, major, minor, patch);
+             runtime / 1000, runtime % 1000 / 10, major, minor, patch,
+             c->tf32 ? "tf32 (gemm on tensor cores, wmma m16n16k8, inputs rounded to TF32, fp32 accumulation in k "
+                       "order, no atomics)"
+                     : "fp32 (gemm fmaf in k order, no TF32, no atomics)");
     return SOWER_OK;
 }
 
@@ -330,16 +341,28 @@ static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const Cu
         return SOWER_FAIL(SOWER_EINPUT, "backend cuda: device %d does not exist (%d visible)", opt->device, count);
     GPU_CUDA_TRY(cudaSetDevice(opt->device));
     c->device = opt->device;
+    c->tf32 = opt->tf32;
     /* Freed blocks stay in the pool for the next forward pass instead of going back to the driver. */
     cudaMemPool_t pool;
     GPU_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, opt->device));
     unsigned long long keep = ~0ULL;
     GPU_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
     GPU_CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    SOWER_TRY(describe(c, be->identity, sizeof be->identity));
     SOWER_TRY(upload_weights(c, u, opt));
-    SOWER_TRY(describe(opt->device, be->identity, sizeof be->identity));
     return SOWER_OK;
 }
+
+#define CUDA_DETERMINISM(ARITHMETIC)                                                                          \
+    "per-seed torch.Generator('cpu').manual_seed(seed), noise drawn on the host and uploaded; activations "    \
+    "(C,B,H,W); sower's own kernels: every output element reduced by one accumulator (or one block's fixed "   \
+    "tree) in an order set by its own sample's shapes, no atomics, no split reductions, " ARITHMETIC           \
+    ", --fmad=false; one stream; bits independent of batch, rank count and position in the batch, on equal "  \
+    "backend identities"
+static const char cuda_determinism_fp32[] = CUDA_DETERMINISM("fp32 fmaf, no TF32");
+static const char cuda_determinism_tf32[] = CUDA_DETERMINISM(
+    "matrix products on tensor cores from TF32-rounded inputs (opt-in: pipeline.precision tf32; differs from fp32 "
+    "by about 1e-3 relative)");
 
 extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const CudaOptions *opt)
 {
@@ -357,11 +380,7 @@ extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const Cud
     be->ctx = c;
     be->unet = &c->mirror;
     be->kind = BACKEND_CUDA;
-    be->determinism = "per-seed torch.Generator('cpu').manual_seed(seed), noise drawn on the host and uploaded; "
-                      "activations (C,B,H,W); sower's own kernels: every output element reduced by one thread (or "
-                      "one block's fixed tree) in an order set by its own sample's shapes, no atomics, no split "
-                      "reductions, no TF32, --fmad=false; one stream; bits independent of batch, rank count and "
-                      "position in the batch, on equal backend identities";
+    be->determinism = c->tf32 ? cuda_determinism_tf32 : cuda_determinism_fp32;
     be->close = cuda_close;
     return SOWER_OK;
 }

@@ -2,8 +2,11 @@
 #include "cuda_kernels.h"
 
 #include <math.h>
+#include <mma.h>
 
 #include "cuda_check.h"
+
+namespace wmma = nvcuda::wmma;
 
 /* The launch, as a macro so tests/cuda_emu can run these kernels on the host (it defines its own). */
 #ifndef GPU_LAUNCH
@@ -12,13 +15,15 @@
 
 /* ---- matrix multiply ------------------------------------------------------------------------ */
 
-/* One block computes a GEMM_TM x GEMM_TN tile of C with 256 threads, 8 x 8 elements each; the
- * reduction walks k in GEMM_TK-wide steps through shared memory, always from k = 0 upwards. */
-enum { GEMM_TM = 128, GEMM_TN = 128, GEMM_TK = 8, GEMM_THREADS = 256 };
-static_assert(GEMM_THREADS % GEMM_TN == 0, "a thread's B column must be the same at every k step");
+/* A block computes a TILE x TILE tile of C (TILE 128 or 64) with 256 threads; the reduction walks
+ * k in GEMM_TK-wide steps through shared memory, always from k = 0 upwards, and each element of C
+ * has one accumulator for the whole walk (a thread's register in fp32, a tensor-core fragment
+ * element in tf32). So the tile size, which gpu_gemm picks from the shape to fill the GPU, changes
+ * which thread computes an element, never how: no bit depends on it. */
+enum { GEMM_TK = 8, GEMM_THREADS = 256, GEMM_MAX_TAPS = 64 };
 
-/* The B column a thread loads is the same at every k step (its index mod GEMM_TN is fixed, as
- * GEMM_THREADS is a multiple of GEMM_TN), so where it starts is worked out once, before the k loop. */
+/* The B column a thread loads is the same at every k step (its index mod TILE is fixed, as
+ * GEMM_THREADS is a multiple of TILE), so where it starts is worked out once, before the k loop. */
 struct BColumn {
     const float *base; /* generic B: column col's start; conv: the column's sample plane */
     int iy0, ix0;      /* conv: the input pixel of tap (0, 0) */
@@ -45,89 +50,274 @@ __device__ static inline BColumn b_column(const GpuGemm &g, const float *b, int 
     return c;
 }
 
-/* B(kk, col): for a convolution kk = (ci, ky, kx) reads in(ci, sample, iy0 + ky, ix0 + kx), zero
- * outside the image. */
-__device__ static inline float load_b(const GpuGemm &g, const BColumn &c, int kk)
+/* One k step's tiles in shared memory: a (TK, TILE + 4) is the A tile transposed (A column-major),
+ * its rows padded so the transposing stores spread over the banks; b (TK, TILE). 32-byte aligned
+ * (both arrays' sizes are multiples of 32 bytes) for float4 reads and tensor-core fragment loads. */
+template <int TILE> struct GemmShared {
+    float a[GEMM_TK][TILE + 4];
+    float b[GEMM_TK][TILE];
+    int tap_y[GEMM_MAX_TAPS], tap_x[GEMM_MAX_TAPS]; /* conv: tap = ky * k + kx -> ky, kx */
+};
+
+/* Moves one k step of A and B from global memory into registers (fetch: issued before the previous
+ * step's arithmetic, so the loads are in flight during it) and from there into shared memory (put).
+ * Each thread moves LOADS elements of each: A's at rows a_row + 32 l, column a_k (k fastest: rows of
+ * the weights); B's at rows b_row + B_ROW_STRIDE l, column b_n (n fastest: pixels). */
+template <int TILE> struct TileLoader {
+    static constexpr int LOADS = TILE * GEMM_TK / GEMM_THREADS;
+    static constexpr int A_ROW_STRIDE = GEMM_THREADS / GEMM_TK, B_ROW_STRIDE = GEMM_THREADS / TILE;
+    static_assert(GEMM_THREADS % TILE == 0, "a thread's B column must be the same at every k step");
+    BColumn col;
+    int a_row, a_k, b_row, b_n;
+    /* conv: the B rows of the next fetch as (input channel, tap), advanced GEMM_TK rows at a time
+     * (step_ci channels and step_tap taps) so the k loop never divides. */
+    int ci[LOADS], tap[LOADS], taps, step_ci, step_tap;
+    long long plane; /* conv: floats between input channels, batch * h * w */
+    float ra[LOADS], rb[LOADS];
+
+    __device__ void init(const GpuGemm &g, const float *b, int n0)
+    {
+        const int t = threadIdx.x;
+        a_row = t / GEMM_TK, a_k = t % GEMM_TK, b_row = t / TILE, b_n = t % TILE;
+        col = b_column(g, b, n0 + b_n);
+        taps = g.conv.k * g.conv.k;
+        if (!g.conv.in)
+            return;
+        step_ci = GEMM_TK / taps, step_tap = GEMM_TK % taps;
+        plane = (long long)g.conv.batch * g.conv.h * g.conv.w;
+#pragma unroll
+        for (int l = 0; l < LOADS; l++) {
+            const int row = b_row + l * B_ROW_STRIDE;
+            ci[l] = row / taps, tap[l] = row % taps;
+        }
+    }
+
+    __device__ float conv_b(const GpuConvInput &cv, const GemmShared<TILE> &sh, int l) const
+    {
+        if (!col.valid || ci[l] >= cv.cin)
+            return 0.0f;
+        const int iy = col.iy0 + sh.tap_y[tap[l]], ix = col.ix0 + sh.tap_x[tap[l]];
+        if (iy < 0 || iy >= cv.h || ix < 0 || ix >= cv.w)
+            return 0.0f;
+        return col.base[ci[l] * plane + iy * cv.w + ix];
+    }
+
+    __device__ void fetch(const GpuGemm &g, const float *a, int m0, int k0, const GemmShared<TILE> &sh)
+    {
+        const int gk = k0 + a_k;
+#pragma unroll
+        for (int l = 0; l < LOADS; l++) {
+            const int gm = m0 + a_row + l * A_ROW_STRIDE;
+            ra[l] = gm < g.m && gk < g.k ? a[gm * g.a.si + gk * g.a.sj] : 0.0f;
+        }
+        if (!g.conv.in) {
+#pragma unroll
+            for (int l = 0; l < LOADS; l++) {
+                const int kk = k0 + b_row + l * B_ROW_STRIDE;
+                rb[l] = col.valid && kk < g.k ? col.base[kk * g.b.si] : 0.0f;
+            }
+            return;
+        }
+#pragma unroll
+        for (int l = 0; l < LOADS; l++) {
+            rb[l] = conv_b(g.conv, sh, l);
+            tap[l] += step_tap, ci[l] += step_ci;
+            if (tap[l] >= taps)
+                tap[l] -= taps, ci[l]++;
+        }
+    }
+
+    __device__ void put(GemmShared<TILE> &sh) const
+    {
+#pragma unroll
+        for (int l = 0; l < LOADS; l++) {
+            sh.a[a_k][a_row + l * A_ROW_STRIDE] = ra[l];
+            sh.b[b_row + l * B_ROW_STRIDE][b_n] = rb[l];
+        }
+    }
+};
+
+__device__ static inline void store_c(const GpuGemm &g, float *c, int gm, int gn, float v)
 {
-    if (!c.valid || kk >= g.k)
-        return 0.0f;
-    if (!g.conv.in)
-        return c.base[kk * g.b.si];
-    const GpuConvInput &cv = g.conv;
-    const int taps = cv.k * cv.k, ci = kk / taps, tap = kk - ci * taps, ky = tap / cv.k, kx = tap - ky * cv.k;
-    const int iy = c.iy0 + ky, ix = c.ix0 + kx;
-    if (iy < 0 || iy >= cv.h || ix < 0 || ix >= cv.w)
-        return 0.0f;
-    return c.base[((long long)ci * cv.batch * cv.h + iy) * cv.w + ix];
+    if (gm < g.m && gn < g.n)
+        c[gm * g.c_si + gn * g.c_sj] = g.bias ? v + g.bias[gm] : v;
 }
 
-__global__ static void __launch_bounds__(GEMM_THREADS) gemm_kernel(GpuGemm g)
+/* fp32: each thread owns an R x R block of C (R = TILE / 16), rows q * 64 + ty * 4 + {0..3} for
+ * q < R / 4 and columns likewise with tx; C(i, j) = fmaf(A(i, k), B(k, j), C(i, j)) for k in order. */
+template <int TILE> struct Fp32Accumulator {
+    static constexpr int R = TILE / 16;
+    /* Blocks per SM to fit the registers for: at TILE 128 two would spill (ptxas -v, sm_80/90). */
+    static constexpr int MIN_BLOCKS = 1;
+    float acc[R][R];
+
+    __device__ static int row(int i, int t16) { return i / 4 * 64 + t16 * 4 + i % 4; }
+
+    __device__ void zero()
+    {
+#pragma unroll
+        for (int i = 0; i < R; i++)
+#pragma unroll
+            for (int j = 0; j < R; j++)
+                acc[i][j] = 0.0f;
+    }
+
+    __device__ void step(const GemmShared<TILE> &sh)
+    {
+        const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+#pragma unroll
+        for (int kk = 0; kk < GEMM_TK; kk++) {
+            float ra[R], rb[R];
+#pragma unroll
+            for (int q = 0; q < R / 4; q++) {
+                const float4 va = *(const float4 *)&sh.a[kk][q * 64 + ty * 4];
+                const float4 vb = *(const float4 *)&sh.b[kk][q * 64 + tx * 4];
+                ra[4 * q] = va.x, ra[4 * q + 1] = va.y, ra[4 * q + 2] = va.z, ra[4 * q + 3] = va.w;
+                rb[4 * q] = vb.x, rb[4 * q + 1] = vb.y, rb[4 * q + 2] = vb.z, rb[4 * q + 3] = vb.w;
+            }
+#pragma unroll
+            for (int i = 0; i < R; i++)
+#pragma unroll
+                for (int j = 0; j < R; j++)
+                    acc[i][j] = fmaf(ra[i], rb[j], acc[i][j]);
+        }
+    }
+
+    __device__ void store(const GpuGemm &g, float *c, int m0, int n0) const
+    {
+        const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+#pragma unroll
+        for (int i = 0; i < R; i++)
+#pragma unroll
+            for (int j = 0; j < R; j++)
+                store_c(g, c, m0 + row(i, ty), n0 + row(j, tx), acc[i][j]);
+    }
+};
+
+/* tf32 (opt-in): tensor cores, wmma m16n16k8. The 8 warps tile the block 2 x 4, each warp
+ * (TILE/2) x (TILE/4) as FM x FN fragments; A and B are rounded to TF32 (10-bit mantissa) as they
+ * enter the fragments, products accumulate in fp32 fragments over k in order. */
+template <int TILE> struct Tf32Accumulator {
+    static constexpr int WARP_M = TILE / 2, WARP_N = TILE / 4, FM = WARP_M / 16, FN = WARP_N / 16;
+    static_assert(GEMM_THREADS == 8 * 32, "8 warps, 2 x 4");
+    static constexpr int MIN_BLOCKS = 2; /* 128 registers: no spill on sm_90, 32 bytes on sm_80 (ptxas -v) */
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
+
+    __device__ void zero()
+    {
+#pragma unroll
+        for (int i = 0; i < FM; i++)
+#pragma unroll
+            for (int j = 0; j < FN; j++)
+                wmma::fill_fragment(acc[i][j], 0.0f);
+    }
+
+    __device__ void step(const GemmShared<TILE> &sh)
+    {
+        const int warp = threadIdx.x / 32, wm = warp / 4, wn = warp % 4;
+        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
+        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
+#pragma unroll
+        for (int i = 0; i < FM; i++) {
+            wmma::load_matrix_sync(fa[i], &sh.a[0][wm * WARP_M + i * 16], TILE + 4);
+#pragma unroll
+            for (int e = 0; e < fa[i].num_elements; e++)
+                fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
+        }
+#pragma unroll
+        for (int j = 0; j < FN; j++) {
+            wmma::load_matrix_sync(fb[j], &sh.b[0][wn * WARP_N + j * 16], TILE);
+#pragma unroll
+            for (int e = 0; e < fb[j].num_elements; e++)
+                fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
+        }
+#pragma unroll
+        for (int i = 0; i < FM; i++)
+#pragma unroll
+            for (int j = 0; j < FN; j++)
+                wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+
+    /* Through a per-warp staging tile: C's strides, edges and bias are not a fragment's. */
+    __device__ void store(const GpuGemm &g, float *c, int m0, int n0)
+    {
+        __shared__ __align__(32) float stage[GEMM_THREADS / 32][16 * 16];
+        const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wm = warp / 4, wn = warp % 4;
+#pragma unroll
+        for (int i = 0; i < FM; i++)
+#pragma unroll
+            for (int j = 0; j < FN; j++) {
+                wmma::store_matrix_sync(stage[warp], acc[i][j], 16, wmma::mem_row_major);
+                __syncwarp();
+                for (int e = lane; e < 16 * 16; e += 32)
+                    store_c(g, c, m0 + wm * WARP_M + i * 16 + e / 16, n0 + wn * WARP_N + j * 16 + e % 16,
+                            stage[warp][e]);
+                __syncwarp();
+            }
+    }
+};
+
+template <int TILE, class Accumulator>
+__global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) gemm_kernel(GpuGemm g)
 {
-    /* As (TK, TM + 4): the A tile transposed, rows padded so the transposing stores do not all hit
-     * one bank; Bs (TK, TN). 16-byte aligned for float4 reads. */
-    __shared__ __align__(16) float as[GEMM_TK][GEMM_TM + 4];
-    __shared__ __align__(16) float bs[GEMM_TK][GEMM_TN];
+    __shared__ __align__(32) GemmShared<TILE> sh;
     const int z = blockIdx.z, z1 = z / g.zdiv, z2 = z % g.zdiv;
     const float *a = g.a.base + z1 * g.a.s1 + z2 * g.a.s2;
     const float *b = g.conv.in ? NULL : g.b.base + z1 * g.b.s1 + z2 * g.b.s2;
     float *c = g.c + z1 * g.c_s1 + z2 * g.c_s2;
-    const int m0 = blockIdx.y * GEMM_TM, n0 = blockIdx.x * GEMM_TN;
-    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
-    const BColumn column = b_column(g, b, n0 + t % GEMM_TN);
-    /* This thread's rows: ty*4 + {0..3} and 64 + ty*4 + {0..3} of the tile; columns likewise. */
-    float acc[8][8];
-    for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 8; j++)
-            acc[i][j] = 0.0f;
+    const int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
+    if (g.conv.in)
+        for (int i = threadIdx.x; i < g.conv.k * g.conv.k; i += GEMM_THREADS)
+            sh.tap_y[i] = i / g.conv.k, sh.tap_x[i] = i % g.conv.k;
+    TileLoader<TILE> load;
+    load.init(g, b, n0);
+    Accumulator acc;
+    acc.zero();
+    __syncthreads(); /* the tap table */
+    if (g.k > 0)
+        load.fetch(g, a, m0, 0, sh);
     for (int k0 = 0; k0 < g.k; k0 += GEMM_TK) {
-        for (int l = 0; l < GEMM_TM * GEMM_TK / GEMM_THREADS; l++) {
-            int e = t + l * GEMM_THREADS, mm = e / GEMM_TK, kk = e % GEMM_TK; /* k fastest: rows of W */
-            int gm = m0 + mm, gk = k0 + kk;
-            as[kk][mm] = gm < g.m && gk < g.k ? a[gm * g.a.si + gk * g.a.sj] : 0.0f;
-        }
-        for (int l = 0; l < GEMM_TN * GEMM_TK / GEMM_THREADS; l++) {
-            int e = t + l * GEMM_THREADS, kk = e / GEMM_TN, nn = e % GEMM_TN; /* n fastest: pixels */
-            bs[kk][nn] = load_b(g, column, k0 + kk);
-        }
+        load.put(sh);
         __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < GEMM_TK; kk++) {
-            float ra[8], rb[8];
-            float4 a0 = *(const float4 *)&as[kk][ty * 4], a1 = *(const float4 *)&as[kk][64 + ty * 4];
-            float4 b0 = *(const float4 *)&bs[kk][tx * 4], b1 = *(const float4 *)&bs[kk][64 + tx * 4];
-            ra[0] = a0.x, ra[1] = a0.y, ra[2] = a0.z, ra[3] = a0.w;
-            ra[4] = a1.x, ra[5] = a1.y, ra[6] = a1.z, ra[7] = a1.w;
-            rb[0] = b0.x, rb[1] = b0.y, rb[2] = b0.z, rb[3] = b0.w;
-            rb[4] = b1.x, rb[5] = b1.y, rb[6] = b1.z, rb[7] = b1.w;
-#pragma unroll
-            for (int i = 0; i < 8; i++)
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    acc[i][j] = fmaf(ra[i], rb[j], acc[i][j]);
-        }
+        if (k0 + GEMM_TK < g.k)
+            load.fetch(g, a, m0, k0 + GEMM_TK, sh);
+        acc.step(sh);
         __syncthreads();
     }
-    for (int i = 0; i < 8; i++) {
-        int gm = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
-        if (gm >= g.m)
-            continue;
-        for (int j = 0; j < 8; j++) {
-            int gn = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
-            if (gn < g.n)
-                c[gm * g.c_si + gn * g.c_sj] = g.bias ? acc[i][j] + g.bias[gm] : acc[i][j];
-        }
-    }
+    acc.store(g, c, m0, n0);
+}
+
+template <int TILE, class Accumulator> static void launch_gemm(const GpuGemm *g, cudaStream_t s)
+{
+    dim3 grid((g->n + TILE - 1) / TILE, (g->m + TILE - 1) / TILE, g->batches);
+    void (*kernel)(GpuGemm) = gemm_kernel<TILE, Accumulator>;
+    GPU_LAUNCH(kernel, grid, GEMM_THREADS, s, *g);
+}
+
+/* The 128 tile does twice the arithmetic per shared-memory read of the 64 one, but a grid of fewer
+ * blocks than the GPU has SMs leaves most of it idle (4x4 and 8x8 activations, batch 1, conv_out's
+ * 3 rows): then 64. Bits never depend on the choice (see the top of this section). */
+static int gemm_tile(const GpuGemm *g)
+{
+    long long blocks = (long long)((g->n + 127) / 128) * ((g->m + 127) / 128) * g->batches;
+    return g->m <= 64 || blocks < g->sms ? 64 : 128;
 }
 
 int gpu_gemm(const GpuGemm *g, cudaStream_t s)
 {
     if (g->m <= 0 || g->n <= 0 || g->batches <= 0)
         return SOWER_OK;
-    if (g->batches > 65535 || (g->m + GEMM_TM - 1) / GEMM_TM > 65535)
+    if (g->conv.in && g->conv.k * g->conv.k > GEMM_MAX_TAPS)
+        return SOWER_FAIL(SOWER_EINTERNAL, "gpu_gemm: a %dx%d kernel has more than %d taps", g->conv.k, g->conv.k,
+                          GEMM_MAX_TAPS);
+    const int tile = gemm_tile(g);
+    if (g->batches > 65535 || (g->m + tile - 1) / tile > 65535)
         return SOWER_FAIL(SOWER_EINTERNAL, "gpu_gemm: %d products of %d rows exceed the launch grid", g->batches,
                           g->m);
-    dim3 grid((g->n + GEMM_TN - 1) / GEMM_TN, (g->m + GEMM_TM - 1) / GEMM_TM, g->batches);
-    GPU_LAUNCH(gemm_kernel, grid, GEMM_THREADS, s, *g);
+    if (tile == 128)
+        g->tf32 ? launch_gemm<128, Tf32Accumulator<128> >(g, s) : launch_gemm<128, Fp32Accumulator<128> >(g, s);
+    else
+        g->tf32 ? launch_gemm<64, Tf32Accumulator<64> >(g, s) : launch_gemm<64, Fp32Accumulator<64> >(g, s);
     GPU_LAUNCH_TRY();
     return SOWER_OK;
 }

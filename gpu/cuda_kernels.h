@@ -6,7 +6,8 @@
  * in the batch it sits, or on the run. The matrix multiply is sower's own (gpu_gemm): cuBLAS
  * chooses its algorithm, and so its reduction order, from the whole problem's shape (and Hopper's
  * stream-K kernels split a reduction by tile position), which would tie a seed's bits to its batch.
- * Compiled with --fmad=false: the only fused multiply-adds are the fmaf() written here. */
+ * Compiled with --fmad=false: the only fused multiply-adds are the fmaf() written here. The opt-in
+ * TF32 mode keeps all of this (same tiles, same k order), with tensor cores doing the products. */
 #ifndef SOWER_CUDA_KERNELS_H
 #define SOWER_CUDA_KERNELS_H
 
@@ -38,9 +39,12 @@ typedef struct {
     long long c_si, c_sj, c_s1, c_s2;
     const float *bias;   /* (m,) added to each row after the reduction, or NULL */
     int batches, zdiv;   /* products in the batch (>= 1), and z's split (>= 1) */
+    int sms;             /* the device's SMs: the tile size follows (bits do not) */
+    int tf32;            /* 0: fp32 fmaf; 1: tensor cores on TF32-rounded inputs (opt-in) */
 } GpuGemm;
 
-/* C = A B (+ bias): each element reduced by one thread over k = 0, 1, ..., K-1 with fmaf. */
+/* C = A B (+ bias): each element reduced by one accumulator over k = 0, 1, ..., K-1: fmaf in one
+ * thread (fp32), or tensor-core steps of 8 in one fragment element (tf32). */
 int gpu_gemm(const GpuGemm *g, cudaStream_t s);
 
 /* y = group_norm(x) (then SiLU); y may be x. x, y (C, B, H, W). */

@@ -75,6 +75,8 @@ typedef struct {
     int device;           /* CUDA device index (placement.h picks it from the local rank) */
     int weights_arrive;   /* 1: leave the device weights unset (the host copy is never read: it may
                            * be unread pages of a mapping); compute_backend_cuda_receive fills them */
+    int tf32;             /* 1: matrix products on tensor cores from TF32-rounded inputs (opt-in; its
+                           * own identity, so its bits never pass for fp32 ones) */
 } CudaOptions;
 
 /* The CUDA backend (gpu/): copies u's weights to the device. In a build without CUDA, fails with
@@ -85,8 +87,9 @@ int compute_backend_cuda(ComputeBackend *be, const UNet *u, const CudaOptions *o
  * rank's (opened with weights_arrive). Bits are copied, not summed. */
 int compute_backend_cuda_receive(ComputeBackend *be, void *nccl_comm) SOWER_MUST_CHECK;
 
-/* The backend a manifest or option names, on the device this rank should use (placement.h). */
-int compute_backend_open(ComputeBackend *be, Backend kind, const UNet *u) SOWER_MUST_CHECK;
+/* The backend a manifest or option names, on the device this rank should use (placement.h), with
+ * the precision asked for (tf32: cuda only, else SOWER_EINPUT). */
+int compute_backend_open(ComputeBackend *be, Backend kind, Precision precision, const UNet *u) SOWER_MUST_CHECK;
 /* The device compute_backend_open would use for `kind` cuda: SOWER_EINPUT when none is visible. */
 int compute_backend_cuda_device(int *device) SOWER_MUST_CHECK;
 void compute_backend_close(ComputeBackend *be); /* safe on a zeroed backend */

@@ -201,11 +201,14 @@ int compute_backend_cuda_device(int *device)
     return SOWER_OK;
 }
 
-int compute_backend_open(ComputeBackend *be, Backend kind, const UNet *u)
+int compute_backend_open(ComputeBackend *be, Backend kind, Precision precision, const UNet *u)
 {
+    if (kind == BACKEND_CPU && precision == PRECISION_TF32)
+        return SOWER_FAIL(SOWER_EINPUT, "precision tf32 needs backend cuda (the CPU backend computes in fp32)");
     if (kind == BACKEND_CPU)
         return compute_backend_cpu(be, u);
     CudaOptions opt = {0};
+    opt.tf32 = precision == PRECISION_TF32;
     SOWER_TRY(compute_backend_cuda_device(&opt.device));
     SOWER_TRY(compute_backend_cuda(be, u, &opt));
     return SOWER_OK;

@@ -835,7 +835,7 @@ int cmd_run(int argc, char **argv)
         int threads = r.job.threads ? r.job.threads : default_threads();
         omp_set_num_threads(threads);
         gemm_set_threads(threads);
-        exit_code = agree(&r, weight_share_plan(&r.share, r.job.backend, r.rank, r.world));
+        exit_code = agree(&r, weight_share_plan(&r.share, r.job.backend, r.job.precision, r.rank, r.world));
     }
     if (exit_code == 0)
         exit_code = agree(&r, load_model(&r));

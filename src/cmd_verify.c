@@ -167,7 +167,7 @@ int cmd_verify(int argc, char **argv)
         goto done;
     }
     /* Re-render on the job's backend, and only where it computes exactly as the file's did. */
-    SOWER_TRY_GOTO(compute_backend_open(&backend, job.backend, &model.unet), status, done);
+    SOWER_TRY_GOTO(compute_backend_open(&backend, job.backend, job.precision, &model.unet), status, done);
     if (!identity || strcmp(identity, backend.identity) != 0) {
         status = SOWER_FAIL(SOWER_EINPUT, "%s: rendered by '%s', but here the backend is '%s': bits compare only "
                                           "between equal backend identities, so re-rendering here proves nothing (the "

@@ -264,9 +264,11 @@ static int parse_model(const Ctx *c, Job *job, const yaml_node_t *n)
 static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
 {
     Field f[] = {{"scheduler", 0, NULL}, {"steps", 0, NULL}, {"eta", 0, NULL},
-                 {"batch", 0, NULL},     {"backend", 0, NULL}, {"threads", 0, NULL}};
-    SOWER_TRY(get_mapping(c, n, "pipeline", f, 6));
-    static const char *const schedulers[] = {"ddim", "ddpm", NULL}, *const backends[] = {"cpu", "cuda", NULL};
+                 {"batch", 0, NULL},     {"backend", 0, NULL}, {"threads", 0, NULL},
+                 {"precision", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "pipeline", f, 7));
+    static const char *const schedulers[] = {"ddim", "ddpm", NULL}, *const backends[] = {"cpu", "cuda", NULL},
+                             *const precisions[] = {"fp32", "tf32", NULL};
     int v = 0;
     if (f[0].value) {
         SOWER_TRY(get_enum(c, f[0].value, "pipeline.scheduler", schedulers, &v));
@@ -287,6 +289,13 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
     }
     if (f[5].value)
         SOWER_TRY(get_int(c, f[5].value, "pipeline.threads", 1, 1024, &job->threads));
+    if (f[6].value) {
+        SOWER_TRY(get_enum(c, f[6].value, "pipeline.precision", precisions, &v));
+        job->precision = v == 0 ? PRECISION_FP32 : PRECISION_TF32;
+        if (job->precision == PRECISION_TF32 && job->backend != BACKEND_CUDA)
+            return fail_at(c, f[6].value, "pipeline.precision",
+                           "fp32 with backend cpu (tf32 is the cuda backend's tensor-core mode)");
+    }
     return SOWER_OK;
 }
 
@@ -695,6 +704,8 @@ void job_print(const Job *job, FILE *s)
     fprintf(s, "pipeline:\n  scheduler: %s\n  steps: %d\n  eta: %g\n  batch: %d\n  backend: %s\n",
             scheduler_kind_name(job->scheduler), job->steps, job->eta, job->batch,
             job->backend == BACKEND_CPU ? "cpu" : "cuda");
+    if (job->precision == PRECISION_TF32)
+        fprintf(s, "  precision: tf32\n");
     if (job->threads)
         fprintf(s, "  threads: %d\n", job->threads);
     else

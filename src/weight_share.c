@@ -30,10 +30,10 @@ static int one_rank_per_gpu(const char *keys, int world, char *reason, size_t si
     return 1;
 }
 
-int weight_share_plan(WeightShare *ws, Backend kind, int rank, int world)
+int weight_share_plan(WeightShare *ws, Backend kind, Precision precision, int rank, int world)
 {
     memset(ws, 0, sizeof *ws);
-    ws->kind = kind, ws->rank = rank, ws->world = world;
+    ws->kind = kind, ws->precision = precision, ws->rank = rank, ws->world = world;
     if (kind != BACKEND_CUDA) {
         snprintf(ws->reason, sizeof ws->reason, "every rank reads the weight file");
         return SOWER_OK;
@@ -73,8 +73,9 @@ void weight_share_digest(const WeightShare *ws, unsigned char *sha256)
 int weight_share_open_backend(const WeightShare *ws, ComputeBackend *be, const UNet *u)
 {
     if (!ws->broadcast)
-        return compute_backend_open(be, ws->kind, u);
-    CudaOptions opt = {ws->device, ws->rank != 0}; /* rank 0 copies the weights up, the others wait */
+        return compute_backend_open(be, ws->kind, ws->precision, u);
+    /* rank 0 copies the weights up, the others wait */
+    CudaOptions opt = {ws->device, ws->rank != 0, ws->precision == PRECISION_TF32};
     return compute_backend_cuda(be, u, &opt);
 }
 

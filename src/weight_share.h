@@ -16,6 +16,7 @@
 
 typedef struct {
     Backend kind;
+    Precision precision;
     int rank, world;
     int device;    /* this rank's CUDA device (backend cuda) */
     int broadcast; /* 1: rank 0 reads, NCCL broadcasts (the same on every rank) */
@@ -24,7 +25,7 @@ typedef struct {
 
 /* Finds each rank's device and decides whether to broadcast (every rank learns the decision even
  * when its own lookup failed, so nobody waits alone). */
-int weight_share_plan(WeightShare *ws, Backend kind, int rank, int world) SOWER_MUST_CHECK;
+int weight_share_plan(WeightShare *ws, Backend kind, Precision precision, int rank, int world) SOWER_MUST_CHECK;
 /* 1 when this rank must read and digest the weight file itself. */
 int weight_share_reads_file(const WeightShare *ws);
 /* Gives every rank rank 0's weight digest (DIGEST_BYTES,) when only rank 0 read the file. Call only

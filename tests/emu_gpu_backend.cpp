@@ -4,6 +4,7 @@
  * -Dcompute_backend_cuda=...) and everything else it defines lives in namespace sower_emu, so
  * nothing collides with the real backend or libcudart in the same binary. */
 #include <cuda_runtime.h> /* tests/cuda_emu's, first on the include path */
+#include <mma.h>          /* tests/cuda_emu's too */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,9 @@
  * reference) on the UNet's shapes and awkward ones, within a float32 rounding tolerance; and the
  * determinism contract per operation: a sample's bits alone (batch 1) equal its bits inside a
  * batch of 7 at any position, and a repeat gives the same bits. Exit 77 (skipped) when no device
- * is visible or this build has no CUDA backend. */
+ * is visible or this build has no CUDA backend. Both arithmetics: fp32 (default) and the opt-in
+ * tf32 (tensor cores). */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +15,13 @@
 #include "model.h"
 #include "rng.h"
 
-/* |gpu - cpu| <= TOL * (1 + max |cpu|): the two differ only by reduction order and libm. */
-#define TOL 1e-4
+/* |gpu - cpu| <= tol * (1 + max |cpu|): in fp32 the two differ only by reduction order and libm;
+ * in tf32 every matrix product's inputs lose 13 mantissa bits (relative 2^-11 each). */
+#define TOL_FP32 1e-4
+#define TOL_TF32 5e-3
 
 static ComputeBackend cpu, gpu;
+static double tol = TOL_FP32;
 
 static float *randn(size_t n, uint64_t seed, float scale)
 {
@@ -71,7 +76,7 @@ static void compare(const char *what, const float *ref, const float *got, size_t
         scale = fmax(scale, fabs(ref[i]));
     }
     printf("  %-44s max |gpu - cpu| %.3g (max |cpu| %.3g)\n", what, worst, scale);
-    CHECK(worst <= TOL * (1 + scale), "%s: max |gpu - cpu| %g > %g", what, worst, TOL * (1 + scale));
+    CHECK(worst <= tol * (1 + scale), "%s: max |gpu - cpu| %g > %g", what, worst, tol * (1 + scale));
 }
 
 /* Sample `s` of an activation (c, b, hw) stored (C, B, H, W): out (c, hw). */
@@ -311,7 +316,7 @@ static void test_elementwise(void)
 /* The whole UNet forward of a real model folder, through unet_forward_on (weights copied to the
  * device through the backend's mirror of the model): GPU vs CPU at batch 3 with three timesteps,
  * and each sample alone bit for bit as in the batch. */
-static void test_forward(const char *dir)
+static void test_forward(const char *dir, const CudaOptions *opt)
 {
     Model m;
     if (model_load(&m, dir) != SOWER_OK) {
@@ -320,10 +325,9 @@ static void test_forward(const char *dir)
         return;
     }
     ComputeBackend mc, mg;
-    CudaOptions opt = {0};
     int opened = compute_backend_cpu(&mc, &m.unet) == SOWER_OK;
     CHECK(opened, "cpu backend");
-    if (opened && compute_backend_cuda(&mg, &m.unet, &opt) != SOWER_OK) {
+    if (opened && compute_backend_cuda(&mg, &m.unet, opt) != SOWER_OK) {
         sower_error_print(stderr, 1);
         CHECK(0, "cuda backend over %s", dir);
         compute_backend_close(&mc);
@@ -342,7 +346,7 @@ static void test_forward(const char *dir)
     CHECK(unet_forward_on(&mc, x, ts, b, h, w, ref) == SOWER_OK, "cpu forward");
     CHECK(unet_forward_on(&mg, x, ts, b, h, w, got) == SOWER_OK, "gpu forward");
     char name[160];
-    snprintf(name, sizeof name, "UNet forward B3 (%s)", dir);
+    snprintf(name, sizeof name, "UNet forward B3 (%s)%s", dir, opt->tf32 ? " tf32" : "");
     compare(name, ref, got, per * b);
     int differ = 0;
     for (int s = 0; s < b; s++) {
@@ -355,6 +359,38 @@ static void test_forward(const char *dir)
     compute_backend_close(&mc);
     model_free(&m);
 }
+
+#ifdef SOWER_TEST_EMULATED
+/* gpu_gemm picks its tile (128 or 64) from the shape and the device's SM count, which the
+ * emulator takes from SOWER_EMU_SMS: with 1, products of more than 64 rows use the 128 tile; with
+ * 1000000, every product the 64 one. No bit may move. */
+static void test_tile_choice(const ConvCase *t, int tf32)
+{
+    UNet none;
+    memset(&none, 0, sizeof none);
+    CudaOptions opt = {0};
+    opt.tf32 = tf32;
+    ComputeBackend wide, narrow;
+    setenv("SOWER_EMU_SMS", "1", 1);
+    int ok = compute_backend_cuda(&wide, &none, &opt) == SOWER_OK;
+    setenv("SOWER_EMU_SMS", "1000000", 1);
+    ok = ok && compute_backend_cuda(&narrow, &none, &opt) == SOWER_OK;
+    unsetenv("SOWER_EMU_SMS");
+    CHECK(ok, "cuda backends for the tile test");
+    if (!ok)
+        return;
+    float *wt = randn((size_t)t->cout * t->cin * t->k * t->k, 5, 0.1f), *bias = randn(t->cout, 6, 0.1f);
+    float *x = randn((size_t)t->cin * t->b * t->h * t->w, 7, 1.0f);
+    size_t n_wide, n_narrow;
+    float *a = conv_on(&wide, t, wt, bias, x, t->b, &n_wide), *b = conv_on(&narrow, t, wt, bias, x, t->b, &n_narrow);
+    CHECK(n_wide == n_narrow && memcmp(a, b, n_wide * sizeof(float)) == 0, "%s%s: tiles 128 and 64 differ", t->name,
+          tf32 ? " tf32" : "");
+    printf("  %-44s tiles 128 and 64: %s\n", t->name, memcmp(a, b, n_wide * sizeof(float)) ? "DIFFER" : "same bits");
+    free(wt), free(bias), free(x), free(a), free(b);
+    compute_backend_close(&wide);
+    compute_backend_close(&narrow);
+}
+#endif
 
 int main(int argc, char **argv)
 {
@@ -373,12 +409,10 @@ int main(int argc, char **argv)
 #endif
     UNet none;
     memset(&none, 0, sizeof none); /* the operations take their weights from the test, not a model */
-    CudaOptions opt = {0};
-    if (compute_backend_cpu(&cpu, &none) != SOWER_OK || compute_backend_cuda(&gpu, &none, &opt) != SOWER_OK) {
+    if (compute_backend_cpu(&cpu, &none) != SOWER_OK) {
         sower_error_print(stderr, 1);
         return 1;
     }
-    printf("test_gpu_ops: %s\n", gpu.identity);
     const ConvCase small_convs[] = {
         {3, 32, 3, 3, 8, 8, {1, 1, 1, 1, 1}, "conv_in 3x3 3 -> 32, B3 8x8"},
         {32, 130, 3, 3, 6, 6, {1, 1, 1, 1, 1}, "conv 3x3 32 -> 130, B3 6x6 (two row tiles)"},
@@ -397,30 +431,50 @@ int main(int argc, char **argv)
         {384, 256, 1, 7, 16, 16, {1, 0, 0, 0, 0}, "shortcut 1x1 384 -> 256, B7 16x16"},
         {37, 45, 3, 7, 5, 7, {1, 1, 1, 1, 1}, "conv 3x3 37 -> 45, B7 5x7 (edges)"},
     };
-    if (small) {
-        for (size_t i = 0; i < sizeof small_convs / sizeof small_convs[0]; i++)
-            test_conv(&small_convs[i], 1000 + 10 * i);
-        test_group_norm(64, 32, 3, 4, 4, 1);
-        test_group_norm(8, 1, 3, 17, 19, 0); /* more elements than a block's threads */
-        test_linear(3, 32, 130);
-        test_attention(32, 1, 3, 4, 4);
-        test_attention(32, 4, 3, 3, 5);
-    } else {
-        for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
-            test_conv(&convs[i], 1000 + 10 * i);
-        test_group_norm(128, 32, 7, 32, 32, 1);
-        test_group_norm(96, 32, 7, 8, 8, 0);
-        test_group_norm(64, 1, 7, 5, 3, 1);
-        test_linear(7, 128, 512);
-        test_linear(7, 512, 256);
-        test_attention(256, 1, 7, 16, 16);
-        test_attention(64, 4, 7, 8, 8);
-        test_attention(32, 2, 7, 3, 5);
+    /* Two passes: the default fp32 arithmetic, then the opt-in tf32 one (matrix products only, so
+     * the operations without one run in the first pass alone). */
+    for (int tf32 = 0; tf32 <= 1; tf32++) {
+        CudaOptions opt = {0};
+        opt.tf32 = tf32;
+        tol = tf32 ? TOL_TF32 : TOL_FP32;
+        if (compute_backend_cuda(&gpu, &none, &opt) != SOWER_OK) {
+            sower_error_print(stderr, 1);
+            return 1;
+        }
+        printf("test_gpu_ops: %s\n", gpu.identity);
+        if (small) {
+            for (size_t i = 0; i < sizeof small_convs / sizeof small_convs[0]; i++)
+                test_conv(&small_convs[i], 1000 + 10 * i);
+            test_linear(3, 32, 130);
+            test_attention(32, 1, 3, 4, 4);
+            test_attention(32, 4, 3, 3, 5);
+            if (!tf32) {
+                test_group_norm(64, 32, 3, 4, 4, 1);
+                test_group_norm(8, 1, 3, 17, 19, 0); /* more elements than a block's threads */
+            }
+        } else {
+            for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
+                test_conv(&convs[i], 1000 + 10 * i);
+            test_linear(7, 128, 512);
+            test_linear(7, 512, 256);
+            test_attention(256, 1, 7, 16, 16);
+            test_attention(64, 4, 7, 8, 8);
+            test_attention(32, 2, 7, 3, 5);
+            if (!tf32) {
+                test_group_norm(128, 32, 7, 32, 32, 1);
+                test_group_norm(96, 32, 7, 8, 8, 0);
+                test_group_norm(64, 1, 7, 5, 3, 1);
+            }
+        }
+        if (!tf32)
+            test_elementwise();
+        compute_backend_close(&gpu);
+        if (model_dir)
+            test_forward(model_dir, &opt);
+#ifdef SOWER_TEST_EMULATED
+        test_tile_choice(&small_convs[1], tf32);
+#endif
     }
-    test_elementwise();
-    if (model_dir)
-        test_forward(model_dir);
-    compute_backend_close(&gpu);
     compute_backend_close(&cpu);
     return check_exit("test_gpu_ops");
 }

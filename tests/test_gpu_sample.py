@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The CUDA backend end to end: bitwise run to run and across batch sizes, close to the CPU
-reference, and a 2-rank `sower run` on one GPU whose verification passes.
+reference, the opt-in tf32 arithmetic (bitwise across batches, close to fp32), and a 2-rank
+`sower run` on one GPU whose verification passes.
 
 usage: test_gpu_sample.py SOWER_BINARY MPIEXEC MODEL_DIR STEPS [EXTRA sower sample ARGS...]
 Exit 77 (skipped) when this sower has no CUDA backend or no device is visible, so CI without a
@@ -21,6 +22,9 @@ SEEDS = list(range(32))
 # element), so they differ by rounding, amplified over the steps; this bounds that, relative to
 # the samples' scale, far below what a wrong kernel gives (O(1)).
 RELATIVE_TOLERANCE = 2e-3
+# --precision tf32 vs fp32 on the GPU: every matrix product's inputs lose 13 mantissa bits
+# (relative 2^-11 each), about 1e-3 of a forward pass, amplified over the steps.
+TF32_RELATIVE_TOLERANCE = 3e-2
 
 failures = []
 
@@ -87,7 +91,34 @@ def main():
             if not worst <= RELATIVE_TOLERANCE * max(1.0, scale):
                 fail(f"GPU vs CPU: max |diff| {worst:.3g} > {RELATIVE_TOLERANCE} x {max(1.0, scale):.3g}")
 
-        # 3. Two ranks on one GPU: verification (a re-render on the other rank) passes, the file
+        # 3. The opt-in tf32 arithmetic: its own identity, bitwise across batches 1 and 32, close to fp32.
+        tf32 = {}
+        for batch in (1, 32):
+            out = os.path.join(tmp, f"tf32_b{batch}.npy")
+            r = sample(sower, model, steps, extra + ["--precision", "tf32"], out, batch, "cuda")
+            if r.returncode != 0:
+                fail(f"tf32 batch {batch}: exit {r.returncode}: {r.stderr}")
+                continue
+            if "kernels sower tf32" not in r.stderr:
+                fail(f"tf32 batch {batch}: the backend identity does not say tf32: {r.stderr.strip()}")
+            tf32[batch] = dict(zip(SEEDS, npy_rows(out, len(SEEDS))))
+        if len(tf32) == 2:
+            differing = [s for s in SEEDS if tf32[1][s] != tf32[32][s]]
+            if differing:
+                fail(f"tf32: seeds {differing} differ between batch 1 and batch 32")
+            worst, scale = 0.0, 0.0
+            for s in SEEDS:
+                a, b = floats(reference[s]), floats(tf32[1][s])
+                worst = max(worst, max(abs(x - y) for x, y in zip(a, b)))
+                scale = max(scale, max(abs(x) for x in a))
+            print(f"test_gpu_sample: tf32 vs fp32 over {len(SEEDS)} seeds: max |diff| {worst:.3g}, max |x| {scale:.3g}; "
+                  f"batch 1 vs 32 bitwise: {'yes' if not differing else 'NO'}")
+            if not worst <= TF32_RELATIVE_TOLERANCE * max(1.0, scale):
+                fail(f"tf32 vs fp32: max |diff| {worst:.3g} > {TF32_RELATIVE_TOLERANCE} x {max(1.0, scale):.3g}")
+            if all(tf32[1][s] == reference[s] for s in SEEDS):
+                fail("tf32 gave exactly the fp32 bits: the tensor-core path did not run")
+
+        # 4. Two ranks on one GPU: verification (a re-render on the other rank) passes, the file
         #    records the GPU, and its rows are the samples' bits.
         extra_yaml = ""
         if "--scheduler" in extra:

@@ -49,6 +49,6 @@ if ! python3 -c "import diffusers" 2>/dev/null && ls "$root"/.device/whl/*.whl >
 fi
 mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/benchbuild/bench/"
 echo; echo "== benchmark"
-timeout 240 python3 bench/gpu_vs_torch.py "$d/benchbuild" "$models/cifar" --seconds 3 --rounds 2
+timeout 300 python3 bench/gpu_vs_torch.py "$d/benchbuild" "$models/cifar" --seconds 2 --rounds 2
 echo; echo "== verdict: $([[ $fail == 0 ]] && echo all passed || echo FAILURES)"
 exit $fail

@@ -134,7 +134,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
     (void)device;
     memset(prop, 0, sizeof *prop);
     snprintf(prop->name, sizeof prop->name, "host emulation (tests/cuda_emu)");
-    prop->multiProcessorCount = 1;
+    /* SOWER_EMU_SMS: the SM count the backend sees (its matrix-multiply tile follows it); default 1 */
+    const char *sms = getenv("SOWER_EMU_SMS");
+    prop->multiProcessorCount = sms ? atoi(sms) : 1;
     return cudaSuccess;
 }
 cudaError_t cudaDriverGetVersion(int *v) { return *v = 0, cudaSuccess; }

@@ -17,7 +17,7 @@
 #define __device__
 #define __host__
 #define __shared__ static
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 
 /* C++ names (not the C symbols of libcudart, which the same test binary may also link). */
@@ -38,6 +38,8 @@ struct float4 {
 };
 
 void __syncthreads();
+/* Threads of a block run one at a time between barriers, so a warp is always in step. */
+inline void __syncwarp() {}
 
 typedef void (*EmuBody)(void *closure);
 /* Runs body(closure) as every thread of every block of the grid. */
