@@ -232,6 +232,12 @@ done:
     return status;
 }
 
+static int cuda_scheduler_step(void *ctx, const StepCoefficients *k, const float *model_output, float *sample,
+                               const float *noise, size_t n)
+{
+    return gpu_scheduler_step(k, model_output, sample, noise, n, stream_of(ctx));
+}
+
 static const UNetOps cuda_ops = {
     cuda_act_alloc,
     cuda_act_free,
@@ -250,6 +256,7 @@ static const UNetOps cuda_ops = {
     cuda_add_channel_bias,
     cuda_residual,
     cuda_concat_channels,
+    cuda_scheduler_step,
 };
 
 /* ---- set-up ---- */

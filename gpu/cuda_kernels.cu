@@ -549,3 +549,19 @@ int gpu_to_nchw(const Act *in, float *x, cudaStream_t s)
     }
     return SOWER_OK;
 }
+
+__global__ static void scheduler_step_kernel(StepCoefficients k, const float *m, float *x, const float *z, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        x[i] = scheduler_step_value(&k, m[i], x[i], z ? z[i] : 0.0f);
+}
+
+int gpu_scheduler_step(const StepCoefficients *k, const float *m, float *x, const float *z, size_t n, cudaStream_t s)
+{
+    if (n) {
+        GPU_LAUNCH(scheduler_step_kernel, ew_blocks(n), EW_THREADS, s, *k, m, x, z, n);
+        GPU_LAUNCH_TRY();
+    }
+    return SOWER_OK;
+}

@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "ops.h"
+#include "scheduler_step.h"
 
 /* A strided view: element (i, j) of matrix z is at base + z1 * s1 + z2 * s2 + i * si + j * sj,
  * where z1 = z / zdiv and z2 = z % zdiv (z: the batch of products, blockIdx.z). */
@@ -60,5 +61,7 @@ int gpu_residual(const float *shortcut, float *out, size_t n, float scale, cudaS
 /* (B, C, H, W) <-> (C, B, H, W); center: 2x - 1 on the way in. */
 int gpu_from_nchw(const float *x, int center, Act *out, cudaStream_t s);
 int gpu_to_nchw(const Act *in, float *x, cudaStream_t s);
+/* x[i] = scheduler_step_value(k, m[i], x[i], z[i]) (z NULL: no noise): the host's bits. */
+int gpu_scheduler_step(const StepCoefficients *k, const float *m, float *x, const float *z, size_t n, cudaStream_t s);
 
 #endif /* SOWER_CUDA_KERNELS_H */

@@ -18,6 +18,7 @@
 #include "err.h"
 #include "manifest.h"
 #include "ops.h"
+#include "scheduler_step.h"
 #include "unet.h"
 
 #ifdef __cplusplus
@@ -55,6 +56,12 @@ typedef struct {
     int (*residual)(void *ctx, const Act *shortcut, Act *out, float scale);
     /* out (a.c + b.c, B, H, W) = a then b along channels; allocates out. */
     int (*concat_channels)(void *ctx, const Act *a, const Act *b, Act *out);
+
+    /* The scheduler's step over n values in backend memory, each by scheduler_step_value
+     * (scheduler_step.h, the same bits everywhere): sample = step(model_output, sample, noise);
+     * noise (n,), or NULL when k->add_noise is 0. */
+    int (*scheduler_step)(void *ctx, const StepCoefficients *k, const float *model_output, float *sample,
+                          const float *noise, size_t n);
 } UNetOps;
 
 struct ComputeBackend {

@@ -141,6 +141,15 @@ static int cpu_concat_channels(void *ctx, const Act *a, const Act *b, Act *out)
     return SOWER_OK;
 }
 
+static int cpu_scheduler_step(void *ctx, const StepCoefficients *k, const float *model_output, float *sample,
+                              const float *noise, size_t n)
+{
+    (void)ctx;
+    for (size_t j = 0; j < n; j++)
+        sample[j] = scheduler_step_value(k, model_output[j], sample[j], noise ? noise[j] : 0.0f);
+    return SOWER_OK;
+}
+
 static const UNetOps cpu_ops = {
     .act_alloc = cpu_act_alloc,
     .act_free = cpu_act_free,
@@ -159,6 +168,7 @@ static const UNetOps cpu_ops = {
     .add_channel_bias = cpu_add_channel_bias,
     .residual = cpu_residual,
     .concat_channels = cpu_concat_channels,
+    .scheduler_step = cpu_scheduler_step,
 };
 
 static void cpu_close(void *ctx)

@@ -21,36 +21,47 @@ static int write_traces(const RenderSettings *rs, uint64_t seed, const float *sa
     return SOWER_OK;
 }
 
-/* Renders seeds[0..nb) as one batch into out (nb, C, H, W). */
+/* Renders seeds[0..nb) as one batch into out (nb, C, H, W). The samples stay in the backend's
+ * memory from the first noise to the last step (on a GPU: no copy per step but each step's noise
+ * up, drawn on the host by each seed's own generator). */
 static int render_batch(const RenderSettings *rs, const ComputeBackend *be, const uint64_t *seeds, int nb, float *out)
 {
     const UNet *unet = &rs->model->unet;
+    const UNetOps *ops = be->ops;
+    void *bc = be->ctx;
     const Scheduler *sched = rs->scheduler;
     const int c_in = unet->cfg.in_channels, c_out = unet->cfg.out_channels;
     const size_t per = (size_t)c_in * rs->height * rs->width; /* values per sample */
+    const size_t n = per * nb;
     const int steps = sched->num_inference_steps;
     int status = SOWER_OK;
     if (c_in != c_out)
         return SOWER_FAIL(SOWER_EMODEL, "model '%s': in_channels %d != out_channels %d: not a denoiser sower can "
                                         "sample from", rs->model->dir, c_in, c_out);
     TorchRng *gens = calloc((size_t)nb, sizeof *gens);
-    float *eps = malloc(per * nb * sizeof(float));   /* (nb, C, H, W) */
-    float *noise = malloc(per * sizeof(float));      /* (C, H, W) */
+    float *noise = malloc(n * sizeof(float));        /* (nb, C, H, W) host: one step's draws */
     int64_t *ts = malloc((size_t)nb * sizeof *ts);   /* (nb,) */
+    float *x_be = NULL, *eps_be = NULL, *noise_be = NULL; /* (nb, C, H, W) backend: samples, model outputs, noise */
+    float *eps = NULL;                                   /* (nb, C, H, W) host, for traces */
     float *trace_samples = NULL, *trace_outputs = NULL; /* (nb, steps, C, H, W) */
     if (rs->trace_dir) {
+        eps = malloc(n * sizeof(float));
         trace_samples = malloc(per * steps * nb * sizeof(float));
         trace_outputs = malloc(per * steps * nb * sizeof(float));
     }
-    if (!gens || !eps || !noise || !ts || (rs->trace_dir && (!trace_samples || !trace_outputs))) {
+    if (!gens || !noise || !ts || (rs->trace_dir && (!eps || !trace_samples || !trace_outputs))) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for a batch of %d samples", nb);
         goto done;
     }
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &x_be, n), status, done);
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &eps_be, n), status, done);
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &noise_be, n), status, done);
     for (int b = 0; b < nb; b++) {
         gens[b].radius_log1p = rs->torch_log1p;
         rng_seed(&gens[b], seeds[b]);
         rng_randn_f32(&gens[b], rs->generator, out + per * b, per);
     }
+    SOWER_TRY_GOTO(ops->upload(bc, x_be, out, n), status, done);
     for (int i = 0; i < steps; i++) {
         if (rs->should_stop && rs->should_stop()) {
             status = SOWER_FAIL(SOWER_ESTOPPED, "stopped by a signal at step %d of %d", i, steps);
@@ -58,30 +69,36 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
         }
         for (int b = 0; b < nb; b++)
             ts[b] = sched->timesteps[i];
-        SOWER_TRY_GOTO(unet_forward_on(be, out, ts, nb, rs->height, rs->width, eps), status, done);
-        for (int b = 0; b < nb; b++) {
-            float *x = out + per * b;
-            const float *e = eps + per * b;
-            const float *z = NULL;
-            if (scheduler_step_needs_noise(sched, i, rs->eta)) {
-                rng_randn_f32(&gens[b], rs->generator, noise, per);
-                z = noise;
-            }
-            scheduler_step(sched, i, rs->eta, e, x, z, x, per);
-            if (rs->trace_dir) {
-                memcpy(trace_samples + per * ((size_t)b * steps + i), x, per * sizeof(float));
-                memcpy(trace_outputs + per * ((size_t)b * steps + i), e, per * sizeof(float));
+        SOWER_TRY_GOTO(unet_forward_resident(be, x_be, ts, nb, rs->height, rs->width, eps_be), status, done);
+        StepCoefficients k;
+        scheduler_step_coefficients(sched, i, rs->eta, &k);
+        if (k.add_noise) {
+            for (int b = 0; b < nb; b++)
+                rng_randn_f32(&gens[b], rs->generator, noise + per * b, per);
+            SOWER_TRY_GOTO(ops->upload(bc, noise_be, noise, n), status, done);
+        }
+        SOWER_TRY_GOTO(ops->scheduler_step(bc, &k, eps_be, x_be, k.add_noise ? noise_be : NULL, n), status, done);
+        if (rs->trace_dir) {
+            SOWER_TRY_GOTO(ops->download(bc, out, x_be, n), status, done);
+            SOWER_TRY_GOTO(ops->download(bc, eps, eps_be, n), status, done);
+            for (int b = 0; b < nb; b++) {
+                memcpy(trace_samples + per * ((size_t)b * steps + i), out + per * b, per * sizeof(float));
+                memcpy(trace_outputs + per * ((size_t)b * steps + i), eps + per * b, per * sizeof(float));
             }
         }
     }
+    SOWER_TRY_GOTO(ops->download(bc, out, x_be, n), status, done);
     for (int b = 0; rs->trace_dir && b < nb; b++)
         SOWER_TRY_GOTO(write_traces(rs, seeds[b], trace_samples + per * steps * b, trace_outputs + per * steps * b,
                                     steps, c_in),
                        status, done);
 done:
+    ops->buffer_free(bc, x_be);
+    ops->buffer_free(bc, eps_be);
+    ops->buffer_free(bc, noise_be);
     free(gens);
-    free(eps);
     free(noise);
+    free(eps);
     free(ts);
     free(trace_samples);
     free(trace_outputs);

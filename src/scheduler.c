@@ -518,63 +518,29 @@ int scheduler_step_needs_noise(const Scheduler *s, int i, float eta)
     return s->timesteps[i] > 0;
 }
 
-/* pred_original_sample.clamp(-r, r): torch's std::min(std::max(x, lo), hi), NaN passing through. */
-static inline float clamp_range(float x, float lo, float hi)
-{
-    x = x < lo ? lo : x;
-    return hi < x ? hi : x;
-}
+_Static_assert((int)PRED_EPSILON == (int)STEP_PRED_EPSILON && (int)PRED_V_PREDICTION == (int)STEP_PRED_V_PREDICTION &&
+                   (int)PRED_SAMPLE == (int)STEP_PRED_SAMPLE,
+               "scheduler_step.h numbers the prediction types as scheduler.h does");
 
-static void ddim_step(const Scheduler *s, int i, float eta, const float *model_output, const float *sample,
-                      const float *noise, float *prev_sample, size_t n)
+static void ddim_coefficients(const Scheduler *s, int i, float eta, StepCoefficients *k)
 {
     const int64_t t = s->timesteps[i];
     const int64_t prev_t = t - s->step_ratio; /* timestep - T // N, whatever the spacing */
     const float alpha_prod_t = s->alphas_cumprod[t];
     const float alpha_prod_t_prev = prev_t >= 0 ? s->alphas_cumprod[prev_t] : s->final_alpha_cumprod;
     const float beta_prod_t = 1.0f - alpha_prod_t;
-    const float sqrt_alpha_t = sqrtf(alpha_prod_t), sqrt_beta_t = sqrtf(beta_prod_t); /* ** (0.5) */
+    k->sqrt_alpha_t = sqrtf(alpha_prod_t), k->sqrt_beta_t = sqrtf(beta_prod_t); /* ** (0.5) */
     /* _get_variance: (beta_prod_t_prev / beta_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev) */
     const float beta_prod_t_prev = 1.0f - alpha_prod_t_prev;
     const float variance = (beta_prod_t_prev / beta_prod_t) * (1.0f - alpha_prod_t / alpha_prod_t_prev);
-    const float std_dev_t = eta * sqrtf(variance); /* Python float * float32 tensor: eta as float32 */
+    k->std_dev_t = eta * sqrtf(variance); /* Python float * float32 tensor: eta as float32 */
     /* (1 - alpha_prod_t_prev - std_dev_t**2) ** (0.5) */
-    const float direction_coeff = sqrtf((1.0f - alpha_prod_t_prev) - std_dev_t * std_dev_t);
-    const float sqrt_alpha_prev = sqrtf(alpha_prod_t_prev);
-    const int clip = s->cfg.clip_sample;
-    const float hi = (float)s->cfg.clip_sample_range, lo = (float)-s->cfg.clip_sample_range;
-    const int add_noise = eta > 0;
-    assert(!add_noise || noise);
-
-    for (size_t j = 0; j < n; j++) {
-        const float m = model_output[j], x = sample[j];
-        float x0, eps;
-        switch (s->cfg.prediction_type) {
-        case PRED_EPSILON:
-            x0 = (x - sqrt_beta_t * m) / sqrt_alpha_t;
-            eps = m;
-            break;
-        case PRED_SAMPLE:
-            x0 = m;
-            eps = (x - sqrt_alpha_t * x0) / sqrt_beta_t; /* from the unclipped x0 */
-            break;
-        default: /* PRED_V_PREDICTION */
-            x0 = sqrt_alpha_t * x - sqrt_beta_t * m;
-            eps = sqrt_alpha_t * m + sqrt_beta_t * x;
-            break;
-        }
-        if (clip)
-            x0 = clamp_range(x0, lo, hi);
-        const float direction = direction_coeff * eps;
-        float prev = sqrt_alpha_prev * x0 + direction;
-        if (add_noise)
-            prev = prev + std_dev_t * noise[j];
-        prev_sample[j] = prev;
-    }
+    k->direction_coeff = sqrtf((1.0f - alpha_prod_t_prev) - k->std_dev_t * k->std_dev_t);
+    k->sqrt_alpha_prev = sqrtf(alpha_prod_t_prev);
+    k->add_noise = eta > 0;
 }
 
-static void ddpm_step(const Scheduler *s, int i, const float *model_output, const float *sample,
-                      const float *noise, float *prev_sample, size_t n)
+static void ddpm_coefficients(const Scheduler *s, int i, StepCoefficients *k)
 {
     const int64_t t = s->timesteps[i];
     const int64_t prev_t = t - s->step_ratio; /* previous_timestep() without custom timesteps */
@@ -584,54 +550,43 @@ static void ddpm_step(const Scheduler *s, int i, const float *model_output, cons
     const float beta_prod_t_prev = 1.0f - alpha_prod_t_prev;
     const float current_alpha_t = alpha_prod_t / alpha_prod_t_prev;
     const float current_beta_t = 1.0f - current_alpha_t;
-    const float sqrt_alpha_t = sqrtf(alpha_prod_t), sqrt_beta_t = sqrtf(beta_prod_t);
-    const float x0_coeff = (sqrtf(alpha_prod_t_prev) * current_beta_t) / beta_prod_t;
-    const float sample_coeff = sqrtf(current_alpha_t) * beta_prod_t_prev / beta_prod_t;
-    const int clip = s->cfg.clip_sample;
-    const float hi = (float)s->cfg.clip_sample_range, lo = (float)-s->cfg.clip_sample_range;
-    const int add_noise = t > 0;
-    float noise_scale = 0.0f;
-    if (add_noise) {
+    k->sqrt_alpha_t = sqrtf(alpha_prod_t), k->sqrt_beta_t = sqrtf(beta_prod_t);
+    k->x0_coeff = (sqrtf(alpha_prod_t_prev) * current_beta_t) / beta_prod_t;
+    k->sample_coeff = sqrtf(current_alpha_t) * beta_prod_t_prev / beta_prod_t;
+    k->add_noise = t > 0;
+    if (k->add_noise) {
         /* _get_variance: (1 - a_prev) / (1 - a_t) * current_beta_t, clamped at 1e-20 (fixed_small);
          * fixed_large takes current_beta_t unclamped. Then variance ** 0.5 * noise. */
         float variance = (1.0f - alpha_prod_t_prev) / (1.0f - alpha_prod_t) * current_beta_t;
         variance = variance < 1e-20f ? 1e-20f : variance;
         if (s->cfg.variance_type == VARIANCE_FIXED_LARGE)
             variance = current_beta_t;
-        noise_scale = sqrtf(variance);
-        assert(noise);
+        k->noise_scale = sqrtf(variance);
     }
+}
 
-    for (size_t j = 0; j < n; j++) {
-        const float m = model_output[j], x = sample[j];
-        float x0;
-        switch (s->cfg.prediction_type) {
-        case PRED_EPSILON:
-            x0 = (x - sqrt_beta_t * m) / sqrt_alpha_t;
-            break;
-        case PRED_SAMPLE:
-            x0 = m;
-            break;
-        default: /* PRED_V_PREDICTION */
-            x0 = sqrt_alpha_t * x - sqrt_beta_t * m;
-            break;
-        }
-        if (clip)
-            x0 = clamp_range(x0, lo, hi);
-        const float mean = x0_coeff * x0 + sample_coeff * x;
-        /* pred_prev_sample + variance, where variance is the Python int 0 at t == 0: -0.0 becomes +0.0 */
-        prev_sample[j] = add_noise ? mean + noise_scale * noise[j] : mean + 0.0f;
-    }
+void scheduler_step_coefficients(const Scheduler *s, int i, float eta, StepCoefficients *k)
+{
+    assert(i >= 0 && i < s->num_inference_steps);
+    memset(k, 0, sizeof *k);
+    k->ddpm = s->cfg.kind == SCHED_DDPM;
+    k->prediction = (int)s->cfg.prediction_type;
+    k->clip = s->cfg.clip_sample;
+    k->hi = (float)s->cfg.clip_sample_range, k->lo = (float)-s->cfg.clip_sample_range;
+    if (k->ddpm)
+        ddpm_coefficients(s, i, k);
+    else
+        ddim_coefficients(s, i, eta, k);
 }
 
 void scheduler_step(const Scheduler *s, int i, float eta, const float *model_output, const float *sample,
                     const float *noise, float *prev_sample, size_t n)
 {
-    assert(i >= 0 && i < s->num_inference_steps);
-    if (s->cfg.kind == SCHED_DDIM)
-        ddim_step(s, i, eta, model_output, sample, noise, prev_sample, n);
-    else
-        ddpm_step(s, i, model_output, sample, noise, prev_sample, n);
+    StepCoefficients k;
+    scheduler_step_coefficients(s, i, eta, &k);
+    assert(!k.add_noise || noise);
+    for (size_t j = 0; j < n; j++)
+        prev_sample[j] = scheduler_step_value(&k, model_output[j], sample[j], k.add_noise ? noise[j] : 0.0f);
 }
 
 /* ---- names ---------------------------------------------------------------------------------- */

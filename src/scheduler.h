@@ -29,6 +29,7 @@
 
 #include "err.h"
 #include "rng.h"
+#include "scheduler_step.h"
 
 enum {
     SCHEDULER_MAX_TRAIN_TIMESTEPS = 100000, /* cap on num_train_timesteps from a config */
@@ -95,6 +96,9 @@ int scheduler_step_needs_noise(const Scheduler *s, int i, float eta);
  * rounds to float32, so a float here loses nothing. */
 void scheduler_step(const Scheduler *s, int i, float eta, const float *model_output, const float *sample,
                     const float *noise, float *prev_sample, size_t n);
+/* The scalars of step i (scheduler_step_value, scheduler_step.h, applies them to each value): what
+ * a backend needs to run the step where the samples live. */
+void scheduler_step_coefficients(const Scheduler *s, int i, float eta, StepCoefficients *k);
 
 const char *scheduler_kind_name(SchedulerKind k); /* "ddim" / "ddpm" */
 /* "ddim" / "ddpm" -> kind; SOWER_EINPUT otherwise. */

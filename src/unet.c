@@ -371,8 +371,8 @@ static int forward_body(const UNet *u, Act *h, int *h_owned, ForwardCtx *ctx, Ac
     return SOWER_OK;
 }
 
-int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
-                    int width, float *out)
+int unet_forward_resident(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+                          int width, float *out)
 {
     const UNet *u = be->unet;
     const UNetOps *ops = be->ops;
@@ -383,8 +383,6 @@ int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *tim
         return SOWER_FAIL(SOWER_EINPUT, "sample size %dx%d is not divisible by %d, as this UNet's %d blocks need",
                           height, width, div, cfg->n_blocks);
     const int c0 = cfg->block_out_channels[0], temb = 4 * c0;
-    const int max_io = cfg->in_channels > cfg->out_channels ? cfg->in_channels : cfg->out_channels;
-    const size_t in_values = (size_t)batch * cfg->in_channels * height * width;
     int status = SOWER_OK, h_owned = 1, n_skips = 0;
     Act in = {0}, h = {0};
     Act skips[MAX_SKIPS];
@@ -396,7 +394,6 @@ int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *tim
     float *t_hidden = NULL;  /* (B, temb) */
     float *emb = NULL;       /* (B, temb) */
     float *time_proj = NULL; /* (B, max cout) */
-    float *x_nchw = NULL;    /* (B, max(in, out channels), H, W): the input, then the output */
     if (!t_host) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for the time embedding");
         goto done;
@@ -405,7 +402,6 @@ int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *tim
     SOWER_TRY_GOTO(ops->buffer_alloc(bc, &t_hidden, (size_t)batch * temb), status, done);
     SOWER_TRY_GOTO(ops->buffer_alloc(bc, &emb, (size_t)batch * temb), status, done);
     SOWER_TRY_GOTO(ops->buffer_alloc(bc, &time_proj, (size_t)batch * max_c), status, done);
-    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &x_nchw, (size_t)batch * max_io * height * width), status, done);
 
     /* Time embedding: sinusoids (on the host, the same bits everywhere) -> linear_1 -> SiLU ->
      * linear_2; every resnet uses SiLU of it. */
@@ -417,16 +413,13 @@ int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *tim
     SOWER_TRY_GOTO(ops->silu(bc, emb, (size_t)batch * temb), status, done);
     ForwardCtx ctx = {ops, bc, emb, time_proj};
 
-    SOWER_TRY_GOTO(ops->upload(bc, x_nchw, x, in_values), status, done);
     SOWER_TRY_GOTO(ops->act_alloc(bc, &in, cfg->in_channels, batch, height, width), status, done);
-    SOWER_TRY_GOTO(ops->from_nchw(bc, x_nchw, batch, cfg->center_input_sample, &in), status, done);
+    SOWER_TRY_GOTO(ops->from_nchw(bc, x, batch, cfg->center_input_sample, &in), status, done);
     const ConvGeometry same = {1, 1, 1, 1, 1};
     SOWER_TRY_GOTO(ops->conv2d(bc, &u->conv_in, same, &in, &h), status, done);
     ops->act_free(bc, &in);
     SOWER_TRY_GOTO(forward_body(u, &h, &h_owned, &ctx, skips, &n_skips), status, done);
-    SOWER_TRY_GOTO(ops->to_nchw(bc, &h, x_nchw), status, done);
-    SOWER_TRY_GOTO(ops->download(bc, out, x_nchw, (size_t)batch * cfg->out_channels * height * width), status,
-                   done);
+    SOWER_TRY_GOTO(ops->to_nchw(bc, &h, out), status, done);
 done:
     while (n_skips > 0)
         ops->act_free(bc, &skips[--n_skips]);
@@ -438,7 +431,25 @@ done:
     ops->buffer_free(bc, t_hidden);
     ops->buffer_free(bc, emb);
     ops->buffer_free(bc, time_proj);
-    ops->buffer_free(bc, x_nchw);
+    return status;
+}
+
+int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+                    int width, float *out)
+{
+    const UNetConfig *cfg = &be->unet->cfg;
+    const size_t in_values = (size_t)batch * cfg->in_channels * height * width;
+    const size_t out_values = (size_t)batch * cfg->out_channels * height * width;
+    float *x_be = NULL, *out_be = NULL; /* (B, in / out channels, H, W) in backend memory */
+    int status = SOWER_OK;
+    SOWER_TRY_GOTO(be->ops->buffer_alloc(be->ctx, &x_be, in_values), status, done);
+    SOWER_TRY_GOTO(be->ops->buffer_alloc(be->ctx, &out_be, out_values), status, done);
+    SOWER_TRY_GOTO(be->ops->upload(be->ctx, x_be, x, in_values), status, done);
+    SOWER_TRY_GOTO(unet_forward_resident(be, x_be, timesteps, batch, height, width, out_be), status, done);
+    SOWER_TRY_GOTO(be->ops->download(be->ctx, out, out_be, out_values), status, done);
+done:
+    be->ops->buffer_free(be->ctx, x_be);
+    be->ops->buffer_free(be->ctx, out_be);
     return status;
 }
 

@@ -92,6 +92,10 @@ typedef struct ComputeBackend ComputeBackend; /* backend.h */
  * be divisible by 2^(n_blocks-1). */
 int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
                     int width, float *out) SOWER_MUST_CHECK;
+/* The same with x and out in the backend's memory (ops->buffer_alloc): what the pipeline runs, so
+ * that samples stay on the device between steps. */
+int unet_forward_resident(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+                          int width, float *out) SOWER_MUST_CHECK;
 /* The same on the CPU backend (a fresh one per call: for tests and tools). */
 int unet_forward(const UNet *u, const float *x, const int64_t *timesteps, int batch, int height, int width,
                  float *out) SOWER_MUST_CHECK;

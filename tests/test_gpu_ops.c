@@ -313,6 +313,40 @@ static void test_elementwise(void)
     free(x), free(y), free(t), free(z);
 }
 
+/* The scheduler step on the device must give the host's bits (the same scheduler_step_value,
+ * no fused multiply-adds, IEEE division): every scheduler, prediction type, clipping and noise. */
+static void test_scheduler_step(void)
+{
+    const size_t n = 3 * 2 * 5 * 7;
+    float *m = randn(n, 51, 1.5f), *x = randn(n, 52, 2.0f), *z = randn(n, 53, 1.0f);
+    m[0] = 0.0f, x[1] = -0.0f, m[2] = 1e-39f; /* zero, signed zero, a denormal */
+    int differ = 0, cases = 0;
+    for (int ddpm = 0; ddpm <= 1; ddpm++)
+        for (int prediction = 0; prediction < 3; prediction++)
+            for (int clip = 0; clip <= 1; clip++)
+                for (int noisy = 0; noisy <= 1; noisy++) {
+                    /* coefficients of a mid-schedule step (values like scheduler_step_coefficients') */
+                    StepCoefficients k = {ddpm, prediction, clip, -1.0f, 1.0f, noisy, 0.61237243f, 0.79056942f,
+                                          0.70710677f, 0.65192026f, 0.27386129f, 0.31622776f, 0.83666003f, 0.2236068f};
+                    float *res[2];
+                    const ComputeBackend *bes[2] = {&cpu, &gpu};
+                    for (int e = 0; e < 2; e++) {
+                        float *dm = put(bes[e], m, n), *dx = put(bes[e], x, n), *dz = put(bes[e], z, n);
+                        CHECK(bes[e]->ops->scheduler_step(bes[e]->ctx, &k, dm, dx, noisy ? dz : NULL, n) == SOWER_OK,
+                              "scheduler_step");
+                        res[e] = get(bes[e], dx, n);
+                        bes[e]->ops->buffer_free(bes[e]->ctx, dm), bes[e]->ops->buffer_free(bes[e]->ctx, dx);
+                        bes[e]->ops->buffer_free(bes[e]->ctx, dz);
+                    }
+                    differ += memcmp(res[0], res[1], n * sizeof(float)) != 0;
+                    cases++;
+                    free(res[0]), free(res[1]);
+                }
+    printf("  %-44s %d of %d cases bitwise equal to the host\n", "scheduler_step (ddim, ddpm)", cases - differ, cases);
+    CHECK(differ == 0, "scheduler_step: %d of %d cases differ from the host's bits", differ, cases);
+    free(m), free(x), free(z);
+}
+
 /* The whole UNet forward of a real model folder, through unet_forward_on (weights copied to the
  * device through the backend's mirror of the model): GPU vs CPU at batch 3 with three timesteps,
  * and each sample alone bit for bit as in the batch. */
@@ -466,8 +500,10 @@ int main(int argc, char **argv)
                 test_group_norm(64, 1, 7, 5, 3, 1);
             }
         }
-        if (!tf32)
+        if (!tf32) {
             test_elementwise();
+            test_scheduler_step();
+        }
         compute_backend_close(&gpu);
         if (model_dir)
             test_forward(model_dir, &opt);
