@@ -25,6 +25,11 @@
     GPU_LIBRARY_TRY(call, cublasStatus_t, CUBLAS_STATUS_SUCCESS, SOWER_ECUDA, cublasGetStatusString)
 #define GPU_NCCL_TRY(call) GPU_LIBRARY_TRY(call, ncclResult_t, ncclSuccess, SOWER_ECUDA, ncclGetErrorString)
 
+/* A kernel launch, as a macro so tests/cuda_emu can run the kernels on the host (it defines its own). */
+#ifndef GPU_LAUNCH
+#define GPU_LAUNCH(kernel, grid, block, stream, ...) kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#endif
+
 /* After a kernel launch: a bad configuration shows up here, a fault at the next synchronisation. */
 #define GPU_LAUNCH_TRY() GPU_CUDA_TRY(cudaGetLastError())
 

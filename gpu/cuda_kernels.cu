@@ -8,11 +8,6 @@
 
 namespace wmma = nvcuda::wmma;
 
-/* The launch, as a macro so tests/cuda_emu can run these kernels on the host (it defines its own). */
-#ifndef GPU_LAUNCH
-#define GPU_LAUNCH(kernel, grid, block, stream, ...) kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
-#endif
-
 /* ---- matrix multiply ------------------------------------------------------------------------ */
 
 /* A block computes a TILE x TILE tile of C (TILE 128 or 64) with 256 threads; the reduction walks

@@ -48,9 +48,9 @@ static int sgemm_check(cublasHandle_t handle, double *max_err)
             ref[i * N + j] = (float)s;
         }
     float *da = NULL, *db = NULL, *dc = NULL;
-    GPU_CUDA_TRY(cudaMalloc(&da, sizeof a));
-    GPU_CUDA_TRY(cudaMalloc(&db, sizeof b));
-    GPU_CUDA_TRY(cudaMalloc(&dc, sizeof c));
+    GPU_CUDA_TRY(cudaMalloc((void **)&da, sizeof a));
+    GPU_CUDA_TRY(cudaMalloc((void **)&db, sizeof b));
+    GPU_CUDA_TRY(cudaMalloc((void **)&dc, sizeof c));
     GPU_CUDA_TRY(cudaMemcpy(da, a, sizeof a, cudaMemcpyHostToDevice));
     GPU_CUDA_TRY(cudaMemcpy(db, b, sizeof b, cudaMemcpyHostToDevice));
     const float one = 1.0f, zero = 0.0f;
@@ -74,8 +74,8 @@ extern "C" int gpu_selftest(int device, char *report, size_t report_size)
 
     enum { N = 1000 };
     float *dx = NULL, hx[N];
-    GPU_CUDA_TRY(cudaMalloc(&dx, sizeof hx));
-    fill_kernel<<<(N + 255) / 256, 256>>>(dx, N, 0.5f);
+    GPU_CUDA_TRY(cudaMalloc((void **)&dx, sizeof hx));
+    GPU_LAUNCH(fill_kernel, (N + 255) / 256, 256, 0, dx, N, 0.5f);
     GPU_CUDA_TRY(cudaGetLastError());
     GPU_CUDA_TRY(cudaMemcpy(hx, dx, sizeof hx, cudaMemcpyDeviceToHost));
     cudaFree(dx);

@@ -5,6 +5,11 @@
 #include <string.h>
 #include <setjmp.h>
 #include <ucontext.h>
+#include <unistd.h>
+
+#define OMPI_SKIP_MPICXX 1 /* the C API only: no MPI C++ bindings to link */
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
 
 #include <map>
 #include <vector>
@@ -141,9 +146,15 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
 }
 cudaError_t cudaDriverGetVersion(int *v) { return *v = 0, cudaSuccess; }
 cudaError_t cudaRuntimeGetVersion(int *v) { return *v = 0, cudaSuccess; }
+/* SOWER_EMU_GPUS=per-process: every process has a GPU of its own (distinct bus ids, so a job's
+ * ranks broadcast the weights over "NCCL"); otherwise they all share one. */
 cudaError_t cudaDeviceGetPCIBusId(char *bus, int len, int device)
 {
-    snprintf(bus, (size_t)len, "emu:%d", device);
+    const char *gpus = getenv("SOWER_EMU_GPUS");
+    if (gpus && strcmp(gpus, "per-process") == 0)
+        snprintf(bus, (size_t)len, "emu:%d:pid%ld", device, (long)getpid());
+    else
+        snprintf(bus, (size_t)len, "emu:%d", device);
     return cudaSuccess;
 }
 cudaError_t cudaMalloc(void **p, size_t bytes)
@@ -171,9 +182,63 @@ cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, int, void *) { return cudaSuc
 cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return cudaSuccess; }
 
 cublasStatus_t cublasGetProperty(libraryPropertyType, int *value) { return *value = 0, CUBLAS_STATUS_SUCCESS; }
-const char *cublasGetStatusString(cublasStatus_t) { return "emulated"; }
+const char *cublasGetStatusString(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? "success" : "emulated error"; }
+struct EmuCublas {
+    int unused;
+};
+cublasStatus_t cublasCreate(cublasHandle_t *handle) { return *handle = new EmuCublas(), CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasDestroy(cublasHandle_t handle) { return delete handle, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasGetVersion(cublasHandle_t, int *version) { return *version = 0, CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float *alpha, const float *a, int lda, const float *b, int ldb, const float *beta,
+                           float *c, int ldc)
+{
+    if (ta != CUBLAS_OP_N || tb != CUBLAS_OP_N)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float sum = 0.0f;
+            for (int p = 0; p < k; p++)
+                sum += a[i + (size_t)p * lda] * b[p + (size_t)j * ldb];
+            float *out = &c[i + (size_t)j * ldc];
+            *out = *alpha * sum + (*beta == 0.0f ? 0.0f : *beta * *out);
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
 
-const char *ncclGetErrorString(ncclResult_t) { return "emulated"; }
-ncclResult_t ncclBroadcast(const void *, void *, size_t, ncclDataType_t, int, ncclComm_t, void *) { return ncclSuccess; }
+/* NCCL over MPI_COMM_WORLD (the job's ranks are the communicator's: sower opens it that way). */
+struct EmuNcclComm {
+    int nranks, rank;
+};
+const char *ncclGetErrorString(ncclResult_t r) { return r == ncclSuccess ? "no error" : "emulated NCCL error"; }
+ncclResult_t ncclGetVersion(int *version) { return *version = 0, ncclSuccess; }
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
+{
+    memset(id, 0, sizeof *id);
+    snprintf(id->internal, sizeof id->internal, "emulated nccl id of pid %ld", (long)getpid());
+    return ncclSuccess;
+}
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId, int rank)
+{
+    int world = 0, me = -1;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    if (nranks != world || rank != me)
+        return ncclInvalidUsage;
+    *comm = new EmuNcclComm{nranks, rank};
+    return ncclSuccess;
+}
+ncclResult_t ncclCommDestroy(ncclComm_t comm) { return delete comm, ncclSuccess; }
+ncclResult_t ncclCommAbort(ncclComm_t comm) { return delete comm, ncclSuccess; }
+ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t type, int root, ncclComm_t comm,
+                           void *)
+{
+    if (type != ncclFloat || !comm || count > (size_t)0x7fffffff)
+        return ncclInvalidArgument;
+    if (comm->rank == root && send != recv)
+        memcpy(recv, send, count * sizeof(float));
+    return MPI_Bcast(recv, (int)count, MPI_FLOAT, root, MPI_COMM_WORLD) == MPI_SUCCESS ? ncclSuccess
+                                                                                        : ncclInvalidUsage;
+}
 
 } // namespace sower_emu_rt

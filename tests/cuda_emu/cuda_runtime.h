@@ -52,7 +52,13 @@ void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure);
         emu_run_grid(dim3(grid), dim3(block), [](void *c) { (*(decltype(emu_call_) *)c)(); }, &emu_call_); \
     } while (0)
 
-typedef enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 } cudaError_t;
+typedef enum {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorNoDevice = 100
+} cudaError_t;
 typedef enum { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice } cudaMemcpyKind;
 typedef void *cudaStream_t;
 typedef void *cudaMemPool_t;

@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""`sower run` with backend cuda on 2 ranks, each with an emulated GPU (sower_emulated: the real
+program with tests/cuda_emu in place of CUDA, NCCL emulated over MPI), on machines without GPUs:
+
+  - one GPU per rank: rank 0 alone reads the weights and "NCCL" broadcasts its device copy; the
+    other rank's rows (rendered from the weights it received) and the cross-rank verification
+    must equal a single-process render bit for bit;
+  - one GPU shared by both ranks: each reads its own copy, with the same bits.
+
+usage: test_run_emulated_gpu.py SOWER_EMULATED MPIEXEC MODEL_DIR (tests/data/diffusers/models/mono_v)
+Reads the files with python3-h5py (Debian).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+SEEDS = list(range(8))
+failures = []
+
+
+def fail(message):
+    failures.append(message)
+    print("FAIL: " + message, file=sys.stderr)
+
+
+def run(argv, env=None):
+    e = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    e.update(env or {})
+    return subprocess.run(argv, capture_output=True, text=True, env=e, timeout=600)
+
+
+def main():
+    sower, mpiexec, model = sys.argv[1:4]
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_path = os.path.join(tmp, "ref.npy")
+        r = run([sower, "sample", model, "--seeds", f"0-{len(SEEDS) - 1}", "--steps", "2", "--batch", "8",
+                 "--backend", "cuda", "-o", ref_path])
+        if r.returncode != 0:
+            print(f"single-process render: exit {r.returncode}: {r.stderr}", file=sys.stderr)
+            sys.exit(1)
+        ref = np.load(ref_path)
+        job = os.path.join(tmp, "job.yaml")
+        for label, gpus, reason in [("one GPU per rank", "per-process",
+                                     "rank 0 reads the weight file, NCCL broadcasts it to 2 GPUs"),
+                                    ("a shared GPU", "shared", "each rank reads the weight file")]:
+            out = os.path.join(tmp, f"{gpus}.h5")
+            with open(job, "w") as f:
+                f.write(f"sower: 1\nname: emulated\nmodel: {os.path.abspath(model)}\npipeline:\n  steps: 2\n"
+                        f"  batch: 3\n  backend: cuda\nseeds:\n  ranges:\n    - {{start: 0, count: {len(SEEDS)}}}\n"
+                        f"output:\n  path: {out}\nverify:\n  count: 4\n")
+            r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], {"SOWER_EMU_GPUS": gpus})
+            if r.returncode != 0:
+                fail(f"{label}: exit {r.returncode}: {r.stderr[-1500:]}")
+                continue
+            if reason not in r.stderr:
+                fail(f"{label}: the log does not say '{reason}': {r.stderr.strip()}")
+            with h5py.File(out, "r") as h:
+                identity = h.attrs["backend_identity"]
+                identity = identity.decode() if isinstance(identity, bytes) else identity
+                if not identity.startswith("cuda: host emulation"):
+                    fail(f"{label}: backend_identity is '{identity}'")
+                latents = h["latents"][()]
+                if not h["verify"]["match"][()].all():
+                    fail(f"{label}: a verification row mismatched")
+                if (h["verify/renderer_rank"][()] == h["verify/verifier_rank"][()]).any():
+                    fail(f"{label}: a row was verified by the rank that rendered it")
+            differing = [s for s in SEEDS if latents[s].tobytes() != ref[s].tobytes()]
+            if differing:
+                fail(f"{label}: rows {differing} differ from the single-process render")
+            print(f"test_run_emulated_gpu: {label}: {reason}; {len(SEEDS) - len(differing)} of {len(SEEDS)} rows "
+                  f"equal a single-process render; verification passed")
+            v = run([sower, "verify", out])
+            if v.returncode != 0:
+                fail(f"{label}: sower verify: exit {v.returncode}: {v.stdout}{v.stderr}")
+    print(f"test_run_emulated_gpu: {len(failures)} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
