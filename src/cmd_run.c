@@ -66,6 +66,7 @@ typedef struct {
     uint64_t fault_row;
     long fail_rank;         /* SOWER_FAULT_FAIL_RANK=RANK makes that rank fail while rendering (tests) */
     double progress_seconds; /* between progress lines on stderr: SOWER_PROGRESS_SECONDS, default 2 */
+    int failure;            /* the status of the first rank that failed a step (agree), for the last line */
 } Run;
 
 static const char run_usage[] =
@@ -209,7 +210,7 @@ static void bcast_bytes(void *data, uint64_t n)
 
 /* Every rank contributes its status; the worst exit code wins. The lowest failing rank prints its
  * error (a bad manifest fails every rank the same way: one message, not one per rank). */
-static int agree(const Run *r, int status)
+static int agree(Run *r, int status)
 {
     int code = status == SOWER_OK ? 0 : sower_status_exit_code(status), worst = 0;
     int mine = status == SOWER_OK ? r->world : r->rank, first = 0;
@@ -219,6 +220,12 @@ static int agree(const Run *r, int status)
         if (r->world > 1)
             fprintf(stderr, "[rank %d of %d] ", r->rank, r->world);
         sower_error_print(stderr, 0);
+    }
+    if (worst != 0 && first < r->world) { /* every rank learns what failed (a CUDA error is no bug) */
+        int failure = status;
+        MPI_Bcast(&failure, 1, MPI_INT, first, MPI_COMM_WORLD);
+        if (r->failure == SOWER_OK)
+            r->failure = failure;
     }
     return worst;
 }
@@ -931,8 +938,12 @@ int cmd_run(int argc, char **argv)
     sower_error_clear();
     if (exit_code == 0)
         return SOWER_OK;
-    int status = stopped ? SOWER_ESTOPPED
-                 : exit_code == 1 ? SOWER_EMISMATCH : exit_code == 2 ? SOWER_EINPUT : SOWER_EINTERNAL;
+    const int failure = r.failure;
+    int status = stopped                ? SOWER_ESTOPPED
+                 : exit_code == 1       ? SOWER_EMISMATCH
+                 : exit_code == 2       ? SOWER_EINPUT
+                 : failure != SOWER_OK && sower_status_exit_code(failure) == exit_code ? failure
+                                        : SOWER_EINTERNAL;
     if (rank != 0)
         return status;
     if (stopped)

@@ -5,7 +5,8 @@ program with tests/cuda_emu in place of CUDA, NCCL emulated over MPI), on machin
   - one GPU per rank: rank 0 alone reads the weights and "NCCL" broadcasts its device copy; the
     other rank's rows (rendered from the weights it received) and the cross-rank verification
     must equal a single-process render bit for bit;
-  - one GPU shared by both ranks: each reads its own copy, with the same bits.
+  - one GPU shared by both ranks: each reads its own copy, with the same bits;
+  - rank 1 failing to join the NCCL communicator: the job ends with its message, no hang, no output.
 
 usage: test_run_emulated_gpu.py SOWER_EMULATED MPIEXEC MODEL_DIR (tests/data/diffusers/models/mono_v)
 Reads the files with python3-h5py (Debian).
@@ -76,6 +77,21 @@ def main():
             v = run([sower, "verify", out])
             if v.returncode != 0:
                 fail(f"{label}: sower verify: exit {v.returncode}: {v.stdout}{v.stderr}")
+
+        # A rank whose NCCL set-up fails: the job ends (no rank left waiting in a collective), with
+        # that rank's message once and no output.
+        out = os.path.join(tmp, "nccl-fails.h5")
+        with open(job, "w") as f:
+            f.write(f"sower: 1\nname: emulated\nmodel: {os.path.abspath(model)}\npipeline:\n  steps: 2\n"
+                    f"  backend: cuda\nseeds:\n  list: [0, 1]\noutput:\n  path: {out}\n")
+        r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job],
+                {"SOWER_EMU_GPUS": "per-process", "SOWER_EMU_NCCL_FAIL_RANK": "1"})
+        messages = r.stderr.count("ncclCommInitRank")
+        if r.returncode in (0, 2) or messages != 1 or os.path.exists(out) or os.path.exists(out + ".partial"):
+            fail(f"failing NCCL set-up on rank 1: exit {r.returncode}, {messages} messages naming "
+                 f"ncclCommInitRank, output {'left' if os.path.exists(out) else 'absent'}: {r.stderr.strip()}")
+        else:
+            print(f"test_run_emulated_gpu: NCCL set-up failing on rank 1: exit {r.returncode}, one message, no output")
     print(f"test_run_emulated_gpu: {len(failures)} failures")
     sys.exit(1 if failures else 0)
 

@@ -218,12 +218,14 @@ ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
     snprintf(id->internal, sizeof id->internal, "emulated nccl id of pid %ld", (long)getpid());
     return ncclSuccess;
 }
+/* SOWER_EMU_NCCL_FAIL_RANK=R: joining the communicator fails on rank R (a failure test). */
 ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId, int rank)
 {
     int world = 0, me = -1;
     MPI_Comm_size(MPI_COMM_WORLD, &world);
     MPI_Comm_rank(MPI_COMM_WORLD, &me);
-    if (nranks != world || rank != me)
+    const char *fail_rank = getenv("SOWER_EMU_NCCL_FAIL_RANK");
+    if (nranks != world || rank != me || (fail_rank && atoi(fail_rank) == rank))
         return ncclInvalidUsage;
     *comm = new EmuNcclComm{nranks, rank};
     return ncclSuccess;
