@@ -1,7 +1,8 @@
 /* cuda_kernels.h: the CUDA backend's kernels, each behind a launcher that returns a sower status.
  *
- * Determinism: every output element is computed by one thread, or one block with a fixed
- * reduction tree, in an order set by the shapes of its own sample only; no atomics; no split of a
+ * Determinism: every output element is reduced by one accumulator (a thread's register, or in
+ * tf32 one tensor-core fragment element), or by one block's fixed reduction tree, in an order set
+ * by the shapes of its own sample only; no atomics; no split of a
  * reduction across blocks. So the bits of a sample never depend on the batch it is in, on where
  * in the batch it sits, or on the run. The matrix multiply is sower's own (gpu_gemm): cuBLAS
  * chooses its algorithm, and so its reduction order, from the whole problem's shape (and Hopper's
