@@ -6,6 +6,7 @@ program with tests/cuda_emu in place of CUDA, NCCL emulated over MPI), on machin
     other rank's rows (rendered from the weights it received) and the cross-rank verification
     must equal a single-process render bit for bit;
   - one GPU shared by both ranks: each reads its own copy, with the same bits;
+  - pipeline.precision tf32 over the broadcast: the tf32 identity, a single-process tf32 render's bits;
   - rank 1 failing to join the NCCL communicator: the job ends with its message, no hang, no output.
 
 usage: test_run_emulated_gpu.py SOWER_EMULATED MPIEXEC MODEL_DIR (tests/data/diffusers/models/mono_v)
@@ -77,6 +78,32 @@ def main():
             v = run([sower, "verify", out])
             if v.returncode != 0:
                 fail(f"{label}: sower verify: exit {v.returncode}: {v.stdout}{v.stderr}")
+
+        # pipeline.precision tf32 through the broadcast path: its identity on the file, a
+        # single-process tf32 render's bits, verification passing.
+        out = os.path.join(tmp, "tf32.h5")
+        tf32_ref = os.path.join(tmp, "tf32.npy")
+        r = run([sower, "sample", model, "--seeds", "0-3", "--steps", "1", "--backend", "cuda", "--precision", "tf32",
+                 "-o", tf32_ref])
+        with open(job, "w") as f:
+            f.write(f"sower: 1\nname: emulated\nmodel: {os.path.abspath(model)}\npipeline:\n  steps: 1\n"
+                    f"  batch: 3\n  backend: cuda\n  precision: tf32\nseeds:\n  list: [0, 1, 2, 3]\noutput:\n"
+                    f"  path: {out}\nverify:\n  count: 2\n")
+        rr = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], {"SOWER_EMU_GPUS": "per-process"})
+        if r.returncode != 0 or rr.returncode != 0:
+            fail(f"tf32: sample exit {r.returncode}, run exit {rr.returncode}: {r.stderr[-800:]}{rr.stderr[-800:]}")
+        else:
+            with h5py.File(out, "r") as h:
+                identity = h.attrs["backend_identity"]
+                identity = identity.decode() if isinstance(identity, bytes) else identity
+                same = h["latents"][()].tobytes() == np.load(tf32_ref).tobytes()
+                verified = bool(h["verify"]["match"][()].all())
+            if "kernels sower tf32" not in identity or not same or not verified:
+                fail(f"tf32: identity '{identity}', rows equal a single-process tf32 render: {same}, "
+                     f"verification passed: {verified}")
+            else:
+                print("test_run_emulated_gpu: precision tf32 over the broadcast: identity says tf32, rows equal a "
+                      "single-process tf32 render, verification passed")
 
         # A rank whose NCCL set-up fails: the job ends (no rank left waiting in a collective), with
         # that rank's message once and no output.
