@@ -146,7 +146,8 @@ template <int TILE> struct Fp32Accumulator {
     static constexpr int MIN_BLOCKS = 1;
     float acc[R][R];
 
-    __device__ static int row(int i, int t16) { return i / 4 * 64 + t16 * 4 + i % 4; }
+    /* The tile row (or column) of this thread's i-th accumulator row (column); t16 = ty (tx). */
+    __device__ static int owned(int i, int t16) { return i / 4 * 64 + t16 * 4 + i % 4; }
 
     __device__ void zero()
     {
@@ -185,7 +186,7 @@ template <int TILE> struct Fp32Accumulator {
         for (int i = 0; i < R; i++)
 #pragma unroll
             for (int j = 0; j < R; j++)
-                store_c(g, c, m0 + row(i, ty), n0 + row(j, tx), acc[i][j]);
+                store_c(g, c, m0 + owned(i, ty), n0 + owned(j, tx), acc[i][j]);
     }
 };
 

@@ -510,14 +510,6 @@ void scheduler_free(Scheduler *s)
 
 /* ---- step ----------------------------------------------------------------------------------- */
 
-int scheduler_step_needs_noise(const Scheduler *s, int i, float eta)
-{
-    assert(i >= 0 && i < s->num_inference_steps);
-    if (s->cfg.kind == SCHED_DDIM)
-        return eta > 0;
-    return s->timesteps[i] > 0;
-}
-
 _Static_assert((int)PRED_EPSILON == (int)STEP_PRED_EPSILON && (int)PRED_V_PREDICTION == (int)STEP_PRED_V_PREDICTION &&
                    (int)PRED_SAMPLE == (int)STEP_PRED_SAMPLE,
                "scheduler_step.h numbers the prediction types as scheduler.h does");
@@ -577,6 +569,13 @@ void scheduler_step_coefficients(const Scheduler *s, int i, float eta, StepCoeff
         ddpm_coefficients(s, i, k);
     else
         ddim_coefficients(s, i, eta, k);
+}
+
+int scheduler_step_needs_noise(const Scheduler *s, int i, float eta)
+{
+    StepCoefficients k;
+    scheduler_step_coefficients(s, i, eta, &k);
+    return k.add_noise;
 }
 
 void scheduler_step(const Scheduler *s, int i, float eta, const float *model_output, const float *sample,
