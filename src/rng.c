@@ -195,6 +195,13 @@ int rng_set_state(TorchRng *g, const unsigned char *image, size_t image_bytes)
     if (next > RNG_MT_WORDS)
         return SOWER_FAIL(SOWER_EINPUT, "generator state image: 'next' must be in 0..%d, found %llu",
                           RNG_MT_WORDS, (unsigned long long)next);
+    /* torch checks only the two ranges, then reads state[next] past the end if they disagree; every
+     * image a real generator gives has left + next = 625, or left 1 and next 0 when just seeded. */
+    if ((uint64_t)left + next != RNG_MT_WORDS + 1 && !(left == 1 && next == 0))
+        return SOWER_FAIL(SOWER_EINPUT,
+                          "generator state image: 'left' %d and 'next' %llu disagree (a generator has left + "
+                          "next = %d, or left 1 and next 0 when just seeded)",
+                          (int)left, (unsigned long long)next, RNG_MT_WORDS + 1);
 
     TorchRng restored;
     memset(&restored, 0, sizeof restored);

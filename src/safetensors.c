@@ -142,6 +142,14 @@ static int check_metadata(const StFile *f, const cJSON *meta)
 }
 
 /* Validates the header, fills f->tensors; data points into the mapping or into f->converted. */
+/* Whether a tensor can be used where it lies in the mapping: F32 at an address aligned for float.
+ * The data section starts 8 + header length bytes into the (page-aligned) mapping, and nothing
+ * obliges a writer to pad the header to a multiple of 4, so its offsets alone do not say. */
+static int maps_as_float(const StTensor *t, const unsigned char *src)
+{
+    return t->file_dtype == ST_F32 && (uintptr_t)src % _Alignof(float) == 0;
+}
+
 static int index_tensors(StFile *f, const cJSON *header, const unsigned char *data, uint64_t data_bytes)
 {
     int n = 0;
@@ -182,7 +190,7 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
                                 f->path, t->name, (unsigned long long)ext[k].end, (unsigned long long)data_bytes);
             goto done;
         }
-        if (t->file_dtype != ST_F32 || (ext[k].begin % sizeof(float)) != 0)
+        if (!maps_as_float(t, data + ext[k].begin))
             converted_numel += t->numel;
         ext[k].index = k;
         k++;
@@ -219,10 +227,12 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
     for (int i = 0; i < n; i++) {
         StTensor *t = &f->tensors[ext[i].index];
         const unsigned char *src = data + ext[i].begin;
-        if (t->file_dtype == ST_F32 && ext[i].begin % sizeof(float) == 0) {
+        if (maps_as_float(t, src)) {
             t->data = (const float *)(const void *)src;
             continue;
         }
+        if (t->numel == 0) /* data stays NULL: nothing to convert (and next may be NULL) */
+            continue;
         for (int64_t j = 0; j < t->numel; j++) {
             if (t->file_dtype == ST_F32) {
                 memcpy(&next[j], src + 4 * j, 4);

@@ -85,6 +85,8 @@ BAD_INPUT = [
     (["--state-in", "{tmp}", "--shape", "4"], "is a directory"),
     (["--state-in", "{short_state}", "--shape", "4"], "expected 5056 bytes"),
     (["--state-in", "{bad_state}", "--shape", "4"], "'left' must be in 1..624"),
+    # in range each, but not a generator's: torch would read past its state (found by fuzzing)
+    (["--state-in", "{torn_state}", "--shape", "4"], "'left' 624 and 'next' 5 disagree"),
 ]
 
 
@@ -100,8 +102,11 @@ def check_bad_input(sower, tmp):
     image[8:12] = b"\0\0\0\0"  # left = 0
     bad_state = os.path.join(tmp, "bad_state.bin")
     open(bad_state, "wb").write(bytes(image))
+    image[8:12], image[16:24] = (624).to_bytes(4, "little"), (5).to_bytes(8, "little")
+    torn_state = os.path.join(tmp, "torn_state.bin")
+    open(torn_state, "wb").write(bytes(image))
     for args, expected in BAD_INPUT:
-        args = [a.format(tmp=tmp, short_state=short_state, bad_state=bad_state) for a in args]
+        args = [a.format(tmp=tmp, short_state=short_state, bad_state=bad_state, torn_state=torn_state) for a in args]
         out = os.path.join(tmp, "must_not_exist.bin")
         r = noise(sower, ["-o", out] + args)
         err = r.stderr.decode()

@@ -1,0 +1,42 @@
+/* fuzz_manifest.c: job manifests (manifest_load_text: libyaml, then sower's checks). A manifest
+ * either loads with a consistent job (rows = ranges + list, in the format's limits, every seed
+ * addressable) or fails with exit code 2 and a message naming the file. */
+#include "fuzz.h"
+#include "manifest.h"
+
+static const char manifest_path[] = "fuzz-dir/job.yaml"; /* a folder that does not exist */
+
+static void check_job(const Job *job)
+{
+    uint64_t rows = job->n_list;
+    for (int i = 0; i < job->n_ranges; i++) {
+        FUZZ_ASSERT(job->ranges[i].count > 0, "range %d is empty", i);
+        FUZZ_ASSERT(job->ranges[i].start + (job->ranges[i].count - 1) >= job->ranges[i].start,
+                    "range %d wraps past 2^64", i);
+        rows += job->ranges[i].count;
+    }
+    FUZZ_ASSERT(rows == job->n_rows, "%llu rows counted, job says %llu", (unsigned long long)rows,
+                (unsigned long long)job->n_rows);
+    FUZZ_ASSERT(job->n_rows >= 1 && job->n_rows <= JOB_MAX_ROWS, "%llu rows", (unsigned long long)job->n_rows);
+    FUZZ_ASSERT(job->steps >= 1 && job->batch >= 1, "steps %d, batch %d", job->steps, job->batch);
+    FUZZ_ASSERT(job->eta >= 0.0 && job->eta <= 1.0, "eta %g", job->eta);
+    FUZZ_ASSERT(job->precision == PRECISION_FP32 || job->backend == BACKEND_CUDA, "tf32 on the cpu backend");
+    FUZZ_ASSERT(job_verify_rows(job) <= job->n_rows, "verifies more rows than the job has");
+    FUZZ_ASSERT(job->model_path && job->output_path, "no model or output path");
+    FUZZ_ASSERT(strlen(job->name) > 0, "no name");
+    (void)job_seed_at(job, 0);
+    (void)job_seed_at(job, job->n_rows - 1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    Job job;
+    memset(&job, 0, sizeof job);
+    int status = manifest_load_text(&job, manifest_path, (const char *)data, size);
+    if (status == SOWER_OK)
+        check_job(&job);
+    else
+        fuzz_expect_input_error(status, manifest_path);
+    job_free(&job);
+    return 0;
+}

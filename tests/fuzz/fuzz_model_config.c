@@ -1,0 +1,60 @@
+/* fuzz_model_config.c: a model folder's JSON configs. The same bytes go to the UNet config reader
+ * (config.json; then the model is laid out from it) and to both schedulers' config readers
+ * (scheduler_config.json; then set_timesteps for a few step counts). Each either succeeds or fails
+ * with exit code 2 and a message naming the file. */
+#include "fuzz.h"
+#include "scheduler.h"
+#include "unet.h"
+
+static void fuzz_unet(const char *text, size_t size)
+{
+    static const char path[] = "fuzz-model/unet/config.json";
+    UNetConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    int status = unet_config_parse(text, size, path, &cfg);
+    if (status != SOWER_OK) {
+        fuzz_expect_input_error(status, path);
+        return;
+    }
+    UNet u;
+    memset(&u, 0, sizeof u);
+    status = unet_init(&u, &cfg);
+    if (status != SOWER_OK) /* a config that parses must lay out; only memory may run out */
+        FUZZ_ASSERT(status == SOWER_ENOMEM, "unet_init: %s", sower_error_message());
+    unet_free(&u);
+    sower_error_clear();
+}
+
+static void fuzz_scheduler(const char *text, size_t size, SchedulerKind kind)
+{
+    static const char path[] = "fuzz-model/scheduler/scheduler_config.json";
+    SchedulerConfig cfg;
+    int status = scheduler_config_parse(text, size, path, kind, &cfg);
+    if (status != SOWER_OK) {
+        fuzz_expect_input_error(status, path);
+        return;
+    }
+    static const int steps[] = {1, 2, 7, 50, 1000};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        Scheduler s;
+        status = scheduler_init(&s, &cfg, steps[i]);
+        if (status != SOWER_OK) { /* e.g. more steps than the config's training timesteps */
+            FUZZ_ASSERT(sower_status_exit_code(status) == 2, "scheduler_init: %s", sower_error_message());
+            sower_error_clear();
+            continue;
+        }
+        for (int j = 0; j < s.num_inference_steps; j++)
+            FUZZ_ASSERT(s.timesteps[j] >= 0 && s.timesteps[j] < cfg.num_train_timesteps, "timestep %lld",
+                        (long long)s.timesteps[j]);
+        scheduler_free(&s);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *text = (const char *)data;
+    fuzz_unet(text, size);
+    fuzz_scheduler(text, size, SCHED_DDIM);
+    fuzz_scheduler(text, size, SCHED_DDPM);
+    return 0;
+}
