@@ -30,6 +30,7 @@
 #include "model.h"
 #include "outfile.h"
 #include "pipeline.h"
+#include "provenance.h"
 #include "stop.h"
 #include "weight_share.h"
 
@@ -697,27 +698,25 @@ static uint64_t seed_of_row(const void *run, uint64_t row)
 static int create_output(Run *r, H5Out *out)
 {
     SOWER_TRY(make_parent_dirs(r->out_path));
-    char manifest_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], pipeline[256], slice[64], rows[96];
-    digest_hex(r->job.text_sha256, manifest_hex);
-    digest_hex(r->model.weights_sha256, weights_hex);
-    snprintf(pipeline, sizeof pipeline, "scheduler=%s steps=%d eta=%.9g", scheduler_kind_name(r->job.scheduler),
-             r->job.steps, r->job.eta);
+    char slice[64], rows[96];
+    Provenance p;
+    provenance_of(&r->job, &r->model, &p);
     snprintf(slice, sizeof slice, "%d/%d", r->slice_k, r->slice_n);
     snprintf(rows, sizeof rows, "job rows %llu..%llu (row i here is job row %llu + i)", (unsigned long long)r->lo,
              (unsigned long long)(r->hi ? r->hi - 1 : 0), (unsigned long long)r->lo);
     const UNetConfig *cfg = &r->model.unet.cfg;
     H5Attr attrs[] = {
-        {"format", "sower-latents"},
-        {"format_version", "1"},
+        {"format", PROVENANCE_FORMAT},
+        {"format_version", PROVENANCE_FORMAT_VERSION},
         {"sower_version", sower_version()},
         {"source_revision", sower_revision()},
         {"manifest", r->job.text},
-        {"manifest_sha256", manifest_hex},
-        {"model_config", r->model.unet_config_text},
-        {"weights_sha256", weights_hex},
-        {"scheduler_config", r->model.scheduler_config_text},
-        {"pipeline", pipeline},
-        {"generator", rng_kernel_name(r->job.generator)},
+        {"manifest_sha256", p.manifest_sha256},
+        {"model_config", p.model_config},
+        {"weights_sha256", p.weights_sha256},
+        {"scheduler_config", p.scheduler_config},
+        {"pipeline", p.pipeline},
+        {"generator", p.generator},
         {"backend_identity", r->backend.identity},
         {"determinism", r->backend.determinism},
         {"slice", slice}, /* slice files only: the last two */
@@ -751,12 +750,12 @@ static int stitch_slices(Run *r, H5Out *out, const H5JobKey *key)
  * with --resume-auto, a finished output of this job means nothing is left to do. */
 static int open_output(Run *r, const RunOptions *o, H5Out *out)
 {
-    char manifest_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], partial[4200];
-    digest_hex(r->job.text_sha256, manifest_hex);
-    digest_hex(r->model.weights_sha256, weights_hex);
+    char partial[4200];
+    Provenance p;
+    provenance_of(&r->job, &r->model, &p);
     snprintf(partial, sizeof partial, "%s.partial", r->out_path);
-    const H5JobKey key = {manifest_hex, weights_hex, r->backend.identity};
-    const H5JobKey finished_key = {manifest_hex, weights_hex, NULL}; /* a finished output from any backend */
+    const H5JobKey key = {p.manifest_sha256, p.weights_sha256, r->backend.identity};
+    const H5JobKey finished_key = {p.manifest_sha256, p.weights_sha256, NULL}; /* a finished output from any backend */
     struct stat st;
     if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
         const UNetConfig *cfg = &r->model.unet.cfg;

@@ -16,19 +16,68 @@
 #include "manifest.h"
 #include "model.h"
 #include "pipeline.h"
+#include "provenance.h"
 
 typedef struct {
     const char *path, *model_dir;
     long sample; /* -1: all rows; 0: the job's verify count */
 } VerifyOptions;
 
-static int read_all(hid_t file, const char *name, hid_t memtype, void *out)
+enum { VERIFY_BLOCK_BYTES = 64 << 20 }; /* latents read at a time for the digest pass */
+
+/* An attribute of the file's root group must read `want`; `what` says what a difference means. */
+static int check_attribute(hid_t file, const char *path, const char *key, const char *want, int status_if_not,
+                           const char *what)
 {
-    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
-    herr_t status = ds < 0 ? -1 : H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
-    if (ds >= 0)
-        H5Dclose(ds);
-    return status < 0 ? -1 : 0;
+    char *found = h5out_string_attr(file, key);
+    int same = found && strcmp(found, want) == 0;
+    free(found);
+    if (!same)
+        return SOWER_FAIL(status_if_not, "%s: attribute '%s' %s", path, key, what);
+    return SOWER_OK;
+}
+
+/* The model on disk must be the one the file was made with: weights and both configs. */
+static int check_model(hid_t file, const char *path, const char *dir, const Model *model)
+{
+    char hex[DIGEST_HEX_CHARS];
+    digest_hex(model->weights_sha256, hex);
+    char *recorded = h5out_string_attr(file, "weights_sha256");
+    int same = recorded && strcmp(hex, recorded) == 0;
+    if (!same)
+        sower_fail(SOWER_EINPUT, __FILE__, __LINE__, __func__,
+                   "%s: the model at %s changed since the file was made (weights sha256 %s, recorded %s): cannot "
+                   "re-render to compare", path, dir, hex, recorded ? recorded : "nothing");
+    free(recorded);
+    if (!same)
+        return SOWER_EINPUT;
+    SOWER_TRY(check_attribute(file, path, "model_config", model->unet_config_text, SOWER_EINPUT,
+                              "differs from the model's config.json: the model changed since the file was made"));
+    SOWER_TRY(check_attribute(file, path, "scheduler_config", model->scheduler_config_text, SOWER_EINPUT,
+                              "differs from the model's scheduler_config.json: the model changed since the file was made"));
+    return SOWER_OK;
+}
+
+/* What the manifest stored in the file determines must be what the file says it is: an attribute
+ * that disagrees was altered after the run (or by another program), so the file proves nothing. */
+static int check_attributes(hid_t file, const char *path, const Job *job, const Model *model)
+{
+    char *version = h5out_string_attr(file, "format_version");
+    int known = version && strcmp(version, PROVENANCE_FORMAT_VERSION) == 0;
+    if (!known)
+        sower_fail(SOWER_EINPUT, __FILE__, __LINE__, __func__,
+                   "%s: format_version %s%s%s: this sower reads version %s", path, version ? "'" : "",
+                   version ? version : "missing (or not a string)", version ? "'" : "", PROVENANCE_FORMAT_VERSION);
+    free(version);
+    if (!known)
+        return SOWER_EINPUT;
+    Provenance p;
+    provenance_of(job, model, &p);
+    static const char altered[] = "disagrees with the manifest stored in the file (the file was altered)";
+    SOWER_TRY(check_attribute(file, path, "manifest_sha256", p.manifest_sha256, SOWER_EMISMATCH, altered));
+    SOWER_TRY(check_attribute(file, path, "pipeline", p.pipeline, SOWER_EMISMATCH, altered));
+    SOWER_TRY(check_attribute(file, path, "generator", p.generator, SOWER_EMISMATCH, altered));
+    return SOWER_OK;
 }
 
 static int parse_options(int argc, char **argv, VerifyOptions *o)
@@ -79,21 +128,22 @@ int cmd_verify(int argc, char **argv)
     Scheduler sched = {0};
     memset(&job, 0, sizeof job);
     memset(&model, 0, sizeof model);
+    ComputeBackend backend = {0};
     float *latents = NULL, *fresh = NULL;
     uint64_t *seeds = NULL;
     unsigned char *digests = NULL;
     uint8_t *done = NULL;
     char *format = h5out_string_attr(file, "format"), *manifest = h5out_string_attr(file, "manifest");
-    char *weights = h5out_string_attr(file, "weights_sha256"), *slice = h5out_string_attr(file, "slice"), *model_path = NULL;
-    char *identity = h5out_string_attr(file, "backend_identity");
-    ComputeBackend backend = {0};
-    hid_t run = H5Gopen2(file, "run", H5P_DEFAULT);
+    char *slice = h5out_string_attr(file, "slice"), *identity = h5out_string_attr(file, "backend_identity");
+    char *model_path = NULL;
+    hid_t run = H5Lexists(file, "run", H5P_DEFAULT) > 0 ? H5Gopen2(file, "run", H5P_DEFAULT) : -1;
     if (run >= 0) {
         model_path = h5out_string_attr(run, "model_path");
         H5Gclose(run);
     }
-    if (!format || strcmp(format, "sower-latents") != 0 || !manifest || !weights) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: not a sower output (format attribute 'sower-latents' missing)", o.path);
+    if (!format || strcmp(format, PROVENANCE_FORMAT) != 0 || !manifest) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: not a sower output (format attribute '%s' missing)", o.path,
+                            PROVENANCE_FORMAT);
         goto done;
     }
     SOWER_TRY_GOTO(manifest_load_text(&job, o.path, manifest, strlen(manifest)), status, done);
@@ -107,52 +157,52 @@ int cmd_verify(int argc, char **argv)
         }
         job_slice_bounds(&job, k, parts, &lo, &hi);
     }
-    hid_t ds = H5Dopen2(file, "latents", H5P_DEFAULT);
-    hsize_t dims[4] = {0};
-    int rank = ds < 0 ? -1 : H5Sget_simple_extent_dims(H5Dget_space(ds), dims, NULL);
-    if (ds >= 0)
-        H5Dclose(ds);
-    if (rank != 4 || dims[0] != hi - lo) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: /latents is not (%llu, C, H, W)", o.path, (unsigned long long)(hi - lo));
-        goto done;
-    }
-    const size_t per = (size_t)(dims[1] * dims[2] * dims[3]), n = (size_t)(hi - lo);
-    latents = malloc(sizeof(float) * per * n);
-    seeds = malloc(sizeof(uint64_t) * n);
-    digests = malloc(32 * n);
-    done = malloc(n);
-    fresh = malloc(sizeof(float) * per);
-    if (!latents || !seeds || !digests || !done || !fresh) {
-        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", o.path);
-        goto done;
-    }
-    if (read_all(file, "latents", H5T_NATIVE_FLOAT, latents) || read_all(file, "seeds", H5T_NATIVE_UINT64, seeds) ||
-        read_all(file, "digest", H5T_NATIVE_UINT8, digests) || read_all(file, "done", H5T_NATIVE_UINT8, done)) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /latents, /seeds, /digest or /done", o.path);
-        goto done;
-    }
-    uint64_t bad_digest = 0, bad_seed = 0, not_done = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char d[DIGEST_BYTES];
-        SOWER_TRY_GOTO(digest_buffer(latents + per * i, sizeof(float) * per, d), status, done);
-        bad_digest += memcmp(d, digests + 32 * i, DIGEST_BYTES) != 0;
-        bad_seed += seeds[i] != job_seed_at(&job, lo + i);
-        not_done += done[i] != 1;
-    }
-    printf("%s: %zu rows; digests: %llu mismatching; seeds vs manifest: %llu mismatching; incomplete rows: %llu\n",
-           o.path, n, (unsigned long long)bad_digest, (unsigned long long)bad_seed, (unsigned long long)not_done);
-    /* Provenance: the model on disk must be the one the file was made with. */
+    const uint64_t n = hi - lo;
+    /* Provenance: the model on disk must be the one the file was made with, its rows the model's shape. */
     const char *dir = o.model_dir ? o.model_dir : model_path;
     if (!dir) {
         status = SOWER_FAIL(SOWER_EINPUT, "%s: no /run model_path recorded; pass --model DIR", o.path);
         goto done;
     }
     SOWER_TRY_GOTO(model_load(&model, dir), status, done);
-    char hex[DIGEST_HEX_CHARS];
-    digest_hex(model.weights_sha256, hex);
-    if (strcmp(hex, weights) != 0) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: the model at %s changed since the file was made (weights sha256 %s, "
-                                          "recorded %s): cannot re-render to compare", o.path, dir, hex, weights);
+    SOWER_TRY_GOTO(check_model(file, o.path, dir, &model), status, done);
+    const UNetConfig *cfg = &model.unet.cfg;
+    const int c = cfg->in_channels, h = cfg->sample_height, w = cfg->sample_width;
+    SOWER_TRY_GOTO(h5out_check_layout(file, o.path, n, c, h, w), status, done);
+    SOWER_TRY_GOTO(check_attributes(file, o.path, &job, &model), status, done);
+
+    /* Integrity, a block of rows at a time: memory stays bounded whatever the file's size. */
+    const size_t per = (size_t)c * h * w;
+    size_t block = VERIFY_BLOCK_BYTES / (sizeof(float) * per);
+    block = block < 1 ? 1 : block > n ? (size_t)n : block;
+    latents = malloc(sizeof(float) * per * block); /* (block, c, h, w) */
+    seeds = malloc(sizeof(uint64_t) * block);       /* (block,) */
+    digests = malloc(DIGEST_BYTES * block);         /* (block, 32) */
+    done = malloc(block);                           /* (block,) */
+    fresh = malloc(sizeof(float) * per);            /* (c, h, w) a re-render */
+    if (!latents || !seeds || !digests || !done || !fresh) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", o.path);
+        goto done;
+    }
+    uint64_t bad_digest = 0, bad_seed = 0, not_done = 0;
+    for (uint64_t r0 = 0; r0 < n; r0 += block) {
+        const uint64_t m = n - r0 < block ? n - r0 : block;
+        SOWER_TRY_GOTO(h5out_read_block(file, o.path, r0, m, c, h, w, latents, seeds, digests, done), status, done);
+        for (uint64_t i = 0; i < m; i++) {
+            unsigned char d[DIGEST_BYTES];
+            SOWER_TRY_GOTO(digest_buffer(latents + per * i, sizeof(float) * per, d), status, done);
+            bad_digest += memcmp(d, digests + DIGEST_BYTES * i, DIGEST_BYTES) != 0;
+            bad_seed += seeds[i] != job_seed_at(&job, lo + r0 + i);
+            not_done += done[i] != 1;
+        }
+    }
+    printf("%s: %llu rows; digests: %llu mismatching; seeds vs manifest: %llu mismatching; incomplete rows: %llu\n",
+           o.path, (unsigned long long)n, (unsigned long long)bad_digest, (unsigned long long)bad_seed,
+           (unsigned long long)not_done);
+    if (bad_digest || bad_seed || not_done) { /* the file itself is wrong: no need to re-render to say so */
+        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu digests, %llu seeds, %llu incomplete)",
+                            o.path, (unsigned long long)bad_digest, (unsigned long long)bad_seed,
+                            (unsigned long long)not_done);
         goto done;
     }
     SchedulerConfig scfg;
@@ -160,12 +210,6 @@ int cmd_verify(int argc, char **argv)
                                           model.scheduler_config_path, job.scheduler, &scfg), status, done);
     scfg.torch_kernel = job.generator;
     SOWER_TRY_GOTO(scheduler_init(&sched, &scfg, job.steps), status, done);
-    if (bad_digest || bad_seed || not_done) { /* the file itself is wrong: no need to re-render to say so */
-        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu digests, %llu seeds, %llu incomplete)",
-                            o.path, (unsigned long long)bad_digest, (unsigned long long)bad_seed,
-                            (unsigned long long)not_done);
-        goto done;
-    }
     /* Re-render on the job's backend, and only where it computes exactly as the file's did. */
     SOWER_TRY_GOTO(compute_backend_open(&backend, job.backend, job.precision, &model.unet), status, done);
     if (!identity || strcmp(identity, backend.identity) != 0) {
@@ -176,30 +220,29 @@ int cmd_verify(int argc, char **argv)
         goto done;
     }
     printf("%s: re-rendering on %s (the file's backend identity)\n", o.path, backend.identity);
-    const UNetConfig *cfg = &model.unet.cfg;
-    RenderSettings rs = {.model = &model, .backend = &backend, .scheduler = &sched, .eta = (float)job.eta, .generator = job.generator,
-                         .batch = 1, .height = cfg->sample_height, .width = cfg->sample_width};
+    RenderSettings rs = {.model = &model, .backend = &backend, .scheduler = &sched, .eta = (float)job.eta,
+                         .generator = job.generator, .batch = 1, .height = h, .width = w};
     uint64_t v = o.sample < 0 ? n : o.sample > 0 ? (uint64_t)o.sample : job_verify_rows(&job);
     if (v > n)
         v = n;
     uint64_t bad_render = 0;
     for (uint64_t k = 0; k < v; k++) {
-        uint64_t row = (uint64_t)((double)k * n / v);
-        SOWER_TRY_GOTO(render_seeds(&rs, &seeds[row], 1, fresh), status, done);
-        if (memcmp(fresh, latents + per * row, sizeof(float) * per) != 0) {
+        const uint64_t row = (uint64_t)((double)k * n / v);
+        SOWER_TRY_GOTO(h5out_read_block(file, o.path, row, 1, c, h, w, latents, seeds, NULL, NULL), status, done);
+        SOWER_TRY_GOTO(render_seeds(&rs, seeds, 1, fresh), status, done);
+        if (memcmp(fresh, latents, sizeof(float) * per) != 0) {
             bad_render++;
             fprintf(stderr, "sower verify: row %llu (seed %llu): re-render differs\n", (unsigned long long)row,
-                    (unsigned long long)seeds[row]);
+                    (unsigned long long)seeds[0]);
         }
     }
     printf("%s: re-rendered %llu rows: %llu differ\n", o.path, (unsigned long long)v, (unsigned long long)bad_render);
-    if (bad_digest || bad_seed || not_done || bad_render)
-        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu digests, %llu seeds, %llu incomplete, %llu "
-                                             "re-renders)", o.path, (unsigned long long)bad_digest,
-                            (unsigned long long)bad_seed, (unsigned long long)not_done, (unsigned long long)bad_render);
+    if (bad_render)
+        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu of %llu re-rendered rows differ)", o.path,
+                            (unsigned long long)bad_render, (unsigned long long)v);
 done:
     H5Fclose(file);
-    free(format), free(manifest), free(weights), free(slice), free(model_path), free(identity);
+    free(format), free(manifest), free(slice), free(model_path), free(identity);
     compute_backend_close(&backend);
     free(latents), free(fresh), free(seeds), free(digests), free(done);
     scheduler_free(&sched);

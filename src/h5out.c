@@ -217,17 +217,60 @@ static int check_same_job(hid_t file, const char *what, const H5JobKey *key)
     return SOWER_OK;
 }
 
-/* dims (4,) of /latents in file; -1 when it is not a 4-d dataset. */
-static int latents_dims(hid_t file, hsize_t *dims)
+/* "(a, b, ...)" of n dims into out. */
+static void dims_text(char *out, size_t size, int n, const hsize_t *dims)
 {
-    hid_t ds = H5Dopen2(file, "latents", H5P_DEFAULT);
+    size_t used = (size_t)snprintf(out, size, "(");
+    for (int i = 0; i < n && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, i ? ", %llu" : "%llu", (unsigned long long)dims[i]);
+    if (used < size)
+        snprintf(out + used, size - used, n == 1 ? ",)" : ")");
+}
+
+/* Dataset `name` must exist with exactly `rank` dims equal to dims, of the type class `cls` with
+ * elements of `bytes` bytes (integers unsigned): what sower writes. Readers size their buffers from
+ * the job, so a file that says otherwise is refused before anything is read from it. */
+static int check_dataset(hid_t file, const char *what, const char *name, H5T_class_t cls, size_t bytes, int rank,
+                         const hsize_t *dims, const char *type_name)
+{
+    hid_t ds = H5Lexists(file, name, H5P_DEFAULT) > 0 ? H5Dopen2(file, name, H5P_DEFAULT) : -1;
     if (ds < 0)
-        return -1;
-    hid_t space = H5Dget_space(ds);
-    int rank = H5Sget_simple_extent_dims(space, dims, NULL);
+        return SOWER_FAIL(SOWER_EINPUT, "%s: no /%s dataset (not a sower output, or a damaged one)", what, name);
+    hid_t space = H5Dget_space(ds), type = H5Dget_type(ds);
+    hsize_t found[H5S_MAX_RANK];
+    int found_rank = H5Sget_simple_extent_ndims(space);
+    if (found_rank < 0 || found_rank > H5S_MAX_RANK || H5Sget_simple_extent_dims(space, found, NULL) != found_rank)
+        found_rank = -1;
+    int shape_ok = found_rank == rank;
+    for (int i = 0; shape_ok && i < rank; i++)
+        shape_ok = found[i] == dims[i];
+    int type_ok = H5Tget_class(type) == cls && H5Tget_size(type) == bytes &&
+                  (cls != H5T_INTEGER || H5Tget_sign(type) == H5T_SGN_NONE);
+    H5Tclose(type);
     H5Sclose(space);
     H5Dclose(ds);
-    return rank == 4 ? 0 : -1;
+    char want[128], have[128];
+    dims_text(want, sizeof want, rank, dims);
+    if (!shape_ok) {
+        if (found_rank >= 0)
+            dims_text(have, sizeof have, found_rank, found);
+        else
+            snprintf(have, sizeof have, "unreadable");
+        return SOWER_FAIL(SOWER_EINPUT, "%s: /%s is %s, expected %s", what, name, have, want);
+    }
+    if (!type_ok)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: /%s is not %s", what, name, type_name);
+    return SOWER_OK;
+}
+
+int h5out_check_layout(int64_t file, const char *what, uint64_t rows, int c, int h, int w)
+{
+    const hsize_t latents[4] = {rows, (hsize_t)c, (hsize_t)h, (hsize_t)w}, digest[2] = {rows, DIGEST_BYTES};
+    SOWER_TRY(check_dataset((hid_t)file, what, "latents", H5T_FLOAT, 4, 4, latents, "float32"));
+    SOWER_TRY(check_dataset((hid_t)file, what, "seeds", H5T_INTEGER, 8, 1, latents, "uint64"));
+    SOWER_TRY(check_dataset((hid_t)file, what, "digest", H5T_INTEGER, 1, 2, digest, "uint8"));
+    SOWER_TRY(check_dataset((hid_t)file, what, "done", H5T_INTEGER, 1, 1, latents, "uint8"));
+    return SOWER_OK;
 }
 
 static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
@@ -241,16 +284,13 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     char what[4200];
     snprintf(what, sizeof what, "--resume: '%s'", o->partial_path);
     SOWER_TRY(check_same_job(o->file, what, key));
+    SOWER_TRY(h5out_check_layout(o->file, what, rows, c, h, w));
     o->latents = H5Dopen2(o->file, "latents", H5P_DEFAULT);
     o->seeds = H5Dopen2(o->file, "seeds", H5P_DEFAULT);
     o->digest = H5Dopen2(o->file, "digest", H5P_DEFAULT);
     o->done = H5Dopen2(o->file, "done", H5P_DEFAULT);
     if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0)
-        return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' lacks sower's datasets", o->partial_path);
-    hsize_t dims[4] = {0};
-    if (latents_dims(o->file, dims) != 0 || dims[0] != rows || dims[1] != (hsize_t)c || dims[2] != (hsize_t)h ||
-        dims[3] != (hsize_t)w)
-        return SOWER_FAIL(SOWER_EINPUT, "--resume: '%s' has another shape than this job", o->partial_path);
+        return SOWER_FAIL(SOWER_EIO, "%s: cannot open its datasets", what);
     H5_TRY(H5Dread(o->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done), "read /done");
     /* A previous run may have died while writing its run facts or verification: start those anew. */
     if (H5Lexists(o->file, "run", H5P_DEFAULT) > 0)
@@ -382,11 +422,20 @@ static int check_slice(H5Out *o, hid_t in, const char *slice_path, const char *t
     if (!has_tag || strcmp(found, tag) != 0)
         return SOWER_FAIL(SOWER_EINPUT, "%s: expected slice %s of the job, found %s", what, tag,
                           has_tag ? found : "a file without a slice attribute");
-    hsize_t dims[4] = {0};
-    if (latents_dims(in, dims) != 0 || dims[0] != hi - lo || dims[1] != (hsize_t)o->c || dims[2] != (hsize_t)o->h ||
-        dims[3] != (hsize_t)o->w)
-        return SOWER_FAIL(SOWER_EINPUT, "%s: /latents is not (%llu, %d, %d, %d)", what, (unsigned long long)(hi - lo),
-                          o->c, o->h, o->w);
+    SOWER_TRY(h5out_check_layout(in, what, hi - lo, o->c, o->h, o->w));
+    return SOWER_OK;
+}
+
+int h5out_read_block(int64_t file, const char *what, uint64_t r0, uint64_t n, int c, int h, int w, float *latents,
+                     uint64_t *seeds, unsigned char *digests, uint8_t *done)
+{
+    const hsize_t ldims[4] = {0, (hsize_t)c, (hsize_t)h, (hsize_t)w}, ddims[2] = {0, DIGEST_BYTES}, one[1] = {0};
+    if ((latents && read_rows((hid_t)file, "latents", H5T_NATIVE_FLOAT, 4, ldims, r0, n, latents) < 0) ||
+        (seeds && read_rows((hid_t)file, "seeds", H5T_NATIVE_UINT64, 1, one, r0, n, seeds) < 0) ||
+        (digests && read_rows((hid_t)file, "digest", H5T_NATIVE_UINT8, 2, ddims, r0, n, digests) < 0) ||
+        (done && read_rows((hid_t)file, "done", H5T_NATIVE_UINT8, 1, one, r0, n, done) < 0))
+        return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read rows %llu..%llu (a damaged file?)", what,
+                          (unsigned long long)r0, (unsigned long long)(r0 + n - 1));
     return SOWER_OK;
 }
 
@@ -405,16 +454,13 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     int status = lat && dig && fin ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     if (status == SOWER_OK)
         status = check_slice(o, in, slice_path, slice_tag, lo, hi, key);
-    hsize_t ldims[4] = {0, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w}, ddims[2] = {0, 32}, one[1] = {0};
+    char what[4200];
+    snprintf(what, sizeof what, "slice '%s'", slice_path);
     for (uint64_t r0 = lo; r0 < hi && status == SOWER_OK; r0 += BLOCK) {
         uint64_t n = hi - r0 < BLOCK ? hi - r0 : BLOCK, at = r0 - lo;
-        if (read_rows(in, "latents", H5T_NATIVE_FLOAT, 4, ldims, at, n, lat) < 0 ||
-            read_rows(in, "digest", H5T_NATIVE_UINT8, 2, ddims, at, n, dig) < 0 ||
-            read_rows(in, "done", H5T_NATIVE_UINT8, 1, one, at, n, fin) < 0) {
-            status = SOWER_FAIL(SOWER_EINPUT, "slice '%s': cannot read rows %llu..%llu", slice_path,
-                                (unsigned long long)at, (unsigned long long)(at + n - 1));
+        status = h5out_read_block(in, what, at, n, o->c, o->h, o->w, lat, NULL, dig, fin);
+        if (status != SOWER_OK)
             break;
-        }
         for (uint64_t i = 0; i < n && status == SOWER_OK; i++) {
             unsigned char d[32];
             status = digest_buffer(lat + per * i, sizeof(float) * per, d);

@@ -59,6 +59,15 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
 /* 1 when PATH is a finished sower output of this job (key), 0 when PATH does not exist;
  * SOWER_EINPUT when it exists but is something else (never overwritten silently). */
 int h5out_is_finished(const char *path, const H5JobKey *key, int *finished) SOWER_MUST_CHECK;
+/* The file's /latents, /seeds, /digest and /done (hid_t file) must be exactly what sower writes for
+ * rows x (c, h, w): shapes and element types; else SOWER_EINPUT, the message starting with `what`
+ * and naming the dataset. Every reader checks this before sizing a buffer from the job. */
+int h5out_check_layout(int64_t file, const char *what, uint64_t rows, int c, int h, int w) SOWER_MUST_CHECK;
+/* Rows [r0, r0 + n) of a file (hid_t) whose layout h5out_check_layout accepted for (c, h, w):
+ * latents (n, c, h, w), seeds (n,), digests (n, 32), done (n,); a NULL one is not read. A failure
+ * (SOWER_EINPUT) names `what` and the rows. */
+int h5out_read_block(int64_t file, const char *what, uint64_t r0, uint64_t n, int c, int h, int w, float *latents,
+                     uint64_t *seeds, unsigned char *digests, uint8_t *done) SOWER_MUST_CHECK;
 /* The string attribute key of an HDF5 object (hid_t), fixed or variable length, as a new
  * NUL-terminated string; NULL when absent or not a string. */
 char *h5out_string_attr(int64_t obj, const char *key);

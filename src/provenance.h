@@ -1,0 +1,28 @@
+/* provenance.h: the root attributes of an output file that the job and the model determine. `sower
+ * run` records them; `sower verify` recomputes them from the manifest stored in the file and the
+ * model on disk, and compares (README "Output file"). The others either name this program
+ * (sower_version, source_revision), the backend (backend_identity, determinism, checked on their
+ * own), or the slice; run facts live in /run. */
+#ifndef SOWER_PROVENANCE_H
+#define SOWER_PROVENANCE_H
+
+#include "digest.h"
+#include "manifest.h"
+#include "model.h"
+
+#define PROVENANCE_FORMAT "sower-latents"
+#define PROVENANCE_FORMAT_VERSION "1" /* what this sower writes and reads */
+
+typedef struct {
+    char manifest_sha256[DIGEST_HEX_CHARS];
+    char weights_sha256[DIGEST_HEX_CHARS];
+    char pipeline[256];           /* "scheduler=ddim steps=50 eta=0" */
+    const char *generator;        /* "torch-cpu" */
+    const char *model_config;     /* the model's config.json text (borrowed from the Model) */
+    const char *scheduler_config; /* its scheduler_config.json text (borrowed) */
+} Provenance;
+
+/* The attributes of job rendered with model. */
+void provenance_of(const Job *job, const Model *model, Provenance *p);
+
+#endif /* SOWER_PROVENANCE_H */
