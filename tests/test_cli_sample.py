@@ -23,8 +23,36 @@ def npy(path):
     return shape, raw[10 + hlen:]
 
 
-def run(argv):
-    return subprocess.run(argv, capture_output=True)
+def run(argv, env=None):
+    return subprocess.run(argv, capture_output=True, env=env)
+
+
+def needed_libraries(path):
+    """The DT_NEEDED entries of an ELF file (readelf, binutils)."""
+    out = subprocess.run(["readelf", "-d", path], capture_output=True, text=True).stdout
+    return [line.split("[")[1].split("]")[0] for line in out.splitlines() if "(NEEDED)" in line]
+
+
+def check_cuda_plugin(sower, model, tmp):
+    """A build with the CUDA backend keeps it in the plug-in libsower_cuda.so: sower itself needs no
+    CUDA library (CPU ranks never map them), and where the plug-in cannot be had, backend cuda fails
+    with exit 2 and the loader's reason while the CPU backend is untouched."""
+    info = run([sower, "info", model]).stdout.decode()
+    if "this build has no CUDA backend" in info:
+        return
+    cuda_libs = [n for n in needed_libraries(sower) if n.startswith(("libcuda", "libcublas", "libnccl"))]
+    if cuda_libs:
+        failures.append(f"sower links {cuda_libs} itself: they belong to the CUDA plug-in")
+    if "CUDA devices:" not in info or "was not found" in info:
+        failures.append(f"sower info does not find the build's CUDA plug-in: {info!r}")
+    env = dict(os.environ, SOWER_CUDA_PLUGIN=os.path.join(tmp, "missing.so"))
+    target = os.path.join(tmp, "plugin.npy")
+    r = run([sower, "sample", model, "--seeds", "0", "--steps", "1", "--backend", "cuda", "-o", target], env=env)
+    if r.returncode != 2 or b"missing.so: no such file" not in r.stderr or os.path.exists(target):
+        failures.append(f"backend cuda without its plug-in: exit {r.returncode}, {r.stderr!r}")
+    r = run([sower, "sample", model, "--seeds", "0", "--steps", "1", "-o", target], env=env)
+    if r.returncode != 0:
+        failures.append(f"backend cpu with no CUDA plug-in: exit {r.returncode}, {r.stderr!r}")
 
 
 def main():
@@ -78,6 +106,7 @@ def main():
                 failures.append(f"{args}: exit {r.returncode}, message {err.strip()!r} (expected 2 and {text!r})")
             if os.path.exists(target):
                 failures.append(f"{args}: wrote an output")
+        check_cuda_plugin(sower, model, tmp)
         r = run([sower, "sample", "--seeds", "0", "-o", os.path.join(tmp, "x.npy")])
         if r.returncode != 2 or b"MODEL_DIR is required" not in r.stderr:
             failures.append(f"missing MODEL_DIR: {r.returncode} {r.stderr!r}")

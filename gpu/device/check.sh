@@ -25,7 +25,7 @@ export OPAL_PREFIX=$d/ompi PATH=$d/ompi/bin:$d/bin:$PATH
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
 export OMPI_MCA_rmaps_base_oversubscribe=1 PYTHONUNBUFFERED=1
 ln -sf orterun "$d/ompi/bin/mpirun"
-missing=$(ldd "$d/bin/sower" | grep "not found")
+missing=$(ldd "$d/bin/sower" "$d/bin/libsower_cuda.so" | grep "not found")
 [[ -z $missing ]] || { echo "missing libraries: $missing"; exit 1; }
 
 # The formula-weight test models (tests/make_formula_models.cmake does the same at test time).
@@ -47,7 +47,7 @@ step python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/mh_pipeline
 if ! python3 -c "import diffusers" 2>/dev/null && ls "$root"/.device/whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/site "$root"/.device/whl/*.whl && export PYTHONPATH=/tmp/site
 fi
-mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/benchbuild/bench/"
+mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/bin/libsower_cuda.so" "$d/benchbuild/bench/"
 echo; echo "== benchmark"
 timeout 300 python3 bench/gpu_vs_torch.py "$d/benchbuild" "$models/cifar" --seconds 2 --rounds 2
 echo; echo "== verdict: $([[ $fail == 0 ]] && echo all passed || echo FAILURES)"
