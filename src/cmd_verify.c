@@ -1,10 +1,12 @@
 /* cmd_verify.c: `sower verify OUT.h5 [--sample N | --all] [--model DIR]`: re-check a finished file
- * without trusting it: structure and completion record, every row's digest against its bytes, the
- * seeds against the manifest stored in the file, the model on disk against the recorded weight
- * digest (a changed model is refused: its renders could not be compared), and a bitwise re-render
- * of sampled (or all) rows on the file's backend, only where this machine's backend identity equals
- * the file's (bits compare only between equal identities). Exit 0 all good, 1 any mismatch, 2 not
- * checkable (bad file, changed model, another backend identity here). */
+ * without trusting it: the model on disk against the recorded weight digest and configs (a changed
+ * model is refused: its renders could not be compared), every dataset's shape and type (before any
+ * buffer is sized from the file), the attributes the stored manifest determines, the completion
+ * record, every row's digest against its bytes and the seeds against the manifest (a block of rows
+ * at a time), and a bitwise re-render of sampled (or all) rows on the file's backend, only where
+ * this machine's backend identity equals the file's (bits compare only between equal identities).
+ * Exit 0 all good, 1 any mismatch or altered attribute, 2 not checkable (bad file, changed model,
+ * another backend identity here). */
 #define _POSIX_C_SOURCE 200809L
 #include <hdf5.h>
 #include <stdlib.h>
@@ -43,14 +45,13 @@ static int check_model(hid_t file, const char *path, const char *dir, const Mode
     char hex[DIGEST_HEX_CHARS];
     digest_hex(model->weights_sha256, hex);
     char *recorded = h5out_string_attr(file, "weights_sha256");
-    int same = recorded && strcmp(hex, recorded) == 0;
-    if (!same)
-        sower_fail(SOWER_EINPUT, __FILE__, __LINE__, __func__,
-                   "%s: the model at %s changed since the file was made (weights sha256 %s, recorded %s): cannot "
-                   "re-render to compare", path, dir, hex, recorded ? recorded : "nothing");
+    int status = recorded && strcmp(hex, recorded) == 0
+                     ? SOWER_OK
+                     : SOWER_FAIL(SOWER_EINPUT, "%s: the model at %s changed since the file was made (weights sha256 "
+                                                "%s, recorded %s): cannot re-render to compare",
+                                  path, dir, hex, recorded ? recorded : "nothing");
     free(recorded);
-    if (!same)
-        return SOWER_EINPUT;
+    SOWER_TRY(status);
     SOWER_TRY(check_attribute(file, path, "model_config", model->unet_config_text, SOWER_EINPUT,
                               "differs from the model's config.json: the model changed since the file was made"));
     SOWER_TRY(check_attribute(file, path, "scheduler_config", model->scheduler_config_text, SOWER_EINPUT,
@@ -63,14 +64,13 @@ static int check_model(hid_t file, const char *path, const char *dir, const Mode
 static int check_attributes(hid_t file, const char *path, const Job *job, const Model *model)
 {
     char *version = h5out_string_attr(file, "format_version");
-    int known = version && strcmp(version, PROVENANCE_FORMAT_VERSION) == 0;
-    if (!known)
-        sower_fail(SOWER_EINPUT, __FILE__, __LINE__, __func__,
-                   "%s: format_version %s%s%s: this sower reads version %s", path, version ? "'" : "",
-                   version ? version : "missing (or not a string)", version ? "'" : "", PROVENANCE_FORMAT_VERSION);
+    int status = version && strcmp(version, PROVENANCE_FORMAT_VERSION) == 0
+                     ? SOWER_OK
+                     : SOWER_FAIL(SOWER_EINPUT, "%s: format_version %s%s%s: this sower reads version %s", path,
+                                  version ? "'" : "", version ? version : "missing (or not a string)",
+                                  version ? "'" : "", PROVENANCE_FORMAT_VERSION);
     free(version);
-    if (!known)
-        return SOWER_EINPUT;
+    SOWER_TRY(status);
     Provenance p;
     provenance_of(job, model, &p);
     static const char altered[] = "disagrees with the manifest stored in the file (the file was altered)";
