@@ -757,13 +757,14 @@ static int open_output(Run *r, const RunOptions *o, H5Out *out)
     const H5JobKey key = {p.manifest_sha256, p.weights_sha256, r->backend.identity};
     const H5JobKey finished_key = {p.manifest_sha256, p.weights_sha256, NULL}; /* a finished output from any backend */
     struct stat st;
+    const UNetConfig *cfg = &r->model.unet.cfg;
     if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
-        const UNetConfig *cfg = &r->model.unet.cfg;
         SOWER_TRY(h5out_resume(out, r->out_path, r->hi - r->lo, cfg->in_channels, cfg->sample_height,
                                cfg->sample_width, &key, r->done));
     } else {
         if (o->resume_auto) {
-            SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, &r->finished_before));
+            SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, r->hi - r->lo, cfg->in_channels,
+                                        cfg->sample_height, cfg->sample_width, &r->finished_before));
             if (r->finished_before)
                 return SOWER_OK;
         }

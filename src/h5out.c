@@ -491,7 +491,27 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     return SOWER_OK;
 }
 
-int h5out_is_finished(const char *path, const H5JobKey *key, int *finished)
+/* Rows of file's /done (rows,) that are not 1, read a block at a time. */
+static int count_not_done(hid_t file, const char *what, uint64_t rows, int c, int h, int w, uint64_t *not_done)
+{
+    enum { BLOCK = 1 << 20 };
+    uint8_t *done = malloc(BLOCK); /* (BLOCK,) */
+    if (!done)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    int status = SOWER_OK;
+    *not_done = 0;
+    for (uint64_t r0 = 0; r0 < rows && status == SOWER_OK; r0 += BLOCK) {
+        const uint64_t n = rows - r0 < BLOCK ? rows - r0 : BLOCK;
+        status = h5out_read_block(file, what, r0, n, c, h, w, NULL, NULL, NULL, done);
+        for (uint64_t i = 0; i < n && status == SOWER_OK; i++)
+            *not_done += done[i] != 1;
+    }
+    free(done);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int c, int h, int w, int *finished)
 {
     *finished = 0;
     FILE *probe = fopen(path, "rb");
@@ -506,6 +526,17 @@ int h5out_is_finished(const char *path, const H5JobKey *key, int *finished)
     char what[4200];
     snprintf(what, sizeof what, "output '%s' exists and", path);
     int status = check_same_job(file, what, key);
+    /* Only a complete file counts as finished: one damaged since (a partial copy, say) is refused. */
+    snprintf(what, sizeof what, "output '%s'", path);
+    if (status == SOWER_OK)
+        status = h5out_check_layout(file, what, rows, c, h, w);
+    uint64_t not_done = 0;
+    if (status == SOWER_OK)
+        status = count_not_done(file, what, rows, c, h, w, &not_done);
+    if (status == SOWER_OK && not_done)
+        status = SOWER_FAIL(SOWER_EINPUT, "%s exists, but %llu of its %llu rows are not marked done (a damaged "
+                                          "file?): not taking it as finished, nor replacing it (pass --force)",
+                            what, (unsigned long long)not_done, (unsigned long long)rows);
     H5Fclose(file);
     SOWER_TRY(status);
     *finished = 1;

@@ -56,9 +56,11 @@ int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_
  * its stored digest; else SOWER_EINPUT naming the slice and what differs. */
 int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, uint64_t lo, uint64_t hi,
                      const H5JobKey *key, uint8_t *done) SOWER_MUST_CHECK;
-/* 1 when PATH is a finished sower output of this job (key), 0 when PATH does not exist;
- * SOWER_EINPUT when it exists but is something else (never overwritten silently). */
-int h5out_is_finished(const char *path, const H5JobKey *key, int *finished) SOWER_MUST_CHECK;
+/* 1 when PATH is a finished sower output of this job (key) with rows x (c, h, w), every row marked
+ * done; 0 when PATH does not exist; SOWER_EINPUT when it exists but is something else, or damaged
+ * (never overwritten silently). */
+int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int c, int h, int w,
+                      int *finished) SOWER_MUST_CHECK;
 /* The file's /latents, /seeds, /digest and /done (hid_t file) must be exactly what sower writes for
  * rows x (c, h, w): shapes and element types; else SOWER_EINPUT, the message starting with `what`
  * and naming the dataset. Every reader checks this before sizing a buffer from the job. */

@@ -120,6 +120,23 @@ def main():
                     failures.append(f"--resume {name}: the refused file was changed or finished")
                 os.remove(partial)
 
+        # --resume-auto (requeued Slurm scripts) takes a finished output as done only when it is whole.
+        out = os.path.join(tmp, "auto.h5")
+        shutil.copy(good, out)
+        r = run([sower, "run", job, "--resume-auto", "-o", out])
+        expect(r, "--resume-auto of a finished output", 0, "")
+        for name, mutate, text in (("done-zero", replace("done", np.array([1, 1, 0, 1, 1, 1], "u1")),
+                                    "1 of its 6 rows are not marked done"),
+                                   ("seeds-longer", replace("seeds", np.arange(100000, dtype="u8")),
+                                    "/seeds is (100000,), expected (6,)")):
+            shutil.copy(good, out)
+            with h5py.File(out, "r+") as f:
+                mutate(f)
+            before = open(out, "rb").read()
+            expect(run([sower, "run", job, "--resume-auto", "-o", out]), f"--resume-auto, {name}", 2, text)
+            if open(out, "rb").read() != before:
+                failures.append(f"--resume-auto, {name}: the refused output was changed")
+
         # A slice with a misshapen dataset is refused by --stitch (exit 2), naming the slice.
         r = run([sower, "run", job, "--slice", "0/2"], cwd=tmp)
         r2 = run([sower, "run", job, "--slice", "1/2"], cwd=tmp)
