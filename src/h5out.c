@@ -409,12 +409,12 @@ static herr_t read_rows(hid_t file, const char *name, hid_t memtype, int rank, c
     return status;
 }
 
-/* Checks that an open slice file is slice `tag` of this job, complete and of shape (hi - lo, c, h, w). */
-static int check_slice(H5Out *o, hid_t in, const char *slice_path, const char *tag, uint64_t lo, uint64_t hi,
+/* Checks that an open slice file (`what` names it in messages) is slice `tag` of this job, complete
+ * and of shape (hi - lo, c, h, w). */
+static int check_slice(H5Out *o, hid_t in, const char *what, const char *tag, uint64_t lo, uint64_t hi,
                        const H5JobKey *key)
 {
-    char what[4200], found[64];
-    snprintf(what, sizeof what, "slice '%s'", slice_path);
+    char found[64];
     SOWER_TRY(check_same_job(in, what, key));
     hid_t root = H5Gopen2(in, "/", H5P_DEFAULT);
     int has_tag = read_string_attr(root, "slice", found, sizeof found) == 0;
@@ -452,10 +452,10 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     unsigned char *dig = malloc(32 * BLOCK);                /* (BLOCK, 32) */
     uint8_t *fin = malloc(BLOCK);                           /* (BLOCK,) the slice's /done */
     int status = lat && dig && fin ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    if (status == SOWER_OK)
-        status = check_slice(o, in, slice_path, slice_tag, lo, hi, key);
     char what[4200];
     snprintf(what, sizeof what, "slice '%s'", slice_path);
+    if (status == SOWER_OK)
+        status = check_slice(o, in, what, slice_tag, lo, hi, key);
     for (uint64_t r0 = lo; r0 < hi && status == SOWER_OK; r0 += BLOCK) {
         uint64_t n = hi - r0 < BLOCK ? hi - r0 : BLOCK, at = r0 - lo;
         status = h5out_read_block(in, what, at, n, o->c, o->h, o->w, lat, NULL, dig, fin);

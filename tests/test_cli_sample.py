@@ -53,6 +53,18 @@ def check_cuda_plugin(sower, model, tmp):
     r = run([sower, "sample", model, "--seeds", "0", "--steps", "1", "-o", target], env=env)
     if r.returncode != 0:
         failures.append(f"backend cpu with no CUDA plug-in: exit {r.returncode}, {r.stderr!r}")
+    os.remove(target)
+    # A file that is not a plug-in (junk; another library): exit 2 with the loader's reason.
+    junk = os.path.join(tmp, "junk.so")
+    open(junk, "wb").write(b"not an ELF file")
+    for plugin, text in ((junk, b"cannot be loaded"),
+                         ("/lib/x86_64-linux-gnu/libz.so.1", b"from another build of sower")):
+        if not os.path.exists(plugin):
+            continue
+        env = dict(os.environ, SOWER_CUDA_PLUGIN=plugin)
+        r = run([sower, "sample", model, "--seeds", "0", "--steps", "1", "--backend", "cuda", "-o", target], env=env)
+        if r.returncode != 2 or text not in r.stderr or os.path.exists(target):
+            failures.append(f"backend cuda with plug-in {plugin}: exit {r.returncode}, {r.stderr!r}")
 
 
 def main():
