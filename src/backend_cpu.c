@@ -8,6 +8,7 @@
 #include "gemm.h"
 #include "gpu.h"
 #include "placement.h"
+#include "winograd.h"
 
 typedef struct {
     Scratch scratch; /* packed panels, attention scores: reused by every operation */
@@ -189,10 +190,12 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u)
     be->unet = u;
     be->kind = BACKEND_CPU;
     be->close = cpu_close;
-    snprintf(be->identity, sizeof be->identity, "%s", gemm_backend_identity());
+    const char *winograd = conv2d_winograd_identity();
+    snprintf(be->identity, sizeof be->identity, "%s%s%s", gemm_backend_identity(), winograd ? "; " : "",
+             winograd ? winograd : "");
     be->determinism = "per-seed torch.Generator('cpu').manual_seed(seed); activations (C,B,H,W), one GEMM per conv "
-                      "over the batch, BLIS conventional path with sup off; -ffp-contract=off, no fast-math; bits "
-                      "independent of batch, rank count, thread count";
+                      "over the batch (16 over its tiles for Winograd convs), BLIS conventional path with sup off; "
+                      "-ffp-contract=off, no fast-math; bits independent of batch, rank count, thread count";
     return SOWER_OK;
 }
 

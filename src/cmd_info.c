@@ -7,6 +7,7 @@
 #include "gemm.h"
 #include "gpu.h"
 #include "model.h"
+#include "winograd.h"
 
 static void print_config(const UNetConfig *c)
 {
@@ -64,7 +65,8 @@ int cmd_info(int argc, char **argv)
                m.scheduler_config_path);
         print_scheduler(&m.folder_scheduler);
         print_config(&m.unet.cfg);
-        printf("  CPU kernels:        %s\n", gemm_backend_identity());
+        const char *winograd = conv2d_winograd_identity();
+        printf("  CPU kernels:        %s%s%s\n", gemm_backend_identity(), winograd ? "; " : "", winograd ? winograd : "");
         int gpus = 0;
         if (!gpu_backend_built())
             printf("  CUDA devices:       none (this build has no CUDA backend)\n");

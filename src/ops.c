@@ -11,6 +11,7 @@
 #include "conv.h"
 #include "gemm.h"
 #include "rowops.h"
+#include "winograd.h"
 
 enum { IM2COL_BUDGET_FLOATS = 8 << 20 }; /* 32 MiB of columns at a time */
 
@@ -211,9 +212,13 @@ int op_conv2d(const ConvParams *p, ConvGeometry g, const Act *in, Act *out, Scra
     int wo = (in->w + g.pad_left + g.pad_right - p->k) / g.stride + 1;
     SOWER_TRY(act_alloc(out, p->cout, in->b, ho, wo));
     double t0 = ops_profile_now();
-    /* Columns packed straight from the activation, bias included (conv.h); the same bits. */
-    int packed = gemm_packing() != NULL;
-    int status = packed ? conv2d_packed(p, g, in, out, scratch) : conv2d_im2col(p, g, in, out, scratch);
+    /* 3x3 "same" convolutions on large enough images: Winograd F(2x2, 3x3) (winograd.h). The rest:
+     * columns packed straight from the activation, bias included (conv.h), im2col's bits. */
+    int packed = gemm_packing() != NULL, status;
+    if (conv2d_winograd_applies(p, g, in))
+        status = conv2d_winograd(p, in, out, scratch);
+    else
+        status = packed ? conv2d_packed(p, g, in, out, scratch) : conv2d_im2col(p, g, in, out, scratch);
     if (status != SOWER_OK) {
         act_free(out);
         return sower_trace(status, __FILE__, __LINE__, __func__);

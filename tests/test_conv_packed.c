@@ -1,4 +1,4 @@
-/* test_conv_packed.c: op_conv2d packs its columns straight from the activation (src/conv.h); its
+/* test_conv_packed.c: conv2d_packed packs its columns straight from the activation (src/conv.h); its
  * output must have exactly the bits of the plain route it replaced, an im2col matrix times the
  * weights through gemm_f32 plus the bias, for every shape the UNet uses (3x3 "same", the stride-2
  * downsamplers with either padding, conv_in's 3 and conv_out's 3 channels, K past several KC
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "conv.h"
 #include "gemm.h"
 #include "ops.h"
 #include "rng.h"
@@ -58,7 +59,12 @@ static void check_conv(int cin, int cout, int k, int batch, int h, int w, ConvGe
     for (int threads = 1; threads <= 2; threads++) {
         gemm_set_threads(threads);
         Act out = {0};
-        CHECK(op_conv2d(&p, g, &in, &out, &scratch) == SOWER_OK, "op_conv2d");
+        if (gemm_packing()) { /* the packed route itself: op_conv2d sends 3x3 "same" layers elsewhere (winograd.h) */
+            CHECK(act_alloc(&out, cout, batch, ho, wo) == SOWER_OK, "alloc");
+            CHECK(conv2d_packed(&p, g, &in, &out, &scratch) == SOWER_OK, "conv2d_packed");
+        } else {
+            CHECK(op_conv2d(&p, g, &in, &out, &scratch) == SOWER_OK, "op_conv2d");
+        }
         CHECK(out.c == cout && out.h == ho && out.w == wo, "output shape");
         CHECK(memcmp(out.data, want, sizeof(float) * numel) == 0,
               "cin %d cout %d k %d batch %d %dx%d stride %d pad %d,%d: %d threads differ from im2col + gemm_f32",

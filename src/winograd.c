@@ -1,0 +1,356 @@
+/* winograd.c: 3x3 "same" convolutions as Winograd F(2x2, 3x3) through gemm.h's packed interface
+ * (see winograd.h for the arithmetic and why its bits do not depend on the batch).
+ *
+ * One call: the 16 transformed weight matrices U_t (Cout, Cin) are packed as BLIS A panels; the
+ * input is copied into a zero-padded image so that every 4x4 patch is a plain read. Then tasks,
+ * each a block of tiles (columns) and, when there are fewer column blocks than threads, a block of
+ * output channels, walk Cin in BLIS's KC panels: transform the block's patches for those channels
+ * into 16 packed B panels, multiply each by its U_t into the task's 16 sums M_t, and at the end
+ * transform each tile's 16 sums back into its 2x2 outputs and add the bias. */
+#include "winograd.h"
+
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gemm.h"
+
+enum {
+    WG_POSITIONS = 16,  /* a transformed tile is 4x4 */
+    WG_BLOCK_COLS = 64, /* tiles per task: its 16 B panels (KC, 64) and 16 sums (Cout, 64) are 1 MiB
+                           each at 256 channels, about a core's L2 here */
+    WG_MAX_NR = 64      /* largest microkernel NR handled (the patch buffer is on the stack) */
+};
+
+/* Tiles that are neighbours in one tile row of one image, within a micropanel: tile i of the run
+ * is 2i pixels right of the first, so its patches are read, and its outputs written, as rows. */
+typedef struct {
+    int c0, len;      /* columns [c0, c0 + len) of the micropanel */
+    ptrdiff_t patch;  /* the first tile's 4x4 patch: its top-left in a padded channel plane */
+    ptrdiff_t out;    /* the first tile's top-left output in an output channel plane */
+    int rows;         /* output rows of the run's tiles inside the image: 2, or 1 on the last tile row */
+    int last_cols;    /* output columns of its last tile inside the image: 2, or 1 on the last tile column */
+} TileRun;
+
+/* A task's micropanels as runs: micropanel jp's runs at runs + jp * NR, run_count[jp] of them. */
+typedef struct {
+    TileRun *runs;
+    int *run_count;
+} TileRuns;
+
+/* Machine-specific versions of the transforms (AVX2 where the CPU has it). Adds, subtractions and
+ * halvings only, so every version gives the same bits. */
+#define WG_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+
+typedef struct {
+    const GemmPacking *g;
+    const ConvParams *p;
+    const Act *in;
+    Act *out;
+    const float *up;       /* 16 packed U_t, gemm_pack_a_panel layout, u_floats apart */
+    size_t u_floats;
+    const float *padded;   /* (cin, B, hp, wp): the input with a zero border */
+    int hp, wp;            /* 2 * tiles + 2 */
+    int tiles_y, tiles_x;  /* per image */
+    size_t n;              /* columns: B * tiles_y * tiles_x */
+    int mpad;              /* cout rounded up to MR */
+    int col_block, col_blocks, row_block;
+} WinogradJob;
+
+static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+int conv2d_winograd_applies(const ConvParams *p, ConvGeometry g, const Act *in)
+{
+    const GemmPacking *pk = gemm_packing();
+    return pk && pk->nr <= WG_MAX_NR && p->k == 3 && g.stride == 1 && g.pad_top == 1 && g.pad_left == 1 &&
+           g.pad_bottom == 1 && g.pad_right == 1 && (long)in->h * in->w >= WINOGRAD_MIN_PIXELS &&
+           p->cin >= WINOGRAD_MIN_CHANNELS;
+}
+
+const char *conv2d_winograd_identity(void)
+{
+    static char identity[128];
+    if (!gemm_packing() || gemm_packing()->nr > WG_MAX_NR)
+        return NULL;
+    if (!identity[0])
+        snprintf(identity, sizeof identity, "3x3 same convs of >= %d pixels and >= %d input channels: Winograd F(2x2,3x3)",
+                 WINOGRAD_MIN_PIXELS, WINOGRAD_MIN_CHANNELS);
+    return identity;
+}
+
+/* u (4x4) = G g G^T for one 3x3 filter g, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
+static void transform_filter(const float *g, float u[WG_POSITIONS])
+{
+    float t[4][3]; /* G g */
+    for (int c = 0; c < 3; c++) {
+        const float g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
+        t[0][c] = g0;
+        t[1][c] = 0.5f * ((g0 + g1) + g2);
+        t[2][c] = 0.5f * ((g0 - g1) + g2);
+        t[3][c] = g2;
+    }
+    for (int r = 0; r < 4; r++) {
+        const float a = t[r][0], b = t[r][1], c = t[r][2];
+        u[r * 4 + 0] = a;
+        u[r * 4 + 1] = 0.5f * ((a + b) + c);
+        u[r * 4 + 2] = 0.5f * ((a - b) + c);
+        u[r * 4 + 3] = c;
+    }
+}
+
+/* Output channel `row` of all 16 U_t, into their packed A panels (gemm_pack_a_panel's layout: KC
+ * panel p0 at p0 * mpad, row panel at + (row / MR) * MR * kc, element at + kk * MR + row % MR). */
+static void pack_filters(const WinogradJob *job, int row, float *up)
+{
+    const GemmPacking *g = job->g;
+    const int cin = job->p->cin, mr = g->mr;
+    for (int p0 = 0; p0 < cin; p0 += gemm_kc_panel(g, p0, cin)) {
+        const int kc = gemm_kc_panel(g, p0, cin);
+        const size_t at = (size_t)p0 * job->mpad + (size_t)(row / mr) * mr * kc + row % mr;
+        for (int kk = 0; kk < kc; kk++) {
+            float u[WG_POSITIONS] = {0};
+            if (row < job->p->cout)
+                transform_filter(job->p->weight + ((size_t)row * cin + p0 + kk) * 9, u);
+            for (int t = 0; t < WG_POSITIONS; t++)
+                up[t * job->u_floats + at + (size_t)kk * mr] = u[t];
+        }
+    }
+}
+
+/* Plane (ci, b) of the input into the padded image: a zero border, the image at (1, 1). */
+static void pad_plane(const WinogradJob *job, int plane)
+{
+    const int h = job->in->h, w = job->in->w, hp = job->hp, wp = job->wp;
+    const float *src = job->in->data + (size_t)plane * h * w;
+    float *dst = (float *)job->padded + (size_t)plane * hp * wp;
+    memset(dst, 0, sizeof(float) * wp);
+    for (int y = 0; y < h; y++) {
+        float *row = dst + (size_t)(y + 1) * wp;
+        row[0] = 0.0f;
+        memcpy(row + 1, src + (size_t)y * w, sizeof(float) * w);
+        memset(row + 1 + w, 0, sizeof(float) * (wp - 1 - w));
+    }
+    memset(dst + (size_t)(h + 1) * wp, 0, sizeof(float) * (size_t)(hp - 1 - h) * wp);
+}
+
+/* v_t (one channel, nr tiles) = B^T d B for each tile's 4x4 patch d, B^T = [1 0 -1 0; 0 1 1 0;
+ * 0 -1 1 0; 0 1 0 -1]; position t of column c at v[t * vstride + c]; columns past the runs (past
+ * the last tile) are zero. Inlined with nr a constant 16 (this kernel family's NR: the column loops
+ * become vector code) and with nr at run time. */
+static inline __attribute__((always_inline)) void transform_patches(const float *restrict plane, const TileRun *runs,
+                                                                    int nruns, int wp, float *restrict v,
+                                                                    size_t vstride, const int nr)
+{
+    float d[WG_POSITIONS][WG_MAX_NR]; /* d[r * 4 + s][c]: patch element (r, s) of column c */
+    int filled = 0;
+    for (int q = 0; q < nruns; q++) {
+        const TileRun *u = &runs[q];
+        for (int r = 0; r < 4; r++) {
+            const float *row = plane + u->patch + (ptrdiff_t)r * wp;
+            for (int s = 0; s < 4; s++)
+                for (int i = 0; i < u->len; i++)
+                    d[r * 4 + s][u->c0 + i] = row[2 * i + s];
+        }
+        filled = u->c0 + u->len;
+    }
+    for (int t = 0; t < WG_POSITIONS; t++)
+        for (int c = filled; c < nr; c++)
+            d[t][c] = 0.0f;
+    float e[WG_POSITIONS][WG_MAX_NR]; /* B^T d: rows combined */
+    for (int s = 0; s < 4; s++)
+        for (int c = 0; c < nr; c++) {
+            const float d0 = d[s][c], d1 = d[4 + s][c], d2 = d[8 + s][c], d3 = d[12 + s][c];
+            e[s][c] = d0 - d2;
+            e[4 + s][c] = d1 + d2;
+            e[8 + s][c] = d2 - d1;
+            e[12 + s][c] = d1 - d3;
+        }
+    for (int r = 0; r < 4; r++) /* (B^T d) B: columns combined */
+        for (int c = 0; c < nr; c++) {
+            const float e0 = e[r * 4][c], e1 = e[r * 4 + 1][c], e2 = e[r * 4 + 2][c], e3 = e[r * 4 + 3][c];
+            v[(size_t)(r * 4 + 0) * vstride + c] = e0 - e2;
+            v[(size_t)(r * 4 + 1) * vstride + c] = e1 + e2;
+            v[(size_t)(r * 4 + 2) * vstride + c] = e2 - e1;
+            v[(size_t)(r * 4 + 3) * vstride + c] = e1 - e3;
+        }
+}
+
+WG_CLONES static void transform_micropanel(const float *plane, const TileRun *runs, int nruns, int wp, float *v,
+                                           size_t vstride, int nr)
+{
+    if (nr == 16)
+        transform_patches(plane, runs, nruns, wp, v, vstride, 16);
+    else
+        transform_patches(plane, runs, nruns, wp, v, vstride, nr);
+}
+
+/* One output channel's 2x2 tiles for one micropanel: Y = A^T m A + bias, A^T = [1 1 1 0;
+ * 0 1 -1 -1]; m_t of column c at m[t * mstride + c]; y: the channel's output plane. Inlined as
+ * transform_patches is. */
+static inline __attribute__((always_inline)) void transform_tiles(const float *restrict m, size_t mstride,
+                                                                  const TileRun *runs, int nruns, float bias, int w,
+                                                                  float *restrict y, const int nr)
+{
+    const int n = runs[nruns - 1].c0 + runs[nruns - 1].len;
+    float t[2][4][WG_MAX_NR]; /* A^T m: rows combined */
+    for (int s = 0; s < 4; s++)
+        for (int c = 0; c < n; c++) {
+            const float m0 = m[(size_t)s * mstride + c], m1 = m[(size_t)(4 + s) * mstride + c],
+                        m2 = m[(size_t)(8 + s) * mstride + c], m3 = m[(size_t)(12 + s) * mstride + c];
+            t[0][s][c] = (m0 + m1) + m2;
+            t[1][s][c] = (m1 - m2) - m3;
+        }
+    float out[2][2][WG_MAX_NR]; /* out[r][x][c]: output (r, x) of column c's tile */
+    for (int r = 0; r < 2; r++)
+        for (int c = 0; c < n; c++) {
+            out[r][0][c] = ((t[r][0][c] + t[r][1][c]) + t[r][2][c]) + bias;
+            out[r][1][c] = ((t[r][1][c] - t[r][2][c]) - t[r][3][c]) + bias;
+        }
+    (void)nr;
+    for (int q = 0; q < nruns; q++) {
+        const TileRun *u = &runs[q];
+        for (int r = 0; r < u->rows; r++) {
+            float *row = y + u->out + (ptrdiff_t)r * w;
+            const float *left = out[r][0] + u->c0, *right = out[r][1] + u->c0;
+            for (int i = 0; i < u->len - 1; i++) {
+                row[2 * i] = left[i];
+                row[2 * i + 1] = right[i];
+            }
+            row[2 * (u->len - 1)] = left[u->len - 1];
+            if (u->last_cols == 2)
+                row[2 * (u->len - 1) + 1] = right[u->len - 1];
+        }
+    }
+}
+
+WG_CLONES static void transform_outputs(const float *m, size_t mstride, const TileRun *runs, int nruns, float bias,
+                                        int w, float *y, int nr)
+{
+    if (nr == 16)
+        transform_tiles(m, mstride, runs, nruns, bias, w, y, 16);
+    else
+        transform_tiles(m, mstride, runs, nruns, bias, w, y, nr);
+}
+
+/* The runs of micropanel jp (columns j0 + jp * NR onwards, ncols in the task). */
+static int plan_runs(const WinogradJob *job, size_t j0, int ncols, int jp, TileRun *runs)
+{
+    const int nr = job->g->nr, per_image = job->tiles_y * job->tiles_x, h = job->out->h, w = job->out->w;
+    const int c_end = ncols - jp * nr < nr ? ncols - jp * nr : nr;
+    int nruns = 0;
+    for (int c = 0; c < c_end; c++) {
+        const size_t j = j0 + (size_t)jp * nr + c;
+        const int b = (int)(j / per_image), ty = (int)(j / job->tiles_x % job->tiles_y), tx = (int)(j % job->tiles_x);
+        if (c > 0 && tx > 0) { /* the tile left of it is the previous column: same run */
+            runs[nruns - 1].len++;
+        } else {
+            TileRun *u = &runs[nruns++];
+            u->c0 = c, u->len = 1;
+            u->patch = ((ptrdiff_t)b * job->hp + 2 * ty) * job->wp + 2 * tx;
+            u->out = ((ptrdiff_t)b * h + 2 * ty) * w + 2 * tx;
+            u->rows = 2 * ty + 1 < h ? 2 : 1;
+        }
+        runs[nruns - 1].last_cols = 2 * tx + 1 < w ? 2 : 1;
+    }
+    return nruns;
+}
+
+/* One task: output channels [m0, m1) x tiles [j0, j1). vbuf: 16 B panels (KC, col_block); mbuf:
+ * 16 sums (row_block, col_block); runs: col_block runs and col_block / NR counts: all the thread's. */
+static void run_task(const WinogradJob *job, int task, float *vbuf, float *mbuf, TileRuns runs)
+{
+    const GemmPacking *g = job->g;
+    const int mr = g->mr, nr = g->nr, cout = job->p->cout, cin = job->p->cin;
+    const int m0 = task / job->col_blocks * job->row_block, m1 = m0 + job->row_block < cout ? m0 + job->row_block : cout;
+    const size_t j0 = (size_t)(task % job->col_blocks) * job->col_block;
+    const int ncols = (int)(j0 + job->col_block < job->n ? (size_t)job->col_block : job->n - j0);
+    const int panels = (ncols + nr - 1) / nr;
+    for (int jp = 0; jp < panels; jp++)
+        runs.run_count[jp] = plan_runs(job, j0, ncols, jp, runs.runs + jp * nr);
+    const size_t pplane = (size_t)job->in->b * job->hp * job->wp;
+    const size_t mstride = (size_t)job->row_block * job->col_block; /* floats between the sums M_t */
+    for (int p0 = 0; p0 < cin; p0 += gemm_kc_panel(g, p0, cin)) {
+        const int kc = gemm_kc_panel(g, p0, cin);
+        const size_t vstride = (size_t)kc * job->col_block; /* floats between the B panels V_t */
+        for (int kk = 0; kk < kc; kk++)
+            for (int jp = 0; jp < panels; jp++) /* micropanel jp of V_t: (kc, NR) at t * vstride + jp * kc * NR */
+                transform_micropanel(job->padded + (size_t)(p0 + kk) * pplane, runs.runs + jp * nr, runs.run_count[jp],
+                                     job->wp, vbuf + (size_t)jp * kc * nr + (size_t)kk * nr, vstride, nr);
+        for (int t = 0; t < WG_POSITIONS; t++) {
+            const float *a_panel = job->up + t * job->u_floats + (size_t)p0 * job->mpad; /* (mpad, kc) */
+            for (int jp = 0; jp < panels; jp++) {
+                const int n = ncols - jp * nr < nr ? ncols - jp * nr : nr;
+                const float *bp = vbuf + t * vstride + (size_t)jp * kc * nr; /* (kc, NR) */
+                for (int r = m0; r < m1; r += mr)
+                    gemm_tile(m1 - r < mr ? m1 - r : mr, n, kc, a_panel + (size_t)r * kc, bp,
+                              mbuf + t * mstride + (size_t)(r - m0) * job->col_block + (size_t)jp * nr, job->col_block,
+                              p0 > 0);
+            }
+        }
+    }
+    const size_t plane = act_plane(job->out);
+    for (int r = m0; r < m1; r++)
+        for (int jp = 0; jp < panels; jp++)
+            transform_outputs(mbuf + (size_t)(r - m0) * job->col_block + (size_t)jp * nr, mstride,
+                              runs.runs + jp * nr, runs.run_count[jp], job->p->bias[r], job->out->w,
+                              job->out->data + (size_t)r * plane, nr);
+}
+
+int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scratch)
+{
+    const GemmPacking *g = gemm_packing();
+    const int threads = gemm_threads(), mr = g->mr, nr = g->nr;
+    WinogradJob job = {.g = g, .p = p, .in = in, .out = out};
+    job.tiles_y = (in->h + 1) / 2, job.tiles_x = (in->w + 1) / 2;
+    job.hp = 2 * job.tiles_y + 2, job.wp = 2 * job.tiles_x + 2;
+    job.n = (size_t)in->b * job.tiles_y * job.tiles_x;
+    job.mpad = (int)round_up((size_t)p->cout, (size_t)mr);
+
+    /* Column blocks: a multiple of the thread count, at most WG_BLOCK_COLS wide; when there are
+     * fewer than threads, the output channels are split too (as in conv.c). */
+    const size_t micropanels = (job.n + nr - 1) / nr;
+    const size_t max_cols = round_up(WG_BLOCK_COLS, (size_t)nr);
+    size_t blocks = threads * ((job.n + (size_t)threads * max_cols - 1) / ((size_t)threads * max_cols));
+    if (blocks > micropanels)
+        blocks = micropanels;
+    job.col_block = (int)round_up((job.n + blocks - 1) / blocks, (size_t)nr);
+    job.col_blocks = (int)((job.n + job.col_block - 1) / job.col_block);
+    int row_blocks = job.col_blocks < threads ? threads : 1;
+    job.row_block = (int)round_up((size_t)(p->cout + row_blocks - 1) / row_blocks, (size_t)mr);
+    row_blocks = (p->cout + job.row_block - 1) / job.row_block;
+    const int tasks = job.col_blocks * row_blocks;
+
+    /* Scratch, each part rounded to 64 bytes: the 16 packed U_t, the padded input, then per thread
+     * 16 B panels (KC_max, col_block), 16 sums (row_block, col_block) and the task's columns. */
+    job.u_floats = round_up(gemm_packed_a_floats(g, p->cout, p->cin), 16);
+    const size_t padded_floats = round_up((size_t)p->cin * in->b * job.hp * job.wp, 16);
+    const size_t v_floats = WG_POSITIONS * round_up((size_t)g->kc_max * job.col_block, 16);
+    const size_t m_floats = WG_POSITIONS * round_up((size_t)job.row_block * job.col_block, 16);
+    const size_t run_bytes = sizeof(TileRun) * job.col_block + sizeof(int) * (job.col_block / nr);
+    const size_t col_floats = round_up((run_bytes + sizeof(float) - 1) / sizeof(float), 16);
+    const size_t thread_floats = v_floats + m_floats + col_floats;
+    SOWER_TRY(scratch_reserve(scratch, WG_POSITIONS * job.u_floats + padded_floats + threads * thread_floats + 16));
+    float *base = (float *)round_up((size_t)(uintptr_t)scratch->buf, 64);
+    float *up = base, *padded = base + WG_POSITIONS * job.u_floats;
+    job.up = up, job.padded = padded;
+
+    const int planes = p->cin * in->b;
+#pragma omp parallel num_threads(threads)
+    {
+        float *mine = padded + padded_floats + (size_t)omp_get_thread_num() * thread_floats;
+#pragma omp for schedule(static)
+        for (int row = 0; row < job.mpad; row++)
+            pack_filters(&job, row, up);
+#pragma omp for schedule(static)
+        for (int plane = 0; plane < planes; plane++)
+            pad_plane(&job, plane);
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < tasks; t++)
+        {
+            TileRun *runs = (TileRun *)(mine + v_floats + m_floats);
+            run_task(&job, t, mine, mine + v_floats, (TileRuns){runs, (int *)(runs + job.col_block)});
+        }
+    }
+    return SOWER_OK;
+}
