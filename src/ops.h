@@ -4,7 +4,9 @@
  * convolution over the whole batch is ONE matrix multiply, W (Cout, Cin*k*k) . cols
  * (Cin*k*k, B*H*W), whose per-element reduction order does not depend on B (gemm.h); the columns
  * are packed straight from the activation into the microkernel's panels, never stored as an
- * im2col matrix, with the bits of im2col + gemm_f32 (conv.h). Every
+ * im2col matrix, with the bits of im2col + gemm_f32 (conv.h). 3x3 "same" convolutions on large
+ * enough images are 16 such products over the batch's 2x2 tiles instead (Winograd F(2x2, 3x3),
+ * winograd.h), chosen by the layer and image size, never the batch. Every
  * other operation computes each output element from its own sample only, in a fixed order, so a
  * sample's bits never depend on the batch or the thread count. Weights are the diffusers tensors
  * as stored (row-major), used in place. */
