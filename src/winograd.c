@@ -1,8 +1,9 @@
 /* winograd.c: 3x3 "same" convolutions as Winograd F(2x2, 3x3) through gemm.h's packed interface
  * (see winograd.h for the arithmetic and why its bits do not depend on the batch).
  *
- * One call: the 16 transformed weight matrices U_t (Cout, Cin) are packed as BLIS A panels; the
- * input is copied into a zero-padded image so that every 4x4 patch is a plain read. Then tasks,
+ * One call: the 16 transformed weight matrices U_t (Cout, Cin) are packed as BLIS A panels; each
+ * row of the zero-padded input has its tiles' columns combined (the d B half of B^T d B, made once
+ * per row although two tile rows use it), laid out so that the rest reads whole rows. Then tasks,
  * each a block of tiles (columns) and, when there are fewer column blocks than threads, a block of
  * output channels, walk Cin in BLIS's KC panels: transform the block's patches for those channels
  * into 16 packed B panels, multiply each by its U_t into the task's 16 sums M_t, and at the end
@@ -27,7 +28,7 @@ enum {
  * is 2i pixels right of the first, so its patches are read, and its outputs written, as rows. */
 typedef struct {
     int c0, len;      /* columns [c0, c0 + len) of the micropanel */
-    ptrdiff_t patch;  /* the first tile's 4x4 patch: its top-left in a padded channel plane */
+    ptrdiff_t patch;  /* the first tile's first row in a channel's combined rows (WinogradJob.rows) */
     ptrdiff_t out;    /* the first tile's top-left output in an output channel plane */
     int rows;         /* output rows of the run's tiles inside the image: 2, or 1 on the last tile row */
     int last_cols;    /* output columns of its last tile inside the image: 2, or 1 on the last tile column */
@@ -50,8 +51,9 @@ typedef struct {
     Act *out;
     const float *up;       /* 16 packed U_t, gemm_pack_a_panel layout, u_floats apart */
     size_t u_floats;
-    const float *padded;   /* (cin, B, hp, wp): the input with a zero border */
-    int hp, wp;            /* 2 * tiles + 2 */
+    const float *rows;     /* (cin, B, hp, 4, tiles_x): row y of the input padded by one zero row and
+                              column (y = 0 the zero row above), as (d B)(s) of each tile's 4 pixels */
+    int hp;                /* 2 * tiles_y + 2 */
     int tiles_y, tiles_x;  /* per image */
     size_t n;              /* columns: B * tiles_y * tiles_x */
     int mpad;              /* cout rounded up to MR */
@@ -118,71 +120,89 @@ static void pack_filters(const WinogradJob *job, int row, float *up)
     }
 }
 
-/* Plane (ci, b) of the input into the padded image: a zero border, the image at (1, 1). */
-static void pad_plane(const WinogradJob *job, int plane)
+/* d B for the 4 pixels x of one tile row: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. */
+#define COMBINE_COLUMNS(x, h0, h1, h2, h3, tx)                                                                   \
+    do {                                                                                                       \
+        h0[tx] = x[0] - x[2], h1[tx] = x[1] + x[2], h2[tx] = x[2] - x[1], h3[tx] = x[1] - x[3];               \
+    } while (0)
+
+/* Tile tx of an image row whose pixels 2 tx - 1 .. 2 tx + 2 are not all inside (zero outside). */
+static void edge_tile(const float *row, int w, int tx, float *h0, float *h1, float *h2, float *h3)
 {
-    const int h = job->in->h, w = job->in->w, hp = job->hp, wp = job->wp;
-    const float *src = job->in->data + (size_t)plane * h * w;
-    float *dst = (float *)job->padded + (size_t)plane * hp * wp;
-    memset(dst, 0, sizeof(float) * wp);
-    for (int y = 0; y < h; y++) {
-        float *row = dst + (size_t)(y + 1) * wp;
-        row[0] = 0.0f;
-        memcpy(row + 1, src + (size_t)y * w, sizeof(float) * w);
-        memset(row + 1 + w, 0, sizeof(float) * (wp - 1 - w));
+    float x[4];
+    for (int k = 0; k < 4; k++) {
+        const int ix = 2 * tx - 1 + k;
+        x[k] = ix >= 0 && ix < w ? row[ix] : 0.0f;
     }
-    memset(dst + (size_t)(h + 1) * wp, 0, sizeof(float) * (size_t)(hp - 1 - h) * wp);
+    COMBINE_COLUMNS(x, h0, h1, h2, h3, tx);
 }
 
-/* v_t (one channel, nr tiles) = B^T d B for each tile's 4x4 patch d, B^T = [1 0 -1 0; 0 1 1 0;
- * 0 -1 1 0; 0 1 0 -1]; position t of column c at v[t * vstride + c]; columns past the runs (past
- * the last tile) are zero. Inlined with nr a constant 16 (this kernel family's NR: the column loops
- * become vector code) and with nr at run time. */
-static inline __attribute__((always_inline)) void transform_patches(const float *restrict plane, const TileRun *runs,
-                                                                    int nruns, int wp, float *restrict v,
-                                                                    size_t vstride, const int nr)
+/* d B for n tiles whose pixels are all inside: tile i's 4 pixels at x + 2 i. */
+static inline void combine_columns(const float *restrict x, float *restrict h0, float *restrict h1,
+                                   float *restrict h2, float *restrict h3, int n)
 {
-    float d[WG_POSITIONS][WG_MAX_NR]; /* d[r * 4 + s][c]: patch element (r, s) of column c */
+    for (int i = 0; i < n; i++, x += 2)
+        COMBINE_COLUMNS(x, h0, h1, h2, h3, i);
+}
+
+/* Plane (ci, b) of the input into job->rows: padded row y (image row y - 1, zero outside), tile tx
+ * (pixels 2 tx - 1 .. 2 tx + 2, zero outside): (d B)(s) at ((y * 4) + s) * tiles_x + tx. */
+WG_CLONES static void transform_rows(const WinogradJob *job, int plane)
+{
+    const int h = job->in->h, w = job->in->w, tiles_x = job->tiles_x;
+    const float *src = job->in->data + (size_t)plane * h * w;
+    float *dst = (float *)job->rows + (size_t)plane * job->hp * 4 * tiles_x;
+    const int inner_end = (w - 1) / 2; /* tiles 1 .. inner_end - 1 have all 4 pixels inside */
+    for (int y = 0; y < job->hp; y++) {
+        float *h0 = dst + (size_t)y * 4 * tiles_x, *h1 = h0 + tiles_x, *h2 = h1 + tiles_x, *h3 = h2 + tiles_x;
+        if (y < 1 || y > h) {
+            memset(h0, 0, sizeof(float) * 4 * tiles_x);
+            continue;
+        }
+        const float *row = src + (size_t)(y - 1) * w;
+        edge_tile(row, w, 0, h0, h1, h2, h3);
+        if (inner_end > 1)
+            combine_columns(row + 1, h0 + 1, h1 + 1, h2 + 1, h3 + 1, inner_end - 1);
+        for (int tx = inner_end > 1 ? inner_end : 1; tx < tiles_x; tx++)
+            edge_tile(row, w, tx, h0, h1, h2, h3);
+    }
+}
+
+/* B^T applied down the 4 rows d0..d3 of len tiles (restrict parameters: the loop becomes vector code). */
+static inline void combine_rows(const float *restrict d0, const float *restrict d1, const float *restrict d2,
+                                const float *restrict d3, float *restrict v0, float *restrict v1, float *restrict v2,
+                                float *restrict v3, int len)
+{
+    for (int i = 0; i < len; i++) {
+        v0[i] = d0[i] - d2[i];
+        v1[i] = d1[i] + d2[i];
+        v2[i] = d2[i] - d1[i];
+        v3[i] = d1[i] - d3[i];
+    }
+}
+
+/* v_t (one channel, nr tiles) = B^T (d B) for each tile's patch d: the rows of (d B) combined,
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]; position t = 4 r + s of column c at
+ * v[t * vstride + c]; columns past the runs (past the last tile) are zero. rows: the channel's
+ * combined rows (job->rows), row stride 4 * tiles_x. */
+WG_CLONES static void transform_micropanel(const float *rows, int tiles_x, const TileRun *runs, int nruns,
+                                           float *v, size_t vstride, int nr)
+{
+    const ptrdiff_t row_stride = 4 * (ptrdiff_t)tiles_x;
     int filled = 0;
     for (int q = 0; q < nruns; q++) {
         const TileRun *u = &runs[q];
-        for (int r = 0; r < 4; r++) {
-            const float *row = plane + u->patch + (ptrdiff_t)r * wp;
-            for (int s = 0; s < 4; s++)
-                for (int i = 0; i < u->len; i++)
-                    d[r * 4 + s][u->c0 + i] = row[2 * i + s];
+        for (int s = 0; s < 4; s++) {
+            const float *d0 = rows + u->patch + s * (ptrdiff_t)tiles_x;
+            float *v0 = v + (size_t)s * vstride + u->c0;
+            combine_rows(d0, d0 + row_stride, d0 + 2 * row_stride, d0 + 3 * row_stride, v0, v0 + 4 * vstride,
+                         v0 + 8 * vstride, v0 + 12 * vstride, u->len);
         }
         filled = u->c0 + u->len;
     }
     for (int t = 0; t < WG_POSITIONS; t++)
         for (int c = filled; c < nr; c++)
-            d[t][c] = 0.0f;
-    float e[WG_POSITIONS][WG_MAX_NR]; /* B^T d: rows combined */
-    for (int s = 0; s < 4; s++)
-        for (int c = 0; c < nr; c++) {
-            const float d0 = d[s][c], d1 = d[4 + s][c], d2 = d[8 + s][c], d3 = d[12 + s][c];
-            e[s][c] = d0 - d2;
-            e[4 + s][c] = d1 + d2;
-            e[8 + s][c] = d2 - d1;
-            e[12 + s][c] = d1 - d3;
-        }
-    for (int r = 0; r < 4; r++) /* (B^T d) B: columns combined */
-        for (int c = 0; c < nr; c++) {
-            const float e0 = e[r * 4][c], e1 = e[r * 4 + 1][c], e2 = e[r * 4 + 2][c], e3 = e[r * 4 + 3][c];
-            v[(size_t)(r * 4 + 0) * vstride + c] = e0 - e2;
-            v[(size_t)(r * 4 + 1) * vstride + c] = e1 + e2;
-            v[(size_t)(r * 4 + 2) * vstride + c] = e2 - e1;
-            v[(size_t)(r * 4 + 3) * vstride + c] = e1 - e3;
-        }
-}
-
-WG_CLONES static void transform_micropanel(const float *plane, const TileRun *runs, int nruns, int wp, float *v,
-                                           size_t vstride, int nr)
-{
-    if (nr == 16)
-        transform_patches(plane, runs, nruns, wp, v, vstride, 16);
-    else
-        transform_patches(plane, runs, nruns, wp, v, vstride, nr);
+            v[(size_t)t * vstride + c] = 0.0f;
 }
 
 /* One output channel's 2x2 tiles for one micropanel: Y = A^T m A + bias, A^T = [1 1 1 0;
@@ -247,7 +267,7 @@ static int plan_runs(const WinogradJob *job, size_t j0, int ncols, int jp, TileR
         } else {
             TileRun *u = &runs[nruns++];
             u->c0 = c, u->len = 1;
-            u->patch = ((ptrdiff_t)b * job->hp + 2 * ty) * job->wp + 2 * tx;
+            u->patch = ((ptrdiff_t)b * job->hp + 2 * ty) * 4 * job->tiles_x + tx;
             u->out = ((ptrdiff_t)b * h + 2 * ty) * w + 2 * tx;
             u->rows = 2 * ty + 1 < h ? 2 : 1;
         }
@@ -268,15 +288,15 @@ static void run_task(const WinogradJob *job, int task, float *vbuf, float *mbuf,
     const int panels = (ncols + nr - 1) / nr;
     for (int jp = 0; jp < panels; jp++)
         runs.run_count[jp] = plan_runs(job, j0, ncols, jp, runs.runs + jp * nr);
-    const size_t pplane = (size_t)job->in->b * job->hp * job->wp;
+    const size_t pplane = (size_t)job->in->b * job->hp * 4 * job->tiles_x; /* floats per channel of rows */
     const size_t mstride = (size_t)job->row_block * job->col_block; /* floats between the sums M_t */
     for (int p0 = 0; p0 < cin; p0 += gemm_kc_panel(g, p0, cin)) {
         const int kc = gemm_kc_panel(g, p0, cin);
         const size_t vstride = (size_t)kc * job->col_block; /* floats between the B panels V_t */
         for (int kk = 0; kk < kc; kk++)
             for (int jp = 0; jp < panels; jp++) /* micropanel jp of V_t: (kc, NR) at t * vstride + jp * kc * NR */
-                transform_micropanel(job->padded + (size_t)(p0 + kk) * pplane, runs.runs + jp * nr, runs.run_count[jp],
-                                     job->wp, vbuf + (size_t)jp * kc * nr + (size_t)kk * nr, vstride, nr);
+                transform_micropanel(job->rows + (size_t)(p0 + kk) * pplane, job->tiles_x, runs.runs + jp * nr,
+                                     runs.run_count[jp], vbuf + (size_t)jp * kc * nr + (size_t)kk * nr, vstride, nr);
         for (int t = 0; t < WG_POSITIONS; t++) {
             const float *a_panel = job->up + t * job->u_floats + (size_t)p0 * job->mpad; /* (mpad, kc) */
             for (int jp = 0; jp < panels; jp++) {
@@ -303,7 +323,7 @@ int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scrat
     const int threads = gemm_threads(), mr = g->mr, nr = g->nr;
     WinogradJob job = {.g = g, .p = p, .in = in, .out = out};
     job.tiles_y = (in->h + 1) / 2, job.tiles_x = (in->w + 1) / 2;
-    job.hp = 2 * job.tiles_y + 2, job.wp = 2 * job.tiles_x + 2;
+    job.hp = 2 * job.tiles_y + 2;
     job.n = (size_t)in->b * job.tiles_y * job.tiles_x;
     job.mpad = (int)round_up((size_t)p->cout, (size_t)mr);
 
@@ -321,30 +341,30 @@ int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scrat
     row_blocks = (p->cout + job.row_block - 1) / job.row_block;
     const int tasks = job.col_blocks * row_blocks;
 
-    /* Scratch, each part rounded to 64 bytes: the 16 packed U_t, the padded input, then per thread
+    /* Scratch, each part rounded to 64 bytes: the 16 packed U_t, the combined rows, then per thread
      * 16 B panels (KC_max, col_block), 16 sums (row_block, col_block) and the task's columns. */
     job.u_floats = round_up(gemm_packed_a_floats(g, p->cout, p->cin), 16);
-    const size_t padded_floats = round_up((size_t)p->cin * in->b * job.hp * job.wp, 16);
+    const size_t rows_floats = round_up((size_t)p->cin * in->b * job.hp * 4 * job.tiles_x, 16);
     const size_t v_floats = WG_POSITIONS * round_up((size_t)g->kc_max * job.col_block, 16);
     const size_t m_floats = WG_POSITIONS * round_up((size_t)job.row_block * job.col_block, 16);
     const size_t run_bytes = sizeof(TileRun) * job.col_block + sizeof(int) * (job.col_block / nr);
     const size_t col_floats = round_up((run_bytes + sizeof(float) - 1) / sizeof(float), 16);
     const size_t thread_floats = v_floats + m_floats + col_floats;
-    SOWER_TRY(scratch_reserve(scratch, WG_POSITIONS * job.u_floats + padded_floats + threads * thread_floats + 16));
+    SOWER_TRY(scratch_reserve(scratch, WG_POSITIONS * job.u_floats + rows_floats + threads * thread_floats + 16));
     float *base = (float *)round_up((size_t)(uintptr_t)scratch->buf, 64);
-    float *up = base, *padded = base + WG_POSITIONS * job.u_floats;
-    job.up = up, job.padded = padded;
+    float *up = base, *rows = base + WG_POSITIONS * job.u_floats;
+    job.up = up, job.rows = rows;
 
     const int planes = p->cin * in->b;
 #pragma omp parallel num_threads(threads)
     {
-        float *mine = padded + padded_floats + (size_t)omp_get_thread_num() * thread_floats;
+        float *mine = rows + rows_floats + (size_t)omp_get_thread_num() * thread_floats;
 #pragma omp for schedule(static)
         for (int row = 0; row < job.mpad; row++)
             pack_filters(&job, row, up);
 #pragma omp for schedule(static)
         for (int plane = 0; plane < planes; plane++)
-            pad_plane(&job, plane);
+            transform_rows(&job, plane);
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < tasks; t++)
         {
