@@ -101,22 +101,25 @@ static void transform_filter(const float *g, float u[WG_POSITIONS])
     }
 }
 
-/* Output channel `row` of all 16 U_t, into their packed A panels (gemm_pack_a_panel's layout: KC
- * panel p0 at p0 * mpad, row panel at + (row / MR) * MR * kc, element at + kk * MR + row % MR). */
-static void pack_filters(const WinogradJob *job, int row, float *up)
+/* Row panel ip (output channels ip * MR ..) of all 16 U_t, into their packed A panels
+ * (gemm_pack_a_panel's layout: KC panel p0 at p0 * mpad, row panel at + ip * MR * kc, element at
+ * + kk * MR + r; rows past Cout zero). Written in that order: 16 sequential streams. */
+static void pack_filters(const WinogradJob *job, int ip, float *up)
 {
     const GemmPacking *g = job->g;
-    const int cin = job->p->cin, mr = g->mr;
+    const int cin = job->p->cin, cout = job->p->cout, mr = g->mr;
     for (int p0 = 0; p0 < cin; p0 += gemm_kc_panel(g, p0, cin)) {
         const int kc = gemm_kc_panel(g, p0, cin);
-        const size_t at = (size_t)p0 * job->mpad + (size_t)(row / mr) * mr * kc + row % mr;
-        for (int kk = 0; kk < kc; kk++) {
-            float u[WG_POSITIONS] = {0};
-            if (row < job->p->cout)
-                transform_filter(job->p->weight + ((size_t)row * cin + p0 + kk) * 9, u);
-            for (int t = 0; t < WG_POSITIONS; t++)
-                up[t * job->u_floats + at + (size_t)kk * mr] = u[t];
-        }
+        float *panel = up + (size_t)p0 * job->mpad + (size_t)ip * mr * kc; /* (kc, MR) of U_0 */
+        for (int kk = 0; kk < kc; kk++)
+            for (int r = 0; r < mr; r++) {
+                const int co = ip * mr + r;
+                float u[WG_POSITIONS] = {0};
+                if (co < cout)
+                    transform_filter(job->p->weight + ((size_t)co * cin + p0 + kk) * 9, u);
+                for (int t = 0; t < WG_POSITIONS; t++)
+                    panel[t * job->u_floats + (size_t)kk * mr + r] = u[t];
+            }
     }
 }
 
@@ -360,8 +363,8 @@ int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scrat
     {
         float *mine = rows + rows_floats + (size_t)omp_get_thread_num() * thread_floats;
 #pragma omp for schedule(static)
-        for (int row = 0; row < job.mpad; row++)
-            pack_filters(&job, row, up);
+        for (int ip = 0; ip < job.mpad / mr; ip++)
+            pack_filters(&job, ip, up);
 #pragma omp for schedule(static)
         for (int plane = 0; plane < planes; plane++)
             transform_rows(&job, plane);
