@@ -21,7 +21,9 @@ enum {
     WG_POSITIONS = 16,  /* a transformed tile is 4x4 */
     WG_BLOCK_COLS = 64, /* tiles per task: its 16 B panels (KC, 64) and 16 sums (Cout, 64) are 1 MiB
                            each at 256 channels, about a core's L2 here */
-    WG_MAX_NR = 64      /* largest microkernel NR handled (the patch buffer is on the stack) */
+    WG_MAX_NR = 64,     /* largest microkernel NR handled (the tile buffers are on the stack) */
+    WG_ROWS_BUDGET_FLOATS = 4 << 20 /* combined rows made at a time (16 MiB): samples are taken in
+                                       groups that fit, so the extra memory does not grow with the batch */
 };
 
 /* Tiles that are neighbours in one tile row of one image, within a micropanel: tile i of the run
@@ -51,14 +53,20 @@ typedef struct {
     Act *out;
     const float *up;       /* 16 packed U_t, gemm_pack_a_panel layout, u_floats apart */
     size_t u_floats;
-    const float *rows;     /* (cin, B, hp, 4, tiles_x): row y of the input padded by one zero row and
-                              column (y = 0 the zero row above), as (d B)(s) of each tile's 4 pixels */
+    float *rows;           /* (cin, group, hp, 4, tiles_x): row y of each image of the group padded by one
+                              zero row and column (y = 0 the zero row above), as (d B)(s) of each tile's
+                              4 pixels */
     int hp;                /* 2 * tiles_y + 2 */
     int tiles_y, tiles_x;  /* per image */
-    size_t n;              /* columns: B * tiles_y * tiles_x */
     int mpad;              /* cout rounded up to MR */
-    int col_block, col_blocks, row_block;
 } WinogradJob;
+
+/* A group of samples [b0, b0 + count) and how its tiles (columns) are split into tasks. */
+typedef struct {
+    int b0, count;
+    size_t n;              /* columns: count * tiles_y * tiles_x */
+    int col_block, col_blocks, row_block, tasks;
+} TileGroup;
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
@@ -148,13 +156,15 @@ static inline void combine_columns(const float *restrict x, float *restrict h0, 
         COMBINE_COLUMNS(x, h0, h1, h2, h3, i);
 }
 
-/* Plane (ci, b) of the input into job->rows: padded row y (image row y - 1, zero outside), tile tx
- * (pixels 2 tx - 1 .. 2 tx + 2, zero outside): (d B)(s) at ((y * 4) + s) * tiles_x + tx. */
-WG_CLONES static void transform_rows(const WinogradJob *job, int plane)
+/* Plane (ci, group->b0 + b) of the input into job->rows, plane = ci * group->count + b: padded row y
+ * (image row y - 1, zero outside), tile tx (pixels 2 tx - 1 .. 2 tx + 2, zero outside): (d B)(s) at
+ * ((y * 4) + s) * tiles_x + tx. */
+WG_CLONES static void transform_rows(const WinogradJob *job, const TileGroup *group, int plane)
 {
     const int h = job->in->h, w = job->in->w, tiles_x = job->tiles_x;
-    const float *src = job->in->data + (size_t)plane * h * w;
-    float *dst = (float *)job->rows + (size_t)plane * job->hp * 4 * tiles_x;
+    const int ci = plane / group->count, b = group->b0 + plane % group->count;
+    const float *src = job->in->data + ((size_t)ci * job->in->b + b) * h * w;
+    float *dst = job->rows + (size_t)plane * job->hp * 4 * tiles_x;
     const int inner_end = (w - 1) / 2; /* tiles 1 .. inner_end - 1 have all 4 pixels inside */
     for (int y = 0; y < job->hp; y++) {
         float *h0 = dst + (size_t)y * 4 * tiles_x, *h1 = h0 + tiles_x, *h2 = h1 + tiles_x, *h3 = h2 + tiles_x;
@@ -256,8 +266,8 @@ WG_CLONES static void transform_outputs(const float *m, size_t mstride, const Ti
         transform_tiles(m, mstride, runs, nruns, bias, w, y, nr);
 }
 
-/* The runs of micropanel jp (columns j0 + jp * NR onwards, ncols in the task). */
-static int plan_runs(const WinogradJob *job, size_t j0, int ncols, int jp, TileRun *runs)
+/* The runs of micropanel jp (the group's columns j0 + jp * NR onwards, ncols in the task). */
+static int plan_runs(const WinogradJob *job, const TileGroup *group, size_t j0, int ncols, int jp, TileRun *runs)
 {
     const int nr = job->g->nr, per_image = job->tiles_y * job->tiles_x, h = job->out->h, w = job->out->w;
     const int c_end = ncols - jp * nr < nr ? ncols - jp * nr : nr;
@@ -271,7 +281,7 @@ static int plan_runs(const WinogradJob *job, size_t j0, int ncols, int jp, TileR
             TileRun *u = &runs[nruns++];
             u->c0 = c, u->len = 1;
             u->patch = ((ptrdiff_t)b * job->hp + 2 * ty) * 4 * job->tiles_x + tx;
-            u->out = ((ptrdiff_t)b * h + 2 * ty) * w + 2 * tx;
+            u->out = ((ptrdiff_t)(group->b0 + b) * h + 2 * ty) * w + 2 * tx;
             u->rows = 2 * ty + 1 < h ? 2 : 1;
         }
         runs[nruns - 1].last_cols = 2 * tx + 1 < w ? 2 : 1;
@@ -281,21 +291,22 @@ static int plan_runs(const WinogradJob *job, size_t j0, int ncols, int jp, TileR
 
 /* One task: output channels [m0, m1) x tiles [j0, j1). vbuf: 16 B panels (KC, col_block); mbuf:
  * 16 sums (row_block, col_block); runs: col_block runs and col_block / NR counts: all the thread's. */
-static void run_task(const WinogradJob *job, int task, float *vbuf, float *mbuf, TileRuns runs)
+static void run_task(const WinogradJob *job, const TileGroup *group, int task, float *vbuf, float *mbuf, TileRuns runs)
 {
     const GemmPacking *g = job->g;
     const int mr = g->mr, nr = g->nr, cout = job->p->cout, cin = job->p->cin;
-    const int m0 = task / job->col_blocks * job->row_block, m1 = m0 + job->row_block < cout ? m0 + job->row_block : cout;
-    const size_t j0 = (size_t)(task % job->col_blocks) * job->col_block;
-    const int ncols = (int)(j0 + job->col_block < job->n ? (size_t)job->col_block : job->n - j0);
+    const int col_block = group->col_block, row_block = group->row_block;
+    const int m0 = task / group->col_blocks * row_block, m1 = m0 + row_block < cout ? m0 + row_block : cout;
+    const size_t j0 = (size_t)(task % group->col_blocks) * col_block;
+    const int ncols = (int)(j0 + col_block < group->n ? (size_t)col_block : group->n - j0);
     const int panels = (ncols + nr - 1) / nr;
     for (int jp = 0; jp < panels; jp++)
-        runs.run_count[jp] = plan_runs(job, j0, ncols, jp, runs.runs + jp * nr);
-    const size_t pplane = (size_t)job->in->b * job->hp * 4 * job->tiles_x; /* floats per channel of rows */
-    const size_t mstride = (size_t)job->row_block * job->col_block; /* floats between the sums M_t */
+        runs.run_count[jp] = plan_runs(job, group, j0, ncols, jp, runs.runs + jp * nr);
+    const size_t pplane = (size_t)group->count * job->hp * 4 * job->tiles_x; /* floats per channel of rows */
+    const size_t mstride = (size_t)row_block * col_block; /* floats between the sums M_t */
     for (int p0 = 0; p0 < cin; p0 += gemm_kc_panel(g, p0, cin)) {
         const int kc = gemm_kc_panel(g, p0, cin);
-        const size_t vstride = (size_t)kc * job->col_block; /* floats between the B panels V_t */
+        const size_t vstride = (size_t)kc * col_block; /* floats between the B panels V_t */
         for (int kk = 0; kk < kc; kk++)
             for (int jp = 0; jp < panels; jp++) /* micropanel jp of V_t: (kc, NR) at t * vstride + jp * kc * NR */
                 transform_micropanel(job->rows + (size_t)(p0 + kk) * pplane, job->tiles_x, runs.runs + jp * nr,
@@ -307,7 +318,7 @@ static void run_task(const WinogradJob *job, int task, float *vbuf, float *mbuf,
                 const float *bp = vbuf + t * vstride + (size_t)jp * kc * nr; /* (kc, NR) */
                 for (int r = m0; r < m1; r += mr)
                     gemm_tile(m1 - r < mr ? m1 - r : mr, n, kc, a_panel + (size_t)r * kc, bp,
-                              mbuf + t * mstride + (size_t)(r - m0) * job->col_block + (size_t)jp * nr, job->col_block,
+                              mbuf + t * mstride + (size_t)(r - m0) * col_block + (size_t)jp * nr, col_block,
                               p0 > 0);
             }
         }
@@ -315,9 +326,28 @@ static void run_task(const WinogradJob *job, int task, float *vbuf, float *mbuf,
     const size_t plane = act_plane(job->out);
     for (int r = m0; r < m1; r++)
         for (int jp = 0; jp < panels; jp++)
-            transform_outputs(mbuf + (size_t)(r - m0) * job->col_block + (size_t)jp * nr, mstride,
+            transform_outputs(mbuf + (size_t)(r - m0) * col_block + (size_t)jp * nr, mstride,
                               runs.runs + jp * nr, runs.run_count[jp], job->p->bias[r], job->out->w,
                               job->out->data + (size_t)r * plane, nr);
+}
+
+/* Samples [b0, b0 + count): column blocks a multiple of the thread count, at most max_cols wide;
+ * when there are fewer than threads, the output channels are split too (as in conv.c). */
+static TileGroup plan_group(const WinogradJob *job, int b0, int count, int threads, size_t max_cols)
+{
+    const int mr = job->g->mr, nr = job->g->nr, cout = job->p->cout;
+    TileGroup grp = {.b0 = b0, .count = count, .n = (size_t)count * job->tiles_y * job->tiles_x};
+    const size_t micropanels = (grp.n + nr - 1) / nr;
+    size_t blocks = threads * ((grp.n + (size_t)threads * max_cols - 1) / ((size_t)threads * max_cols));
+    if (blocks > micropanels)
+        blocks = micropanels;
+    grp.col_block = (int)round_up((grp.n + blocks - 1) / blocks, (size_t)nr);
+    grp.col_blocks = (int)((grp.n + grp.col_block - 1) / grp.col_block);
+    int row_blocks = grp.col_blocks < threads ? threads : 1;
+    grp.row_block = (int)round_up((size_t)(cout + row_blocks - 1) / row_blocks, (size_t)mr);
+    row_blocks = (cout + grp.row_block - 1) / grp.row_block;
+    grp.tasks = grp.col_blocks * row_blocks;
+    return grp;
 }
 
 int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scratch)
@@ -327,52 +357,42 @@ int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scrat
     WinogradJob job = {.g = g, .p = p, .in = in, .out = out};
     job.tiles_y = (in->h + 1) / 2, job.tiles_x = (in->w + 1) / 2;
     job.hp = 2 * job.tiles_y + 2;
-    job.n = (size_t)in->b * job.tiles_y * job.tiles_x;
     job.mpad = (int)round_up((size_t)p->cout, (size_t)mr);
-
-    /* Column blocks: a multiple of the thread count, at most WG_BLOCK_COLS wide; when there are
-     * fewer than threads, the output channels are split too (as in conv.c). */
-    const size_t micropanels = (job.n + nr - 1) / nr;
+    const size_t rows_per_sample = (size_t)p->cin * job.hp * 4 * job.tiles_x;
+    const size_t fit = WG_ROWS_BUDGET_FLOATS / rows_per_sample; /* samples whose rows fit the budget */
+    const int group = fit < 1 ? 1 : fit < (size_t)in->b ? (int)fit : in->b;
     const size_t max_cols = round_up(WG_BLOCK_COLS, (size_t)nr);
-    size_t blocks = threads * ((job.n + (size_t)threads * max_cols - 1) / ((size_t)threads * max_cols));
-    if (blocks > micropanels)
-        blocks = micropanels;
-    job.col_block = (int)round_up((job.n + blocks - 1) / blocks, (size_t)nr);
-    job.col_blocks = (int)((job.n + job.col_block - 1) / job.col_block);
-    int row_blocks = job.col_blocks < threads ? threads : 1;
-    job.row_block = (int)round_up((size_t)(p->cout + row_blocks - 1) / row_blocks, (size_t)mr);
-    row_blocks = (p->cout + job.row_block - 1) / job.row_block;
-    const int tasks = job.col_blocks * row_blocks;
 
-    /* Scratch, each part rounded to 64 bytes: the 16 packed U_t, the combined rows, then per thread
-     * 16 B panels (KC_max, col_block), 16 sums (row_block, col_block) and the task's columns. */
+    /* Scratch, each part rounded to 64 bytes: the 16 packed U_t, one group's combined rows, then
+     * per thread 16 B panels (KC_max, max_cols), 16 sums (mpad, max_cols) and a task's runs. */
     job.u_floats = round_up(gemm_packed_a_floats(g, p->cout, p->cin), 16);
-    const size_t rows_floats = round_up((size_t)p->cin * in->b * job.hp * 4 * job.tiles_x, 16);
-    const size_t v_floats = WG_POSITIONS * round_up((size_t)g->kc_max * job.col_block, 16);
-    const size_t m_floats = WG_POSITIONS * round_up((size_t)job.row_block * job.col_block, 16);
-    const size_t run_bytes = sizeof(TileRun) * job.col_block + sizeof(int) * (job.col_block / nr);
-    const size_t col_floats = round_up((run_bytes + sizeof(float) - 1) / sizeof(float), 16);
-    const size_t thread_floats = v_floats + m_floats + col_floats;
+    const size_t rows_floats = round_up(rows_per_sample * group, 16);
+    const size_t v_floats = WG_POSITIONS * round_up((size_t)g->kc_max * max_cols, 16);
+    const size_t m_floats = WG_POSITIONS * round_up((size_t)job.mpad * max_cols, 16);
+    const size_t run_bytes = sizeof(TileRun) * max_cols + sizeof(int) * (max_cols / nr);
+    const size_t run_floats = round_up((run_bytes + sizeof(float) - 1) / sizeof(float), 16);
+    const size_t thread_floats = v_floats + m_floats + run_floats;
     SOWER_TRY(scratch_reserve(scratch, WG_POSITIONS * job.u_floats + rows_floats + threads * thread_floats + 16));
     float *base = (float *)round_up((size_t)(uintptr_t)scratch->buf, 64);
-    float *up = base, *rows = base + WG_POSITIONS * job.u_floats;
-    job.up = up, job.rows = rows;
+    float *up = base;
+    job.up = up, job.rows = base + WG_POSITIONS * job.u_floats;
 
-    const int planes = p->cin * in->b;
 #pragma omp parallel num_threads(threads)
     {
-        float *mine = rows + rows_floats + (size_t)omp_get_thread_num() * thread_floats;
+        float *mine = job.rows + rows_floats + (size_t)omp_get_thread_num() * thread_floats;
+        TileRun *runs = (TileRun *)(mine + v_floats + m_floats);
+        const TileRuns task_runs = {runs, (int *)(runs + max_cols)};
 #pragma omp for schedule(static)
         for (int ip = 0; ip < job.mpad / mr; ip++)
             pack_filters(&job, ip, up);
+        for (int b0 = 0; b0 < in->b; b0 += group) { /* every thread walks the groups; the loops share the work */
+            const TileGroup grp = plan_group(&job, b0, in->b - b0 < group ? in->b - b0 : group, threads, max_cols);
 #pragma omp for schedule(static)
-        for (int plane = 0; plane < planes; plane++)
-            transform_rows(&job, plane);
+            for (int plane = 0; plane < p->cin * grp.count; plane++)
+                transform_rows(&job, &grp, plane);
 #pragma omp for schedule(dynamic, 1)
-        for (int t = 0; t < tasks; t++)
-        {
-            TileRun *runs = (TileRun *)(mine + v_floats + m_floats);
-            run_task(&job, t, mine, mine + v_floats, (TileRuns){runs, (int *)(runs + job.col_block)});
+            for (int t = 0; t < grp.tasks; t++)
+                run_task(&job, &grp, t, mine, mine + v_floats, task_runs);
         }
     }
     return SOWER_OK;

@@ -2,7 +2,7 @@
  *
  * For each shape (the UNet's levels, conv_out's 3 channels, the fewest input channels taken, Cin
  * past one KC panel, odd image sizes whose last tiles hang over the edge, a one-row image, Cout not
- * a multiple of the tile):
+ * a multiple of the tile, an image large enough that the batch is taken in groups of samples):
  *   - accuracy: against a double-precision direct convolution, the error must stay within
  *     WINOGRAD_ERROR_FACTOR times the fp32 direct product's own error (the route it replaces) and
  *     under 1e-5 of the output's scale;
@@ -170,6 +170,7 @@ int main(void)
     check_shape(128, 3, 32, 32);   /* conv_out: Cout below MR */
     check_shape(300, 13, 17, 19);  /* two KC panels of Cin, odd sizes: tiles over the edge */
     check_shape(16, 40, 1, 300);   /* one row: every tile's second row outside */
+    check_shape(16, 16, 180, 180); /* 1.05 M floats of combined rows per sample: groups of 4 and 1 */
     printf("%s\n", gemm_backend_identity());
     return check_exit("test_winograd");
 }
