@@ -219,11 +219,9 @@ WG_CLONES static void transform_micropanel(const float *rows, int tiles_x, const
 }
 
 /* One output channel's 2x2 tiles for one micropanel: Y = A^T m A + bias, A^T = [1 1 1 0;
- * 0 1 -1 -1]; m_t of column c at m[t * mstride + c]; y: the channel's output plane. Inlined as
- * transform_patches is. */
-static inline __attribute__((always_inline)) void transform_tiles(const float *restrict m, size_t mstride,
-                                                                  const TileRun *runs, int nruns, float bias, int w,
-                                                                  float *restrict y, const int nr)
+ * 0 1 -1 -1]; m_t of column c at m[t * mstride + c]; y: the channel's output plane. */
+WG_CLONES static void transform_outputs(const float *restrict m, size_t mstride, const TileRun *runs, int nruns,
+                                        float bias, int w, float *restrict y)
 {
     const int n = runs[nruns - 1].c0 + runs[nruns - 1].len;
     float t[2][4][WG_MAX_NR]; /* A^T m: rows combined */
@@ -240,7 +238,6 @@ static inline __attribute__((always_inline)) void transform_tiles(const float *r
             out[r][0][c] = ((t[r][0][c] + t[r][1][c]) + t[r][2][c]) + bias;
             out[r][1][c] = ((t[r][1][c] - t[r][2][c]) - t[r][3][c]) + bias;
         }
-    (void)nr;
     for (int q = 0; q < nruns; q++) {
         const TileRun *u = &runs[q];
         for (int r = 0; r < u->rows; r++) {
@@ -255,15 +252,6 @@ static inline __attribute__((always_inline)) void transform_tiles(const float *r
                 row[2 * (u->len - 1) + 1] = right[u->len - 1];
         }
     }
-}
-
-WG_CLONES static void transform_outputs(const float *m, size_t mstride, const TileRun *runs, int nruns, float bias,
-                                        int w, float *y, int nr)
-{
-    if (nr == 16)
-        transform_tiles(m, mstride, runs, nruns, bias, w, y, 16);
-    else
-        transform_tiles(m, mstride, runs, nruns, bias, w, y, nr);
 }
 
 /* The runs of micropanel jp (the group's columns j0 + jp * NR onwards, ncols in the task). */
@@ -328,7 +316,7 @@ static void run_task(const WinogradJob *job, const TileGroup *group, int task, f
         for (int jp = 0; jp < panels; jp++)
             transform_outputs(mbuf + (size_t)(r - m0) * col_block + (size_t)jp * nr, mstride,
                               runs.runs + jp * nr, runs.run_count[jp], job->p->bias[r], job->out->w,
-                              job->out->data + (size_t)r * plane, nr);
+                              job->out->data + (size_t)r * plane);
 }
 
 /* Samples [b0, b0 + count): column blocks a multiple of the thread count, at most max_cols wide;
