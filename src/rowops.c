@@ -5,11 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define ROW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define ROW_CLONES
-#endif
+#include "clones.h"
 
 #define ROW_INLINE static inline __attribute__((always_inline))
 
@@ -41,19 +37,19 @@ ROW_INLINE float exp_core(float x)
 ROW_INLINE float silu_core(float v) { return v / (1.0f + exp_core(-v)); }
 
 
-ROW_CLONES void row_affine_silu(float *y, const float *x, size_t n, float scale, float shift)
+SOWER_CLONES void row_affine_silu(float *y, const float *x, size_t n, float scale, float shift)
 {
     for (size_t i = 0; i < n; i++)
         y[i] = silu_core(scale * x[i] + shift);
 }
 
-ROW_CLONES void row_affine(float *y, const float *x, size_t n, float scale, float shift)
+SOWER_CLONES void row_affine(float *y, const float *x, size_t n, float scale, float shift)
 {
     for (size_t i = 0; i < n; i++)
         y[i] = scale * x[i] + shift;
 }
 
-ROW_CLONES void row_silu(float *x, size_t n)
+SOWER_CLONES void row_silu(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = silu_core(x[i]);
@@ -61,7 +57,7 @@ ROW_CLONES void row_silu(float *x, size_t n)
 
 enum { LANES = 8 };
 
-ROW_CLONES double row_sum(const float *x, size_t n)
+SOWER_CLONES double row_sum(const float *x, size_t n)
 {
     double acc[LANES] = {0};
     size_t i = 0;
@@ -73,7 +69,7 @@ ROW_CLONES double row_sum(const float *x, size_t n)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-ROW_CLONES double row_sum_sq_dev(const float *x, size_t n, double mean)
+SOWER_CLONES double row_sum_sq_dev(const float *x, size_t n, double mean)
 {
     double acc[LANES] = {0};
     size_t i = 0;
@@ -89,7 +85,7 @@ ROW_CLONES double row_sum_sq_dev(const float *x, size_t n, double mean)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-ROW_CLONES void row_softmax_scaled(float *x, size_t n, float scale)
+SOWER_CLONES void row_softmax_scaled(float *x, size_t n, float scale)
 {
     float max = -INFINITY;
     for (size_t i = 0; i < n; i++) {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clones.h"
 #include "gemm.h"
 
 enum {
@@ -41,10 +42,6 @@ typedef struct {
     TileRun *runs;
     int *run_count;
 } TileRuns;
-
-/* Machine-specific versions of the transforms (AVX2 where the CPU has it). Adds, subtractions and
- * halvings only, so every version gives the same bits. */
-#define WG_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 
 typedef struct {
     const GemmPacking *g;
@@ -159,7 +156,7 @@ static inline void combine_columns(const float *restrict x, float *restrict h0, 
 /* Plane (ci, group->b0 + b) of the input into job->rows, plane = ci * group->count + b: padded row y
  * (image row y - 1, zero outside), tile tx (pixels 2 tx - 1 .. 2 tx + 2, zero outside): (d B)(s) at
  * ((y * 4) + s) * tiles_x + tx. */
-WG_CLONES static void transform_rows(const WinogradJob *job, const TileGroup *group, int plane)
+SOWER_CLONES static void transform_rows(const WinogradJob *job, const TileGroup *group, int plane)
 {
     const int h = job->in->h, w = job->in->w, tiles_x = job->tiles_x;
     const int ci = plane / group->count, b = group->b0 + plane % group->count;
@@ -198,7 +195,7 @@ static inline void combine_rows(const float *restrict d0, const float *restrict 
  * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]; position t = 4 r + s of column c at
  * v[t * vstride + c]; columns past the runs (past the last tile) are zero. rows: the channel's
  * combined rows (job->rows), row stride 4 * tiles_x. */
-WG_CLONES static void transform_micropanel(const float *rows, int tiles_x, const TileRun *runs, int nruns,
+SOWER_CLONES static void transform_micropanel(const float *rows, int tiles_x, const TileRun *runs, int nruns,
                                            float *v, size_t vstride, int nr)
 {
     const ptrdiff_t row_stride = 4 * (ptrdiff_t)tiles_x;
@@ -220,7 +217,7 @@ WG_CLONES static void transform_micropanel(const float *rows, int tiles_x, const
 
 /* One output channel's 2x2 tiles for one micropanel: Y = A^T m A + bias, A^T = [1 1 1 0;
  * 0 1 -1 -1]; m_t of column c at m[t * mstride + c]; y: the channel's output plane. */
-WG_CLONES static void transform_outputs(const float *restrict m, size_t mstride, const TileRun *runs, int nruns,
+SOWER_CLONES static void transform_outputs(const float *restrict m, size_t mstride, const TileRun *runs, int nruns,
                                         float bias, int w, float *restrict y)
 {
     const int n = runs[nruns - 1].c0 + runs[nruns - 1].len;
