@@ -24,7 +24,8 @@ enum {
                            each at 256 channels, about a core's L2 here */
     WG_MAX_NR = 64,     /* largest microkernel NR handled (the tile buffers are on the stack) */
     WG_ROWS_BUDGET_FLOATS = 4 << 20 /* combined rows made at a time (16 MiB): samples are taken in
-                                       groups that fit, so the extra memory does not grow with the batch */
+                                       groups that fit (at least one sample, about twice its input),
+                                       so the extra memory does not grow with the batch */
 };
 
 /* Tiles that are neighbours in one tile row of one image, within a micropanel: tile i of the run
@@ -67,10 +68,17 @@ typedef struct {
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+/* A packed microkernel this route can use: NR at most WG_MAX_NR, and a multiple of 16 floats so
+ * that every B panel it builds starts on 64 bytes, as gemm_tile() requires. */
+static const GemmPacking *usable_packing(void)
+{
+    const GemmPacking *g = gemm_packing();
+    return g && g->nr <= WG_MAX_NR && g->nr % 16 == 0 ? g : NULL;
+}
+
 int conv2d_winograd_applies(const ConvParams *p, ConvGeometry g, const Act *in)
 {
-    const GemmPacking *pk = gemm_packing();
-    return pk && pk->nr <= WG_MAX_NR && p->k == 3 && g.stride == 1 && g.pad_top == 1 && g.pad_left == 1 &&
+    return usable_packing() && p->k == 3 && g.stride == 1 && g.pad_top == 1 && g.pad_left == 1 &&
            g.pad_bottom == 1 && g.pad_right == 1 && (long)in->h * in->w >= WINOGRAD_MIN_PIXELS &&
            p->cin >= WINOGRAD_MIN_CHANNELS;
 }
@@ -78,7 +86,7 @@ int conv2d_winograd_applies(const ConvParams *p, ConvGeometry g, const Act *in)
 const char *conv2d_winograd_identity(void)
 {
     static char identity[128];
-    if (!gemm_packing() || gemm_packing()->nr > WG_MAX_NR)
+    if (!usable_packing())
         return NULL;
     if (!identity[0])
         snprintf(identity, sizeof identity, "3x3 same convs of >= %d pixels and >= %d input channels: Winograd F(2x2,3x3)",
@@ -337,7 +345,10 @@ static TileGroup plan_group(const WinogradJob *job, int b0, int count, int threa
 
 int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scratch)
 {
-    const GemmPacking *g = gemm_packing();
+    const GemmPacking *g = usable_packing();
+    if (!g || p->k != 3) /* callers ask conv2d_winograd_applies() first */
+        return SOWER_FAIL(SOWER_EINTERNAL, "conv2d_winograd called for a %dx%d convolution on a kernel family "
+                                           "without a usable packed microkernel", p->k, p->k);
     const int threads = gemm_threads(), mr = g->mr, nr = g->nr;
     WinogradJob job = {.g = g, .p = p, .in = in, .out = out};
     job.tiles_y = (in->h + 1) / 2, job.tiles_x = (in->w + 1) / 2;

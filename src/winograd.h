@@ -27,11 +27,11 @@ enum { WINOGRAD_MIN_CHANNELS = 16 };
 /* 1 when conv(p, g) on images of in's size takes the Winograd route. */
 int conv2d_winograd_applies(const ConvParams *p, ConvGeometry g, const Act *in);
 /* What the CPU backend's identity says of this route ("3x3 same convs of >= 256 pixels and >= 16
- * input channels: Winograd F(2x2,3x3)"), or NULL where it is never taken (no packed microkernel).
- * A file rendered with other convolution arithmetic then has another identity, so verify and
- * resume refuse to mix its bits with these. */
+ * input channels: Winograd F(2x2,3x3)"), or NULL where it is never taken (no usable packed
+ * microkernel). A file rendered with other convolution arithmetic then has another identity, so
+ * verify and resume refuse to mix its bits with these. */
 const char *conv2d_winograd_identity(void);
-/* out (cout, B, H, W), allocated by the caller = conv(in) + bias. Needs gemm_packing() != NULL. */
+/* out (cout, B, H, W), allocated by the caller = conv(in) + bias, where conv2d_winograd_applies(). */
 int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scratch) SOWER_MUST_CHECK;
 
 #endif /* SOWER_WINOGRAD_H */

@@ -75,6 +75,20 @@ static void take_sample(const Act *a, int s, Act *one)
         memcpy(one->data + (size_t)c * hw, a->data + ((size_t)c * a->b + s) * hw, sizeof(float) * hw);
 }
 
+/* conv2d_winograd into out with out and the scratch memory first filled with NaN, so that an
+ * element the route forgets to write (or a scratch value it reads before writing) cannot pass. */
+static int winograd_poisoned(const ConvParams *p, const Act *in, Act *out, Scratch *scratch)
+{
+    const size_t scratch_floats = (size_t)16 << 20;
+    if (scratch_reserve(scratch, scratch_floats) != SOWER_OK)
+        return SOWER_ENOMEM;
+    for (size_t i = 0; i < scratch->cap; i++)
+        scratch->buf[i] = NAN;
+    for (size_t i = 0; i < act_numel(out); i++)
+        out->data[i] = NAN;
+    return conv2d_winograd(p, in, out, scratch);
+}
+
 static void check_shape(int cin, int cout, int h, int w)
 {
     const ConvGeometry same = {1, 1, 1, 1, 1};
@@ -97,9 +111,8 @@ static void check_shape(int cin, int cout, int h, int w)
     direct_double(&p, &in, want);
     gemm_set_threads(2);
     CHECK(act_alloc(&out, cout, batch, h, w) == SOWER_OK && act_alloc(&direct, cout, batch, h, w) == SOWER_OK, "alloc");
-    CHECK(conv2d_winograd(&p, &in, &out, &scratch) == SOWER_OK, "conv2d_winograd");
-    if (gemm_packing())
-        CHECK(conv2d_packed(&p, same, &in, &direct, &scratch) == SOWER_OK, "conv2d_packed");
+    CHECK(winograd_poisoned(&p, &in, &out, &scratch) == SOWER_OK, "conv2d_winograd");
+    CHECK(conv2d_packed(&p, same, &in, &direct, &scratch) == SOWER_OK, "conv2d_packed");
     double e_wino = max_error(out.data, want, numel, &scale), e_direct = max_error(direct.data, want, numel, &scale);
     printf("  %3d -> %3d  %2dx%-2d  max|err| winograd %.3g  direct %.3g  (%.2fx)  output scale %.3g\n", cin, cout, h, w,
            e_wino, e_direct, e_wino / e_direct, scale);
@@ -115,25 +128,35 @@ static void check_shape(int cin, int cout, int h, int w)
           w);
     act_free(&via_op);
 
-    /* Bits: each sample alone (1 thread) = the same sample inside the batch, with 1, 2, 3 threads. */
+    /* Bits: each sample alone with 1 thread is the reference; the same sample inside the batch and
+     * alone again (where few tiles split the output channels between threads), with 1, 2, 3 threads,
+     * must give exactly its bits. */
+    float *ref = malloc(sizeof(float) * numel); /* (batch, cout, h, w): each sample alone, 1 thread */
+    CHECK(act_alloc(&alone, cout, 1, h, w) == SOWER_OK, "alloc");
+    gemm_set_threads(1);
+    for (int s = 0; s < batch; s++) {
+        take_sample(&in, s, &one);
+        CHECK(winograd_poisoned(&p, &one, &alone, &scratch) == SOWER_OK, "conv2d_winograd");
+        memcpy(ref + (size_t)s * cout * per, alone.data, sizeof(float) * cout * per);
+    }
     for (int threads = 1; threads <= 3; threads++) {
         gemm_set_threads(threads);
-        CHECK(conv2d_winograd(&p, &in, &out, &scratch) == SOWER_OK, "conv2d_winograd");
+        CHECK(winograd_poisoned(&p, &in, &out, &scratch) == SOWER_OK, "conv2d_winograd");
         for (int s = 0; s < batch; s++) {
+            const float *want_bits = ref + (size_t)s * cout * per;
             take_sample(&in, s, &one);
-            gemm_set_threads(1);
-            act_free(&alone);
-            CHECK(act_alloc(&alone, cout, 1, h, w) == SOWER_OK, "alloc");
-            CHECK(conv2d_winograd(&p, &one, &alone, &scratch) == SOWER_OK, "conv2d_winograd");
-            gemm_set_threads(threads);
-            int same_bits = 1;
+            CHECK(winograd_poisoned(&p, &one, &alone, &scratch) == SOWER_OK, "conv2d_winograd");
+            int in_batch = 1, by_itself = memcmp(alone.data, want_bits, sizeof(float) * cout * per) == 0;
             for (int c = 0; c < cout; c++)
-                same_bits &= memcmp(alone.data + c * per, out.data + ((size_t)c * batch + s) * per,
-                                    sizeof(float) * per) == 0;
-            CHECK(same_bits, "%d -> %d %dx%d: sample %d of %d with %d threads differs from it alone", cin, cout, h, w, s,
+                in_batch &= memcmp(want_bits + c * per, out.data + ((size_t)c * batch + s) * per,
+                                   sizeof(float) * per) == 0;
+            CHECK(in_batch, "%d -> %d %dx%d: sample %d of %d with %d threads differs from it alone", cin, cout, h, w, s,
                   batch, threads);
+            CHECK(by_itself, "%d -> %d %dx%d: sample %d alone with %d threads differs from 1 thread", cin, cout, h, w,
+                  s, threads);
         }
     }
+    free(ref);
     scratch_free(&scratch);
     act_free(&in), act_free(&one), act_free(&alone), act_free(&out), act_free(&direct);
     free(weight), free(bias), free(want);
@@ -147,7 +170,7 @@ static void check_route_rule(void)
     const ConvGeometry same = {1, 1, 1, 1, 1}, down = {2, 1, 1, 1, 1}, pointwise = {1, 0, 0, 0, 0},
                        asym = {1, 0, 0, 1, 1};
     Act big = {NULL, 1, 1, 16, 16}, small = {NULL, 1, 64, 15, 16}, wide = {NULL, 1, 1, 1, 256};
-    const int packs = gemm_packing() != NULL;
+    const int packs = conv2d_winograd_identity() != NULL; /* a usable packed microkernel */
     CHECK(conv2d_winograd_applies(&k3, same, &big) == packs, "16x16 3x3 same");
     CHECK(conv2d_winograd_applies(&k3, same, &wide) == packs, "1x256 3x3 same");
     CHECK(!conv2d_winograd_applies(&k3, same, &small), "15x16 is below WINOGRAD_MIN_PIXELS, whatever the batch");
@@ -160,8 +183,8 @@ static void check_route_rule(void)
 int main(void)
 {
     check_route_rule();
-    if (!gemm_packing()) {
-        printf("%s: no packed microkernel, so no Winograd route\n", gemm_backend_identity());
+    if (!conv2d_winograd_identity()) {
+        printf("%s: no usable packed microkernel, so no Winograd route\n", gemm_backend_identity());
         return check_exit("test_winograd");
     }
     check_shape(128, 128, 32, 32); /* the 32x32 level */
@@ -171,6 +194,9 @@ int main(void)
     check_shape(300, 13, 17, 19);  /* two KC panels of Cin, odd sizes: tiles over the edge */
     check_shape(16, 40, 1, 300);   /* one row: every tile's second row outside */
     check_shape(16, 16, 180, 180); /* 1.05 M floats of combined rows per sample: groups of 4 and 1 */
+    check_shape(16, 8, 256, 1);    /* one pixel wide: one tile per row, its second column outside */
+    check_shape(16, 8, 128, 2);    /* two wide: one tile per row, no inner tile */
+    check_shape(16, 8, 64, 5);     /* five wide: one inner tile, the last tile over the edge */
     printf("%s\n", gemm_backend_identity());
     return check_exit("test_winograd");
 }
