@@ -135,6 +135,7 @@ int cmd_verify(int argc, char **argv)
     uint8_t *done = NULL;
     char *format = h5out_string_attr(file, "format"), *manifest = h5out_string_attr(file, "manifest");
     char *slice = h5out_string_attr(file, "slice"), *identity = h5out_string_attr(file, "backend_identity");
+    char *made_by = h5out_string_attr(file, "source_revision");
     char *model_path = NULL;
     hid_t run = H5Lexists(file, "run", H5P_DEFAULT) > 0 ? H5Gopen2(file, "run", H5P_DEFAULT) : -1;
     if (run >= 0) {
@@ -213,10 +214,15 @@ int cmd_verify(int argc, char **argv)
     /* Re-render on the job's backend, and only where it computes exactly as the file's did. */
     SOWER_TRY_GOTO(compute_backend_open(&backend, job.backend, job.precision, &model.unet), status, done);
     if (!identity || strcmp(identity, backend.identity) != 0) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: rendered by '%s', but here the backend is '%s': bits compare only "
-                                          "between equal backend identities, so re-rendering here proves nothing (the "
-                                          "digest checks above stand; verify on the kind of node that rendered it)",
-                            o.path, identity ? identity : "(no backend_identity recorded)", backend.identity);
+        /* Another release may compute differently on the same node (a new convolution route). */
+        const int other_release = made_by && strcmp(made_by, sower_revision()) != 0;
+        status = SOWER_FAIL(SOWER_EINPUT,
+                            "%s: rendered by '%s', but here the backend is '%s': bits compare only between equal backend "
+                            "identities, so re-rendering here proves nothing (the digest checks above stand; verify on "
+                            "the kind of node that rendered it%s%s%s)",
+                            o.path, identity ? identity : "(no backend_identity recorded)", backend.identity,
+                            other_release ? ", with the sower it was made by: revision " : "",
+                            other_release ? made_by : "", other_release ? ", this is another" : "");
         goto done;
     }
     printf("%s: re-rendering on %s (the file's backend identity)\n", o.path, backend.identity);
@@ -242,7 +248,7 @@ int cmd_verify(int argc, char **argv)
                             (unsigned long long)bad_render, (unsigned long long)v);
 done:
     H5Fclose(file);
-    free(format), free(manifest), free(slice), free(model_path), free(identity);
+    free(format), free(manifest), free(slice), free(model_path), free(identity), free(made_by);
     compute_backend_close(&backend);
     free(latents), free(fresh), free(seeds), free(digests), free(done);
     scheduler_free(&sched);
