@@ -201,8 +201,9 @@ static inline void combine_rows(const float *restrict d0, const float *restrict 
 
 /* v_t (one channel, nr tiles) = B^T (d B) for each tile's patch d: the rows of (d B) combined,
  * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]; position t = 4 r + s of column c at
- * v[t * vstride + c]; columns past the runs (past the last tile) are zero. rows: the channel's
- * combined rows (job->rows), row stride 4 * tiles_x. */
+ * v[t * vstride + c]; columns past the runs (past the last tile) are zero: their sums are
+ * discarded, but stale scratch there could hold denormals that slow the microkernel down. rows:
+ * the channel's combined rows (job->rows), row stride 4 * tiles_x. */
 SOWER_CLONES static void transform_micropanel(const float *rows, int tiles_x, const TileRun *runs, int nruns,
                                            float *v, size_t vstride, int nr)
 {

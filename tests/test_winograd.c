@@ -82,10 +82,8 @@ static int winograd_poisoned(const ConvParams *p, const Act *in, Act *out, Scrat
     const size_t scratch_floats = (size_t)16 << 20;
     if (scratch_reserve(scratch, scratch_floats) != SOWER_OK)
         return SOWER_ENOMEM;
-    for (size_t i = 0; i < scratch->cap; i++)
-        scratch->buf[i] = NAN;
-    for (size_t i = 0; i < act_numel(out); i++)
-        out->data[i] = NAN;
+    memset(scratch->buf, 0xff, sizeof(float) * scratch->cap); /* all bits set: a NaN */
+    memset(out->data, 0xff, sizeof(float) * act_numel(out));
     return conv2d_winograd(p, in, out, scratch);
 }
 
