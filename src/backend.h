@@ -76,6 +76,8 @@ struct ComputeBackend {
 
 /* The CPU backend over u (weights used in place); identity from gemm.h. */
 int compute_backend_cpu(ComputeBackend *be, const UNet *u) SOWER_MUST_CHECK;
+/* The CPU backend's identity on this machine: BLIS's kernel family, then the convolution routes. */
+const char *compute_backend_cpu_identity(void);
 
 /* Options of the CUDA backend. */
 typedef struct {

@@ -179,6 +179,17 @@ static void cpu_close(void *ctx)
     free(c);
 }
 
+const char *compute_backend_cpu_identity(void)
+{
+    static char identity[BACKEND_IDENTITY_SIZE];
+    if (!identity[0]) {
+        const char *winograd = conv2d_winograd_identity();
+        snprintf(identity, sizeof identity, "%s%s%s", gemm_backend_identity(), winograd ? "; " : "",
+                 winograd ? winograd : "");
+    }
+    return identity;
+}
+
 int compute_backend_cpu(ComputeBackend *be, const UNet *u)
 {
     memset(be, 0, sizeof *be);
@@ -190,9 +201,7 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u)
     be->unet = u;
     be->kind = BACKEND_CPU;
     be->close = cpu_close;
-    const char *winograd = conv2d_winograd_identity();
-    snprintf(be->identity, sizeof be->identity, "%s%s%s", gemm_backend_identity(), winograd ? "; " : "",
-             winograd ? winograd : "");
+    snprintf(be->identity, sizeof be->identity, "%s", compute_backend_cpu_identity());
     be->determinism = "per-seed torch.Generator('cpu').manual_seed(seed); activations (C,B,H,W), one GEMM per conv "
                       "over the batch (16 over its tiles for Winograd convs), BLIS conventional path with sup off; "
                       "-ffp-contract=off, no fast-math; bits independent of batch, rank count, thread count";

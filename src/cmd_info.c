@@ -2,12 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "commands.h"
 #include "digest.h"
-#include "gemm.h"
 #include "gpu.h"
 #include "model.h"
-#include "winograd.h"
 
 static void print_config(const UNetConfig *c)
 {
@@ -65,8 +64,7 @@ int cmd_info(int argc, char **argv)
                m.scheduler_config_path);
         print_scheduler(&m.folder_scheduler);
         print_config(&m.unet.cfg);
-        const char *winograd = conv2d_winograd_identity();
-        printf("  CPU kernels:        %s%s%s\n", gemm_backend_identity(), winograd ? "; " : "", winograd ? winograd : "");
+        printf("  CPU kernels:        %s\n", compute_backend_cpu_identity());
         int gpus = 0;
         if (!gpu_backend_built())
             printf("  CUDA devices:       none (this build has no CUDA backend)\n");
