@@ -60,9 +60,10 @@ int main(int argc, char **argv)
     printf("3x3 same conv, %d threads, %s; ms per sample (best of %.1f s)\n", threads, gemm_backend_identity(),
            seconds);
     printf("%5s %5s %7s %5s %10s %10s %8s\n", "cin", "cout", "image", "batch", "direct", "winograd", "speedup");
+    static const int batches[] = {1, 8};
     for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++)
-        for (int batch = 1; batch <= 8; batch += 7) {
-            const int cin = layers[l][0], cout = layers[l][1], hw = layers[l][2];
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            const int cin = layers[l][0], cout = layers[l][1], hw = layers[l][2], batch = batches[bi];
             float *weight = malloc(sizeof(float) * cout * cin * 9), *bias = calloc(cout, sizeof(float));
             Act in = {0}, out = {0};
             Scratch scratch = {0};

@@ -9,6 +9,7 @@
  * another backend identity here). */
 #define _POSIX_C_SOURCE 200809L
 #include <hdf5.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,14 +216,14 @@ int cmd_verify(int argc, char **argv)
     SOWER_TRY_GOTO(compute_backend_open(&backend, job.backend, job.precision, &model.unet), status, done);
     if (!identity || strcmp(identity, backend.identity) != 0) {
         /* Another release may compute differently on the same node (a new convolution route). */
-        const int other_release = made_by && strcmp(made_by, sower_revision()) != 0;
+        char release[128] = "";
+        if (made_by && strcmp(made_by, sower_revision()) != 0)
+            snprintf(release, sizeof release, ", with the sower it was made by: revision %s, this is another", made_by);
         status = SOWER_FAIL(SOWER_EINPUT,
                             "%s: rendered by '%s', but here the backend is '%s': bits compare only between equal backend "
                             "identities, so re-rendering here proves nothing (the digest checks above stand; verify on "
-                            "the kind of node that rendered it%s%s%s)",
-                            o.path, identity ? identity : "(no backend_identity recorded)", backend.identity,
-                            other_release ? ", with the sower it was made by: revision " : "",
-                            other_release ? made_by : "", other_release ? ", this is another" : "");
+                            "the kind of node that rendered it%s)",
+                            o.path, identity ? identity : "(no backend_identity recorded)", backend.identity, release);
         goto done;
     }
     printf("%s: re-rendering on %s (the file's backend identity)\n", o.path, backend.identity);
