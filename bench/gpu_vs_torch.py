@@ -67,6 +67,7 @@ def compare(a, precision):
                 print(f"sower {precision} batch {b}: failed: {identity}", file=sys.stderr)
                 continue
             best_sower[b] = max(best_sower.get(b, 0.0), rate)
+            print(f"  {precision} batch {b}: sower {rate:.1f} samples*steps/s", flush=True)
         r = subprocess.run([sys.executable, "-c", TORCH, a.model, str(a.seconds), precision], capture_output=True,
                            text=True)
         if r.returncode != 0:
@@ -76,6 +77,7 @@ def compare(a, precision):
         torch_info = {k: got[k] for k in ("device", "torch")}
         for b in (1, 64, 256):
             best_torch[b] = max(best_torch.get(b, 0.0), got[str(b)])
+        print(f"  {precision}: torch " + ", ".join(f"batch {b} {got[str(b)]:.1f}" for b in (1, 64, 256)), flush=True)
     print(f"\n{precision}")
     print(f"sower: {identity}")
     print(f"torch: {torch_info.get('torch', '?')} on {torch_info.get('device', '?')}, {precision}, deterministic")

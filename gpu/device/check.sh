@@ -38,17 +38,21 @@ for m in cifar mh_pipeline; do
 done
 
 fail=0
-step() { echo; echo "== $*"; local t0=$SECONDS; "$@"; local rc=$?; echo "== rc=$rc in $((SECONDS - t0)) s: $1"; ((rc == 0)) || fail=1; }
-step test_gpu_selftest
-step test_gpu_ops --model "$models/cifar"
-step python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/cifar" 10 --scheduler ddpm
-step python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/mh_pipeline" 10 --eta 0.5
+# Each step has its own limit so that one hang cannot take the benchmark's (and the log's) time.
+step() { local limit=$1; shift; echo; echo "== $*"; local t0=$SECONDS; timeout "$limit" "$@"; local rc=$?
+         echo "== rc=$rc in $((SECONDS - t0)) s: $1"; ((rc == 0)) || fail=1; }
+step 60 test_gpu_selftest
+step 90 test_gpu_ops --model "$models/cifar"
+step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/cifar" 10 --scheduler ddpm
+step 90 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/mh_pipeline" 10 --eta 0.5
 # Benchmark beside diffusers (pack.sh puts a diffusers wheel in .device/whl: the image lacks it).
 if ! python3 -c "import diffusers" 2>/dev/null && ls "$root"/.device/whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/site "$root"/.device/whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/bin/libsower_cuda.so" "$d/benchbuild/bench/"
 echo; echo "== benchmark"
-timeout 300 python3 bench/gpu_vs_torch.py "$d/benchbuild" "$models/cifar" --seconds 2 --rounds 2
+# The benchmark takes what is left of BENCH_UNTIL seconds since the start (default 420).
+left=$(( ${BENCH_UNTIL:-420} - SECONDS )); ((left > 30)) || left=30
+timeout "$left" python3 bench/gpu_vs_torch.py "$d/benchbuild" "$models/cifar" --seconds 2 --rounds 2
 echo; echo "== verdict: $([[ $fail == 0 ]] && echo all passed || echo FAILURES)"
 exit $fail
