@@ -6,6 +6,10 @@
 # through OPAL_PREFIX. Everything lands in .device/ (ignored by git: add it to .git/info/exclude),
 # which the device call carries:  run(command="bash gpu/device/check.sh", carry=[".device"]).
 # usage: bash gpu/device/pack.sh            (from the repository root; about 2 minutes)
+# To measure other builds of the CUDA plug-in in the same device call, name them in SOWER_VARIANTS,
+# separated by ';', each NAME=CUDA_FLAGS (this tree, extra flags) or NAME@GIT_REVISION (that
+# revision's gpu/): e.g. SOWER_VARIANTS='before@HEAD;tk16=-DSOWER_GEMM_TK_FP32=16'. check.sh then
+# benchmarks each beside the main build and compares their samples' bits with it. sm_90 only.
 set -euo pipefail
 root=$(pwd)
 out=$(mktemp -d)/payload
@@ -21,6 +25,23 @@ keep=(sower libsower_cuda.so tests/test_gpu_selftest tests/test_gpu_ops bench/be
 mkdir -p "$out/bin"
 for f in "${keep[@]}"; do cp "$build/$f" "$out/bin/"; done
 rm -rf "$build"
+
+IFS=';' read -ra variants <<< "${SOWER_VARIANTS:-}"
+for v in "${variants[@]}"; do
+  [[ -n $v ]] || continue
+  src=. flags="" name=${v%%[=@]*}
+  if [[ $v == *@* ]]; then
+    src=$(mktemp -d) && git archive "${v#*@}" | tar -x -C "$src"
+  else
+    flags=${v#*=}
+  fi
+  cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOWER_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+        -DCMAKE_CUDA_FLAGS="$flags" -DSOWER_TESTS=OFF >/dev/null
+  cmake --build "$build" --target sower_cuda >/dev/null
+  mkdir -p "$out/variants/$name" && cp "$build/libsower_cuda.so" "$out/variants/$name/"
+  rm -rf "$build"; [[ $src == . ]] || rm -rf "$src"
+  echo "pack.sh: variant $name ($v) built"
+done
 
 # Shared libraries the programs and Open MPI's plugins need, minus glibc's and CUDA's.
 ompi=/usr/lib/x86_64-linux-gnu/openmpi
