@@ -11,21 +11,11 @@ namespace wmma = nvcuda::wmma;
 /* ---- matrix multiply ------------------------------------------------------------------------ */
 
 /* A block computes a TILE x TILE tile of C (TILE 128 or 64) with 256 threads; the reduction walks
- * k in TK-wide steps through shared memory, always from k = 0 upwards, and each element of C has
- * one accumulator for the whole walk (a thread's register in fp32, a tensor-core fragment element
- * in tf32, fed 8 k at a time). So the tile size, which gpu_gemm picks from the shape to fill the
- * GPU, and the step width TK change which thread computes an element and how often the block
- * synchronises, never how the element is computed: no bit depends on them. */
-enum { GEMM_THREADS = 256, GEMM_MAX_TAPS = 64, GEMM_K_CHUNK = 8 };
-/* Step widths, measured on an H100 (bench/gpu_vs_torch.py); a build may override them to measure
- * again (bits do not change). tf32's tensor cores finish a k chunk so fast that a wider step,
- * fewer barriers per chunk, matters there; fp32's register-tile FMAs hide the barriers. */
-#ifndef SOWER_GEMM_TK_FP32
-#define SOWER_GEMM_TK_FP32 8
-#endif
-#ifndef SOWER_GEMM_TK_TF32
-#define SOWER_GEMM_TK_TF32 32
-#endif
+ * k in GEMM_TK-wide steps through shared memory, always from k = 0 upwards, and each element of C
+ * has one accumulator for the whole walk (a thread's register in fp32, a tensor-core fragment
+ * element in tf32). So the tile size, which gpu_gemm picks from the shape to fill the GPU, changes
+ * which thread computes an element, never how: no bit depends on it. */
+enum { GEMM_TK = 8, GEMM_THREADS = 256, GEMM_MAX_TAPS = 64 };
 
 /* The B column a thread loads is the same at every k step (its index mod TILE is fixed, as
  * GEMM_THREADS is a multiple of TILE), so where it starts is worked out once, before the k loop. */
@@ -58,62 +48,56 @@ __device__ static inline BColumn b_column(const GpuGemm &g, const float *b, int 
 /* One k step's tiles in shared memory: a (TK, TILE + 4) is the A tile transposed (A column-major),
  * its rows padded so the transposing stores spread over the banks; b (TK, TILE). 32-byte aligned
  * (both arrays' sizes are multiples of 32 bytes) for float4 reads and tensor-core fragment loads. */
-template <int TILE, int TK> struct GemmShared {
-    float a[TK][TILE + 4];
-    float b[TK][TILE];
+template <int TILE> struct GemmShared {
+    float a[GEMM_TK][TILE + 4];
+    float b[GEMM_TK][TILE];
     int tap_y[GEMM_MAX_TAPS], tap_x[GEMM_MAX_TAPS]; /* conv: tap = ky * k + kx -> ky, kx */
 };
 
 /* Moves one k step of A and B from global memory into registers (fetch: issued before the previous
  * step's arithmetic, so the loads are in flight during it) and from there into shared memory (put).
- * Each thread moves LOADS elements of each. A's: rows a_row + A_ROW_STRIDE l, column a_k, where a
- * warp's lanes cover 8 consecutive k (32 bytes of a weight row) of 4 rows: coalesced reads, and
- * transposing stores on 32 distinct banks (4 k + row, with the padding of 4). B's: rows
- * b_row + B_ROW_STRIDE l, column b_n (n fastest: pixels). */
-template <int TILE, int TK> struct TileLoader {
-    static constexpr int LOADS = TILE * TK / GEMM_THREADS;
-    static constexpr int A_ROW_STRIDE = GEMM_THREADS / TK, B_ROW_STRIDE = GEMM_THREADS / TILE;
+ * Each thread moves LOADS elements of each: A's at rows a_row + 32 l, column a_k (k fastest: rows of
+ * the weights); B's at rows b_row + B_ROW_STRIDE l, column b_n (n fastest: pixels). */
+template <int TILE> struct TileLoader {
+    static constexpr int LOADS = TILE * GEMM_TK / GEMM_THREADS;
+    static constexpr int A_ROW_STRIDE = GEMM_THREADS / GEMM_TK, B_ROW_STRIDE = GEMM_THREADS / TILE;
     static_assert(GEMM_THREADS % TILE == 0, "a thread's B column must be the same at every k step");
-    static_assert(TK % GEMM_K_CHUNK == 0 && A_ROW_STRIDE % 4 == 0, "a warp loads 8 k of 4 rows");
     BColumn col;
     int a_row, a_k, b_row, b_n;
-    /* conv: the B rows of the next fetch as input channel * TAP_SLOTS + tap (one register each),
-     * advanced TK rows at a time (step_ci channels and step_tap taps) so the k loop never divides. */
-    static constexpr int TAP_SLOTS = 2 * GEMM_MAX_TAPS; /* a tap advanced by step_tap stays below it */
-    int ci_tap[LOADS], taps, step_ci_tap, step_tap;
+    /* conv: the B rows of the next fetch as (input channel, tap), advanced GEMM_TK rows at a time
+     * (step_ci channels and step_tap taps) so the k loop never divides. */
+    int ci[LOADS], tap[LOADS], taps, step_ci, step_tap;
     long long plane; /* conv: floats between input channels, batch * h * w */
     float ra[LOADS], rb[LOADS];
 
     __device__ void init(const GpuGemm &g, const float *b, int n0)
     {
-        const int t = threadIdx.x, rest = t / GEMM_K_CHUNK;
-        a_k = rest / A_ROW_STRIDE * GEMM_K_CHUNK + t % GEMM_K_CHUNK, a_row = rest % A_ROW_STRIDE;
-        b_row = t / TILE, b_n = t % TILE;
+        const int t = threadIdx.x;
+        a_row = t / GEMM_TK, a_k = t % GEMM_TK, b_row = t / TILE, b_n = t % TILE;
         col = b_column(g, b, n0 + b_n);
         taps = g.conv.k * g.conv.k;
         if (!g.conv.in)
             return;
-        step_tap = TK % taps, step_ci_tap = TK / taps * TAP_SLOTS + step_tap;
+        step_ci = GEMM_TK / taps, step_tap = GEMM_TK % taps;
         plane = (long long)g.conv.batch * g.conv.h * g.conv.w;
 #pragma unroll
         for (int l = 0; l < LOADS; l++) {
             const int row = b_row + l * B_ROW_STRIDE;
-            ci_tap[l] = row / taps * TAP_SLOTS + row % taps;
+            ci[l] = row / taps, tap[l] = row % taps;
         }
     }
 
-    __device__ float conv_b(const GpuConvInput &cv, const GemmShared<TILE, TK> &sh, int l) const
+    __device__ float conv_b(const GpuConvInput &cv, const GemmShared<TILE> &sh, int l) const
     {
-        const int ci = ci_tap[l] / TAP_SLOTS, tap = ci_tap[l] % TAP_SLOTS;
-        if (!col.valid || ci >= cv.cin)
+        if (!col.valid || ci[l] >= cv.cin)
             return 0.0f;
-        const int iy = col.iy0 + sh.tap_y[tap], ix = col.ix0 + sh.tap_x[tap];
+        const int iy = col.iy0 + sh.tap_y[tap[l]], ix = col.ix0 + sh.tap_x[tap[l]];
         if (iy < 0 || iy >= cv.h || ix < 0 || ix >= cv.w)
             return 0.0f;
-        return col.base[ci * plane + iy * cv.w + ix];
+        return col.base[ci[l] * plane + iy * cv.w + ix];
     }
 
-    __device__ void fetch(const GpuGemm &g, const float *a, int m0, int k0, const GemmShared<TILE, TK> &sh)
+    __device__ void fetch(const GpuGemm &g, const float *a, int m0, int k0, const GemmShared<TILE> &sh)
     {
         const int gk = k0 + a_k;
 #pragma unroll
@@ -132,13 +116,13 @@ template <int TILE, int TK> struct TileLoader {
 #pragma unroll
         for (int l = 0; l < LOADS; l++) {
             rb[l] = conv_b(g.conv, sh, l);
-            ci_tap[l] += step_ci_tap;
-            if (ci_tap[l] % TAP_SLOTS >= taps)
-                ci_tap[l] += TAP_SLOTS - taps;
+            tap[l] += step_tap, ci[l] += step_ci;
+            if (tap[l] >= taps)
+                tap[l] -= taps, ci[l]++;
         }
     }
 
-    __device__ void put(GemmShared<TILE, TK> &sh) const
+    __device__ void put(GemmShared<TILE> &sh) const
     {
 #pragma unroll
         for (int l = 0; l < LOADS; l++) {
@@ -157,7 +141,7 @@ __device__ static inline void store_c(const GpuGemm &g, float *c, int gm, int gn
 /* fp32: each thread owns an R x R block of C (R = TILE / 16), rows q * 64 + ty * 4 + {0..3} for
  * q < R / 4 and columns likewise with tx; C(i, j) = fmaf(A(i, k), B(k, j), C(i, j)) for k in order. */
 template <int TILE> struct Fp32Accumulator {
-    static constexpr int R = TILE / 16, TK = SOWER_GEMM_TK_FP32;
+    static constexpr int R = TILE / 16;
     /* Blocks per SM to fit the registers for: at TILE 128 two would spill (ptxas -v, sm_80/90). */
     static constexpr int MIN_BLOCKS = 1;
     float acc[R][R];
@@ -174,11 +158,11 @@ template <int TILE> struct Fp32Accumulator {
                 acc[i][j] = 0.0f;
     }
 
-    __device__ void step(const GemmShared<TILE, TK> &sh)
+    __device__ void step(const GemmShared<TILE> &sh)
     {
         const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
 #pragma unroll
-        for (int kk = 0; kk < TK; kk++) {
+        for (int kk = 0; kk < GEMM_TK; kk++) {
             float ra[R], rb[R];
 #pragma unroll
             for (int q = 0; q < R / 4; q++) {
@@ -211,11 +195,8 @@ template <int TILE> struct Fp32Accumulator {
  * enter the fragments, products accumulate in fp32 fragments over k in order. */
 template <int TILE> struct Tf32Accumulator {
     static constexpr int WARP_M = TILE / 2, WARP_N = TILE / 4, FM = WARP_M / 16, FN = WARP_N / 16;
-    static constexpr int TK = SOWER_GEMM_TK_TF32;
     static_assert(GEMM_THREADS == 8 * 32, "8 warps, 2 x 4");
-    /* Two blocks per SM cap a thread at 128 registers: enough at TK 8 (44 bytes spilled on sm_90,
-     * ptxas -v), not at 16 (228); a wider step takes one block of up to 255. */
-    static constexpr int MIN_BLOCKS = TK <= 8 ? 2 : 1;
+    static constexpr int MIN_BLOCKS = 2; /* 128 registers: no spill on sm_90, 32 bytes on sm_80 (ptxas -v) */
     wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
 
     __device__ void zero()
@@ -227,34 +208,30 @@ template <int TILE> struct Tf32Accumulator {
                 wmma::fill_fragment(acc[i][j], 0.0f);
     }
 
-    /* The step's k chunks in order, each one m16n16k8 product per fragment of C. */
-    __device__ void step(const GemmShared<TILE, TK> &sh)
+    __device__ void step(const GemmShared<TILE> &sh)
     {
         const int warp = threadIdx.x / 32, wm = warp / 4, wn = warp % 4;
+        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
+        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
 #pragma unroll
-        for (int kc = 0; kc < TK; kc += GEMM_K_CHUNK) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
-            wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
+        for (int i = 0; i < FM; i++) {
+            wmma::load_matrix_sync(fa[i], &sh.a[0][wm * WARP_M + i * 16], TILE + 4);
 #pragma unroll
-            for (int i = 0; i < FM; i++) {
-                wmma::load_matrix_sync(fa[i], &sh.a[kc][wm * WARP_M + i * 16], TILE + 4);
-#pragma unroll
-                for (int e = 0; e < fa[i].num_elements; e++)
-                    fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
-            }
-#pragma unroll
-            for (int j = 0; j < FN; j++) {
-                wmma::load_matrix_sync(fb[j], &sh.b[kc][wn * WARP_N + j * 16], TILE);
-#pragma unroll
-                for (int e = 0; e < fb[j].num_elements; e++)
-                    fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
-            }
-#pragma unroll
-            for (int i = 0; i < FM; i++)
-#pragma unroll
-                for (int j = 0; j < FN; j++)
-                    wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+            for (int e = 0; e < fa[i].num_elements; e++)
+                fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
         }
+#pragma unroll
+        for (int j = 0; j < FN; j++) {
+            wmma::load_matrix_sync(fb[j], &sh.b[0][wn * WARP_N + j * 16], TILE);
+#pragma unroll
+            for (int e = 0; e < fb[j].num_elements; e++)
+                fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
+        }
+#pragma unroll
+        for (int i = 0; i < FM; i++)
+#pragma unroll
+            for (int j = 0; j < FN; j++)
+                wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
 
     /* Through a per-warp staging tile: C's strides, edges and bias are not a fragment's. */
@@ -279,8 +256,7 @@ template <int TILE> struct Tf32Accumulator {
 template <int TILE, class Accumulator>
 __global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) gemm_kernel(GpuGemm g)
 {
-    constexpr int TK = Accumulator::TK;
-    __shared__ __align__(32) GemmShared<TILE, TK> sh;
+    __shared__ __align__(32) GemmShared<TILE> sh;
     const int z = blockIdx.z, z1 = z / g.zdiv, z2 = z % g.zdiv;
     const float *a = g.a.base + z1 * g.a.s1 + z2 * g.a.s2;
     const float *b = g.conv.in ? NULL : g.b.base + z1 * g.b.s1 + z2 * g.b.s2;
@@ -289,18 +265,18 @@ __global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) 
     if (g.conv.in)
         for (int i = threadIdx.x; i < g.conv.k * g.conv.k; i += GEMM_THREADS)
             sh.tap_y[i] = i / g.conv.k, sh.tap_x[i] = i % g.conv.k;
-    TileLoader<TILE, TK> load;
+    TileLoader<TILE> load;
     load.init(g, b, n0);
     Accumulator acc;
     acc.zero();
     __syncthreads(); /* the tap table */
     if (g.k > 0)
         load.fetch(g, a, m0, 0, sh);
-    for (int k0 = 0; k0 < g.k; k0 += TK) {
+    for (int k0 = 0; k0 < g.k; k0 += GEMM_TK) {
         load.put(sh);
         __syncthreads();
-        if (k0 + TK < g.k)
-            load.fetch(g, a, m0, k0 + TK, sh);
+        if (k0 + GEMM_TK < g.k)
+            load.fetch(g, a, m0, k0 + GEMM_TK, sh);
         acc.step(sh);
         __syncthreads();
     }

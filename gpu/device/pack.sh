@@ -7,9 +7,9 @@
 # which the device call carries:  run(command="bash gpu/device/check.sh", carry=[".device"]).
 # usage: bash gpu/device/pack.sh            (from the repository root; about 2 minutes)
 # To measure other builds of the CUDA plug-in in the same device call, name them in SOWER_VARIANTS,
-# separated by ';', each NAME=CUDA_FLAGS (this tree, extra flags) or NAME@GIT_REVISION (that
-# revision's gpu/): e.g. SOWER_VARIANTS='before@HEAD;tk16=-DSOWER_GEMM_TK_FP32=16'. check.sh then
-# benchmarks each beside the main build and compares their samples' bits with it. sm_90 only.
+# separated by ';', each NAME[@GIT_REVISION][=CUDA_FLAGS]: that revision's tree (else this one),
+# built with those extra flags; e.g. SOWER_VARIANTS='before@HEAD;tk32@gpu-gemm-tk=-DSOWER_GEMM_TK_TF32=32'.
+# check.sh then times each beside the main build and compares their samples' bits with it. sm_90 only.
 set -euo pipefail
 root=$(pwd)
 out=$(mktemp -d)/payload
@@ -29,11 +29,11 @@ rm -rf "$build"
 IFS=';' read -ra variants <<< "${SOWER_VARIANTS:-}"
 for v in "${variants[@]}"; do
   [[ -n $v ]] || continue
-  src=. flags="" name=${v%%[=@]*}
-  if [[ $v == *@* ]]; then
-    src=$(mktemp -d) && git archive "${v#*@}" | tar -x -C "$src"
-  else
-    flags=${v#*=}
+  src=. flags="" name=${v%%[=@]*} rev=""
+  [[ $v == *=* ]] && flags=${v#*=} && v=${v%%=*}
+  [[ $v == *@* ]] && rev=${v#*@}
+  if [[ -n $rev ]]; then
+    src=$(mktemp -d) && git archive "$rev" | tar -x -C "$src"
   fi
   cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOWER_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
         -DCMAKE_CUDA_FLAGS="$flags" -DSOWER_TESTS=OFF >/dev/null
