@@ -71,7 +71,9 @@ if [[ -d $d/variants ]]; then
     cp "$d/bin/sower" "$d/bin/bench_unet" "$d/bin/test_gpu_ops" "$d/variants/$v/"
     bits=$(variant_bits "$d/variants/$v"); [[ $v == main ]] && main_bits=$bits
     ops=$(timeout 60 "$d/variants/$v/test_gpu_ops" --model "$models/cifar" 2>&1 | tail -1)
-    echo "$v: bits $bits ($([[ $bits == "$main_bits" ]] && echo same as main || echo DIFFERENT)); $ops"
+    verdict=$([[ $bits == "$main_bits" ]] && echo same as main || echo DIFFERENT)
+    [[ $bits == *failed* || $main_bits == *failed* ]] && verdict="not compared: a render failed"
+    echo "$v: bits $bits ($verdict); $ops"
     variant_line "$d/variants/$v" "$v"
   done
   # Where a forward's time goes (main build, batch 256): kernel time by kernel, from Nsight Compute.
@@ -99,8 +101,10 @@ if ! python3 -c "import diffusers" 2>/dev/null && ls "$root"/.device/whl/*.whl >
 fi
 mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/bin/libsower_cuda.so" "$d/benchbuild/bench/"
 echo; echo "== benchmark"
-# The benchmark takes what is left of BENCH_UNTIL seconds since the start (default 420).
+# The benchmark takes what is left of BENCH_UNTIL seconds since the start (default 420): 2 rounds
+# (about 130 s on an H100), 1 after variants.
 left=$(( ${BENCH_UNTIL:-420} - SECONDS )); ((left > 30)) || left=30
-timeout "$left" python3 bench/gpu_vs_torch.py "$d/benchbuild" "$models/cifar" --seconds 2 --rounds 1
+rounds=$([[ -d $d/variants ]] && echo 1 || echo 2)
+timeout "$left" python3 bench/gpu_vs_torch.py "$d/benchbuild" "$models/cifar" --seconds 2 --rounds $rounds
 echo; echo "== verdict: $([[ $fail == 0 ]] && echo all passed || echo FAILURES)"
 exit $fail

@@ -29,7 +29,7 @@ rm -rf "$build"
 IFS=';' read -ra variants <<< "${SOWER_VARIANTS:-}"
 for v in "${variants[@]}"; do
   [[ -n $v ]] || continue
-  src=. flags="" name=${v%%[=@]*} rev=""
+  src=. flags="" name=${v%%[=@]*} rev="" spec=$v
   [[ $v == *=* ]] && flags=${v#*=} && v=${v%%=*}
   [[ $v == *@* ]] && rev=${v#*@}
   if [[ -n $rev ]]; then
@@ -40,7 +40,7 @@ for v in "${variants[@]}"; do
   cmake --build "$build" --target sower_cuda >/dev/null
   mkdir -p "$out/variants/$name" && cp "$build/libsower_cuda.so" "$out/variants/$name/"
   rm -rf "$build"; [[ $src == . ]] || rm -rf "$src"
-  echo "pack.sh: variant $name ($v) built"
+  echo "pack.sh: variant $name ($spec) built"
 done
 
 # Shared libraries the programs and Open MPI's plugins need, minus glibc's and CUDA's.
