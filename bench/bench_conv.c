@@ -1,6 +1,6 @@
 /* bench_conv.c: one 3x3 "same" convolution, direct (conv2d_packed) vs Winograd F(2x2, 3x3)
  * (conv2d_winograd), for the layer shapes of the ddpm-cifar10-32 UNet at batch 1 and 8. What
- * WINOGRAD_MIN_PIXELS and WINOGRAD_MIN_CHANNELS (src/winograd.h) were chosen from; timing only.
+ * WINOGRAD_MIN_PIXELS and WINOGRAD_MIN_CHANNELS (src/cpu/winograd.h) were chosen from; timing only.
  *
  * usage: bench_conv [THREADS] [SECONDS_PER_CASE]   (defaults 2 and 0.5) */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */

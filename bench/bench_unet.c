@@ -10,8 +10,10 @@
 #include <string.h>
 
 #include "gemm.h"
-#include "backend.h"
+#include "backend_open.h"
+#include "cpu_backend.h"
 #include "model.h"
+#include "ops.h"
 #include "rng.h"
 
 int main(int argc, char **argv)

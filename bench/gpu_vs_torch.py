@@ -8,7 +8,7 @@ Reports throughput in samples x denoising steps per second (one UNet forward per
 at batch 1, 64 and 256, alternating sower and torch in every round, best round of each; twice:
 fp32 (no TF32 on either side), then TF32 (sower --tf32; torch with allow_tf32 for matmul and cuDNN).
 sower: forward passes on samples already on the device, each waited for (its pipeline keeps the
-samples on the GPU between steps); its own deterministic kernels (gpu/cuda_kernels.h).
+samples on the GPU between steps); its own deterministic kernels (src/gpu/cuda_kernels.h).
 torch: the same weights through diffusers' UNet2DModel on the device, with the deterministic
 settings diffusers' reproducibility guide gives (use_deterministic_algorithms, cuDNN deterministic,
 no benchmark autotuning), timed with torch.cuda.synchronize; input already on the device.

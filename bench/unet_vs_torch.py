@@ -10,7 +10,7 @@ best round of each: UNet forward ms per sample at batch 1, 8, 32; a 50-step DDIM
 (wall time and peak RSS of the whole process); this machine's SGEMM peak through sower's BLIS path;
 sower's per-operation profile at batch 8. One forward is 12.44 GFLOP as a direct convolution counts
 it; "% peak" is that count over sower's time against the SGEMM peak, so it passes 100% where the
-Winograd route (src/winograd.h) does fewer multiplies. Timing only, never asserts.
+Winograd route (src/cpu/winograd.h) does fewer multiplies. Timing only, never asserts.
 PyTorch runs with torch.set_num_threads(THREADS), no_grad, oneDNN (mkldnn) convolutions.
 """
 import argparse

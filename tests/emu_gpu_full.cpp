@@ -2,7 +2,7 @@
  * compiled for the host against tests/cuda_emu, for sower_emulated: the real `sower` program with
  * an emulated GPU per process, so a multi-rank job exercises the NCCL broadcast of the weights
  * (nccl.h emulates it over MPI) on machines without GPUs (tests/test_run_emulated_gpu.py). Nothing
- * else links this: sower itself has either the real backend or src/gpu_absent.c. */
+ * else links this: sower itself has either the real backend or src/gpu/gpu_absent.c. */
 #include <cuda_runtime.h> /* tests/cuda_emu's, first on the include path */
 #include <mma.h>          /* tests/cuda_emu's too */
 #include <stdio.h>

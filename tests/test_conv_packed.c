@@ -1,4 +1,4 @@
-/* test_conv_packed.c: conv2d_packed packs its columns straight from the activation (src/conv.h); its
+/* test_conv_packed.c: conv2d_packed packs its columns straight from the activation (src/cpu/conv.h); its
  * output must have exactly the bits of the plain route it replaced, an im2col matrix times the
  * weights through gemm_f32 plus the bias, for every shape the UNet uses (3x3 "same", the stride-2
  * downsamplers with either padding, conv_in's 3 and conv_out's 3 channels, K past several KC

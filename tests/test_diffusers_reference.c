@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "cpu_backend.h"
 #include "cli.h"
 #include "digest.h"
 #include "model.h"
@@ -155,7 +156,7 @@ static void run_forward(const cJSON *c, const Model *m)
     int64_t t = (int64_t)num(c, "timestep");
     float *ref = read_ref(str(c, "output"), per);
     CHECK(ref != NULL, "%s: reference missing", str(c, "name"));
-    if (ref && unet_forward(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, y) == SOWER_OK) {
+    if (ref && unet_forward_cpu(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, y) == SOWER_OK) {
         double yard = num(c, "torch_batch_yardstick");
         report(str(c, "name"), max_abs_diff(y, ref, per), yard, fmin(5 * yard, FORWARD_CAP));
     }
@@ -204,7 +205,9 @@ static void run_render(const cJSON *c, const Model *m)
     float *out = malloc(per * n * sizeof(float)), *ref = read_ref(str(c, "output"), per * n);
     CHECK(ref != NULL, "%s: reference missing", str(c, "name"));
     double eta = num(c, "eta");
-    RenderSettings rs = {.model = m, .scheduler = &sched, .eta = isnan(eta) ? 0.0f : (float)eta,
+    ComputeBackend cpu = {0};
+    CHECK(compute_backend_cpu(&cpu, &m->unet) == SOWER_OK, "CPU backend");
+    RenderSettings rs = {.model = m, .backend = &cpu, .scheduler = &sched, .eta = isnan(eta) ? 0.0f : (float)eta,
                          .generator = RNG_KERNEL_TORCH_CPU, .batch = n, .height = cfg->sample_height,
                          .width = cfg->sample_width};
     if (ref && make_scheduler(c, m, &sched) && render_seeds(&rs, seeds, n, out) == SOWER_OK) {
@@ -212,6 +215,7 @@ static void run_render(const cJSON *c, const Model *m)
         report(str(c, "name"), max_abs_diff(out, ref, per * n), yard, 5 * yard);
     }
     scheduler_free(&sched);
+    compute_backend_close(&cpu);
     free(seeds), free(out), free(ref);
 }
 
@@ -236,7 +240,7 @@ static void run_trace(const cJSON *c, const Model *m)
     double yard_eps = num(one_step, "model_output"), yard_step = num(one_step, "sample");
     for (int i = 0; i < steps; i++) {
         int64_t t = sched.timesteps[i];
-        if (unet_forward(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, eps) != SOWER_OK)
+        if (unet_forward_cpu(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, eps) != SOWER_OK)
             break;
         worst_eps = fmax(worst_eps, max_abs_diff(eps, outputs + per * i, per));
         scheduler_step(&sched, i, 0.0f, eps, x, NULL, next, per);

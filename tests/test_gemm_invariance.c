@@ -1,4 +1,4 @@
-/* test_gemm_invariance.c: the property src/gemm.h relies on. Every element of C = A B must have
+/* test_gemm_invariance.c: the property src/cpu/gemm.h relies on. Every element of C = A B must have
  * the same bits whether it is computed in the whole product, in a block of columns or rows of
  * any (uneven) size, with 1 or 2 threads, or alone: the reduction order of an element depends on
  * k only. Shapes are the UNet's (K = Cin*9 up to 4608; N = batch * pixels). */

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu_backend.h"
+#include "gpu.h"
 #include "check.h"
 #include "gpu_test.h"
 #include "model.h"

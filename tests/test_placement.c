@@ -1,4 +1,4 @@
-/* test_placement.c: the GPU a rank picks from the launcher's environment (src/placement.h). */
+/* test_placement.c: the GPU a rank picks from the launcher's environment (src/backends/placement.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* test_winograd.c: 3x3 "same" convolutions through Winograd F(2x2, 3x3) (src/winograd.h).
+/* test_winograd.c: 3x3 "same" convolutions through Winograd F(2x2, 3x3) (src/cpu/winograd.h).
  *
  * For each shape (the UNet's levels, conv_out's 3 channels, the fewest input channels taken, Cin
  * past one KC panel, odd image sizes whose last tiles hang over the edge, a one-row image, Cout not

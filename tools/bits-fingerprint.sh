@@ -3,7 +3,7 @@
 # `sower sample` (ddim, ddim eta>0, ddpm; several batch/thread shapes) and `sower run` (1 and 2 ranks,
 # the latents dataset and the per-row digests). Run it before and after a refactor; the two listings
 # must be identical (issue 15: "bits unchanged"). usage: tools/bits-fingerprint.sh BUILD_DIR
-# mh_pipeline's weights are made by the tests' fixture: ctest --test-dir BUILD -R make_formula_models.
+# mh_pipeline's weights come from the tests' fixture (ctest -R make_formula_models), run here if need be.
 # Needs python3 with h5py (Debian: python3-h5py) to read the HDF5 datasets.
 set -euo pipefail
 build=$(cd "$1" && pwd); here=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,6 +12,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 py=/usr/bin/python3; [[ -x $py ]] || py=python3
 m=$here/tests/data/diffusers/models
 s=$build/sower
+[[ -d $build/tests/models/mh_pipeline ]] || ctest --test-dir "$build" -R make_formula_models >/dev/null
 
 "$s" noise --seed 42 --shape 2,3,4,4 --quiet -o "$tmp/noise.bin"
 echo "noise seed=42: $(md5sum < "$tmp/noise.bin" | cut -c1-32)"

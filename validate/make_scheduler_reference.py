@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference data for sower's DDIM/DDPM schedulers (src/scheduler.c), made with the real diffusers.
+"""Reference data for sower's DDIM/DDPM schedulers (src/model/scheduler.c), made with the real diffusers.
 
 Rerun (Debian 12, the reference environment: diffusers 0.31.0, Debian torch 1.13.1 (reports
 1.13.0a0), numpy 1.24.2):

@@ -1,5 +1,5 @@
 /* mma.h (emulated): the part of CUDA's warp matrix API (nvcuda::wmma) the tf32 matrix multiply of
- * gpu/cuda_kernels.cu uses, for the host emulation (cuda_runtime.h).
+ * src/gpu/cuda_kernels.cu uses, for the host emulation (cuda_runtime.h).
  *
  * On a GPU a fragment is spread over a warp's 32 threads in an unspecified layout, and kernels
  * only load, store, fill or map it element by element. Here every thread holds the whole tile

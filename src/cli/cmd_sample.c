@@ -1,0 +1,226 @@
+/* cmd_sample.c: `sower sample`, one process, no MPI launcher or HDF5: render seeds of a diffusers
+ * model folder to a .npy of raw final samples, as DDIMPipeline/DDPMPipeline compute them. */
+#define _POSIX_C_SOURCE 200809L
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "backend_open.h"
+#include "commands.h"
+#include "gemm.h"
+#include "model.h"
+#include "npy.h"
+#include "pipeline.h"
+
+enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS = 1024 };
+
+static const char sample_usage[] =
+    "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler ddim|ddpm] [--eta E]\n"
+    "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
+    "                    [--backend cpu|cuda] [--precision fp32|tf32] -o OUT.npy\n"
+    "\n"
+    "Renders each seed as diffusers' DDIMPipeline/DDPMPipeline does with one CPU generator per seed\n"
+    "(torch.Generator('cpu').manual_seed(seed)) and writes the raw final samples (the scheduler's last\n"
+    "prev_sample, before any post-processing) as float32 (N, C, H, W) in the order of SEEDS.\n"
+    "A seed's bits are the same for every --batch and --threads.\n"
+    "\n"
+    "  MODEL_DIR        a diffusers folder: model_index.json + unet/ + scheduler/, or the flat\n"
+    "                   UNet2DModel layout (config.json, diffusion_pytorch_model.safetensors,\n"
+    "                   scheduler_config.json)\n"
+    "  --seeds SEEDS    comma-separated uint64 seeds and inclusive ranges, e.g. 0-7,4294967303\n"
+    "  --steps N        denoising steps (default 50)\n"
+    "  --scheduler S    ddim (default, as DDIMPipeline) or ddpm; the folder's scheduler config\n"
+    "                   carries over as diffusers' from_config carries it\n"
+    "  --eta E          DDIM eta in 0..1 (default 0); eta > 0 draws noise from each seed's generator\n"
+    "  --batch B        seeds per forward pass (default 8)\n"
+    "  --threads T      threads (default: all online CPUs)\n"
+    "  --backend B      cpu (default) or cuda: the GPU this process's local rank maps to (SLURM_LOCALID\n"
+    "                   or OMPI_COMM_WORLD_LOCAL_RANK mod visible devices); the noise is drawn on the\n"
+    "                   CPU either way; bits are reproducible only on an equal backend identity\n"
+    "  --precision P    fp32 (default) or tf32: the cuda backend's matrix products on tensor cores\n"
+    "                   from TF32-rounded inputs (faster; about 1e-3 relative from fp32; still\n"
+    "                   deterministic and batch-invariant, under its own backend identity)\n"
+    "  --generator NAME torch-cpu (default) or torch-cpu-scalar (see `sower noise --help`)\n"
+    "  --trace DIR      also write, per seed, DIR/seed_S_samples.npy (the sample after every step)\n"
+    "                   and DIR/seed_S_model_outputs.npy (the model output at every step)\n"
+    "  -o, --output F   the .npy to write\n";
+
+typedef struct {
+    const char *model_dir, *output, *trace_dir;
+    uint64_t *seeds;
+    size_t n_seeds;
+    long steps, batch, threads;
+    double eta;
+    SchedulerKind scheduler;
+    RngKernel generator;
+    Backend backend;
+    Precision precision;
+} SampleOptions;
+
+static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *help)
+{
+    memset(o, 0, sizeof *o);
+    o->steps = 50;
+    o->batch = 8;
+    o->threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    o->scheduler = SCHED_DDIM;
+    o->generator = RNG_KERNEL_TORCH_CPU;
+    *help = 0;
+    const char *seeds_text = NULL;
+    enum { OPT_SEEDS, OPT_STEPS, OPT_SCHEDULER, OPT_ETA, OPT_BATCH, OPT_THREADS, OPT_GENERATOR, OPT_TRACE, OPT_O,
+           OPT_OUTPUT, OPT_BACKEND, OPT_PRECISION, N_OPTS };
+    static const char *const names[N_OPTS] = {"--seeds",   "--steps",     "--scheduler", "--eta",
+                                              "--batch",   "--threads",   "--generator", "--trace",
+                                              "-o",        "--output",    "--backend",   "--precision"};
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            *help = 1;
+            return SOWER_OK;
+        }
+        const char *v = NULL;
+        int which = -1;
+        for (int k = 0; k < N_OPTS && which < 0; k++) {
+            int m = 0;
+            SOWER_TRY(cli_option_value(argc, argv, &i, names[k], &v, &m));
+            if (m)
+                which = k;
+        }
+        switch (which) {
+        case OPT_SEEDS: seeds_text = v; break;
+        case OPT_STEPS: SOWER_TRY(cli_parse_int("--steps", v, 1, 100000, &o->steps)); break;
+        case OPT_SCHEDULER:
+            if (scheduler_kind_parse(v, &o->scheduler) != SOWER_OK)
+                return SOWER_FAIL(SOWER_EUSAGE, "--scheduler: expected ddim or ddpm, found '%s'", v);
+            break;
+        case OPT_ETA: SOWER_TRY(cli_parse_double("--eta", v, 0.0, 1.0, &o->eta)); break;
+        case OPT_BATCH: SOWER_TRY(cli_parse_int("--batch", v, 1, SAMPLE_MAX_BATCH, &o->batch)); break;
+        case OPT_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, SAMPLE_MAX_THREADS, &o->threads)); break;
+        case OPT_GENERATOR:
+            if (rng_kernel_parse(v, &o->generator) != SOWER_OK)
+                return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'", v);
+            break;
+        case OPT_TRACE: o->trace_dir = v; break;
+        case OPT_BACKEND:
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
+                return SOWER_FAIL(SOWER_EUSAGE, "--backend: expected cpu or cuda, found '%s'", v);
+            o->backend = strcmp(v, "cuda") == 0 ? BACKEND_CUDA : BACKEND_CPU;
+            break;
+        case OPT_PRECISION:
+            if (strcmp(v, "fp32") != 0 && strcmp(v, "tf32") != 0)
+                return SOWER_FAIL(SOWER_EUSAGE, "--precision: expected fp32 or tf32, found '%s'", v);
+            o->precision = strcmp(v, "tf32") == 0 ? PRECISION_TF32 : PRECISION_FP32;
+            break;
+        case OPT_O:
+        case OPT_OUTPUT: o->output = v; break;
+        default:
+            if (argv[i][0] == '-' || o->model_dir)
+                return cli_unknown("sample", argv[i]);
+            o->model_dir = argv[i];
+        }
+    }
+    if (!o->model_dir)
+        return SOWER_FAIL(SOWER_EUSAGE, "sample: MODEL_DIR is required (see 'sower sample --help')");
+    if (!seeds_text)
+        return SOWER_FAIL(SOWER_EUSAGE, "sample: --seeds is required, e.g. --seeds 0-7");
+    if (!o->output)
+        return SOWER_FAIL(SOWER_EUSAGE, "sample: an output is required: -o OUT.npy");
+    if (o->precision == PRECISION_TF32 && o->backend != BACKEND_CUDA)
+        return SOWER_FAIL(SOWER_EUSAGE, "--precision tf32 needs --backend cuda (the CPU backend computes in fp32)");
+    if (o->eta > 0 && o->scheduler != SCHED_DDIM)
+        return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim scheduler only (found --scheduler ddpm)");
+    if (o->trace_dir) {
+        struct stat st;
+        if (stat(o->trace_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return SOWER_FAIL(SOWER_EPATH, "--trace: '%s' is not an existing directory", o->trace_dir);
+    }
+    SOWER_TRY(cli_parse_seed_list("--seeds", seeds_text, SAMPLE_MAX_SEEDS, &o->seeds, &o->n_seeds));
+    return SOWER_OK;
+}
+
+/* Warns about seeds that give identical noise under torch's 32-bit seeding. */
+static void warn_seed_collisions(const uint64_t *seeds, size_t n)
+{
+    for (size_t i = 0; i < n && i < 4096; i++)
+        for (size_t j = i + 1; j < n && j < 4096; j++)
+            if (seeds[i] != seeds[j] && rng_seed_key(seeds[i]) == rng_seed_key(seeds[j])) {
+                fprintf(stderr,
+                        "sower: warning: seeds %llu and %llu give identical noise (torch seeds with the low 32 "
+                        "bits only)\n",
+                        (unsigned long long)seeds[i], (unsigned long long)seeds[j]);
+                return;
+            }
+}
+
+int cmd_sample(int argc, char **argv)
+{
+    SampleOptions o;
+    int help = 0;
+    int status = parse_sample_options(argc, argv, &o, &help);
+    if (status != SOWER_OK || help) {
+        free(o.seeds);
+        if (help)
+            fputs(sample_usage, stdout);
+        SOWER_TRY(status);
+        return SOWER_OK;
+    }
+    omp_set_num_threads((int)o.threads);
+    gemm_set_threads((int)o.threads);
+    warn_seed_collisions(o.seeds, o.n_seeds);
+
+    Model model;
+    Scheduler sched = {0};
+    ComputeBackend backend = {0};
+    float *out = NULL;
+    SchedulerConfig scfg;
+    SOWER_TRY_GOTO(model_load(&model, o.model_dir), status, done);
+    const UNetConfig *ucfg = &model.unet.cfg;
+    if (!ucfg->sample_height) {
+        status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null; sower needs it to size the noise",
+                            model.unet_config_path);
+        goto done;
+    }
+    SOWER_TRY_GOTO(scheduler_config_parse(model.scheduler_config_text, model.scheduler_config_bytes,
+                                          model.scheduler_config_path, o.scheduler, &scfg),
+                   status, done);
+    scfg.torch_kernel = o.generator;
+    status = scheduler_init(&sched, &scfg, (int)o.steps);
+    if (status == SOWER_EINPUT) {
+        char reason[512];
+        snprintf(reason, sizeof reason, "%s", sower_error_message());
+        status = SOWER_FAIL(SOWER_EUSAGE, "--steps %ld: %s", o.steps, reason);
+    }
+    if (status != SOWER_OK)
+        goto done;
+    const size_t per = (size_t)ucfg->in_channels * ucfg->sample_height * ucfg->sample_width;
+    out = malloc(per * o.n_seeds * sizeof(float)); /* (n_seeds, C, H, W) */
+    if (!out) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for %zu samples", o.n_seeds);
+        goto done;
+    }
+    SOWER_TRY_GOTO(compute_backend_open(&backend, o.backend, o.precision, &model.unet), status, done);
+    RenderSettings rs = {.model = &model,
+                         .backend = &backend,
+                         .scheduler = &sched,
+                         .eta = (float)o.eta,
+                         .generator = o.generator,
+                         .batch = (int)o.batch,
+                         .height = ucfg->sample_height,
+                         .width = ucfg->sample_width,
+                         .trace_dir = o.trace_dir};
+    SOWER_TRY_GOTO(render_seeds(&rs, o.seeds, (int)o.n_seeds, out), status, done);
+    int64_t shape[4] = {(int64_t)o.n_seeds, ucfg->in_channels, ucfg->sample_height, ucfg->sample_width};
+    SOWER_TRY_GOTO(npy_write_f32(o.output, out, shape, 4), status, done);
+    fprintf(stderr, "sower sample: %zu seeds, %s %ld steps, eta %g, batch %ld, %ld threads -> %s\n  backend: %s\n",
+            o.n_seeds, scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch, o.threads, o.output,
+            backend.identity);
+done:
+    free(out);
+    free(o.seeds);
+    scheduler_free(&sched);
+    compute_backend_close(&backend);
+    model_free(&model);
+    return status;
+}

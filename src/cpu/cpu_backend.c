@@ -1,0 +1,219 @@
+/* cpu_backend.c: the CPU backend: ops.c's operations on host memory (backend.h's table). */
+#include "cpu_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "ops.h"
+#include "winograd.h"
+
+typedef struct {
+    Scratch scratch; /* packed panels, attention scores: reused by every operation */
+} CpuContext;
+
+static int cpu_act_alloc(void *ctx, Act *a, int c, int b, int h, int w)
+{
+    (void)ctx;
+    return act_alloc(a, c, b, h, w);
+}
+
+static void cpu_act_free(void *ctx, Act *a)
+{
+    (void)ctx;
+    act_free(a);
+}
+
+static int cpu_buffer_alloc(void *ctx, float **buf, size_t floats)
+{
+    (void)ctx;
+    *buf = malloc((floats ? floats : 1) * sizeof(float));
+    if (!*buf)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for %zu floats", floats);
+    return SOWER_OK;
+}
+
+static void cpu_buffer_free(void *ctx, float *buf)
+{
+    (void)ctx;
+    free(buf);
+}
+
+static int cpu_copy(void *ctx, float *dst, const float *src, size_t floats)
+{
+    (void)ctx;
+    memcpy(dst, src, floats * sizeof(float));
+    return SOWER_OK;
+}
+
+static int cpu_from_nchw(void *ctx, const float *x, int batch, int center, Act *out)
+{
+    (void)ctx;
+    const size_t hw = (size_t)out->h * out->w;
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < out->c; c++) {
+            const float *src = x + ((size_t)b * out->c + c) * hw;
+            float *dst = out->data + ((size_t)c * batch + b) * hw;
+            for (size_t i = 0; i < hw; i++)
+                dst[i] = center ? 2.0f * src[i] - 1.0f : src[i];
+        }
+    return SOWER_OK;
+}
+
+static int cpu_to_nchw(void *ctx, const Act *in, float *x)
+{
+    (void)ctx;
+    const size_t hw = (size_t)in->h * in->w;
+    for (int b = 0; b < in->b; b++)
+        for (int c = 0; c < in->c; c++)
+            memcpy(x + ((size_t)b * in->c + c) * hw, in->data + ((size_t)c * in->b + b) * hw, hw * sizeof(float));
+    return SOWER_OK;
+}
+
+static int cpu_conv2d(void *ctx, const ConvParams *p, ConvGeometry g, const Act *in, Act *out)
+{
+    return op_conv2d(p, g, in, out, &((CpuContext *)ctx)->scratch);
+}
+
+static int cpu_group_norm(void *ctx, const GroupNormParams *p, const Act *in, Act *out, int silu)
+{
+    (void)ctx;
+    op_group_norm(p, in, out, silu);
+    return SOWER_OK;
+}
+
+static int cpu_silu(void *ctx, float *x, size_t n)
+{
+    (void)ctx;
+    op_silu(x, n);
+    return SOWER_OK;
+}
+
+static int cpu_linear(void *ctx, const LinearParams *p, const float *x, int batch, float *y)
+{
+    (void)ctx;
+    op_linear(p, x, batch, y);
+    return SOWER_OK;
+}
+
+static int cpu_upsample(void *ctx, const Act *in, Act *out)
+{
+    (void)ctx;
+    return op_upsample_nearest2x(in, out);
+}
+
+static int cpu_attention(void *ctx, const AttentionParams *p, const Act *x, Act *out)
+{
+    return op_attention(p, x, out, &((CpuContext *)ctx)->scratch);
+}
+
+static int cpu_add_channel_bias(void *ctx, Act *x, const float *t)
+{
+    (void)ctx;
+    const size_t hw = (size_t)x->h * x->w;
+    for (int c = 0; c < x->c; c++)
+        for (int n = 0; n < x->b; n++) {
+            float add = t[(size_t)n * x->c + c];
+            float *plane = x->data + ((size_t)c * x->b + n) * hw;
+            for (size_t i = 0; i < hw; i++)
+                plane[i] += add;
+        }
+    return SOWER_OK;
+}
+
+static int cpu_residual(void *ctx, const Act *shortcut, Act *out, float scale)
+{
+    (void)ctx;
+    const size_t n = act_numel(out);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        out->data[i] = (shortcut->data[i] + out->data[i]) / scale;
+    return SOWER_OK;
+}
+
+static int cpu_concat_channels(void *ctx, const Act *a, const Act *b, Act *out)
+{
+    (void)ctx;
+    SOWER_TRY(act_alloc(out, a->c + b->c, a->b, a->h, a->w));
+    memcpy(out->data, a->data, act_numel(a) * sizeof(float));
+    memcpy(out->data + act_numel(a), b->data, act_numel(b) * sizeof(float));
+    return SOWER_OK;
+}
+
+static int cpu_scheduler_step(void *ctx, const StepCoefficients *k, const float *model_output, float *sample,
+                              const float *noise, size_t n)
+{
+    (void)ctx;
+    for (size_t j = 0; j < n; j++)
+        sample[j] = scheduler_step_value(k, model_output[j], sample[j], noise ? noise[j] : 0.0f);
+    return SOWER_OK;
+}
+
+static const UNetOps cpu_ops = {
+    .act_alloc = cpu_act_alloc,
+    .act_free = cpu_act_free,
+    .buffer_alloc = cpu_buffer_alloc,
+    .buffer_free = cpu_buffer_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .from_nchw = cpu_from_nchw,
+    .to_nchw = cpu_to_nchw,
+    .conv2d = cpu_conv2d,
+    .group_norm = cpu_group_norm,
+    .silu = cpu_silu,
+    .linear = cpu_linear,
+    .upsample_nearest2x = cpu_upsample,
+    .attention = cpu_attention,
+    .add_channel_bias = cpu_add_channel_bias,
+    .residual = cpu_residual,
+    .concat_channels = cpu_concat_channels,
+    .scheduler_step = cpu_scheduler_step,
+};
+
+static void cpu_close(void *ctx)
+{
+    CpuContext *c = ctx;
+    scratch_free(&c->scratch);
+    free(c);
+}
+
+const char *compute_backend_cpu_identity(void)
+{
+    static char identity[BACKEND_IDENTITY_SIZE];
+    if (!identity[0]) {
+        const char *winograd = conv2d_winograd_identity();
+        snprintf(identity, sizeof identity, "%s%s%s", gemm_backend_identity(), winograd ? "; " : "",
+                 winograd ? winograd : "");
+    }
+    return identity;
+}
+
+int compute_backend_cpu(ComputeBackend *be, const UNet *u)
+{
+    memset(be, 0, sizeof *be);
+    CpuContext *c = calloc(1, sizeof *c);
+    if (!c)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    be->ops = &cpu_ops;
+    be->ctx = c;
+    be->unet = u;
+    be->kind = BACKEND_CPU;
+    be->close = cpu_close;
+    snprintf(be->identity, sizeof be->identity, "%s", compute_backend_cpu_identity());
+    be->determinism = "per-seed torch.Generator('cpu').manual_seed(seed); activations (C,B,H,W), one GEMM per conv "
+                      "over the batch (16 over its tiles for Winograd convs), BLIS conventional path with sup off; "
+                      "-ffp-contract=off, no fast-math; bits independent of batch, rank count, thread count";
+    return SOWER_OK;
+}
+
+int unet_forward_cpu(const UNet *u, const float *x, const int64_t *timesteps, int batch, int height, int width,
+                     float *out)
+{
+    ComputeBackend cpu;
+    SOWER_TRY(compute_backend_cpu(&cpu, u));
+    int status = unet_forward_on(&cpu, x, timesteps, batch, height, width, out);
+    compute_backend_close(&cpu);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}

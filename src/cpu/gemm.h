@@ -1,0 +1,66 @@
+/* gemm.h: the one matrix multiply the CPU backend uses, and why its bits are reproducible.
+ *
+ * C (m, n) = A (m, k) . B (k, n) [+ C], row-major float32, through BLIS's conventional
+ * (packed, blocked) level-3 path with its small/skinny ("sup") path switched off. That path fixes
+ * the reduction order of every output element by construction:
+ *   - the k dimension is split into KC-sized panels, KC a constant of the kernel family;
+ *   - within a panel the microkernel accumulates k in order, one FMA chain per element;
+ *   - edge tiles run the same microkernel on zero-padded packed panels;
+ *   - threads split only the m and n loops (BLIS never parallelises the k loop), so the
+ *     thread count changes who computes an element, not how.
+ * So an element's bits depend on its row of A, its column of B and k, never on m, n, matrix
+ * edges or threads: a sample's bits are the same in any batch (tests/test_gemm_invariance.c).
+ * The sup path would break this (its blocking depends on the shape), hence it is off. */
+#ifndef SOWER_GEMM_H
+#define SOWER_GEMM_H
+
+#include <stddef.h>
+
+/* Threads BLIS may use for one call (>= 1). */
+void gemm_set_threads(int threads);
+int gemm_threads(void);
+
+/* C = A B (accumulate = 0) or C += A B (accumulate = 1); lda/ldb/ldc are row strides. */
+void gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+              int accumulate);
+/* C = A B^T: B is (n, k) row-major (a Linear weight). */
+void gemm_f32_bt(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                 int accumulate);
+/* C = A^T B: A is (k, m) row-major. */
+void gemm_f32_at(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                 int accumulate);
+
+/* ---- The same product with B packed by the caller ----
+ * For callers that can build B's packed panels more cheaply than from a stored matrix (the 3x3
+ * convolution packs its columns straight from the activation, src/cpu/conv.c). gemm_tile() runs BLIS's
+ * own microkernel on one MR x NR tile of packed panels; a caller that walks k in the panels of
+ * gemm_kc_panel(), calling gemm_tile with accumulate = 0 on the first panel and 1 after, reproduces
+ * gemm_f32's arithmetic exactly: the conventional path does that very sequence for every tile
+ * (alpha 1; beta 0 on the first KC panel, 1 after; edge tiles through the kernel's own m, n), so
+ * each element gets the same bits as from gemm_f32, whatever the caller's blocking or threads
+ * (tests/test_conv_packed.c compares them bit for bit). */
+typedef struct {
+    int mr, nr;     /* register tile: MR rows of A by NR columns of B */
+    int kc, kc_max; /* BLIS's KC blocksize for float (default, maximum) */
+} GemmPacking;
+
+/* NULL where this BLIS configuration's float microkernel prefers column-stored C (BLIS would then
+ * run the transposed product, C^T = B^T A^T): callers must use gemm_f32 instead. */
+const GemmPacking *gemm_packing(void);
+/* Depth of the KC panel that starts at p0 < k (BLIS's forward blocksize rule). */
+int gemm_kc_panel(const GemmPacking *g, int p0, int k);
+/* Floats of a packed A (m, k): ceil(m / MR) * MR * k. */
+size_t gemm_packed_a_floats(const GemmPacking *g, int m, int k);
+/* Packs MR-row panel ip of A (m, k) (row stride lda) into ap, for every KC panel: the KC panel at
+ * p0 (depth kc) starts at ap + p0 * mpad (mpad = m rounded up to MR), row panel ip at
+ * + ip * MR * kc, element (r, kk) at + kk * MR + r; rows past m are zero. Panels are independent, so
+ * callers may pack them on several threads. */
+void gemm_pack_a_panel(const GemmPacking *g, int m, int k, const float *a, int lda, int ip, float *ap);
+/* C (m, n) = (accumulate ? C : 0) + ap (MR, kc) . bp (kc, NR), m <= MR, n <= NR: one microkernel call.
+ * ap: kk * MR + r; bp: kk * NR + j, aligned to 64 bytes; c: row stride ldc. */
+void gemm_tile(int m, int n, int kc, const float *ap, const float *bp, float *c, int ldc, int accumulate);
+
+/* "BLIS 0.9.0 zen3 (conventional path, sup off)": the kernel family, for provenance. */
+const char *gemm_backend_identity(void);
+
+#endif /* SOWER_GEMM_H */

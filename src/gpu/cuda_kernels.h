@@ -1,0 +1,68 @@
+/* cuda_kernels.h: the CUDA backend's kernels, each behind a launcher that returns a sower status.
+ *
+ * Determinism: every output element is reduced by one accumulator (a thread's register, or in
+ * tf32 one tensor-core fragment element), or by one block's fixed reduction tree, in an order set
+ * by the shapes of its own sample only; no atomics; no split of a
+ * reduction across blocks. So the bits of a sample never depend on the batch it is in, on where
+ * in the batch it sits, or on the run. The matrix multiply is sower's own (gpu_gemm): cuBLAS
+ * chooses its algorithm, and so its reduction order, from the whole problem's shape (and Hopper's
+ * stream-K kernels split a reduction by tile position), which would tie a seed's bits to its batch.
+ * Compiled with --fmad=false: the only fused multiply-adds are the fmaf() written here. The opt-in
+ * TF32 mode keeps all of this (same tiles, same k order), with tensor cores doing the products. */
+#ifndef SOWER_CUDA_KERNELS_H
+#define SOWER_CUDA_KERNELS_H
+
+#include <cuda_runtime.h>
+
+#include "layers.h"
+#include "scheduler_step.h"
+
+/* A strided view: element (i, j) of matrix z is at base + z1 * s1 + z2 * s2 + i * si + j * sj,
+ * where z1 = z / zdiv and z2 = z % zdiv (z: the batch of products, blockIdx.z). */
+typedef struct {
+    const float *base;
+    long long si, sj, s1, s2;
+} GpuMatrix;
+
+/* The B operand of a convolution read straight from its input activation (no im2col matrix):
+ * B(r, col) with r = (ci, ky, kx) and col = (b, oy, ox) is in(ci, b, oy*stride + ky - pad_top,
+ * ox*stride + kx - pad_left), zero outside the image. */
+typedef struct {
+    const float *in; /* (cin, batch, h, w) */
+    int cin, batch, h, w, k, stride, pad_top, pad_left, ho, wo;
+} GpuConvInput;
+
+typedef struct {
+    int m, n, k;
+    GpuMatrix a;         /* (m, k) */
+    GpuMatrix b;         /* (k, n), unless conv.in is set */
+    GpuConvInput conv;   /* conv.in != NULL: B is this convolution's input */
+    float *c;            /* C(i, j) at c + z1*c_s1 + z2*c_s2 + i*c_si + j*c_sj */
+    long long c_si, c_sj, c_s1, c_s2;
+    const float *bias;   /* (m,) added to each row after the reduction, or NULL */
+    int batches, zdiv;   /* products in the batch (>= 1), and z's split (>= 1) */
+    int sms;             /* the device's SMs: the tile size follows (bits do not) */
+    int tf32;            /* 0: fp32 fmaf; 1: tensor cores on TF32-rounded inputs (opt-in) */
+} GpuGemm;
+
+/* C = A B (+ bias): each element reduced by one accumulator over k = 0, 1, ..., K-1: fmaf in one
+ * thread (fp32), or tensor-core steps of 8 in one fragment element (tf32). */
+int gpu_gemm(const GpuGemm *g, cudaStream_t s);
+
+/* y = group_norm(x) (then SiLU); y may be x. x, y (C, B, H, W). */
+int gpu_group_norm(const GroupNormParams *p, const Act *x, Act *y, int silu, cudaStream_t s);
+int gpu_silu(float *x, size_t n, cudaStream_t s);
+/* rows of s (rows, cols): softmax(scale * row), max-subtracted, the sum in double. */
+int gpu_softmax_rows(float *s, long long rows, int cols, float scale, cudaStream_t st);
+int gpu_upsample_nearest2x(const Act *in, Act *out, cudaStream_t s);
+/* x[c, b, :, :] += t[b, c] */
+int gpu_add_channel_bias(Act *x, const float *t, cudaStream_t s);
+/* out = (shortcut + out) / scale */
+int gpu_residual(const float *shortcut, float *out, size_t n, float scale, cudaStream_t s);
+/* (B, C, H, W) <-> (C, B, H, W); center: 2x - 1 on the way in. */
+int gpu_from_nchw(const float *x, int center, Act *out, cudaStream_t s);
+int gpu_to_nchw(const Act *in, float *x, cudaStream_t s);
+/* x[i] = scheduler_step_value(k, m[i], x[i], z[i]) (z NULL: no noise): the host's bits. */
+int gpu_scheduler_step(const StepCoefficients *k, const float *m, float *x, const float *z, size_t n, cudaStream_t s);
+
+#endif /* SOWER_CUDA_KERNELS_H */

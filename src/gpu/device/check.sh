@@ -1,0 +1,110 @@
+#!/bin/bash
+# check.sh: the CUDA backend's checks and benchmark on a lent GPU machine, in one call (issue 6).
+# Prepared here by src/gpu/device/pack.sh; run there from the repository root:
+#   run(command="bash src/gpu/device/check.sh", carry=[".device"], timeout_s=540)
+# Logs go to $OUT (they come back); the exit code is the tests' verdict (the benchmark never fails).
+set -uo pipefail
+root=$(pwd)
+d=/tmp/sower-device
+out=${OUT:-/tmp/sower-device-out}
+rm -rf "$d" && mkdir -p "$d" "$out"
+tar -C "$d" -xJf "$root/.device/payload.tar.xz"
+log=$out/check.log
+exec > >(tee "$log") 2>&1
+echo "== $(date -u) on $(hostname)"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+
+# CUDA runtime, cuBLAS and NCCL from the machine: the toolkit, else PyTorch's wheels.
+cudalibs=""
+for name in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
+  hit=$(find /usr/local/cuda*/ /usr/lib/x86_64-linux-gnu /opt /usr/local/lib -name "$name" 2>/dev/null | head -1)
+  [[ -n $hit ]] && cudalibs="$cudalibs:$(dirname "$hit")" || echo "warning: $name not found"
+done
+export LD_LIBRARY_PATH="$d/lib$cudalibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export OPAL_PREFIX=$d/ompi PATH=$d/ompi/bin:$d/bin:$PATH
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
+export OMPI_MCA_rmaps_base_oversubscribe=1 PYTHONUNBUFFERED=1
+ln -sf orterun "$d/ompi/bin/mpirun"
+missing=$(ldd "$d/bin/sower" "$d/bin/libsower_cuda.so" | grep "not found")
+[[ -z $missing ]] || { echo "missing libraries: $missing"; exit 1; }
+
+# The formula-weight test models (tests/make_formula_models.cmake does the same at test time).
+models=$d/models
+for m in cifar mh_pipeline; do
+  src=tests/data/diffusers/models/$m
+  mkdir -p "$models/$m" && cp -r "$src"/. "$models/$m/"
+  if [[ -f $models/$m/unet/config.json ]]; then unet=$models/$m/unet; names=""; else unet=$models/$m; names=--legacy-names; fi
+  make_formula_checkpoint "$unet/config.json" "$unet/diffusion_pytorch_model.safetensors" $names >/dev/null
+done
+
+fail=0
+# Each step has its own limit so that one hang cannot take the benchmark's (and the log's) time.
+step() { local limit=$1; shift; echo; echo "== $*"; local t0=$SECONDS; timeout "$limit" "$@"; local rc=$?
+         echo "== rc=$rc in $((SECONDS - t0)) s: $1"; ((rc == 0)) || fail=1; }
+step 60 test_gpu_selftest
+step 90 test_gpu_ops --model "$models/cifar"
+step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/cifar" 10 --scheduler ddpm
+step 90 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/mh_pipeline" 10 --eta 0.5
+# Plug-in variants (pack.sh SOWER_VARIANTS): each one's speed beside the main build's, and whether
+# its samples are the main build's bits (fp32 and tf32, cifar, 16 seeds, 3 DDIM steps, batch 8).
+variant_line() { # DIR LABEL: one line of forward rates
+  local line="$2:" b p r
+  for p in fp32 tf32; do for b in 1 64 256; do
+    r=$(timeout 30 "$1/bench_unet" "$models/cifar" 1 $b 1.5 --backend cuda $([[ $p == tf32 ]] && echo --tf32) 2>/dev/null|
+        grep -o '[0-9.]* ms/forward' | awk -v b=$b '{printf "%.0f", b * 1000 / $1}')
+    line="$line $p b$b ${r:-failed}"
+  done; done
+  echo "$line samples*steps/s"
+}
+variant_bits() { # DIR: fp32 and tf32 samples' md5
+  local p
+  for p in fp32 tf32; do
+    timeout 60 "$1/sower" sample "$models/cifar" --seeds 0-15 --steps 3 --batch 8 --backend cuda --precision $p \
+      -o "$1/$p.npy" 2>/dev/null && md5sum < "$1/$p.npy" | cut -c1-12 || echo failed
+  done | paste -sd' '
+}
+if [[ -d $d/variants ]]; then
+  echo; echo "== variants"
+  mkdir -p "$d/variants/main" && cp "$d/bin/libsower_cuda.so" "$d/variants/main/"
+  main_bits=""
+  for v in main $(ls "$d/variants" | grep -vx main); do
+    cp "$d/bin/sower" "$d/bin/bench_unet" "$d/bin/test_gpu_ops" "$d/variants/$v/"
+    bits=$(variant_bits "$d/variants/$v"); [[ $v == main ]] && main_bits=$bits
+    ops=$(timeout 60 "$d/variants/$v/test_gpu_ops" --model "$models/cifar" 2>&1 | tail -1)
+    verdict=$([[ $bits == "$main_bits" ]] && echo same as main || echo DIFFERENT)
+    [[ $bits == *failed* || $main_bits == *failed* ]] && verdict="not compared: a render failed"
+    echo "$v: bits $bits ($verdict); $ops"
+    variant_line "$d/variants/$v" "$v"
+  done
+  # Where a forward's time goes (main build, batch 256): kernel time by kernel, from Nsight Compute.
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  for p in fp32 tf32; do
+    timeout 60 "${ncu:-ncu}" --metrics gpu__time_duration.sum --launch-skip 200 --launch-count 300 --csv --page raw \
+      "$d/bin/bench_unet" "$models/cifar" 1 256 0.2 --backend cuda $([[ $p == tf32 ]] && echo --tf32) \
+      > "$out/ncu_$p.csv" 2>/dev/null
+    python3 - "$out/ncu_$p.csv" "$p" <<'PY' || echo "ncu $p: no profile"
+import csv, sys, collections, re
+rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if l.startswith('"'))][1:]
+t = collections.Counter()
+for r in rows:
+    t[re.sub(r"\(.*", "", r["Kernel Name"])] += float(r["gpu__time_duration.sum"].replace(",", ""))
+total = sum(t.values())
+print(f"ncu {sys.argv[2]} batch 256, {len(rows)} kernels, {total / 1e6:.2f} ms: " +
+      ", ".join(f"{k} {v / total:.0%}" for k, v in t.most_common(8)))
+PY
+  done
+fi
+
+# Benchmark beside diffusers (pack.sh puts a diffusers wheel in .device/whl: the image lacks it).
+if ! python3 -c "import diffusers" 2>/dev/null && ls "$root"/.device/whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$root"/.device/whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/bin/libsower_cuda.so" "$d/benchbuild/bench/"
+echo; echo "== benchmark"
+# The benchmark takes what is left of BENCH_UNTIL seconds since the start (default 420): 2 rounds
+# (about 130 s on an H100), 1 after variants.
+left=$(( ${BENCH_UNTIL:-420} - SECONDS )); ((left > 30)) || left=30
+rounds=$([[ -d $d/variants ]] && echo 1 || echo 2)
+timeout "$left" python3 bench/gpu_vs_torch.py "$d/benchbuild" "$models/cifar" --seconds 2 --rounds $rounds
+echo; echo "== verdict: $([[ $fail == 0 ]] && echo all passed || echo FAILURES)"
+exit $fail

@@ -1,0 +1,95 @@
+/* manifest.h: the job manifest (YAML), as schema/README.md and schema/sower-job.schema.json define
+ * it. manifest_load reads and checks it completely (structure, ranges, seed duplicates) and reports
+ * the first problem as FILE:LINE:COLUMN: expected ..., found ... (SOWER_EMANIFEST, exit 2). */
+#ifndef SOWER_MANIFEST_H
+#define SOWER_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend.h"
+#include "digest.h"
+#include "err.h"
+#include "rng.h"
+#include "scheduler.h"
+
+#define JOB_MAX_ROWS (UINT64_C(1) << 40)
+
+typedef struct {
+    uint64_t start, count; /* seeds start .. start + count - 1 */
+} SeedRange;
+
+typedef struct {
+    uint32_t line, column; /* 1-based position in the manifest, for messages */
+} Mark;
+
+/* How `sower submit` asks Slurm for resources (the manifest's optional `slurm:` section; flags
+ * override it). Not used by `sower run`. */
+typedef struct {
+    int tasks;                        /* MPI ranks per allocation or array task; default 1 */
+    int cpus_per_task;                /* 0: Slurm's default */
+    int gpus_per_task;                /* -1: 1 with backend cuda, else none */
+    int slices;                       /* array tasks; 0: one allocation */
+    char time[32];                    /* Slurm time limit ("" : the partition's default) */
+    char partition[65], account[65];  /* "" : the cluster's default */
+} SlurmSettings;
+
+typedef struct {
+    char *manifest_path;
+    char *text;                       /* the manifest bytes, NUL-terminated */
+    size_t text_bytes;
+    unsigned char text_sha256[DIGEST_BYTES];
+
+    char name[129];
+    char *model_path;                 /* resolved against the manifest's directory */
+    Mark model_mark;
+    int model_digest_pinned;
+    unsigned char model_digest[DIGEST_BYTES];
+
+    SchedulerKind scheduler;
+    int steps;
+    double eta;
+    int batch;
+    Backend backend;
+    Precision precision;
+    int threads;                      /* 0: every CPU the rank may use */
+    RngKernel generator;
+
+    SeedRange *ranges;                /* (n_ranges,) in manifest order */
+    Mark *range_marks;                /* (n_ranges,) */
+    int n_ranges;
+    uint64_t *list;                   /* (n_list,) in manifest order */
+    Mark *list_marks;                 /* (n_list,) */
+    size_t n_list;
+    uint64_t n_rows;                  /* all ranges' counts + n_list */
+
+    char *output_path;                /* resolved against the manifest's directory */
+    int output_gzip;
+    int chunk_rows;
+
+    int verify_by_fraction;
+    uint64_t verify_count;
+    double verify_fraction;
+
+    SlurmSettings slurm;
+} Job;
+
+int manifest_load(Job *job, const char *path) SOWER_MUST_CHECK;
+/* The same from the manifest's bytes (read elsewhere, e.g. by rank 0 and broadcast); path names it. */
+int manifest_load_text(Job *job, const char *path, const char *text, size_t bytes) SOWER_MUST_CHECK;
+void job_free(Job *job); /* safe on a zeroed Job */
+
+/* The seed of row `row` (0 <= row < n_rows): ranges in order, then the list. */
+uint64_t job_seed_at(const Job *job, uint64_t row);
+/* Rows the verification pass re-renders (count, or fraction of the rows rounded up, at most n_rows). */
+uint64_t job_verify_rows(const Job *job);
+/* Slice k of n (0 <= k < n): rows [lo, hi), contiguous, the remainder spread over the first slices.
+ * The same split serves array tasks (`sower run --slice K/N`) and the ranks of one run. */
+void job_slice_bounds(const Job *job, int k, int n, uint64_t *lo, uint64_t *hi);
+/* Writes a warning naming the first pair of seeds whose low 32 bits are equal (identical noise). */
+void job_warn_seed_collisions(const Job *job, FILE *stream);
+/* The normalised job (every default filled in) as YAML. */
+void job_print(const Job *job, FILE *stream);
+
+#endif /* SOWER_MANIFEST_H */

@@ -1,0 +1,89 @@
+/* backend.h: the table of operations a UNet forward pass runs on, chosen at run time.
+ *
+ * unet.c walks the architecture once, in one order, and calls these operations; a backend
+ * decides where activations live (host memory for the CPU, device memory for CUDA) and how each
+ * operation is computed. Activations are always (C, B, H, W) (ops.h). Every operation computes a
+ * sample's values from that sample alone, in an order that does not depend on the batch, so a
+ * seed's bits never depend on the batch it is rendered in, on either backend.
+ *
+ * A backend also carries `unet`: the model whose weight pointers the operations can read (the
+ * loaded model itself on the CPU, a mirror pointing at device copies on CUDA), and `identity`: a
+ * line naming what computes, written into every output file, because float bits are reproducible
+ * only on the same kind of hardware with the same kernels. */
+#ifndef SOWER_BACKEND_H
+#define SOWER_BACKEND_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "layers.h"
+#include "scheduler_step.h"
+#include "unet.h"
+
+#ifdef __cplusplus
+extern "C" { /* the CUDA backend (src/gpu/, C++) implements compute_backend_cuda */
+#endif
+
+enum { BACKEND_IDENTITY_SIZE = 512 };
+
+/* Which backend computes (manifest `pipeline.backend`, option --backend). */
+typedef enum { BACKEND_CPU, BACKEND_CUDA } Backend;
+/* The arithmetic of the UNet's matrix products: fp32 everywhere (default), or TF32 tensor cores
+ * on the cuda backend (opt-in: faster, about 1e-3 relative from fp32, its own backend identity). */
+typedef enum { PRECISION_FP32, PRECISION_TF32 } Precision;
+
+typedef struct {
+    /* Memory where the operations read and write; Act data and buffers are backend memory. */
+    int (*act_alloc)(void *ctx, Act *a, int c, int b, int h, int w);
+    void (*act_free)(void *ctx, Act *a); /* safe on a zeroed Act */
+    int (*buffer_alloc)(void *ctx, float **buf, size_t floats);
+    void (*buffer_free)(void *ctx, float *buf); /* safe on NULL */
+    int (*upload)(void *ctx, float *dst, const float *host_src, size_t floats);
+    int (*download)(void *ctx, float *host_dst, const float *src, size_t floats);
+
+    /* Layout: x (B, C, H, W) NCHW in backend memory -> out (C, B, H, W), as 2x - 1 when center;
+     * and back. */
+    int (*from_nchw)(void *ctx, const float *x, int batch, int center, Act *out);
+    int (*to_nchw)(void *ctx, const Act *in, float *x);
+
+    /* The operations, on backend memory (the CPU's are cpu/ops.h). conv2d, upsample_nearest2x, attention and
+     * concat_channels allocate their output; group_norm, linear, residual and the rest write into
+     * memory the caller provides. */
+    int (*conv2d)(void *ctx, const ConvParams *p, ConvGeometry g, const Act *in, Act *out);
+    int (*group_norm)(void *ctx, const GroupNormParams *p, const Act *in, Act *out, int silu);
+    int (*silu)(void *ctx, float *x, size_t n);
+    int (*linear)(void *ctx, const LinearParams *p, const float *x, int batch, float *y);
+    int (*upsample_nearest2x)(void *ctx, const Act *in, Act *out);
+    int (*attention)(void *ctx, const AttentionParams *p, const Act *x, Act *out);
+    /* x[c, b, :, :] += t[b, c]: a resnet's time projection t (B, C). */
+    int (*add_channel_bias)(void *ctx, Act *x, const float *t);
+    /* out = (shortcut + out) / scale, element-wise. */
+    int (*residual)(void *ctx, const Act *shortcut, Act *out, float scale);
+    /* out (a.c + b.c, B, H, W) = a then b along channels; allocates out. */
+    int (*concat_channels)(void *ctx, const Act *a, const Act *b, Act *out);
+
+    /* The scheduler's step over n values in backend memory, each by scheduler_step_value
+     * (scheduler_step.h, the same bits everywhere): sample = step(model_output, sample, noise);
+     * noise (n,), or NULL when k->add_noise is 0. */
+    int (*scheduler_step)(void *ctx, const StepCoefficients *k, const float *model_output, float *sample,
+                          const float *noise, size_t n);
+} UNetOps;
+
+struct ComputeBackend {
+    const UNetOps *ops;
+    void *ctx;                          /* the backend's own state */
+    const UNet *unet;                   /* the model, its weights where the operations read them */
+    Backend kind;
+    char identity[BACKEND_IDENTITY_SIZE]; /* what computes; bits compare only between equal ones */
+    const char *determinism;            /* why its bits are reproducible, for provenance */
+    void (*close)(void *ctx);
+};
+
+/* Closes any backend (cpu/cpu_backend.h, src/gpu/gpu.h; backends/backend_open.h picks one). */
+void compute_backend_close(ComputeBackend *be); /* safe on a zeroed backend */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOWER_BACKEND_H */

@@ -1,0 +1,454 @@
+/* unet.c: UNet2DModel's architecture, parameter binding and forward pass (upstream:
+ * diffusers/models/unets/unet_2d.py, unet_2d_blocks.py, resnet.py, attention_processor.py). */
+#include "unet.h"
+
+#include "backend.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- architecture: the parameter list, in diffusers' names ---- */
+
+static int add_param(UNet *u, const float **slot, int ndim, const int64_t *shape, const char *fmt, ...)
+    SOWER_PRINTF(5, 6);
+
+static int add_param(UNet *u, const float **slot, int ndim, const int64_t *shape, const char *fmt, ...)
+{
+    if ((u->n_params & (u->n_params - 1)) == 0) { /* grow at powers of two */
+        UNetParam *grown = realloc(u->params, (size_t)(u->n_params ? 2 * u->n_params : 64) * sizeof *grown);
+        if (!grown)
+            return SOWER_FAIL(SOWER_ENOMEM, "out of memory listing the model's parameters");
+        u->params = grown;
+    }
+    UNetParam *p = &u->params[u->n_params++];
+    memset(p, 0, sizeof *p);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->name, sizeof p->name, fmt, ap);
+    va_end(ap);
+    p->ndim = ndim;
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        numel *= shape[i];
+    }
+    p->slot = slot;
+    u->n_values += numel;
+    return SOWER_OK;
+}
+
+static int add_conv(UNet *u, ConvParams *c, int cout, int cin, int k, const char *prefix)
+{
+    c->cout = cout, c->cin = cin, c->k = k;
+    int64_t w[4] = {cout, cin, k, k}, b[1] = {cout};
+    SOWER_TRY(add_param(u, &c->weight, 4, w, "%s.weight", prefix));
+    SOWER_TRY(add_param(u, &c->bias, 1, b, "%s.bias", prefix));
+    return SOWER_OK;
+}
+
+static int add_linear(UNet *u, LinearParams *l, int out, int in, const char *prefix)
+{
+    l->out = out, l->in = in;
+    int64_t w[2] = {out, in}, b[1] = {out};
+    SOWER_TRY(add_param(u, &l->weight, 2, w, "%s.weight", prefix));
+    SOWER_TRY(add_param(u, &l->bias, 1, b, "%s.bias", prefix));
+    return SOWER_OK;
+}
+
+static int add_norm(UNet *u, GroupNormParams *n, int channels, int groups, float eps, const char *prefix)
+{
+    n->channels = channels, n->groups = groups, n->eps = eps;
+    int64_t s[1] = {channels};
+    SOWER_TRY(add_param(u, &n->gamma, 1, s, "%s.weight", prefix));
+    SOWER_TRY(add_param(u, &n->beta, 1, s, "%s.bias", prefix));
+    return SOWER_OK;
+}
+
+static int add_resnet(UNet *u, ResnetParams *r, int cin, int cout, float output_scale, const char *prefix)
+{
+    const UNetConfig *cfg = &u->cfg;
+    char name[96];
+    int temb = cfg->block_out_channels[0] * 4;
+    r->output_scale = output_scale;
+    snprintf(name, sizeof name, "%s.norm1", prefix);
+    SOWER_TRY(add_norm(u, &r->norm1, cin, cfg->norm_num_groups, cfg->norm_eps, name));
+    snprintf(name, sizeof name, "%s.conv1", prefix);
+    SOWER_TRY(add_conv(u, &r->conv1, cout, cin, 3, name));
+    snprintf(name, sizeof name, "%s.time_emb_proj", prefix);
+    SOWER_TRY(add_linear(u, &r->time_proj, cout, temb, name));
+    snprintf(name, sizeof name, "%s.norm2", prefix);
+    SOWER_TRY(add_norm(u, &r->norm2, cout, cfg->norm_num_groups, cfg->norm_eps, name));
+    snprintf(name, sizeof name, "%s.conv2", prefix);
+    SOWER_TRY(add_conv(u, &r->conv2, cout, cout, 3, name));
+    if (cin != cout) {
+        snprintf(name, sizeof name, "%s.conv_shortcut", prefix);
+        SOWER_TRY(add_conv(u, &r->shortcut, cout, cin, 1, name));
+    }
+    return SOWER_OK;
+}
+
+static int add_attention(UNet *u, AttentionParams *a, int channels, int groups, float rescale, const char *prefix)
+{
+    const UNetConfig *cfg = &u->cfg;
+    char name[96];
+    a->channels = channels;
+    a->dim_head = cfg->attention_head_dim ? cfg->attention_head_dim : channels;
+    a->heads = channels / a->dim_head;
+    a->rescale_output = rescale;
+    snprintf(name, sizeof name, "%s.group_norm", prefix);
+    SOWER_TRY(add_norm(u, &a->norm, channels, groups, cfg->norm_eps, name));
+    static const char *const proj[4] = {"to_q", "to_k", "to_v", "to_out.0"};
+    LinearParams *dst[4] = {&a->q, &a->k, &a->v, &a->out};
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, proj[i]);
+        SOWER_TRY(add_linear(u, dst[i], channels, channels, name));
+    }
+    return SOWER_OK;
+}
+
+int unet_init(UNet *u, const UNetConfig *cfg)
+{
+    memset(u, 0, sizeof *u);
+    u->cfg = *cfg;
+    const int n = cfg->n_blocks, c0 = cfg->block_out_channels[0], temb = c0 * 4;
+    char name[96];
+    SOWER_TRY(add_conv(u, &u->conv_in, c0, cfg->in_channels, 3, "conv_in"));
+    SOWER_TRY(add_linear(u, &u->time_linear_1, temb, c0, "time_embedding.linear_1"));
+    SOWER_TRY(add_linear(u, &u->time_linear_2, temb, temb, "time_embedding.linear_2"));
+
+    int out_ch = c0;
+    for (int i = 0; i < n; i++) {
+        BlockParams *blk = &u->down[i];
+        int in_ch = out_ch;
+        out_ch = cfg->block_out_channels[i];
+        blk->n_layers = cfg->layers_per_block;
+        blk->has_attention = cfg->down_has_attention[i];
+        for (int j = 0; j < blk->n_layers; j++) {
+            snprintf(name, sizeof name, "down_blocks.%d.resnets.%d", i, j);
+            SOWER_TRY(add_resnet(u, &blk->resnets[j], j == 0 ? in_ch : out_ch, out_ch, 1.0f, name));
+            if (blk->has_attention) {
+                snprintf(name, sizeof name, "down_blocks.%d.attentions.%d", i, j);
+                SOWER_TRY(add_attention(u, &blk->attentions[j], out_ch, cfg->norm_num_groups, 1.0f, name));
+            }
+        }
+        blk->has_sampler = i != n - 1;
+        if (blk->has_sampler) {
+            snprintf(name, sizeof name, "down_blocks.%d.downsamplers.0.conv", i);
+            SOWER_TRY(add_conv(u, &blk->sampler, out_ch, out_ch, 3, name));
+        }
+    }
+
+    const int mid_ch = cfg->block_out_channels[n - 1];
+    const float mid_scale = cfg->mid_block_scale_factor;
+    SOWER_TRY(add_resnet(u, &u->mid_resnets[0], mid_ch, mid_ch, mid_scale, "mid_block.resnets.0"));
+    u->mid_has_attention = cfg->add_attention;
+    if (u->mid_has_attention) {
+        int groups = cfg->attn_norm_num_groups ? cfg->attn_norm_num_groups : cfg->norm_num_groups;
+        SOWER_TRY(add_attention(u, &u->mid_attention, mid_ch, groups, mid_scale, "mid_block.attentions.0"));
+    }
+    SOWER_TRY(add_resnet(u, &u->mid_resnets[1], mid_ch, mid_ch, mid_scale, "mid_block.resnets.1"));
+
+    out_ch = cfg->block_out_channels[n - 1];
+    for (int i = 0; i < n; i++) {
+        BlockParams *blk = &u->up[i];
+        int prev_out = out_ch;
+        out_ch = cfg->block_out_channels[n - 1 - i];
+        int in_ch = cfg->block_out_channels[(n - 2 - i) < 0 ? 0 : n - 2 - i];
+        blk->n_layers = cfg->layers_per_block + 1;
+        blk->has_attention = cfg->up_has_attention[i];
+        for (int j = 0; j < blk->n_layers; j++) {
+            int skip_ch = j == blk->n_layers - 1 ? in_ch : out_ch;
+            int resnet_in = j == 0 ? prev_out : out_ch;
+            snprintf(name, sizeof name, "up_blocks.%d.resnets.%d", i, j);
+            SOWER_TRY(add_resnet(u, &blk->resnets[j], resnet_in + skip_ch, out_ch, 1.0f, name));
+            if (blk->has_attention) {
+                snprintf(name, sizeof name, "up_blocks.%d.attentions.%d", i, j);
+                SOWER_TRY(add_attention(u, &blk->attentions[j], out_ch, cfg->norm_num_groups, 1.0f, name));
+            }
+        }
+        blk->has_sampler = i != n - 1;
+        if (blk->has_sampler) {
+            snprintf(name, sizeof name, "up_blocks.%d.upsamplers.0.conv", i);
+            SOWER_TRY(add_conv(u, &blk->sampler, out_ch, out_ch, 3, name));
+        }
+    }
+    SOWER_TRY(add_norm(u, &u->norm_out, c0, cfg->norm_num_groups, cfg->norm_eps, "conv_norm_out"));
+    SOWER_TRY(add_conv(u, &u->conv_out, cfg->out_channels, c0, 3, "conv_out"));
+    return SOWER_OK;
+}
+
+void unet_free(UNet *u)
+{
+    free(u->params);
+    memset(u, 0, sizeof *u);
+}
+
+/* ---- binding weights by name ---- */
+
+/* The pre-0.17 name of an attention tensor (diffusers renames these on load), or "" if none. */
+static void legacy_name(const char *name, char *legacy, size_t size)
+{
+    static const char *const from[] = {".to_q.", ".to_k.", ".to_v.", ".to_out.0."};
+    static const char *const to[] = {".query.", ".key.", ".value.", ".proj_attn."};
+    legacy[0] = '\0';
+    for (int i = 0; i < 4; i++) {
+        const char *hit = strstr(name, from[i]);
+        if (hit && strstr(name, ".attentions.")) {
+            snprintf(legacy, size, "%.*s%s%s", (int)(hit - name), name, to[i], hit + strlen(from[i]));
+            return;
+        }
+    }
+}
+
+static void shape_text(const int64_t *shape, int ndim, char *out, size_t size)
+{
+    size_t used = (size_t)snprintf(out, size, "(");
+    for (int i = 0; i < ndim && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (used < size)
+        snprintf(out + used, size - used, "%s)", ndim == 1 ? "," : "");
+}
+
+int unet_bind(UNet *u, const StFile *weights)
+{
+    int status = SOWER_OK;
+    unsigned char *used = calloc((size_t)weights->n_tensors + 1, 1);
+    if (!used)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    for (int i = 0; i < u->n_params; i++) {
+        UNetParam *p = &u->params[i];
+        const StTensor *t = safetensors_find(weights, p->name);
+        if (!t) {
+            char legacy[128];
+            legacy_name(p->name, legacy, sizeof legacy);
+            if (legacy[0])
+                t = safetensors_find(weights, legacy);
+        }
+        if (!t) {
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: missing tensor '%s' (this config needs %d tensors)", weights->path,
+                                p->name, u->n_params);
+            goto done;
+        }
+        int same = t->ndim == p->ndim;
+        for (int d = 0; same && d < p->ndim; d++)
+            same = t->shape[d] == p->shape[d];
+        if (!same) {
+            char found[96], expected[96];
+            shape_text(t->shape, t->ndim, found, sizeof found);
+            shape_text(p->shape, p->ndim, expected, sizeof expected);
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s' has shape %s, the config needs %s", weights->path,
+                                t->name, found, expected);
+            goto done;
+        }
+        used[t - weights->tensors] = 1;
+        *p->slot = t->data;
+    }
+    for (int i = 0; i < weights->n_tensors; i++)
+        if (!used[i]) {
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: unexpected tensor '%s' (not part of the UNet2DModel its config "
+                                              "describes)", weights->path, weights->tensors[i].name);
+            goto done;
+        }
+done:
+    free(used);
+    return status;
+}
+
+/* ---- forward: one walk of the architecture, every operation through the backend's table ---- */
+
+typedef struct {
+    const UNetOps *ops;
+    void *be;              /* the backend's context */
+    const float *emb_silu; /* (B, temb): SiLU of the time embedding, shared by every resnet */
+    float *time_proj;      /* (B, max cout) scratch for a resnet's time projection */
+} ForwardCtx;
+
+static int resnet_forward(const ResnetParams *r, const Act *x, Act *out, ForwardCtx *ctx)
+{
+    const UNetOps *ops = ctx->ops;
+    Act a = {0}, b = {0}, s = {0};
+    int status = SOWER_OK;
+    const ConvGeometry same = {1, 1, 1, 1, 1};
+    SOWER_TRY_GOTO(ops->act_alloc(ctx->be, &a, x->c, x->b, x->h, x->w), status, done);
+    SOWER_TRY_GOTO(ops->group_norm(ctx->be, &r->norm1, x, &a, 1), status, done);
+    SOWER_TRY_GOTO(ops->conv2d(ctx->be, &r->conv1, same, &a, &b), status, done);
+    ops->act_free(ctx->be, &a);
+    SOWER_TRY_GOTO(ops->linear(ctx->be, &r->time_proj, ctx->emb_silu, x->b, ctx->time_proj), status, done);
+    SOWER_TRY_GOTO(ops->add_channel_bias(ctx->be, &b, ctx->time_proj), status, done);
+    SOWER_TRY_GOTO(ops->group_norm(ctx->be, &r->norm2, &b, &b, 1), status, done);
+    SOWER_TRY_GOTO(ops->conv2d(ctx->be, &r->conv2, same, &b, out), status, done);
+    const Act *shortcut = x;
+    if (r->shortcut.weight) {
+        const ConvGeometry pointwise = {1, 0, 0, 0, 0};
+        SOWER_TRY_GOTO(ops->conv2d(ctx->be, &r->shortcut, pointwise, x, &s), status, done);
+        shortcut = &s;
+    }
+    SOWER_TRY_GOTO(ops->residual(ctx->be, shortcut, out, r->output_scale), status, done);
+done:
+    if (status != SOWER_OK)
+        ops->act_free(ctx->be, out);
+    ops->act_free(ctx->be, &a);
+    ops->act_free(ctx->be, &b);
+    ops->act_free(ctx->be, &s);
+    return status;
+}
+
+/* h <- next, freeing the old h if this function owned it. */
+static void replace(ForwardCtx *ctx, Act *h, int *owned, Act *next)
+{
+    if (*owned)
+        ctx->ops->act_free(ctx->be, h);
+    *h = *next;
+    *owned = 1;
+}
+
+enum { MAX_SKIPS = 1 + UNET_MAX_BLOCKS * UNET_MAX_LAYERS + UNET_MAX_BLOCKS };
+
+static int forward_body(const UNet *u, Act *h, int *h_owned, ForwardCtx *ctx, Act *skips, int *n_skips)
+{
+    const UNetConfig *cfg = &u->cfg;
+    const UNetOps *ops = ctx->ops;
+    const ConvGeometry same = {1, 1, 1, 1, 1};
+    Act next = {0};
+    skips[(*n_skips)++] = *h; /* conv_in's output: the stack owns it now */
+    *h_owned = 0;
+    for (int i = 0; i < cfg->n_blocks; i++) {
+        const BlockParams *blk = &u->down[i];
+        for (int j = 0; j < blk->n_layers; j++) {
+            SOWER_TRY(resnet_forward(&blk->resnets[j], h, &next, ctx));
+            replace(ctx, h, h_owned, &next);
+            if (blk->has_attention) {
+                SOWER_TRY(ops->attention(ctx->be, &blk->attentions[j], h, &next));
+                replace(ctx, h, h_owned, &next);
+            }
+            skips[(*n_skips)++] = *h;
+            *h_owned = 0;
+        }
+        if (blk->has_sampler) {
+            ConvGeometry down = cfg->downsample_padding ? (ConvGeometry){2, 1, 1, 1, 1} : (ConvGeometry){2, 0, 0, 1, 1};
+            SOWER_TRY(ops->conv2d(ctx->be, &blk->sampler, down, h, &next));
+            replace(ctx, h, h_owned, &next);
+            skips[(*n_skips)++] = *h;
+            *h_owned = 0;
+        }
+    }
+    SOWER_TRY(resnet_forward(&u->mid_resnets[0], h, &next, ctx));
+    replace(ctx, h, h_owned, &next);
+    if (u->mid_has_attention) {
+        SOWER_TRY(ops->attention(ctx->be, &u->mid_attention, h, &next));
+        replace(ctx, h, h_owned, &next);
+    }
+    SOWER_TRY(resnet_forward(&u->mid_resnets[1], h, &next, ctx));
+    replace(ctx, h, h_owned, &next);
+    for (int i = 0; i < cfg->n_blocks; i++) {
+        const BlockParams *blk = &u->up[i];
+        for (int j = 0; j < blk->n_layers; j++) {
+            Act skip = skips[--(*n_skips)];
+            Act cat = {0};
+            int status = ops->concat_channels(ctx->be, h, &skip, &cat);
+            ops->act_free(ctx->be, &skip);
+            SOWER_TRY(status);
+            replace(ctx, h, h_owned, &cat);
+            SOWER_TRY(resnet_forward(&blk->resnets[j], h, &next, ctx));
+            replace(ctx, h, h_owned, &next);
+            if (blk->has_attention) {
+                SOWER_TRY(ops->attention(ctx->be, &blk->attentions[j], h, &next));
+                replace(ctx, h, h_owned, &next);
+            }
+        }
+        if (blk->has_sampler) {
+            SOWER_TRY(ops->upsample_nearest2x(ctx->be, h, &next));
+            replace(ctx, h, h_owned, &next);
+            SOWER_TRY(ops->conv2d(ctx->be, &blk->sampler, same, h, &next));
+            replace(ctx, h, h_owned, &next);
+        }
+    }
+    SOWER_TRY(ops->group_norm(ctx->be, &u->norm_out, h, h, 1));
+    SOWER_TRY(ops->conv2d(ctx->be, &u->conv_out, same, h, &next));
+    replace(ctx, h, h_owned, &next);
+    return SOWER_OK;
+}
+
+int unet_forward_resident(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+                          int width, float *out)
+{
+    const UNet *u = be->unet;
+    const UNetOps *ops = be->ops;
+    void *bc = be->ctx;
+    const UNetConfig *cfg = &u->cfg;
+    const int div = 1 << (cfg->n_blocks - 1);
+    if (height % div || width % div)
+        return SOWER_FAIL(SOWER_EINPUT, "sample size %dx%d is not divisible by %d, as this UNet's %d blocks need",
+                          height, width, div, cfg->n_blocks);
+    const int c0 = cfg->block_out_channels[0], temb = 4 * c0;
+    int status = SOWER_OK, h_owned = 1, n_skips = 0;
+    Act in = {0}, h = {0};
+    Act skips[MAX_SKIPS];
+    int max_c = 0;
+    for (int i = 0; i < cfg->n_blocks; i++)
+        max_c = cfg->block_out_channels[i] > max_c ? cfg->block_out_channels[i] : max_c;
+    float *t_host = malloc(sizeof(float) * (size_t)batch * c0); /* (B, c0) host: the sinusoids */
+    float *t_sin = NULL;     /* (B, c0) */
+    float *t_hidden = NULL;  /* (B, temb) */
+    float *emb = NULL;       /* (B, temb) */
+    float *time_proj = NULL; /* (B, max cout) */
+    if (!t_host) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for the time embedding");
+        goto done;
+    }
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &t_sin, (size_t)batch * c0), status, done);
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &t_hidden, (size_t)batch * temb), status, done);
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &emb, (size_t)batch * temb), status, done);
+    SOWER_TRY_GOTO(ops->buffer_alloc(bc, &time_proj, (size_t)batch * max_c), status, done);
+
+    /* Time embedding: sinusoids (on the host, the same bits everywhere) -> linear_1 -> SiLU ->
+     * linear_2; every resnet uses SiLU of it. */
+    timestep_embedding(timesteps, batch, c0, cfg->flip_sin_to_cos, cfg->freq_shift, t_host);
+    SOWER_TRY_GOTO(ops->upload(bc, t_sin, t_host, (size_t)batch * c0), status, done);
+    SOWER_TRY_GOTO(ops->linear(bc, &u->time_linear_1, t_sin, batch, t_hidden), status, done);
+    SOWER_TRY_GOTO(ops->silu(bc, t_hidden, (size_t)batch * temb), status, done);
+    SOWER_TRY_GOTO(ops->linear(bc, &u->time_linear_2, t_hidden, batch, emb), status, done);
+    SOWER_TRY_GOTO(ops->silu(bc, emb, (size_t)batch * temb), status, done);
+    ForwardCtx ctx = {ops, bc, emb, time_proj};
+
+    SOWER_TRY_GOTO(ops->act_alloc(bc, &in, cfg->in_channels, batch, height, width), status, done);
+    SOWER_TRY_GOTO(ops->from_nchw(bc, x, batch, cfg->center_input_sample, &in), status, done);
+    const ConvGeometry same = {1, 1, 1, 1, 1};
+    SOWER_TRY_GOTO(ops->conv2d(bc, &u->conv_in, same, &in, &h), status, done);
+    ops->act_free(bc, &in);
+    SOWER_TRY_GOTO(forward_body(u, &h, &h_owned, &ctx, skips, &n_skips), status, done);
+    SOWER_TRY_GOTO(ops->to_nchw(bc, &h, out), status, done);
+done:
+    while (n_skips > 0)
+        ops->act_free(bc, &skips[--n_skips]);
+    if (h_owned)
+        ops->act_free(bc, &h);
+    ops->act_free(bc, &in);
+    free(t_host);
+    ops->buffer_free(bc, t_sin);
+    ops->buffer_free(bc, t_hidden);
+    ops->buffer_free(bc, emb);
+    ops->buffer_free(bc, time_proj);
+    return status;
+}
+
+int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+                    int width, float *out)
+{
+    const UNetConfig *cfg = &be->unet->cfg;
+    const size_t in_values = (size_t)batch * cfg->in_channels * height * width;
+    const size_t out_values = (size_t)batch * cfg->out_channels * height * width;
+    float *x_be = NULL, *out_be = NULL; /* (B, in / out channels, H, W) in backend memory */
+    int status = SOWER_OK;
+    SOWER_TRY_GOTO(be->ops->buffer_alloc(be->ctx, &x_be, in_values), status, done);
+    SOWER_TRY_GOTO(be->ops->buffer_alloc(be->ctx, &out_be, out_values), status, done);
+    SOWER_TRY_GOTO(be->ops->upload(be->ctx, x_be, x, in_values), status, done);
+    SOWER_TRY_GOTO(unet_forward_resident(be, x_be, timesteps, batch, height, width, out_be), status, done);
+    SOWER_TRY_GOTO(be->ops->download(be->ctx, out, out_be, out_values), status, done);
+done:
+    be->ops->buffer_free(be->ctx, x_be);
+    be->ops->buffer_free(be->ctx, out_be);
+    return status;
+}

@@ -1,0 +1,100 @@
+/* unet.h: diffusers' UNet2DModel (unconditional), float32, on any backend (backend.h).
+ *
+ * Supported: DownBlock2D, AttnDownBlock2D, UpBlock2D, AttnUpBlock2D, UNetMidBlock2D (with or
+ * without attention), ResnetBlock2D with 1x1 shortcut, one- and multi-head attention, positional
+ * time embedding, conv down/upsampling. Weights are bound by their diffusers state-dict names
+ * (legacy attention names query/key/value/proj_attn are accepted too) and used in place. */
+#ifndef SOWER_UNET_H
+#define SOWER_UNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "layers.h"
+#include "safetensors.h"
+
+enum { UNET_MAX_BLOCKS = 8, UNET_MAX_LAYERS = 8 };
+
+typedef struct {
+    int in_channels, out_channels;
+    int sample_height, sample_width;     /* sample_size: int or [h, w] */
+    int center_input_sample;
+    int flip_sin_to_cos;
+    float freq_shift;
+    int n_blocks;
+    int block_out_channels[UNET_MAX_BLOCKS];
+    int down_has_attention[UNET_MAX_BLOCKS]; /* AttnDownBlock2D vs DownBlock2D */
+    int up_has_attention[UNET_MAX_BLOCKS];   /* AttnUpBlock2D vs UpBlock2D */
+    int layers_per_block;
+    float mid_block_scale_factor;
+    int downsample_padding;
+    int attention_head_dim;              /* 0: null (one head of all channels) */
+    int norm_num_groups;
+    int attn_norm_num_groups;            /* 0: null (the resnets' groups) */
+    float norm_eps;
+    int add_attention;
+} UNetConfig;
+
+/* Parses a UNet2DModel config.json with diffusers' defaults for missing keys. Unsupported values
+ * fail with SOWER_EMODEL naming the key and the supported values. */
+int unet_config_parse(const char *json_text, size_t len, const char *path, UNetConfig *cfg) SOWER_MUST_CHECK;
+
+typedef struct {
+    GroupNormParams norm1, norm2;
+    ConvParams conv1, conv2, shortcut; /* shortcut.weight NULL when cin == cout */
+    LinearParams time_proj;
+    float output_scale;
+} ResnetParams;
+
+typedef struct {
+    int n_layers;
+    ResnetParams resnets[UNET_MAX_LAYERS];
+    int has_attention;
+    AttentionParams attentions[UNET_MAX_LAYERS];
+    int has_sampler;                   /* downsampler or upsampler */
+    ConvParams sampler;
+} BlockParams;
+
+/* One expected tensor: its diffusers name, shape, and the slot its data pointer goes to. */
+typedef struct {
+    char name[96];
+    int ndim;
+    int64_t shape[4];
+    const float **slot;
+} UNetParam;
+
+typedef struct {
+    UNetConfig cfg;
+    ConvParams conv_in, conv_out;
+    LinearParams time_linear_1, time_linear_2;
+    BlockParams down[UNET_MAX_BLOCKS], up[UNET_MAX_BLOCKS];
+    ResnetParams mid_resnets[2];
+    int mid_has_attention;
+    AttentionParams mid_attention;
+    GroupNormParams norm_out;
+    UNetParam *params; /* (n_params,) every tensor the model needs, in construction order */
+    int n_params;
+    int64_t n_values;  /* total parameter count */
+} UNet;
+
+/* Builds the architecture for cfg (checking it is consistent) and lists its parameters. */
+int unet_init(UNet *u, const UNetConfig *cfg) SOWER_MUST_CHECK;
+/* Points every parameter at its tensor in weights: every expected tensor must be present with the
+ * expected shape, and no other tensor may be. The weights must outlive u. */
+int unet_bind(UNet *u, const StFile *weights) SOWER_MUST_CHECK;
+void unet_free(UNet *u);
+
+typedef struct ComputeBackend ComputeBackend; /* backend.h */
+
+/* One forward pass of the backend's model: x (batch, in_channels, H, W) NCHW and timesteps
+ * (batch,), both in host memory -> out (batch, out_channels, H, W) in host memory. H and W must
+ * be divisible by 2^(n_blocks-1). */
+int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+                    int width, float *out) SOWER_MUST_CHECK;
+/* The same with x and out in the backend's memory (ops->buffer_alloc): what the pipeline runs, so
+ * that samples stay on the device between steps. */
+int unet_forward_resident(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+                          int width, float *out) SOWER_MUST_CHECK;
+
+#endif /* SOWER_UNET_H */
