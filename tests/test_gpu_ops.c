@@ -276,7 +276,7 @@ static void test_elementwise(void)
     const size_t n = (size_t)c * b * h * w, n2 = (size_t)c2 * b * h * w;
     float *x = randn(n, 41, 3.0f), *y = randn(n, 42, 1.0f), *t = randn((size_t)b * c, 43, 1.0f), *z = randn(n2, 44, 1);
     const ComputeBackend *bes[2] = {&cpu, &gpu};
-    float *res[2][7];
+    float *res[2][8];
     for (int k = 0; k < 2; k++) {
         const ComputeBackend *be = bes[k];
         const UNetOps *ops = be->ops;
@@ -299,15 +299,17 @@ static void test_elementwise(void)
         res[k][5] = get(be, a.data, n);
         CHECK(ops->silu(be->ctx, a.data, n) == SOWER_OK, "silu");
         res[k][6] = get(be, a.data, n);
+        CHECK(ops->divide_scalar(be->ctx, s.data, 1.0488088f, nchw, n) == SOWER_OK, "divide_scalar");
+        res[k][7] = get(be, nchw, n);
         ops->act_free(be->ctx, &a), ops->act_free(be->ctx, &s), ops->act_free(be->ctx, &other);
         ops->act_free(be->ctx, &up), ops->act_free(be->ctx, &cat), ops->act_free(be->ctx, &cbhw);
         ops->buffer_free(be->ctx, dt), ops->buffer_free(be->ctx, nchw);
     }
-    static const char *const names[7] = {"upsample_nearest2x", "concat_channels", "to_nchw", "from_nchw (center)",
-                                         "add_channel_bias", "residual", "silu"};
-    const size_t sizes[7] = {4 * n, n + n2, n, n, n, n, n};
-    for (int i = 0; i < 7; i++) {
-        if (i < 6)
+    static const char *const names[8] = {"upsample_nearest2x", "concat_channels", "to_nchw", "from_nchw (center)",
+                                         "add_channel_bias", "residual", "silu", "divide_scalar"};
+    const size_t sizes[8] = {4 * n, n + n2, n, n, n, n, n, n};
+    for (int i = 0; i < 8; i++) {
+        if (i != 6) /* all exact but SiLU (libm's expf against CUDA's) */
             CHECK(memcmp(res[0][i], res[1][i], sizes[i] * sizeof(float)) == 0, "%s: not exact", names[i]);
         compare(names[i], res[0][i], res[1][i], sizes[i]);
         free(res[0][i]), free(res[1][i]);
@@ -428,6 +430,17 @@ static void test_tile_choice(const ConvCase *t, int tf32)
 }
 #endif
 
+/* Both backends fill every operation of backend.h's table, and a table with a hole is refused. */
+static void test_table_complete(void)
+{
+    CHECK(backend_ops_check(cpu.ops, "cpu") == SOWER_OK, "the CPU backend's table has a hole");
+    CHECK(backend_ops_check(gpu.ops, "cuda") == SOWER_OK, "the CUDA backend's table has a hole");
+    UNetOps holed = *gpu.ops;
+    holed.divide_scalar = NULL;
+    CHECK(backend_ops_check(&holed, "holed") == SOWER_EINTERNAL, "a missing operation passes the check");
+    sower_error_clear();
+}
+
 int main(int argc, char **argv)
 {
     /* --small: fewer, smaller cases (the emulated build runs every GPU thread as a host fiber);
@@ -503,6 +516,7 @@ int main(int argc, char **argv)
             }
         }
         if (!tf32) {
+            test_table_complete();
             test_elementwise();
             test_scheduler_step();
         }

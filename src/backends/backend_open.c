@@ -22,15 +22,26 @@ int compute_backend_cuda_device(int *device)
     return SOWER_OK;
 }
 
+/* A backend whose table has a hole is a bug of that backend: close it and say which operation. */
+static int complete_or_close(ComputeBackend *be, const char *name)
+{
+    int status = backend_ops_check(be->ops, name);
+    if (status != SOWER_OK)
+        compute_backend_close(be);
+    return status;
+}
+
 int compute_backend_open(ComputeBackend *be, Backend kind, Precision precision, const UNet *u)
 {
     if (kind == BACKEND_CPU && precision == PRECISION_TF32)
         return SOWER_FAIL(SOWER_EINPUT, "precision tf32 needs backend cuda (the CPU backend computes in fp32)");
-    if (kind == BACKEND_CPU)
-        return compute_backend_cpu(be, u);
+    if (kind == BACKEND_CPU) {
+        SOWER_TRY(compute_backend_cpu(be, u));
+        return complete_or_close(be, "cpu");
+    }
     CudaOptions opt = {0};
     opt.tf32 = precision == PRECISION_TF32;
     SOWER_TRY(compute_backend_cuda_device(&opt.device));
     SOWER_TRY(compute_backend_cuda(be, u, &opt));
-    return SOWER_OK;
+    return complete_or_close(be, "cuda");
 }

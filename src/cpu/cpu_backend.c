@@ -150,6 +150,17 @@ static int cpu_scheduler_step(void *ctx, const StepCoefficients *k, const float 
     return SOWER_OK;
 }
 
+static int cpu_divide_scalar(void *ctx, const float *x, float divisor, float *y, size_t n)
+{
+    (void)ctx;
+    double t0 = ops_profile_now();
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] / divisor; /* a division, never a reciprocal multiply: no fast-math (CMakeLists.txt) */
+    ops_profile_add(PROF_ELEMENTWISE, t0);
+    return SOWER_OK;
+}
+
 static const UNetOps cpu_ops = {
     .act_alloc = cpu_act_alloc,
     .act_free = cpu_act_free,
@@ -169,6 +180,7 @@ static const UNetOps cpu_ops = {
     .residual = cpu_residual,
     .concat_channels = cpu_concat_channels,
     .scheduler_step = cpu_scheduler_step,
+    .divide_scalar = cpu_divide_scalar,
 };
 
 static void cpu_close(void *ctx)

@@ -238,6 +238,24 @@ static int cuda_scheduler_step(void *ctx, const StepCoefficients *k, const float
     return gpu_scheduler_step(k, model_output, sample, noise, n, stream_of(ctx));
 }
 
+/* IEEE division (nvcc's default --prec-div=true, which scheduler_step_value relies on too): the
+ * host's bits. */
+__global__ static void divide_scalar_kernel(const float *x, float divisor, float *y, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        y[i] = x[i] / divisor;
+}
+
+static int cuda_divide_scalar(void *ctx, const float *x, float divisor, float *y, size_t n)
+{
+    if (n) {
+        GPU_LAUNCH(divide_scalar_kernel, ew_blocks(n), EW_THREADS, stream_of(ctx), x, divisor, y, n);
+        GPU_LAUNCH_TRY();
+    }
+    return SOWER_OK;
+}
+
 static const UNetOps cuda_ops = {
     cuda_act_alloc,
     cuda_act_free,
@@ -257,6 +275,7 @@ static const UNetOps cuda_ops = {
     cuda_residual,
     cuda_concat_channels,
     cuda_scheduler_step,
+    cuda_divide_scalar,
 };
 
 /* ---- set-up ---- */

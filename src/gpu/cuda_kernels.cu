@@ -430,10 +430,6 @@ int gpu_softmax_rows(float *s, long long rows, int cols, float scale, cudaStream
 
 /* ---- element-wise --------------------------------------------------------------------------- */
 
-enum { EW_THREADS = 256 };
-
-static unsigned ew_blocks(size_t n) { return (unsigned)((n + EW_THREADS - 1) / EW_THREADS); }
-
 __global__ static void silu_kernel(float *x, size_t n)
 {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;

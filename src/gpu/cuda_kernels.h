@@ -62,6 +62,10 @@ int gpu_residual(const float *shortcut, float *out, size_t n, float scale, cudaS
 /* (B, C, H, W) <-> (C, B, H, W); center: 2x - 1 on the way in. */
 int gpu_from_nchw(const float *x, int center, Act *out, cudaStream_t s);
 int gpu_to_nchw(const Act *in, float *x, cudaStream_t s);
+/* Element-wise kernels: one thread per value, in blocks of EW_THREADS (ew_blocks(n) of them). */
+enum { EW_THREADS = 256 };
+static inline unsigned ew_blocks(size_t n) { return (unsigned)((n + EW_THREADS - 1) / EW_THREADS); }
+
 /* x[i] = scheduler_step_value(k, m[i], x[i], z[i]) (z NULL: no noise): the host's bits. */
 int gpu_scheduler_step(const StepCoefficients *k, const float *m, float *x, const float *z, size_t n, cudaStream_t s);
 

@@ -3,6 +3,22 @@
 
 #include <string.h>
 
+/* The list must name every member: a member missing from it would escape the check below. */
+#define COUNT_OP(name) +1
+_Static_assert(sizeof(UNetOps) == (0 UNET_OPS_FIELDS(COUNT_OP)) * sizeof(void (*)(void)),
+               "UNET_OPS_FIELDS (backend.h) must list every UNetOps member");
+#undef COUNT_OP
+
+int backend_ops_check(const UNetOps *ops, const char *backend)
+{
+#define CHECK_OP(name)                                                                                             \
+    if (!ops->name)                                                                                                \
+        return SOWER_FAIL(SOWER_EINTERNAL, "backend %s has no operation '%s' (backend.h's UNetOps)", backend, #name);
+    UNET_OPS_FIELDS(CHECK_OP)
+#undef CHECK_OP
+    return SOWER_OK;
+}
+
 void compute_backend_close(ComputeBackend *be)
 {
     if (be->close)

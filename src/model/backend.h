@@ -67,7 +67,18 @@ typedef struct {
      * noise (n,), or NULL when k->add_noise is 0. */
     int (*scheduler_step)(void *ctx, const StepCoefficients *k, const float *model_output, float *sample,
                           const float *noise, size_t n);
+    /* y (n,) = x (n,) / divisor, element-wise, IEEE float32 division (a scheduler's
+     * scale_model_input); y may be x. */
+    int (*divide_scalar)(void *ctx, const float *x, float divisor, float *y, size_t n);
 } UNetOps;
+
+/* Every entry of UNetOps, in order: backend_ops_check() proves a backend fills each one, and a static
+ * assertion in backend.c that this list covers the whole struct. Adding an op: a field above, its name
+ * here, then each backend's table (ARCHITECTURE.md, "Add an op"). */
+#define UNET_OPS_FIELDS(X)                                                                                       \
+    X(act_alloc) X(act_free) X(buffer_alloc) X(buffer_free) X(upload) X(download) X(from_nchw) X(to_nchw)       \
+    X(conv2d) X(group_norm) X(silu) X(linear) X(upsample_nearest2x) X(attention) X(add_channel_bias)             \
+    X(residual) X(concat_channels) X(scheduler_step) X(divide_scalar)
 
 struct ComputeBackend {
     const UNetOps *ops;
@@ -78,6 +89,10 @@ struct ComputeBackend {
     const char *determinism;            /* why its bits are reproducible, for provenance */
     void (*close)(void *ctx);
 };
+
+/* SOWER_EINTERNAL naming the first operation `backend` (its name, for the message) leaves NULL.
+ * backends/backend_open.c checks every backend it opens. */
+int backend_ops_check(const UNetOps *ops, const char *backend) SOWER_MUST_CHECK;
 
 /* Closes any backend (cpu/cpu_backend.h, src/gpu/gpu.h; backends/backend_open.h picks one). */
 void compute_backend_close(ComputeBackend *be); /* safe on a zeroed backend */
