@@ -46,6 +46,7 @@ typedef struct {
 
 /* GPU_PLUGIN_ENTRY: fills api and returns 0; -1 when host's ABI or sizes are not its own. */
 typedef int (*GpuPluginOpen)(const GpuPluginHost *host, GpuPluginApi *api);
+int sower_cuda_plugin_open(const GpuPluginHost *host, GpuPluginApi *api); /* plugin_entry.c's GpuPluginOpen */
 
 #ifdef __cplusplus
 }
