@@ -1,5 +1,5 @@
 /* test_rng_unit.c: properties of the torch-compatible generator that hold by specification
- * (../shared/reference/torch-rng.md), independent of the reference file. */
+ * (docs/reference/torch-rng.md), independent of the reference file. */
 #include <math.h>
 #include <string.h>
 

@@ -11,7 +11,7 @@ Options: --out DIR writes elsewhere (used to check that two runs are byte-identi
 
 What it writes under tests/data/diffusers/:
   models/cifar/         google/ddpm-cifar10-32 in the hub's FLAT layout: config.json, scheduler_config.json,
-                        model_index.json only (hub reconstructions, see shared/reference/diffusers-pipelines.md
+                        model_index.json only (hub reconstructions, see docs/reference/diffusers-pipelines.md
                         1.2). Its weights (143 MB) are NOT written: they are made by formula_tensor() below,
                         which sower regenerates with its bit-exact torch generator; reference.json records
                         the SHA-256 of all weights concatenated and cifar_weights_manifest.json one SHA-256
@@ -72,7 +72,7 @@ PAD_SEED_BASE = 1000          # pad / other-batch-member seeds are 1000, 1001, .
 RERUN = "/opt/refenv/bin/python validate/make_diffusers_reference.py"
 
 # ---------------------------------------------------------------------------------------------
-# google/ddpm-cifar10-32, hub files as reconstructed in shared/reference/diffusers-pipelines.md 1.2.
+# google/ddpm-cifar10-32, hub files as reconstructed in docs/reference/diffusers-pipelines.md 1.2.
 CIFAR_CONFIG = {
     "_class_name": "UNet2DModel",
     "_diffusers_version": "0.0.4",
@@ -103,7 +103,7 @@ CIFAR_INDEX = {
     "_class_name": "DDPMPipeline", "_diffusers_version": "0.1.0",
     "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"],
 }
-# Byte sizes of the hub files (shared/reference/diffusers-pipelines.md 1.2): a check on the reconstruction.
+# Byte sizes of the hub files (docs/reference/diffusers-pipelines.md 1.2): a check on the reconstruction.
 CIFAR_HUB_SIZES = {"config.json": 699, "scheduler_config.json": 256, "model_index.json": 180}
 
 MH_CONFIG = dict(

@@ -12,7 +12,7 @@
 
 #include <stdio.h>
 
-/* One table: enum name, process exit code, message. Exit codes follow DESIGN.md:
+/* One table: enum name, process exit code, message. Exit codes follow docs/design.md:
  * 0 ok, 1 verification mismatch, 2 bad input (manifest, model, options), 3 runtime failure. */
 #define SOWER_STATUS_TABLE(X)                                                   \
     X(SOWER_OK,        0, "success")                                            \

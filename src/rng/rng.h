@@ -16,7 +16,7 @@
  *
  * Seeds: torch seeds MT19937 with (uint32)seed, so seeds s and s + k*2^32 give identical noise
  * (only initial_seed in the state image differs). Negative Python seeds are two's complement:
- * -1 is 2^64-1. See docs in README.md and ../shared/reference/torch-rng.md. */
+ * -1 is 2^64-1. See docs in README.md and docs/reference/torch-rng.md. */
 #ifndef SOWER_RNG_H
 #define SOWER_RNG_H
 
