@@ -224,7 +224,8 @@ int clip_tokenize(const ClipTokenizer *t, const char *prompt, size_t len, int32_
     if (status == SOWER_OK) {
         const size_t keep = content.n < (size_t)t->max_length - 2 ? content.n : (size_t)t->max_length - 2;
         ids[0] = t->bos;
-        memcpy(ids + 1, content.ids, keep * sizeof *ids);
+        if (keep) /* content.ids is NULL for an empty prompt */
+            memcpy(ids + 1, content.ids, keep * sizeof *ids);
         ids[1 + keep] = t->eos;
         for (size_t k = keep + 2; k < (size_t)t->max_length; k++)
             ids[k] = t->pad;
