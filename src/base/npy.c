@@ -9,16 +9,13 @@
 
 enum { NPY_ALIGN = 64, NPY_MAX_FILE = 1 << 30 };
 
-int npy_write_f32(const char *path, const float *data, const int64_t *shape, int ndim)
+size_t npy_header(unsigned char *out, const char *descr, const int64_t *shape, int ndim)
 {
-    char header[512];
-    size_t used = (size_t)snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
-    size_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
+    char header[NPY_HEADER_MAX];
+    size_t used = (size_t)snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    for (int i = 0; i < ndim; i++) /* a 1-tuple needs its comma: (5,) */
         used += (size_t)snprintf(header + used, sizeof header - used, "%lld,%s", (long long)shape[i],
                                  i + 1 < ndim ? " " : "");
-        numel *= (size_t)shape[i];
-    }
     used += (size_t)snprintf(header + used, sizeof header - used, "), }");
     /* magic(6) + version(2) + length(2) + header, padded with spaces to NPY_ALIGN, ending in '\n' */
     size_t total = 10 + used + 1;
@@ -26,12 +23,21 @@ int npy_write_f32(const char *path, const float *data, const int64_t *shape, int
     memset(header + used, ' ', padded - total);
     used += padded - total;
     header[used++] = '\n';
-    unsigned char prefix[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(used & 0xFF),
-                                (unsigned char)(used >> 8)};
+    const unsigned char prefix[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(used & 0xFF),
+                                      (unsigned char)(used >> 8)};
+    memcpy(out, prefix, sizeof prefix);
+    memcpy(out + sizeof prefix, header, used);
+    return sizeof prefix + used;
+}
+
+int npy_write_f32(const char *path, const float *data, const int64_t *shape, int ndim)
+{
+    unsigned char header[NPY_HEADER_MAX];
+    size_t used = npy_header(header, "<f4", shape, ndim), numel = 1;
+    for (int i = 0; i < ndim; i++)
+        numel *= (size_t)shape[i];
     OutFile f;
     int status = outfile_open(&f, path);
-    if (status == SOWER_OK)
-        status = outfile_write(&f, prefix, sizeof prefix);
     if (status == SOWER_OK)
         status = outfile_write(&f, header, used);
     if (status == SOWER_OK)

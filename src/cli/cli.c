@@ -6,25 +6,70 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cli_option_value(int argc, char **argv, int *i, const char *name, const char **value, int *matched)
+#include "seeds.h"
+
+int cli_one_positional(void *ctx, const char *arg)
 {
-    const char *arg = argv[*i];
-    size_t n = strlen(name);
-    *matched = 0;
-    if (strncmp(arg, name, n) != 0)
-        return SOWER_OK;
-    if (arg[n] == '=') {
-        *matched = 1;
-        *value = arg + n + 1;
-        return SOWER_OK;
+    const char **slot = ctx;
+    if (*slot)
+        return SOWER_FAIL(SOWER_EUSAGE, "unexpected second argument '%s' (after '%s')", arg, *slot);
+    *slot = arg;
+    return SOWER_OK;
+}
+
+/* The option argv names: its table index and where its inline value starts ("--x=v"), or -1. */
+static int find_option(const CliParser *p, const char *arg, const char **inline_value)
+{
+    *inline_value = NULL;
+    for (int k = 0; k < p->n_options; k++) {
+        const char *spellings[2] = {p->options[k].name, p->options[k].alias};
+        for (int s = 0; s < 2; s++) {
+            size_t n = spellings[s] ? strlen(spellings[s]) : 0;
+            if (!n || strncmp(arg, spellings[s], n) != 0 || (arg[n] != '\0' && arg[n] != '='))
+                continue;
+            if (arg[n] == '=')
+                *inline_value = arg + n + 1;
+            return k;
+        }
     }
-    if (arg[n] != '\0')
-        return SOWER_OK;
-    *matched = 1;
-    if (*i + 1 >= argc)
-        return SOWER_FAIL(SOWER_EUSAGE, "option %s expects a value", name);
-    *i += 1;
-    *value = argv[*i];
+    return -1;
+}
+
+int cli_parse(const CliParser *p, int argc, char **argv, int *help)
+{
+    *help = 0;
+    int options_done = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!options_done && (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)) {
+            *help = 1;
+            return SOWER_OK;
+        }
+        if (!options_done && strcmp(arg, "--") == 0) {
+            options_done = 1;
+            continue;
+        }
+        if (options_done || arg[0] != '-' || arg[1] == '\0') {
+            if (!p->on_positional)
+                return SOWER_FAIL(SOWER_EUSAGE, "%s: unexpected argument '%s' (see 'sower %s --help')", p->command, arg,
+                                  p->command);
+            SOWER_TRY(p->on_positional(p->ctx, arg));
+            continue;
+        }
+        const char *value = NULL;
+        int k = find_option(p, arg, &value);
+        if (k < 0)
+            return cli_unknown(p->command, arg);
+        const CliOption *o = &p->options[k];
+        if (!o->takes_value && value)
+            return SOWER_FAIL(SOWER_EUSAGE, "%s: option %s takes no value, found '%s'", p->command, o->name, arg);
+        if (o->takes_value && !value) {
+            if (i + 1 >= argc)
+                return SOWER_FAIL(SOWER_EUSAGE, "%s: option %s expects a value", p->command, o->name);
+            value = argv[++i];
+        }
+        SOWER_TRY(p->on_option(p->ctx, k, value));
+    }
     return SOWER_OK;
 }
 
@@ -106,34 +151,19 @@ int cli_parse_seed_list(const char *option, const char *text, size_t max_seeds, 
     if (*p == '\0')
         return SOWER_FAIL(SOWER_EUSAGE, "%s: expected seeds like 0-7,42, found an empty list", option);
     while (*p) {
-        char item[64];
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0 || len >= sizeof item) {
-            status = SOWER_FAIL(SOWER_EUSAGE, "%s: expected seeds like 0-7,42, found '%s'", option, text);
+        uint64_t lo, hi;
+        int parsed = seed_item_parse(p, len, &lo, &hi);
+        if (parsed == SEED_REVERSED) {
+            status = SOWER_FAIL(SOWER_EUSAGE, "%s: range '%.*s' ends before it starts", option, (int)len, p);
             goto fail;
         }
-        memcpy(item, p, len);
-        item[len] = '\0';
-        uint64_t lo, hi;
-        char *dash = strchr(item, '-');
-        if (dash && dash != item) {
-            *dash = '\0';
-            if (cli_parse_u64(option, item, 0, &lo) != SOWER_OK || cli_parse_u64(option, dash + 1, 0, &hi) != SOWER_OK) {
-                status = SOWER_FAIL(SOWER_EUSAGE, "%s: bad range '%.*s' in '%s' (expected A-B with 0 <= A <= B < 2^64)",
-                                    option, (int)len, p, text);
-                goto fail;
-            }
-        } else {
-            if (cli_parse_u64(option, item, 0, &lo) != SOWER_OK) {
-                status = SOWER_FAIL(SOWER_EUSAGE, "%s: bad seed '%s' in '%s' (expected integers in 0..2^64-1)", option,
-                                    item, text);
-                goto fail;
-            }
-            hi = lo;
-        }
-        if (hi < lo) {
-            status = SOWER_FAIL(SOWER_EUSAGE, "%s: range '%.*s' ends before it starts", option, (int)len, p);
+        if (parsed != 0) {
+            status = SOWER_FAIL(SOWER_EUSAGE,
+                                "%s: bad seed '%.*s' in '%s' (expected seeds 0..2^64-1, negatives -2^63..-1 as torch "
+                                "takes them, or ranges A-B with A <= B)",
+                                option, (int)len, p, text);
             goto fail;
         }
         if (hi - lo >= max_seeds || *n_seeds + (size_t)(hi - lo) + 1 > max_seeds) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "manifest.h"
 #include "model.h"
@@ -29,15 +30,19 @@ int check_job_model(const Job *job)
 
 int cmd_check(int argc, char **argv)
 {
-    if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+    const char *arg = NULL;
+    int help = 0;
+    const CliParser parser = {"check", NULL, 0, NULL, cli_one_positional, &arg};
+    SOWER_TRY(cli_parse(&parser, argc, argv, &help));
+    if (help) {
         puts("usage: sower check JOB.yaml\n\nValidates a job manifest (schema/README.md) and the model it names, "
              "and prints the\nnormalised job with every default filled in. Writes nothing.");
         return SOWER_OK;
     }
-    if (argc != 1 || argv[0][0] == '-')
+    if (!arg)
         return SOWER_FAIL(SOWER_EUSAGE, "usage: sower check JOB.yaml");
     Job job;
-    int status = manifest_load(&job, argv[0]);
+    int status = manifest_load(&job, arg);
     if (status == SOWER_OK)
         status = check_job_model(&job);
     if (status == SOWER_OK) {

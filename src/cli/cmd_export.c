@@ -48,28 +48,43 @@ static int write_png(const char *path, const unsigned char *pixels, int width, i
     return SOWER_OK;
 }
 
+typedef struct {
+    const char *path, *png_path, *rows_text;
+    long columns;
+} ExportOptions;
+
+enum { EXPORT_PNG, EXPORT_ROWS, EXPORT_COLUMNS, N_EXPORT_OPTS };
+static const CliOption export_options[N_EXPORT_OPTS] = {
+    [EXPORT_PNG] = {"--png", NULL, 1}, [EXPORT_ROWS] = {"--rows", NULL, 1}, [EXPORT_COLUMNS] = {"--columns", NULL, 1}};
+
+static int on_export_option(void *ctx, int which, const char *v)
+{
+    ExportOptions *o = ctx;
+    if (which == EXPORT_PNG)
+        o->png_path = v;
+    else if (which == EXPORT_ROWS)
+        o->rows_text = v;
+    else
+        SOWER_TRY(cli_parse_int("--columns", v, 1, 1024, &o->columns));
+    return SOWER_OK;
+}
+
+static int on_export_path(void *ctx, const char *arg) { return cli_one_positional(&((ExportOptions *)ctx)->path, arg); }
+
 int cmd_export(int argc, char **argv)
 {
-    const char *path = NULL, *png_path = NULL, *rows_text = NULL;
-    long columns = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]\n\n"
-                 "Writes a contact sheet of the rows A..B (default: the first 64) as a PNG, post-processed as\n"
-                 "diffusers does for pixel-space models ((x/2+0.5) clamped to [0,1]).");
-            return SOWER_OK;
-        } else if (!strcmp(argv[i], "--png") && i + 1 < argc) {
-            png_path = argv[++i];
-        } else if (!strcmp(argv[i], "--rows") && i + 1 < argc) {
-            rows_text = argv[++i];
-        } else if (!strcmp(argv[i], "--columns") && i + 1 < argc) {
-            SOWER_TRY(cli_parse_int("--columns", argv[++i], 1, 1024, &columns));
-        } else if (argv[i][0] != '-' && !path) {
-            path = argv[i];
-        } else {
-            return SOWER_FAIL(SOWER_EUSAGE, "export: unknown or incomplete option '%s'", argv[i]);
-        }
+    ExportOptions o = {0};
+    int help = 0;
+    const CliParser parser = {"export", export_options, N_EXPORT_OPTS, on_export_option, on_export_path, &o};
+    SOWER_TRY(cli_parse(&parser, argc, argv, &help));
+    if (help) {
+        puts("usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]\n\n"
+             "Writes a contact sheet of the rows A..B (default: the first 64) as a PNG, post-processed as\n"
+             "diffusers does for pixel-space models ((x/2+0.5) clamped to [0,1]).");
+        return SOWER_OK;
     }
+    const char *path = o.path, *png_path = o.png_path, *rows_text = o.rows_text;
+    long columns = o.columns;
     if (!path || !png_path)
         return SOWER_FAIL(SOWER_EUSAGE, "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);

@@ -4,6 +4,7 @@
 
 #include "backend_open.h"
 #include "cpu_backend.h"
+#include "cli.h"
 #include "commands.h"
 #include "digest.h"
 #include "gpu.h"
@@ -44,15 +45,19 @@ static void print_scheduler(const SchedulerConfig *s)
 
 int cmd_info(int argc, char **argv)
 {
-    if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+    const char *arg = NULL;
+    int help = 0;
+    const CliParser parser = {"info", NULL, 0, NULL, cli_one_positional, &arg};
+    SOWER_TRY(cli_parse(&parser, argc, argv, &help));
+    if (help) {
         puts("usage: sower info MODEL_DIR\n\nPrints the model's layout, config summary, parameter count and the "
              "SHA-256 of its weight file.");
         return SOWER_OK;
     }
-    if (argc != 1 || argv[0][0] == '-')
+    if (!arg)
         return SOWER_FAIL(SOWER_EUSAGE, "usage: sower info MODEL_DIR");
     Model m;
-    int status = model_load(&m, argv[0]);
+    int status = model_load(&m, arg);
     if (status == SOWER_OK) {
         char hex[DIGEST_HEX_CHARS];
         digest_hex(m.weights_sha256, hex);

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "digest.h"
+#include "npy.h"
 #include "outfile.h"
 #include "rng.h"
 
@@ -20,6 +21,8 @@ typedef enum { DTYPE_F32, DTYPE_F64 } NoiseDtype;
 typedef struct {
     uint64_t numel;
     NoiseDtype dtype;
+    int64_t dims[CLI_MAX_DIMS]; /* (ndims,) the --shape sizes */
+    int ndims;
 } NoiseCall;
 
 typedef struct {
@@ -31,6 +34,7 @@ typedef struct {
     RngKernel kernel;
     int radius_log1p;
     int quiet;
+    int npy; /* the output is a .npy file (one call): a header before the values */
     NoiseCall calls[NOISE_MAX_CALLS];
     int n_calls;
 } NoiseOptions;
@@ -42,7 +46,8 @@ static const char noise_usage[] =
     "\n"
     "Writes the noise of torch.randn(shape, generator=torch.Generator('cpu').manual_seed(S)),\n"
     "bit for bit: one generator, one randn call per --shape in order, the raw little-endian values\n"
-    "of all calls concatenated into FILE ('-' for standard output).\n"
+    "of all calls concatenated into FILE ('-' for standard output); a FILE ending in .npy gets a\n"
+    "NumPy header (np.load reads it; one --shape only).\n"
     "\n"
     "  --seed S          generator seed, 0..2^64-1; negative seeds are two's complement, as in torch.\n"
     "                    torch seeds MT19937 with the low 32 bits only: S and S+2^32 give the same noise.\n"
@@ -93,79 +98,73 @@ static int parse_shape_arg(const char *text, NoiseDtype default_dtype, NoiseCall
     call->dtype = default_dtype;
     if (colon)
         SOWER_TRY(parse_dtype("--shape", colon + 1, &call->dtype));
-    int64_t dims[CLI_MAX_DIMS];
-    int ndims;
-    SOWER_TRY(cli_parse_shape("--shape", dims_text, dims, &ndims, NOISE_MAX_NUMEL, &call->numel));
+    SOWER_TRY(cli_parse_shape("--shape", dims_text, call->dims, &call->ndims, NOISE_MAX_NUMEL, &call->numel));
     return SOWER_OK;
+}
+
+enum { NOISE_SEED, NOISE_SHAPE, NOISE_GENERATOR, NOISE_DTYPE, NOISE_TORCH_VERSION, NOISE_STATE_IN, NOISE_STATE_OUT,
+       NOISE_QUIET, NOISE_OUTPUT, N_NOISE_OPTS };
+static const CliOption noise_options[N_NOISE_OPTS] = {
+    [NOISE_SEED] = {"--seed", NULL, 1},           [NOISE_SHAPE] = {"--shape", NULL, 1},
+    [NOISE_GENERATOR] = {"--generator", NULL, 1}, [NOISE_DTYPE] = {"--dtype", NULL, 1},
+    [NOISE_TORCH_VERSION] = {"--torch-version", NULL, 1}, [NOISE_STATE_IN] = {"--state-in", NULL, 1},
+    [NOISE_STATE_OUT] = {"--state-out", NULL, 1}, [NOISE_QUIET] = {"--quiet", NULL, 0},
+    [NOISE_OUTPUT] = {"--output", "-o", 1},
+};
+
+typedef struct {
+    NoiseOptions *opt;
+    const char *shapes[NOISE_MAX_CALLS]; /* the --shape values, in order */
+    int n_shapes;
+    NoiseDtype default_dtype;
+} NoiseParse;
+
+static int on_noise_option(void *ctx, int which, const char *v)
+{
+    NoiseParse *np = ctx;
+    NoiseOptions *opt = np->opt;
+    switch (which) {
+    case NOISE_SEED:
+        SOWER_TRY(cli_parse_u64("--seed", v, 1, &opt->seed));
+        opt->have_seed = 1;
+        break;
+    case NOISE_SHAPE:
+        if (np->n_shapes == NOISE_MAX_CALLS)
+            return SOWER_FAIL(SOWER_EUSAGE, "noise: at most %d --shape options", NOISE_MAX_CALLS);
+        np->shapes[np->n_shapes++] = v;
+        break;
+    case NOISE_GENERATOR:
+        if (rng_kernel_parse(v, &opt->kernel) != SOWER_OK)
+            return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'", v);
+        break;
+    case NOISE_DTYPE: SOWER_TRY(parse_dtype("--dtype", v, &np->default_dtype)); break;
+    case NOISE_TORCH_VERSION: SOWER_TRY(parse_torch_version(v, &opt->radius_log1p)); break;
+    case NOISE_STATE_IN: opt->state_in = v; break;
+    case NOISE_STATE_OUT: opt->state_out = v; break;
+    case NOISE_QUIET: opt->quiet = 1; break;
+    case NOISE_OUTPUT: opt->output = v; break;
+    }
+    return SOWER_OK;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 static int parse_noise_options(int argc, char **argv, NoiseOptions *opt, int *help)
 {
-    const char *shapes[NOISE_MAX_CALLS];
-    int n_shapes = 0;
-    NoiseDtype default_dtype = DTYPE_F32;
     memset(opt, 0, sizeof *opt);
     opt->kernel = RNG_KERNEL_TORCH_CPU;
-    *help = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *v = NULL;
-        int m = 0;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            *help = 1;
-            return SOWER_OK;
-        }
-        if (strcmp(argv[i], "--quiet") == 0) {
-            opt->quiet = 1;
-            continue;
-        }
-        SOWER_TRY(cli_option_value(argc, argv, &i, "--seed", &v, &m));
-        if (m) {
-            SOWER_TRY(cli_parse_u64("--seed", v, 1, &opt->seed));
-            opt->have_seed = 1;
-            continue;
-        }
-        SOWER_TRY(cli_option_value(argc, argv, &i, "--shape", &v, &m));
-        if (m) {
-            if (n_shapes == NOISE_MAX_CALLS)
-                return SOWER_FAIL(SOWER_EUSAGE, "noise: at most %d --shape options", NOISE_MAX_CALLS);
-            shapes[n_shapes++] = v;
-            continue;
-        }
-        SOWER_TRY(cli_option_value(argc, argv, &i, "--generator", &v, &m));
-        if (m) {
-            if (rng_kernel_parse(v, &opt->kernel) != SOWER_OK)
-                return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'", v);
-            continue;
-        }
-        SOWER_TRY(cli_option_value(argc, argv, &i, "--dtype", &v, &m));
-        if (m) {
-            SOWER_TRY(parse_dtype("--dtype", v, &default_dtype));
-            continue;
-        }
-        SOWER_TRY(cli_option_value(argc, argv, &i, "--torch-version", &v, &m));
-        if (m) {
-            SOWER_TRY(parse_torch_version(v, &opt->radius_log1p));
-            continue;
-        }
-        SOWER_TRY(cli_option_value(argc, argv, &i, "--state-in", &v, &m));
-        if (m) {
-            opt->state_in = v;
-            continue;
-        }
-        SOWER_TRY(cli_option_value(argc, argv, &i, "--state-out", &v, &m));
-        if (m) {
-            opt->state_out = v;
-            continue;
-        }
-        SOWER_TRY(cli_option_value(argc, argv, &i, "-o", &v, &m));
-        if (!m)
-            SOWER_TRY(cli_option_value(argc, argv, &i, "--output", &v, &m));
-        if (m) {
-            opt->output = v;
-            continue;
-        }
-        return cli_unknown("noise", argv[i]);
-    }
+    NoiseParse np = {.opt = opt, .default_dtype = DTYPE_F32};
+    const CliParser parser = {"noise", noise_options, N_NOISE_OPTS, on_noise_option, NULL, &np};
+    SOWER_TRY(cli_parse(&parser, argc, argv, help));
+    if (*help)
+        return SOWER_OK;
+    const int n_shapes = np.n_shapes;
+    const char *const *shapes = np.shapes;
+    const NoiseDtype default_dtype = np.default_dtype;
     if (opt->have_seed == (opt->state_in != NULL))
         return SOWER_FAIL(SOWER_EUSAGE, "noise: give exactly one of --seed S or --state-in FILE");
     if (n_shapes == 0)
@@ -175,6 +174,10 @@ static int parse_noise_options(int argc, char **argv, NoiseOptions *opt, int *he
     for (int k = 0; k < n_shapes; k++)
         SOWER_TRY(parse_shape_arg(shapes[k], default_dtype, &opt->calls[k]));
     opt->n_calls = n_shapes;
+    opt->npy = ends_with(opt->output, ".npy");
+    if (opt->npy && n_shapes != 1)
+        return SOWER_FAIL(SOWER_EUSAGE, "noise: -o %s: a .npy file holds one array: give one --shape (or write raw "
+                                        "values to a name not ending in .npy)", opt->output);
     return SOWER_OK;
 }
 
@@ -272,6 +275,12 @@ int cmd_noise(int argc, char **argv)
     int status = outfile_open(&out, opt.output);
     if (status == SOWER_OK)
         status = digest_init(&digest);
+    if (status == SOWER_OK && opt.npy) { /* the digest stays the values' own, as for a raw file */
+        unsigned char header[NPY_HEADER_MAX];
+        const NoiseCall *c = &opt.calls[0];
+        size_t n = npy_header(header, c->dtype == DTYPE_F32 ? "<f4" : "<f8", c->dims, c->ndims);
+        status = outfile_write(&out, header, n);
+    }
     if (status == SOWER_OK)
         status = run_calls(&opt, &g, &out, &digest, &total_bytes);
     if (status == SOWER_OK)

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "gemm.h"
 #include "h5out.h"
@@ -109,45 +110,53 @@ static int parse_slice(const char *text, int *k, int *n)
     return SOWER_OK;
 }
 
+enum { RUN_FORCE, RUN_RESUME, RUN_RESUME_AUTO, RUN_SLICE, RUN_STITCH, RUN_STATUS_FILE, RUN_OUTPUT, RUN_BATCH, N_RUN_OPTS };
+static const CliOption run_options[N_RUN_OPTS] = {
+    [RUN_FORCE] = {"--force", NULL, 0},        [RUN_RESUME] = {"--resume", NULL, 0},
+    [RUN_RESUME_AUTO] = {"--resume-auto", NULL, 0}, [RUN_SLICE] = {"--slice", NULL, 1},
+    [RUN_STITCH] = {"--stitch", NULL, 1},      [RUN_STATUS_FILE] = {"--status-file", NULL, 1},
+    [RUN_OUTPUT] = {"--output", "-o", 1},      [RUN_BATCH] = {"--batch", NULL, 1},
+};
+
+static int on_run_option(void *ctx, int which, const char *v)
+{
+    RunOptions *o = ctx;
+    long n;
+    switch (which) {
+    case RUN_FORCE: o->force = 1; break;
+    case RUN_RESUME: o->resume = 1; break;
+    case RUN_RESUME_AUTO: o->resume_auto = 1; break;
+    case RUN_SLICE: SOWER_TRY(parse_slice(v, &o->slice_k, &o->slice_n)); break;
+    case RUN_STITCH:
+        SOWER_TRY(cli_parse_int("--stitch (the slice count)", v, 1, SLICES_MAX, &n));
+        o->stitch_n = (int)n;
+        break;
+    case RUN_STATUS_FILE: o->status_file = v; break;
+    case RUN_OUTPUT: o->output = v; break;
+    case RUN_BATCH:
+        SOWER_TRY(cli_parse_int("--batch", v, 1, 1024, &n));
+        o->batch = (int)n;
+        break;
+    }
+    return SOWER_OK;
+}
+
+static int on_run_manifest(void *ctx, const char *arg)
+{
+    RunOptions *o = ctx;
+    if (o->manifest)
+        return cli_unknown("run", arg);
+    o->manifest = arg;
+    return SOWER_OK;
+}
+
 static int parse_run_options(int argc, char **argv, RunOptions *o, int *help)
 {
     memset(o, 0, sizeof *o);
-    *help = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            *help = 1;
-            return SOWER_OK;
-        } else if (!strcmp(argv[i], "--force")) {
-            o->force = 1;
-        } else if (!strcmp(argv[i], "--resume")) {
-            o->resume = 1;
-        } else if (!strcmp(argv[i], "--resume-auto")) {
-            o->resume_auto = 1;
-        } else if (!strcmp(argv[i], "--slice") && i + 1 < argc) {
-            SOWER_TRY(parse_slice(argv[++i], &o->slice_k, &o->slice_n));
-        } else if (!strcmp(argv[i], "--stitch") && i + 1 < argc) {
-            char *end;
-            long n = strtol(argv[++i], &end, 10);
-            if (*end || n < 1 || n > SLICES_MAX)
-                return SOWER_FAIL(SOWER_EUSAGE, "--stitch: expected the slice count, 1..%d, found '%s'", SLICES_MAX,
-                                  argv[i]);
-            o->stitch_n = (int)n;
-        } else if (!strcmp(argv[i], "--status-file") && i + 1 < argc) {
-            o->status_file = argv[++i];
-        } else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
-            o->output = argv[++i];
-        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            char *end;
-            long b = strtol(argv[++i], &end, 10);
-            if (*end || b < 1 || b > 1024)
-                return SOWER_FAIL(SOWER_EUSAGE, "--batch: expected an integer in 1..1024, found '%s'", argv[i]);
-            o->batch = (int)b;
-        } else if (argv[i][0] != '-' && !o->manifest) {
-            o->manifest = argv[i];
-        } else {
-            return SOWER_FAIL(SOWER_EUSAGE, "run: unknown or incomplete option '%s' (see 'sower run --help')", argv[i]);
-        }
-    }
+    const CliParser parser = {"run", run_options, N_RUN_OPTS, on_run_option, on_run_manifest, o};
+    SOWER_TRY(cli_parse(&parser, argc, argv, help));
+    if (*help)
+        return SOWER_OK;
     if (!o->manifest)
         return SOWER_FAIL(SOWER_EUSAGE, "run: JOB.yaml is required (see 'sower run --help')");
     if (o->resume && o->resume_auto)

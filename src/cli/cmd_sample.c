@@ -30,7 +30,8 @@ static const char sample_usage[] =
     "  MODEL_DIR        a diffusers folder: model_index.json + unet/ + scheduler/, or the flat\n"
     "                   UNet2DModel layout (config.json, diffusion_pytorch_model.safetensors,\n"
     "                   scheduler_config.json)\n"
-    "  --seeds SEEDS    comma-separated uint64 seeds and inclusive ranges, e.g. 0-7,4294967303\n"
+    "  --seeds SEEDS    comma-separated seeds (uint64; negatives as torch takes them, -1 = 2^64-1) and\n"
+    "                   inclusive ranges, e.g. 0-7,4294967303,-1 (a manifest's seeds.list takes the same)\n"
     "  --steps N        denoising steps (default 50)\n"
     "  --scheduler S    ddim (default, as DDIMPipeline) or ddpm; the folder's scheduler config\n"
     "                   carries over as diffusers' from_config carries it\n"
@@ -60,6 +61,65 @@ typedef struct {
     Precision precision;
 } SampleOptions;
 
+enum { OPT_SEEDS, OPT_STEPS, OPT_SCHEDULER, OPT_ETA, OPT_BATCH, OPT_THREADS, OPT_GENERATOR, OPT_TRACE, OPT_OUTPUT,
+       OPT_BACKEND, OPT_PRECISION, N_SAMPLE_OPTS };
+static const CliOption sample_options[N_SAMPLE_OPTS] = {
+    [OPT_SEEDS] = {"--seeds", NULL, 1},         [OPT_STEPS] = {"--steps", NULL, 1},
+    [OPT_SCHEDULER] = {"--scheduler", NULL, 1}, [OPT_ETA] = {"--eta", NULL, 1},
+    [OPT_BATCH] = {"--batch", NULL, 1},         [OPT_THREADS] = {"--threads", NULL, 1},
+    [OPT_GENERATOR] = {"--generator", NULL, 1}, [OPT_TRACE] = {"--trace", NULL, 1},
+    [OPT_OUTPUT] = {"--output", "-o", 1},       [OPT_BACKEND] = {"--backend", NULL, 1},
+    [OPT_PRECISION] = {"--precision", NULL, 1},
+};
+
+typedef struct {
+    SampleOptions *o;
+    const char *seeds_text;
+} SampleParse;
+
+static int on_sample_option(void *ctx, int which, const char *v)
+{
+    SampleParse *sp = ctx;
+    SampleOptions *o = sp->o;
+    switch (which) {
+    case OPT_SEEDS: sp->seeds_text = v; break;
+    case OPT_STEPS: SOWER_TRY(cli_parse_int("--steps", v, 1, 100000, &o->steps)); break;
+    case OPT_SCHEDULER:
+        if (scheduler_kind_parse(v, &o->scheduler) != SOWER_OK)
+            return SOWER_FAIL(SOWER_EUSAGE, "--scheduler: expected ddim or ddpm, found '%s'", v);
+        break;
+    case OPT_ETA: SOWER_TRY(cli_parse_double("--eta", v, 0.0, 1.0, &o->eta)); break;
+    case OPT_BATCH: SOWER_TRY(cli_parse_int("--batch", v, 1, SAMPLE_MAX_BATCH, &o->batch)); break;
+    case OPT_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, SAMPLE_MAX_THREADS, &o->threads)); break;
+    case OPT_GENERATOR:
+        if (rng_kernel_parse(v, &o->generator) != SOWER_OK)
+            return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'", v);
+        break;
+    case OPT_TRACE: o->trace_dir = v; break;
+    case OPT_BACKEND:
+        if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
+            return SOWER_FAIL(SOWER_EUSAGE, "--backend: expected cpu or cuda, found '%s'", v);
+        o->backend = strcmp(v, "cuda") == 0 ? BACKEND_CUDA : BACKEND_CPU;
+        break;
+    case OPT_PRECISION:
+        if (strcmp(v, "fp32") != 0 && strcmp(v, "tf32") != 0)
+            return SOWER_FAIL(SOWER_EUSAGE, "--precision: expected fp32 or tf32, found '%s'", v);
+        o->precision = strcmp(v, "tf32") == 0 ? PRECISION_TF32 : PRECISION_FP32;
+        break;
+    case OPT_OUTPUT: o->output = v; break;
+    }
+    return SOWER_OK;
+}
+
+static int on_sample_model(void *ctx, const char *arg)
+{
+    SampleOptions *o = ((SampleParse *)ctx)->o;
+    if (o->model_dir)
+        return cli_unknown("sample", arg);
+    o->model_dir = arg;
+    return SOWER_OK;
+}
+
 static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *help)
 {
     memset(o, 0, sizeof *o);
@@ -68,59 +128,12 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
     o->threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     o->scheduler = SCHED_DDIM;
     o->generator = RNG_KERNEL_TORCH_CPU;
-    *help = 0;
-    const char *seeds_text = NULL;
-    enum { OPT_SEEDS, OPT_STEPS, OPT_SCHEDULER, OPT_ETA, OPT_BATCH, OPT_THREADS, OPT_GENERATOR, OPT_TRACE, OPT_O,
-           OPT_OUTPUT, OPT_BACKEND, OPT_PRECISION, N_OPTS };
-    static const char *const names[N_OPTS] = {"--seeds",   "--steps",     "--scheduler", "--eta",
-                                              "--batch",   "--threads",   "--generator", "--trace",
-                                              "-o",        "--output",    "--backend",   "--precision"};
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            *help = 1;
-            return SOWER_OK;
-        }
-        const char *v = NULL;
-        int which = -1;
-        for (int k = 0; k < N_OPTS && which < 0; k++) {
-            int m = 0;
-            SOWER_TRY(cli_option_value(argc, argv, &i, names[k], &v, &m));
-            if (m)
-                which = k;
-        }
-        switch (which) {
-        case OPT_SEEDS: seeds_text = v; break;
-        case OPT_STEPS: SOWER_TRY(cli_parse_int("--steps", v, 1, 100000, &o->steps)); break;
-        case OPT_SCHEDULER:
-            if (scheduler_kind_parse(v, &o->scheduler) != SOWER_OK)
-                return SOWER_FAIL(SOWER_EUSAGE, "--scheduler: expected ddim or ddpm, found '%s'", v);
-            break;
-        case OPT_ETA: SOWER_TRY(cli_parse_double("--eta", v, 0.0, 1.0, &o->eta)); break;
-        case OPT_BATCH: SOWER_TRY(cli_parse_int("--batch", v, 1, SAMPLE_MAX_BATCH, &o->batch)); break;
-        case OPT_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, SAMPLE_MAX_THREADS, &o->threads)); break;
-        case OPT_GENERATOR:
-            if (rng_kernel_parse(v, &o->generator) != SOWER_OK)
-                return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'", v);
-            break;
-        case OPT_TRACE: o->trace_dir = v; break;
-        case OPT_BACKEND:
-            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
-                return SOWER_FAIL(SOWER_EUSAGE, "--backend: expected cpu or cuda, found '%s'", v);
-            o->backend = strcmp(v, "cuda") == 0 ? BACKEND_CUDA : BACKEND_CPU;
-            break;
-        case OPT_PRECISION:
-            if (strcmp(v, "fp32") != 0 && strcmp(v, "tf32") != 0)
-                return SOWER_FAIL(SOWER_EUSAGE, "--precision: expected fp32 or tf32, found '%s'", v);
-            o->precision = strcmp(v, "tf32") == 0 ? PRECISION_TF32 : PRECISION_FP32;
-            break;
-        case OPT_O:
-        case OPT_OUTPUT: o->output = v; break;
-        default:
-            if (argv[i][0] == '-' || o->model_dir)
-                return cli_unknown("sample", argv[i]);
-            o->model_dir = argv[i];
-        }
-    }
+    SampleParse sp = {o, NULL};
+    const CliParser parser = {"sample", sample_options, N_SAMPLE_OPTS, on_sample_option, on_sample_model, &sp};
+    SOWER_TRY(cli_parse(&parser, argc, argv, help));
+    if (*help)
+        return SOWER_OK;
+    const char *seeds_text = sp.seeds_text;
     if (!o->model_dir)
         return SOWER_FAIL(SOWER_EUSAGE, "sample: MODEL_DIR is required (see 'sower sample --help')");
     if (!seeds_text)

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "manifest.h"
 #include "outfile.h"
@@ -72,48 +73,53 @@ static int copy_word(const char *flag, const char *text, char *dst, size_t cap, 
     return SOWER_OK;
 }
 
-static int parse_options(int argc, char **argv, SubmitOptions *o, int *help)
+enum { SUB_DRY_RUN, SUB_SBATCH_ARG, SUB_ARRAY, SUB_TASKS, SUB_CPUS, SUB_GPUS, SUB_TIME, SUB_PARTITION, SUB_ACCOUNT,
+       N_SUBMIT_OPTS };
+static const CliOption submit_options[N_SUBMIT_OPTS] = {
+    [SUB_DRY_RUN] = {"--dry-run", NULL, 0},          [SUB_SBATCH_ARG] = {"--sbatch-arg", NULL, 1},
+    [SUB_ARRAY] = {"--array", NULL, 1},              [SUB_TASKS] = {"--tasks", "--ntasks", 1},
+    [SUB_CPUS] = {"--cpus-per-task", NULL, 1},       [SUB_GPUS] = {"--gpus-per-task", NULL, 1},
+    [SUB_TIME] = {"--time", NULL, 1},                [SUB_PARTITION] = {"--partition", NULL, 1},
+    [SUB_ACCOUNT] = {"--account", NULL, 1},
+};
+
+static int on_submit_option(void *ctx, int which, const char *v)
 {
     static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+    SubmitOptions *o = ctx;
+    const char *flag = submit_options[which].name;
+    switch (which) {
+    case SUB_DRY_RUN: o->dry_run = 1; break;
+    case SUB_SBATCH_ARG:
+        if (o->n_extra == MAX_EXTRA)
+            return SOWER_FAIL(SOWER_EUSAGE, "--sbatch-arg: at most %d", MAX_EXTRA);
+        o->extra[o->n_extra++] = v;
+        break;
+    case SUB_ARRAY: SOWER_TRY(parse_int_flag(flag, v, 0, 100000, &o->array)); break;
+    case SUB_TASKS: SOWER_TRY(parse_int_flag(flag, v, 1, 100000, &o->over.tasks)); break;
+    case SUB_CPUS: SOWER_TRY(parse_int_flag(flag, v, 1, 4096, &o->over.cpus_per_task)); break;
+    case SUB_GPUS: SOWER_TRY(parse_int_flag(flag, v, 0, 64, &o->over.gpus_per_task)); break;
+    case SUB_TIME: SOWER_TRY(copy_word(flag, v, o->over.time, sizeof o->over.time, "0123456789:-")); break;
+    case SUB_PARTITION: SOWER_TRY(copy_word(flag, v, o->over.partition, sizeof o->over.partition, name_chars)); break;
+    case SUB_ACCOUNT: SOWER_TRY(copy_word(flag, v, o->over.account, sizeof o->over.account, name_chars)); break;
+    }
+    return SOWER_OK;
+}
+
+static int on_submit_manifest(void *ctx, const char *arg)
+{
+    return cli_one_positional(&((SubmitOptions *)ctx)->manifest, arg);
+}
+
+static int parse_options(int argc, char **argv, SubmitOptions *o, int *help)
+{
     memset(o, 0, sizeof *o);
     o->array = -1;
     o->over.tasks = o->over.cpus_per_task = o->over.gpus_per_task = -1;
-    *help = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            *help = 1;
-            return SOWER_OK;
-        } else if (!strcmp(a, "--dry-run")) {
-            o->dry_run = 1;
-        } else if (!strncmp(a, "--sbatch-arg=", 13) || (!strcmp(a, "--sbatch-arg") && v)) {
-            if (o->n_extra == MAX_EXTRA)
-                return SOWER_FAIL(SOWER_EUSAGE, "--sbatch-arg: at most %d", MAX_EXTRA);
-            o->extra[o->n_extra++] = a[12] == '=' ? a + 13 : argv[++i];
-        } else if (a[0] == '-' && v) {
-            i++;
-            if (!strcmp(a, "--array"))
-                SOWER_TRY(parse_int_flag(a, v, 0, 100000, &o->array));
-            else if (!strcmp(a, "--tasks") || !strcmp(a, "--ntasks"))
-                SOWER_TRY(parse_int_flag(a, v, 1, 100000, &o->over.tasks));
-            else if (!strcmp(a, "--cpus-per-task"))
-                SOWER_TRY(parse_int_flag(a, v, 1, 4096, &o->over.cpus_per_task));
-            else if (!strcmp(a, "--gpus-per-task"))
-                SOWER_TRY(parse_int_flag(a, v, 0, 64, &o->over.gpus_per_task));
-            else if (!strcmp(a, "--time"))
-                SOWER_TRY(copy_word(a, v, o->over.time, sizeof o->over.time, "0123456789:-"));
-            else if (!strcmp(a, "--partition"))
-                SOWER_TRY(copy_word(a, v, o->over.partition, sizeof o->over.partition, name_chars));
-            else if (!strcmp(a, "--account"))
-                SOWER_TRY(copy_word(a, v, o->over.account, sizeof o->over.account, name_chars));
-            else
-                return SOWER_FAIL(SOWER_EUSAGE, "submit: unknown option '%s' (see 'sower submit --help')", a);
-        } else if (a[0] != '-' && !o->manifest) {
-            o->manifest = a;
-        } else {
-            return SOWER_FAIL(SOWER_EUSAGE, "submit: unknown or incomplete option '%s' (see 'sower submit --help')", a);
-        }
-    }
+    const CliParser parser = {"submit", submit_options, N_SUBMIT_OPTS, on_submit_option, on_submit_manifest, o};
+    SOWER_TRY(cli_parse(&parser, argc, argv, help));
+    if (*help)
+        return SOWER_OK;
     if (!o->manifest)
         return SOWER_FAIL(SOWER_EUSAGE, "submit: JOB.yaml is required (see 'sower submit --help')");
     return SOWER_OK;

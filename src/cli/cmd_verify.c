@@ -9,11 +9,13 @@
  * another backend identity here). */
 #define _POSIX_C_SOURCE 200809L
 #include <hdf5.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend_open.h"
+#include "cli.h"
 #include "commands.h"
 #include "digest.h"
 #include "h5out.h"
@@ -82,26 +84,32 @@ static int check_attributes(hid_t file, const char *path, const Job *job, const 
     return SOWER_OK;
 }
 
-static int parse_options(int argc, char **argv, VerifyOptions *o)
+enum { VERIFY_ALL, VERIFY_SAMPLE, VERIFY_MODEL, N_VERIFY_OPTS };
+static const CliOption verify_options[N_VERIFY_OPTS] = {
+    [VERIFY_ALL] = {"--all", NULL, 0}, [VERIFY_SAMPLE] = {"--sample", NULL, 1}, [VERIFY_MODEL] = {"--model", NULL, 1}};
+
+static int on_verify_option(void *ctx, int which, const char *v)
+{
+    VerifyOptions *o = ctx;
+    if (which == VERIFY_ALL) {
+        o->sample = -1;
+    } else if (which == VERIFY_SAMPLE) {
+        SOWER_TRY(cli_parse_int("--sample", v, 1, LONG_MAX, &o->sample));
+    } else {
+        o->model_dir = v;
+    }
+    return SOWER_OK;
+}
+
+static int on_verify_path(void *ctx, const char *arg) { return cli_one_positional(&((VerifyOptions *)ctx)->path, arg); }
+
+static int parse_options(int argc, char **argv, VerifyOptions *o, int *help)
 {
     memset(o, 0, sizeof *o);
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--all")) {
-            o->sample = -1;
-        } else if (!strcmp(argv[i], "--sample") && i + 1 < argc) {
-            char *end;
-            o->sample = strtol(argv[++i], &end, 10);
-            if (*end || o->sample < 1)
-                return SOWER_FAIL(SOWER_EUSAGE, "--sample: expected a positive integer, found '%s'", argv[i]);
-        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
-            o->model_dir = argv[++i];
-        } else if (argv[i][0] != '-' && !o->path) {
-            o->path = argv[i];
-        } else {
-            return SOWER_FAIL(SOWER_EUSAGE, "verify: unknown or incomplete option '%s' (usage: sower verify OUT.h5 "
-                                            "[--sample N | --all] [--model DIR])", argv[i]);
-        }
-    }
+    const CliParser parser = {"verify", verify_options, N_VERIFY_OPTS, on_verify_option, on_verify_path, o};
+    SOWER_TRY(cli_parse(&parser, argc, argv, help));
+    if (*help)
+        return SOWER_OK;
     if (!o->path)
         return SOWER_FAIL(SOWER_EUSAGE, "usage: sower verify OUT.h5 [--sample N | --all] [--model DIR]");
     return SOWER_OK;
@@ -109,7 +117,10 @@ static int parse_options(int argc, char **argv, VerifyOptions *o)
 
 int cmd_verify(int argc, char **argv)
 {
-    if (argc == 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+    VerifyOptions o;
+    int help = 0;
+    SOWER_TRY(parse_options(argc, argv, &o, &help));
+    if (help) {
         puts("usage: sower verify OUT.h5 [--sample N | --all] [--model DIR]\n\n"
              "Checks a finished output: structure, completion, every row's digest, the seeds against the stored\n"
              "manifest, the model on disk against the recorded weight digest, and re-renders sampled rows\n"
@@ -118,8 +129,6 @@ int cmd_verify(int argc, char **argv)
              "else verify says so and exits 2.");
         return SOWER_OK;
     }
-    VerifyOptions o;
-    SOWER_TRY(parse_options(argc, argv, &o));
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t file = H5Fopen(o.path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)

@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "outfile.h"
+#include "seeds.h"
 
 enum {
     MANIFEST_MAX_BYTES = 64 << 20,
@@ -335,16 +336,38 @@ static int parse_seeds(const Ctx *c, Job *job, const yaml_node_t *n)
         const yaml_node_t *l = f[1].value;
         if (l->type != YAML_SEQUENCE_NODE || l->data.sequence.items.top == l->data.sequence.items.start ||
             l->data.sequence.items.top - l->data.sequence.items.start > MAX_LIST)
-            return fail_at(c, l, "seeds.list", "a list of 1..1000000 integer seeds");
-        size_t n_items = (size_t)(l->data.sequence.items.top - l->data.sequence.items.start);
-        job->list = malloc(n_items * sizeof *job->list);
-        job->list_marks = malloc(n_items * sizeof *job->list_marks);
-        if (!job->list || !job->list_marks)
-            return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+            return fail_at(c, l, "seeds.list", "a list of 1..1000000 seeds (see seeds.h: 42, -1, \"0-99\")");
+        size_t cap = 0;
         for (yaml_node_item_t *it = l->data.sequence.items.start; it < l->data.sequence.items.top; it++) {
             const yaml_node_t *item = yaml_document_get_node(c->doc, *it);
-            SOWER_TRY(get_u64(c, item, "seeds.list[]", 0, UINT64_MAX, &job->list[job->n_list]));
-            job->list_marks[job->n_list++] = mark_of(item);
+            uint64_t lo, hi;
+            int parsed = item->type == YAML_SCALAR_NODE ? seed_item_parse(text_of(item), item->data.scalar.length, &lo, &hi)
+                                                         : -1;
+            if (parsed == SEED_REVERSED)
+                return fail_at(c, item, "seeds.list[]", "a range \"A-B\" with A <= B");
+            if (parsed != 0)
+                return fail_at(c, item, "seeds.list[]",
+                               "a seed 0..2^64-1, a negative seed -2^63..-1 (as torch takes it) or a range \"A-B\"");
+            if (hi - lo >= MAX_LIST || job->n_list + (size_t)(hi - lo) + 1 > MAX_LIST)
+                return fail_at(c, item, "seeds.list", "at most 1000000 seeds in the list, ranges counted out");
+            size_t need = job->n_list + (size_t)(hi - lo) + 1;
+            if (need > cap) { /* items and ranges inside the list, expanded in order */
+                cap = need * 2 < MAX_LIST ? need * 2 : MAX_LIST;
+                uint64_t *list = realloc(job->list, cap * sizeof *list);
+                if (list)
+                    job->list = list;
+                Mark *marks = realloc(job->list_marks, cap * sizeof *marks);
+                if (marks)
+                    job->list_marks = marks;
+                if (!list || !marks)
+                    return SOWER_FAIL(SOWER_ENOMEM, "out of memory for %zu seeds", cap);
+            }
+            for (uint64_t seed = lo;; seed++) {
+                job->list[job->n_list] = seed;
+                job->list_marks[job->n_list++] = mark_of(item);
+                if (seed == hi)
+                    break;
+            }
         }
         if (job->n_rows + job->n_list > JOB_MAX_ROWS)
             return fail_at(c, l, "seeds.list", "at most 2^40 rows in all (ranges and list)");

@@ -1,0 +1,91 @@
+#!/usr/bin/python3
+"""Every command parses its options with one parser (src/cli/cli.c, cli_parse): both spellings,
+`--name VALUE` and `--name=VALUE`, give the same result; flags refuse a value; a missing value, an
+unknown option or a stray argument exits 2 naming it. And one seed syntax everywhere: a negative
+seed or a range means the same to `noise`, `sample` and a manifest's seeds.list.
+
+usage: test_cli_options.py SOWER MPIEXEC MODEL_DIR
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+sower, mpiexec, model = os.path.abspath(sys.argv[1]), sys.argv[2], os.path.abspath(sys.argv[3])
+failures = 0
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sower, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def check(cond, what):
+    global failures
+    if not cond:
+        failures += 1
+        print("FAIL:", what)
+
+
+def expect_usage_error(args, names):
+    r = run(*args)
+    check(r.returncode == 2 and names in r.stderr, f"{' '.join(args)}: exit {r.returncode}, {r.stderr.strip()!r}")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    # noise: --seed=-1 equals --seed -1 and --seed 18446744073709551615
+    outs = []
+    for path, spelling in ((tmp + "/a.bin", ["--seed=-1", "--shape=2,3", "--output=" + tmp + "/a.bin"]),
+                           (tmp + "/b.bin", ["--seed", "-1", "--shape", "2,3", "-o", tmp + "/b.bin"]),
+                           (tmp + "/c.bin", ["--seed", "18446744073709551615", "--shape", "2,3", "-o=" + tmp + "/c.bin"])):
+        r = run("noise", "--quiet", *spelling)
+        check(r.returncode == 0, f"noise {spelling}: {r.stderr}")
+        outs.append(open(path, "rb").read() if r.returncode == 0 else b"")
+    check(outs[0] == outs[1] == outs[2] and len(outs[0]) == 24, "noise: the spellings of seed -1 differ")
+
+    # sample: --opt=value == --opt value; a negative seed renders as noise's 2^64-1 does
+    a, b = tmp + "/a.npy", tmp + "/b.npy"
+    r1 = run("sample", model, "--seeds=-1,0-2", "--steps=2", "--batch=2", "--threads=1", "--scheduler=ddim", "-o", a)
+    r2 = run("sample", model, "--seeds", "18446744073709551615,0,1,2", "--steps", "2", "--batch", "3", "-o", b)
+    check(r1.returncode == 0 and r2.returncode == 0, f"sample: {r1.stderr} {r2.stderr}")
+    if r1.returncode == 0 and r2.returncode == 0:
+        check(np.array_equal(np.load(a), np.load(b)), "sample: --seeds=-1,0-2 differs from 2^64-1,0,1,2")
+
+    # run: --batch=4 and --output=PATH (exit 2 before this parser), a manifest list with -1 and "0-2"
+    job = tmp + "/job.yaml"
+    with open(job, "w") as f:
+        f.write(f"sower: 1\nname: options\nmodel: {model}\npipeline: {{steps: 2}}\n"
+                f"seeds: {{list: [-1, \"0-2\"]}}\noutput: {{path: unused.h5}}\nverify: {{count: 2}}\n")
+    out = tmp + "/run.h5"
+    r = run("run", job, "--batch=4", "--output=" + out, cwd=tmp)
+    check(r.returncode == 0, f"run --batch=4 --output=: exit {r.returncode}: {r.stderr}")
+    if r.returncode == 0:
+        with h5py.File(out, "r") as f:
+            check(list(f["seeds"][()]) == [2**64 - 1, 0, 1, 2], f"run: seeds {list(f['seeds'][()])}")
+            check(np.array_equal(f["latents"][()], np.load(a)), "run: rows differ from sample's for the same seeds")
+        # verify --sample=2, export --png=... --columns=2
+        r = run("verify", out, "--sample=2")
+        check(r.returncode == 0, f"verify --sample=2: exit {r.returncode}: {r.stderr}")
+        r = run("export", out, "--png=" + tmp + "/sheet.png", "--columns=2")
+        check(r.returncode == 0 and os.path.getsize(tmp + "/sheet.png") > 0, f"export --png=: {r.stderr}")
+    # submit --dry-run --tasks=2 parses (it may then fail for want of Slurm, but not on the options)
+    r = run("submit", job, "--dry-run", "--tasks=2", "--time=00:10:00", "--sbatch-arg=--qos=long", cwd=tmp)
+    check(r.returncode == 0 or "option" not in r.stderr, f"submit --tasks=2: {r.stderr}")
+
+# the usage errors: exit 2, naming what is wrong
+expect_usage_error(["run", "x.yaml", "--force=1"], "--force takes no value")
+expect_usage_error(["sample", model, "--seeds", "0", "-o", "x.npy", "--batch"], "--batch expects a value")
+expect_usage_error(["verify", "x.h5", "--frobnicate"], "--frobnicate")
+expect_usage_error(["info", model, "extra"], "extra")
+expect_usage_error(["check", "a.yaml", "b.yaml"], "b.yaml")
+expect_usage_error(["noise", "--seed", "0", "--shape", "2", "-o", "x", "stray"], "stray")
+expect_usage_error(["sample", model, "--seeds=5-3", "-o", "x.npy"], "5-3")
+expect_usage_error(["sample", model, "--seeds=-9223372036854775809", "-o", "x.npy"], "-9223372036854775809")
+for command in ("noise", "sample", "info", "check", "run", "verify", "export", "submit"):
+    r = run(command, "--help")
+    check(r.returncode == 0 and "usage" in r.stdout, f"{command} --help: exit {r.returncode}")
+
+print("test_cli_options:", "FAILED" if failures else "ok", f"({failures} failures)")
+sys.exit(1 if failures else 0)
