@@ -74,6 +74,16 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("submit", job, "--dry-run", "--tasks=2", "--time=00:10:00", "--sbatch-arg=--qos=long", cwd=tmp)
     check(r.returncode == 0 or "option" not in r.stderr, f"submit --tasks=2: {r.stderr}")
 
+# tokenize: a pipeline folder's tokenizer/ or the folder itself, --prompt=P as --prompt P
+import json  # noqa: E402
+tok = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "tokenizer")
+with tempfile.TemporaryDirectory() as pipe:
+    os.symlink(os.path.join(tok, "sd1"), os.path.join(pipe, "tokenizer"))
+    r1, r2 = run("tokenize", pipe, "--prompt=a photo of a cat"), run("tokenize", os.path.join(tok, "sd1"), "--prompt", "a photo of a cat")
+    check(r1.returncode == 0 and r1.stdout == r2.stdout and len(json.loads(r1.stdout)["ids"]) == 77,
+          f"tokenize: {r1.stderr} {r2.stderr}")
+expect_usage_error(["tokenize", os.path.join(tok, "sd1"), "--prompt", "caf\udcc3"], "invalid UTF-8")
+
 # the usage errors: exit 2, naming what is wrong
 expect_usage_error(["run", "x.yaml", "--force=1"], "--force takes no value")
 expect_usage_error(["sample", model, "--seeds", "0", "-o", "x.npy", "--batch"], "--batch expects a value")
@@ -83,7 +93,7 @@ expect_usage_error(["check", "a.yaml", "b.yaml"], "b.yaml")
 expect_usage_error(["noise", "--seed", "0", "--shape", "2", "-o", "x", "stray"], "stray")
 expect_usage_error(["sample", model, "--seeds=5-3", "-o", "x.npy"], "5-3")
 expect_usage_error(["sample", model, "--seeds=-9223372036854775809", "-o", "x.npy"], "-9223372036854775809")
-for command in ("noise", "sample", "info", "check", "run", "verify", "export", "submit"):
+for command in ("noise", "sample", "info", "check", "run", "verify", "export", "submit", "tokenize"):
     r = run(command, "--help")
     check(r.returncode == 0 and "usage" in r.stdout, f"{command} --help: exit {r.returncode}")
 

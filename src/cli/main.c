@@ -23,6 +23,7 @@ static const Command commands[] = {
     {"sample", cmd_sample, "render seeds of a diffusers UNet2DModel folder to a .npy (one process)"},
     {"info", cmd_info, "show a model folder's config, parameter count and weight digest"},
     {"noise", cmd_noise, "write torch-identical initial noise for a seed (raw little-endian values)"},
+    {"tokenize", cmd_tokenize, "print a prompt's token ids, as Stable Diffusion's CLIP tokenizer gives them"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
