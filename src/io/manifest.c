@@ -10,6 +10,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "config_file.h"
 #include "outfile.h"
 #include "seeds.h"
 
@@ -571,12 +572,11 @@ static int parse_document(Job *job, yaml_document_t *doc)
 
 int manifest_load(Job *job, const char *path)
 {
-    unsigned char *bytes = NULL;
+    char *bytes = NULL;
     size_t n = 0;
     memset(job, 0, sizeof *job);
-    if (file_read_all(path, MANIFEST_MAX_BYTES, &bytes, &n) != SOWER_OK)
-        return SOWER_FAIL(SOWER_EMANIFEST, "%s", sower_error_message());
-    int status = manifest_load_text(job, path, (const char *)bytes, n);
+    SOWER_TRY(config_file_read(path, "job manifest", MANIFEST_MAX_BYTES, SOWER_EMANIFEST, &bytes, &n));
+    int status = manifest_load_text(job, path, bytes, n);
     free(bytes);
     SOWER_TRY(status);
     return SOWER_OK;

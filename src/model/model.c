@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config_file.h"
 #include "outfile.h"
 
 enum { CONFIG_MAX_BYTES = 1 << 20 };
@@ -22,22 +23,6 @@ static int join(char *out, size_t size, const char *dir, const char *name)
 {
     if ((size_t)snprintf(out, size, "%s/%s", dir, name) >= size)
         return SOWER_FAIL(SOWER_EPATH, "model path '%s/%s' is too long", dir, name);
-    return SOWER_OK;
-}
-
-static int read_text(const char *path, char **text, size_t *bytes)
-{
-    unsigned char *data = NULL;
-    int status = file_read_all(path, CONFIG_MAX_BYTES, &data, bytes);
-    if (status != SOWER_OK)
-        return SOWER_FAIL(SOWER_EMODEL, "%s", sower_error_message());
-    char *t = realloc(data, *bytes + 1);
-    if (!t) {
-        free(data);
-        return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading '%s'", path);
-    }
-    t[*bytes] = '\0';
-    *text = t;
     return SOWER_OK;
 }
 
@@ -138,9 +123,11 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
     static const char *const unet_classes[] = {"UNet2DModel", NULL};
     static const char *const scheduler_classes[] = {"DDPMScheduler", "DDIMScheduler", NULL};
     SOWER_TRY(locate(m, dir));
-    SOWER_TRY(read_text(m->unet_config_path, &m->unet_config_text, &m->unet_config_bytes));
+    SOWER_TRY(config_file_read(m->unet_config_path, "UNet config", CONFIG_MAX_BYTES, SOWER_EMODEL,
+                               &m->unet_config_text, &m->unet_config_bytes));
     SOWER_TRY(check_class(m->unet_config_text, m->unet_config_bytes, m->unet_config_path, unet_classes, NULL, 0));
-    SOWER_TRY(read_text(m->scheduler_config_path, &m->scheduler_config_text, &m->scheduler_config_bytes));
+    SOWER_TRY(config_file_read(m->scheduler_config_path, "scheduler config", CONFIG_MAX_BYTES, SOWER_EMODEL,
+                               &m->scheduler_config_text, &m->scheduler_config_bytes));
     SOWER_TRY(check_class(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
                           scheduler_classes, m->scheduler_class, sizeof m->scheduler_class));
     /* Check the scheduler config as its own class reads it, so bad values fail before any work. */

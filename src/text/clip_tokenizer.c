@@ -10,7 +10,7 @@
 #include <utf8proc.h>
 
 #include "clip_text.h"
-#include "outfile.h"
+#include "config_file.h"
 #include "strmap.h"
 
 enum {
@@ -279,7 +279,8 @@ done:
 
 /* ---- loading ---------------------------------------------------------------------------------- */
 
-/* dir/name into a new NUL-terminated buffer; an optional file that does not exist gives NULL. */
+/* dir/name into a new NUL-terminated buffer (config_file.h's wording); an optional file that does
+ * not exist gives NULL. */
 static int read_file(const char *dir, const char *name, int required, char **text, char *path, size_t path_size)
 {
     snprintf(path, path_size, "%s/%s", dir, name);
@@ -287,15 +288,13 @@ static int read_file(const char *dir, const char *name, int required, char **tex
     struct stat st;
     if (!required && stat(path, &st) != 0)
         return SOWER_OK;
-    unsigned char *data = NULL;
     size_t bytes = 0;
-    SOWER_TRY(file_read_all(path, CLIP_FILE_MAX_BYTES, &data, &bytes));
-    data[bytes] = '\0'; /* file_read_all leaves room for one more byte */
-    if (strlen((char *)data) != bytes) {
-        free(data);
+    SOWER_TRY(config_file_read(path, "tokenizer file", CLIP_FILE_MAX_BYTES, SOWER_EINPUT, text, &bytes));
+    if (strlen(*text) != bytes) {
+        free(*text);
+        *text = NULL;
         return SOWER_FAIL(SOWER_EINPUT, "%s: a NUL byte in a text file", path);
     }
-    *text = (char *)data;
     return SOWER_OK;
 }
 
