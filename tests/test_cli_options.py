@@ -84,6 +84,19 @@ with tempfile.TemporaryDirectory() as pipe:
           f"tokenize: {r1.stderr} {r2.stderr}")
 expect_usage_error(["tokenize", os.path.join(tok, "sd1"), "--prompt", "caf\udcc3"], "invalid UTF-8")
 
+# the scheduler registry (src/model/scheduler_registry.c) and the schema's pipeline.scheduler enum list
+# the same names; every registered scheduler renders through `sample`
+schema = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "schema",
+                                     "sower-job.schema.json")))
+enum = schema["properties"]["pipeline"]["properties"]["scheduler"]["enum"]
+r = run("sample", model, "--seeds", "0", "--scheduler", "no-such", "-o", "x.npy")
+registered = r.stderr.split("expected one of ")[-1].split(", found")[0].split(", ")
+check(r.returncode == 2 and registered == enum, f"registry {registered} != schema enum {enum}")
+with tempfile.TemporaryDirectory() as tmp:
+    for name in registered:
+        r = run("sample", model, "--seeds", "0-1", "--steps", "2", "--scheduler", name, "-o", tmp + "/s.npy")
+        check(r.returncode == 0, f"sample --scheduler {name}: {r.stderr}")
+
 # the usage errors: exit 2, naming what is wrong
 expect_usage_error(["run", "x.yaml", "--force=1"], "--force takes no value")
 expect_usage_error(["sample", model, "--seeds", "0", "-o", "x.npy", "--batch"], "--batch expects a value")

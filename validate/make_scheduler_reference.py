@@ -6,8 +6,8 @@ Rerun (Debian 12, the reference environment: diffusers 0.31.0, Debian torch 1.13
     /opt/refenv/bin/python validate/make_scheduler_reference.py tests/data/scheduler_reference.json
 Then: ./build/tests/test_scheduler tests/data/scheduler_reference.json
 
-Every case feeds a scheduler_config.json text to `DDIMScheduler.from_config` or
-`DDPMScheduler.from_config` (so keys of the other class are dropped, as in a pipeline that swaps
+Every case feeds a scheduler_config.json text to `DDIMScheduler.from_config`,
+`DDPMScheduler.from_config` (or DDIMParallelScheduler's) (so keys of the other class are dropped, as in a pipeline that swaps
 schedulers), calls set_timesteps(N) and records:
   - the timesteps list;
   - sha256 of the float32 little-endian bytes of alphas_cumprod;
@@ -144,6 +144,12 @@ def named_cases():
               1000, 1.0))
     c.append(("ddpm_fixed_small_n1000_cos", "DDPMScheduler",
               '{"beta_schedule": "squaredcos_cap_v2", "variance_type": "fixed_small"}', 1000, None))
+    # DDIMParallelScheduler, added through the scheduler registry (src/model/schedulers/ddim_parallel.c)
+    c.append(("ddim_parallel_default_n50", "DDIMParallelScheduler", "{}", 50, 0.0))
+    c.append(("ddim_parallel_sd15_n50_eta0.3", "DDIMParallelScheduler", SD15, 50, 0.3))
+    c.append(("ddim_parallel_v_trailing_n10_eta1", "DDIMParallelScheduler",
+              '{"timestep_spacing": "trailing", "prediction_type": "v_prediction", "set_alpha_to_one": false}',
+              10, 1.0))
     return c
 
 
@@ -163,6 +169,7 @@ def sha(t):
 
 def run_case(torch, diffusers, inputs, name, cls_name, text, n, eta):
     import diffusers.schedulers.scheduling_ddim as ddim_mod
+    import diffusers.schedulers.scheduling_ddim_parallel as ddim_parallel_mod
     import diffusers.schedulers.scheduling_ddpm as ddpm_mod
     cls = getattr(diffusers, cls_name)
     s = cls.from_config(json.loads(text))
@@ -176,6 +183,7 @@ def run_case(torch, diffusers, inputs, name, cls_name, text, n, eta):
         return noise_now[0].reshape(shape).clone()
 
     ddim_mod.randn_tensor = fake_randn
+    ddim_parallel_mod.randn_tensor = fake_randn
     ddpm_mod.randn_tensor = fake_randn
     noise_now = [None]
 
@@ -183,7 +191,7 @@ def run_case(torch, diffusers, inputs, name, cls_name, text, n, eta):
         noise_now[0] = noise
         del draws[:]
         t = s.timesteps[i]
-        if cls_name == "DDIMScheduler":
+        if cls_name in ("DDIMScheduler", "DDIMParallelScheduler"):
             out = s.step(mo, t, x, eta=eta).prev_sample
         else:
             out = s.step(mo, t, x).prev_sample

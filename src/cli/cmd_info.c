@@ -38,7 +38,7 @@ static void print_scheduler(const SchedulerConfig *s)
     printf("  scheduler config:   T %d, %s betas %g..%g, %s, %s spacing (offset %d), clip %s", s->num_train_timesteps,
            betas[s->beta_schedule], s->beta_start, s->beta_end, predictions[s->prediction_type],
            spacings[s->timestep_spacing], s->steps_offset, s->clip_sample ? "on" : "off");
-    if (s->kind == SCHED_DDPM)
+    if (scheduler_class(s->kind)->config_keys & SCHED_KEY(KEY_VARIANCE_TYPE))
         printf(", %s variance", s->variance_type == VARIANCE_FIXED_SMALL ? "fixed_small" : "fixed_large");
     printf("\n");
 }

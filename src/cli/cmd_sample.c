@@ -18,7 +18,7 @@
 enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS = 1024 };
 
 static const char sample_usage[] =
-    "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler ddim|ddpm] [--eta E]\n"
+    "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler S] [--eta E]\n"
     "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
     "                    [--backend cpu|cuda] [--precision fp32|tf32] -o OUT.npy\n"
     "\n"
@@ -33,8 +33,9 @@ static const char sample_usage[] =
     "  --seeds SEEDS    comma-separated seeds (uint64; negatives as torch takes them, -1 = 2^64-1) and\n"
     "                   inclusive ranges, e.g. 0-7,4294967303,-1 (a manifest's seeds.list takes the same)\n"
     "  --steps N        denoising steps (default 50)\n"
-    "  --scheduler S    ddim (default, as DDIMPipeline) or ddpm; the folder's scheduler config\n"
-    "                   carries over as diffusers' from_config carries it\n"
+    "  --scheduler S    ddim (default, as DDIMPipeline), ddpm or ddim-parallel (sower's scheduler\n"
+    "                   registry); the folder's scheduler config carries over as diffusers'\n"
+    "                   from_config carries it\n"
     "  --eta E          DDIM eta in 0..1 (default 0); eta > 0 draws noise from each seed's generator\n"
     "  --batch B        seeds per forward pass (default 8)\n"
     "  --threads T      threads (default: all online CPUs)\n"
@@ -85,8 +86,10 @@ static int on_sample_option(void *ctx, int which, const char *v)
     case OPT_SEEDS: sp->seeds_text = v; break;
     case OPT_STEPS: SOWER_TRY(cli_parse_int("--steps", v, 1, 100000, &o->steps)); break;
     case OPT_SCHEDULER:
-        if (scheduler_kind_parse(v, &o->scheduler) != SOWER_OK)
-            return SOWER_FAIL(SOWER_EUSAGE, "--scheduler: expected ddim or ddpm, found '%s'", v);
+        if (scheduler_kind_parse(v, &o->scheduler) != SOWER_OK) {
+            sower_error_clear();
+            return SOWER_FAIL(SOWER_EUSAGE, "--scheduler: expected one of %s, found '%s'", scheduler_names(0), v);
+        }
         break;
     case OPT_ETA: SOWER_TRY(cli_parse_double("--eta", v, 0.0, 1.0, &o->eta)); break;
     case OPT_BATCH: SOWER_TRY(cli_parse_int("--batch", v, 1, SAMPLE_MAX_BATCH, &o->batch)); break;
@@ -142,8 +145,9 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
         return SOWER_FAIL(SOWER_EUSAGE, "sample: an output is required: -o OUT.npy");
     if (o->precision == PRECISION_TF32 && o->backend != BACKEND_CUDA)
         return SOWER_FAIL(SOWER_EUSAGE, "--precision tf32 needs --backend cuda (the CPU backend computes in fp32)");
-    if (o->eta > 0 && o->scheduler != SCHED_DDIM)
-        return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim scheduler only (found --scheduler ddpm)");
+    if (o->eta > 0 && !scheduler_class(o->scheduler)->takes_eta)
+        return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim scheduler only (found --scheduler %s)",
+                          scheduler_kind_name(o->scheduler));
     if (o->trace_dir) {
         struct stat st;
         if (stat(o->trace_dir, &st) != 0 || !S_ISDIR(st.st_mode))

@@ -269,19 +269,21 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
                  {"batch", 0, NULL},     {"backend", 0, NULL}, {"threads", 0, NULL},
                  {"precision", 0, NULL}};
     SOWER_TRY(get_mapping(c, n, "pipeline", f, 7));
-    static const char *const schedulers[] = {"ddim", "ddpm", NULL}, *const backends[] = {"cpu", "cuda", NULL},
-                             *const precisions[] = {"fp32", "tf32", NULL};
+    static const char *const backends[] = {"cpu", "cuda", NULL}, *const precisions[] = {"fp32", "tf32", NULL};
+    const char *schedulers[16] = {NULL}; /* the registry's names, NULL-terminated */
+    for (int k = 0; k < scheduler_kind_count() && k < 15; k++)
+        schedulers[k] = scheduler_kind_name(k);
     int v = 0;
     if (f[0].value) {
         SOWER_TRY(get_enum(c, f[0].value, "pipeline.scheduler", schedulers, &v));
-        job->scheduler = v == 0 ? SCHED_DDIM : SCHED_DDPM;
+        job->scheduler = v;
     }
     if (f[1].value)
         SOWER_TRY(get_int(c, f[1].value, "pipeline.steps", 1, 1000, &job->steps));
     if (f[2].value) {
         SOWER_TRY(get_number(c, f[2].value, "pipeline.eta", 0.0, 0, 1.0, &job->eta));
-        if (job->eta > 0 && job->scheduler == SCHED_DDPM)
-            return fail_at(c, f[2].value, "pipeline.eta", "0 with the ddpm scheduler (eta is DDIM's)");
+        if (job->eta > 0 && !scheduler_class(job->scheduler)->takes_eta)
+            return fail_at(c, f[2].value, "pipeline.eta", "0 with this scheduler (eta is DDIM's)");
     }
     if (f[3].value)
         SOWER_TRY(get_int(c, f[3].value, "pipeline.batch", 1, 1024, &job->batch));

@@ -92,12 +92,15 @@ static int check_class(const char *text, size_t bytes, const char *path, const c
         status = SOWER_FAIL(SOWER_EMODEL, "%s: key '_class_name': expected a string", path);
     } else if (cls) {
         int ok = 0;
-        for (int i = 0; expected[i]; i++)
+        char supported[512] = "";
+        for (int i = 0; expected[i]; i++) {
             ok |= strcmp(cls->valuestring, expected[i]) == 0;
+            snprintf(supported + strlen(supported), sizeof supported - strlen(supported), "%s%s", i ? ", " : "",
+                     expected[i]);
+        }
         if (!ok)
-            status = SOWER_FAIL(SOWER_EMODEL, "%s: key '_class_name': found '%s', sower supports %s%s%s", path,
-                                cls->valuestring, expected[0], expected[1] ? " and " : "",
-                                expected[1] ? expected[1] : "");
+            status = SOWER_FAIL(SOWER_EMODEL, "%s: key '_class_name': found '%s', sower supports %s", path,
+                                cls->valuestring, supported);
         else if (out)
             snprintf(out, out_size, "%s", cls->valuestring);
     }
@@ -121,7 +124,9 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
     if (!m->dir)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     static const char *const unet_classes[] = {"UNet2DModel", NULL};
-    static const char *const scheduler_classes[] = {"DDPMScheduler", "DDIMScheduler", NULL};
+    const char *scheduler_classes[16] = {NULL}; /* the registry's classes, NULL-terminated */
+    for (int k = 0; k < scheduler_kind_count() && k < 15; k++)
+        scheduler_classes[k] = scheduler_class_name(k);
     SOWER_TRY(locate(m, dir));
     SOWER_TRY(config_file_read(m->unet_config_path, "UNet config", CONFIG_MAX_BYTES, SOWER_EMODEL,
                                &m->unet_config_text, &m->unet_config_bytes));
@@ -131,7 +136,9 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
     SOWER_TRY(check_class(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
                           scheduler_classes, m->scheduler_class, sizeof m->scheduler_class));
     /* Check the scheduler config as its own class reads it, so bad values fail before any work. */
-    SchedulerKind own = strcmp(m->scheduler_class, "DDIMScheduler") == 0 ? SCHED_DDIM : SCHED_DDPM;
+    SchedulerKind own = SCHED_DDPM; /* a folder without _class_name: diffusers' DDPMPipeline default */
+    if (m->scheduler_class[0])
+        SOWER_TRY(scheduler_kind_of_class(m->scheduler_class, &own));
     SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
                                      own, &m->folder_scheduler));
     UNetConfig cfg;

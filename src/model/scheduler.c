@@ -38,50 +38,24 @@ void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *cfg)
     cfg->torch_kernel = RNG_KERNEL_TORCH_CPU;
 }
 
-/* The __init__ parameters of each class, in signature order. */
-typedef enum {
-    KEY_NUM_TRAIN_TIMESTEPS,
-    KEY_BETA_START,
-    KEY_BETA_END,
-    KEY_BETA_SCHEDULE,
-    KEY_TRAINED_BETAS,
-    KEY_VARIANCE_TYPE,
-    KEY_CLIP_SAMPLE,
-    KEY_SET_ALPHA_TO_ONE,
-    KEY_STEPS_OFFSET,
-    KEY_PREDICTION_TYPE,
-    KEY_THRESHOLDING,
-    KEY_DYNAMIC_THRESHOLDING_RATIO,
-    KEY_CLIP_SAMPLE_RANGE,
-    KEY_SAMPLE_MAX_VALUE,
-    KEY_TIMESTEP_SPACING,
-    KEY_RESCALE_BETAS_ZERO_SNR,
-    KEY_COUNT
-} ConfigKey;
-
-#define BOTH ((1u << SCHED_DDIM) | (1u << SCHED_DDPM))
-static const struct {
-    const char *name;
-    unsigned kinds; /* bit (1 << SchedulerKind) set where that class's __init__ takes the key */
-} config_keys[KEY_COUNT] = {
-    [KEY_NUM_TRAIN_TIMESTEPS] = {"num_train_timesteps", BOTH},
-    [KEY_BETA_START] = {"beta_start", BOTH},
-    [KEY_BETA_END] = {"beta_end", BOTH},
-    [KEY_BETA_SCHEDULE] = {"beta_schedule", BOTH},
-    [KEY_TRAINED_BETAS] = {"trained_betas", BOTH},
-    [KEY_VARIANCE_TYPE] = {"variance_type", 1u << SCHED_DDPM},
-    [KEY_CLIP_SAMPLE] = {"clip_sample", BOTH},
-    [KEY_SET_ALPHA_TO_ONE] = {"set_alpha_to_one", 1u << SCHED_DDIM},
-    [KEY_STEPS_OFFSET] = {"steps_offset", BOTH},
-    [KEY_PREDICTION_TYPE] = {"prediction_type", BOTH},
-    [KEY_THRESHOLDING] = {"thresholding", BOTH},
-    [KEY_DYNAMIC_THRESHOLDING_RATIO] = {"dynamic_thresholding_ratio", BOTH},
-    [KEY_CLIP_SAMPLE_RANGE] = {"clip_sample_range", BOTH},
-    [KEY_SAMPLE_MAX_VALUE] = {"sample_max_value", BOTH},
-    [KEY_TIMESTEP_SPACING] = {"timestep_spacing", BOTH},
-    [KEY_RESCALE_BETAS_ZERO_SNR] = {"rescale_betas_zero_snr", BOTH},
+static const char *const config_key_names[KEY_COUNT] = {
+    [KEY_NUM_TRAIN_TIMESTEPS] = "num_train_timesteps",
+    [KEY_BETA_START] = "beta_start",
+    [KEY_BETA_END] = "beta_end",
+    [KEY_BETA_SCHEDULE] = "beta_schedule",
+    [KEY_TRAINED_BETAS] = "trained_betas",
+    [KEY_VARIANCE_TYPE] = "variance_type",
+    [KEY_CLIP_SAMPLE] = "clip_sample",
+    [KEY_SET_ALPHA_TO_ONE] = "set_alpha_to_one",
+    [KEY_STEPS_OFFSET] = "steps_offset",
+    [KEY_PREDICTION_TYPE] = "prediction_type",
+    [KEY_THRESHOLDING] = "thresholding",
+    [KEY_DYNAMIC_THRESHOLDING_RATIO] = "dynamic_thresholding_ratio",
+    [KEY_CLIP_SAMPLE_RANGE] = "clip_sample_range",
+    [KEY_SAMPLE_MAX_VALUE] = "sample_max_value",
+    [KEY_TIMESTEP_SPACING] = "timestep_spacing",
+    [KEY_RESCALE_BETAS_ZERO_SNR] = "rescale_betas_zero_snr",
 };
-#undef BOTH
 
 static const char *const beta_schedule_names[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
 static const char *const prediction_type_names[] = {"epsilon", "v_prediction", "sample"};
@@ -169,7 +143,7 @@ static int get_choice(const char *path, const char *key, const cJSON *v, const c
 
 static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerConfig *cfg)
 {
-    const char *name = config_keys[key].name;
+    const char *name = config_key_names[key];
     int choice = 0;
     double d = 0;
     switch (key) {
@@ -281,7 +255,7 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
         if (!item->string || !is_last_of_its_name(item) || (defaults && listed(defaults, item->string)))
             continue;
         for (int k = 0; k < KEY_COUNT; k++)
-            if ((config_keys[k].kinds & (1u << kind)) && strcmp(item->string, config_keys[k].name) == 0)
+            if ((scheduler_class(kind)->config_keys & SCHED_KEY(k)) && strcmp(item->string, config_key_names[k]) == 0)
                 SOWER_TRY(apply_key(path, (ConfigKey)k, item, cfg));
     }
     return SOWER_OK;
@@ -290,7 +264,7 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
 int scheduler_config_parse(const char *json_text, size_t len, const char *path, SchedulerKind kind,
                            SchedulerConfig *cfg)
 {
-    assert(kind == SCHED_DDIM || kind == SCHED_DDPM);
+    assert(kind >= 0 && kind < scheduler_kind_count());
     if (len > CONFIG_MAX_BYTES)
         return SOWER_FAIL(SOWER_EMODEL, "%s: expected a scheduler config of at most %d bytes, found %zu bytes",
                           path, CONFIG_MAX_BYTES, len);
@@ -470,7 +444,7 @@ int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_s
         return SOWER_FAIL(SOWER_EINPUT, "clip_sample_range: expected a number > 0, found %g", cfg->clip_sample_range);
     if (cfg->steps_offset < 0)
         return SOWER_FAIL(SOWER_EINPUT, "steps_offset: expected >= 0, found %d", cfg->steps_offset);
-    assert(cfg->kind == SCHED_DDIM || cfg->kind == SCHED_DDPM);
+    assert(cfg->kind >= 0 && cfg->kind < scheduler_kind_count());
     assert((unsigned)cfg->beta_schedule <= BETA_SQUAREDCOS_CAP_V2);
     assert((unsigned)cfg->prediction_type <= PRED_SAMPLE);
     assert((unsigned)cfg->timestep_spacing <= SPACING_LINSPACE);
@@ -489,8 +463,7 @@ int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_s
     s->step_ratio = T / num_inference_steps;
     SOWER_TRY_GOTO(make_timesteps(cfg, num_inference_steps, s->timesteps), status, fail);
     make_alphas_cumprod(cfg, betas, s->alphas_cumprod);
-    /* DDIM: torch.tensor(1.0) if set_alpha_to_one else alphas_cumprod[0]; DDPM: self.one. */
-    s->final_alpha_cumprod = cfg->kind == SCHED_DDIM && !cfg->set_alpha_to_one ? s->alphas_cumprod[0] : 1.0f;
+    s->final_alpha_cumprod = scheduler_class(cfg->kind)->final_alpha_cumprod(cfg, s->alphas_cumprod);
     free(betas);
     return SOWER_OK;
 fail:
@@ -514,61 +487,14 @@ _Static_assert((int)PRED_EPSILON == (int)STEP_PRED_EPSILON && (int)PRED_V_PREDIC
                    (int)PRED_SAMPLE == (int)STEP_PRED_SAMPLE,
                "scheduler_step.h numbers the prediction types as scheduler.h does");
 
-static void ddim_coefficients(const Scheduler *s, int i, float eta, StepCoefficients *k)
-{
-    const int64_t t = s->timesteps[i];
-    const int64_t prev_t = t - s->step_ratio; /* timestep - T // N, whatever the spacing */
-    const float alpha_prod_t = s->alphas_cumprod[t];
-    const float alpha_prod_t_prev = prev_t >= 0 ? s->alphas_cumprod[prev_t] : s->final_alpha_cumprod;
-    const float beta_prod_t = 1.0f - alpha_prod_t;
-    k->sqrt_alpha_t = sqrtf(alpha_prod_t), k->sqrt_beta_t = sqrtf(beta_prod_t); /* ** (0.5) */
-    /* _get_variance: (beta_prod_t_prev / beta_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev) */
-    const float beta_prod_t_prev = 1.0f - alpha_prod_t_prev;
-    const float variance = (beta_prod_t_prev / beta_prod_t) * (1.0f - alpha_prod_t / alpha_prod_t_prev);
-    k->std_dev_t = eta * sqrtf(variance); /* Python float * float32 tensor: eta as float32 */
-    /* (1 - alpha_prod_t_prev - std_dev_t**2) ** (0.5) */
-    k->direction_coeff = sqrtf((1.0f - alpha_prod_t_prev) - k->std_dev_t * k->std_dev_t);
-    k->sqrt_alpha_prev = sqrtf(alpha_prod_t_prev);
-    k->add_noise = eta > 0;
-}
-
-static void ddpm_coefficients(const Scheduler *s, int i, StepCoefficients *k)
-{
-    const int64_t t = s->timesteps[i];
-    const int64_t prev_t = t - s->step_ratio; /* previous_timestep() without custom timesteps */
-    const float alpha_prod_t = s->alphas_cumprod[t];
-    const float alpha_prod_t_prev = prev_t >= 0 ? s->alphas_cumprod[prev_t] : 1.0f; /* self.one */
-    const float beta_prod_t = 1.0f - alpha_prod_t;
-    const float beta_prod_t_prev = 1.0f - alpha_prod_t_prev;
-    const float current_alpha_t = alpha_prod_t / alpha_prod_t_prev;
-    const float current_beta_t = 1.0f - current_alpha_t;
-    k->sqrt_alpha_t = sqrtf(alpha_prod_t), k->sqrt_beta_t = sqrtf(beta_prod_t);
-    k->x0_coeff = (sqrtf(alpha_prod_t_prev) * current_beta_t) / beta_prod_t;
-    k->sample_coeff = sqrtf(current_alpha_t) * beta_prod_t_prev / beta_prod_t;
-    k->add_noise = t > 0;
-    if (k->add_noise) {
-        /* _get_variance: (1 - a_prev) / (1 - a_t) * current_beta_t, clamped at 1e-20 (fixed_small);
-         * fixed_large takes current_beta_t unclamped. Then variance ** 0.5 * noise. */
-        float variance = (1.0f - alpha_prod_t_prev) / (1.0f - alpha_prod_t) * current_beta_t;
-        variance = variance < 1e-20f ? 1e-20f : variance;
-        if (s->cfg.variance_type == VARIANCE_FIXED_LARGE)
-            variance = current_beta_t;
-        k->noise_scale = sqrtf(variance);
-    }
-}
-
 void scheduler_step_coefficients(const Scheduler *s, int i, float eta, StepCoefficients *k)
 {
     assert(i >= 0 && i < s->num_inference_steps);
     memset(k, 0, sizeof *k);
-    k->ddpm = s->cfg.kind == SCHED_DDPM;
     k->prediction = (int)s->cfg.prediction_type;
     k->clip = s->cfg.clip_sample;
     k->hi = (float)s->cfg.clip_sample_range, k->lo = (float)-s->cfg.clip_sample_range;
-    if (k->ddpm)
-        ddpm_coefficients(s, i, k);
-    else
-        ddim_coefficients(s, i, eta, k);
+    scheduler_class(s->cfg.kind)->coefficients(s, i, eta, k);
 }
 
 int scheduler_step_needs_noise(const Scheduler *s, int i, float eta)
@@ -586,21 +512,4 @@ void scheduler_step(const Scheduler *s, int i, float eta, const float *model_out
     assert(!k.add_noise || noise);
     for (size_t j = 0; j < n; j++)
         prev_sample[j] = scheduler_step_value(&k, model_output[j], sample[j], k.add_noise ? noise[j] : 0.0f);
-}
-
-/* ---- names ---------------------------------------------------------------------------------- */
-
-const char *scheduler_kind_name(SchedulerKind k) { return k == SCHED_DDPM ? "ddpm" : "ddim"; }
-
-const char *scheduler_class_name(SchedulerKind k) { return k == SCHED_DDPM ? "DDPMScheduler" : "DDIMScheduler"; }
-
-int scheduler_kind_parse(const char *name, SchedulerKind *k)
-{
-    if (name && strcmp(name, "ddim") == 0)
-        *k = SCHED_DDIM;
-    else if (name && strcmp(name, "ddpm") == 0)
-        *k = SCHED_DDPM;
-    else
-        return SOWER_FAIL(SOWER_EINPUT, "scheduler: expected \"ddim\" or \"ddpm\", found \"%s\"", name ? name : "");
-    return SOWER_OK;
 }

@@ -35,11 +35,38 @@ enum {
     SCHEDULER_MAX_TRAIN_TIMESTEPS = 100000, /* cap on num_train_timesteps from a config */
 };
 
-typedef enum { SCHED_DDIM, SCHED_DDPM } SchedulerKind;
+/* A scheduler class: its index in the registry (scheduler_registry.c). The first two are named
+ * because tests and defaults use them; a scheduler added later needs no constant. */
+typedef int SchedulerKind;
+enum { SCHED_DDIM, SCHED_DDPM };
 typedef enum { BETA_LINEAR, BETA_SCALED_LINEAR, BETA_SQUAREDCOS_CAP_V2 } BetaSchedule;
 typedef enum { PRED_EPSILON, PRED_V_PREDICTION, PRED_SAMPLE } PredictionType;
 typedef enum { SPACING_LEADING, SPACING_TRAILING, SPACING_LINSPACE } TimestepSpacing;
 typedef enum { VARIANCE_FIXED_SMALL, VARIANCE_FIXED_LARGE } VarianceType;
+
+/* The config keys the classes' __init__ take (the union, in DDPM's signature order); a class names
+ * its own with SCHED_KEY bits. */
+typedef enum {
+    KEY_NUM_TRAIN_TIMESTEPS,
+    KEY_BETA_START,
+    KEY_BETA_END,
+    KEY_BETA_SCHEDULE,
+    KEY_TRAINED_BETAS,
+    KEY_VARIANCE_TYPE,
+    KEY_CLIP_SAMPLE,
+    KEY_SET_ALPHA_TO_ONE,
+    KEY_STEPS_OFFSET,
+    KEY_PREDICTION_TYPE,
+    KEY_THRESHOLDING,
+    KEY_DYNAMIC_THRESHOLDING_RATIO,
+    KEY_CLIP_SAMPLE_RANGE,
+    KEY_SAMPLE_MAX_VALUE,
+    KEY_TIMESTEP_SPACING,
+    KEY_RESCALE_BETAS_ZERO_SNR,
+    KEY_COUNT
+} ConfigKey;
+
+#define SCHED_KEY(k) (1u << (k))
 
 typedef struct {
     SchedulerKind kind;
@@ -100,10 +127,32 @@ void scheduler_step(const Scheduler *s, int i, float eta, const float *model_out
  * a backend needs to run the step where the samples live. */
 void scheduler_step_coefficients(const Scheduler *s, int i, float eta, StepCoefficients *k);
 
-const char *scheduler_kind_name(SchedulerKind k); /* "ddim" / "ddpm" */
-/* "ddim" / "ddpm" -> kind; SOWER_EINPUT otherwise. */
+/* ---- the registry: one descriptor per scheduler class --------------------------------------- */
+
+/* Adding a scheduler: a file in schedulers/ defining its SchedulerClass, and one line in
+ * scheduler_registry.c's table. Names, class names, manifest and CLI choices, the eta rule and the
+ * config keys all come from here. */
+typedef struct {
+    const char *name;       /* "ddim": what --scheduler and pipeline.scheduler say */
+    const char *class_name; /* "DDIMScheduler": what a folder's scheduler_config.json says */
+    unsigned config_keys;   /* SCHED_KEY bits: the keys its __init__ takes (from_config keeps only those) */
+    int takes_eta;          /* DDIM's eta applies (else eta must be 0) */
+    /* alpha_prod_t_prev once t - T//N < 0 */
+    float (*final_alpha_cumprod)(const SchedulerConfig *cfg, const float *alphas_cumprod);
+    /* step i's scalars (class-specific part; scheduler_step_coefficients fills the common ones) */
+    void (*coefficients)(const Scheduler *s, int i, float eta, StepCoefficients *k);
+} SchedulerClass;
+
+/* The class of kind k (a valid kind: from scheduler_kind_parse or scheduler_kind_of_class). */
+const SchedulerClass *scheduler_class(SchedulerKind k);
+int scheduler_kind_count(void);
+const char *scheduler_kind_name(SchedulerKind k); /* "ddim" */
+const char *scheduler_class_name(SchedulerKind k); /* "DDIMScheduler" */
+/* A registered name ("ddim") -> kind; SOWER_EINPUT listing the names otherwise. */
 int scheduler_kind_parse(const char *name, SchedulerKind *k) SOWER_MUST_CHECK;
-/* The diffusers class name: "DDIMScheduler" / "DDPMScheduler". */
-const char *scheduler_class_name(SchedulerKind k);
+/* A diffusers class name ("DDIMScheduler") -> kind; SOWER_EINPUT otherwise. */
+int scheduler_kind_of_class(const char *class_name, SchedulerKind *k) SOWER_MUST_CHECK;
+/* "ddim, ddpm, ..." (the registered names, for messages and help); "DDIMScheduler, ..." with classes. */
+const char *scheduler_names(int classes);
 
 #endif /* SOWER_SCHEDULER_H */

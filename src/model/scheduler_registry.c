@@ -1,0 +1,61 @@
+/* scheduler_registry.c: the one list of scheduler classes. Adding a scheduler: its file in
+ * schedulers/ (a SchedulerClass named scheduler_NAME) and its NAME in SCHEDULER_CLASSES, in the
+ * order kinds are numbered (SCHED_DDIM, SCHED_DDPM first; never reorder: kinds are stable). */
+#include <stdio.h>
+#include <string.h>
+
+#include "scheduler.h"
+
+#define SCHEDULER_CLASSES(X) X(ddim) X(ddpm) X(ddim_parallel)
+
+#define DECLARE(name) extern const SchedulerClass scheduler_##name;
+SCHEDULER_CLASSES(DECLARE)
+#undef DECLARE
+
+#define ENTRY(name) &scheduler_##name,
+static const SchedulerClass *const registry[] = {SCHEDULER_CLASSES(ENTRY)};
+#undef ENTRY
+
+enum { N_CLASSES = sizeof registry / sizeof registry[0] };
+
+int scheduler_kind_count(void) { return N_CLASSES; }
+
+const SchedulerClass *scheduler_class(SchedulerKind k) { return registry[k]; }
+
+const char *scheduler_kind_name(SchedulerKind k) { return registry[k]->name; }
+
+const char *scheduler_class_name(SchedulerKind k) { return registry[k]->class_name; }
+
+const char *scheduler_names(int classes)
+{
+    static char names[2][512];
+    char *out = names[classes != 0];
+    if (!out[0])
+        for (int k = 0; k < N_CLASSES; k++) {
+            size_t used = strlen(out);
+            snprintf(out + used, sizeof names[0] - used, "%s%s", k ? ", " : "",
+                     classes ? registry[k]->class_name : registry[k]->name);
+        }
+    return out;
+}
+
+int scheduler_kind_parse(const char *name, SchedulerKind *k)
+{
+    for (int i = 0; name && i < N_CLASSES; i++)
+        if (strcmp(name, registry[i]->name) == 0) {
+            *k = i;
+            return SOWER_OK;
+        }
+    return SOWER_FAIL(SOWER_EINPUT, "scheduler: expected one of %s, found \"%s\"", scheduler_names(0), name ? name : "");
+}
+
+int scheduler_kind_of_class(const char *class_name, SchedulerKind *k)
+{
+    for (int i = 0; class_name && i < N_CLASSES; i++)
+        if (strcmp(class_name, registry[i]->class_name) == 0) {
+            *k = i;
+            return SOWER_OK;
+        }
+    return SOWER_FAIL(SOWER_EINPUT, "scheduler class \"%s\": expected one of %s", class_name ? class_name : "",
+                      scheduler_names(1));
+}
