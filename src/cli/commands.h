@@ -5,6 +5,7 @@
 
 #include "err.h"
 #include "manifest.h"
+#include "version.h" /* sower_version, sower_revision */
 
 int cmd_noise(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_sample(int argc, char **argv) SOWER_MUST_CHECK;
@@ -20,8 +21,5 @@ int cmd_tokenize(int argc, char **argv) SOWER_MUST_CHECK;
  * manifest names it (FILE:LINE:COL: model: ...). For check and submit. */
 int check_job_model(const Job *job) SOWER_MUST_CHECK;
 
-/* "sower VERSION (revision REV)" and build facts, for --version and provenance. */
-const char *sower_version(void);
-const char *sower_revision(void);
 
 #endif /* SOWER_COMMANDS_H */

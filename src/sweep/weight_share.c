@@ -1,7 +1,6 @@
 /* weight_share.c: see weight_share.h. */
 #include "weight_share.h"
 
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include "backend_open.h"
 #include "digest.h"
 #include "gpu.h"
+#include "mpi_check.h"
 
 enum { KEY_BYTES = 320 };
 
@@ -54,21 +54,24 @@ int weight_share_plan(WeightShare *ws, Backend kind, Precision precision, int ra
         fprintf(stderr, "sower: rank 0: out of memory planning the weight broadcast, ending the job\n");
         MPI_Abort(MPI_COMM_WORLD, sower_status_exit_code(SOWER_ENOMEM));
     }
-    MPI_Gather(key, KEY_BYTES, MPI_CHAR, keys, KEY_BYTES, MPI_CHAR, 0, MPI_COMM_WORLD);
-    if (rank == 0)
+    int mpi =
+        SOWER_MPI_STATUS(MPI_Gather(key, KEY_BYTES, MPI_CHAR, keys, KEY_BYTES, MPI_CHAR, 0, MPI_COMM_WORLD));
+    if (rank == 0 && mpi == SOWER_OK)
         ws->broadcast = one_rank_per_gpu(keys, world, ws->reason, sizeof ws->reason);
     free(keys);
-    MPI_Bcast(&ws->broadcast, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    MPI_Bcast(ws->reason, sizeof ws->reason, MPI_CHAR, 0, MPI_COMM_WORLD);
+    SOWER_TRY(mpi);
+    SOWER_MPI(MPI_Bcast(&ws->broadcast, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    SOWER_MPI(MPI_Bcast(ws->reason, sizeof ws->reason, MPI_CHAR, 0, MPI_COMM_WORLD));
     return status;
 }
 
 int weight_share_reads_file(const WeightShare *ws) { return !ws->broadcast || ws->rank == 0; }
 
-void weight_share_digest(const WeightShare *ws, unsigned char *sha256)
+int weight_share_digest(const WeightShare *ws, unsigned char *sha256)
 {
     if (ws->broadcast)
-        MPI_Bcast(sha256, DIGEST_BYTES, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD);
+        SOWER_MPI(MPI_Bcast(sha256, DIGEST_BYTES, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD));
+    return SOWER_OK;
 }
 
 int weight_share_open_backend(const WeightShare *ws, ComputeBackend *be, const UNet *u)
@@ -85,10 +88,11 @@ int weight_share_open_backend(const WeightShare *ws, ComputeBackend *be, const U
 }
 
 /* The smallest and largest of v over the ranks. */
-static void min_max(long long v, long long *lo, long long *hi)
+static int min_max(long long v, long long *lo, long long *hi)
 {
-    MPI_Allreduce(&v, lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&v, hi, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    SOWER_MPI(MPI_Allreduce(&v, lo, 1, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD));
+    SOWER_MPI(MPI_Allreduce(&v, hi, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD));
+    return SOWER_OK;
 }
 
 int weight_share_receive(const WeightShare *ws, ComputeBackend *be, const UNet *u)
@@ -99,23 +103,23 @@ int weight_share_receive(const WeightShare *ws, ComputeBackend *be, const UNet *
      * collectives would wait forever for a missing rank. A rank that did not fail returns
      * SOWER_OK: the caller's agreement then ends the job with the failing rank's own message. */
     long long lo, hi;
-    min_max(u->n_values, &lo, &hi);
+    SOWER_TRY(min_max(u->n_values, &lo, &hi));
     if (lo != hi)
         return SOWER_FAIL(SOWER_EMODEL, "the ranks read models of different sizes (%lld and %lld parameters): is "
                                         "the model folder the same on every node?", lo, hi);
     unsigned char id[GPU_NCCL_ID_BYTES + 1] = {0}; /* the id, then 1 when rank 0 made it */
     int status = ws->rank == 0 ? gpu_nccl_id(id) : SOWER_OK;
     id[GPU_NCCL_ID_BYTES] = ws->rank == 0 && status == SOWER_OK;
-    MPI_Bcast(id, sizeof id, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD);
+    SOWER_MPI(MPI_Bcast(id, sizeof id, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD));
     if (!id[GPU_NCCL_ID_BYTES])
         return status;
     void *comm = NULL;
     status = gpu_nccl_open(&comm, id, ws->world, ws->rank, ws->device);
     long long failed = status != SOWER_OK, none, any;
-    min_max(failed, &none, &any);
-    if (any) {
+    int mpi = min_max(failed, &none, &any);
+    if (mpi != SOWER_OK || any) {
         gpu_nccl_close(comm, 1);
-        return status;
+        return status != SOWER_OK ? status : mpi;
     }
     status = compute_backend_cuda_receive(be, comm);
     if (status != SOWER_OK) {

@@ -6,7 +6,8 @@
  * (NCCL allows one rank per device), or on the CPU backend, every rank reads its own copy (on the
  * CPU the mapping is shared through the node's page cache anyway). Plan, digest and receive are
  * collective over MPI_COMM_WORLD (every rank calls them, after agreeing on the step before);
- * each returns this rank's status, which the caller agrees on before going on. */
+ * each returns this rank's status, which the caller agrees on before going on (an MPI call that
+ * fails gives SOWER_EMPI: mpi_check.h). */
 #ifndef SOWER_WEIGHT_SHARE_H
 #define SOWER_WEIGHT_SHARE_H
 
@@ -30,7 +31,7 @@ int weight_share_plan(WeightShare *ws, Backend kind, Precision precision, int ra
 int weight_share_reads_file(const WeightShare *ws);
 /* Gives every rank rank 0's weight digest (DIGEST_BYTES,) when only rank 0 read the file. Call only
  * after every rank loaded the model. */
-void weight_share_digest(const WeightShare *ws, unsigned char *sha256);
+int weight_share_digest(const WeightShare *ws, unsigned char *sha256) SOWER_MUST_CHECK;
 /* Opens this rank's backend over u (not collective); with broadcast, only rank 0's device weights
  * are filled from the host. */
 int weight_share_open_backend(const WeightShare *ws, ComputeBackend *be, const UNet *u) SOWER_MUST_CHECK;

@@ -1,0 +1,182 @@
+/* output.c: creating, resuming and stitching the output; the run's facts (output.h). */
+#include "output.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mpi_check.h"
+#include "outfile.h"
+#include "provenance.h"
+#include "version.h"
+
+char *output_slice_path(const char *out, int k, int n)
+{
+    size_t len = h5_stem_length(out);
+    int width = snprintf(NULL, 0, "%d", n - 1);
+    size_t cap = len + 64;
+    char *path = malloc(cap);
+    if (path) snprintf(path, cap, "%.*s.slice-%0*d-of-%d.h5", (int)len, out, width, k, n);
+    return path;
+}
+
+/* mkdir -p of the output's directory, so a job's output tree need not exist beforehand. */
+static int make_parent_dirs(const char *path)
+{
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return SOWER_FAIL(SOWER_EPATH, "output path '%s' is too long", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return SOWER_OK;
+    *slash = '\0';
+    SOWER_TRY(make_dirs(dir));
+    return SOWER_OK;
+}
+
+/* The seed of row `row` of this run's file (job row lo + row). */
+static uint64_t seed_of_row(const void *run, uint64_t row)
+{
+    const Run *r = run;
+    return job_seed_at(&r->job, r->plan.lo + row);
+}
+
+static int create_output(Run *r, H5Out *out)
+{
+    SOWER_TRY(make_parent_dirs(r->out_path));
+    const Plan *pl = &r->plan;
+    char slice[64], rows[96];
+    Provenance p;
+    provenance_of(&r->job, &r->model, &p);
+    snprintf(slice, sizeof slice, "%d/%d", pl->slice_k, pl->slice_n);
+    snprintf(rows, sizeof rows, "job rows %llu..%llu (row i here is job row %llu + i)",
+             (unsigned long long)pl->lo, (unsigned long long)(pl->hi ? pl->hi - 1 : 0),
+             (unsigned long long)pl->lo);
+    const UNetConfig *cfg = &r->model.unet.cfg;
+    H5Attr attrs[] = {
+        {"format", PROVENANCE_FORMAT},
+        {"format_version", PROVENANCE_FORMAT_VERSION},
+        {"sower_version", sower_version()},
+        {"source_revision", sower_revision()},
+        {"manifest", r->job.text},
+        {"manifest_sha256", p.manifest_sha256},
+        {"model_config", p.model_config},
+        {"weights_sha256", p.weights_sha256},
+        {"scheduler_config", p.scheduler_config},
+        {"pipeline", p.pipeline},
+        {"generator", p.generator},
+        {"backend_identity", r->backend.identity},
+        {"determinism", r->backend.determinism},
+        {"slice", slice}, /* slice files only: the last two */
+        {"slice_rows", rows},
+    };
+    int n_attrs = (int)(sizeof attrs / sizeof attrs[0]) - (pl->slice_n ? 0 : 2);
+    int status = h5out_create(out, r->out_path, pl->hi - pl->lo, cfg->in_channels, cfg->sample_height,
+                              cfg->sample_width, r->job.chunk_rows, r->job.output_gzip, seed_of_row, r, attrs,
+                              n_attrs);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+/* Copies the --stitch slices into the output (rows not yet done). */
+static int stitch_slices(Run *r, H5Out *out, const H5JobKey *key)
+{
+    for (int k = 0; k < r->plan.stitch_n; k++) {
+        uint64_t lo, hi;
+        job_slice_bounds(&r->job, k, r->plan.stitch_n, &lo, &hi);
+        char *path = output_slice_path(r->job.output_path, k, r->plan.stitch_n), tag[64];
+        if (!path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        snprintf(tag, sizeof tag, "%d/%d", k, r->plan.stitch_n);
+        int status = h5out_copy_slice(out, path, tag, lo, hi, key, r->done);
+        free(path);
+        SOWER_TRY(status);
+    }
+    return SOWER_OK;
+}
+
+int output_open(Run *r, const RunOptions *o, H5Out *out)
+{
+    char partial[4200];
+    Provenance p;
+    provenance_of(&r->job, &r->model, &p);
+    snprintf(partial, sizeof partial, "%s.partial", r->out_path);
+    const H5JobKey key = {p.manifest_sha256, p.weights_sha256, r->backend.identity};
+    const H5JobKey finished_key = {p.manifest_sha256, p.weights_sha256,
+                                   NULL}; /* a finished output from any backend */
+    struct stat st;
+    const UNetConfig *cfg = &r->model.unet.cfg;
+    const uint64_t rows = r->plan.hi - r->plan.lo;
+    if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
+        SOWER_TRY(h5out_resume(out, r->out_path, rows, cfg->in_channels, cfg->sample_height,
+                               cfg->sample_width, &key, r->done));
+    } else {
+        if (o->resume_auto) {
+            SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels,
+                                        cfg->sample_height, cfg->sample_width, &r->finished_before));
+            if (r->finished_before) return SOWER_OK;
+        }
+        SOWER_TRY(create_output(r, out));
+    }
+    if (r->plan.stitch_n) SOWER_TRY(stitch_slices(r, out, &key));
+    return SOWER_OK;
+}
+
+/* "host0,host1,...": hosts (world, MPI_MAX_PROCESSOR_NAME) joined. Caller frees; NULL: no memory. */
+static char *join_hosts(const char *hosts, int world)
+{
+    size_t cap = (size_t)world * (MPI_MAX_PROCESSOR_NAME + 2) + 1, used = 0;
+    char *list = calloc(cap, 1);
+    for (int k = 0; list && k < world; k++)
+        used += (size_t)snprintf(list + used, cap - used, "%s%s", k ? "," : "",
+                                 hosts + (size_t)k * MPI_MAX_PROCESSOR_NAME);
+    return list;
+}
+
+int output_write_facts(Run *r, H5Out *out, double render_s, double verify_s)
+{
+    const Team *t = &r->team;
+    char host[MPI_MAX_PROCESSOR_NAME] = {0};
+    int len = 0;
+    /* A rank failing here leaves the others in the gather: the caller ends the job (collective_check). */
+    SOWER_MPI(MPI_Get_processor_name(host, &len));
+    char *hosts =
+        t->rank == 0 ? calloc((size_t)t->world, MPI_MAX_PROCESSOR_NAME) : NULL; /* (world, NAME_MAX) */
+    if (t->rank == 0 && !hosts) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    int status = SOWER_MPI_STATUS(MPI_Gather(host, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, hosts,
+                                             MPI_MAX_PROCESSOR_NAME, MPI_CHAR, 0, MPI_COMM_WORLD));
+    if (t->rank != 0 || status != SOWER_OK) {
+        free(hosts);
+        return status;
+    }
+    const int stitch_n = r->plan.stitch_n;
+    char *list = join_hosts(hosts, t->world);
+    /* Which rows each rank rendered, or, stitched, each array task: slice k = rows [b[k], b[k+1]). */
+    const int parts = stitch_n ? stitch_n : t->world;
+    uint64_t *bounds = malloc(sizeof *bounds * ((size_t)parts + 1)); /* (parts + 1,) */
+    if (!list || !bounds) {
+        free(bounds), free(list), free(hosts);
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    }
+    if (stitch_n)
+        plan_stitch_bounds(&r->plan, &r->job, bounds);
+    else
+        plan_rank_bounds(&r->plan, bounds);
+    char world[32], batch[32], times[256];
+    snprintf(world, sizeof world, "%d", t->world);
+    snprintf(batch, sizeof batch, "%d", r->job.batch);
+    snprintf(times, sizeof times,
+             "render phase %.3f s (rank 0: rendering %.3f s, writing %.3f s, waiting %.3f s), "
+             "verify %.3f s",
+             render_s, r->t_render, r->t_write, r->t_wait, verify_s);
+    fprintf(stderr, "sower run: timings: %s\n", times);
+    char stitched[160];
+    snprintf(stitched, sizeof stitched,
+             "%d slices (array tasks) OUT.slice-K-of-%d.h5; rank_slices holds their rows", stitch_n,
+             stitch_n);
+    H5Attr attrs[] = {{"hosts", list},    {"world_size", world},        {"batch", batch},
+                      {"timings", times}, {"model_path", r->model.dir}, {"stitched_from", stitched}};
+    status = h5out_write_run(out, attrs, stitch_n ? 6 : 5, bounds, parts);
+    free(bounds), free(list), free(hosts);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}

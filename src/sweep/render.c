@@ -1,0 +1,207 @@
+/* render.c: the render pass, rank 0 writing and the others sending (render.h). */
+#include "render.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mpi_check.h"
+#include "row_message.h"
+#include "stop.h"
+
+int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char *digests)
+{
+    if (r->faults.fail_rank == r->team.rank)
+        return SOWER_FAIL(SOWER_EIO, "injected failure (SOWER_FAULT_FAIL_RANK=%ld) while rendering row %llu",
+                          r->faults.fail_rank, (unsigned long long)row0);
+    uint64_t *seeds = calloc(n + 1, sizeof *seeds); /* (n,) */
+    if (!seeds) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    for (uint64_t i = 0; i < n; i++)
+        seeds[i] = job_seed_at(&r->job, row0 + i);
+    double t0 = MPI_Wtime();
+    int status = render_seeds(&r->rs, seeds, (int)n, latents); /* n <= the batch, at most 1024 */
+    free(seeds);
+    SOWER_TRY(status);
+    for (uint64_t i = 0; i < n; i++) {
+        float *row = latents + r->per * i; /* (C, H, W) */
+        if (r->faults.fault_rank == r->team.rank && row0 + i == r->faults.fault_row) {
+            uint32_t bits;
+            memcpy(&bits, row, sizeof bits);
+            bits ^= 1u;
+            memcpy(row, &bits, sizeof bits);
+        }
+        SOWER_TRY(digest_buffer(row, r->per * sizeof(float), digests + DIGEST_BYTES * i));
+    }
+    r->t_render += MPI_Wtime() - t0;
+    return SOWER_OK;
+}
+
+/* done: rows of this run in the output; fresh: of them, rendered since start. */
+static void progress(const Run *r, uint64_t done, uint64_t fresh, double start, double *last)
+{
+    double now = MPI_Wtime();
+    const uint64_t total = r->plan.hi - r->plan.lo;
+    if (now - *last < r->progress_seconds && done < total) return;
+    *last = now;
+    double rate = fresh / (now - start + 1e-9);
+    double eta = rate > 0 ? (total - done) / rate : 0;
+    fprintf(stderr, "%s[sower] %llu/%llu rows, %.2f rows/s, ETA %.0f s%s", isatty(2) ? "\r" : "",
+            (unsigned long long)done, (unsigned long long)total, rate, eta, isatty(2) ? "" : "\n");
+}
+
+/* Rank 0 sends rank k its one TAG_STOP unless it has had it (told (world,)). */
+static int tell_stop(uint8_t *told, int k)
+{
+    if (told[k]) return SOWER_OK;
+    told[k] = 1;
+    SOWER_MPI(MPI_Send(NULL, 0, MPI_BYTE, k, TAG_STOP, MPI_COMM_WORLD));
+    return SOWER_OK;
+}
+
+/* sig: the signal rank 0 received; else `rank` stopped early (it received one). */
+static void announce_stop(int sig, int rank)
+{
+    fprintf(stderr,
+            "%ssower run: %s %d: finishing the batches in hand, then stopping (OUT.partial is kept for "
+            "--resume)\n",
+            isatty(2) ? "\n" : "", sig ? "signal" : "stopped early on rank", sig ? sig : rank);
+}
+
+/* Rank 0: takes the messages that have arrived (all of them, waiting, once its own part is over:
+ * !own_open) and writes their rows. *open_ranks counts ranks that have not ended their part;
+ * *stopping becomes 1 when one ended early, and then this returns at once so the caller tells the
+ * others. */
+static int take_messages(Run *r, H5Out *out, RowMessage *in, uint8_t *told, int own_open, int *open_ranks,
+                         int *stopping, uint64_t *written)
+{
+    while (*open_ranks > 0) {
+        MPI_Status st;
+        int pending = 1, sender = -1;
+        double t0 = MPI_Wtime();
+        if (own_open)
+            SOWER_MPI(MPI_Iprobe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &pending, &st));
+        else
+            SOWER_MPI(MPI_Probe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &st));
+        r->t_wait += MPI_Wtime() - t0;
+        if (!pending) return SOWER_OK;
+        t0 = MPI_Wtime();
+        SOWER_TRY(row_message_recv(in, st.MPI_SOURCE, TAG_ROWS, &sender));
+        r->t_wait += MPI_Wtime() - t0;
+        const RowHeader *h = in->head;
+        if (h->n == 0) { /* the sender's end */
+            (*open_ranks)--;
+            SOWER_TRY(tell_stop(told, sender));
+            if (h->stopped && !*stopping) {
+                announce_stop(0, sender);
+                *stopping = 1;
+                return SOWER_OK; /* back to the top: tell the others */
+            }
+            continue;
+        }
+        t0 = MPI_Wtime();
+        SOWER_TRY(h5out_write_rows(out, h->row0 - r->plan.lo, h->n, in->latents, in->digests));
+        r->t_write += MPI_Wtime() - t0;
+        *written += h->n;
+    }
+    return SOWER_OK;
+}
+
+int render_and_write(Run *r, H5Out *out, double start, int *stopped)
+{
+    uint64_t lo, hi;
+    plan_rank_rows(&r->plan, r->team.rank, &lo, &hi);
+    const uint64_t total = r->plan.hi - r->plan.lo, max_b = (uint64_t)r->job.batch;
+    RowMessage own = {0}, in = {0};                   /* own batches; what the other ranks send */
+    uint8_t *told = calloc((size_t)r->team.world, 1); /* (world,) rank k has had its TAG_STOP */
+    int status = SOWER_OK, stopping = 0, own_open = 1, open_ranks = r->team.world - 1;
+    uint64_t written = r->n_done;
+    double last = start;
+    if (!told) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        goto done;
+    }
+    SOWER_TRY_GOTO(row_message_init(&own, r->per, max_b), status, done);
+    SOWER_TRY_GOTO(row_message_init(&in, r->per, max_b), status, done);
+    uint64_t next = lo, row0 = 0;
+    while (own_open || open_ranks > 0) {
+        if (!stopping && stop_requested()) {
+            announce_stop(stop_requested(), 0);
+            stopping = 1;
+        }
+        if (stopping) {
+            own_open = 0;
+            for (int k = 1; k < r->team.world; k++)
+                SOWER_TRY_GOTO(tell_stop(told, k), status, done);
+        }
+        uint64_t n = own_open ? plan_next_batch(&r->plan, r->done, &next, hi, max_b, &row0) : 0;
+        if (n) {
+            row_message_begin(&own, row0, n);
+            status = render_rows(r, row0, n, own.latents, own.digests);
+            if (status == SOWER_ESTOPPED) { /* a signal mid-batch: those rows are rendered again later */
+                sower_error_clear();
+                status = SOWER_OK;
+                continue;
+            }
+            SOWER_TRY_GOTO(status, status, done);
+            double t0 = MPI_Wtime();
+            SOWER_TRY_GOTO(h5out_write_rows(out, row0 - r->plan.lo, n, own.latents, own.digests), status,
+                           done);
+            r->t_write += MPI_Wtime() - t0;
+            written += n;
+        } else {
+            own_open = 0;
+        }
+        /* Take what has arrived; once our own part is over, wait for it. */
+        SOWER_TRY_GOTO(take_messages(r, out, &in, told, own_open, &open_ranks, &stopping, &written), status,
+                       done);
+        progress(r, written, written - r->n_done, start, &last);
+    }
+    *stopped = written < total;
+done:
+    row_message_free(&own), row_message_free(&in);
+    free(told);
+    return status;
+}
+
+int render_and_send(Run *r)
+{
+    uint64_t lo, hi;
+    plan_rank_rows(&r->plan, r->team.rank, &lo, &hi);
+    RowMessage msg;
+    SOWER_TRY(row_message_init(&msg, r->per, (uint64_t)r->job.batch));
+    int status = SOWER_OK, told = 0, stopped = 0;
+    uint64_t pos = lo, row0 = 0, n;
+    for (;;) {
+        int stop_msg = 0;
+        SOWER_MPI_GOTO(MPI_Iprobe(0, TAG_STOP, MPI_COMM_WORLD, &stop_msg, MPI_STATUS_IGNORE), status, done);
+        if (stop_msg) {
+            SOWER_MPI_GOTO(MPI_Recv(NULL, 0, MPI_BYTE, 0, TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+                           status, done);
+            told = 1;
+        }
+        if (told || stop_requested()) {
+            stopped = 1;
+            break;
+        }
+        if ((n = plan_next_batch(&r->plan, r->done, &pos, hi, (uint64_t)r->job.batch, &row0)) == 0) break;
+        row_message_begin(&msg, row0, n);
+        status = render_rows(r, row0, n, msg.latents, msg.digests);
+        if (status == SOWER_ESTOPPED) { /* a signal mid-batch: those rows are rendered again later */
+            sower_error_clear();
+            status = SOWER_OK;
+            stopped = 1;
+            break;
+        }
+        SOWER_TRY_GOTO(status, status, done);
+        SOWER_TRY_GOTO(row_message_send(&msg, 0, TAG_ROWS), status, done);
+    }
+    row_message_end(&msg, stopped);
+    SOWER_TRY_GOTO(row_message_send(&msg, 0, TAG_ROWS), status, done);
+    if (!told)
+        SOWER_MPI_GOTO(MPI_Recv(NULL, 0, MPI_BYTE, 0, TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE), status,
+                       done);
+done:
+    row_message_free(&msg);
+    return status;
+}

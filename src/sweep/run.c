@@ -1,0 +1,348 @@
+/* run.c: `sower run` as a list of phases (sweep.h). Every rank runs the same list:
+ *
+ *   setup, each step agreed on by every rank before the next (collective_agree):
+ *     load job -> threads and weight plan -> load model -> check weights -> open backend ->
+ *     receive weights -> check identities -> plan -> open output
+ *   then render -> verify -> facts -> end.
+ *
+ * After setup the ranks no longer move in step: a rank that fails ends the job (collective_abort). */
+#define _GNU_SOURCE /* sched_getaffinity */
+#include "sweep.h"
+
+#include <omp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config_file.h"
+#include "cross_verify.h"
+#include "gemm.h"
+#include "mpi_check.h"
+#include "outfile.h"
+#include "output.h"
+#include "render.h"
+#include "row_message.h"
+#include "run_state.h"
+#include "stop.h"
+
+enum { MANIFEST_MAX = 64 << 20 };
+
+/* The test hooks of sweep.h, from the environment. */
+static void read_test_hooks(Run *r)
+{
+    r->faults = (Faults){.fault_rank = -1, .fault_row = 0, .fail_rank = -1};
+    const char *fail = getenv("SOWER_FAULT_FAIL_RANK"), *every = getenv("SOWER_PROGRESS_SECONDS");
+    const char *fault = getenv("SOWER_FAULT_INJECT");
+    r->faults.fail_rank = fail ? atol(fail) : -1;
+    r->progress_seconds = every ? atof(every) : 2.0;
+    if (fault) {
+        unsigned long long row = 0;
+        long rank = -1;
+        if (sscanf(fault, "%ld:%llu", &rank, &row) == 2)
+            r->faults.fault_rank = rank, r->faults.fault_row = row;
+    }
+}
+
+/* Step: rank 0 reads the manifest and broadcasts its bytes; every rank parses the same bytes. */
+static int load_job(Run *r, const RunOptions *o)
+{
+    char *text = NULL; /* (len + 1,) the manifest's bytes */
+    size_t bytes = 0;
+    long long len = -1;
+    int status = SOWER_OK;
+    if (r->team.rank == 0) {
+        status = config_file_read(o->manifest, "job manifest", MANIFEST_MAX, SOWER_EMANIFEST, &text, &bytes);
+        len = status == SOWER_OK ? (long long)bytes : -1;
+    }
+    SOWER_MPI_GOTO(MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD), status, fail);
+    if (len < 0) {
+        status = r->team.rank == 0 ? SOWER_FAIL(SOWER_EMANIFEST, "%s", sower_error_message())
+                                   : SOWER_FAIL(SOWER_EMANIFEST, "(rank 0 could not read the manifest)");
+        goto fail;
+    }
+    if (r->team.rank != 0 && !(text = malloc((size_t)len + 1))) {
+        /* the others wait in the broadcast below: end the job rather than leave them there */
+        collective_abort(&r->team, SOWER_FAIL(SOWER_ENOMEM, "out of memory for a %lld-byte manifest", len));
+    }
+    SOWER_TRY_GOTO(collective_bcast_bytes(text, (uint64_t)len, 0), status, fail);
+    status = manifest_load_text(&r->job, o->manifest, text, (size_t)len);
+fail:
+    free(text);
+    SOWER_TRY(status);
+    if (o->output) {
+        free(r->job.output_path);
+        if (!(r->job.output_path = strdup(o->output))) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    }
+    if (o->batch) r->job.batch = o->batch;
+    r->out_path = o->slice_n ? output_slice_path(r->job.output_path, o->slice_k, o->slice_n)
+                             : strdup(r->job.output_path);
+    if (!r->out_path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    struct stat st;
+    if (r->team.rank == 0 && !o->force && !o->resume_auto && stat(r->out_path, &st) == 0)
+        return SOWER_FAIL(SOWER_EPATH,
+                          "output '%s' exists: pass --force to replace it (or --resume-auto to accept "
+                          "it when it is this job's finished output)",
+                          r->out_path);
+    return SOWER_OK;
+}
+
+/* Threads per rank when the manifest does not say: Slurm's --cpus-per-task; else the CPUs this
+ * process may run on when a launcher bound it to fewer than the node has; else the node's CPUs
+ * shared among the ranks on it (oversubscribed spinning threads would wait on each other). */
+static int default_threads(int *threads)
+{
+    /* The node's rank count first, on every rank: MPI_Comm_split_type is collective, and whether a
+     * rank needs the count depends on its own environment and binding. */
+    MPI_Comm node;
+    int local = 1;
+    SOWER_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    int status = SOWER_MPI_STATUS(MPI_Comm_size(node, &local));
+    int freed = SOWER_MPI_STATUS(MPI_Comm_free(&node));
+    SOWER_TRY(status != SOWER_OK ? status : freed);
+    const char *slurm = getenv("SLURM_CPUS_PER_TASK");
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t mask;
+    if (slurm && atoi(slurm) > 0)
+        *threads = atoi(slurm);
+    else if (sched_getaffinity(0, sizeof mask, &mask) == 0 && CPU_COUNT(&mask) < online)
+        *threads = CPU_COUNT(&mask);
+    else
+        *threads = online / local > 0 ? (int)(online / local) : 1;
+    return SOWER_OK;
+}
+
+/* Step: threads (the manifest's, or shared among the node's ranks) and how the weights travel. */
+static int plan_resources(Run *r, const RunOptions *o)
+{
+    (void)o;
+    int threads = r->job.threads;
+    if (!threads) /* every rank alike: all hold the same Job */
+        SOWER_TRY(default_threads(&threads));
+    omp_set_num_threads(threads);
+    gemm_set_threads(threads);
+    SOWER_TRY(weight_share_plan(&r->share, r->job.backend, r->job.precision, r->team.rank, r->team.world));
+    return SOWER_OK;
+}
+
+/* Step: every rank parses the model; the weights themselves are read here only where weight_share says. */
+static int load_model(Run *r, const RunOptions *o)
+{
+    (void)o;
+    SOWER_TRY(model_load_opt(&r->model, r->job.model_path, weight_share_reads_file(&r->share)));
+    const UNetConfig *cfg = &r->model.unet.cfg;
+    if (!cfg->sample_height)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null", r->model.unet_config_path);
+    SchedulerConfig scfg;
+    SOWER_TRY(scheduler_config_parse(r->model.scheduler_config_text, r->model.scheduler_config_bytes,
+                                     r->model.scheduler_config_path, r->job.scheduler, &scfg));
+    scfg.torch_kernel = r->job.generator;
+    SOWER_TRY(scheduler_init(&r->sched, &scfg, r->job.steps));
+    r->per = (size_t)cfg->in_channels * cfg->sample_height * cfg->sample_width;
+    r->rs = (RenderSettings){.model = &r->model,
+                             .backend = &r->backend,
+                             .scheduler = &r->sched,
+                             .eta = (float)r->job.eta,
+                             .generator = r->job.generator,
+                             .batch = r->job.batch,
+                             .height = cfg->sample_height,
+                             .width = cfg->sample_width,
+                             .should_stop = stop_requested};
+    return SOWER_OK;
+}
+
+/* Step: every rank holds the weights' digest (only rank 0 computed it when it alone read them),
+ * which must match the manifest's pinned digest. */
+static int check_weights(Run *r, const RunOptions *o)
+{
+    (void)o;
+    SOWER_TRY(weight_share_digest(&r->share, r->model.weights_sha256));
+    if (r->job.model_digest_pinned)
+        SOWER_TRY(model_check_digest(&r->model, r->job.model_digest, r->job.manifest_path));
+    return SOWER_OK;
+}
+
+static int open_backend(Run *r, const RunOptions *o)
+{
+    (void)o;
+    SOWER_TRY(weight_share_open_backend(&r->share, &r->backend, &r->model.unet));
+    return SOWER_OK;
+}
+
+static int receive_weights(Run *r, const RunOptions *o)
+{
+    (void)o;
+    SOWER_TRY(weight_share_receive(&r->share, &r->backend, &r->model.unet));
+    return SOWER_OK;
+}
+
+/* Step: every rank must compute as rank 0 does: the verification pass compares one rank's bits
+ * with another's, and bits are reproducible only between equal backend identities (backend.h). */
+static int check_identities(Run *r, const RunOptions *o)
+{
+    (void)o;
+    const int rank = r->team.rank, world = r->team.world;
+    char *all = rank == 0 ? calloc((size_t)world, BACKEND_IDENTITY_SIZE) : NULL; /* (world, SIZE) */
+    if (rank == 0 && !all) /* the others wait in the gather below: end the job */
+        collective_abort(&r->team, SOWER_FAIL(SOWER_ENOMEM, "out of memory"));
+    SOWER_MPI(MPI_Gather(r->backend.identity, BACKEND_IDENTITY_SIZE, MPI_CHAR, all, BACKEND_IDENTITY_SIZE,
+                         MPI_CHAR, 0, MPI_COMM_WORLD));
+    int status = SOWER_OK;
+    for (int k = 1; rank == 0 && k < world && status == SOWER_OK; k++)
+        if (strcmp(all + (size_t)k * BACKEND_IDENTITY_SIZE, all) != 0)
+            status = SOWER_FAIL(SOWER_EINPUT,
+                                "ranks compute differently: rank 0 is '%s', rank %d is '%s'; bits "
+                                "compare only between equal backend identities, so one job needs one "
+                                "kind of node (ask Slurm for it with --constraint or --gres)",
+                                all, k, all + (size_t)k * BACKEND_IDENTITY_SIZE);
+    free(all);
+    return status;
+}
+
+/* Step: the plan (the same on every rank, no messages) and the bitmap of rows done. */
+static int make_plan(Run *r, const RunOptions *o)
+{
+    SOWER_TRY(plan_make(&r->plan, &r->job, r->team.world, o->slice_k, o->slice_n, o->stitch_n));
+    SOWER_TRY(row_message_fits(r->per, (uint64_t)r->job.batch)); /* bad input, said before rendering */
+    if (r->team.rank == 0 && r->job.backend == BACKEND_CUDA)
+        fprintf(stderr, "sower run: backend %s; weights: %s\n", r->backend.identity, r->share.reason);
+    if (r->team.rank == 0) job_warn_seed_collisions(&r->job, stderr);
+    r->done = calloc(r->plan.hi - r->plan.lo + 1, 1); /* (hi - lo,) */
+    if (!r->done)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for the bitmap of %llu rows",
+                          (unsigned long long)(r->plan.hi - r->plan.lo));
+    return SOWER_OK;
+}
+
+/* Step: rank 0 opens the output (output.h). */
+static int open_output(Run *r, const RunOptions *o)
+{
+    return r->team.rank == 0 ? output_open(r, o, &r->out) : SOWER_OK;
+}
+
+typedef int (*SetupStep)(Run *r, const RunOptions *o);
+static const SetupStep setup_steps[] = {load_job,         plan_resources, load_model,
+                                        check_weights,    open_backend,   receive_weights,
+                                        check_identities, make_plan,      open_output};
+
+/* Render, verify, facts: returns the exit code (0, 1 on a mismatch, 3 when stopped early).
+ * Ends the job (collective_abort) when a rank fails. */
+static int render_verify_record(Run *r, const RunOptions *o, int *stopped, int *mismatches)
+{
+    const Team *t = &r->team;
+    const uint64_t rows = r->plan.hi - r->plan.lo;
+    collective_check(t, SOWER_MPI_STATUS(MPI_Bcast(&r->finished_before, 1, MPI_INT, 0, MPI_COMM_WORLD)));
+    if (r->finished_before) {
+        if (t->rank == 0)
+            printf("sower run: %s is already finished for this manifest and model: nothing to do\n",
+                   r->out_path);
+        return 0;
+    }
+    if (o->resume || o->resume_auto || o->stitch_n) /* a new output has nothing done: no need to send zeros */
+        collective_check(t, collective_bcast_bytes(r->done, rows, 0));
+    r->n_done = plan_count_done(&r->plan, r->done);
+    if (t->rank == 0 && (o->resume || o->resume_auto) && r->n_done)
+        fprintf(stderr, "sower run: resuming: %llu of %llu rows already written\n",
+                (unsigned long long)r->n_done, (unsigned long long)rows);
+    if (t->rank == 0 && o->stitch_n)
+        fprintf(stderr, "sower run: stitched %d slices into %s.partial (%llu rows)\n", o->stitch_n,
+                r->out_path, (unsigned long long)r->n_done);
+    double start = MPI_Wtime();
+    collective_check(t, t->rank == 0 ? render_and_write(r, &r->out, start, stopped) : render_and_send(r));
+    collective_check(t, SOWER_MPI_STATUS(MPI_Bcast(stopped, 1, MPI_INT, 0, MPI_COMM_WORLD)));
+    double rendered = MPI_Wtime();
+    if (!*stopped) {
+        collective_check(t, cross_verify(r, &r->out, mismatches));
+        double verified = MPI_Wtime();
+        int status = output_write_facts(r, &r->out, rendered - start, verified - rendered);
+        if (status == SOWER_OK && t->rank == 0) status = h5out_finish(&r->out);
+        collective_check(t, status);
+    } else if (t->rank == 0) {
+        h5out_keep_partial(&r->out);
+    }
+    if (t->rank == 0 && !*stopped)
+        printf("sower run: %llu rows on %d rank%s in %.1f s (%.2f rows/s); verify: %llu rows re-rendered %s, "
+               "%d mismatch%s -> %s\n",
+               (unsigned long long)rows, t->world, t->world == 1 ? "" : "s", rendered - start,
+               (rows - r->n_done) / (rendered - start + 1e-9), (unsigned long long)r->plan.verify_n,
+               t->world > 1 ? "on another rank" : "by the only rank", *mismatches,
+               *mismatches == 1 ? "" : "es", r->out_path);
+    collective_check(t, SOWER_MPI_STATUS(MPI_Bcast(mismatches, 1, MPI_INT, 0, MPI_COMM_WORLD)));
+    return *stopped ? 3 : *mismatches ? 1 : 0;
+}
+
+/* The agreed exit code, for the batch script (written to F.tmp and renamed: never half a file). */
+static void write_status_file(const char *path, int exit_code)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", exit_code) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        fprintf(stderr, "sower: warning: cannot write the status file '%s'\n", path);
+}
+
+static void run_free(Run *r)
+{
+    h5out_abandon(&r->out);
+    scheduler_free(&r->sched);
+    compute_backend_close(&r->backend);
+    model_free(&r->model);
+    job_free(&r->job);
+    free(r->done);
+    free(r->out_path);
+}
+
+/* The exit code is agreed; report it through a status main() maps back to the same code. Only
+ * rank 0 words it: the others return the status with no message. */
+static int exit_status(const Team *t, int exit_code, int stopped, int mismatches, const char *out_partial)
+{
+    sower_error_clear();
+    if (exit_code == 0) return SOWER_OK;
+    const int failure = t->failure;
+    int status = stopped                                                               ? SOWER_ESTOPPED
+                 : exit_code == 1                                                      ? SOWER_EMISMATCH
+                 : exit_code == 2                                                      ? SOWER_EINPUT
+                 : failure != SOWER_OK && sower_status_exit_code(failure) == exit_code ? failure
+                                                                                       : SOWER_EINTERNAL;
+    if (t->rank != 0) return status;
+    if (stopped)
+        return SOWER_FAIL(status,
+                          "stopped early: %s holds the rows written so far; run again with --resume "
+                          "(or --resume-auto) to finish",
+                          out_partial);
+    return exit_code == 1   ? SOWER_FAIL(status, "verification found %d mismatching row%s", mismatches,
+                                       mismatches == 1 ? "" : "s")
+           : exit_code == 2 ? SOWER_FAIL(status, "the job was not started (see the error above)")
+                            : SOWER_FAIL(status, "the job failed (see the error above)");
+}
+
+int sweep_run(const RunOptions *o)
+{
+    Run r;
+    memset(&r, 0, sizeof r);
+    read_test_hooks(&r);
+    SOWER_MPI(MPI_Init(NULL, NULL));
+    /* From here on MPI reports failures as codes (mpi_check.h), never by ending the process. */
+    SOWER_TRY(sweep_mpi_errors_return());
+    SOWER_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &r.team.rank));
+    SOWER_MPI(MPI_Comm_size(MPI_COMM_WORLD, &r.team.world));
+    stop_install();
+
+    int exit_code = 0, stopped = 0, mismatches = 0;
+    for (size_t i = 0; i < sizeof setup_steps / sizeof setup_steps[0] && exit_code == 0; i++)
+        exit_code = collective_agree(&r.team, setup_steps[i](&r, o));
+    if (exit_code == 0) exit_code = render_verify_record(&r, o, &stopped, &mismatches);
+
+    if (o->status_file && r.team.rank == 0) write_status_file(o->status_file, exit_code);
+    char out_partial[4200];
+    snprintf(out_partial, sizeof out_partial, "%s.partial", r.out_path ? r.out_path : "OUT.h5");
+    run_free(&r);
+    int finalized = SOWER_MPI_STATUS(MPI_Finalize());
+    if (finalized != SOWER_OK) { /* the outcome stands; say that MPI did not end cleanly */
+        fprintf(stderr, "sower: warning: [rank %d] ", r.team.rank);
+        sower_error_print(stderr, 0);
+    }
+    return exit_status(&r.team, exit_code, stopped, mismatches, out_partial);
+}

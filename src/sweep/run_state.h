@@ -1,0 +1,50 @@
+/* run_state.h: what one rank knows of the run in progress; shared by the sweep's modules
+ * (run.c sets it up, render.c, cross_verify.c and output.c use it). Not for other layers. */
+#ifndef SOWER_RUN_STATE_H
+#define SOWER_RUN_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "collective.h"
+#include "h5out.h"
+#include "manifest.h"
+#include "model.h"
+#include "pipeline.h"
+#include "plan.h"
+#include "scheduler.h"
+#include "weight_share.h"
+
+/* Message tags: TAG_ROWS and TAG_VERIFY carry a RowMessage to rank 0. Rank 0 sends each other
+ * rank exactly one TAG_STOP (empty): "stop now" while the rank is still rendering, else the reply
+ * to its end. */
+enum { TAG_ROWS = 11, TAG_VERIFY = 12, TAG_STOP = 13 };
+
+typedef struct {
+    long fault_rank; /* SOWER_FAULT_INJECT=RANK:ROW flips one bit of that row on that rank; -1: off */
+    uint64_t fault_row;
+    long fail_rank; /* SOWER_FAULT_FAIL_RANK=RANK makes that rank fail while rendering; -1: off */
+} Faults;
+
+typedef struct {
+    Team team; /* rank, world, and the first failure agreed on */
+    Job job;
+    Model model;
+    Scheduler sched;
+    WeightShare share;      /* how the weights reach this rank's device */
+    ComputeBackend backend; /* runs the UNet: the manifest's pipeline.backend on this rank's device */
+    RenderSettings rs;
+    size_t per;     /* floats per row: C*H*W */
+    Plan plan;      /* the rows this run writes ([plan.lo, plan.hi)) and who renders them */
+    char *out_path; /* the file this run writes (the job's output, or the slice's file) */
+    H5Out out;      /* rank 0: that file, open while the run writes it */
+    uint8_t *done;  /* (plan.hi - plan.lo,) rows already in the output (resumed or stitched), skipped */
+    uint64_t n_done;
+    int finished_before;              /* --resume-auto found the output already finished: nothing to do */
+    double t_render, t_write, t_wait; /* seconds: rendering (+ digests), HDF5 writes, waiting for rows */
+    Faults faults;
+    double progress_seconds; /* between progress lines on stderr: SOWER_PROGRESS_SECONDS, default 2 */
+} Run;
+
+#endif /* SOWER_RUN_STATE_H */
