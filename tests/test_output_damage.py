@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Damaged and altered output files: `sower verify`, `sower run --resume` and `--stitch` read files
-that may have been truncated, edited or made by something else. Each must refuse them with the
-right exit code and a message naming the file and what is wrong: never crash, hang, or read past a
-buffer (datasets longer than the job used to overflow verify's and resume's buffers).
+that may have been truncated, edited or made by something else (`sower export`: test_export.py).
+Each must refuse them with the right exit code and a message naming the file and what is wrong:
+never crash, hang, or read past a buffer (datasets longer than the job used to overflow verify's and
+resume's buffers).
 
   exit 2  not checkable: missing or misshapen datasets, wrong element types, unknown format
           version, a model whose weights or configs changed since the file was made
@@ -119,6 +120,24 @@ def main():
                 if os.path.exists(os.path.join(tmp, "resumed.h5")) or open(partial, "rb").read() != before:
                     failures.append(f"--resume {name}: the refused file was changed or finished")
                 os.remove(partial)
+
+        # --resume reads only this format (h5_layout.h): another format or format_version is refused,
+        # the file kept as it was.
+        for name, key, value, text in (("format", "format", "x", "not a sower output (format attribute 'x'"),
+                                       ("format-version", "format_version", "2",
+                                        "format_version '2': this sower reads version 1")):
+            partial = os.path.join(tmp, "resumed.h5.partial")
+            shutil.copy(good, partial)
+            with h5py.File(partial, "r+") as f:
+                f.attrs[key] = value
+            before = open(partial, "rb").read()
+            r = run([sower, "run", job, "--resume", "-o", os.path.join(tmp, "resumed.h5")])
+            expect(r, f"--resume, {name}", 2, text)
+            if not os.path.exists(partial) or open(partial, "rb").read() != before:
+                failures.append(f"--resume, {name}: the refused file was changed or finished")
+            for leftover in (partial, os.path.join(tmp, "resumed.h5")):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
 
         # --resume-auto (requeued Slurm scripts) takes a finished output as done only when it is whole.
         out = os.path.join(tmp, "auto.h5")

@@ -1,9 +1,9 @@
 /* cmd_export.c: `sower export OUT.h5 --png FILE [--rows a-b] [--columns N]`: a contact sheet of
  * rendered samples. Pixel-space samples are post-processed as diffusers' pipelines do,
  * (x / 2 + 0.5).clamp(0, 1) * 255 rounded; 3 channels become RGB, 1 channel grey; other channel
- * counts show channel 0 in grey. Rows are laid out left to right, top to bottom, 2 px apart. */
+ * counts show channel 0 in grey. Rows are laid out left to right, top to bottom, 2 px apart. The
+ * file is read through h5read.h, which refuses anything but a finished output of this format. */
 #define _POSIX_C_SOURCE 200809L
-#include <hdf5.h>
 #include <math.h>
 #include <png.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "h5read.h"
 #include "outfile.h"
 
 enum { GAP = 2, MAX_EXPORT_ROWS = 4096 };
@@ -79,63 +80,52 @@ int cmd_export(int argc, char **argv)
     SOWER_TRY(cli_parse(&parser, argc, argv, &help));
     if (help) {
         puts("usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]\n\n"
-             "Writes a contact sheet of the rows A..B (default: the first 64) as a PNG, post-processed as\n"
-             "diffusers does for pixel-space models ((x/2+0.5) clamped to [0,1]).");
+             "Writes a contact sheet of the rows A..B (default: the first 64) as a PNG,\n"
+             "post-processed as diffusers does for pixel-space models ((x/2+0.5) clamped to [0,1]).\n"
+             "Only a finished sower output is read: another file, an unfinished or damaged one, or\n"
+             "another format_version exits 2.");
         return SOWER_OK;
     }
     const char *path = o.path, *png_path = o.png_path, *rows_text = o.rows_text;
     long columns = o.columns;
     if (!path || !png_path)
         return SOWER_FAIL(SOWER_EUSAGE, "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]");
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0)
-        return SOWER_FAIL(SOWER_EPATH, "%s: not an HDF5 file sower can open", path);
-    hid_t ds = H5Dopen2(file, "latents", H5P_DEFAULT);
-    hid_t space = ds < 0 ? -1 : H5Dget_space(ds);
-    hsize_t dims[4] = {0};
-    int rank = space < 0 ? -1 : H5Sget_simple_extent_dims(space, dims, NULL);
+    /* A finished sower output only: format, version, layout for the recorded model, every row done. */
+    OutputReader in;
+    SOWER_TRY(h5read_open_finished(&in, path));
     int status = SOWER_OK;
     float *data = NULL;
     unsigned char *sheet = NULL;
-    if (rank != 4) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: no /latents (N, C, H, W) dataset", path);
+    if (in.rows == 0) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: no rows to export", path);
         goto done;
     }
-    uint64_t first = 0, last = dims[0] < 64 ? dims[0] - 1 : 63;
+    uint64_t first = 0, last = in.rows < 64 ? in.rows - 1 : 63;
     if (rows_text) {
         uint64_t *rows = NULL;
         size_t n = 0;
         SOWER_TRY_GOTO(cli_parse_seed_list("--rows", rows_text, MAX_EXPORT_ROWS, &rows, &n), status, done);
         first = rows[0], last = rows[n - 1];
         free(rows);
-        if (last < first || last >= dims[0]) {
+        if (last < first || last >= in.rows) {
             status = SOWER_FAIL(SOWER_EUSAGE, "--rows %s: expected a range within 0-%llu", rows_text,
-                                (unsigned long long)dims[0] - 1);
+                                (unsigned long long)in.rows - 1);
             goto done;
         }
     }
-    const int n = (int)(last - first + 1), c = (int)dims[1], h = (int)dims[2], w = (int)dims[3];
+    const int n = (int)(last - first + 1), c = in.c, h = in.h, w = in.w;
     const int out_channels = c == 3 ? 3 : 1;
     if (!columns)
         columns = (long)ceil(sqrt((double)n));
     const int grid_rows = (int)((n + columns - 1) / columns);
     const int width = (int)columns * (w + GAP) - GAP, height = grid_rows * (h + GAP) - GAP;
-    data = malloc(sizeof(float) * (size_t)n * c * h * w);
-    sheet = calloc((size_t)width * height * out_channels, 1);
+    data = malloc(sizeof(float) * (size_t)n * c * h * w);     /* (n, c, h, w) */
+    sheet = calloc((size_t)width * height * out_channels, 1); /* (height, width, out_channels) */
     if (!data || !sheet) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for the contact sheet");
         goto done;
     }
-    hsize_t start[4] = {first, 0, 0, 0}, count[4] = {(hsize_t)n, dims[1], dims[2], dims[3]};
-    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
-    hid_t mem = H5Screate_simple(4, count, NULL);
-    herr_t read = H5Dread(ds, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, data);
-    H5Sclose(mem);
-    if (read < 0) {
-        status = SOWER_FAIL(SOWER_EIO, "%s: cannot read /latents", path);
-        goto done;
-    }
+    SOWER_TRY_GOTO(h5read_rows(&in, first, (uint64_t)n, data, NULL, NULL, NULL), status, done);
     for (int k = 0; k < n; k++) {
         int x0 = (int)(k % columns) * (w + GAP), y0 = (int)(k / columns) * (h + GAP);
         const float *img = data + (size_t)k * c * h * w; /* (C, H, W) */
@@ -146,15 +136,12 @@ int cmd_export(int argc, char **argv)
                         to_byte(img[((size_t)ch * h + y) * w + x]);
     }
     SOWER_TRY_GOTO(write_png(png_path, sheet, width, height, out_channels), status, done);
-    fprintf(stderr, "sower export: rows %llu-%llu (%dx%d, %d channel%s) -> %s (%dx%d)\n", (unsigned long long)first,
-            (unsigned long long)last, h, w, c, c == 1 ? "" : "s", png_path, width, height);
+    fprintf(stderr, "sower export: rows %llu-%llu (%dx%d, %d channel%s) -> %s (%dx%d)\n",
+            (unsigned long long)first, (unsigned long long)last, h, w, c, c == 1 ? "" : "s", png_path, width,
+            height);
 done:
     free(data);
     free(sheet);
-    if (space >= 0)
-        H5Sclose(space);
-    if (ds >= 0)
-        H5Dclose(ds);
-    H5Fclose(file);
+    h5read_close(&in);
     return status;
 }

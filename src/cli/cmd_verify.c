@@ -8,7 +8,6 @@
  * Exit 0 all good, 1 any mismatch or altered attribute, 2 not checkable (bad file, changed model,
  * another backend identity here). */
 #define _POSIX_C_SOURCE 200809L
-#include <hdf5.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +17,8 @@
 #include "cli.h"
 #include "commands.h"
 #include "digest.h"
-#include "h5out.h"
+#include "h5_layout.h"
+#include "h5read.h"
 #include "manifest.h"
 #include "model.h"
 #include "pipeline.h"
@@ -32,55 +32,66 @@ typedef struct {
 enum { VERIFY_BLOCK_BYTES = 64 << 20 }; /* latents read at a time for the digest pass */
 
 /* An attribute of the file's root group must read `want`; `what` says what a difference means. */
-static int check_attribute(hid_t file, const char *path, const char *key, const char *want, int status_if_not,
+static int check_attribute(const OutputReader *in, const char *key, const char *want, int status_if_not,
                            const char *what)
 {
-    char *found = h5out_string_attr(file, key);
+    char *found = h5read_attr(in, key);
     int same = found && strcmp(found, want) == 0;
     free(found);
-    if (!same)
-        return SOWER_FAIL(status_if_not, "%s: attribute '%s' %s", path, key, what);
+    if (!same) return SOWER_FAIL(status_if_not, "%s: attribute '%s' %s", in->path, key, what);
     return SOWER_OK;
 }
 
 /* The model on disk must be the one the file was made with: weights and both configs. */
-static int check_model(hid_t file, const char *path, const char *dir, const Model *model)
+static int check_model(const OutputReader *in, const char *dir, const Model *model)
 {
     char hex[DIGEST_HEX_CHARS];
     digest_hex(model->weights_sha256, hex);
-    char *recorded = h5out_string_attr(file, "weights_sha256");
+    char *recorded = h5read_attr(in, LAYOUT_ATTR_WEIGHTS_SHA256);
     int status = recorded && strcmp(hex, recorded) == 0
                      ? SOWER_OK
-                     : SOWER_FAIL(SOWER_EINPUT, "%s: the model at %s changed since the file was made (weights sha256 "
-                                                "%s, recorded %s): cannot re-render to compare",
-                                  path, dir, hex, recorded ? recorded : "nothing");
+                     : SOWER_FAIL(SOWER_EINPUT,
+                                  "%s: the model at %s changed since the file was made (weights sha256 "
+                                  "%s, recorded %s): cannot re-render to compare",
+                                  in->path, dir, hex, recorded ? recorded : "nothing");
     free(recorded);
     SOWER_TRY(status);
-    SOWER_TRY(check_attribute(file, path, "model_config", model->unet_config_text, SOWER_EINPUT,
-                              "differs from the model's config.json: the model changed since the file was made"));
-    SOWER_TRY(check_attribute(file, path, "scheduler_config", model->scheduler_config_text, SOWER_EINPUT,
-                              "differs from the model's scheduler_config.json: the model changed since the file was made"));
+    SOWER_TRY(
+        check_attribute(in, LAYOUT_ATTR_MODEL_CONFIG, model->unet_config_text, SOWER_EINPUT,
+                        "differs from the model's config.json: the model changed since the file was made"));
+    SOWER_TRY(check_attribute(
+        in, LAYOUT_ATTR_SCHEDULER_CONFIG, model->scheduler_config_text, SOWER_EINPUT,
+        "differs from the model's scheduler_config.json: the model changed since the file was made"));
     return SOWER_OK;
 }
 
 /* What the manifest stored in the file determines must be what the file says it is: an attribute
- * that disagrees was altered after the run (or by another program), so the file proves nothing. */
-static int check_attributes(hid_t file, const char *path, const Job *job, const Model *model)
+ * that disagrees was altered after the run (or by another program), so the file proves nothing.
+ * (format and format_version were checked when the file was opened.) */
+static int check_attributes(const OutputReader *in, const Model *model)
 {
-    char *version = h5out_string_attr(file, "format_version");
-    int status = version && strcmp(version, PROVENANCE_FORMAT_VERSION) == 0
-                     ? SOWER_OK
-                     : SOWER_FAIL(SOWER_EINPUT, "%s: format_version %s%s%s: this sower reads version %s", path,
-                                  version ? "'" : "", version ? version : "missing (or not a string)",
-                                  version ? "'" : "", PROVENANCE_FORMAT_VERSION);
-    free(version);
-    SOWER_TRY(status);
     Provenance p;
-    provenance_of(job, model, &p);
+    provenance_of(&in->job, model, &p);
     static const char altered[] = "disagrees with the manifest stored in the file (the file was altered)";
-    SOWER_TRY(check_attribute(file, path, "manifest_sha256", p.manifest_sha256, SOWER_EMISMATCH, altered));
-    SOWER_TRY(check_attribute(file, path, "pipeline", p.pipeline, SOWER_EMISMATCH, altered));
-    SOWER_TRY(check_attribute(file, path, "generator", p.generator, SOWER_EMISMATCH, altered));
+    SOWER_TRY(check_attribute(in, LAYOUT_ATTR_MANIFEST_SHA256, p.manifest_sha256, SOWER_EMISMATCH, altered));
+    SOWER_TRY(check_attribute(in, LAYOUT_ATTR_PIPELINE, p.pipeline, SOWER_EMISMATCH, altered));
+    SOWER_TRY(check_attribute(in, LAYOUT_ATTR_GENERATOR, p.generator, SOWER_EMISMATCH, altered));
+    return SOWER_OK;
+}
+
+/* Prints what the run's own verification (/verify) found; a file without one says nothing. */
+static int report_run_verification(const OutputReader *in)
+{
+    VerifyTable t;
+    int present = 0;
+    SOWER_TRY(h5read_verify_table(in, &t, &present));
+    if (!present) return SOWER_OK;
+    uint64_t differed = 0;
+    for (uint64_t i = 0; i < t.n; i++)
+        differed += t.match[i] != 1;
+    printf("%s: the run's own verification (/%s): %llu rows re-rendered, %llu differed\n", in->path,
+           LAYOUT_VERIFY, (unsigned long long)t.n, (unsigned long long)differed);
+    verify_table_free(&t);
     return SOWER_OK;
 }
 
@@ -122,76 +133,52 @@ int cmd_verify(int argc, char **argv)
     SOWER_TRY(parse_options(argc, argv, &o, &help));
     if (help) {
         puts("usage: sower verify OUT.h5 [--sample N | --all] [--model DIR]\n\n"
-             "Checks a finished output: structure, completion, every row's digest, the seeds against the stored\n"
-             "manifest, the model on disk against the recorded weight digest, and re-renders sampled rows\n"
-             "(default: the job's verify count; --all: every row) on the file's backend, comparing bits; the\n"
-             "re-render needs the backend identity the file records (same CPU kernels or GPU and software),\n"
-             "else verify says so and exits 2.");
+             "Checks a finished output: structure, completion, every row's digest, the seeds against\n"
+             "the stored manifest, the model on disk against the recorded weight digest, and re-renders\n"
+             "sampled rows (default: the job's verify count; --all: every row) on the file's backend,\n"
+             "comparing bits; the re-render needs the backend identity the file records (same CPU kernels\n"
+             "or GPU and software), else verify says so and exits 2.");
         return SOWER_OK;
     }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t file = H5Fopen(o.path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0)
-        return SOWER_FAIL(SOWER_EPATH, "%s: not an HDF5 file sower can open", o.path);
+    OutputReader in;
+    SOWER_TRY(h5read_open(&in, o.path));
     int status = SOWER_OK;
-    Job job;
+    const Job *job = &in.job;
     Model model;
     Scheduler sched = {0};
-    memset(&job, 0, sizeof job);
     memset(&model, 0, sizeof model);
     ComputeBackend backend = {0};
     float *latents = NULL, *fresh = NULL;
     uint64_t *seeds = NULL;
     unsigned char *digests = NULL;
     uint8_t *done = NULL;
-    char *format = h5out_string_attr(file, "format"), *manifest = h5out_string_attr(file, "manifest");
-    char *slice = h5out_string_attr(file, "slice"), *identity = h5out_string_attr(file, "backend_identity");
-    char *made_by = h5out_string_attr(file, "source_revision");
-    char *model_path = NULL;
-    hid_t run = H5Lexists(file, "run", H5P_DEFAULT) > 0 ? H5Gopen2(file, "run", H5P_DEFAULT) : -1;
-    if (run >= 0) {
-        model_path = h5out_string_attr(run, "model_path");
-        H5Gclose(run);
-    }
-    if (!format || strcmp(format, PROVENANCE_FORMAT) != 0 || !manifest) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: not a sower output (format attribute '%s' missing)", o.path,
-                            PROVENANCE_FORMAT);
-        goto done;
-    }
-    SOWER_TRY_GOTO(manifest_load_text(&job, o.path, manifest, strlen(manifest)), status, done);
-    /* A slice file (sower run --slice K/N) holds job rows [lo, hi); a job's file all of them. */
-    uint64_t lo = 0, hi = job.n_rows;
-    if (slice) {
-        int k = -1, parts = 0;
-        if (sscanf(slice, "%d/%d", &k, &parts) != 2 || parts < 1 || k < 0 || k >= parts) {
-            status = SOWER_FAIL(SOWER_EINPUT, "%s: bad slice attribute '%s' (expected K/N)", o.path, slice);
-            goto done;
-        }
-        job_slice_bounds(&job, k, parts, &lo, &hi);
-    }
-    const uint64_t n = hi - lo;
+    char *identity = h5read_attr(&in, LAYOUT_ATTR_BACKEND_IDENTITY);
+    char *made_by = h5read_attr(&in, LAYOUT_ATTR_SOURCE_REVISION);
+    char *model_path = h5read_run_attr(&in, LAYOUT_RUN_MODEL_PATH);
+    const uint64_t lo = in.lo, n = in.rows;
     /* Provenance: the model on disk must be the one the file was made with, its rows the model's shape. */
     const char *dir = o.model_dir ? o.model_dir : model_path;
     if (!dir) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: no /run model_path recorded; pass --model DIR", o.path);
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: no /%s %s recorded; pass --model DIR", o.path, LAYOUT_RUN,
+                            LAYOUT_RUN_MODEL_PATH);
         goto done;
     }
     SOWER_TRY_GOTO(model_load(&model, dir), status, done);
-    SOWER_TRY_GOTO(check_model(file, o.path, dir, &model), status, done);
+    SOWER_TRY_GOTO(check_model(&in, dir, &model), status, done);
     const UNetConfig *cfg = &model.unet.cfg;
     const int c = cfg->in_channels, h = cfg->sample_height, w = cfg->sample_width;
-    SOWER_TRY_GOTO(h5out_check_layout(file, o.path, n, c, h, w), status, done);
-    SOWER_TRY_GOTO(check_attributes(file, o.path, &job, &model), status, done);
+    SOWER_TRY_GOTO(h5read_check_layout(&in, c, h, w), status, done);
+    SOWER_TRY_GOTO(check_attributes(&in, &model), status, done);
 
     /* Integrity, a block of rows at a time: memory stays bounded whatever the file's size. */
     const size_t per = (size_t)c * h * w;
     size_t block = VERIFY_BLOCK_BYTES / (sizeof(float) * per);
     block = block < 1 ? 1 : block > n ? (size_t)n : block;
     latents = malloc(sizeof(float) * per * block); /* (block, c, h, w) */
-    seeds = malloc(sizeof(uint64_t) * block);       /* (block,) */
-    digests = malloc(DIGEST_BYTES * block);         /* (block, 32) */
-    done = malloc(block);                           /* (block,) */
-    fresh = malloc(sizeof(float) * per);            /* (c, h, w) a re-render */
+    seeds = malloc(sizeof(uint64_t) * block);      /* (block,) */
+    digests = malloc(DIGEST_BYTES * block);        /* (block, 32) */
+    done = malloc(block);                          /* (block,) */
+    fresh = malloc(sizeof(float) * per);           /* (c, h, w) a re-render */
     if (!latents || !seeds || !digests || !done || !fresh) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", o.path);
         goto done;
@@ -199,71 +186,82 @@ int cmd_verify(int argc, char **argv)
     uint64_t bad_digest = 0, bad_seed = 0, not_done = 0;
     for (uint64_t r0 = 0; r0 < n; r0 += block) {
         const uint64_t m = n - r0 < block ? n - r0 : block;
-        SOWER_TRY_GOTO(h5out_read_block(file, o.path, r0, m, c, h, w, latents, seeds, digests, done), status, done);
+        SOWER_TRY_GOTO(h5read_rows(&in, r0, m, latents, seeds, digests, done), status, done);
         for (uint64_t i = 0; i < m; i++) {
             unsigned char d[DIGEST_BYTES];
             SOWER_TRY_GOTO(digest_buffer(latents + per * i, sizeof(float) * per, d), status, done);
             bad_digest += memcmp(d, digests + DIGEST_BYTES * i, DIGEST_BYTES) != 0;
-            bad_seed += seeds[i] != job_seed_at(&job, lo + r0 + i);
+            bad_seed += seeds[i] != job_seed_at(job, lo + r0 + i);
             not_done += done[i] != 1;
         }
     }
-    printf("%s: %llu rows; digests: %llu mismatching; seeds vs manifest: %llu mismatching; incomplete rows: %llu\n",
+    printf("%s: %llu rows; digests: %llu mismatching; seeds vs manifest: %llu mismatching; incomplete rows: "
+           "%llu\n",
            o.path, (unsigned long long)n, (unsigned long long)bad_digest, (unsigned long long)bad_seed,
            (unsigned long long)not_done);
+    SOWER_TRY_GOTO(report_run_verification(&in), status, done);
     if (bad_digest || bad_seed || not_done) { /* the file itself is wrong: no need to re-render to say so */
-        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu digests, %llu seeds, %llu incomplete)",
-                            o.path, (unsigned long long)bad_digest, (unsigned long long)bad_seed,
-                            (unsigned long long)not_done);
+        status = SOWER_FAIL(
+            SOWER_EMISMATCH, "%s: verification failed (%llu digests, %llu seeds, %llu incomplete)", o.path,
+            (unsigned long long)bad_digest, (unsigned long long)bad_seed, (unsigned long long)not_done);
         goto done;
     }
     SchedulerConfig scfg;
     SOWER_TRY_GOTO(scheduler_config_parse(model.scheduler_config_text, model.scheduler_config_bytes,
-                                          model.scheduler_config_path, job.scheduler, &scfg), status, done);
-    scfg.torch_kernel = job.generator;
-    SOWER_TRY_GOTO(scheduler_init(&sched, &scfg, job.steps), status, done);
+                                          model.scheduler_config_path, job->scheduler, &scfg),
+                   status, done);
+    scfg.torch_kernel = job->generator;
+    SOWER_TRY_GOTO(scheduler_init(&sched, &scfg, job->steps), status, done);
     /* Re-render on the job's backend, and only where it computes exactly as the file's did. */
-    SOWER_TRY_GOTO(compute_backend_open(&backend, job.backend, job.precision, &model.unet), status, done);
+    SOWER_TRY_GOTO(compute_backend_open(&backend, job->backend, job->precision, &model.unet), status, done);
     if (!identity || strcmp(identity, backend.identity) != 0) {
         /* Another release may compute differently on the same node (a new convolution route). */
         char release[128] = "";
         if (made_by && strcmp(made_by, sower_revision()) != 0)
-            snprintf(release, sizeof release, ", with the sower it was made by: revision %s, this is another", made_by);
-        status = SOWER_FAIL(SOWER_EINPUT,
-                            "%s: rendered by '%s', but here the backend is '%s': bits compare only between equal backend "
-                            "identities, so re-rendering here proves nothing (the digest checks above stand; verify on "
-                            "the kind of node that rendered it%s)",
-                            o.path, identity ? identity : "(no backend_identity recorded)", backend.identity, release);
+            snprintf(release, sizeof release, ", with the sower it was made by: revision %s, this is another",
+                     made_by);
+        status = SOWER_FAIL(
+            SOWER_EINPUT,
+            "%s: rendered by '%s', but here the backend is '%s': bits compare only between equal backend "
+            "identities, so re-rendering here proves nothing (the digest checks above stand; verify on "
+            "the kind of node that rendered it%s)",
+            o.path, identity ? identity : "(no " LAYOUT_ATTR_BACKEND_IDENTITY " recorded)", backend.identity,
+            release);
         goto done;
     }
     printf("%s: re-rendering on %s (the file's backend identity)\n", o.path, backend.identity);
-    RenderSettings rs = {.model = &model, .backend = &backend, .scheduler = &sched, .eta = (float)job.eta,
-                         .generator = job.generator, .batch = 1, .height = h, .width = w};
-    uint64_t v = o.sample < 0 ? n : o.sample > 0 ? (uint64_t)o.sample : job_verify_rows(&job);
-    if (v > n)
-        v = n;
+    RenderSettings rs = {.model = &model,
+                         .backend = &backend,
+                         .scheduler = &sched,
+                         .eta = (float)job->eta,
+                         .generator = job->generator,
+                         .batch = 1,
+                         .height = h,
+                         .width = w};
+    uint64_t v = o.sample < 0 ? n : o.sample > 0 ? (uint64_t)o.sample : job_verify_rows(job);
+    if (v > n) v = n;
     uint64_t bad_render = 0;
     for (uint64_t k = 0; k < v; k++) {
         const uint64_t row = (uint64_t)((double)k * n / v);
-        SOWER_TRY_GOTO(h5out_read_block(file, o.path, row, 1, c, h, w, latents, seeds, NULL, NULL), status, done);
+        SOWER_TRY_GOTO(h5read_rows(&in, row, 1, latents, seeds, NULL, NULL), status, done);
         SOWER_TRY_GOTO(render_seeds(&rs, seeds, 1, fresh), status, done);
         if (memcmp(fresh, latents, sizeof(float) * per) != 0) {
             bad_render++;
-            fprintf(stderr, "sower verify: row %llu (seed %llu): re-render differs\n", (unsigned long long)row,
-                    (unsigned long long)seeds[0]);
+            fprintf(stderr, "sower verify: row %llu (seed %llu): re-render differs\n",
+                    (unsigned long long)row, (unsigned long long)seeds[0]);
         }
     }
-    printf("%s: re-rendered %llu rows: %llu differ\n", o.path, (unsigned long long)v, (unsigned long long)bad_render);
+    printf("%s: re-rendered %llu rows: %llu differ\n", o.path, (unsigned long long)v,
+           (unsigned long long)bad_render);
     if (bad_render)
-        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu of %llu re-rendered rows differ)", o.path,
-                            (unsigned long long)bad_render, (unsigned long long)v);
+        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu of %llu re-rendered rows differ)",
+                            o.path, (unsigned long long)bad_render, (unsigned long long)v);
 done:
-    H5Fclose(file);
-    free(format), free(manifest), free(slice), free(model_path), free(identity), free(made_by);
+    free(model_path), free(identity), free(made_by);
     compute_backend_close(&backend);
     free(latents), free(fresh), free(seeds), free(digests), free(done);
     scheduler_free(&sched);
     model_free(&model);
-    job_free(&job);
+    h5read_close(&in);
     return status;
 }

@@ -1,4 +1,4 @@
-/* h5out.h: the job's HDF5 output file (layout in README.md, "Output file").
+/* h5out.h: writing the job's HDF5 output file (its names: h5_layout.h; reading it: h5read.h).
  * Written by one process (the writer rank) into "PATH.partial" and renamed to PATH when the job
  * completes, so a failed job never leaves a file that looks finished. Object timestamps are off,
  * so a rerun gives byte-identical datasets and non-run attributes. */
@@ -34,45 +34,37 @@ typedef uint64_t (*H5SeedOf)(const void *ctx, uint64_t row);
 /* Creates PATH.partial with the datasets sized for rows x (c, h, w), /seeds and the root attributes. */
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
-/* Reopens PATH.partial left by an interrupted run of the same job: its manifest_sha256,
- * weights_sha256 and backend_identity attributes must equal key's (else SOWER_EINPUT naming which
- * differs) and its shape must match. Fills done (rows,) from /done and removes any /run and /verify.
- * When refused, the file is closed and kept as it was (o is left closed). */
+/* Reopens PATH.partial left by an interrupted run of the same job: its format and format_version
+ * must be this sower's (h5_layout.h), its manifest_sha256, weights_sha256 and backend_identity
+ * attributes must equal key's (else SOWER_EINPUT naming which differs) and its shape must match.
+ * Fills done (rows,) from /done and removes any /run and /verify. When refused, the file is closed
+ * and kept as it was (o is left closed). */
 int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
                  uint8_t *done) SOWER_MUST_CHECK;
 /* Rows [row0, row0 + n): latents (n, c, h, w) and digests (n, 32); then marks them done. */
-int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, const unsigned char *digests)
-    SOWER_MUST_CHECK;
+int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents,
+                     const unsigned char *digests) SOWER_MUST_CHECK;
 /* Reads row `row` of /latents back into latent (c, h, w). */
 int h5out_read_row(H5Out *o, uint64_t row, float *latent) SOWER_MUST_CHECK;
 /* The /run group (facts that differ between runs) and the /verify group. */
 /* slices (world + 1,): rank k rendered rows [slices[k], slices[k+1]). */
-int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const uint64_t *slices, int world) SOWER_MUST_CHECK;
-int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_t *seeds, const int32_t *renderer,
-                       const int32_t *verifier, const uint8_t *match, const float *max_abs_diff) SOWER_MUST_CHECK;
+int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const uint64_t *slices,
+                    int world) SOWER_MUST_CHECK;
+int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_t *seeds,
+                       const int32_t *renderer, const int32_t *verifier, const uint8_t *match,
+                       const float *max_abs_diff) SOWER_MUST_CHECK;
 /* Copies the rows of a finished slice file (`sower run --slice K/N`, slice attribute `slice_tag`)
  * into rows [lo, hi) of o, skipping rows already done (done (rows,) is updated). The slice must be
- * of the same manifest, weights and backend identity (key), complete, of the right shape, and every row's bytes must match
- * its stored digest; else SOWER_EINPUT naming the slice and what differs. */
+ * of this format, of the same manifest, weights and backend identity (key), complete, of the right
+ * shape, and every row's bytes must match its stored digest; else SOWER_EINPUT naming the slice and what
+ * differs. */
 int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, uint64_t lo, uint64_t hi,
                      const H5JobKey *key, uint8_t *done) SOWER_MUST_CHECK;
-/* 1 when PATH is a finished sower output of this job (key) with rows x (c, h, w), every row marked
- * done; 0 when PATH does not exist; SOWER_EINPUT when it exists but is something else, or damaged
- * (never overwritten silently). */
+/* 1 when PATH is a finished sower output (this format) of this job (key) with rows x (c, h, w),
+ * every row marked done; 0 when PATH does not exist; SOWER_EINPUT when it exists but is something
+ * else, or damaged (never overwritten silently). */
 int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int c, int h, int w,
                       int *finished) SOWER_MUST_CHECK;
-/* The file's /latents, /seeds, /digest and /done (hid_t file) must be exactly what sower writes for
- * rows x (c, h, w): shapes and element types; else SOWER_EINPUT, the message starting with `what`
- * and naming the dataset. Every reader checks this before sizing a buffer from the job. */
-int h5out_check_layout(int64_t file, const char *what, uint64_t rows, int c, int h, int w) SOWER_MUST_CHECK;
-/* Rows [r0, r0 + n) of a file (hid_t) whose layout h5out_check_layout accepted for (c, h, w):
- * latents (n, c, h, w), seeds (n,), digests (n, 32), done (n,); a NULL one is not read. A failure
- * (SOWER_EINPUT) names `what` and the rows. */
-int h5out_read_block(int64_t file, const char *what, uint64_t r0, uint64_t n, int c, int h, int w, float *latents,
-                     uint64_t *seeds, unsigned char *digests, uint8_t *done) SOWER_MUST_CHECK;
-/* The string attribute key of an HDF5 object (hid_t), fixed or variable length, as a new
- * NUL-terminated string; NULL when absent or not a string. */
-char *h5out_string_attr(int64_t obj, const char *key);
 /* Closes PATH.partial and keeps it, for a later --resume (an interrupted run). */
 void h5out_keep_partial(H5Out *o);
 /* Closes and renames PATH.partial to PATH. */

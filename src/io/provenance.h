@@ -7,11 +7,14 @@
 #define SOWER_PROVENANCE_H
 
 #include "digest.h"
+#include "h5_layout.h"
 #include "manifest.h"
 #include "model.h"
 
-#define PROVENANCE_FORMAT "sower-latents"
-#define PROVENANCE_FORMAT_VERSION "1" /* what this sower writes and reads */
+/* The values of the format and format_version attributes (h5_layout.h owns them; these names
+ * remain for the writer's attribute table). */
+#define PROVENANCE_FORMAT LAYOUT_FORMAT_NAME
+#define PROVENANCE_FORMAT_VERSION LAYOUT_FORMAT_VERSION
 
 typedef struct {
     char manifest_sha256[DIGEST_HEX_CHARS];

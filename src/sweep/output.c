@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "h5_layout.h"
 #include "mpi_check.h"
 #include "outfile.h"
 #include "provenance.h"
@@ -54,21 +55,21 @@ static int create_output(Run *r, H5Out *out)
              (unsigned long long)pl->lo);
     const UNetConfig *cfg = &r->model.unet.cfg;
     H5Attr attrs[] = {
-        {"format", PROVENANCE_FORMAT},
-        {"format_version", PROVENANCE_FORMAT_VERSION},
-        {"sower_version", sower_version()},
-        {"source_revision", sower_revision()},
-        {"manifest", r->job.text},
-        {"manifest_sha256", p.manifest_sha256},
-        {"model_config", p.model_config},
-        {"weights_sha256", p.weights_sha256},
-        {"scheduler_config", p.scheduler_config},
-        {"pipeline", p.pipeline},
-        {"generator", p.generator},
-        {"backend_identity", r->backend.identity},
-        {"determinism", r->backend.determinism},
-        {"slice", slice}, /* slice files only: the last two */
-        {"slice_rows", rows},
+        {LAYOUT_ATTR_FORMAT, LAYOUT_FORMAT_NAME},
+        {LAYOUT_ATTR_FORMAT_VERSION, LAYOUT_FORMAT_VERSION},
+        {LAYOUT_ATTR_SOWER_VERSION, sower_version()},
+        {LAYOUT_ATTR_SOURCE_REVISION, sower_revision()},
+        {LAYOUT_ATTR_MANIFEST, r->job.text},
+        {LAYOUT_ATTR_MANIFEST_SHA256, p.manifest_sha256},
+        {LAYOUT_ATTR_MODEL_CONFIG, p.model_config},
+        {LAYOUT_ATTR_WEIGHTS_SHA256, p.weights_sha256},
+        {LAYOUT_ATTR_SCHEDULER_CONFIG, p.scheduler_config},
+        {LAYOUT_ATTR_PIPELINE, p.pipeline},
+        {LAYOUT_ATTR_GENERATOR, p.generator},
+        {LAYOUT_ATTR_BACKEND_IDENTITY, r->backend.identity},
+        {LAYOUT_ATTR_DETERMINISM, r->backend.determinism},
+        {LAYOUT_ATTR_SLICE, slice}, /* slice files only: the last two */
+        {LAYOUT_ATTR_SLICE_ROWS, rows},
     };
     int n_attrs = (int)(sizeof attrs / sizeof attrs[0]) - (pl->slice_n ? 0 : 2);
     int status = h5out_create(out, r->out_path, pl->hi - pl->lo, cfg->in_channels, cfg->sample_height,
@@ -173,8 +174,8 @@ int output_write_facts(Run *r, H5Out *out, double render_s, double verify_s)
     snprintf(stitched, sizeof stitched,
              "%d slices (array tasks) OUT.slice-K-of-%d.h5; rank_slices holds their rows", stitch_n,
              stitch_n);
-    H5Attr attrs[] = {{"hosts", list},    {"world_size", world},        {"batch", batch},
-                      {"timings", times}, {"model_path", r->model.dir}, {"stitched_from", stitched}};
+    H5Attr attrs[] = {{LAYOUT_RUN_HOSTS, list},    {LAYOUT_RUN_WORLD_SIZE, world},        {LAYOUT_RUN_BATCH, batch},
+                      {LAYOUT_RUN_TIMINGS, times}, {LAYOUT_RUN_MODEL_PATH, r->model.dir}, {LAYOUT_RUN_STITCHED_FROM, stitched}};
     status = h5out_write_run(out, attrs, stitch_n ? 6 : 5, bounds, parts);
     free(bounds), free(list), free(hosts);
     SOWER_TRY(status);

@@ -1,0 +1,230 @@
+/* h5read.c: see h5read.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "h5read.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5_layout.h"
+#include "h5file.h"
+#include "unet.h"
+
+static int open_checked(OutputReader *r, const char *path)
+{
+    r->path = strdup(path);
+    if (!r->path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    FILE *probe = fopen(path, "rb");
+    if (!probe) {
+        char partial[4200];
+        snprintf(partial, sizeof partial, "%s.partial", path);
+        FILE *unfinished = fopen(partial, "rb");
+        if (unfinished) fclose(unfinished);
+        return SOWER_FAIL(
+            SOWER_EPATH, "%s: no such file%s%s%s", path, unfinished ? " ('" : "", unfinished ? partial : "",
+            unfinished ? "' beside it is an unfinished run: finish it with sower run --resume)" : "");
+    }
+    fclose(probe);
+    h5file_quiet();
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return SOWER_FAIL(SOWER_EPATH,
+                          "%s: not an HDF5 file sower can open (truncated, or another kind of file)", path);
+    r->file = file;
+    SOWER_TRY(h5file_check_format(file, path));
+    char *manifest = h5file_string_attr(file, LAYOUT_ATTR_MANIFEST);
+    if (!manifest)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: no %s attribute (not a sower output, or a damaged one)", path,
+                          LAYOUT_ATTR_MANIFEST);
+    int status = manifest_load_text(&r->job, path, manifest, strlen(manifest));
+    free(manifest);
+    SOWER_TRY(status);
+    /* A slice file (sower run --slice K/N) holds job rows [lo, hi); a job's file all of them. */
+    r->lo = 0, r->hi = r->job.n_rows;
+    r->slice = h5file_string_attr(file, LAYOUT_ATTR_SLICE);
+    if (r->slice) {
+        int k = -1, parts = 0;
+        char end;
+        if (sscanf(r->slice, "%d/%d%c", &k, &parts, &end) != 2 || parts < 1 || k < 0 || k >= parts)
+            return SOWER_FAIL(SOWER_EINPUT, "%s: bad %s attribute '%s' (expected K/N)", path,
+                              LAYOUT_ATTR_SLICE, r->slice);
+        job_slice_bounds(&r->job, k, parts, &r->lo, &r->hi);
+    }
+    r->rows = r->hi - r->lo;
+    return SOWER_OK;
+}
+
+int h5read_open(OutputReader *r, const char *path)
+{
+    memset(r, 0, sizeof *r);
+    int status = open_checked(r, path);
+    if (status != SOWER_OK) h5read_close(r);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int h5read_check_layout(OutputReader *r, int c, int h, int w)
+{
+    SOWER_TRY(h5file_check_layout((hid_t)r->file, r->path, r->rows, c, h, w));
+    r->c = c, r->h = h, r->w = w;
+    return SOWER_OK;
+}
+
+int h5read_recorded_shape(const OutputReader *r, int *c, int *h, int *w)
+{
+    char *config = h5file_string_attr((hid_t)r->file, LAYOUT_ATTR_MODEL_CONFIG);
+    if (!config)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: no %s attribute (not a sower output, or a damaged one)", r->path,
+                          LAYOUT_ATTR_MODEL_CONFIG);
+    char where[4200];
+    snprintf(where, sizeof where, "%s (attribute %s)", r->path, LAYOUT_ATTR_MODEL_CONFIG);
+    UNetConfig cfg;
+    int status = unet_config_parse(config, strlen(config), where, &cfg);
+    free(config);
+    SOWER_TRY(status);
+    *c = cfg.in_channels, *h = cfg.sample_height, *w = cfg.sample_width;
+    return SOWER_OK;
+}
+
+int h5read_open_finished(OutputReader *r, const char *path)
+{
+    SOWER_TRY(h5read_open(r, path));
+    int c = 0, h = 0, w = 0, status = h5read_recorded_shape(r, &c, &h, &w);
+    if (status == SOWER_OK) status = h5read_check_layout(r, c, h, w);
+    uint64_t not_done = 0;
+    if (status == SOWER_OK) status = h5read_count_not_done(r, &not_done);
+    if (status == SOWER_OK && not_done)
+        status = SOWER_FAIL(SOWER_EINPUT,
+                            "%s: %llu of its %llu rows are not marked done in /%s: not a finished "
+                            "output (an unfinished run's file, or a damaged one)",
+                            path, (unsigned long long)not_done, (unsigned long long)r->rows, LAYOUT_DONE);
+    if (status != SOWER_OK) h5read_close(r);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int h5read_rows(const OutputReader *r, uint64_t r0, uint64_t n, float *latents, uint64_t *seeds,
+                unsigned char *digests, uint8_t *done)
+{
+    if (r->c <= 0 || r0 > r->rows || n > r->rows - r0)
+        return SOWER_FAIL(SOWER_EINTERNAL,
+                          "%s: rows %llu+%llu read before the layout check or past %llu rows", r->path,
+                          (unsigned long long)r0, (unsigned long long)n, (unsigned long long)r->rows);
+    SOWER_TRY(
+        h5file_read_block((hid_t)r->file, r->path, r0, n, r->c, r->h, r->w, latents, seeds, digests, done));
+    return SOWER_OK;
+}
+
+int h5read_count_not_done(const OutputReader *r, uint64_t *not_done)
+{
+    if (r->c <= 0)
+        return SOWER_FAIL(SOWER_EINTERNAL, "%s: /%s read before the layout check", r->path, LAYOUT_DONE);
+    SOWER_TRY(h5file_count_not_done((hid_t)r->file, r->path, r->rows, not_done));
+    return SOWER_OK;
+}
+
+char *h5read_attr(const OutputReader *r, const char *key)
+{
+    return h5file_string_attr((hid_t)r->file, key);
+}
+
+char *h5read_run_attr(const OutputReader *r, const char *key)
+{
+    hid_t run = H5Lexists((hid_t)r->file, LAYOUT_RUN, H5P_DEFAULT) > 0
+                    ? H5Gopen2((hid_t)r->file, LAYOUT_RUN, H5P_DEFAULT)
+                    : -1;
+    if (run < 0) return NULL;
+    char *value = h5file_string_attr(run, key);
+    H5Gclose(run);
+    return value;
+}
+
+/* /verify/name: 1-D of n entries (n = *len, or any length <= max when *len is UINT64_MAX, which it
+ * then becomes), of class cls with elements of `bytes` bytes (integers signed as `is_signed`), read
+ * as memtype into a new buffer *out (n, bytes). */
+static int read_vector(const OutputReader *r, hid_t group, const char *name, H5T_class_t cls, size_t bytes,
+                       int is_signed, hid_t memtype, uint64_t max, uint64_t *len, void **out)
+{
+    hid_t ds = H5Lexists(group, name, H5P_DEFAULT) > 0 ? H5Dopen2(group, name, H5P_DEFAULT) : -1;
+    if (ds < 0)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: no /%s/%s dataset (a damaged file?)", r->path, LAYOUT_VERIFY,
+                          name);
+    hid_t space = H5Dget_space(ds), type = H5Dget_type(ds);
+    hsize_t dims[1] = {0};
+    int rank_ok = H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, dims, NULL) == 1;
+    int type_ok = H5Tget_class(type) == cls && H5Tget_size(type) == bytes &&
+                  (cls != H5T_INTEGER || H5Tget_sign(type) == (is_signed ? H5T_SGN_2 : H5T_SGN_NONE));
+    int length_ok = rank_ok && (*len == UINT64_MAX ? dims[0] <= max : dims[0] == *len);
+    int status = SOWER_OK;
+    if (!rank_ok || !length_ok)
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: /%s/%s is not a vector of %s%llu entries", r->path,
+                            LAYOUT_VERIFY, name, *len == UINT64_MAX ? "at most " : "",
+                            (unsigned long long)(*len == UINT64_MAX ? max : *len));
+    else if (!type_ok)
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: /%s/%s has another element type than sower writes", r->path,
+                            LAYOUT_VERIFY, name);
+    if (status == SOWER_OK) {
+        *len = dims[0];
+        *out = malloc(bytes * (dims[0] ? dims[0] : 1));
+        if (!*out)
+            status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        else if (dims[0] && H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
+            status = SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /%s/%s (a damaged file?)", r->path,
+                                LAYOUT_VERIFY, name);
+    }
+    H5Tclose(type);
+    H5Sclose(space);
+    H5Dclose(ds);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int h5read_verify_table(const OutputReader *r, VerifyTable *t, int *present)
+{
+    memset(t, 0, sizeof *t);
+    *present = 0;
+    if (H5Lexists((hid_t)r->file, LAYOUT_VERIFY, H5P_DEFAULT) <= 0) return SOWER_OK;
+    hid_t g = H5Gopen2((hid_t)r->file, LAYOUT_VERIFY, H5P_DEFAULT);
+    if (g < 0)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: /%s is not a group (a damaged file?)", r->path, LAYOUT_VERIFY);
+    uint64_t n = UINT64_MAX; /* set by the first vector, then required of the others */
+    int status = read_vector(r, g, LAYOUT_VERIFY_ROWS, H5T_INTEGER, 8, 0, H5T_NATIVE_UINT64, r->rows, &n,
+                             (void **)&t->rows);
+    if (status == SOWER_OK)
+        status = read_vector(r, g, LAYOUT_VERIFY_SEEDS, H5T_INTEGER, 8, 0, H5T_NATIVE_UINT64, r->rows, &n,
+                             (void **)&t->seeds);
+    if (status == SOWER_OK)
+        status = read_vector(r, g, LAYOUT_VERIFY_RENDERER, H5T_INTEGER, 4, 1, H5T_NATIVE_INT32, r->rows, &n,
+                             (void **)&t->renderer);
+    if (status == SOWER_OK)
+        status = read_vector(r, g, LAYOUT_VERIFY_VERIFIER, H5T_INTEGER, 4, 1, H5T_NATIVE_INT32, r->rows, &n,
+                             (void **)&t->verifier);
+    if (status == SOWER_OK)
+        status = read_vector(r, g, LAYOUT_VERIFY_MATCH, H5T_INTEGER, 1, 0, H5T_NATIVE_UINT8, r->rows, &n,
+                             (void **)&t->match);
+    if (status == SOWER_OK)
+        status = read_vector(r, g, LAYOUT_VERIFY_MAX_ABS_DIFF, H5T_FLOAT, 4, 0, H5T_NATIVE_FLOAT, r->rows, &n,
+                             (void **)&t->max_abs_diff);
+    H5Gclose(g);
+    if (status != SOWER_OK) verify_table_free(t);
+    SOWER_TRY(status);
+    t->n = n;
+    *present = 1;
+    return SOWER_OK;
+}
+
+void verify_table_free(VerifyTable *t)
+{
+    free(t->rows), free(t->seeds), free(t->renderer), free(t->verifier), free(t->match),
+        free(t->max_abs_diff);
+    memset(t, 0, sizeof *t);
+}
+
+void h5read_close(OutputReader *r)
+{
+    if (r->file > 0) H5Fclose((hid_t)r->file);
+    free(r->path);
+    free(r->slice);
+    job_free(&r->job);
+    memset(r, 0, sizeof *r);
+}
