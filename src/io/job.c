@@ -1,0 +1,152 @@
+/* job.c: what the rest of sower asks of a loaded Job (manifest.h): its rows and seeds, slices,
+ * seed collisions, the normalised listing `sower check` prints. Parsing stays in manifest.c. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manifest.h"
+
+void job_free(Job *job)
+{
+    free(job->manifest_path);
+    free(job->text);
+    free(job->model_path);
+    free(job->ranges);
+    free(job->range_marks);
+    free(job->list);
+    free(job->list_marks);
+    free(job->output_path);
+    memset(job, 0, sizeof *job);
+}
+
+uint64_t job_seed_at(const Job *job, uint64_t row)
+{
+    for (int i = 0; i < job->n_ranges; i++) {
+        if (row < job->ranges[i].count)
+            return job->ranges[i].start + row;
+        row -= job->ranges[i].count;
+    }
+    return job->list[row];
+}
+
+uint64_t job_verify_rows(const Job *job)
+{
+    uint64_t n = job->verify_count;
+    if (job->verify_by_fraction)
+        n = (uint64_t)ceil(job->verify_fraction * (double)job->n_rows);
+    return n < job->n_rows ? n : job->n_rows;
+}
+
+void job_slice_bounds(const Job *job, int k, int n, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t base = job->n_rows / (uint64_t)n, extra = job->n_rows % (uint64_t)n, uk = (uint64_t)k;
+    *lo = uk * base + (uk < extra ? uk : extra);
+    *hi = *lo + base + (uk < extra);
+}
+
+/* Seeds collide when their low 32 bits agree. Each range covers an arc of the 2^32 circle (split
+ * in two where it wraps); sorted arcs that overlap give a colliding pair. */
+typedef struct {
+    uint64_t lo, hi;   /* [lo, hi] of the 32-bit key, hi <= 2^32 - 1 */
+    uint64_t seed_lo;  /* the seed whose key is lo */
+} KeyArc;
+
+static int cmp_arc(const void *a, const void *b)
+{
+    const KeyArc *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+void job_warn_seed_collisions(const Job *job, FILE *stream)
+{
+    size_t n = 2 * (size_t)job->n_ranges + job->n_list, k = 0;
+    KeyArc *arcs = malloc(sizeof *arcs * (n + 1));
+    if (!arcs)
+        return;
+    const uint64_t ring = UINT64_C(1) << 32;
+    for (int i = 0; i < job->n_ranges; i++) {
+        const SeedRange *r = &job->ranges[i];
+        if (r->count > ring) {
+            fprintf(stream, "sower: warning: %s: seeds %llu and %llu give identical noise (torch seeds with the low 32 "
+                            "bits only)\n", job->manifest_path, (unsigned long long)r->start,
+                    (unsigned long long)(r->start + ring));
+            free(arcs);
+            return;
+        }
+        uint64_t lo = r->start & (ring - 1), end = lo + r->count - 1;
+        if (end < ring) {
+            arcs[k++] = (KeyArc){lo, end, r->start};
+        } else {
+            arcs[k++] = (KeyArc){lo, ring - 1, r->start};
+            arcs[k++] = (KeyArc){0, end - ring, r->start + (ring - lo)};
+        }
+    }
+    for (size_t i = 0; i < job->n_list; i++)
+        arcs[k++] = (KeyArc){job->list[i] & (ring - 1), job->list[i] & (ring - 1), job->list[i]};
+    qsort(arcs, k, sizeof *arcs, cmp_arc);
+    for (size_t i = 1; i < k; i++)
+        if (arcs[i].lo <= arcs[i - 1].hi) {
+            uint64_t other = arcs[i - 1].seed_lo + (arcs[i].lo - arcs[i - 1].lo);
+            fprintf(stream, "sower: warning: %s: seeds %llu and %llu give identical noise (torch seeds with the low 32 "
+                            "bits only)\n", job->manifest_path, (unsigned long long)other,
+                    (unsigned long long)arcs[i].seed_lo);
+            break;
+        }
+    free(arcs);
+}
+
+void job_print(const Job *job, FILE *s)
+{
+    static const char *const generator_names[] = {"torch-cpu", "torch-cpu-scalar"};
+    fprintf(s, "sower: 1\nname: %s\n", job->name);
+    fprintf(s, "model:\n  path: %s\n", job->model_path);
+    if (job->model_digest_pinned) {
+        char hex[DIGEST_HEX_CHARS];
+        digest_hex(job->model_digest, hex);
+        fprintf(s, "  digest: \"sha256:%s\"\n", hex);
+    }
+    fprintf(s, "pipeline:\n  scheduler: %s\n  steps: %d\n  eta: %g\n  batch: %d\n  backend: %s\n",
+            scheduler_kind_name(job->scheduler), job->steps, job->eta, job->batch,
+            job->backend == BACKEND_CPU ? "cpu" : "cuda");
+    if (job->precision == PRECISION_TF32)
+        fprintf(s, "  precision: tf32\n");
+    if (job->threads)
+        fprintf(s, "  threads: %d\n", job->threads);
+    else
+        fprintf(s, "  # threads: every CPU the rank may use\n");
+    fprintf(s, "generator: %s\nseeds:\n  # %llu rows: ranges in order, then the list\n",
+            generator_names[job->generator], (unsigned long long)job->n_rows);
+    if (job->n_ranges) {
+        fprintf(s, "  ranges:\n");
+        for (int i = 0; i < job->n_ranges; i++)
+            fprintf(s, "    - {start: %llu, count: %llu}\n", (unsigned long long)job->ranges[i].start,
+                    (unsigned long long)job->ranges[i].count);
+    }
+    if (job->n_list) {
+        fprintf(s, "  list: [");
+        for (size_t i = 0; i < job->n_list; i++)
+            fprintf(s, "%s%llu", i ? ", " : "", (unsigned long long)job->list[i]);
+        fprintf(s, "]\n");
+    }
+    fprintf(s, "output:\n  path: %s\n  compression: %s\n  chunk_rows: %d\n", job->output_path,
+            job->output_gzip ? "gzip" : "none", job->chunk_rows);
+    if (job->verify_by_fraction)
+        fprintf(s, "verify:\n  fraction: %g  # %llu rows\n", job->verify_fraction,
+                (unsigned long long)job_verify_rows(job));
+    else
+        fprintf(s, "verify:\n  count: %llu  # %llu rows\n", (unsigned long long)job->verify_count,
+                (unsigned long long)job_verify_rows(job));
+    const SlurmSettings *u = &job->slurm;
+    fprintf(s, "slurm:  # used by sower submit\n  tasks: %d\n", u->tasks);
+    if (u->cpus_per_task)
+        fprintf(s, "  cpus_per_task: %d\n", u->cpus_per_task);
+    if (u->gpus_per_task >= 0)
+        fprintf(s, "  gpus_per_task: %d\n", u->gpus_per_task);
+    fprintf(s, "  slices: %d\n", u->slices);
+    if (u->time[0])
+        fprintf(s, "  time: \"%s\"\n", u->time);
+    if (u->partition[0])
+        fprintf(s, "  partition: %s\n", u->partition);
+    if (u->account[0])
+        fprintf(s, "  account: %s\n", u->account);
+}
