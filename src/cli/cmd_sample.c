@@ -191,7 +191,6 @@ int cmd_sample(int argc, char **argv)
     Scheduler sched = {0};
     ComputeBackend backend = {0};
     float *out = NULL;
-    SchedulerConfig scfg;
     SOWER_TRY_GOTO(model_load(&model, o.model_dir), status, done);
     const UNetConfig *ucfg = &model.unet.cfg;
     if (!ucfg->sample_height) {
@@ -199,11 +198,7 @@ int cmd_sample(int argc, char **argv)
                             model.unet_config_path);
         goto done;
     }
-    SOWER_TRY_GOTO(scheduler_config_parse(model.scheduler_config_text, model.scheduler_config_bytes,
-                                          model.scheduler_config_path, o.scheduler, &scfg),
-                   status, done);
-    scfg.torch_kernel = o.generator;
-    status = scheduler_init(&sched, &scfg, (int)o.steps);
+    status = model_scheduler(&model, o.scheduler, o.generator, (int)o.steps, &sched);
     if (status == SOWER_EINPUT) {
         char reason[512];
         snprintf(reason, sizeof reason, "%s", sower_error_message());

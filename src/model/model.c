@@ -171,3 +171,13 @@ int model_check_digest(const Model *m, const unsigned char *want, const char *wh
     return SOWER_FAIL(SOWER_EMANIFEST, "%s: model.digest: expected sha256:%s, found sha256:%s in %s", where, want_hex,
                       found_hex, m->weights_path);
 }
+
+int model_scheduler(const Model *m, SchedulerKind kind, RngKernel kernel, int steps, Scheduler *s)
+{
+    SchedulerConfig cfg;
+    SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
+                                     kind, &cfg));
+    cfg.torch_kernel = kernel;
+    SOWER_TRY(scheduler_init(s, &cfg, steps));
+    return SOWER_OK;
+}
