@@ -19,13 +19,22 @@ int sower_mpi_status(int code, const char *call, const char *file, int line, con
 /* The status of an MPI call (SOWER_OK or SOWER_EMPI with its message recorded), for expressions. */
 #define SOWER_MPI_STATUS(call) sower_mpi_status((call), #call, __FILE__, __LINE__, __func__)
 
-/* Evaluates an MPI call; on failure records the error and returns SOWER_EMPI from this function. */
-#define SOWER_MPI(call) SOWER_TRY(SOWER_MPI_STATUS(call))
+/* Evaluates an MPI call; on failure records the error (its first frame is here) and returns
+ * SOWER_EMPI from this function. */
+#define SOWER_MPI(call)                                                                                      \
+    do {                                                                                                     \
+        int sower_mpi_status_ = SOWER_MPI_STATUS(call);                                                      \
+        if (sower_mpi_status_ != SOWER_OK) return sower_mpi_status_;                                         \
+    } while (0)
 
 /* Like SOWER_MPI but jumps to a cleanup label with the status in status_var. */
-#define SOWER_MPI_GOTO(call, status_var, label) SOWER_TRY_GOTO(SOWER_MPI_STATUS(call), status_var, label)
+#define SOWER_MPI_GOTO(call, status_var, label)                                                              \
+    do {                                                                                                     \
+        (status_var) = SOWER_MPI_STATUS(call);                                                               \
+        if ((status_var) != SOWER_OK) goto label;                                                            \
+    } while (0)
 
-/* Makes MPI calls on MPI_COMM_WORLD (and the files and windows it makes) return their error codes. */
+/* Makes calls on MPI_COMM_WORLD (every call the sweep makes) return their error codes. */
 int sweep_mpi_errors_return(void) SOWER_MUST_CHECK;
 
 #endif /* SOWER_MPI_CHECK_H */
