@@ -71,10 +71,17 @@ static int check_model(const OutputReader *in, const char *dir, const Model *mod
 static int check_attributes(const OutputReader *in, const Model *model)
 {
     Provenance p;
-    provenance_of(&in->job, model, &p);
+    SOWER_TRY(provenance_of(&in->job, model, &p));
     static const char altered[] = "disagrees with the manifest stored in the file (the file was altered)";
     SOWER_TRY(check_attribute(in, LAYOUT_ATTR_MANIFEST_SHA256, p.manifest_sha256, SOWER_EMISMATCH, altered));
     SOWER_TRY(check_attribute(in, LAYOUT_ATTR_PIPELINE, p.pipeline, SOWER_EMISMATCH, altered));
+    char *job_key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY); /* files of older sowers have none */
+    const int has_job_key = job_key != NULL;
+    free(job_key);
+    if (has_job_key) {
+        SOWER_TRY(check_attribute(in, LAYOUT_ATTR_JOB_KEY, p.job_key, SOWER_EMISMATCH, altered));
+        SOWER_TRY(check_attribute(in, LAYOUT_ATTR_JOB_SHA256, p.job_sha256, SOWER_EMISMATCH, altered));
+    }
     SOWER_TRY(check_attribute(in, LAYOUT_ATTR_GENERATOR, p.generator, SOWER_EMISMATCH, altered));
     return SOWER_OK;
 }
@@ -142,6 +149,10 @@ int cmd_verify(int argc, char **argv)
     }
     OutputReader in;
     SOWER_TRY(h5read_open(&in, o.path));
+    if (h5read_refuse_unfinished(&in) != SOWER_OK) { /* an unfinished file is said so, not "verified" */
+        h5read_close(&in);
+        return sower_trace(sower_error_status(), __FILE__, __LINE__, __func__);
+    }
     int status = SOWER_OK;
     const Job *job = &in.job;
     Model model;

@@ -27,6 +27,8 @@
 #define LAYOUT_ATTR_SOURCE_REVISION "source_revision"
 #define LAYOUT_ATTR_MANIFEST "manifest"
 #define LAYOUT_ATTR_MANIFEST_SHA256 "manifest_sha256"
+#define LAYOUT_ATTR_JOB_KEY "job_key"       /* provenance.h: what decides the rows' bits; resume compares */
+#define LAYOUT_ATTR_JOB_SHA256 "job_sha256" /* its digest */
 #define LAYOUT_ATTR_MODEL_CONFIG "model_config"
 #define LAYOUT_ATTR_WEIGHTS_SHA256 "weights_sha256"
 #define LAYOUT_ATTR_SCHEDULER_CONFIG "scheduler_config"

@@ -87,6 +87,7 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     if (o->file < 0)
         return SOWER_FAIL(SOWER_EPATH, "cannot create output '%s' (is the directory there and writable?)",
                           o->partial_path);
+    o->created = 1;
     hsize_t chunk = (hsize_t)chunk_rows < rows ? (hsize_t)chunk_rows : (rows ? rows : 1);
     hsize_t ldims[4] = {rows, (hsize_t)c, (hsize_t)h, (hsize_t)w},
             lchunk[4] = {chunk, (hsize_t)c, (hsize_t)h, (hsize_t)w};
@@ -135,15 +136,75 @@ static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t
     return SOWER_OK;
 }
 
-/* The file's manifest_sha256, weights_sha256 and backend_identity attributes must equal key's;
+/* sha256 hex of root attribute `key` (a string) into hex; -1 when absent. */
+static int attr_digest_hex(hid_t root, const char *key, char *hex)
+{
+    char *text = h5file_string_attr(root, key);
+    unsigned char d[DIGEST_BYTES];
+    int ok = text && digest_buffer(text, strlen(text), d) == SOWER_OK;
+    if (ok) digest_hex(d, hex);
+    free(text);
+    return ok ? 0 : -1;
+}
+
+/* The stored manifest and job key must match their recorded digests: else the file was altered. */
+static int check_recorded_digests(hid_t root, const char *what)
+{
+    static const char *const pairs[][2] = {{LAYOUT_ATTR_MANIFEST, LAYOUT_ATTR_MANIFEST_SHA256},
+                                           {LAYOUT_ATTR_JOB_KEY, LAYOUT_ATTR_JOB_SHA256}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        char recorded[80], computed[DIGEST_HEX_CHARS];
+        int has_text = H5Aexists(root, pairs[i][0]) > 0, has_digest = H5Aexists(root, pairs[i][1]) > 0;
+        if (!has_text && !has_digest && i > 0) continue; /* job keys came later than format 1 */
+        if (h5file_read_string_attr(root, pairs[i][1], recorded, sizeof recorded) != 0 ||
+            attr_digest_hex(root, pairs[i][0], computed) != 0 || strcmp(recorded, computed) != 0)
+            return SOWER_FAIL(SOWER_EINPUT,
+                              "%s: its attribute '%s' does not match '%s' (the file was altered, or damaged)",
+                              what, pairs[i][0], pairs[i][1]);
+    }
+    return SOWER_OK;
+}
+
+/* The first line where two job keys differ, as "'A' there, 'B' in this job" into out. */
+static void first_difference(const char *theirs, const char *ours, char *out, size_t size)
+{
+    while (*theirs && *ours) {
+        size_t a = strcspn(theirs, "\n"), b = strcspn(ours, "\n");
+        if (a != b || strncmp(theirs, ours, a) != 0) {
+            snprintf(out, size, "'%.*s' there, '%.*s' in this job", (int)a, theirs, (int)b, ours);
+            return;
+        }
+        theirs += a + (theirs[a] == '\n'), ours += b + (ours[b] == '\n');
+    }
+    snprintf(out, size, "its job key is %s", *theirs || *ours ? "of another length" : "altered");
+}
+
+/* Same job: job key (or, for files without one, the manifest's bytes), weights, backend identity.
  * `what` starts the message ("--resume: 'x.partial'"). */
 static int check_same_job(hid_t file, const char *what, const H5JobKey *key)
 {
     char found[80], identity[1024] = "";
     hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
-    int manifest_same =
-        h5file_read_string_attr(root, LAYOUT_ATTR_MANIFEST_SHA256, found, sizeof found) == 0 &&
-        strcmp(found, key->manifest_sha256) == 0;
+    int status = check_recorded_digests(root, what);
+    char *job_key = h5file_string_attr(root, LAYOUT_ATTR_JOB_KEY);
+    if (status == SOWER_OK && job_key) {
+        if (strcmp(job_key, key->job_key) != 0) {
+            char diff[1200];
+            first_difference(job_key, key->job_key, diff, sizeof diff);
+            status = SOWER_FAIL(SOWER_EINPUT,
+                                "%s was made for a job whose rows differ from this one's: %s (settings that "
+                                "change no bit, such as comments, threads, batch, verify or slurm, may differ)",
+                                what, diff);
+        }
+    } else if (status == SOWER_OK) {
+        if (h5file_read_string_attr(root, LAYOUT_ATTR_MANIFEST_SHA256, found, sizeof found) != 0 ||
+            strcmp(found, key->manifest_sha256) != 0)
+            status = SOWER_FAIL(SOWER_EINPUT,
+                                "%s was made from a different manifest (manifest_sha256 differs; the file has "
+                                "no job_key, so its manifest must be byte-identical)",
+                                what);
+    }
+    free(job_key);
     int weights_same = h5file_read_string_attr(root, LAYOUT_ATTR_WEIGHTS_SHA256, found, sizeof found) == 0 &&
                        strcmp(found, key->weights_sha256) == 0;
     if (key->backend_identity &&
@@ -151,9 +212,7 @@ static int check_same_job(hid_t file, const char *what, const H5JobKey *key)
         snprintf(identity, sizeof identity, "(none recorded)");
     int identity_same = !key->backend_identity || strcmp(identity, key->backend_identity) == 0;
     H5Gclose(root);
-    if (!manifest_same)
-        return SOWER_FAIL(SOWER_EINPUT, "%s was made from a different manifest (manifest_sha256 differs)",
-                          what);
+    SOWER_TRY(status);
     if (!weights_same)
         return SOWER_FAIL(SOWER_EINPUT, "%s was made with different model weights (weights_sha256 differs)",
                           what);
@@ -217,6 +276,7 @@ int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, 
     int status = write_rows(o, o->done, H5T_NATIVE_UINT8, 1, one, row0, n, ones, "write /" LAYOUT_DONE);
     free(ones);
     SOWER_TRY(status);
+    o->rows_written += n;
     H5_TRY(H5Fflush(o->file, H5F_SCOPE_LOCAL), "flush the completion record");
     return SOWER_OK;
 }
@@ -424,8 +484,34 @@ int h5out_finish(H5Out *o)
 void h5out_abandon(H5Out *o)
 {
     close_all(o);
-    if (o->partial_path) remove(o->partial_path);
+    if (o->partial_path && o->created && o->rows_written == 0) remove(o->partial_path);
     free(o->path);
     free(o->partial_path);
     memset(o, 0, sizeof *o);
+}
+
+int h5out_partial_progress(const char *partial_path, uint64_t *done, uint64_t *rows)
+{
+    *done = *rows = 0;
+    h5file_quiet();
+    hid_t file = H5Fopen(partial_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return SOWER_FAIL(SOWER_EINPUT, "'%s' is not an HDF5 file sower can open (damaged, or another kind of file)",
+                          partial_path);
+    hid_t ds = H5Lexists(file, LAYOUT_DONE, H5P_DEFAULT) > 0 ? H5Dopen2(file, LAYOUT_DONE, H5P_DEFAULT) : -1;
+    hid_t space = ds >= 0 ? H5Dget_space(ds) : -1;
+    hsize_t dims[1] = {0};
+    int status = space >= 0 && H5Sget_simple_extent_ndims(space) == 1 &&
+                         H5Sget_simple_extent_dims(space, dims, NULL) == 1
+                     ? SOWER_OK
+                     : SOWER_FAIL(SOWER_EINPUT, "'%s' has no readable /%s (not a sower output, or a damaged one)",
+                                  partial_path, LAYOUT_DONE);
+    if (space >= 0) H5Sclose(space);
+    if (ds >= 0) H5Dclose(ds);
+    uint64_t not_done = 0;
+    if (status == SOWER_OK) status = h5file_count_not_done(file, partial_path, dims[0], &not_done);
+    H5Fclose(file);
+    SOWER_TRY(status);
+    *rows = dims[0], *done = dims[0] - not_done;
+    return SOWER_OK;
 }

@@ -15,17 +15,20 @@ typedef struct {
     uint64_t rows;
     int c, h, w;
     char *path, *partial_path;
+    int created;           /* this run created PATH.partial (else it resumed one) */
+    uint64_t rows_written; /* rows this run wrote into it */
 } H5Out;
 
 typedef struct {
     const char *key, *value; /* a string attribute of the root group */
 } H5Attr;
 
-/* What makes rows of two files comparable: the same manifest and weights (SHA-256 hex), and the
- * same backend identity (backend.h; NULL: not checked), since float bits are reproducible only
- * on equal hardware and kernels. */
+/* What makes rows of two files comparable: the same job key (provenance.h: what decides the bits,
+ * not the manifest's text) and its digest, the same weights (SHA-256 hex), and the same backend
+ * identity (backend.h; NULL: not checked), since float bits are reproducible only on equal
+ * hardware and kernels. A file written before job keys existed is compared by manifest_sha256. */
 typedef struct {
-    const char *manifest_sha256, *weights_sha256, *backend_identity;
+    const char *job_key, *job_sha256, *manifest_sha256, *weights_sha256, *backend_identity;
 } H5JobKey;
 
 /* The seed of a row, for filling /seeds a block at a time (no N-sized array). */
@@ -35,8 +38,9 @@ typedef uint64_t (*H5SeedOf)(const void *ctx, uint64_t row);
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
 /* Reopens PATH.partial left by an interrupted run of the same job: its format and format_version
- * must be this sower's (h5_layout.h), its manifest_sha256, weights_sha256 and backend_identity
- * attributes must equal key's (else SOWER_EINPUT naming which differs) and its shape must match.
+ * must be this sower's (h5_layout.h), its job key, weights_sha256 and backend_identity must equal
+ * key's (else SOWER_EINPUT naming which setting differs), its stored manifest and job key must
+ * match their digests and its shape must match.
  * Fills done (rows,) from /done and removes any /run and /verify. When refused, the file is closed
  * and kept as it was (o is left closed). */
 int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
@@ -69,7 +73,11 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
 void h5out_keep_partial(H5Out *o);
 /* Closes and renames PATH.partial to PATH. */
 int h5out_finish(H5Out *o) SOWER_MUST_CHECK;
-/* Closes and removes PATH.partial; safe on a zeroed H5Out. */
+/* Closes after a failure. PATH.partial is removed only when this run created it and no row reached
+ * it (there is nothing to resume); else it is kept for --resume. Safe on a zeroed H5Out. */
 void h5out_abandon(H5Out *o);
+/* What an interrupted run left in partial_path (PATH.partial): *rows in /done, *done of them marked
+ * done, read without trusting the file; SOWER_EINPUT naming it when it is no sower output. */
+int h5out_partial_progress(const char *partial_path, uint64_t *done, uint64_t *rows) SOWER_MUST_CHECK;
 
 #endif /* SOWER_H5OUT_H */

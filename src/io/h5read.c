@@ -86,6 +86,14 @@ int h5read_recorded_shape(const OutputReader *r, int *c, int *h, int *w)
     return SOWER_OK;
 }
 
+static int unfinished(const OutputReader *r, uint64_t not_done)
+{
+    return SOWER_FAIL(SOWER_EINPUT, "%s: unfinished (%llu of %llu rows done, per /%s): %s", r->path,
+                      (unsigned long long)(r->rows - not_done), (unsigned long long)r->rows, LAYOUT_DONE,
+                      strstr(r->path, ".partial") ? "an interrupted run's file; finish it with sower run --resume"
+                                                  : "an unfinished run's file, or a damaged one");
+}
+
 int h5read_open_finished(OutputReader *r, const char *path)
 {
     SOWER_TRY(h5read_open(r, path));
@@ -93,13 +101,23 @@ int h5read_open_finished(OutputReader *r, const char *path)
     if (status == SOWER_OK) status = h5read_check_layout(r, c, h, w);
     uint64_t not_done = 0;
     if (status == SOWER_OK) status = h5read_count_not_done(r, &not_done);
-    if (status == SOWER_OK && not_done)
-        status = SOWER_FAIL(SOWER_EINPUT,
-                            "%s: %llu of its %llu rows are not marked done in /%s: not a finished "
-                            "output (an unfinished run's file, or a damaged one)",
-                            path, (unsigned long long)not_done, (unsigned long long)r->rows, LAYOUT_DONE);
+    if (status == SOWER_OK && not_done) status = unfinished(r, not_done);
     if (status != SOWER_OK) h5read_close(r);
     SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int h5read_refuse_unfinished(OutputReader *r)
+{
+    int c = 0, h = 0, w = 0;
+    uint64_t not_done = 0;
+    if (h5read_recorded_shape(r, &c, &h, &w) != SOWER_OK || h5read_check_layout(r, c, h, w) != SOWER_OK ||
+        h5read_count_not_done(r, &not_done) != SOWER_OK) {
+        sower_error_clear(); /* damage, which the caller's own checks name */
+        r->c = r->h = r->w = 0;
+        return SOWER_OK;
+    }
+    if (not_done) SOWER_TRY(unfinished(r, not_done));
     return SOWER_OK;
 }
 

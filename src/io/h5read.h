@@ -44,6 +44,10 @@ int h5read_recorded_shape(const OutputReader *r, int *c, int *h, int *w) SOWER_M
 /* h5read_open, then the layout for the recorded shape, then every row marked done: a finished
  * output (an unfinished or damaged one is refused, SOWER_EINPUT). */
 int h5read_open_finished(OutputReader *r, const char *path) SOWER_MUST_CHECK;
+/* SOWER_EINPUT "unfinished (N of M rows done)" when the file is whole as its recorded shape says
+ * but not every row is done (an interrupted run's file); SOWER_OK otherwise, damage included, which
+ * the caller's own checks name. Leaves the layout unchecked (check it again before reading rows). */
+int h5read_refuse_unfinished(OutputReader *r) SOWER_MUST_CHECK;
 /* Rows [r0, r0 + n) (within r->rows; layout checked): latents (n, c, h, w), seeds (n,), digests
  * (n, 32), done (n,); a NULL one is not read. */
 int h5read_rows(const OutputReader *r, uint64_t r0, uint64_t n, float *latents, uint64_t *seeds,

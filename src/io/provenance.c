@@ -2,9 +2,38 @@
 #include "provenance.h"
 
 #include <stdio.h>
+#include <string.h>
 
-void provenance_of(const Job *job, const Model *model, Provenance *p)
+/* sha256 of the seed sequence as the manifest gives it: the counts, the ranges (start, count),
+ * then the listed seeds, each a little-endian uint64. */
+static int seeds_digest(const Job *job, unsigned char *out)
 {
+    Digest d = {0};
+    int status = digest_init(&d);
+    uint64_t head[2] = {(uint64_t)job->n_ranges, (uint64_t)job->n_list};
+    if (status == SOWER_OK) status = digest_update(&d, head, sizeof head);
+    for (int i = 0; i < job->n_ranges && status == SOWER_OK; i++) {
+        uint64_t range[2] = {job->ranges[i].start, job->ranges[i].count};
+        status = digest_update(&d, range, sizeof range);
+    }
+    if (status == SOWER_OK && job->n_list) status = digest_update(&d, job->list, sizeof *job->list * job->n_list);
+    if (status == SOWER_OK) status = digest_final(&d, out);
+    digest_free(&d);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+static int text_digest_hex(const char *text, char *hex)
+{
+    unsigned char d[DIGEST_BYTES];
+    SOWER_TRY(digest_buffer(text ? text : "", text ? strlen(text) : 0, d));
+    digest_hex(d, hex);
+    return SOWER_OK;
+}
+
+int provenance_of(const Job *job, const Model *model, Provenance *p)
+{
+    memset(p, 0, sizeof *p);
     digest_hex(job->text_sha256, p->manifest_sha256);
     digest_hex(model->weights_sha256, p->weights_sha256);
     snprintf(p->pipeline, sizeof p->pipeline, "scheduler=%s steps=%d eta=%.9g", scheduler_kind_name(job->scheduler),
@@ -12,4 +41,19 @@ void provenance_of(const Job *job, const Model *model, Provenance *p)
     p->generator = rng_kernel_name(job->generator);
     p->model_config = model->unet_config_text;
     p->scheduler_config = model->scheduler_config_text;
+
+    unsigned char seeds[DIGEST_BYTES];
+    char seeds_hex[DIGEST_HEX_CHARS], model_hex[DIGEST_HEX_CHARS], scheduler_hex[DIGEST_HEX_CHARS];
+    SOWER_TRY(seeds_digest(job, seeds));
+    digest_hex(seeds, seeds_hex);
+    SOWER_TRY(text_digest_hex(p->model_config, model_hex));
+    SOWER_TRY(text_digest_hex(p->scheduler_config, scheduler_hex));
+    snprintf(p->job_key, sizeof p->job_key,
+             "%s\nrows: %llu\nseeds_sha256: %s\npipeline: %s\ngenerator: %s\nbackend: %s %s\n"
+             "model_config_sha256: %s\nscheduler_config_sha256: %s\noutput: chunk_rows=%d gzip=%d\n",
+             PROVENANCE_JOB_KEY_FORMAT, (unsigned long long)job->n_rows, seeds_hex, p->pipeline, p->generator,
+             job->backend == BACKEND_CUDA ? "cuda" : "cpu", job->precision == PRECISION_TF32 ? "tf32" : "fp32",
+             model_hex, scheduler_hex, job->chunk_rows, job->output_gzip);
+    SOWER_TRY(text_digest_hex(p->job_key, p->job_sha256));
+    return SOWER_OK;
 }

@@ -16,16 +16,26 @@
 #define PROVENANCE_FORMAT LAYOUT_FORMAT_NAME
 #define PROVENANCE_FORMAT_VERSION LAYOUT_FORMAT_VERSION
 
+/* The first line of a job key. */
+#define PROVENANCE_JOB_KEY_FORMAT "sower-job-key 1"
+
 typedef struct {
-    char manifest_sha256[DIGEST_HEX_CHARS];
+    char manifest_sha256[DIGEST_HEX_CHARS]; /* of the manifest's bytes, comments and all */
     char weights_sha256[DIGEST_HEX_CHARS];
     char pipeline[256];           /* "scheduler=ddim steps=50 eta=0" */
     const char *generator;        /* "torch-cpu" */
     const char *model_config;     /* the model's config.json text (borrowed from the Model) */
     const char *scheduler_config; /* its scheduler_config.json text (borrowed) */
+    /* The job key: what decides the bits of the rows, one "name: value" line each (rows and seeds,
+     * pipeline, generator, backend and precision, the model's two configs, the output's layout),
+     * and not what cannot change a bit (comments, name, threads, batch, verify, slurm). Two runs
+     * with equal keys, weights and backend identity write the same rows, so one may resume the
+     * other's. */
+    char job_key[1024];
+    char job_sha256[DIGEST_HEX_CHARS]; /* of job_key */
 } Provenance;
 
 /* The attributes of job rendered with model. */
-void provenance_of(const Job *job, const Model *model, Provenance *p);
+int provenance_of(const Job *job, const Model *model, Provenance *p) SOWER_MUST_CHECK;
 
 #endif /* SOWER_PROVENANCE_H */

@@ -39,6 +39,7 @@ void collective_abort(const Team *t, int status)
 {
     fprintf(stderr, "sower: rank %d of %d failed, ending the job: ", t->rank, t->world);
     sower_error_print(stderr, 1);
+    if (t->before_abort) t->before_abort(t->before_abort_ctx);
     MPI_Abort(MPI_COMM_WORLD, sower_status_exit_code(status));
     exit(sower_status_exit_code(status)); /* MPI_Abort does not return; if it did, this process still ends */
 }

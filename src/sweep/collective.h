@@ -16,6 +16,9 @@
 typedef struct {
     int rank, world;
     int failure; /* the status of the first rank that failed a step (SOWER_OK: none yet) */
+    /* Called by collective_abort before the job ends (rank 0 releases the output's lock); may be NULL. */
+    void (*before_abort)(void *ctx);
+    void *before_abort_ctx;
 } Team;
 
 /* Every rank contributes its status; returns the worst exit code (0: every rank succeeded), or

@@ -48,7 +48,7 @@ static int create_output(Run *r, H5Out *out)
     const Plan *pl = &r->plan;
     char slice[64], rows[96];
     Provenance p;
-    provenance_of(&r->job, &r->model, &p);
+    SOWER_TRY(provenance_of(&r->job, &r->model, &p));
     snprintf(slice, sizeof slice, "%d/%d", pl->slice_k, pl->slice_n);
     snprintf(rows, sizeof rows, "job rows %llu..%llu (row i here is job row %llu + i)",
              (unsigned long long)pl->lo, (unsigned long long)(pl->hi ? pl->hi - 1 : 0),
@@ -61,6 +61,8 @@ static int create_output(Run *r, H5Out *out)
         {LAYOUT_ATTR_SOURCE_REVISION, sower_revision()},
         {LAYOUT_ATTR_MANIFEST, r->job.text},
         {LAYOUT_ATTR_MANIFEST_SHA256, p.manifest_sha256},
+        {LAYOUT_ATTR_JOB_KEY, p.job_key},
+        {LAYOUT_ATTR_JOB_SHA256, p.job_sha256},
         {LAYOUT_ATTR_MODEL_CONFIG, p.model_config},
         {LAYOUT_ATTR_WEIGHTS_SHA256, p.weights_sha256},
         {LAYOUT_ATTR_SCHEDULER_CONFIG, p.scheduler_config},
@@ -99,11 +101,11 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
 {
     char partial[4200];
     Provenance p;
-    provenance_of(&r->job, &r->model, &p);
+    SOWER_TRY(provenance_of(&r->job, &r->model, &p));
     snprintf(partial, sizeof partial, "%s.partial", r->out_path);
-    const H5JobKey key = {p.manifest_sha256, p.weights_sha256, r->backend.identity};
-    const H5JobKey finished_key = {p.manifest_sha256, p.weights_sha256,
-                                   NULL}; /* a finished output from any backend */
+    const H5JobKey key = {p.job_key, p.job_sha256, p.manifest_sha256, p.weights_sha256, r->backend.identity};
+    H5JobKey finished_key = key;
+    finished_key.backend_identity = NULL; /* a finished output from any backend */
     struct stat st;
     const UNetConfig *cfg = &r->model.unet.cfg;
     const uint64_t rows = r->plan.hi - r->plan.lo;

@@ -158,6 +158,7 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
         progress(r, written, written - r->n_done, start, &last);
     }
     *stopped = written < total;
+    r->rows_kept = written;
 done:
     row_message_free(&own), row_message_free(&in);
     free(told);

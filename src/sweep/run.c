@@ -46,6 +46,41 @@ static void read_test_hooks(Run *r)
     }
 }
 
+static void release_lock(void *run)
+{
+    output_lock_release(&((Run *)run)->lock);
+}
+
+/* Rank 0, before anything looks at the output: its lock (one run per output), then what earlier
+ * runs left there. Nothing found is replaced or discarded without --force. */
+static int claim_output(Run *r, const RunOptions *o)
+{
+    char command[4200], partial[4200];
+    snprintf(command, sizeof command, "sower run %s%s", o->manifest,
+             o->resume ? " --resume" : o->resume_auto ? " --resume-auto" : o->force ? " --force" : "");
+    SOWER_TRY(output_lock_take(&r->lock, r->out_path, command));
+    r->team.before_abort = release_lock, r->team.before_abort_ctx = r;
+    struct stat st;
+    if (!o->force && !o->resume_auto && stat(r->out_path, &st) == 0)
+        return SOWER_FAIL(SOWER_EPATH,
+                          "output '%s' exists: pass --force to replace it (or --resume-auto to accept "
+                          "it when it is this job's finished output)",
+                          r->out_path);
+    snprintf(partial, sizeof partial, "%s.partial", r->out_path);
+    if (o->force || o->resume || o->resume_auto || stat(partial, &st) != 0) return SOWER_OK;
+    uint64_t done = 0, rows = 0;
+    if (h5out_partial_progress(partial, &done, &rows) != SOWER_OK) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", sower_error_message());
+        return SOWER_FAIL(SOWER_EPATH, "%s; it is left by an interrupted run: not replacing it without --force",
+                          why);
+    }
+    return SOWER_FAIL(SOWER_EPATH,
+                      "'%s' holds %llu of %llu rows of an interrupted run: pass --resume (or --resume-auto) "
+                      "to finish it, or --force to discard them",
+                      partial, (unsigned long long)done, (unsigned long long)rows);
+}
+
 /* Step: rank 0 reads the manifest and broadcasts its bytes; every rank parses the same bytes. */
 static int load_job(Run *r, const RunOptions *o)
 {
@@ -80,12 +115,7 @@ fail:
     r->out_path = o->slice_n ? output_slice_path(r->job.output_path, o->slice_k, o->slice_n)
                              : strdup(r->job.output_path);
     if (!r->out_path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    struct stat st;
-    if (r->team.rank == 0 && !o->force && !o->resume_auto && stat(r->out_path, &st) == 0)
-        return SOWER_FAIL(SOWER_EPATH,
-                          "output '%s' exists: pass --force to replace it (or --resume-auto to accept "
-                          "it when it is this job's finished output)",
-                          r->out_path);
+    if (r->team.rank == 0) SOWER_TRY(claim_output(r, o));
     return SOWER_OK;
 }
 
@@ -282,6 +312,7 @@ static void write_status_file(const char *path, int exit_code)
 static void run_free(Run *r)
 {
     h5out_abandon(&r->out);
+    output_lock_release(&r->lock);
     scheduler_free(&r->sched);
     compute_backend_close(&r->backend);
     model_free(&r->model);
@@ -291,8 +322,10 @@ static void run_free(Run *r)
 }
 
 /* The exit code is agreed; report it through a status main() maps back to the same code. Only
- * rank 0 words it: the others return the status with no message. */
-static int exit_status(const Team *t, int exit_code, int stopped, int mismatches, const char *out_partial)
+ * rank 0 words it: the others return the status with no message. A stop is reported at once by
+ * rank 0 (say_stopped), before MPI_Finalize: under mpirun a stop signal comes with a kill a second
+ * later, and the hint to resume must not be lost with it. */
+static int exit_status(const Team *t, int exit_code, int stopped, int mismatches)
 {
     sower_error_clear();
     if (exit_code == 0) return SOWER_OK;
@@ -302,16 +335,20 @@ static int exit_status(const Team *t, int exit_code, int stopped, int mismatches
                  : exit_code == 2                                                      ? SOWER_EINPUT
                  : failure != SOWER_OK && sower_status_exit_code(failure) == exit_code ? failure
                                                                                        : SOWER_EINTERNAL;
-    if (t->rank != 0) return status;
-    if (stopped)
-        return SOWER_FAIL(status,
-                          "stopped early: %s holds the rows written so far; run again with --resume "
-                          "(or --resume-auto) to finish",
-                          out_partial);
+    if (t->rank != 0 || stopped) return status;
     return exit_code == 1   ? SOWER_FAIL(status, "verification found %d mismatching row%s", mismatches,
                                        mismatches == 1 ? "" : "s")
            : exit_code == 2 ? SOWER_FAIL(status, "the job was not started (see the error above)")
                             : SOWER_FAIL(status, "the job failed (see the error above)");
+}
+
+static void say_stopped(const Run *r)
+{
+    fprintf(stderr,
+            "sower run: stopped early: %s.partial holds %llu of %llu rows; run again with --resume "
+            "(or --resume-auto) to finish (exit status 3)\n",
+            r->out_path, (unsigned long long)r->rows_kept, (unsigned long long)(r->plan.hi - r->plan.lo));
+    fflush(stderr);
 }
 
 int sweep_run(const RunOptions *o)
@@ -332,13 +369,12 @@ int sweep_run(const RunOptions *o)
     if (exit_code == 0) exit_code = render_verify_record(&r, o, &stopped, &mismatches);
 
     if (o->status_file && r.team.rank == 0) write_status_file(o->status_file, exit_code);
-    char out_partial[4200];
-    snprintf(out_partial, sizeof out_partial, "%s.partial", r.out_path ? r.out_path : "OUT.h5");
+    if (stopped && r.team.rank == 0) say_stopped(&r);
     run_free(&r);
     int finalized = SOWER_MPI_STATUS(MPI_Finalize());
     if (finalized != SOWER_OK) { /* the outcome stands; say that MPI did not end cleanly */
         fprintf(stderr, "sower: warning: [rank %d] ", r.team.rank);
         sower_error_print(stderr, 0);
     }
-    return exit_status(&r.team, exit_code, stopped, mismatches, out_partial);
+    return exit_status(&r.team, exit_code, stopped, mismatches);
 }

@@ -11,6 +11,7 @@
 #include "h5out.h"
 #include "manifest.h"
 #include "model.h"
+#include "output_lock.h"
 #include "pipeline.h"
 #include "plan.h"
 #include "scheduler.h"
@@ -38,9 +39,11 @@ typedef struct {
     size_t per;     /* floats per row: C*H*W */
     Plan plan;      /* the rows this run writes ([plan.lo, plan.hi)) and who renders them */
     char *out_path; /* the file this run writes (the job's output, or the slice's file) */
+    OutputLock lock; /* rank 0: out_path's lock, held from before the output is looked at to the end */
     H5Out out;      /* rank 0: that file, open while the run writes it */
     uint8_t *done;  /* (plan.hi - plan.lo,) rows already in the output (resumed or stitched), skipped */
-    uint64_t n_done;
+    uint64_t n_done;    /* rows done before this run rendered any */
+    uint64_t rows_kept; /* rank 0: rows done in the file when rendering ended (all, unless stopped) */
     int finished_before;              /* --resume-auto found the output already finished: nothing to do */
     double t_render, t_write, t_wait; /* seconds: rendering (+ digests), HDF5 writes, waiting for rows */
     Faults faults;

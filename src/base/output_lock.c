@@ -1,0 +1,241 @@
+/* output_lock.c: see output_lock.h. */
+#define _GNU_SOURCE /* gethostname, kill, link in one place */
+#include "output_lock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "outfile.h"
+
+/* What a lock file says about the run that holds it. */
+typedef struct {
+    char host[256];
+    long pid;
+    unsigned long long pid_start; /* the process's start time in clock ticks after boot; 0: unknown */
+    char started[32];             /* UTC, ISO 8601 */
+    char command[512];
+} LockOwner;
+
+static void this_host(char *out, size_t size)
+{
+    const char *test = getenv("SOWER_TEST_HOSTNAME");
+    if (test && *test)
+        snprintf(out, size, "%s", test);
+    else if (gethostname(out, size) != 0)
+        snprintf(out, size, "unknown-host");
+    out[size - 1] = '\0';
+}
+
+/* Field 22 of /proc/PID/stat: when the process started. With the pid it names one process for as
+ * long as the machine runs, so a recycled pid is not taken for the lock's owner. 0: unknown. */
+static unsigned long long process_start(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name in parentheses may hold spaces */
+    unsigned long long start = 0;
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    if (p) sscanf(p + 1, "%llu", &start);
+    return start;
+}
+
+static void owner_of_this_process(LockOwner *o, const char *command)
+{
+    memset(o, 0, sizeof *o);
+    this_host(o->host, sizeof o->host);
+    o->pid = (long)getpid();
+    o->pid_start = process_start(o->pid);
+    time_t now = time(NULL);
+    struct tm utc;
+    gmtime_r(&now, &utc);
+    strftime(o->started, sizeof o->started, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    snprintf(o->command, sizeof o->command, "%s", command ? command : "sower");
+    for (char *c = o->command; *c; c++) /* one line per field */
+        if (*c == '\n') *c = ' ';
+}
+
+static int write_owner(int fd, const LockOwner *o)
+{
+    char text[1200];
+    int n = snprintf(text, sizeof text, "host: %s\npid: %ld\npid_start: %llu\nstarted: %s\ncommand: %s\n",
+                     o->host, o->pid, o->pid_start, o->started, o->command);
+    return write(fd, text, (size_t)n) == n && fsync(fd) == 0 ? 0 : -1;
+}
+
+/* 0: read; -1: no such file (released meanwhile); 1: there but not a lock sower wrote. */
+static int read_owner(const char *path, LockOwner *o)
+{
+    memset(o, 0, sizeof *o);
+    FILE *f = fopen(path, "r");
+    if (!f) return errno == ENOENT ? -1 : 1;
+    char line[1024];
+    int fields = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (!strncmp(line, "host: ", 6))
+            fields += snprintf(o->host, sizeof o->host, "%s", line + 6) >= 0;
+        else if (!strncmp(line, "pid: ", 5))
+            fields += sscanf(line + 5, "%ld", &o->pid) == 1;
+        else if (!strncmp(line, "pid_start: ", 11))
+            fields += sscanf(line + 11, "%llu", &o->pid_start) == 1;
+        else if (!strncmp(line, "started: ", 9))
+            fields += snprintf(o->started, sizeof o->started, "%s", line + 9) >= 0;
+        else if (!strncmp(line, "command: ", 9))
+            fields += snprintf(o->command, sizeof o->command, "%s", line + 9) >= 0;
+    }
+    fclose(f);
+    return fields == 5 && o->pid > 0 ? 0 : 1;
+}
+
+static int same_owner(const LockOwner *a, const LockOwner *b)
+{
+    return a->pid == b->pid && a->pid_start == b->pid_start && !strcmp(a->host, b->host) &&
+           !strcmp(a->started, b->started);
+}
+
+/* A lock of this host whose process is gone, or whose pid now names a process started later. */
+static int owner_is_gone(const LockOwner *o)
+{
+    char host[256];
+    this_host(host, sizeof host);
+    if (strcmp(host, o->host) != 0) return 0;
+    if (kill((pid_t)o->pid, 0) != 0 && errno == ESRCH) return 1;
+    unsigned long long start = process_start(o->pid);
+    return o->pid_start && start && start != o->pid_start;
+}
+
+static int refuse(const char *lock_path, const char *output_path, const LockOwner *o, int readable)
+{
+    if (!readable)
+        return SOWER_FAIL(SOWER_EPATH,
+                          "output '%s' is locked by '%s', which sower cannot read: if no run is writing this "
+                          "output, delete '%s' and run again (with --resume to keep its rows)",
+                          output_path, lock_path, lock_path);
+    char host[256];
+    this_host(host, sizeof host);
+    if (!strcmp(host, o->host))
+        return SOWER_FAIL(SOWER_EPATH,
+                          "output '%s' is in use by another run: pid %ld on this host, started %s (%s). Wait "
+                          "for it, or stop it with 'kill %ld' (its rows are kept: finish them with --resume)",
+                          output_path, o->pid, o->started, o->command, o->pid);
+    return SOWER_FAIL(SOWER_EPATH,
+                      "output '%s' is in use by another run: host %s, pid %ld, started %s (%s). sower cannot "
+                      "check a process on another host: if that run is gone (a crashed node), delete '%s' "
+                      "and run again with --resume",
+                      output_path, o->host, o->pid, o->started, o->command, lock_path);
+}
+
+/* Moves a stale lock aside, checking that what moved is the lock judged stale (another run may
+ * have taken it over in between: then it is put back). */
+static void take_over(const char *lock_path, const LockOwner *stale)
+{
+    char aside[4300];
+    snprintf(aside, sizeof aside, "%s.stale.%ld", lock_path, (long)getpid());
+    if (rename(lock_path, aside) != 0) return;
+    LockOwner moved;
+    if (read_owner(aside, &moved) == 0 && same_owner(&moved, stale)) {
+        fprintf(stderr,
+                "sower: taking over the stale lock '%s' of pid %ld on %s (started %s): that process no "
+                "longer runs\n",
+                lock_path, stale->pid, stale->host, stale->started);
+    } else if (link(aside, lock_path) != 0) {
+        fprintf(stderr, "sower: warning: the lock '%s' changed hands while it was checked\n", lock_path);
+    }
+    unlink(aside);
+}
+
+/* One attempt to create lock_path holding `me`: 0 made, 1 exists, -1 failed (errno). The lock is
+ * written to a private file first and linked into place, so it never appears half-written. */
+static int try_create(const char *lock_path, const LockOwner *me)
+{
+    char mine[4300];
+    snprintf(mine, sizeof mine, "%s.%s.%ld", lock_path, me->host, me->pid);
+    int fd = open(mine, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -1;
+    int wrote = write_owner(fd, me);
+    close(fd);
+    int made = wrote == 0 ? link(mine, lock_path) : -1, err = errno;
+    struct stat st;
+    if (made != 0 && wrote == 0 && stat(mine, &st) == 0 && st.st_nlink == 2) /* NFS: the reply was lost */
+        made = 0;
+    if (made != 0 && wrote == 0 && err != EEXIST) { /* no hard links here: exclusive create instead */
+        fd = open(lock_path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        err = errno;
+        if (fd >= 0) {
+            made = write_owner(fd, me), err = errno;
+            close(fd);
+        }
+    }
+    unlink(mine);
+    errno = err;
+    return made == 0 ? 0 : err == EEXIST ? 1 : -1;
+}
+
+int output_lock_take(OutputLock *lock, const char *output_path, const char *command)
+{
+    memset(lock, 0, sizeof *lock);
+    size_t len = strlen(output_path);
+    char *path = malloc(len + 8);
+    if (!path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    snprintf(path, len + 8, "%s.lock", output_path);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", output_path);
+    char *slash = strrchr(dir, '/');
+    int status = SOWER_OK;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        status = make_dirs(dir);
+    }
+    LockOwner me, other;
+    owner_of_this_process(&me, command);
+    for (int attempt = 0; status == SOWER_OK && attempt < 4; attempt++) {
+        int made = try_create(path, &me);
+        if (made == 0) {
+            lock->path = path;
+            return SOWER_OK;
+        }
+        if (made < 0) {
+            status = SOWER_FAIL(SOWER_EPATH, "cannot create the lock '%s' of output '%s': %s", path,
+                                output_path, strerror(errno));
+            break;
+        }
+        int found = read_owner(path, &other);
+        if (found < 0) continue; /* released meanwhile */
+        if (found == 0 && owner_is_gone(&other)) {
+            take_over(path, &other);
+            continue;
+        }
+        status = refuse(path, output_path, &other, found == 0);
+    }
+    if (status == SOWER_OK)
+        status = SOWER_FAIL(SOWER_EPATH, "output '%s': its lock '%s' keeps changing hands; try again",
+                            output_path, path);
+    free(path);
+    return status;
+}
+
+void output_lock_release(OutputLock *lock)
+{
+    if (!lock->path) return;
+    LockOwner me, found;
+    owner_of_this_process(&me, NULL);
+    /* Only our own lock: one taken over after this process was judged gone is not ours to remove. */
+    if (read_owner(lock->path, &found) == 0 && found.pid == me.pid && found.pid_start == me.pid_start &&
+        !strcmp(found.host, me.host))
+        unlink(lock->path);
+    free(lock->path);
+    lock->path = NULL;
+}

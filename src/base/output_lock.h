@@ -1,0 +1,28 @@
+/* output_lock.h: one run per output. Before a run touches OUT or OUT.partial it takes OUT.lock, a
+ * small text file naming the run that holds it (host, pid, start time, command). The lock is made
+ * by link(2) of a file already written, which is atomic on local file systems and on NFS, Lustre
+ * and GPFS alike (unlike flock, which several parallel file systems ignore); where link is not
+ * supported it falls back to open(O_CREAT | O_EXCL).
+ *
+ * A lock left by a run that died (kill -9, a node crash) is stale. On the host that made it, a
+ * lock whose process no longer runs (or whose pid now belongs to a younger process) is taken over
+ * with a notice. A lock from another host cannot be checked from here: the run is refused with
+ * the owner's name and how to remove the lock once that run is known to be gone. */
+#ifndef SOWER_OUTPUT_LOCK_H
+#define SOWER_OUTPUT_LOCK_H
+
+#include "err.h"
+
+typedef struct {
+    char *path; /* OUT.lock; NULL when not held */
+} OutputLock;
+
+/* Takes OUT.lock for output_path; SOWER_EPATH (exit 2) naming the holder when another live run has
+ * it, or when the lock cannot be made (directory missing or not writable). `command` ("sower run
+ * job.yaml") is recorded for whoever finds the lock. The host name is gethostname's, or
+ * SOWER_TEST_HOSTNAME's when set (tests simulate a second node with it). */
+int output_lock_take(OutputLock *lock, const char *output_path, const char *command) SOWER_MUST_CHECK;
+/* Removes the lock if this process holds it; safe on a zeroed OutputLock. */
+void output_lock_release(OutputLock *lock);
+
+#endif /* SOWER_OUTPUT_LOCK_H */
