@@ -89,13 +89,13 @@ def main():
             if attrs.keys() != want_attrs.keys() or any(attrs[k] != want_attrs[k] for k in attrs):
                 failures.append(f"{ranks} ranks: root attributes differ after resume")
             print(f"{ranks} rank(s): killed after '{line.decode().strip()}', resumed with {n_kept} rows kept: identical")
-        # --resume refuses an output made from another manifest.
+        # --resume refuses an output of a job whose rows differ, naming the setting.
         other = os.path.join(tmp, "other.yaml")
         open(other, "w").write(JOB.format(model=os.path.abspath(model), count=401))
         partial = os.path.join(tmp, "mixed.h5")
         open(partial + ".partial", "wb").write(open(ref_path, "rb").read())
         r = subprocess.run([sower, "run", other, "-o", partial, "--resume"], capture_output=True)
-        if r.returncode != 2 or b"different manifest" not in r.stderr:
+        if r.returncode != 2 or b"rows differ from this one's: 'rows: 400' there, 'rows: 401' in this job" not in r.stderr:
             failures.append(f"resume of another manifest's output: exit {r.returncode} {r.stderr!r}")
         if open(partial + ".partial", "rb").read() != open(ref_path, "rb").read():
             failures.append("a refused --resume changed or removed the file it refused")

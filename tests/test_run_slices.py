@@ -149,7 +149,7 @@ def main():
             f.attrs["backend_identity"] = identity
         other = os.path.join(tmp, "other.yaml")
         open(other, "w").write(JOB.format(model=model, steps=32, count=299, out=out).replace("eta: 0.3", "eta: 0.4"))
-        expect(run([sower, "run", other, "--stitch", "3", "--force"], 1, mpiexec), 2, "different manifest",
+        expect(run([sower, "run", other, "--stitch", "3", "--force"], 1, mpiexec), 2, "'pipeline: scheduler=ddim steps=32 eta=0.3' there,",
                "stitch of another manifest's slices")
 
         # Graceful stops, then --resume-auto.

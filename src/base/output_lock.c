@@ -33,11 +33,13 @@ static void this_host(char *out, size_t size)
     out[size - 1] = '\0';
 }
 
-/* Field 22 of /proc/PID/stat: when the process started. With the pid it names one process for as
- * long as the machine runs, so a recycled pid is not taken for the lock's owner. 0: unknown. */
-static unsigned long long process_start(long pid)
+/* From /proc/PID/stat: field 22, when the process started (with the pid it names one process for
+ * as long as the machine runs, so a recycled pid is not taken for the lock's owner; 0: unknown),
+ * and field 3, its state ('Z': a zombie, killed but not yet reaped, which holds nothing). */
+static unsigned long long process_start(long pid, char *state)
 {
     char path[64], buf[1024];
+    if (state) *state = '?';
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
@@ -45,6 +47,7 @@ static unsigned long long process_start(long pid)
     fclose(f);
     buf[n] = '\0';
     char *p = strrchr(buf, ')'); /* the command name in parentheses may hold spaces */
+    if (p && state && p[1] == ' ') *state = p[2];
     unsigned long long start = 0;
     for (int field = 2; p && field < 22; field++)
         p = strchr(p + 1, ' ');
@@ -57,7 +60,7 @@ static void owner_of_this_process(LockOwner *o, const char *command)
     memset(o, 0, sizeof *o);
     this_host(o->host, sizeof o->host);
     o->pid = (long)getpid();
-    o->pid_start = process_start(o->pid);
+    o->pid_start = process_start(o->pid, NULL);
     time_t now = time(NULL);
     struct tm utc;
     gmtime_r(&now, &utc);
@@ -113,8 +116,9 @@ static int owner_is_gone(const LockOwner *o)
     this_host(host, sizeof host);
     if (strcmp(host, o->host) != 0) return 0;
     if (kill((pid_t)o->pid, 0) != 0 && errno == ESRCH) return 1;
-    unsigned long long start = process_start(o->pid);
-    return o->pid_start && start && start != o->pid_start;
+    char state;
+    unsigned long long start = process_start(o->pid, &state);
+    return state == 'Z' || (o->pid_start && start && start != o->pid_start);
 }
 
 static int refuse(const char *lock_path, const char *output_path, const LockOwner *o, int readable)

@@ -12,18 +12,15 @@ int check_job_model(const Job *job)
 {
     Model m;
     int status = model_load(&m, job->model_path);
+    char where[4200];
+    job_model_where(job, where, sizeof where);
     if (status != SOWER_OK) {
         char reason[1024];
         snprintf(reason, sizeof reason, "%s", sower_error_message());
         model_free(&m);
-        return SOWER_FAIL(status, "%s:%u:%u: model: %s", job->manifest_path, job->model_mark.line,
-                          job->model_mark.column, reason);
+        return SOWER_FAIL(status, "%s: model: %s", where, reason);
     }
-    if (job->model_digest_pinned) {
-        char where[4200];
-        snprintf(where, sizeof where, "%s:%u:%u", job->manifest_path, job->model_mark.line, job->model_mark.column);
-        status = model_check_digest(&m, job->model_digest, where);
-    }
+    if (job->model_digest_pinned) status = model_check_digest(&m, job->model_digest, where);
     model_free(&m);
     return status;
 }

@@ -88,6 +88,7 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
         return SOWER_FAIL(SOWER_EPATH, "cannot create output '%s' (is the directory there and writable?)",
                           o->partial_path);
     o->created = 1;
+    o->seed_of = seed_of, o->seed_ctx = seed_ctx;
     hsize_t chunk = (hsize_t)chunk_rows < rows ? (hsize_t)chunk_rows : (rows ? rows : 1);
     hsize_t ldims[4] = {rows, (hsize_t)c, (hsize_t)h, (hsize_t)w},
             lchunk[4] = {chunk, (hsize_t)c, (hsize_t)h, (hsize_t)w};
@@ -224,10 +225,54 @@ static int check_same_job(hid_t file, const char *what, const H5JobKey *key)
     return SOWER_OK;
 }
 
+/* Rows claimed done (done (rows,) entries of 1; done NULL: every row) are checked against the
+ * file: the sha256 of the row's latents must be its stored digest, its seed seed_of's. A row that
+ * fails is unmarked in done (when given) and counted in *bad; the first ones are listed in `which`
+ * ("3, 17, 20, ..."). Reads a block of rows at a time, skipping blocks with nothing done. */
+static int recheck_done_rows(hid_t file, const char *what, uint64_t rows, int c, int h, int w, H5SeedOf seed_of,
+                             const void *seed_ctx, uint8_t *done, uint64_t *bad, char *which, size_t which_size)
+{
+    const size_t per = (size_t)c * h * w;
+    const uint64_t block = per * sizeof(float) >= (16u << 20) ? 1 : (16u << 20) / (per * sizeof(float));
+    float *lat = malloc(sizeof(float) * per * block); /* (block, c, h, w) */
+    uint64_t *seeds = malloc(sizeof *seeds * block);  /* (block,) */
+    unsigned char *dig = malloc(DIGEST_BYTES * block); /* (block, 32) */
+    int status = lat && seeds && dig ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    size_t used = 0;
+    *bad = 0;
+    which[0] = '\0';
+    for (uint64_t r0 = 0; r0 < rows && status == SOWER_OK; r0 += block) {
+        const uint64_t n = rows - r0 < block ? rows - r0 : block;
+        int any = !done;
+        for (uint64_t i = 0; i < n && !any; i++)
+            any = done[r0 + i] == 1;
+        if (!any) continue;
+        status = h5file_read_block(file, what, r0, n, c, h, w, lat, seeds, dig, NULL);
+        for (uint64_t i = 0; i < n && status == SOWER_OK; i++) {
+            if (done && done[r0 + i] != 1) continue;
+            unsigned char d[DIGEST_BYTES];
+            status = digest_buffer(lat + per * i, sizeof(float) * per, d);
+            if (status != SOWER_OK || (memcmp(d, dig + DIGEST_BYTES * i, DIGEST_BYTES) == 0 &&
+                                       (!seed_of || seeds[i] == seed_of(seed_ctx, r0 + i))))
+                continue;
+            if (done) done[r0 + i] = 0;
+            if (++*bad <= 8 && used < which_size)
+                used += (size_t)snprintf(which + used, which_size - used, "%s%llu", *bad > 1 ? ", " : "",
+                                         (unsigned long long)(r0 + i));
+            else if (*bad == 9 && used < which_size)
+                used += (size_t)snprintf(which + used, which_size - used, ", ...");
+        }
+    }
+    free(lat), free(seeds), free(dig);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
 static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                       uint8_t *done)
+                       H5SeedOf seed_of, const void *seed_ctx, uint8_t *done)
 {
     SOWER_TRY(start(o, path, rows, c, h, w));
+    o->seed_of = seed_of, o->seed_ctx = seed_ctx;
     o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (o->file < 0)
         return SOWER_FAIL(SOWER_EPATH,
@@ -245,6 +290,16 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0)
         return SOWER_FAIL(SOWER_EIO, "%s: cannot open its datasets", what);
     H5_TRY(H5Dread(o->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done), "read /" LAYOUT_DONE);
+    /* Trust no row for its mark alone: a file edited or damaged since is re-rendered where it fails. */
+    uint64_t bad = 0;
+    char which[160];
+    SOWER_TRY(recheck_done_rows(o->file, what, rows, c, h, w, seed_of, seed_ctx, done, &bad, which, sizeof which));
+    if (bad)
+        fprintf(stderr,
+                "sower run: warning: %s: %llu row%s marked done fail%s the check of bytes against digest and "
+                "seed against the job (row%s %s): rendering %s again\n",
+                what, (unsigned long long)bad, bad == 1 ? "" : "s", bad == 1 ? "s" : "", bad == 1 ? "" : "s", which,
+                bad == 1 ? "it" : "them");
     /* A previous run may have died while writing its run facts or verification: start those anew. */
     if (H5Lexists(o->file, LAYOUT_RUN, H5P_DEFAULT) > 0) H5Ldelete(o->file, LAYOUT_RUN, H5P_DEFAULT);
     if (H5Lexists(o->file, LAYOUT_VERIFY, H5P_DEFAULT) > 0) H5Ldelete(o->file, LAYOUT_VERIFY, H5P_DEFAULT);
@@ -252,9 +307,9 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
 }
 
 int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                 uint8_t *done)
+                 H5SeedOf seed_of, const void *seed_ctx, uint8_t *done)
 {
-    int status = resume_open(o, path, rows, c, h, w, key, done);
+    int status = resume_open(o, path, rows, c, h, w, key, seed_of, seed_ctx, done);
     if (status != SOWER_OK) /* a refused resume leaves the user's file as it was: never abandoned */
         h5out_keep_partial(o);
     SOWER_TRY(status);
@@ -383,22 +438,26 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     float *lat = malloc(sizeof(float) * per * BLOCK); /* (BLOCK, c, h, w) */
     unsigned char *dig = malloc(32 * BLOCK);          /* (BLOCK, 32) */
     uint8_t *fin = malloc(BLOCK);                     /* (BLOCK,) the slice's /done */
-    int status = lat && dig && fin ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    uint64_t *seeds = malloc(sizeof *seeds * BLOCK);  /* (BLOCK,) */
+    int status = lat && dig && fin && seeds ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     char what[4200];
     snprintf(what, sizeof what, "slice '%s'", slice_path);
+    const uint64_t rendered = o->rows_written; /* copies are not this run's work: the slices keep them */
     if (status == SOWER_OK) status = check_slice(o, in, what, slice_tag, lo, hi, key);
     for (uint64_t r0 = lo; r0 < hi && status == SOWER_OK; r0 += BLOCK) {
         uint64_t n = hi - r0 < BLOCK ? hi - r0 : BLOCK, at = r0 - lo;
-        status = h5file_read_block(in, what, at, n, o->c, o->h, o->w, lat, NULL, dig, fin);
+        status = h5file_read_block(in, what, at, n, o->c, o->h, o->w, lat, seeds, dig, fin);
         if (status != SOWER_OK) break;
         for (uint64_t i = 0; i < n && status == SOWER_OK; i++) {
             unsigned char d[32];
             status = digest_buffer(lat + per * i, sizeof(float) * per, d);
-            if (status == SOWER_OK && (fin[i] != 1 || memcmp(d, dig + 32 * i, 32) != 0))
+            const int seed_ok = !o->seed_of || seeds[i] == o->seed_of(o->seed_ctx, r0 + i);
+            if (status == SOWER_OK && (fin[i] != 1 || memcmp(d, dig + 32 * i, 32) != 0 || !seed_ok))
                 status = SOWER_FAIL(SOWER_EINPUT, "slice '%s': row %llu (job row %llu) is %s", slice_path,
                                     (unsigned long long)(at + i), (unsigned long long)(r0 + i),
-                                    fin[i] != 1 ? "not marked done (the slice is incomplete)"
-                                                : "corrupt (its bytes do not match its digest)");
+                                    fin[i] != 1                    ? "not marked done (the slice is incomplete)"
+                                    : !seed_ok                     ? "of another seed than the job's"
+                                                                   : "corrupt (its bytes do not match its digest)");
         }
         /* Rows already done (a resumed stitch) are left as they are; the rest go in as runs. */
         for (uint64_t i = 0; i < n && status == SOWER_OK;) {
@@ -416,13 +475,14 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
         }
     }
     H5Fclose(in);
-    free(lat), free(dig), free(fin);
+    o->rows_written = rendered;
+    free(lat), free(dig), free(fin), free(seeds);
     SOWER_TRY(status);
     return SOWER_OK;
 }
 
 int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int c, int h, int w,
-                      int *finished)
+                      H5SeedOf seed_of, const void *seed_ctx, int *finished)
 {
     *finished = 0;
     FILE *probe = fopen(path, "rb");
@@ -448,6 +508,16 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
                             "%s exists, but %llu of its %llu rows are not marked done (a damaged "
                             "file?): not taking it as finished, nor replacing it (pass --force)",
                             what, (unsigned long long)not_done, (unsigned long long)rows);
+    uint64_t bad = 0;
+    char which[160];
+    if (status == SOWER_OK)
+        status = recheck_done_rows(file, what, rows, c, h, w, seed_of, seed_ctx, NULL, &bad, which, sizeof which);
+    if (status == SOWER_OK && bad)
+        status = SOWER_FAIL(SOWER_EINPUT,
+                            "%s exists, but %llu of its rows fail the check of bytes against digest and seed "
+                            "against the job (row%s %s): a damaged file; not taking it as finished, nor "
+                            "replacing it (pass --force)",
+                            what, (unsigned long long)bad, bad == 1 ? "" : "s", which);
     H5Fclose(file);
     SOWER_TRY(status);
     *finished = 1;

@@ -16,7 +16,9 @@ typedef struct {
     int c, h, w;
     char *path, *partial_path;
     int created;           /* this run created PATH.partial (else it resumed one) */
-    uint64_t rows_written; /* rows this run wrote into it */
+    uint64_t (*seed_of)(const void *ctx, uint64_t row); /* the job's seed of each row, for checks */
+    const void *seed_ctx;
+    uint64_t rows_written; /* rows this run rendered into it (copies from slices are not counted) */
 } H5Out;
 
 typedef struct {
@@ -37,14 +39,15 @@ typedef uint64_t (*H5SeedOf)(const void *ctx, uint64_t row);
 /* Creates PATH.partial with the datasets sized for rows x (c, h, w), /seeds and the root attributes. */
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
-/* Reopens PATH.partial left by an interrupted run of the same job: its format and format_version
+/* Reopens PATH.partial left by an interrupted run of the same job (seed_of gives each row's seed): its format and format_version
  * must be this sower's (h5_layout.h), its job key, weights_sha256 and backend_identity must equal
  * key's (else SOWER_EINPUT naming which setting differs), its stored manifest and job key must
  * match their digests and its shape must match.
- * Fills done (rows,) from /done and removes any /run and /verify. When refused, the file is closed
+ * Fills done (rows,) from /done, less the rows whose bytes do not match their digest or whose seed
+ * is not the job's (they are rendered again; a warning counts them), and removes any /run and /verify. When refused, the file is closed
  * and kept as it was (o is left closed). */
 int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                 uint8_t *done) SOWER_MUST_CHECK;
+                 H5SeedOf seed_of, const void *seed_ctx, uint8_t *done) SOWER_MUST_CHECK;
 /* Rows [row0, row0 + n): latents (n, c, h, w) and digests (n, 32); then marks them done. */
 int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents,
                      const unsigned char *digests) SOWER_MUST_CHECK;
@@ -60,15 +63,16 @@ int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_
 /* Copies the rows of a finished slice file (`sower run --slice K/N`, slice attribute `slice_tag`)
  * into rows [lo, hi) of o, skipping rows already done (done (rows,) is updated). The slice must be
  * of this format, of the same manifest, weights and backend identity (key), complete, of the right
- * shape, and every row's bytes must match its stored digest; else SOWER_EINPUT naming the slice and what
+ * shape, and every row's bytes must match its stored digest and its seed the job's; else SOWER_EINPUT naming the slice and what
  * differs. */
 int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, uint64_t lo, uint64_t hi,
                      const H5JobKey *key, uint8_t *done) SOWER_MUST_CHECK;
 /* 1 when PATH is a finished sower output (this format) of this job (key) with rows x (c, h, w),
- * every row marked done; 0 when PATH does not exist; SOWER_EINPUT when it exists but is something
- * else, or damaged (never overwritten silently). */
+ * every row marked done, matching its digest and holding its seed (seed_of); 0 when PATH does not
+ * exist; SOWER_EINPUT when it exists but is something else, or damaged (never overwritten
+ * silently), naming the first rows that fail. */
 int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int c, int h, int w,
-                      int *finished) SOWER_MUST_CHECK;
+                      H5SeedOf seed_of, const void *seed_ctx, int *finished) SOWER_MUST_CHECK;
 /* Closes PATH.partial and keeps it, for a later --resume (an interrupted run). */
 void h5out_keep_partial(H5Out *o);
 /* Closes and renames PATH.partial to PATH. */

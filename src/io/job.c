@@ -150,3 +150,9 @@ void job_print(const Job *job, FILE *s)
     if (u->account[0])
         fprintf(s, "  account: %s\n", u->account);
 }
+
+void job_model_where(const Job *job, char *out, size_t size)
+{
+    snprintf(out, size, "%s:%u:%u", job->manifest_path ? job->manifest_path : "(manifest)", job->model_mark.line,
+             job->model_mark.column);
+}

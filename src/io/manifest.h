@@ -89,6 +89,8 @@ uint64_t job_verify_rows(const Job *job);
 void job_slice_bounds(const Job *job, int k, int n, uint64_t *lo, uint64_t *hi);
 /* Writes a warning naming the first pair of seeds whose low 32 bits are equal (identical noise). */
 void job_warn_seed_collisions(const Job *job, FILE *stream);
+/* "MANIFEST:LINE:COLUMN" of the job's model key into out, for messages about the model it names. */
+void job_model_where(const Job *job, char *out, size_t size);
 /* The normalised job (every default filled in) as YAML. */
 void job_print(const Job *job, FILE *stream);
 

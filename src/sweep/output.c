@@ -111,11 +111,12 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
     const uint64_t rows = r->plan.hi - r->plan.lo;
     if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
         SOWER_TRY(h5out_resume(out, r->out_path, rows, cfg->in_channels, cfg->sample_height,
-                               cfg->sample_width, &key, r->done));
+                               cfg->sample_width, &key, seed_of_row, r, r->done));
     } else {
         if (o->resume_auto) {
             SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels,
-                                        cfg->sample_height, cfg->sample_width, &r->finished_before));
+                                        cfg->sample_height, cfg->sample_width, seed_of_row, r,
+                                        &r->finished_before));
             if (r->finished_before) return SOWER_OK;
         }
         SOWER_TRY(create_output(r, out));

@@ -161,7 +161,14 @@ static int plan_resources(Run *r, const RunOptions *o)
 static int load_model(Run *r, const RunOptions *o)
 {
     (void)o;
-    SOWER_TRY(model_load_opt(&r->model, r->job.model_path, weight_share_reads_file(&r->share)));
+    char where[4200];
+    job_model_where(&r->job, where, sizeof where);
+    int status = model_load_opt(&r->model, r->job.model_path, weight_share_reads_file(&r->share));
+    if (status != SOWER_OK && status != SOWER_ENOMEM) { /* name the manifest line, as its other errors do */
+        char reason[1024];
+        snprintf(reason, sizeof reason, "%s", sower_error_message());
+        return SOWER_FAIL(status, "%s: model: %s", where, reason);
+    }
     const UNetConfig *cfg = &r->model.unet.cfg;
     if (!cfg->sample_height)
         return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null", r->model.unet_config_path);
@@ -185,8 +192,9 @@ static int check_weights(Run *r, const RunOptions *o)
 {
     (void)o;
     SOWER_TRY(weight_share_digest(&r->share, r->model.weights_sha256));
-    if (r->job.model_digest_pinned)
-        SOWER_TRY(model_check_digest(&r->model, r->job.model_digest, r->job.manifest_path));
+    char where[4200];
+    job_model_where(&r->job, where, sizeof where);
+    if (r->job.model_digest_pinned) SOWER_TRY(model_check_digest(&r->model, r->job.model_digest, where));
     return SOWER_OK;
 }
 

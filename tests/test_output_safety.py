@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""One run per output, and no finished row lost or falsely accepted, on the careless paths:
+
+- two `sower run` of one job at once on one host: the second is refused (exit 2) naming the first
+  (pid, start time), touches nothing, and the first finishes identical to an uninterrupted run; a
+  `--resume` meanwhile is refused the same way ("in use", not "no interrupted run");
+- two "hosts" (SOWER_TEST_HOSTNAME) sharing the directory: the second is refused naming the host and
+  the lock to delete; after kill -9 of the first, the other host is still refused (it cannot check
+  a remote pid), the first host takes the stale lock over;
+- kill -9, then a plain rerun without --resume: refused (exit 2) with how many rows the .partial
+  holds, the .partial byte for byte as it was; --resume then finishes it identical;
+- a manifest changed only where no bit changes (a comment, name, threads, batch, verify) resumes;
+  one whose steps changed is refused naming the setting;
+- SIGINT to mpirun (2 and 3 ranks) and SIGTERM to the ranks (as scancel does): the hint to resume
+  printed once by rank 0, the status file says 3, the lock is gone, the rows kept match the
+  reference; srun-style SIGTERM to the ranks gives exit 3 (Open MPI's mpirun itself exits 1 after
+  its own SIGINT whatever the ranks return); --resume finishes identical;
+- `sower verify` / `sower export` of a .partial: exit 2, "unfinished (N of M rows done)".
+
+usage: test_output_safety.py SOWER_BINARY MPIEXEC MODEL_DIR
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+failures = []
+ROWS = 48
+
+JOB = """sower: 1
+name: safety-test
+model: {model}
+pipeline: {{scheduler: ddim, steps: {steps}, eta: 0.3, batch: 2{extra}}}
+seeds:
+  ranges: [{{start: 0, count: {rows}}}]
+output: {{path: out.h5}}
+verify: {{count: 2}}
+"""
+DATASETS = ("latents", "seeds", "digest", "done")
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def contents(path):
+    with h5py.File(path, "r") as f:
+        return {k: f[k][...] for k in DATASETS}
+
+
+def same_as(path, ref, what):
+    got, want = contents(path), contents(ref)
+    for k in DATASETS:
+        check(np.array_equal(got[k], want[k]), f"{what}: /{k} differs from the uninterrupted run")
+
+
+def kept_rows_match(partial, ref, what):
+    """The rows a stopped or killed run marked done are the reference's rows, bit for bit."""
+    with h5py.File(partial, "r") as f:
+        done = f["done"][...] == 1
+        lat, dig = f["latents"][...], f["digest"][...]
+    want = contents(ref)
+    check(np.array_equal(lat[done], want["latents"][done]) and np.array_equal(dig[done], want["digest"][done]),
+          f"{what}: a kept row differs from the reference")
+    return int(done.sum())
+
+
+def launch(argv, ranks, mpiexec):
+    return argv if ranks == 1 else [mpiexec, "-np", str(ranks), "--oversubscribe"] + argv
+
+
+def run(argv, env=None, timeout=300):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        failures.append(f"{argv}: hung (no exit in {timeout} s)")
+        return None
+
+
+def expect(r, code, texts, what):
+    if r is None:
+        return False
+    missing = [t for t in texts if t not in r.stderr]
+    return check(r.returncode == code and not missing,
+                 f"{what}: exit {r.returncode} (expected {code}), missing {missing}: {r.stderr.strip()[-700:]}")
+
+
+def start(argv, env=None):
+    """Starts argv in its own session; returns once it reports written rows (so it holds the lock)."""
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline, err = time.time() + 120, b""
+    while time.time() < deadline:
+        line = p.stderr.readline()
+        err += line
+        if not line or (line.startswith(b"[sower]") and not line.startswith(b"[sower] 0/")):
+            break
+    p.early_err = err
+    return p
+
+
+def kill9(p, out):
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    subprocess.run(["pkill", "-9", "-f", out], capture_output=True)  # ranks outside the launcher's group
+    for _ in range(100):
+        if subprocess.run(["pgrep", "-f", out], capture_output=True).returncode != 0:
+            break
+        time.sleep(0.1)
+
+
+def env_host(name):
+    env = dict(os.environ)
+    env["SOWER_TEST_HOSTNAME"] = name
+    return env
+
+
+def main():
+    sower, mpiexec, model = os.path.abspath(sys.argv[1]), sys.argv[2], os.path.abspath(sys.argv[3])
+    os.environ["SOWER_PROGRESS_SECONDS"] = "0.1"
+    with tempfile.TemporaryDirectory() as tmp:
+        job = os.path.join(tmp, "job.yaml")
+        open(job, "w").write(JOB.format(model=model, steps=60, rows=ROWS, extra=""))
+        ref = os.path.join(tmp, "ref.h5")
+        r = run([sower, "run", job, "-o", ref])
+        if not expect(r, 0, [], "the reference run"):
+            return
+
+        # 1. Two runs of one output at once, one host.
+        out = os.path.join(tmp, "two.h5")
+        first = start([sower, "run", job, "-o", out])
+        r = run([sower, "run", job, "-o", out])
+        expect(r, 2, ["is in use by another run", f"pid {first.pid} on this host", "sower run"], "a second run")
+        r = run([sower, "run", job, "-o", out, "--resume"])
+        expect(r, 2, ["is in use by another run"], "--resume of a partial in use")
+        r = run([sower, "run", job, "-o", out, "--force"])
+        expect(r, 2, ["is in use by another run"], "--force on an output in use")
+        first.stderr.read()
+        check(first.wait() == 0, f"the first run failed beside the refused ones: {first.returncode}")
+        same_as(out, ref, "the first of two concurrent runs")
+        check(not os.path.exists(out + ".lock"), "the lock outlived its run")
+        print("two runs at once: the second (plain, --resume, --force) refused, the first finished identical")
+
+        # 2. Two hosts on one shared directory; kill -9; a plain rerun.
+        out = os.path.join(tmp, "hosts.h5")
+        first = start([sower, "run", job, "-o", out], env=env_host("node-a"))
+        r = run([sower, "run", job, "-o", out], env=env_host("node-b"))
+        expect(r, 2, ["host node-a", f"pid {first.pid}", f"delete '{out}.lock'"], "a run on another host")
+        kill9(first, out)
+        check(os.path.exists(out + ".lock") and os.path.exists(out + ".partial"), "kill -9 left no lock or .partial")
+        before = open(out + ".partial", "rb").read()
+        r = run([sower, "run", job, "-o", out, "--resume"], env=env_host("node-b"))
+        expect(r, 2, ["host node-a", "cannot check a process on another host"], "--resume from another host after kill -9")
+        r = run([sower, "run", job, "-o", out], env=env_host("node-a"))
+        with h5py.File(out + ".partial", "r") as f:
+            held = int(f["done"][...].sum())
+        expect(r, 2, ["taking over the stale lock", f"holds {held} of {ROWS} rows", "--resume", "--force"],
+               "a plain rerun after kill -9")
+        check(open(out + ".partial", "rb").read() == before, "a refused run changed the .partial")
+        check(not os.path.exists(out), "a refused run made OUT")
+        r = run([sower, "run", job, "-o", out, "--resume"], env=env_host("node-a"))
+        if expect(r, 0, [f"resuming: {held} of {ROWS} rows already written"], "--resume after kill -9"):
+            same_as(out, ref, "kill -9 + --resume")
+        check(not os.path.exists(out + ".lock"), "a stale lock was left behind")
+        print(f"two hosts: refused across hosts; kill -9 after {held} rows; plain rerun refused; --resume identical")
+
+        # 3. What may change between a run and its --resume: what changes no bit.
+        out = os.path.join(tmp, "edited.h5")
+        kill9(start([sower, "run", job, "-o", out]), out)
+        edited = os.path.join(tmp, "edited.yaml")
+        text = JOB.format(model=model, steps=60, rows=ROWS, extra=", threads: 1").replace("batch: 2", "batch: 5")
+        open(edited, "w").write("# edited after the kill\n" + text.replace("safety-test", "renamed")
+                                .replace("count: 2}", "count: 5}"))
+        steps = os.path.join(tmp, "steps.yaml")
+        open(steps, "w").write(JOB.format(model=model, steps=50, rows=ROWS, extra=""))
+        r = run([sower, "run", steps, "-o", out, "--resume"])
+        expect(r, 2, ["'pipeline: scheduler=ddim steps=60 eta=0.3' there, 'pipeline: scheduler=ddim steps=50 eta=0.3'"],
+               "--resume with other steps")
+        r = run([sower, "run", edited, "-o", out, "--resume"])
+        if expect(r, 0, [], "--resume with a comment, name, threads, batch and verify changed"):
+            same_as(out, ref, "edited manifest + --resume")
+        print("--resume: comment/name/threads/batch/verify changed accepted (identical); steps changed refused")
+
+        # 4. Stops under mpirun: SIGINT to mpirun (2, 3 ranks), SIGTERM to the ranks (3 ranks).
+        for case, (ranks, how) in enumerate(((2, "SIGINT to mpirun"), (3, "SIGINT to mpirun"),
+                                             (3, "SIGTERM to the ranks"))):
+            out = os.path.join(tmp, f"stop{case}.h5")
+            status = os.path.join(tmp, "status")
+            if os.path.exists(status):
+                os.remove(status)
+            p = start(launch([sower, "run", job, "-o", out, "--status-file", status], ranks, mpiexec))
+            if how.endswith("mpirun"):
+                os.kill(p.pid, signal.SIGINT)
+            else:
+                for pid in subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split():
+                    os.kill(int(pid), signal.SIGTERM)
+            err = (p.early_err + p.stderr.read()).decode()
+            code = p.wait()
+            what = f"{ranks} ranks, {how}"
+            check(err.count("stopped early:") == 1 and "--resume" in err, f"{what}: the hint is not printed once: {err[-900:]}")
+            check(os.path.exists(status) and open(status).read() == "3\n", f"{what}: the status file does not say 3")
+            if how.endswith("ranks"):
+                check(code == 3, f"{what}: exit {code}, expected 3")
+            check(not os.path.exists(out + ".lock"), f"{what}: the lock was left behind")
+            if not check(os.path.exists(out + ".partial") and not os.path.exists(out), f"{what}: expected only OUT.partial"):
+                continue
+            kept = kept_rows_match(out + ".partial", ref, what)
+            r = run(launch([sower, "run", job, "-o", out, "--resume"], ranks, mpiexec))
+            if expect(r, 0, [], f"{what}: --resume"):
+                same_as(out, ref, f"{what} + --resume")
+            print(f"{what}: exit {code}, {kept} rows kept, hint once, status file 3, no lock; --resume identical")
+
+        # 5. Readers of an unfinished file say so.
+        out = os.path.join(tmp, "reader.h5")
+        kill9(start([sower, "run", job, "-o", out]), out)
+        with h5py.File(out + ".partial", "r") as f:
+            held = int(f["done"][...].sum())
+        for argv in ([sower, "verify", out + ".partial", "--model", model],
+                     [sower, "export", out + ".partial", "--png", os.path.join(tmp, "x.png")]):
+            expect(run(argv), 2, [f"unfinished ({held} of {ROWS} rows done", "--resume"], f"sower {argv[1]} of a .partial")
+        check(not os.path.exists(os.path.join(tmp, "x.png")), "export of a .partial wrote a PNG")
+        print(f"verify and export of a .partial: exit 2, unfinished (N of M rows done)")
+    for f in failures:
+        print("FAIL:", f, file=sys.stderr)
+    print(f"test_output_safety: {len(failures)} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
