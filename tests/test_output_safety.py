@@ -15,7 +15,11 @@
   printed once by rank 0, the status file says 3, the lock is gone, the rows kept match the
   reference; srun-style SIGTERM to the ranks gives exit 3 (Open MPI's mpirun itself exits 1 after
   its own SIGINT whatever the ranks return); --resume finishes identical;
-- `sower verify` / `sower export` of a .partial: exit 2, "unfinished (N of M rows done)".
+- `sower verify` / `sower export` of a .partial: exit 2, "unfinished (N of M rows done)";
+- partials edited with h5py (/done = 1 on zeroed rows, a flipped byte in a done row, an altered
+  digest or seed): --resume re-renders exactly those rows (named in a warning) and finishes
+  identical; --resume-auto refuses a finished output so damaged (exit 2, row numbers), unchanged;
+  an empty .partial is refused and left empty.
 
 usage: test_output_safety.py SOWER_BINARY MPIEXEC MODEL_DIR
 """
@@ -226,6 +230,50 @@ def main():
             expect(run(argv), 2, [f"unfinished ({held} of {ROWS} rows done", "--resume"], f"sower {argv[1]} of a .partial")
         check(not os.path.exists(os.path.join(tmp, "x.png")), "export of a .partial wrote a PNG")
         print(f"verify and export of a .partial: exit 2, unfinished (N of M rows done)")
+
+        # 6. Rows are re-checked, not trusted for their mark.
+        def zero_row(f):
+            f["latents"][3] = 0
+            f["digest"][3] = 0
+
+        def flip_byte(f):
+            f["latents"][5, 0, 0, 0] = -f["latents"][5, 0, 0, 0]
+
+        def alter_digest(f):
+            f["digest"][6, 0] ^= 1
+
+        def alter_seed(f):
+            f["seeds"][7] = 10**12
+
+        edits = (("a zeroed row 3 marked done", zero_row, "3"), ("a flipped byte in row 5", flip_byte, "5"),
+                 ("an altered digest of row 6", alter_digest, "6"), ("an altered seed of row 7", alter_seed, "7"))
+        for name, edit, row in edits:
+            out = os.path.join(tmp, "edited-rows.h5")
+            with open(out + ".partial", "wb") as f:
+                f.write(open(ref, "rb").read())
+            with h5py.File(out + ".partial", "r+") as f:
+                del f["run"], f["verify"]
+                f["done"][20:] = 0  # an interrupted run's file
+                edit(f)
+            r = run([sower, "run", job, "-o", out, "--resume"])
+            if expect(r, 0, [f"1 row marked done fails the check", f"(row {row})"], f"--resume of a partial with {name}"):
+                same_as(out, ref, f"--resume of a partial with {name}")
+            os.remove(out)
+            finished = os.path.join(tmp, "finished-edited.h5")
+            with open(finished, "wb") as f:
+                f.write(open(ref, "rb").read())
+            with h5py.File(finished, "r+") as f:
+                edit(f)
+            before = open(finished, "rb").read()
+            r = run([sower, "run", job, "-o", finished, "--resume-auto"])
+            expect(r, 2, [f"1 of its rows fail the check", f"(row {row})", "--force"], f"--resume-auto of an output with {name}")
+            check(open(finished, "rb").read() == before, f"--resume-auto changed an output with {name}")
+        empty = os.path.join(tmp, "empty.h5")
+        open(empty + ".partial", "wb").close()
+        expect(run([sower, "run", job, "-o", empty, "--resume"]), 2, ["an empty file"], "--resume of an empty .partial")
+        expect(run([sower, "run", job, "-o", empty]), 2, ["not replacing it without --force"], "a rerun beside an empty .partial")
+        check(os.path.getsize(empty + ".partial") == 0, "a refused --resume wrote into an empty .partial")
+        print("edited partials: the edited rows re-rendered, identical; damaged finished outputs refused; empty refused")
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     print(f"test_output_safety: {len(failures)} failures")

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "digest.h"
 #include "h5_layout.h"
@@ -63,6 +64,25 @@ static int write_rows(H5Out *o, hid_t ds, hid_t memtype, int rank, const hsize_t
                       uint64_t n, const void *data, const char *what);
 static void close_all(H5Out *o);
 
+/* /seeds from o->seed_of, a block at a time (no rows-sized array). */
+static int write_seeds(H5Out *o)
+{
+    enum { SEED_BLOCK = 1 << 16 };
+    uint64_t *block = malloc(sizeof *block * SEED_BLOCK); /* (SEED_BLOCK,) */
+    if (!block) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    int status = SOWER_OK;
+    for (uint64_t r0 = 0; r0 < o->rows && status == SOWER_OK; r0 += SEED_BLOCK) {
+        uint64_t n = o->rows - r0 < SEED_BLOCK ? o->rows - r0 : SEED_BLOCK;
+        for (uint64_t i = 0; i < n; i++)
+            block[i] = o->seed_of(o->seed_ctx, r0 + i);
+        hsize_t one_dim[1] = {0};
+        status = write_rows(o, o->seeds, H5T_NATIVE_UINT64, 1, one_dim, r0, n, block, "write /" LAYOUT_SEEDS);
+    }
+    free(block);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
 /* Fills the shape and the two paths (PATH and PATH.partial) of a new or resumed output. */
 static int start(H5Out *o, const char *path, uint64_t rows, int c, int h, int w)
 {
@@ -99,20 +119,7 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     o->done = make_dataset(o->file, LAYOUT_DONE, H5T_STD_U8LE, 1, ldims, lchunk, 0);
     if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0)
         return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to create the datasets", o->partial_path);
-    enum { SEED_BLOCK = 1 << 16 };
-    uint64_t *block = malloc(sizeof *block * SEED_BLOCK); /* (SEED_BLOCK,) */
-    if (!block) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    int seeds_status = SOWER_OK;
-    for (uint64_t r0 = 0; r0 < rows && seeds_status == SOWER_OK; r0 += SEED_BLOCK) {
-        uint64_t n = rows - r0 < SEED_BLOCK ? rows - r0 : SEED_BLOCK;
-        for (uint64_t i = 0; i < n; i++)
-            block[i] = seed_of(seed_ctx, r0 + i);
-        hsize_t one_dim[1] = {0};
-        seeds_status =
-            write_rows(o, o->seeds, H5T_NATIVE_UINT64, 1, one_dim, r0, n, block, "write /" LAYOUT_SEEDS);
-    }
-    free(block);
-    SOWER_TRY(seeds_status);
+    SOWER_TRY(write_seeds(o));
     hid_t root = H5Gopen2(o->file, "/", H5P_DEFAULT);
     for (int i = 0; i < n_attrs; i++) {
         int status = string_attr(o, root, attrs[i].key, attrs[i].value);
@@ -273,16 +280,25 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
 {
     SOWER_TRY(start(o, path, rows, c, h, w));
     o->seed_of = seed_of, o->seed_ctx = seed_ctx;
-    o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
-    if (o->file < 0)
-        return SOWER_FAIL(SOWER_EPATH,
-                          "--resume: cannot open '%s' (no interrupted run of this output to resume)",
-                          o->partial_path);
     char what[4200];
     snprintf(what, sizeof what, "--resume: '%s'", o->partial_path);
-    SOWER_TRY(h5file_check_format(o->file, what));
-    SOWER_TRY(check_same_job(o->file, what, key));
-    SOWER_TRY(h5file_check_layout(o->file, what, rows, c, h, w));
+    struct stat st;
+    if (stat(o->partial_path, &st) != 0)
+        return SOWER_FAIL(SOWER_EPATH, "%s: no such file (no interrupted run of this output to resume)", what);
+    /* Checked read-only first: HDF5 would write a superblock into an empty or foreign file opened
+     * for writing, and a refused file must stay exactly as it was. */
+    hid_t probe = st.st_size > 0 ? H5Fopen(o->partial_path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (probe < 0)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: %s: not replacing it without --force", what,
+                          st.st_size ? "not an HDF5 file sower can open (damaged, or another kind of file)"
+                                     : "an empty file (the run died before writing it)");
+    int status = h5file_check_format(probe, what);
+    if (status == SOWER_OK) status = check_same_job(probe, what, key);
+    if (status == SOWER_OK) status = h5file_check_layout(probe, what, rows, c, h, w);
+    H5Fclose(probe);
+    SOWER_TRY(status);
+    o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (o->file < 0) return SOWER_FAIL(SOWER_EPATH, "%s: cannot open it for writing", what);
     o->latents = H5Dopen2(o->file, LAYOUT_LATENTS, H5P_DEFAULT);
     o->seeds = H5Dopen2(o->file, LAYOUT_SEEDS, H5P_DEFAULT);
     o->digest = H5Dopen2(o->file, LAYOUT_DIGEST, H5P_DEFAULT);
@@ -300,6 +316,7 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
                 "seed against the job (row%s %s): rendering %s again\n",
                 what, (unsigned long long)bad, bad == 1 ? "" : "s", bad == 1 ? "s" : "", bad == 1 ? "" : "s", which,
                 bad == 1 ? "it" : "them");
+    if (bad) SOWER_TRY(write_seeds(o)); /* a row whose seed was altered gets the job's back */
     /* A previous run may have died while writing its run facts or verification: start those anew. */
     if (H5Lexists(o->file, LAYOUT_RUN, H5P_DEFAULT) > 0) H5Ldelete(o->file, LAYOUT_RUN, H5P_DEFAULT);
     if (H5Lexists(o->file, LAYOUT_VERIFY, H5P_DEFAULT) > 0) H5Ldelete(o->file, LAYOUT_VERIFY, H5P_DEFAULT);
