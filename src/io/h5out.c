@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "h5out.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +13,23 @@
 #include "h5_layout.h"
 #include "h5file.h"
 
+/* errno survives HDF5's own calls after a failed write(2): a full disk or quota is named as such. */
 #define H5_TRY(call, what)                                                                                   \
     do {                                                                                                     \
-        if ((call) < 0) return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to %s", o->partial_path, what);        \
+        errno = 0;                                                                                           \
+        if ((call) < 0) return h5_failure(o, what, errno);                                                   \
     } while (0)
+
+static int h5_failure(const H5Out *o, const char *what, int err)
+{
+    if (err == ENOSPC || err == EDQUOT)
+        return SOWER_FAIL(SOWER_EIO,
+                          "%s: HDF5 failed to %s: %s (the rows marked done so far are kept: make room, then "
+                          "run again with --resume)",
+                          o->partial_path, what, strerror(err));
+    return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to %s%s%s", o->partial_path, what, err ? ": " : "",
+                      err ? strerror(err) : "");
+}
 
 static hid_t no_times_dcpl(void)
 {
@@ -254,12 +268,18 @@ static int recheck_done_rows(hid_t file, const char *what, uint64_t rows, int c,
         for (uint64_t i = 0; i < n && !any; i++)
             any = done[r0 + i] == 1;
         if (!any) continue;
-        status = h5file_read_block(file, what, r0, n, c, h, w, lat, seeds, dig, NULL);
+        /* A block HDF5 cannot read (a write cut short by a full disk) is read a row at a time: the
+         * rows that cannot be read fail their check like any other. */
+        const int whole = h5file_read_block(file, what, r0, n, c, h, w, lat, seeds, dig, NULL) == SOWER_OK;
+        if (!whole) sower_error_clear();
         for (uint64_t i = 0; i < n && status == SOWER_OK; i++) {
             if (done && done[r0 + i] != 1) continue;
+            int readable = whole || h5file_read_block(file, what, r0 + i, 1, c, h, w, lat + per * i, seeds + i,
+                                                      dig + DIGEST_BYTES * i, NULL) == SOWER_OK;
+            if (!readable) sower_error_clear();
             unsigned char d[DIGEST_BYTES];
-            status = digest_buffer(lat + per * i, sizeof(float) * per, d);
-            if (status != SOWER_OK || (memcmp(d, dig + DIGEST_BYTES * i, DIGEST_BYTES) == 0 &&
+            if (readable) status = digest_buffer(lat + per * i, sizeof(float) * per, d);
+            if (status != SOWER_OK || (readable && memcmp(d, dig + DIGEST_BYTES * i, DIGEST_BYTES) == 0 &&
                                        (!seed_of || seeds[i] == seed_of(seed_ctx, r0 + i))))
                 continue;
             if (done) done[r0 + i] = 0;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "h5_layout.h"
 #include "mpi_check.h"
@@ -42,9 +43,46 @@ static uint64_t seed_of_row(const void *run, uint64_t row)
     return job_seed_at(&r->job, r->plan.lo + row);
 }
 
+/* "12.3 MB", "4.0 GB" (powers of 1000, as df -H). */
+static void format_bytes(double bytes, char *out, size_t size)
+{
+    static const char *const units[] = {"bytes", "kB", "MB", "GB", "TB", "PB"};
+    int u = 0;
+    while (bytes >= 1000 && u < 5)
+        bytes /= 1000, u++;
+    snprintf(out, size, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+}
+
+/* Uncompressed outputs get all their space at creation (h5out.c): refuse when it cannot fit, and say
+ * how much when it is large, before HDF5 meets a full disk. */
+static int check_space(const Run *r, uint64_t rows)
+{
+    const double row_bytes = (double)r->per * sizeof(float) + 8 + DIGEST_BYTES + 1; /* latents, seed, digest, done */
+    const double need = row_bytes * (double)rows;
+    char dir[4096], need_text[32], free_text[32];
+    snprintf(dir, sizeof dir, "%s", r->out_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    struct statvfs vfs;
+    const double free_bytes =
+        statvfs(slash ? (dir[0] ? dir : "/") : ".", &vfs) == 0 ? (double)vfs.f_bavail * (double)vfs.f_frsize : -1;
+    format_bytes(need, need_text, sizeof need_text);
+    format_bytes(free_bytes, free_text, sizeof free_text);
+    if (!r->job.output_gzip && free_bytes >= 0 && need > free_bytes)
+        return SOWER_FAIL(SOWER_EIO,
+                          "output '%s': %llu rows need %s at creation, and %s are free there: make room, "
+                          "write elsewhere (-o), or set output.compression: gzip",
+                          r->out_path, (unsigned long long)rows, need_text, free_text);
+    if (need >= 1e9)
+        fprintf(stderr, "sower run: %s.partial: %s %s (%s free there)\n", r->out_path,
+                r->job.output_gzip ? "up to" : "allocating", need_text, free_bytes >= 0 ? free_text : "unknown");
+    return SOWER_OK;
+}
+
 static int create_output(Run *r, H5Out *out)
 {
     SOWER_TRY(make_parent_dirs(r->out_path));
+    SOWER_TRY(check_space(r, r->plan.hi - r->plan.lo));
     const Plan *pl = &r->plan;
     char slice[64], rows[96];
     Provenance p;

@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""A full disk ends `sower run` cleanly: exit 3 naming the path, no crash, no lock left behind, and no
+finished output holding a row that fails its digest.
+
+- An uncompressed output (all its space taken at creation) that cannot fit on a 2 MB tmpfs is
+  refused before HDF5 touches the disk: exit 3, how much it needs and how much is free, no .partial.
+  (This used to end in "HDF5 failed to create the datasets", then a segfault in MPI_Finalize.)
+- A gzip output that fills the tmpfs mid-render: exit 3, "No space left on device", the .partial
+  kept. After the tmpfs grows, `--resume` either finishes an output whose every row verifies, or
+  ends cleanly (exit 2 or 3) when HDF5 cannot write into the damaged file; `--force` then finishes.
+
+Needs to mount a tmpfs (root, or CAP_SYS_ADMIN): skipped (exit 77) where it cannot.
+
+usage: test_full_disk.py SOWER_BINARY MODEL_DIR
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+failures = []
+
+JOB = """sower: 1
+name: full-disk
+model: {model}
+pipeline: {{scheduler: ddim, steps: 2, batch: 8}}
+seeds:
+  ranges: [{{start: 0, count: {rows}}}]
+output: {{path: {out}{extra}}}
+verify: {{count: 2}}
+"""
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def run(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        failures.append(f"{argv}: hung")
+        return None
+
+
+def clean_end(r, codes, texts, what):
+    if r is None:
+        return False
+    crashed = any(t in r.stderr for t in ("Segmentation", "Signal:", "Sanitizer", "runtime error"))
+    missing = [t for t in texts if t not in r.stderr]
+    return check(r.returncode in codes and not crashed and not missing,
+                 f"{what}: exit {r.returncode} (expected {codes}), missing {missing}: {r.stderr[-900:]}")
+
+
+def main():
+    sower, model = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    with tempfile.TemporaryDirectory() as tmp:
+        disk = os.path.join(tmp, "disk")
+        os.mkdir(disk)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", disk], capture_output=True).returncode:
+            print("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): skipped")
+            sys.exit(77)
+        try:
+            job = os.path.join(tmp, "job.yaml")
+            out = os.path.join(disk, "a.h5")
+            open(job, "w").write(JOB.format(model=model, rows=100000, out=out, extra=""))
+            r = run([sower, "run", job])
+            clean_end(r, (3,), ["100000 rows need", "are free there", out], "an uncompressed output too large")
+            check(os.listdir(disk) == [], f"a refused output left {os.listdir(disk)}")
+            print("uncompressed, too large: exit 3 before HDF5 ran, nothing left")
+
+            out = os.path.join(disk, "b.h5")
+            open(job, "w").write(JOB.format(model=model, rows=10000, out=out, extra=", compression: gzip, chunk_rows: 16"))
+            r = run([sower, "run", job])
+            clean_end(r, (3,), ["No space left on device", out + ".partial", "--resume"], "a disk filled mid-render")
+            check(os.path.exists(out + ".partial") and not os.path.exists(out + ".lock"),
+                  f"after a full disk: expected the .partial and no lock, found {os.listdir(disk)}")
+            subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
+            r = run([sower, "run", job, "--resume"])
+            if not clean_end(r, (0, 2, 3), [], "--resume after making room"):
+                return
+            if r.returncode != 0:
+                r = run([sower, "run", job, "--force"])
+                clean_end(r, (0,), [], "--force after a --resume that could not write")
+            r = run([sower, "verify", out])
+            clean_end(r, (0,), [], "verify of the finished output")
+            print("gzip, disk full mid-render: exit 3, .partial kept, no lock; after room: a finished output that verifies")
+        finally:
+            subprocess.run(["umount", disk], capture_output=True)
+    for f in failures:
+        print("FAIL:", f, file=sys.stderr)
+    print(f"test_full_disk: {len(failures)} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
