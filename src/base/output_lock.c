@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* gethostname, kill, link in one place */
 #include "output_lock.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -188,6 +189,36 @@ static int try_create(const char *lock_path, const LockOwner *me)
     return made == 0 ? 0 : err == EEXIST ? 1 : -1;
 }
 
+/* Private files LOCK.HOST.PID (try_create) of this host's dead processes, killed between writing
+ * and removing them, are removed once the lock is held. */
+static void remove_dead_drafts(const char *lock_path, const char *host)
+{
+    char dir[4096], prefix[4400];
+    snprintf(dir, sizeof dir, "%s", lock_path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : lock_path;
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    snprintf(prefix, sizeof prefix, "%s.%s.", base, host);
+    DIR *d = opendir(dir[0] ? dir : "/");
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        long pid = 0;
+        char end;
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 ||
+            sscanf(e->d_name + strlen(prefix), "%ld%c", &pid, &end) != 1 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+            char path[8600];
+            snprintf(path, sizeof path, "%s/%s", dir[0] ? dir : "", e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
 int output_lock_take(OutputLock *lock, const char *output_path, const char *command)
 {
     memset(lock, 0, sizeof *lock);
@@ -209,6 +240,7 @@ int output_lock_take(OutputLock *lock, const char *output_path, const char *comm
         int made = try_create(path, &me);
         if (made == 0) {
             lock->path = path;
+            remove_dead_drafts(path, me.host);
             return SOWER_OK;
         }
         if (made < 0) {

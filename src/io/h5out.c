@@ -116,11 +116,16 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     SOWER_TRY(start(o, path, rows, c, h, w));
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_obj_track_times(fcpl, 0);
-    o->file = H5Fcreate(o->partial_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    /* Made as PATH.partial.new and renamed when whole: a process killed while creating it leaves no
+     * .partial that a resume would find unreadable (the next creation, under the lock, replaces it). */
+    o->creating_path = malloc(strlen(o->partial_path) + 8);
+    if (!o->creating_path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    sprintf(o->creating_path, "%s.new", o->partial_path);
+    o->file = H5Fcreate(o->creating_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
     H5Pclose(fcpl);
     if (o->file < 0)
         return SOWER_FAIL(SOWER_EPATH, "cannot create output '%s' (is the directory there and writable?)",
-                          o->partial_path);
+                          o->creating_path);
     o->created = 1;
     o->seed_of = seed_of, o->seed_ctx = seed_ctx;
     hsize_t chunk = (hsize_t)chunk_rows < rows ? (hsize_t)chunk_rows : (rows ? rows : 1);
@@ -148,6 +153,11 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     SOWER_TRY(
         string_attr(o, o->done, LAYOUT_DONE_MEANING, "1 once the row's latents and digest are written"));
     H5_TRY(H5Fflush(o->file, H5F_SCOPE_LOCAL), "flush the new file");
+    if (rename(o->creating_path, o->partial_path) != 0)
+        return SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", o->creating_path, o->partial_path,
+                          strerror(errno));
+    free(o->creating_path);
+    o->creating_path = NULL;
     return SOWER_OK;
 }
 
@@ -564,6 +574,7 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
 void h5out_keep_partial(H5Out *o)
 {
     close_all(o);
+    free(o->creating_path);
     free(o->path);
     free(o->partial_path);
     memset(o, 0, sizeof *o);
@@ -591,7 +602,11 @@ int h5out_finish(H5Out *o)
 void h5out_abandon(H5Out *o)
 {
     close_all(o);
-    if (o->partial_path && o->created && o->rows_written == 0) remove(o->partial_path);
+    if (o->creating_path)
+        remove(o->creating_path);
+    else if (o->partial_path && o->created && o->rows_written == 0)
+        remove(o->partial_path);
+    free(o->creating_path);
     free(o->path);
     free(o->partial_path);
     memset(o, 0, sizeof *o);

@@ -15,6 +15,7 @@ typedef struct {
     uint64_t rows;
     int c, h, w;
     char *path, *partial_path;
+    char *creating_path;   /* PATH.partial.new while h5out_create makes it; NULL once renamed */
     int created;           /* this run created PATH.partial (else it resumed one) */
     uint64_t (*seed_of)(const void *ctx, uint64_t row); /* the job's seed of each row, for checks */
     const void *seed_ctx;

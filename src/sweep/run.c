@@ -60,6 +60,11 @@ static int claim_output(Run *r, const RunOptions *o)
              o->resume ? " --resume" : o->resume_auto ? " --resume-auto" : o->force ? " --force" : "");
     SOWER_TRY(output_lock_take(&r->lock, r->out_path, command));
     r->team.before_abort = release_lock, r->team.before_abort_ctx = r;
+    /* OUT.partial.new is a creation a killed run left unfinished (h5out_create): it never held a row,
+     * and with the lock held no live run is making it. */
+    char creating[4300];
+    snprintf(creating, sizeof creating, "%s.partial.new", r->out_path);
+    remove(creating);
     struct stat st;
     if (!o->force && !o->resume_auto && stat(r->out_path, &st) == 0)
         return SOWER_FAIL(SOWER_EPATH,
