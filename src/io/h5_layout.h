@@ -15,6 +15,17 @@
 #define LAYOUT_SEEDS "seeds"
 #define LAYOUT_DIGEST "digest"
 #define LAYOUT_DONE "done"
+/* Dimension scales (netCDF-style dimensions without values) naming the datasets' dimensions:
+ * latents (sample, channel, y, x), seeds (sample), digest (sample, digest_byte), done (sample). */
+#define LAYOUT_DIM_SAMPLE "sample"
+#define LAYOUT_DIM_CHANNEL "channel"
+#define LAYOUT_DIM_Y "y"
+#define LAYOUT_DIM_X "x"
+#define LAYOUT_DIM_DIGEST_BYTE "digest_byte"
+/* Attributes of /latents: what it holds, and its coordinate variable (CF `coordinates`: seeds). */
+#define LAYOUT_LATENTS_MEANING "meaning"
+#define LAYOUT_LATENTS_COORDINATES "coordinates"
+#define LAYOUT_SEEDS_MEANING "meaning"
 /* Attributes of /digest and /done saying what they hold. */
 #define LAYOUT_DIGEST_ALGORITHM "algorithm"
 #define LAYOUT_DONE_MEANING "meaning"

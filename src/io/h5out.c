@@ -3,6 +3,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "h5out.h"
 
+#include <hdf5_hl.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +112,41 @@ static int start(H5Out *o, const char *path, uint64_t rows, int c, int h, int w)
     return SOWER_OK;
 }
 
+/* Named dimensions, as netCDF-4 writes them (HDF5 dimension scales that are dimensions only: no
+ * values, so no storage): netCDF readers such as xarray see latents(sample, channel, y, x),
+ * seeds(sample), digest(sample, digest_byte) and done(sample), with /seeds the coordinate of the
+ * samples (the CF `coordinates` attribute of /latents). */
+static int name_dimensions(H5Out *o)
+{
+    static const char *const names[] = {LAYOUT_DIM_SAMPLE, LAYOUT_DIM_CHANNEL, LAYOUT_DIM_Y, LAYOUT_DIM_X,
+                                        LAYOUT_DIM_DIGEST_BYTE};
+    const hsize_t sizes[] = {o->rows, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w, DIGEST_BYTES};
+    hid_t scales[5];
+    herr_t ok = 0;
+    int made = 0;
+    for (; made < 5 && ok >= 0; made++) {
+        char netcdf_name[80];
+        snprintf(netcdf_name, sizeof netcdf_name, "This is a netCDF dimension but not a netCDF variable.%10llu",
+                 (unsigned long long)sizes[made]);
+        hid_t dcpl = no_times_dcpl(), space = H5Screate_simple(1, &sizes[made], NULL);
+        scales[made] = H5Dcreate2(o->file, names[made], H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        H5Sclose(space);
+        H5Pclose(dcpl);
+        ok = scales[made] < 0 ? -1 : H5DSset_scale(scales[made], netcdf_name);
+    }
+    const struct {
+        hid_t ds;
+        int dim, scale;
+    } attach[] = {{o->latents, 0, 0}, {o->latents, 1, 1}, {o->latents, 2, 2}, {o->latents, 3, 3},
+                  {o->seeds, 0, 0},   {o->digest, 0, 0},  {o->digest, 1, 4},  {o->done, 0, 0}};
+    for (size_t i = 0; i < sizeof attach / sizeof attach[0] && ok >= 0; i++)
+        ok = H5DSattach_scale(attach[i].ds, scales[attach[i].scale], (unsigned)attach[i].dim);
+    for (int i = 0; i < made; i++)
+        if (scales[i] >= 0) H5Dclose(scales[i]);
+    H5_TRY(ok, "name the dimensions");
+    return SOWER_OK;
+}
+
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs)
 {
@@ -148,6 +185,15 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
         }
     }
     H5Gclose(root);
+    SOWER_TRY(name_dimensions(o));
+    SOWER_TRY(string_attr(o, o->latents, LAYOUT_LATENTS_MEANING,
+                          "the denoised sample of each seed as the pipeline returns it before any decoding "
+                          "(diffusers output_type='latent'): for a pixel-space model the image, nominally in "
+                          "[-1, 1] and not clipped, before diffusers' (x / 2 + 0.5).clamp(0, 1); float32 "
+                          "(sample, channel, y, x), row i of seed seeds[i]"));
+    SOWER_TRY(string_attr(o, o->latents, LAYOUT_LATENTS_COORDINATES, LAYOUT_SEEDS));
+    SOWER_TRY(string_attr(o, o->seeds, LAYOUT_SEEDS_MEANING,
+                          "the torch.Generator seed of each sample (manual_seed(seed)); row i is job row i"));
     SOWER_TRY(string_attr(o, o->digest, LAYOUT_DIGEST_ALGORITHM,
                           "sha256 of the row's little-endian float32 latent bytes"));
     SOWER_TRY(
