@@ -192,6 +192,10 @@ def main():
             ("longer latents", mutated(good, tmp, "latents99", replace("latents", np.zeros((99, 1, 8, 8), "f4"))),
              ["/latents is (99, 1, 8, 8), expected (6, 1, 8, 8)"]),
             ("no /done", mutated(good, tmp, "nodone", lambda f: f.__delitem__("done")), ["no /done dataset"]),
+            ("an altered digest", mutated(good, tmp, "digest", lambda f: f["digest"].__setitem__((4, 0), f["digest"][4, 0] ^ 1)),
+             ["row 4 does not match its /digest"]),
+            ("a flipped latent", mutated(good, tmp, "flipped", lambda f: f["latents"].__setitem__((2, 0, 0, 0), -f["latents"][2, 0, 0, 0])),
+             ["row 2 does not match its /digest"]),
         ]
         for what, path, texts in refused:
             expect(run([sower, "export", path, "--png", png]), f"export of {what}", 2, [path] + texts)

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "digest.h"
 #include "h5read.h"
 #include "outfile.h"
 
@@ -95,7 +96,7 @@ int cmd_export(int argc, char **argv)
     SOWER_TRY(h5read_open_finished(&in, path));
     int status = SOWER_OK;
     float *data = NULL;
-    unsigned char *sheet = NULL;
+    unsigned char *sheet = NULL, *digests = NULL;
     if (in.rows == 0) {
         status = SOWER_FAIL(SOWER_EINPUT, "%s: no rows to export", path);
         goto done;
@@ -125,7 +126,24 @@ int cmd_export(int argc, char **argv)
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for the contact sheet");
         goto done;
     }
-    SOWER_TRY_GOTO(h5read_rows(&in, first, (uint64_t)n, data, NULL, NULL, NULL), status, done);
+    digests = malloc(DIGEST_BYTES * (size_t)n); /* (n, 32) */
+    if (!digests) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        goto done;
+    }
+    SOWER_TRY_GOTO(h5read_rows(&in, first, (uint64_t)n, data, NULL, digests, NULL), status, done);
+    /* A row is drawn only when its bytes are the ones its digest records: a damaged row is named. */
+    for (int k = 0; k < n; k++) {
+        unsigned char d[DIGEST_BYTES];
+        SOWER_TRY_GOTO(digest_buffer(data + (size_t)k * c * h * w, sizeof(float) * c * h * w, d), status, done);
+        if (memcmp(d, digests + (size_t)DIGEST_BYTES * k, DIGEST_BYTES) != 0) {
+            status = SOWER_FAIL(SOWER_EINPUT,
+                                "%s: row %llu does not match its /digest (a damaged or altered file): not "
+                                "exporting it (sower verify %s checks every row)",
+                                path, (unsigned long long)(first + (uint64_t)k), path);
+            goto done;
+        }
+    }
     for (int k = 0; k < n; k++) {
         int x0 = (int)(k % columns) * (w + GAP), y0 = (int)(k / columns) * (h + GAP);
         const float *img = data + (size_t)k * c * h * w; /* (C, H, W) */
@@ -141,6 +159,7 @@ int cmd_export(int argc, char **argv)
             height);
 done:
     free(data);
+    free(digests);
     free(sheet);
     h5read_close(&in);
     return status;
