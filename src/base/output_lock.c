@@ -147,8 +147,9 @@ static int refuse(const char *lock_path, const char *output_path, const LockOwne
  * have taken it over in between: then it is put back). */
 static void take_over(const char *lock_path, const LockOwner *stale)
 {
-    char aside[4300];
-    snprintf(aside, sizeof aside, "%s.stale.%ld", lock_path, (long)getpid());
+    char aside[4300], host[256];
+    this_host(host, sizeof host);
+    snprintf(aside, sizeof aside, "%s.%s.%ld.stale", lock_path, host, (long)getpid());
     if (rename(lock_path, aside) != 0) return;
     LockOwner moved;
     if (read_owner(aside, &moved) == 0 && same_owner(&moved, stale)) {
@@ -189,8 +190,8 @@ static int try_create(const char *lock_path, const LockOwner *me)
     return made == 0 ? 0 : err == EEXIST ? 1 : -1;
 }
 
-/* Private files LOCK.HOST.PID (try_create) of this host's dead processes, killed between writing
- * and removing them, are removed once the lock is held. */
+/* Private files of this host's dead processes, killed between making and removing them, are removed
+ * once the lock is held: LOCK.HOST.PID (try_create's drafts) and LOCK.HOST.PID.stale (take_over's). */
 static void remove_dead_drafts(const char *lock_path, const char *host)
 {
     char dir[4096], prefix[4400];
@@ -206,9 +207,10 @@ static void remove_dead_drafts(const char *lock_path, const char *host)
     if (!d) return;
     for (struct dirent *e; (e = readdir(d));) {
         long pid = 0;
-        char end;
-        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 ||
-            sscanf(e->d_name + strlen(prefix), "%ld%c", &pid, &end) != 1 || pid == (long)getpid())
+        int used = 0;
+        const char *rest = e->d_name + strlen(prefix);
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 || sscanf(rest, "%ld%n", &pid, &used) != 1 ||
+            (rest[used] && strcmp(rest + used, ".stale") != 0) || pid == (long)getpid())
             continue;
         if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
             char path[8600];
