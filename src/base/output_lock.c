@@ -15,6 +15,14 @@
 
 #include "outfile.h"
 
+/* The lock this process holds, for output_lock_release_from_signal ("": none). */
+static char held_path[4200];
+
+void output_lock_release_from_signal(void)
+{
+    if (held_path[0]) unlink(held_path);
+}
+
 /* What a lock file says about the run that holds it. */
 typedef struct {
     char host[256];
@@ -242,6 +250,7 @@ int output_lock_take(OutputLock *lock, const char *output_path, const char *comm
         int made = try_create(path, &me);
         if (made == 0) {
             lock->path = path;
+            snprintf(held_path, sizeof held_path, "%s", path);
             remove_dead_drafts(path, me.host);
             return SOWER_OK;
         }
@@ -271,6 +280,7 @@ void output_lock_release(OutputLock *lock)
     LockOwner me, found;
     owner_of_this_process(&me, NULL);
     /* Only our own lock: one taken over after this process was judged gone is not ours to remove. */
+    held_path[0] = '\0';
     if (read_owner(lock->path, &found) == 0 && found.pid == me.pid && found.pid_start == me.pid_start &&
         !strcmp(found.host, me.host))
         unlink(lock->path);

@@ -22,6 +22,9 @@ typedef struct {
  * job.yaml") is recorded for whoever finds the lock. The host name is gethostname's, or
  * SOWER_TEST_HOSTNAME's when set (tests simulate a second node with it). */
 int output_lock_take(OutputLock *lock, const char *output_path, const char *command) SOWER_MUST_CHECK;
+/* From a signal handler about to end the process: removes the lock this process holds, if any
+ * (async-signal-safe: unlink only). */
+void output_lock_release_from_signal(void);
 /* Removes the lock if this process holds it; safe on a zeroed OutputLock. */
 void output_lock_release(OutputLock *lock);
 

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mapped_file.h"
+
 enum { ST_MAX_TENSORS = 1 << 20 };
 
 typedef struct {
@@ -281,6 +283,7 @@ int safetensors_open(StFile *f, const char *path)
         f->map = NULL;
         return SOWER_FAIL(SOWER_EIO, "cannot map weights '%s': %s", path, strerror(errno));
     }
+    mapped_file_register(path, f->map, f->map_bytes, &st); /* changed under the mapping: named, not a crash */
     const unsigned char *bytes = f->map;
     uint64_t header_bytes = 0;
     for (int i = 0; i < 8; i++)
@@ -314,8 +317,10 @@ void safetensors_close(StFile *f)
         free(f->tensors[i].name);
     free(f->tensors);
     free(f->converted);
-    if (f->map)
+    if (f->map) {
+        mapped_file_unregister(f->map);
         munmap(f->map, f->map_bytes);
+    }
     free(f->path);
     memset(f, 0, sizeof *f);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mapped_file.h"
 #include "mpi_check.h"
 #include "row_message.h"
 #include "stop.h"
@@ -23,6 +24,8 @@ int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char
     int status = render_seeds(&r->rs, seeds, (int)n, latents); /* n <= the batch, at most 1024 */
     free(seeds);
     SOWER_TRY(status);
+    /* Weights changed in place during the batch would give rows the recorded digest does not describe. */
+    SOWER_TRY(mapped_file_check_unchanged());
     for (uint64_t i = 0; i < n; i++) {
         float *row = latents + r->per * i; /* (C, H, W) */
         if (r->faults.fault_rank == r->team.rank && row0 + i == r->faults.fault_row) {

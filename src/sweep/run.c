@@ -20,6 +20,7 @@
 #include "config_file.h"
 #include "cross_verify.h"
 #include "gemm.h"
+#include "mapped_file.h"
 #include "mpi_check.h"
 #include "outfile.h"
 #include "output.h"
@@ -60,6 +61,7 @@ static int claim_output(Run *r, const RunOptions *o)
              o->resume ? " --resume" : o->resume_auto ? " --resume-auto" : o->force ? " --force" : "");
     SOWER_TRY(output_lock_take(&r->lock, r->out_path, command));
     r->team.before_abort = release_lock, r->team.before_abort_ctx = r;
+    mapped_file_on_fatal(output_lock_release_from_signal); /* weights truncated under the mapping */
     /* OUT.partial.new is a creation a killed run left unfinished (h5out_create): it never held a row,
      * and with the lock held no live run is making it. */
     char creating[4300];
