@@ -19,7 +19,9 @@
 - partials edited with h5py (/done = 1 on zeroed rows, a flipped byte in a done row, an altered
   digest or seed): --resume re-renders exactly those rows (named in a warning) and finishes
   identical; --resume-auto refuses a finished output so damaged (exit 2, row numbers), unchanged;
-  an empty .partial is refused and left empty.
+  an empty .partial is refused and left empty;
+- a rank stopped with SIGSTOP: rank 0 names it once it has been silent past the limit
+  (SOWER_SILENCE_SECONDS here) and ends the job, exit 3, rows kept, no lock; --resume identical.
 
 usage: test_output_safety.py SOWER_BINARY MPIEXEC MODEL_DIR
 """
@@ -110,7 +112,10 @@ def start(argv, env=None):
 
 
 def kill9(p, out):
-    os.killpg(p.pid, signal.SIGKILL)
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the launcher ended already; its ranks may not have
+        pass
     p.wait()
     subprocess.run(["pkill", "-9", "-f", out], capture_output=True)  # ranks outside the launcher's group
     for _ in range(100):
@@ -274,6 +279,34 @@ def main():
         expect(run([sower, "run", job, "-o", empty]), 2, ["not replacing it without --force"], "a rerun beside an empty .partial")
         check(os.path.getsize(empty + ".partial") == 0, "a refused --resume wrote into an empty .partial")
         print("edited partials: the edited rows re-rendered, identical; damaged finished outputs refused; empty refused")
+
+        # 7. A rank that goes silent (SIGSTOP) is named and the job ends instead of hanging.
+        out = os.path.join(tmp, "silent.h5")
+        env = dict(os.environ, SOWER_SILENCE_SECONDS="2")
+        p = start(launch([sower, "run", job, "-o", out], 2, mpiexec), env=env)
+        rank1 = None
+        for pid in subprocess.run(["pgrep", "-f", out], capture_output=True, text=True).stdout.split():
+            try:
+                if b"OMPI_COMM_WORLD_RANK=1\0" in open(f"/proc/{pid}/environ", "rb").read():
+                    rank1 = int(pid)
+            except OSError:
+                pass
+        if check(rank1 is not None, "could not find rank 1 to stop"):
+            os.kill(rank1, signal.SIGSTOP)
+            try:
+                err = (p.early_err + p.communicate(timeout=120)[1]).decode()
+            except subprocess.TimeoutExpired:
+                err = "(no exit in 120 s)"
+                failures.append("a silent rank: the job hung")
+            kill9(p, out)
+            check(p.returncode == 3 and "rank 1 has sent nothing for" in err,
+                  f"a silent rank: exit {p.returncode}, expected 3 naming rank 1: {err[-700:]}")
+            check(os.path.exists(out + ".partial") and not os.path.exists(out + ".lock"),
+                  "a silent rank: expected the .partial kept and no lock")
+            r = run(launch([sower, "run", job, "-o", out, "--resume"], 2, mpiexec))
+            if expect(r, 0, [], "--resume after a silent rank"):
+                same_as(out, ref, "a silent rank + --resume")
+            print("a rank stopped with SIGSTOP: named after the silence limit, exit 3, rows kept; --resume identical")
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     print(f"test_output_safety: {len(failures)} failures")

@@ -1,9 +1,11 @@
 /* render.c: the render pass, rank 0 writing and the others sending (render.h). */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "render.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mapped_file.h"
@@ -36,7 +38,9 @@ int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char
         }
         SOWER_TRY(digest_buffer(row, r->per * sizeof(float), digests + DIGEST_BYTES * i));
     }
-    r->t_render += MPI_Wtime() - t0;
+    const double took = MPI_Wtime() - t0;
+    r->t_render += took;
+    if (took > r->slowest_batch_s) r->slowest_batch_s = took;
     return SOWER_OK;
 }
 
@@ -71,12 +75,42 @@ static void announce_stop(int sig, int rank)
             isatty(2) ? "\n" : "", sig ? "signal" : "stopped early on rank", sig ? sig : rank);
 }
 
+/* How long rank 0 waits on a rank that sends nothing before it ends the job: SOWER_SILENCE_SECONDS,
+ * else 10 minutes or 20 of its own slowest batches, whichever is longer (a batch of a big model on
+ * a CPU can take minutes; a rank stopped, hung or cut off would otherwise be waited on forever). */
+static double silence_limit(const Run *r)
+{
+    if (r->silence_seconds > 0) return r->silence_seconds;
+    return 20 * r->slowest_batch_s > 600 ? 20 * r->slowest_batch_s : 600;
+}
+
+/* Rank 0, its own part over: waits for the next row message, naming a rank silent for too long.
+ * last_heard (world,): when each rank last sent; ended (world,): ranks whose part is over. */
+static int wait_for_rows(const Run *r, const double *last_heard, const uint8_t *ended, MPI_Status *st)
+{
+    for (long nap_us = 100;; nap_us = nap_us < 50000 ? nap_us * 2 : 50000) {
+        int pending = 0;
+        SOWER_MPI(MPI_Iprobe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &pending, st));
+        if (pending) return SOWER_OK;
+        const double now = MPI_Wtime(), limit = silence_limit(r);
+        for (int k = 1; k < r->team.world; k++)
+            if (!ended[k] && now - last_heard[k] > limit)
+                return SOWER_FAIL(SOWER_EMPI,
+                                  "rank %d has sent nothing for %.0f s (limit %.0f s: SOWER_SILENCE_SECONDS, "
+                                  "else 10 min or 20 of rank 0's slowest batches): stopped, hung, or its node "
+                                  "lost; ending the job (the rows written are kept: --resume)",
+                                  k, now - last_heard[k], limit);
+        const struct timespec nap = {0, nap_us * 1000};
+        nanosleep(&nap, NULL);
+    }
+}
+
 /* Rank 0: takes the messages that have arrived (all of them, waiting, once its own part is over:
  * !own_open) and writes their rows. *open_ranks counts ranks that have not ended their part;
  * *stopping becomes 1 when one ended early, and then this returns at once so the caller tells the
  * others. */
-static int take_messages(Run *r, H5Out *out, RowMessage *in, uint8_t *told, int own_open, int *open_ranks,
-                         int *stopping, uint64_t *written)
+static int take_messages(Run *r, H5Out *out, RowMessage *in, uint8_t *told, double *last_heard, uint8_t *ended,
+                         int own_open, int *open_ranks, int *stopping, uint64_t *written)
 {
     while (*open_ranks > 0) {
         MPI_Status st;
@@ -85,14 +119,16 @@ static int take_messages(Run *r, H5Out *out, RowMessage *in, uint8_t *told, int 
         if (own_open)
             SOWER_MPI(MPI_Iprobe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &pending, &st));
         else
-            SOWER_MPI(MPI_Probe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &st));
+            SOWER_TRY(wait_for_rows(r, last_heard, ended, &st));
         r->t_wait += MPI_Wtime() - t0;
         if (!pending) return SOWER_OK;
         t0 = MPI_Wtime();
         SOWER_TRY(row_message_recv(in, st.MPI_SOURCE, TAG_ROWS, &sender));
         r->t_wait += MPI_Wtime() - t0;
+        last_heard[sender] = MPI_Wtime();
         const RowHeader *h = in->head;
         if (h->n == 0) { /* the sender's end */
+            ended[sender] = 1;
             (*open_ranks)--;
             SOWER_TRY(tell_stop(told, sender));
             if (h->stopped && !*stopping) {
@@ -117,13 +153,17 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
     const uint64_t total = r->plan.hi - r->plan.lo, max_b = (uint64_t)r->job.batch;
     RowMessage own = {0}, in = {0};                   /* own batches; what the other ranks send */
     uint8_t *told = calloc((size_t)r->team.world, 1); /* (world,) rank k has had its TAG_STOP */
+    uint8_t *ended = calloc((size_t)r->team.world, 1); /* (world,) rank k's part is over */
+    double *last_heard = malloc(sizeof *last_heard * (size_t)r->team.world); /* (world,) MPI_Wtime */
     int status = SOWER_OK, stopping = 0, own_open = 1, open_ranks = r->team.world - 1;
     uint64_t written = r->n_done;
     double last = start;
-    if (!told) {
+    if (!told || !ended || !last_heard) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         goto done;
     }
+    for (int k = 0; k < r->team.world; k++)
+        last_heard[k] = start;
     SOWER_TRY_GOTO(row_message_init(&own, r->per, max_b), status, done);
     SOWER_TRY_GOTO(row_message_init(&in, r->per, max_b), status, done);
     uint64_t next = lo, row0 = 0;
@@ -156,15 +196,16 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
             own_open = 0;
         }
         /* Take what has arrived; once our own part is over, wait for it. */
-        SOWER_TRY_GOTO(take_messages(r, out, &in, told, own_open, &open_ranks, &stopping, &written), status,
-                       done);
+        SOWER_TRY_GOTO(
+            take_messages(r, out, &in, told, last_heard, ended, own_open, &open_ranks, &stopping, &written),
+            status, done);
         progress(r, written, written - r->n_done, start, &last);
     }
     *stopped = written < total;
     r->rows_kept = written;
 done:
     row_message_free(&own), row_message_free(&in);
-    free(told);
+    free(told), free(ended), free(last_heard);
     return status;
 }
 

@@ -39,6 +39,8 @@ static void read_test_hooks(Run *r)
     const char *fault = getenv("SOWER_FAULT_INJECT");
     r->faults.fail_rank = fail ? atol(fail) : -1;
     r->progress_seconds = every ? atof(every) : 2.0;
+    const char *silence = getenv("SOWER_SILENCE_SECONDS");
+    r->silence_seconds = silence ? atof(silence) : 0;
     if (fault) {
         unsigned long long row = 0;
         long rank = -1;

@@ -48,6 +48,8 @@ typedef struct {
     double t_render, t_write, t_wait; /* seconds: rendering (+ digests), HDF5 writes, waiting for rows */
     Faults faults;
     double progress_seconds; /* between progress lines on stderr: SOWER_PROGRESS_SECONDS, default 2 */
+    double silence_seconds;  /* SOWER_SILENCE_SECONDS: how long rank 0 waits on a silent rank; 0: automatic */
+    double slowest_batch_s;  /* the longest render_rows call on this rank so far */
 } Run;
 
 #endif /* SOWER_RUN_STATE_H */
