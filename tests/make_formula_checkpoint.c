@@ -20,7 +20,7 @@
 #include "unet.h"
 
 typedef struct {
-    const UNetParam *param;
+    const WeightParam *param;
     char file_name[128];
     float *values; /* (numel,) */
     int64_t numel;
@@ -50,7 +50,7 @@ static void legacy(const char *name, char *out, size_t size)
 
 static void fill(Entry *e)
 {
-    const UNetParam *p = e->param;
+    const WeightParam *p = e->param;
     unsigned char sha[DIGEST_BYTES];
     if (digest_buffer(p->name, strlen(p->name), sha) != SOWER_OK)
         exit(3);
@@ -93,10 +93,10 @@ int main(int argc, char **argv)
         return 2;
     }
     free(text);
-    Entry *entries = calloc((size_t)u.n_params, sizeof *entries);
-    for (int i = 0; i < u.n_params; i++) {
+    Entry *entries = calloc((size_t)u.weights.n_params, sizeof *entries);
+    for (int i = 0; i < u.weights.n_params; i++) {
         Entry *e = &entries[i];
-        e->param = &u.params[i];
+        e->param = &u.weights.params[i];
         e->numel = 1;
         for (int d = 0; d < e->param->ndim; d++)
             e->numel *= e->param->shape[d];
@@ -108,13 +108,13 @@ int main(int argc, char **argv)
         fill(e);
     }
     /* The reference's check: all weights in sorted current-name order. */
-    qsort(entries, (size_t)u.n_params, sizeof *entries, by_param_name);
+    qsort(entries, (size_t)u.weights.n_params, sizeof *entries, by_param_name);
     Digest d = {0};
     unsigned char sha[DIGEST_BYTES];
     char hex[DIGEST_HEX_CHARS];
     if (digest_init(&d) != SOWER_OK)
         return 3;
-    for (int i = 0; i < u.n_params; i++)
+    for (int i = 0; i < u.weights.n_params; i++)
         if (digest_update(&d, entries[i].values, (size_t)entries[i].numel * sizeof(float)) != SOWER_OK)
             return 3;
     if (digest_final(&d, sha) != SOWER_OK)
@@ -122,12 +122,12 @@ int main(int argc, char **argv)
     digest_hex(sha, hex);
 
     /* safetensors: header (JSON, space-padded to 8 bytes), then the tensors in file-name order. */
-    qsort(entries, (size_t)u.n_params, sizeof *entries, by_file_name);
-    size_t cap = 256 + (size_t)u.n_params * 256, used = 0;
+    qsort(entries, (size_t)u.weights.n_params, sizeof *entries, by_file_name);
+    size_t cap = 256 + (size_t)u.weights.n_params * 256, used = 0;
     char *header = malloc(cap);
     used += (size_t)snprintf(header + used, cap - used, "{\"__metadata__\":{\"format\":\"pt\"}");
     uint64_t offset = 0;
-    for (int i = 0; i < u.n_params; i++) {
+    for (int i = 0; i < u.weights.n_params; i++) {
         const Entry *e = &entries[i];
         used += (size_t)snprintf(header + used, cap - used, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[", e->file_name);
         for (int k = 0; k < e->param->ndim; k++)
@@ -149,7 +149,7 @@ int main(int argc, char **argv)
         status = outfile_write(&f, len_le, 8);
     if (status == SOWER_OK)
         status = outfile_write(&f, header, used);
-    for (int i = 0; i < u.n_params && status == SOWER_OK; i++)
+    for (int i = 0; i < u.weights.n_params && status == SOWER_OK; i++)
         status = outfile_write(&f, entries[i].values, (size_t)entries[i].numel * sizeof(float));
     if (status == SOWER_OK)
         status = outfile_commit(&f);
@@ -159,7 +159,7 @@ int main(int argc, char **argv)
         return 3;
     }
     printf("%s\n", hex);
-    for (int i = 0; i < u.n_params; i++)
+    for (int i = 0; i < u.weights.n_params; i++)
         free(entries[i].values);
     free(entries);
     free(header);

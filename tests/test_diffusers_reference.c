@@ -89,17 +89,17 @@ static int load_model(const cJSON *doc, const char *name, Model *m)
         (void)!digest_init(&d);
         /* sorted current names == sorted file names unless legacy names are used: bind order instead */
         const UNet *u = &m->unet;
-        int *order = malloc(sizeof(int) * u->n_params);
-        for (int i = 0; i < u->n_params; i++)
+        int *order = malloc(sizeof(int) * u->weights.n_params);
+        for (int i = 0; i < u->weights.n_params; i++)
             order[i] = i;
-        for (int i = 1; i < u->n_params; i++) /* insertion sort by name */
-            for (int j = i; j > 0 && strcmp(u->params[order[j - 1]].name, u->params[order[j]].name) > 0; j--) {
+        for (int i = 1; i < u->weights.n_params; i++) /* insertion sort by name */
+            for (int j = i; j > 0 && strcmp(u->weights.params[order[j - 1]].name, u->weights.params[order[j]].name) > 0; j--) {
                 int t = order[j];
                 order[j] = order[j - 1];
                 order[j - 1] = t;
             }
-        for (int i = 0; i < u->n_params; i++) {
-            const UNetParam *p = &u->params[order[i]];
+        for (int i = 0; i < u->weights.n_params; i++) {
+            const WeightParam *p = &u->weights.params[order[i]];
             size_t numel = 1;
             for (int k = 0; k < p->ndim; k++)
                 numel *= (size_t)p->shape[k];

@@ -65,7 +65,7 @@ int cmd_info(int argc, char **argv)
         printf("  config:             %s\n", m.unet_config_path);
         printf("  weights:            %s\n", m.weights_path);
         printf("  weights sha256:     %s\n", hex);
-        printf("  parameters:         %lld in %d tensors\n", (long long)m.unet.n_values, m.unet.n_params);
+        printf("  parameters:         %lld in %d tensors\n", (long long)m.unet.weights.n_values, m.unet.weights.n_params);
         printf("  scheduler:          %s (%s)\n", m.scheduler_class[0] ? m.scheduler_class : "unnamed",
                m.scheduler_config_path);
         print_scheduler(&m.folder_scheduler);

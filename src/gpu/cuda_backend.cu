@@ -300,14 +300,13 @@ static void cuda_close(void *ctx)
  * of u) moved to the same field of the copy. */
 static int upload_weights(CudaContext *c, const UNet *u, const CudaOptions *opt)
 {
-    if (u->n_values > 0)
-        GPU_CUDA_TRY(cudaMalloc((void **)&c->weights, (size_t)u->n_values * sizeof(float)));
+    if (u->weights.n_values > 0)
+        GPU_CUDA_TRY(cudaMalloc((void **)&c->weights, (size_t)u->weights.n_values * sizeof(float)));
     c->mirror = *u;
-    c->mirror.params = NULL; /* the list stays with u */
-    c->mirror.n_params = 0;
+    memset(&c->mirror.weights, 0, sizeof c->mirror.weights); /* the list stays with u */
     size_t offset = 0;
-    for (int i = 0; i < u->n_params; i++) {
-        const UNetParam *p = &u->params[i];
+    for (int i = 0; i < u->weights.n_params; i++) {
+        const WeightParam *p = &u->weights.params[i];
         size_t numel = 1;
         for (int d = 0; d < p->ndim; d++)
             numel *= (size_t)p->shape[d];

@@ -58,20 +58,50 @@ static float bf16_to_float(uint16_t h)
     return out;
 }
 
+/* Integer and boolean tensors are indexed (so the exact-coverage check sees their bytes) but never
+ * converted: data stays NULL and a model that binds one is refused (weight_bind.c). Real checkpoints
+ * carry such buffers, e.g. CLIP's int64 text_model.embeddings.position_ids in SD 1.5. */
+static const struct {
+    const char *name;
+    int bytes;
+} integer_dtypes[] = {{"I64", 8}, {"I32", 4}, {"I16", 2}, {"I8", 1}, {"U64", 8}, {"U32", 4},
+                      {"U16", 2}, {"U8", 1}, {"BOOL", 1}};
+
 static int parse_dtype(const StFile *f, const char *name, const cJSON *dtype, StDtype *out, int *elem_bytes)
 {
     if (!cJSON_IsString(dtype))
         return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': 'dtype' must be a string", f->path, name);
-    if (strcmp(dtype->valuestring, "F32") == 0)
+    if (strcmp(dtype->valuestring, "F32") == 0) {
         *out = ST_F32, *elem_bytes = 4;
-    else if (strcmp(dtype->valuestring, "F16") == 0)
+        return SOWER_OK;
+    }
+    if (strcmp(dtype->valuestring, "F16") == 0) {
         *out = ST_F16, *elem_bytes = 2;
-    else if (strcmp(dtype->valuestring, "BF16") == 0)
+        return SOWER_OK;
+    }
+    if (strcmp(dtype->valuestring, "BF16") == 0) {
         *out = ST_BF16, *elem_bytes = 2;
-    else
-        return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s': dtype %s is not supported (expected F32, F16 or BF16)",
-                          f->path, name, dtype->valuestring);
-    return SOWER_OK;
+        return SOWER_OK;
+    }
+    for (size_t i = 0; i < sizeof integer_dtypes / sizeof integer_dtypes[0]; i++)
+        if (strcmp(dtype->valuestring, integer_dtypes[i].name) == 0) {
+            *out = ST_INTEGER, *elem_bytes = integer_dtypes[i].bytes;
+            return SOWER_OK;
+        }
+    return SOWER_FAIL(SOWER_EMODEL,
+                      "%s: tensor '%s': dtype %s is not supported (expected F32, F16 or BF16 weights, or an integer "
+                      "buffer)", f->path, name, dtype->valuestring);
+}
+
+const char *safetensors_dtype_name(StDtype dtype)
+{
+    switch (dtype) {
+    case ST_F32: return "F32";
+    case ST_F16: return "F16";
+    case ST_BF16: return "BF16";
+    case ST_INTEGER: return "an integer dtype";
+    }
+    return "?";
 }
 
 static int parse_offset(const StFile *f, const char *name, const cJSON *v, uint64_t *out)
@@ -192,7 +222,7 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
                                 f->path, t->name, (unsigned long long)ext[k].end, (unsigned long long)data_bytes);
             goto done;
         }
-        if (!maps_as_float(t, data + ext[k].begin))
+        if (t->file_dtype != ST_INTEGER && !maps_as_float(t, data + ext[k].begin))
             converted_numel += t->numel;
         ext[k].index = k;
         k++;
@@ -233,7 +263,7 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
             t->data = (const float *)(const void *)src;
             continue;
         }
-        if (t->numel == 0) /* data stays NULL: nothing to convert (and next may be NULL) */
+        if (t->numel == 0 || t->file_dtype == ST_INTEGER) /* data stays NULL: nothing to convert */
             continue;
         for (int64_t j = 0; j < t->numel; j++) {
             if (t->file_dtype == ST_F32) {

@@ -14,7 +14,8 @@
 enum { ST_MAX_DIMS = 8 };
 #define ST_MAX_HEADER_BYTES (100u << 20) /* the format's own limit */
 
-typedef enum { ST_F32, ST_F16, ST_BF16 } StDtype;
+/* ST_INTEGER: any integer or boolean dtype; such tensors have data NULL. */
+typedef enum { ST_F32, ST_F16, ST_BF16, ST_INTEGER } StDtype;
 
 typedef struct {
     char *name;
@@ -22,7 +23,8 @@ typedef struct {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
-    const float *data;             /* (numel,) float32: into the mapping or the converted block */
+    const float *data;             /* (numel,) float32: into the mapping or the converted block; NULL for
+                                      ST_INTEGER and empty tensors */
 } StTensor;
 
 typedef struct {
@@ -37,6 +39,8 @@ typedef struct {
 int safetensors_open(StFile *f, const char *path) SOWER_MUST_CHECK;
 /* The tensor called name, or NULL. */
 const StTensor *safetensors_find(const StFile *f, const char *name);
+/* "F32", "F16", "BF16" or "an integer dtype", for messages. */
+const char *safetensors_dtype_name(StDtype dtype);
 void safetensors_close(StFile *f); /* safe on a zeroed StFile */
 
 #endif /* SOWER_SAFETENSORS_H */

@@ -4,66 +4,30 @@
 
 #include "backend.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- architecture: the parameter list, in diffusers' names ---- */
 
-static int add_param(UNet *u, const float **slot, int ndim, const int64_t *shape, const char *fmt, ...)
-    SOWER_PRINTF(5, 6);
-
-static int add_param(UNet *u, const float **slot, int ndim, const int64_t *shape, const char *fmt, ...)
-{
-    if ((u->n_params & (u->n_params - 1)) == 0) { /* grow at powers of two */
-        UNetParam *grown = realloc(u->params, (size_t)(u->n_params ? 2 * u->n_params : 64) * sizeof *grown);
-        if (!grown)
-            return SOWER_FAIL(SOWER_ENOMEM, "out of memory listing the model's parameters");
-        u->params = grown;
-    }
-    UNetParam *p = &u->params[u->n_params++];
-    memset(p, 0, sizeof *p);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->name, sizeof p->name, fmt, ap);
-    va_end(ap);
-    p->ndim = ndim;
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        p->shape[i] = shape[i];
-        numel *= shape[i];
-    }
-    p->slot = slot;
-    u->n_values += numel;
-    return SOWER_OK;
-}
-
 static int add_conv(UNet *u, ConvParams *c, int cout, int cin, int k, const char *prefix)
 {
     c->cout = cout, c->cin = cin, c->k = k;
     int64_t w[4] = {cout, cin, k, k}, b[1] = {cout};
-    SOWER_TRY(add_param(u, &c->weight, 4, w, "%s.weight", prefix));
-    SOWER_TRY(add_param(u, &c->bias, 1, b, "%s.bias", prefix));
+    SOWER_TRY(weight_list_add(&u->weights, &c->weight, 4, w, "%s.weight", prefix));
+    SOWER_TRY(weight_list_add(&u->weights, &c->bias, 1, b, "%s.bias", prefix));
     return SOWER_OK;
 }
 
 static int add_linear(UNet *u, LinearParams *l, int out, int in, const char *prefix)
 {
-    l->out = out, l->in = in;
-    int64_t w[2] = {out, in}, b[1] = {out};
-    SOWER_TRY(add_param(u, &l->weight, 2, w, "%s.weight", prefix));
-    SOWER_TRY(add_param(u, &l->bias, 1, b, "%s.bias", prefix));
-    return SOWER_OK;
+    return weight_list_add_linear(&u->weights, l, out, in, prefix);
 }
 
 static int add_norm(UNet *u, GroupNormParams *n, int channels, int groups, float eps, const char *prefix)
 {
     n->channels = channels, n->groups = groups, n->eps = eps;
-    int64_t s[1] = {channels};
-    SOWER_TRY(add_param(u, &n->gamma, 1, s, "%s.weight", prefix));
-    SOWER_TRY(add_param(u, &n->beta, 1, s, "%s.bias", prefix));
-    return SOWER_OK;
+    return weight_list_add_norm(&u->weights, &n->gamma, &n->beta, channels, prefix);
 }
 
 static int add_resnet(UNet *u, ResnetParams *r, int cin, int cout, float output_scale, const char *prefix)
@@ -181,7 +145,7 @@ int unet_init(UNet *u, const UNetConfig *cfg)
 
 void unet_free(UNet *u)
 {
-    free(u->params);
+    weight_list_free(&u->weights);
     memset(u, 0, sizeof *u);
 }
 
@@ -202,58 +166,10 @@ static void legacy_name(const char *name, char *legacy, size_t size)
     }
 }
 
-static void shape_text(const int64_t *shape, int ndim, char *out, size_t size)
-{
-    size_t used = (size_t)snprintf(out, size, "(");
-    for (int i = 0; i < ndim && used < size; i++)
-        used += (size_t)snprintf(out + used, size - used, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (used < size)
-        snprintf(out + used, size - used, "%s)", ndim == 1 ? "," : "");
-}
-
 int unet_bind(UNet *u, const StFile *weights)
 {
-    int status = SOWER_OK;
-    unsigned char *used = calloc((size_t)weights->n_tensors + 1, 1);
-    if (!used)
-        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    for (int i = 0; i < u->n_params; i++) {
-        UNetParam *p = &u->params[i];
-        const StTensor *t = safetensors_find(weights, p->name);
-        if (!t) {
-            char legacy[128];
-            legacy_name(p->name, legacy, sizeof legacy);
-            if (legacy[0])
-                t = safetensors_find(weights, legacy);
-        }
-        if (!t) {
-            status = SOWER_FAIL(SOWER_EMODEL, "%s: missing tensor '%s' (this config needs %d tensors)", weights->path,
-                                p->name, u->n_params);
-            goto done;
-        }
-        int same = t->ndim == p->ndim;
-        for (int d = 0; same && d < p->ndim; d++)
-            same = t->shape[d] == p->shape[d];
-        if (!same) {
-            char found[96], expected[96];
-            shape_text(t->shape, t->ndim, found, sizeof found);
-            shape_text(p->shape, p->ndim, expected, sizeof expected);
-            status = SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s' has shape %s, the config needs %s", weights->path,
-                                t->name, found, expected);
-            goto done;
-        }
-        used[t - weights->tensors] = 1;
-        *p->slot = t->data;
-    }
-    for (int i = 0; i < weights->n_tensors; i++)
-        if (!used[i]) {
-            status = SOWER_FAIL(SOWER_EMODEL, "%s: unexpected tensor '%s' (not part of the UNet2DModel its config "
-                                              "describes)", weights->path, weights->tensors[i].name);
-            goto done;
-        }
-done:
-    free(used);
-    return status;
+    const WeightBindRules rules = {.model = "UNet2DModel", .legacy_name = legacy_name};
+    return weight_list_bind(&u->weights, weights, &rules);
 }
 
 /* ---- forward: one walk of the architecture, every operation through the backend's table ---- */

@@ -13,6 +13,7 @@
 #include "err.h"
 #include "layers.h"
 #include "safetensors.h"
+#include "weights.h"
 
 enum { UNET_MAX_BLOCKS = 8, UNET_MAX_LAYERS = 8 };
 
@@ -56,14 +57,6 @@ typedef struct {
     ConvParams sampler;
 } BlockParams;
 
-/* One expected tensor: its diffusers name, shape, and the slot its data pointer goes to. */
-typedef struct {
-    char name[96];
-    int ndim;
-    int64_t shape[4];
-    const float **slot;
-} UNetParam;
-
 typedef struct {
     UNetConfig cfg;
     ConvParams conv_in, conv_out;
@@ -73,9 +66,7 @@ typedef struct {
     int mid_has_attention;
     AttentionParams mid_attention;
     GroupNormParams norm_out;
-    UNetParam *params; /* (n_params,) every tensor the model needs, in construction order */
-    int n_params;
-    int64_t n_values;  /* total parameter count */
+    WeightList weights; /* every tensor the model needs, in construction order */
 } UNet;
 
 /* Builds the architecture for cfg (checking it is consistent) and lists its parameters. */

@@ -103,7 +103,7 @@ int weight_share_receive(const WeightShare *ws, ComputeBackend *be, const UNet *
      * collectives would wait forever for a missing rank. A rank that did not fail returns
      * SOWER_OK: the caller's agreement then ends the job with the failing rank's own message. */
     long long lo, hi;
-    SOWER_TRY(min_max(u->n_values, &lo, &hi));
+    SOWER_TRY(min_max(u->weights.n_values, &lo, &hi));
     if (lo != hi)
         return SOWER_FAIL(SOWER_EMODEL, "the ranks read models of different sizes (%lld and %lld parameters): is "
                                         "the model folder the same on every node?", lo, hi);

@@ -23,7 +23,9 @@ static void check_tensors(const StFile *f)
         FUZZ_ASSERT(safetensors_find(f, t->name) == t, "%s: not found by its name", t->name);
         if (i > 0)
             FUZZ_ASSERT(strcmp(f->tensors[i - 1].name, t->name) < 0, "%s: names not sorted and unique", t->name);
-        if (t->numel > 0) { /* the ends are readable (the sanitizers or a fault say otherwise) */
+        if (t->file_dtype == ST_INTEGER) {
+            FUZZ_ASSERT(t->data == NULL, "%s: an integer buffer has float data", t->name);
+        } else if (t->numel > 0) { /* the ends are readable (the sanitizers or a fault say otherwise) */
             FUZZ_ASSERT(t->data != NULL, "%s: no data", t->name);
             sink += t->data[0] + t->data[t->numel - 1];
         }
