@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json_keys.h"
 #include "unet.h"
 
 enum { MAX_CHANNELS = 8192, MAX_SAMPLE = 4096 };
@@ -15,68 +16,6 @@ static const char *const known_keys[] = {
     "attention_head_dim", "norm_num_groups", "attn_norm_num_groups", "norm_eps", "resnet_time_scale_shift",
     "add_attention", "class_embed_type", "num_class_embeds", "num_train_timesteps",
 };
-
-static int get_int(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out, int allow_null,
-                   int *is_null)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (is_null)
-        *is_null = 0;
-    if (!v)
-        return SOWER_OK;
-    if (cJSON_IsNull(v) && allow_null) {
-        *is_null = 1;
-        return SOWER_OK;
-    }
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
-        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected an integer in %d..%d%s", path, key, lo, hi,
-                          allow_null ? " or null" : "");
-    *out = (int)v->valuedouble;
-    return SOWER_OK;
-}
-
-static int get_float(const cJSON *obj, const char *path, const char *key, double lo, double hi, float *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v)
-        return SOWER_OK;
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
-        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected a number in %g..%g", path, key, lo, hi);
-    *out = (float)v->valuedouble;
-    return SOWER_OK;
-}
-
-static int get_bool(const cJSON *obj, const char *path, const char *key, int *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v)
-        return SOWER_OK;
-    if (!cJSON_IsBool(v))
-        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected true or false", path, key);
-    *out = cJSON_IsTrue(v);
-    return SOWER_OK;
-}
-
-/* A string key that must hold one of the values sower supports (NULL-terminated list). */
-static int expect_string(const cJSON *obj, const char *path, const char *key, const char *const *supported,
-                         int allow_null)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || (allow_null && cJSON_IsNull(v)))
-        return SOWER_OK;
-    if (cJSON_IsString(v))
-        for (int i = 0; supported[i]; i++)
-            if (strcmp(v->valuestring, supported[i]) == 0)
-                return SOWER_OK;
-    char list[256] = "";
-    for (int i = 0; supported[i]; i++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "", supported[i]);
-    char *found = cJSON_PrintUnformatted(v);
-    int status = SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': found %s, sower supports %s%s", path, key,
-                            found ? found : "?", list, allow_null ? " or null" : "");
-    cJSON_free(found);
-    return status;
-}
 
 static int parse_block_types(const cJSON *obj, const char *path, const char *key, const char *plain,
                              const char *attn, int *has_attention, int *count)
@@ -197,12 +136,12 @@ int unet_config_parse(const char *json_text, size_t len, const char *path, UNetC
     static const char *const none[] = {NULL};
     int n_down = cfg->n_blocks, n_up = cfg->n_blocks, n_channels = cfg->n_blocks;
     SOWER_TRY_GOTO(parse_sample_size(obj, path, cfg), status, done);
-    SOWER_TRY_GOTO(get_int(obj, path, "in_channels", 1, 1024, &cfg->in_channels, 0, NULL), status, done);
-    SOWER_TRY_GOTO(get_int(obj, path, "out_channels", 1, 1024, &cfg->out_channels, 0, NULL), status, done);
-    SOWER_TRY_GOTO(get_bool(obj, path, "center_input_sample", &cfg->center_input_sample), status, done);
-    SOWER_TRY_GOTO(expect_string(obj, path, "time_embedding_type", positional, 0), status, done);
-    SOWER_TRY_GOTO(get_float(obj, path, "freq_shift", -1e6, 1e6, &cfg->freq_shift), status, done);
-    SOWER_TRY_GOTO(get_bool(obj, path, "flip_sin_to_cos", &cfg->flip_sin_to_cos), status, done);
+    SOWER_TRY_GOTO(json_key_int(obj, path, "in_channels", 1, 1024, &cfg->in_channels, 0, NULL), status, done);
+    SOWER_TRY_GOTO(json_key_int(obj, path, "out_channels", 1, 1024, &cfg->out_channels, 0, NULL), status, done);
+    SOWER_TRY_GOTO(json_key_bool(obj, path, "center_input_sample", &cfg->center_input_sample), status, done);
+    SOWER_TRY_GOTO(json_key_one_of(obj, path, "time_embedding_type", positional, 0), status, done);
+    SOWER_TRY_GOTO(json_key_float(obj, path, "freq_shift", -1e6, 1e6, &cfg->freq_shift), status, done);
+    SOWER_TRY_GOTO(json_key_bool(obj, path, "flip_sin_to_cos", &cfg->flip_sin_to_cos), status, done);
     SOWER_TRY_GOTO(parse_block_types(obj, path, "down_block_types", "DownBlock2D", "AttnDownBlock2D",
                                      cfg->down_has_attention, &n_down),
                    status, done);
@@ -230,29 +169,29 @@ int unet_config_parse(const char *json_text, size_t len, const char *path, UNetC
         }
     }
     cfg->n_blocks = n_channels;
-    SOWER_TRY_GOTO(get_int(obj, path, "layers_per_block", 1, UNET_MAX_LAYERS - 1, &cfg->layers_per_block, 0, NULL),
+    SOWER_TRY_GOTO(json_key_int(obj, path, "layers_per_block", 1, UNET_MAX_LAYERS - 1, &cfg->layers_per_block, 0, NULL),
                    status, done);
-    SOWER_TRY_GOTO(get_float(obj, path, "mid_block_scale_factor", 1e-6, 1e6, &cfg->mid_block_scale_factor), status,
+    SOWER_TRY_GOTO(json_key_float(obj, path, "mid_block_scale_factor", 1e-6, 1e6, &cfg->mid_block_scale_factor), status,
                    done);
-    SOWER_TRY_GOTO(get_int(obj, path, "downsample_padding", 0, 1, &cfg->downsample_padding, 0, NULL), status, done);
-    SOWER_TRY_GOTO(expect_string(obj, path, "downsample_type", conv, 0), status, done);
-    SOWER_TRY_GOTO(expect_string(obj, path, "upsample_type", conv, 0), status, done);
-    SOWER_TRY_GOTO(expect_string(obj, path, "act_fn", silu, 0), status, done);
-    SOWER_TRY_GOTO(get_int(obj, path, "attention_head_dim", 1, MAX_CHANNELS, &cfg->attention_head_dim, 1, &is_null),
+    SOWER_TRY_GOTO(json_key_int(obj, path, "downsample_padding", 0, 1, &cfg->downsample_padding, 0, NULL), status, done);
+    SOWER_TRY_GOTO(json_key_one_of(obj, path, "downsample_type", conv, 0), status, done);
+    SOWER_TRY_GOTO(json_key_one_of(obj, path, "upsample_type", conv, 0), status, done);
+    SOWER_TRY_GOTO(json_key_one_of(obj, path, "act_fn", silu, 0), status, done);
+    SOWER_TRY_GOTO(json_key_int(obj, path, "attention_head_dim", 1, MAX_CHANNELS, &cfg->attention_head_dim, 1, &is_null),
                    status, done);
     if (is_null)
         cfg->attention_head_dim = 0;
-    SOWER_TRY_GOTO(get_int(obj, path, "norm_num_groups", 1, MAX_CHANNELS, &cfg->norm_num_groups, 0, NULL), status,
+    SOWER_TRY_GOTO(json_key_int(obj, path, "norm_num_groups", 1, MAX_CHANNELS, &cfg->norm_num_groups, 0, NULL), status,
                    done);
     SOWER_TRY_GOTO(
-        get_int(obj, path, "attn_norm_num_groups", 1, MAX_CHANNELS, &cfg->attn_norm_num_groups, 1, &is_null), status,
+        json_key_int(obj, path, "attn_norm_num_groups", 1, MAX_CHANNELS, &cfg->attn_norm_num_groups, 1, &is_null), status,
         done);
     if (is_null)
         cfg->attn_norm_num_groups = 0;
-    SOWER_TRY_GOTO(get_float(obj, path, "norm_eps", 0.0, 1.0, &cfg->norm_eps), status, done);
-    SOWER_TRY_GOTO(expect_string(obj, path, "resnet_time_scale_shift", shift_default, 0), status, done);
-    SOWER_TRY_GOTO(get_bool(obj, path, "add_attention", &cfg->add_attention), status, done);
-    SOWER_TRY_GOTO(expect_string(obj, path, "class_embed_type", none, 1), status, done);
+    SOWER_TRY_GOTO(json_key_float(obj, path, "norm_eps", 0.0, 1.0, &cfg->norm_eps), status, done);
+    SOWER_TRY_GOTO(json_key_one_of(obj, path, "resnet_time_scale_shift", shift_default, 0), status, done);
+    SOWER_TRY_GOTO(json_key_bool(obj, path, "add_attention", &cfg->add_attention), status, done);
+    SOWER_TRY_GOTO(json_key_one_of(obj, path, "class_embed_type", none, 1), status, done);
     const cJSON *classes = cJSON_GetObjectItemCaseSensitive(obj, "num_class_embeds");
     if (classes && !cJSON_IsNull(classes)) {
         status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'num_class_embeds': class-conditional models are not supported "

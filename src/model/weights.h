@@ -28,13 +28,14 @@ typedef struct {
 typedef struct {
     WeightParam *params; /* (n_params,) in construction order */
     int n_params;
-    int64_t n_values;    /* total parameter count */
+    int64_t n_values; /* total parameter count */
 } WeightList;
 
 int weight_list_add(WeightList *l, const float **slot, int ndim, const int64_t *shape, const char *fmt, ...)
     SOWER_PRINTF(5, 6) SOWER_MUST_CHECK;
 /* PREFIX.weight (out, in) and PREFIX.bias (out,). */
-int weight_list_add_linear(WeightList *l, LinearParams *p, int out, int in, const char *prefix) SOWER_MUST_CHECK;
+int weight_list_add_linear(WeightList *l, LinearParams *p, int out, int in,
+                           const char *prefix) SOWER_MUST_CHECK;
 /* A norm's PREFIX.weight and PREFIX.bias, both (channels,). */
 int weight_list_add_norm(WeightList *l, const float **gamma, const float **beta, int channels,
                          const char *prefix) SOWER_MUST_CHECK;
@@ -51,7 +52,8 @@ typedef struct {
 
 /* Points every slot at its tensor's float32 data in weights (which must outlive the model).
  * SOWER_EMODEL naming the file and tensor: missing, wrong shape, not a float dtype, or unexpected. */
-int weight_list_bind(const WeightList *l, const StFile *weights, const WeightBindRules *rules) SOWER_MUST_CHECK;
+int weight_list_bind(const WeightList *l, const StFile *weights,
+                     const WeightBindRules *rules) SOWER_MUST_CHECK;
 
 /* "(2, 3)" / "(4,)": a shape for messages. */
 void weight_shape_text(const int64_t *shape, int ndim, char *out, size_t size);

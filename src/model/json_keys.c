@@ -1,0 +1,61 @@
+/* json_keys.c: see json_keys.h. */
+#include "json_keys.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+int json_key_int(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out,
+                 int allow_null, int *is_null)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (is_null) *is_null = 0;
+    if (!v) return SOWER_OK;
+    if (cJSON_IsNull(v) && allow_null) {
+        *is_null = 1;
+        return SOWER_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > hi)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected an integer in %d..%d%s", path, key, lo, hi,
+                          allow_null ? " or null" : "");
+    *out = (int)v->valuedouble;
+    return SOWER_OK;
+}
+
+int json_key_float(const cJSON *obj, const char *path, const char *key, double lo, double hi, float *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return SOWER_OK;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected a number in %g..%g", path, key, lo, hi);
+    *out = (float)v->valuedouble;
+    return SOWER_OK;
+}
+
+int json_key_bool(const cJSON *obj, const char *path, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return SOWER_OK;
+    if (!cJSON_IsBool(v)) return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected true or false", path, key);
+    *out = cJSON_IsTrue(v);
+    return SOWER_OK;
+}
+
+int json_key_one_of(const cJSON *obj, const char *path, const char *key, const char *const *supported,
+                    int allow_null)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || (allow_null && cJSON_IsNull(v))) return SOWER_OK;
+    if (cJSON_IsString(v))
+        for (int i = 0; supported[i]; i++)
+            if (strcmp(v->valuestring, supported[i]) == 0) return SOWER_OK;
+    char list[256] = "";
+    for (int i = 0; supported[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "", supported[i]);
+    char *found = cJSON_PrintUnformatted(v);
+    int status = SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': found %s, sower supports %s%s", path, key,
+                            found ? found : "?", list, allow_null ? " or null" : "");
+    cJSON_free(found);
+    return status;
+}

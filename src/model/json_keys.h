@@ -1,0 +1,23 @@
+/* json_keys.h: reading the keys of a model's config.json (diffusers and transformers write them).
+ * A key that is absent leaves *out as the caller set it (the library's default); a key present with
+ * a value sower cannot use fails with SOWER_EMODEL "PATH: key 'KEY': expected ..." naming the file,
+ * the key and what is accepted. */
+#ifndef SOWER_JSON_KEYS_H
+#define SOWER_JSON_KEYS_H
+
+#include <cjson/cJSON.h>
+
+#include "err.h"
+
+/* An integer in lo..hi; with allow_null, null sets *is_null (which may be NULL otherwise). */
+int json_key_int(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out,
+                 int allow_null, int *is_null) SOWER_MUST_CHECK;
+int json_key_float(const cJSON *obj, const char *path, const char *key, double lo, double hi,
+                   float *out) SOWER_MUST_CHECK;
+int json_key_bool(const cJSON *obj, const char *path, const char *key, int *out) SOWER_MUST_CHECK;
+/* A string key that must hold one of the values sower supports (NULL-terminated list); absent is
+ * fine, and null too with allow_null. */
+int json_key_one_of(const cJSON *obj, const char *path, const char *key, const char *const *supported,
+                    int allow_null) SOWER_MUST_CHECK;
+
+#endif /* SOWER_JSON_KEYS_H */
