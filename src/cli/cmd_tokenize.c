@@ -1,14 +1,20 @@
-/* cmd_tokenize.c: `sower tokenize DIR --prompt P`: the token ids Stable Diffusion's text encoder gets
- * for a prompt (text/clip_tokenizer.h), one line of JSON, so they can be compared with transformers'. */
+/* cmd_tokenize.c: the text side of Stable Diffusion, one prompt at a time, so each step can be compared
+ * with transformers':
+ *   sower tokenize DIR --prompt P   the token ids (text/clip_tokenizer.h), one line of JSON;
+ *   sower encode DIR --prompt P     the text encoder's embeddings (text/clip_text_model.h), as .npy. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "clip_tokenizer.h"
+#include "clip_text_model.h"
 #include "commands.h"
+#include "gemm.h"
+#include "npy.h"
 
 static const char tokenize_usage[] =
     "usage: sower tokenize DIR --prompt P\n"
@@ -38,6 +44,37 @@ static int on_tokenize_option(void *ctx, int which, const char *v)
 
 static int on_tokenize_dir(void *ctx, const char *arg) { return cli_one_positional(&((TokenizeOptions *)ctx)->dir, arg); }
 
+/* The ids (max_length,) of prompt for the tokenizer of DIR (a pipeline folder, whose tokenizer/ is
+ * read, or a tokenizer folder), warning with the dropped words when it is truncated. */
+static int tokenize_prompt(const char *dir, const char *prompt, int32_t **ids, int *n, size_t *untruncated)
+{
+    char sub[4096];
+    struct stat st;
+    snprintf(sub, sizeof sub, "%s/tokenizer", dir);
+    if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+        dir = sub;
+    ClipTokenizer *t = NULL;
+    SOWER_TRY(clip_tokenizer_load(&t, dir));
+    *n = clip_tokenizer_max_length(t);
+    *ids = malloc((size_t)*n * sizeof **ids);
+    int status = *ids ? clip_tokenize(t, prompt, strlen(prompt), *ids, untruncated)
+                      : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (status == SOWER_OK && *untruncated > (size_t)*n) {
+        char *dropped = NULL;
+        status = clip_tokenizer_dropped_text(t, prompt, strlen(prompt), &dropped);
+        if (status == SOWER_OK)
+            fprintf(stderr, "sower: warning: the prompt is longer than %d tokens; truncated, dropping: %s\n", *n,
+                    dropped);
+        free(dropped);
+    }
+    clip_tokenizer_free(t);
+    if (status != SOWER_OK) {
+        free(*ids);
+        *ids = NULL;
+    }
+    return status;
+}
+
 int cmd_tokenize(int argc, char **argv)
 {
     TokenizeOptions o = {0};
@@ -50,33 +87,104 @@ int cmd_tokenize(int argc, char **argv)
     }
     if (!o.dir || !o.prompt)
         return SOWER_FAIL(SOWER_EUSAGE, "usage: sower tokenize DIR --prompt P");
-    /* a pipeline folder holds the tokenizer in tokenizer/ */
-    char sub[4096];
-    struct stat st;
-    snprintf(sub, sizeof sub, "%s/tokenizer", o.dir);
-    const char *dir = stat(sub, &st) == 0 && S_ISDIR(st.st_mode) ? sub : o.dir;
-    ClipTokenizer *t = NULL;
-    SOWER_TRY(clip_tokenizer_load(&t, dir));
-    const int n = clip_tokenizer_max_length(t);
-    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    int32_t *ids = NULL;
+    int n = 0;
     size_t untruncated = 0;
-    int status = ids ? clip_tokenize(t, o.prompt, strlen(o.prompt), ids, &untruncated)
-                     : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    if (status == SOWER_OK && untruncated > (size_t)n) {
-        char *dropped = NULL;
-        status = clip_tokenizer_dropped_text(t, o.prompt, strlen(o.prompt), &dropped);
-        if (status == SOWER_OK)
-            fprintf(stderr, "sower: warning: the prompt is longer than %d tokens; truncated, dropping: %s\n", n,
-                    dropped);
-        free(dropped);
-    }
-    if (status == SOWER_OK) {
-        printf("{\"ids\": [");
-        for (int i = 0; i < n; i++)
-            printf("%s%d", i ? ", " : "", ids[i]);
-        printf("], \"untruncated_length\": %zu}\n", untruncated);
-    }
+    SOWER_TRY(tokenize_prompt(o.dir, o.prompt, &ids, &n, &untruncated));
+    printf("{\"ids\": [");
+    for (int i = 0; i < n; i++)
+        printf("%s%d", i ? ", " : "", ids[i]);
+    printf("], \"untruncated_length\": %zu}\n", untruncated);
     free(ids);
-    clip_tokenizer_free(t);
+    return SOWER_OK;
+}
+
+/* ---- sower encode ---- */
+
+static const char encode_usage[] =
+    "usage: sower encode DIR --prompt P [--clip-skip K] [--threads T] -o OUT.npy\n"
+    "\n"
+    "Writes the prompt embeddings Stable Diffusion's UNet is conditioned on: text_encoder(ids)[0] of\n"
+    "transformers' CLIPTextModel for the ids `sower tokenize` prints, float32 (1, model_max_length, hidden)\n"
+    "as .npy. The bits do not depend on --threads.\n"
+    "\n"
+    "  DIR            a Stable Diffusion pipeline folder (tokenizer/ and text_encoder/ are read)\n"
+    "  --prompt P     the prompt, UTF-8\n"
+    "  --clip-skip K  the output of the K-th layer from the end, through the final layer norm, as\n"
+    "                 diffusers' clip_skip=K (default 0: last_hidden_state)\n"
+    "  --threads T    threads (default: all online CPUs)\n"
+    "  -o OUT.npy     where to write\n";
+
+enum { ENC_PROMPT, ENC_CLIP_SKIP, ENC_THREADS, ENC_OUTPUT, N_ENC_OPTS };
+static const CliOption encode_options[N_ENC_OPTS] = {
+    [ENC_PROMPT] = {"--prompt", NULL, 1},
+    [ENC_CLIP_SKIP] = {"--clip-skip", NULL, 1},
+    [ENC_THREADS] = {"--threads", NULL, 1},
+    [ENC_OUTPUT] = {"--output", "-o", 1},
+};
+
+typedef struct {
+    const char *dir, *prompt, *output;
+    long clip_skip, threads;
+} EncodeOptions;
+
+static int on_encode_option(void *ctx, int which, const char *v)
+{
+    EncodeOptions *o = ctx;
+    switch (which) {
+    case ENC_PROMPT: o->prompt = v; break;
+    case ENC_CLIP_SKIP: SOWER_TRY(cli_parse_int("--clip-skip", v, 0, CLIP_MAX_LAYERS, &o->clip_skip)); break;
+    case ENC_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, 4096, &o->threads)); break;
+    case ENC_OUTPUT: o->output = v; break;
+    }
+    return SOWER_OK;
+}
+
+static int on_encode_dir(void *ctx, const char *arg) { return cli_one_positional(&((EncodeOptions *)ctx)->dir, arg); }
+
+int cmd_encode(int argc, char **argv)
+{
+    EncodeOptions o = {0};
+    o.threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    int help = 0;
+    const CliParser parser = {"encode", encode_options, N_ENC_OPTS, on_encode_option, on_encode_dir, &o};
+    SOWER_TRY(cli_parse(&parser, argc, argv, &help));
+    if (help) {
+        fputs(encode_usage, stdout);
+        return SOWER_OK;
+    }
+    if (!o.dir || !o.prompt || !o.output)
+        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower encode DIR --prompt P [--clip-skip K] -o OUT.npy");
+    gemm_set_threads((int)o.threads);
+    ClipTextModel model;
+    SOWER_TRY(clip_text_model_load(&model, o.dir));
+    int32_t *ids = NULL;
+    int n = 0;
+    size_t untruncated = 0;
+    float *embeddings = NULL; /* (n, hidden) */
+    int status = SOWER_OK;
+    if (o.clip_skip > model.cfg.num_layers) {
+        status = SOWER_FAIL(SOWER_EUSAGE, "--clip-skip %ld: the text encoder has %d layers (0..%d)", o.clip_skip,
+                            model.cfg.num_layers, model.cfg.num_layers);
+        goto done;
+    }
+    SOWER_TRY_GOTO(tokenize_prompt(o.dir, o.prompt, &ids, &n, &untruncated), status, done);
+    if (n > model.cfg.max_positions) {
+        status = SOWER_FAIL(SOWER_EMODEL, "%s: model_max_length %d exceeds the text encoder's %d positions (%s)",
+                            o.dir, n, model.cfg.max_positions, model.config_path);
+        goto done;
+    }
+    embeddings = malloc((size_t)n * model.cfg.hidden_size * sizeof *embeddings);
+    if (!embeddings) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        goto done;
+    }
+    SOWER_TRY_GOTO(clip_text_encode(&model, ids, n, (int)o.clip_skip, embeddings), status, done);
+    const int64_t shape[3] = {1, n, model.cfg.hidden_size};
+    SOWER_TRY_GOTO(npy_write_f32(o.output, embeddings, shape, 3), status, done);
+done:
+    free(embeddings);
+    free(ids);
+    clip_text_model_free(&model);
     return status;
 }

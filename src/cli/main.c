@@ -24,6 +24,7 @@ static const Command commands[] = {
     {"info", cmd_info, "show a model folder's config, parameter count and weight digest"},
     {"noise", cmd_noise, "write torch-identical initial noise for a seed (raw little-endian values)"},
     {"tokenize", cmd_tokenize, "print a prompt's token ids, as Stable Diffusion's CLIP tokenizer gives them"},
+    {"encode", cmd_encode, "write a prompt's embeddings from Stable Diffusion's CLIP text encoder (.npy)"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

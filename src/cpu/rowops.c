@@ -36,6 +36,28 @@ ROW_INLINE float exp_core(float x)
 
 ROW_INLINE float silu_core(float v) { return v / (1.0f + exp_core(-v)); }
 
+/* erf(v) as 1 - erfc(|v|) (sign restored), erfc by the Chebyshev fit t exp(-v^2 + P(t)),
+ * t = 1 / (1 + |v|/2) (Press et al., Numerical Recipes 6.2: relative error below 1.2e-7 everywhere),
+ * through exp_core: no libm, the same bits on every machine. */
+ROW_INLINE float erf_core(float v)
+{
+    float z = v < 0.0f ? -v : v;
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = fmaf(p, t, -0.82215223f);
+    p = fmaf(p, t, 1.48851587f);
+    p = fmaf(p, t, -1.13520398f);
+    p = fmaf(p, t, 0.27886807f);
+    p = fmaf(p, t, -0.18628806f);
+    p = fmaf(p, t, 0.09678418f);
+    p = fmaf(p, t, 0.37409196f);
+    p = fmaf(p, t, 1.00002368f);
+    p = fmaf(p, t, -1.26551223f);
+    float erfc = t * exp_core(p - z * z);
+    float e = 1.0f - erfc;
+    return v < 0.0f ? -e : e;
+}
+
 
 SOWER_CLONES void row_affine_silu(float *y, const float *x, size_t n, float scale, float shift)
 {
@@ -53,6 +75,19 @@ SOWER_CLONES void row_silu(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = silu_core(x[i]);
+}
+
+SOWER_CLONES void row_quick_gelu(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] / (1.0f + exp_core(-1.702f * x[i]));
+}
+
+SOWER_CLONES void row_gelu_erf(float *x, size_t n)
+{
+    const float rsqrt2 = 0.70710678118654752f;
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] * (1.0f + erf_core(x[i] * rsqrt2));
 }
 
 enum { LANES = 8 };
@@ -97,4 +132,13 @@ SOWER_CLONES void row_softmax_scaled(float *x, size_t n, float scale)
     float inv = (float)(1.0 / row_sum(x, n));
     for (size_t i = 0; i < n; i++)
         x[i] *= inv;
+}
+
+SOWER_CLONES void row_layer_norm(float *y, const float *x, size_t n, const float *gamma, const float *beta, float eps)
+{
+    double mean = row_sum(x, n) / (double)n;
+    double var = row_sum_sq_dev(x, n, mean) / (double)n;
+    float m = (float)mean, rstd = (float)(1.0 / sqrt(var + (double)eps));
+    for (size_t i = 0; i < n; i++)
+        y[i] = fmaf((x[i] - m) * rstd, gamma[i], beta[i]);
 }

@@ -16,11 +16,19 @@ void row_affine_silu(float *y, const float *x, size_t n, float scale, float shif
 void row_affine(float *y, const float *x, size_t n, float scale, float shift);
 /* x[i] = silu(x[i]). */
 void row_silu(float *x, size_t n);
+/* x[i] = x[i] * sigmoid(1.702 x[i]) (CLIP's quick_gelu). */
+void row_quick_gelu(float *x, size_t n);
+/* x[i] = x[i] / 2 * (1 + erf(x[i] / sqrt 2)) (torch's exact gelu; erf to about 1e-7). */
+void row_gelu_erf(float *x, size_t n);
 /* Sum of x in double, and sum of (x - mean)^2 in double (fixed 8-way partial sums). exp is a
  * Cephes-style expf (about 1 ulp) with explicit fmaf: the same bits on every machine, no libm. */
 double row_sum(const float *x, size_t n);
 double row_sum_sq_dev(const float *x, size_t n, double mean);
 /* x[i] = softmax(scale * x)[i] over the row, max-subtracted; the sum in double (8 partial sums). */
 void row_softmax_scaled(float *x, size_t n, float scale);
+
+/* y (n,) = (x - mean(x)) / sqrt(var(x) + eps) * gamma + beta: one LayerNorm row (biased variance,
+ * both moments in double); y may be x. */
+void row_layer_norm(float *y, const float *x, size_t n, const float *gamma, const float *beta, float eps);
 
 #endif /* SOWER_ROWOPS_H */
