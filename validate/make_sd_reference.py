@@ -54,6 +54,19 @@ PIPELINES = {
                                                        num_attention_heads=4, hidden_act="quick_gelu")),
 }
 
+# UNet2DConditionModel of each pipeline (cross_attention_dim = its text encoder's width): SD 1.x's shape
+# (conv projections, one head count) and SD 2.x's (linear projections, heads per block, upcast_attention),
+# small enough to commit: down CrossAttn + plain, up plain + CrossAttn, mid cross-attention.
+UNETS = {
+    "tiny-sd1": dict(block_out_channels=[8, 16], attention_head_dim=2, use_linear_projection=False,
+                     cross_attention_dim=32, sample_size=16),
+    "tiny-sd2": dict(block_out_channels=[16, 32], attention_head_dim=[2, 4], use_linear_projection=True,
+                     upcast_attention=True, cross_attention_dim=48, sample_size=8),
+    "tiny-sd1-bf16": dict(block_out_channels=[8, 16], attention_head_dim=2, use_linear_projection=False,
+                          cross_attention_dim=32, sample_size=16),
+}
+UNET_TIMESTEPS = [999, 500, 1]
+
 PROMPTS = [
     "",
     "a photograph of an astronaut riding a horse",
@@ -82,11 +95,58 @@ def build(name, out):
     # The float32 model sower computes: the stored values, widened.
     model = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), torch_dtype=torch.float32).eval()
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
-             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"]}
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "unet": ["diffusers", "UNet2DConditionModel"]}
     with open(os.path.join(folder, "model_index.json"), "w") as f:
         json.dump(index, f, indent=2, sort_keys=True)
         f.write("\n")
     return tokenizer, model
+
+
+def build_unet(name, out):
+    from diffusers import UNet2DConditionModel
+
+    _, seed, dtype, _ = PIPELINES[name]
+    torch.manual_seed(100 + seed)
+    unet = UNet2DConditionModel(down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=2,
+                                norm_num_groups=4, in_channels=4, out_channels=4, **UNETS[name]).eval()
+    with torch.no_grad():  # norms start at weight 1, bias 0: perturb every 1-D parameter so a mix-up shows
+        for p in unet.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn(p.shape) * 0.05)
+    folder = os.path.join(out, name, "unet")
+    unet.to(dtype).save_pretrained(folder, safe_serialization=True)
+    from diffusers import UNet2DConditionModel as U
+
+    return U.from_pretrained(folder, torch_dtype=torch.float32).eval(), U.from_pretrained(folder, torch_dtype=torch.float64).eval()
+
+
+def unet_cases(name, unet, unet64, embeddings, out):
+    """Forward cases: x = randn((1, 4, S, S), generator(seed)), t a 0-d int64 tensor (what the pipeline passes),
+    the text embeddings of one reference prompt; unet(x, t, encoder_hidden_states=e).sample."""
+    size = UNETS[name]["sample_size"]
+    xs, es, ys, cases = [], [], [], []
+    for i, t in enumerate(UNET_TIMESTEPS):
+        x = torch.randn((1, 4, size, size), generator=torch.Generator("cpu").manual_seed(1000 + i))
+        e = torch.from_numpy(embeddings[i % len(embeddings)][None])
+        with torch.no_grad():
+            y = unet(x, torch.tensor(t), encoder_hidden_states=e).sample
+            torch.set_default_dtype(torch.float64)
+            y64 = unet64(x.double(), torch.tensor(t), encoder_hidden_states=e.double()).sample
+            torch.set_default_dtype(torch.float32)
+        xs.append(x[0].numpy()), es.append(e[0].numpy()), ys.append(y[0].numpy())
+        cases.append({"pipeline": name, "row": i, "timestep": t,
+                      "torch_fp64_yardstick": float((y.double() - y64).abs().max())})
+    # The batch yardstick: all cases in one batch (each its own t), against each alone.
+    with torch.no_grad():
+        yb = unet(torch.from_numpy(np.stack(xs)), torch.tensor(UNET_TIMESTEPS),
+                  encoder_hidden_states=torch.from_numpy(np.stack(es))).sample
+    for i, c in enumerate(cases):
+        c["torch_batch_yardstick"] = float((yb[i] - torch.from_numpy(ys[i])).abs().max())
+    for what, arrays in (("x", xs), ("context", es), ("out", ys)):
+        np.save(os.path.join(out, f"unet_{what}_{name}.npy"), np.stack(arrays).astype(np.float32))
+    return cases
 
 
 def ids_of(tokenizer, prompts):
@@ -120,7 +180,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     os.makedirs(args.out, exist_ok=True)
-    cases = []
+    cases, unet_ref = [], []
     for name in PIPELINES:
         arrays = []
         tokenizer, model = build(name, args.out)
@@ -146,10 +206,16 @@ def main():
                 })
                 arrays.append(alone[0].numpy())
         np.save(os.path.join(args.out, f"text_embeddings_{name}.npy"), np.stack(arrays).astype(np.float32))
+        unet, unet64 = build_unet(name, args.out)
+        unet_ref += unet_cases(name, unet, unet64, arrays, args.out)
     with open(os.path.join(args.out, "text_reference.json"), "w") as f:
         json.dump({"generated_by": "validate/make_sd_reference.py", "torch": torch.__version__,
                    "transformers": transformers.__version__, "diffusers": diffusers.__version__,
                    "cases": cases}, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    with open(os.path.join(args.out, "unet_reference.json"), "w") as f:
+        json.dump({"generated_by": "validate/make_sd_reference.py", "torch": torch.__version__,
+                   "diffusers": diffusers.__version__, "cases": unet_ref}, f, indent=1)
         f.write("\n")
     print(f"{len(cases)} cases -> {args.out}")
 

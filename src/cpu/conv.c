@@ -153,7 +153,7 @@ static void run_task(const ConvJob *job, int task, float *bbuf, int32_t *plan)
                           bp, job->out->data + (size_t)r * n + j, (int)n, p0 > 0);
         }
     }
-    for (int r = m0; r < m1; r++) { /* the bias, added to the finished sum (as add_row_bias did) */
+    for (int r = m0; r < m1 && job->p->bias; r++) { /* the bias, added to the finished sum (as add_row_bias did) */
         float b = job->p->bias[r], *row = job->out->data + (size_t)r * n;
         for (size_t j = j0; j < j1; j++)
             row[j] += b;

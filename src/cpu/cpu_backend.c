@@ -7,6 +7,7 @@
 
 #include "gemm.h"
 #include "ops.h"
+#include "ops_transformer.h"
 #include "winograd.h"
 
 typedef struct {
@@ -161,6 +162,32 @@ static int cpu_divide_scalar(void *ctx, const float *x, float divisor, float *y,
     return SOWER_OK;
 }
 
+static int cpu_layer_norm(void *ctx, const LayerNormParams *p, const Act *in, Act *out)
+{
+    (void)ctx;
+    double t0 = ops_profile_now();
+    op_layer_norm_channels(p, in, out);
+    ops_profile_add(PROF_GROUP_NORM, t0);
+    return SOWER_OK;
+}
+
+static int cpu_attention_heads(void *ctx, int heads, const Act *q, const Act *k, const Act *v, Act *out)
+{
+    double t0 = ops_profile_now();
+    int status = op_attention_heads(heads, q, k, v, out, &((CpuContext *)ctx)->scratch);
+    ops_profile_add(PROF_ATTENTION, t0);
+    return status;
+}
+
+static int cpu_geglu(void *ctx, const Act *in, Act *out)
+{
+    (void)ctx;
+    double t0 = ops_profile_now();
+    int status = op_geglu(in, out);
+    ops_profile_add(PROF_ELEMENTWISE, t0);
+    return status;
+}
+
 static const UNetOps cpu_ops = {
     .act_alloc = cpu_act_alloc,
     .act_free = cpu_act_free,
@@ -181,6 +208,9 @@ static const UNetOps cpu_ops = {
     .concat_channels = cpu_concat_channels,
     .scheduler_step = cpu_scheduler_step,
     .divide_scalar = cpu_divide_scalar,
+    .layer_norm = cpu_layer_norm,
+    .attention_heads = cpu_attention_heads,
+    .geglu = cpu_geglu,
 };
 
 static void cpu_close(void *ctx)

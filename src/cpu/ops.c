@@ -61,6 +61,8 @@ void act_free(Act *a)
 
 static void add_row_bias(float *y, const float *bias, int rows, size_t cols)
 {
+    if (!bias) /* a projection without bias (the transformers' to_q, to_k, to_v) */
+        return;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
         float b = bias[r];

@@ -276,6 +276,11 @@ static const UNetOps cuda_ops = {
     cuda_concat_channels,
     cuda_scheduler_step,
     cuda_divide_scalar,
+    /* UNet2DConditionModel's transformer operations: not on this backend yet (the GPU issue), so a
+     * conditional model is refused by name (unet_forward_resident_cond). */
+    NULL, /* layer_norm */
+    NULL, /* attention_heads */
+    NULL, /* geglu */
 };
 
 /* ---- set-up ---- */

@@ -5,8 +5,8 @@
 
 /* The list must name every member: a member missing from it would escape the check below. */
 #define COUNT_OP(name) +1
-_Static_assert(sizeof(UNetOps) == (0 UNET_OPS_FIELDS(COUNT_OP)) * sizeof(void (*)(void)),
-               "UNET_OPS_FIELDS (backend.h) must list every UNetOps member");
+_Static_assert(sizeof(UNetOps) == (0 UNET_OPS_FIELDS(COUNT_OP) UNET_COND_OPS_FIELDS(COUNT_OP)) * sizeof(void (*)(void)),
+               "UNET_OPS_FIELDS and UNET_COND_OPS_FIELDS (backend.h) must list every UNetOps member");
 #undef COUNT_OP
 
 int backend_ops_check(const UNetOps *ops, const char *backend)
@@ -17,6 +17,13 @@ int backend_ops_check(const UNetOps *ops, const char *backend)
     UNET_OPS_FIELDS(CHECK_OP)
 #undef CHECK_OP
     return SOWER_OK;
+}
+
+int backend_runs_conditional(const UNetOps *ops)
+{
+#define HAS_OP(name) &&ops->name
+    return 1 UNET_COND_OPS_FIELDS(HAS_OP);
+#undef HAS_OP
 }
 
 void compute_backend_close(ComputeBackend *be)

@@ -70,6 +70,18 @@ typedef struct {
     /* y (n,) = x (n,) / divisor, element-wise, IEEE float32 division (a scheduler's
      * scale_model_input); y may be x. */
     int (*divide_scalar)(void *ctx, const float *x, float divisor, float *y, size_t n);
+
+    /* ---- UNet2DConditionModel's transformers (NULL in a backend that does not run them yet) ----
+     * Their Linear layers are conv2d with k = 1 (bias may be NULL); the residual adds are residual(.., 1). */
+    /* out = LayerNorm over the channels of every token (pixel) of in; out may be in. */
+    int (*layer_norm)(void *ctx, const LayerNormParams *p, const Act *in, Act *out);
+    /* out (C, B, Hq, Wq) = per sample and head (C / heads channels each): softmax(q^T k / sqrt(C / heads)) v,
+     * q (C, B, Hq, Wq), k and v (C, B, Hk, Wk): self-attention (k, v of the same tokens) or cross-attention
+     * (of the text embeddings, Hk = 1, Wk = tokens); allocates out. Holds the scores of a block of queries
+     * at a time, never a head's whole (Hq Wq, Hk Wk) matrix. */
+    int (*attention_heads)(void *ctx, int heads, const Act *q, const Act *k, const Act *v, Act *out);
+    /* out (C / 2, B, H, W) = in[:C/2] * gelu(in[C/2:]) (GEGLU, erf gelu); allocates out. */
+    int (*geglu)(void *ctx, const Act *in, Act *out);
 } UNetOps;
 
 /* Every entry of UNetOps, in order: backend_ops_check() proves a backend fills each one, and a static
@@ -89,6 +101,12 @@ struct ComputeBackend {
     const char *determinism;            /* why its bits are reproducible, for provenance */
     void (*close)(void *ctx);
 };
+
+/* The operations only UNet2DConditionModel needs: a backend may leave them NULL until it runs it. */
+#define UNET_COND_OPS_FIELDS(X) X(layer_norm) X(attention_heads) X(geglu)
+
+/* Whether ops has every UNet2DConditionModel operation (else backend_open refuses such a model). */
+int backend_runs_conditional(const UNetOps *ops);
 
 /* SOWER_EINTERNAL naming the first operation `backend` (its name, for the message) leaves NULL.
  * backends/backend_open.c checks every backend it opens. */

@@ -59,3 +59,39 @@ int json_key_one_of(const cJSON *obj, const char *path, const char *key, const c
     cJSON_free(found);
     return status;
 }
+
+static int unsupported(const cJSON *v, const char *path, const char *key, const char *supported, const char *what_else)
+{
+    char *found = cJSON_PrintUnformatted(v);
+    int status = SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': found %s, sower supports %s (other values mean %s)", path, key,
+                            found ? found : "?", supported, what_else);
+    cJSON_free(found);
+    return status;
+}
+
+int json_key_null(const cJSON *obj, const char *path, const char *key, const char *what_else)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v))
+        return SOWER_OK;
+    return unsupported(v, path, key, "null", what_else);
+}
+
+int json_key_int_is(const cJSON *obj, const char *path, const char *key, int only, int allow_list,
+                    const char *what_else)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return SOWER_OK;
+    int ok = cJSON_IsNumber(v) && v->valuedouble == only;
+    if (allow_list && cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0) {
+        ok = 1;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) ok &= cJSON_IsNumber(e) && e->valuedouble == only;
+    }
+    if (ok)
+        return SOWER_OK;
+    char supported[32];
+    snprintf(supported, sizeof supported, "%d", only);
+    return unsupported(v, path, key, supported, what_else);
+}

@@ -20,4 +20,11 @@ int json_key_bool(const cJSON *obj, const char *path, const char *key, int *out)
 int json_key_one_of(const cJSON *obj, const char *path, const char *key, const char *const *supported,
                     int allow_null) SOWER_MUST_CHECK;
 
+/* A key sower supports only at its "off" value: absent or null; what_else says what that value would
+ * turn on, for the message ("SDXL's added time ids"). */
+int json_key_null(const cJSON *obj, const char *path, const char *key, const char *what_else) SOWER_MUST_CHECK;
+/* An integer key (or, with allow_list, a list of n such) whose every value must be `only`. */
+int json_key_int_is(const cJSON *obj, const char *path, const char *key, int only, int allow_list,
+                    const char *what_else) SOWER_MUST_CHECK;
+
 #endif /* SOWER_JSON_KEYS_H */

@@ -1,6 +1,10 @@
-/* unet.h: diffusers' UNet2DModel (unconditional), float32, on any backend (backend.h).
+/* unet.h: diffusers' UNet2DModel (unconditional) and UNet2DConditionModel (Stable Diffusion 1.x/2.x),
+ * float32, on any backend (backend.h).
  *
- * Supported: DownBlock2D, AttnDownBlock2D, UpBlock2D, AttnUpBlock2D, UNetMidBlock2D (with or
+ * UNet2DConditionModel: CrossAttnDownBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
+ * CrossAttnUpBlock2D; Transformer2DModel with one BasicTransformerBlock (self-attention,
+ * cross-attention on the text embeddings, GEGLU), conv or linear projections.
+ * UNet2DModel: DownBlock2D, AttnDownBlock2D, UpBlock2D, AttnUpBlock2D, UNetMidBlock2D (with or
  * without attention), ResnetBlock2D with 1x1 shortcut, one- and multi-head attention, positional
  * time embedding, conv down/upsampling. Weights are bound by their diffusers state-dict names
  * (legacy attention names query/key/value/proj_attn are accepted too) and used in place. */
@@ -34,10 +38,18 @@ typedef struct {
     int norm_num_groups;
     int attn_norm_num_groups;            /* 0: null (the resnets' groups) */
     float norm_eps;
-    int add_attention;
+    int add_attention;                   /* the mid block's attention (conditional: UNetMidBlock2DCrossAttn) */
+    /* UNet2DConditionModel (conditional = 1): down/up_has_attention then mean CrossAttnDownBlock2D /
+     * CrossAttnUpBlock2D, whose attentions are Transformer2DModels over the text embeddings. */
+    int conditional;
+    int cross_attention_dim;             /* the text embeddings' width */
+    int heads[UNET_MAX_BLOCKS];          /* heads of down block i's transformers (diffusers' attention_head_dim) */
+    int use_linear_projection;           /* proj_in/proj_out are Linear (SD 2.x), not 1x1 conv: same product */
+    int upcast_attention;                /* float32 everywhere already: recorded, no effect */
 } UNetConfig;
 
-/* Parses a UNet2DModel config.json with diffusers' defaults for missing keys. Unsupported values
+/* Parses a UNet2DModel or UNet2DConditionModel (by its _class_name) config.json with diffusers' defaults
+ * for missing keys. Unsupported values
  * fail with SOWER_EMODEL naming the key and the supported values. */
 int unet_config_parse(const char *json_text, size_t len, const char *path, UNetConfig *cfg) SOWER_MUST_CHECK;
 
@@ -52,7 +64,8 @@ typedef struct {
     int n_layers;
     ResnetParams resnets[UNET_MAX_LAYERS];
     int has_attention;
-    AttentionParams attentions[UNET_MAX_LAYERS];
+    AttentionParams attentions[UNET_MAX_LAYERS];     /* UNet2DModel */
+    TransformerParams transformers[UNET_MAX_LAYERS]; /* UNet2DConditionModel */
     int has_sampler;                   /* downsampler or upsampler */
     ConvParams sampler;
 } BlockParams;
@@ -65,6 +78,7 @@ typedef struct {
     ResnetParams mid_resnets[2];
     int mid_has_attention;
     AttentionParams mid_attention;
+    TransformerParams mid_transformer;
     GroupNormParams norm_out;
     WeightList weights; /* every tensor the model needs, in construction order */
 } UNet;
@@ -87,5 +101,16 @@ int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *tim
  * that samples stay on the device between steps. */
 int unet_forward_resident(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
                           int width, float *out) SOWER_MUST_CHECK;
+
+/* UNet2DConditionModel: the same with the text embeddings, (batch, tokens, cross_attention_dim) in host
+ * memory (the _on form), or already in backend memory as unet_context_upload lays them out. */
+int unet_forward_on_cond(const ComputeBackend *be, const float *x, const int64_t *timesteps, const float *embeddings,
+                         int tokens, int batch, int height, int width, float *out) SOWER_MUST_CHECK;
+int unet_forward_resident_cond(const ComputeBackend *be, const float *x, const int64_t *timesteps, const Act *context,
+                               int batch, int height, int width, float *out) SOWER_MUST_CHECK;
+/* embeddings (batch, tokens, cross_attention_dim) host -> context (cross_attention_dim, batch, 1, tokens) in
+ * backend memory (allocated; free with ops->act_free). */
+int unet_context_upload(const ComputeBackend *be, const float *embeddings, int batch, int tokens,
+                        Act *context) SOWER_MUST_CHECK;
 
 #endif /* SOWER_UNET_H */

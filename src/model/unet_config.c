@@ -1,4 +1,5 @@
-/* unet_config.c: UNet2DModel's config.json, with diffusers 0.31's __init__ defaults. */
+/* unet_config.c: the config.json of UNet2DModel and UNet2DConditionModel, with diffusers 0.31's __init__
+ * defaults. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -113,14 +114,30 @@ static int check_consistency(const UNetConfig *cfg, const char *path, int n_down
     return SOWER_OK;
 }
 
-int unet_config_parse(const char *json_text, size_t len, const char *path, UNetConfig *cfg)
+static int parse_block_out_channels(const cJSON *obj, const char *path, UNetConfig *cfg, int *n_channels)
+{
+    const cJSON *boc = cJSON_GetObjectItemCaseSensitive(obj, "block_out_channels");
+    if (!boc)
+        return SOWER_OK;
+    if (!cJSON_IsArray(boc) || cJSON_GetArraySize(boc) < 1 || cJSON_GetArraySize(boc) > UNET_MAX_BLOCKS)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key 'block_out_channels': expected a list of 1..%d integers", path,
+                          UNET_MAX_BLOCKS);
+    *n_channels = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, boc)
+    {
+        if (!cJSON_IsNumber(c) || c->valuedouble != floor(c->valuedouble) || c->valuedouble < 1 ||
+            c->valuedouble > MAX_CHANNELS)
+            return SOWER_FAIL(SOWER_EMODEL, "%s: key 'block_out_channels': entries must be integers in 1..%d", path,
+                              MAX_CHANNELS);
+        cfg->block_out_channels[(*n_channels)++] = (int)c->valuedouble;
+    }
+    return SOWER_OK;
+}
+
+static int parse_unconditional(const cJSON *obj, const char *path, UNetConfig *cfg)
 {
     set_defaults(cfg);
-    cJSON *obj = cJSON_ParseWithLength(json_text, len);
-    if (!obj || !cJSON_IsObject(obj)) {
-        cJSON_Delete(obj);
-        return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
-    }
     int status = SOWER_OK, is_null = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, obj)
@@ -148,26 +165,7 @@ int unet_config_parse(const char *json_text, size_t len, const char *path, UNetC
     SOWER_TRY_GOTO(
         parse_block_types(obj, path, "up_block_types", "UpBlock2D", "AttnUpBlock2D", cfg->up_has_attention, &n_up),
         status, done);
-    const cJSON *boc = cJSON_GetObjectItemCaseSensitive(obj, "block_out_channels");
-    if (boc) {
-        if (!cJSON_IsArray(boc) || cJSON_GetArraySize(boc) < 1 || cJSON_GetArraySize(boc) > UNET_MAX_BLOCKS) {
-            status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'block_out_channels': expected a list of 1..%d integers", path,
-                                UNET_MAX_BLOCKS);
-            goto done;
-        }
-        n_channels = 0;
-        const cJSON *c;
-        cJSON_ArrayForEach(c, boc)
-        {
-            if (!cJSON_IsNumber(c) || c->valuedouble != floor(c->valuedouble) || c->valuedouble < 1 ||
-                c->valuedouble > MAX_CHANNELS) {
-                status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'block_out_channels': entries must be integers in 1..%d",
-                                    path, MAX_CHANNELS);
-                goto done;
-            }
-            cfg->block_out_channels[n_channels++] = (int)c->valuedouble;
-        }
-    }
+    SOWER_TRY_GOTO(parse_block_out_channels(obj, path, cfg, &n_channels), status, done);
     cfg->n_blocks = n_channels;
     SOWER_TRY_GOTO(json_key_int(obj, path, "layers_per_block", 1, UNET_MAX_LAYERS - 1, &cfg->layers_per_block, 0, NULL),
                    status, done);
@@ -200,6 +198,196 @@ int unet_config_parse(const char *json_text, size_t len, const char *path, UNetC
     }
     SOWER_TRY_GOTO(check_consistency(cfg, path, n_down, n_up, n_channels), status, done);
 done:
+    return status;
+}
+
+/* ---- UNet2DConditionModel ---- */
+
+static const char *const conditional_keys[] = {
+    "sample_size", "in_channels", "out_channels", "center_input_sample", "flip_sin_to_cos", "freq_shift",
+    "down_block_types", "mid_block_type", "up_block_types", "only_cross_attention", "block_out_channels",
+    "layers_per_block", "downsample_padding", "mid_block_scale_factor", "dropout", "act_fn", "norm_num_groups",
+    "norm_eps", "cross_attention_dim", "transformer_layers_per_block", "reverse_transformer_layers_per_block",
+    "encoder_hid_dim", "encoder_hid_dim_type", "attention_head_dim", "num_attention_heads", "dual_cross_attention",
+    "use_linear_projection", "class_embed_type", "addition_embed_type", "addition_time_embed_dim",
+    "num_class_embeds", "upcast_attention", "resnet_time_scale_shift", "resnet_skip_time_act",
+    "resnet_out_scale_factor", "time_embedding_type", "time_embedding_dim", "time_embedding_act_fn",
+    "timestep_post_act", "time_cond_proj_dim", "conv_in_kernel", "conv_out_kernel",
+    "projection_class_embeddings_input_dim", "attention_type", "class_embeddings_concat",
+    "mid_block_only_cross_attention", "cross_attention_norm", "addition_embed_type_num_heads",
+};
+
+/* diffusers 0.31 UNet2DConditionModel.__init__ defaults (SD 1.x's shape, sample_size None). */
+static void set_conditional_defaults(UNetConfig *cfg)
+{
+    static const int channels[] = {320, 640, 1280, 1280};
+    memset(cfg, 0, sizeof *cfg);
+    cfg->conditional = 1;
+    cfg->in_channels = cfg->out_channels = 4;
+    cfg->flip_sin_to_cos = 1;
+    cfg->n_blocks = 4;
+    for (int i = 0; i < 4; i++) {
+        cfg->block_out_channels[i] = channels[i];
+        cfg->heads[i] = 8;
+    }
+    int down_attn[] = {1, 1, 1, 0}, up_attn[] = {0, 1, 1, 1};
+    memcpy(cfg->down_has_attention, down_attn, sizeof down_attn);
+    memcpy(cfg->up_has_attention, up_attn, sizeof up_attn);
+    cfg->layers_per_block = 2;
+    cfg->mid_block_scale_factor = 1.0f;
+    cfg->downsample_padding = 1;
+    cfg->norm_num_groups = 32;
+    cfg->norm_eps = 1e-5f;
+    cfg->add_attention = 1;
+    cfg->cross_attention_dim = 1280;
+}
+
+/* attention_head_dim: one head count for every block, or one per block (diffusers' naming: in
+ * UNet2DConditionModel it is the number of heads; num_attention_heads must stay null). */
+static int parse_heads(const cJSON *obj, const char *path, UNetConfig *cfg, int n_blocks)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "attention_head_dim");
+    if (!v)
+        return SOWER_OK;
+    if (cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble >= 1 &&
+        v->valuedouble <= MAX_CHANNELS) {
+        for (int i = 0; i < UNET_MAX_BLOCKS; i++)
+            cfg->heads[i] = (int)v->valuedouble;
+        return SOWER_OK;
+    }
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == n_blocks) {
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v)
+        {
+            if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 1 ||
+                e->valuedouble > MAX_CHANNELS)
+                break;
+            cfg->heads[i++] = (int)e->valuedouble;
+        }
+        if (i == n_blocks)
+            return SOWER_OK;
+    }
+    return SOWER_FAIL(SOWER_EMODEL, "%s: key 'attention_head_dim': expected an integer or a list of %d integers (the "
+                                    "heads of each block)", path, n_blocks);
+}
+
+static int parse_false(const cJSON *obj, const char *path, const char *key, const char *what_else)
+{
+    int on = 0;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (v && cJSON_IsArray(v)) { /* only_cross_attention may be a list */
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) on |= !cJSON_IsFalse(e);
+    } else {
+        SOWER_TRY(json_key_bool(obj, path, key, &on));
+    }
+    if (on)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': sower supports false (true means %s)", path, key, what_else);
+    return SOWER_OK;
+}
+
+static int check_conditional(const UNetConfig *cfg, const char *path)
+{
+    for (int i = 0; i < cfg->n_blocks; i++) {
+        int c = cfg->block_out_channels[i];
+        if (c % cfg->norm_num_groups)
+            return SOWER_FAIL(SOWER_EMODEL, "%s: key 'norm_num_groups': %d does not divide block_out_channels[%d] = %d",
+                              path, cfg->norm_num_groups, i, c);
+        if (c % cfg->heads[i])
+            return SOWER_FAIL(SOWER_EMODEL, "%s: key 'attention_head_dim': %d heads do not divide the %d channels of "
+                                            "block %d", path, cfg->heads[i], c, i);
+    }
+    return SOWER_OK;
+}
+
+static int parse_conditional(const cJSON *obj, const char *path, UNetConfig *cfg)
+{
+    set_conditional_defaults(cfg);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, obj)
+    {
+        int known = item->string[0] == '_';
+        for (size_t i = 0; !known && i < sizeof conditional_keys / sizeof conditional_keys[0]; i++)
+            known = strcmp(item->string, conditional_keys[i]) == 0;
+        if (!known)
+            fprintf(stderr, "sower: warning: %s: ignoring unknown UNet2DConditionModel key '%s'\n", path, item->string);
+    }
+    static const char *const positional[] = {"positional", NULL}, *const silu[] = {"silu", "swish", NULL};
+    static const char *const shift_default[] = {"default", NULL}, *const mid[] = {"UNetMidBlock2DCrossAttn", NULL};
+    static const char *const attention_default[] = {"default", NULL};
+    int n_down = cfg->n_blocks, n_up = cfg->n_blocks, n_channels = cfg->n_blocks;
+    SOWER_TRY(parse_sample_size(obj, path, cfg));
+    SOWER_TRY(json_key_int(obj, path, "in_channels", 1, 1024, &cfg->in_channels, 0, NULL));
+    SOWER_TRY(json_key_int(obj, path, "out_channels", 1, 1024, &cfg->out_channels, 0, NULL));
+    SOWER_TRY(json_key_bool(obj, path, "center_input_sample", &cfg->center_input_sample));
+    SOWER_TRY(json_key_bool(obj, path, "flip_sin_to_cos", &cfg->flip_sin_to_cos));
+    SOWER_TRY(json_key_float(obj, path, "freq_shift", -1e6, 1e6, &cfg->freq_shift));
+    SOWER_TRY(parse_block_types(obj, path, "down_block_types", "DownBlock2D", "CrossAttnDownBlock2D",
+                                cfg->down_has_attention, &n_down));
+    SOWER_TRY(json_key_one_of(obj, path, "mid_block_type", mid, 0));
+    SOWER_TRY(parse_block_types(obj, path, "up_block_types", "UpBlock2D", "CrossAttnUpBlock2D", cfg->up_has_attention,
+                                &n_up));
+    SOWER_TRY(parse_false(obj, path, "only_cross_attention", "attention without self-attention"));
+    SOWER_TRY(parse_block_out_channels(obj, path, cfg, &n_channels));
+    cfg->n_blocks = n_channels;
+    if (n_down != n_up || n_down != n_channels)
+        return SOWER_FAIL(SOWER_EMODEL,
+                          "%s: down_block_types (%d), up_block_types (%d) and block_out_channels (%d) must have the "
+                          "same length", path, n_down, n_up, n_channels);
+    SOWER_TRY(json_key_int(obj, path, "layers_per_block", 1, UNET_MAX_LAYERS - 1, &cfg->layers_per_block, 0, NULL));
+    SOWER_TRY(json_key_int(obj, path, "downsample_padding", 0, 1, &cfg->downsample_padding, 0, NULL));
+    SOWER_TRY(json_key_float(obj, path, "mid_block_scale_factor", 1e-6, 1e6, &cfg->mid_block_scale_factor));
+    SOWER_TRY(json_key_one_of(obj, path, "act_fn", silu, 0));
+    SOWER_TRY(json_key_int(obj, path, "norm_num_groups", 1, MAX_CHANNELS, &cfg->norm_num_groups, 0, NULL));
+    SOWER_TRY(json_key_float(obj, path, "norm_eps", 0.0, 1.0, &cfg->norm_eps));
+    SOWER_TRY(json_key_int(obj, path, "cross_attention_dim", 1, MAX_CHANNELS, &cfg->cross_attention_dim, 0, NULL));
+    SOWER_TRY(json_key_int_is(obj, path, "transformer_layers_per_block", 1, 1, "deeper transformers, as SDXL has"));
+    SOWER_TRY(json_key_null(obj, path, "reverse_transformer_layers_per_block", "other transformer depths"));
+    SOWER_TRY(json_key_null(obj, path, "encoder_hid_dim", "a projection of the text embeddings"));
+    SOWER_TRY(json_key_null(obj, path, "encoder_hid_dim_type", "a projection of the text embeddings"));
+    SOWER_TRY(parse_heads(obj, path, cfg, n_channels));
+    SOWER_TRY(json_key_null(obj, path, "num_attention_heads", "diffusers itself refuses this key"));
+    SOWER_TRY(parse_false(obj, path, "dual_cross_attention", "two text encoders' attentions"));
+    SOWER_TRY(json_key_bool(obj, path, "use_linear_projection", &cfg->use_linear_projection));
+    SOWER_TRY(json_key_null(obj, path, "class_embed_type", "class conditioning"));
+    SOWER_TRY(json_key_null(obj, path, "addition_embed_type", "added conditioning, as SDXL's text_time"));
+    SOWER_TRY(json_key_null(obj, path, "addition_time_embed_dim", "SDXL's added time ids"));
+    SOWER_TRY(json_key_null(obj, path, "num_class_embeds", "class conditioning"));
+    SOWER_TRY(json_key_bool(obj, path, "upcast_attention", &cfg->upcast_attention));
+    SOWER_TRY(json_key_one_of(obj, path, "resnet_time_scale_shift", shift_default, 0));
+    SOWER_TRY(parse_false(obj, path, "resnet_skip_time_act", "another resnet time path"));
+    const cJSON *out_scale = cJSON_GetObjectItemCaseSensitive(obj, "resnet_out_scale_factor");
+    if (out_scale && !(cJSON_IsNumber(out_scale) && out_scale->valuedouble == 1.0))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key 'resnet_out_scale_factor': sower supports 1.0", path);
+    SOWER_TRY(json_key_one_of(obj, path, "time_embedding_type", positional, 0));
+    SOWER_TRY(json_key_null(obj, path, "time_embedding_dim", "a time embedding of another width"));
+    SOWER_TRY(json_key_null(obj, path, "time_embedding_act_fn", "an activation after the time embedding"));
+    SOWER_TRY(json_key_null(obj, path, "timestep_post_act", "an activation inside the time embedding"));
+    SOWER_TRY(json_key_null(obj, path, "time_cond_proj_dim", "guidance embedded in the time (LCM)"));
+    SOWER_TRY(json_key_int_is(obj, path, "conv_in_kernel", 3, 0, "another conv_in"));
+    SOWER_TRY(json_key_int_is(obj, path, "conv_out_kernel", 3, 0, "another conv_out"));
+    SOWER_TRY(json_key_null(obj, path, "projection_class_embeddings_input_dim", "class conditioning"));
+    SOWER_TRY(json_key_one_of(obj, path, "attention_type", attention_default, 0));
+    SOWER_TRY(parse_false(obj, path, "class_embeddings_concat", "class conditioning"));
+    SOWER_TRY(json_key_null(obj, path, "mid_block_only_cross_attention", "a mid block without self-attention"));
+    SOWER_TRY(json_key_null(obj, path, "cross_attention_norm", "a norm on the text embeddings"));
+    return check_conditional(cfg, path);
+}
+
+int unet_config_parse(const char *json_text, size_t len, const char *path, UNetConfig *cfg)
+{
+    cJSON *obj = cJSON_ParseWithLength(json_text, len);
+    if (!obj || !cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
+    }
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(obj, "_class_name");
+    int status;
+    if (cls && cJSON_IsString(cls) && strcmp(cls->valuestring, "UNet2DConditionModel") == 0)
+        status = parse_conditional(obj, path, cfg);
+    else
+        status = parse_unconditional(obj, path, cfg);
     cJSON_Delete(obj);
     return status;
 }

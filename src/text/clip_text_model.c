@@ -77,8 +77,9 @@ done:
 
 /* ---- parameters, transformers' names ---- */
 
-static int add_layer_norm(WeightList *w, LayerNormParams *ln, int dim, const char *prefix)
+static int add_layer_norm(WeightList *w, LayerNormParams *ln, int dim, float eps, const char *prefix)
 {
+    ln->channels = dim, ln->eps = eps;
     return weight_list_add_norm(w, &ln->gamma, &ln->beta, dim, prefix);
 }
 
@@ -98,13 +99,13 @@ static int list_params(ClipTextModel *m)
         SOWER_TRY(weight_list_add_linear(w, &l->k, d, d, LAYER("self_attn.k_proj")));
         SOWER_TRY(weight_list_add_linear(w, &l->v, d, d, LAYER("self_attn.v_proj")));
         SOWER_TRY(weight_list_add_linear(w, &l->out, d, d, LAYER("self_attn.out_proj")));
-        SOWER_TRY(add_layer_norm(w, &l->ln1, d, LAYER("layer_norm1")));
+        SOWER_TRY(add_layer_norm(w, &l->ln1, d, c->layer_norm_eps, LAYER("layer_norm1")));
         SOWER_TRY(weight_list_add_linear(w, &l->fc1, c->intermediate_size, d, LAYER("mlp.fc1")));
         SOWER_TRY(weight_list_add_linear(w, &l->fc2, d, c->intermediate_size, LAYER("mlp.fc2")));
-        SOWER_TRY(add_layer_norm(w, &l->ln2, d, LAYER("layer_norm2")));
+        SOWER_TRY(add_layer_norm(w, &l->ln2, d, c->layer_norm_eps, LAYER("layer_norm2")));
 #undef LAYER
     }
-    SOWER_TRY(add_layer_norm(w, &m->final_ln, c->hidden_size, "text_model.final_layer_norm"));
+    SOWER_TRY(add_layer_norm(w, &m->final_ln, c->hidden_size, c->layer_norm_eps, "text_model.final_layer_norm"));
     return SOWER_OK;
 }
 
@@ -183,10 +184,11 @@ static void linear_rows(const LinearParams *p, const float *x, int n, float *y)
             y[(size_t)i * p->out + j] += p->bias[j];
 }
 
-static void layer_norm_rows(const LayerNormParams *ln, const float *x, int n, int dim, float eps, float *y)
+static void layer_norm_rows(const LayerNormParams *ln, const float *x, int n, float *y)
 {
+    const size_t dim = (size_t)ln->channels;
     for (int i = 0; i < n; i++)
-        row_layer_norm(y + (size_t)i * dim, x + (size_t)i * dim, (size_t)dim, ln->gamma, ln->beta, eps);
+        row_layer_norm(y + i * dim, x + i * dim, dim, ln->gamma, ln->beta, ln->eps);
 }
 
 typedef struct {
@@ -259,12 +261,12 @@ int clip_text_encode(const ClipTextModel *m, const int32_t *ids, int n_tokens, i
             s.h[i * d + j] = m->token_embedding[(size_t)ids[i] * d + j] + m->position_embedding[i * d + j];
     for (int layer = 0; layer < c->num_layers - clip_skip; layer++) {
         const ClipLayer *l = &m->layers[layer];
-        layer_norm_rows(&l->ln1, s.h, n_tokens, (int)d, c->layer_norm_eps, s.x);
+        layer_norm_rows(&l->ln1, s.h, n_tokens, s.x);
         attention(l, c, n_tokens, &s);
-        layer_norm_rows(&l->ln2, s.h, n_tokens, (int)d, c->layer_norm_eps, s.x);
+        layer_norm_rows(&l->ln2, s.h, n_tokens, s.x);
         feed_forward(l, c, n_tokens, &s);
     }
-    layer_norm_rows(&m->final_ln, s.h, n_tokens, (int)d, c->layer_norm_eps, out);
+    layer_norm_rows(&m->final_ln, s.h, n_tokens, out);
     free(block);
     return SOWER_OK;
 }

@@ -37,10 +37,6 @@ typedef struct {
 } ClipTextConfig;
 
 typedef struct {
-    const float *gamma, *beta; /* (hidden,) each */
-} LayerNormParams;
-
-typedef struct {
     LayerNormParams ln1, ln2;
     LinearParams q, k, v, out; /* (hidden, hidden) */
     LinearParams fc1;          /* (intermediate, hidden) */
