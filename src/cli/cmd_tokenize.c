@@ -11,7 +11,7 @@
 
 #include "cli.h"
 #include "clip_tokenizer.h"
-#include "clip_text_model.h"
+#include "prompt_encoder.h"
 #include "commands.h"
 #include "gemm.h"
 #include "npy.h"
@@ -44,37 +44,6 @@ static int on_tokenize_option(void *ctx, int which, const char *v)
 
 static int on_tokenize_dir(void *ctx, const char *arg) { return cli_one_positional(&((TokenizeOptions *)ctx)->dir, arg); }
 
-/* The ids (max_length,) of prompt for the tokenizer of DIR (a pipeline folder, whose tokenizer/ is
- * read, or a tokenizer folder), warning with the dropped words when it is truncated. */
-static int tokenize_prompt(const char *dir, const char *prompt, int32_t **ids, int *n, size_t *untruncated)
-{
-    char sub[4096];
-    struct stat st;
-    snprintf(sub, sizeof sub, "%s/tokenizer", dir);
-    if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
-        dir = sub;
-    ClipTokenizer *t = NULL;
-    SOWER_TRY(clip_tokenizer_load(&t, dir));
-    *n = clip_tokenizer_max_length(t);
-    *ids = malloc((size_t)*n * sizeof **ids);
-    int status = *ids ? clip_tokenize(t, prompt, strlen(prompt), *ids, untruncated)
-                      : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    if (status == SOWER_OK && *untruncated > (size_t)*n) {
-        char *dropped = NULL;
-        status = clip_tokenizer_dropped_text(t, prompt, strlen(prompt), &dropped);
-        if (status == SOWER_OK)
-            fprintf(stderr, "sower: warning: the prompt is longer than %d tokens; truncated, dropping: %s\n", *n,
-                    dropped);
-        free(dropped);
-    }
-    clip_tokenizer_free(t);
-    if (status != SOWER_OK) {
-        free(*ids);
-        *ids = NULL;
-    }
-    return status;
-}
-
 int cmd_tokenize(int argc, char **argv)
 {
     TokenizeOptions o = {0};
@@ -87,16 +56,26 @@ int cmd_tokenize(int argc, char **argv)
     }
     if (!o.dir || !o.prompt)
         return SOWER_FAIL(SOWER_EUSAGE, "usage: sower tokenize DIR --prompt P");
-    int32_t *ids = NULL;
-    int n = 0;
+    /* the tokenizer alone (a tokenizer folder needs no text encoder) */
+    PromptEncoder pe = {0};
+    char sub[4096];
+    struct stat st;
+    snprintf(sub, sizeof sub, "%s/tokenizer", o.dir);
+    SOWER_TRY(clip_tokenizer_load(&pe.tokenizer, stat(sub, &st) == 0 && S_ISDIR(st.st_mode) ? sub : o.dir));
+    pe.tokens = clip_tokenizer_max_length(pe.tokenizer);
+    int32_t *ids = malloc((size_t)pe.tokens * sizeof *ids); /* (tokens,) */
     size_t untruncated = 0;
-    SOWER_TRY(tokenize_prompt(o.dir, o.prompt, &ids, &n, &untruncated));
-    printf("{\"ids\": [");
-    for (int i = 0; i < n; i++)
-        printf("%s%d", i ? ", " : "", ids[i]);
-    printf("], \"untruncated_length\": %zu}\n", untruncated);
+    int status = ids ? prompt_tokenize(&pe, o.prompt, ids, &untruncated, stderr)
+                     : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (status == SOWER_OK) {
+        printf("{\"ids\": [");
+        for (int i = 0; i < pe.tokens; i++)
+            printf("%s%d", i ? ", " : "", ids[i]);
+        printf("], \"untruncated_length\": %zu}\n", untruncated);
+    }
     free(ids);
-    return SOWER_OK;
+    clip_tokenizer_free(pe.tokenizer);
+    return status;
 }
 
 /* ---- sower encode ---- */
@@ -156,35 +135,25 @@ int cmd_encode(int argc, char **argv)
     if (!o.dir || !o.prompt || !o.output)
         return SOWER_FAIL(SOWER_EUSAGE, "usage: sower encode DIR --prompt P [--clip-skip K] -o OUT.npy");
     gemm_set_threads((int)o.threads);
-    ClipTextModel model;
-    SOWER_TRY(clip_text_model_load(&model, o.dir));
-    int32_t *ids = NULL;
-    int n = 0;
-    size_t untruncated = 0;
-    float *embeddings = NULL; /* (n, hidden) */
+    PromptEncoder pe;
+    SOWER_TRY(prompt_encoder_load(&pe, o.dir));
+    float *embeddings = NULL; /* (tokens, hidden) */
     int status = SOWER_OK;
-    if (o.clip_skip > model.cfg.num_layers) {
+    if (o.clip_skip > pe.encoder.cfg.num_layers) {
         status = SOWER_FAIL(SOWER_EUSAGE, "--clip-skip %ld: the text encoder has %d layers (0..%d)", o.clip_skip,
-                            model.cfg.num_layers, model.cfg.num_layers);
+                            pe.encoder.cfg.num_layers, pe.encoder.cfg.num_layers);
         goto done;
     }
-    SOWER_TRY_GOTO(tokenize_prompt(o.dir, o.prompt, &ids, &n, &untruncated), status, done);
-    if (n > model.cfg.max_positions) {
-        status = SOWER_FAIL(SOWER_EMODEL, "%s: model_max_length %d exceeds the text encoder's %d positions (%s)",
-                            o.dir, n, model.cfg.max_positions, model.config_path);
-        goto done;
-    }
-    embeddings = malloc((size_t)n * model.cfg.hidden_size * sizeof *embeddings);
+    embeddings = malloc((size_t)pe.tokens * pe.dim * sizeof *embeddings);
     if (!embeddings) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         goto done;
     }
-    SOWER_TRY_GOTO(clip_text_encode(&model, ids, n, (int)o.clip_skip, embeddings), status, done);
-    const int64_t shape[3] = {1, n, model.cfg.hidden_size};
+    SOWER_TRY_GOTO(prompt_encode(&pe, o.prompt, (int)o.clip_skip, embeddings, stderr), status, done);
+    const int64_t shape[3] = {1, pe.tokens, pe.dim};
     SOWER_TRY_GOTO(npy_write_f32(o.output, embeddings, shape, 3), status, done);
 done:
     free(embeddings);
-    free(ids);
-    clip_text_model_free(&model);
+    prompt_encoder_free(&pe);
     return status;
 }

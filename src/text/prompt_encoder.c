@@ -1,0 +1,60 @@
+/* prompt_encoder.c: see prompt_encoder.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "prompt_encoder.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int prompt_encoder_load(PromptEncoder *pe, const char *dir)
+{
+    memset(pe, 0, sizeof *pe);
+    /* a pipeline folder holds the tokenizer in tokenizer/; a bare tokenizer folder is accepted too */
+    struct stat st;
+    snprintf(pe->tokenizer_dir, sizeof pe->tokenizer_dir, "%s/tokenizer", dir);
+    if (stat(pe->tokenizer_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        snprintf(pe->tokenizer_dir, sizeof pe->tokenizer_dir, "%s", dir);
+    SOWER_TRY(clip_tokenizer_load(&pe->tokenizer, pe->tokenizer_dir));
+    SOWER_TRY(clip_text_model_load(&pe->encoder, dir));
+    pe->tokens = clip_tokenizer_max_length(pe->tokenizer);
+    pe->dim = pe->encoder.cfg.hidden_size;
+    if (pe->tokens > pe->encoder.cfg.max_positions)
+        return SOWER_FAIL(SOWER_EMODEL, "%s/tokenizer_config.json: model_max_length %d exceeds the %d positions of "
+                                        "the text encoder (%s)",
+                          pe->tokenizer_dir, pe->tokens, pe->encoder.cfg.max_positions, pe->encoder.config_path);
+    return SOWER_OK;
+}
+
+void prompt_encoder_free(PromptEncoder *pe)
+{
+    clip_tokenizer_free(pe->tokenizer);
+    clip_text_model_free(&pe->encoder);
+    memset(pe, 0, sizeof *pe);
+}
+
+int prompt_tokenize(const PromptEncoder *pe, const char *prompt, int32_t *ids, size_t *untruncated, FILE *warn)
+{
+    const size_t len = strlen(prompt);
+    SOWER_TRY(clip_tokenize(pe->tokenizer, prompt, len, ids, untruncated));
+    if (warn && *untruncated > (size_t)pe->tokens) {
+        char *dropped = NULL;
+        SOWER_TRY(clip_tokenizer_dropped_text(pe->tokenizer, prompt, len, &dropped));
+        fprintf(warn, "sower: warning: the prompt is longer than %d tokens; truncated, dropping: %s\n", pe->tokens,
+                dropped);
+        free(dropped);
+    }
+    return SOWER_OK;
+}
+
+int prompt_encode(const PromptEncoder *pe, const char *prompt, int clip_skip, float *out, FILE *warn)
+{
+    int32_t *ids = malloc((size_t)pe->tokens * sizeof *ids); /* (tokens,) */
+    if (!ids)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    size_t untruncated = 0;
+    int status = prompt_tokenize(pe, prompt, ids, &untruncated, warn);
+    if (status == SOWER_OK)
+        status = clip_text_encode(&pe->encoder, ids, pe->tokens, clip_skip, out);
+    free(ids);
+    return status;
+}
