@@ -144,12 +144,14 @@ def main():
         # 1. Two runs of one output at once, one host.
         out = os.path.join(tmp, "two.h5")
         first = start([sower, "run", job, "-o", out])
+        os.kill(first.pid, signal.SIGSTOP)  # it holds the lock and stays alive however slow the machine is
         r = run([sower, "run", job, "-o", out])
         expect(r, 2, ["is in use by another run", f"pid {first.pid} on this host", "sower run"], "a second run")
         r = run([sower, "run", job, "-o", out, "--resume"])
         expect(r, 2, ["is in use by another run"], "--resume of a partial in use")
         r = run([sower, "run", job, "-o", out, "--force"])
         expect(r, 2, ["is in use by another run"], "--force on an output in use")
+        os.kill(first.pid, signal.SIGCONT)
         first.stderr.read()
         check(first.wait() == 0, f"the first run failed beside the refused ones: {first.returncode}")
         same_as(out, ref, "the first of two concurrent runs")

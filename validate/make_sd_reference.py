@@ -18,6 +18,12 @@ What it writes under tests/data/sd/:
         tiny-sd1-bf16  tiny-sd1's architecture, other weights, stored BF16
       A model stored F16/BF16 is computed in float32 from the stored values (what sower does): the reference
       is the float32 model loaded from the stored half-precision weights.
+  render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
+      DDIMScheduler.from_config(pipe.scheduler.config), 10 steps, one CPU generator per seed, output_type="latent"
+      (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
+      yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
+      same float32 noise.
+  unet_reference.json, unet_{x,context,out}_PIPELINE.npy   UNet2DConditionModel forward cases.
   text_reference.json   for each case: pipeline, prompt, clip_skip, ids, and the yardsticks below.
   text_embeddings_PIPELINE.npy   float32 (cases of that pipeline, 77, hidden), row `row` of each case:
       clip_skip None: text_encoder(ids)[0]; clip_skip k: final_layer_norm(hidden_states[-(k+1)]), exactly
@@ -79,34 +85,34 @@ CLIP_SKIPS = [None, 1, 2]  # 1 and 2 on the first SKIP_PROMPTS prompts only (siz
 SKIP_PROMPTS = 2
 
 
+# SD 1.5's scheduler/scheduler_config.json as the hub has it (PNDM, with clip_sample that PNDM ignores but a
+# DDIM made from its config keeps); tiny-sd1-bf16 keeps what PNDMScheduler.save_pretrained writes (no
+# clip_sample: DDIM then clips, its default); tiny-sd2 has SD 2.1's DDIM v-prediction config.
+SD15_SCHEDULER = {"_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
+                  "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000,
+                  "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None,
+                  "clip_sample": False}
+SD21_SCHEDULER = {"_class_name": "DDIMScheduler", "_diffusers_version": "0.8.0", "beta_end": 0.012,
+                  "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
+                  "num_train_timesteps": 1000, "prediction_type": "v_prediction", "set_alpha_to_one": False,
+                  "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None}
+
+
 def build(name, out):
+    """The whole pipeline, written by StableDiffusionPipeline.save_pretrained; returns it reloaded in float32
+    (the stored values widened: what sower computes) and its text encoder and UNet in float64."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
     tok_name, seed, dtype, overrides = PIPELINES[name]
     folder = os.path.join(out, name)
     if os.path.exists(folder):
         shutil.rmtree(folder)
     tokenizer = CLIPTokenizer.from_pretrained(os.path.join(ROOT, "tests", "data", "tokenizer", tok_name))
-    tokenizer.save_pretrained(os.path.join(folder, "tokenizer"))
     config = CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=77,
                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                             pad_token_id=tokenizer.pad_token_id, **overrides)
     torch.manual_seed(seed)
-    model = CLIPTextModel(config).eval()
-    model.to(dtype).save_pretrained(os.path.join(folder, "text_encoder"), safe_serialization=True)
-    # The float32 model sower computes: the stored values, widened.
-    model = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), torch_dtype=torch.float32).eval()
-    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
-             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-             "unet": ["diffusers", "UNet2DConditionModel"]}
-    with open(os.path.join(folder, "model_index.json"), "w") as f:
-        json.dump(index, f, indent=2, sort_keys=True)
-        f.write("\n")
-    return tokenizer, model
-
-
-def build_unet(name, out):
-    from diffusers import UNet2DConditionModel
-
-    _, seed, dtype, _ = PIPELINES[name]
+    text_encoder = CLIPTextModel(config).eval()
     torch.manual_seed(100 + seed)
     unet = UNet2DConditionModel(down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=2,
@@ -115,11 +121,27 @@ def build_unet(name, out):
         for p in unet.parameters():
             if p.dim() == 1:
                 p.add_(torch.randn(p.shape) * 0.05)
-    folder = os.path.join(out, name, "unet")
-    unet.to(dtype).save_pretrained(folder, safe_serialization=True)
-    from diffusers import UNet2DConditionModel as U
-
-    return U.from_pretrained(folder, torch_dtype=torch.float32).eval(), U.from_pretrained(folder, torch_dtype=torch.float64).eval()
+    torch.manual_seed(200 + seed)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        latent_channels=4, norm_num_groups=4, sample_size=32).eval()
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae.to(dtype), text_encoder=text_encoder.to(dtype), tokenizer=tokenizer,
+                                   unet=unet.to(dtype), scheduler=scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    own = {"tiny-sd1": SD15_SCHEDULER, "tiny-sd2": SD21_SCHEDULER}.get(name)
+    if own:
+        with open(os.path.join(folder, "scheduler", "scheduler_config.json"), "w") as f:
+            json.dump(own, f, indent=2)
+            f.write("\n")
+    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    text64 = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), torch_dtype=torch.float64).eval()
+    unet64 = UNet2DConditionModel.from_pretrained(os.path.join(folder, "unet"), torch_dtype=torch.float64).eval()
+    return pipe, text64, unet64
 
 
 def unet_cases(name, unet, unet64, embeddings, out):
@@ -146,6 +168,69 @@ def unet_cases(name, unet, unet64, embeddings, out):
         c["torch_batch_yardstick"] = float((yb[i] - torch.from_numpy(ys[i])).abs().max())
     for what, arrays in (("x", xs), ("context", es), ("out", ys)):
         np.save(os.path.join(out, f"unet_{what}_{name}.npy"), np.stack(arrays).astype(np.float32))
+    return cases
+
+
+RENDER_STEPS = 10
+SEEDS = [0, 4294967303, 18446744073709551615]
+RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, seeds)
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, SEEDS),
+    (None, "a photograph of an astronaut riding a horse", "blurry, low quality", 7.5, 0.0, None, [5]),
+    (["tiny-sd1"], "l'été à Paris 🐱", None, 1.0, 0.0, None, [3]),
+    (["tiny-sd1"], "a red cube on a blue sphere", None, 5.0, 0.5, None, [11, 12]),
+    (["tiny-sd1"], "a red cube on a blue sphere", "", 7.5, 0.0, 1, [4]),
+]
+
+
+def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None):
+    """StableDiffusionPipeline with a DDIMScheduler made from the folder's config, one CPU generator per seed,
+    output_type="latent": what sower sample --scheduler ddim must give."""
+    from diffusers import DDIMScheduler
+
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    n = len(seeds)
+    out = pipe([prompt] * n, negative_prompt=None if negative is None else [negative] * n,
+               guidance_scale=guidance, num_inference_steps=RENDER_STEPS, eta=eta, clip_skip=clip_skip,
+               generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="latent",
+               latents=latents)
+    return out.images
+
+
+def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed):
+    """The same render in float64 from the same float32 initial noise (eta 0: no other draw): torch's own
+    float32 error over the whole loop."""
+    noise = torch.randn((1, 4, unet_size, unet_size), generator=torch.Generator("cpu").manual_seed(seed))
+    torch.set_default_dtype(torch.float64)
+    try:
+        return render(pipe64, prompt, negative, guidance, 0.0, clip_skip, [seed], latents=noise.double())[0]
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def render_cases(name, pipe, out):
+    from diffusers import StableDiffusionPipeline
+
+    pipe64 = StableDiffusionPipeline.from_pretrained(os.path.join(out, name), torch_dtype=torch.float64,
+                                                     safety_checker=None, requires_safety_checker=False)
+    pipe64.set_progress_bar_config(disable=True)
+    size = UNETS[name]["sample_size"]
+    cases, arrays = [], []
+    pads = [101, 102]  # the batch yardstick: each seed alone, then in one batch with these
+    for only, prompt, negative, guidance, eta, clip_skip, seeds in RENDERS:
+        if only and name not in only:
+            continue
+        alone = [render(pipe, prompt, negative, guidance, eta, clip_skip, [s])[0] for s in seeds]
+        batch = render(pipe, prompt, negative, guidance, eta, clip_skip, seeds + pads)
+        for s, a, b in zip(seeds, alone, batch):
+            fp64 = 0.0
+            if eta == 0:
+                fp64 = float((a.double() - render64(pipe64, size, prompt, negative, guidance, clip_skip, s)).abs().max())
+            cases.append({"pipeline": name, "row": len(arrays), "prompt": prompt, "negative_prompt": negative,
+                          "guidance": guidance, "eta": eta, "clip_skip": clip_skip or 0, "seed": str(s),
+                          "steps": RENDER_STEPS, "scheduler": "ddim",
+                          "torch_batch_yardstick": float((a - b).abs().max()), "torch_fp64_yardstick": fp64})
+            arrays.append(a.numpy())
+    np.save(os.path.join(out, f"render_latents_{name}.npy"), np.stack(arrays).astype(np.float32))
     return cases
 
 
@@ -180,12 +265,11 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     os.makedirs(args.out, exist_ok=True)
-    cases, unet_ref = [], []
+    cases, unet_ref, render_ref = [], [], []
     for name in PIPELINES:
         arrays = []
-        tokenizer, model = build(name, args.out)
-        model64 = CLIPTextModel.from_pretrained(os.path.join(args.out, name, "text_encoder"),
-                                                torch_dtype=torch.float64).eval()
+        pipe, model64, unet64 = build(name, args.out)
+        tokenizer, model = pipe.tokenizer, pipe.text_encoder
         all_ids = ids_of(tokenizer, PROMPTS)
         for clip_skip in CLIP_SKIPS:
             batch = embed(model, all_ids, clip_skip)
@@ -206,12 +290,16 @@ def main():
                 })
                 arrays.append(alone[0].numpy())
         np.save(os.path.join(args.out, f"text_embeddings_{name}.npy"), np.stack(arrays).astype(np.float32))
-        unet, unet64 = build_unet(name, args.out)
-        unet_ref += unet_cases(name, unet, unet64, arrays, args.out)
+        unet_ref += unet_cases(name, pipe.unet, unet64, arrays, args.out)
+        render_ref += render_cases(name, pipe, args.out)
     with open(os.path.join(args.out, "text_reference.json"), "w") as f:
         json.dump({"generated_by": "validate/make_sd_reference.py", "torch": torch.__version__,
                    "transformers": transformers.__version__, "diffusers": diffusers.__version__,
                    "cases": cases}, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    with open(os.path.join(args.out, "render_reference.json"), "w") as f:
+        json.dump({"generated_by": "validate/make_sd_reference.py", "torch": torch.__version__,
+                   "diffusers": diffusers.__version__, "cases": render_ref}, f, indent=1, ensure_ascii=False)
         f.write("\n")
     with open(os.path.join(args.out, "unet_reference.json"), "w") as f:
         json.dump({"generated_by": "validate/make_sd_reference.py", "torch": torch.__version__,

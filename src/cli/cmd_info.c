@@ -9,19 +9,28 @@
 #include "digest.h"
 #include "gpu.h"
 #include "model.h"
+#include "prompt_encoder.h"
 
 static void print_config(const UNetConfig *c)
 {
-    printf("  sample size:        %dx%d, %d -> %d channels\n", c->sample_height, c->sample_width, c->in_channels,
-           c->out_channels);
+    printf("  sample size:        %dx%d, %d -> %d channels\n", c->sample_height, c->sample_width,
+           c->in_channels, c->out_channels);
+    const char *attn = c->conditional ? "CrossAttn" : "Attn";
     printf("  blocks:            ");
     for (int i = 0; i < c->n_blocks; i++)
-        printf(" %s(%d)", c->down_has_attention[i] ? "AttnDown" : "Down", c->block_out_channels[i]);
-    printf(" | mid%s |", c->add_attention ? "(attn)" : "");
+        printf(" %s%s(%d)", c->down_has_attention[i] ? attn : "", "Down", c->block_out_channels[i]);
+    printf(" | mid%s |", c->add_attention ? (c->conditional ? "(cross-attn)" : "(attn)") : "");
     for (int i = 0; i < c->n_blocks; i++)
-        printf(" %s", c->up_has_attention[i] ? "AttnUp" : "Up");
+        printf(" %s%s", c->up_has_attention[i] ? attn : "", "Up");
     printf("\n  layers per block:   %d\n", c->layers_per_block);
-    if (c->attention_head_dim)
+    if (c->conditional) {
+        printf("  transformers:       heads");
+        for (int i = 0; i < c->n_blocks; i++)
+            printf(" %d", c->heads[i]);
+        printf(" (per block), cross_attention_dim %d, %s projections%s\n", c->cross_attention_dim,
+               c->use_linear_projection ? "linear" : "1x1 conv",
+               c->upcast_attention ? ", upcast_attention" : "");
+    } else if (c->attention_head_dim)
         printf("  attention:          head dim %d\n", c->attention_head_dim);
     else
         printf("  attention:          one head per block\n");
@@ -35,12 +44,41 @@ static void print_scheduler(const SchedulerConfig *s)
     static const char *const betas[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
     static const char *const predictions[] = {"epsilon", "v_prediction", "sample"};
     static const char *const spacings[] = {"leading", "trailing", "linspace"};
-    printf("  scheduler config:   T %d, %s betas %g..%g, %s, %s spacing (offset %d), clip %s", s->num_train_timesteps,
-           betas[s->beta_schedule], s->beta_start, s->beta_end, predictions[s->prediction_type],
-           spacings[s->timestep_spacing], s->steps_offset, s->clip_sample ? "on" : "off");
+    printf("  scheduler config:   T %d, %s betas %g..%g, %s, %s spacing (offset %d), clip %s",
+           s->num_train_timesteps, betas[s->beta_schedule], s->beta_start, s->beta_end,
+           predictions[s->prediction_type], spacings[s->timestep_spacing], s->steps_offset,
+           s->clip_sample ? "on" : "off");
     if (scheduler_class(s->kind)->config_keys & SCHED_KEY(KEY_VARIANCE_TYPE))
         printf(", %s variance", s->variance_type == VARIANCE_FIXED_SMALL ? "fixed_small" : "fixed_large");
     printf("\n");
+}
+
+/* A StableDiffusionPipeline's pipeline-level facts and text side (tokenizer and text encoder). */
+static int print_text_side(const Model *m)
+{
+    PromptEncoder pe;
+    int status = prompt_encoder_load(&pe, m->dir);
+    if (status == SOWER_OK) {
+        const ClipTextConfig *c = &pe.encoder.cfg;
+        char config_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS];
+        digest_hex(pe.encoder.config_sha256, config_hex);
+        digest_hex(pe.encoder.weights_sha256, weights_hex);
+        printf("  pipeline:           %s, vae_scale_factor %d (default image %dx%d)\n", m->pipeline_class,
+               m->vae_scale_factor, m->unet.cfg.sample_height * m->vae_scale_factor,
+               m->unet.cfg.sample_width * m->vae_scale_factor);
+        printf("  tokenizer:          %s (CLIPTokenizer, %d tokens, pad id %d)\n", pe.tokenizer_dir,
+               pe.tokens, (int)clip_tokenizer_pad_id(pe.tokenizer));
+        printf("  text encoder:       %s\n", pe.encoder.weights_path);
+        printf("  text encoder sha256: %s (config sha256 %.16s...)\n", weights_hex, config_hex);
+        printf(
+            "  text encoder shape: CLIPTextModel, %d layers, hidden %d, %d heads, mlp %d, %s, vocab %d, %lld "
+            "parameters\n",
+            c->num_layers, c->hidden_size, c->num_heads, c->intermediate_size,
+            c->act == CLIP_ACT_GELU ? "gelu" : "quick_gelu", c->vocab_size,
+            (long long)pe.encoder.weights.n_values);
+    }
+    prompt_encoder_free(&pe);
+    return status;
 }
 
 int cmd_info(int argc, char **argv)
@@ -50,12 +88,12 @@ int cmd_info(int argc, char **argv)
     const CliParser parser = {"info", NULL, 0, NULL, cli_one_positional, &arg};
     SOWER_TRY(cli_parse(&parser, argc, argv, &help));
     if (help) {
-        puts("usage: sower info MODEL_DIR\n\nPrints the model's layout, config summary, parameter count and the "
+        puts("usage: sower info MODEL_DIR\n\nPrints the model's layout, config summary, parameter count and "
+             "the "
              "SHA-256 of its weight file.");
         return SOWER_OK;
     }
-    if (!arg)
-        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower info MODEL_DIR");
+    if (!arg) return SOWER_FAIL(SOWER_EUSAGE, "usage: sower info MODEL_DIR");
     Model m;
     int status = model_load(&m, arg);
     if (status == SOWER_OK) {
@@ -65,17 +103,24 @@ int cmd_info(int argc, char **argv)
         printf("  config:             %s\n", m.unet_config_path);
         printf("  weights:            %s\n", m.weights_path);
         printf("  weights sha256:     %s\n", hex);
-        printf("  parameters:         %lld in %d tensors\n", (long long)m.unet.weights.n_values, m.unet.weights.n_params);
-        printf("  scheduler:          %s (%s)\n", m.scheduler_class[0] ? m.scheduler_class : "unnamed",
-               m.scheduler_config_path);
+        printf("  parameters:         %lld in %d tensors\n", (long long)m.unet.weights.n_values,
+               m.unet.weights.n_params);
+        printf("  scheduler:          %s (%s)%s\n", m.scheduler_class[0] ? m.scheduler_class : "unnamed",
+               m.scheduler_config_path,
+               m.folder_scheduler_known
+                   ? ""
+                   : "\n                      not run by sower yet: read as DDIM reads it below; "
+                     "choose one with --scheduler / pipeline.scheduler");
         print_scheduler(&m.folder_scheduler);
         print_config(&m.unet.cfg);
+        if (m.stable_diffusion) status = print_text_side(&m);
         printf("  CPU kernels:        %s\n", compute_backend_cpu_identity());
         int gpus = 0;
         if (!gpu_backend_built())
             printf("  CUDA devices:       none (this build has no CUDA backend)\n");
         else if (gpu_device_count(&gpus) == SOWER_OK)
-            printf("  CUDA devices:       %d visible%s%s\n", gpus, gpus ? "" : ": ", gpus ? "" : gpu_no_device_reason());
+            printf("  CUDA devices:       %d visible%s%s\n", gpus, gpus ? "" : ": ",
+                   gpus ? "" : gpu_no_device_reason());
     }
     model_free(&m);
     SOWER_TRY(status);

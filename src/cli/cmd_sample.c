@@ -1,5 +1,6 @@
 /* cmd_sample.c: `sower sample`, one process, no MPI launcher or HDF5: render seeds of a diffusers
- * model folder to a .npy of raw final samples, as DDIMPipeline/DDPMPipeline compute them. */
+ * model folder to a .npy of raw final samples, as DDIMPipeline/DDPMPipeline compute them, or the
+ * latents of a StableDiffusionPipeline folder for a prompt (output_type="latent"). */
 #define _POSIX_C_SOURCE 200809L
 #include <omp.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "model.h"
 #include "npy.h"
 #include "pipeline.h"
+#include "prompt_encoder.h"
 
 enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS = 1024 };
 
@@ -21,6 +23,8 @@ static const char sample_usage[] =
     "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler S] [--eta E]\n"
     "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
     "                    [--backend cpu|cuda] [--precision fp32|tf32] -o OUT.npy\n"
+    "       sower sample SD_DIR --prompt P [--negative-prompt N] [--guidance G] [--height H --width W]\n"
+    "                    [--clip-skip K] --seeds SEEDS [options above] -o OUT.npy\n"
     "\n"
     "Renders each seed as diffusers' DDIMPipeline/DDPMPipeline does with one CPU generator per seed\n"
     "(torch.Generator('cpu').manual_seed(seed)) and writes the raw final samples (the scheduler's last\n"
@@ -48,9 +52,23 @@ static const char sample_usage[] =
     "  --generator NAME torch-cpu (default) or torch-cpu-scalar (see `sower noise --help`)\n"
     "  --trace DIR      also write, per seed, DIR/seed_S_samples.npy (the sample after every step)\n"
     "                   and DIR/seed_S_model_outputs.npy (the model output at every step)\n"
-    "  -o, --output F   the .npy to write\n";
+    "  -o, --output F   the .npy to write\n"
+    "\n"
+    "Stable Diffusion (SD_DIR a StableDiffusionPipeline folder: tokenizer/, text_encoder/, unet/,\n"
+    "scheduler/, vae/): the latents StableDiffusionPipeline(prompt, generator=[one CPU generator per seed],\n"
+    "output_type=\"latent\") returns, float32 (N, 4, H/8, W/8):\n"
+    "  --prompt P            the prompt (UTF-8; past 77 tokens truncated, with a warning)\n"
+    "  --negative-prompt N   what classifier-free guidance steers away from (default \"\")\n"
+    "  --guidance G          guidance_scale (default 7.5); <= 1: no unconditional pass\n"
+    "  --height H --width W  image size in pixels, multiples of 8 (default: the UNet's sample_size times\n"
+    "                        the VAE's scale factor)\n"
+    "  --clip-skip K         diffusers' clip_skip (default 0: the text encoder's last layer)\n";
 
 typedef struct {
+    const char *prompt, *negative_prompt; /* Stable Diffusion */
+    double guidance;
+    long height, width, clip_skip;
+    int text_options; /* some option above was given */
     const char *model_dir, *output, *trace_dir;
     uint64_t *seeds;
     size_t n_seeds;
@@ -62,15 +80,44 @@ typedef struct {
     Precision precision;
 } SampleOptions;
 
-enum { OPT_SEEDS, OPT_STEPS, OPT_SCHEDULER, OPT_ETA, OPT_BATCH, OPT_THREADS, OPT_GENERATOR, OPT_TRACE, OPT_OUTPUT,
-       OPT_BACKEND, OPT_PRECISION, N_SAMPLE_OPTS };
+enum {
+    OPT_SEEDS,
+    OPT_STEPS,
+    OPT_SCHEDULER,
+    OPT_ETA,
+    OPT_BATCH,
+    OPT_THREADS,
+    OPT_GENERATOR,
+    OPT_TRACE,
+    OPT_OUTPUT,
+    OPT_BACKEND,
+    OPT_PRECISION,
+    OPT_PROMPT,
+    OPT_NEGATIVE,
+    OPT_GUIDANCE,
+    OPT_HEIGHT,
+    OPT_WIDTH,
+    OPT_CLIP_SKIP,
+    N_SAMPLE_OPTS
+};
 static const CliOption sample_options[N_SAMPLE_OPTS] = {
-    [OPT_SEEDS] = {"--seeds", NULL, 1},         [OPT_STEPS] = {"--steps", NULL, 1},
-    [OPT_SCHEDULER] = {"--scheduler", NULL, 1}, [OPT_ETA] = {"--eta", NULL, 1},
-    [OPT_BATCH] = {"--batch", NULL, 1},         [OPT_THREADS] = {"--threads", NULL, 1},
-    [OPT_GENERATOR] = {"--generator", NULL, 1}, [OPT_TRACE] = {"--trace", NULL, 1},
-    [OPT_OUTPUT] = {"--output", "-o", 1},       [OPT_BACKEND] = {"--backend", NULL, 1},
+    [OPT_SEEDS] = {"--seeds", NULL, 1},
+    [OPT_STEPS] = {"--steps", NULL, 1},
+    [OPT_SCHEDULER] = {"--scheduler", NULL, 1},
+    [OPT_ETA] = {"--eta", NULL, 1},
+    [OPT_BATCH] = {"--batch", NULL, 1},
+    [OPT_THREADS] = {"--threads", NULL, 1},
+    [OPT_GENERATOR] = {"--generator", NULL, 1},
+    [OPT_TRACE] = {"--trace", NULL, 1},
+    [OPT_OUTPUT] = {"--output", "-o", 1},
+    [OPT_BACKEND] = {"--backend", NULL, 1},
     [OPT_PRECISION] = {"--precision", NULL, 1},
+    [OPT_PROMPT] = {"--prompt", NULL, 1},
+    [OPT_NEGATIVE] = {"--negative-prompt", NULL, 1},
+    [OPT_GUIDANCE] = {"--guidance", NULL, 1},
+    [OPT_HEIGHT] = {"--height", NULL, 1},
+    [OPT_WIDTH] = {"--width", NULL, 1},
+    [OPT_CLIP_SKIP] = {"--clip-skip", NULL, 1},
 };
 
 typedef struct {
@@ -83,22 +130,36 @@ static int on_sample_option(void *ctx, int which, const char *v)
     SampleParse *sp = ctx;
     SampleOptions *o = sp->o;
     switch (which) {
-    case OPT_SEEDS: sp->seeds_text = v; break;
-    case OPT_STEPS: SOWER_TRY(cli_parse_int("--steps", v, 1, 100000, &o->steps)); break;
+    case OPT_SEEDS:
+        sp->seeds_text = v;
+        break;
+    case OPT_STEPS:
+        SOWER_TRY(cli_parse_int("--steps", v, 1, 100000, &o->steps));
+        break;
     case OPT_SCHEDULER:
         if (scheduler_kind_parse(v, &o->scheduler) != SOWER_OK) {
             sower_error_clear();
-            return SOWER_FAIL(SOWER_EUSAGE, "--scheduler: expected one of %s, found '%s'", scheduler_names(0), v);
+            return SOWER_FAIL(SOWER_EUSAGE, "--scheduler: expected one of %s, found '%s'", scheduler_names(0),
+                              v);
         }
         break;
-    case OPT_ETA: SOWER_TRY(cli_parse_double("--eta", v, 0.0, 1.0, &o->eta)); break;
-    case OPT_BATCH: SOWER_TRY(cli_parse_int("--batch", v, 1, SAMPLE_MAX_BATCH, &o->batch)); break;
-    case OPT_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, SAMPLE_MAX_THREADS, &o->threads)); break;
+    case OPT_ETA:
+        SOWER_TRY(cli_parse_double("--eta", v, 0.0, 1.0, &o->eta));
+        break;
+    case OPT_BATCH:
+        SOWER_TRY(cli_parse_int("--batch", v, 1, SAMPLE_MAX_BATCH, &o->batch));
+        break;
+    case OPT_THREADS:
+        SOWER_TRY(cli_parse_int("--threads", v, 1, SAMPLE_MAX_THREADS, &o->threads));
+        break;
     case OPT_GENERATOR:
         if (rng_kernel_parse(v, &o->generator) != SOWER_OK)
-            return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'", v);
+            return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'",
+                              v);
         break;
-    case OPT_TRACE: o->trace_dir = v; break;
+    case OPT_TRACE:
+        o->trace_dir = v;
+        break;
     case OPT_BACKEND:
         if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
             return SOWER_FAIL(SOWER_EUSAGE, "--backend: expected cpu or cuda, found '%s'", v);
@@ -109,16 +170,36 @@ static int on_sample_option(void *ctx, int which, const char *v)
             return SOWER_FAIL(SOWER_EUSAGE, "--precision: expected fp32 or tf32, found '%s'", v);
         o->precision = strcmp(v, "tf32") == 0 ? PRECISION_TF32 : PRECISION_FP32;
         break;
-    case OPT_OUTPUT: o->output = v; break;
+    case OPT_OUTPUT:
+        o->output = v;
+        break;
+    case OPT_PROMPT:
+        o->prompt = v;
+        break;
+    case OPT_NEGATIVE:
+        o->negative_prompt = v;
+        break;
+    case OPT_GUIDANCE:
+        SOWER_TRY(cli_parse_double("--guidance", v, 0.0, 1000.0, &o->guidance));
+        break;
+    case OPT_HEIGHT:
+        SOWER_TRY(cli_parse_int("--height", v, 8, 16384, &o->height));
+        break;
+    case OPT_WIDTH:
+        SOWER_TRY(cli_parse_int("--width", v, 8, 16384, &o->width));
+        break;
+    case OPT_CLIP_SKIP:
+        SOWER_TRY(cli_parse_int("--clip-skip", v, 0, CLIP_MAX_LAYERS, &o->clip_skip));
+        break;
     }
+    if (which >= OPT_PROMPT) o->text_options = 1;
     return SOWER_OK;
 }
 
 static int on_sample_model(void *ctx, const char *arg)
 {
     SampleOptions *o = ((SampleParse *)ctx)->o;
-    if (o->model_dir)
-        return cli_unknown("sample", arg);
+    if (o->model_dir) return cli_unknown("sample", arg);
     o->model_dir = arg;
     return SOWER_OK;
 }
@@ -131,20 +212,20 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
     o->threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     o->scheduler = SCHED_DDIM;
     o->generator = RNG_KERNEL_TORCH_CPU;
+    o->guidance = 7.5; /* StableDiffusionPipeline's default guidance_scale */
     SampleParse sp = {o, NULL};
-    const CliParser parser = {"sample", sample_options, N_SAMPLE_OPTS, on_sample_option, on_sample_model, &sp};
+    const CliParser parser = {"sample",         sample_options,  N_SAMPLE_OPTS,
+                              on_sample_option, on_sample_model, &sp};
     SOWER_TRY(cli_parse(&parser, argc, argv, help));
-    if (*help)
-        return SOWER_OK;
+    if (*help) return SOWER_OK;
     const char *seeds_text = sp.seeds_text;
     if (!o->model_dir)
         return SOWER_FAIL(SOWER_EUSAGE, "sample: MODEL_DIR is required (see 'sower sample --help')");
-    if (!seeds_text)
-        return SOWER_FAIL(SOWER_EUSAGE, "sample: --seeds is required, e.g. --seeds 0-7");
-    if (!o->output)
-        return SOWER_FAIL(SOWER_EUSAGE, "sample: an output is required: -o OUT.npy");
+    if (!seeds_text) return SOWER_FAIL(SOWER_EUSAGE, "sample: --seeds is required, e.g. --seeds 0-7");
+    if (!o->output) return SOWER_FAIL(SOWER_EUSAGE, "sample: an output is required: -o OUT.npy");
     if (o->precision == PRECISION_TF32 && o->backend != BACKEND_CUDA)
-        return SOWER_FAIL(SOWER_EUSAGE, "--precision tf32 needs --backend cuda (the CPU backend computes in fp32)");
+        return SOWER_FAIL(SOWER_EUSAGE,
+                          "--precision tf32 needs --backend cuda (the CPU backend computes in fp32)");
     if (o->eta > 0 && !scheduler_class(o->scheduler)->takes_eta)
         return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim scheduler only (found --scheduler %s)",
                           scheduler_kind_name(o->scheduler));
@@ -163,12 +244,70 @@ static void warn_seed_collisions(const uint64_t *seeds, size_t n)
     for (size_t i = 0; i < n && i < 4096; i++)
         for (size_t j = i + 1; j < n && j < 4096; j++)
             if (seeds[i] != seeds[j] && rng_seed_key(seeds[i]) == rng_seed_key(seeds[j])) {
-                fprintf(stderr,
-                        "sower: warning: seeds %llu and %llu give identical noise (torch seeds with the low 32 "
-                        "bits only)\n",
-                        (unsigned long long)seeds[i], (unsigned long long)seeds[j]);
+                fprintf(
+                    stderr,
+                    "sower: warning: seeds %llu and %llu give identical noise (torch seeds with the low 32 "
+                    "bits only)\n",
+                    (unsigned long long)seeds[i], (unsigned long long)seeds[j]);
                 return;
             }
+}
+
+/* Stable Diffusion's text side for `sample`: one prompt for every seed. */
+typedef struct {
+    PromptEncoder encoder;
+    float *cond, *uncond; /* (tokens, dim) each; uncond NULL without guidance */
+    RowText *rows;        /* (n_seeds,) all pointing at cond / uncond */
+    int tokens;
+} SdText;
+
+static void sd_text_free(SdText *t)
+{
+    prompt_encoder_free(&t->encoder);
+    free(t->cond), free(t->uncond), free(t->rows);
+    memset(t, 0, sizeof *t);
+}
+
+/* Encodes the prompt (and the negative prompt, or "", under guidance) and sizes the latents: height and
+ * width in pixels (default the UNet's sample_size times the VAE's factor) -> latent height and width. */
+static int prepare_text(const SampleOptions *o, const Model *m, SdText *t, int *height, int *width)
+{
+    if (!o->prompt)
+        return SOWER_FAIL(SOWER_EUSAGE, "'%s' is a StableDiffusionPipeline: --prompt is required",
+                          o->model_dir);
+    const int f = m->vae_scale_factor;
+    long h = o->height ? o->height : (long)m->unet.cfg.sample_height * f;
+    long w = o->width ? o->width : (long)m->unet.cfg.sample_width * f;
+    if ((o->height != 0) != (o->width != 0))
+        return SOWER_FAIL(SOWER_EUSAGE, "--height and --width go together");
+    if (h % 8 || w % 8) /* the pipeline's own check_inputs rule */
+        return SOWER_FAIL(SOWER_EUSAGE, "--height %ld --width %ld: both must be multiples of 8", h, w);
+    *height = (int)(h / f), *width = (int)(w / f);
+    SOWER_TRY(prompt_encoder_load(&t->encoder, o->model_dir));
+    if (t->encoder.dim != m->unet.cfg.cross_attention_dim)
+        return SOWER_FAIL(SOWER_EMODEL,
+                          "%s: the text encoder's hidden_size %d is not the UNet's cross_attention_dim %d "
+                          "(%s)",
+                          t->encoder.encoder.config_path, t->encoder.dim, m->unet.cfg.cross_attention_dim,
+                          m->unet_config_path);
+    if (o->clip_skip > t->encoder.encoder.cfg.num_layers)
+        return SOWER_FAIL(SOWER_EUSAGE, "--clip-skip %ld: the text encoder has %d layers", o->clip_skip,
+                          t->encoder.encoder.cfg.num_layers);
+    t->tokens = t->encoder.tokens;
+    const size_t per = (size_t)t->tokens * t->encoder.dim;
+    const int guided = o->guidance > 1.0;
+    t->cond = malloc(per * sizeof *t->cond);
+    t->uncond = guided ? malloc(per * sizeof *t->uncond) : NULL;
+    t->rows = malloc(o->n_seeds * sizeof *t->rows);
+    if (!t->cond || (guided && !t->uncond) || !t->rows)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for the text embeddings");
+    SOWER_TRY(prompt_encode(&t->encoder, o->prompt, (int)o->clip_skip, t->cond, stderr));
+    if (guided) /* diffusers encodes the negative prompt without clip_skip */
+        SOWER_TRY(
+            prompt_encode(&t->encoder, o->negative_prompt ? o->negative_prompt : "", 0, t->uncond, stderr));
+    for (size_t i = 0; i < o->n_seeds; i++)
+        t->rows[i] = (RowText){t->cond, t->uncond};
+    return SOWER_OK;
 }
 
 int cmd_sample(int argc, char **argv)
@@ -178,8 +317,7 @@ int cmd_sample(int argc, char **argv)
     int status = parse_sample_options(argc, argv, &o, &help);
     if (status != SOWER_OK || help) {
         free(o.seeds);
-        if (help)
-            fputs(sample_usage, stdout);
+        if (help) fputs(sample_usage, stdout);
         SOWER_TRY(status);
         return SOWER_OK;
     }
@@ -190,12 +328,25 @@ int cmd_sample(int argc, char **argv)
     Model model;
     Scheduler sched = {0};
     ComputeBackend backend = {0};
+    SdText text = {0};
     float *out = NULL;
     SOWER_TRY_GOTO(model_load(&model, o.model_dir), status, done);
     const UNetConfig *ucfg = &model.unet.cfg;
-    if (!ucfg->sample_height) {
-        status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null; sower needs it to size the noise",
-                            model.unet_config_path);
+    int height = ucfg->sample_height, width = ucfg->sample_width; /* the samples' (latents') size */
+    if (model.stable_diffusion)
+        SOWER_TRY_GOTO(prepare_text(&o, &model, &text, &height, &width), status, done);
+    else if (o.text_options) {
+        status =
+            SOWER_FAIL(SOWER_EUSAGE,
+                       "--prompt, --negative-prompt, --guidance, --height, --width and --clip-skip "
+                       "apply to Stable Diffusion folders; '%s' is a %s",
+                       o.model_dir, model.pipeline_class[0] ? model.pipeline_class : "UNet2DModel folder");
+        goto done;
+    }
+    if (!height) {
+        status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null; sower needs it to size the noise%s",
+                            model.unet_config_path,
+                            model.stable_diffusion ? " (or give --height and --width)" : "");
         goto done;
     }
     status = model_scheduler(&model, o.scheduler, o.generator, (int)o.steps, &sched);
@@ -204,33 +355,43 @@ int cmd_sample(int argc, char **argv)
         snprintf(reason, sizeof reason, "%s", sower_error_message());
         status = SOWER_FAIL(SOWER_EUSAGE, "--steps %ld: %s", o.steps, reason);
     }
-    if (status != SOWER_OK)
-        goto done;
-    const size_t per = (size_t)ucfg->in_channels * ucfg->sample_height * ucfg->sample_width;
+    if (status != SOWER_OK) goto done;
+    const size_t per = (size_t)ucfg->in_channels * height * width;
     out = malloc(per * o.n_seeds * sizeof(float)); /* (n_seeds, C, H, W) */
     if (!out) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for %zu samples", o.n_seeds);
         goto done;
     }
     SOWER_TRY_GOTO(compute_backend_open(&backend, o.backend, o.precision, &model.unet), status, done);
+    if (ucfg->conditional && !backend_runs_conditional(backend.ops)) {
+        status = SOWER_FAIL(SOWER_EUSAGE,
+                            "--backend %s does not run Stable Diffusion's UNet2DConditionModel yet; "
+                            "use --backend cpu",
+                            o.backend == BACKEND_CUDA ? "cuda" : "cpu");
+        goto done;
+    }
     RenderSettings rs = {.model = &model,
                          .backend = &backend,
                          .scheduler = &sched,
                          .eta = (float)o.eta,
                          .generator = o.generator,
                          .batch = (int)o.batch,
-                         .height = ucfg->sample_height,
-                         .width = ucfg->sample_width,
-                         .trace_dir = o.trace_dir};
-    SOWER_TRY_GOTO(render_seeds(&rs, o.seeds, (int)o.n_seeds, out), status, done);
-    int64_t shape[4] = {(int64_t)o.n_seeds, ucfg->in_channels, ucfg->sample_height, ucfg->sample_width};
+                         .height = height,
+                         .width = width,
+                         .trace_dir = o.trace_dir,
+                         .guidance = (float)o.guidance,
+                         .text_tokens = text.tokens};
+    SOWER_TRY_GOTO(render_seeds_text(&rs, o.seeds, text.rows, (int)o.n_seeds, out), status, done);
+    int64_t shape[4] = {(int64_t)o.n_seeds, ucfg->in_channels, height, width};
     SOWER_TRY_GOTO(npy_write_f32(o.output, out, shape, 4), status, done);
-    fprintf(stderr, "sower sample: %zu seeds, %s %ld steps, eta %g, batch %ld, %ld threads -> %s\n  backend: %s\n",
+    fprintf(stderr,
+            "sower sample: %zu seeds, %s %ld steps, eta %g, batch %ld, %ld threads -> %s\n  backend: %s\n",
             o.n_seeds, scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch, o.threads, o.output,
             backend.identity);
 done:
     free(out);
     free(o.seeds);
+    sd_text_free(&text);
     scheduler_free(&sched);
     compute_backend_close(&backend);
     model_free(&model);

@@ -188,6 +188,17 @@ static int cpu_geglu(void *ctx, const Act *in, Act *out)
     return status;
 }
 
+static int cpu_guidance(void *ctx, const float *uncond, const float *cond, float scale, float *out, size_t n)
+{
+    (void)ctx;
+    double t0 = ops_profile_now();
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        out[i] = uncond[i] + scale * (cond[i] - uncond[i]);
+    ops_profile_add(PROF_ELEMENTWISE, t0);
+    return SOWER_OK;
+}
+
 static const UNetOps cpu_ops = {
     .act_alloc = cpu_act_alloc,
     .act_free = cpu_act_free,
@@ -211,6 +222,7 @@ static const UNetOps cpu_ops = {
     .layer_norm = cpu_layer_norm,
     .attention_heads = cpu_attention_heads,
     .geglu = cpu_geglu,
+    .guidance = cpu_guidance,
 };
 
 static void cpu_close(void *ctx)

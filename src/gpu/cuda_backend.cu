@@ -281,6 +281,7 @@ static const UNetOps cuda_ops = {
     NULL, /* layer_norm */
     NULL, /* attention_heads */
     NULL, /* geglu */
+    NULL, /* guidance */
 };
 
 /* ---- set-up ---- */

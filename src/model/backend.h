@@ -82,6 +82,9 @@ typedef struct {
     int (*attention_heads)(void *ctx, int heads, const Act *q, const Act *k, const Act *v, Act *out);
     /* out (C / 2, B, H, W) = in[:C/2] * gelu(in[C/2:]) (GEGLU, erf gelu); allocates out. */
     int (*geglu)(void *ctx, const Act *in, Act *out);
+    /* Classifier-free guidance: out (n,) = uncond + scale * (cond - uncond), element-wise in float32, as
+     * the pipeline's noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond). */
+    int (*guidance)(void *ctx, const float *uncond, const float *cond, float scale, float *out, size_t n);
 } UNetOps;
 
 /* Every entry of UNetOps, in order: backend_ops_check() proves a backend fills each one, and a static
@@ -103,7 +106,7 @@ struct ComputeBackend {
 };
 
 /* The operations only UNet2DConditionModel needs: a backend may leave them NULL until it runs it. */
-#define UNET_COND_OPS_FIELDS(X) X(layer_norm) X(attention_heads) X(geglu)
+#define UNET_COND_OPS_FIELDS(X) X(layer_norm) X(attention_heads) X(geglu) X(guidance)
 
 /* Whether ops has every UNet2DConditionModel operation (else backend_open refuses such a model). */
 int backend_runs_conditional(const UNetOps *ops);

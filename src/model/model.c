@@ -30,28 +30,30 @@ static int join(char *out, size_t size, const char *dir, const char *name)
 static int find_weights(Model *m, const char *unet_dir)
 {
     SOWER_TRY(join(m->weights_path, sizeof m->weights_path, unet_dir, "diffusion_pytorch_model.safetensors"));
-    if (is_file(m->weights_path))
-        return SOWER_OK;
+    if (is_file(m->weights_path)) return SOWER_OK;
     static const char *const pickles[] = {"diffusion_pytorch_model.bin", "diffusion_pytorch_model.ckpt",
                                           "diffusion_pytorch_model.pt", "model.ckpt"};
     for (size_t i = 0; i < sizeof pickles / sizeof pickles[0]; i++) {
         char path[4200];
         snprintf(path, sizeof path, "%s/%s", unet_dir, pickles[i]);
         if (is_file(path))
-            return SOWER_FAIL(SOWER_EMODEL,
-                              "%s: pickle weights are refused (loading them executes code); convert them to "
-                              "%s/diffusion_pytorch_model.safetensors, e.g. with diffusers: "
-                              "UNet2DModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)",
-                              path, unet_dir);
+            return SOWER_FAIL(
+                SOWER_EMODEL,
+                "%s: pickle weights are refused (loading them executes code); convert them to "
+                "%s/diffusion_pytorch_model.safetensors, e.g. with diffusers: "
+                "UNet2DModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)",
+                path, unet_dir);
     }
-    return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the UNet weights, in safetensors format)", m->weights_path);
+    return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the UNet weights, in safetensors format)",
+                      m->weights_path);
 }
 
 static int locate(Model *m, const char *dir)
 {
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return SOWER_FAIL(SOWER_EMODEL, "model '%s' is not a directory (expected a diffusers model folder)", dir);
+        return SOWER_FAIL(SOWER_EMODEL, "model '%s' is not a directory (expected a diffusers model folder)",
+                          dir);
     char unet_dir[4096];
     SOWER_TRY(join(unet_dir, sizeof unet_dir, dir, "unet"));
     SOWER_TRY(join(m->unet_config_path, sizeof m->unet_config_path, unet_dir, "config.json"));
@@ -62,13 +64,15 @@ static int locate(Model *m, const char *dir)
     } else {
         SOWER_TRY(join(m->unet_config_path, sizeof m->unet_config_path, dir, "config.json"));
         if (!is_file(m->unet_config_path))
-            return SOWER_FAIL(SOWER_EMODEL,
-                              "model '%s': found neither unet/config.json (pipeline layout) nor config.json (flat "
-                              "UNet2DModel layout)",
-                              dir);
+            return SOWER_FAIL(
+                SOWER_EMODEL,
+                "model '%s': found neither unet/config.json (pipeline layout) nor config.json (flat "
+                "UNet2DModel layout)",
+                dir);
         m->flat_layout = 1;
         snprintf(unet_dir, sizeof unet_dir, "%s", dir);
-        SOWER_TRY(join(m->scheduler_config_path, sizeof m->scheduler_config_path, dir, "scheduler_config.json"));
+        SOWER_TRY(
+            join(m->scheduler_config_path, sizeof m->scheduler_config_path, dir, "scheduler_config.json"));
     }
     if (!is_file(m->scheduler_config_path))
         return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the scheduler config of model '%s')",
@@ -77,9 +81,23 @@ static int locate(Model *m, const char *dir)
     return SOWER_OK;
 }
 
+/* Scheduler classes a real folder may name that sower does not run yet: such a folder still loads, and
+ * another scheduler is chosen by name (from_config semantics, scheduler.h). */
+static const char *const other_scheduler_classes[] = {"PNDMScheduler",
+                                                      "EulerDiscreteScheduler",
+                                                      "EulerAncestralDiscreteScheduler",
+                                                      "DPMSolverMultistepScheduler",
+                                                      "LMSDiscreteScheduler",
+                                                      "HeunDiscreteScheduler",
+                                                      "KDPM2DiscreteScheduler",
+                                                      "UniPCMultistepScheduler",
+                                                      "DEISMultistepScheduler",
+                                                      "DPMSolverSinglestepScheduler",
+                                                      NULL};
+
 /* The _class_name of a JSON config into out ("" if absent); fails if it is not `expected`. */
-static int check_class(const char *text, size_t bytes, const char *path, const char *const *expected, char *out,
-                       size_t out_size)
+static int check_class(const char *text, size_t bytes, const char *path, const char *const *expected,
+                       char *out, size_t out_size)
 {
     cJSON *obj = cJSON_ParseWithLength(text, bytes);
     if (!obj || !cJSON_IsObject(obj)) {
@@ -95,8 +113,8 @@ static int check_class(const char *text, size_t bytes, const char *path, const c
         char supported[512] = "";
         for (int i = 0; expected[i]; i++) {
             ok |= strcmp(cls->valuestring, expected[i]) == 0;
-            snprintf(supported + strlen(supported), sizeof supported - strlen(supported), "%s%s", i ? ", " : "",
-                     expected[i]);
+            snprintf(supported + strlen(supported), sizeof supported - strlen(supported), "%s%s",
+                     i ? ", " : "", expected[i]);
         }
         if (!ok)
             status = SOWER_FAIL(SOWER_EMODEL, "%s: key '_class_name': found '%s', sower supports %s", path,
@@ -108,6 +126,50 @@ static int check_class(const char *text, size_t bytes, const char *path, const c
     return status;
 }
 
+/* model_index.json: which pipeline the folder is. sower renders DDPMPipeline and DDIMPipeline
+ * (UNet2DModel) and StableDiffusionPipeline (UNet2DConditionModel); any other is refused by name. */
+static int read_pipeline_class(Model *m, const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model_index.json", dir);
+    if (!is_file(path)) return SOWER_OK;
+    char *text = NULL;
+    size_t bytes = 0;
+    SOWER_TRY(config_file_read(path, "pipeline index", CONFIG_MAX_BYTES, SOWER_EMODEL, &text, &bytes));
+    static const char *const pipelines[] = {"DDPMPipeline", "DDIMPipeline", "StableDiffusionPipeline", NULL};
+    int status = check_class(text, bytes, path, pipelines, m->pipeline_class, sizeof m->pipeline_class);
+    free(text);
+    SOWER_TRY(status);
+    m->stable_diffusion = strcmp(m->pipeline_class, "StableDiffusionPipeline") == 0;
+    return SOWER_OK;
+}
+
+/* vae_scale_factor as StableDiffusionPipeline computes it: 2^(len(vae.config.block_out_channels) - 1), or 8
+ * when the folder has no VAE. */
+static int read_vae_scale_factor(Model *m)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/vae/config.json", m->dir);
+    m->vae_scale_factor = 8;
+    if (!is_file(path)) return SOWER_OK;
+    char *text = NULL;
+    size_t bytes = 0;
+    SOWER_TRY(config_file_read(path, "VAE config", CONFIG_MAX_BYTES, SOWER_EMODEL, &text, &bytes));
+    cJSON *obj = cJSON_ParseWithLength(text, bytes);
+    free(text);
+    const cJSON *boc = obj ? cJSON_GetObjectItemCaseSensitive(obj, "block_out_channels") : NULL;
+    int status = SOWER_OK, levels = 1; /* AutoencoderKL's default: (64,) */
+    if (boc && (!cJSON_IsArray(boc) || cJSON_GetArraySize(boc) < 1 || cJSON_GetArraySize(boc) > 8))
+        status =
+            SOWER_FAIL(SOWER_EMODEL, "%s: key 'block_out_channels': expected a list of 1..8 integers", path);
+    else if (boc)
+        levels = cJSON_GetArraySize(boc);
+    if (!obj || !cJSON_IsObject(obj)) status = SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
+    cJSON_Delete(obj);
+    m->vae_scale_factor = 1 << (levels - 1);
+    return status;
+}
+
 static int digest_weights(Model *m)
 {
     /* The mapping covers the whole file: its SHA-256 is the file's. */
@@ -115,39 +177,51 @@ static int digest_weights(Model *m)
     return SOWER_OK;
 }
 
-int model_load(Model *m, const char *dir) { return model_load_opt(m, dir, 1); }
+int model_load(Model *m, const char *dir)
+{
+    return model_load_opt(m, dir, 1);
+}
 
 int model_load_opt(Model *m, const char *dir, int read_weights)
 {
     memset(m, 0, sizeof *m);
     m->dir = strdup(dir);
-    if (!m->dir)
-        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    static const char *const unet_classes[] = {"UNet2DModel", NULL};
-    const char *scheduler_classes[16] = {NULL}; /* the registry's classes, NULL-terminated */
-    for (int k = 0; k < scheduler_kind_count() && k < 15; k++)
-        scheduler_classes[k] = scheduler_class_name(k);
+    if (!m->dir) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    static const char *const unet_classes[] = {"UNet2DModel", NULL}, *const sd_unet_classes[] = {
+                                                                         "UNet2DConditionModel", NULL};
+    const char *scheduler_classes[32] = {NULL}; /* the registry's classes, then the others, NULL-terminated */
+    int n_classes = 0;
+    for (int k = 0; k < scheduler_kind_count() && n_classes < 15; k++)
+        scheduler_classes[n_classes++] = scheduler_class_name(k);
+    for (int k = 0; other_scheduler_classes[k] && n_classes < 31; k++)
+        scheduler_classes[n_classes++] = other_scheduler_classes[k];
     SOWER_TRY(locate(m, dir));
+    SOWER_TRY(read_pipeline_class(m, dir));
+    SOWER_TRY(read_vae_scale_factor(m));
     SOWER_TRY(config_file_read(m->unet_config_path, "UNet config", CONFIG_MAX_BYTES, SOWER_EMODEL,
                                &m->unet_config_text, &m->unet_config_bytes));
-    SOWER_TRY(check_class(m->unet_config_text, m->unet_config_bytes, m->unet_config_path, unet_classes, NULL, 0));
+    SOWER_TRY(check_class(m->unet_config_text, m->unet_config_bytes, m->unet_config_path,
+                          m->stable_diffusion ? sd_unet_classes : unet_classes, NULL, 0));
     SOWER_TRY(config_file_read(m->scheduler_config_path, "scheduler config", CONFIG_MAX_BYTES, SOWER_EMODEL,
                                &m->scheduler_config_text, &m->scheduler_config_bytes));
     SOWER_TRY(check_class(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
                           scheduler_classes, m->scheduler_class, sizeof m->scheduler_class));
     /* Check the scheduler config as its own class reads it, so bad values fail before any work. */
     SchedulerKind own = SCHED_DDPM; /* a folder without _class_name: diffusers' DDPMPipeline default */
-    if (m->scheduler_class[0])
-        SOWER_TRY(scheduler_kind_of_class(m->scheduler_class, &own));
-    SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
-                                     own, &m->folder_scheduler));
+    m->folder_scheduler_known =
+        !m->scheduler_class[0] || scheduler_kind_of_class(m->scheduler_class, &own) == SOWER_OK;
+    sower_error_clear();
+    /* One sower runs is checked as its own class reads it, so bad values fail before any work; another
+     * (PNDM, ...) as DDIM reads it, the usual swap. */
+    SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes,
+                                     m->scheduler_config_path, m->folder_scheduler_known ? own : SCHED_DDIM,
+                                     &m->folder_scheduler));
     UNetConfig cfg;
     SOWER_TRY(unet_config_parse(m->unet_config_text, m->unet_config_bytes, m->unet_config_path, &cfg));
     SOWER_TRY(unet_init(&m->unet, &cfg));
     SOWER_TRY(safetensors_open(&m->weights, m->weights_path));
     SOWER_TRY(unet_bind(&m->unet, &m->weights));
-    if (read_weights)
-        SOWER_TRY(digest_weights(m));
+    if (read_weights) SOWER_TRY(digest_weights(m));
     return SOWER_OK;
 }
 
@@ -163,20 +237,33 @@ void model_free(Model *m)
 
 int model_check_digest(const Model *m, const unsigned char *want, const char *where)
 {
-    if (memcmp(want, m->weights_sha256, DIGEST_BYTES) == 0)
-        return SOWER_OK;
+    if (memcmp(want, m->weights_sha256, DIGEST_BYTES) == 0) return SOWER_OK;
     char want_hex[DIGEST_HEX_CHARS], found_hex[DIGEST_HEX_CHARS];
     digest_hex(want, want_hex);
     digest_hex(m->weights_sha256, found_hex);
-    return SOWER_FAIL(SOWER_EMANIFEST, "%s: model.digest: expected sha256:%s, found sha256:%s in %s", where, want_hex,
-                      found_hex, m->weights_path);
+    return SOWER_FAIL(SOWER_EMANIFEST, "%s: model.digest: expected sha256:%s, found sha256:%s in %s", where,
+                      want_hex, found_hex, m->weights_path);
+}
+
+/* StableDiffusionPipeline.__init__ rewrites its scheduler's config before any swap (deprecation fixes):
+ * steps_offset != 1 becomes 1 and clip_sample true becomes false, for keys the file has. */
+static int stable_diffusion_rewrites(const Model *m, SchedulerConfig *cfg)
+{
+    cJSON *obj = cJSON_ParseWithLength(m->scheduler_config_text, m->scheduler_config_bytes);
+    if (!obj) return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", m->scheduler_config_path);
+    const cJSON *offset = cJSON_GetObjectItemCaseSensitive(obj, "steps_offset");
+    if (offset && cJSON_IsNumber(offset) && offset->valuedouble != 1) cfg->steps_offset = 1;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "clip_sample"))) cfg->clip_sample = 0;
+    cJSON_Delete(obj);
+    return SOWER_OK;
 }
 
 int model_scheduler(const Model *m, SchedulerKind kind, RngKernel kernel, int steps, Scheduler *s)
 {
     SchedulerConfig cfg;
-    SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
-                                     kind, &cfg));
+    SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes,
+                                     m->scheduler_config_path, kind, &cfg));
+    if (m->stable_diffusion) SOWER_TRY(stable_diffusion_rewrites(m, &cfg));
     cfg.torch_kernel = kernel;
     SOWER_TRY(scheduler_init(s, &cfg, steps));
     return SOWER_OK;

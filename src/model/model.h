@@ -1,6 +1,7 @@
 /* model.h: a diffusers model folder, as users download it.
  *   pipeline layout: DIR/model_index.json, DIR/unet/{config.json, diffusion_pytorch_model.safetensors},
- *                    DIR/scheduler/scheduler_config.json
+ *                    DIR/scheduler/scheduler_config.json; a StableDiffusionPipeline folder also has
+ *                    tokenizer/ and text_encoder/ (read by text/prompt_encoder.h) and vae/
  *   flat layout (google/ddpm-cifar10-32): DIR/{config.json, diffusion_pytorch_model.safetensors,
  *                    scheduler_config.json, model_index.json}
  * Weights are safetensors only: pickle files (.bin, .ckpt, .pt) are refused, because loading them
@@ -27,7 +28,12 @@ typedef struct {
     char *scheduler_config_text; /* scheduler_config.json, NUL-terminated */
     size_t scheduler_config_bytes;
     char scheduler_class[64];    /* its _class_name, e.g. "DDPMScheduler" ("" if absent) */
+    int folder_scheduler_known;  /* sower runs that class: folder_scheduler is valid */
     SchedulerConfig folder_scheduler; /* the folder's scheduler as its own class reads it (checked) */
+    char pipeline_class[64];     /* model_index.json's _class_name ("" if none): DDPMPipeline, DDIMPipeline,
+                                  * StableDiffusionPipeline */
+    int stable_diffusion;        /* a StableDiffusionPipeline: a UNet2DConditionModel fed by a text encoder */
+    int vae_scale_factor;        /* pixels per latent: 2^(len(vae.block_out_channels) - 1), 8 without vae/ */
     unsigned char weights_sha256[DIGEST_BYTES];
     StFile weights;
     UNet unet;

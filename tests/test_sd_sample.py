@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""sower sample on Stable Diffusion folders against diffusers' StableDiffusionPipeline
+(reference: validate/make_sd_reference.py, tests/data/sd/render_reference.json).
+
+usage: test_sd_sample.py SOWER tests/data/sd MONO_V_MODEL
+
+1. Every case (tiny SD 1.x / 2.x pipelines with F32 / F16 / BF16 weights; DDIM from the folder's PNDM or
+   DDIM config; guidance 1, 5, 7.5; negative prompts; eta 0 and 0.5; clip_skip; seeds 0, 2^32+7, 2^64-1):
+   `sower sample --scheduler ddim` equals output_type="latent" within 5 x max(torch's batch yardstick,
+   torch's float32-vs-float64 yardstick).
+2. Bit for bit: --batch 1, 2, 3 and --threads 1, 2 give identical bytes.
+3. Bad input exits 2 with the file, key or option named, and writes nothing.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def sample(sower, folder, case, seeds, out, extra=()):
+    argv = [sower, "sample", folder, "--prompt", case["prompt"], "--guidance", str(case["guidance"]),
+            "--eta", str(case["eta"]), "--clip-skip", str(case["clip_skip"]), "--steps", str(case["steps"]),
+            "--scheduler", case["scheduler"], "--seeds", ",".join(seeds), "-o", out, *extra]
+    if case["negative_prompt"] is not None:
+        argv += ["--negative-prompt", case["negative_prompt"]]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+
+def group_key(c):
+    return (c["pipeline"], c["prompt"], c["negative_prompt"], c["guidance"], c["eta"], c["clip_skip"])
+
+
+def main():
+    sower, data, mono_v = sys.argv[1], sys.argv[2], sys.argv[3]
+    ref = json.load(open(os.path.join(data, "render_reference.json"), encoding="utf-8"))
+    groups = {}
+    for c in ref["cases"]:
+        groups.setdefault(group_key(c), []).append(c)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "latents.npy")
+        # 1. Against diffusers, each group's seeds in one run (one batch).
+        worst, worst_abs = 0.0, 0.0
+        for key, cases in groups.items():
+            folder = os.path.join(data, key[0])
+            what = f"{key[0]} {key[1][:30]!r} negative {key[2]!r} guidance {key[3]} eta {key[4]} clip_skip {key[5]}"
+            r = sample(sower, folder, cases[0], [c["seed"] for c in cases], out)
+            if not check(r.returncode == 0, f"{what}: exit {r.returncode}: {r.stderr}"):
+                continue
+            got = np.load(out)
+            want = np.load(os.path.join(data, f"render_latents_{key[0]}.npy"))
+            for i, c in enumerate(cases):
+                diff = float(np.abs(got[i].astype(np.float64) - want[c["row"]]).max())
+                tol = 5 * max(c["torch_batch_yardstick"], c["torch_fp64_yardstick"])
+                worst, worst_abs = max(worst, diff / tol), max(worst_abs, diff)
+                check(diff <= tol, f"{what} seed {c['seed']}: max|sower - diffusers| {diff:.3g} > {tol:.3g}")
+        print(f"{len(ref['cases'])} renders against StableDiffusionPipeline: max|diff| up to {worst_abs:.3g}, "
+              f"at worst {worst:.2f} of its tolerance")
+
+        # 2. Batch and threads, bit for bit (guidance on: each row's pair of passes shares the batch).
+        key, cases = next(iter(groups.items()))
+        folder = os.path.join(data, key[0])
+        seeds = [c["seed"] for c in cases] + ["7"]
+        runs = {}
+        for extra in (["--batch", "1", "--threads", "1"], ["--batch", "2", "--threads", "2"],
+                      ["--batch", "3", "--threads", "2"], ["--batch", "4", "--threads", "1"]):
+            path = os.path.join(tmp, "b" + "-".join(extra) + ".npy")
+            r = sample(sower, folder, cases[0], seeds, path, extra)
+            if check(r.returncode == 0, f"{extra}: exit {r.returncode}: {r.stderr}"):
+                runs[" ".join(extra)] = open(path, "rb").read()
+        check(len(set(runs.values())) == 1, f"the bytes depend on --batch/--threads: {list(runs)}")
+        print(f"batch 1/2/3/4 x threads 1/2: identical bytes ({len(seeds)} seeds)")
+
+        # 3. Bad input.
+        base = dict(cases[0])
+
+        def bad(name, folder, texts, extra=(), case=None, prompt=True):
+            target = os.path.join(tmp, "bad.npy")
+            c = dict(case or base)
+            if not prompt:
+                argv = [sower, "sample", folder, "--seeds", "0", "-o", target, *extra]
+                r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+            else:
+                r = sample(sower, folder, c, ["0"], target, extra)
+            missing = [t for t in texts if t not in r.stderr]
+            check(r.returncode == 2 and not missing,
+                  f"{name}: exit {r.returncode} (expected 2), missing {missing}: {r.stderr.strip()[-600:]}")
+            check(not os.path.exists(target), f"{name}: wrote an output")
+
+        def copy_with(name, edit):
+            path = os.path.join(tmp, name)
+            shutil.copytree(folder, path)
+            edit(path)
+            return path
+
+        def edit_json(rel, **changes):
+            def edit(path):
+                p = os.path.join(path, rel)
+                d = json.load(open(p))
+                d.update(changes)
+                json.dump(d, open(p, "w"))
+            return edit
+
+        bad("no --prompt", folder, ["StableDiffusionPipeline", "--prompt is required"], prompt=False)
+        bad("--prompt on a UNet2DModel", mono_v, ["--prompt", "apply to Stable Diffusion"])
+        bad("height not a multiple of 8", folder, ["multiples of 8"], ["--height", "100", "--width", "128"])
+        bad("height without width", folder, ["go together"], ["--height", "128"])
+        bad("clip skip past the layers", folder, ["--clip-skip 9"], ["--clip-skip", "9"])
+        bad("SDXL pipeline", copy_with("xl", edit_json("model_index.json", _class_name="StableDiffusionXLPipeline")),
+            ["model_index.json", "StableDiffusionXLPipeline", "StableDiffusionPipeline"])
+        bad("inpainting pipeline",
+            copy_with("inpaint", edit_json("model_index.json", _class_name="StableDiffusionInpaintPipeline")),
+            ["model_index.json", "StableDiffusionInpaintPipeline"])
+        bad("unet not conditional", copy_with("u2d", edit_json("unet/config.json", _class_name="UNet2DModel")),
+            ["unet/config.json", "UNet2DModel", "UNet2DConditionModel"])
+        bad("SDXL's added conditioning",
+            copy_with("addemb", edit_json("unet/config.json", addition_embed_type="text_time")),
+            ["unet/config.json", "addition_embed_type", "text_time"])
+        bad("cross_attention_dim mismatch",
+            copy_with("xdim", edit_json("unet/config.json", cross_attention_dim=40)),
+            ["diffusion_pytorch_model.safetensors", "attn2.to_k.weight", "has shape"])
+        bad("no text encoder", copy_with("notext", lambda p: shutil.rmtree(os.path.join(p, "text_encoder"))),
+            ["no text encoder"])
+        target = os.path.join(tmp, "utf8.npy")
+        r = subprocess.run([os.fsencode(sower), b"sample", os.fsencode(folder), b"--prompt", b"caf\xe9", b"--seeds",
+                            b"0", b"-o", os.fsencode(target)], capture_output=True, timeout=600)
+        check(r.returncode == 2 and b"invalid UTF-8" in r.stderr and not os.path.exists(target),
+              f"invalid UTF-8 prompt: exit {r.returncode}: {r.stderr[-300:]}")
+        print("12 kinds of bad input: exit 2, named, nothing written")
+
+    for f in failures:
+        print("FAIL:", f, file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
