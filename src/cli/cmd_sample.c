@@ -259,6 +259,7 @@ typedef struct {
     float *cond, *uncond; /* (tokens, dim) each; uncond NULL without guidance */
     RowText *rows;        /* (n_seeds,) all pointing at cond / uncond */
     int tokens;
+    double encode_seconds; /* encoding the prompts, loading excluded */
 } SdText;
 
 static void sd_text_free(SdText *t)
@@ -381,13 +382,17 @@ int cmd_sample(int argc, char **argv)
                          .trace_dir = o.trace_dir,
                          .guidance = (float)o.guidance,
                          .text_tokens = text.tokens};
+    double render_seconds = omp_get_wtime();
     SOWER_TRY_GOTO(render_seeds_text(&rs, o.seeds, text.rows, (int)o.n_seeds, out), status, done);
+    render_seconds = omp_get_wtime() - render_seconds;
     int64_t shape[4] = {(int64_t)o.n_seeds, ucfg->in_channels, height, width};
     SOWER_TRY_GOTO(npy_write_f32(o.output, out, shape, 4), status, done);
     fprintf(stderr,
             "sower sample: %zu seeds, %s %ld steps, eta %g, batch %ld, %ld threads -> %s\n  backend: %s\n",
             o.n_seeds, scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch, o.threads, o.output,
             backend.identity);
+    fprintf(stderr, "  timings: text encoder %.3f s, render %.3f s (%.3f s per step)\n", text.encode_seconds,
+            render_seconds, render_seconds / (double)o.steps);
 done:
     free(out);
     free(o.seeds);
