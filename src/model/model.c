@@ -173,7 +173,7 @@ static int read_vae_scale_factor(Model *m)
 static int digest_weights(Model *m)
 {
     /* The mapping covers the whole file: its SHA-256 is the file's. */
-    SOWER_TRY(digest_buffer(m->weights.map, m->weights.map_bytes, m->weights_sha256));
+    SOWER_TRY(safetensors_digest(&m->weights, m->weights_sha256));
     return SOWER_OK;
 }
 
@@ -221,7 +221,10 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
     SOWER_TRY(unet_init(&m->unet, &cfg));
     SOWER_TRY(safetensors_open(&m->weights, m->weights_path));
     SOWER_TRY(unet_bind(&m->unet, &m->weights));
-    if (read_weights) SOWER_TRY(digest_weights(m));
+    if (read_weights) {
+        SOWER_TRY(digest_weights(m));
+        safetensors_release_pages(&m->weights);
+    }
     return SOWER_OK;
 }
 

@@ -1,4 +1,5 @@
 /* safetensors.c: map, validate and index a .safetensors file. */
+#define _DEFAULT_SOURCE /* madvise: glibc's posix_madvise ignores POSIX_MADV_DONTNEED */
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
 
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "mapped_file.h"
 
 enum { ST_MAX_TENSORS = 1 << 20 };
@@ -182,6 +184,25 @@ static int maps_as_float(const StTensor *t, const unsigned char *src)
     return t->file_dtype == ST_F32 && (uintptr_t)src % _Alignof(float) == 0;
 }
 
+static int64_t total_numel(const StFile *f, int n)
+{
+    int64_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (f->tensors[i].file_dtype != ST_INTEGER)
+            total += f->tensors[i].numel;
+    return total;
+}
+
+/* Gives back the whole pages inside [p, p + bytes) of a read-only file mapping (they refault from the
+ * file if read again). */
+static void release_range(const void *p, uint64_t bytes)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin = ((uintptr_t)p + page - 1) / page * page, end = ((uintptr_t)p + bytes) / page * page;
+    if (end > begin)
+        madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
 static int index_tensors(StFile *f, const cJSON *header, const unsigned char *data, uint64_t data_bytes)
 {
     int n = 0;
@@ -256,6 +277,7 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
         }
     }
     float *next = f->converted;
+    const int all_converted = converted_numel == total_numel(f, n);
     for (int i = 0; i < n; i++) {
         StTensor *t = &f->tensors[ext[i].index];
         const unsigned char *src = data + ext[i].begin;
@@ -275,6 +297,8 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
         }
         t->data = next;
         next += t->numel;
+        if (all_converted) /* the source bytes are read no more until the digest: not kept in memory */
+            release_range(src, ext[i].end - ext[i].begin);
     }
     qsort(f->tensors, (size_t)n, sizeof *f->tensors, tensor_name_cmp);
     for (int i = 1; i < n; i++)
@@ -339,6 +363,42 @@ const StTensor *safetensors_find(const StFile *f, const char *name)
 {
     StTensor key = {.name = (char *)name};
     return bsearch(&key, f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, tensor_name_cmp);
+}
+
+static int any_in_place(const StFile *f)
+{
+    const unsigned char *begin = f->map, *end = begin + f->map_bytes;
+    for (int i = 0; i < f->n_tensors; i++) {
+        const unsigned char *d = (const unsigned char *)f->tensors[i].data;
+        if (d && d >= begin && d < end)
+            return 1; /* a tensor used in place: the pages are the weights */
+    }
+    return 0;
+}
+
+void safetensors_release_pages(StFile *f)
+{
+    if (f->map && !any_in_place(f))
+        madvise(f->map, f->map_bytes, MADV_DONTNEED);
+}
+
+int safetensors_digest(StFile *f, unsigned char *sha256)
+{
+    enum { CHUNK = 64 << 20 };
+    const int release = !any_in_place(f);
+    Digest d = {0};
+    SOWER_TRY(digest_init(&d));
+    int status = SOWER_OK;
+    for (size_t at = 0; at < f->map_bytes && status == SOWER_OK; at += CHUNK) {
+        size_t bytes = f->map_bytes - at < CHUNK ? f->map_bytes - at : CHUNK;
+        status = digest_update(&d, (const unsigned char *)f->map + at, bytes);
+        if (release)
+            release_range((const unsigned char *)f->map + at, bytes);
+    }
+    if (status == SOWER_OK)
+        status = digest_final(&d, sha256);
+    digest_free(&d);
+    return status;
 }
 
 void safetensors_close(StFile *f)

@@ -162,7 +162,8 @@ int clip_text_model_load(ClipTextModel *m, const char *dir)
     static const char *const ignored[] = {"text_model.embeddings.position_ids", NULL};
     const WeightBindRules rules = {.model = "CLIPTextModel", .ignored = ignored};
     SOWER_TRY(weight_list_bind(&m->weights, &m->file, &rules));
-    SOWER_TRY(digest_buffer(m->file.map, m->file.map_bytes, m->weights_sha256));
+    SOWER_TRY(safetensors_digest(&m->file, m->weights_sha256));
+    safetensors_release_pages(&m->file);
     return SOWER_OK;
 }
 
