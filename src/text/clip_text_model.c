@@ -144,9 +144,8 @@ static int find_files(ClipTextModel *m, const char *dir)
                       dir);
 }
 
-int clip_text_model_load(ClipTextModel *m, const char *dir)
+static int load_files(ClipTextModel *m, const char *dir)
 {
-    memset(m, 0, sizeof *m);
     SOWER_TRY(find_files(m, dir));
     char *text = NULL;
     size_t bytes = 0;
@@ -165,6 +164,15 @@ int clip_text_model_load(ClipTextModel *m, const char *dir)
     SOWER_TRY(safetensors_digest(&m->file, m->weights_sha256));
     safetensors_release_pages(&m->file);
     return SOWER_OK;
+}
+
+int clip_text_model_load(ClipTextModel *m, const char *dir)
+{
+    memset(m, 0, sizeof *m);
+    const int status = load_files(m, dir);
+    if (status != SOWER_OK)
+        clip_text_model_free(m); /* a failed load holds nothing */
+    return status;
 }
 
 void clip_text_model_free(ClipTextModel *m)

@@ -6,9 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int prompt_encoder_load(PromptEncoder *pe, const char *dir)
+static int load_parts(PromptEncoder *pe, const char *dir)
 {
-    memset(pe, 0, sizeof *pe);
     /* a pipeline folder holds the tokenizer in tokenizer/; a bare tokenizer folder is accepted too */
     struct stat st;
     snprintf(pe->tokenizer_dir, sizeof pe->tokenizer_dir, "%s/tokenizer", dir);
@@ -23,6 +22,15 @@ int prompt_encoder_load(PromptEncoder *pe, const char *dir)
                                         "the text encoder (%s)",
                           pe->tokenizer_dir, pe->tokens, pe->encoder.cfg.max_positions, pe->encoder.config_path);
     return SOWER_OK;
+}
+
+int prompt_encoder_load(PromptEncoder *pe, const char *dir)
+{
+    memset(pe, 0, sizeof *pe);
+    const int status = load_parts(pe, dir);
+    if (status != SOWER_OK)
+        prompt_encoder_free(pe); /* a failed load holds nothing */
+    return status;
 }
 
 void prompt_encoder_free(PromptEncoder *pe)
