@@ -46,7 +46,7 @@ int main(int argc, char **argv)
     const UNetConfig *cfg = &m.unet.cfg;
     const size_t per = (size_t)cfg->in_channels * cfg->sample_height * cfg->sample_width;
     float *x = malloc(per * batch * sizeof(float)), *y = malloc(per * batch * sizeof(float)); /* (B, C, H, W) */
-    int64_t *t = malloc(sizeof(int64_t) * batch);
+    float *t = malloc(sizeof(float) * batch); /* (B,) */
     for (int b = 0; b < batch; b++) {
         TorchRng g = {0};
         rng_seed(&g, (uint64_t)b);

@@ -93,8 +93,9 @@ r = run("sample", model, "--seeds", "0", "--scheduler", "no-such", "-o", "x.npy"
 registered = r.stderr.split("expected one of ")[-1].split(", found")[0].split(", ")
 check(r.returncode == 2 and registered == enum, f"registry {registered} != schema enum {enum}")
 with tempfile.TemporaryDirectory() as tmp:
+    # --steps 4: PNDM without skip_prk_steps (this folder's config) warms up with 4 timesteps
     for name in registered:
-        r = run("sample", model, "--seeds", "0-1", "--steps", "2", "--scheduler", name, "-o", tmp + "/s.npy")
+        r = run("sample", model, "--seeds", "0-1", "--steps", "4", "--scheduler", name, "-o", tmp + "/s.npy")
         check(r.returncode == 0, f"sample --scheduler {name}: {r.stderr}")
 
 # the usage errors: exit 2, naming what is wrong

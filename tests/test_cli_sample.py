@@ -102,7 +102,7 @@ def main():
             (["--seeds", "0", "--steps", "0"], "--steps"), (["--seeds", "0", "--steps", "1001"], "--steps"),
             (["--seeds", "0", "--eta", "2"], "--eta"), (["--seeds", "0", "--eta", "0.5", "--scheduler", "ddpm"], "ddim"),
             (["--seeds", "0", "--batch", "0"], "--batch"), (["--seeds", "0", "--threads", "x"], "--threads"),
-            (["--seeds", "0", "--scheduler", "pndm"], "--scheduler"), (["--seeds", "0", "--generator", "cuda"], "--generator"),
+            (["--seeds", "0", "--scheduler", "lms"], "--scheduler"), (["--seeds", "0", "--generator", "cuda"], "--generator"),
             (["--seeds", "0", "--trace", "/nonexistent"], "--trace"), (["--seeds", "0", "--bogus"], "unknown option"),
             (["--seeds", "0", "--backend", "gpu"], "--backend: expected cpu or cuda"),
             (["--seeds", "0", "--backend", "cuda", "--precision", "fp16"], "--precision: expected fp32 or tf32"),

@@ -153,7 +153,7 @@ static void run_forward(const cJSON *c, const Model *m)
     TorchRng g = {0};
     rng_seed(&g, seed_of(cJSON_GetObjectItemCaseSensitive(c, "input_seed")));
     rng_randn_f32(&g, RNG_KERNEL_TORCH_CPU, x, per);
-    int64_t t = (int64_t)num(c, "timestep");
+    float t = (float)num(c, "timestep");
     float *ref = read_ref(str(c, "output"), per);
     CHECK(ref != NULL, "%s: reference missing", str(c, "name"));
     if (ref && unet_forward_cpu(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, y) == SOWER_OK) {
@@ -239,7 +239,7 @@ static void run_trace(const cJSON *c, const Model *m)
     const cJSON *one_step = cJSON_GetObjectItemCaseSensitive(c, "trace_one_step_batch_yardstick");
     double yard_eps = num(one_step, "model_output"), yard_step = num(one_step, "sample");
     for (int i = 0; i < steps; i++) {
-        int64_t t = sched.timesteps[i];
+        float t = sched.unet_timesteps[i];
         if (unet_forward_cpu(&m->unet, x, &t, 1, cfg->sample_height, cfg->sample_width, eps) != SOWER_OK)
             break;
         worst_eps = fmax(worst_eps, max_abs_diff(eps, outputs + per * i, per));

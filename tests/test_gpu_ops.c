@@ -380,7 +380,7 @@ static void test_forward(const char *dir, const CudaOptions *opt)
     const size_t per = (size_t)cfg->in_channels * h * w;
     float *x = randn(per * b, 77, 1.0f), *ref = malloc(sizeof(float) * per * b), *got = malloc(sizeof(float) * per * b);
     float *one = malloc(sizeof(float) * per);
-    int64_t ts[3] = {999, 500, 1};
+    float ts[3] = {999, 500, 1};
     CHECK(unet_forward_on(&mc, x, ts, b, h, w, ref) == SOWER_OK, "cpu forward");
     CHECK(unet_forward_on(&mg, x, ts, b, h, w, got) == SOWER_OK, "gpu forward");
     char name[160];

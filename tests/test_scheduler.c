@@ -404,7 +404,7 @@ static void run_unit_checks(void)
     CHECK(strcmp(scheduler_kind_name(SCHED_DDIM), "ddim") == 0 && strcmp(scheduler_kind_name(SCHED_DDPM), "ddpm") == 0,
           "kind names");
     CHECK(scheduler_kind_parse("ddpm", &k) == SOWER_OK && k == SCHED_DDPM, "kind parse");
-    CHECK(scheduler_kind_parse("pndm", &k) == SOWER_EINPUT, "kind parse pndm");
+    CHECK(scheduler_kind_parse("lms", &k) == SOWER_EINPUT, "kind parse lms");
     sower_error_clear();
 }
 

@@ -84,7 +84,7 @@ static double num(const cJSON *c, const char *key)
 }
 
 /* Forward of `batch` cases starting at row first, into out (batch, 4, S, S). */
-static int forward(Pipeline *p, int first, int batch, const int64_t *timesteps, float *out)
+static int forward(Pipeline *p, int first, int batch, const float *timesteps, float *out)
 {
     const size_t per_x = (size_t)(p->x_shape[1] * p->x_shape[2] * p->x_shape[3]);
     const size_t per_ctx = (size_t)(p->ctx_shape[1] * p->ctx_shape[2]);
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
     CHECK(cJSON_GetArraySize(cases) >= 9, "expected at least 9 cases");
     gemm_set_threads(2);
     Pipeline p = {0};
-    int64_t timesteps[16];
+    float timesteps[16];
     int n_rows = 0;
     double worst = 0;
     const cJSON *c;
@@ -177,7 +177,7 @@ int main(int argc, char **argv)
             }
         }
         const int row = (int)num(c, "row");
-        timesteps[row] = (int64_t)num(c, "timestep");
+        timesteps[row] = (float)num(c, "timestep");
         n_rows = row + 1 > n_rows ? row + 1 : n_rows;
         const size_t per = (size_t)(p.x_shape[1] * p.x_shape[2] * p.x_shape[3]);
         float *got = malloc(per * sizeof *got);
@@ -185,8 +185,8 @@ int main(int argc, char **argv)
         double diff = max_abs_diff(got, p.out + row * per, per);
         double tol = 5 * fmax(num(c, "torch_batch_yardstick"), num(c, "torch_fp64_yardstick"));
         worst = fmax(worst, diff / tol);
-        printf("  %-14s t=%-4lld max|sower - diffusers| %.3g  tolerance %.3g\n", name,
-               (long long)timesteps[row], diff, tol);
+        printf("  %-14s t=%-4g max|sower - diffusers| %.3g  tolerance %.3g\n", name,
+               (double)timesteps[row], diff, tol);
         CHECK(diff <= tol, "%s row %d: max|diff| %.3g > %.3g", name, row, diff, tol);
 
         /* After a pipeline's last case: batch and threads, bit for bit. */

@@ -20,7 +20,7 @@
 enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS = 1024 };
 
 static const char sample_usage[] =
-    "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler S] [--eta E]\n"
+    "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler S] [--karras] [--eta E]\n"
     "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
     "                    [--backend cpu|cuda] [--precision fp32|tf32] -o OUT.npy\n"
     "       sower sample SD_DIR --prompt P [--negative-prompt N] [--guidance G] [--height H --width W]\n"
@@ -37,9 +37,11 @@ static const char sample_usage[] =
     "  --seeds SEEDS    comma-separated seeds (uint64; negatives as torch takes them, -1 = 2^64-1) and\n"
     "                   inclusive ranges, e.g. 0-7,4294967303,-1 (a manifest's seeds.list takes the same)\n"
     "  --steps N        denoising steps (default 50)\n"
-    "  --scheduler S    ddim (default, as DDIMPipeline), ddpm or ddim-parallel (sower's scheduler\n"
-    "                   registry); the folder's scheduler config carries over as diffusers'\n"
-    "                   from_config carries it\n"
+    "  --scheduler S    ddim, ddpm, ddim-parallel, pndm, euler, euler-a or dpm++2m (DPM-Solver++ 2M);\n"
+    "                   default: ddim (as DDIMPipeline), or for Stable Diffusion the folder's own (as\n"
+    "                   StableDiffusionPipeline); the folder's scheduler config carries over as\n"
+    "                   diffusers' from_config carries it\n"
+    "  --karras         Karras sigmas (use_karras_sigmas=True) for euler and dpm++2m\n"
     "  --eta E          DDIM eta in 0..1 (default 0); eta > 0 draws noise from each seed's generator\n"
     "  --batch B        seeds per forward pass (default 8)\n"
     "  --threads T      threads (default: all online CPUs)\n"
@@ -75,6 +77,7 @@ typedef struct {
     long steps, batch, threads;
     double eta;
     SchedulerKind scheduler;
+    int scheduler_given, karras;
     RngKernel generator;
     Backend backend;
     Precision precision;
@@ -92,6 +95,7 @@ enum {
     OPT_OUTPUT,
     OPT_BACKEND,
     OPT_PRECISION,
+    OPT_KARRAS,
     OPT_PROMPT,
     OPT_NEGATIVE,
     OPT_GUIDANCE,
@@ -104,6 +108,7 @@ static const CliOption sample_options[N_SAMPLE_OPTS] = {
     [OPT_SEEDS] = {"--seeds", NULL, 1},
     [OPT_STEPS] = {"--steps", NULL, 1},
     [OPT_SCHEDULER] = {"--scheduler", NULL, 1},
+    [OPT_KARRAS] = {"--karras", NULL, 0},
     [OPT_ETA] = {"--eta", NULL, 1},
     [OPT_BATCH] = {"--batch", NULL, 1},
     [OPT_THREADS] = {"--threads", NULL, 1},
@@ -142,6 +147,10 @@ static int on_sample_option(void *ctx, int which, const char *v)
             return SOWER_FAIL(SOWER_EUSAGE, "--scheduler: expected one of %s, found '%s'", scheduler_names(0),
                               v);
         }
+        o->scheduler_given = 1;
+        break;
+    case OPT_KARRAS:
+        o->karras = 1;
         break;
     case OPT_ETA:
         SOWER_TRY(cli_parse_double("--eta", v, 0.0, 1.0, &o->eta));
@@ -204,6 +213,18 @@ static int on_sample_model(void *ctx, const char *arg)
     return SOWER_OK;
 }
 
+/* --eta and --karras against the scheduler (given, or the folder's). */
+static int check_scheduler_options(const SampleOptions *o)
+{
+    if (o->eta > 0 && !scheduler_class(o->scheduler)->takes_eta)
+        return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim scheduler only (the scheduler is %s)",
+                          scheduler_kind_name(o->scheduler));
+    if (o->karras && !(scheduler_class(o->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
+        return SOWER_FAIL(SOWER_EUSAGE, "--karras applies to the euler and dpm++2m schedulers (the scheduler is %s)",
+                          scheduler_kind_name(o->scheduler));
+    return SOWER_OK;
+}
+
 static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *help)
 {
     memset(o, 0, sizeof *o);
@@ -226,9 +247,7 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
     if (o->precision == PRECISION_TF32 && o->backend != BACKEND_CUDA)
         return SOWER_FAIL(SOWER_EUSAGE,
                           "--precision tf32 needs --backend cuda (the CPU backend computes in fp32)");
-    if (o->eta > 0 && !scheduler_class(o->scheduler)->takes_eta)
-        return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim scheduler only (found --scheduler %s)",
-                          scheduler_kind_name(o->scheduler));
+    if (o->scheduler_given) SOWER_TRY(check_scheduler_options(o));
     if (o->trace_dir) {
         struct stat st;
         if (stat(o->trace_dir, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -352,7 +371,16 @@ int cmd_sample(int argc, char **argv)
                             model.stable_diffusion ? " (or give --height and --width)" : "");
         goto done;
     }
-    status = model_scheduler(&model, o.scheduler, o.generator, (int)o.steps, &sched);
+    if (!o.scheduler_given && model.stable_diffusion) { /* StableDiffusionPipeline runs the folder's own */
+        if (!model.folder_scheduler_known) {
+            status = SOWER_FAIL(SOWER_EUSAGE, "%s: the folder's %s is not one sower runs; choose --scheduler (%s)",
+                                model.scheduler_config_path, model.scheduler_class, scheduler_names(0));
+            goto done;
+        }
+        o.scheduler = model.folder_scheduler.kind;
+        SOWER_TRY_GOTO(check_scheduler_options(&o), status, done);
+    }
+    status = model_scheduler(&model, o.scheduler, o.karras, o.generator, (int)o.steps, &sched);
     if (status == SOWER_EINPUT) {
         char reason[512];
         snprintf(reason, sizeof reason, "%s", sower_error_message());

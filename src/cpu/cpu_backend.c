@@ -261,7 +261,7 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u)
     return SOWER_OK;
 }
 
-int unet_forward_cpu(const UNet *u, const float *x, const int64_t *timesteps, int batch, int height, int width,
+int unet_forward_cpu(const UNet *u, const float *x, const float *timesteps, int batch, int height, int width,
                      float *out)
 {
     ComputeBackend cpu;

@@ -9,7 +9,7 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u) SOWER_MUST_CHECK;
 /* The CPU backend's identity on this machine: BLIS's kernel family, then the convolution routes. */
 const char *compute_backend_cpu_identity(void);
 /* unet_forward_on a fresh CPU backend over u (one per call: for tests and tools). */
-int unet_forward_cpu(const UNet *u, const float *x, const int64_t *timesteps, int batch, int height, int width,
+int unet_forward_cpu(const UNet *u, const float *x, const float *timesteps, int batch, int height, int width,
                      float *out) SOWER_MUST_CHECK;
 
 #endif /* SOWER_CPU_BACKEND_H */

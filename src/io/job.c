@@ -108,6 +108,8 @@ void job_print(const Job *job, FILE *s)
     fprintf(s, "pipeline:\n  scheduler: %s\n  steps: %d\n  eta: %g\n  batch: %d\n  backend: %s\n",
             scheduler_kind_name(job->scheduler), job->steps, job->eta, job->batch,
             job->backend == BACKEND_CPU ? "cpu" : "cuda");
+    if (job->karras)
+        fprintf(s, "  karras: true\n");
     if (job->precision == PRECISION_TF32)
         fprintf(s, "  precision: tf32\n");
     if (job->threads)

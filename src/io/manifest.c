@@ -267,8 +267,8 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
 {
     Field f[] = {{"scheduler", 0, NULL}, {"steps", 0, NULL}, {"eta", 0, NULL},
                  {"batch", 0, NULL},     {"backend", 0, NULL}, {"threads", 0, NULL},
-                 {"precision", 0, NULL}};
-    SOWER_TRY(get_mapping(c, n, "pipeline", f, 7));
+                 {"precision", 0, NULL}, {"karras", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "pipeline", f, 8));
     static const char *const backends[] = {"cpu", "cuda", NULL}, *const precisions[] = {"fp32", "tf32", NULL};
     const char *schedulers[16] = {NULL}; /* the registry's names, NULL-terminated */
     for (int k = 0; k < scheduler_kind_count() && k < 15; k++)
@@ -284,6 +284,12 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
         SOWER_TRY(get_number(c, f[2].value, "pipeline.eta", 0.0, 0, 1.0, &job->eta));
         if (job->eta > 0 && !scheduler_class(job->scheduler)->takes_eta)
             return fail_at(c, f[2].value, "pipeline.eta", "0 with this scheduler (eta is DDIM's)");
+    }
+    if (f[7].value) {
+        static const char *const booleans[] = {"false", "true", NULL};
+        SOWER_TRY(get_enum(c, f[7].value, "pipeline.karras", booleans, &job->karras));
+        if (job->karras && !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
+            return fail_at(c, f[7].value, "pipeline.karras", "false with this scheduler (euler and dpm++2m have it)");
     }
     if (f[3].value)
         SOWER_TRY(get_int(c, f[3].value, "pipeline.batch", 1, 1024, &job->batch));

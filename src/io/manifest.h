@@ -50,6 +50,7 @@ typedef struct {
     SchedulerKind scheduler;
     int steps;
     double eta;
+    int karras;                 /* use_karras_sigmas (euler, dpm++2m) */
     int batch;
     Backend backend;
     Precision precision;

@@ -3,14 +3,14 @@
 
 #include <math.h>
 
-void timestep_embedding(const int64_t *timesteps, int batch, int dim, int flip_sin_to_cos, float freq_shift,
+void timestep_embedding(const float *timesteps, int batch, int dim, int flip_sin_to_cos, float freq_shift,
                            float *emb)
 {
     const int half = dim / 2;
     const float neg_log_period = (float)(-log(10000.0)); /* python float * float32 tensor */
     for (int b = 0; b < batch; b++) {
         float *e = emb + (size_t)b * dim;
-        float t = (float)timesteps[b];
+        const float t = timesteps[b];
         for (int i = 0; i < half; i++) {
             float exponent = (neg_log_period * (float)i) / ((float)half - freq_shift);
             float arg = t * expf(exponent);

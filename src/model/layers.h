@@ -86,7 +86,7 @@ typedef struct {
 
 /* Sinusoidal timestep embedding (diffusers get_timestep_embedding), on the host for every backend:
  * emb (batch, dim). */
-void timestep_embedding(const int64_t *timesteps, int batch, int dim, int flip_sin_to_cos, float freq_shift,
+void timestep_embedding(const float *timesteps, int batch, int dim, int flip_sin_to_cos, float freq_shift,
                            float *emb);
 
 #endif /* SOWER_LAYERS_H */

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "model.h"
 
+#include <assert.h>
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,11 +263,14 @@ static int stable_diffusion_rewrites(const Model *m, SchedulerConfig *cfg)
     return SOWER_OK;
 }
 
-int model_scheduler(const Model *m, SchedulerKind kind, RngKernel kernel, int steps, Scheduler *s)
+int model_scheduler(const Model *m, SchedulerKind kind, int karras, RngKernel kernel, int steps, Scheduler *s)
 {
     SchedulerConfig cfg;
     SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes,
                                      m->scheduler_config_path, kind, &cfg));
+    assert(!karras || (scheduler_class(kind)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)));
+    if (karras) /* from_config(config, use_karras_sigmas=True) */
+        cfg.use_karras_sigmas = 1;
     if (m->stable_diffusion) SOWER_TRY(stable_diffusion_rewrites(m, &cfg));
     cfg.torch_kernel = kernel;
     SOWER_TRY(scheduler_init(s, &cfg, steps));

@@ -48,9 +48,11 @@ int model_load(Model *m, const char *dir) SOWER_MUST_CHECK;
 int model_load_opt(Model *m, const char *dir, int read_weights) SOWER_MUST_CHECK;
 void model_free(Model *m); /* safe on a zeroed Model */
 /* The scheduler a render of m uses: the folder's scheduler config read as class `kind` reads it
- * (diffusers' from_config), the torch kernel whose linspace bits to reproduce, set_timesteps(steps).
- * The one setup `run`, `sample` and `verify` share. */
-int model_scheduler(const Model *m, SchedulerKind kind, RngKernel kernel, int steps, Scheduler *s) SOWER_MUST_CHECK;
+ * (diffusers' from_config), with use_karras_sigmas forced on when `karras` (a class that has the key),
+ * the torch kernel whose linspace bits to reproduce, set_timesteps(steps). The one setup `run`,
+ * `sample` and `verify` share. */
+int model_scheduler(const Model *m, SchedulerKind kind, int karras, RngKernel kernel, int steps,
+                    Scheduler *s) SOWER_MUST_CHECK;
 /* SOWER_EMANIFEST "WHERE: model.digest: expected sha256:..., found sha256:... in FILE" unless the
  * weight file's SHA-256 equals want (DIGEST_BYTES,). */
 int model_check_digest(const Model *m, const unsigned char *want, const char *where) SOWER_MUST_CHECK;

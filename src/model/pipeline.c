@@ -41,6 +41,34 @@ static int upload_texts(const RenderSettings *rs, const ComputeBackend *be, cons
     return status;
 }
 
+/* The UNet's output for step i: eps (nb, C, H, W) backend from the samples x (nb, C, H, W) backend,
+ * through scale_model_input (x_in: (mb, C, H, W) backend scratch) and, with guidance, the
+ * [uncond, cond] batch mixed by the guidance op (eps2: (2 nb, C, H, W) backend scratch). */
+static int predict(const RenderSettings *rs, const ComputeBackend *be, int i, const float *x, const Act *context,
+                   int nb, float *ts, float *x_in, float *eps2, float *eps)
+{
+    const UNet *unet = &rs->model->unet;
+    const Scheduler *sched = rs->scheduler;
+    const size_t n = (size_t)unet->cfg.in_channels * rs->height * rs->width * nb;
+    const int guided = unet->cfg.conditional && rs->guidance > 1.0f, mb = guided ? 2 * nb : nb;
+    for (int b = 0; b < mb; b++)
+        ts[b] = sched->unet_timesteps[i];
+    /* latent_model_input = scale_model_input(cat([latents] * 2) or latents, t): a division, by 1 (an
+     * exact copy) but for Euler's */
+    const float divisor = scheduler_input_divisor(sched, i);
+    const float *input = x;
+    if (guided || divisor != 1.0f) {
+        for (int copy = 0; copy < (guided ? 2 : 1); copy++)
+            SOWER_TRY(be->ops->divide_scalar(be->ctx, x, divisor, x_in + n * copy, n));
+        input = x_in;
+    }
+    if (!guided)
+        return unet_forward_resident_cond(be, input, ts, unet->cfg.conditional ? context : NULL, nb, rs->height,
+                                          rs->width, eps);
+    SOWER_TRY(unet_forward_resident_cond(be, input, ts, context, mb, rs->height, rs->width, eps2));
+    return be->ops->guidance(be->ctx, eps2, eps2 + n, rs->guidance, eps, n);
+}
+
 static int render_batch(const RenderSettings *rs, const ComputeBackend *be, const uint64_t *seeds,
                         const RowText *texts, int nb, float *out)
 {
@@ -51,9 +79,11 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
     const int c_in = unet->cfg.in_channels, c_out = unet->cfg.out_channels;
     const size_t per = (size_t)c_in * rs->height * rs->width; /* values per sample */
     const size_t n = per * nb;
-    const int steps = sched->num_inference_steps;
+    const int steps = sched->num_steps;
     const int conditional = unet->cfg.conditional, guided = conditional && rs->guidance > 1.0f;
     const int mb = guided ? 2 * nb : nb; /* the UNet's batch */
+    /* DDIM/DDPM step where the samples live; the others on the host, out (nb, C, H, W) holding x */
+    const int on_backend = scheduler_steps_on_backend(sched);
     int status = SOWER_OK;
     if (conditional && !texts)
         return SOWER_FAIL(SOWER_EINTERNAL, "a UNet2DConditionModel render without text embeddings");
@@ -62,72 +92,73 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
                           "model '%s': in_channels %d != out_channels %d: not a denoiser sower can "
                           "sample from",
                           rs->model->dir, c_in, c_out);
+    SchedulerRun run = {0};
     TorchRng *gens = calloc((size_t)nb, sizeof *gens);
-    float *noise = malloc(n * sizeof(float));      /* (nb, C, H, W) host: one step's draws */
-    int64_t *ts = malloc((size_t)mb * sizeof *ts); /* (mb,) */
+    float *noise = malloc(n * sizeof(float)); /* (nb, C, H, W) host: one step's draws */
+    float *ts = malloc((size_t)mb * sizeof *ts); /* (mb,) */
     float *x_be = NULL, *eps_be = NULL,
           *noise_be = NULL; /* (nb, C, H, W) backend: samples, model outputs, noise */
     float *x_in_be = NULL,
-          *eps2_be = NULL; /* (2 nb, C, H, W) backend, with guidance: the UNet's input and output */
+          *eps2_be = NULL; /* (mb, C, H, W) backend: the UNet's scaled input; (2 nb, ...) its guided output */
     Act context = {0};     /* the text embeddings (conditional models) */
-    float *eps = NULL;     /* (nb, C, H, W) host, for traces */
+    float *eps = NULL;     /* (nb, C, H, W) host, for traces and host steps */
     float *trace_samples = NULL, *trace_outputs = NULL; /* (nb, steps, C, H, W) */
-    if (rs->trace_dir) {
+    if (rs->trace_dir || !on_backend)
         eps = malloc(n * sizeof(float));
+    if (rs->trace_dir) {
         trace_samples = malloc(per * steps * nb * sizeof(float));
         trace_outputs = malloc(per * steps * nb * sizeof(float));
     }
-    if (!gens || !noise || !ts || (rs->trace_dir && (!eps || !trace_samples || !trace_outputs))) {
+    if (!gens || !noise || !ts || ((rs->trace_dir || !on_backend) && !eps) ||
+        (rs->trace_dir && (!trace_samples || !trace_outputs))) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for a batch of %d samples", nb);
         goto done;
     }
+    if (!on_backend)
+        SOWER_TRY_GOTO(scheduler_run_init(&run, sched, n), status, done);
     SOWER_TRY_GOTO(ops->buffer_alloc(bc, &x_be, n), status, done);
     SOWER_TRY_GOTO(ops->buffer_alloc(bc, &eps_be, n), status, done);
     SOWER_TRY_GOTO(ops->buffer_alloc(bc, &noise_be, n), status, done);
-    if (guided) {
-        SOWER_TRY_GOTO(ops->buffer_alloc(bc, &x_in_be, 2 * n), status, done);
+    if (guided || scheduler_class(sched->cfg.kind)->scales_input)
+        SOWER_TRY_GOTO(ops->buffer_alloc(bc, &x_in_be, (size_t)mb * per), status, done);
+    if (guided)
         SOWER_TRY_GOTO(ops->buffer_alloc(bc, &eps2_be, 2 * n), status, done);
-    }
     if (conditional) SOWER_TRY_GOTO(upload_texts(rs, be, texts, nb, guided, &context), status, done);
     for (int b = 0; b < nb; b++) {
         gens[b].radius_log1p = rs->torch_log1p;
         rng_seed(&gens[b], seeds[b]);
         rng_randn_f32(&gens[b], rs->generator, out + per * b, per);
     }
+    if (sched->init_noise_sigma != 1.0f) /* latents * scheduler.init_noise_sigma */
+        for (size_t j = 0; j < n; j++)
+            out[j] = out[j] * sched->init_noise_sigma;
     SOWER_TRY_GOTO(ops->upload(bc, x_be, out, n), status, done);
     for (int i = 0; i < steps; i++) {
         if (rs->should_stop && rs->should_stop()) {
             status = SOWER_FAIL(SOWER_ESTOPPED, "stopped by a signal at step %d of %d", i, steps);
             goto done;
         }
-        for (int b = 0; b < mb; b++)
-            ts[b] = sched->timesteps[i];
-        if (guided) {
-            /* cat([latents] * 2) through scale_model_input, the identity for DDIM/DDPM: a division by 1 is
-             * an exact copy */
-            SOWER_TRY_GOTO(ops->divide_scalar(bc, x_be, 1.0f, x_in_be, n), status, done);
-            SOWER_TRY_GOTO(ops->divide_scalar(bc, x_be, 1.0f, x_in_be + n, n), status, done);
-            SOWER_TRY_GOTO(
-                unet_forward_resident_cond(be, x_in_be, ts, &context, mb, rs->height, rs->width, eps2_be),
-                status, done);
-            SOWER_TRY_GOTO(ops->guidance(bc, eps2_be, eps2_be + n, rs->guidance, eps_be, n), status, done);
-        } else {
-            SOWER_TRY_GOTO(unet_forward_resident_cond(be, x_be, ts, conditional ? &context : NULL, nb,
-                                                      rs->height, rs->width, eps_be),
-                           status, done);
-        }
-        StepCoefficients k;
-        scheduler_step_coefficients(sched, i, rs->eta, &k);
-        if (k.add_noise) {
+        SOWER_TRY_GOTO(predict(rs, be, i, x_be, &context, nb, ts, x_in_be, eps2_be, eps_be), status, done);
+        const int draws = scheduler_step_needs_noise(sched, i, rs->eta);
+        if (draws)
             for (int b = 0; b < nb; b++)
                 rng_randn_f32(&gens[b], rs->generator, noise + per * b, per);
-            SOWER_TRY_GOTO(ops->upload(bc, noise_be, noise, n), status, done);
-        }
-        SOWER_TRY_GOTO(ops->scheduler_step(bc, &k, eps_be, x_be, k.add_noise ? noise_be : NULL, n), status,
-                       done);
-        if (rs->trace_dir) {
-            SOWER_TRY_GOTO(ops->download(bc, out, x_be, n), status, done);
+        if (on_backend) {
+            StepCoefficients k;
+            scheduler_step_coefficients(sched, i, rs->eta, &k);
+            if (draws)
+                SOWER_TRY_GOTO(ops->upload(bc, noise_be, noise, n), status, done);
+            SOWER_TRY_GOTO(ops->scheduler_step(bc, &k, eps_be, x_be, draws ? noise_be : NULL, n), status, done);
+        } else { /* out holds x on the host from the first noise on */
             SOWER_TRY_GOTO(ops->download(bc, eps, eps_be, n), status, done);
+            scheduler_run_step(sched, &run, i, rs->eta, eps, out, draws ? noise : NULL);
+            SOWER_TRY_GOTO(ops->upload(bc, x_be, out, n), status, done);
+        }
+        if (rs->trace_dir) {
+            if (on_backend) {
+                SOWER_TRY_GOTO(ops->download(bc, out, x_be, n), status, done);
+                SOWER_TRY_GOTO(ops->download(bc, eps, eps_be, n), status, done);
+            }
             for (int b = 0; b < nb; b++) {
                 memcpy(trace_samples + per * ((size_t)b * steps + i), out + per * b, per * sizeof(float));
                 memcpy(trace_outputs + per * ((size_t)b * steps + i), eps + per * b, per * sizeof(float));
@@ -140,6 +171,7 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
                                     trace_outputs + per * steps * b, steps, c_in),
                        status, done);
 done:
+    scheduler_run_free(&run);
     ops->act_free(bc, &context);
     ops->buffer_free(bc, x_in_be);
     ops->buffer_free(bc, eps2_be);

@@ -4,6 +4,7 @@
  * expression rounds where torch rounds; the only fused multiply-adds are the explicit fmaf() calls
  * that reproduce GCC's contraction inside torch's AVX2 linspace kernel. */
 #include "scheduler.h"
+#include "schedulers/schedulers.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -36,6 +37,15 @@ void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *cfg)
     cfg->set_alpha_to_one = 1;                  /* DDIM's default; DDPM has no such key */
     cfg->variance_type = VARIANCE_FIXED_SMALL; /* DDPM's default; DDIM has no such key */
     cfg->torch_kernel = RNG_KERNEL_TORCH_CPU;
+    cfg->sigma_min = cfg->sigma_max = NAN; /* None */
+    cfg->final_sigmas_type = FINAL_SIGMA_ZERO;
+    cfg->solver_order = 2;
+    cfg->algorithm_type = DPM_ALGORITHM_PLUS_PLUS;
+    cfg->solver_type = DPM_SOLVER_MIDPOINT;
+    cfg->lower_order_final = 1;
+    cfg->lambda_min_clipped = -INFINITY;
+    if (scheduler_class(kind)->defaults)
+        scheduler_class(kind)->defaults(cfg);
 }
 
 static const char *const config_key_names[KEY_COUNT] = {
@@ -55,12 +65,32 @@ static const char *const config_key_names[KEY_COUNT] = {
     [KEY_SAMPLE_MAX_VALUE] = "sample_max_value",
     [KEY_TIMESTEP_SPACING] = "timestep_spacing",
     [KEY_RESCALE_BETAS_ZERO_SNR] = "rescale_betas_zero_snr",
+    [KEY_SKIP_PRK_STEPS] = "skip_prk_steps",
+    [KEY_USE_KARRAS_SIGMAS] = "use_karras_sigmas",
+    [KEY_USE_EXPONENTIAL_SIGMAS] = "use_exponential_sigmas",
+    [KEY_USE_BETA_SIGMAS] = "use_beta_sigmas",
+    [KEY_SIGMA_MIN] = "sigma_min",
+    [KEY_SIGMA_MAX] = "sigma_max",
+    [KEY_INTERPOLATION_TYPE] = "interpolation_type",
+    [KEY_TIMESTEP_TYPE] = "timestep_type",
+    [KEY_FINAL_SIGMAS_TYPE] = "final_sigmas_type",
+    [KEY_SOLVER_ORDER] = "solver_order",
+    [KEY_ALGORITHM_TYPE] = "algorithm_type",
+    [KEY_SOLVER_TYPE] = "solver_type",
+    [KEY_LOWER_ORDER_FINAL] = "lower_order_final",
+    [KEY_EULER_AT_FINAL] = "euler_at_final",
+    [KEY_USE_LU_LAMBDAS] = "use_lu_lambdas",
+    [KEY_LAMBDA_MIN_CLIPPED] = "lambda_min_clipped",
 };
 
 static const char *const beta_schedule_names[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
 static const char *const prediction_type_names[] = {"epsilon", "v_prediction", "sample"};
 static const char *const spacing_names[] = {"leading", "trailing", "linspace"};
 static const char *const variance_type_names[] = {"fixed_small", "fixed_large"};
+static const char *const final_sigmas_names[] = {"zero", "sigma_min"};
+/* DPMSolverMultistepScheduler reads "deis" as dpmsolver++, and logrho/bh1/bh2 as midpoint */
+static const char *const algorithm_names[] = {"dpmsolver++", "dpmsolver", "deis"};
+static const char *const solver_type_names[] = {"midpoint", "heun", "logrho", "bh1", "bh2"};
 
 /* A short rendering of a JSON value for messages: the value's JSON text, cut at ~60 characters. */
 static void describe(const cJSON *v, char *buf, size_t size)
@@ -164,6 +194,13 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
             return bad_value(path, name, "null (trained betas are not supported)", v);
         return SOWER_OK;
     case KEY_VARIANCE_TYPE:
+        if (scheduler_class(cfg->kind)->config_keys & SCHED_KEY(KEY_SOLVER_ORDER)) {
+            /* DPM: None, or a model's learned variance whose channels it would cut off */
+            if (cJSON_IsNull(v) || (cJSON_IsString(v) && strcmp(v->valuestring, "learned") != 0 &&
+                                    strcmp(v->valuestring, "learned_range") != 0))
+                return SOWER_OK;
+            return bad_value(path, name, "null (learned variances are not supported)", v);
+        }
         SOWER_TRY(get_choice(path, name, v, variance_type_names, 2, &choice));
         cfg->variance_type = (VarianceType)choice;
         return SOWER_OK;
@@ -193,6 +230,55 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
         return SOWER_OK;
     case KEY_RESCALE_BETAS_ZERO_SNR:
         return get_false(path, name, v, "zero-terminal-SNR rescaling is not supported");
+    case KEY_SKIP_PRK_STEPS:
+        return get_bool(path, name, v, &cfg->skip_prk_steps);
+    case KEY_USE_KARRAS_SIGMAS:
+        return get_bool(path, name, v, &cfg->use_karras_sigmas);
+    case KEY_USE_EXPONENTIAL_SIGMAS:
+    case KEY_USE_BETA_SIGMAS:
+    case KEY_USE_LU_LAMBDAS:
+        return get_false(path, name, v, "only the interpolated and Karras sigma schedules are supported");
+    case KEY_SIGMA_MIN:
+    case KEY_SIGMA_MAX:
+        if (cJSON_IsNull(v))
+            d = NAN;
+        else if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || !(v->valuedouble > 0.0))
+            return bad_value(path, name, "null or a number > 0", v);
+        else
+            d = v->valuedouble;
+        *(key == KEY_SIGMA_MIN ? &cfg->sigma_min : &cfg->sigma_max) = d;
+        return SOWER_OK;
+    case KEY_INTERPOLATION_TYPE: {
+        static const char *const linear[] = {"linear"};
+        return get_choice(path, name, v, linear, 1, &choice); /* log_linear: not supported */
+    }
+    case KEY_TIMESTEP_TYPE: {
+        static const char *const discrete[] = {"discrete"};
+        return get_choice(path, name, v, discrete, 1, &choice); /* continuous (EDM): not supported */
+    }
+    case KEY_FINAL_SIGMAS_TYPE:
+        SOWER_TRY(get_choice(path, name, v, final_sigmas_names, 2, &choice));
+        cfg->final_sigmas_type = (FinalSigmasType)choice;
+        return SOWER_OK;
+    case KEY_SOLVER_ORDER:
+        return get_int(path, name, v, 1, 2, &cfg->solver_order); /* the third order: not supported */
+    case KEY_ALGORITHM_TYPE: /* the SDE variants draw noise: not supported */
+        SOWER_TRY(get_choice(path, name, v, algorithm_names, 3, &choice));
+        cfg->algorithm_type = choice == 1 ? DPM_ALGORITHM_PLAIN : DPM_ALGORITHM_PLUS_PLUS;
+        return SOWER_OK;
+    case KEY_SOLVER_TYPE:
+        SOWER_TRY(get_choice(path, name, v, solver_type_names, 5, &choice));
+        cfg->solver_type = choice == 1 ? DPM_SOLVER_HEUN : DPM_SOLVER_MIDPOINT;
+        return SOWER_OK;
+    case KEY_LOWER_ORDER_FINAL:
+        return get_bool(path, name, v, &cfg->lower_order_final);
+    case KEY_EULER_AT_FINAL:
+        return get_bool(path, name, v, &cfg->euler_at_final);
+    case KEY_LAMBDA_MIN_CLIPPED:
+        if (!cJSON_IsNumber(v) || isnan(v->valuedouble))
+            return bad_value(path, name, "a number", v);
+        cfg->lambda_min_clipped = v->valuedouble; /* -Infinity arrives as -1e999 (json_infinity) */
+        return SOWER_OK;
     case KEY_COUNT:
         break;
     }
@@ -258,6 +344,45 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
             if ((scheduler_class(kind)->config_keys & SCHED_KEY(k)) && strcmp(item->string, config_key_names[k]) == 0)
                 SOWER_TRY(apply_key(path, (ConfigKey)k, item, cfg));
     }
+    if (scheduler_class(kind)->validate)
+        SOWER_TRY(scheduler_class(kind)->validate(cfg, path));
+    return SOWER_OK;
+}
+
+/* Python's json reads Infinity and -Infinity (json.dumps writes them for infinite floats); cJSON does
+ * not. *out: NULL when the text has none outside strings, else a copy with each written as 1e999
+ * (strtod's infinity), *len updated. */
+static int json_infinity(const char *text, size_t len, char **out, size_t *out_len)
+{
+    static const char word[] = "Infinity";
+    const size_t w = sizeof word - 1;
+    *out = NULL;
+    char *copy = NULL; /* (len,) at most: each 8-byte word becomes 5 bytes */
+    size_t used = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_string && len - i >= w && memcmp(text + i, word, w) == 0) {
+            if (!copy) {
+                if (!(copy = malloc(len)))
+                    return SOWER_FAIL(SOWER_ENOMEM, "out of memory for a scheduler config");
+                memcpy(copy, text, i), used = i;
+            }
+            memcpy(copy + used, "1e999", 5);
+            used += 5, i += w - 1;
+            continue;
+        }
+        if (in_string && text[i] == '\\' && i + 1 < len) { /* an escaped character stays in the string */
+            if (copy)
+                copy[used++] = text[i];
+            i++;
+        } else if (text[i] == '"') {
+            in_string = !in_string;
+        }
+        if (copy)
+            copy[used++] = text[i];
+    }
+    if (copy)
+        *out = copy, *out_len = used;
     return SOWER_OK;
 }
 
@@ -268,10 +393,15 @@ int scheduler_config_parse(const char *json_text, size_t len, const char *path, 
     if (len > CONFIG_MAX_BYTES)
         return SOWER_FAIL(SOWER_EMODEL, "%s: expected a scheduler config of at most %d bytes, found %zu bytes",
                           path, CONFIG_MAX_BYTES, len);
+    char *rewritten = NULL; /* json.dumps writes float("-inf") as -Infinity (DPM's lambda_min_clipped) */
+    SOWER_TRY(json_infinity(json_text, len, &rewritten, &len));
+    if (rewritten)
+        json_text = rewritten;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json_text, len, &end, 0);
     if (!root) {
         size_t at = end && end >= json_text ? (size_t)(end - json_text) : 0;
+        free(rewritten);
         return SOWER_FAIL(SOWER_EMODEL, "%s: expected JSON text, found a syntax error at byte %zu", path, at);
     }
     size_t at = (size_t)(end - json_text); /* json.loads refuses anything but whitespace after the value */
@@ -279,10 +409,12 @@ int scheduler_config_parse(const char *json_text, size_t len, const char *path, 
         at++;
     if (at < len) {
         cJSON_Delete(root);
+        free(rewritten);
         return SOWER_FAIL(SOWER_EMODEL, "%s: expected JSON text, found extra data at byte %zu", path, at);
     }
     int status = parse_object(root, path, kind, cfg);
     cJSON_Delete(root);
+    free(rewritten);
     if (status != SOWER_OK)
         return sower_trace(status, __FILE__, __LINE__, __func__);
     return SOWER_OK;
@@ -380,8 +512,8 @@ static void make_alphas_cumprod(const SchedulerConfig *cfg, float *betas /* (T,)
 
 /* ---- timesteps (numpy) ---------------------------------------------------------------------- */
 
-/* set_timesteps(N): leading, trailing and linspace spacing as numpy computes them. */
-static int make_timesteps(const SchedulerConfig *cfg, int N, int64_t *ts /* (N,) */)
+/* set_timesteps(N): leading, trailing and linspace spacing as numpy computes them (DDIM's). */
+int scheduler_spacing_timesteps(const SchedulerConfig *cfg, int N, int64_t *ts /* (N,) */)
 {
     const int T = cfg->num_train_timesteps;
     switch (cfg->timestep_spacing) {
@@ -430,6 +562,16 @@ static int make_timesteps(const SchedulerConfig *cfg, int N, int64_t *ts /* (N,)
 
 /* ---- init / free ---------------------------------------------------------------------------- */
 
+/* DDIM's set_timesteps: N integer timesteps, descending. */
+static int default_timesteps(Scheduler *s)
+{
+    s->num_steps = s->num_inference_steps;
+    s->timesteps = malloc((size_t)s->num_steps * sizeof *s->timesteps);
+    if (!s->timesteps)
+        return SOWER_FAIL(SOWER_ENOMEM, "scheduler timesteps");
+    return scheduler_spacing_timesteps(&s->cfg, s->num_steps, s->timesteps);
+}
+
 int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_steps)
 {
     memset(s, 0, sizeof *s);
@@ -449,21 +591,31 @@ int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_s
     assert((unsigned)cfg->prediction_type <= PRED_SAMPLE);
     assert((unsigned)cfg->timestep_spacing <= SPACING_LINSPACE);
     assert((unsigned)cfg->variance_type <= VARIANCE_FIXED_LARGE);
+    const SchedulerClass *c = scheduler_class(cfg->kind);
 
     int status = SOWER_OK;
     float *betas = malloc((size_t)T * sizeof *betas); /* (T,) */
     s->alphas_cumprod = malloc((size_t)T * sizeof *s->alphas_cumprod);
-    s->timesteps = malloc((size_t)num_inference_steps * sizeof *s->timesteps);
-    if (!betas || !s->alphas_cumprod || !s->timesteps) {
+    if (!betas || !s->alphas_cumprod) {
         status = SOWER_FAIL(SOWER_ENOMEM, "scheduler tables for %d train timesteps", T);
         goto fail;
     }
     s->cfg = *cfg;
     s->num_inference_steps = num_inference_steps;
     s->step_ratio = T / num_inference_steps;
-    SOWER_TRY_GOTO(make_timesteps(cfg, num_inference_steps, s->timesteps), status, fail);
+    s->init_noise_sigma = 1.0f;
     make_alphas_cumprod(cfg, betas, s->alphas_cumprod);
-    s->final_alpha_cumprod = scheduler_class(cfg->kind)->final_alpha_cumprod(cfg, s->alphas_cumprod);
+    s->final_alpha_cumprod = c->final_alpha_cumprod ? c->final_alpha_cumprod(cfg, s->alphas_cumprod) : 1.0f;
+    SOWER_TRY_GOTO(c->set_timesteps ? c->set_timesteps(s) : default_timesteps(s), status, fail);
+    if (!s->unet_timesteps) { /* integer timesteps: the UNet sees them as float32 (exact below 2^24) */
+        s->unet_timesteps = malloc((size_t)s->num_steps * sizeof *s->unet_timesteps);
+        if (!s->unet_timesteps) {
+            status = SOWER_FAIL(SOWER_ENOMEM, "scheduler timesteps");
+            goto fail;
+        }
+        for (int i = 0; i < s->num_steps; i++)
+            s->unet_timesteps[i] = (float)s->timesteps[i];
+    }
     free(betas);
     return SOWER_OK;
 fail:
@@ -477,6 +629,8 @@ void scheduler_free(Scheduler *s)
     if (!s)
         return;
     free(s->timesteps);
+    free(s->unet_timesteps);
+    free(s->sigmas);
     free(s->alphas_cumprod);
     memset(s, 0, sizeof *s);
 }
@@ -489,7 +643,8 @@ _Static_assert((int)PRED_EPSILON == (int)STEP_PRED_EPSILON && (int)PRED_V_PREDIC
 
 void scheduler_step_coefficients(const Scheduler *s, int i, float eta, StepCoefficients *k)
 {
-    assert(i >= 0 && i < s->num_inference_steps);
+    assert(i >= 0 && i < s->num_steps);
+    assert(scheduler_steps_on_backend(s));
     memset(k, 0, sizeof *k);
     k->prediction = (int)s->cfg.prediction_type;
     k->clip = s->cfg.clip_sample;
@@ -497,11 +652,24 @@ void scheduler_step_coefficients(const Scheduler *s, int i, float eta, StepCoeff
     scheduler_class(s->cfg.kind)->coefficients(s, i, eta, k);
 }
 
+int scheduler_steps_on_backend(const Scheduler *s) { return scheduler_class(s->cfg.kind)->coefficients != NULL; }
+
 int scheduler_step_needs_noise(const Scheduler *s, int i, float eta)
 {
+    if (!scheduler_steps_on_backend(s))
+        return scheduler_class(s->cfg.kind)->draws_noise;
     StepCoefficients k;
     scheduler_step_coefficients(s, i, eta, &k);
     return k.add_noise;
+}
+
+float scheduler_input_divisor(const Scheduler *s, int i)
+{
+    assert(i >= 0 && i < s->num_steps);
+    if (!scheduler_class(s->cfg.kind)->scales_input)
+        return 1.0f;
+    const float sigma = s->sigmas[i];
+    return sqrtf(sigma * sigma + 1.0f); /* (sigma**2 + 1) ** 0.5 on a float32 0-d tensor */
 }
 
 void scheduler_step(const Scheduler *s, int i, float eta, const float *model_output, const float *sample,
@@ -512,4 +680,37 @@ void scheduler_step(const Scheduler *s, int i, float eta, const float *model_out
     assert(!k.add_noise || noise);
     for (size_t j = 0; j < n; j++)
         prev_sample[j] = scheduler_step_value(&k, model_output[j], sample[j], k.add_noise ? noise[j] : 0.0f);
+}
+
+/* ---- host stepping -------------------------------------------------------------------------- */
+
+int scheduler_run_init(SchedulerRun *r, const Scheduler *s, size_t n)
+{
+    memset(r, 0, sizeof *r);
+    r->n = n;
+    const int slots = scheduler_class(s->cfg.kind)->history_slots;
+    if (slots > 0 && !(r->slots = calloc((size_t)slots * n, sizeof *r->slots))) {
+        memset(r, 0, sizeof *r);
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for the scheduler history of %zu values (%d copies)", n,
+                          slots);
+    }
+    return SOWER_OK;
+}
+
+void scheduler_run_free(SchedulerRun *r)
+{
+    free(r->slots);
+    memset(r, 0, sizeof *r);
+}
+
+void scheduler_run_step(const Scheduler *s, SchedulerRun *r, int i, float eta, const float *model_output,
+                        float *sample, const float *noise)
+{
+    assert(i == r->next_step && i < s->num_steps);
+    assert(!scheduler_step_needs_noise(s, i, eta) || noise);
+    if (scheduler_steps_on_backend(s))
+        scheduler_step(s, i, eta, model_output, sample, noise, sample, r->n);
+    else
+        scheduler_class(s->cfg.kind)->step(s, r, i, model_output, sample, noise);
+    r->next_step++;
 }

@@ -1,4 +1,7 @@
-/* scheduler.h: diffusers 0.31's DDIMScheduler and DDPMScheduler, bit for bit (torch 1.13 on the CPU).
+/* scheduler.h: diffusers 0.31's schedulers. DDIMScheduler and DDPMScheduler bit for bit (torch 1.13 on
+ * the CPU); PNDMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler and
+ * DPMSolverMultistepScheduler with the same float32 operations in diffusers' order (their numpy sigma
+ * schedules in double as numpy computes them; see schedulers/sigmas.c for where bits may differ).
  *
  * What is reproduced, and how (checked against the real classes by tests/test_scheduler.c with
  * tests/data/scheduler_reference.json, made by validate/make_scheduler_reference.py):
@@ -43,6 +46,9 @@ typedef enum { BETA_LINEAR, BETA_SCALED_LINEAR, BETA_SQUAREDCOS_CAP_V2 } BetaSch
 typedef enum { PRED_EPSILON, PRED_V_PREDICTION, PRED_SAMPLE } PredictionType;
 typedef enum { SPACING_LEADING, SPACING_TRAILING, SPACING_LINSPACE } TimestepSpacing;
 typedef enum { VARIANCE_FIXED_SMALL, VARIANCE_FIXED_LARGE } VarianceType;
+typedef enum { FINAL_SIGMA_ZERO, FINAL_SIGMA_MIN } FinalSigmasType;
+typedef enum { DPM_ALGORITHM_PLUS_PLUS, DPM_ALGORITHM_PLAIN } DpmAlgorithm; /* "dpmsolver++", "dpmsolver" */
+typedef enum { DPM_SOLVER_MIDPOINT, DPM_SOLVER_HEUN } DpmSolverType;
 
 /* The config keys the classes' __init__ take (the union, in DDPM's signature order); a class names
  * its own with SCHED_KEY bits. */
@@ -63,10 +69,26 @@ typedef enum {
     KEY_SAMPLE_MAX_VALUE,
     KEY_TIMESTEP_SPACING,
     KEY_RESCALE_BETAS_ZERO_SNR,
+    KEY_SKIP_PRK_STEPS,      /* PNDM */
+    KEY_USE_KARRAS_SIGMAS,   /* Euler, DPM */
+    KEY_USE_EXPONENTIAL_SIGMAS,
+    KEY_USE_BETA_SIGMAS,
+    KEY_SIGMA_MIN,           /* Euler */
+    KEY_SIGMA_MAX,
+    KEY_INTERPOLATION_TYPE,
+    KEY_TIMESTEP_TYPE,
+    KEY_FINAL_SIGMAS_TYPE,   /* Euler, DPM */
+    KEY_SOLVER_ORDER,        /* DPM */
+    KEY_ALGORITHM_TYPE,
+    KEY_SOLVER_TYPE,
+    KEY_LOWER_ORDER_FINAL,
+    KEY_EULER_AT_FINAL,
+    KEY_USE_LU_LAMBDAS,
+    KEY_LAMBDA_MIN_CLIPPED,
     KEY_COUNT
 } ConfigKey;
 
-#define SCHED_KEY(k) (1u << (k))
+#define SCHED_KEY(k) (UINT64_C(1) << (k))
 
 typedef struct {
     SchedulerKind kind;
@@ -80,6 +102,15 @@ typedef struct {
     double clip_sample_range;      /* > 0; rounded to float where torch clamps */
     int set_alpha_to_one;          /* DDIM only */
     VarianceType variance_type;    /* DDPM only */
+    int skip_prk_steps;            /* PNDM: PLMS from the first step (else 12 Runge-Kutta calls first) */
+    int use_karras_sigmas;         /* Euler, DPM: Karras et al.'s sigma schedule (rho 7) */
+    double sigma_min, sigma_max;   /* Euler's karras bounds; NaN: None (the schedule's own ends) */
+    FinalSigmasType final_sigmas_type; /* Euler, DPM: the sigma after the last step */
+    int solver_order;              /* DPM: 1 or 2 */
+    DpmAlgorithm algorithm_type;
+    DpmSolverType solver_type;
+    int lower_order_final, euler_at_final;
+    double lambda_min_clipped;     /* DPM: -inf (no clipping) unless set */
     /* Not a diffusers key: the torch CPU kernel whose torch.linspace bits to reproduce (the same
      * choice as the noise generator's). Defaults to RNG_KERNEL_TORCH_CPU (AVX2 dispatch). */
     RngKernel torch_kernel;
@@ -98,24 +129,34 @@ int scheduler_config_parse(const char *json_text, size_t len, const char *path, 
 
 typedef struct {
     SchedulerConfig cfg;
-    int num_inference_steps;   /* N */
+    int num_inference_steps;   /* N, as asked */
+    int num_steps;             /* len(scheduler.timesteps): the UNet calls (N; PNDM N + 1 or N + 9) */
     int64_t step_ratio;        /* T // N: the distance to the previous timestep in step() */
-    int64_t *timesteps;        /* (N,) in the order the pipeline runs them */
+    int64_t *timesteps;        /* (num_steps,) integer timesteps in the order the pipeline runs them;
+                                * NULL for Euler's, which are fractional */
+    float *unet_timesteps;     /* (num_steps,) the t the UNet sees (float32, as its embedding casts it) */
+    float *sigmas;             /* (num_steps + 1,) Euler, Euler a, DPM: each step's sigma and the final
+                                * one; NULL for the others */
+    float init_noise_sigma;    /* the first latents are the noise times this: 1 but for Euler's */
     float *alphas_cumprod;     /* (T,) */
     float final_alpha_cumprod; /* alpha_prod_t_prev when t - T//N < 0: DDIM 1 or alphas_cumprod[0], DDPM 1 */
 } Scheduler;
 
 /* Builds the tables and set_timesteps(N). N must be 1..T, and every timestep must fall in 0..T-1
- * with exactly N of them (diffusers itself misbehaves otherwise: leading spacing with a
- * steps_offset that pushes t to T, or trailing spacing where numpy's arange yields N+1 values);
+ * with exactly the count diffusers makes (diffusers itself misbehaves otherwise: leading spacing with
+ * a steps_offset that pushes t to T, or trailing spacing where numpy's arange yields N+1 values);
  * else SOWER_EINPUT. On failure *s is left zeroed. */
 int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_steps) SOWER_MUST_CHECK;
 /* Safe on a zeroed struct; leaves it zeroed. */
 void scheduler_free(Scheduler *s);
 
 /* Whether step i consumes per-sample noise from the seed's generator (DDIM: eta > 0, at EVERY step
- * including the last; DDPM: timesteps[i] > 0). */
+ * including the last; DDPM: timesteps[i] > 0; Euler ancestral: every step). */
 int scheduler_step_needs_noise(const Scheduler *s, int i, float eta);
+
+/* What scale_model_input divides step i's sample by before the UNet sees it: sqrt(sigma^2 + 1) for
+ * Euler's, 1 (the identity) for the others. */
+float scheduler_input_divisor(const Scheduler *s, int i);
 
 /* One step for ONE sample of n values: model_output (n,), sample (n,), noise (n,) or NULL when
  * scheduler_step_needs_noise() is false -> prev_sample (n,). prev_sample may alias sample (or
@@ -127,20 +168,53 @@ void scheduler_step(const Scheduler *s, int i, float eta, const float *model_out
  * a backend needs to run the step where the samples live. */
 void scheduler_step_coefficients(const Scheduler *s, int i, float eta, StepCoefficients *k);
 
+/* ---- stepping on the host, with the state of multistep classes -------------------------------- */
+
+/* One batch's pass through the steps: the classes that remember earlier model outputs (PNDM, DPM)
+ * keep them here, per value, so a value's result never depends on the others in its batch. */
+typedef struct {
+    size_t n;      /* values per slot: the batch's */
+    float *slots;  /* (history_slots, n): the class's history (schedulers/ say what each slot holds) */
+    int next_step; /* steps must come in order: the i of the next call */
+    int stored;    /* the class's own count (PNDM: model outputs it has kept) */
+} SchedulerRun;
+
+/* For n values. SOWER_ENOMEM if the history does not fit; on failure *r is left zeroed. */
+int scheduler_run_init(SchedulerRun *r, const Scheduler *s, size_t n) SOWER_MUST_CHECK;
+void scheduler_run_free(SchedulerRun *r);
+/* Step i (the next one) in place: sample (n,) <- step(model_output (n,), sample, noise (n,) or NULL
+ * when scheduler_step_needs_noise is false). Any class; DDIM/DDPM through scheduler_step. */
+void scheduler_run_step(const Scheduler *s, SchedulerRun *r, int i, float eta, const float *model_output,
+                        float *sample, const float *noise);
+/* Whether the class steps through a backend op (scheduler_step_coefficients: DDIM, DDPM) rather than
+ * on the host with scheduler_run_step. */
+int scheduler_steps_on_backend(const Scheduler *s);
+
 /* ---- the registry: one descriptor per scheduler class --------------------------------------- */
 
 /* Adding a scheduler: a file in schedulers/ defining its SchedulerClass, and one line in
- * scheduler_registry.c's table. Names, class names, manifest and CLI choices, the eta rule and the
+ * scheduler_registry.c's table (the guide: ARCHITECTURE.md, "Adding a scheduler"). Names, class names, manifest and CLI choices, the eta rule and the
  * config keys all come from here. */
 typedef struct {
     const char *name;       /* "ddim": what --scheduler and pipeline.scheduler say */
     const char *class_name; /* "DDIMScheduler": what a folder's scheduler_config.json says */
-    unsigned config_keys;   /* SCHED_KEY bits: the keys its __init__ takes (from_config keeps only those) */
+    uint64_t config_keys;   /* SCHED_KEY bits: the keys its __init__ takes (from_config keeps only those) */
     int takes_eta;          /* DDIM's eta applies (else eta must be 0) */
     /* alpha_prod_t_prev once t - T//N < 0 */
     float (*final_alpha_cumprod)(const SchedulerConfig *cfg, const float *alphas_cumprod);
-    /* step i's scalars (class-specific part; scheduler_step_coefficients fills the common ones) */
+    /* step i's scalars (class-specific part; scheduler_step_coefficients fills the common ones), for
+     * classes whose step is one formula per value; NULL for those stepped by `step` */
     void (*coefficients)(const Scheduler *s, int i, float eta, StepCoefficients *k);
+    /* Optional hooks (NULL: DDIM's behaviour). */
+    void (*defaults)(SchedulerConfig *cfg);  /* the class's __init__ defaults where they differ */
+    /* values its step cannot take: SOWER_EMODEL "PATH: key 'K': ..." */
+    int (*validate)(const SchedulerConfig *cfg, const char *path);
+    int (*set_timesteps)(Scheduler *s);      /* fills num_steps, timesteps, unet_timesteps, sigmas, ... */
+    int history_slots;                       /* per-value floats its SchedulerRun keeps */
+    int draws_noise;                         /* every step draws noise from the seed's generator */
+    int scales_input;                        /* scale_model_input divides by sqrt(sigma^2 + 1) */
+    void (*step)(const Scheduler *s, SchedulerRun *r, int i, const float *model_output, float *sample,
+                 const float *noise);
 } SchedulerClass;
 
 /* The class of kind k (a valid kind: from scheduler_kind_parse or scheduler_kind_of_class). */

@@ -467,13 +467,13 @@ int unet_context_upload(const ComputeBackend *be, const float *embeddings, int b
     return status;
 }
 
-int unet_forward_resident(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+int unet_forward_resident(const ComputeBackend *be, const float *x, const float *timesteps, int batch, int height,
                           int width, float *out)
 {
     return unet_forward_resident_cond(be, x, timesteps, NULL, batch, height, width, out);
 }
 
-int unet_forward_resident_cond(const ComputeBackend *be, const float *x, const int64_t *timesteps, const Act *context,
+int unet_forward_resident_cond(const ComputeBackend *be, const float *x, const float *timesteps, const Act *context,
                                int batch, int height, int width, float *out)
 {
     const UNet *u = be->unet;
@@ -544,13 +544,13 @@ done:
     return status;
 }
 
-int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+int unet_forward_on(const ComputeBackend *be, const float *x, const float *timesteps, int batch, int height,
                     int width, float *out)
 {
     return unet_forward_on_cond(be, x, timesteps, NULL, 0, batch, height, width, out);
 }
 
-int unet_forward_on_cond(const ComputeBackend *be, const float *x, const int64_t *timesteps, const float *embeddings,
+int unet_forward_on_cond(const ComputeBackend *be, const float *x, const float *timesteps, const float *embeddings,
                          int tokens, int batch, int height, int width, float *out)
 {
     const UNetConfig *cfg = &be->unet->cfg;

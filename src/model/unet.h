@@ -95,18 +95,18 @@ typedef struct ComputeBackend ComputeBackend; /* backend.h */
 /* One forward pass of the backend's model: x (batch, in_channels, H, W) NCHW and timesteps
  * (batch,), both in host memory -> out (batch, out_channels, H, W) in host memory. H and W must
  * be divisible by 2^(n_blocks-1). */
-int unet_forward_on(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+int unet_forward_on(const ComputeBackend *be, const float *x, const float *timesteps, int batch, int height,
                     int width, float *out) SOWER_MUST_CHECK;
 /* The same with x and out in the backend's memory (ops->buffer_alloc): what the pipeline runs, so
  * that samples stay on the device between steps. */
-int unet_forward_resident(const ComputeBackend *be, const float *x, const int64_t *timesteps, int batch, int height,
+int unet_forward_resident(const ComputeBackend *be, const float *x, const float *timesteps, int batch, int height,
                           int width, float *out) SOWER_MUST_CHECK;
 
 /* UNet2DConditionModel: the same with the text embeddings, (batch, tokens, cross_attention_dim) in host
  * memory (the _on form), or already in backend memory as unet_context_upload lays them out. */
-int unet_forward_on_cond(const ComputeBackend *be, const float *x, const int64_t *timesteps, const float *embeddings,
+int unet_forward_on_cond(const ComputeBackend *be, const float *x, const float *timesteps, const float *embeddings,
                          int tokens, int batch, int height, int width, float *out) SOWER_MUST_CHECK;
-int unet_forward_resident_cond(const ComputeBackend *be, const float *x, const int64_t *timesteps, const Act *context,
+int unet_forward_resident_cond(const ComputeBackend *be, const float *x, const float *timesteps, const Act *context,
                                int batch, int height, int width, float *out) SOWER_MUST_CHECK;
 /* embeddings (batch, tokens, cross_attention_dim) host -> context (cross_attention_dim, batch, 1, tokens) in
  * backend memory (allocated; free with ops->act_free). */

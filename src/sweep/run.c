@@ -181,7 +181,7 @@ static int load_model(Run *r, const RunOptions *o)
     const UNetConfig *cfg = &r->model.unet.cfg;
     if (!cfg->sample_height)
         return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null", r->model.unet_config_path);
-    SOWER_TRY(model_scheduler(&r->model, r->job.scheduler, r->job.generator, r->job.steps, &r->sched));
+    SOWER_TRY(model_scheduler(&r->model, r->job.scheduler, r->job.karras, r->job.generator, r->job.steps, &r->sched));
     r->per = (size_t)cfg->in_channels * cfg->sample_height * cfg->sample_width;
     r->rs = (RenderSettings){.model = &r->model,
                              .backend = &r->backend,

@@ -28,5 +28,11 @@ float scheduler_ddim_final_alpha_cumprod(const SchedulerConfig *cfg, const float
     return cfg->set_alpha_to_one ? 1.0f : alphas_cumprod[0];
 }
 
-const SchedulerClass scheduler_ddim = {"ddim", "DDIMScheduler", SCHED_KEYS_DDIM, 1, scheduler_ddim_final_alpha_cumprod,
-                                       scheduler_ddim_coefficients};
+const SchedulerClass scheduler_ddim = {
+    .name = "ddim",
+    .class_name = "DDIMScheduler",
+    .config_keys = SCHED_KEYS_DDIM,
+    .takes_eta = 1,
+    .final_alpha_cumprod = scheduler_ddim_final_alpha_cumprod,
+    .coefficients = scheduler_ddim_coefficients,
+};

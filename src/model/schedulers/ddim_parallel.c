@@ -4,5 +4,11 @@
  * does not run). tests/test_scheduler.c checks it against the real class. */
 #include "schedulers/schedulers.h"
 
-const SchedulerClass scheduler_ddim_parallel = {"ddim-parallel", "DDIMParallelScheduler", SCHED_KEYS_DDIM, 1,
-                                                scheduler_ddim_final_alpha_cumprod, scheduler_ddim_coefficients};
+const SchedulerClass scheduler_ddim_parallel = {
+    .name = "ddim-parallel",
+    .class_name = "DDIMParallelScheduler",
+    .config_keys = SCHED_KEYS_DDIM,
+    .takes_eta = 1,
+    .final_alpha_cumprod = scheduler_ddim_final_alpha_cumprod,
+    .coefficients = scheduler_ddim_coefficients,
+};

@@ -38,5 +38,10 @@ float scheduler_ddpm_final_alpha_cumprod(const SchedulerConfig *cfg, const float
     return 1.0f;
 }
 
-const SchedulerClass scheduler_ddpm = {"ddpm", "DDPMScheduler", SCHED_KEYS_DDPM, 0, scheduler_ddpm_final_alpha_cumprod,
-                                       scheduler_ddpm_coefficients};
+const SchedulerClass scheduler_ddpm = {
+    .name = "ddpm",
+    .class_name = "DDPMScheduler",
+    .config_keys = SCHED_KEYS_DDPM,
+    .final_alpha_cumprod = scheduler_ddpm_final_alpha_cumprod,
+    .coefficients = scheduler_ddpm_coefficients,
+};

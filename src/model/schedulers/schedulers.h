@@ -26,4 +26,22 @@ float scheduler_ddpm_final_alpha_cumprod(const SchedulerConfig *cfg, const float
      SCHED_KEY(KEY_THRESHOLDING) | SCHED_KEY(KEY_DYNAMIC_THRESHOLDING_RATIO) | SCHED_KEY(KEY_CLIP_SAMPLE_RANGE) |  \
      SCHED_KEY(KEY_SAMPLE_MAX_VALUE) | SCHED_KEY(KEY_TIMESTEP_SPACING) | SCHED_KEY(KEY_RESCALE_BETAS_ZERO_SNR))
 
+/* DDIM's set_timesteps(N) spacing (leading, trailing, linspace; descending), range-checked; scheduler.c. */
+int scheduler_spacing_timesteps(const SchedulerConfig *cfg, int N, int64_t *ts /* (N,) */) SOWER_MUST_CHECK;
+
+/* ---- sigma schedules (sigmas.c): numpy's and torch's arithmetic as Euler's and DPM's set_timesteps use it */
+
+/* ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5, float32 as torch computes it: sigma (T,). */
+void sigma_table(const Scheduler *s, float *sigma /* (T,) */);
+/* np.linspace(start, stop, num)[i] in double (numpy: i * step + start, the last exactly stop). */
+double numpy_linspace_at(double start, double stop, int num, int i);
+/* np.interp(x, np.arange(T), fp): fp (T,) float32 values, read as doubles. */
+double numpy_interp_arange(double x, const float *fp, int T);
+/* _convert_to_karras: out (n,) = (max^(1/7) + ramp * (min^(1/7) - max^(1/7)))^7, ramp = linspace(0, 1, n). */
+void karras_sigmas(double sigma_min, double sigma_max, int n, double *out /* (n,) */);
+/* _sigma_to_t(sigma, log_sigmas): the fractional timestep of sigma; log_sigmas (T,) float32. */
+double sigma_to_t(double sigma, const float *log_sigmas, int T);
+/* The sigma after the last step: 0 ("zero") or sigma[0] ("sigma_min"). */
+float final_sigma(const SchedulerConfig *cfg, const float *sigma /* (T,) */);
+
 #endif /* SOWER_SCHEDULERS_H */

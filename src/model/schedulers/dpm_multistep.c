@@ -1,0 +1,203 @@
+/* dpm_multistep.c: diffusers 0.31's DPMSolverMultistepScheduler (scheduling_dpmsolver_multistep.py):
+ * DPM-Solver++ (or DPM-Solver) of order 1 or 2, midpoint or Heun, over the interpolated or Karras
+ * sigma schedule, first order at the first step and at the last where the config says so. The step's
+ * scalars are float32 0-d tensor operations (log, exp from the C library, as torch's scalar path
+ * calls them); the per-value ones float32 in diffusers' order. The history is one slot per value:
+ * the previous step's converted model output. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "schedulers/schedulers.h"
+
+#define SCHED_KEYS_DPM                                                                                          \
+    (SCHED_KEY(KEY_NUM_TRAIN_TIMESTEPS) | SCHED_KEY(KEY_BETA_START) | SCHED_KEY(KEY_BETA_END) |                 \
+     SCHED_KEY(KEY_BETA_SCHEDULE) | SCHED_KEY(KEY_TRAINED_BETAS) | SCHED_KEY(KEY_SOLVER_ORDER) |                \
+     SCHED_KEY(KEY_PREDICTION_TYPE) | SCHED_KEY(KEY_THRESHOLDING) | SCHED_KEY(KEY_DYNAMIC_THRESHOLDING_RATIO) |  \
+     SCHED_KEY(KEY_SAMPLE_MAX_VALUE) | SCHED_KEY(KEY_ALGORITHM_TYPE) | SCHED_KEY(KEY_SOLVER_TYPE) |             \
+     SCHED_KEY(KEY_LOWER_ORDER_FINAL) | SCHED_KEY(KEY_EULER_AT_FINAL) | SCHED_KEY(KEY_USE_KARRAS_SIGMAS) |      \
+     SCHED_KEY(KEY_USE_EXPONENTIAL_SIGMAS) | SCHED_KEY(KEY_USE_BETA_SIGMAS) | SCHED_KEY(KEY_USE_LU_LAMBDAS) |   \
+     SCHED_KEY(KEY_FINAL_SIGMAS_TYPE) | SCHED_KEY(KEY_LAMBDA_MIN_CLIPPED) | SCHED_KEY(KEY_VARIANCE_TYPE) |      \
+     SCHED_KEY(KEY_TIMESTEP_SPACING) | SCHED_KEY(KEY_STEPS_OFFSET) | SCHED_KEY(KEY_RESCALE_BETAS_ZERO_SNR))
+
+enum { SLOT_PREVIOUS_OUTPUT }; /* the previous step's converted model output (x0, or eps for "dpmsolver") */
+
+static void dpm_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING_LINSPACE; }
+
+static int dpm_validate(const SchedulerConfig *cfg, const char *path)
+{
+    if (cfg->final_sigmas_type == FINAL_SIGMA_ZERO && cfg->algorithm_type == DPM_ALGORITHM_PLAIN)
+        return SOWER_FAIL(SOWER_EMODEL,
+                          "%s: key 'final_sigmas_type': \"zero\" with algorithm_type \"dpmsolver\" (diffusers "
+                          "0.31 refuses the pair)",
+                          path);
+    return SOWER_OK;
+}
+
+/* The last timestep before lambda_min_clipped: T - searchsorted(flip(lambda_t), lambda_min_clipped). */
+static int last_timestep(const Scheduler *s)
+{
+    const int T = s->cfg.num_train_timesteps;
+    if (isinf(s->cfg.lambda_min_clipped) && s->cfg.lambda_min_clipped < 0)
+        return T;
+    int below = 0; /* flipped lambda_t ascends: count the values < lambda_min_clipped */
+    for (int t = 0; t < T; t++) {
+        const float ac = s->alphas_cumprod[t];
+        const float lambda = logf(sqrtf(ac)) - logf(sqrtf(1.0f - ac)); /* log(alpha_t) - log(sigma_t) */
+        below += (double)lambda < s->cfg.lambda_min_clipped;
+    }
+    return T - below;
+}
+
+/* timesteps (N,) int64 descending, from N + 1 points with the last dropped. */
+static int dpm_spacing(const Scheduler *s, int last, int64_t *ts)
+{
+    const int N = s->num_inference_steps, T = s->cfg.num_train_timesteps;
+    switch (s->cfg.timestep_spacing) {
+    case SPACING_LINSPACE: /* np.linspace(0, last - 1, N + 1).round()[::-1][:-1] */
+        for (int k = 0; k < N; k++)
+            ts[k] = (int64_t)rint(numpy_linspace_at(0.0, (double)(last - 1), N + 1, N - k));
+        break;
+    case SPACING_LEADING: { /* (np.arange(0, N + 1) * (last // (N + 1))).round()[::-1][:-1] + steps_offset */
+        const int64_t ratio = last / (N + 1);
+        for (int k = 0; k < N; k++)
+            ts[k] = (int64_t)(N - k) * ratio + s->cfg.steps_offset;
+        break;
+    }
+    case SPACING_TRAILING: { /* np.arange(last, 0, -(T / N)).round() - 1 */
+        const double delta = -((double)T / (double)N), length = ceil((double)(-last) / delta);
+        if (length != (double)N)
+            return SOWER_FAIL(SOWER_EINPUT,
+                              "num_inference_steps %d with timestep_spacing \"trailing\": numpy's arange makes "
+                              "%.0f timesteps in diffusers 0.31, not %d; choose another step count",
+                              N, length, N);
+        const double a0 = (double)last, a1 = (double)last + delta, d = a1 - a0;
+        for (int k = 0; k < N; k++)
+            ts[k] = (int64_t)rint(k == 0 ? a0 : k == 1 ? a1 : a0 + (double)k * d) - 1;
+        break;
+    }
+    }
+    for (int k = 0; k < N; k++)
+        if (ts[k] < 0 || ts[k] > T - 1)
+            return SOWER_FAIL(SOWER_EINPUT,
+                              "num_inference_steps %d with this timestep_spacing and steps_offset %d gives "
+                              "timestep %lld, outside 0..%d",
+                              N, s->cfg.steps_offset, (long long)ts[k], T - 1);
+    return SOWER_OK;
+}
+
+static int dpm_set_timesteps(Scheduler *s)
+{
+    const int N = s->num_inference_steps, T = s->cfg.num_train_timesteps;
+    int status = SOWER_OK;
+    float *sigma = malloc((size_t)T * sizeof *sigma), *log_sigma = malloc((size_t)T * sizeof *log_sigma); /* (T,) */
+    double *karras = malloc((size_t)N * sizeof *karras); /* (N,) */
+    s->num_steps = N;
+    s->timesteps = malloc((size_t)N * sizeof *s->timesteps);
+    s->sigmas = malloc((size_t)(N + 1) * sizeof *s->sigmas);
+    if (!sigma || !log_sigma || !karras || !s->timesteps || !s->sigmas) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "scheduler sigmas");
+        goto done;
+    }
+    sigma_table(s, sigma);
+    if (s->cfg.use_karras_sigmas) {
+        /* in_sigmas = np.flip(sigma): its ends are sigma[0] (min) and sigma[T - 1] (max) */
+        karras_sigmas((double)sigma[0], (double)sigma[T - 1], N, karras);
+        for (int t = 0; t < T; t++)
+            log_sigma[t] = logf(sigma[t]);
+        for (int i = 0; i < N; i++) {
+            s->timesteps[i] = (int64_t)rint(sigma_to_t(karras[i], log_sigma, T)); /* .round(), int64 */
+            s->sigmas[i] = (float)karras[i];
+        }
+    } else {
+        SOWER_TRY_GOTO(dpm_spacing(s, last_timestep(s), s->timesteps), status, done);
+        for (int i = 0; i < N; i++) /* np.interp at whole timesteps: sigma[t] itself */
+            s->sigmas[i] = (float)numpy_interp_arange((double)s->timesteps[i], sigma, T);
+    }
+    s->sigmas[N] = final_sigma(&s->cfg, sigma);
+done:
+    free(sigma);
+    free(log_sigma);
+    free(karras);
+    return status;
+}
+
+/* _sigma_to_alpha_sigma_t: alpha_t = 1 / (sigma**2 + 1) ** 0.5, sigma_t = sigma * alpha_t. */
+static void alpha_sigma(float sigma, float *alpha_t, float *sigma_t)
+{
+    *alpha_t = 1.0f / sqrtf(sigma * sigma + 1.0f);
+    *sigma_t = sigma * *alpha_t;
+}
+
+static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
+{
+    (void)noise;
+    const SchedulerConfig *c = &s->cfg;
+    const int last = i == s->num_steps - 1;
+    const int lower_order_final =
+        last && (c->euler_at_final || (c->lower_order_final && s->num_steps < 15) ||
+                 c->final_sigmas_type == FINAL_SIGMA_ZERO);
+    /* lower_order_nums < 1 only at the first step (it counts steps up to solver_order) */
+    const int first_order = c->solver_order == 1 || i == 0 || lower_order_final;
+    const int plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS;
+
+    /* convert_model_output at sigmas[i] */
+    float alpha_s0, sigma_s0, alpha_t, sigma_t;
+    alpha_sigma(s->sigmas[i], &alpha_s0, &sigma_s0);
+    alpha_sigma(s->sigmas[i + 1], &alpha_t, &sigma_t);
+    const float lambda_t = logf(alpha_t) - logf(sigma_t), lambda_s0 = logf(alpha_s0) - logf(sigma_s0);
+    const float h = lambda_t - lambda_s0;
+    /* x_t = a * sample - b * D0 [- or +] c * D1 */
+    float a, b, c1 = 0.0f, inv_r0 = 0.0f;
+    if (plus_plus) {
+        a = sigma_t / sigma_s0;
+        b = alpha_t * (expf(-h) - 1.0f);
+    } else {
+        a = alpha_t / alpha_s0;
+        b = sigma_t * (expf(h) - 1.0f);
+    }
+    if (!first_order) {
+        float alpha_s1, sigma_s1;
+        alpha_sigma(s->sigmas[i - 1], &alpha_s1, &sigma_s1);
+        const float lambda_s1 = logf(alpha_s1) - logf(sigma_s1);
+        const float h_0 = lambda_s0 - lambda_s1, r0 = h_0 / h;
+        inv_r0 = 1.0f / r0; /* (1.0 / r0): reciprocal, then * 1.0 */
+        if (c->solver_type == DPM_SOLVER_MIDPOINT)
+            c1 = 0.5f * b;
+        else if (plus_plus) /* heun: + (alpha_t * ((exp(-h) - 1.0) / h + 1.0)) * D1 */
+            c1 = alpha_t * ((expf(-h) - 1.0f) / h + 1.0f);
+        else /* - (sigma_t * ((exp(h) - 1.0) / h - 1.0)) * D1 */
+            c1 = sigma_t * ((expf(h) - 1.0f) / h - 1.0f);
+    }
+    const int add_d1 = c->solver_type == DPM_SOLVER_HEUN && plus_plus; /* the one "+" form */
+    const PredictionType p = c->prediction_type;
+    float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) */
+    for (size_t j = 0; j < r->n; j++) {
+        float out; /* the converted model output: x0 (dpmsolver++) or epsilon (dpmsolver) */
+        if (plus_plus)
+            out = p == PRED_EPSILON       ? (x[j] - sigma_s0 * m[j]) / alpha_s0
+                  : p == PRED_V_PREDICTION ? alpha_s0 * x[j] - sigma_s0 * m[j]
+                                           : m[j];
+        else
+            out = p == PRED_EPSILON       ? m[j]
+                  : p == PRED_V_PREDICTION ? alpha_s0 * m[j] + sigma_s0 * x[j]
+                                           : (x[j] - alpha_s0 * m[j]) / sigma_s0;
+        float next = a * x[j] - b * out;
+        if (!first_order) {
+            const float d1 = inv_r0 * (out - previous[j]);
+            next = add_d1 ? next + c1 * d1 : next - c1 * d1;
+        }
+        previous[j] = out;
+        x[j] = next;
+    }
+}
+
+const SchedulerClass scheduler_dpm_multistep = {
+    .name = "dpm++2m",
+    .class_name = "DPMSolverMultistepScheduler",
+    .config_keys = SCHED_KEYS_DPM,
+    .defaults = dpm_defaults,
+    .validate = dpm_validate,
+    .set_timesteps = dpm_set_timesteps,
+    .history_slots = 1,
+    .step = dpm_step,
+};

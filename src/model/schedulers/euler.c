@@ -1,0 +1,166 @@
+/* euler.c: diffusers 0.31's EulerDiscreteScheduler and EulerAncestralDiscreteScheduler
+ * (scheduling_euler_discrete.py, scheduling_euler_ancestral_discrete.py) with s_churn 0 (what the
+ * pipelines pass): sigma-space steps over the numpy sigma schedule (sigmas.c), the model input divided
+ * by sqrt(sigma^2 + 1) (scheduler_input_divisor), the first noise scaled by init_noise_sigma. Every
+ * per-value operation is float32 in diffusers' order. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "schedulers/schedulers.h"
+
+/* The keys of EulerDiscreteScheduler.__init__; the ancestral class takes the first nine. */
+#define SCHED_KEYS_EULER_A                                                                                   \
+    (SCHED_KEY(KEY_NUM_TRAIN_TIMESTEPS) | SCHED_KEY(KEY_BETA_START) | SCHED_KEY(KEY_BETA_END) |              \
+     SCHED_KEY(KEY_BETA_SCHEDULE) | SCHED_KEY(KEY_TRAINED_BETAS) | SCHED_KEY(KEY_PREDICTION_TYPE) |          \
+     SCHED_KEY(KEY_TIMESTEP_SPACING) | SCHED_KEY(KEY_STEPS_OFFSET) | SCHED_KEY(KEY_RESCALE_BETAS_ZERO_SNR))
+#define SCHED_KEYS_EULER                                                                                     \
+    (SCHED_KEYS_EULER_A | SCHED_KEY(KEY_INTERPOLATION_TYPE) | SCHED_KEY(KEY_USE_KARRAS_SIGMAS) |             \
+     SCHED_KEY(KEY_USE_EXPONENTIAL_SIGMAS) | SCHED_KEY(KEY_USE_BETA_SIGMAS) | SCHED_KEY(KEY_SIGMA_MIN) |     \
+     SCHED_KEY(KEY_SIGMA_MAX) | SCHED_KEY(KEY_TIMESTEP_TYPE) | SCHED_KEY(KEY_FINAL_SIGMAS_TYPE))
+
+static void euler_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING_LINSPACE; }
+
+static int euler_a_validate(const SchedulerConfig *cfg, const char *path)
+{
+    if (cfg->prediction_type == PRED_SAMPLE) /* step() raises NotImplementedError */
+        return SOWER_FAIL(SOWER_EMODEL,
+                          "%s: key 'prediction_type': expected \"epsilon\" or \"v_prediction\" "
+                          "(EulerAncestralDiscreteScheduler has no \"sample\" step), found \"sample\"",
+                          path);
+    return SOWER_OK;
+}
+
+/* Timesteps as float32 (N,), descending: linspace = np.linspace(0, T - 1, N, dtype=float32)[::-1]
+ * (fractional), leading and trailing DDIM's integers. */
+static int euler_timesteps(const Scheduler *s, float *ts)
+{
+    const int N = s->num_inference_steps, T = s->cfg.num_train_timesteps;
+    if (s->cfg.timestep_spacing == SPACING_LINSPACE) {
+        for (int i = 0; i < N; i++)
+            ts[N - 1 - i] = (float)numpy_linspace_at(0.0, (double)(T - 1), N, i);
+        return SOWER_OK;
+    }
+    int64_t *whole = malloc((size_t)N * sizeof *whole); /* (N,) */
+    if (!whole)
+        return SOWER_FAIL(SOWER_ENOMEM, "scheduler timesteps");
+    int status = scheduler_spacing_timesteps(&s->cfg, N, whole);
+    for (int i = 0; status == SOWER_OK && i < N; i++)
+        ts[i] = (float)whole[i];
+    free(whole);
+    return status;
+}
+
+/* set_timesteps: sigmas = np.interp(timesteps, arange(T), sigma) (or Karras's schedule, whose timesteps
+ * are then _sigma_to_t's), then the final sigma; all cast to float32. */
+static int euler_set_timesteps(Scheduler *s)
+{
+    const int N = s->num_inference_steps, T = s->cfg.num_train_timesteps;
+    int status = SOWER_OK;
+    float *sigma = malloc((size_t)T * sizeof *sigma), *log_sigma = malloc((size_t)T * sizeof *log_sigma); /* (T,) */
+    double *interp = malloc((size_t)N * sizeof *interp); /* (N,) */
+    s->num_steps = N;
+    s->unet_timesteps = malloc((size_t)N * sizeof *s->unet_timesteps);
+    s->sigmas = malloc((size_t)(N + 1) * sizeof *s->sigmas);
+    if (!sigma || !log_sigma || !interp || !s->unet_timesteps || !s->sigmas) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "scheduler sigmas");
+        goto done;
+    }
+    SOWER_TRY_GOTO(euler_timesteps(s, s->unet_timesteps), status, done);
+    sigma_table(s, sigma);
+    for (int i = 0; i < N; i++)
+        interp[i] = numpy_interp_arange((double)s->unet_timesteps[i], sigma, T);
+    if (s->cfg.use_karras_sigmas) {
+        const double lo = isnan(s->cfg.sigma_min) ? interp[N - 1] : s->cfg.sigma_min;
+        const double hi = isnan(s->cfg.sigma_max) ? interp[0] : s->cfg.sigma_max;
+        karras_sigmas(lo, hi, N, interp);
+        for (int t = 0; t < T; t++)
+            log_sigma[t] = logf(sigma[t]); /* np.log of the float32 array */
+        for (int i = 0; i < N; i++)
+            s->unet_timesteps[i] = (float)sigma_to_t(interp[i], log_sigma, T);
+    }
+    for (int i = 0; i < N; i++)
+        s->sigmas[i] = (float)interp[i];
+    s->sigmas[N] = final_sigma(&s->cfg, sigma);
+    /* init_noise_sigma: sigmas.max(), or (max**2 + 1) ** 0.5 for leading spacing */
+    float max = s->sigmas[0];
+    for (int i = 1; i <= N; i++)
+        max = s->sigmas[i] > max ? s->sigmas[i] : max;
+    s->init_noise_sigma = s->cfg.timestep_spacing == SPACING_LEADING ? sqrtf(max * max + 1.0f) : max;
+done:
+    free(sigma);
+    free(log_sigma);
+    free(interp);
+    return status;
+}
+
+/* pred_original_sample for model output m and sample x at sigma (s_churn 0: sigma_hat = sigma). */
+static inline float predicted_x0(PredictionType p, float m, float x, float sigma, float v_out, float v_skip)
+{
+    if (p == PRED_EPSILON)
+        return x - sigma * m;
+    if (p == PRED_V_PREDICTION)
+        return m * v_out + x / v_skip; /* model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1) */
+    return m; /* "sample" */
+}
+
+/* The v-prediction scalars: -sigma / (sigma**2 + 1) ** 0.5 and sigma**2 + 1. */
+static void v_scalars(float sigma, float *v_out, float *v_skip)
+{
+    *v_skip = sigma * sigma + 1.0f;
+    *v_out = -sigma / sqrtf(*v_skip);
+}
+
+static void euler_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
+{
+    (void)noise;
+    const float sigma = s->sigmas[i], sigma_hat = sigma * 1.0f; /* sigma * (gamma + 1), gamma 0 */
+    const float dt = s->sigmas[i + 1] - sigma_hat;
+    float v_out, v_skip;
+    v_scalars(sigma, &v_out, &v_skip);
+    const PredictionType p = s->cfg.prediction_type;
+    for (size_t j = 0; j < r->n; j++) {
+        const float x0 = predicted_x0(p, m[j], x[j], sigma_hat, v_out, v_skip);
+        const float derivative = (x[j] - x0) / sigma_hat;
+        x[j] = x[j] + derivative * dt;
+    }
+}
+
+static void euler_a_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
+{
+    const float sigma = s->sigmas[i], from = sigma, to = s->sigmas[i + 1];
+    /* sigma_up = (to**2 * (from**2 - to**2) / from**2) ** 0.5; sigma_down = (to**2 - sigma_up**2) ** 0.5 */
+    const float up = sqrtf(to * to * (from * from - to * to) / (from * from));
+    const float down = sqrtf(to * to - up * up);
+    const float dt = down - sigma;
+    float v_out, v_skip;
+    v_scalars(sigma, &v_out, &v_skip);
+    const PredictionType p = s->cfg.prediction_type;
+    for (size_t j = 0; j < r->n; j++) {
+        const float x0 = predicted_x0(p, m[j], x[j], sigma, v_out, v_skip);
+        const float derivative = (x[j] - x0) / sigma;
+        const float prev = x[j] + derivative * dt;
+        x[j] = prev + noise[j] * up;
+    }
+}
+
+const SchedulerClass scheduler_euler = {
+    .name = "euler",
+    .class_name = "EulerDiscreteScheduler",
+    .config_keys = SCHED_KEYS_EULER,
+    .defaults = euler_defaults,
+    .set_timesteps = euler_set_timesteps,
+    .scales_input = 1,
+    .step = euler_step,
+};
+
+const SchedulerClass scheduler_euler_a = {
+    .name = "euler-a",
+    .class_name = "EulerAncestralDiscreteScheduler",
+    .config_keys = SCHED_KEYS_EULER_A,
+    .defaults = euler_defaults,
+    .validate = euler_a_validate,
+    .set_timesteps = euler_set_timesteps, /* the same schedule: use_karras_sigmas is not one of its keys */
+    .draws_noise = 1,
+    .scales_input = 1,
+    .step = euler_a_step,
+};

@@ -1,0 +1,85 @@
+/* sigmas.c: the sigma schedules of diffusers 0.31's Euler and DPM-Solver schedulers, with the
+ * arithmetic numpy 1.24 and torch 1.13 use in their set_timesteps (no fused multiply-adds: this
+ * library is built with -ffp-contract=off, and numpy's baseline x86-64 build has no FMA).
+ *
+ * Where the bits may differ from numpy: np.log of a float32 array uses numpy's own SIMD logf, and
+ * np.log of a float64 its SIMD log on AVX-512 machines; sower uses the C library's logf/log. Both are
+ * within an ulp, and only the fractional timesteps of Karras schedules read them. */
+#include <math.h>
+
+#include "schedulers/schedulers.h"
+
+void sigma_table(const Scheduler *s, float *sigma)
+{
+    const float *ac = s->alphas_cumprod;
+    for (int t = 0; t < s->cfg.num_train_timesteps; t++)
+        sigma[t] = sqrtf((1.0f - ac[t]) / ac[t]); /* (((1 - ac) / ac) ** 0.5), float32 */
+}
+
+double numpy_linspace_at(double start, double stop, int num, int i)
+{
+    if (num > 1 && i == num - 1)
+        return stop; /* y[-1] = stop */
+    const int div = num - 1;
+    if (div <= 0)
+        return (double)i * (stop - start) + start; /* step = nan; y = y * delta + start */
+    const double step = (stop - start) / (double)div;
+    return (double)i * step + start;
+}
+
+double numpy_interp_arange(double x, const float *fp, int T)
+{
+    if (isnan(x))
+        return x;
+    if (x < 0.0)
+        return fp[0]; /* left */
+    if (x >= (double)(T - 1))
+        return fp[T - 1]; /* right, or the last point itself */
+    const int j = (int)floor(x); /* binary_search_with_guess over 0..T-1 */
+    if ((double)j == x)
+        return fp[j]; /* "avoid potential non-finite interpolation" */
+    const double slope = ((double)fp[j + 1] - (double)fp[j]) / (double)((j + 1) - j);
+    double y = slope * (x - (double)j) + (double)fp[j];
+    if (isnan(y)) { /* "if we get nan in one direction, try the other" */
+        y = slope * (x - (double)(j + 1)) + (double)fp[j + 1];
+        if (isnan(y) && fp[j] == fp[j + 1])
+            y = fp[j];
+    }
+    return y;
+}
+
+void karras_sigmas(double sigma_min, double sigma_max, int n, double *out)
+{
+    const double rho = 7.0;
+    volatile double inv_rho = 1.0 / rho; /* Python's float ** float is libm pow: keep it a pow */
+    const double min_inv_rho = pow(sigma_min, inv_rho), max_inv_rho = pow(sigma_max, inv_rho);
+    for (int i = 0; i < n; i++) {
+        const double ramp = numpy_linspace_at(0.0, 1.0, n, i);
+        out[i] = pow(max_inv_rho + ramp * (min_inv_rho - max_inv_rho), rho);
+    }
+}
+
+double sigma_to_t(double sigma, const float *log_sigmas, int T)
+{
+    /* log_sigma = np.log(np.maximum(sigma, 1e-10)), a float64 scalar; numpy 1.24's value-based casting
+     * then computes dists, w with the float32 array's dtype: the scalar rounds to float first. */
+    const float log_sigma = (float)log(sigma > 1e-10 ? sigma : 1e-10);
+    /* low_idx = cumsum(dists >= 0).argmax().clip(max=T - 2): the last index whose log sigma is <=
+     * log_sigma (0 when none is; log_sigmas ascends) */
+    int low = 0;
+    for (int j = 0; j < T; j++)
+        if (log_sigma - log_sigmas[j] >= 0.0f)
+            low = j;
+    if (low > T - 2)
+        low = T - 2;
+    const int high = low + 1;
+    float w = (log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[high]);
+    w = w < 0.0f ? 0.0f : w > 1.0f ? 1.0f : w; /* np.clip(w, 0, 1) */
+    /* (1 - w) * low_idx + w * high_idx: a float32 array times an int64 array is float64 */
+    return (double)(1.0f - w) * (double)low + (double)w * (double)high;
+}
+
+float final_sigma(const SchedulerConfig *cfg, const float *sigma)
+{
+    return cfg->final_sigmas_type == FINAL_SIGMA_MIN ? sigma[0] : 0.0f;
+}
