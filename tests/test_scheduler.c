@@ -10,8 +10,13 @@
  * step draws noise, and a chain through every step. No tolerance: every comparison is exact.
  * Then: alphas_cumprod for random beta ranges and train lengths; runs diffusers itself gets wrong
  * (refused with SOWER_EINPUT); set_timesteps for every N of a few train lengths; configs with
- * unsupported values (SOWER_EMODEL naming the key). */
+ * unsupported values (SOWER_EMODEL naming the key).
+ * With a second file (validate/make_multistep_reference.py): PNDM, Euler, Euler ancestral and
+ * DPM-Solver multistep runs: timesteps, sigmas, init_noise_sigma, every scaled model input and the
+ * final sample of a chain through all steps, bit for bit. */
 #include <cjson/cJSON.h>
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,10 +413,166 @@ static void run_unit_checks(void)
     sower_error_clear();
 }
 
+/* ---- the multistep and sigma-space classes (multistep_scheduler_reference.json) ------------------ */
+
+/* Equal float lists (JSON doubles of float32 values), to within `ulps` units in the last place, or a
+ * message in why. */
+static int same_floats(const cJSON *want, const float *got, int n, int ulps, char *why, size_t size)
+{
+    if (cJSON_GetArraySize(want) != n) {
+        snprintf(why, size, "%d values, diffusers %d", n, cJSON_GetArraySize(want));
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        const double w = cJSON_GetArrayItem(want, i)->valuedouble;
+        if (fabs((double)got[i] - w) > ulps * (double)FLT_EPSILON / 2 * fabs(w) || (ulps == 0 && (double)got[i] != w)) {
+            snprintf(why, size, "[%d] %.9g, diffusers %.9g", i, (double)got[i], w);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static double dpm_worst; /* the largest relative difference of a DPM-Solver chain */
+static SchedulerKind scheduler_kind_of_dpm(void)
+{
+    SchedulerKind k = -1;
+    class_kind("DPMSolverMultistepScheduler", &k);
+    return k;
+}
+
+/* One case: set_timesteps (timesteps, sigmas, init_noise_sigma), then the pipeline's chain (scaled
+ * inputs and the final sample) bit for bit. Returns 1 when everything is identical. */
+static int run_multistep_case(const cJSON *c)
+{
+    const char *name = str_of(c, "name"), *text = str_of(c, "config");
+    SchedulerKind kind;
+    SchedulerConfig cfg;
+    Scheduler s;
+    CHECK(class_kind(str_of(c, "class"), &kind), "%s: class %s is not registered", name, str_of(c, "class"));
+    if (!class_kind(str_of(c, "class"), &kind) ||
+        scheduler_config_parse(text, strlen(text), name, kind, &cfg) != SOWER_OK ||
+        scheduler_init(&s, &cfg, int_of(c, "num_inference_steps")) != SOWER_OK) {
+        CHECK(0, "%s: config or init failed: %s", name, sower_error_message());
+        sower_error_clear();
+        return 0;
+    }
+    char why[160] = "";
+    int ok = 1;
+    /* Two known differences, both of torch's or numpy's vectorised math against the C library's:
+     * Karras timesteps go through np.log of a float32 array (numpy's SIMD logf: 0.5% of values an ulp
+     * from the C library's), and DPM-Solver's step scalars through torch.log/torch.exp of 0-d tensors
+     * (Sleef's 1-ulp logf/expf, not the C library's). So a Karras schedule's fractional timesteps
+     * agree to a few ulps, and DPM-Solver's chain to a relative 1e-5; everything else is exact. */
+    const int karras = cfg.use_karras_sigmas, dpm = cfg.kind == scheduler_kind_of_dpm();
+    {
+        const int good = same_floats(cJSON_GetObjectItemCaseSensitive(c, "timesteps"), s.unet_timesteps, s.num_steps,
+                                     karras ? 4 : 0, why, sizeof why);
+        CHECK(good, "%s: timesteps %s", name, why);
+        ok &= good;
+    }
+    const cJSON *sigmas = cJSON_GetObjectItemCaseSensitive(c, "sigmas");
+    if (sigmas)
+        {
+        const int good = s.sigmas && same_floats(sigmas, s.sigmas, s.num_steps + 1, 0, why, sizeof why);
+        CHECK(good, "%s: sigmas %s", name,
+                    why);
+        ok &= good;
+    }
+    {
+        const int good = (double)s.init_noise_sigma == cJSON_GetObjectItemCaseSensitive(c, "init_noise_sigma")->valuedouble;
+        CHECK(good, "%s: init_noise_sigma %.9g", name, (double)s.init_noise_sigma);
+        ok &= good;
+    }
+    const size_t n = inputs[0].n;
+    float x[INPUT_MAX_VALUES], scaled[INPUT_MAX_VALUES]; /* (n,) */
+    SchedulerRun run;
+    Digest d = {0};
+    int draws = 0;
+    char scaled_hex[DIGEST_HEX_CHARS] = "";
+    if (scheduler_run_init(&run, &s, n) != SOWER_OK || digest_init(&d) != SOWER_OK) {
+        CHECK(0, "%s: out of memory", name);
+        scheduler_free(&s);
+        return 0;
+    }
+    for (size_t j = 0; j < n; j++)
+        x[j] = inputs[0].sample[j] * s.init_noise_sigma;
+    for (int i = 0; i < s.num_steps; i++) {
+        const float divisor = scheduler_input_divisor(&s, i);
+        for (size_t j = 0; j < n; j++)
+            scaled[j] = x[j] / divisor;
+        if (digest_update(&d, scaled, n * sizeof *scaled) != SOWER_OK)
+            scaled_hex[0] = '?';
+        const int noisy = scheduler_step_needs_noise(&s, i, 0.0f);
+        draws += noisy;
+        scheduler_run_step(&s, &run, i, 0.0f, inputs[i % CHAIN_SETS].model_output, x,
+                           noisy ? inputs[i % CHAIN_SETS].noise : NULL);
+    }
+    unsigned char sha[DIGEST_BYTES];
+    char final_hex[DIGEST_HEX_CHARS];
+    if (scaled_hex[0] != '?' && digest_final(&d, sha) == SOWER_OK)
+        digest_hex(sha, scaled_hex);
+    digest_free(&d);
+    sha_hex(x, n * sizeof *x, final_hex);
+    const cJSON *chain = cJSON_GetObjectItemCaseSensitive(c, "chain"), *final = cJSON_GetObjectItemCaseSensitive(chain, "final");
+    double worst = 0, largest = 0;
+    for (size_t j = 0; j < n && j < (size_t)cJSON_GetArraySize(final); j++) {
+        const double want = cJSON_GetArrayItem(final, (int)j)->valuedouble, diff = fabs((double)x[j] - want);
+        worst = diff > worst ? diff : worst;
+        largest = fabs(want) > largest ? fabs(want) : largest;
+    }
+    const double relative = worst / (largest > 1 ? largest : 1);
+    const int same_draws = draws == int_of(chain, "noise_draws");
+    CHECK(same_draws, "%s: %d noise draws, diffusers %d", name, draws, int_of(chain, "noise_draws"));
+    int same_chain;
+    if (dpm) { /* see above: within a relative 1e-5 */
+        same_chain = cJSON_GetArraySize(final) == (int)n && relative <= 1e-5;
+        dpm_worst = relative > dpm_worst ? relative : dpm_worst;
+        CHECK(same_chain, "%s: chain of %d steps: max|diff| %.3g of values up to %.3g", name, s.num_steps, worst,
+              largest);
+    } else {
+        const int same_scaled = strcmp(scaled_hex, str_of(chain, "scaled_sha256")) == 0;
+        CHECK(same_scaled, "%s: the scaled model inputs differ", name);
+        same_chain = same_scaled && strcmp(final_hex, str_of(chain, "final_sha256")) == 0;
+        CHECK(same_chain, "%s: chain of %d steps: final sample differs (max|diff| %.3g)", name, s.num_steps, worst);
+    }
+    ok &= same_draws && same_chain;
+    scheduler_run_free(&run);
+    scheduler_free(&s);
+    return ok;
+}
+
+static int run_multistep_file(const char *path)
+{
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    if (!root || strcmp(str_of(root, "format"), "sower-multistep-scheduler-reference") != 0) {
+        fprintf(stderr, "%s: not a sower-multistep-scheduler-reference file; regenerate it with "
+                        "validate/make_multistep_reference.py\n", path);
+        cJSON_Delete(root);
+        return 0;
+    }
+    int cases = 0, identical = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases"))
+    {
+        cases++;
+        identical += run_multistep_case(c);
+    }
+    printf("%d of %d PNDM / Euler / Euler ancestral / DPM-Solver cases as diffusers: bit-identical timesteps, "
+           "sigmas, scaled inputs and chains (Karras timesteps within 4 ulps; DPM-Solver chains within a "
+           "relative %.2g)\n", identical, cases, dpm_worst);
+    CHECK(cases > 0 && identical == cases, "%d of %d multistep cases differ", cases - identical, cases);
+    cJSON_Delete(root);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s tests/data/scheduler_reference.json\n"
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s tests/data/scheduler_reference.json [tests/data/multistep_scheduler_reference.json]\n"
                         "(regenerate: /opt/refenv/bin/python validate/make_scheduler_reference.py OUT.json)\n",
                 argv[0]);
         return 1;
@@ -444,6 +605,8 @@ int main(int argc, char **argv)
     }
     printf("%d of %d cases bit-identical (each under both torch CPU kernels)\n", identical, cases);
     CHECK(cases > 0 && identical == cases, "%d of %d cases differ", cases - identical, cases);
+    if (argc == 3)
+        CHECK(run_multistep_file(argv[2]), "cannot read %s", argv[2]);
 
     int ac_cases = 0, ac_identical = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "alphas_cumprod_cases"))

@@ -4,11 +4,14 @@
 
 usage: test_sd_sample.py SOWER tests/data/sd MONO_V_MODEL
 
-1. Every case (tiny SD 1.x / 2.x pipelines with F32 / F16 / BF16 weights; DDIM from the folder's PNDM or
-   DDIM config; guidance 1, 5, 7.5; negative prompts; eta 0 and 0.5; clip_skip; seeds 0, 2^32+7, 2^64-1):
-   `sower sample --scheduler ddim` equals output_type="latent" within 5 x max(torch's batch yardstick,
-   torch's float32-vs-float64 yardstick).
-2. Bit for bit: --batch 1, 2, 3 and --threads 1, 2 give identical bytes.
+1. Every case (tiny SD 1.x / 2.x pipelines with F32 / F16 / BF16 weights; DDIM, PNDM (PLMS, and its
+   Runge-Kutta warm-up from a DDIM config), Euler and DPM-Solver++ 2M (interpolated and Karras sigmas) and
+   Euler ancestral, each from the folder's PNDM or DDIM config; epsilon and v-prediction; guidance 1, 5, 7.5;
+   negative prompts; eta 0 and 0.5; clip_skip; seeds 0, 2^32+7, 2^64-1): `sower sample --scheduler S
+   [--karras]` equals output_type="latent" within 5 x max(torch's batch yardstick, torch's
+   float32-vs-float64 yardstick).
+2. Bit for bit: --batch 1, 2, 3 and --threads 1, 2 give identical bytes (DDIM; and PNDM, DPM-Solver++ and
+   Euler ancestral, whose history and per-step draws are per row).
 3. Bad input exits 2 with the file, key or option named, and writes nothing.
 """
 import json
@@ -33,13 +36,16 @@ def sample(sower, folder, case, seeds, out, extra=()):
     argv = [sower, "sample", folder, "--prompt", case["prompt"], "--guidance", str(case["guidance"]),
             "--eta", str(case["eta"]), "--clip-skip", str(case["clip_skip"]), "--steps", str(case["steps"]),
             "--scheduler", case["scheduler"], "--seeds", ",".join(seeds), "-o", out, *extra]
+    if case.get("karras"):
+        argv.append("--karras")
     if case["negative_prompt"] is not None:
         argv += ["--negative-prompt", case["negative_prompt"]]
     return subprocess.run(argv, capture_output=True, text=True, timeout=600)
 
 
 def group_key(c):
-    return (c["pipeline"], c["prompt"], c["negative_prompt"], c["guidance"], c["eta"], c["clip_skip"])
+    return (c["pipeline"], c["prompt"], c["negative_prompt"], c["guidance"], c["eta"], c["clip_skip"],
+            c["scheduler"], c.get("karras", False))
 
 
 def main():
@@ -52,9 +58,11 @@ def main():
         out = os.path.join(tmp, "latents.npy")
         # 1. Against diffusers, each group's seeds in one run (one batch).
         worst, worst_abs = 0.0, 0.0
+        per_scheduler = {}  # the worst fraction of its tolerance, per scheduler
         for key, cases in groups.items():
             folder = os.path.join(data, key[0])
-            what = f"{key[0]} {key[1][:30]!r} negative {key[2]!r} guidance {key[3]} eta {key[4]} clip_skip {key[5]}"
+            what = (f"{key[0]} {key[6]}{' karras' if key[7] else ''} {key[1][:30]!r} negative {key[2]!r} "
+                    f"guidance {key[3]} eta {key[4]} clip_skip {key[5]}")
             r = sample(sower, folder, cases[0], [c["seed"] for c in cases], out)
             if not check(r.returncode == 0, f"{what}: exit {r.returncode}: {r.stderr}"):
                 continue
@@ -64,9 +72,12 @@ def main():
                 diff = float(np.abs(got[i].astype(np.float64) - want[c["row"]]).max())
                 tol = 5 * max(c["torch_batch_yardstick"], c["torch_fp64_yardstick"])
                 worst, worst_abs = max(worst, diff / tol), max(worst_abs, diff)
+                name = key[6] + (" karras" if key[7] else "")
+                per_scheduler[name] = max(per_scheduler.get(name, 0.0), diff / tol)
                 check(diff <= tol, f"{what} seed {c['seed']}: max|sower - diffusers| {diff:.3g} > {tol:.3g}")
         print(f"{len(ref['cases'])} renders against StableDiffusionPipeline: max|diff| up to {worst_abs:.3g}, "
               f"at worst {worst:.2f} of its tolerance")
+        print("  worst per scheduler: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_scheduler.items())))
 
         # 2. Batch and threads, bit for bit (guidance on: each row's pair of passes shares the batch).
         key, cases = next(iter(groups.items()))
@@ -81,6 +92,18 @@ def main():
                 runs[" ".join(extra)] = open(path, "rb").read()
         check(len(set(runs.values())) == 1, f"the bytes depend on --batch/--threads: {list(runs)}")
         print(f"batch 1/2/3/4 x threads 1/2: identical bytes ({len(seeds)} seeds)")
+        # The schedulers that keep a history per value (pndm, dpm++2m) or draw every step (euler-a).
+        for name in ("pndm", "dpm++2m", "euler-a"):
+            key, group = next((k, g) for k, g in groups.items() if k[6] == name)
+            seeds = [c["seed"] for c in group] + ["7", "8"]
+            runs = []
+            for extra in (["--batch", "1", "--threads", "1"], ["--batch", "3", "--threads", "2"]):
+                path = os.path.join(tmp, name + "-".join(extra) + ".npy")
+                r = sample(sower, os.path.join(data, key[0]), group[0], seeds, path, extra)
+                if check(r.returncode == 0, f"{name} {extra}: exit {r.returncode}: {r.stderr}"):
+                    runs.append(open(path, "rb").read())
+            check(len(runs) == 2 and runs[0] == runs[1], f"{name}: the bytes depend on --batch/--threads")
+        print("pndm, dpm++2m, euler-a: batch 1 x threads 1 == batch 3 x threads 2, bit for bit")
 
         # 3. Bad input.
         base = dict(cases[0])
@@ -132,12 +155,22 @@ def main():
             ["diffusion_pytorch_model.safetensors", "attn2.to_k.weight", "has shape"])
         bad("no text encoder", copy_with("notext", lambda p: shutil.rmtree(os.path.join(p, "text_encoder"))),
             ["no text encoder"])
+        bad("--karras with ddim", folder, ["--karras", "euler and dpm++2m"], ["--karras"])
+        bad("DPM-Solver of order 3",
+            copy_with("dpm3", edit_json("scheduler/scheduler_config.json", solver_order=3)),
+            ["scheduler_config.json", "solver_order", "1..2"], case=dict(base, scheduler="dpm++2m"))
+        sd2 = os.path.join(tmp, "eas")  # a DDIM folder (DDIM takes "sample"; the folder loads)
+        shutil.copytree(os.path.join(data, "tiny-sd2"), sd2)
+        edit_json("scheduler/scheduler_config.json", prediction_type="sample")(sd2)
+        bad("Euler ancestral predicting samples", sd2,
+            ["scheduler_config.json", "prediction_type", "EulerAncestralDiscreteScheduler"],
+            case=dict(base, scheduler="euler-a"))
         target = os.path.join(tmp, "utf8.npy")
         r = subprocess.run([os.fsencode(sower), b"sample", os.fsencode(folder), b"--prompt", b"caf\xe9", b"--seeds",
                             b"0", b"-o", os.fsencode(target)], capture_output=True, timeout=600)
         check(r.returncode == 2 and b"invalid UTF-8" in r.stderr and not os.path.exists(target),
               f"invalid UTF-8 prompt: exit {r.returncode}: {r.stderr[-300:]}")
-        print("12 kinds of bad input: exit 2, named, nothing written")
+        print("15 kinds of bad input: exit 2, named, nothing written")
 
     for f in failures:
         print("FAIL:", f, file=sys.stderr)

@@ -19,10 +19,12 @@ What it writes under tests/data/sd/:
       A model stored F16/BF16 is computed in float32 from the stored values (what sower does): the reference
       is the float32 model loaded from the stored half-precision weights.
   render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
-      DDIMScheduler.from_config(pipe.scheduler.config), 10 steps, one CPU generator per seed, output_type="latent"
+      DDIMScheduler (or PNDM, Euler, Euler ancestral, DPM-Solver++ 2M, Karras sigmas for the last two)
+      .from_config(the folder's scheduler config), 10 steps, one CPU generator per seed, output_type="latent"
       (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
       yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
-      same float32 noise.
+      same float32 noise (Euler ancestral's per-step draws too). The yardsticks, and so the files, depend on
+      the CPU kernels torch dispatches to (AVX2 or AVX-512): rerun on one machine to compare two runs.
   unet_reference.json, unet_{x,context,out}_PIPELINE.npy   UNet2DConditionModel forward cases.
   text_reference.json   for each case: pipeline, prompt, clip_skip, ids, and the yardsticks below.
   text_embeddings_PIPELINE.npy   float32 (cases of that pipeline, 77, hidden), row `row` of each case:
@@ -173,38 +175,71 @@ def unet_cases(name, unet, unet64, embeddings, out):
 
 RENDER_STEPS = 10
 SEEDS = [0, 4294967303, 18446744073709551615]
-RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, seeds)
+RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, seeds[, scheduler, karras])
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, SEEDS),
     (None, "a photograph of an astronaut riding a horse", "blurry, low quality", 7.5, 0.0, None, [5]),
     (["tiny-sd1"], "l'été à Paris 🐱", None, 1.0, 0.0, None, [3]),
     (["tiny-sd1"], "a red cube on a blue sphere", None, 5.0, 0.5, None, [11, 12]),
     (["tiny-sd1"], "a red cube on a blue sphere", "", 7.5, 0.0, 1, [4]),
+    # the other schedulers, swapped in from the folder's own config as users do (tiny-sd1's is SD 1.5's
+    # PNDM file: skip_prk_steps, steps_offset 1, no timestep_spacing, so Euler/DPM get linspace; tiny-sd2's
+    # a DDIM file written by diffusers 0.31 with v_prediction: PNDM runs its Runge-Kutta warm-up)
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, SEEDS[:2], "pndm", False),
+    (None, "a photograph of an astronaut riding a horse", "blurry", 7.5, 0.0, None, [SEEDS[2]], "euler", False),
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [21], "euler", True),
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[2]], "euler-a", False),
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [SEEDS[1]], "dpm++2m", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [22], "dpm++2m", True),
+    (["tiny-sd1"], "a red cube on a blue sphere", None, 1.0, 0.0, None, [23], "dpm++2m", False),
+    (["tiny-sd1"], "a red cube on a blue sphere", None, 1.0, 0.0, None, [24], "euler-a", False),
 ]
 
 
-def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None):
-    """StableDiffusionPipeline with a DDIMScheduler made from the folder's config, one CPU generator per seed,
-    output_type="latent": what sower sample --scheduler ddim must give."""
-    from diffusers import DDIMScheduler
+def scheduler_class(name):
+    import diffusers
 
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    return {"ddim": diffusers.DDIMScheduler, "pndm": diffusers.PNDMScheduler,
+            "euler": diffusers.EulerDiscreteScheduler, "euler-a": diffusers.EulerAncestralDiscreteScheduler,
+            "dpm++2m": diffusers.DPMSolverMultistepScheduler}[name]
+
+
+def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None, scheduler="ddim", karras=False):
+    """StableDiffusionPipeline with `scheduler` made from the folder's own scheduler config (from_config, plus
+    use_karras_sigmas=True if karras), one CPU generator per seed, output_type="latent": what
+    sower sample --scheduler NAME [--karras] must give."""
+    if not hasattr(pipe, "_folder_scheduler_config"):  # swap from the folder's file, never from a swap
+        pipe._folder_scheduler_config = pipe.scheduler.config
+    extra = {"use_karras_sigmas": True} if karras else {}
+    pipe.scheduler = scheduler_class(scheduler).from_config(pipe._folder_scheduler_config, **extra)
     n = len(seeds)
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    if latents is not None:  # given latents: leave each generator where drawing them would have
+        for g in generators:
+            torch.randn((1, *latents.shape[1:]), generator=g, dtype=torch.float32)
     out = pipe([prompt] * n, negative_prompt=None if negative is None else [negative] * n,
                guidance_scale=guidance, num_inference_steps=RENDER_STEPS, eta=eta, clip_skip=clip_skip,
-               generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="latent",
-               latents=latents)
+               generator=generators, output_type="latent", latents=latents)
     return out.images
 
 
-def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed):
-    """The same render in float64 from the same float32 initial noise (eta 0: no other draw): torch's own
-    float32 error over the whole loop."""
+def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, scheduler, karras):
+    """The same render in float64 from the same float32 noise (the initial noise, and Euler ancestral's
+    draws: float32 draws widened, not float64 draws): torch's own float32 error over the whole loop."""
+    import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
+    from diffusers.utils.torch_utils import randn_tensor
+
+    def float32_draws(shape, generator=None, device=None, dtype=None, layout=None):
+        return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
+
     noise = torch.randn((1, 4, unet_size, unet_size), generator=torch.Generator("cpu").manual_seed(seed))
     torch.set_default_dtype(torch.float64)
+    euler_a.randn_tensor = float32_draws
     try:
-        return render(pipe64, prompt, negative, guidance, 0.0, clip_skip, [seed], latents=noise.double())[0]
+        return render(pipe64, prompt, negative, guidance, 0.0, clip_skip, [seed], latents=noise.double(),
+                      scheduler=scheduler, karras=karras)[0]
     finally:
         torch.set_default_dtype(torch.float32)
+        euler_a.randn_tensor = randn_tensor
 
 
 def render_cases(name, pipe, out):
@@ -216,19 +251,25 @@ def render_cases(name, pipe, out):
     size = UNETS[name]["sample_size"]
     cases, arrays = [], []
     pads = [101, 102]  # the batch yardstick: each seed alone, then in one batch with these
-    for only, prompt, negative, guidance, eta, clip_skip, seeds in RENDERS:
+    for only, prompt, negative, guidance, eta, clip_skip, seeds, *how in RENDERS:
         if only and name not in only:
             continue
-        alone = [render(pipe, prompt, negative, guidance, eta, clip_skip, [s])[0] for s in seeds]
-        batch = render(pipe, prompt, negative, guidance, eta, clip_skip, seeds + pads)
+        scheduler, karras = how if how else ("ddim", False)
+        kw = {"scheduler": scheduler, "karras": karras}
+        alone = [render(pipe, prompt, negative, guidance, eta, clip_skip, [s], **kw)[0] for s in seeds]
+        batch = render(pipe, prompt, negative, guidance, eta, clip_skip, seeds + pads, **kw)
         for s, a, b in zip(seeds, alone, batch):
             fp64 = 0.0
-            if eta == 0:
-                fp64 = float((a.double() - render64(pipe64, size, prompt, negative, guidance, clip_skip, s)).abs().max())
-            cases.append({"pipeline": name, "row": len(arrays), "prompt": prompt, "negative_prompt": negative,
-                          "guidance": guidance, "eta": eta, "clip_skip": clip_skip or 0, "seed": str(s),
-                          "steps": RENDER_STEPS, "scheduler": "ddim",
-                          "torch_batch_yardstick": float((a - b).abs().max()), "torch_fp64_yardstick": fp64})
+            if eta == 0:  # (DDIM's eta noise is drawn inside its step: no float64 twin here)
+                fp64 = float((a.double() - render64(pipe64, size, prompt, negative, guidance, clip_skip, s,
+                                                    scheduler, karras)).abs().max())
+            case = {"pipeline": name, "row": len(arrays), "prompt": prompt, "negative_prompt": negative,
+                    "guidance": guidance, "eta": eta, "clip_skip": clip_skip or 0, "seed": str(s),
+                    "steps": RENDER_STEPS, "scheduler": scheduler,
+                    "torch_batch_yardstick": float((a - b).abs().max()), "torch_fp64_yardstick": fp64}
+            if karras:
+                case["karras"] = True
+            cases.append(case)
             arrays.append(a.numpy())
     np.save(os.path.join(out, f"render_latents_{name}.npy"), np.stack(arrays).astype(np.float32))
     return cases

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral and DPM-Solver multistep schedulers,
+for sower's (src/model/schedulers/pndm.c, euler.c, dpm_multistep.c, sigmas.c).
+
+Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py;
+a few seconds; torch's linspace bits are those of its AVX2 kernel, forced here as sower's torch-cpu
+kernel reproduces them):
+    ATEN_CPU_CAPABILITY=avx2 /opt/refenv/bin/python validate/make_multistep_reference.py \\
+        tests/data/scheduler_reference.json tests/data/multistep_scheduler_reference.json
+Then: ./build/tests/test_scheduler tests/data/scheduler_reference.json tests/data/multistep_scheduler_reference.json
+
+Every case feeds a scheduler_config.json text to CLASS.from_config (the swap users make), calls
+set_timesteps(N) and records the timesteps (float), the sigmas where the class has them and
+init_noise_sigma; then a chain through every step as StableDiffusionPipeline runs it, on the inputs of
+scheduler_reference.json (randn (1, 4, 4, 4)): x = inputs[0].sample * init_noise_sigma; for each step i,
+scaled = scale_model_input(x, t) (its bytes hashed in order), x = step(inputs[i % 3].model_output, t,
+x) with Euler ancestral's draws replaced by inputs[i % 3].noise (counted). Recorded: sha256 of every
+scaled input in order, of the final x, its values, and the number of draws.
+"""
+import hashlib
+import json
+import os
+import sys
+
+SD15 = ('{"_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012, '
+        '"beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000, '
+        '"set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1, '
+        '"trained_betas": null, "clip_sample": false}')
+DDIM_SAVED_V = ('{"_class_name": "DDIMScheduler", "_diffusers_version": "0.31.0", "beta_end": 0.012, '
+                '"beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": false, '
+                '"num_train_timesteps": 1000, "prediction_type": "v_prediction", "set_alpha_to_one": false, '
+                '"steps_offset": 1, "timestep_spacing": "leading", "trained_betas": null}')
+DPM_SAVED = ('{"_class_name": "DPMSolverMultistepScheduler", "_diffusers_version": "0.31.0", '
+             '"algorithm_type": "dpmsolver++", "beta_end": 0.012, "beta_schedule": "scaled_linear", '
+             '"beta_start": 0.00085, "euler_at_final": false, "final_sigmas_type": "zero", '
+             '"lambda_min_clipped": -Infinity, "lower_order_final": true, "num_train_timesteps": 1000, '
+             '"prediction_type": "epsilon", "solver_order": 2, "solver_type": "midpoint", "steps_offset": 1, '
+             '"timestep_spacing": "linspace", "trained_betas": null, "use_karras_sigmas": false}')
+LINEAR = '{"beta_schedule": "linear", "num_train_timesteps": 1000}'
+
+
+def cases():
+    c = []
+    for n in (1, 2, 5, 20, 50):
+        c.append((f"sd15_pndm_plms_n{n}", "PNDMScheduler", SD15, n))
+    for n in (4, 10, 25):
+        c.append((f"ddim_v_into_pndm_prk_n{n}", "PNDMScheduler", DDIM_SAVED_V, n))
+    c.append(("pndm_linspace_prk_n12", "PNDMScheduler", '{"timestep_spacing": "linspace"}', 12))
+    c.append(("pndm_trailing_plms_n10", "PNDMScheduler", '{"timestep_spacing": "trailing", "skip_prk_steps": true}', 10))
+    for cls, tag in (("EulerDiscreteScheduler", "euler"), ("EulerAncestralDiscreteScheduler", "euler_a")):
+        for n in (1, 7, 30):
+            c.append((f"sd15_into_{tag}_n{n}", cls, SD15, n))
+        c.append((f"ddim_v_into_{tag}_n15", cls, DDIM_SAVED_V, 15))
+        c.append((f"{tag}_trailing_linear_n20", cls, '{"timestep_spacing": "trailing", "beta_schedule": "linear"}', 20))
+        c.append((f"{tag}_cosine_linspace_n13", cls, '{"beta_schedule": "squaredcos_cap_v2"}', 13))
+    for n in (7, 30):
+        c.append((f"sd15_into_euler_karras_n{n}", "EulerDiscreteScheduler", SD15[:-1] + ', "use_karras_sigmas": true}', n))
+    c.append(("euler_karras_bounds_sigma_min_final", "EulerDiscreteScheduler",
+              '{"use_karras_sigmas": true, "sigma_min": 0.05, "sigma_max": 10.0, "final_sigmas_type": "sigma_min"}', 12))
+    for n in (1, 2, 10, 20):
+        c.append((f"sd15_into_dpm_n{n}", "DPMSolverMultistepScheduler", SD15, n))
+    c.append(("dpm_saved_n25", "DPMSolverMultistepScheduler", DPM_SAVED, 25))
+    for n in (10, 25):
+        c.append((f"sd15_into_dpm_karras_n{n}", "DPMSolverMultistepScheduler", SD15[:-1] + ', "use_karras_sigmas": true}', n))
+    c.append(("ddim_v_into_dpm_n12", "DPMSolverMultistepScheduler", DDIM_SAVED_V, 12))
+    c.append(("dpm_heun_leading_n16", "DPMSolverMultistepScheduler",
+              '{"solver_type": "heun", "timestep_spacing": "leading", "steps_offset": 1}', 16))
+    c.append(("dpm_order1_trailing_n10", "DPMSolverMultistepScheduler",
+              '{"solver_order": 1, "timestep_spacing": "trailing"}', 10))
+    c.append(("dpm_plain_sigma_min_n18", "DPMSolverMultistepScheduler",
+              '{"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min", "lower_order_final": false}', 18))
+    c.append(("dpm_euler_at_final_clipped_n20", "DPMSolverMultistepScheduler",
+              '{"euler_at_final": true, "lambda_min_clipped": -5.1, "beta_schedule": "squaredcos_cap_v2"}', 20))
+    c.append(("dpm_sample_prediction_n9", "DPMSolverMultistepScheduler", '{"prediction_type": "sample"}', 9))
+    return c
+
+
+def sha(t):
+    return hashlib.sha256(t.detach().numpy().astype("<f4").tobytes()).hexdigest()
+
+
+def run(torch, diffusers, inputs, name, cls_name, text, n):
+    import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
+    s = getattr(diffusers, cls_name).from_config(json.loads(text))
+    s.set_timesteps(n)
+    draws = [0]
+    noise_now = [None]
+
+    def fake_randn(shape, generator=None, device=None, dtype=None, layout=None):
+        draws[0] += 1
+        return noise_now[0].reshape(shape).clone()
+
+    euler_a.randn_tensor = fake_randn
+    x = inputs[0]["sample"] * s.init_noise_sigma
+    scaled = hashlib.sha256()
+    for i, t in enumerate(s.timesteps):
+        scaled.update(s.scale_model_input(x, t).numpy().astype("<f4").tobytes())
+        noise_now[0] = inputs[i % 3]["noise"]
+        x = s.step(inputs[i % 3]["model_output"], t, x).prev_sample
+    case = {"name": name, "class": cls_name, "config": text, "num_inference_steps": n,
+            "timesteps": [float(t) for t in s.timesteps],
+            "init_noise_sigma": float(s.init_noise_sigma),
+            "chain": {"noise_draws": draws[0], "scaled_sha256": scaled.hexdigest(), "final_sha256": sha(x),
+                      "final": [float(v) for v in x.flatten()]}}
+    if hasattr(s, "sigmas") and cls_name != "PNDMScheduler":
+        case["sigmas"] = [float(v) for v in s.sigmas]
+    return case
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    import diffusers
+    import numpy
+    import torch
+    torch.set_num_threads(1)
+    ref = json.load(open(sys.argv[1]))
+    inputs = [{k: torch.tensor(d[k], dtype=torch.float32).reshape(d["shape"]) for k in ("model_output", "sample", "noise")}
+              for d in ref["inputs"][:3]]
+    doc = {"format": "sower-multistep-scheduler-reference", "version": 1,
+           "made_by": "validate/make_multistep_reference.py",
+           "versions": {"diffusers": diffusers.__version__, "torch": torch.__version__, "numpy": numpy.__version__},
+           "cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "(torch default)"),
+           "inputs_from": "scheduler_reference.json inputs 0..2",
+           "cases": [run(torch, diffusers, inputs, *c) for c in cases()]}
+    with open(sys.argv[2], "w") as f:
+        json.dump(doc, f, indent=None, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {len(doc['cases'])} cases to {sys.argv[2]}")
+
+
+if __name__ == "__main__":
+    main()
