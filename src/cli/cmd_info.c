@@ -44,12 +44,21 @@ static void print_scheduler(const SchedulerConfig *s)
     static const char *const betas[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
     static const char *const predictions[] = {"epsilon", "v_prediction", "sample"};
     static const char *const spacings[] = {"leading", "trailing", "linspace"};
-    printf("  scheduler config:   T %d, %s betas %g..%g, %s, %s spacing (offset %d), clip %s",
-           s->num_train_timesteps, betas[s->beta_schedule], s->beta_start, s->beta_end,
-           predictions[s->prediction_type], spacings[s->timestep_spacing], s->steps_offset,
-           s->clip_sample ? "on" : "off");
-    if (scheduler_class(s->kind)->config_keys & SCHED_KEY(KEY_VARIANCE_TYPE))
+    const uint64_t keys = scheduler_class(s->kind)->config_keys;
+    printf("  scheduler config:   T %d, %s betas %g..%g, %s, %s spacing (offset %d)", s->num_train_timesteps,
+           betas[s->beta_schedule], s->beta_start, s->beta_end, predictions[s->prediction_type],
+           spacings[s->timestep_spacing], s->steps_offset);
+    if (keys & SCHED_KEY(KEY_CLIP_SAMPLE))
+        printf(", clip %s", s->clip_sample ? "on" : "off");
+    if (keys & SCHED_KEY(KEY_VARIANCE_TYPE) && !(keys & SCHED_KEY(KEY_SOLVER_ORDER)))
         printf(", %s variance", s->variance_type == VARIANCE_FIXED_SMALL ? "fixed_small" : "fixed_large");
+    if (keys & SCHED_KEY(KEY_SKIP_PRK_STEPS))
+        printf(", %s", s->skip_prk_steps ? "PLMS only (skip_prk_steps)" : "Runge-Kutta warm-up");
+    if (keys & SCHED_KEY(KEY_SOLVER_ORDER))
+        printf(", %s order %d (%s)", s->algorithm_type == DPM_ALGORITHM_PLUS_PLUS ? "dpmsolver++" : "dpmsolver",
+               s->solver_order, s->solver_type == DPM_SOLVER_MIDPOINT ? "midpoint" : "heun");
+    if (keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS))
+        printf(", %s sigmas", s->use_karras_sigmas ? "Karras" : "interpolated");
     printf("\n");
 }
 
@@ -109,7 +118,7 @@ int cmd_info(int argc, char **argv)
                m.scheduler_config_path,
                m.folder_scheduler_known
                    ? ""
-                   : "\n                      not run by sower yet: read as DDIM reads it below; "
+                   : "\n                      not one sower runs: read as DDIM reads it below; "
                      "choose one with --scheduler / pipeline.scheduler");
         print_scheduler(&m.folder_scheduler);
         print_config(&m.unet.cfg);

@@ -83,13 +83,9 @@ static int locate(Model *m, const char *dir)
     return SOWER_OK;
 }
 
-/* Scheduler classes a real folder may name that sower does not run yet: such a folder still loads, and
+/* Scheduler classes a real folder may name that sower does not run: such a folder still loads, and
  * another scheduler is chosen by name (from_config semantics, scheduler.h). */
-static const char *const other_scheduler_classes[] = {"PNDMScheduler",
-                                                      "EulerDiscreteScheduler",
-                                                      "EulerAncestralDiscreteScheduler",
-                                                      "DPMSolverMultistepScheduler",
-                                                      "LMSDiscreteScheduler",
+static const char *const other_scheduler_classes[] = {"LMSDiscreteScheduler",
                                                       "HeunDiscreteScheduler",
                                                       "KDPM2DiscreteScheduler",
                                                       "UniPCMultistepScheduler",

@@ -43,9 +43,23 @@ static void fuzz_scheduler(const char *text, size_t size, SchedulerKind kind)
             sower_error_clear();
             continue;
         }
-        for (int j = 0; j < s.num_inference_steps; j++)
-            FUZZ_ASSERT(s.timesteps[j] >= 0 && s.timesteps[j] < cfg.num_train_timesteps, "timestep %lld",
-                        (long long)s.timesteps[j]);
+        for (int j = 0; j < s.num_steps; j++) {
+            FUZZ_ASSERT(!s.timesteps || (s.timesteps[j] >= 0 && s.timesteps[j] < cfg.num_train_timesteps),
+                        "timestep %lld", (long long)s.timesteps[j]);
+            FUZZ_ASSERT(!(s.unet_timesteps[j] < 0.0f) && !(s.unet_timesteps[j] > (float)cfg.num_train_timesteps),
+                        "UNet timestep %g", (double)s.unet_timesteps[j]);
+        }
+        /* every step of a run over a few values: whatever the config, no crash and no read out of range */
+        enum { VALUES = 4 };
+        float x[VALUES] = {0.5f, -1.0f, 0.0f, 2.0f}, m[VALUES] = {0.1f, 0.2f, -0.3f, 0.0f}, z[VALUES] = {0};
+        SchedulerRun run;
+        if (scheduler_run_init(&run, &s, VALUES) == SOWER_OK) {
+            for (int j = 0; j < s.num_steps; j++) {
+                (void)scheduler_input_divisor(&s, j);
+                scheduler_run_step(&s, &run, j, 0.0f, m, x, z);
+            }
+            scheduler_run_free(&run);
+        }
         scheduler_free(&s);
     }
 }
@@ -54,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
     fuzz_unet(text, size);
-    fuzz_scheduler(text, size, SCHED_DDIM);
-    fuzz_scheduler(text, size, SCHED_DDPM);
+    for (SchedulerKind k = 0; k < scheduler_kind_count(); k++)
+        fuzz_scheduler(text, size, k);
     return 0;
 }
