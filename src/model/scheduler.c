@@ -512,6 +512,25 @@ static void make_alphas_cumprod(const SchedulerConfig *cfg, float *betas /* (T,)
 
 /* ---- timesteps (numpy) ---------------------------------------------------------------------- */
 
+int scheduler_trailing_timesteps(int start, int T, int N, int64_t *ts)
+{
+    const double delta = -((double)T / (double)N);
+    /* _calc_length: ceil((stop - start) / step); then a[0] = start, a[1] = start + step, and
+     * DOUBLE_fill: a[i] = a[0] + i*(a[1] - a[0]). */
+    const double length = ceil((double)(-start) / delta);
+    if (length != (double)N)
+        return SOWER_FAIL(SOWER_EINPUT,
+                          "num_inference_steps %d with timestep_spacing \"trailing\" and num_train_timesteps %d: "
+                          "numpy's arange makes %.0f timesteps in diffusers 0.31, not %d; choose another step count",
+                          N, T, length, N);
+    const double a0 = (double)start, a1 = (double)start + delta, d = a1 - a0;
+    for (int i = 0; i < N; i++) {
+        double a = i == 0 ? a0 : i == 1 ? a1 : a0 + (double)i * d;
+        ts[i] = (int64_t)rint(a) - 1;
+    }
+    return SOWER_OK;
+}
+
 /* set_timesteps(N): leading, trailing and linspace spacing as numpy computes them (DDIM's). */
 int scheduler_spacing_timesteps(const SchedulerConfig *cfg, int N, int64_t *ts /* (N,) */)
 {
@@ -523,25 +542,9 @@ int scheduler_spacing_timesteps(const SchedulerConfig *cfg, int N, int64_t *ts /
             ts[i] = (int64_t)(N - 1 - i) * ratio + cfg->steps_offset;
         break;
     }
-    case SPACING_TRAILING: { /* np.round(np.arange(T, 0, -(T / N))).astype(int64) - 1 */
-        const double delta = -((double)T / (double)N);
-        /* _calc_length: ceil((stop - start) / step); then a[0] = start, a[1] = start + step, and
-         * DOUBLE_fill: a[i] = a[0] + i*(a[1] - a[0]). */
-        const double length = ceil((double)(-T) / delta);
-        if (length != (double)N) {
-            return SOWER_FAIL(SOWER_EINPUT,
-                              "num_inference_steps %d with timestep_spacing \"trailing\" and num_train_timesteps "
-                              "%d: numpy's arange makes %.0f timesteps in diffusers 0.31, not %d; choose "
-                              "another step count",
-                              N, T, length, N);
-        }
-        const double a0 = (double)T, a1 = (double)T + delta, d = a1 - a0;
-        for (int i = 0; i < N; i++) {
-            double a = i == 0 ? a0 : i == 1 ? a1 : a0 + (double)i * d;
-            ts[i] = (int64_t)rint(a) - 1;
-        }
+    case SPACING_TRAILING: /* np.round(np.arange(T, 0, -(T / N))).astype(int64) - 1 */
+        SOWER_TRY(scheduler_trailing_timesteps(T, T, N, ts));
         break;
-    }
     case SPACING_LINSPACE: { /* np.linspace(0, T - 1, N).round()[::-1] */
         const double step = N > 1 ? (double)(T - 1) / (double)(N - 1) : 0.0;
         for (int i = 0; i < N; i++) {

@@ -63,18 +63,9 @@ static int dpm_spacing(const Scheduler *s, int last, int64_t *ts)
             ts[k] = (int64_t)(N - k) * ratio + s->cfg.steps_offset;
         break;
     }
-    case SPACING_TRAILING: { /* np.arange(last, 0, -(T / N)).round() - 1 */
-        const double delta = -((double)T / (double)N), length = ceil((double)(-last) / delta);
-        if (length != (double)N)
-            return SOWER_FAIL(SOWER_EINPUT,
-                              "num_inference_steps %d with timestep_spacing \"trailing\": numpy's arange makes "
-                              "%.0f timesteps in diffusers 0.31, not %d; choose another step count",
-                              N, length, N);
-        const double a0 = (double)last, a1 = (double)last + delta, d = a1 - a0;
-        for (int k = 0; k < N; k++)
-            ts[k] = (int64_t)rint(k == 0 ? a0 : k == 1 ? a1 : a0 + (double)k * d) - 1;
+    case SPACING_TRAILING: /* np.arange(last, 0, -(T / N)).round() - 1 */
+        SOWER_TRY(scheduler_trailing_timesteps(last, T, N, ts));
         break;
-    }
     }
     for (int k = 0; k < N; k++)
         if (ts[k] < 0 || ts[k] > T - 1)

@@ -29,6 +29,10 @@ float scheduler_ddpm_final_alpha_cumprod(const SchedulerConfig *cfg, const float
 /* DDIM's set_timesteps(N) spacing (leading, trailing, linspace; descending), range-checked; scheduler.c. */
 int scheduler_spacing_timesteps(const SchedulerConfig *cfg, int N, int64_t *ts /* (N,) */) SOWER_MUST_CHECK;
 
+/* np.round(np.arange(start, 0, -(T / N))).astype(int64) - 1 (trailing spacing from `start`, descending);
+ * SOWER_EINPUT unless numpy makes exactly N values. */
+int scheduler_trailing_timesteps(int start, int T, int N, int64_t *ts /* (N,) */) SOWER_MUST_CHECK;
+
 /* ---- sigma schedules (sigmas.c): numpy's and torch's arithmetic as Euler's and DPM's set_timesteps use it */
 
 /* ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5, float32 as torch computes it: sigma (T,). */
