@@ -1,0 +1,416 @@
+/* scheduler_config.c: a scheduler_config.json read as diffusers 0.31's ConfigMixin.from_config reads it
+ * for one class (scheduler.h: scheduler_config_parse), with every supported key's values checked. */
+#include <assert.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scheduler.h"
+
+enum {
+    CONFIG_MAX_BYTES = 1 << 20, /* a scheduler_config.json is a few hundred bytes */
+    CONFIG_MAX_KEYS = 1000,
+};
+
+/* ---- configuration -------------------------------------------------------------------------- */
+
+void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->kind = kind;
+    cfg->num_train_timesteps = 1000;
+    cfg->beta_start = 0.0001;
+    cfg->beta_end = 0.02;
+    cfg->beta_schedule = BETA_LINEAR;
+    cfg->prediction_type = PRED_EPSILON;
+    cfg->timestep_spacing = SPACING_LEADING;
+    cfg->steps_offset = 0;
+    cfg->clip_sample = 1;
+    cfg->clip_sample_range = 1.0;
+    cfg->set_alpha_to_one = 1;                  /* DDIM's default; DDPM has no such key */
+    cfg->variance_type = VARIANCE_FIXED_SMALL; /* DDPM's default; DDIM has no such key */
+    cfg->torch_kernel = RNG_KERNEL_TORCH_CPU;
+    cfg->sigma_min = cfg->sigma_max = NAN; /* None */
+    cfg->final_sigmas_type = FINAL_SIGMA_ZERO;
+    cfg->solver_order = 2;
+    cfg->algorithm_type = DPM_ALGORITHM_PLUS_PLUS;
+    cfg->solver_type = DPM_SOLVER_MIDPOINT;
+    cfg->lower_order_final = 1;
+    cfg->lambda_min_clipped = -INFINITY;
+    if (scheduler_class(kind)->defaults)
+        scheduler_class(kind)->defaults(cfg);
+}
+
+static const char *const config_key_names[KEY_COUNT] = {
+    [KEY_NUM_TRAIN_TIMESTEPS] = "num_train_timesteps",
+    [KEY_BETA_START] = "beta_start",
+    [KEY_BETA_END] = "beta_end",
+    [KEY_BETA_SCHEDULE] = "beta_schedule",
+    [KEY_TRAINED_BETAS] = "trained_betas",
+    [KEY_VARIANCE_TYPE] = "variance_type",
+    [KEY_CLIP_SAMPLE] = "clip_sample",
+    [KEY_SET_ALPHA_TO_ONE] = "set_alpha_to_one",
+    [KEY_STEPS_OFFSET] = "steps_offset",
+    [KEY_PREDICTION_TYPE] = "prediction_type",
+    [KEY_THRESHOLDING] = "thresholding",
+    [KEY_DYNAMIC_THRESHOLDING_RATIO] = "dynamic_thresholding_ratio",
+    [KEY_CLIP_SAMPLE_RANGE] = "clip_sample_range",
+    [KEY_SAMPLE_MAX_VALUE] = "sample_max_value",
+    [KEY_TIMESTEP_SPACING] = "timestep_spacing",
+    [KEY_RESCALE_BETAS_ZERO_SNR] = "rescale_betas_zero_snr",
+    [KEY_SKIP_PRK_STEPS] = "skip_prk_steps",
+    [KEY_USE_KARRAS_SIGMAS] = "use_karras_sigmas",
+    [KEY_USE_EXPONENTIAL_SIGMAS] = "use_exponential_sigmas",
+    [KEY_USE_BETA_SIGMAS] = "use_beta_sigmas",
+    [KEY_SIGMA_MIN] = "sigma_min",
+    [KEY_SIGMA_MAX] = "sigma_max",
+    [KEY_INTERPOLATION_TYPE] = "interpolation_type",
+    [KEY_TIMESTEP_TYPE] = "timestep_type",
+    [KEY_FINAL_SIGMAS_TYPE] = "final_sigmas_type",
+    [KEY_SOLVER_ORDER] = "solver_order",
+    [KEY_ALGORITHM_TYPE] = "algorithm_type",
+    [KEY_SOLVER_TYPE] = "solver_type",
+    [KEY_LOWER_ORDER_FINAL] = "lower_order_final",
+    [KEY_EULER_AT_FINAL] = "euler_at_final",
+    [KEY_USE_LU_LAMBDAS] = "use_lu_lambdas",
+    [KEY_LAMBDA_MIN_CLIPPED] = "lambda_min_clipped",
+};
+
+static const char *const beta_schedule_names[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
+static const char *const prediction_type_names[] = {"epsilon", "v_prediction", "sample"};
+static const char *const spacing_names[] = {"leading", "trailing", "linspace"};
+static const char *const variance_type_names[] = {"fixed_small", "fixed_large"};
+static const char *const final_sigmas_names[] = {"zero", "sigma_min"};
+/* DPMSolverMultistepScheduler reads "deis" as dpmsolver++, and logrho/bh1/bh2 as midpoint */
+static const char *const algorithm_names[] = {"dpmsolver++", "dpmsolver", "deis"};
+static const char *const solver_type_names[] = {"midpoint", "heun", "logrho", "bh1", "bh2"};
+
+/* A short rendering of a JSON value for messages: the value's JSON text, cut at ~60 characters. */
+static void describe(const cJSON *v, char *buf, size_t size)
+{
+    char *text = cJSON_PrintUnformatted(v);
+    if (!text) {
+        snprintf(buf, size, "(a value)");
+        return;
+    }
+    if (strlen(text) > 60)
+        snprintf(buf, size, "%.57s...", text);
+    else
+        snprintf(buf, size, "%s", text);
+    cJSON_free(text);
+}
+
+static int bad_value(const char *path, const char *key, const char *expected, const cJSON *found)
+{
+    char text[80];
+    describe(found, text, sizeof text);
+    return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected %s, found %s", path, key, expected, text);
+}
+
+static int get_bool(const char *path, const char *key, const cJSON *v, int *out)
+{
+    if (!cJSON_IsBool(v))
+        return bad_value(path, key, "true or false", v);
+    *out = cJSON_IsTrue(v);
+    return SOWER_OK;
+}
+
+/* Only `false` is supported for switches that turn on features sower does not implement. */
+static int get_false(const char *path, const char *key, const cJSON *v, const char *why)
+{
+    if (!cJSON_IsFalse(v)) {
+        char expected[120];
+        snprintf(expected, sizeof expected, "false (%s)", why);
+        return bad_value(path, key, expected, v);
+    }
+    return SOWER_OK;
+}
+
+static int get_int(const char *path, const char *key, const cJSON *v, int lo, int hi, int *out)
+{
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || floor(v->valuedouble) != v->valuedouble ||
+        v->valuedouble < lo || v->valuedouble > hi) {
+        char expected[64];
+        snprintf(expected, sizeof expected, "an integer in %d..%d", lo, hi);
+        return bad_value(path, key, expected, v);
+    }
+    *out = (int)v->valuedouble;
+    return SOWER_OK;
+}
+
+static int get_number(const char *path, const char *key, const cJSON *v, const char *expected, double *out)
+{
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return bad_value(path, key, expected, v);
+    *out = v->valuedouble;
+    return SOWER_OK;
+}
+
+/* A string that must be one of names[0..count-1]; its index goes to *out. */
+static int get_choice(const char *path, const char *key, const cJSON *v, const char *const *names, int count,
+                      int *out)
+{
+    if (cJSON_IsString(v))
+        for (int i = 0; i < count; i++)
+            if (strcmp(v->valuestring, names[i]) == 0) {
+                *out = i;
+                return SOWER_OK;
+            }
+    char expected[160] = "one of ";
+    for (int i = 0; i < count; i++) {
+        size_t used = strlen(expected);
+        snprintf(expected + used, sizeof expected - used, "%s\"%s\"", i ? ", " : "", names[i]);
+    }
+    return bad_value(path, key, expected, v);
+}
+
+static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerConfig *cfg)
+{
+    const char *name = config_key_names[key];
+    int choice = 0;
+    double d = 0;
+    switch (key) {
+    case KEY_NUM_TRAIN_TIMESTEPS:
+        return get_int(path, name, v, 1, SCHEDULER_MAX_TRAIN_TIMESTEPS, &cfg->num_train_timesteps);
+    case KEY_BETA_START:
+    case KEY_BETA_END:
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0 && v->valuedouble < 1.0))
+            return bad_value(path, name, "a number in [0, 1)", v);
+        *(key == KEY_BETA_START ? &cfg->beta_start : &cfg->beta_end) = v->valuedouble;
+        return SOWER_OK;
+    case KEY_BETA_SCHEDULE:
+        SOWER_TRY(get_choice(path, name, v, beta_schedule_names, 3, &choice));
+        cfg->beta_schedule = (BetaSchedule)choice;
+        return SOWER_OK;
+    case KEY_TRAINED_BETAS:
+        if (!cJSON_IsNull(v))
+            return bad_value(path, name, "null (trained betas are not supported)", v);
+        return SOWER_OK;
+    case KEY_VARIANCE_TYPE:
+        if (scheduler_class(cfg->kind)->config_keys & SCHED_KEY(KEY_SOLVER_ORDER)) {
+            /* DPM: None, or a model's learned variance whose channels it would cut off */
+            if (cJSON_IsNull(v) || (cJSON_IsString(v) && strcmp(v->valuestring, "learned") != 0 &&
+                                    strcmp(v->valuestring, "learned_range") != 0))
+                return SOWER_OK;
+            return bad_value(path, name, "null (learned variances are not supported)", v);
+        }
+        SOWER_TRY(get_choice(path, name, v, variance_type_names, 2, &choice));
+        cfg->variance_type = (VarianceType)choice;
+        return SOWER_OK;
+    case KEY_CLIP_SAMPLE:
+        return get_bool(path, name, v, &cfg->clip_sample);
+    case KEY_SET_ALPHA_TO_ONE:
+        return get_bool(path, name, v, &cfg->set_alpha_to_one);
+    case KEY_STEPS_OFFSET:
+        return get_int(path, name, v, 0, SCHEDULER_MAX_TRAIN_TIMESTEPS, &cfg->steps_offset);
+    case KEY_PREDICTION_TYPE:
+        SOWER_TRY(get_choice(path, name, v, prediction_type_names, 3, &choice));
+        cfg->prediction_type = (PredictionType)choice;
+        return SOWER_OK;
+    case KEY_THRESHOLDING:
+        return get_false(path, name, v, "dynamic thresholding is not supported");
+    case KEY_DYNAMIC_THRESHOLDING_RATIO:
+    case KEY_SAMPLE_MAX_VALUE: /* used only with thresholding */
+        return get_number(path, name, v, "a number", &d);
+    case KEY_CLIP_SAMPLE_RANGE:
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || !(v->valuedouble > 0.0))
+            return bad_value(path, name, "a number > 0", v);
+        cfg->clip_sample_range = v->valuedouble;
+        return SOWER_OK;
+    case KEY_TIMESTEP_SPACING:
+        SOWER_TRY(get_choice(path, name, v, spacing_names, 3, &choice));
+        cfg->timestep_spacing = (TimestepSpacing)choice;
+        return SOWER_OK;
+    case KEY_RESCALE_BETAS_ZERO_SNR:
+        return get_false(path, name, v, "zero-terminal-SNR rescaling is not supported");
+    case KEY_SKIP_PRK_STEPS:
+        return get_bool(path, name, v, &cfg->skip_prk_steps);
+    case KEY_USE_KARRAS_SIGMAS:
+        return get_bool(path, name, v, &cfg->use_karras_sigmas);
+    case KEY_USE_EXPONENTIAL_SIGMAS:
+    case KEY_USE_BETA_SIGMAS:
+    case KEY_USE_LU_LAMBDAS:
+        return get_false(path, name, v, "only the interpolated and Karras sigma schedules are supported");
+    case KEY_SIGMA_MIN:
+    case KEY_SIGMA_MAX:
+        if (cJSON_IsNull(v))
+            d = NAN;
+        else if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || !(v->valuedouble > 0.0))
+            return bad_value(path, name, "null or a number > 0", v);
+        else
+            d = v->valuedouble;
+        *(key == KEY_SIGMA_MIN ? &cfg->sigma_min : &cfg->sigma_max) = d;
+        return SOWER_OK;
+    case KEY_INTERPOLATION_TYPE: {
+        static const char *const linear[] = {"linear"};
+        return get_choice(path, name, v, linear, 1, &choice); /* log_linear: not supported */
+    }
+    case KEY_TIMESTEP_TYPE: {
+        static const char *const discrete[] = {"discrete"};
+        return get_choice(path, name, v, discrete, 1, &choice); /* continuous (EDM): not supported */
+    }
+    case KEY_FINAL_SIGMAS_TYPE:
+        SOWER_TRY(get_choice(path, name, v, final_sigmas_names, 2, &choice));
+        cfg->final_sigmas_type = (FinalSigmasType)choice;
+        return SOWER_OK;
+    case KEY_SOLVER_ORDER:
+        return get_int(path, name, v, 1, 2, &cfg->solver_order); /* the third order: not supported */
+    case KEY_ALGORITHM_TYPE: /* the SDE variants draw noise: not supported */
+        SOWER_TRY(get_choice(path, name, v, algorithm_names, 3, &choice));
+        cfg->algorithm_type = choice == 1 ? DPM_ALGORITHM_PLAIN : DPM_ALGORITHM_PLUS_PLUS;
+        return SOWER_OK;
+    case KEY_SOLVER_TYPE:
+        SOWER_TRY(get_choice(path, name, v, solver_type_names, 5, &choice));
+        cfg->solver_type = choice == 1 ? DPM_SOLVER_HEUN : DPM_SOLVER_MIDPOINT;
+        return SOWER_OK;
+    case KEY_LOWER_ORDER_FINAL:
+        return get_bool(path, name, v, &cfg->lower_order_final);
+    case KEY_EULER_AT_FINAL:
+        return get_bool(path, name, v, &cfg->euler_at_final);
+    case KEY_LAMBDA_MIN_CLIPPED:
+        if (!cJSON_IsNumber(v) || isnan(v->valuedouble))
+            return bad_value(path, name, "a number", v);
+        cfg->lambda_min_clipped = v->valuedouble; /* -Infinity arrives as -1e999 (json_infinity) */
+        return SOWER_OK;
+    case KEY_COUNT:
+        break;
+    }
+    assert(0 && "unhandled config key");
+    return SOWER_FAIL(SOWER_EINTERNAL, "unhandled scheduler config key %d", (int)key);
+}
+
+/* json.loads keeps the LAST value of a repeated key: item is used only if no later one has its name. */
+static int is_last_of_its_name(const cJSON *item)
+{
+    for (const cJSON *later = item->next; later; later = later->next)
+        if (later->string && strcmp(later->string, item->string) == 0)
+            return 0;
+    return 1;
+}
+
+static const cJSON *last_item(const cJSON *obj, const char *name)
+{
+    const cJSON *found = NULL, *item;
+    cJSON_ArrayForEach(item, obj) if (item->string && strcmp(item->string, name) == 0) found = item;
+    return found;
+}
+
+static int listed(const cJSON *names, const char *key)
+{
+    const cJSON *n;
+    cJSON_ArrayForEach(n, names) if (cJSON_IsString(n) && strcmp(n->valuestring, key) == 0) return 1;
+    return 0;
+}
+
+static int parse_object(const cJSON *root, const char *path, SchedulerKind kind, SchedulerConfig *cfg)
+{
+    if (!cJSON_IsObject(root)) {
+        char text[80];
+        describe(root, text, sizeof text);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected a JSON object, found %s", path, text);
+    }
+    if (cJSON_GetArraySize(root) > CONFIG_MAX_KEYS)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected at most %d keys, found %d", path, CONFIG_MAX_KEYS,
+                          cJSON_GetArraySize(root));
+    /* extract_init_dict: keys named in _use_default_values are skipped (their defaults apply). */
+    const cJSON *defaults = last_item(root, "_use_default_values");
+    if (defaults) {
+        int ok = cJSON_IsArray(defaults);
+        const cJSON *n;
+        cJSON_ArrayForEach(n, defaults) ok = ok && cJSON_IsString(n);
+        if (!ok)
+            return bad_value(path, "_use_default_values", "a list of key names", defaults);
+    }
+    /* from_config raises on a _class_name that is neither a string nor a list. */
+    const cJSON *class_name = last_item(root, "_class_name");
+    if (class_name && !(defaults && listed(defaults, "_class_name")) && !cJSON_IsString(class_name) &&
+        !cJSON_IsArray(class_name))
+        return bad_value(path, "_class_name", "a string", class_name);
+
+    scheduler_config_defaults(kind, cfg);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, root)
+    {
+        if (!item->string || !is_last_of_its_name(item) || (defaults && listed(defaults, item->string)))
+            continue;
+        for (int k = 0; k < KEY_COUNT; k++)
+            if ((scheduler_class(kind)->config_keys & SCHED_KEY(k)) && strcmp(item->string, config_key_names[k]) == 0)
+                SOWER_TRY(apply_key(path, (ConfigKey)k, item, cfg));
+    }
+    if (scheduler_class(kind)->validate)
+        SOWER_TRY(scheduler_class(kind)->validate(cfg, path));
+    return SOWER_OK;
+}
+
+/* Python's json reads Infinity and -Infinity (json.dumps writes them for infinite floats); cJSON does
+ * not. *out: NULL when the text has none outside strings, else a copy with each written as 1e999
+ * (strtod's infinity), *len updated. */
+static int json_infinity(const char *text, size_t len, char **out, size_t *out_len)
+{
+    static const char word[] = "Infinity";
+    const size_t w = sizeof word - 1;
+    *out = NULL;
+    char *copy = NULL; /* (len,) at most: each 8-byte word becomes 5 bytes */
+    size_t used = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_string && len - i >= w && memcmp(text + i, word, w) == 0) {
+            if (!copy) {
+                if (!(copy = malloc(len)))
+                    return SOWER_FAIL(SOWER_ENOMEM, "out of memory for a scheduler config");
+                memcpy(copy, text, i), used = i;
+            }
+            memcpy(copy + used, "1e999", 5);
+            used += 5, i += w - 1;
+            continue;
+        }
+        if (in_string && text[i] == '\\' && i + 1 < len) { /* an escaped character stays in the string */
+            if (copy)
+                copy[used++] = text[i];
+            i++;
+        } else if (text[i] == '"') {
+            in_string = !in_string;
+        }
+        if (copy)
+            copy[used++] = text[i];
+    }
+    if (copy)
+        *out = copy, *out_len = used;
+    return SOWER_OK;
+}
+
+int scheduler_config_parse(const char *json_text, size_t len, const char *path, SchedulerKind kind,
+                           SchedulerConfig *cfg)
+{
+    assert(kind >= 0 && kind < scheduler_kind_count());
+    if (len > CONFIG_MAX_BYTES)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected a scheduler config of at most %d bytes, found %zu bytes",
+                          path, CONFIG_MAX_BYTES, len);
+    char *rewritten = NULL; /* json.dumps writes float("-inf") as -Infinity (DPM's lambda_min_clipped) */
+    SOWER_TRY(json_infinity(json_text, len, &rewritten, &len));
+    if (rewritten)
+        json_text = rewritten;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json_text, len, &end, 0);
+    if (!root) {
+        size_t at = end && end >= json_text ? (size_t)(end - json_text) : 0;
+        free(rewritten);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected JSON text, found a syntax error at byte %zu", path, at);
+    }
+    size_t at = (size_t)(end - json_text); /* json.loads refuses anything but whitespace after the value */
+    while (at < len && (json_text[at] == ' ' || json_text[at] == '\t' || json_text[at] == '\n' || json_text[at] == '\r'))
+        at++;
+    if (at < len) {
+        cJSON_Delete(root);
+        free(rewritten);
+        return SOWER_FAIL(SOWER_EMODEL, "%s: expected JSON text, found extra data at byte %zu", path, at);
+    }
+    int status = parse_object(root, path, kind, cfg);
+    cJSON_Delete(root);
+    free(rewritten);
+    if (status != SOWER_OK)
+        return sower_trace(status, __FILE__, __LINE__, __func__);
+    return SOWER_OK;
+}
+
