@@ -22,6 +22,7 @@
 #include "manifest.h"
 #include "model.h"
 #include "pipeline.h"
+#include "prompt_table.h"
 #include "provenance.h"
 
 typedef struct {
@@ -83,6 +84,25 @@ static int check_attributes(const OutputReader *in, const Model *model)
         SOWER_TRY(check_attribute(in, LAYOUT_ATTR_JOB_SHA256, p.job_sha256, SOWER_EMISMATCH, altered));
     }
     SOWER_TRY(check_attribute(in, LAYOUT_ATTR_GENERATOR, p.generator, SOWER_EMISMATCH, altered));
+    return SOWER_OK;
+}
+
+/* Stable Diffusion: the prompt table of the file's job and the text side's digest (the job key holds it);
+ * *h, *w become the latent size: pipeline.height/width over the VAE's factor, when given. */
+static int load_text_side(const Job *job, const char *dir, Model *model, PromptTable *text, int *h, int *w)
+{
+    if (!model->stable_diffusion)
+        return SOWER_FAIL(SOWER_EINPUT, "the file's job has prompts, but '%s' is not a StableDiffusionPipeline folder",
+                          dir);
+    SOWER_TRY(prompt_table_init(text, dir, (const char *const *)job->prompts,
+                                (const char *const *)job->negative_prompts, job->n_prompts, job->clip_skip,
+                                job->guidance > 1.0));
+    SOWER_TRY(prompt_encoder_digest(&text->encoder, model->text_side_sha256));
+    model->text_side_known = 1;
+    if (job->height) {
+        const int f = model->vae_scale_factor;
+        *h = job->height / f, *w = job->width / f;
+    }
     return SOWER_OK;
 }
 
@@ -157,6 +177,7 @@ int cmd_verify(int argc, char **argv)
     const Job *job = &in.job;
     Model model;
     Scheduler sched = {0};
+    PromptTable text = {0}; /* Stable Diffusion: the file's prompts */
     memset(&model, 0, sizeof model);
     ComputeBackend backend = {0};
     float *latents = NULL, *fresh = NULL;
@@ -177,7 +198,10 @@ int cmd_verify(int argc, char **argv)
     SOWER_TRY_GOTO(model_load(&model, dir), status, done);
     SOWER_TRY_GOTO(check_model(&in, dir, &model), status, done);
     const UNetConfig *cfg = &model.unet.cfg;
-    const int c = cfg->in_channels, h = cfg->sample_height, w = cfg->sample_width;
+    int h = cfg->sample_height, w = cfg->sample_width;
+    const int c = cfg->in_channels;
+    if (job->n_prompts) /* Stable Diffusion: the text side decides the rows too (its digest is in the key) */
+        SOWER_TRY_GOTO(load_text_side(job, dir, &model, &text, &h, &w), status, done);
     SOWER_TRY_GOTO(h5read_check_layout(&in, c, h, w), status, done);
     SOWER_TRY_GOTO(check_attributes(&in, &model), status, done);
 
@@ -243,14 +267,19 @@ int cmd_verify(int argc, char **argv)
                          .generator = job->generator,
                          .batch = 1,
                          .height = h,
-                         .width = w};
+                         .width = w,
+                         .guidance = (float)job->guidance,
+                         .text_tokens = text.encoder.tokens};
     uint64_t v = o.sample < 0 ? n : o.sample > 0 ? (uint64_t)o.sample : job_verify_rows(job);
     if (v > n) v = n;
     uint64_t bad_render = 0;
     for (uint64_t k = 0; k < v; k++) {
         const uint64_t row = (uint64_t)((double)k * n / v);
         SOWER_TRY_GOTO(h5read_rows(&in, row, 1, latents, seeds, NULL, NULL), status, done);
-        SOWER_TRY_GOTO(render_seeds(&rs, seeds, 1, fresh), status, done);
+        RowText row_text;
+        const uint64_t prompt = job_prompt_at(job, lo + row);
+        if (job->n_prompts) SOWER_TRY_GOTO(prompt_table_rows(&text, &prompt, 1, &row_text), status, done);
+        SOWER_TRY_GOTO(render_seeds_text(&rs, seeds, job->n_prompts ? &row_text : NULL, 1, fresh), status, done);
         if (memcmp(fresh, latents, sizeof(float) * per) != 0) {
             bad_render++;
             fprintf(stderr, "sower verify: row %llu (seed %llu): re-render differs\n",
@@ -267,6 +296,7 @@ done:
     compute_backend_close(&backend);
     free(latents), free(fresh), free(seeds), free(digests), free(done);
     scheduler_free(&sched);
+    prompt_table_free(&text);
     model_free(&model);
     h5read_close(&in);
     return status;

@@ -15,6 +15,14 @@
 #define LAYOUT_SEEDS "seeds"
 #define LAYOUT_DIGEST "digest"
 #define LAYOUT_DONE "done"
+/* Stable Diffusion outputs (a job with prompts): prompts and negative_prompts, variable-length UTF-8
+ * (P,) in the manifest's order ("" where no negative prompt was given), and prompt_index uint32 (N,):
+ * row i's prompt. Dimensions: prompt (P), and sample for prompt_index. */
+#define LAYOUT_PROMPTS "prompts"
+#define LAYOUT_NEGATIVE_PROMPTS "negative_prompts"
+#define LAYOUT_PROMPT_INDEX "prompt_index"
+#define LAYOUT_DIM_PROMPT "prompt"
+#define LAYOUT_PROMPTS_MEANING "meaning"
 /* Dimension scales (netCDF-style dimensions without values) naming the datasets' dimensions:
  * latents (sample, channel, y, x), seeds (sample), digest (sample, digest_byte), done (sample). */
 #define LAYOUT_DIM_SAMPLE "sample"

@@ -147,8 +147,74 @@ static int name_dimensions(H5Out *o)
     return SOWER_OK;
 }
 
+/* A variable-length UTF-8 string dataset (n,) of texts, along dimension scale `dim`. */
+static int write_texts(H5Out *o, const char *name, const char *const *texts, size_t n, hid_t dim, const char *meaning)
+{
+    hsize_t dims[1] = {n};
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    hid_t dcpl = no_times_dcpl(), space = H5Screate_simple(1, dims, NULL);
+    hid_t ds = H5Dcreate2(o->file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t w = ds < 0 ? -1 : H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, texts);
+    if (w >= 0) w = H5DSattach_scale(ds, dim, 0);
+    int status = w >= 0 ? string_attr(o, ds, LAYOUT_PROMPTS_MEANING, meaning) : SOWER_OK;
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(space), H5Pclose(dcpl), H5Tclose(type);
+    H5_TRY(w, name);
+    return status;
+}
+
+/* /prompts, /negative_prompts and /prompt_index (a block of rows at a time), with their dimensions. */
+static int write_prompts(H5Out *o, const H5Prompts *p, hsize_t chunk)
+{
+    enum { BLOCK = 1 << 16 };
+    const hsize_t count = p->n;
+    char netcdf_name[80];
+    snprintf(netcdf_name, sizeof netcdf_name, "This is a netCDF dimension but not a netCDF variable.%10llu",
+             (unsigned long long)count);
+    hid_t dcpl = no_times_dcpl(), space = H5Screate_simple(1, &count, NULL);
+    hid_t dim = H5Dcreate2(o->file, LAYOUT_DIM_PROMPT, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Sclose(space), H5Pclose(dcpl);
+    if (dim < 0 || H5DSset_scale(dim, netcdf_name) < 0) {
+        if (dim >= 0) H5Dclose(dim);
+        return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to create /" LAYOUT_DIM_PROMPT, o->partial_path);
+    }
+    int status = write_texts(o, LAYOUT_PROMPTS, p->prompts, p->n, dim, "the job's prompts, in the manifest's order");
+    if (status == SOWER_OK)
+        status = write_texts(o, LAYOUT_NEGATIVE_PROMPTS, p->negatives, p->n, dim,
+                             "the negative prompt of each prompt (\"\" where none was given)");
+    H5Dclose(dim);
+    SOWER_TRY(status);
+    const hsize_t dims[1] = {o->rows}, chunks[1] = {chunk};
+    hid_t index = make_dataset(o->file, LAYOUT_PROMPT_INDEX, H5T_STD_U32LE, 1, dims, chunks, 0);
+    if (index < 0) return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to create /" LAYOUT_PROMPT_INDEX, o->partial_path);
+    uint32_t *block = malloc(sizeof *block * BLOCK); /* (BLOCK,) */
+    status = block ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    for (uint64_t r0 = 0; r0 < o->rows && status == SOWER_OK; r0 += BLOCK) {
+        const uint64_t n = o->rows - r0 < BLOCK ? o->rows - r0 : BLOCK;
+        for (uint64_t i = 0; i < n; i++)
+            block[i] = (uint32_t)p->prompt_of(o->seed_ctx, r0 + i);
+        hsize_t one_dim[1] = {0};
+        status = write_rows(o, index, H5T_NATIVE_UINT32, 1, one_dim, r0, n, block, "write /" LAYOUT_PROMPT_INDEX);
+    }
+    free(block);
+    if (status == SOWER_OK)
+        status = string_attr(o, index, LAYOUT_PROMPTS_MEANING,
+                             "the prompt of each row: an index into prompts (rows are every (prompt, seed) pair, "
+                             "prompt-major)");
+    hid_t sample = status == SOWER_OK ? H5Dopen2(o->file, LAYOUT_DIM_SAMPLE, H5P_DEFAULT) : -1;
+    if (status == SOWER_OK && (sample < 0 || H5DSattach_scale(index, sample, 0) < 0))
+        status = SOWER_FAIL(SOWER_EIO, "%s: name the dimension of /" LAYOUT_PROMPT_INDEX, o->partial_path);
+    if (sample >= 0) H5Dclose(sample);
+    H5Dclose(index);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
-                 H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs)
+                 H5SeedOf seed_of, const void *seed_ctx, const H5Prompts *prompts, const H5Attr *attrs,
+                 int n_attrs)
 {
     SOWER_TRY(start(o, path, rows, c, h, w));
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
@@ -186,6 +252,7 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     }
     H5Gclose(root);
     SOWER_TRY(name_dimensions(o));
+    if (prompts) SOWER_TRY(write_prompts(o, prompts, chunk));
     SOWER_TRY(string_attr(o, o->latents, LAYOUT_LATENTS_MEANING,
                           "the denoised sample of each seed as the pipeline returns it before any decoding "
                           "(diffusers output_type='latent'): for a pixel-space model the image, nominally in "

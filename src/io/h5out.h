@@ -37,9 +37,18 @@ typedef struct {
 /* The seed of a row, for filling /seeds a block at a time (no N-sized array). */
 typedef uint64_t (*H5SeedOf)(const void *ctx, uint64_t row);
 
-/* Creates PATH.partial with the datasets sized for rows x (c, h, w), /seeds and the root attributes. */
+/* A prompted job's prompts (h5_layout.h): prompts and negatives (n,), and each row's prompt index. */
+typedef struct {
+    const char *const *prompts, *const *negatives;
+    size_t n;
+    uint64_t (*prompt_of)(const void *ctx, uint64_t row); /* called with the seed_ctx */
+} H5Prompts;
+
+/* Creates PATH.partial with the datasets sized for rows x (c, h, w), /seeds, the prompts when
+ * `prompts` is not NULL, and the root attributes. */
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
-                 H5SeedOf seed_of, const void *seed_ctx, const H5Attr *attrs, int n_attrs) SOWER_MUST_CHECK;
+                 H5SeedOf seed_of, const void *seed_ctx, const H5Prompts *prompts, const H5Attr *attrs,
+                 int n_attrs) SOWER_MUST_CHECK;
 /* Reopens PATH.partial left by an interrupted run of the same job (seed_of gives each row's seed): its format and format_version
  * must be this sower's (h5_layout.h), its job key, weights_sha256 and backend_identity must equal
  * key's (else SOWER_EINPUT naming which setting differs), its stored manifest and job key must

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "h5read.h"
 
+#include <hdf5.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +85,21 @@ int h5read_recorded_shape(const OutputReader *r, int *c, int *h, int *w)
     free(config);
     SOWER_TRY(status);
     *c = cfg.in_channels, *h = cfg.sample_height, *w = cfg.sample_width;
+    if (r->job.n_prompts) { /* Stable Diffusion: the size is the manifest's pipeline.height/width (or the
+                             * default) over the VAE's factor, which the file does not record: read it
+                             * from /latents, whose other dimensions h5read_check_layout checks */
+        hid_t ds = H5Dopen2((hid_t)r->file, LAYOUT_LATENTS, H5P_DEFAULT);
+        hid_t space = ds >= 0 ? H5Dget_space(ds) : -1;
+        hsize_t dims[4] = {0};
+        const int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+        if (rank == 4) H5Sget_simple_extent_dims(space, dims, NULL);
+        if (space >= 0) H5Sclose(space);
+        if (ds >= 0) H5Dclose(ds);
+        if (rank != 4 || dims[2] < 1 || dims[3] < 1 || dims[2] > 4096 || dims[3] > 4096)
+            return SOWER_FAIL(SOWER_EINPUT, "%s: /%s is not (rows, channels, 1..4096, 1..4096)", r->path,
+                              LAYOUT_LATENTS);
+        *h = (int)dims[2], *w = (int)dims[3];
+    }
     return SOWER_OK;
 }
 

@@ -16,11 +16,21 @@ void job_free(Job *job)
     free(job->list);
     free(job->list_marks);
     free(job->output_path);
+    for (size_t i = 0; i < job->n_prompts; i++) {
+        free(job->prompts[i]);
+        free(job->negative_prompts ? job->negative_prompts[i] : NULL);
+    }
+    free(job->prompts);
+    free(job->negative_prompts);
+    free(job->prompt_marks);
     memset(job, 0, sizeof *job);
 }
 
+uint64_t job_prompt_at(const Job *job, uint64_t row) { return job->n_prompts ? row / job->n_seeds : 0; }
+
 uint64_t job_seed_at(const Job *job, uint64_t row)
 {
+    row %= job->n_seeds;
     for (int i = 0; i < job->n_ranges; i++) {
         if (row < job->ranges[i].count)
             return job->ranges[i].start + row;
@@ -95,6 +105,20 @@ void job_warn_seed_collisions(const Job *job, FILE *stream)
     free(arcs);
 }
 
+
+/* A YAML double-quoted string's inside: backslash, quote and control characters escaped. */
+static void write_escaped(FILE *s, const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(s, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(s, "\\x%02x", *p);
+        else
+            fputc(*p, s);
+    }
+}
+
 void job_print(const Job *job, FILE *s)
 {
     static const char *const generator_names[] = {"torch-cpu", "torch-cpu-scalar"};
@@ -110,14 +134,33 @@ void job_print(const Job *job, FILE *s)
             job->backend == BACKEND_CPU ? "cpu" : "cuda");
     if (job->karras)
         fprintf(s, "  karras: true\n");
+    if (job->n_prompts) {
+        fprintf(s, "  guidance: %g\n", job->guidance);
+        if (job->height)
+            fprintf(s, "  height: %d\n  width: %d\n", job->height, job->width);
+        else
+            fprintf(s, "  # height, width: the model's sample_size x its VAE scale factor\n");
+        fprintf(s, "  clip_skip: %d\n", job->clip_skip);
+    }
     if (job->precision == PRECISION_TF32)
         fprintf(s, "  precision: tf32\n");
     if (job->threads)
         fprintf(s, "  threads: %d\n", job->threads);
     else
         fprintf(s, "  # threads: every CPU the rank may use\n");
-    fprintf(s, "generator: %s\nseeds:\n  # %llu rows: ranges in order, then the list\n",
-            generator_names[job->generator], (unsigned long long)job->n_rows);
+    fprintf(s, "generator: %s\n", generator_names[job->generator]);
+    if (job->n_prompts) {
+        fprintf(s, "prompts:  # %zu; rows are every (prompt, seed) pair, prompt-major\n", job->n_prompts);
+        for (size_t i = 0; i < job->n_prompts; i++) {
+            fprintf(s, "  - prompt: \"");
+            write_escaped(s, job->prompts[i]);
+            fprintf(s, "\"\n    negative_prompt: \"");
+            write_escaped(s, job->negative_prompts[i]);
+            fprintf(s, "\"\n");
+        }
+    }
+    fprintf(s, "seeds:\n  # %llu seeds, %llu rows: ranges in order, then the list\n",
+            (unsigned long long)job->n_seeds, (unsigned long long)job->n_rows);
     if (job->n_ranges) {
         fprintf(s, "  ranges:\n");
         for (int i = 0; i < job->n_ranges; i++)
@@ -151,6 +194,12 @@ void job_print(const Job *job, FILE *s)
         fprintf(s, "  partition: %s\n", u->partition);
     if (u->account[0])
         fprintf(s, "  account: %s\n", u->account);
+}
+
+void job_text_where(const Job *job, char *out, size_t size)
+{
+    snprintf(out, size, "%s:%u:%u", job->manifest_path ? job->manifest_path : "(manifest)", job->text_mark.line,
+             job->text_mark.column);
 }
 
 void job_model_where(const Job *job, char *out, size_t size)

@@ -18,6 +18,8 @@ enum {
     MANIFEST_MAX_BYTES = 64 << 20,
     MAX_RANGES = 4096,
     MAX_LIST = 1000000,
+    MAX_PROMPTS = 100000,
+    MAX_PROMPT_BYTES = 8192,
     MAX_PATH_CHARS = 4096,
 };
 
@@ -267,8 +269,28 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
 {
     Field f[] = {{"scheduler", 0, NULL}, {"steps", 0, NULL}, {"eta", 0, NULL},
                  {"batch", 0, NULL},     {"backend", 0, NULL}, {"threads", 0, NULL},
-                 {"precision", 0, NULL}, {"karras", 0, NULL}};
-    SOWER_TRY(get_mapping(c, n, "pipeline", f, 8));
+                 {"precision", 0, NULL}, {"karras", 0, NULL},  {"guidance", 0, NULL},
+                 {"height", 0, NULL},    {"width", 0, NULL},   {"clip_skip", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "pipeline", f, 12));
+    /* Stable Diffusion settings: checked against the model when it is loaded (sweep/run.c) */
+    for (int k = 8; k < 12; k++)
+        if (f[k].value && !job->text_mark.line)
+            job->text_mark = mark_of(f[k].value);
+    if (f[8].value)
+        SOWER_TRY(get_number(c, f[8].value, "pipeline.guidance", 0.0, 0, 1000.0, &job->guidance));
+    if ((f[9].value != NULL) != (f[10].value != NULL))
+        return fail_at(c, f[9].value ? f[9].value : f[10].value, f[9].value ? "pipeline.height" : "pipeline.width",
+                       "height and width together");
+    if (f[9].value) {
+        SOWER_TRY(get_int(c, f[9].value, "pipeline.height", 8, 16384, &job->height));
+        SOWER_TRY(get_int(c, f[10].value, "pipeline.width", 8, 16384, &job->width));
+        if (job->height % 8)
+            return fail_at(c, f[9].value, "pipeline.height", "a multiple of 8");
+        if (job->width % 8)
+            return fail_at(c, f[10].value, "pipeline.width", "a multiple of 8");
+    }
+    if (f[11].value)
+        SOWER_TRY(get_int(c, f[11].value, "pipeline.clip_skip", 0, 64, &job->clip_skip));
     static const char *const backends[] = {"cpu", "cuda", NULL}, *const precisions[] = {"fp32", "tf32", NULL};
     const char *schedulers[16] = {NULL}; /* the registry's names, NULL-terminated */
     for (int k = 0; k < scheduler_kind_count() && k < 15; k++)
@@ -381,6 +403,44 @@ static int parse_seeds(const Ctx *c, Job *job, const yaml_node_t *n)
         if (job->n_rows + job->n_list > JOB_MAX_ROWS)
             return fail_at(c, l, "seeds.list", "at most 2^40 rows in all (ranges and list)");
         job->n_rows += job->n_list;
+    }
+    return SOWER_OK;
+}
+
+/* prompts: a list of {prompt, negative_prompt} mappings (or plain prompts); rows become every (prompt,
+ * seed) pair, prompt-major. */
+static int parse_prompts(const Ctx *c, Job *job, const yaml_node_t *n)
+{
+    if (n->type != YAML_SEQUENCE_NODE || n->data.sequence.items.top == n->data.sequence.items.start ||
+        n->data.sequence.items.top - n->data.sequence.items.start > MAX_PROMPTS)
+        return fail_at(c, n, "prompts", "a list of 1..100000 prompts ({prompt: ..., negative_prompt: ...})");
+    const size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    job->prompts = calloc(count, sizeof *job->prompts);
+    job->negative_prompts = calloc(count, sizeof *job->negative_prompts);
+    job->prompt_marks = calloc(count, sizeof *job->prompt_marks);
+    if (!job->prompts || !job->negative_prompts || !job->prompt_marks)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (!job->text_mark.line)
+        job->text_mark = mark_of(n);
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        const yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+        const char *prompt = NULL, *negative = "";
+        if (item->type == YAML_SCALAR_NODE) {
+            SOWER_TRY(get_string(c, item, "prompts[]", MAX_PROMPT_BYTES, &prompt));
+        } else {
+            Field g[] = {{"prompt", 1, NULL}, {"negative_prompt", 0, NULL}};
+            SOWER_TRY(get_mapping(c, item, "prompts[]", g, 2));
+            SOWER_TRY(get_string(c, g[0].value, "prompts[].prompt", MAX_PROMPT_BYTES, &prompt));
+            if (g[1].value && !(g[1].value->type == YAML_SCALAR_NODE && g[1].value->data.scalar.length == 0))
+                SOWER_TRY(get_string(c, g[1].value, "prompts[].negative_prompt", MAX_PROMPT_BYTES, &negative));
+        }
+        const size_t k = job->n_prompts;
+        job->prompt_marks[k] = mark_of(item);
+        job->prompts[k] = strdup(prompt);
+        job->negative_prompts[k] = strdup(negative);
+        job->n_prompts++; /* counted as made: job_free frees what is there */
+        if (!job->prompts[k] || !job->negative_prompts[k])
+            return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     }
     return SOWER_OK;
 }
@@ -537,6 +597,7 @@ static void set_defaults(Job *job)
     job->verify_count = 64;
     job->slurm.tasks = 1;
     job->slurm.gpus_per_task = -1;
+    job->guidance = 7.5; /* StableDiffusionPipeline's default guidance_scale */
 }
 
 static int parse_document(Job *job, yaml_document_t *doc)
@@ -545,11 +606,11 @@ static int parse_document(Job *job, yaml_document_t *doc)
     yaml_node_t *root = yaml_document_get_root_node(doc);
     Field f[] = {{"sower", 1, NULL},  {"name", 1, NULL},      {"model", 1, NULL},  {"pipeline", 1, NULL},
                  {"generator", 0, NULL}, {"seeds", 1, NULL}, {"output", 1, NULL}, {"verify", 0, NULL},
-                 {"slurm", 0, NULL}};
+                 {"slurm", 0, NULL},  {"prompts", 0, NULL}};
     if (!root)
         return SOWER_FAIL(SOWER_EMANIFEST, "%s:1:1: expected a job manifest (a YAML mapping), found an empty document",
                           job->manifest_path);
-    SOWER_TRY(get_mapping(&c, root, NULL, f, 9));
+    SOWER_TRY(get_mapping(&c, root, NULL, f, 10));
     uint64_t version;
     SOWER_TRY(get_u64(&c, f[0].value, "sower", 1, 1, &version));
     const char *name = NULL;
@@ -569,6 +630,13 @@ static int parse_document(Job *job, yaml_document_t *doc)
         job->generator = (RngKernel)g;
     }
     SOWER_TRY(parse_seeds(&c, job, f[5].value));
+    job->n_seeds = job->n_rows;
+    if (f[9].value) {
+        SOWER_TRY(parse_prompts(&c, job, f[9].value));
+        if (job->n_seeds > JOB_MAX_ROWS / job->n_prompts)
+            return fail_at(&c, f[9].value, "prompts", "at most 2^40 rows (prompts x seeds)");
+        job->n_rows = job->n_seeds * job->n_prompts;
+    }
     SOWER_TRY(parse_output(&c, job, f[6].value));
     if (f[7].value)
         SOWER_TRY(parse_verify(&c, job, f[7].value));

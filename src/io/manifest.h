@@ -63,7 +63,18 @@ typedef struct {
     uint64_t *list;                   /* (n_list,) in manifest order */
     Mark *list_marks;                 /* (n_list,) */
     size_t n_list;
-    uint64_t n_rows;                  /* all ranges' counts + n_list */
+    uint64_t n_seeds;                 /* all ranges' counts + n_list */
+    uint64_t n_rows;                  /* n_seeds, times n_prompts when there are prompts */
+
+    /* Stable Diffusion (a StableDiffusionPipeline folder): rows are every (prompt, seed) pair,
+     * prompt-major: row = p * n_seeds + s. None for an unconditional model. */
+    char **prompts, **negative_prompts; /* (n_prompts,) UTF-8; a negative prompt "" when absent */
+    Mark *prompt_marks;               /* (n_prompts,) */
+    size_t n_prompts;
+    double guidance;                  /* pipeline.guidance: diffusers' guidance_scale (7.5) */
+    int height, width;                /* pipeline.height/width in pixels; 0: the model's default */
+    int clip_skip;                    /* pipeline.clip_skip */
+    Mark text_mark;                   /* where the first Stable Diffusion setting is (0: none given) */
 
     char *output_path;                /* resolved against the manifest's directory */
     int output_gzip;
@@ -81,8 +92,11 @@ int manifest_load(Job *job, const char *path) SOWER_MUST_CHECK;
 int manifest_load_text(Job *job, const char *path, const char *text, size_t bytes) SOWER_MUST_CHECK;
 void job_free(Job *job); /* safe on a zeroed Job */
 
-/* The seed of row `row` (0 <= row < n_rows): ranges in order, then the list. */
+/* The seed of row `row` (0 <= row < n_rows): ranges in order, then the list (prompt-major rows:
+ * row % n_seeds). */
 uint64_t job_seed_at(const Job *job, uint64_t row);
+/* The prompt of row `row` (index into prompts; 0 without prompts). */
+uint64_t job_prompt_at(const Job *job, uint64_t row);
 /* Rows the verification pass re-renders (count, or fraction of the rows rounded up, at most n_rows). */
 uint64_t job_verify_rows(const Job *job);
 /* Slice k of n (0 <= k < n): rows [lo, hi), contiguous, the remainder spread over the first slices.
@@ -92,6 +106,8 @@ void job_slice_bounds(const Job *job, int k, int n, uint64_t *lo, uint64_t *hi);
 void job_warn_seed_collisions(const Job *job, FILE *stream);
 /* "MANIFEST:LINE:COLUMN" of the job's model key into out, for messages about the model it names. */
 void job_model_where(const Job *job, char *out, size_t size);
+/* "manifest.yaml:LINE:COL" of the first Stable Diffusion setting (prompts, pipeline.guidance, ...). */
+void job_text_where(const Job *job, char *out, size_t size);
 /* The normalised job (every default filled in) as YAML. */
 void job_print(const Job *job, FILE *stream);
 

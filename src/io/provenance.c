@@ -23,6 +23,26 @@ static int seeds_digest(const Job *job, unsigned char *out)
     return SOWER_OK;
 }
 
+/* sha256 of the prompts in order: their count, then each prompt and negative prompt with its NUL. */
+static int prompts_digest_hex(const Job *job, char *hex)
+{
+    Digest d = {0};
+    unsigned char out[DIGEST_BYTES];
+    int status = digest_init(&d);
+    uint64_t count = job->n_prompts;
+    if (status == SOWER_OK) status = digest_update(&d, &count, sizeof count);
+    for (size_t i = 0; i < job->n_prompts && status == SOWER_OK; i++) {
+        status = digest_update(&d, job->prompts[i], strlen(job->prompts[i]) + 1);
+        if (status == SOWER_OK)
+            status = digest_update(&d, job->negative_prompts[i], strlen(job->negative_prompts[i]) + 1);
+    }
+    if (status == SOWER_OK) status = digest_final(&d, out);
+    digest_free(&d);
+    SOWER_TRY(status);
+    digest_hex(out, hex);
+    return SOWER_OK;
+}
+
 static int text_digest_hex(const char *text, char *hex)
 {
     unsigned char d[DIGEST_BYTES];
@@ -36,8 +56,23 @@ int provenance_of(const Job *job, const Model *model, Provenance *p)
     memset(p, 0, sizeof *p);
     digest_hex(job->text_sha256, p->manifest_sha256);
     digest_hex(model->weights_sha256, p->weights_sha256);
-    snprintf(p->pipeline, sizeof p->pipeline, "scheduler=%s steps=%d eta=%.9g%s", scheduler_kind_name(job->scheduler),
-             job->steps, job->eta, job->karras ? " karras=1" : "");
+    int used = snprintf(p->pipeline, sizeof p->pipeline, "scheduler=%s steps=%d eta=%.9g%s",
+                        scheduler_kind_name(job->scheduler), job->steps, job->eta, job->karras ? " karras=1" : "");
+    char text_lines[256] = ""; /* Stable Diffusion: the prompts and the text side in the job key */
+    if (job->n_prompts) {
+        if (!model->text_side_known)
+            return SOWER_FAIL(SOWER_EINTERNAL, "provenance of a prompted job without the text side's digest");
+        const int f = model->vae_scale_factor;
+        snprintf(p->pipeline + used, sizeof p->pipeline - (size_t)used,
+                 " guidance=%.9g height=%d width=%d clip_skip=%d", job->guidance,
+                 job->height ? job->height : model->unet.cfg.sample_height * f,
+                 job->width ? job->width : model->unet.cfg.sample_width * f, job->clip_skip);
+        char prompts_hex[DIGEST_HEX_CHARS], text_hex[DIGEST_HEX_CHARS];
+        SOWER_TRY(prompts_digest_hex(job, prompts_hex));
+        digest_hex(model->text_side_sha256, text_hex);
+        snprintf(text_lines, sizeof text_lines, "prompts: %zu\nprompts_sha256: %s\ntext_side_sha256: %s\n",
+                 job->n_prompts, prompts_hex, text_hex);
+    }
     p->generator = rng_kernel_name(job->generator);
     p->model_config = model->unet_config_text;
     p->scheduler_config = model->scheduler_config_text;
@@ -50,10 +85,10 @@ int provenance_of(const Job *job, const Model *model, Provenance *p)
     SOWER_TRY(text_digest_hex(p->scheduler_config, scheduler_hex));
     snprintf(p->job_key, sizeof p->job_key,
              "%s\nrows: %llu\nseeds_sha256: %s\npipeline: %s\ngenerator: %s\nbackend: %s %s\n"
-             "model_config_sha256: %s\nscheduler_config_sha256: %s\noutput: chunk_rows=%d gzip=%d\n",
+             "model_config_sha256: %s\nscheduler_config_sha256: %s\noutput: chunk_rows=%d gzip=%d\n%s",
              PROVENANCE_JOB_KEY_FORMAT, (unsigned long long)job->n_rows, seeds_hex, p->pipeline, p->generator,
              job->backend == BACKEND_CUDA ? "cuda" : "cpu", job->precision == PRECISION_TF32 ? "tf32" : "fp32",
-             model_hex, scheduler_hex, job->chunk_rows, job->output_gzip);
+             model_hex, scheduler_hex, job->chunk_rows, job->output_gzip, text_lines);
     SOWER_TRY(text_digest_hex(p->job_key, p->job_sha256));
     return SOWER_OK;
 }

@@ -35,6 +35,10 @@ typedef struct {
     int stable_diffusion;        /* a StableDiffusionPipeline: a UNet2DConditionModel fed by a text encoder */
     int vae_scale_factor;        /* pixels per latent: 2^(len(vae.block_out_channels) - 1), 8 without vae/ */
     unsigned char weights_sha256[DIGEST_BYTES];
+    /* Stable Diffusion: what decides the text embeddings besides the prompt (the tokenizer's files, the
+     * text encoder's config and weights), set by whoever loads the text side (prompt_table.h) */
+    unsigned char text_side_sha256[DIGEST_BYTES];
+    int text_side_known;
     StFile weights;
     UNet unet;
 } Model;

@@ -43,6 +43,13 @@ static uint64_t seed_of_row(const void *run, uint64_t row)
     return job_seed_at(&r->job, r->plan.lo + row);
 }
 
+/* The prompt of row `row` of this run's file (job row lo + row). */
+static uint64_t prompt_of_row(const void *run, uint64_t row)
+{
+    const Run *r = run;
+    return job_prompt_at(&r->job, r->plan.lo + row);
+}
+
 /* "12.3 MB", "4.0 GB" (powers of 1000, as df -H). */
 static void format_bytes(double bytes, char *out, size_t size)
 {
@@ -112,9 +119,11 @@ static int create_output(Run *r, H5Out *out)
         {LAYOUT_ATTR_SLICE_ROWS, rows},
     };
     int n_attrs = (int)(sizeof attrs / sizeof attrs[0]) - (pl->slice_n ? 0 : 2);
-    int status = h5out_create(out, r->out_path, pl->hi - pl->lo, cfg->in_channels, cfg->sample_height,
-                              cfg->sample_width, r->job.chunk_rows, r->job.output_gzip, seed_of_row, r, attrs,
-                              n_attrs);
+    const H5Prompts prompts = {(const char *const *)r->job.prompts, (const char *const *)r->job.negative_prompts,
+                               r->job.n_prompts, prompt_of_row};
+    int status = h5out_create(out, r->out_path, pl->hi - pl->lo, cfg->in_channels, r->rs.height, r->rs.width,
+                              r->job.chunk_rows, r->job.output_gzip, seed_of_row, r,
+                              r->job.n_prompts ? &prompts : NULL, attrs, n_attrs);
     SOWER_TRY(status);
     return SOWER_OK;
 }
@@ -148,13 +157,12 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
     const UNetConfig *cfg = &r->model.unet.cfg;
     const uint64_t rows = r->plan.hi - r->plan.lo;
     if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
-        SOWER_TRY(h5out_resume(out, r->out_path, rows, cfg->in_channels, cfg->sample_height,
-                               cfg->sample_width, &key, seed_of_row, r, r->done));
+        SOWER_TRY(h5out_resume(out, r->out_path, rows, cfg->in_channels, r->rs.height, r->rs.width, &key,
+                               seed_of_row, r, r->done));
     } else {
         if (o->resume_auto) {
-            SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels,
-                                        cfg->sample_height, cfg->sample_width, seed_of_row, r,
-                                        &r->finished_before));
+            SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels, r->rs.height,
+                                        r->rs.width, seed_of_row, r, &r->finished_before));
             if (r->finished_before) return SOWER_OK;
         }
         SOWER_TRY(create_output(r, out));

@@ -18,13 +18,20 @@ int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char
     if (r->faults.fail_rank == r->team.rank)
         return SOWER_FAIL(SOWER_EIO, "injected failure (SOWER_FAULT_FAIL_RANK=%ld) while rendering row %llu",
                           r->faults.fail_rank, (unsigned long long)row0);
-    uint64_t *seeds = calloc(n + 1, sizeof *seeds); /* (n,) */
-    if (!seeds) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    uint64_t *seeds = calloc(n + 1, sizeof *seeds);   /* (n,) */
+    uint64_t *prompt = calloc(n + 1, sizeof *prompt); /* (n,) each row's prompt (prompted jobs) */
+    RowText *texts = calloc(n + 1, sizeof *texts);    /* (n,) */
+    if (!seeds || !prompt || !texts) {
+        free(seeds), free(prompt), free(texts);
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    }
     for (uint64_t i = 0; i < n; i++)
-        seeds[i] = job_seed_at(&r->job, row0 + i);
+        seeds[i] = job_seed_at(&r->job, row0 + i), prompt[i] = job_prompt_at(&r->job, row0 + i);
     double t0 = MPI_Wtime();
-    int status = render_seeds(&r->rs, seeds, (int)n, latents); /* n <= the batch, at most 1024 */
-    free(seeds);
+    int status = r->job.n_prompts ? prompt_table_rows(&r->text, prompt, (int)n, texts) : SOWER_OK;
+    if (status == SOWER_OK) /* n <= the batch, at most 1024 */
+        status = render_seeds_text(&r->rs, seeds, r->job.n_prompts ? texts : NULL, (int)n, latents);
+    free(seeds), free(prompt), free(texts);
     SOWER_TRY(status);
     /* Weights changed in place during the batch would give rows the recorded digest does not describe. */
     SOWER_TRY(mapped_file_check_unchanged());

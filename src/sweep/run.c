@@ -166,6 +166,56 @@ static int plan_resources(Run *r, const RunOptions *o)
     return SOWER_OK;
 }
 
+/* Stable Diffusion: a StableDiffusionPipeline folder needs the job's prompts, and only it takes them; the
+ * latent size from pipeline.height/width; the text side (its digest goes into the job key). */
+static int load_text_side(Run *r)
+{
+    char where[4200];
+    const Job *job = &r->job;
+    Model *m = &r->model;
+    if (!m->stable_diffusion) {
+        if (!job->text_mark.line) return SOWER_OK;
+        job_text_where(job, where, sizeof where);
+        return SOWER_FAIL(SOWER_EMANIFEST,
+                          "%s: prompts and pipeline.guidance/height/width/clip_skip apply to Stable Diffusion "
+                          "folders; '%s' is a %s",
+                          where, job->model_path, m->pipeline_class[0] ? m->pipeline_class : "UNet2DModel folder");
+    }
+    job_model_where(job, where, sizeof where);
+    if (!job->n_prompts)
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s: '%s' is a StableDiffusionPipeline: the job needs prompts: "
+                                           "(a list of {prompt, negative_prompt})",
+                          where, job->model_path);
+    const int f = m->vae_scale_factor;
+    if (job->height) {
+        if (job->height % f || job->width % f) {
+            job_text_where(job, where, sizeof where);
+            return SOWER_FAIL(SOWER_EMANIFEST, "%s: pipeline.height %d and width %d must be multiples of the VAE's "
+                                               "scale factor %d",
+                              where, job->height, job->width, f);
+        }
+        r->rs.height = job->height / f, r->rs.width = job->width / f;
+    }
+    int status = prompt_table_init(&r->text, job->model_path, (const char *const *)job->prompts,
+                                   (const char *const *)job->negative_prompts, job->n_prompts, job->clip_skip,
+                                   job->guidance > 1.0);
+    if (status != SOWER_OK) {
+        char reason[1024];
+        snprintf(reason, sizeof reason, "%s", sower_error_message());
+        job_text_where(job, where, sizeof where);
+        return SOWER_FAIL(status, "%s: %s", where, reason);
+    }
+    if (r->text.encoder.dim != m->unet.cfg.cross_attention_dim)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: the text encoder's hidden_size %d is not the UNet's cross_attention_dim %d (%s)",
+                          r->text.encoder.encoder.config_path, r->text.encoder.dim, m->unet.cfg.cross_attention_dim,
+                          m->unet_config_path);
+    SOWER_TRY(prompt_encoder_digest(&r->text.encoder, m->text_side_sha256));
+    m->text_side_known = 1;
+    r->rs.guidance = (float)job->guidance;
+    r->rs.text_tokens = r->text.encoder.tokens;
+    return SOWER_OK;
+}
+
 /* Step: every rank parses the model; the weights themselves are read here only where weight_share says. */
 static int load_model(Run *r, const RunOptions *o)
 {
@@ -179,10 +229,10 @@ static int load_model(Run *r, const RunOptions *o)
         return SOWER_FAIL(status, "%s: model: %s", where, reason);
     }
     const UNetConfig *cfg = &r->model.unet.cfg;
-    if (!cfg->sample_height)
-        return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null", r->model.unet_config_path);
+    if (!cfg->sample_height && !(r->model.stable_diffusion && r->job.height))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null%s", r->model.unet_config_path,
+                          r->model.stable_diffusion ? " (give pipeline.height and pipeline.width)" : "");
     SOWER_TRY(model_scheduler(&r->model, r->job.scheduler, r->job.karras, r->job.generator, r->job.steps, &r->sched));
-    r->per = (size_t)cfg->in_channels * cfg->sample_height * cfg->sample_width;
     r->rs = (RenderSettings){.model = &r->model,
                              .backend = &r->backend,
                              .scheduler = &r->sched,
@@ -192,6 +242,8 @@ static int load_model(Run *r, const RunOptions *o)
                              .height = cfg->sample_height,
                              .width = cfg->sample_width,
                              .should_stop = stop_requested};
+    SOWER_TRY(load_text_side(r));
+    r->per = (size_t)cfg->in_channels * r->rs.height * r->rs.width;
     return SOWER_OK;
 }
 
@@ -331,6 +383,7 @@ static void run_free(Run *r)
     h5out_abandon(&r->out);
     output_lock_release(&r->lock);
     scheduler_free(&r->sched);
+    prompt_table_free(&r->text);
     compute_backend_close(&r->backend);
     model_free(&r->model);
     job_free(&r->job);

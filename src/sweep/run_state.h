@@ -14,6 +14,7 @@
 #include "output_lock.h"
 #include "pipeline.h"
 #include "plan.h"
+#include "prompt_table.h"
 #include "scheduler.h"
 #include "weight_share.h"
 
@@ -36,6 +37,7 @@ typedef struct {
     WeightShare share;      /* how the weights reach this rank's device */
     ComputeBackend backend; /* runs the UNet: the manifest's pipeline.backend on this rank's device */
     RenderSettings rs;
+    PromptTable text; /* Stable Diffusion: the job's prompts, encoded as rows need them */
     size_t per;     /* floats per row: C*H*W */
     Plan plan;      /* the rows this run writes ([plan.lo, plan.hi)) and who renders them */
     char *out_path; /* the file this run writes (the job's output, or the slice's file) */
