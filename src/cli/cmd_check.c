@@ -21,6 +21,7 @@ int check_job_model(const Job *job)
         return SOWER_FAIL(status, "%s: model: %s", where, reason);
     }
     if (job->model_digest_pinned) status = model_check_digest(&m, job->model_digest, where);
+    if (status == SOWER_OK) status = job_check_model_kind(job, &m);
     model_free(&m);
     return status;
 }

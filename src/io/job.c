@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "manifest.h"
+#include "model.h"
 
 void job_free(Job *job)
 {
@@ -194,6 +195,33 @@ void job_print(const Job *job, FILE *s)
         fprintf(s, "  partition: %s\n", u->partition);
     if (u->account[0])
         fprintf(s, "  account: %s\n", u->account);
+}
+
+int job_check_model_kind(const Job *job, const Model *m)
+{
+    char where[4200];
+    if (!m->stable_diffusion) {
+        if (!job->text_mark.line) return SOWER_OK;
+        job_text_where(job, where, sizeof where);
+        return SOWER_FAIL(SOWER_EMANIFEST,
+                          "%s: prompts and pipeline.guidance/height/width/clip_skip apply to Stable Diffusion "
+                          "folders; '%s' is a %s",
+                          where, job->model_path, m->pipeline_class[0] ? m->pipeline_class : "UNet2DModel folder");
+    }
+    job_model_where(job, where, sizeof where);
+    if (!job->n_prompts)
+        return SOWER_FAIL(SOWER_EMANIFEST,
+                          "%s: '%s' is a StableDiffusionPipeline: the job needs prompts: (a list of {prompt, "
+                          "negative_prompt})",
+                          where, job->model_path);
+    const int f = m->vae_scale_factor;
+    if (job->height && (job->height % f || job->width % f)) {
+        job_text_where(job, where, sizeof where);
+        return SOWER_FAIL(SOWER_EMANIFEST,
+                          "%s: pipeline.height %d and width %d must be multiples of the VAE's scale factor %d", where,
+                          job->height, job->width, f);
+    }
+    return SOWER_OK;
 }
 
 void job_text_where(const Job *job, char *out, size_t size)

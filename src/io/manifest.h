@@ -106,6 +106,11 @@ void job_slice_bounds(const Job *job, int k, int n, uint64_t *lo, uint64_t *hi);
 void job_warn_seed_collisions(const Job *job, FILE *stream);
 /* "MANIFEST:LINE:COLUMN" of the job's model key into out, for messages about the model it names. */
 void job_model_where(const Job *job, char *out, size_t size);
+/* A job fits its model's kind: prompts (and the other Stable Diffusion settings) with a
+ * StableDiffusionPipeline folder, required there, refused elsewhere; sizes that the VAE's factor divides.
+ * SOWER_EMANIFEST naming the manifest's line. */
+struct Model; /* model.h */
+int job_check_model_kind(const Job *job, const struct Model *m) SOWER_MUST_CHECK;
 /* "manifest.yaml:LINE:COL" of the first Stable Diffusion setting (prompts, pipeline.guidance, ...). */
 void job_text_where(const Job *job, char *out, size_t size);
 /* The normalised job (every default filled in) as YAML. */

@@ -17,7 +17,7 @@
 #include "scheduler.h"
 #include "unet.h"
 
-typedef struct {
+typedef struct Model {
     char *dir;
     int flat_layout;
     char unet_config_path[4096];

@@ -173,29 +173,9 @@ static int load_text_side(Run *r)
     char where[4200];
     const Job *job = &r->job;
     Model *m = &r->model;
-    if (!m->stable_diffusion) {
-        if (!job->text_mark.line) return SOWER_OK;
-        job_text_where(job, where, sizeof where);
-        return SOWER_FAIL(SOWER_EMANIFEST,
-                          "%s: prompts and pipeline.guidance/height/width/clip_skip apply to Stable Diffusion "
-                          "folders; '%s' is a %s",
-                          where, job->model_path, m->pipeline_class[0] ? m->pipeline_class : "UNet2DModel folder");
-    }
-    job_model_where(job, where, sizeof where);
-    if (!job->n_prompts)
-        return SOWER_FAIL(SOWER_EMANIFEST, "%s: '%s' is a StableDiffusionPipeline: the job needs prompts: "
-                                           "(a list of {prompt, negative_prompt})",
-                          where, job->model_path);
-    const int f = m->vae_scale_factor;
-    if (job->height) {
-        if (job->height % f || job->width % f) {
-            job_text_where(job, where, sizeof where);
-            return SOWER_FAIL(SOWER_EMANIFEST, "%s: pipeline.height %d and width %d must be multiples of the VAE's "
-                                               "scale factor %d",
-                              where, job->height, job->width, f);
-        }
-        r->rs.height = job->height / f, r->rs.width = job->width / f;
-    }
+    SOWER_TRY(job_check_model_kind(job, m));
+    if (!m->stable_diffusion) return SOWER_OK;
+    if (job->height) r->rs.height = job->height / m->vae_scale_factor, r->rs.width = job->width / m->vae_scale_factor;
     int status = prompt_table_init(&r->text, job->model_path, (const char *const *)job->prompts,
                                    (const char *const *)job->negative_prompts, job->n_prompts, job->clip_skip,
                                    job->guidance > 1.0);

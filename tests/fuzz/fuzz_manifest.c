@@ -15,8 +15,14 @@ static void check_job(const Job *job)
                     "range %d wraps past 2^64", i);
         rows += job->ranges[i].count;
     }
-    FUZZ_ASSERT(rows == job->n_rows, "%llu rows counted, job says %llu", (unsigned long long)rows,
-                (unsigned long long)job->n_rows);
+    FUZZ_ASSERT(rows == job->n_seeds, "%llu seeds counted, job says %llu", (unsigned long long)rows,
+                (unsigned long long)job->n_seeds);
+    FUZZ_ASSERT(job->n_rows == job->n_seeds * (job->n_prompts ? job->n_prompts : 1), "%llu rows of %llu seeds x %zu prompts",
+                (unsigned long long)job->n_rows, (unsigned long long)job->n_seeds, job->n_prompts);
+    for (size_t i = 0; i < job->n_prompts; i++)
+        FUZZ_ASSERT(job->prompts[i] && job->prompts[i][0] && job->negative_prompts[i], "prompt %zu", i);
+    FUZZ_ASSERT(!job->height == !job->width && job->height % 8 == 0 && job->width % 8 == 0, "size %dx%d",
+                job->height, job->width);
     FUZZ_ASSERT(job->n_rows >= 1 && job->n_rows <= JOB_MAX_ROWS, "%llu rows", (unsigned long long)job->n_rows);
     FUZZ_ASSERT(job->steps >= 1 && job->batch >= 1, "steps %d, batch %d", job->steps, job->batch);
     FUZZ_ASSERT(job->eta >= 0.0 && job->eta <= 1.0, "eta %g", job->eta);
