@@ -37,15 +37,16 @@ static int tensor_name_cmp(const void *a, const void *b)
 static float half_to_float(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-    float magnitude;
-    if (exp == 0)
-        magnitude = ldexpf((float)mant, -24); /* zero or subnormal, exact */
-    else if (exp == 31)
-        magnitude = mant ? NAN : INFINITY;
-    else
-        magnitude = ldexpf((float)(mant | 0x400), (int)exp - 25);
     uint32_t bits;
-    memcpy(&bits, &magnitude, sizeof bits);
+    if (exp == 0) { /* zero or subnormal: mant * 2^-24, exact (a power-of-two scaling of a small integer) */
+        const float magnitude = (float)mant * 0x1p-24f;
+        memcpy(&bits, &magnitude, sizeof bits);
+    } else if (exp == 31) {
+        const float magnitude = mant ? NAN : INFINITY;
+        memcpy(&bits, &magnitude, sizeof bits);
+    } else { /* 2^(exp - 15) * (1 + mant / 1024): float's exponent exp - 15 + 127, mantissa mant << 13 */
+        bits = (exp + 112u) << 23 | mant << 13;
+    }
     bits |= sign;
     float out;
     memcpy(&out, &bits, sizeof out);
@@ -270,7 +271,13 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
         goto done;
     }
     if (converted_numel) {
-        f->converted = malloc((size_t)converted_numel * sizeof(float));
+        /* 2 MB-aligned and advised as huge pages: a 3 GB table faults in 2 MB at a time, not 4 kB (on a
+         * VM, page faults cost more than the conversion). The advice changes no value. */
+        enum { HUGE_PAGE = 2 << 20 };
+        const size_t bytes = ((size_t)converted_numel * sizeof(float) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        f->converted = aligned_alloc(HUGE_PAGE, bytes);
+        if (f->converted)
+            madvise(f->converted, bytes, MADV_HUGEPAGE);
         if (!f->converted) {
             status = SOWER_FAIL(SOWER_ENOMEM, "%s: out of memory converting weights to float32", f->path);
             goto done;
