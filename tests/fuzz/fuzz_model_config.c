@@ -1,7 +1,9 @@
 /* fuzz_model_config.c: a model folder's JSON configs. The same bytes go to the UNet config reader
- * (config.json; then the model is laid out from it) and to both schedulers' config readers
- * (scheduler_config.json; then set_timesteps for a few step counts). Each either succeeds or fails
- * with exit code 2 and a message naming the file. */
+ * (config.json, UNet2DModel or UNet2DConditionModel; then the model is laid out from it), the text
+ * encoder's (text_encoder/config.json; then its tensors are listed) and every scheduler's config reader
+ * (scheduler_config.json; then set_timesteps for a few step counts and every step). Each either
+ * succeeds or fails with exit code 2 and a message naming the file. */
+#include "clip_text_model.h"
 #include "fuzz.h"
 #include "scheduler.h"
 #include "unet.h"
@@ -23,6 +25,21 @@ static void fuzz_unet(const char *text, size_t size)
         FUZZ_ASSERT(status == SOWER_ENOMEM, "unet_init: %s", sower_error_message());
     unet_free(&u);
     sower_error_clear();
+}
+
+static void fuzz_text_encoder(const char *text, size_t size)
+{
+    static const char path[] = "fuzz-model/text_encoder/config.json";
+    ClipTextConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    const int status = clip_text_config_parse(text, size, path, &cfg);
+    if (status != SOWER_OK) {
+        fuzz_expect_input_error(status, path);
+        return;
+    }
+    FUZZ_ASSERT(cfg.num_layers >= 1 && cfg.hidden_size >= 1 && cfg.num_heads >= 1 &&
+                    cfg.hidden_size % cfg.num_heads == 0 && cfg.max_positions >= 1 && cfg.vocab_size >= 1,
+                "an accepted text encoder config that cannot be laid out");
 }
 
 static void fuzz_scheduler(const char *text, size_t size, SchedulerKind kind)
@@ -68,6 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
     fuzz_unet(text, size);
+    fuzz_text_encoder(text, size);
     for (SchedulerKind k = 0; k < scheduler_kind_count(); k++)
         fuzz_scheduler(text, size, k);
     return 0;
