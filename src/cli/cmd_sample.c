@@ -329,6 +329,7 @@ static int prepare_text(const SampleOptions *o, const Model *m, SdText *t, int *
     t->encode_seconds = omp_get_wtime() - t->encode_seconds;
     for (size_t i = 0; i < o->n_seeds; i++)
         t->rows[i] = (RowText){t->cond, t->uncond};
+    prompt_encoder_free(&t->encoder); /* every embedding is made: the encoder's memory goes before the render */
     return SOWER_OK;
 }
 
