@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 failures = []
-ROWS = 48
+ROWS = 144  # enough that a fast idle machine cannot finish a run before a signal lands
 
 JOB = """sower: 1
 name: safety-test
@@ -161,6 +161,7 @@ def main():
         # 2. Two hosts on one shared directory; kill -9; a plain rerun.
         out = os.path.join(tmp, "hosts.h5")
         first = start([sower, "run", job, "-o", out], env=env_host("node-a"))
+        os.kill(first.pid, signal.SIGSTOP)  # mid-run until the kill -9 below, however fast it would finish
         r = run([sower, "run", job, "-o", out], env=env_host("node-b"))
         expect(r, 2, ["host node-a", f"pid {first.pid}", f"delete '{out}.lock'"], "a run on another host")
         kill9(first, out)
