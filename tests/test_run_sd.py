@@ -2,7 +2,8 @@
 """`sower run` of a Stable Diffusion job (prompts x seeds) over MPI: the rows are bit for bit what
 `sower sample` gives for each (prompt, seed), whatever the ranks (1, 2, 3) and batch (1, 2, 3); the file
 names every row's prompt; kill -9 then --resume gives the same file; `sower verify --all` re-renders every
-row identically; bad Stable Diffusion manifests exit 2 naming the line.
+row identically; bad Stable Diffusion manifests exit 2 naming the line; a prompts_file gives the same rows
+as the same prompts listed, its output verifies without the file, and bad files exit 2 naming FILE:LINE:COL.
 
 usage: test_run_sd.py SOWER MPIEXEC TINY_SD_DIR UNET2D_DIR
 """
@@ -165,6 +166,50 @@ def main():
         open(empty, "w", encoding="utf-8").write(text[:text.index("prompts:")] + "prompts: []\n" + text[text.index("seeds:"):])
         bad("an empty prompt list", empty, ["b5.yaml:5:", "prompts", "a list of 1..100000 prompts"])
         print("5 bad Stable Diffusion manifests: exit 2, named, nothing written")
+
+        # 7. prompts_file: the list's prompt, then the file's (byte-order mark, CRLF, blank lines skipped), on
+        # 2 ranks == the same prompts listed in the manifest on 1 rank, bit for bit, with the same job key
+        listed = write_job(os.path.join(tmp, "listed.yaml"), sd, batch=2,
+                           **{'seeds:': '  - "a third prompt"\nseeds:'})
+        filed = os.path.join(tmp, "filed.yaml")
+        text = open(listed, encoding="utf-8").read()
+        open(filed, "w", encoding="utf-8").write(text[:text.index('  - "' + PROMPTS[1][0])] +
+                                                 "prompts_file: {path: prompts.txt}\n" + text[text.index("seeds:"):])
+        prompts_txt = os.path.join(tmp, "prompts.txt")
+        open(prompts_txt, "wb").write(b"\xef\xbb\xbf\r\n" + PROMPTS[1][0].encode() + b"\r\n  \n\na third prompt")
+        a, b = os.path.join(tmp, "listed.h5"), os.path.join(tmp, "filed.h5")
+        ra, rb = run(sower, mpiexec, listed, a, 1), run(sower, mpiexec, filed, b, 2)
+        if check(ra.returncode == 0 and rb.returncode == 0, f"prompts_file runs: {ra.stderr[-400:]} {rb.stderr[-400:]}"):
+            (da, pa, na), (db, pb, nb) = contents(a), contents(b)
+            check(pa == pb and na == nb and len(pb) == 3, f"/prompts {pa} vs {pb}, {na} vs {nb}")
+            for k in da:
+                check(np.array_equal(da[k], db[k]), f"prompts_file: /{k} differs from the listed prompts'")
+            with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+                check(fa.attrs["job_key"] == fb.attrs["job_key"], "prompts_file: another job key")
+            # the output says what its rows are without the file: verify re-renders from /prompts
+            os.unlink(prompts_txt)
+            r = subprocess.run([sower, "verify", b, "--all"], capture_output=True, text=True, timeout=600)
+            check(r.returncode == 0 and "0 differ" in r.stdout, f"verify --all, prompts file gone: {r.stdout} {r.stderr}")
+            # ... and a changed file is another job: not accepted as this output
+            open(prompts_txt, "w", encoding="utf-8").write(PROMPTS[1][0] + "\na 3rd prompt\n")
+            r = run(sower, mpiexec, filed, b, 1, "--resume-auto")
+            check(r.returncode == 2 and "prompts_sha256" in r.stderr, f"--resume-auto, file changed: {r.returncode} {r.stderr[-400:]}")
+        print("prompts_file (BOM, CRLF, blank lines) on 2 ranks == the same prompts listed, on 1 rank; verify without "
+              "the file (deleted); a changed file refused")
+
+        def bad_file(name, content, texts):
+            open(os.path.join(tmp, "bad.txt"), "wb").write(content)
+            path = os.path.join(tmp, "bpf.yaml")
+            open(path, "w", encoding="utf-8").write(open(filed, encoding="utf-8").read().replace("prompts.txt", "bad.txt"))
+            bad(name, path, texts)
+
+        bad_file("invalid UTF-8 in the prompts file", b"fine\nalso fine\nbad \xc3\x28 here\n", ["bad.txt:3:5:", "UTF-8"])
+        bad_file("a NUL byte in the prompts file", b"a\x00b\n", ["bad.txt:1:2:", "NUL"])
+        bad_file("a prompts file without a prompt", b"\n \r\n", ["bad.txt:", "no prompt"])
+        bad_file("a prompt over 8192 bytes", b"ok\n" + b"x" * 9000 + b"\n", ["bad.txt:2:1:", "at most 8192 bytes"])
+        os.unlink(os.path.join(tmp, "bad.txt"))
+        bad("a missing prompts file", os.path.join(tmp, "bpf.yaml"), ["bad.txt", "prompts file (named at", "bpf.yaml:7:"])
+        print("5 bad prompts files: exit 2, FILE:LINE:COLUMN named, nothing written")
 
     if failures:
         print("\n".join("FAIL: " + f for f in failures))

@@ -186,3 +186,36 @@ int h5file_count_not_done(hid_t file, const char *what, uint64_t rows, uint64_t 
     SOWER_TRY(status);
     return SOWER_OK;
 }
+
+int h5file_read_texts(hid_t file, const char *what, const char *name, size_t max_n, char ***texts, size_t *n)
+{
+    *texts = NULL, *n = 0;
+    hid_t ds = H5Lexists(file, name, H5P_DEFAULT) > 0 ? H5Dopen2(file, name, H5P_DEFAULT) : -1;
+    hid_t stored = ds >= 0 ? H5Dget_type(ds) : -1, space = ds >= 0 ? H5Dget_space(ds) : -1;
+    hsize_t count = 0;
+    int ok = stored >= 0 && space >= 0 && H5Tget_class(stored) == H5T_STRING && H5Tis_variable_str(stored) > 0 &&
+             H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, &count, NULL) == 1 &&
+             count <= max_n;
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    char **read = ok ? calloc(count ? count : 1, sizeof *read) : NULL; /* (count,) HDF5's strings */
+    const int got = ok && read && H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, read) >= 0;
+    char **copies = got ? calloc(count ? count : 1, sizeof *copies) : NULL; /* (count,) ours */
+    ok = copies != NULL;
+    for (hsize_t i = 0; ok && i < count; i++) ok = read[i] && (copies[i] = strdup(read[i])) != NULL;
+    if (got) H5Dvlen_reclaim(type, space, H5P_DEFAULT, read);
+    free(read);
+    if (space >= 0) H5Sclose(space);
+    if (stored >= 0) H5Tclose(stored);
+    if (ds >= 0) H5Dclose(ds);
+    H5Tclose(type);
+    if (!ok) {
+        for (hsize_t i = 0; copies && i < count; i++) free(copies[i]);
+        free(copies);
+        return SOWER_FAIL(SOWER_EINPUT, "%s: /%s is not a list of at most %zu UTF-8 strings (not a sower output, or a damaged one)",
+                          what, name, max_n);
+    }
+    *texts = copies, *n = (size_t)count;
+    return SOWER_OK;
+}

@@ -17,6 +17,11 @@ void h5file_quiet(void);
 char *h5file_string_attr(hid_t obj, const char *key);
 /* The same into out (size); -1 when absent, not a string, or too long. */
 int h5file_read_string_attr(hid_t obj, const char *key, char *out, size_t size);
+/* A 1-D dataset of variable-length strings (/prompts), at most max_n, as *n new NUL-terminated
+ * strings (*texts (n,), free each and the array); SOWER_EINPUT naming `what` and the dataset when it
+ * is absent or of another shape or type. */
+int h5file_read_texts(hid_t file, const char *what, const char *name, size_t max_n, char ***texts,
+                      size_t *n) SOWER_MUST_CHECK;
 /* The root attributes format and format_version must name what this sower reads; else SOWER_EINPUT,
  * the message starting with `what` ("not a sower output", or which version it is). */
 int h5file_check_format(hid_t file, const char *what) SOWER_MUST_CHECK;

@@ -12,6 +12,32 @@
 #include "h5file.h"
 #include "unet.h"
 
+static void free_texts(char **texts, size_t n)
+{
+    for (size_t i = 0; texts && i < n; i++) free(texts[i]);
+    free(texts);
+}
+
+/* A manifest with a prompts_file: its prompts are the ones the file recorded (the prompts file itself may
+ * have changed or gone since the run). */
+static int adopt_recorded_prompts(OutputReader *r)
+{
+    char **prompts = NULL, **negatives = NULL; /* (n,), (n_negatives,) */
+    size_t n = 0, n_negatives = 0;
+    hid_t file = (hid_t)r->file;
+    int status = h5file_read_texts(file, r->path, LAYOUT_PROMPTS, JOB_MAX_PROMPTS, &prompts, &n);
+    if (status == SOWER_OK)
+        status = h5file_read_texts(file, r->path, LAYOUT_NEGATIVE_PROMPTS, JOB_MAX_PROMPTS, &negatives, &n_negatives);
+    if (status == SOWER_OK && n_negatives != n)
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: /%s holds %zu texts, /%s %zu (expected one per prompt)", r->path,
+                            LAYOUT_NEGATIVE_PROMPTS, n_negatives, LAYOUT_PROMPTS, n);
+    if (status == SOWER_OK) status = job_adopt_recorded_prompts(&r->job, prompts, negatives, n, r->path);
+    free_texts(prompts, n);
+    free_texts(negatives, n_negatives);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
 static int open_checked(OutputReader *r, const char *path)
 {
     r->path = strdup(path);
@@ -41,6 +67,7 @@ static int open_checked(OutputReader *r, const char *path)
     int status = manifest_load_text(&r->job, path, manifest, strlen(manifest));
     free(manifest);
     SOWER_TRY(status);
+    if (r->job.prompts_file_pending) SOWER_TRY(adopt_recorded_prompts(r));
     /* A slice file (sower run --slice K/N) holds job rows [lo, hi); a job's file all of them. */
     r->lo = 0, r->hi = r->job.n_rows;
     r->slice = h5file_string_attr(file, LAYOUT_ATTR_SLICE);

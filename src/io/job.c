@@ -24,6 +24,8 @@ void job_free(Job *job)
     free(job->prompts);
     free(job->negative_prompts);
     free(job->prompt_marks);
+    free(job->prompts_file);
+    free(job->prompts_file_negative);
     memset(job, 0, sizeof *job);
 }
 
@@ -150,15 +152,23 @@ void job_print(const Job *job, FILE *s)
     else
         fprintf(s, "  # threads: every CPU the rank may use\n");
     fprintf(s, "generator: %s\n", generator_names[job->generator]);
-    if (job->n_prompts) {
-        fprintf(s, "prompts:  # %zu; rows are every (prompt, seed) pair, prompt-major\n", job->n_prompts);
-        for (size_t i = 0; i < job->n_prompts; i++) {
+    if (job->n_listed_prompts) {
+        fprintf(s, "prompts:  # %zu in all; rows are every (prompt, seed) pair, prompt-major\n", job->n_prompts);
+        for (size_t i = 0; i < job->n_listed_prompts; i++) {
             fprintf(s, "  - prompt: \"");
             write_escaped(s, job->prompts[i]);
             fprintf(s, "\"\n    negative_prompt: \"");
             write_escaped(s, job->negative_prompts[i]);
             fprintf(s, "\"\n");
         }
+    }
+    if (job->prompts_file) {
+        fprintf(s, "prompts_file:  # %zu prompts after the list's %zu, one per line\n  path: \"",
+                job->n_prompts - job->n_listed_prompts, job->n_listed_prompts);
+        write_escaped(s, job->prompts_file);
+        fprintf(s, "\"\n  negative_prompt: \"");
+        write_escaped(s, job->prompts_file_negative);
+        fprintf(s, "\"\n");
     }
     fprintf(s, "seeds:\n  # %llu seeds, %llu rows: ranges in order, then the list\n",
             (unsigned long long)job->n_seeds, (unsigned long long)job->n_rows);
@@ -212,7 +222,7 @@ int job_check_model_kind(const Job *job, const Model *m)
     if (!job->n_prompts)
         return SOWER_FAIL(SOWER_EMANIFEST,
                           "%s: '%s' is a StableDiffusionPipeline: the job needs prompts: (a list of {prompt, "
-                          "negative_prompt})",
+                          "negative_prompt}) or a prompts_file (one prompt per line)",
                           where, job->model_path);
     const int f = m->vae_scale_factor;
     if (job->height && (job->height % f || job->width % f)) {

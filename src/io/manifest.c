@@ -18,8 +18,6 @@ enum {
     MANIFEST_MAX_BYTES = 64 << 20,
     MAX_RANGES = 4096,
     MAX_LIST = 1000000,
-    MAX_PROMPTS = 100000,
-    MAX_PROMPT_BYTES = 8192,
     MAX_PATH_CHARS = 4096,
 };
 
@@ -412,7 +410,7 @@ static int parse_seeds(const Ctx *c, Job *job, const yaml_node_t *n)
 static int parse_prompts(const Ctx *c, Job *job, const yaml_node_t *n)
 {
     if (n->type != YAML_SEQUENCE_NODE || n->data.sequence.items.top == n->data.sequence.items.start ||
-        n->data.sequence.items.top - n->data.sequence.items.start > MAX_PROMPTS)
+        n->data.sequence.items.top - n->data.sequence.items.start > JOB_MAX_PROMPTS)
         return fail_at(c, n, "prompts", "a list of 1..100000 prompts ({prompt: ..., negative_prompt: ...})");
     const size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     job->prompts = calloc(count, sizeof *job->prompts);
@@ -426,13 +424,13 @@ static int parse_prompts(const Ctx *c, Job *job, const yaml_node_t *n)
         const yaml_node_t *item = yaml_document_get_node(c->doc, *it);
         const char *prompt = NULL, *negative = "";
         if (item->type == YAML_SCALAR_NODE) {
-            SOWER_TRY(get_string(c, item, "prompts[]", MAX_PROMPT_BYTES, &prompt));
+            SOWER_TRY(get_string(c, item, "prompts[]", JOB_MAX_PROMPT_BYTES, &prompt));
         } else {
             Field g[] = {{"prompt", 1, NULL}, {"negative_prompt", 0, NULL}};
             SOWER_TRY(get_mapping(c, item, "prompts[]", g, 2));
-            SOWER_TRY(get_string(c, g[0].value, "prompts[].prompt", MAX_PROMPT_BYTES, &prompt));
+            SOWER_TRY(get_string(c, g[0].value, "prompts[].prompt", JOB_MAX_PROMPT_BYTES, &prompt));
             if (g[1].value && !(g[1].value->type == YAML_SCALAR_NODE && g[1].value->data.scalar.length == 0))
-                SOWER_TRY(get_string(c, g[1].value, "prompts[].negative_prompt", MAX_PROMPT_BYTES, &negative));
+                SOWER_TRY(get_string(c, g[1].value, "prompts[].negative_prompt", JOB_MAX_PROMPT_BYTES, &negative));
         }
         const size_t k = job->n_prompts;
         job->prompt_marks[k] = mark_of(item);
@@ -442,6 +440,33 @@ static int parse_prompts(const Ctx *c, Job *job, const yaml_node_t *n)
         if (!job->prompts[k] || !job->negative_prompts[k])
             return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     }
+    job->n_listed_prompts = job->n_prompts;
+    return SOWER_OK;
+}
+
+/* prompts_file: a path (one prompt per line, read later: see job_read_prompts_text), or {path,
+ * negative_prompt} to give the file's prompts one negative prompt. */
+static int parse_prompts_file(const Ctx *c, Job *job, const yaml_node_t *n)
+{
+    const char *path = NULL, *negative = "";
+    job->prompts_file_mark = mark_of(n);
+    if (n->type == YAML_MAPPING_NODE) {
+        Field f[] = {{"path", 1, NULL}, {"negative_prompt", 0, NULL}};
+        SOWER_TRY(get_mapping(c, n, "prompts_file", f, 2));
+        SOWER_TRY(get_string(c, f[0].value, "prompts_file.path", MAX_PATH_CHARS, &path));
+        if (f[1].value && !(f[1].value->type == YAML_SCALAR_NODE && f[1].value->data.scalar.length == 0))
+            SOWER_TRY(get_string(c, f[1].value, "prompts_file.negative_prompt", JOB_MAX_PROMPT_BYTES, &negative));
+    } else if (n->type == YAML_SCALAR_NODE) {
+        SOWER_TRY(get_string(c, n, "prompts_file", MAX_PATH_CHARS, &path));
+    } else {
+        return fail_at(c, n, "prompts_file", "a path (UTF-8, one prompt per line) or {path: ..., negative_prompt: ...}");
+    }
+    SOWER_TRY(resolve_path(job, path, &job->prompts_file));
+    if (!(job->prompts_file_negative = strdup(negative)))
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (!job->text_mark.line || job->text_mark.line > job->prompts_file_mark.line)
+        job->text_mark = job->prompts_file_mark;
+    job->prompts_file_pending = 1;
     return SOWER_OK;
 }
 
@@ -606,11 +631,11 @@ static int parse_document(Job *job, yaml_document_t *doc)
     yaml_node_t *root = yaml_document_get_root_node(doc);
     Field f[] = {{"sower", 1, NULL},  {"name", 1, NULL},      {"model", 1, NULL},  {"pipeline", 1, NULL},
                  {"generator", 0, NULL}, {"seeds", 1, NULL}, {"output", 1, NULL}, {"verify", 0, NULL},
-                 {"slurm", 0, NULL},  {"prompts", 0, NULL}};
+                 {"slurm", 0, NULL},  {"prompts", 0, NULL},   {"prompts_file", 0, NULL}};
     if (!root)
         return SOWER_FAIL(SOWER_EMANIFEST, "%s:1:1: expected a job manifest (a YAML mapping), found an empty document",
                           job->manifest_path);
-    SOWER_TRY(get_mapping(&c, root, NULL, f, 10));
+    SOWER_TRY(get_mapping(&c, root, NULL, f, 11));
     uint64_t version;
     SOWER_TRY(get_u64(&c, f[0].value, "sower", 1, 1, &version));
     const char *name = NULL;
@@ -637,6 +662,10 @@ static int parse_document(Job *job, yaml_document_t *doc)
             return fail_at(&c, f[9].value, "prompts", "at most 2^40 rows (prompts x seeds)");
         job->n_rows = job->n_seeds * job->n_prompts;
     }
+    if (f[10].value) { /* the rows are counted once the file's prompts are in */
+        SOWER_TRY(parse_prompts_file(&c, job, f[10].value));
+        job->n_rows = 0;
+    }
     SOWER_TRY(parse_output(&c, job, f[6].value));
     if (f[7].value)
         SOWER_TRY(parse_verify(&c, job, f[7].value));
@@ -655,6 +684,7 @@ int manifest_load(Job *job, const char *path)
     int status = manifest_load_text(job, path, bytes, n);
     free(bytes);
     SOWER_TRY(status);
+    if (job->prompts_file_pending) SOWER_TRY(job_load_prompts_file(job));
     return SOWER_OK;
 }
 

@@ -15,6 +15,9 @@
 #include "scheduler.h"
 
 #define JOB_MAX_ROWS (UINT64_C(1) << 40)
+#define JOB_MAX_PROMPTS 100000      /* prompts: and prompts_file together */
+#define JOB_MAX_PROMPT_BYTES 8192   /* one prompt (or negative prompt), UTF-8 bytes */
+#define JOB_MAX_PROMPTS_FILE_BYTES (256u << 20)
 
 typedef struct {
     uint64_t start, count; /* seeds start .. start + count - 1 */
@@ -69,8 +72,13 @@ typedef struct {
     /* Stable Diffusion (a StableDiffusionPipeline folder): rows are every (prompt, seed) pair,
      * prompt-major: row = p * n_seeds + s. None for an unconditional model. */
     char **prompts, **negative_prompts; /* (n_prompts,) UTF-8; a negative prompt "" when absent */
-    Mark *prompt_marks;               /* (n_prompts,) */
+    Mark *prompt_marks;               /* (n_prompts,) the manifest's line, or the prompts file's */
     size_t n_prompts;
+    size_t n_listed_prompts;          /* the first n_listed_prompts are prompts:'s, the rest the file's */
+    char *prompts_file;               /* prompts_file resolved against the manifest's directory; NULL: none */
+    char *prompts_file_negative;      /* the negative prompt of the file's prompts ("" when none given) */
+    Mark prompts_file_mark;
+    int prompts_file_pending;         /* named but not read yet: the prompts and n_rows are not final */
     double guidance;                  /* pipeline.guidance: diffusers' guidance_scale (7.5) */
     int height, width;                /* pipeline.height/width in pixels; 0: the model's default */
     int clip_skip;                    /* pipeline.clip_skip */
@@ -87,9 +95,26 @@ typedef struct {
     SlurmSettings slurm;
 } Job;
 
+/* Reads the manifest and, when it names one, its prompts_file: a complete job. */
 int manifest_load(Job *job, const char *path) SOWER_MUST_CHECK;
-/* The same from the manifest's bytes (read elsewhere, e.g. by rank 0 and broadcast); path names it. */
+/* The same from the manifest's bytes (read elsewhere, e.g. by rank 0 and broadcast); path names it.
+ * A manifest that names a prompts_file leaves the job incomplete (prompts_file_pending) until one of
+ * the two below gives it the file's prompts. */
 int manifest_load_text(Job *job, const char *path, const char *text, size_t bytes) SOWER_MUST_CHECK;
+/* The prompts file's bytes (read elsewhere, e.g. by rank 0 and broadcast): one UTF-8 prompt per line
+ * (\n or \r\n; a leading byte-order mark and blank lines skipped), appended after prompts:'s, each
+ * with prompts_file's negative prompt. SOWER_EMANIFEST naming FILE:LINE:COLUMN for invalid UTF-8, a NUL
+ * byte, a prompt over JOB_MAX_PROMPT_BYTES, too many prompts or rows, or a file with no prompt. */
+int job_read_prompts_text(Job *job, const char *text, size_t bytes) SOWER_MUST_CHECK;
+/* "prompts file (named at MANIFEST:LINE:COL)": its role in messages about reading it. */
+void job_prompts_file_role(const Job *job, char *out, size_t size);
+/* Reads job->prompts_file from disk and gives it to job_read_prompts_text. */
+int job_load_prompts_file(Job *job) SOWER_MUST_CHECK;
+/* The prompts an output recorded (its /prompts and /negative_prompts, n of each), for readers of a file
+ * whose stored manifest names a prompts_file: the first n_listed_prompts must be the manifest's own, the
+ * rest become the file's. where names the output in messages (SOWER_EINPUT). */
+int job_adopt_recorded_prompts(Job *job, char *const *prompts, char *const *negatives, size_t n,
+                               const char *where) SOWER_MUST_CHECK;
 void job_free(Job *job); /* safe on a zeroed Job */
 
 /* The seed of row `row` (0 <= row < n_rows): ranges in order, then the list (prompt-major rows:

@@ -90,32 +90,51 @@ static int claim_output(Run *r, const RunOptions *o)
                       partial, (unsigned long long)done, (unsigned long long)rows);
 }
 
-/* Step: rank 0 reads the manifest and broadcasts its bytes; every rank parses the same bytes. */
+/* Rank 0 reads a file (the manifest, the prompts file) and broadcasts its bytes, so that every rank
+ * parses the same bytes even if the file changes meanwhile. *text (*len + 1,) new on every rank. */
+static int bcast_file(Run *r, const char *path, const char *what, size_t max_bytes, char **text, size_t *len)
+{
+    long long n = -1;
+    *text = NULL;
+    if (r->team.rank == 0) {
+        size_t bytes = 0;
+        n = config_file_read(path, what, max_bytes, SOWER_EMANIFEST, text, &bytes) == SOWER_OK ? (long long)bytes : -1;
+    }
+    SOWER_MPI(MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD));
+    if (n < 0)
+        return r->team.rank == 0 ? SOWER_FAIL(SOWER_EMANIFEST, "%s", sower_error_message())
+                                 : SOWER_FAIL(SOWER_EMANIFEST, "(rank 0 could not read the %s)", what);
+    if (r->team.rank != 0 && !(*text = malloc((size_t)n + 1))) {
+        /* the others wait in the broadcast below: end the job rather than leave them there */
+        collective_abort(&r->team, SOWER_FAIL(SOWER_ENOMEM, "out of memory for a %lld-byte %s", n, what));
+    }
+    int status = collective_bcast_bytes(*text, (uint64_t)n, 0);
+    if (status != SOWER_OK) {
+        free(*text), *text = NULL;
+        return status;
+    }
+    (*text)[n] = '\0';
+    *len = (size_t)n;
+    return SOWER_OK;
+}
+
+/* Step: the job from rank 0's manifest (and prompts file), parsed alike on every rank. */
 static int load_job(Run *r, const RunOptions *o)
 {
-    char *text = NULL; /* (len + 1,) the manifest's bytes */
-    size_t bytes = 0;
-    long long len = -1;
-    int status = SOWER_OK;
-    if (r->team.rank == 0) {
-        status = config_file_read(o->manifest, "job manifest", MANIFEST_MAX, SOWER_EMANIFEST, &text, &bytes);
-        len = status == SOWER_OK ? (long long)bytes : -1;
-    }
-    SOWER_MPI_GOTO(MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD), status, fail);
-    if (len < 0) {
-        status = r->team.rank == 0 ? SOWER_FAIL(SOWER_EMANIFEST, "%s", sower_error_message())
-                                   : SOWER_FAIL(SOWER_EMANIFEST, "(rank 0 could not read the manifest)");
-        goto fail;
-    }
-    if (r->team.rank != 0 && !(text = malloc((size_t)len + 1))) {
-        /* the others wait in the broadcast below: end the job rather than leave them there */
-        collective_abort(&r->team, SOWER_FAIL(SOWER_ENOMEM, "out of memory for a %lld-byte manifest", len));
-    }
-    SOWER_TRY_GOTO(collective_bcast_bytes(text, (uint64_t)len, 0), status, fail);
-    status = manifest_load_text(&r->job, o->manifest, text, (size_t)len);
-fail:
+    char *text = NULL; /* (len + 1,) the manifest's bytes, then the prompts file's */
+    size_t len = 0;
+    SOWER_TRY(bcast_file(r, o->manifest, "job manifest", MANIFEST_MAX, &text, &len));
+    int status = manifest_load_text(&r->job, o->manifest, text, len);
     free(text);
     SOWER_TRY(status);
+    if (r->job.prompts_file_pending) {
+        char what[4200];
+        job_prompts_file_role(&r->job, what, sizeof what);
+        SOWER_TRY(bcast_file(r, r->job.prompts_file, what, JOB_MAX_PROMPTS_FILE_BYTES, &text, &len));
+        status = job_read_prompts_text(&r->job, text, len);
+        free(text);
+        SOWER_TRY(status);
+    }
     if (o->output) {
         free(r->job.output_path);
         if (!(r->job.output_path = strdup(o->output))) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");

@@ -23,21 +23,6 @@ static int push(Codepoints *c, int32_t cp)
     return SOWER_OK;
 }
 
-int clip_utf8_valid(const char *text, size_t len, size_t *bad_offset)
-{
-    size_t i = 0;
-    while (i < len) {
-        int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &cp);
-        if (k <= 0) {
-            *bad_offset = i;
-            return 0;
-        }
-        i += (size_t)k;
-    }
-    return 1;
-}
-
 static int decode(const char *text, size_t len, const char *what, Codepoints *out)
 {
     size_t i = 0;

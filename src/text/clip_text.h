@@ -27,8 +27,6 @@ typedef int (*ClipWordFn)(void *ctx, const char *word, size_t len);
  * not valid UTF-8; `what` names the text in messages ("prompt"). */
 int clip_pretokenize(const char *text, size_t len, const char *what, ClipWordFn emit, void *ctx) SOWER_MUST_CHECK;
 
-/* 1 when text[0..len) is valid UTF-8, else 0 and *bad_offset the first bad byte. */
-int clip_utf8_valid(const char *text, size_t len, size_t *bad_offset);
 
 /* Python's str.isspace() for one code point (Python 3.11). */
 int clip_py_isspace(int32_t cp);

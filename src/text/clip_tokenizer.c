@@ -12,6 +12,7 @@
 #include "clip_text.h"
 #include "config_file.h"
 #include "strmap.h"
+#include "utf8.h"
 
 enum {
     CLIP_MAX_MERGES = 49152 - 256 - 2, /* transformers reads merges.txt lines 1..48894 only */
@@ -189,7 +190,7 @@ static size_t trailing_space(const char *s, size_t len)
 static int encode(const ClipTokenizer *t, const char *prompt, size_t len, IdList *out)
 {
     size_t bad;
-    if (!clip_utf8_valid(prompt, len, &bad))
+    if (!utf8_valid(prompt, len, &bad))
         return SOWER_FAIL(SOWER_EINPUT, "prompt: invalid UTF-8 at byte %zu", bad);
     size_t piece = 0, i = 0;
     const AddedToken *prev = NULL; /* the added token before the current piece */
