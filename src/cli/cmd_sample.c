@@ -16,6 +16,7 @@
 #include "npy.h"
 #include "pipeline.h"
 #include "prompt_encoder.h"
+#include "vae.h"
 
 enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS = 1024 };
 
@@ -24,7 +25,7 @@ static const char sample_usage[] =
     "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
     "                    [--backend cpu|cuda] [--precision fp32|tf32] -o OUT.npy\n"
     "       sower sample SD_DIR --prompt P [--negative-prompt N] [--guidance G] [--height H --width W]\n"
-    "                    [--clip-skip K] --seeds SEEDS [options above] -o OUT.npy\n"
+    "                    [--clip-skip K] [--decode] --seeds SEEDS [options above] -o OUT.npy\n"
     "\n"
     "Renders each seed as diffusers' DDIMPipeline/DDPMPipeline does with one CPU generator per seed\n"
     "(torch.Generator('cpu').manual_seed(seed)) and writes the raw final samples (the scheduler's last\n"
@@ -64,12 +65,16 @@ static const char sample_usage[] =
     "  --guidance G          guidance_scale (default 7.5); <= 1: no unconditional pass\n"
     "  --height H --width W  image size in pixels, multiples of 8 (default: the UNet's sample_size times\n"
     "                        the VAE's scale factor)\n"
-    "  --clip-skip K         diffusers' clip_skip (default 0: the text encoder's last layer)\n";
+    "  --clip-skip K         diffusers' clip_skip (default 0: the text encoder's last layer)\n"
+    "  --decode              write images instead: vae.decode(latents / scaling_factor).sample, float32\n"
+    "                        (N, 3, H, W) in about [-1, 1], unclamped (what output_type=\"pt\" gives before\n"
+    "                        its (x / 2 + 0.5).clamp(0, 1)); the VAE decodes on the CPU, one image at a time\n";
 
 typedef struct {
     const char *prompt, *negative_prompt; /* Stable Diffusion */
     double guidance;
     long height, width, clip_skip;
+    int decode;       /* --decode: images from the VAE, not latents */
     int text_options; /* some option above was given */
     const char *model_dir, *output, *trace_dir;
     uint64_t *seeds;
@@ -102,6 +107,7 @@ enum {
     OPT_HEIGHT,
     OPT_WIDTH,
     OPT_CLIP_SKIP,
+    OPT_DECODE,
     N_SAMPLE_OPTS
 };
 static const CliOption sample_options[N_SAMPLE_OPTS] = {
@@ -123,6 +129,7 @@ static const CliOption sample_options[N_SAMPLE_OPTS] = {
     [OPT_HEIGHT] = {"--height", NULL, 1},
     [OPT_WIDTH] = {"--width", NULL, 1},
     [OPT_CLIP_SKIP] = {"--clip-skip", NULL, 1},
+    [OPT_DECODE] = {"--decode", NULL, 0},
 };
 
 typedef struct {
@@ -200,6 +207,9 @@ static int on_sample_option(void *ctx, int which, const char *v)
     case OPT_CLIP_SKIP:
         SOWER_TRY(cli_parse_int("--clip-skip", v, 0, CLIP_MAX_LAYERS, &o->clip_skip));
         break;
+    case OPT_DECODE:
+        o->decode = 1;
+        break;
     }
     if (which >= OPT_PROMPT) o->text_options = 1;
     return SOWER_OK;
@@ -248,6 +258,8 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
         return SOWER_FAIL(SOWER_EUSAGE,
                           "--precision tf32 needs --backend cuda (the CPU backend computes in fp32)");
     if (o->scheduler_given) SOWER_TRY(check_scheduler_options(o));
+    if (o->decode && o->backend == BACKEND_CUDA)
+        return SOWER_FAIL(SOWER_EUSAGE, "--decode runs the VAE on the cpu backend only so far: use --backend cpu");
     if (o->trace_dir) {
         struct stat st;
         if (stat(o->trace_dir, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -333,6 +345,26 @@ static int prepare_text(const SampleOptions *o, const Model *m, SdText *t, int *
     return SOWER_OK;
 }
 
+/* latents *out (shape) -> images (shape becomes (N, out_channels, H, W)); *out is replaced. */
+static int decode_latents(const ComputeBackend *be, const Vae *vae, size_t n, int64_t *shape, float **out)
+{
+    const int f = vae->cfg.scale_factor, h = (int)shape[2], w = (int)shape[3];
+    if ((int)shape[1] != vae->cfg.latent_channels)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: latent_channels %d, but the UNet gives %d channels", vae->config_path,
+                          vae->cfg.latent_channels, (int)shape[1]);
+    float *images = malloc(sizeof(float) * n * vae->cfg.out_channels * h * f * w * f); /* (n, 3, H, W) */
+    if (!images) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for %zu decoded images", n);
+    int status = vae_decode(be, vae, *out, (int)n, h, w, images);
+    if (status != SOWER_OK) {
+        free(images);
+        return status;
+    }
+    free(*out);
+    *out = images;
+    shape[1] = vae->cfg.out_channels, shape[2] = (int64_t)h * f, shape[3] = (int64_t)w * f;
+    return SOWER_OK;
+}
+
 int cmd_sample(int argc, char **argv)
 {
     SampleOptions o;
@@ -352,8 +384,16 @@ int cmd_sample(int argc, char **argv)
     Scheduler sched = {0};
     ComputeBackend backend = {0};
     SdText text = {0};
+    Vae vae = {0};
     float *out = NULL;
     SOWER_TRY_GOTO(model_load(&model, o.model_dir), status, done);
+    if (o.decode && !model.stable_diffusion) {
+        status = SOWER_FAIL(SOWER_EUSAGE, "--decode needs a StableDiffusionPipeline folder (its vae/); '%s' is a %s",
+                            o.model_dir, model.pipeline_class[0] ? model.pipeline_class : "UNet2DModel folder");
+        goto done;
+    }
+    if (o.decode) /* before the render: a broken vae/ fails in a second, not after it */
+        SOWER_TRY_GOTO(vae_load(&vae, o.model_dir), status, done);
     const UNetConfig *ucfg = &model.unet.cfg;
     int height = ucfg->sample_height, width = ucfg->sample_width; /* the samples' (latents') size */
     if (model.stable_diffusion)
@@ -417,17 +457,26 @@ int cmd_sample(int argc, char **argv)
     SOWER_TRY_GOTO(render_seeds_text(&rs, o.seeds, text.rows, (int)o.n_seeds, out), status, done);
     render_seconds = omp_get_wtime() - render_seconds;
     int64_t shape[4] = {(int64_t)o.n_seeds, ucfg->in_channels, height, width};
+    double decode_seconds = 0;
+    if (o.decode) {
+        decode_seconds = omp_get_wtime();
+        SOWER_TRY_GOTO(decode_latents(&backend, &vae, o.n_seeds, shape, &out), status, done);
+        decode_seconds = omp_get_wtime() - decode_seconds;
+    }
     SOWER_TRY_GOTO(npy_write_f32(o.output, out, shape, 4), status, done);
     fprintf(stderr,
             "sower sample: %zu seeds, %s %ld steps, eta %g, batch %ld, %ld threads -> %s\n  backend: %s\n",
             o.n_seeds, scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch, o.threads, o.output,
             backend.identity);
-    fprintf(stderr, "  timings: text encoder %.3f s, render %.3f s (%.3f s per step)\n", text.encode_seconds,
+    fprintf(stderr, "  timings: text encoder %.3f s, render %.3f s (%.3f s per step)", text.encode_seconds,
             render_seconds, render_seconds / (double)o.steps);
+    if (o.decode) fprintf(stderr, ", VAE decode %.3f s", decode_seconds);
+    fputc('\n', stderr);
 done:
     free(out);
     free(o.seeds);
     sd_text_free(&text);
+    vae_free(&vae);
     scheduler_free(&sched);
     compute_backend_close(&backend);
     model_free(&model);

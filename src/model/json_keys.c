@@ -95,3 +95,41 @@ int json_key_int_is(const cJSON *obj, const char *path, const char *key, int onl
     snprintf(supported, sizeof supported, "%d", only);
     return unsupported(v, path, key, supported, what_else);
 }
+
+int json_key_int_list(const cJSON *obj, const char *path, const char *key, int lo, int hi, int max_n, int *out, int *n)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return SOWER_OK;
+    int ok = cJSON_IsArray(v) && cJSON_GetArraySize(v) >= 1 && cJSON_GetArraySize(v) <= max_n, i = 0;
+    const cJSON *e;
+    if (ok)
+        cJSON_ArrayForEach(e, v)
+        {
+            ok &= cJSON_IsNumber(e) && e->valuedouble == floor(e->valuedouble) && e->valuedouble >= lo &&
+                  e->valuedouble <= hi;
+            if (ok) out[i++] = (int)e->valuedouble;
+        }
+    if (!ok)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected a list of 1..%d integers in %d..%d", path, key, max_n,
+                          lo, hi);
+    *n = i;
+    return SOWER_OK;
+}
+
+int json_key_string_list_is(const cJSON *obj, const char *path, const char *key, const char *only, int max_n, int *n)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return SOWER_OK;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) < 1 || cJSON_GetArraySize(v) > max_n)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected a list of 1..%d block types", path, key, max_n);
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v)
+    {
+        if (!cJSON_IsString(e) || strcmp(e->valuestring, only) != 0)
+            return unsupported(e, path, key, only, "another architecture");
+        i++;
+    }
+    *n = i;
+    return SOWER_OK;
+}

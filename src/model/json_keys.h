@@ -20,6 +20,13 @@ int json_key_bool(const cJSON *obj, const char *path, const char *key, int *out)
 int json_key_one_of(const cJSON *obj, const char *path, const char *key, const char *const *supported,
                     int allow_null) SOWER_MUST_CHECK;
 
+/* A list of 1..max_n integers, each in lo..hi, into out (*n of them); absent leaves out and *n. */
+int json_key_int_list(const cJSON *obj, const char *path, const char *key, int lo, int hi, int max_n, int *out,
+                      int *n) SOWER_MUST_CHECK;
+/* A list of 1..max_n strings, each `only` (the one block type sower builds); *n of them; absent leaves *n. */
+int json_key_string_list_is(const cJSON *obj, const char *path, const char *key, const char *only, int max_n,
+                            int *n) SOWER_MUST_CHECK;
+
 /* A key sower supports only at its "off" value: absent or null; what_else says what that value would
  * turn on, for the message ("SDXL's added time ids"). */
 int json_key_null(const cJSON *obj, const char *path, const char *key, const char *what_else) SOWER_MUST_CHECK;

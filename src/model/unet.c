@@ -3,6 +3,7 @@
 #include "unet.h"
 
 #include "backend.h"
+#include "blocks.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,11 +13,7 @@
 
 static int add_conv(UNet *u, ConvParams *c, int cout, int cin, int k, const char *prefix)
 {
-    c->cout = cout, c->cin = cin, c->k = k;
-    int64_t w[4] = {cout, cin, k, k}, b[1] = {cout};
-    SOWER_TRY(weight_list_add(&u->weights, &c->weight, 4, w, "%s.weight", prefix));
-    SOWER_TRY(weight_list_add(&u->weights, &c->bias, 1, b, "%s.bias", prefix));
-    return SOWER_OK;
+    return blocks_add_conv(&u->weights, c, cout, cin, k, prefix);
 }
 
 static int add_linear(UNet *u, LinearParams *l, int out, int in, const char *prefix)
@@ -26,50 +23,21 @@ static int add_linear(UNet *u, LinearParams *l, int out, int in, const char *pre
 
 static int add_norm(UNet *u, GroupNormParams *n, int channels, int groups, float eps, const char *prefix)
 {
-    n->channels = channels, n->groups = groups, n->eps = eps;
-    return weight_list_add_norm(&u->weights, &n->gamma, &n->beta, channels, prefix);
+    return blocks_add_group_norm(&u->weights, n, channels, groups, eps, prefix);
 }
 
 static int add_resnet(UNet *u, ResnetParams *r, int cin, int cout, float output_scale, const char *prefix)
 {
     const UNetConfig *cfg = &u->cfg;
-    char name[96];
-    int temb = cfg->block_out_channels[0] * 4;
-    r->output_scale = output_scale;
-    snprintf(name, sizeof name, "%s.norm1", prefix);
-    SOWER_TRY(add_norm(u, &r->norm1, cin, cfg->norm_num_groups, cfg->norm_eps, name));
-    snprintf(name, sizeof name, "%s.conv1", prefix);
-    SOWER_TRY(add_conv(u, &r->conv1, cout, cin, 3, name));
-    snprintf(name, sizeof name, "%s.time_emb_proj", prefix);
-    SOWER_TRY(add_linear(u, &r->time_proj, cout, temb, name));
-    snprintf(name, sizeof name, "%s.norm2", prefix);
-    SOWER_TRY(add_norm(u, &r->norm2, cout, cfg->norm_num_groups, cfg->norm_eps, name));
-    snprintf(name, sizeof name, "%s.conv2", prefix);
-    SOWER_TRY(add_conv(u, &r->conv2, cout, cout, 3, name));
-    if (cin != cout) {
-        snprintf(name, sizeof name, "%s.conv_shortcut", prefix);
-        SOWER_TRY(add_conv(u, &r->shortcut, cout, cin, 1, name));
-    }
-    return SOWER_OK;
+    return blocks_add_resnet(&u->weights, r, cin, cout, cfg->block_out_channels[0] * 4, cfg->norm_num_groups,
+                             cfg->norm_eps, output_scale, prefix);
 }
 
 static int add_attention(UNet *u, AttentionParams *a, int channels, int groups, float rescale, const char *prefix)
 {
     const UNetConfig *cfg = &u->cfg;
-    char name[96];
-    a->channels = channels;
-    a->dim_head = cfg->attention_head_dim ? cfg->attention_head_dim : channels;
-    a->heads = channels / a->dim_head;
-    a->rescale_output = rescale;
-    snprintf(name, sizeof name, "%s.group_norm", prefix);
-    SOWER_TRY(add_norm(u, &a->norm, channels, groups, cfg->norm_eps, name));
-    static const char *const proj[4] = {"to_q", "to_k", "to_v", "to_out.0"};
-    LinearParams *dst[4] = {&a->q, &a->k, &a->v, &a->out};
-    for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof name, "%s.%s", prefix, proj[i]);
-        SOWER_TRY(add_linear(u, dst[i], channels, channels, name));
-    }
-    return SOWER_OK;
+    return blocks_add_attention(&u->weights, a, channels, cfg->attention_head_dim ? cfg->attention_head_dim : channels,
+                                groups, cfg->norm_eps, rescale, prefix);
 }
 
 /* ---- UNet2DConditionModel's Transformer2DModel ---- */
@@ -222,74 +190,14 @@ void unet_free(UNet *u)
 
 /* ---- binding weights by name ---- */
 
-/* The pre-0.17 name of an attention tensor (diffusers renames these on load), or "" if none. */
-static void legacy_name(const char *name, char *legacy, size_t size)
-{
-    static const char *const from[] = {".to_q.", ".to_k.", ".to_v.", ".to_out.0."};
-    static const char *const to[] = {".query.", ".key.", ".value.", ".proj_attn."};
-    legacy[0] = '\0';
-    for (int i = 0; i < 4; i++) {
-        const char *hit = strstr(name, from[i]);
-        if (hit && strstr(name, ".attentions.")) {
-            snprintf(legacy, size, "%.*s%s%s", (int)(hit - name), name, to[i], hit + strlen(from[i]));
-            return;
-        }
-    }
-}
-
 int unet_bind(UNet *u, const StFile *weights)
 {
     const WeightBindRules rules = {.model = u->cfg.conditional ? "UNet2DConditionModel" : "UNet2DModel",
-                                   .legacy_name = u->cfg.conditional ? NULL : legacy_name};
+                                   .legacy_name = u->cfg.conditional ? NULL : blocks_legacy_attention_name};
     return weight_list_bind(&u->weights, weights, &rules);
 }
 
 /* ---- forward: one walk of the architecture, every operation through the backend's table ---- */
-
-typedef struct {
-    const UNetOps *ops;
-    void *be;              /* the backend's context */
-    const float *emb_silu; /* (B, temb): SiLU of the time embedding, shared by every resnet */
-    float *time_proj;      /* (B, max cout) scratch for a resnet's time projection */
-    const Act *context;    /* (cross_attention_dim, B, 1, tokens): the text embeddings; NULL if unconditional */
-} ForwardCtx;
-
-static int resnet_forward(const ResnetParams *r, const Act *x, Act *out, ForwardCtx *ctx)
-{
-    const UNetOps *ops = ctx->ops;
-    Act a = {0}, b = {0}, s = {0};
-    int status = SOWER_OK;
-    const ConvGeometry same = {1, 1, 1, 1, 1};
-    SOWER_TRY_GOTO(ops->act_alloc(ctx->be, &a, x->c, x->b, x->h, x->w), status, done);
-    SOWER_TRY_GOTO(ops->group_norm(ctx->be, &r->norm1, x, &a, 1), status, done);
-    SOWER_TRY_GOTO(ops->conv2d(ctx->be, &r->conv1, same, &a, &b), status, done);
-    ops->act_free(ctx->be, &a);
-    SOWER_TRY_GOTO(ops->linear(ctx->be, &r->time_proj, ctx->emb_silu, x->b, ctx->time_proj), status, done);
-    SOWER_TRY_GOTO(ops->add_channel_bias(ctx->be, &b, ctx->time_proj), status, done);
-    SOWER_TRY_GOTO(ops->group_norm(ctx->be, &r->norm2, &b, &b, 1), status, done);
-    SOWER_TRY_GOTO(ops->conv2d(ctx->be, &r->conv2, same, &b, out), status, done);
-    const Act *shortcut = x;
-    if (r->shortcut.weight) {
-        const ConvGeometry pointwise = {1, 0, 0, 0, 0};
-        SOWER_TRY_GOTO(ops->conv2d(ctx->be, &r->shortcut, pointwise, x, &s), status, done);
-        shortcut = &s;
-    }
-    SOWER_TRY_GOTO(ops->residual(ctx->be, shortcut, out, r->output_scale), status, done);
-done:
-    if (status != SOWER_OK)
-        ops->act_free(ctx->be, out);
-    ops->act_free(ctx->be, &a);
-    ops->act_free(ctx->be, &b);
-    ops->act_free(ctx->be, &s);
-    return status;
-}
-
-/* out = l(in) at every token: a 1x1 convolution (bias may be NULL); allocates out. */
-static int pointwise(ForwardCtx *ctx, const LinearParams *l, const Act *in, Act *out)
-{
-    const ConvParams p = {l->weight, l->bias, l->out, l->in, 1};
-    return ctx->ops->conv2d(ctx->be, &p, (ConvGeometry){1, 0, 0, 0, 0}, in, out);
-}
 
 /* out = attention of x's tokens over context's (x's own when context is NULL); allocates out. */
 static int mha_forward(const MultiHeadAttentionParams *a, const Act *x, const Act *context, Act *out, ForwardCtx *ctx)
@@ -297,11 +205,11 @@ static int mha_forward(const MultiHeadAttentionParams *a, const Act *x, const Ac
     const Act *c = context ? context : x;
     Act q = {0}, k = {0}, v = {0}, o = {0};
     int status = SOWER_OK;
-    SOWER_TRY_GOTO(pointwise(ctx, &a->q, x, &q), status, done);
-    SOWER_TRY_GOTO(pointwise(ctx, &a->k, c, &k), status, done);
-    SOWER_TRY_GOTO(pointwise(ctx, &a->v, c, &v), status, done);
+    SOWER_TRY_GOTO(blocks_pointwise(ctx, &a->q, x, &q), status, done);
+    SOWER_TRY_GOTO(blocks_pointwise(ctx, &a->k, c, &k), status, done);
+    SOWER_TRY_GOTO(blocks_pointwise(ctx, &a->v, c, &v), status, done);
     SOWER_TRY_GOTO(ctx->ops->attention_heads(ctx->be, a->heads, &q, &k, &v, &o), status, done);
-    SOWER_TRY_GOTO(pointwise(ctx, &a->out, &o, out), status, done);
+    SOWER_TRY_GOTO(blocks_pointwise(ctx, &a->out, &o, out), status, done);
 done:
     ctx->ops->act_free(ctx->be, &q);
     ctx->ops->act_free(ctx->be, &k);
@@ -325,9 +233,9 @@ static int transformer_sublayer(const TransformerBlockParams *b, int which, Act 
     } else if (which == 1) {
         SOWER_TRY_GOTO(mha_forward(&b->attn2, &n, ctx->context, &y, ctx), status, done);
     } else {
-        SOWER_TRY_GOTO(pointwise(ctx, &b->ff_in, &n, &f), status, done);
+        SOWER_TRY_GOTO(blocks_pointwise(ctx, &b->ff_in, &n, &f), status, done);
         SOWER_TRY_GOTO(ops->geglu(ctx->be, &f, &g), status, done);
-        SOWER_TRY_GOTO(pointwise(ctx, &b->ff_out, &g, &y), status, done);
+        SOWER_TRY_GOTO(blocks_pointwise(ctx, &b->ff_out, &g, &y), status, done);
     }
     SOWER_TRY_GOTO(ops->residual(ctx->be, &y, x, 1.0f), status, done); /* x = y + x, diffusers' order */
 done:
@@ -346,11 +254,11 @@ static int transformer_forward(const TransformerParams *t, const Act *h, Act *ou
     int status = SOWER_OK;
     SOWER_TRY_GOTO(ops->act_alloc(ctx->be, &g, h->c, h->b, h->h, h->w), status, done);
     SOWER_TRY_GOTO(ops->group_norm(ctx->be, &t->norm, h, &g, 0), status, done);
-    SOWER_TRY_GOTO(pointwise(ctx, &t->proj_in, &g, &x), status, done);
+    SOWER_TRY_GOTO(blocks_pointwise(ctx, &t->proj_in, &g, &x), status, done);
     for (int d = 0; d < t->depth; d++)
         for (int which = 0; which < 3; which++)
             SOWER_TRY_GOTO(transformer_sublayer(&t->blocks[d], which, &x, ctx), status, done);
-    SOWER_TRY_GOTO(pointwise(ctx, &t->proj_out, &x, out), status, done);
+    SOWER_TRY_GOTO(blocks_pointwise(ctx, &t->proj_out, &x, out), status, done);
     SOWER_TRY_GOTO(ops->residual(ctx->be, h, out, 1.0f), status, done);
 done:
     if (status != SOWER_OK)
@@ -390,7 +298,7 @@ static int forward_body(const UNet *u, Act *h, int *h_owned, ForwardCtx *ctx, Ac
     for (int i = 0; i < cfg->n_blocks; i++) {
         const BlockParams *blk = &u->down[i];
         for (int j = 0; j < blk->n_layers; j++) {
-            SOWER_TRY(resnet_forward(&blk->resnets[j], h, &next, ctx));
+            SOWER_TRY(blocks_resnet_forward(&blk->resnets[j], h, &next, ctx));
             replace(ctx, h, h_owned, &next);
             if (blk->has_attention) {
                 SOWER_TRY(block_attention(u, blk, j, h, &next, ctx));
@@ -407,7 +315,7 @@ static int forward_body(const UNet *u, Act *h, int *h_owned, ForwardCtx *ctx, Ac
             *h_owned = 0;
         }
     }
-    SOWER_TRY(resnet_forward(&u->mid_resnets[0], h, &next, ctx));
+    SOWER_TRY(blocks_resnet_forward(&u->mid_resnets[0], h, &next, ctx));
     replace(ctx, h, h_owned, &next);
     if (u->mid_has_attention) {
         if (cfg->conditional)
@@ -416,7 +324,7 @@ static int forward_body(const UNet *u, Act *h, int *h_owned, ForwardCtx *ctx, Ac
             SOWER_TRY(ops->attention(ctx->be, &u->mid_attention, h, &next));
         replace(ctx, h, h_owned, &next);
     }
-    SOWER_TRY(resnet_forward(&u->mid_resnets[1], h, &next, ctx));
+    SOWER_TRY(blocks_resnet_forward(&u->mid_resnets[1], h, &next, ctx));
     replace(ctx, h, h_owned, &next);
     for (int i = 0; i < cfg->n_blocks; i++) {
         const BlockParams *blk = &u->up[i];
@@ -427,7 +335,7 @@ static int forward_body(const UNet *u, Act *h, int *h_owned, ForwardCtx *ctx, Ac
             ops->act_free(ctx->be, &skip);
             SOWER_TRY(status);
             replace(ctx, h, h_owned, &cat);
-            SOWER_TRY(resnet_forward(&blk->resnets[j], h, &next, ctx));
+            SOWER_TRY(blocks_resnet_forward(&blk->resnets[j], h, &next, ctx));
             replace(ctx, h, h_owned, &next);
             if (blk->has_attention) {
                 SOWER_TRY(block_attention(u, blk, j, h, &next, ctx));

@@ -68,7 +68,7 @@ static int is_ignored(const WeightBindRules *rules, const char *name)
 {
     for (const char *const *n = rules->ignored; n && *n; n++)
         if (strcmp(*n, name) == 0) return 1;
-    return 0;
+    return rules->ignored_if && rules->ignored_if(name);
 }
 
 static const StTensor *find(const StFile *weights, const WeightBindRules *rules, const char *name)

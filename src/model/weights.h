@@ -48,6 +48,9 @@ typedef struct {
     /* Names the file may hold that the model does not use (buffers such as position_ids); NULL-ended,
      * or NULL. */
     const char *const *ignored;
+    /* Whether the file may hold a tensor of this name unused (e.g. a VAE's encoder when decoding); may be
+     * NULL. */
+    int (*ignored_if)(const char *name);
 } WeightBindRules;
 
 /* Points every slot at its tensor's float32 data in weights (which must outlive the model).
