@@ -10,9 +10,11 @@ on this machine and torn down by recorded pids). Skips with 77 when Slurm cannot
 4. the time-limit path: SIGUSR1 to the batch script (what --signal=B:USR1@180 sends) mid-sweep: the
    ranks stop, the script requeues the job, the job resumes and finishes byte-identical;
 5. a bad manifest: `sower submit` refuses it (exit 2, nothing queued); submitted by hand with
-   sbatch it FAILS fast with exit code 2 and the located error (FILE:LINE:COL) in its log.
+   sbatch it FAILS fast with exit code 2 and the located error (FILE:LINE:COL) in its log;
+6. a Stable Diffusion job (prompts listed and from a prompts_file) as `sower submit --array 2`: the
+   stitched file's datasets, prompts included, equal a one-process `sower run` of the same manifest.
 
-usage: test_slurm.py SOWER_BINARY CLUSTER_SH SBATCH_SCRIPT MODEL_DIR
+usage: test_slurm.py SOWER_BINARY CLUSTER_SH SBATCH_SCRIPT MODEL_DIR SD_DIR
 """
 import os
 import re
@@ -88,11 +90,26 @@ def wait_rows(partial, log, timeout=120):
     return False
 
 
-def same_as(path, ref, what):
+SD_JOB = """sower: 1
+name: slurm-sd
+model: {model}
+pipeline: {{scheduler: euler-a, steps: 4, batch: 2, guidance: 7.5}}
+prompts:
+  - {{prompt: "a photograph of an astronaut riding a horse", negative_prompt: "blurry"}}
+prompts_file: prompts.txt
+seeds:
+  list: [0, 4294967303, 5]
+output: {{path: out/sd.h5}}
+verify: {{count: 3}}
+"""
+SD_DATASETS = DATASETS + ("prompts", "negative_prompts", "prompt_index")
+
+
+def same_as(path, ref, what, datasets=DATASETS, attrs=True):
     with h5py.File(path, "r") as a, h5py.File(ref, "r") as b:
-        for k in DATASETS:
+        for k in datasets:
             check(np.array_equal(a[k][...], b[k][...]) and a[k].dtype == b[k].dtype, f"{what}: /{k} differs")
-        check(set(a.attrs) == set(b.attrs) and all(a.attrs[k] == b.attrs[k] for k in a.attrs),
+        check(not attrs or (set(a.attrs) == set(b.attrs) and all(a.attrs[k] == b.attrs[k] for k in a.attrs)),
               f"{what}: root attributes differ")
 
 
@@ -110,8 +127,8 @@ def timed(label, t0):
 
 
 def main():
-    sower, cluster_sh, sbatch_script, model = sys.argv[1:5]
-    model = os.path.abspath(model)
+    sower, cluster_sh, sbatch_script, model, sd_model = sys.argv[1:6]
+    model, sd_model = os.path.abspath(model), os.path.abspath(sd_model)
     root = tempfile.mkdtemp(prefix="sower-slurm-")
     os.chmod(root, 0o755)  # munged runs as user munge and must reach its socket under here
     cdir = os.path.join(root, "cluster")
@@ -132,6 +149,7 @@ def main():
     os.environ.update(OMPI_MCA_pml="ob1", OMPI_MCA_btl="self,vader", SOWER_PROGRESS_SECONDS="0.1")
     try:
         run_tests(sower, sbatch_script, model, root)
+        run_sd_test(sower, sd_model, root)
     finally:
         sh([cluster_sh, "down", cdir])
         if failures:
@@ -251,6 +269,30 @@ def run_tests(sower, sbatch_script, model, root):
               f"bad manifest job: {state} {job_field(bad_id, 'ExitCode')}")
         check(re.search(r"bad\.yaml:4:\d+: key 'pipeline.steps'", text) is not None, f"bad manifest log: {text[-800:]}")
     timed("5. bad manifest fails fast", t0)
+
+
+def run_sd_test(sower, sd_model, root):
+    """6. Stable Diffusion (prompts list + prompts_file) as an array of 2 slices + stitch."""
+    t0 = time.time()
+    work = os.path.join(root, "sd")
+    os.makedirs(work)
+    job = os.path.join(work, "sd.yaml")
+    open(job, "w").write(SD_JOB.format(model=sd_model))
+    open(os.path.join(work, "prompts.txt"), "w", encoding="utf-8").write("l'été à Paris 🐱\na third prompt\n")
+    ref = os.path.join(work, "reference.h5")
+    r = sh([sower, "run", job, "-o", ref])
+    if not check(r.returncode == 0, f"local SD run: {r.returncode} {r.stderr[-800:]}"):
+        return
+    ids = submit(sower, job, "--array", "2", "--tasks", "1", "--cpus-per-task", "1")
+    if check(len(ids) == 2, f"SD --array 2 should print two job ids, got {ids}"):
+        state = wait_state(ids[1], {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})
+        log = os.path.join(work, "out", "sd.slurm", f"slurm-sd-stitch-{ids[1]}.out")
+        text = open(log).read() if os.path.exists(log) else "(no log)"
+        if check(state == "COMPLETED", f"SD stitch job {ids[1]}: {state}: {text[-1500:]}"):
+            same_as(os.path.join(work, "out", "sd.h5"), ref, "SD array + stitch", SD_DATASETS, attrs=False)
+            with h5py.File(os.path.join(work, "out", "sd.h5"), "r") as f:
+                check(len(f["prompts"]) == 3 and len(f["latents"]) == 9, "SD: expected 3 prompts x 3 seeds")
+    timed("6. Stable Diffusion array of 2 slices + stitch", t0)
 
 
 def rows_done(partial):
