@@ -1,28 +1,26 @@
 /* cmd_export.c: `sower export OUT.h5 --png FILE [--rows a-b] [--columns N]`: a contact sheet of
- * rendered samples. Pixel-space samples are post-processed as diffusers' pipelines do,
+ * rendered samples; `--pngs DIR` / `--imagefolder DIR`: one PNG per row (export_images.h). Pixel-space samples are post-processed as diffusers' pipelines do,
  * (x / 2 + 0.5).clamp(0, 1) * 255 rounded; 3 channels become RGB, 1 channel grey; other channel
  * counts show channel 0 in grey. Rows are laid out left to right, top to bottom, 2 px apart. The
  * file is read through h5read.h, which refuses anything but a finished output of this format. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <omp.h>
 #include <png.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "digest.h"
+#include "export_images.h"
+#include "gemm.h"
 #include "h5read.h"
 #include "outfile.h"
 
-enum { GAP = 2, MAX_EXPORT_ROWS = 4096 };
+enum { GAP = 2, MAX_EXPORT_ROWS = 4096, MAX_DIR_ROWS = 1 << 24 };
 
-static unsigned char to_byte(float x)
-{
-    float v = x / 2.0f + 0.5f;
-    v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-    return (unsigned char)lrintf(v * 255.0f);
-}
 
 static int write_png(const char *path, const unsigned char *pixels, int width, int height, int channels)
 {
@@ -51,13 +49,15 @@ static int write_png(const char *path, const unsigned char *pixels, int width, i
 }
 
 typedef struct {
-    const char *path, *png_path, *rows_text;
-    long columns;
+    const char *path, *png_path, *rows_text, *pngs_dir, *imagefolder_dir;
+    long columns, threads;
 } ExportOptions;
 
-enum { EXPORT_PNG, EXPORT_ROWS, EXPORT_COLUMNS, N_EXPORT_OPTS };
+enum { EXPORT_PNG, EXPORT_ROWS, EXPORT_COLUMNS, EXPORT_PNGS, EXPORT_IMAGEFOLDER, EXPORT_THREADS, N_EXPORT_OPTS };
 static const CliOption export_options[N_EXPORT_OPTS] = {
-    [EXPORT_PNG] = {"--png", NULL, 1}, [EXPORT_ROWS] = {"--rows", NULL, 1}, [EXPORT_COLUMNS] = {"--columns", NULL, 1}};
+    [EXPORT_PNG] = {"--png", NULL, 1},         [EXPORT_ROWS] = {"--rows", NULL, 1},
+    [EXPORT_COLUMNS] = {"--columns", NULL, 1}, [EXPORT_PNGS] = {"--pngs", NULL, 1},
+    [EXPORT_IMAGEFOLDER] = {"--imagefolder", NULL, 1}, [EXPORT_THREADS] = {"--threads", NULL, 1}};
 
 static int on_export_option(void *ctx, int which, const char *v)
 {
@@ -66,10 +66,33 @@ static int on_export_option(void *ctx, int which, const char *v)
         o->png_path = v;
     else if (which == EXPORT_ROWS)
         o->rows_text = v;
+    else if (which == EXPORT_PNGS)
+        o->pngs_dir = v;
+    else if (which == EXPORT_IMAGEFOLDER)
+        o->imagefolder_dir = v;
+    else if (which == EXPORT_THREADS)
+        SOWER_TRY(cli_parse_int("--threads", v, 1, 1024, &o->threads));
     else
         SOWER_TRY(cli_parse_int("--columns", v, 1, 1024, &o->columns));
     return SOWER_OK;
 }
+
+static const char export_usage[] =
+    "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]\n"
+    "       sower export OUT.h5 --pngs DIR | --imagefolder DIR [--rows A-B] [--threads T]\n"
+    "\n"
+    "--png FILE: a contact sheet of the rows A..B (default: the first 64), post-processed as diffusers\n"
+    "does for pixel-space models ((x/2+0.5) clamped to [0,1]).\n"
+    "--pngs DIR: one PNG per row (default: every row), DIR/rowRRRRRRRR_seedS.png; a Stable Diffusion\n"
+    "output's latents are decoded by its model's VAE (vae.decode(latents / scaling_factor), one at a\n"
+    "time, on the CPU); each PNG carries its generation parameters in a `parameters` text chunk (as\n"
+    "AUTOMATIC1111 writes it) and its provenance as JSON in a `sower` chunk.\n"
+    "--imagefolder DIR: the same plus DIR/metadata.jsonl (file_name, prompt, seed, row, digests, ...), the\n"
+    "layout Hugging Face datasets loads with load_dataset(\"imagefolder\", data_dir=DIR).\n"
+    "DIR must be new, empty, or an export of the same job (run again after an interruption: PNGs already\n"
+    "there are kept).\n"
+    "Only a finished sower output is read: another file, an unfinished or damaged one, or another\n"
+    "format_version exits 2.\n";
 
 static int on_export_path(void *ctx, const char *arg) { return cli_one_positional(&((ExportOptions *)ctx)->path, arg); }
 
@@ -80,17 +103,18 @@ int cmd_export(int argc, char **argv)
     const CliParser parser = {"export", export_options, N_EXPORT_OPTS, on_export_option, on_export_path, &o};
     SOWER_TRY(cli_parse(&parser, argc, argv, &help));
     if (help) {
-        puts("usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]\n\n"
-             "Writes a contact sheet of the rows A..B (default: the first 64) as a PNG,\n"
-             "post-processed as diffusers does for pixel-space models ((x/2+0.5) clamped to [0,1]).\n"
-             "Only a finished sower output is read: another file, an unfinished or damaged one, or\n"
-             "another format_version exits 2.");
+        fputs(export_usage, stdout);
         return SOWER_OK;
     }
     const char *path = o.path, *png_path = o.png_path, *rows_text = o.rows_text;
+    const char *dir = o.imagefolder_dir ? o.imagefolder_dir : o.pngs_dir;
     long columns = o.columns;
-    if (!path || !png_path)
-        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]");
+    if (!path || (!png_path == !dir) || (o.pngs_dir && o.imagefolder_dir))
+        return SOWER_FAIL(SOWER_EUSAGE, "sower export: give OUT.h5 and one of --png FILE, --pngs DIR, --imagefolder DIR "
+                                        "(see sower export --help)");
+    const long threads = o.threads ? o.threads : (sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
+    omp_set_num_threads((int)threads);
+    gemm_set_threads((int)threads);
     /* A finished sower output only: format, version, layout for the recorded model, every row done. */
     OutputReader in;
     SOWER_TRY(h5read_open_finished(&in, path));
@@ -101,11 +125,12 @@ int cmd_export(int argc, char **argv)
         status = SOWER_FAIL(SOWER_EINPUT, "%s: no rows to export", path);
         goto done;
     }
-    uint64_t first = 0, last = in.rows < 64 ? in.rows - 1 : 63;
+    uint64_t first = 0, last = dir ? in.rows - 1 : in.rows < 64 ? in.rows - 1 : 63;
     if (rows_text) {
         uint64_t *rows = NULL;
         size_t n = 0;
-        SOWER_TRY_GOTO(cli_parse_seed_list("--rows", rows_text, MAX_EXPORT_ROWS, &rows, &n), status, done);
+        SOWER_TRY_GOTO(cli_parse_seed_list("--rows", rows_text, dir ? MAX_DIR_ROWS : MAX_EXPORT_ROWS, &rows, &n),
+                       status, done);
         first = rows[0], last = rows[n - 1];
         free(rows);
         if (last < first || last >= in.rows) {
@@ -113,6 +138,10 @@ int cmd_export(int argc, char **argv)
                                 (unsigned long long)in.rows - 1);
             goto done;
         }
+    }
+    if (dir) {
+        status = export_images(&in, path, dir, o.imagefolder_dir != NULL, first, last);
+        goto done;
     }
     const int n = (int)(last - first + 1), c = in.c, h = in.h, w = in.w;
     const int out_channels = c == 3 ? 3 : 1;
@@ -151,7 +180,7 @@ int cmd_export(int argc, char **argv)
             for (int x = 0; x < w; x++)
                 for (int ch = 0; ch < out_channels; ch++)
                     sheet[((size_t)(y0 + y) * width + x0 + x) * out_channels + ch] =
-                        to_byte(img[((size_t)ch * h + y) * w + x]);
+                        export_to_byte(img[((size_t)ch * h + y) * w + x]);
     }
     SOWER_TRY_GOTO(write_png(png_path, sheet, width, height, out_channels), status, done);
     fprintf(stderr, "sower export: rows %llu-%llu (%dx%d, %d channel%s) -> %s (%dx%d)\n",

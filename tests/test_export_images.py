@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""`sower export OUT.h5 --imagefolder DIR | --pngs DIR`: one PNG per row, a Stable Diffusion output's latents
+decoded by its model's VAE, pixels bit for bit diffusers' postprocess of `sower sample --decode`'s images;
+the `parameters` (AUTOMATIC1111) and `sower` (JSON provenance) text chunks; metadata.jsonl as Hugging Face
+datasets' imagefolder loader reads it; a second run keeps the PNGs there and completes the rest; folders
+that are not this job's export are refused.
+
+What `datasets.load_dataset("imagefolder", data_dir=DIR)` needs, checked here without datasets: DIR holds the
+images (a known extension: .png) and one metadata.jsonl, each line a JSON object whose "file_name" names an
+image of DIR relative to it; every line has the same keys; the other keys become columns.
+
+usage: test_export_images.py SOWER SD_DIR MONO_DIR (a 1-channel pixel-space model)
+Standard library, numpy and h5py only (the PNGs are read with zlib and struct).
+"""
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+import h5py
+import numpy as np
+
+failures = []
+
+JOB = """sower: 1
+name: export-images
+model: {model}
+pipeline: {{scheduler: euler-a, steps: 4, batch: 2, guidance: 7.5, clip_skip: 1}}
+prompts:
+  - {{prompt: "a photograph of an astronaut riding a horse", negative_prompt: "blurry"}}
+prompts_file: prompts.txt
+seeds:
+  list: [0, 18446744073709551615]
+output: {{path: out.h5}}
+"""
+SECOND_PROMPT = "l'été à Paris 🐱"
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def read_png(path):
+    """(pixels (h, w, channels) uint8, {keyword: text}) of an 8-bit grey or RGB PNG: tEXt and iTXt chunks."""
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "no PNG signature"
+    pos, idat, head, texts = 8, b"", None, {}
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        assert zlib.crc32(kind + body) == struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0], f"{kind} CRC"
+        if kind == b"IHDR":
+            head = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        elif kind == b"tEXt":
+            key, text = body.split(b"\0", 1)
+            texts[key.decode("latin-1")] = text.decode("latin-1")
+        elif kind == b"iTXt":
+            key, rest = body.split(b"\0", 1)
+            compressed, _method, rest = rest[0], rest[1], rest[2:]
+            _lang, _translated, text = rest.split(b"\0", 2)
+            texts[key.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8")
+        pos += 12 + n
+    width, height, depth, colour = head[:4]
+    assert depth == 8 and colour in (0, 2), f"depth {depth} colour {colour}"
+    bpp = 3 if colour == 2 else 1
+    raw, stride = zlib.decompress(idat), width * bpp
+    out = np.zeros((height, stride), np.int32)
+    prev = np.zeros(stride, np.int32)
+    for y in range(height):
+        line = raw[y * (stride + 1):(y + 1) * (stride + 1)]
+        kind, row = line[0], np.frombuffer(line[1:], np.uint8).astype(np.int32)
+        cur = np.zeros(stride, np.int32)
+        for x in range(stride):  # the five PNG filters
+            a = cur[x - bpp] if x >= bpp else 0
+            b = prev[x]
+            c = prev[x - bpp] if x >= bpp else 0
+            if kind == 0:
+                pred = 0
+            elif kind == 1:
+                pred = a
+            elif kind == 2:
+                pred = b
+            elif kind == 3:
+                pred = (a + b) // 2
+            else:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+            cur[x] = (row[x] + pred) & 0xFF
+        out[y], prev = cur, cur
+    return out.astype(np.uint8).reshape(height, width, bpp), texts
+
+
+def run(argv, **kw):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600, **kw)
+
+
+def main():
+    sower, sd, mono = sys.argv[1], os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3])
+    with tempfile.TemporaryDirectory() as tmp:
+        job = os.path.join(tmp, "job.yaml")
+        open(job, "w", encoding="utf-8").write(JOB.format(model=sd))
+        open(os.path.join(tmp, "prompts.txt"), "w", encoding="utf-8").write(SECOND_PROMPT + "\n")
+        out = os.path.join(tmp, "out.h5")
+        r = run([sower, "run", job])
+        if not check(r.returncode == 0, f"sower run: {r.stderr[-600:]}"):
+            return finish()
+        with h5py.File(out, "r") as f:
+            digests = [bytes(d).hex() for d in f["digest"][...]]
+            seeds = [int(s) for s in f["seeds"][...]]
+        # 1. the imagefolder layout
+        folder = os.path.join(tmp, "images")
+        r = run([sower, "export", out, "--imagefolder", folder, "--threads", "2"])
+        check(r.returncode == 0 and "4 PNGs written" in r.stderr, f"export --imagefolder: {r.returncode} {r.stderr[-600:]}")
+        lines = [json.loads(line) for line in open(os.path.join(folder, "metadata.jsonl"), encoding="utf-8")]
+        check(len(lines) == 4 and len({tuple(sorted(line)) for line in lines}) == 1, f"metadata lines {lines}")
+        pngs = sorted(n for n in os.listdir(folder) if n.endswith(".png"))
+        check(sorted(line["file_name"] for line in lines) == pngs and len(pngs) == 4, f"files {pngs}")
+        prompts = ["a photograph of an astronaut riding a horse", SECOND_PROMPT]
+        for row, line in enumerate(lines):
+            p = row // 2
+            check(line["row"] == row and line["seed"] == seeds[row] and line["prompt"] == prompts[p] and
+                  line["negative_prompt"] == ("blurry" if p == 0 else "") and line["steps"] == 4 and
+                  line["scheduler"] == "euler-a" and line["guidance"] == 7.5, f"metadata row {row}: {line}")
+            check(line["file_name"] == f"row{row:08d}_seed{seeds[row]}.png", f"name {line['file_name']}")
+            check(line["latents_sha256"] == digests[row], f"row {row}: latents_sha256 is not the file's /digest")
+            data = open(os.path.join(folder, line["file_name"]), "rb").read()
+            check(line["png_sha256"] == hashlib.sha256(data).hexdigest(), f"row {row}: png_sha256")
+        check(seeds[1] == 2**64 - 1 and lines[1]["seed"] == 2**64 - 1, "seed 2^64-1 not exact in metadata.jsonl")
+        print("imagefolder: 4 PNGs, metadata.jsonl (file_name, row, seed, prompt, ..., digests) consistent")
+
+        # 2. the pixels are diffusers' postprocess of `sower sample --decode`, and the text chunks
+        for p, prompt in enumerate(prompts):
+            npy = os.path.join(tmp, f"decoded{p}.npy")
+            argv = [sower, "sample", sd, "--prompt", prompt, "--guidance", "7.5", "--clip-skip", "1", "--scheduler",
+                    "euler-a", "--steps", "4", "--seeds", ",".join(str(s) for s in seeds[:2]), "--decode", "-o", npy]
+            if p == 0:
+                argv += ["--negative-prompt", "blurry"]
+            r = run(argv)
+            if not check(r.returncode == 0, f"sample --decode: {r.stderr[-400:]}"):
+                continue
+            images = np.load(npy)
+            for k in range(2):
+                row = 2 * p + k
+                pixels, texts = read_png(os.path.join(folder, lines[row]["file_name"]))
+                want = np.round(np.clip(images[k] / 2 + 0.5, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+                check(np.array_equal(pixels, want), f"row {row}: pixels differ from sample --decode's postprocessed")
+                params = texts.get("parameters", "")
+                check(params.startswith(prompt + "\n") and f"Seed: {seeds[row]}," in params and
+                      "Sampler: Euler a," in params and "CFG scale: 7.5," in params and "Clip skip: 2" in params and
+                      "Size: 128x128" in params and (("Negative prompt: blurry\n" in params) == (p == 0)),
+                      f"row {row}: parameters {params!r}")
+                prov = json.loads(texts.get("sower", "{}"))
+                check(prov.get("latents_sha256") == digests[row] and prov.get("row") == row and
+                      prov.get("seed") == seeds[row] and len(prov.get("vae_sha256", "")) == 64 and
+                      prov.get("source") == out, f"row {row}: sower chunk {prov}")
+        print("PNG pixels == (x / 2 + 0.5).clamp(0, 1) * 255 rounded of sample --decode, bit for bit; "
+              "parameters and sower chunks read back")
+
+        # 3. interrupted: two PNGs and the metadata gone, a stale temporary left: the rerun completes it
+        first = open(os.path.join(folder, "metadata.jsonl"), "rb").read()
+        for name in pngs[1:3]:
+            os.unlink(os.path.join(folder, name))
+        os.unlink(os.path.join(folder, "metadata.jsonl"))
+        open(os.path.join(folder, pngs[1] + ".tmp.999999"), "wb").write(b"\x89PNG half")
+        r = run([sower, "export", out, "--imagefolder", folder])
+        check(r.returncode == 0 and "2 PNGs written, 2 already there" in r.stderr, f"rerun: {r.stderr[-400:]}")
+        check(open(os.path.join(folder, "metadata.jsonl"), "rb").read() == first, "rerun: another metadata.jsonl")
+        print("rerun after an interruption: 2 PNGs written, 2 kept, the same metadata.jsonl")
+
+        # 4. refusals: exit 2, nothing written
+        def refused(name, argv, texts, folder_after=None):
+            r = run(argv)
+            missing = [t for t in texts if t not in r.stderr]
+            check(r.returncode == 2 and not missing, f"{name}: exit {r.returncode}, missing {missing}: {r.stderr[-400:]}")
+            if folder_after:
+                check(sorted(os.listdir(folder_after[0])) == folder_after[1], f"{name}: the folder changed")
+
+        other = os.path.join(tmp, "other")
+        os.makedirs(other)
+        open(os.path.join(other, "notes.txt"), "w").write("mine")
+        refused("a folder with other files", [sower, "export", out, "--pngs", other], ["not empty", other],
+                (other, ["notes.txt"]))
+        mono_job = os.path.join(tmp, "mono.yaml")
+        open(mono_job, "w").write(f"sower: 1\nname: mono\nmodel: {mono}\npipeline: {{scheduler: ddim, steps: 2}}\n"
+                                  "seeds:\n  list: [3, 4, 5]\noutput: {path: mono.h5}\n")
+        r = run([sower, "run", mono_job])
+        check(r.returncode == 0, f"mono run: {r.stderr[-300:]}")
+        mono_out = os.path.join(tmp, "mono.h5")
+        before = sorted(os.listdir(folder))
+        refused("another job's export folder", [sower, "export", mono_out, "--pngs", folder], ["another job"],
+                (folder, before))
+        refused("--pngs and --imagefolder", [sower, "export", out, "--pngs", other, "--imagefolder", folder],
+                ["one of --png FILE"])
+        refused("a folder under a file", [sower, "export", out, "--pngs", os.path.join(other, "notes.txt", "x")],
+                ["notes.txt"])
+        print("4 refusals: exit 2, the folders untouched")
+
+        # 5. a pixel-space model: grey PNGs of the samples themselves, no prompt
+        grey = os.path.join(tmp, "grey")
+        r = run([sower, "export", mono_out, "--pngs", grey])
+        if check(r.returncode == 0, f"export --pngs of a 1-channel output: {r.stderr[-400:]}"):
+            with h5py.File(mono_out, "r") as f:
+                latents = f["latents"][...]
+            names = sorted(n for n in os.listdir(grey) if n.endswith(".png"))
+            check(names == [f"row{r:08d}_seed{s}.png" for r, s in enumerate([3, 4, 5])], f"grey names {names}")
+            pixels, texts = read_png(os.path.join(grey, names[0]))
+            want = np.round(np.clip(latents[0] / 2 + 0.5, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+            check(np.array_equal(pixels, want), "grey pixels differ")
+            check(texts.get("parameters", "").startswith("Steps: 2, Sampler: DDIM, Seed: 3,"), f"grey: {texts}")
+            check(not os.path.exists(os.path.join(grey, "metadata.jsonl")), "--pngs wrote metadata.jsonl")
+            print("1-channel pixel-space output: 3 grey PNGs of the samples, parameters without a prompt")
+    return finish()
+
+
+def finish():
+    if failures:
+        print("\n".join("FAIL: " + f for f in failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
