@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 import h5py
@@ -218,6 +219,34 @@ def main():
             check(texts.get("parameters", "").startswith("Steps: 2, Sampler: DDIM, Seed: 3,"), f"grey: {texts}")
             check(not os.path.exists(os.path.join(grey, "metadata.jsonl")), "--pngs wrote metadata.jsonl")
             print("1-channel pixel-space output: 3 grey PNGs of the samples, parameters without a prompt")
+
+        # 6. kill -9 of a 4000-row export mid-way, then the same command: the uninterrupted result
+        big_job = os.path.join(tmp, "big.yaml")
+        open(big_job, "w").write(f"sower: 1\nname: big\nmodel: {mono}\npipeline: {{scheduler: ddim, steps: 2, batch: 64}}\n"
+                                 "seeds:\n  ranges: [{start: 0, count: 4000}]\noutput: {path: big.h5}\n")
+        r = run([sower, "run", big_job])
+        big = os.path.join(tmp, "big.h5")
+        whole, killed = os.path.join(tmp, "whole"), os.path.join(tmp, "killed")
+        if check(r.returncode == 0, f"big run: {r.stderr[-300:]}"):
+            check(run([sower, "export", big, "--imagefolder", whole]).returncode == 0, "uninterrupted export")
+            p = subprocess.Popen([sower, "export", big, "--imagefolder", killed], stderr=subprocess.DEVNULL)
+            deadline = time.time() + 60
+            while time.time() < deadline and p.poll() is None:
+                if os.path.isdir(killed) and len(os.listdir(killed)) > 300:
+                    break
+                time.sleep(0.01)
+            p.kill()
+            p.wait()
+            kept = len([n for n in os.listdir(killed) if n.endswith(".png")])
+            r = run([sower, "export", big, "--imagefolder", killed])
+            check(r.returncode == 0 and f"{kept} already there" in r.stderr, f"after kill -9 at {kept}: {r.stderr[-300:]}")
+            check(open(os.path.join(killed, "metadata.jsonl"), "rb").read() ==
+                  open(os.path.join(whole, "metadata.jsonl"), "rb").read(), "after kill -9: another metadata.jsonl")
+            pngs = sorted(n for n in os.listdir(whole) if n.endswith(".png"))
+            check(pngs == sorted(n for n in os.listdir(killed) if n.endswith(".png")) and len(pngs) == 4000,
+                  "after kill -9: other PNG files")
+            print(f"kill -9 after {kept} of 4000 PNGs, the same command again: metadata.jsonl and the PNG names of "
+                  "the uninterrupted export")
     return finish()
 
 
