@@ -82,6 +82,12 @@ def run_with_rss(argv):
     return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss / 1024.0
 
 
+def cpu_model():
+    """lscpu's model name: the machine a figure holds on."""
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    return next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -95,9 +101,7 @@ def main():
         print(f"making {folder} (random SD 1.5 weights, fp16 files) ...", flush=True)
         subprocess.run([sys.executable, "-c", MAKE, folder, os.path.join(ROOT, "tests", "data", "tokenizer", "sd1")],
                        check=True)
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
-    print(f"CPU: {model}; {args.threads} threads; {args.steps} DDIM steps, guidance 7.5, 512x512 (64x64 latents)")
+    print(f"CPU: {cpu_model()}; {args.threads} threads; {args.steps} DDIM steps, guidance 7.5, 512x512 (64x64 latents)")
     results = []
     for b in [int(x) for x in args.batches.split(",")]:
         out_npy = os.path.join(args.work, "sower.npy")

@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 
-from sd_vs_torch import MAKE, ROOT, run_with_rss
+from sd_vs_torch import MAKE, ROOT, cpu_model, run_with_rss
 
 TORCH = r"""
 import json, sys, time, torch
@@ -48,10 +48,8 @@ def main():
         print(f"making {folder} (random SD 1.5 weights, fp16 files) ...", flush=True)
         subprocess.run([sys.executable, "-c", MAKE, folder, os.path.join(ROOT, "tests", "data", "tokenizer", "sd1")],
                        check=True)
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
     px = args.size * 8
-    print(f"CPU: {model}; {args.threads} threads; SD 1.5 VAE decode, {args.size}x{args.size} latents -> {px}x{px}")
+    print(f"CPU: {cpu_model()}; {args.threads} threads; SD 1.5 VAE decode, {args.size}x{args.size} latents -> {px}x{px}")
     for b in [int(x) for x in args.batches.split(",")]:
         out = os.path.join(args.work, "bench_vae.json")
         sower = ["sh", "-c", f'exec "$0" "$@" >{out}', os.path.join(args.build, "bench", "bench_vae"), folder,

@@ -10,14 +10,14 @@ usage: test_export.py SOWER_BINARY MODEL_DIR   (MODEL_DIR: a 1-channel 8x8 model
 """
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
-import zlib
 
 import h5py
 import numpy as np
+
+from pngread import read_png
 
 failures = []
 
@@ -53,52 +53,6 @@ def expect(r, what, code, texts):
         failures.append(f"{what}: crashed: {r.stderr[-600:]}")
 
 
-def read_png(path):
-    """(width, height, colour type, pixels (height, width) uint8) of an 8-bit grey PNG."""
-    data = open(path, "rb").read()
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError("no PNG signature")
-    pos, idat, head = 8, b"", None
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            head = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + n
-    width, height, depth, colour = head[:4]
-    if depth != 8 or colour != 0:
-        return width, height, colour, None
-    raw = zlib.decompress(idat)
-    out = np.zeros((height, width), np.int32)
-    prev = np.zeros(width, np.int32)
-    for y in range(height):
-        line = raw[y * (width + 1):(y + 1) * (width + 1)]
-        kind, row = line[0], np.frombuffer(line[1:], np.uint8).astype(np.int32)
-        cur = np.zeros(width, np.int32)
-        for x in range(width):  # the five PNG filters, one byte per pixel
-            a = cur[x - 1] if x else 0
-            b = prev[x]
-            c = prev[x - 1] if x else 0
-            if kind == 0:
-                pred = 0
-            elif kind == 1:
-                pred = a
-            elif kind == 2:
-                pred = b
-            elif kind == 3:
-                pred = (a + b) // 2
-            else:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
-            cur[x] = (row[x] + pred) & 0xFF
-        out[y] = cur
-        prev = cur
-    return width, height, colour, out.astype(np.uint8)
-
-
 def check_good(sower, good, tmp):
     png = os.path.join(tmp, "sheet.png")
     r = run([sower, "export", good, "--png", png])
@@ -106,9 +60,10 @@ def check_good(sower, good, tmp):
         failures.append(f"export of a good file: exit {r and r.returncode}: {r and r.stderr.strip()!r}")
         return
     # 6 rows of 1x8x8: 3 columns, 2 rows, 2-px gaps -> 28 x 18 grey.
-    width, height, colour, pixels = read_png(png)
-    if (width, height, colour) != (28, 18, 0) or pixels is None:
-        failures.append(f"export: PNG {width}x{height} colour type {colour}, expected 28x18 grey")
+    pixels, _ = read_png(png)
+    (height, width, channels), pixels = pixels.shape, pixels[:, :, 0]
+    if (width, height, channels) != (28, 18, 1):
+        failures.append(f"export: PNG {width}x{height} of {channels} channels, expected 28x18 grey")
         return
     with h5py.File(good, "r") as f:
         latents = f["latents"][()]
@@ -122,8 +77,9 @@ def check_good(sower, good, tmp):
                         f"{np.argwhere(pixels != want)[:4].tolist()}")
     # --rows picks rows: 2-3 side by side (2 columns, 1 row: 18 x 8).
     r = run([sower, "export", good, "--png", png, "--rows", "2-3"])
-    width, height, _, pixels = read_png(png) if r is not None and r.returncode == 0 else (0, 0, 0, None)
-    if (width, height) != (18, 8) or pixels is None:
+    pixels = read_png(png)[0][:, :, 0] if r is not None and r.returncode == 0 else None
+    height, width = pixels.shape if pixels is not None else (0, 0)
+    if (width, height) != (18, 8):
         failures.append(f"export --rows 2-3: {width}x{height}, {r and r.stderr.strip()!r}")
     elif not np.array_equal(pixels[:, :8], want[0:8, 20:28]) or not np.array_equal(pixels[:, 10:], want[10:18, 0:8]):
         failures.append("export --rows 2-3: the pixels are not rows 2 and 3")

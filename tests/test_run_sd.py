@@ -73,7 +73,7 @@ def contents(path):
 def main():
     sower, mpiexec, sd, unet2d = sys.argv[1], sys.argv[2], os.path.abspath(sys.argv[3]), os.path.abspath(sys.argv[4])
     with tempfile.TemporaryDirectory() as tmp:
-        job = write_job(os.path.join(tmp, "job.yaml"), sd)
+        write_job(os.path.join(tmp, "job.yaml"), sd)
         # 1. ranks 1, 2, 3 and batches 3, 1, 2: identical rows
         files = {}
         for ranks, batch in ((1, 3), (2, 1), (3, 2)):
