@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""`sower export OUT.h5 --imagefolder DIR | --pngs DIR`: one PNG per row, a Stable Diffusion output's latents
+"""`sower export OUT.h5 --imagefolder DIR | --pngs DIR | --webdataset DIR`: one PNG per row, a Stable Diffusion output's latents
 decoded by its model's VAE, pixels bit for bit diffusers' postprocess of `sower sample --decode`'s images;
 the `parameters` (AUTOMATIC1111) and `sower` (JSON provenance) text chunks; metadata.jsonl as Hugging Face
 datasets' imagefolder loader reads it; a second run keeps the PNGs there and completes the rest; folders
@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -123,6 +124,32 @@ def main():
         check(r.returncode == 0 and "2 PNGs written, 2 already there" in r.stderr, f"rerun: {r.stderr[-400:]}")
         check(open(os.path.join(folder, "metadata.jsonl"), "rb").read() == first, "rerun: another metadata.jsonl")
         print("rerun after an interruption: 2 PNGs written, 2 kept, the same metadata.jsonl")
+
+        # 3b. WebDataset shards: KEY.png + KEY.json per row, in row order; the same PNG bytes and metadata lines
+        # as the imagefolder's; a shard deleted is made again byte for byte
+        shards = os.path.join(tmp, "shards")
+        r = run([sower, "export", out, "--webdataset", shards, "--shard-size", "3"])
+        names = sorted(n for n in os.listdir(shards) if n.endswith(".tar"))
+        if check(r.returncode == 0 and names == ["shard-000000.tar", "shard-000001.tar"], f"--webdataset: {names} {r.stderr[-300:]}"):
+            members = []
+            for name in names:
+                with tarfile.open(os.path.join(shards, name)) as t:
+                    for m in t.getmembers():
+                        check(m.isfile() and m.mtime == 0, f"{name}/{m.name}: not a plain file of mtime 0")
+                        members.append((m.name, t.extractfile(m).read()))
+            check([m[0] for m in members] == [n for line in lines for n in (line["file_name"], line["file_name"][:-4] + ".json")],
+                  f"shard members {[m[0] for m in members]}")
+            for k, line in enumerate(lines):
+                png, meta = members[2 * k][1], json.loads(members[2 * k + 1][1])
+                check(png == open(os.path.join(folder, line["file_name"]), "rb").read(), f"row {k}: tar PNG differs")
+                check(meta == line, f"row {k}: KEY.json {meta} is not the metadata line {line}")
+            first_shard = open(os.path.join(shards, names[0]), "rb").read()
+            os.unlink(os.path.join(shards, names[0]))
+            r = run([sower, "export", out, "--webdataset", shards, "--shard-size", "3"])
+            check(r.returncode == 0 and "3 PNGs written, 1 already there" in r.stderr, f"--webdataset rerun: {r.stderr[-300:]}")
+            check(open(os.path.join(shards, names[0]), "rb").read() == first_shard, "a shard made again differs")
+            print("webdataset: 2 shards of KEY.png + KEY.json (the imagefolder's bytes and lines), a deleted shard "
+                  "made again byte for byte")
 
         # 4. refusals: exit 2, nothing written
         def refused(name, argv, texts, folder_after=None):

@@ -49,37 +49,42 @@ static int write_png(const char *path, const unsigned char *pixels, int width, i
 }
 
 typedef struct {
-    const char *path, *png_path, *rows_text, *pngs_dir, *imagefolder_dir;
-    long columns, threads;
+    const char *path, *png_path, *rows_text, *dir;
+    int layout, n_layouts; /* ExportLayout of the one folder option given */
+    long columns, threads, shard_size;
 } ExportOptions;
 
-enum { EXPORT_PNG, EXPORT_ROWS, EXPORT_COLUMNS, EXPORT_PNGS, EXPORT_IMAGEFOLDER, EXPORT_THREADS, N_EXPORT_OPTS };
+enum { OPT_PNG, OPT_ROWS, OPT_COLUMNS, OPT_PNGS, OPT_IMAGEFOLDER, OPT_WEBDATASET, OPT_THREADS, OPT_SHARD_SIZE,
+       N_EXPORT_OPTS };
 static const CliOption export_options[N_EXPORT_OPTS] = {
-    [EXPORT_PNG] = {"--png", NULL, 1},         [EXPORT_ROWS] = {"--rows", NULL, 1},
-    [EXPORT_COLUMNS] = {"--columns", NULL, 1}, [EXPORT_PNGS] = {"--pngs", NULL, 1},
-    [EXPORT_IMAGEFOLDER] = {"--imagefolder", NULL, 1}, [EXPORT_THREADS] = {"--threads", NULL, 1}};
+    [OPT_PNG] = {"--png", NULL, 1},           [OPT_ROWS] = {"--rows", NULL, 1},
+    [OPT_COLUMNS] = {"--columns", NULL, 1},   [OPT_PNGS] = {"--pngs", NULL, 1},
+    [OPT_IMAGEFOLDER] = {"--imagefolder", NULL, 1}, [OPT_WEBDATASET] = {"--webdataset", NULL, 1},
+    [OPT_THREADS] = {"--threads", NULL, 1},   [OPT_SHARD_SIZE] = {"--shard-size", NULL, 1}};
 
 static int on_export_option(void *ctx, int which, const char *v)
 {
     ExportOptions *o = ctx;
-    if (which == EXPORT_PNG)
-        o->png_path = v;
-    else if (which == EXPORT_ROWS)
-        o->rows_text = v;
-    else if (which == EXPORT_PNGS)
-        o->pngs_dir = v;
-    else if (which == EXPORT_IMAGEFOLDER)
-        o->imagefolder_dir = v;
-    else if (which == EXPORT_THREADS)
-        SOWER_TRY(cli_parse_int("--threads", v, 1, 1024, &o->threads));
-    else
-        SOWER_TRY(cli_parse_int("--columns", v, 1, 1024, &o->columns));
+    switch (which) {
+    case OPT_PNG: o->png_path = v; break;
+    case OPT_ROWS: o->rows_text = v; break;
+    case OPT_PNGS:
+    case OPT_IMAGEFOLDER:
+    case OPT_WEBDATASET:
+        o->dir = v, o->n_layouts++;
+        o->layout = which == OPT_PNGS ? EXPORT_PNGS : which == OPT_IMAGEFOLDER ? EXPORT_IMAGEFOLDER : EXPORT_WEBDATASET;
+        break;
+    case OPT_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, 1024, &o->threads)); break;
+    case OPT_SHARD_SIZE: SOWER_TRY(cli_parse_int("--shard-size", v, 1, 1000000, &o->shard_size)); break;
+    default: SOWER_TRY(cli_parse_int("--columns", v, 1, 1024, &o->columns)); break;
+    }
     return SOWER_OK;
 }
 
 static const char export_usage[] =
     "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]\n"
-    "       sower export OUT.h5 --pngs DIR | --imagefolder DIR [--rows A-B] [--threads T]\n"
+    "       sower export OUT.h5 --pngs DIR | --imagefolder DIR | --webdataset DIR [--shard-size N]\n"
+    "                    [--rows A-B] [--threads T]\n"
     "\n"
     "--png FILE: a contact sheet of the rows A..B (default: the first 64), post-processed as diffusers\n"
     "does for pixel-space models ((x/2+0.5) clamped to [0,1]).\n"
@@ -89,8 +94,10 @@ static const char export_usage[] =
     "AUTOMATIC1111 writes it) and its provenance as JSON in a `sower` chunk.\n"
     "--imagefolder DIR: the same plus DIR/metadata.jsonl (file_name, prompt, seed, row, digests, ...), the\n"
     "layout Hugging Face datasets loads with load_dataset(\"imagefolder\", data_dir=DIR).\n"
-    "DIR must be new, empty, or an export of the same job (run again after an interruption: PNGs already\n"
-    "there are kept).\n"
+    "--webdataset DIR: tar shards DIR/shard-NNNNNN.tar of N rows each (default 1000), each row as\n"
+    "KEY.png and KEY.json (its metadata line), KEY = rowRRRRRRRR_seedS: the WebDataset layout.\n"
+    "DIR must be new, empty, or an export of the same job (run again after an interruption: PNGs and\n"
+    "shards already there are kept).\n"
     "Only a finished sower output is read: another file, an unfinished or damaged one, or another\n"
     "format_version exits 2.\n";
 
@@ -107,11 +114,13 @@ int cmd_export(int argc, char **argv)
         return SOWER_OK;
     }
     const char *path = o.path, *png_path = o.png_path, *rows_text = o.rows_text;
-    const char *dir = o.imagefolder_dir ? o.imagefolder_dir : o.pngs_dir;
+    const char *dir = o.dir;
     long columns = o.columns;
-    if (!path || (!png_path == !dir) || (o.pngs_dir && o.imagefolder_dir))
-        return SOWER_FAIL(SOWER_EUSAGE, "sower export: give OUT.h5 and one of --png FILE, --pngs DIR, --imagefolder DIR "
-                                        "(see sower export --help)");
+    if (!path || (!png_path == !dir) || o.n_layouts > 1)
+        return SOWER_FAIL(SOWER_EUSAGE, "sower export: give OUT.h5 and one of --png FILE, --pngs DIR, --imagefolder DIR, "
+                                        "--webdataset DIR (see sower export --help)");
+    if (o.shard_size && o.layout != EXPORT_WEBDATASET)
+        return SOWER_FAIL(SOWER_EUSAGE, "--shard-size applies to --webdataset");
     const long threads = o.threads ? o.threads : (sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
     omp_set_num_threads((int)threads);
     gemm_set_threads((int)threads);
@@ -140,7 +149,8 @@ int cmd_export(int argc, char **argv)
         }
     }
     if (dir) {
-        status = export_images(&in, path, dir, o.imagefolder_dir != NULL, first, last);
+        status = export_images(&in, path, dir, (ExportLayout)o.layout, first, last,
+                               o.shard_size ? (uint64_t)o.shard_size : 1000);
         goto done;
     }
     const int n = (int)(last - first + 1), c = in.c, h = in.h, w = in.w;

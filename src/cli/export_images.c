@@ -8,6 +8,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "export_images.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -268,100 +270,204 @@ static cJSON *row_json(const Export *e, uint64_t row, uint64_t seed, const char 
     return o;
 }
 
-/* Row r of the file: its PNG (made unless already there) and its metadata line. */
-static int export_row(Export *e, uint64_t r)
+/* What the export knows of row r without decoding it: its key ("rowRRRRRRRR_seedS"), its facts (the
+ * metadata line less file_name and png_sha256), the latents in e->latent (checked against /digest). */
+typedef struct {
+    uint64_t row, seed;
+    char key[64];
+    cJSON *facts;
+} RowFacts;
+
+static int row_facts(Export *e, uint64_t r, RowFacts *f)
 {
     OutputReader *in = e->in;
-    const uint64_t row = in->lo + r; /* the job's row */
-    uint64_t seed = 0;
     unsigned char digest[DIGEST_BYTES], check[DIGEST_BYTES];
     const size_t per = (size_t)in->c * in->h * in->w;
-    SOWER_TRY(h5read_rows(in, r, 1, e->latent, &seed, digest, NULL));
+    f->row = in->lo + r; /* the job's row */
+    SOWER_TRY(h5read_rows(in, r, 1, e->latent, &f->seed, digest, NULL));
     SOWER_TRY(digest_buffer(e->latent, per * sizeof(float), check));
     if (memcmp(check, digest, DIGEST_BYTES) != 0)
         return SOWER_FAIL(SOWER_EINPUT, "%s: row %llu does not match its /digest (a damaged or altered file): not "
                                         "exporting it (sower verify %s checks every row)",
                           e->path, (unsigned long long)r, e->path);
-    char latents_hex[DIGEST_HEX_CHARS], png_hex[DIGEST_HEX_CHARS], name[64], file[4200];
+    char latents_hex[DIGEST_HEX_CHARS];
     digest_hex(digest, latents_hex);
-    snprintf(name, sizeof name, "row%08llu_seed%llu.png", (unsigned long long)row, (unsigned long long)seed);
-    snprintf(file, sizeof file, "%s/%s", e->dir, name);
+    snprintf(f->key, sizeof f->key, "row%08llu_seed%llu", (unsigned long long)f->row, (unsigned long long)f->seed);
     const Job *job = &in->job;
-    const uint64_t p = job_prompt_at(job, row);
+    const uint64_t p = job_prompt_at(job, f->row);
+    f->facts = row_json(e, f->row, f->seed, e->decode ? job->prompts[p] : NULL, e->decode ? job->negative_prompts[p] : NULL,
+                        latents_hex);
+    return f->facts ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+}
+
+/* The row's PNG into e->png: decoded (or the row itself), postprocessed, with its text chunks. */
+static int render_png(Export *e, const RowFacts *f)
+{
+    OutputReader *in = e->in;
+    const Job *job = &in->job;
+    const uint64_t p = job_prompt_at(job, f->row);
     const char *prompt = e->decode ? job->prompts[p] : NULL, *negative = e->decode ? job->negative_prompts[p] : NULL;
-    cJSON *facts = row_json(e, row, seed, prompt, negative, latents_hex);
+    if (e->decode)
+        SOWER_TRY(vae_decode(&e->be, &e->vae, e->latent, 1, in->h, in->w, e->image));
+    else
+        memcpy(e->image, e->latent, sizeof(float) * e->channels * e->height * e->width);
+    const size_t plane = (size_t)e->height * e->width;
+    for (size_t i = 0; i < plane; i++) /* (channels, H, W) -> (H, W, channels) */
+        for (int ch = 0; ch < e->channels; ch++) e->pixels[i * e->channels + ch] = export_to_byte(e->image[ch * plane + i]);
+    char *parameters = malloc(MAX_PNG_TEXT);
+    cJSON *provenance = cJSON_Duplicate(f->facts, 1);
+    if (provenance) {
+        cJSON_AddStringToObject(provenance, "source", e->path);
+        cJSON_AddStringToObject(provenance, "job_sha256", e->job_hex);
+        cJSON_AddStringToObject(provenance, "weights_sha256", e->weights_hex);
+        if (e->decode) cJSON_AddStringToObject(provenance, "vae_sha256", e->vae_hex);
+        cJSON_AddStringToObject(provenance, "pixels", e->decode ? "vae.decode(latents / scaling_factor).sample, then "
+                                                                  "(x / 2 + 0.5).clamp(0, 1) * 255 rounded"
+                                                                : "(x / 2 + 0.5).clamp(0, 1) * 255 rounded");
+        cJSON_AddStringToObject(provenance, "sower_version", sower_version());
+    }
+    char *provenance_text = provenance ? cJSON_PrintUnformatted(provenance) : NULL;
+    cJSON_Delete(provenance);
+    int status = parameters && provenance_text ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (status == SOWER_OK) {
+        parameters_text(e, f->seed, prompt, negative, parameters, MAX_PNG_TEXT);
+        const char *keys[2] = {"parameters", "sower"}, *values[2] = {parameters, provenance_text};
+        status = encode_png(e->pixels, e->width, e->height, e->channels, keys, values, 2, &e->png);
+    }
+    free(parameters);
+    cJSON_free(provenance_text);
+    return status;
+}
+
+/* The metadata line of a row: file_name, its facts, png_sha256; a new string (cJSON_free). */
+static char *metadata_line(const RowFacts *f, const char *file_name, const unsigned char *png_sha256)
+{
+    char png_hex[DIGEST_HEX_CHARS];
+    digest_hex(png_sha256, png_hex);
+    cJSON *line = cJSON_CreateObject();
+    cJSON_AddStringToObject(line, "file_name", file_name);
+    for (const cJSON *item = f->facts->child; item; item = item->next)
+        cJSON_AddItemToObject(line, item->string, cJSON_Duplicate(item, 1));
+    cJSON_AddStringToObject(line, "png_sha256", png_hex);
+    char *text = cJSON_PrintUnformatted(line);
+    cJSON_Delete(line);
+    return text;
+}
+
+/* Folder sink: row r's PNG (made unless already there) and its metadata line. */
+static int export_row(Export *e, uint64_t r)
+{
+    RowFacts f = {0};
+    int status = row_facts(e, r, &f);
+    char name[80], file[4200];
+    unsigned char png_sha256[DIGEST_BYTES];
+    snprintf(name, sizeof name, "%s.png", f.key);
+    snprintf(file, sizeof file, "%s/%s", e->dir, name);
     unsigned char *existing = NULL;
     size_t existing_bytes = 0;
-    int status = SOWER_OK;
-    if (file_read_all(file, 1u << 30, &existing, &existing_bytes) == SOWER_OK) { /* written whole by a run before */
-        status = digest_buffer(existing, existing_bytes, check);
+    if (status != SOWER_OK) {
+    } else if (file_read_all(file, 1u << 30, &existing, &existing_bytes) == SOWER_OK) { /* written whole before */
+        status = digest_buffer(existing, existing_bytes, png_sha256);
         free(existing);
         e->kept++;
     } else {
         sower_error_clear();
-        if (e->decode)
-            status = vae_decode(&e->be, &e->vae, e->latent, 1, in->h, in->w, e->image);
-        else
-            memcpy(e->image, e->latent, per * sizeof(float));
-        const size_t plane = (size_t)e->height * e->width;
-        for (size_t i = 0; i < plane; i++) /* (channels, H, W) -> (H, W, channels) */
-            for (int ch = 0; ch < e->channels; ch++) e->pixels[i * e->channels + ch] = export_to_byte(e->image[ch * plane + i]);
-        char *parameters = malloc(MAX_PNG_TEXT);
-        cJSON *provenance = cJSON_Duplicate(facts, 1);
-        if (provenance) {
-            cJSON_AddStringToObject(provenance, "source", e->path);
-            cJSON_AddStringToObject(provenance, "job_sha256", e->job_hex);
-            cJSON_AddStringToObject(provenance, "weights_sha256", e->weights_hex);
-            if (e->decode) cJSON_AddStringToObject(provenance, "vae_sha256", e->vae_hex);
-            cJSON_AddStringToObject(provenance, "pixels", e->decode ? "vae.decode(latents / scaling_factor).sample, then "
-                                                                      "(x / 2 + 0.5).clamp(0, 1) * 255 rounded"
-                                                                    : "(x / 2 + 0.5).clamp(0, 1) * 255 rounded");
-            cJSON_AddStringToObject(provenance, "sower_version", sower_version());
-        }
-        char *provenance_text = provenance ? cJSON_PrintUnformatted(provenance) : NULL;
-        cJSON_Delete(provenance);
-        if (status == SOWER_OK && (!parameters || !provenance_text)) status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-        if (status == SOWER_OK) {
-            parameters_text(e, seed, prompt, negative, parameters, MAX_PNG_TEXT);
-            const char *keys[2] = {"parameters", "sower"}, *values[2] = {parameters, provenance_text};
-            status = encode_png(e->pixels, e->width, e->height, e->channels, keys, values, 2, &e->png);
-        }
-        free(parameters);
-        cJSON_free(provenance_text);
-        OutFile f = {0};
-        if (status == SOWER_OK) status = outfile_open(&f, file);
-        if (status == SOWER_OK) status = outfile_write(&f, e->png.data, e->png.n);
-        if (status == SOWER_OK) status = outfile_commit(&f);
-        outfile_free(&f);
-        if (status == SOWER_OK) status = digest_buffer(e->png.data, e->png.n, check);
+        status = render_png(e, &f);
+        OutFile out = {0};
+        if (status == SOWER_OK) status = outfile_open(&out, file);
+        if (status == SOWER_OK) status = outfile_write(&out, e->png.data, e->png.n);
+        if (status == SOWER_OK) status = outfile_commit(&out);
+        outfile_free(&out);
+        if (status == SOWER_OK) status = digest_buffer(e->png.data, e->png.n, png_sha256);
         e->written++;
     }
     if (status == SOWER_OK && e->imagefolder) {
-        digest_hex(check, png_hex);
-        cJSON *line = cJSON_CreateObject();
-        cJSON_AddStringToObject(line, "file_name", name);
-        for (cJSON *item = facts->child; item; item = item->next) cJSON_AddItemToObject(line, item->string, cJSON_Duplicate(item, 1));
-        cJSON_AddStringToObject(line, "png_sha256", png_hex);
-        char *text = cJSON_PrintUnformatted(line);
-        cJSON_Delete(line);
+        char *text = metadata_line(&f, name, png_sha256);
         status = text ? outfile_write(&e->metadata, text, strlen(text)) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         if (status == SOWER_OK) status = outfile_write(&e->metadata, "\n", 1);
         cJSON_free(text);
     }
-    cJSON_Delete(facts);
+    cJSON_Delete(f.facts);
     return status;
 }
 
-int export_images(OutputReader *in, const char *path, const char *dir, int imagefolder, uint64_t first, uint64_t last)
+/* ---- WebDataset shards: DIR/shard-NNNNNN.tar of KEY.png + KEY.json (its metadata line) per row ---- */
+
+/* One tar member of `bytes` bytes; mtime 0 and root ownership, so a shard's bytes depend on its rows only. */
+static int tar_member(struct archive *a, const char *name, const void *data, size_t bytes, const char *shard)
 {
-    Export e = {.in = in, .path = path, .dir = dir, .imagefolder = imagefolder};
+    struct archive_entry *entry = archive_entry_new();
+    if (!entry) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    archive_entry_set_pathname(entry, name);
+    archive_entry_set_size(entry, (la_int64_t)bytes);
+    archive_entry_set_filetype(entry, AE_IFREG);
+    archive_entry_set_perm(entry, 0644);
+    archive_entry_set_mtime(entry, 0, 0);
+    int ok = archive_write_header(a, entry) == ARCHIVE_OK && archive_write_data(a, data, bytes) == (la_ssize_t)bytes;
+    archive_entry_free(entry);
+    if (!ok) return SOWER_FAIL(SOWER_EIO, "%s: cannot write '%s': %s", shard, name, archive_error_string(a));
+    return SOWER_OK;
+}
+
+/* Shard k: rows [lo, hi) of the export, written whole to a temporary file and renamed (an existing
+ * shard is this job's, from a run before: kept). */
+static int export_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
+{
+    char shard[4200];
+    snprintf(shard, sizeof shard, "%s/shard-%06llu.tar", e->dir, (unsigned long long)k);
+    struct stat st;
+    if (stat(shard, &st) == 0) {
+        e->kept += hi - lo;
+        return SOWER_OK;
+    }
+    OutFile out = {0};
+    SOWER_TRY(outfile_open(&out, shard));
+    struct archive *a = archive_write_new();
+    int status = a && archive_write_set_format_ustar(a) == ARCHIVE_OK && archive_write_open_FILE(a, out.fp) == ARCHIVE_OK
+                     ? SOWER_OK
+                     : SOWER_FAIL(SOWER_EIO, "%s: cannot start the tar file", shard);
+    for (uint64_t r = lo; r < hi && status == SOWER_OK; r++) {
+        RowFacts f = {0};
+        unsigned char png_sha256[DIGEST_BYTES];
+        char name[80];
+        status = row_facts(e, r, &f);
+        if (status == SOWER_OK) status = render_png(e, &f);
+        if (status == SOWER_OK) status = digest_buffer(e->png.data, e->png.n, png_sha256);
+        snprintf(name, sizeof name, "%s.png", f.key);
+        if (status == SOWER_OK) status = tar_member(a, name, e->png.data, e->png.n, shard);
+        char *json = status == SOWER_OK ? metadata_line(&f, name, png_sha256) : NULL;
+        snprintf(name, sizeof name, "%s.json", f.key);
+        if (status == SOWER_OK)
+            status = json ? tar_member(a, name, json, strlen(json), shard) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        cJSON_free(json);
+        cJSON_Delete(f.facts);
+        e->written += status == SOWER_OK;
+    }
+    if (a && archive_write_close(a) != ARCHIVE_OK && status == SOWER_OK)
+        status = SOWER_FAIL(SOWER_EIO, "%s: cannot finish the tar file: %s", shard, archive_error_string(a));
+    if (a) archive_write_free(a);
+    if (status == SOWER_OK) status = outfile_commit(&out);
+    outfile_free(&out);
+    return status;
+}
+
+int export_images(OutputReader *in, const char *path, const char *dir, ExportLayout layout, uint64_t first,
+                  uint64_t last, uint64_t shard_rows)
+{
+    Export e = {.in = in, .path = path, .dir = dir, .imagefolder = layout == EXPORT_IMAGEFOLDER};
     int status = setup(&e);
-    for (uint64_t r = first; r <= last && status == SOWER_OK; r++) status = export_row(&e, r);
-    if (status == SOWER_OK && imagefolder) status = outfile_commit(&e.metadata);
+    if (layout == EXPORT_WEBDATASET) {
+        for (uint64_t k = 0, lo = first; lo <= last && status == SOWER_OK; k++, lo += shard_rows)
+            status = export_shard(&e, k, lo, last + 1 - lo < shard_rows ? last + 1 : lo + shard_rows);
+    } else {
+        for (uint64_t r = first; r <= last && status == SOWER_OK; r++) status = export_row(&e, r);
+    }
+    if (status == SOWER_OK && e.imagefolder) status = outfile_commit(&e.metadata);
     if (status == SOWER_OK)
         fprintf(stderr, "sower export: rows %llu-%llu -> %s (%llu PNGs written, %llu already there%s)\n",
                 (unsigned long long)first, (unsigned long long)last, dir, (unsigned long long)e.written,
-                (unsigned long long)e.kept, imagefolder ? ", metadata.jsonl" : "");
+                (unsigned long long)e.kept,
+                layout == EXPORT_IMAGEFOLDER ? ", metadata.jsonl" : layout == EXPORT_WEBDATASET ? ", in tar shards" : "");
     outfile_free(&e.metadata);
     compute_backend_close(&e.be);
     vae_free(&e.vae);

@@ -1,5 +1,5 @@
-/* export_images.h: `sower export OUT.h5 --pngs DIR | --imagefolder DIR`: one PNG per row, decoded by the
- * model's VAE for Stable Diffusion latents, with its generation parameters in the PNG. */
+/* export_images.h: `sower export OUT.h5 --pngs DIR | --imagefolder DIR | --webdataset DIR`: one PNG per
+ * row, decoded by the model's VAE for Stable Diffusion latents, with its generation parameters in the PNG. */
 #ifndef SOWER_EXPORT_IMAGES_H
 #define SOWER_EXPORT_IMAGES_H
 
@@ -8,12 +8,17 @@
 #include "err.h"
 #include "h5read.h"
 
+typedef enum {
+    EXPORT_PNGS,        /* DIR/rowRRRRRRRR_seedS.png */
+    EXPORT_IMAGEFOLDER, /* the same + DIR/metadata.jsonl (Hugging Face datasets' imagefolder layout) */
+    EXPORT_WEBDATASET,  /* DIR/shard-NNNNNN.tar of KEY.png + KEY.json (WebDataset), shard_rows rows each */
+} ExportLayout;
+
 /* Rows [first, last] of the finished output `in` (read from `path`) into dir, streaming one row at a
- * time; imagefolder also writes dir/metadata.jsonl (Hugging Face datasets' imagefolder layout).
- * Resumable: a PNG already there (each is written whole, then renamed) is kept; dir must be empty or
- * hold an export of the same job (its sower-export.json says so). */
-int export_images(OutputReader *in, const char *path, const char *dir, int imagefolder, uint64_t first,
-                  uint64_t last) SOWER_MUST_CHECK;
+ * time. Resumable: a PNG or shard already there (each is written whole, then renamed) is kept; dir must
+ * be new, empty or hold an export of the same job (its sower-export.json says so). */
+int export_images(OutputReader *in, const char *path, const char *dir, ExportLayout layout, uint64_t first,
+                  uint64_t last, uint64_t shard_rows) SOWER_MUST_CHECK;
 /* A pixel-space value to a byte as diffusers' postprocess: (x / 2 + 0.5).clamp(0, 1) * 255, rounded. */
 unsigned char export_to_byte(float x);
 
