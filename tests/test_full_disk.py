@@ -8,7 +8,7 @@ finished output holding a row that fails its digest.
 - A gzip output that fills the tmpfs mid-render: exit 3, "No space left on device", the .partial
   kept. After the tmpfs grows, `--resume` either finishes an output whose every row verifies, or
   ends cleanly (exit 2 or 3) when HDF5 cannot write into the damaged file; `--force` then finishes.
-- `sower export --imagefolder` of 3000 rows into a 256 KB tmpfs: exit 3 naming the path, every PNG
+- `sower export --imagefolder` of 600 rows into a 256 KB tmpfs: exit 3 naming the path, every PNG
   there whole (no half-written PNG under its final name); after the tmpfs grows, the same command
   completes the folder.
 
@@ -95,7 +95,7 @@ def main():
                 os.unlink(os.path.join(disk, name))
             subprocess.run(["mount", "-o", "remount,size=256k", disk], check=True)
             src = os.path.join(tmp, "src.h5")
-            open(job, "w").write(JOB.format(model=model, rows=3000, out=src, extra=""))
+            open(job, "w").write(JOB.format(model=model, rows=600, out=src, extra=""))
             r = run([sower, "run", job])
             if not clean_end(r, (0,), [], "the output to export"):
                 return
@@ -104,12 +104,12 @@ def main():
             clean_end(r, (3,), ["No space left on device", folder], "an export that fills the disk")
             pngs = [n for n in os.listdir(folder) if n.endswith(".png")]
             whole = all(open(os.path.join(folder, n), "rb").read()[-8:-4] == b"IEND" for n in pngs)
-            check(0 < len(pngs) < 3000 and whole and not os.path.exists(os.path.join(folder, "metadata.jsonl")),
+            check(0 < len(pngs) < 600 and whole and not os.path.exists(os.path.join(folder, "metadata.jsonl")),
                   f"after a full disk: {len(pngs)} PNGs, all whole: {whole}")
             subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
             r = run([sower, "export", src, "--imagefolder", folder])
             clean_end(r, (0,), [f"{len(pngs)} already there"], "the export again after making room")
-            check(len(open(os.path.join(folder, "metadata.jsonl")).readlines()) == 3000, "metadata.jsonl incomplete")
+            check(len(open(os.path.join(folder, "metadata.jsonl")).readlines()) == 600, "metadata.jsonl incomplete")
             print(f"export filling the disk: exit 3 after {len(pngs)} whole PNGs; after room, the same command completes it")
         finally:
             subprocess.run(["umount", disk], capture_output=True)
