@@ -10,6 +10,7 @@
 #include "gpu.h"
 #include "model.h"
 #include "prompt_encoder.h"
+#include "vae.h"
 
 static void print_config(const UNetConfig *c)
 {
@@ -90,6 +91,26 @@ static int print_text_side(const Model *m)
     return status;
 }
 
+/* A StableDiffusionPipeline's VAE (what `sample --decode` and `export` decode with). */
+static int print_vae(const Model *m)
+{
+    Vae v;
+    int status = vae_load(&v, m->dir);
+    if (status == SOWER_OK) {
+        char hex[DIGEST_HEX_CHARS];
+        digest_hex(v.weights_sha256, hex);
+        printf("  vae:                %s\n", v.weights_path);
+        printf("  vae sha256:         %s\n", hex);
+        printf("  vae decoder:        AutoencoderKL, channels");
+        for (int i = 0; i < v.cfg.n_blocks; i++) printf(" %d", v.cfg.block_out_channels[i]);
+        printf(", %d+1 resnets per block, %d groups, mid attention %s, scaling_factor %g, %lld parameters\n",
+               v.cfg.layers_per_block, v.cfg.norm_num_groups, v.cfg.mid_attention ? "yes" : "no",
+               (double)v.cfg.scaling_factor, (long long)v.weights_list.n_values);
+    }
+    vae_free(&v);
+    return status;
+}
+
 int cmd_info(int argc, char **argv)
 {
     const char *arg = NULL;
@@ -123,6 +144,7 @@ int cmd_info(int argc, char **argv)
         print_scheduler(&m.folder_scheduler);
         print_config(&m.unet.cfg);
         if (m.stable_diffusion) status = print_text_side(&m);
+        if (m.stable_diffusion && status == SOWER_OK) status = print_vae(&m);
         printf("  CPU kernels:        %s\n", compute_backend_cpu_identity());
         int gpus = 0;
         if (!gpu_backend_built())
