@@ -51,16 +51,17 @@ static int write_png(const char *path, const unsigned char *pixels, int width, i
 typedef struct {
     const char *path, *png_path, *rows_text, *dir;
     int layout, n_layouts; /* ExportLayout of the one folder option given */
-    long columns, threads, shard_size;
+    long columns, threads, shard_size, scale;
 } ExportOptions;
 
 enum { OPT_PNG, OPT_ROWS, OPT_COLUMNS, OPT_PNGS, OPT_IMAGEFOLDER, OPT_WEBDATASET, OPT_THREADS, OPT_SHARD_SIZE,
-       N_EXPORT_OPTS };
+       OPT_SCALE, N_EXPORT_OPTS };
 static const CliOption export_options[N_EXPORT_OPTS] = {
     [OPT_PNG] = {"--png", NULL, 1},           [OPT_ROWS] = {"--rows", NULL, 1},
     [OPT_COLUMNS] = {"--columns", NULL, 1},   [OPT_PNGS] = {"--pngs", NULL, 1},
     [OPT_IMAGEFOLDER] = {"--imagefolder", NULL, 1}, [OPT_WEBDATASET] = {"--webdataset", NULL, 1},
-    [OPT_THREADS] = {"--threads", NULL, 1},   [OPT_SHARD_SIZE] = {"--shard-size", NULL, 1}};
+    [OPT_THREADS] = {"--threads", NULL, 1},   [OPT_SHARD_SIZE] = {"--shard-size", NULL, 1},
+    [OPT_SCALE] = {"--scale", NULL, 1}};
 
 static int on_export_option(void *ctx, int which, const char *v)
 {
@@ -76,18 +77,19 @@ static int on_export_option(void *ctx, int which, const char *v)
         break;
     case OPT_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, 1024, &o->threads)); break;
     case OPT_SHARD_SIZE: SOWER_TRY(cli_parse_int("--shard-size", v, 1, 1000000, &o->shard_size)); break;
+    case OPT_SCALE: SOWER_TRY(cli_parse_int("--scale", v, 1, 16, &o->scale)); break;
     default: SOWER_TRY(cli_parse_int("--columns", v, 1, 1024, &o->columns)); break;
     }
     return SOWER_OK;
 }
 
 static const char export_usage[] =
-    "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N]\n"
+    "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N] [--scale S]\n"
     "       sower export OUT.h5 --pngs DIR | --imagefolder DIR | --webdataset DIR [--shard-size N]\n"
     "                    [--rows A-B] [--threads T]\n"
     "\n"
     "--png FILE: a contact sheet of the rows A..B (default: the first 64), post-processed as diffusers\n"
-    "does for pixel-space models ((x/2+0.5) clamped to [0,1]).\n"
+    "does for pixel-space models ((x/2+0.5) clamped to [0,1]); --scale S draws each pixel as SxS.\n"
     "--pngs DIR: one PNG per row (default: every row), DIR/rowRRRRRRRR_seedS.png; a Stable Diffusion\n"
     "output's latents are decoded by its model's VAE (vae.decode(latents / scaling_factor), one at a\n"
     "time, on the CPU); each PNG carries its generation parameters in a `parameters` text chunk (as\n"
@@ -121,6 +123,8 @@ int cmd_export(int argc, char **argv)
                                         "--webdataset DIR (see sower export --help)");
     if (o.shard_size && o.layout != EXPORT_WEBDATASET)
         return SOWER_FAIL(SOWER_EUSAGE, "--shard-size applies to --webdataset");
+    if ((o.scale || o.columns) && dir) return SOWER_FAIL(SOWER_EUSAGE, "--scale and --columns apply to --png");
+    const int scale = o.scale ? (int)o.scale : 1;
     const long threads = o.threads ? o.threads : (sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
     omp_set_num_threads((int)threads);
     gemm_set_threads((int)threads);
@@ -158,7 +162,8 @@ int cmd_export(int argc, char **argv)
     if (!columns)
         columns = (long)ceil(sqrt((double)n));
     const int grid_rows = (int)((n + columns - 1) / columns);
-    const int width = (int)columns * (w + GAP) - GAP, height = grid_rows * (h + GAP) - GAP;
+    const int cell_w = w * scale, cell_h = h * scale; /* a row's tile */
+    const int width = (int)columns * (cell_w + GAP) - GAP, height = grid_rows * (cell_h + GAP) - GAP;
     data = malloc(sizeof(float) * (size_t)n * c * h * w);     /* (n, c, h, w) */
     sheet = calloc((size_t)width * height * out_channels, 1); /* (height, width, out_channels) */
     if (!data || !sheet) {
@@ -184,13 +189,13 @@ int cmd_export(int argc, char **argv)
         }
     }
     for (int k = 0; k < n; k++) {
-        int x0 = (int)(k % columns) * (w + GAP), y0 = (int)(k / columns) * (h + GAP);
+        int x0 = (int)(k % columns) * (cell_w + GAP), y0 = (int)(k / columns) * (cell_h + GAP);
         const float *img = data + (size_t)k * c * h * w; /* (C, H, W) */
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++)
+        for (int y = 0; y < cell_h; y++)
+            for (int x = 0; x < cell_w; x++)
                 for (int ch = 0; ch < out_channels; ch++)
                     sheet[((size_t)(y0 + y) * width + x0 + x) * out_channels + ch] =
-                        export_to_byte(img[((size_t)ch * h + y) * w + x]);
+                        export_to_byte(img[((size_t)ch * h + y / scale) * w + x / scale]);
     }
     SOWER_TRY_GOTO(write_png(png_path, sheet, width, height, out_channels), status, done);
     fprintf(stderr, "sower export: rows %llu-%llu (%dx%d, %d channel%s) -> %s (%dx%d)\n",
