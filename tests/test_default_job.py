@@ -16,13 +16,8 @@ import tempfile
 import h5py
 import numpy as np
 
-failures = []
+from testing import check, finish
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def main():
@@ -50,12 +45,6 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     return finish()
 
-
-def finish():
-    if failures:
-        print("\n".join("FAIL: " + f for f in failures))
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

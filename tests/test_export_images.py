@@ -25,8 +25,7 @@ import h5py
 import numpy as np
 
 from pngread import read_png
-
-failures = []
+from testing import check, finish
 
 JOB = """sower: 1
 name: export-images
@@ -40,12 +39,6 @@ seeds:
 output: {{path: out.h5}}
 """
 SECOND_PROMPT = "l'été à Paris 🐱"
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def run(argv, **kw):
@@ -223,12 +216,6 @@ def main():
                   "the uninterrupted export")
     return finish()
 
-
-def finish():
-    if failures:
-        print("\n".join("FAIL: " + f for f in failures))
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,13 +14,8 @@ import tempfile
 
 import numpy as np
 
-failures = []
+from testing import check, finish
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def sample(sower, model, out, *extra):
@@ -92,10 +87,7 @@ def main():
             "--seeds", "0", "--decode")
         bad("--decode on the cuda backend", sd, ["--decode", "cpu backend"], *base, "--backend", "cuda")
         print("8 bad VAE inputs: exit 2, named, nothing written")
-    if failures:
-        print("\n".join("FAIL: " + f for f in failures))
-        return 1
-    return 0
+    return finish()
 
 
 if __name__ == "__main__":
