@@ -125,6 +125,10 @@ def main():
         r = run([sower, "sample", model, "--seeds", "0", "--steps", "1"])
         if r.returncode != 2 or b"-o OUT.npy" not in r.stderr:
             failures.append(f"missing -o: {r.returncode} {r.stderr!r}")
+        png = os.path.join(tmp, "img.png")  # sample writes .npy: a .png name is refused, not filled with .npy bytes
+        r = run([sower, "sample", model, "--seeds", "0", "--steps", "1", "-o", png])
+        if r.returncode != 2 or b"name it OUT.npy" not in r.stderr or os.path.exists(png):
+            failures.append(f"-o img.png: {r.returncode} {r.stderr!r}")
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     print(f"test_cli_sample: {len(failures)} failures")

@@ -254,6 +254,12 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
         return SOWER_FAIL(SOWER_EUSAGE, "sample: MODEL_DIR is required (see 'sower sample --help')");
     if (!seeds_text) return SOWER_FAIL(SOWER_EUSAGE, "sample: --seeds is required, e.g. --seeds 0-7");
     if (!o->output) return SOWER_FAIL(SOWER_EUSAGE, "sample: an output is required: -o OUT.npy");
+    const size_t len = strlen(o->output);
+    if (len < 4 || strcmp(o->output + len - 4, ".npy") != 0)
+        return SOWER_FAIL(SOWER_EUSAGE,
+                          "-o %s: sample writes a NumPy .npy file, name it OUT.npy (for PNGs: sower run a manifest, "
+                          "then sower export OUT.h5 --pngs DIR)",
+                          o->output);
     if (o->precision == PRECISION_TF32 && o->backend != BACKEND_CUDA)
         return SOWER_FAIL(SOWER_EUSAGE,
                           "--precision tf32 needs --backend cuda (the CPU backend computes in fp32)");
