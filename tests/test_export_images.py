@@ -144,6 +144,24 @@ def main():
             print("webdataset: 2 shards of KEY.png + KEY.json (the imagefolder's bytes and lines), a deleted shard "
                   "made again byte for byte")
 
+        # 3c. latents shards (--npy): the rows' bytes as stored, their lines the imagefolder's less the PNG's
+        latents_dir = os.path.join(tmp, "latents")
+        r = run([sower, "export", out, "--npy", latents_dir, "--shard-size", "3"])
+        if check(r.returncode == 0 and "4 rows of latents written" in r.stderr, f"--npy: {r.stderr[-300:]}"):
+            with h5py.File(out, "r") as f:
+                stored = f["latents"][...]
+            arrays = [np.load(os.path.join(latents_dir, f"shard-00000{k}.npy")) for k in (0, 1)]
+            check(np.array_equal(np.concatenate(arrays), stored) and arrays[0].dtype == np.float32,
+                  "--npy: the shards are not /latents")
+            got = [json.loads(line) for k in (0, 1) for line in open(os.path.join(latents_dir, f"shard-00000{k}.jsonl"))]
+            for k, (line, want) in enumerate(zip(got, lines)):
+                check(line["file_name"] == f"shard-00000{k // 3}.npy" and line["index"] == k % 3 and
+                      {a: b for a, b in line.items() if a not in ("file_name", "index")} ==
+                      {a: b for a, b in want.items() if a not in ("file_name", "png_sha256")}, f"--npy line {k}: {line}")
+            r = run([sower, "export", out, "--npy", latents_dir, "--shard-size", "3"])
+            check(r.returncode == 0 and "0 rows of latents written, 4 already there" in r.stderr, f"--npy rerun: {r.stderr}")
+            print("latents shards: 2 .npy == /latents, their .jsonl lines; a rerun keeps them")
+
         # 4. refusals: exit 2, nothing written
         def refused(name, argv, texts, folder_after=None):
             r = run(argv)

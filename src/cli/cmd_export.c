@@ -54,12 +54,13 @@ typedef struct {
     long columns, threads, shard_size, scale;
 } ExportOptions;
 
-enum { OPT_PNG, OPT_ROWS, OPT_COLUMNS, OPT_PNGS, OPT_IMAGEFOLDER, OPT_WEBDATASET, OPT_THREADS, OPT_SHARD_SIZE,
-       OPT_SCALE, N_EXPORT_OPTS };
+enum { OPT_PNG, OPT_ROWS, OPT_COLUMNS, OPT_PNGS, OPT_IMAGEFOLDER, OPT_WEBDATASET, OPT_NPY, OPT_THREADS,
+       OPT_SHARD_SIZE, OPT_SCALE, N_EXPORT_OPTS };
 static const CliOption export_options[N_EXPORT_OPTS] = {
     [OPT_PNG] = {"--png", NULL, 1},           [OPT_ROWS] = {"--rows", NULL, 1},
     [OPT_COLUMNS] = {"--columns", NULL, 1},   [OPT_PNGS] = {"--pngs", NULL, 1},
     [OPT_IMAGEFOLDER] = {"--imagefolder", NULL, 1}, [OPT_WEBDATASET] = {"--webdataset", NULL, 1},
+    [OPT_NPY] = {"--npy", NULL, 1},
     [OPT_THREADS] = {"--threads", NULL, 1},   [OPT_SHARD_SIZE] = {"--shard-size", NULL, 1},
     [OPT_SCALE] = {"--scale", NULL, 1}};
 
@@ -72,8 +73,12 @@ static int on_export_option(void *ctx, int which, const char *v)
     case OPT_PNGS:
     case OPT_IMAGEFOLDER:
     case OPT_WEBDATASET:
+    case OPT_NPY:
         o->dir = v, o->n_layouts++;
-        o->layout = which == OPT_PNGS ? EXPORT_PNGS : which == OPT_IMAGEFOLDER ? EXPORT_IMAGEFOLDER : EXPORT_WEBDATASET;
+        o->layout = which == OPT_PNGS          ? EXPORT_PNGS
+                    : which == OPT_IMAGEFOLDER ? EXPORT_IMAGEFOLDER
+                    : which == OPT_NPY         ? EXPORT_NPY
+                                               : EXPORT_WEBDATASET;
         break;
     case OPT_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, 1024, &o->threads)); break;
     case OPT_SHARD_SIZE: SOWER_TRY(cli_parse_int("--shard-size", v, 1, 1000000, &o->shard_size)); break;
@@ -85,7 +90,7 @@ static int on_export_option(void *ctx, int which, const char *v)
 
 static const char export_usage[] =
     "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N] [--scale S]\n"
-    "       sower export OUT.h5 --pngs DIR | --imagefolder DIR | --webdataset DIR [--shard-size N]\n"
+    "       sower export OUT.h5 --pngs DIR | --imagefolder DIR | --webdataset DIR | --npy DIR [--shard-size N]\n"
     "                    [--rows A-B] [--threads T]\n"
     "\n"
     "--png FILE: a contact sheet of the rows A..B (default: the first 64), post-processed as diffusers\n"
@@ -98,6 +103,9 @@ static const char export_usage[] =
     "layout Hugging Face datasets loads with load_dataset(\"imagefolder\", data_dir=DIR).\n"
     "--webdataset DIR: tar shards DIR/shard-NNNNNN.tar of N rows each (default 1000), each row as\n"
     "KEY.png and KEY.json (its metadata line), KEY = rowRRRRRRRR_seedS: the WebDataset layout.\n"
+    "--npy DIR: the latents themselves for latent-space training, DIR/shard-NNNNNN.npy (N rows, C, h, w)\n"
+    "float32 of N rows each (default 1000) and DIR/shard-NNNNNN.jsonl (a line per row: index, row, seed,\n"
+    "prompt, ..., latents_sha256).\n"
     "DIR must be new, empty, or an export of the same job (run again after an interruption: PNGs and\n"
     "shards already there are kept).\n"
     "Only a finished sower output is read: another file, an unfinished or damaged one, or another\n"
@@ -120,9 +128,9 @@ int cmd_export(int argc, char **argv)
     long columns = o.columns;
     if (!path || (!png_path == !dir) || o.n_layouts > 1)
         return SOWER_FAIL(SOWER_EUSAGE, "sower export: give OUT.h5 and one of --png FILE, --pngs DIR, --imagefolder DIR, "
-                                        "--webdataset DIR (see sower export --help)");
-    if (o.shard_size && o.layout != EXPORT_WEBDATASET)
-        return SOWER_FAIL(SOWER_EUSAGE, "--shard-size applies to --webdataset");
+                                        "--webdataset DIR, --npy DIR (see sower export --help)");
+    if (o.shard_size && o.layout != EXPORT_WEBDATASET && o.layout != EXPORT_NPY)
+        return SOWER_FAIL(SOWER_EUSAGE, "--shard-size applies to --webdataset and --npy");
     if ((o.scale || o.columns) && dir) return SOWER_FAIL(SOWER_EUSAGE, "--scale and --columns apply to --png");
     const int scale = o.scale ? (int)o.scale : 1;
     const long threads = o.threads ? o.threads : (sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);

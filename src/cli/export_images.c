@@ -22,6 +22,7 @@
 #include "cpu_backend.h"
 #include "digest.h"
 #include "h5_layout.h"
+#include "npy.h"
 #include "outfile.h"
 #include "vae.h"
 #include "version.h"
@@ -101,6 +102,7 @@ typedef struct {
     OutputReader *in;
     const char *path, *dir;
     int imagefolder;
+    int latents_only;      /* --npy: the rows themselves, nothing decoded or drawn */
     int decode;            /* Stable Diffusion latents: through the VAE */
     Vae vae;
     ComputeBackend be;
@@ -188,8 +190,10 @@ static int setup(Export *e)
     SOWER_TRY(hex_attr(in, LAYOUT_ATTR_WEIGHTS_SHA256, e->weights_hex));
     const char *slash = strrchr(in->job.model_path, '/');
     e->model_name = slash && slash[1] ? slash + 1 : in->job.model_path;
-    e->decode = in->job.n_prompts > 0;
-    if (e->decode) {
+    e->decode = in->job.n_prompts > 0 && !e->latents_only;
+    if (e->latents_only) {
+        e->channels = in->c, e->height = in->h, e->width = in->w; /* the rows as stored */
+    } else if (e->decode) {
         int status = vae_load(&e->vae, in->job.model_path);
         if (status != SOWER_OK) {
             char reason[1024];
@@ -212,7 +216,7 @@ static int setup(Export *e)
                           "(no VAE to decode them): sower export --png draws channel 0",
                           e->path, in->c);
     }
-    const size_t pixels = (size_t)e->channels * e->height * e->width;
+    const size_t pixels = e->latents_only ? 1 : (size_t)e->channels * e->height * e->width;
     e->latent = malloc(sizeof(float) * in->c * in->h * in->w);
     e->image = malloc(sizeof(float) * pixels);
     e->pixels = malloc(pixels);
@@ -295,7 +299,8 @@ static int row_facts(Export *e, uint64_t r, RowFacts *f)
     snprintf(f->key, sizeof f->key, "row%08llu_seed%llu", (unsigned long long)f->row, (unsigned long long)f->seed);
     const Job *job = &in->job;
     const uint64_t p = job_prompt_at(job, f->row);
-    f->facts = row_json(e, f->row, f->seed, e->decode ? job->prompts[p] : NULL, e->decode ? job->negative_prompts[p] : NULL,
+    const int prompted = job->n_prompts > 0;
+    f->facts = row_json(e, f->row, f->seed, prompted ? job->prompts[p] : NULL, prompted ? job->negative_prompts[p] : NULL,
                         latents_hex);
     return f->facts ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
 }
@@ -339,16 +344,20 @@ static int render_png(Export *e, const RowFacts *f)
     return status;
 }
 
-/* The metadata line of a row: file_name, its facts, png_sha256; a new string (cJSON_free). */
-static char *metadata_line(const RowFacts *f, const char *file_name, const unsigned char *png_sha256)
+/* The metadata line of a row: file_name, its facts, png_sha256 (NULL: none, a latents shard's line, which
+ * has the row's index in the shard's array instead); a new string (cJSON_free). */
+static char *metadata_line(const RowFacts *f, const char *file_name, const unsigned char *png_sha256, uint64_t index)
 {
     char png_hex[DIGEST_HEX_CHARS];
-    digest_hex(png_sha256, png_hex);
     cJSON *line = cJSON_CreateObject();
     cJSON_AddStringToObject(line, "file_name", file_name);
+    if (!png_sha256) cJSON_AddNumberToObject(line, "index", (double)index);
     for (const cJSON *item = f->facts->child; item; item = item->next)
         cJSON_AddItemToObject(line, item->string, cJSON_Duplicate(item, 1));
-    cJSON_AddStringToObject(line, "png_sha256", png_hex);
+    if (png_sha256) {
+        digest_hex(png_sha256, png_hex);
+        cJSON_AddStringToObject(line, "png_sha256", png_hex);
+    }
     char *text = cJSON_PrintUnformatted(line);
     cJSON_Delete(line);
     return text;
@@ -382,7 +391,7 @@ static int export_row(Export *e, uint64_t r)
         e->written++;
     }
     if (status == SOWER_OK && e->imagefolder) {
-        char *text = metadata_line(&f, name, png_sha256);
+        char *text = metadata_line(&f, name, png_sha256, 0);
         status = text ? outfile_write(&e->metadata, text, strlen(text)) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         if (status == SOWER_OK) status = outfile_write(&e->metadata, "\n", 1);
         cJSON_free(text);
@@ -435,7 +444,7 @@ static int export_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
         if (status == SOWER_OK) status = digest_buffer(e->png.data, e->png.n, png_sha256);
         snprintf(name, sizeof name, "%s.png", f.key);
         if (status == SOWER_OK) status = tar_member(a, name, e->png.data, e->png.n, shard);
-        char *json = status == SOWER_OK ? metadata_line(&f, name, png_sha256) : NULL;
+        char *json = status == SOWER_OK ? metadata_line(&f, name, png_sha256, 0) : NULL;
         snprintf(name, sizeof name, "%s.json", f.key);
         if (status == SOWER_OK)
             status = json ? tar_member(a, name, json, strlen(json), shard) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
@@ -451,22 +460,64 @@ static int export_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
     return status;
 }
 
+/* Latents shard k: rows [lo, hi) as DIR/shard-NNNNNN.npy (n, C, h, w) float32, streamed a row at a time, and
+ * DIR/shard-NNNNNN.jsonl (a metadata line per row, its index in the array); each written whole then renamed,
+ * the .npy first: a shard whose .jsonl is there is complete and kept. */
+static int export_latent_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
+{
+    OutputReader *in = e->in;
+    char npy_name[64], npy[4200], jsonl[4200];
+    snprintf(npy_name, sizeof npy_name, "shard-%06llu.npy", (unsigned long long)k);
+    snprintf(npy, sizeof npy, "%s/%s", e->dir, npy_name);
+    snprintf(jsonl, sizeof jsonl, "%s/shard-%06llu.jsonl", e->dir, (unsigned long long)k);
+    struct stat st;
+    if (stat(jsonl, &st) == 0 && stat(npy, &st) == 0) {
+        e->kept += hi - lo;
+        return SOWER_OK;
+    }
+    OutFile array = {0}, lines = {0};
+    unsigned char header[NPY_HEADER_MAX];
+    const int64_t shape[4] = {(int64_t)(hi - lo), in->c, in->h, in->w};
+    const size_t header_bytes = npy_header(header, "<f4", shape, 4), per = (size_t)in->c * in->h * in->w;
+    int status = outfile_open(&array, npy);
+    if (status == SOWER_OK) status = outfile_open(&lines, jsonl);
+    if (status == SOWER_OK) status = outfile_write(&array, header, header_bytes);
+    for (uint64_t r = lo; r < hi && status == SOWER_OK; r++) {
+        RowFacts f = {0};
+        status = row_facts(e, r, &f);
+        if (status == SOWER_OK) status = outfile_write(&array, e->latent, per * sizeof(float)); /* little-endian hosts */
+        char *text = status == SOWER_OK ? metadata_line(&f, npy_name, NULL, r - lo) : NULL;
+        if (status == SOWER_OK) status = text ? outfile_write(&lines, text, strlen(text)) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        if (status == SOWER_OK) status = outfile_write(&lines, "\n", 1);
+        cJSON_free(text);
+        cJSON_Delete(f.facts);
+        e->written += status == SOWER_OK;
+    }
+    if (status == SOWER_OK) status = outfile_commit(&array);
+    if (status == SOWER_OK) status = outfile_commit(&lines);
+    outfile_free(&array);
+    outfile_free(&lines);
+    return status;
+}
+
 int export_images(OutputReader *in, const char *path, const char *dir, ExportLayout layout, uint64_t first,
                   uint64_t last, uint64_t shard_rows)
 {
-    Export e = {.in = in, .path = path, .dir = dir, .imagefolder = layout == EXPORT_IMAGEFOLDER};
+    Export e = {.in = in, .path = path, .dir = dir, .imagefolder = layout == EXPORT_IMAGEFOLDER,
+                .latents_only = layout == EXPORT_NPY};
     int status = setup(&e);
-    if (layout == EXPORT_WEBDATASET) {
+    if (layout == EXPORT_WEBDATASET || layout == EXPORT_NPY) {
+        int (*shard)(Export *, uint64_t, uint64_t, uint64_t) = layout == EXPORT_NPY ? export_latent_shard : export_shard;
         for (uint64_t k = 0, lo = first; lo <= last && status == SOWER_OK; k++, lo += shard_rows)
-            status = export_shard(&e, k, lo, last + 1 - lo < shard_rows ? last + 1 : lo + shard_rows);
+            status = shard(&e, k, lo, last + 1 - lo < shard_rows ? last + 1 : lo + shard_rows);
     } else {
         for (uint64_t r = first; r <= last && status == SOWER_OK; r++) status = export_row(&e, r);
     }
     if (status == SOWER_OK && e.imagefolder) status = outfile_commit(&e.metadata);
     if (status == SOWER_OK)
-        fprintf(stderr, "sower export: rows %llu-%llu -> %s (%llu PNGs written, %llu already there%s)\n",
+        fprintf(stderr, "sower export: rows %llu-%llu -> %s (%llu %s written, %llu already there%s)\n",
                 (unsigned long long)first, (unsigned long long)last, dir, (unsigned long long)e.written,
-                (unsigned long long)e.kept,
+                layout == EXPORT_NPY ? "rows of latents" : "PNGs", (unsigned long long)e.kept,
                 layout == EXPORT_IMAGEFOLDER ? ", metadata.jsonl" : layout == EXPORT_WEBDATASET ? ", in tar shards" : "");
     outfile_free(&e.metadata);
     compute_backend_close(&e.be);

@@ -12,6 +12,7 @@ typedef enum {
     EXPORT_PNGS,        /* DIR/rowRRRRRRRR_seedS.png */
     EXPORT_IMAGEFOLDER, /* the same + DIR/metadata.jsonl (Hugging Face datasets' imagefolder layout) */
     EXPORT_WEBDATASET,  /* DIR/shard-NNNNNN.tar of KEY.png + KEY.json (WebDataset), shard_rows rows each */
+    EXPORT_NPY,         /* DIR/shard-NNNNNN.npy (rows, C, h, w) float32 of the latents + shard-NNNNNN.jsonl */
 } ExportLayout;
 
 /* Rows [first, last] of the finished output `in` (read from `path`) into dir, streaming one row at a
