@@ -51,8 +51,10 @@ def main():
         job = os.path.join(tmp, "job.yaml")
         open(job, "w", encoding="utf-8").write(JOB.format(model=sd))
         open(os.path.join(tmp, "prompts.txt"), "w", encoding="utf-8").write(SECOND_PROMPT + "\n")
-        out = os.path.join(tmp, "out.h5")
-        r = run([sower, "run", job])
+        # the output away from the manifest: its model is found where the run recorded it (/run model_path)
+        out = os.path.join(tmp, "outputs", "out.h5")
+        os.makedirs(os.path.dirname(out))
+        r = run([sower, "run", job, "-o", out])
         if not check(r.returncode == 0, f"sower run: {r.stderr[-600:]}"):
             return finish()
         with h5py.File(out, "r") as f:
@@ -188,7 +190,9 @@ def main():
                 ["one of --png FILE"])
         refused("a folder under a file", [sower, "export", out, "--pngs", os.path.join(other, "notes.txt", "x")],
                 ["notes.txt"])
-        print("4 refusals: exit 2, the folders untouched")
+        refused("--model without a VAE", [sower, "export", out, "--pngs", os.path.join(tmp, "new"), "--model", mono],
+                ["--model DIR", "vae/config.json"])
+        print("5 refusals: exit 2, the folders untouched")
 
         # 5. a pixel-space model: grey PNGs of the samples themselves, no prompt
         grey = os.path.join(tmp, "grey")

@@ -49,20 +49,20 @@ static int write_png(const char *path, const unsigned char *pixels, int width, i
 }
 
 typedef struct {
-    const char *path, *png_path, *rows_text, *dir;
+    const char *path, *png_path, *rows_text, *dir, *model_dir;
     int layout, n_layouts; /* ExportLayout of the one folder option given */
     long columns, threads, shard_size, scale;
 } ExportOptions;
 
 enum { OPT_PNG, OPT_ROWS, OPT_COLUMNS, OPT_PNGS, OPT_IMAGEFOLDER, OPT_WEBDATASET, OPT_NPY, OPT_THREADS,
-       OPT_SHARD_SIZE, OPT_SCALE, N_EXPORT_OPTS };
+       OPT_SHARD_SIZE, OPT_SCALE, OPT_MODEL, N_EXPORT_OPTS };
 static const CliOption export_options[N_EXPORT_OPTS] = {
     [OPT_PNG] = {"--png", NULL, 1},           [OPT_ROWS] = {"--rows", NULL, 1},
     [OPT_COLUMNS] = {"--columns", NULL, 1},   [OPT_PNGS] = {"--pngs", NULL, 1},
     [OPT_IMAGEFOLDER] = {"--imagefolder", NULL, 1}, [OPT_WEBDATASET] = {"--webdataset", NULL, 1},
     [OPT_NPY] = {"--npy", NULL, 1},
     [OPT_THREADS] = {"--threads", NULL, 1},   [OPT_SHARD_SIZE] = {"--shard-size", NULL, 1},
-    [OPT_SCALE] = {"--scale", NULL, 1}};
+    [OPT_SCALE] = {"--scale", NULL, 1},       [OPT_MODEL] = {"--model", NULL, 1}};
 
 static int on_export_option(void *ctx, int which, const char *v)
 {
@@ -83,6 +83,7 @@ static int on_export_option(void *ctx, int which, const char *v)
     case OPT_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, 1024, &o->threads)); break;
     case OPT_SHARD_SIZE: SOWER_TRY(cli_parse_int("--shard-size", v, 1, 1000000, &o->shard_size)); break;
     case OPT_SCALE: SOWER_TRY(cli_parse_int("--scale", v, 1, 16, &o->scale)); break;
+    case OPT_MODEL: o->model_dir = v; break;
     default: SOWER_TRY(cli_parse_int("--columns", v, 1, 1024, &o->columns)); break;
     }
     return SOWER_OK;
@@ -91,14 +92,15 @@ static int on_export_option(void *ctx, int which, const char *v)
 static const char export_usage[] =
     "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N] [--scale S]\n"
     "       sower export OUT.h5 --pngs DIR | --imagefolder DIR | --webdataset DIR | --npy DIR [--shard-size N]\n"
-    "                    [--rows A-B] [--threads T]\n"
+    "                    [--rows A-B] [--threads T] [--model DIR]\n"
     "\n"
     "--png FILE: a contact sheet of the rows A..B (default: the first 64), post-processed as diffusers\n"
     "does for pixel-space models ((x/2+0.5) clamped to [0,1]); --scale S draws each pixel as SxS.\n"
     "--pngs DIR: one PNG per row (default: every row), DIR/rowRRRRRRRR_seedS.png; a Stable Diffusion\n"
     "output's latents are decoded by its model's VAE (vae.decode(latents / scaling_factor), one at a\n"
-    "time, on the CPU); each PNG carries its generation parameters in a `parameters` text chunk (as\n"
-    "AUTOMATIC1111 writes it) and its provenance as JSON in a `sower` chunk.\n"
+    "time, on the CPU; the model the run recorded, or --model DIR); each PNG carries its generation\n"
+    "parameters in a `parameters` text chunk (as AUTOMATIC1111 writes it) and its provenance as JSON in a\n"
+    "`sower` chunk.\n"
     "--imagefolder DIR: the same plus DIR/metadata.jsonl (file_name, prompt, seed, row, digests, ...), the\n"
     "layout Hugging Face datasets loads with load_dataset(\"imagefolder\", data_dir=DIR).\n"
     "--webdataset DIR: tar shards DIR/shard-NNNNNN.tar of N rows each (default 1000), each row as\n"
@@ -162,7 +164,7 @@ int cmd_export(int argc, char **argv)
     }
     if (dir) {
         status = export_images(&in, path, dir, (ExportLayout)o.layout, first, last,
-                               o.shard_size ? (uint64_t)o.shard_size : 1000);
+                               o.shard_size ? (uint64_t)o.shard_size : 1000, o.model_dir);
         goto done;
     }
     const int n = (int)(last - first + 1), c = in.c, h = in.h, w = in.w;

@@ -107,6 +107,8 @@ typedef struct {
     Vae vae;
     ComputeBackend be;
     char job_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], vae_hex[DIGEST_HEX_CHARS];
+    const char *model_dir;  /* the model folder (its VAE decodes; its name goes in `parameters`) */
+    char *recorded_model;   /* /run model_path, when model_dir came from it */
     const char *model_name; /* the model folder's last component */
     int channels, height, width; /* of the images */
     float *latent;          /* (c, h, w) one row as stored */
@@ -188,18 +190,22 @@ static int setup(Export *e)
     OutputReader *in = e->in;
     SOWER_TRY(hex_attr(in, LAYOUT_ATTR_JOB_SHA256, e->job_hex));
     SOWER_TRY(hex_attr(in, LAYOUT_ATTR_WEIGHTS_SHA256, e->weights_hex));
-    const char *slash = strrchr(in->job.model_path, '/');
-    e->model_name = slash && slash[1] ? slash + 1 : in->job.model_path;
+    /* The model folder: --model, else the one the run recorded (/run model_path, as verify reads it), else the
+     * manifest's (relative to where the manifest was, which the file does not know). */
+    if (!e->model_dir) e->model_dir = e->recorded_model = h5read_run_attr(in, LAYOUT_RUN_MODEL_PATH);
+    if (!e->model_dir) e->model_dir = in->job.model_path;
+    const char *slash = strrchr(e->model_dir, '/');
+    e->model_name = slash && slash[1] ? slash + 1 : e->model_dir;
     e->decode = in->job.n_prompts > 0 && !e->latents_only;
     if (e->latents_only) {
         e->channels = in->c, e->height = in->h, e->width = in->w; /* the rows as stored */
     } else if (e->decode) {
-        int status = vae_load(&e->vae, in->job.model_path);
+        int status = vae_load(&e->vae, e->model_dir);
         if (status != SOWER_OK) {
             char reason[1024];
             snprintf(reason, sizeof reason, "%s", sower_error_message());
-            return SOWER_FAIL(status, "%s: its latents are decoded by the VAE of its model '%s': %s", e->path,
-                              in->job.model_path, reason);
+            return SOWER_FAIL(status, "%s: its latents are decoded by the VAE of its model '%s' (another: --model DIR): %s",
+                              e->path, e->model_dir, reason);
         }
         if (e->vae.cfg.latent_channels != in->c)
             return SOWER_FAIL(SOWER_EMODEL, "%s: latent_channels %d, the file's rows have %d channels",
@@ -501,10 +507,10 @@ static int export_latent_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
 }
 
 int export_images(OutputReader *in, const char *path, const char *dir, ExportLayout layout, uint64_t first,
-                  uint64_t last, uint64_t shard_rows)
+                  uint64_t last, uint64_t shard_rows, const char *model_dir)
 {
     Export e = {.in = in, .path = path, .dir = dir, .imagefolder = layout == EXPORT_IMAGEFOLDER,
-                .latents_only = layout == EXPORT_NPY};
+                .latents_only = layout == EXPORT_NPY, .model_dir = model_dir};
     int status = setup(&e);
     if (layout == EXPORT_WEBDATASET || layout == EXPORT_NPY) {
         int (*shard)(Export *, uint64_t, uint64_t, uint64_t) = layout == EXPORT_NPY ? export_latent_shard : export_shard;
@@ -522,6 +528,6 @@ int export_images(OutputReader *in, const char *path, const char *dir, ExportLay
     outfile_free(&e.metadata);
     compute_backend_close(&e.be);
     vae_free(&e.vae);
-    free(e.latent), free(e.image), free(e.pixels), free(e.png.data);
+    free(e.latent), free(e.image), free(e.pixels), free(e.png.data), free(e.recorded_model);
     return status;
 }

@@ -17,9 +17,10 @@ typedef enum {
 
 /* Rows [first, last] of the finished output `in` (read from `path`) into dir, streaming one row at a
  * time. Resumable: a PNG or shard already there (each is written whole, then renamed) is kept; dir must
- * be new, empty or hold an export of the same job (its sower-export.json says so). */
+ * be new, empty or hold an export of the same job (its sower-export.json says so). model_dir: the model whose
+ * VAE decodes (NULL: the one the run recorded). */
 int export_images(OutputReader *in, const char *path, const char *dir, ExportLayout layout, uint64_t first,
-                  uint64_t last, uint64_t shard_rows) SOWER_MUST_CHECK;
+                  uint64_t last, uint64_t shard_rows, const char *model_dir) SOWER_MUST_CHECK;
 /* A pixel-space value to a byte as diffusers' postprocess: (x / 2 + 0.5).clamp(0, 1) * 255, rounded. */
 unsigned char export_to_byte(float x);
 
