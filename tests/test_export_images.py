@@ -192,7 +192,12 @@ def main():
                 ["notes.txt"])
         refused("--model without a VAE", [sower, "export", out, "--pngs", os.path.join(tmp, "new"), "--model", mono],
                 ["--model DIR", "vae/config.json"])
-        print("5 refusals: exit 2, the folders untouched")
+        refused("--shard-size 0", [sower, "export", out, "--webdataset", os.path.join(tmp, "new"), "--shard-size", "0"],
+                ["--shard-size"])
+        refused("--scale with a folder", [sower, "export", out, "--pngs", os.path.join(tmp, "new"), "--scale", "2"],
+                ["--scale and --columns apply to --png"])
+        check(not os.path.exists(os.path.join(tmp, "new")), "a refused export made its folder")
+        print("7 refusals: exit 2, the folders untouched")
 
         # 5. a pixel-space model: grey PNGs of the samples themselves, no prompt
         grey = os.path.join(tmp, "grey")

@@ -131,6 +131,17 @@ static void sampler_name(const Job *job, char *out, size_t size)
     snprintf(out, size, "%s%s", theirs, job->karras ? " Karras" : "");
 }
 
+/* path <- bytes, written to a temporary file and renamed: readers never see a part of it. */
+static int write_whole(const char *path, const void *data, size_t bytes)
+{
+    OutFile out = {0};
+    int status = outfile_open(&out, path);
+    if (status == SOWER_OK) status = outfile_write(&out, data, bytes);
+    if (status == SOWER_OK) status = outfile_commit(&out);
+    outfile_free(&out);
+    return status;
+}
+
 /* dir: new, empty, or an export of this very job (its marker names the job's digest). */
 static int claim_dir(Export *e)
 {
@@ -166,14 +177,13 @@ static int claim_dir(Export *e)
     cJSON_AddStringToObject(obj, "sower_version", sower_version());
     char *json = cJSON_Print(obj);
     cJSON_Delete(obj);
-    if (!json) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    OutFile f = {0};
-    int status = outfile_open(&f, marker);
-    if (status == SOWER_OK) status = outfile_write(&f, json, strlen(json));
-    if (status == SOWER_OK) status = outfile_write(&f, "\n", 1);
-    if (status == SOWER_OK) status = outfile_commit(&f);
-    outfile_free(&f);
+    const size_t n = json ? strlen(json) : 0;
+    char *line = json ? malloc(n + 2) : NULL; /* the JSON and a newline */
+    if (line) memcpy(line, json, n), line[n] = '\n', line[n + 1] = '\0';
     cJSON_free(json);
+    if (!line) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    int status = write_whole(marker, line, n + 1);
+    free(line);
     return status;
 }
 
@@ -374,25 +384,24 @@ static int export_row(Export *e, uint64_t r)
 {
     RowFacts f = {0};
     int status = row_facts(e, r, &f);
+    if (status != SOWER_OK) {
+        cJSON_Delete(f.facts);
+        return status;
+    }
     char name[80], file[4200];
     unsigned char png_sha256[DIGEST_BYTES];
     snprintf(name, sizeof name, "%s.png", f.key);
     snprintf(file, sizeof file, "%s/%s", e->dir, name);
     unsigned char *existing = NULL;
     size_t existing_bytes = 0;
-    if (status != SOWER_OK) {
-    } else if (file_read_all(file, 1u << 30, &existing, &existing_bytes) == SOWER_OK) { /* written whole before */
+    if (file_read_all(file, 1u << 30, &existing, &existing_bytes) == SOWER_OK) { /* written whole before */
         status = digest_buffer(existing, existing_bytes, png_sha256);
         free(existing);
         e->kept++;
     } else {
         sower_error_clear();
         status = render_png(e, &f);
-        OutFile out = {0};
-        if (status == SOWER_OK) status = outfile_open(&out, file);
-        if (status == SOWER_OK) status = outfile_write(&out, e->png.data, e->png.n);
-        if (status == SOWER_OK) status = outfile_commit(&out);
-        outfile_free(&out);
+        if (status == SOWER_OK) status = write_whole(file, e->png.data, e->png.n);
         if (status == SOWER_OK) status = digest_buffer(e->png.data, e->png.n, png_sha256);
         e->written++;
     }
