@@ -212,9 +212,42 @@ static int write_prompts(H5Out *o, const H5Prompts *p, hsize_t chunk)
     return SOWER_OK;
 }
 
+/* Copies the rows carry->done marks from carry->path into the new file, a run of consecutive rows
+ * (at most a block) at a time. Every such row was read and checked by h5out_resume. */
+static int carry_rows(H5Out *o, const H5Carry *carry)
+{
+    hid_t in = H5Fopen(carry->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (in < 0) return SOWER_FAIL(SOWER_EIO, "cannot open '%s' again to copy its rows", carry->path);
+    const size_t per = (size_t)o->c * o->h * o->w;
+    const uint64_t block = per * sizeof(float) >= (16u << 20) ? 1 : (16u << 20) / (per * sizeof(float));
+    float *lat = malloc(sizeof(float) * per * block); /* (block, c, h, w) */
+    uint64_t *seeds = malloc(sizeof *seeds * block);  /* (block,) */
+    unsigned char *dig = malloc(DIGEST_BYTES * block); /* (block, 32) */
+    int status = lat && seeds && dig ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    char what[4200];
+    snprintf(what, sizeof what, "--resume: '%s'", carry->path);
+    for (uint64_t r0 = 0; r0 < o->rows && status == SOWER_OK;) {
+        if (carry->done[r0] != 1) {
+            r0++;
+            continue;
+        }
+        uint64_t n = 1;
+        while (n < block && r0 + n < o->rows && carry->done[r0 + n] == 1)
+            n++;
+        status = h5file_read_block(in, what, r0, n, o->c, o->h, o->w, lat, seeds, dig, NULL);
+        if (status == SOWER_OK) status = h5out_write_rows(o, r0, n, lat, dig);
+        r0 += n;
+    }
+    H5Fclose(in);
+    o->rows_written = 0; /* copies, not this run's rendering */
+    free(lat), free(seeds), free(dig);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Prompts *prompts, const H5Attr *attrs,
-                 int n_attrs)
+                 int n_attrs, const H5Carry *carry)
 {
     SOWER_TRY(start(o, path, rows, c, h, w));
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
@@ -265,6 +298,10 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
                           "sha256 of the row's little-endian float32 latent bytes"));
     SOWER_TRY(
         string_attr(o, o->done, LAYOUT_DONE_MEANING, "1 once the row's latents and digest are written"));
+    if (carry) {
+        SOWER_TRY(carry_rows(o, carry));
+        o->created = 0; /* it holds an earlier run's rows: kept whatever happens next */
+    }
     H5_TRY(H5Fflush(o->file, H5F_SCOPE_LOCAL), "flush the new file");
     if (rename(o->creating_path, o->partial_path) != 0)
         return SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", o->creating_path, o->partial_path,
@@ -418,8 +455,37 @@ static int recheck_done_rows(hid_t file, const char *what, uint64_t rows, int c,
     return SOWER_OK;
 }
 
+/* /done into done (rows,), less the rows that fail recheck_done_rows (a warning names them). */
+static int read_done_rows(hid_t file, hid_t done_ds, const char *what, uint64_t rows, int c, int h, int w,
+                          H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, uint64_t *bad)
+{
+    if (H5Dread(done_ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done) < 0)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /" LAYOUT_DONE, what);
+    /* Trust no row for its mark: a file edited or damaged since is re-rendered where it fails. */
+    char which[160];
+    SOWER_TRY(recheck_done_rows(file, what, rows, c, h, w, seed_of, seed_ctx, done, bad, which, sizeof which));
+    if (*bad)
+        fprintf(stderr,
+                "sower run: warning: %s: %llu row%s marked done fail%s the check of bytes against digest and "
+                "seed against the job (row%s %s): rendering %s again\n",
+                what, (unsigned long long)*bad, *bad == 1 ? "" : "s", *bad == 1 ? "s" : "", *bad == 1 ? "" : "s",
+                which, *bad == 1 ? "it" : "them");
+    return SOWER_OK;
+}
+
+/* 1 when /latents is stored through filters (gzip): its chunks are allocated as rows are written. */
+static int latents_filtered(hid_t file)
+{
+    hid_t ds = H5Dopen2(file, LAYOUT_LATENTS, H5P_DEFAULT);
+    hid_t dcpl = ds >= 0 ? H5Dget_create_plist(ds) : -1;
+    const int filtered = dcpl >= 0 && H5Pget_nfilters(dcpl) > 0;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (ds >= 0) H5Dclose(ds);
+    return filtered;
+}
+
 static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                       H5SeedOf seed_of, const void *seed_ctx, uint8_t *done)
+                       H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, int *rebuild)
 {
     SOWER_TRY(start(o, path, rows, c, h, w));
     o->seed_of = seed_of, o->seed_ctx = seed_ctx;
@@ -438,8 +504,16 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     int status = h5file_check_format(probe, what);
     if (status == SOWER_OK) status = check_same_job(probe, what, key);
     if (status == SOWER_OK) status = h5file_check_layout(probe, what, rows, c, h, w);
+    *rebuild = status == SOWER_OK && latents_filtered(probe);
+    uint64_t bad = 0;
+    if (*rebuild) { /* the rows are read here, and copied into a new file by the caller */
+        hid_t done_ds = H5Dopen2(probe, LAYOUT_DONE, H5P_DEFAULT);
+        status = read_done_rows(probe, done_ds, what, rows, c, h, w, seed_of, seed_ctx, done, &bad);
+        H5Dclose(done_ds);
+    }
     H5Fclose(probe);
     SOWER_TRY(status);
+    if (*rebuild) return SOWER_OK;
     o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (o->file < 0) return SOWER_FAIL(SOWER_EPATH, "%s: cannot open it for writing", what);
     o->latents = H5Dopen2(o->file, LAYOUT_LATENTS, H5P_DEFAULT);
@@ -448,17 +522,7 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     o->done = H5Dopen2(o->file, LAYOUT_DONE, H5P_DEFAULT);
     if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0)
         return SOWER_FAIL(SOWER_EIO, "%s: cannot open its datasets", what);
-    H5_TRY(H5Dread(o->done, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done), "read /" LAYOUT_DONE);
-    /* Trust no row for its mark alone: a file edited or damaged since is re-rendered where it fails. */
-    uint64_t bad = 0;
-    char which[160];
-    SOWER_TRY(recheck_done_rows(o->file, what, rows, c, h, w, seed_of, seed_ctx, done, &bad, which, sizeof which));
-    if (bad)
-        fprintf(stderr,
-                "sower run: warning: %s: %llu row%s marked done fail%s the check of bytes against digest and "
-                "seed against the job (row%s %s): rendering %s again\n",
-                what, (unsigned long long)bad, bad == 1 ? "" : "s", bad == 1 ? "s" : "", bad == 1 ? "" : "s", which,
-                bad == 1 ? "it" : "them");
+    SOWER_TRY(read_done_rows(o->file, o->done, what, rows, c, h, w, seed_of, seed_ctx, done, &bad));
     if (bad) SOWER_TRY(write_seeds(o)); /* a row whose seed was altered gets the job's back */
     /* A previous run may have died while writing its run facts or verification: start those anew. */
     if (H5Lexists(o->file, LAYOUT_RUN, H5P_DEFAULT) > 0) H5Ldelete(o->file, LAYOUT_RUN, H5P_DEFAULT);
@@ -467,11 +531,12 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
 }
 
 int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                 H5SeedOf seed_of, const void *seed_ctx, uint8_t *done)
+                 H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, int *rebuild)
 {
-    int status = resume_open(o, path, rows, c, h, w, key, seed_of, seed_ctx, done);
-    if (status != SOWER_OK) /* a refused resume leaves the user's file as it was: never abandoned */
-        h5out_keep_partial(o);
+    *rebuild = 0;
+    int status = resume_open(o, path, rows, c, h, w, key, seed_of, seed_ctx, done, rebuild);
+    /* A refused resume leaves the user's file as it was (never abandoned); a rebuild starts anew. */
+    if (status != SOWER_OK || *rebuild) h5out_keep_partial(o);
     SOWER_TRY(status);
     return SOWER_OK;
 }

@@ -44,20 +44,31 @@ typedef struct {
     uint64_t (*prompt_of)(const void *ctx, uint64_t row); /* called with the seed_ctx */
 } H5Prompts;
 
+/* Rows an earlier partial of the same job holds, to carry into a new file (a rebuilt gzip partial:
+ * h5out_resume): `path`, and done (rows,), 1 for each row to copy (each one checked already). */
+typedef struct {
+    const char *path;
+    const uint8_t *done;
+} H5Carry;
+
 /* Creates PATH.partial with the datasets sized for rows x (c, h, w), /seeds, the prompts when
- * `prompts` is not NULL, and the root attributes. */
+ * `prompts` is not NULL, and the root attributes. With `carry`, its rows are copied in before the
+ * new file replaces the earlier PATH.partial (so that one is never lost half-copied). */
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Prompts *prompts, const H5Attr *attrs,
-                 int n_attrs) SOWER_MUST_CHECK;
+                 int n_attrs, const H5Carry *carry) SOWER_MUST_CHECK;
 /* Reopens PATH.partial left by an interrupted run of the same job (seed_of gives each row's seed): its format and format_version
  * must be this sower's (h5_layout.h), its job key, weights_sha256 and backend_identity must equal
  * key's (else SOWER_EINPUT naming which setting differs), its stored manifest and job key must
  * match their digests and its shape must match.
  * Fills done (rows,) from /done, less the rows whose bytes do not match their digest or whose seed
  * is not the job's (they are rendered again; a warning counts them), and removes any /run and /verify. When refused, the file is closed
- * and kept as it was (o is left closed). */
+ * and kept as it was (o is left closed).
+ * A gzip partial is not written again in place: HDF5 allocates its chunks as rows arrive, so a run
+ * cut short (a full disk) can leave its chunk index unwritable. Then *rebuild is set, done is
+ * filled, o is left closed and the caller makes a new file carrying those rows (H5Carry). */
 int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                 H5SeedOf seed_of, const void *seed_ctx, uint8_t *done) SOWER_MUST_CHECK;
+                 H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, int *rebuild) SOWER_MUST_CHECK;
 /* Rows [row0, row0 + n): latents (n, c, h, w) and digests (n, 32); then marks them done. */
 int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents,
                      const unsigned char *digests) SOWER_MUST_CHECK;

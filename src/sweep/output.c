@@ -86,7 +86,8 @@ static int check_space(const Run *r, uint64_t rows)
     return SOWER_OK;
 }
 
-static int create_output(Run *r, H5Out *out)
+/* A new output; with carry, holding the rows of the earlier partial it replaces (h5out_resume). */
+static int create_output(Run *r, H5Out *out, const H5Carry *carry)
 {
     SOWER_TRY(make_parent_dirs(r->out_path));
     SOWER_TRY(check_space(r, r->plan.hi - r->plan.lo));
@@ -123,7 +124,7 @@ static int create_output(Run *r, H5Out *out)
                                r->job.n_prompts, prompt_of_row};
     int status = h5out_create(out, r->out_path, pl->hi - pl->lo, cfg->in_channels, r->rs.height, r->rs.width,
                               r->job.chunk_rows, r->job.output_gzip, seed_of_row, r,
-                              r->job.n_prompts ? &prompts : NULL, attrs, n_attrs);
+                              r->job.n_prompts ? &prompts : NULL, attrs, n_attrs, carry);
     SOWER_TRY(status);
     return SOWER_OK;
 }
@@ -157,15 +158,22 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
     const UNetConfig *cfg = &r->model.unet.cfg;
     const uint64_t rows = r->plan.hi - r->plan.lo;
     if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
+        int rebuild = 0;
         SOWER_TRY(h5out_resume(out, r->out_path, rows, cfg->in_channels, r->rs.height, r->rs.width, &key,
-                               seed_of_row, r, r->done));
+                               seed_of_row, r, r->done, &rebuild));
+        if (rebuild) {
+            fprintf(stderr, "sower run: --resume: '%s' is gzip-compressed: copying its rows into a new file that "
+                            "replaces it when whole\n", partial);
+            const H5Carry carry = {partial, r->done};
+            SOWER_TRY(create_output(r, out, &carry));
+        }
     } else {
         if (o->resume_auto) {
             SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels, r->rs.height,
                                         r->rs.width, seed_of_row, r, &r->finished_before));
             if (r->finished_before) return SOWER_OK;
         }
-        SOWER_TRY(create_output(r, out));
+        SOWER_TRY(create_output(r, out, NULL));
     }
     if (r->plan.stitch_n) SOWER_TRY(stitch_slices(r, out, &key));
     return SOWER_OK;
