@@ -66,7 +66,9 @@ DAMAGE = [
     ("format-version", set_attr("format_version", "2"), 2, "format_version '2': this sower reads version 1"),
     ("model-config", set_attr("model_config", "{}"), 2, "'model_config' differs from the model's config.json"),
     ("manifest-digest", set_attr("manifest_sha256", "0" * 64), 1, "'manifest_sha256' disagrees with the manifest"),
-    ("pipeline", set_attr("pipeline", "scheduler=ddim steps=3 eta=0"), 1, "'pipeline' disagrees with the manifest"),
+    ("pipeline", set_attr("pipeline", '{"scheduler": "ddim", "steps": 3, "eta": 0, "karras": false}'), 1,
+     "'pipeline' disagrees with the manifest"),
+    ("pipeline-legacy", set_attr("pipeline", "scheduler=ddim steps=3 eta=0"), 1, "'pipeline' disagrees with the manifest"),
     ("generator", set_attr("generator", "torch-cpu-scalar"), 1, "'generator' disagrees with the manifest"),
     ("latent-bit", flip_latent, 1, "verification failed (1 digests"),
 ]

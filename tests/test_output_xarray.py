@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """The output describes itself to standard tools: named dimensions (HDF5 dimension scales as netCDF-4
 writes them) sample, channel, y, x (and digest_byte), /seeds the coordinate of the samples, and
-attributes saying what /latents and /seeds hold. Checked with h5py always, and with xarray's h5netcdf
+attributes saying what /latents and /seeds hold; numbers stored as numbers and structured settings
+(pipeline, configs, /run hosts and timings) as JSON text. Checked with h5py always, and with xarray's h5netcdf
 engine (Debian's python3-xarray, python3-h5netcdf) where installed: no warnings.
 
 usage: test_output_xarray.py SOWER_BINARY MODEL_DIR
 """
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import tempfile
 import warnings
 
 import h5py
+import numpy as np
 
 failures = []
 JOB = """sower: 1
@@ -53,7 +56,23 @@ def main():
             check(f["latents"].attrs.get("coordinates") in ("seeds", b"seeds"), "/latents has no coordinates='seeds'")
             check("denoised sample" in str(f["latents"].attrs.get("meaning")), "/latents does not say what it holds")
             shape = f["latents"].shape
-        print(f"h5py: dimension scales sample, channel, y, x, digest_byte attached; latents {shape}")
+            # Numbers are numbers, structured settings JSON text (json.loads, no parsing of our own).
+            pipeline = json.loads(f.attrs["pipeline"])
+            check(pipeline == {"scheduler": "ddim", "steps": 3, "eta": 0, "karras": False},
+                  f"pipeline attribute: {pipeline}")
+            run = f["run"].attrs
+            check(all(isinstance(run[k], np.integer) for k in ("world_size", "batch")) and run["world_size"] == 1,
+                  f"/run world_size, batch: {run.get('world_size')!r}, {run.get('batch')!r}")
+            hosts, timings = json.loads(run["hosts"]), json.loads(run["timings"])
+            check(isinstance(hosts, list) and len(hosts) == 1 and all(isinstance(h, str) for h in hosts),
+                  f"/run hosts: {hosts}")
+            check(all(isinstance(timings.get(k), (int, float)) for k in
+                      ("render_phase_s", "rank0_rendering_s", "rank0_writing_s", "rank0_waiting_s", "verify_s")),
+                  f"/run timings: {timings}")
+            for name in ("model_config", "scheduler_config"):
+                check(isinstance(json.loads(f.attrs[name]), dict), f"{name} is not a JSON object")
+        print(f"h5py: dimension scales sample, channel, y, x, digest_byte attached; latents {shape}; pipeline, "
+              f"model and scheduler configs, /run hosts and timings JSON, world_size and batch integers")
         try:
             import xarray
         except ImportError:

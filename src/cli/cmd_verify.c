@@ -75,7 +75,11 @@ static int check_attributes(const OutputReader *in, const Model *model)
     SOWER_TRY(provenance_of(&in->job, model, &p));
     static const char altered[] = "disagrees with the manifest stored in the file (the file was altered)";
     SOWER_TRY(check_attribute(in, LAYOUT_ATTR_MANIFEST_SHA256, p.manifest_sha256, SOWER_EMISMATCH, altered));
-    SOWER_TRY(check_attribute(in, LAYOUT_ATTR_PIPELINE, p.pipeline, SOWER_EMISMATCH, altered));
+    char *pipeline = h5read_attr(in, LAYOUT_ATTR_PIPELINE); /* JSON; "scheduler=ddim ..." in older files */
+    const int legacy_pipeline = pipeline && pipeline[0] != '{';
+    free(pipeline);
+    SOWER_TRY(check_attribute(in, LAYOUT_ATTR_PIPELINE, legacy_pipeline ? p.pipeline : p.pipeline_json,
+                              SOWER_EMISMATCH, altered));
     char *job_key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY); /* files of older sowers have none */
     const int has_job_key = job_key != NULL;
     free(job_key);

@@ -55,6 +55,17 @@ static int string_attr(H5Out *o, hid_t obj, const char *key, const char *value)
     return SOWER_OK;
 }
 
+static int int_attr(H5Out *o, hid_t obj, const char *key, int64_t value)
+{
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(obj, key, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t w = attr < 0 ? -1 : H5Awrite(attr, H5T_NATIVE_INT64, &value);
+    if (attr >= 0) H5Aclose(attr);
+    H5Sclose(space);
+    H5_TRY(w, "write an attribute");
+    return SOWER_OK;
+}
+
 /* Unfiltered datasets get all their chunks at creation, so writing rows never changes the file's
  * metadata: a process killed mid-write leaves a file whose structure is the last flushed one. */
 static hid_t make_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims,
@@ -593,13 +604,16 @@ static hid_t make_group(hid_t file, const char *name)
     return g;
 }
 
-int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const uint64_t *slices, int world)
+int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const H5IntAttr *ints, int n_ints,
+                    const uint64_t *slices, int world)
 {
     hid_t g = make_group(o->file, LAYOUT_RUN);
     if (g < 0) return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to create /" LAYOUT_RUN, o->partial_path);
     int status = SOWER_OK;
     for (int i = 0; i < n_attrs && status == SOWER_OK; i++)
         status = string_attr(o, g, attrs[i].key, attrs[i].value);
+    for (int i = 0; i < n_ints && status == SOWER_OK; i++)
+        status = int_attr(o, g, ints[i].key, ints[i].value);
     if (status == SOWER_OK)
         status = write_vector(o, g, LAYOUT_RUN_RANK_SLICES, H5T_STD_U64LE, H5T_NATIVE_UINT64,
                               (uint64_t)world + 1, slices);

@@ -23,8 +23,13 @@ typedef struct {
 } H5Out;
 
 typedef struct {
-    const char *key, *value; /* a string attribute of the root group */
+    const char *key, *value; /* a string attribute */
 } H5Attr;
+
+typedef struct {
+    const char *key; /* an integer attribute */
+    int64_t value;
+} H5IntAttr;
 
 /* What makes rows of two files comparable: the same job key (provenance.h: what decides the bits,
  * not the manifest's text) and its digest, the same weights (SHA-256 hex), and the same backend
@@ -76,8 +81,8 @@ int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents,
 int h5out_read_row(H5Out *o, uint64_t row, float *latent) SOWER_MUST_CHECK;
 /* The /run group (facts that differ between runs) and the /verify group. */
 /* slices (world + 1,): rank k rendered rows [slices[k], slices[k+1]). */
-int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const uint64_t *slices,
-                    int world) SOWER_MUST_CHECK;
+int h5out_write_run(H5Out *o, const H5Attr *attrs, int n_attrs, const H5IntAttr *ints, int n_ints,
+                    const uint64_t *slices, int world) SOWER_MUST_CHECK;
 int h5out_write_verify(H5Out *o, uint64_t n, const uint64_t *rows, const uint64_t *seeds,
                        const int32_t *renderer, const int32_t *verifier, const uint8_t *match,
                        const float *max_abs_diff) SOWER_MUST_CHECK;

@@ -58,21 +58,28 @@ int provenance_of(const Job *job, const Model *model, Provenance *p)
     digest_hex(model->weights_sha256, p->weights_sha256);
     int used = snprintf(p->pipeline, sizeof p->pipeline, "scheduler=%s steps=%d eta=%.9g%s",
                         scheduler_kind_name(job->scheduler), job->steps, job->eta, job->karras ? " karras=1" : "");
+    int used_json = snprintf(p->pipeline_json, sizeof p->pipeline_json,
+                             "{\"scheduler\": \"%s\", \"steps\": %d, \"eta\": %.9g, \"karras\": %s",
+                             scheduler_kind_name(job->scheduler), job->steps, job->eta, job->karras ? "true" : "false");
     char text_lines[256] = ""; /* Stable Diffusion: the prompts and the text side in the job key */
     if (job->n_prompts) {
         if (!model->text_side_known)
             return SOWER_FAIL(SOWER_EINTERNAL, "provenance of a prompted job without the text side's digest");
         const int f = model->vae_scale_factor;
+        const int height = job->height ? job->height : model->unet.cfg.sample_height * f,
+                  width = job->width ? job->width : model->unet.cfg.sample_width * f;
         snprintf(p->pipeline + used, sizeof p->pipeline - (size_t)used,
-                 " guidance=%.9g height=%d width=%d clip_skip=%d", job->guidance,
-                 job->height ? job->height : model->unet.cfg.sample_height * f,
-                 job->width ? job->width : model->unet.cfg.sample_width * f, job->clip_skip);
+                 " guidance=%.9g height=%d width=%d clip_skip=%d", job->guidance, height, width, job->clip_skip);
+        used_json += snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json,
+                              ", \"guidance\": %.9g, \"height\": %d, \"width\": %d, \"clip_skip\": %d",
+                              job->guidance, height, width, job->clip_skip);
         char prompts_hex[DIGEST_HEX_CHARS], text_hex[DIGEST_HEX_CHARS];
         SOWER_TRY(prompts_digest_hex(job, prompts_hex));
         digest_hex(model->text_side_sha256, text_hex);
         snprintf(text_lines, sizeof text_lines, "prompts: %zu\nprompts_sha256: %s\ntext_side_sha256: %s\n",
                  job->n_prompts, prompts_hex, text_hex);
     }
+    snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json, "}");
     p->generator = rng_kernel_name(job->generator);
     p->model_config = model->unet_config_text;
     p->scheduler_config = model->scheduler_config_text;

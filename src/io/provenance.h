@@ -22,7 +22,8 @@
 typedef struct {
     char manifest_sha256[DIGEST_HEX_CHARS]; /* of the manifest's bytes, comments and all */
     char weights_sha256[DIGEST_HEX_CHARS];
-    char pipeline[256];           /* "scheduler=ddim steps=50 eta=0" */
+    char pipeline[256];           /* "scheduler=ddim steps=50 eta=0": the job key's line */
+    char pipeline_json[320];      /* the same as JSON, the `pipeline` attribute: {"scheduler": "ddim", ...} */
     const char *generator;        /* "torch-cpu" */
     const char *model_config;     /* the model's config.json text (borrowed from the Model) */
     const char *scheduler_config; /* its scheduler_config.json text (borrowed) */

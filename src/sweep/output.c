@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <cjson/cJSON.h>
+
 #include "h5_layout.h"
 #include "mpi_check.h"
 #include "outfile.h"
@@ -112,7 +114,7 @@ static int create_output(Run *r, H5Out *out, const H5Carry *carry)
         {LAYOUT_ATTR_MODEL_CONFIG, p.model_config},
         {LAYOUT_ATTR_WEIGHTS_SHA256, p.weights_sha256},
         {LAYOUT_ATTR_SCHEDULER_CONFIG, p.scheduler_config},
-        {LAYOUT_ATTR_PIPELINE, p.pipeline},
+        {LAYOUT_ATTR_PIPELINE, p.pipeline_json},
         {LAYOUT_ATTR_GENERATOR, p.generator},
         {LAYOUT_ATTR_BACKEND_IDENTITY, r->backend.identity},
         {LAYOUT_ATTR_DETERMINISM, r->backend.determinism},
@@ -179,15 +181,22 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
     return SOWER_OK;
 }
 
-/* "host0,host1,...": hosts (world, MPI_MAX_PROCESSOR_NAME) joined. Caller frees; NULL: no memory. */
-static char *join_hosts(const char *hosts, int world)
+/* ["host0", "host1", ...]: hosts (world, MPI_MAX_PROCESSOR_NAME) as a JSON list. Caller frees; NULL:
+ * no memory. */
+static char *hosts_json(const char *hosts, int world)
 {
-    size_t cap = (size_t)world * (MPI_MAX_PROCESSOR_NAME + 2) + 1, used = 0;
-    char *list = calloc(cap, 1);
-    for (int k = 0; list && k < world; k++)
-        used += (size_t)snprintf(list + used, cap - used, "%s%s", k ? "," : "",
-                                 hosts + (size_t)k * MPI_MAX_PROCESSOR_NAME);
-    return list;
+    cJSON *list = cJSON_CreateArray();
+    for (int k = 0; list && k < world; k++) {
+        cJSON *name = cJSON_CreateString(hosts + (size_t)k * MPI_MAX_PROCESSOR_NAME);
+        if (!name || !cJSON_AddItemToArray(list, name)) {
+            cJSON_Delete(name);
+            cJSON_Delete(list);
+            return NULL;
+        }
+    }
+    char *text = list ? cJSON_PrintUnformatted(list) : NULL;
+    cJSON_Delete(list);
+    return text;
 }
 
 int output_write_facts(Run *r, H5Out *out, double render_s, double verify_s)
@@ -207,7 +216,7 @@ int output_write_facts(Run *r, H5Out *out, double render_s, double verify_s)
         return status;
     }
     const int stitch_n = r->plan.stitch_n;
-    char *list = join_hosts(hosts, t->world);
+    char *list = hosts_json(hosts, t->world);
     /* Which rows each rank rendered, or, stitched, each array task: slice k = rows [b[k], b[k+1]). */
     const int parts = stitch_n ? stitch_n : t->world;
     uint64_t *bounds = malloc(sizeof *bounds * ((size_t)parts + 1)); /* (parts + 1,) */
@@ -219,21 +228,25 @@ int output_write_facts(Run *r, H5Out *out, double render_s, double verify_s)
         plan_stitch_bounds(&r->plan, &r->job, bounds);
     else
         plan_rank_bounds(&r->plan, bounds);
-    char world[32], batch[32], times[256];
-    snprintf(world, sizeof world, "%d", t->world);
-    snprintf(batch, sizeof batch, "%d", r->job.batch);
+    char times[320];
+    fprintf(stderr,
+            "sower run: timings: render phase %.3f s (rank 0: rendering %.3f s, writing %.3f s, waiting %.3f s), "
+            "verify %.3f s\n",
+            render_s, r->t_render, r->t_write, r->t_wait, verify_s);
     snprintf(times, sizeof times,
-             "render phase %.3f s (rank 0: rendering %.3f s, writing %.3f s, waiting %.3f s), "
-             "verify %.3f s",
+             "{\"render_phase_s\": %.3f, \"rank0_rendering_s\": %.3f, \"rank0_writing_s\": %.3f, "
+             "\"rank0_waiting_s\": %.3f, \"verify_s\": %.3f}",
              render_s, r->t_render, r->t_write, r->t_wait, verify_s);
-    fprintf(stderr, "sower run: timings: %s\n", times);
     char stitched[160];
     snprintf(stitched, sizeof stitched,
              "%d slices (array tasks) OUT.slice-K-of-%d.h5; rank_slices holds their rows", stitch_n,
              stitch_n);
-    H5Attr attrs[] = {{LAYOUT_RUN_HOSTS, list},    {LAYOUT_RUN_WORLD_SIZE, world},        {LAYOUT_RUN_BATCH, batch},
-                      {LAYOUT_RUN_TIMINGS, times}, {LAYOUT_RUN_MODEL_PATH, r->model.dir}, {LAYOUT_RUN_STITCHED_FROM, stitched}};
-    status = h5out_write_run(out, attrs, stitch_n ? 6 : 5, bounds, parts);
+    const H5Attr attrs[] = {{LAYOUT_RUN_HOSTS, list},
+                            {LAYOUT_RUN_TIMINGS, times},
+                            {LAYOUT_RUN_MODEL_PATH, r->model.dir},
+                            {LAYOUT_RUN_STITCHED_FROM, stitched}};
+    const H5IntAttr numbers[] = {{LAYOUT_RUN_WORLD_SIZE, t->world}, {LAYOUT_RUN_BATCH, r->job.batch}};
+    status = h5out_write_run(out, attrs, stitch_n ? 4 : 3, numbers, 2, bounds, parts);
     free(bounds), free(list), free(hosts);
     SOWER_TRY(status);
     return SOWER_OK;
