@@ -8,6 +8,7 @@ as the same prompts listed, its output verifies without the file, and bad files 
 usage: test_run_sd.py SOWER MPIEXEC TINY_SD_DIR UNET2D_DIR
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,8 +60,8 @@ def launch(argv, ranks, mpiexec):
     return [mpiexec, "-np", str(ranks), "--oversubscribe"] + argv if ranks > 1 else argv
 
 
-def run(sower, mpiexec, job, out, ranks, *extra):
-    return subprocess.run(launch([sower, "run", job, "-o", out, *extra], ranks, mpiexec), capture_output=True,
+def run(sower, mpiexec, job, out, ranks, *extra, env=None):
+    return subprocess.run(launch([sower, "run", job, "-o", out, *extra], ranks, mpiexec), capture_output=True, env=env,
                           text=True, timeout=900)
 
 
@@ -116,8 +117,17 @@ def main():
         # 5. kill -9 mid-run, then --resume: the same file as the uninterrupted run
         slow = write_job(os.path.join(tmp, "slow.yaml"), sd, steps=30, batch=1)
         ref, killed = os.path.join(tmp, "ref.h5"), os.path.join(tmp, "killed.h5")
-        r = run(sower, mpiexec, slow, ref, 2)
+        r = run(sower, mpiexec, slow, ref, 2, env=dict(os.environ, SOWER_PROGRESS_SECONDS="0"))
         check(r.returncode == 0, f"uninterrupted slow run: {r.stderr[-500:]}")
+        # Progress a person can read: the denoising step of the batch in hand, percent, elapsed, ETA; the
+        # last line (all rows) once.
+        lines = [l for l in r.stderr.splitlines() if l.startswith("[sower]")]
+        stepping = [l for l in lines if re.fullmatch(r"\[sower\] \d+/\d+ rows \(\d+\.\d%\), step \d+/30 of a batch "
+                                                     r"of 1, \d+\.\d\d rows/s, elapsed \S+( s)?, ETA \S+( s)?", l)]
+        total = len(PROMPTS) * len(SEEDS)
+        last = [l for l in lines if l.startswith(f"[sower] {total}/{total} rows (100.0%), ")]
+        check(stepping and len(last) == 1 and "\r" not in r.stderr,
+              f"progress lines: {len(stepping)} with the step, {len(last)} final ones: {lines[:3]} ... {lines[-2:]}")
         p = subprocess.Popen(launch([sower, "run", slow, "-o", killed], 2, mpiexec), stderr=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, start_new_session=True,
                              env=dict(os.environ, SOWER_PROGRESS_SECONDS="0"))

@@ -164,6 +164,7 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
                 memcpy(trace_outputs + per * ((size_t)b * steps + i), eps + per * b, per * sizeof(float));
             }
         }
+        if (rs->on_step) rs->on_step(rs->on_step_ctx, i + 1, steps);
     }
     SOWER_TRY_GOTO(ops->download(bc, out, x_be, n), status, done);
     for (int b = 0; rs->trace_dir && b < nb; b++)

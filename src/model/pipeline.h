@@ -32,6 +32,8 @@ typedef struct {
     int torch_log1p;      /* torch >= 2.0 small-tensor normal formula (never matters for latents) */
     int (*should_stop)(void); /* NULL, or polled before every step: non-zero abandons the batch
                                * with SOWER_ESTOPPED (a signal; the rows are rendered again later) */
+    void (*on_step)(void *ctx, int done, int steps); /* NULL, or told after each denoising step */
+    void *on_step_ctx;
     /* Stable Diffusion only (a UNet2DConditionModel) */
     float guidance;        /* diffusers' guidance_scale: > 1 runs the negative prompt too */
     int text_tokens;       /* rows of every text embedding (77) */

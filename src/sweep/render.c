@@ -51,17 +51,53 @@ int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char
     return SOWER_OK;
 }
 
-/* done: rows of this run in the output; fresh: of them, rendered since start. */
-static void progress(const Run *r, uint64_t done, uint64_t fresh, double start, double *last)
+/* "45 s", "12m05s", "3h07m". */
+static void format_duration(double seconds, char *out, size_t size)
 {
-    double now = MPI_Wtime();
+    const long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
+    if (s < 60)
+        snprintf(out, size, "%ld s", s);
+    else if (s < 3600)
+        snprintf(out, size, "%ldm%02lds", s / 60, s % 60);
+    else
+        snprintf(out, size, "%ldh%02ldm", s / 3600, s % 3600 / 60);
+}
+
+/* Rank 0's progress line, at most one every progress_seconds, and the last (all rows) once: rows
+ * of the run in the output, percent, the denoising step of the batch in hand (a batch of a big
+ * model takes minutes) or the wait for the other ranks, the rate, elapsed time and ETA. On a
+ * terminal one live line, ended with a newline; in a log (Slurm's), one line each. */
+static void progress_report(Run *r)
+{
+    Progress *p = &r->progress;
+    const double now = MPI_Wtime();
     const uint64_t total = r->plan.hi - r->plan.lo;
-    if (now - *last < r->progress_seconds && done < total) return;
-    *last = now;
-    double rate = fresh / (now - start + 1e-9);
-    double eta = rate > 0 ? (total - done) / rate : 0;
-    fprintf(stderr, "%s[sower] %llu/%llu rows, %.2f rows/s, ETA %.0f s%s", isatty(2) ? "\r" : "",
-            (unsigned long long)done, (unsigned long long)total, rate, eta, isatty(2) ? "" : "\n");
+    const int all = p->written >= total, tty = isatty(2);
+    if (p->ended || (now - p->last < r->progress_seconds && !all)) return;
+    p->last = now, p->ended = all;
+    /* The batch in hand counts by its steps: the first batch of a slow model already gives an ETA. */
+    const double in_flight = p->steps && !all ? (double)p->in_hand * p->step / p->steps : 0;
+    const double elapsed = now - p->start, fresh = (double)(p->written - r->n_done) + in_flight;
+    const double left = (double)(total - p->written) - in_flight, rate = elapsed > 0 ? fresh / elapsed : 0;
+    char doing[96] = "", spent[32], eta[32] = "unknown";
+    if (p->waiting && !all)
+        snprintf(doing, sizeof doing, ", waiting for the other ranks' rows");
+    else if (p->steps && !all)
+        snprintf(doing, sizeof doing, ", step %d/%d of a batch of %llu", p->step, p->steps,
+                 (unsigned long long)p->in_hand);
+    format_duration(elapsed, spent, sizeof spent);
+    if (rate > 0) format_duration(left > 0 ? left / rate : 0, eta, sizeof eta);
+    fprintf(stderr, "%s[sower] %llu/%llu rows (%.1f%%)%s, %.2f rows/s, elapsed %s, ETA %s%s", tty ? "\r\033[K" : "",
+            (unsigned long long)p->written, (unsigned long long)total, total ? 100.0 * p->written / total : 100.0,
+            doing, rate, spent, eta, !tty || all ? "\n" : "");
+}
+
+/* RenderSettings.on_step on rank 0: the step of the batch in hand. */
+static void progress_on_step(void *ctx, int done, int steps)
+{
+    Run *r = ctx;
+    r->progress.step = done, r->progress.steps = steps;
+    progress_report(r);
 }
 
 /* Rank 0 sends rank k its one TAG_STOP unless it has had it (told (world,)). */
@@ -93,9 +129,10 @@ static double silence_limit(const Run *r)
 
 /* Rank 0, its own part over: waits for the next row message, naming a rank silent for too long.
  * last_heard (world,): when each rank last sent; ended (world,): ranks whose part is over. */
-static int wait_for_rows(const Run *r, const double *last_heard, const uint8_t *ended, MPI_Status *st)
+static int wait_for_rows(Run *r, const double *last_heard, const uint8_t *ended, MPI_Status *st)
 {
     for (long nap_us = 100;; nap_us = nap_us < 50000 ? nap_us * 2 : 50000) {
+        progress_report(r); /* a long wait is a line every few seconds too, not silence */
         int pending = 0;
         SOWER_MPI(MPI_Iprobe(MPI_ANY_SOURCE, TAG_ROWS, MPI_COMM_WORLD, &pending, st));
         if (pending) return SOWER_OK;
@@ -117,8 +154,9 @@ static int wait_for_rows(const Run *r, const double *last_heard, const uint8_t *
  * *stopping becomes 1 when one ended early, and then this returns at once so the caller tells the
  * others. */
 static int take_messages(Run *r, H5Out *out, RowMessage *in, uint8_t *told, double *last_heard, uint8_t *ended,
-                         int own_open, int *open_ranks, int *stopping, uint64_t *written)
+                         int own_open, int *open_ranks, int *stopping)
 {
+    r->progress.waiting = !own_open;
     while (*open_ranks > 0) {
         MPI_Status st;
         int pending = 1, sender = -1;
@@ -148,7 +186,8 @@ static int take_messages(Run *r, H5Out *out, RowMessage *in, uint8_t *told, doub
         t0 = MPI_Wtime();
         SOWER_TRY(h5out_write_rows(out, h->row0 - r->plan.lo, h->n, in->latents, in->digests));
         r->t_write += MPI_Wtime() - t0;
-        *written += h->n;
+        r->progress.written += h->n;
+        progress_report(r);
     }
     return SOWER_OK;
 }
@@ -163,8 +202,8 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
     uint8_t *ended = calloc((size_t)r->team.world, 1); /* (world,) rank k's part is over */
     double *last_heard = malloc(sizeof *last_heard * (size_t)r->team.world); /* (world,) MPI_Wtime */
     int status = SOWER_OK, stopping = 0, own_open = 1, open_ranks = r->team.world - 1;
-    uint64_t written = r->n_done;
-    double last = start;
+    r->progress = (Progress){.start = start, .last = start, .written = r->n_done};
+    r->rs.on_step = progress_on_step, r->rs.on_step_ctx = r;
     if (!told || !ended || !last_heard) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         goto done;
@@ -187,7 +226,9 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
         uint64_t n = own_open ? plan_next_batch(&r->plan, r->done, &next, hi, max_b, &row0) : 0;
         if (n) {
             row_message_begin(&own, row0, n);
+            r->progress.in_hand = n;
             status = render_rows(r, row0, n, own.latents, own.digests);
+            r->progress.in_hand = 0, r->progress.steps = 0;
             if (status == SOWER_ESTOPPED) { /* a signal mid-batch: those rows are rendered again later */
                 sower_error_clear();
                 status = SOWER_OK;
@@ -198,19 +239,19 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
             SOWER_TRY_GOTO(h5out_write_rows(out, row0 - r->plan.lo, n, own.latents, own.digests), status,
                            done);
             r->t_write += MPI_Wtime() - t0;
-            written += n;
+            r->progress.written += n;
         } else {
             own_open = 0;
         }
         /* Take what has arrived; once our own part is over, wait for it. */
         SOWER_TRY_GOTO(
-            take_messages(r, out, &in, told, last_heard, ended, own_open, &open_ranks, &stopping, &written),
-            status, done);
-        progress(r, written, written - r->n_done, start, &last);
+            take_messages(r, out, &in, told, last_heard, ended, own_open, &open_ranks, &stopping), status, done);
+        progress_report(r);
     }
-    *stopped = written < total;
-    r->rows_kept = written;
+    *stopped = r->progress.written < total;
+    r->rows_kept = r->progress.written;
 done:
+    r->rs.on_step = NULL; /* verification renders report nothing */
     row_message_free(&own), row_message_free(&in);
     free(told), free(ended), free(last_heard);
     return status;

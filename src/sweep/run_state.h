@@ -29,6 +29,16 @@ typedef struct {
     long fail_rank; /* SOWER_FAULT_FAIL_RANK=RANK makes that rank fail while rendering; -1: off */
 } Faults;
 
+/* Rank 0's progress lines (render.c). */
+typedef struct {
+    double start, last; /* MPI_Wtime: the render pass's start; the last line */
+    uint64_t written;   /* rows of this run in the output */
+    uint64_t in_hand;   /* rows of rank 0's batch being denoised (0: none) */
+    int step, steps;    /* of that batch: denoising steps done, of steps */
+    int waiting;        /* rank 0's own part is over: it waits for the other ranks' rows */
+    int ended;          /* the last line (all rows) is out */
+} Progress;
+
 typedef struct {
     Team team; /* rank, world, and the first failure agreed on */
     Job job;
@@ -50,6 +60,7 @@ typedef struct {
     double t_render, t_write, t_wait; /* seconds: rendering (+ digests), HDF5 writes, waiting for rows */
     Faults faults;
     double progress_seconds; /* between progress lines on stderr: SOWER_PROGRESS_SECONDS, default 2 */
+    Progress progress;       /* rank 0, during the render pass */
     double silence_seconds;  /* SOWER_SILENCE_SECONDS: how long rank 0 waits on a silent rank; 0: automatic */
     double slowest_batch_s;  /* the longest render_rows call on this rank so far */
 } Run;
