@@ -25,7 +25,7 @@ import tempfile
 import h5py
 import numpy as np
 
-failures = []
+from testing import check, failures  # noqa: E402  (the tests' shared helpers)
 
 JOB = """sower: 1
 name: full-disk
@@ -36,12 +36,6 @@ seeds:
 output: {{path: {out}{extra}}}
 verify: {{count: 2}}
 """
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def run(argv):

@@ -35,7 +35,7 @@ import time
 import h5py
 import numpy as np
 
-failures = []
+from testing import check, failures  # noqa: E402  (the tests' shared helpers)
 ROWS = 144  # enough that a fast idle machine cannot finish a run before a signal lands
 
 JOB = """sower: 1
@@ -48,12 +48,6 @@ output: {{path: out.h5}}
 verify: {{count: 2}}
 """
 DATASETS = ("latents", "seeds", "digest", "done")
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def contents(path):

@@ -17,7 +17,7 @@ import warnings
 import h5py
 import numpy as np
 
-failures = []
+from testing import check, failures  # noqa: E402  (the tests' shared helpers)
 JOB = """sower: 1
 name: xarray
 model: {model}
@@ -27,11 +27,6 @@ seeds:
 output: {{path: out.h5}}
 verify: {{count: 1}}
 """
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
 
 
 def main():

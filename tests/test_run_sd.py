@@ -21,7 +21,7 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-failures = []
+from testing import check, failures  # noqa: E402  (the tests' shared helpers)
 
 PROMPTS = [("a photograph of an astronaut riding a horse", "blurry, low quality"),
            ("l'été à Paris 🐱", None)]
@@ -39,12 +39,6 @@ seeds:
 output: {{path: out.h5}}
 verify: {{count: 3}}
 """
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def write_job(path, model, scheduler="euler-a", steps=4, batch=3, **extra):

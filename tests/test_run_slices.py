@@ -24,7 +24,7 @@ import time
 import h5py
 import numpy as np
 
-failures = []
+from testing import check, failures  # noqa: E402  (the tests' shared helpers)
 
 JOB = """sower: 1
 name: slices-test
@@ -38,12 +38,6 @@ verify: {{count: 6}}
 """
 
 DATASETS = ("latents", "seeds", "digest", "done")
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def contents(path):

@@ -23,13 +23,7 @@ import tempfile
 
 import numpy as np
 
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
+from testing import check, failures  # noqa: E402  (the tests' shared helpers)
 
 
 def sample(sower, folder, case, seeds, out, extra=()):
