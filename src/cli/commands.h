@@ -17,6 +17,7 @@ int cmd_export(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_submit(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_tokenize(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_encode(int argc, char **argv) SOWER_MUST_CHECK;
+int cmd_convert(int argc, char **argv) SOWER_MUST_CHECK;
 
 /* The model a job names must load, and match its pinned digest if it has one; errors say where the
  * manifest names it (FILE:LINE:COL: model: ...). For check and submit. */

@@ -21,6 +21,7 @@ static const Command commands[] = {
     {"export", cmd_export, "write a PNG contact sheet of rendered samples"},
     {"check", cmd_check, "validate a job manifest and its model; print the normalised job"},
     {"sample", cmd_sample, "render seeds of a diffusers UNet2DModel folder to a .npy (one process)"},
+    {"convert", cmd_convert, "a single-file SD 1.x/2.x checkpoint (A1111/ComfyUI) into a diffusers folder"},
     {"info", cmd_info, "show a model folder's config, parameter count and weight digest"},
     {"noise", cmd_noise, "write torch-identical initial noise for a seed (raw little-endian values)"},
     {"tokenize", cmd_tokenize, "print a prompt's token ids, as Stable Diffusion's CLIP tokenizer gives them"},

@@ -204,7 +204,7 @@ static void release_range(const void *p, uint64_t bytes)
         madvise((void *)begin, end - begin, MADV_DONTNEED);
 }
 
-static int index_tensors(StFile *f, const cJSON *header, const unsigned char *data, uint64_t data_bytes)
+static int index_tensors(StFile *f, const cJSON *header, const unsigned char *data, uint64_t data_bytes, int convert)
 {
     int n = 0;
     const cJSON *entry;
@@ -244,7 +244,8 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
                                 f->path, t->name, (unsigned long long)ext[k].end, (unsigned long long)data_bytes);
             goto done;
         }
-        if (t->file_dtype != ST_INTEGER && !maps_as_float(t, data + ext[k].begin))
+        t->stored = data + ext[k].begin, t->stored_bytes = ext[k].end - ext[k].begin;
+        if (convert && t->file_dtype != ST_INTEGER && !maps_as_float(t, data + ext[k].begin))
             converted_numel += t->numel;
         ext[k].index = k;
         k++;
@@ -285,7 +286,7 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
     }
     float *next = f->converted;
     const int all_converted = converted_numel == total_numel(f, n);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && convert; i++) {
         StTensor *t = &f->tensors[ext[i].index];
         const unsigned char *src = data + ext[i].begin;
         if (maps_as_float(t, src)) {
@@ -319,7 +320,7 @@ done:
     return status;
 }
 
-int safetensors_open(StFile *f, const char *path)
+static int open_file(StFile *f, const char *path, int convert)
 {
     memset(f, 0, sizeof *f);
     f->path = strdup(path);
@@ -360,9 +361,21 @@ int safetensors_open(StFile *f, const char *path)
         cJSON_Delete(header);
         return SOWER_FAIL(SOWER_EMODEL, "%s: the header is not a JSON object", path);
     }
-    int status = index_tensors(f, header, bytes + 8 + header_bytes, f->map_bytes - 8 - header_bytes);
+    int status = index_tensors(f, header, bytes + 8 + header_bytes, f->map_bytes - 8 - header_bytes, convert);
     cJSON_Delete(header);
     SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int safetensors_open(StFile *f, const char *path)
+{
+    SOWER_TRY(open_file(f, path, 1));
+    return SOWER_OK;
+}
+
+int safetensors_open_stored(StFile *f, const char *path)
+{
+    SOWER_TRY(open_file(f, path, 0));
     return SOWER_OK;
 }
 

@@ -24,7 +24,9 @@ typedef struct {
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
     const float *data;             /* (numel,) float32: into the mapping or the converted block; NULL for
-                                      ST_INTEGER and empty tensors */
+                                      ST_INTEGER and empty tensors, and for all when opened stored-only */
+    const unsigned char *stored;   /* (stored_bytes,) the tensor's bytes as the file holds them (mapping) */
+    uint64_t stored_bytes;
 } StTensor;
 
 typedef struct {
@@ -37,6 +39,9 @@ typedef struct {
 } StFile;
 
 int safetensors_open(StFile *f, const char *path) SOWER_MUST_CHECK;
+/* The same checks, without converting anything: every data is NULL, each tensor's bytes are read
+ * through `stored` (for copying tensors into another file as they are). */
+int safetensors_open_stored(StFile *f, const char *path) SOWER_MUST_CHECK;
 /* The tensor called name, or NULL. */
 const StTensor *safetensors_find(const StFile *f, const char *name);
 /* Once the file is digested: when every tensor was converted (F16/BF16 files), no page of the mapping is

@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""`sower convert CHECKPOINT.safetensors --config DIR -o OUT`: a single-file Stable Diffusion checkpoint
+(the LDM layout AUTOMATIC1111 and ComfyUI load) into a diffusers folder.
+
+Round trip: each test pipeline (SD 1.x F32, SD 1.x BF16, SD 2.x with its OpenCLIP text encoder) is written
+as one checkpoint by sd_single_file.py (whose names diffusers' own from_single_file loads into the
+folder's exact weights: validate/check_single_file.py), with the extras real checkpoints carry (training
+buffers, an EMA counter, logit_scale, one resblock past SD 2.x's used layers); `sower convert` makes a
+folder again. Checked: every tensor of the three weight files is the original's, name, dtype, shape and
+bytes (the VAE attention's legacy names aside, which diffusers renames too); configs and tokenizer byte
+for byte; `sower sample --decode` from the converted folder == from the original, bit for bit.
+
+Bad input, each exit 2 naming what and nothing left behind: OUT exists; a tensor of another
+architecture; an SD 2.x checkpoint given an SD 1.x config; a config that does not fit the tensors; a
+truncated checkpoint; no VAE in the checkpoint; a foreign OUT.partial (an interrupted convert's marked
+one is made again). A full disk (a tmpfs, where one can be mounted): exit 3 naming the path, no OUT
+and no .partial.
+
+usage: test_convert.py SOWER SD_DATA_DIR (holding tiny-sd1, tiny-sd1-bf16, tiny-sd2)
+"""
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from sd_single_file import read_safetensors, write_safetensors
+from testing import check, finish
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WEIGHTS = ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+           "text_encoder/model.safetensors")
+LEGACY = {".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."}
+
+
+def normalised(tensors):
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith("position_ids"):
+            continue
+        for old, new in LEGACY.items():
+            name = name.replace(old, new)
+        out[name] = t
+    return out
+
+
+def run(argv):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+
+def refused(r, code, texts, what, leftovers=()):
+    missing = [t for t in texts if t not in r.stderr]
+    left = [p for p in leftovers if os.path.exists(p)]
+    check(r.returncode == code and not missing and not left and "Sanitizer" not in r.stderr,
+          f"{what}: exit {r.returncode} (expected {code}), missing {missing}, left {left}: {r.stderr[-600:]}")
+
+
+def main():
+    sower, data = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("tiny-sd1", "tiny-sd1-bf16", "tiny-sd2"):
+            folder, ckpt, out = os.path.join(data, name), os.path.join(tmp, name + ".safetensors"), os.path.join(tmp, name)
+            subprocess.run([sys.executable, os.path.join(HERE, "sd_single_file.py"), folder, ckpt, "--extras"],
+                           check=True, capture_output=True)
+            r = run([sower, "convert", ckpt, "--config", folder, "-o", out])
+            if not check(r.returncode == 0, f"{name}: convert: {r.stderr[-800:]}"):
+                continue
+            for w in WEIGHTS:
+                a, b = normalised(read_safetensors(os.path.join(folder, w))), read_safetensors(os.path.join(out, w))
+                same = set(a) == set(b) and all(a[k] == b[k] for k in a)
+                check(same, f"{name} {w}: tensors differ: only in the original {sorted(set(a) - set(b))[:3]}, only "
+                            f"converted {sorted(set(b) - set(a))[:3]}, differing {[k for k in set(a) & set(b) if a[k] != b[k]][:3]}")
+            configs = ["model_index.json", "scheduler/scheduler_config.json", "unet/config.json", "vae/config.json",
+                       "text_encoder/config.json"] + ["tokenizer/" + f for f in os.listdir(os.path.join(folder, "tokenizer"))]
+            check(all(filecmp.cmp(os.path.join(folder, c), os.path.join(out, c), shallow=False) for c in configs),
+                  f"{name}: configs or tokenizer files differ")
+            renders = []
+            for model in (folder, out):
+                npy = os.path.join(tmp, f"{name}-{len(renders)}.npy")
+                r = run([sower, "sample", model, "--prompt", "a red cube on a table", "--negative-prompt", "blurry",
+                         "--guidance", "7.5", "--scheduler", "euler-a", "--steps", "4", "--seeds", "0,4294967303",
+                         "--decode", "-o", npy])
+                if check(r.returncode == 0, f"{name}: sample {model}: {r.stderr[-600:]}"):
+                    renders.append(np.load(npy))
+            check(len(renders) == 2 and np.array_equal(renders[0], renders[1]),
+                  f"{name}: the converted folder's images differ from the original's")
+            print(f"{name}: converted; every tensor, config and tokenizer file the original's; sample --decode "
+                  f"identical, bit for bit")
+
+        # Bad input: exit 2 naming it, nothing written.
+        sd1, sd2 = os.path.join(data, "tiny-sd1"), os.path.join(data, "tiny-sd2")
+        ckpt1, ckpt2 = os.path.join(tmp, "tiny-sd1.safetensors"), os.path.join(tmp, "tiny-sd2.safetensors")
+        out = os.path.join(tmp, "bad")
+        partial = out + ".partial"
+        r = run([sower, "convert", ckpt1, "--config", sd1, "-o", os.path.join(tmp, "tiny-sd1")])
+        refused(r, 2, ["exists: not replacing it"], "OUT exists")
+        tensors = read_safetensors(ckpt1)
+        other = dict(tensors)
+        other["model.diffusion_model.label_emb.0.0.weight"] = ("F32", [2], np.zeros(2, np.float32).tobytes())
+        write_safetensors(os.path.join(tmp, "other.safetensors"), other)
+        r = run([sower, "convert", os.path.join(tmp, "other.safetensors"), "--config", sd1, "-o", out])
+        refused(r, 2, ["model.diffusion_model.label_emb.0.0.weight", "another architecture"], "an unknown tensor",
+                [out, partial])
+        r = run([sower, "convert", ckpt2, "--config", sd1, "-o", out])
+        refused(r, 2, ["SD 2.x checkpoint", "SD 1.x text encoder"], "SD 2.x checkpoint, SD 1.x config", [out, partial])
+        r = run([sower, "convert", ckpt1, "--config", sd2, "-o", out])
+        refused(r, 2, ["SD 1.x checkpoint"], "SD 1.x checkpoint, SD 2.x config", [out, partial])
+        wrong = os.path.join(tmp, "wrong-config")
+        shutil.copytree(sd1, wrong)
+        cfg = open(os.path.join(wrong, "unet", "config.json")).read().replace('"cross_attention_dim": 32', '"cross_attention_dim": 24')
+        open(os.path.join(wrong, "unet", "config.json"), "w").write(cfg)
+        r = run([sower, "convert", ckpt1, "--config", wrong, "-o", out])
+        refused(r, 2, ["attn2.to_k.weight"], "a config that does not fit the tensors", [out, partial])
+        raw = open(ckpt1, "rb").read()
+        open(os.path.join(tmp, "cut.safetensors"), "wb").write(raw[:len(raw) // 2])
+        r = run([sower, "convert", os.path.join(tmp, "cut.safetensors"), "--config", sd1, "-o", out])
+        refused(r, 2, ["cut.safetensors"], "a truncated checkpoint", [out, partial])
+        no_vae = {k: v for k, v in tensors.items() if not k.startswith("first_stage_model.")}
+        write_safetensors(os.path.join(tmp, "no-vae.safetensors"), no_vae)
+        r = run([sower, "convert", os.path.join(tmp, "no-vae.safetensors"), "--config", sd1, "-o", out])
+        refused(r, 2, ["no VAE (first_stage_model.*) tensors"], "no VAE", [out, partial])
+        r = run([sower, "convert", ckpt1, "-o", out])
+        refused(r, 2, ["usage: sower convert"], "no --config", [out, partial])
+        os.mkdir(partial)
+        open(os.path.join(partial, "notes.txt"), "w").write("mine")
+        r = run([sower, "convert", ckpt1, "--config", sd1, "-o", out])
+        refused(r, 2, ["is not an interrupted `sower convert`"], "a foreign OUT.partial", [out])
+        check(open(os.path.join(partial, "notes.txt")).read() == "mine", "a foreign OUT.partial was touched")
+        shutil.rmtree(partial)
+        # An interrupted convert's marked .partial is made again.
+        os.makedirs(os.path.join(partial, "unet"))
+        open(os.path.join(partial, "sower-convert.json"), "w").write("{}")
+        open(os.path.join(partial, "unet", "diffusion_pytorch_model.safetensors"), "wb").write(b"half")
+        r = run([sower, "convert", ckpt1, "--config", sd1, "-o", out])
+        check(r.returncode == 0 and os.path.isdir(out) and not os.path.exists(partial),
+              f"after an interrupted convert: exit {r.returncode}: {r.stderr[-500:]}")
+        print("refused, exit 2, nothing written: OUT exists, another architecture's tensor, SD 2.x/1.x mismatched "
+              "both ways, a config that does not fit, a truncated file, no VAE, no --config, a foreign .partial; "
+              "an interrupted convert's .partial is made again")
+
+        disk = os.path.join(tmp, "disk")
+        os.mkdir(disk)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk], capture_output=True).returncode:
+            print("cannot mount a tmpfs here: the full-disk case is skipped")
+        else:
+            try:
+                full = os.path.join(disk, "model")
+                r = run([sower, "convert", ckpt1, "--config", sd1, "-o", full])
+                refused(r, 3, ["No space left on device", full + ".partial"], "a full disk", [full, full + ".partial"])
+                print("a full disk: exit 3 naming the path, no OUT and no .partial left")
+            finally:
+                subprocess.run(["umount", disk], capture_output=True)
+    sys.exit(finish())
+
+
+if __name__ == "__main__":
+    main()
