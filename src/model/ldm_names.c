@@ -26,14 +26,40 @@ static int put(LdmTarget *t, LdmPart part, const char *prefix, const char *rest,
     return snprintf(t->name, sizeof t->name, "%s%s%s", prefix, to, rest) < (int)sizeof t->name;
 }
 
-/* "input_blocks.3.1.rest": reads 3 and 1, points *rest after them; 0 when the name is not so. */
+/* Consumes `text` at *p; 0 (and *p unmoved) when it is not there. */
+static int lit(const char **p, const char *text)
+{
+    const size_t n = strlen(text);
+    if (strncmp(*p, text, n) != 0) return 0;
+    *p += n;
+    return 1;
+}
+
+/* Consumes a block number (1 to 5 digits) at *p. */
+static int number(const char **p, int *out)
+{
+    int v = 0, digits = 0;
+    while (**p >= '0' && **p <= '9' && digits < 6)
+        v = v * 10 + (*(*p)++ - '0'), digits++;
+    *out = v;
+    return digits >= 1 && digits <= 5;
+}
+
+/* "HEAD3.1.rest": reads 3 and 1, points *rest at "rest"; 0 when the name is not so. */
 static int two_numbers(const char *name, const char *head, int *a, int *b, const char **rest)
 {
-    const size_t n = strlen(head);
-    int used = 0;
-    if (strncmp(name, head, n) != 0 || sscanf(name + n, "%d.%d.%n", a, b, &used) != 2 || !used || *a < 0 || *b < 0)
-        return 0;
-    *rest = name + n + used;
+    const char *p = name;
+    if (!(lit(&p, head) && number(&p, a) && lit(&p, ".") && number(&p, b) && lit(&p, "."))) return 0;
+    *rest = p;
+    return 1;
+}
+
+/* "HEAD3TAIL" (TAIL may be ""): reads 3, points *rest after TAIL. */
+static int one_number(const char *name, const char *head, const char *tail, int *a, const char **rest)
+{
+    const char *p = name;
+    if (!(lit(&p, head) && number(&p, a) && lit(&p, tail))) return 0;
+    *rest = p;
     return 1;
 }
 
@@ -65,10 +91,9 @@ static int map_unet(const LdmLayout *l, const char *name, LdmTarget *t)
         snprintf(prefix, sizeof prefix, "down_blocks.%d.%s.%d.", block, sub == 0 ? "resnets" : "attentions", layer);
         return sub <= 1 && put(t, LDM_UNET, prefix, rest, sub == 0 ? unet_resnet : NULL);
     }
-    int used = 0;
-    if (sscanf(name, "middle_block.%d.%n", &sub, &used) == 1 && used && sub >= 0 && sub <= 2) {
+    if (one_number(name, "middle_block.", ".", &sub, &rest) && sub <= 2) {
         snprintf(prefix, sizeof prefix, "mid_block.%s.%d.", sub == 1 ? "attentions" : "resnets", sub / 2);
-        return put(t, LDM_UNET, prefix, name + used, sub == 1 ? NULL : unet_resnet);
+        return put(t, LDM_UNET, prefix, rest, sub == 1 ? NULL : unet_resnet);
     }
     if (two_numbers(name, "output_blocks.", &i, &sub, &rest)) {
         const int block = i / per, layer = i % per;
@@ -98,10 +123,11 @@ static int map_vae(const LdmLayout *l, const char *name, LdmTarget *t)
     for (int i = 0; ends[i].from; i++)
         if (strncmp(rest, ends[i].from, strlen(ends[i].from)) == 0) return put(t, LDM_VAE, coder, rest, ends);
     char prefix[96];
-    int i, j, used = 0;
-    if (sscanf(rest, "mid.block_%d.%n", &i, &used) == 1 && used && (i == 1 || i == 2)) {
+    int i, j;
+    const char *tail;
+    if (one_number(rest, "mid.block_", ".", &i, &tail) && (i == 1 || i == 2)) {
         snprintf(prefix, sizeof prefix, "%smid_block.resnets.%d.", coder, i - 1);
-        return put(t, LDM_VAE, prefix, rest + used, shortcut);
+        return put(t, LDM_VAE, prefix, tail, shortcut);
     }
     if (strncmp(rest, "mid.attn_1.", 11) == 0) {
         snprintf(prefix, sizeof prefix, "%smid_block.attentions.0.", coder);
@@ -111,19 +137,23 @@ static int map_vae(const LdmLayout *l, const char *name, LdmTarget *t)
             t->view = LDM_SQUEEZE; /* q, k, v, proj_out: 1x1 convolutions in LDM, linears in diffusers */
         return 1;
     }
+    /* The decoder's levels count up from the bottom in LDM, from the top in diffusers. */
     const int encoder = coder[0] == 'e';
-    if (sscanf(rest, encoder ? "down.%d.block.%d.%n" : "up.%d.block.%d.%n", &i, &j, &used) == 2 && used && i >= 0 &&
-        j >= 0 && (encoder || i < l->vae_up_blocks)) {
-        snprintf(prefix, sizeof prefix, "%s%s.%d.resnets.%d.", coder, encoder ? "down_blocks" : "up_blocks",
-                 encoder ? i : l->vae_up_blocks - 1 - i, j);
-        return put(t, LDM_VAE, prefix, rest + used, shortcut);
-    }
-    used = 0;
-    if (sscanf(rest, encoder ? "down.%d.downsample.conv.%n" : "up.%d.upsample.conv.%n", &i, &used) == 1 && used &&
-        i >= 0 && (encoder || i < l->vae_up_blocks)) {
-        snprintf(prefix, sizeof prefix, "%s%s.%d.%s.0.conv.", coder, encoder ? "down_blocks" : "up_blocks",
-                 encoder ? i : l->vae_up_blocks - 1 - i, encoder ? "downsamplers" : "upsamplers");
-        return put(t, LDM_VAE, prefix, rest + used, NULL);
+    const char *level = encoder ? "down." : "up.";
+    const char *p = rest;
+    if (lit(&p, level) && number(&p, &i) && (encoder || i < l->vae_up_blocks)) {
+        const int to = encoder ? i : l->vae_up_blocks - 1 - i;
+        const char *after = p;
+        if (lit(&p, ".block.") && number(&p, &j) && lit(&p, ".")) {
+            snprintf(prefix, sizeof prefix, "%s%s.%d.resnets.%d.", coder, encoder ? "down_blocks" : "up_blocks", to, j);
+            return put(t, LDM_VAE, prefix, p, shortcut);
+        }
+        p = after;
+        if (lit(&p, encoder ? ".downsample.conv." : ".upsample.conv.")) {
+            snprintf(prefix, sizeof prefix, "%s%s.%d.%s.0.conv.", coder, encoder ? "down_blocks" : "up_blocks", to,
+                     encoder ? "downsamplers" : "upsamplers");
+            return put(t, LDM_VAE, prefix, p, NULL);
+        }
     }
     return 0;
 }
@@ -158,12 +188,12 @@ static LdmResult map_open_clip(const LdmLayout *l, const char *rest, LdmTarget *
     for (int i = 0; top[i].from; i++)
         if (strncmp(rest, top[i].from, strlen(top[i].from)) == 0)
             return put(t, LDM_TEXT, "", rest, top) ? LDM_MAPPED : LDM_UNKNOWN;
-    int layer, used = 0;
-    if (sscanf(rest, "transformer.resblocks.%d.%n", &layer, &used) != 1 || !used || layer < 0) return LDM_UNKNOWN;
+    int layer;
+    const char *tail;
+    if (!one_number(rest, "transformer.resblocks.", ".", &layer, &tail)) return LDM_UNKNOWN;
     if (layer >= l->text_layers) return LDM_IGNORED; /* SD 2.x stops at the penultimate layer */
     char prefix[96];
     snprintf(prefix, sizeof prefix, "text_model.encoder.layers.%d.", layer);
-    const char *tail = rest + used;
     const char *fused = strcmp(tail, "attn.in_proj_weight") == 0 ? "weight" : strcmp(tail, "attn.in_proj_bias") == 0 ? "bias" : NULL;
     if (fused) { /* one (3 D, ...) tensor: q, k, v in thirds */
         static const char *const qkv[3] = {"q", "k", "v"};

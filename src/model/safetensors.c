@@ -185,15 +185,6 @@ static int maps_as_float(const StTensor *t, const unsigned char *src)
     return t->file_dtype == ST_F32 && (uintptr_t)src % _Alignof(float) == 0;
 }
 
-static int64_t total_numel(const StFile *f, int n)
-{
-    int64_t total = 0;
-    for (int i = 0; i < n; i++)
-        if (f->tensors[i].file_dtype != ST_INTEGER)
-            total += f->tensors[i].numel;
-    return total;
-}
-
 /* Gives back the whole pages inside [p, p + bytes) of a read-only file mapping (they refault from the
  * file if read again). */
 static void release_range(const void *p, uint64_t bytes)
@@ -204,7 +195,9 @@ static void release_range(const void *p, uint64_t bytes)
         madvise((void *)begin, end - begin, MADV_DONTNEED);
 }
 
-static int index_tensors(StFile *f, const cJSON *header, const unsigned char *data, uint64_t data_bytes, int convert)
+/* convert 0: no tensor is converted; else those skip() does not name (skip NULL: every one). */
+static int index_tensors(StFile *f, const cJSON *header, const unsigned char *data, uint64_t data_bytes, int convert,
+                         int (*skip)(const char *name))
 {
     int n = 0;
     const cJSON *entry;
@@ -226,7 +219,7 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
         goto done;
     }
     int k = 0;
-    int64_t converted_numel = 0;
+    int64_t converted_numel = 0, in_place = 0;
     cJSON_ArrayForEach(entry, header)
     {
         if (strcmp(entry->string, "__metadata__") == 0)
@@ -245,8 +238,9 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
             goto done;
         }
         t->stored = data + ext[k].begin, t->stored_bytes = ext[k].end - ext[k].begin;
-        if (convert && t->file_dtype != ST_INTEGER && !maps_as_float(t, data + ext[k].begin))
-            converted_numel += t->numel;
+        const int wanted = convert && !(skip && skip(t->name)) && t->file_dtype != ST_INTEGER;
+        if (wanted && !maps_as_float(t, data + ext[k].begin)) converted_numel += t->numel;
+        if (wanted && maps_as_float(t, data + ext[k].begin)) in_place++;
         ext[k].index = k;
         k++;
     }
@@ -285,10 +279,10 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
         }
     }
     float *next = f->converted;
-    const int all_converted = converted_numel == total_numel(f, n);
     for (int i = 0; i < n && convert; i++) {
         StTensor *t = &f->tensors[ext[i].index];
         const unsigned char *src = data + ext[i].begin;
+        if (skip && skip(t->name)) continue; /* data stays NULL: never read but by the digest */
         if (maps_as_float(t, src)) {
             t->data = (const float *)(const void *)src;
             continue;
@@ -305,7 +299,7 @@ static int index_tensors(StFile *f, const cJSON *header, const unsigned char *da
         }
         t->data = next;
         next += t->numel;
-        if (all_converted) /* the source bytes are read no more until the digest: not kept in memory */
+        if (!in_place) /* the source bytes are read no more until the digest: not kept in memory */
             release_range(src, ext[i].end - ext[i].begin);
     }
     qsort(f->tensors, (size_t)n, sizeof *f->tensors, tensor_name_cmp);
@@ -320,7 +314,7 @@ done:
     return status;
 }
 
-static int open_file(StFile *f, const char *path, int convert)
+static int open_file(StFile *f, const char *path, int convert, int (*skip)(const char *name))
 {
     memset(f, 0, sizeof *f);
     f->path = strdup(path);
@@ -361,7 +355,7 @@ static int open_file(StFile *f, const char *path, int convert)
         cJSON_Delete(header);
         return SOWER_FAIL(SOWER_EMODEL, "%s: the header is not a JSON object", path);
     }
-    int status = index_tensors(f, header, bytes + 8 + header_bytes, f->map_bytes - 8 - header_bytes, convert);
+    int status = index_tensors(f, header, bytes + 8 + header_bytes, f->map_bytes - 8 - header_bytes, convert, skip);
     cJSON_Delete(header);
     SOWER_TRY(status);
     return SOWER_OK;
@@ -369,13 +363,19 @@ static int open_file(StFile *f, const char *path, int convert)
 
 int safetensors_open(StFile *f, const char *path)
 {
-    SOWER_TRY(open_file(f, path, 1));
+    SOWER_TRY(open_file(f, path, 1, NULL));
+    return SOWER_OK;
+}
+
+int safetensors_open_except(StFile *f, const char *path, int (*skip)(const char *name))
+{
+    SOWER_TRY(open_file(f, path, 1, skip));
     return SOWER_OK;
 }
 
 int safetensors_open_stored(StFile *f, const char *path)
 {
-    SOWER_TRY(open_file(f, path, 0));
+    SOWER_TRY(open_file(f, path, 0, NULL));
     return SOWER_OK;
 }
 

@@ -39,6 +39,9 @@ typedef struct {
 } StFile;
 
 int safetensors_open(StFile *f, const char *path) SOWER_MUST_CHECK;
+/* The same, leaving the tensors skip() names unconverted (data NULL): a part of the file the model
+ * never reads (a VAE's encoder, when decoding) costs no memory. */
+int safetensors_open_except(StFile *f, const char *path, int (*skip)(const char *name)) SOWER_MUST_CHECK;
 /* The same checks, without converting anything: every data is NULL, each tensor's bytes are read
  * through `stored` (for copying tensors into another file as they are). */
 int safetensors_open_stored(StFile *f, const char *path) SOWER_MUST_CHECK;

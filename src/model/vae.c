@@ -128,7 +128,7 @@ static int load(Vae *v, const char *model_dir)
     FILE *probe = fopen(v->weights_path, "rb");
     if (!probe) return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the VAE weights, in safetensors format)", v->weights_path);
     fclose(probe);
-    SOWER_TRY(safetensors_open(&v->weights, v->weights_path));
+    SOWER_TRY(safetensors_open_except(&v->weights, v->weights_path, is_encoder_tensor));
     const WeightBindRules rules = {.model = "AutoencoderKL decoder",
                                    .legacy_name = blocks_legacy_attention_name,
                                    .ignored_if = is_encoder_tensor};

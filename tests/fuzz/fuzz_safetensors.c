@@ -1,19 +1,42 @@
 /* fuzz_safetensors.c: weight files (safetensors_open: header length, JSON header, dtypes, shapes,
- * offsets). The input is the whole file, handed over as an in-memory file so that it is mapped as a
- * real one is. A file either opens with every tensor inside the mapping, its size matching its
- * shape and findable by its name, or fails with exit code 2 and a message naming the file. */
+ * offsets), and their tensor names as `sower convert` reads a single-file checkpoint's
+ * (ldm_map_name). The input is the whole file, handed over as an in-memory file so that it is mapped
+ * as a real one is. A file either opens with every tensor inside the mapping, its size matching its
+ * shape and findable by its name, each name mapped, ignored or unknown with well-formed targets, or
+ * fails with exit code 2 and a message naming the file. */
 #define _GNU_SOURCE /* memfd_create */
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "ldm_names.h"
 #include "safetensors.h"
+
+/* A checkpoint's name maps to 1 target (3 for a fused in_proj), each a NUL-terminated name of a part. */
+static void check_ldm_name(const char *name)
+{
+    static const LdmLayout layout = {2, 4, 23};
+    LdmTarget targets[3];
+    int n = 0;
+    const char *family = NULL;
+    const LdmResult r = ldm_map_name(&layout, name, targets, &n, &family);
+    if (r != LDM_MAPPED) return;
+    FUZZ_ASSERT(n == 1 || n == 3, "%s: %d targets", name, n);
+    for (int k = 0; k < n; k++)
+        FUZZ_ASSERT(targets[k].part >= 0 && targets[k].part < LDM_PARTS && memchr(targets[k].name, 0, sizeof targets[k].name) &&
+                        targets[k].name[0],
+                    "%s: a malformed target", name);
+}
 
 static void check_tensors(const StFile *f)
 {
     volatile float sink = 0.0f;
+    const unsigned char *map = f->map;
     for (int i = 0; i < f->n_tensors; i++) {
         const StTensor *t = &f->tensors[i];
+        check_ldm_name(t->name);
+        FUZZ_ASSERT(t->stored >= map && t->stored_bytes <= f->map_bytes && t->stored - map <= (ptrdiff_t)(f->map_bytes - t->stored_bytes),
+                    "%s: stored bytes outside the mapping", t->name);
         int64_t numel = 1;
         FUZZ_ASSERT(t->ndim >= 0 && t->ndim <= ST_MAX_DIMS, "%s: %d dims", t->name, t->ndim);
         for (int d = 0; d < t->ndim; d++)
