@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cpu_load.h"
 #include "backend_open.h"
 #include "commands.h"
 #include "gemm.h"
@@ -45,7 +46,7 @@ static const char sample_usage[] =
     "  --karras         Karras sigmas (use_karras_sigmas=True) for euler and dpm++2m\n"
     "  --eta E          DDIM eta in 0..1 (default 0); eta > 0 draws noise from each seed's generator\n"
     "  --batch B        seeds per forward pass (default 8)\n"
-    "  --threads T      threads (default: all online CPUs)\n"
+    "  --threads T      threads (default: the CPUs it may run on that other work does not keep busy)\n"
     "  --backend B      cpu (default) or cuda: the GPU this process's local rank maps to (SLURM_LOCALID\n"
     "                   or OMPI_COMM_WORLD_LOCAL_RANK mod visible devices); the noise is drawn on the\n"
     "                   CPU either way; bits are reproducible only on an equal backend identity\n"
@@ -240,7 +241,7 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
     memset(o, 0, sizeof *o);
     o->steps = 50;
     o->batch = 8;
-    o->threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    o->threads = 0; /* the free CPUs this process may run on (cpu_load.h), unless given */
     o->scheduler = SCHED_DDIM;
     o->generator = RNG_KERNEL_TORCH_CPU;
     o->guidance = 7.5; /* StableDiffusionPipeline's default guidance_scale */
@@ -381,6 +382,14 @@ int cmd_sample(int argc, char **argv)
         if (help) fputs(sample_usage, stdout);
         SOWER_TRY(status);
         return SOWER_OK;
+    }
+    if (!o.threads) {
+        int allowed = 1, busy = 0;
+        cpu_load_probe(50, &allowed, &busy);
+        o.threads = cpu_load_threads(allowed, busy, 1);
+        if (busy)
+            fprintf(stderr, "sower sample: %d of the %d CPUs here are busy with other work: %ld thread%s (--threads "
+                            "overrides)\n", busy, allowed, o.threads, o.threads == 1 ? "" : "s");
     }
     omp_set_num_threads((int)o.threads);
     gemm_set_threads((int)o.threads);

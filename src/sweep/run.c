@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config_file.h"
+#include "cpu_load.h"
 #include "cross_verify.h"
 #include "gemm.h"
 #include "mapped_file.h"
@@ -149,26 +150,35 @@ static int load_job(Run *r, const RunOptions *o)
 
 /* Threads per rank when the manifest does not say: Slurm's --cpus-per-task; else the CPUs this
  * process may run on when a launcher bound it to fewer than the node has; else the node's CPUs
- * shared among the ranks on it (oversubscribed spinning threads would wait on each other). */
-static int default_threads(int *threads)
+ * shared among the ranks on it (oversubscribed spinning threads would wait on each other). CPUs
+ * that other work keeps busy are left out (cpu_load.h), and rank 0 says so. */
+static int default_threads(int rank, int *threads)
 {
     /* The node's rank count first, on every rank: MPI_Comm_split_type is collective, and whether a
      * rank needs the count depends on its own environment and binding. */
     MPI_Comm node;
-    int local = 1;
+    int local = 1, allowed = 1, busy = 0, node_busy = 0;
     SOWER_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     int status = SOWER_MPI_STATUS(MPI_Comm_size(node, &local));
+    /* The node's ranks probe at once, after a barrier, so that none counts another's loading as load. */
+    if (status == SOWER_OK) status = SOWER_MPI_STATUS(MPI_Barrier(node));
+    if (status == SOWER_OK) cpu_load_probe(50, &allowed, &busy);
+    if (status == SOWER_OK)
+        status = SOWER_MPI_STATUS(MPI_Allreduce(&busy, &node_busy, 1, MPI_INT, MPI_MAX, node));
     int freed = SOWER_MPI_STATUS(MPI_Comm_free(&node));
     SOWER_TRY(status != SOWER_OK ? status : freed);
     const char *slurm = getenv("SLURM_CPUS_PER_TASK");
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     cpu_set_t mask;
     if (slurm && atoi(slurm) > 0)
-        *threads = atoi(slurm);
+        *threads = atoi(slurm), busy = 0;
     else if (sched_getaffinity(0, sizeof mask, &mask) == 0 && CPU_COUNT(&mask) < online)
-        *threads = CPU_COUNT(&mask);
+        *threads = cpu_load_threads(CPU_COUNT(&mask), busy, 1);
     else
-        *threads = online / local > 0 ? (int)(online / local) : 1;
+        *threads = cpu_load_threads(online > 0 ? (int)online : 1, busy = node_busy, local);
+    if (busy && rank == 0)
+        fprintf(stderr, "sower run: %d of the %d CPUs here are busy with other work: %d thread%s per rank "
+                        "(pipeline.threads overrides)\n", busy, allowed, *threads, *threads == 1 ? "" : "s");
     return SOWER_OK;
 }
 
@@ -178,7 +188,7 @@ static int plan_resources(Run *r, const RunOptions *o)
     (void)o;
     int threads = r->job.threads;
     if (!threads) /* every rank alike: all hold the same Job */
-        SOWER_TRY(default_threads(&threads));
+        SOWER_TRY(default_threads(r->team.rank, &threads));
     omp_set_num_threads(threads);
     gemm_set_threads(threads);
     SOWER_TRY(weight_share_plan(&r->share, r->job.backend, r->job.precision, r->team.rank, r->team.world));

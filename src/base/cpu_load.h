@@ -1,0 +1,17 @@
+/* cpu_load.h: how many of the CPUs this process may run on are kept busy by other work right now.
+ * The default thread count leaves those out: threads that share a core with a busy neighbour wait
+ * at every barrier for the one descheduled (jobs/quick.yaml took 7.7 s with 2 threads beside two
+ * busy processes on 2 cores, 1.8 s with 1 thread, 1.2 s quiet). The thread count never changes a bit
+ * (the determinism contract), only the time. */
+#ifndef SOWER_CPU_LOAD_H
+#define SOWER_CPU_LOAD_H
+
+/* Samples /proc/stat twice, window_ms apart (the caller sleeping meanwhile), for the CPUs of this
+ * process's affinity mask: *allowed of them, *busy more than half busy over the window. When
+ * /proc/stat cannot be read, *busy is 0 (the CPUs are taken as free). */
+void cpu_load_probe(int window_ms, int *allowed, int *busy);
+/* Threads for `share` processes of this node that run at once (ranks), from a probe's counts: the
+ * free CPUs split among them, at least 1. */
+int cpu_load_threads(int allowed, int busy, int share);
+
+#endif /* SOWER_CPU_LOAD_H */
