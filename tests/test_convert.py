@@ -10,7 +10,7 @@ folder again. Checked: every tensor of the three weight files is the original's,
 bytes (the VAE attention's legacy names aside, which diffusers renames too); configs and tokenizer byte
 for byte; `sower sample --decode` from the converted folder == from the original, bit for bit.
 
-Bad input, each exit 2 naming what and nothing left behind: OUT exists; a tensor of another
+Bad input, each exit 2 naming what and nothing left behind: OUT exists; a tensor under two names; a tensor of another
 architecture; an SD 2.x checkpoint given an SD 1.x config; a config that does not fit the tensors; a
 truncated checkpoint; no VAE in the checkpoint; a foreign OUT.partial (an interrupted convert's marked
 one is made again). A full disk (a tmpfs, where one can be mounted): exit 3 naming the path, no OUT
@@ -103,6 +103,12 @@ def main():
         write_safetensors(os.path.join(tmp, "other.safetensors"), other)
         r = run([sower, "convert", os.path.join(tmp, "other.safetensors"), "--config", sd1, "-o", out])
         refused(r, 2, ["model.diffusion_model.label_emb.0.0.weight", "another architecture"], "an unknown tensor",
+                [out, partial])
+        twice = dict(tensors)  # older SD 1.x files lack the text_model level: the same tensor under both names
+        twice["cond_stage_model.transformer.final_layer_norm.weight"] = tensors["cond_stage_model.transformer.text_model.final_layer_norm.weight"]
+        write_safetensors(os.path.join(tmp, "twice.safetensors"), twice)
+        r = run([sower, "convert", os.path.join(tmp, "twice.safetensors"), "--config", sd1, "-o", out])
+        refused(r, 2, ["two tensors would be named 'text_model.final_layer_norm.weight'"], "a tensor under two names",
                 [out, partial])
         r = run([sower, "convert", ckpt2, "--config", sd1, "-o", out])
         refused(r, 2, ["SD 2.x checkpoint", "SD 1.x text encoder"], "SD 2.x checkpoint, SD 1.x config", [out, partial])

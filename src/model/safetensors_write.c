@@ -65,7 +65,8 @@ int safetensors_write(const char *path, StWriteTensor *tensors, int n)
     qsort(tensors, (size_t)n, sizeof *tensors, by_name);
     for (int i = 1; i < n; i++)
         if (strcmp(tensors[i - 1].name, tensors[i].name) == 0)
-            return SOWER_FAIL(SOWER_EINTERNAL, "%s: tensor '%s' twice", path, tensors[i].name);
+            return SOWER_FAIL(SOWER_EINPUT, "%s: two tensors would be named '%s' (an input holding a tensor under two "
+                                            "names?)", path, tensors[i].name);
     char *header = header_json(tensors, n);
     if (!header) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for the header of '%s'", path);
     /* The data section starts 8-byte aligned: the header is padded with spaces, as the format allows. */
