@@ -232,11 +232,11 @@ int output_write_facts(Run *r, H5Out *out, double render_s, double verify_s)
     fprintf(stderr,
             "sower run: timings: render phase %.3f s (rank 0: rendering %.3f s, writing %.3f s, waiting %.3f s), "
             "verify %.3f s\n",
-            render_s, r->t_render, r->t_write, r->t_wait, verify_s);
+            render_s, r->t_render_pass, r->t_write, r->t_wait, verify_s);
     snprintf(times, sizeof times,
              "{\"render_phase_s\": %.3f, \"rank0_rendering_s\": %.3f, \"rank0_writing_s\": %.3f, "
              "\"rank0_waiting_s\": %.3f, \"verify_s\": %.3f}",
-             render_s, r->t_render, r->t_write, r->t_wait, verify_s);
+             render_s, r->t_render_pass, r->t_write, r->t_wait, verify_s);
     char stitched[160];
     snprintf(stitched, sizeof stitched,
              "%d slices (array tasks) OUT.slice-K-of-%d.h5; rank_slices holds their rows", stitch_n,

@@ -357,6 +357,7 @@ static int render_verify_record(Run *r, const RunOptions *o, int *stopped, int *
     collective_check(t, t->rank == 0 ? render_and_write(r, &r->out, start, stopped) : render_and_send(r));
     collective_check(t, SOWER_MPI_STATUS(MPI_Bcast(stopped, 1, MPI_INT, 0, MPI_COMM_WORLD)));
     double rendered = MPI_Wtime();
+    r->t_render_pass = r->t_render;
     if (!*stopped) {
         collective_check(t, cross_verify(r, &r->out, mismatches));
         double verified = MPI_Wtime();

@@ -58,6 +58,7 @@ typedef struct {
     uint64_t rows_kept; /* rank 0: rows done in the file when rendering ended (all, unless stopped) */
     int finished_before;              /* --resume-auto found the output already finished: nothing to do */
     double t_render, t_write, t_wait; /* seconds: rendering (+ digests), HDF5 writes, waiting for rows */
+    double t_render_pass;             /* t_render when the render pass ended (verification renders too) */
     Faults faults;
     double progress_seconds; /* between progress lines on stderr: SOWER_PROGRESS_SECONDS, default 2 */
     Progress progress;       /* rank 0, during the render pass */
