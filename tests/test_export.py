@@ -59,7 +59,7 @@ def check_good(sower, good, tmp):
     if r is None or r.returncode != 0 or not os.path.exists(png):
         failures.append(f"export of a good file: exit {r and r.returncode}: {r and r.stderr.strip()!r}")
         return
-    # 6 rows of 1x8x8: 3 columns, 2 rows, 2-px gaps -> 28 x 18 grey.
+    # 6 rows of 1x8x8: 3 columns, 2 rows, 2-px mid-grey (128) gaps -> 28 x 18 grey.
     pixels, _ = read_png(png)
     (height, width, channels), pixels = pixels.shape, pixels[:, :, 0]
     if (width, height, channels) != (28, 18, 1):
@@ -67,7 +67,7 @@ def check_good(sower, good, tmp):
         return
     with h5py.File(good, "r") as f:
         latents = f["latents"][()]
-    want = np.zeros((18, 28), np.uint8)
+    want = np.full((18, 28), 128, np.uint8)
     for k in range(ROWS):
         x0, y0 = (k % 3) * 10, (k // 3) * 10
         v = np.clip(latents[k, 0] / np.float32(2) + np.float32(0.5), 0, 1) * np.float32(255)

@@ -19,7 +19,7 @@
 #include "h5read.h"
 #include "outfile.h"
 
-enum { GAP = 2, MAX_EXPORT_ROWS = 4096, MAX_DIR_ROWS = 1 << 24 };
+enum { GAP = 2, GAP_GREY = 128, MAX_EXPORT_ROWS = 4096, MAX_DIR_ROWS = 1 << 24 };
 
 
 static int write_png(const char *path, const unsigned char *pixels, int width, int height, int channels)
@@ -175,11 +175,12 @@ int cmd_export(int argc, char **argv)
     const int cell_w = w * scale, cell_h = h * scale; /* a row's tile */
     const int width = (int)columns * (cell_w + GAP) - GAP, height = grid_rows * (cell_h + GAP) - GAP;
     data = malloc(sizeof(float) * (size_t)n * c * h * w);     /* (n, c, h, w) */
-    sheet = calloc((size_t)width * height * out_channels, 1); /* (height, width, out_channels) */
+    sheet = malloc((size_t)width * height * out_channels); /* (height, width, out_channels) */
     if (!data || !sheet) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for the contact sheet");
         goto done;
     }
+    memset(sheet, GAP_GREY, (size_t)width * height * out_channels); /* the gaps: mid grey, apart from any tile */
     digests = malloc(DIGEST_BYTES * (size_t)n); /* (n, 32) */
     if (!digests) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
