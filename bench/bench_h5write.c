@@ -28,14 +28,14 @@ int main(int argc, char **argv)
         lat[i] = (float)(i % 977) * 0.001f - 0.5f;
     H5Out o;
     double t0 = omp_get_wtime();
-    if (h5out_create(&o, argv[1], rows, c, h, w, 64, 0, identity, NULL, NULL, NULL, 0, NULL) != SOWER_OK) {
+    if (h5out_create(&o, argv[1], rows, c, h, w, 64, 0, identity, NULL, NULL, NULL, 0, NULL, NULL) != SOWER_OK) {
         sower_error_print(stderr, 1);
         return 3;
     }
     double t1 = omp_get_wtime();
     for (uint64_t r = 0; r < rows; r += batch) {
         uint64_t n = rows - r < batch ? rows - r : batch;
-        if (h5out_write_rows(&o, r, n, lat, dig) != SOWER_OK) {
+        if (h5out_write_rows(&o, r, n, lat, dig, NULL, NULL) != SOWER_OK) {
             sower_error_print(stderr, 1);
             return 3;
         }

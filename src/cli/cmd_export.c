@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "digest.h"
 #include "export_images.h"
+#include "vae.h"
 #include "gemm.h"
 #include "h5read.h"
 #include "outfile.h"
@@ -206,7 +207,7 @@ int cmd_export(int argc, char **argv)
             for (int x = 0; x < cell_w; x++)
                 for (int ch = 0; ch < out_channels; ch++)
                     sheet[((size_t)(y0 + y) * width + x0 + x) * out_channels + ch] =
-                        export_to_byte(img[((size_t)ch * h + y / scale) * w + x / scale]);
+                        vae_pixel_byte(img[((size_t)ch * h + y / scale) * w + x / scale]);
     }
     SOWER_TRY_GOTO(write_png(png_path, sheet, width, height, out_channels), status, done);
     fprintf(stderr, "sower export: rows %llu-%llu (%dx%d, %d channel%s) -> %s (%dx%d)\n",

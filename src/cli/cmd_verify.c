@@ -23,6 +23,7 @@
 #include "model.h"
 #include "pipeline.h"
 #include "prompt_table.h"
+#include "row_images.h"
 #include "provenance.h"
 
 typedef struct {
@@ -188,6 +189,8 @@ int cmd_verify(int argc, char **argv)
     uint64_t *seeds = NULL;
     unsigned char *digests = NULL;
     uint8_t *done = NULL;
+    RowImages images = {0}; /* pipeline.decode: the VAE, to check the images' provenance and re-decode */
+    unsigned char *pixels = NULL, *pixel_digests = NULL, *fresh_pixels = NULL;
     char *identity = h5read_attr(&in, LAYOUT_ATTR_BACKEND_IDENTITY);
     char *made_by = h5read_attr(&in, LAYOUT_ATTR_SOURCE_REVISION);
     char *model_path = h5read_run_attr(&in, LAYOUT_RUN_MODEL_PATH);
@@ -206,19 +209,32 @@ int cmd_verify(int argc, char **argv)
     const int c = cfg->in_channels;
     if (job->n_prompts) /* Stable Diffusion: the text side decides the rows too (its digest is in the key) */
         SOWER_TRY_GOTO(load_text_side(job, dir, &model, &text, &h, &w), status, done);
+    if (job->decode) /* and the VAE the images (its digest is in the key) */
+        SOWER_TRY_GOTO(row_images_load(&images, &model, dir, c, h, w), status, done);
     SOWER_TRY_GOTO(h5read_check_layout(&in, c, h, w), status, done);
+    SOWER_TRY_GOTO(h5read_check_images(&in), status, done);
+    if (job->decode && ((size_t)in.ic * in.ih * in.iw != images.bytes || in.ic != images.c))
+        SOWER_TRY_GOTO(SOWER_FAIL(SOWER_EINPUT, "%s: /%s is (%d, %d, %d) per row, the VAE of '%s' makes (%d, %d, %d)",
+                                  o.path, LAYOUT_IMAGES, in.ic, in.ih, in.iw, dir, images.c, images.h, images.w),
+                       status, done);
     SOWER_TRY_GOTO(check_attributes(&in, &model), status, done);
 
     /* Integrity, a block of rows at a time: memory stays bounded whatever the file's size. */
     const size_t per = (size_t)c * h * w;
-    size_t block = VERIFY_BLOCK_BYTES / (sizeof(float) * per);
+    size_t block = VERIFY_BLOCK_BYTES / (sizeof(float) * per + images.bytes);
     block = block < 1 ? 1 : block > n ? (size_t)n : block;
     latents = malloc(sizeof(float) * per * block); /* (block, c, h, w) */
     seeds = malloc(sizeof(uint64_t) * block);      /* (block,) */
     digests = malloc(DIGEST_BYTES * block);        /* (block, 32) */
     done = malloc(block);                          /* (block,) */
     fresh = malloc(sizeof(float) * per);           /* (c, h, w) a re-render */
-    if (!latents || !seeds || !digests || !done || !fresh) {
+    if (images.bytes) {
+        pixels = malloc(images.bytes * block);         /* (block, ic, ih, iw) */
+        pixel_digests = malloc(DIGEST_BYTES * block);  /* (block, 32) */
+        fresh_pixels = malloc(images.bytes);           /* (ic, ih, iw) a re-render's image */
+    }
+    if (!latents || !seeds || !digests || !done || !fresh ||
+        (images.bytes && (!pixels || !pixel_digests || !fresh_pixels))) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", o.path);
         goto done;
     }
@@ -226,10 +242,13 @@ int cmd_verify(int argc, char **argv)
     for (uint64_t r0 = 0; r0 < n; r0 += block) {
         const uint64_t m = n - r0 < block ? n - r0 : block;
         SOWER_TRY_GOTO(h5read_rows(&in, r0, m, latents, seeds, digests, done), status, done);
+        if (images.bytes) SOWER_TRY_GOTO(h5read_images(&in, r0, m, pixels, pixel_digests), status, done);
         for (uint64_t i = 0; i < m; i++) {
-            unsigned char d[DIGEST_BYTES];
+            unsigned char d[DIGEST_BYTES], e[DIGEST_BYTES];
             SOWER_TRY_GOTO(digest_buffer(latents + per * i, sizeof(float) * per, d), status, done);
-            bad_digest += memcmp(d, digests + DIGEST_BYTES * i, DIGEST_BYTES) != 0;
+            if (images.bytes) SOWER_TRY_GOTO(digest_buffer(pixels + images.bytes * i, images.bytes, e), status, done);
+            bad_digest += memcmp(d, digests + DIGEST_BYTES * i, DIGEST_BYTES) != 0 ||
+                          (images.bytes && memcmp(e, pixel_digests + DIGEST_BYTES * i, DIGEST_BYTES) != 0);
             bad_seed += seeds[i] != job_seed_at(job, lo + r0 + i);
             not_done += done[i] != 1;
         }
@@ -284,7 +303,14 @@ int cmd_verify(int argc, char **argv)
         const uint64_t prompt = job_prompt_at(job, lo + row);
         if (job->n_prompts) SOWER_TRY_GOTO(prompt_table_rows(&text, &prompt, 1, &row_text), status, done);
         SOWER_TRY_GOTO(render_seeds_text(&rs, seeds, job->n_prompts ? &row_text : NULL, 1, fresh), status, done);
-        if (memcmp(fresh, latents, sizeof(float) * per) != 0) {
+        int same = memcmp(fresh, latents, sizeof(float) * per) == 0;
+        if (same && images.bytes) { /* the image too, decoded again */
+            unsigned char d[DIGEST_BYTES];
+            SOWER_TRY_GOTO(h5read_images(&in, row, 1, pixels, NULL), status, done);
+            SOWER_TRY_GOTO(row_images_decode(&images, &backend, fresh, h, w, fresh_pixels, d), status, done);
+            same = memcmp(fresh_pixels, pixels, images.bytes) == 0;
+        }
+        if (!same) {
             bad_render++;
             fprintf(stderr, "sower verify: row %llu (seed %llu): re-render differs\n",
                     (unsigned long long)row, (unsigned long long)seeds[0]);
@@ -298,7 +324,9 @@ int cmd_verify(int argc, char **argv)
 done:
     free(model_path), free(identity), free(made_by);
     compute_backend_close(&backend);
-    free(latents), free(fresh), free(seeds), free(digests), free(done);
+    free(latents), free(fresh), free(seeds), free(digests), free(done), free(pixels), free(pixel_digests),
+        free(fresh_pixels);
+    row_images_free(&images);
     scheduler_free(&sched);
     prompt_table_free(&text);
     model_free(&model);

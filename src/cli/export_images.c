@@ -30,13 +30,6 @@
 enum { MAX_PNG_TEXT = 3 * 8192 + 1024 };
 static const char MARKER[] = "sower-export.json";
 
-unsigned char export_to_byte(float x)
-{
-    float v = x / 2.0f + 0.5f;
-    v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-    return (unsigned char)lrintf(v * 255.0f);
-}
-
 /* ---- a PNG in memory (its bytes are digested, then written whole) ---- */
 
 typedef struct {
@@ -104,6 +97,8 @@ typedef struct {
     int imagefolder;
     int latents_only;      /* --npy: the rows themselves, nothing decoded or drawn */
     int decode;            /* Stable Diffusion latents: through the VAE */
+    int stored_images;     /* pipeline.decode: the file's /images are the pixels (no VAE needed) */
+    unsigned char *stored; /* (channels, height, width) a row of /images */
     Vae vae;
     ComputeBackend be;
     char job_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], vae_hex[DIGEST_HEX_CHARS];
@@ -207,8 +202,17 @@ static int setup(Export *e)
     const char *slash = strrchr(e->model_dir, '/');
     e->model_name = slash && slash[1] ? slash + 1 : e->model_dir;
     e->decode = in->job.n_prompts > 0 && !e->latents_only;
+    e->stored_images = in->ic > 0 && !e->latents_only;
     if (e->latents_only) {
         e->channels = in->c, e->height = in->h, e->width = in->w; /* the rows as stored */
+    } else if (e->stored_images) { /* decoded by the run: its job key names the VAE */
+        e->channels = in->ic, e->height = in->ih, e->width = in->iw;
+        char *key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY);
+        const char *vae = key ? strstr(key, "vae_sha256=") : NULL;
+        snprintf(e->vae_hex, sizeof e->vae_hex, "%.64s", vae ? vae + 11 : "");
+        free(key);
+        e->stored = malloc((size_t)e->channels * e->height * e->width);
+        if (!e->stored) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for one image");
     } else if (e->decode) {
         int status = vae_load(&e->vae, e->model_dir);
         if (status != SOWER_OK) {
@@ -328,13 +332,27 @@ static int render_png(Export *e, const RowFacts *f)
     const Job *job = &in->job;
     const uint64_t p = job_prompt_at(job, f->row);
     const char *prompt = e->decode ? job->prompts[p] : NULL, *negative = e->decode ? job->negative_prompts[p] : NULL;
-    if (e->decode)
-        SOWER_TRY(vae_decode(&e->be, &e->vae, e->latent, 1, in->h, in->w, e->image));
-    else
-        memcpy(e->image, e->latent, sizeof(float) * e->channels * e->height * e->width);
     const size_t plane = (size_t)e->height * e->width;
-    for (size_t i = 0; i < plane; i++) /* (channels, H, W) -> (H, W, channels) */
-        for (int ch = 0; ch < e->channels; ch++) e->pixels[i * e->channels + ch] = export_to_byte(e->image[ch * plane + i]);
+    if (e->stored_images) { /* the run's own image, checked against its digest */
+        unsigned char digest[DIGEST_BYTES], check[DIGEST_BYTES];
+        const uint64_t r = f->row - in->lo;
+        SOWER_TRY(h5read_images(in, r, 1, e->stored, digest));
+        SOWER_TRY(digest_buffer(e->stored, plane * e->channels, check));
+        if (memcmp(check, digest, DIGEST_BYTES) != 0)
+            return SOWER_FAIL(SOWER_EINPUT, "%s: the image of row %llu does not match its /%s (a damaged or altered "
+                                            "file): not exporting it",
+                              e->path, (unsigned long long)r, LAYOUT_IMAGE_DIGEST);
+        for (size_t i = 0; i < plane; i++) /* (channels, H, W) -> (H, W, channels) */
+            for (int ch = 0; ch < e->channels; ch++) e->pixels[i * e->channels + ch] = e->stored[ch * plane + i];
+    } else {
+        if (e->decode)
+            SOWER_TRY(vae_decode(&e->be, &e->vae, e->latent, 1, in->h, in->w, e->image));
+        else
+            memcpy(e->image, e->latent, sizeof(float) * e->channels * e->height * e->width);
+        for (size_t i = 0; i < plane; i++) /* (channels, H, W) -> (H, W, channels) */
+            for (int ch = 0; ch < e->channels; ch++)
+                e->pixels[i * e->channels + ch] = vae_pixel_byte(e->image[ch * plane + i]);
+    }
     char *parameters = malloc(MAX_PNG_TEXT);
     cJSON *provenance = cJSON_Duplicate(f->facts, 1);
     if (provenance) {
@@ -537,6 +555,7 @@ int export_images(OutputReader *in, const char *path, const char *dir, ExportLay
     outfile_free(&e.metadata);
     compute_backend_close(&e.be);
     vae_free(&e.vae);
+    free(e.stored);
     free(e.latent), free(e.image), free(e.pixels), free(e.png.data), free(e.recorded_model);
     return status;
 }

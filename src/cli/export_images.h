@@ -21,7 +21,5 @@ typedef enum {
  * VAE decodes (NULL: the one the run recorded). */
 int export_images(OutputReader *in, const char *path, const char *dir, ExportLayout layout, uint64_t first,
                   uint64_t last, uint64_t shard_rows, const char *model_dir) SOWER_MUST_CHECK;
-/* A pixel-space value to a byte as diffusers' postprocess: (x / 2 + 0.5).clamp(0, 1) * 255, rounded. */
-unsigned char export_to_byte(float x);
 
 #endif /* SOWER_EXPORT_IMAGES_H */

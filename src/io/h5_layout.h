@@ -15,6 +15,13 @@
 #define LAYOUT_SEEDS "seeds"
 #define LAYOUT_DIGEST "digest"
 #define LAYOUT_DONE "done"
+/* pipeline.decode: images uint8 (N, 3, H, W), diffusers' postprocess of vae.decode, and their
+ * image_digest uint8 (N, 32); dimensions (sample, image_channel, image_y, image_x). */
+#define LAYOUT_IMAGES "images"
+#define LAYOUT_IMAGE_DIGEST "image_digest"
+#define LAYOUT_DIM_IMAGE_CHANNEL "image_channel"
+#define LAYOUT_DIM_IMAGE_Y "image_y"
+#define LAYOUT_DIM_IMAGE_X "image_x"
 /* Stable Diffusion outputs (a job with prompts): prompts and negative_prompts, variable-length UTF-8
  * (P,) in the manifest's order ("" where no negative prompt was given), and prompt_index uint32 (N,):
  * row i's prompt. Dimensions: prompt (P), and sample for prompt_index. */

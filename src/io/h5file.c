@@ -128,6 +128,22 @@ int h5file_check_layout(hid_t file, const char *what, uint64_t rows, int c, int 
     return SOWER_OK;
 }
 
+int h5file_check_images(hid_t file, const char *what, uint64_t rows, int has, int c, int h, int w)
+{
+    const int present = H5Lexists(file, LAYOUT_IMAGES, H5P_DEFAULT) > 0,
+              digests = H5Lexists(file, LAYOUT_IMAGE_DIGEST, H5P_DEFAULT) > 0;
+    if (!has) {
+        if (present || digests)
+            return SOWER_FAIL(SOWER_EINPUT, "%s: holds /%s, but its job does not decode (pipeline.decode)", what,
+                              present ? LAYOUT_IMAGES : LAYOUT_IMAGE_DIGEST);
+        return SOWER_OK;
+    }
+    const hsize_t images[4] = {rows, (hsize_t)c, (hsize_t)h, (hsize_t)w}, digest[2] = {rows, DIGEST_BYTES};
+    SOWER_TRY(check_dataset(file, what, LAYOUT_IMAGES, H5T_INTEGER, 1, 4, images, "uint8"));
+    SOWER_TRY(check_dataset(file, what, LAYOUT_IMAGE_DIGEST, H5T_INTEGER, 1, 2, digest, "uint8"));
+    return SOWER_OK;
+}
+
 herr_t h5file_transfer_rows(hid_t ds, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t row0,
                             uint64_t n, void *data, int write)
 {
@@ -165,6 +181,17 @@ int h5file_read_block(hid_t file, const char *what, uint64_t r0, uint64_t n, int
         (digests && read_rows(file, LAYOUT_DIGEST, H5T_NATIVE_UINT8, 2, ddims, r0, n, digests) < 0) ||
         (done && read_rows(file, LAYOUT_DONE, H5T_NATIVE_UINT8, 1, one, r0, n, done) < 0))
         return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read rows %llu..%llu (a damaged file?)", what,
+                          (unsigned long long)r0, (unsigned long long)(r0 + n - 1));
+    return SOWER_OK;
+}
+
+int h5file_read_images(hid_t file, const char *what, uint64_t r0, uint64_t n, int c, int h, int w,
+                       unsigned char *images, unsigned char *digests)
+{
+    const hsize_t idims[4] = {0, (hsize_t)c, (hsize_t)h, (hsize_t)w}, ddims[2] = {0, DIGEST_BYTES};
+    if ((images && read_rows(file, LAYOUT_IMAGES, H5T_NATIVE_UINT8, 4, idims, r0, n, images) < 0) ||
+        (digests && read_rows(file, LAYOUT_IMAGE_DIGEST, H5T_NATIVE_UINT8, 2, ddims, r0, n, digests) < 0))
+        return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read the images of rows %llu..%llu (a damaged file?)", what,
                           (unsigned long long)r0, (unsigned long long)(r0 + n - 1));
     return SOWER_OK;
 }

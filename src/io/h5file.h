@@ -29,6 +29,12 @@ int h5file_check_format(hid_t file, const char *what) SOWER_MUST_CHECK;
  * (c, h, w): shapes and element types; else SOWER_EINPUT, the message starting with `what` and
  * naming the dataset. Every reader checks this before sizing a buffer from the job. */
 int h5file_check_layout(hid_t file, const char *what, uint64_t rows, int c, int h, int w) SOWER_MUST_CHECK;
+/* pipeline.decode's /images (rows, c, h, w) and /image_digest (rows, 32), uint8, when `has` (the
+ * job decodes); neither when not. SOWER_EINPUT naming `what` and the dataset otherwise. */
+int h5file_check_images(hid_t file, const char *what, uint64_t rows, int has, int c, int h, int w) SOWER_MUST_CHECK;
+/* Rows [r0, r0 + n) of /images (n, c, h, w) and /image_digest (n, 32) (a NULL one is not read). */
+int h5file_read_images(hid_t file, const char *what, uint64_t r0, uint64_t n, int c, int h, int w,
+                       unsigned char *images, unsigned char *digests) SOWER_MUST_CHECK;
 /* Reads (write = 0) or writes rows [row0, row0 + n) of dataset ds; row_dims (rank,) holds a row's
  * shape after dimension 0, data (n, row_dims[1..]). */
 herr_t h5file_transfer_rows(hid_t ds, hid_t memtype, int rank, const hsize_t *row_dims, uint64_t row0,

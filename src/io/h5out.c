@@ -158,6 +158,46 @@ static int name_dimensions(H5Out *o)
     return SOWER_OK;
 }
 
+/* pipeline.decode: /images uint8 (rows, ic, ih, iw) chunked and filtered as /latents, /image_digest
+ * (rows, 32); dimensions (sample, image_channel, image_y, image_x) and (sample, digest_byte). */
+static int make_images(H5Out *o, hsize_t chunk, int gzip)
+{
+    const hsize_t idims[4] = {o->rows, (hsize_t)o->ic, (hsize_t)o->ih, (hsize_t)o->iw},
+                  ichunk[4] = {chunk, (hsize_t)o->ic, (hsize_t)o->ih, (hsize_t)o->iw}, ddims[2] = {o->rows, 32},
+                  dchunk[2] = {chunk, 32};
+    o->images = make_dataset(o->file, LAYOUT_IMAGES, H5T_STD_U8LE, 4, idims, ichunk, gzip);
+    o->image_digest = make_dataset(o->file, LAYOUT_IMAGE_DIGEST, H5T_STD_U8LE, 2, ddims, dchunk, gzip);
+    if (o->images < 0 || o->image_digest < 0)
+        return SOWER_FAIL(SOWER_EIO, "%s: HDF5 failed to create /%s", o->partial_path, LAYOUT_IMAGES);
+    static const char *const names[] = {LAYOUT_DIM_IMAGE_CHANNEL, LAYOUT_DIM_IMAGE_Y, LAYOUT_DIM_IMAGE_X};
+    hid_t scales[5] = {H5Dopen2(o->file, LAYOUT_DIM_SAMPLE, H5P_DEFAULT), -1, -1, -1,
+                       H5Dopen2(o->file, LAYOUT_DIM_DIGEST_BYTE, H5P_DEFAULT)};
+    herr_t ok = scales[0] < 0 || scales[4] < 0 ? -1 : 0;
+    for (int k = 0; k < 3 && ok >= 0; k++) {
+        char netcdf_name[80];
+        snprintf(netcdf_name, sizeof netcdf_name, "This is a netCDF dimension but not a netCDF variable.%10llu",
+                 (unsigned long long)idims[k + 1]);
+        hid_t dcpl = no_times_dcpl(), space = H5Screate_simple(1, &idims[k + 1], NULL);
+        scales[k + 1] = H5Dcreate2(o->file, names[k], H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        H5Sclose(space), H5Pclose(dcpl);
+        ok = scales[k + 1] < 0 ? -1 : H5DSset_scale(scales[k + 1], netcdf_name);
+    }
+    for (int d = 0; d < 4 && ok >= 0; d++)
+        ok = H5DSattach_scale(o->images, scales[d], (unsigned)d);
+    if (ok >= 0) ok = H5DSattach_scale(o->image_digest, scales[0], 0);
+    if (ok >= 0) ok = H5DSattach_scale(o->image_digest, scales[4], 1);
+    for (int k = 0; k < 5; k++)
+        if (scales[k] >= 0) H5Dclose(scales[k]);
+    H5_TRY(ok, "name the images' dimensions");
+    SOWER_TRY(string_attr(o, o->images, LAYOUT_LATENTS_MEANING,
+                          "each row's image as StableDiffusionPipeline returns it (output_type='np', times 255 "
+                          "and rounded: the PIL image's bytes): vae.decode(latents / scaling_factor).sample, then "
+                          "(x / 2 + 0.5).clamp(0, 1); uint8 (sample, channel, y, x), RGB"));
+    SOWER_TRY(string_attr(o, o->images, LAYOUT_LATENTS_COORDINATES, LAYOUT_SEEDS));
+    SOWER_TRY(string_attr(o, o->image_digest, LAYOUT_DIGEST_ALGORITHM, "sha256 of the row's image bytes"));
+    return SOWER_OK;
+}
+
 /* A variable-length UTF-8 string dataset (n,) of texts, along dimension scale `dim`. */
 static int write_texts(H5Out *o, const char *name, const char *const *texts, size_t n, hid_t dim, const char *meaning)
 {
@@ -224,17 +264,23 @@ static int write_prompts(H5Out *o, const H5Prompts *p, hsize_t chunk)
 }
 
 /* Copies the rows carry->done marks from carry->path into the new file, a run of consecutive rows
- * (at most a block) at a time. Every such row was read and checked by h5out_resume. */
+ * (at most a block) at a time, images too when the file has them. Every such row was read and
+ * checked by h5out_resume. */
 static int carry_rows(H5Out *o, const H5Carry *carry)
 {
     hid_t in = H5Fopen(carry->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (in < 0) return SOWER_FAIL(SOWER_EIO, "cannot open '%s' again to copy its rows", carry->path);
-    const size_t per = (size_t)o->c * o->h * o->w;
-    const uint64_t block = per * sizeof(float) >= (16u << 20) ? 1 : (16u << 20) / (per * sizeof(float));
+    const size_t per = (size_t)o->c * o->h * o->w, image_bytes = (size_t)o->ic * o->ih * o->iw;
+    const size_t row_bytes = per * sizeof(float) + image_bytes;
+    const uint64_t block = row_bytes >= (16u << 20) ? 1 : (16u << 20) / row_bytes;
     float *lat = malloc(sizeof(float) * per * block); /* (block, c, h, w) */
     uint64_t *seeds = malloc(sizeof *seeds * block);  /* (block,) */
     unsigned char *dig = malloc(DIGEST_BYTES * block); /* (block, 32) */
-    int status = lat && seeds && dig ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    unsigned char *pixels = image_bytes ? malloc(image_bytes * block) : NULL;  /* (block, ic, ih, iw) */
+    unsigned char *pixel_dig = image_bytes ? malloc(DIGEST_BYTES * block) : NULL; /* (block, 32) */
+    int status = lat && seeds && dig && (!image_bytes || (pixels && pixel_dig))
+                     ? SOWER_OK
+                     : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     char what[4200];
     snprintf(what, sizeof what, "--resume: '%s'", carry->path);
     for (uint64_t r0 = 0; r0 < o->rows && status == SOWER_OK;) {
@@ -246,19 +292,21 @@ static int carry_rows(H5Out *o, const H5Carry *carry)
         while (n < block && r0 + n < o->rows && carry->done[r0 + n] == 1)
             n++;
         status = h5file_read_block(in, what, r0, n, o->c, o->h, o->w, lat, seeds, dig, NULL);
-        if (status == SOWER_OK) status = h5out_write_rows(o, r0, n, lat, dig);
+        if (status == SOWER_OK && image_bytes)
+            status = h5file_read_images(in, what, r0, n, o->ic, o->ih, o->iw, pixels, pixel_dig);
+        if (status == SOWER_OK) status = h5out_write_rows(o, r0, n, lat, dig, pixels, pixel_dig);
         r0 += n;
     }
     H5Fclose(in);
     o->rows_written = 0; /* copies, not this run's rendering */
-    free(lat), free(seeds), free(dig);
+    free(lat), free(seeds), free(dig), free(pixels), free(pixel_dig);
     SOWER_TRY(status);
     return SOWER_OK;
 }
 
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Prompts *prompts, const H5Attr *attrs,
-                 int n_attrs, const H5Carry *carry)
+                 int n_attrs, const H5ImageShape *images, const H5Carry *carry)
 {
     SOWER_TRY(start(o, path, rows, c, h, w));
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
@@ -297,6 +345,10 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     H5Gclose(root);
     SOWER_TRY(name_dimensions(o));
     if (prompts) SOWER_TRY(write_prompts(o, prompts, chunk));
+    if (images) {
+        o->ic = images->c, o->ih = images->h, o->iw = images->w;
+        SOWER_TRY(make_images(o, chunk, gzip));
+    }
     SOWER_TRY(string_attr(o, o->latents, LAYOUT_LATENTS_MEANING,
                           "the denoised sample of each seed as the pipeline returns it before any decoding "
                           "(diffusers output_type='latent'): for a pixel-space model the image, nominally in "
@@ -369,7 +421,12 @@ static void first_difference(const char *theirs, const char *ours, char *out, si
         }
         theirs += a + (theirs[a] == '\n'), ours += b + (ours[b] == '\n');
     }
-    snprintf(out, size, "its job key is %s", *theirs || *ours ? "of another length" : "altered");
+    if (*theirs || *ours) { /* a line only one of them has (a setting such as pipeline.decode) */
+        const char *extra = *theirs ? theirs : ours;
+        snprintf(out, size, "'%.*s' %s", (int)strcspn(extra, "\n"), extra, *theirs ? "there, not in this job" : "in this job, not there");
+        return;
+    }
+    snprintf(out, size, "its job key is altered");
 }
 
 /* Same job: job key (or, for files without one, the manifest's bytes), weights, backend identity.
@@ -418,18 +475,24 @@ static int check_same_job(hid_t file, const char *what, const H5JobKey *key)
 }
 
 /* Rows claimed done (done (rows,) entries of 1; done NULL: every row) are checked against the
- * file: the sha256 of the row's latents must be its stored digest, its seed seed_of's. A row that
- * fails is unmarked in done (when given) and counted in *bad; the first ones are listed in `which`
- * ("3, 17, 20, ..."). Reads a block of rows at a time, skipping blocks with nothing done. */
-static int recheck_done_rows(hid_t file, const char *what, uint64_t rows, int c, int h, int w, H5SeedOf seed_of,
-                             const void *seed_ctx, uint8_t *done, uint64_t *bad, char *which, size_t which_size)
+ * file: the sha256 of the row's latents must be its stored digest, its seed seed_of's, and with
+ * images (img not NULL) the sha256 of its image its image digest. A row that fails is unmarked in
+ * done (when given) and counted in *bad; the first ones are listed in `which` ("3, 17, 20, ...").
+ * Reads a block of rows at a time, skipping blocks with nothing done. */
+static int recheck_done_rows(hid_t file, const char *what, uint64_t rows, int c, int h, int w,
+                             const H5ImageShape *img, H5SeedOf seed_of, const void *seed_ctx, uint8_t *done,
+                             uint64_t *bad, char *which, size_t which_size)
 {
-    const size_t per = (size_t)c * h * w;
-    const uint64_t block = per * sizeof(float) >= (16u << 20) ? 1 : (16u << 20) / (per * sizeof(float));
+    const size_t per = (size_t)c * h * w, image_bytes = img ? (size_t)img->c * img->h * img->w : 0;
+    const size_t row_bytes = per * sizeof(float) + image_bytes;
+    const uint64_t block = row_bytes >= (16u << 20) ? 1 : (16u << 20) / row_bytes;
     float *lat = malloc(sizeof(float) * per * block); /* (block, c, h, w) */
     uint64_t *seeds = malloc(sizeof *seeds * block);  /* (block,) */
     unsigned char *dig = malloc(DIGEST_BYTES * block); /* (block, 32) */
-    int status = lat && seeds && dig ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    unsigned char *pixels = img ? malloc(image_bytes * block) : NULL;  /* (block, ic, ih, iw) */
+    unsigned char *pixel_dig = img ? malloc(DIGEST_BYTES * block) : NULL; /* (block, 32) */
+    int status = lat && seeds && dig && (!img || (pixels && pixel_dig)) ? SOWER_OK
+                                                                        : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     size_t used = 0;
     *bad = 0;
     which[0] = '\0';
@@ -441,16 +504,22 @@ static int recheck_done_rows(hid_t file, const char *what, uint64_t rows, int c,
         if (!any) continue;
         /* A block HDF5 cannot read (a write cut short by a full disk) is read a row at a time: the
          * rows that cannot be read fail their check like any other. */
-        const int whole = h5file_read_block(file, what, r0, n, c, h, w, lat, seeds, dig, NULL) == SOWER_OK;
+        const int whole = h5file_read_block(file, what, r0, n, c, h, w, lat, seeds, dig, NULL) == SOWER_OK &&
+                          (!img || h5file_read_images(file, what, r0, n, img->c, img->h, img->w, pixels, pixel_dig) == SOWER_OK);
         if (!whole) sower_error_clear();
         for (uint64_t i = 0; i < n && status == SOWER_OK; i++) {
             if (done && done[r0 + i] != 1) continue;
-            int readable = whole || h5file_read_block(file, what, r0 + i, 1, c, h, w, lat + per * i, seeds + i,
-                                                      dig + DIGEST_BYTES * i, NULL) == SOWER_OK;
+            int readable = whole || (h5file_read_block(file, what, r0 + i, 1, c, h, w, lat + per * i, seeds + i,
+                                                       dig + DIGEST_BYTES * i, NULL) == SOWER_OK &&
+                                     (!img || h5file_read_images(file, what, r0 + i, 1, img->c, img->h, img->w,
+                                                                 pixels + image_bytes * i,
+                                                                 pixel_dig + DIGEST_BYTES * i) == SOWER_OK));
             if (!readable) sower_error_clear();
-            unsigned char d[DIGEST_BYTES];
+            unsigned char d[DIGEST_BYTES], e[DIGEST_BYTES];
             if (readable) status = digest_buffer(lat + per * i, sizeof(float) * per, d);
+            if (readable && img && status == SOWER_OK) status = digest_buffer(pixels + image_bytes * i, image_bytes, e);
             if (status != SOWER_OK || (readable && memcmp(d, dig + DIGEST_BYTES * i, DIGEST_BYTES) == 0 &&
+                                       (!img || memcmp(e, pixel_dig + DIGEST_BYTES * i, DIGEST_BYTES) == 0) &&
                                        (!seed_of || seeds[i] == seed_of(seed_ctx, r0 + i))))
                 continue;
             if (done) done[r0 + i] = 0;
@@ -461,20 +530,21 @@ static int recheck_done_rows(hid_t file, const char *what, uint64_t rows, int c,
                 used += (size_t)snprintf(which + used, which_size - used, ", ...");
         }
     }
-    free(lat), free(seeds), free(dig);
+    free(lat), free(seeds), free(dig), free(pixels), free(pixel_dig);
     SOWER_TRY(status);
     return SOWER_OK;
 }
 
 /* /done into done (rows,), less the rows that fail recheck_done_rows (a warning names them). */
 static int read_done_rows(hid_t file, hid_t done_ds, const char *what, uint64_t rows, int c, int h, int w,
-                          H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, uint64_t *bad)
+                          const H5ImageShape *img, H5SeedOf seed_of, const void *seed_ctx, uint8_t *done,
+                          uint64_t *bad)
 {
     if (H5Dread(done_ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, done) < 0)
         return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /" LAYOUT_DONE, what);
     /* Trust no row for its mark: a file edited or damaged since is re-rendered where it fails. */
     char which[160];
-    SOWER_TRY(recheck_done_rows(file, what, rows, c, h, w, seed_of, seed_ctx, done, bad, which, sizeof which));
+    SOWER_TRY(recheck_done_rows(file, what, rows, c, h, w, img, seed_of, seed_ctx, done, bad, which, sizeof which));
     if (*bad)
         fprintf(stderr,
                 "sower run: warning: %s: %llu row%s marked done fail%s the check of bytes against digest and "
@@ -495,8 +565,8 @@ static int latents_filtered(hid_t file)
     return filtered;
 }
 
-static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                       H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, int *rebuild)
+static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5ImageShape *img,
+                       const H5JobKey *key, H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, int *rebuild)
 {
     SOWER_TRY(start(o, path, rows, c, h, w));
     o->seed_of = seed_of, o->seed_ctx = seed_ctx;
@@ -515,11 +585,14 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     int status = h5file_check_format(probe, what);
     if (status == SOWER_OK) status = check_same_job(probe, what, key);
     if (status == SOWER_OK) status = h5file_check_layout(probe, what, rows, c, h, w);
+    if (status == SOWER_OK)
+        status = h5file_check_images(probe, what, rows, img != NULL, img ? img->c : 0, img ? img->h : 0, img ? img->w : 0);
+    if (img) o->ic = img->c, o->ih = img->h, o->iw = img->w;
     *rebuild = status == SOWER_OK && latents_filtered(probe);
     uint64_t bad = 0;
     if (*rebuild) { /* the rows are read here, and copied into a new file by the caller */
         hid_t done_ds = H5Dopen2(probe, LAYOUT_DONE, H5P_DEFAULT);
-        status = read_done_rows(probe, done_ds, what, rows, c, h, w, seed_of, seed_ctx, done, &bad);
+        status = read_done_rows(probe, done_ds, what, rows, c, h, w, img, seed_of, seed_ctx, done, &bad);
         H5Dclose(done_ds);
     }
     H5Fclose(probe);
@@ -531,9 +604,13 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     o->seeds = H5Dopen2(o->file, LAYOUT_SEEDS, H5P_DEFAULT);
     o->digest = H5Dopen2(o->file, LAYOUT_DIGEST, H5P_DEFAULT);
     o->done = H5Dopen2(o->file, LAYOUT_DONE, H5P_DEFAULT);
-    if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0)
+    if (img) {
+        o->images = H5Dopen2(o->file, LAYOUT_IMAGES, H5P_DEFAULT);
+        o->image_digest = H5Dopen2(o->file, LAYOUT_IMAGE_DIGEST, H5P_DEFAULT);
+    }
+    if (o->latents < 0 || o->seeds < 0 || o->digest < 0 || o->done < 0 || o->images < 0 || o->image_digest < 0)
         return SOWER_FAIL(SOWER_EIO, "%s: cannot open its datasets", what);
-    SOWER_TRY(read_done_rows(o->file, o->done, what, rows, c, h, w, seed_of, seed_ctx, done, &bad));
+    SOWER_TRY(read_done_rows(o->file, o->done, what, rows, c, h, w, img, seed_of, seed_ctx, done, &bad));
     if (bad) SOWER_TRY(write_seeds(o)); /* a row whose seed was altered gets the job's back */
     /* A previous run may have died while writing its run facts or verification: start those anew. */
     if (H5Lexists(o->file, LAYOUT_RUN, H5P_DEFAULT) > 0) H5Ldelete(o->file, LAYOUT_RUN, H5P_DEFAULT);
@@ -541,20 +618,30 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     return SOWER_OK;
 }
 
-int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                 H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, int *rebuild)
+int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5ImageShape *images,
+                 const H5JobKey *key, H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, int *rebuild)
 {
     *rebuild = 0;
-    int status = resume_open(o, path, rows, c, h, w, key, seed_of, seed_ctx, done, rebuild);
+    int status = resume_open(o, path, rows, c, h, w, images, key, seed_of, seed_ctx, done, rebuild);
     /* A refused resume leaves the user's file as it was (never abandoned); a rebuild starts anew. */
     if (status != SOWER_OK || *rebuild) h5out_keep_partial(o);
     SOWER_TRY(status);
     return SOWER_OK;
 }
 
-int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, const unsigned char *digests)
+int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, const unsigned char *digests,
+                     const unsigned char *images, const unsigned char *image_digests)
 {
     hsize_t ldims[4] = {0, (hsize_t)o->c, (hsize_t)o->h, (hsize_t)o->w}, ddims[2] = {0, 32}, one[1] = {0};
+    if ((o->images > 0) != (images != NULL) || (images != NULL) != (image_digests != NULL))
+        return SOWER_FAIL(SOWER_EINTERNAL, "%s: rows %s images for a file %s them", o->partial_path,
+                          images ? "with" : "without", o->images > 0 ? "with" : "without");
+    if (images) {
+        const hsize_t idims[4] = {0, (hsize_t)o->ic, (hsize_t)o->ih, (hsize_t)o->iw};
+        SOWER_TRY(write_rows(o, o->images, H5T_NATIVE_UINT8, 4, idims, row0, n, images, "write /" LAYOUT_IMAGES));
+        SOWER_TRY(write_rows(o, o->image_digest, H5T_NATIVE_UINT8, 2, ddims, row0, n, image_digests,
+                             "write /" LAYOUT_IMAGE_DIGEST));
+    }
     SOWER_TRY(
         write_rows(o, o->latents, H5T_NATIVE_FLOAT, 4, ldims, row0, n, latents, "write /" LAYOUT_LATENTS));
     SOWER_TRY(
@@ -569,6 +656,14 @@ int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, 
     SOWER_TRY(status);
     o->rows_written += n;
     H5_TRY(H5Fflush(o->file, H5F_SCOPE_LOCAL), "flush the completion record");
+    return SOWER_OK;
+}
+
+int h5out_read_image_digest(H5Out *o, uint64_t row, unsigned char *digest)
+{
+    const hsize_t ddims[2] = {0, DIGEST_BYTES};
+    H5_TRY(h5file_transfer_rows(o->image_digest, H5T_NATIVE_UINT8, 2, ddims, row, 1, digest, 0),
+           "read /" LAYOUT_IMAGE_DIGEST " back");
     return SOWER_OK;
 }
 
@@ -660,6 +755,7 @@ static int check_slice(H5Out *o, hid_t in, const char *what, const char *tag, ui
         return SOWER_FAIL(SOWER_EINPUT, "%s: expected slice %s of the job, found %s", what, tag,
                           has_tag ? found : "a file without a slice attribute");
     SOWER_TRY(h5file_check_layout(in, what, hi - lo, o->c, o->h, o->w));
+    SOWER_TRY(h5file_check_images(in, what, hi - lo, o->ic > 0, o->ic, o->ih, o->iw));
     return SOWER_OK;
 }
 
@@ -678,7 +774,12 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     unsigned char *dig = malloc(32 * BLOCK);          /* (BLOCK, 32) */
     uint8_t *fin = malloc(BLOCK);                     /* (BLOCK,) the slice's /done */
     uint64_t *seeds = malloc(sizeof *seeds * BLOCK);  /* (BLOCK,) */
-    int status = lat && dig && fin && seeds ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    const size_t image_bytes = (size_t)o->ic * o->ih * o->iw;
+    unsigned char *pixels = image_bytes ? malloc(image_bytes * BLOCK) : NULL;   /* (BLOCK, ic, ih, iw) */
+    unsigned char *pixel_dig = image_bytes ? malloc(32 * BLOCK) : NULL;         /* (BLOCK, 32) */
+    int status = lat && dig && fin && seeds && (!image_bytes || (pixels && pixel_dig))
+                     ? SOWER_OK
+                     : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     char what[4200];
     snprintf(what, sizeof what, "slice '%s'", slice_path);
     const uint64_t rendered = o->rows_written; /* copies are not this run's work: the slices keep them */
@@ -686,12 +787,16 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     for (uint64_t r0 = lo; r0 < hi && status == SOWER_OK; r0 += BLOCK) {
         uint64_t n = hi - r0 < BLOCK ? hi - r0 : BLOCK, at = r0 - lo;
         status = h5file_read_block(in, what, at, n, o->c, o->h, o->w, lat, seeds, dig, fin);
+        if (status == SOWER_OK && image_bytes)
+            status = h5file_read_images(in, what, at, n, o->ic, o->ih, o->iw, pixels, pixel_dig);
         if (status != SOWER_OK) break;
         for (uint64_t i = 0; i < n && status == SOWER_OK; i++) {
-            unsigned char d[32];
+            unsigned char d[32], e[32];
             status = digest_buffer(lat + per * i, sizeof(float) * per, d);
+            if (status == SOWER_OK && image_bytes) status = digest_buffer(pixels + image_bytes * i, image_bytes, e);
             const int seed_ok = !o->seed_of || seeds[i] == o->seed_of(o->seed_ctx, r0 + i);
-            if (status == SOWER_OK && (fin[i] != 1 || memcmp(d, dig + 32 * i, 32) != 0 || !seed_ok))
+            const int image_ok = !image_bytes || memcmp(e, pixel_dig + 32 * i, 32) == 0;
+            if (status == SOWER_OK && (fin[i] != 1 || memcmp(d, dig + 32 * i, 32) != 0 || !seed_ok || !image_ok))
                 status = SOWER_FAIL(SOWER_EINPUT, "slice '%s': row %llu (job row %llu) is %s", slice_path,
                                     (unsigned long long)(at + i), (unsigned long long)(r0 + i),
                                     fin[i] != 1                    ? "not marked done (the slice is incomplete)"
@@ -707,7 +812,8 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
             uint64_t j = i;
             while (j < n && !done[r0 + j])
                 j++;
-            status = h5out_write_rows(o, r0 + i, j - i, lat + per * i, dig + 32 * i);
+            status = h5out_write_rows(o, r0 + i, j - i, lat + per * i, dig + 32 * i,
+                                      image_bytes ? pixels + image_bytes * i : NULL, image_bytes ? pixel_dig + 32 * i : NULL);
             for (uint64_t k = i; k < j; k++)
                 done[r0 + k] = 1;
             i = j;
@@ -715,13 +821,13 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     }
     H5Fclose(in);
     o->rows_written = rendered;
-    free(lat), free(dig), free(fin), free(seeds);
+    free(lat), free(dig), free(fin), free(seeds), free(pixels), free(pixel_dig);
     SOWER_TRY(status);
     return SOWER_OK;
 }
 
 int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int c, int h, int w,
-                      H5SeedOf seed_of, const void *seed_ctx, int *finished)
+                      const H5ImageShape *images, H5SeedOf seed_of, const void *seed_ctx, int *finished)
 {
     *finished = 0;
     FILE *probe = fopen(path, "rb");
@@ -740,6 +846,9 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
     /* Only a complete file counts as finished: one damaged since (a partial copy, say) is refused. */
     snprintf(what, sizeof what, "output '%s'", path);
     if (status == SOWER_OK) status = h5file_check_layout(file, what, rows, c, h, w);
+    if (status == SOWER_OK)
+        status = h5file_check_images(file, what, rows, images != NULL, images ? images->c : 0, images ? images->h : 0,
+                                     images ? images->w : 0);
     uint64_t not_done = 0;
     if (status == SOWER_OK) status = h5file_count_not_done(file, what, rows, &not_done);
     if (status == SOWER_OK && not_done)
@@ -750,7 +859,7 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
     uint64_t bad = 0;
     char which[160];
     if (status == SOWER_OK)
-        status = recheck_done_rows(file, what, rows, c, h, w, seed_of, seed_ctx, NULL, &bad, which, sizeof which);
+        status = recheck_done_rows(file, what, rows, c, h, w, images, seed_of, seed_ctx, NULL, &bad, which, sizeof which);
     if (status == SOWER_OK && bad)
         status = SOWER_FAIL(SOWER_EINPUT,
                             "%s exists, but %llu of its rows fail the check of bytes against digest and seed "
@@ -774,8 +883,8 @@ void h5out_keep_partial(H5Out *o)
 
 static void close_all(H5Out *o)
 {
-    hid_t *handles[] = {&o->latents, &o->seeds, &o->digest, &o->done};
-    for (int i = 0; i < 4; i++)
+    hid_t *handles[] = {&o->latents, &o->seeds, &o->digest, &o->done, &o->images, &o->image_digest};
+    for (int i = 0; i < 6; i++)
         if (*handles[i] > 0) H5Dclose(*handles[i]), *handles[i] = 0;
     if (o->file > 0) H5Fclose(o->file), o->file = 0;
 }

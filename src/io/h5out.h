@@ -12,8 +12,10 @@
 
 typedef struct {
     int64_t file, latents, seeds, digest, done; /* HDF5 handles (hid_t), 0 when closed */
+    int64_t images, image_digest;                /* pipeline.decode's (hid_t); 0 when none */
     uint64_t rows;
     int c, h, w;
+    int ic, ih, iw; /* an image's shape (pipeline.decode); 0 when none */
     char *path, *partial_path;
     char *creating_path;   /* PATH.partial.new while h5out_create makes it; NULL once renamed */
     int created;           /* this run created PATH.partial (else it resumed one) */
@@ -56,12 +58,17 @@ typedef struct {
     const uint8_t *done;
 } H5Carry;
 
+/* An image's shape (c, h, w) of a decoding job's /images; NULL where there are none. */
+typedef struct {
+    int c, h, w;
+} H5ImageShape;
+
 /* Creates PATH.partial with the datasets sized for rows x (c, h, w), /seeds, the prompts when
- * `prompts` is not NULL, and the root attributes. With `carry`, its rows are copied in before the
+ * `prompts` is not NULL, /images and /image_digest when `images` is not NULL, and the root attributes. With `carry`, its rows are copied in before the
  * new file replaces the earlier PATH.partial (so that one is never lost half-copied). */
 int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, int chunk_rows, int gzip,
                  H5SeedOf seed_of, const void *seed_ctx, const H5Prompts *prompts, const H5Attr *attrs,
-                 int n_attrs, const H5Carry *carry) SOWER_MUST_CHECK;
+                 int n_attrs, const H5ImageShape *images, const H5Carry *carry) SOWER_MUST_CHECK;
 /* Reopens PATH.partial left by an interrupted run of the same job (seed_of gives each row's seed): its format and format_version
  * must be this sower's (h5_layout.h), its job key, weights_sha256 and backend_identity must equal
  * key's (else SOWER_EINPUT naming which setting differs), its stored manifest and job key must
@@ -72,11 +79,15 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
  * A gzip partial is not written again in place: HDF5 allocates its chunks as rows arrive, so a run
  * cut short (a full disk) can leave its chunk index unwritable. Then *rebuild is set, done is
  * filled, o is left closed and the caller makes a new file carrying those rows (H5Carry). */
-int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5JobKey *key,
-                 H5SeedOf seed_of, const void *seed_ctx, uint8_t *done, int *rebuild) SOWER_MUST_CHECK;
-/* Rows [row0, row0 + n): latents (n, c, h, w) and digests (n, 32); then marks them done. */
-int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents,
-                     const unsigned char *digests) SOWER_MUST_CHECK;
+int h5out_resume(H5Out *o, const char *path, uint64_t rows, int c, int h, int w, const H5ImageShape *images,
+                 const H5JobKey *key, H5SeedOf seed_of, const void *seed_ctx, uint8_t *done,
+                 int *rebuild) SOWER_MUST_CHECK;
+/* Rows [row0, row0 + n): latents (n, c, h, w) and digests (n, 32), with images (n, ic, ih, iw) and
+ * their digests (n, 32) when the file has images (else NULL); then marks them done. */
+int h5out_write_rows(H5Out *o, uint64_t row0, uint64_t n, const float *latents, const unsigned char *digests,
+                     const unsigned char *images, const unsigned char *image_digests) SOWER_MUST_CHECK;
+/* The stored image digest (DIGEST_BYTES) of row `row` (a file with images). */
+int h5out_read_image_digest(H5Out *o, uint64_t row, unsigned char *digest) SOWER_MUST_CHECK;
 /* Reads row `row` of /latents back into latent (c, h, w). */
 int h5out_read_row(H5Out *o, uint64_t row, float *latent) SOWER_MUST_CHECK;
 /* The /run group (facts that differ between runs) and the /verify group. */
@@ -98,7 +109,8 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
  * exist; SOWER_EINPUT when it exists but is something else, or damaged (never overwritten
  * silently), naming the first rows that fail. */
 int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int c, int h, int w,
-                      H5SeedOf seed_of, const void *seed_ctx, int *finished) SOWER_MUST_CHECK;
+                      const H5ImageShape *images, H5SeedOf seed_of, const void *seed_ctx,
+                      int *finished) SOWER_MUST_CHECK;
 /* Closes PATH.partial and keeps it, for a later --resume (an interrupted run). */
 void h5out_keep_partial(H5Out *o);
 /* Closes and renames PATH.partial to PATH. */

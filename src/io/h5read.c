@@ -143,6 +143,7 @@ int h5read_open_finished(OutputReader *r, const char *path)
     SOWER_TRY(h5read_open(r, path));
     int c = 0, h = 0, w = 0, status = h5read_recorded_shape(r, &c, &h, &w);
     if (status == SOWER_OK) status = h5read_check_layout(r, c, h, w);
+    if (status == SOWER_OK) status = h5read_check_images(r);
     uint64_t not_done = 0;
     if (status == SOWER_OK) status = h5read_count_not_done(r, &not_done);
     if (status == SOWER_OK && not_done) status = unfinished(r, not_done);
@@ -174,6 +175,38 @@ int h5read_rows(const OutputReader *r, uint64_t r0, uint64_t n, float *latents, 
                           (unsigned long long)r0, (unsigned long long)n, (unsigned long long)r->rows);
     SOWER_TRY(
         h5file_read_block((hid_t)r->file, r->path, r0, n, r->c, r->h, r->w, latents, seeds, digests, done));
+    return SOWER_OK;
+}
+
+int h5read_check_images(OutputReader *r)
+{
+    hsize_t dims[4] = {0, 0, 0, 0};
+    if (r->job.decode) { /* the shape is the file's, then checked as the writer's would be */
+        hid_t ds = H5Lexists((hid_t)r->file, LAYOUT_IMAGES, H5P_DEFAULT) > 0
+                       ? H5Dopen2((hid_t)r->file, LAYOUT_IMAGES, H5P_DEFAULT)
+                       : -1;
+        hid_t space = ds >= 0 ? H5Dget_space(ds) : -1;
+        const int ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 4 &&
+                       H5Sget_simple_extent_dims(space, dims, NULL) == 4 && (dims[1] == 1 || dims[1] == 3) &&
+                       dims[2] > 0 && dims[2] <= 65536 && dims[3] > 0 && dims[3] <= 65536;
+        if (space >= 0) H5Sclose(space);
+        if (ds >= 0) H5Dclose(ds);
+        if (!ok)
+            return SOWER_FAIL(SOWER_EINPUT, "%s: its job decodes (pipeline.decode), but /%s is %s", r->path,
+                              LAYOUT_IMAGES, ds < 0 ? "missing" : "not (rows, 1 or 3, H, W)");
+    }
+    SOWER_TRY(h5file_check_images((hid_t)r->file, r->path, r->rows, r->job.decode, (int)dims[1], (int)dims[2],
+                                  (int)dims[3]));
+    r->ic = (int)dims[1], r->ih = (int)dims[2], r->iw = (int)dims[3];
+    return SOWER_OK;
+}
+
+int h5read_images(const OutputReader *r, uint64_t r0, uint64_t n, unsigned char *images, unsigned char *digests)
+{
+    if (r->ic <= 0 || r0 > r->rows || n > r->rows - r0)
+        return SOWER_FAIL(SOWER_EINTERNAL, "%s: images %llu+%llu read before the check or past %llu rows", r->path,
+                          (unsigned long long)r0, (unsigned long long)n, (unsigned long long)r->rows);
+    SOWER_TRY(h5file_read_images((hid_t)r->file, r->path, r0, n, r->ic, r->ih, r->iw, images, digests));
     return SOWER_OK;
 }
 

@@ -20,6 +20,7 @@ typedef struct {
     uint64_t lo, hi; /* the file holds job rows [lo, hi): its row i is job row lo + i */
     uint64_t rows;   /* hi - lo */
     int c, h, w;     /* a row's shape once h5read_check_layout accepted it; 0 before */
+    int ic, ih, iw;  /* pipeline.decode: an image's shape once h5read_check_images accepted it; 0: none */
 } OutputReader;
 
 /* The run's own verification (/verify), V entries: the rows re-rendered on another rank. */
@@ -52,6 +53,13 @@ int h5read_refuse_unfinished(OutputReader *r) SOWER_MUST_CHECK;
  * (n, 32), done (n,); a NULL one is not read. */
 int h5read_rows(const OutputReader *r, uint64_t r0, uint64_t n, float *latents, uint64_t *seeds,
                 unsigned char *digests, uint8_t *done) SOWER_MUST_CHECK;
+/* pipeline.decode: a file of a decoding job must hold /images (rows, 3, H, W) and /image_digest
+ * (rows, 32), uint8 (then r->ic, ih, iw are set), one of another job neither; SOWER_EINPUT otherwise. */
+int h5read_check_images(OutputReader *r) SOWER_MUST_CHECK;
+/* Rows [r0, r0 + n) of /images (n, ic, ih, iw) and /image_digest (n, 32) (images checked; a NULL one is
+ * not read). */
+int h5read_images(const OutputReader *r, uint64_t r0, uint64_t n, unsigned char *images,
+                  unsigned char *digests) SOWER_MUST_CHECK;
 /* Rows whose /done entry is not 1 (layout checked), read a block at a time. */
 int h5read_count_not_done(const OutputReader *r, uint64_t *not_done) SOWER_MUST_CHECK;
 /* A root attribute (LAYOUT_ATTR_*) as a new string; NULL when absent or not a string. */

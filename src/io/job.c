@@ -144,6 +144,7 @@ void job_print(const Job *job, FILE *s)
         else
             fprintf(s, "  # height, width: the model's sample_size x its VAE scale factor\n");
         fprintf(s, "  clip_skip: %d\n", job->clip_skip);
+        if (job->decode) fprintf(s, "  decode: true\n");
     }
     if (job->precision == PRECISION_TF32)
         fprintf(s, "  precision: tf32\n");
@@ -214,7 +215,7 @@ int job_check_model_kind(const Job *job, const Model *m)
         if (!job->text_mark.line) return SOWER_OK;
         job_text_where(job, where, sizeof where);
         return SOWER_FAIL(SOWER_EMANIFEST,
-                          "%s: prompts and pipeline.guidance/height/width/clip_skip apply to Stable Diffusion "
+                          "%s: prompts and pipeline.guidance/height/width/clip_skip/decode apply to Stable Diffusion "
                           "folders; '%s' is a %s",
                           where, job->model_path, m->pipeline_class[0] ? m->pipeline_class : "UNet2DModel folder");
     }

@@ -268,10 +268,11 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
     Field f[] = {{"scheduler", 0, NULL}, {"steps", 0, NULL}, {"eta", 0, NULL},
                  {"batch", 0, NULL},     {"backend", 0, NULL}, {"threads", 0, NULL},
                  {"precision", 0, NULL}, {"karras", 0, NULL},  {"guidance", 0, NULL},
-                 {"height", 0, NULL},    {"width", 0, NULL},   {"clip_skip", 0, NULL}};
-    SOWER_TRY(get_mapping(c, n, "pipeline", f, 12));
+                 {"height", 0, NULL},    {"width", 0, NULL},   {"clip_skip", 0, NULL},
+                 {"decode", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "pipeline", f, 13));
     /* Stable Diffusion settings: checked against the model when it is loaded (sweep/run.c) */
-    for (int k = 8; k < 12; k++)
+    for (int k = 8; k < 13; k++)
         if (f[k].value && !job->text_mark.line)
             job->text_mark = mark_of(f[k].value);
     if (f[8].value)
@@ -289,6 +290,8 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
     }
     if (f[11].value)
         SOWER_TRY(get_int(c, f[11].value, "pipeline.clip_skip", 0, 64, &job->clip_skip));
+    static const char *const booleans[] = {"false", "true", NULL};
+    if (f[12].value) SOWER_TRY(get_enum(c, f[12].value, "pipeline.decode", booleans, &job->decode));
     static const char *const backends[] = {"cpu", "cuda", NULL}, *const precisions[] = {"fp32", "tf32", NULL};
     const char *schedulers[16] = {NULL}; /* the registry's names, NULL-terminated */
     for (int k = 0; k < scheduler_kind_count() && k < 15; k++)
@@ -306,7 +309,6 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
             return fail_at(c, f[2].value, "pipeline.eta", "0 with this scheduler (eta is DDIM's)");
     }
     if (f[7].value) {
-        static const char *const booleans[] = {"false", "true", NULL};
         SOWER_TRY(get_enum(c, f[7].value, "pipeline.karras", booleans, &job->karras));
         if (job->karras && !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
             return fail_at(c, f[7].value, "pipeline.karras", "false with this scheduler (euler and dpm++2m have it)");

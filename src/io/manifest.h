@@ -82,6 +82,7 @@ typedef struct {
     double guidance;                  /* pipeline.guidance: diffusers' guidance_scale (7.5) */
     int height, width;                /* pipeline.height/width in pixels; 0: the model's default */
     int clip_skip;                    /* pipeline.clip_skip */
+    int decode;                       /* pipeline.decode: images (/images, uint8) beside the latents */
     Mark text_mark;                   /* where the first Stable Diffusion setting is (0: none given) */
 
     char *output_path;                /* resolved against the manifest's directory */

@@ -79,6 +79,15 @@ int provenance_of(const Job *job, const Model *model, Provenance *p)
         snprintf(text_lines, sizeof text_lines, "prompts: %zu\nprompts_sha256: %s\ntext_side_sha256: %s\n",
                  job->n_prompts, prompts_hex, text_hex);
     }
+    char decode_line[128] = ""; /* the images, when the job decodes: they depend on the VAE's weights */
+    if (job->decode) {
+        if (!model->vae_known) return SOWER_FAIL(SOWER_EINTERNAL, "provenance of a decoding job without the VAE's digest");
+        char vae_hex[DIGEST_HEX_CHARS];
+        digest_hex(model->vae_sha256, vae_hex);
+        snprintf(decode_line, sizeof decode_line, "decode: uint8 vae_sha256=%s\n", vae_hex);
+        used_json += snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json,
+                              ", \"decode\": true");
+    }
     snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json, "}");
     p->generator = rng_kernel_name(job->generator);
     p->model_config = model->unet_config_text;
@@ -92,10 +101,10 @@ int provenance_of(const Job *job, const Model *model, Provenance *p)
     SOWER_TRY(text_digest_hex(p->scheduler_config, scheduler_hex));
     snprintf(p->job_key, sizeof p->job_key,
              "%s\nrows: %llu\nseeds_sha256: %s\npipeline: %s\ngenerator: %s\nbackend: %s %s\n"
-             "model_config_sha256: %s\nscheduler_config_sha256: %s\noutput: chunk_rows=%d gzip=%d\n%s",
+             "model_config_sha256: %s\nscheduler_config_sha256: %s\noutput: chunk_rows=%d gzip=%d\n%s%s",
              PROVENANCE_JOB_KEY_FORMAT, (unsigned long long)job->n_rows, seeds_hex, p->pipeline, p->generator,
              job->backend == BACKEND_CUDA ? "cuda" : "cpu", job->precision == PRECISION_TF32 ? "tf32" : "fp32",
-             model_hex, scheduler_hex, job->chunk_rows, job->output_gzip, text_lines);
+             model_hex, scheduler_hex, job->chunk_rows, job->output_gzip, text_lines, decode_line);
     SOWER_TRY(text_digest_hex(p->job_key, p->job_sha256));
     return SOWER_OK;
 }

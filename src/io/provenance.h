@@ -32,7 +32,7 @@ typedef struct {
      * and not what cannot change a bit (comments, name, threads, batch, verify, slurm). Two runs
      * with equal keys, weights and backend identity write the same rows, so one may resume the
      * other's. */
-    char job_key[1024];
+    char job_key[1536];
     char job_sha256[DIGEST_HEX_CHARS]; /* of job_key */
 } Provenance;
 

@@ -39,6 +39,9 @@ typedef struct Model {
      * text encoder's config and weights), set by whoever loads the text side (prompt_table.h) */
     unsigned char text_side_sha256[DIGEST_BYTES];
     int text_side_known;
+    /* pipeline.decode: the VAE's weights' digest, set by whoever loads it (the images depend on it) */
+    unsigned char vae_sha256[DIGEST_BYTES];
+    int vae_known;
     StFile weights;
     UNet unet;
 } Model;

@@ -3,6 +3,7 @@
 #include "vae.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,13 @@ void vae_free(Vae *v)
     weight_list_free(&v->weights_list);
     safetensors_close(&v->weights);
     memset(v, 0, sizeof *v);
+}
+
+unsigned char vae_pixel_byte(float x)
+{
+    float v = x / 2.0f + 0.5f;
+    v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+    return (unsigned char)lrintf(v * 255.0f);
 }
 
 /* ---- decode ---- */

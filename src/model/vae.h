@@ -72,4 +72,8 @@ typedef struct ComputeBackend ComputeBackend; /* backend.h */
 int vae_decode(const ComputeBackend *be, const Vae *v, const float *latents, int batch, int h, int w,
                float *images) SOWER_MUST_CHECK;
 
+/* A pixel-space value to a byte as diffusers' postprocess makes it (output_type "np"/"pil"):
+ * (x / 2 + 0.5).clamp(0, 1) * 255, rounded half to even. */
+unsigned char vae_pixel_byte(float x);
+
 #endif /* SOWER_VAE_H */

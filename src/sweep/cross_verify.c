@@ -20,7 +20,7 @@ static int rerender(Run *r, uint64_t row, RowMessage *msg)
     r->faults.fault_rank = -1;
     r->rs.should_stop = NULL;
     row_message_begin(msg, row, 1);
-    int status = render_rows(r, row, 1, msg->latents, msg->digests);
+    int status = render_rows(r, row, 1, msg->latents, msg->digests, msg->images, msg->image_digests);
     r->faults = faults;
     r->rs.should_stop = should_stop;
     return status;
@@ -72,8 +72,11 @@ static int compare(Run *r, H5Out *out, uint64_t k, int who, const RowMessage *ms
         worst = fmax(worst, fabs((double)fresh[i] - o->stored[i]));
     o->rows[k] = row, o->seeds[k] = job_seed_at(&r->job, row);
     o->renderer[k] = plan_renderer(&r->plan, row), o->verifier[k] = who;
+    unsigned char stored_image_digest[DIGEST_BYTES]; /* pipeline.decode: the image must be the same bits too */
+    if (msg->images) SOWER_TRY(h5out_read_image_digest(out, row - r->plan.lo, stored_image_digest));
     o->match[k] = memcmp(stored_digest, msg->digests, DIGEST_BYTES) == 0 &&
-                  memcmp(o->stored, fresh, sizeof(float) * r->per) == 0;
+                  memcmp(o->stored, fresh, sizeof(float) * r->per) == 0 &&
+                  (!msg->images || memcmp(stored_image_digest, msg->image_digests, DIGEST_BYTES) == 0);
     o->max_abs_diff[k] = (float)worst;
     if (!o->match[k]) {
         (*mismatches)++;
@@ -114,7 +117,7 @@ static int collect(Run *r, H5Out *out, RowMessage *msg, int *mismatches)
 int cross_verify(Run *r, H5Out *out, int *mismatches)
 {
     RowMessage msg; /* one row: [header, digest, (C, H, W)] */
-    SOWER_TRY(row_message_init(&msg, r->per, 1));
+    SOWER_TRY(row_message_init(&msg, r->per, r->images.bytes, 1));
     int status = SOWER_OK;
     *mismatches = 0;
     if (r->team.rank == 0) {

@@ -124,9 +124,11 @@ static int create_output(Run *r, H5Out *out, const H5Carry *carry)
     int n_attrs = (int)(sizeof attrs / sizeof attrs[0]) - (pl->slice_n ? 0 : 2);
     const H5Prompts prompts = {(const char *const *)r->job.prompts, (const char *const *)r->job.negative_prompts,
                                r->job.n_prompts, prompt_of_row};
+    const H5ImageShape images = {r->images.c, r->images.h, r->images.w};
     int status = h5out_create(out, r->out_path, pl->hi - pl->lo, cfg->in_channels, r->rs.height, r->rs.width,
                               r->job.chunk_rows, r->job.output_gzip, seed_of_row, r,
-                              r->job.n_prompts ? &prompts : NULL, attrs, n_attrs, carry);
+                              r->job.n_prompts ? &prompts : NULL, attrs, n_attrs, r->images.bytes ? &images : NULL,
+                              carry);
     SOWER_TRY(status);
     return SOWER_OK;
 }
@@ -159,9 +161,10 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
     struct stat st;
     const UNetConfig *cfg = &r->model.unet.cfg;
     const uint64_t rows = r->plan.hi - r->plan.lo;
+    const H5ImageShape shape = {r->images.c, r->images.h, r->images.w}, *images = r->images.bytes ? &shape : NULL;
     if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
         int rebuild = 0;
-        SOWER_TRY(h5out_resume(out, r->out_path, rows, cfg->in_channels, r->rs.height, r->rs.width, &key,
+        SOWER_TRY(h5out_resume(out, r->out_path, rows, cfg->in_channels, r->rs.height, r->rs.width, images, &key,
                                seed_of_row, r, r->done, &rebuild));
         if (rebuild) {
             fprintf(stderr, "sower run: --resume: '%s' is gzip-compressed: copying its rows into a new file that "
@@ -172,7 +175,7 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
     } else {
         if (o->resume_auto) {
             SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels, r->rs.height,
-                                        r->rs.width, seed_of_row, r, &r->finished_before));
+                                        r->rs.width, images, seed_of_row, r, &r->finished_before));
             if (r->finished_before) return SOWER_OK;
         }
         SOWER_TRY(create_output(r, out, NULL));

@@ -13,7 +13,8 @@
 #include "row_message.h"
 #include "stop.h"
 
-int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char *digests)
+int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char *digests, unsigned char *images,
+                unsigned char *image_digests)
 {
     if (r->faults.fail_rank == r->team.rank)
         return SOWER_FAIL(SOWER_EIO, "injected failure (SOWER_FAULT_FAIL_RANK=%ld) while rendering row %llu",
@@ -44,6 +45,9 @@ int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char
             memcpy(row, &bits, sizeof bits);
         }
         SOWER_TRY(digest_buffer(row, r->per * sizeof(float), digests + DIGEST_BYTES * i));
+        if (images)
+            SOWER_TRY(row_images_decode(&r->images, &r->backend, row, r->rs.height, r->rs.width,
+                                        images + r->images.bytes * i, image_digests + DIGEST_BYTES * i));
     }
     const double took = MPI_Wtime() - t0;
     r->t_render += took;
@@ -184,7 +188,8 @@ static int take_messages(Run *r, H5Out *out, RowMessage *in, uint8_t *told, doub
             continue;
         }
         t0 = MPI_Wtime();
-        SOWER_TRY(h5out_write_rows(out, h->row0 - r->plan.lo, h->n, in->latents, in->digests));
+        SOWER_TRY(h5out_write_rows(out, h->row0 - r->plan.lo, h->n, in->latents, in->digests, in->images,
+                                   in->image_digests));
         r->t_write += MPI_Wtime() - t0;
         r->progress.written += h->n;
         progress_report(r);
@@ -210,8 +215,8 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
     }
     for (int k = 0; k < r->team.world; k++)
         last_heard[k] = start;
-    SOWER_TRY_GOTO(row_message_init(&own, r->per, max_b), status, done);
-    SOWER_TRY_GOTO(row_message_init(&in, r->per, max_b), status, done);
+    SOWER_TRY_GOTO(row_message_init(&own, r->per, r->images.bytes, max_b), status, done);
+    SOWER_TRY_GOTO(row_message_init(&in, r->per, r->images.bytes, max_b), status, done);
     uint64_t next = lo, row0 = 0;
     while (own_open || open_ranks > 0) {
         if (!stopping && stop_requested()) {
@@ -227,7 +232,7 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
         if (n) {
             row_message_begin(&own, row0, n);
             r->progress.in_hand = n;
-            status = render_rows(r, row0, n, own.latents, own.digests);
+            status = render_rows(r, row0, n, own.latents, own.digests, own.images, own.image_digests);
             r->progress.in_hand = 0, r->progress.steps = 0;
             if (status == SOWER_ESTOPPED) { /* a signal mid-batch: those rows are rendered again later */
                 sower_error_clear();
@@ -236,7 +241,8 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
             }
             SOWER_TRY_GOTO(status, status, done);
             double t0 = MPI_Wtime();
-            SOWER_TRY_GOTO(h5out_write_rows(out, row0 - r->plan.lo, n, own.latents, own.digests), status,
+            SOWER_TRY_GOTO(h5out_write_rows(out, row0 - r->plan.lo, n, own.latents, own.digests, own.images,
+                                            own.image_digests), status,
                            done);
             r->t_write += MPI_Wtime() - t0;
             r->progress.written += n;
@@ -262,7 +268,7 @@ int render_and_send(Run *r)
     uint64_t lo, hi;
     plan_rank_rows(&r->plan, r->team.rank, &lo, &hi);
     RowMessage msg;
-    SOWER_TRY(row_message_init(&msg, r->per, (uint64_t)r->job.batch));
+    SOWER_TRY(row_message_init(&msg, r->per, r->images.bytes, (uint64_t)r->job.batch));
     int status = SOWER_OK, told = 0, stopped = 0;
     uint64_t pos = lo, row0 = 0, n;
     for (;;) {
@@ -279,7 +285,7 @@ int render_and_send(Run *r)
         }
         if ((n = plan_next_batch(&r->plan, r->done, &pos, hi, (uint64_t)r->job.batch, &row0)) == 0) break;
         row_message_begin(&msg, row0, n);
-        status = render_rows(r, row0, n, msg.latents, msg.digests);
+        status = render_rows(r, row0, n, msg.latents, msg.digests, msg.images, msg.image_digests);
         if (status == SOWER_ESTOPPED) { /* a signal mid-batch: those rows are rendered again later */
             sower_error_clear();
             status = SOWER_OK;

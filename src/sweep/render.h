@@ -11,8 +11,11 @@
 #include "run_state.h"
 
 /* Renders job rows [row0, row0 + n) into latents (n, per) and their digests (n, DIGEST_BYTES),
- * applying r->faults (test hooks). SOWER_ESTOPPED when a stop signal came mid-batch. */
-int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char *digests) SOWER_MUST_CHECK;
+ * applying r->faults (test hooks); with pipeline.decode also their images (n, r->images.bytes) and
+ * the images' digests (n, DIGEST_BYTES) (else both NULL). SOWER_ESTOPPED when a stop signal came
+ * mid-batch. */
+int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char *digests, unsigned char *images,
+                unsigned char *image_digests) SOWER_MUST_CHECK;
 /* Rank 0: renders its part and writes it and every other rank's into out. start: MPI_Wtime() of
  * the pass's start (progress lines). *stopped: some rows are still missing. */
 int render_and_write(Run *r, H5Out *out, double start, int *stopped) SOWER_MUST_CHECK;

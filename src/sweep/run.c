@@ -220,6 +220,18 @@ static int load_text_side(Run *r)
                           m->unet_config_path);
     SOWER_TRY(prompt_encoder_digest(&r->text.encoder, m->text_side_sha256));
     m->text_side_known = 1;
+    if (job->decode) { /* the VAE, on every rank: each decodes the rows it renders */
+        job_text_where(job, where, sizeof where);
+        if (job->backend != BACKEND_CPU)
+            return SOWER_FAIL(SOWER_EMANIFEST, "%s: pipeline.decode runs on the CPU backend only (for now); "
+                              "drop it, or pipeline.backend: cpu (sower export decodes afterwards)", where);
+        status = row_images_load(&r->images, m, job->model_path, m->unet.cfg.in_channels, r->rs.height, r->rs.width);
+        if (status != SOWER_OK) {
+            char reason[1024];
+            snprintf(reason, sizeof reason, "%s", sower_error_message());
+            return SOWER_FAIL(status, "%s: pipeline.decode: %s", where, reason);
+        }
+    }
     r->rs.guidance = (float)job->guidance;
     r->rs.text_tokens = r->text.encoder.tokens;
     return SOWER_OK;
@@ -309,7 +321,7 @@ static int check_identities(Run *r, const RunOptions *o)
 static int make_plan(Run *r, const RunOptions *o)
 {
     SOWER_TRY(plan_make(&r->plan, &r->job, r->team.world, o->slice_k, o->slice_n, o->stitch_n));
-    SOWER_TRY(row_message_fits(r->per, (uint64_t)r->job.batch)); /* bad input, said before rendering */
+    SOWER_TRY(row_message_fits(r->per, r->images.bytes, (uint64_t)r->job.batch)); /* bad input, said before rendering */
     if (r->team.rank == 0 && r->job.backend == BACKEND_CUDA)
         fprintf(stderr, "sower run: backend %s; weights: %s\n", r->backend.identity, r->share.reason);
     if (r->team.rank == 0) job_warn_seed_collisions(&r->job, stderr);
@@ -394,6 +406,7 @@ static void run_free(Run *r)
     output_lock_release(&r->lock);
     scheduler_free(&r->sched);
     prompt_table_free(&r->text);
+    row_images_free(&r->images);
     compute_backend_close(&r->backend);
     model_free(&r->model);
     job_free(&r->job);

@@ -15,6 +15,7 @@
 #include "pipeline.h"
 #include "plan.h"
 #include "prompt_table.h"
+#include "row_images.h"
 #include "scheduler.h"
 #include "weight_share.h"
 
@@ -48,6 +49,7 @@ typedef struct {
     ComputeBackend backend; /* runs the UNet: the manifest's pipeline.backend on this rank's device */
     RenderSettings rs;
     PromptTable text; /* Stable Diffusion: the job's prompts, encoded as rows need them */
+    RowImages images; /* pipeline.decode: the VAE and a row's image size (images.bytes 0: no images) */
     size_t per;     /* floats per row: C*H*W */
     Plan plan;      /* the rows this run writes ([plan.lo, plan.hi)) and who renders them */
     char *out_path; /* the file this run writes (the job's output, or the slice's file) */

@@ -231,7 +231,7 @@ static void read_everything(int edited)
         /* --resume-auto's question: is it this job's finished output? */
         const H5JobKey key = {job_key, job_sha, manifest_sha, weights_sha, identity};
         int finished = 0;
-        status = h5out_is_finished(copy_path, &key, r.job.n_rows, r.c, r.h, r.w, seed_of_row, &r.job, &finished);
+        status = h5out_is_finished(copy_path, &key, r.job.n_rows, r.c, r.h, r.w, NULL, seed_of_row, &r.job, &finished);
         expect(status, edited);
         FUZZ_ASSERT(edited || finished, "the unedited template is not finished");
         h5read_close(&r);
