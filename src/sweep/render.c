@@ -45,6 +45,8 @@ int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char
             memcpy(row, &bits, sizeof bits);
         }
         SOWER_TRY(digest_buffer(row, r->per * sizeof(float), digests + DIGEST_BYTES * i));
+        if (images && r->rs.should_stop && r->rs.should_stop()) /* a decode takes seconds: stop between them */
+            return SOWER_FAIL(SOWER_ESTOPPED, "stopped by a signal while decoding row %llu", (unsigned long long)(row0 + i));
         if (images)
             SOWER_TRY(row_images_decode(&r->images, &r->backend, row, r->rs.height, r->rs.width,
                                         images + r->images.bytes * i, image_digests + DIGEST_BYTES * i));
