@@ -162,8 +162,12 @@ static int name_dimensions(H5Out *o)
  * (rows, 32); dimensions (sample, image_channel, image_y, image_x) and (sample, digest_byte). */
 static int make_images(H5Out *o, hsize_t chunk, int gzip)
 {
+    /* Image chunks of about 1 MB at most (one 512x512 image is 768 kB): HDF5's chunk cache is 1 MB, and a
+     * batch written into a larger gzip chunk would recompress all of it each time. */
+    const hsize_t image_bytes = (hsize_t)o->ic * o->ih * o->iw, fit = image_bytes < (1u << 20) ? (1u << 20) / image_bytes : 1;
     const hsize_t idims[4] = {o->rows, (hsize_t)o->ic, (hsize_t)o->ih, (hsize_t)o->iw},
-                  ichunk[4] = {chunk, (hsize_t)o->ic, (hsize_t)o->ih, (hsize_t)o->iw}, ddims[2] = {o->rows, 32},
+                  ichunk[4] = {chunk < fit ? chunk : fit, (hsize_t)o->ic, (hsize_t)o->ih, (hsize_t)o->iw},
+                  ddims[2] = {o->rows, 32},
                   dchunk[2] = {chunk, 32};
     o->images = make_dataset(o->file, LAYOUT_IMAGES, H5T_STD_U8LE, 4, idims, ichunk, gzip);
     o->image_digest = make_dataset(o->file, LAYOUT_IMAGE_DIGEST, H5T_STD_U8LE, 2, ddims, dchunk, gzip);

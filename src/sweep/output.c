@@ -66,7 +66,9 @@ static void format_bytes(double bytes, char *out, size_t size)
  * how much when it is large, before HDF5 meets a full disk. */
 static int check_space(const Run *r, uint64_t rows)
 {
-    const double row_bytes = (double)r->per * sizeof(float) + 8 + DIGEST_BYTES + 1; /* latents, seed, digest, done */
+    /* latents, seed, digest, done; with pipeline.decode the image and its digest */
+    const double row_bytes = (double)r->per * sizeof(float) + 8 + DIGEST_BYTES + 1 +
+                             (r->images.bytes ? (double)r->images.bytes + DIGEST_BYTES : 0);
     const double need = row_bytes * (double)rows;
     char dir[4096], need_text[32], free_text[32];
     snprintf(dir, sizeof dir, "%s", r->out_path);
