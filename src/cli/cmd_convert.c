@@ -64,26 +64,34 @@ static int on_positional(void *ctx, const char *arg)
     return SOWER_OK;
 }
 
+/* DIR/SUB/config.json, parsed (path gets its name); SOWER_EMODEL naming it when unreadable or not JSON. */
+static int read_config(const char *dir, const char *sub, char *path, size_t size, cJSON **json)
+{
+    snprintf(path, size, "%s/%s/config.json", dir, sub);
+    char *text = NULL;
+    size_t bytes = 0;
+    SOWER_TRY(config_file_read(path, "config", 1 << 20, SOWER_EMODEL, &text, &bytes));
+    *json = cJSON_ParseWithLength(text, bytes);
+    free(text);
+    if (!*json) return SOWER_FAIL(SOWER_EMODEL, "%s: not JSON", path);
+    return SOWER_OK;
+}
+
 /* One integer key of DIR/SUB/config.json (or the length of a list key, with list set). */
 static int config_int(const char *dir, const char *sub, const char *key, int list, int *out)
 {
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s/config.json", dir, sub);
-    char *text = NULL;
-    size_t bytes = 0;
-    SOWER_TRY(config_file_read(path, "config", 1 << 20, SOWER_EMODEL, &text, &bytes));
-    cJSON *json = cJSON_ParseWithLength(text, bytes);
-    free(text);
-    const cJSON *item = json ? cJSON_GetObjectItemCaseSensitive(json, key) : NULL;
+    cJSON *json;
+    SOWER_TRY(read_config(dir, sub, path, sizeof path, &json));
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, key);
     int status = SOWER_OK;
-    if (list && cJSON_IsArray(item))
-        *out = cJSON_GetArraySize(item);
-    else if (!list)
-        status = json_key_int(json, path, key, 1, 1000, out, 0, NULL);
-    if (status == SOWER_OK && !json)
-        status = SOWER_FAIL(SOWER_EMODEL, "%s: not JSON", path);
-    else if (status == SOWER_OK && !item)
+    if (!item)
         status = SOWER_FAIL(SOWER_EMODEL, "%s: no key '%s'", path, key);
+    else if (list)
+        status = cJSON_IsArray(item) ? (*out = cJSON_GetArraySize(item), SOWER_OK)
+                                     : SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected a list", path, key);
+    else
+        status = json_key_int(json, path, key, 1, 1000, out, 0, NULL);
     cJSON_Delete(json);
     SOWER_TRY(status);
     return SOWER_OK;
@@ -175,12 +183,12 @@ static void plan_free(Plan *p)
  * quick_gelu, SD 2.x's OpenCLIP gelu. */
 static int check_family(const char *config_dir, const char *family, const char *ckpt)
 {
-    char path[4200], *text = NULL;
-    size_t bytes = 0;
-    snprintf(path, sizeof path, "%s/text_encoder/config.json", config_dir);
-    SOWER_TRY(config_file_read(path, "text encoder config", 1 << 20, SOWER_EMODEL, &text, &bytes));
-    const int gelu = strstr(text, "\"gelu\"") != NULL;
-    free(text);
+    char path[4200];
+    cJSON *json;
+    SOWER_TRY(read_config(config_dir, "text_encoder", path, sizeof path, &json));
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(json, "hidden_act");
+    const int gelu = cJSON_IsString(act) && strcmp(act->valuestring, "gelu") == 0;
+    cJSON_Delete(json);
     const int sd2 = strcmp(family, "SD 2.x") == 0;
     if (gelu != sd2)
         return SOWER_FAIL(SOWER_EMODEL,

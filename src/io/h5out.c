@@ -267,6 +267,82 @@ static int write_prompts(H5Out *o, const H5Prompts *p, hsize_t chunk)
     return SOWER_OK;
 }
 
+/* Rows of a file read a block at a time: latents, seeds, digests, /done and, with images, the images
+ * and their digests. One set of buffers for the readers that check or copy rows. */
+typedef struct {
+    uint64_t cap;              /* rows the buffers hold */
+    int c, h, w, ic, ih, iw;   /* a row's latent shape; its image's (ic 0: no images) */
+    size_t per, image_bytes;   /* floats of a row's latents; bytes of its image */
+    float *lat;                /* (cap, c, h, w) */
+    uint64_t *seeds;           /* (cap,) */
+    unsigned char *dig;        /* (cap, 32) */
+    uint8_t *fin;              /* (cap,) /done */
+    unsigned char *pixels;     /* (cap, ic, ih, iw); NULL without images */
+    unsigned char *pixel_dig;  /* (cap, 32); NULL without images */
+} RowBlock;
+
+static void row_block_free(RowBlock *b)
+{
+    free(b->lat), free(b->seeds), free(b->dig), free(b->fin), free(b->pixels), free(b->pixel_dig);
+    memset(b, 0, sizeof *b);
+}
+
+/* Buffers for cap rows (0: as many as fit in 16 MB, at least 1) of latents (c, h, w) and, with img,
+ * images. */
+static int row_block_init(RowBlock *b, int c, int h, int w, const H5ImageShape *img, uint64_t cap)
+{
+    memset(b, 0, sizeof *b);
+    b->c = c, b->h = h, b->w = w;
+    if (img) b->ic = img->c, b->ih = img->h, b->iw = img->w;
+    b->per = (size_t)c * h * w, b->image_bytes = (size_t)b->ic * b->ih * b->iw;
+    const size_t row_bytes = b->per * sizeof(float) + b->image_bytes;
+    b->cap = cap ? cap : row_bytes >= (16u << 20) ? 1 : (16u << 20) / row_bytes;
+    b->lat = malloc(sizeof(float) * b->per * b->cap);
+    b->seeds = malloc(sizeof *b->seeds * b->cap);
+    b->dig = malloc(DIGEST_BYTES * b->cap);
+    b->fin = malloc(b->cap);
+    b->pixels = b->image_bytes ? malloc(b->image_bytes * b->cap) : NULL;
+    b->pixel_dig = b->image_bytes ? malloc(DIGEST_BYTES * b->cap) : NULL;
+    if (!b->lat || !b->seeds || !b->dig || !b->fin || (b->image_bytes && (!b->pixels || !b->pixel_dig))) {
+        row_block_free(b);
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    }
+    return SOWER_OK;
+}
+
+/* Rows [r0, r0 + n) of file into the buffers from their row `at` on. */
+static int row_block_read(RowBlock *b, hid_t file, const char *what, uint64_t r0, uint64_t n, uint64_t at)
+{
+    SOWER_TRY(h5file_read_block(file, what, r0, n, b->c, b->h, b->w, b->lat + b->per * at, b->seeds + at,
+                                b->dig + DIGEST_BYTES * at, b->fin + at));
+    if (b->image_bytes)
+        SOWER_TRY(h5file_read_images(file, what, r0, n, b->ic, b->ih, b->iw, b->pixels + b->image_bytes * at,
+                                     b->pixel_dig + DIGEST_BYTES * at));
+    return SOWER_OK;
+}
+
+/* 1 when buffered row i's latents (and image) hash to their stored digests. */
+static int row_block_matches(const RowBlock *b, uint64_t i, int *matches)
+{
+    unsigned char d[DIGEST_BYTES];
+    SOWER_TRY(digest_buffer(b->lat + b->per * i, sizeof(float) * b->per, d));
+    *matches = memcmp(d, b->dig + DIGEST_BYTES * i, DIGEST_BYTES) == 0;
+    if (*matches && b->image_bytes) {
+        SOWER_TRY(digest_buffer(b->pixels + b->image_bytes * i, b->image_bytes, d));
+        *matches = memcmp(d, b->pixel_dig + DIGEST_BYTES * i, DIGEST_BYTES) == 0;
+    }
+    return SOWER_OK;
+}
+
+/* Row i of the buffers written to o as rows [row, row + n). */
+static int row_block_write(H5Out *o, const RowBlock *b, uint64_t row, uint64_t i, uint64_t n)
+{
+    SOWER_TRY(h5out_write_rows(o, row, n, b->lat + b->per * i, b->dig + DIGEST_BYTES * i,
+                               b->image_bytes ? b->pixels + b->image_bytes * i : NULL,
+                               b->image_bytes ? b->pixel_dig + DIGEST_BYTES * i : NULL));
+    return SOWER_OK;
+}
+
 /* Copies the rows carry->done marks from carry->path into the new file, a run of consecutive rows
  * (at most a block) at a time, images too when the file has them. Every such row was read and
  * checked by h5out_resume. */
@@ -274,17 +350,9 @@ static int carry_rows(H5Out *o, const H5Carry *carry)
 {
     hid_t in = H5Fopen(carry->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (in < 0) return SOWER_FAIL(SOWER_EIO, "cannot open '%s' again to copy its rows", carry->path);
-    const size_t per = (size_t)o->c * o->h * o->w, image_bytes = (size_t)o->ic * o->ih * o->iw;
-    const size_t row_bytes = per * sizeof(float) + image_bytes;
-    const uint64_t block = row_bytes >= (16u << 20) ? 1 : (16u << 20) / row_bytes;
-    float *lat = malloc(sizeof(float) * per * block); /* (block, c, h, w) */
-    uint64_t *seeds = malloc(sizeof *seeds * block);  /* (block,) */
-    unsigned char *dig = malloc(DIGEST_BYTES * block); /* (block, 32) */
-    unsigned char *pixels = image_bytes ? malloc(image_bytes * block) : NULL;  /* (block, ic, ih, iw) */
-    unsigned char *pixel_dig = image_bytes ? malloc(DIGEST_BYTES * block) : NULL; /* (block, 32) */
-    int status = lat && seeds && dig && (!image_bytes || (pixels && pixel_dig))
-                     ? SOWER_OK
-                     : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    const H5ImageShape img = {o->ic, o->ih, o->iw};
+    RowBlock b;
+    int status = row_block_init(&b, o->c, o->h, o->w, o->ic ? &img : NULL, 0);
     char what[4200];
     snprintf(what, sizeof what, "--resume: '%s'", carry->path);
     for (uint64_t r0 = 0; r0 < o->rows && status == SOWER_OK;) {
@@ -293,17 +361,15 @@ static int carry_rows(H5Out *o, const H5Carry *carry)
             continue;
         }
         uint64_t n = 1;
-        while (n < block && r0 + n < o->rows && carry->done[r0 + n] == 1)
+        while (n < b.cap && r0 + n < o->rows && carry->done[r0 + n] == 1)
             n++;
-        status = h5file_read_block(in, what, r0, n, o->c, o->h, o->w, lat, seeds, dig, NULL);
-        if (status == SOWER_OK && image_bytes)
-            status = h5file_read_images(in, what, r0, n, o->ic, o->ih, o->iw, pixels, pixel_dig);
-        if (status == SOWER_OK) status = h5out_write_rows(o, r0, n, lat, dig, pixels, pixel_dig);
+        status = row_block_read(&b, in, what, r0, n, 0);
+        if (status == SOWER_OK) status = row_block_write(o, &b, r0, 0, n);
         r0 += n;
     }
     H5Fclose(in);
     o->rows_written = 0; /* copies, not this run's rendering */
-    free(lat), free(seeds), free(dig), free(pixels), free(pixel_dig);
+    row_block_free(&b);
     SOWER_TRY(status);
     return SOWER_OK;
 }
@@ -487,45 +553,28 @@ static int recheck_done_rows(hid_t file, const char *what, uint64_t rows, int c,
                              const H5ImageShape *img, H5SeedOf seed_of, const void *seed_ctx, uint8_t *done,
                              uint64_t *bad, char *which, size_t which_size)
 {
-    const size_t per = (size_t)c * h * w, image_bytes = img ? (size_t)img->c * img->h * img->w : 0;
-    const size_t row_bytes = per * sizeof(float) + image_bytes;
-    const uint64_t block = row_bytes >= (16u << 20) ? 1 : (16u << 20) / row_bytes;
-    float *lat = malloc(sizeof(float) * per * block); /* (block, c, h, w) */
-    uint64_t *seeds = malloc(sizeof *seeds * block);  /* (block,) */
-    unsigned char *dig = malloc(DIGEST_BYTES * block); /* (block, 32) */
-    unsigned char *pixels = img ? malloc(image_bytes * block) : NULL;  /* (block, ic, ih, iw) */
-    unsigned char *pixel_dig = img ? malloc(DIGEST_BYTES * block) : NULL; /* (block, 32) */
-    int status = lat && seeds && dig && (!img || (pixels && pixel_dig)) ? SOWER_OK
-                                                                        : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    RowBlock b;
+    int status = row_block_init(&b, c, h, w, img, 0);
     size_t used = 0;
     *bad = 0;
     which[0] = '\0';
-    for (uint64_t r0 = 0; r0 < rows && status == SOWER_OK; r0 += block) {
-        const uint64_t n = rows - r0 < block ? rows - r0 : block;
+    for (uint64_t r0 = 0; r0 < rows && status == SOWER_OK; r0 += b.cap) {
+        const uint64_t n = rows - r0 < b.cap ? rows - r0 : b.cap;
         int any = !done;
         for (uint64_t i = 0; i < n && !any; i++)
             any = done[r0 + i] == 1;
         if (!any) continue;
         /* A block HDF5 cannot read (a write cut short by a full disk) is read a row at a time: the
          * rows that cannot be read fail their check like any other. */
-        const int whole = h5file_read_block(file, what, r0, n, c, h, w, lat, seeds, dig, NULL) == SOWER_OK &&
-                          (!img || h5file_read_images(file, what, r0, n, img->c, img->h, img->w, pixels, pixel_dig) == SOWER_OK);
+        const int whole = row_block_read(&b, file, what, r0, n, 0) == SOWER_OK;
         if (!whole) sower_error_clear();
         for (uint64_t i = 0; i < n && status == SOWER_OK; i++) {
             if (done && done[r0 + i] != 1) continue;
-            int readable = whole || (h5file_read_block(file, what, r0 + i, 1, c, h, w, lat + per * i, seeds + i,
-                                                       dig + DIGEST_BYTES * i, NULL) == SOWER_OK &&
-                                     (!img || h5file_read_images(file, what, r0 + i, 1, img->c, img->h, img->w,
-                                                                 pixels + image_bytes * i,
-                                                                 pixel_dig + DIGEST_BYTES * i) == SOWER_OK));
+            const int readable = whole || row_block_read(&b, file, what, r0 + i, 1, i) == SOWER_OK;
             if (!readable) sower_error_clear();
-            unsigned char d[DIGEST_BYTES], e[DIGEST_BYTES];
-            if (readable) status = digest_buffer(lat + per * i, sizeof(float) * per, d);
-            if (readable && img && status == SOWER_OK) status = digest_buffer(pixels + image_bytes * i, image_bytes, e);
-            if (status != SOWER_OK || (readable && memcmp(d, dig + DIGEST_BYTES * i, DIGEST_BYTES) == 0 &&
-                                       (!img || memcmp(e, pixel_dig + DIGEST_BYTES * i, DIGEST_BYTES) == 0) &&
-                                       (!seed_of || seeds[i] == seed_of(seed_ctx, r0 + i))))
-                continue;
+            int matches = 0;
+            if (readable) status = row_block_matches(&b, i, &matches);
+            if (status != SOWER_OK || (matches && (!seed_of || b.seeds[i] == seed_of(seed_ctx, r0 + i)))) continue;
             if (done) done[r0 + i] = 0;
             if (++*bad <= 8 && used < which_size)
                 used += (size_t)snprintf(which + used, which_size - used, "%s%llu", *bad > 1 ? ", " : "",
@@ -534,7 +583,7 @@ static int recheck_done_rows(hid_t file, const char *what, uint64_t rows, int c,
                 used += (size_t)snprintf(which + used, which_size - used, ", ...");
         }
     }
-    free(lat), free(seeds), free(dig), free(pixels), free(pixel_dig);
+    row_block_free(&b);
     SOWER_TRY(status);
     return SOWER_OK;
 }
@@ -772,40 +821,26 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
                           "cannot open slice '%s' (did array task %s finish? a '.partial' beside it "
                           "means it was interrupted: resubmit that task)",
                           slice_path, slice_tag);
-    enum { BLOCK = 64 };
-    const size_t per = (size_t)o->c * o->h * o->w;
-    float *lat = malloc(sizeof(float) * per * BLOCK); /* (BLOCK, c, h, w) */
-    unsigned char *dig = malloc(32 * BLOCK);          /* (BLOCK, 32) */
-    uint8_t *fin = malloc(BLOCK);                     /* (BLOCK,) the slice's /done */
-    uint64_t *seeds = malloc(sizeof *seeds * BLOCK);  /* (BLOCK,) */
-    const size_t image_bytes = (size_t)o->ic * o->ih * o->iw;
-    unsigned char *pixels = image_bytes ? malloc(image_bytes * BLOCK) : NULL;   /* (BLOCK, ic, ih, iw) */
-    unsigned char *pixel_dig = image_bytes ? malloc(32 * BLOCK) : NULL;         /* (BLOCK, 32) */
-    int status = lat && dig && fin && seeds && (!image_bytes || (pixels && pixel_dig))
-                     ? SOWER_OK
-                     : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    const H5ImageShape img = {o->ic, o->ih, o->iw};
+    RowBlock b;
+    int status = row_block_init(&b, o->c, o->h, o->w, o->ic ? &img : NULL, 64);
     char what[4200];
     snprintf(what, sizeof what, "slice '%s'", slice_path);
     const uint64_t rendered = o->rows_written; /* copies are not this run's work: the slices keep them */
     if (status == SOWER_OK) status = check_slice(o, in, what, slice_tag, lo, hi, key);
-    for (uint64_t r0 = lo; r0 < hi && status == SOWER_OK; r0 += BLOCK) {
-        uint64_t n = hi - r0 < BLOCK ? hi - r0 : BLOCK, at = r0 - lo;
-        status = h5file_read_block(in, what, at, n, o->c, o->h, o->w, lat, seeds, dig, fin);
-        if (status == SOWER_OK && image_bytes)
-            status = h5file_read_images(in, what, at, n, o->ic, o->ih, o->iw, pixels, pixel_dig);
-        if (status != SOWER_OK) break;
+    for (uint64_t r0 = lo; r0 < hi && status == SOWER_OK; r0 += b.cap) {
+        uint64_t n = hi - r0 < b.cap ? hi - r0 : b.cap, at = r0 - lo;
+        status = row_block_read(&b, in, what, at, n, 0);
         for (uint64_t i = 0; i < n && status == SOWER_OK; i++) {
-            unsigned char d[32], e[32];
-            status = digest_buffer(lat + per * i, sizeof(float) * per, d);
-            if (status == SOWER_OK && image_bytes) status = digest_buffer(pixels + image_bytes * i, image_bytes, e);
-            const int seed_ok = !o->seed_of || seeds[i] == o->seed_of(o->seed_ctx, r0 + i);
-            const int image_ok = !image_bytes || memcmp(e, pixel_dig + 32 * i, 32) == 0;
-            if (status == SOWER_OK && (fin[i] != 1 || memcmp(d, dig + 32 * i, 32) != 0 || !seed_ok || !image_ok))
+            int matches = 0;
+            status = row_block_matches(&b, i, &matches);
+            const int seed_ok = !o->seed_of || b.seeds[i] == o->seed_of(o->seed_ctx, r0 + i);
+            if (status == SOWER_OK && (b.fin[i] != 1 || !matches || !seed_ok))
                 status = SOWER_FAIL(SOWER_EINPUT, "slice '%s': row %llu (job row %llu) is %s", slice_path,
                                     (unsigned long long)(at + i), (unsigned long long)(r0 + i),
-                                    fin[i] != 1                    ? "not marked done (the slice is incomplete)"
-                                    : !seed_ok                     ? "of another seed than the job's"
-                                                                   : "corrupt (its bytes do not match its digest)");
+                                    b.fin[i] != 1 ? "not marked done (the slice is incomplete)"
+                                    : !seed_ok    ? "of another seed than the job's"
+                                                  : "corrupt (its bytes do not match its digest)");
         }
         /* Rows already done (a resumed stitch) are left as they are; the rest go in as runs. */
         for (uint64_t i = 0; i < n && status == SOWER_OK;) {
@@ -816,8 +851,7 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
             uint64_t j = i;
             while (j < n && !done[r0 + j])
                 j++;
-            status = h5out_write_rows(o, r0 + i, j - i, lat + per * i, dig + 32 * i,
-                                      image_bytes ? pixels + image_bytes * i : NULL, image_bytes ? pixel_dig + 32 * i : NULL);
+            status = row_block_write(o, &b, r0 + i, i, j - i);
             for (uint64_t k = i; k < j; k++)
                 done[r0 + k] = 1;
             i = j;
@@ -825,7 +859,7 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
     }
     H5Fclose(in);
     o->rows_written = rendered;
-    free(lat), free(dig), free(fin), free(seeds), free(pixels), free(pixel_dig);
+    row_block_free(&b);
     SOWER_TRY(status);
     return SOWER_OK;
 }

@@ -20,26 +20,22 @@ static const char *dtype_text(StDtype d)
     return d == ST_F16 ? "F16" : d == ST_BF16 ? "BF16" : "F32";
 }
 
-/* {"__metadata__": {"format": "pt"}, NAME: {"dtype", "shape", "data_offsets"}, ...}, unformatted. */
+/* {"__metadata__": {"format": "pt"}, NAME: {"dtype", "shape", "data_offsets"}, ...}, unformatted. Items
+ * are attached as they are made (cJSON_Add*ToObject), so a failure leaks nothing: root holds all. */
 static char *header_json(const StWriteTensor *t, int n)
 {
-    cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
-    int ok = root && meta && cJSON_AddStringToObject(meta, "format", "pt") && cJSON_AddItemToObject(root, "__metadata__", meta);
-    if (!ok) cJSON_Delete(meta);
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "__metadata__");
+    int ok = meta && cJSON_AddStringToObject(meta, "format", "pt");
     uint64_t at = 0;
     for (int i = 0; ok && i < n; i++) {
-        cJSON *entry = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *offsets = cJSON_CreateArray();
-        ok = entry && shape && offsets && cJSON_AddStringToObject(entry, "dtype", dtype_text(t[i].dtype));
+        cJSON *entry = cJSON_AddObjectToObject(root, t[i].name);
+        cJSON *shape = entry ? cJSON_AddArrayToObject(entry, "shape") : NULL;
+        cJSON *offsets = entry ? cJSON_AddArrayToObject(entry, "data_offsets") : NULL;
+        ok = shape && offsets && cJSON_AddStringToObject(entry, "dtype", dtype_text(t[i].dtype));
         for (int d = 0; ok && d < t[i].ndim; d++)
             ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
         ok = ok && cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)at)) &&
              cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)(at + t[i].n_bytes)));
-        ok = ok && cJSON_AddItemToObject(entry, "shape", shape);
-        if (!ok) cJSON_Delete(shape);
-        shape = NULL;
-        ok = ok && cJSON_AddItemToObject(entry, "data_offsets", offsets);
-        if (!ok) cJSON_Delete(offsets), cJSON_Delete(entry);
-        ok = ok && cJSON_AddItemToObject(root, t[i].name, entry);
         at += t[i].n_bytes;
     }
     char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
