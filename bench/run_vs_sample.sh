@@ -24,7 +24,7 @@ echo "== HDF5 writer (h5out, 3x32x32 rows = 12 KiB, flushes per batch)"
 "$build/bench/bench_h5write" "$tmp/w.h5" 20000 8
 "$build/bench/bench_h5write" "$tmp/w.h5" 20000 64
 echo "== render only: sower sample, $seeds seeds x $steps steps, 2 threads"
-s=$(date +%s.%N); "$build/sower" sample "$model" --seeds 0-$((seeds - 1)) --steps "$steps" --batch 8 --threads 2 -o "$tmp/s.npy" 2>/dev/null
+s=$(date +%s.%N); "$build/sower" sample "$model" --seeds 0-$((seeds - 1)) --steps "$steps" --batch 8 --threads 2 --force -o "$tmp/s.npy" 2>/dev/null
 e=$(date +%s.%N); echo "sample: $(echo "$e - $s" | bc) s"
 for np in 1 2; do
   echo "== sower run, $np rank(s) (threads per rank = 2 / ranks)"

@@ -108,7 +108,7 @@ def main():
         log = os.path.join(args.work, "sower.log")
         sower = ["sh", "-c", f'exec "$0" "$@" 2>{log}', os.path.join(args.build, "sower"), "sample", folder,
                  "--prompt", PROMPT, "--seeds", f"0-{b - 1}", "--batch", str(b), "--steps", str(args.steps),
-                 "--threads", str(args.threads), "-o", out_npy]
+                 "--threads", str(args.threads), "--force", "-o", out_npy]
         torch_json = os.path.join(args.work, "torch.json")
         torch_argv = ["sh", "-c", f'exec "$0" "$@" >{torch_json} 2>/dev/null', sys.executable, "-c", TORCH, folder,
                       str(args.threads), str(b), str(args.steps), PROMPT]

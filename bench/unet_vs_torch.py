@@ -94,7 +94,7 @@ def main():
         for b, ms in json.loads(body).items():
             keep(("torch", int(b)), ms)
         _, wall, rss = run_measured([f"{a.build}/sower", "sample", a.model, "--seeds", "0-7", "--steps", "50",
-                                     "--batch", "8", "--threads", str(a.threads), "-o", "/tmp/sower_bench.npy"])
+                                     "--batch", "8", "--threads", str(a.threads), "--force", "-o", "/tmp/sower_bench.npy"])
         keep("sower_render", wall)
         keep("sower_rss", rss)
         body, wall, rss = run_measured([sys.executable, "-c", TORCH_RENDER, a.model, str(a.threads)])

@@ -95,7 +95,7 @@ check(r.returncode == 2 and registered == enum, f"registry {registered} != schem
 with tempfile.TemporaryDirectory() as tmp:
     # --steps 4: PNDM without skip_prk_steps (this folder's config) warms up with 4 timesteps
     for name in registered:
-        r = run("sample", model, "--seeds", "0-1", "--steps", "4", "--scheduler", name, "-o", tmp + "/s.npy")
+        r = run("sample", model, "--seeds", "0-1", "--steps", "4", "--scheduler", name, "--force", "-o", tmp + "/s.npy")
         check(r.returncode == 0, f"sample --scheduler {name}: {r.stderr}")
 
 # the usage errors: exit 2, naming what is wrong

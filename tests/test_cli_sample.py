@@ -4,6 +4,7 @@
 usage: test_cli_sample.py SOWER_BINARY MODEL_DIR (a small committed model: tests/data/diffusers/models/mono_v)
 Standard library only (reads .npy headers and bytes itself).
 """
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def check_cuda_plugin(sower, model, tmp):
     if r.returncode != 0:
         failures.append(f"backend cpu with no CUDA plug-in: exit {r.returncode}, {r.stderr!r}")
     os.remove(target)
+    os.remove(target + ".json")
     # A file that is not a plug-in (junk; another library): exit 2 with the loader's reason.
     junk = os.path.join(tmp, "junk.so")
     open(junk, "wb").write(b"not an ELF file")
@@ -65,6 +67,28 @@ def check_cuda_plugin(sower, model, tmp):
         r = run([sower, "sample", model, "--seeds", "0", "--steps", "1", "--backend", "cuda", "-o", target], env=env)
         if r.returncode != 2 or text not in r.stderr or os.path.exists(target):
             failures.append(f"backend cuda with plug-in {plugin}: exit {r.returncode}, {r.stderr!r}")
+
+
+def check_no_replace(sower, model, tmp):
+    """sample never replaces an earlier output (or its record) unless --force; refused before rendering."""
+    out = os.path.join(tmp, "mine.npy")
+    base = [sower, "sample", model, "--seeds", "0-1", "--steps", "2", "-o", out]
+    r = run(base)
+    if r.returncode != 0 or not os.path.exists(out + ".json"):
+        failures.append(f"first sample: {r.returncode} {r.stderr!r}")
+        return
+    before = open(out, "rb").read(), open(out + ".json", "rb").read()
+    r = run(base[:4] + ["2-3"] + base[5:])
+    if r.returncode != 2 or b"exists" not in r.stderr or b"--force" not in r.stderr or \
+            (open(out, "rb").read(), open(out + ".json", "rb").read()) != before:
+        failures.append(f"a second sample to the same -o: {r.returncode} {r.stderr!r}, or the files changed")
+    os.remove(out)  # the record alone is still an earlier run's: refused too
+    r = run(base)
+    if r.returncode != 2 or b"mine.npy.json' exists" not in r.stderr or os.path.exists(out):
+        failures.append(f"-o beside a record: {r.returncode} {r.stderr!r}")
+    r = run(base[:4] + ["2-3"] + base[5:] + ["--force"])
+    if r.returncode != 0 or json.load(open(out + ".json"))["seeds"] != "2,3":
+        failures.append(f"--force: {r.returncode} {r.stderr!r}")
 
 
 def main():
@@ -129,6 +153,7 @@ def main():
         r = run([sower, "sample", model, "--seeds", "0", "--steps", "1", "-o", png])
         if r.returncode != 2 or b"name it OUT.npy" not in r.stderr or os.path.exists(png):
             failures.append(f"-o img.png: {r.returncode} {r.stderr!r}")
+        check_no_replace(sower, model, tmp)
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     print(f"test_cli_sample: {len(failures)} failures")

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""`sower export OUT.h5 --imagefolder DIR | --pngs DIR | --webdataset DIR`: one PNG per row, a Stable Diffusion output's latents
+"""`sower export OUT.h5|OUT.npy --imagefolder DIR | --pngs DIR | --webdataset DIR`: one PNG per row, a Stable Diffusion output's latents
 decoded by its model's VAE, pixels bit for bit diffusers' postprocess of `sower sample --decode`'s images;
 the `parameters` (AUTOMATIC1111) and `sower` (JSON provenance) text chunks; metadata.jsonl as Hugging Face
 datasets' imagefolder loader reads it; a second run keeps the PNGs there and completes the rest; folders
-that are not this job's export are refused.
+that are not this job's export are refused; `sower sample`'s arrays exported through the record beside them.
 
 What `datasets.load_dataset("imagefolder", data_dir=DIR)` needs, checked here without datasets: DIR holds the
 images (a known extension: .png) and one metadata.jsonl, each line a JSON object whose "file_name" names an
@@ -241,6 +241,72 @@ def main():
                   "after kill -9: other PNG files")
             print(f"kill -9 after {kept} of 2000 PNGs, the same command again: metadata.jsonl and the PNG names of "
                   "the uninterrupted export")
+
+        # 7. sample's arrays: `sower export OUT.npy` reads the record sample writes beside it (OUT.npy.json)
+        latents_npy = os.path.join(tmp, "latents0.npy")
+        r = run([sower, "sample", sd, "--prompt", prompts[0], "--negative-prompt", "blurry", "--guidance", "7.5",
+                 "--clip-skip", "1", "--scheduler", "euler-a", "--steps", "4", "--seeds",
+                 ",".join(str(s) for s in seeds[:2]), "-o", latents_npy])
+        if check(r.returncode == 0, f"sample (latents): {r.stderr[-400:]}"):
+            record = json.load(open(latents_npy + ".json", encoding="utf-8"))
+            check(record["format"] == "sower-sample" and record["rows_are"] == "latents" and
+                  record["shape"] == list(np.load(latents_npy).shape) and record["seeds"] == f"0,{2**64 - 1}" and
+                  record["prompt"] == prompts[0] and record["negative_prompt"] == "blurry" and
+                  record["pipeline"]["scheduler"] == "euler-a" and record["pipeline"]["height"] == 128 and
+                  record["row_sha256"] == digests[:2] and record["model"]["path"] == sd, f"sample's record: {record}")
+            from_latents = os.path.join(tmp, "from-latents")
+            r = run([sower, "export", latents_npy, "--imagefolder", from_latents])
+            check(r.returncode == 0 and "2 PNGs written" in r.stderr, f"export latents.npy: {r.stderr[-400:]}")
+            got = [json.loads(line) for line in open(os.path.join(from_latents, "metadata.jsonl"), encoding="utf-8")]
+            for k, line in enumerate(got):  # the run's rows 0 and 1: the same latents, so the same PNG pixels
+                check(line["file_name"] == lines[k]["file_name"] and line["prompt"] == prompts[0] and
+                      line["seed"] == seeds[k] and line["latents_sha256"] == digests[k], f"npy metadata {k}: {line}")
+                pixels, texts = read_png(os.path.join(from_latents, line["file_name"]))
+                want, _ = read_png(os.path.join(folder, lines[k]["file_name"]))
+                check(np.array_equal(pixels, want), f"npy row {k}: pixels differ from the run's export")
+                prov = json.loads(texts.get("sower", "{}"))
+                check(texts.get("parameters", "").startswith(prompts[0] + "\nNegative prompt: blurry\n") and
+                      prov.get("source") == latents_npy and len(prov.get("vae_sha256", "")) == 64, f"npy chunks {texts}")
+            decoded_npy = os.path.join(tmp, "decoded0.npy")
+            from_images = os.path.join(tmp, "from-images")
+            r = run([sower, "export", decoded_npy, "--pngs", from_images, "--model", mono])  # no VAE needed
+            check(r.returncode == 0 and "2 PNGs written" in r.stderr, f"export of sample --decode: {r.stderr[-400:]}")
+            for k in range(2):
+                pixels, texts = read_png(os.path.join(from_images, lines[k]["file_name"]))
+                want, _ = read_png(os.path.join(folder, lines[k]["file_name"]))
+                prov = json.loads(texts.get("sower", "{}"))
+                check(np.array_equal(pixels, want) and "images_f32_sha256" in prov and "latents_sha256" not in prov,
+                      f"decoded npy row {k}: pixels or provenance {prov}")
+            sheet = os.path.join(tmp, "npy-sheet.png")
+            r = run([sower, "export", decoded_npy, "--png", sheet])
+            check(r.returncode == 0 and os.path.exists(sheet), f"--png of a sample's array: {r.stderr[-300:]}")
+            print("sample's arrays: record (seeds exact, row digests == the run's /digest); export of latents.npy == "
+                  "the run's PNGs, of sample --decode's images (no VAE) the same pixels; a contact sheet")
+            # refusals: no record, a row altered, a record of another array
+            bare = os.path.join(tmp, "bare.npy")
+            np.save(bare, np.zeros((2, 3, 8, 8), np.float32))
+            refused("an .npy without a record", [sower, "export", bare, "--pngs", os.path.join(tmp, "new")],
+                    ["bare.npy.json", "no record"])
+            altered = os.path.join(tmp, "altered.npy")
+            data = np.load(latents_npy)
+            data[1, 0, 0, 0] += 1
+            np.save(altered, data)
+            open(altered + ".json", "w").write(open(latents_npy + ".json").read())
+            altered_dir = os.path.join(tmp, "altered-export")
+            refused("an altered row", [sower, "export", altered, "--npy", altered_dir],
+                    ["altered.npy: row 1 does not match"])
+            check(os.listdir(altered_dir) == ["sower-export.json"], f"an altered row: {os.listdir(altered_dir)} written "
+                  "(the shard holding it must not be)")
+            np.save(altered, data[:1])
+            refused("a record of another shape", [sower, "export", altered, "--png", os.path.join(tmp, "new.png")],
+                    ["records an array of shape (2, 4, 16, 16)"])
+            open(altered + ".json", "w").write('{"format": "sower-sample", "format_version": 1}')
+            refused("a damaged record", [sower, "export", altered, "--pngs", os.path.join(tmp, "new")],
+                    ["altered.npy.json", "'shape'"])
+            check(not os.path.exists(os.path.join(tmp, "new")) and not os.path.exists(os.path.join(tmp, "new.png")),
+                  "a refused export wrote something")
+            print("sample's arrays refused (exit 2, nothing written): no record, a row altered, another shape, a "
+                  "damaged record")
     return finish()
 
 

@@ -29,7 +29,7 @@ def main():
         for batch, threads, order in runs:
             out = os.path.join(tmp, f"b{batch}_t{threads}.npy")
             argv = [sower, "sample", model, "--seeds", ",".join(map(str, order)), "--steps", steps,
-                    "--batch", str(batch), "--threads", str(threads), "-o", out] + extra
+                    "--batch", str(batch), "--threads", str(threads), "--force", "-o", out] + extra
             r = subprocess.run(argv, capture_output=True)
             if r.returncode != 0:
                 print(f"FAIL: {' '.join(argv[1:])}: exit {r.returncode}: {r.stderr.decode()}", file=sys.stderr)

@@ -29,7 +29,7 @@ from testing import check, failures  # noqa: E402  (the tests' shared helpers)
 def sample(sower, folder, case, seeds, out, extra=()):
     argv = [sower, "sample", folder, "--prompt", case["prompt"], "--guidance", str(case["guidance"]),
             "--eta", str(case["eta"]), "--clip-skip", str(case["clip_skip"]), "--steps", str(case["steps"]),
-            "--scheduler", case["scheduler"], "--seeds", ",".join(seeds), "-o", out, *extra]
+            "--scheduler", case["scheduler"], "--seeds", ",".join(seeds), "--force", "-o", out, *extra]
     if case.get("karras"):
         argv.append("--karras")
     if case["negative_prompt"] is not None:

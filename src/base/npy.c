@@ -1,9 +1,13 @@
 /* npy.c: minimal .npy (version 1.0) writer and reader for float32 arrays. */
+#define _POSIX_C_SOURCE 200809L
 #include "npy.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "outfile.h"
 
@@ -32,12 +36,17 @@ size_t npy_header(unsigned char *out, const char *descr, const int64_t *shape, i
 
 int npy_write_f32(const char *path, const float *data, const int64_t *shape, int ndim)
 {
+    return npy_write_f32_opt(path, data, shape, ndim, 1);
+}
+
+int npy_write_f32_opt(const char *path, const float *data, const int64_t *shape, int ndim, int replace)
+{
     unsigned char header[NPY_HEADER_MAX];
     size_t used = npy_header(header, "<f4", shape, ndim), numel = 1;
     for (int i = 0; i < ndim; i++)
         numel *= (size_t)shape[i];
     OutFile f;
-    int status = outfile_open(&f, path);
+    int status = replace ? outfile_open(&f, path) : outfile_open_new(&f, path);
     if (status == SOWER_OK)
         status = outfile_write(&f, header, used);
     if (status == SOWER_OK)
@@ -49,62 +58,93 @@ int npy_write_f32(const char *path, const float *data, const int64_t *shape, int
     return SOWER_OK;
 }
 
+/* The header of bytes[0..n) (at least the whole header): float32, C order, its shape; data_offset set. */
+static int parse_header(const char *path, const unsigned char *bytes, size_t n, NpyArray *a)
+{
+    if (n < 10 || memcmp(bytes, "\x93NUMPY", 6) != 0 || bytes[6] != 1)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: not a version 1 .npy file", path);
+    const size_t hlen = bytes[8] | ((size_t)bytes[9] << 8);
+    if (10 + hlen > n) return SOWER_FAIL(SOWER_EINPUT, "%s: truncated .npy header", path);
+    char header[65536 + 1];
+    memcpy(header, bytes + 10, hlen);
+    header[hlen] = '\0';
+    if (!strstr(header, "'descr': '<f4'") || !strstr(header, "'fortran_order': False"))
+        return SOWER_FAIL(SOWER_EINPUT, "%s: expected float32 little-endian C-order data", path);
+    const char *p = strstr(header, "'shape': (");
+    if (!p) return SOWER_FAIL(SOWER_EINPUT, "%s: no shape in the .npy header", path);
+    p += strlen("'shape': (");
+    a->ndim = 0;
+    a->numel = 1;
+    while (*p && *p != ')') {
+        char *end;
+        long long d = strtoll(p, &end, 10);
+        if (end == p || d < 0 || a->ndim == NPY_MAX_DIMS || (d && a->numel > (SIZE_MAX / sizeof(float)) / (size_t)d))
+            return SOWER_FAIL(SOWER_EINPUT, "%s: bad shape in the .npy header", path);
+        a->shape[a->ndim++] = d;
+        a->numel *= (size_t)d;
+        p = end;
+        while (*p == ',' || *p == ' ') p++;
+    }
+    a->data_offset = 10 + hlen;
+    return SOWER_OK;
+}
+
+int npy_open_f32(const char *path, NpyArray *a)
+{
+    memset(a, 0, sizeof *a);
+    a->fp = fopen(path, "rb");
+    if (!a->fp) return SOWER_FAIL(SOWER_EPATH, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char head[10 + 65536];
+    const size_t n = fread(head, 1, sizeof head, a->fp);
+    int status = parse_header(path, head, n, a);
+    struct stat st;
+    if (status == SOWER_OK && (fstat(fileno(a->fp), &st) != 0 ||
+                               (uint64_t)st.st_size != a->data_offset + (uint64_t)a->numel * sizeof(float)))
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: %lld data bytes, the shape needs %zu", path,
+                            (long long)st.st_size - (long long)a->data_offset, a->numel * sizeof(float));
+    if (status != SOWER_OK) npy_close(a);
+    return status;
+}
+
+int npy_read_rows(const char *path, const NpyArray *a, uint64_t r0, uint64_t n, float *out)
+{
+    const size_t per = a->ndim ? a->numel / (a->shape[0] ? (size_t)a->shape[0] : 1) : 1;
+    if (a->ndim == 0 || r0 + n > (uint64_t)a->shape[0])
+        return SOWER_FAIL(SOWER_EINPUT, "%s: rows %llu..%llu are past its %lld", path, (unsigned long long)r0,
+                          (unsigned long long)(r0 + n), a->ndim ? (long long)a->shape[0] : 0LL);
+    if (fseeko(a->fp, (off_t)(a->data_offset + r0 * per * sizeof(float)), SEEK_SET) != 0 ||
+        fread(out, sizeof(float), per * n, a->fp) != per * n)
+        return SOWER_FAIL(SOWER_EIO, "%s: cannot read rows %llu..%llu", path, (unsigned long long)r0,
+                          (unsigned long long)(r0 + n));
+    return SOWER_OK;
+}
+
+void npy_close(NpyArray *a)
+{
+    if (a->fp) fclose(a->fp);
+    memset(a, 0, sizeof *a);
+}
+
 int npy_read_f32(const char *path, float **data, int64_t *shape, int *ndim)
 {
     unsigned char *bytes = NULL;
     size_t n = 0;
     *data = NULL;
     SOWER_TRY(file_read_all(path, NPY_MAX_FILE, &bytes, &n));
-    int status = SOWER_OK;
-    if (n < 10 || memcmp(bytes, "\x93NUMPY", 6) != 0 || bytes[6] != 1) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: not a version 1 .npy file", path);
-        goto done;
+    NpyArray a = {0};
+    int status = parse_header(path, bytes, n, &a);
+    if (status == SOWER_OK && a.data_offset + a.numel * sizeof(float) != n)
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: %zu data bytes, the shape needs %zu", path, n - a.data_offset,
+                            a.numel * sizeof(float));
+    if (status == SOWER_OK) {
+        *data = malloc(a.numel * sizeof(float) + 1);
+        if (!*data) status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", path);
     }
-    size_t hlen = bytes[8] | ((size_t)bytes[9] << 8);
-    if (10 + hlen > n) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: truncated .npy header", path);
-        goto done;
+    if (status == SOWER_OK) {
+        memcpy(*data, bytes + a.data_offset, a.numel * sizeof(float));
+        memcpy(shape, a.shape, sizeof(int64_t) * (size_t)a.ndim);
+        *ndim = a.ndim;
     }
-    char header[65536 + 1];
-    memcpy(header, bytes + 10, hlen);
-    header[hlen] = '\0';
-    if (!strstr(header, "'descr': '<f4'") || !strstr(header, "'fortran_order': False")) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: expected float32 little-endian C-order data", path);
-        goto done;
-    }
-    const char *p = strstr(header, "'shape': (");
-    if (!p) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: no shape in the .npy header", path);
-        goto done;
-    }
-    p += strlen("'shape': (");
-    *ndim = 0;
-    size_t numel = 1;
-    while (*p && *p != ')') {
-        char *end;
-        long long d = strtoll(p, &end, 10);
-        if (end == p || d < 0 || *ndim == NPY_MAX_DIMS) {
-            status = SOWER_FAIL(SOWER_EINPUT, "%s: bad shape in the .npy header", path);
-            goto done;
-        }
-        shape[(*ndim)++] = d;
-        numel *= (size_t)d;
-        p = end;
-        while (*p == ',' || *p == ' ')
-            p++;
-    }
-    if (10 + hlen + numel * sizeof(float) != n) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: %zu data bytes, the shape needs %zu", path, n - 10 - hlen,
-                            numel * sizeof(float));
-        goto done;
-    }
-    *data = malloc(numel * sizeof(float) + 1);
-    if (!*data) {
-        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", path);
-        goto done;
-    }
-    memcpy(*data, bytes + 10 + hlen, numel * sizeof(float));
-done:
     free(bytes);
     return status;
 }

@@ -47,6 +47,18 @@ int outfile_open(OutFile *f, const char *path)
     return SOWER_OK;
 }
 
+int outfile_open_new(OutFile *f, const char *path)
+{
+    struct stat st;
+    if (strcmp(path, "-") != 0 && lstat(path, &st) == 0) {
+        memset(f, 0, sizeof *f);
+        return SOWER_FAIL(SOWER_EPATH, "'%s' exists: not replacing it", path);
+    }
+    SOWER_TRY(outfile_open(f, path));
+    f->keep_existing = 1;
+    return SOWER_OK;
+}
+
 int outfile_write(OutFile *f, const void *data, size_t bytes)
 {
     if (bytes && fwrite(data, 1, bytes, f->fp) != bytes)
@@ -68,8 +80,14 @@ int outfile_commit(OutFile *f)
     f->fp = NULL;
     if (fclose(fp) != 0)
         return SOWER_FAIL(SOWER_EIO, "cannot close output '%s': %s", f->path, strerror(errno));
-    if (rename(f->tmp_path, f->path) != 0)
+    if (f->keep_existing) { /* link(2) fails where rename(2) would replace */
+        if (link(f->tmp_path, f->path) != 0)
+            return SOWER_FAIL(errno == EEXIST ? SOWER_EPATH : SOWER_EIO, "cannot create '%s': %s%s", f->path,
+                              strerror(errno), errno == EEXIST ? " (another process wrote it meanwhile: not replacing it)" : "");
+        unlink(f->tmp_path);
+    } else if (rename(f->tmp_path, f->path) != 0) {
         return SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", f->tmp_path, f->path, strerror(errno));
+    }
     f->committed = 1;
     return SOWER_OK;
 }

@@ -15,9 +15,13 @@ typedef struct {
     char *path;     /* the target the user named */
     char *tmp_path; /* NULL for standard output */
     int committed;
+    int keep_existing; /* outfile_open_new: the commit never replaces a file at path */
 } OutFile;
 
 int outfile_open(OutFile *f, const char *path) SOWER_MUST_CHECK;
+/* outfile_open for a file that must be new: SOWER_EPATH if path exists now, or when the commit finds
+ * one there (another process made it meanwhile: it is left as it is, this one's removed). */
+int outfile_open_new(OutFile *f, const char *path) SOWER_MUST_CHECK;
 int outfile_write(OutFile *f, const void *data, size_t bytes) SOWER_MUST_CHECK;
 int outfile_commit(OutFile *f) SOWER_MUST_CHECK;
 /* Removes the temporary file unless committed; safe on a zeroed OutFile. */

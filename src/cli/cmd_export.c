@@ -1,5 +1,5 @@
-/* cmd_export.c: `sower export OUT.h5 --png FILE [--rows a-b] [--columns N]`: a contact sheet of
- * rendered samples; `--pngs DIR` / `--imagefolder DIR`: one PNG per row (export_images.h). Pixel-space samples are post-processed as diffusers' pipelines do,
+/* cmd_export.c: `sower export OUT.h5|OUT.npy --png FILE [--rows a-b] [--columns N]`: a contact sheet of
+ * rendered samples (a run's output, or sample's array with its record, export_source.h); `--pngs DIR` / `--imagefolder DIR`: one PNG per row (export_images.h). Pixel-space samples are post-processed as diffusers' pipelines do,
  * (x / 2 + 0.5).clamp(0, 1) * 255 rounded; 3 channels become RGB, 1 channel grey; other channel
  * counts show channel 0 in grey. Rows are laid out left to right, top to bottom, 2 px apart. The
  * file is read through h5read.h, which refuses anything but a finished output of this format. */
@@ -17,7 +17,6 @@
 #include "export_images.h"
 #include "vae.h"
 #include "gemm.h"
-#include "h5read.h"
 #include "outfile.h"
 
 enum { GAP = 2, GAP_GREY = 128, MAX_EXPORT_ROWS = 4096, MAX_DIR_ROWS = 1 << 24 };
@@ -91,8 +90,8 @@ static int on_export_option(void *ctx, int which, const char *v)
 }
 
 static const char export_usage[] =
-    "usage: sower export OUT.h5 --png FILE [--rows A-B] [--columns N] [--scale S]\n"
-    "       sower export OUT.h5 --pngs DIR | --imagefolder DIR | --webdataset DIR | --npy DIR [--shard-size N]\n"
+    "usage: sower export OUT.h5|OUT.npy --png FILE [--rows A-B] [--columns N] [--scale S]\n"
+    "       sower export OUT.h5|OUT.npy --pngs DIR | --imagefolder DIR | --webdataset DIR | --npy DIR [--shard-size N]\n"
     "                    [--rows A-B] [--threads T] [--model DIR]\n"
     "\n"
     "--png FILE: a contact sheet of the rows A..B (default: the first 64), post-processed as diffusers\n"
@@ -111,8 +110,10 @@ static const char export_usage[] =
     "prompt, ..., latents_sha256).\n"
     "DIR must be new, empty, or an export of the same job (run again after an interruption: PNGs and\n"
     "shards already there are kept).\n"
-    "Only a finished sower output is read: another file, an unfinished or damaged one, or another\n"
-    "format_version exits 2.\n";
+    "OUT.h5: a finished output of sower run; another file, an unfinished or damaged one, or another\n"
+    "format_version exits 2. OUT.npy: an array of sower sample with the record it writes beside it,\n"
+    "OUT.npy.json (model, settings, prompt, seeds, each row's SHA-256); a row that does not match its\n"
+    "record, or an array without one, exits 2.\n";
 
 static int on_export_path(void *ctx, const char *arg) { return cli_one_positional(&((ExportOptions *)ctx)->path, arg); }
 
@@ -130,7 +131,7 @@ int cmd_export(int argc, char **argv)
     const char *dir = o.dir;
     long columns = o.columns;
     if (!path || (!png_path == !dir) || o.n_layouts > 1)
-        return SOWER_FAIL(SOWER_EUSAGE, "sower export: give OUT.h5 and one of --png FILE, --pngs DIR, --imagefolder DIR, "
+        return SOWER_FAIL(SOWER_EUSAGE, "sower export: give OUT.h5 (or sample's OUT.npy) and one of --png FILE, --pngs DIR, --imagefolder DIR, "
                                         "--webdataset DIR, --npy DIR (see sower export --help)");
     if (o.shard_size && o.layout != EXPORT_WEBDATASET && o.layout != EXPORT_NPY)
         return SOWER_FAIL(SOWER_EUSAGE, "--shard-size applies to --webdataset and --npy");
@@ -139,12 +140,13 @@ int cmd_export(int argc, char **argv)
     const long threads = o.threads ? o.threads : (sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
     omp_set_num_threads((int)threads);
     gemm_set_threads((int)threads);
-    /* A finished sower output only: format, version, layout for the recorded model, every row done. */
-    OutputReader in;
-    SOWER_TRY(h5read_open_finished(&in, path));
+    /* A finished sower output only (format, version, layout for the recorded model, every row done), or a
+     * sample's array with its record. */
+    ExportSource in;
+    SOWER_TRY(export_source_open(&in, path));
     int status = SOWER_OK;
     float *data = NULL;
-    unsigned char *sheet = NULL, *digests = NULL;
+    unsigned char *sheet = NULL;
     if (in.rows == 0) {
         status = SOWER_FAIL(SOWER_EINPUT, "%s: no rows to export", path);
         goto done;
@@ -164,7 +166,7 @@ int cmd_export(int argc, char **argv)
         }
     }
     if (dir) {
-        status = export_images(&in, path, dir, (ExportLayout)o.layout, first, last,
+        status = export_images(&in, dir, (ExportLayout)o.layout, first, last,
                                o.shard_size ? (uint64_t)o.shard_size : 1000, o.model_dir);
         goto done;
     }
@@ -182,23 +184,11 @@ int cmd_export(int argc, char **argv)
         goto done;
     }
     memset(sheet, GAP_GREY, (size_t)width * height * out_channels); /* the gaps: mid grey, apart from any tile */
-    digests = malloc(DIGEST_BYTES * (size_t)n); /* (n, 32) */
-    if (!digests) {
-        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-        goto done;
-    }
-    SOWER_TRY_GOTO(h5read_rows(&in, first, (uint64_t)n, data, NULL, digests, NULL), status, done);
     /* A row is drawn only when its bytes are the ones its digest records: a damaged row is named. */
     for (int k = 0; k < n; k++) {
-        unsigned char d[DIGEST_BYTES];
-        SOWER_TRY_GOTO(digest_buffer(data + (size_t)k * c * h * w, sizeof(float) * c * h * w, d), status, done);
-        if (memcmp(d, digests + (size_t)DIGEST_BYTES * k, DIGEST_BYTES) != 0) {
-            status = SOWER_FAIL(SOWER_EINPUT,
-                                "%s: row %llu does not match its /digest (a damaged or altered file): not "
-                                "exporting it (sower verify %s checks every row)",
-                                path, (unsigned long long)(first + (uint64_t)k), path);
-            goto done;
-        }
+        uint64_t seed;
+        SOWER_TRY_GOTO(export_source_row(&in, first + (uint64_t)k, data + (size_t)k * c * h * w, &seed, NULL),
+                       status, done);
     }
     for (int k = 0; k < n; k++) {
         int x0 = (int)(k % columns) * (cell_w + GAP), y0 = (int)(k / columns) * (cell_h + GAP);
@@ -215,8 +205,7 @@ int cmd_export(int argc, char **argv)
             height);
 done:
     free(data);
-    free(digests);
     free(sheet);
-    h5read_close(&in);
+    export_source_close(&in);
     return status;
 }

@@ -17,6 +17,7 @@
 #include "npy.h"
 #include "pipeline.h"
 #include "prompt_encoder.h"
+#include "sample_record.h"
 #include "vae.h"
 
 enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS = 1024 };
@@ -24,7 +25,7 @@ enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS =
 static const char sample_usage[] =
     "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler S] [--karras] [--eta E]\n"
     "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
-    "                    [--backend cpu|cuda] [--precision fp32|tf32] -o OUT.npy\n"
+    "                    [--backend cpu|cuda] [--precision fp32|tf32] [--force] -o OUT.npy\n"
     "       sower sample SD_DIR --prompt P [--negative-prompt N] [--guidance G] [--height H --width W]\n"
     "                    [--clip-skip K] [--decode] --seeds SEEDS [options above] -o OUT.npy\n"
     "\n"
@@ -56,7 +57,10 @@ static const char sample_usage[] =
     "  --generator NAME torch-cpu (default) or torch-cpu-scalar (see `sower noise --help`)\n"
     "  --trace DIR      also write, per seed, DIR/seed_S_samples.npy (the sample after every step)\n"
     "                   and DIR/seed_S_model_outputs.npy (the model output at every step)\n"
-    "  -o, --output F   the .npy to write\n"
+    "  -o, --output F   the .npy to write; beside it F.json records what produced it (model, settings,\n"
+    "                   prompt, seeds, each row's SHA-256), which sower export reads. Neither may exist\n"
+    "                   (checked before rendering, and again when written), unless --force\n"
+    "  --force          replace an existing F and F.json\n"
     "\n"
     "Stable Diffusion (SD_DIR a StableDiffusionPipeline folder: tokenizer/, text_encoder/, unet/,\n"
     "scheduler/, vae/): the latents StableDiffusionPipeline(prompt, generator=[one CPU generator per seed],\n"
@@ -76,6 +80,7 @@ typedef struct {
     double guidance;
     long height, width, clip_skip;
     int decode;       /* --decode: images from the VAE, not latents */
+    int force;        /* --force: replace an existing output and its record */
     int text_options; /* some option above was given */
     const char *model_dir, *output, *trace_dir;
     uint64_t *seeds;
@@ -109,6 +114,7 @@ enum {
     OPT_WIDTH,
     OPT_CLIP_SKIP,
     OPT_DECODE,
+    OPT_FORCE,
     N_SAMPLE_OPTS
 };
 static const CliOption sample_options[N_SAMPLE_OPTS] = {
@@ -131,6 +137,7 @@ static const CliOption sample_options[N_SAMPLE_OPTS] = {
     [OPT_WIDTH] = {"--width", NULL, 1},
     [OPT_CLIP_SKIP] = {"--clip-skip", NULL, 1},
     [OPT_DECODE] = {"--decode", NULL, 0},
+    [OPT_FORCE] = {"--force", NULL, 0},
 };
 
 typedef struct {
@@ -211,8 +218,11 @@ static int on_sample_option(void *ctx, int which, const char *v)
     case OPT_DECODE:
         o->decode = 1;
         break;
+    case OPT_FORCE:
+        o->force = 1;
+        break;
     }
-    if (which >= OPT_PROMPT) o->text_options = 1;
+    if (which >= OPT_PROMPT && which <= OPT_DECODE) o->text_options = 1;
     return SOWER_OK;
 }
 
@@ -267,11 +277,17 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
     if (o->scheduler_given) SOWER_TRY(check_scheduler_options(o));
     if (o->decode && o->backend == BACKEND_CUDA)
         return SOWER_FAIL(SOWER_EUSAGE, "--decode runs the VAE on the cpu backend only so far: use --backend cpu");
+    struct stat st;
     if (o->trace_dir) {
-        struct stat st;
         if (stat(o->trace_dir, &st) != 0 || !S_ISDIR(st.st_mode))
             return SOWER_FAIL(SOWER_EPATH, "--trace: '%s' is not an existing directory", o->trace_dir);
     }
+    char record[4200];
+    sample_record_path(o->output, record, sizeof record);
+    for (const char *p = o->output; !o->force && p; p = p == o->output ? record : NULL)
+        if (lstat(p, &st) == 0) /* checked before the render, which may take hours; the commit checks again */
+            return SOWER_FAIL(SOWER_EPATH, "-o %s: '%s' exists (an earlier sample's?); sample never replaces a file: "
+                              "choose another name, or --force to replace it", o->output, p);
     SOWER_TRY(cli_parse_seed_list("--seeds", seeds_text, SAMPLE_MAX_SEEDS, &o->seeds, &o->n_seeds));
     return SOWER_OK;
 }
@@ -370,6 +386,25 @@ static int decode_latents(const ComputeBackend *be, const Vae *vae, size_t n, in
     *out = images;
     shape[1] = vae->cfg.out_channels, shape[2] = (int64_t)h * f, shape[3] = (int64_t)w * f;
     return SOWER_OK;
+}
+
+/* OUT.npy.json: what produced the array (sample_record.h), so that sower export can say it per row. */
+static int write_record(const SampleOptions *o, const Model *m, const Vae *vae, const float *rows,
+                        const int64_t *shape, const char *backend)
+{
+    char *prompt = (char *)(o->prompt ? o->prompt : ""), *negative = (char *)(o->negative_prompt ? o->negative_prompt : "");
+    Job job = {.model_path = (char *)o->model_dir, /* borrowed throughout: never job_free'd */
+               .scheduler = o->scheduler, .steps = (int)o->steps, .eta = o->eta, .karras = o->karras,
+               .generator = o->generator, .list = o->seeds, .n_list = o->n_seeds, .n_seeds = o->n_seeds,
+               .n_rows = o->n_seeds, .guidance = o->guidance, .clip_skip = (int)o->clip_skip, .decode = o->decode};
+    if (m->stable_diffusion) {
+        job.prompts = &prompt, job.negative_prompts = &negative, job.n_prompts = 1;
+        const int f = vae ? vae->cfg.scale_factor : m->vae_scale_factor, images = vae != NULL;
+        job.height = (int)shape[2] * (images ? 1 : f), job.width = (int)shape[3] * (images ? 1 : f);
+    }
+    const SampleRows rows_are = vae ? SAMPLE_ROWS_IMAGES : m->stable_diffusion ? SAMPLE_ROWS_LATENTS : SAMPLE_ROWS_SAMPLES;
+    return sample_record_write(o->output, &job, rows_are, rows, shape, m->weights_sha256,
+                               vae ? vae->weights_sha256 : NULL, backend, o->force);
 }
 
 int cmd_sample(int argc, char **argv)
@@ -478,7 +513,8 @@ int cmd_sample(int argc, char **argv)
         SOWER_TRY_GOTO(decode_latents(&backend, &vae, o.n_seeds, shape, &out), status, done);
         decode_seconds = omp_get_wtime() - decode_seconds;
     }
-    SOWER_TRY_GOTO(npy_write_f32(o.output, out, shape, 4), status, done);
+    SOWER_TRY_GOTO(npy_write_f32_opt(o.output, out, shape, 4, o.force), status, done);
+    SOWER_TRY_GOTO(write_record(&o, &model, o.decode ? &vae : NULL, out, shape, backend.identity), status, done);
     fprintf(stderr,
             "sower sample: %zu seeds, %s %ld steps, eta %g, batch %ld, %ld threads -> %s\n  backend: %s\n",
             o.n_seeds, scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch, o.threads, o.output,

@@ -92,18 +92,18 @@ static int encode_png(const unsigned char *pixels, int w, int h, int channels, c
 /* ---- the export ---- */
 
 typedef struct {
-    OutputReader *in;
+    const ExportSource *in;
     const char *path, *dir;
     int imagefolder;
     int latents_only;      /* --npy: the rows themselves, nothing decoded or drawn */
     int decode;            /* Stable Diffusion latents: through the VAE */
+    int prompted;          /* Stable Diffusion: the rows have prompts (and `parameters` names them) */
     int stored_images;     /* pipeline.decode: the file's /images are the pixels (no VAE needed) */
     unsigned char *stored; /* (channels, height, width) a row of /images */
     Vae vae;
     ComputeBackend be;
     char job_hex[DIGEST_HEX_CHARS], weights_hex[DIGEST_HEX_CHARS], vae_hex[DIGEST_HEX_CHARS];
     const char *model_dir;  /* the model folder (its VAE decodes; its name goes in `parameters`) */
-    char *recorded_model;   /* /run model_path, when model_dir came from it */
     const char *model_name; /* the model folder's last component */
     int channels, height, width; /* of the images */
     float *latent;          /* (c, h, w) one row as stored */
@@ -182,35 +182,24 @@ static int claim_dir(Export *e)
     return status;
 }
 
-static int hex_attr(const OutputReader *in, const char *key, char *out)
-{
-    char *v = h5read_attr(in, key);
-    snprintf(out, DIGEST_HEX_CHARS, "%s", v ? v : "");
-    free(v);
-    return SOWER_OK;
-}
-
 static int setup(Export *e)
 {
-    OutputReader *in = e->in;
-    SOWER_TRY(hex_attr(in, LAYOUT_ATTR_JOB_SHA256, e->job_hex));
-    SOWER_TRY(hex_attr(in, LAYOUT_ATTR_WEIGHTS_SHA256, e->weights_hex));
-    /* The model folder: --model, else the one the run recorded (/run model_path, as verify reads it), else the
-     * manifest's (relative to where the manifest was, which the file does not know). */
-    if (!e->model_dir) e->model_dir = e->recorded_model = h5read_run_attr(in, LAYOUT_RUN_MODEL_PATH);
-    if (!e->model_dir) e->model_dir = in->job.model_path;
+    const ExportSource *in = e->in;
+    memcpy(e->job_hex, in->job_hex, sizeof e->job_hex);
+    memcpy(e->weights_hex, in->weights_hex, sizeof e->weights_hex);
+    memcpy(e->vae_hex, in->vae_hex, sizeof e->vae_hex);
+    /* The model folder: --model, else the one the rows' file recorded, else the manifest's (relative to
+     * where the manifest was, which the file does not know). */
+    if (!e->model_dir) e->model_dir = in->model_path ? in->model_path : in->job->model_path;
     const char *slash = strrchr(e->model_dir, '/');
     e->model_name = slash && slash[1] ? slash + 1 : e->model_dir;
-    e->decode = in->job.n_prompts > 0 && !e->latents_only;
+    e->prompted = in->prompted;
+    e->decode = in->prompted && !in->rows_are_images && !e->latents_only;
     e->stored_images = in->ic > 0 && !e->latents_only;
     if (e->latents_only) {
         e->channels = in->c, e->height = in->h, e->width = in->w; /* the rows as stored */
     } else if (e->stored_images) { /* decoded by the run: its job key names the VAE */
         e->channels = in->ic, e->height = in->ih, e->width = in->iw;
-        char *key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY);
-        const char *vae = key ? strstr(key, "vae_sha256=") : NULL;
-        snprintf(e->vae_hex, sizeof e->vae_hex, "%.64s", vae ? vae + 11 : "");
-        free(key);
         e->stored = malloc((size_t)e->channels * e->height * e->width);
         if (!e->stored) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for one image");
     } else if (e->decode) {
@@ -254,7 +243,7 @@ static int setup(Export *e)
 static void parameters_text(const Export *e, uint64_t seed, const char *prompt, const char *negative, char *out,
                             size_t size)
 {
-    const Job *job = &e->in->job;
+    const Job *job = e->in->job;
     size_t used = 0;
     if (prompt) {
         used += (size_t)snprintf(out, size, "%s\n", prompt);
@@ -277,7 +266,7 @@ static void parameters_text(const Export *e, uint64_t seed, const char *prompt, 
 static cJSON *row_json(const Export *e, uint64_t row, uint64_t seed, const char *prompt, const char *negative,
                        const char *latents_hex)
 {
-    const Job *job = &e->in->job;
+    const Job *job = e->in->job;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "row", (double)row);
     char seed_text[24];
@@ -290,7 +279,8 @@ static cJSON *row_json(const Export *e, uint64_t row, uint64_t seed, const char 
     }
     cJSON_AddNumberToObject(o, "steps", job->steps);
     cJSON_AddStringToObject(o, "scheduler", scheduler_kind_name(job->scheduler));
-    cJSON_AddStringToObject(o, "latents_sha256", latents_hex);
+    /* the row as stored: latents (or an unconditional model's samples), or sample --decode's float images */
+    cJSON_AddStringToObject(o, e->in->rows_are_images ? "images_f32_sha256" : "latents_sha256", latents_hex);
     return o;
 }
 
@@ -304,22 +294,16 @@ typedef struct {
 
 static int row_facts(Export *e, uint64_t r, RowFacts *f)
 {
-    OutputReader *in = e->in;
-    unsigned char digest[DIGEST_BYTES], check[DIGEST_BYTES];
-    const size_t per = (size_t)in->c * in->h * in->w;
+    const ExportSource *in = e->in;
+    unsigned char digest[DIGEST_BYTES];
     f->row = in->lo + r; /* the job's row */
-    SOWER_TRY(h5read_rows(in, r, 1, e->latent, &f->seed, digest, NULL));
-    SOWER_TRY(digest_buffer(e->latent, per * sizeof(float), check));
-    if (memcmp(check, digest, DIGEST_BYTES) != 0)
-        return SOWER_FAIL(SOWER_EINPUT, "%s: row %llu does not match its /digest (a damaged or altered file): not "
-                                        "exporting it (sower verify %s checks every row)",
-                          e->path, (unsigned long long)r, e->path);
+    SOWER_TRY(export_source_row(in, r, e->latent, &f->seed, digest));
     char latents_hex[DIGEST_HEX_CHARS];
     digest_hex(digest, latents_hex);
     snprintf(f->key, sizeof f->key, "row%08llu_seed%llu", (unsigned long long)f->row, (unsigned long long)f->seed);
-    const Job *job = &in->job;
+    const Job *job = in->job;
     const uint64_t p = job_prompt_at(job, f->row);
-    const int prompted = job->n_prompts > 0;
+    const int prompted = e->prompted;
     f->facts = row_json(e, f->row, f->seed, prompted ? job->prompts[p] : NULL, prompted ? job->negative_prompts[p] : NULL,
                         latents_hex);
     return f->facts ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
@@ -328,20 +312,13 @@ static int row_facts(Export *e, uint64_t r, RowFacts *f)
 /* The row's PNG into e->png: decoded (or the row itself), postprocessed, with its text chunks. */
 static int render_png(Export *e, const RowFacts *f)
 {
-    OutputReader *in = e->in;
-    const Job *job = &in->job;
+    const ExportSource *in = e->in;
+    const Job *job = in->job;
     const uint64_t p = job_prompt_at(job, f->row);
-    const char *prompt = e->decode ? job->prompts[p] : NULL, *negative = e->decode ? job->negative_prompts[p] : NULL;
+    const char *prompt = e->prompted ? job->prompts[p] : NULL, *negative = e->prompted ? job->negative_prompts[p] : NULL;
     const size_t plane = (size_t)e->height * e->width;
     if (e->stored_images) { /* the run's own image, checked against its digest */
-        unsigned char digest[DIGEST_BYTES], check[DIGEST_BYTES];
-        const uint64_t r = f->row - in->lo;
-        SOWER_TRY(h5read_images(in, r, 1, e->stored, digest));
-        SOWER_TRY(digest_buffer(e->stored, plane * e->channels, check));
-        if (memcmp(check, digest, DIGEST_BYTES) != 0)
-            return SOWER_FAIL(SOWER_EINPUT, "%s: the image of row %llu does not match its /%s (a damaged or altered "
-                                            "file): not exporting it",
-                              e->path, (unsigned long long)r, LAYOUT_IMAGE_DIGEST);
+        SOWER_TRY(export_source_image(in, f->row - in->lo, e->stored));
         for (size_t i = 0; i < plane; i++) /* (channels, H, W) -> (H, W, channels) */
             for (int ch = 0; ch < e->channels; ch++) e->pixels[i * e->channels + ch] = e->stored[ch * plane + i];
     } else {
@@ -359,8 +336,8 @@ static int render_png(Export *e, const RowFacts *f)
         cJSON_AddStringToObject(provenance, "source", e->path);
         cJSON_AddStringToObject(provenance, "job_sha256", e->job_hex);
         cJSON_AddStringToObject(provenance, "weights_sha256", e->weights_hex);
-        if (e->decode) cJSON_AddStringToObject(provenance, "vae_sha256", e->vae_hex);
-        cJSON_AddStringToObject(provenance, "pixels", e->decode ? "vae.decode(latents / scaling_factor).sample, then "
+        if (e->vae_hex[0]) cJSON_AddStringToObject(provenance, "vae_sha256", e->vae_hex);
+        cJSON_AddStringToObject(provenance, "pixels", e->vae_hex[0] ? "vae.decode(latents / scaling_factor).sample, then "
                                                                   "(x / 2 + 0.5).clamp(0, 1) * 255 rounded"
                                                                 : "(x / 2 + 0.5).clamp(0, 1) * 255 rounded");
         cJSON_AddStringToObject(provenance, "sower_version", sower_version());
@@ -498,7 +475,7 @@ static int export_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
  * the .npy first: a shard whose .jsonl is there is complete and kept. */
 static int export_latent_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
 {
-    OutputReader *in = e->in;
+    const ExportSource *in = e->in;
     char npy_name[64], npy[4200], jsonl[4200];
     snprintf(npy_name, sizeof npy_name, "shard-%06llu.npy", (unsigned long long)k);
     snprintf(npy, sizeof npy, "%s/%s", e->dir, npy_name);
@@ -533,10 +510,10 @@ static int export_latent_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
     return status;
 }
 
-int export_images(OutputReader *in, const char *path, const char *dir, ExportLayout layout, uint64_t first,
-                  uint64_t last, uint64_t shard_rows, const char *model_dir)
+int export_images(const ExportSource *in, const char *dir, ExportLayout layout, uint64_t first, uint64_t last,
+                  uint64_t shard_rows, const char *model_dir)
 {
-    Export e = {.in = in, .path = path, .dir = dir, .imagefolder = layout == EXPORT_IMAGEFOLDER,
+    Export e = {.in = in, .path = in->path, .dir = dir, .imagefolder = layout == EXPORT_IMAGEFOLDER,
                 .latents_only = layout == EXPORT_NPY, .model_dir = model_dir};
     int status = setup(&e);
     if (layout == EXPORT_WEBDATASET || layout == EXPORT_NPY) {
@@ -556,6 +533,6 @@ int export_images(OutputReader *in, const char *path, const char *dir, ExportLay
     compute_backend_close(&e.be);
     vae_free(&e.vae);
     free(e.stored);
-    free(e.latent), free(e.image), free(e.pixels), free(e.png.data), free(e.recorded_model);
+    free(e.latent), free(e.image), free(e.pixels), free(e.png.data);
     return status;
 }
