@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""`sower convert CHECKPOINT.safetensors --config DIR -o OUT`: a single-file Stable Diffusion checkpoint
+"""`sower convert CHECKPOINT.safetensors (--config DIR | --tokenizer DIR) -o OUT`: a single-file Stable Diffusion checkpoint
 (the LDM layout AUTOMATIC1111 and ComfyUI load) into a diffusers folder.
 
 Round trip: each test pipeline (SD 1.x F32, SD 1.x BF16, SD 2.x with its OpenCLIP text encoder) is written
@@ -16,8 +16,17 @@ truncated checkpoint; no VAE in the checkpoint; a foreign OUT.partial (an interr
 one is made again). A full disk (a tmpfs, where one can be mounted): exit 3 naming the path, no OUT
 and no .partial.
 
-usage: test_convert.py SOWER SD_DATA_DIR (holding tiny-sd1, tiny-sd1-bf16, tiny-sd2)
+Configs inferred from the tensors (`sower convert CHECKPOINT --tokenizer DIR`): std-sd1 and std-sd2 are
+tiny pipelines whose unseen hyper-parameters are their family's (validate/make_std_pipelines.py, which also
+checks with diffusers that from_single_file(CHECKPOINT, config=sower's inferred folder) loads the pipeline's
+own weights and configs). From their committed tensor lists a checkpoint with random weights is made;
+the inferred configs must be the pipeline's key for key, and renders through them the same, bit for bit,
+as through `--config` the pipeline's folder. Refused (exit 2): another family's tokenizer, a checkpoint
+without the UNet's conv_in (named), both or neither of --config/--tokenizer.
+
+usage: test_convert.py SOWER SD_DATA_DIR (holding tiny-sd1, tiny-sd1-bf16, tiny-sd2, std-sd1, std-sd2)
 """
+import json
 import filecmp
 import os
 import shutil
@@ -58,9 +67,72 @@ def refused(r, code, texts, what, leftovers=()):
           f"{what}: exit {r.returncode} (expected {code}), missing {missing}, left {left}: {r.stderr[-600:]}")
 
 
+CONFIGS = ("model_index.json", "scheduler/scheduler_config.json", "unet/config.json", "vae/config.json",
+           "text_encoder/config.json")
+
+
+def random_checkpoint(tensor_list, path, seed, drop=()):
+    """A checkpoint of the listed names, dtypes and shapes (F16/F32), values N(0, 0.05) from seed."""
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for name, (dtype, shape) in json.load(open(tensor_list)).items():
+        if name not in drop:
+            values = (rng.standard_normal(shape) * 0.05).astype(np.float16 if dtype == "F16" else np.float32)
+            tensors[name] = (dtype, shape, values.tobytes())
+    write_safetensors(path, tensors)
+
+
+def check_inferred(sower, data, tmp):
+    for name, steps in (("std-sd1", "4"), ("std-sd2", "3")):
+        folder, ckpt = os.path.join(data, name), os.path.join(tmp, name + ".safetensors")
+        random_checkpoint(os.path.join(folder, "ldm_tensors.json"), ckpt, seed=len(name) + ord(name[-1]))
+        inferred, given = os.path.join(tmp, name + "-inferred"), os.path.join(tmp, name + "-given")
+        r = run([sower, "convert", ckpt, "--tokenizer", os.path.join(folder, "tokenizer"), "-o", inferred])
+        if not check(r.returncode == 0 and "configs inferred from the tensors" in r.stdout, f"{name}: convert "
+                     f"--tokenizer: {r.stderr[-800:]}"):
+            continue
+        for c in CONFIGS:
+            ours, theirs = json.load(open(os.path.join(inferred, c))), json.load(open(os.path.join(folder, c)))
+            differ = {k: (v, theirs.get(k, "<absent>")) for k, v in ours.items() if theirs.get(k, "<absent>") != v}
+            check(not differ, f"{name} {c}: inferred values differ from the pipeline's: {differ}")
+        check(all(filecmp.cmp(os.path.join(folder, "tokenizer", f), os.path.join(inferred, "tokenizer", f), shallow=False)
+                  for f in os.listdir(os.path.join(folder, "tokenizer"))), f"{name}: tokenizer files differ")
+        r = run([sower, "convert", ckpt, "--config", folder, "-o", given])
+        renders = []
+        for model in (inferred, given):
+            npy = os.path.join(tmp, f"{name}-{len(renders)}.npy")
+            r = run([sower, "sample", model, "--prompt", "a red cube on a table", "--steps", steps, "--seeds", "0,7",
+                     "--height", "64", "--width", "64", "--decode", "-o", npy])
+            if check(r.returncode == 0, f"{name}: sample {model}: {r.stderr[-600:]}"):
+                renders.append(np.load(npy))
+        check(len(renders) == 2 and np.array_equal(renders[0], renders[1]) and np.isfinite(renders[0]).all(),
+              f"{name}: images through the inferred configs differ from those through the pipeline's")
+        print(f"{name}: configs inferred from a random checkpoint's tensors == the pipeline's, key for key; "
+              "sample --decode through them == through --config, bit for bit")
+    std1, std2 = os.path.join(data, "std-sd1"), os.path.join(data, "std-sd2")
+    out = os.path.join(tmp, "bad-inferred")
+    r = run([sower, "convert", os.path.join(tmp, "std-sd2.safetensors"), "--tokenizer", os.path.join(std1, "tokenizer"),
+             "-o", out])
+    refused(r, 2, ["SD 2.x checkpoint", "pads with <|endoftext|>"], "SD 2.x checkpoint, SD 1.x tokenizer", [out])
+    r = run([sower, "convert", os.path.join(tmp, "std-sd1.safetensors"), "--tokenizer", os.path.join(std2, "tokenizer"),
+             "-o", out])
+    refused(r, 2, ["SD 1.x checkpoint", "pads with another token"], "SD 1.x checkpoint, SD 2.x tokenizer", [out])
+    no_conv_in = os.path.join(tmp, "no-conv-in.safetensors")
+    random_checkpoint(os.path.join(std1, "ldm_tensors.json"), no_conv_in, 1,
+                      drop=("model.diffusion_model.input_blocks.0.0.weight",))
+    r = run([sower, "convert", no_conv_in, "--tokenizer", os.path.join(std1, "tokenizer"), "-o", out])
+    refused(r, 2, ["no tensor 'model.diffusion_model.input_blocks.0.0.weight'", "give --config"],
+            "no conv_in to infer from", [out])
+    r = run([sower, "convert", no_conv_in, "--tokenizer", os.path.join(std1, "tokenizer"), "--config", std1, "-o", out])
+    refused(r, 2, ["usage: sower convert"], "both --config and --tokenizer", [out])
+    print("inferred configs refused (exit 2, nothing written): another family's tokenizer both ways, no conv_in, "
+          "--config with --tokenizer")
+
+
 def main():
     sower, data = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     with tempfile.TemporaryDirectory() as tmp:
+        check_inferred(sower, data, tmp)
         for name in ("tiny-sd1", "tiny-sd1-bf16", "tiny-sd2"):
             folder, ckpt, out = os.path.join(data, name), os.path.join(tmp, name + ".safetensors"), os.path.join(tmp, name)
             subprocess.run([sys.executable, os.path.join(HERE, "sd_single_file.py"), folder, ckpt, "--extras"],
@@ -129,7 +201,7 @@ def main():
         r = run([sower, "convert", os.path.join(tmp, "no-vae.safetensors"), "--config", sd1, "-o", out])
         refused(r, 2, ["no VAE (first_stage_model.*) tensors"], "no VAE", [out, partial])
         r = run([sower, "convert", ckpt1, "-o", out])
-        refused(r, 2, ["usage: sower convert"], "no --config", [out, partial])
+        refused(r, 2, ["usage: sower convert"], "neither --config nor --tokenizer", [out, partial])
         os.mkdir(partial)
         open(os.path.join(partial, "notes.txt"), "w").write("mine")
         r = run([sower, "convert", ckpt1, "--config", sd1, "-o", out])

@@ -1,10 +1,12 @@
-/* cmd_convert.c: `sower convert CHECKPOINT.safetensors --config DIR -o OUT_DIR`: a single-file Stable
+/* cmd_convert.c: `sower convert CHECKPOINT.safetensors (--config DIR | --tokenizer DIR) -o OUT_DIR`: a single-file Stable
  * Diffusion 1.x/2.x checkpoint (as AUTOMATIC1111 and ComfyUI users have them) into the diffusers
  * folder every other command reads. Names are mapped as diffusers' single-file loader maps them
  * (model/ldm_names.h); every tensor's bytes are copied as stored (F16 stays F16), so a render from
  * the folder is the render diffusers makes from the checkpoint. The configs and the tokenizer come
  * from DIR, a diffusers folder of the same architecture (its weights are not read), as
- * diffusers' from_single_file(..., config=DIR) takes them.
+ * diffusers' from_single_file(..., config=DIR) takes them; or, with --tokenizer DIR (a CLIPTokenizer's
+ * files), the configs are inferred from the checkpoint's tensors (model/ldm_config.h), as diffusers'
+ * from_single_file does without config= (it fetches SD 1.5's or SD 2.1's, which sower cannot).
  *
  * Written as OUT_DIR.partial (marked by sower-convert.json) and renamed when whole and loaded
  * back; an existing OUT_DIR is never replaced, an interrupted OUT_DIR.partial is made again. */
@@ -23,6 +25,8 @@
 #include "commands.h"
 #include "config_file.h"
 #include "json_keys.h"
+#include "clip_tokenizer.h"
+#include "ldm_config.h"
 #include "ldm_names.h"
 #include "model.h"
 #include "outfile.h"
@@ -42,16 +46,19 @@ static int path_join(char *out, size_t size, const char *dir, const char *name)
 }
 
 typedef struct {
-    const char *checkpoint, *config_dir, *out_dir;
+    const char *checkpoint, *config_dir, *tokenizer_dir, *out_dir;
+    LdmConfigs inferred; /* --tokenizer: the configs from the tensors */
 } ConvertOptions;
 
-enum { OPT_CONFIG, OPT_OUT, N_CONVERT_OPTS };
-static const CliOption convert_options[N_CONVERT_OPTS] = {{"--config", NULL, 1}, {"-o", "--output", 1}};
+enum { OPT_CONFIG, OPT_TOKENIZER, OPT_OUT, N_CONVERT_OPTS };
+static const CliOption convert_options[N_CONVERT_OPTS] = {
+    {"--config", NULL, 1}, {"--tokenizer", NULL, 1}, {"-o", "--output", 1}};
 
 static int on_option(void *ctx, int index, const char *v)
 {
     ConvertOptions *o = ctx;
     if (index == OPT_CONFIG) o->config_dir = v;
+    if (index == OPT_TOKENIZER) o->tokenizer_dir = v;
     if (index == OPT_OUT) o->out_dir = v;
     return SOWER_OK;
 }
@@ -179,6 +186,31 @@ static void plan_free(Plan *p)
     free(p->names);
 }
 
+/* --tokenizer DIR: its bos, eos and pad ids (the text encoder's config names them). */
+static int tokenizer_ids(const char *dir, LdmTokenIds *ids)
+{
+    ClipTokenizer *t = NULL;
+    SOWER_TRY(clip_tokenizer_load(&t, dir));
+    int32_t bos, eos, pad;
+    clip_tokenizer_special_ids(t, &bos, &eos, &pad);
+    clip_tokenizer_free(t);
+    ids->bos = bos, ids->eos = eos, ids->pad = pad;
+    return SOWER_OK;
+}
+
+/* SD 1.x's tokenizer pads with <|endoftext|> (its eos), SD 2.x's with "!": another family's tokenizer
+ * would change every prompt's embedding past its end. */
+static int check_tokenizer_family(const LdmTokenIds *ids, const char *family, const char *dir, const char *ckpt)
+{
+    const int sd2 = strcmp(family, "SD 2.x") == 0, pads_with_eos = ids->pad == ids->eos;
+    if (sd2 == pads_with_eos)
+        return SOWER_FAIL(SOWER_EMODEL, "%s is an %s checkpoint, but the tokenizer in %s pads with %s, as %s's: give "
+                                        "--tokenizer the tokenizer of the checkpoint's family",
+                          ckpt, family, dir, pads_with_eos ? "<|endoftext|>" : "another token",
+                          pads_with_eos ? "SD 1.x" : "SD 2.x (\"!\")");
+    return SOWER_OK;
+}
+
 /* The checkpoint's text encoder must be the family the config folder describes: SD 1.x's CLIP runs
  * quick_gelu, SD 2.x's OpenCLIP gelu. */
 static int check_family(const char *config_dir, const char *family, const char *ckpt)
@@ -221,25 +253,14 @@ static int copy_file(const char *from, const char *to)
     return SOWER_OK;
 }
 
-/* The folder's configs and tokenizer files, byte for byte. */
-static int copy_configs(const char *config_dir, const char *out)
+static const char *const CONFIG_FILES[] = {"model_index.json",        "scheduler/scheduler_config.json",
+                                           "unet/config.json",        "vae/config.json",
+                                           "text_encoder/config.json", NULL};
+
+/* The tokenizer folder's files (not its subfolders) into OUT/tokenizer, byte for byte. */
+static int copy_tokenizer(const char *tokenizer_from, const char *out)
 {
-    static const char *const files[] = {"model_index.json",        "scheduler/scheduler_config.json",
-                                        "unet/config.json",        "vae/config.json",
-                                        "text_encoder/config.json", NULL};
-    static const char *const dirs[] = {"scheduler", "unet", "vae", "text_encoder", "tokenizer", NULL};
-    char from[4200], to[4200];
-    for (int i = 0; dirs[i]; i++) {
-        SOWER_TRY(path_join(to, sizeof to, out, dirs[i]));
-        SOWER_TRY(make_dirs(to));
-    }
-    for (int i = 0; files[i]; i++) {
-        SOWER_TRY(path_join(from, sizeof from, config_dir, files[i]));
-        SOWER_TRY(path_join(to, sizeof to, out, files[i]));
-        SOWER_TRY(copy_file(from, to));
-    }
-    char tokenizer_from[4200], tokenizer_to[4200];
-    SOWER_TRY(path_join(tokenizer_from, sizeof tokenizer_from, config_dir, "tokenizer"));
+    char from[4200], to[4200], tokenizer_to[4200];
     SOWER_TRY(path_join(tokenizer_to, sizeof tokenizer_to, out, "tokenizer"));
     DIR *d = opendir(tokenizer_from);
     if (!d)
@@ -255,6 +276,36 @@ static int copy_configs(const char *config_dir, const char *out)
     closedir(d);
     SOWER_TRY(status);
     return SOWER_OK;
+}
+
+/* OUT's subfolders, then the configs: DIR's byte for byte (config_dir), or the inferred ones. */
+static int write_configs(const ConvertOptions *o, const char *out)
+{
+    static const char *const dirs[] = {"scheduler", "unet", "vae", "text_encoder", "tokenizer", NULL};
+    const char *const inferred[] = {o->inferred.model_index, o->inferred.scheduler, o->inferred.unet, o->inferred.vae,
+                                    o->inferred.text_encoder};
+    char from[4200], to[4200];
+    for (int i = 0; dirs[i]; i++) {
+        SOWER_TRY(path_join(to, sizeof to, out, dirs[i]));
+        SOWER_TRY(make_dirs(to));
+    }
+    for (int i = 0; CONFIG_FILES[i]; i++) {
+        SOWER_TRY(path_join(to, sizeof to, out, CONFIG_FILES[i]));
+        if (o->config_dir) {
+            SOWER_TRY(path_join(from, sizeof from, o->config_dir, CONFIG_FILES[i]));
+            SOWER_TRY(copy_file(from, to));
+            continue;
+        }
+        FILE *f = fopen(to, "wx");
+        const size_t n = strlen(inferred[i]);
+        const int ok = f && fwrite(inferred[i], 1, n, f) == n && fputc('\n', f) != EOF;
+        if (!f || fclose(f) != 0 || !ok) return SOWER_FAIL(SOWER_EIO, "cannot write '%s': %s", to, strerror(errno));
+    }
+    if (o->config_dir) {
+        SOWER_TRY(path_join(from, sizeof from, o->config_dir, "tokenizer"));
+        return copy_tokenizer(from, out);
+    }
+    return copy_tokenizer(o->tokenizer_dir, out);
 }
 
 /* Every part loads and binds from the new folder: a config that does not fit the checkpoint's
@@ -323,10 +374,17 @@ static int write_folder(const StFile *ckpt, const ConvertOptions *o, Plan *p, co
     SOWER_TRY(path_join(path, sizeof path, partial, MARKER));
     FILE *marker = fopen(path, "wx");
     if (!marker) return SOWER_FAIL(SOWER_EIO, "cannot create '%s': %s", path, strerror(errno));
-    fprintf(marker, "{\"converted_from\": \"%s\", \"config\": \"%s\", \"family\": \"%s\"}\n", ckpt->path,
-            o->config_dir, p->family);
-    if (fclose(marker) != 0) return SOWER_FAIL(SOWER_EIO, "cannot write '%s': %s", path, strerror(errno));
-    SOWER_TRY(copy_configs(o->config_dir, partial));
+    cJSON *facts = cJSON_CreateObject();
+    cJSON_AddStringToObject(facts, "converted_from", ckpt->path);
+    cJSON_AddStringToObject(facts, "config", o->config_dir ? o->config_dir : "inferred from the tensors");
+    if (o->tokenizer_dir) cJSON_AddStringToObject(facts, "tokenizer", o->tokenizer_dir);
+    cJSON_AddStringToObject(facts, "family", p->family);
+    char *text = cJSON_PrintUnformatted(facts);
+    cJSON_Delete(facts);
+    const int ok = text && fprintf(marker, "%s\n", text) > 0;
+    cJSON_free(text);
+    if (fclose(marker) != 0 || !ok) return SOWER_FAIL(SOWER_EIO, "cannot write '%s': %s", path, strerror(errno));
+    SOWER_TRY(write_configs(o, partial));
     static const char *const files[LDM_PARTS] = {"unet/diffusion_pytorch_model.safetensors",
                                                  "vae/diffusion_pytorch_model.safetensors",
                                                  "text_encoder/model.safetensors"};
@@ -343,28 +401,42 @@ int cmd_convert(int argc, char **argv)
     int help = 0;
     const CliParser parser = {"convert", convert_options, N_CONVERT_OPTS, on_option, on_positional, &o};
     SOWER_TRY(cli_parse(&parser, argc, argv, &help));
-    static const char usage[] = "usage: sower convert CHECKPOINT.safetensors --config DIR -o OUT_DIR";
+    static const char usage[] = "usage: sower convert CHECKPOINT.safetensors (--config DIR | --tokenizer DIR) -o OUT_DIR";
     if (help) {
         printf("%s\n\nA single-file Stable Diffusion 1.x/2.x checkpoint (the original LDM names, as AUTOMATIC1111 and\n"
                "ComfyUI load them) into a diffusers folder: names mapped as diffusers' single-file loader maps\n"
-               "them, every tensor's bytes kept as stored. DIR is a diffusers folder of the same architecture\n"
-               "(its model_index.json, configs and tokenizer are copied; its weights are not read).\n",
+               "them, every tensor's bytes kept as stored.\n"
+               "--config DIR: a diffusers folder of the same architecture (its model_index.json, configs and\n"
+               "tokenizer are copied; its weights are not read), as from_single_file(..., config=DIR).\n"
+               "--tokenizer DIR: the configs are inferred from the tensors (widths, depths, levels read from\n"
+               "them; heads, norm groups, activation, scheduler and sample size the family's: SD 1.5's for SD 1.x,\n"
+               "SD 2.1's, v-prediction at 768, for SD 2.x, as diffusers infers them); DIR holds the CLIPTokenizer\n"
+               "files (vocab.json, merges.txt, ...: SD 1.x pads with <|endoftext|>, SD 2.x with \"!\").\n",
                usage);
         return SOWER_OK;
     }
-    if (!o.checkpoint || !o.config_dir || !o.out_dir) return SOWER_FAIL(SOWER_EUSAGE, "%s", usage);
+    if (!o.checkpoint || !o.out_dir || !o.config_dir == !o.tokenizer_dir) return SOWER_FAIL(SOWER_EUSAGE, "%s", usage);
     struct stat st;
     if (lstat(o.out_dir, &st) == 0)
         return SOWER_FAIL(SOWER_EPATH, "'%s' exists: not replacing it (choose another -o, or remove it)", o.out_dir);
     LdmLayout layout = {0};
-    SOWER_TRY(config_int(o.config_dir, "unet", "layers_per_block", 0, &layout.unet_layers_per_block));
-    SOWER_TRY(config_int(o.config_dir, "vae", "up_block_types", 1, &layout.vae_up_blocks));
-    SOWER_TRY(config_int(o.config_dir, "text_encoder", "num_hidden_layers", 0, &layout.text_layers));
+    if (o.config_dir) {
+        SOWER_TRY(config_int(o.config_dir, "unet", "layers_per_block", 0, &layout.unet_layers_per_block));
+        SOWER_TRY(config_int(o.config_dir, "vae", "up_block_types", 1, &layout.vae_up_blocks));
+        SOWER_TRY(config_int(o.config_dir, "text_encoder", "num_hidden_layers", 0, &layout.text_layers));
+    }
+    LdmTokenIds ids = {0};
+    if (o.tokenizer_dir) SOWER_TRY(tokenizer_ids(o.tokenizer_dir, &ids));
     StFile ckpt;
     int status = safetensors_open_stored(&ckpt, o.checkpoint);
+    if (status == SOWER_OK && o.tokenizer_dir) status = ldm_infer_configs(&ckpt, &ids, &o.inferred);
+    if (status == SOWER_OK && o.tokenizer_dir) {
+        layout = o.inferred.layout;
+        status = check_tokenizer_family(&ids, o.inferred.family, o.tokenizer_dir, o.checkpoint);
+    }
     Plan p = {0};
     if (status == SOWER_OK) status = plan_tensors(&ckpt, &layout, &p);
-    if (status == SOWER_OK) status = check_family(o.config_dir, p.family, o.checkpoint);
+    if (status == SOWER_OK && o.config_dir) status = check_family(o.config_dir, p.family, o.checkpoint);
     char partial[4096];
     if (status == SOWER_OK && strlen(o.out_dir) > 3800) status = SOWER_FAIL(SOWER_EPATH, "output path '%s' is too long", o.out_dir);
     snprintf(partial, sizeof partial, "%.3800s.partial", o.out_dir);
@@ -384,7 +456,13 @@ int cmd_convert(int argc, char **argv)
         printf("sower convert: %s (%s) -> %s: UNet %d, VAE %d, text encoder %d tensors; %d ignored%s%s%s\n", o.checkpoint,
                p.family, o.out_dir, p.n[LDM_UNET], p.n[LDM_VAE], p.n[LDM_TEXT], p.ignored, p.ignored ? " (" : "",
                p.ignored_example, p.ignored > 1 ? ", ...)" : p.ignored ? ")" : "");
+    if (status == SOWER_OK && o.tokenizer_dir)
+        printf("  configs inferred from the tensors: %s (%s)\n", p.family,
+               strcmp(p.family, "SD 2.x") == 0 ? "SD 2.1's: v-prediction, 768x768; a 512x512 epsilon base model "
+                                                 "needs --config with its own scheduler and sample sizes"
+                                               : "SD 1.5's: PNDM, 512x512");
     plan_free(&p);
+    ldm_configs_free(&o.inferred);
     safetensors_close(&ckpt);
     SOWER_TRY(status);
     return SOWER_OK;

@@ -526,3 +526,8 @@ void clip_tokenizer_free(ClipTokenizer *t)
 int clip_tokenizer_max_length(const ClipTokenizer *t) { return t->max_length; }
 
 int32_t clip_tokenizer_pad_id(const ClipTokenizer *t) { return t->pad; }
+
+void clip_tokenizer_special_ids(const ClipTokenizer *t, int32_t *bos, int32_t *eos, int32_t *pad)
+{
+    *bos = t->bos, *eos = t->eos, *pad = t->pad;
+}
