@@ -21,7 +21,7 @@ tiny pipelines whose unseen hyper-parameters are their family's (validate/make_s
 checks with diffusers that from_single_file(CHECKPOINT, config=sower's inferred folder) loads the pipeline's
 own weights and configs). From their committed tensor lists a checkpoint with random weights is made;
 the inferred configs must be the pipeline's key for key, and renders through them the same, bit for bit,
-as through `--config` the pipeline's folder. Refused (exit 2): another family's tokenizer, a checkpoint
+as through `--config` the pipeline's folder; --dry-run shows them and writes nothing. Refused (exit 2): another family's tokenizer, a checkpoint
 without the UNet's conv_in (named), both or neither of --config/--tokenizer.
 
 usage: test_convert.py SOWER SD_DATA_DIR (holding tiny-sd1, tiny-sd1-bf16, tiny-sd2, std-sd1, std-sd2)
@@ -98,6 +98,11 @@ def check_inferred(sower, data, tmp):
         check(all(filecmp.cmp(os.path.join(folder, "tokenizer", f), os.path.join(inferred, "tokenizer", f), shallow=False)
                   for f in os.listdir(os.path.join(folder, "tokenizer"))), f"{name}: tokenizer files differ")
         r = run([sower, "convert", ckpt, "--config", folder, "-o", given])
+        before = sorted(os.listdir(tmp))
+        r = run([sower, "convert", ckpt, "--tokenizer", os.path.join(folder, "tokenizer"), "--dry-run"])
+        shown = r.stdout.split("== unet/config.json\n", 1)[-1].split("== ", 1)[0]
+        check(r.returncode == 0 and json.loads(shown) == json.load(open(os.path.join(inferred, "unet/config.json"))) and
+              sorted(os.listdir(tmp)) == before, f"{name}: --dry-run: {r.returncode} {r.stdout[:300]} {r.stderr[-300:]}")
         renders = []
         for model in (inferred, given):
             npy = os.path.join(tmp, f"{name}-{len(renders)}.npy")

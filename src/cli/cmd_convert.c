@@ -47,12 +47,13 @@ static int path_join(char *out, size_t size, const char *dir, const char *name)
 
 typedef struct {
     const char *checkpoint, *config_dir, *tokenizer_dir, *out_dir;
+    int dry_run;         /* --dry-run: check and show, write nothing */
     LdmConfigs inferred; /* --tokenizer: the configs from the tensors */
 } ConvertOptions;
 
-enum { OPT_CONFIG, OPT_TOKENIZER, OPT_OUT, N_CONVERT_OPTS };
+enum { OPT_CONFIG, OPT_TOKENIZER, OPT_OUT, OPT_DRY_RUN, N_CONVERT_OPTS };
 static const CliOption convert_options[N_CONVERT_OPTS] = {
-    {"--config", NULL, 1}, {"--tokenizer", NULL, 1}, {"-o", "--output", 1}};
+    {"--config", NULL, 1}, {"--tokenizer", NULL, 1}, {"-o", "--output", 1}, {"--dry-run", NULL, 0}};
 
 static int on_option(void *ctx, int index, const char *v)
 {
@@ -60,6 +61,7 @@ static int on_option(void *ctx, int index, const char *v)
     if (index == OPT_CONFIG) o->config_dir = v;
     if (index == OPT_TOKENIZER) o->tokenizer_dir = v;
     if (index == OPT_OUT) o->out_dir = v;
+    if (index == OPT_DRY_RUN) o->dry_run = 1;
     return SOWER_OK;
 }
 
@@ -395,13 +397,28 @@ static int write_folder(const StFile *ckpt, const ConvertOptions *o, Plan *p, co
     return SOWER_OK;
 }
 
+/* --dry-run: what the conversion would write. */
+static void show_plan(const ConvertOptions *o, const Plan *p)
+{
+    printf("sower convert --dry-run: %s (%s): UNet %d, VAE %d, text encoder %d tensors; %d ignored\n", o->checkpoint,
+           p->family, p->n[LDM_UNET], p->n[LDM_VAE], p->n[LDM_TEXT], p->ignored);
+    if (o->config_dir) {
+        printf("configs and tokenizer: %s\n", o->config_dir);
+        return;
+    }
+    const char *const texts[] = {o->inferred.model_index, o->inferred.scheduler, o->inferred.unet, o->inferred.vae,
+                                 o->inferred.text_encoder};
+    for (int i = 0; CONFIG_FILES[i]; i++) printf("== %s\n%s\n", CONFIG_FILES[i], texts[i]);
+}
+
 int cmd_convert(int argc, char **argv)
 {
     ConvertOptions o = {0};
     int help = 0;
     const CliParser parser = {"convert", convert_options, N_CONVERT_OPTS, on_option, on_positional, &o};
     SOWER_TRY(cli_parse(&parser, argc, argv, &help));
-    static const char usage[] = "usage: sower convert CHECKPOINT.safetensors (--config DIR | --tokenizer DIR) -o OUT_DIR";
+    static const char usage[] =
+        "usage: sower convert CHECKPOINT.safetensors (--config DIR | --tokenizer DIR) (-o OUT_DIR | --dry-run)";
     if (help) {
         printf("%s\n\nA single-file Stable Diffusion 1.x/2.x checkpoint (the original LDM names, as AUTOMATIC1111 and\n"
                "ComfyUI load them) into a diffusers folder: names mapped as diffusers' single-file loader maps\n"
@@ -411,13 +428,16 @@ int cmd_convert(int argc, char **argv)
                "--tokenizer DIR: the configs are inferred from the tensors (widths, depths, levels read from\n"
                "them; heads, norm groups, activation, scheduler and sample size the family's: SD 1.5's for SD 1.x,\n"
                "SD 2.1's, v-prediction at 768, for SD 2.x, as diffusers infers them); DIR holds the CLIPTokenizer\n"
-               "files (vocab.json, merges.txt, ...: SD 1.x pads with <|endoftext|>, SD 2.x with \"!\").\n",
+               "files (vocab.json, merges.txt, ...: SD 1.x pads with <|endoftext|>, SD 2.x with \"!\").\n"
+               "--dry-run: every check, then the tensor counts and the inferred configs on standard output;\n"
+               "nothing is written.\n",
                usage);
         return SOWER_OK;
     }
-    if (!o.checkpoint || !o.out_dir || !o.config_dir == !o.tokenizer_dir) return SOWER_FAIL(SOWER_EUSAGE, "%s", usage);
+    if (!o.checkpoint || !o.out_dir == !o.dry_run || !o.config_dir == !o.tokenizer_dir)
+        return SOWER_FAIL(SOWER_EUSAGE, "%s", usage);
     struct stat st;
-    if (lstat(o.out_dir, &st) == 0)
+    if (o.out_dir && lstat(o.out_dir, &st) == 0)
         return SOWER_FAIL(SOWER_EPATH, "'%s' exists: not replacing it (choose another -o, or remove it)", o.out_dir);
     LdmLayout layout = {0};
     if (o.config_dir) {
@@ -437,6 +457,13 @@ int cmd_convert(int argc, char **argv)
     Plan p = {0};
     if (status == SOWER_OK) status = plan_tensors(&ckpt, &layout, &p);
     if (status == SOWER_OK && o.config_dir) status = check_family(o.config_dir, p.family, o.checkpoint);
+    if (o.dry_run) {
+        if (status == SOWER_OK) show_plan(&o, &p);
+        plan_free(&p);
+        ldm_configs_free(&o.inferred);
+        safetensors_close(&ckpt);
+        return status;
+    }
     char partial[4096];
     if (status == SOWER_OK && strlen(o.out_dir) > 3800) status = SOWER_FAIL(SOWER_EPATH, "output path '%s' is too long", o.out_dir);
     snprintf(partial, sizeof partial, "%.3800s.partial", o.out_dir);
