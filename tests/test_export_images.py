@@ -41,6 +41,16 @@ output: {{path: out.h5}}
 SECOND_PROMPT = "l'été à Paris 🐱"
 
 
+def sums_ok(folder, what):
+    """DIR/SHA256SUMS (sha256sum's format) names every file of the export but the marker, each with its SHA-256."""
+    lines = open(os.path.join(folder, "SHA256SUMS"), encoding="utf-8").read().splitlines()
+    listed = {line[66:]: line[:64] for line in lines if line[64:66] == "  "}
+    files = sorted(n for n in os.listdir(folder) if n not in ("SHA256SUMS", "sower-export.json") and ".tmp." not in n)
+    wrong = [n for n in files if listed.get(n) != hashlib.sha256(open(os.path.join(folder, n), "rb").read()).hexdigest()]
+    return check(len(listed) == len(lines) and sorted(listed) == files and not wrong,
+                 f"{what}: SHA256SUMS lists {sorted(listed)[:4]}..., files {files[:4]}..., wrong {wrong[:3]}")
+
+
 def run(argv, **kw):
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, **kw)
 
@@ -118,7 +128,9 @@ def main():
         r = run([sower, "export", out, "--imagefolder", folder])
         check(r.returncode == 0 and "2 PNGs written, 2 already there" in r.stderr, f"rerun: {r.stderr[-400:]}")
         check(open(os.path.join(folder, "metadata.jsonl"), "rb").read() == first, "rerun: another metadata.jsonl")
-        print("rerun after an interruption: 2 PNGs written, 2 kept, the same metadata.jsonl")
+        sums_ok(folder, "imagefolder rerun")
+        print("rerun after an interruption: 2 PNGs written, 2 kept, the same metadata.jsonl; SHA256SUMS names every "
+              "file with its digest")
 
         # 3b. WebDataset shards: KEY.png + KEY.json per row, in row order; the same PNG bytes and metadata lines
         # as the imagefolder's; a shard deleted is made again byte for byte
@@ -143,6 +155,7 @@ def main():
             r = run([sower, "export", out, "--webdataset", shards, "--shard-size", "3"])
             check(r.returncode == 0 and "3 PNGs written, 1 already there" in r.stderr, f"--webdataset rerun: {r.stderr[-300:]}")
             check(open(os.path.join(shards, names[0]), "rb").read() == first_shard, "a shard made again differs")
+            sums_ok(shards, "webdataset")
             print("webdataset: 2 shards of KEY.png + KEY.json (the imagefolder's bytes and lines), a deleted shard "
                   "made again byte for byte")
 
@@ -162,6 +175,7 @@ def main():
                       {a: b for a, b in want.items() if a not in ("file_name", "png_sha256")}, f"--npy line {k}: {line}")
             r = run([sower, "export", out, "--npy", latents_dir, "--shard-size", "3"])
             check(r.returncode == 0 and "0 rows of latents written, 4 already there" in r.stderr, f"--npy rerun: {r.stderr}")
+            sums_ok(latents_dir, "--npy")
             print("latents shards: 2 .npy == /latents, their .jsonl lines; a rerun keeps them")
 
         # 4. refusals: exit 2, nothing written
@@ -239,8 +253,18 @@ def main():
             pngs = sorted(n for n in os.listdir(whole) if n.endswith(".png"))
             check(pngs == sorted(n for n in os.listdir(killed) if n.endswith(".png")) and len(pngs) == 2000,
                   "after kill -9: other PNG files")
-            print(f"kill -9 after {kept} of 2000 PNGs, the same command again: metadata.jsonl and the PNG names of "
-                  "the uninterrupted export")
+            check(open(os.path.join(killed, "SHA256SUMS"), "rb").read() == open(os.path.join(whole, "SHA256SUMS"), "rb").read(),
+                  "after kill -9: another SHA256SUMS")
+            # a row range exported into the same folder again: its lines replaced in place, the others kept
+            r = run([sower, "export", big, "--imagefolder", killed, "--rows", "100-109"])
+            check(r.returncode == 0 and "10 already there" in r.stderr, f"--rows 100-109 again: {r.stderr[-300:]}")
+            listed = [line[66:] for line in open(os.path.join(killed, "SHA256SUMS"), encoding="utf-8")]
+            check(len(listed) == 2001 and listed[-1] == "metadata.jsonl\n" and sums_ok(killed, "after --rows 100-109"),
+                  f"--rows 100-109: SHA256SUMS has {len(listed)} lines")
+            check(open(os.path.join(killed, "metadata.jsonl"), "rb").read() ==
+                  open(os.path.join(whole, "metadata.jsonl"), "rb").read(), "--rows 100-109: metadata.jsonl lost rows")
+            print(f"kill -9 after {kept} of 2000 PNGs, the same command again: metadata.jsonl, SHA256SUMS and the "
+                  "PNG names of the uninterrupted export; a row range again keeps the other rows' lines (SHA256SUMS, metadata.jsonl)")
 
         # 7. sample's arrays: `sower export OUT.npy` reads the record sample writes beside it (OUT.npy.json)
         latents_npy = os.path.join(tmp, "latents0.npy")

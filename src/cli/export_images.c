@@ -21,6 +21,7 @@
 
 #include "cpu_backend.h"
 #include "digest.h"
+#include "export_lines.h"
 #include "h5_layout.h"
 #include "npy.h"
 #include "outfile.h"
@@ -110,7 +111,8 @@ typedef struct {
     float *image;           /* (channels, height, width) decoded (or the row itself) */
     unsigned char *pixels;  /* (height, width, channels) */
     Bytes png;
-    OutFile metadata;       /* dir/metadata.jsonl (imagefolder) */
+    MergedLines metadata;   /* dir/metadata.jsonl (imagefolder) */
+    MergedLines sums;       /* dir/SHA256SUMS */
     uint64_t written, kept;
 } Export;
 
@@ -231,10 +233,13 @@ static int setup(Export *e)
     e->pixels = malloc(pixels);
     if (!e->latent || !e->image || !e->pixels) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for one image");
     SOWER_TRY(claim_dir(e));
+    char sums[4200];
+    snprintf(sums, sizeof sums, "%s/SHA256SUMS", e->dir);
+    SOWER_TRY(merged_lines_open(&e->sums, sums, sums_line_key));
     if (e->imagefolder) {
         char meta[4200];
         snprintf(meta, sizeof meta, "%s/metadata.jsonl", e->dir);
-        SOWER_TRY(outfile_open(&e->metadata, meta));
+        SOWER_TRY(merged_lines_open(&e->metadata, meta, metadata_line_key));
     }
     return SOWER_OK;
 }
@@ -400,10 +405,11 @@ static int export_row(Export *e, uint64_t r)
         if (status == SOWER_OK) status = digest_buffer(e->png.data, e->png.n, png_sha256);
         e->written++;
     }
+    if (status == SOWER_OK) status = sums_put(&e->sums, e->dir, f.row, name, png_sha256);
     if (status == SOWER_OK && e->imagefolder) {
         char *text = metadata_line(&f, name, png_sha256, 0);
-        status = text ? outfile_write(&e->metadata, text, strlen(text)) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-        if (status == SOWER_OK) status = outfile_write(&e->metadata, "\n", 1);
+        status = text ? merged_lines_put(&e->metadata, f.row, text, strlen(text)) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        if (status == SOWER_OK) status = merged_lines_put(&e->metadata, f.row, "\n", 1);
         cJSON_free(text);
     }
     cJSON_Delete(f.facts);
@@ -432,12 +438,13 @@ static int tar_member(struct archive *a, const char *name, const void *data, siz
  * shard is this job's, from a run before: kept). */
 static int export_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
 {
-    char shard[4200];
-    snprintf(shard, sizeof shard, "%s/shard-%06llu.tar", e->dir, (unsigned long long)k);
+    char shard[4200], shard_name[64];
+    snprintf(shard_name, sizeof shard_name, "shard-%06llu.tar", (unsigned long long)k);
+    snprintf(shard, sizeof shard, "%s/%s", e->dir, shard_name);
     struct stat st;
     if (stat(shard, &st) == 0) {
         e->kept += hi - lo;
-        return SOWER_OK;
+        return sums_put(&e->sums, e->dir, k, shard_name, NULL);
     }
     OutFile out = {0};
     SOWER_TRY(outfile_open(&out, shard));
@@ -467,6 +474,7 @@ static int export_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
     if (a) archive_write_free(a);
     if (status == SOWER_OK) status = outfile_commit(&out);
     outfile_free(&out);
+    if (status == SOWER_OK) status = sums_put(&e->sums, e->dir, k, shard_name, NULL);
     return status;
 }
 
@@ -476,14 +484,16 @@ static int export_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
 static int export_latent_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
 {
     const ExportSource *in = e->in;
-    char npy_name[64], npy[4200], jsonl[4200];
+    char npy_name[64], jsonl_name[64], npy[4200], jsonl[4200];
     snprintf(npy_name, sizeof npy_name, "shard-%06llu.npy", (unsigned long long)k);
+    snprintf(jsonl_name, sizeof jsonl_name, "shard-%06llu.jsonl", (unsigned long long)k);
     snprintf(npy, sizeof npy, "%s/%s", e->dir, npy_name);
-    snprintf(jsonl, sizeof jsonl, "%s/shard-%06llu.jsonl", e->dir, (unsigned long long)k);
+    snprintf(jsonl, sizeof jsonl, "%s/%s", e->dir, jsonl_name);
     struct stat st;
     if (stat(jsonl, &st) == 0 && stat(npy, &st) == 0) {
         e->kept += hi - lo;
-        return SOWER_OK;
+        SOWER_TRY(sums_put(&e->sums, e->dir, k, npy_name, NULL));
+        return sums_put(&e->sums, e->dir, k, jsonl_name, NULL);
     }
     OutFile array = {0}, lines = {0};
     unsigned char header[NPY_HEADER_MAX];
@@ -507,6 +517,8 @@ static int export_latent_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
     if (status == SOWER_OK) status = outfile_commit(&lines);
     outfile_free(&array);
     outfile_free(&lines);
+    if (status == SOWER_OK) status = sums_put(&e->sums, e->dir, k, npy_name, NULL);
+    if (status == SOWER_OK) status = sums_put(&e->sums, e->dir, k, jsonl_name, NULL);
     return status;
 }
 
@@ -523,13 +535,17 @@ int export_images(const ExportSource *in, const char *dir, ExportLayout layout, 
     } else {
         for (uint64_t r = first; r <= last && status == SOWER_OK; r++) status = export_row(&e, r);
     }
-    if (status == SOWER_OK && e.imagefolder) status = outfile_commit(&e.metadata);
+    if (status == SOWER_OK && e.imagefolder) status = merged_lines_commit(&e.metadata);
+    if (status == SOWER_OK && e.imagefolder) status = sums_put(&e.sums, dir, UINT64_MAX, "metadata.jsonl", NULL);
+    if (status == SOWER_OK) status = merged_lines_commit(&e.sums); /* last: its lines name only whole files */
     if (status == SOWER_OK)
         fprintf(stderr, "sower export: rows %llu-%llu -> %s (%llu %s written, %llu already there%s)\n",
                 (unsigned long long)first, (unsigned long long)last, dir, (unsigned long long)e.written,
                 layout == EXPORT_NPY ? "rows of latents" : "PNGs", (unsigned long long)e.kept,
                 layout == EXPORT_IMAGEFOLDER ? ", metadata.jsonl" : layout == EXPORT_WEBDATASET ? ", in tar shards" : "");
-    outfile_free(&e.metadata);
+    if (status == SOWER_OK) fprintf(stderr, "  every file's SHA-256: %s/SHA256SUMS (sha256sum -c SHA256SUMS)\n", dir);
+    merged_lines_free(&e.metadata);
+    merged_lines_free(&e.sums);
     compute_backend_close(&e.be);
     vae_free(&e.vae);
     free(e.stored);
