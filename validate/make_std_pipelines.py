@@ -36,14 +36,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # noqa: E
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SD15_SCHEDULER = {"_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
-                  "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000,
-                  "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None,
-                  "clip_sample": False}
-SD21_SCHEDULER = {"_class_name": "DDIMScheduler", "_diffusers_version": "0.8.0", "beta_end": 0.012,
-                  "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
-                  "num_train_timesteps": 1000, "prediction_type": "v_prediction", "set_alpha_to_one": False,
-                  "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None}
+# SD 1.5's and SD 2.1's scheduler configs, as the hub's folders hold them
+from make_sd_reference import SD15_SCHEDULER, SD21_SCHEDULER  # noqa: E402
 
 PIPELINES = {
     # name: tokenizer, seed, text encoder, UNet, VAE sample_size, scheduler
