@@ -225,6 +225,15 @@ int sample_record_read(SampleRecord *r, const char *npy_path, const int64_t *npy
                           "sower export reads arrays written by sower sample, or a run's HDF5 output",
                           npy_path, path, reason);
     }
+    const int status = sample_record_parse(r, path, bytes, n, npy_path, npy_shape, npy_ndim);
+    free(bytes);
+    return status;
+}
+
+int sample_record_parse(SampleRecord *r, const char *path, const unsigned char *bytes, size_t n, const char *npy_path,
+                        const int64_t *npy_shape, int npy_ndim)
+{
+    memset(r, 0, sizeof *r);
     cJSON *o = cJSON_ParseWithLength((const char *)bytes, n);
     const char *bad = NULL;
     int status = SOWER_OK;
@@ -241,7 +250,6 @@ int sample_record_read(SampleRecord *r, const char *npy_path, const int64_t *npy
     else if ((status = digest_buffer(bytes, n, d)) == SOWER_OK)
         digest_hex(d, r->record_hex);
     cJSON_Delete(o);
-    free(bytes);
     if (status != SOWER_OK) sample_record_free(r);
     return status;
 }

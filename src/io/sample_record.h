@@ -46,6 +46,9 @@ int sample_record_write(const char *npy_path, const Job *job, SampleRows rows_ar
 /* Reads npy_path's record; SOWER_EINPUT naming the record for one missing, malformed or of another array
  * (shape). r is freed again on failure. */
 int sample_record_read(SampleRecord *r, const char *npy_path, const int64_t *npy_shape, int npy_ndim) SOWER_MUST_CHECK;
+/* The same from the record's bytes (read from path, for messages). */
+int sample_record_parse(SampleRecord *r, const char *path, const unsigned char *bytes, size_t n, const char *npy_path,
+                        const int64_t *npy_shape, int npy_ndim) SOWER_MUST_CHECK;
 void sample_record_free(SampleRecord *r);
 
 #endif /* SOWER_SAMPLE_RECORD_H */

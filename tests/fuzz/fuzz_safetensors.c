@@ -1,6 +1,6 @@
 /* fuzz_safetensors.c: weight files (safetensors_open: header length, JSON header, dtypes, shapes,
  * offsets), and their tensor names as `sower convert` reads a single-file checkpoint's
- * (ldm_map_name). The input is the whole file, handed over as an in-memory file so that it is mapped
+ * (ldm_map_name) and the configs it infers from them (ldm_infer_configs). The input is the whole file, handed over as an in-memory file so that it is mapped
  * as a real one is. A file either opens with every tensor inside the mapping, its size matching its
  * shape and findable by its name, each name mapped, ignored or unknown with well-formed targets, or
  * fails with exit code 2 and a message naming the file. */
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "ldm_config.h"
 #include "ldm_names.h"
 #include "safetensors.h"
 
@@ -56,6 +57,24 @@ static void check_tensors(const StFile *f)
     (void)sink;
 }
 
+/* `sower convert --tokenizer`: configs inferred from the names and shapes, or exit code 2 naming the file. */
+static void check_inferred_configs(const StFile *f)
+{
+    static const LdmTokenIds ids = {49406, 49407, 49407};
+    LdmConfigs c;
+    const int status = ldm_infer_configs(f, &ids, &c);
+    if (status != SOWER_OK) {
+        fuzz_expect_input_error(status, f->path);
+        return;
+    }
+    FUZZ_ASSERT(c.unet && c.vae && c.text_encoder && c.scheduler && c.model_index && c.family,
+                "inferred configs missing");
+    FUZZ_ASSERT(c.layout.unet_layers_per_block >= 1 && c.layout.vae_up_blocks >= 1 && c.layout.text_layers >= 1,
+                "an inferred layout of %d/%d/%d", c.layout.unet_layers_per_block, c.layout.vae_up_blocks,
+                c.layout.text_layers);
+    ldm_configs_free(&c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fd = memfd_create("fuzz.safetensors", 0);
@@ -66,9 +85,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     StFile f;
     memset(&f, 0, sizeof f);
     int status = safetensors_open(&f, path);
-    if (status == SOWER_OK)
+    if (status == SOWER_OK) {
         check_tensors(&f);
-    else
+        check_inferred_configs(&f);
+    } else
         fuzz_expect_input_error(status, path);
     safetensors_close(&f);
     close(fd);
