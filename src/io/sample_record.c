@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,7 +171,7 @@ static int parse_record(SampleRecord *r, const cJSON *o, const char **bad)
     const cJSON *karras = p ? field(p, "karras", cJSON_IsBool) : NULL;
     const cJSON *generator = p ? field(p, "generator", cJSON_IsString) : NULL;
     if (!scheduler || scheduler_kind_parse(scheduler->valuestring, &job->scheduler) != SOWER_OK || !steps ||
-        steps->valuedouble < 1 || steps->valuedouble > INT_MAX || !eta || !karras || !generator ||
+        steps->valuedouble < 1 || steps->valuedouble > INT_MAX || !eta || !isfinite(eta->valuedouble) || !karras || !generator ||
         rng_kernel_parse(generator->valuestring, &job->generator) != SOWER_OK)
         return sower_error_clear(), *bad = "pipeline", -1;
     job->steps = steps->valueint, job->eta = eta->valuedouble, job->karras = cJSON_IsTrue(karras);
@@ -179,7 +180,10 @@ static int parse_record(SampleRecord *r, const cJSON *o, const char **bad)
     if (prompt) {
         const cJSON *guidance = field(p, "guidance", cJSON_IsNumber), *height = field(p, "height", cJSON_IsNumber);
         const cJSON *width = field(p, "width", cJSON_IsNumber), *clip_skip = field(p, "clip_skip", cJSON_IsNumber);
-        if (!guidance || !height || !width || !clip_skip) return *bad = "pipeline", -1;
+        if (!guidance || !isfinite(guidance->valuedouble) || !height || height->valuedouble < 0 ||
+            height->valuedouble > 1 << 20 || !width || width->valuedouble < 0 || width->valuedouble > 1 << 20 ||
+            !clip_skip || clip_skip->valuedouble < 0 || clip_skip->valuedouble > 1024)
+            return *bad = "pipeline", -1;
         job->guidance = guidance->valuedouble, job->height = height->valueint, job->width = width->valueint;
         job->clip_skip = clip_skip->valueint;
         job->decode = r->rows_are == SAMPLE_ROWS_IMAGES;
