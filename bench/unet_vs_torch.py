@@ -8,7 +8,9 @@ usage: PYTHON_WITH_DIFFUSERS bench/unet_vs_torch.py BUILD_DIR MODEL_DIR [--threa
 Runs, alternating sower and torch in every round (this machine's speed drifts), and reports the
 best round of each: UNet forward ms per sample at batch 1, 8, 32; a 50-step DDIM render of 8 seeds
 (wall time and peak RSS of the whole process); this machine's SGEMM peak through sower's BLIS path;
-sower's per-operation profile at batch 8. One forward is 12.44 GFLOP as a direct convolution counts
+sower's per-operation profile at batch 8. --kernels auto,blis,haswell runs sower's part once per BLIS
+kernel family in every round (SOWER_KERNELS: auto is sower's choice, blis BLIS's own detection), side by
+side with the same torch. One forward is 12.44 GFLOP as a direct convolution counts
 it; "% peak" is that count over sower's time against the SGEMM peak, so it passes 100% where the
 Winograd route (src/cpu/winograd.h) does fewer multiplies. Timing only, never asserts.
 PyTorch runs with torch.set_num_threads(THREADS), no_grad, oneDNN (mkldnn) convolutions.
@@ -77,7 +79,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--kernels", default="auto", help="comma-separated SOWER_KERNELS values to compare")
     a = ap.parse_args()
+    families = a.kernels.split(",")
     env_note = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS") if k in os.environ}
     best = {}
 
@@ -85,43 +89,51 @@ def main():
         if key not in best or (value < best[key] if lower_is_better else value > best[key]):
             best[key] = value
 
+    identity = {}
     for rnd in range(a.rounds):
-        for b in (1, 8, 32):
-            out = subprocess.run([f"{a.build}/bench/bench_unet", a.model, str(a.threads), str(b), str(a.seconds)],
-                                 capture_output=True, text=True, check=True).stdout
-            keep(("sower", b), float(re.search(r"([\d.]+) ms/sample", out).group(1)))
+        for fam in families:
+            env = dict(os.environ, SOWER_KERNELS=fam)
+            for b in (1, 8, 32):
+                out = subprocess.run([f"{a.build}/bench/bench_unet", a.model, str(a.threads), str(b), str(a.seconds)],
+                                     capture_output=True, text=True, check=True, env=env).stdout
+                keep(("sower", fam, b), float(re.search(r"([\d.]+) ms/sample", out).group(1)))
+            _, wall, rss = run_measured(["env", f"SOWER_KERNELS={fam}", f"{a.build}/sower", "sample", a.model, "--seeds",
+                                         "0-7", "--steps", "50", "--batch", "8", "--threads", str(a.threads), "--force",
+                                         "-o", "/tmp/sower_bench.npy"])
+            keep(("sower_render", fam), wall)
+            keep(("sower_rss", fam), rss)
+            out = subprocess.run([f"{a.build}/bench/bench_sgemm", str(a.threads), "1.5"], capture_output=True, text=True,
+                                 check=True, env=env).stdout
+            keep(("sgemm", fam), float(re.search(r"peak threads \d+: ([\d.]+)", out).group(1)), lower_is_better=False)
+            info = subprocess.run([f"{a.build}/sower", "info", a.model], capture_output=True, text=True, env=env).stdout
+            identity[fam] = (re.search(r"CPU kernels:\s+(BLIS \S+ \S+)", info) or re.search("(.*)", "?")).group(1)
         body, _, _ = run_measured([sys.executable, "-c", TORCH_FORWARD, a.model, str(a.threads), str(a.seconds)])
         for b, ms in json.loads(body).items():
             keep(("torch", int(b)), ms)
-        _, wall, rss = run_measured([f"{a.build}/sower", "sample", a.model, "--seeds", "0-7", "--steps", "50",
-                                     "--batch", "8", "--threads", str(a.threads), "--force", "-o", "/tmp/sower_bench.npy"])
-        keep("sower_render", wall)
-        keep("sower_rss", rss)
         body, wall, rss = run_measured([sys.executable, "-c", TORCH_RENDER, a.model, str(a.threads)])
         keep("torch_render", float(body.strip().splitlines()[-1]))
         keep("torch_render_wall", wall)
         keep("torch_rss", rss)
-        out = subprocess.run([f"{a.build}/bench/bench_sgemm", str(a.threads), "1.5"], capture_output=True, text=True,
-                             check=True).stdout
-        keep("sgemm", float(re.search(r"peak threads \d+: ([\d.]+)", out).group(1)), lower_is_better=False)
         print(f"round {rnd + 1}/{a.rounds} done", file=sys.stderr, flush=True)
 
-    peak = best["sgemm"]
     print(f"threads {a.threads}, best of {a.rounds} rounds (sower and torch alternating); {env_note or ''}")
-    print(f"SGEMM peak (BLIS, {a.threads} threads): {peak:.1f} GFLOP/s")
-    print(f"{'UNet forward':24} {'sower ms/sample':>16} {'torch ms/sample':>16} {'speed-up':>9} {'% peak (direct FLOP)':>21}")
-    for b in (1, 8, 32):
-        s, t = best[("sower", b)], best[("torch", b)]
-        pct = 100 * GFLOP_PER_FORWARD / (s / 1e3) / peak
-        print(f"{'batch ' + str(b):24} {s:16.1f} {t:16.1f} {t / s:8.2f}x {pct:20.0f}%")
-    print(f"{'DDIM 50 steps, 8 seeds':24} {best['sower_render']:15.1f}s {best['torch_render_wall']:15.1f}s "
-          f"{best['torch_render_wall'] / best['sower_render']:8.2f}x   (process wall time; torch loop alone "
-          f"{best['torch_render']:.1f}s)")
-    print(f"{'peak RSS (render)':24} {best['sower_rss']:13.0f}MiB {best['torch_rss']:13.0f}MiB "
-          f"{best['sower_rss'] / best['torch_rss']:8.2f}x")
+    for fam in families:
+        peak = best[("sgemm", fam)]
+        print(f"\nSOWER_KERNELS={fam}: {identity[fam]}; SGEMM peak ({a.threads} threads): {peak:.1f} GFLOP/s")
+        print(f"{'UNet forward':24} {'sower ms/sample':>16} {'torch ms/sample':>16} {'speed-up':>9} {'% peak (direct FLOP)':>21}")
+        for b in (1, 8, 32):
+            s, t = best[("sower", fam, b)], best[("torch", b)]
+            pct = 100 * GFLOP_PER_FORWARD / (s / 1e3) / peak
+            print(f"{'batch ' + str(b):24} {s:16.1f} {t:16.1f} {t / s:8.2f}x {pct:20.0f}%")
+        render = best[("sower_render", fam)]
+        print(f"{'DDIM 50 steps, 8 seeds':24} {render:15.1f}s {best['torch_render_wall']:15.1f}s "
+              f"{best['torch_render_wall'] / render:8.2f}x   (process wall time; torch loop alone "
+              f"{best['torch_render']:.1f}s)")
+        print(f"{'peak RSS (render)':24} {best[('sower_rss', fam)]:13.0f}MiB {best['torch_rss']:13.0f}MiB "
+              f"{best[('sower_rss', fam)] / best['torch_rss']:8.2f}x")
     prof = subprocess.run([f"{a.build}/bench/bench_unet", a.model, str(a.threads), "8", str(a.seconds), "--profile"],
-                          capture_output=True, text=True, check=True).stdout
-    print("sower per-operation profile, batch 8:")
+                          capture_output=True, text=True, check=True, env=dict(os.environ, SOWER_KERNELS=families[0])).stdout
+    print(f"sower per-operation profile, batch 8, SOWER_KERNELS={families[0]}:")
     print("\n".join(prof.splitlines()[1:]))
 
 

@@ -2,10 +2,10 @@
 #                [ENVIRONMENT k=v...] [TIMEOUT s] [WORKING_DIRECTORY dir])
 # The one way tests are registered. Labels: unit, ref, mpi, slurm, gpu, slow (ctest -L / -LE).
 # RANKS n runs the command under the MPI launcher with n ranks (oversubscribed, root allowed) and
-# adds the mpi label. USES_MPI marks a test that initialises MPI without a launcher (one rank).
+# adds the mpi label. Label kernels: a check rerun with one BLIS kernel family forced (tests/with_kernels.sh). USES_MPI marks a test that initialises MPI without a launcher (one rank).
 # Under the sanitizers such tests keep ASan/UBSan but not leak checks: Open MPI's dlopened
 # components leave allocations at exit that no suppression file can name. Every test treats exit code 77 as SKIPPED (missing GPU, optional input).
-set(SOWER_TEST_LABELS unit ref mpi slurm gpu slow)
+set(SOWER_TEST_LABELS unit ref mpi slurm gpu slow kernels)
 find_program(SOWER_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
 if(NOT SOWER_PYTHON3)
   find_program(SOWER_PYTHON3 NAMES python3 REQUIRED)

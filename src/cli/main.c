@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "gemm.h"
 #include "err.h"
 
 typedef struct {
@@ -73,8 +74,10 @@ int main(int argc, char **argv)
         return 0;
     }
     for (int i = 0; i < N_COMMANDS; i++)
-        if (strcmp(name, commands[i].name) == 0)
-            return finish(commands[i].run(argc - 2, argv + 2));
+        if (strcmp(name, commands[i].name) == 0) {
+            const int status = gemm_choose_kernels(); /* before BLIS's first use */
+            return finish(status == SOWER_OK ? commands[i].run(argc - 2, argv + 2) : status);
+        }
     if (name[0] == '-')
         fprintf(stderr, "sower: unknown option '%s'\n\n", name);
     else

@@ -1,11 +1,17 @@
+#define _POSIX_C_SOURCE 200809L /* setenv */
 /* gemm.c: BLIS expert-interface calls with the sup path disabled (see gemm.h). */
 #include "gemm.h"
 
 #include <blis.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
+
 static int gemm_thread_count = 1;
+
+static void ensure_kernels(void);
 
 void gemm_set_threads(int threads) { gemm_thread_count = threads > 0 ? threads : 1; }
 
@@ -14,6 +20,7 @@ int gemm_threads(void) { return gemm_thread_count; }
 static void call_blis(trans_t transa, trans_t transb, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                       float *c, int ldc, int accumulate)
 {
+    ensure_kernels();
     rntm_t rntm;
     bli_rntm_init(&rntm);
     bli_rntm_set_num_threads(gemm_thread_count, &rntm);
@@ -46,20 +53,29 @@ void gemm_f32_at(int m, int n, int k, const float *a, int lda, const float *b, i
 static GemmPacking packing;
 static sgemm_ukr_ft packing_ukr;
 static cntx_t *packing_cntx;
+/* The kernel prefers column-stored C (skx): each tile is computed as its transpose, C^T = B^T A^T, the
+ * caller's B panels as the kernel's A and A panels as its B, written column-stored, which is C row-stored.
+ * That is the very call BLIS makes for gemm_f32 then (it transposes the whole problem for such a kernel),
+ * so the bits stay gemm_f32's. */
+static int packing_transposed;
 
 const GemmPacking *gemm_packing(void)
 {
     static int state; /* 0 not asked yet, 1 usable, -1 not usable */
     if (!state) {
+        ensure_kernels();
         packing_cntx = bli_gks_query_cntx();
         packing_ukr = (sgemm_ukr_ft)bli_cntx_get_l3_nat_ukr_dt(BLIS_FLOAT, BLIS_GEMM_UKR, packing_cntx);
-        packing.mr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, packing_cntx);
-        packing.nr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, packing_cntx);
+        const int mr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, packing_cntx);
+        const int nr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, packing_cntx);
         packing.kc = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, packing_cntx);
         packing.kc_max = (int)bli_cntx_get_blksz_max_dt(BLIS_FLOAT, BLIS_KC, packing_cntx);
-        /* Row-stored C is what the conventional path hands a row-preferring kernel untransposed. */
-        int rows = bli_cntx_l3_nat_ukr_prefers_rows_dt(BLIS_FLOAT, BLIS_GEMM_UKR, packing_cntx);
-        state = rows && packing_ukr && packing.mr > 0 && packing.nr > 0 && packing.kc > 0 ? 1 : -1;
+        /* Row-stored C is what the conventional path hands a row-preferring kernel untransposed; a
+         * column-preferring one gets the transposed problem: the caller's MR is then the kernel's NR. */
+        packing_transposed = !bli_cntx_l3_nat_ukr_prefers_rows_dt(BLIS_FLOAT, BLIS_GEMM_UKR, packing_cntx);
+        packing.mr = packing_transposed ? nr : mr;
+        packing.nr = packing_transposed ? mr : nr;
+        state = packing_ukr && packing.mr > 0 && packing.nr > 0 && packing.kc > 0 ? 1 : -1;
     }
     return state > 0 ? &packing : NULL;
 }
@@ -96,13 +112,91 @@ void gemm_tile(int m, int n, int kc, const float *ap, const float *bp, float *c,
     float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     auxinfo_t aux;
     memset(&aux, 0, sizeof aux);
+    if (packing_transposed) { /* the tile of C^T (n, m), column-stored: C's tile row-stored */
+        bli_auxinfo_set_next_ab((void *)bp, (void *)ap, &aux);
+        packing_ukr(n, m, kc, &one, (float *)bp, (float *)ap, &beta, c, 1, ldc, &aux, packing_cntx);
+        return;
+    }
     bli_auxinfo_set_next_ab((void *)ap, (void *)bp, &aux); /* prefetch hints only */
     packing_ukr(m, n, kc, &one, (float *)ap, (float *)bp, &beta, c, ldc, 1, &aux, packing_cntx);
+}
+
+/* ---- the kernel family ---- */
+
+typedef struct {
+    const char *name; /* BLIS's name of the configuration */
+    arch_t id;
+    int (*runs_here)(void);
+} KernelFamily;
+
+static int has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
+static int has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static const KernelFamily families[] = {{"skx", BLIS_ARCH_SKX, has_avx512},
+                                        {"haswell", BLIS_ARCH_HASWELL, has_avx2},
+                                        {"zen3", BLIS_ARCH_ZEN3, has_avx2},
+                                        {"zen2", BLIS_ARCH_ZEN2, has_avx2},
+                                        {"zen", BLIS_ARCH_ZEN, has_avx2}};
+
+static void use_family(const KernelFamily *f)
+{
+    char id[16];
+    snprintf(id, sizeof id, "%d", (int)f->id);
+    setenv("BLIS_ARCH_TYPE", id, 1); /* read once, when BLIS first initialises */
+}
+
+static int kernels_chosen;
+
+/* Every BLIS use in sower is in this file: each first makes sure the family is chosen (main chooses it
+ * first, to report a bad SOWER_KERNELS; tests and benchmarks get the same choice here). */
+static void ensure_kernels(void)
+{
+    if (!kernels_chosen && gemm_choose_kernels() != SOWER_OK) {
+        fprintf(stderr, "sower: %s: BLIS's own choice instead\n", sower_error_message());
+        sower_error_clear();
+    }
+}
+
+int gemm_choose_kernels(void)
+{
+    if (kernels_chosen) return SOWER_OK;
+    kernels_chosen = 1;
+    const char *asked = getenv("SOWER_KERNELS");
+    if (asked && strcmp(asked, "blis") == 0) return SOWER_OK; /* BLIS's own detection (or its BLIS_ARCH_TYPE) */
+    if (asked && *asked && strcmp(asked, "auto") != 0) {
+        for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+            if (strcmp(asked, families[i].name) == 0) {
+                if (!families[i].runs_here())
+                    return SOWER_FAIL(SOWER_EUSAGE, "SOWER_KERNELS=%s: this CPU lacks the instructions of BLIS's %s kernels",
+                                      asked, asked);
+                use_family(&families[i]);
+                return SOWER_OK;
+            }
+        return SOWER_FAIL(SOWER_EUSAGE, "SOWER_KERNELS=%s: expected auto, blis, skx, haswell, zen3, zen2 or zen", asked);
+    }
+    if (getenv("BLIS_ARCH_TYPE")) return SOWER_OK; /* BLIS's own override, as its user set it */
+    /* Measured (bench/unet_vs_torch.py --kernels): on an Intel Xeon with AVX-512 BLIS may pick haswell
+     * (its AVX-512 check counts FMA units), and skx is faster there (154 vs 96 GFLOP/s per thread); on AMD
+     * Zen 4, whose AVX-512 is 256 bits wide inside, BLIS's zen3 is faster than skx (102 vs 97 GFLOP/s). */
+    __builtin_cpu_init();
+    if (has_avx512() && __builtin_cpu_is("intel")) use_family(&families[0]);
+    return SOWER_OK;
 }
 
 const char *gemm_backend_identity(void)
 {
     static char identity[128];
+    ensure_kernels();
     if (!identity[0])
         snprintf(identity, sizeof identity, "BLIS %s %s (conventional path, sup off)", bli_info_get_version_str(),
                  bli_arch_string(bli_arch_query_id()));

@@ -16,6 +16,8 @@
 
 #include <stddef.h>
 
+#include "err.h"
+
 /* Threads BLIS may use for one call (>= 1). */
 void gemm_set_threads(int threads);
 int gemm_threads(void);
@@ -44,8 +46,9 @@ typedef struct {
     int kc, kc_max; /* BLIS's KC blocksize for float (default, maximum) */
 } GemmPacking;
 
-/* NULL where this BLIS configuration's float microkernel prefers column-stored C (BLIS would then
- * run the transposed product, C^T = B^T A^T): callers must use gemm_f32 instead. */
+/* The packing of this BLIS configuration's float microkernel (NULL only if BLIS gives none). A kernel
+ * that prefers column-stored C (skx) computes each tile transposed, C^T = B^T A^T, as BLIS's own gemm
+ * does for it: mr is then the kernel's NR and nr its MR; the panels' layouts below are the same. */
 const GemmPacking *gemm_packing(void);
 /* Depth of the KC panel that starts at p0 < k (BLIS's forward blocksize rule). */
 int gemm_kc_panel(const GemmPacking *g, int p0, int k);
@@ -60,6 +63,12 @@ void gemm_pack_a_panel(const GemmPacking *g, int m, int k, const float *a, int l
  * ap: kk * MR + r; bp: kk * NR + j, aligned to 64 bytes; c: row stride ldc. */
 void gemm_tile(int m, int n, int kc, const float *ap, const float *bp, float *c, int ldc, int accumulate);
 
+/* Chooses BLIS's kernel family, before BLIS's first use (main does it first): SOWER_KERNELS=skx, haswell,
+ * zen3, zen2 or zen forces one (SOWER_EUSAGE where this CPU lacks its instructions), =blis leaves BLIS's
+ * own detection; else BLIS_ARCH_TYPE if its user set it; else (auto) skx on an Intel CPU with AVX-512 (F,
+ * DQ, BW, VL), BLIS's own detection otherwise (measured: gemm.c).
+ * The family is part of the backend identity: bits compare only within one. */
+int gemm_choose_kernels(void) SOWER_MUST_CHECK;
 /* "BLIS 0.9.0 zen3 (conventional path, sup off)": the kernel family, for provenance. */
 const char *gemm_backend_identity(void);
 
