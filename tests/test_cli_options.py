@@ -107,6 +107,13 @@ expect_usage_error(["check", "a.yaml", "b.yaml"], "b.yaml")
 expect_usage_error(["noise", "--seed", "0", "--shape", "2", "-o", "x", "stray"], "stray")
 expect_usage_error(["sample", model, "--seeds=5-3", "-o", "x.npy"], "5-3")
 expect_usage_error(["sample", model, "--seeds=-9223372036854775809", "-o", "x.npy"], "-9223372036854775809")
+# SOWER_KERNELS (the BLIS kernel family): an unknown name exits 2 naming it, before anything runs
+r = subprocess.run([sower, "info", model], capture_output=True, text=True, timeout=600,
+                   env=dict(os.environ, SOWER_KERNELS="avx9000"))
+check(r.returncode == 2 and "SOWER_KERNELS=avx9000" in r.stderr, f"SOWER_KERNELS=avx9000: {r.returncode} {r.stderr!r}")
+r = subprocess.run([sower, "info", model], capture_output=True, text=True, timeout=600,
+                   env=dict(os.environ, SOWER_KERNELS="blis"))
+check(r.returncode == 0 and "CPU kernels:" in r.stdout, f"SOWER_KERNELS=blis: {r.returncode} {r.stderr!r}")
 for command in ("noise", "sample", "info", "check", "run", "verify", "export", "submit", "tokenize"):
     r = run(command, "--help")
     check(r.returncode == 0 and "usage" in r.stdout, f"{command} --help: exit {r.returncode}")

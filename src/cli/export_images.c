@@ -22,7 +22,6 @@
 #include "cpu_backend.h"
 #include "digest.h"
 #include "export_lines.h"
-#include "h5_layout.h"
 #include "npy.h"
 #include "outfile.h"
 #include "vae.h"

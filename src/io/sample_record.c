@@ -210,7 +210,6 @@ static int parse_record(SampleRecord *r, const cJSON *o, const char **bad)
     r->backend = copy(backend);
     snprintf(job->name, sizeof job->name, "sample");
     job->model_path = copy(model_path);
-    job->batch = 1;
     return r->backend && job->model_path ? 0 : (*bad = "model", -1);
 }
 
