@@ -16,6 +16,7 @@
 #include "gpu_test.h"
 #include "model.h"
 #include "rng.h"
+#include "vae.h"
 
 /* |gpu - cpu| <= tol * (1 + max |cpu|): in fp32 the two differ only by reduction order and libm;
  * in tf32 every matrix product's inputs lose 13 mantissa bits (relative 2^-11 each). */
@@ -354,6 +355,105 @@ static void test_scheduler_step(void)
 /* The whole UNet forward of a real model folder, through unet_forward_on (weights copied to the
  * device through the backend's mirror of the model): GPU vs CPU at batch 3 with three timesteps,
  * and each sample alone bit for bit as in the batch. */
+/* ---- UNet2DConditionModel's transformer operations ---- */
+
+static float *layer_norm_on(const ComputeBackend *be, const float *gamma, const float *beta, const float *x, int c,
+                            int b, int h, int w)
+{
+    float *dg = put(be, gamma, c), *db = put(be, beta, c);
+    LayerNormParams p = {dg, db, c, 1e-5f};
+    Act a = put_act(be, x, c, b, h, w);
+    CHECK(be->ops->layer_norm(be->ctx, &p, &a, &a) == SOWER_OK, "layer_norm failed"); /* in place, as unet.c may */
+    float *host = get(be, a.data, act_numel(&a));
+    be->ops->act_free(be->ctx, &a);
+    be->ops->buffer_free(be->ctx, dg), be->ops->buffer_free(be->ctx, db);
+    return host;
+}
+
+/* The CPU's arithmetic exactly (moments in double in channel order, then fmaf): the same bits. */
+static void test_layer_norm(int c, int b, int h, int w)
+{
+    char name[96];
+    snprintf(name, sizeof name, "layer_norm C%d B%d %dx%d", c, b, h, w);
+    float *gamma = randn(c, 51, 0.5f), *beta = randn(c, 52, 0.5f), *x = randn((size_t)c * b * h * w, 53, 2.0f);
+    for (int i = 0; i < c; i++)
+        gamma[i] += 1.0f;
+    const size_t n = (size_t)c * b * h * w;
+    float *ref = layer_norm_on(&cpu, gamma, beta, x, c, b, h, w), *got = layer_norm_on(&gpu, gamma, beta, x, c, b, h, w);
+    compare(name, ref, got, n);
+    CHECK(memcmp(ref, got, n * sizeof(float)) == 0, "%s: not the CPU's bits", name);
+    free(gamma), free(beta), free(x), free(ref), free(got);
+}
+
+/* q (c, b, nq tokens as hq x wq), k and v (c, b, 1 x nk) -> out on backend be, as host (c, b, nq). */
+static float *attention_heads_on(const ComputeBackend *be, int heads, const float *q, const float *k, const float *v,
+                                 int c, int b, int hq, int wq, int nk)
+{
+    Act dq = put_act(be, q, c, b, hq, wq), dk = put_act(be, k, c, b, 1, nk), dv = put_act(be, v, c, b, 1, nk), o = {0};
+    CHECK(be->ops->attention_heads(be->ctx, heads, &dq, &dk, &dv, &o) == SOWER_OK, "attention_heads failed");
+    float *host = get(be, o.data, act_numel(&o));
+    be->ops->act_free(be->ctx, &dq), be->ops->act_free(be->ctx, &dk), be->ops->act_free(be->ctx, &dv);
+    be->ops->act_free(be->ctx, &o);
+    return host;
+}
+
+/* Against the CPU's (a score matrix, exact softmax) within tolerance; each sample's bits the same alone as
+ * in the batch. nk = 0 means self-attention (keys: the queries' own tokens). */
+static void test_attention_heads(int c, int heads, int b, int hq, int wq, int nk, float spread)
+{
+    char name[96];
+    const int self = nk == 0, nq = hq * wq;
+    nk = self ? nq : nk;
+    snprintf(name, sizeof name, "attention_heads C%d/%d B%d %dx%d %s %d", c, heads, b, hq, wq,
+             self ? "self" : "cross", nk);
+    float *q = randn((size_t)c * b * nq, 61, spread), *k = self ? q : randn((size_t)c * b * nk, 62, spread);
+    float *v = randn((size_t)c * b * nk, 63, 1.0f);
+    float *ref = attention_heads_on(&cpu, heads, q, k, v, c, b, hq, wq, nk);
+    float *got = attention_heads_on(&gpu, heads, q, k, v, c, b, hq, wq, nk);
+    compare(name, ref, got, (size_t)c * b * nq);
+    float *alone = malloc(sizeof(float) * c * b * nq), *qs = malloc(sizeof(float) * c * nq);
+    float *ks = malloc(sizeof(float) * c * nk), *vs = malloc(sizeof(float) * c * nk);
+    for (int s = 0; s < b; s++) {
+        take_sample(q, c, b, nq, s, qs), take_sample(k, c, b, nk, s, ks), take_sample(v, c, b, nk, s, vs);
+        float *one = attention_heads_on(&gpu, heads, qs, ks, vs, c, 1, hq, wq, nk);
+        memcpy(alone + (size_t)s * c * nq, one, sizeof(float) * c * nq);
+        free(one);
+    }
+    check_batch_invariance(name, got, alone, c, b, nq);
+    float *again = attention_heads_on(&gpu, heads, q, k, v, c, b, hq, wq, nk);
+    CHECK(memcmp(again, got, sizeof(float) * c * b * nq) == 0, "%s: a repeat differs", name);
+    free(q), free(v), free(ref), free(got), free(alone), free(qs), free(ks), free(vs), free(again);
+    if (!self)
+        free(k);
+}
+
+/* GEGLU (erf: libm's erff against CUDA's, within tolerance) and guidance (exact: two roundings each). */
+static void test_geglu_guidance(void)
+{
+    const int c = 6, b = 3, h = 5, w = 7;
+    const size_t n = (size_t)c * b * h * w;
+    float *x = randn(n, 71, 3.0f), *u = randn(n, 72, 1.0f), *res[2][2];
+    const ComputeBackend *bes[2] = {&cpu, &gpu};
+    for (int i = 0; i < 2; i++) {
+        const ComputeBackend *be = bes[i];
+        Act a = put_act(be, x, c, b, h, w), g = {0};
+        CHECK(be->ops->geglu(be->ctx, &a, &g) == SOWER_OK && g.c == c / 2, "geglu failed");
+        res[i][0] = get(be, g.data, n / 2);
+        float *du = put(be, u, n), *out = NULL;
+        CHECK(be->ops->buffer_alloc(be->ctx, &out, n) == SOWER_OK, "alloc");
+        CHECK(be->ops->guidance(be->ctx, du, a.data, 7.5f, out, n) == SOWER_OK, "guidance failed");
+        res[i][1] = get(be, out, n);
+        be->ops->act_free(be->ctx, &a), be->ops->act_free(be->ctx, &g);
+        be->ops->buffer_free(be->ctx, du), be->ops->buffer_free(be->ctx, out);
+    }
+    compare("geglu C6 B3 5x7", res[0][0], res[1][0], n / 2);
+    compare("guidance 7.5", res[0][1], res[1][1], n);
+    CHECK(memcmp(res[0][1], res[1][1], n * sizeof(float)) == 0, "guidance: not the CPU's bits");
+    for (int i = 0; i < 2; i++)
+        free(res[i][0]), free(res[i][1]);
+    free(x), free(u);
+}
+
 static void test_forward(const char *dir, const CudaOptions *opt)
 {
     Model m;
@@ -381,21 +481,63 @@ static void test_forward(const char *dir, const CudaOptions *opt)
     float *x = randn(per * b, 77, 1.0f), *ref = malloc(sizeof(float) * per * b), *got = malloc(sizeof(float) * per * b);
     float *one = malloc(sizeof(float) * per);
     float ts[3] = {999, 500, 1};
-    CHECK(unet_forward_on(&mc, x, ts, b, h, w, ref) == SOWER_OK, "cpu forward");
-    CHECK(unet_forward_on(&mg, x, ts, b, h, w, got) == SOWER_OK, "gpu forward");
+    /* A conditional model (Stable Diffusion) sees 77 tokens of text embeddings per sample. */
+    const int tokens = 77, dim = cfg->conditional ? cfg->cross_attention_dim : 0;
+    float *emb = cfg->conditional ? randn((size_t)b * tokens * dim, 78, 1.0f) : NULL; /* (b, tokens, dim) */
+#define FORWARD(be, x, ts, nb, emb, out)                                                                        \
+    ((emb) ? unet_forward_on_cond(be, x, ts, emb, tokens, nb, h, w, out) : unet_forward_on(be, x, ts, nb, h, w, out))
+    CHECK(FORWARD(&mc, x, ts, b, emb, ref) == SOWER_OK, "cpu forward");
+    CHECK(FORWARD(&mg, x, ts, b, emb, got) == SOWER_OK, "gpu forward");
     char name[160];
     snprintf(name, sizeof name, "UNet forward B3 (%s)%s", dir, opt->tf32 ? " tf32" : "");
     compare(name, ref, got, per * b);
     int differ = 0;
     for (int s = 0; s < b; s++) {
-        CHECK(unet_forward_on(&mg, x + per * s, &ts[s], 1, h, w, one) == SOWER_OK, "gpu forward batch 1");
+        CHECK(FORWARD(&mg, x + per * s, &ts[s], 1, emb ? emb + (size_t)s * tokens * dim : NULL, one) == SOWER_OK,
+              "gpu forward batch 1");
         differ += memcmp(one, got + per * s, sizeof(float) * per) != 0;
     }
     CHECK(differ == 0, "UNet forward: %d of %d samples differ between batch %d and batch 1", differ, b, b);
-    free(x), free(ref), free(got), free(one);
+#undef FORWARD
+    free(x), free(ref), free(got), free(one), free(emb);
     compute_backend_close(&mg);
     compute_backend_close(&mc);
     model_free(&m);
+}
+
+/* A pipeline folder's VAE decoder on both backends (its weights mirrored to the device once, then
+ * reused: the second decode must give the first's bits). Skipped for folders without vae/. */
+static void test_vae(const char *dir, const CudaOptions *opt)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/vae/config.json", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    fclose(f);
+    Vae v;
+    UNet none;
+    memset(&none, 0, sizeof none);
+    ComputeBackend mg;
+    if (vae_load(&v, dir) != SOWER_OK || compute_backend_cuda(&mg, &none, opt) != SOWER_OK) {
+        sower_error_print(stderr, 1);
+        CHECK(0, "VAE of %s on both backends", dir);
+        return;
+    }
+    const int b = 2, h = 8, w = 8, f8 = v.cfg.scale_factor;
+    const size_t in = (size_t)v.cfg.latent_channels * h * w, out = (size_t)v.cfg.out_channels * h * f8 * w * f8;
+    float *z = randn(in * b, 81, 1.0f), *ref = malloc(sizeof(float) * out * b), *got = malloc(sizeof(float) * out * b);
+    float *again = malloc(sizeof(float) * out);
+    CHECK(vae_decode(&cpu, &v, z, b, h, w, ref) == SOWER_OK, "cpu decode");
+    CHECK(vae_decode(&mg, &v, z, b, h, w, got) == SOWER_OK, "gpu decode");
+    CHECK(vae_decode(&mg, &v, z + in, 1, h, w, again) == SOWER_OK, "gpu decode again");
+    char name[160];
+    snprintf(name, sizeof name, "VAE decode B2 %dx%d (%s)%s", h, w, dir, opt->tf32 ? " tf32" : "");
+    compare(name, ref, got, out * b);
+    CHECK(memcmp(again, got + out, sizeof(float) * out) == 0, "VAE: a second decode (weights reused) differs");
+    free(z), free(ref), free(got), free(again);
+    compute_backend_close(&mg);
+    vae_free(&v);
 }
 
 #ifdef SOWER_TEST_EMULATED
@@ -444,14 +586,16 @@ static void test_table_complete(void)
 int main(int argc, char **argv)
 {
     /* --small: fewer, smaller cases (the emulated build runs every GPU thread as a host fiber);
-     * --model DIR: also a whole forward pass of that model folder. */
+     * --model DIR (up to 4 times): also a whole forward pass of that model folder (a conditional one with
+     * random text embeddings). */
     int small = 0;
-    const char *model_dir = NULL;
+    const char *model_dirs[4] = {NULL};
+    int n_models = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--small") == 0)
             small = 1;
         else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
-            model_dir = argv[++i];
+            model_dirs[n_models++ % 4] = argv[++i];
     }
 #ifndef SOWER_TEST_EMULATED /* built against tests/cuda_emu: there is always its one "device" */
     gpu_test_devices_or_skip("test_gpu_ops");
@@ -497,7 +641,12 @@ int main(int argc, char **argv)
             test_linear(3, 32, 130);
             test_attention(32, 1, 3, 4, 4);
             test_attention(32, 4, 3, 3, 5);
+            test_attention_heads(16, 2, 3, 5, 7, 0, 1.0f);  /* 35 queries and keys: partial tiles */
+            test_attention_heads(24, 3, 2, 4, 4, 77, 2.0f); /* cross: 77 keys, 3 key tiles */
+            test_attention_heads(40, 1, 2, 2, 3, 0, 1.0f);  /* head width 40 (SD 1.5's first level) */
             if (!tf32) {
+                test_layer_norm(24, 3, 5, 7);
+                test_geglu_guidance();
                 test_group_norm(64, 32, 3, 4, 4, 1);
                 test_group_norm(8, 1, 3, 17, 19, 0); /* more elements than a block's threads */
             }
@@ -509,7 +658,15 @@ int main(int argc, char **argv)
             test_attention(256, 1, 7, 16, 16);
             test_attention(64, 4, 7, 8, 8);
             test_attention(32, 2, 7, 3, 5);
+            test_attention_heads(320, 8, 2, 32, 32, 0, 1.0f);  /* SD 1.5's first level, 1024 tokens */
+            test_attention_heads(320, 8, 3, 16, 16, 77, 3.0f); /* cross-attention over 77 text tokens */
+            test_attention_heads(640, 10, 2, 8, 8, 0, 1.0f);   /* SD 2.x: heads of 64 */
+            test_attention_heads(1280, 8, 2, 8, 8, 77, 1.0f);  /* heads of 160 */
+            test_attention_heads(512, 2, 2, 4, 4, 0, 1.0f);    /* heads of 256, the widest */
             if (!tf32) {
+                test_layer_norm(320, 3, 32, 32);
+                test_layer_norm(1280, 3, 8, 8);
+                test_geglu_guidance();
                 test_group_norm(128, 32, 7, 32, 32, 1);
                 test_group_norm(96, 32, 7, 8, 8, 0);
                 test_group_norm(64, 1, 7, 5, 3, 1);
@@ -521,8 +678,10 @@ int main(int argc, char **argv)
             test_scheduler_step();
         }
         compute_backend_close(&gpu);
-        if (model_dir)
-            test_forward(model_dir, &opt);
+        for (int i = 0; i < n_models && i < 4; i++) {
+            test_forward(model_dirs[i], &opt);
+            test_vae(model_dirs[i], &opt);
+        }
 #ifdef SOWER_TEST_EMULATED
         test_tile_choice(&small_convs[1], tf32);
 #endif

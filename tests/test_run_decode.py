@@ -10,7 +10,7 @@
    rendered again, and the file == the uninterrupted run's.
 4. `sower verify --all` re-decodes and passes; an altered image in a finished file fails it (exit 1).
 5. `sower export --imagefolder` takes the run's images: each PNG's pixels == /images.
-6. Refused, exit 2: decode in a UNet2DModel job, decode on the cuda backend, and --resume of a decoding
+6. Refused, exit 2: decode in a UNet2DModel job, decode on the cuda backend without a device, and --resume of a decoding
    job's partial by the same job without decode (its job key differs).
 
 usage: test_run_decode.py SOWER MPIEXEC SD_DIR UNET2D_DIR
@@ -171,8 +171,10 @@ def main():
                                                                                    f"{r.returncode} {r.stderr[-300:]}")
         cuda = write_job(os.path.join(tmp, "cuda.yaml"), sd, extra=", backend: cuda")
         r = run(sower, mpiexec, ["run", cuda, "-o", os.path.join(tmp, "cuda.h5")])
-        check(r.returncode == 2 and ("pipeline.decode runs on the CPU backend" in r.stderr or "CUDA" in r.stderr
-                                     or "cuda" in r.stderr), f"decode, cuda: {r.returncode} {r.stderr[-300:]}")
+        # (decoding on the cuda backend is allowed: where a GPU is visible, the run simply succeeds)
+        check(r.returncode == 0 or (r.returncode == 2 and ("no CUDA device" in r.stderr
+                                                           or "without the CUDA backend" in r.stderr)),
+              f"decode, cuda without a device: {r.returncode} {r.stderr[-300:]}")
         partial = os.path.join(tmp, "half.h5")
         p = subprocess.Popen([sower, "run", slow, "-o", partial, "--batch", "1"], stderr=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, env=dict(os.environ, SOWER_PROGRESS_SECONDS="0"))
@@ -187,7 +189,7 @@ def main():
         r = run(sower, mpiexec, ["run", plain, "-o", partial, "--resume"])
         check(r.returncode == 2 and "decode: uint8" in r.stderr, f"--resume without decode: {r.returncode} "
                                                                  f"{r.stderr[-400:]}")
-        print("refused, exit 2: decode with a UNet2DModel, decode on cuda, --resume of a decoding job's partial "
+        print("refused, exit 2: decode with a UNet2DModel, decode on cuda without a device, --resume of a decoding job's partial "
               "without decode")
     sys.exit(finish())
 

@@ -275,8 +275,6 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
         return SOWER_FAIL(SOWER_EUSAGE,
                           "--precision tf32 needs --backend cuda (the CPU backend computes in fp32)");
     if (o->scheduler_given) SOWER_TRY(check_scheduler_options(o));
-    if (o->decode && o->backend == BACKEND_CUDA)
-        return SOWER_FAIL(SOWER_EUSAGE, "--decode runs the VAE on the cpu backend only so far: use --backend cpu");
     struct stat st;
     if (o->trace_dir) {
         if (stat(o->trace_dir, &st) != 0 || !S_ISDIR(st.st_mode))

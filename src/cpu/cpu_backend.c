@@ -243,6 +243,15 @@ const char *compute_backend_cpu_identity(void)
     return identity;
 }
 
+/* The CPU's operations read the host's weights where they are. */
+static int cpu_mirror_weights(void *ctx, const unsigned char key[32], const WeightList *list, const void *host,
+                              size_t size, void *mirror)
+{
+    (void)ctx, (void)key, (void)list;
+    memcpy(mirror, host, size);
+    return SOWER_OK;
+}
+
 int compute_backend_cpu(ComputeBackend *be, const UNet *u)
 {
     memset(be, 0, sizeof *be);
@@ -254,6 +263,7 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u)
     be->unet = u;
     be->kind = BACKEND_CPU;
     be->close = cpu_close;
+    be->mirror_weights = cpu_mirror_weights;
     snprintf(be->identity, sizeof be->identity, "%s", compute_backend_cpu_identity());
     be->determinism = "per-seed torch.Generator('cpu').manual_seed(seed); activations (C,B,H,W), one GEMM per conv "
                       "over the batch (16 over its tiles for Winograd convs), BLIS conventional path with sup off; "

@@ -12,6 +12,15 @@
 
 enum { ATTENTION_SCORES_BUDGET = 64 << 20 }; /* floats of attention scores at a time (256 MiB) */
 
+enum { MAX_MIRRORS = 4 };
+
+/* Another model's weights on the device (mirror_weights), by its weight file's digest. */
+typedef struct {
+    unsigned char key[32];
+    float *block; /* (n_values,) its parameters in the list's order */
+    size_t n_values;
+} WeightMirror;
+
 typedef struct {
     int device;
     int sms;          /* the device's multiprocessors: gpu_gemm's tile size follows */
@@ -20,6 +29,8 @@ typedef struct {
     float *weights;   /* (n_weights,) every parameter of the model, in the UNet's parameter order */
     size_t n_weights;
     UNet mirror;      /* the model with each parameter pointing into weights */
+    WeightMirror others[MAX_MIRRORS]; /* the VAE's, ...: uploaded once each */
+    int n_others;
 } CudaContext;
 
 static cudaStream_t stream_of(void *ctx) { return ((CudaContext *)ctx)->stream; }
@@ -256,6 +267,34 @@ static int cuda_divide_scalar(void *ctx, const float *x, float divisor, float *y
     return SOWER_OK;
 }
 
+static int cuda_layer_norm(void *ctx, const LayerNormParams *p, const Act *in, Act *out)
+{
+    return gpu_layer_norm(p, in, out, stream_of(ctx));
+}
+
+static int cuda_attention_heads(void *ctx, int heads, const Act *q, const Act *k, const Act *v, Act *out)
+{
+    SOWER_TRY(cuda_act_alloc(ctx, out, q->c, q->b, q->h, q->w));
+    int status = gpu_attention_heads(heads, q, k, v, out, stream_of(ctx));
+    if (status != SOWER_OK)
+        cuda_act_free(ctx, out);
+    return status;
+}
+
+static int cuda_geglu(void *ctx, const Act *in, Act *out)
+{
+    SOWER_TRY(cuda_act_alloc(ctx, out, in->c / 2, in->b, in->h, in->w));
+    int status = gpu_geglu(in, out, stream_of(ctx));
+    if (status != SOWER_OK)
+        cuda_act_free(ctx, out);
+    return status;
+}
+
+static int cuda_guidance(void *ctx, const float *uncond, const float *cond, float scale, float *out, size_t n)
+{
+    return gpu_guidance(uncond, cond, scale, out, n, stream_of(ctx));
+}
+
 static const UNetOps cuda_ops = {
     cuda_act_alloc,
     cuda_act_free,
@@ -276,12 +315,10 @@ static const UNetOps cuda_ops = {
     cuda_concat_channels,
     cuda_scheduler_step,
     cuda_divide_scalar,
-    /* UNet2DConditionModel's transformer operations: not on this backend yet (the GPU issue), so a
-     * conditional model is refused by name (unet_forward_resident_cond). */
-    NULL, /* layer_norm */
-    NULL, /* attention_heads */
-    NULL, /* geglu */
-    NULL, /* guidance */
+    cuda_layer_norm,
+    cuda_attention_heads,
+    cuda_geglu,
+    cuda_guidance,
 };
 
 /* ---- set-up ---- */
@@ -294,6 +331,8 @@ static void cuda_close(void *ctx)
         cudaStreamDestroy(c->stream);
     }
     cudaFree(c->weights);
+    for (int i = 0; i < c->n_others; i++)
+        cudaFree(c->others[i].block);
     /* Give the pool's cached blocks back: ranks sharing a GPU should not keep each other's peaks. */
     cudaMemPool_t pool;
     if (c->stream && cudaDeviceGetDefaultMemPool(&pool, c->device) == cudaSuccess)
@@ -301,35 +340,68 @@ static void cuda_close(void *ctx)
     free(c);
 }
 
-/* Copies every parameter of u into one device block (unless opt says they arrive over NCCL) and
- * points the mirror's parameters there. The mirror is u itself with each parameter slot (a field
- * of u) moved to the same field of the copy. */
-static int upload_weights(CudaContext *c, const UNet *u, const CudaOptions *opt)
+/* Points *mirror's parameter slots (the fields of `host` that list's slots are, moved to the same
+ * fields of *mirror, a copy of host) at consecutive tensors of block, and copies host's tensors there
+ * unless `copy` is 0 (they arrive over NCCL, or are there already). *n_values: the floats used. */
+static int place_weights(CudaContext *c, const WeightList *list, const void *host, size_t size, void *mirror,
+                         float *block, int copy, size_t *n_values)
 {
-    if (u->weights.n_values > 0)
-        GPU_CUDA_TRY(cudaMalloc((void **)&c->weights, (size_t)u->weights.n_values * sizeof(float)));
-    c->mirror = *u;
-    memset(&c->mirror.weights, 0, sizeof c->mirror.weights); /* the list stays with u */
+    memcpy(mirror, host, size);
     size_t offset = 0;
-    for (int i = 0; i < u->weights.n_params; i++) {
-        const WeightParam *p = &u->weights.params[i];
+    for (int i = 0; i < list->n_params; i++) {
+        const WeightParam *p = &list->params[i];
         size_t numel = 1;
         for (int d = 0; d < p->ndim; d++)
             numel *= (size_t)p->shape[d];
-        ptrdiff_t field = (const char *)p->slot - (const char *)u;
-        if (field < 0 || (size_t)field + sizeof(float *) > sizeof *u)
+        ptrdiff_t field = (const char *)p->slot - (const char *)host;
+        if (field < 0 || (size_t)field + sizeof(float *) > size)
             return SOWER_FAIL(SOWER_EINTERNAL, "parameter '%s' is not a field of the model", p->name);
-        if (!opt->weights_arrive)
-            GPU_CUDA_TRY(cudaMemcpyAsync(c->weights + offset, *p->slot, numel * sizeof(float), cudaMemcpyHostToDevice,
+        if (copy)
+            GPU_CUDA_TRY(cudaMemcpyAsync(block + offset, *p->slot, numel * sizeof(float), cudaMemcpyHostToDevice,
                                          c->stream));
-        *(const float **)((char *)&c->mirror + field) = c->weights + offset;
+        *(const float **)((char *)mirror + field) = block + offset;
         offset += numel;
     }
-    c->n_weights = offset;
+    *n_values = offset;
     /* On the backend's own stream, then waited for: a pageable copy may still be in flight when
      * cudaMemcpy returns, and the stream does not wait for the legacy one. */
     GPU_CUDA_TRY(cudaStreamSynchronize(c->stream));
     return SOWER_OK;
+}
+
+/* Copies every parameter of u into one device block (unless opt says they arrive over NCCL) and
+ * points the mirror's parameters there. */
+static int upload_weights(CudaContext *c, const UNet *u, const CudaOptions *opt)
+{
+    if (u->weights.n_values > 0)
+        GPU_CUDA_TRY(cudaMalloc((void **)&c->weights, (size_t)u->weights.n_values * sizeof(float)));
+    SOWER_TRY(place_weights(c, &u->weights, u, sizeof *u, &c->mirror, c->weights, !opt->weights_arrive,
+                            &c->n_weights));
+    memset(&c->mirror.weights, 0, sizeof c->mirror.weights); /* the list stays with u */
+    return SOWER_OK;
+}
+
+static int cuda_mirror_weights(void *ctx, const unsigned char key[32], const WeightList *list, const void *host,
+                               size_t size, void *mirror)
+{
+    CudaContext *c = (CudaContext *)ctx;
+    for (int i = 0; i < c->n_others; i++) {
+        WeightMirror *w = &c->others[i];
+        if (memcmp(w->key, key, 32) == 0 && w->n_values == (size_t)list->n_values) {
+            size_t placed = 0;
+            return place_weights(c, list, host, size, mirror, w->block, 0, &placed);
+        }
+    }
+    if (c->n_others == MAX_MIRRORS)
+        return SOWER_FAIL(SOWER_EINTERNAL, "backend cuda: more than %d models' weights on one device", MAX_MIRRORS);
+    WeightMirror *w = &c->others[c->n_others];
+    GPU_CUDA_TRY(cudaMalloc((void **)&w->block, (size_t)(list->n_values > 0 ? list->n_values : 1) * sizeof(float)));
+    memcpy(w->key, key, 32);
+    c->n_others++;
+    int status = place_weights(c, list, host, size, mirror, w->block, 1, &w->n_values);
+    if (status != SOWER_OK)
+        memset(w->key, 0, 32), w->n_values = (size_t)-1; /* never matched: the copy may be partial */
+    return status;
 }
 
 extern "C" int compute_backend_cuda_receive(ComputeBackend *be, void *nccl_comm)
@@ -413,5 +485,6 @@ extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const Cud
     be->kind = BACKEND_CUDA;
     be->determinism = c->tf32 ? cuda_determinism_tf32 : cuda_determinism_fp32;
     be->close = cuda_close;
+    be->mirror_weights = cuda_mirror_weights;
     return SOWER_OK;
 }

@@ -557,3 +557,236 @@ int gpu_scheduler_step(const StepCoefficients *k, const float *m, float *x, cons
     }
     return SOWER_OK;
 }
+
+/* ---- UNet2DConditionModel's transformer operations ------------------------------------------ */
+
+/* One thread per token (pixel of a sample): the CPU's arithmetic exactly (op_layer_norm_channels:
+ * both moments in double over the channels in order, then fmaf), so the bits are the CPU's too.
+ * Neighbouring threads read neighbouring tokens of a channel: coalesced. y may be x. */
+__global__ static void layer_norm_kernel(const float *x, float *y, const float *gamma, const float *beta, int c,
+                                         size_t n, float eps)
+{
+    const size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n)
+        return;
+    double sum = 0.0;
+    for (int ch = 0; ch < c; ch++)
+        sum += (double)x[(size_t)ch * n + t];
+    const double mean = sum / (double)c;
+    double sq = 0.0;
+    for (int ch = 0; ch < c; ch++) {
+        const double d = (double)x[(size_t)ch * n + t] - mean;
+        sq += d * d;
+    }
+    const float mean_f = (float)mean, rstd = (float)(1.0 / sqrt(sq / (double)c + (double)eps));
+    for (int ch = 0; ch < c; ch++) {
+        const size_t i = (size_t)ch * n + t;
+        y[i] = fmaf((x[i] - mean_f) * rstd, gamma[ch], beta[ch]);
+    }
+}
+
+int gpu_layer_norm(const LayerNormParams *p, const Act *x, Act *y, cudaStream_t s)
+{
+    const size_t n = act_plane(x);
+    if (n) {
+        GPU_LAUNCH(layer_norm_kernel, ew_blocks(n), EW_THREADS, s, x->data, y->data, p->gamma, p->beta, x->c, n,
+                   p->eps);
+        GPU_LAUNCH_TRY();
+    }
+    return SOWER_OK;
+}
+
+/* out[ch] = in[ch] * gelu(in[half + ch]), erf gelu as the CPU's row_gelu_erf writes it. */
+__global__ static void geglu_kernel(const float *in, float *out, size_t half_values)
+{
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= half_values)
+        return;
+    const float gate = in[half_values + i];
+    out[i] = in[i] * (0.5f * gate * (1.0f + erff(gate * 0.70710678118654752f)));
+}
+
+int gpu_geglu(const Act *in, Act *out, cudaStream_t s)
+{
+    const size_t n = act_numel(out); /* (C / 2, B, H, W): the value half is in's first n values */
+    if (n) {
+        GPU_LAUNCH(geglu_kernel, ew_blocks(n), EW_THREADS, s, in->data, out->data, n);
+        GPU_LAUNCH_TRY();
+    }
+    return SOWER_OK;
+}
+
+__global__ static void guidance_kernel(const float *uncond, const float *cond, float scale, float *out, size_t n)
+{
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        out[i] = uncond[i] + scale * (cond[i] - uncond[i]); /* --fmad=false: the CPU's two roundings */
+}
+
+int gpu_guidance(const float *uncond, const float *cond, float scale, float *out, size_t n, cudaStream_t s)
+{
+    if (n) {
+        GPU_LAUNCH(guidance_kernel, ew_blocks(n), EW_THREADS, s, uncond, cond, scale, out, n);
+        GPU_LAUNCH_TRY();
+    }
+    return SOWER_OK;
+}
+
+/* Attention over heads, flash-style: a block holds FA_Q queries of one (sample, head) and walks the
+ * keys in tiles of FA_K, from the first to the last, keeping per query a running maximum m, a running
+ * sum l (double) and the output accumulators; a tile's scores never leave shared memory. For each tile:
+ *   s(i, j) = (sum_d q(d, i) k(d, j), fmaf over d in order) * scale      (keys past the end: -inf)
+ *   m' = max(m, max_j s(i, j)); alpha = exp(m - m'); p(i, j) = exp(s(i, j) - m')
+ *   l = l alpha + sum_j p(i, j) (in order); o(d, i) = o(d, i) alpha, then fmaf(v(d, j), p(i, j), .) over j in order
+ * and at the end o / l. Every step's order is set by the key count and the tile sizes, which are
+ * constants: never by the batch, the grid or the device, so a sample's bits are the same in any batch.
+ * Work per thread: scores of 4 queries x 2 keys; outputs of 4 queries x DR dims (dims t/16 + 16 r). */
+enum { FA_Q = 64, FA_K = 32, FA_D = 16, FA_THREADS = 256, FA_MAX_DR = 16 };
+
+template <int DR> struct AttentionShared {
+    float q[FA_D][FA_Q];       /* a chunk of FA_D dims of the block's queries */
+    float k[FA_D][FA_K];       /* the same dims of the tile's keys */
+    float v[DR * FA_D][FA_K];  /* every dim of the tile's values */
+    float p[FA_K][FA_Q];       /* scores, then probabilities, key-major: float4 reads along queries */
+    float m[FA_Q], alpha[FA_Q];
+    double l[FA_Q];
+};
+
+template <int DR>
+__global__ static void __launch_bounds__(FA_THREADS)
+    attention_heads_kernel(const float *q, const float *k, const float *v, float *o, int dh, int nq, int nk,
+                           long long q_plane, long long k_plane, float scale)
+{
+    __shared__ __align__(16) AttentionShared<DR> sh;
+    const int t = threadIdx.x, head = blockIdx.y, sample = blockIdx.z, i0 = blockIdx.x * FA_Q;
+    const float *qh = q + (long long)head * dh * q_plane + (long long)sample * nq + i0; /* (dh, nq - i0) */
+    const float *kh = k + (long long)head * dh * k_plane + (long long)sample * nk;      /* (dh, nk) */
+    const float *vh = v + (long long)head * dh * k_plane + (long long)sample * nk;
+    const int si = (t / 16) * 4, sj = (t % 16) * 2; /* this thread's scores: queries si.., keys sj.. */
+    const int oi = (t % 16) * 4, od = t / 16;       /* its outputs: queries oi.., dims od + 16 r */
+    float acc[DR][4];
+#pragma unroll
+    for (int r = 0; r < DR; r++)
+#pragma unroll
+        for (int a = 0; a < 4; a++)
+            acc[r][a] = 0.0f;
+    if (t < FA_Q)
+        sh.m[t] = -INFINITY, sh.l[t] = 0.0;
+    for (int j0 = 0; j0 < nk; j0 += FA_K) {
+        float s[4][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}, {0.0f, 0.0f}, {0.0f, 0.0f}};
+        for (int d0 = 0; d0 < dh; d0 += FA_D) {
+            for (int e = t; e < FA_D * FA_Q; e += FA_THREADS) {
+                const int d = e / FA_Q, i = e % FA_Q;
+                sh.q[d][i] = d0 + d < dh && i0 + i < nq ? qh[(long long)(d0 + d) * q_plane + i] : 0.0f;
+            }
+            for (int e = t; e < FA_D * FA_K; e += FA_THREADS) {
+                const int d = e / FA_K, j = e % FA_K;
+                sh.k[d][j] = d0 + d < dh && j0 + j < nk ? kh[(long long)(d0 + d) * k_plane + j0 + j] : 0.0f;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int d = 0; d < FA_D; d++) {
+                const float4 qa = *(const float4 *)&sh.q[d][si];
+                const float ka = sh.k[d][sj], kb = sh.k[d][sj + 1];
+                const float qv[4] = {qa.x, qa.y, qa.z, qa.w};
+#pragma unroll
+                for (int a = 0; a < 4; a++)
+                    s[a][0] = fmaf(qv[a], ka, s[a][0]), s[a][1] = fmaf(qv[a], kb, s[a][1]);
+            }
+            __syncthreads();
+        }
+#pragma unroll
+        for (int a = 0; a < 4; a++)
+#pragma unroll
+            for (int c = 0; c < 2; c++)
+                sh.p[sj + c][si + a] = j0 + sj + c < nk ? s[a][c] * scale : -INFINITY;
+        /* the tile's values, every dim (zero past the keys' end) */
+        for (int e = t; e < DR * FA_D * FA_K; e += FA_THREADS) {
+            const int d = e / FA_K, j = e % FA_K;
+            sh.v[d][j] = d < dh && j0 + j < nk ? vh[(long long)d * k_plane + j0 + j] : 0.0f;
+        }
+        __syncthreads();
+        if (t < FA_Q) { /* one thread per query row: the running maximum and sum, in key order */
+            float mt = sh.m[t];
+            for (int j = 0; j < FA_K; j++)
+                mt = fmaxf(mt, sh.p[j][t]);
+            double sum = 0.0;
+            for (int j = 0; j < FA_K; j++) {
+                const float e = expf(sh.p[j][t] - mt);
+                sh.p[j][t] = e;
+                sum += (double)e;
+            }
+            const float alpha = expf(sh.m[t] - mt); /* 0 on the first tile (m = -inf) */
+            sh.alpha[t] = alpha;
+            sh.l[t] = sh.l[t] * (double)alpha + sum;
+            sh.m[t] = mt;
+        }
+        __syncthreads();
+        const float4 al = *(const float4 *)&sh.alpha[oi];
+#pragma unroll
+        for (int r = 0; r < DR; r++)
+            acc[r][0] *= al.x, acc[r][1] *= al.y, acc[r][2] *= al.z, acc[r][3] *= al.w;
+        for (int j = 0; j < FA_K; j++) {
+            const float4 pj = *(const float4 *)&sh.p[j][oi];
+#pragma unroll
+            for (int r = 0; r < DR; r++) {
+                const float vv = sh.v[od + FA_D * r][j];
+                acc[r][0] = fmaf(vv, pj.x, acc[r][0]), acc[r][1] = fmaf(vv, pj.y, acc[r][1]);
+                acc[r][2] = fmaf(vv, pj.z, acc[r][2]), acc[r][3] = fmaf(vv, pj.w, acc[r][3]);
+            }
+        }
+        __syncthreads(); /* p, v and the row state are rewritten by the next tile */
+    }
+    float *oh = o + (long long)head * dh * q_plane + (long long)sample * nq + i0;
+#pragma unroll
+    for (int a = 0; a < 4; a++) {
+        const int i = oi + a;
+        if (i0 + i >= nq)
+            continue;
+        const float inv = (float)(1.0 / sh.l[i]);
+#pragma unroll
+        for (int r = 0; r < DR; r++) {
+            const int d = od + FA_D * r;
+            if (d < dh)
+                oh[(long long)d * q_plane + i] = acc[r][a] * inv;
+        }
+    }
+}
+
+template <int DR>
+static void launch_attention_heads(dim3 grid, const Act *q, const Act *k, const Act *v, Act *o, int dh, float scale,
+                                   cudaStream_t s)
+{
+    void (*kernel)(const float *, const float *, const float *, float *, int, int, int, long long, long long, float) =
+        attention_heads_kernel<DR>;
+    GPU_LAUNCH(kernel, grid, FA_THREADS, s, q->data, k->data, v->data, o->data, dh, q->h * q->w, k->h * k->w,
+               (long long)act_plane(q), (long long)act_plane(k), scale);
+}
+
+int gpu_attention_heads(int heads, const Act *q, const Act *k, const Act *v, Act *out, cudaStream_t s)
+{
+    const int dh = q->c / heads, nq = q->h * q->w;
+    if (dh > FA_MAX_DR * FA_D)
+        return SOWER_FAIL(SOWER_EMODEL, "backend cuda: attention heads of %d channels (at most %d)", dh,
+                          FA_MAX_DR * FA_D);
+    if (q->b > 65535 || heads > 65535)
+        return SOWER_FAIL(SOWER_EINTERNAL, "gpu_attention_heads: %d samples of %d heads exceed the launch grid", q->b,
+                          heads);
+    if (nq == 0 || q->b == 0)
+        return SOWER_OK;
+    const dim3 grid((nq + FA_Q - 1) / FA_Q, heads, q->b);
+    const float scale = 1.0f / sqrtf((float)dh); /* the CPU's op_attention_heads' */
+    /* Accumulator rows per thread: the fewest instantiated that cover dh (bits do not depend on it: a
+     * dim's sum is the same whichever thread holds it). */
+    const int dr = (dh + FA_D - 1) / FA_D;
+    if (dr <= 1) launch_attention_heads<1>(grid, q, k, v, out, dh, scale, s);
+    else if (dr <= 2) launch_attention_heads<2>(grid, q, k, v, out, dh, scale, s);
+    else if (dr <= 3) launch_attention_heads<3>(grid, q, k, v, out, dh, scale, s);
+    else if (dr <= 4) launch_attention_heads<4>(grid, q, k, v, out, dh, scale, s);
+    else if (dr <= 5) launch_attention_heads<5>(grid, q, k, v, out, dh, scale, s);
+    else if (dr <= 8) launch_attention_heads<8>(grid, q, k, v, out, dh, scale, s);
+    else if (dr <= 10) launch_attention_heads<10>(grid, q, k, v, out, dh, scale, s);
+    else launch_attention_heads<16>(grid, q, k, v, out, dh, scale, s);
+    GPU_LAUNCH_TRY();
+    return SOWER_OK;
+}

@@ -66,6 +66,17 @@ int gpu_to_nchw(const Act *in, float *x, cudaStream_t s);
 enum { EW_THREADS = 256 };
 static inline unsigned ew_blocks(size_t n) { return (unsigned)((n + EW_THREADS - 1) / EW_THREADS); }
 
+/* UNet2DConditionModel's transformers (backend.h's layer_norm, attention_heads, geglu, guidance). */
+/* y = LayerNorm over the channels of each token of x: the CPU's arithmetic, so its bits; y may be x. */
+int gpu_layer_norm(const LayerNormParams *p, const Act *x, Act *y, cudaStream_t s);
+/* out (C, B, Hq, Wq) = softmax(q^T k / sqrt(C / heads)) v per sample and head, flash-style (scores of
+ * one tile of queries and keys at a time, in shared memory); head width at most 256. out allocated. */
+int gpu_attention_heads(int heads, const Act *q, const Act *k, const Act *v, Act *out, cudaStream_t s);
+/* out (C / 2, B, H, W) = in[:C/2] * gelu_erf(in[C/2:]); out allocated. */
+int gpu_geglu(const Act *in, Act *out, cudaStream_t s);
+/* out = uncond + scale * (cond - uncond), element-wise. */
+int gpu_guidance(const float *uncond, const float *cond, float scale, float *out, size_t n, cudaStream_t s);
+
 /* x[i] = scheduler_step_value(k, m[i], x[i], z[i]) (z NULL: no noise): the host's bits. */
 int gpu_scheduler_step(const StepCoefficients *k, const float *m, float *x, const float *z, size_t n, cudaStream_t s);
 

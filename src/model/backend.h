@@ -19,6 +19,7 @@
 #include "layers.h"
 #include "scheduler_step.h"
 #include "unet.h"
+#include "weights.h"
 
 #ifdef __cplusplus
 extern "C" { /* the CUDA backend (src/gpu/, C++) implements compute_backend_cuda */
@@ -103,6 +104,13 @@ struct ComputeBackend {
     char identity[BACKEND_IDENTITY_SIZE]; /* what computes; bits compare only between equal ones */
     const char *determinism;            /* why its bits are reproducible, for provenance */
     void (*close)(void *ctx);
+    /* Another model's weights where the operations read them (the VAE's, beside the UNet's): *mirror
+     * (size bytes) becomes a copy of *host with every slot of `list` (fields of *host) pointing at the
+     * backend's copy of its tensor. The CPU's copy is the host's memory itself; the CUDA backend
+     * uploads once per `key` (the weight file's SHA-256) and keeps the copy until it closes, so a
+     * mirror made again for the same weights costs nothing. */
+    int (*mirror_weights)(void *ctx, const unsigned char key[32], const WeightList *list, const void *host,
+                          size_t size, void *mirror);
 };
 
 /* The operations only UNet2DConditionModel needs: a backend may leave them NULL until it runs it. */

@@ -219,14 +219,18 @@ int vae_decode(const ComputeBackend *be, const Vae *v, const float *latents, int
     const VaeConfig *cfg = &v->cfg;
     const size_t in_values = (size_t)cfg->latent_channels * h * w;
     const size_t out_values = (size_t)cfg->out_channels * h * cfg->scale_factor * w * cfg->scale_factor;
-    if (!ops->attention_heads)
-        return SOWER_FAIL(SOWER_EUSAGE, "the %s backend does not decode with the VAE yet (use the cpu backend)",
-                          be->kind == BACKEND_CUDA ? "cuda" : "chosen");
+    if (!be->mirror_weights)
+        return SOWER_FAIL(SOWER_EINTERNAL, "vae_decode: the backend cannot hold the VAE's weights");
     ForwardCtx ctx = {ops, be->ctx, NULL, NULL, NULL};
+    Vae *on_be = malloc(sizeof *on_be); /* v with its decoder's weights where the backend reads them */
+    if (!on_be)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     float *z = NULL;     /* (1, latent_channels, h, w) in backend memory */
     float *image = NULL; /* (1, out_channels, H, W) in backend memory */
     Act zin = {0}, out = {0};
     int status = SOWER_OK;
+    SOWER_TRY_GOTO(be->mirror_weights(be->ctx, v->weights_sha256, &v->weights_list, v, sizeof *v, on_be), status,
+                   done);
     SOWER_TRY_GOTO(ops->buffer_alloc(be->ctx, &z, in_values), status, done);
     SOWER_TRY_GOTO(ops->buffer_alloc(be->ctx, &image, out_values), status, done);
     for (int b = 0; b < batch; b++) {
@@ -235,7 +239,7 @@ int vae_decode(const ComputeBackend *be, const Vae *v, const float *latents, int
         SOWER_TRY_GOTO(ops->divide_scalar(be->ctx, z, cfg->scaling_factor, z, in_values), status, done);
         SOWER_TRY_GOTO(ops->act_alloc(be->ctx, &zin, cfg->latent_channels, 1, h, w), status, done);
         SOWER_TRY_GOTO(ops->from_nchw(be->ctx, z, 1, 0, &zin), status, done);
-        SOWER_TRY_GOTO(decoder_forward(v, &ctx, &zin, &out), status, done);
+        SOWER_TRY_GOTO(decoder_forward(on_be, &ctx, &zin, &out), status, done);
         SOWER_TRY_GOTO(ops->to_nchw(be->ctx, &out, image), status, done);
         ops->act_free(be->ctx, &out);
         SOWER_TRY_GOTO(ops->download(be->ctx, images + (size_t)b * out_values, image, out_values), status, done);
@@ -245,5 +249,6 @@ done:
     ops->act_free(be->ctx, &out);
     ops->buffer_free(be->ctx, z);
     ops->buffer_free(be->ctx, image);
+    free(on_be);
     return status;
 }

@@ -222,9 +222,6 @@ static int load_text_side(Run *r)
     m->text_side_known = 1;
     if (job->decode) { /* the VAE, on every rank: each decodes the rows it renders */
         job_text_where(job, where, sizeof where);
-        if (job->backend != BACKEND_CPU)
-            return SOWER_FAIL(SOWER_EMANIFEST, "%s: pipeline.decode runs on the CPU backend only (for now); "
-                              "drop it, or pipeline.backend: cpu (sower export decodes afterwards)", where);
         status = row_images_load(&r->images, m, job->model_path, m->unet.cfg.in_channels, r->rs.height, r->rs.width);
         if (status != SOWER_OK) {
             char reason[1024];
