@@ -1,5 +1,7 @@
-/* bench_unet.c: UNet2DModel forward time of one of sower's backends, and where the time goes.
+/* bench_unet.c: UNet forward time of one of sower's backends, and where the time goes.
  * usage: bench_unet MODEL_DIR THREADS BATCH [SECONDS] [--profile] [--backend cpu|cuda] [--tf32]
+ * A UNet2DConditionModel (Stable Diffusion) runs with 77 tokens of text embeddings per sample (random,
+ * already in the backend's memory): BATCH 2N is one classifier-free-guided step of N images.
  * A forward pass is timed on samples already in the backend's memory, as the pipeline runs it
  * between steps, up to its last kernel's end (on cuda one value is read back, which waits).
  * Prints one line: batch, ms per forward, ms per sample, GFLOP/s (with --gflop-per-sample G from the
@@ -53,9 +55,20 @@ int main(int argc, char **argv)
         rng_randn_f32(&g, RNG_KERNEL_TORCH_CPU, x + per * b, per);
         t[b] = 500;
     }
+    const int tokens = 77, dim = cfg->conditional ? cfg->cross_attention_dim : 0;
+    float *emb = NULL; /* (B, tokens, dim): random text embeddings of a conditional model */
+    Act context = {0}; /* the same in the backend's memory */
+    if (cfg->conditional) {
+        emb = malloc(sizeof(float) * batch * tokens * dim);
+        TorchRng g = {0};
+        rng_seed(&g, 77);
+        rng_randn_f32(&g, RNG_KERNEL_TORCH_CPU, emb, (size_t)batch * tokens * dim);
+    }
     ComputeBackend be;
     if (compute_backend_open(&be, kind, precision, &m.unet) != SOWER_OK ||
-        unet_forward_on(&be, x, t, batch, cfg->sample_height, cfg->sample_width, y) != SOWER_OK) {
+        (emb && unet_context_upload(&be, emb, batch, tokens, &context) != SOWER_OK) ||
+        (emb ? unet_forward_on_cond(&be, x, t, emb, tokens, batch, cfg->sample_height, cfg->sample_width, y)
+             : unet_forward_on(&be, x, t, batch, cfg->sample_height, cfg->sample_width, y)) != SOWER_OK) {
         sower_error_print(stderr, 1);
         return 3;
     }
@@ -73,7 +86,8 @@ int main(int argc, char **argv)
     double start = omp_get_wtime(), elapsed, fastest = 1e30; /* fastest: the least disturbed forward */
     do {
         double t0 = omp_get_wtime();
-        if (unet_forward_resident(&be, x_be, t, batch, cfg->sample_height, cfg->sample_width, y_be) != SOWER_OK ||
+        if (unet_forward_resident_cond(&be, x_be, t, emb ? &context : NULL, batch, cfg->sample_height,
+                                       cfg->sample_width, y_be) != SOWER_OK ||
             be.ops->download(be.ctx, &last, y_be, 1) != SOWER_OK) {
             sower_error_print(stderr, 1);
             return 3;
@@ -91,6 +105,8 @@ int main(int argc, char **argv)
     }
     be.ops->buffer_free(be.ctx, x_be);
     be.ops->buffer_free(be.ctx, y_be);
+    be.ops->act_free(be.ctx, &context);
+    free(emb);
     compute_backend_close(&be);
     free(x), free(y), free(t);
     model_free(&m);

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """The CUDA backend end to end: bitwise run to run and across batch sizes, close to the CPU
 reference, the opt-in tf32 arithmetic (bitwise across batches, close to fp32), and a 2-rank
-`sower run` on one GPU whose verification passes.
+`sower run` on one GPU whose verification passes. With --prompt among the extra arguments (a Stable
+Diffusion folder): the run's manifest gets that prompt, and the VAE decoder (--decode) is checked too.
 
 usage: test_gpu_sample.py SOWER_BINARY MPIEXEC MODEL_DIR STEPS [EXTRA sower sample ARGS...]
 Exit 77 (skipped) when this sower has no CUDA backend or no device is visible, so CI without a
 GPU reports SKIPPED, never a vacuous pass. Standard library + python3-h5py only.
 """
+import json
 import os
 import struct
 import subprocess
@@ -47,7 +49,7 @@ def sample(sower, model, steps, extra, out, batch, backend, seeds=SEEDS):
 def main():
     sower, mpiexec, model, steps, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
     with tempfile.TemporaryDirectory() as tmp:
-        probe = sample(sower, model, "1", [], os.path.join(tmp, "probe.npy"), 1, "cuda", [0])
+        probe = sample(sower, model, "1", extra, os.path.join(tmp, "probe.npy"), 1, "cuda", [0])
         if probe.returncode == 2 and ("no CUDA device" in probe.stderr or "without the CUDA backend" in probe.stderr):
             print("test_gpu_sample: no CUDA backend or device here: skipped\n" + probe.stderr.strip())
             sys.exit(77)
@@ -127,11 +129,16 @@ def main():
             extra_yaml += f"  eta: {extra[extra.index('--eta') + 1]}\n"
         if "scheduler:" not in extra_yaml:
             extra_yaml += "  scheduler: ddim\n"
+        prompts_yaml = ""
+        if "--prompt" in extra:  # Stable Diffusion: one prompt, so row i is seed i
+            if "--guidance" in extra:
+                extra_yaml += f"  guidance: {extra[extra.index('--guidance') + 1]}\n"
+            prompts_yaml = f"prompts:\n  - {json.dumps(extra[extra.index('--prompt') + 1])}\n"
         job = os.path.join(tmp, "job.yaml")
         out = os.path.join(tmp, "out.h5")
         with open(job, "w") as f:
             f.write(f"sower: 1\nname: gpu\nmodel: {os.path.abspath(model)}\npipeline:\n{extra_yaml}"
-                    f"  steps: {steps}\n  batch: 5\n  backend: cuda\nseeds:\n  ranges:\n"
+                    f"  steps: {steps}\n  batch: 5\n  backend: cuda\n{prompts_yaml}seeds:\n  ranges:\n"
                     f"    - {{start: 0, count: {len(SEEDS)}}}\noutput:\n  path: {out}\nverify:\n  count: 8\n")
         env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         r = subprocess.run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], capture_output=True, text=True,
@@ -155,6 +162,30 @@ def main():
             v = subprocess.run([sower, "verify", out], capture_output=True, text=True, timeout=1200)
             if v.returncode != 0:
                 fail(f"sower verify: exit {v.returncode}: {v.stdout}{v.stderr}")
+        # 5. Stable Diffusion: the VAE decoder on the GPU too (sample --decode): bitwise across batches,
+        #    close to the CPU's images.
+        if "--prompt" in extra:
+            images = {}
+            for label, batch, backend in [("cuda_b1", 1, "cuda"), ("cuda_b3", 3, "cuda"), ("cpu", 3, "cpu")]:
+                out = os.path.join(tmp, f"decode_{label}.npy")
+                r = sample(sower, model, steps, extra + ["--decode"], out, batch, backend, SEEDS[:6])
+                if r.returncode != 0:
+                    fail(f"--decode {label}: exit {r.returncode}: {r.stderr}")
+                    continue
+                images[label] = npy_rows(out, 6)
+            if len(images) == 3:
+                if images["cuda_b1"] != images["cuda_b3"]:
+                    fail("--decode on cuda: batch 1 and batch 3 differ")
+                worst, scale = 0.0, 0.0
+                for a, b in zip(images["cpu"], images["cuda_b3"]):
+                    a, b = floats(a), floats(b)
+                    worst = max(worst, max(abs(x - y) for x, y in zip(a, b)))
+                    scale = max(scale, max(abs(x) for x in a))
+                print(f"test_gpu_sample: --decode on cuda, batch 1 vs 3 bitwise: "
+                      f"{'yes' if images['cuda_b1'] == images['cuda_b3'] else 'NO'}; vs the CPU's images: "
+                      f"max |diff| {worst:.3g}, max |x| {scale:.3g}")
+                if not worst <= RELATIVE_TOLERANCE * max(1.0, scale):
+                    fail(f"--decode GPU vs CPU: max |diff| {worst:.3g} > {RELATIVE_TOLERANCE} x {max(1.0, scale):.3g}")
     print(f"test_gpu_sample: {len(failures)} failures")
     sys.exit(1 if failures else 0)
 

@@ -1,5 +1,7 @@
 #!/bin/bash
-# check.sh: the CUDA backend's checks and benchmark on a lent GPU machine, in one call (issue 6).
+# check.sh: the CUDA backend's checks and benchmarks on a lent GPU machine, in one call (issues 6, 20):
+# the GPU tests (ops incl. Stable Diffusion's, samples of the cifar and tiny SD 1.x/2.x pipelines), then
+# the SD 1.5 UNet beside diffusers (bench/sd_gpu_vs_torch.py); BENCH_CIFAR=1 adds the cifar benchmark.
 # Prepared here by src/gpu/device/pack.sh; run there from the repository root:
 #   run(command="bash src/gpu/device/check.sh", carry=[".device"], timeout_s=540)
 # Logs go to $OUT (they come back); the exit code is the tests' verdict (the benchmark never fails).
@@ -42,9 +44,14 @@ fail=0
 step() { local limit=$1; shift; echo; echo "== $*"; local t0=$SECONDS; timeout "$limit" "$@"; local rc=$?
          echo "== rc=$rc in $((SECONDS - t0)) s: $1"; ((rc == 0)) || fail=1; }
 step 60 test_gpu_selftest
-step 90 test_gpu_ops --model "$models/cifar"
+step 120 test_gpu_ops --model "$models/cifar" --model tests/data/sd/tiny-sd1 --model tests/data/sd/tiny-sd2
 step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/cifar" 10 --scheduler ddpm
-step 90 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/mh_pipeline" 10 --eta 0.5
+[[ -n ${CHECK_MULTIHEAD:-} ]] && step 90 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/mh_pipeline" 10 --eta 0.5
+# Stable Diffusion (issue 20): text encoder on the host, UNet (cross-attention, GEGLU) and VAE on the GPU.
+step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun tests/data/sd/tiny-sd1 10 \
+  --prompt "a watercolour of a lighthouse" --guidance 7.5
+step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun tests/data/sd/tiny-sd2 10 \
+  --prompt "an astronaut riding a horse" --guidance 5 --scheduler dpm++2m
 # Plug-in variants (pack.sh SOWER_VARIANTS): each one's speed beside the main build's, and whether
 # its samples are the main build's bits (fp32 and tf32, cifar, 16 seeds, 3 DDIM steps, batch 8).
 variant_line() { # DIR LABEL: one line of forward rates
@@ -100,6 +107,17 @@ if ! python3 -c "import diffusers" 2>/dev/null && ls "$root"/.device/whl/*.whl >
   python3 -m pip install -q --no-index --no-deps --target /tmp/site "$root"/.device/whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/bin/libsower_cuda.so" "$d/benchbuild/bench/"
+# The SD 1.5 UNet at 512x512 beside diffusers (fp32/fp16, deterministic or not), formula weights (3.4 GB).
+sd=$d/sd15 && mkdir -p "$sd/unet" && cp bench/sd15_unet_config.json "$sd/unet/config.json" &&
+  cp -r tests/data/sd/std-sd1/model_index.json tests/data/sd/std-sd1/scheduler "$sd/"
+echo; echo "== SD 1.5 benchmark"
+t0=$SECONDS
+make_formula_checkpoint "$sd/unet/config.json" "$sd/unet/diffusion_pytorch_model.safetensors" >/dev/null &&
+  echo "(weights written in $((SECONDS - t0)) s)" &&
+  timeout "${SD_BENCH_SECONDS:-300}" python3 bench/sd_gpu_vs_torch.py "$d/benchbuild/bench/bench_unet" "$sd" \
+    --seconds "${SD_BENCH_REPEAT:-1.5}" --images 1,4,16
+rm -rf "$sd"
+[[ -n ${BENCH_CIFAR:-} ]] || { echo; echo "== verdict: $([[ $fail == 0 ]] && echo all passed || echo FAILURES)"; exit $fail; }
 echo; echo "== benchmark"
 # The benchmark takes what is left of BENCH_UNTIL seconds since the start (default 420): 2 rounds
 # (about 130 s on an H100), 1 after variants.
