@@ -128,6 +128,9 @@ def main():
         if "--eta" in extra:
             extra_yaml += f"  eta: {extra[extra.index('--eta') + 1]}\n"
         if "scheduler:" not in extra_yaml:
+            if "--prompt" in extra:  # sample would take the folder's scheduler, a manifest ddim: name one
+                print("test_gpu_sample: a Stable Diffusion folder needs --scheduler among the arguments", file=sys.stderr)
+                sys.exit(2)
             extra_yaml += "  scheduler: ddim\n"
         prompts_yaml = ""
         if "--prompt" in extra:  # Stable Diffusion: one prompt, so row i is seed i

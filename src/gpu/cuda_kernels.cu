@@ -15,7 +15,17 @@ namespace wmma = nvcuda::wmma;
  * has one accumulator for the whole walk (a thread's register in fp32, a tensor-core fragment
  * element in tf32). So the tile size, which gpu_gemm picks from the shape to fill the GPU, changes
  * which thread computes an element, never how: no bit depends on it. */
-enum { GEMM_TK = 8, GEMM_THREADS = 256, GEMM_MAX_TAPS = 64 };
+#ifndef SOWER_GEMM_TK
+#define SOWER_GEMM_TK 8 /* k per shared-memory step: 8, 16 or 32 (the bits are the same for each) */
+#endif
+#ifndef SOWER_GEMM_FP32_MIN_BLOCKS
+#define SOWER_GEMM_FP32_MIN_BLOCKS 1
+#endif
+#ifndef SOWER_GEMM_TF32_MIN_BLOCKS
+#define SOWER_GEMM_TF32_MIN_BLOCKS 2
+#endif
+enum { GEMM_TK = SOWER_GEMM_TK, GEMM_THREADS = 256, GEMM_MAX_TAPS = 64 };
+static_assert(GEMM_TK % 8 == 0 && GEMM_TK <= 32, "GEMM_TK: a multiple of the tensor cores' k of 8, at most 32");
 
 /* The B column a thread loads is the same at every k step (its index mod TILE is fixed, as
  * GEMM_THREADS is a multiple of TILE), so where it starts is worked out once, before the k loop. */
@@ -143,7 +153,7 @@ __device__ static inline void store_c(const GpuGemm &g, float *c, int gm, int gn
 template <int TILE> struct Fp32Accumulator {
     static constexpr int R = TILE / 16;
     /* Blocks per SM to fit the registers for: at TILE 128 two would spill (ptxas -v, sm_80/90). */
-    static constexpr int MIN_BLOCKS = 1;
+    static constexpr int MIN_BLOCKS = SOWER_GEMM_FP32_MIN_BLOCKS;
     float acc[R][R];
 
     /* The tile row (or column) of this thread's i-th accumulator row (column); t16 = ty (tx). */
@@ -196,7 +206,8 @@ template <int TILE> struct Fp32Accumulator {
 template <int TILE> struct Tf32Accumulator {
     static constexpr int WARP_M = TILE / 2, WARP_N = TILE / 4, FM = WARP_M / 16, FN = WARP_N / 16;
     static_assert(GEMM_THREADS == 8 * 32, "8 warps, 2 x 4");
-    static constexpr int MIN_BLOCKS = 2; /* 128 registers: no spill on sm_90, 32 bytes on sm_80 (ptxas -v) */
+    /* 2 (128 registers): no spill on sm_90 at GEMM_TK 8, 32 bytes on sm_80; spills at 16 and 32 (ptxas -v) */
+    static constexpr int MIN_BLOCKS = SOWER_GEMM_TF32_MIN_BLOCKS;
     wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
 
     __device__ void zero()
@@ -208,30 +219,35 @@ template <int TILE> struct Tf32Accumulator {
                 wmma::fill_fragment(acc[i][j], 0.0f);
     }
 
+    /* The step's k in tensor-core steps of 8, in order: each accumulator sees the same sequence of
+     * operations whatever GEMM_TK is. */
     __device__ void step(const GemmShared<TILE> &sh)
     {
         const int warp = threadIdx.x / 32, wm = warp / 4, wn = warp % 4;
-        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
-        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
 #pragma unroll
-        for (int i = 0; i < FM; i++) {
-            wmma::load_matrix_sync(fa[i], &sh.a[0][wm * WARP_M + i * 16], TILE + 4);
+        for (int k8 = 0; k8 < GEMM_TK; k8 += 8) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
+            wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
 #pragma unroll
-            for (int e = 0; e < fa[i].num_elements; e++)
-                fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
+            for (int i = 0; i < FM; i++) {
+                wmma::load_matrix_sync(fa[i], &sh.a[k8][wm * WARP_M + i * 16], TILE + 4);
+#pragma unroll
+                for (int e = 0; e < fa[i].num_elements; e++)
+                    fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
+            }
+#pragma unroll
+            for (int j = 0; j < FN; j++) {
+                wmma::load_matrix_sync(fb[j], &sh.b[k8][wn * WARP_N + j * 16], TILE);
+#pragma unroll
+                for (int e = 0; e < fb[j].num_elements; e++)
+                    fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
+            }
+#pragma unroll
+            for (int i = 0; i < FM; i++)
+#pragma unroll
+                for (int j = 0; j < FN; j++)
+                    wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
         }
-#pragma unroll
-        for (int j = 0; j < FN; j++) {
-            wmma::load_matrix_sync(fb[j], &sh.b[0][wn * WARP_N + j * 16], TILE);
-#pragma unroll
-            for (int e = 0; e < fb[j].num_elements; e++)
-                fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
-        }
-#pragma unroll
-        for (int i = 0; i < FM; i++)
-#pragma unroll
-            for (int j = 0; j < FN; j++)
-                wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
 
     /* Through a per-warp staging tile: C's strides, edges and bias are not a fragment's. */

@@ -49,15 +49,24 @@ step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/cifar" 
 [[ -n ${CHECK_MULTIHEAD:-} ]] && step 90 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/mh_pipeline" 10 --eta 0.5
 # Stable Diffusion (issue 20): text encoder on the host, UNet (cross-attention, GEGLU) and VAE on the GPU.
 step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun tests/data/sd/tiny-sd1 10 \
-  --prompt "a watercolour of a lighthouse" --guidance 7.5
+  --prompt "a watercolour of a lighthouse" --guidance 7.5 --scheduler pndm
 step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun tests/data/sd/tiny-sd2 10 \
   --prompt "an astronaut riding a horse" --guidance 5 --scheduler dpm++2m
+# The SD 1.5 UNet (512x512) with formula weights (3.4 GB), for the variants and the benchmark below.
+sd=$d/sd15 && mkdir -p "$sd/unet" && cp bench/sd15_unet_config.json "$sd/unet/config.json" &&
+  cp -r tests/data/sd/std-sd1/model_index.json tests/data/sd/std-sd1/scheduler "$sd/"
+t0=$SECONDS
+make_formula_checkpoint "$sd/unet/config.json" "$sd/unet/diffusion_pytorch_model.safetensors" >/dev/null &&
+  echo "(SD 1.5 formula weights written in $((SECONDS - t0)) s)"
 # Plug-in variants (pack.sh SOWER_VARIANTS): each one's speed beside the main build's, and whether
 # its samples are the main build's bits (fp32 and tf32, cifar, 16 seeds, 3 DDIM steps, batch 8).
+# VARIANT_SD=1: speeds of the SD 1.5 UNet at batch 2 and 32 (1 and 16 images with guidance) instead.
+variant_model=$models/cifar variant_batches="1 64 256"
+[[ -n ${VARIANT_SD:-} ]] && variant_model=$sd variant_batches="2 32"
 variant_line() { # DIR LABEL: one line of forward rates
   local line="$2:" b p r
-  for p in fp32 tf32; do for b in 1 64 256; do
-    r=$(timeout 30 "$1/bench_unet" "$models/cifar" 1 $b 1.5 --backend cuda $([[ $p == tf32 ]] && echo --tf32) 2>/dev/null|
+  for p in fp32 tf32; do for b in $variant_batches; do
+    r=$(timeout 60 "$1/bench_unet" "$variant_model" 1 $b 1.5 --backend cuda $([[ $p == tf32 ]] && echo --tf32) 2>/dev/null|
         grep -o '[0-9.]* ms/forward' | awk -v b=$b '{printf "%.0f", b * 1000 / $1}')
     line="$line $p b$b ${r:-failed}"
   done; done
@@ -83,9 +92,10 @@ if [[ -d $d/variants ]]; then
     echo "$v: bits $bits ($verdict); $ops"
     variant_line "$d/variants/$v" "$v"
   done
-  # Where a forward's time goes (main build, batch 256): kernel time by kernel, from Nsight Compute.
+  # VARIANT_NCU=1: where a forward's time goes (main build, cifar batch 256), kernel by kernel, from Nsight
+  # Compute (src/gpu/device/profile_sd.sh does the same for SD 1.5).
   ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-  for p in fp32 tf32; do
+  for p in ${VARIANT_NCU:+fp32 tf32}; do
     timeout 60 "${ncu:-ncu}" --metrics gpu__time_duration.sum --launch-skip 200 --launch-count 300 --csv --page raw \
       "$d/bin/bench_unet" "$models/cifar" 1 256 0.2 --backend cuda $([[ $p == tf32 ]] && echo --tf32) \
       > "$out/ncu_$p.csv" 2>/dev/null
@@ -107,13 +117,8 @@ if ! python3 -c "import diffusers" 2>/dev/null && ls "$root"/.device/whl/*.whl >
   python3 -m pip install -q --no-index --no-deps --target /tmp/site "$root"/.device/whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/bin/libsower_cuda.so" "$d/benchbuild/bench/"
-# The SD 1.5 UNet at 512x512 beside diffusers (fp32/fp16, deterministic or not), formula weights (3.4 GB).
-sd=$d/sd15 && mkdir -p "$sd/unet" && cp bench/sd15_unet_config.json "$sd/unet/config.json" &&
-  cp -r tests/data/sd/std-sd1/model_index.json tests/data/sd/std-sd1/scheduler "$sd/"
 echo; echo "== SD 1.5 benchmark"
-t0=$SECONDS
-make_formula_checkpoint "$sd/unet/config.json" "$sd/unet/diffusion_pytorch_model.safetensors" >/dev/null &&
-  echo "(weights written in $((SECONDS - t0)) s)" &&
+[[ -f $sd/unet/diffusion_pytorch_model.safetensors ]] &&
   timeout "${SD_BENCH_SECONDS:-300}" python3 bench/sd_gpu_vs_torch.py "$d/benchbuild/bench/bench_unet" "$sd" \
     --seconds "${SD_BENCH_REPEAT:-1.5}" --images 1,4,16
 rm -rf "$sd"
