@@ -309,10 +309,13 @@ template <int TILE, class Accumulator> static void launch_gemm(const GpuGemm *g,
 /* The 128 tile does twice the arithmetic per shared-memory read of the 64 one, but a grid of fewer
  * blocks than the GPU has SMs leaves most of it idle (4x4 and 8x8 activations, batch 1, conv_out's
  * 3 rows): then 64. Bits never depend on the choice (see the top of this section). */
+#ifndef SOWER_GEMM_SMALL_TILE_BELOW
+#define SOWER_GEMM_SMALL_TILE_BELOW 1 /* 64 when the 128 tiles' grid has fewer blocks than this many x SMs */
+#endif
 static int gemm_tile(const GpuGemm *g)
 {
     long long blocks = (long long)((g->n + 127) / 128) * ((g->m + 127) / 128) * g->batches;
-    return g->m <= 64 || blocks < g->sms ? 64 : 128;
+    return g->m <= 64 || blocks < (long long)(SOWER_GEMM_SMALL_TILE_BELOW * g->sms) ? 64 : 128;
 }
 
 int gpu_gemm(const GpuGemm *g, cudaStream_t s)
