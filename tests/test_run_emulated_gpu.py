@@ -7,9 +7,13 @@ program with tests/cuda_emu in place of CUDA, NCCL emulated over MPI), on machin
     must equal a single-process render bit for bit;
   - one GPU shared by both ranks: each reads its own copy, with the same bits;
   - pipeline.precision tf32 over the broadcast: the tf32 identity, a single-process tf32 render's bits;
-  - rank 1 failing to join the NCCL communicator: the job ends with its message, no hang, no output.
+  - rank 1 failing to join the NCCL communicator: the job ends with its message, no hang, no output;
+  - with SD_MODEL_DIR, a Stable Diffusion job (prompt, guidance, pipeline.decode) with one GPU per rank:
+    the conditional UNet's weights over the broadcast, the VAE decoding on each rank's GPU; latents equal a
+    single-process render's, verification passes, every row has its image.
 
-usage: test_run_emulated_gpu.py SOWER_EMULATED MPIEXEC MODEL_DIR (tests/data/diffusers/models/mono_v)
+usage: test_run_emulated_gpu.py SOWER_EMULATED MPIEXEC MODEL_DIR [SD_MODEL_DIR]
+       (MODEL_DIR: tests/data/diffusers/models/mono_v; SD_MODEL_DIR: tests/data/sd/tiny-sd1)
 Reads the files with python3-h5py (Debian).
 """
 import os
@@ -119,8 +123,40 @@ def main():
                  f"ncclCommInitRank, output {'left' if os.path.exists(out) else 'absent'}: {r.stderr.strip()}")
         else:
             print(f"test_run_emulated_gpu: NCCL set-up failing on rank 1: exit {r.returncode}, one message, no output")
+        if len(sys.argv) > 4:
+            stable_diffusion(sower, mpiexec, sys.argv[4], tmp, job)
     print(f"test_run_emulated_gpu: {len(failures)} failures")
     sys.exit(1 if failures else 0)
+
+
+def stable_diffusion(sower, mpiexec, model, tmp, job):
+    prompt, seeds = "a lighthouse at dawn", [0, 1, 2, 3]
+    ref_path = os.path.join(tmp, "sd.npy")
+    r = run([sower, "sample", model, "--prompt", prompt, "--guidance", "7.5", "--scheduler", "ddim", "--seeds",
+             "0-3", "--steps", "2", "--backend", "cuda", "-o", ref_path])
+    if r.returncode != 0:
+        fail(f"SD single-process render: exit {r.returncode}: {r.stderr[-800:]}")
+        return
+    out = os.path.join(tmp, "sd.h5")
+    with open(job, "w") as f:
+        f.write(f"sower: 1\nname: emulated-sd\nmodel: {os.path.abspath(model)}\npipeline:\n  scheduler: ddim\n"
+                f"  steps: 2\n  guidance: 7.5\n  batch: 2\n  backend: cuda\n  decode: true\n"
+                f"prompts:\n  - \"{prompt}\"\nseeds:\n  list: {seeds}\noutput:\n  path: {out}\nverify:\n  count: 2\n")
+    r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], {"SOWER_EMU_GPUS": "per-process"})
+    if r.returncode != 0:
+        fail(f"SD, one GPU per rank: exit {r.returncode}: {r.stderr[-1500:]}")
+        return
+    with h5py.File(out, "r") as h:
+        same = h["latents"][()].tobytes() == np.load(ref_path).tobytes()
+        verified = bool(h["verify"]["match"][()].all())
+        images = h["images"].shape
+    broadcast = "NCCL broadcasts it to 2 GPUs" in r.stderr
+    if not (same and verified and broadcast and images[0] == len(seeds)):
+        fail(f"SD, one GPU per rank: rows equal a single-process render: {same}, verification passed: {verified}, "
+             f"weights broadcast: {broadcast}, images {images}: {r.stderr.strip()[-800:]}")
+    else:
+        print(f"test_run_emulated_gpu: Stable Diffusion with decode, one GPU per rank: weights broadcast, latents "
+              f"equal a single-process render, verification passed, images {images}")
 
 
 if __name__ == "__main__":
