@@ -19,7 +19,7 @@ static inline size_t act_plane(const Act *a) { return (size_t)a->b * a->h * a->w
 static inline size_t act_numel(const Act *a) { return (size_t)a->c * act_plane(a); }
 typedef struct {
     const float *weight; /* (cout, cin, k, k) */
-    const float *bias;   /* (cout,), or NULL: no bias (the transformers' to_q/k/v; CPU backend only so far) */
+    const float *bias;   /* (cout,), or NULL: no bias (the transformers' to_q/k/v) */
     int cout, cin, k;
 } ConvParams;
 
