@@ -129,7 +129,8 @@ def main():
             (["--seeds", "0", "--scheduler", "lms"], "--scheduler"), (["--seeds", "0", "--generator", "cuda"], "--generator"),
             (["--seeds", "0", "--trace", "/nonexistent"], "--trace"), (["--seeds", "0", "--bogus"], "unknown option"),
             (["--seeds", "0", "--backend", "gpu"], "--backend: expected cpu or cuda"),
-            (["--seeds", "0", "--backend", "cuda", "--precision", "fp16"], "--precision: expected fp32 or tf32"),
+            (["--seeds", "0", "--backend", "cuda", "--precision", "fp8"], "--precision: expected fp32, tf32, bf16 or fp16"),
+            (["--seeds", "0", "--precision", "bf16"], "--precision bf16 needs --backend cuda"),
             (["--seeds", "0", "--precision", "tf32"], "--precision tf32 needs --backend cuda"),
             ([], "--seeds is required"),
         ]

@@ -2,8 +2,8 @@
  * reference) on the UNet's shapes and awkward ones, within a float32 rounding tolerance; and the
  * determinism contract per operation: a sample's bits alone (batch 1) equal its bits inside a
  * batch of 7 at any position, and a repeat gives the same bits. Exit 77 (skipped) when no device
- * is visible or this build has no CUDA backend. Both arithmetics: fp32 (default) and the opt-in
- * tf32 (tensor cores). */
+ * is visible or this build has no CUDA backend. Every arithmetic: fp32 (default) and the opt-in
+ * tensor-core ones (tf32, bf16, fp16). */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stdlib.h>
@@ -21,7 +21,8 @@
 /* |gpu - cpu| <= tol * (1 + max |cpu|): in fp32 the two differ only by reduction order and libm;
  * in tf32 every matrix product's inputs lose 13 mantissa bits (relative 2^-11 each). */
 #define TOL_FP32 1e-4
-#define TOL_TF32 5e-3
+#define TOL_TF32 5e-3 /* fp16's 11-bit significand too */
+#define TOL_BF16 3e-2 /* 8-bit significand: relative 2^-9 per input */
 
 static ComputeBackend cpu, gpu;
 static double tol = TOL_FP32;
@@ -489,7 +490,7 @@ static void test_forward(const char *dir, const CudaOptions *opt)
     CHECK(FORWARD(&mc, x, ts, b, emb, ref) == SOWER_OK, "cpu forward");
     CHECK(FORWARD(&mg, x, ts, b, emb, got) == SOWER_OK, "gpu forward");
     char name[160];
-    snprintf(name, sizeof name, "UNet forward B3 (%s)%s", dir, opt->tf32 ? " tf32" : "");
+    snprintf(name, sizeof name, "UNet forward B3 (%s) %s", dir, precision_name(opt->precision));
     compare(name, ref, got, per * b);
     int differ = 0;
     for (int s = 0; s < b; s++) {
@@ -532,7 +533,7 @@ static void test_vae(const char *dir, const CudaOptions *opt)
     CHECK(vae_decode(&mg, &v, z, b, h, w, got) == SOWER_OK, "gpu decode");
     CHECK(vae_decode(&mg, &v, z + in, 1, h, w, again) == SOWER_OK, "gpu decode again");
     char name[160];
-    snprintf(name, sizeof name, "VAE decode B2 %dx%d (%s)%s", h, w, dir, opt->tf32 ? " tf32" : "");
+    snprintf(name, sizeof name, "VAE decode B2 %dx%d (%s) %s", h, w, dir, precision_name(opt->precision));
     compare(name, ref, got, out * b);
     CHECK(memcmp(again, got + out, sizeof(float) * out) == 0, "VAE: a second decode (weights reused) differs");
     free(z), free(ref), free(got), free(again);
@@ -544,12 +545,12 @@ static void test_vae(const char *dir, const CudaOptions *opt)
 /* gpu_gemm picks its tile (128 or 64) from the shape and the device's SM count, which the
  * emulator takes from SOWER_EMU_SMS: with 1, products of more than 64 rows use the 128 tile; with
  * 1000000, every product the 64 one. No bit may move. */
-static void test_tile_choice(const ConvCase *t, int tf32)
+static void test_tile_choice(const ConvCase *t, Precision precision)
 {
     UNet none;
     memset(&none, 0, sizeof none);
     CudaOptions opt = {0};
-    opt.tf32 = tf32;
+    opt.precision = precision;
     ComputeBackend wide, narrow;
     setenv("SOWER_EMU_SMS", "1", 1);
     int ok = compute_backend_cuda(&wide, &none, &opt) == SOWER_OK;
@@ -563,9 +564,10 @@ static void test_tile_choice(const ConvCase *t, int tf32)
     float *x = randn((size_t)t->cin * t->b * t->h * t->w, 7, 1.0f);
     size_t n_wide, n_narrow;
     float *a = conv_on(&wide, t, wt, bias, x, t->b, &n_wide), *b = conv_on(&narrow, t, wt, bias, x, t->b, &n_narrow);
-    CHECK(n_wide == n_narrow && memcmp(a, b, n_wide * sizeof(float)) == 0, "%s%s: tiles 128 and 64 differ", t->name,
-          tf32 ? " tf32" : "");
-    printf("  %-44s tiles 128 and 64: %s\n", t->name, memcmp(a, b, n_wide * sizeof(float)) ? "DIFFER" : "same bits");
+    CHECK(n_wide == n_narrow && memcmp(a, b, n_wide * sizeof(float)) == 0, "%s %s: tiles 128 and 64 differ", t->name,
+          precision_name(precision));
+    printf("  %-44s %s tiles 128 and 64: %s\n", t->name, precision_name(precision),
+           memcmp(a, b, n_wide * sizeof(float)) ? "DIFFER" : "same bits");
     free(wt), free(bias), free(x), free(a), free(b);
     compute_backend_close(&wide);
     compute_backend_close(&narrow);
@@ -624,12 +626,13 @@ int main(int argc, char **argv)
         {384, 256, 1, 7, 16, 16, {1, 0, 0, 0, 0}, "shortcut 1x1 384 -> 256, B7 16x16"},
         {37, 45, 3, 7, 5, 7, {1, 1, 1, 1, 1}, "conv 3x3 37 -> 45, B7 5x7 (edges)"},
     };
-    /* Two passes: the default fp32 arithmetic, then the opt-in tf32 one (matrix products only, so
-     * the operations without one run in the first pass alone). */
-    for (int tf32 = 0; tf32 <= 1; tf32++) {
+    /* A pass per arithmetic: the default fp32, then the opt-in tensor-core ones, tf32, bf16 and fp16
+     * (matrix products only, so the operations without one run in the first pass alone). */
+    for (Precision precision = PRECISION_FP32; precision <= PRECISION_FP16; precision = (Precision)(precision + 1)) {
+        const int fp32 = precision == PRECISION_FP32;
         CudaOptions opt = {0};
-        opt.tf32 = tf32;
-        tol = tf32 ? TOL_TF32 : TOL_FP32;
+        opt.precision = precision;
+        tol = fp32 ? TOL_FP32 : precision == PRECISION_BF16 ? TOL_BF16 : TOL_TF32;
         if (compute_backend_cuda(&gpu, &none, &opt) != SOWER_OK) {
             sower_error_print(stderr, 1);
             return 1;
@@ -641,10 +644,10 @@ int main(int argc, char **argv)
             test_linear(3, 32, 130);
             test_attention(32, 1, 3, 4, 4);
             test_attention(32, 4, 3, 3, 5);
-            test_attention_heads(16, 2, 3, 5, 7, 0, 1.0f);  /* 35 queries and keys: partial tiles */
-            test_attention_heads(24, 3, 2, 4, 4, 77, 2.0f); /* cross: 77 keys, 3 key tiles */
-            test_attention_heads(40, 1, 2, 2, 3, 0, 1.0f);  /* head width 40 (SD 1.5's first level) */
-            if (!tf32) {
+            if (fp32) {
+                test_attention_heads(16, 2, 3, 5, 7, 0, 1.0f);  /* 35 queries and keys: partial tiles */
+                test_attention_heads(24, 3, 2, 4, 4, 77, 2.0f); /* cross: 77 keys, 3 key tiles */
+                test_attention_heads(40, 1, 2, 2, 3, 0, 1.0f);  /* head width 40 (SD 1.5's first level) */
                 test_layer_norm(24, 3, 5, 7);
                 test_geglu_guidance();
                 test_group_norm(64, 32, 3, 4, 4, 1);
@@ -658,12 +661,12 @@ int main(int argc, char **argv)
             test_attention(256, 1, 7, 16, 16);
             test_attention(64, 4, 7, 8, 8);
             test_attention(32, 2, 7, 3, 5);
-            test_attention_heads(320, 8, 2, 32, 32, 0, 1.0f);  /* SD 1.5's first level, 1024 tokens */
-            test_attention_heads(320, 8, 3, 16, 16, 77, 3.0f); /* cross-attention over 77 text tokens */
-            test_attention_heads(640, 10, 2, 8, 8, 0, 1.0f);   /* SD 2.x: heads of 64 */
-            test_attention_heads(1280, 8, 2, 8, 8, 77, 1.0f);  /* heads of 160 */
-            test_attention_heads(512, 2, 2, 4, 4, 0, 1.0f);    /* heads of 256, the widest */
-            if (!tf32) {
+            if (fp32) { /* attention_heads is fp32 in every arithmetic */
+                test_attention_heads(320, 8, 2, 32, 32, 0, 1.0f);  /* SD 1.5's first level, 1024 tokens */
+                test_attention_heads(320, 8, 3, 16, 16, 77, 3.0f); /* cross-attention over 77 text tokens */
+                test_attention_heads(640, 10, 2, 8, 8, 0, 1.0f);   /* SD 2.x: heads of 64 */
+                test_attention_heads(1280, 8, 2, 8, 8, 77, 1.0f);  /* heads of 160 */
+                test_attention_heads(512, 2, 2, 4, 4, 0, 1.0f);    /* heads of 256, the widest */
                 test_layer_norm(320, 3, 32, 32);
                 test_layer_norm(1280, 3, 8, 8);
                 test_geglu_guidance();
@@ -672,18 +675,20 @@ int main(int argc, char **argv)
                 test_group_norm(64, 1, 7, 5, 3, 1);
             }
         }
-        if (!tf32) {
+        if (fp32) {
             test_table_complete();
             test_elementwise();
             test_scheduler_step();
         }
         compute_backend_close(&gpu);
-        for (int i = 0; i < n_models && i < 4; i++) {
+        /* Whole models in every arithmetic on a device; emulated (--small), the 16-bit ones (whose
+         * difference is the products alone, checked above) skip them: minutes of fibers. */
+        for (int i = 0; i < n_models && i < 4 && (!small || precision <= PRECISION_TF32); i++) {
             test_forward(model_dirs[i], &opt);
             test_vae(model_dirs[i], &opt);
         }
 #ifdef SOWER_TEST_EMULATED
-        test_tile_choice(&small_convs[1], tf32);
+        test_tile_choice(&small_convs[1], precision);
 #endif
     }
     compute_backend_close(&cpu);

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The CUDA backend end to end: bitwise run to run and across batch sizes, close to the CPU
-reference, the opt-in tf32 arithmetic (bitwise across batches, close to fp32), and a 2-rank
+reference, the opt-in tensor-core arithmetics tf32, fp16 and bf16 (bitwise across batches, close to
+fp32), and a 2-rank
 `sower run` on one GPU whose verification passes. With --prompt among the extra arguments (a Stable
 Diffusion folder): the run's manifest gets that prompt, and the VAE decoder (--decode) is checked too.
 
@@ -27,6 +28,9 @@ RELATIVE_TOLERANCE = 2e-3
 # --precision tf32 vs fp32 on the GPU: every matrix product's inputs lose 13 mantissa bits
 # (relative 2^-11 each), about 1e-3 of a forward pass, amplified over the steps.
 TF32_RELATIVE_TOLERANCE = 3e-2
+# --precision bf16: 3 significand bits fewer than tf32 (relative 2^-8 per input), 8x the error; a
+# wrong kernel still gives O(1).
+BF16_RELATIVE_TOLERANCE = 0.25
 
 failures = []
 
@@ -93,32 +97,36 @@ def main():
             if not worst <= RELATIVE_TOLERANCE * max(1.0, scale):
                 fail(f"GPU vs CPU: max |diff| {worst:.3g} > {RELATIVE_TOLERANCE} x {max(1.0, scale):.3g}")
 
-        # 3. The opt-in tf32 arithmetic: its own identity, bitwise across batches 1 and 32, close to fp32.
-        tf32 = {}
-        for batch in (1, 32):
-            out = os.path.join(tmp, f"tf32_b{batch}.npy")
-            r = sample(sower, model, steps, extra + ["--precision", "tf32"], out, batch, "cuda")
-            if r.returncode != 0:
-                fail(f"tf32 batch {batch}: exit {r.returncode}: {r.stderr}")
+        # 3. The opt-in tensor-core arithmetics: each its own identity, bitwise across batches 1 and 32,
+        #    close to fp32 (tf32, fp16: 10-bit significands; bf16: 7), and not fp32's bits.
+        for precision, tolerance in (("tf32", TF32_RELATIVE_TOLERANCE), ("fp16", TF32_RELATIVE_TOLERANCE),
+                                     ("bf16", BF16_RELATIVE_TOLERANCE)):
+            rows = {}
+            for batch in (1, 32):
+                out = os.path.join(tmp, f"{precision}_b{batch}.npy")
+                r = sample(sower, model, steps, extra + ["--precision", precision], out, batch, "cuda")
+                if r.returncode != 0:
+                    fail(f"{precision} batch {batch}: exit {r.returncode}: {r.stderr}")
+                    continue
+                if f"kernels sower {precision}" not in r.stderr:
+                    fail(f"{precision} batch {batch}: the backend identity does not say {precision}: {r.stderr.strip()}")
+                rows[batch] = dict(zip(SEEDS, npy_rows(out, len(SEEDS))))
+            if len(rows) < 2:
                 continue
-            if "kernels sower tf32" not in r.stderr:
-                fail(f"tf32 batch {batch}: the backend identity does not say tf32: {r.stderr.strip()}")
-            tf32[batch] = dict(zip(SEEDS, npy_rows(out, len(SEEDS))))
-        if len(tf32) == 2:
-            differing = [s for s in SEEDS if tf32[1][s] != tf32[32][s]]
+            differing = [s for s in SEEDS if rows[1][s] != rows[32][s]]
             if differing:
-                fail(f"tf32: seeds {differing} differ between batch 1 and batch 32")
+                fail(f"{precision}: seeds {differing} differ between batch 1 and batch 32")
             worst, scale = 0.0, 0.0
             for s in SEEDS:
-                a, b = floats(reference[s]), floats(tf32[1][s])
+                a, b = floats(reference[s]), floats(rows[1][s])
                 worst = max(worst, max(abs(x - y) for x, y in zip(a, b)))
                 scale = max(scale, max(abs(x) for x in a))
-            print(f"test_gpu_sample: tf32 vs fp32 over {len(SEEDS)} seeds: max |diff| {worst:.3g}, max |x| {scale:.3g}; "
-                  f"batch 1 vs 32 bitwise: {'yes' if not differing else 'NO'}")
-            if not worst <= TF32_RELATIVE_TOLERANCE * max(1.0, scale):
-                fail(f"tf32 vs fp32: max |diff| {worst:.3g} > {TF32_RELATIVE_TOLERANCE} x {max(1.0, scale):.3g}")
-            if all(tf32[1][s] == reference[s] for s in SEEDS):
-                fail("tf32 gave exactly the fp32 bits: the tensor-core path did not run")
+            print(f"test_gpu_sample: {precision} vs fp32 over {len(SEEDS)} seeds: max |diff| {worst:.3g}, "
+                  f"max |x| {scale:.3g}; batch 1 vs 32 bitwise: {'yes' if not differing else 'NO'}")
+            if not worst <= tolerance * max(1.0, scale):
+                fail(f"{precision} vs fp32: max |diff| {worst:.3g} > {tolerance} x {max(1.0, scale):.3g}")
+            if all(rows[1][s] == reference[s] for s in SEEDS):
+                fail(f"{precision} gave exactly the fp32 bits: the tensor-core path did not run")
 
         # 4. Two ranks on one GPU: verification (a re-render on the other rank) passes, the file
         #    records the GPU, and its rows are the samples' bits.

@@ -33,14 +33,15 @@ static int complete_or_close(ComputeBackend *be, const char *name)
 
 int compute_backend_open(ComputeBackend *be, Backend kind, Precision precision, const UNet *u)
 {
-    if (kind == BACKEND_CPU && precision == PRECISION_TF32)
-        return SOWER_FAIL(SOWER_EINPUT, "precision tf32 needs backend cuda (the CPU backend computes in fp32)");
+    if (kind == BACKEND_CPU && precision != PRECISION_FP32)
+        return SOWER_FAIL(SOWER_EINPUT, "precision %s needs backend cuda (the CPU backend computes in fp32)",
+                          precision_name(precision));
     if (kind == BACKEND_CPU) {
         SOWER_TRY(compute_backend_cpu(be, u));
         return complete_or_close(be, "cpu");
     }
     CudaOptions opt = {0};
-    opt.tf32 = precision == PRECISION_TF32;
+    opt.precision = precision;
     SOWER_TRY(compute_backend_cuda_device(&opt.device));
     SOWER_TRY(compute_backend_cuda(be, u, &opt));
     return complete_or_close(be, "cuda");

@@ -5,7 +5,7 @@
 
 #include "backend.h"
 
-/* The backend `kind` with the precision asked for (tf32: cuda only, else SOWER_EINPUT). */
+/* The backend `kind` with the precision asked for (tf32, bf16, fp16: cuda only, else SOWER_EINPUT). */
 int compute_backend_open(ComputeBackend *be, Backend kind, Precision precision, const UNet *u) SOWER_MUST_CHECK;
 /* The device compute_backend_open would use for `kind` cuda: SOWER_EINPUT when none is visible. */
 int compute_backend_cuda_device(int *device) SOWER_MUST_CHECK;

@@ -25,7 +25,7 @@ enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS =
 static const char sample_usage[] =
     "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler S] [--karras] [--eta E]\n"
     "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
-    "                    [--backend cpu|cuda] [--precision fp32|tf32] [--force] -o OUT.npy\n"
+    "                    [--backend cpu|cuda] [--precision fp32|tf32|bf16|fp16] [--force] -o OUT.npy\n"
     "       sower sample SD_DIR --prompt P [--negative-prompt N] [--guidance G] [--height H --width W]\n"
     "                    [--clip-skip K] [--decode] --seeds SEEDS [options above] -o OUT.npy\n"
     "\n"
@@ -51,9 +51,10 @@ static const char sample_usage[] =
     "  --backend B      cpu (default) or cuda: the GPU this process's local rank maps to (SLURM_LOCALID\n"
     "                   or OMPI_COMM_WORLD_LOCAL_RANK mod visible devices); the noise is drawn on the\n"
     "                   CPU either way; bits are reproducible only on an equal backend identity\n"
-    "  --precision P    fp32 (default) or tf32: the cuda backend's matrix products on tensor cores\n"
-    "                   from TF32-rounded inputs (faster; about 1e-3 relative from fp32; still\n"
-    "                   deterministic and batch-invariant, under its own backend identity)\n"
+    "  --precision P    fp32 (default), tf32, bf16 or fp16: the cuda backend's matrix products on\n"
+    "                   tensor cores from inputs rounded to TF32, BF16 or FP16, summed in fp32\n"
+    "                   (tf32: about 1e-3 relative from fp32; still deterministic and batch-invariant,\n"
+    "                   each under its own backend identity)\n"
     "  --generator NAME torch-cpu (default) or torch-cpu-scalar (see `sower noise --help`)\n"
     "  --trace DIR      also write, per seed, DIR/seed_S_samples.npy (the sample after every step)\n"
     "                   and DIR/seed_S_model_outputs.npy (the model output at every step)\n"
@@ -190,9 +191,16 @@ static int on_sample_option(void *ctx, int which, const char *v)
         o->backend = strcmp(v, "cuda") == 0 ? BACKEND_CUDA : BACKEND_CPU;
         break;
     case OPT_PRECISION:
-        if (strcmp(v, "fp32") != 0 && strcmp(v, "tf32") != 0)
-            return SOWER_FAIL(SOWER_EUSAGE, "--precision: expected fp32 or tf32, found '%s'", v);
-        o->precision = strcmp(v, "tf32") == 0 ? PRECISION_TF32 : PRECISION_FP32;
+    {
+        static const char *const names[] = PRECISION_NAMES;
+        int p = 0;
+        while (names[p] && strcmp(v, names[p]) != 0)
+            p++;
+        if (!names[p])
+            return SOWER_FAIL(SOWER_EUSAGE, "--precision: expected fp32, tf32, bf16 or fp16, found '%s'", v);
+        o->precision = (Precision)p;
+        break;
+    }
         break;
     case OPT_OUTPUT:
         o->output = v;
@@ -271,9 +279,9 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
                           "-o %s: sample writes a NumPy .npy file, name it OUT.npy (for PNGs: sower run a manifest, "
                           "then sower export OUT.h5 --pngs DIR)",
                           o->output);
-    if (o->precision == PRECISION_TF32 && o->backend != BACKEND_CUDA)
-        return SOWER_FAIL(SOWER_EUSAGE,
-                          "--precision tf32 needs --backend cuda (the CPU backend computes in fp32)");
+    if (o->precision != PRECISION_FP32 && o->backend != BACKEND_CUDA)
+        return SOWER_FAIL(SOWER_EUSAGE, "--precision %s needs --backend cuda (the CPU backend computes in fp32)",
+                          precision_name(o->precision));
     if (o->scheduler_given) SOWER_TRY(check_scheduler_options(o));
     struct stat st;
     if (o->trace_dir) {

@@ -24,7 +24,7 @@ typedef struct {
 typedef struct {
     int device;
     int sms;          /* the device's multiprocessors: gpu_gemm's tile size follows */
-    int tf32;         /* CudaOptions.tf32 */
+    int arith;        /* GpuArith: CudaOptions.precision */
     cudaStream_t stream;
     float *weights;   /* (n_weights,) every parameter of the model, in the UNet's parameter order */
     size_t n_weights;
@@ -90,7 +90,7 @@ static GpuGemm gemm_on(void *ctx)
     GpuGemm gm;
     memset(&gm, 0, sizeof gm);
     gm.batches = 1, gm.zdiv = 1;
-    gm.sms = c->sms, gm.tf32 = c->tf32;
+    gm.sms = c->sms, gm.arith = c->arith;
     return gm;
 }
 
@@ -415,7 +415,18 @@ extern "C" int compute_backend_cuda_receive(ComputeBackend *be, void *nccl_comm)
 }
 
 /* What this context computes with: "cuda: NAME, N SMs, sm_XY, driver D, runtime R, cuBLAS V, kernels
- * ..."; the kernels' part names the arithmetic (fp32 or the opt-in tf32), as bits follow it. */
+ * ..."; the kernels' part names the arithmetic (fp32, or the opt-in tf32, bf16 or fp16), as bits follow it. */
+static_assert((int)GPU_ARITH_FP32 == (int)PRECISION_FP32 && (int)GPU_ARITH_TF32 == (int)PRECISION_TF32 &&
+                  (int)GPU_ARITH_BF16 == (int)PRECISION_BF16 && (int)GPU_ARITH_FP16 == (int)PRECISION_FP16,
+              "GpuArith follows Precision's order");
+
+static const char *const kernel_arithmetic[] = {
+    "fp32 (gemm fmaf in k order, no TF32, no atomics)",
+    "tf32 (gemm on tensor cores, wmma m16n16k8, inputs rounded to TF32, fp32 accumulation in k order, no atomics)",
+    "bf16 (gemm on tensor cores, wmma m16n16k16, inputs rounded to BF16, fp32 accumulation in k order, no atomics)",
+    "fp16 (gemm on tensor cores, wmma m16n16k16, inputs rounded to FP16, fp32 accumulation in k order, no atomics)",
+};
+
 static int describe(CudaContext *c, char *out, size_t size)
 {
     cudaDeviceProp prop;
@@ -430,9 +441,7 @@ static int describe(CudaContext *c, char *out, size_t size)
     snprintf(out, size, "cuda: %s, %d SMs, sm_%d%d, driver %d.%d, runtime %d.%d, cuBLAS %d.%d.%d, kernels sower %s",
              prop.name, prop.multiProcessorCount, prop.major, prop.minor, driver / 1000, driver % 1000 / 10,
              runtime / 1000, runtime % 1000 / 10, major, minor, patch,
-             c->tf32 ? "tf32 (gemm on tensor cores, wmma m16n16k8, inputs rounded to TF32, fp32 accumulation in k "
-                       "order, no atomics)"
-                     : "fp32 (gemm fmaf in k order, no TF32, no atomics)");
+             kernel_arithmetic[c->arith]);
     return SOWER_OK;
 }
 
@@ -444,7 +453,9 @@ static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const Cu
         return SOWER_FAIL(SOWER_EINPUT, "backend cuda: device %d does not exist (%d visible)", opt->device, count);
     GPU_CUDA_TRY(cudaSetDevice(opt->device));
     c->device = opt->device;
-    c->tf32 = opt->tf32;
+    if (opt->precision < PRECISION_FP32 || opt->precision > PRECISION_FP16)
+        return SOWER_FAIL(SOWER_EINTERNAL, "backend cuda: precision %d", (int)opt->precision);
+    c->arith = (int)opt->precision; /* GpuArith follows Precision's order */
     /* Freed blocks stay in the pool for the next forward pass instead of going back to the driver. */
     cudaMemPool_t pool;
     GPU_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, opt->device));
@@ -463,9 +474,15 @@ static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const Cu
     ", --fmad=false; one stream; bits independent of batch, rank count and position in the batch, on equal "  \
     "backend identities"
 static const char cuda_determinism_fp32[] = CUDA_DETERMINISM("fp32 fmaf, no TF32");
-static const char cuda_determinism_tf32[] = CUDA_DETERMINISM(
-    "matrix products on tensor cores from TF32-rounded inputs (opt-in: pipeline.precision tf32; differs from fp32 "
-    "by about 1e-3 relative)");
+static const char *const cuda_determinism[] = {
+    cuda_determinism_fp32,
+    CUDA_DETERMINISM("matrix products on tensor cores from TF32-rounded inputs (opt-in: pipeline.precision tf32; "
+                     "differs from fp32 by about 1e-3 relative)"),
+    CUDA_DETERMINISM("matrix products on tensor cores from BF16-rounded inputs, fp32 sums (opt-in: pipeline.precision "
+                     "bf16); attention, norms and element-wise in fp32"),
+    CUDA_DETERMINISM("matrix products on tensor cores from FP16-rounded inputs, fp32 sums (opt-in: pipeline.precision "
+                     "fp16; inputs beyond 65504 become infinite); attention, norms and element-wise in fp32"),
+};
 
 extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const CudaOptions *opt)
 {
@@ -483,7 +500,7 @@ extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const Cud
     be->ctx = c;
     be->unet = &c->mirror;
     be->kind = BACKEND_CUDA;
-    be->determinism = c->tf32 ? cuda_determinism_tf32 : cuda_determinism_fp32;
+    be->determinism = cuda_determinism[c->arith];
     be->close = cuda_close;
     be->mirror_weights = cuda_mirror_weights;
     return SOWER_OK;

@@ -1,6 +1,8 @@
 /* cuda_kernels.cu: the CUDA backend's kernels (see cuda_kernels.h for the determinism rules). */
 #include "cuda_kernels.h"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <math.h>
 #include <mma.h>
 
@@ -55,26 +57,36 @@ __device__ static inline BColumn b_column(const GpuGemm &g, const float *b, int 
     return c;
 }
 
-/* One k step's tiles in shared memory: a (TK, TILE + 4) is the A tile transposed (A column-major),
- * its rows padded so the transposing stores spread over the banks; b (TK, TILE). 32-byte aligned
- * (both arrays' sizes are multiples of 32 bytes) for float4 reads and tensor-core fragment loads. */
-template <int TILE> struct GemmShared {
-    float a[GEMM_TK][TILE + 4];
-    float b[GEMM_TK][TILE];
+/* One k step's tiles in shared memory, of element E (float; or the 16-bit type the bf16 and fp16
+ * products take, the values rounded on the way in): a (TK, TILE + PAD) is the A tile transposed (A
+ * column-major), its rows padded so the transposing stores spread over the banks; b (TK, TILE).
+ * 32-byte aligned (both arrays' sizes are multiples of 32 bytes, rows multiples of 16) for float4 reads
+ * and tensor-core fragment loads. */
+template <int TILE, int TK, class E> struct GemmShared {
+    static constexpr int PAD = sizeof(E) == 4 ? 4 : 8;
+    E a[TK][TILE + PAD];
+    E b[TK][TILE];
     int tap_y[GEMM_MAX_TAPS], tap_x[GEMM_MAX_TAPS]; /* conv: tap = ky * k + kx -> ky, kx */
 };
+
+/* A value as a shared tile holds it: float as is, bf16 and fp16 rounded to nearest even. */
+template <class E> __device__ inline E to_tile(float v);
+template <> __device__ inline float to_tile<float>(float v) { return v; }
+template <> __device__ inline __nv_bfloat16 to_tile<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <> __device__ inline __half to_tile<__half>(float v) { return __float2half_rn(v); }
 
 /* Moves one k step of A and B from global memory into registers (fetch: issued before the previous
  * step's arithmetic, so the loads are in flight during it) and from there into shared memory (put).
  * Each thread moves LOADS elements of each: A's at rows a_row + 32 l, column a_k (k fastest: rows of
  * the weights); B's at rows b_row + B_ROW_STRIDE l, column b_n (n fastest: pixels). */
-template <int TILE> struct TileLoader {
-    static constexpr int LOADS = TILE * GEMM_TK / GEMM_THREADS;
-    static constexpr int A_ROW_STRIDE = GEMM_THREADS / GEMM_TK, B_ROW_STRIDE = GEMM_THREADS / TILE;
+template <int TILE, int TK, class E> struct TileLoader {
+    typedef GemmShared<TILE, TK, E> Shared;
+    static constexpr int LOADS = TILE * TK / GEMM_THREADS;
+    static constexpr int A_ROW_STRIDE = GEMM_THREADS / TK, B_ROW_STRIDE = GEMM_THREADS / TILE;
     static_assert(GEMM_THREADS % TILE == 0, "a thread's B column must be the same at every k step");
     BColumn col;
     int a_row, a_k, b_row, b_n;
-    /* conv: the B rows of the next fetch as (input channel, tap), advanced GEMM_TK rows at a time
+    /* conv: the B rows of the next fetch as (input channel, tap), advanced TK rows at a time
      * (step_ci channels and step_tap taps) so the k loop never divides. */
     int ci[LOADS], tap[LOADS], taps, step_ci, step_tap;
     long long plane; /* conv: floats between input channels, batch * h * w */
@@ -83,12 +95,12 @@ template <int TILE> struct TileLoader {
     __device__ void init(const GpuGemm &g, const float *b, int n0)
     {
         const int t = threadIdx.x;
-        a_row = t / GEMM_TK, a_k = t % GEMM_TK, b_row = t / TILE, b_n = t % TILE;
+        a_row = t / TK, a_k = t % TK, b_row = t / TILE, b_n = t % TILE;
         col = b_column(g, b, n0 + b_n);
         taps = g.conv.k * g.conv.k;
         if (!g.conv.in)
             return;
-        step_ci = GEMM_TK / taps, step_tap = GEMM_TK % taps;
+        step_ci = TK / taps, step_tap = TK % taps;
         plane = (long long)g.conv.batch * g.conv.h * g.conv.w;
 #pragma unroll
         for (int l = 0; l < LOADS; l++) {
@@ -97,7 +109,7 @@ template <int TILE> struct TileLoader {
         }
     }
 
-    __device__ float conv_b(const GpuConvInput &cv, const GemmShared<TILE> &sh, int l) const
+    __device__ float conv_b(const GpuConvInput &cv, const Shared &sh, int l) const
     {
         if (!col.valid || ci[l] >= cv.cin)
             return 0.0f;
@@ -107,7 +119,7 @@ template <int TILE> struct TileLoader {
         return col.base[ci[l] * plane + iy * cv.w + ix];
     }
 
-    __device__ void fetch(const GpuGemm &g, const float *a, int m0, int k0, const GemmShared<TILE> &sh)
+    __device__ void fetch(const GpuGemm &g, const float *a, int m0, int k0, const Shared &sh)
     {
         const int gk = k0 + a_k;
 #pragma unroll
@@ -132,12 +144,12 @@ template <int TILE> struct TileLoader {
         }
     }
 
-    __device__ void put(GemmShared<TILE> &sh) const
+    __device__ void put(Shared &sh) const
     {
 #pragma unroll
         for (int l = 0; l < LOADS; l++) {
-            sh.a[a_k][a_row + l * A_ROW_STRIDE] = ra[l];
-            sh.b[b_row + l * B_ROW_STRIDE][b_n] = rb[l];
+            sh.a[a_k][a_row + l * A_ROW_STRIDE] = to_tile<E>(ra[l]);
+            sh.b[b_row + l * B_ROW_STRIDE][b_n] = to_tile<E>(rb[l]);
         }
     }
 };
@@ -151,6 +163,8 @@ __device__ static inline void store_c(const GpuGemm &g, float *c, int gm, int gn
 /* fp32: each thread owns an R x R block of C (R = TILE / 16), rows q * 64 + ty * 4 + {0..3} for
  * q < R / 4 and columns likewise with tx; C(i, j) = fmaf(A(i, k), B(k, j), C(i, j)) for k in order. */
 template <int TILE> struct Fp32Accumulator {
+    typedef float Elem;
+    static constexpr int TK = GEMM_TK;
     static constexpr int R = TILE / 16;
     /* Blocks per SM to fit the registers for: at TILE 128 two would spill (ptxas -v, sm_80/90). */
     static constexpr int MIN_BLOCKS = SOWER_GEMM_FP32_MIN_BLOCKS;
@@ -168,7 +182,7 @@ template <int TILE> struct Fp32Accumulator {
                 acc[i][j] = 0.0f;
     }
 
-    __device__ void step(const GemmShared<TILE> &sh)
+    __device__ void step(const GemmShared<TILE, TK, Elem> &sh)
     {
         const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
 #pragma unroll
@@ -200,15 +214,37 @@ template <int TILE> struct Fp32Accumulator {
     }
 };
 
-/* tf32 (opt-in): tensor cores, wmma m16n16k8. The 8 warps tile the block 2 x 4, each warp
- * (TILE/2) x (TILE/4) as FM x FN fragments; A and B are rounded to TF32 (10-bit mantissa) as they
- * enter the fragments, products accumulate in fp32 fragments over k in order. */
-template <int TILE> struct Tf32Accumulator {
+/* The tensor-core arithmetics (opt-in), as wmma fragment types: tf32 (m16n16k8; fp32 tiles, each
+ * fragment element rounded to TF32 as it is loaded), bf16 and fp16 (m16n16k16; the tiles hold the
+ * rounded 16-bit values). Products accumulate in fp32 fragments. */
+struct Tf32Arith {
+    typedef float Elem;
+    typedef wmma::precision::tf32 Frag;
+    static constexpr int KF = 8, TK = GEMM_TK, MIN_BLOCKS = SOWER_GEMM_TF32_MIN_BLOCKS;
+};
+struct Bf16Arith {
+    typedef __nv_bfloat16 Elem;
+    typedef __nv_bfloat16 Frag;
+    static constexpr int KF = 16, TK = 16, MIN_BLOCKS = 1; /* 2 would spill about 100 bytes (ptxas -v, sm_90) */
+};
+struct Fp16Arith {
+    typedef __half Elem;
+    typedef __half Frag;
+    static constexpr int KF = 16, TK = 16, MIN_BLOCKS = 1; /* 2 would spill about 100 bytes (ptxas -v, sm_90) */
+};
+
+/* Tensor cores: the 8 warps tile the block 2 x 4, each warp (TILE/2) x (TILE/4) as FM x FN
+ * fragments; each k step is walked in fragment steps of KF, in order, every fragment element
+ * accumulating over k = 0, 1, ... in fp32. */
+template <int TILE, class Arith> struct WmmaAccumulator {
+    typedef typename Arith::Elem Elem;
+    static constexpr int TK = Arith::TK, KF = Arith::KF;
     static constexpr int WARP_M = TILE / 2, WARP_N = TILE / 4, FM = WARP_M / 16, FN = WARP_N / 16;
     static_assert(GEMM_THREADS == 8 * 32, "8 warps, 2 x 4");
-    /* 2 (128 registers): no spill on sm_90 at GEMM_TK 8, 32 bytes on sm_80; spills at 16 and 32 (ptxas -v) */
-    static constexpr int MIN_BLOCKS = SOWER_GEMM_TF32_MIN_BLOCKS;
-    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[FM][FN];
+    static_assert(TK % KF == 0, "a k step is whole fragment steps");
+    /* tf32: 2 (128 registers): no spill on sm_90 at GEMM_TK 8, 32 bytes on sm_80; spills at 16 and 32 (ptxas -v) */
+    static constexpr int MIN_BLOCKS = Arith::MIN_BLOCKS;
+    wmma::fragment<wmma::accumulator, 16, 16, KF, float> acc[FM][FN];
 
     __device__ void zero()
     {
@@ -219,28 +255,29 @@ template <int TILE> struct Tf32Accumulator {
                 wmma::fill_fragment(acc[i][j], 0.0f);
     }
 
-    /* The step's k in tensor-core steps of 8, in order: each accumulator sees the same sequence of
-     * operations whatever GEMM_TK is. */
-    __device__ void step(const GemmShared<TILE> &sh)
+    __device__ void step(const GemmShared<TILE, TK, Elem> &sh)
     {
+        typedef GemmShared<TILE, TK, Elem> Shared;
         const int warp = threadIdx.x / 32, wm = warp / 4, wn = warp % 4;
 #pragma unroll
-        for (int k8 = 0; k8 < GEMM_TK; k8 += 8) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fa[FM];
-            wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[FN];
+        for (int kf = 0; kf < TK; kf += KF) {
+            wmma::fragment<wmma::matrix_a, 16, 16, KF, typename Arith::Frag, wmma::col_major> fa[FM];
+            wmma::fragment<wmma::matrix_b, 16, 16, KF, typename Arith::Frag, wmma::row_major> fb[FN];
 #pragma unroll
             for (int i = 0; i < FM; i++) {
-                wmma::load_matrix_sync(fa[i], &sh.a[k8][wm * WARP_M + i * 16], TILE + 4);
+                wmma::load_matrix_sync(fa[i], &sh.a[kf][wm * WARP_M + i * 16], TILE + Shared::PAD);
+                if constexpr (KF == 8) /* tf32: round as the element enters the fragment */
 #pragma unroll
-                for (int e = 0; e < fa[i].num_elements; e++)
-                    fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
+                    for (int e = 0; e < fa[i].num_elements; e++)
+                        fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
             }
 #pragma unroll
             for (int j = 0; j < FN; j++) {
-                wmma::load_matrix_sync(fb[j], &sh.b[k8][wn * WARP_N + j * 16], TILE);
+                wmma::load_matrix_sync(fb[j], &sh.b[kf][wn * WARP_N + j * 16], TILE);
+                if constexpr (KF == 8)
 #pragma unroll
-                for (int e = 0; e < fb[j].num_elements; e++)
-                    fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
+                    for (int e = 0; e < fb[j].num_elements; e++)
+                        fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
             }
 #pragma unroll
             for (int i = 0; i < FM; i++)
@@ -272,7 +309,9 @@ template <int TILE> struct Tf32Accumulator {
 template <int TILE, class Accumulator>
 __global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) gemm_kernel(GpuGemm g)
 {
-    __shared__ __align__(32) GemmShared<TILE> sh;
+    typedef typename Accumulator::Elem Elem;
+    constexpr int TK = Accumulator::TK;
+    __shared__ __align__(32) GemmShared<TILE, TK, Elem> sh;
     const int z = blockIdx.z, z1 = z / g.zdiv, z2 = z % g.zdiv;
     const float *a = g.a.base + z1 * g.a.s1 + z2 * g.a.s2;
     const float *b = g.conv.in ? NULL : g.b.base + z1 * g.b.s1 + z2 * g.b.s2;
@@ -281,18 +320,18 @@ __global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) 
     if (g.conv.in)
         for (int i = threadIdx.x; i < g.conv.k * g.conv.k; i += GEMM_THREADS)
             sh.tap_y[i] = i / g.conv.k, sh.tap_x[i] = i % g.conv.k;
-    TileLoader<TILE> load;
+    TileLoader<TILE, TK, Elem> load;
     load.init(g, b, n0);
     Accumulator acc;
     acc.zero();
     __syncthreads(); /* the tap table */
     if (g.k > 0)
         load.fetch(g, a, m0, 0, sh);
-    for (int k0 = 0; k0 < g.k; k0 += GEMM_TK) {
+    for (int k0 = 0; k0 < g.k; k0 += TK) {
         load.put(sh);
         __syncthreads();
-        if (k0 + GEMM_TK < g.k)
-            load.fetch(g, a, m0, k0 + GEMM_TK, sh);
+        if (k0 + TK < g.k)
+            load.fetch(g, a, m0, k0 + TK, sh);
         acc.step(sh);
         __syncthreads();
     }
@@ -329,10 +368,22 @@ int gpu_gemm(const GpuGemm *g, cudaStream_t s)
     if (g->batches > 65535 || (g->m + tile - 1) / tile > 65535)
         return SOWER_FAIL(SOWER_EINTERNAL, "gpu_gemm: %d products of %d rows exceed the launch grid", g->batches,
                           g->m);
-    if (tile == 128)
-        g->tf32 ? launch_gemm<128, Tf32Accumulator<128> >(g, s) : launch_gemm<128, Fp32Accumulator<128> >(g, s);
-    else
-        g->tf32 ? launch_gemm<64, Tf32Accumulator<64> >(g, s) : launch_gemm<64, Fp32Accumulator<64> >(g, s);
+    switch (g->arith) {
+    case GPU_ARITH_TF32:
+        tile == 128 ? launch_gemm<128, WmmaAccumulator<128, Tf32Arith> >(g, s)
+                    : launch_gemm<64, WmmaAccumulator<64, Tf32Arith> >(g, s);
+        break;
+    case GPU_ARITH_BF16:
+        tile == 128 ? launch_gemm<128, WmmaAccumulator<128, Bf16Arith> >(g, s)
+                    : launch_gemm<64, WmmaAccumulator<64, Bf16Arith> >(g, s);
+        break;
+    case GPU_ARITH_FP16:
+        tile == 128 ? launch_gemm<128, WmmaAccumulator<128, Fp16Arith> >(g, s)
+                    : launch_gemm<64, WmmaAccumulator<64, Fp16Arith> >(g, s);
+        break;
+    default:
+        tile == 128 ? launch_gemm<128, Fp32Accumulator<128> >(g, s) : launch_gemm<64, Fp32Accumulator<64> >(g, s);
+    }
     GPU_LAUNCH_TRY();
     return SOWER_OK;
 }

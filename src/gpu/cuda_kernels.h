@@ -32,6 +32,9 @@ typedef struct {
     int cin, batch, h, w, k, stride, pad_top, pad_left, ho, wo;
 } GpuConvInput;
 
+/* The matrix products' arithmetic (backend.h's Precision, in its order). */
+typedef enum { GPU_ARITH_FP32, GPU_ARITH_TF32, GPU_ARITH_BF16, GPU_ARITH_FP16 } GpuArith;
+
 typedef struct {
     int m, n, k;
     GpuMatrix a;         /* (m, k) */
@@ -42,11 +45,11 @@ typedef struct {
     const float *bias;   /* (m,) added to each row after the reduction, or NULL */
     int batches, zdiv;   /* products in the batch (>= 1), and z's split (>= 1) */
     int sms;             /* the device's SMs: the tile size follows (bits do not) */
-    int tf32;            /* 0: fp32 fmaf; 1: tensor cores on TF32-rounded inputs (opt-in) */
+    int arith;           /* GpuArith: fp32 fmaf, or tensor cores on TF32/BF16/FP16-rounded inputs (opt-in) */
 } GpuGemm;
 
 /* C = A B (+ bias): each element reduced by one accumulator over k = 0, 1, ..., K-1: fmaf in one
- * thread (fp32), or tensor-core steps of 8 in one fragment element (tf32). */
+ * thread (fp32), or tensor-core steps of 8 (tf32) or 16 (bf16, fp16) in one fragment element. */
 int gpu_gemm(const GpuGemm *g, cudaStream_t s);
 
 /* y = group_norm(x) (then SiLU); y may be x. x, y (C, B, H, W). */

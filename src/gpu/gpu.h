@@ -42,8 +42,8 @@ typedef struct {
     int device;           /* CUDA device index (placement.h picks it from the local rank) */
     int weights_arrive;   /* 1: leave the device weights unset (the host copy is never read: it may
                            * be unread pages of a mapping); compute_backend_cuda_receive fills them */
-    int tf32;             /* 1: matrix products on tensor cores from TF32-rounded inputs (opt-in; its
-                           * own identity, so its bits never pass for fp32 ones) */
+    Precision precision;  /* fp32, or matrix products on tensor cores from TF32-, BF16- or FP16-rounded
+                           * inputs (opt-in; each its own identity, so its bits never pass for fp32 ones) */
 } CudaOptions;
 
 /* The CUDA backend (cuda_backend.cu): copies u's weights to the device. In a build without CUDA,

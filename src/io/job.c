@@ -146,8 +146,8 @@ void job_print(const Job *job, FILE *s)
         fprintf(s, "  clip_skip: %d\n", job->clip_skip);
         if (job->decode) fprintf(s, "  decode: true\n");
     }
-    if (job->precision == PRECISION_TF32)
-        fprintf(s, "  precision: tf32\n");
+    if (job->precision != PRECISION_FP32)
+        fprintf(s, "  precision: %s\n", precision_name(job->precision));
     if (job->threads)
         fprintf(s, "  threads: %d\n", job->threads);
     else

@@ -292,7 +292,7 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
         SOWER_TRY(get_int(c, f[11].value, "pipeline.clip_skip", 0, 64, &job->clip_skip));
     static const char *const booleans[] = {"false", "true", NULL};
     if (f[12].value) SOWER_TRY(get_enum(c, f[12].value, "pipeline.decode", booleans, &job->decode));
-    static const char *const backends[] = {"cpu", "cuda", NULL}, *const precisions[] = {"fp32", "tf32", NULL};
+    static const char *const backends[] = {"cpu", "cuda", NULL}, *const precisions[] = PRECISION_NAMES;
     const char *schedulers[16] = {NULL}; /* the registry's names, NULL-terminated */
     for (int k = 0; k < scheduler_kind_count() && k < 15; k++)
         schedulers[k] = scheduler_kind_name(k);
@@ -323,10 +323,10 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
         SOWER_TRY(get_int(c, f[5].value, "pipeline.threads", 1, 1024, &job->threads));
     if (f[6].value) {
         SOWER_TRY(get_enum(c, f[6].value, "pipeline.precision", precisions, &v));
-        job->precision = v == 0 ? PRECISION_FP32 : PRECISION_TF32;
-        if (job->precision == PRECISION_TF32 && job->backend != BACKEND_CUDA)
+        job->precision = (Precision)v;
+        if (job->precision != PRECISION_FP32 && job->backend != BACKEND_CUDA)
             return fail_at(c, f[6].value, "pipeline.precision",
-                           "fp32 with backend cpu (tf32 is the cuda backend's tensor-core mode)");
+                           "fp32 with backend cpu (tf32, bf16 and fp16 are the cuda backend's tensor-core modes)");
     }
     return SOWER_OK;
 }

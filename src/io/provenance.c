@@ -103,7 +103,7 @@ int provenance_of(const Job *job, const Model *model, Provenance *p)
              "%s\nrows: %llu\nseeds_sha256: %s\npipeline: %s\ngenerator: %s\nbackend: %s %s\n"
              "model_config_sha256: %s\nscheduler_config_sha256: %s\noutput: chunk_rows=%d gzip=%d\n%s%s",
              PROVENANCE_JOB_KEY_FORMAT, (unsigned long long)job->n_rows, seeds_hex, p->pipeline, p->generator,
-             job->backend == BACKEND_CUDA ? "cuda" : "cpu", job->precision == PRECISION_TF32 ? "tf32" : "fp32",
+             job->backend == BACKEND_CUDA ? "cuda" : "cpu", precision_name(job->precision),
              model_hex, scheduler_hex, job->chunk_rows, job->output_gzip, text_lines, decode_line);
     SOWER_TRY(text_digest_hex(p->job_key, p->job_sha256));
     return SOWER_OK;

@@ -19,6 +19,12 @@ int backend_ops_check(const UNetOps *ops, const char *backend)
     return SOWER_OK;
 }
 
+const char *precision_name(Precision p)
+{
+    static const char *const names[] = PRECISION_NAMES;
+    return p >= PRECISION_FP32 && p <= PRECISION_FP16 ? names[p] : "?";
+}
+
 int backend_runs_conditional(const UNetOps *ops)
 {
 #define HAS_OP(name) &&ops->name

@@ -29,9 +29,13 @@ enum { BACKEND_IDENTITY_SIZE = 512 };
 
 /* Which backend computes (manifest `pipeline.backend`, option --backend). */
 typedef enum { BACKEND_CPU, BACKEND_CUDA } Backend;
-/* The arithmetic of the UNet's matrix products: fp32 everywhere (default), or TF32 tensor cores
- * on the cuda backend (opt-in: faster, about 1e-3 relative from fp32, its own backend identity). */
-typedef enum { PRECISION_FP32, PRECISION_TF32 } Precision;
+/* The arithmetic of the UNet's matrix products: fp32 everywhere (default), or on the cuda backend's
+ * tensor cores from inputs rounded to TF32, BF16 or FP16, accumulated in fp32 (opt-in: each its own
+ * backend identity). The names, in this order: PRECISION_NAMES. */
+typedef enum { PRECISION_FP32, PRECISION_TF32, PRECISION_BF16, PRECISION_FP16 } Precision;
+#define PRECISION_NAMES {"fp32", "tf32", "bf16", "fp16", NULL}
+/* "fp32", "tf32", "bf16" or "fp16". */
+const char *precision_name(Precision p);
 
 typedef struct {
     /* Memory where the operations read and write; Act data and buffers are backend memory. */

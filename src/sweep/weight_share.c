@@ -79,7 +79,7 @@ int weight_share_open_backend(const WeightShare *ws, ComputeBackend *be, const U
     if (!ws->broadcast)
         return compute_backend_open(be, ws->kind, ws->precision, u);
     /* rank 0 copies the weights up, the others wait */
-    CudaOptions opt = {ws->device, ws->rank != 0, ws->precision == PRECISION_TF32};
+    CudaOptions opt = {ws->device, ws->rank != 0, ws->precision};
     SOWER_TRY(compute_backend_cuda(be, u, &opt));
     int status = backend_ops_check(be->ops, "cuda");
     if (status != SOWER_OK)

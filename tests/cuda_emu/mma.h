@@ -1,16 +1,20 @@
-/* mma.h (emulated): the part of CUDA's warp matrix API (nvcuda::wmma) the tf32 matrix multiply of
- * src/gpu/cuda_kernels.cu uses, for the host emulation (cuda_runtime.h).
+/* mma.h (emulated): the part of CUDA's warp matrix API (nvcuda::wmma) the tf32, bf16 and fp16 matrix
+ * multiplies of src/gpu/cuda_kernels.cu use, for the host emulation (cuda_runtime.h).
  *
  * On a GPU a fragment is spread over a warp's 32 threads in an unspecified layout, and kernels
  * only load, store, fill or map it element by element. Here every thread holds the whole tile
- * (rows x cols, row-major) and does the warp's whole operation itself: the same values, 32 times
- * over. mma_sync sums a tile's 8 exact TF32 products in double and rounds once; the tensor cores'
- * internal rounding is their own, so the emulation checks indexing and layout, and TF32 results
- * against fp32 within a tolerance, not the device's bits. */
+ * (rows x cols, row-major, as floats: a bf16 or fp16 element as the float it stands for) and does the
+ * warp's whole operation itself: the same values, 32 times over. mma_sync sums a tile's K exact
+ * products in double and rounds once; the tensor cores' internal rounding is their own, so the
+ * emulation checks indexing and layout, and the results against fp32 within a tolerance, not the
+ * device's bits. */
 #ifndef SOWER_CUDA_EMU_MMA_H
 #define SOWER_CUDA_EMU_MMA_H
 
 #include <string.h>
+
+#include "cuda_bf16.h"
+#include "cuda_fp16.h"
 
 namespace nvcuda {
 namespace wmma {
@@ -49,20 +53,24 @@ inline void fill_fragment(fragment<Use, M, N, K, T, Layout> &f, float v)
         f.x[i] = v;
 }
 
-template <class Use, int M, int N, int K, class T>
-inline void load_matrix_sync(fragment<Use, M, N, K, T, row_major> &f, const float *p, unsigned ldm)
+inline float element_value(float v) { return v; }
+inline float element_value(__nv_bfloat16 v) { return __bfloat162float(v); }
+inline float element_value(__half v) { return __half2float(v); }
+
+template <class Use, int M, int N, int K, class T, class P>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, row_major> &f, const P *p, unsigned ldm)
 {
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++)
-            f.x[r * f.cols + c] = p[(size_t)r * ldm + c];
+            f.x[r * f.cols + c] = element_value(p[(size_t)r * ldm + c]);
 }
 
-template <class Use, int M, int N, int K, class T>
-inline void load_matrix_sync(fragment<Use, M, N, K, T, col_major> &f, const float *p, unsigned ldm)
+template <class Use, int M, int N, int K, class T, class P>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, col_major> &f, const P *p, unsigned ldm)
 {
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++)
-            f.x[r * f.cols + c] = p[r + (size_t)c * ldm];
+            f.x[r * f.cols + c] = element_value(p[r + (size_t)c * ldm]);
 }
 
 template <int M, int N, int K>
@@ -73,10 +81,9 @@ inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, flo
             p[layout == mem_row_major ? (size_t)r * ldm + c : r + (size_t)c * ldm] = f.x[r * f.cols + c];
 }
 
-template <int M, int N, int K, class LA, class LB>
-inline void mma_sync(fragment<accumulator, M, N, K, float> &d, const fragment<matrix_a, M, N, K, precision::tf32, LA> &a,
-                     const fragment<matrix_b, M, N, K, precision::tf32, LB> &b,
-                     const fragment<accumulator, M, N, K, float> &c)
+template <int M, int N, int K, class T, class LA, class LB>
+inline void mma_sync(fragment<accumulator, M, N, K, float> &d, const fragment<matrix_a, M, N, K, T, LA> &a,
+                     const fragment<matrix_b, M, N, K, T, LB> &b, const fragment<accumulator, M, N, K, float> &c)
 {
     float out[M * N];
     for (int i = 0; i < M; i++)
