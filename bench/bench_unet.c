@@ -1,5 +1,6 @@
 /* bench_unet.c: UNet forward time of one of sower's backends, and where the time goes.
- * usage: bench_unet MODEL_DIR THREADS BATCH [SECONDS] [--profile] [--backend cpu|cuda] [--tf32]
+ * usage: bench_unet MODEL_DIR THREADS BATCH [SECONDS] [--profile] [--backend cpu|cuda]
+ *                   [--precision fp32|tf32|bf16|fp16] (--tf32: --precision tf32)
  * A UNet2DConditionModel (Stable Diffusion) runs with 77 tokens of text embeddings per sample (random,
  * already in the backend's memory): BATCH 2N is one classifier-free-guided step of N images.
  * A forward pass is timed on samples already in the backend's memory, as the pipeline runs it
@@ -22,7 +23,7 @@ int main(int argc, char **argv)
 {
     if (argc < 4) {
         fprintf(stderr, "usage: bench_unet MODEL_DIR THREADS BATCH [SECONDS] [--profile] [--backend cpu|cuda] "
-                        "[--tf32]\n");
+                        "[--precision fp32|tf32|bf16|fp16]\n");
         return 2;
     }
     int threads = atoi(argv[2]), batch = atoi(argv[3]);
@@ -35,6 +36,18 @@ int main(int argc, char **argv)
             profile = 1;
         else if (strcmp(argv[i], "--tf32") == 0)
             precision = PRECISION_TF32;
+        else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
+            static const char *const names[] = PRECISION_NAMES;
+            const char *v = argv[++i];
+            int p = 0;
+            while (names[p] && strcmp(v, names[p]) != 0)
+                p++;
+            if (!names[p]) {
+                fprintf(stderr, "bench_unet: --precision: expected fp32, tf32, bf16 or fp16, found '%s'\n", v);
+                return 2;
+            }
+            precision = (Precision)p;
+        }
         else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
             kind = strcmp(argv[++i], "cuda") == 0 ? BACKEND_CUDA : BACKEND_CPU;
     }

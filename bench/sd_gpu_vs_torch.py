@@ -3,6 +3,7 @@
 
 usage: PYTHON_WITH_TORCH_AND_DIFFUSERS bench/sd_gpu_vs_torch.py BENCH_UNET MODEL_DIR [--seconds 2]
                                                                 [--images 1,4,16] [--steps 50]
+                                                                [--sower-precisions fp32,tf32,bf16,fp16]
   BENCH_UNET  sower's bench/bench_unet from a Release build with SOWER_CUDA on
   MODEL_DIR   a pipeline folder holding unet/ (config.json, diffusion_pytorch_model.safetensors) of the SD
               1.5 architecture (sample_size 64: 512x512 images), model_index.json and scheduler/, as
@@ -14,7 +15,7 @@ What is timed: the denoising loop's cost, which is the UNet's: one classifier-fr
 images is one forward pass at batch 2N (uncond and cond rows) over 64x64x4 latents and 77 text tokens
 (random embeddings, already on the device). images/s = N / (steps x seconds per forward). The text
 encoder (once per prompt), the scheduler's element-wise step and the VAE decode are left out on both
-sides. sower: fp32 (fmaf, no TF32) and tf32 (tensor cores, opt-in), its own deterministic kernels,
+sides. sower: fp32 (fmaf, no TF32), and tf32, bf16 and fp16 (tensor cores, opt-in), its own deterministic kernels,
 activations already on the device, each forward waited for. diffusers: UNet2DConditionModel from the
 same folder in fp32 (TF32 off, deterministic) and fp16, with torch.use_deterministic_algorithms(True) +
 cuDNN deterministic (no benchmark autotuning), and fp16 with torch's defaults (not deterministic);
@@ -79,7 +80,7 @@ def gpu_memory_used_mib():
         return None
 
 
-def sower_forward(bench_unet, folder, batch, seconds, tf32):
+def sower_forward(bench_unet, folder, batch, seconds, precision):
     """Seconds per forward at this batch, and the peak GPU memory seen (GiB, None if unknown)."""
     idle = gpu_memory_used_mib()
     peak = [idle]
@@ -94,13 +95,13 @@ def sower_forward(bench_unet, folder, batch, seconds, tf32):
 
     watcher = threading.Thread(target=sample)
     watcher.start()
-    argv = [bench_unet, folder, "1", str(batch), str(seconds), "--backend", "cuda"] + (["--tf32"] if tf32 else [])
+    argv = [bench_unet, folder, "1", str(batch), str(seconds), "--backend", "cuda", "--precision", precision]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     done.set()
     watcher.join()
     m = re.search(r"([0-9.]+) ms/forward", r.stdout)
     if r.returncode != 0 or not m:
-        print(f"sower batch {batch}{' tf32' if tf32 else ''}: failed: {r.stdout}{r.stderr}", file=sys.stderr)
+        print(f"sower batch {batch} {precision}: failed: {r.stdout}{r.stderr}", file=sys.stderr)
         return None, None
     gib = (peak[0] - idle) / 1024 if idle is not None and peak[0] is not None else None
     return float(m.group(1)) / 1e3, gib
@@ -113,12 +114,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--images", default="1,4,16")
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--sower-precisions", default="fp32,tf32,bf16,fp16")
     a = ap.parse_args()
     images = [int(n) for n in a.images.split(",")]
     rows = {}
     for n in images:
-        for label, tf32 in (("sower fp32", 0), ("sower tf32", 1)):
-            rows[(label, n)] = sower_forward(a.bench_unet, a.model_dir, 2 * n, a.seconds, tf32)
+        for precision in a.sower_precisions.split(","):
+            rows[(f"sower {precision}", n)] = sower_forward(a.bench_unet, a.model_dir, 2 * n, a.seconds, precision)
     r = subprocess.run([sys.executable, "-c", TORCH, a.model_dir, str(a.seconds), a.images], capture_output=True,
                        text=True, timeout=900)
     torch = {}
