@@ -37,16 +37,10 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--tf32") == 0)
             precision = PRECISION_TF32;
         else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
-            static const char *const names[] = PRECISION_NAMES;
-            const char *v = argv[++i];
-            int p = 0;
-            while (names[p] && strcmp(v, names[p]) != 0)
-                p++;
-            if (!names[p]) {
-                fprintf(stderr, "bench_unet: --precision: expected fp32, tf32, bf16 or fp16, found '%s'\n", v);
+            if (!precision_from_name(argv[++i], &precision)) {
+                fprintf(stderr, "bench_unet: --precision: expected fp32, tf32, bf16 or fp16, found '%s'\n", argv[i]);
                 return 2;
             }
-            precision = (Precision)p;
         }
         else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
             kind = strcmp(argv[++i], "cuda") == 0 ? BACKEND_CUDA : BACKEND_CPU;

@@ -191,16 +191,9 @@ static int on_sample_option(void *ctx, int which, const char *v)
         o->backend = strcmp(v, "cuda") == 0 ? BACKEND_CUDA : BACKEND_CPU;
         break;
     case OPT_PRECISION:
-    {
-        static const char *const names[] = PRECISION_NAMES;
-        int p = 0;
-        while (names[p] && strcmp(v, names[p]) != 0)
-            p++;
-        if (!names[p])
+        if (!precision_from_name(v, &o->precision))
             return SOWER_FAIL(SOWER_EUSAGE, "--precision: expected fp32, tf32, bf16 or fp16, found '%s'", v);
-        o->precision = (Precision)p;
         break;
-    }
         break;
     case OPT_OUTPUT:
         o->output = v;

@@ -25,6 +25,17 @@ const char *precision_name(Precision p)
     return p >= PRECISION_FP32 && p <= PRECISION_FP16 ? names[p] : "?";
 }
 
+int precision_from_name(const char *name, Precision *p)
+{
+    static const char *const names[] = PRECISION_NAMES;
+    for (int i = 0; names[i]; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *p = (Precision)i;
+            return 1;
+        }
+    return 0;
+}
+
 int backend_runs_conditional(const UNetOps *ops)
 {
 #define HAS_OP(name) &&ops->name

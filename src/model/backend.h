@@ -36,6 +36,8 @@ typedef enum { PRECISION_FP32, PRECISION_TF32, PRECISION_BF16, PRECISION_FP16 } 
 #define PRECISION_NAMES {"fp32", "tf32", "bf16", "fp16", NULL}
 /* "fp32", "tf32", "bf16" or "fp16". */
 const char *precision_name(Precision p);
+/* *p = the precision of that name; 0 (and *p unchanged) for an unknown name. */
+int precision_from_name(const char *name, Precision *p);
 
 typedef struct {
     /* Memory where the operations read and write; Act data and buffers are backend memory. */
