@@ -2,7 +2,8 @@
 # profile_sd.sh: where an SD 1.5 UNet forward's GPU time goes, kernel by kernel (Nsight Compute's
 # gpu__time_duration), on a lent GPU machine: the payload of pack.sh, one forward after a warm one.
 #   run(command="bash src/gpu/device/profile_sd.sh", carry=[".device"], timeout_s=300)
-# PROFILE_CASES: "BATCH[:tf32] ..." (default "2 32 32:tf32"). Prints one line per case: total kernel
+# PROFILE_CASES: "BATCH[:tf32] ..." (default "2 32 32:tf32"); PROFILE_DETAIL=1 adds stall reasons (below).
+# Prints one line per case: total kernel
 # time and the 10 largest shares by kernel name. Never fails the call for a missing profiler.
 set -uo pipefail
 d=/tmp/sower-device
@@ -37,3 +38,16 @@ print(f"{sys.argv[2]} (2 forwards): {len(rows)} kernels, {total / 1e6:.2f} ms: "
       ", ".join(f"{k} {v / total:.0%} ({n[k]}x, {v / 1e6:.1f} ms)" for k, v in t.most_common(10)))
 PY
 done
+
+# PROFILE_DETAIL=1: why the largest kernels are slow, not only how long they take: Nsight Compute's
+# speed-of-light, occupancy, warp-state (stall reasons) and memory sections for one launch each of the
+# 128-tile fp32 product, the 64-tile one and the head-width-40 flash attention, at batch 32.
+if [[ -n ${PROFILE_DETAIL:-} ]]; then
+  for kernel in 'regex:gemm_kernel<128, Fp32' 'regex:gemm_kernel<64, Fp32' 'regex:attention_heads_kernel<3>'; do
+    echo; echo "== detail: $kernel"
+    timeout 120 "$ncu" --kernel-name-base demangled --kernel-name "$kernel" --launch-skip 20 --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
+      --section LaunchStats bench_unet "$sd" 1 32 0.01 --backend cuda 2>&1 |
+      grep -E "Duration|Throughput|Occupancy|Registers|Shared Memory|Stall|Warp Cycles|Issue|Block Limit|Bank" | head -40
+  done
+fi
