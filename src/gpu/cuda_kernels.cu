@@ -707,11 +707,16 @@ int gpu_guidance(const float *uncond, const float *cond, float scale, float *out
  * sum l (double) and the output accumulators; a tile's scores never leave shared memory. For each tile:
  *   s(i, j) = (sum_d q(d, i) k(d, j), fmaf over d in order) * scale      (keys past the end: -inf)
  *   m' = max(m, max_j s(i, j)); alpha = exp(m - m'); p(i, j) = exp(s(i, j) - m')
- *   l = l alpha + sum_j p(i, j) (in order); o(d, i) = o(d, i) alpha, then fmaf(v(d, j), p(i, j), .) over j in order
+ *   l = l alpha + sum_j p(i, j) (4 partial sums of 8 keys each, in key order, then (s0 + s1) + (s2 + s3));
+ *   o(d, i) = o(d, i) alpha, then fmaf(v(d, j), p(i, j), .) over j in order
  * and at the end o / l. Every step's order is set by the key count and the tile sizes, which are
  * constants: never by the batch, the grid or the device, so a sample's bits are the same in any batch.
  * Work per thread: scores of 4 queries x 2 keys; outputs of 4 queries x DR dims (dims t/16 + 16 r). */
 enum { FA_Q = 64, FA_K = 32, FA_D = 16, FA_THREADS = 256, FA_MAX_DR = 16 };
+
+static_assert(FA_THREADS == 4 * FA_Q && FA_K % 4 == 0, "4 threads per query row share a tile's keys");
+static_assert(FA_D * FA_Q * sizeof(float) >= 4 * FA_Q * (sizeof(float) + sizeof(double)),
+              "the softmax's partial maxima and sums fit in the query chunk's space");
 
 template <int DR> struct AttentionShared {
     float q[FA_D][FA_Q];       /* a chunk of FA_D dims of the block's queries */
@@ -776,20 +781,35 @@ __global__ static void __launch_bounds__(FA_THREADS)
             sh.v[d][j] = d < dh && j0 + j < nk ? vh[(long long)d * k_plane + j0 + j] : 0.0f;
         }
         __syncthreads();
-        if (t < FA_Q) { /* one thread per query row: the running maximum and sum, in key order */
-            float mt = sh.m[t];
-            for (int j = 0; j < FA_K; j++)
-                mt = fmaxf(mt, sh.p[j][t]);
+        { /* The running maximum and sum, 4 threads per query row (FA_K / 4 keys each): the maximum is
+           * exact in any order; each thread sums its exponentials in key order and a row's 4 partial
+           * sums combine as (s0 + s1) + (s2 + s3), a fixed order. sh.q is free until the next tile. */
+            float *part_max = &sh.q[0][0];                       /* (4, FA_Q) */
+            double *part_sum = (double *)(void *)&sh.q[4][0];    /* (4, FA_Q), from byte 1024 */
+            const int row = t % FA_Q, part = t / FA_Q, first = part * (FA_K / 4);
+            float mx = -INFINITY;
+            for (int j = first; j < first + FA_K / 4; j++)
+                mx = fmaxf(mx, sh.p[j][row]);
+            part_max[part * FA_Q + row] = mx;
+            __syncthreads();
+            float mt = sh.m[row];
+            for (int q4 = 0; q4 < 4; q4++)
+                mt = fmaxf(mt, part_max[q4 * FA_Q + row]);
             double sum = 0.0;
-            for (int j = 0; j < FA_K; j++) {
-                const float e = expf(sh.p[j][t] - mt);
-                sh.p[j][t] = e;
+            for (int j = first; j < first + FA_K / 4; j++) {
+                const float e = expf(sh.p[j][row] - mt);
+                sh.p[j][row] = e;
                 sum += (double)e;
             }
-            const float alpha = expf(sh.m[t] - mt); /* 0 on the first tile (m = -inf) */
-            sh.alpha[t] = alpha;
-            sh.l[t] = sh.l[t] * (double)alpha + sum;
-            sh.m[t] = mt;
+            part_sum[part * FA_Q + row] = sum;
+            __syncthreads();
+            if (part == 0) {
+                const float alpha = expf(sh.m[row] - mt); /* 0 on the first tile (m = -inf) */
+                sh.alpha[row] = alpha;
+                sh.l[row] = sh.l[row] * (double)alpha + ((part_sum[row] + part_sum[FA_Q + row]) +
+                                                         (part_sum[2 * FA_Q + row] + part_sum[3 * FA_Q + row]));
+                sh.m[row] = mt;
+            }
         }
         __syncthreads();
         const float4 al = *(const float4 *)&sh.alpha[oi];
