@@ -77,7 +77,7 @@ template <> __device__ inline __half to_tile<__half>(float v) { return __float2h
 
 /* Moves one k step of A and B from global memory into registers (fetch: issued before the previous
  * step's arithmetic, so the loads are in flight during it) and from there into shared memory (put).
- * Each thread moves LOADS elements of each: A's at rows a_row + 32 l, column a_k (k fastest: rows of
+ * Each thread moves LOADS elements of each: A's at rows a_row + A_ROW_STRIDE l, column a_k (k fastest: rows of
  * the weights); B's at rows b_row + B_ROW_STRIDE l, column b_n (n fastest: pixels). */
 template <int TILE, int TK, class E> struct TileLoader {
     typedef GemmShared<TILE, TK, E> Shared;
@@ -220,6 +220,7 @@ template <int TILE> struct Fp32Accumulator {
 struct Tf32Arith {
     typedef float Elem;
     typedef wmma::precision::tf32 Frag;
+    /* 2 blocks (128 registers): no spill on sm_90 at GEMM_TK 8, 32 bytes on sm_80; spills at 16 and 32 (ptxas -v) */
     static constexpr int KF = 8, TK = GEMM_TK, MIN_BLOCKS = SOWER_GEMM_TF32_MIN_BLOCKS;
 };
 struct Bf16Arith {
@@ -242,7 +243,6 @@ template <int TILE, class Arith> struct WmmaAccumulator {
     static constexpr int WARP_M = TILE / 2, WARP_N = TILE / 4, FM = WARP_M / 16, FN = WARP_N / 16;
     static_assert(GEMM_THREADS == 8 * 32, "8 warps, 2 x 4");
     static_assert(TK % KF == 0, "a k step is whole fragment steps");
-    /* tf32: 2 (128 registers): no spill on sm_90 at GEMM_TK 8, 32 bytes on sm_80; spills at 16 and 32 (ptxas -v) */
     static constexpr int MIN_BLOCKS = Arith::MIN_BLOCKS;
     wmma::fragment<wmma::accumulator, 16, 16, KF, float> acc[FM][FN];
 
