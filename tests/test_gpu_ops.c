@@ -589,14 +589,25 @@ int main(int argc, char **argv)
 {
     /* --small: fewer, smaller cases (the emulated build runs every GPU thread as a host fiber);
      * --model DIR (up to 4 times): also a whole forward pass of that model folder (a conditional one with
-     * random text embeddings). */
+     * random text embeddings); --precisions fp32,bf16,...: only those passes (default: all four). */
     int small = 0;
     const char *model_dirs[4] = {NULL};
+    unsigned precisions = ~0u; /* bit p: run the pass of Precision p */
     int n_models = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--small") == 0)
             small = 1;
-        else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--precisions") == 0 && i + 1 < argc) {
+            precisions = 0;
+            for (char *name = strtok(argv[++i], ","); name; name = strtok(NULL, ",")) {
+                Precision p;
+                if (!precision_from_name(name, &p)) {
+                    fprintf(stderr, "test_gpu_ops: --precisions: unknown '%s'\n", name);
+                    return 2;
+                }
+                precisions |= 1u << p;
+            }
+        } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
             model_dirs[n_models++ % 4] = argv[++i];
     }
 #ifndef SOWER_TEST_EMULATED /* built against tests/cuda_emu: there is always its one "device" */
@@ -629,6 +640,8 @@ int main(int argc, char **argv)
     /* A pass per arithmetic: the default fp32, then the opt-in tensor-core ones, tf32, bf16 and fp16
      * (matrix products only, so the operations without one run in the first pass alone). */
     for (Precision precision = PRECISION_FP32; precision <= PRECISION_FP16; precision = (Precision)(precision + 1)) {
+        if (!(precisions & (1u << precision)))
+            continue;
         const int fp32 = precision == PRECISION_FP32;
         CudaOptions opt = {0};
         opt.precision = precision;
