@@ -12,44 +12,18 @@
 #include "rowops.h"
 
 enum {
-    TOKEN_BLOCK = 256,             /* tokens normalised together (vectorises across tokens) */
+    TOKEN_BLOCK = ROW_TOKEN_BLOCK, /* tokens normalised together (vectorises across tokens) */
     SCORE_BUDGET_FLOATS = 1 << 22, /* one query block's scores: at most 16 MB */
 };
 
 void op_layer_norm_channels(const LayerNormParams *p, const Act *in, Act *out)
 {
     const size_t n = act_plane(in); /* tokens */
-    const int c = in->c;
     const int blocks = (int)((n + TOKEN_BLOCK - 1) / TOKEN_BLOCK);
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++) {
         const size_t t0 = (size_t)blk * TOKEN_BLOCK, count = n - t0 < TOKEN_BLOCK ? n - t0 : TOKEN_BLOCK;
-        double sum[TOKEN_BLOCK] = {0}, sq[TOKEN_BLOCK] = {0}; /* per token, over channels in order */
-        for (int ch = 0; ch < c; ch++) {
-            const float *x = in->data + (size_t)ch * n + t0;
-            for (size_t t = 0; t < count; t++)
-                sum[t] += (double)x[t];
-        }
-        for (size_t t = 0; t < count; t++)
-            sum[t] /= (double)c; /* now the mean */
-        for (int ch = 0; ch < c; ch++) {
-            const float *x = in->data + (size_t)ch * n + t0;
-            for (size_t t = 0; t < count; t++) {
-                double d = (double)x[t] - sum[t];
-                sq[t] += d * d;
-            }
-        }
-        float mean[TOKEN_BLOCK], rstd[TOKEN_BLOCK];
-        for (size_t t = 0; t < count; t++) {
-            mean[t] = (float)sum[t];
-            rstd[t] = (float)(1.0 / sqrt(sq[t] / (double)c + (double)p->eps));
-        }
-        for (int ch = 0; ch < c; ch++) {
-            const float *x = in->data + (size_t)ch * n + t0;
-            float *y = out->data + (size_t)ch * n + t0;
-            for (size_t t = 0; t < count; t++)
-                y[t] = fmaf((x[t] - mean[t]) * rstd[t], p->gamma[ch], p->beta[ch]);
-        }
+        tokens_layer_norm(out->data + t0, in->data + t0, n, count, in->c, p->gamma, p->beta, p->eps);
     }
 }
 

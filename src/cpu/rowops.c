@@ -142,3 +142,34 @@ SOWER_CLONES void row_layer_norm(float *y, const float *x, size_t n, const float
     for (size_t i = 0; i < n; i++)
         y[i] = fmaf((x[i] - m) * rstd, gamma[i], beta[i]);
 }
+
+SOWER_CLONES void tokens_layer_norm(float *y, const float *x, size_t stride, size_t count, int c, const float *gamma,
+                                    const float *beta, float eps)
+{
+    double sum[ROW_TOKEN_BLOCK] = {0}, sq[ROW_TOKEN_BLOCK] = {0}; /* per token, over channels in order */
+    for (int ch = 0; ch < c; ch++) {
+        const float *xc = x + (size_t)ch * stride;
+        for (size_t t = 0; t < count; t++)
+            sum[t] += (double)xc[t];
+    }
+    for (size_t t = 0; t < count; t++)
+        sum[t] /= (double)c; /* now the mean */
+    for (int ch = 0; ch < c; ch++) {
+        const float *xc = x + (size_t)ch * stride;
+        for (size_t t = 0; t < count; t++) {
+            const double d = (double)xc[t] - sum[t];
+            sq[t] += d * d;
+        }
+    }
+    float mean[ROW_TOKEN_BLOCK], rstd[ROW_TOKEN_BLOCK];
+    for (size_t t = 0; t < count; t++) {
+        mean[t] = (float)sum[t];
+        rstd[t] = (float)(1.0 / sqrt(sq[t] / (double)c + (double)eps));
+    }
+    for (int ch = 0; ch < c; ch++) {
+        const float *xc = x + (size_t)ch * stride;
+        float *yc = y + (size_t)ch * stride;
+        for (size_t t = 0; t < count; t++)
+            yc[t] = fmaf((xc[t] - mean[t]) * rstd[t], gamma[ch], beta[ch]);
+    }
+}

@@ -31,4 +31,12 @@ void row_softmax_scaled(float *x, size_t n, float scale);
  * both moments in double); y may be x. */
 void row_layer_norm(float *y, const float *x, size_t n, const float *gamma, const float *beta, float eps);
 
+/* The same LayerNorm for `count` <= ROW_TOKEN_BLOCK tokens whose c features lie `stride` floats apart
+ * (channel-major activations, ops.h): y[ch * stride + t] from x[ch * stride + t]. Each token's moments
+ * sum its channels in order, in double (vectorised across tokens, so the order is the token's own,
+ * whatever the block). y may be x. */
+enum { ROW_TOKEN_BLOCK = 256 };
+void tokens_layer_norm(float *y, const float *x, size_t stride, size_t count, int c, const float *gamma,
+                       const float *beta, float eps);
+
 #endif /* SOWER_ROWOPS_H */
