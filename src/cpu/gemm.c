@@ -197,6 +197,7 @@ const char *gemm_backend_identity(void)
 {
     static char identity[128];
     ensure_kernels();
+    bli_init(); /* the arch query reads BLIS's kernel table: aborts if it is the first BLIS call (forced family) */
     if (!identity[0])
         snprintf(identity, sizeof identity, "BLIS %s %s (conventional path, sup off)", bli_info_get_version_str(),
                  bli_arch_string(bli_arch_query_id()));
