@@ -5,6 +5,7 @@
  * nothing collides with the real backend or libcudart in the same binary. */
 #include <cuda_runtime.h> /* tests/cuda_emu's, first on the include path */
 #include <mma.h>          /* tests/cuda_emu's too */
+#include <curand_kernel.h> /* tests/cuda_emu's too */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,4 +17,5 @@
 namespace sower_emu {
 #include "cuda_kernels.cu"
 #include "cuda_backend.cu"
+#include "torch_cuda_randn.cu"
 } // namespace sower_emu

@@ -5,6 +5,7 @@
  * else links this: sower itself has either the real backend or src/gpu/gpu_absent.c. */
 #include <cuda_runtime.h> /* tests/cuda_emu's, first on the include path */
 #include <mma.h>          /* tests/cuda_emu's too */
+#include <curand_kernel.h> /* tests/cuda_emu's too */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,5 +16,6 @@
 
 #include "cuda_kernels.cu"
 #include "cuda_backend.cu"
+#include "torch_cuda_randn.cu"
 #include "gpu_selftest.cu"
 #include "nccl_share.cu"

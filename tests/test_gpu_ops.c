@@ -5,6 +5,7 @@
  * is visible or this build has no CUDA backend. Every arithmetic: fp32 (default) and the opt-in
  * tensor-core ones (tf32, bf16, fp16). */
 #define _POSIX_C_SOURCE 200809L /* setenv */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,9 @@
 #include "gpu.h"
 #include "check.h"
 #include "gpu_test.h"
+#include "digest.h"
 #include "model.h"
+#include "philox.h"
 #include "rng.h"
 #include "vae.h"
 
@@ -353,6 +356,134 @@ static void test_scheduler_step(void)
     free(m), free(x), free(z);
 }
 
+/* ---- torch.Generator("cuda") ---- */
+
+/* The layout's oracle: element i of a torch-cuda randn from philox.h's closed form (not the kernel's
+ * grid-stride loop) and Box-Muller with the host's logf, sinf, cosf (cuRAND's host branch). Emulated,
+ * the device's sin/cos are these, so the two agree bit for bit; on a GPU they are the special-function
+ * unit's, within about 2^-21 of these before the radius. */
+static float torch_cuda_host_value(uint64_t seed, uint64_t offset, uint64_t blocks, uint64_t i)
+{
+    TorchCudaElement e;
+    torch_cuda_element(seed, offset, blocks, i, &e);
+    const uint32_t x = e.words[e.lane < 2 ? 0 : 2], y = e.words[e.lane < 2 ? 1 : 3];
+    const float inv32 = 2.3283064e-10f, inv32_2pi = 2.3283064e-10f * 6.2831855f;
+    const float u = fmaf((float)x, inv32, inv32 / 2), v = fmaf((float)y, inv32_2pi, inv32_2pi / 2);
+    const float radius = sqrtf(-2.0f * logf(u));
+    const float value = (e.lane % 2 == 0 ? sinf(v) : cosf(v)) * radius;
+    return value * 1.0f + 0.0f; /* torch's rand * std + mean */
+}
+
+/* ComputeBackend.randn_torch_cuda against the oracle, over sizes that take one lane per thread (SD's
+ * latents), every lane and several passes (more values than the grid's threads), at offsets after
+ * earlier draws; and the offset's growth against torch's rule. */
+static void test_torch_cuda_randn(void)
+{
+    const uint64_t seeds[] = {0, 1, 42, (1ull << 32) + 5, UINT64_MAX};
+    const size_t sizes[] = {1, 5, 3 * 32 * 32, 4 * 64 * 64, 3 * 4 * 64 * 64 + 7};
+    double worst = 0;
+    int differ = 0, cases = 0;
+    for (size_t si = 0; si < sizeof seeds / sizeof seeds[0]; si++) {
+        uint64_t offset = 0;
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            const size_t n = sizes[(k + si) % (sizeof sizes / sizeof sizes[0])];
+            float *dev = NULL;
+            TorchCudaLaunch l = {0};
+            CHECK(gpu.ops->buffer_alloc(gpu.ctx, &dev, n) == SOWER_OK, "buffer");
+            CHECK(gpu.randn_torch_cuda(gpu.ctx, seeds[si], offset, n, dev, &l) == SOWER_OK, "randn_torch_cuda");
+            float *got = get(&gpu, dev, n);
+            gpu.ops->buffer_free(gpu.ctx, dev);
+            for (size_t i = 0; i < n; i++) {
+                const float want = torch_cuda_host_value(seeds[si], offset, l.blocks, i);
+                differ += memcmp(&want, &got[i], sizeof want) != 0;
+                worst = fmax(worst, fabs((double)want - got[i]));
+            }
+            CHECK(l.blocks >= 1 && l.blocks * TORCH_CUDA_BLOCK_THREADS * 4 * l.passes >= n &&
+                      l.counter_offset == 4 * l.passes,
+                  "randn of %zu: %llu blocks, %llu passes, offset + %llu", n, (unsigned long long)l.blocks,
+                  (unsigned long long)l.passes, (unsigned long long)l.counter_offset);
+            offset += l.counter_offset;
+            cases++;
+            free(got);
+        }
+    }
+#ifdef SOWER_TEST_EMULATED
+    printf("  %-44s %d values differ from the host model over %d draws\n", "randn_torch_cuda (layout)", differ, cases);
+    CHECK(differ == 0, "randn_torch_cuda: %d values differ from philox.h's layout", differ);
+#else
+    printf("  %-44s max |gpu - host model| %.3g over %d draws (%d not bitwise: the GPU's sin/cos)\n",
+           "randn_torch_cuda (layout)", worst, cases, differ);
+    CHECK(worst <= 1e-4, "randn_torch_cuda: max |gpu - host model| %g", worst);
+#endif
+}
+
+/* torch's own noise, from validate/make_torch_cuda_reference.py run on a GPU: every call's SHA-256,
+ * its first values' bits and the generator's offset after it, bit for bit (cases whose layout
+ * needs the reference's SM count are skipped on a GPU with another). */
+static void test_torch_cuda_reference(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL, "cannot open %s", path);
+    if (!f)
+        return;
+    static char text[1 << 20];
+    const size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    cJSON *root = cJSON_Parse(text);
+    CHECK(root != NULL, "%s: not JSON", path);
+    if (!root)
+        return;
+    const TorchCudaDevice there = {cJSON_GetObjectItem(root, "sms")->valueint,
+                                   cJSON_GetObjectItem(root, "max_threads_per_sm")->valueint};
+    int calls = 0, skipped = 0, bad = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases"))
+    {
+        const uint64_t seed = strtoull(cJSON_GetObjectItem(c, "seed")->valuestring, NULL, 10);
+        const cJSON *sizes = cJSON_GetObjectItem(c, "calls"), *sums = cJSON_GetObjectItem(c, "sha256");
+        const cJSON *heads = cJSON_GetObjectItem(c, "head_bits"), *offsets = cJSON_GetObjectItem(c, "offset_after");
+        uint64_t offset = 0;
+        for (int k = 0; k < cJSON_GetArraySize(sizes); k++) {
+            const size_t n = (size_t)cJSON_GetArrayItem(sizes, k)->valuedouble;
+            float *dev = NULL;
+            TorchCudaLaunch l = {0};
+            CHECK(gpu.ops->buffer_alloc(gpu.ctx, &dev, n) == SOWER_OK, "buffer");
+            CHECK(gpu.randn_torch_cuda(gpu.ctx, seed, offset, n, dev, &l) == SOWER_OK, "randn_torch_cuda");
+            float *got = get(&gpu, dev, n);
+            gpu.ops->buffer_free(gpu.ctx, dev);
+            if (l.blocks != torch_cuda_launch(n, there).blocks) { /* the layout follows the SM count here */
+                free(got);
+                skipped++;
+                break;
+            }
+            unsigned char sum[32];
+            char hex[65];
+            CHECK(digest_buffer(got, n * sizeof(float), sum) == SOWER_OK, "sha256");
+            digest_hex(sum, hex);
+            const cJSON *head = cJSON_GetArrayItem(heads, k);
+            int head_ok = 1;
+            for (int i = 0; i < cJSON_GetArraySize(head) && (size_t)i < n; i++) {
+                uint32_t bits;
+                memcpy(&bits, &got[i], sizeof bits);
+                head_ok &= bits == (uint32_t)cJSON_GetArrayItem(head, i)->valuedouble;
+            }
+            offset += l.counter_offset;
+            const uint64_t torch_offset = strtoull(cJSON_GetArrayItem(offsets, k)->valuestring, NULL, 10);
+            const int ok = strcmp(hex, cJSON_GetArrayItem(sums, k)->valuestring) == 0 && head_ok && offset == torch_offset;
+            CHECK(ok, "torch-cuda seed %llu call %d (%zu values): sha256 %s, first values %s, offset %llu vs torch's %llu",
+                  (unsigned long long)seed, k, n, hex, head_ok ? "equal" : "differ", (unsigned long long)offset,
+                  (unsigned long long)torch_offset);
+            bad += !ok;
+            calls++;
+            free(got);
+        }
+    }
+    printf("  %-44s %d calls bitwise equal to torch's, %d differ, %d cases cut short (another SM count)\n",
+           "randn_torch_cuda vs torch", calls - bad, bad, skipped);
+    cJSON_Delete(root);
+}
+
 /* The whole UNet forward of a real model folder, through unet_forward_on (weights copied to the
  * device through the backend's mirror of the model): GPU vs CPU at batch 3 with three timesteps,
  * and each sample alone bit for bit as in the batch. */
@@ -593,6 +724,7 @@ int main(int argc, char **argv)
     int small = 0;
     const char *model_dirs[4] = {NULL};
     unsigned precisions = ~0u; /* bit p: run the pass of Precision p */
+    const char *torch_cuda_reference = NULL; /* --torch-cuda-reference FILE */
     int n_models = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--small") == 0)
@@ -607,7 +739,9 @@ int main(int argc, char **argv)
                 }
                 precisions |= 1u << p;
             }
-        } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+        } else if (strcmp(argv[i], "--torch-cuda-reference") == 0 && i + 1 < argc)
+            torch_cuda_reference = argv[++i];
+        else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
             model_dirs[n_models++ % 4] = argv[++i];
     }
 #ifndef SOWER_TEST_EMULATED /* built against tests/cuda_emu: there is always its one "device" */
@@ -692,6 +826,9 @@ int main(int argc, char **argv)
             test_table_complete();
             test_elementwise();
             test_scheduler_step();
+            test_torch_cuda_randn();
+            if (torch_cuda_reference)
+                test_torch_cuda_reference(torch_cuda_reference);
         }
         compute_backend_close(&gpu);
         /* Whole models in every arithmetic on a device; emulated (--small), the 16-bit ones (whose

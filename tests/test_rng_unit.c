@@ -3,7 +3,10 @@
 #include <math.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "check.h"
+#include "philox.h"
 #include "rng.h"
 
 static void test_mt19937_engine(void)
@@ -132,9 +135,85 @@ static void test_kernel_names(void)
     RngKernel k;
     CHECK(rng_kernel_parse("torch-cpu", &k) == SOWER_OK && k == RNG_KERNEL_TORCH_CPU, "torch-cpu");
     CHECK(rng_kernel_parse("torch-cpu-scalar", &k) == SOWER_OK && k == RNG_KERNEL_TORCH_CPU_SCALAR, "scalar");
-    CHECK(rng_kernel_parse("torch-cuda", &k) == SOWER_EINPUT, "unknown name accepted");
-    CHECK(strstr(sower_error_message(), "torch-cuda") != NULL, "message must name the bad value");
+    CHECK(rng_kernel_parse("torch-cuda", &k) == SOWER_OK && k == RNG_KERNEL_TORCH_CUDA, "torch-cuda");
+    CHECK(rng_kernel_parse("torch-xpu", &k) == SOWER_EINPUT, "unknown name accepted");
+    CHECK(strstr(sower_error_message(), "torch-xpu") != NULL, "message must name the bad value");
     sower_error_clear();
+}
+
+/* Philox4x32-10's known answers (Random123's kat_vectors; cuRAND's curand_Philox4x32_10 gives the same). */
+static void test_philox_known_answers(void)
+{
+    static const uint32_t cases[3][10] = {
+        {0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
+        {0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0x408f276d, 0x41c83b0e, 0xa20bc7c6,
+         0x6d5451fd},
+        {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420,
+         0x24126ea1},
+    };
+    for (int c = 0; c < 3; c++) {
+        uint32_t out[4];
+        philox4x32_10(cases[c], cases[c] + 4, out);
+        CHECK(memcmp(out, cases[c] + 6, sizeof out) == 0, "philox known answer %d: %08x %08x %08x %08x", c, out[0],
+              out[1], out[2], out[3]);
+    }
+}
+
+/* torch's launch rule on an H100/H200 (132 SMs, 2048 threads each: at most 1056 blocks of 256). */
+static void test_torch_cuda_launch(void)
+{
+    const TorchCudaDevice h200 = {132, 2048};
+    static const uint64_t cases[][4] = {/* numel, blocks, passes, offset growth */
+                                        {1, 1, 1, 4},
+                                        {4 * 64 * 64, 64, 1, 4},          /* SD's 64x64 latents: SM count irrelevant */
+                                        {4 * 128 * 128, 256, 1, 4},       /* SDXL's 128x128 */
+                                        {270336, 1056, 1, 4},             /* every thread of the capped grid */
+                                        {270337, 1056, 1, 4},             /* lane 1 of thread 0 */
+                                        {4 * 270336, 1056, 1, 4},         /* all four lanes */
+                                        {4 * 270336 + 1, 1056, 2, 8}};    /* a second pass */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const TorchCudaLaunch l = torch_cuda_launch(cases[c][0], h200);
+        CHECK(l.blocks == cases[c][1] && l.passes == cases[c][2] && l.counter_offset == cases[c][3],
+              "launch of %llu: %llu blocks, %llu passes, +%llu", (unsigned long long)cases[c][0],
+              (unsigned long long)l.blocks, (unsigned long long)l.passes, (unsigned long long)l.counter_offset);
+    }
+}
+
+/* torch_cuda_element against a walk of torch's grid-stride loop (thread by thread, pass by pass,
+ * lane by lane): every element exactly once, at the (thread, draw, lane) the loop gives it, and its
+ * words those of curand_init(seed, thread, offset) followed by `draw` curand4 calls. */
+static void test_torch_cuda_layout(void)
+{
+    const TorchCudaDevice small = {1, 1024}; /* 4 blocks at most: 1024 threads, 4096 values a pass */
+    const uint64_t numel = 3 * 4096 + 77, seed = 0x123456789abcdefull, offset = 12;
+    const TorchCudaLaunch l = torch_cuda_launch(numel, small);
+    const uint64_t stride = l.blocks * TORCH_CUDA_BLOCK_THREADS;
+    unsigned char *seen = calloc(numel, 1);
+    int wrong = 0;
+    for (uint64_t t = 0; t < stride; t++)
+        for (uint64_t pass = 0; pass < l.passes; pass++)
+            for (int lane = 0; lane < 4; lane++) {
+                const uint64_t li = t + pass * 4 * stride + (uint64_t)lane * stride;
+                if (li >= numel)
+                    continue;
+                seen[li]++;
+                TorchCudaElement e;
+                torch_cuda_element(seed, offset, l.blocks, li, &e);
+                /* counter = (offset / 4 + pass) in words 0-1, thread in words 2-3 */
+                const uint32_t ctr[4] = {(uint32_t)(offset / 4 + pass), 0, (uint32_t)t, 0};
+                const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+                uint32_t words[4];
+                philox4x32_10(ctr, key, words);
+                wrong += e.thread != t || e.draw != pass || e.lane != lane || memcmp(words, e.words, sizeof words) != 0;
+            }
+    int once = 1;
+    for (uint64_t i = 0; i < numel; i++)
+        once &= seen[i] == 1;
+    CHECK(l.blocks == 4 && l.passes == 4, "small launch: %llu blocks, %llu passes", (unsigned long long)l.blocks,
+          (unsigned long long)l.passes);
+    CHECK(once, "torch's loop must write every element once");
+    CHECK(wrong == 0, "%d elements placed unlike torch's loop", wrong);
+    free(seen);
 }
 
 int main(void)
@@ -146,5 +225,8 @@ int main(void)
     test_state_round_trip();
     test_statistics();
     test_kernel_names();
+    test_philox_known_answers();
+    test_torch_cuda_launch();
+    test_torch_cuda_layout();
     return check_exit("test_rng_unit");
 }

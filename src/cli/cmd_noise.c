@@ -136,6 +136,10 @@ static int on_noise_option(void *ctx, int which, const char *v)
     case NOISE_GENERATOR:
         if (rng_kernel_parse(v, &opt->kernel) != SOWER_OK)
             return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'", v);
+        if (opt->kernel == RNG_KERNEL_TORCH_CUDA)
+            return SOWER_FAIL(SOWER_EUSAGE, "--generator torch-cuda: torch's CUDA noise comes from the GPU's own sin/cos "
+                                            "(cuRAND's __sincosf), which no CPU reproduces bit for bit; `sower sample "
+                                            "--backend cuda --generator torch-cuda` makes it there");
         break;
     case NOISE_DTYPE: SOWER_TRY(parse_dtype("--dtype", v, &np->default_dtype)); break;
     case NOISE_TORCH_VERSION: SOWER_TRY(parse_torch_version(v, &opt->radius_log1p)); break;

@@ -55,7 +55,8 @@ static const char sample_usage[] =
     "                   tensor cores from inputs rounded to TF32, BF16 or FP16, summed in fp32\n"
     "                   (tf32: about 1e-3 relative from fp32; still deterministic and batch-invariant,\n"
     "                   each under its own backend identity)\n"
-    "  --generator NAME torch-cpu (default) or torch-cpu-scalar (see `sower noise --help`)\n"
+    "  --generator NAME torch-cpu (default) or torch-cpu-scalar (see `sower noise --help`), or torch-cuda\n"
+    "                   (torch.Generator(\"cuda\"): Philox made on the GPU, --backend cuda only)\n"
     "  --trace DIR      also write, per seed, DIR/seed_S_samples.npy (the sample after every step)\n"
     "                   and DIR/seed_S_model_outputs.npy (the model output at every step)\n"
     "  -o, --output F   the .npy to write; beside it F.json records what produced it (model, settings,\n"
@@ -179,8 +180,7 @@ static int on_sample_option(void *ctx, int which, const char *v)
         break;
     case OPT_GENERATOR:
         if (rng_kernel_parse(v, &o->generator) != SOWER_OK)
-            return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected torch-cpu or torch-cpu-scalar, found '%s'",
-                              v);
+            return SOWER_FAIL(SOWER_EUSAGE, "--generator: expected " RNG_GENERATOR_CHOICES ", found '%s'", v);
         break;
     case OPT_TRACE:
         o->trace_dir = v;
@@ -272,6 +272,9 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
                           "-o %s: sample writes a NumPy .npy file, name it OUT.npy (for PNGs: sower run a manifest, "
                           "then sower export OUT.h5 --pngs DIR)",
                           o->output);
+    if (o->generator == RNG_KERNEL_TORCH_CUDA && o->backend != BACKEND_CUDA)
+        return SOWER_FAIL(SOWER_EUSAGE, "--generator torch-cuda needs --backend cuda (its noise is made on the GPU, "
+                                        "with the GPU's own sin/cos)");
     if (o->precision != PRECISION_FP32 && o->backend != BACKEND_CUDA)
         return SOWER_FAIL(SOWER_EUSAGE, "--precision %s needs --backend cuda (the CPU backend computes in fp32)",
                           precision_name(o->precision));

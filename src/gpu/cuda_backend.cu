@@ -321,6 +321,12 @@ static const UNetOps cuda_ops = {
     cuda_guidance,
 };
 
+static int cuda_randn_torch_cuda(void *ctx, uint64_t seed, uint64_t offset, size_t n, float *out,
+                                 TorchCudaLaunch *launch)
+{
+    return gpu_torch_cuda_randn(seed, offset, n, out, launch, stream_of(ctx));
+}
+
 /* ---- set-up ---- */
 
 static void cuda_close(void *ctx)
@@ -503,5 +509,6 @@ extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const Cud
     be->determinism = cuda_determinism[c->arith];
     be->close = cuda_close;
     be->mirror_weights = cuda_mirror_weights;
+    be->randn_torch_cuda = cuda_randn_torch_cuda;
     return SOWER_OK;
 }

@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 
 #include "layers.h"
+#include "philox.h"
 #include "scheduler_step.h"
 
 /* A strided view: element (i, j) of matrix z is at base + z1 * s1 + z2 * s2 + i * si + j * sj,
@@ -79,6 +80,10 @@ int gpu_attention_heads(int heads, const Act *q, const Act *k, const Act *v, Act
 int gpu_geglu(const Act *in, Act *out, cudaStream_t s);
 /* out = uncond + scale * (cond - uncond), element-wise. */
 int gpu_guidance(const float *uncond, const float *cond, float scale, float *out, size_t n, cudaStream_t s);
+
+/* out (n,) = torch.randn(n) of a torch.Generator("cuda") at (seed, offset), made as torch launches it on
+ * this device (torch_cuda_randn.cu), the launch into *launch. */
+int gpu_torch_cuda_randn(uint64_t seed, uint64_t offset, size_t n, float *out, TorchCudaLaunch *launch, cudaStream_t s);
 
 /* x[i] = scheduler_step_value(k, m[i], x[i], z[i]) (z NULL: no noise): the host's bits. */
 int gpu_scheduler_step(const StepCoefficients *k, const float *m, float *x, const float *z, size_t n, cudaStream_t s);

@@ -124,7 +124,6 @@ static void write_escaped(FILE *s, const char *text)
 
 void job_print(const Job *job, FILE *s)
 {
-    static const char *const generator_names[] = {"torch-cpu", "torch-cpu-scalar"};
     fprintf(s, "sower: 1\nname: %s\n", job->name);
     fprintf(s, "model:\n  path: %s\n", job->model_path);
     if (job->model_digest_pinned) {
@@ -152,7 +151,7 @@ void job_print(const Job *job, FILE *s)
         fprintf(s, "  threads: %d\n", job->threads);
     else
         fprintf(s, "  # threads: every CPU the rank may use\n");
-    fprintf(s, "generator: %s\n", generator_names[job->generator]);
+    fprintf(s, "generator: %s\n", rng_kernel_name(job->generator));
     if (job->n_listed_prompts) {
         fprintf(s, "prompts:  # %zu in all; rows are every (prompt, seed) pair, prompt-major\n", job->n_prompts);
         for (size_t i = 0; i < job->n_listed_prompts; i++) {

@@ -651,10 +651,14 @@ static int parse_document(Job *job, yaml_document_t *doc)
     SOWER_TRY(parse_model(&c, job, f[2].value));
     SOWER_TRY(parse_pipeline(&c, job, f[3].value));
     if (f[4].value) {
-        static const char *const generators[] = {"torch-cpu", "torch-cpu-scalar", NULL};
+        static const char *const generators[] = {"torch-cpu", "torch-cpu-scalar", "torch-cuda", NULL};
         int g = 0;
         SOWER_TRY(get_enum(&c, f[4].value, "generator", generators, &g));
         job->generator = (RngKernel)g;
+        if (job->generator == RNG_KERNEL_TORCH_CUDA && job->backend != BACKEND_CUDA)
+            return fail_at(&c, f[4].value, "generator",
+                           "torch-cpu or torch-cpu-scalar with backend cpu (torch-cuda's noise is made on the GPU: "
+                           "pipeline.backend cuda)");
     }
     SOWER_TRY(parse_seeds(&c, job, f[5].value));
     job->n_seeds = job->n_rows;

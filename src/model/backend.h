@@ -14,9 +14,11 @@
 #define SOWER_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "layers.h"
+#include "philox.h"
 #include "scheduler_step.h"
 #include "unet.h"
 #include "weights.h"
@@ -117,6 +119,11 @@ struct ComputeBackend {
      * mirror made again for the same weights costs nothing. */
     int (*mirror_weights)(void *ctx, const unsigned char key[32], const WeightList *list, const void *host,
                           size_t size, void *mirror);
+    /* torch.randn(n) of a torch.Generator("cuda") whose seed and offset are given, into out (n,) in backend
+     * memory, launched as torch launches it on this device (rng/philox.h), which *launch describes (its
+     * counter_offset: how far the call moves the generator's offset). NULL where the backend cannot make
+     * these bits (the CPU: they come from the GPU's own sin/cos). */
+    int (*randn_torch_cuda)(void *ctx, uint64_t seed, uint64_t offset, size_t n, float *out, TorchCudaLaunch *launch);
 };
 
 /* The operations only UNet2DConditionModel needs: a backend may leave them NULL until it runs it. */

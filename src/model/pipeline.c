@@ -20,6 +20,38 @@ static int write_traces(const RenderSettings *rs, uint64_t seed, const float *sa
     return SOWER_OK;
 }
 
+/* One seed's generator: torch's CPU generator, or the seed and offset of a torch.Generator("cuda")
+ * (whose draws the backend makes: ComputeBackend.randn_torch_cuda). */
+typedef struct {
+    TorchRng cpu;
+    uint64_t seed, offset; /* torch-cuda: CUDAGeneratorImpl's seed_ and philox_offset_per_thread_ */
+} SeedGenerator;
+
+static void generator_seed(SeedGenerator *g, const RenderSettings *rs, uint64_t seed)
+{
+    g->cpu.radius_log1p = rs->torch_log1p;
+    rng_seed(&g->cpu, seed);
+    g->seed = seed, g->offset = 0;
+}
+
+/* torch.randn(per, generator=g) into host (per,); be_scratch (per,) is backend memory a torch-cuda
+ * draw is made in before it comes to the host (its scheduler steps and scaling stay the pipeline's). */
+static int generator_draw(SeedGenerator *g, const RenderSettings *rs, const ComputeBackend *be, float *host,
+                          float *be_scratch, size_t per)
+{
+    if (rs->generator != RNG_KERNEL_TORCH_CUDA) {
+        rng_randn_f32(&g->cpu, rs->generator, host, per);
+        return SOWER_OK;
+    }
+    if (!be->randn_torch_cuda)
+        return SOWER_FAIL(SOWER_EUSAGE, "generator torch-cuda needs backend cuda (its noise is made on the GPU, "
+                                        "with the GPU's own sin/cos); backend %s cannot make it", be->identity);
+    TorchCudaLaunch launch;
+    SOWER_TRY(be->randn_torch_cuda(be->ctx, g->seed, g->offset, per, be_scratch, &launch));
+    g->offset += launch.counter_offset;
+    return be->ops->download(be->ctx, host, be_scratch, per);
+}
+
 /* Renders seeds[0..nb) as one batch into out (nb, C, H, W). The samples stay in the backend's
  * memory from the first noise to the last step (on a GPU: no copy per step but each step's noise
  * up, drawn on the host by each seed's own generator). */
@@ -93,7 +125,7 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
                           "sample from",
                           rs->model->dir, c_in, c_out);
     SchedulerRun run = {0};
-    TorchRng *gens = calloc((size_t)nb, sizeof *gens);
+    SeedGenerator *gens = calloc((size_t)nb, sizeof *gens);
     float *noise = malloc(n * sizeof(float)); /* (nb, C, H, W) host: one step's draws */
     float *ts = malloc((size_t)mb * sizeof *ts); /* (mb,) */
     float *x_be = NULL, *eps_be = NULL,
@@ -125,9 +157,8 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
         SOWER_TRY_GOTO(ops->buffer_alloc(bc, &eps2_be, 2 * n), status, done);
     if (conditional) SOWER_TRY_GOTO(upload_texts(rs, be, texts, nb, guided, &context), status, done);
     for (int b = 0; b < nb; b++) {
-        gens[b].radius_log1p = rs->torch_log1p;
-        rng_seed(&gens[b], seeds[b]);
-        rng_randn_f32(&gens[b], rs->generator, out + per * b, per);
+        generator_seed(&gens[b], rs, seeds[b]);
+        SOWER_TRY_GOTO(generator_draw(&gens[b], rs, be, out + per * b, noise_be + per * b, per), status, done);
     }
     if (sched->init_noise_sigma != 1.0f) /* latents * scheduler.init_noise_sigma */
         for (size_t j = 0; j < n; j++)
@@ -140,9 +171,8 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
         }
         SOWER_TRY_GOTO(predict(rs, be, i, x_be, &context, nb, ts, x_in_be, eps2_be, eps_be), status, done);
         const int draws = scheduler_step_needs_noise(sched, i, rs->eta);
-        if (draws)
-            for (int b = 0; b < nb; b++)
-                rng_randn_f32(&gens[b], rs->generator, noise + per * b, per);
+        for (int b = 0; draws && b < nb; b++)
+            SOWER_TRY_GOTO(generator_draw(&gens[b], rs, be, noise + per * b, noise_be + per * b, per), status, done);
         if (on_backend) {
             StepCoefficients k;
             scheduler_step_coefficients(sched, i, rs->eta, &k);

@@ -11,6 +11,8 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if FLT_EVAL_METHOD != 0
@@ -183,6 +185,10 @@ static void fill16_f64(double *d)
  * multiple of 16, 16 FRESH uniforms over the last 16 slots and one more (overlapping) block. */
 void rng_randn_f32(TorchRng *g, RngKernel kernel, float *out, size_t n)
 {
+    if (kernel == RNG_KERNEL_TORCH_CUDA) { /* callers route it to the CUDA backend: a bug if it gets here */
+        fprintf(stderr, "sower: internal error: rng_randn_f32 asked for torch-cuda noise\n");
+        abort();
+    }
     if (n < FILL_BLOCK) {
         for (size_t i = 0; i < n; i++)
             out[i] = (float)normal_double_sample(g);

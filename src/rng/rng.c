@@ -228,6 +228,7 @@ int rng_set_state(TorchRng *g, const unsigned char *image, size_t image_bytes)
 static const char *const kernel_names[] = {
     [RNG_KERNEL_TORCH_CPU] = "torch-cpu",
     [RNG_KERNEL_TORCH_CPU_SCALAR] = "torch-cpu-scalar",
+    [RNG_KERNEL_TORCH_CUDA] = "torch-cuda",
 };
 
 const char *rng_kernel_name(RngKernel kernel) { return kernel_names[kernel]; }
@@ -240,5 +241,5 @@ int rng_kernel_parse(const char *name, RngKernel *kernel)
             return SOWER_OK;
         }
     }
-    return SOWER_FAIL(SOWER_EINPUT, "unknown generator '%s': expected torch-cpu or torch-cpu-scalar", name);
+    return SOWER_FAIL(SOWER_EINPUT, "unknown generator '%s': expected " RNG_GENERATOR_CHOICES, name);
 }

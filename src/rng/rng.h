@@ -33,7 +33,11 @@ enum {
 typedef enum {
     RNG_KERNEL_TORCH_CPU = 0,
     RNG_KERNEL_TORCH_CPU_SCALAR = 1,
+    /* torch.Generator("cuda"): Philox on the GPU (philox.h), made by a CUDA backend
+     * (ComputeBackend.randn_torch_cuda), never by rng_randn_f32. */
+    RNG_KERNEL_TORCH_CUDA = 2,
 } RngKernel;
+#define RNG_GENERATOR_CHOICES "torch-cpu, torch-cpu-scalar or torch-cuda"
 
 typedef struct {
     uint64_t seed;                 /* full 64-bit seed, kept for the state image only */
@@ -75,7 +79,7 @@ void rng_get_state(const TorchRng *g, unsigned char *image);
  * would accept; g is unchanged then. */
 int rng_set_state(TorchRng *g, const unsigned char *image, size_t image_bytes) SOWER_MUST_CHECK;
 
-/* "torch-cpu" / "torch-cpu-scalar" <-> kernel. rng_kernel_parse returns SOWER_EINPUT if unknown. */
+/* "torch-cpu" / "torch-cpu-scalar" / "torch-cuda" <-> kernel. rng_kernel_parse returns SOWER_EINPUT if unknown. */
 const char *rng_kernel_name(RngKernel kernel);
 int rng_kernel_parse(const char *name, RngKernel *kernel) SOWER_MUST_CHECK;
 

@@ -134,6 +134,7 @@ const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no er
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 cudaError_t cudaGetDeviceCount(int *count) { return *count = 1, cudaSuccess; }
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetDevice(int *device) { return *device = 0, cudaSuccess; }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
 {
     (void)device;
@@ -142,6 +143,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
     /* SOWER_EMU_SMS: the SM count the backend sees (its matrix-multiply tile follows it); default 1 */
     const char *sms = getenv("SOWER_EMU_SMS");
     prop->multiProcessorCount = sms ? atoi(sms) : 1;
+    prop->maxThreadsPerMultiProcessor = 2048; /* sm_80 and later */
     return cudaSuccess;
 }
 cudaError_t cudaDriverGetVersion(int *v) { return *v = 0, cudaSuccess; }

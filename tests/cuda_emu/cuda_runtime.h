@@ -68,12 +68,14 @@ typedef int cudaMemPoolAttr;
 struct cudaDeviceProp {
     char name[256];
     int multiProcessorCount, major, minor;
+    int maxThreadsPerMultiProcessor;
 };
 
 const char *cudaGetErrorString(cudaError_t e);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaGetDeviceCount(int *count);
 cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDevice(int *device);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device);
 cudaError_t cudaDriverGetVersion(int *v);
 cudaError_t cudaRuntimeGetVersion(int *v);
