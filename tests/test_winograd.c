@@ -167,11 +167,11 @@ static void check_route_rule(void)
     ConvParams conv_in = {wt, b, 128, 3, 3};
     const ConvGeometry same = {1, 1, 1, 1, 1}, down = {2, 1, 1, 1, 1}, pointwise = {1, 0, 0, 0, 0},
                        asym = {1, 0, 0, 1, 1};
-    Act big = {NULL, 1, 1, 16, 16}, small = {NULL, 1, 64, 15, 16}, wide = {NULL, 1, 1, 1, 256};
+    Act big = {NULL, 1, 1, 16, 16}, small = {NULL, 1, 64, 7, 9}, wide = {NULL, 1, 1, 1, 256};
     const int packs = conv2d_winograd_identity() != NULL; /* a usable packed microkernel */
     CHECK(conv2d_winograd_applies(&k3, same, &big) == packs, "16x16 3x3 same");
     CHECK(conv2d_winograd_applies(&k3, same, &wide) == packs, "1x256 3x3 same");
-    CHECK(!conv2d_winograd_applies(&k3, same, &small), "15x16 is below WINOGRAD_MIN_PIXELS, whatever the batch");
+    CHECK(!conv2d_winograd_applies(&k3, same, &small), "7x9 is below WINOGRAD_MIN_PIXELS, whatever the batch");
     CHECK(!conv2d_winograd_applies(&k3, down, &big), "stride 2");
     CHECK(!conv2d_winograd_applies(&k3, asym, &big), "uneven padding");
     CHECK(!conv2d_winograd_applies(&k1, pointwise, &big), "1x1");

@@ -18,8 +18,11 @@
 #include "ops.h"
 
 /* Images of fewer pixels than this stay on the direct route: there the weights' transform, made
- * on every call, costs about what the cheaper product saves (measured: bench/bench_unet --profile). */
-enum { WINOGRAD_MIN_PIXELS = 256 };
+ * on every call, costs more than the cheaper product saves. Measured (bench/bench_layers, 2 threads,
+ * AMD EPYC): 8x8 images gain at every batch (cifar 256 -> 256 batch 1 0.49 -> 0.42 ms, batch 8 3.04
+ * -> 1.79 ms; SD 1280 -> 1280 batch 2 27.0 -> 22.7 ms), 4x4 ones lose (512 -> 256 batch 8 1.72 ->
+ * 2.59 ms). (256 before the transforms' cache-set fix in winograd.c.) */
+enum { WINOGRAD_MIN_PIXELS = 64 };
 /* Nor do layers of fewer input channels (conv_in's 3): the 16 products' depth is Cin, against the
  * direct product's 9 Cin, and transforming the patches costs more than it saves. */
 enum { WINOGRAD_MIN_CHANNELS = 16 };
