@@ -132,6 +132,7 @@ def main():
             (["--seeds", "0", "--backend", "cuda", "--precision", "fp8"], "--precision: expected fp32, tf32, bf16 or fp16"),
             (["--seeds", "0", "--precision", "bf16"], "--precision bf16 needs --backend cuda"),
             (["--seeds", "0", "--precision", "tf32"], "--precision tf32 needs --backend cuda"),
+            (["--seeds", "0", "--generator", "torch-cuda"], "--generator torch-cuda needs --backend cuda"),
             ([], "--seeds is required"),
         ]
         for args, text in bad:
