@@ -47,6 +47,10 @@ step() { [[ -n ${ONLY_VARIANTS:-} ]] && return
          echo "== rc=$rc in $((SECONDS - t0)) s: $1"; ((rc == 0)) || fail=1; }
 step 60 test_gpu_selftest
 step 120 test_gpu_ops --model "$models/cifar" --model tests/data/sd/tiny-sd1 --model tests/data/sd/tiny-sd2
+# torch.Generator("cuda") (issue 20): torch's own noise on this GPU, then sower's against it, bit for bit
+# (the reference comes back in $OUT: commit it as tests/data/torch_cuda_rng_reference.json).
+step 120 python3 validate/make_torch_cuda_reference.py "$out/torch_cuda_rng_reference.json"
+step 60 test_gpu_ops --small --precisions fp32 --torch-cuda-reference "$out/torch_cuda_rng_reference.json"
 step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/cifar" 10 --scheduler ddpm
 [[ -n ${CHECK_MULTIHEAD:-} ]] && step 90 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/mh_pipeline" 10 --eta 0.5
 # Stable Diffusion (issue 20): text encoder on the host, UNet (cross-attention, GEGLU) and VAE on the GPU.
