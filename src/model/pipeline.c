@@ -54,7 +54,8 @@ static int generator_draw(SeedGenerator *g, const RenderSettings *rs, const Comp
 
 /* Renders seeds[0..nb) as one batch into out (nb, C, H, W). The samples stay in the backend's
  * memory from the first noise to the last step (on a GPU: no copy per step but each step's noise
- * up, drawn on the host by each seed's own generator). */
+ * up, drawn on the host by each seed's own generator, or for torch-cuda made on the device and
+ * passed through the host, where the CPU path's scaling and host steps read it). */
 /* The UNet's text input for a batch: (mb, tokens, dim) host rows [uncond of each row, cond of each row]
  * with guidance, [cond of each row] without, uploaded as unet_context_upload lays them out. */
 static int upload_texts(const RenderSettings *rs, const ComputeBackend *be, const RowText *texts, int nb,

@@ -2,7 +2,8 @@
  * (output_type="latent") do with one CPU generator per seed, returning the raw final samples (the
  * scheduler's last prev_sample).
  *
- * Per seed: generator = torch.Generator("cpu").manual_seed(seed); x = randn((1, C, H, W));
+ * Per seed: generator = torch.Generator("cpu").manual_seed(seed) (or "cuda": RNG_KERNEL_TORCH_CUDA, made
+ * by the backend); x = randn((1, C, H, W));
  * for each timestep: eps = unet(x, t); x = scheduler.step(eps, t, x, eta, generator). Seeds are
  * processed `batch` at a time; a seed's bits do not depend on the batch it is in (ops.h, gemm.h).
  * Stable Diffusion: eps = unet(x, t, text embeddings); with guidance > 1 the UNet also sees x with the
