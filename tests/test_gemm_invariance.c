@@ -51,8 +51,26 @@ static void check_shape(int m, int n, int k)
     free(a), free(b), free(whole), free(part);
 }
 
+/* gemm_f32_bt_transposed (attention's values, computed as the transposed product) against gemm_f32_bt:
+ * the same bits, on attention's shapes (m a head's width, n queries, k keys, k beyond one KC panel). */
+static void check_transposed(int m, int n, int k)
+{
+    float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * n * k);
+    float *plain = malloc(sizeof(float) * m * n), *via = malloc(sizeof(float) * m * n), *tmp = malloc(sizeof(float) * m * n);
+    randn(a, (size_t)m * k, 3);
+    randn(b, (size_t)n * k, 4);
+    gemm_set_threads(2);
+    gemm_f32_bt(m, n, k, a, k, b, k, plain, n, 0);
+    gemm_f32_bt_transposed(m, n, k, a, k, b, k, via, n, tmp);
+    CHECK(memcmp(plain, via, sizeof(float) * m * n) == 0, "%dx%dx%d: the transposed product differs", m, n, k);
+    free(a), free(b), free(plain), free(via), free(tmp);
+}
+
 int main(void)
 {
+    check_transposed(40, 1024, 4096); /* SD 1.5's first level: 8 heads of 40, 4096 keys */
+    check_transposed(64, 300, 1500);  /* SD 2.x's heads of 64, keys not a multiple of KC */
+    check_transposed(5, 77, 1031);
     check_shape(128, 1024, 1152);  /* 32x32, 128 channels, 3x3 */
     check_shape(256, 2048, 2304);  /* 8 samples of 16x16 */
     check_shape(256, 300, 4608);   /* uneven N, 512 input channels */

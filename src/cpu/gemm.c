@@ -42,6 +42,16 @@ void gemm_f32_bt(int m, int n, int k, const float *a, int lda, const float *b, i
     call_blis(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
 }
 
+void gemm_f32_bt_transposed(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                            float *tmp)
+{
+    call_blis(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, n, m, k, b, ldb, a, lda, tmp, m, 0); /* tmp (n, m) = B A^T */
+#pragma omp parallel for schedule(static) num_threads(gemm_thread_count)
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[(size_t)i * ldc + j] = tmp[(size_t)j * m + i];
+}
+
 void gemm_f32_at(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
                  int accumulate)
 {

@@ -35,8 +35,10 @@ int op_attention_heads(int heads, const Act *q, const Act *k, const Act *v, Act 
     SOWER_TRY(act_alloc(out, c, q->b, q->h, q->w));
     int rows = SCORE_BUDGET_FLOATS / nk;
     rows = rows < 1 ? 1 : rows > nq ? nq : rows;
-    SOWER_TRY(scratch_reserve(scratch, (size_t)rows * nk));
+    const int transposed = gemm_attention_order(dh, nk);
+    SOWER_TRY(scratch_reserve(scratch, (size_t)rows * nk + (transposed ? (size_t)rows * dh : 0)));
     float *scores = scratch->buf; /* (rows, nk): one block of queries against every key */
+    float *values_t = scores + (size_t)rows * nk; /* (rows, dh): the block's output, token-major */
     const float scale = 1.0f / sqrtf((float)dh);
     for (int b = 0; b < q->b; b++)
         for (int h = 0; h < heads; h++) {
@@ -52,7 +54,10 @@ int op_attention_heads(int heads, const Act *q, const Act *k, const Act *v, Act 
 #pragma omp parallel for schedule(static)
                 for (int r = 0; r < m; r++)
                     row_softmax_scaled(scores + (size_t)r * nk, (size_t)nk, scale);
-                gemm_f32_bt(dh, m, nk, vh, (int)k_plane, scores, nk, oh + r0, (int)q_plane, 0);
+                if (transposed)
+                    gemm_f32_bt_transposed(dh, m, nk, vh, (int)k_plane, scores, nk, oh + r0, (int)q_plane, values_t);
+                else
+                    gemm_f32_bt(dh, m, nk, vh, (int)k_plane, scores, nk, oh + r0, (int)q_plane, 0);
             }
         }
     return SOWER_OK;
