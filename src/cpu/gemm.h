@@ -31,12 +31,14 @@ void gemm_f32_bt(int m, int n, int k, const float *a, int lda, const float *b, i
 /* gemm_f32_bt's C (m, n), computed as its transpose C^T = B A^T into tmp (n, m) and copied out
  * (accumulate 0): the same products summed over k in the same KC panels, so the same bits. For
  * attention's values (m = a head's width, n = queries, k = keys), where a kernel that prefers
- * column-stored results (skx) runs the m-row product at half speed (measured: gemm_attention_order). */
+ * column-stored results (skx) runs the m-row product at half speed (gemm_attention_order's figures). */
 void gemm_f32_bt_transposed(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
                             float *tmp);
-/* Whether attention_values should take gemm_f32_bt_transposed for a head of width dh over nk keys:
- * narrow heads over many keys (measured, bench/layers_vs_torch.py: skx 1.5x to 2x at dh 40 to 80 over
- * 1024 to 4096 keys, zen3 and haswell 1.03-1.05x; wide heads and the 77 text tokens lose). Shape only. */
+/* Whether attention's values product takes gemm_f32_bt_transposed, for a head of width dh over nk keys:
+ * narrow heads over many keys. Measured on the product alone (AMD EPYC, 2 threads): skx 1.5x to 2x at
+ * dh 40 to 80 over 1024 to 4096 keys (40x1024x4096: 49 -> 83 GFLOP/s), zen3 1.03-1.05x; dh 160 to 256
+ * lose 7-27% and 77 text keys 34-46%. Whole layers: bench_layers' "self-attn" with SOWER_KERNELS=skx.
+ * Shape only, and the bits are the same either way. */
 static inline int gemm_attention_order(int dh, int nk) { return dh <= 128 && nk >= 1024; }
 
 /* C = A^T B: A is (k, m) row-major. */
