@@ -51,6 +51,11 @@ step 120 test_gpu_ops --model "$models/cifar" --model tests/data/sd/tiny-sd1 --m
 # (the reference comes back in $OUT: commit it as tests/data/torch_cuda_rng_reference.json).
 step 120 python3 validate/make_torch_cuda_reference.py "$out/torch_cuda_rng_reference.json"
 step 60 test_gpu_ops --small --precisions fp32 --torch-cuda-reference "$out/torch_cuda_rng_reference.json"
+# ...and a render with it: DDPM draws every step; batch 8 and batch 3 must give the same bits.
+torch_cuda_render() { sower sample tests/data/sd/tiny-sd1 --prompt "a red fox" --guidance 7.5 --scheduler ddpm \
+  --seeds 0-7 --steps 5 --backend cuda --generator torch-cuda --force --batch "$1" -o "$out/torch-cuda-b$1.npy"; }
+step 120 bash -c "$(declare -f torch_cuda_render); out=$out; torch_cuda_render 8 && torch_cuda_render 3 &&
+  cmp $out/torch-cuda-b8.npy $out/torch-cuda-b3.npy && echo 'torch-cuda render: batch 8 = batch 3'"
 step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/cifar" 10 --scheduler ddpm
 [[ -n ${CHECK_MULTIHEAD:-} ]] && step 90 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun "$models/mh_pipeline" 10 --eta 0.5
 # Stable Diffusion (issue 20): text encoder on the host, UNet (cross-attention, GEGLU) and VAE on the GPU.
