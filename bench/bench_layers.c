@@ -30,7 +30,13 @@ static double now(void)
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-/* Deterministic, unremarkable values in [-scale, scale): no denormals, no NaNs. */
+/* x (n,) = deterministic, unremarkable values in [-scale, scale]: no denormals, no NaNs. */
+static void fill(float *x, size_t n, float scale, unsigned salt)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * ((float)((i * 2654435761u + salt) % 2001u) / 1000.0f - 1.0f);
+}
+
 static float *filled(size_t n, float scale, unsigned salt)
 {
     float *x = malloc(sizeof(float) * (n ? n : 1));
@@ -38,8 +44,7 @@ static float *filled(size_t n, float scale, unsigned salt)
         fprintf(stderr, "bench_layers: out of memory (%zu floats)\n", n);
         exit(3);
     }
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * ((float)((i * 2654435761u + salt) % 2001u) / 1000.0f - 1.0f);
+    fill(x, n, scale, salt);
     return x;
 }
 
@@ -50,8 +55,7 @@ static Act act_filled(int c, int b, int h, int w, unsigned salt)
         fprintf(stderr, "bench_layers: out of memory (activation %dx%dx%dx%d)\n", c, b, h, w);
         exit(3);
     }
-    for (size_t i = 0; i < act_numel(&a); i++)
-        a.data[i] = (float)((i * 2654435761u + salt) % 2001u) / 1000.0f - 1.0f;
+    fill(a.data, act_numel(&a), 1.0f, salt);
     return a;
 }
 

@@ -177,7 +177,7 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
         if (on_backend) {
             StepCoefficients k;
             scheduler_step_coefficients(sched, i, rs->eta, &k);
-            if (draws)
+            if (draws && rs->generator != RNG_KERNEL_TORCH_CUDA) /* torch-cuda's is made in noise_be */
                 SOWER_TRY_GOTO(ops->upload(bc, noise_be, noise, n), status, done);
             SOWER_TRY_GOTO(ops->scheduler_step(bc, &k, eps_be, x_be, draws ? noise_be : NULL, n), status, done);
         } else { /* out holds x on the host from the first noise on */
