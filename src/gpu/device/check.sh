@@ -134,6 +134,16 @@ echo; echo "== SD 1.5 benchmark"
   timeout "${SD_BENCH_SECONDS:-300}" python3 bench/sd_gpu_vs_torch.py "$d/benchbuild/bench/bench_unet" "$sd" \
     --seconds "${SD_BENCH_REPEAT:-1.5}" --images 1,4,16
 rm -rf "$sd"
+# CPU_BENCH=1 (issue 18): this machine's CPU beside torch on the cifar UNet (bench/unet_vs_torch.py, 2 threads,
+# one round), where it is an Intel one with AVX-512 (the build machine is AMD); the CPU is named either way.
+if [[ -n ${CPU_BENCH:-} ]]; then
+  echo; echo "== CPU"; lscpu | grep -E "^(Model name|Vendor ID|Thread|Core|Socket|L2|L3)" ; grep -o -w -E "avx512[a-z_0-9]*|amx_[a-z0-9]*" /proc/cpuinfo | sort -u | paste -sd' '
+  if grep -q GenuineIntel /proc/cpuinfo && grep -qw avx512f /proc/cpuinfo; then
+    mkdir -p "$d/cpubuild/bench" && cp "$d/bin/bench_unet" "$d/bin/bench_sgemm" "$d/cpubuild/bench/" && cp "$d/bin/sower" "$d/cpubuild/"
+    timeout "${CPU_BENCH_SECONDS:-150}" python3 bench/unet_vs_torch.py "$d/cpubuild" "$models/cifar" --rounds 1 --seconds 1 \
+      --kernels "${CPU_BENCH_KERNELS:-auto}"
+  fi
+fi
 [[ -n ${BENCH_CIFAR:-} ]] || { echo; echo "== verdict: $([[ $fail == 0 ]] && echo all passed || echo FAILURES)"; exit $fail; }
 echo; echo "== benchmark"
 # The benchmark takes what is left of BENCH_UNTIL seconds since the start (default 420): 2 rounds
