@@ -419,7 +419,10 @@ static void test_torch_cuda_randn(void)
 
 /* torch's own noise, from validate/make_torch_cuda_reference.py run on a GPU: every call's SHA-256,
  * its first values' bits and the generator's offset after it, bit for bit (cases whose layout
- * needs the reference's SM count are skipped on a GPU with another). */
+ * needs the reference's SM count are skipped on a GPU with another). Emulated (SOWER_EMU_SMS set to
+ * the reference's SM count), the host's sin/cos stand in for the GPU's: the offsets and the layout
+ * are checked exactly, the first values within TORCH_CUDA_HOST_TOL of torch's, no SHA-256. */
+#define TORCH_CUDA_HOST_TOL 1e-5 /* the GPU's sin/cos vs the host's: 2.4e-6 seen on an H200 */
 static void test_torch_cuda_reference(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -464,13 +467,23 @@ static void test_torch_cuda_reference(const char *path)
             const cJSON *head = cJSON_GetArrayItem(heads, k);
             int head_ok = 1;
             for (int i = 0; i < cJSON_GetArraySize(head) && (size_t)i < n; i++) {
-                uint32_t bits;
-                memcpy(&bits, &got[i], sizeof bits);
-                head_ok &= bits == (uint32_t)cJSON_GetArrayItem(head, i)->valuedouble;
+                const uint32_t torch_bits = (uint32_t)cJSON_GetArrayItem(head, i)->valuedouble;
+                float torch_value;
+                memcpy(&torch_value, &torch_bits, sizeof torch_value);
+#ifdef SOWER_TEST_EMULATED
+                head_ok &= fabs((double)got[i] - torch_value) <= TORCH_CUDA_HOST_TOL;
+#else
+                head_ok &= memcmp(&got[i], &torch_value, sizeof torch_value) == 0;
+#endif
             }
             offset += l.counter_offset;
             const uint64_t torch_offset = strtoull(cJSON_GetArrayItem(offsets, k)->valuestring, NULL, 10);
-            const int ok = strcmp(hex, cJSON_GetArrayItem(sums, k)->valuestring) == 0 && head_ok && offset == torch_offset;
+#ifdef SOWER_TEST_EMULATED
+            const int sum_ok = 1;
+#else
+            const int sum_ok = strcmp(hex, cJSON_GetArrayItem(sums, k)->valuestring) == 0;
+#endif
+            const int ok = sum_ok && head_ok && offset == torch_offset;
             CHECK(ok, "torch-cuda seed %llu call %d (%zu values): sha256 %s, first values %s, offset %llu vs torch's %llu",
                   (unsigned long long)seed, k, n, hex, head_ok ? "equal" : "differ", (unsigned long long)offset,
                   (unsigned long long)torch_offset);
@@ -479,8 +492,13 @@ static void test_torch_cuda_reference(const char *path)
             free(got);
         }
     }
+#ifdef SOWER_TEST_EMULATED
+    printf("  %-44s %d calls with torch's offsets and layout, first values within %g, %d differ, %d cases cut short\n",
+           "randn_torch_cuda vs torch (emulated)", calls - bad, TORCH_CUDA_HOST_TOL, bad, skipped);
+#else
     printf("  %-44s %d calls bitwise equal to torch's, %d differ, %d cases cut short (another SM count)\n",
            "randn_torch_cuda vs torch", calls - bad, bad, skipped);
+#endif
     cJSON_Delete(root);
 }
 
@@ -720,11 +738,13 @@ int main(int argc, char **argv)
 {
     /* --small: fewer, smaller cases (the emulated build runs every GPU thread as a host fiber);
      * --model DIR (up to 4 times): also a whole forward pass of that model folder (a conditional one with
-     * random text embeddings); --precisions fp32,bf16,...: only those passes (default: all four). */
+     * random text embeddings); --precisions fp32,bf16,...: only those passes (default: all four);
+     * --torch-cuda-reference FILE: torch's own torch-cuda noise too (-only: that check alone). */
     int small = 0;
     const char *model_dirs[4] = {NULL};
     unsigned precisions = ~0u; /* bit p: run the pass of Precision p */
     const char *torch_cuda_reference = NULL; /* --torch-cuda-reference FILE */
+    int reference_only = 0;                  /* --torch-cuda-reference-only FILE: that check alone */
     int n_models = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--small") == 0)
@@ -741,6 +761,8 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(argv[i], "--torch-cuda-reference") == 0 && i + 1 < argc)
             torch_cuda_reference = argv[++i];
+        else if (strcmp(argv[i], "--torch-cuda-reference-only") == 0 && i + 1 < argc)
+            torch_cuda_reference = argv[++i], reference_only = 1;
         else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
             model_dirs[n_models++ % 4] = argv[++i];
     }
@@ -752,6 +774,18 @@ int main(int argc, char **argv)
     if (compute_backend_cpu(&cpu, &none) != SOWER_OK) {
         sower_error_print(stderr, 1);
         return 1;
+    }
+    if (reference_only) {
+        CudaOptions opt = {0};
+        if (compute_backend_cuda(&gpu, &none, &opt) != SOWER_OK) {
+            sower_error_print(stderr, 1);
+            return 1;
+        }
+        printf("test_gpu_ops: %s\n", gpu.identity);
+        test_torch_cuda_reference(torch_cuda_reference);
+        compute_backend_close(&gpu);
+        compute_backend_close(&cpu);
+        return check_exit("test_gpu_ops");
     }
     const ConvCase small_convs[] = {
         {3, 32, 3, 3, 8, 8, {1, 1, 1, 1, 1}, "conv_in 3x3 3 -> 32, B3 8x8"},
