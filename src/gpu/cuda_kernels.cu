@@ -26,6 +26,13 @@ namespace wmma = nvcuda::wmma;
 #ifndef SOWER_GEMM_TF32_MIN_BLOCKS
 #define SOWER_GEMM_TF32_MIN_BLOCKS 2
 #endif
+#ifndef SOWER_GEMM_TK16
+#define SOWER_GEMM_TK16 16 /* bf16 and fp16: k per shared-memory step, 16 or 32 (the same bits) */
+#endif
+#ifndef SOWER_GEMM_STAGES
+#define SOWER_GEMM_STAGES 1 /* shared-memory tiles: 1, or 2 (the next step's put while this one computes) */
+#endif
+static_assert(SOWER_GEMM_STAGES == 1 || SOWER_GEMM_STAGES == 2, "SOWER_GEMM_STAGES: 1 or 2");
 enum { GEMM_TK = SOWER_GEMM_TK, GEMM_THREADS = 256, GEMM_MAX_TAPS = 64 };
 static_assert(GEMM_TK % 8 == 0 && GEMM_TK <= 32, "GEMM_TK: a multiple of the tensor cores' k of 8, at most 32");
 
@@ -226,12 +233,12 @@ struct Tf32Arith {
 struct Bf16Arith {
     typedef __nv_bfloat16 Elem;
     typedef __nv_bfloat16 Frag;
-    static constexpr int KF = 16, TK = 16, MIN_BLOCKS = 1; /* 2 would spill about 100 bytes (ptxas -v, sm_90) */
+    static constexpr int KF = 16, TK = SOWER_GEMM_TK16, MIN_BLOCKS = 1; /* 2 would spill ~100 bytes (ptxas -v, sm_90) */
 };
 struct Fp16Arith {
     typedef __half Elem;
     typedef __half Frag;
-    static constexpr int KF = 16, TK = 16, MIN_BLOCKS = 1; /* 2 would spill about 100 bytes (ptxas -v, sm_90) */
+    static constexpr int KF = 16, TK = SOWER_GEMM_TK16, MIN_BLOCKS = 1; /* 2 would spill ~100 bytes (ptxas -v, sm_90) */
 };
 
 /* Tensor cores: the 8 warps tile the block 2 x 4, each warp (TILE/2) x (TILE/4) as FM x FN
@@ -311,7 +318,9 @@ __global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) 
 {
     typedef typename Accumulator::Elem Elem;
     constexpr int TK = Accumulator::TK;
-    __shared__ __align__(32) GemmShared<TILE, TK, Elem> sh;
+    /* sh[0] also holds the conv tap table; with 2 stages step k0 reads sh[s] while k0 + TK's tiles go
+     * into sh[1 - s], one barrier per step instead of two (the arithmetic, and so the bits, the same). */
+    __shared__ __align__(32) GemmShared<TILE, TK, Elem> sh[SOWER_GEMM_STAGES];
     const int z = blockIdx.z, z1 = z / g.zdiv, z2 = z % g.zdiv;
     const float *a = g.a.base + z1 * g.a.s1 + z2 * g.a.s2;
     const float *b = g.conv.in ? NULL : g.b.base + z1 * g.b.s1 + z2 * g.b.s2;
@@ -319,21 +328,35 @@ __global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) 
     const int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
     if (g.conv.in)
         for (int i = threadIdx.x; i < g.conv.k * g.conv.k; i += GEMM_THREADS)
-            sh.tap_y[i] = i / g.conv.k, sh.tap_x[i] = i % g.conv.k;
+            sh[0].tap_y[i] = i / g.conv.k, sh[0].tap_x[i] = i % g.conv.k;
     TileLoader<TILE, TK, Elem> load;
     load.init(g, b, n0);
     Accumulator acc;
     acc.zero();
     __syncthreads(); /* the tap table */
     if (g.k > 0)
-        load.fetch(g, a, m0, 0, sh);
-    for (int k0 = 0; k0 < g.k; k0 += TK) {
-        load.put(sh);
+        load.fetch(g, a, m0, 0, sh[0]);
+    if (SOWER_GEMM_STAGES == 1) {
+        for (int k0 = 0; k0 < g.k; k0 += TK) {
+            load.put(sh[0]);
+            __syncthreads();
+            if (k0 + TK < g.k)
+                load.fetch(g, a, m0, k0 + TK, sh[0]);
+            acc.step(sh[0]);
+            __syncthreads();
+        }
+    } else if (g.k > 0) {
+        load.put(sh[0]);
         __syncthreads();
-        if (k0 + TK < g.k)
-            load.fetch(g, a, m0, k0 + TK, sh);
-        acc.step(sh);
-        __syncthreads();
+        for (int k0 = 0, stage = 0; k0 < g.k; k0 += TK, stage ^= 1) {
+            const int more = k0 + TK < g.k;
+            if (more)
+                load.fetch(g, a, m0, k0 + TK, sh[0]);
+            acc.step(sh[stage]);
+            if (more) /* sh[1 - stage] was last read in the previous step, before its barrier */
+                load.put(sh[(stage ^ 1) % SOWER_GEMM_STAGES]);
+            __syncthreads();
+        }
     }
     acc.store(g, c, m0, n0);
 }

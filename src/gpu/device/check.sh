@@ -41,7 +41,7 @@ done
 
 fail=0
 # Each step has its own limit so that one hang cannot take the benchmark's (and the log's) time.
-# ONLY_VARIANTS=1: no tests and no benchmark, the variants alone (a quicker call).
+# ONLY_VARIANTS=1: no tests and no SD benchmark, the variants (and CPU_BENCH) alone (a quicker call).
 step() { [[ -n ${ONLY_VARIANTS:-} ]] && return
          local limit=$1; shift; echo; echo "== $*"; local t0=$SECONDS; timeout "$limit" "$@"; local rc=$?
          echo "== rc=$rc in $((SECONDS - t0)) s: $1"; ((rc == 0)) || fail=1; }
@@ -72,20 +72,21 @@ make_formula_checkpoint "$sd/unet/config.json" "$sd/unet/diffusion_pytorch_model
 # Plug-in variants (pack.sh SOWER_VARIANTS): each one's speed beside the main build's, and whether
 # its samples are the main build's bits (fp32 and tf32, cifar, 16 seeds, 3 DDIM steps, batch 8).
 # VARIANT_SD=1: speeds of the SD 1.5 UNet at batch 2 and 32 (1 and 16 images with guidance) instead.
+# VARIANT_PRECISIONS: the arithmetics timed (default "fp32 tf32"); the bits are compared in fp32, tf32, bf16.
 variant_model=$models/cifar variant_batches="1 64 256"
 [[ -n ${VARIANT_SD:-} ]] && variant_model=$sd variant_batches="2 32"
 variant_line() { # DIR LABEL: one line of forward rates
   local line="$2:" b p r
-  for p in fp32 tf32; do for b in $variant_batches; do
-    r=$(timeout 60 "$1/bench_unet" "$variant_model" 1 $b 1.5 --backend cuda $([[ $p == tf32 ]] && echo --tf32) 2>/dev/null|
+  for p in ${VARIANT_PRECISIONS:-fp32 tf32}; do for b in $variant_batches; do
+    r=$(timeout 60 "$1/bench_unet" "$variant_model" 1 $b 1.5 --backend cuda --precision $p 2>/dev/null|
         grep -o '[0-9.]* ms/forward' | awk -v b=$b '{printf "%.0f", b * 1000 / $1}')
     line="$line $p b$b ${r:-failed}"
   done; done
   echo "$line samples*steps/s"
 }
-variant_bits() { # DIR: fp32 and tf32 samples' md5
+variant_bits() { # DIR: fp32, tf32 and bf16 samples' md5
   local p
-  for p in fp32 tf32; do
+  for p in fp32 tf32 bf16; do
     timeout 60 "$1/sower" sample "$models/cifar" --seeds 0-15 --steps 3 --batch 8 --backend cuda --precision $p \
       -o "$1/$p.npy" 2>/dev/null && md5sum < "$1/$p.npy" | cut -c1-12 || echo failed
   done | paste -sd' '
@@ -123,27 +124,30 @@ PY
   done
 fi
 
-[[ -n ${ONLY_VARIANTS:-} ]] && exit $fail
 # Benchmark beside diffusers (pack.sh puts a diffusers wheel in .device/whl: the image lacks it).
 if ! python3 -c "import diffusers" 2>/dev/null && ls "$root"/.device/whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/site "$root"/.device/whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/bin/libsower_cuda.so" "$d/benchbuild/bench/"
-echo; echo "== SD 1.5 benchmark"
-[[ -f $sd/unet/diffusion_pytorch_model.safetensors ]] &&
+[[ -z ${ONLY_VARIANTS:-} && -f $sd/unet/diffusion_pytorch_model.safetensors ]] && echo && echo "== SD 1.5 benchmark" &&
   timeout "${SD_BENCH_SECONDS:-300}" python3 bench/sd_gpu_vs_torch.py "$d/benchbuild/bench/bench_unet" "$sd" \
     --seconds "${SD_BENCH_REPEAT:-1.5}" --images 1,4,16
 rm -rf "$sd"
 # CPU_BENCH=1 (issue 18): this machine's CPU beside torch on the cifar UNet (bench/unet_vs_torch.py, 2 threads,
-# one round), where it is an Intel one with AVX-512 (the build machine is AMD); the CPU is named either way.
+# one round; CPU_BENCH_KERNELS: the families), where it is an Intel one with AVX-512 (the build machine is
+# AMD); the CPU is named either way. CPU_LAYERS=1 first times the cifar 3x3 convolutions beside torch's.
 if [[ -n ${CPU_BENCH:-} ]]; then
   echo; echo "== CPU"; lscpu | grep -E "^(Model name|Vendor ID|Thread|Core|Socket|L2|L3)" ; grep -o -w -E "avx512[a-z_0-9]*|amx_[a-z0-9]*" /proc/cpuinfo | sort -u | paste -sd' '
   if grep -q GenuineIntel /proc/cpuinfo && grep -qw avx512f /proc/cpuinfo; then
-    mkdir -p "$d/cpubuild/bench" && cp "$d/bin/bench_unet" "$d/bin/bench_sgemm" "$d/cpubuild/bench/" && cp "$d/bin/sower" "$d/cpubuild/"
+    mkdir -p "$d/cpubuild/bench" && cp "$d/bin/bench_unet" "$d/bin/bench_sgemm" "$d/bin/bench_layers" "$d/cpubuild/bench/" &&
+      cp "$d/bin/sower" "$d/cpubuild/"
+    [[ -n ${CPU_LAYERS:-} ]] && timeout 90 python3 bench/layers_vs_torch.py "$d/cpubuild" --only cifar --rounds 1 \
+      --seconds 0.5 --kernels "${CPU_BENCH_KERNELS:-auto}"
     timeout "${CPU_BENCH_SECONDS:-150}" python3 bench/unet_vs_torch.py "$d/cpubuild" "$models/cifar" --rounds 1 --seconds 1 \
       --kernels "${CPU_BENCH_KERNELS:-auto}"
   fi
 fi
+[[ -n ${ONLY_VARIANTS:-} ]] && exit $fail
 [[ -n ${BENCH_CIFAR:-} ]] || { echo; echo "== verdict: $([[ $fail == 0 ]] && echo all passed || echo FAILURES)"; exit $fail; }
 echo; echo "== benchmark"
 # The benchmark takes what is left of BENCH_UNTIL seconds since the start (default 420): 2 rounds
