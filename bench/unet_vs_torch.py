@@ -2,6 +2,7 @@
 """sower vs diffusers/PyTorch on the ddpm-cifar10-32 architecture, same machine, same run.
 
 usage: PYTHON_WITH_DIFFUSERS bench/unet_vs_torch.py BUILD_DIR MODEL_DIR [--threads 2] [--rounds 3]
+                                                    [--kernels auto,haswell] [--no-render]
   BUILD_DIR  a Release build of sower (bench/bench_unet, bench/bench_sgemm, sower)
   MODEL_DIR  a flat ddpm-cifar10-32-architecture folder, e.g. the test suite's
              BUILD_DIR/tests/models/cifar (weights made by tests/make_formula_checkpoint)
@@ -80,6 +81,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--kernels", default="auto", help="comma-separated SOWER_KERNELS values to compare")
+    ap.add_argument("--no-render", action="store_true", help="forwards only: no 50-step renders (a quicker run)")
     a = ap.parse_args()
     families = a.kernels.split(",")
     env_note = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS") if k in os.environ}
@@ -97,11 +99,12 @@ def main():
                 out = subprocess.run([f"{a.build}/bench/bench_unet", a.model, str(a.threads), str(b), str(a.seconds)],
                                      capture_output=True, text=True, check=True, env=env).stdout
                 keep(("sower", fam, b), float(re.search(r"([\d.]+) ms/sample", out).group(1)))
-            _, wall, rss = run_measured(["env", f"SOWER_KERNELS={fam}", f"{a.build}/sower", "sample", a.model, "--seeds",
-                                         "0-7", "--steps", "50", "--batch", "8", "--threads", str(a.threads), "--force",
-                                         "-o", "/tmp/sower_bench.npy"])
-            keep(("sower_render", fam), wall)
-            keep(("sower_rss", fam), rss)
+            if not a.no_render:
+                _, wall, rss = run_measured(["env", f"SOWER_KERNELS={fam}", f"{a.build}/sower", "sample", a.model,
+                                             "--seeds", "0-7", "--steps", "50", "--batch", "8", "--threads",
+                                             str(a.threads), "--force", "-o", "/tmp/sower_bench.npy"])
+                keep(("sower_render", fam), wall)
+                keep(("sower_rss", fam), rss)
             out = subprocess.run([f"{a.build}/bench/bench_sgemm", str(a.threads), "1.5"], capture_output=True, text=True,
                                  check=True, env=env).stdout
             keep(("sgemm", fam), float(re.search(r"peak threads \d+: ([\d.]+)", out).group(1)), lower_is_better=False)
@@ -110,10 +113,11 @@ def main():
         body, _, _ = run_measured([sys.executable, "-c", TORCH_FORWARD, a.model, str(a.threads), str(a.seconds)])
         for b, ms in json.loads(body).items():
             keep(("torch", int(b)), ms)
-        body, wall, rss = run_measured([sys.executable, "-c", TORCH_RENDER, a.model, str(a.threads)])
-        keep("torch_render", float(body.strip().splitlines()[-1]))
-        keep("torch_render_wall", wall)
-        keep("torch_rss", rss)
+        if not a.no_render:
+            body, wall, rss = run_measured([sys.executable, "-c", TORCH_RENDER, a.model, str(a.threads)])
+            keep("torch_render", float(body.strip().splitlines()[-1]))
+            keep("torch_render_wall", wall)
+            keep("torch_rss", rss)
         print(f"round {rnd + 1}/{a.rounds} done", file=sys.stderr, flush=True)
 
     print(f"threads {a.threads}, best of {a.rounds} rounds (sower and torch alternating); {env_note or ''}")
@@ -125,6 +129,8 @@ def main():
             s, t = best[("sower", fam, b)], best[("torch", b)]
             pct = 100 * GFLOP_PER_FORWARD / (s / 1e3) / peak
             print(f"{'batch ' + str(b):24} {s:16.1f} {t:16.1f} {t / s:8.2f}x {pct:20.0f}%")
+        if a.no_render:
+            continue
         render = best[("sower_render", fam)]
         print(f"{'DDIM 50 steps, 8 seeds':24} {render:15.1f}s {best['torch_render_wall']:15.1f}s "
               f"{best['torch_render_wall'] / render:8.2f}x   (process wall time; torch loop alone "

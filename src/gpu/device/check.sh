@@ -133,9 +133,9 @@ mkdir -p "$d/benchbuild/bench" && cp "$d/bin/bench_unet" "$d/bin/libsower_cuda.s
   timeout "${SD_BENCH_SECONDS:-300}" python3 bench/sd_gpu_vs_torch.py "$d/benchbuild/bench/bench_unet" "$sd" \
     --seconds "${SD_BENCH_REPEAT:-1.5}" --images 1,4,16
 rm -rf "$sd"
-# CPU_BENCH=1 (issue 18): this machine's CPU beside torch on the cifar UNet (bench/unet_vs_torch.py, 2 threads,
-# one round; CPU_BENCH_KERNELS: the families), where it is an Intel one with AVX-512 (the build machine is
-# AMD); the CPU is named either way. CPU_LAYERS=1 first times the cifar 3x3 convolutions beside torch's.
+# CPU_BENCH=1 (issue 18): this machine's CPU beside torch on the cifar UNet (bench/unet_vs_torch.py, 2 threads;
+# CPU_BENCH_KERNELS: the families, CPU_BENCH_ROUNDS (1), CPU_BENCH_NO_RENDER=1: forwards only), where it is an
+# Intel one with AVX-512 (the build machine is AMD); the CPU is named either way. CPU_LAYERS=1 first times the cifar 3x3 convolutions beside torch's.
 if [[ -n ${CPU_BENCH:-} ]]; then
   echo; echo "== CPU"; lscpu | grep -E "^(Model name|Vendor ID|Thread|Core|Socket|L2|L3)" ; grep -o -w -E "avx512[a-z_0-9]*|amx_[a-z0-9]*" /proc/cpuinfo | sort -u | paste -sd' '
   if grep -q GenuineIntel /proc/cpuinfo && grep -qw avx512f /proc/cpuinfo; then
@@ -143,7 +143,8 @@ if [[ -n ${CPU_BENCH:-} ]]; then
       cp "$d/bin/sower" "$d/cpubuild/"
     [[ -n ${CPU_LAYERS:-} ]] && timeout 90 python3 bench/layers_vs_torch.py "$d/cpubuild" --only cifar --rounds 1 \
       --seconds 0.5 --kernels "${CPU_BENCH_KERNELS:-auto}"
-    timeout "${CPU_BENCH_SECONDS:-150}" python3 bench/unet_vs_torch.py "$d/cpubuild" "$models/cifar" --rounds 1 --seconds 1 \
+    timeout "${CPU_BENCH_SECONDS:-150}" python3 bench/unet_vs_torch.py "$d/cpubuild" "$models/cifar" --seconds 1 \
+      --rounds "${CPU_BENCH_ROUNDS:-1}" ${CPU_BENCH_NO_RENDER:+--no-render} \
       --kernels "${CPU_BENCH_KERNELS:-auto}"
   fi
 fi
