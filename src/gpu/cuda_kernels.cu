@@ -5,6 +5,8 @@
 #include <cuda_fp16.h>
 #include <math.h>
 #include <mma.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "cuda_check.h"
 
@@ -33,6 +35,9 @@ namespace wmma = nvcuda::wmma;
 #define SOWER_GEMM_STAGES 1 /* shared-memory tiles: 1, or 2 (the next step's put while this one computes) */
 #endif
 static_assert(SOWER_GEMM_STAGES == 1 || SOWER_GEMM_STAGES == 2, "SOWER_GEMM_STAGES: 1 or 2");
+#ifndef SOWER_GEMM_VEC
+#define SOWER_GEMM_VEC 0 /* 1: float4 tile loads for plain, aligned operands (VecTileLoader; the same bits) */
+#endif
 enum { GEMM_TK = SOWER_GEMM_TK, GEMM_THREADS = 256, GEMM_MAX_TAPS = 64 };
 static_assert(GEMM_TK % 8 == 0 && GEMM_TK <= 32, "GEMM_TK: a multiple of the tensor cores' k of 8, at most 32");
 
@@ -157,6 +162,99 @@ template <int TILE, int TK, class E> struct TileLoader {
         for (int l = 0; l < LOADS; l++) {
             sh.a[a_k][a_row + l * A_ROW_STRIDE] = to_tile<E>(ra[l]);
             sh.b[b_row + l * B_ROW_STRIDE][b_n] = to_tile<E>(rb[l]);
+        }
+    }
+};
+
+/* TileLoader's tiles, each thread moving 4 neighbours at a time: A's as one float4 along k (A's rows
+ * 16-byte aligned runs: a.sj == 1, strides and base multiples of 4 floats, k a multiple of 4); B's
+ * along n, as one float4 for a plain operand (likewise aligned, n a multiple of 4) or, for a
+ * convolution whose output rows are multiples of 4 wide (CONV), as the 4 neighbouring output pixels
+ * of one row, whose input pixels share one address computation. They land in the same places of the
+ * same shared tiles as TileLoader's: the same values meet in the same order, so the same bits, for
+ * fewer instructions. gemm_vectors says when it applies. */
+template <int TILE, int TK, class E, bool CONV> struct VecTileLoader {
+    typedef GemmShared<TILE, TK, E> Shared;
+    static constexpr int VECS = TILE * TK / 4;                              /* float4s per tile */
+    static constexpr int PASSES = (VECS + GEMM_THREADS - 1) / GEMM_THREADS; /* per thread */
+    static constexpr int B_ROWS_PER_PASS = GEMM_THREADS / (TILE / 4);
+    static_assert(GEMM_THREADS % (TILE / 4) == 0, "a thread's 4 B columns must be the same at every pass");
+    const float *b_base;
+    int n0, n4;  /* this thread's B columns: n0 + n4 .. + 3 */
+    BColumn col; /* CONV: the first of them */
+    int ci[PASSES], tap[PASSES], taps, step_ci, step_tap; /* CONV: as TileLoader's, per pass */
+    long long plane;
+    float4 ra[PASSES], rb[PASSES];
+
+    __device__ void init(const GpuGemm &g, const float *b, int n0_)
+    {
+        b_base = b, n0 = n0_, n4 = threadIdx.x % (TILE / 4) * 4;
+        if (!CONV)
+            return;
+        col = b_column(g, b, n0 + n4);
+        taps = g.conv.k * g.conv.k;
+        step_ci = TK / taps, step_tap = TK % taps;
+        plane = (long long)g.conv.batch * g.conv.h * g.conv.w;
+#pragma unroll
+        for (int l = 0; l < PASSES; l++) {
+            const int row = threadIdx.x / (TILE / 4) + l * B_ROWS_PER_PASS;
+            ci[l] = row / taps, tap[l] = row % taps;
+        }
+    }
+
+    __device__ float4 conv_b4(const GpuConvInput &cv, const Shared &sh, int l) const
+    {
+        float4 r;
+        r.x = r.y = r.z = r.w = 0.0f;
+        if (!col.valid || ci[l] >= cv.cin)
+            return r;
+        const int iy = col.iy0 + sh.tap_y[tap[l]], ix = col.ix0 + sh.tap_x[tap[l]];
+        if (iy < 0 || iy >= cv.h)
+            return r;
+        const float *p = col.base + ci[l] * plane + iy * cv.w;
+        const int s = cv.stride;
+        r.x = ix >= 0 && ix < cv.w ? p[ix] : 0.0f;
+        r.y = ix + s >= 0 && ix + s < cv.w ? p[ix + s] : 0.0f;
+        r.z = ix + 2 * s >= 0 && ix + 2 * s < cv.w ? p[ix + 2 * s] : 0.0f;
+        r.w = ix + 3 * s >= 0 && ix + 3 * s < cv.w ? p[ix + 3 * s] : 0.0f;
+        return r;
+    }
+
+    __device__ void fetch(const GpuGemm &g, const float *a, int m0, int k0, const Shared &sh)
+    {
+        float4 zero;
+        zero.x = zero.y = zero.z = zero.w = 0.0f;
+#pragma unroll
+        for (int l = 0; l < PASSES; l++) {
+            const int v = threadIdx.x + l * GEMM_THREADS;
+            const int row = v / (TK / 4), k4 = v % (TK / 4) * 4; /* A: (row, k4..k4+3) */
+            const int gm = m0 + row, gk = k0 + k4;
+            ra[l] = v < VECS && gm < g.m && gk < g.k ? *(const float4 *)(a + gm * g.a.si + gk) : zero;
+            if (CONV) {
+                rb[l] = v < VECS ? conv_b4(g.conv, sh, l) : zero;
+                tap[l] += step_tap, ci[l] += step_ci;
+                if (tap[l] >= taps)
+                    tap[l] -= taps, ci[l]++;
+            } else {
+                const int kk = k0 + v / (TILE / 4), gn = n0 + n4; /* B: (kk, n4..n4+3) */
+                rb[l] = v < VECS && kk < g.k && gn < g.n ? *(const float4 *)(b_base + kk * g.b.si + gn) : zero;
+            }
+        }
+    }
+
+    __device__ void put(Shared &sh) const
+    {
+#pragma unroll
+        for (int l = 0; l < PASSES; l++) {
+            const int v = threadIdx.x + l * GEMM_THREADS;
+            if (v >= VECS)
+                break;
+            const int row = v / (TK / 4), k4 = v % (TK / 4) * 4;
+            sh.a[k4][row] = to_tile<E>(ra[l].x), sh.a[k4 + 1][row] = to_tile<E>(ra[l].y);
+            sh.a[k4 + 2][row] = to_tile<E>(ra[l].z), sh.a[k4 + 3][row] = to_tile<E>(ra[l].w);
+            const int kr = v / (TILE / 4);
+            sh.b[kr][n4] = to_tile<E>(rb[l].x), sh.b[kr][n4 + 1] = to_tile<E>(rb[l].y);
+            sh.b[kr][n4 + 2] = to_tile<E>(rb[l].z), sh.b[kr][n4 + 3] = to_tile<E>(rb[l].w);
         }
     }
 };
@@ -313,7 +411,7 @@ template <int TILE, class Arith> struct WmmaAccumulator {
     }
 };
 
-template <int TILE, class Accumulator>
+template <int TILE, class Accumulator, class Loader>
 __global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) gemm_kernel(GpuGemm g)
 {
     typedef typename Accumulator::Elem Elem;
@@ -329,7 +427,7 @@ __global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) 
     if (g.conv.in)
         for (int i = threadIdx.x; i < g.conv.k * g.conv.k; i += GEMM_THREADS)
             sh[0].tap_y[i] = i / g.conv.k, sh[0].tap_x[i] = i % g.conv.k;
-    TileLoader<TILE, TK, Elem> load;
+    Loader load;
     load.init(g, b, n0);
     Accumulator acc;
     acc.zero();
@@ -361,10 +459,34 @@ __global__ static void __launch_bounds__(GEMM_THREADS, Accumulator::MIN_BLOCKS) 
     acc.store(g, c, m0, n0);
 }
 
+#if SOWER_GEMM_VEC
+/* Which tile loader g's operands allow: 0 TileLoader, 1 VecTileLoader (plain B), 2 VecTileLoader
+ * (convolution B). */
+static int gemm_vectors(const GpuGemm *g)
+{
+    const auto aligned = [](const float *p, long long s1, long long s2, long long si) {
+        return (uintptr_t)p % 16 == 0 && s1 % 4 == 0 && s2 % 4 == 0 && si % 4 == 0;
+    };
+    if (g->a.sj != 1 || g->k % 4 != 0 || !aligned(g->a.base, g->a.s1, g->a.s2, g->a.si))
+        return 0;
+    if (g->conv.in)
+        return g->conv.wo % 4 == 0 ? 2 : 0;
+    return g->b.sj == 1 && g->n % 4 == 0 && aligned(g->b.base, g->b.s1, g->b.s2, g->b.si) ? 1 : 0;
+}
+#endif
+
 template <int TILE, class Accumulator> static void launch_gemm(const GpuGemm *g, cudaStream_t s)
 {
+    typedef typename Accumulator::Elem Elem;
     dim3 grid((g->n + TILE - 1) / TILE, (g->m + TILE - 1) / TILE, g->batches);
-    void (*kernel)(GpuGemm) = gemm_kernel<TILE, Accumulator>;
+    void (*kernel)(GpuGemm) = gemm_kernel<TILE, Accumulator, TileLoader<TILE, Accumulator::TK, Elem> >;
+#if SOWER_GEMM_VEC
+    const int vectors = gemm_vectors(g);
+    if (vectors == 1)
+        kernel = gemm_kernel<TILE, Accumulator, VecTileLoader<TILE, Accumulator::TK, Elem, false> >;
+    else if (vectors == 2)
+        kernel = gemm_kernel<TILE, Accumulator, VecTileLoader<TILE, Accumulator::TK, Elem, true> >;
+#endif
     GPU_LAUNCH(kernel, grid, GEMM_THREADS, s, *g);
 }
 
@@ -380,8 +502,20 @@ static int gemm_tile(const GpuGemm *g)
     return g->m <= 64 || blocks < (long long)(SOWER_GEMM_SMALL_TILE_BELOW * g->sms) ? 64 : 128;
 }
 
-int gpu_gemm(const GpuGemm *g, cudaStream_t s)
+int gpu_gemm(const GpuGemm *g_in, cudaStream_t s)
 {
+    GpuGemm plain;
+    const GpuGemm *g = g_in;
+    const GpuConvInput *cv = &g_in->conv;
+    if (cv->in && cv->k == 1 && cv->stride == 1 && cv->pad_top == 0 && cv->pad_left == 0 && cv->ho == cv->h &&
+        cv->wo == cv->w) {
+        /* A 1x1 convolution's B is its input as it lies, (cin, batch * h * w): the same values as the
+         * gather would read (so the same bits), without its index arithmetic. */
+        plain = *g_in;
+        memset(&plain.conv, 0, sizeof plain.conv);
+        plain.b = (GpuMatrix){cv->in, (long long)cv->batch * cv->h * cv->w, 1, 0, 0};
+        g = &plain;
+    }
     if (g->m <= 0 || g->n <= 0 || g->batches <= 0)
         return SOWER_OK;
     if (g->conv.in && g->conv.k * g->conv.k > GEMM_MAX_TAPS)
