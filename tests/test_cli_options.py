@@ -114,6 +114,11 @@ check(r.returncode == 2 and "SOWER_KERNELS=avx9000" in r.stderr, f"SOWER_KERNELS
 r = subprocess.run([sower, "info", model], capture_output=True, text=True, timeout=600,
                    env=dict(os.environ, SOWER_KERNELS="blis"))
 check(r.returncode == 0 and "CPU kernels:" in r.stdout, f"SOWER_KERNELS=blis: {r.returncode} {r.stderr!r}")
+# SOWER_WEIGHT_CACHE_MB (packed weights kept between forwards): a malformed budget exits 2 naming it
+for bad in ("lots", "-5", "12MB"):
+    r = subprocess.run([sower, "info", model], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, SOWER_WEIGHT_CACHE_MB=bad))
+    check(r.returncode == 2 and f"SOWER_WEIGHT_CACHE_MB={bad}" in r.stderr, f"SOWER_WEIGHT_CACHE_MB={bad}: {r.returncode} {r.stderr!r}")
 for command in ("noise", "sample", "info", "check", "run", "verify", "export", "submit", "tokenize"):
     r = run(command, "--help")
     check(r.returncode == 0 and "usage" in r.stdout, f"{command} --help: exit {r.returncode}")

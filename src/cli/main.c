@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "gemm.h"
+#include "weight_packs.h"
 #include "err.h"
 
 typedef struct {
@@ -75,7 +76,10 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(name, commands[i].name) == 0) {
-            const int status = gemm_choose_kernels(); /* before BLIS's first use */
+            size_t pack_budget;
+            int status = gemm_choose_kernels(); /* before BLIS's first use */
+            if (status == SOWER_OK)
+                status = weight_packs_budget(&pack_budget); /* a malformed SOWER_WEIGHT_CACHE_MB, before any work */
             return finish(status == SOWER_OK ? commands[i].run(argc - 2, argv + 2) : status);
         }
     if (name[0] == '-')

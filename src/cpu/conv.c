@@ -190,15 +190,20 @@ int conv2d_packed(const ConvParams *p, ConvGeometry geo, const Act *in, Act *out
     const size_t b_floats = round_up((size_t)g->kc_max * job.col_block, 16);
     const size_t plan_floats = round_up((size_t)(job.col_block / nr) * plan_ints(&job.src), 16);
     const size_t thread_floats = b_floats + plan_floats;
-    SOWER_TRY(scratch_reserve(scratch, a_floats + threads * thread_floats + 16));
+    /* Packed A: kept from an earlier call, or made now into a kept pack, or (past the budget) into scratch. */
+    const float *kept = weight_pack_find(&scratch->packs, p->weight, g, PACK_CONV_A, p->cout, job.kdim);
+    float *ap = kept ? NULL : weight_pack_add(&scratch->packs, p->weight, g, PACK_CONV_A, p->cout, job.kdim, a_floats);
+    const size_t a_scratch = kept || ap ? 0 : a_floats;
+    SOWER_TRY(scratch_reserve(scratch, a_scratch + threads * thread_floats + 16));
     float *base = (float *)round_up((size_t)(uintptr_t)scratch->buf, 64);
-    float *ap = base;
-    job.ap = ap;
+    if (!kept && !ap)
+        ap = base;
+    job.ap = kept ? kept : ap;
 
-    const int a_panels = job.mpad / mr;
+    const int a_panels = kept ? 0 : job.mpad / mr;
 #pragma omp parallel num_threads(threads)
     {
-        float *mine = base + a_floats + (size_t)omp_get_thread_num() * thread_floats;
+        float *mine = base + a_scratch + (size_t)omp_get_thread_num() * thread_floats;
 #pragma omp for schedule(static)
         for (int ip = 0; ip < a_panels; ip++)
             gemm_pack_a_panel(g, p->cout, job.kdim, p->weight, job.kdim, ip, ap);

@@ -11,8 +11,31 @@
 #include "winograd.h"
 
 typedef struct {
-    Scratch scratch; /* packed panels, attention scores: reused by every operation */
+    Scratch scratch;  /* packed panels, attention scores: reused by every operation; kept packed weights */
+    const UNet *unet; /* whose weights' packs scratch may keep (declared at the first operation) */
+    int declared;
 } CpuContext;
+
+/* The context's scratch, its model's weights declared to it first (the model is bound by the time an
+ * operation runs, not always when the backend opens). */
+static int scratch_of(void *ctx, Scratch **scratch)
+{
+    CpuContext *c = ctx;
+    if (!c->declared && c->unet && c->unet->weights.n_params > 0) {
+        const WeightList *list = &c->unet->weights;
+        const float **weights = malloc((size_t)list->n_params * sizeof *weights);
+        if (!weights)
+            return SOWER_FAIL(SOWER_ENOMEM, "out of memory for %d weight pointers", list->n_params);
+        for (int i = 0; i < list->n_params; i++)
+            weights[i] = *list->params[i].slot;
+        const int status = weight_packs_allow(&c->scratch.packs, weights, list->n_params);
+        free(weights);
+        SOWER_TRY(status);
+    }
+    c->declared = 1;
+    *scratch = &c->scratch;
+    return SOWER_OK;
+}
 
 static int cpu_act_alloc(void *ctx, Act *a, int c, int b, int h, int w)
 {
@@ -74,7 +97,9 @@ static int cpu_to_nchw(void *ctx, const Act *in, float *x)
 
 static int cpu_conv2d(void *ctx, const ConvParams *p, ConvGeometry g, const Act *in, Act *out)
 {
-    return op_conv2d(p, g, in, out, &((CpuContext *)ctx)->scratch);
+    Scratch *scratch = NULL;
+    SOWER_TRY(scratch_of(ctx, &scratch));
+    return op_conv2d(p, g, in, out, scratch);
 }
 
 static int cpu_group_norm(void *ctx, const GroupNormParams *p, const Act *in, Act *out, int silu)
@@ -106,7 +131,9 @@ static int cpu_upsample(void *ctx, const Act *in, Act *out)
 
 static int cpu_attention(void *ctx, const AttentionParams *p, const Act *x, Act *out)
 {
-    return op_attention(p, x, out, &((CpuContext *)ctx)->scratch);
+    Scratch *scratch = NULL;
+    SOWER_TRY(scratch_of(ctx, &scratch));
+    return op_attention(p, x, out, scratch);
 }
 
 static int cpu_add_channel_bias(void *ctx, Act *x, const float *t)
@@ -174,7 +201,9 @@ static int cpu_layer_norm(void *ctx, const LayerNormParams *p, const Act *in, Ac
 static int cpu_attention_heads(void *ctx, int heads, const Act *q, const Act *k, const Act *v, Act *out)
 {
     double t0 = ops_profile_now();
-    int status = op_attention_heads(heads, q, k, v, out, &((CpuContext *)ctx)->scratch);
+    Scratch *scratch = NULL;
+    SOWER_TRY(scratch_of(ctx, &scratch));
+    int status = op_attention_heads(heads, q, k, v, out, scratch);
     ops_profile_add(PROF_ATTENTION, t0);
     return status;
 }
@@ -258,6 +287,7 @@ int compute_backend_cpu(ComputeBackend *be, const UNet *u)
     CpuContext *c = calloc(1, sizeof *c);
     if (!c)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    c->unet = u;
     be->ops = &cpu_ops;
     be->ctx = c;
     be->unet = u;

@@ -19,5 +19,6 @@ int scratch_reserve(Scratch *s, size_t floats)
 void scratch_free(Scratch *s)
 {
     free(s->buf);
+    weight_packs_free(&s->packs);
     memset(s, 0, sizeof *s);
 }

@@ -375,10 +375,17 @@ int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scrat
     const size_t run_bytes = sizeof(TileRun) * max_cols + sizeof(int) * (max_cols / nr);
     const size_t run_floats = round_up((run_bytes + sizeof(float) - 1) / sizeof(float), 16);
     const size_t thread_floats = v_floats + m_floats + run_floats;
-    SOWER_TRY(scratch_reserve(scratch, WG_POSITIONS * job.u_floats + rows_floats + threads * thread_floats + 16));
+    /* The 16 U_t: kept from an earlier call, or made now into a kept pack, or (past the budget) into scratch. */
+    const float *kept = weight_pack_find(&scratch->packs, p->weight, g, PACK_WINOGRAD_U, p->cout, p->cin);
+    float *up = kept ? NULL
+                     : weight_pack_add(&scratch->packs, p->weight, g, PACK_WINOGRAD_U, p->cout, p->cin,
+                                       WG_POSITIONS * job.u_floats);
+    const size_t u_scratch = kept || up ? 0 : WG_POSITIONS * job.u_floats;
+    SOWER_TRY(scratch_reserve(scratch, u_scratch + rows_floats + threads * thread_floats + 16));
     float *base = (float *)round_up((size_t)(uintptr_t)scratch->buf, 64);
-    float *up = base;
-    job.up = up, job.rows = base + WG_POSITIONS * job.u_floats;
+    if (!kept && !up)
+        up = base;
+    job.up = kept ? kept : up, job.rows = base + u_scratch;
 
 #pragma omp parallel num_threads(threads)
     {
@@ -386,7 +393,7 @@ int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scrat
         TileRun *runs = (TileRun *)(mine + v_floats + m_floats);
         const TileRuns task_runs = {runs, (int *)(runs + max_cols)};
 #pragma omp for schedule(static)
-        for (int ip = 0; ip < job.mpad / mr; ip++)
+        for (int ip = 0; ip < (kept ? 0 : job.mpad / mr); ip++)
             pack_filters(&job, ip, up);
         for (int b0 = 0; b0 < in->b; b0 += group) { /* every thread walks the groups; the loops share the work */
             const TileGroup grp = plan_group(&job, b0, in->b - b0 < group ? in->b - b0 : group, threads, max_cols);
