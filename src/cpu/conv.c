@@ -191,16 +191,17 @@ int conv2d_packed(const ConvParams *p, ConvGeometry geo, const Act *in, Act *out
     const size_t plan_floats = round_up((size_t)(job.col_block / nr) * plan_ints(&job.src), 16);
     const size_t thread_floats = b_floats + plan_floats;
     /* Packed A: kept from an earlier call, or made now into a kept pack, or (past the budget) into scratch. */
-    const float *kept = weight_pack_find(&scratch->packs, p->weight, g, PACK_CONV_A, p->cout, job.kdim);
-    float *ap = kept ? NULL : weight_pack_add(&scratch->packs, p->weight, g, PACK_CONV_A, p->cout, job.kdim, a_floats);
-    const size_t a_scratch = kept || ap ? 0 : a_floats;
-    SOWER_TRY(scratch_reserve(scratch, a_scratch + threads * thread_floats + 16));
+    const PackSlot slot = weight_pack_slot(&scratch->packs, p->weight, g, PACK_CONV_A, p->cout, job.kdim, a_floats);
+    const size_t a_scratch = slot.kept || slot.fresh ? 0 : a_floats;
+    const int reserved = scratch_reserve(scratch, a_scratch + threads * thread_floats + 16);
+    if (reserved != SOWER_OK)
+        weight_pack_abandon(&scratch->packs, slot.fresh);
+    SOWER_TRY(reserved);
     float *base = (float *)round_up((size_t)(uintptr_t)scratch->buf, 64);
-    if (!kept && !ap)
-        ap = base;
-    job.ap = kept ? kept : ap;
+    float *ap = slot.fresh ? slot.fresh : base; /* (mpad, kdim) packed, when made here */
+    job.ap = slot.kept ? slot.kept : ap;
 
-    const int a_panels = kept ? 0 : job.mpad / mr;
+    const int a_panels = slot.kept ? 0 : job.mpad / mr;
 #pragma omp parallel num_threads(threads)
     {
         float *mine = base + a_scratch + (size_t)omp_get_thread_num() * thread_floats;

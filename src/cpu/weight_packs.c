@@ -90,9 +90,28 @@ float *weight_pack_add(WeightPacks *w, const float *weight, const void *family, 
     if (!alloc)
         return NULL;
     WeightPack *p = &w->items[w->count++];
-    *p = (WeightPack){weight, family, kind, rows, cols, (float *)(((uintptr_t)alloc + 63) & ~(uintptr_t)63), alloc};
+    *p = (WeightPack){weight, family, kind, rows, cols, (float *)(((uintptr_t)alloc + 63) & ~(uintptr_t)63), alloc,
+                      bytes};
     w->bytes += bytes;
     return p->data;
+}
+
+PackSlot weight_pack_slot(WeightPacks *w, const float *weight, const void *family, int kind, int rows, int cols,
+                          size_t floats)
+{
+    PackSlot s = {weight_pack_find(w, weight, family, kind, rows, cols), NULL};
+    if (!s.kept)
+        s.fresh = weight_pack_add(w, weight, family, kind, rows, cols, floats);
+    return s;
+}
+
+void weight_pack_abandon(WeightPacks *w, float *fresh)
+{
+    if (fresh && w->count > 0 && w->items[w->count - 1].data == fresh) {
+        WeightPack *p = &w->items[--w->count];
+        w->bytes -= p->bytes;
+        free(p->alloc);
+    }
 }
 
 void weight_packs_free(WeightPacks *w)

@@ -28,6 +28,7 @@ typedef struct {
     int kind, rows, cols; /* WeightPackKind; (Cout, Cin) or (Cout, Cin k k) */
     float *data;          /* 64-byte aligned */
     void *alloc;
+    size_t bytes;         /* alloc's size */
 } WeightPack;
 
 typedef struct {
@@ -54,6 +55,17 @@ const float *weight_pack_find(const WeightPacks *w, const float *weight, const v
  * past the budget or when memory is short: the caller packs into its scratch instead. */
 float *weight_pack_add(WeightPacks *w, const float *weight, const void *family, int kind, int rows, int cols,
                        size_t floats);
+
+/* Where one call's pack of these weights goes: kept (a pack from an earlier call, to read), or fresh
+ * (a new kept pack, to fill now), or neither (pack into scratch, as when nothing is kept). */
+typedef struct {
+    const float *kept;
+    float *fresh;
+} PackSlot;
+PackSlot weight_pack_slot(WeightPacks *w, const float *weight, const void *family, int kind, int rows, int cols,
+                          size_t floats);
+/* Forgets a fresh pack the call could not fill (its scratch failed), so no later call reads it. */
+void weight_pack_abandon(WeightPacks *w, float *fresh);
 
 void weight_packs_free(WeightPacks *w);
 

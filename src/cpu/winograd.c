@@ -376,16 +376,17 @@ int conv2d_winograd(const ConvParams *p, const Act *in, Act *out, Scratch *scrat
     const size_t run_floats = round_up((run_bytes + sizeof(float) - 1) / sizeof(float), 16);
     const size_t thread_floats = v_floats + m_floats + run_floats;
     /* The 16 U_t: kept from an earlier call, or made now into a kept pack, or (past the budget) into scratch. */
-    const float *kept = weight_pack_find(&scratch->packs, p->weight, g, PACK_WINOGRAD_U, p->cout, p->cin);
-    float *up = kept ? NULL
-                     : weight_pack_add(&scratch->packs, p->weight, g, PACK_WINOGRAD_U, p->cout, p->cin,
-                                       WG_POSITIONS * job.u_floats);
-    const size_t u_scratch = kept || up ? 0 : WG_POSITIONS * job.u_floats;
-    SOWER_TRY(scratch_reserve(scratch, u_scratch + rows_floats + threads * thread_floats + 16));
+    const PackSlot slot = weight_pack_slot(&scratch->packs, p->weight, g, PACK_WINOGRAD_U, p->cout, p->cin,
+                                           WG_POSITIONS * job.u_floats);
+    const size_t u_scratch = slot.kept || slot.fresh ? 0 : WG_POSITIONS * job.u_floats;
+    const int reserved = scratch_reserve(scratch, u_scratch + rows_floats + threads * thread_floats + 16);
+    if (reserved != SOWER_OK)
+        weight_pack_abandon(&scratch->packs, slot.fresh);
+    SOWER_TRY(reserved);
     float *base = (float *)round_up((size_t)(uintptr_t)scratch->buf, 64);
-    if (!kept && !up)
-        up = base;
-    job.up = kept ? kept : up, job.rows = base + u_scratch;
+    float *up = slot.fresh ? slot.fresh : base; /* 16 U_t, u_floats apart, when made here */
+    const int kept = slot.kept != NULL;
+    job.up = kept ? slot.kept : up, job.rows = base + u_scratch;
 
 #pragma omp parallel num_threads(threads)
     {
