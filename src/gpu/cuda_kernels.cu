@@ -872,10 +872,24 @@ int gpu_guidance(const float *uncond, const float *cond, float scale, float *out
 enum { FA_Q = 64, FA_K = 32, FA_D = 16, FA_THREADS = 256, FA_MAX_DR = 16 };
 
 static_assert(FA_THREADS == 4 * FA_Q && FA_K % 4 == 0, "4 threads per query row share a tile's keys");
+/* SOWER_FA_RESIDENT=1 (a variant, off until timed on a GPU): heads of at most FA_RESIDENT_MAX_DR x FA_D dims
+ * (SD 1.5's 40 at 64x64) keep the block's queries in shared memory for the whole key walk and load each
+ * key tile at its full depth, so a tile's scores take one barrier instead of two per FA_D dims and the
+ * queries are read once instead of once per tile. The same fmaf over d in the same order: the same bits. */
+#ifndef SOWER_FA_RESIDENT
+#define SOWER_FA_RESIDENT 0
+#endif
+enum { FA_RESIDENT_MAX_DR = 3 };
 static_assert(FA_D * FA_Q * sizeof(float) >= 4 * FA_Q * (sizeof(float) + sizeof(double)),
               "the softmax's partial maxima and sums fit in the query chunk's space");
 
-template <int DR> struct AttentionShared {
+template <int DR, bool RESIDENT> struct AttentionResident {
+    float q_all[DR * FA_D][FA_Q]; /* every dim of the block's queries */
+    float k_all[DR * FA_D][FA_K]; /* every dim of the tile's keys */
+};
+template <int DR> struct AttentionResident<DR, false> {}; /* (an empty base: no bytes) */
+
+template <int DR, bool RESIDENT> struct AttentionShared : AttentionResident<DR, RESIDENT> {
     float q[FA_D][FA_Q];       /* a chunk of FA_D dims of the block's queries */
     float k[FA_D][FA_K];       /* the same dims of the tile's keys */
     float v[DR * FA_D][FA_K];  /* every dim of the tile's values */
@@ -884,12 +898,12 @@ template <int DR> struct AttentionShared {
     double l[FA_Q];
 };
 
-template <int DR>
+template <int DR, bool RESIDENT>
 __global__ static void __launch_bounds__(FA_THREADS)
     attention_heads_kernel(const float *q, const float *k, const float *v, float *o, int dh, int nq, int nk,
                            long long q_plane, long long k_plane, float scale)
 {
-    __shared__ __align__(16) AttentionShared<DR> sh;
+    __shared__ __align__(16) AttentionShared<DR, RESIDENT> sh;
     const int t = threadIdx.x, head = blockIdx.y, sample = blockIdx.z, i0 = blockIdx.x * FA_Q;
     const float *qh = q + (long long)head * dh * q_plane + (long long)sample * nq + i0; /* (dh, nq - i0) */
     const float *kh = k + (long long)head * dh * k_plane + (long long)sample * nk;      /* (dh, nk) */
@@ -904,9 +918,31 @@ __global__ static void __launch_bounds__(FA_THREADS)
             acc[r][a] = 0.0f;
     if (t < FA_Q)
         sh.m[t] = -INFINITY, sh.l[t] = 0.0;
+    if constexpr (RESIDENT)
+        for (int e = t; e < DR * FA_D * FA_Q; e += FA_THREADS) {
+            const int d = e / FA_Q, i = e % FA_Q;
+            sh.q_all[d][i] = d < dh && i0 + i < nq ? qh[(long long)d * q_plane + i] : 0.0f;
+        }
     for (int j0 = 0; j0 < nk; j0 += FA_K) {
         float s[4][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}, {0.0f, 0.0f}, {0.0f, 0.0f}};
-        for (int d0 = 0; d0 < dh; d0 += FA_D) {
+        if constexpr (RESIDENT) {
+            for (int e = t; e < DR * FA_D * FA_K; e += FA_THREADS) {
+                const int d = e / FA_K, j = e % FA_K;
+                sh.k_all[d][j] = d < dh && j0 + j < nk ? kh[(long long)d * k_plane + j0 + j] : 0.0f;
+            }
+            __syncthreads(); /* (k_all is rewritten only after the tile's last barrier) */
+            const int d_end = (dh + FA_D - 1) / FA_D * FA_D; /* the dims the chunked walk takes: dh, then zeros */
+#pragma unroll 4
+            for (int d = 0; d < d_end; d++) {
+                const float4 qa = *(const float4 *)&sh.q_all[d][si];
+                const float ka = sh.k_all[d][sj], kb = sh.k_all[d][sj + 1];
+                const float qv[4] = {qa.x, qa.y, qa.z, qa.w};
+#pragma unroll
+                for (int a = 0; a < 4; a++)
+                    s[a][0] = fmaf(qv[a], ka, s[a][0]), s[a][1] = fmaf(qv[a], kb, s[a][1]);
+            }
+        }
+        for (int d0 = 0; d0 < (RESIDENT ? 0 : dh); d0 += FA_D) {
             for (int e = t; e < FA_D * FA_Q; e += FA_THREADS) {
                 const int d = e / FA_Q, i = e % FA_Q;
                 sh.q[d][i] = d0 + d < dh && i0 + i < nq ? qh[(long long)(d0 + d) * q_plane + i] : 0.0f;
@@ -1005,7 +1041,7 @@ static void launch_attention_heads(dim3 grid, const Act *q, const Act *k, const 
                                    cudaStream_t s)
 {
     void (*kernel)(const float *, const float *, const float *, float *, int, int, int, long long, long long, float) =
-        attention_heads_kernel<DR>;
+        attention_heads_kernel<DR, SOWER_FA_RESIDENT && DR <= FA_RESIDENT_MAX_DR>;
     GPU_LAUNCH(kernel, grid, FA_THREADS, s, q->data, k->data, v->data, o->data, dh, q->h * q->w, k->h * k->w,
                (long long)act_plane(q), (long long)act_plane(k), scale);
 }
