@@ -21,7 +21,10 @@
  * on every call, costs more than the cheaper product saves. Measured (bench/bench_layers, 2 threads,
  * AMD EPYC): 8x8 images gain at every batch (cifar 256 -> 256 batch 1 0.49 -> 0.42 ms, batch 8 3.04
  * -> 1.79 ms; SD 1280 -> 1280 batch 2 27.0 -> 22.7 ms), 4x4 ones lose (512 -> 256 batch 8 1.72 ->
- * 2.59 ms). (256 before the transforms' cache-set fix in winograd.c.) */
+ * 2.59 ms). (256 before the transforms' cache-set fix in winograd.c.) With the transformed weights
+ * kept between calls (weight_packs.h) 4x4 images gain at batch 8 (512 -> 256: 1.64 -> 0.77 ms) but
+ * lose at batch 1 (0.21 -> 0.36 ms), and the whole cifar forward moved by under 3% either way at
+ * batch 1, 8 and 32: not worth a new route identity, so 64 stays. */
 enum { WINOGRAD_MIN_PIXELS = 64 };
 /* Nor do layers of fewer input channels (conv_in's 3): the 16 products' depth is Cin, against the
  * direct product's 9 Cin, and transforming the patches costs more than it saves. */
