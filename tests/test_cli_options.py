@@ -114,6 +114,9 @@ check(r.returncode == 2 and "SOWER_KERNELS=avx9000" in r.stderr, f"SOWER_KERNELS
 r = subprocess.run([sower, "info", model], capture_output=True, text=True, timeout=600,
                    env=dict(os.environ, SOWER_KERNELS="blis"))
 check(r.returncode == 0 and "CPU kernels:" in r.stdout, f"SOWER_KERNELS=blis: {r.returncode} {r.stderr!r}")
+r = subprocess.run([sower, "info", model], capture_output=True, text=True, timeout=600,
+                   env=dict(os.environ, SOWER_WEIGHT_CACHE_MB="64"))
+check(r.returncode == 0 and "kept up to 64 MiB" in r.stdout, f"SOWER_WEIGHT_CACHE_MB=64: {r.returncode} {r.stdout!r}")
 # SOWER_WEIGHT_CACHE_MB (packed weights kept between forwards): a malformed budget exits 2 naming it
 for bad in ("lots", "-5", "12MB"):
     r = subprocess.run([sower, "info", model], capture_output=True, text=True, timeout=600,

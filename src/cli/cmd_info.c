@@ -4,6 +4,7 @@
 
 #include "backend_open.h"
 #include "cpu_backend.h"
+#include "weight_packs.h"
 #include "cli.h"
 #include "commands.h"
 #include "digest.h"
@@ -146,6 +147,10 @@ int cmd_info(int argc, char **argv)
         if (m.stable_diffusion) status = print_text_side(&m);
         if (m.stable_diffusion && status == SOWER_OK) status = print_vae(&m);
         printf("  CPU kernels:        %s\n", compute_backend_cpu_identity());
+        size_t pack_budget = 0;
+        if (status == SOWER_OK && (status = weight_packs_budget(&pack_budget)) == SOWER_OK)
+            printf("  CPU weight packs:   kept up to %zu MiB per process (SOWER_WEIGHT_CACHE_MB%s)\n", pack_budget >> 20,
+                   pack_budget ? "" : "=0: repacked every forward");
         int gpus = 0;
         if (!gpu_backend_built())
             printf("  CUDA devices:       none (this build has no CUDA backend)\n");
