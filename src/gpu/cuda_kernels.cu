@@ -880,6 +880,12 @@ static_assert(FA_THREADS == 4 * FA_Q && FA_K % 4 == 0, "4 threads per query row 
 #define SOWER_FA_RESIDENT 0
 #endif
 enum { FA_RESIDENT_MAX_DR = 3 };
+/* SOWER_FA_SOFTMAX_64=1 (a variant, for timing only: other bits): the softmax as it was before 8ec0236, one
+ * thread per query row summing its 32 keys in order while the other 192 wait, so the two can be timed in
+ * one device call (a plug-in of that older revision no longer loads). */
+#ifndef SOWER_FA_SOFTMAX_64
+#define SOWER_FA_SOFTMAX_64 0
+#endif
 static_assert(FA_D * FA_Q * sizeof(float) >= 4 * FA_Q * (sizeof(float) + sizeof(double)),
               "the softmax's partial maxima and sums fit in the query chunk's space");
 
@@ -974,9 +980,25 @@ __global__ static void __launch_bounds__(FA_THREADS)
             sh.v[d][j] = d < dh && j0 + j < nk ? vh[(long long)d * k_plane + j0 + j] : 0.0f;
         }
         __syncthreads();
-        { /* The running maximum and sum, 4 threads per query row (FA_K / 4 keys each): the maximum is
-           * exact in any order; each thread sums its exponentials in key order and a row's 4 partial
-           * sums combine as (s0 + s1) + (s2 + s3), a fixed order. sh.q is free until the next tile. */
+        if (SOWER_FA_SOFTMAX_64 && t < FA_Q) { /* one thread per query row, in key order (the variant) */
+            float mt = sh.m[t];
+            for (int j = 0; j < FA_K; j++)
+                mt = fmaxf(mt, sh.p[j][t]);
+            double sum = 0.0;
+            for (int j = 0; j < FA_K; j++) {
+                const float e = expf(sh.p[j][t] - mt);
+                sh.p[j][t] = e;
+                sum += (double)e;
+            }
+            const float alpha = expf(sh.m[t] - mt);
+            sh.alpha[t] = alpha;
+            sh.l[t] = sh.l[t] * (double)alpha + sum;
+            sh.m[t] = mt;
+        }
+        /* The running maximum and sum, 4 threads per query row (FA_K / 4 keys each): the maximum is
+         * exact in any order; each thread sums its exponentials in key order and a row's 4 partial
+         * sums combine as (s0 + s1) + (s2 + s3), a fixed order. sh.q is free until the next tile. */
+        if (!SOWER_FA_SOFTMAX_64) {
             float *part_max = &sh.q[0][0];                       /* (4, FA_Q) */
             double *part_sum = (double *)(void *)&sh.q[4][0];    /* (4, FA_Q), from byte 1024 */
             const int row = t % FA_Q, part = t / FA_Q, first = part * (FA_K / 4);
