@@ -904,6 +904,17 @@ template <int DR, bool RESIDENT> struct AttentionShared : AttentionResident<DR, 
     double l[FA_Q];
 };
 
+/* One dim d of a thread's 4 x 2 scores: s(a, c) = fmaf(q(d, si + a), k(d, sj + c), s(a, c)). q: 4 queries'
+ * values of dim d (16-byte aligned), k: 2 keys'. */
+__device__ static inline void score_step(const float *q, const float *k, float s[4][2])
+{
+    const float4 qa = *(const float4 *)q;
+    const float qv[4] = {qa.x, qa.y, qa.z, qa.w};
+#pragma unroll
+    for (int a = 0; a < 4; a++)
+        s[a][0] = fmaf(qv[a], k[0], s[a][0]), s[a][1] = fmaf(qv[a], k[1], s[a][1]);
+}
+
 template <int DR, bool RESIDENT>
 __global__ static void __launch_bounds__(FA_THREADS)
     attention_heads_kernel(const float *q, const float *k, const float *v, float *o, int dh, int nq, int nk,
@@ -939,14 +950,8 @@ __global__ static void __launch_bounds__(FA_THREADS)
             __syncthreads(); /* (k_all is rewritten only after the tile's last barrier) */
             const int d_end = (dh + FA_D - 1) / FA_D * FA_D; /* the dims the chunked walk takes: dh, then zeros */
 #pragma unroll 4
-            for (int d = 0; d < d_end; d++) {
-                const float4 qa = *(const float4 *)&sh.q_all[d][si];
-                const float ka = sh.k_all[d][sj], kb = sh.k_all[d][sj + 1];
-                const float qv[4] = {qa.x, qa.y, qa.z, qa.w};
-#pragma unroll
-                for (int a = 0; a < 4; a++)
-                    s[a][0] = fmaf(qv[a], ka, s[a][0]), s[a][1] = fmaf(qv[a], kb, s[a][1]);
-            }
+            for (int d = 0; d < d_end; d++)
+                score_step(&sh.q_all[d][si], &sh.k_all[d][sj], s);
         }
         for (int d0 = 0; d0 < (RESIDENT ? 0 : dh); d0 += FA_D) {
             for (int e = t; e < FA_D * FA_Q; e += FA_THREADS) {
@@ -959,14 +964,8 @@ __global__ static void __launch_bounds__(FA_THREADS)
             }
             __syncthreads();
 #pragma unroll
-            for (int d = 0; d < FA_D; d++) {
-                const float4 qa = *(const float4 *)&sh.q[d][si];
-                const float ka = sh.k[d][sj], kb = sh.k[d][sj + 1];
-                const float qv[4] = {qa.x, qa.y, qa.z, qa.w};
-#pragma unroll
-                for (int a = 0; a < 4; a++)
-                    s[a][0] = fmaf(qv[a], ka, s[a][0]), s[a][1] = fmaf(qv[a], kb, s[a][1]);
-            }
+            for (int d = 0; d < FA_D; d++)
+                score_step(&sh.q[d][si], &sh.k[d][sj], s);
             __syncthreads();
         }
 #pragma unroll
