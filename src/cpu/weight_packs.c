@@ -53,8 +53,9 @@ static int allowed(const WeightPacks *w, const float *weight)
     return w->n_allowed > 0 && bsearch(&weight, w->allowed, (size_t)w->n_allowed, sizeof *w->allowed, by_address);
 }
 
-const float *weight_pack_find(const WeightPacks *w, const float *weight, const void *family, int kind, int rows,
-                              int cols)
+/* The pack kept for these weights, or NULL (always for weights not allowed). */
+static const float *weight_pack_find(const WeightPacks *w, const float *weight, const void *family, int kind,
+                                     int rows, int cols)
 {
     if (!allowed(w, weight))
         return NULL;
@@ -66,8 +67,10 @@ const float *weight_pack_find(const WeightPacks *w, const float *weight, const v
     return NULL;
 }
 
-float *weight_pack_add(WeightPacks *w, const float *weight, const void *family, int kind, int rows, int cols,
-                       size_t floats)
+/* A new pack of `floats` floats for these weights, kept until weight_packs_free, its contents the caller's
+ * to write; NULL (and no error) for weights not allowed, past the budget or when memory is short. */
+static float *weight_pack_add(WeightPacks *w, const float *weight, const void *family, int kind, int rows, int cols,
+                              size_t floats)
 {
     size_t budget = 0;
     if (!allowed(w, weight))

@@ -46,16 +46,6 @@ int weight_packs_allow(WeightPacks *w, const float *const *weights, int n) SOWER
  * value is a usage error naming the variable. */
 int weight_packs_budget(size_t *bytes) SOWER_MUST_CHECK;
 
-/* The pack kept for these weights, or NULL (always for weights not allowed). */
-const float *weight_pack_find(const WeightPacks *w, const float *weight, const void *family, int kind, int rows,
-                              int cols);
-
-/* A new pack of `floats` floats for these weights, kept until weight_packs_free; its contents are the
- * caller's to write, before any weight_pack_find of it. NULL (and no error) for weights not allowed,
- * past the budget or when memory is short: the caller packs into its scratch instead. */
-float *weight_pack_add(WeightPacks *w, const float *weight, const void *family, int kind, int rows, int cols,
-                       size_t floats);
-
 /* Where one call's pack of these weights goes: kept (a pack from an earlier call, to read), or fresh
  * (a new kept pack, to fill now), or neither (pack into scratch, as when nothing is kept). */
 typedef struct {

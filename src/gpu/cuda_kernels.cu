@@ -69,6 +69,33 @@ __device__ static inline BColumn b_column(const GpuGemm &g, const float *b, int 
     return c;
 }
 
+/* The B rows of a convolution one thread reads, N of them `stride` rows apart from `first`, as
+ * (input channel, tap), advanced TK rows per k step (step_ci channels and step_tap taps) so that the
+ * k loop never divides. */
+template <int N, int TK> struct ConvRows {
+    int ci[N], tap[N], taps, step_ci, step_tap;
+    long long plane; /* floats between input channels: batch * h * w */
+
+    __device__ void init(const GpuConvInput &cv, int first, int stride)
+    {
+        taps = cv.k * cv.k;
+        step_ci = TK / taps, step_tap = TK % taps;
+        plane = (long long)cv.batch * cv.h * cv.w;
+#pragma unroll
+        for (int l = 0; l < N; l++) {
+            const int row = first + l * stride;
+            ci[l] = row / taps, tap[l] = row % taps;
+        }
+    }
+
+    __device__ void advance(int l)
+    {
+        tap[l] += step_tap, ci[l] += step_ci;
+        if (tap[l] >= taps)
+            tap[l] -= taps, ci[l]++;
+    }
+};
+
 /* One k step's tiles in shared memory, of element E (float; or the 16-bit type the bf16 and fp16
  * products take, the values rounded on the way in): a (TK, TILE + PAD) is the A tile transposed (A
  * column-major), its rows padded so the transposing stores spread over the banks; b (TK, TILE).
@@ -98,10 +125,7 @@ template <int TILE, int TK, class E> struct TileLoader {
     static_assert(GEMM_THREADS % TILE == 0, "a thread's B column must be the same at every k step");
     BColumn col;
     int a_row, a_k, b_row, b_n;
-    /* conv: the B rows of the next fetch as (input channel, tap), advanced TK rows at a time
-     * (step_ci channels and step_tap taps) so the k loop never divides. */
-    int ci[LOADS], tap[LOADS], taps, step_ci, step_tap;
-    long long plane; /* conv: floats between input channels, batch * h * w */
+    ConvRows<LOADS, TK> rows; /* conv: the B rows of the next fetch */
     float ra[LOADS], rb[LOADS];
 
     __device__ void init(const GpuGemm &g, const float *b, int n0)
@@ -109,26 +133,18 @@ template <int TILE, int TK, class E> struct TileLoader {
         const int t = threadIdx.x;
         a_row = t / TK, a_k = t % TK, b_row = t / TILE, b_n = t % TILE;
         col = b_column(g, b, n0 + b_n);
-        taps = g.conv.k * g.conv.k;
-        if (!g.conv.in)
-            return;
-        step_ci = TK / taps, step_tap = TK % taps;
-        plane = (long long)g.conv.batch * g.conv.h * g.conv.w;
-#pragma unroll
-        for (int l = 0; l < LOADS; l++) {
-            const int row = b_row + l * B_ROW_STRIDE;
-            ci[l] = row / taps, tap[l] = row % taps;
-        }
+        if (g.conv.in)
+            rows.init(g.conv, b_row, B_ROW_STRIDE);
     }
 
     __device__ float conv_b(const GpuConvInput &cv, const Shared &sh, int l) const
     {
-        if (!col.valid || ci[l] >= cv.cin)
+        if (!col.valid || rows.ci[l] >= cv.cin)
             return 0.0f;
-        const int iy = col.iy0 + sh.tap_y[tap[l]], ix = col.ix0 + sh.tap_x[tap[l]];
+        const int iy = col.iy0 + sh.tap_y[rows.tap[l]], ix = col.ix0 + sh.tap_x[rows.tap[l]];
         if (iy < 0 || iy >= cv.h || ix < 0 || ix >= cv.w)
             return 0.0f;
-        return col.base[ci[l] * plane + iy * cv.w + ix];
+        return col.base[rows.ci[l] * rows.plane + iy * cv.w + ix];
     }
 
     __device__ void fetch(const GpuGemm &g, const float *a, int m0, int k0, const Shared &sh)
@@ -150,9 +166,7 @@ template <int TILE, int TK, class E> struct TileLoader {
 #pragma unroll
         for (int l = 0; l < LOADS; l++) {
             rb[l] = conv_b(g.conv, sh, l);
-            tap[l] += step_tap, ci[l] += step_ci;
-            if (tap[l] >= taps)
-                tap[l] -= taps, ci[l]++;
+            rows.advance(l);
         }
     }
 
@@ -181,9 +195,8 @@ template <int TILE, int TK, class E, bool CONV> struct VecTileLoader {
     static_assert(GEMM_THREADS % (TILE / 4) == 0, "a thread's 4 B columns must be the same at every pass");
     const float *b_base;
     int n0, n4;  /* this thread's B columns: n0 + n4 .. + 3 */
-    BColumn col; /* CONV: the first of them */
-    int ci[PASSES], tap[PASSES], taps, step_ci, step_tap; /* CONV: as TileLoader's, per pass */
-    long long plane;
+    BColumn col;                /* CONV: the first of them */
+    ConvRows<PASSES, TK> rows;  /* CONV: the B rows of the next fetch, one per pass */
     float4 ra[PASSES], rb[PASSES];
 
     __device__ void init(const GpuGemm &g, const float *b, int n0_)
@@ -192,26 +205,19 @@ template <int TILE, int TK, class E, bool CONV> struct VecTileLoader {
         if (!CONV)
             return;
         col = b_column(g, b, n0 + n4);
-        taps = g.conv.k * g.conv.k;
-        step_ci = TK / taps, step_tap = TK % taps;
-        plane = (long long)g.conv.batch * g.conv.h * g.conv.w;
-#pragma unroll
-        for (int l = 0; l < PASSES; l++) {
-            const int row = threadIdx.x / (TILE / 4) + l * B_ROWS_PER_PASS;
-            ci[l] = row / taps, tap[l] = row % taps;
-        }
+        rows.init(g.conv, threadIdx.x / (TILE / 4), B_ROWS_PER_PASS);
     }
 
     __device__ float4 conv_b4(const GpuConvInput &cv, const Shared &sh, int l) const
     {
         float4 r;
         r.x = r.y = r.z = r.w = 0.0f;
-        if (!col.valid || ci[l] >= cv.cin)
+        if (!col.valid || rows.ci[l] >= cv.cin)
             return r;
-        const int iy = col.iy0 + sh.tap_y[tap[l]], ix = col.ix0 + sh.tap_x[tap[l]];
+        const int iy = col.iy0 + sh.tap_y[rows.tap[l]], ix = col.ix0 + sh.tap_x[rows.tap[l]];
         if (iy < 0 || iy >= cv.h)
             return r;
-        const float *p = col.base + ci[l] * plane + iy * cv.w;
+        const float *p = col.base + rows.ci[l] * rows.plane + iy * cv.w;
         const int s = cv.stride;
         r.x = ix >= 0 && ix < cv.w ? p[ix] : 0.0f;
         r.y = ix + s >= 0 && ix + s < cv.w ? p[ix + s] : 0.0f;
@@ -232,9 +238,7 @@ template <int TILE, int TK, class E, bool CONV> struct VecTileLoader {
             ra[l] = v < VECS && gm < g.m && gk < g.k ? *(const float4 *)(a + gm * g.a.si + gk) : zero;
             if (CONV) {
                 rb[l] = v < VECS ? conv_b4(g.conv, sh, l) : zero;
-                tap[l] += step_tap, ci[l] += step_ci;
-                if (tap[l] >= taps)
-                    tap[l] -= taps, ci[l]++;
+                rows.advance(l);
             } else {
                 const int kk = k0 + v / (TILE / 4), gn = n0 + n4; /* B: (kk, n4..n4+3) */
                 rb[l] = v < VECS && kk < g.k && gn < g.n ? *(const float4 *)(b_base + kk * g.b.si + gn) : zero;
