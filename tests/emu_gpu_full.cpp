@@ -6,6 +6,7 @@
 #include <cuda_runtime.h> /* tests/cuda_emu's, first on the include path */
 #include <mma.h>          /* tests/cuda_emu's too */
 #include <curand_kernel.h> /* tests/cuda_emu's too */
+#include <cuda_pipeline_primitives.h> /* tests/cuda_emu's too */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "gpu.h"
 
 #include "cuda_kernels.cu"
+#include "gemm16.cu"
 #include "cuda_backend.cu"
 #include "torch_cuda_randn.cu"
 #include "gpu_selftest.cu"

@@ -613,6 +613,10 @@ static void test_forward(const char *dir, const CudaOptions *opt)
         return;
     }
     ComputeBackend mc, mg;
+    /* 16-bit products: the tile loader here, gemm16's route below (its kept parameter copies) */
+    const int sixteen = opt->precision == PRECISION_BF16 || opt->precision == PRECISION_FP16;
+    if (sixteen)
+        setenv("SOWER_GEMM16", "0", 1);
     int opened = compute_backend_cpu(&mc, &m.unet) == SOWER_OK;
     CHECK(opened, "cpu backend");
     if (opened && compute_backend_cuda(&mg, &m.unet, opt) != SOWER_OK) {
@@ -648,6 +652,22 @@ static void test_forward(const char *dir, const CudaOptions *opt)
         differ += memcmp(one, got + per * s, sizeof(float) * per) != 0;
     }
     CHECK(differ == 0, "UNet forward: %d of %d samples differ between batch %d and batch 1", differ, b, b);
+    ComputeBackend alt;
+    setenv("SOWER_GEMM16", "1", 1);
+    if (sixteen && compute_backend_cuda(&alt, &m.unet, opt) == SOWER_OK) {
+        float *routed = malloc(sizeof(float) * per * b);
+        CHECK(FORWARD(&alt, x, ts, b, emb, routed) == SOWER_OK, "gpu forward (gemm16)");
+        CHECK(FORWARD(&alt, x + per, &ts[1], 1, emb ? emb + (size_t)tokens * dim : NULL, one) == SOWER_OK,
+              "gpu forward batch 1 (gemm16)");
+        const int same = memcmp(routed, got, sizeof(float) * per * b) == 0;
+        CHECK(same, "%s: gemm16's route differs from the tile loader", name);
+        CHECK(memcmp(one, got + per, sizeof(float) * per) == 0, "%s: gemm16's route, batch 1 differs", name);
+        printf("  %-44s gemm16 route vs tile loader: %s\n", name, same ? "same bits" : "DIFFER");
+        free(routed);
+        compute_backend_close(&alt);
+    } else
+        CHECK(!sixteen, "cuda backend over %s (gemm16)", dir);
+    unsetenv("SOWER_GEMM16");
 #undef FORWARD
     free(x), free(ref), free(got), free(one), free(emb);
     compute_backend_close(&mg);
@@ -723,6 +743,72 @@ static void test_tile_choice(const ConvCase *t, Precision precision)
 }
 #endif
 
+/* bf16 and fp16 products by gemm16's pipelined route (SOWER_GEMM16=1) must give the tile loader's
+ * bits (SOWER_GEMM16=0), with its B workspace whole and, with SOWER_GEMM16_WORKSPACE_MB=1, in column
+ * chunks. The weights here are the test's, so A is rounded per product (a model's parameters are
+ * kept rounded: test_forward compares the routes over whole models). */
+static void test_gemm16_route(const ConvCase *cases, size_t n_cases, Precision precision)
+{
+    if (precision != PRECISION_BF16 && precision != PRECISION_FP16)
+        return;
+    UNet none;
+    memset(&none, 0, sizeof none);
+    CudaOptions opt = {0};
+    opt.precision = precision;
+    enum { ROUTES = 3 };
+    const char *route[ROUTES] = {"0", "1", "1"}, *workspace_mb[ROUTES] = {NULL, NULL, "1"};
+    ComputeBackend be[ROUTES];
+    int opened = 0;
+    for (; opened < ROUTES; opened++) {
+        setenv("SOWER_GEMM16", route[opened], 1);
+        if (workspace_mb[opened])
+            setenv("SOWER_GEMM16_WORKSPACE_MB", workspace_mb[opened], 1);
+        else
+            unsetenv("SOWER_GEMM16_WORKSPACE_MB");
+        if (compute_backend_cuda(&be[opened], &none, &opt) != SOWER_OK)
+            break;
+    }
+    unsetenv("SOWER_GEMM16"), unsetenv("SOWER_GEMM16_WORKSPACE_MB");
+    CHECK(opened == ROUTES, "cuda backends for the gemm16 route test");
+    int differ = 0, products = 0;
+    for (size_t c = 0; c < n_cases && opened == ROUTES; c++) {
+        const ConvCase *t = &cases[c];
+        float *wt = randn((size_t)t->cout * t->cin * t->k * t->k, 91, 0.1f), *bias = randn(t->cout, 92, 0.1f);
+        float *x = randn((size_t)t->cin * t->b * t->h * t->w, 93, 1.0f), *out[ROUTES];
+        size_t n[ROUTES];
+        for (int r = 0; r < ROUTES; r++)
+            out[r] = conv_on(&be[r], t, wt, bias, x, t->b, &n[r]);
+        for (int r = 1; r < ROUTES; r++) {
+            const int same = n[r] == n[0] && memcmp(out[r], out[0], n[0] * sizeof(float)) == 0;
+            CHECK(same, "%s %s: gemm16 route%s differs from the tile loader", t->name, precision_name(precision),
+                  workspace_mb[r] ? " (chunked)" : "");
+            differ += !same, products++;
+        }
+        for (int r = 0; r < ROUTES; r++)
+            free(out[r]);
+        free(wt), free(bias), free(x);
+    }
+    if (opened == ROUTES) { /* a Linear: B is its input transposed (k-contiguous columns) */
+        const int batch = 5, in = 72, outs = 40;
+        float *wt = randn((size_t)outs * in, 94, 0.1f), *bias = randn(outs, 95, 0.1f), *x = randn((size_t)batch * in, 96, 1);
+        float *y[ROUTES];
+        for (int r = 0; r < ROUTES; r++)
+            y[r] = linear_on(&be[r], wt, bias, x, batch, in, outs);
+        for (int r = 1; r < ROUTES; r++) {
+            const int same = memcmp(y[r], y[0], sizeof(float) * batch * outs) == 0;
+            CHECK(same, "linear %s: gemm16 route differs from the tile loader", precision_name(precision));
+            differ += !same, products++;
+        }
+        for (int r = 0; r < ROUTES; r++)
+            free(y[r]);
+        free(wt), free(bias), free(x);
+    }
+    printf("  gemm16 route vs tile loader, %s: %d of %d products differ\n", precision_name(precision), differ,
+           products);
+    for (int r = 0; r < opened; r++)
+        compute_backend_close(&be[r]);
+}
+
 /* Both backends fill every operation of backend.h's table, and a table with a hole is refused. */
 static void test_table_complete(void)
 {
@@ -794,6 +880,7 @@ int main(int argc, char **argv)
         {16, 16, 3, 3, 8, 8, {2, 0, 0, 1, 1}, "downsample 3x3 s2 pad (0,1), B3 8x8"},
         {48, 24, 1, 3, 4, 4, {1, 0, 0, 0, 0}, "shortcut 1x1 48 -> 24, B3 4x4"},
         {37, 5, 3, 3, 5, 7, {1, 1, 1, 1, 1}, "conv 3x3 37 -> 5, B3 5x7 (edges)"},
+        {96, 16, 3, 3, 16, 16, {1, 1, 1, 1, 1}, "conv 3x3 96 -> 16, B3 16x16 (gemm16: 2 chunks of 1 MiB)"},
     };
     const ConvCase convs[] = {
         {3, 128, 3, 7, 32, 32, {1, 1, 1, 1, 1}, "conv_in 3x3 3 -> 128, B7 32x32"},
@@ -871,9 +958,14 @@ int main(int argc, char **argv)
             test_forward(model_dirs[i], &opt);
             test_vae(model_dirs[i], &opt);
         }
+        if (small && n_models > 0 && precision == PRECISION_BF16) /* gemm16's kept copies, emulated: one model */
+            test_forward(model_dirs[0], &opt);
 #ifdef SOWER_TEST_EMULATED
         test_tile_choice(&small_convs[1], precision);
 #endif
+        test_gemm16_route(small_convs, sizeof small_convs / sizeof small_convs[0], precision);
+        if (!small)
+            test_gemm16_route(convs, sizeof convs / sizeof convs[0], precision);
     }
     compute_backend_close(&cpu);
     return check_exit("test_gpu_ops");

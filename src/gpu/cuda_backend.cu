@@ -1,6 +1,7 @@
 /* cuda_backend.cu: the CUDA backend's table of operations (backend.h) over the kernels of
  * cuda_kernels.cu: one device, one stream, device memory from the stream's pool, the model's
  * weights copied to the device once. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ typedef struct {
     UNet mirror;      /* the model with each parameter pointing into weights */
     WeightMirror others[MAX_MIRRORS]; /* the VAE's, ...: uploaded once each */
     int n_others;
+    GpuWeights16 *weights16; /* bf16/fp16 with gemm16's route: its 16-bit copies of the parameters; else NULL */
 } CudaContext;
 
 static cudaStream_t stream_of(void *ctx) { return ((CudaContext *)ctx)->stream; }
@@ -91,7 +93,23 @@ static GpuGemm gemm_on(void *ctx)
     memset(&gm, 0, sizeof gm);
     gm.batches = 1, gm.zdiv = 1;
     gm.sms = c->sms, gm.arith = c->arith;
+    gm.weights16 = c->weights16;
     return gm;
+}
+
+/* Whether p lies in one of the context's weight blocks (the model's, a mirror's): a parameter, whose
+ * values stay while the backend lives, so products may keep a 16-bit copy of it. Weights a caller
+ * owns (tests, anything built on the fly) may be freed and their address reused: never kept. */
+static int is_parameter(const CudaContext *c, const float *p)
+{
+    if (c->weights && p >= c->weights && (size_t)(p - c->weights) < c->n_weights)
+        return 1;
+    for (int i = 0; i < c->n_others; i++) {
+        const WeightMirror *w = &c->others[i];
+        if (w->block && w->n_values != (size_t)-1 && p >= w->block && (size_t)(p - w->block) < w->n_values)
+            return 1;
+    }
+    return 0;
 }
 
 static int cuda_from_nchw(void *ctx, const float *x, int batch, int center, Act *out)
@@ -111,6 +129,7 @@ static int cuda_conv2d(void *ctx, const ConvParams *p, ConvGeometry g, const Act
     GpuGemm gm = gemm_on(ctx);
     gm.m = p->cout, gm.n = (int)act_plane(out), gm.k = p->cin * p->k * p->k;
     gm.a.base = p->weight, gm.a.si = gm.k, gm.a.sj = 1;
+    gm.a_constant = is_parameter((const CudaContext *)ctx, p->weight);
     gm.conv = (GpuConvInput){in->data, p->cin, in->b, in->h, in->w, p->k, g.stride, g.pad_top, g.pad_left, ho, wo};
     gm.c = out->data, gm.c_si = gm.n, gm.c_sj = 1;
     gm.bias = p->bias;
@@ -134,6 +153,7 @@ static int cuda_linear(void *ctx, const LinearParams *p, const float *x, int bat
     GpuGemm gm = gemm_on(ctx);
     gm.m = p->out, gm.n = batch, gm.k = p->in;
     gm.a.base = p->weight, gm.a.si = p->in, gm.a.sj = 1;
+    gm.a_constant = is_parameter((const CudaContext *)ctx, p->weight);
     gm.b.base = x, gm.b.si = 1, gm.b.sj = p->in;
     gm.c = y, gm.c_si = 1, gm.c_sj = p->out;
     gm.bias = p->bias;
@@ -336,6 +356,7 @@ static void cuda_close(void *ctx)
         cudaStreamSynchronize(c->stream);
         cudaStreamDestroy(c->stream);
     }
+    gpu_weights16_free(c->weights16);
     cudaFree(c->weights);
     for (int i = 0; i < c->n_others; i++)
         cudaFree(c->others[i].block);
@@ -353,6 +374,8 @@ static int place_weights(CudaContext *c, const WeightList *list, const void *hos
                          float *block, int copy, size_t *n_values)
 {
     memcpy(mirror, host, size);
+    if (copy) /* new values under the parameters' addresses: their 16-bit copies are stale */
+        gpu_weights16_clear(c->weights16);
     size_t offset = 0;
     for (int i = 0; i < list->n_params; i++) {
         const WeightParam *p = &list->params[i];
@@ -414,6 +437,7 @@ extern "C" int compute_backend_cuda_receive(ComputeBackend *be, void *nccl_comm)
 {
     CudaContext *c = (CudaContext *)be->ctx;
     if (c->n_weights > 0) {
+        gpu_weights16_clear(c->weights16);
         GPU_NCCL_TRY(ncclBroadcast(c->weights, c->weights, c->n_weights, ncclFloat, 0, (ncclComm_t)nccl_comm, c->stream));
         GPU_CUDA_TRY(cudaStreamSynchronize(c->stream));
     }
@@ -451,6 +475,37 @@ static int describe(CudaContext *c, char *out, size_t size)
     return SOWER_OK;
 }
 
+/* bf16 and fp16 products: gemm16's pipelined route, or the tile loader (the same bits; gpu_gemm16).
+ * SOWER_GEMM16=1 or 0 chooses; else SOWER_GEMM16_DEFAULT, the build's choice (the tile loader until
+ * the new route has been timed on a GPU: docs/gpu.md). */
+#ifndef SOWER_GEMM16_DEFAULT
+#define SOWER_GEMM16_DEFAULT 0
+#endif
+static int gemm16_wanted(int *wanted, size_t *workspace_bytes)
+{
+    const char *v = getenv("SOWER_GEMM16");
+    *wanted = SOWER_GEMM16_DEFAULT;
+    if (v && *v) {
+        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+            return SOWER_FAIL(SOWER_EUSAGE, "SOWER_GEMM16=%s: expected 1 (bf16/fp16 products by the pipelined route) "
+                              "or 0 (by the tile loader)", v);
+        *wanted = v[0] == '1';
+    }
+    /* SOWER_GEMM16_WORKSPACE_MB: the route's B workspace per product (tests make it small to chunk) */
+    const char *mb = getenv("SOWER_GEMM16_WORKSPACE_MB");
+    unsigned long long n = GEMM16_WORKSPACE_DEFAULT_MB;
+    if (mb && *mb) {
+        char *end = NULL;
+        errno = 0;
+        n = strtoull(mb, &end, 10);
+        if (errno || *end || *mb == '-' || n == 0 || n > (1ull << 20))
+            return SOWER_FAIL(SOWER_EUSAGE, "SOWER_GEMM16_WORKSPACE_MB=%s: expected a whole number of MiB, 1 to %llu",
+                              mb, 1ull << 20);
+    }
+    *workspace_bytes = (size_t)n << 20;
+    return SOWER_OK;
+}
+
 static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const CudaOptions *opt)
 {
     int count = 0;
@@ -462,6 +517,12 @@ static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const Cu
     if (opt->precision < PRECISION_FP32 || opt->precision > PRECISION_FP16)
         return SOWER_FAIL(SOWER_EINTERNAL, "backend cuda: precision %d", (int)opt->precision);
     c->arith = (int)opt->precision; /* GpuArith follows Precision's order */
+    int gemm16 = 0;
+    size_t workspace = 0;
+    SOWER_TRY(gemm16_wanted(&gemm16, &workspace));
+    if ((c->arith == GPU_ARITH_BF16 || c->arith == GPU_ARITH_FP16) && gemm16 &&
+        !(c->weights16 = gpu_weights16_new(workspace)))
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     /* Freed blocks stay in the pool for the next forward pass instead of going back to the driver. */
     cudaMemPool_t pool;
     GPU_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, opt->device));

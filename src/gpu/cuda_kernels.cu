@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cuda_check.h"
+#include "gemm_common.cuh"
 
 namespace wmma = nvcuda::wmma;
 
@@ -38,7 +39,7 @@ static_assert(SOWER_GEMM_STAGES == 1 || SOWER_GEMM_STAGES == 2, "SOWER_GEMM_STAG
 #ifndef SOWER_GEMM_VEC
 #define SOWER_GEMM_VEC 0 /* 1: float4 tile loads for plain, aligned operands (VecTileLoader; the same bits) */
 #endif
-enum { GEMM_TK = SOWER_GEMM_TK, GEMM_THREADS = 256, GEMM_MAX_TAPS = 64 };
+enum { GEMM_TK = SOWER_GEMM_TK, GEMM_MAX_TAPS = 64 };
 static_assert(GEMM_TK % 8 == 0 && GEMM_TK <= 32, "GEMM_TK: a multiple of the tensor cores' k of 8, at most 32");
 
 /* The B column a thread loads is the same at every k step (its index mod TILE is fixed, as
@@ -107,12 +108,6 @@ template <int TILE, int TK, class E> struct GemmShared {
     E b[TK][TILE];
     int tap_y[GEMM_MAX_TAPS], tap_x[GEMM_MAX_TAPS]; /* conv: tap = ky * k + kx -> ky, kx */
 };
-
-/* A value as a shared tile holds it: float as is, bf16 and fp16 rounded to nearest even. */
-template <class E> __device__ inline E to_tile(float v);
-template <> __device__ inline float to_tile<float>(float v) { return v; }
-template <> __device__ inline __nv_bfloat16 to_tile<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-template <> __device__ inline __half to_tile<__half>(float v) { return __float2half_rn(v); }
 
 /* Moves one k step of A and B from global memory into registers (fetch: issued before the previous
  * step's arithmetic, so the loads are in flight during it) and from there into shared memory (put).
@@ -263,12 +258,6 @@ template <int TILE, int TK, class E, bool CONV> struct VecTileLoader {
     }
 };
 
-__device__ static inline void store_c(const GpuGemm &g, float *c, int gm, int gn, float v)
-{
-    if (gm < g.m && gn < g.n)
-        c[gm * g.c_si + gn * g.c_sj] = g.bias ? v + g.bias[gm] : v;
-}
-
 /* fp32: each thread owns an R x R block of C (R = TILE / 16), rows q * 64 + ty * 4 + {0..3} for
  * q < R / 4 and columns likewise with tx; C(i, j) = fmaf(A(i, k), B(k, j), C(i, j)) for k in order. */
 template <int TILE> struct Fp32Accumulator {
@@ -396,22 +385,11 @@ template <int TILE, class Arith> struct WmmaAccumulator {
         }
     }
 
-    /* Through a per-warp staging tile: C's strides, edges and bias are not a fragment's. */
     __device__ void store(const GpuGemm &g, float *c, int m0, int n0)
     {
         __shared__ __align__(32) float stage[GEMM_THREADS / 32][16 * 16];
-        const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wm = warp / 4, wn = warp % 4;
-#pragma unroll
-        for (int i = 0; i < FM; i++)
-#pragma unroll
-            for (int j = 0; j < FN; j++) {
-                wmma::store_matrix_sync(stage[warp], acc[i][j], 16, wmma::mem_row_major);
-                __syncwarp();
-                for (int e = lane; e < 16 * 16; e += 32)
-                    store_c(g, c, m0 + wm * WARP_M + i * 16 + e / 16, n0 + wn * WARP_N + j * 16 + e % 16,
-                            stage[warp][e]);
-                __syncwarp();
-            }
+        const int warp = threadIdx.x / 32, wm = warp / 4, wn = warp % 4;
+        store_warp_tile(g, c, m0 + wm * WARP_M, n0 + wn * WARP_N, acc, stage[warp]);
     }
 };
 
@@ -529,6 +507,12 @@ int gpu_gemm(const GpuGemm *g_in, cudaStream_t s)
     if (g->batches > 65535 || (g->m + tile - 1) / tile > 65535)
         return SOWER_FAIL(SOWER_EINTERNAL, "gpu_gemm: %d products of %d rows exceed the launch grid", g->batches,
                           g->m);
+    if (g->weights16) {
+        int done = 0;
+        SOWER_TRY(gpu_gemm16(g, tile, s, &done));
+        if (done)
+            return SOWER_OK;
+    }
     switch (g->arith) {
     case GPU_ARITH_TF32:
         tile == 128 ? launch_gemm<128, WmmaAccumulator<128, Tf32Arith> >(g, s)

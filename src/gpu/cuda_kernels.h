@@ -47,11 +47,32 @@ typedef struct {
     int batches, zdiv;   /* products in the batch (>= 1), and z's split (>= 1) */
     int sms;             /* the device's SMs: the tile size follows (bits do not) */
     int arith;           /* GpuArith: fp32 fmaf, or tensor cores on TF32/BF16/FP16-rounded inputs (opt-in) */
+    int a_constant;      /* a is a model parameter (in the backend's weight blocks): its 16-bit copy may be kept */
+    struct GpuWeights16 *weights16; /* bf16/fp16: gemm16's route, keeping its copies here; NULL: the tile loader */
 } GpuGemm;
 
 /* C = A B (+ bias): each element reduced by one accumulator over k = 0, 1, ..., K-1: fmaf in one
  * thread (fp32), or tensor-core steps of 8 (tf32) or 16 (bf16, fp16) in one fragment element. */
 int gpu_gemm(const GpuGemm *g, cudaStream_t s);
+
+/* gemm16.cu: the bf16 and fp16 products from 16-bit operands in global memory. A (a model
+ * parameter) is rounded once into a kept copy; B is rounded (a convolution's gathered) into a
+ * workspace, a chunk of columns at a time; then a kernel streams both through shared memory with
+ * asynchronous copies, several k steps in flight. Each value is rounded as the tile-loading kernel
+ * rounds it and each fragment element accumulates the same 16-wide tensor-core steps in the same k
+ * order, so the two routes give the same bits (test_gpu_ops compares them); which one runs is a
+ * matter of speed only. */
+typedef struct GpuWeights16 GpuWeights16; /* one backend's kept 16-bit copies of its parameters */
+/* workspace_bytes: the most B workspace one product takes (GEMM16_WORKSPACE_DEFAULT_MB by default);
+ * wider products run in chunks of columns. */
+enum { GEMM16_WORKSPACE_DEFAULT_MB = 256 };
+GpuWeights16 *gpu_weights16_new(size_t workspace_bytes);
+void gpu_weights16_clear(GpuWeights16 *w); /* forgets every copy: the parameters' values changed */
+void gpu_weights16_free(GpuWeights16 *w);
+/* Runs g (bf16 or fp16, one product) with TILE x TILE blocks (64 or 128); *done = 0 when
+ * it declines (a shape it does not take, or no memory for its copies): then the caller runs the tile
+ * loader, with the same bits. */
+int gpu_gemm16(const GpuGemm *g, int tile, cudaStream_t s, int *done);
 
 /* y = group_norm(x) (then SiLU); y may be x. x, y (C, B, H, W). */
 int gpu_group_norm(const GroupNormParams *p, const Act *x, Act *y, int silu, cudaStream_t s);

@@ -1,6 +1,7 @@
 /* cuda_emu.cpp: the emulated CUDA runtime (see cuda_runtime.h). */
 #include "cuda_runtime.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "cublas_v2.h"
+#include "cuda_pipeline_primitives.h"
 #include "nccl.h"
 
 namespace sower_emu_rt {
@@ -42,6 +44,34 @@ unsigned current_thread;
 int barrier_seen;                  /* the running block called __syncthreads */
 std::map<EmuBody, bool> uses_barrier; /* per launch site, learnt from its first block */
 
+/* cp.async (cuda_pipeline_primitives.h): per thread of the running block, its committed groups of
+ * queued copies, oldest first, and the group being filled (copies not yet committed). */
+struct QueuedCopy {
+    void *dst;
+    const void *src;
+    size_t bytes, zfill;
+};
+std::vector<std::vector<std::vector<QueuedCopy> > > copy_groups; /* (threads,) groups */
+std::vector<std::vector<QueuedCopy> > copy_open;                  /* (threads,) */
+
+unsigned linear_thread(void) { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
+
+void land(const QueuedCopy &q)
+{
+    memcpy(q.dst, q.src, q.bytes - q.zfill);
+    memset((char *)q.dst + (q.bytes - q.zfill), 0, q.zfill);
+}
+
+/* After each block: nothing may still be queued. */
+void check_copies_landed(void)
+{
+    for (size_t t = 0; t < copy_groups.size(); t++)
+        if (!copy_groups[t].empty() || !copy_open[t].empty()) {
+            fprintf(stderr, "cuda_emu: thread %zu ended with cp.async copies it never waited for\n", t);
+            abort();
+        }
+}
+
 void free_stacks(void)
 {
     for (char *stack : stacks)
@@ -56,6 +86,34 @@ void fiber_main(void)
     _longjmp(scheduler.at, 1);
 }
 } // namespace
+
+void __pipeline_memcpy_async(void *dst_shared, const void *src_global, size_t size_and_align, size_t zfill)
+{
+    if ((size_and_align != 4 && size_and_align != 8 && size_and_align != 16) || zfill > size_and_align ||
+        (uintptr_t)dst_shared % size_and_align || (uintptr_t)src_global % size_and_align) {
+        fprintf(stderr, "cuda_emu: __pipeline_memcpy_async(%p, %p, %zu, %zu): bad size or alignment\n", dst_shared,
+                src_global, size_and_align, zfill);
+        abort();
+    }
+    copy_open[linear_thread()].push_back(QueuedCopy{dst_shared, src_global, size_and_align, zfill});
+}
+
+void __pipeline_commit()
+{
+    const unsigned t = linear_thread();
+    copy_groups[t].push_back(copy_open[t]);
+    copy_open[t].clear();
+}
+
+void __pipeline_wait_prior(size_t prior)
+{
+    std::vector<std::vector<QueuedCopy> > &groups = copy_groups[linear_thread()];
+    while (groups.size() > prior) {
+        for (const QueuedCopy &q : groups.front())
+            land(q);
+        groups.erase(groups.begin());
+    }
+}
 
 void __syncthreads()
 {
@@ -83,6 +141,8 @@ void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
     parked.resize(n);
     done.assign(n, 0);
     started.assign(n, 0);
+    copy_groups.assign(n, std::vector<std::vector<QueuedCopy> >());
+    copy_open.assign(n, std::vector<QueuedCopy>());
     if (stacks.empty())
         atexit(free_stacks);
     while (stacks.size() < n)
@@ -96,6 +156,7 @@ void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
                 auto known = uses_barrier.find(body);
                 if (known != uses_barrier.end() && !known->second) {
                     run_block_plain(block, body, closure);
+                    check_copies_landed();
                     continue;
                 }
                 barrier_seen = 0;
@@ -127,6 +188,7 @@ void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
                     }
                 }
                 uses_barrier[body] = barrier_seen;
+                check_copies_landed();
             }
 }
 
