@@ -18,6 +18,7 @@
 namespace sower_emu {
 #include "cuda_kernels.cu"
 #include "gemm16.cu"
+#include "attention16.cu"
 #include "cuda_backend.cu"
 #include "torch_cuda_randn.cu"
 } // namespace sower_emu

@@ -17,6 +17,7 @@
 
 #include "cuda_kernels.cu"
 #include "gemm16.cu"
+#include "attention16.cu"
 #include "cuda_backend.cu"
 #include "torch_cuda_randn.cu"
 #include "gpu_selftest.cu"

@@ -809,6 +809,44 @@ static void test_gemm16_route(const ConvCase *cases, size_t n_cases, Precision p
         compute_backend_close(&be[r]);
 }
 
+/* bf16 and fp16 with SOWER_ATTENTION16=1: attention_heads on tensor cores (its own identity), against the
+ * CPU within the pass's tolerance, batch-invariant and repeatable (test_attention_heads on a backend
+ * opened so); small: the partial tiles, cross-attention and SD 1.5's heads of 40, else SD's shapes too. */
+static void test_attention16(Precision precision, int small)
+{
+    if (precision != PRECISION_BF16 && precision != PRECISION_FP16)
+        return;
+    UNet none;
+    memset(&none, 0, sizeof none);
+    CudaOptions opt = {0};
+    opt.precision = precision;
+    const ComputeBackend plain = gpu; /* (the pass's own, already closed: given back as it was) */
+    setenv("SOWER_ATTENTION16", "1", 1);
+    const int opened = compute_backend_cuda(&gpu, &none, &opt) == SOWER_OK;
+    unsetenv("SOWER_ATTENTION16");
+    CHECK(opened, "cuda backend with SOWER_ATTENTION16=1");
+    if (!opened) {
+        gpu = plain;
+        return;
+    }
+    CHECK(strstr(gpu.identity, "attention on tensor cores") != NULL,
+          "SOWER_ATTENTION16=1 is not in the backend identity: %s", gpu.identity);
+    printf("test_gpu_ops: %s\n", gpu.identity);
+    test_attention_heads(16, 2, 3, 5, 7, 0, 1.0f);  /* 35 queries and keys: partial tiles */
+    test_attention_heads(24, 3, 2, 4, 4, 77, 2.0f); /* cross: 77 keys, partial last tile */
+    test_attention_heads(40, 1, 2, 2, 3, 0, 1.0f);  /* head width 40 (SD 1.5's first level) */
+    if (!small) {
+        test_attention_heads(320, 8, 2, 32, 32, 0, 1.0f);  /* SD 1.5's first level, 1024 tokens */
+        test_attention_heads(320, 8, 3, 16, 16, 77, 3.0f); /* cross-attention over 77 text tokens */
+        test_attention_heads(640, 10, 2, 8, 8, 0, 1.0f);   /* SD 2.x: heads of 64 */
+        test_attention_heads(640, 8, 2, 8, 8, 77, 1.0f);   /* heads of 80 */
+        test_attention_heads(1280, 8, 2, 8, 8, 77, 1.0f);  /* heads of 160, the widest it takes */
+        test_attention_heads(512, 2, 2, 4, 4, 0, 1.0f);    /* heads of 256: the fp32 kernel */
+    }
+    compute_backend_close(&gpu);
+    gpu = plain;
+}
+
 /* Both backends fill every operation of backend.h's table, and a table with a hole is refused. */
 static void test_table_complete(void)
 {
@@ -964,6 +1002,7 @@ int main(int argc, char **argv)
         test_tile_choice(&small_convs[1], precision);
 #endif
         test_gemm16_route(small_convs, sizeof small_convs / sizeof small_convs[0], precision);
+        test_attention16(precision, small);
         if (!small)
             test_gemm16_route(convs, sizeof convs / sizeof convs[0], precision);
     }

@@ -33,6 +33,7 @@ typedef struct {
     WeightMirror others[MAX_MIRRORS]; /* the VAE's, ...: uploaded once each */
     int n_others;
     GpuWeights16 *weights16; /* bf16/fp16 with gemm16's route: its 16-bit copies of the parameters; else NULL */
+    int attention16;         /* bf16/fp16: attention on tensor cores (gpu_attention16) */
 } CudaContext;
 
 static cudaStream_t stream_of(void *ctx) { return ((CudaContext *)ctx)->stream; }
@@ -294,8 +295,13 @@ static int cuda_layer_norm(void *ctx, const LayerNormParams *p, const Act *in, A
 
 static int cuda_attention_heads(void *ctx, int heads, const Act *q, const Act *k, const Act *v, Act *out)
 {
+    const CudaContext *c = (const CudaContext *)ctx;
     SOWER_TRY(cuda_act_alloc(ctx, out, q->c, q->b, q->h, q->w));
-    int status = gpu_attention_heads(heads, q, k, v, out, stream_of(ctx));
+    int done = 0, status = SOWER_OK;
+    if (c->attention16)
+        status = gpu_attention16(c->arith, heads, q, k, v, out, stream_of(ctx), &done);
+    if (status == SOWER_OK && !done)
+        status = gpu_attention_heads(heads, q, k, v, out, stream_of(ctx));
     if (status != SOWER_OK)
         cuda_act_free(ctx, out);
     return status;
@@ -457,6 +463,9 @@ static const char *const kernel_arithmetic[] = {
     "fp16 (gemm on tensor cores, wmma m16n16k16, inputs rounded to FP16, fp32 accumulation in k order, no atomics)",
 };
 
+static const char attention16_arithmetic[] =
+    ", attention on tensor cores (heads up to 160 dims: wmma m16n16k16, q, k, v, p rounded, fp32 sums, row maximum first)";
+
 static int describe(CudaContext *c, char *out, size_t size)
 {
     cudaDeviceProp prop;
@@ -468,10 +477,10 @@ static int describe(CudaContext *c, char *out, size_t size)
     GPU_CUBLAS_TRY(cublasGetProperty(MINOR_VERSION, &minor));
     GPU_CUBLAS_TRY(cublasGetProperty(PATCH_LEVEL, &patch));
     c->sms = prop.multiProcessorCount;
-    snprintf(out, size, "cuda: %s, %d SMs, sm_%d%d, driver %d.%d, runtime %d.%d, cuBLAS %d.%d.%d, kernels sower %s",
+    snprintf(out, size, "cuda: %s, %d SMs, sm_%d%d, driver %d.%d, runtime %d.%d, cuBLAS %d.%d.%d, kernels sower %s%s",
              prop.name, prop.multiProcessorCount, prop.major, prop.minor, driver / 1000, driver % 1000 / 10,
              runtime / 1000, runtime % 1000 / 10, major, minor, patch,
-             kernel_arithmetic[c->arith]);
+             kernel_arithmetic[c->arith], c->attention16 ? attention16_arithmetic : "");
     return SOWER_OK;
 }
 
@@ -481,16 +490,29 @@ static int describe(CudaContext *c, char *out, size_t size)
 #ifndef SOWER_GEMM16_DEFAULT
 #define SOWER_GEMM16_DEFAULT 0
 #endif
-static int gemm16_wanted(int *wanted, size_t *workspace_bytes)
+/* bf16 and fp16 attention: on tensor cores (gpu_attention16: other bits, so its own backend identity) or
+ * fp32's flash kernel. SOWER_ATTENTION16=1 or 0, else the build's SOWER_ATTENTION16_DEFAULT (fp32's until
+ * timed on a GPU). */
+#ifndef SOWER_ATTENTION16_DEFAULT
+#define SOWER_ATTENTION16_DEFAULT 0
+#endif
+/* An on/off setting from the environment: 1 or 0, else fallback; anything else is refused (exit 2). */
+static int env_switch(const char *name, int fallback, const char *meaning, int *on)
 {
-    const char *v = getenv("SOWER_GEMM16");
-    *wanted = SOWER_GEMM16_DEFAULT;
+    const char *v = getenv(name);
+    *on = fallback;
     if (v && *v) {
         if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-            return SOWER_FAIL(SOWER_EUSAGE, "SOWER_GEMM16=%s: expected 1 (bf16/fp16 products by the pipelined route) "
-                              "or 0 (by the tile loader)", v);
-        *wanted = v[0] == '1';
+            return SOWER_FAIL(SOWER_EUSAGE, "%s=%s: expected 1 or 0 (%s)", name, v, meaning);
+        *on = v[0] == '1';
     }
+    return SOWER_OK;
+}
+
+static int gemm16_wanted(int *wanted, size_t *workspace_bytes)
+{
+    SOWER_TRY(env_switch("SOWER_GEMM16", SOWER_GEMM16_DEFAULT,
+                         "1: bf16/fp16 products by the pipelined route, 0: by the tile loader", wanted));
     /* SOWER_GEMM16_WORKSPACE_MB: the route's B workspace per product (tests make it small to chunk) */
     const char *mb = getenv("SOWER_GEMM16_WORKSPACE_MB");
     unsigned long long n = GEMM16_WORKSPACE_DEFAULT_MB;
@@ -520,6 +542,9 @@ static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const Cu
     int gemm16 = 0;
     size_t workspace = 0;
     SOWER_TRY(gemm16_wanted(&gemm16, &workspace));
+    SOWER_TRY(env_switch("SOWER_ATTENTION16", SOWER_ATTENTION16_DEFAULT,
+                         "1: bf16/fp16 attention on tensor cores, 0: in fp32", &c->attention16));
+    c->attention16 = c->attention16 && (c->arith == GPU_ARITH_BF16 || c->arith == GPU_ARITH_FP16);
     if ((c->arith == GPU_ARITH_BF16 || c->arith == GPU_ARITH_FP16) && gemm16 &&
         !(c->weights16 = gpu_weights16_new(workspace)))
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
@@ -550,6 +575,14 @@ static const char *const cuda_determinism[] = {
     CUDA_DETERMINISM("matrix products on tensor cores from FP16-rounded inputs, fp32 sums (opt-in: pipeline.precision "
                      "fp16; inputs beyond 65504 become infinite); attention, norms and element-wise in fp32"),
 };
+/* bf16 and fp16 with SOWER_ATTENTION16 */
+static const char *const cuda_determinism_attention16[] = {
+    CUDA_DETERMINISM("matrix products and attention (heads up to 160 dims) on tensor cores from BF16-rounded inputs, "
+                     "fp32 sums (opt-in: pipeline.precision bf16, SOWER_ATTENTION16=1); norms and element-wise in fp32"),
+    CUDA_DETERMINISM("matrix products and attention (heads up to 160 dims) on tensor cores from FP16-rounded inputs, "
+                     "fp32 sums (opt-in: pipeline.precision fp16, SOWER_ATTENTION16=1; inputs beyond 65504 become "
+                     "infinite); norms and element-wise in fp32"),
+};
 
 extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const CudaOptions *opt)
 {
@@ -567,7 +600,7 @@ extern "C" int compute_backend_cuda(ComputeBackend *be, const UNet *u, const Cud
     be->ctx = c;
     be->unet = &c->mirror;
     be->kind = BACKEND_CUDA;
-    be->determinism = cuda_determinism[c->arith];
+    be->determinism = c->attention16 ? cuda_determinism_attention16[c->arith - GPU_ARITH_BF16] : cuda_determinism[c->arith];
     be->close = cuda_close;
     be->mirror_weights = cuda_mirror_weights;
     be->randn_torch_cuda = cuda_randn_torch_cuda;

@@ -97,6 +97,12 @@ int gpu_layer_norm(const LayerNormParams *p, const Act *x, Act *y, cudaStream_t 
 /* out (C, B, Hq, Wq) = softmax(q^T k / sqrt(C / heads)) v per sample and head, flash-style (scores of
  * one tile of queries and keys at a time, in shared memory); head width at most 256. out allocated. */
 int gpu_attention_heads(int heads, const Act *q, const Act *k, const Act *v, Act *out, cudaStream_t s);
+/* attention16.cu: the same attention on tensor cores for the bf16 and fp16 arithmetics (arith): queries,
+ * keys, values and probabilities rounded to 16 bits, fp32 sums, the row maximum found first so the
+ * outputs need no rescaling; deterministic and batch-invariant as the fp32 kernel, with its own bits.
+ * *done = 0 (nothing run) for fp32/tf32 or heads wider than 160. */
+int gpu_attention16(int arith, int heads, const Act *q, const Act *k, const Act *v, Act *out, cudaStream_t s,
+                    int *done);
 /* out (C / 2, B, H, W) = in[:C/2] * gelu_erf(in[C/2:]); out allocated. */
 int gpu_geglu(const Act *in, Act *out, cudaStream_t s);
 /* out = uncond + scale * (cond - uncond), element-wise. */
