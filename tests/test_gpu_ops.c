@@ -744,7 +744,7 @@ static void test_tile_choice(const ConvCase *t, Precision precision)
 #endif
 
 /* bf16 and fp16 products by gemm16's pipelined route (SOWER_GEMM16=1) must give the tile loader's
- * bits (SOWER_GEMM16=0), with its B workspace whole and, with SOWER_GEMM16_WORKSPACE_MB=1, in column
+ * bits (SOWER_GEMM16=0), with its B workspace whole and, with SOWER_GPU_WORKSPACE_KB=1024, in column
  * chunks. The weights here are the test's, so A is rounded per product (a model's parameters are
  * kept rounded: test_forward compares the routes over whole models). */
 static void test_gemm16_route(const ConvCase *cases, size_t n_cases, Precision precision)
@@ -756,19 +756,19 @@ static void test_gemm16_route(const ConvCase *cases, size_t n_cases, Precision p
     CudaOptions opt = {0};
     opt.precision = precision;
     enum { ROUTES = 3 };
-    const char *route[ROUTES] = {"0", "1", "1"}, *workspace_mb[ROUTES] = {NULL, NULL, "1"};
+    const char *route[ROUTES] = {"0", "1", "1"}, *workspace_kb[ROUTES] = {NULL, NULL, "1024"};
     ComputeBackend be[ROUTES];
     int opened = 0;
     for (; opened < ROUTES; opened++) {
         setenv("SOWER_GEMM16", route[opened], 1);
-        if (workspace_mb[opened])
-            setenv("SOWER_GEMM16_WORKSPACE_MB", workspace_mb[opened], 1);
+        if (workspace_kb[opened])
+            setenv("SOWER_GPU_WORKSPACE_KB", workspace_kb[opened], 1);
         else
-            unsetenv("SOWER_GEMM16_WORKSPACE_MB");
+            unsetenv("SOWER_GPU_WORKSPACE_KB");
         if (compute_backend_cuda(&be[opened], &none, &opt) != SOWER_OK)
             break;
     }
-    unsetenv("SOWER_GEMM16"), unsetenv("SOWER_GEMM16_WORKSPACE_MB");
+    unsetenv("SOWER_GEMM16"), unsetenv("SOWER_GPU_WORKSPACE_KB");
     CHECK(opened == ROUTES, "cuda backends for the gemm16 route test");
     int differ = 0, products = 0;
     for (size_t c = 0; c < n_cases && opened == ROUTES; c++) {
@@ -781,7 +781,7 @@ static void test_gemm16_route(const ConvCase *cases, size_t n_cases, Precision p
         for (int r = 1; r < ROUTES; r++) {
             const int same = n[r] == n[0] && memcmp(out[r], out[0], n[0] * sizeof(float)) == 0;
             CHECK(same, "%s %s: gemm16 route%s differs from the tile loader", t->name, precision_name(precision),
-                  workspace_mb[r] ? " (chunked)" : "");
+                  workspace_kb[r] ? " (chunked)" : "");
             differ += !same, products++;
         }
         for (int r = 0; r < ROUTES; r++)
@@ -835,6 +835,25 @@ static void test_attention16(Precision precision, int small)
     test_attention_heads(16, 2, 3, 5, 7, 0, 1.0f);  /* 35 queries and keys: partial tiles */
     test_attention_heads(24, 3, 2, 4, 4, 77, 2.0f); /* cross: 77 keys, partial last tile */
     test_attention_heads(40, 1, 2, 2, 3, 0, 1.0f);  /* head width 40 (SD 1.5's first level) */
+    /* With a 16 KiB workspace the rounded q, k, v go one sample at a time: the same bits. */
+    ComputeBackend chunked;
+    setenv("SOWER_ATTENTION16", "1", 1), setenv("SOWER_GPU_WORKSPACE_KB", "16", 1);
+    const int chunked_open = compute_backend_cuda(&chunked, &none, &opt) == SOWER_OK;
+    unsetenv("SOWER_ATTENTION16"), unsetenv("SOWER_GPU_WORKSPACE_KB");
+    CHECK(chunked_open, "cuda backend with SOWER_GPU_WORKSPACE_KB=16");
+    for (int i = 0; i < 2 && chunked_open; i++) {
+        const int c = i ? 24 : 16, heads = i ? 3 : 2, b = 3, hq = i ? 4 : 5, wq = i ? 4 : 7, nk = i ? 77 : hq * wq;
+        float *q = randn((size_t)c * b * hq * wq, 64, 1.0f), *k = randn((size_t)c * b * nk, 65, 1.0f);
+        float *v = randn((size_t)c * b * nk, 66, 1.0f);
+        float *whole = attention_heads_on(&gpu, heads, q, k, v, c, b, hq, wq, nk);
+        float *parts = attention_heads_on(&chunked, heads, q, k, v, c, b, hq, wq, nk);
+        const int same = memcmp(whole, parts, sizeof(float) * c * b * hq * wq) == 0;
+        CHECK(same, "attention16 C%d/%d: samples in chunks differ from all at once", c, heads);
+        printf("  attention16 C%d/%d B%d, one sample at a time: %s\n", c, heads, b, same ? "same bits" : "DIFFER");
+        free(q), free(k), free(v), free(whole), free(parts);
+    }
+    if (chunked_open)
+        compute_backend_close(&chunked);
     if (!small) {
         test_attention_heads(320, 8, 2, 32, 32, 0, 1.0f);  /* SD 1.5's first level, 1024 tokens */
         test_attention_heads(320, 8, 3, 16, 16, 77, 3.0f); /* cross-attention over 77 text tokens */

@@ -17,6 +17,7 @@
  * (SD's widest); wider ones keep the fp32 kernel. */
 #include "cuda_kernels.h"
 
+#include <cuda_pipeline_primitives.h>
 #include <math.h>
 
 #include "cuda_check.h"
@@ -38,15 +39,31 @@ template <int DF, class E> struct Attention16Shared {
     double l[A16_Q], half_sum[2][A16_Q];      /* rows' sums; a tile's two halves */
 };
 
-/* Rounds a (dims, count) slice of a (C, B, N) activation into dst (D, width + PAD): element (d, c) is
- * src[d * plane + first + c], zero past dh or count. Called by every thread of the block. */
-template <class E, int D, int W>
-__device__ static inline void load_slice(E (*dst)[W + A16_PAD], const float *src, long long plane, int dh, int first,
-                                         int count)
+/* out (nb * heads, D, n_pad) = x's samples b0 .. b0 + nb - 1 rounded to E, per (sample, head) its dh dims
+ * by its n tokens, zero past them: what the attention kernel copies its tiles from, 16 bytes at a time.
+ * x: (heads * dh, B, n). One thread per element of out. */
+template <class E>
+__global__ static void round_heads_kernel(const float *x, long long plane, int n, int dh, int heads, int b0, int d_pad,
+                                          int n_pad, long long total, E *out)
 {
-    for (int e = threadIdx.x; e < D * W; e += A16_THREADS) {
-        const int d = e / W, c = e % W;
-        dst[d][c] = to_tile<E>(d < dh && first + c < count ? src[(long long)d * plane + first + c] : 0.0f);
+    const long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= total)
+        return;
+    const int j = (int)(e % n_pad), d = (int)(e / n_pad % d_pad);
+    const long long sh = e / ((long long)n_pad * d_pad); /* sample (from b0) * heads + head */
+    const int head = (int)(sh % heads), sample = b0 + (int)(sh / heads);
+    out[e] = to_tile<E>(d < dh && j < n ? x[(long long)(head * dh + d) * plane + (long long)sample * n + j] : 0.0f);
+}
+
+/* Copies rows 0 .. D - 1, columns first .. first + W - 1 of src (rows `pitch` halves apart) into dst
+ * (asynchronously, 16 bytes a copy, one commit group); every thread of the block takes part. */
+template <class E, int D, int W>
+__device__ static inline void copy_slice(E (*dst)[W + A16_PAD], const E *src, int pitch, int first)
+{
+    constexpr int PER_ROW = W * (int)sizeof(E) / 16;
+    for (int e = threadIdx.x; e < D * PER_ROW; e += A16_THREADS) {
+        const int d = e / PER_ROW, c = e % PER_ROW * (16 / (int)sizeof(E));
+        __pipeline_memcpy_async(&dst[d][c], src + (long long)d * pitch + first + c, 16);
     }
 }
 
@@ -74,26 +91,31 @@ __device__ static inline void tile_scores(Attention16Shared<DF, E> &sh, int warp
     __syncwarp();
 }
 
+/* q16 (heads, D, nq_pad), k16 and v16 (heads, D, nk_pad): the block's sample's heads as round_heads_kernel
+ * leaves them (blockIdx.z: the sample within them); o: the output's sample b0 + blockIdx.z, o_plane apart. */
 template <int DF, class E>
 __global__ static void __launch_bounds__(A16_THREADS)
-    attention16_kernel(const float *q, const float *k, const float *v, float *o, int dh, int nq, int nk,
-                       long long q_plane, long long k_plane, float scale)
+    attention16_kernel(const E *q16, const E *k16, const E *v16, float *o, int dh, int nq, int nk, int nq_pad,
+                       int nk_pad, int b0, long long o_plane, float scale)
 {
     namespace wmma = nvcuda::wmma;
     typedef Attention16Shared<DF, E> Shared;
     constexpr int K = Shared::K, D = Shared::D, HALF = K / 2;
     __shared__ __align__(32) Shared sh;
-    const int t = threadIdx.x, warp = t / 32, lane = t % 32, head = blockIdx.y, sample = blockIdx.z;
+    const int t = threadIdx.x, warp = t / 32, lane = t % 32, head = blockIdx.y, heads = gridDim.y;
     const int i0 = blockIdx.x * A16_Q;
     const int r = lane % 16, half = lane / 16, row = warp * 16 + r; /* this lane's row and half of a tile's keys */
-    const long long q_first = (long long)head * dh * q_plane + (long long)sample * nq;
-    const long long k_first = (long long)head * dh * k_plane + (long long)sample * nk;
-    load_slice<E, D, A16_Q>(sh.q, q + q_first, q_plane, dh, i0, nq);
+    const long long sh_index = (long long)blockIdx.z * heads + head;
+    const E *qh = q16 + sh_index * D * nq_pad, *kh = k16 + sh_index * D * nk_pad, *vh = v16 + sh_index * D * nk_pad;
+    copy_slice<E, D, A16_Q>(sh.q, qh, nq_pad, i0);
+    __pipeline_commit();
 
     /* Walk 1: each lane's maximum over its halves of every tile. */
     float mx = -INFINITY;
     for (int j0 = 0; j0 < nk; j0 += K) {
-        load_slice<E, D, K>(sh.k, k + k_first, k_plane, dh, j0, nk);
+        copy_slice<E, D, K>(sh.k, kh, nk_pad, j0);
+        __pipeline_commit();
+        __pipeline_wait_prior(0);
         __syncthreads(); /* the keys (and, the first time, the queries) */
         tile_scores(sh, warp);
         for (int j = half * HALF; j < (half + 1) * HALF && j0 + j < nk; j++)
@@ -112,8 +134,10 @@ __global__ static void __launch_bounds__(A16_THREADS)
     for (int f = 0; f < DF; f++)
         wmma::fill_fragment(acc[f], 0.0f);
     for (int j0 = 0; j0 < nk; j0 += K) {
-        load_slice<E, D, K>(sh.k, k + k_first, k_plane, dh, j0, nk);
-        load_slice<E, D, K>(sh.v, v + k_first, k_plane, dh, j0, nk);
+        copy_slice<E, D, K>(sh.k, kh, nk_pad, j0);
+        copy_slice<E, D, K>(sh.v, vh, nk_pad, j0);
+        __pipeline_commit();
+        __pipeline_wait_prior(0);
         __syncthreads();
         tile_scores(sh, warp);
         double sum = 0.0;
@@ -141,8 +165,9 @@ __global__ static void __launch_bounds__(A16_THREADS)
     }
 
     /* o = acc / l, through the warp's score tile (16 x 16 floats of it) */
+    __pipeline_wait_prior(0); /* (nothing is left in flight, but for the queries when nk is 0) */
     float *stage = &sh.s[warp][0][0];
-    float *oh = o + q_first + i0;
+    float *oh = o + (long long)head * dh * o_plane + (long long)(b0 + blockIdx.z) * nq + i0;
 #pragma unroll
     for (int f = 0; f < DF; f++) {
         wmma::store_matrix_sync(stage, acc[f], 16, wmma::mem_row_major);
@@ -150,53 +175,94 @@ __global__ static void __launch_bounds__(A16_THREADS)
         for (int e = lane; e < 16 * 16; e += 32) {
             const int i = warp * 16 + e / 16, d = f * 16 + e % 16;
             if (d < dh && i0 + i < nq)
-                oh[(long long)d * q_plane + i] = stage[e] * (float)(1.0 / sh.l[i]);
+                oh[(long long)d * o_plane + i] = stage[e] * (float)(1.0 / sh.l[i]);
         }
         __syncwarp();
     }
 }
 
+/* The rounded copies of one chunk of samples (round_heads_kernel's layout) and what the kernel needs of them. */
+template <class E> struct Heads16 {
+    const E *q, *k, *v;
+    int dh, nq, nk, nq_pad, nk_pad, b0;
+};
+
 template <int DF, class E>
-static void launch_attention16(dim3 grid, const Act *q, const Act *k, const Act *v, Act *o, int dh, float scale,
-                               cudaStream_t s)
+static void launch_attention16(dim3 grid, const Heads16<E> &h, Act *o, float scale, cudaStream_t s)
 {
     static_assert(sizeof(Attention16Shared<DF, E>) <= 48 * 1024, "static shared memory is 48 KiB at most");
-    void (*kernel)(const float *, const float *, const float *, float *, int, int, int, long long, long long, float) =
+    void (*kernel)(const E *, const E *, const E *, float *, int, int, int, int, int, int, long long, float) =
         attention16_kernel<DF, E>;
-    GPU_LAUNCH(kernel, grid, A16_THREADS, s, q->data, k->data, v->data, o->data, dh, q->h * q->w, k->h * k->w,
-               (long long)act_plane(q), (long long)act_plane(k), scale);
+    GPU_LAUNCH(kernel, grid, A16_THREADS, s, h.q, h.k, h.v, o->data, h.dh, h.nq, h.nk, h.nq_pad, h.nk_pad, h.b0,
+               (long long)act_plane(o), scale);
 }
 
-template <class E> static void dispatch_attention16(int df, dim3 grid, const Act *q, const Act *k, const Act *v,
-                                                    Act *o, int dh, float scale, cudaStream_t s)
+/* The instantiation for heads of dh dims: the fewest 16-dim fragments instantiated that cover them.
+ * Zero dims add nothing, but they are other tensor-core steps, so it is part of the arithmetic (it
+ * follows dh alone, never the batch). */
+static int instantiated_df(int dh)
 {
-    /* The fewest dims instantiated that cover dh: zero dims add nothing, but they are other tensor-core
-     * steps, so the instantiation is part of the arithmetic (it follows dh alone, never the batch). */
-    if (df <= 1) launch_attention16<1, E>(grid, q, k, v, o, dh, scale, s);
-    else if (df <= 2) launch_attention16<2, E>(grid, q, k, v, o, dh, scale, s);
-    else if (df <= 3) launch_attention16<3, E>(grid, q, k, v, o, dh, scale, s);
-    else if (df <= 4) launch_attention16<4, E>(grid, q, k, v, o, dh, scale, s);
-    else if (df <= 5) launch_attention16<5, E>(grid, q, k, v, o, dh, scale, s);
-    else if (df <= 8) launch_attention16<8, E>(grid, q, k, v, o, dh, scale, s);
-    else launch_attention16<10, E>(grid, q, k, v, o, dh, scale, s);
+    const int df = (dh + 15) / 16;
+    return df <= 5 ? df : df <= 8 ? 8 : 10;
 }
 
-int gpu_attention16(int arith, int heads, const Act *q, const Act *k, const Act *v, Act *out, cudaStream_t s,
-                    int *done)
+template <class E>
+static void dispatch_attention16(int df, dim3 grid, const Heads16<E> &h, Act *o, float scale, cudaStream_t s)
+{
+    switch (df) {
+    case 1: launch_attention16<1, E>(grid, h, o, scale, s); break;
+    case 2: launch_attention16<2, E>(grid, h, o, scale, s); break;
+    case 3: launch_attention16<3, E>(grid, h, o, scale, s); break;
+    case 4: launch_attention16<4, E>(grid, h, o, scale, s); break;
+    case 5: launch_attention16<5, E>(grid, h, o, scale, s); break;
+    case 8: launch_attention16<8, E>(grid, h, o, scale, s); break;
+    default: launch_attention16<10, E>(grid, h, o, scale, s);
+    }
+}
+
+template <class E>
+static int run_attention16(int heads, const Act *q, const Act *k, const Act *v, Act *out, size_t workspace,
+                           cudaStream_t s)
+{
+    const int dh = q->c / heads, nq = q->h * q->w, nk = k->h * k->w;
+    const int df = instantiated_df(dh), d_pad = 16 * df, keys = a16_keys(df);
+    const int nq_pad = (nq + A16_Q - 1) / A16_Q * A16_Q, nk_pad = (nk + keys - 1) / keys * keys;
+    const long long per_sample = (long long)heads * d_pad * (nq_pad + 2LL * nk_pad); /* elements */
+    long long chunk = (long long)(workspace / ((size_t)sizeof(E) * (size_t)per_sample)); /* samples at a time */
+    chunk = chunk < 1 ? 1 : chunk > q->b ? q->b : chunk > 65535 ? 65535 : chunk; /* (grid z) */
+    E *work = NULL; /* q (chunk * heads, d_pad, nq_pad), then k and v (chunk * heads, d_pad, nk_pad) */
+    GPU_CUDA_TRY(cudaMallocAsync((void **)&work, (size_t)(chunk * per_sample) * sizeof(E), s));
+    const float scale = 1.0f / sqrtf((float)dh); /* the CPU's op_attention_heads' */
+    for (int b0 = 0; b0 < q->b; b0 += (int)chunk) {
+        const int nb = q->b - b0 < chunk ? q->b - b0 : (int)chunk;
+        E *wq = work, *wk = wq + (long long)nb * heads * d_pad * nq_pad, *wv = wk + (long long)nb * heads * d_pad * nk_pad;
+        const struct { const Act *x; E *to; int n, n_pad; } parts[3] = {
+            {q, wq, nq, nq_pad}, {k, wk, nk, nk_pad}, {v, wv, nk, nk_pad}};
+        for (int i = 0; i < 3; i++) {
+            const long long total = (long long)nb * heads * d_pad * parts[i].n_pad;
+            GPU_LAUNCH(round_heads_kernel<E>, (unsigned)((total + EW_THREADS - 1) / EW_THREADS), EW_THREADS, s,
+                       parts[i].x->data, (long long)act_plane(parts[i].x), parts[i].n, dh, heads, b0, d_pad,
+                       parts[i].n_pad, total, parts[i].to);
+        }
+        const Heads16<E> h = {wq, wk, wv, dh, nq, nk, nq_pad, nk_pad, b0};
+        dispatch_attention16<E>(df, dim3((unsigned)(nq_pad / A16_Q), (unsigned)heads, (unsigned)nb), h, out, scale, s);
+    }
+    cudaFreeAsync(work, s);
+    GPU_LAUNCH_TRY();
+    return SOWER_OK;
+}
+
+int gpu_attention16(int arith, int heads, const Act *q, const Act *k, const Act *v, Act *out, size_t workspace,
+                    cudaStream_t s, int *done)
 {
     *done = 0;
-    const int dh = q->c / heads, nq = q->h * q->w, df = (dh + 15) / 16;
-    if ((arith != GPU_ARITH_BF16 && arith != GPU_ARITH_FP16) || df > A16_MAX_DF || q->b > 65535 || heads > 65535)
+    const int dh = q->c / heads, nq = q->h * q->w;
+    if ((arith != GPU_ARITH_BF16 && arith != GPU_ARITH_FP16) || dh > 16 * A16_MAX_DF || heads > 65535)
         return SOWER_OK;
     *done = 1;
     if (nq == 0 || q->b == 0)
         return SOWER_OK;
-    const dim3 grid((nq + A16_Q - 1) / A16_Q, heads, q->b);
-    const float scale = 1.0f / sqrtf((float)dh); /* the CPU's op_attention_heads' */
     if (arith == GPU_ARITH_BF16)
-        dispatch_attention16<__nv_bfloat16>(df, grid, q, k, v, out, dh, scale, s);
-    else
-        dispatch_attention16<__half>(df, grid, q, k, v, out, dh, scale, s);
-    GPU_LAUNCH_TRY();
-    return SOWER_OK;
+        return run_attention16<__nv_bfloat16>(heads, q, k, v, out, workspace, s);
+    return run_attention16<__half>(heads, q, k, v, out, workspace, s);
 }

@@ -34,6 +34,7 @@ typedef struct {
     int n_others;
     GpuWeights16 *weights16; /* bf16/fp16 with gemm16's route: its 16-bit copies of the parameters; else NULL */
     int attention16;         /* bf16/fp16: attention on tensor cores (gpu_attention16) */
+    size_t workspace;        /* bytes: the 16-bit routes' rounded operands per operation at most */
 } CudaContext;
 
 static cudaStream_t stream_of(void *ctx) { return ((CudaContext *)ctx)->stream; }
@@ -299,7 +300,7 @@ static int cuda_attention_heads(void *ctx, int heads, const Act *q, const Act *k
     SOWER_TRY(cuda_act_alloc(ctx, out, q->c, q->b, q->h, q->w));
     int done = 0, status = SOWER_OK;
     if (c->attention16)
-        status = gpu_attention16(c->arith, heads, q, k, v, out, stream_of(ctx), &done);
+        status = gpu_attention16(c->arith, heads, q, k, v, out, c->workspace, stream_of(ctx), &done);
     if (status == SOWER_OK && !done)
         status = gpu_attention_heads(heads, q, k, v, out, stream_of(ctx));
     if (status != SOWER_OK)
@@ -509,22 +510,22 @@ static int env_switch(const char *name, int fallback, const char *meaning, int *
     return SOWER_OK;
 }
 
-static int gemm16_wanted(int *wanted, size_t *workspace_bytes)
+/* SOWER_GPU_WORKSPACE_KB: the most workspace one bf16/fp16 operation's rounded operands take (gemm16's B,
+ * attention16's q, k, v; default GPU16_WORKSPACE_DEFAULT_KB): larger ones run in chunks, with the same bits.
+ * Tests make it small to exercise the chunks. */
+static int gpu16_workspace(size_t *bytes)
 {
-    SOWER_TRY(env_switch("SOWER_GEMM16", SOWER_GEMM16_DEFAULT,
-                         "1: bf16/fp16 products by the pipelined route, 0: by the tile loader", wanted));
-    /* SOWER_GEMM16_WORKSPACE_MB: the route's B workspace per product (tests make it small to chunk) */
-    const char *mb = getenv("SOWER_GEMM16_WORKSPACE_MB");
-    unsigned long long n = GEMM16_WORKSPACE_DEFAULT_MB;
-    if (mb && *mb) {
+    const char *kb = getenv("SOWER_GPU_WORKSPACE_KB");
+    unsigned long long n = GPU16_WORKSPACE_DEFAULT_KB;
+    if (kb && *kb) {
         char *end = NULL;
         errno = 0;
-        n = strtoull(mb, &end, 10);
-        if (errno || *end || *mb == '-' || n == 0 || n > (1ull << 20))
-            return SOWER_FAIL(SOWER_EUSAGE, "SOWER_GEMM16_WORKSPACE_MB=%s: expected a whole number of MiB, 1 to %llu",
-                              mb, 1ull << 20);
+        n = strtoull(kb, &end, 10);
+        if (errno || *end || *kb == '-' || n == 0 || n > (1ull << 30))
+            return SOWER_FAIL(SOWER_EUSAGE, "SOWER_GPU_WORKSPACE_KB=%s: expected a whole number of KiB, 1 to %llu", kb,
+                              1ull << 30);
     }
-    *workspace_bytes = (size_t)n << 20;
+    *bytes = (size_t)n << 10;
     return SOWER_OK;
 }
 
@@ -540,13 +541,14 @@ static int open_cuda(CudaContext *c, ComputeBackend *be, const UNet *u, const Cu
         return SOWER_FAIL(SOWER_EINTERNAL, "backend cuda: precision %d", (int)opt->precision);
     c->arith = (int)opt->precision; /* GpuArith follows Precision's order */
     int gemm16 = 0;
-    size_t workspace = 0;
-    SOWER_TRY(gemm16_wanted(&gemm16, &workspace));
+    SOWER_TRY(env_switch("SOWER_GEMM16", SOWER_GEMM16_DEFAULT,
+                         "1: bf16/fp16 products by the pipelined route, 0: by the tile loader", &gemm16));
+    SOWER_TRY(gpu16_workspace(&c->workspace));
     SOWER_TRY(env_switch("SOWER_ATTENTION16", SOWER_ATTENTION16_DEFAULT,
                          "1: bf16/fp16 attention on tensor cores, 0: in fp32", &c->attention16));
     c->attention16 = c->attention16 && (c->arith == GPU_ARITH_BF16 || c->arith == GPU_ARITH_FP16);
     if ((c->arith == GPU_ARITH_BF16 || c->arith == GPU_ARITH_FP16) && gemm16 &&
-        !(c->weights16 = gpu_weights16_new(workspace)))
+        !(c->weights16 = gpu_weights16_new(c->workspace)))
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     /* Freed blocks stay in the pool for the next forward pass instead of going back to the driver. */
     cudaMemPool_t pool;

@@ -63,9 +63,9 @@ int gpu_gemm(const GpuGemm *g, cudaStream_t s);
  * order, so the two routes give the same bits (test_gpu_ops compares them); which one runs is a
  * matter of speed only. */
 typedef struct GpuWeights16 GpuWeights16; /* one backend's kept 16-bit copies of its parameters */
-/* workspace_bytes: the most B workspace one product takes (GEMM16_WORKSPACE_DEFAULT_MB by default);
- * wider products run in chunks of columns. */
-enum { GEMM16_WORKSPACE_DEFAULT_MB = 256 };
+/* workspace_bytes: the most B workspace one product takes (GPU16_WORKSPACE_DEFAULT_KB by default); wider
+ * products run in chunks of columns. */
+enum { GPU16_WORKSPACE_DEFAULT_KB = 256 << 10 };
 GpuWeights16 *gpu_weights16_new(size_t workspace_bytes);
 void gpu_weights16_clear(GpuWeights16 *w); /* forgets every copy: the parameters' values changed */
 void gpu_weights16_free(GpuWeights16 *w);
@@ -100,9 +100,10 @@ int gpu_attention_heads(int heads, const Act *q, const Act *k, const Act *v, Act
 /* attention16.cu: the same attention on tensor cores for the bf16 and fp16 arithmetics (arith): queries,
  * keys, values and probabilities rounded to 16 bits, fp32 sums, the row maximum found first so the
  * outputs need no rescaling; deterministic and batch-invariant as the fp32 kernel, with its own bits.
+ * The rounded q, k and v take at most workspace_bytes (else samples go in chunks, with the same bits).
  * *done = 0 (nothing run) for fp32/tf32 or heads wider than 160. */
-int gpu_attention16(int arith, int heads, const Act *q, const Act *k, const Act *v, Act *out, cudaStream_t s,
-                    int *done);
+int gpu_attention16(int arith, int heads, const Act *q, const Act *k, const Act *v, Act *out, size_t workspace_bytes,
+                    cudaStream_t s, int *done);
 /* out (C / 2, B, H, W) = in[:C/2] * gelu_erf(in[C/2:]); out allocated. */
 int gpu_geglu(const Act *in, Act *out, cudaStream_t s);
 /* out = uncond + scale * (cond - uncond), element-wise. */
