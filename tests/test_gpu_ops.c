@@ -866,6 +866,30 @@ static void test_attention16(Precision precision, int small)
     gpu = plain;
 }
 
+/* Malformed route and workspace settings are refused by name when the backend opens (exit 2), never
+ * read as a default. */
+static void test_bad_settings(void)
+{
+    const char *cases[][2] = {{"SOWER_GEMM16", "yes"}, {"SOWER_ATTENTION16", "2"}, {"SOWER_GPU_WORKSPACE_KB", "0"},
+                              {"SOWER_GPU_WORKSPACE_KB", "-5"}, {"SOWER_GPU_WORKSPACE_KB", "12MB"}};
+    UNet none;
+    memset(&none, 0, sizeof none);
+    CudaOptions opt = {0};
+    opt.precision = PRECISION_BF16;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ComputeBackend be;
+        setenv(cases[i][0], cases[i][1], 1);
+        const int status = compute_backend_cuda(&be, &none, &opt);
+        unsetenv(cases[i][0]);
+        const char *message = sower_error_message();
+        CHECK(status == SOWER_EUSAGE && message && strstr(message, cases[i][0]), "%s=%s: status %d, \"%s\"", cases[i][0],
+              cases[i][1], status, message ? message : "");
+        sower_error_clear();
+        if (status == SOWER_OK)
+            compute_backend_close(&be);
+    }
+}
+
 /* Both backends fill every operation of backend.h's table, and a table with a hole is refused. */
 static void test_table_complete(void)
 {
@@ -1002,6 +1026,7 @@ int main(int argc, char **argv)
         }
         if (fp32) {
             test_table_complete();
+            test_bad_settings();
             test_elementwise();
             test_scheduler_step();
             test_torch_cuda_randn();
