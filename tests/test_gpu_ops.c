@@ -743,6 +743,22 @@ static void test_tile_choice(const ConvCase *t, Precision precision)
 }
 #endif
 
+/* Opens a CUDA backend without a model, in `precision`, under the environment settings NAME, VALUE, ...
+ * (NULL-terminated; each unset again afterwards); its status. */
+static int open_cuda_with(ComputeBackend *be, Precision precision, const char *const *settings)
+{
+    UNet none;
+    memset(&none, 0, sizeof none);
+    CudaOptions opt = {0};
+    opt.precision = precision;
+    for (int i = 0; settings[i]; i += 2)
+        setenv(settings[i], settings[i + 1], 1);
+    const int status = compute_backend_cuda(be, &none, &opt);
+    for (int i = 0; settings[i]; i += 2)
+        unsetenv(settings[i]);
+    return status;
+}
+
 /* bf16 and fp16 products by gemm16's pipelined route (SOWER_GEMM16=1) must give the tile loader's
  * bits (SOWER_GEMM16=0), with its B workspace whole and, with SOWER_GPU_WORKSPACE_KB=1024, in column
  * chunks. The weights here are the test's, so A is rounded per product (a model's parameters are
@@ -751,24 +767,14 @@ static void test_gemm16_route(const ConvCase *cases, size_t n_cases, Precision p
 {
     if (precision != PRECISION_BF16 && precision != PRECISION_FP16)
         return;
-    UNet none;
-    memset(&none, 0, sizeof none);
-    CudaOptions opt = {0};
-    opt.precision = precision;
     enum { ROUTES = 3 };
-    const char *route[ROUTES] = {"0", "1", "1"}, *workspace_kb[ROUTES] = {NULL, NULL, "1024"};
+    const char *const settings[ROUTES][5] = {{"SOWER_GEMM16", "0", NULL},
+                                             {"SOWER_GEMM16", "1", NULL},
+                                             {"SOWER_GEMM16", "1", "SOWER_GPU_WORKSPACE_KB", "1024", NULL}};
     ComputeBackend be[ROUTES];
     int opened = 0;
-    for (; opened < ROUTES; opened++) {
-        setenv("SOWER_GEMM16", route[opened], 1);
-        if (workspace_kb[opened])
-            setenv("SOWER_GPU_WORKSPACE_KB", workspace_kb[opened], 1);
-        else
-            unsetenv("SOWER_GPU_WORKSPACE_KB");
-        if (compute_backend_cuda(&be[opened], &none, &opt) != SOWER_OK)
-            break;
-    }
-    unsetenv("SOWER_GEMM16"), unsetenv("SOWER_GPU_WORKSPACE_KB");
+    while (opened < ROUTES && open_cuda_with(&be[opened], precision, settings[opened]) == SOWER_OK)
+        opened++;
     CHECK(opened == ROUTES, "cuda backends for the gemm16 route test");
     int differ = 0, products = 0;
     for (size_t c = 0; c < n_cases && opened == ROUTES; c++) {
@@ -781,7 +787,7 @@ static void test_gemm16_route(const ConvCase *cases, size_t n_cases, Precision p
         for (int r = 1; r < ROUTES; r++) {
             const int same = n[r] == n[0] && memcmp(out[r], out[0], n[0] * sizeof(float)) == 0;
             CHECK(same, "%s %s: gemm16 route%s differs from the tile loader", t->name, precision_name(precision),
-                  workspace_kb[r] ? " (chunked)" : "");
+                  settings[r][2] ? " (chunked)" : "");
             differ += !same, products++;
         }
         for (int r = 0; r < ROUTES; r++)
@@ -816,14 +822,9 @@ static void test_attention16(Precision precision, int small)
 {
     if (precision != PRECISION_BF16 && precision != PRECISION_FP16)
         return;
-    UNet none;
-    memset(&none, 0, sizeof none);
-    CudaOptions opt = {0};
-    opt.precision = precision;
     const ComputeBackend plain = gpu; /* (the pass's own, already closed: given back as it was) */
-    setenv("SOWER_ATTENTION16", "1", 1);
-    const int opened = compute_backend_cuda(&gpu, &none, &opt) == SOWER_OK;
-    unsetenv("SOWER_ATTENTION16");
+    const char *const on[] = {"SOWER_ATTENTION16", "1", NULL};
+    const int opened = open_cuda_with(&gpu, precision, on) == SOWER_OK;
     CHECK(opened, "cuda backend with SOWER_ATTENTION16=1");
     if (!opened) {
         gpu = plain;
@@ -837,9 +838,8 @@ static void test_attention16(Precision precision, int small)
     test_attention_heads(40, 1, 2, 2, 3, 0, 1.0f);  /* head width 40 (SD 1.5's first level) */
     /* With a 16 KiB workspace the rounded q, k, v go one sample at a time: the same bits. */
     ComputeBackend chunked;
-    setenv("SOWER_ATTENTION16", "1", 1), setenv("SOWER_GPU_WORKSPACE_KB", "16", 1);
-    const int chunked_open = compute_backend_cuda(&chunked, &none, &opt) == SOWER_OK;
-    unsetenv("SOWER_ATTENTION16"), unsetenv("SOWER_GPU_WORKSPACE_KB");
+    const char *const on_small[] = {"SOWER_ATTENTION16", "1", "SOWER_GPU_WORKSPACE_KB", "16", NULL};
+    const int chunked_open = open_cuda_with(&chunked, precision, on_small) == SOWER_OK;
     CHECK(chunked_open, "cuda backend with SOWER_GPU_WORKSPACE_KB=16");
     for (int i = 0; i < 2 && chunked_open; i++) {
         const int c = i ? 24 : 16, heads = i ? 3 : 2, b = 3, hq = i ? 4 : 5, wq = i ? 4 : 7, nk = i ? 77 : hq * wq;
@@ -872,15 +872,10 @@ static void test_bad_settings(void)
 {
     const char *cases[][2] = {{"SOWER_GEMM16", "yes"}, {"SOWER_ATTENTION16", "2"}, {"SOWER_GPU_WORKSPACE_KB", "0"},
                               {"SOWER_GPU_WORKSPACE_KB", "-5"}, {"SOWER_GPU_WORKSPACE_KB", "12MB"}};
-    UNet none;
-    memset(&none, 0, sizeof none);
-    CudaOptions opt = {0};
-    opt.precision = PRECISION_BF16;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ComputeBackend be;
-        setenv(cases[i][0], cases[i][1], 1);
-        const int status = compute_backend_cuda(&be, &none, &opt);
-        unsetenv(cases[i][0]);
+        const char *const setting[] = {cases[i][0], cases[i][1], NULL};
+        const int status = open_cuda_with(&be, PRECISION_BF16, setting);
         const char *message = sower_error_message();
         CHECK(status == SOWER_EUSAGE && message && strstr(message, cases[i][0]), "%s=%s: status %d, \"%s\"", cases[i][0],
               cases[i][1], status, message ? message : "");
