@@ -63,6 +63,14 @@ step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun tests/data/sd/ti
   --prompt "a watercolour of a lighthouse" --guidance 7.5 --scheduler pndm
 step 150 python3 tests/test_gpu_sample.py "$d/bin/sower" mpirun tests/data/sd/tiny-sd2 10 \
   --prompt "an astronaut riding a horse" --guidance 5 --scheduler dpm++2m
+# GPU_OPS=1 (issue 20): SD 1.5's heaviest operations one at a time, by every route sower has (tile loader and
+# gemm16; fp32 flash and attention16), beside cuDNN's conv2d and torch's scaled_dot_product_attention, in
+# GPU_OPS_PRECISIONS (default bf16,fp16): which kernel family keeps the forward from diffusers' (~1 min each).
+if [[ -n ${GPU_OPS:-} ]]; then
+  echo; echo "== GPU ops beside torch"
+  timeout "${GPU_OPS_SECONDS:-240}" python3 bench/gpu_ops_vs_torch.py "$d/bin/bench_gpu_ops" \
+    --precisions "${GPU_OPS_PRECISIONS:-bf16,fp16}" --seconds 0.3 || echo "gpu ops benchmark: rc $?"
+fi
 # The SD 1.5 UNet (512x512) with formula weights (3.4 GB), for the variants and the benchmark below.
 sd=$d/sd15 && mkdir -p "$sd/unet" && cp bench/sd15_unet_config.json "$sd/unet/config.json" &&
   cp -r tests/data/sd/std-sd1/model_index.json tests/data/sd/std-sd1/scheduler "$sd/"

@@ -19,11 +19,11 @@ mkdir -p "$out/lib" "$out/ompi"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOWER_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="80;90" \
       -DSOWER_TESTS=ON >/dev/null
 cmake --build "$build" --target sower sower_cuda test_gpu_selftest test_gpu_ops bench_unet bench_sgemm \
-      bench_layers make_formula_checkpoint
+      bench_layers bench_gpu_ops make_formula_checkpoint
 # Only the programs, the CUDA plug-in (found beside them) and the test models' configs travel
 # (weights are regenerated there: 143 MB).
 keep=(sower libsower_cuda.so tests/test_gpu_selftest tests/test_gpu_ops bench/bench_unet bench/bench_sgemm
-      bench/bench_layers tests/make_formula_checkpoint)
+      bench/bench_layers bench/bench_gpu_ops tests/make_formula_checkpoint)
 mkdir -p "$out/bin"
 for f in "${keep[@]}"; do cp "$build/$f" "$out/bin/"; done
 rm -rf "$build"

@@ -5,8 +5,9 @@
 # pipelined bf16/fp16 route as the default (g16: BK 32, 2 stages; g16s4: BK 16, 4 stages; g16fa: with the resident
 # flash attention; the same bits as the main build, which test_gpu_ops's route checks show), and with it the
 # tensor-core attention for bf16/fp16 (g16a16: other bf16 bits, "DIFFERENT" is expected there). Then, there:
-#   run(command='ONLY_VARIANTS=1 VARIANT_SD=1 VARIANT_PRECISIONS="tf32 bf16" bash src/gpu/device/check.sh',
-#       carry=[".device"], timeout_s=400)
+#   run(command='GPU_OPS=1 ONLY_VARIANTS=1 VARIANT_SD=1 VARIANT_PRECISIONS="tf32 bf16" bash src/gpu/device/check.sh',
+#       carry=[".device"], timeout_s=540)
+# (GPU_OPS=1 first times SD 1.5's heaviest operations one by one, every route beside torch: about 2 minutes.)
 # Add CPU_BENCH=1 CPU_LAYERS=1 CPU_BENCH_KERNELS=auto,haswell CPU_BENCH_ROUNDS=2 CPU_BENCH_NO_RENDER=1 for issue 18's
 # Intel row (about 3 minutes more). usage: bash src/gpu/device/prepare_variants.sh   (from the repository root)
 set -euo pipefail
