@@ -12,7 +12,9 @@ program with tests/cuda_emu in place of CUDA, NCCL emulated over MPI), on machin
     a seed's bits are the same at batch 4 and 3 and over 2 ranks with verification, unlike torch-cpu's;
   - with SD_MODEL_DIR, a Stable Diffusion job (prompt, guidance, pipeline.decode) with one GPU per rank:
     the conditional UNet's weights over the broadcast, the VAE decoding on each rank's GPU; latents equal a
-    single-process render's, verification passes, every row has its image.
+    single-process render's, verification passes, every row has its image;
+  - and a bf16 SD job with SOWER_GEMM16=1 and SOWER_ATTENTION16=1 on both ranks: a single-process render's
+    rows, the identity naming the attention, `sower verify` refusing (exit 2) without those settings.
 
 usage: test_run_emulated_gpu.py SOWER_EMULATED MPIEXEC MODEL_DIR [SD_MODEL_DIR]
        (MODEL_DIR: tests/data/diffusers/models/mono_v; SD_MODEL_DIR: tests/data/sd/tiny-sd1)
@@ -128,6 +130,7 @@ def main():
         torch_cuda_generator(sower, mpiexec, model, tmp, job)
         if len(sys.argv) > 4:
             stable_diffusion(sower, mpiexec, sys.argv[4], tmp, job)
+            sixteen_bit_routes(sower, mpiexec, sys.argv[4], tmp, job)
     print(f"test_run_emulated_gpu: {len(failures)} failures")
     sys.exit(1 if failures else 0)
 
@@ -200,6 +203,45 @@ def stable_diffusion(sower, mpiexec, model, tmp, job):
     else:
         print(f"test_run_emulated_gpu: Stable Diffusion with decode, one GPU per rank: weights broadcast, latents "
               f"equal a single-process render, verification passed, images {images}")
+
+
+def sixteen_bit_routes(sower, mpiexec, model, tmp, job):
+    """bf16 with SOWER_GEMM16=1 and SOWER_ATTENTION16=1 on both ranks (the broadcast weights' 16-bit copies,
+    attention on tensor cores): rows equal a single-process render under the same settings, the identity
+    names the attention, and `sower verify` re-renders only under the same settings (else exit 2)."""
+    routes = {"SOWER_GEMM16": "1", "SOWER_ATTENTION16": "1"}
+    prompt = "a lighthouse at dawn"
+    ref_path = os.path.join(tmp, "sd16.npy")
+    r = run([sower, "sample", model, "--prompt", prompt, "--guidance", "7.5", "--scheduler", "ddim", "--seeds", "0-3",
+             "--steps", "2", "--backend", "cuda", "--precision", "bf16", "-o", ref_path], routes)
+    if r.returncode != 0:
+        fail(f"bf16 routes, single-process render: exit {r.returncode}: {r.stderr[-800:]}")
+        return
+    out = os.path.join(tmp, "sd16.h5")
+    with open(job, "w") as f:
+        f.write(f"sower: 1\nname: emulated-sd16\nmodel: {os.path.abspath(model)}\npipeline:\n  scheduler: ddim\n  steps: 2\n"
+                f"  guidance: 7.5\n  batch: 3\n  backend: cuda\n  precision: bf16\nprompts:\n  - \"{prompt}\"\n"
+                f"seeds:\n  list: [0, 1, 2, 3]\noutput:\n  path: {out}\nverify:\n  count: 2\n")
+    r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], dict(routes, SOWER_EMU_GPUS="per-process"))
+    if r.returncode != 0:
+        fail(f"bf16 routes over 2 ranks: exit {r.returncode}: {r.stderr[-1500:]}")
+        return
+    with h5py.File(out, "r") as h:
+        identity = h.attrs["backend_identity"]
+        identity = identity.decode() if isinstance(identity, bytes) else identity
+        same = h["latents"][()].tobytes() == np.load(ref_path).tobytes()
+        verified = bool(h["verify"]["match"][()].all())
+    same_settings = run([sower, "verify", out], routes)
+    other_settings = run([sower, "verify", out])
+    if not (same and verified and "attention on tensor cores" in identity and same_settings.returncode == 0
+            and other_settings.returncode == 2):
+        fail(f"bf16 routes: rows equal a single-process render: {same}, verification passed: {verified}, identity "
+             f"'{identity}', verify with the same settings: exit {same_settings.returncode}, without: exit "
+             f"{other_settings.returncode}: {other_settings.stdout[-500:]}{other_settings.stderr[-500:]}")
+    else:
+        print("test_run_emulated_gpu: bf16 with gemm16 and attention16 over 2 ranks: rows equal a single-process "
+              "render, verification passed, the identity names the attention; sower verify re-renders under the "
+              "same settings and refuses (exit 2) without them")
 
 
 if __name__ == "__main__":
