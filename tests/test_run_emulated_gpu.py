@@ -69,8 +69,7 @@ def main():
             if reason not in r.stderr:
                 fail(f"{label}: the log does not say '{reason}': {r.stderr.strip()}")
             with h5py.File(out, "r") as h:
-                identity = h.attrs["backend_identity"]
-                identity = identity.decode() if isinstance(identity, bytes) else identity
+                identity = text_attr(h, "backend_identity")
                 if not identity.startswith("cuda: host emulation"):
                     fail(f"{label}: backend_identity is '{identity}'")
                 latents = h["latents"][()]
@@ -102,8 +101,7 @@ def main():
             fail(f"tf32: sample exit {r.returncode}, run exit {rr.returncode}: {r.stderr[-800:]}{rr.stderr[-800:]}")
         else:
             with h5py.File(out, "r") as h:
-                identity = h.attrs["backend_identity"]
-                identity = identity.decode() if isinstance(identity, bytes) else identity
+                identity = text_attr(h, "backend_identity")
                 same = h["latents"][()].tobytes() == np.load(tf32_ref).tobytes()
                 verified = bool(h["verify"]["match"][()].all())
             if "kernels sower tf32" not in identity or not same or not verified:
@@ -156,8 +154,7 @@ def torch_cuda_generator(sower, mpiexec, model, tmp, job):
         fail(f"generator torch-cuda over 2 ranks: exit {r.returncode}: {r.stderr[-1500:]}")
         return
     with h5py.File(out, "r") as h:
-        generator = h.attrs["generator"]
-        generator = generator.decode() if isinstance(generator, bytes) else generator
+        generator = text_attr(h, "generator")
         same = h["latents"][()].tobytes() == cuda4.tobytes()
         verified = bool(h["verify"]["match"][()].all())
     problems = []
@@ -175,31 +172,47 @@ def torch_cuda_generator(sower, mpiexec, model, tmp, job):
               "rows; over 2 ranks the same rows, verification passed, generator attribute torch-cuda")
 
 
-def stable_diffusion(sower, mpiexec, model, tmp, job):
-    prompt, seeds = "a lighthouse at dawn", [0, 1, 2, 3]
-    ref_path = os.path.join(tmp, "sd.npy")
-    r = run([sower, "sample", model, "--prompt", prompt, "--guidance", "7.5", "--scheduler", "ddim", "--seeds",
-             "0-3", "--steps", "2", "--backend", "cuda", "-o", ref_path])
+def sd_renders(sower, mpiexec, model, tmp, job, name, pipeline, sample_options, env):
+    """A 4-seed SD render (DDIM, 2 steps, guidance 7.5) twice: `sower sample` in one process, and a 2-rank
+    `sower run` with one GPU per rank (weights broadcast) and verification; `pipeline`: the manifest's further
+    pipeline lines, `sample_options` the same for the CLI, `env` both runs' settings. Returns (single-process
+    latents, the job's output path, its stderr), or None after recording why it failed."""
+    prompt = "a lighthouse at dawn"
+    ref_path, out = os.path.join(tmp, f"{name}.npy"), os.path.join(tmp, f"{name}.h5")
+    r = run([sower, "sample", model, "--prompt", prompt, "--guidance", "7.5", "--scheduler", "ddim", "--seeds", "0-3",
+             "--steps", "2", "--backend", "cuda", "-o", ref_path] + sample_options, env)
     if r.returncode != 0:
-        fail(f"SD single-process render: exit {r.returncode}: {r.stderr[-800:]}")
-        return
-    out = os.path.join(tmp, "sd.h5")
+        fail(f"{name}: single-process render: exit {r.returncode}: {r.stderr[-800:]}")
+        return None
     with open(job, "w") as f:
-        f.write(f"sower: 1\nname: emulated-sd\nmodel: {os.path.abspath(model)}\npipeline:\n  scheduler: ddim\n"
-                f"  steps: 2\n  guidance: 7.5\n  batch: 2\n  backend: cuda\n  decode: true\n"
-                f"prompts:\n  - \"{prompt}\"\nseeds:\n  list: {seeds}\noutput:\n  path: {out}\nverify:\n  count: 2\n")
-    r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], {"SOWER_EMU_GPUS": "per-process"})
+        f.write(f"sower: 1\nname: emulated-{name}\nmodel: {os.path.abspath(model)}\npipeline:\n  scheduler: ddim\n"
+                f"  steps: 2\n  guidance: 7.5\n  backend: cuda\n{pipeline}prompts:\n  - \"{prompt}\"\n"
+                f"seeds:\n  list: [0, 1, 2, 3]\noutput:\n  path: {out}\nverify:\n  count: 2\n")
+    r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], dict(env, SOWER_EMU_GPUS="per-process"))
     if r.returncode != 0:
-        fail(f"SD, one GPU per rank: exit {r.returncode}: {r.stderr[-1500:]}")
+        fail(f"{name}: 2 ranks, one GPU each: exit {r.returncode}: {r.stderr[-1500:]}")
+        return None
+    return np.load(ref_path), out, r.stderr
+
+
+def text_attr(h, name):
+    value = h.attrs[name]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def stable_diffusion(sower, mpiexec, model, tmp, job):
+    rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd", "  batch: 2\n  decode: true\n", [], {})
+    if not rendered:
         return
+    ref, out, log = rendered
     with h5py.File(out, "r") as h:
-        same = h["latents"][()].tobytes() == np.load(ref_path).tobytes()
+        same = h["latents"][()].tobytes() == ref.tobytes()
         verified = bool(h["verify"]["match"][()].all())
         images = h["images"].shape
-    broadcast = "NCCL broadcasts it to 2 GPUs" in r.stderr
-    if not (same and verified and broadcast and images[0] == len(seeds)):
+    broadcast = "NCCL broadcasts it to 2 GPUs" in log
+    if not (same and verified and broadcast and images[0] == len(ref)):
         fail(f"SD, one GPU per rank: rows equal a single-process render: {same}, verification passed: {verified}, "
-             f"weights broadcast: {broadcast}, images {images}: {r.stderr.strip()[-800:]}")
+             f"weights broadcast: {broadcast}, images {images}: {log.strip()[-800:]}")
     else:
         print(f"test_run_emulated_gpu: Stable Diffusion with decode, one GPU per rank: weights broadcast, latents "
               f"equal a single-process render, verification passed, images {images}")
@@ -210,26 +223,14 @@ def sixteen_bit_routes(sower, mpiexec, model, tmp, job):
     attention on tensor cores): rows equal a single-process render under the same settings, the identity
     names the attention, and `sower verify` re-renders only under the same settings (else exit 2)."""
     routes = {"SOWER_GEMM16": "1", "SOWER_ATTENTION16": "1"}
-    prompt = "a lighthouse at dawn"
-    ref_path = os.path.join(tmp, "sd16.npy")
-    r = run([sower, "sample", model, "--prompt", prompt, "--guidance", "7.5", "--scheduler", "ddim", "--seeds", "0-3",
-             "--steps", "2", "--backend", "cuda", "--precision", "bf16", "-o", ref_path], routes)
-    if r.returncode != 0:
-        fail(f"bf16 routes, single-process render: exit {r.returncode}: {r.stderr[-800:]}")
+    rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd16", "  batch: 3\n  precision: bf16\n",
+                          ["--precision", "bf16"], routes)
+    if not rendered:
         return
-    out = os.path.join(tmp, "sd16.h5")
-    with open(job, "w") as f:
-        f.write(f"sower: 1\nname: emulated-sd16\nmodel: {os.path.abspath(model)}\npipeline:\n  scheduler: ddim\n  steps: 2\n"
-                f"  guidance: 7.5\n  batch: 3\n  backend: cuda\n  precision: bf16\nprompts:\n  - \"{prompt}\"\n"
-                f"seeds:\n  list: [0, 1, 2, 3]\noutput:\n  path: {out}\nverify:\n  count: 2\n")
-    r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], dict(routes, SOWER_EMU_GPUS="per-process"))
-    if r.returncode != 0:
-        fail(f"bf16 routes over 2 ranks: exit {r.returncode}: {r.stderr[-1500:]}")
-        return
+    ref, out, _ = rendered
     with h5py.File(out, "r") as h:
-        identity = h.attrs["backend_identity"]
-        identity = identity.decode() if isinstance(identity, bytes) else identity
-        same = h["latents"][()].tobytes() == np.load(ref_path).tobytes()
+        identity = text_attr(h, "backend_identity")
+        same = h["latents"][()].tobytes() == ref.tobytes()
         verified = bool(h["verify"]["match"][()].all())
     same_settings = run([sower, "verify", out], routes)
     other_settings = run([sower, "verify", out])
