@@ -3,10 +3,12 @@
 `sower sample` gives for each (prompt, seed), whatever the ranks (1, 2, 3) and batch (1, 2, 3); the file
 names every row's prompt; kill -9 then --resume gives the same file; `sower verify --all` re-renders every
 row identically; bad Stable Diffusion manifests exit 2 naming the line; a prompts_file gives the same rows
-as the same prompts listed, its output verifies without the file, and bad files exit 2 naming FILE:LINE:COL.
+as the same prompts listed, its output verifies without the file, and bad files exit 2 naming FILE:LINE:COL;
+a manifest without pipeline.scheduler runs the folder's own, as `sower sample` does.
 
 usage: test_run_sd.py SOWER MPIEXEC TINY_SD_DIR UNET2D_DIR
 """
+import hashlib
 import os
 import re
 import signal
@@ -214,6 +216,41 @@ def main():
         os.unlink(os.path.join(tmp, "bad.txt"))
         bad("a missing prompts file", os.path.join(tmp, "bpf.yaml"), ["bad.txt", "prompts file (named at", "bpf.yaml:7:"])
         print("5 bad prompts files: exit 2, FILE:LINE:COLUMN named, nothing written")
+
+        # 8. a manifest without pipeline.scheduler runs the folder's own (tiny-sd1's PNDM), as `sower sample`
+        # without --scheduler and StableDiffusionPipeline do: the same rows; `check` lists it; the file records
+        # it; verify re-renders with it; eta then must suit it.
+        own = write_job(os.path.join(tmp, "own.yaml"), sd, steps=2, **{"scheduler: euler-a, ": ""})
+        out = os.path.join(tmp, "own.h5")
+        r = run(sower, mpiexec, own, out, 2)
+        listing = subprocess.run([sower, "check", own], capture_output=True, text=True, timeout=600)
+        check(listing.returncode == 0 and "scheduler: pndm" in listing.stdout, f"check: {listing.stdout} {listing.stderr}")
+        npy = os.path.join(tmp, "own.npy")
+        s = subprocess.run([sower, "sample", sd, "--prompt", PROMPTS[1][0], "--guidance", "7.5", "--clip-skip", "1",
+                            "--steps", "2", "--seeds", ",".join(SEEDS), "-o", npy], capture_output=True, text=True,
+                           timeout=600)
+        if check(r.returncode == 0 and s.returncode == 0, f"no scheduler named: {r.stderr[-500:]} {s.stderr[-500:]}"):
+            with h5py.File(out, "r") as f:
+                check(b'"scheduler": "pndm"' in f.attrs["pipeline"], f"pipeline attribute {f.attrs['pipeline']}")
+                rows = f["latents"][len(SEEDS):]
+            check(np.array_equal(np.load(npy), rows), "no scheduler named: rows differ from sower sample's")
+            r = subprocess.run([sower, "verify", out, "--all"], capture_output=True, text=True, timeout=600)
+            check(r.returncode == 0 and "0 differ" in r.stdout, f"verify, no scheduler named: {r.stdout} {r.stderr}")
+        bad("eta with the folder's PNDM", write_job(os.path.join(tmp, "b6.yaml"), sd, **{"scheduler: euler-a": "eta: 0.5"}),
+            ["b6.yaml:4:", "pipeline.eta", "pndm", "the folder's own"])
+        # A file as sowers before this rule wrote it (a manifest without pipeline.scheduler meant ddim): its
+        # rows and attributes are a ddim job's, its stored manifest names none. verify re-renders with ddim.
+        old = os.path.join(tmp, "old.h5")
+        r = run(sower, mpiexec, write_job(os.path.join(tmp, "ddim.yaml"), sd, scheduler="ddim", steps=2), old, 1)
+        if check(r.returncode == 0, f"ddim run: {r.stderr[-500:]}"):
+            with h5py.File(old, "r+") as f:
+                manifest = f.attrs["manifest"].replace(b"scheduler: ddim, ", b"")  # fixed-size strings, as sower's
+                f.attrs["manifest"] = np.bytes_(manifest)
+                f.attrs["manifest_sha256"] = np.bytes_(hashlib.sha256(manifest).hexdigest().encode())
+            r = subprocess.run([sower, "verify", old, "--all"], capture_output=True, text=True, timeout=600)
+            check(r.returncode == 0 and "0 differ" in r.stdout, f"verify, older file: {r.stdout} {r.stderr}")
+        print("no pipeline.scheduler: the folder's PNDM, rows == sower sample's without --scheduler, recorded, "
+              "verified; eta against it exits 2; an older file's implicit ddim still verifies")
 
     if failures:
         print("\n".join("FAIL: " + f for f in failures))

@@ -8,7 +8,7 @@
 #include "manifest.h"
 #include "model.h"
 
-int check_job_model(const Job *job)
+int check_job_model(Job *job)
 {
     Model m;
     int status = model_load(&m, job->model_path);
@@ -22,6 +22,7 @@ int check_job_model(const Job *job)
     }
     if (job->model_digest_pinned) status = model_check_digest(&m, job->model_digest, where);
     if (status == SOWER_OK) status = job_check_model_kind(job, &m);
+    if (status == SOWER_OK) status = job_resolve_scheduler(job, &m); /* the listing names the one it runs */
     model_free(&m);
     return status;
 }

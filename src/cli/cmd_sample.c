@@ -464,13 +464,8 @@ int cmd_sample(int argc, char **argv)
                             model.stable_diffusion ? " (or give --height and --width)" : "");
         goto done;
     }
-    if (!o.scheduler_given && model.stable_diffusion) { /* StableDiffusionPipeline runs the folder's own */
-        if (!model.folder_scheduler_known) {
-            status = SOWER_FAIL(SOWER_EUSAGE, "%s: the folder's %s is not one sower runs; choose --scheduler (%s)",
-                                model.scheduler_config_path, model.scheduler_class, scheduler_names(0));
-            goto done;
-        }
-        o.scheduler = model.folder_scheduler.kind;
+    if (!o.scheduler_given) { /* a Stable Diffusion folder's own, as StableDiffusionPipeline; else DDIM */
+        SOWER_TRY_GOTO(model_default_scheduler(&model, "--scheduler", &o.scheduler), status, done);
         SOWER_TRY_GOTO(check_scheduler_options(&o), status, done);
     }
     status = model_scheduler(&model, o.scheduler, o.karras, o.generator, (int)o.steps, &sched);

@@ -21,7 +21,7 @@ int cmd_convert(int argc, char **argv) SOWER_MUST_CHECK;
 
 /* The model a job names must load, and match its pinned digest if it has one; errors say where the
  * manifest names it (FILE:LINE:COL: model: ...). For check and submit. */
-int check_job_model(const Job *job) SOWER_MUST_CHECK;
+int check_job_model(Job *job) SOWER_MUST_CHECK;
 
 
 #endif /* SOWER_COMMANDS_H */

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "h5read.h"
 
+#include <cjson/cJSON.h>
 #include <hdf5.h>
 
 #include <stdio.h>
@@ -38,6 +39,31 @@ static int adopt_recorded_prompts(OutputReader *r)
     return SOWER_OK;
 }
 
+/* A manifest without pipeline.scheduler: the scheduler is the one the run resolved it to (the model's default,
+ * job_resolve_scheduler) and recorded in the `pipeline` attribute: JSON {"scheduler": "pndm", ...}, or
+ * "scheduler=ddim steps=..." in older files. Verify and export then name and run what made the rows, even a
+ * file from a sower whose manifests defaulted to ddim for Stable Diffusion folders too. */
+static int adopt_recorded_scheduler(OutputReader *r)
+{
+    char *pipeline = h5file_string_attr((hid_t)r->file, LAYOUT_ATTR_PIPELINE);
+    char name[32] = "";
+    if (pipeline && pipeline[0] == '{') {
+        cJSON *json = cJSON_Parse(pipeline);
+        const cJSON *scheduler = cJSON_GetObjectItemCaseSensitive(json, "scheduler");
+        if (cJSON_IsString(scheduler)) snprintf(name, sizeof name, "%s", scheduler->valuestring);
+        cJSON_Delete(json);
+    } else if (pipeline && sscanf(pipeline, "scheduler=%31[^ ]", name) != 1) {
+        name[0] = '\0';
+    }
+    free(pipeline);
+    if (!name[0] || scheduler_kind_parse(name, &r->job.scheduler) != SOWER_OK)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: attribute '%s' names no scheduler sower runs (found '%s'), and the "
+                          "manifest stored in the file names none",
+                          r->path, LAYOUT_ATTR_PIPELINE, name);
+    r->job.scheduler_given = 1;
+    return SOWER_OK;
+}
+
 static int open_checked(OutputReader *r, const char *path)
 {
     r->path = strdup(path);
@@ -68,6 +94,7 @@ static int open_checked(OutputReader *r, const char *path)
     free(manifest);
     SOWER_TRY(status);
     if (r->job.prompts_file_pending) SOWER_TRY(adopt_recorded_prompts(r));
+    if (!r->job.scheduler_given) SOWER_TRY(adopt_recorded_scheduler(r));
     /* A slice file (sower run --slice K/N) holds job rows [lo, hi); a job's file all of them. */
     r->lo = 0, r->hi = r->job.n_rows;
     r->slice = h5file_string_attr(file, LAYOUT_ATTR_SLICE);

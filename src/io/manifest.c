@@ -300,17 +300,22 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
     if (f[0].value) {
         SOWER_TRY(get_enum(c, f[0].value, "pipeline.scheduler", schedulers, &v));
         job->scheduler = v;
+        job->scheduler_given = 1;
     }
     if (f[1].value)
         SOWER_TRY(get_int(c, f[1].value, "pipeline.steps", 1, 1000, &job->steps));
+    /* eta and karras against a named scheduler here; against the model's default once it is loaded */
     if (f[2].value) {
         SOWER_TRY(get_number(c, f[2].value, "pipeline.eta", 0.0, 0, 1.0, &job->eta));
-        if (job->eta > 0 && !scheduler_class(job->scheduler)->takes_eta)
+        job->eta_mark = mark_of(f[2].value);
+        if (job->scheduler_given && job->eta > 0 && !scheduler_class(job->scheduler)->takes_eta)
             return fail_at(c, f[2].value, "pipeline.eta", "0 with this scheduler (eta is DDIM's)");
     }
     if (f[7].value) {
         SOWER_TRY(get_enum(c, f[7].value, "pipeline.karras", booleans, &job->karras));
-        if (job->karras && !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
+        job->karras_mark = mark_of(f[7].value);
+        if (job->scheduler_given && job->karras &&
+            !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
             return fail_at(c, f[7].value, "pipeline.karras", "false with this scheduler (euler and dpm++2m have it)");
     }
     if (f[3].value)
@@ -614,7 +619,7 @@ static int check_duplicates(const Job *job)
 
 static void set_defaults(Job *job)
 {
-    job->scheduler = SCHED_DDIM;
+    job->scheduler = SCHED_DDIM; /* until job_resolve_scheduler: a Stable Diffusion folder may have its own */
     job->steps = 50;
     job->eta = 0.0;
     job->batch = 8;

@@ -50,10 +50,12 @@ typedef struct {
     int model_digest_pinned;
     unsigned char model_digest[DIGEST_BYTES];
 
-    SchedulerKind scheduler;
+    SchedulerKind scheduler;          /* final once job_resolve_scheduler has run */
+    int scheduler_given;              /* pipeline.scheduler named (else the model's default decides) */
     int steps;
     double eta;
     int karras;                 /* use_karras_sigmas (euler, dpm++2m) */
+    Mark eta_mark, karras_mark;       /* where pipeline.eta / karras are (0: not given) */
     int batch;
     Backend backend;
     Precision precision;
@@ -137,6 +139,10 @@ void job_model_where(const Job *job, char *out, size_t size);
  * SOWER_EMANIFEST naming the manifest's line. */
 struct Model; /* model.h */
 int job_check_model_kind(const Job *job, const struct Model *m) SOWER_MUST_CHECK;
+/* A manifest without pipeline.scheduler runs the model's default (model_default_scheduler: a Stable
+ * Diffusion folder's own, as StableDiffusionPipeline and `sower sample` run it; DDIM otherwise); its
+ * pipeline.eta and karras must suit it. SOWER_EMANIFEST / SOWER_EUSAGE naming the manifest's line. */
+int job_resolve_scheduler(Job *job, const struct Model *m) SOWER_MUST_CHECK;
 /* "manifest.yaml:LINE:COL" of the first Stable Diffusion setting (prompts, pipeline.guidance, ...). */
 void job_text_where(const Job *job, char *out, size_t size);
 /* The normalised job (every default filled in) as YAML. */

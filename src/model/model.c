@@ -259,6 +259,19 @@ static int stable_diffusion_rewrites(const Model *m, SchedulerConfig *cfg)
     return SOWER_OK;
 }
 
+int model_default_scheduler(const Model *m, const char *option, SchedulerKind *kind)
+{
+    if (!m->stable_diffusion) {
+        *kind = SCHED_DDIM;
+        return SOWER_OK;
+    }
+    if (!m->folder_scheduler_known)
+        return SOWER_FAIL(SOWER_EUSAGE, "%s: the folder's %s is not one sower runs; choose %s (%s)",
+                          m->scheduler_config_path, m->scheduler_class, option, scheduler_names(0));
+    *kind = m->folder_scheduler.kind;
+    return SOWER_OK;
+}
+
 int model_scheduler(const Model *m, SchedulerKind kind, int karras, RngKernel kernel, int steps, Scheduler *s)
 {
     SchedulerConfig cfg;

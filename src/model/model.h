@@ -60,6 +60,11 @@ void model_free(Model *m); /* safe on a zeroed Model */
  * `sample` and `verify` share. */
 int model_scheduler(const Model *m, SchedulerKind kind, int karras, RngKernel kernel, int steps,
                     Scheduler *s) SOWER_MUST_CHECK;
+/* The scheduler a render that names none runs, the same for `sample` and a manifest: a Stable Diffusion
+ * folder its own (what StableDiffusionPipeline runs), any other model DDIM (what DDIMPipeline runs with any
+ * folder). SOWER_EUSAGE when the folder's class is not one sower runs; `option` ("--scheduler",
+ * "pipeline.scheduler") is how the message tells the user to choose. */
+int model_default_scheduler(const Model *m, const char *option, SchedulerKind *kind) SOWER_MUST_CHECK;
 /* SOWER_EMANIFEST "WHERE: model.digest: expected sha256:..., found sha256:... in FILE" unless the
  * weight file's SHA-256 equals want (DIGEST_BYTES,). */
 int model_check_digest(const Model *m, const unsigned char *want, const char *where) SOWER_MUST_CHECK;

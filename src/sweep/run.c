@@ -250,6 +250,7 @@ static int load_model(Run *r, const RunOptions *o)
     if (!cfg->sample_height && !(r->model.stable_diffusion && r->job.height))
         return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null%s", r->model.unet_config_path,
                           r->model.stable_diffusion ? " (give pipeline.height and pipeline.width)" : "");
+    SOWER_TRY(job_resolve_scheduler(&r->job, &r->model));
     SOWER_TRY(model_scheduler(&r->model, r->job.scheduler, r->job.karras, r->job.generator, r->job.steps, &r->sched));
     r->rs = (RenderSettings){.model = &r->model,
                              .backend = &r->backend,
