@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -12,7 +13,11 @@
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "cublas_v2.h"
@@ -21,28 +26,34 @@
 
 namespace sower_emu_rt {
 
-uint3_emu threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-
 namespace {
 enum { FIBER_STACK = 256 << 10 };
 /* A fiber starts from its ucontext (makecontext: one system call), then every switch is
  * _setjmp/_longjmp, which leave the signal mask alone and so cost no system call (swapcontext
- * makes two per switch, and a tiled matrix multiply switches at every k step). */
+ * makes two per switch, and a tiled matrix multiply switches at every k step). Everything below is
+ * per host thread: each runs whole blocks of its own. */
 struct Jump {
     jmp_buf at;
 };
-Jump scheduler;
-std::vector<Jump> parked;          /* (threads,) where each fiber waits at its barrier */
-std::vector<char> started;
-std::vector<ucontext_t> fibers;
-std::vector<char> done;
-std::vector<char *> stacks;
-EmuBody current_body;
-void *current_closure;
-unsigned current_thread;
-int barrier_seen;                  /* the running block called __syncthreads */
-std::map<EmuBody, bool> uses_barrier; /* per launch site, learnt from its first block */
+thread_local Jump scheduler;
+thread_local std::vector<Jump> parked;          /* (threads,) where each fiber waits at its barrier */
+thread_local std::vector<char> started;
+thread_local std::vector<ucontext_t> fibers;
+thread_local std::vector<char> done;
+struct Stacks { /* the fibers' stacks, freed when the host thread ends */
+    std::vector<char *> all;
+    ~Stacks()
+    {
+        for (char *stack : all)
+            free(stack);
+    }
+};
+thread_local Stacks stacks;
+thread_local EmuBody current_body;
+thread_local void *current_closure;
+thread_local unsigned current_thread;
+thread_local int barrier_seen;                  /* the running block called __syncthreads */
+thread_local std::map<EmuBody, bool> uses_barrier; /* per launch site, learnt from its first block */
 
 /* cp.async (cuda_pipeline_primitives.h): per thread of the running block, its committed groups of
  * queued copies, oldest first, and the group being filled (copies not yet committed). */
@@ -51,8 +62,8 @@ struct QueuedCopy {
     const void *src;
     size_t bytes, zfill;
 };
-std::vector<std::vector<std::vector<QueuedCopy> > > copy_groups; /* (threads,) groups */
-std::vector<std::vector<QueuedCopy> > copy_open;                  /* (threads,) */
+thread_local std::vector<std::vector<std::vector<QueuedCopy> > > copy_groups; /* (threads,) groups */
+thread_local std::vector<std::vector<QueuedCopy> > copy_open;                  /* (threads,) */
 
 unsigned linear_thread(void) { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
 
@@ -70,13 +81,6 @@ void check_copies_landed(void)
             fprintf(stderr, "cuda_emu: thread %zu ended with cp.async copies it never waited for\n", t);
             abort();
         }
-}
-
-void free_stacks(void)
-{
-    for (char *stack : stacks)
-        free(stack);
-    stacks.clear();
 }
 
 void fiber_main(void)
@@ -132,64 +136,142 @@ static void run_block_plain(dim3 block, EmuBody body, void *closure)
     }
 }
 
-void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
+/* One block on this host thread: its threads as fibers, each pass running every unfinished one up to its
+ * next barrier (or its end); a launch site known to have no barrier runs its threads one after another. */
+static void run_block(dim3 block_index, dim3 block, EmuBody body, void *closure)
 {
     const unsigned n = block.x * block.y * block.z;
-    gridDim = grid, blockDim = block;
+    blockIdx = {block_index.x, block_index.y, block_index.z};
     current_body = body, current_closure = closure;
+    copy_groups.resize(n);
+    copy_open.resize(n);
+    /* Barriers are block-uniform in valid CUDA: a launch site whose first block ran without one never
+     * needs fibers. */
+    auto known = uses_barrier.find(body);
+    if (known != uses_barrier.end() && !known->second) {
+        run_block_plain(block, body, closure);
+        check_copies_landed();
+        return;
+    }
     fibers.resize(n);
     parked.resize(n);
     done.assign(n, 0);
     started.assign(n, 0);
-    copy_groups.assign(n, std::vector<std::vector<QueuedCopy> >());
-    copy_open.assign(n, std::vector<QueuedCopy>());
-    if (stacks.empty())
-        atexit(free_stacks);
-    while (stacks.size() < n)
-        stacks.push_back((char *)malloc(FIBER_STACK));
-    for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
-                blockIdx = {bx, by, bz};
-                /* Barriers are block-uniform in valid CUDA: a launch site whose first block ran
-                 * without one never needs fibers. */
-                auto known = uses_barrier.find(body);
-                if (known != uses_barrier.end() && !known->second) {
-                    run_block_plain(block, body, closure);
-                    check_copies_landed();
-                    continue;
+    while (stacks.all.size() < n)
+        stacks.all.push_back((char *)malloc(FIBER_STACK));
+    barrier_seen = 0;
+    for (unsigned t = 0; t < n; t++) {
+        getcontext(&fibers[t]);
+        fibers[t].uc_stack.ss_sp = stacks.all[t];
+        fibers[t].uc_stack.ss_size = FIBER_STACK;
+        fibers[t].uc_link = NULL; /* fiber_main never returns */
+        makecontext(&fibers[t], fiber_main, 0);
+    }
+    for (unsigned left = n; left > 0;) {
+        left = 0;
+        for (unsigned t = 0; t < n; t++) {
+            if (done[t])
+                continue;
+            current_thread = t;
+            threadIdx = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
+            if (!_setjmp(scheduler.at)) {
+                if (!started[t]) {
+                    started[t] = 1;
+                    setcontext(&fibers[t]);
                 }
-                barrier_seen = 0;
-                for (unsigned t = 0; t < n; t++) {
-                    getcontext(&fibers[t]);
-                    fibers[t].uc_stack.ss_sp = stacks[t];
-                    fibers[t].uc_stack.ss_size = FIBER_STACK;
-                    fibers[t].uc_link = NULL; /* fiber_main never returns */
-                    makecontext(&fibers[t], fiber_main, 0);
-                    done[t] = 0;
-                    started[t] = 0;
-                }
-                /* Each pass runs every unfinished thread up to its next barrier (or its end). */
-                for (unsigned left = n; left > 0;) {
-                    left = 0;
-                    for (unsigned t = 0; t < n; t++) {
-                        if (done[t])
-                            continue;
-                        current_thread = t;
-                        threadIdx = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
-                        if (!_setjmp(scheduler.at)) {
-                            if (!started[t]) {
-                                started[t] = 1;
-                                setcontext(&fibers[t]);
-                            }
-                            _longjmp(parked[t].at, 1);
-                        }
-                        left += !done[t];
-                    }
-                }
-                uses_barrier[body] = barrier_seen;
-                check_copies_landed();
+                _longjmp(parked[t].at, 1);
             }
+            left += !done[t];
+        }
+    }
+    uses_barrier[body] = barrier_seen;
+    check_copies_landed();
+}
+
+namespace {
+/* One grid being run: host threads take its blocks in turn from `next` (linear block index). */
+struct Launch {
+    dim3 grid, block;
+    EmuBody body;
+    void *closure;
+    unsigned blocks;
+    std::atomic<unsigned> next;
+};
+
+void run_blocks(Launch *l)
+{
+    gridDim = l->grid, blockDim = l->block;
+    for (unsigned i; (i = l->next.fetch_add(1)) < l->blocks;)
+        run_block(dim3(i % l->grid.x, i / l->grid.x % l->grid.y, i / (l->grid.x * l->grid.y)), l->block, l->body,
+                  l->closure);
+}
+
+/* Host threads beside the caller's, started at the first grid of more than one block and kept (never
+ * joined: they sleep between launches and end with the process). */
+struct Pool {
+    std::mutex lock;
+    std::condition_variable wake, finished;
+    Launch *launch = nullptr;
+    unsigned generation = 0, running = 0;
+    unsigned helpers = 0;
+};
+Pool *pool;
+
+void helper_main(unsigned seen)
+{
+    for (;;) {
+        Launch *l;
+        {
+            std::unique_lock<std::mutex> hold(pool->lock);
+            pool->wake.wait(hold, [&] { return pool->generation != seen; });
+            seen = pool->generation;
+            l = pool->launch;
+        }
+        run_blocks(l);
+        std::lock_guard<std::mutex> hold(pool->lock);
+        if (--pool->running == 0) pool->finished.notify_one();
+    }
+}
+
+unsigned host_threads(void)
+{
+    const char *env = getenv("SOWER_EMU_THREADS");
+    if (env && atoi(env) >= 1) return (unsigned)atoi(env);
+#ifdef __SANITIZE_ADDRESS__
+    return 1; /* ASan's work at each fiber switch (a sigaltstack call per longjmp) makes more threads slower */
+#endif
+    cpu_set_t mask;
+    unsigned cpus = sched_getaffinity(0, sizeof mask, &mask) == 0 ? (unsigned)CPU_COUNT(&mask) : 1;
+    return cpus < 1 ? 1 : cpus > 8 ? 8 : cpus;
+}
+} // namespace
+
+void emu_run_grid(dim3 grid, dim3 block, EmuBody body, void *closure)
+{
+    Launch l;
+    l.grid = grid, l.block = block, l.body = body, l.closure = closure;
+    l.blocks = grid.x * grid.y * grid.z;
+    l.next = 0;
+    if (!pool) {
+        pool = new Pool;
+        pool->helpers = host_threads() - 1;
+        for (unsigned h = 0; h < pool->helpers; h++)
+            std::thread(helper_main, 0u).detach();
+    }
+    if (l.blocks < 2 || !pool->helpers) {
+        run_blocks(&l);
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> hold(pool->lock);
+        pool->launch = &l;
+        pool->running = pool->helpers;
+        pool->generation++;
+    }
+    pool->wake.notify_all();
+    run_blocks(&l);
+    std::unique_lock<std::mutex> hold(pool->lock);
+    pool->finished.wait(hold, [] { return pool->running == 0; });
 }
 
 const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }

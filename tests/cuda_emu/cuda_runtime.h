@@ -3,9 +3,12 @@
  *
  * Kernels run block by block; a block's threads are fibers (ucontext) on one host thread, and
  * __syncthreads() yields to a scheduler that runs every other thread of the block up to the same
- * barrier, so barriers mean what they mean on a GPU. __shared__ is `static` (blocks run one at a
- * time). Device memory is host memory; streams are nothing. This checks indexing, barriers and
- * arithmetic; it cannot show races between blocks, warp effects or speed. */
+ * barrier, so barriers mean what they mean on a GPU. A grid's blocks are shared out among a few host
+ * threads (SOWER_EMU_THREADS, default the CPUs this process may use, at most 8; 1 under AddressSanitizer), as an SM runs blocks
+ * in no set order: __shared__ is `static thread_local` (one block at a time per host thread), and so is
+ * the fiber state. Device memory is host memory; streams are nothing. This checks indexing, barriers
+ * and arithmetic; it cannot show warp effects or speed, and shows a race between blocks only when the
+ * host threads happen to interleave badly. */
 #ifndef SOWER_CUDA_EMU_RUNTIME_H
 #define SOWER_CUDA_EMU_RUNTIME_H
 
@@ -16,7 +19,7 @@
 #define __global__
 #define __device__
 #define __host__
-#define __shared__ static
+#define __shared__ static thread_local
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 
@@ -25,13 +28,15 @@ namespace sower_emu_rt {
 
 struct dim3 {
     unsigned x, y, z;
-    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 struct uint3_emu {
     unsigned x, y, z;
 };
-extern uint3_emu threadIdx, blockIdx;
-extern dim3 blockDim, gridDim;
+/* Of the block this host thread runs. Defined here (inline, constant-initialised) so that every use
+ * is a plain thread-pointer access, not a call of the wrapper an `extern thread_local` needs. */
+inline thread_local uint3_emu threadIdx, blockIdx;
+inline thread_local dim3 blockDim, gridDim;
 
 struct float4 {
     float x, y, z, w;
