@@ -12,6 +12,9 @@
 #define OMPI_SKIP_MPICXX 1 /* the C API only: no MPI C++ bindings to link */
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include <atomic>
 #include <condition_variable>
@@ -83,10 +86,31 @@ void check_copies_landed(void)
         }
 }
 
+/* AddressSanitizer is told of every switch between the host thread's stack and a fiber's (else it takes
+ * a fiber's stack for a corrupt one and warns that false reports may follow). start before the jump,
+ * naming the stack it lands on; finish after landing, with what the matching start saved. */
+#ifdef __SANITIZE_ADDRESS__
+thread_local const void *host_stack_bottom; /* the host thread's stack, learnt as the first fiber starts */
+thread_local size_t host_stack_size;
+thread_local void *host_fake_stack;          /* ASan's fake stack of the scheduler while a fiber runs */
+thread_local std::vector<void *> fiber_fake_stacks; /* (threads,) each parked fiber's */
+void to_fiber(unsigned t) { __sanitizer_start_switch_fiber(&host_fake_stack, stacks.all[t], FIBER_STACK); }
+void in_fiber(void *saved) { __sanitizer_finish_switch_fiber(saved, &host_stack_bottom, &host_stack_size); }
+void to_host(void **save) { __sanitizer_start_switch_fiber(save, host_stack_bottom, host_stack_size); }
+void in_host(void) { __sanitizer_finish_switch_fiber(host_fake_stack, nullptr, nullptr); }
+#else
+inline void to_fiber(unsigned) {}
+inline void in_fiber(void *) {}
+inline void to_host(void **) {}
+inline void in_host(void) {}
+#endif
+
 void fiber_main(void)
 {
+    in_fiber(nullptr);
     current_body(current_closure);
     done[current_thread] = 1;
+    to_host(nullptr); /* this fiber's fake stack ends with it */
     _longjmp(scheduler.at, 1);
 }
 } // namespace
@@ -122,8 +146,16 @@ void __pipeline_wait_prior(size_t prior)
 void __syncthreads()
 {
     barrier_seen = 1;
-    if (!_setjmp(parked[current_thread].at))
+#ifdef __SANITIZE_ADDRESS__
+    void **fake = &fiber_fake_stacks[current_thread];
+#else
+    void **fake = nullptr;
+#endif
+    if (!_setjmp(parked[current_thread].at)) {
+        to_host(fake);
         _longjmp(scheduler.at, 1);
+    }
+    in_fiber(fake ? *fake : nullptr);
 }
 
 /* A block of a kernel without barriers: its threads one after another, no fibers (fast). */
@@ -155,6 +187,9 @@ static void run_block(dim3 block_index, dim3 block, EmuBody body, void *closure)
     }
     fibers.resize(n);
     parked.resize(n);
+#ifdef __SANITIZE_ADDRESS__
+    fiber_fake_stacks.assign(n, nullptr);
+#endif
     done.assign(n, 0);
     started.assign(n, 0);
     while (stacks.all.size() < n)
@@ -175,12 +210,14 @@ static void run_block(dim3 block_index, dim3 block, EmuBody body, void *closure)
             current_thread = t;
             threadIdx = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
             if (!_setjmp(scheduler.at)) {
+                to_fiber(t);
                 if (!started[t]) {
                     started[t] = 1;
                     setcontext(&fibers[t]);
                 }
                 _longjmp(parked[t].at, 1);
             }
+            in_host();
             left += !done[t];
         }
     }
@@ -237,9 +274,6 @@ unsigned host_threads(void)
 {
     const char *env = getenv("SOWER_EMU_THREADS");
     if (env && atoi(env) >= 1) return (unsigned)atoi(env);
-#ifdef __SANITIZE_ADDRESS__
-    return 1; /* ASan's work at each fiber switch (a sigaltstack call per longjmp) makes more threads slower */
-#endif
     cpu_set_t mask;
     unsigned cpus = sched_getaffinity(0, sizeof mask, &mask) == 0 ? (unsigned)CPU_COUNT(&mask) : 1;
     return cpus < 1 ? 1 : cpus > 8 ? 8 : cpus;

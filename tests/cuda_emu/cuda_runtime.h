@@ -4,7 +4,7 @@
  * Kernels run block by block; a block's threads are fibers (ucontext) on one host thread, and
  * __syncthreads() yields to a scheduler that runs every other thread of the block up to the same
  * barrier, so barriers mean what they mean on a GPU. A grid's blocks are shared out among a few host
- * threads (SOWER_EMU_THREADS, default the CPUs this process may use, at most 8; 1 under AddressSanitizer), as an SM runs blocks
+ * threads (SOWER_EMU_THREADS, default the CPUs this process may use, at most 8), as an SM runs blocks
  * in no set order: __shared__ is `static thread_local` (one block at a time per host thread), and so is
  * the fiber state. Device memory is host memory; streams are nothing. This checks indexing, barriers
  * and arithmetic; it cannot show warp effects or speed, and shows a race between blocks only when the
