@@ -11,6 +11,7 @@ usage: test_run_sd.py SOWER MPIEXEC TINY_SD_DIR UNET2D_DIR
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -249,8 +250,16 @@ def main():
                 f.attrs["manifest_sha256"] = np.bytes_(hashlib.sha256(manifest).hexdigest().encode())
             r = subprocess.run([sower, "verify", old, "--all"], capture_output=True, text=True, timeout=600)
             check(r.returncode == 0 and "0 differ" in r.stdout, f"verify, older file: {r.stdout} {r.stderr}")
+            # ... and resuming such an unfinished file under today's rule is another job: refused, file kept
+            partial = os.path.join(tmp, "again.h5.partial")
+            shutil.copyfile(old, partial)
+            before = open(partial, "rb").read()
+            r = run(sower, mpiexec, own, os.path.join(tmp, "again.h5"), 1, "--resume")
+            check(r.returncode == 2 and "scheduler=ddim" in r.stderr and "scheduler=pndm" in r.stderr and
+                  open(partial, "rb").read() == before and not os.path.exists(os.path.join(tmp, "again.h5")),
+                  f"--resume of an older implicit-ddim partial: {r.returncode} {r.stderr[-500:]}")
         print("no pipeline.scheduler: the folder's PNDM, rows == sower sample's without --scheduler, recorded, "
-              "verified; eta against it exits 2; an older file's implicit ddim still verifies")
+              "verified; eta against it exits 2; an older file's implicit ddim still verifies, its --resume is refused")
 
     if failures:
         print("\n".join("FAIL: " + f for f in failures))
