@@ -234,29 +234,35 @@ int job_check_model_kind(const Job *job, const Model *m)
     return SOWER_OK;
 }
 
+int job_check_scheduler_settings(const Job *job, const char *whose)
+{
+    const char *path = job->manifest_path ? job->manifest_path : "(manifest)";
+    const char *name = scheduler_kind_name(job->scheduler);
+    if (job->eta > 0 && !scheduler_class(job->scheduler)->takes_eta)
+        return SOWER_FAIL(SOWER_EMANIFEST,
+                          "%s:%u:%u: key 'pipeline.eta': expected 0 with the scheduler %s (%seta is DDIM's), found %g",
+                          path, job->eta_mark.line, job->eta_mark.column, name, whose, job->eta);
+    if (job->karras && !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
+        return SOWER_FAIL(SOWER_EMANIFEST,
+                          "%s:%u:%u: key 'pipeline.karras': expected false with the scheduler %s (%seuler and dpm++2m "
+                          "have it), found true",
+                          path, job->karras_mark.line, job->karras_mark.column, name, whose);
+    return SOWER_OK;
+}
+
 int job_resolve_scheduler(Job *job, const Model *m)
 {
     if (job->scheduler_given) return SOWER_OK; /* eta and karras were checked against it as they were read */
-    const char *path = job->manifest_path ? job->manifest_path : "(manifest)";
     int status = model_default_scheduler(m, "pipeline.scheduler", &job->scheduler);
     if (status != SOWER_OK) {
         char reason[1024];
         snprintf(reason, sizeof reason, "%s", sower_error_message());
-        return SOWER_FAIL(status, "%s: no pipeline.scheduler: %s", path, reason);
+        return SOWER_FAIL(status, "%s: no pipeline.scheduler: %s", job->manifest_path ? job->manifest_path : "(manifest)",
+                          reason);
     }
-    const char *name = scheduler_kind_name(job->scheduler);
-    const char *whose = m->stable_diffusion ? "the folder's own" : "the default";
-    if (job->eta > 0 && !scheduler_class(job->scheduler)->takes_eta)
-        return SOWER_FAIL(SOWER_EMANIFEST,
-                          "%s:%u:%u: key 'pipeline.eta': expected 0 with the scheduler %s (%s, as pipeline.scheduler "
-                          "is not given; eta is DDIM's), found %g",
-                          path, job->eta_mark.line, job->eta_mark.column, name, whose, job->eta);
-    if (job->karras && !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
-        return SOWER_FAIL(SOWER_EMANIFEST,
-                          "%s:%u:%u: key 'pipeline.karras': expected false with the scheduler %s (%s, as "
-                          "pipeline.scheduler is not given; euler and dpm++2m have it), found true",
-                          path, job->karras_mark.line, job->karras_mark.column, name, whose);
-    return SOWER_OK;
+    return job_check_scheduler_settings(job, m->stable_diffusion
+                                                 ? "the folder's own, as pipeline.scheduler is not given; "
+                                                 : "the default, as pipeline.scheduler is not given; ");
 }
 
 void job_text_where(const Job *job, char *out, size_t size)

@@ -304,20 +304,16 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
     }
     if (f[1].value)
         SOWER_TRY(get_int(c, f[1].value, "pipeline.steps", 1, 1000, &job->steps));
-    /* eta and karras against a named scheduler here; against the model's default once it is loaded */
     if (f[2].value) {
         SOWER_TRY(get_number(c, f[2].value, "pipeline.eta", 0.0, 0, 1.0, &job->eta));
         job->eta_mark = mark_of(f[2].value);
-        if (job->scheduler_given && job->eta > 0 && !scheduler_class(job->scheduler)->takes_eta)
-            return fail_at(c, f[2].value, "pipeline.eta", "0 with this scheduler (eta is DDIM's)");
     }
     if (f[7].value) {
         SOWER_TRY(get_enum(c, f[7].value, "pipeline.karras", booleans, &job->karras));
         job->karras_mark = mark_of(f[7].value);
-        if (job->scheduler_given && job->karras &&
-            !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
-            return fail_at(c, f[7].value, "pipeline.karras", "false with this scheduler (euler and dpm++2m have it)");
     }
+    /* eta and karras against a named scheduler here; against the model's default once it is loaded */
+    if (job->scheduler_given) SOWER_TRY(job_check_scheduler_settings(job, ""));
     if (f[3].value)
         SOWER_TRY(get_int(c, f[3].value, "pipeline.batch", 1, 1024, &job->batch));
     if (f[4].value) {

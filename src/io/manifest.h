@@ -139,6 +139,9 @@ void job_model_where(const Job *job, char *out, size_t size);
  * SOWER_EMANIFEST naming the manifest's line. */
 struct Model; /* model.h */
 int job_check_model_kind(const Job *job, const struct Model *m) SOWER_MUST_CHECK;
+/* pipeline.eta and karras must suit the job's scheduler: SOWER_EMANIFEST naming their line otherwise; `whose`
+ * ("" for a named scheduler, else ending in "; ") says in the message where the scheduler came from. */
+int job_check_scheduler_settings(const Job *job, const char *whose) SOWER_MUST_CHECK;
 /* A manifest without pipeline.scheduler runs the model's default (model_default_scheduler: a Stable
  * Diffusion folder's own, as StableDiffusionPipeline and `sower sample` run it; DDIM otherwise); its
  * pipeline.eta and karras must suit it. SOWER_EMANIFEST / SOWER_EUSAGE naming the manifest's line. */

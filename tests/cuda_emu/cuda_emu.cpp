@@ -98,11 +98,15 @@ void to_fiber(unsigned t) { __sanitizer_start_switch_fiber(&host_fake_stack, sta
 void in_fiber(void *saved) { __sanitizer_finish_switch_fiber(saved, &host_stack_bottom, &host_stack_size); }
 void to_host(void **save) { __sanitizer_start_switch_fiber(save, host_stack_bottom, host_stack_size); }
 void in_host(void) { __sanitizer_finish_switch_fiber(host_fake_stack, nullptr, nullptr); }
+void **fake_stack_of(unsigned t) { return &fiber_fake_stacks[t]; }
+void forget_fake_stacks(unsigned n) { fiber_fake_stacks.assign(n, nullptr); }
 #else
 inline void to_fiber(unsigned) {}
 inline void in_fiber(void *) {}
 inline void to_host(void **) {}
 inline void in_host(void) {}
+inline void **fake_stack_of(unsigned) { return nullptr; }
+inline void forget_fake_stacks(unsigned) {}
 #endif
 
 void fiber_main(void)
@@ -146,11 +150,7 @@ void __pipeline_wait_prior(size_t prior)
 void __syncthreads()
 {
     barrier_seen = 1;
-#ifdef __SANITIZE_ADDRESS__
-    void **fake = &fiber_fake_stacks[current_thread];
-#else
-    void **fake = nullptr;
-#endif
+    void **fake = fake_stack_of(current_thread);
     if (!_setjmp(parked[current_thread].at)) {
         to_host(fake);
         _longjmp(scheduler.at, 1);
@@ -187,9 +187,7 @@ static void run_block(dim3 block_index, dim3 block, EmuBody body, void *closure)
     }
     fibers.resize(n);
     parked.resize(n);
-#ifdef __SANITIZE_ADDRESS__
-    fiber_fake_stacks.assign(n, nullptr);
-#endif
+    forget_fake_stacks(n);
     done.assign(n, 0);
     started.assign(n, 0);
     while (stacks.all.size() < n)
