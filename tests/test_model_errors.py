@@ -82,6 +82,43 @@ def shift_tensor(h, data):
     set_offsets(h, name, b + 4, e + 4)  # overlaps its neighbour or runs past the end
 
 
+def poison(value):
+    """The first tensor's first element set to value (a NaN or an infinity, as float32)."""
+    def apply(h, data):
+        name = first_tensor(h)
+        assert h[name]["dtype"] == "F32"
+        b = h[name]["data_offsets"][0]
+        return h, data[:b] + struct.pack("<f", value) + data[b + 4:]
+    return apply
+
+
+def fifo(rel):
+    """A named pipe in place of a file: opening it for reading would wait for a writer forever."""
+    def apply(d):
+        p = os.path.join(d, rel)
+        os.remove(p)
+        os.mkfifo(p)
+    return apply
+
+
+def directory(rel):
+    def apply(d):
+        p = os.path.join(d, rel)
+        os.remove(p)
+        os.mkdir(p)
+    return apply
+
+
+def header_text(text):
+    """The weights' header replaced by raw text (the data kept)."""
+    def apply(d):
+        p = os.path.join(d, "unet", "diffusion_pytorch_model.safetensors")
+        header, data = read_st(p)
+        body = json.dumps(header).encode() + text
+        open(p, "wb").write(struct.pack("<Q", len(body)) + body + data)
+    return apply
+
+
 CASES = [  # (name, breakage, text the message must contain)
     ("header length huge", raw_file(struct.pack("<Q", 1 << 40) + b"{}"), "header length"),
     ("file too short", raw_file(b"\x01\x02"), "too short"),
@@ -121,6 +158,30 @@ CASES = [  # (name, breakage, text the message must contain)
     ("scheduler beta schedule", edit_json("scheduler/scheduler_config.json", lambda c: c.update(beta_schedule="cubic")),
      "key 'beta_schedule'"),
     ("config not JSON", lambda d: open(os.path.join(d, "unet", "config.json"), "w").write("{oops"), "not a JSON object"),
+    ("NaN weight", edit_weights(poison(float("nan"))), "holds NaN at index 0"),
+    ("infinite weight", edit_weights(poison(float("-inf"))), "holds an infinity at index 0"),
+    ("text after the header", header_text(b"xx"), "text after the header's JSON object"),
+    ("NUL in the header", header_text(b"\0"), "a NUL byte in the header"),
+    ("weights a FIFO", fifo("unet/diffusion_pytorch_model.safetensors"), "not a regular file"),
+    ("weights a directory", directory("unet/diffusion_pytorch_model.safetensors"), "it is a directory"),
+    ("unet config a FIFO", fifo("unet/config.json"), "not a regular file"),
+    ("scheduler config a FIFO", fifo("scheduler/scheduler_config.json"), "not a regular file"),
+    ("model index a FIFO", fifo("model_index.json"), "not a regular file"),
+    ("model index a directory", directory("model_index.json"), "it is a directory"),
+    ("fractional sample size", edit_json("unet/config.json", lambda c: c.update(
+        sample_size=[c["sample_size"] + 0.5] * 2)), "key 'sample_size'"),
+    ("betas add no noise", edit_json("scheduler/scheduler_config.json", lambda c: c.update(
+        beta_schedule="linear", beta_start=0, beta_end=0)), "add no noise"),
+    ("betas leave no signal", edit_json("scheduler/scheduler_config.json", lambda c: c.update(
+        beta_schedule="linear", beta_start=0.9999, beta_end=0.9999)), "leave no signal from train step"),
+    ("index names an unknown scheduler", edit_json("model_index.json", lambda c: c.update(
+        scheduler=["diffusers", "FooScheduler"])), "key 'scheduler': found class 'FooScheduler'"),
+    ("index names another unet", edit_json("model_index.json", lambda c: c.update(
+        unet=["diffusers", "UNet3DModel"])), "key 'unet': found class 'UNet3DModel'"),
+    ("index has no unet", edit_json("model_index.json", lambda c: c.update(unet=[None, None])),
+     "key 'unet': the pipeline has none"),
+    ("index entry not a pair", edit_json("model_index.json", lambda c: c.update(unet="UNet2DModel")),
+     "key 'unet': expected [library, class]"),
 ]
 
 
@@ -134,7 +195,11 @@ def main():
             shutil.copytree(good, d)
             breakage(d)
             for argv in ([sower, "info", d], [sower, "sample", d, "--seeds", "0", "--steps", "1", "-o", out]):
-                r = subprocess.run(argv, capture_output=True)
+                try:  # a hang is a failure, not a stuck test
+                    r = subprocess.run(argv, capture_output=True, timeout=120)
+                except subprocess.TimeoutExpired:
+                    failures.append(f"{name} ({argv[1]}): still running after 120 s")
+                    continue
                 err = r.stderr.decode()
                 if r.returncode != 2:
                     failures.append(f"{name} ({argv[1]}): exit {r.returncode}, expected 2: {err.strip()[:300]}")
@@ -142,9 +207,10 @@ def main():
                     failures.append(f"{name} ({argv[1]}): message lacks {expected!r}: {err.strip()[:300]}")
                 if "Sanitizer" in err or "runtime error" in err:
                     failures.append(f"{name}: crashed: {err[:500]}")
-                if os.path.exists(out):
-                    failures.append(f"{name}: wrote an output")
-                    os.remove(out)
+                for written in (out, out + ".json"):
+                    if os.path.exists(written):
+                        failures.append(f"{name}: wrote {os.path.basename(written)}")
+                        os.remove(written)
         r = subprocess.run([sower, "info", "/nonexistent/model"], capture_output=True)
         if r.returncode != 2 or b"not a directory" not in r.stderr:
             failures.append(f"nonexistent model dir: exit {r.returncode} {r.stderr!r}")

@@ -173,6 +173,18 @@ def main():
             with h5py.File(out, "r") as f:
                 if f["verify/match"][...].tolist() != [1, 1, 0, 1, 1]:
                     failures.append(f"fault injection: /verify/match {f['verify/match'][...]}")
+            # That file stays a failure: a requeue's --resume-auto (Slurm) and any verify say exit 1 again,
+            # whichever rows they re-render, and the file is left as it was.
+            before = open(out, "rb").read()
+            r = run([sower, "run", manifest, "-o", out, "--resume-auto"])
+            if r.returncode != 1 or b"verification found 1 row differing" not in r.stderr:
+                failures.append(f"--resume-auto of a failed run's file: exit {r.returncode} {r.stderr[-400:]!r}")
+            for extra in ([], ["--sample", "3"]):
+                r = run([sower, "verify", out] + extra)
+                if r.returncode != 1 or b"1 rows its run's own verification found differing" not in r.stderr:
+                    failures.append(f"verify {extra} of a failed run's file: exit {r.returncode} {r.stderr[-400:]!r}")
+            if open(out, "rb").read() != before:
+                failures.append("the failed run's file changed")
         # A failing rank ends the job promptly, naming itself; no finished output appears.
         out = os.path.join(tmp, "fail.h5")
         try:

@@ -149,6 +149,19 @@ def main():
             ["diffusion_pytorch_model.safetensors", "attn2.to_k.weight", "has shape"])
         bad("no text encoder", copy_with("notext", lambda p: shutil.rmtree(os.path.join(p, "text_encoder"))),
             ["no text encoder"])
+        def fifo(rel):  # a named pipe in place of a file: a plain open() would wait for a writer forever
+            def edit(path):
+                os.remove(os.path.join(path, rel))
+                os.mkfifo(os.path.join(path, rel))
+            return edit
+
+        bad("tokenizer merges a FIFO", copy_with("fifo-merges", fifo("tokenizer/merges.txt")),
+            ["tokenizer/merges.txt", "not a regular file"])
+        bad("VAE config a FIFO", copy_with("fifo-vae", fifo("vae/config.json")),
+            ["vae/config.json", "not a regular file"])
+        bad("index names another text encoder",
+            copy_with("t5", edit_json("model_index.json", text_encoder=["transformers", "T5EncoderModel"])),
+            ["model_index.json", "key 'text_encoder'", "T5EncoderModel", "CLIPTextModel"])
         bad("--karras with ddim", folder, ["--karras", "euler and dpm++2m"], ["--karras"])
         bad("DPM-Solver of order 3",
             copy_with("dpm3", edit_json("scheduler/scheduler_config.json", solver_order=3)),
@@ -156,6 +169,7 @@ def main():
         sd2 = os.path.join(tmp, "eas")  # a DDIM folder (DDIM takes "sample"; the folder loads)
         shutil.copytree(os.path.join(data, "tiny-sd2"), sd2)
         edit_json("scheduler/scheduler_config.json", prediction_type="sample")(sd2)
+        edit_json("model_index.json", scheduler=["diffusers", "DDIMScheduler"])(sd2)
         bad("Euler ancestral predicting samples", sd2,
             ["scheduler_config.json", "prediction_type", "EulerAncestralDiscreteScheduler"],
             case=dict(base, scheduler="euler-a"))
@@ -164,7 +178,20 @@ def main():
                             b"0", b"-o", os.fsencode(target)], capture_output=True, timeout=600)
         check(r.returncode == 2 and b"invalid UTF-8" in r.stderr and not os.path.exists(target),
               f"invalid UTF-8 prompt: exit {r.returncode}: {r.stderr[-300:]}")
-        print("15 kinds of bad input: exit 2, named, nothing written")
+        print("18 kinds of bad input: exit 2, named, nothing written")
+
+        # 4. The folder's own scheduler is the class model_index.json names, configured from
+        # scheduler_config.json, as DiffusionPipeline.from_pretrained builds it: tiny-sd2's index says
+        # PNDMScheduler, its scheduler_config.json (SD 2.1's) DDIMScheduler; diffusers runs PNDM there.
+        own, named = os.path.join(tmp, "own.npy"), os.path.join(tmp, "named.npy")
+        common = ["--prompt", "a cat", "--steps", "4", "--seeds", "3", "--force"]
+        r1 = subprocess.run([sower, "sample", os.path.join(data, "tiny-sd2"), *common, "-o", own],
+                            capture_output=True, text=True, timeout=600)
+        r2 = subprocess.run([sower, "sample", os.path.join(data, "tiny-sd2"), *common, "--scheduler", "pndm",
+                             "-o", named], capture_output=True, text=True, timeout=600)
+        check(r1.returncode == 0 and r2.returncode == 0 and open(own, "rb").read() == open(named, "rb").read(),
+              f"tiny-sd2 without --scheduler is not its model_index.json's PNDM: {r1.stderr[-300:]} {r2.stderr[-300:]}")
+        print("tiny-sd2 without --scheduler runs model_index.json's PNDMScheduler, bit for bit")
 
     for f in failures:
         print("FAIL:", f, file=sys.stderr)

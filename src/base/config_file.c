@@ -1,23 +1,20 @@
 /* config_file.c: configuration text from disk (config_file.h). */
 #include "config_file.h"
+#include "regular_file.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 int config_file_read(const char *path, const char *what, size_t max_bytes, int bad_input_status, char **text,
                      size_t *bytes)
 {
     *text = NULL;
     *bytes = 0;
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return SOWER_FAIL(bad_input_status, "%s: cannot read the %s: it is a directory", path, what);
-    FILE *fp = fopen(path, "rb");
+    FILE *fp = regular_file_fopen(path);
     if (!fp)
-        return SOWER_FAIL(bad_input_status, "%s: cannot read the %s: %s", path, what, strerror(errno));
+        return SOWER_FAIL(bad_input_status, "%s: cannot read the %s: %s", path, what, regular_file_why(errno));
     char *buf = malloc(max_bytes + 1); /* (max_bytes + 1,): one byte more tells an oversized file */
     if (!buf) {
         fclose(fp);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "regular_file.h"
 #include "outfile.h"
 
 enum { NPY_ALIGN = 64, NPY_MAX_FILE = 1 << 30 };
@@ -92,8 +93,8 @@ static int parse_header(const char *path, const unsigned char *bytes, size_t n, 
 int npy_open_f32(const char *path, NpyArray *a)
 {
     memset(a, 0, sizeof *a);
-    a->fp = fopen(path, "rb");
-    if (!a->fp) return SOWER_FAIL(SOWER_EPATH, "%s: cannot open: %s", path, strerror(errno));
+    a->fp = regular_file_fopen(path);
+    if (!a->fp) return SOWER_FAIL(SOWER_EPATH, "%s: cannot open: %s", path, regular_file_why(errno));
     unsigned char head[10 + 65536];
     const size_t n = fread(head, 1, sizeof head, a->fp);
     int status = parse_header(path, head, n, a);

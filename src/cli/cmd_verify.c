@@ -112,15 +112,19 @@ static int load_text_side(const Job *job, const char *dir, Model *model, PromptT
 }
 
 /* Prints what the run's own verification (/verify) found; a file without one says nothing. */
-static int report_run_verification(const OutputReader *in)
+/* *differed: the rows the run's own verification found differing (a file that says its run failed
+ * verification fails it here too, whichever rows this check re-renders). */
+static int report_run_verification(const OutputReader *in, uint64_t *differed_out)
 {
     VerifyTable t;
     int present = 0;
+    *differed_out = 0;
     SOWER_TRY(h5read_verify_table(in, &t, &present));
     if (!present) return SOWER_OK;
     uint64_t differed = 0;
     for (uint64_t i = 0; i < t.n; i++)
         differed += t.match[i] != 1;
+    *differed_out = differed;
     printf("%s: the run's own verification (/%s): %llu rows re-rendered, %llu differed\n", in->path,
            LAYOUT_VERIFY, (unsigned long long)t.n, (unsigned long long)differed);
     verify_table_free(&t);
@@ -257,11 +261,14 @@ int cmd_verify(int argc, char **argv)
            "%llu\n",
            o.path, (unsigned long long)n, (unsigned long long)bad_digest, (unsigned long long)bad_seed,
            (unsigned long long)not_done);
-    SOWER_TRY_GOTO(report_run_verification(&in), status, done);
-    if (bad_digest || bad_seed || not_done) { /* the file itself is wrong: no need to re-render to say so */
-        status = SOWER_FAIL(
-            SOWER_EMISMATCH, "%s: verification failed (%llu digests, %llu seeds, %llu incomplete)", o.path,
-            (unsigned long long)bad_digest, (unsigned long long)bad_seed, (unsigned long long)not_done);
+    uint64_t run_differed = 0;
+    SOWER_TRY_GOTO(report_run_verification(&in, &run_differed), status, done);
+    if (bad_digest || bad_seed || not_done || run_differed) { /* the file itself says so: no re-render needed */
+        status = SOWER_FAIL(SOWER_EMISMATCH,
+                            "%s: verification failed (%llu digests, %llu seeds, %llu incomplete, %llu rows its run's "
+                            "own verification found differing)",
+                            o.path, (unsigned long long)bad_digest, (unsigned long long)bad_seed,
+                            (unsigned long long)not_done, (unsigned long long)run_differed);
         goto done;
     }
     SOWER_TRY_GOTO(model_scheduler(&model, job->scheduler, job->karras, job->generator, job->steps, &sched), status, done);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "regular_file.h"
+
 /* Reads the earlier file's next line (closing it at its end). */
 static void next_old(MergedLines *m)
 {
@@ -22,8 +24,15 @@ int merged_lines_open(MergedLines *m, const char *path, LineKey key)
 {
     memset(m, 0, sizeof *m);
     m->key = key;
-    SOWER_TRY(outfile_open(&m->out, path));
-    m->old = fopen(path, "r");
+    m->old = regular_file_fopen(path); /* the earlier export's lines, merged into the new file */
+    if (!m->old && errno != ENOENT)
+        return SOWER_FAIL(SOWER_EPATH, "cannot read '%s': %s", path, regular_file_why(errno));
+    int status = outfile_open(&m->out, path);
+    if (status != SOWER_OK) {
+        if (m->old) fclose(m->old);
+        m->old = NULL;
+        return status;
+    }
     next_old(m);
     return SOWER_OK;
 }
@@ -75,8 +84,8 @@ uint64_t metadata_line_key(const char *line)
 
 static int file_digest(const char *path, unsigned char *digest)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return SOWER_FAIL(SOWER_EIO, "cannot read '%s': %s", path, strerror(errno));
+    FILE *f = regular_file_fopen(path);
+    if (!f) return SOWER_FAIL(SOWER_EIO, "cannot read '%s': %s", path, regular_file_why(errno));
     Digest d;
     int status = digest_init(&d);
     unsigned char buf[1 << 16];

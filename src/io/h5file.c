@@ -214,6 +214,24 @@ int h5file_count_not_done(hid_t file, const char *what, uint64_t rows, uint64_t 
     return SOWER_OK;
 }
 
+int h5file_count_verify_mismatches(hid_t file, const char *what, uint64_t *mismatched)
+{
+    *mismatched = 0;
+    const char *name = LAYOUT_VERIFY "/" LAYOUT_VERIFY_MATCH;
+    if (H5Lexists(file, LAYOUT_VERIFY, H5P_DEFAULT) <= 0 || H5Lexists(file, name, H5P_DEFAULT) <= 0) return SOWER_OK;
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT), space = ds >= 0 ? H5Dget_space(ds) : -1;
+    hsize_t n = 0;
+    int ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, &n, NULL) == 1;
+    uint8_t *match = ok ? malloc(n ? n : 1) : NULL; /* (n,) 1: the re-render's bits were equal */
+    ok = ok && match && H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, match) >= 0;
+    for (hsize_t i = 0; ok && i < n; i++) *mismatched += match[i] != 1;
+    free(match);
+    if (space >= 0) H5Sclose(space);
+    if (ds >= 0) H5Dclose(ds);
+    if (!ok) return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /%s (a damaged file?)", what, name);
+    return SOWER_OK;
+}
+
 int h5file_read_texts(hid_t file, const char *what, const char *name, size_t max_n, char ***texts, size_t *n)
 {
     *texts = NULL, *n = 0;

@@ -1,6 +1,7 @@
 /* h5out.c: writing the output file through the HDF5 C API (serial access from the writer rank); its
  * names are h5_layout.h's, the checks and row reads shared with h5read.c are h5file.c's. */
 #define _POSIX_C_SOURCE 200809L
+#include "regular_file.h"
 #include "h5out.h"
 
 #include <hdf5_hl.h>
@@ -865,10 +866,15 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
 }
 
 int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int c, int h, int w,
-                      const H5ImageShape *images, H5SeedOf seed_of, const void *seed_ctx, int *finished)
+                      const H5ImageShape *images, H5SeedOf seed_of, const void *seed_ctx, int *finished,
+                      uint64_t *verify_mismatches)
 {
     *finished = 0;
-    FILE *probe = fopen(path, "rb");
+    *verify_mismatches = 0;
+    FILE *probe = regular_file_fopen(path);
+    if (!probe && errno != ENOENT)
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' exists and cannot be read (%s): not replacing it (pass --force)",
+                          path, regular_file_why(errno));
     if (!probe) return SOWER_OK;
     fclose(probe);
     h5file_quiet();
@@ -904,6 +910,7 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
                             "against the job (row%s %s): a damaged file; not taking it as finished, nor "
                             "replacing it (pass --force)",
                             what, (unsigned long long)bad, bad == 1 ? "" : "s", which);
+    if (status == SOWER_OK) status = h5file_count_verify_mismatches(file, what, verify_mismatches);
     H5Fclose(file);
     SOWER_TRY(status);
     *finished = 1;

@@ -108,9 +108,11 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
  * every row marked done, matching its digest and holding its seed (seed_of); 0 when PATH does not
  * exist; SOWER_EINPUT when it exists but is something else, or damaged (never overwritten
  * silently), naming the first rows that fail. */
+/* *verify_mismatches: the rows its run's own verification found differing (/verify), for the caller to
+ * report: such a file is finished, but not a success. */
 int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int c, int h, int w,
-                      const H5ImageShape *images, H5SeedOf seed_of, const void *seed_ctx,
-                      int *finished) SOWER_MUST_CHECK;
+                      const H5ImageShape *images, H5SeedOf seed_of, const void *seed_ctx, int *finished,
+                      uint64_t *verify_mismatches) SOWER_MUST_CHECK;
 /* Closes PATH.partial and keeps it, for a later --resume (an interrupted run). */
 void h5out_keep_partial(H5Out *o);
 /* Closes and renames PATH.partial to PATH. */

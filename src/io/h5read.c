@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "h5read.h"
 
+#include <errno.h>
 #include <cjson/cJSON.h>
 #include <hdf5.h>
 
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "regular_file.h"
 #include "h5_layout.h"
 #include "h5file.h"
 #include "unet.h"
@@ -68,7 +70,9 @@ static int open_checked(OutputReader *r, const char *path)
 {
     r->path = strdup(path);
     if (!r->path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    FILE *probe = fopen(path, "rb");
+    FILE *probe = regular_file_fopen(path);
+    if (!probe && errno != ENOENT)
+        return SOWER_FAIL(SOWER_EPATH, "%s: cannot read: %s", path, regular_file_why(errno));
     if (!probe) {
         char partial[4200];
         snprintf(partial, sizeof partial, "%s.partial", path);

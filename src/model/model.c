@@ -12,14 +12,9 @@
 
 #include "config_file.h"
 #include "outfile.h"
+#include "regular_file.h"
 
 enum { CONFIG_MAX_BYTES = 1 << 20 };
-
-static int is_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
 
 static int join(char *out, size_t size, const char *dir, const char *name)
 {
@@ -28,17 +23,25 @@ static int join(char *out, size_t size, const char *dir, const char *name)
     return SOWER_OK;
 }
 
+/* Something is at path (a file, a directory, a dangling or looping link): its reader says what is wrong
+ * with it, rather than "no such file". */
+static int present(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
 /* Refuses pickle weights with a clear message when the safetensors file is missing. */
 static int find_weights(Model *m, const char *unet_dir)
 {
     SOWER_TRY(join(m->weights_path, sizeof m->weights_path, unet_dir, "diffusion_pytorch_model.safetensors"));
-    if (is_file(m->weights_path)) return SOWER_OK;
+    if (present(m->weights_path)) return SOWER_OK;
     static const char *const pickles[] = {"diffusion_pytorch_model.bin", "diffusion_pytorch_model.ckpt",
                                           "diffusion_pytorch_model.pt", "model.ckpt"};
     for (size_t i = 0; i < sizeof pickles / sizeof pickles[0]; i++) {
         char path[4200];
         snprintf(path, sizeof path, "%s/%s", unet_dir, pickles[i]);
-        if (is_file(path))
+        if (regular_file_exists(path))
             return SOWER_FAIL(
                 SOWER_EMODEL,
                 "%s: pickle weights are refused (loading them executes code); convert them to "
@@ -59,13 +62,13 @@ static int locate(Model *m, const char *dir)
     char unet_dir[4096];
     SOWER_TRY(join(unet_dir, sizeof unet_dir, dir, "unet"));
     SOWER_TRY(join(m->unet_config_path, sizeof m->unet_config_path, unet_dir, "config.json"));
-    if (is_file(m->unet_config_path)) {
+    if (present(m->unet_config_path)) {
         m->flat_layout = 0;
         SOWER_TRY(join(m->scheduler_config_path, sizeof m->scheduler_config_path, dir,
                        "scheduler/scheduler_config.json"));
     } else {
         SOWER_TRY(join(m->unet_config_path, sizeof m->unet_config_path, dir, "config.json"));
-        if (!is_file(m->unet_config_path))
+        if (!regular_file_exists(m->unet_config_path))
             return SOWER_FAIL(
                 SOWER_EMODEL,
                 "model '%s': found neither unet/config.json (pipeline layout) nor config.json (flat "
@@ -76,7 +79,7 @@ static int locate(Model *m, const char *dir)
         SOWER_TRY(
             join(m->scheduler_config_path, sizeof m->scheduler_config_path, dir, "scheduler_config.json"));
     }
-    if (!is_file(m->scheduler_config_path))
+    if (!present(m->scheduler_config_path))
         return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the scheduler config of model '%s')",
                           m->scheduler_config_path, dir);
     SOWER_TRY(find_weights(m, unet_dir));
@@ -92,6 +95,17 @@ static const char *const other_scheduler_classes[] = {"LMSDiscreteScheduler",
                                                       "DEISMultistepScheduler",
                                                       "DPMSolverSinglestepScheduler",
                                                       NULL};
+
+/* The scheduler classes a folder may name: the registry's, then the others (NULL-terminated). */
+static void scheduler_class_list(const char *classes[32])
+{
+    int n = 0;
+    for (int k = 0; k < scheduler_kind_count() && n < 15; k++)
+        classes[n++] = scheduler_class_name(k);
+    for (int k = 0; other_scheduler_classes[k] && n < 31; k++)
+        classes[n++] = other_scheduler_classes[k];
+    classes[n] = NULL;
+}
 
 /* The _class_name of a JSON config into out ("" if absent); fails if it is not `expected`. */
 static int check_class(const char *text, size_t bytes, const char *path, const char *const *expected,
@@ -126,20 +140,74 @@ static int check_class(const char *text, size_t bytes, const char *path, const c
 
 /* model_index.json: which pipeline the folder is. sower renders DDPMPipeline and DDIMPipeline
  * (UNet2DModel) and StableDiffusionPipeline (UNet2DConditionModel); any other is refused by name. */
+/* One component entry of model_index.json, ["library", "Class"], against the classes sower loads for it
+ * (diffusers instantiates the class named there, so another one would render other rows). An absent
+ * entry passes (sower reads the subfolder); [null, null] (diffusers: no such component) passes only
+ * where the pipeline can do without it (may_be_null). The class named is kept in index_class if given. */
+static int check_component(const cJSON *index, const char *path, const char *key,
+                           const char *const *classes /* NULL-terminated */,
+                           int may_be_null, char *index_class, size_t index_class_size)
+{
+    const cJSON *entry = cJSON_GetObjectItemCaseSensitive(index, key);
+    if (!entry) return SOWER_OK;
+    const cJSON *lib = cJSON_GetArrayItem(entry, 0), *cls = cJSON_GetArrayItem(entry, 1);
+    if (!cJSON_IsArray(entry) || cJSON_GetArraySize(entry) != 2 || !(cJSON_IsString(lib) || cJSON_IsNull(lib)) ||
+        !(cJSON_IsString(cls) || cJSON_IsNull(cls)))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': expected [library, class], e.g. [\"diffusers\", \"%s\"]", path,
+                          key, classes[0]);
+    if (cJSON_IsNull(cls)) {
+        if (may_be_null) return SOWER_OK;
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': the pipeline has none (null), and sower needs its %s", path,
+                          key, key);
+    }
+    if (index_class) snprintf(index_class, index_class_size, "%s", cls->valuestring);
+    char supported[1024] = "";
+    for (int i = 0; classes[i]; i++) {
+        if (strcmp(cls->valuestring, classes[i]) == 0) return SOWER_OK;
+        snprintf(supported + strlen(supported), sizeof supported - strlen(supported), "%s%s", i ? " or " : "",
+                 classes[i]);
+    }
+    return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': found class '%s', sower loads its %s as %s", path, key,
+                      cls->valuestring, key, supported);
+}
+
+static int check_components(Model *m, const char *text, size_t bytes, const char *path)
+{
+    static const char *const unet[] = {"UNet2DModel", NULL}, *const sd_unet[] = {"UNet2DConditionModel", NULL},
+                             *const text_encoder[] = {"CLIPTextModel", NULL},
+                             *const tokenizer[] = {"CLIPTokenizer", "CLIPTokenizerFast", NULL},
+                             *const vae[] = {"AutoencoderKL", NULL};
+    const char *schedulers[32];
+    scheduler_class_list(schedulers);
+    cJSON *index = cJSON_ParseWithLength(text, bytes);
+    int status = check_component(index, path, "unet", m->stable_diffusion ? sd_unet : unet, 0, NULL, 0);
+    if (status == SOWER_OK)
+        status = check_component(index, path, "scheduler", schedulers, 0, m->index_scheduler_class,
+                                 sizeof m->index_scheduler_class);
+    if (status == SOWER_OK && m->stable_diffusion)
+        status = check_component(index, path, "text_encoder", text_encoder, 0, NULL, 0);
+    if (status == SOWER_OK && m->stable_diffusion)
+        status = check_component(index, path, "tokenizer", tokenizer, 0, NULL, 0);
+    if (status == SOWER_OK && m->stable_diffusion) /* no VAE: latents only, as diffusers allows */
+        status = check_component(index, path, "vae", vae, 1, NULL, 0);
+    cJSON_Delete(index);
+    return status;
+}
+
 static int read_pipeline_class(Model *m, const char *dir)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/model_index.json", dir);
-    if (!is_file(path)) return SOWER_OK;
+    if (!present(path)) return SOWER_OK; /* absent; anything there (a loop, a FIFO) must read */
     char *text = NULL;
     size_t bytes = 0;
     SOWER_TRY(config_file_read(path, "pipeline index", CONFIG_MAX_BYTES, SOWER_EMODEL, &text, &bytes));
     static const char *const pipelines[] = {"DDPMPipeline", "DDIMPipeline", "StableDiffusionPipeline", NULL};
     int status = check_class(text, bytes, path, pipelines, m->pipeline_class, sizeof m->pipeline_class);
-    free(text);
-    SOWER_TRY(status);
     m->stable_diffusion = strcmp(m->pipeline_class, "StableDiffusionPipeline") == 0;
-    return SOWER_OK;
+    if (status == SOWER_OK) status = check_components(m, text, bytes, path);
+    free(text);
+    return status;
 }
 
 /* vae_scale_factor as StableDiffusionPipeline computes it: 2^(len(vae.config.block_out_channels) - 1), or 8
@@ -149,7 +217,7 @@ static int read_vae_scale_factor(Model *m)
     char path[4200];
     snprintf(path, sizeof path, "%s/vae/config.json", m->dir);
     m->vae_scale_factor = 8;
-    if (!is_file(path)) return SOWER_OK;
+    if (!present(path)) return SOWER_OK; /* no VAE; anything there (a loop, a FIFO) must read */
     char *text = NULL;
     size_t bytes = 0;
     SOWER_TRY(config_file_read(path, "VAE config", CONFIG_MAX_BYTES, SOWER_EMODEL, &text, &bytes));
@@ -171,6 +239,7 @@ static int read_vae_scale_factor(Model *m)
 static int digest_weights(Model *m)
 {
     /* The mapping covers the whole file: its SHA-256 is the file's. */
+    SOWER_TRY(safetensors_check_finite(&m->weights));
     SOWER_TRY(safetensors_digest(&m->weights, m->weights_sha256));
     return SOWER_OK;
 }
@@ -187,12 +256,8 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
     if (!m->dir) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     static const char *const unet_classes[] = {"UNet2DModel", NULL}, *const sd_unet_classes[] = {
                                                                          "UNet2DConditionModel", NULL};
-    const char *scheduler_classes[32] = {NULL}; /* the registry's classes, then the others, NULL-terminated */
-    int n_classes = 0;
-    for (int k = 0; k < scheduler_kind_count() && n_classes < 15; k++)
-        scheduler_classes[n_classes++] = scheduler_class_name(k);
-    for (int k = 0; other_scheduler_classes[k] && n_classes < 31; k++)
-        scheduler_classes[n_classes++] = other_scheduler_classes[k];
+    const char *scheduler_classes[32];
+    scheduler_class_list(scheduler_classes);
     SOWER_TRY(locate(m, dir));
     SOWER_TRY(read_pipeline_class(m, dir));
     SOWER_TRY(read_vae_scale_factor(m));
@@ -204,6 +269,10 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
                                &m->scheduler_config_text, &m->scheduler_config_bytes));
     SOWER_TRY(check_class(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
                           scheduler_classes, m->scheduler_class, sizeof m->scheduler_class));
+    /* diffusers instantiates the class model_index.json names, configured from scheduler_config.json
+     * (from_config: a hand-edited folder may name two): that class is the folder's. */
+    if (m->index_scheduler_class[0])
+        snprintf(m->scheduler_class, sizeof m->scheduler_class, "%s", m->index_scheduler_class);
     /* Check the scheduler config as its own class reads it, so bad values fail before any work. */
     SchedulerKind own = SCHED_DDPM; /* a folder without _class_name: diffusers' DDPMPipeline default */
     m->folder_scheduler_known =
@@ -266,8 +335,10 @@ int model_default_scheduler(const Model *m, const char *option, SchedulerKind *k
         return SOWER_OK;
     }
     if (!m->folder_scheduler_known)
-        return SOWER_FAIL(SOWER_EUSAGE, "%s: the folder's %s is not one sower runs; choose %s (%s)",
-                          m->scheduler_config_path, m->scheduler_class, option, scheduler_names(0));
+        return SOWER_FAIL(SOWER_EUSAGE, "%s%s: the folder's %s is not one sower runs; choose %s (%s)",
+                          m->index_scheduler_class[0] ? m->dir : m->scheduler_config_path,
+                          m->index_scheduler_class[0] ? "/model_index.json" : "", m->scheduler_class, option,
+                          scheduler_names(0));
     *kind = m->folder_scheduler.kind;
     return SOWER_OK;
 }

@@ -28,6 +28,7 @@ typedef struct Model {
     char *scheduler_config_text; /* scheduler_config.json, NUL-terminated */
     size_t scheduler_config_bytes;
     char scheduler_class[64];    /* its _class_name, e.g. "DDPMScheduler" ("" if absent) */
+    char index_scheduler_class[64]; /* model_index.json's scheduler class ("" if not named there) */
     int folder_scheduler_known;  /* sower runs that class: folder_scheduler is valid */
     SchedulerConfig folder_scheduler; /* the folder's scheduler as its own class reads it (checked) */
     char pipeline_class[64];     /* model_index.json's _class_name ("" if none): DDPMPipeline, DDIMPipeline,

@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "digest.h"
 #include "mapped_file.h"
+#include "regular_file.h"
 
 enum { ST_MAX_TENSORS = 1 << 20 };
 
@@ -320,13 +322,14 @@ static int open_file(StFile *f, const char *path, int convert, int (*skip)(const
     f->path = strdup(path);
     if (!f->path)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    int fd = open(path, O_RDONLY);
+    int fd = regular_file_open(path);
     if (fd < 0)
-        return SOWER_FAIL(SOWER_EMODEL, "cannot open weights '%s': %s", path, strerror(errno));
+        return SOWER_FAIL(SOWER_EMODEL, "cannot open weights '%s': %s", path, regular_file_why(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
         close(fd);
-        return SOWER_FAIL(SOWER_EMODEL, "weights '%s' are not a regular file", path);
+        return SOWER_FAIL(SOWER_EIO, "cannot open weights '%s': %s", path, strerror(err));
     }
     if (st.st_size < 8) {
         close(fd);
@@ -350,14 +353,45 @@ static int open_file(StFile *f, const char *path, int convert, int (*skip)(const
     if (header_bytes > f->map_bytes - 8)
         return SOWER_FAIL(SOWER_EMODEL, "%s: header length %llu runs past the end of the %zu-byte file", path,
                           (unsigned long long)header_bytes, f->map_bytes);
-    cJSON *header = cJSON_ParseWithLength((const char *)bytes + 8, (size_t)header_bytes);
+    const char *header_text = (const char *)bytes + 8, *header_end = NULL; /* (header_bytes,), not NUL-ended */
+    if (memchr(header_text, '\0', (size_t)header_bytes))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: a NUL byte in the header (not a safetensors file?)", path);
+    cJSON *header = cJSON_ParseWithLengthOpts(header_text, (size_t)header_bytes, &header_end, 0);
     if (!header || !cJSON_IsObject(header)) {
         cJSON_Delete(header);
         return SOWER_FAIL(SOWER_EMODEL, "%s: the header is not a JSON object", path);
     }
+    /* The format pads the header with spaces and nothing else: text after the object is damage. */
+    for (const char *c = header_end; c < header_text + header_bytes; c++)
+        if (*c != ' ' && *c != '\t' && *c != '\n' && *c != '\r') {
+            cJSON_Delete(header);
+            return SOWER_FAIL(SOWER_EMODEL, "%s: text after the header's JSON object, at byte %zu", path,
+                              (size_t)(c - (const char *)bytes));
+        }
     int status = index_tensors(f, header, bytes + 8 + header_bytes, f->map_bytes - 8 - header_bytes, convert, skip);
     cJSON_Delete(header);
     SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int safetensors_check_finite(const StFile *f)
+{
+    enum { CHUNK = 4096 }; /* counted a chunk at a time (vectorised), searched only where one is bad */
+    for (int i = 0; i < f->n_tensors; i++) {
+        const StTensor *t = &f->tensors[i];
+        if (!t->data) continue;
+        for (int64_t at = 0; at < t->numel; at += CHUNK) {
+            const int64_t n = t->numel - at < CHUNK ? t->numel - at : CHUNK;
+            const float *v = t->data + at; /* (n,) */
+            int bad = 0;
+            for (int64_t j = 0; j < n; j++) bad += !(fabsf(v[j]) <= FLT_MAX); /* NaN or +-Inf */
+            if (!bad) continue;
+            int64_t j = 0;
+            while (fabsf(v[j]) <= FLT_MAX) j++;
+            return SOWER_FAIL(SOWER_EMODEL, "%s: tensor '%s' holds %s at index %lld: the model would render NaN",
+                              f->path, t->name, isnan(v[j]) ? "NaN" : "an infinity", (long long)(at + j));
+        }
+    }
     return SOWER_OK;
 }
 

@@ -51,6 +51,9 @@ const StTensor *safetensors_find(const StFile *f, const char *name);
  * read again, so they are given back (their memory would otherwise stay counted in the process's RSS:
  * SD 1.5's fp16 UNet is 1.7 GB). A no-op when any tensor is used in place. */
 void safetensors_release_pages(StFile *f);
+/* Refuses (SOWER_EMODEL naming the tensor and index) a NaN or infinity in any converted or mapped tensor:
+ * such weights render NaN samples that would otherwise pass every check (a re-render gives the same NaN). */
+int safetensors_check_finite(const StFile *f) SOWER_MUST_CHECK;
 /* The SHA-256 of the whole file (DIGEST_BYTES), read through the mapping in chunks, each chunk's pages
  * given back as it is hashed when no tensor is used in place. */
 int safetensors_digest(StFile *f, unsigned char *sha256) SOWER_MUST_CHECK;

@@ -77,8 +77,8 @@ static void betas_squaredcos(float *betas /* (T,) */, int T)
     }
 }
 
-static void make_alphas_cumprod(const SchedulerConfig *cfg, float *betas /* (T,) scratch */,
-                                float *alphas_cumprod /* (T,) */)
+void scheduler_alphas_cumprod(const SchedulerConfig *cfg, float *betas /* (T,) scratch */,
+                               float *alphas_cumprod /* (T,) */)
 {
     const int T = cfg->num_train_timesteps;
     switch (cfg->beta_schedule) {
@@ -202,7 +202,7 @@ int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_s
     s->num_inference_steps = num_inference_steps;
     s->step_ratio = T / num_inference_steps;
     s->init_noise_sigma = 1.0f;
-    make_alphas_cumprod(cfg, betas, s->alphas_cumprod);
+    scheduler_alphas_cumprod(cfg, betas, s->alphas_cumprod);
     s->final_alpha_cumprod = c->final_alpha_cumprod ? c->final_alpha_cumprod(cfg, s->alphas_cumprod) : 1.0f;
     SOWER_TRY_GOTO(c->set_timesteps ? c->set_timesteps(s) : default_timesteps(s), status, fail);
     if (!s->unet_timesteps) { /* integer timesteps: the UNet sees them as float32 (exact below 2^24) */

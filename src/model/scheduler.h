@@ -146,6 +146,10 @@ typedef struct {
  * with exactly the count diffusers makes (diffusers itself misbehaves otherwise: leading spacing with
  * a steps_offset that pushes t to T, or trailing spacing where numpy's arange yields N+1 values);
  * else SOWER_EINPUT. On failure *s is left zeroed. */
+/* The config's betas (T = num_train_timesteps) and their float32 cumulative product, as diffusers makes
+ * them: the table every scheduler class starts from. */
+void scheduler_alphas_cumprod(const SchedulerConfig *cfg, float *betas /* (T,) scratch */,
+                              float *alphas_cumprod /* (T,) */);
 int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_steps) SOWER_MUST_CHECK;
 /* Safe on a zeroed struct; leaves it zeroed. */
 void scheduler_free(Scheduler *s);

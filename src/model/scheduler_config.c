@@ -303,6 +303,42 @@ static int listed(const cJSON *names, const char *key)
     return 0;
 }
 
+/* Betas that leave no signal (alphas_cumprod reaching 0 in float32, e.g. beta 0.9999 throughout) or add
+ * no noise (every beta 0) make every step's coefficients 0/0 or infinite: diffusers renders NaN from
+ * both without a word; sower refuses the config. */
+static int check_noise_schedule(const SchedulerConfig *cfg, const char *path)
+{
+    const int T = cfg->num_train_timesteps;
+    float *betas = malloc((size_t)T * sizeof *betas);                   /* (T,) */
+    float *alphas_cumprod = malloc((size_t)T * sizeof *alphas_cumprod); /* (T,) */
+    int status = SOWER_OK;
+    if (!betas || !alphas_cumprod) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "scheduler tables for %d train timesteps", T);
+    } else {
+        scheduler_alphas_cumprod(cfg, betas, alphas_cumprod);
+        int empty = 0;
+        while (empty < T && alphas_cumprod[empty] > 0.0f) empty++;
+        char betas_named[160];
+        if (cfg->beta_schedule == BETA_SQUAREDCOS_CAP_V2)
+            snprintf(betas_named, sizeof betas_named, "beta_schedule %s", beta_schedule_names[cfg->beta_schedule]);
+        else
+            snprintf(betas_named, sizeof betas_named, "beta_start %g, beta_end %g (%s)", cfg->beta_start,
+                     cfg->beta_end, beta_schedule_names[cfg->beta_schedule]);
+        if (empty < T)
+            status = SOWER_FAIL(SOWER_EMODEL,
+                                "%s: %s leave no signal from train step %d on (alphas_cumprod 0 in float32): not a "
+                                "noise schedule sower can run",
+                                path, betas_named, empty);
+        else if (alphas_cumprod[T - 1] >= 1.0f)
+            status = SOWER_FAIL(SOWER_EMODEL,
+                                "%s: %s add no noise (every alphas_cumprod is 1): not a noise schedule sower can run",
+                                path, betas_named);
+    }
+    free(betas);
+    free(alphas_cumprod);
+    return status;
+}
+
 static int parse_object(const cJSON *root, const char *path, SchedulerKind kind, SchedulerConfig *cfg)
 {
     if (!cJSON_IsObject(root)) {
@@ -340,6 +376,7 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
     }
     if (scheduler_class(kind)->validate)
         SOWER_TRY(scheduler_class(kind)->validate(cfg, path));
+    SOWER_TRY(check_noise_schedule(cfg, path));
     return SOWER_OK;
 }
 

@@ -45,20 +45,25 @@ static int parse_block_types(const cJSON *obj, const char *path, const char *key
     return SOWER_OK;
 }
 
+/* A whole number of pixels in 1..MAX_SAMPLE (16.5 is refused, as diffusers refuses it, not truncated). */
+static int is_sample_side(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble >= 1 &&
+           v->valuedouble <= MAX_SAMPLE;
+}
+
 static int parse_sample_size(const cJSON *obj, const char *path, UNetConfig *cfg)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "sample_size");
     if (!v || cJSON_IsNull(v))
         return SOWER_OK;
-    if (cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble >= 1 &&
-        v->valuedouble <= MAX_SAMPLE) {
+    if (is_sample_side(v)) {
         cfg->sample_height = cfg->sample_width = (int)v->valuedouble;
         return SOWER_OK;
     }
     if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) {
         const cJSON *h = cJSON_GetArrayItem(v, 0), *w = cJSON_GetArrayItem(v, 1);
-        if (cJSON_IsNumber(h) && cJSON_IsNumber(w) && h->valuedouble >= 1 && w->valuedouble >= 1 &&
-            h->valuedouble <= MAX_SAMPLE && w->valuedouble <= MAX_SAMPLE) {
+        if (is_sample_side(h) && is_sample_side(w)) {
             cfg->sample_height = (int)h->valuedouble;
             cfg->sample_width = (int)w->valuedouble;
             return SOWER_OK;

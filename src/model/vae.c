@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "backend.h"
 #include "blocks.h"
@@ -126,14 +127,15 @@ static int load(Vae *v, const char *model_dir)
     free(text);
     SOWER_TRY(status);
     SOWER_TRY(vae_init(v));
-    FILE *probe = fopen(v->weights_path, "rb");
-    if (!probe) return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the VAE weights, in safetensors format)", v->weights_path);
-    fclose(probe);
+    struct stat st;
+    if (stat(v->weights_path, &st) != 0)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the VAE weights, in safetensors format)", v->weights_path);
     SOWER_TRY(safetensors_open_except(&v->weights, v->weights_path, is_encoder_tensor));
     const WeightBindRules rules = {.model = "AutoencoderKL decoder",
                                    .legacy_name = blocks_legacy_attention_name,
                                    .ignored_if = is_encoder_tensor};
     SOWER_TRY(weight_list_bind(&v->weights_list, &v->weights, &rules));
+    SOWER_TRY(safetensors_check_finite(&v->weights));
     SOWER_TRY(safetensors_digest(&v->weights, v->weights_sha256));
     return SOWER_OK;
 }

@@ -177,7 +177,8 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
     } else {
         if (o->resume_auto) {
             SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels, r->rs.height,
-                                        r->rs.width, images, seed_of_row, r, &r->finished_before));
+                                        r->rs.width, images, seed_of_row, r, &r->finished_before,
+                                        &r->finished_mismatches));
             if (r->finished_before) return SOWER_OK;
         }
         SOWER_TRY(create_output(r, out, NULL));

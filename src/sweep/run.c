@@ -11,6 +11,7 @@
 
 #include <omp.h>
 #include <sched.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,10 +350,21 @@ static int render_verify_record(Run *r, const RunOptions *o, int *stopped, int *
     const uint64_t rows = r->plan.hi - r->plan.lo;
     collective_check(t, SOWER_MPI_STATUS(MPI_Bcast(&r->finished_before, 1, MPI_INT, 0, MPI_COMM_WORLD)));
     if (r->finished_before) {
-        if (t->rank == 0)
+        /* A finished file whose own verification failed stays a failure (exit 1) however often a requeue
+         * finds it: it is not rendered again (the rows are kept; --force renders anew). */
+        int recorded = r->finished_mismatches > INT_MAX ? INT_MAX : (int)r->finished_mismatches;
+        collective_check(t, SOWER_MPI_STATUS(MPI_Bcast(&recorded, 1, MPI_INT, 0, MPI_COMM_WORLD)));
+        *mismatches = recorded;
+        if (t->rank == 0 && recorded)
+            fprintf(stderr,
+                    "sower run: %s is already finished for this manifest and model, but its run's own "
+                    "verification found %d row%s differing when re-rendered (sower verify names them; "
+                    "--force renders the job anew)\n",
+                    r->out_path, recorded, recorded == 1 ? "" : "s");
+        else if (t->rank == 0)
             printf("sower run: %s is already finished for this manifest and model: nothing to do\n",
                    r->out_path);
-        return 0;
+        return recorded ? 1 : 0;
     }
     if (o->resume || o->resume_auto || o->stitch_n) /* a new output has nothing done: no need to send zeros */
         collective_check(t, collective_bcast_bytes(r->done, rows, 0));

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "config_file.h"
+#include "regular_file.h"
 #include "gemm.h"
 #include "json_keys.h"
 #include "rowops.h"
@@ -111,12 +112,6 @@ static int list_params(ClipTextModel *m)
 
 /* ---- loading ---- */
 
-static int is_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 static int find_files(ClipTextModel *m, const char *dir)
 {
     const char *const folders[] = {"/text_encoder", ""};
@@ -125,13 +120,13 @@ static int find_files(ClipTextModel *m, const char *dir)
         if ((size_t)snprintf(config, sizeof config, "%s%s/config.json", dir, folders[i]) >= sizeof config ||
             (size_t)snprintf(weights, sizeof weights, "%s%s/model.safetensors", dir, folders[i]) >= sizeof weights)
             return SOWER_FAIL(SOWER_EMODEL, "'%s': path too long", dir);
-        if (!is_file(config))
+        if (!regular_file_exists(config))
             continue;
-        if (!is_file(weights)) {
+        if (!regular_file_exists(weights)) {
             char bin[4096];
             snprintf(bin, sizeof bin, "%s%s/pytorch_model.bin", dir, folders[i]);
             return SOWER_FAIL(SOWER_EMODEL, "%s: missing%s", weights,
-                              is_file(bin) ? " (pytorch_model.bin is there, but sower reads only safetensors: "
+                              regular_file_exists(bin) ? " (pytorch_model.bin is there, but sower reads only safetensors: "
                                              "pickle files run code when loaded)"
                                            : "");
         }
@@ -161,6 +156,7 @@ static int load_files(ClipTextModel *m, const char *dir)
     static const char *const ignored[] = {"text_model.embeddings.position_ids", NULL};
     const WeightBindRules rules = {.model = "CLIPTextModel", .ignored = ignored};
     SOWER_TRY(weight_list_bind(&m->weights, &m->file, &rules));
+    SOWER_TRY(safetensors_check_finite(&m->file));
     SOWER_TRY(safetensors_digest(&m->file, m->weights_sha256));
     safetensors_release_pages(&m->file);
     return SOWER_OK;

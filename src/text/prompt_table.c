@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config_file.h"
 
@@ -89,9 +90,8 @@ int prompt_encoder_digest(const PromptEncoder *pe, unsigned char out[DIGEST_BYTE
         char *text = NULL;
         size_t bytes = 0;
         unsigned char file_sha[DIGEST_BYTES] = {0}; /* zeros: the file is absent (optional ones) */
-        FILE *probe = fopen(path, "rb");
-        if (probe) {
-            fclose(probe);
+        struct stat st;
+        if (stat(path, &st) == 0) { /* there: it must read (a FIFO or directory is refused by name) */
             status = config_file_read(path, "tokenizer file", 64 << 20, SOWER_EMODEL, &text, &bytes);
             if (status == SOWER_OK) status = digest_buffer(text, bytes, file_sha);
             free(text);

@@ -231,9 +231,13 @@ static void read_everything(int edited)
         /* --resume-auto's question: is it this job's finished output? */
         const H5JobKey key = {job_key, job_sha, manifest_sha, weights_sha, identity};
         int finished = 0;
-        status = h5out_is_finished(copy_path, &key, r.job.n_rows, r.c, r.h, r.w, NULL, seed_of_row, &r.job, &finished);
+        uint64_t mismatched = 0;
+        status = h5out_is_finished(copy_path, &key, r.job.n_rows, r.c, r.h, r.w, NULL, seed_of_row, &r.job, &finished,
+                                   &mismatched);
         expect(status, edited);
         FUZZ_ASSERT(edited || finished, "the unedited template is not finished");
+        FUZZ_ASSERT(edited || !mismatched, "the unedited template records %llu mismatches",
+                    (unsigned long long)mismatched);
         h5read_close(&r);
     }
     status = h5read_open(&r, copy_path);

@@ -1,0 +1,24 @@
+/* regular_file.h: opening a file only if it is a regular one. A plain open() of a FIFO blocks until
+ * a writer appears (a hang, not an error) and a device may never end; every reader of user-named
+ * paths (models, tokenizers, manifests, outputs) asks here first, so such a path is refused by name. */
+#ifndef SOWER_REGULAR_FILE_H
+#define SOWER_REGULAR_FILE_H
+
+#include <stdio.h>
+
+/* Opens path read-only (O_CLOEXEC) without blocking; the descriptor if it is a regular file (links
+ * followed), else -1 with errno: the open's own (ENOENT, EACCES, ...), EISDIR for a directory, or
+ * ENOTSUP for anything else (FIFO, socket, device). The descriptor blocks as usual afterwards. */
+int regular_file_open(const char *path);
+
+/* fopen(path, "rb") through regular_file_open: NULL with errno as there. */
+FILE *regular_file_fopen(const char *path);
+
+/* What regular_file_open's errno means for a user: "it is a directory", "it is not a regular file
+ * (a FIFO, socket or device)", else strerror(err). */
+const char *regular_file_why(int err);
+
+/* 1 when path is an existing regular file (links followed), else 0; never opens it. */
+int regular_file_exists(const char *path);
+
+#endif /* SOWER_REGULAR_FILE_H */
