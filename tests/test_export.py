@@ -76,7 +76,10 @@ def check_good(sower, good, tmp):
         failures.append(f"export: pixels differ from the post-processed latents at "
                         f"{np.argwhere(pixels != want)[:4].tolist()}")
     # --rows picks rows: 2-3 side by side (2 columns, 1 row: 18 x 8).
-    r = run([sower, "export", good, "--png", png, "--rows", "2-3"])
+    r = run([sower, "export", good, "--png", png, "--rows", "2-3"])  # refused: the sheet exists
+    if r is None or r.returncode != 2 or "export never replaces a file unless --force" not in r.stderr:
+        failures.append(f"export onto an existing sheet without --force: exit {r and r.returncode}")
+    r = run([sower, "export", good, "--png", png, "--rows", "2-3", "--force"])
     pixels = read_png(png)[0][:, :, 0] if r is not None and r.returncode == 0 else None
     height, width = pixels.shape if pixels is not None else (0, 0)
     if (width, height) != (18, 8):
@@ -152,12 +155,32 @@ def main():
              ["row 4 does not match its /digest"]),
             ("a flipped latent", mutated(good, tmp, "flipped", lambda f: f["latents"].__setitem__((2, 0, 0, 0), -f["latents"][2, 0, 0, 0])),
              ["row 2 does not match its /digest"]),
+            ("an altered seed", mutated(good, tmp, "seed", lambda f: f["seeds"].__setitem__(3, 99999)),
+             ["row 3 holds seed 99999 in /seeds where its manifest gives"]),
         ]
         for what, path, texts in refused:
             expect(run([sower, "export", path, "--png", png]), f"export of {what}", 2, [path] + texts)
             if os.path.exists(png):
                 failures.append(f"export of {what}: wrote {png}")
                 os.remove(png)
+
+        # The sheet never replaces the file it shows (even with --force, even through a link), nor, without
+        # --force, any other file.
+        before = open(good, "rb").read()
+        link = os.path.join(tmp, "link.png")
+        os.symlink(good, link)
+        for target, extra in ((good, []), (good, ["--force"]), (link, ["--force"])):
+            expect(run([sower, "export", good, "--png", target] + extra), f"export onto its input {extra}", 2,
+                   ["the file being exported"])
+        notes = os.path.join(tmp, "notes.txt")
+        open(notes, "w").write("precious\n")
+        expect(run([sower, "export", good, "--png", notes]), "export onto another file", 2,
+               ["the file exists", "--force"])
+        if open(good, "rb").read() != before or open(notes).read() != "precious\n":
+            failures.append("export replaced its input or another file")
+        r = run([sower, "export", good, "--png", notes, "--force"])
+        if r is None or r.returncode != 0 or open(notes, "rb").read(8) != b"\x89PNG\r\n\x1a\n":
+            failures.append(f"export --force onto another file: exit {r and r.returncode}")
 
         # The reader's /verify table, as `sower verify` reports it; a damaged one is refused.
         r = run([sower, "verify", good])

@@ -210,8 +210,16 @@ def main():
                 ["--shard-size"])
         refused("--scale with a folder", [sower, "export", out, "--pngs", os.path.join(tmp, "new"), "--scale", "2"],
                 ["--scale and --columns apply to --png"])
+        # One layout and shard size per folder: another's files would share keys in SHA256SUMS.
+        before = sorted(os.listdir(latents_dir))
+        refused("another layout in an export folder", [sower, "export", out, "--imagefolder", latents_dir],
+                ["holds a --npy export of this job", "not --imagefolder"], (latents_dir, before))
+        refused("another shard size", [sower, "export", out, "--npy", latents_dir, "--shard-size", "2"],
+                ["shards hold 3 rows each", "--shard-size 3"], (latents_dir, before))
+        refused("--force with a folder", [sower, "export", out, "--npy", latents_dir, "--force"],
+                ["--force applies to --png"], (latents_dir, before))
         check(not os.path.exists(os.path.join(tmp, "new")), "a refused export made its folder")
-        print("7 refusals: exit 2, the folders untouched")
+        print("10 refusals: exit 2, the folders untouched")
 
         # 5. a pixel-space model: grey PNGs of the samples themselves, no prompt
         grey = os.path.join(tmp, "grey")

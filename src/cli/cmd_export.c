@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -22,10 +23,29 @@
 enum { GAP = 2, GAP_GREY = 128, MAX_EXPORT_ROWS = 4096, MAX_DIR_ROWS = 1 << 24 };
 
 
-static int write_png(const char *path, const unsigned char *pixels, int width, int height, int channels)
+/* The sheet's file must not be what is exported (OUT.h5, or OUT.npy and its record, through any link):
+ * writing it would replace the rows it shows. An existing FILE is replaced only with --force. */
+static int check_png_target(const char *png_path, const char *path, int force)
 {
-    OutFile f;
-    SOWER_TRY(outfile_open(&f, path));
+    struct stat target, source;
+    if (stat(png_path, &target) != 0) return SOWER_OK; /* new (or a dangling link, which the write follows) */
+    char record[4200];
+    snprintf(record, sizeof record, "%s.json", path);
+    const char *inputs[] = {path, record};
+    for (int i = 0; i < 2; i++)
+        if (stat(inputs[i], &source) == 0 && source.st_dev == target.st_dev && source.st_ino == target.st_ino)
+            return SOWER_FAIL(SOWER_EUSAGE, "--png %s: that is %s, the file being exported: choose another FILE",
+                              png_path, inputs[i]);
+    if (!force)
+        return SOWER_FAIL(SOWER_EPATH, "--png %s: the file exists; export never replaces a file unless --force",
+                          png_path);
+    return SOWER_OK;
+}
+
+static int write_png(const char *path, const unsigned char *pixels, int width, int height, int channels, int force)
+{
+    OutFile f; /* without --force, the commit also refuses a FILE made meanwhile */
+    SOWER_TRY(force ? outfile_open(&f, path) : outfile_open_new(&f, path));
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info || setjmp(png_jmpbuf(png))) {
@@ -51,18 +71,20 @@ static int write_png(const char *path, const unsigned char *pixels, int width, i
 typedef struct {
     const char *path, *png_path, *rows_text, *dir, *model_dir;
     int layout, n_layouts; /* ExportLayout of the one folder option given */
+    int force;             /* --png: replace an existing FILE */
     long columns, threads, shard_size, scale;
 } ExportOptions;
 
 enum { OPT_PNG, OPT_ROWS, OPT_COLUMNS, OPT_PNGS, OPT_IMAGEFOLDER, OPT_WEBDATASET, OPT_NPY, OPT_THREADS,
-       OPT_SHARD_SIZE, OPT_SCALE, OPT_MODEL, N_EXPORT_OPTS };
+       OPT_SHARD_SIZE, OPT_SCALE, OPT_MODEL, OPT_FORCE, N_EXPORT_OPTS };
 static const CliOption export_options[N_EXPORT_OPTS] = {
     [OPT_PNG] = {"--png", NULL, 1},           [OPT_ROWS] = {"--rows", NULL, 1},
     [OPT_COLUMNS] = {"--columns", NULL, 1},   [OPT_PNGS] = {"--pngs", NULL, 1},
     [OPT_IMAGEFOLDER] = {"--imagefolder", NULL, 1}, [OPT_WEBDATASET] = {"--webdataset", NULL, 1},
     [OPT_NPY] = {"--npy", NULL, 1},
     [OPT_THREADS] = {"--threads", NULL, 1},   [OPT_SHARD_SIZE] = {"--shard-size", NULL, 1},
-    [OPT_SCALE] = {"--scale", NULL, 1},       [OPT_MODEL] = {"--model", NULL, 1}};
+    [OPT_SCALE] = {"--scale", NULL, 1},       [OPT_MODEL] = {"--model", NULL, 1},
+    [OPT_FORCE] = {"--force", NULL, 0}};
 
 static int on_export_option(void *ctx, int which, const char *v)
 {
@@ -84,18 +106,20 @@ static int on_export_option(void *ctx, int which, const char *v)
     case OPT_SHARD_SIZE: SOWER_TRY(cli_parse_int("--shard-size", v, 1, 1000000, &o->shard_size)); break;
     case OPT_SCALE: SOWER_TRY(cli_parse_int("--scale", v, 1, 16, &o->scale)); break;
     case OPT_MODEL: o->model_dir = v; break;
+    case OPT_FORCE: o->force = 1; break;
     default: SOWER_TRY(cli_parse_int("--columns", v, 1, 1024, &o->columns)); break;
     }
     return SOWER_OK;
 }
 
 static const char export_usage[] =
-    "usage: sower export OUT.h5|OUT.npy --png FILE [--rows A-B] [--columns N] [--scale S]\n"
+    "usage: sower export OUT.h5|OUT.npy --png FILE [--rows A-B] [--columns N] [--scale S] [--force]\n"
     "       sower export OUT.h5|OUT.npy --pngs DIR | --imagefolder DIR | --webdataset DIR | --npy DIR [--shard-size N]\n"
     "                    [--rows A-B] [--threads T] [--model DIR]\n"
     "\n"
     "--png FILE: a contact sheet of the rows A..B (default: the first 64), post-processed as diffusers\n"
-    "does for pixel-space models ((x/2+0.5) clamped to [0,1]); --scale S draws each pixel as SxS.\n"
+    "does for pixel-space models ((x/2+0.5) clamped to [0,1]); --scale S draws each pixel as SxS. An\n"
+    "existing FILE is replaced only with --force (never the file being exported).\n"
     "--pngs DIR: one PNG per row (default: every row), DIR/rowRRRRRRRR_seedS.png; a Stable Diffusion\n"
     "output's latents are decoded by its model's VAE (vae.decode(latents / scaling_factor), one at a\n"
     "time, on the CPU; the model the run recorded, or --model DIR); each PNG carries its generation\n"
@@ -108,9 +132,9 @@ static const char export_usage[] =
     "--npy DIR: the latents themselves for latent-space training, DIR/shard-NNNNNN.npy (N rows, C, h, w)\n"
     "float32 of N rows each (default 1000) and DIR/shard-NNNNNN.jsonl (a line per row: index, row, seed,\n"
     "prompt, ..., latents_sha256).\n"
-    "DIR must be new, empty, or an export of the same job (run again after an interruption: PNGs and\n"
-    "shards already there are kept; other --rows merge into metadata.jsonl). DIR/SHA256SUMS gives every\n"
-    "file's SHA-256 (sha256sum -c SHA256SUMS).\n"
+    "DIR must be new, empty, or an export of the same job, layout and shard size (run again after an\n"
+    "interruption: PNGs and shards already there are kept; other --rows merge into metadata.jsonl).\n"
+    "DIR/SHA256SUMS gives every file's SHA-256 (sha256sum -c SHA256SUMS).\n"
     "OUT.h5: a finished output of sower run; another file, an unfinished or damaged one, or another\n"
     "format_version exits 2. OUT.npy: an array of sower sample with the record it writes beside it,\n"
     "OUT.npy.json (model, settings, prompt, seeds, each row's SHA-256); a row that does not match its\n"
@@ -137,6 +161,10 @@ int cmd_export(int argc, char **argv)
     if (o.shard_size && o.layout != EXPORT_WEBDATASET && o.layout != EXPORT_NPY)
         return SOWER_FAIL(SOWER_EUSAGE, "--shard-size applies to --webdataset and --npy");
     if ((o.scale || o.columns) && dir) return SOWER_FAIL(SOWER_EUSAGE, "--scale and --columns apply to --png");
+    if (o.force && dir)
+        return SOWER_FAIL(SOWER_EUSAGE, "--force applies to --png (a folder export adds to an export of the same "
+                                        "job and never replaces another's files)");
+    if (png_path) SOWER_TRY(check_png_target(png_path, path, o.force));
     const int scale = o.scale ? (int)o.scale : 1;
     const long threads = o.threads ? o.threads : (sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
     omp_set_num_threads((int)threads);
@@ -200,7 +228,7 @@ int cmd_export(int argc, char **argv)
                     sheet[((size_t)(y0 + y) * width + x0 + x) * out_channels + ch] =
                         vae_pixel_byte(img[((size_t)ch * h + y / scale) * w + x / scale]);
     }
-    SOWER_TRY_GOTO(write_png(png_path, sheet, width, height, out_channels), status, done);
+    SOWER_TRY_GOTO(write_png(png_path, sheet, width, height, out_channels, o.force), status, done);
     fprintf(stderr, "sower export: rows %llu-%llu (%dx%d, %d channel%s) -> %s (%dx%d)\n",
             (unsigned long long)first, (unsigned long long)last, h, w, c, c == 1 ? "" : "s", png_path, width,
             height);

@@ -94,6 +94,8 @@ static int encode_png(const unsigned char *pixels, int w, int h, int channels, c
 typedef struct {
     const ExportSource *in;
     const char *path, *dir;
+    const char *layout;    /* "pngs", "imagefolder", "webdataset" or "npy": one per folder (the marker says) */
+    uint64_t shard_rows;   /* rows per shard (webdataset, npy; 0 for a file per row): one per folder too */
     int imagefolder;
     int latents_only;      /* --npy: the rows themselves, nothing decoded or drawn */
     int decode;            /* Stable Diffusion latents: through the VAE */
@@ -138,7 +140,26 @@ static int write_whole(const char *path, const void *data, size_t bytes)
     return status;
 }
 
-/* dir: new, empty, or an export of this very job (its marker names the job's digest). */
+/* An earlier export into dir of another layout or shard size would share file keys with this one (row 7's
+ * PNG, shard 0's rows) in SHA256SUMS and metadata.jsonl: refused. A marker of before the layout was
+ * recorded passes. */
+static int check_same_layout(const Export *e, const cJSON *marker, const char *marker_path)
+{
+    const cJSON *layout = cJSON_GetObjectItemCaseSensitive(marker, "layout");
+    const cJSON *shard = cJSON_GetObjectItemCaseSensitive(marker, "shard_rows");
+    if (cJSON_IsString(layout) && strcmp(layout->valuestring, e->layout) != 0)
+        return SOWER_FAIL(SOWER_EPATH, "%s: holds a --%s export of this job (see %s), not --%s: a folder holds one "
+                                       "layout; choose another folder",
+                          e->dir, layout->valuestring, marker_path, e->layout);
+    if (e->shard_rows && cJSON_IsNumber(shard) && (uint64_t)shard->valuedouble != e->shard_rows)
+        return SOWER_FAIL(SOWER_EPATH, "%s: its shards hold %llu rows each (see %s), not %llu: give --shard-size %llu "
+                                       "or choose another folder",
+                          e->dir, (unsigned long long)shard->valuedouble, marker_path,
+                          (unsigned long long)e->shard_rows, (unsigned long long)shard->valuedouble);
+    return SOWER_OK;
+}
+
+/* dir: new, empty, or an export of this very job in the same layout (its marker names the job's digest). */
 static int claim_dir(Export *e)
 {
     SOWER_TRY(make_dirs(e->dir));
@@ -151,11 +172,12 @@ static int claim_dir(Export *e)
         free(text);
         const cJSON *job = cJSON_GetObjectItemCaseSensitive(obj, "job_sha256");
         const int same = cJSON_IsString(job) && strcmp(job->valuestring, e->job_hex) == 0;
+        int status = same ? check_same_layout(e, obj, marker) : SOWER_OK;
         cJSON_Delete(obj);
         if (!same)
             return SOWER_FAIL(SOWER_EPATH, "%s: holds the export of another job (see %s): choose another folder",
                               e->dir, marker);
-        return SOWER_OK; /* resuming: its PNGs are this job's */
+        return status; /* resuming: its files are this job's */
     }
     sower_error_clear();
     DIR *d = opendir(e->dir);
@@ -170,6 +192,8 @@ static int claim_dir(Export *e)
     cJSON_AddStringToObject(obj, "source", e->path);
     cJSON_AddStringToObject(obj, "job_sha256", e->job_hex);
     cJSON_AddStringToObject(obj, "weights_sha256", e->weights_hex);
+    cJSON_AddStringToObject(obj, "layout", e->layout);
+    if (e->shard_rows) cJSON_AddNumberToObject(obj, "shard_rows", (double)e->shard_rows);
     cJSON_AddStringToObject(obj, "sower_version", sower_version());
     char *json = cJSON_Print(obj);
     cJSON_Delete(obj);
@@ -524,10 +548,14 @@ static int export_latent_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
 int export_images(const ExportSource *in, const char *dir, ExportLayout layout, uint64_t first, uint64_t last,
                   uint64_t shard_rows, const char *model_dir)
 {
-    Export e = {.in = in, .path = in->path, .dir = dir, .imagefolder = layout == EXPORT_IMAGEFOLDER,
+    static const char *const layout_names[] = {[EXPORT_PNGS] = "pngs", [EXPORT_IMAGEFOLDER] = "imagefolder",
+                                               [EXPORT_WEBDATASET] = "webdataset", [EXPORT_NPY] = "npy"};
+    const int sharded = layout == EXPORT_WEBDATASET || layout == EXPORT_NPY;
+    Export e = {.in = in, .path = in->path, .dir = dir, .layout = layout_names[layout],
+                .shard_rows = sharded ? shard_rows : 0, .imagefolder = layout == EXPORT_IMAGEFOLDER,
                 .latents_only = layout == EXPORT_NPY, .model_dir = model_dir};
     int status = setup(&e);
-    if (layout == EXPORT_WEBDATASET || layout == EXPORT_NPY) {
+    if (sharded) {
         int (*shard)(Export *, uint64_t, uint64_t, uint64_t) = layout == EXPORT_NPY ? export_latent_shard : export_shard;
         for (uint64_t k = 0, lo = first; lo <= last && status == SOWER_OK; k++, lo += shard_rows)
             status = shard(&e, k, lo, last + 1 - lo < shard_rows ? last + 1 : lo + shard_rows);

@@ -72,6 +72,13 @@ int export_source_row(const ExportSource *s, uint64_t r, float *row, uint64_t *s
         *seed = s->record.job.list[r];
     } else {
         SOWER_TRY(h5read_rows(&s->out, r, 1, row, seed, recorded, NULL));
+        /* The digest covers the latents only: the seed a row is labelled with is the stored manifest's. */
+        const uint64_t expected = job_seed_at(s->job, s->lo + r);
+        if (*seed != expected)
+            return SOWER_FAIL(SOWER_EINPUT, "%s: row %llu holds seed %llu in /seeds where its manifest gives %llu (a "
+                                            "damaged or altered file): not exporting it (sower verify %s checks every row)",
+                              s->path, (unsigned long long)r, (unsigned long long)*seed, (unsigned long long)expected,
+                              s->path);
     }
     SOWER_TRY(digest_buffer(row, per * sizeof(float), check));
     if (memcmp(check, recorded, DIGEST_BYTES) != 0) {
