@@ -119,6 +119,23 @@ def header_text(text):
     return apply
 
 
+def repeat_key(rel, key, value):
+    """key given again at the end of the file's object: Python's json (diffusers) takes this last value."""
+    def apply(d):
+        p = os.path.join(d, rel)
+        text = open(p).read().rstrip()
+        assert text.endswith("}")
+        open(p, "w").write(text[:-1].rstrip() + f', "{key}": {json.dumps(value)}}}\n')
+    return apply
+
+
+def escaped_nul_name(d):
+    p = os.path.join(d, "unet", "diffusion_pytorch_model.safetensors")
+    header, data = read_st(p)
+    header["conv_in.bias\u0000junk"] = header.pop("conv_in.bias")  # json.dumps writes the NUL as \u0000
+    write_st(p, header, data)
+
+
 CASES = [  # (name, breakage, text the message must contain)
     ("header length huge", raw_file(struct.pack("<Q", 1 << 40) + b"{}"), "header length"),
     ("file too short", raw_file(b"\x01\x02"), "too short"),
@@ -180,6 +197,11 @@ CASES = [  # (name, breakage, text the message must contain)
         unet=["diffusers", "UNet3DModel"])), "key 'unet': found class 'UNet3DModel'"),
     ("index has no unet", edit_json("model_index.json", lambda c: c.update(unet=[None, None])),
      "key 'unet': the pipeline has none"),
+    ("a repeated config key, the last bad", repeat_key("unet/config.json", "norm_num_groups", 7),
+     "key 'norm_num_groups'"),
+    ("a repeated index key, the last bad", repeat_key("model_index.json", "unet", ["diffusers", "UNet3DModel"]),
+     "found class 'UNet3DModel'"),
+    ("an escaped NUL in a tensor name", escaped_nul_name, "a NUL byte in the header"),
     ("index entry not a pair", edit_json("model_index.json", lambda c: c.update(unet="UNet2DModel")),
      "key 'unet': expected [library, class]"),
 ]

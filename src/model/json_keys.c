@@ -5,6 +5,28 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Drops every member of an object that a later member of the same name overrides, at every depth. */
+static void keep_last_of_each_key(cJSON *node)
+{
+    for (cJSON *item = node ? node->child : NULL, *next; item; item = next) {
+        next = item->next;
+        int overridden = 0;
+        for (const cJSON *later = next; cJSON_IsObject(node) && item->string && later && !overridden; later = later->next)
+            overridden = later->string && strcmp(later->string, item->string) == 0;
+        if (overridden)
+            cJSON_Delete(cJSON_DetachItemViaPointer(node, item));
+        else
+            keep_last_of_each_key(item);
+    }
+}
+
+cJSON *json_parse_config(const char *text, size_t len)
+{
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    keep_last_of_each_key(root);
+    return root;
+}
+
 int json_key_int(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out,
                  int allow_null, int *is_null)
 {

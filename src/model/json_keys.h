@@ -9,6 +9,11 @@
 
 #include "err.h"
 
+/* Parses a config file's JSON text as Python's json.loads reads it (diffusers and transformers do): of
+ * a key repeated in an object, the last value counts (cJSON's lookups would find the first). NULL on a
+ * syntax error. Meant for config files (objects of at most a few hundred keys: the check is quadratic). */
+cJSON *json_parse_config(const char *text, size_t len);
+
 /* An integer in lo..hi; with allow_null, null sets *is_null (which may be NULL otherwise). */
 int json_key_int(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out,
                  int allow_null, int *is_null) SOWER_MUST_CHECK;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "config_file.h"
+#include "json_keys.h"
 #include "outfile.h"
 #include "regular_file.h"
 
@@ -111,7 +112,7 @@ static void scheduler_class_list(const char *classes[32])
 static int check_class(const char *text, size_t bytes, const char *path, const char *const *expected,
                        char *out, size_t out_size)
 {
-    cJSON *obj = cJSON_ParseWithLength(text, bytes);
+    cJSON *obj = json_parse_config(text, bytes);
     if (!obj || !cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
         return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
@@ -179,7 +180,7 @@ static int check_components(Model *m, const char *text, size_t bytes, const char
                              *const vae[] = {"AutoencoderKL", NULL};
     const char *schedulers[32];
     scheduler_class_list(schedulers);
-    cJSON *index = cJSON_ParseWithLength(text, bytes);
+    cJSON *index = json_parse_config(text, bytes);
     int status = check_component(index, path, "unet", m->stable_diffusion ? sd_unet : unet, 0, NULL, 0);
     if (status == SOWER_OK)
         status = check_component(index, path, "scheduler", schedulers, 0, m->index_scheduler_class,
@@ -221,7 +222,7 @@ static int read_vae_scale_factor(Model *m)
     char *text = NULL;
     size_t bytes = 0;
     SOWER_TRY(config_file_read(path, "VAE config", CONFIG_MAX_BYTES, SOWER_EMODEL, &text, &bytes));
-    cJSON *obj = cJSON_ParseWithLength(text, bytes);
+    cJSON *obj = json_parse_config(text, bytes);
     free(text);
     const cJSON *boc = obj ? cJSON_GetObjectItemCaseSensitive(obj, "block_out_channels") : NULL;
     int status = SOWER_OK, levels = 1; /* AutoencoderKL's default: (64,) */
@@ -319,7 +320,7 @@ int model_check_digest(const Model *m, const unsigned char *want, const char *wh
  * steps_offset != 1 becomes 1 and clip_sample true becomes false, for keys the file has. */
 static int stable_diffusion_rewrites(const Model *m, SchedulerConfig *cfg)
 {
-    cJSON *obj = cJSON_ParseWithLength(m->scheduler_config_text, m->scheduler_config_bytes);
+    cJSON *obj = json_parse_config(m->scheduler_config_text, m->scheduler_config_bytes);
     if (!obj) return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", m->scheduler_config_path);
     const cJSON *offset = cJSON_GetObjectItemCaseSensitive(obj, "steps_offset");
     if (offset && cJSON_IsNumber(offset) && offset->valuedouble != 1) cfg->steps_offset = 1;

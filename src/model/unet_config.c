@@ -382,7 +382,7 @@ static int parse_conditional(const cJSON *obj, const char *path, UNetConfig *cfg
 
 int unet_config_parse(const char *json_text, size_t len, const char *path, UNetConfig *cfg)
 {
-    cJSON *obj = cJSON_ParseWithLength(json_text, len);
+    cJSON *obj = json_parse_config(json_text, len);
     if (!obj || !cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
         return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);

@@ -59,7 +59,7 @@ int vae_config_parse(const char *json_text, size_t len, const char *path, VaeCon
                        .mid_attention = 1,
                        .post_quant_conv = 1,
                        .scaling_factor = 0.18215f};
-    cJSON *obj = cJSON_ParseWithLength(json_text, len);
+    cJSON *obj = json_parse_config(json_text, len);
     if (!obj || !cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
         return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);

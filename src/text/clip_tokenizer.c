@@ -11,6 +11,7 @@
 
 #include "clip_text.h"
 #include "config_file.h"
+#include "json_keys.h"
 #include "strmap.h"
 #include "utf8.h"
 
@@ -311,6 +312,10 @@ static int load_vocab(ClipTokenizer *t, const char *dir)
         goto done;
     }
     int count = cJSON_GetArraySize(root);
+    if (count == 0) { /* every word would become the unknown token: the prompt silently lost */
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: no tokens (an empty vocabulary)", path);
+        goto done;
+    }
     SOWER_TRY_GOTO(strmap_init(&t->vocab, (size_t)count), status, done);
     int32_t max_id = -1;
     for (cJSON *e = root->child; e; e = e->next) {
@@ -440,8 +445,8 @@ static int load_config(ClipTokenizer *t, const char *dir)
         status = read_file(dir, "special_tokens_map.json", 0, &map_text, map_path, sizeof map_path);
     if (status != SOWER_OK)
         goto done;
-    cfg = cJSON_Parse(text);
-    map = map_text ? cJSON_Parse(map_text) : NULL;
+    cfg = json_parse_config(text, strlen(text));
+    map = map_text ? json_parse_config(map_text, strlen(map_text)) : NULL;
     if (!cJSON_IsObject(cfg) || (map_text && !cJSON_IsObject(map))) {
         status = SOWER_FAIL(SOWER_EINPUT, "%s: not a JSON object", cJSON_IsObject(cfg) ? map_path : path);
         goto done;
