@@ -11,6 +11,7 @@ Standard library only: this runs in CI without torch.
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ def fail(msg):
 
 
 def noise(sower, args):
-    return subprocess.run([sower, "noise", "--quiet"] + args, capture_output=True)
+    return subprocess.run([sower, "noise", "--quiet", "--force"] + args, capture_output=True)
 
 
 def shape_arg(call):
@@ -156,6 +157,18 @@ def check_cli_basics(sower, tmp):
                        capture_output=True)
     if r.returncode != 0 or b"same noise as seed 5" not in r.stderr:
         fail(f"seed >= 2^32 must warn about the collision: {r.stderr!r}")
+    if not stat.S_ISCHR(os.stat(os.devnull).st_mode):  # a device is written in place, never renamed over
+        fail(f"-o {os.devnull} replaced the device with a file")
+    # An existing file is replaced only with --force.
+    with tempfile.TemporaryDirectory() as tmp:
+        kept = os.path.join(tmp, "kept.bin")
+        open(kept, "wb").write(b"precious")
+        r = subprocess.run([sower, "noise", "--seed", "1", "--shape", "4", "-o", kept], capture_output=True)
+        if r.returncode != 2 or b"exists" not in r.stderr or open(kept, "rb").read() != b"precious":
+            fail(f"noise onto an existing file without --force: exit {r.returncode} {r.stderr!r}")
+        r = subprocess.run([sower, "noise", "--seed", "1", "--shape", "4", "-o", kept, "--force"], capture_output=True)
+        if r.returncode != 0 or os.path.getsize(kept) != 16:
+            fail(f"noise --force onto an existing file: exit {r.returncode} {r.stderr!r}")
     # Two's complement: -1 is 2^64-1.
     a = subprocess.run([sower, "noise", "--quiet", "--seed", "-1", "--shape", "20", "-o", "-"], capture_output=True)
     b = subprocess.run([sower, "noise", "--quiet", "--seed", "18446744073709551615", "--shape", "20", "-o", "-"],

@@ -28,7 +28,7 @@ def run(argv):
 
 
 def encode(sower, folder, prompt, clip_skip, out, threads=None):
-    argv = [sower, "encode", folder, "--prompt", prompt, "--clip-skip", str(clip_skip), "-o", out]
+    argv = [sower, "encode", folder, "--prompt", prompt, "--clip-skip", str(clip_skip), "--force", "-o", out]
     if threads:
         argv += ["--threads", str(threads)]
     return run(argv)
@@ -157,7 +157,13 @@ def main():
                             os.fsencode(target)], capture_output=True, timeout=120)
         check(r.returncode == 2 and b"invalid UTF-8 at byte 3" in r.stderr and not os.path.exists(target),
               f"a prompt of invalid UTF-8: exit {r.returncode}: {r.stderr}")
-        print(f"{len(bad) + 2} kinds of bad input: exit 2, named, nothing written")
+        kept = os.path.join(tmp, "kept.npy")
+        open(kept, "wb").write(b"precious")
+        r = subprocess.run([sower, "encode", folder, "--prompt", "a cat", "-o", kept], capture_output=True, text=True,
+                           timeout=120)
+        check(r.returncode == 2 and "unless --force" in r.stderr and open(kept, "rb").read() == b"precious",
+              f"encode onto an existing file without --force: exit {r.returncode}: {r.stderr}")
+        print(f"{len(bad) + 3} kinds of bad input: exit 2, named, nothing written")
 
     for f in failures:
         print("FAIL:", f, file=sys.stderr)

@@ -306,6 +306,31 @@ def main():
             if expect(r, 0, [], "--resume after a silent rank"):
                 same_as(out, ref, "a silent rank + --resume")
             print("a rank stopped with SIGSTOP: named after the silence limit, exit 3, rows kept; --resume identical")
+
+        # 8. Careless paths refused before anything is made or rendered: a status file naming the output
+        # (a finished one, with and without --force) or the manifest, an output that is a directory,
+        # named as one, or empty.
+        before = open(ref, "rb").read()
+        for extra in ([], ["--force"]):
+            r = run([sower, "run", job, "-o", ref, "--status-file", ref] + extra)
+            expect(r, 2, ["--status-file", "that is the job's output"], f"--status-file naming the output {extra}")
+        r = run([sower, "run", job, "-o", os.path.join(tmp, "new.h5"), "--status-file", job])
+        expect(r, 2, ["--status-file", "not a status file"], "--status-file naming the manifest")
+        check(open(ref, "rb").read() == before and "sower: 1" in open(job).read(),
+              "a status file replaced the output or the manifest")
+        folder = os.path.join(tmp, "a-folder")
+        os.mkdir(folder)
+        for target, text in ((folder, "is a directory"), (os.path.join(tmp, "new-dir") + "/", "is a directory"),
+                             ("", "the output path is empty")):
+            r = run([sower, "run", job, "-o", target, "--force"])
+            expect(r, 2, [text], f"output {target!r}")
+        check(not os.path.exists(os.path.join(tmp, "new-dir")) and not os.path.exists(folder + ".partial")
+              and os.listdir(folder) == [], "a refused output path made a folder or a partial")
+        status = os.path.join(tmp, "status")
+        for k in range(2):  # an earlier status file is replaced
+            r = run([sower, "run", job, "-o", os.path.join(tmp, "st.h5"), "--force", "--status-file", status])
+            check(r.returncode == 0 and open(status).read() == "0\n", f"status file, run {k}: {r.returncode}")
+        print("status file / output path mistakes: exit 2 before any work, nothing replaced")
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     print(f"test_output_safety: {len(failures)} failures")

@@ -17,6 +17,13 @@ static char *dup_string(const char *s)
     return copy;
 }
 
+/* A device, FIFO or socket (through any link): written to as it is, never replaced. */
+static int is_special(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 int outfile_open(OutFile *f, const char *path)
 {
     memset(f, 0, sizeof *f);
@@ -32,6 +39,11 @@ int outfile_open(OutFile *f, const char *path)
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return SOWER_FAIL(SOWER_EPATH, "output '%s' is a directory, expected a file path", path);
+    if (is_special(path)) { /* written in place: a rename would replace /dev/null with a file */
+        f->fp = fopen(path, "wb");
+        if (!f->fp) return SOWER_FAIL(SOWER_EPATH, "cannot open output '%s': %s", path, strerror(errno));
+        return SOWER_OK;
+    }
     size_t n = strlen(path) + 32;
     f->tmp_path = malloc(n);
     if (!f->tmp_path)
@@ -50,9 +62,9 @@ int outfile_open(OutFile *f, const char *path)
 int outfile_open_new(OutFile *f, const char *path)
 {
     struct stat st;
-    if (strcmp(path, "-") != 0 && lstat(path, &st) == 0) {
+    if (strcmp(path, "-") != 0 && lstat(path, &st) == 0 && !is_special(path)) {
         memset(f, 0, sizeof *f);
-        return SOWER_FAIL(SOWER_EPATH, "'%s' exists: not replacing it", path);
+        return SOWER_FAIL(SOWER_EPATH, "'%s' exists: not replacing it without --force", path);
     }
     SOWER_TRY(outfile_open(f, path));
     f->keep_existing = 1;

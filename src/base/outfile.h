@@ -13,7 +13,7 @@
 typedef struct {
     FILE *fp;
     char *path;     /* the target the user named */
-    char *tmp_path; /* NULL for standard output */
+    char *tmp_path; /* NULL for standard output and a device or FIFO (written in place, never replaced) */
     int committed;
     int keep_existing; /* outfile_open_new: the commit never replaces a file at path */
 } OutFile;

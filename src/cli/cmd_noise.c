@@ -34,6 +34,7 @@ typedef struct {
     RngKernel kernel;
     int radius_log1p;
     int quiet;
+    int force; /* replace an existing FILE (and --state-out FILE) */
     int npy; /* the output is a .npy file (one call): a header before the values */
     NoiseCall calls[NOISE_MAX_CALLS];
     int n_calls;
@@ -42,7 +43,7 @@ typedef struct {
 static const char noise_usage[] =
     "usage: sower noise (--seed S | --state-in FILE) --shape D1,D2,...[:f32|:f64] [--shape ...]\n"
     "                   [--generator torch-cpu|torch-cpu-scalar] [--dtype f32|f64]\n"
-    "                   [--torch-version V] [--state-out FILE] [--quiet] -o FILE\n"
+    "                   [--torch-version V] [--state-out FILE] [--quiet] [--force] -o FILE\n"
     "\n"
     "Writes the noise of torch.randn(shape, generator=torch.Generator('cpu').manual_seed(S)),\n"
     "bit for bit: one generator, one randn call per --shape in order, the raw little-endian values\n"
@@ -103,13 +104,13 @@ static int parse_shape_arg(const char *text, NoiseDtype default_dtype, NoiseCall
 }
 
 enum { NOISE_SEED, NOISE_SHAPE, NOISE_GENERATOR, NOISE_DTYPE, NOISE_TORCH_VERSION, NOISE_STATE_IN, NOISE_STATE_OUT,
-       NOISE_QUIET, NOISE_OUTPUT, N_NOISE_OPTS };
+       NOISE_QUIET, NOISE_OUTPUT, NOISE_FORCE, N_NOISE_OPTS };
 static const CliOption noise_options[N_NOISE_OPTS] = {
     [NOISE_SEED] = {"--seed", NULL, 1},           [NOISE_SHAPE] = {"--shape", NULL, 1},
     [NOISE_GENERATOR] = {"--generator", NULL, 1}, [NOISE_DTYPE] = {"--dtype", NULL, 1},
     [NOISE_TORCH_VERSION] = {"--torch-version", NULL, 1}, [NOISE_STATE_IN] = {"--state-in", NULL, 1},
     [NOISE_STATE_OUT] = {"--state-out", NULL, 1}, [NOISE_QUIET] = {"--quiet", NULL, 0},
-    [NOISE_OUTPUT] = {"--output", "-o", 1},
+    [NOISE_OUTPUT] = {"--output", "-o", 1},    [NOISE_FORCE] = {"--force", NULL, 0},
 };
 
 typedef struct {
@@ -147,6 +148,7 @@ static int on_noise_option(void *ctx, int which, const char *v)
     case NOISE_STATE_OUT: opt->state_out = v; break;
     case NOISE_QUIET: opt->quiet = 1; break;
     case NOISE_OUTPUT: opt->output = v; break;
+    case NOISE_FORCE: opt->force = 1; break;
     }
     return SOWER_OK;
 }
@@ -245,12 +247,12 @@ done:
     return status;
 }
 
-static int write_state_image(const char *path, const TorchRng *g)
+static int write_state_image(const char *path, const TorchRng *g, int force)
 {
     unsigned char image[RNG_STATE_IMAGE_BYTES];
     rng_get_state(g, image);
     OutFile f;
-    int status = outfile_open(&f, path);
+    int status = force ? outfile_open(&f, path) : outfile_open_new(&f, path);
     if (status == SOWER_OK)
         status = outfile_write(&f, image, sizeof image);
     if (status == SOWER_OK)
@@ -276,7 +278,7 @@ int cmd_noise(int argc, char **argv)
     Digest digest = {0};
     uint64_t total_bytes = 0;
     unsigned char sha[DIGEST_BYTES];
-    int status = outfile_open(&out, opt.output);
+    int status = opt.force ? outfile_open(&out, opt.output) : outfile_open_new(&out, opt.output);
     if (status == SOWER_OK)
         status = digest_init(&digest);
     if (status == SOWER_OK && opt.npy) { /* the digest stays the values' own, as for a raw file */
@@ -290,7 +292,7 @@ int cmd_noise(int argc, char **argv)
     if (status == SOWER_OK)
         status = digest_final(&digest, sha);
     if (status == SOWER_OK && opt.state_out)
-        status = write_state_image(opt.state_out, &g);
+        status = write_state_image(opt.state_out, &g, opt.force);
     if (status == SOWER_OK)
         status = outfile_commit(&out);
     digest_free(&digest);

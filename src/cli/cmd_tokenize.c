@@ -92,19 +92,21 @@ static const char encode_usage[] =
     "  --clip-skip K  the output of the K-th layer from the end, through the final layer norm, as\n"
     "                 diffusers' clip_skip=K (default 0: last_hidden_state)\n"
     "  --threads T    threads (default: all online CPUs)\n"
-    "  -o OUT.npy     where to write\n";
+    "  -o OUT.npy     where to write (an existing file is replaced only with --force)\n";
 
-enum { ENC_PROMPT, ENC_CLIP_SKIP, ENC_THREADS, ENC_OUTPUT, N_ENC_OPTS };
+enum { ENC_PROMPT, ENC_CLIP_SKIP, ENC_THREADS, ENC_OUTPUT, ENC_FORCE, N_ENC_OPTS };
 static const CliOption encode_options[N_ENC_OPTS] = {
     [ENC_PROMPT] = {"--prompt", NULL, 1},
     [ENC_CLIP_SKIP] = {"--clip-skip", NULL, 1},
     [ENC_THREADS] = {"--threads", NULL, 1},
     [ENC_OUTPUT] = {"--output", "-o", 1},
+    [ENC_FORCE] = {"--force", NULL, 0},
 };
 
 typedef struct {
     const char *dir, *prompt, *output;
     long clip_skip, threads;
+    int force; /* replace an existing OUT.npy */
 } EncodeOptions;
 
 static int on_encode_option(void *ctx, int which, const char *v)
@@ -115,6 +117,7 @@ static int on_encode_option(void *ctx, int which, const char *v)
     case ENC_CLIP_SKIP: SOWER_TRY(cli_parse_int("--clip-skip", v, 0, CLIP_MAX_LAYERS, &o->clip_skip)); break;
     case ENC_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, 4096, &o->threads)); break;
     case ENC_OUTPUT: o->output = v; break;
+    case ENC_FORCE: o->force = 1; break;
     }
     return SOWER_OK;
 }
@@ -133,7 +136,10 @@ int cmd_encode(int argc, char **argv)
         return SOWER_OK;
     }
     if (!o.dir || !o.prompt || !o.output)
-        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower encode DIR --prompt P [--clip-skip K] -o OUT.npy");
+        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower encode DIR --prompt P [--clip-skip K] [--force] -o OUT.npy");
+    struct stat st;
+    if (!o.force && lstat(o.output, &st) == 0) /* before the work; the write refuses one made meanwhile too */
+        return SOWER_FAIL(SOWER_EPATH, "-o %s: the file exists; encode never replaces a file unless --force", o.output);
     gemm_set_threads((int)o.threads);
     PromptEncoder pe;
     SOWER_TRY(prompt_encoder_load(&pe, o.dir));
@@ -151,7 +157,7 @@ int cmd_encode(int argc, char **argv)
     }
     SOWER_TRY_GOTO(prompt_encode(&pe, o.prompt, (int)o.clip_skip, embeddings, stderr), status, done);
     const int64_t shape[3] = {1, pe.tokens, pe.dim};
-    SOWER_TRY_GOTO(npy_write_f32(o.output, embeddings, shape, 3), status, done);
+    SOWER_TRY_GOTO(npy_write_f32_opt(o.output, embeddings, shape, 3, o.force), status, done);
 done:
     free(embeddings);
     prompt_encoder_free(&pe);

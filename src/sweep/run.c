@@ -11,6 +11,7 @@
 
 #include <omp.h>
 #include <sched.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include "outfile.h"
 #include "output.h"
 #include "render.h"
+#include "regular_file.h"
 #include "row_message.h"
 #include "run_state.h"
 #include "stop.h"
@@ -51,9 +53,61 @@ static void read_test_hooks(Run *r)
     }
 }
 
+/* 1 when path is free for a status file: absent, or an earlier status file (one exit code on a line).
+ * Anything else there (an output, a manifest, a weight file a careless F names) is never replaced. */
+static int status_file_replaceable(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT;
+    if (!S_ISREG(st.st_mode) || st.st_size > 8) return 0;
+    char text[16] = "";
+    FILE *f = regular_file_fopen(path);
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[n] = '\0';
+    char *end = NULL;
+    strtol(text, &end, 10);
+    return end != text && (*end == '\0' || (*end == '\n' && end[1] == '\0'));
+}
+
+/* Rank 0: --status-file must not name what the run reads or writes (it is written last, over them). */
+static int check_status_file(const Run *r, const RunOptions *o)
+{
+    if (!o->status_file) return SOWER_OK;
+    static const char *const suffixes[] = {"", ".partial", ".lock"};
+    for (int i = 0; i < 3; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s%s", r->out_path, suffixes[i]);
+        if (strcmp(o->status_file, path) == 0)
+            return SOWER_FAIL(SOWER_EUSAGE, "--status-file %s: that is the job's output%s: choose another file",
+                              o->status_file, suffixes[i]);
+    }
+    if (strcmp(o->status_file, o->manifest) == 0 || !status_file_replaceable(o->status_file))
+        return SOWER_FAIL(SOWER_EUSAGE,
+                          "--status-file %s: the file exists and is not a status file (one exit code on a line): "
+                          "not replacing it; choose another file",
+                          o->status_file);
+    return SOWER_OK;
+}
+
 static void release_lock(void *run)
 {
     output_lock_release(&((Run *)run)->lock);
+}
+
+/* The output must be able to become a file: not empty, not a directory (nor named as one), checked
+ * before any folder is made or row rendered (the final rename would fail after the whole job). */
+static int check_output_path(const char *path)
+{
+    const size_t n = strlen(path);
+    struct stat st;
+    if (n == 0) return SOWER_FAIL(SOWER_EPATH, "the output path is empty");
+    if (path[n - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' is a directory: name the file to write (e.g. %s%sout.h5)", path,
+                          path, path[n - 1] == '/' ? "" : "/");
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) /* the final rename would replace a device */
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' is not a regular file (a device, FIFO or socket)", path);
+    return SOWER_OK;
 }
 
 /* Rank 0, before anything looks at the output: its lock (one run per output), then what earlier
@@ -145,6 +199,8 @@ static int load_job(Run *r, const RunOptions *o)
     r->out_path = o->slice_n ? output_slice_path(r->job.output_path, o->slice_k, o->slice_n)
                              : strdup(r->job.output_path);
     if (!r->out_path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (r->team.rank == 0) SOWER_TRY(check_output_path(r->out_path));
+    if (r->team.rank == 0) SOWER_TRY(check_status_file(r, o));
     if (r->team.rank == 0) SOWER_TRY(claim_output(r, o));
     return SOWER_OK;
 }
@@ -400,9 +456,15 @@ static int render_verify_record(Run *r, const RunOptions *o, int *stopped, int *
     return *stopped ? 3 : *mismatches ? 1 : 0;
 }
 
-/* The agreed exit code, for the batch script (written to F.tmp and renamed: never half a file). */
+/* The agreed exit code, for the batch script (written to F.tmp and renamed: never half a file); never
+ * over a file that is not a status file (status_file_replaceable). */
 static void write_status_file(const char *path, int exit_code)
 {
+    if (!status_file_replaceable(path)) {
+        fprintf(stderr, "sower: warning: not writing the status file '%s': a file there holds something else\n",
+                path);
+        return;
+    }
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
