@@ -18,7 +18,7 @@ static int parse_unsigned(const char *text, size_t len, uint64_t *value)
     errno = 0;
     char *end = NULL;
     unsigned long long v = strtoull(buf, &end, base);
-    if (errno == ERANGE || *end != '\0' || end == buf)
+    if (errno == ERANGE || end != buf + len || end == buf) /* all len bytes: a NUL inside is not the end */
         return -1;
     *value = (uint64_t)v;
     return 0;

@@ -580,6 +580,48 @@ static int cmp_span(const void *a, const void *b)
     return x->lo < y->lo ? -1 : x->lo > y->lo ? 1 : (x->mark.line > y->mark.line) - (x->mark.line < y->mark.line);
 }
 
+
+/* A libyaml error at its place: reader errors (bad UTF-8, control characters) give a byte offset, the
+ * others a mark. */
+static int yaml_error(const Job *job, const char *path, const yaml_parser_t *parser, const char *where)
+{
+    size_t line = parser->problem_mark.line + 1, column = parser->problem_mark.column + 1;
+    if (parser->error == YAML_READER_ERROR) {
+        line = 1, column = 1;
+        for (size_t k = 0; k < parser->problem_offset && k < job->text_bytes; k++)
+            job->text[k] == '\n' ? (line++, column = 1) : column++;
+    }
+    return SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:%zu: expected valid YAML%s, found an error: %s%s%s", path, line,
+                      column, where, parser->problem ? parser->problem : "unknown problem", parser->context ? " " : "",
+                      parser->context ? parser->context : "");
+}
+
+/* A manifest nests a few levels; libyaml's scanner takes quadratic time in the depth (a 2 MB file of
+ * brackets: minutes), so the events are walked first and the walk stops at MAX_NESTING. */
+enum { MAX_NESTING = 32 };
+static int check_nesting(const Job *job, const char *path)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) return SOWER_FAIL(SOWER_ENOMEM, "cannot start the YAML parser");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)job->text, job->text_bytes);
+    int depth = 0, status = SOWER_OK, done = 0;
+    while (!done && status == SOWER_OK) {
+        yaml_event_t event;
+        if (!yaml_parser_parse(&parser, &event)) break; /* the load reports it, with its place */
+        if (event.type == YAML_SEQUENCE_START_EVENT || event.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > MAX_NESTING)
+                status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:%zu: expected at most %d nested collections, found more",
+                                    path, event.start_mark.line + 1, event.start_mark.column + 1, MAX_NESTING);
+        } else if (event.type == YAML_SEQUENCE_END_EVENT || event.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        done = event.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&event);
+    }
+    yaml_parser_delete(&parser);
+    return status;
+}
+
 /* Every seed must appear once: sort all ranges and list entries by first seed; neighbours must not
  * overlap. The later-written of an overlapping pair is reported, at its position. */
 static int check_duplicates(const Job *job)
@@ -708,6 +750,7 @@ int manifest_load_text(Job *job, const char *path, const char *text, size_t byte
     job->text[bytes] = '\0';
     SOWER_TRY(digest_buffer(job->text, job->text_bytes, job->text_sha256));
 
+    SOWER_TRY(check_nesting(job, path));
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser))
@@ -715,20 +758,19 @@ int manifest_load_text(Job *job, const char *path, const char *text, size_t byte
     yaml_parser_set_input_string(&parser, (const unsigned char *)job->text, job->text_bytes);
     int status = SOWER_OK;
     if (!yaml_parser_load(&parser, &doc)) {
-        status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:%zu: expected valid YAML, found an error: %s%s%s", path,
-                            parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-                            parser.problem ? parser.problem : "unknown problem", parser.context ? " " : "",
-                            parser.context ? parser.context : "");
+        status = yaml_error(job, path, &parser, "");
         yaml_parser_delete(&parser);
         return status;
     }
-    /* A second document in the stream is not part of a job. */
+    /* A second document in the stream is not part of a job, nor is text that does not parse after it. */
     yaml_document_t extra;
     if (yaml_parser_load(&parser, &extra)) {
         if (yaml_document_get_root_node(&extra))
             status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:1: expected one YAML document, found another",
                                 path, yaml_document_get_root_node(&extra)->start_mark.line + 1);
         yaml_document_delete(&extra);
+    } else {
+        status = yaml_error(job, path, &parser, " after the job's document");
     }
     if (status == SOWER_OK)
         status = parse_document(job, &doc);
