@@ -70,6 +70,21 @@ with tempfile.TemporaryDirectory() as tmp:
         check(r.returncode == 0, f"verify --sample=2: exit {r.returncode}: {r.stderr}")
         r = run("export", out, "--png=" + tmp + "/sheet.png", "--columns=2")
         check(r.returncode == 0 and os.path.getsize(tmp + "/sheet.png") > 0, f"export --png=: {r.stderr}")
+        # verify takes --sample N or --all, not both (the later would silently win)
+        r = run("verify", out, "--all", "--sample=1")
+        check(r.returncode == 2 and "one of --sample N and --all" in r.stderr, f"verify --all --sample: {r.returncode}")
+        # run's environment settings: a malformed one exits 2 naming it, before any work
+        for name, bad in (("SOWER_FAULT_FAIL_RANK", "abc"), ("SOWER_FAULT_FAIL_RANK", ""),
+                          ("SOWER_PROGRESS_SECONDS", "-1"), ("SOWER_PROGRESS_SECONDS", "nan"),
+                          ("SOWER_SILENCE_SECONDS", "soon"), ("SOWER_FAULT_INJECT", "garbage")):
+            r = subprocess.run([sower, "run", job, "--output=" + tmp + "/env.h5"], capture_output=True, text=True,
+                               cwd=tmp, timeout=600, env=dict(os.environ, **{name: bad}))
+            check(r.returncode == 2 and f"{name}={bad}:" in r.stderr and not os.path.exists(tmp + "/env.h5"),
+                  f"{name}={bad!r}: exit {r.returncode} {r.stderr[-300:]!r}")
+    # submit --time: a Slurm time limit, as the manifest's slurm.time
+    for bad in ("1-", "1:2:3:4", "-5"):
+        r = run("submit", job, "--dry-run", "--time", bad, cwd=tmp)
+        check(r.returncode == 2 and "expected a Slurm time limit" in r.stderr, f"submit --time {bad}: {r.returncode}")
     # submit --dry-run --tasks=2 parses (it may then fail for want of Slurm, but not on the options)
     r = run("submit", job, "--dry-run", "--tasks=2", "--time=00:10:00", "--sbatch-arg=--qos=long", cwd=tmp)
     check(r.returncode == 0 or "option" not in r.stderr, f"submit --tasks=2: {r.stderr}")

@@ -99,7 +99,12 @@ static int on_submit_option(void *ctx, int which, const char *v)
     case SUB_TASKS: SOWER_TRY(parse_int_flag(flag, v, 1, 100000, &o->over.tasks)); break;
     case SUB_CPUS: SOWER_TRY(parse_int_flag(flag, v, 1, 4096, &o->over.cpus_per_task)); break;
     case SUB_GPUS: SOWER_TRY(parse_int_flag(flag, v, 0, 64, &o->over.gpus_per_task)); break;
-    case SUB_TIME: SOWER_TRY(copy_word(flag, v, o->over.time, sizeof o->over.time, "0123456789:-")); break;
+    case SUB_TIME:
+        SOWER_TRY(copy_word(flag, v, o->over.time, sizeof o->over.time, "0123456789:-"));
+        if (!slurm_time_valid(o->over.time)) /* as the manifest's slurm.time */
+            return SOWER_FAIL(SOWER_EUSAGE, "%s %s: expected a Slurm time limit: MINUTES, HH:MM:SS or DAYS-HH:MM:SS",
+                              flag, v);
+        break;
     case SUB_PARTITION: SOWER_TRY(copy_word(flag, v, o->over.partition, sizeof o->over.partition, name_chars)); break;
     case SUB_ACCOUNT: SOWER_TRY(copy_word(flag, v, o->over.account, sizeof o->over.account, name_chars)); break;
     }

@@ -138,10 +138,13 @@ static const CliOption verify_options[N_VERIFY_OPTS] = {
 static int on_verify_option(void *ctx, int which, const char *v)
 {
     VerifyOptions *o = ctx;
-    if (which == VERIFY_ALL) {
-        o->sample = -1;
-    } else if (which == VERIFY_SAMPLE) {
-        SOWER_TRY(cli_parse_int("--sample", v, 1, LONG_MAX, &o->sample));
+    if (which == VERIFY_ALL || which == VERIFY_SAMPLE) {
+        if (o->sample) /* the later would silently win: say which rows are meant */
+            return SOWER_FAIL(SOWER_EUSAGE, "verify: give one of --sample N and --all, once");
+        if (which == VERIFY_ALL)
+            o->sample = -1;
+        else
+            SOWER_TRY(cli_parse_int("--sample", v, 1, LONG_MAX, &o->sample));
     } else {
         o->model_dir = v;
     }

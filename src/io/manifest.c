@@ -501,7 +501,7 @@ static int parse_verify(const Ctx *c, Job *job, const yaml_node_t *n)
 }
 
 /* A Slurm time limit: [DAYS-]HOURS[:MINUTES[:SECONDS]] or MINUTES[:SECONDS] (sbatch --time). */
-static int is_slurm_time(const char *s)
+int slurm_time_valid(const char *s)
 {
     const char *p = s, *dash = strchr(s, '-');
     if (dash) {
@@ -547,7 +547,7 @@ static int parse_slurm(const Ctx *c, Job *job, const yaml_node_t *n)
     const char *text = NULL;
     if (f[4].value) {
         SOWER_TRY(get_string(c, f[4].value, "slurm.time", sizeof s->time - 1, &text));
-        if (!is_slurm_time(text))
+        if (!slurm_time_valid(text))
             return fail_at(c, f[4].value, "slurm.time", "a Slurm time limit: MINUTES, HH:MM:SS or DAYS-HH:MM:SS");
         snprintf(s->time, sizeof s->time, "%s", text);
     }

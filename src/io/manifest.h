@@ -27,6 +27,9 @@ typedef struct {
     uint32_t line, column; /* 1-based position in the manifest, for messages */
 } Mark;
 
+/* 1 when s is a Slurm time limit as sbatch --time takes it: MINUTES, MM:SS, HH:MM:SS, DAYS-HH[:MM[:SS]]. */
+int slurm_time_valid(const char *s);
+
 /* How `sower submit` asks Slurm for resources (the manifest's optional `slurm:` section; flags
  * override it). Not used by `sower run`. */
 typedef struct {

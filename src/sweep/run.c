@@ -35,22 +35,45 @@
 
 enum { MANIFEST_MAX = 64 << 20 };
 
-/* The test hooks of sweep.h, from the environment. */
-static void read_test_hooks(Run *r)
+/* A number from the environment: all of it, finite, in lo..hi; unset leaves *out. */
+static int env_number(const char *name, double lo, double hi, double *out)
 {
+    const char *text = getenv(name);
+    if (!text) return SOWER_OK;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno == ERANGE || !(v >= lo && v <= hi))
+        return SOWER_FAIL(SOWER_EUSAGE, "%s=%s: expected a number in %g..%g", name, text, lo, hi);
+    *out = v;
+    return SOWER_OK;
+}
+
+/* Step: the settings and test hooks of sweep.h, from the environment (each rank's own: a malformed one
+ * on any rank ends the job before it starts, exit 2). */
+static int read_environment(Run *r, const RunOptions *o)
+{
+    (void)o;
     r->faults = (Faults){.fault_rank = -1, .fault_row = 0, .fail_rank = -1};
-    const char *fail = getenv("SOWER_FAULT_FAIL_RANK"), *every = getenv("SOWER_PROGRESS_SECONDS");
+    r->progress_seconds = 2.0;
+    r->silence_seconds = 0;
+    double fail_rank = -1;
+    SOWER_TRY(env_number("SOWER_FAULT_FAIL_RANK", 0, 1e6, &fail_rank));
+    if (fail_rank != (double)(long)fail_rank)
+        return SOWER_FAIL(SOWER_EUSAGE, "SOWER_FAULT_FAIL_RANK=%s: expected a rank number", getenv("SOWER_FAULT_FAIL_RANK"));
+    r->faults.fail_rank = (long)fail_rank;
+    SOWER_TRY(env_number("SOWER_PROGRESS_SECONDS", 0, 1e9, &r->progress_seconds));
+    SOWER_TRY(env_number("SOWER_SILENCE_SECONDS", 0, 1e9, &r->silence_seconds));
     const char *fault = getenv("SOWER_FAULT_INJECT");
-    r->faults.fail_rank = fail ? atol(fail) : -1;
-    r->progress_seconds = every ? atof(every) : 2.0;
-    const char *silence = getenv("SOWER_SILENCE_SECONDS");
-    r->silence_seconds = silence ? atof(silence) : 0;
     if (fault) {
         unsigned long long row = 0;
         long rank = -1;
-        if (sscanf(fault, "%ld:%llu", &rank, &row) == 2)
-            r->faults.fault_rank = rank, r->faults.fault_row = row;
+        int used = 0;
+        if (sscanf(fault, "%ld:%llu%n", &rank, &row, &used) != 2 || fault[used] != '\0' || rank < 0)
+            return SOWER_FAIL(SOWER_EUSAGE, "SOWER_FAULT_INJECT=%s: expected RANK:ROW", fault);
+        r->faults.fault_rank = rank, r->faults.fault_row = row;
     }
+    return SOWER_OK;
 }
 
 /* 1 when path is free for a status file: absent, or an earlier status file (one exit code on a line).
@@ -394,7 +417,7 @@ static int open_output(Run *r, const RunOptions *o)
 }
 
 typedef int (*SetupStep)(Run *r, const RunOptions *o);
-static const SetupStep setup_steps[] = {load_job,         plan_resources, load_model,
+static const SetupStep setup_steps[] = {read_environment, load_job,       plan_resources, load_model,
                                         check_weights,    open_backend,   receive_weights,
                                         check_identities, make_plan,      open_output};
 
@@ -520,7 +543,6 @@ int sweep_run(const RunOptions *o)
 {
     Run r;
     memset(&r, 0, sizeof r);
-    read_test_hooks(&r);
     SOWER_MPI(MPI_Init(NULL, NULL));
     /* From here on MPI reports failures as codes (mpi_check.h), never by ending the process. */
     SOWER_TRY(sweep_mpi_errors_return());
