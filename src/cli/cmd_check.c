@@ -1,12 +1,36 @@
 /* cmd_check.c: `sower check JOB.yaml`: validate a job manifest and its model, print the normalised
  * job. Writes nothing. Exit 0 when the job could run, 2 with FILE:LINE:COLUMN: ... when not. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "clip_text_model.h"
+#include "config_file.h"
 #include "commands.h"
 #include "manifest.h"
 #include "model.h"
+
+/* pipeline.clip_skip against the text encoder's layers (its config alone: the run loads the weights). */
+static int check_clip_skip(const Job *job)
+{
+    if (!job->clip_skip) return SOWER_OK;
+    char path[4200], where[4200];
+    snprintf(path, sizeof path, "%s/text_encoder/config.json", job->model_path);
+    char *text = NULL;
+    size_t bytes = 0;
+    ClipTextConfig cfg;
+    int status = config_file_read(path, "text encoder config", 1 << 20, SOWER_EMODEL, &text, &bytes);
+    if (status == SOWER_OK) status = clip_text_config_parse(text, bytes, path, &cfg);
+    free(text);
+    SOWER_TRY(status);
+    if (job->clip_skip > cfg.num_layers) {
+        job_text_where(job, where, sizeof where);
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s: pipeline.clip_skip %d: the text encoder has %d layers (%s)", where,
+                          job->clip_skip, cfg.num_layers, path);
+    }
+    return SOWER_OK;
+}
 
 int check_job_model(Job *job)
 {
@@ -23,6 +47,7 @@ int check_job_model(Job *job)
     if (job->model_digest_pinned) status = model_check_digest(&m, job->model_digest, where);
     if (status == SOWER_OK) status = job_check_model_kind(job, &m);
     if (status == SOWER_OK) status = job_resolve_scheduler(job, &m); /* the listing names the one it runs */
+    if (status == SOWER_OK && m.stable_diffusion) status = check_clip_skip(job);
     model_free(&m);
     return status;
 }

@@ -231,6 +231,17 @@ int job_check_model_kind(const Job *job, const Model *m)
                           "%s: pipeline.height %d and width %d must be multiples of the VAE's scale factor %d", where,
                           job->height, job->width, f);
     }
+    /* The latents go down n_blocks - 1 halvings: checked here, not by the first forward (a partial left). */
+    const UNetConfig *cfg = &m->unet.cfg;
+    const int div = 1 << (cfg->n_blocks - 1);
+    const int lh = job->height ? job->height / f : cfg->sample_height, lw = job->height ? job->width / f : cfg->sample_width;
+    if (lh % div || lw % div) {
+        job_text_where(job, where, sizeof where);
+        return SOWER_FAIL(SOWER_EMANIFEST,
+                          "%s: latents of %dx%d (pipeline.height and width / %d) are not divisible by %d, as this "
+                          "UNet's %d blocks need: height and width must be multiples of %d",
+                          where, lh, lw, f, div, cfg->n_blocks, div * f);
+    }
     return SOWER_OK;
 }
 
