@@ -163,6 +163,14 @@ static int get_enum(const Ctx *c, const yaml_node_t *n, const char *key, const c
     return fail_at(c, n, key, expected);
 }
 
+/* true or false, unquoted: "false" in quotes is a string in YAML (and the schema refuses it). */
+static int get_bool(const Ctx *c, const yaml_node_t *n, const char *key, int *out)
+{
+    static const char *const booleans[] = {"false", "true", NULL};
+    if (!is_plain(n)) return fail_at(c, n, key, "true or false (unquoted)");
+    return get_enum(c, n, key, booleans, out);
+}
+
 /* ---- mappings: known keys only, no duplicates ---- */
 
 typedef struct {
@@ -290,8 +298,7 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
     }
     if (f[11].value)
         SOWER_TRY(get_int(c, f[11].value, "pipeline.clip_skip", 0, 64, &job->clip_skip));
-    static const char *const booleans[] = {"false", "true", NULL};
-    if (f[12].value) SOWER_TRY(get_enum(c, f[12].value, "pipeline.decode", booleans, &job->decode));
+    if (f[12].value) SOWER_TRY(get_bool(c, f[12].value, "pipeline.decode", &job->decode));
     static const char *const backends[] = {"cpu", "cuda", NULL}, *const precisions[] = PRECISION_NAMES;
     const char *schedulers[16] = {NULL}; /* the registry's names, NULL-terminated */
     for (int k = 0; k < scheduler_kind_count() && k < 15; k++)
@@ -309,7 +316,7 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
         job->eta_mark = mark_of(f[2].value);
     }
     if (f[7].value) {
-        SOWER_TRY(get_enum(c, f[7].value, "pipeline.karras", booleans, &job->karras));
+        SOWER_TRY(get_bool(c, f[7].value, "pipeline.karras", &job->karras));
         job->karras_mark = mark_of(f[7].value);
     }
     /* eta and karras against a named scheduler here; against the model's default once it is loaded */
@@ -432,7 +439,7 @@ static int parse_prompts(const Ctx *c, Job *job, const yaml_node_t *n)
             Field g[] = {{"prompt", 1, NULL}, {"negative_prompt", 0, NULL}};
             SOWER_TRY(get_mapping(c, item, "prompts[]", g, 2));
             SOWER_TRY(get_string(c, g[0].value, "prompts[].prompt", JOB_MAX_PROMPT_BYTES, &prompt));
-            if (g[1].value && !(g[1].value->type == YAML_SCALAR_NODE && g[1].value->data.scalar.length == 0))
+            if (g[1].value && !is_null(g[1].value) && !(g[1].value->type == YAML_SCALAR_NODE && g[1].value->data.scalar.length == 0))
                 SOWER_TRY(get_string(c, g[1].value, "prompts[].negative_prompt", JOB_MAX_PROMPT_BYTES, &negative));
         }
         const size_t k = job->n_prompts;
@@ -457,7 +464,7 @@ static int parse_prompts_file(const Ctx *c, Job *job, const yaml_node_t *n)
         Field f[] = {{"path", 1, NULL}, {"negative_prompt", 0, NULL}};
         SOWER_TRY(get_mapping(c, n, "prompts_file", f, 2));
         SOWER_TRY(get_string(c, f[0].value, "prompts_file.path", MAX_PATH_CHARS, &path));
-        if (f[1].value && !(f[1].value->type == YAML_SCALAR_NODE && f[1].value->data.scalar.length == 0))
+        if (f[1].value && !is_null(f[1].value) && !(f[1].value->type == YAML_SCALAR_NODE && f[1].value->data.scalar.length == 0))
             SOWER_TRY(get_string(c, f[1].value, "prompts_file.negative_prompt", JOB_MAX_PROMPT_BYTES, &negative));
     } else if (n->type == YAML_SCALAR_NODE) {
         SOWER_TRY(get_string(c, n, "prompts_file", MAX_PATH_CHARS, &path));
