@@ -92,21 +92,22 @@ def poison(value):
     return apply
 
 
-def fifo(rel):
-    """A named pipe in place of a file: opening it for reading would wait for a writer forever."""
+def replaced_by(make, rel):
+    """The file at rel replaced by what make(path) creates."""
     def apply(d):
         p = os.path.join(d, rel)
         os.remove(p)
-        os.mkfifo(p)
+        make(p)
     return apply
+
+
+def fifo(rel):
+    """A named pipe in place of a file: opening it for reading would wait for a writer forever."""
+    return replaced_by(os.mkfifo, rel)
 
 
 def directory(rel):
-    def apply(d):
-        p = os.path.join(d, rel)
-        os.remove(p)
-        os.mkdir(p)
-    return apply
+    return replaced_by(os.mkdir, rel)
 
 
 def header_text(text):
