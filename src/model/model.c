@@ -139,8 +139,6 @@ static int check_class(const char *text, size_t bytes, const char *path, const c
     return status;
 }
 
-/* model_index.json: which pipeline the folder is. sower renders DDPMPipeline and DDIMPipeline
- * (UNet2DModel) and StableDiffusionPipeline (UNet2DConditionModel); any other is refused by name. */
 /* One component entry of model_index.json, ["library", "Class"], against the classes sower loads for it
  * (diffusers instantiates the class named there, so another one would render other rows). An absent
  * entry passes (sower reads the subfolder); [null, null] (diffusers: no such component) passes only
@@ -195,6 +193,9 @@ static int check_components(Model *m, const char *text, size_t bytes, const char
     return status;
 }
 
+/* model_index.json: which pipeline the folder is. sower renders DDPMPipeline and DDIMPipeline
+ * (UNet2DModel) and StableDiffusionPipeline (UNet2DConditionModel); any other is refused by name,
+ * and so is a component class sower does not load. */
 static int read_pipeline_class(Model *m, const char *dir)
 {
     char path[4200];
