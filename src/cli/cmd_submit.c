@@ -223,12 +223,30 @@ static void sbatch_command(Command *c, const SlurmSettings *s, const SubmitOptio
         add(c, o->extra[i]);
 }
 
+/* A word as a POSIX shell reads it back: as it is when plain ($ARRAY_JOB_ID stays for the shell to
+ * expand), else in single quotes (a path with spaces). */
+static void print_word(const char *w)
+{
+    if (*w && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:=%,+@$-") == strlen(w)) {
+        fputs(w, stdout);
+        return;
+    }
+    putchar('\'');
+    for (; *w; w++) *w == '\'' ? fputs("'\\''", stdout) : putchar(*w);
+    putchar('\'');
+}
+
 static void print_command(const Command *c, const char *sower, const char *status_dir)
 {
-    printf("SOWER=%s SOWER_STATUS_DIR=%s", sower, status_dir);
-    for (int i = 0; i < c->argc; i++)
-        printf(" %s", c->argv[i]);
-    printf("\n");
+    fputs("SOWER=", stdout);
+    print_word(sower);
+    fputs(" SOWER_STATUS_DIR=", stdout);
+    print_word(status_dir);
+    for (int i = 0; i < c->argc; i++) {
+        putchar(' ');
+        print_word(c->argv[i]);
+    }
+    putchar('\n');
 }
 
 /* Runs the command with SOWER set; returns the job id sbatch --parsable prints. */
