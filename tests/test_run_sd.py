@@ -213,7 +213,7 @@ def main():
         bad_file("invalid UTF-8 in the prompts file", b"fine\nalso fine\nbad \xc3\x28 here\n", ["bad.txt:3:5:", "UTF-8"])
         bad_file("a NUL byte in the prompts file", b"a\x00b\n", ["bad.txt:1:2:", "NUL"])
         bad_file("a prompts file without a prompt", b"\n \r\n", ["bad.txt:", "no prompt"])
-        bad_file("a prompt over 8192 bytes", b"ok\n" + b"x" * 9000 + b"\n", ["bad.txt:2:1:", "at most 8192 bytes"])
+        bad_file("a prompt over 8192 characters", b"ok\n" + "\u00e9".encode() * 8193 + b"\n", ["bad.txt:2:1:", "at most 8192 characters, found 8193"])
         os.unlink(os.path.join(tmp, "bad.txt"))
         bad("a missing prompts file", os.path.join(tmp, "bpf.yaml"), ["bad.txt", "prompts file (named at", "bpf.yaml:7:"])
         print("5 bad prompts files: exit 2, FILE:LINE:COLUMN named, nothing written")

@@ -18,3 +18,10 @@ int utf8_valid(const char *text, size_t len, size_t *bad_offset)
     }
     return 1;
 }
+
+size_t utf8_chars(const char *text, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) n += ((unsigned char)text[i] & 0xC0) != 0x80;
+    return n;
+}

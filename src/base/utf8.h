@@ -8,4 +8,8 @@
 /* 1 when text[0..len) is valid UTF-8, else 0 and *bad_offset the first bad byte. */
 int utf8_valid(const char *text, size_t len, size_t *bad_offset);
 
+/* The code points of valid UTF-8 text[0..len) (the characters JSON Schema's maxLength and Python's
+ * len() count): the bytes that do not continue a sequence. */
+size_t utf8_chars(const char *text, size_t len);
+
 #endif /* SOWER_UTF8_H */

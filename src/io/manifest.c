@@ -13,6 +13,7 @@
 #include "config_file.h"
 #include "outfile.h"
 #include "seeds.h"
+#include "utf8.h"
 
 enum {
     MANIFEST_MAX_BYTES = 64 << 20,
@@ -36,8 +37,12 @@ static void describe(const yaml_node_t *n, char *out, size_t size)
         snprintf(out, size, "a mapping");
     else if (n->type == YAML_SEQUENCE_NODE)
         snprintf(out, size, "a list");
-    else if (n->data.scalar.length > 60)
-        snprintf(out, size, "'%.57s...'", (const char *)n->data.scalar.value);
+    else if (n->data.scalar.length > 60) { /* cut at a character's start, never inside one */
+        const char *v = (const char *)n->data.scalar.value;
+        int keep = 57;
+        while (keep > 0 && ((unsigned char)v[keep] & 0xC0) == 0x80) keep--;
+        snprintf(out, size, "'%.*s...'", keep, v);
+    }
     else
         snprintf(out, size, "'%s'", (const char *)n->data.scalar.value);
 }
@@ -131,12 +136,17 @@ static int get_number(const Ctx *c, const yaml_node_t *n, const char *key, doubl
 }
 
 /* A string: a quoted scalar, or a plain one that is not null, a boolean or a number. */
-static int get_string(const Ctx *c, const yaml_node_t *n, const char *key, size_t max_chars, const char **out)
+/* A string of 1..max_chars characters (code points, as the schema's maxLength counts them; names and
+ * Slurm words, ASCII by their schema patterns, are as many bytes), or with in_bytes of 1..max_chars
+ * bytes (paths: their buffers' size). */
+static int get_string_of(const Ctx *c, const yaml_node_t *n, const char *key, size_t max_chars, int in_bytes,
+                         const char **out)
 {
-    char expected[64];
-    snprintf(expected, sizeof expected, "a string of 1..%zu characters", max_chars);
-    if (!n || n->type != YAML_SCALAR_NODE || n->data.scalar.length == 0 || n->data.scalar.length > max_chars ||
-        strlen(text_of(n)) != n->data.scalar.length)
+    char expected[80];
+    snprintf(expected, sizeof expected, "a string of 1..%zu %s", max_chars, in_bytes ? "bytes" : "characters");
+    if (!n || n->type != YAML_SCALAR_NODE || n->data.scalar.length == 0 ||
+        strlen(text_of(n)) != n->data.scalar.length ||
+        (in_bytes ? n->data.scalar.length : utf8_chars(text_of(n), n->data.scalar.length)) > max_chars)
         return fail_at(c, n, key, expected);
     if (is_plain(n)) {
         const char *s = text_of(n);
@@ -147,6 +157,16 @@ static int get_string(const Ctx *c, const yaml_node_t *n, const char *key, size_
     }
     *out = text_of(n);
     return SOWER_OK;
+}
+
+static int get_string(const Ctx *c, const yaml_node_t *n, const char *key, size_t max_chars, const char **out)
+{
+    return get_string_of(c, n, key, max_chars, 0, out);
+}
+
+static int get_path(const Ctx *c, const yaml_node_t *n, const char *key, const char **out)
+{
+    return get_string_of(c, n, key, MAX_PATH_CHARS, 1, out);
 }
 
 static int get_enum(const Ctx *c, const yaml_node_t *n, const char *key, const char *const *values, int *out)
@@ -242,7 +262,7 @@ static int parse_model(const Ctx *c, Job *job, const yaml_node_t *n)
     if (n && n->type == YAML_MAPPING_NODE) {
         Field f[] = {{"path", 1, NULL}, {"digest", 0, NULL}};
         SOWER_TRY(get_mapping(c, n, "model", f, 2));
-        SOWER_TRY(get_string(c, f[0].value, "model.path", MAX_PATH_CHARS, &path));
+        SOWER_TRY(get_path(c, f[0].value, "model.path", &path));
         if (f[1].value) {
             const char *d = NULL;
             SOWER_TRY(get_string(c, f[1].value, "model.digest", 71, &d));
@@ -258,7 +278,7 @@ static int parse_model(const Ctx *c, Job *job, const yaml_node_t *n)
             job->model_digest_pinned = 1;
         }
     } else if (n && n->type == YAML_SCALAR_NODE) {
-        SOWER_TRY(get_string(c, n, "model", MAX_PATH_CHARS, &path));
+        SOWER_TRY(get_path(c, n, "model", &path));
     } else {
         return fail_at(c, n, "model", "a model folder path or {path: ..., digest: sha256:...}");
     }
@@ -434,13 +454,13 @@ static int parse_prompts(const Ctx *c, Job *job, const yaml_node_t *n)
         const yaml_node_t *item = yaml_document_get_node(c->doc, *it);
         const char *prompt = NULL, *negative = "";
         if (item->type == YAML_SCALAR_NODE) {
-            SOWER_TRY(get_string(c, item, "prompts[]", JOB_MAX_PROMPT_BYTES, &prompt));
+            SOWER_TRY(get_string(c, item, "prompts[]", JOB_MAX_PROMPT_CHARS, &prompt));
         } else {
             Field g[] = {{"prompt", 1, NULL}, {"negative_prompt", 0, NULL}};
             SOWER_TRY(get_mapping(c, item, "prompts[]", g, 2));
-            SOWER_TRY(get_string(c, g[0].value, "prompts[].prompt", JOB_MAX_PROMPT_BYTES, &prompt));
+            SOWER_TRY(get_string(c, g[0].value, "prompts[].prompt", JOB_MAX_PROMPT_CHARS, &prompt));
             if (g[1].value && !is_null(g[1].value) && !(g[1].value->type == YAML_SCALAR_NODE && g[1].value->data.scalar.length == 0))
-                SOWER_TRY(get_string(c, g[1].value, "prompts[].negative_prompt", JOB_MAX_PROMPT_BYTES, &negative));
+                SOWER_TRY(get_string(c, g[1].value, "prompts[].negative_prompt", JOB_MAX_PROMPT_CHARS, &negative));
         }
         const size_t k = job->n_prompts;
         job->prompt_marks[k] = mark_of(item);
@@ -463,11 +483,11 @@ static int parse_prompts_file(const Ctx *c, Job *job, const yaml_node_t *n)
     if (n->type == YAML_MAPPING_NODE) {
         Field f[] = {{"path", 1, NULL}, {"negative_prompt", 0, NULL}};
         SOWER_TRY(get_mapping(c, n, "prompts_file", f, 2));
-        SOWER_TRY(get_string(c, f[0].value, "prompts_file.path", MAX_PATH_CHARS, &path));
+        SOWER_TRY(get_path(c, f[0].value, "prompts_file.path", &path));
         if (f[1].value && !is_null(f[1].value) && !(f[1].value->type == YAML_SCALAR_NODE && f[1].value->data.scalar.length == 0))
-            SOWER_TRY(get_string(c, f[1].value, "prompts_file.negative_prompt", JOB_MAX_PROMPT_BYTES, &negative));
+            SOWER_TRY(get_string(c, f[1].value, "prompts_file.negative_prompt", JOB_MAX_PROMPT_CHARS, &negative));
     } else if (n->type == YAML_SCALAR_NODE) {
-        SOWER_TRY(get_string(c, n, "prompts_file", MAX_PATH_CHARS, &path));
+        SOWER_TRY(get_path(c, n, "prompts_file", &path));
     } else {
         return fail_at(c, n, "prompts_file", "a path (UTF-8, one prompt per line) or {path: ..., negative_prompt: ...}");
     }
@@ -485,7 +505,7 @@ static int parse_output(const Ctx *c, Job *job, const yaml_node_t *n)
     Field f[] = {{"path", 1, NULL}, {"compression", 0, NULL}, {"chunk_rows", 0, NULL}};
     SOWER_TRY(get_mapping(c, n, "output", f, 3));
     const char *path = NULL;
-    SOWER_TRY(get_string(c, f[0].value, "output.path", MAX_PATH_CHARS, &path));
+    SOWER_TRY(get_path(c, f[0].value, "output.path", &path));
     SOWER_TRY(resolve_path(job, path, &job->output_path));
     static const char *const compressions[] = {"none", "gzip", NULL};
     if (f[1].value)

@@ -16,7 +16,7 @@
 
 #define JOB_MAX_ROWS (UINT64_C(1) << 40)
 #define JOB_MAX_PROMPTS 100000      /* prompts: and prompts_file together */
-#define JOB_MAX_PROMPT_BYTES 8192   /* one prompt (or negative prompt), UTF-8 bytes */
+#define JOB_MAX_PROMPT_CHARS 8192   /* one prompt (or negative prompt): code points, as the schema counts */
 #define JOB_MAX_PROMPTS_FILE_BYTES (256u << 20)
 
 typedef struct {
@@ -110,7 +110,7 @@ int manifest_load_text(Job *job, const char *path, const char *text, size_t byte
 /* The prompts file's bytes (read elsewhere, e.g. by rank 0 and broadcast): one UTF-8 prompt per line
  * (\n or \r\n; a leading byte-order mark and blank lines skipped), appended after prompts:'s, each
  * with prompts_file's negative prompt. SOWER_EMANIFEST naming FILE:LINE:COLUMN for invalid UTF-8, a NUL
- * byte, a prompt over JOB_MAX_PROMPT_BYTES, too many prompts or rows, or a file with no prompt. */
+ * byte, a prompt over JOB_MAX_PROMPT_CHARS, too many prompts or rows, or a file with no prompt. */
 int job_read_prompts_text(Job *job, const char *text, size_t bytes) SOWER_MUST_CHECK;
 /* "prompts file (named at MANIFEST:LINE:COL)": its role in messages about reading it. */
 void job_prompts_file_role(const Job *job, char *out, size_t size);

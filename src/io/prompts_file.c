@@ -79,9 +79,9 @@ static int read_lines(Job *job, const char *text, size_t bytes)
             return SOWER_FAIL(SOWER_EMANIFEST, "%s:%u:%zu: expected a prompt of valid UTF-8, found byte 0x%02X", path,
                               number, bad + 1, (unsigned)(unsigned char)line[bad]);
         if (!blank(line, len)) {
-            if (len > JOB_MAX_PROMPT_BYTES)
-                return SOWER_FAIL(SOWER_EMANIFEST, "%s:%u:1: expected a prompt of at most %d bytes, found %zu", path,
-                                  number, JOB_MAX_PROMPT_BYTES, len);
+            if (utf8_chars(line, len) > JOB_MAX_PROMPT_CHARS)
+                return SOWER_FAIL(SOWER_EMANIFEST, "%s:%u:1: expected a prompt of at most %d characters, found %zu",
+                                  path, number, JOB_MAX_PROMPT_CHARS, utf8_chars(line, len));
             if (job->n_prompts == JOB_MAX_PROMPTS)
                 return SOWER_FAIL(SOWER_EMANIFEST,
                                   "%s:%u:1: expected at most %d prompts (prompts: and prompts_file together), found more",

@@ -26,9 +26,10 @@ static void check_job(const Job *job)
     for (size_t i = 0; i < job->n_prompts; i++) {
         size_t bad = 0, len = job->prompts[i] ? strlen(job->prompts[i]) : 0;
         FUZZ_ASSERT(len && job->negative_prompts[i], "prompt %zu", i);
-        FUZZ_ASSERT(len <= JOB_MAX_PROMPT_BYTES && utf8_valid(job->prompts[i], len, &bad) &&
+        FUZZ_ASSERT(utf8_valid(job->prompts[i], len, &bad) && utf8_chars(job->prompts[i], len) <= JOB_MAX_PROMPT_CHARS &&
                         (i < job->n_listed_prompts || !strchr(job->prompts[i], '\n')),
-                    "prompt %zu is not (one line, from a file, of) at most %d bytes of UTF-8", i, JOB_MAX_PROMPT_BYTES);
+                    "prompt %zu is not (one line, from a file, of) at most %d characters of UTF-8", i,
+                    JOB_MAX_PROMPT_CHARS);
     }
     FUZZ_ASSERT(job->n_listed_prompts <= job->n_prompts && job->n_prompts <= JOB_MAX_PROMPTS && !job->prompts_file_pending,
                 "%zu prompts, %zu listed, pending %d", job->n_prompts, job->n_listed_prompts, job->prompts_file_pending);
