@@ -326,6 +326,12 @@ def main():
             expect(r, 2, [text], f"output {target!r}")
         check(not os.path.exists(os.path.join(tmp, "new-dir")) and not os.path.exists(folder + ".partial")
               and os.listdir(folder) == [], "a refused output path made a folder or a partial")
+        # A run refused after taking its output's lock (here: no model) removes the folders it made for it.
+        nomodel = os.path.join(tmp, "nomodel.yaml")
+        open(nomodel, "w").write(JOB.format(model=os.path.join(tmp, "no-such-model"), steps=2, rows=2, extra=""))
+        r = run([sower, "run", nomodel, "-o", os.path.join(tmp, "new-tree", "a", "out.h5")])
+        expect(r, 2, ["no-such-model"], "a run without its model")
+        check(not os.path.exists(os.path.join(tmp, "new-tree")), "a refused run left the folders it made")
         status = os.path.join(tmp, "status")
         for k in range(2):  # an earlier status file is replaced
             r = run([sower, "run", job, "-o", os.path.join(tmp, "st.h5"), "--force", "--status-file", status])

@@ -229,6 +229,39 @@ static void remove_dead_drafts(const char *lock_path, const char *host)
     closedir(d);
 }
 
+/* The length of dir's first prefix (a whole component) that does not exist: the topmost folder
+ * make_dirs would create; 0 when dir exists. */
+static size_t first_missing_folder(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) return 0;
+    char prefix[4096];
+    snprintf(prefix, sizeof prefix, "%s", dir);
+    for (size_t i = 1; prefix[i]; i++) {
+        if (prefix[i] != '/') continue;
+        prefix[i] = '\0';
+        int missing = stat(prefix, &st) != 0;
+        prefix[i] = '/';
+        if (missing) return i;
+    }
+    return strlen(prefix);
+}
+
+/* The folders this run made for its output, deepest first, while they are empty (rmdir removes nothing
+ * else): a run refused before it wrote leaves the tree as it found it. */
+static void remove_made_folders(OutputLock *lock)
+{
+    if (!lock->made_dir) return;
+    char *dir = lock->made_dir;
+    for (size_t len = strlen(dir); len >= lock->made_top && rmdir(dir) == 0; len = strlen(dir)) {
+        char *slash = strrchr(dir, '/');
+        if (!slash || (size_t)(slash - dir) < lock->made_top) break;
+        *slash = '\0';
+    }
+    free(lock->made_dir);
+    lock->made_dir = NULL;
+}
+
 int output_lock_take(OutputLock *lock, const char *output_path, const char *command)
 {
     memset(lock, 0, sizeof *lock);
@@ -242,7 +275,12 @@ int output_lock_take(OutputLock *lock, const char *output_path, const char *comm
     int status = SOWER_OK;
     if (slash && slash != dir) {
         *slash = '\0';
+        size_t top = first_missing_folder(dir);
         status = make_dirs(dir);
+        if (status == SOWER_OK && top) { /* made here: removed again if the run leaves them empty */
+            lock->made_dir = strdup(dir);
+            lock->made_top = top;
+        }
     }
     LockOwner me, other;
     owner_of_this_process(&me, command);
@@ -267,6 +305,7 @@ int output_lock_take(OutputLock *lock, const char *output_path, const char *comm
         }
         status = refuse(path, output_path, &other, found == 0);
     }
+    remove_made_folders(lock);
     if (status == SOWER_OK)
         status = SOWER_FAIL(SOWER_EPATH, "output '%s': its lock '%s' keeps changing hands; try again",
                             output_path, path);
@@ -286,4 +325,5 @@ void output_lock_release(OutputLock *lock)
         unlink(lock->path);
     free(lock->path);
     lock->path = NULL;
+    remove_made_folders(lock);
 }

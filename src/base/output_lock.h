@@ -14,7 +14,9 @@
 #include "err.h"
 
 typedef struct {
-    char *path; /* OUT.lock; NULL when not held */
+    char *path;     /* OUT.lock; NULL when not held */
+    char *made_dir; /* the output's folder when this run made it (and its new parents: made_top), else NULL */
+    size_t made_top; /* made_dir[0..made_top) is the topmost folder this run made */
 } OutputLock;
 
 /* Takes OUT.lock for output_path; SOWER_EPATH (exit 2) naming the holder when another live run has
