@@ -26,6 +26,7 @@
 usage: test_output_safety.py SOWER_BINARY MPIEXEC MODEL_DIR
 """
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -326,6 +327,16 @@ def main():
             expect(r, 2, [text], f"output {target!r}")
         check(not os.path.exists(os.path.join(tmp, "new-dir")) and not os.path.exists(folder + ".partial")
               and os.listdir(folder) == [], "a refused output path made a folder or a partial")
+        # Not even --force renders over an input: the weights it reads (a copy of the model here).
+        copy = os.path.join(tmp, "model-copy")
+        shutil.copytree(model, copy)
+        copied_job = os.path.join(tmp, "copy.yaml")
+        open(copied_job, "w").write(JOB.format(model=copy, steps=2, rows=2, extra=""))
+        weights = next(os.path.join(d, f) for d, _, fs in os.walk(copy) for f in fs if f.endswith(".safetensors"))
+        kept = open(weights, "rb").read()
+        r = run([sower, "run", copied_job, "-o", weights, "--force"])
+        expect(r, 2, ["is inside the model folder"], "an output over the model's weights")
+        check(open(weights, "rb").read() == kept, "a run replaced the weights it reads")
         # A run refused after taking its output's lock (here: no model) removes the folders it made for it.
         nomodel = os.path.join(tmp, "nomodel.yaml")
         open(nomodel, "w").write(JOB.format(model=os.path.join(tmp, "no-such-model"), steps=2, rows=2, extra=""))

@@ -159,6 +159,8 @@ def main():
             ["tokenizer/merges.txt", "not a regular file"])
         bad("VAE config a FIFO", copy_with("fifo-vae", fifo("vae/config.json")),
             ["vae/config.json", "not a regular file"])
+        bad("text encoder config a FIFO", copy_with("fifo-text", fifo("text_encoder/config.json")),
+            ["text_encoder/config.json", "not a regular file"])
         bad("empty vocabulary", copy_with("novocab", lambda p: open(os.path.join(p, "tokenizer", "vocab.json"), "w").write("{}")),
             ["tokenizer/vocab.json", "no tokens"])
         bad("index names another text encoder",
@@ -180,7 +182,7 @@ def main():
                             b"0", b"-o", os.fsencode(target)], capture_output=True, timeout=600)
         check(r.returncode == 2 and b"invalid UTF-8" in r.stderr and not os.path.exists(target),
               f"invalid UTF-8 prompt: exit {r.returncode}: {r.stderr[-300:]}")
-        print("19 kinds of bad input: exit 2, named, nothing written")
+        print("20 kinds of bad input: exit 2, named, nothing written")
 
         # 4. The folder's own scheduler is the class model_index.json names, configured from
         # scheduler_config.json, as DiffusionPipeline.from_pretrained builds it: tiny-sd2's index says

@@ -57,3 +57,9 @@ int regular_file_exists(const char *path)
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
+
+int path_present(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}

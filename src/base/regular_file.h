@@ -21,4 +21,8 @@ const char *regular_file_why(int err);
 /* 1 when path is an existing regular file (links followed), else 0; never opens it. */
 int regular_file_exists(const char *path);
 
+/* 1 when anything is at path (a file, a folder, a FIFO, a dangling or looping link): where a file is
+ * expected, its reader then says what is wrong with it, rather than "no such file". */
+int path_present(const char *path);
+
 #endif /* SOWER_REGULAR_FILE_H */

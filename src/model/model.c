@@ -24,19 +24,11 @@ static int join(char *out, size_t size, const char *dir, const char *name)
     return SOWER_OK;
 }
 
-/* Something is at path (a file, a directory, a dangling or looping link): its reader says what is wrong
- * with it, rather than "no such file". */
-static int present(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
 /* Refuses pickle weights with a clear message when the safetensors file is missing. */
 static int find_weights(Model *m, const char *unet_dir)
 {
     SOWER_TRY(join(m->weights_path, sizeof m->weights_path, unet_dir, "diffusion_pytorch_model.safetensors"));
-    if (present(m->weights_path)) return SOWER_OK;
+    if (path_present(m->weights_path)) return SOWER_OK;
     static const char *const pickles[] = {"diffusion_pytorch_model.bin", "diffusion_pytorch_model.ckpt",
                                           "diffusion_pytorch_model.pt", "model.ckpt"};
     for (size_t i = 0; i < sizeof pickles / sizeof pickles[0]; i++) {
@@ -63,7 +55,7 @@ static int locate(Model *m, const char *dir)
     char unet_dir[4096];
     SOWER_TRY(join(unet_dir, sizeof unet_dir, dir, "unet"));
     SOWER_TRY(join(m->unet_config_path, sizeof m->unet_config_path, unet_dir, "config.json"));
-    if (present(m->unet_config_path)) {
+    if (path_present(m->unet_config_path)) {
         m->flat_layout = 0;
         SOWER_TRY(join(m->scheduler_config_path, sizeof m->scheduler_config_path, dir,
                        "scheduler/scheduler_config.json"));
@@ -80,7 +72,7 @@ static int locate(Model *m, const char *dir)
         SOWER_TRY(
             join(m->scheduler_config_path, sizeof m->scheduler_config_path, dir, "scheduler_config.json"));
     }
-    if (!present(m->scheduler_config_path))
+    if (!path_present(m->scheduler_config_path))
         return SOWER_FAIL(SOWER_EMODEL, "%s: no such file (the scheduler config of model '%s')",
                           m->scheduler_config_path, dir);
     SOWER_TRY(find_weights(m, unet_dir));
@@ -200,7 +192,7 @@ static int read_pipeline_class(Model *m, const char *dir)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/model_index.json", dir);
-    if (!present(path)) return SOWER_OK; /* absent; anything there (a loop, a FIFO) must read */
+    if (!path_present(path)) return SOWER_OK; /* absent; anything there (a loop, a FIFO) must read */
     char *text = NULL;
     size_t bytes = 0;
     SOWER_TRY(config_file_read(path, "pipeline index", CONFIG_MAX_BYTES, SOWER_EMODEL, &text, &bytes));
@@ -219,7 +211,7 @@ static int read_vae_scale_factor(Model *m)
     char path[4200];
     snprintf(path, sizeof path, "%s/vae/config.json", m->dir);
     m->vae_scale_factor = 8;
-    if (!present(path)) return SOWER_OK; /* no VAE; anything there (a loop, a FIFO) must read */
+    if (!path_present(path)) return SOWER_OK; /* no VAE; anything there (a loop, a FIFO) must read */
     char *text = NULL;
     size_t bytes = 0;
     SOWER_TRY(config_file_read(path, "VAE config", CONFIG_MAX_BYTES, SOWER_EMODEL, &text, &bytes));
@@ -285,6 +277,7 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
     SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes,
                                      m->scheduler_config_path, m->folder_scheduler_known ? own : SCHED_DDIM,
                                      &m->folder_scheduler));
+    SOWER_TRY(scheduler_check_noise_schedule(&m->folder_scheduler, m->scheduler_config_path));
     UNetConfig cfg;
     SOWER_TRY(unet_config_parse(m->unet_config_text, m->unet_config_bytes, m->unet_config_path, &cfg));
     SOWER_TRY(unet_init(&m->unet, &cfg));

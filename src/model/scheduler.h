@@ -146,6 +146,12 @@ typedef struct {
  * with exactly the count diffusers makes (diffusers itself misbehaves otherwise: leading spacing with
  * a steps_offset that pushes t to T, or trailing spacing where numpy's arange yields N+1 values);
  * else SOWER_EINPUT. On failure *s is left zeroed. */
+/* Refuses (SOWER_EMODEL naming path) betas a render cannot use: ones that leave no signal (alphas_cumprod
+ * reaching 0 in float32: beta 0.9999 throughout, or 40,000 train steps of SD's betas) or add no noise (every
+ * beta 0): each makes the steps' coefficients 0/0 or infinite, and diffusers renders NaN from both without a
+ * word. Checked when a model folder is loaded (the table itself is computed for any config). */
+int scheduler_check_noise_schedule(const SchedulerConfig *cfg, const char *path) SOWER_MUST_CHECK;
+
 /* The config's betas (T = num_train_timesteps) and their float32 cumulative product, as diffusers makes
  * them: the table every scheduler class starts from. */
 void scheduler_alphas_cumprod(const SchedulerConfig *cfg, float *betas /* (T,) scratch */,

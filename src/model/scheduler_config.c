@@ -303,10 +303,7 @@ static int listed(const cJSON *names, const char *key)
     return 0;
 }
 
-/* Betas that leave no signal (alphas_cumprod reaching 0 in float32, e.g. beta 0.9999 throughout) or add
- * no noise (every beta 0) make every step's coefficients 0/0 or infinite: diffusers renders NaN from
- * both without a word; sower refuses the config. */
-static int check_noise_schedule(const SchedulerConfig *cfg, const char *path)
+int scheduler_check_noise_schedule(const SchedulerConfig *cfg, const char *path)
 {
     const int T = cfg->num_train_timesteps;
     float *betas = malloc((size_t)T * sizeof *betas);                   /* (T,) */
@@ -376,7 +373,6 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
     }
     if (scheduler_class(kind)->validate)
         SOWER_TRY(scheduler_class(kind)->validate(cfg, path));
-    SOWER_TRY(check_noise_schedule(cfg, path));
     return SOWER_OK;
 }
 

@@ -133,6 +133,29 @@ static int check_output_path(const char *path)
     return SOWER_OK;
 }
 
+/* The output must not be one of the job's inputs: the manifest, its prompts file, or anything inside the
+ * model folder (even --force must not rename a render over the weights it reads). */
+static int check_output_not_input(const Job *job, const char *out, const char *manifest)
+{
+    struct stat o, i;
+    const char *files[] = {manifest, job->prompts_file};
+    for (int k = 0; k < 2; k++)
+        if (files[k] && stat(out, &o) == 0 && stat(files[k], &i) == 0 && o.st_dev == i.st_dev && o.st_ino == i.st_ino)
+            return SOWER_FAIL(SOWER_EPATH, "output '%s' is %s, an input of the job: choose another path", out, files[k]);
+    char dir[4096], model[PATH_MAX], parent[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    /* Where the output's folder exists already (it must, to be inside the model's). */
+    if (!realpath(slash ? (dir[0] ? dir : "/") : ".", parent) || !realpath(job->model_path, model)) return SOWER_OK;
+    const size_t n = strlen(model);
+    if (strncmp(parent, model, n) == 0 && (parent[n] == '\0' || parent[n] == '/'))
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' is inside the model folder '%s', which the job reads: choose "
+                                       "another path",
+                          out, job->model_path);
+    return SOWER_OK;
+}
+
 /* Rank 0, before anything looks at the output: its lock (one run per output), then what earlier
  * runs left there. Nothing found is replaced or discarded without --force. */
 static int claim_output(Run *r, const RunOptions *o)
@@ -223,6 +246,7 @@ static int load_job(Run *r, const RunOptions *o)
                              : strdup(r->job.output_path);
     if (!r->out_path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     if (r->team.rank == 0) SOWER_TRY(check_output_path(r->out_path));
+    if (r->team.rank == 0) SOWER_TRY(check_output_not_input(&r->job, r->out_path, o->manifest));
     if (r->team.rank == 0) SOWER_TRY(check_status_file(r, o));
     if (r->team.rank == 0) SOWER_TRY(claim_output(r, o));
     return SOWER_OK;

@@ -120,9 +120,9 @@ static int find_files(ClipTextModel *m, const char *dir)
         if ((size_t)snprintf(config, sizeof config, "%s%s/config.json", dir, folders[i]) >= sizeof config ||
             (size_t)snprintf(weights, sizeof weights, "%s%s/model.safetensors", dir, folders[i]) >= sizeof weights)
             return SOWER_FAIL(SOWER_EMODEL, "'%s': path too long", dir);
-        if (!regular_file_exists(config))
+        if (!path_present(config))
             continue;
-        if (!regular_file_exists(weights)) {
+        if (!path_present(weights)) {
             char bin[4096];
             snprintf(bin, sizeof bin, "%s%s/pytorch_model.bin", dir, folders[i]);
             return SOWER_FAIL(SOWER_EMODEL, "%s: missing%s", weights,
