@@ -335,7 +335,7 @@ def main():
         weights = next(os.path.join(d, f) for d, _, fs in os.walk(copy) for f in fs if f.endswith(".safetensors"))
         kept = open(weights, "rb").read()
         r = run([sower, "run", copied_job, "-o", weights, "--force"])
-        expect(r, 2, ["is inside the model folder"], "an output over the model's weights")
+        expect(r, 2, ["is a file of the model folder"], "an output over the model's weights")
         check(open(weights, "rb").read() == kept, "a run replaced the weights it reads")
         # A run refused after taking its output's lock (here: no model) removes the folders it made for it.
         nomodel = os.path.join(tmp, "nomodel.yaml")

@@ -133,8 +133,8 @@ static int check_output_path(const char *path)
     return SOWER_OK;
 }
 
-/* The output must not be one of the job's inputs: the manifest, its prompts file, or anything inside the
- * model folder (even --force must not rename a render over the weights it reads). */
+/* The output must not be one of the job's inputs: the manifest, its prompts file, or a file of the model
+ * folder (even --force must not rename a render over the weights it reads; a new file there is harmless). */
 static int check_output_not_input(const Job *job, const char *out, const char *manifest)
 {
     struct stat o, i;
@@ -146,12 +146,12 @@ static int check_output_not_input(const Job *job, const char *out, const char *m
     snprintf(dir, sizeof dir, "%s", out);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
-    /* Where the output's folder exists already (it must, to be inside the model's). */
+    if (stat(out, &o) != 0) return SOWER_OK; /* a new file replaces nothing */
     if (!realpath(slash ? (dir[0] ? dir : "/") : ".", parent) || !realpath(job->model_path, model)) return SOWER_OK;
     const size_t n = strlen(model);
     if (strncmp(parent, model, n) == 0 && (parent[n] == '\0' || parent[n] == '/'))
-        return SOWER_FAIL(SOWER_EPATH, "output '%s' is inside the model folder '%s', which the job reads: choose "
-                                       "another path",
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' is a file of the model folder '%s', which the job reads: "
+                                       "choose another path",
                           out, job->model_path);
     return SOWER_OK;
 }
