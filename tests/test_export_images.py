@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import socket
 import tarfile
 import tempfile
 import time
@@ -218,8 +219,19 @@ def main():
                 ["shards hold 3 rows each", "--shard-size 3"], (latents_dir, before))
         refused("--force with a folder", [sower, "export", out, "--npy", latents_dir, "--force"],
                 ["--force applies to --png"], (latents_dir, before))
+        # One export at a time per folder (two would each merge the index files they read, the last rename
+        # winning): a live export's lock (this process stands in for it) refuses a second, naming it.
+        lock = os.path.join(latents_dir, "sower-export.lock")
+        start_ticks = open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]
+        open(lock, "w").write(f"host: {socket.gethostname()}\npid: {os.getpid()}\npid_start: {start_ticks}\n"
+                              f"started: now\ncommand: sower export (test)\n")
+        refused("a folder another export is writing", [sower, "export", out, "--npy", latents_dir, "--shard-size", "3"],
+                ["in use by another run", f"pid {os.getpid()}"], (latents_dir, sorted(before + ["sower-export.lock"])))
+        os.remove(lock)
+        r = run([sower, "export", out, "--npy", latents_dir, "--shard-size", "3"])
+        check(r.returncode == 0 and not os.path.exists(lock), f"export after the lock went: {r.stderr[-300:]}")
         check(not os.path.exists(os.path.join(tmp, "new")), "a refused export made its folder")
-        print("10 refusals: exit 2, the folders untouched")
+        print("11 refusals: exit 2, the folders untouched")
 
         # 5. a pixel-space model: grey PNGs of the samples themselves, no prompt
         grey = os.path.join(tmp, "grey")

@@ -327,6 +327,23 @@ def main():
             expect(r, 2, [text], f"output {target!r}")
         check(not os.path.exists(os.path.join(tmp, "new-dir")) and not os.path.exists(folder + ".partial")
               and os.listdir(folder) == [], "a refused output path made a folder or a partial")
+        # Another run's working files (OUT.partial, OUT.lock) are never an output, even with --force: the run
+        # would rename a stranger's rows into place as its own.
+        live = os.path.join(tmp, "live.h5")
+        first = start([sower, "run", job, "-o", live])
+        os.kill(first.pid, signal.SIGSTOP)
+        deadline = time.time() + 60
+        while not os.path.exists(live + ".lock") and time.time() < deadline:
+            time.sleep(0.05)
+        for target in (live + ".partial", live + ".lock"):
+            r = run([sower, "run", job, "-o", target, "--force"])
+            expect(r, 2, ["is a working file of the run writing", live], f"an output at {os.path.basename(target)}")
+            r = run([sower, "export", ref, "--png", target, "--force"])
+            expect(r, 2, ["is a working file of the run writing"], f"export --png at {os.path.basename(target)}")
+        os.kill(first.pid, signal.SIGCONT)
+        first.stderr.read()
+        check(first.wait() == 0, f"the run beside the refused ones failed: {first.returncode}")
+        same_as(live, ref, "a run whose working files others tried to write")
         # Not even --force renders over an input: the weights it reads (a copy of the model here).
         copy = os.path.join(tmp, "model-copy")
         shutil.copytree(model, copy)

@@ -1,6 +1,7 @@
 /* outfile.c: temp-file-and-rename output, and a capped whole-file reader. */
 #define _POSIX_C_SOURCE 200809L
 #include "outfile.h"
+#include "regular_file.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,11 +18,12 @@ static char *dup_string(const char *s)
     return copy;
 }
 
-/* A device, FIFO or socket (through any link): written to as it is, never replaced. */
+/* A character device or FIFO (through any link: /dev/null, /dev/stdout, a pipe): written to as it is,
+ * never replaced. Block devices and sockets are refused (outfile_open): a disk is no output. */
 static int is_special(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+    return stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode));
 }
 
 int outfile_open(OutFile *f, const char *path)
@@ -39,6 +41,8 @@ int outfile_open(OutFile *f, const char *path)
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return SOWER_FAIL(SOWER_EPATH, "output '%s' is a directory, expected a file path", path);
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !is_special(path))
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' is a block device or socket, expected a file path", path);
     if (is_special(path)) { /* written in place: a rename would replace /dev/null with a file */
         f->fp = fopen(path, "wb");
         if (!f->fp) return SOWER_FAIL(SOWER_EPATH, "cannot open output '%s': %s", path, strerror(errno));
@@ -119,12 +123,9 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size
 {
     *data = NULL;
     *bytes = 0;
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return SOWER_FAIL(SOWER_EPATH, "'%s' is a directory, expected a file", path);
-    FILE *fp = fopen(path, "rb");
+    FILE *fp = regular_file_fopen(path); /* never blocks on a FIFO */
     if (!fp)
-        return SOWER_FAIL(SOWER_EPATH, "cannot open '%s': %s", path, strerror(errno));
+        return SOWER_FAIL(SOWER_EPATH, "cannot open '%s': %s", path, regular_file_why(errno));
     unsigned char *buf = malloc(max_bytes + 1);
     if (!buf) {
         fclose(fp);

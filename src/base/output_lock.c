@@ -327,3 +327,21 @@ void output_lock_release(OutputLock *lock)
     lock->path = NULL;
     remove_made_folders(lock);
 }
+
+int output_lock_check_not_working_file(const char *path, const char *what)
+{
+    static const char *const suffixes[] = {".partial", ".partial.new", ".lock"};
+    const size_t n = strlen(path);
+    for (int i = 0; i < 3; i++) {
+        const size_t k = strlen(suffixes[i]);
+        if (n <= k || strcmp(path + n - k, suffixes[i]) != 0) continue;
+        char lock[4200];
+        snprintf(lock, sizeof lock, "%.*s.lock", (int)(n - k), path);
+        struct stat st;
+        if (lstat(lock, &st) == 0)
+            return SOWER_FAIL(SOWER_EPATH, "%s '%s' is a working file of the run writing '%.*s' (its lock '%s' is there): "
+                                           "choose another path",
+                              what, path, (int)(n - k), path, lock);
+    }
+    return SOWER_OK;
+}

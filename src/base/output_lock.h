@@ -30,4 +30,9 @@ void output_lock_release_from_signal(void);
 /* Removes the lock if this process holds it; safe on a zeroed OutputLock. */
 void output_lock_release(OutputLock *lock);
 
+/* SOWER_EPATH when path is the working file of a run's output OUT (OUT.partial, OUT.partial.new or
+ * OUT.lock) while OUT.lock exists: `what` ("output", "--png") must not write there, even with --force (it
+ * would replace that run's rows, which it then renames into place as its own). */
+int output_lock_check_not_working_file(const char *path, const char *what) SOWER_MUST_CHECK;
+
 #endif /* SOWER_OUTPUT_LOCK_H */

@@ -11,7 +11,14 @@
 
 int regular_file_open(const char *path)
 {
-    /* O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one. */
+    /* Refused before any open: opening some devices acts (a watchdog arms, a tape rewinds). */
+    struct stat before;
+    if (stat(path, &before) != 0) return -1;
+    if (!S_ISREG(before.st_mode)) {
+        errno = S_ISDIR(before.st_mode) ? EISDIR : ENOTSUP;
+        return -1;
+    }
+    /* O_NONBLOCK: should it be swapped for a FIFO meanwhile, the open returns at once, and fstat refuses it. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -1;
     struct stat st;

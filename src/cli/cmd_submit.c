@@ -227,7 +227,11 @@ static void sbatch_command(Command *c, const SlurmSettings *s, const SubmitOptio
  * expand), else in single quotes (a path with spaces). */
 static void print_word(const char *w)
 {
-    if (*w && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:=%,+@$-") == strlen(w)) {
+    const char *expand = strstr(w, "$ARRAY_JOB_ID"); /* the one word the shell must expand */
+    const int plain = strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:=%,+@-") == strlen(w);
+    if (*w && (plain || (expand && strchr(w, '$') == expand && !strchr(expand + 1, '$') &&
+                         strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:=%,+@$-") ==
+                             strlen(w)))) {
         fputs(w, stdout);
         return;
     }

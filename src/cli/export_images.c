@@ -7,6 +7,7 @@
  * are diffusers' postprocess: (x / 2 + 0.5).clamp(0, 1) * 255, rounded half to even, as numpy_to_pil. */
 #define _POSIX_C_SOURCE 200809L
 #include "export_images.h"
+#include "output_lock.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -27,7 +28,7 @@
 #include "vae.h"
 #include "version.h"
 
-enum { MAX_PNG_TEXT = 3 * 8192 + 1024 };
+enum { MAX_PNG_TEXT = 2 * 4 * 8192 + 2048 }; /* two prompts of 8192 characters of up to 4 UTF-8 bytes, the rest */
 static const char MARKER[] = "sower-export.json";
 
 /* ---- a PNG in memory (its bytes are digested, then written whole) ---- */
@@ -114,6 +115,7 @@ typedef struct {
     Bytes png;
     MergedLines metadata;   /* dir/metadata.jsonl (imagefolder) */
     MergedLines sums;       /* dir/SHA256SUMS */
+    OutputLock lock;        /* dir/sower-export.lock: one export at a time merges the folder's index files */
     uint64_t written, kept;
 } Export;
 
@@ -256,6 +258,12 @@ static int setup(Export *e)
     e->pixels = malloc(pixels);
     if (!e->latent || !e->image || !e->pixels) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for one image");
     SOWER_TRY(claim_dir(e));
+    /* Two exports at once would each merge the index files they read and the last rename would win
+     * (one's rows dropped from SHA256SUMS and metadata.jsonl): the second is refused, naming the first. */
+    char lock_name[4200], command[4400];
+    snprintf(lock_name, sizeof lock_name, "%s/sower-export", e->dir);
+    snprintf(command, sizeof command, "sower export %s --%s %s", e->path, e->layout, e->dir);
+    SOWER_TRY(output_lock_take(&e->lock, lock_name, command));
     char sums[4200];
     snprintf(sums, sizeof sums, "%s/SHA256SUMS", e->dir);
     SOWER_TRY(merged_lines_open(&e->sums, sums, sums_line_key));
@@ -573,6 +581,7 @@ int export_images(const ExportSource *in, const char *dir, ExportLayout layout, 
     if (status == SOWER_OK) fprintf(stderr, "  every file's SHA-256: %s/SHA256SUMS (sha256sum -c SHA256SUMS)\n", dir);
     merged_lines_free(&e.metadata);
     merged_lines_free(&e.sums);
+    output_lock_release(&e.lock);
     compute_backend_close(&e.be);
     vae_free(&e.vae);
     free(e.stored);

@@ -76,7 +76,7 @@ static int open_checked(OutputReader *r, const char *path)
     if (!probe) {
         char partial[4200];
         snprintf(partial, sizeof partial, "%s.partial", path);
-        FILE *unfinished = fopen(partial, "rb");
+        FILE *unfinished = regular_file_fopen(partial);
         if (unfinished) fclose(unfinished);
         return SOWER_FAIL(
             SOWER_EPATH, "%s: no such file%s%s%s", path, unfinished ? " ('" : "", unfinished ? partial : "",

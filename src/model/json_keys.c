@@ -2,22 +2,42 @@
 #include "json_keys.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Drops every member of an object that a later member of the same name overrides, at every depth. */
+/* Members of one object, by name then position (qsort's order for equal names is unspecified). */
+typedef struct {
+    cJSON *item;
+    size_t at;
+} Member;
+
+static int member_cmp(const void *a, const void *b)
+{
+    const Member *x = a, *y = b;
+    int c = strcmp(x->item->string ? x->item->string : "", y->item->string ? y->item->string : "");
+    return c ? c : (x->at > y->at) - (x->at < y->at);
+}
+
+/* Drops every member of an object that a later member of the same name overrides, at every depth (sorted
+ * by name: n log n, so a config of many keys costs no more than reading it). */
 static void keep_last_of_each_key(cJSON *node)
 {
-    for (cJSON *item = node ? node->child : NULL, *next; item; item = next) {
-        next = item->next;
-        int overridden = 0;
-        for (const cJSON *later = next; cJSON_IsObject(node) && item->string && later && !overridden; later = later->next)
-            overridden = later->string && strcmp(later->string, item->string) == 0;
-        if (overridden)
-            cJSON_Delete(cJSON_DetachItemViaPointer(node, item));
-        else
-            keep_last_of_each_key(item);
+    if (!node) return;
+    size_t n = 0;
+    for (cJSON *item = node->child; item; item = item->next) n++;
+    Member *members = cJSON_IsObject(node) && n > 1 ? malloc(n * sizeof *members) : NULL; /* (n,) */
+    if (members) {
+        size_t k = 0;
+        for (cJSON *item = node->child; item; item = item->next, k++) members[k] = (Member){item, k};
+        qsort(members, n, sizeof *members, member_cmp);
+        for (k = 0; k + 1 < n; k++)
+            if (members[k].item->string && members[k + 1].item->string &&
+                strcmp(members[k].item->string, members[k + 1].item->string) == 0)
+                cJSON_Delete(cJSON_DetachItemViaPointer(node, members[k].item));
+        free(members);
     }
+    for (cJSON *item = node->child; item; item = item->next) keep_last_of_each_key(item);
 }
 
 cJSON *json_parse_config(const char *text, size_t len)

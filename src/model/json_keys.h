@@ -11,7 +11,7 @@
 
 /* Parses a config file's JSON text as Python's json.loads reads it (diffusers and transformers do): of
  * a key repeated in an object, the last value counts (cJSON's lookups would find the first). NULL on a
- * syntax error. Meant for config files (objects of at most a few hundred keys: the check is quadratic). */
+ * syntax error. */
 cJSON *json_parse_config(const char *text, size_t len);
 
 /* An integer in lo..hi; with allow_null, null sets *is_null (which may be NULL otherwise). */

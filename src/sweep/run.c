@@ -12,6 +12,7 @@
 #include <omp.h>
 #include <sched.h>
 #include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,7 @@ static int status_file_replaceable(const char *path)
     struct stat st;
     if (lstat(path, &st) != 0) return errno == ENOENT;
     if (!S_ISREG(st.st_mode) || st.st_size > 8) return 0;
+    if (st.st_size == 0) return 1; /* an empty file (mktemp's) */
     char text[16] = "";
     FILE *f = regular_file_fopen(path);
     size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
@@ -133,25 +135,33 @@ static int check_output_path(const char *path)
     return SOWER_OK;
 }
 
-/* The output must not be one of the job's inputs: the manifest, its prompts file, or a file of the model
- * folder (even --force must not rename a render over the weights it reads; a new file there is harmless). */
-static int check_output_not_input(const Job *job, const char *out, const char *manifest)
+/* nftw's walk of the model folder for check_output_not_input: the output's file, looked for among the
+ * model's (links followed: a Hugging Face cache folder links each file to its blob). */
+static struct stat model_walk_target;
+static int model_walk_found(const char *path, const struct stat *entry, int type, struct FTW *at)
 {
-    struct stat o, i;
-    const char *files[] = {manifest, job->prompts_file};
+    (void)entry, (void)type, (void)at;
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == model_walk_target.st_dev &&
+           st.st_ino == model_walk_target.st_ino;
+}
+
+/* The output must not be one of the job's inputs: the manifest, its prompts file, or (with --force, the
+ * only way an existing output is replaced) a file of the model folder: a render renamed over the weights
+ * it reads. */
+static int check_output_not_input(const Job *job, const char *out, const RunOptions *o)
+{
+    struct stat target, input;
+    if (stat(out, &target) != 0) return SOWER_OK; /* a new file replaces nothing */
+    const char *files[] = {o->manifest, job->prompts_file};
     for (int k = 0; k < 2; k++)
-        if (files[k] && stat(out, &o) == 0 && stat(files[k], &i) == 0 && o.st_dev == i.st_dev && o.st_ino == i.st_ino)
+        if (files[k] && stat(files[k], &input) == 0 && target.st_dev == input.st_dev && target.st_ino == input.st_ino)
             return SOWER_FAIL(SOWER_EPATH, "output '%s' is %s, an input of the job: choose another path", out, files[k]);
-    char dir[4096], model[PATH_MAX], parent[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", out);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    if (stat(out, &o) != 0) return SOWER_OK; /* a new file replaces nothing */
-    if (!realpath(slash ? (dir[0] ? dir : "/") : ".", parent) || !realpath(job->model_path, model)) return SOWER_OK;
-    const size_t n = strlen(model);
-    if (strncmp(parent, model, n) == 0 && (parent[n] == '\0' || parent[n] == '/'))
-        return SOWER_FAIL(SOWER_EPATH, "output '%s' is a file of the model folder '%s', which the job reads: "
-                                       "choose another path",
+    if (!o->force) return SOWER_OK; /* claim_output refuses an existing output anyway */
+    model_walk_target = target;
+    if (nftw(job->model_path, model_walk_found, 16, FTW_PHYS) == 1)
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' is a file of the model folder '%s', which the job reads: choose "
+                                       "another path",
                           out, job->model_path);
     return SOWER_OK;
 }
@@ -246,7 +256,8 @@ static int load_job(Run *r, const RunOptions *o)
                              : strdup(r->job.output_path);
     if (!r->out_path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     if (r->team.rank == 0) SOWER_TRY(check_output_path(r->out_path));
-    if (r->team.rank == 0) SOWER_TRY(check_output_not_input(&r->job, r->out_path, o->manifest));
+    if (r->team.rank == 0) SOWER_TRY(output_lock_check_not_working_file(r->out_path, "output"));
+    if (r->team.rank == 0) SOWER_TRY(check_output_not_input(&r->job, r->out_path, o));
     if (r->team.rank == 0) SOWER_TRY(check_status_file(r, o));
     if (r->team.rank == 0) SOWER_TRY(claim_output(r, o));
     return SOWER_OK;
@@ -512,11 +523,17 @@ static void write_status_file(const char *path, int exit_code)
                 path);
         return;
     }
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%d\n", exit_code) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+    char tmp[4200]; /* a new file of its own (mkstemp: never an existing F.tmp, nor through a link) */
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fd >= 0 && !f) close(fd);
+    int ok = f && fprintf(f, "%d\n", exit_code) >= 0;
+    ok = (f && fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        if (fd >= 0) unlink(tmp);
         fprintf(stderr, "sower: warning: cannot write the status file '%s'\n", path);
+    }
 }
 
 static void run_free(Run *r)
