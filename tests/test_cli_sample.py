@@ -116,6 +116,20 @@ def main():
             _, data2 = npy(out2)
             if data2[0:row] != data[row:2 * row] or data2[2 * row:] != data[0:row]:
                 failures.append("rows do not follow the order of --seeds")
+            # Traces are never replaced without --force (refused before rendering), nor written twice.
+            trace = os.path.join(tmp, "seed_2_samples.npy")
+            before = open(trace, "rb").read()
+            out3 = os.path.join(tmp, "out3.npy")
+            r = run([sower, "sample", model, "--seeds", "2", "--steps", "3", "--trace", tmp, "-o", out3])
+            if r.returncode != 2 or b"seed_2_samples.npy' exists" not in r.stderr or os.path.exists(out3) \
+                    or open(trace, "rb").read() != before:
+                failures.append(f"--trace over earlier traces: {r.returncode} {r.stderr[-300:]!r}")
+            r = run([sower, "sample", model, "--seeds", "2", "--steps", "3", "--trace", tmp, "-o", out3, "--force"])
+            if r.returncode != 0 or npy(trace)[0] != (3, 1, 8, 8):
+                failures.append(f"--trace --force: {r.returncode} {r.stderr[-300:]!r}")
+            r = run([sower, "sample", model, "--seeds", "5,5", "--trace", tmp, "-o", os.path.join(tmp, "o4.npy")])
+            if r.returncode != 2 or b"seed 5 is listed twice" not in r.stderr:
+                failures.append(f"--trace with a seed twice: {r.returncode} {r.stderr[-300:]!r}")
         r = run([sower, "info", model])
         if r.returncode != 0 or b"parameters:" not in r.stdout or b"weights sha256:" not in r.stdout:
             failures.append(f"sower info: {r.returncode} {r.stdout!r}")

@@ -86,6 +86,18 @@ def check_good(sower, good, tmp):
         failures.append(f"export --rows 2-3: {width}x{height}, {r and r.stderr.strip()!r}")
     elif not np.array_equal(pixels[:, :8], want[0:8, 20:28]) or not np.array_equal(pixels[:, 10:], want[10:18, 0:8]):
         failures.append("export --rows 2-3: the pixels are not rows 2 and 3")
+    # --rows is one row or one range: a list (its ends were taken for a range), a negative, a reversed or
+    # out-of-file range are refused, the sheet kept.
+    kept = open(png, "rb").read()
+    for rows in ("0,3,1", "-1", "3-2", "0-6", "", "2-"):
+        r = run([sower, "export", good, "--png", png, "--rows", rows, "--force"])
+        if r is None or r.returncode != 2 or "expected one row A or one range A-B within 0-5" not in r.stderr:
+            failures.append(f"export --rows {rows!r}: exit {r and r.returncode}: {r and r.stderr.strip()!r}")
+    r = run([sower, "export", good, "--png", png, "--rows", "4", "--force"])
+    if r is None or r.returncode != 0 or read_png(png)[0].shape[:2] != (8, 8):
+        failures.append(f"export --rows 4: exit {r and r.returncode}")
+    if open(png, "rb").read() == kept:
+        failures.append("export --rows 4 did not write its sheet")
 
 
 def mutated(good, tmp, name, mutate):

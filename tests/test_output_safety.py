@@ -317,6 +317,22 @@ def main():
             expect(r, 2, ["--status-file", "that is the job's output"], f"--status-file naming the output {extra}")
         r = run([sower, "run", job, "-o", os.path.join(tmp, "new.h5"), "--status-file", job])
         expect(r, 2, ["--status-file", "not a status file"], "--status-file naming the manifest")
+        # The same files under other names, a new output's name, names kept for working files, no name, a
+        # missing folder: each refused up front, and nothing made (not even after a manifest error).
+        dotted = os.path.join(tmp, ".", "sub", "..", "new.h5")
+        for status, text in ((os.path.join(tmp, ".", "new.h5"), "that is the job's output"),
+                             (dotted + ".partial", "kept for a run's working files"),
+                             (dotted + ".lock", "kept for a run's working files"),
+                             ("", "the path is empty"),
+                             (os.path.join(tmp, "no-such-folder", "status"), "does not exist")):
+            r = run([sower, "run", job, "-o", os.path.join(tmp, "new.h5"), "--status-file", status])
+            expect(r, 2, ["--status-file", text], f"--status-file {status!r}")
+        broken = os.path.join(tmp, "broken.yaml")
+        open(broken, "w").write("sower: 1\nname: [\n")
+        r = run([sower, "run", broken, "--status-file", os.path.join(tmp, "j.h5.partial")])
+        expect(r, 2, ["--status-file", "kept for a run's working files"], "a status file named as a partial")
+        check(not [f for f in os.listdir(tmp) if f.startswith("new.h5") or f.startswith("j.h5")],
+              f"a refused status file was written: {sorted(os.listdir(tmp))}")
         check(open(ref, "rb").read() == before and "sower: 1" in open(job).read(),
               "a status file replaced the output or the manifest")
         folder = os.path.join(tmp, "a-folder")

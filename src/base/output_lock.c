@@ -328,7 +328,7 @@ void output_lock_release(OutputLock *lock)
     remove_made_folders(lock);
 }
 
-int output_lock_check_not_working_file(const char *path, const char *what)
+int output_lock_is_working_file(const char *path, char *owner, size_t owner_size)
 {
     static const char *const suffixes[] = {".partial", ".partial.new", ".lock"};
     const size_t n = strlen(path);
@@ -338,10 +338,20 @@ int output_lock_check_not_working_file(const char *path, const char *what)
         char lock[4200];
         snprintf(lock, sizeof lock, "%.*s.lock", (int)(n - k), path);
         struct stat st;
-        if (lstat(lock, &st) == 0)
-            return SOWER_FAIL(SOWER_EPATH, "%s '%s' is a working file of the run writing '%.*s' (its lock '%s' is there): "
-                                           "choose another path",
-                              what, path, (int)(n - k), path, lock);
+        if (lstat(lock, &st) == 0) {
+            snprintf(owner, owner_size, "%.*s", (int)(n - k), path);
+            return 1;
+        }
     }
+    return 0;
+}
+
+int output_lock_check_not_working_file(const char *path, const char *what)
+{
+    char owner[4200];
+    if (output_lock_is_working_file(path, owner, sizeof owner))
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s' is a working file of the run writing '%s' (its lock '%s.lock' is there): "
+                                       "choose another path",
+                          what, path, owner, owner);
     return SOWER_OK;
 }

@@ -34,5 +34,8 @@ void output_lock_release(OutputLock *lock);
  * OUT.lock) while OUT.lock exists: `what` ("output", "--png") must not write there, even with --force (it
  * would replace that run's rows, which it then renames into place as its own). */
 int output_lock_check_not_working_file(const char *path, const char *what) SOWER_MUST_CHECK;
+/* The test behind it, without an error: 1 when path is such a working file, with that run's OUT in
+ * owner (owner_size bytes), else 0. */
+int output_lock_is_working_file(const char *path, char *owner, size_t owner_size);
 
 #endif /* SOWER_OUTPUT_LOCK_H */

@@ -1,8 +1,10 @@
 /* regular_file.c: opening only regular files (regular_file.h). */
-#define _GNU_SOURCE /* fdopen, O_CLOEXEC */
+#define _GNU_SOURCE /* fdopen, O_CLOEXEC, realpath */
 #include "regular_file.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -69,4 +71,51 @@ int path_present(const char *path)
 {
     struct stat st;
     return lstat(path, &st) == 0;
+}
+
+/* Splits path into its folder (folder_size bytes: "." when there is no '/', "/" for the root) and its
+ * last name; 0 when the folder does not fit. */
+static int split_folder(const char *path, char *folder, size_t folder_size, const char **name)
+{
+    const char *slash = strrchr(path, '/');
+    *name = slash ? slash + 1 : path;
+    size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (n + 2 > folder_size) return 0;
+    if (n == 0)
+        strcpy(folder, ".");
+    else
+        memcpy(folder, path, n), folder[n] = '\0';
+    return 1;
+}
+
+int path_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char fa[PATH_MAX], fb[PATH_MAX], ra[PATH_MAX], rb[PATH_MAX];
+    const char *na, *nb;
+    if (!split_folder(a, fa, sizeof fa, &na) || !split_folder(b, fb, sizeof fb, &nb)) return strcmp(a, b) == 0;
+    if (strcmp(na, nb) != 0) return 0;
+    if (!realpath(fa, ra) || !realpath(fb, rb)) return strcmp(fa, fb) == 0;
+    return strcmp(ra, rb) == 0;
+}
+
+int path_folder_exists(const char *path, char *why, size_t why_size)
+{
+    char folder[PATH_MAX];
+    const char *name;
+    struct stat st;
+    if (!split_folder(path, folder, sizeof folder, &name)) {
+        snprintf(why, why_size, "its folder's name is too long");
+        return 0;
+    }
+    if (stat(folder, &st) != 0) {
+        snprintf(why, why_size, "its folder '%s' does not exist", folder);
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, why_size, "'%s' is not a folder", folder);
+        return 0;
+    }
+    return 1;
 }

@@ -25,4 +25,12 @@ int regular_file_exists(const char *path);
  * expected, its reader then says what is wrong with it, rather than "no such file". */
 int path_present(const char *path);
 
+/* 1 when a and b name one file: the same inode when both exist, else the same name in the same folder
+ * (folders compared through realpath: "./x", "d/../x" and a link to the folder all name "x"). */
+int path_same_file(const char *a, const char *b);
+
+/* Whether path's folder (the part before its last '/', "." when none) exists as a directory: 1, else
+ * 0 with why (of why_size bytes) saying "does not exist" or "is not a folder". */
+int path_folder_exists(const char *path, char *why, size_t why_size);
+
 #endif /* SOWER_REGULAR_FILE_H */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "seeds.h"
 #include "commands.h"
 #include "digest.h"
 #include "export_images.h"
@@ -144,6 +145,21 @@ static const char export_usage[] =
 
 static int on_export_path(void *ctx, const char *arg) { return cli_one_positional(&((ExportOptions *)ctx)->path, arg); }
 
+/* --rows: one row "A" or one inclusive range "A-B" of the n_rows rows (a list would be taken for its
+ * ends), of at most max_rows rows. */
+static int parse_row_range(const char *text, uint64_t n_rows, uint64_t max_rows, uint64_t *first, uint64_t *last)
+{
+    uint64_t lo = 0, hi = 0;
+    const int parsed = text[0] == '-' ? -1 : seed_item_parse(text, strlen(text), &lo, &hi);
+    if (parsed != 0 || hi >= n_rows)
+        return SOWER_FAIL(SOWER_EUSAGE, "--rows %s: expected one row A or one range A-B within 0-%llu", text,
+                          (unsigned long long)n_rows - 1);
+    if (hi - lo >= max_rows)
+        return SOWER_FAIL(SOWER_EUSAGE, "--rows %s: more than %llu rows at once", text, (unsigned long long)max_rows);
+    *first = lo, *last = hi;
+    return SOWER_OK;
+}
+
 int cmd_export(int argc, char **argv)
 {
     ExportOptions o = {0};
@@ -183,19 +199,9 @@ int cmd_export(int argc, char **argv)
         goto done;
     }
     uint64_t first = 0, last = dir ? in.rows - 1 : in.rows < 64 ? in.rows - 1 : 63;
-    if (rows_text) {
-        uint64_t *rows = NULL;
-        size_t n = 0;
-        SOWER_TRY_GOTO(cli_parse_seed_list("--rows", rows_text, dir ? MAX_DIR_ROWS : MAX_EXPORT_ROWS, &rows, &n),
+    if (rows_text)
+        SOWER_TRY_GOTO(parse_row_range(rows_text, in.rows, dir ? MAX_DIR_ROWS : MAX_EXPORT_ROWS, &first, &last),
                        status, done);
-        first = rows[0], last = rows[n - 1];
-        free(rows);
-        if (last < first || last >= in.rows) {
-            status = SOWER_FAIL(SOWER_EUSAGE, "--rows %s: expected a range within 0-%llu", rows_text,
-                                (unsigned long long)in.rows - 1);
-            goto done;
-        }
-    }
     if (dir) {
         status = export_images(&in, dir, (ExportLayout)o.layout, first, last,
                                o.shard_size ? (uint64_t)o.shard_size : 1000, o.model_dir);

@@ -62,7 +62,7 @@ static const char sample_usage[] =
     "  -o, --output F   the .npy to write; beside it F.json records what produced it (model, settings,\n"
     "                   prompt, seeds, each row's SHA-256), which sower export reads. Neither may exist\n"
     "                   (checked before rendering, and again when written), unless --force\n"
-    "  --force          replace an existing F and F.json\n"
+    "  --force          replace an existing F and F.json (and --trace files)\n"
     "\n"
     "Stable Diffusion (SD_DIR a StableDiffusionPipeline folder: tokenizer/, text_encoder/, unet/,\n"
     "scheduler/, vae/): the latents StableDiffusionPipeline(prompt, generator=[one CPU generator per seed],\n"
@@ -247,6 +247,30 @@ static int check_scheduler_options(const SampleOptions *o)
     return SOWER_OK;
 }
 
+static int compare_u64(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* --trace writes one pair of files per seed: a seed listed twice would write them twice. */
+static int check_trace_seeds_once(const uint64_t *seeds, size_t n)
+{
+    uint64_t *sorted = malloc(n * sizeof *sorted); /* (n,) */
+    if (!sorted) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    memcpy(sorted, seeds, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, compare_u64);
+    size_t i = 1;
+    while (i < n && sorted[i] != sorted[i - 1]) i++;
+    const uint64_t twice = i < n ? sorted[i] : 0;
+    free(sorted);
+    if (i < n)
+        return SOWER_FAIL(SOWER_EUSAGE, "--trace: seed %llu is listed twice in --seeds (its trace files are "
+                                        "per seed): list each seed once",
+                          (unsigned long long)twice);
+    return SOWER_OK;
+}
+
 static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *help)
 {
     memset(o, 0, sizeof *o);
@@ -291,6 +315,16 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
             return SOWER_FAIL(SOWER_EPATH, "-o %s: '%s' exists (an earlier sample's?); sample never replaces a file: "
                               "choose another name, or --force to replace it", o->output, p);
     SOWER_TRY(cli_parse_seed_list("--seeds", seeds_text, SAMPLE_MAX_SEEDS, &o->seeds, &o->n_seeds));
+    if (o->trace_dir) SOWER_TRY(check_trace_seeds_once(o->seeds, o->n_seeds));
+    for (size_t i = 0; o->trace_dir && !o->force && i < o->n_seeds; i++) /* the traces likewise */
+        for (int k = 0; k < 2; k++) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/seed_%llu_%s.npy", o->trace_dir, (unsigned long long)o->seeds[i],
+                     k ? "model_outputs" : "samples");
+            if (lstat(path, &st) == 0)
+                return SOWER_FAIL(SOWER_EPATH, "--trace %s: '%s' exists (an earlier sample's?); sample never "
+                                  "replaces a file: choose another folder, or --force to replace it", o->trace_dir, path);
+        }
     return SOWER_OK;
 }
 
@@ -498,6 +532,7 @@ int cmd_sample(int argc, char **argv)
                          .height = height,
                          .width = width,
                          .trace_dir = o.trace_dir,
+                         .trace_replace = o.force,
                          .guidance = (float)o.guidance,
                          .text_tokens = text.tokens};
     double render_seconds = omp_get_wtime();

@@ -14,9 +14,9 @@ static int write_traces(const RenderSettings *rs, uint64_t seed, const float *sa
     char path[4200];
     int64_t shape[4] = {steps, c, rs->height, rs->width};
     snprintf(path, sizeof path, "%s/seed_%llu_samples.npy", rs->trace_dir, (unsigned long long)seed);
-    SOWER_TRY(npy_write_f32(path, samples, shape, 4));
+    SOWER_TRY(npy_write_f32_opt(path, samples, shape, 4, rs->trace_replace));
     snprintf(path, sizeof path, "%s/seed_%llu_model_outputs.npy", rs->trace_dir, (unsigned long long)seed);
-    SOWER_TRY(npy_write_f32(path, outputs, shape, 4));
+    SOWER_TRY(npy_write_f32_opt(path, outputs, shape, 4, rs->trace_replace));
     return SOWER_OK;
 }
 

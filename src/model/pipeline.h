@@ -30,6 +30,7 @@ typedef struct {
     int batch;            /* seeds per forward pass, >= 1 */
     int height, width;    /* sample size */
     const char *trace_dir; /* NULL, or where per-seed traces go */
+    int trace_replace;     /* 1: a trace file already there is replaced (sample --force); 0: refused */
     int torch_log1p;      /* torch >= 2.0 small-tensor normal formula (never matters for latents) */
     int (*should_stop)(void); /* NULL, or polled before every step: non-zero abandons the batch
                                * with SOWER_ESTOPPED (a signal; the rows are rendered again later) */

@@ -50,11 +50,68 @@ static int env_number(const char *name, double lo, double hi, double *out)
     return SOWER_OK;
 }
 
+/* 1 when path is free for a status file: absent, or an earlier status file (one exit code on a line).
+ * Anything else there (an output, a manifest, a weight file a careless F names) is never replaced. */
+static int status_file_replaceable(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT;
+    if (!S_ISREG(st.st_mode) || st.st_size > 8) return 0;
+    if (st.st_size == 0) return 1; /* an empty file (mktemp's) */
+    char text[16] = "";
+    FILE *f = regular_file_fopen(path);
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[n] = '\0';
+    char *end = NULL;
+    strtol(text, &end, 10);
+    return end != text && (*end == '\0' || (*end == '\n' && end[1] == '\0'));
+}
+
+/* Why --status-file may not be written (why: why_size bytes), or 0 when it may: it must be a path in
+ * an existing folder, not the manifest, not the output (out; NULL while unknown) nor its working files,
+ * not another run's working files, and free for a status file (status_file_replaceable). Asked before
+ * any work and again when the file is written (the output is known only once the manifest is read). */
+static int status_file_refused(const char *status, const char *manifest, const char *out, char *why, size_t why_size)
+{
+    static const char *const suffixes[] = {"", ".partial", ".partial.new", ".lock"};
+    char owner[4200];
+    if (status[0] == '\0') return snprintf(why, why_size, "the path is empty"), 1;
+    if (!path_folder_exists(status, why, why_size)) return 1;
+    for (int i = 0; out && i < 4; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s%s", out, suffixes[i]);
+        if (path_same_file(status, path))
+            return snprintf(why, why_size, "that is the job's output%s", suffixes[i]), 1;
+    }
+    if (path_same_file(status, manifest)) return snprintf(why, why_size, "that is the job's manifest"), 1;
+    if (output_lock_is_working_file(status, owner, sizeof owner))
+        return snprintf(why, why_size, "that is a working file of the run writing '%s'", owner), 1;
+    for (int i = 1; i < 4; i++) { /* nor look like one: a later run of that output would take it for its own */
+        const size_t n = strlen(status), k = strlen(suffixes[i]);
+        if (n > k && strcmp(status + n - k, suffixes[i]) == 0)
+            return snprintf(why, why_size, "a name ending in %s is kept for a run's working files", suffixes[i]), 1;
+    }
+    if (!status_file_replaceable(status))
+        return snprintf(why, why_size, "the file exists and is not a status file (one exit code on a line): "
+                                       "not replacing it"), 1;
+    return 0;
+}
+
+/* Rank 0, before any work: SOWER_EUSAGE naming why --status-file cannot be written (out: NULL while unknown). */
+static int check_status_file(Run *r, const RunOptions *o, const char *out)
+{
+    char why[4400];
+    r->status_file_refused = o->status_file && status_file_refused(o->status_file, o->manifest, out, why, sizeof why);
+    if (r->status_file_refused)
+        return SOWER_FAIL(SOWER_EUSAGE, "--status-file '%s': %s; choose another file", o->status_file, why);
+    return SOWER_OK;
+}
+
 /* Step: the settings and test hooks of sweep.h, from the environment (each rank's own: a malformed one
  * on any rank ends the job before it starts, exit 2). */
 static int read_environment(Run *r, const RunOptions *o)
 {
-    (void)o;
     r->faults = (Faults){.fault_rank = -1, .fault_row = 0, .fail_rank = -1};
     r->progress_seconds = 2.0;
     r->silence_seconds = 0;
@@ -74,44 +131,7 @@ static int read_environment(Run *r, const RunOptions *o)
             return SOWER_FAIL(SOWER_EUSAGE, "SOWER_FAULT_INJECT=%s: expected RANK:ROW", fault);
         r->faults.fault_rank = rank, r->faults.fault_row = row;
     }
-    return SOWER_OK;
-}
-
-/* 1 when path is free for a status file: absent, or an earlier status file (one exit code on a line).
- * Anything else there (an output, a manifest, a weight file a careless F names) is never replaced. */
-static int status_file_replaceable(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return errno == ENOENT;
-    if (!S_ISREG(st.st_mode) || st.st_size > 8) return 0;
-    if (st.st_size == 0) return 1; /* an empty file (mktemp's) */
-    char text[16] = "";
-    FILE *f = regular_file_fopen(path);
-    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-    if (f) fclose(f);
-    text[n] = '\0';
-    char *end = NULL;
-    strtol(text, &end, 10);
-    return end != text && (*end == '\0' || (*end == '\n' && end[1] == '\0'));
-}
-
-/* Rank 0: --status-file must not name what the run reads or writes (it is written last, over them). */
-static int check_status_file(const Run *r, const RunOptions *o)
-{
-    if (!o->status_file) return SOWER_OK;
-    static const char *const suffixes[] = {"", ".partial", ".lock"};
-    for (int i = 0; i < 3; i++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s%s", r->out_path, suffixes[i]);
-        if (strcmp(o->status_file, path) == 0)
-            return SOWER_FAIL(SOWER_EUSAGE, "--status-file %s: that is the job's output%s: choose another file",
-                              o->status_file, suffixes[i]);
-    }
-    if (strcmp(o->status_file, o->manifest) == 0 || !status_file_replaceable(o->status_file))
-        return SOWER_FAIL(SOWER_EUSAGE,
-                          "--status-file %s: the file exists and is not a status file (one exit code on a line): "
-                          "not replacing it; choose another file",
-                          o->status_file);
+    if (r->team.rank == 0) SOWER_TRY(check_status_file(r, o, NULL)); /* again once the output is known */
     return SOWER_OK;
 }
 
@@ -258,7 +278,7 @@ static int load_job(Run *r, const RunOptions *o)
     if (r->team.rank == 0) SOWER_TRY(check_output_path(r->out_path));
     if (r->team.rank == 0) SOWER_TRY(output_lock_check_not_working_file(r->out_path, "output"));
     if (r->team.rank == 0) SOWER_TRY(check_output_not_input(&r->job, r->out_path, o));
-    if (r->team.rank == 0) SOWER_TRY(check_status_file(r, o));
+    if (r->team.rank == 0) SOWER_TRY(check_status_file(r, o, r->out_path));
     if (r->team.rank == 0) SOWER_TRY(claim_output(r, o));
     return SOWER_OK;
 }
@@ -516,11 +536,11 @@ static int render_verify_record(Run *r, const RunOptions *o, int *stopped, int *
 
 /* The agreed exit code, for the batch script (written to F.tmp and renamed: never half a file); never
  * over a file that is not a status file (status_file_replaceable). */
-static void write_status_file(const char *path, int exit_code)
+static void write_status_file(const char *path, const RunOptions *o, const char *out, int exit_code)
 {
-    if (!status_file_replaceable(path)) {
-        fprintf(stderr, "sower: warning: not writing the status file '%s': a file there holds something else\n",
-                path);
+    char why[4400];
+    if (status_file_refused(path, o->manifest, out, why, sizeof why)) {
+        fprintf(stderr, "sower: warning: not writing the status file '%s': %s\n", path, why);
         return;
     }
     char tmp[4200]; /* a new file of its own (mkstemp: never an existing F.tmp, nor through a link) */
@@ -596,7 +616,7 @@ int sweep_run(const RunOptions *o)
         exit_code = collective_agree(&r.team, setup_steps[i](&r, o));
     if (exit_code == 0) exit_code = render_verify_record(&r, o, &stopped, &mismatches);
 
-    if (o->status_file && r.team.rank == 0) write_status_file(o->status_file, exit_code);
+    if (o->status_file && r.team.rank == 0 && !r.status_file_refused) write_status_file(o->status_file, o, r.out_path, exit_code);
     if (stopped && r.team.rank == 0) say_stopped(&r);
     run_free(&r);
     int finalized = SOWER_MPI_STATUS(MPI_Finalize());

@@ -67,6 +67,7 @@ typedef struct {
     Progress progress;       /* rank 0, during the render pass */
     double silence_seconds;  /* SOWER_SILENCE_SECONDS: how long rank 0 waits on a silent rank; 0: automatic */
     double slowest_batch_s;  /* the longest render_rows call on this rank so far */
+    int status_file_refused; /* rank 0: --status-file was refused up front (said then; not written) */
 } Run;
 
 #endif /* SOWER_RUN_STATE_H */
