@@ -127,6 +127,13 @@ def check_bad_input(sower, tmp):
     noise(sower, ["--seed", "1", "--shape", "4", "--generator", "nope", "-o", keep])
     if open(keep, "rb").read() != b"precious":
         fail("a failed run clobbered an existing output")
+    # --state-out naming the output (here through "./"): refused up front, the earlier file kept (it was
+    # exit 3 once, both written to one temporary name and the noise lost).
+    for force in ([], ["--force"]):
+        r = noise(sower, ["--seed", "1", "--shape", "4", "--state-out", os.path.join(tmp, ".", "keep.bin"),
+                          "-o", keep] + force)
+        if r.returncode != 2 or b"names the output" not in r.stderr or open(keep, "rb").read() != b"precious":
+            fail(f"--state-out naming the output {force}: exit {r.returncode} {r.stderr!r}")
     # An output directory that does not exist is a bad path (exit 2), not a crash.
     r = noise(sower, ["--seed", "1", "--shape", "4", "-o", "/nonexistent/dir/out.bin"])
     if r.returncode != 2 or b"cannot create output" not in r.stderr:

@@ -64,7 +64,8 @@ def yaml_version_traps(text):
 
     def walk(node):
         if isinstance(node, yaml.ScalarNode):
-            if node.style is None and node.tag in PYYAML_KIND:
+            tagged = text.startswith("!", node.start_mark.index)  # explicit: both read its tag (sower refuses it)
+            if node.style is None and node.tag in PYYAML_KIND and not tagged:
                 k11, k12 = PYYAML_KIND[node.tag], core12_kind(node.value)
                 leading_zero = k12 == "int" and re.match(r"[-+]?0[0-9]", node.value)
                 if k11 != k12 or leading_zero:

@@ -316,11 +316,12 @@ def main():
             r = run([sower, "run", job, "-o", ref, "--status-file", ref] + extra)
             expect(r, 2, ["--status-file", "that is the job's output"], f"--status-file naming the output {extra}")
         r = run([sower, "run", job, "-o", os.path.join(tmp, "new.h5"), "--status-file", job])
-        expect(r, 2, ["--status-file", "not a status file"], "--status-file naming the manifest")
+        expect(r, 2, ["--status-file", "that is the job's manifest"], "--status-file naming the manifest")
         # The same files under other names, a new output's name, names kept for working files, no name, a
         # missing folder: each refused up front, and nothing made (not even after a manifest error).
+        os.mkdir(os.path.join(tmp, "sub"))
         dotted = os.path.join(tmp, ".", "sub", "..", "new.h5")
-        for status, text in ((os.path.join(tmp, ".", "new.h5"), "that is the job's output"),
+        for status, text in ((dotted, "that is the job's output"), (os.path.join(tmp, "new.h5.partial.new"), "kept"),
                              (dotted + ".partial", "kept for a run's working files"),
                              (dotted + ".lock", "kept for a run's working files"),
                              ("", "the path is empty"),
@@ -331,6 +332,8 @@ def main():
         open(broken, "w").write("sower: 1\nname: [\n")
         r = run([sower, "run", broken, "--status-file", os.path.join(tmp, "j.h5.partial")])
         expect(r, 2, ["--status-file", "kept for a run's working files"], "a status file named as a partial")
+        r = run([sower, "run", broken, "--status-file", ref])  # the output unknown: only a status file is replaced
+        expect(r, 2, ["not writing the status file", "not a status file"], "a failed manifest's status file at an output")
         check(not [f for f in os.listdir(tmp) if f.startswith("new.h5") or f.startswith("j.h5")],
               f"a refused status file was written: {sorted(os.listdir(tmp))}")
         check(open(ref, "rb").read() == before and "sower: 1" in open(job).read(),

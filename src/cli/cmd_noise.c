@@ -9,6 +9,7 @@
 #include "digest.h"
 #include "npy.h"
 #include "outfile.h"
+#include "regular_file.h"
 #include "rng.h"
 
 enum {
@@ -180,6 +181,9 @@ static int parse_noise_options(int argc, char **argv, NoiseOptions *opt, int *he
     for (int k = 0; k < n_shapes; k++)
         SOWER_TRY(parse_shape_arg(shapes[k], default_dtype, &opt->calls[k]));
     opt->n_calls = n_shapes;
+    if (opt->state_out && strcmp(opt->output, "-") != 0 && path_same_file(opt->state_out, opt->output))
+        return SOWER_FAIL(SOWER_EUSAGE, "noise: --state-out %s names the output -o %s: give them different files",
+                          opt->state_out, opt->output);
     opt->npy = ends_with(opt->output, ".npy");
     if (opt->npy && n_shapes != 1)
         return SOWER_FAIL(SOWER_EUSAGE, "noise: -o %s: a .npy file holds one array: give one --shape (or write raw "

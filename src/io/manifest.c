@@ -37,14 +37,16 @@ static void describe(const yaml_node_t *n, char *out, size_t size)
         snprintf(out, size, "a mapping");
     else if (n->type == YAML_SEQUENCE_NODE)
         snprintf(out, size, "a list");
-    else if (n->data.scalar.length > 60) { /* cut at a character's start, never inside one */
-        const char *v = (const char *)n->data.scalar.value;
-        int keep = 57;
-        while (keep > 0 && ((unsigned char)v[keep] & 0xC0) == 0x80) keep--;
-        snprintf(out, size, "'%.*s...'", keep, v);
+    else { /* quoted, control bytes (an escaped NUL) shown as \xNN; cut at a character's start past 57 bytes */
+        const unsigned char *v = n->data.scalar.value;
+        const size_t len = n->data.scalar.length;
+        size_t keep = len > 60 ? 57 : len, k = 0, used = 1;
+        while (keep < len && keep > 0 && (v[keep] & 0xC0) == 0x80) keep--;
+        out[0] = '\'';
+        for (; k < keep && used + 8 < size; k++)
+            used += (size_t)snprintf(out + used, size - used, v[k] < 0x20 ? "\\x%02x" : "%c", v[k]);
+        snprintf(out + used, size - used, "%s'", k < len ? "..." : "");
     }
-    else
-        snprintf(out, size, "'%s'", (const char *)n->data.scalar.value);
 }
 
 static int fail_at(const Ctx *c, const yaml_node_t *n, const char *key, const char *expected)
@@ -174,7 +176,7 @@ static int get_enum(const Ctx *c, const yaml_node_t *n, const char *key, const c
     char expected[160] = "one of ";
     for (int i = 0; values[i]; i++)
         snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s", i ? ", " : "", values[i]);
-    if (n && n->type == YAML_SCALAR_NODE)
+    if (n && n->type == YAML_SCALAR_NODE && strlen(text_of(n)) == n->data.scalar.length) /* no "\0" in it */
         for (int i = 0; values[i]; i++)
             if (strcmp(text_of(n), values[i]) == 0) {
                 *out = i;
@@ -211,7 +213,7 @@ static int get_mapping(const Ctx *c, const yaml_node_t *n, const char *key, Fiel
         fields[i].value = NULL;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
-        if (!k || k->type != YAML_SCALAR_NODE)
+        if (!k || k->type != YAML_SCALAR_NODE || strlen(text_of(k)) != k->data.scalar.length)
             return fail_at(c, k, key, "a plain key");
         int known = -1;
         for (int i = 0; i < n_fields; i++)
@@ -624,8 +626,18 @@ static int yaml_error(const Job *job, const char *path, const yaml_parser_t *par
 }
 
 /* A manifest nests a few levels; libyaml's scanner takes quadratic time in the depth (a 2 MB file of
- * brackets: minutes), so the events are walked first and the walk stops at MAX_NESTING. */
+ * brackets: minutes), so the events are walked first and the walk stops at MAX_NESTING. The walk also
+ * refuses explicit tags (`steps: !!str 2`): the loaded document no longer tells them from plain values,
+ * so sower would read 2 where YAML (and the schema) has the string "2"; a manifest has no use for them. */
 enum { MAX_NESTING = 32 };
+static const yaml_char_t *event_tag(const yaml_event_t *e)
+{
+    return e->type == YAML_SCALAR_EVENT           ? e->data.scalar.tag
+           : e->type == YAML_SEQUENCE_START_EVENT ? e->data.sequence_start.tag
+           : e->type == YAML_MAPPING_START_EVENT  ? e->data.mapping_start.tag
+                                                  : NULL;
+}
+
 static int check_nesting(const Job *job, const char *path)
 {
     yaml_parser_t parser;
@@ -635,13 +647,16 @@ static int check_nesting(const Job *job, const char *path)
     while (!done && status == SOWER_OK) {
         yaml_event_t event;
         if (!yaml_parser_parse(&parser, &event)) break; /* the load reports it, with its place */
-        if (event.type == YAML_SEQUENCE_START_EVENT || event.type == YAML_MAPPING_START_EVENT) {
-            if (++depth > MAX_NESTING)
-                status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:%zu: expected at most %d nested collections, found more",
-                                    path, event.start_mark.line + 1, event.start_mark.column + 1, MAX_NESTING);
-        } else if (event.type == YAML_SEQUENCE_END_EVENT || event.type == YAML_MAPPING_END_EVENT) {
+        const yaml_char_t *tag = event_tag(&event);
+        if (tag)
+            status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:%zu: expected a value without a YAML tag, found the tag '%.60s'",
+                                path, event.start_mark.line + 1, event.start_mark.column + 1, (const char *)tag);
+        else if ((event.type == YAML_SEQUENCE_START_EVENT || event.type == YAML_MAPPING_START_EVENT) &&
+                 ++depth > MAX_NESTING)
+            status = SOWER_FAIL(SOWER_EMANIFEST, "%s:%zu:%zu: expected at most %d nested collections, found more",
+                                path, event.start_mark.line + 1, event.start_mark.column + 1, MAX_NESTING);
+        else if (event.type == YAML_SEQUENCE_END_EVENT || event.type == YAML_MAPPING_END_EVENT)
             depth--;
-        }
         done = event.type == YAML_STREAM_END_EVENT;
         yaml_event_delete(&event);
     }

@@ -68,48 +68,50 @@ static int status_file_replaceable(const char *path)
     return end != text && (*end == '\0' || (*end == '\n' && end[1] == '\0'));
 }
 
-/* Why --status-file may not be written (why: why_size bytes), or 0 when it may: it must be a path in
- * an existing folder, not the manifest, not the output (out; NULL while unknown) nor its working files,
- * not another run's working files, and free for a status file (status_file_replaceable). Asked before
- * any work and again when the file is written (the output is known only once the manifest is read). */
-static int status_file_refused(const char *status, const char *manifest, const char *out, char *why, size_t why_size)
+/* Why the path alone rules out a status file there (why: why_size bytes), or 0: it must name a file in
+ * an existing folder, neither another run's working file nor a name kept for one. */
+static int status_path_refused(const char *status, char *why, size_t why_size)
 {
-    static const char *const suffixes[] = {"", ".partial", ".partial.new", ".lock"};
+    static const char *const kept[] = {".partial", ".partial.new", ".lock"};
     char owner[4200];
     if (status[0] == '\0') return snprintf(why, why_size, "the path is empty"), 1;
     if (!path_folder_exists(status, why, why_size)) return 1;
-    for (int i = 0; out && i < 4; i++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s%s", out, suffixes[i]);
-        if (path_same_file(status, path))
-            return snprintf(why, why_size, "that is the job's output%s", suffixes[i]), 1;
-    }
-    if (path_same_file(status, manifest)) return snprintf(why, why_size, "that is the job's manifest"), 1;
     if (output_lock_is_working_file(status, owner, sizeof owner))
         return snprintf(why, why_size, "that is a working file of the run writing '%s'", owner), 1;
-    for (int i = 1; i < 4; i++) { /* nor look like one: a later run of that output would take it for its own */
-        const size_t n = strlen(status), k = strlen(suffixes[i]);
-        if (n > k && strcmp(status + n - k, suffixes[i]) == 0)
-            return snprintf(why, why_size, "a name ending in %s is kept for a run's working files", suffixes[i]), 1;
+    for (int i = 0; i < 3; i++) { /* nor look like one: a later run of that output would take it for its own */
+        const size_t n = strlen(status), k = strlen(kept[i]);
+        if (n > k && strcmp(status + n - k, kept[i]) == 0)
+            return snprintf(why, why_size, "a name ending in %s is kept for a run's working files", kept[i]), 1;
     }
+    return 0;
+}
+
+/* Why --status-file may not be written (why: why_size bytes), or 0 when it may: status_path_refused,
+ * not the output (out: NULL when the manifest could not give it) nor the manifest, and free for a
+ * status file (status_file_replaceable). Asked once the output is known and again when writing. */
+static int status_file_refused(const char *status, const char *manifest, const char *out, char *why, size_t why_size)
+{
+    if (status_path_refused(status, why, why_size)) return 1;
+    if (out && path_same_file(status, out)) return snprintf(why, why_size, "that is the job's output"), 1;
+    if (path_same_file(status, manifest)) return snprintf(why, why_size, "that is the job's manifest"), 1;
     if (!status_file_replaceable(status))
         return snprintf(why, why_size, "the file exists and is not a status file (one exit code on a line): "
                                        "not replacing it"), 1;
     return 0;
 }
 
-/* Rank 0, before any work: SOWER_EUSAGE naming why --status-file cannot be written (out: NULL while unknown). */
+/* Rank 0, before any work: SOWER_EUSAGE naming why --status-file cannot be written; out NULL: the
+ * output is not known yet, only the path is looked at. */
 static int check_status_file(Run *r, const RunOptions *o, const char *out)
 {
     char why[4400];
-    r->status_file_refused = o->status_file && status_file_refused(o->status_file, o->manifest, out, why, sizeof why);
+    r->status_file_refused = o->status_file && (out ? status_file_refused(o->status_file, o->manifest, out, why, sizeof why)
+                                                    : status_path_refused(o->status_file, why, sizeof why));
     if (r->status_file_refused)
         return SOWER_FAIL(SOWER_EUSAGE, "--status-file '%s': %s; choose another file", o->status_file, why);
     return SOWER_OK;
 }
 
-/* Step: the settings and test hooks of sweep.h, from the environment (each rank's own: a malformed one
- * on any rank ends the job before it starts, exit 2). */
 static int read_environment(Run *r, const RunOptions *o)
 {
     r->faults = (Faults){.fault_rank = -1, .fault_row = 0, .fail_rank = -1};
