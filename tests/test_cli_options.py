@@ -120,6 +120,20 @@ expect_usage_error(["verify", "x.h5", "--frobnicate"], "--frobnicate")
 expect_usage_error(["info", model, "extra"], "extra")
 expect_usage_error(["check", "a.yaml", "b.yaml"], "b.yaml")
 expect_usage_error(["noise", "--seed", "0", "--shape", "2", "-o", "x", "stray"], "stray")
+# a long path is named whole, however deep the message is wrapped (messages were cut at 1 KiB)
+with tempfile.TemporaryDirectory() as tmp:
+    deep = tmp + "/" + "/".join(["d" * 200] * 15)
+    job = tmp + "/deep.yaml"
+    with open(job, "w") as f:
+        f.write(f"sower: 1\nname: deep\nmodel: {deep}\npipeline: {{steps: 2}}\nseeds: {{list: [1]}}\n"
+                f"output: {{path: o.h5}}\n")
+    for args in (["check", job], ["sample", deep, "--seeds", "0", "-o", tmp + "/o.npy"]):
+        r = run(*args)
+        check(r.returncode == 2 and deep in r.stderr and "[...]" not in r.stderr,
+              f"{args[0]} naming a {len(deep)}-byte path: exit {r.returncode}, the path not whole in {r.stderr[-300:]!r}")
+# after '--' an option is an operand: named as the extra argument it is, not as an unknown option
+expect_usage_error(["run", "x.yaml", "--", "--force"], "unexpected argument '--force': it takes one JOB.yaml, and after")
+expect_usage_error(["sample", model, "--seeds", "0", "-o", "x.npy", "--", "-x"], "unexpected argument '-x': it takes one MODEL_DIR")
 expect_usage_error(["sample", model, "--seeds=5-3", "-o", "x.npy"], "5-3")
 expect_usage_error(["sample", model, "--seeds=-9223372036854775809", "-o", "x.npy"], "-9223372036854775809")
 # SOWER_KERNELS (the BLIS kernel family): an unknown name exits 2 naming it, before anything runs

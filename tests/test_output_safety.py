@@ -273,12 +273,24 @@ def main():
             r = run([sower, "run", job, "-o", finished, "--resume-auto"])
             expect(r, 2, [f"1 of its rows fail the check", f"(row {row})", "--force"], f"--resume-auto of an output with {name}")
             check(open(finished, "rb").read() == before, f"--resume-auto changed an output with {name}")
+        # A finished output whose /verify was deleted by hand has lost the record of its verification:
+        # --resume-auto refuses it as damaged rather than reporting "already finished" (exit 0).
+        unverified = os.path.join(tmp, "unverified.h5")
+        with open(unverified, "wb") as f:
+            f.write(open(ref, "rb").read())
+        with h5py.File(unverified, "r+") as f:
+            del f["verify"]
+        before = open(unverified, "rb").read()
+        expect(run([sower, "run", job, "-o", unverified, "--resume-auto"]), 2,
+               ["has no /verify/match", "a damaged file", "--force"], "--resume-auto of a finished output without /verify")
+        check(open(unverified, "rb").read() == before, "--resume-auto changed an output without /verify")
         empty = os.path.join(tmp, "empty.h5")
         open(empty + ".partial", "wb").close()
         expect(run([sower, "run", job, "-o", empty, "--resume"]), 2, ["an empty file"], "--resume of an empty .partial")
         expect(run([sower, "run", job, "-o", empty]), 2, ["not replacing it without --force"], "a rerun beside an empty .partial")
         check(os.path.getsize(empty + ".partial") == 0, "a refused --resume wrote into an empty .partial")
-        print("edited partials: the edited rows re-rendered, identical; damaged finished outputs refused; empty refused")
+        print("edited partials: the edited rows re-rendered, identical; damaged finished outputs (rows, no /verify) "
+              "refused; empty refused")
 
         # 7. A rank that goes silent (SIGSTOP) is named and the job ends instead of hanging.
         out = os.path.join(tmp, "silent.h5")

@@ -4,7 +4,8 @@
 #include <stdarg.h>
 #include <string.h>
 
-enum { ERR_MESSAGE_MAX = 1024, ERR_TRACE_MAX = 32 };
+/* A message may name several paths of up to 4096 bytes each (a manifest's, a model folder's, an output's). */
+enum { ERR_MESSAGE_MAX = 16384, ERR_TRACE_MAX = 32 };
 
 typedef struct {
     const char *file;
@@ -64,8 +65,10 @@ int sower_fail(int status, const char *file, int line, const char *func, const c
     char message[ERR_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(message, sizeof message, fmt, ap);
+    int full = vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    if (full >= (int)sizeof message) /* say that it was cut, rather than end mid-word */
+        memcpy(message + sizeof message - sizeof " [...]", " [...]", sizeof " [...]");
     memset(&err_current, 0, sizeof err_current);
     err_current.status = status;
     memcpy(err_current.message, message, sizeof message);

@@ -55,7 +55,8 @@ int sower_fail(int status, const char *file, int line, const char *func, const c
 /* Appends a frame to the current error's trace; returns status unchanged. */
 int sower_trace(int status, const char *file, int line, const char *func);
 
-/* The current error's message ("" if none) and status (SOWER_OK if none). */
+/* The current error's message ("" if none) and status (SOWER_OK if none). SOWER_FAIL may take the
+ * message as an argument to wrap it ("where: %s"): the new text is formatted before the record changes. */
 const char *sower_error_message(void);
 int sower_error_status(void);
 /* Prints "sower: error: MESSAGE" and, when verbose, the trace, to stream. */

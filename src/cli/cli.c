@@ -224,6 +224,12 @@ int cli_parse_double(const char *option, const char *text, double lo, double hi,
     return SOWER_OK;
 }
 
+int cli_extra_operand(const char *command, const char *arg, const char *the_one)
+{
+    return SOWER_FAIL(SOWER_EUSAGE, "%s: unexpected argument '%s': it takes one %s%s (see 'sower %s --help')", command,
+                      arg, the_one, arg[0] == '-' ? ", and after '--' every argument is one" : "", command);
+}
+
 int cli_unknown(const char *command, const char *arg)
 {
     if (arg[0] == '-')

@@ -60,5 +60,7 @@ int cli_parse_double(const char *option, const char *text, double lo, double hi,
 
 /* The status for an option this command does not know, or a stray argument. */
 int cli_unknown(const char *command, const char *arg) SOWER_MUST_CHECK;
+/* SOWER_EUSAGE for an operand past the one a command takes (the_one: what that is, e.g. "JOB.yaml"). */
+int cli_extra_operand(const char *command, const char *arg, const char *the_one) SOWER_MUST_CHECK;
 
 #endif /* SOWER_CLI_H */

@@ -39,10 +39,8 @@ int check_job_model(Job *job)
     char where[4200];
     job_model_where(job, where, sizeof where);
     if (status != SOWER_OK) {
-        char reason[1024];
-        snprintf(reason, sizeof reason, "%s", sower_error_message());
         model_free(&m);
-        return SOWER_FAIL(status, "%s: model: %s", where, reason);
+        return SOWER_FAIL(status, "%s: model: %s", where, sower_error_message());
     }
     if (job->model_digest_pinned) status = model_check_digest(&m, job->model_digest, where);
     if (status == SOWER_OK) status = job_check_model_kind(job, &m);

@@ -472,10 +472,10 @@ int cmd_convert(int argc, char **argv)
     if (status == SOWER_OK) status = write_folder(&ckpt, &o, &p, partial);
     if (status == SOWER_OK) status = load_back(partial);
     if (status != SOWER_OK && writing) { /* what this run wrote goes; the first failure is the one reported */
-        char first[2048];
-        snprintf(first, sizeof first, "%s", sower_error_message());
+        char *first = strdup(sower_error_message()); /* clear_partial may record an error of its own */
         if (clear_partial(partial) != SOWER_OK) sower_error_clear();
-        status = SOWER_FAIL(status, "%s", first);
+        status = first ? SOWER_FAIL(status, "%s", first) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        free(first);
     }
     if (status == SOWER_OK && rename(partial, o.out_dir) != 0)
         status = SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", partial, o.out_dir, strerror(errno));

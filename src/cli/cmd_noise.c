@@ -59,7 +59,7 @@ static const char noise_usage[] =
     "                    torch-cpu-scalar: torch's non-AVX2 kernel (aarch64, ATEN_CPU_CAPABILITY=default)\n"
     "  --dtype T         f32 (default) or f64\n"
     "  --torch-version V torch release to match for calls of fewer than 16 values (default 1.13;\n"
-    "                    2.0 and later use log1p in that path, changing ~3%% of float64 values)\n"
+    "                    2.0 and later use log1p in that path, changing ~3% of float64 values)\n"
     "  --state-out FILE  write the generator's get_state() image after the last call\n"
     "  --quiet           no summary line on standard error\n"
     "  -o, --output FILE where to write the values\n";
@@ -210,9 +210,7 @@ static int start_generator(const NoiseOptions *opt, TorchRng *g)
     int status = rng_set_state(g, image, bytes);
     free(image);
     if (status != SOWER_OK) {
-        char reason[512];
-        snprintf(reason, sizeof reason, "%s", sower_error_message());
-        return SOWER_FAIL(SOWER_EINPUT, "--state-in '%s': %s", opt->state_in, reason);
+        return SOWER_FAIL(SOWER_EINPUT, "--state-in '%s': %s", opt->state_in, sower_error_message());
     }
     return SOWER_OK;
 }

@@ -83,7 +83,7 @@ static int on_run_manifest(void *ctx, const char *arg)
 {
     RunOptions *o = ctx;
     if (o->manifest)
-        return cli_unknown("run", arg);
+        return cli_extra_operand("run", arg, "JOB.yaml");
     o->manifest = arg;
     return SOWER_OK;
 }

@@ -230,7 +230,7 @@ static int on_sample_option(void *ctx, int which, const char *v)
 static int on_sample_model(void *ctx, const char *arg)
 {
     SampleOptions *o = ((SampleParse *)ctx)->o;
-    if (o->model_dir) return cli_unknown("sample", arg);
+    if (o->model_dir) return cli_extra_operand("sample", arg, "MODEL_DIR");
     o->model_dir = arg;
     return SOWER_OK;
 }
@@ -504,9 +504,7 @@ int cmd_sample(int argc, char **argv)
     }
     status = model_scheduler(&model, o.scheduler, o.karras, o.generator, (int)o.steps, &sched);
     if (status == SOWER_EINPUT) {
-        char reason[512];
-        snprintf(reason, sizeof reason, "%s", sower_error_message());
-        status = SOWER_FAIL(SOWER_EUSAGE, "--steps %ld: %s", o.steps, reason);
+        status = SOWER_FAIL(SOWER_EUSAGE, "--steps %ld: %s", o.steps, sower_error_message());
     }
     if (status != SOWER_OK) goto done;
     const size_t per = (size_t)ucfg->in_channels * height * width;

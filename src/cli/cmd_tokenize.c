@@ -141,6 +141,7 @@ int cmd_encode(int argc, char **argv)
     if (!o.force && lstat(o.output, &st) == 0) /* before the work; the write refuses one made meanwhile too */
         return SOWER_FAIL(SOWER_EPATH, "-o %s: the file exists; encode never replaces a file unless --force", o.output);
     gemm_set_threads((int)o.threads);
+    SOWER_TRY(gemm_reserve_packing());
     PromptEncoder pe;
     SOWER_TRY(prompt_encoder_load(&pe, o.dir));
     float *embeddings = NULL; /* (tokens, hidden) */

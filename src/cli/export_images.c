@@ -232,10 +232,8 @@ static int setup(Export *e)
     } else if (e->decode) {
         int status = vae_load(&e->vae, e->model_dir);
         if (status != SOWER_OK) {
-            char reason[1024];
-            snprintf(reason, sizeof reason, "%s", sower_error_message());
             return SOWER_FAIL(status, "%s: its latents are decoded by the VAE of its model '%s' (another: --model DIR): %s",
-                              e->path, e->model_dir, reason);
+                              e->path, e->model_dir, sower_error_message());
         }
         if (e->vae.cfg.latent_channels != in->c)
             return SOWER_FAIL(SOWER_EMODEL, "%s: latent_channels %d, the file's rows have %d channels",

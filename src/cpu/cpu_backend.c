@@ -284,6 +284,7 @@ static int cpu_mirror_weights(void *ctx, const unsigned char key[32], const Weig
 int compute_backend_cpu(ComputeBackend *be, const UNet *u)
 {
     memset(be, 0, sizeof *be);
+    SOWER_TRY(gemm_reserve_packing()); /* before the activations take the memory: BLIS aborts without it */
     CpuContext *c = calloc(1, sizeof *c);
     if (!c)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");

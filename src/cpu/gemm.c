@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "err.h"
 
@@ -28,6 +29,61 @@ static void call_blis(trans_t transa, trans_t transb, int m, int n, int k, const
     float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     bli_sgemm_ex(transa, transb, m, n, k, &one, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc,
                  1, NULL, &rntm);
+}
+
+/* BLIS takes its packing buffers from pools that grow on a product's first need (one A block and one
+ * B block per column group of threads, each of the blocksizes' full size whatever the product) and
+ * aborts the whole process when malloc fails there (bli_malloc.c: "heap memory is likely exhausted").
+ * So the buffers are made up front, by one small product that splits its columns over every thread,
+ * after checking that the address space holds them twice over: running out then is an error sower
+ * reports, and later products reuse the pools. */
+int gemm_reserve_packing(void)
+{
+    static int reserved_threads; /* the pools only grow: once made for t threads, they serve t or fewer */
+    if (gemm_thread_count <= reserved_threads)
+        return SOWER_OK;
+    ensure_kernels();
+    bli_init();
+    /* BLIS sizes every pool's blocks for its widest type: MC x KC (A) and KC x NC (B) elements of it. */
+    cntx_t *cntx = bli_gks_query_cntx();
+    const num_t types[] = {BLIS_FLOAT, BLIS_DOUBLE, BLIS_SCOMPLEX, BLIS_DCOMPLEX};
+    const size_t type_bytes[] = {4, 8, 8, 16};
+    size_t a_block = 0, b_block = 0;
+    for (int i = 0; i < 4; i++) {
+        const size_t mc = (size_t)bli_cntx_get_blksz_max_dt(types[i], BLIS_MC, cntx);
+        const size_t kc = (size_t)bli_cntx_get_blksz_max_dt(types[i], BLIS_KC, cntx);
+        const size_t nc = (size_t)bli_cntx_get_blksz_max_dt(types[i], BLIS_NC, cntx);
+        a_block = mc * kc * type_bytes[i] > a_block ? mc * kc * type_bytes[i] : a_block;
+        b_block = kc * nc * type_bytes[i] > b_block ? kc * nc * type_bytes[i] : b_block;
+    }
+    /* The threads' stacks come out of the same address space (OpenMP makes them on the first product). */
+    struct rlimit stack;
+    size_t stack_bytes = (size_t)8 << 20;
+    if (getrlimit(RLIMIT_STACK, &stack) == 0 && stack.rlim_cur != RLIM_INFINITY && stack.rlim_cur < ((rlim_t)64 << 20))
+        stack_bytes = (size_t)stack.rlim_cur;
+    const int t = gemm_thread_count;
+    const size_t pools = (size_t)t * (a_block + b_block);
+    void *probe = malloc(2 * pools + (size_t)t * stack_bytes);
+    if (!probe)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for the matrix products' packing buffers (%zu MiB for %d "
+                                        "thread%s)", pools >> 20, t, t == 1 ? "" : "s");
+    free(probe);
+    enum { EDGE = 16 };
+    const int n = EDGE * t;
+    float *a = calloc((size_t)EDGE * EDGE, sizeof *a); /* (EDGE, EDGE) */
+    float *b = calloc((size_t)n * EDGE, sizeof *b);    /* B^T (n, EDGE) */
+    float *c = malloc((size_t)EDGE * n * sizeof *c);   /* (EDGE, n) */
+    int status = SOWER_OK;
+    if (!a || !b || !c)
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for the matrix products' packing buffers");
+    else {
+        gemm_f32_bt(EDGE, n, EDGE, a, EDGE, b, EDGE, c, n, 0);
+        reserved_threads = t;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return status;
 }
 
 void gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,

@@ -21,6 +21,9 @@
 /* Threads BLIS may use for one call (>= 1). */
 void gemm_set_threads(int threads);
 int gemm_threads(void);
+/* Makes BLIS's packing buffers for gemm_threads() threads now, or fails with SOWER_ENOMEM: BLIS aborts
+ * the process when it cannot make them in the middle of a product. Call after gemm_set_threads. */
+int gemm_reserve_packing(void) SOWER_MUST_CHECK;
 
 /* C = A B (accumulate = 0) or C += A B (accumulate = 1); lda/ldb/ldc are row strides. */
 void gemm_f32(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc,

@@ -122,8 +122,20 @@ static void write_escaped(FILE *s, const char *text)
     }
 }
 
+/* The shortest text that reads back as v ("%g" would print 0.123456789 as 0.123457: another job). */
+static const char *exact_number(double v, char text[32])
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(text, 32, "%.*g", digits, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    return text;
+}
+
 void job_print(const Job *job, FILE *s)
 {
+    char number[32];
     fprintf(s, "sower: 1\nname: %s\n", job->name);
     fprintf(s, "model:\n  path: %s\n", job->model_path);
     if (job->model_digest_pinned) {
@@ -131,13 +143,13 @@ void job_print(const Job *job, FILE *s)
         digest_hex(job->model_digest, hex);
         fprintf(s, "  digest: \"sha256:%s\"\n", hex);
     }
-    fprintf(s, "pipeline:\n  scheduler: %s\n  steps: %d\n  eta: %g\n  batch: %d\n  backend: %s\n",
-            scheduler_kind_name(job->scheduler), job->steps, job->eta, job->batch,
+    fprintf(s, "pipeline:\n  scheduler: %s\n  steps: %d\n  eta: %s\n  batch: %d\n  backend: %s\n",
+            scheduler_kind_name(job->scheduler), job->steps, exact_number(job->eta, number), job->batch,
             job->backend == BACKEND_CPU ? "cpu" : "cuda");
     if (job->karras)
         fprintf(s, "  karras: true\n");
     if (job->n_prompts) {
-        fprintf(s, "  guidance: %g\n", job->guidance);
+        fprintf(s, "  guidance: %s\n", exact_number(job->guidance, number));
         if (job->height)
             fprintf(s, "  height: %d\n  width: %d\n", job->height, job->width);
         else
@@ -187,11 +199,11 @@ void job_print(const Job *job, FILE *s)
     fprintf(s, "output:\n  path: %s\n  compression: %s\n  chunk_rows: %d\n", job->output_path,
             job->output_gzip ? "gzip" : "none", job->chunk_rows);
     if (job->verify_by_fraction)
-        fprintf(s, "verify:\n  fraction: %g  # %llu rows\n", job->verify_fraction,
-                (unsigned long long)job_verify_rows(job));
+        fprintf(s, "verify:\n  fraction: %s  # %llu row%s\n", exact_number(job->verify_fraction, number),
+                (unsigned long long)job_verify_rows(job), job_verify_rows(job) == 1 ? "" : "s");
     else
-        fprintf(s, "verify:\n  count: %llu  # %llu rows\n", (unsigned long long)job->verify_count,
-                (unsigned long long)job_verify_rows(job));
+        fprintf(s, "verify:\n  count: %llu  # %llu row%s\n", (unsigned long long)job->verify_count,
+                (unsigned long long)job_verify_rows(job), job_verify_rows(job) == 1 ? "" : "s");
     const SlurmSettings *u = &job->slurm;
     fprintf(s, "slurm:  # used by sower submit\n  tasks: %d\n", u->tasks);
     if (u->cpus_per_task)
@@ -266,10 +278,8 @@ int job_resolve_scheduler(Job *job, const Model *m)
     if (job->scheduler_given) return SOWER_OK; /* eta and karras were checked against it as they were read */
     int status = model_default_scheduler(m, "pipeline.scheduler", &job->scheduler);
     if (status != SOWER_OK) {
-        char reason[1024];
-        snprintf(reason, sizeof reason, "%s", sower_error_message());
         return SOWER_FAIL(status, "%s: no pipeline.scheduler: %s", job->manifest_path ? job->manifest_path : "(manifest)",
-                          reason);
+                          sower_error_message());
     }
     return job_check_scheduler_settings(job, m->stable_diffusion
                                                  ? "the folder's own, as pipeline.scheduler is not given; "

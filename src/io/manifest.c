@@ -123,7 +123,10 @@ static int get_number(const Ctx *c, const yaml_node_t *n, const char *key, doubl
                       double *out)
 {
     char expected[128];
-    snprintf(expected, sizeof expected, "a number in %s%g..%g", open_lo ? "(exclusive) " : "", lo, hi);
+    if (open_lo)
+        snprintf(expected, sizeof expected, "a number above %g and at most %g", lo, hi);
+    else
+        snprintf(expected, sizeof expected, "a number in %g..%g", lo, hi);
     if (!is_plain(n))
         return fail_at(c, n, key, expected);
     const char *s = text_of(n);
@@ -131,7 +134,9 @@ static int get_number(const Ctx *c, const yaml_node_t *n, const char *key, doubl
     errno = 0;
     double v = strtod(s, &end);
     int numeric = *s && end && *end == '\0' && strpbrk(s, "xXnNiI") == NULL;
-    if (!numeric || errno == ERANGE || !(open_lo ? v > lo : v >= lo) || !(v <= hi))
+    /* No ERANGE test: an underflow (1e-320, 1e-400) is the nearest double, as YAML and JSON Schema
+     * readers take it, and an overflow is an infinity that the range refuses. */
+    if (!numeric || !(open_lo ? v > lo : v >= lo) || !(v <= hi))
         return fail_at(c, n, key, expected);
     *out = v;
     return SOWER_OK;

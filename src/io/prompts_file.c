@@ -100,10 +100,9 @@ int job_read_prompts_text(Job *job, const char *text, size_t bytes)
 {
     int status = read_lines(job, text, bytes);
     if (status != SOWER_OK && status != SOWER_ENOMEM) { /* name the manifest too, as its own errors do */
-        char reason[1024], role[4200];
-        snprintf(reason, sizeof reason, "%s", sower_error_message());
+        char role[4200];
         job_prompts_file_role(job, role, sizeof role);
-        return SOWER_FAIL(status, "%s (the %s)", reason, role);
+        return SOWER_FAIL(status, "%s (the %s)", sower_error_message(), role);
     }
     return status;
 }

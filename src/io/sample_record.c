@@ -221,12 +221,10 @@ int sample_record_read(SampleRecord *r, const char *npy_path, const int64_t *npy
     unsigned char *bytes = NULL;
     size_t n = 0;
     if (file_read_all(path, RECORD_MAX_BYTES, &bytes, &n) != SOWER_OK) {
-        char reason[512];
-        snprintf(reason, sizeof reason, "%s", sower_error_message());
         return SOWER_FAIL(SOWER_EINPUT,
                           "%s: no record of what produced it (%s, which sower sample writes beside its array: %s); "
                           "sower export reads arrays written by sower sample, or a run's HDF5 output",
-                          npy_path, path, reason);
+                          npy_path, path, sower_error_message());
     }
     const int status = sample_record_parse(r, path, bytes, n, npy_path, npy_shape, npy_ndim);
     free(bytes);

@@ -276,12 +276,15 @@ static int block_attention(const UNet *u, const BlockParams *blk, int j, const A
     return ctx->ops->attention(ctx->be, &blk->attentions[j], h, next);
 }
 
-/* h <- next, freeing the old h if this function owned it. */
+/* h <- next, freeing the old h if this function owned it. next is emptied: a later op that fails
+ * frees its half-made output, and a stale copy of h there would be freed twice (once by that op,
+ * once by the caller's cleanup). */
 static void replace(ForwardCtx *ctx, Act *h, int *owned, Act *next)
 {
     if (*owned)
         ctx->ops->act_free(ctx->be, h);
     *h = *next;
+    *next = (Act){0};
     *owned = 1;
 }
 

@@ -213,10 +213,8 @@ static int claim_output(Run *r, const RunOptions *o)
     if (o->force || o->resume || o->resume_auto || stat(partial, &st) != 0) return SOWER_OK;
     uint64_t done = 0, rows = 0;
     if (h5out_partial_progress(partial, &done, &rows) != SOWER_OK) {
-        char why[1024];
-        snprintf(why, sizeof why, "%s", sower_error_message());
         return SOWER_FAIL(SOWER_EPATH, "%s; it is left by an interrupted run: not replacing it without --force",
-                          why);
+                          sower_error_message());
     }
     return SOWER_FAIL(SOWER_EPATH,
                       "'%s' holds %llu of %llu rows of an interrupted run: pass --resume (or --resume-auto) "
@@ -346,10 +344,8 @@ static int load_text_side(Run *r)
                                    (const char *const *)job->negative_prompts, job->n_prompts, job->clip_skip,
                                    job->guidance > 1.0);
     if (status != SOWER_OK) {
-        char reason[1024];
-        snprintf(reason, sizeof reason, "%s", sower_error_message());
         job_text_where(job, where, sizeof where);
-        return SOWER_FAIL(status, "%s: %s", where, reason);
+        return SOWER_FAIL(status, "%s: %s", where, sower_error_message());
     }
     if (r->text.encoder.dim != m->unet.cfg.cross_attention_dim)
         return SOWER_FAIL(SOWER_EMODEL, "%s: the text encoder's hidden_size %d is not the UNet's cross_attention_dim %d (%s)",
@@ -361,9 +357,7 @@ static int load_text_side(Run *r)
         job_text_where(job, where, sizeof where);
         status = row_images_load(&r->images, m, job->model_path, m->unet.cfg.in_channels, r->rs.height, r->rs.width);
         if (status != SOWER_OK) {
-            char reason[1024];
-            snprintf(reason, sizeof reason, "%s", sower_error_message());
-            return SOWER_FAIL(status, "%s: pipeline.decode: %s", where, reason);
+            return SOWER_FAIL(status, "%s: pipeline.decode: %s", where, sower_error_message());
         }
     }
     r->rs.guidance = (float)job->guidance;
@@ -379,9 +373,7 @@ static int load_model(Run *r, const RunOptions *o)
     job_model_where(&r->job, where, sizeof where);
     int status = model_load_opt(&r->model, r->job.model_path, weight_share_reads_file(&r->share));
     if (status != SOWER_OK && status != SOWER_ENOMEM) { /* name the manifest line, as its other errors do */
-        char reason[1024];
-        snprintf(reason, sizeof reason, "%s", sower_error_message());
-        return SOWER_FAIL(status, "%s: model: %s", where, reason);
+        return SOWER_FAIL(status, "%s: model: %s", where, sower_error_message());
     }
     const UNetConfig *cfg = &r->model.unet.cfg;
     if (!cfg->sample_height && !(r->model.stable_diffusion && r->job.height))
