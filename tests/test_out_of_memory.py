@@ -10,6 +10,8 @@ the caller freed again) made `sower sample` of a Stable Diffusion folder at 1638
 SIGSEGV under a 2-3.5 GiB cap. Not run under the sanitizers: their shadow memory needs terabytes of
 address space.
 
+Export under a cap reads small files into buffers of their size (it reserved up to 1 GiB per file).
+
 Usage: test_out_of_memory.py SOWER UNCONDITIONAL_MODEL SD_MODEL
 """
 import os
@@ -81,6 +83,21 @@ def main():
                    list(range(1_000_000, 3_600_000, 400_000)))
         check(n == 7, f"sd: {n} of 7 caps ran out of memory; expected all")
         print(f"Stable Diffusion 16384x16384: {n} of 7 caps (1.0-3.4 GB) out of memory, exit 3 each, no crash")
+        # Reading small files takes memory in proportion to them, not to their cap: export of a sample
+        # read its 1 KiB record (sample.npy.json) into a 256 MiB buffer and, a rerun, every PNG already
+        # there into 1 GiB, so under a 200 MB cap it stopped with "no record of what produced it" (exit 2).
+        sample = os.path.join(tmp, "sd.npy")
+        r = subprocess.run([sower, "sample", sd, "--prompt", "a cat", "--steps", "1", "--seeds", "0-3",
+                            "--threads", "1", "-o", sample], capture_output=True, timeout=300)
+        if check(r.returncode == 0, f"sample for the export: {r.stderr.decode()[-400:]}"):
+            folder = os.path.join(tmp, "images")
+            for attempt, said in ((1, "4 PNGs written, 0 already there"), (2, "0 PNGs written, 4 already there")):
+                r = subprocess.run([sower, "export", sample, "--imagefolder", folder, "--threads", "1"],
+                                   capture_output=True, timeout=300, preexec_fn=capped(200_000))
+                check(r.returncode == 0 and said.encode() in r.stdout + r.stderr,
+                      f"export {attempt} under 200 MB: exit {r.returncode}, {r.stdout.decode()[-200:]} "
+                      f"{r.stderr.decode()[-400:]}")
+            print("export of a sample to an image folder under 200 MB, twice: written, then kept")
     print(f"test_out_of_memory: {len(failures)} failures")
     return 1 if failures else 0
 

@@ -126,25 +126,52 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size
     FILE *fp = regular_file_fopen(path); /* never blocks on a FIFO */
     if (!fp)
         return SOWER_FAIL(SOWER_EPATH, "cannot open '%s': %s", path, regular_file_why(errno));
-    unsigned char *buf = malloc(max_bytes + 1);
-    if (!buf) {
+    /* The buffer starts at the file's size, not at max_bytes: a 1 KiB record must not take 256 MiB
+     * (and fail under an address-space cap); it grows if the file grows while being read. */
+    struct stat st;
+    size_t cap = fstat(fileno(fp), &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 4096;
+    if (cap > max_bytes) {
         fclose(fp);
-        return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading '%s'", path);
-    }
-    size_t n = fread(buf, 1, max_bytes + 1, fp);
-    int read_error = ferror(fp);
-    fclose(fp);
-    if (read_error) {
-        free(buf);
-        return SOWER_FAIL(SOWER_EIO, "cannot read '%s'", path);
-    }
-    if (n > max_bytes) {
-        free(buf);
         return SOWER_FAIL(SOWER_EINPUT, "'%s' is larger than the %zu bytes expected", path, max_bytes);
+    }
+    unsigned char *buf = malloc(cap + 1); /* (cap + 1,): one more, to see the end */
+    size_t n = 0;
+    int status = buf ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory reading '%s'", path);
+    while (status == SOWER_OK) {
+        n += fread(buf + n, 1, cap + 1 - n, fp);
+        if (ferror(fp)) {
+            status = SOWER_FAIL(SOWER_EIO, "cannot read '%s'", path);
+        } else if (n > max_bytes) {
+            status = SOWER_FAIL(SOWER_EINPUT, "'%s' is larger than the %zu bytes expected", path, max_bytes);
+        } else if (n <= cap) {
+            break; /* the end of the file */
+        } else {
+            cap = cap > max_bytes / 2 ? max_bytes : 2 * cap;
+            unsigned char *grown = realloc(buf, cap + 1);
+            if (!grown)
+                status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading '%s'", path);
+            else
+                buf = grown;
+        }
+    }
+    fclose(fp);
+    if (status != SOWER_OK) {
+        free(buf);
+        return status;
     }
     *data = buf;
     *bytes = n;
     return SOWER_OK;
+}
+
+int file_read_if_present(const char *path, size_t max_bytes, unsigned char **data, size_t *bytes, int *present)
+{
+    struct stat st;
+    *data = NULL, *bytes = 0, *present = 0;
+    if (lstat(path, &st) != 0 && errno == ENOENT)
+        return SOWER_OK;
+    *present = 1;
+    return file_read_all(path, max_bytes, data, bytes);
 }
 
 int make_dirs(const char *dir)

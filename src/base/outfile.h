@@ -36,5 +36,9 @@ int make_dirs(const char *dir) SOWER_MUST_CHECK;
 
 /* Reads a whole file of at most max_bytes into a new buffer (caller frees). */
 int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size_t *bytes) SOWER_MUST_CHECK;
+/* The same, with *present = 0 and SOWER_OK when nothing is at path; any other failure (unreadable,
+ * too large, out of memory) is an error, never taken for absence. */
+int file_read_if_present(const char *path, size_t max_bytes, unsigned char **data, size_t *bytes,
+                         int *present) SOWER_MUST_CHECK;
 
 #endif /* SOWER_OUTFILE_H */

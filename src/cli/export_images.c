@@ -169,7 +169,9 @@ static int claim_dir(Export *e)
     snprintf(marker, sizeof marker, "%s/%s", e->dir, MARKER);
     unsigned char *text = NULL;
     size_t bytes = 0;
-    if (file_read_all(marker, 1 << 20, &text, &bytes) == SOWER_OK) {
+    int present = 0;
+    SOWER_TRY(file_read_if_present(marker, 1 << 20, &text, &bytes, &present));
+    if (present) {
         cJSON *obj = cJSON_ParseWithLength((const char *)text, bytes);
         free(text);
         const cJSON *job = cJSON_GetObjectItemCaseSensitive(obj, "job_sha256");
@@ -181,7 +183,6 @@ static int claim_dir(Export *e)
                               e->dir, marker);
         return status; /* resuming: its files are this job's */
     }
-    sower_error_clear();
     DIR *d = opendir(e->dir);
     if (!d) return SOWER_FAIL(SOWER_EPATH, "%s: cannot read the folder", e->dir);
     int empty = 1;
@@ -423,12 +424,17 @@ static int export_row(Export *e, uint64_t r)
     snprintf(file, sizeof file, "%s/%s", e->dir, name);
     unsigned char *existing = NULL;
     size_t existing_bytes = 0;
-    if (file_read_all(file, 1u << 30, &existing, &existing_bytes) == SOWER_OK) { /* written whole before */
+    int present = 0;
+    status = file_read_if_present(file, 1u << 30, &existing, &existing_bytes, &present);
+    if (status != SOWER_OK) {
+        cJSON_Delete(f.facts);
+        return status;
+    }
+    if (present) { /* written whole before */
         status = digest_buffer(existing, existing_bytes, png_sha256);
         free(existing);
         e->kept++;
     } else {
-        sower_error_clear();
         status = render_png(e, &f);
         if (status == SOWER_OK) status = write_whole(file, e->png.data, e->png.n);
         if (status == SOWER_OK) status = digest_buffer(e->png.data, e->png.n, png_sha256);

@@ -220,7 +220,9 @@ int sample_record_read(SampleRecord *r, const char *npy_path, const int64_t *npy
     sample_record_path(npy_path, path, sizeof path);
     unsigned char *bytes = NULL;
     size_t n = 0;
-    if (file_read_all(path, RECORD_MAX_BYTES, &bytes, &n) != SOWER_OK) {
+    int read = file_read_all(path, RECORD_MAX_BYTES, &bytes, &n);
+    if (read == SOWER_ENOMEM) return read;
+    if (read != SOWER_OK) {
         return SOWER_FAIL(SOWER_EINPUT,
                           "%s: no record of what produced it (%s, which sower sample writes beside its array: %s); "
                           "sower export reads arrays written by sower sample, or a run's HDF5 output",
