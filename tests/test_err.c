@@ -1,9 +1,13 @@
-/* test_err.c: the status table, exit codes and the trace an error gathers while unwinding. */
+/* test_err.c: the status table, exit codes and the trace an error gathers while unwinding; long
+ * messages; regular_file_read_stream's buffer growth. */
 #define _POSIX_C_SOURCE 200809L /* fmemopen */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "err.h"
+#include "regular_file.h"
 
 static int inner(int fail)
 {
@@ -53,5 +57,44 @@ int main(void)
 
     sower_error_clear();
     CHECK(sower_error_status() == SOWER_OK && sower_error_message()[0] == '\0', "clear");
+
+    /* A message naming a few 4 KiB paths is kept whole, also when wrapped with its own text; one past
+     * the record's size says it was cut. */
+    static char path[4097], huge[40000];
+    memset(path, 'p', sizeof path - 1);
+    (void)SOWER_FAIL(SOWER_EPATH, "cannot open '%s'", path);
+    (void)SOWER_FAIL(SOWER_EPATH, "job.yaml:3:8: model: %s (and '%s')", sower_error_message(), path);
+    const char *m = sower_error_message();
+    CHECK(strlen(m) == strlen("job.yaml:3:8: model: cannot open '' (and '')") + 2 * strlen(path) &&
+              strncmp(m, "job.yaml:3:8: model: cannot open 'ppp", 37) == 0,
+          "a wrapped 8 KiB message kept whole (%zu bytes)", strlen(m));
+    memset(huge, 'h', sizeof huge - 1);
+    (void)SOWER_FAIL(SOWER_EINPUT, "%s", huge);
+    m = sower_error_message();
+    CHECK(strlen(m) < sizeof huge && strlen(m) > 8192 && strcmp(m + strlen(m) - 6, " [...]") == 0,
+          "a message past the record ends ' [...]'");
+    sower_error_clear();
+
+    /* regular_file_read_stream: a stream of unknown size (fmemopen: no file descriptor to stat) grows
+     * its buffer from 4 KiB; the cap is exact. */
+    enum { STREAM_BYTES = 100000 };
+    char *content = malloc(STREAM_BYTES); /* (STREAM_BYTES,) */
+    for (int i = 0; i < STREAM_BYTES; i++) content[i] = (char)('a' + i % 26);
+    const size_t caps[] = {STREAM_BYTES * 2, STREAM_BYTES, STREAM_BYTES - 1, 5000};
+    for (int c = 0; c < 4; c++) {
+        FILE *in = fmemopen(content, STREAM_BYTES, "r");
+        unsigned char *data = NULL;
+        size_t n = 0;
+        int err = regular_file_read_stream(in, caps[c], &data, &n);
+        fclose(in);
+        if (caps[c] >= STREAM_BYTES)
+            CHECK(err == 0 && n == STREAM_BYTES && memcmp(data, content, n) == 0 && data[n] == '\0',
+                  "a %d-byte stream read whole under a cap of %zu (err %d, %zu bytes)", STREAM_BYTES, caps[c], err, n);
+        else
+            CHECK(err == EFBIG && data == NULL, "a %d-byte stream refused under a cap of %zu (err %d)", STREAM_BYTES,
+                  caps[c], err);
+        free(data);
+    }
+    free(content);
     return check_exit("test_err");
 }

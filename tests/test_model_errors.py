@@ -130,6 +130,17 @@ def repeat_key(rel, key, value):
     return apply
 
 
+def edit_json_padded(rel, size, **changes):
+    """The config with changes, padded with spaces after its object to exactly size bytes."""
+    def apply(d):
+        path = os.path.join(d, rel)
+        c = json.load(open(path))
+        c.update(changes)
+        text = json.dumps(c).encode()
+        open(path, "wb").write(text + b" " * (size - len(text)))
+    return apply
+
+
 def escaped_nul_name(d):
     p = os.path.join(d, "unet", "diffusion_pytorch_model.safetensors")
     header, data = read_st(p)
@@ -205,6 +216,10 @@ CASES = [  # (name, breakage, text the message must contain)
     ("an escaped NUL in a tensor name", escaped_nul_name, "a NUL byte in the header"),
     ("index entry not a pair", edit_json("model_index.json", lambda c: c.update(unet="UNet2DModel")),
      "key 'unet': expected [library, class]"),
+    # configs are read into buffers of their size, grown as they are read, up to 1 MiB: one byte more is refused
+    ("config over 1 MiB", edit_json_padded("unet/config.json", (1 << 20) + 1), "it is larger than 1048576 bytes"),
+    ("config of exactly 1 MiB, then bad", edit_json_padded("unet/config.json", 1 << 20, norm_num_groups=7),
+     "key 'norm_num_groups'"),
 ]
 
 

@@ -15,29 +15,18 @@ int config_file_read(const char *path, const char *what, size_t max_bytes, int b
     FILE *fp = regular_file_fopen(path);
     if (!fp)
         return SOWER_FAIL(bad_input_status, "%s: cannot read the %s: %s", path, what, regular_file_why(errno));
-    char *buf = malloc(max_bytes + 1); /* (max_bytes + 1,): one byte more tells an oversized file */
-    if (!buf) {
-        fclose(fp);
-        return SOWER_FAIL(SOWER_ENOMEM, "%s: cannot read the %s: out of memory", path, what);
-    }
-    size_t n = fread(buf, 1, max_bytes + 1, fp);
-    int read_error = ferror(fp);
+    unsigned char *buf = NULL; /* (n + 1,) */
+    size_t n = 0;
+    int err = regular_file_read_stream(fp, max_bytes, &buf, &n);
     fclose(fp);
-    int status = SOWER_OK;
-    if (read_error)
-        status = SOWER_FAIL(SOWER_EIO, "%s: cannot read the %s: input/output error", path, what);
-    else if (n > max_bytes)
-        status = SOWER_FAIL(bad_input_status, "%s: cannot read the %s: it is larger than %zu bytes", path,
-                            what, max_bytes);
-    if (status != SOWER_OK) {
-        free(buf);
-        return status;
-    }
-    char *shrunk = realloc(buf, n + 1); /* (n + 1,) */
-    if (shrunk)
-        buf = shrunk;
-    buf[n] = '\0';
-    *text = buf;
+    if (err == ENOMEM)
+        return SOWER_FAIL(SOWER_ENOMEM, "%s: cannot read the %s: out of memory", path, what);
+    if (err == EFBIG)
+        return SOWER_FAIL(bad_input_status, "%s: cannot read the %s: it is larger than %zu bytes", path, what,
+                          max_bytes);
+    if (err)
+        return SOWER_FAIL(SOWER_EIO, "%s: cannot read the %s: input/output error", path, what);
+    *text = (char *)buf;
     *bytes = n;
     return SOWER_OK;
 }

@@ -126,41 +126,11 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **data, size
     FILE *fp = regular_file_fopen(path); /* never blocks on a FIFO */
     if (!fp)
         return SOWER_FAIL(SOWER_EPATH, "cannot open '%s': %s", path, regular_file_why(errno));
-    /* The buffer starts at the file's size, not at max_bytes: a 1 KiB record must not take 256 MiB
-     * (and fail under an address-space cap); it grows if the file grows while being read. */
-    struct stat st;
-    size_t cap = fstat(fileno(fp), &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 4096;
-    if (cap > max_bytes) {
-        fclose(fp);
-        return SOWER_FAIL(SOWER_EINPUT, "'%s' is larger than the %zu bytes expected", path, max_bytes);
-    }
-    unsigned char *buf = malloc(cap + 1); /* (cap + 1,): one more, to see the end */
-    size_t n = 0;
-    int status = buf ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory reading '%s'", path);
-    while (status == SOWER_OK) {
-        n += fread(buf + n, 1, cap + 1 - n, fp);
-        if (ferror(fp)) {
-            status = SOWER_FAIL(SOWER_EIO, "cannot read '%s'", path);
-        } else if (n > max_bytes) {
-            status = SOWER_FAIL(SOWER_EINPUT, "'%s' is larger than the %zu bytes expected", path, max_bytes);
-        } else if (n <= cap) {
-            break; /* the end of the file */
-        } else {
-            cap = cap > max_bytes / 2 ? max_bytes : 2 * cap;
-            unsigned char *grown = realloc(buf, cap + 1);
-            if (!grown)
-                status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading '%s'", path);
-            else
-                buf = grown;
-        }
-    }
+    int err = regular_file_read_stream(fp, max_bytes, data, bytes);
     fclose(fp);
-    if (status != SOWER_OK) {
-        free(buf);
-        return status;
-    }
-    *data = buf;
-    *bytes = n;
+    if (err == ENOMEM) return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading '%s'", path);
+    if (err == EFBIG) return SOWER_FAIL(SOWER_EINPUT, "'%s' is larger than the %zu bytes expected", path, max_bytes);
+    if (err) return SOWER_FAIL(SOWER_EIO, "cannot read '%s'", path);
     return SOWER_OK;
 }
 

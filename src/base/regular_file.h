@@ -18,6 +18,11 @@ FILE *regular_file_fopen(const char *path);
  * (a FIFO, socket or device)", else strerror(err). */
 const char *regular_file_why(int err);
 
+/* Reads fp to its end into a new buffer of (n + 1,) bytes, the last one '\0' (caller frees): sized by
+ * the file, not by max_bytes, so a cap of 1 GiB costs nothing for a 1 KiB file. Returns 0, EFBIG when
+ * the file holds more than max_bytes, ENOMEM or EIO; *data is NULL unless 0. */
+int regular_file_read_stream(FILE *fp, size_t max_bytes, unsigned char **data, size_t *n);
+
 /* 1 when path is an existing regular file (links followed), else 0; never opens it. */
 int regular_file_exists(const char *path);
 
