@@ -83,6 +83,31 @@ def main():
                    list(range(1_000_000, 3_600_000, 400_000)))
         check(n == 7, f"sd: {n} of 7 caps ran out of memory; expected all")
         print(f"Stable Diffusion 16384x16384: {n} of 7 caps (1.0-3.4 GB) out of memory, exit 3 each, no crash")
+        # sower run alone (one rank, MPI singleton): out of memory ends it with exit 3, its lock removed, never
+        # SIGABRT from BLIS (whose first product made each OpenMP thread's malloc arena, 64 MiB of address
+        # space, after sower had checked that the packing buffers fit) leaving OUT.lock behind.
+        job = os.path.join(tmp, "job.yaml")
+        with open(job, "w") as f:
+            f.write(f"sower: 1\nname: capped\nmodel: {unconditional}\npipeline: {{steps: 2, threads: 2}}\n"
+                    f"seeds: {{list: [1, 2]}}\noutput: {{path: capped.h5}}\nverify: {{count: 2}}\n")
+        out, ran_out, finished = os.path.join(tmp, "capped.h5"), 0, 0
+        for limit in range(150_000, 460_000, 20_000):
+            r = subprocess.run([sower, "run", job, "--force"], capture_output=True, timeout=300,
+                               preexec_fn=capped(limit), env=dict(os.environ, OMP_WAIT_POLICY="passive"))
+            err = r.stderr.decode(errors="replace")
+            if r.returncode == 127 and "error while loading shared libraries" in err:
+                continue
+            if "An error occurred in MPI_Init" in err:  # Open MPI's own start (PMIx), before sower runs
+                check(not os.path.exists(out + ".lock"), f"run under {limit} KiB: MPI_Init failed, yet {out}.lock")
+                continue
+            check(r.returncode in (0, 3), f"run under {limit} KiB: exit {r.returncode}: {err[-500:]}")
+            check(r.returncode != 3 or "out of memory" in err, f"run under {limit} KiB: exit 3 without 'out of memory'")
+            check(not os.path.exists(out + ".lock"), f"run under {limit} KiB (exit {r.returncode}) left {out}.lock")
+            ran_out += r.returncode == 3
+            finished += r.returncode == 0
+        check(ran_out >= 1, "run: no cap ran out of memory; the ladder no longer brackets the need")
+        print(f"sower run, 2 threads: {ran_out} caps of 150-450 MB out of memory (exit 3, no lock left), "
+              f"{finished} finished")
         # Reading small files takes memory in proportion to them, not to their cap: export of a sample
         # read its 1 KiB record (sample.npy.json) into a 256 MiB buffer and, a rerun, every PNG already
         # there into 1 GiB, so under a 200 MB cap it stopped with "no record of what produced it" (exit 2).

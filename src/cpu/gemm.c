@@ -35,7 +35,7 @@ static void call_blis(trans_t transa, trans_t transb, int m, int n, int k, const
  * B block per column group of threads, each of the blocksizes' full size whatever the product) and
  * aborts the whole process when malloc fails there (bli_malloc.c: "heap memory is likely exhausted").
  * So the buffers are made up front, by one small product that splits its columns over every thread,
- * after checking that the address space holds them twice over: running out then is an error sower
+ * after checking that the address space holds them: running out then is an error sower
  * reports, and later products reuse the pools. */
 int gemm_reserve_packing(void)
 {
@@ -56,14 +56,26 @@ int gemm_reserve_packing(void)
         a_block = mc * kc * type_bytes[i] > a_block ? mc * kc * type_bytes[i] : a_block;
         b_block = kc * nc * type_bytes[i] > b_block ? kc * nc * type_bytes[i] : b_block;
     }
-    /* The threads' stacks come out of the same address space (OpenMP makes them on the first product). */
+    /* The threads' stacks come out of the same address space: libgomp exits the process when it cannot
+     * make them, so they are made here first, after a check that they fit, and each thread's first
+     * malloc then makes its arena (glibc reserves 64 MiB of address space for one). Only then does the
+     * check for BLIS's blocks measure what BLIS will find. */
     struct rlimit stack;
     size_t stack_bytes = (size_t)8 << 20;
     if (getrlimit(RLIMIT_STACK, &stack) == 0 && stack.rlim_cur != RLIM_INFINITY && stack.rlim_cur < ((rlim_t)64 << 20))
         stack_bytes = (size_t)stack.rlim_cur;
     const int t = gemm_thread_count;
+    void *probe = malloc(2 * (size_t)t * stack_bytes);
+    if (!probe)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for the stacks of %d thread%s", t, t == 1 ? "" : "s");
+    free(probe);
+#pragma omp parallel num_threads(t)
+    {
+        void *volatile first = malloc(64); /* volatile: the compiler may not drop a malloc/free pair */
+        free(first);
+    }
     const size_t pools = (size_t)t * (a_block + b_block);
-    void *probe = malloc(2 * pools + (size_t)t * stack_bytes);
+    probe = malloc(pools + ((size_t)4 << 20)); /* A and B blocks for every thread, and a little for BLIS's own */
     if (!probe)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory for the matrix products' packing buffers (%zu MiB for %d "
                                         "thread%s)", pools >> 20, t, t == 1 ? "" : "s");
