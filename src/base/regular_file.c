@@ -127,19 +127,19 @@ int regular_file_read_stream(FILE *fp, size_t max_bytes, unsigned char **data, s
     size_t cap = fstat(fileno(fp), &st) == 0 && st.st_size > 0 ? (size_t)st.st_size : 4096;
     if (cap > max_bytes) cap = max_bytes; /* then one byte more tells it is larger */
     unsigned char *buf = malloc(cap + 1); /* (cap + 1,): room to see the end, then the '\0' */
-    size_t got = 0;
     if (!buf) return ENOMEM;
+    size_t got = 0;
     for (;;) {
         got += fread(buf + got, 1, cap + 1 - got, fp);
-        int err = ferror(fp) ? EIO : got > max_bytes ? EFBIG : 0;
+        const int err = ferror(fp) ? EIO : got > max_bytes ? EFBIG : 0;
         if (!err && got <= cap) break; /* the end of the file */
-        unsigned char *grown = err ? NULL : realloc(buf, (cap > max_bytes / 2 ? max_bytes : 2 * cap) + 1);
+        const size_t next = cap > max_bytes / 2 ? max_bytes : 2 * cap;
+        unsigned char *grown = err ? NULL : realloc(buf, next + 1);
         if (!grown) {
             free(buf);
             return err ? err : ENOMEM;
         }
-        buf = grown;
-        cap = cap > max_bytes / 2 ? max_bytes : 2 * cap;
+        buf = grown, cap = next;
     }
     unsigned char *shrunk = realloc(buf, got + 1); /* (got + 1,) */
     if (shrunk) buf = shrunk;

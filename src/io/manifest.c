@@ -49,6 +49,9 @@ static void describe(const yaml_node_t *n, char *out, size_t size)
     }
 }
 
+/* A scalar with an escaped NUL ("a\0b"): C strings would read only its start. */
+static int holds_nul(const yaml_node_t *n) { return strlen((const char *)n->data.scalar.value) != n->data.scalar.length; }
+
 static int fail_at(const Ctx *c, const yaml_node_t *n, const char *key, const char *expected)
 {
     char found[80];
@@ -181,7 +184,7 @@ static int get_enum(const Ctx *c, const yaml_node_t *n, const char *key, const c
     char expected[160] = "one of ";
     for (int i = 0; values[i]; i++)
         snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s", i ? ", " : "", values[i]);
-    if (n && n->type == YAML_SCALAR_NODE && strlen(text_of(n)) == n->data.scalar.length) /* no "\0" in it */
+    if (n && n->type == YAML_SCALAR_NODE && !holds_nul(n))
         for (int i = 0; values[i]; i++)
             if (strcmp(text_of(n), values[i]) == 0) {
                 *out = i;
@@ -218,7 +221,7 @@ static int get_mapping(const Ctx *c, const yaml_node_t *n, const char *key, Fiel
         fields[i].value = NULL;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
-        if (!k || k->type != YAML_SCALAR_NODE || strlen(text_of(k)) != k->data.scalar.length)
+        if (!k || k->type != YAML_SCALAR_NODE || holds_nul(k))
             return fail_at(c, k, key, "a plain key");
         int known = -1;
         for (int i = 0; i < n_fields; i++)

@@ -112,6 +112,8 @@ static int check_status_file(Run *r, const RunOptions *o, const char *out)
     return SOWER_OK;
 }
 
+/* Step: the settings and test hooks of sweep.h, from the environment (each rank's own: a malformed one
+ * on any rank ends the job before it starts, exit 2). */
 static int read_environment(Run *r, const RunOptions *o)
 {
     r->faults = (Faults){.fault_rank = -1, .fault_row = 0, .fail_rank = -1};
