@@ -132,6 +132,17 @@ def main():
         sums_ok(folder, "imagefolder rerun")
         print("rerun after an interruption: 2 PNGs written, 2 kept, the same metadata.jsonl; SHA256SUMS names every "
               "file with its digest")
+        # a PNG's name taken by something unreadable (a folder): named, exit 2, never taken for a missing PNG
+        # and written over, the folder's lists unchanged
+        sums_before = open(os.path.join(folder, "SHA256SUMS"), "rb").read()
+        os.rename(os.path.join(folder, pngs[0]), os.path.join(tmp, "kept.png"))
+        os.mkdir(os.path.join(folder, pngs[0]))
+        r = run([sower, "export", out, "--imagefolder", folder])
+        check(r.returncode == 2 and f"'{os.path.join(folder, pngs[0])}': it is a directory" in r.stderr,
+              f"a folder in a PNG's place: {r.returncode} {r.stderr[-300:]}")
+        check(open(os.path.join(folder, "SHA256SUMS"), "rb").read() == sums_before, "a refused rerun changed SHA256SUMS")
+        os.rmdir(os.path.join(folder, pngs[0]))
+        os.rename(os.path.join(tmp, "kept.png"), os.path.join(folder, pngs[0]))
 
         # 3b. WebDataset shards: KEY.png + KEY.json per row, in row order; the same PNG bytes and metadata lines
         # as the imagefolder's; a shard deleted is made again byte for byte
