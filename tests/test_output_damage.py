@@ -55,6 +55,9 @@ def flip_latent(f):
 # (name, mutation, expected exit code, text the message must contain)
 DAMAGE = [
     ("no-digest", lambda f: f.__delitem__("digest"), 2, "no /digest dataset"),
+    # A finished file always has /verify (empty when verify.count is 0); --resume of such a .partial is fine,
+    # so the text has no "/" (that would also try it as an interrupted run's file).
+    ("no-verify", lambda f: f.__delitem__("verify"), 2, "the record of its run's verification (every finished"),
     ("seeds-longer", replace("seeds", np.arange(100000, dtype="u8")), 2, "/seeds is (100000,), expected (6,)"),
     ("digest-longer", replace("digest", np.zeros((50000, 32), "u1")), 2, "/digest is (50000, 32), expected (6, 32)"),
     ("done-longer", replace("done", np.ones(1000000, "u1")), 2, "/done is (1000000,), expected (6,)"),

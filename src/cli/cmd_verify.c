@@ -111,8 +111,8 @@ static int load_text_side(const Job *job, const char *dir, Model *model, PromptT
     return SOWER_OK;
 }
 
-/* Prints what the run's own verification (/verify) found; a file without one says nothing. */
-/* *differed: the rows the run's own verification found differing (a file that says its run failed
+/* Prints what the run's own verification (/verify) found; a finished file without one is damaged.
+ * *differed: the rows the run's own verification found differing (a file that says its run failed
  * verification fails it here too, whichever rows this check re-renders). */
 static int report_run_verification(const OutputReader *in, uint64_t *differed_out)
 {
@@ -120,7 +120,8 @@ static int report_run_verification(const OutputReader *in, uint64_t *differed_ou
     int present = 0;
     *differed_out = 0;
     SOWER_TRY(h5read_verify_table(in, &t, &present));
-    if (!present) return SOWER_OK;
+    if (!present)
+        return SOWER_FAIL(SOWER_EINPUT, "%s has no /%s, " LAYOUT_VERIFY_MISSING, in->path, LAYOUT_VERIFY);
     uint64_t differed = 0;
     for (uint64_t i = 0; i < t.n; i++)
         differed += t.match[i] != 1;

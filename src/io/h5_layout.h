@@ -86,5 +86,8 @@
 #define LAYOUT_VERIFY_VERIFIER "verifier_rank"
 #define LAYOUT_VERIFY_MATCH "match"
 #define LAYOUT_VERIFY_MAX_ABS_DIFF "max_abs_diff"
+/* Every finished output has /verify (empty when verify.count is 0): one without it is damaged. */
+#define LAYOUT_VERIFY_MISSING "the record of its run's verification (every finished output has one, empty when " \
+                              "verify.count is 0): a damaged file"
 
 #endif /* SOWER_H5_LAYOUT_H */

@@ -219,9 +219,8 @@ int h5file_count_verify_mismatches(hid_t file, const char *what, uint64_t *misma
     *mismatched = 0;
     const char *name = LAYOUT_VERIFY "/" LAYOUT_VERIFY_MATCH;
     if (H5Lexists(file, LAYOUT_VERIFY, H5P_DEFAULT) <= 0 || H5Lexists(file, name, H5P_DEFAULT) <= 0)
-        return SOWER_FAIL(SOWER_EINPUT, "%s has no /%s, the record of its run's verification (every finished output "
-                                        "has one, empty when verify.count is 0): a damaged file; not taking it as "
-                                        "finished, nor replacing it (pass --force)", what, name);
+        return SOWER_FAIL(SOWER_EINPUT, "%s has no /%s, " LAYOUT_VERIFY_MISSING "; not taking it as finished, nor "
+                                        "replacing it (pass --force)", what, name);
     hid_t ds = H5Dopen2(file, name, H5P_DEFAULT), space = ds >= 0 ? H5Dget_space(ds) : -1;
     hsize_t n = 0;
     int ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, &n, NULL) == 1;
