@@ -155,6 +155,27 @@ def run_check(sower, manifest, doc, cwd, problems):
     return rc, out, err
 
 
+def round_trip(sower, normalised, validator, cwd):
+    """The normalised job `sower check` prints is itself a good manifest, read as the same job from
+    another folder (absolute, quoted paths) and by a YAML 1.1 reader (1.0e-320, not 1e-320, a string
+    there): checking it again prints it unchanged."""
+    _, why, _ = schema_side(normalised, validator)
+    problems = [f"the schema rejects the normalised job: {why}"] if why else []
+    with tempfile.TemporaryDirectory(prefix="sower-normalised-") as d:
+        again = os.path.join(d, "normalised.yaml")
+        with open(again, "w", encoding="utf-8") as f:
+            f.write(normalised)
+        r = subprocess.run([sower, "check", again], cwd=cwd, capture_output=True, timeout=TIMEOUT_S)
+        out = r.stdout.decode("utf-8", "replace")
+        if r.returncode != 0:
+            problems.append(f"check of the normalised job exits {r.returncode}: "
+                            f"{r.stderr.decode('utf-8', 'replace').strip()[:300]}")
+        elif out != normalised:
+            changed = [(a, b) for a, b in zip(normalised.splitlines(), out.splitlines()) if a != b][:2]
+            problems.append(f"the normalised job reads back as another: {changed}")
+    return problems
+
+
 def check_file(kind, manifest, sower, validator, cwd):
     """Every problem with one corpus file (an empty list: it passes)."""
     problems = []
@@ -206,6 +227,7 @@ def check_file(kind, manifest, sower, validator, cwd):
             problems.append("sower check printed no normalised job on standard output")
         if not has_expect:
             problems.append(f"standard error {lacks}")
+        problems += round_trip(sower, out, validator, cwd)
         return problems
     if rc != 2:
         problems.append(f"sower check exits {rc}, expected 2: {brief}")

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "manifest.h"
 #include "model.h"
@@ -115,14 +116,31 @@ static void write_escaped(FILE *s, const char *text)
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
         if (*p == '"' || *p == '\\')
             fprintf(s, "\\%c", *p);
-        else if (*p < 0x20)
+        else if (*p < 0x20 || *p == 0x7f) /* YAML streams may not hold them raw */
             fprintf(s, "\\x%02x", *p);
+        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) /* UTF-8 of U+0080..U+009F, likewise */
+            fprintf(s, "\\u00%02x", *++p);
         else
             fputc(*p, s);
     }
 }
 
-/* The shortest text that reads back as v ("%g" would print 0.123456789 as 0.123457: another job). */
+/* A path as a double-quoted YAML scalar, absolute: the printed job reads back the same from anywhere. */
+static void write_path(FILE *s, const char *path)
+{
+    fputc('"', s);
+    char *cwd = path[0] == '/' ? NULL : getcwd(NULL, 0);
+    if (cwd) {
+        write_escaped(s, cwd);
+        if (strcmp(cwd, "/") != 0) fputc('/', s);
+        free(cwd);
+    }
+    write_escaped(s, path);
+    fputc('"', s);
+}
+
+/* The shortest text that reads back as v ("%g" would print 0.123456789 as 0.123457: another job), with a
+ * point before any exponent: YAML 1.1 readers (PyYAML) take 1e-320 for a string, 1.0e-320 for a number. */
 static const char *exact_number(double v, char text[32])
 {
     for (int digits = 1; digits <= 17; digits++) {
@@ -130,14 +148,22 @@ static const char *exact_number(double v, char text[32])
         if (strtod(text, NULL) == v)
             break;
     }
+    char *e = strchr(text, 'e');
+    if (e && !memchr(text, '.', (size_t)(e - text)) && strlen(text) + 2 < 32) {
+        memmove(e + 2, e, strlen(e) + 1);
+        memcpy(e, ".0", 2);
+    }
     return text;
 }
 
 void job_print(const Job *job, FILE *s)
 {
     char number[32];
-    fprintf(s, "sower: 1\nname: %s\n", job->name);
-    fprintf(s, "model:\n  path: %s\n", job->model_path);
+    fprintf(s, "sower: 1\nname: \"");
+    write_escaped(s, job->name); /* quoted: a name such as "2024" stays a string */
+    fprintf(s, "\"\nmodel:\n  path: ");
+    write_path(s, job->model_path);
+    fprintf(s, "\n");
     if (job->model_digest_pinned) {
         char hex[DIGEST_HEX_CHARS];
         digest_hex(job->model_digest, hex);
@@ -175,15 +201,16 @@ void job_print(const Job *job, FILE *s)
         }
     }
     if (job->prompts_file) {
-        fprintf(s, "prompts_file:  # %zu prompts after the list's %zu, one per line\n  path: \"",
+        fprintf(s, "prompts_file:  # %zu prompts after the list's %zu, one per line\n  path: ",
                 job->n_prompts - job->n_listed_prompts, job->n_listed_prompts);
-        write_escaped(s, job->prompts_file);
-        fprintf(s, "\"\n  negative_prompt: \"");
+        write_path(s, job->prompts_file);
+        fprintf(s, "\n  negative_prompt: \"");
         write_escaped(s, job->prompts_file_negative);
         fprintf(s, "\"\n");
     }
-    fprintf(s, "seeds:\n  # %llu seeds, %llu rows: ranges in order, then the list\n",
-            (unsigned long long)job->n_seeds, (unsigned long long)job->n_rows);
+    fprintf(s, "seeds:\n  # %llu seed%s, %llu row%s: ranges in order, then the list\n",
+            (unsigned long long)job->n_seeds, job->n_seeds == 1 ? "" : "s", (unsigned long long)job->n_rows,
+            job->n_rows == 1 ? "" : "s");
     if (job->n_ranges) {
         fprintf(s, "  ranges:\n");
         for (int i = 0; i < job->n_ranges; i++)
@@ -196,8 +223,9 @@ void job_print(const Job *job, FILE *s)
             fprintf(s, "%s%llu", i ? ", " : "", (unsigned long long)job->list[i]);
         fprintf(s, "]\n");
     }
-    fprintf(s, "output:\n  path: %s\n  compression: %s\n  chunk_rows: %d\n", job->output_path,
-            job->output_gzip ? "gzip" : "none", job->chunk_rows);
+    fprintf(s, "output:\n  path: ");
+    write_path(s, job->output_path);
+    fprintf(s, "\n  compression: %s\n  chunk_rows: %d\n", job->output_gzip ? "gzip" : "none", job->chunk_rows);
     if (job->verify_by_fraction)
         fprintf(s, "verify:\n  fraction: %s  # %llu row%s\n", exact_number(job->verify_fraction, number),
                 (unsigned long long)job_verify_rows(job), job_verify_rows(job) == 1 ? "" : "s");
@@ -211,12 +239,13 @@ void job_print(const Job *job, FILE *s)
     if (u->gpus_per_task >= 0)
         fprintf(s, "  gpus_per_task: %d\n", u->gpus_per_task);
     fprintf(s, "  slices: %d\n", u->slices);
-    if (u->time[0])
-        fprintf(s, "  time: \"%s\"\n", u->time);
-    if (u->partition[0])
-        fprintf(s, "  partition: %s\n", u->partition);
-    if (u->account[0])
-        fprintf(s, "  account: %s\n", u->account);
+    const char *const texts[][2] = {{"time", u->time}, {"partition", u->partition}, {"account", u->account}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        if (!texts[i][1][0]) continue;
+        fprintf(s, "  %s: \"", texts[i][0]); /* quoted: a partition named 123 stays a string */
+        write_escaped(s, texts[i][1]);
+        fprintf(s, "\"\n");
+    }
 }
 
 int job_check_model_kind(const Job *job, const Model *m)

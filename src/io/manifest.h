@@ -151,7 +151,8 @@ int job_check_scheduler_settings(const Job *job, const char *whose) SOWER_MUST_C
 int job_resolve_scheduler(Job *job, const struct Model *m) SOWER_MUST_CHECK;
 /* "manifest.yaml:LINE:COL" of the first Stable Diffusion setting (prompts, pipeline.guidance, ...). */
 void job_text_where(const Job *job, char *out, size_t size);
-/* The normalised job (every default filled in) as YAML. */
+/* The normalised job (every default filled in) as YAML: itself a manifest for the same job, read from any folder
+ * (absolute, quoted paths) and by YAML 1.1 readers too (tests/test_manifest_schema.py reads it back). */
 void job_print(const Job *job, FILE *stream);
 
 #endif /* SOWER_MANIFEST_H */
