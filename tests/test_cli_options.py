@@ -98,6 +98,13 @@ with tempfile.TemporaryDirectory() as pipe:
     check(r1.returncode == 0 and r1.stdout == r2.stdout and len(json.loads(r1.stdout)["ids"]) == 77,
           f"tokenize: {r1.stderr} {r2.stderr}")
 expect_usage_error(["tokenize", os.path.join(tok, "sd1"), "--prompt", "caf\udcc3"], "invalid UTF-8")
+# the truncation warning quotes the dropped words as valid UTF-8 even where the cut falls inside a character
+# (here after the first of the 4 byte tokens of U+1F9FF): its stray bytes are U+FFFD, as diffusers' decode shows them
+r = subprocess.run([sower, "tokenize", os.path.join(tok, "sd1"), "--prompt", "cat " * 74 + "\U0001F9FF\U0001FAE0 end"],
+                   capture_output=True, timeout=600)
+shown = r.stderr.decode("utf-8", "replace")
+check(r.returncode == 0 and r.stderr.decode("utf-8", "strict") is not None and "\ufffd\ufffd\U0001FAE0 end" in shown,
+      f"tokenize: the truncation warning {r.stderr[-120:]!r}")
 
 # the scheduler registry (src/model/scheduler_registry.c) and the schema's pipeline.scheduler enum list
 # the same names; every registered scheduler renders through `sample`
@@ -118,6 +125,13 @@ expect_usage_error(["run", "x.yaml", "--force=1"], "--force takes no value")
 expect_usage_error(["sample", model, "--seeds", "0", "-o", "x.npy", "--batch"], "--batch expects a value")
 expect_usage_error(["verify", "x.h5", "--frobnicate"], "--frobnicate")
 expect_usage_error(["info", model, "extra"], "extra")
+# numbers as the manifest reads them: no blank on either side, no hex, inf or nan spelling
+for option, bad in (("--steps", " 5"), ("--steps", "5 "), ("--eta", " 0.5"), ("--eta", "0x1p-2"), ("--eta", "nan"),
+                    ("--eta", "inf"), ("--eta", "1e999")):
+    expect_usage_error(["sample", model, "--seeds", "0", "-o", "x.npy", option, bad], option)
+with tempfile.TemporaryDirectory() as tmp:  # an underflow is the nearest double (0 here), as in a manifest
+    r = run("sample", model, "--seeds", "0", "--steps", "2", "--scheduler", "ddim", "--eta", "1e-320", "-o", tmp + "/u.npy")
+    check(r.returncode == 0, f"--eta 1e-320: exit {r.returncode}: {r.stderr[-300:]}")
 expect_usage_error(["check", "a.yaml", "b.yaml"], "b.yaml")
 expect_usage_error(["noise", "--seed", "0", "--shape", "2", "-o", "x", "stray"], "stray")
 # a long path is named whole, however deep the message is wrapped (messages were cut at 1 KiB)

@@ -13,7 +13,8 @@ for byte; `sower sample --decode` from the converted folder == from the original
 Bad input, each exit 2 naming what and nothing left behind: OUT exists; a tensor under two names; a tensor of another
 architecture; an SD 2.x checkpoint given an SD 1.x config; a config that does not fit the tensors; a
 truncated checkpoint; no VAE in the checkpoint; a foreign OUT.partial (an interrupted convert's marked
-one is made again). A full disk (a tmpfs, where one can be mounted): exit 3 naming the path, no OUT
+one is made again); -o "", "DIR/.", "DIR/..", "/", a working file's name (OUT.partial, OUT.lock); OUT.lock
+held by another convert ("DIR/" is the folder DIR). A full disk (a tmpfs, where one can be mounted): exit 3 naming the path, no OUT
 and no .partial.
 
 Configs inferred from the tensors (`sower convert CHECKPOINT --tokenizer DIR`): std-sd1 and std-sd2 are
@@ -220,6 +221,27 @@ def main():
         r = run([sower, "convert", ckpt1, "--config", sd1, "-o", out])
         check(r.returncode == 0 and os.path.isdir(out) and not os.path.exists(partial),
               f"after an interrupted convert: exit {r.returncode}: {r.stderr[-500:]}")
+        # -o that cannot name a new folder, or names a working file: refused before converting (they used to
+        # convert whole, then fail the rename, exit 3, leaving DIR/.partial). "DIR/" is the folder DIR.
+        for bad, text in (("", "the path is empty"), (os.path.join(tmp, "new", "."), "name the new folder"),
+                          (os.path.join(tmp, "new", ".."), "name the new folder"), ("/", "name the new folder"),
+                          (out + ".partial", "a name ending in .partial is kept for a run's working files"),
+                          (out + ".lock", "a name ending in .lock is kept")):
+            r = run([sower, "convert", ckpt1, "--config", sd1, "-o", bad])
+            refused(r, 2, [text], f"-o {bad!r}", [os.path.join(tmp, "new"), partial, os.path.join(tmp, ".partial")])
+        slashed = os.path.join(tmp, "slashed")
+        r = run([sower, "convert", ckpt1, "--config", sd1, "-o", slashed + "//"])
+        check(r.returncode == 0 and os.path.isfile(os.path.join(slashed, "unet", "config.json"))
+              and not os.path.exists(slashed + ".partial") and not os.path.exists(slashed + ".lock"),
+              f"-o DIR/: exit {r.returncode}: {r.stderr[-500:]}")
+        # Another convert into the same folder (its lock, from another node here): refused, its files untouched.
+        held = os.path.join(tmp, "held")
+        open(held + ".lock", "w").write("host: node-z\npid: 4242\npid_start: 0\nstarted: 2026-01-01T00:00:00Z\n"
+                                       "command: sower convert other.safetensors\n")
+        r = run([sower, "convert", ckpt1, "--config", sd1, "-o", held])
+        refused(r, 2, ["is in use by another run: host node-z", "sower convert other.safetensors"],
+                "a convert into a folder another convert holds", [held, held + ".partial"])
+        os.remove(held + ".lock")
         print("refused, exit 2, nothing written: OUT exists, another architecture's tensor, SD 2.x/1.x mismatched "
               "both ways, a config that does not fit, a truncated file, no VAE, no --config, a foreign .partial; "
               "an interrupted convert's .partial is made again")

@@ -143,6 +143,27 @@ def main():
         check(open(os.path.join(folder, "SHA256SUMS"), "rb").read() == sums_before, "a refused rerun changed SHA256SUMS")
         os.rmdir(os.path.join(folder, pngs[0]))
         os.rename(os.path.join(tmp, "kept.png"), os.path.join(folder, pngs[0]))
+        # another row's PNG, or a PNG sower did not make, at a row's name: named, exit 2, kept as it is and
+        # never listed in SHA256SUMS as that row's (the same file back: kept, as before)
+        import zlib
+        plain = b"\x89PNG\r\n\x1a\n" + b"".join(
+            len(d).to_bytes(4, "big") + t + d + zlib.crc32(t + d).to_bytes(4, "big")
+            for t, d in ((b"IHDR", (1).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])),
+                         (b"IDAT", zlib.compress(b"\0\0")), (b"IEND", b"")))
+        for what, data in (("another row's PNG", open(os.path.join(folder, pngs[1]), "rb").read()),
+                           ("a PNG without sower's chunk", plain)):
+            os.rename(os.path.join(folder, pngs[0]), os.path.join(tmp, "kept.png"))
+            open(os.path.join(folder, pngs[0]), "wb").write(data)
+            r = run([sower, "export", out, "--imagefolder", folder])
+            check(r.returncode == 2 and f"'{os.path.join(folder, pngs[0])}' is there but is not row" in r.stderr,
+                  f"{what} at a row's name: {r.returncode} {r.stderr[-300:]}")
+            check(open(os.path.join(folder, "SHA256SUMS"), "rb").read() == sums_before
+                  and open(os.path.join(folder, pngs[0]), "rb").read() == data, f"{what}: the folder changed")
+            os.rename(os.path.join(tmp, "kept.png"), os.path.join(folder, pngs[0]))
+        r = run([sower, "export", out, "--imagefolder", folder])
+        check(r.returncode == 0 and "0 PNGs written, 4 already there" in r.stderr, f"the PNGs back: {r.stderr[-300:]}")
+        check(open(os.path.join(folder, "SHA256SUMS"), "rb").read() == sums_before, "SHA256SUMS changed on a rerun")
+        print("a folder, another row's PNG or a foreign PNG at a row's name: named, exit 2, nothing changed")
 
         # 3b. WebDataset shards: KEY.png + KEY.json per row, in row order; the same PNG bytes and metadata lines
         # as the imagefolder's; a shard deleted is made again byte for byte

@@ -79,7 +79,7 @@ def launch(argv, ranks, mpiexec):
 
 def run(argv, env=None, timeout=300):
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        return subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         failures.append(f"{argv}: hung (no exit in {timeout} s)")
         return None
@@ -396,6 +396,58 @@ def main():
             r = run([sower, "run", job, "-o", os.path.join(tmp, "st.h5"), "--force", "--status-file", status])
             check(r.returncode == 0 and open(status).read() == "0\n", f"status file, run {k}: {r.returncode}")
         print("status file / output path mistakes: exit 2 before any work, nothing replaced")
+
+        # 9. Names kept for working files are no output, live run or not: a finished output named
+        # X.partial.new would be removed by the next run of X (an unfinished creation), one named X.partial
+        # renamed to X as that run's rows, one named X.lock would hold X's lock. Nor is a live run's output
+        # a status file.
+        stem = os.path.join(tmp, "stem.h5")
+        for suffix in (".partial.new", ".partial", ".lock"):
+            for argv in ([sower, "run", job, "-o", stem + suffix], [sower, "export", ref, "--png", stem + suffix],
+                         [sower, "noise", "--seed", "1", "--shape", "4", "-o", stem + suffix],
+                         [sower, "noise", "--seed", "1", "--shape", "4", "-o", "-", "--state-out", stem + suffix]):
+                expect(run(argv), 2, [f"a name ending in {suffix} is kept for a run's working files"],
+                       f"sower {argv[1]} writing {os.path.basename(stem + suffix)}")
+        check(not [f for f in os.listdir(tmp) if f.startswith("stem.h5")],
+              f"a refused working-file name was written: {sorted(os.listdir(tmp))}")
+        open(stem + ".lock", "w").write("host: elsewhere\n")  # a run of stem.h5 (its lock) on another node
+        r = run([sower, "run", job, "-o", os.path.join(tmp, "other.h5"), "--status-file", stem])
+        expect(r, 2, ["--status-file", "that is the output of the run holding"], "a status file at a live run's output")
+        check(not os.path.exists(stem), "a status file was written at a live run's output")
+        os.remove(stem + ".lock")
+        # A run whose OUT.partial another process replaces while it renders (here: a finished file moved
+        # over it) renames nothing into place and removes nothing: what is there stays.
+        race = os.path.join(tmp, "race.h5")
+        first = start([sower, "run", job, "-o", race])
+        os.kill(first.pid, signal.SIGSTOP)
+        shutil.copyfile(ref, race + ".stranger")
+        os.rename(race + ".stranger", race + ".partial")
+        os.kill(first.pid, signal.SIGCONT)
+        err = (first.early_err + first.stderr.read()).decode()
+        code = first.wait()
+        check(code == 3 and "is no longer the file this run wrote" in err,
+              f"a run whose .partial was replaced: exit {code}, expected 3 naming it: {err[-700:]}")
+        check(not os.path.exists(race) and not os.path.exists(race + ".lock")
+              and open(race + ".partial", "rb").read() == open(ref, "rb").read(),
+              "a run whose .partial was replaced renamed or removed the stranger's file, or left its lock")
+        # A FIFO where a working file goes is named, never opened (the open would block for ever); a
+        # dangling link at the output is an existing output, not a new one.
+        fifo = os.path.join(tmp, "fifo.h5")
+        os.mkfifo(fifo + ".partial")
+        for extra in ([], ["--resume"]):
+            expect(run([sower, "run", job, "-o", fifo] + extra, timeout=60), 2, ["not a regular file"],
+                   f"a FIFO at OUT.partial {extra}")
+        os.remove(fifo + ".partial")
+        os.mkfifo(fifo + ".lock")
+        expect(run([sower, "run", job, "-o", fifo], timeout=60), 2, ["which sower cannot read"], "a FIFO at OUT.lock")
+        os.remove(fifo + ".lock")
+        link = os.path.join(tmp, "link.h5")
+        os.symlink(os.path.join(tmp, "nowhere.h5"), link)
+        expect(run([sower, "run", job, "-o", link]), 2, ["exists", "--force"], "a dangling link at the output")
+        check(os.path.islink(link) and not os.path.exists(os.path.join(tmp, "nowhere.h5")),
+              "a run replaced a dangling link at its output without --force")
+        print("working-file names refused for run, export, noise; a replaced .partial not renamed (exit 3); "
+              "FIFOs named; a dangling link kept")
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     print(f"test_output_safety: {len(failures)} failures")

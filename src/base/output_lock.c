@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "outfile.h"
+#include "regular_file.h"
 
 /* The lock this process holds, for output_lock_release_from_signal ("": none). */
 static char held_path[4200];
@@ -91,7 +92,7 @@ static int write_owner(int fd, const LockOwner *o)
 static int read_owner(const char *path, LockOwner *o)
 {
     memset(o, 0, sizeof *o);
-    FILE *f = fopen(path, "r");
+    FILE *f = regular_file_fopen(path); /* a FIFO there would block fopen for ever */
     if (!f) return errno == ENOENT ? -1 : 1;
     char line[1024];
     int fields = 0;
@@ -328,13 +329,29 @@ void output_lock_release(OutputLock *lock)
     remove_made_folders(lock);
 }
 
+/* The names a run's working files take beside its output OUT: OUT.partial (its rows so far),
+ * OUT.partial.new (OUT.partial while it is made) and OUT.lock. */
+static const char *const working_suffixes[] = {".partial", ".partial.new", ".lock"};
+enum { N_WORKING_SUFFIXES = sizeof working_suffixes / sizeof working_suffixes[0] };
+
+const char *output_lock_working_suffix(const char *path)
+{
+    const size_t n = strlen(path);
+    const char *found = NULL;
+    for (int i = 0; i < N_WORKING_SUFFIXES; i++) { /* the longest: ".partial.new", not ".new" */
+        const size_t k = strlen(working_suffixes[i]);
+        if (n > k && strcmp(path + n - k, working_suffixes[i]) == 0 && (!found || k > strlen(found)))
+            found = working_suffixes[i];
+    }
+    return found;
+}
+
 int output_lock_is_working_file(const char *path, char *owner, size_t owner_size)
 {
-    static const char *const suffixes[] = {".partial", ".partial.new", ".lock"};
     const size_t n = strlen(path);
-    for (int i = 0; i < 3; i++) {
-        const size_t k = strlen(suffixes[i]);
-        if (n <= k || strcmp(path + n - k, suffixes[i]) != 0) continue;
+    for (int i = 0; i < N_WORKING_SUFFIXES; i++) {
+        const size_t k = strlen(working_suffixes[i]);
+        if (n <= k || strcmp(path + n - k, working_suffixes[i]) != 0) continue;
         char lock[4200];
         snprintf(lock, sizeof lock, "%.*s.lock", (int)(n - k), path);
         struct stat st;
@@ -353,5 +370,17 @@ int output_lock_check_not_working_file(const char *path, const char *what)
         return SOWER_FAIL(SOWER_EPATH, "%s '%s' is a working file of the run writing '%s' (its lock '%s.lock' is there): "
                                        "choose another path",
                           what, path, owner, owner);
+    return SOWER_OK;
+}
+
+int output_lock_check_output_name(const char *path, const char *what)
+{
+    SOWER_TRY(output_lock_check_not_working_file(path, what));
+    const char *suffix = output_lock_working_suffix(path);
+    if (suffix)
+        return SOWER_FAIL(SOWER_EPATH,
+                          "%s '%s': a name ending in %s is kept for a run's working files (a run writing '%.*s' "
+                          "would take it for its own, remove it or rename it into place): choose another path",
+                          what, path, suffix, (int)(strlen(path) - strlen(suffix)), path);
     return SOWER_OK;
 }

@@ -38,4 +38,13 @@ int output_lock_check_not_working_file(const char *path, const char *what) SOWER
  * owner (owner_size bytes), else 0. */
 int output_lock_is_working_file(const char *path, char *owner, size_t owner_size);
 
+/* The working-file suffix path ends in (".partial", ".partial.new" or ".lock"; the longest that fits),
+ * or NULL: a name no output may take, live run or not. */
+const char *output_lock_working_suffix(const char *path);
+/* SOWER_EPATH (exit 2) when path may not be an output that `what` writes: another run's live working
+ * file (output_lock_check_not_working_file), or any name ending in a working-file suffix. A finished
+ * output named X.partial.new would be deleted by the next run of X as a creation left unfinished, one
+ * named X.partial renamed to X as that run's rows, one named X.lock would take X's lock. */
+int output_lock_check_output_name(const char *path, const char *what) SOWER_MUST_CHECK;
+
 #endif /* SOWER_OUTPUT_LOCK_H */

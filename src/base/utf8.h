@@ -12,4 +12,8 @@ int utf8_valid(const char *text, size_t len, size_t *bad_offset);
  * len() count): the bytes that do not continue a sequence. */
 size_t utf8_chars(const char *text, size_t len);
 
+/* text[0..len) as it may be shown on a terminal or in a log (a new string: free; NULL when out of memory):
+ * a byte that starts no valid UTF-8 sequence becomes U+FFFD (as Python decodes with errors="replace"), a
+ * control character (C0, DEL, C1) its escape \xNN. */
+char *utf8_printable(const char *text, size_t len);
 #endif /* SOWER_UTF8_H */

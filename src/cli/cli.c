@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,7 +208,7 @@ int cli_parse_int(const char *option, const char *text, long lo, long hi, long *
     char *end = NULL;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (errno || end == text || *end != '\0' || v < lo || v > hi)
+    if (errno || end == text || *end != '\0' || isspace((unsigned char)text[0]) || v < lo || v > hi)
         return SOWER_FAIL(SOWER_EUSAGE, "%s: expected an integer in %ld..%ld, found '%s'", option, lo, hi, text);
     *value = v;
     return SOWER_OK;
@@ -218,7 +219,11 @@ int cli_parse_double(const char *option, const char *text, double lo, double hi,
     char *end = NULL;
     errno = 0;
     double v = strtod(text, &end);
-    if (errno || end == text || *end != '\0' || !(v >= lo && v <= hi))
+    /* as the manifest reads numbers: an underflow (1e-320) is the nearest double, no hex or inf/nan spelling,
+     * no leading blank (a trailing one is refused by *end) */
+    const int numeric = end != text && *end == '\0' && !isspace((unsigned char)text[0]) &&
+                        strpbrk(text, "xXnNiI") == NULL;
+    if (!numeric || (errno == ERANGE && fabs(v) > 1) || !(v >= lo && v <= hi))
         return SOWER_FAIL(SOWER_EUSAGE, "%s: expected a number in %g..%g, found '%s'", option, lo, hi, text);
     *value = v;
     return SOWER_OK;

@@ -30,6 +30,7 @@
 #include "ldm_names.h"
 #include "model.h"
 #include "outfile.h"
+#include "output_lock.h"
 #include "prompt_encoder.h"
 #include "safetensors.h"
 #include "safetensors_write.h"
@@ -369,6 +370,24 @@ static int clear_partial(const char *partial)
     return SOWER_OK;
 }
 
+/* -o OUT_DIR as the folder to make (out: 3801 bytes), trailing slashes dropped ("out/" is "out"); SOWER_EPATH
+ * for a path that cannot become a new folder's name (empty, "/", ending in "." or ".."), or one that is
+ * another run's working file or ends like one: refused before anything is converted. */
+static int output_folder_name(const char *given, char *out)
+{
+    size_t n = strlen(given);
+    while (n > 1 && given[n - 1] == '/') n--;
+    if (n == 0) return SOWER_FAIL(SOWER_EPATH, "-o '': the path is empty");
+    if (n > 3800) return SOWER_FAIL(SOWER_EPATH, "-o '%s': the path is too long", given);
+    memcpy(out, given, n), out[n] = '\0';
+    const char *last = strrchr(out, '/');
+    last = last ? last + 1 : out;
+    if (!strcmp(last, "") || !strcmp(last, ".") || !strcmp(last, ".."))
+        return SOWER_FAIL(SOWER_EPATH, "-o '%s': that is no new folder's name (it is '/' or ends in '.' or '..'): "
+                                       "name the new folder to write", given);
+    return output_lock_check_output_name(out, "-o");
+}
+
 static int write_folder(const StFile *ckpt, const ConvertOptions *o, Plan *p, const char *partial)
 {
     SOWER_TRY(make_dirs(partial));
@@ -437,6 +456,11 @@ int cmd_convert(int argc, char **argv)
     if (!o.checkpoint || !o.out_dir == !o.dry_run || !o.config_dir == !o.tokenizer_dir)
         return SOWER_FAIL(SOWER_EUSAGE, "%s", usage);
     struct stat st;
+    char out_dir[3801]; /* o.out_dir, normalised */
+    if (o.out_dir) {
+        SOWER_TRY(output_folder_name(o.out_dir, out_dir));
+        o.out_dir = out_dir;
+    }
     if (o.out_dir && lstat(o.out_dir, &st) == 0)
         return SOWER_FAIL(SOWER_EPATH, "'%s' exists: not replacing it (choose another -o, or remove it)", o.out_dir);
     LdmLayout layout = {0};
@@ -464,21 +488,27 @@ int cmd_convert(int argc, char **argv)
         safetensors_close(&ckpt);
         return status;
     }
-    char partial[4096];
-    if (status == SOWER_OK && strlen(o.out_dir) > 3800) status = SOWER_FAIL(SOWER_EPATH, "output path '%s' is too long", o.out_dir);
-    snprintf(partial, sizeof partial, "%.3800s.partial", o.out_dir);
+    /* OUT_DIR.lock: two converts into one folder would clear and rename each other's OUT_DIR.partial. */
+    OutputLock lock = {0};
+    char partial[4096], command[8000];
+    snprintf(partial, sizeof partial, "%s.partial", o.out_dir);
+    snprintf(command, sizeof command, "sower convert %.3800s -o %s", o.checkpoint, o.out_dir);
+    if (status == SOWER_OK) status = output_lock_take(&lock, o.out_dir, command);
+    if (status == SOWER_OK && lstat(o.out_dir, &st) == 0) /* made by a convert that finished meanwhile */
+        status = SOWER_FAIL(SOWER_EPATH, "'%s' exists: not replacing it (choose another -o, or remove it)", o.out_dir);
     if (status == SOWER_OK) status = clear_partial(partial);
     const int writing = status == SOWER_OK;
     if (status == SOWER_OK) status = write_folder(&ckpt, &o, &p, partial);
     if (status == SOWER_OK) status = load_back(partial);
+    if (status == SOWER_OK && rename(partial, o.out_dir) != 0)
+        status = SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", partial, o.out_dir, strerror(errno));
     if (status != SOWER_OK && writing) { /* what this run wrote goes; the first failure is the one reported */
         char *first = strdup(sower_error_message()); /* clear_partial may record an error of its own */
         if (clear_partial(partial) != SOWER_OK) sower_error_clear();
         status = first ? SOWER_FAIL(status, "%s", first) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         free(first);
     }
-    if (status == SOWER_OK && rename(partial, o.out_dir) != 0)
-        status = SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", partial, o.out_dir, strerror(errno));
+    output_lock_release(&lock);
     if (status == SOWER_OK)
         printf("sower convert: %s (%s) -> %s: UNet %d, VAE %d, text encoder %d tensors; %d ignored%s%s%s\n", o.checkpoint,
                p.family, o.out_dir, p.n[LDM_UNET], p.n[LDM_VAE], p.n[LDM_TEXT], p.ignored, p.ignored ? " (" : "",

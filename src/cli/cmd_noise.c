@@ -1,5 +1,6 @@
 /* cmd_noise.c: `sower noise`, the renderer's initial noise as raw little-endian values, so that
  * anyone can compare it with torch.randn(..., generator=torch.Generator("cpu").manual_seed(S)). */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "digest.h"
 #include "npy.h"
 #include "outfile.h"
+#include "output_lock.h"
 #include "regular_file.h"
 #include "rng.h"
 
@@ -78,11 +80,15 @@ static int parse_dtype(const char *option, const char *text, NoiseDtype *dtype)
 /* "MAJOR.MINOR[...]": torch >= 2.0 computes the small-tensor radius with log1p. */
 static int parse_torch_version(const char *text, int *radius_log1p)
 {
-    char *end = NULL;
-    long major = strtol(text, &end, 10);
-    if (end == text || (*end != '\0' && *end != '.') || major < 1)
-        return SOWER_FAIL(SOWER_EUSAGE, "--torch-version: expected a torch release like 1.13 or 2.5, found '%s'",
-                          text);
+    /* torch.__version__: MAJOR.MINOR, then a patch, pre-release or local part ("2.5.1+cu121", "2.6.0a0",
+     * "2.6.0.dev20241112") */
+    char *end = NULL, *minor_end = NULL;
+    const long major = isdigit((unsigned char)text[0]) ? strtol(text, &end, 10) : -1;
+    const int minor_ok = major >= 1 && *end == '.' && isdigit((unsigned char)end[1]) &&
+                         (strtol(end + 1, &minor_end, 10), 1);
+    if (!minor_ok || !(*minor_end == '\0' || *minor_end == '.' || *minor_end == '+' || islower((unsigned char)*minor_end)))
+        return SOWER_FAIL(SOWER_EUSAGE, "--torch-version: expected a torch release like 1.13 or 2.5 (torch.__version__, "
+                                        "e.g. 2.5.1+cu121), found '%s'", text);
     *radius_log1p = major >= 2;
     return SOWER_OK;
 }
@@ -181,6 +187,12 @@ static int parse_noise_options(int argc, char **argv, NoiseOptions *opt, int *he
     for (int k = 0; k < n_shapes; k++)
         SOWER_TRY(parse_shape_arg(shapes[k], default_dtype, &opt->calls[k]));
     opt->n_calls = n_shapes;
+    if (opt->state_out && strcmp(opt->output, "-") == 0 && strcmp(opt->state_out, "-") == 0)
+        return SOWER_FAIL(SOWER_EUSAGE, "noise: -o - and --state-out - both name standard output, where the state's "
+                                        "bytes would follow the values': give --state-out a file");
+    if (strcmp(opt->output, "-") != 0) SOWER_TRY(output_lock_check_output_name(opt->output, "-o"));
+    if (opt->state_out && strcmp(opt->state_out, "-") != 0)
+        SOWER_TRY(output_lock_check_output_name(opt->state_out, "--state-out"));
     if (opt->state_out && strcmp(opt->output, "-") != 0 && path_same_file(opt->state_out, opt->output))
         return SOWER_FAIL(SOWER_EUSAGE, "noise: --state-out %s names the output -o %s: give them different files",
                           opt->state_out, opt->output);

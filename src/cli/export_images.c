@@ -90,6 +90,46 @@ static int encode_png(const unsigned char *pixels, int w, int h, int channels, c
     return SOWER_OK;
 }
 
+/* ---- an existing PNG's text chunks (those before the image data, where encode_png puts them) ---- */
+
+typedef struct {
+    const unsigned char *data; /* (n,) the file's bytes */
+    size_t n, at;
+} PngSource;
+
+static void png_take(png_structp png, png_bytep p, png_size_t n)
+{
+    PngSource *src = png_get_io_ptr(png);
+    if (src->n - src->at < n) png_error(png, "truncated");
+    memcpy(p, src->data + src->at, n);
+    src->at += n;
+}
+
+static void png_fail_quietly(png_structp png, png_const_charp why) { (void)why, png_longjmp(png, 1); }
+static void png_warn_nothing(png_structp png, png_const_charp why) { (void)png, (void)why; }
+
+/* The text of chunk `key` in a PNG of n bytes (a new string: free), or NULL: not a PNG, or no such chunk
+ * before its image data. */
+static char *png_text_of(const unsigned char *data, size_t n, const char *key)
+{
+    if (n < 8 || png_sig_cmp(data, 0, 8) != 0) return NULL;
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_fail_quietly, png_warn_nothing);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    PngSource src = {data, n, 0};
+    char *volatile found = NULL;
+    if (png && info && !setjmp(png_jmpbuf(png))) {
+        png_set_read_fn(png, &src, png_take);
+        png_read_info(png, info);
+        png_textp text = NULL;
+        int count = 0;
+        png_get_text(png, info, &text, &count);
+        for (int i = 0; i < count && !found; i++)
+            if (text[i].key && text[i].text && strcmp(text[i].key, key) == 0) found = strdup(text[i].text);
+    }
+    png_destroy_read_struct(&png, &info, NULL);
+    return found;
+}
+
 /* ---- the export ---- */
 
 typedef struct {
@@ -344,6 +384,26 @@ static int row_facts(Export *e, uint64_t r, RowFacts *f)
     return f->facts ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
 }
 
+/* The row's `sower` chunk: its facts and where they come from, as JSON (a new string: cJSON_free), or NULL
+ * when out of memory. */
+static char *row_provenance(const Export *e, const RowFacts *f)
+{
+    cJSON *provenance = cJSON_Duplicate(f->facts, 1);
+    if (provenance) {
+        cJSON_AddStringToObject(provenance, "source", e->path);
+        cJSON_AddStringToObject(provenance, "job_sha256", e->job_hex);
+        cJSON_AddStringToObject(provenance, "weights_sha256", e->weights_hex);
+        if (e->vae_hex[0]) cJSON_AddStringToObject(provenance, "vae_sha256", e->vae_hex);
+        cJSON_AddStringToObject(provenance, "pixels", e->vae_hex[0] ? "vae.decode(latents / scaling_factor).sample, then "
+                                                                  "(x / 2 + 0.5).clamp(0, 1) * 255 rounded"
+                                                                : "(x / 2 + 0.5).clamp(0, 1) * 255 rounded");
+        cJSON_AddStringToObject(provenance, "sower_version", sower_version());
+    }
+    char *text = provenance ? cJSON_PrintUnformatted(provenance) : NULL;
+    cJSON_Delete(provenance);
+    return text;
+}
+
 /* The row's PNG into e->png: decoded (or the row itself), postprocessed, with its text chunks. */
 static int render_png(Export *e, const RowFacts *f)
 {
@@ -366,19 +426,7 @@ static int render_png(Export *e, const RowFacts *f)
                 e->pixels[i * e->channels + ch] = vae_pixel_byte(e->image[ch * plane + i]);
     }
     char *parameters = malloc(MAX_PNG_TEXT);
-    cJSON *provenance = cJSON_Duplicate(f->facts, 1);
-    if (provenance) {
-        cJSON_AddStringToObject(provenance, "source", e->path);
-        cJSON_AddStringToObject(provenance, "job_sha256", e->job_hex);
-        cJSON_AddStringToObject(provenance, "weights_sha256", e->weights_hex);
-        if (e->vae_hex[0]) cJSON_AddStringToObject(provenance, "vae_sha256", e->vae_hex);
-        cJSON_AddStringToObject(provenance, "pixels", e->vae_hex[0] ? "vae.decode(latents / scaling_factor).sample, then "
-                                                                  "(x / 2 + 0.5).clamp(0, 1) * 255 rounded"
-                                                                : "(x / 2 + 0.5).clamp(0, 1) * 255 rounded");
-        cJSON_AddStringToObject(provenance, "sower_version", sower_version());
-    }
-    char *provenance_text = provenance ? cJSON_PrintUnformatted(provenance) : NULL;
-    cJSON_Delete(provenance);
+    char *provenance_text = row_provenance(e, f);
     int status = parameters && provenance_text ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     if (status == SOWER_OK) {
         parameters_text(e, f->seed, prompt, negative, parameters, MAX_PNG_TEXT);
@@ -409,6 +457,43 @@ static char *metadata_line(const RowFacts *f, const char *file_name, const unsig
     return text;
 }
 
+/* Whether two `sower` chunks describe the same image: every fact alike but the source's path as typed
+ * and the sower version (an export resumed from another folder, or by a later sower, keeps its PNGs). */
+static int same_image(const char *ours, const char *theirs)
+{
+    cJSON *a = ours ? cJSON_Parse(ours) : NULL, *b = theirs ? cJSON_Parse(theirs) : NULL;
+    static const char *const free_keys[] = {"source", "sower_version"};
+    for (int i = 0; i < 2; i++) {
+        cJSON_DeleteItemFromObjectCaseSensitive(a, free_keys[i]);
+        cJSON_DeleteItemFromObjectCaseSensitive(b, free_keys[i]);
+    }
+    const int same = cJSON_IsObject(a) && cJSON_IsObject(b) && cJSON_Compare(a, b, 1);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    return same;
+}
+
+/* A PNG already at row r's name (bytes: its n bytes) is kept only as this row's image: its `sower` chunk
+ * must give this row's facts (latents, job, weights, VAE digests), else SOWER_EPATH naming it. Another
+ * file there (a stale export of other latents, an unrelated image) would otherwise be certified in
+ * SHA256SUMS and metadata.jsonl as the row's. */
+static int check_kept_png(const Export *e, const RowFacts *f, const char *file, const unsigned char *bytes, size_t n)
+{
+    char *ours = row_provenance(e, f), *theirs = png_text_of(bytes, n, "sower");
+    const int same = ours && same_image(ours, theirs), chunk = theirs != NULL;
+    cJSON_free(ours);
+    free(theirs);
+    if (!ours) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (!same)
+        return SOWER_FAIL(SOWER_EPATH,
+                          "'%s' is there but is not row %llu of %s (%s): export does not replace it, nor list it "
+                          "in SHA256SUMS; remove it (or export to another folder) and run again",
+                          file, (unsigned long long)f->row, e->path,
+                          !chunk ? "no sower provenance chunk: not a PNG sower exported"
+                                  : "its sower chunk names other latents, job, weights or VAE");
+    return SOWER_OK;
+}
+
 /* Folder sink: row r's PNG (made unless already there) and its metadata line. */
 static int export_row(Export *e, uint64_t r)
 {
@@ -431,7 +516,8 @@ static int export_row(Export *e, uint64_t r)
         return status;
     }
     if (present) { /* written whole before */
-        status = digest_buffer(existing, existing_bytes, png_sha256);
+        status = check_kept_png(e, &f, file, existing, existing_bytes);
+        if (status == SOWER_OK) status = digest_buffer(existing, existing_bytes, png_sha256);
         free(existing);
         e->kept++;
     } else {

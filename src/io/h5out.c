@@ -124,6 +124,35 @@ static int start(H5Out *o, const char *path, uint64_t rows, int c, int h, int w)
     return SOWER_OK;
 }
 
+/* Records which file o->file is (its device and inode, through HDF5's descriptor), for h5out_finish. */
+static void note_open_file(H5Out *o)
+{
+    int *fd = NULL;
+    struct stat st;
+    o->file_dev = o->file_ino = 0;
+    if (H5Fget_vfd_handle(o->file, H5P_DEFAULT, (void **)&fd) >= 0 && fd && fstat(*fd, &st) == 0)
+        o->file_dev = (uint64_t)st.st_dev, o->file_ino = (uint64_t)st.st_ino;
+}
+
+/* Whether path still names the file this run opened (1 when that is not known): a file another process
+ * put there meanwhile is neither renamed into place nor removed as this run's. */
+static int still_ours(const H5Out *o, const char *path)
+{
+    struct stat st;
+    if (!o->file_ino) return 1;
+    return lstat(path, &st) == 0 && (uint64_t)st.st_dev == o->file_dev && (uint64_t)st.st_ino == o->file_ino;
+}
+
+/* SOWER_EPATH when something other than a regular file is at path (a FIFO there would block H5Fopen
+ * for ever, a device would be read as a file): `what` names it in the message. */
+static int check_regular_if_present(const char *path, const char *what)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s' is not a regular file (a FIFO, socket or device)", what, path);
+    return SOWER_OK;
+}
+
 /* Named dimensions, as netCDF-4 writes them (HDF5 dimension scales that are dimensions only: no
  * values, so no storage): netCDF readers such as xarray see latents(sample, channel, y, x),
  * seeds(sample), digest(sample, digest_byte) and done(sample), with /seeds the coordinate of the
@@ -393,6 +422,7 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
         return SOWER_FAIL(SOWER_EPATH, "cannot create output '%s' (is the directory there and writable?)",
                           o->creating_path);
     o->created = 1;
+    note_open_file(o);
     o->seed_of = seed_of, o->seed_ctx = seed_ctx;
     hsize_t chunk = (hsize_t)chunk_rows < rows ? (hsize_t)chunk_rows : (rows ? rows : 1);
     hsize_t ldims[4] = {rows, (hsize_t)c, (hsize_t)h, (hsize_t)w},
@@ -629,6 +659,9 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     struct stat st;
     if (stat(o->partial_path, &st) != 0)
         return SOWER_FAIL(SOWER_EPATH, "%s: no such file (no interrupted run of this output to resume)", what);
+    if (!S_ISREG(st.st_mode))
+        return SOWER_FAIL(SOWER_EPATH, "%s: not a regular file (a FIFO, socket or device): not replacing it without "
+                                       "--force", what);
     /* Checked read-only first: HDF5 would write a superblock into an empty or foreign file opened
      * for writing, and a refused file must stay exactly as it was. */
     hid_t probe = st.st_size > 0 ? H5Fopen(o->partial_path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
@@ -654,6 +687,7 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     if (*rebuild) return SOWER_OK;
     o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (o->file < 0) return SOWER_FAIL(SOWER_EPATH, "%s: cannot open it for writing", what);
+    note_open_file(o);
     o->latents = H5Dopen2(o->file, LAYOUT_LATENTS, H5P_DEFAULT);
     o->seeds = H5Dopen2(o->file, LAYOUT_SEEDS, H5P_DEFAULT);
     o->digest = H5Dopen2(o->file, LAYOUT_DIGEST, H5P_DEFAULT);
@@ -816,6 +850,7 @@ static int check_slice(H5Out *o, hid_t in, const char *what, const char *tag, ui
 int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, uint64_t lo, uint64_t hi,
                      const H5JobKey *key, uint8_t *done)
 {
+    SOWER_TRY(check_regular_if_present(slice_path, "slice"));
     hid_t in = H5Fopen(slice_path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (in < 0)
         return SOWER_FAIL(SOWER_EPATH,
@@ -937,6 +972,11 @@ static void close_all(H5Out *o)
 int h5out_finish(H5Out *o)
 {
     close_all(o);
+    if (!still_ours(o, o->partial_path))
+        return SOWER_FAIL(SOWER_EIO,
+                          "'%s' is no longer the file this run wrote (another process replaced or removed it "
+                          "while the run went on): what is there now is not renamed to '%s'",
+                          o->partial_path, o->path);
     if (rename(o->partial_path, o->path) != 0)
         return SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s'", o->partial_path, o->path);
     free(o->path);
@@ -948,9 +988,9 @@ int h5out_finish(H5Out *o)
 void h5out_abandon(H5Out *o)
 {
     close_all(o);
-    if (o->creating_path)
+    if (o->creating_path && still_ours(o, o->creating_path))
         remove(o->creating_path);
-    else if (o->partial_path && o->created && o->rows_written == 0)
+    else if (o->partial_path && o->created && o->rows_written == 0 && still_ours(o, o->partial_path))
         remove(o->partial_path);
     free(o->creating_path);
     free(o->path);
@@ -961,6 +1001,7 @@ void h5out_abandon(H5Out *o)
 int h5out_partial_progress(const char *partial_path, uint64_t *done, uint64_t *rows)
 {
     *done = *rows = 0;
+    SOWER_TRY(check_regular_if_present(partial_path, "the interrupted run's file"));
     h5file_quiet();
     hid_t file = H5Fopen(partial_path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)

@@ -22,6 +22,8 @@ typedef struct {
     uint64_t (*seed_of)(const void *ctx, uint64_t row); /* the job's seed of each row, for checks */
     const void *seed_ctx;
     uint64_t rows_written; /* rows this run rendered into it (copies from slices are not counted) */
+    uint64_t file_dev, file_ino; /* the file open as o->file: h5out_finish renames it only if PATH.partial
+                                  * still names it (0, 0: not known) */
 } H5Out;
 
 typedef struct {

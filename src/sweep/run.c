@@ -72,17 +72,19 @@ static int status_file_replaceable(const char *path)
  * an existing folder, neither another run's working file nor a name kept for one. */
 static int status_path_refused(const char *status, char *why, size_t why_size)
 {
-    static const char *const kept[] = {".partial", ".partial.new", ".lock"};
     char owner[4200];
+    const char *suffix = output_lock_working_suffix(status);
     if (status[0] == '\0') return snprintf(why, why_size, "the path is empty"), 1;
     if (!path_folder_exists(status, why, why_size)) return 1;
     if (output_lock_is_working_file(status, owner, sizeof owner))
         return snprintf(why, why_size, "that is a working file of the run writing '%s'", owner), 1;
-    for (int i = 0; i < 3; i++) { /* nor look like one: a later run of that output would take it for its own */
-        const size_t n = strlen(status), k = strlen(kept[i]);
-        if (n > k && strcmp(status + n - k, kept[i]) == 0)
-            return snprintf(why, why_size, "a name ending in %s is kept for a run's working files", kept[i]), 1;
-    }
+    if (suffix) /* nor look like one: a later run of that output would take it for its own */
+        return snprintf(why, why_size, "a name ending in %s is kept for a run's working files", suffix), 1;
+    char lock[4300];
+    struct stat st;
+    snprintf(lock, sizeof lock, "%s.lock", status);
+    if (lstat(lock, &st) == 0) /* nor the output a live run will rename into place */
+        return snprintf(why, why_size, "that is the output of the run holding '%s'", lock), 1;
     return 0;
 }
 
@@ -206,7 +208,7 @@ static int claim_output(Run *r, const RunOptions *o)
     snprintf(creating, sizeof creating, "%s.partial.new", r->out_path);
     remove(creating);
     struct stat st;
-    if (!o->force && !o->resume_auto && stat(r->out_path, &st) == 0)
+    if (!o->force && !o->resume_auto && lstat(r->out_path, &st) == 0) /* a link too, dangling or not */
         return SOWER_FAIL(SOWER_EPATH,
                           "output '%s' exists: pass --force to replace it (or --resume-auto to accept "
                           "it when it is this job's finished output)",
@@ -278,7 +280,7 @@ static int load_job(Run *r, const RunOptions *o)
                              : strdup(r->job.output_path);
     if (!r->out_path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     if (r->team.rank == 0) SOWER_TRY(check_output_path(r->out_path));
-    if (r->team.rank == 0) SOWER_TRY(output_lock_check_not_working_file(r->out_path, "output"));
+    if (r->team.rank == 0) SOWER_TRY(output_lock_check_output_name(r->out_path, "output"));
     if (r->team.rank == 0) SOWER_TRY(check_output_not_input(&r->job, r->out_path, o));
     if (r->team.rank == 0) SOWER_TRY(check_status_file(r, o, r->out_path));
     if (r->team.rank == 0) SOWER_TRY(claim_output(r, o));

@@ -1,6 +1,7 @@
 /* prompt_encoder.c: see prompt_encoder.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "prompt_encoder.h"
+#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +48,13 @@ int prompt_tokenize(const PromptEncoder *pe, const char *prompt, int32_t *ids, s
     if (warn && *untruncated > (size_t)pe->tokens) {
         char *dropped = NULL;
         SOWER_TRY(clip_tokenizer_dropped_text(pe->tokenizer, prompt, len, &dropped));
-        fprintf(warn, "sower: warning: the prompt is longer than %d tokens; truncated, dropping: %s\n", pe->tokens,
-                dropped);
+        /* the cut may fall inside a character, and a prompt may hold controls: shown as a terminal can */
+        char *shown = utf8_printable(dropped, strlen(dropped));
         free(dropped);
+        if (!shown) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        fprintf(warn, "sower: warning: the prompt is longer than %d tokens; truncated, dropping: %s\n", pe->tokens,
+                shown);
+        free(shown);
     }
     return SOWER_OK;
 }
