@@ -379,6 +379,19 @@ def main():
             open(altered + ".json", "w").write('{"format": "sower-sample", "format_version": 1}')
             refused("a damaged record", [sower, "export", altered, "--pngs", os.path.join(tmp, "new")],
                     ["altered.npy.json", "'shape'"])
+            # .npy headers that only look like numpy's (the real data and record beside them): read strictly
+            payload = np.load(latents_npy).tobytes()
+            for name, header in (("a descr nested in another key", "{'descr': '<f8', 'fortran_order': False, "
+                                  "'shape': (2, 4, 16, 16), 'x': {'descr': '<f4'}, }"),
+                                 ("a shape without commas", "{'descr': '<f4', 'fortran_order': False, 'shape': (2 4 16 16), }"),
+                                 ("an unclosed shape", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4, 16, 16"),
+                                 ("a key twice", "{'descr': '<f4', 'fortran_order': False, 'fortran_order': True, "
+                                  "'shape': (2, 4, 16, 16), }")):
+                text = header.encode() + b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+                open(altered, "wb").write(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + payload)
+                open(altered + ".json", "w").write(open(latents_npy + ".json").read())
+                refused(f"an .npy header with {name}", [sower, "export", altered, "--pngs", os.path.join(tmp, "new")],
+                        ["altered.npy: the .npy header is not the dict numpy writes"])
             check(not os.path.exists(os.path.join(tmp, "new")) and not os.path.exists(os.path.join(tmp, "new.png")),
                   "a refused export wrote something")
             print("sample's arrays refused (exit 2, nothing written): no record, a row altered, another shape, a "

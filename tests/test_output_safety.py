@@ -446,6 +446,12 @@ def main():
         expect(run([sower, "run", job, "-o", link]), 2, ["exists", "--force"], "a dangling link at the output")
         check(os.path.islink(link) and not os.path.exists(os.path.join(tmp, "nowhere.h5")),
               "a run replaced a dangling link at its output without --force")
+        # An MPMD launch whose ranks were given other options (--resume on one only) ends at once, naming them.
+        mixed = os.path.join(tmp, "mixed.h5")
+        r = run([mpiexec, "-np", "1", "--oversubscribe", sower, "run", job, "-o", mixed, ":", "-np", "1", sower, "run",
+                 job, "-o", mixed, "--resume"], timeout=120)
+        expect(r, 2, ["rank 1 was started with other options than rank 0", "--resume"], "ranks with other options")
+        check(not [f for f in os.listdir(tmp) if f.startswith("mixed.h5")], "ranks with other options wrote an output")
         print("working-file names refused for run, export, noise; a replaced .partial not renamed (exit 3); "
               "FIFOs named; a dangling link kept")
     for f in failures:

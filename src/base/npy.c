@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "npy.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,6 +60,53 @@ int npy_write_f32_opt(const char *path, const float *data, const int64_t *shape,
     return SOWER_OK;
 }
 
+/* The header dict, as numpy writes it ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"),
+ * read strictly: each of the three keys once, nothing else, the shape a tuple of integers. */
+typedef struct {
+    const char *p; /* the next character of the dict text */
+} DictText;
+
+static void skip_blanks(DictText *d)
+{
+    while (*d->p == ' ') d->p++;
+}
+
+/* A quoted word ('descr' or "descr") into out (size bytes): 1, else 0. */
+static int quoted(DictText *d, char *out, size_t size)
+{
+    const char q = *d->p;
+    if (q != '\'' && q != '"') return 0;
+    const char *close = strchr(d->p + 1, q);
+    if (!close || (size_t)(close - d->p - 1) >= size) return 0;
+    memcpy(out, d->p + 1, (size_t)(close - d->p - 1));
+    out[close - d->p - 1] = '\0';
+    d->p = close + 1;
+    return 1;
+}
+
+/* "(D0, D1, ...)" with an optional trailing comma, into a->shape: 1, else 0. */
+static int shape_tuple(DictText *d, NpyArray *a)
+{
+    if (*d->p++ != '(') return 0;
+    a->ndim = 0;
+    a->numel = 1;
+    for (skip_blanks(d); *d->p != ')'; skip_blanks(d)) {
+        if (!isdigit((unsigned char)*d->p) || a->ndim == NPY_MAX_DIMS) return 0;
+        errno = 0;
+        char *end;
+        const long long dim = strtoll(d->p, &end, 10);
+        if (errno || (dim && a->numel > (SIZE_MAX / sizeof(float)) / (size_t)dim)) return 0;
+        a->shape[a->ndim++] = dim;
+        a->numel *= (size_t)dim;
+        d->p = end;
+        skip_blanks(d);
+        if (*d->p == ',') d->p++;
+        else if (*d->p != ')') return 0;
+    }
+    d->p++;
+    return 1;
+}
+
 /* The header of bytes[0..n) (at least the whole header): float32, C order, its shape; data_offset set. */
 static int parse_header(const char *path, const unsigned char *bytes, size_t n, NpyArray *a)
 {
@@ -69,23 +117,40 @@ static int parse_header(const char *path, const unsigned char *bytes, size_t n, 
     char header[65536 + 1];
     memcpy(header, bytes + 10, hlen);
     header[hlen] = '\0';
-    if (!strstr(header, "'descr': '<f4'") || !strstr(header, "'fortran_order': False"))
-        return SOWER_FAIL(SOWER_EINPUT, "%s: expected float32 little-endian C-order data", path);
-    const char *p = strstr(header, "'shape': (");
-    if (!p) return SOWER_FAIL(SOWER_EINPUT, "%s: no shape in the .npy header", path);
-    p += strlen("'shape': (");
-    a->ndim = 0;
-    a->numel = 1;
-    while (*p && *p != ')') {
-        char *end;
-        long long d = strtoll(p, &end, 10);
-        if (end == p || d < 0 || a->ndim == NPY_MAX_DIMS || (d && a->numel > (SIZE_MAX / sizeof(float)) / (size_t)d))
-            return SOWER_FAIL(SOWER_EINPUT, "%s: bad shape in the .npy header", path);
-        a->shape[a->ndim++] = d;
-        a->numel *= (size_t)d;
-        p = end;
-        while (*p == ',' || *p == ' ') p++;
+    if (memchr(header, '\0', hlen)) return SOWER_FAIL(SOWER_EINPUT, "%s: a NUL byte in the .npy header", path);
+    DictText d = {header};
+    int seen[3] = {0}, c_order = 0, f32 = 0, ok = 1; /* descr, fortran_order, shape */
+    skip_blanks(&d);
+    ok = *d.p++ == '{';
+    for (skip_blanks(&d); ok && *d.p != '}'; skip_blanks(&d)) {
+        char key[32], value[32];
+        ok = quoted(&d, key, sizeof key);
+        skip_blanks(&d);
+        ok = ok && *d.p++ == ':';
+        skip_blanks(&d);
+        if (ok && !strcmp(key, "descr") && !seen[0]++) {
+            ok = quoted(&d, value, sizeof value);
+            f32 = ok && !strcmp(value, "<f4");
+        } else if (ok && !strcmp(key, "fortran_order") && !seen[1]++) {
+            c_order = !strncmp(d.p, "False", 5);
+            ok = c_order || !strncmp(d.p, "True", 4);
+            d.p += c_order ? 5 : 4;
+        } else if (ok && !strcmp(key, "shape") && !seen[2]++) {
+            ok = shape_tuple(&d, a);
+        } else {
+            ok = 0; /* another key, or one given twice */
+        }
+        skip_blanks(&d);
+        if (ok && *d.p == ',') d.p++;
+        else ok = ok && *d.p == '}';
     }
+    if (ok) d.p++;
+    while (ok && (*d.p == ' ' || *d.p == '\n')) d.p++;
+    if (!ok || *d.p || !seen[0] || !seen[1] || !seen[2])
+        return SOWER_FAIL(SOWER_EINPUT, "%s: the .npy header is not the dict numpy writes ('descr', 'fortran_order' "
+                                        "and 'shape', each once)", path);
+    if (!f32 || !c_order)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: expected float32 little-endian C-order data", path);
     a->data_offset = 10 + hlen;
     return SOWER_OK;
 }

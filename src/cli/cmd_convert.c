@@ -499,7 +499,9 @@ int cmd_convert(int argc, char **argv)
     if (status == SOWER_OK) status = clear_partial(partial);
     const int writing = status == SOWER_OK;
     if (status == SOWER_OK) status = write_folder(&ckpt, &o, &p, partial);
-    if (status == SOWER_OK) status = load_back(partial);
+    if (status == SOWER_OK && (status = load_back(partial)) != SOWER_OK) /* its files are removed below: name the checkpoint */
+        status = SOWER_FAIL(status, "%s: the folder converted from it does not load back, so nothing is kept: %s",
+                            o.checkpoint, sower_error_message());
     if (status == SOWER_OK && rename(partial, o.out_dir) != 0)
         status = SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", partial, o.out_dir, strerror(errno));
     if (status != SOWER_OK && writing) { /* what this run wrote goes; the first failure is the one reported */

@@ -470,7 +470,26 @@ static int open_output(Run *r, const RunOptions *o)
 }
 
 typedef int (*SetupStep)(Run *r, const RunOptions *o);
-static const SetupStep setup_steps[] = {read_environment, load_job,       plan_resources, load_model,
+/* Step: every rank was started with rank 0's options. An MPMD launch (mpirun A : B) may give ranks other
+ * command lines; with --resume on some ranks only, they would wait in different collectives for ever. */
+static int check_same_options(Run *r, const RunOptions *o)
+{
+    enum { OPTIONS_TEXT = 12800 };
+    char mine[OPTIONS_TEXT], first[OPTIONS_TEXT]; /* the options as text; rank 0's */
+    snprintf(mine, sizeof mine, "manifest=%.4000s output=%.4000s status-file=%.4000s%s%s%s batch=%d slice=%d/%d stitch=%d",
+             o->manifest, o->output ? o->output : "-", o->status_file ? o->status_file : "-", o->force ? " --force" : "",
+             o->resume ? " --resume" : "", o->resume_auto ? " --resume-auto" : "", o->batch, o->slice_k, o->slice_n,
+             o->stitch_n);
+    memcpy(first, mine, sizeof first);
+    SOWER_MPI(MPI_Bcast(first, OPTIONS_TEXT, MPI_CHAR, 0, MPI_COMM_WORLD));
+    if (strcmp(first, mine) != 0)
+        return SOWER_FAIL(SOWER_EUSAGE, "rank %d was started with other options than rank 0 (rank 0: %s; rank %d: %s): "
+                                        "every rank of a job runs the same sower run command",
+                          r->team.rank, first, r->team.rank, mine);
+    return SOWER_OK;
+}
+
+static const SetupStep setup_steps[] = {check_same_options, read_environment, load_job,       plan_resources, load_model,
                                         check_weights,    open_backend,   receive_weights,
                                         check_identities, make_plan,      open_output};
 
