@@ -13,6 +13,7 @@ usage: test_export_images.py SOWER SD_DIR MONO_DIR (a 1-channel pixel-space mode
 Standard library, numpy and h5py only (the PNGs are read with zlib and struct: pngread.py).
 """
 import hashlib
+import filecmp
 import json
 import os
 import subprocess
@@ -210,6 +211,42 @@ def main():
             check(r.returncode == 0 and "0 rows of latents written, 4 already there" in r.stderr, f"--npy rerun: {r.stderr}")
             sums_ok(latents_dir, "--npy")
             print("latents shards: 2 .npy == /latents, their .jsonl lines; a rerun keeps them")
+            # shard k is the rows k*N..(k+1)*N-1 whatever --rows each export gave: rows 0-2 then 3-3 make the
+            # same shards as one export (before, the second took shard 0, rows 0-2, for its row 3 and wrote
+            # nothing); --rows that split a shard are refused; a shard altered, or another's at its name, is
+            # refused (exit 2), never kept and listed in SHA256SUMS
+            parts = os.path.join(tmp, "latents-parts")
+            for rows, written in (("0-2", 3), ("3-3", 1)):
+                r = run([sower, "export", out, "--npy", parts, "--shard-size", "3", "--rows", rows])
+                check(r.returncode == 0 and f"{written} rows of latents written, 0 already there" in r.stderr,
+                      f"--npy --rows {rows}: {r.stderr[-300:]}")
+            for name in ("shard-000000.npy", "shard-000000.jsonl", "shard-000001.npy", "shard-000001.jsonl"):
+                check(os.path.exists(os.path.join(parts, name)) and
+                      filecmp.cmp(os.path.join(parts, name), os.path.join(latents_dir, name), shallow=False),
+                      f"--npy by --rows: {name} differs from one export's")
+            r = run([sower, "export", out, "--npy", parts, "--shard-size", "3", "--rows", "1-2"])
+            check(r.returncode == 2 and "shards hold 3 rows each" in r.stderr, f"--rows splitting a shard: {r.stderr[-300:]}")
+            sums = open(os.path.join(parts, "SHA256SUMS"), "rb").read()
+            shard1 = os.path.join(parts, "shard-000001.npy")
+            kept = open(shard1, "rb").read()
+            open(shard1, "wb").write(open(os.path.join(parts, "shard-000000.npy"), "rb").read())
+            r = run([sower, "export", out, "--npy", parts, "--shard-size", "3"])
+            check(r.returncode == 2 and f"'{shard1}' is there but does not hold rows 3-3" in r.stderr,
+                  f"another shard's .npy at shard 1: {r.returncode} {r.stderr[-300:]}")
+            check(open(os.path.join(parts, "SHA256SUMS"), "rb").read() == sums, "a refused shard changed SHA256SUMS")
+            open(shard1, "wb").write(kept)
+            tars = os.path.join(tmp, "shards")
+            tar1 = os.path.join(tars, "shard-000001.tar")
+            kept = open(tar1, "rb").read()
+            open(tar1, "wb").write(open(os.path.join(tars, "shard-000000.tar"), "rb").read())
+            r = run([sower, "export", out, "--webdataset", tars, "--shard-size", "3"])
+            check(r.returncode == 2 and f"'{tar1}' is there but does not hold rows 3-3" in r.stderr,
+                  f"another shard's tar at shard 1: {r.returncode} {r.stderr[-300:]}")
+            open(tar1, "wb").write(kept)
+            r = run([sower, "export", out, "--webdataset", tars, "--shard-size", "3"])
+            check(r.returncode == 0 and "0 PNGs written, 4 already there" in r.stderr, f"webdataset rerun: {r.stderr[-300:]}")
+            print("shards by --rows == one export's; --rows splitting a shard refused; another shard's .npy or tar "
+                  "at a shard's name refused, SHA256SUMS unchanged")
 
         # 4. refusals: exit 2, nothing written
         def refused(name, argv, texts, folder_after=None):

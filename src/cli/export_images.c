@@ -25,6 +25,7 @@
 #include "export_lines.h"
 #include "npy.h"
 #include "outfile.h"
+#include "regular_file.h"
 #include "vae.h"
 #include "version.h"
 
@@ -555,15 +556,134 @@ static int tar_member(struct archive *a, const char *name, const void *data, siz
     return SOWER_OK;
 }
 
+/* ---- shards already there: kept only when they hold what this export would write ---- */
+
+/* SOWER_EPATH for a shard at its name that does not hold rows [lo, hi) as this export writes them (another
+ * --rows range's, another shard size's, altered, foreign): certified in SHA256SUMS it would pass off other
+ * rows, or none, as these. */
+static int foreign_shard(const Export *e, const char *shard, uint64_t lo, uint64_t hi, const char *why)
+{
+    return SOWER_FAIL(SOWER_EPATH,
+                      "'%s' is there but does not hold rows %llu-%llu of %s as this export writes them (%s): export "
+                      "does not replace it, nor list it in SHA256SUMS; remove it (or export to another folder) and "
+                      "run again",
+                      shard, (unsigned long long)(e->in->lo + lo), (unsigned long long)(e->in->lo + hi - 1), e->path, why);
+}
+
+/* A kept latents shard: DIR/shard-NNNNNN.npy must be (hi - lo, C, h, w) holding rows [lo, hi) bit for bit, and
+ * its .jsonl their metadata lines exactly (compared through their SHA-256, streamed). */
+static int check_kept_latent_shard(Export *e, const char *npy, const char *jsonl, const char *npy_name, uint64_t lo,
+                                   uint64_t hi)
+{
+    const ExportSource *in = e->in;
+    const size_t per = (size_t)in->c * in->h * in->w;
+    NpyArray a;
+    if (npy_open_f32(npy, &a) != SOWER_OK) {
+        char *why = strdup(sower_error_message());
+        int status = foreign_shard(e, npy, lo, hi, why ? why : "unreadable");
+        free(why);
+        return status;
+    }
+    const int64_t want[4] = {(int64_t)(hi - lo), in->c, in->h, in->w};
+    int same = a.ndim == 4 && memcmp(a.shape, want, sizeof want) == 0;
+    const char *why = same ? NULL : "another shape";
+    float *row = malloc(per * sizeof(float)); /* (C, h, w) the shard's row */
+    Digest lines = {0};
+    unsigned char want_sha[DIGEST_BYTES], have_sha[DIGEST_BYTES];
+    int status = row ? digest_init(&lines) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    for (uint64_t r = lo; r < hi && same && status == SOWER_OK; r++) {
+        RowFacts f = {0};
+        status = row_facts(e, r, &f);
+        if (status == SOWER_OK) status = npy_read_rows(npy, &a, r - lo, 1, row);
+        if (status == SOWER_OK && memcmp(row, e->latent, per * sizeof(float)) != 0) same = 0, why = "other latents";
+        char *text = status == SOWER_OK ? metadata_line(&f, npy_name, NULL, r - lo) : NULL;
+        if (status == SOWER_OK) status = text ? digest_update(&lines, text, strlen(text)) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        if (status == SOWER_OK) status = digest_update(&lines, "\n", 1);
+        cJSON_free(text);
+        cJSON_Delete(f.facts);
+    }
+    npy_close(&a);
+    free(row);
+    if (status == SOWER_OK && same) status = digest_final(&lines, want_sha);
+    digest_free(&lines);
+    unsigned char *text = NULL;
+    size_t bytes = 0;
+    if (status == SOWER_OK && same && !regular_file_exists(jsonl)) return foreign_shard(e, jsonl, lo, hi, "not a regular file");
+    if (status == SOWER_OK && same) status = file_read_all(jsonl, (size_t)1 << 32, &text, &bytes);
+    if (status == SOWER_OK && same) status = digest_buffer(text, bytes, have_sha);
+    free(text);
+    SOWER_TRY(status);
+    if (!same) return foreign_shard(e, npy, lo, hi, why);
+    if (memcmp(want_sha, have_sha, DIGEST_BYTES) != 0) return foreign_shard(e, jsonl, lo, hi, "other metadata lines");
+    return SOWER_OK;
+}
+
+/* The next member of a tar being read: its name and bytes (*data (n,), a new buffer: free), or SOWER_EPATH. */
+static int tar_next(struct archive *a, const Export *e, const char *shard, uint64_t lo, uint64_t hi, char *name,
+                    size_t name_size, unsigned char **data, size_t *n)
+{
+    struct archive_entry *entry;
+    *data = NULL;
+    if (archive_read_next_header(a, &entry) != ARCHIVE_OK) return foreign_shard(e, shard, lo, hi, "fewer members");
+    const la_int64_t size = archive_entry_size(entry);
+    snprintf(name, name_size, "%s", archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "");
+    if (size < 0 || size > (la_int64_t)1 << 30) return foreign_shard(e, shard, lo, hi, "a member of an odd size");
+    *n = (size_t)size;
+    if (!(*data = malloc(*n + 1))) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (archive_read_data(a, *data, *n) != (la_ssize_t)*n) {
+        free(*data), *data = NULL;
+        return foreign_shard(e, shard, lo, hi, "a member cut short");
+    }
+    return SOWER_OK;
+}
+
+/* A kept tar shard: for each row of [lo, hi), in order, KEY.png (this row's image: its sower chunk,
+ * check_kept_png) and KEY.json (its metadata line, naming that PNG's SHA-256); nothing else. */
+static int check_kept_tar_shard(Export *e, const char *shard, uint64_t lo, uint64_t hi)
+{
+    if (!regular_file_exists(shard)) return foreign_shard(e, shard, lo, hi, "not a regular file");
+    struct archive *a = archive_read_new();
+    if (!a) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    archive_read_support_format_tar(a);
+    int status = archive_read_open_filename(a, shard, 65536) == ARCHIVE_OK
+                     ? SOWER_OK
+                     : foreign_shard(e, shard, lo, hi, "not a tar file sower can read");
+    for (uint64_t r = lo; r < hi && status == SOWER_OK; r++) {
+        RowFacts f = {0};
+        char want[80], name[4200];
+        unsigned char *png = NULL, *json = NULL, png_sha256[DIGEST_BYTES];
+        size_t png_n = 0, json_n = 0;
+        status = row_facts(e, r, &f);
+        snprintf(want, sizeof want, "%s.png", f.key);
+        if (status == SOWER_OK) status = tar_next(a, e, shard, lo, hi, name, sizeof name, &png, &png_n);
+        if (status == SOWER_OK && strcmp(name, want) != 0) status = foreign_shard(e, shard, lo, hi, "other members");
+        if (status == SOWER_OK) status = check_kept_png(e, &f, shard, png, png_n);
+        if (status == SOWER_OK) status = digest_buffer(png, png_n, png_sha256);
+        char *line = status == SOWER_OK ? metadata_line(&f, want, png_sha256, 0) : NULL;
+        snprintf(want, sizeof want, "%s.json", f.key);
+        if (status == SOWER_OK) status = tar_next(a, e, shard, lo, hi, name, sizeof name, &json, &json_n);
+        if (status == SOWER_OK && (!line || strcmp(name, want) != 0 || json_n != strlen(line) || memcmp(json, line, json_n)))
+            status = line ? foreign_shard(e, shard, lo, hi, "other members") : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        cJSON_free(line);
+        free(png), free(json);
+        cJSON_Delete(f.facts);
+    }
+    struct archive_entry *extra;
+    if (status == SOWER_OK && archive_read_next_header(a, &extra) != ARCHIVE_EOF)
+        status = foreign_shard(e, shard, lo, hi, "more members");
+    archive_read_free(a);
+    return status;
+}
+
 /* Shard k: rows [lo, hi) of the export, written whole to a temporary file and renamed (an existing
- * shard is this job's, from a run before: kept). */
+ * shard is kept when it holds them: check_kept_tar_shard). */
 static int export_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
 {
     char shard[4200], shard_name[64];
     snprintf(shard_name, sizeof shard_name, "shard-%06llu.tar", (unsigned long long)k);
     snprintf(shard, sizeof shard, "%s/%s", e->dir, shard_name);
-    struct stat st;
-    if (stat(shard, &st) == 0) {
+    if (path_present(shard)) {
+        SOWER_TRY(check_kept_tar_shard(e, shard, lo, hi));
         e->kept += hi - lo;
         return sums_put(&e->sums, e->dir, k, shard_name, NULL);
     }
@@ -610,8 +730,8 @@ static int export_latent_shard(Export *e, uint64_t k, uint64_t lo, uint64_t hi)
     snprintf(jsonl_name, sizeof jsonl_name, "shard-%06llu.jsonl", (unsigned long long)k);
     snprintf(npy, sizeof npy, "%s/%s", e->dir, npy_name);
     snprintf(jsonl, sizeof jsonl, "%s/%s", e->dir, jsonl_name);
-    struct stat st;
-    if (stat(jsonl, &st) == 0 && stat(npy, &st) == 0) {
+    if (path_present(jsonl) && path_present(npy)) {
+        SOWER_TRY(check_kept_latent_shard(e, npy, jsonl, npy_name, lo, hi));
         e->kept += hi - lo;
         SOWER_TRY(sums_put(&e->sums, e->dir, k, npy_name, NULL));
         return sums_put(&e->sums, e->dir, k, jsonl_name, NULL);
@@ -649,13 +769,23 @@ int export_images(const ExportSource *in, const char *dir, ExportLayout layout, 
     static const char *const layout_names[] = {[EXPORT_PNGS] = "pngs", [EXPORT_IMAGEFOLDER] = "imagefolder",
                                                [EXPORT_WEBDATASET] = "webdataset", [EXPORT_NPY] = "npy"};
     const int sharded = layout == EXPORT_WEBDATASET || layout == EXPORT_NPY;
+    /* Shard k holds the file's rows [k * shard_rows, (k + 1) * shard_rows): a range exported into shards is
+     * whole shards, so that every row has one shard, whatever --rows each export gave. */
+    if (sharded && (first % shard_rows || ((last + 1) % shard_rows && last + 1 != in->rows)))
+        return SOWER_FAIL(SOWER_EUSAGE,
+                          "--rows %llu-%llu: shards hold %llu rows each (shard k: rows k*%llu to (k+1)*%llu-1, the "
+                          "last as many as are left), and an export into shards writes whole ones: start --rows at a "
+                          "multiple of %llu and end it one row before a multiple of it, or at the last row (%llu)",
+                          (unsigned long long)first, (unsigned long long)last, (unsigned long long)shard_rows,
+                          (unsigned long long)shard_rows, (unsigned long long)shard_rows,
+                          (unsigned long long)shard_rows, (unsigned long long)(in->rows - 1));
     Export e = {.in = in, .path = in->path, .dir = dir, .layout = layout_names[layout],
                 .shard_rows = sharded ? shard_rows : 0, .imagefolder = layout == EXPORT_IMAGEFOLDER,
                 .latents_only = layout == EXPORT_NPY, .model_dir = model_dir};
     int status = setup(&e);
     if (sharded) {
         int (*shard)(Export *, uint64_t, uint64_t, uint64_t) = layout == EXPORT_NPY ? export_latent_shard : export_shard;
-        for (uint64_t k = 0, lo = first; lo <= last && status == SOWER_OK; k++, lo += shard_rows)
+        for (uint64_t k = first / shard_rows, lo = first; lo <= last && status == SOWER_OK; k++, lo += shard_rows)
             status = shard(&e, k, lo, last + 1 - lo < shard_rows ? last + 1 : lo + shard_rows);
     } else {
         for (uint64_t r = first; r <= last && status == SOWER_OK; r++) status = export_row(&e, r);
