@@ -134,7 +134,7 @@ static const char export_usage[] =
     "KEY.png and KEY.json (its metadata line), KEY = rowRRRRRRRR_seedS: the WebDataset layout.\n"
     "--npy DIR: the latents themselves for latent-space training, DIR/shard-NNNNNN.npy (N rows, C, h, w)\n"
     "float32 of N rows each (default 1000) and DIR/shard-NNNNNN.jsonl (a line per row: index, row, seed,\n"
-    "prompt, ..., latents_sha256).\n"
+    "prompt, ..., latents_sha256). Shard k holds rows k*N..(k+1)*N-1: --rows gives whole shards.\n"
     "DIR must be new, empty, or an export of the same job, layout and shard size (run again after an\n"
     "interruption: PNGs and shards already there are kept; other --rows merge into metadata.jsonl).\n"
     "DIR/SHA256SUMS gives every file's SHA-256 (sha256sum -c SHA256SUMS).\n"
