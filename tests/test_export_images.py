@@ -226,23 +226,17 @@ def main():
                       f"--npy by --rows: {name} differs from one export's")
             r = run([sower, "export", out, "--npy", parts, "--shard-size", "3", "--rows", "1-2"])
             check(r.returncode == 2 and "shards hold 3 rows each" in r.stderr, f"--rows splitting a shard: {r.stderr[-300:]}")
-            sums = open(os.path.join(parts, "SHA256SUMS"), "rb").read()
-            shard1 = os.path.join(parts, "shard-000001.npy")
-            kept = open(shard1, "rb").read()
-            open(shard1, "wb").write(open(os.path.join(parts, "shard-000000.npy"), "rb").read())
-            r = run([sower, "export", out, "--npy", parts, "--shard-size", "3"])
-            check(r.returncode == 2 and f"'{shard1}' is there but does not hold rows 3-3" in r.stderr,
-                  f"another shard's .npy at shard 1: {r.returncode} {r.stderr[-300:]}")
-            check(open(os.path.join(parts, "SHA256SUMS"), "rb").read() == sums, "a refused shard changed SHA256SUMS")
-            open(shard1, "wb").write(kept)
+            for folder, layout, ext in ((parts, "--npy", "npy"), (os.path.join(tmp, "shards"), "--webdataset", "tar")):
+                sums = open(os.path.join(folder, "SHA256SUMS"), "rb").read()
+                shard1 = os.path.join(folder, f"shard-000001.{ext}")
+                kept = open(shard1, "rb").read()
+                open(shard1, "wb").write(open(os.path.join(folder, f"shard-000000.{ext}"), "rb").read())
+                r = run([sower, "export", out, layout, folder, "--shard-size", "3"])
+                check(r.returncode == 2 and f"'{shard1}' is there but does not hold rows 3-3" in r.stderr,
+                      f"another shard's .{ext} at shard 1: {r.returncode} {r.stderr[-300:]}")
+                check(open(os.path.join(folder, "SHA256SUMS"), "rb").read() == sums, "a refused shard changed SHA256SUMS")
+                open(shard1, "wb").write(kept)
             tars = os.path.join(tmp, "shards")
-            tar1 = os.path.join(tars, "shard-000001.tar")
-            kept = open(tar1, "rb").read()
-            open(tar1, "wb").write(open(os.path.join(tars, "shard-000000.tar"), "rb").read())
-            r = run([sower, "export", out, "--webdataset", tars, "--shard-size", "3"])
-            check(r.returncode == 2 and f"'{tar1}' is there but does not hold rows 3-3" in r.stderr,
-                  f"another shard's tar at shard 1: {r.returncode} {r.stderr[-300:]}")
-            open(tar1, "wb").write(kept)
             r = run([sower, "export", out, "--webdataset", tars, "--shard-size", "3"])
             check(r.returncode == 0 and "0 PNGs written, 4 already there" in r.stderr, f"webdataset rerun: {r.stderr[-300:]}")
             print("shards by --rows == one export's; --rows splitting a shard refused; another shard's .npy or tar "
