@@ -226,15 +226,15 @@ def main():
                       f"--npy by --rows: {name} differs from one export's")
             r = run([sower, "export", out, "--npy", parts, "--shard-size", "3", "--rows", "1-2"])
             check(r.returncode == 2 and "shards hold 3 rows each" in r.stderr, f"--rows splitting a shard: {r.stderr[-300:]}")
-            for folder, layout, ext in ((parts, "--npy", "npy"), (os.path.join(tmp, "shards"), "--webdataset", "tar")):
-                sums = open(os.path.join(folder, "SHA256SUMS"), "rb").read()
-                shard1 = os.path.join(folder, f"shard-000001.{ext}")
+            for shard_dir, layout, ext in ((parts, "--npy", "npy"), (os.path.join(tmp, "shards"), "--webdataset", "tar")):
+                sums = open(os.path.join(shard_dir, "SHA256SUMS"), "rb").read()
+                shard1 = os.path.join(shard_dir, f"shard-000001.{ext}")
                 kept = open(shard1, "rb").read()
-                open(shard1, "wb").write(open(os.path.join(folder, f"shard-000000.{ext}"), "rb").read())
-                r = run([sower, "export", out, layout, folder, "--shard-size", "3"])
+                open(shard1, "wb").write(open(os.path.join(shard_dir, f"shard-000000.{ext}"), "rb").read())
+                r = run([sower, "export", out, layout, shard_dir, "--shard-size", "3"])
                 check(r.returncode == 2 and f"'{shard1}' is there but does not hold rows 3-3" in r.stderr,
                       f"another shard's .{ext} at shard 1: {r.returncode} {r.stderr[-300:]}")
-                check(open(os.path.join(folder, "SHA256SUMS"), "rb").read() == sums, "a refused shard changed SHA256SUMS")
+                check(open(os.path.join(shard_dir, "SHA256SUMS"), "rb").read() == sums, "a refused shard changed SHA256SUMS")
                 open(shard1, "wb").write(kept)
             tars = os.path.join(tmp, "shards")
             r = run([sower, "export", out, "--webdataset", tars, "--shard-size", "3"])
