@@ -988,9 +988,9 @@ int h5out_finish(H5Out *o)
 void h5out_abandon(H5Out *o)
 {
     close_all(o);
-    if (o->creating_path && still_ours(o, o->creating_path))
-        remove(o->creating_path);
-    else if (o->partial_path && o->created && o->rows_written == 0 && still_ours(o, o->partial_path))
+    if (o->creating_path) {
+        if (still_ours(o, o->creating_path)) remove(o->creating_path);
+    } else if (o->partial_path && o->created && o->rows_written == 0 && still_ours(o, o->partial_path))
         remove(o->partial_path);
     free(o->creating_path);
     free(o->path);
