@@ -444,6 +444,8 @@ def main():
         link = os.path.join(tmp, "link.h5")
         os.symlink(os.path.join(tmp, "nowhere.h5"), link)
         expect(run([sower, "run", job, "-o", link]), 2, ["exists", "--force"], "a dangling link at the output")
+        expect(run([sower, "run", job, "-o", link, "--resume-auto"]), 2, ["a link to a missing file", "--force"],
+               "--resume-auto with a dangling link at the output")
         check(os.path.islink(link) and not os.path.exists(os.path.join(tmp, "nowhere.h5")),
               "a run replaced a dangling link at its output without --force")
         # An MPMD launch whose ranks were given other options (--resume on one only) ends at once, naming them.

@@ -910,6 +910,9 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
     if (!probe && errno != ENOENT)
         return SOWER_FAIL(SOWER_EPATH, "output '%s' exists and cannot be read (%s): not replacing it (pass --force)",
                           path, regular_file_why(errno));
+    struct stat link;
+    if (!probe && lstat(path, &link) == 0) /* a dangling link: not a file to make, the user's link to keep */
+        return SOWER_FAIL(SOWER_EPATH, "output '%s' is a link to a missing file: not replacing it (pass --force)", path);
     if (!probe) return SOWER_OK;
     fclose(probe);
     h5file_quiet();
