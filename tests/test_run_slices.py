@@ -83,6 +83,86 @@ def interrupt(argv, sig, launched):
     return p.wait(), err.decode()
 
 
+FAKE_SBATCH = """#!/bin/sh
+# sbatch as far as sower submit sees it: logs its arguments, prints a job id, fails from call FAKE_FAIL_AT on
+n=$(cat "$FAKE_DIR/count" 2>/dev/null || echo 100); n=$((n + 1)); echo "$n" > "$FAKE_DIR/count"
+echo "$*" >> "$FAKE_DIR/sbatch.log"
+if [ -n "${FAKE_FAIL_AT:-}" ] && [ "$n" -ge "$FAKE_FAIL_AT" ]; then echo "sbatch: error: refused" >&2; exit 1; fi
+echo "$n"
+"""
+
+
+def submit_careless_paths(sower, model, tmp):
+    """`sower submit` where a careless user goes, with a fake sbatch and scancel on PATH (no Slurm here)."""
+    fake = os.path.join(tmp, "fake-slurm")
+    os.makedirs(fake)
+    for name, text in (("sbatch", FAKE_SBATCH), ("scancel", '#!/bin/sh\necho "$*" >> "$FAKE_DIR/scancel.log"\n')):
+        open(os.path.join(fake, name), "w").write(text)
+        os.chmod(os.path.join(fake, name), 0o755)
+    env = dict(os.environ, PATH=fake + ":" + os.environ["PATH"], FAKE_DIR=fake)
+
+    def submit(job_path, *args, **extra):
+        return subprocess.run([sower, "submit", job_path, *args], capture_output=True, text=True,
+                              env=dict(env, **extra), timeout=300)
+
+    def job_at(folder, output):
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "job.yaml")
+        open(path, "w").write(JOB.format(model=model, steps=2, count=4, out=output))
+        return path
+
+    # The dry run is a script a user may run: a newline in the output path stays inside the comment and
+    # the quotes; a '$ARRAY_JOB_ID' in a folder's name is quoted (only the dependency expands); a '%' in the
+    # log folder is doubled for sbatch --output (Slurm would read "%j" in it as the job id); a backslash
+    # is refused (it turns Slurm's replacements off).
+    pwned = os.path.join(tmp, "pwned")
+    odd = job_at(os.path.join(tmp, "d$ARRAY_JOB_ID"), '"out/x\\ntouch ' + pwned + ' #/run%j/q.h5"')
+    r = submit(odd, "--array", "2", "--dry-run")
+    script = os.path.join(tmp, "dry.sh")
+    open(script, "w").write(r.stdout)  # its sbatch: the fake one
+    done = subprocess.run(["bash", script], capture_output=True, text=True, env=dict(env, ARRAY_JOB_ID="7"))
+    check(r.returncode == 0 and done.returncode == 0 and not os.path.exists(pwned) and "run%%j" in r.stdout
+          and "'" + os.path.join(tmp, "d$ARRAY_JOB_ID") in r.stdout and "--dependency=afterok:$ARRAY_JOB_ID " in r.stdout,
+          f"submit --dry-run of odd paths: {r.returncode} {done.returncode} {r.stdout[-900:]} {r.stderr[-300:]}")
+    back = job_at(os.path.join(tmp, "back"), '"out/b\\\\s/q.h5"')
+    r = submit(back, "--dry-run")
+    check(r.returncode == 2 and "holds a backslash" in r.stderr, f"submit of a backslashed output: {r.returncode} {r.stderr}")
+    # A manifest reached through a link reads its relative paths from the link's folder, as check and run do.
+    real = job_at(os.path.join(tmp, "real"), "out/q.h5")
+    os.makedirs(os.path.join(tmp, "other"))
+    os.symlink(real, os.path.join(tmp, "other", "job.yaml"))
+    r = submit(os.path.join(tmp, "other", "job.yaml"), "--dry-run")
+    check(r.returncode == 0 and os.path.join(tmp, "other", "out", "q.slurm") in r.stdout
+          and os.path.join(tmp, "real", "out") not in r.stdout, f"submit through a link: {r.stdout[-600:]}")
+    # The script is written whole and renamed: a link planted at its name is replaced, not written through.
+    plain = job_at(os.path.join(tmp, "plain"), "out/q.h5")
+    victim = os.path.join(tmp, "victim")
+    open(victim, "w").write("mine")
+    os.makedirs(os.path.join(tmp, "plain", "out", "q.slurm"))
+    os.symlink(victim, os.path.join(tmp, "plain", "out", "q.slurm", "sower.sbatch"))
+    r = submit(plain)
+    check(r.returncode == 0 and open(victim).read() == "mine"
+          and not os.path.islink(os.path.join(tmp, "plain", "out", "q.slurm", "sower.sbatch")),
+          f"submit over a planted link: {r.returncode} {r.stderr[-300:]}")
+    # The stitch job refused after the array was queued: the array is cancelled, and that is said.
+    count = int(open(os.path.join(fake, "count")).read())
+    r = submit(plain, "--array", "2", FAKE_FAIL_AT=str(count + 2))
+    cancelled = open(os.path.join(fake, "scancel.log")).read().split() if os.path.exists(os.path.join(fake, "scancel.log")) else []
+    check(r.returncode == 2 and f"cancelled the array job {count + 1}" in r.stderr and cancelled == [str(count + 1)],
+          f"a refused stitch job: {r.returncode} {r.stderr[-400:]} scancel {cancelled}")
+    check("--kill-on-invalid-dep=yes" in open(os.path.join(fake, "sbatch.log")).read(),
+          "the stitch job is not ended when a slice fails")
+    # A live run of the output (its lock, here another node's) is refused now, not after the queue.
+    open(os.path.join(tmp, "plain", "out", "q.h5.lock"), "w").write(
+        "host: node-z\npid: 4242\npid_start: 0\nstarted: 2026-01-01T00:00:00Z\ncommand: sower run job.yaml\n")
+    calls = open(os.path.join(fake, "sbatch.log")).read()
+    r = submit(plain)
+    check(r.returncode == 2 and "in use by another run: host node-z" in r.stderr
+          and open(os.path.join(fake, "sbatch.log")).read() == calls, f"submit beside a live run: {r.returncode} {r.stderr}")
+    print("submit: dry run safe to run (newline, $, %), backslash refused, a linked manifest read from the link's "
+          "folder, a planted link replaced, a refused stitch job cancels its array, a live run refused")
+
+
 def main():
     sower, mpiexec, model = sys.argv[1:4]
     # Progress lines every 0.1 s: the stop tests signal as soon as rows are written, well before
@@ -172,8 +252,16 @@ def main():
               and "--time=30" in lines[0] and "--dependency=afterok:" in lines[1] and lines[1].endswith("--stitch 3"),
               f"submit --dry-run: {r.returncode} {r.stdout.decode()} {r.stderr.decode()}")
         check(not os.path.exists(os.path.join(tmp, "out", "sweep.slurm")), "submit --dry-run wrote the log folder")
-        for args, text in ((["--array", "-1"], "--array"), (["--time", "1 h"], "--time"), (["--nodes", "2"], "unknown")):
+        for args, text in ((["--array", "-1"], "--array"), (["--time", "1 h"], "--time"), (["--nodes", "2"], "unknown"),
+                           (["--time", "3"], "shorter than the 4 minutes"), (["--time", "0:3:59"], "shorter than"),
+                           (["--sbatch-arg", "qos"], "expected an sbatch option"),
+                           (["--sbatch-arg=--array=0-1"], "give it as --array"),
+                           (["--sbatch-arg=-n4"], "give it as --tasks"),
+                           (["--sbatch-arg=--export=NONE"], "sets --export itself")):
             expect(run([sower, "submit", job, "--dry-run"] + args, 1, mpiexec), 2, text, f"sower submit {' '.join(args)}")
+        r = run([sower, "submit", job, "--dry-run", "--time", "4", "--sbatch-arg=--qos=long"], 1, mpiexec)
+        check(r.returncode == 0 and "--qos=long" in r.stdout.decode(), f"submit --time 4 --sbatch-arg=--qos=long: {r.stderr}")
+        submit_careless_paths(sower, model, tmp)
 
         # Bad options.
         for args, text in ((["--slice", "3/3"], "--slice"), (["--slice", "x"], "--slice"), (["--stitch", "0"], "--stitch"),

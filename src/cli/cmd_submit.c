@@ -7,7 +7,7 @@
  * (--dependency=afterok). Resources come from the manifest's slurm: section, overridden by flags.
  * The script owns no logic the binary should own: it launches `sower run` (srun --mpi=pmix) and
  * requeues on the time-limit signal; resuming, slicing and stitching are sower's. */
-#define _XOPEN_SOURCE 700 /* realpath */
+#define _XOPEN_SOURCE 700 /* fchmod, getcwd */
 #include <errno.h>
 #include <limits.h>
 #include <spawn.h>
@@ -22,6 +22,8 @@
 #include "commands.h"
 #include "manifest.h"
 #include "outfile.h"
+#include "output_lock.h"
+#include "utf8.h"
 
 extern char **environ;
 extern const char sower_sbatch_script[]; /* slurm/sower.sbatch, embedded at build time */
@@ -73,6 +75,42 @@ static int copy_word(const char *flag, const char *text, char *dst, size_t cap, 
     return SOWER_OK;
 }
 
+/* sbatch options sower sets itself (or the script relies on): given through --sbatch-arg they would
+ * change what the job does behind the summary submit prints (an --array without its stitch job, an
+ * --export that hides SOWER, an --ntasks the summary does not show). Long name, its short form, and the
+ * flag of sower's own that sets it ("" when none: not to be changed). */
+static const char *const managed_options[][3] = {
+    {"--array", "-a", "--array"},          {"--dependency", "-d", ""},         {"--output", "-o", ""},
+    {"--error", "-e", ""},                 {"--job-name", "-J", ""},           {"--ntasks", "-n", "--tasks"},
+    {"--cpus-per-task", "-c", "--cpus-per-task"},                              {"--gpus-per-task", "", "--gpus-per-task"},
+    {"--time", "-t", "--time"},            {"--partition", "-p", "--partition"}, {"--account", "-A", "--account"},
+    {"--export", "", ""},                  {"--wrap", "", ""},                 {"--parsable", "", ""},
+    {"--requeue", "", ""},                 {"--no-requeue", "", ""},           {"--signal", "", ""},
+    {"--open-mode", "", ""},               {"--kill-on-invalid-dep", "", ""},
+};
+
+/* An --sbatch-arg value: one sbatch option ("--qos=long", "--mem=8G", "-q long" is two words: give
+ * "--qos=long"), not one of managed_options. */
+static int check_sbatch_arg(const char *v)
+{
+    if (v[0] != '-')
+        return SOWER_FAIL(SOWER_EUSAGE, "--sbatch-arg '%s': expected an sbatch option such as --qos=long (sbatch "
+                                        "would take '%s' for the script to run)", v, v);
+    for (size_t i = 0; i < sizeof managed_options / sizeof managed_options[0]; i++) {
+        const char *const *m = managed_options[i];
+        const size_t long_len = strlen(m[0]), short_len = strlen(m[1]);
+        const int is_long = !strncmp(v, m[0], long_len) && (v[long_len] == '\0' || v[long_len] == '=');
+        const int is_short = short_len && !strncmp(v, m[1], short_len) && v[1] != '-';
+        if (!is_long && !is_short) continue;
+        if (m[2][0])
+            return SOWER_FAIL(SOWER_EUSAGE, "--sbatch-arg '%s': sower submit sets %s itself: give it as %s", v, m[0],
+                              m[2]);
+        return SOWER_FAIL(SOWER_EUSAGE, "--sbatch-arg '%s': sower submit sets %s itself (the job relies on it)", v,
+                          m[0]);
+    }
+    return SOWER_OK;
+}
+
 enum { SUB_DRY_RUN, SUB_SBATCH_ARG, SUB_ARRAY, SUB_TASKS, SUB_CPUS, SUB_GPUS, SUB_TIME, SUB_PARTITION, SUB_ACCOUNT,
        N_SUBMIT_OPTS };
 static const CliOption submit_options[N_SUBMIT_OPTS] = {
@@ -93,6 +131,7 @@ static int on_submit_option(void *ctx, int which, const char *v)
     case SUB_SBATCH_ARG:
         if (o->n_extra == MAX_EXTRA)
             return SOWER_FAIL(SOWER_EUSAGE, "--sbatch-arg: at most %d", MAX_EXTRA);
+        SOWER_TRY(check_sbatch_arg(v));
         o->extra[o->n_extra++] = v;
         break;
     case SUB_ARRAY: SOWER_TRY(parse_int_flag(flag, v, 0, 100000, &o->array)); break;
@@ -162,17 +201,88 @@ static int log_dir_path(const Job *job, char *dir, size_t cap)
     return SOWER_OK;
 }
 
+/* dir/NAME as sbatch's --output pattern (out: cap bytes): '%' doubled, since Slurm reads "%j" in a folder's
+ * name as the job id too (the log would go to a folder that does not exist, and the job fail unlogged). A
+ * backslash turns every replacement off and is dropped, so no such pattern names the folder: refused. */
+static int log_pattern(const char *dir, const char *name, char *out, size_t cap)
+{
+    if (strchr(dir, '\\'))
+        return SOWER_FAIL(SOWER_EPATH, "the job's log folder '%s' holds a backslash, which Slurm's --output reads as "
+                                       "'no replacements' and drops: choose an output path without one", dir);
+    size_t n = 0;
+    for (const char *p = dir; *p && n + 2 < cap; p++) {
+        if (*p == '%') out[n++] = '%';
+        out[n++] = *p;
+    }
+    if (n + strlen(name) + 2 > cap) return SOWER_FAIL(SOWER_EPATH, "the log folder '%s' is too long", dir);
+    snprintf(out + n, cap - n, "/%s", name);
+    return SOWER_OK;
+}
 
+/* Path as an absolute one without resolving links (out: cap bytes): the manifest's relative paths are
+ * read from the folder it is named in, as `sower check` and `sower run` read them, not from the folder a
+ * link to it points into. */
+static int absolute_path(const char *path, char *out, size_t cap)
+{
+    char cwd[PATH_MAX];
+    if (path[0] != '/' && !getcwd(cwd, sizeof cwd))
+        return SOWER_FAIL(SOWER_EPATH, "cannot read the current folder: %s", strerror(errno));
+    if (snprintf(out, cap, "%s%s%s", path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", path) >= (int)cap)
+        return SOWER_FAIL(SOWER_EPATH, "%s: the path is too long", path);
+    return SOWER_OK;
+}
+
+/* The time limit must leave sower.sbatch its margin: it asks Slurm for SIGUSR1 180 s before the limit to
+ * stop and requeue, so a shorter limit stops a job as it starts, and requeues it for ever. */
+static int check_time_limit(const SlurmSettings *s)
+{
+    enum { MIN_SECONDS = 240 };
+    const double seconds = s->time[0] ? slurm_time_seconds(s->time) : 0;
+    if (seconds > 0 && seconds < MIN_SECONDS)
+        return SOWER_FAIL(SOWER_EUSAGE, "time limit '%s': shorter than the %d minutes a job needs (sower.sbatch asks "
+                                        "Slurm to signal it 180 s before the limit, to stop and requeue): give at "
+                                        "least %d, or 0 for none", s->time, MIN_SECONDS / 60, MIN_SECONDS / 60);
+    return SOWER_OK;
+}
+
+/* A live run of the output (its lock held) is refused now, not when the job starts after its wait in the
+ * queue: the lock is taken and given back at once (a dead run's is taken over). */
+static int check_output_free(const Job *job)
+{
+    OutputLock lock;
+    SOWER_TRY(output_lock_take(&lock, job->output_path, "sower submit (checking the output is free)"));
+    output_lock_release(&lock);
+    return SOWER_OK;
+}
+
+/* After the array was queued and its stitch job was not: the array is cancelled (its slices would render
+ * with no job to stitch them), or, when scancel fails, named so that the user can. */
+static void cancel_array(const char *array_id)
+{
+    const char *argv[] = {"scancel", array_id, NULL};
+    pid_t pid;
+    int status = -1;
+    if (posix_spawnp(&pid, "scancel", NULL, NULL, (char *const *)argv, environ) == 0) waitpid(pid, &status, 0);
+    if (status == 0)
+        fprintf(stderr, "sower submit: cancelled the array job %s, queued before the stitch job failed\n", array_id);
+    else
+        fprintf(stderr, "sower submit: the array job %s was queued, its stitch job was not: cancel it with "
+                        "'scancel %s'\n", array_id, array_id);
+}
+
+
+/* OUT.slurm/sower.sbatch, written whole and renamed into place: whatever was at the name (an earlier
+ * script, a link) is replaced, never written through. */
 static int write_script(const char *path)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return SOWER_FAIL(SOWER_EPATH, "cannot write '%s'", path);
-    int ok = fputs(sower_sbatch_script, f) >= 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || chmod(path, 0755) != 0)
-        return SOWER_FAIL(SOWER_EIO, "cannot write '%s'", path);
-    return SOWER_OK;
+    OutFile f;
+    int status = outfile_open(&f, path);
+    if (status == SOWER_OK) status = outfile_write(&f, sower_sbatch_script, strlen(sower_sbatch_script));
+    if (status == SOWER_OK && fchmod(fileno(f.fp), 0755) != 0)
+        status = SOWER_FAIL(SOWER_EIO, "cannot make '%s' executable: %s", path, strerror(errno));
+    if (status == SOWER_OK) status = outfile_commit(&f);
+    outfile_free(&f);
+    return status;
 }
 
 /* An sbatch command line: argv (MAX_ARGV,) pointing into store (the formatted options). */
@@ -181,6 +291,7 @@ typedef struct {
     int argc;
     char store[16][4352];
     int n_store;
+    const char *expand; /* the one word --dry-run prints for the shell to expand ($ARRAY_JOB_ID), or NULL */
 } Command;
 
 static void add(Command *c, const char *arg) { c->argv[c->argc++] = arg; }
@@ -223,15 +334,13 @@ static void sbatch_command(Command *c, const SlurmSettings *s, const SubmitOptio
         add(c, o->extra[i]);
 }
 
-/* A word as a POSIX shell reads it back: as it is when plain ($ARRAY_JOB_ID stays for the shell to
- * expand), else in single quotes (a path with spaces). */
-static void print_word(const char *w)
+/* A word as a POSIX shell reads it back: as it is when plain, or when it is the command's one word to
+ * expand (the stitch job's --dependency=afterok:$ARRAY_JOB_ID); else in single quotes (a path with
+ * spaces, a '$' of a folder's name). */
+static void print_word(const char *w, int expand)
 {
-    const char *expand = strstr(w, "$ARRAY_JOB_ID"); /* the one word the shell must expand */
     const int plain = strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:=%,+@-") == strlen(w);
-    if (*w && (plain || (expand && strchr(w, '$') == expand && !strchr(expand + 1, '$') &&
-                         strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:=%,+@$-") ==
-                             strlen(w)))) {
+    if (*w && (plain || expand)) {
         fputs(w, stdout);
         return;
     }
@@ -243,12 +352,12 @@ static void print_word(const char *w)
 static void print_command(const Command *c, const char *sower, const char *status_dir)
 {
     fputs("SOWER=", stdout);
-    print_word(sower);
+    print_word(sower, 0);
     fputs(" SOWER_STATUS_DIR=", stdout);
-    print_word(status_dir);
+    print_word(status_dir, 0);
     for (int i = 0; i < c->argc; i++) {
         putchar(' ');
-        print_word(c->argv[i]);
+        print_word(c->argv[i], c->argv[i] == c->expand);
     }
     putchar('\n');
 }
@@ -305,34 +414,41 @@ int cmd_submit(int argc, char **argv)
     if (n <= 0)
         return SOWER_FAIL(SOWER_EINTERNAL, "cannot find the sower binary's path (/proc/self/exe)");
     sower[n] = '\0';
-    if (!realpath(o.manifest, manifest))
-        return SOWER_FAIL(SOWER_EPATH, "%s: cannot open the manifest (%s)", o.manifest, strerror(errno));
+    SOWER_TRY(absolute_path(o.manifest, manifest, sizeof manifest));
     Job job;
     memset(&job, 0, sizeof job);
     int status = manifest_load(&job, manifest);
     if (status == SOWER_OK)
         status = check_job_model(&job); /* before anything waits in a queue */
+    SlurmSettings s = effective(&job, &o);
+    if (status == SOWER_OK)
+        status = check_time_limit(&s);
     if (status == SOWER_OK)
         status = log_dir_path(&job, log_dir, sizeof log_dir);
+    if (status == SOWER_OK)
+        status = log_pattern(log_dir, s.slices ? "%x-%A_%a.out" : "%x-%j.out", log, sizeof log);
+    if (status == SOWER_OK && !o.dry_run)
+        status = check_output_free(&job);
     if (status == SOWER_OK && !o.dry_run)
         status = make_dirs(log_dir);
     if (status != SOWER_OK) {
         job_free(&job);
         SOWER_TRY(status);
     }
-    SlurmSettings s = effective(&job, &o);
     snprintf(script, sizeof script, "%s/sower.sbatch", log_dir);
-    if (o.dry_run)
+    if (o.dry_run) {
+        char *shown = utf8_printable(script, strlen(script)); /* a newline in the path would end the comment */
         printf("# dry run: nothing written or submitted. sower submit would write %s (slurm/sower.sbatch)\n"
-               "# and run (ARRAY_JOB_ID: the id the first sbatch prints):\n", script);
-    else
+               "# and run (ARRAY_JOB_ID: the id the first sbatch prints):\n", shown ? shown : "OUT.slurm/sower.sbatch");
+        free(shown);
+    } else {
         status = write_script(script);
+    }
     Command c;
     char array_id[64] = "", stitch_id[64] = "", slices[16], range[32], dependency[96];
     snprintf(slices, sizeof slices, "%d", s.slices);
     snprintf(range, sizeof range, "--array=0-%d", s.slices - 1);
     /* 1. one allocation, or the array of slices */
-    snprintf(log, sizeof log, "%s/%%x-%s.out", log_dir, s.slices ? "%A_%a" : "%j");
     sbatch_command(&c, &s, &o, job.name, log);
     if (s.slices)
         add(&c, range);
@@ -346,18 +462,20 @@ int cmd_submit(int argc, char **argv)
     if (status == SOWER_OK && s.slices) {
         char name[160];
         snprintf(name, sizeof name, "%s-stitch", job.name);
-        snprintf(log, sizeof log, "%s/%%x-%%j.out", log_dir);
+        status = log_pattern(log_dir, "%x-%j.out", log, sizeof log);
         sbatch_command(&c, &s, &o, name, log);
         snprintf(dependency, sizeof dependency, "--dependency=afterok:%s", o.dry_run ? "$ARRAY_JOB_ID" : array_id);
         add(&c, dependency);
+        c.expand = dependency;
+        add(&c, "--kill-on-invalid-dep=yes"); /* a failed slice ends it, rather than leaving it queued for ever */
         add(&c, script);
         add(&c, manifest);
         add(&c, "--stitch");
         add(&c, slices);
-        if (o.dry_run)
+        if (status == SOWER_OK && o.dry_run)
             print_command(&c, sower, log_dir);
-        else
-            status = submit(&c, sower, log_dir, stitch_id, sizeof stitch_id);
+        else if (status == SOWER_OK && (status = submit(&c, sower, log_dir, stitch_id, sizeof stitch_id)) != SOWER_OK)
+            cancel_array(array_id);
     }
     if (status == SOWER_OK && !o.dry_run) {
         if (s.slices)

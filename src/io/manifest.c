@@ -566,6 +566,24 @@ int slurm_time_valid(const char *s)
     return groups >= 1 && groups <= 3 && p[-1] != ':';
 }
 
+double slurm_time_seconds(const char *s)
+{
+    if (!slurm_time_valid(s)) return -1;
+    double days = 0, group[3] = {0, 0, 0};
+    const char *p = s, *dash = strchr(s, '-');
+    if (dash) days = strtod(s, NULL), p = dash + 1;
+    int groups = 0;
+    for (; *p && groups < 3; groups++) {
+        char *end;
+        group[groups] = strtod(p, &end);
+        p = *end == ':' ? end + 1 : end;
+    }
+    if (dash) /* DAYS-HH[:MM[:SS]] */
+        return days * 86400 + group[0] * 3600 + group[1] * 60 + group[2];
+    if (groups == 3) return group[0] * 3600 + group[1] * 60 + group[2]; /* HH:MM:SS */
+    return group[0] * 60 + group[1];                                   /* MINUTES[:SECONDS] */
+}
+
 static int parse_slurm(const Ctx *c, Job *job, const yaml_node_t *n)
 {
     Field f[] = {{"tasks", 0, NULL},     {"cpus_per_task", 0, NULL}, {"gpus_per_task", 0, NULL},

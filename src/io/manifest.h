@@ -29,6 +29,8 @@ typedef struct {
 
 /* 1 when s is a Slurm time limit as sbatch --time takes it: MINUTES, MM:SS, HH:MM:SS, DAYS-HH[:MM[:SS]]. */
 int slurm_time_valid(const char *s);
+/* Such a limit in seconds (0: none, as Slurm reads 0), or -1 when it is not one. */
+double slurm_time_seconds(const char *s);
 
 /* How `sower submit` asks Slurm for resources (the manifest's optional `slurm:` section; flags
  * override it). Not used by `sower run`. */
