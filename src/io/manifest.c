@@ -601,7 +601,11 @@ static int parse_slurm(const Ctx *c, Job *job, const yaml_node_t *n)
         SOWER_TRY(get_int(c, f[3].value, "slurm.slices", 0, 100000, &s->slices));
     const char *text = NULL;
     if (f[4].value) {
-        SOWER_TRY(get_string(c, f[4].value, "slurm.time", sizeof s->time - 1, &text));
+        if (get_string(c, f[4].value, "slurm.time", sizeof s->time - 1, &text) != SOWER_OK) {
+            sower_error_clear(); /* said with the form it takes: 60 unquoted is a YAML number, not a limit */
+            return fail_at(c, f[4].value, "slurm.time",
+                           "a Slurm time limit as a quoted string: \"60\" (minutes), \"01:00:00\" or \"1-00:00:00\"");
+        }
         if (!slurm_time_valid(text))
             return fail_at(c, f[4].value, "slurm.time", "a Slurm time limit: MINUTES, HH:MM:SS or DAYS-HH:MM:SS");
         snprintf(s->time, sizeof s->time, "%s", text);
