@@ -200,6 +200,12 @@ def main():
             r = run([sower, "run", job, "--stitch", "3", "--resume-auto", "--status-file", status], 1, mpiexec)
             check(r.returncode == 0 and b"already finished" in r.stdout, f"--resume-auto on a finished output: {r}")
             check(open(status).read() == "0\n", "--status-file does not hold 0")
+            # An array task run again once its stitch job has finished (a resubmission) renders nothing.
+            os.rename(slices[1], slices[1] + ".away")
+            r = run([sower, "run", job, "--slice", "1/3", "--resume-auto"], 1, mpiexec)
+            check(r.returncode == 0 and b"slice 1/3 has nothing to do" in r.stdout and not os.path.exists(slices[1])
+                  and not os.path.exists(slices[1] + ".partial"), f"a slice after its stitch: {r.returncode} {r.stdout!r}")
+            os.rename(slices[1] + ".away", slices[1])
             r = run([sower, "run", job, "--resume-auto", "--status-file", "/nonexistent/dir/status"], 1, mpiexec)
             check(r.returncode == 2 and b"its folder '/nonexistent/dir' does not exist" in r.stderr,
                   f"--status-file in a missing directory: {r.returncode} {r.stderr!r}")

@@ -45,6 +45,12 @@ static uint64_t seed_of_row(const void *run, uint64_t row)
     return job_seed_at(&r->job, r->plan.lo + row);
 }
 
+/* The seed of row `row` of the whole job (its stitched output). */
+static uint64_t seed_of_job_row(const void *run, uint64_t row)
+{
+    return job_seed_at(&((const Run *)run)->job, row);
+}
+
 /* The prompt of row `row` of this run's file (job row lo + row). */
 static uint64_t prompt_of_row(const void *run, uint64_t row)
 {
@@ -175,6 +181,13 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
             SOWER_TRY(create_output(r, out, &carry));
         }
     } else {
+        if (o->resume_auto && o->slice_n) { /* an array task run again after its stitch job finished */
+            uint64_t ignored = 0; /* the stitched file's verification is the stitch job's verdict */
+            SOWER_TRY(h5out_is_finished(r->job.output_path, &finished_key, r->job.n_rows, cfg->in_channels,
+                                        r->rs.height, r->rs.width, images, seed_of_job_row, r, &r->finished_stitched,
+                                        &ignored));
+            if (r->finished_stitched) return r->finished_before = 1, SOWER_OK;
+        }
         if (o->resume_auto) {
             SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels, r->rs.height,
                                         r->rs.width, images, seed_of_row, r, &r->finished_before,

@@ -512,6 +512,9 @@ static int render_verify_record(Run *r, const RunOptions *o, int *stopped, int *
                     "verification found %d row%s differing when re-rendered (sower verify names them; "
                     "--force renders the job anew)\n",
                     r->out_path, recorded, recorded == 1 ? "" : "s");
+        else if (t->rank == 0 && r->finished_stitched)
+            printf("sower run: the job's output %s is already finished (stitched from its slices) for this manifest "
+                   "and model: slice %d/%d has nothing to do\n", r->job.output_path, o->slice_k, o->slice_n);
         else if (t->rank == 0)
             printf("sower run: %s is already finished for this manifest and model: nothing to do\n",
                    r->out_path);

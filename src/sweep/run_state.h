@@ -59,6 +59,7 @@ typedef struct {
     uint64_t n_done;    /* rows done before this run rendered any */
     uint64_t rows_kept; /* rank 0: rows done in the file when rendering ended (all, unless stopped) */
     int finished_before;              /* --resume-auto found the output already finished: nothing to do */
+    int finished_stitched;            /* ... the job's stitched output, while this run is a slice of it */
     uint64_t finished_mismatches;     /* rows its run's own verification found differing (rank 0): exit 1 */
     double t_render, t_write, t_wait; /* seconds: rendering (+ digests), HDF5 writes, waiting for rows */
     double t_render_pass;             /* t_render when the render pass ended (verification renders too) */
