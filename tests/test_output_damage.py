@@ -128,9 +128,15 @@ def main():
 
         # --resume reads only this format (h5_layout.h): another format or format_version is refused,
         # the file kept as it was.
+        # String attributes are single strings: an array of them (fixed or variable length) overflowed the
+        # one-string buffer (a heap or stack overflow; under --resume a hang), text after a NUL was cut off.
+        missing = "not a sower output (format attribute 'sower-latents' missing)"
         for name, key, value, text in (("format", "format", "x", "not a sower output (format attribute 'x'"),
                                        ("format-version", "format_version", "2",
-                                        "format_version '2': this sower reads version 1")):
+                                        "format_version '2': this sower reads version 1"),
+                                       ("format-fixed-array", "format", np.array([b"sower-latents"] * 4), missing),
+                                       ("format-vlen-array", "format", ["sower-latents"] * 3, missing),
+                                       ("format-nul", "format", np.bytes_(b"sower-latents\0junk"), missing)):
             partial = os.path.join(tmp, "resumed.h5.partial")
             shutil.copy(good, partial)
             with h5py.File(partial, "r+") as f:
@@ -138,6 +144,7 @@ def main():
             before = open(partial, "rb").read()
             r = run([sower, "run", job, "--resume", "-o", os.path.join(tmp, "resumed.h5")])
             expect(r, f"--resume, {name}", 2, text)
+            expect(run([sower, "verify", partial]), f"verify, {name}", 2, text)
             if not os.path.exists(partial) or open(partial, "rb").read() != before:
                 failures.append(f"--resume, {name}: the refused file was changed or finished")
             for leftover in (partial, os.path.join(tmp, "resumed.h5")):

@@ -18,9 +18,16 @@ char *h5file_string_attr(hid_t obj, const char *key)
 {
     hid_t attr = H5Aexists(obj, key) > 0 ? H5Aopen(obj, key, H5P_DEFAULT) : -1;
     if (attr < 0) return NULL;
-    hid_t type = H5Aget_type(attr);
+    /* One string only: H5Aread writes every element of an array attribute, past a buffer sized for one. */
+    hid_t space = H5Aget_space(attr);
+    const int scalar = space >= 0 && (H5Sget_simple_extent_type(space) == H5S_SCALAR ||
+                                      (H5Sget_simple_extent_type(space) == H5S_SIMPLE && H5Sget_simple_extent_npoints(space) == 1));
+    if (space >= 0) H5Sclose(space);
+    hid_t type = scalar ? H5Aget_type(attr) : -1;
     char *text = NULL;
-    if (H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) { /* as h5py writes str */
+    if (type < 0) {
+        /* not a single value: no text */
+    } else if (H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) { /* as h5py writes str */
         char *vlen = NULL;
         hid_t mem = H5Tcopy(H5T_C_S1);
         H5Tset_size(mem, H5T_VARIABLE);
@@ -31,12 +38,14 @@ char *h5file_string_attr(hid_t obj, const char *key)
     } else if (H5Tget_class(type) == H5T_STRING) { /* as sower writes it: fixed length */
         size_t n = H5Tget_size(type);
         text = calloc(n + 1, 1);
-        if (text && H5Aread(attr, type, text) < 0) {
+        int bad = text && H5Aread(attr, type, text) < 0;
+        for (size_t i = text ? strlen(text) : n; !bad && i < n; i++) bad = text[i] != '\0'; /* text after a NUL */
+        if (bad) {
             free(text);
             text = NULL;
         }
     }
-    H5Tclose(type);
+    if (type >= 0) H5Tclose(type);
     H5Aclose(attr);
     return text;
 }
