@@ -448,6 +448,19 @@ def main():
                "--resume-auto with a dangling link at the output")
         check(os.path.islink(link) and not os.path.exists(os.path.join(tmp, "nowhere.h5")),
               "a run replaced a dangling link at its output without --force")
+        # --resume-auto with an interrupted run's OUT.partial and something else at OUT: OUT is kept (it was
+        # replaced by the partial's rows, exit 0); plain --resume refused it already.
+        beside = os.path.join(tmp, "beside.h5")
+        shutil.copyfile(ref, beside + ".partial")
+        with h5py.File(beside + ".partial", "r+") as f:
+            del f["run"], f["verify"]
+            f["done"][20:] = 0
+        open(beside, "w").write("precious, not sower\n")
+        partial_before = open(beside + ".partial", "rb").read()
+        expect(run([sower, "run", job, "-o", beside, "--resume-auto"]), 2, ["exists and is not an HDF5 file"],
+               "--resume-auto beside a file at OUT")
+        check(open(beside).read() == "precious, not sower\n" and open(beside + ".partial", "rb").read() == partial_before,
+              "--resume-auto replaced the file at OUT, or changed the .partial")
         # An MPMD launch whose ranks were given other options (--resume on one only) ends at once, naming them.
         mixed = os.path.join(tmp, "mixed.h5")
         r = run([mpiexec, "-np", "1", "--oversubscribe", sower, "run", job, "-o", mixed, ":", "-np", "1", sower, "run",

@@ -1,4 +1,5 @@
 /* output.c: creating, resuming and stitching the output; the run's facts (output.h). */
+#define _POSIX_C_SOURCE 200809L /* lstat */
 #include "output.h"
 
 #include <stdio.h>
@@ -170,6 +171,13 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
     const UNetConfig *cfg = &r->model.unet.cfg;
     const uint64_t rows = r->plan.hi - r->plan.lo;
     const H5ImageShape shape = {r->images.c, r->images.h, r->images.w}, *images = r->images.bytes ? &shape : NULL;
+    /* --resume-auto with OUT there: OUT must be this job's finished output (nothing to do), never replaced by
+     * the rows of an OUT.partial beside it (plain --resume refuses an existing OUT in claim_output). */
+    if (o->resume_auto && lstat(r->out_path, &st) == 0) {
+        SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels, r->rs.height, r->rs.width,
+                                    images, seed_of_row, r, &r->finished_before, &r->finished_mismatches));
+        if (r->finished_before) return SOWER_OK;
+    }
     if (o->resume || (o->resume_auto && stat(partial, &st) == 0)) {
         int rebuild = 0;
         SOWER_TRY(h5out_resume(out, r->out_path, rows, cfg->in_channels, r->rs.height, r->rs.width, images, &key,
