@@ -52,6 +52,23 @@ def flip_latent(f):
     f["latents"][2] = row
 
 
+def latents_elsewhere(kind):
+    """/latents kept in a victim file beside this one: through an external link, or as external raw storage.
+    --resume used to write its rows there (and a reader to take that file's bytes as the rows)."""
+    def mutate(f):
+        victim = os.path.join(os.path.dirname(f.filename), f"victim-{kind}")
+        latents = f["latents"][...]
+        del f["latents"]
+        if kind == "link":
+            with h5py.File(victim, "w") as v:
+                v["latents"] = latents
+            f["latents"] = h5py.ExternalLink(victim, "/latents")
+        else:
+            open(victim, "wb").write(latents.tobytes())
+            f.create_dataset("latents", shape=latents.shape, dtype="f4", external=[(victim, 0, h5py.h5f.UNLIMITED)])
+    return mutate
+
+
 # (name, mutation, expected exit code, text the message must contain)
 DAMAGE = [
     ("no-digest", lambda f: f.__delitem__("digest"), 2, "no /digest dataset"),
@@ -74,6 +91,8 @@ DAMAGE = [
     ("pipeline-legacy", set_attr("pipeline", "scheduler=ddim steps=3 eta=0"), 1, "'pipeline' disagrees with the manifest"),
     ("generator", set_attr("generator", "torch-cpu-scalar"), 1, "'generator' disagrees with the manifest"),
     ("latent-bit", flip_latent, 1, "verification failed (1 digests"),
+    ("latents-external-link", latents_elsewhere("link"), 2, "/latents is a link to another file"),
+    ("latents-external-raw", latents_elsewhere("raw"), 2, "/latents keeps its data in other files"),
 ]
 
 

@@ -96,10 +96,25 @@ static void dims_text(char *out, size_t size, int n, const hsize_t *dims)
 static int check_dataset(hid_t file, const char *what, const char *name, H5T_class_t cls, size_t bytes,
                          int rank, const hsize_t *dims, const char *type_name)
 {
-    hid_t ds = H5Lexists(file, name, H5P_DEFAULT) > 0 ? H5Dopen2(file, name, H5P_DEFAULT) : -1;
+    H5L_info_t link;
+    const int linked = H5Lexists(file, name, H5P_DEFAULT) > 0 && H5Lget_info(file, name, &link, H5P_DEFAULT) >= 0;
+    /* The rows live in this file: an external link, or storage in other files (external raw data, a virtual
+     * dataset), would have --resume write into files nobody named and a reader take their bytes as these. */
+    if (linked && link.type != H5L_TYPE_HARD && link.type != H5L_TYPE_SOFT)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: /%s is a link to another file (sower reads and writes only its own file's "
+                                        "datasets): a damaged or altered file", what, name);
+    hid_t ds = linked ? H5Dopen2(file, name, H5P_DEFAULT) : -1;
     if (ds < 0)
         return SOWER_FAIL(SOWER_EINPUT, "%s: no /%s dataset (not a sower output, or a damaged one)", what,
                           name);
+    hid_t dcpl = H5Dget_create_plist(ds);
+    const int elsewhere = dcpl < 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL || H5Pget_external_count(dcpl) != 0;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (elsewhere) {
+        H5Dclose(ds);
+        return SOWER_FAIL(SOWER_EINPUT, "%s: /%s keeps its data in other files (external or virtual storage; sower "
+                                        "reads and writes only its own file's): a damaged or altered file", what, name);
+    }
     hid_t space = H5Dget_space(ds), type = H5Dget_type(ds);
     hsize_t found[H5S_MAX_RANK];
     int found_rank = H5Sget_simple_extent_ndims(space);
