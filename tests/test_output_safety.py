@@ -441,6 +441,17 @@ def main():
         os.mkfifo(fifo + ".lock")
         expect(run([sower, "run", job, "-o", fifo], timeout=60), 2, ["which sower cannot read"], "a FIFO at OUT.lock")
         os.remove(fifo + ".lock")
+        # A link at OUT.partial is not what a run leaves: --resume refuses it and writes nothing through it.
+        elsewhere = os.path.join(tmp, "elsewhere.h5")
+        shutil.copyfile(ref, elsewhere)
+        with h5py.File(elsewhere, "r+") as f:
+            del f["run"], f["verify"]
+            f["done"][20:] = 0
+        os.symlink(elsewhere, fifo + ".partial")
+        kept = open(elsewhere, "rb").read()
+        expect(run([sower, "run", job, "-o", fifo, "--resume"]), 2, ["a link, not the file"], "--resume through a link")
+        check(open(elsewhere, "rb").read() == kept and not os.path.exists(fifo), "--resume wrote through a link")
+        os.remove(fifo + ".partial")
         link = os.path.join(tmp, "link.h5")
         os.symlink(os.path.join(tmp, "nowhere.h5"), link)
         expect(run([sower, "run", job, "-o", link]), 2, ["exists", "--force"], "a dangling link at the output")

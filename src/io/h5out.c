@@ -149,7 +149,8 @@ static int check_regular_if_present(const char *path, const char *what)
 {
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-        return SOWER_FAIL(SOWER_EPATH, "%s '%s' is not a regular file (a FIFO, socket or device)", what, path);
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s' is %s", what, path,
+                          S_ISDIR(st.st_mode) ? "a directory" : "not a regular file (a FIFO, socket or device)");
     return SOWER_OK;
 }
 
@@ -657,6 +658,9 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     char what[4200];
     snprintf(what, sizeof what, "--resume: '%s'", o->partial_path);
     struct stat st;
+    if (lstat(o->partial_path, &st) == 0 && S_ISLNK(st.st_mode)) /* a run makes it a file: a link is someone's */
+        return SOWER_FAIL(SOWER_EPATH, "%s: a link, not the file an interrupted run leaves: not resuming through it "
+                                       "(move the file it points to here to resume it)", what);
     if (stat(o->partial_path, &st) != 0)
         return SOWER_FAIL(SOWER_EPATH, "%s: no such file (no interrupted run of this output to resume)", what);
     if (!S_ISREG(st.st_mode))
