@@ -91,6 +91,9 @@ DAMAGE = [
     ("pipeline-legacy", set_attr("pipeline", "scheduler=ddim steps=3 eta=0"), 1, "'pipeline' disagrees with the manifest"),
     ("generator", set_attr("generator", "torch-cpu-scalar"), 1, "'generator' disagrees with the manifest"),
     ("latent-bit", flip_latent, 1, "verification failed (1 digests"),
+    # /verify's rows must be this file's, with their seeds (verify reported "0 differed", exit 0)
+    ("verify-row-outside", lambda f: f["verify/rows"].__setitem__(1, 99), 2, "names row 99, not a row of this file"),
+    ("verify-seed", lambda f: f["verify/seeds"].__setitem__(0, 12345), 2, "the seed 12345, the job's is"),
     ("latents-external-link", latents_elsewhere("link"), 2, "/latents is a link to another file"),
     ("latents-external-raw", latents_elsewhere("raw"), 2, "/latents keeps its data in other files"),
 ]
@@ -141,9 +144,12 @@ def main():
                 before = open(partial, "rb").read()
                 r = run([sower, "run", job, "--resume", "-o", os.path.join(tmp, "resumed.h5")])
                 expect(r, f"--resume {name}", 2, text.split(",")[0])
-                if os.path.exists(os.path.join(tmp, "resumed.h5")) or open(partial, "rb").read() != before:
+                if (os.path.exists(os.path.join(tmp, "resumed.h5")) or not os.path.exists(partial)
+                        or open(partial, "rb").read() != before):
                     failures.append(f"--resume {name}: the refused file was changed or finished")
-                os.remove(partial)
+                for leftover in (partial, os.path.join(tmp, "resumed.h5")):
+                    if os.path.exists(leftover):
+                        os.remove(leftover)
 
         # --resume reads only this format (h5_layout.h): another format or format_version is refused,
         # the file kept as it was.
@@ -178,7 +184,15 @@ def main():
         for name, mutate, text in (("done-zero", replace("done", np.array([1, 1, 0, 1, 1, 1], "u1")),
                                     "1 of its 6 rows are not marked done"),
                                    ("seeds-longer", replace("seeds", np.arange(100000, dtype="u8")),
-                                    "/seeds is (100000,), expected (6,)")):
+                                    "/seeds is (100000,), expected (6,)"),
+                                   # /verify as sower verify reads it (it took these as "finished", exit 0)
+                                   ("verify-match-float", replace("verify/match", np.ones(2, "f8")),
+                                    "/verify is not the record sower writes"),
+                                   ("verify-match-only", lambda f: [f.__delitem__(f"verify/{k}") for k in ("rows", "seeds")],
+                                    "/verify is not the record sower writes"),
+                                   ("verify-longer", lambda f: [replace(f"verify/{k}", np.ones(7, t))(f) for k, t in
+                                                                (("match", "u1"), ("rows", "u8"), ("seeds", "u8"))],
+                                    "at most the file's 6 rows")):
             shutil.copy(good, out)
             with h5py.File(out, "r+") as f:
                 mutate(f)

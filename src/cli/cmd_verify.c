@@ -123,8 +123,22 @@ static int report_run_verification(const OutputReader *in, uint64_t *differed_ou
     if (!present)
         return SOWER_FAIL(SOWER_EINPUT, "%s has no /%s, " LAYOUT_VERIFY_MISSING, in->path, LAYOUT_VERIFY);
     uint64_t differed = 0;
-    for (uint64_t i = 0; i < t.n; i++)
+    int status = SOWER_OK;
+    for (uint64_t i = 0; i < t.n && status == SOWER_OK; i++) { /* each entry a row of this file, with its seed */
+        if (t.rows[i] < in->lo || t.rows[i] >= in->hi)
+            status = SOWER_FAIL(SOWER_EINPUT, "%s: /%s names row %llu, not a row of this file (rows %llu-%llu): a "
+                                              "damaged file", in->path, LAYOUT_VERIFY, (unsigned long long)t.rows[i],
+                                (unsigned long long)in->lo, (unsigned long long)(in->hi - 1));
+        else if (t.seeds[i] != job_seed_at(&in->job, t.rows[i]))
+            status = SOWER_FAIL(SOWER_EINPUT, "%s: /%s gives row %llu the seed %llu, the job's is %llu: a damaged file",
+                                in->path, LAYOUT_VERIFY, (unsigned long long)t.rows[i], (unsigned long long)t.seeds[i],
+                                (unsigned long long)job_seed_at(&in->job, t.rows[i]));
         differed += t.match[i] != 1;
+    }
+    if (status != SOWER_OK) {
+        verify_table_free(&t);
+        return status;
+    }
     *differed_out = differed;
     printf("%s: the run's own verification (/%s): %llu rows re-rendered, %llu differed\n", in->path,
            LAYOUT_VERIFY, (unsigned long long)t.n, (unsigned long long)differed);

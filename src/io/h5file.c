@@ -238,21 +238,43 @@ int h5file_count_not_done(hid_t file, const char *what, uint64_t rows, uint64_t 
     return SOWER_OK;
 }
 
-int h5file_count_verify_mismatches(hid_t file, const char *what, uint64_t *mismatched)
+/* The length of /verify/NAME when it is a vector of unsigned integers of `bytes` bytes, else -1. */
+static long long verify_vector_length(hid_t file, const char *name, size_t bytes)
+{
+    char path[64];
+    snprintf(path, sizeof path, "%s/%s", LAYOUT_VERIFY, name);
+    if (H5Lexists(file, path, H5P_DEFAULT) <= 0) return -1;
+    hid_t ds = H5Dopen2(file, path, H5P_DEFAULT), space = ds >= 0 ? H5Dget_space(ds) : -1, type = ds >= 0 ? H5Dget_type(ds) : -1;
+    hsize_t n = 0;
+    const int ok = space >= 0 && type >= 0 && H5Sget_simple_extent_ndims(space) == 1 &&
+                   H5Sget_simple_extent_dims(space, &n, NULL) == 1 && H5Tget_class(type) == H5T_INTEGER &&
+                   H5Tget_size(type) == bytes && H5Tget_sign(type) == H5T_SGN_NONE;
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    if (ds >= 0) H5Dclose(ds);
+    return ok ? (long long)n : -1;
+}
+
+int h5file_count_verify_mismatches(hid_t file, const char *what, uint64_t rows, uint64_t *mismatched)
 {
     *mismatched = 0;
     const char *name = LAYOUT_VERIFY "/" LAYOUT_VERIFY_MATCH;
     if (H5Lexists(file, LAYOUT_VERIFY, H5P_DEFAULT) <= 0 || H5Lexists(file, name, H5P_DEFAULT) <= 0)
         return SOWER_FAIL(SOWER_EINPUT, "%s has no /%s, " LAYOUT_VERIFY_MISSING "; not taking it as finished, nor "
                                         "replacing it (pass --force)", what, name);
-    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT), space = ds >= 0 ? H5Dget_space(ds) : -1;
-    hsize_t n = 0;
-    int ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, &n, NULL) == 1;
-    uint8_t *match = ok ? malloc(n ? n : 1) : NULL; /* (n,) 1: the re-render's bits were equal */
-    ok = ok && match && H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, match) >= 0;
-    for (hsize_t i = 0; ok && i < n; i++) *mismatched += match[i] != 1;
+    /* as sower verify reads it (h5read_verify_table): match uint8, rows and seeds uint64, one per row re-rendered */
+    const long long n = verify_vector_length(file, LAYOUT_VERIFY_MATCH, 1);
+    if (n < 0 || (uint64_t)n > rows || verify_vector_length(file, LAYOUT_VERIFY_ROWS, 8) != n ||
+        verify_vector_length(file, LAYOUT_VERIFY_SEEDS, 8) != n)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: /%s is not the record sower writes (match uint8, rows and seeds uint64, "
+                                        "of one length, at most the file's %llu rows): a damaged file; not taking it "
+                                        "as finished, nor replacing it (pass --force)",
+                          what, LAYOUT_VERIFY, (unsigned long long)rows);
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    uint8_t *match = malloc(n ? (size_t)n : 1); /* (n,) 1: the re-render's bits were equal */
+    int ok = ds >= 0 && match && H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, match) >= 0;
+    for (long long i = 0; ok && i < n; i++) *mismatched += match[i] != 1;
     free(match);
-    if (space >= 0) H5Sclose(space);
     if (ds >= 0) H5Dclose(ds);
     if (!ok) return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /%s (a damaged file?)", what, name);
     return SOWER_OK;

@@ -47,7 +47,8 @@ int h5file_read_block(hid_t file, const char *what, uint64_t r0, uint64_t n, int
                       uint8_t *done) SOWER_MUST_CHECK;
 /* Rows of /done (rows,) (layout checked) that are not 1, read a block at a time. */
 int h5file_count_not_done(hid_t file, const char *what, uint64_t rows, uint64_t *not_done) SOWER_MUST_CHECK;
-/* The rows the run's own verification (/verify/match) found differing; SOWER_EINPUT when the file has none. */
-int h5file_count_verify_mismatches(hid_t file, const char *what, uint64_t *mismatched) SOWER_MUST_CHECK;
+/* The rows the run's own verification (/verify/match) found differing; SOWER_EINPUT when the file has none,
+ * or one that is not sower's record for a file of `rows` rows. */
+int h5file_count_verify_mismatches(hid_t file, const char *what, uint64_t rows, uint64_t *mismatched) SOWER_MUST_CHECK;
 
 #endif /* SOWER_H5FILE_H */

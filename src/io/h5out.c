@@ -952,7 +952,7 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
                             "against the job (row%s %s): a damaged file; not taking it as finished, nor "
                             "replacing it (pass --force)",
                             what, (unsigned long long)bad, bad == 1 ? "" : "s", which);
-    if (status == SOWER_OK) status = h5file_count_verify_mismatches(file, what, verify_mismatches);
+    if (status == SOWER_OK) status = h5file_count_verify_mismatches(file, what, rows, verify_mismatches);
     H5Fclose(file);
     SOWER_TRY(status);
     *finished = 1;
