@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -264,6 +265,29 @@ def main():
         before = sorted(os.listdir(folder))
         refused("another job's export folder", [sower, "export", mono_out, "--pngs", folder], ["another job"],
                 (folder, before))
+        # The folder's identity is the file's job_sha256: a copied one (another job's rows passed off as this
+        # job's, merged into its folder), or none, is refused.
+        def forged(name, edit):
+            path = os.path.join(tmp, f"forged-{name}.h5")
+            shutil.copyfile(mono_out, path)
+            with h5py.File(path, "r+") as f:
+                edit(f.attrs)
+            return path
+
+        with h5py.File(out, "r") as f:
+            sd_sha = f.attrs["job_sha256"]
+        with h5py.File(mono_out, "r") as f:
+            mono_key = f.attrs["job_key"]
+        mono_key = mono_key.decode() if isinstance(mono_key, bytes) else mono_key
+        other_seeds = mono_key.replace("seeds_sha256: ", "seeds_sha256: 0")[:len(mono_key)]
+        for name, edit, text in (
+                ("copied-sha", lambda a: a.__setitem__("job_sha256", sd_sha), "is not the SHA-256 of its 'job_key'"),
+                ("no-sha", lambda a: a.__delitem__("job_sha256"), "no 'job_sha256' attribute"),
+                ("other-seeds", lambda a: [a.__setitem__("job_key", other_seeds),
+                                           a.__setitem__("job_sha256", hashlib.sha256(other_seeds.encode()).hexdigest())],
+                 "does not name the rows and seeds")):
+            refused(f"an export of a file with a forged job ({name})",
+                    [sower, "export", forged(name, edit), "--pngs", folder], [text], (folder, before))
         refused("--pngs and --imagefolder", [sower, "export", out, "--pngs", other, "--imagefolder", folder],
                 ["one of --png FILE"])
         refused("a folder under a file", [sower, "export", out, "--pngs", os.path.join(other, "notes.txt", "x")],

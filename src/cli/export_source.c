@@ -1,5 +1,6 @@
 /* export_source.c: see export_source.h. */
 #include "export_source.h"
+#include "provenance.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,15 @@ static int open_output(ExportSource *s)
     s->lo = in->lo, s->rows = in->rows;
     s->c = in->c, s->h = in->h, s->w = in->w;
     s->ic = in->ic, s->ih = in->ih, s->iw = in->iw;
+    /* The folder an export merges into is keyed on job_sha256: it must be this file's job's, not a copied one */
+    char *job_key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY), *job_sha256 = h5read_attr(in, LAYOUT_ATTR_JOB_SHA256);
+    int status = provenance_check_key(&in->job, job_key, job_sha256, s->path);
+    free(job_key), free(job_sha256);
+    SOWER_TRY(status);
     attr_into(in, LAYOUT_ATTR_JOB_SHA256, s->job_hex);
     attr_into(in, LAYOUT_ATTR_WEIGHTS_SHA256, s->weights_hex);
+    if (strlen(s->weights_hex) != DIGEST_HEX_CHARS - 1)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: no 'weights_sha256' attribute of 64 hex digits (a damaged file)", s->path);
     if (s->ic) { /* decoded by the run: its job key names the VAE */
         char *key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY);
         const char *vae = key ? strstr(key, "vae_sha256=") : NULL;

@@ -108,3 +108,25 @@ int provenance_of(const Job *job, const Model *model, Provenance *p)
     SOWER_TRY(text_digest_hex(p->job_key, p->job_sha256));
     return SOWER_OK;
 }
+
+int provenance_check_key(const Job *job, const char *job_key, const char *job_sha256, const char *what)
+{
+    if (!job_key || !job_sha256)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: no '%s' attribute: the record of the job that made it is missing (a "
+                                        "damaged file, or one of a sower before job keys)",
+                          what, job_key ? "job_sha256" : "job_key");
+    char key_hex[DIGEST_HEX_CHARS], seeds_hex[DIGEST_HEX_CHARS], expect[256];
+    unsigned char seeds[DIGEST_BYTES];
+    SOWER_TRY(text_digest_hex(job_key, key_hex));
+    if (strcmp(key_hex, job_sha256) != 0)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: 'job_sha256' is not the SHA-256 of its 'job_key' (the file was altered)",
+                          what);
+    SOWER_TRY(seeds_digest(job, seeds));
+    digest_hex(seeds, seeds_hex);
+    snprintf(expect, sizeof expect, "\nrows: %llu\nseeds_sha256: %s\n", (unsigned long long)job->n_rows, seeds_hex);
+    if (strncmp(job_key, PROVENANCE_JOB_KEY_FORMAT "\n", strlen(PROVENANCE_JOB_KEY_FORMAT) + 1) != 0 ||
+        !strstr(job_key, expect))
+        return SOWER_FAIL(SOWER_EINPUT, "%s: its 'job_key' does not name the rows and seeds of the manifest stored in "
+                                        "it (the file was altered)", what);
+    return SOWER_OK;
+}

@@ -39,4 +39,9 @@ typedef struct {
 /* The attributes of job rendered with model. */
 int provenance_of(const Job *job, const Model *model, Provenance *p) SOWER_MUST_CHECK;
 
+/* A file's identity without its model: job_sha256 must be the digest of job_key, and job_key must name the
+ * rows and seeds of the stored manifest (job); SOWER_EINPUT naming `what` otherwise, or when either is
+ * missing. What `sower export` keys a folder on. */
+int provenance_check_key(const Job *job, const char *job_key, const char *job_sha256, const char *what) SOWER_MUST_CHECK;
+
 #endif /* SOWER_PROVENANCE_H */
