@@ -92,6 +92,9 @@ DAMAGE = [
     ("generator", set_attr("generator", "torch-cpu-scalar"), 1, "'generator' disagrees with the manifest"),
     ("latent-bit", flip_latent, 1, "verification failed (1 digests"),
     # /verify's rows must be this file's, with their seeds (verify reported "0 differed", exit 0)
+    # a record gone is damage (exit 2), not a differing run (exit 1) nor a changed model
+    ("no-job-sha", lambda f: f.attrs.__delitem__("job_sha256"), 2, "attribute 'job_sha256' is missing"),
+    ("no-weights-sha", lambda f: f.attrs.__delitem__("weights_sha256"), 2, "attribute 'weights_sha256' is missing"),
     ("verify-row-outside", lambda f: f["verify/rows"].__setitem__(1, 99), 2, "names row 99, not a row of this file"),
     ("verify-seed", lambda f: f["verify/seeds"].__setitem__(0, 12345), 2, "the seed 12345, the job's is"),
     ("latents-external-link", latents_elsewhere("link"), 2, "/latents is a link to another file"),

@@ -40,6 +40,8 @@ static int check_attribute(const OutputReader *in, const char *key, const char *
     char *found = h5read_attr(in, key);
     int same = found && strcmp(found, want) == 0;
     free(found);
+    if (!found) /* nothing to disagree: the record is gone, which is damage (exit 2), not a differing run */
+        return SOWER_FAIL(SOWER_EINPUT, "%s: attribute '%s' is missing (or not a string): a damaged file", in->path, key);
     if (!same) return SOWER_FAIL(status_if_not, "%s: attribute '%s' %s", in->path, key, what);
     return SOWER_OK;
 }
@@ -50,12 +52,15 @@ static int check_model(const OutputReader *in, const char *dir, const Model *mod
     char hex[DIGEST_HEX_CHARS];
     digest_hex(model->weights_sha256, hex);
     char *recorded = h5read_attr(in, LAYOUT_ATTR_WEIGHTS_SHA256);
-    int status = recorded && strcmp(hex, recorded) == 0
+    if (!recorded)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: attribute '%s' is missing (or not a string): a damaged file", in->path,
+                          LAYOUT_ATTR_WEIGHTS_SHA256);
+    int status = strcmp(hex, recorded) == 0
                      ? SOWER_OK
                      : SOWER_FAIL(SOWER_EINPUT,
                                   "%s: the model at %s changed since the file was made (weights sha256 "
                                   "%s, recorded %s): cannot re-render to compare",
-                                  in->path, dir, hex, recorded ? recorded : "nothing");
+                                  in->path, dir, hex, recorded);
     free(recorded);
     SOWER_TRY(status);
     SOWER_TRY(

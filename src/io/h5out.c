@@ -927,7 +927,6 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
     char what[4200];
     snprintf(what, sizeof what, "output '%s' (exists; not replacing it without --force)", path);
     int status = h5file_check_format(file, what);
-    snprintf(what, sizeof what, "output '%s' exists and", path);
     if (status == SOWER_OK) status = check_same_job(file, what, key);
     /* Only a complete file counts as finished: one damaged since (a partial copy, say) is refused. */
     snprintf(what, sizeof what, "output '%s'", path);
