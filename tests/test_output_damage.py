@@ -92,6 +92,7 @@ DAMAGE = [
     ("generator", set_attr("generator", "torch-cpu-scalar"), 1, "'generator' disagrees with the manifest"),
     ("latent-bit", flip_latent, 1, "verification failed (1 digests"),
     # /verify's rows must be this file's, with their seeds (verify reported "0 differed", exit 0)
+    ("slice-negative", set_attr("slice", "-0/2"), 2, "bad slice attribute"),
     # a record gone is damage (exit 2), not a differing run (exit 1) nor a changed model
     ("no-job-sha", lambda f: f.attrs.__delitem__("job_sha256"), 2, "attribute 'job_sha256' is missing"),
     ("no-weights-sha", lambda f: f.attrs.__delitem__("weights_sha256"), 2, "attribute 'weights_sha256' is missing"),

@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <hdf5.h>
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,8 @@ static int open_checked(OutputReader *r, const char *path)
     if (r->slice) {
         int k = -1, parts = 0;
         char end;
-        if (sscanf(r->slice, "%d/%d%c", &k, &parts, &end) != 2 || parts < 1 || k < 0 || k >= parts)
+        if (!isdigit((unsigned char)r->slice[0]) || strspn(r->slice, "0123456789/") != strlen(r->slice) ||
+            sscanf(r->slice, "%d/%d%c", &k, &parts, &end) != 2 || parts < 1 || k < 0 || k >= parts) /* as sower writes it */
             return SOWER_FAIL(SOWER_EINPUT, "%s: bad %s attribute '%s' (expected K/N)", path,
                               LAYOUT_ATTR_SLICE, r->slice);
         job_slice_bounds(&r->job, k, parts, &r->lo, &r->hi);
