@@ -87,7 +87,8 @@ static int quoted(DictText *d, char *out, size_t size)
 /* "(D0, D1, ...)" with an optional trailing comma, into a->shape: 1, else 0. */
 static int shape_tuple(DictText *d, NpyArray *a)
 {
-    if (*d->p++ != '(') return 0;
+    if (*d->p != '(') return 0;
+    d->p++;
     a->ndim = 0;
     a->numel = 1;
     for (skip_blanks(d); *d->p != ')'; skip_blanks(d)) {
@@ -121,12 +122,14 @@ static int parse_header(const char *path, const unsigned char *bytes, size_t n, 
     DictText d = {header};
     int seen[3] = {0}, c_order = 0, f32 = 0, ok = 1; /* descr, fortran_order, shape */
     skip_blanks(&d);
-    ok = *d.p++ == '{';
+    ok = *d.p == '{';
+    if (ok) d.p++;
     for (skip_blanks(&d); ok && *d.p != '}'; skip_blanks(&d)) {
         char key[32], value[32];
         ok = quoted(&d, key, sizeof key);
         skip_blanks(&d);
-        ok = ok && *d.p++ == ':';
+        ok = ok && *d.p == ':';
+        if (ok) d.p++;
         skip_blanks(&d);
         if (ok && !strcmp(key, "descr") && !seen[0]++) {
             ok = quoted(&d, value, sizeof value);
@@ -134,7 +137,7 @@ static int parse_header(const char *path, const unsigned char *bytes, size_t n, 
         } else if (ok && !strcmp(key, "fortran_order") && !seen[1]++) {
             c_order = !strncmp(d.p, "False", 5);
             ok = c_order || !strncmp(d.p, "True", 4);
-            d.p += c_order ? 5 : 4;
+            if (ok) d.p += c_order ? 5 : 4;
         } else if (ok && !strcmp(key, "shape") && !seen[2]++) {
             ok = shape_tuple(&d, a);
         } else {
