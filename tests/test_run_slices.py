@@ -152,6 +152,13 @@ def submit_careless_paths(sower, model, tmp):
           f"a refused stitch job: {r.returncode} {r.stderr[-400:]} scancel {cancelled}")
     check("--kill-on-invalid-dep=yes" in open(os.path.join(fake, "sbatch.log")).read(),
           "the stitch job is not ended when a slice fails")
+    # sbatch refusing the only job: no script left behind, nor the log folder made for it.
+    fresh = job_at(os.path.join(tmp, "fresh"), "out/q.h5")
+    count = int(open(os.path.join(fake, "count")).read())
+    r = submit(fresh, FAKE_FAIL_AT=str(count + 1))
+    check(r.returncode == 2 and "sbatch refused the job (exit 1" in r.stderr
+          and not os.path.exists(os.path.join(tmp, "fresh", "out", "q.slurm")),
+          f"a refused submission left its script: {r.returncode} {r.stderr[-300:]}")
     # A live run of the output (its lock, here another node's) is refused now, not after the queue.
     open(os.path.join(tmp, "plain", "out", "q.h5.lock"), "w").write(
         "host: node-z\npid: 4242\npid_start: 0\nstarted: 2026-01-01T00:00:00Z\ncommand: sower run job.yaml\n")

@@ -396,7 +396,8 @@ static int submit(Command *c, const char *sower, const char *status_dir, char *j
     int status = 0;
     waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !job_id[0])
-        return SOWER_FAIL(SOWER_EINPUT, "sbatch refused the job (its message is above)");
+        return SOWER_FAIL(SOWER_EINPUT, "sbatch refused the job (%s %d; its message, if it printed one, is above)",
+                          WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     return SOWER_OK;
 }
 
@@ -441,9 +442,10 @@ int cmd_submit(int argc, char **argv)
         printf("# dry run: nothing written or submitted. sower submit would write %s (slurm/sower.sbatch)\n"
                "# and run (ARRAY_JOB_ID: the id the first sbatch prints):\n", shown ? shown : "OUT.slurm/sower.sbatch");
         free(shown);
-    } else {
-        status = write_script(script);
     }
+    struct stat before;
+    const int script_new = !o.dry_run && lstat(script, &before) != 0; /* removed again if nothing is queued */
+    if (!o.dry_run && status == SOWER_OK) status = write_script(script);
     Command c;
     char array_id[64] = "", stitch_id[64] = "", slices[16], range[32], dependency[96];
     snprintf(slices, sizeof slices, "%d", s.slices);
@@ -456,8 +458,11 @@ int cmd_submit(int argc, char **argv)
     add(&c, manifest);
     if (status == SOWER_OK && o.dry_run)
         print_command(&c, sower, log_dir);
-    else if (status == SOWER_OK)
-        status = submit(&c, sower, log_dir, array_id, sizeof array_id);
+    else if (status == SOWER_OK && (status = submit(&c, sower, log_dir, array_id, sizeof array_id)) != SOWER_OK &&
+             script_new) {
+        unlink(script); /* nothing was queued: leave no script, and the log folder only if it holds more */
+        rmdir(log_dir);
+    }
     /* 2. the stitch-and-verify job, once every slice has succeeded */
     if (status == SOWER_OK && s.slices) {
         char name[160];
