@@ -270,10 +270,13 @@ def main():
                            (["--sbatch-arg", "qos"], "expected an sbatch option"),
                            (["--sbatch-arg=--array=0-1"], "give it as --array"),
                            (["--sbatch-arg=-n4"], "give it as --tasks"),
-                           (["--sbatch-arg=--export=NONE"], "sets --export itself")):
+                           (["--sbatch-arg=--export=NONE"], "sets --export itself"),
+                           (["--partition", "gpu,,cpu"], "separated by single commas")):
             expect(run([sower, "submit", job, "--dry-run"] + args, 1, mpiexec), 2, text, f"sower submit {' '.join(args)}")
-        r = run([sower, "submit", job, "--dry-run", "--time", "4", "--sbatch-arg=--qos=long"], 1, mpiexec)
-        check(r.returncode == 0 and "--qos=long" in r.stdout.decode(), f"submit --time 4 --sbatch-arg=--qos=long: {r.stderr}")
+        r = run([sower, "submit", job, "--dry-run", "--time", "4", "--sbatch-arg=--qos=long", "--partition", "gpu,cpu"],
+                1, mpiexec)
+        check(r.returncode == 0 and "--qos=long" in r.stdout.decode() and "--partition=gpu,cpu" in r.stdout.decode(),
+              f"submit --time 4 --sbatch-arg=--qos=long --partition gpu,cpu: {r.stderr}")
         submit_careless_paths(sower, model, tmp)
 
         # Bad options.

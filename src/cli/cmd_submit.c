@@ -124,6 +124,7 @@ static const CliOption submit_options[N_SUBMIT_OPTS] = {
 static int on_submit_option(void *ctx, int which, const char *v)
 {
     static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+    static const char list_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-,";
     SubmitOptions *o = ctx;
     const char *flag = submit_options[which].name;
     switch (which) {
@@ -144,7 +145,11 @@ static int on_submit_option(void *ctx, int which, const char *v)
             return SOWER_FAIL(SOWER_EUSAGE, "%s %s: expected a Slurm time limit: MINUTES, HH:MM:SS or DAYS-HH:MM:SS",
                               flag, v);
         break;
-    case SUB_PARTITION: SOWER_TRY(copy_word(flag, v, o->over.partition, sizeof o->over.partition, name_chars)); break;
+    case SUB_PARTITION: /* one partition or a list of them, as sbatch --partition takes it */
+        SOWER_TRY(copy_word(flag, v, o->over.partition, sizeof o->over.partition, list_chars));
+        if (v[0] == ',' || v[strlen(v) - 1] == ',' || strstr(v, ",,"))
+            return SOWER_FAIL(SOWER_EUSAGE, "%s %s: expected partition names separated by single commas", flag, v);
+        break;
     case SUB_ACCOUNT: SOWER_TRY(copy_word(flag, v, o->over.account, sizeof o->over.account, name_chars)); break;
     }
     return SOWER_OK;

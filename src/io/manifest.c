@@ -617,9 +617,14 @@ static int parse_slurm(const Ctx *c, Job *job, const yaml_node_t *n)
         char key[32];
         snprintf(key, sizeof key, "slurm.%s", f[5 + i].name);
         SOWER_TRY(get_string(c, f[5 + i].value, key, 64, &text));
+        const int list = i == 0; /* partitions: a list "gpu,cpu" as sbatch --partition takes it */
         for (const char *p = text; *p; p++)
-            if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
-                return fail_at(c, f[5 + i].value, key, "a Slurm name: letters, digits, '.', '_' and '-'");
+            if ((!isalnum((unsigned char)*p) && !strchr("._-", *p) && !(list && *p == ',' && p != text && p[1] &&
+                                                                          p[1] != ',')))
+                return fail_at(c, f[5 + i].value, key,
+                               list ? "a Slurm partition, or a list of them: letters, digits, '.', '_' and '-', "
+                                      "names separated by ','"
+                                    : "a Slurm name: letters, digits, '.', '_' and '-'");
         snprintf(dst[i], 65, "%s", text);
     }
     return SOWER_OK;
