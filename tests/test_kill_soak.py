@@ -59,7 +59,10 @@ def main():
             if target == "launcher" or not ranks:
                 os.killpg(p.pid, signal.SIGKILL)
             else:
-                os.kill(rng.choice(ranks), signal.SIGKILL)
+                try:
+                    os.kill(rng.choice(ranks), signal.SIGKILL)
+                except ProcessLookupError:  # it ended between pgrep and the kill: the launcher goes instead
+                    os.killpg(p.pid, signal.SIGKILL)
             try:
                 p.communicate(timeout=60)
             except subprocess.TimeoutExpired:
