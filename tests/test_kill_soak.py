@@ -56,13 +56,13 @@ def main():
             target = rng.choice(("launcher", "one rank"))
             ranks = subprocess.run(["pgrep", "-f", out], capture_output=True, text=True).stdout.split()
             ranks = [int(x) for x in ranks if int(x) != p.pid]
-            if target == "launcher" or not ranks:
-                os.killpg(p.pid, signal.SIGKILL)
-            else:
-                try:
-                    os.kill(rng.choice(ranks), signal.SIGKILL)
-                except ProcessLookupError:  # it ended between pgrep and the kill: the launcher goes instead
+            try:  # the job may have ended by itself in the meantime (done, or refused): nothing left to kill
+                if target == "launcher" or not ranks:
                     os.killpg(p.pid, signal.SIGKILL)
+                else:
+                    os.kill(rng.choice(ranks), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             try:
                 p.communicate(timeout=60)
             except subprocess.TimeoutExpired:
