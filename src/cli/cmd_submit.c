@@ -147,7 +147,7 @@ static int on_submit_option(void *ctx, int which, const char *v)
         break;
     case SUB_PARTITION: /* one partition or a list of them, as sbatch --partition takes it */
         SOWER_TRY(copy_word(flag, v, o->over.partition, sizeof o->over.partition, list_chars));
-        if (v[0] == ',' || v[strlen(v) - 1] == ',' || strstr(v, ",,"))
+        if (!slurm_partition_valid(v)) /* as the manifest's slurm.partition */
             return SOWER_FAIL(SOWER_EUSAGE, "%s %s: expected partition names separated by single commas", flag, v);
         break;
     case SUB_ACCOUNT: SOWER_TRY(copy_word(flag, v, o->over.account, sizeof o->over.account, name_chars)); break;
@@ -232,7 +232,8 @@ static int absolute_path(const char *path, char *out, size_t cap)
     char cwd[PATH_MAX];
     if (path[0] != '/' && !getcwd(cwd, sizeof cwd))
         return SOWER_FAIL(SOWER_EPATH, "cannot read the current folder: %s", strerror(errno));
-    if (snprintf(out, cap, "%s%s%s", path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", path) >= (int)cap)
+    const int relative = path[0] != '/';
+    if (snprintf(out, cap, "%s%s%s", relative ? cwd : "", relative && strcmp(cwd, "/") ? "/" : "", path) >= (int)cap)
         return SOWER_FAIL(SOWER_EPATH, "%s: the path is too long", path);
     return SOWER_OK;
 }

@@ -566,6 +566,15 @@ int slurm_time_valid(const char *s)
     return groups >= 1 && groups <= 3 && p[-1] != ':';
 }
 
+int slurm_partition_valid(const char *s)
+{
+    if (!*s) return 0;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("._-", *p) && !(*p == ',' && p != s && p[1] && p[1] != ','))
+            return 0;
+    return 1;
+}
+
 double slurm_time_seconds(const char *s)
 {
     if (!slurm_time_valid(s)) return -1;
@@ -617,14 +626,13 @@ static int parse_slurm(const Ctx *c, Job *job, const yaml_node_t *n)
         char key[32];
         snprintf(key, sizeof key, "slurm.%s", f[5 + i].name);
         SOWER_TRY(get_string(c, f[5 + i].value, key, 64, &text));
-        const int list = i == 0; /* partitions: a list "gpu,cpu" as sbatch --partition takes it */
-        for (const char *p = text; *p; p++)
-            if ((!isalnum((unsigned char)*p) && !strchr("._-", *p) && !(list && *p == ',' && p != text && p[1] &&
-                                                                          p[1] != ',')))
-                return fail_at(c, f[5 + i].value, key,
-                               list ? "a Slurm partition, or a list of them: letters, digits, '.', '_' and '-', "
-                                      "names separated by ','"
-                                    : "a Slurm name: letters, digits, '.', '_' and '-'");
+        if (i == 0 && !slurm_partition_valid(text)) /* partitions: a list "gpu,cpu" as sbatch --partition takes it */
+            return fail_at(c, f[5 + i].value, key,
+                           "a Slurm partition, or a list of them: letters, digits, '.', '_' and '-', names separated "
+                           "by ','");
+        for (const char *p = text; i == 1 && *p; p++)
+            if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
+                return fail_at(c, f[5 + i].value, key, "a Slurm name: letters, digits, '.', '_' and '-'");
         snprintf(dst[i], 65, "%s", text);
     }
     return SOWER_OK;

@@ -29,6 +29,9 @@ typedef struct {
 
 /* 1 when s is a Slurm time limit as sbatch --time takes it: MINUTES, MM:SS, HH:MM:SS, DAYS-HH[:MM[:SS]]. */
 int slurm_time_valid(const char *s);
+/* 1 when s is a Slurm partition or a list of them as sbatch --partition takes it ("gpu,cpu": names of
+ * letters, digits, '.', '_' and '-', separated by single commas). */
+int slurm_partition_valid(const char *s);
 /* Such a limit in seconds (0: none, as Slurm reads 0), or -1 when it is not one. */
 double slurm_time_seconds(const char *s);
 

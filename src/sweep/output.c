@@ -1,5 +1,4 @@
 /* output.c: creating, resuming and stitching the output; the run's facts (output.h). */
-#define _POSIX_C_SOURCE 200809L /* lstat */
 #include "output.h"
 
 #include <stdio.h>
@@ -171,9 +170,10 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
     const UNetConfig *cfg = &r->model.unet.cfg;
     const uint64_t rows = r->plan.hi - r->plan.lo;
     const H5ImageShape shape = {r->images.c, r->images.h, r->images.w}, *images = r->images.bytes ? &shape : NULL;
-    /* --resume-auto with OUT there: OUT must be this job's finished output (nothing to do), never replaced by
-     * the rows of an OUT.partial beside it (plain --resume refuses an existing OUT in claim_output). */
-    if (o->resume_auto && lstat(r->out_path, &st) == 0) {
+    /* --resume-auto: an OUT there must be this job's finished output (nothing to do), checked before any
+     * OUT.partial beside it is resumed and renamed over it (plain --resume refuses an existing OUT in
+     * claim_output). */
+    if (o->resume_auto) {
         SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels, r->rs.height, r->rs.width,
                                     images, seed_of_row, r, &r->finished_before, &r->finished_mismatches));
         if (r->finished_before) return SOWER_OK;
@@ -195,12 +195,6 @@ int output_open(Run *r, const RunOptions *o, H5Out *out)
                                         r->rs.height, r->rs.width, images, seed_of_job_row, r, &r->finished_stitched,
                                         &ignored));
             if (r->finished_stitched) return r->finished_before = 1, SOWER_OK;
-        }
-        if (o->resume_auto) {
-            SOWER_TRY(h5out_is_finished(r->out_path, &finished_key, rows, cfg->in_channels, r->rs.height,
-                                        r->rs.width, images, seed_of_row, r, &r->finished_before,
-                                        &r->finished_mismatches));
-            if (r->finished_before) return SOWER_OK;
         }
         SOWER_TRY(create_output(r, out, NULL));
     }
