@@ -94,6 +94,8 @@ def prompts():
         "null\x01ctrl\x7fdel\x85nel\x0bvt\x0cff", "\ufffdreplacement", "ΣΑΣ σας Σ",
         "Ǆ ǅ ǆ titlecase", "ÅNGSTRÖM ÆØÅ ß ẞ", "Ⅻ roman Ⅻ ⑤ ½ ² superscripts", "١٢٣ arabic digits مرحبا",
         "हिन्दी पाठ", "ไทย ภาษา", "עברית טקסט", "a-b_c.d/e\\f|g~h`i", "   leading and trailing   ",
+        # Cased without a case mapping (Other_Lowercase/Other_Uppercase): the final-sigma rule reads them
+        "aΣ\xaa", "ºΣ", "\U0001f150Σ", "\U0001f130Σ x", "aΣ\U0001f189", "\U0001f170Σ",
     ]
     rng = random.Random(20261203)
     pools = [

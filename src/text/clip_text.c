@@ -116,13 +116,16 @@ static int nfc(const Codepoints *in, Codepoints *out)
 }
 
 /* Unicode's Cased and Case_Ignorable, as Python's handle_capital_sigma reads them. Cased: Lu, Ll, Lt,
- * or anything with a case mapping (Other_Lowercase/Other_Uppercase letters such as circled letters,
- * roman numerals). Case_Ignorable: Mn, Me, Cf, Lm, Sk, and Word_Break MidLetter/MidNumLet/Single_Quote. */
+ * Other_Lowercase and Other_Uppercase. Most of the latter have a case mapping (circled letters, roman
+ * numerals) or are Lm/Mn (case-ignorable, so never asked); the 80 that are neither are listed: the
+ * ordinal indicators and the squared and negative circled/squared capitals of U+1F130..1F189.
+ * Case_Ignorable: Mn, Me, Cf, Lm, Sk, and Word_Break MidLetter/MidNumLet/Single_Quote. */
 static int is_cased(int32_t cp)
 {
     utf8proc_category_t c = category(cp);
     return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT ||
-           utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp;
+           utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp || cp == 0xAA || cp == 0xBA ||
+           (cp >= 0x1F130 && cp <= 0x1F149) || (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189);
 }
 
 static int is_case_ignorable(int32_t cp)

@@ -9,8 +9,11 @@
  *      join the pieces with single spaces;
  *   5. cut the result with CLIP's pattern (Python `regex`, IGNORECASE):
  *      <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
- * Unicode properties come from utf8proc (Unicode 15; Python 3.11's tables are Unicode 14, so only
- * characters new in 15.0 can differ). docs/reference/stable-diffusion.md section 1 has the facts. */
+ * Unicode properties come from utf8proc (Unicode 15.0, as Python 3.12's tables). Python 3.11's tables are
+ * Unicode 14.0: there the 4,482 characters new in 15.0 (among them 20 emoji such as U+1FA77 pink heart) are
+ * unassigned and deleted, where sower (and diffusers under Python 3.12) tokenizes them. A differential fuzz
+ * of 21,440 prompts against CLIPTokenizer (stop 38) found no other difference. docs/reference/
+ * stable-diffusion.md section 1 has the facts. */
 #ifndef SOWER_CLIP_TEXT_H
 #define SOWER_CLIP_TEXT_H
 
