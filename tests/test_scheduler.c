@@ -413,6 +413,73 @@ static void run_unit_checks(void)
     sower_error_clear();
 }
 
+/* init of class `name` from config text with N steps: its status, and the scheduler when SOWER_OK (freed by
+ * the caller). */
+static int init_from(const char *name, const char *json, int N, Scheduler *s)
+{
+    SchedulerKind kind = -1;
+    SchedulerConfig cfg;
+    memset(s, 0, sizeof *s);
+    CHECK(class_kind(name, &kind), "no class %s", name);
+    int status = scheduler_config_parse(json, strlen(json), "p.json", kind, &cfg);
+    return status == SOWER_OK ? scheduler_init(s, &cfg, N) : status;
+}
+
+/* What diffusers refuses or crashes on, and the Karras bounds DPM-Solver reads from its config
+ * (the fuzz of stop 38 found them; the reference files hold the accepted cases' bits). */
+static void run_schedule_checks(void)
+{
+    static const struct {
+        const char *cls, *json;
+        int N;
+        const char *message; /* what the refusal must say */
+    } refused[] = {
+        /* _sigma_to_t reads two train timesteps: T = 1 read past its table (ASan) */
+        {"EulerDiscreteScheduler", "{\"num_train_timesteps\": 1, \"use_karras_sigmas\": true}", 1, "num_train_timesteps >= 2"},
+        {"DPMSolverMultistepScheduler", "{\"num_train_timesteps\": 1, \"use_karras_sigmas\": true}", 1, "num_train_timesteps >= 2"},
+        /* equal sigmas at the schedule's end: a NaN timestep (an int64 of NaN for DPM) */
+        {"DPMSolverMultistepScheduler", "{\"num_train_timesteps\": 10, \"beta_end\": 0, \"use_karras_sigmas\": true, "
+                                        "\"timestep_spacing\": \"trailing\"}", 1, "no finite timestep"},
+        /* 999, 999, ...: diffusers' step index starts at the second and runs off its sigmas */
+        {"DPMSolverMultistepScheduler", "{\"use_karras_sigmas\": true, \"beta_schedule\": \"squaredcos_cap_v2\"}", 20,
+         "the same timestep twice"},
+        /* diffusers 0.31 refuses deis with a final zero sigma, as it does dpmsolver */
+        {"DPMSolverMultistepScheduler", "{\"algorithm_type\": \"deis\"}", 10, "\"zero\" with algorithm_type \"deis\""},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        Scheduler s;
+        sower_error_clear();
+        const int status = init_from(refused[i].cls, refused[i].json, refused[i].N, &s);
+        CHECK(status != SOWER_OK && strstr(sower_error_message(), refused[i].message),
+              "%s %s, %d steps: accepted or another message: %s", refused[i].cls, refused[i].json, refused[i].N,
+              sower_error_message());
+        if (status == SOWER_OK) scheduler_free(&s);
+    }
+    Scheduler s;
+    /* deis with sigma_min as the final sigma runs as dpmsolver++ */
+    CHECK(init_from("DPMSolverMultistepScheduler", "{\"algorithm_type\": \"deis\", \"final_sigmas_type\": "
+                    "\"sigma_min\"}", 10, &s) == SOWER_OK, "deis + sigma_min: %s", sower_error_message());
+    scheduler_free(&s);
+    /* json.dumps writes DPM's default lambda_min_clipped as -Infinity: read, as json.loads does */
+    CHECK(init_from("DPMSolverMultistepScheduler", "{\"lambda_min_clipped\": -Infinity, \"x\": NaN}", 10, &s) == SOWER_OK,
+          "-Infinity / NaN: %s", sower_error_message());
+    scheduler_free(&s);
+    /* DPM-Solver's Karras schedule spans the config's sigma_min..sigma_max when it has them (hidden config:
+     * diffusers gives sigmas[0] = 100.0, timestep 953), unless the file's class takes them itself (from_config
+     * drops them then: the table's own ends, 157.40726) */
+    const char *bounds = "{\"use_karras_sigmas\": true, \"sigma_max\": 100.0}";
+    CHECK(init_from("DPMSolverMultistepScheduler", bounds, 1, &s) == SOWER_OK && s.sigmas[0] == 100.0f &&
+              s.timesteps[0] == 953, "DPM sigma_max 100: sigmas[0] %g, timestep %lld (%s)", (double)s.sigmas[0],
+          (long long)(s.timesteps ? s.timesteps[0] : -1), sower_error_message());
+    scheduler_free(&s);
+    const char *euler_file = "{\"_class_name\": \"EulerDiscreteScheduler\", \"use_karras_sigmas\": true, "
+                             "\"sigma_max\": 100.0}";
+    CHECK(init_from("DPMSolverMultistepScheduler", euler_file, 1, &s) == SOWER_OK && s.sigmas[0] > 157.0f &&
+              s.timesteps[0] == 999, "DPM from an Euler file: sigmas[0] %g (%s)", (double)s.sigmas[0], sower_error_message());
+    scheduler_free(&s);
+    sower_error_clear();
+}
+
 /* ---- the multistep and sigma-space classes (multistep_scheduler_reference.json) ------------------ */
 
 /* Equal float lists (JSON doubles of float32 values), to within `ulps` units in the last place, or a
@@ -425,7 +492,8 @@ static int same_floats(const cJSON *want, const float *got, int n, int ulps, cha
     }
     for (int i = 0; i < n; i++) {
         const double w = cJSON_GetArrayItem(want, i)->valuedouble;
-        if (fabs((double)got[i] - w) > ulps * (double)FLT_EPSILON / 2 * fabs(w) || (ulps == 0 && (double)got[i] != w)) {
+        if (isnan(got[i]) || fabs((double)got[i] - w) > ulps * (double)FLT_EPSILON / 2 * fabs(w) ||
+            (ulps == 0 && (double)got[i] != w)) { /* a NaN is never within any ulps */
             snprintf(why, size, "[%d] %.9g, diffusers %.9g", i, (double)got[i], w);
             return 0;
         }
@@ -633,6 +701,7 @@ int main(int argc, char **argv)
     printf("%d runs diffusers gets wrong refused; %d set_timesteps sweeps over every N\n", rejected, sweeps);
     run_config_cases();
     run_unit_checks();
+    run_schedule_checks();
     cJSON_Delete(root);
     return check_exit("test_scheduler");
 }

@@ -40,9 +40,47 @@ static void keep_last_of_each_key(cJSON *node)
     for (cJSON *item = node->child; item; item = item->next) keep_last_of_each_key(item);
 }
 
+int json_python_literals(const char *text, size_t len, char **out, size_t *out_len)
+{
+    static const struct {
+        const char *word, *as;
+        size_t n;
+    } literals[] = {{"Infinity", "1e999", 8}, {"NaN", "\"NaN\"", 3}};
+    *out = NULL;
+    char *copy = NULL; /* (2 * len,) at most: "NaN" grows by 2 bytes of 3 */
+    size_t used = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        size_t k = 0;
+        while (!in_string && k < 2 && !(len - i >= literals[k].n && memcmp(text + i, literals[k].word, literals[k].n) == 0))
+            k++;
+        if (!in_string && k < 2) {
+            if (!copy) {
+                if (!(copy = malloc(2 * len))) return -1;
+                memcpy(copy, text, i), used = i;
+            }
+            memcpy(copy + used, literals[k].as, strlen(literals[k].as));
+            used += strlen(literals[k].as), i += literals[k].n - 1;
+            continue;
+        }
+        if (in_string && text[i] == '\\' && i + 1 < len) { /* an escaped character stays in the string */
+            if (copy) copy[used++] = text[i];
+            i++;
+        } else if (text[i] == '"') {
+            in_string = !in_string;
+        }
+        if (copy) copy[used++] = text[i];
+    }
+    if (copy) *out = copy, *out_len = used;
+    return 0;
+}
+
 cJSON *json_parse_config(const char *text, size_t len)
 {
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    char *rewritten = NULL;
+    if (json_python_literals(text, len, &rewritten, &len) != 0) return NULL;
+    cJSON *root = cJSON_ParseWithLength(rewritten ? rewritten : text, len);
+    free(rewritten);
     keep_last_of_each_key(root);
     return root;
 }

@@ -10,9 +10,14 @@
 #include "err.h"
 
 /* Parses a config file's JSON text as Python's json.loads reads it (diffusers and transformers do): of
- * a key repeated in an object, the last value counts (cJSON's lookups would find the first). NULL on a
- * syntax error. */
+ * a key repeated in an object, the last value counts (cJSON's lookups would find the first), and the
+ * literals of json_python_literals are read. NULL on a syntax error (or out of memory). */
 cJSON *json_parse_config(const char *text, size_t len);
+/* Python's json reads Infinity, -Infinity and NaN (json.dumps writes them for such floats: DPM's
+ * lambda_min_clipped is -Infinity); cJSON does not. *out: NULL when the text has none outside strings,
+ * else a new copy (*out_len bytes) with Infinity written as 1e999 (strtod's infinity) and NaN as the
+ * string "NaN" (no number sower reads may be NaN, and the key's check names it). -1 out of memory. */
+int json_python_literals(const char *text, size_t len, char **out, size_t *out_len);
 
 /* An integer in lo..hi; with allow_null, null sets *is_null (which may be NULL otherwise). */
 int json_key_int(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out,

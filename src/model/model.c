@@ -310,10 +310,19 @@ int model_check_digest(const Model *m, const unsigned char *want, const char *wh
                       want_hex, found_hex, m->weights_path);
 }
 
-/* StableDiffusionPipeline.__init__ rewrites its scheduler's config before any swap (deprecation fixes):
- * steps_offset != 1 becomes 1 and clip_sample true becomes false, for keys the file has. */
-static int stable_diffusion_rewrites(const Model *m, SchedulerConfig *cfg)
+/* StableDiffusionPipeline.__init__ rewrites its scheduler's config (deprecation fixes): steps_offset != 1
+ * becomes 1 and clip_sample true becomes false, judged on the config with the class's defaults filled in.
+ * The pipeline's own scheduler (`own`: the folder's class, no Karras swap) runs the rewritten values. A
+ * scheduler made from that config (from_config) drops every key the file did not give (diffusers'
+ * _use_default_values), so only the rewrites of keys the file has reach it. */
+static int stable_diffusion_rewrites(const Model *m, int own, SchedulerConfig *cfg)
 {
+    const uint64_t keys = scheduler_class(m->folder_scheduler.kind)->config_keys;
+    if (own) {
+        if ((keys & SCHED_KEY(KEY_STEPS_OFFSET)) && cfg->steps_offset != 1) cfg->steps_offset = 1;
+        if ((keys & SCHED_KEY(KEY_CLIP_SAMPLE)) && cfg->clip_sample) cfg->clip_sample = 0;
+        return SOWER_OK;
+    }
     cJSON *obj = json_parse_config(m->scheduler_config_text, m->scheduler_config_bytes);
     if (!obj) return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", m->scheduler_config_path);
     const cJSON *offset = cJSON_GetObjectItemCaseSensitive(obj, "steps_offset");
@@ -346,7 +355,10 @@ int model_scheduler(const Model *m, SchedulerKind kind, int karras, RngKernel ke
     assert(!karras || (scheduler_class(kind)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)));
     if (karras) /* from_config(config, use_karras_sigmas=True) */
         cfg.use_karras_sigmas = 1;
-    if (m->stable_diffusion) SOWER_TRY(stable_diffusion_rewrites(m, &cfg));
+    if (m->stable_diffusion) {
+        const int own = m->folder_scheduler_known && kind == m->folder_scheduler.kind && !karras;
+        SOWER_TRY(stable_diffusion_rewrites(m, own, &cfg));
+    }
     cfg.torch_kernel = kernel;
     SOWER_TRY(scheduler_init(s, &cfg, steps));
     return SOWER_OK;

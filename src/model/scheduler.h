@@ -108,6 +108,7 @@ typedef struct {
     FinalSigmasType final_sigmas_type; /* Euler, DPM: the sigma after the last step */
     int solver_order;              /* DPM: 1 or 2 */
     DpmAlgorithm algorithm_type;
+    int algorithm_deis;            /* DPM: "deis" was named (run as dpmsolver++, but refused with a final zero sigma) */
     DpmSolverType solver_type;
     int lower_order_final, euler_at_final;
     double lambda_min_clipped;     /* DPM: -inf (no clipping) unless set */
@@ -209,6 +210,8 @@ typedef struct {
     const char *name;       /* "ddim": what --scheduler and pipeline.scheduler say */
     const char *class_name; /* "DDIMScheduler": what a folder's scheduler_config.json says */
     uint64_t config_keys;   /* SCHED_KEY bits: the keys its __init__ takes (from_config keeps only those) */
+    uint64_t hidden_keys;   /* SCHED_KEY bits it reads from its config without taking them (DPM's sigma_min,
+                             * sigma_max: from_config keeps them, unless the file's _class_name takes them) */
     int takes_eta;          /* DDIM's eta applies (else eta must be 0) */
     /* alpha_prod_t_prev once t - T//N < 0 */
     float (*final_alpha_cumprod)(const SchedulerConfig *cfg, const float *alphas_cumprod);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "scheduler.h"
+#include "json_keys.h"
 
 enum {
     CONFIG_MAX_BYTES = 1 << 20, /* a scheduler_config.json is a few hundred bytes */
@@ -259,6 +260,7 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
     case KEY_ALGORITHM_TYPE: /* the SDE variants draw noise: not supported */
         SOWER_TRY(get_choice(path, name, v, algorithm_names, 3, &choice));
         cfg->algorithm_type = choice == 1 ? DPM_ALGORITHM_PLAIN : DPM_ALGORITHM_PLUS_PLUS;
+        cfg->algorithm_deis = choice == 2;
         return SOWER_OK;
     case KEY_SOLVER_TYPE:
         SOWER_TRY(get_choice(path, name, v, solver_type_names, 5, &choice));
@@ -336,6 +338,19 @@ int scheduler_check_noise_schedule(const SchedulerConfig *cfg, const char *path)
     return status;
 }
 
+/* Whether a _class_name names a diffusers 0.31 class whose __init__ takes sigma_min and sigma_max. */
+static int class_takes_sigma_bounds(const cJSON *class_name)
+{
+    static const char *const takers[] = {"EulerDiscreteScheduler", "LMSDiscreteScheduler", "DPMSolverSDEScheduler",
+                                         "EDMEulerScheduler", "EDMDPMSolverMultistepScheduler",
+                                         "CosineDPMSolverMultistepScheduler", "CMStochasticIterativeScheduler",
+                                         "ScoreSdeVeScheduler", "KarrasVeScheduler"};
+    if (!cJSON_IsString(class_name)) return 0;
+    for (size_t i = 0; i < sizeof takers / sizeof *takers; i++)
+        if (strcmp(class_name->valuestring, takers[i]) == 0) return 1;
+    return 0;
+}
+
 static int parse_object(const cJSON *root, const char *path, SchedulerKind kind, SchedulerConfig *cfg)
 {
     if (!cJSON_IsObject(root)) {
@@ -362,54 +377,21 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
         return bad_value(path, "_class_name", "a string", class_name);
 
     scheduler_config_defaults(kind, cfg);
+    /* Keys the class reads without taking them survive from_config unless the file's class takes them
+     * (extract_init_dict drops the original class's own keys that this class does not expect). */
+    const uint64_t keys = scheduler_class(kind)->config_keys |
+                          (class_takes_sigma_bounds(class_name) ? 0 : scheduler_class(kind)->hidden_keys);
     const cJSON *item;
     cJSON_ArrayForEach(item, root)
     {
         if (!item->string || !is_last_of_its_name(item) || (defaults && listed(defaults, item->string)))
             continue;
         for (int k = 0; k < KEY_COUNT; k++)
-            if ((scheduler_class(kind)->config_keys & SCHED_KEY(k)) && strcmp(item->string, config_key_names[k]) == 0)
+            if ((keys & SCHED_KEY(k)) && strcmp(item->string, config_key_names[k]) == 0)
                 SOWER_TRY(apply_key(path, (ConfigKey)k, item, cfg));
     }
     if (scheduler_class(kind)->validate)
         SOWER_TRY(scheduler_class(kind)->validate(cfg, path));
-    return SOWER_OK;
-}
-
-/* Python's json reads Infinity and -Infinity (json.dumps writes them for infinite floats); cJSON does
- * not. *out: NULL when the text has none outside strings, else a copy with each written as 1e999
- * (strtod's infinity), *len updated. */
-static int json_infinity(const char *text, size_t len, char **out, size_t *out_len)
-{
-    static const char word[] = "Infinity";
-    const size_t w = sizeof word - 1;
-    *out = NULL;
-    char *copy = NULL; /* (len,) at most: each 8-byte word becomes 5 bytes */
-    size_t used = 0;
-    int in_string = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!in_string && len - i >= w && memcmp(text + i, word, w) == 0) {
-            if (!copy) {
-                if (!(copy = malloc(len)))
-                    return SOWER_FAIL(SOWER_ENOMEM, "out of memory for a scheduler config");
-                memcpy(copy, text, i), used = i;
-            }
-            memcpy(copy + used, "1e999", 5);
-            used += 5, i += w - 1;
-            continue;
-        }
-        if (in_string && text[i] == '\\' && i + 1 < len) { /* an escaped character stays in the string */
-            if (copy)
-                copy[used++] = text[i];
-            i++;
-        } else if (text[i] == '"') {
-            in_string = !in_string;
-        }
-        if (copy)
-            copy[used++] = text[i];
-    }
-    if (copy)
-        *out = copy, *out_len = used;
     return SOWER_OK;
 }
 
@@ -421,7 +403,8 @@ int scheduler_config_parse(const char *json_text, size_t len, const char *path, 
         return SOWER_FAIL(SOWER_EMODEL, "%s: expected a scheduler config of at most %d bytes, found %zu bytes",
                           path, CONFIG_MAX_BYTES, len);
     char *rewritten = NULL; /* json.dumps writes float("-inf") as -Infinity (DPM's lambda_min_clipped) */
-    SOWER_TRY(json_infinity(json_text, len, &rewritten, &len));
+    if (json_python_literals(json_text, len, &rewritten, &len) != 0)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for a scheduler config");
     if (rewritten)
         json_text = rewritten;
     const char *end = NULL;

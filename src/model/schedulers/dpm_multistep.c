@@ -25,11 +25,11 @@ static void dpm_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING
 
 static int dpm_validate(const SchedulerConfig *cfg, const char *path)
 {
-    if (cfg->final_sigmas_type == FINAL_SIGMA_ZERO && cfg->algorithm_type == DPM_ALGORITHM_PLAIN)
+    if (cfg->final_sigmas_type == FINAL_SIGMA_ZERO && (cfg->algorithm_type == DPM_ALGORITHM_PLAIN || cfg->algorithm_deis))
         return SOWER_FAIL(SOWER_EMODEL,
-                          "%s: key 'final_sigmas_type': \"zero\" with algorithm_type \"dpmsolver\" (diffusers "
+                          "%s: key 'final_sigmas_type': \"zero\" with algorithm_type \"%s\" (diffusers "
                           "0.31 refuses the pair)",
-                          path);
+                          path, cfg->algorithm_deis ? "deis" : "dpmsolver");
     return SOWER_OK;
 }
 
@@ -91,12 +91,20 @@ static int dpm_set_timesteps(Scheduler *s)
     }
     sigma_table(s, sigma);
     if (s->cfg.use_karras_sigmas) {
-        /* in_sigmas = np.flip(sigma): its ends are sigma[0] (min) and sigma[T - 1] (max) */
-        karras_sigmas((double)sigma[0], (double)sigma[T - 1], N, karras);
+        SOWER_TRY_GOTO(karras_check(s), status, done);
+        /* in_sigmas = np.flip(sigma): its ends are sigma[0] (min) and sigma[T - 1] (max), unless the config
+         * gives them */
+        karras_sigmas(isnan(s->cfg.sigma_min) ? (double)sigma[0] : s->cfg.sigma_min,
+                      isnan(s->cfg.sigma_max) ? (double)sigma[T - 1] : s->cfg.sigma_max, N, karras);
         for (int t = 0; t < T; t++)
             log_sigma[t] = logf(sigma[t]);
         for (int i = 0; i < N; i++) {
-            s->timesteps[i] = (int64_t)rint(sigma_to_t(karras[i], log_sigma, T)); /* .round(), int64 */
+            const double t = sigma_to_t(karras[i], log_sigma, T);
+            if (!isfinite(t)) { /* a NaN has no int64 (and diffusers' would be garbage) */
+                status = karras_not_finite(s, i);
+                goto done;
+            }
+            s->timesteps[i] = (int64_t)rint(t); /* .round(), int64 */
             s->sigmas[i] = (float)karras[i];
         }
     } else {
@@ -105,6 +113,7 @@ static int dpm_set_timesteps(Scheduler *s)
             s->sigmas[i] = (float)numpy_interp_arange((double)s->timesteps[i], sigma, T);
     }
     s->sigmas[N] = final_sigma(&s->cfg, sigma);
+    SOWER_TRY_GOTO(sigmas_check(s, s->timesteps, NULL, s->cfg.solver_order == 2), status, done);
 done:
     free(sigma);
     free(log_sigma);
@@ -186,6 +195,7 @@ const SchedulerClass scheduler_dpm_multistep = {
     .name = "dpm++2m",
     .class_name = "DPMSolverMultistepScheduler",
     .config_keys = SCHED_KEYS_DPM,
+    .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX), /* _convert_to_karras: hasattr(config, ...) */
     .defaults = dpm_defaults,
     .validate = dpm_validate,
     .set_timesteps = dpm_set_timesteps,

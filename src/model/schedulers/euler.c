@@ -72,6 +72,7 @@ static int euler_set_timesteps(Scheduler *s)
     if (s->cfg.use_karras_sigmas) {
         const double lo = isnan(s->cfg.sigma_min) ? interp[N - 1] : s->cfg.sigma_min;
         const double hi = isnan(s->cfg.sigma_max) ? interp[0] : s->cfg.sigma_max;
+        SOWER_TRY_GOTO(karras_check(s), status, done);
         karras_sigmas(lo, hi, N, interp);
         for (int t = 0; t < T; t++)
             log_sigma[t] = logf(sigma[t]); /* np.log of the float32 array */
@@ -81,6 +82,7 @@ static int euler_set_timesteps(Scheduler *s)
     for (int i = 0; i < N; i++)
         s->sigmas[i] = (float)interp[i];
     s->sigmas[N] = final_sigma(&s->cfg, sigma);
+    SOWER_TRY_GOTO(sigmas_check(s, NULL, s->unet_timesteps, 0), status, done);
     /* init_noise_sigma: sigmas.max(), or (max**2 + 1) ** 0.5 for leading spacing */
     float max = s->sigmas[0];
     for (int i = 1; i <= N; i++)

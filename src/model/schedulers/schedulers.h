@@ -47,5 +47,14 @@ void karras_sigmas(double sigma_min, double sigma_max, int n, double *out /* (n,
 double sigma_to_t(double sigma, const float *log_sigmas, int T);
 /* The sigma after the last step: 0 ("zero") or sigma[0] ("sigma_min"). */
 float final_sigma(const SchedulerConfig *cfg, const float *sigma /* (T,) */);
+/* SOWER_EINPUT unless Karras sigmas can be read off this schedule (two train timesteps at least). */
+int karras_check(const Scheduler *s) SOWER_MUST_CHECK;
+/* SOWER_EINPUT: the Karras sigma of step i has no finite timestep. */
+int karras_not_finite(const Scheduler *s, int i) SOWER_MUST_CHECK;
+/* After set_timesteps: every sigma (N + 1) and timestep (N, the int64 or the float ones) finite, the first two
+ * timesteps distinct (diffusers' step index needs it) and, with distinct_sigmas (second-order DPM-Solver),
+ * no two equal sigmas among the N steps'; SOWER_EINPUT naming the step otherwise. */
+int sigmas_check(const Scheduler *s, const int64_t *timesteps, const float *unet_timesteps,
+                 int distinct_sigmas) SOWER_MUST_CHECK;
 
 #endif /* SOWER_SCHEDULERS_H */

@@ -6,6 +6,7 @@
  * np.log of a float64 its SIMD log on AVX-512 machines; sower uses the C library's logf/log. Both are
  * within an ulp, and only the fractional timesteps of Karras schedules read them. */
 #include <math.h>
+#include <stdio.h>
 
 #include "schedulers/schedulers.h"
 
@@ -82,4 +83,44 @@ double sigma_to_t(double sigma, const float *log_sigmas, int T)
 float final_sigma(const SchedulerConfig *cfg, const float *sigma)
 {
     return cfg->final_sigmas_type == FINAL_SIGMA_MIN ? sigma[0] : 0.0f;
+}
+
+int karras_check(const Scheduler *s)
+{
+    if (s->cfg.num_train_timesteps < 2) /* _sigma_to_t interpolates between two train timesteps */
+        return SOWER_FAIL(SOWER_EINPUT, "use_karras_sigmas needs num_train_timesteps >= 2, found %d",
+                          s->cfg.num_train_timesteps);
+    return SOWER_OK;
+}
+
+int karras_not_finite(const Scheduler *s, int i)
+{
+    return SOWER_FAIL(SOWER_EINPUT, "the Karras schedule of %d steps gives step %d no finite timestep (equal sigmas at "
+                                    "the end of this noise schedule: beta_start %g, beta_end %g)",
+                      s->num_inference_steps, i, s->cfg.beta_start, s->cfg.beta_end);
+}
+
+int sigmas_check(const Scheduler *s, const int64_t *timesteps, const float *unet_timesteps, int distinct_sigmas)
+{
+    const int N = s->num_steps;
+    for (int i = 0; i <= N; i++) {
+        const double t = i == N ? 0.0 : timesteps ? (double)timesteps[i] : (double)unet_timesteps[i];
+        if (!isfinite(s->sigmas[i]) || !isfinite(t))
+            return SOWER_FAIL(SOWER_EINPUT, "this noise schedule gives step %d of %d a %s (sigma %g, timestep %g)", i, N,
+                              isfinite(t) ? "sigma that is not finite" : "timestep that is not finite",
+                              (double)s->sigmas[i], t);
+    }
+    /* diffusers' _init_step_index starts at the second of two equal first timesteps, and then steps past the
+     * end of its sigmas (IndexError): refused rather than rendered otherwise */
+    if (N > 1 && (timesteps ? timesteps[0] == timesteps[1] : unet_timesteps[0] == unet_timesteps[1]))
+        return SOWER_FAIL(SOWER_EINPUT, "%d steps of this noise schedule begin with the same timestep twice (%g), "
+                                        "which diffusers cannot run: choose fewer steps",
+                          N, timesteps ? (double)timesteps[0] : (double)unet_timesteps[0]);
+    /* DPM-Solver's second order divides by the previous log-SNR step h: two equal sigmas give NaN after them */
+    for (int i = 0; distinct_sigmas && i + 1 < N; i++)
+        if (s->sigmas[i] == s->sigmas[i + 1])
+            return SOWER_FAIL(SOWER_EINPUT, "%d steps of this noise schedule give steps %d and %d the same sigma (%g), "
+                                            "where DPM-Solver's next step is 0/0: choose fewer steps",
+                              N, i, i + 1, (double)s->sigmas[i]);
+    return SOWER_OK;
 }
