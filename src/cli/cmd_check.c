@@ -10,6 +10,8 @@
 #include "commands.h"
 #include "manifest.h"
 #include "model.h"
+#include "prompt_encoder.h"
+#include "vae.h"
 
 /* pipeline.clip_skip against the text encoder's layers (its config alone: the run loads the weights). */
 static int check_clip_skip(const Job *job)
@@ -32,6 +34,28 @@ static int check_clip_skip(const Job *job)
     return SOWER_OK;
 }
 
+/* The parts a run loads beside the UNet: the tokenizer and text encoder (Stable Diffusion), the VAE
+ * (pipeline.decode); a missing or broken one is named now, not after the job waited for its nodes. */
+static int check_pipeline_parts(const Job *job, const Model *m)
+{
+    if (m->stable_diffusion) {
+        PromptEncoder pe;
+        SOWER_TRY(prompt_encoder_load(&pe, job->model_path));
+        prompt_encoder_free(&pe);
+    }
+    if (job->decode) {
+        Vae vae;
+        SOWER_TRY(vae_load(&vae, job->model_path));
+        const int status = vae.cfg.latent_channels == m->unet.cfg.in_channels
+                               ? SOWER_OK
+                               : SOWER_FAIL(SOWER_EMODEL, "%s: latent_channels %d, but the UNet's samples have %d "
+                                            "channels", vae.config_path, vae.cfg.latent_channels, m->unet.cfg.in_channels);
+        vae_free(&vae);
+        SOWER_TRY(status);
+    }
+    return SOWER_OK;
+}
+
 int check_job_model(Job *job)
 {
     Model m;
@@ -46,6 +70,8 @@ int check_job_model(Job *job)
     if (status == SOWER_OK) status = job_check_model_kind(job, &m);
     if (status == SOWER_OK) status = job_resolve_scheduler(job, &m); /* the listing names the one it runs */
     if (status == SOWER_OK && m.stable_diffusion) status = check_clip_skip(job);
+    if (status == SOWER_OK && check_pipeline_parts(job, &m) != SOWER_OK)
+        status = SOWER_FAIL(sower_error_status(), "%s: model: %s", where, sower_error_message());
     model_free(&m);
     return status;
 }

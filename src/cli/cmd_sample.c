@@ -393,10 +393,11 @@ static int prepare_text(const SampleOptions *o, const Model *m, SdText *t, int *
     if (!t->cond || (guided && !t->uncond) || !t->rows)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory for the text embeddings");
     t->encode_seconds = omp_get_wtime();
-    SOWER_TRY(prompt_encode(&t->encoder, o->prompt, (int)o->clip_skip, t->cond, stderr));
+    SOWER_TRY(prompt_encode(&t->encoder, o->prompt, (int)o->clip_skip, t->cond, stderr, "the prompt"));
     if (guided) /* diffusers encodes the negative prompt without clip_skip */
         SOWER_TRY(
-            prompt_encode(&t->encoder, o->negative_prompt ? o->negative_prompt : "", 0, t->uncond, stderr));
+            prompt_encode(&t->encoder, o->negative_prompt ? o->negative_prompt : "", 0, t->uncond, stderr,
+                          "the negative prompt"));
     t->encode_seconds = omp_get_wtime() - t->encode_seconds;
     for (size_t i = 0; i < o->n_seeds; i++)
         t->rows[i] = (RowText){t->cond, t->uncond};

@@ -65,7 +65,7 @@ int cmd_tokenize(int argc, char **argv)
     pe.tokens = clip_tokenizer_max_length(pe.tokenizer);
     int32_t *ids = malloc((size_t)pe.tokens * sizeof *ids); /* (tokens,) */
     size_t untruncated = 0;
-    int status = ids ? prompt_tokenize(&pe, o.prompt, ids, &untruncated, stderr)
+    int status = ids ? prompt_tokenize(&pe, o.prompt, ids, &untruncated, stderr, NULL)
                      : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     if (status == SOWER_OK) {
         printf("{\"ids\": [");
@@ -156,7 +156,7 @@ int cmd_encode(int argc, char **argv)
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         goto done;
     }
-    SOWER_TRY_GOTO(prompt_encode(&pe, o.prompt, (int)o.clip_skip, embeddings, stderr), status, done);
+    SOWER_TRY_GOTO(prompt_encode(&pe, o.prompt, (int)o.clip_skip, embeddings, stderr, NULL), status, done);
     const int64_t shape[3] = {1, pe.tokens, pe.dim};
     SOWER_TRY_GOTO(npy_write_f32_opt(o.output, embeddings, shape, 3, o.force), status, done);
 done:

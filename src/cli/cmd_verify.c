@@ -72,6 +72,31 @@ static int check_model(const OutputReader *in, const char *dir, const Model *mod
     return SOWER_OK;
 }
 
+/* The text side and the VAE on disk must be the ones the file's job key records (their digests are in it):
+ * another one is a changed model (exit 2), not an altered file. */
+static int check_model_parts(const OutputReader *in, const char *dir, const Model *model)
+{
+    char *job_key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY);
+    const struct {
+        const char *field, *what;
+        int known;
+        const unsigned char *digest; /* (DIGEST_BYTES,) of the model on disk */
+    } parts[] = {{"\ntext_side_sha256: ", "text encoder and tokenizer", model->text_side_known, model->text_side_sha256},
+                 {"vae_sha256=", "VAE", model->vae_known, model->vae_sha256}};
+    int status = SOWER_OK;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts && status == SOWER_OK; i++) {
+        char recorded[DIGEST_HEX_CHARS], hex[DIGEST_HEX_CHARS];
+        if (!parts[i].known || !provenance_key_digest(job_key, parts[i].field, recorded)) continue; /* the key check names it */
+        digest_hex(parts[i].digest, hex);
+        if (strcmp(hex, recorded) != 0)
+            status = SOWER_FAIL(SOWER_EINPUT, "%s: the %s at %s changed since the file was made (sha256 %s, recorded "
+                                              "%s): cannot re-render to compare", in->path, parts[i].what, dir, hex,
+                                recorded);
+    }
+    free(job_key);
+    return status;
+}
+
 /* What the manifest stored in the file determines must be what the file says it is: an attribute
  * that disagrees was altered after the run (or by another program), so the file proves nothing.
  * (format and format_version were checked when the file was opened.) */
@@ -244,7 +269,9 @@ int cmd_verify(int argc, char **argv)
         SOWER_TRY_GOTO(SOWER_FAIL(SOWER_EINPUT, "%s: /%s is (%d, %d, %d) per row, the VAE of '%s' makes (%d, %d, %d)",
                                   o.path, LAYOUT_IMAGES, in.ic, in.ih, in.iw, dir, images.c, images.h, images.w),
                        status, done);
+    SOWER_TRY_GOTO(check_model_parts(&in, dir, &model), status, done);
     SOWER_TRY_GOTO(check_attributes(&in, &model), status, done);
+    SOWER_TRY_GOTO(h5read_check_prompt_record(&in), status, done);
 
     /* Integrity, a block of rows at a time: memory stays bounded whatever the file's size. */
     const size_t per = (size_t)c * h * w;

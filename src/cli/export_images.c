@@ -329,12 +329,16 @@ static void parameters_text(const Export *e, uint64_t seed, const char *prompt, 
     char sampler[64];
     sampler_name(job, sampler, sizeof sampler);
     used += (size_t)snprintf(out + used, size - used, "Steps: %d, Sampler: %s, ", job->steps, sampler);
-    if (prompt && used < size) used += (size_t)snprintf(out + used, size - used, "CFG scale: %g, ", job->guidance);
+    char number[32];
+    if (prompt && used < size)
+        used += (size_t)snprintf(out + used, size - used, "CFG scale: %s, ", job_number_text(job->guidance, number));
     if (used < size)
         used += (size_t)snprintf(out + used, size - used, "Seed: %llu, Size: %dx%d, Model hash: %.10s, Model: %s",
                                  (unsigned long long)seed, e->width, e->height, e->weights_hex, e->model_name);
     if (prompt && job->clip_skip && used < size) /* A1111 counts the last layer as 1 */
         used += (size_t)snprintf(out + used, size - used, ", Clip skip: %d", job->clip_skip + 1);
+    if (job->eta != 0.0 && used < size) /* DDIM's eta (the only scheduler sower runs that takes one) */
+        used += (size_t)snprintf(out + used, size - used, ", Eta DDIM: %s", job_number_text(job->eta, number));
     if (used < size) snprintf(out + used, size - used, ", Version: sower %s", sower_version());
 }
 
@@ -352,9 +356,17 @@ static cJSON *row_json(const Export *e, uint64_t row, uint64_t seed, const char 
         cJSON_AddStringToObject(o, "prompt", prompt);
         cJSON_AddStringToObject(o, "negative_prompt", negative);
         cJSON_AddNumberToObject(o, "guidance", job->guidance);
+        cJSON_AddNumberToObject(o, "clip_skip", job->clip_skip);
     }
     cJSON_AddNumberToObject(o, "steps", job->steps);
     cJSON_AddStringToObject(o, "scheduler", scheduler_kind_name(job->scheduler));
+    cJSON_AddBoolToObject(o, "karras", job->karras);
+    cJSON_AddNumberToObject(o, "eta", job->eta);
+    if (!e->latents_only) { /* the image's size (a latent row's is its shape) */
+        cJSON_AddNumberToObject(o, "height", e->height);
+        cJSON_AddNumberToObject(o, "width", e->width);
+    }
+    cJSON_AddStringToObject(o, "job_sha256", e->job_hex); /* the line names its job without the PNG */
     /* the row as stored: latents (or an unconditional model's samples), or sample --decode's float images */
     cJSON_AddStringToObject(o, e->in->rows_are_images ? "images_f32_sha256" : "latents_sha256", latents_hex);
     return o;
@@ -392,7 +404,6 @@ static char *row_provenance(const Export *e, const RowFacts *f)
     cJSON *provenance = cJSON_Duplicate(f->facts, 1);
     if (provenance) {
         cJSON_AddStringToObject(provenance, "source", e->path);
-        cJSON_AddStringToObject(provenance, "job_sha256", e->job_hex);
         cJSON_AddStringToObject(provenance, "weights_sha256", e->weights_hex);
         if (e->vae_hex[0]) cJSON_AddStringToObject(provenance, "vae_sha256", e->vae_hex);
         cJSON_AddStringToObject(provenance, "pixels", e->vae_hex[0] ? "vae.decode(latents / scaling_factor).sample, then "

@@ -34,8 +34,7 @@ static int open_output(ExportSource *s)
         return SOWER_FAIL(SOWER_EINPUT, "%s: no 'weights_sha256' attribute of 64 hex digits (a damaged file)", s->path);
     if (s->ic) { /* decoded by the run: its job key names the VAE */
         char *key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY);
-        const char *vae = key ? strstr(key, "vae_sha256=") : NULL;
-        snprintf(s->vae_hex, sizeof s->vae_hex, "%.64s", vae ? vae + 11 : "");
+        provenance_key_digest(key, "vae_sha256=", s->vae_hex);
         free(key);
     }
     /* The model folder the run recorded (/run model_path, as verify reads it); else the manifest's. */

@@ -341,6 +341,83 @@ int h5read_verify_table(const OutputReader *r, VerifyTable *t, int *present)
     return SOWER_OK;
 }
 
+/* One of the job's texts against the file's record of it: the first difference, SOWER_EMISMATCH. */
+static int compare_texts(const OutputReader *r, const char *name, const char *kind, char *const *want,
+                         char *const *found, size_t n, size_t n_found)
+{
+    if (n_found != n)
+        return SOWER_FAIL(SOWER_EMISMATCH, "%s: /%s holds %zu texts, the manifest stored in the file %zu prompts (the "
+                                           "file was altered)", r->path, name, n_found, n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(want[i], found[i]) != 0)
+            return SOWER_FAIL(SOWER_EMISMATCH, "%s: /%s[%zu] differs from the %sprompt of prompt %zu in the manifest "
+                                               "stored in the file (the file was altered)", r->path, name, i, kind, i);
+    return SOWER_OK;
+}
+
+/* /prompt_index (rows,) uint32 must give each row the job's prompt, read a block at a time. */
+static int check_prompt_index(const OutputReader *r)
+{
+    enum { BLOCK = 1 << 16 };
+    hid_t file = (hid_t)r->file;
+    hid_t ds = H5Lexists(file, LAYOUT_PROMPT_INDEX, H5P_DEFAULT) > 0 ? H5Dopen2(file, LAYOUT_PROMPT_INDEX, H5P_DEFAULT)
+                                                                      : -1;
+    if (ds < 0) return SOWER_FAIL(SOWER_EINPUT, "%s: no /%s dataset (a damaged file)", r->path, LAYOUT_PROMPT_INDEX);
+    hid_t space = H5Dget_space(ds), type = H5Dget_type(ds);
+    hsize_t dims[1] = {0};
+    const int ok = H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, dims, NULL) == 1 &&
+                   dims[0] == r->rows && H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 4 &&
+                   H5Tget_sign(type) == H5T_SGN_NONE;
+    H5Tclose(type), H5Sclose(space);
+    uint32_t *block = ok ? malloc(sizeof *block * BLOCK) : NULL; /* (BLOCK,) */
+    int status = !ok       ? SOWER_FAIL(SOWER_EINPUT, "%s: /%s is not a uint32 vector of %llu entries (a damaged file)",
+                                        r->path, LAYOUT_PROMPT_INDEX, (unsigned long long)r->rows)
+                 : !block ? SOWER_FAIL(SOWER_ENOMEM, "out of memory")
+                          : SOWER_OK;
+    uint64_t wrong = 0, first = 0, first_found = 0;
+    for (uint64_t r0 = 0; r0 < r->rows && status == SOWER_OK; r0 += BLOCK) {
+        const uint64_t n = r->rows - r0 < BLOCK ? r->rows - r0 : BLOCK;
+        const hsize_t none[1] = {0};
+        if (h5file_transfer_rows(ds, H5T_NATIVE_UINT32, 1, none, r0, n, block, 0) < 0) {
+            status = SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /%s rows %llu-%llu (a damaged file)", r->path,
+                                LAYOUT_PROMPT_INDEX, (unsigned long long)r0, (unsigned long long)(r0 + n - 1));
+            break;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            if (block[i] != job_prompt_at(&r->job, r->lo + r0 + i) && !wrong++) first = r0 + i, first_found = block[i];
+    }
+    free(block);
+    H5Dclose(ds);
+    if (status == SOWER_OK && wrong)
+        status = SOWER_FAIL(SOWER_EMISMATCH, "%s: /%s gives %llu row(s) another prompt than the manifest stored in the file "
+                                             "(first row %llu: %llu, the manifest's %llu): the file was altered",
+                            r->path, LAYOUT_PROMPT_INDEX, (unsigned long long)wrong, (unsigned long long)first,
+                            (unsigned long long)first_found, (unsigned long long)job_prompt_at(&r->job, r->lo + first));
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
+int h5read_check_prompt_record(const OutputReader *r)
+{
+    const Job *job = &r->job;
+    if (!job->n_prompts) return SOWER_OK;
+    char **prompts = NULL, **negatives = NULL; /* (n,), (n_negatives,) */
+    size_t n = 0, n_negatives = 0;
+    int status = h5file_read_texts((hid_t)r->file, r->path, LAYOUT_PROMPTS, JOB_MAX_PROMPTS, &prompts, &n);
+    if (status == SOWER_OK)
+        status = h5file_read_texts((hid_t)r->file, r->path, LAYOUT_NEGATIVE_PROMPTS, JOB_MAX_PROMPTS, &negatives,
+                                   &n_negatives);
+    if (status == SOWER_OK) status = compare_texts(r, LAYOUT_PROMPTS, "", job->prompts, prompts, job->n_prompts, n);
+    if (status == SOWER_OK)
+        status = compare_texts(r, LAYOUT_NEGATIVE_PROMPTS, "negative ", job->negative_prompts, negatives, job->n_prompts,
+                               n_negatives);
+    free_texts(prompts, n);
+    free_texts(negatives, n_negatives);
+    if (status == SOWER_OK) status = check_prompt_index(r);
+    SOWER_TRY(status);
+    return SOWER_OK;
+}
+
 void verify_table_free(VerifyTable *t)
 {
     free(t->rows), free(t->seeds), free(t->renderer), free(t->verifier), free(t->match),

@@ -69,6 +69,10 @@ char *h5read_run_attr(const OutputReader *r, const char *key);
 /* The /verify table; *present = 0 (t zeroed) when the file has none. Its vectors must be 1-D, of one
  * length V <= r->rows and of sower's element types; else SOWER_EINPUT naming the dataset. */
 int h5read_verify_table(const OutputReader *r, VerifyTable *t, int *present) SOWER_MUST_CHECK;
+/* Stable Diffusion: /prompts and /negative_prompts must hold the stored manifest's texts and /prompt_index
+ * give each row its prompt (read a block at a time); SOWER_EMISMATCH naming the dataset where one was
+ * altered, SOWER_EINPUT where one is missing or of another shape. Nothing to check for other jobs. */
+int h5read_check_prompt_record(const OutputReader *r) SOWER_MUST_CHECK;
 void verify_table_free(VerifyTable *t); /* safe on a zeroed table */
 void h5read_close(OutputReader *r);     /* safe on a zeroed reader */
 

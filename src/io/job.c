@@ -141,7 +141,7 @@ static void write_path(FILE *s, const char *path)
 
 /* The shortest text that reads back as v ("%g" would print 0.123456789 as 0.123457: another job), with a
  * point before any exponent: YAML 1.1 readers (PyYAML) take 1e-320 for a string, 1.0e-320 for a number. */
-static const char *exact_number(double v, char text[32])
+const char *job_number_text(double v, char text[32])
 {
     for (int digits = 1; digits <= 17; digits++) {
         snprintf(text, 32, "%.*g", digits, v);
@@ -170,12 +170,12 @@ void job_print(const Job *job, FILE *s)
         fprintf(s, "  digest: \"sha256:%s\"\n", hex);
     }
     fprintf(s, "pipeline:\n  scheduler: %s\n  steps: %d\n  eta: %s\n  batch: %d\n  backend: %s\n",
-            scheduler_kind_name(job->scheduler), job->steps, exact_number(job->eta, number), job->batch,
+            scheduler_kind_name(job->scheduler), job->steps, job_number_text(job->eta, number), job->batch,
             job->backend == BACKEND_CPU ? "cpu" : "cuda");
     if (job->karras)
         fprintf(s, "  karras: true\n");
     if (job->n_prompts) {
-        fprintf(s, "  guidance: %s\n", exact_number(job->guidance, number));
+        fprintf(s, "  guidance: %s\n", job_number_text(job->guidance, number));
         if (job->height)
             fprintf(s, "  height: %d\n  width: %d\n", job->height, job->width);
         else
@@ -227,7 +227,7 @@ void job_print(const Job *job, FILE *s)
     write_path(s, job->output_path);
     fprintf(s, "\n  compression: %s\n  chunk_rows: %d\n", job->output_gzip ? "gzip" : "none", job->chunk_rows);
     if (job->verify_by_fraction)
-        fprintf(s, "verify:\n  fraction: %s  # %llu row%s\n", exact_number(job->verify_fraction, number),
+        fprintf(s, "verify:\n  fraction: %s  # %llu row%s\n", job_number_text(job->verify_fraction, number),
                 (unsigned long long)job_verify_rows(job), job_verify_rows(job) == 1 ? "" : "s");
     else
         fprintf(s, "verify:\n  count: %llu  # %llu row%s\n", (unsigned long long)job->verify_count,

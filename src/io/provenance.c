@@ -51,11 +51,18 @@ static int text_digest_hex(const char *text, char *hex)
     return SOWER_OK;
 }
 
-int provenance_of(const Job *job, const Model *model, Provenance *p)
+/* What the model contributes to a job key, as hex digests; the latent size the pipeline line names when
+ * the manifest gives none. */
+typedef struct {
+    char model_config[DIGEST_HEX_CHARS], scheduler_config[DIGEST_HEX_CHARS];
+    char text_side[DIGEST_HEX_CHARS]; /* Stable Diffusion */
+    char vae[DIGEST_HEX_CHARS];       /* decoding jobs */
+    int height, width;                /* Stable Diffusion: the pixel size without pipeline.height/width */
+} KeyFacts;
+
+/* The pipeline line and attribute, and the job key, of job rendered with a model of these facts. */
+static int build_key(const Job *job, const KeyFacts *f, Provenance *p)
 {
-    memset(p, 0, sizeof *p);
-    digest_hex(job->text_sha256, p->manifest_sha256);
-    digest_hex(model->weights_sha256, p->weights_sha256);
     int used = snprintf(p->pipeline, sizeof p->pipeline, "scheduler=%s steps=%d eta=%.9g%s",
                         scheduler_kind_name(job->scheduler), job->steps, job->eta, job->karras ? " karras=1" : "");
     int used_json = snprintf(p->pipeline_json, sizeof p->pipeline_json,
@@ -63,50 +70,88 @@ int provenance_of(const Job *job, const Model *model, Provenance *p)
                              scheduler_kind_name(job->scheduler), job->steps, job->eta, job->karras ? "true" : "false");
     char text_lines[256] = ""; /* Stable Diffusion: the prompts and the text side in the job key */
     if (job->n_prompts) {
-        if (!model->text_side_known)
-            return SOWER_FAIL(SOWER_EINTERNAL, "provenance of a prompted job without the text side's digest");
-        const int f = model->vae_scale_factor;
-        const int height = job->height ? job->height : model->unet.cfg.sample_height * f,
-                  width = job->width ? job->width : model->unet.cfg.sample_width * f;
+        const int height = job->height ? job->height : f->height, width = job->height ? job->width : f->width;
         snprintf(p->pipeline + used, sizeof p->pipeline - (size_t)used,
                  " guidance=%.9g height=%d width=%d clip_skip=%d", job->guidance, height, width, job->clip_skip);
         used_json += snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json,
                               ", \"guidance\": %.9g, \"height\": %d, \"width\": %d, \"clip_skip\": %d",
                               job->guidance, height, width, job->clip_skip);
-        char prompts_hex[DIGEST_HEX_CHARS], text_hex[DIGEST_HEX_CHARS];
+        char prompts_hex[DIGEST_HEX_CHARS];
         SOWER_TRY(prompts_digest_hex(job, prompts_hex));
-        digest_hex(model->text_side_sha256, text_hex);
         snprintf(text_lines, sizeof text_lines, "prompts: %zu\nprompts_sha256: %s\ntext_side_sha256: %s\n",
-                 job->n_prompts, prompts_hex, text_hex);
+                 job->n_prompts, prompts_hex, f->text_side);
     }
     char decode_line[128] = ""; /* the images, when the job decodes: they depend on the VAE's weights */
     if (job->decode) {
-        if (!model->vae_known) return SOWER_FAIL(SOWER_EINTERNAL, "provenance of a decoding job without the VAE's digest");
-        char vae_hex[DIGEST_HEX_CHARS];
-        digest_hex(model->vae_sha256, vae_hex);
-        snprintf(decode_line, sizeof decode_line, "decode: uint8 vae_sha256=%s\n", vae_hex);
+        snprintf(decode_line, sizeof decode_line, "decode: uint8 vae_sha256=%s\n", f->vae);
         used_json += snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json,
                               ", \"decode\": true");
     }
     snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json, "}");
     p->generator = rng_kernel_name(job->generator);
-    p->model_config = model->unet_config_text;
-    p->scheduler_config = model->scheduler_config_text;
 
     unsigned char seeds[DIGEST_BYTES];
-    char seeds_hex[DIGEST_HEX_CHARS], model_hex[DIGEST_HEX_CHARS], scheduler_hex[DIGEST_HEX_CHARS];
+    char seeds_hex[DIGEST_HEX_CHARS];
     SOWER_TRY(seeds_digest(job, seeds));
     digest_hex(seeds, seeds_hex);
-    SOWER_TRY(text_digest_hex(p->model_config, model_hex));
-    SOWER_TRY(text_digest_hex(p->scheduler_config, scheduler_hex));
     snprintf(p->job_key, sizeof p->job_key,
              "%s\nrows: %llu\nseeds_sha256: %s\npipeline: %s\ngenerator: %s\nbackend: %s %s\n"
              "model_config_sha256: %s\nscheduler_config_sha256: %s\noutput: chunk_rows=%d gzip=%d\n%s%s",
              PROVENANCE_JOB_KEY_FORMAT, (unsigned long long)job->n_rows, seeds_hex, p->pipeline, p->generator,
              job->backend == BACKEND_CUDA ? "cuda" : "cpu", precision_name(job->precision),
-             model_hex, scheduler_hex, job->chunk_rows, job->output_gzip, text_lines, decode_line);
+             f->model_config, f->scheduler_config, job->chunk_rows, job->output_gzip, text_lines, decode_line);
     SOWER_TRY(text_digest_hex(p->job_key, p->job_sha256));
     return SOWER_OK;
+}
+
+int provenance_of(const Job *job, const Model *model, Provenance *p)
+{
+    memset(p, 0, sizeof *p);
+    digest_hex(job->text_sha256, p->manifest_sha256);
+    digest_hex(model->weights_sha256, p->weights_sha256);
+    p->model_config = model->unet_config_text;
+    p->scheduler_config = model->scheduler_config_text;
+    KeyFacts f = {0};
+    SOWER_TRY(text_digest_hex(p->model_config, f.model_config));
+    SOWER_TRY(text_digest_hex(p->scheduler_config, f.scheduler_config));
+    if (job->n_prompts) {
+        if (!model->text_side_known)
+            return SOWER_FAIL(SOWER_EINTERNAL, "provenance of a prompted job without the text side's digest");
+        digest_hex(model->text_side_sha256, f.text_side);
+        f.height = model->unet.cfg.sample_height * model->vae_scale_factor;
+        f.width = model->unet.cfg.sample_width * model->vae_scale_factor;
+    }
+    if (job->decode) {
+        if (!model->vae_known) return SOWER_FAIL(SOWER_EINTERNAL, "provenance of a decoding job without the VAE's digest");
+        digest_hex(model->vae_sha256, f.vae);
+    }
+    SOWER_TRY(build_key(job, &f, p));
+    return SOWER_OK;
+}
+
+int provenance_key_digest(const char *job_key, const char *field, char *hex)
+{
+    const char *at = job_key ? strstr(job_key, field) : NULL;
+    hex[0] = '\0';
+    if (!at) return 0;
+    at += strlen(field);
+    const size_t n = strspn(at, "0123456789abcdef");
+    if (n != DIGEST_HEX_CHARS - 1) return 0;
+    memcpy(hex, at, n);
+    hex[n] = '\0';
+    return 1;
+}
+
+/* The model's part of a recorded key: its digests and, for Stable Diffusion, the size its pipeline line names. */
+static int recorded_facts(const char *job_key, KeyFacts *f)
+{
+    int ok = provenance_key_digest(job_key, "\nmodel_config_sha256: ", f->model_config) &&
+             provenance_key_digest(job_key, "\nscheduler_config_sha256: ", f->scheduler_config);
+    provenance_key_digest(job_key, "\ntext_side_sha256: ", f->text_side);
+    provenance_key_digest(job_key, "vae_sha256=", f->vae);
+    const char *size = strstr(job_key, " height=");
+    if (size && sscanf(size, " height=%d width=%d", &f->height, &f->width) != 2) ok = 0;
+    return ok;
 }
 
 int provenance_check_key(const Job *job, const char *job_key, const char *job_sha256, const char *what)
@@ -115,18 +160,20 @@ int provenance_check_key(const Job *job, const char *job_key, const char *job_sh
         return SOWER_FAIL(SOWER_EINPUT, "%s: no '%s' attribute: the record of the job that made it is missing (a "
                                         "damaged file, or one of a sower before job keys)",
                           what, job_key ? "job_sha256" : "job_key");
-    char key_hex[DIGEST_HEX_CHARS], seeds_hex[DIGEST_HEX_CHARS], expect[256];
-    unsigned char seeds[DIGEST_BYTES];
+    char key_hex[DIGEST_HEX_CHARS];
     SOWER_TRY(text_digest_hex(job_key, key_hex));
     if (strcmp(key_hex, job_sha256) != 0)
         return SOWER_FAIL(SOWER_EINPUT, "%s: 'job_sha256' is not the SHA-256 of its 'job_key' (the file was altered)",
                           what);
-    SOWER_TRY(seeds_digest(job, seeds));
-    digest_hex(seeds, seeds_hex);
-    snprintf(expect, sizeof expect, "\nrows: %llu\nseeds_sha256: %s\n", (unsigned long long)job->n_rows, seeds_hex);
-    if (strncmp(job_key, PROVENANCE_JOB_KEY_FORMAT "\n", strlen(PROVENANCE_JOB_KEY_FORMAT) + 1) != 0 ||
-        !strstr(job_key, expect))
-        return SOWER_FAIL(SOWER_EINPUT, "%s: its 'job_key' does not name the rows and seeds of the manifest stored in "
-                                        "it (the file was altered)", what);
+    /* The key again from the stored manifest, with the model's digests as recorded: every line the manifest
+     * decides (rows, seeds, pipeline, prompts, generator, backend, output) must be the manifest's. */
+    KeyFacts f = {0};
+    Provenance p = {0};
+    if (!recorded_facts(job_key, &f))
+        return SOWER_FAIL(SOWER_EINPUT, "%s: its 'job_key' is not one sower writes (the file was altered)", what);
+    SOWER_TRY(build_key(job, &f, &p));
+    if (strcmp(p.job_key, job_key) != 0)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: its 'job_key' does not name the job of the manifest stored in it (its rows, "
+                                        "seeds, pipeline settings or prompts differ: the file was altered)", what);
     return SOWER_OK;
 }

@@ -39,9 +39,14 @@ typedef struct {
 /* The attributes of job rendered with model. */
 int provenance_of(const Job *job, const Model *model, Provenance *p) SOWER_MUST_CHECK;
 
-/* A file's identity without its model: job_sha256 must be the digest of job_key, and job_key must name the
- * rows and seeds of the stored manifest (job); SOWER_EINPUT naming `what` otherwise, or when either is
- * missing. What `sower export` keys a folder on. */
+/* A file's identity without its model: job_sha256 must be the digest of job_key, and job_key must be the
+ * key of the stored manifest (job) with the model digests it records (rows, seeds, pipeline settings,
+ * prompts: everything the manifest decides); SOWER_EINPUT naming `what` otherwise, or when either is
+ * missing. What `sower export` keys a folder on and labels rows from. */
 int provenance_check_key(const Job *job, const char *job_key, const char *job_sha256, const char *what) SOWER_MUST_CHECK;
+
+/* The 64 hex digits that follow `field` ("\ntext_side_sha256: ", "vae_sha256=") in a job key, into hex
+ * (DIGEST_HEX_CHARS); 0 (hex "") when the key has no such field. */
+int provenance_key_digest(const char *job_key, const char *field, char *hex);
 
 #endif /* SOWER_PROVENANCE_H */

@@ -41,7 +41,8 @@ void prompt_encoder_free(PromptEncoder *pe)
     memset(pe, 0, sizeof *pe);
 }
 
-int prompt_tokenize(const PromptEncoder *pe, const char *prompt, int32_t *ids, size_t *untruncated, FILE *warn)
+int prompt_tokenize(const PromptEncoder *pe, const char *prompt, int32_t *ids, size_t *untruncated, FILE *warn,
+                    const char *which)
 {
     const size_t len = strlen(prompt);
     SOWER_TRY(clip_tokenize(pe->tokenizer, prompt, len, ids, untruncated));
@@ -52,20 +53,21 @@ int prompt_tokenize(const PromptEncoder *pe, const char *prompt, int32_t *ids, s
         char *shown = utf8_printable(dropped, strlen(dropped));
         free(dropped);
         if (!shown) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-        fprintf(warn, "sower: warning: the prompt is longer than %d tokens; truncated, dropping: %s\n", pe->tokens,
-                shown);
+        fprintf(warn, "sower: warning: %s is longer than %d tokens; truncated, dropping: %s\n",
+                which ? which : "the prompt", pe->tokens, shown);
         free(shown);
     }
     return SOWER_OK;
 }
 
-int prompt_encode(const PromptEncoder *pe, const char *prompt, int clip_skip, float *out, FILE *warn)
+int prompt_encode(const PromptEncoder *pe, const char *prompt, int clip_skip, float *out, FILE *warn,
+                  const char *which)
 {
     int32_t *ids = malloc((size_t)pe->tokens * sizeof *ids); /* (tokens,) */
     if (!ids)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     size_t untruncated = 0;
-    int status = prompt_tokenize(pe, prompt, ids, &untruncated, warn);
+    int status = prompt_tokenize(pe, prompt, ids, &untruncated, warn, which);
     if (status == SOWER_OK)
         status = clip_text_encode(&pe->encoder, ids, pe->tokens, clip_skip, out);
     free(ids);

@@ -27,11 +27,12 @@ int prompt_encoder_load(PromptEncoder *pe, const char *dir) SOWER_MUST_CHECK;
 void prompt_encoder_free(PromptEncoder *pe); /* safe on a zeroed one */
 
 /* The ids (tokens,) of prompt; when it is truncated, warns on `warn` (if not NULL) quoting the words
- * dropped, as the pipeline's logger does. SOWER_EINPUT for invalid UTF-8 (the byte named). */
-int prompt_tokenize(const PromptEncoder *pe, const char *prompt, int32_t *ids, size_t *untruncated,
-                    FILE *warn) SOWER_MUST_CHECK;
-/* out (tokens, dim): the embeddings of prompt (clip_skip as clip_text_encode). */
-int prompt_encode(const PromptEncoder *pe, const char *prompt, int clip_skip, float *out,
-                  FILE *warn) SOWER_MUST_CHECK;
+ * dropped, as the pipeline's logger does, naming the prompt as `which` ("prompt 12"; NULL: "the prompt").
+ * SOWER_EINPUT for invalid UTF-8 (the byte named). */
+int prompt_tokenize(const PromptEncoder *pe, const char *prompt, int32_t *ids, size_t *untruncated, FILE *warn,
+                    const char *which) SOWER_MUST_CHECK;
+/* out (tokens, dim): the embeddings of prompt (clip_skip as clip_text_encode); warns as prompt_tokenize. */
+int prompt_encode(const PromptEncoder *pe, const char *prompt, int clip_skip, float *out, FILE *warn,
+                  const char *which) SOWER_MUST_CHECK;
 
 #endif /* SOWER_PROMPT_ENCODER_H */

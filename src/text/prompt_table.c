@@ -48,13 +48,13 @@ void prompt_table_free(PromptTable *t)
 }
 
 /* *slot (tokens, dim) <- the embeddings of text, once. */
-static int encode_once(PromptTable *t, float **slot, const char *text, int clip_skip)
+static int encode_once(PromptTable *t, float **slot, const char *text, int clip_skip, const char *which)
 {
     if (*slot) return SOWER_OK;
     float *e = malloc(t->per * sizeof *e); /* (tokens, dim) */
     if (!e) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for a prompt's embeddings");
     const double t0 = omp_get_wtime();
-    const int status = prompt_encode(&t->encoder, text, clip_skip, e, stderr);
+    const int status = prompt_encode(&t->encoder, text, clip_skip, e, stderr, which);
     t->seconds += omp_get_wtime() - t0;
     if (status != SOWER_OK) {
         free(e);
@@ -70,8 +70,11 @@ int prompt_table_rows(PromptTable *t, const uint64_t *index, int count, RowText 
         const uint64_t p = index[i];
         if (p >= t->n)
             return SOWER_FAIL(SOWER_EINTERNAL, "prompt %llu of a table of %zu", (unsigned long long)p, t->n);
-        SOWER_TRY(encode_once(t, &t->cond[p], t->prompts[p], t->clip_skip));
-        if (t->guided) SOWER_TRY(encode_once(t, &t->uncond[p], t->negatives[p], 0));
+        char which[96]; /* the warning on a prompt that is too long names it, as /prompts indexes it */
+        snprintf(which, sizeof which, "prompt %llu", (unsigned long long)p);
+        SOWER_TRY(encode_once(t, &t->cond[p], t->prompts[p], t->clip_skip, which));
+        snprintf(which, sizeof which, "the negative prompt of prompt %llu", (unsigned long long)p);
+        if (t->guided) SOWER_TRY(encode_once(t, &t->uncond[p], t->negatives[p], 0, which));
         out[i] = (RowText){t->cond[p], t->guided ? t->uncond[p] : NULL};
     }
     return SOWER_OK;
