@@ -464,6 +464,12 @@ static void run_schedule_checks(void)
     CHECK(init_from("DPMSolverMultistepScheduler", "{\"lambda_min_clipped\": -Infinity, \"x\": NaN}", 10, &s) == SOWER_OK,
           "-Infinity / NaN: %s", sower_error_message());
     scheduler_free(&s);
+    /* an infinite value is named as one (cJSON prints it as null) */
+    SchedulerConfig cfg;
+    const char *huge = "{\"num_train_timesteps\": 1e309}";
+    CHECK(scheduler_config_parse(huge, strlen(huge), "p.json", SCHED_DDIM, &cfg) == SOWER_EMODEL &&
+              strstr(sower_error_message(), "found Infinity"), "1e309: %s", sower_error_message());
+    sower_error_clear();
     /* DPM-Solver's Karras schedule spans the config's sigma_min..sigma_max when it has them (hidden config:
      * diffusers gives sigmas[0] = 100.0, timestep 953), unless the file's class takes them itself (from_config
      * drops them then: the table's own ends, 157.40726) */

@@ -8,6 +8,7 @@
 
 #include "scheduler.h"
 #include "json_keys.h"
+#include "utf8.h"
 
 enum {
     CONFIG_MAX_BYTES = 1 << 20, /* a scheduler_config.json is a few hundred bytes */
@@ -90,16 +91,24 @@ static const char *const solver_type_names[] = {"midpoint", "heun", "logrho", "b
 /* A short rendering of a JSON value for messages: the value's JSON text, cut at ~60 characters. */
 static void describe(const cJSON *v, char *buf, size_t size)
 {
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble)) { /* cJSON prints these as null */
+        snprintf(buf, size, "%s", v->valuedouble < 0 ? "-Infinity" : "Infinity");
+        return;
+    }
     char *text = cJSON_PrintUnformatted(v);
-    if (!text) {
+    char *shown = text ? utf8_printable(text, strlen(text)) : NULL; /* a config's bytes, shown as a terminal can */
+    cJSON_free(text);
+    if (!shown) {
         snprintf(buf, size, "(a value)");
         return;
     }
-    if (strlen(text) > 60)
-        snprintf(buf, size, "%.57s...", text);
-    else
-        snprintf(buf, size, "%s", text);
-    cJSON_free(text);
+    if (strlen(shown) > 60) {
+        int cut = 57; /* at a character's start */
+        while (cut > 0 && ((unsigned char)shown[cut] & 0xC0) == 0x80) cut--;
+        snprintf(buf, size, "%.*s...", cut, shown);
+    } else
+        snprintf(buf, size, "%s", shown);
+    free(shown);
 }
 
 static int bad_value(const char *path, const char *key, const char *expected, const cJSON *found)
