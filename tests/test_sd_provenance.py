@@ -113,6 +113,7 @@ def copy_model(src, dst, edit):
 
 
 def sample(sower, folder, out, *extra):
+    """sower sample's latents: prompt "a cat", seed 0, 5 steps unless extra says otherwise (a later option wins)."""
     r = run([sower, "sample", folder, "--prompt", "a cat", "--seeds", "0", "--steps", "5", "-o", out, *extra])
     check(r.returncode == 0, f"sample {folder} {extra}: {r.stderr[-300:]}")
     return np.load(out) if r.returncode == 0 else None
@@ -193,6 +194,14 @@ def main():
             check(all(chunk.get(k) == v for k, v in want.items()), f"sower chunk {chunk} lacks {want}")
             r = run([sower, "export", good, "--imagefolder", images])
             check(r.returncode == 0 and "6 already there" in r.stderr, f"export again keeps the PNGs: {r.stderr[-300:]}")
+
+        # 5b. a quoted "" prompt (the unconditional one) renders as sample --prompt "" does
+        empty = make(sower, tmp, "empty", sd, prompts='prompts: [""]')
+        alone = sample(sower, sd, os.path.join(tmp, "empty.npy"), "--prompt", "", "--scheduler", "ddim", "--eta", "0.5",
+                       "--guidance", "7.123456789", "--steps", "2", "--seeds", "0,1,2")
+        with h5py.File(empty, "r") as f:
+            check(alone is not None and np.array_equal(f["latents"][...], alone) and f["prompts"][0] == b"",
+                  "prompts: [\"\"]: not sample --prompt \"\"'s latents")
 
         # 6. scheduler configs as diffusers writes them
         base = sample(sower, sd, os.path.join(tmp, "base.npy"), "--scheduler", "dpm++2m")

@@ -162,7 +162,12 @@ static int get_string_of(const Ctx *c, const yaml_node_t *n, const char *key, si
         const char *s = text_of(n);
         char *end = NULL;
         (void)strtod(s, &end);
-        if (is_null(n) || is_bool_text(s) || (end && *end == '\0' && strpbrk(s, "xXnNiI") == NULL))
+        /* YAML 1.2 core's floats: decimal forms (strtod also reads hex, inf, nan: not floats there), .inf, .nan */
+        static const char *const special[] = {".inf", ".Inf", ".INF", "-.inf", "-.Inf", "-.INF", "+.inf", "+.Inf",
+                                              "+.INF", ".nan", ".NaN", ".NAN"};
+        int special_float = 0;
+        for (size_t i = 0; i < sizeof special / sizeof *special; i++) special_float |= strcmp(s, special[i]) == 0;
+        if (is_null(n) || is_bool_text(s) || special_float || (end && *end == '\0' && strpbrk(s, "xXnNiI") == NULL))
             return fail_at(c, n, key, expected);
     }
     *out = text_of(n);
@@ -172,6 +177,17 @@ static int get_string_of(const Ctx *c, const yaml_node_t *n, const char *key, si
 static int get_string(const Ctx *c, const yaml_node_t *n, const char *key, size_t max_chars, const char **out)
 {
     return get_string_of(c, n, key, max_chars, 0, out);
+}
+
+/* A prompt: a string as get_string, or "" quoted (the unconditional prompt, as diffusers takes it; a plain
+ * empty scalar is null). */
+static int get_prompt(const Ctx *c, const yaml_node_t *n, const char *key, const char **out)
+{
+    if (n && n->type == YAML_SCALAR_NODE && !is_plain(n) && n->data.scalar.length == 0) {
+        *out = "";
+        return SOWER_OK;
+    }
+    return get_string(c, n, key, JOB_MAX_PROMPT_CHARS, out);
 }
 
 static int get_path(const Ctx *c, const yaml_node_t *n, const char *key, const char **out)
@@ -464,11 +480,11 @@ static int parse_prompts(const Ctx *c, Job *job, const yaml_node_t *n)
         const yaml_node_t *item = yaml_document_get_node(c->doc, *it);
         const char *prompt = NULL, *negative = "";
         if (item->type == YAML_SCALAR_NODE) {
-            SOWER_TRY(get_string(c, item, "prompts[]", JOB_MAX_PROMPT_CHARS, &prompt));
+            SOWER_TRY(get_prompt(c, item, "prompts[]", &prompt));
         } else {
             Field g[] = {{"prompt", 1, NULL}, {"negative_prompt", 0, NULL}};
             SOWER_TRY(get_mapping(c, item, "prompts[]", g, 2));
-            SOWER_TRY(get_string(c, g[0].value, "prompts[].prompt", JOB_MAX_PROMPT_CHARS, &prompt));
+            SOWER_TRY(get_prompt(c, g[0].value, "prompts[].prompt", &prompt));
             if (g[1].value && !is_null(g[1].value) && !(g[1].value->type == YAML_SCALAR_NODE && g[1].value->data.scalar.length == 0))
                 SOWER_TRY(get_string(c, g[1].value, "prompts[].negative_prompt", JOB_MAX_PROMPT_CHARS, &negative));
         }
