@@ -179,6 +179,14 @@ def check_cli_basics(sower, tmp):
         r = subprocess.run([sower, "noise", "--seed", "1", "--shape", "4", "-o", kept, "--force"], capture_output=True)
         if r.returncode != 0 or os.path.getsize(kept) != 16:
             fail(f"noise --force onto an existing file: exit {r.returncode} {r.stderr!r}")
+        # A name of 255 bytes, the most a folder holds: its temporary name is cut to fit (it was refused, "File
+        # name too long", as NAME.tmp.PID went past 255), and nothing else is left in the folder.
+        long_name = os.path.join(tmp, "x" * 255)
+        r = subprocess.run([sower, "noise", "--seed", "1", "--shape", "4", "-o", long_name, "--state-out",
+                            long_name[:-1] + "s"], capture_output=True)
+        if r.returncode != 0 or os.path.getsize(long_name) != 16 or sorted(os.listdir(tmp)) != sorted(
+                ["kept.bin", "x" * 255, "x" * 254 + "s"]):
+            fail(f"noise -o a 255-byte name: exit {r.returncode} {r.stderr!r} {sorted(os.listdir(tmp))}")
     # Two's complement: -1 is 2^64-1.
     a = subprocess.run([sower, "noise", "--quiet", "--seed", "-1", "--shape", "20", "-o", "-"], capture_output=True)
     b = subprocess.run([sower, "noise", "--quiet", "--seed", "18446744073709551615", "--shape", "20", "-o", "-"],

@@ -4,6 +4,7 @@
 #include "regular_file.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,11 +49,19 @@ int outfile_open(OutFile *f, const char *path)
         if (!f->fp) return SOWER_FAIL(SOWER_EPATH, "cannot open output '%s': %s", path, strerror(errno));
         return SOWER_OK;
     }
-    size_t n = strlen(path) + 32;
+    size_t n = strlen(path) + 48;
     f->tmp_path = malloc(n);
     if (!f->tmp_path)
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory for an output path");
     snprintf(f->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    const char *slash = strrchr(f->tmp_path, '/');
+    const size_t name_len = strlen(slash ? slash + 1 : f->tmp_path);
+    if (name_len > NAME_MAX) { /* a long output name: the temporary one is cut to fit, numbered to stay apart */
+        static unsigned serial;
+        const size_t dir_len = slash ? (size_t)(slash + 1 - f->tmp_path) : 0;
+        snprintf(f->tmp_path, n, "%.*s%.*s.tmp.%ld.%u", (int)dir_len, path, NAME_MAX - 48, path + dir_len,
+                 (long)getpid(), serial++);
+    }
     f->fp = fopen(f->tmp_path, "wb");
     if (!f->fp) {
         int err = errno;
