@@ -86,7 +86,13 @@ def random_checkpoint(tensor_list, path, seed, drop=()):
 def check_inferred(sower, data, tmp):
     for name, steps in (("std-sd1", "4"), ("std-sd2", "3")):
         folder, ckpt = os.path.join(data, name), os.path.join(tmp, name + ".safetensors")
-        random_checkpoint(os.path.join(folder, "ldm_tensors.json"), ckpt, seed=len(name) + ord(name[-1]))
+        tensor_list = os.path.join(folder, "ldm_tensors.json")
+        if name == "std-sd2":  # ComfyUI saves a v-prediction checkpoint with an empty 'v_pred' tensor: not a weight
+            tensors = json.load(open(tensor_list))
+            tensors["v_pred"] = ["F32", [0]]
+            tensor_list = os.path.join(tmp, "std-sd2-v_pred.json")
+            json.dump(tensors, open(tensor_list, "w"))
+        random_checkpoint(tensor_list, ckpt, seed=len(name) + ord(name[-1]))
         inferred, given = os.path.join(tmp, name + "-inferred"), os.path.join(tmp, name + "-given")
         r = run([sower, "convert", ckpt, "--tokenizer", os.path.join(folder, "tokenizer"), "-o", inferred])
         if not check(r.returncode == 0 and "configs inferred from the tensors" in r.stdout, f"{name}: convert "
@@ -131,8 +137,19 @@ def check_inferred(sower, data, tmp):
             "no conv_in to infer from", [out])
     r = run([sower, "convert", no_conv_in, "--tokenizer", os.path.join(std1, "tokenizer"), "--config", std1, "-o", out])
     refused(r, 2, ["usage: sower convert"], "both --config and --tokenizer", [out])
+    # An inpainting UNet (conv_in of 9 channels: latents, mask, masked image) is refused, not written as a folder
+    # sample refuses ("in_channels 9 != out_channels 4"; convert exited 0 before).
+    inpaint_list = os.path.join(tmp, "inpaint.json")
+    tensors = json.load(open(os.path.join(std1, "ldm_tensors.json")))
+    dtype, shape = tensors["model.diffusion_model.input_blocks.0.0.weight"]
+    tensors["model.diffusion_model.input_blocks.0.0.weight"] = [dtype, [shape[0], 9] + shape[2:]]
+    json.dump(tensors, open(inpaint_list, "w"))
+    inpaint = os.path.join(tmp, "inpaint.safetensors")
+    random_checkpoint(inpaint_list, inpaint, 2)
+    r = run([sower, "convert", inpaint, "--tokenizer", os.path.join(std1, "tokenizer"), "-o", out])
+    refused(r, 2, ["conv_in takes 9 channels", "inpainting"], "an inpainting UNet", [out])
     print("inferred configs refused (exit 2, nothing written): another family's tokenizer both ways, no conv_in, "
-          "--config with --tokenizer")
+          "--config with --tokenizer, an inpainting UNet")
 
 
 def main():

@@ -158,9 +158,10 @@ static int plan_tensors(const StFile *ckpt, const LdmLayout *layout, Plan *p)
         const LdmResult r = ldm_map_name(layout, t->name, targets, &n, &p->family);
         if (r == LDM_UNKNOWN)
             return SOWER_FAIL(SOWER_EMODEL,
-                              "%s: tensor '%s' is none of a Stable Diffusion 1.x/2.x checkpoint's (UNet "
-                              "model.diffusion_model.*, VAE first_stage_model.*, text encoder cond_stage_model.*): "
-                              "another architecture (SDXL, inpainting, a ControlNet) is not converted",
+                              "%s: tensor '%s' is none that a Stable Diffusion 1.x/2.x checkpoint's UNet "
+                              "(model.diffusion_model.*), VAE (first_stage_model.*) or text encoder "
+                              "(cond_stage_model.*) uses: another architecture (SDXL, a ControlNet), or a leftover "
+                              "(a merged LoRA's keys, a loss's weights) sower does not guess past",
                               ckpt->path, t->name);
         if (r == LDM_IGNORED) {
             if (!p->ignored++) snprintf(p->ignored_example, sizeof p->ignored_example, "%s", t->name);
@@ -447,9 +448,12 @@ int cmd_convert(int argc, char **argv)
                "--tokenizer DIR: the configs are inferred from the tensors (widths, depths, levels read from\n"
                "them; heads, norm groups, activation, scheduler and sample size the family's: SD 1.5's for SD 1.x,\n"
                "SD 2.1's, v-prediction at 768, for SD 2.x, as diffusers infers them); DIR holds the CLIPTokenizer\n"
-               "files (vocab.json, merges.txt, ...: SD 1.x pads with <|endoftext|>, SD 2.x with \"!\").\n"
-               "--dry-run: every check, then the tensor counts and the inferred configs on standard output;\n"
-               "nothing is written.\n",
+               "files (vocab.json, merges.txt, ...: SD 1.x pads with <|endoftext|>, SD 2.x with \"!\"). SD 2.x's\n"
+               "text encoder runs OpenCLIP's blocks but its last (23 of ViT-H/14's 24; a file of exactly 23 such\n"
+               "blocks, as written from a diffusers folder, keeps all 23). Inpainting and depth UNets are refused.\n"
+               "--dry-run: the name mapping and the configs, then the tensor counts and the inferred configs on\n"
+               "standard output; nothing is written. Each tensor's shape is checked against the configs when the\n"
+               "folder is written (it is loaded back before it is renamed into place), not by --dry-run.\n",
                usage);
         return SOWER_OK;
     }

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_LEVELS = 8, HEAD_CHANNELS = 64, NORM_GROUPS = 32, SD1_UNET_HEADS = 8 };
+enum { MAX_LEVELS = 8, HEAD_CHANNELS = 64, NORM_GROUPS = 32, SD1_UNET_HEADS = 8,
+       SD2_TEXT_LAYERS = 23, SD2_TEXT_WIDTH = 1024 }; /* SD 2.x: the OpenCLIP ViT-H/14 layers its text encoder runs */
 static const char UNET[] = "model.diffusion_model.", VAE[] = "first_stage_model.";
 static const char CLIP[] = "cond_stage_model.transformer.", OPEN_CLIP[] = "cond_stage_model.model.";
 
@@ -74,6 +75,11 @@ static int infer_unet(const StFile *f, int sd2, LdmConfigs *out)
     const StTensor *conv_in = tensor(f, "%sinput_blocks.0.0.weight", UNET), *conv_out = tensor(f, "%sout.2.weight", UNET);
     if (!conv_in || conv_in->ndim != 4) return missing(f, "the UNet's conv_in", "model.diffusion_model.input_blocks.0.0.weight");
     if (!conv_out || conv_out->ndim != 4) return missing(f, "the UNet's conv_out", "model.diffusion_model.out.2.weight");
+    if (conv_in->shape[1] != conv_out->shape[0]) /* inpainting (9: latents, mask, masked image) or depth models */
+        return SOWER_FAIL(SOWER_EMODEL, "%s: the UNet's conv_in takes %lld channels and its conv_out gives %lld: an "
+                                        "inpainting (or depth) checkpoint, which StableDiffusionPipeline does not run: "
+                                        "not converted", f->path, (long long)conv_in->shape[1],
+                          (long long)conv_out->shape[0]);
     char prefix[96];
     snprintf(prefix, sizeof prefix, "%sinput_blocks.", UNET);
     const int blocks = count_indexed(f, prefix); /* 1 + levels * lpb + (levels - 1) */
@@ -130,7 +136,7 @@ static int infer_unet(const StFile *f, int sd2, LdmConfigs *out)
     cJSON_AddNumberToObject(o, "downsample_padding", 1);
     cJSON_AddBoolToObject(o, "flip_sin_to_cos", 1);
     cJSON_AddNumberToObject(o, "freq_shift", 0);
-    cJSON_AddNumberToObject(o, "in_channels", (double)conv_in->shape[1]);
+    cJSON_AddNumberToObject(o, "in_channels", (double)conv_in->shape[1]); /* == out_channels: checked above */
     cJSON_AddNumberToObject(o, "layers_per_block", lpb);
     cJSON_AddNumberToObject(o, "mid_block_scale_factor", 1);
     cJSON_AddStringToObject(o, "mid_block_type", "UNetMidBlock2DCrossAttn");
@@ -198,7 +204,11 @@ static int infer_text(const StFile *f, int sd2, const LdmTokenIds *ids, LdmConfi
         positions = tensor(f, "%spositional_embedding", OPEN_CLIP);
         fc1 = tensor(f, "%stransformer.resblocks.0.mlp.c_fc.weight", OPEN_CLIP);
         snprintf(prefix, sizeof prefix, "%stransformer.resblocks.", OPEN_CLIP);
-        layers = count_indexed(f, prefix) - 1; /* the LDM config's layer "penultimate" */
+        /* SD 2.x runs OpenCLIP's penultimate layer: the LDM file carries all its blocks (ViT-H/14: 24) and the
+         * diffusers text encoder the first 23. A file written from a diffusers folder carries only those 23; at
+         * other sizes the spare block is taken as there (what the LDM training writes: --config for others). */
+        const int blocks = count_indexed(f, prefix);
+        layers = blocks == SD2_TEXT_LAYERS && fc1 && fc1->ndim == 2 && fc1->shape[1] == SD2_TEXT_WIDTH ? blocks : blocks - 1;
     } else {
         const char *level = tensor(f, "%stext_model.embeddings.token_embedding.weight", CLIP) ? "text_model." : "";
         tokens = tensor(f, "%s%sembeddings.token_embedding.weight", CLIP, level);

@@ -215,7 +215,9 @@ static int is_training_buffer(const char *name)
                                         "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod",
                                         "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
                                         "posterior_variance", "posterior_log_variance_clipped",
-                                        "posterior_mean_coef1", "posterior_mean_coef2", "logvar", NULL};
+                                        "posterior_mean_coef1", "posterior_mean_coef2", "logvar",
+                                        "v_pred", /* ComfyUI marks a v-prediction checkpoint it saves so */
+                                        NULL};
     for (int i = 0; names[i]; i++)
         if (strcmp(name, names[i]) == 0) return 1;
     return strncmp(name, "model_ema.", 10) == 0;
