@@ -148,6 +148,14 @@ def escaped_nul_name(d):
     write_st(p, header, data)
 
 
+def invalid_utf8_name(d):
+    """A tensor name with a byte that is no UTF-8 (safetensors refuses the header; sower took it as a name)."""
+    p = os.path.join(d, "unet", "diffusion_pytorch_model.safetensors")
+    header, data = read_st(p)
+    body = json.dumps(header).encode().replace(b'"conv_in.bias"', b'"conv_in.bias\xff"')
+    open(p, "wb").write(struct.pack("<Q", len(body)) + body + data)
+
+
 CASES = [  # (name, breakage, text the message must contain)
     ("header length huge", raw_file(struct.pack("<Q", 1 << 40) + b"{}"), "header length"),
     ("file too short", raw_file(b"\x01\x02"), "too short"),
@@ -214,6 +222,7 @@ CASES = [  # (name, breakage, text the message must contain)
     ("a repeated index key, the last bad", repeat_key("model_index.json", "unet", ["diffusers", "UNet3DModel"]),
      "found class 'UNet3DModel'"),
     ("an escaped NUL in a tensor name", escaped_nul_name, "a NUL byte in the header"),
+    ("invalid UTF-8 in a tensor name", invalid_utf8_name, "invalid UTF-8 in the header at byte"),
     ("index entry not a pair", edit_json("model_index.json", lambda c: c.update(unet="UNet2DModel")),
      "key 'unet': expected [library, class]"),
     # configs are read into buffers of their size, grown as they are read, up to 1 MiB: one byte more is refused

@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE /* madvise: glibc's posix_madvise ignores POSIX_MADV_DONTNEED */
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -366,6 +367,10 @@ static int open_file(StFile *f, const char *path, int convert, int (*skip)(const
     const char *header_text = (const char *)bytes + 8, *header_end = NULL; /* (header_bytes,), not NUL-ended */
     if (memchr(header_text, '\0', (size_t)header_bytes) || has_escaped_nul(header_text, (size_t)header_bytes))
         return SOWER_FAIL(SOWER_EMODEL, "%s: a NUL byte in the header (not a safetensors file?)", path);
+    size_t bad = 0; /* the format's header is UTF-8 JSON (safetensors refuses other bytes): names are text */
+    if (!utf8_valid(header_text, (size_t)header_bytes, &bad))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: invalid UTF-8 in the header at byte %zu (not a safetensors file?)", path,
+                          (size_t)8 + bad);
     cJSON *header = cJSON_ParseWithLengthOpts(header_text, (size_t)header_bytes, &header_end, 0);
     if (!header || !cJSON_IsObject(header)) {
         cJSON_Delete(header);

@@ -12,7 +12,7 @@
 #include "err.h"
 
 enum { ST_MAX_DIMS = 8 };
-#define ST_MAX_HEADER_BYTES (100u << 20) /* the format's own limit */
+#define ST_MAX_HEADER_BYTES 100000000u /* the format's own limit (safetensors' MAX_HEADER_SIZE) */
 
 /* ST_INTEGER: any integer or boolean dtype; such tensors have data NULL. */
 typedef enum { ST_F32, ST_F16, ST_BF16, ST_INTEGER } StDtype;

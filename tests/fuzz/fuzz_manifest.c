@@ -25,7 +25,8 @@ static void check_job(const Job *job)
                 (unsigned long long)job->n_rows, (unsigned long long)job->n_seeds, job->n_prompts);
     for (size_t i = 0; i < job->n_prompts; i++) {
         size_t bad = 0, len = job->prompts[i] ? strlen(job->prompts[i]) : 0;
-        FUZZ_ASSERT(len && job->negative_prompts[i], "prompt %zu", i);
+        /* "" only as a listed (quoted) prompt: a prompts file's blank lines are skipped */
+        FUZZ_ASSERT(job->prompts[i] && job->negative_prompts[i] && (len || i < job->n_listed_prompts), "prompt %zu", i);
         FUZZ_ASSERT(utf8_valid(job->prompts[i], len, &bad) && utf8_chars(job->prompts[i], len) <= JOB_MAX_PROMPT_CHARS &&
                         (i < job->n_listed_prompts || !strchr(job->prompts[i], '\n')),
                     "prompt %zu is not (one line, from a file, of) at most %d characters of UTF-8", i,
