@@ -13,6 +13,9 @@ What it writes:
     committed files stay small (vocab.json, merges.txt as the hub has them otherwise: ids 0..255 the
     byte symbols, 256..511 the same with </w>, then one per merge, then <|startoftext|>, <|endoftext|>).
     sd1 pads with <|endoftext|> (SD 1.x), sd2 with "!" (SD 2.x, whose "!" is an added token).
+  - variants.json: sd1 edited as other writers leave folders (VARIANTS: a legacy folder, whose
+    special_tokens_map.json and added_tokens.json count, and a current one, whose do not), the full ids of a
+    few prompts; tests/test_tokenizer_variants.py makes the same edits.
   - reference.json: for every prompt and both folders, what StableDiffusionPipeline gets from
     tokenizer(prompt, padding="max_length", max_length=77, truncation=True).input_ids (up to and
     including the EOS; the rest is the folder's pad id), and the length of the untruncated ids (the
@@ -136,6 +139,56 @@ def reference(root, names):
     }
 
 
+# Folders as other writers leave them, made from sd1 (tests/test_tokenizer_variants.py makes the same edits):
+# config keys dropped, then whole JSON files written. Legacy folders (no added_tokens_decoder: SD 1.5's, written
+# before transformers 4.34) take special_tokens_map.json over the config and add added_tokens.json; folders
+# with added_tokens_decoder read neither.
+SPECIAL_PAD_BANG = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                    "pad_token": "!"}
+VARIANTS = [
+    {"name": "legacy", "drop_config_keys": ["added_tokens_decoder"],
+     "files": {"special_tokens_map.json": SPECIAL_PAD_BANG, "added_tokens.json": {"horse": 100}}},
+    {"name": "modern-ignores-map", "drop_config_keys": [],
+     "files": {"special_tokens_map.json": SPECIAL_PAD_BANG, "added_tokens.json": {"horse": 100}}},
+    # merges.txt: old Mac line ends (open() reads a lone \r as a line end), fields split on Python whitespace
+    {"name": "merges-cr", "drop_config_keys": [], "files": {}, "merges_newline": "\r"},
+    {"name": "merges-unicode-space", "drop_config_keys": [], "files": {},
+     "merges_append": "q\u001fz</w>\nh\u00a0o\nr\u2028s</w>\n"},
+]
+VARIANT_PROMPTS = ["a horse", "a horse riding horses <|endoftext|> x", "horseshoe!", "qz hors"]
+
+
+def apply_merges_edit(v, path):
+    """The variant's edit of merges.txt, in bytes (tests/test_tokenizer_variants.py makes the same)."""
+    text = open(path, "rb").read().decode("utf-8")
+    if "merges_newline" in v:
+        text = text.replace("\n", v["merges_newline"])
+    text += v.get("merges_append", "")
+    open(path, "wb").write(text.encode("utf-8"))
+
+
+def variants(root):
+    import shutil
+    out = []
+    for v in VARIANTS:
+        d = os.path.join(root, "variant-" + v["name"])
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(os.path.join(root, "sd1"), d)
+        cfg = json.load(open(os.path.join(d, "tokenizer_config.json")))
+        for k in v["drop_config_keys"]:
+            cfg.pop(k, None)
+        json.dump(cfg, open(os.path.join(d, "tokenizer_config.json"), "w"))
+        for name, content in v["files"].items():
+            json.dump(content, open(os.path.join(d, name), "w"))
+        apply_merges_edit(v, os.path.join(d, "merges.txt"))
+        tok = CLIPTokenizer.from_pretrained(d, local_files_only=True)
+        for p in VARIANT_PROMPTS:
+            ids = tok(p, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids
+            out.append(dict(v, prompt=p, ids=ids))
+        shutil.rmtree(d)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out", help="tests/data/tokenizer")
@@ -150,6 +203,9 @@ def main():
             f.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "cases": [\n')
             f.write(",\n".join(json.dumps(c, ensure_ascii=False) for c in ref["cases"]) + "\n]}\n")
         print(f"{root}: {len(ref['cases'])} cases, {n} merges")
+    with open(os.path.join(a.out, "variants.json"), "w", encoding="utf-8") as f:
+        json.dump({"generated_by": "validate/make_tokenizer_reference.py", "transformers": transformers.__version__,
+                   "cases": variants(a.out)}, f, ensure_ascii=False, indent=0)
 
 
 if __name__ == "__main__":

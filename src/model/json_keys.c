@@ -40,6 +40,20 @@ static void keep_last_of_each_key(cJSON *node)
     for (cJSON *item = node->child; item; item = item->next) keep_last_of_each_key(item);
 }
 
+int json_has_nul_escape(const char *text, size_t len)
+{
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '"') {
+            in_string = !in_string;
+        } else if (in_string && text[i] == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && len - i >= 6 && memcmp(text + i + 2, "0000", 4) == 0) return 1;
+            i++; /* the escaped character (a quote or a backslash) is no delimiter */
+        }
+    }
+    return 0;
+}
+
 int json_python_literals(const char *text, size_t len, char **out, size_t *out_len)
 {
     static const struct {

@@ -13,6 +13,9 @@
  * a key repeated in an object, the last value counts (cJSON's lookups would find the first), and the
  * literals of json_python_literals are read. NULL on a syntax error (or out of memory). */
 cJSON *json_parse_config(const char *text, size_t len);
+/* 1 when a string of JSON text[0..len) holds the escape \u0000: cJSON decodes it into a NUL that ends the C
+ * string there, so "a\u0000b" would be read as "a" (another key, another token); readers refuse it. */
+int json_has_nul_escape(const char *text, size_t len);
 /* Python's json reads Infinity, -Infinity and NaN (json.dumps writes them for such floats: DPM's
  * lambda_min_clipped is -Infinity); cJSON does not. *out: NULL when the text has none outside strings,
  * else a new copy (*out_len bytes) with Infinity written as 1e999 (strtod's infinity) and NaN as the

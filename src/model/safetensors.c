@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE /* madvise: glibc's posix_madvise ignores POSIX_MADV_DONTNEED */
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
+#include "json_keys.h"
 #include "utf8.h"
 
 #include <cjson/cJSON.h>
@@ -317,16 +318,6 @@ done:
     return status;
 }
 
-/* "\u0000" in the header's JSON: cJSON would end a name there ("conv_in.bias\u0000junk" read as
- * "conv_in.bias"), binding a tensor that safetensors itself would call by another name. */
-static int has_escaped_nul(const char *text, size_t bytes)
-{
-    static const char escaped[] = "\\u0000";
-    for (const char *c = text; bytes >= 6 && (c = memchr(c, '\\', bytes - 5 - (size_t)(c - text))); c++)
-        if (memcmp(c, escaped, 6) == 0) return 1;
-    return 0;
-}
-
 static int open_file(StFile *f, const char *path, int convert, int (*skip)(const char *name))
 {
     memset(f, 0, sizeof *f);
@@ -365,7 +356,7 @@ static int open_file(StFile *f, const char *path, int convert, int (*skip)(const
         return SOWER_FAIL(SOWER_EMODEL, "%s: header length %llu runs past the end of the %zu-byte file", path,
                           (unsigned long long)header_bytes, f->map_bytes);
     const char *header_text = (const char *)bytes + 8, *header_end = NULL; /* (header_bytes,), not NUL-ended */
-    if (memchr(header_text, '\0', (size_t)header_bytes) || has_escaped_nul(header_text, (size_t)header_bytes))
+    if (memchr(header_text, '\0', (size_t)header_bytes) || json_has_nul_escape(header_text, (size_t)header_bytes))
         return SOWER_FAIL(SOWER_EMODEL, "%s: a NUL byte in the header (not a safetensors file?)", path);
     size_t bad = 0; /* the format's header is UTF-8 JSON (safetensors refuses other bytes): names are text */
     if (!utf8_valid(header_text, (size_t)header_bytes, &bad))

@@ -297,6 +297,12 @@ static int read_file(const char *dir, const char *name, int required, char **tex
         *text = NULL;
         return SOWER_FAIL(SOWER_EINPUT, "%s: a NUL byte in a text file", path);
     }
+    const size_t n = strlen(name);
+    if (n > 5 && strcmp(name + n - 5, ".json") == 0 && json_has_nul_escape(*text, bytes)) { /* "a</w>\u0000" would be read as "a</w>", overwriting its id */
+        free(*text);
+        *text = NULL;
+        return SOWER_FAIL(SOWER_EINPUT, "%s: a string holds \\u0000 (a NUL): no token or key has one", path);
+    }
     return SOWER_OK;
 }
 
@@ -341,36 +347,51 @@ done:
     return status;
 }
 
-/* merges_handle.read().strip().split("\n")[1:48895], each line .split() into a pair. */
+/* The bytes of the Python whitespace character (str.isspace()) at p, 0 when there is none (or p ends). */
+static size_t space_at(const char *p)
+{
+    utf8proc_int32_t cp = -1;
+    const utf8proc_ssize_t n = *p ? utf8proc_iterate((const utf8proc_uint8_t *)p, -1, &cp) : 0;
+    return n > 0 && clip_py_isspace(cp) ? (size_t)n : 0;
+}
+
+/* merges_handle.read().strip().split("\n")[1:48895], each line .split() into a pair; open() in text mode reads
+ * "\r\n" and a lone "\r" as "\n" too (universal newlines). */
 static int load_merges(ClipTokenizer *t, const char *dir)
 {
     char path[4200], *text;
     SOWER_TRY(read_file(dir, "merges.txt", 1, &text, path, sizeof path));
     size_t len = strlen(text), lead = 0;
-    while (lead < len && (text[lead] == ' ' || (text[lead] >= '\t' && text[lead] <= '\r')))
-        lead++;
+    for (size_t n; lead < len && (n = space_at(text + lead)) > 0;)
+        lead += n;
     int status = strmap_init(&t->ranks, CLIP_MAX_MERGES);
     char *line = text + lead, *key = malloc(len + 2);
     if (!key && status == SOWER_OK)
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     for (int32_t index = 0; status == SOWER_OK && line && *line && index <= CLIP_MAX_MERGES; index++) {
-        char *next = strchr(line, '\n');
-        if (next)
+        char *next = strpbrk(line, "\r\n");
+        if (next) {
+            const int crlf = next[0] == '\r' && next[1] == '\n';
             *next++ = '\0';
+            next += crlf;
+        }
         if (index > 0) { /* line 0 is "#version: ..." */
-            /* the fields of str.split(): runs of non-whitespace (ASCII whitespace; a byte symbol never is) */
+            /* the fields of str.split(): runs of characters that are not Python whitespace */
             char *field[3];
             int nf = 0;
             for (char *p = line; *p && nf < 3;) {
-                while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
-                    p++;
+                for (size_t n; (n = space_at(p)) > 0;)
+                    p += n;
                 if (!*p)
                     break;
                 field[nf++] = p;
-                while (*p && *p != ' ' && !(*p >= '\t' && *p <= '\r'))
+                size_t n = 0;
+                while (*p && (n = space_at(p)) == 0)
                     p++;
-                if (*p)
-                    *p++ = '\0';
+                if (*p) {
+                    *p = '\0';
+                    p += n;
+                }
             }
             if (nf == 2) { /* other lines are tuples that never equal a pair, as in transformers */
                 size_t la = strlen(field[0]), lb = strlen(field[1]);
@@ -438,17 +459,33 @@ static int load_config(ClipTokenizer *t, const char *dir)
 {
     static const char *const keys[4] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     const char *defaults[4] = {"<|startoftext|>", "<|endoftext|>", "<|endoftext|>", "<|endoftext|>"};
-    char path[4200], map_path[4200], *text = NULL, *map_text = NULL;
-    cJSON *cfg = NULL, *map = NULL;
+    char path[4200], map_path[4200], added_path[4200], *text = NULL, *map_text = NULL, *added_text = NULL;
+    cJSON *cfg = NULL, *map = NULL, *added = NULL;
     int status = read_file(dir, "tokenizer_config.json", 1, &text, path, sizeof path);
-    if (status == SOWER_OK)
-        status = read_file(dir, "special_tokens_map.json", 0, &map_text, map_path, sizeof map_path);
     if (status != SOWER_OK)
         goto done;
     cfg = json_parse_config(text, strlen(text));
-    map = map_text ? json_parse_config(map_text, strlen(map_text)) : NULL;
-    if (!cJSON_IsObject(cfg) || (map_text && !cJSON_IsObject(map))) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: not a JSON object", cJSON_IsObject(cfg) ? map_path : path);
+    if (!cJSON_IsObject(cfg)) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: not a JSON object", path);
+        goto done;
+    }
+    const cJSON *decoder = cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder");
+    /* transformers (4.34 and later) writes added_tokens_decoder, and then reads neither special_tokens_map.json
+     * nor added_tokens.json; a folder without it (SD 1.5's, say) is read the legacy way: the map overrides the
+     * config's special tokens and added_tokens.json adds tokens. */
+    if (!decoder) {
+        status = read_file(dir, "special_tokens_map.json", 0, &map_text, map_path, sizeof map_path);
+        if (status == SOWER_OK) status = read_file(dir, "added_tokens.json", 0, &added_text, added_path, sizeof added_path);
+        if (status != SOWER_OK) goto done;
+        map = map_text ? json_parse_config(map_text, strlen(map_text)) : NULL;
+        added = added_text ? json_parse_config(added_text, strlen(added_text)) : NULL;
+        if ((map_text && !cJSON_IsObject(map)) || (added_text && !cJSON_IsObject(added))) {
+            status = SOWER_FAIL(SOWER_EINPUT, "%s: not a JSON object", map_text && !cJSON_IsObject(map) ? map_path : added_path);
+            goto done;
+        }
+    } else if (!cJSON_IsObject(decoder)) {
+        status = SOWER_FAIL(SOWER_EINPUT, "%s: key 'added_tokens_decoder': expected an object of id -> {\"content\": ...}",
+                            path);
         goto done;
     }
     const cJSON *max_len = cJSON_GetObjectItemCaseSensitive(cfg, "model_max_length");
@@ -458,11 +495,10 @@ static int load_config(ClipTokenizer *t, const char *dir)
         goto done;
     }
     t->max_length = (int)max_len->valuedouble;
-    const cJSON *decoder = cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder");
-    for (const cJSON *e = cJSON_IsObject(decoder) ? decoder->child : NULL; e; e = e->next) {
+    for (const cJSON *e = decoder ? decoder->child : NULL; e; e = e->next) {
         char *end;
         long id = strtol(e->string, &end, 10);
-        const cJSON *content = token_content(e);
+        const cJSON *content = cJSON_IsObject(e) ? token_content(e) : NULL; /* transformers raises on a bare string */
         if (*end || id < 0 || id > 10000000 || !content) {
             status = SOWER_FAIL(SOWER_EINPUT, "%s: added_tokens_decoder key '%s': expected an id and {\"content\": ...}",
                                 path, e->string);
@@ -470,8 +506,15 @@ static int load_config(ClipTokenizer *t, const char *dir)
         }
         SOWER_TRY_GOTO(add_token(t, path, content->valuestring, (int32_t)id, e), status, done);
     }
+    for (const cJSON *e = added ? added->child : NULL; e; e = e->next) { /* legacy {"token": id}: no stripping */
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 10000000 || e->valuedouble != (int32_t)e->valuedouble) {
+            status = SOWER_FAIL(SOWER_EINPUT, "%s: key '%s': expected an id in 0..10000000", added_path, e->string);
+            goto done;
+        }
+        SOWER_TRY_GOTO(add_token(t, added_path, e->string, (int32_t)e->valuedouble, NULL), status, done);
+    }
     int32_t *ids[4] = {&t->bos, &t->eos, &t->unk, &t->pad};
-    for (int k = 0; k < 4; k++) { /* special_tokens_map.json overrides tokenizer_config.json */
+    for (int k = 0; k < 4; k++) { /* legacy: special_tokens_map.json overrides tokenizer_config.json */
         const cJSON *v = map ? cJSON_GetObjectItemCaseSensitive(map, keys[k]) : NULL;
         const char *from = map_path;
         if (!v)
@@ -491,8 +534,10 @@ static int load_config(ClipTokenizer *t, const char *dir)
 done:
     cJSON_Delete(cfg);
     cJSON_Delete(map);
+    cJSON_Delete(added);
     free(text);
     free(map_text);
+    free(added_text);
     return status;
 }
 
@@ -529,6 +574,15 @@ void clip_tokenizer_free(ClipTokenizer *t)
 }
 
 int clip_tokenizer_max_length(const ClipTokenizer *t) { return t->max_length; }
+
+int32_t clip_tokenizer_max_id(const ClipTokenizer *t, const char **token)
+{
+    int32_t max = (int32_t)t->id_count - 1; /* vocab.json's largest */
+    *token = max >= 0 ? t->id_to_token[max] : "";
+    for (int k = 0; k < t->n_added; k++)
+        if (t->added[k].id > max) max = t->added[k].id, *token = t->added[k].content;
+    return max;
+}
 
 int32_t clip_tokenizer_pad_id(const ClipTokenizer *t) { return t->pad; }
 

@@ -28,6 +28,8 @@ void clip_tokenizer_free(ClipTokenizer *t); /* safe on NULL */
 
 /* model_max_length: the length of every id sequence clip_tokenize writes (77 for SD). */
 int clip_tokenizer_max_length(const ClipTokenizer *t);
+/* The largest id the tokenizer can give (vocab.json's, added and special tokens'), and that token's text. */
+int32_t clip_tokenizer_max_id(const ClipTokenizer *t, const char **token);
 int32_t clip_tokenizer_pad_id(const ClipTokenizer *t);
 /* The ids of its bos_token, eos_token and pad_token. */
 void clip_tokenizer_special_ids(const ClipTokenizer *t, int32_t *bos, int32_t *eos, int32_t *pad);

@@ -18,6 +18,11 @@ static int load_parts(PromptEncoder *pe, const char *dir)
     SOWER_TRY(clip_text_model_load(&pe->encoder, dir));
     pe->tokens = clip_tokenizer_max_length(pe->tokenizer);
     pe->dim = pe->encoder.cfg.hidden_size;
+    const char *token = NULL;
+    const int32_t max_id = clip_tokenizer_max_id(pe->tokenizer, &token);
+    if (max_id >= pe->encoder.cfg.vocab_size) /* found now, not when a prompt first meets the token mid-run */
+        return SOWER_FAIL(SOWER_EMODEL, "%s: token '%s' has id %d, past the %d embeddings of the text encoder (%s)",
+                          pe->tokenizer_dir, token, max_id, pe->encoder.cfg.vocab_size, pe->encoder.config_path);
     if (pe->tokens > pe->encoder.cfg.max_positions)
         return SOWER_FAIL(SOWER_EMODEL, "%s/tokenizer_config.json: model_max_length %d exceeds the %d positions of "
                                         "the text encoder (%s)",
