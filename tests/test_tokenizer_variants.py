@@ -7,7 +7,8 @@
    conflicting special_tokens_map.json and added_tokens.json (transformers reads neither; sower took the map's
    pad token); a merges.txt of old Mac line ends (a lone \r: every merge was lost) and one whose fields are
    split by Unicode whitespace (str.split() splits there; sower split only on ASCII). `sower tokenize` must
-   give transformers' 77 ids.
+   give transformers' 77 ids. Also BPE pieces looked up as convert_tokens_to_ids does: an added token's id
+   first ("a</w>" added as 5), an unknown piece vocab.json's id of the unknown token's text.
 2. Refused, exit 2, naming the file: a \\u0000 in a vocab.json key (cJSON cut "a</w>\\u0000" to "a</w>",
    overwriting its id), an added_tokens_decoder that is a list (ignored before) or holds a bare string
    (transformers raises), and, through the pipeline folder, a token id past the text encoder's embeddings
@@ -53,7 +54,11 @@ def main():
             d = made.get(case["name"])
             if d is None:
                 def apply(d, case=case):
-                    edit_json("tokenizer_config.json", lambda c: [c.pop(k, None) for k in case["drop_config_keys"]])(d)
+                    def config(c):
+                        for k in case["drop_config_keys"]:
+                            c.pop(k, None)
+                        c.update(case.get("config_set", {}))
+                    edit_json("tokenizer_config.json", config)(d)
                     for name, content in case["files"].items():
                         json.dump(content, open(os.path.join(d, name), "w"))
                     merges = os.path.join(d, "merges.txt")  # as apply_merges_edit in the reference script

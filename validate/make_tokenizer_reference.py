@@ -150,12 +150,22 @@ VARIANTS = [
      "files": {"special_tokens_map.json": SPECIAL_PAD_BANG, "added_tokens.json": {"horse": 100}}},
     {"name": "modern-ignores-map", "drop_config_keys": [],
      "files": {"special_tokens_map.json": SPECIAL_PAD_BANG, "added_tokens.json": {"horse": 100}}},
+    # convert_tokens_to_ids: a BPE piece is an added token's id first ("a</w>" -> 5), an unknown piece vocab.json's
+    # id of the unknown token's text (3513 here, where the added <|endoftext|> is 3000)
+    {"name": "added-ids", "drop_config_keys": [], "files": {}, "config_set": {"added_tokens_decoder": {
+        "3000": {"content": "<|endoftext|>", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False,
+                 "special": True},
+        "3512": {"content": "<|startoftext|>", "lstrip": False, "normalized": True, "rstrip": False,
+                 "single_word": False, "special": True},
+        "5": {"content": "a</w>", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False,
+              "special": False}}},
+     "merges_append": "q z</w>\n"},
     # merges.txt: old Mac line ends (open() reads a lone \r as a line end), fields split on Python whitespace
     {"name": "merges-cr", "drop_config_keys": [], "files": {}, "merges_newline": "\r"},
     {"name": "merges-unicode-space", "drop_config_keys": [], "files": {},
      "merges_append": "q\u001fz</w>\nh\u00a0o\nr\u2028s</w>\n"},
 ]
-VARIANT_PROMPTS = ["a horse", "a horse riding horses <|endoftext|> x", "horseshoe!", "qz hors"]
+VARIANT_PROMPTS = ["a horse", "a horse riding horses <|endoftext|> x", "horseshoe!", "qz hors", "a <|ENDOFTEXT|> b"]
 
 
 def apply_merges_edit(v, path):
@@ -177,6 +187,7 @@ def variants(root):
         cfg = json.load(open(os.path.join(d, "tokenizer_config.json")))
         for k in v["drop_config_keys"]:
             cfg.pop(k, None)
+        cfg.update(v.get("config_set", {}))
         json.dump(cfg, open(os.path.join(d, "tokenizer_config.json"), "w"))
         for name, content in v["files"].items():
             json.dump(content, open(os.path.join(d, name), "w"))

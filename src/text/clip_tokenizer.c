@@ -38,6 +38,7 @@ struct ClipTokenizer {
     AddedToken added[CLIP_MAX_ADDED]; /* special tokens, then added_tokens_decoder's */
     int n_added;
     int32_t bos, eos, unk, pad;
+    int32_t unk_piece; /* a BPE piece that is in no table: vocab.json's id of the unknown token's text */
     int max_length;
 };
 
@@ -72,10 +73,14 @@ static int push_id(IdList *l, int32_t id)
     return SOWER_OK;
 }
 
+/* convert_tokens_to_ids of a BPE piece: an added token's id first, then vocab.json's, else vocab.json's id of
+ * the unknown token's text (not the added token's: _convert_token_to_id reads the encoder). */
 static int32_t token_id(const ClipTokenizer *t, const char *s, size_t len)
 {
+    for (int k = 0; k < t->n_added; k++)
+        if (t->added[k].len == len && memcmp(t->added[k].content, s, len) == 0) return t->added[k].id;
     int32_t id;
-    return strmap_get(&t->vocab, s, len, &id) ? id : t->unk;
+    return strmap_get(&t->vocab, s, len, &id) ? id : t->unk_piece;
 }
 
 /* The rank of the merge (a, b), or -1. key: scratch of at least la + lb + 2 bytes. */
@@ -528,6 +533,7 @@ static int load_config(ClipTokenizer *t, const char *dir)
         int32_t id;
         SOWER_TRY_GOTO(special_id(t, from, keys[k], tok, &id), status, done);
         *ids[k] = id;
+        if (ids[k] == &t->unk && !strmap_get(&t->vocab, tok, strlen(tok), &t->unk_piece)) t->unk_piece = id;
         /* every special token is an added token too (a plain string: no stripping) */
         SOWER_TRY_GOTO(add_token(t, from, tok, id, cJSON_IsObject(v) ? v : NULL), status, done);
     }
