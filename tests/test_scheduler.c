@@ -471,8 +471,8 @@ static void run_schedule_checks(void)
               strstr(sower_error_message(), "found Infinity"), "1e309: %s", sower_error_message());
     sower_error_clear();
     /* DPM-Solver's Karras schedule spans the config's sigma_min..sigma_max when it has them (hidden config:
-     * diffusers gives sigmas[0] = 100.0, timestep 953), unless the file's class takes them itself (from_config
-     * drops them then: the table's own ends, 157.40726) */
+     * diffusers gives sigmas[0] = 100.0, timestep 953), whatever class the file names (an Euler file's too:
+     * extract_init_dict keeps them); without them, the table's own ends (157.40726, 999) */
     const char *bounds = "{\"use_karras_sigmas\": true, \"sigma_max\": 100.0}";
     CHECK(init_from("DPMSolverMultistepScheduler", bounds, 1, &s) == SOWER_OK && s.sigmas[0] == 100.0f &&
               s.timesteps[0] == 953, "DPM sigma_max 100: sigmas[0] %g, timestep %lld (%s)", (double)s.sigmas[0],
@@ -480,8 +480,12 @@ static void run_schedule_checks(void)
     scheduler_free(&s);
     const char *euler_file = "{\"_class_name\": \"EulerDiscreteScheduler\", \"use_karras_sigmas\": true, "
                              "\"sigma_max\": 100.0}";
-    CHECK(init_from("DPMSolverMultistepScheduler", euler_file, 1, &s) == SOWER_OK && s.sigmas[0] > 157.0f &&
-              s.timesteps[0] == 999, "DPM from an Euler file: sigmas[0] %g (%s)", (double)s.sigmas[0], sower_error_message());
+    CHECK(init_from("DPMSolverMultistepScheduler", euler_file, 1, &s) == SOWER_OK && s.sigmas[0] == 100.0f &&
+              s.timesteps[0] == 953, "DPM from an Euler file: sigmas[0] %g (%s)", (double)s.sigmas[0], sower_error_message());
+    scheduler_free(&s);
+    CHECK(init_from("DPMSolverMultistepScheduler", "{\"use_karras_sigmas\": true}", 1, &s) == SOWER_OK &&
+              s.sigmas[0] > 157.0f && s.timesteps[0] == 999, "DPM Karras without bounds: sigmas[0] %g (%s)",
+          (double)s.sigmas[0], sower_error_message());
     scheduler_free(&s);
     sower_error_clear();
 }

@@ -3,7 +3,8 @@
 review of stop 38 found each gap; every case failed on 8f805dc):
 
 1. `sower verify` checks /prompts, /negative_prompts and /prompt_index against the stored manifest (an
-   edit of any passed, exit 0): exit 1 naming the dataset.
+   edit of any passed, exit 0): exit 1 naming the dataset. A digest edited in the job key is an altered
+   file (exit 1), not a changed model.
 2. `sower export` checks the whole job_key against the stored manifest (it checked the rows and seeds
    only): a manifest whose guidance was edited (manifest_sha256 rewritten to match), or a prompts-file
    job whose /prompts was edited, is refused, exit 2, nothing labelled.
@@ -26,9 +27,11 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
@@ -50,6 +53,31 @@ verify: {{count: 2}}
 PROMPTS = """prompts:
   - {prompt: "a red cube", negative_prompt: "blurry"}
   - {prompt: "a blue ball""" + ", a blue ball" * 30 + """", negative_prompt: "dark"}"""
+
+
+NEW_LABELS = ("clip_skip", "karras", "eta", "height", "width", "job_sha256")  # labels this release added to lines
+
+
+def strip_png_chunk_keys(path, keys):
+    """Rewrites the PNG's `sower` text chunk without `keys` (as a sower before them wrote it)."""
+    data, out, pos = open(path, "rb").read(), [], 8
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind in (b"tEXt", b"iTXt") and body.startswith(b"sower\0"):
+            if kind == b"tEXt":
+                facts = json.loads(body[6:].decode("latin-1"))
+                body = b"sower\0" + json.dumps({k: v for k, v in facts.items() if k not in keys}).encode("latin-1")
+            else:  # keyword, NUL, compression flag and method, language NUL, translated keyword NUL, text
+                head, text = body.split(b"\0", 1)[0], body.split(b"\0", 1)[1]
+                flag, rest = text[0], text[2:]
+                lang, translated, payload = rest.split(b"\0", 2)
+                facts = json.loads((zlib.decompress(payload) if flag else payload).decode("utf-8"))
+                payload = json.dumps({k: v for k, v in facts.items() if k not in keys}, ensure_ascii=False).encode()
+                body = head + b"\0\0\0" + lang + b"\0" + translated + b"\0" + payload
+        out.append(struct.pack(">I4s", len(body), kind) + body + struct.pack(">I", zlib.crc32(kind + body)))
+        pos += 12 + n
+    open(path, "wb").write(data[:8] + b"".join(out))
 
 
 def run(argv, **kw):
@@ -141,6 +169,14 @@ def main():
                 ("prompt-index-reversed", reverse_index, "/prompt_index gives 6 row(s) another prompt")):
             expect(run([sower, "verify", altered(good, tmp, name, edit)]), f"verify, {name}", 1, text)
 
+        def zero_text_side(f):  # an edited digest in the key is an altered file, not a changed text encoder
+            key = f.attrs["job_key"]
+            key = key.decode() if isinstance(key, bytes) else key
+            at = key.index("text_side_sha256: ") + len("text_side_sha256: ")
+            f.attrs["job_key"] = np.bytes_((key[:at] + "0" * 64 + key[at + 64:]).encode())
+        expect(run([sower, "verify", altered(good, tmp, "key-digest", zero_text_side)]), "verify, a key digest edited",
+               1, "is not the SHA-256 of its 'job_key'")
+
         # 2. export checks the whole job key
         folder = os.path.join(tmp, "export")
         expect(run([sower, "export", altered(good, tmp, "guidance", edit_manifest("guidance: 7.123456789",
@@ -194,6 +230,26 @@ def main():
             check(all(chunk.get(k) == v for k, v in want.items()), f"sower chunk {chunk} lacks {want}")
             r = run([sower, "export", good, "--imagefolder", images])
             check(r.returncode == 0 and "6 already there" in r.stderr, f"export again keeps the PNGs: {r.stderr[-300:]}")
+            # files an earlier sower wrote (their facts without this release's labels) are kept, not refused as
+            # another row's: the PNGs' sower chunks and an --npy shard's lines
+            for name in os.listdir(images):
+                if name.endswith(".png"):
+                    strip_png_chunk_keys(os.path.join(images, name), NEW_LABELS)
+            r = run([sower, "export", good, "--imagefolder", images])
+            check(r.returncode == 0 and "6 already there" in r.stderr, f"an earlier sower's PNGs: {r.stderr[-300:]}")
+            latents = os.path.join(tmp, "latents")
+            r = run([sower, "export", good, "--npy", latents])
+            jsonl = os.path.join(latents, "shard-000000.jsonl")
+            if check(r.returncode == 0 and os.path.exists(jsonl), f"export --npy: {r.stderr[-300:]}"):
+                lines = [json.loads(line) for line in open(jsonl)]
+                open(jsonl, "w").write("".join(json.dumps({k: v for k, v in line.items() if k not in NEW_LABELS}) + "\n"
+                                               for line in lines))
+                r = run([sower, "export", good, "--npy", latents])
+                check(r.returncode == 0 and "6 already there" in r.stderr, f"an earlier sower's shard: {r.stderr[-300:]}")
+                lines[2]["seed"] = 99
+                open(jsonl, "w").write("".join(json.dumps(line) + "\n" for line in lines))
+                r = run([sower, "export", good, "--npy", latents])
+                check(r.returncode == 2 and "other metadata lines" in r.stderr, f"a shard line of another seed: {r.stderr[-300:]}")
 
         # 5b. a quoted "" prompt (the unconditional one) renders as sample --prompt "" does
         empty = make(sower, tmp, "empty", sd, prompts='prompts: [""]')

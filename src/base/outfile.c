@@ -57,7 +57,7 @@ int outfile_open(OutFile *f, const char *path)
     const char *slash = strrchr(f->tmp_path, '/');
     const size_t name_len = strlen(slash ? slash + 1 : f->tmp_path);
     if (name_len > NAME_MAX) { /* a long output name: the temporary one is cut to fit, numbered to stay apart */
-        static unsigned serial;
+        static _Atomic unsigned serial;
         const size_t dir_len = slash ? (size_t)(slash + 1 - f->tmp_path) : 0;
         snprintf(f->tmp_path, n, "%.*s%.*s.tmp.%ld.%u", (int)dir_len, path, NAME_MAX - 48, path + dir_len,
                  (long)getpid(), serial++);

@@ -76,7 +76,14 @@ static int check_model(const OutputReader *in, const char *dir, const Model *mod
  * another one is a changed model (exit 2), not an altered file. */
 static int check_model_parts(const OutputReader *in, const char *dir, const Model *model)
 {
-    char *job_key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY);
+    char *job_key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY), *job_sha256 = h5read_attr(in, LAYOUT_ATTR_JOB_SHA256);
+    /* the digests are read from the key only once it is whole and the stored manifest's: an edited digest is an
+     * altered file (exit 1), not a changed model. (A missing key or job_sha256: check_attributes names it.) */
+    if (job_key && job_sha256 && provenance_check_key(&in->job, job_key, job_sha256, in->path) != SOWER_OK) {
+        free(job_key), free(job_sha256);
+        return SOWER_FAIL(SOWER_EMISMATCH, "%s", sower_error_message());
+    }
+    free(job_sha256);
     const struct {
         const char *field, *what;
         int known;

@@ -469,20 +469,31 @@ static char *metadata_line(const RowFacts *f, const char *file_name, const unsig
     return text;
 }
 
-/* Whether two `sower` chunks describe the same image: every fact alike but the source's path as typed
- * and the sower version (an export resumed from another folder, or by a later sower, keeps its PNGs). */
+/* Whether two rows' facts (`sower` chunks, metadata lines: JSON text) name the same image: its row, seed and
+ * stored digest alike, and the job, weights, VAE and pixel rule wherever both give them. The labels around
+ * them (settings a later sower adds, the source's path as typed, the version) may differ: an export resumed
+ * by a later sower, or from another folder, keeps its files; the folder itself is keyed on the job. */
 static int same_image(const char *ours, const char *theirs)
 {
+    static const char *const required[] = {"row", "seed"}, *const digests[] = {"latents_sha256", "images_f32_sha256"};
+    static const char *const where_given[] = {"job_sha256", "weights_sha256", "vae_sha256", "pixels"};
     cJSON *a = ours ? cJSON_Parse(ours) : NULL, *b = theirs ? cJSON_Parse(theirs) : NULL;
-    static const char *const free_keys[] = {"source", "sower_version"};
-    for (int i = 0; i < 2; i++) {
-        cJSON_DeleteItemFromObjectCaseSensitive(a, free_keys[i]);
-        cJSON_DeleteItemFromObjectCaseSensitive(b, free_keys[i]);
+    int same = cJSON_IsObject(a) && cJSON_IsObject(b), digest_seen = 0;
+    for (size_t i = 0; same && i < 2; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, required[i]), *y = cJSON_GetObjectItemCaseSensitive(b, required[i]);
+        same = x && y && cJSON_Compare(x, y, 1);
     }
-    const int same = cJSON_IsObject(a) && cJSON_IsObject(b) && cJSON_Compare(a, b, 1);
+    for (size_t i = 0; same && i < 2; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, digests[i]), *y = cJSON_GetObjectItemCaseSensitive(b, digests[i]);
+        if (x) same = y && cJSON_Compare(x, y, 1), digest_seen = 1;
+    }
+    for (size_t i = 0; same && i < sizeof where_given / sizeof *where_given; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, where_given[i]), *y = cJSON_GetObjectItemCaseSensitive(b, where_given[i]);
+        if (x && y) same = cJSON_Compare(x, y, 1);
+    }
     cJSON_Delete(a);
     cJSON_Delete(b);
-    return same;
+    return same && digest_seen;
 }
 
 /* A PNG already at row r's name (bytes: its n bytes) is kept only as this row's image: its `sower` chunk
@@ -596,36 +607,40 @@ static int check_kept_latent_shard(Export *e, const char *npy, const char *jsonl
         return status;
     }
     const int64_t want[4] = {(int64_t)(hi - lo), in->c, in->h, in->w};
-    int same = a.ndim == 4 && memcmp(a.shape, want, sizeof want) == 0;
+    int same = a.ndim == 4 && memcmp(a.shape, want, sizeof want) == 0, same_lines = 1;
     const char *why = same ? NULL : "another shape";
     float *row = malloc(per * sizeof(float)); /* (C, h, w) the shard's row */
-    Digest lines = {0};
-    unsigned char want_sha[DIGEST_BYTES], have_sha[DIGEST_BYTES];
-    int status = row ? digest_init(&lines) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    char *lines = NULL; /* the .jsonl's text, cut into lines as they are read */
+    size_t bytes = 0;
+    int status = row ? SOWER_OK : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (status == SOWER_OK && same && !regular_file_exists(jsonl)) {
+        npy_close(&a);
+        free(row);
+        return foreign_shard(e, jsonl, lo, hi, "not a regular file");
+    }
+    if (status == SOWER_OK && same) status = file_read_all(jsonl, (size_t)1 << 32, (unsigned char **)&lines, &bytes);
+    char *line = lines, *end = lines ? lines + bytes : NULL;
     for (uint64_t r = lo; r < hi && same && status == SOWER_OK; r++) {
         RowFacts f = {0};
         status = row_facts(e, r, &f);
         if (status == SOWER_OK) status = npy_read_rows(npy, &a, r - lo, 1, row);
         if (status == SOWER_OK && memcmp(row, e->latent, per * sizeof(float)) != 0) same = 0, why = "other latents";
         char *text = status == SOWER_OK ? metadata_line(&f, npy_name, NULL, r - lo) : NULL;
-        if (status == SOWER_OK) status = text ? digest_update(&lines, text, strlen(text)) : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-        if (status == SOWER_OK) status = digest_update(&lines, "\n", 1);
+        if (status == SOWER_OK && !text) status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        char *newline = line && line < end ? memchr(line, '\n', (size_t)(end - line)) : NULL;
+        if (newline) *newline = '\0';
+        if (status == SOWER_OK && same_lines) same_lines = newline && same_image(text, line); /* the row's own line */
+        line = newline ? newline + 1 : end;
         cJSON_free(text);
         cJSON_Delete(f.facts);
     }
+    if (line != end) same_lines = 0; /* lines of more rows */
     npy_close(&a);
     free(row);
-    if (status == SOWER_OK && same) status = digest_final(&lines, want_sha);
-    digest_free(&lines);
-    unsigned char *text = NULL;
-    size_t bytes = 0;
-    if (status == SOWER_OK && same && !regular_file_exists(jsonl)) return foreign_shard(e, jsonl, lo, hi, "not a regular file");
-    if (status == SOWER_OK && same) status = file_read_all(jsonl, (size_t)1 << 32, &text, &bytes);
-    if (status == SOWER_OK && same) status = digest_buffer(text, bytes, have_sha);
-    free(text);
+    free(lines);
     SOWER_TRY(status);
     if (!same) return foreign_shard(e, npy, lo, hi, why);
-    if (memcmp(want_sha, have_sha, DIGEST_BYTES) != 0) return foreign_shard(e, jsonl, lo, hi, "other metadata lines");
+    if (!same_lines) return foreign_shard(e, jsonl, lo, hi, "other metadata lines");
     return SOWER_OK;
 }
 
@@ -673,8 +688,11 @@ static int check_kept_tar_shard(Export *e, const char *shard, uint64_t lo, uint6
         char *line = status == SOWER_OK ? metadata_line(&f, want, png_sha256, 0) : NULL;
         snprintf(want, sizeof want, "%s.json", f.key);
         if (status == SOWER_OK) status = tar_next(a, e, shard, lo, hi, name, sizeof name, &json, &json_n);
-        if (status == SOWER_OK && (!line || strcmp(name, want) != 0 || json_n != strlen(line) || memcmp(json, line, json_n)))
-            status = line ? foreign_shard(e, shard, lo, hi, "other members") : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        char *member = json ? strndup((const char *)json, json_n) : NULL; /* (json_n + 1,) NUL-ended */
+        if (status == SOWER_OK && (!line || !member || strcmp(name, want) != 0 || !same_image(line, member)))
+            status = line && member ? foreign_shard(e, shard, lo, hi, "other members")
+                                    : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        free(member);
         cJSON_free(line);
         free(png), free(json);
         cJSON_Delete(f.facts);

@@ -211,7 +211,7 @@ typedef struct {
     const char *class_name; /* "DDIMScheduler": what a folder's scheduler_config.json says */
     uint64_t config_keys;   /* SCHED_KEY bits: the keys its __init__ takes (from_config keeps only those) */
     uint64_t hidden_keys;   /* SCHED_KEY bits it reads from its config without taking them (DPM's sigma_min,
-                             * sigma_max: from_config keeps them, unless the file's _class_name takes them) */
+                             * sigma_max: from_config keeps them as hidden config) */
     int takes_eta;          /* DDIM's eta applies (else eta must be 0) */
     /* alpha_prod_t_prev once t - T//N < 0 */
     float (*final_alpha_cumprod)(const SchedulerConfig *cfg, const float *alphas_cumprod);

@@ -347,19 +347,6 @@ int scheduler_check_noise_schedule(const SchedulerConfig *cfg, const char *path)
     return status;
 }
 
-/* Whether a _class_name names a diffusers 0.31 class whose __init__ takes sigma_min and sigma_max. */
-static int class_takes_sigma_bounds(const cJSON *class_name)
-{
-    static const char *const takers[] = {"EulerDiscreteScheduler", "LMSDiscreteScheduler", "DPMSolverSDEScheduler",
-                                         "EDMEulerScheduler", "EDMDPMSolverMultistepScheduler",
-                                         "CosineDPMSolverMultistepScheduler", "CMStochasticIterativeScheduler",
-                                         "ScoreSdeVeScheduler", "KarrasVeScheduler"};
-    if (!cJSON_IsString(class_name)) return 0;
-    for (size_t i = 0; i < sizeof takers / sizeof *takers; i++)
-        if (strcmp(class_name->valuestring, takers[i]) == 0) return 1;
-    return 0;
-}
-
 static int parse_object(const cJSON *root, const char *path, SchedulerKind kind, SchedulerConfig *cfg)
 {
     if (!cJSON_IsObject(root)) {
@@ -386,10 +373,9 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
         return bad_value(path, "_class_name", "a string", class_name);
 
     scheduler_config_defaults(kind, cfg);
-    /* Keys the class reads without taking them survive from_config unless the file's class takes them
-     * (extract_init_dict drops the original class's own keys that this class does not expect). */
-    const uint64_t keys = scheduler_class(kind)->config_keys |
-                          (class_takes_sigma_bounds(class_name) ? 0 : scheduler_class(kind)->hidden_keys);
+    /* Keys the class reads without taking them survive from_config as hidden config, whatever the file's class
+     * (extract_init_dict keeps them from the dict it had before dropping the original class's keys). */
+    const uint64_t keys = scheduler_class(kind)->config_keys | scheduler_class(kind)->hidden_keys;
     const cJSON *item;
     cJSON_ArrayForEach(item, root)
     {

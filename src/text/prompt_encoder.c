@@ -20,9 +20,14 @@ static int load_parts(PromptEncoder *pe, const char *dir)
     pe->dim = pe->encoder.cfg.hidden_size;
     const char *token = NULL;
     const int32_t max_id = clip_tokenizer_max_id(pe->tokenizer, &token);
-    if (max_id >= pe->encoder.cfg.vocab_size) /* found now, not when a prompt first meets the token mid-run */
-        return SOWER_FAIL(SOWER_EMODEL, "%s: token '%s' has id %d, past the %d embeddings of the text encoder (%s)",
-                          pe->tokenizer_dir, token, max_id, pe->encoder.cfg.vocab_size, pe->encoder.config_path);
+    if (max_id >= pe->encoder.cfg.vocab_size) { /* found now, not when a prompt first meets the token mid-run */
+        char *shown = utf8_printable(token, strlen(token)); /* a file's bytes, shown as a terminal can */
+        const int status = SOWER_FAIL(SOWER_EMODEL, "%s: token '%s' has id %d, past the %d embeddings of the text "
+                                      "encoder (%s)", pe->tokenizer_dir, shown ? shown : "?", max_id,
+                                      pe->encoder.cfg.vocab_size, pe->encoder.config_path);
+        free(shown);
+        return status;
+    }
     if (pe->tokens > pe->encoder.cfg.max_positions)
         return SOWER_FAIL(SOWER_EMODEL, "%s/tokenizer_config.json: model_max_length %d exceeds the %d positions of "
                                         "the text encoder (%s)",
