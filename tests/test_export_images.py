@@ -294,7 +294,7 @@ def main():
         refused("a folder under a file", [sower, "export", out, "--pngs", os.path.join(other, "notes.txt", "x")],
                 ["notes.txt"])
         refused("--model without a VAE", [sower, "export", out, "--pngs", os.path.join(tmp, "new"), "--model", mono],
-                ["--model DIR", "vae/config.json"])
+                ["--model DIR", "not the one that rendered it"])
         refused("--shard-size 0", [sower, "export", out, "--webdataset", os.path.join(tmp, "new"), "--shard-size", "0"],
                 ["--shard-size"])
         refused("--scale with a folder", [sower, "export", out, "--pngs", os.path.join(tmp, "new"), "--scale", "2"],

@@ -251,6 +251,16 @@ def main():
                 r = run([sower, "export", good, "--npy", latents])
                 check(r.returncode == 2 and "other metadata lines" in r.stderr, f"a shard line of another seed: {r.stderr[-300:]}")
 
+        # 5a. export decodes with the run's pipeline only: --model of another one was taken (exit 0, its VAE's
+        # images labelled with this file's weights)
+        sd2 = os.path.join(os.path.dirname(sd), "tiny-sd2")
+        other = os.path.join(tmp, "other-model-pngs")
+        expect(run([sower, "export", pf, "--pngs", other, "--model", sd2]), "export --model another pipeline", 2,
+               "is not the one that rendered it")
+        check(not os.path.exists(other), "export --model another pipeline: the folder was made")
+        r = run([sower, "export", pf, "--pngs", other, "--model", sd])
+        check(r.returncode == 0, f"export --model the run's pipeline: {r.stderr[-300:]}")
+
         # 5b. a quoted "" prompt (the unconditional one) renders as sample --prompt "" does
         empty = make(sower, tmp, "empty", sd, prompts='prompts: [""]')
         alone = sample(sower, sd, os.path.join(tmp, "empty.npy"), "--prompt", "", "--scheduler", "ddim", "--eta", "0.5",

@@ -23,6 +23,7 @@
 #include "cpu_backend.h"
 #include "digest.h"
 #include "export_lines.h"
+#include "model.h"
 #include "npy.h"
 #include "outfile.h"
 #include "regular_file.h"
@@ -251,6 +252,25 @@ static int claim_dir(Export *e)
     return status;
 }
 
+/* The folder whose VAE decodes the rows must be the pipeline that rendered them: its UNet's weights digest is
+ * the one the file records (another pipeline's VAE would label its images with this file's weights). */
+static int check_pipeline_is_the_runs(const Export *e)
+{
+    Model m;
+    int status = model_load(&m, e->model_dir);
+    char hex[DIGEST_HEX_CHARS] = "";
+    if (status == SOWER_OK) digest_hex(m.weights_sha256, hex);
+    model_free(&m);
+    if (status != SOWER_OK)
+        return SOWER_FAIL(status, "%s: its latents are decoded by the VAE of its model '%s' (another: --model DIR): %s",
+                          e->path, e->model_dir, sower_error_message());
+    if (strcmp(hex, e->weights_hex) != 0)
+        return SOWER_FAIL(SOWER_EINPUT, "%s: the model at %s is not the one that rendered it (UNet weights sha256 %s, "
+                                        "recorded %s): its VAE would decode another pipeline's latents; --model DIR names "
+                                        "the run's pipeline folder", e->path, e->model_dir, hex, e->weights_hex);
+    return SOWER_OK;
+}
+
 static int setup(Export *e)
 {
     const ExportSource *in = e->in;
@@ -272,6 +292,7 @@ static int setup(Export *e)
         e->stored = malloc((size_t)e->channels * e->height * e->width);
         if (!e->stored) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for one image");
     } else if (e->decode) {
+        SOWER_TRY(check_pipeline_is_the_runs(e));
         int status = vae_load(&e->vae, e->model_dir);
         if (status != SOWER_OK) {
             return SOWER_FAIL(status, "%s: its latents are decoded by the VAE of its model '%s' (another: --model DIR): %s",
