@@ -1,7 +1,8 @@
 /* stop.h: a graceful stop for long runs. SIGTERM (scancel, preemption, time limit), SIGINT
- * (Ctrl-C), SIGUSR1 and SIGUSR2 (sbatch --signal) only raise a flag: the renderer finishes the
- * batch in hand, writes it, keeps OUT.partial and exits, so `--resume` loses nothing. A second
- * signal of the same kind ends the process at once (the default action). */
+ * (Ctrl-C), SIGUSR1 and SIGUSR2 (sbatch --signal) only raise a flag: the renderer stops at the next
+ * denoising step, drops the batch in hand (rendered again on resume), keeps OUT.partial with the rows
+ * written and exits, so `--resume` loses nothing finished. A second signal of the same kind ends the
+ * process at once (the default action). */
 #ifndef SOWER_STOP_H
 #define SOWER_STOP_H
 

@@ -28,8 +28,8 @@ static const char run_usage[] =
     "  --batch B    seeds per forward pass (overrides pipeline.batch; bits never depend on it)\n"
     "  --status-file F  rank 0 writes the exit code to F when the run ends (batch scripts: srun can\n"
     "               report success for a step that never started)\n"
-    "SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 stop the run after the batches in hand: the rows written stay\n"
-    "in OUT.h5.partial (exit 3); run again with --resume to finish.\n";
+    "SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 stop the run between denoising steps: the rows written stay\n"
+    "in OUT.h5.partial, the batch in hand is dropped (exit 3); run again with --resume to finish.\n";
 
 /* Parses "K/N" (0 <= K < N <= SLICES_MAX). */
 static int parse_slice(const char *text, int *k, int *n)

@@ -51,7 +51,7 @@ static const char submit_usage[] =
     "after a cancel or time-out resumes; near the time limit the job stops cleanly and requeues itself.\n"
     "Resources default to the manifest's slurm: section (tasks, cpus_per_task, gpus_per_task, slices,\n"
     "time, partition, account); flags override it. Logs: OUT.slurm/NAME-JOBID.out.\n"
-    "  --dry-run          write the script and print the sbatch commands; submit nothing\n"
+    "  --dry-run          print the script and the sbatch commands; nothing is written or submitted\n"
     "  --sbatch-arg ARG   one more sbatch option for every job (repeatable), e.g. --sbatch-arg=--qos=long\n";
 
 static int parse_int_flag(const char *flag, const char *text, int lo, int hi, int *out)

@@ -188,7 +188,7 @@ void job_print(const Job *job, FILE *s)
     if (job->threads)
         fprintf(s, "  threads: %d\n", job->threads);
     else
-        fprintf(s, "  # threads: every CPU the rank may use\n");
+        fprintf(s, "  # threads: the CPUs the rank may use, less those other work keeps busy\n");
     fprintf(s, "generator: %s\n", rng_kernel_name(job->generator));
     if (job->n_listed_prompts) {
         fprintf(s, "prompts:  # %zu in all; rows are every (prompt, seed) pair, prompt-major\n", job->n_prompts);

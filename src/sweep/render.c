@@ -119,8 +119,8 @@ static int tell_stop(uint8_t *told, int k)
 static void announce_stop(int sig, int rank)
 {
     fprintf(stderr,
-            "%ssower run: %s %d: finishing the batches in hand, then stopping (OUT.partial is kept for "
-            "--resume)\n",
+            "%ssower run: %s %d: stopping at the next denoising step, the batch in hand dropped (the rows written "
+            "stay in OUT.partial for --resume)\n",
             isatty(2) ? "\n" : "", sig ? "signal" : "stopped early on rank", sig ? sig : rank);
 }
 
