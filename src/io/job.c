@@ -141,13 +141,15 @@ static void write_path(FILE *s, const char *path)
 
 /* The shortest text that reads back as v ("%g" would print 0.123456789 as 0.123457: another job), with a
  * point before any exponent: YAML 1.1 readers (PyYAML) take 1e-320 for a string, 1.0e-320 for a number. */
-const char *job_number_text(double v, char text[32])
+const char *job_number_text(double v, char text[static 32])
 {
+    char shortest[32]; /* a local buffer: GCC's UBSan build takes text for a possible null destination */
     for (int digits = 1; digits <= 17; digits++) {
-        snprintf(text, 32, "%.*g", digits, v);
-        if (strtod(text, NULL) == v)
+        snprintf(shortest, sizeof shortest, "%.*g", digits, v);
+        if (strtod(shortest, NULL) == v)
             break;
     }
+    memcpy(text, shortest, sizeof shortest);
     char *e = strchr(text, 'e');
     if (e && !memchr(text, '.', (size_t)(e - text)) && strlen(text) + 2 < 32) {
         memmove(e + 2, e, strlen(e) + 1);

@@ -135,7 +135,7 @@ uint64_t job_seed_at(const Job *job, uint64_t row);
 uint64_t job_prompt_at(const Job *job, uint64_t row);
 /* The shortest text that reads back as v ("%g" would print 0.123456789 as 0.123457: another job), with a
  * point before any exponent (YAML 1.1 readers take 1e-320 for a string); returns text. */
-const char *job_number_text(double v, char text[32]);
+const char *job_number_text(double v, char text[static 32]);
 /* Rows the verification pass re-renders (count, or fraction of the rows rounded up, at most n_rows). */
 uint64_t job_verify_rows(const Job *job);
 /* Slice k of n (0 <= k < n): rows [lo, hi), contiguous, the remainder spread over the first slices.
