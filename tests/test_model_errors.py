@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 
+from testing import edit_json
+
 failures = []
 
 
@@ -39,14 +41,6 @@ def edit_weights(fn):
         write_st(p, header, data)
     return apply
 
-
-def edit_json(rel, fn):
-    def apply(d):
-        p = os.path.join(d, rel)
-        obj = json.load(open(p))
-        fn(obj)
-        json.dump(obj, open(p, "w"))
-    return apply
 
 
 def first_tensor(h):

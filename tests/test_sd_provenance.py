@@ -39,7 +39,7 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pngread import read_png  # noqa: E402
-from testing import check, finish  # noqa: E402
+from testing import check, edit_json, finish  # noqa: E402
 
 JOB = """sower: 1
 name: sd-provenance
@@ -147,12 +147,13 @@ def sample(sower, folder, out, *extra):
     return np.load(out) if r.returncode == 0 else None
 
 
-def edit_json(path, drop=(), **changes):
-    c = json.load(open(path))
-    for k in drop:
-        c.pop(k, None)
-    c.update(changes)
-    open(path, "w").write(json.dumps(c))
+def set_keys(folder, rel, drop=(), **changes):
+    """folder's JSON file rel without the keys in drop, with changes."""
+    def change(c):
+        for k in drop:
+            c.pop(k, None)
+        c.update(changes)
+    edit_json(rel, change)(folder)
 
 
 def main():
@@ -279,14 +280,14 @@ def main():
         check(base is not None and inf is not None and np.array_equal(base, inf),
               "lambda_min_clipped -Infinity renders otherwise than the default")
         own = sample(sower, sd, os.path.join(tmp, "own.npy"))
-        m = copy_model(sd, os.path.join(tmp, "no-offset"), lambda d: edit_json(os.path.join(d, sched), drop=["steps_offset"]))
+        m = copy_model(sd, os.path.join(tmp, "no-offset"), lambda d: set_keys(d, sched, drop=["steps_offset"]))
         no_offset = sample(sower, m, os.path.join(tmp, "no-offset.npy"))
         check(own is not None and no_offset is not None and np.array_equal(own, no_offset),
               "a folder without steps_offset: not the pipeline's own scheduler (steps_offset rewritten to 1)")
 
         def ddim_folder(d, **changes):
-            edit_json(os.path.join(d, "model_index.json"), scheduler=["diffusers", "DDIMScheduler"])
-            edit_json(os.path.join(d, sched), drop=["skip_prk_steps", "clip_sample"], _class_name="DDIMScheduler",
+            set_keys(d, "model_index.json", scheduler=["diffusers", "DDIMScheduler"])
+            set_keys(d, sched, drop=["skip_prk_steps", "clip_sample"], _class_name="DDIMScheduler",
                       **changes)
         clip_false = sample(sower, copy_model(sd, os.path.join(tmp, "ddim-false"),
                                               lambda d: ddim_folder(d, clip_sample=False)), os.path.join(tmp, "f.npy"))

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-from testing import check, finish
+from testing import check, edit_json, finish
 
 
 def tokenize(sower, folder, prompt):
@@ -34,15 +34,6 @@ def edited(src, dst, edit):
     shutil.copytree(src, dst)
     edit(dst)
     return dst
-
-
-def edit_json(rel, change):
-    def edit(d):
-        p = os.path.join(d, rel)
-        c = json.load(open(p))
-        change(c)
-        json.dump(c, open(p, "w"))
-    return edit
 
 
 def main():

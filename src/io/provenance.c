@@ -70,7 +70,8 @@ static int build_key(const Job *job, const KeyFacts *f, Provenance *p)
                              scheduler_kind_name(job->scheduler), job->steps, job->eta, job->karras ? "true" : "false");
     char text_lines[256] = ""; /* Stable Diffusion: the prompts and the text side in the job key */
     if (job->n_prompts) {
-        const int height = job->height ? job->height : f->height, width = job->height ? job->width : f->width;
+        const int given = job->height != 0; /* height and width are given together, or neither */
+        const int height = given ? job->height : f->height, width = given ? job->width : f->width;
         snprintf(p->pipeline + used, sizeof p->pipeline - (size_t)used,
                  " guidance=%.9g height=%d width=%d clip_skip=%d", job->guidance, height, width, job->clip_skip);
         used_json += snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json,

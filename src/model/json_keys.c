@@ -60,15 +60,16 @@ int json_python_literals(const char *text, size_t len, char **out, size_t *out_l
         const char *word, *as;
         size_t n;
     } literals[] = {{"Infinity", "1e999", 8}, {"NaN", "\"NaN\"", 3}};
+    const size_t n_literals = sizeof literals / sizeof *literals;
     *out = NULL;
     char *copy = NULL; /* (2 * len,) at most: "NaN" grows by 2 bytes of 3 */
     size_t used = 0;
     int in_string = 0;
     for (size_t i = 0; i < len; i++) {
         size_t k = 0;
-        while (!in_string && k < 2 && !(len - i >= literals[k].n && memcmp(text + i, literals[k].word, literals[k].n) == 0))
+        while (!in_string && k < n_literals && !(len - i >= literals[k].n && memcmp(text + i, literals[k].word, literals[k].n) == 0))
             k++;
-        if (!in_string && k < 2) {
+        if (!in_string && k < n_literals) {
             if (!copy) {
                 if (!(copy = malloc(2 * len))) return -1;
                 memcpy(copy, text, i), used = i;
