@@ -77,13 +77,23 @@ def main():
         bare = edited(sd1, os.path.join(tmp, "bare"), edit_json(
             "tokenizer_config.json", lambda c: c["added_tokens_decoder"].update({"100": "horse"})))
         refused("an added_tokens_decoder string", bare, "a horse", "added_tokens_decoder key '100'")
+        # a legacy folder's added_tokens.json (now read) of a bad id or not an object
+        def legacy_added(content):
+            def edit(d):
+                edit_json("tokenizer_config.json", lambda c: c.pop("added_tokens_decoder"))(d)
+                open(os.path.join(d, "added_tokens.json"), "w").write(content)
+            return edit
+        refused("added_tokens.json id not an integer", edited(sd1, os.path.join(tmp, "added-float"),
+                legacy_added('{"horse": 1.5}')), "a horse", "added_tokens.json: key 'horse': expected an id")
+        refused("added_tokens.json a list", edited(sd1, os.path.join(tmp, "added-list"), legacy_added('["horse"]')),
+                "a horse", "added_tokens.json: not a JSON object")
         # an id past the text encoder's embeddings: named when the folder loads (sample, check), whatever the prompt
         far = edited(sd, os.path.join(tmp, "far"), edit_json("tokenizer/vocab.json", lambda v: v.update({"a</w>": 9999999})))
         r = subprocess.run([sower, "sample", far, "--prompt", "b", "--seeds", "0", "--steps", "2", "-o",
                             os.path.join(tmp, "far.npy")], capture_output=True, text=True, timeout=120)
         check(r.returncode == 2 and "token 'a</w>' has id 9999999, past the 3514 embeddings" in r.stderr,
               f"an id past the embeddings: exit {r.returncode}, {r.stderr.strip()[-300:]!r}")
-    print(f"tokenizer variants: {len(variants)} transformers cases, 4 refusals")
+    print(f"tokenizer variants: {len(variants)} transformers cases, 6 refusals")
     return finish()
 
 
