@@ -61,3 +61,14 @@ int cpu_load_threads(int allowed, int busy, int share)
     const int threads = share > 0 ? free_cpus / share : free_cpus;
     return threads > 0 ? threads : 1;
 }
+
+int cpu_load_default_threads(const char *command)
+{
+    int allowed = 1, busy = 0;
+    cpu_load_probe(50, &allowed, &busy);
+    const int threads = cpu_load_threads(allowed, busy, 1);
+    if (busy)
+        fprintf(stderr, "sower %s: %d of the %d CPUs here are busy with other work: %d thread%s (--threads "
+                        "overrides)\n", command, busy, allowed, threads, threads == 1 ? "" : "s");
+    return threads;
+}

@@ -13,5 +13,8 @@ void cpu_load_probe(int window_ms, int *allowed, int *busy);
 /* Threads for `share` processes of this node that run at once (ranks), from a probe's counts: the
  * free CPUs split among them, at least 1. */
 int cpu_load_threads(int allowed, int busy, int share);
+/* The default --threads of a one-process command (sample, encode, export): a 50 ms probe's free
+ * CPUs; when some are busy it says so on stderr, naming the command ("sample"). */
+int cpu_load_default_threads(const char *command);
 
 #endif /* SOWER_CPU_LOAD_H */

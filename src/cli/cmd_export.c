@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "cpu_load.h"
 #include "seeds.h"
 #include "commands.h"
 #include "digest.h"
@@ -138,6 +139,8 @@ static const char export_usage[] =
     "DIR must be new, empty, or an export of the same job, layout and shard size (run again after an\n"
     "interruption: PNGs and shards already there are kept; other --rows merge into metadata.jsonl).\n"
     "DIR/SHA256SUMS gives every file's SHA-256 (sha256sum -c SHA256SUMS).\n"
+    "--threads T: threads of the VAE decoding (default: the CPUs it may run on that other work\n"
+    "does not keep busy); the bits do not depend on it.\n"
     "OUT.h5: a finished output of sower run; another file, an unfinished or damaged one, or another\n"
     "format_version exits 2. OUT.npy: an array of sower sample with the record it writes beside it,\n"
     "OUT.npy.json (model, settings, prompt, seeds, each row's SHA-256); a row that does not match its\n"
@@ -184,7 +187,7 @@ int cmd_export(int argc, char **argv)
                                         "job and never replaces another's files)");
     if (png_path) SOWER_TRY(check_png_target(png_path, path, o.force));
     const int scale = o.scale ? (int)o.scale : 1;
-    const long threads = o.threads ? o.threads : (sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
+    const long threads = o.threads ? o.threads : cpu_load_default_threads("export");
     omp_set_num_threads((int)threads);
     gemm_set_threads((int)threads);
     /* A finished sower output only (format, version, layout for the recorded model, every row done), or a

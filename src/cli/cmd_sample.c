@@ -239,7 +239,7 @@ static int on_sample_model(void *ctx, const char *arg)
 static int check_scheduler_options(const SampleOptions *o)
 {
     if (o->eta > 0 && !scheduler_class(o->scheduler)->takes_eta)
-        return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim scheduler only (the scheduler is %s)",
+        return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim and ddim-parallel schedulers only (the scheduler is %s)",
                           scheduler_kind_name(o->scheduler));
     if (o->karras && !(scheduler_class(o->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
         return SOWER_FAIL(SOWER_EUSAGE, "--karras applies to the euler and dpm++2m schedulers (the scheduler is %s)",
@@ -455,14 +455,7 @@ int cmd_sample(int argc, char **argv)
         SOWER_TRY(status);
         return SOWER_OK;
     }
-    if (!o.threads) {
-        int allowed = 1, busy = 0;
-        cpu_load_probe(50, &allowed, &busy);
-        o.threads = cpu_load_threads(allowed, busy, 1);
-        if (busy)
-            fprintf(stderr, "sower sample: %d of the %d CPUs here are busy with other work: %ld thread%s (--threads "
-                            "overrides)\n", busy, allowed, o.threads, o.threads == 1 ? "" : "s");
-    }
+    if (!o.threads) o.threads = cpu_load_default_threads("sample");
     omp_set_num_threads((int)o.threads);
     gemm_set_threads((int)o.threads);
     warn_seed_collisions(o.seeds, o.n_seeds);
@@ -547,8 +540,9 @@ int cmd_sample(int argc, char **argv)
     SOWER_TRY_GOTO(npy_write_f32_opt(o.output, out, shape, 4, o.force), status, done);
     SOWER_TRY_GOTO(write_record(&o, &model, o.decode ? &vae : NULL, out, shape, backend.identity), status, done);
     fprintf(stderr,
-            "sower sample: %zu seeds, %s %ld steps, eta %g, batch %ld, %ld threads -> %s\n  backend: %s\n",
-            o.n_seeds, scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch, o.threads, o.output,
+            "sower sample: %zu seed%s, %s %ld steps, eta %g, batch %ld, %ld thread%s -> %s\n  backend: %s\n",
+            o.n_seeds, o.n_seeds == 1 ? "" : "s", scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch,
+            o.threads, o.threads == 1 ? "" : "s", o.output,
             backend.identity);
     fprintf(stderr, "  timings: text encoder %.3f s, render %.3f s (%.3f s per step)", text.encode_seconds,
             render_seconds, render_seconds / (double)o.steps);
