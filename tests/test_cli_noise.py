@@ -11,6 +11,7 @@ Standard library only: this runs in CI without torch.
 import hashlib
 import json
 import os
+import pty
 import stat
 import subprocess
 import sys
@@ -163,6 +164,17 @@ def check_cli_basics(sower, tmp):
         fail("seed 0 1x4x64x64 on standard output differs from torch")
     if b"sha256 24efac55" not in r.stderr:
         fail(f"summary line missing: {r.stderr!r}")
+    # No -o: standard output, as -o - (DESIGN.md's [-o FILE]); never onto a terminal.
+    r2 = subprocess.run([sower, "noise", "--seed=0", "--shape=1,4,64,64"], capture_output=True)
+    if r2.returncode != 0 or r2.stdout != r.stdout:
+        fail(f"noise without -o must write standard output as -o - does: exit {r2.returncode} {r2.stderr!r}")
+    leader, follower = pty.openpty()
+    try:
+        r3 = subprocess.run([sower, "noise", "--seed", "0", "--shape", "4"], stdout=follower, stderr=subprocess.PIPE)
+    finally:
+        os.close(follower), os.close(leader)
+    if r3.returncode != 2 or b"standard output is a terminal" not in r3.stderr:
+        fail(f"noise without -o onto a terminal: exit {r3.returncode} {r3.stderr!r}")
     r = subprocess.run([sower, "noise", "--seed", "0x100000005", "--shape", "4", "-o", os.devnull],
                        capture_output=True)
     if r.returncode != 0 or b"same noise as seed 5" not in r.stderr:

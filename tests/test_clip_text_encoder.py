@@ -60,7 +60,7 @@ def main():
             what = f"{case['pipeline']} clip_skip {case['clip_skip']} {case['prompt'][:40]!r}"
             r = run([sower, "tokenize", folder, "--prompt", case["prompt"]])
             if check(r.returncode == 0, f"{what}: tokenize exit {r.returncode}: {r.stderr}"):
-                check(json.loads(r.stdout)["ids"] == case["ids"], f"{what}: ids differ from CLIPTokenizer's")
+                check(json.loads(r.stdout)["input_ids"] == case["ids"], f"{what}: ids differ from CLIPTokenizer's")
             r = encode(sower, folder, case["prompt"], case["clip_skip"], out)
             if not check(r.returncode == 0, f"{what}: encode exit {r.returncode}: {r.stderr}"):
                 continue

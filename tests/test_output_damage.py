@@ -90,12 +90,20 @@ DAMAGE = [
      "'pipeline' disagrees with the manifest"),
     ("pipeline-legacy", set_attr("pipeline", "scheduler=ddim steps=3 eta=0"), 1, "'pipeline' disagrees with the manifest"),
     ("generator", set_attr("generator", "torch-cpu-scalar"), 1, "'generator' disagrees with the manifest"),
-    ("latent-bit", flip_latent, 1, "verification failed (1 digests"),
+    ("latent-bit", flip_latent, 1, "verification failed (rows whose digest differs: 1,"),
     # /verify's rows must be this file's, with their seeds (verify reported "0 differed", exit 0)
     ("slice-negative", set_attr("slice", "-0/2"), 2, "bad slice attribute"),
     # a record gone is damage (exit 2), not a differing run (exit 1) nor a changed model
     ("no-job-sha", lambda f: f.attrs.__delitem__("job_sha256"), 2, "attribute 'job_sha256' is missing"),
     ("no-weights-sha", lambda f: f.attrs.__delitem__("weights_sha256"), 2, "attribute 'weights_sha256' is missing"),
+    # ...every record of what made the rows, the job key among them (verify passed a file without these)
+    ("no-job-key", lambda f: f.attrs.__delitem__("job_key"), 2, "attribute 'job_key' is missing"),
+    ("no-sower-version", lambda f: f.attrs.__delitem__("sower_version"), 2, "attribute 'sower_version' is missing"),
+    ("no-source-revision", lambda f: f.attrs.__delitem__("source_revision"), 2,
+     "attribute 'source_revision' is missing"),
+    ("no-determinism", lambda f: f.attrs.__delitem__("determinism"), 2, "attribute 'determinism' is missing"),
+    ("no-backend-identity", lambda f: f.attrs.__delitem__("backend_identity"), 2,
+     "attribute 'backend_identity' is missing"),
     ("verify-row-outside", lambda f: f["verify/rows"].__setitem__(1, 99), 2, "names row 99, not a row of this file"),
     ("verify-seed", lambda f: f["verify/seeds"].__setitem__(0, 12345), 2, "the seed 12345, the job's is"),
     ("latents-external-link", latents_elsewhere("link"), 2, "/latents is a link to another file"),

@@ -137,7 +137,7 @@ def main():
             row.flat[0] = np.nextafter(row.flat[0], np.float32(2))
             f["latents"][5] = row
         r = run([sower, "verify", tampered])
-        if r.returncode != 1 or b"1 digests" not in r.stderr:
+        if r.returncode != 1 or b"rows whose digest differs: 1," not in r.stderr:
             failures.append(f"verify of a tampered file: exit {r.returncode} {r.stderr!r}")
         with h5py.File(first, "r") as f:
             model_dir = f["run"].attrs["model_path"].decode()
@@ -181,7 +181,7 @@ def main():
                 failures.append(f"--resume-auto of a failed run's file: exit {r.returncode} {r.stderr[-400:]!r}")
             for extra in ([], ["--sample", "3"]):
                 r = run([sower, "verify", out] + extra)
-                if r.returncode != 1 or b"1 rows its run's own verification found differing" not in r.stderr:
+                if r.returncode != 1 or b"that its run's own verification found differing: 1)" not in r.stderr:
                     failures.append(f"verify {extra} of a failed run's file: exit {r.returncode} {r.stderr[-400:]!r}")
             if open(out, "rb").read() != before:
                 failures.append("the failed run's file changed")

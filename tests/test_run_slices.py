@@ -124,6 +124,10 @@ def submit_careless_paths(sower, model, tmp):
     check(r.returncode == 0 and done.returncode == 0 and not os.path.exists(pwned) and "run%%j" in r.stdout
           and "'" + os.path.join(tmp, "d$ARRAY_JOB_ID") in r.stdout and "--dependency=afterok:$ARRAY_JOB_ID " in r.stdout,
           f"submit --dry-run of odd paths: {r.returncode} {done.returncode} {r.stdout[-900:]} {r.stderr[-300:]}")
+    # ...and it shows the script it would write (submit --help and docs/slurm.md say so), every line a comment.
+    sbatch = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "slurm", "sower.sbatch")).read()
+    check(all("#   " + line in r.stdout for line in sbatch.splitlines() if line.strip()),
+          f"submit --dry-run does not show slurm/sower.sbatch: {r.stdout[:600]}")
     back = job_at(os.path.join(tmp, "back"), '"out/b\\\\s/q.h5"')
     r = submit(back, "--dry-run")
     check(r.returncode == 2 and "holds a backslash" in r.stderr, f"submit of a backslashed output: {r.returncode} {r.stderr}")

@@ -59,7 +59,7 @@ def main():
                     open(merges, "wb").write((text + case.get("merges_append", "")).encode("utf-8"))
                 d = made[case["name"]] = edited(os.path.join(data, "sd1"), os.path.join(tmp, case["name"]), apply)
             r = tokenize(sower, d, case["prompt"])
-            got = json.loads(r.stdout)["ids"] if r.returncode == 0 else None
+            got = json.loads(r.stdout)["input_ids"] if r.returncode == 0 else None
             check(got == case["ids"], f"{case['name']} {case['prompt']!r}: sower {got} ({r.stderr.strip()[-200:]}), "
                                       f"transformers {case['ids']}")
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "clip_text_model.h"
@@ -10,6 +11,7 @@
 #include "commands.h"
 #include "manifest.h"
 #include "model.h"
+#include "output_lock.h"
 #include "prompt_encoder.h"
 #include "vae.h"
 
@@ -27,7 +29,7 @@ static int check_clip_skip(const Job *job)
     free(text);
     SOWER_TRY(status);
     if (job->clip_skip > cfg.num_layers) {
-        job_text_where(job, where, sizeof where);
+        job_mark_where(job, job->clip_skip_mark, where, sizeof where);
         return SOWER_FAIL(SOWER_EMANIFEST, "%s: pipeline.clip_skip %d: the text encoder has %d layers (%s)", where,
                           job->clip_skip, cfg.num_layers, path);
     }
@@ -56,8 +58,24 @@ static int check_pipeline_parts(const Job *job, const Model *m)
     return SOWER_OK;
 }
 
+/* output.path as `sower run` takes it: not a name kept for a run's working files, nor an input of the job
+ * (the manifest, its prompts file); an existing output is for run to refuse or, with --force, replace. */
+static int check_output_path(const Job *job)
+{
+    SOWER_TRY(output_lock_check_output_name(job->output_path, "output.path"));
+    struct stat out, input;
+    if (stat(job->output_path, &out) != 0) return SOWER_OK;
+    const char *inputs[] = {job->manifest_path, job->prompts_file};
+    for (int k = 0; k < 2; k++)
+        if (inputs[k] && stat(inputs[k], &input) == 0 && out.st_dev == input.st_dev && out.st_ino == input.st_ino)
+            return SOWER_FAIL(SOWER_EPATH, "output.path '%s' is %s, an input of the job: choose another path",
+                              job->output_path, inputs[k]);
+    return SOWER_OK;
+}
+
 int check_job_model(Job *job)
 {
+    SOWER_TRY(check_output_path(job));
     Model m;
     int status = model_load(&m, job->model_path);
     char where[4200];

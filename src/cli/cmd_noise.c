@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -46,7 +47,7 @@ typedef struct {
 static const char noise_usage[] =
     "usage: sower noise (--seed S | --state-in FILE) --shape D1,D2,...[:f32|:f64] [--shape ...]\n"
     "                   [--generator torch-cpu|torch-cpu-scalar] [--dtype f32|f64]\n"
-    "                   [--torch-version V] [--state-out FILE] [--quiet] [--force] -o FILE\n"
+    "                   [--torch-version V] [--state-out FILE] [--quiet] [--force] [-o FILE]\n"
     "\n"
     "Writes the noise of torch.randn(shape, generator=torch.Generator('cpu').manual_seed(S)),\n"
     "bit for bit: one generator, one randn call per --shape in order, the raw little-endian values\n"
@@ -64,7 +65,8 @@ static const char noise_usage[] =
     "                    2.0 and later use log1p in that path, changing ~3% of float64 values)\n"
     "  --state-out FILE  write the generator's get_state() image after the last call\n"
     "  --quiet           no summary line on standard error\n"
-    "  -o, --output FILE where to write the values\n";
+    "  --force           replace an existing FILE (a device or FIFO is written to as it is)\n"
+    "  -o, --output FILE where to write the values (default: standard output, unless it is a terminal)\n";
 
 static int parse_dtype(const char *option, const char *text, NoiseDtype *dtype)
 {
@@ -182,8 +184,11 @@ static int parse_noise_options(int argc, char **argv, NoiseOptions *opt, int *he
         return SOWER_FAIL(SOWER_EUSAGE, "noise: give exactly one of --seed S or --state-in FILE");
     if (n_shapes == 0)
         return SOWER_FAIL(SOWER_EUSAGE, "noise: at least one --shape is required, e.g. --shape 1,4,64,64");
-    if (!opt->output)
-        return SOWER_FAIL(SOWER_EUSAGE, "noise: an output is required: -o FILE ('-' for standard output)");
+    if (!opt->output) { /* standard output, as -o - (DESIGN: -o is optional); raw floats never go to a terminal */
+        if (isatty(STDOUT_FILENO))
+            return SOWER_FAIL(SOWER_EUSAGE, "noise: standard output is a terminal: give -o FILE, or redirect it");
+        opt->output = "-";
+    }
     for (int k = 0; k < n_shapes; k++)
         SOWER_TRY(parse_shape_arg(shapes[k], default_dtype, &opt->calls[k]));
     opt->n_calls = n_shapes;

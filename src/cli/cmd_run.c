@@ -11,12 +11,13 @@ enum { SLICES_MAX = 100000 }; /* plan.c's PLAN_SLICES_MAX */
 
 static const char run_usage[] =
     "usage: sower run JOB.yaml [--resume | --resume-auto] [--force] [-o OUT.h5] [--batch B]\n"
-    "                          [--slice K/N | --stitch N]\n"
+    "                          [--slice K/N | --stitch N] [--status-file F]\n"
     "       mpirun -np N sower run JOB.yaml ...   (or srun --mpi=pmix)\n"
     "\n"
     "Renders every seed of the job across the MPI ranks into one HDF5 file (rows in manifest order),\n"
     "then re-renders a sample of rows on other ranks and compares the bits (exit 1 on a mismatch).\n"
-    "  --resume     continue an interrupted run (OUT.h5.partial of the same manifest and model):\n"
+    "  --resume     continue an interrupted run (OUT.h5.partial of the same job and model: comments,\n"
+    "               name, threads, batch, verify and slurm may have changed, not what decides the bits):\n"
     "               rows already written are kept, the rest rendered; the result is byte-identical\n"
     "  --resume-auto  for batch scripts that may run again (requeue): resume OUT.h5.partial if there\n"
     "               is one, start if not, exit 0 at once if OUT.h5 is already finished for this job\n"

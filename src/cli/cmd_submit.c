@@ -445,9 +445,15 @@ int cmd_submit(int argc, char **argv)
     snprintf(script, sizeof script, "%s/sower.sbatch", log_dir);
     if (o.dry_run) {
         char *shown = utf8_printable(script, strlen(script)); /* a newline in the path would end the comment */
-        printf("# dry run: nothing written or submitted. sower submit would write %s (slurm/sower.sbatch)\n"
-               "# and run (ARRAY_JOB_ID: the id the first sbatch prints):\n", shown ? shown : "OUT.slurm/sower.sbatch");
+        printf("# dry run: nothing written or submitted. sower submit would write %s (slurm/sower.sbatch):\n",
+               shown ? shown : "OUT.slurm/sower.sbatch");
         free(shown);
+        for (const char *line = sower_sbatch_script; *line;) { /* as comments: the dry run stays a runnable script */
+            const size_t len = strcspn(line, "\n");
+            printf("#   %.*s\n", (int)len, line);
+            line += len + (line[len] == '\n');
+        }
+        printf("# and run (ARRAY_JOB_ID: the id the first sbatch prints):\n");
     }
     struct stat before;
     const int script_new = !o.dry_run && lstat(script, &before) != 0; /* removed again if nothing is queued */

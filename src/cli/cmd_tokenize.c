@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cpu_load.h"
 #include "clip_tokenizer.h"
 #include "prompt_encoder.h"
 #include "commands.h"
@@ -21,7 +22,7 @@ static const char tokenize_usage[] =
     "\n"
     "Prints the ids of tokenizer(P, padding=\"max_length\", max_length=model_max_length, truncation=True),\n"
     "as StableDiffusionPipeline calls transformers' CLIPTokenizer (without ftfy, as diffusers installs it),\n"
-    "as one line of JSON: {\"ids\": [...], \"untruncated_length\": N}. A prompt longer than the model's\n"
+    "as one line of JSON: {\"input_ids\": [...], \"untruncated_length\": N}. A prompt longer than the model's\n"
     "limit is truncated, with a warning quoting the words dropped.\n"
     "\n"
     "  DIR          a Stable Diffusion pipeline folder (its tokenizer/ is read) or a tokenizer folder\n"
@@ -68,7 +69,7 @@ int cmd_tokenize(int argc, char **argv)
     int status = ids ? prompt_tokenize(&pe, o.prompt, ids, &untruncated, stderr, NULL)
                      : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     if (status == SOWER_OK) {
-        printf("{\"ids\": [");
+        printf("{\"input_ids\": [");
         for (int i = 0; i < pe.tokens; i++)
             printf("%s%d", i ? ", " : "", ids[i]);
         printf("], \"untruncated_length\": %zu}\n", untruncated);
@@ -81,7 +82,7 @@ int cmd_tokenize(int argc, char **argv)
 /* ---- sower encode ---- */
 
 static const char encode_usage[] =
-    "usage: sower encode DIR --prompt P [--clip-skip K] [--threads T] -o OUT.npy\n"
+    "usage: sower encode DIR --prompt P [--clip-skip K] [--threads T] [--force] -o OUT.npy\n"
     "\n"
     "Writes the prompt embeddings Stable Diffusion's UNet is conditioned on: text_encoder(ids)[0] of\n"
     "transformers' CLIPTextModel for the ids `sower tokenize` prints, float32 (1, model_max_length, hidden)\n"
@@ -91,7 +92,7 @@ static const char encode_usage[] =
     "  --prompt P     the prompt, UTF-8\n"
     "  --clip-skip K  the output of the K-th layer from the end, through the final layer norm, as\n"
     "                 diffusers' clip_skip=K (default 0: last_hidden_state)\n"
-    "  --threads T    threads (default: all online CPUs)\n"
+    "  --threads T    threads (default: the CPUs it may run on that other work does not keep busy)\n"
     "  -o OUT.npy     where to write (an existing file is replaced only with --force)\n";
 
 enum { ENC_PROMPT, ENC_CLIP_SKIP, ENC_THREADS, ENC_OUTPUT, ENC_FORCE, N_ENC_OPTS };
@@ -115,7 +116,7 @@ static int on_encode_option(void *ctx, int which, const char *v)
     switch (which) {
     case ENC_PROMPT: o->prompt = v; break;
     case ENC_CLIP_SKIP: SOWER_TRY(cli_parse_int("--clip-skip", v, 0, CLIP_MAX_LAYERS, &o->clip_skip)); break;
-    case ENC_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, 4096, &o->threads)); break;
+    case ENC_THREADS: SOWER_TRY(cli_parse_int("--threads", v, 1, 1024, &o->threads)); break;
     case ENC_OUTPUT: o->output = v; break;
     case ENC_FORCE: o->force = 1; break;
     }
@@ -127,7 +128,7 @@ static int on_encode_dir(void *ctx, const char *arg) { return cli_one_positional
 int cmd_encode(int argc, char **argv)
 {
     EncodeOptions o = {0};
-    o.threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    o.threads = 0; /* the free CPUs (cpu_load.h), unless given */
     int help = 0;
     const CliParser parser = {"encode", encode_options, N_ENC_OPTS, on_encode_option, on_encode_dir, &o};
     SOWER_TRY(cli_parse(&parser, argc, argv, &help));
@@ -136,10 +137,11 @@ int cmd_encode(int argc, char **argv)
         return SOWER_OK;
     }
     if (!o.dir || !o.prompt || !o.output)
-        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower encode DIR --prompt P [--clip-skip K] [--force] -o OUT.npy");
+        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower encode DIR --prompt P [--clip-skip K] [--threads T] [--force] -o OUT.npy");
     struct stat st;
     if (!o.force && lstat(o.output, &st) == 0) /* before the work; the write refuses one made meanwhile too */
         return SOWER_FAIL(SOWER_EPATH, "-o %s: the file exists; encode never replaces a file unless --force", o.output);
+    if (!o.threads) o.threads = cpu_load_default_threads("encode");
     gemm_set_threads((int)o.threads);
     SOWER_TRY(gemm_reserve_packing());
     PromptEncoder pe;

@@ -118,14 +118,21 @@ static int check_attributes(const OutputReader *in, const Model *model)
     free(pipeline);
     SOWER_TRY(check_attribute(in, LAYOUT_ATTR_PIPELINE, legacy_pipeline ? p.pipeline : p.pipeline_json,
                               SOWER_EMISMATCH, altered));
-    char *job_key = h5read_attr(in, LAYOUT_ATTR_JOB_KEY); /* files of older sowers have none */
-    const int has_job_key = job_key != NULL;
-    free(job_key);
-    if (has_job_key) {
-        SOWER_TRY(check_attribute(in, LAYOUT_ATTR_JOB_KEY, p.job_key, SOWER_EMISMATCH, altered));
-        SOWER_TRY(check_attribute(in, LAYOUT_ATTR_JOB_SHA256, p.job_sha256, SOWER_EMISMATCH, altered));
-    }
+    SOWER_TRY(check_attribute(in, LAYOUT_ATTR_JOB_KEY, p.job_key, SOWER_EMISMATCH, altered));
+    SOWER_TRY(check_attribute(in, LAYOUT_ATTR_JOB_SHA256, p.job_sha256, SOWER_EMISMATCH, altered));
     SOWER_TRY(check_attribute(in, LAYOUT_ATTR_GENERATOR, p.generator, SOWER_EMISMATCH, altered));
+    /* What says which program made the rows: nothing to compare them with here, but a file without them no
+     * longer says what produced it. */
+    static const char *const made_by[] = {LAYOUT_ATTR_SOWER_VERSION, LAYOUT_ATTR_SOURCE_REVISION,
+                                          LAYOUT_ATTR_BACKEND_IDENTITY, LAYOUT_ATTR_DETERMINISM};
+    for (size_t i = 0; i < sizeof made_by / sizeof made_by[0]; i++) {
+        char *value = h5read_attr(in, made_by[i]);
+        const int present = value && value[0];
+        free(value);
+        if (!present)
+            return SOWER_FAIL(SOWER_EINPUT, "%s: attribute '%s' is missing (or not a string): a damaged file",
+                              in->path, made_by[i]);
+    }
     return SOWER_OK;
 }
 
@@ -177,8 +184,8 @@ static int report_run_verification(const OutputReader *in, uint64_t *differed_ou
         return status;
     }
     *differed_out = differed;
-    printf("%s: the run's own verification (/%s): %llu rows re-rendered, %llu differed\n", in->path,
-           LAYOUT_VERIFY, (unsigned long long)t.n, (unsigned long long)differed);
+    printf("%s: the run's own verification (/%s): %llu row%s re-rendered, %llu differed\n", in->path,
+           LAYOUT_VERIFY, (unsigned long long)t.n, t.n == 1 ? "" : "s", (unsigned long long)differed);
     verify_table_free(&t);
     return SOWER_OK;
 }
@@ -228,7 +235,9 @@ int cmd_verify(int argc, char **argv)
              "the stored manifest, the model on disk against the recorded weight digest, and re-renders\n"
              "sampled rows (default: the job's verify count; --all: every row) on the file's backend,\n"
              "comparing bits; the re-render needs the backend identity the file records (same CPU kernels\n"
-             "or GPU and software), else verify says so and exits 2.");
+             "or GPU and software), else verify says so and exits 2.\n"
+             "  --model DIR  the model folder to check and re-render with (default: the path the run\n"
+             "               recorded in /run); it must be the model the file was made with.");
         return SOWER_OK;
     }
     OutputReader in;
@@ -322,8 +331,8 @@ int cmd_verify(int argc, char **argv)
     SOWER_TRY_GOTO(report_run_verification(&in, &run_differed), status, done);
     if (bad_digest || bad_seed || not_done || run_differed) { /* the file itself says so: no re-render needed */
         status = SOWER_FAIL(SOWER_EMISMATCH,
-                            "%s: verification failed (%llu digests, %llu seeds, %llu incomplete, %llu rows its run's "
-                            "own verification found differing)",
+                            "%s: verification failed (rows whose digest differs: %llu, whose seed differs: %llu, "
+                            "incomplete: %llu, that its run's own verification found differing: %llu)",
                             o.path, (unsigned long long)bad_digest, (unsigned long long)bad_seed,
                             (unsigned long long)not_done, (unsigned long long)run_differed);
         goto done;
@@ -380,7 +389,7 @@ int cmd_verify(int argc, char **argv)
                     (unsigned long long)row, (unsigned long long)seeds[0]);
         }
     }
-    printf("%s: re-rendered %llu rows: %llu differ\n", o.path, (unsigned long long)v,
+    printf("%s: re-rendered %llu row%s: %llu differ\n", o.path, (unsigned long long)v, v == 1 ? "" : "s",
            (unsigned long long)bad_render);
     if (bad_render)
         status = SOWER_FAIL(SOWER_EMISMATCH, "%s: verification failed (%llu of %llu re-rendered rows differ)",

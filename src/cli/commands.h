@@ -20,7 +20,7 @@ int cmd_encode(int argc, char **argv) SOWER_MUST_CHECK;
 int cmd_convert(int argc, char **argv) SOWER_MUST_CHECK;
 
 /* The model a job names must load, and match its pinned digest if it has one; errors say where the
- * manifest names it (FILE:LINE:COL: model: ...). For check and submit. */
+ * manifest names it (FILE:LINE:COL: model: ...); output.path must be one `sower run` takes. For check and submit. */
 int check_job_model(Job *job) SOWER_MUST_CHECK;
 
 

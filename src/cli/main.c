@@ -46,7 +46,7 @@ static void print_usage(FILE *stream)
             "\n"
             "'sower COMMAND --help' describes a command. Exit status: 0 ok, 1 verification mismatch,\n"
             "2 bad input (options, manifest, model files), 3 runtime failure.\n"
-            "Set SOWER_DEBUG=1 to print the source trace of an error.\n");
+            "Set SOWER_DEBUG=1 to print the source trace of an error (exit 3 always prints it).\n");
 }
 
 static int finish(int status)

@@ -174,8 +174,8 @@ void job_print(const Job *job, FILE *s)
     fprintf(s, "pipeline:\n  scheduler: %s\n  steps: %d\n  eta: %s\n  batch: %d\n  backend: %s\n",
             scheduler_kind_name(job->scheduler), job->steps, job_number_text(job->eta, number), job->batch,
             job->backend == BACKEND_CPU ? "cpu" : "cuda");
-    if (job->karras)
-        fprintf(s, "  karras: true\n");
+    fprintf(s, "  karras: %s\n", job->karras ? "true" : "false");
+    fprintf(s, "  precision: %s\n", precision_name(job->precision));
     if (job->n_prompts) {
         fprintf(s, "  guidance: %s\n", job_number_text(job->guidance, number));
         if (job->height)
@@ -183,10 +183,8 @@ void job_print(const Job *job, FILE *s)
         else
             fprintf(s, "  # height, width: the model's sample_size x its VAE scale factor\n");
         fprintf(s, "  clip_skip: %d\n", job->clip_skip);
-        if (job->decode) fprintf(s, "  decode: true\n");
+        fprintf(s, "  decode: %s\n", job->decode ? "true" : "false");
     }
-    if (job->precision != PRECISION_FP32)
-        fprintf(s, "  precision: %s\n", precision_name(job->precision));
     if (job->threads)
         fprintf(s, "  threads: %d\n", job->threads);
     else
@@ -269,7 +267,7 @@ int job_check_model_kind(const Job *job, const Model *m)
                           where, job->model_path);
     const int f = m->vae_scale_factor;
     if (job->height && (job->height % f || job->width % f)) {
-        job_text_where(job, where, sizeof where);
+        job_mark_where(job, job->size_mark, where, sizeof where);
         return SOWER_FAIL(SOWER_EMANIFEST,
                           "%s: pipeline.height %d and width %d must be multiples of the VAE's scale factor %d", where,
                           job->height, job->width, f);
@@ -279,7 +277,7 @@ int job_check_model_kind(const Job *job, const Model *m)
     const int div = 1 << (cfg->n_blocks - 1);
     const int lh = job->height ? job->height / f : cfg->sample_height, lw = job->height ? job->width / f : cfg->sample_width;
     if (lh % div || lw % div) {
-        job_text_where(job, where, sizeof where);
+        job_mark_where(job, job->size_mark, where, sizeof where);
         return SOWER_FAIL(SOWER_EMANIFEST,
                           "%s: latents of %dx%d (pipeline.height and width / %d) are not divisible by %d, as this "
                           "UNet's %d blocks need: height and width must be multiples of %d",
@@ -294,7 +292,7 @@ int job_check_scheduler_settings(const Job *job, const char *whose)
     const char *name = scheduler_kind_name(job->scheduler);
     if (job->eta > 0 && !scheduler_class(job->scheduler)->takes_eta)
         return SOWER_FAIL(SOWER_EMANIFEST,
-                          "%s:%u:%u: key 'pipeline.eta': expected 0 with the scheduler %s (%seta is DDIM's), found %g",
+                          "%s:%u:%u: key 'pipeline.eta': expected 0 with the scheduler %s (%seta is DDIM's: ddim and ddim-parallel), found %g",
                           path, job->eta_mark.line, job->eta_mark.column, name, whose, job->eta);
     if (job->karras && !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
         return SOWER_FAIL(SOWER_EMANIFEST,
@@ -321,6 +319,12 @@ void job_text_where(const Job *job, char *out, size_t size)
 {
     snprintf(out, size, "%s:%u:%u", job->manifest_path ? job->manifest_path : "(manifest)", job->text_mark.line,
              job->text_mark.column);
+}
+
+void job_mark_where(const Job *job, Mark mark, char *out, size_t size)
+{
+    if (!mark.line) mark = job->text_mark;
+    snprintf(out, size, "%s:%u:%u", job->manifest_path ? job->manifest_path : "(manifest)", mark.line, mark.column);
 }
 
 void job_model_where(const Job *job, char *out, size_t size)

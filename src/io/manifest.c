@@ -329,6 +329,9 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
     for (int k = 8; k < 13; k++)
         if (f[k].value && !job->text_mark.line)
             job->text_mark = mark_of(f[k].value);
+    if (f[9].value) job->size_mark = mark_of(f[9].value);
+    if (f[11].value) job->clip_skip_mark = mark_of(f[11].value);
+    if (f[12].value) job->decode_mark = mark_of(f[12].value);
     if (f[8].value)
         SOWER_TRY(get_number(c, f[8].value, "pipeline.guidance", 0.0, 0, 1000.0, &job->guidance));
     if ((f[9].value != NULL) != (f[10].value != NULL))

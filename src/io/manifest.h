@@ -94,6 +94,7 @@ typedef struct {
     int clip_skip;                    /* pipeline.clip_skip */
     int decode;                       /* pipeline.decode: images (/images, uint8) beside the latents */
     Mark text_mark;                   /* where the first Stable Diffusion setting is (0: none given) */
+    Mark size_mark, clip_skip_mark, decode_mark; /* where pipeline.height / clip_skip / decode are (0: not given) */
 
     char *output_path;                /* resolved against the manifest's directory */
     int output_gzip;
@@ -159,6 +160,9 @@ int job_check_scheduler_settings(const Job *job, const char *whose) SOWER_MUST_C
 int job_resolve_scheduler(Job *job, const struct Model *m) SOWER_MUST_CHECK;
 /* "manifest.yaml:LINE:COL" of the first Stable Diffusion setting (prompts, pipeline.guidance, ...). */
 void job_text_where(const Job *job, char *out, size_t size);
+/* "MANIFEST:LINE:COL" of one setting (size_mark, ...), or of the first Stable Diffusion setting where that one
+ * was not given (a default found wanting). */
+void job_mark_where(const Job *job, Mark mark, char *out, size_t size);
 /* The normalised job (every default filled in) as YAML: itself a manifest for the same job, read from any folder
  * (absolute, quoted paths) and by YAML 1.1 readers too (tests/test_manifest_schema.py reads it back). */
 void job_print(const Job *job, FILE *stream);

@@ -358,7 +358,7 @@ static int load_text_side(Run *r)
     SOWER_TRY(prompt_encoder_digest(&r->text.encoder, m->text_side_sha256));
     m->text_side_known = 1;
     if (job->decode) { /* the VAE, on every rank: each decodes the rows it renders */
-        job_text_where(job, where, sizeof where);
+        job_mark_where(job, job->decode_mark, where, sizeof where);
         status = row_images_load(&r->images, m, job->model_path, m->unet.cfg.in_channels, r->rs.height, r->rs.width);
         if (status != SOWER_OK) {
             return SOWER_FAIL(status, "%s: pipeline.decode: %s", where, sower_error_message());
@@ -544,11 +544,11 @@ static int render_verify_record(Run *r, const RunOptions *o, int *stopped, int *
         h5out_keep_partial(&r->out);
     }
     if (t->rank == 0 && !*stopped)
-        printf("sower run: %llu rows on %d rank%s in %.1f s (%.2f rows/s); verify: %llu rows re-rendered %s, "
+        printf("sower run: %llu rows on %d rank%s in %.1f s (%.2f rows/s); verify: %llu row%s re-rendered %s, "
                "%d mismatch%s -> %s\n",
                (unsigned long long)rows, t->world, t->world == 1 ? "" : "s", rendered - start,
                (rows - r->n_done) / (rendered - start + 1e-9), (unsigned long long)r->plan.verify_n,
-               t->world > 1 ? "on another rank" : "by the only rank", *mismatches,
+               r->plan.verify_n == 1 ? "" : "s", t->world > 1 ? "on another rank" : "by the only rank", *mismatches,
                *mismatches == 1 ? "" : "es", r->out_path);
     collective_check(t, SOWER_MPI_STATUS(MPI_Bcast(mismatches, 1, MPI_INT, 0, MPI_COMM_WORLD)));
     return *stopped ? 3 : *mismatches ? 1 : 0;
