@@ -6,7 +6,8 @@ usage: test_clip_text_encoder.py SOWER tests/data/sd
 1. Every case of text_reference.json (tiny SD 1.x / 2.x pipelines, F32/F16/BF16 weights, clip_skip 0/1/2,
    empty, accented, CJK + emoji, "!" and truncated prompts): `sower tokenize` gives the case's ids and
    `sower encode` its embeddings within 5 x max(torch's batch yardstick, torch's fp32-vs-fp64 yardstick).
-2. The bits do not depend on --threads.
+2. The bits do not depend on --threads. A config with use_attention_mask gets the padding mask diffusers'
+   encode_prompt passes (text_masked_reference.json).
 3. Real checkpoints' extras: an int64 position_ids buffer (SD 1.5 has one) is ignored, same bits.
 4. Bad input exits 2 naming the file and the key or tensor, and writes nothing.
 """
@@ -87,6 +88,30 @@ def main():
             outs.append(open(path, "rb").read() if r.returncode == 0 else b"")
         check(outs[0] == outs[1] == outs[2], "the embeddings depend on --threads")
         print("threads 1, 2, 3: identical bytes")
+
+        # 2b. A text encoder whose config says use_attention_mask (validate/make_masked_text_reference.py): the
+        # pipeline passes the tokenizer's padding mask, and the padding positions' embeddings change (sower read
+        # past the key: exit 0, up to 2.6 off, the unmasked_gap below).
+        masked_ref = json.load(open(os.path.join(data, "text_masked_reference.json"), encoding="utf-8"))
+        masked_want = np.load(os.path.join(data, "text_masked_embeddings_tiny-sd1.npy"))
+        masked = os.path.join(tmp, "masked")
+        shutil.copytree(os.path.join(data, masked_ref["pipeline"]), masked)
+        cfg_path = os.path.join(masked, "text_encoder", "config.json")
+        cfg = json.load(open(cfg_path))
+        cfg.update(masked_ref["config"])
+        json.dump(cfg, open(cfg_path, "w"))
+        worst = 0.0
+        for c in masked_ref["cases"]:
+            what = f"use_attention_mask, clip_skip {c['clip_skip']} {c['prompt'][:30]!r}"
+            r = encode(sower, masked, c["prompt"], c["clip_skip"], out)
+            if not check(r.returncode == 0, f"{what}: encode exit {r.returncode}: {r.stderr}"):
+                continue
+            diff = float(np.abs(np.load(out)[0].astype(np.float64) - masked_want[c["row"]]).max())
+            tol = 5 * max(c["torch_fp64_yardstick"], 1e-6)
+            worst = max(worst, diff)
+            check(diff <= tol and (c["unmasked_gap"] == 0 or c["unmasked_gap"] > 100 * tol),
+                  f"{what}: max|sower - diffusers' encode_prompt| {diff:.3g} > tolerance {tol:.3g}")
+        print(f"use_attention_mask: {len(masked_ref['cases'])} cases against encode_prompt, max|diff| {worst:.3g}")
 
         # 3. An int64 position_ids buffer, as SD 1.5's text_encoder/model.safetensors has it.
         extra = os.path.join(tmp, "with-position-ids")

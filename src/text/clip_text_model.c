@@ -65,6 +65,7 @@ int clip_text_config_parse(const char *json_text, size_t len, const char *path, 
                    status, done);
     SOWER_TRY_GOTO(json_key_float(obj, path, "layer_norm_eps", 0.0, 1.0, &cfg->layer_norm_eps), status, done);
     SOWER_TRY_GOTO(json_key_one_of(obj, path, "hidden_act", acts, 0), status, done);
+    SOWER_TRY_GOTO(json_key_bool(obj, path, "use_attention_mask", &cfg->use_attention_mask), status, done);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(obj, "hidden_act");
     if (act && strcmp(act->valuestring, "gelu") == 0)
         cfg->act = CLIP_ACT_GELU;
@@ -204,8 +205,9 @@ typedef struct {
     float *mlp;    /* (n, intermediate) */
 } Scratch;
 
-/* h += out_proj(softmax(q k^T + causal) v), q already scaled; per head, token i attends to 0..i. */
-static void attention(const ClipLayer *l, const ClipTextConfig *c, int n, Scratch *s)
+/* h += out_proj(softmax(q k^T + causal) v), q already scaled; per head, token i attends to 0..i, and
+ * never to padding (tokens n_attended..n-1): a pad attends to every real token. */
+static void attention(const ClipLayer *l, const ClipTextConfig *c, int n, int n_attended, Scratch *s)
 {
     const int d = c->hidden_size, heads = c->num_heads, hd = d / heads;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -218,8 +220,9 @@ static void attention(const ClipLayer *l, const ClipTextConfig *c, int n, Scratc
         gemm_f32_bt(n, n, hd, s->q + h * hd, d, s->k + h * hd, d, s->scores, n, 0);
         for (int i = 0; i < n; i++) {
             float *row = s->scores + (size_t)i * n;
-            row_softmax_scaled(row, (size_t)i + 1, 1.0f);
-            memset(row + i + 1, 0, (size_t)(n - i - 1) * sizeof *row); /* exp(finfo.min - max) == 0 in torch */
+            const int keys = i < n_attended ? i + 1 : n_attended;
+            row_softmax_scaled(row, (size_t)keys, 1.0f);
+            memset(row + keys, 0, (size_t)(n - keys) * sizeof *row); /* exp(finfo.min - max) == 0 in torch */
         }
         gemm_f32(n, hd, n, s->scores, n, s->v + h * hd, d, s->x + h * hd, d, 0);
     }
@@ -241,11 +244,14 @@ static void feed_forward(const ClipLayer *l, const ClipTextConfig *c, int n, Scr
         s->h[i] += s->q[i];
 }
 
-int clip_text_encode(const ClipTextModel *m, const int32_t *ids, int n_tokens, int clip_skip, float *out)
+int clip_text_encode(const ClipTextModel *m, const int32_t *ids, int n_tokens, int n_attended, int clip_skip,
+                     float *out)
 {
     const ClipTextConfig *c = &m->cfg;
     if (n_tokens < 1 || n_tokens > c->max_positions)
         return SOWER_FAIL(SOWER_EINPUT, "%d tokens: the text encoder takes 1..%d", n_tokens, c->max_positions);
+    if (n_attended < 1 || n_attended > n_tokens)
+        return SOWER_FAIL(SOWER_EINPUT, "%d of %d tokens attended: expected 1..%d", n_attended, n_tokens, n_tokens);
     if (clip_skip < 0 || clip_skip > c->num_layers)
         return SOWER_FAIL(SOWER_EINPUT, "clip_skip %d: this text encoder has %d layers (0..%d)", clip_skip,
                           c->num_layers, c->num_layers);
@@ -269,7 +275,7 @@ int clip_text_encode(const ClipTextModel *m, const int32_t *ids, int n_tokens, i
     for (int layer = 0; layer < c->num_layers - clip_skip; layer++) {
         const ClipLayer *l = &m->layers[layer];
         layer_norm_rows(&l->ln1, s.h, n_tokens, s.x);
-        attention(l, c, n_tokens, &s);
+        attention(l, c, n_tokens, n_attended, &s);
         layer_norm_rows(&l->ln2, s.h, n_tokens, s.x);
         feed_forward(l, c, n_tokens, &s);
     }

@@ -7,7 +7,8 @@
  *                         h += fc2(act(fc1(LN2(h))))      act: quick_gelu (SD 1.x) or erf gelu (SD 2.x)
  *   last_hidden_state = final_layer_norm(h)
  * Attention scales q by head_dim^-0.5 after its bias (as transformers does) and lets token i see
- * tokens 0..i (the causal mask; SD passes no padding mask, so pad tokens are real tokens).
+ * tokens 0..i (the causal mask; SD passes no padding mask, so pad tokens are real tokens, unless the
+ * config says use_attention_mask: then the pipeline passes the tokenizer's, and no token sees padding).
  *
  * It runs on the host for every backend: once per prompt (a few hundred ms for SD's 123M-parameter
  * encoder), small beside 2 x 50 UNet passes, and so a prompt's embeddings are the same bits whatever
@@ -34,6 +35,8 @@ typedef struct {
     int vocab_size, hidden_size, intermediate_size, num_layers, num_heads, max_positions;
     float layer_norm_eps;
     ClipActivation act;
+    int use_attention_mask; /* config.json's: the pipeline passes the tokenizer's padding mask (pads attend to, and
+                             * are attended by, no padding) */
 } ClipTextConfig;
 
 typedef struct {
@@ -67,10 +70,11 @@ int clip_text_model_load(ClipTextModel *m, const char *dir) SOWER_MUST_CHECK;
 void clip_text_model_free(ClipTextModel *m); /* safe on a zeroed model */
 
 /* The embeddings of one token sequence: ids (n_tokens,), n_tokens <= max_positions, every id below
- * vocab_size -> out (n_tokens, hidden). clip_skip 0 gives last_hidden_state (what SD uses);
+ * vocab_size -> out (n_tokens, hidden). Tokens n_attended..n_tokens-1 are padding that no token attends to
+ * (transformers' attention_mask; n_attended == n_tokens: none). clip_skip 0 gives last_hidden_state (what SD uses);
  * clip_skip k in 1..num_layers gives final_layer_norm of the output of layer num_layers - k, as
  * diffusers' encode_prompt(clip_skip=k) computes it. */
-int clip_text_encode(const ClipTextModel *m, const int32_t *ids, int n_tokens, int clip_skip,
+int clip_text_encode(const ClipTextModel *m, const int32_t *ids, int n_tokens, int n_attended, int clip_skip,
                      float *out) SOWER_MUST_CHECK;
 
 #endif /* SOWER_CLIP_TEXT_MODEL_H */

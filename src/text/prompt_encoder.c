@@ -78,8 +78,12 @@ int prompt_encode(const PromptEncoder *pe, const char *prompt, int clip_skip, fl
         return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     size_t untruncated = 0;
     int status = prompt_tokenize(pe, prompt, ids, &untruncated, warn, which);
-    if (status == SOWER_OK)
-        status = clip_text_encode(&pe->encoder, ids, pe->tokens, clip_skip, out);
+    if (status == SOWER_OK) {
+        /* the tokenizer's attention_mask (its real tokens, then padding), where the text encoder's config asks
+         * the pipeline to pass it (diffusers' encode_prompt: text_encoder.config.use_attention_mask) */
+        const int mask = pe->encoder.cfg.use_attention_mask && untruncated < (size_t)pe->tokens;
+        status = clip_text_encode(&pe->encoder, ids, pe->tokens, mask ? (int)untruncated : pe->tokens, clip_skip, out);
+    }
     free(ids);
     return status;
 }
