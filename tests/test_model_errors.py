@@ -151,6 +151,8 @@ def invalid_utf8_name(d):
 
 
 CASES = [  # (name, breakage, text the message must contain)
+    ("_use_default_values not a list", edit_json("unet/config.json", lambda c: c.update(_use_default_values="norm_eps")),
+     "key '_use_default_values': expected a list of key names"),
     ("header length huge", raw_file(struct.pack("<Q", 1 << 40) + b"{}"), "header length"),
     ("file too short", raw_file(b"\x01\x02"), "too short"),
     ("header past end", raw_file(struct.pack("<Q", 4096) + b"{}"), "runs past the end"),
@@ -252,6 +254,20 @@ def main():
                     if os.path.exists(written):
                         failures.append(f"{name}: wrote {os.path.basename(written)}")
                         os.remove(written)
+        # A key named in _use_default_values is not read, its default applies (diffusers' extract_init_dict):
+        # the file's flip_sin_to_cos false rendered another model (exit 0, 1.5 off diffusers).
+        ref, got = os.path.join(tmp, "ref.npy"), os.path.join(tmp, "got.npy")
+        d = os.path.join(tmp, "defaults")
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(good, d)
+        edit_json("unet/config.json", lambda c: c.update(flip_sin_to_cos=not c.get("flip_sin_to_cos", True),
+                                                         _use_default_values=["flip_sin_to_cos"]))(d)
+        sample = [sower, "sample", "--seeds", "0,1", "--steps", "2", "--force", "-o"]
+        r1 = subprocess.run(sample[:2] + [good] + sample[2:] + [ref], capture_output=True)
+        r2 = subprocess.run(sample[:2] + [d] + sample[2:] + [got], capture_output=True)
+        if r1.returncode or r2.returncode or open(ref, "rb").read() != open(got, "rb").read():
+            failures.append(f"_use_default_values: the listed key was read: exit {r1.returncode} {r2.returncode} "
+                            f"{r2.stderr.decode()[-300:]}")
         r = subprocess.run([sower, "info", "/nonexistent/model"], capture_output=True)
         if r.returncode != 2 or b"not a directory" not in r.stderr:
             failures.append(f"nonexistent model dir: exit {r.returncode} {r.stderr!r}")

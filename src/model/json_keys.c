@@ -100,6 +100,20 @@ cJSON *json_parse_config(const char *text, size_t len)
     return root;
 }
 
+int json_drop_default_keys(cJSON *obj, const char *path)
+{
+    const cJSON *defaults = cJSON_GetObjectItemCaseSensitive(obj, "_use_default_values");
+    if (!defaults || cJSON_IsNull(defaults)) return SOWER_OK;
+    const cJSON *n;
+    int ok = cJSON_IsArray(defaults);
+    cJSON_ArrayForEach(n, defaults) ok = ok && cJSON_IsString(n);
+    if (!ok)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '_use_default_values': expected a list of key names", path);
+    cJSON_ArrayForEach(n, defaults)
+        if (n->valuestring[0] != '_') cJSON_DeleteItemFromObjectCaseSensitive(obj, n->valuestring);
+    return SOWER_OK;
+}
+
 int json_key_int(const cJSON *obj, const char *path, const char *key, int lo, int hi, int *out,
                  int allow_null, int *is_null)
 {

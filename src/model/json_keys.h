@@ -13,6 +13,11 @@
  * a key repeated in an object, the last value counts (cJSON's lookups would find the first), and the
  * literals of json_python_literals are read. NULL on a syntax error (or out of memory). */
 cJSON *json_parse_config(const char *text, size_t len);
+/* diffusers' extract_init_dict: a key named in "_use_default_values" (written by save_config for arguments left
+ * at their defaults) is not read, its default applies whatever value the file gives. Removes those keys from
+ * obj (private "_" keys stay: sower reads them for the file's kind); SOWER_EMODEL when the list is not a list
+ * of strings. */
+int json_drop_default_keys(cJSON *obj, const char *path) SOWER_MUST_CHECK;
 /* 1 when a string of JSON text[0..len) holds the escape \u0000: cJSON decodes it into a NUL that ends the C
  * string there, so "a\u0000b" would be read as "a" (another key, another token); readers refuse it. */
 int json_has_nul_escape(const char *text, size_t len);

@@ -388,11 +388,9 @@ int unet_config_parse(const char *json_text, size_t len, const char *path, UNetC
         return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
     }
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(obj, "_class_name");
-    int status;
-    if (cls && cJSON_IsString(cls) && strcmp(cls->valuestring, "UNet2DConditionModel") == 0)
-        status = parse_conditional(obj, path, cfg);
-    else
-        status = parse_unconditional(obj, path, cfg);
+    const int conditional = cls && cJSON_IsString(cls) && strcmp(cls->valuestring, "UNet2DConditionModel") == 0;
+    int status = json_drop_default_keys(obj, path);
+    if (status == SOWER_OK) status = conditional ? parse_conditional(obj, path, cfg) : parse_unconditional(obj, path, cfg);
     cJSON_Delete(obj);
     return status;
 }

@@ -64,7 +64,8 @@ int vae_config_parse(const char *json_text, size_t len, const char *path, VaeCon
         cJSON_Delete(obj);
         return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
     }
-    int status = parse_object(obj, path, cfg);
+    int status = json_drop_default_keys(obj, path);
+    if (status == SOWER_OK) status = parse_object(obj, path, cfg);
     cJSON_Delete(obj);
     return status;
 }
