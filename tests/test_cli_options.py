@@ -187,6 +187,33 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("check", manifest("good.yaml", os.path.join(tmp, "o.h5")))
     check(r.returncode == 0 and "  precision: fp32\n" in r.stdout and "  decode: false\n" in r.stdout
           and "  karras: false\n" in r.stdout, f"check of a good job: every default printed: {r.returncode} {r.stdout!r}")
+# A UNet2DModel job that run refuses is refused by check (and so submit) too, and run refuses it before any
+# output exists: an odd sample size (check passed it and run left OUT.h5.partial behind, failing in its first
+# forward), a null sample_size, more steps than the training timesteps.
+import shutil  # noqa: E402
+with tempfile.TemporaryDirectory() as tmp:
+    def folder(name, unet=None, scheduler=None):
+        d = os.path.join(tmp, name)
+        shutil.copytree(model, d)
+        for rel, changes in (("unet/config.json", unet), ("scheduler/scheduler_config.json", scheduler)):
+            if changes:
+                cfg = json.load(open(os.path.join(d, rel)))
+                cfg.update(changes)
+                json.dump(cfg, open(os.path.join(d, rel), "w"))
+        return d
+    for name, d, steps, text in (("odd", folder("odd", {"sample_size": 7}), 2, "sample size 7x7 is not divisible by 2"),
+                                 ("nosize", folder("nosize", {"sample_size": None}), 2, "key 'sample_size' is null"),
+                                 ("steps", folder("steps", None, {"num_train_timesteps": 10}), 11, "11")):
+        job = os.path.join(tmp, name + ".yaml")
+        out = os.path.join(tmp, name + ".h5")
+        open(job, "w").write(f"sower: 1\nname: {name}\nmodel: {d}\npipeline:\n  steps: {steps}\nseeds:\n  list: [1]\n"
+                             f"output:\n  path: {out}\n")
+        r = run("check", job)
+        check(r.returncode == 2 and text in r.stderr and f"{name}.yaml:" in r.stderr,
+              f"check of a {name} model: exit {r.returncode} {r.stderr!r}")
+        r = subprocess.run([mpiexec, "-n", "1", sower, "run", job], capture_output=True, text=True, timeout=600)
+        check(r.returncode == 2 and text in r.stderr and not os.path.exists(out + ".partial") and not os.path.exists(out),
+              f"run of a {name} model: exit {r.returncode}, partial left: {os.path.exists(out + '.partial')} {r.stderr[-300:]!r}")
 for command in ("noise", "sample", "info", "check", "run", "verify", "export", "submit", "tokenize"):
     r = run(command, "--help")
     check(r.returncode == 0 and "usage" in r.stdout, f"{command} --help: exit {r.returncode}")

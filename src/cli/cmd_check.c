@@ -87,6 +87,12 @@ int check_job_model(Job *job)
     if (job->model_digest_pinned) status = model_check_digest(&m, job->model_digest, where);
     if (status == SOWER_OK) status = job_check_model_kind(job, &m);
     if (status == SOWER_OK) status = job_resolve_scheduler(job, &m); /* the listing names the one it runs */
+    if (status == SOWER_OK) { /* its timesteps for the job's steps, as run sets them up (steps past the table...) */
+        Scheduler sched = {0};
+        status = model_scheduler(&m, job->scheduler, job->karras, job->generator, job->steps, &sched);
+        scheduler_free(&sched);
+        if (status != SOWER_OK) status = SOWER_FAIL(sower_error_status(), "%s: %s", where, sower_error_message());
+    }
     if (status == SOWER_OK && m.stable_diffusion) status = check_clip_skip(job);
     if (status == SOWER_OK && check_pipeline_parts(job, &m) != SOWER_OK)
         status = SOWER_FAIL(sower_error_status(), "%s: model: %s", where, sower_error_message());

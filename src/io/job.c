@@ -251,7 +251,27 @@ void job_print(const Job *job, FILE *s)
 int job_check_model_kind(const Job *job, const Model *m)
 {
     char where[4200];
+    const UNetConfig *cfg = &m->unet.cfg;
+    if (cfg->in_channels != cfg->out_channels) { /* named now, not by the first render (a partial left) */
+        job_model_where(job, where, sizeof where);
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s: model '%s': in_channels %d != out_channels %d: not a denoiser sower can "
+                                           "sample from (%s)",
+                          where, job->model_path, cfg->in_channels, cfg->out_channels, m->unet_config_path);
+    }
+    if (!cfg->sample_height && !(m->stable_diffusion && job->height)) {
+        job_model_where(job, where, sizeof where);
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s: model '%s': key 'sample_size' is null%s (%s)", where, job->model_path,
+                          m->stable_diffusion ? " (give pipeline.height and pipeline.width)" : "", m->unet_config_path);
+    }
     if (!m->stable_diffusion) {
+        const int div = 1 << (cfg->n_blocks - 1);
+        if (cfg->sample_height % div || cfg->sample_width % div) {
+            job_model_where(job, where, sizeof where);
+            return SOWER_FAIL(SOWER_EMANIFEST, "%s: model '%s': sample size %dx%d is not divisible by %d, as this "
+                                               "UNet's %d blocks need (%s)",
+                              where, job->model_path, cfg->sample_height, cfg->sample_width, div, cfg->n_blocks,
+                              m->unet_config_path);
+        }
         if (!job->text_mark.line) return SOWER_OK;
         job_text_where(job, where, sizeof where);
         return SOWER_FAIL(SOWER_EMANIFEST,
@@ -273,7 +293,6 @@ int job_check_model_kind(const Job *job, const Model *m)
                           job->height, job->width, f);
     }
     /* The latents go down n_blocks - 1 halvings: checked here, not by the first forward (a partial left). */
-    const UNetConfig *cfg = &m->unet.cfg;
     const int div = 1 << (cfg->n_blocks - 1);
     const int lh = job->height ? job->height / f : cfg->sample_height, lw = job->height ? job->width / f : cfg->sample_width;
     if (lh % div || lw % div) {
