@@ -203,7 +203,11 @@ with tempfile.TemporaryDirectory() as tmp:
         return d
     for name, d, steps, text in (("odd", folder("odd", {"sample_size": 7}), 2, "sample size 7x7 is not divisible by 2"),
                                  ("nosize", folder("nosize", {"sample_size": None}), 2, "key 'sample_size' is null"),
-                                 ("steps", folder("steps", None, {"num_train_timesteps": 10}), 11, "11")):
+                                 ("steps", folder("steps", None, {"num_train_timesteps": 10}), 11, "11"),
+                                 # a visited step without noise: DDIM's variance 0/0, every row NaN (exit 0 before)
+                                 ("nonoise", folder("nonoise", None, {"beta_schedule": "linear", "beta_start": 0,
+                                                                      "timestep_spacing": "leading"}), 2,
+                                  "has no noise")):
         job = os.path.join(tmp, name + ".yaml")
         out = os.path.join(tmp, name + ".h5")
         open(job, "w").write(f"sower: 1\nname: {name}\nmodel: {d}\npipeline:\n  steps: {steps}\nseeds:\n  list: [1]\n"

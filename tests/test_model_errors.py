@@ -151,6 +151,8 @@ def invalid_utf8_name(d):
 
 
 CASES = [  # (name, breakage, text the message must contain)
+    ("freq_shift at half the time channels (NaN)", edit_json("unet/config.json", lambda c: c.update(freq_shift=8)),
+     "key 'freq_shift': 8 is not below half"),
     ("_use_default_values not a list", edit_json("unet/config.json", lambda c: c.update(_use_default_values="norm_eps")),
      "key '_use_default_values': expected a list of key names"),
     ("header length huge", raw_file(struct.pack("<Q", 1 << 40) + b"{}"), "header length"),

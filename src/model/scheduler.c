@@ -205,6 +205,15 @@ int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_s
     scheduler_alphas_cumprod(cfg, betas, s->alphas_cumprod);
     s->final_alpha_cumprod = c->final_alpha_cumprod ? c->final_alpha_cumprod(cfg, s->alphas_cumprod) : 1.0f;
     SOWER_TRY_GOTO(c->set_timesteps ? c->set_timesteps(s) : default_timesteps(s), status, fail);
+    if (!s->sigmas && c->divides_by_noise) /* DDIM's and DDPM's variance is 0/0 at a step with no noise: NaN */
+        for (int i = 0; i < s->num_steps; i++)
+            if (s->timesteps[i] >= 0 && s->timesteps[i] < T && s->alphas_cumprod[s->timesteps[i]] >= 1.0f) {
+                status = SOWER_FAIL(SOWER_EINPUT,
+                                    "train step %lld, which %d steps visit, has no noise (alphas_cumprod 1: beta_start "
+                                    "%g): %s's variance there is 0/0, and every sample would be NaN",
+                                    (long long)s->timesteps[i], num_inference_steps, cfg->beta_start, c->name);
+                goto fail;
+            }
     if (!s->unet_timesteps) { /* integer timesteps: the UNet sees them as float32 (exact below 2^24) */
         s->unet_timesteps = malloc((size_t)s->num_steps * sizeof *s->unet_timesteps);
         if (!s->unet_timesteps) {

@@ -213,6 +213,8 @@ typedef struct {
     uint64_t hidden_keys;   /* SCHED_KEY bits it reads from its config without taking them (DPM's sigma_min,
                              * sigma_max: from_config keeps them as hidden config) */
     int takes_eta;          /* DDIM's eta applies (else eta must be 0) */
+    int divides_by_noise;   /* its step divides by 1 - alphas_cumprod[t] (DDIM's and DDPM's variance): a visited
+                             * step without noise is refused (NaN) */
     /* alpha_prod_t_prev once t - T//N < 0 */
     float (*final_alpha_cumprod)(const SchedulerConfig *cfg, const float *alphas_cumprod);
     /* step i's scalars (class-specific part; scheduler_step_coefficients fills the common ones), for

@@ -391,6 +391,13 @@ int unet_config_parse(const char *json_text, size_t len, const char *path, UNetC
     const int conditional = cls && cJSON_IsString(cls) && strcmp(cls->valuestring, "UNet2DConditionModel") == 0;
     int status = json_drop_default_keys(obj, path);
     if (status == SOWER_OK) status = conditional ? parse_conditional(obj, path, cfg) : parse_unconditional(obj, path, cfg);
+    /* the sinusoids' exponents divide by half - freq_shift (half = block_out_channels[0] / 2): 0 gives NaN, and
+     * past it the frequencies run to 1e15, where a ulp of exp() changes sin(): no model has one */
+    const int half = cfg->block_out_channels[0] / 2;
+    if (status == SOWER_OK && !(cfg->freq_shift < (float)half))
+        status = SOWER_FAIL(SOWER_EMODEL, "%s: key 'freq_shift': %g is not below half the time embedding's %d channels "
+                                          "(%d): its sinusoids would be NaN or beyond float32",
+                            path, cfg->freq_shift, 2 * half, half);
     cJSON_Delete(obj);
     return status;
 }

@@ -9,6 +9,7 @@ const SchedulerClass scheduler_ddim_parallel = {
     .class_name = "DDIMParallelScheduler",
     .config_keys = SCHED_KEYS_DDIM,
     .takes_eta = 1,
+    .divides_by_noise = 1,
     .final_alpha_cumprod = scheduler_ddim_final_alpha_cumprod,
     .coefficients = scheduler_ddim_coefficients,
 };

@@ -42,6 +42,7 @@ const SchedulerClass scheduler_ddpm = {
     .name = "ddpm",
     .class_name = "DDPMScheduler",
     .config_keys = SCHED_KEYS_DDPM,
+    .divides_by_noise = 1,
     .final_alpha_cumprod = scheduler_ddpm_final_alpha_cumprod,
     .coefficients = scheduler_ddpm_coefficients,
 };
