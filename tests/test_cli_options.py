@@ -7,6 +7,7 @@ seed or a range means the same to `noise`, `sample` and a manifest's seeds.list.
 usage: test_cli_options.py SOWER MPIEXEC MODEL_DIR
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -187,10 +188,29 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("check", manifest("good.yaml", os.path.join(tmp, "o.h5")))
     check(r.returncode == 0 and "  precision: fp32\n" in r.stdout and "  decode: false\n" in r.stdout
           and "  karras: false\n" in r.stdout, f"check of a good job: every default printed: {r.returncode} {r.stdout!r}")
+# sample --height/--width whose latents a UNet cannot halve: the options named (it said "sample size 17x16").
+r = run("sample", sd, "--prompt", "x", "--seeds", "0", "--height", "136", "--width", "128", "-o", "/nonexistent/x.npy")
+check(r.returncode == 2 and "--height 136 --width 128" in r.stderr and "multiples of 16" in r.stderr,
+      f"sample --height 136: exit {r.returncode} {r.stderr!r}")
+# Config values diffusers reads as the ones sower runs (they were refused, exit 2): the UNet's
+# mid_block_only_cross_attention (only UNetMidBlock2DSimpleCrossAttn reads it) and the VAE's act_fn "swish".
+with tempfile.TemporaryDirectory() as tmp:
+    edited = os.path.join(tmp, "sd")
+    shutil.copytree(sd, edited)
+    for rel, key, value in (("unet/config.json", "mid_block_only_cross_attention", True), ("vae/config.json", "act_fn", "swish")):
+        cfg = json.load(open(os.path.join(edited, rel)))
+        cfg[key] = value
+        json.dump(cfg, open(os.path.join(edited, rel), "w"))
+    outs = []
+    for d in (sd, edited):
+        outs.append(os.path.join(tmp, f"{len(outs)}.npy"))
+        r = run("sample", d, "--prompt", "a cat", "--seeds", "0", "--steps", "1", "--decode", "-o", outs[-1])
+        check(r.returncode == 0, f"sample of {d}: exit {r.returncode} {r.stderr[-300:]!r}")
+    check(all(os.path.exists(o) for o in outs) and open(outs[0], "rb").read() == open(outs[1], "rb").read(),
+          "mid_block_only_cross_attention / VAE act_fn swish: other bits than the plain folder's")
 # A UNet2DModel job that run refuses is refused by check (and so submit) too, and run refuses it before any
 # output exists: an odd sample size (check passed it and run left OUT.h5.partial behind, failing in its first
 # forward), a null sample_size, more steps than the training timesteps.
-import shutil  # noqa: E402
 with tempfile.TemporaryDirectory() as tmp:
     def folder(name, unet=None, scheduler=None):
         d = os.path.join(tmp, name)

@@ -375,7 +375,10 @@ static int parse_conditional(const cJSON *obj, const char *path, UNetConfig *cfg
     SOWER_TRY(json_key_null(obj, path, "projection_class_embeddings_input_dim", "class conditioning"));
     SOWER_TRY(json_key_one_of(obj, path, "attention_type", attention_default, 0));
     SOWER_TRY(parse_false(obj, path, "class_embeddings_concat", "class conditioning"));
-    SOWER_TRY(json_key_null(obj, path, "mid_block_only_cross_attention", "a mid block without self-attention"));
+    /* read only by UNetMidBlock2DSimpleCrossAttn: UNetMidBlock2DCrossAttn (sower's) ignores it, true or false */
+    const cJSON *mid_only = cJSON_GetObjectItemCaseSensitive(obj, "mid_block_only_cross_attention");
+    if (mid_only && !cJSON_IsNull(mid_only) && !cJSON_IsBool(mid_only))
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key 'mid_block_only_cross_attention': expected true, false or null", path);
     SOWER_TRY(json_key_null(obj, path, "cross_attention_norm", "a norm on the text embeddings"));
     return check_conditional(cfg, path);
 }

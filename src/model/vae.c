@@ -22,7 +22,7 @@ static const float VAE_EPS = 1e-6f; /* every GroupNorm of the decoder (Decoder p
 static int parse_object(const cJSON *obj, const char *path, VaeConfig *cfg)
 {
     static const char *const classes[] = {"AutoencoderKL", NULL};
-    static const char *const silu[] = {"silu", NULL};
+    static const char *const silu[] = {"silu", "swish", NULL}; /* diffusers' get_activation: both nn.SiLU */
     SOWER_TRY(json_key_one_of(obj, path, "_class_name", classes, 0));
     SOWER_TRY(json_key_one_of(obj, path, "act_fn", silu, 0));
     SOWER_TRY(json_key_int(obj, path, "latent_channels", 1, 64, &cfg->latent_channels, 0, NULL));
