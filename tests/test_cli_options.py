@@ -193,11 +193,16 @@ r = run("sample", sd, "--prompt", "x", "--seeds", "0", "--height", "136", "--wid
 check(r.returncode == 2 and "--height 136 --width 128" in r.stderr and "multiples of 16" in r.stderr,
       f"sample --height 136: exit {r.returncode} {r.stderr!r}")
 # Config values diffusers reads as the ones sower runs (they were refused, exit 2): the UNet's
-# mid_block_only_cross_attention (only UNetMidBlock2DSimpleCrossAttn reads it) and the VAE's act_fn "swish".
+# mid_block_only_cross_attention (only UNetMidBlock2DSimpleCrossAttn reads it), layers_per_block and
+# cross_attention_dim as lists of one value per block, and the VAE's act_fn "swish".
 with tempfile.TemporaryDirectory() as tmp:
     edited = os.path.join(tmp, "sd")
     shutil.copytree(sd, edited)
-    for rel, key, value in (("unet/config.json", "mid_block_only_cross_attention", True), ("vae/config.json", "act_fn", "swish")):
+    unet_cfg = json.load(open(os.path.join(sd, "unet", "config.json")))
+    n_blocks = len(unet_cfg["block_out_channels"])
+    for rel, key, value in (("unet/config.json", "mid_block_only_cross_attention", True), ("vae/config.json", "act_fn", "swish"),
+                            ("unet/config.json", "layers_per_block", [unet_cfg["layers_per_block"]] * n_blocks),
+                            ("unet/config.json", "cross_attention_dim", [unet_cfg["cross_attention_dim"]] * n_blocks)):
         cfg = json.load(open(os.path.join(edited, rel)))
         cfg[key] = value
         json.dump(cfg, open(os.path.join(edited, rel), "w"))
@@ -207,7 +212,13 @@ with tempfile.TemporaryDirectory() as tmp:
         r = run("sample", d, "--prompt", "a cat", "--seeds", "0", "--steps", "1", "--decode", "-o", outs[-1])
         check(r.returncode == 0, f"sample of {d}: exit {r.returncode} {r.stderr[-300:]!r}")
     check(all(os.path.exists(o) for o in outs) and open(outs[0], "rb").read() == open(outs[1], "rb").read(),
-          "mid_block_only_cross_attention / VAE act_fn swish: other bits than the plain folder's")
+          "mid_block_only_cross_attention / per-block lists / VAE act_fn swish: other bits than the plain folder's")
+    cfg = json.load(open(os.path.join(edited, "unet", "config.json")))
+    cfg["layers_per_block"] = [1] + [2] * (n_blocks - 1)
+    json.dump(cfg, open(os.path.join(edited, "unet", "config.json"), "w"))
+    r = run("info", edited)
+    check(r.returncode == 2 and "a different value per block is not supported" in r.stderr,
+          f"layers_per_block differing per block: exit {r.returncode} {r.stderr!r}")
 # A UNet2DModel job that run refuses is refused by check (and so submit) too, and run refuses it before any
 # output exists: an odd sample size (check passed it and run left OUT.h5.partial behind, failing in its first
 # forward), a null sample_size, more steps than the training timesteps.

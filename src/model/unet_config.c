@@ -306,6 +306,29 @@ static int check_conditional(const UNetConfig *cfg, const char *path)
     return SOWER_OK;
 }
 
+/* A key diffusers' UNet2DConditionModel takes as an int or a list of one per block (n_blocks entries, its own
+ * length check): a list of one value is that value; values that differ per block are refused by name. */
+static int parse_per_block_int(const cJSON *obj, const char *path, const char *key, int lo, int hi, int n_blocks, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || !cJSON_IsArray(v)) return json_key_int(obj, path, key, lo, hi, out, 0, NULL);
+    if (cJSON_GetArraySize(v) != n_blocks)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': a list of %d values (one per block) or an integer, found %d values",
+                          path, key, n_blocks, cJSON_GetArraySize(v));
+    const cJSON *e;
+    int first = 0, k = 0;
+    cJSON_ArrayForEach(e, v) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < lo || e->valuedouble > hi)
+            return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': entry %d: expected an integer in %d..%d", path, key, k, lo, hi);
+        if (k++ == 0) first = (int)e->valuedouble;
+        else if ((int)e->valuedouble != first)
+            return SOWER_FAIL(SOWER_EMODEL, "%s: key '%s': a different value per block is not supported (sower runs one "
+                                            "for every block)", path, key);
+    }
+    *out = first;
+    return SOWER_OK;
+}
+
 static int parse_conditional(const cJSON *obj, const char *path, UNetConfig *cfg)
 {
     set_conditional_defaults(cfg);
@@ -340,13 +363,15 @@ static int parse_conditional(const cJSON *obj, const char *path, UNetConfig *cfg
         return SOWER_FAIL(SOWER_EMODEL,
                           "%s: down_block_types (%d), up_block_types (%d) and block_out_channels (%d) must have the "
                           "same length", path, n_down, n_up, n_channels);
-    SOWER_TRY(json_key_int(obj, path, "layers_per_block", 1, UNET_MAX_LAYERS - 1, &cfg->layers_per_block, 0, NULL));
+    SOWER_TRY(parse_per_block_int(obj, path, "layers_per_block", 1, UNET_MAX_LAYERS - 1, n_channels,
+                                  &cfg->layers_per_block));
     SOWER_TRY(json_key_int(obj, path, "downsample_padding", 0, 1, &cfg->downsample_padding, 0, NULL));
     SOWER_TRY(json_key_float(obj, path, "mid_block_scale_factor", 1e-6, 1e6, &cfg->mid_block_scale_factor));
     SOWER_TRY(json_key_one_of(obj, path, "act_fn", silu, 0));
     SOWER_TRY(json_key_int(obj, path, "norm_num_groups", 1, MAX_CHANNELS, &cfg->norm_num_groups, 0, NULL));
     SOWER_TRY(json_key_float(obj, path, "norm_eps", 0.0, 1.0, &cfg->norm_eps));
-    SOWER_TRY(json_key_int(obj, path, "cross_attention_dim", 1, MAX_CHANNELS, &cfg->cross_attention_dim, 0, NULL));
+    SOWER_TRY(parse_per_block_int(obj, path, "cross_attention_dim", 1, MAX_CHANNELS, n_channels,
+                                  &cfg->cross_attention_dim));
     SOWER_TRY(json_key_int_is(obj, path, "transformer_layers_per_block", 1, 1, "deeper transformers, as SDXL has"));
     SOWER_TRY(json_key_null(obj, path, "reverse_transformer_layers_per_block", "other transformer depths"));
     SOWER_TRY(json_key_null(obj, path, "encoder_hid_dim", "a projection of the text embeddings"));
