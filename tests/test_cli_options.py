@@ -188,6 +188,24 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("check", manifest("good.yaml", os.path.join(tmp, "o.h5")))
     check(r.returncode == 0 and "  precision: fp32\n" in r.stdout and "  decode: false\n" in r.stdout
           and "  karras: false\n" in r.stdout, f"check of a good job: every default printed: {r.returncode} {r.stdout!r}")
+# More threads than CPUs are cut to the CPUs, said on stderr, the bits unchanged (4 threads on 2 CPUs took minutes
+# for what 1 thread did in half a second: the threads spin at every barrier for the descheduled ones).
+with tempfile.TemporaryDirectory() as tmp:
+    cpus = len(os.sched_getaffinity(0))
+    outs = [os.path.join(tmp, f"{t}.npy") for t in (1, cpus + 62)]
+    rs = [run("sample", model, "--seeds", "0,1", "--steps", "2", "--threads", str(t), "-o", o) for t, o in zip((1, cpus + 62), outs)]
+    check(all(r.returncode == 0 for r in rs) and f"--threads {cpus + 62} is more than the {cpus} CPU" in rs[1].stderr
+          and open(outs[0], "rb").read() == open(outs[1], "rb").read(), f"sample --threads {cpus + 62}: {rs[1].stderr!r}")
+    job = os.path.join(tmp, "many.yaml")
+    open(job, "w").write(f"sower: 1\nname: many\nmodel: {model}\npipeline:\n  steps: 2\n  threads: 512\n"
+                         f"seeds:\n  list: [1, 2]\noutput:\n  path: {tmp}/many.h5\n")
+    r = subprocess.run([mpiexec, "-n", "1", sower, "run", job], capture_output=True, text=True, timeout=600)
+    check(r.returncode == 0 and "pipeline.threads 512 is more than the " in r.stderr,
+          f"run with pipeline.threads 512: exit {r.returncode} {r.stderr[-300:]!r}")
+    r = run("verify", f"{tmp}/many.h5", "--threads", "300")
+    check(r.returncode == 0 and f"--threads 300 is more than the {cpus} CPU" in r.stderr,
+          f"verify --threads 300: exit {r.returncode} {r.stderr[-300:]!r}")
+
 # sample --height/--width whose latents a UNet cannot halve: the options named (it said "sample size 17x16").
 r = run("sample", sd, "--prompt", "x", "--seeds", "0", "--height", "136", "--width", "128", "-o", "/nonexistent/x.npy")
 check(r.returncode == 2 and "--height 136 --width 128" in r.stderr and "multiples of 16" in r.stderr,

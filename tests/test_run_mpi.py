@@ -30,9 +30,37 @@ def sower_run(sower, mpiexec, manifest, out, ranks, batch, env=None):
     return run(argv, env)
 
 
+def ranks_see_other_models(sower, mpiexec, tmp):
+    """Each rank loads the model folder itself: a rank whose copy differs (node-local copies; here a manifest
+    whose relative model path each rank resolves in its own working directory) is refused before any row,
+    naming the rank and the part (it rendered its rows with its own model under rank 0's provenance)."""
+    import json
+    import shutil
+    model = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "diffusers", "models", "mono_v")
+    out = os.path.join(tmp, "mixed.h5")
+    for node, edit in (("a", None), ("b", "steps_offset")):
+        os.makedirs(os.path.join(tmp, node))
+        shutil.copytree(model, os.path.join(tmp, node, "model"))
+        open(os.path.join(tmp, node, "job.yaml"), "w").write(
+            "sower: 1\nname: mixed\nmodel: model\npipeline:\n  steps: 2\nseeds:\n  list: [1, 2, 3, 4]\n"
+            f"output:\n  path: {out}\n")
+        if edit:
+            path = os.path.join(tmp, node, "model", "scheduler", "scheduler_config.json")
+            cfg = json.load(open(path))
+            cfg[edit] = 1
+            json.dump(cfg, open(path, "w"))
+    r = run([mpiexec, "--oversubscribe", "-np", "1", "-wdir", os.path.join(tmp, "a"), sower, "run", "job.yaml", ":",
+             "-np", "1", "-wdir", os.path.join(tmp, "b"), sower, "run", "job.yaml"])
+    if (r.returncode != 2 or b"rank 1 loaded another model than rank 0: its scheduler config differs" not in r.stderr
+            or os.path.exists(out) or os.path.exists(out + ".partial")):
+        failures.append(f"ranks with different model copies: exit {r.returncode}, output made: "
+                        f"{os.path.exists(out) or os.path.exists(out + '.partial')} {r.stderr.decode()[-500:]!r}")
+
+
 def main():
     sower, mpiexec, manifest = sys.argv[1:4]
     with tempfile.TemporaryDirectory() as tmp:
+        ranks_see_other_models(sower, mpiexec, tmp)
         ref = None
         for ranks, batch in [(1, 1), (2, 4), (3, 1), (4, 4), (1, 4), (3, 3)]:
             out = os.path.join(tmp, f"r{ranks}_b{batch}.h5")

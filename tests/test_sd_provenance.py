@@ -200,6 +200,15 @@ def main():
                 shutil.copytree(os.path.join(sd_bf16, part), os.path.join(d, part))
             m = copy_model(sd, os.path.join(tmp, f"other-{part}"), swap)
             expect(run([sower, "verify", good, "--model", m]), f"verify, another {part}", 2, text)
+        # ...and so are the files beside the weights that decide the bits: added_tokens.json (a legacy tokenizer's
+        # added tokens; it was read but not hashed) and the VAE's config.json (scaling_factor: only the weights
+        # were hashed). verify re-rendered and said the rows differ (exit 1), --resume mixed rows of both.
+        for name, edit, text in (
+                ("added-tokens", lambda d: open(os.path.join(d, "tokenizer", "added_tokens.json"), "w").write(
+                    '{"cube": 3511}'), "the text encoder and tokenizer at"),
+                ("vae-config", edit_json("vae/config.json", lambda c: c.update(scaling_factor=0.13025)), "the VAE at")):
+            m = copy_model(sd, os.path.join(tmp, "edited-" + name), edit)
+            expect(run([sower, "verify", good, "--model", m]), f"verify, {name} edited", 2, text)
 
         # 4. check loads every part a run loads
         job = os.path.join(tmp, "listed", "job.yaml")

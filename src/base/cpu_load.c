@@ -62,6 +62,19 @@ int cpu_load_threads(int allowed, int busy, int share)
     return threads > 0 ? threads : 1;
 }
 
+int cpu_load_cap_threads(int asked, const char *command, const char *option, int say)
+{
+    cpu_set_t mask;
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    const int allowed = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : (online > 0 ? (int)online : 1);
+    if (asked <= allowed || allowed < 1) return asked;
+    if (say)
+        fprintf(stderr, "sower %s: %s %d is more than the %d CPU%s this process may run on: %d thread%s (more would "
+                        "wait on each other; the bits are the same)\n",
+                command, option, asked, allowed, allowed == 1 ? "" : "s", allowed, allowed == 1 ? "" : "s");
+    return allowed;
+}
+
 int cpu_load_default_threads(const char *command)
 {
     int allowed = 1, busy = 0;

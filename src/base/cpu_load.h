@@ -16,5 +16,10 @@ int cpu_load_threads(int allowed, int busy, int share);
 /* The default --threads of a one-process command (sample, encode, export): a 50 ms probe's free
  * CPUs; when some are busy it says so on stderr, naming the command ("sample"). */
 int cpu_load_default_threads(const char *command);
+/* A thread count asked for (--threads, pipeline.threads), at most the CPUs this process may run on: more
+ * threads than CPUs wait on each other at every barrier (BLIS's spin; 4 threads on 2 CPUs rendered in
+ * minutes what 1 did in half a second), and the count never changes a bit. With say, it says so on stderr when
+ * it cuts ("sower run: pipeline.threads 64 is more than ..."). */
+int cpu_load_cap_threads(int asked, const char *command, const char *option, int say);
 
 #endif /* SOWER_CPU_LOAD_H */

@@ -187,7 +187,8 @@ int cmd_export(int argc, char **argv)
                                         "job and never replaces another's files)");
     if (png_path) SOWER_TRY(check_png_target(png_path, path, o.force));
     const int scale = o.scale ? (int)o.scale : 1;
-    const long threads = o.threads ? o.threads : cpu_load_default_threads("export");
+    const long threads = o.threads ? cpu_load_cap_threads((int)o.threads, "export", "--threads", 1)
+                                   : cpu_load_default_threads("export");
     omp_set_num_threads((int)threads);
     gemm_set_threads((int)threads);
     /* A finished sower output only (format, version, layout for the recorded model, every row done), or a

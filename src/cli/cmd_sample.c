@@ -448,7 +448,7 @@ static int write_record(const SampleOptions *o, const Model *m, const Vae *vae, 
     }
     const SampleRows rows_are = vae ? SAMPLE_ROWS_IMAGES : m->stable_diffusion ? SAMPLE_ROWS_LATENTS : SAMPLE_ROWS_SAMPLES;
     return sample_record_write(o->output, &job, rows_are, rows, shape, m->weights_sha256,
-                               vae ? vae->weights_sha256 : NULL, backend, o->force);
+                               vae ? vae->sha256 : NULL, backend, o->force);
 }
 
 int cmd_sample(int argc, char **argv)
@@ -462,7 +462,7 @@ int cmd_sample(int argc, char **argv)
         SOWER_TRY(status);
         return SOWER_OK;
     }
-    if (!o.threads) o.threads = cpu_load_default_threads("sample");
+    o.threads = o.threads ? cpu_load_cap_threads((int)o.threads, "sample", "--threads", 1) : cpu_load_default_threads("sample");
     omp_set_num_threads((int)o.threads);
     gemm_set_threads((int)o.threads);
     warn_seed_collisions(o.seeds, o.n_seeds);

@@ -141,7 +141,7 @@ int cmd_encode(int argc, char **argv)
     struct stat st;
     if (!o.force && lstat(o.output, &st) == 0) /* before the work; the write refuses one made meanwhile too */
         return SOWER_FAIL(SOWER_EPATH, "-o %s: the file exists; encode never replaces a file unless --force", o.output);
-    if (!o.threads) o.threads = cpu_load_default_threads("encode");
+    o.threads = o.threads ? cpu_load_cap_threads((int)o.threads, "encode", "--threads", 1) : cpu_load_default_threads("encode");
     gemm_set_threads((int)o.threads);
     SOWER_TRY(gemm_reserve_packing());
     PromptEncoder pe;

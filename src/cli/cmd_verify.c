@@ -9,6 +9,7 @@
  * another backend identity here). */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,9 @@
 #include "backend_open.h"
 #include "cli.h"
 #include "commands.h"
+#include "cpu_load.h"
 #include "digest.h"
+#include "gemm.h"
 #include "h5_layout.h"
 #include "h5read.h"
 #include "manifest.h"
@@ -28,7 +31,8 @@
 
 typedef struct {
     const char *path, *model_dir;
-    long sample; /* -1: all rows; 0: the job's verify count */
+    long sample;  /* -1: all rows; 0: the job's verify count */
+    long threads; /* 0: the free CPUs (cpu_load.h) */
 } VerifyOptions;
 
 enum { VERIFY_BLOCK_BYTES = 64 << 20 }; /* latents read at a time for the digest pass */
@@ -190,9 +194,10 @@ static int report_run_verification(const OutputReader *in, uint64_t *differed_ou
     return SOWER_OK;
 }
 
-enum { VERIFY_ALL, VERIFY_SAMPLE, VERIFY_MODEL, N_VERIFY_OPTS };
+enum { VERIFY_ALL, VERIFY_SAMPLE, VERIFY_MODEL, VERIFY_THREADS, N_VERIFY_OPTS };
 static const CliOption verify_options[N_VERIFY_OPTS] = {
-    [VERIFY_ALL] = {"--all", NULL, 0}, [VERIFY_SAMPLE] = {"--sample", NULL, 1}, [VERIFY_MODEL] = {"--model", NULL, 1}};
+    [VERIFY_ALL] = {"--all", NULL, 0}, [VERIFY_SAMPLE] = {"--sample", NULL, 1}, [VERIFY_MODEL] = {"--model", NULL, 1},
+    [VERIFY_THREADS] = {"--threads", NULL, 1}};
 
 static int on_verify_option(void *ctx, int which, const char *v)
 {
@@ -204,6 +209,8 @@ static int on_verify_option(void *ctx, int which, const char *v)
             o->sample = -1;
         else
             SOWER_TRY(cli_parse_int("--sample", v, 1, LONG_MAX, &o->sample));
+    } else if (which == VERIFY_THREADS) {
+        SOWER_TRY(cli_parse_int("--threads", v, 1, 1024, &o->threads));
     } else {
         o->model_dir = v;
     }
@@ -220,7 +227,7 @@ static int parse_options(int argc, char **argv, VerifyOptions *o, int *help)
     if (*help)
         return SOWER_OK;
     if (!o->path)
-        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower verify OUT.h5 [--sample N | --all] [--model DIR]");
+        return SOWER_FAIL(SOWER_EUSAGE, "usage: sower verify OUT.h5 [--sample N | --all] [--model DIR] [--threads T]");
     return SOWER_OK;
 }
 
@@ -230,17 +237,23 @@ int cmd_verify(int argc, char **argv)
     int help = 0;
     SOWER_TRY(parse_options(argc, argv, &o, &help));
     if (help) {
-        puts("usage: sower verify OUT.h5 [--sample N | --all] [--model DIR]\n\n"
+        puts("usage: sower verify OUT.h5 [--sample N | --all] [--model DIR] [--threads T]\n\n"
              "Checks a finished output: structure, completion, every row's digest, the seeds against\n"
              "the stored manifest, the model on disk against the recorded weight digest, and re-renders\n"
              "sampled rows (default: the job's verify count; --all: every row) on the file's backend,\n"
              "comparing bits; the re-render needs the backend identity the file records (same CPU kernels\n"
              "or GPU and software), else verify says so and exits 2.\n"
              "  --model DIR  the model folder to check and re-render with (default: the path the run\n"
-             "               recorded in /run); it must be the model the file was made with.");
+             "               recorded in /run); it must be the model the file was made with.\n"
+             "  --threads T  threads of the re-render (default: the CPUs it may run on that other work does\n"
+             "               not keep busy); the bits do not depend on it.");
         return SOWER_OK;
     }
     OutputReader in;
+    const int threads = o.threads ? cpu_load_cap_threads((int)o.threads, "verify", "--threads", 1)
+                                  : cpu_load_default_threads("verify");
+    omp_set_num_threads(threads); /* it took every online CPU, busy or not */
+    gemm_set_threads(threads);
     SOWER_TRY(h5read_open(&in, o.path));
     if (h5read_refuse_unfinished(&in) != SOWER_OK) { /* an unfinished file is said so, not "verified" */
         h5read_close(&in);

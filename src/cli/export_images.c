@@ -301,7 +301,7 @@ static int setup(Export *e)
         if (e->vae.cfg.latent_channels != in->c)
             return SOWER_FAIL(SOWER_EMODEL, "%s: latent_channels %d, the file's rows have %d channels",
                               e->vae.config_path, e->vae.cfg.latent_channels, in->c);
-        digest_hex(e->vae.weights_sha256, e->vae_hex);
+        digest_hex(e->vae.sha256, e->vae_hex);
         SOWER_TRY(compute_backend_cpu(&e->be, NULL));
         e->channels = e->vae.cfg.out_channels;
         e->height = in->h * e->vae.cfg.scale_factor, e->width = in->w * e->vae.cfg.scale_factor;

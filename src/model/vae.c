@@ -125,6 +125,7 @@ static int load(Vae *v, const char *model_dir)
     size_t bytes = 0;
     SOWER_TRY(config_file_read(v->config_path, "VAE config", VAE_CONFIG_MAX_BYTES, SOWER_EMODEL, &text, &bytes));
     int status = vae_config_parse(text, bytes, v->config_path, &v->cfg);
+    if (status == SOWER_OK) status = digest_buffer(text, bytes, v->config_sha256);
     free(text);
     SOWER_TRY(status);
     SOWER_TRY(vae_init(v));
@@ -138,7 +139,10 @@ static int load(Vae *v, const char *model_dir)
     SOWER_TRY(weight_list_bind(&v->weights_list, &v->weights, &rules));
     SOWER_TRY(safetensors_check_finite(&v->weights));
     SOWER_TRY(safetensors_digest(&v->weights, v->weights_sha256));
-    return SOWER_OK;
+    unsigned char both[2 * DIGEST_BYTES]; /* (config digest, weights digest) */
+    memcpy(both, v->config_sha256, DIGEST_BYTES);
+    memcpy(both + DIGEST_BYTES, v->weights_sha256, DIGEST_BYTES);
+    return digest_buffer(both, sizeof both, v->sha256);
 }
 
 int vae_load(Vae *v, const char *model_dir)

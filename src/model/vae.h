@@ -51,6 +51,9 @@ typedef struct {
     VaeConfig cfg;
     char config_path[4200], weights_path[4200];
     unsigned char weights_sha256[DIGEST_BYTES];
+    unsigned char config_sha256[DIGEST_BYTES]; /* config.json's bytes */
+    unsigned char sha256[DIGEST_BYTES];        /* the VAE's digest, what provenance names: SHA-256 of the two above
+                                                * (scaling_factor decides the pixels as much as the weights do) */
     ConvParams post_quant_conv, conv_in, conv_out;
     ResnetParams mid_resnets[2];
     AttentionParams mid_attention;

@@ -18,7 +18,7 @@ int row_images_load(RowImages *ri, Model *m, const char *model_dir, int latent_c
     ri->bytes = (size_t)ri->c * ri->h * ri->w;
     ri->decoded = malloc(sizeof(float) * ri->bytes);
     if (!ri->decoded) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for a %dx%d image", ri->h, ri->w);
-    memcpy(m->vae_sha256, ri->vae.weights_sha256, sizeof m->vae_sha256);
+    memcpy(m->vae_sha256, ri->vae.sha256, sizeof m->vae_sha256);
     m->vae_known = 1;
     return SOWER_OK;
 }

@@ -328,6 +328,8 @@ static int plan_resources(Run *r, const RunOptions *o)
     int threads = r->job.threads;
     if (!threads) /* every rank alike: all hold the same Job */
         SOWER_TRY(default_threads(r->team.rank, &threads));
+    else
+        threads = cpu_load_cap_threads(threads, "run", "pipeline.threads", r->team.rank == 0);
     omp_set_num_threads(threads);
     gemm_set_threads(threads);
     SOWER_TRY(weight_share_plan(&r->share, r->job.backend, r->job.precision, r->team.rank, r->team.world));
@@ -448,6 +450,38 @@ static int check_identities(Run *r, const RunOptions *o)
     return status;
 }
 
+/* Step: every rank must render the model rank 0 records: each loads the folder itself (node-local copies,
+ * a path relative to another working directory), so rank 0 compares their digests, part by part. */
+enum { MODEL_PARTS = 5 };
+static int check_same_model(Run *r, const RunOptions *o)
+{
+    (void)o;
+    const Model *m = &r->model;
+    static const char *const names[MODEL_PARTS] = {"UNet weights file", "UNet config.json", "scheduler config",
+                                                   "tokenizer or text encoder", "VAE"};
+    unsigned char mine[MODEL_PARTS][DIGEST_BYTES] = {{0}}; /* (parts, DIGEST_BYTES): zeros where a part is unused */
+    memcpy(mine[0], m->weights_sha256, DIGEST_BYTES);
+    int status = digest_buffer(m->unet_config_text, strlen(m->unet_config_text), mine[1]);
+    if (status == SOWER_OK) status = digest_buffer(m->scheduler_config_text, strlen(m->scheduler_config_text), mine[2]);
+    if (status != SOWER_OK) collective_abort(&r->team, status);
+    if (m->text_side_known) memcpy(mine[3], m->text_side_sha256, DIGEST_BYTES);
+    if (m->vae_known) memcpy(mine[4], m->vae_sha256, DIGEST_BYTES);
+    const int rank = r->team.rank, world = r->team.world;
+    unsigned char *all = rank == 0 ? malloc((size_t)world * sizeof mine) : NULL; /* (world, parts, DIGEST_BYTES) */
+    if (rank == 0 && !all) /* the others wait in the gather below: end the job */
+        collective_abort(&r->team, SOWER_FAIL(SOWER_ENOMEM, "out of memory"));
+    SOWER_MPI(MPI_Gather(mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, 0, MPI_COMM_WORLD));
+    for (int k = 1; rank == 0 && k < world && status == SOWER_OK; k++)
+        for (int part = 0; part < MODEL_PARTS && status == SOWER_OK; part++)
+            if (memcmp(all + ((size_t)k * MODEL_PARTS + part) * DIGEST_BYTES, mine[part], DIGEST_BYTES) != 0)
+                status = SOWER_FAIL(SOWER_EINPUT,
+                                    "rank %d loaded another model than rank 0: its %s differs from rank 0's at '%s' "
+                                    "(every rank reads the folder itself: node-local copies must be the same files)",
+                                    k, names[part], m->dir);
+    free(all);
+    return status;
+}
+
 /* Step: the plan (the same on every rank, no messages) and the bitmap of rows done. */
 static int make_plan(Run *r, const RunOptions *o)
 {
@@ -491,7 +525,7 @@ static int check_same_options(Run *r, const RunOptions *o)
 
 static const SetupStep setup_steps[] = {check_same_options, read_environment, load_job,       plan_resources, load_model,
                                         check_weights,    open_backend,   receive_weights,
-                                        check_identities, make_plan,      open_output};
+                                        check_identities, check_same_model, make_plan, open_output};
 
 /* Render, verify, facts: returns the exit code (0, 1 on a mismatch, 3 when stopped early).
  * Ends the job (collective_abort) when a rank fails. */

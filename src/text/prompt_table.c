@@ -82,8 +82,11 @@ int prompt_table_rows(PromptTable *t, const uint64_t *index, int count, RowText 
 
 int prompt_encoder_digest(const PromptEncoder *pe, unsigned char out[DIGEST_BYTES])
 {
+    /* Every file the tokenizer may read. The last is hashed only where it is there (a legacy folder's added
+     * tokens), so the digests of folders without one are those earlier sowers recorded. */
     static const char *const files[] = {"vocab.json", "merges.txt", "tokenizer_config.json",
-                                        "special_tokens_map.json"};
+                                        "special_tokens_map.json", "added_tokens.json"};
+    enum { ONLY_WHERE_PRESENT = 4 };
     Digest d = {0};
     SOWER_TRY(digest_init(&d));
     int status = SOWER_OK;
@@ -94,11 +97,13 @@ int prompt_encoder_digest(const PromptEncoder *pe, unsigned char out[DIGEST_BYTE
         size_t bytes = 0;
         unsigned char file_sha[DIGEST_BYTES] = {0}; /* zeros: the file is absent (optional ones) */
         struct stat st;
-        if (stat(path, &st) == 0) { /* there: it must read (a FIFO or directory is refused by name) */
+        const int present = stat(path, &st) == 0;
+        if (present) { /* there: it must read (a FIFO or directory is refused by name) */
             status = config_file_read(path, "tokenizer file", 64 << 20, SOWER_EMODEL, &text, &bytes);
             if (status == SOWER_OK) status = digest_buffer(text, bytes, file_sha);
             free(text);
         }
+        if (!present && k >= ONLY_WHERE_PRESENT) continue;
         if (status == SOWER_OK) status = digest_update(&d, files[k], strlen(files[k]) + 1);
         if (status == SOWER_OK) status = digest_update(&d, file_sha, sizeof file_sha);
     }
