@@ -80,10 +80,13 @@ static int compare(Run *r, H5Out *out, uint64_t k, int who, const RowMessage *ms
     o->max_abs_diff[k] = (float)worst;
     if (!o->match[k]) {
         (*mismatches)++;
-        fprintf(stderr,
-                "sower: verify: row %llu (seed %llu) rendered by rank %d differs from rank %d's re-render "
-                "(max abs diff %g)\n",
-                (unsigned long long)row, (unsigned long long)o->seeds[k], o->renderer[k], who, worst);
+        char what[96]; /* the latents can agree where the decoded image does not (the VAE differs) */
+        if (worst > 0 || memcmp(o->stored, fresh, sizeof(float) * r->per) != 0)
+            snprintf(what, sizeof what, "latents' max abs diff %g", worst);
+        else
+            snprintf(what, sizeof what, "the latents are the same bits, the decoded image differs");
+        fprintf(stderr, "sower: verify: row %llu (seed %llu) rendered by rank %d differs from rank %d's re-render (%s)\n",
+                (unsigned long long)row, (unsigned long long)o->seeds[k], o->renderer[k], who, what);
     }
     return SOWER_OK;
 }

@@ -87,7 +87,7 @@ static void progress_report(Run *r)
     const double left = (double)(total - p->written) - in_flight, rate = elapsed > 0 ? fresh / elapsed : 0;
     char doing[96] = "", spent[32], eta[32] = "unknown";
     if (p->waiting && !all)
-        snprintf(doing, sizeof doing, ", waiting for the other ranks' rows");
+        snprintf(doing, sizeof doing, r->team.world > 1 ? ", waiting for the other ranks' rows" : ", writing rows");
     else if (p->steps && !all)
         snprintf(doing, sizeof doing, ", step %d/%d of a batch of %llu", p->step, p->steps,
                  (unsigned long long)p->in_hand);
