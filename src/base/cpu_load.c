@@ -34,12 +34,19 @@ static int read_stat(unsigned long long *total, unsigned long long *idle)
     return found ? 0 : -1;
 }
 
-void cpu_load_probe(int window_ms, int *allowed, int *busy)
+/* The CPUs of this process's affinity mask (the online ones where it cannot be read). */
+static int allowed_cpus(void)
 {
     cpu_set_t mask;
     const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : (online > 0 ? (int)online : 1);
+}
+
+void cpu_load_probe(int window_ms, int *allowed, int *busy)
+{
+    cpu_set_t mask;
     const int have_mask = sched_getaffinity(0, sizeof mask, &mask) == 0;
-    *allowed = have_mask ? CPU_COUNT(&mask) : (online > 0 ? (int)online : 1);
+    *allowed = allowed_cpus();
     *busy = 0;
     unsigned long long *t0 = calloc(4 * MAX_CPUS, sizeof *t0); /* (4, MAX_CPUS): total, idle before; after */
     if (!t0) return;
@@ -64,9 +71,7 @@ int cpu_load_threads(int allowed, int busy, int share)
 
 int cpu_load_cap_threads(int asked, const char *command, const char *option, int say)
 {
-    cpu_set_t mask;
-    const long online = sysconf(_SC_NPROCESSORS_ONLN);
-    const int allowed = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : (online > 0 ? (int)online : 1);
+    const int allowed = allowed_cpus();
     if (asked <= allowed || allowed < 1) return asked;
     if (say)
         fprintf(stderr, "sower %s: %s %d is more than the %d CPU%s this process may run on: %d thread%s (more would "
