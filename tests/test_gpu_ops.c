@@ -281,7 +281,7 @@ static void test_elementwise(void)
     const size_t n = (size_t)c * b * h * w, n2 = (size_t)c2 * b * h * w;
     float *x = randn(n, 41, 3.0f), *y = randn(n, 42, 1.0f), *t = randn((size_t)b * c, 43, 1.0f), *z = randn(n2, 44, 1);
     const ComputeBackend *bes[2] = {&cpu, &gpu};
-    float *res[2][8];
+    float *res[2][9];
     for (int k = 0; k < 2; k++) {
         const ComputeBackend *be = bes[k];
         const UNetOps *ops = be->ops;
@@ -289,8 +289,11 @@ static void test_elementwise(void)
         Act up = {0}, cat = {0}, cbhw = {0};
         float *dt = put(be, t, (size_t)b * c), *nchw;
         CHECK(ops->buffer_alloc(be->ctx, &nchw, n) == SOWER_OK, "alloc");
-        CHECK(ops->upsample_nearest2x(be->ctx, &a, &up) == SOWER_OK, "upsample");
+        CHECK(ops->upsample_nearest(be->ctx, &a, 2 * h, 2 * w, &up) == SOWER_OK, "upsample");
         res[k][0] = get(be, up.data, act_numel(&up));
+        ops->act_free(be->ctx, &up);
+        CHECK(ops->upsample_nearest(be->ctx, &a, 2 * h - 1, w + 3, &up) == SOWER_OK, "upsample to a skip's size");
+        res[k][8] = get(be, up.data, act_numel(&up));
         CHECK(ops->concat_channels(be->ctx, &a, &other, &cat) == SOWER_OK, "concat");
         res[k][1] = get(be, cat.data, act_numel(&cat));
         CHECK(ops->to_nchw(be->ctx, &a, nchw) == SOWER_OK, "to_nchw");
@@ -310,10 +313,11 @@ static void test_elementwise(void)
         ops->act_free(be->ctx, &up), ops->act_free(be->ctx, &cat), ops->act_free(be->ctx, &cbhw);
         ops->buffer_free(be->ctx, dt), ops->buffer_free(be->ctx, nchw);
     }
-    static const char *const names[8] = {"upsample_nearest2x", "concat_channels", "to_nchw", "from_nchw (center)",
-                                         "add_channel_bias", "residual", "silu", "divide_scalar"};
-    const size_t sizes[8] = {4 * n, n + n2, n, n, n, n, n, n};
-    for (int i = 0; i < 8; i++) {
+    static const char *const names[9] = {"upsample_nearest 2x", "concat_channels", "to_nchw", "from_nchw (center)",
+                                         "add_channel_bias", "residual", "silu", "divide_scalar",
+                                         "upsample_nearest 11x7"};
+    const size_t sizes[9] = {4 * n, n + n2, n, n, n, n, n, n, (size_t)c * b * (2 * h - 1) * (w + 3)};
+    for (int i = 0; i < 9; i++) {
         if (i != 6) /* all exact but SiLU (libm's expf against CUDA's) */
             CHECK(memcmp(res[0][i], res[1][i], sizes[i] * sizeof(float)) == 0, "%s: not exact", names[i]);
         compare(names[i], res[0][i], res[1][i], sizes[i]);

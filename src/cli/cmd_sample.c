@@ -70,9 +70,8 @@ static const char sample_usage[] =
     "  --prompt P            the prompt (UTF-8; past 77 tokens truncated, with a warning)\n"
     "  --negative-prompt N   what classifier-free guidance steers away from (default \"\")\n"
     "  --guidance G          guidance_scale (default 7.5); <= 1: no unconditional pass\n"
-    "  --height H --width W  image size in pixels, multiples of 8 whose latents (pixels / the VAE's factor)\n"
-    "                        halve evenly at each of the UNet's downsamplings: multiples of 64 for SD 1.x/2.x\n"
-    "                        (default: the UNet's sample_size times the VAE's scale factor)\n"
+    "  --height H --width W  image size in pixels, multiples of 8 (the latents are pixels / the VAE's factor;\n"
+    "                        default: the UNet's sample_size times the VAE's scale factor)\n"
     "  --clip-skip K         diffusers' clip_skip (default 0: the text encoder's last layer)\n"
     "  --decode              write images instead: vae.decode(latents / scaling_factor).sample, float32\n"
     "                        (N, 3, H, W) in about [-1, 1], unclamped (what output_type=\"pt\" gives before\n"
@@ -375,12 +374,6 @@ static int prepare_text(const SampleOptions *o, const Model *m, SdText *t, int *
     if (h % 8 || w % 8) /* the pipeline's own check_inputs rule */
         return SOWER_FAIL(SOWER_EUSAGE, "--height %ld --width %ld: both must be multiples of 8", h, w);
     *height = (int)(h / f), *width = (int)(w / f);
-    const int div = 1 << (m->unet.cfg.n_blocks - 1); /* diffusers pads odd levels (forward_upsample_size); sower not */
-    if (*height % div || *width % div)
-        return SOWER_FAIL(SOWER_EUSAGE, "--height %ld --width %ld: latents of %dx%d do not halve evenly at this UNet's %d "
-                                        "downsampling%s: height and width must be multiples of %d",
-                          h, w, *height, *width, m->unet.cfg.n_blocks - 1, m->unet.cfg.n_blocks == 2 ? "" : "s",
-                          div * f);
     SOWER_TRY(prompt_encoder_load(&t->encoder, o->model_dir));
     if (t->encoder.dim != m->unet.cfg.cross_attention_dim)
         return SOWER_FAIL(SOWER_EMODEL,

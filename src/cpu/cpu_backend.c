@@ -123,10 +123,10 @@ static int cpu_linear(void *ctx, const LinearParams *p, const float *x, int batc
     return SOWER_OK;
 }
 
-static int cpu_upsample(void *ctx, const Act *in, Act *out)
+static int cpu_upsample(void *ctx, const Act *in, int out_h, int out_w, Act *out)
 {
     (void)ctx;
-    return op_upsample_nearest2x(in, out);
+    return op_upsample_nearest(in, out_h, out_w, out);
 }
 
 static int cpu_attention(void *ctx, const AttentionParams *p, const Act *x, Act *out)
@@ -241,7 +241,7 @@ static const UNetOps cpu_ops = {
     .group_norm = cpu_group_norm,
     .silu = cpu_silu,
     .linear = cpu_linear,
-    .upsample_nearest2x = cpu_upsample,
+    .upsample_nearest = cpu_upsample,
     .attention = cpu_attention,
     .add_channel_bias = cpu_add_channel_bias,
     .residual = cpu_residual,

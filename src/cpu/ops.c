@@ -11,6 +11,7 @@
 #include "conv.h"
 #include "gemm.h"
 #include "rowops.h"
+#include "upsample_index.h"
 #include "winograd.h"
 
 enum { IM2COL_BUDGET_FLOATS = 8 << 20 }; /* 32 MiB of columns at a time */
@@ -255,18 +256,20 @@ void op_linear(const LinearParams *p, const float *x, int batch, float *y)
             y[(size_t)b * p->out + o] += p->bias[o];
 }
 
-int op_upsample_nearest2x(const Act *in, Act *out)
+int op_upsample_nearest(const Act *in, int out_h, int out_w, Act *out)
 {
-    SOWER_TRY(act_alloc(out, in->c, in->b, 2 * in->h, 2 * in->w));
+    SOWER_TRY(act_alloc(out, in->c, in->b, out_h, out_w));
     double t0 = ops_profile_now();
     const int planes = in->c * in->b;
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
         const float *src = in->data + (size_t)pl * in->h * in->w;
         float *dst = out->data + (size_t)pl * out->h * out->w;
-        for (int y = 0; y < out->h; y++)
+        for (int y = 0; y < out->h; y++) {
+            const float *row = src + (size_t)nearest_source_index(y, in->h, out->h) * in->w;
             for (int x = 0; x < out->w; x++)
-                dst[(size_t)y * out->w + x] = src[(size_t)(y / 2) * in->w + x / 2];
+                dst[(size_t)y * out->w + x] = row[nearest_source_index(x, in->w, out->w)];
+        }
     }
     ops_profile_add(PROF_UPSAMPLE, t0);
     return SOWER_OK;

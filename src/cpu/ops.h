@@ -34,7 +34,8 @@ void op_silu(float *x, size_t n);
 /* y (batch, out) = x (batch, in) W^T + b. */
 void op_linear(const LinearParams *p, const float *x, int batch, float *y);
 /* out (C, B, 2H, 2W) = nearest-neighbour upsampling of in; allocates out. */
-int op_upsample_nearest2x(const Act *in, Act *out) SOWER_MUST_CHECK;
+/* out (C, B, out_h, out_w) = torch's nearest upsampling of in (model/upsample_index.h); allocates out. */
+int op_upsample_nearest(const Act *in, int out_h, int out_w, Act *out) SOWER_MUST_CHECK;
 /* out = (attention(group_norm(x)) + x) / rescale_output; allocates out. */
 int op_attention(const AttentionParams *p, const Act *x, Act *out, Scratch *scratch) SOWER_MUST_CHECK;
 

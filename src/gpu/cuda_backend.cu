@@ -162,10 +162,10 @@ static int cuda_linear(void *ctx, const LinearParams *p, const float *x, int bat
     return gpu_gemm(&gm, stream_of(ctx));
 }
 
-static int cuda_upsample(void *ctx, const Act *in, Act *out)
+static int cuda_upsample(void *ctx, const Act *in, int out_h, int out_w, Act *out)
 {
-    SOWER_TRY(cuda_act_alloc(ctx, out, in->c, in->b, 2 * in->h, 2 * in->w));
-    int status = gpu_upsample_nearest2x(in, out, stream_of(ctx));
+    SOWER_TRY(cuda_act_alloc(ctx, out, in->c, in->b, out_h, out_w));
+    int status = gpu_upsample_nearest(in, out, stream_of(ctx));
     if (status != SOWER_OK)
         cuda_act_free(ctx, out);
     return status;

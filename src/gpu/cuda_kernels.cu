@@ -661,22 +661,22 @@ int gpu_silu(float *x, size_t n, cudaStream_t s)
     return SOWER_OK;
 }
 
-__global__ static void upsample_kernel(const float *in, float *out, int h, int w, size_t n_out)
+__global__ static void upsample_kernel(const float *in, float *out, int h, int w, int ho, int wo, size_t n_out)
 {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n_out)
         return;
-    const int wo = 2 * w, ho = 2 * h;
     int x = (int)(i % wo), y = (int)(i / wo % ho);
     size_t plane = i / ((size_t)wo * ho);
-    out[i] = in[(plane * h + y / 2) * w + x / 2];
+    out[i] = in[(plane * h + nearest_source_index(y, h, ho)) * w + nearest_source_index(x, w, wo)];
 }
 
-int gpu_upsample_nearest2x(const Act *in, Act *out, cudaStream_t s)
+int gpu_upsample_nearest(const Act *in, Act *out, cudaStream_t s)
 {
     size_t n = act_numel(out);
     if (n) {
-        GPU_LAUNCH(upsample_kernel, ew_blocks(n), EW_THREADS, s, in->data, out->data, in->h, in->w, n);
+        GPU_LAUNCH(upsample_kernel, ew_blocks(n), EW_THREADS, s, in->data, out->data, in->h, in->w, out->h, out->w,
+                   n);
         GPU_LAUNCH_TRY();
     }
     return SOWER_OK;

@@ -17,6 +17,7 @@
 #include "layers.h"
 #include "philox.h"
 #include "scheduler_step.h"
+#include "upsample_index.h"
 
 /* A strided view: element (i, j) of matrix z is at base + z1 * s1 + z2 * s2 + i * si + j * sj,
  * where z1 = z / zdiv and z2 = z % zdiv (z: the batch of products, blockIdx.z). */
@@ -79,7 +80,8 @@ int gpu_group_norm(const GroupNormParams *p, const Act *x, Act *y, int silu, cud
 int gpu_silu(float *x, size_t n, cudaStream_t s);
 /* rows of s (rows, cols): softmax(scale * row), max-subtracted, the sum in double. */
 int gpu_softmax_rows(float *s, long long rows, int cols, float scale, cudaStream_t st);
-int gpu_upsample_nearest2x(const Act *in, Act *out, cudaStream_t s);
+/* out (C, B, out->h, out->w) = torch's nearest upsampling of in (upsample_index.h). */
+int gpu_upsample_nearest(const Act *in, Act *out, cudaStream_t s);
 /* x[c, b, :, :] += t[b, c] */
 int gpu_add_channel_bias(Act *x, const float *t, cudaStream_t s);
 /* out = (shortcut + out) / scale */

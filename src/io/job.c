@@ -264,7 +264,7 @@ int job_check_model_kind(const Job *job, const Model *m)
                           m->stable_diffusion ? " (give pipeline.height and pipeline.width)" : "", m->unet_config_path);
     }
     if (!m->stable_diffusion) {
-        const int div = 1 << (cfg->n_blocks - 1);
+        const int div = unet_size_multiple(cfg);
         if (cfg->sample_height % div || cfg->sample_width % div) {
             job_model_where(job, where, sizeof where);
             return SOWER_FAIL(SOWER_EMANIFEST, "%s: model '%s': sample size %dx%d is not divisible by %d, as this "
@@ -292,17 +292,7 @@ int job_check_model_kind(const Job *job, const Model *m)
                           "%s: pipeline.height %d and width %d must be multiples of the VAE's scale factor %d", where,
                           job->height, job->width, f);
     }
-    /* The latents go down n_blocks - 1 halvings: checked here, not by the first forward (a partial left). */
-    const int div = 1 << (cfg->n_blocks - 1);
-    const int lh = job->height ? job->height / f : cfg->sample_height, lw = job->height ? job->width / f : cfg->sample_width;
-    if (lh % div || lw % div) {
-        job_mark_where(job, job->size_mark, where, sizeof where);
-        return SOWER_FAIL(SOWER_EMANIFEST,
-                          "%s: latents of %dx%d (pipeline.height and width / %d) are not divisible by %d, as this "
-                          "UNet's %d blocks need: height and width must be multiples of %d",
-                          where, lh, lw, f, div, cfg->n_blocks, div * f);
-    }
-    return SOWER_OK;
+    return SOWER_OK; /* any latent size: the UNet upsamples odd levels back to their skip's size */
 }
 
 int job_check_scheduler_settings(const Job *job, const char *whose)

@@ -55,14 +55,16 @@ typedef struct {
     int (*from_nchw)(void *ctx, const float *x, int batch, int center, Act *out);
     int (*to_nchw)(void *ctx, const Act *in, float *x);
 
-    /* The operations, on backend memory (the CPU's are cpu/ops.h). conv2d, upsample_nearest2x, attention and
+    /* The operations, on backend memory (the CPU's are cpu/ops.h). conv2d, upsample_nearest, attention and
      * concat_channels allocate their output; group_norm, linear, residual and the rest write into
      * memory the caller provides. */
     int (*conv2d)(void *ctx, const ConvParams *p, ConvGeometry g, const Act *in, Act *out);
     int (*group_norm)(void *ctx, const GroupNormParams *p, const Act *in, Act *out, int silu);
     int (*silu)(void *ctx, float *x, size_t n);
     int (*linear)(void *ctx, const LinearParams *p, const float *x, int batch, float *y);
-    int (*upsample_nearest2x)(void *ctx, const Act *in, Act *out);
+    /* out (C, B, out_h, out_w) = torch's nearest upsampling of in (upsample_index.h): twice in's size,
+     * or a skip connection's odd size. */
+    int (*upsample_nearest)(void *ctx, const Act *in, int out_h, int out_w, Act *out);
     int (*attention)(void *ctx, const AttentionParams *p, const Act *x, Act *out);
     /* x[c, b, :, :] += t[b, c]: a resnet's time projection t (B, C). */
     int (*add_channel_bias)(void *ctx, Act *x, const float *t);
@@ -101,7 +103,7 @@ typedef struct {
  * here, then each backend's table (ARCHITECTURE.md, "Add an op"). */
 #define UNET_OPS_FIELDS(X)                                                                                       \
     X(act_alloc) X(act_free) X(buffer_alloc) X(buffer_free) X(upload) X(download) X(from_nchw) X(to_nchw)       \
-    X(conv2d) X(group_norm) X(silu) X(linear) X(upsample_nearest2x) X(attention) X(add_channel_bias)             \
+    X(conv2d) X(group_norm) X(silu) X(linear) X(upsample_nearest) X(attention) X(add_channel_bias)             \
     X(residual) X(concat_channels) X(scheduler_step) X(divide_scalar)
 
 struct ComputeBackend {

@@ -190,6 +190,8 @@ void unet_free(UNet *u)
 
 /* ---- binding weights by name ---- */
 
+int unet_size_multiple(const UNetConfig *cfg) { return 1 << (cfg->n_blocks - 1); }
+
 int unet_bind(UNet *u, const StFile *weights)
 {
     const WeightBindRules rules = {.model = u->cfg.conditional ? "UNet2DConditionModel" : "UNet2DModel",
@@ -346,7 +348,10 @@ static int forward_body(const UNet *u, Act *h, int *h_owned, ForwardCtx *ctx, Ac
             }
         }
         if (blk->has_sampler) {
-            SOWER_TRY(ops->upsample_nearest2x(ctx->be, h, &next));
+            /* Up to the next skip connection's size: twice this level's, or, where a downsampling
+             * rounded an odd size up, that odd size (diffusers' forward_upsample_size). */
+            const Act *to = &skips[*n_skips - 1];
+            SOWER_TRY(ops->upsample_nearest(ctx->be, h, to->h, to->w, &next));
             replace(ctx, h, h_owned, &next);
             SOWER_TRY(ops->conv2d(ctx->be, &blk->sampler, same, h, &next));
             replace(ctx, h, h_owned, &next);
@@ -399,8 +404,8 @@ int unet_forward_resident_cond(const ComputeBackend *be, const float *x, const f
     if (cfg->conditional && !backend_runs_conditional(ops))
         return SOWER_FAIL(SOWER_EUSAGE, "the %s backend does not run UNet2DConditionModel yet (use the cpu backend)",
                           be->kind == BACKEND_CUDA ? "cuda" : "chosen");
-    const int div = 1 << (cfg->n_blocks - 1);
-    if (height % div || width % div)
+    const int div = unet_size_multiple(cfg);
+    if (!cfg->conditional && (height % div || width % div))
         return SOWER_FAIL(SOWER_EINPUT, "sample size %dx%d is not divisible by %d, as this UNet's %d blocks need",
                           height, width, div, cfg->n_blocks);
     const int c0 = cfg->block_out_channels[0], temb = 4 * c0;

@@ -88,13 +88,17 @@ int unet_init(UNet *u, const UNetConfig *cfg) SOWER_MUST_CHECK;
 /* Points every parameter at its tensor in weights: every expected tensor must be present with the
  * expected shape, and no other tensor may be. The weights must outlive u. */
 int unet_bind(UNet *u, const StFile *weights) SOWER_MUST_CHECK;
+/* 2^(n_blocks - 1): what a UNet2DModel's sample height and width must be multiples of, so that every
+ * downsampling halves them evenly. */
+int unet_size_multiple(const UNetConfig *cfg);
 void unet_free(UNet *u);
 
 typedef struct ComputeBackend ComputeBackend; /* backend.h */
 
 /* One forward pass of the backend's model: x (batch, in_channels, H, W) NCHW and timesteps
- * (batch,), both in host memory -> out (batch, out_channels, H, W) in host memory. H and W must
- * be divisible by 2^(n_blocks-1). */
+ * (batch,), both in host memory -> out (batch, out_channels, H, W) in host memory. A UNet2DModel's
+ * H and W must be multiples of unet_size_multiple (diffusers' UNet2DModel cannot concatenate a rounded
+ * level either); a UNet2DConditionModel takes any size, as diffusers' does (forward_upsample_size). */
 int unet_forward_on(const ComputeBackend *be, const float *x, const float *timesteps, int batch, int height,
                     int width, float *out) SOWER_MUST_CHECK;
 /* The same with x and out in the backend's memory (ops->buffer_alloc): what the pipeline runs, so

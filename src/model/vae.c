@@ -206,7 +206,7 @@ static int decoder_forward(const Vae *v, ForwardCtx *ctx, Act *z, Act *image)
             replace(ctx, &h, &next);
         }
         if (blk->has_upsampler) {
-            SOWER_TRY_GOTO(ops->upsample_nearest2x(ctx->be, &h, &next), status, done);
+            SOWER_TRY_GOTO(ops->upsample_nearest(ctx->be, &h, 2 * h.h, 2 * h.w, &next), status, done);
             replace(ctx, &h, &next);
             SOWER_TRY_GOTO(ops->conv2d(ctx->be, &blk->upsampler, same, &h, &next), status, done);
             replace(ctx, &h, &next);
