@@ -185,6 +185,12 @@ with tempfile.TemporaryDirectory() as tmp:
         r = run("check", manifest("at.yaml", os.path.join(tmp, "o.h5"), extra))
         check(r.returncode == 2 and f"at.yaml:{line}:" in r.stderr and key.split("_")[0] in r.stderr,
               f"check of pipeline.{key} wanting: exit {r.returncode}, expected at.yaml:{line}: {r.stderr!r}")
+    # backend cuda passes check wherever it runs (a login node has no GPU); a build without the CUDA backend,
+    # whose run would refuse it on every node, says so (it said nothing).
+    built = "this build has no CUDA backend" not in run("info", sd).stdout
+    r = run("check", manifest("cuda.yaml", os.path.join(tmp, "o.h5"), "  backend: cuda\n"))
+    warned = "cuda.yaml: pipeline.backend cuda: this sower was built without the CUDA backend" in r.stderr
+    check(r.returncode == 0 and warned != built, f"check of backend cuda (built: {built}): {r.returncode} {r.stderr!r}")
     r = run("check", manifest("good.yaml", os.path.join(tmp, "o.h5")))
     check(r.returncode == 0 and "  precision: fp32\n" in r.stdout and "  decode: false\n" in r.stdout
           and "  karras: false\n" in r.stdout, f"check of a good job: every default printed: {r.returncode} {r.stdout!r}")

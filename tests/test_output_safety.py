@@ -256,7 +256,7 @@ def main():
                 f.write(open(ref, "rb").read())
             with h5py.File(out + ".partial", "r+") as f:
                 del f["run"], f["verify"]
-                f["done"][20:] = 0  # an interrupted run's file
+                f["done"][ROWS - 4:] = 0  # an interrupted run's file (4 rows to go: CI time)
                 edit(f)
             r = run([sower, "run", job, "-o", out, "--resume"])
             if expect(r, 0, [f"1 row marked done fails the check", f"(row {row})"], f"--resume of a partial with {name}"):
@@ -392,8 +392,8 @@ def main():
         expect(r, 2, ["no-such-model"], "a run without its model")
         check(not os.path.exists(os.path.join(tmp, "new-tree")), "a refused run left the folders it made")
         status = os.path.join(tmp, "status")
-        for k in range(2):  # an earlier status file is replaced
-            r = run([sower, "run", job, "-o", os.path.join(tmp, "st.h5"), "--force", "--status-file", status])
+        for k in range(2):  # an earlier status file is replaced (a 2-row job: CI time)
+            r = run([sower, "run", copied_job, "-o", os.path.join(tmp, "st.h5"), "--force", "--status-file", status])
             check(r.returncode == 0 and open(status).read() == "0\n", f"status file, run {k}: {r.returncode}")
         print("status file / output path mistakes: exit 2 before any work, nothing replaced")
 

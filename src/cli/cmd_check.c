@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "clip_text_model.h"
 #include "config_file.h"
+#include "gpu.h"
 #include "commands.h"
 #include "manifest.h"
 #include "model.h"
@@ -76,6 +77,12 @@ static int check_output_path(const Job *job)
 int check_job_model(Job *job)
 {
     SOWER_TRY(check_output_path(job));
+    /* A job is often checked on a login node without a GPU, so backend cuda passes; but this binary's own run
+     * would refuse it on every node (the compute nodes may run another build: a warning, not an error). */
+    if (job->backend == BACKEND_CUDA && !gpu_backend_built())
+        fprintf(stderr, "sower: warning: %s: pipeline.backend cuda: this sower was built without the CUDA backend, so "
+                        "its run refuses the job (a build configured with -DSOWER_CUDA=ON runs it)\n",
+                job->manifest_path ? job->manifest_path : "(manifest)");
     Model m;
     int status = model_load(&m, job->model_path);
     char where[4200];

@@ -343,8 +343,7 @@ static int load_text_side(Run *r)
     char where[4200];
     const Job *job = &r->job;
     Model *m = &r->model;
-    SOWER_TRY(job_check_model_kind(job, m));
-    if (!m->stable_diffusion) return SOWER_OK;
+    if (!m->stable_diffusion) return SOWER_OK; /* load_model checked the job against the model */
     if (job->height) r->rs.height = job->height / m->vae_scale_factor, r->rs.width = job->width / m->vae_scale_factor;
     int status = prompt_table_init(&r->text, job->model_path, (const char *const *)job->prompts,
                                    (const char *const *)job->negative_prompts, job->n_prompts, job->clip_skip,
@@ -378,13 +377,11 @@ static int load_model(Run *r, const RunOptions *o)
     char where[4200];
     job_model_where(&r->job, where, sizeof where);
     int status = model_load_opt(&r->model, r->job.model_path, weight_share_reads_file(&r->share));
-    if (status != SOWER_OK && status != SOWER_ENOMEM) { /* name the manifest line, as its other errors do */
+    if (status == SOWER_ENOMEM) return status; /* "out of memory", exit 3, as everywhere */
+    if (status != SOWER_OK) /* name the manifest line, as its other errors do */
         return SOWER_FAIL(status, "%s: model: %s", where, sower_error_message());
-    }
+    SOWER_TRY(job_check_model_kind(&r->job, &r->model)); /* what check says of the model, before any output */
     const UNetConfig *cfg = &r->model.unet.cfg;
-    if (!cfg->sample_height && !(r->model.stable_diffusion && r->job.height))
-        return SOWER_FAIL(SOWER_EMODEL, "%s: key 'sample_size' is null%s", r->model.unet_config_path,
-                          r->model.stable_diffusion ? " (give pipeline.height and pipeline.width)" : "");
     SOWER_TRY(job_resolve_scheduler(&r->job, &r->model));
     SOWER_TRY(model_scheduler(&r->model, r->job.scheduler, r->job.karras, r->job.generator, r->job.steps, &r->sched));
     r->rs = (RenderSettings){.model = &r->model,
