@@ -20,7 +20,7 @@ import tempfile
 import h5py
 import numpy as np
 
-from testing import check, failures  # noqa: E402  (the tests' shared helpers)
+from testing import check, finish  # noqa: E402  (the tests' shared helpers)
 
 
 def sample(sower, folder, case, seeds, out, *extra):
@@ -99,9 +99,7 @@ def main():
                   f"run's rows {rows.shape} are not sample's")
             print("check accepts the job; a 2-rank run writes sample's rows, bit for bit")
 
-    for f in failures:
-        print("FAIL:", f, file=sys.stderr)
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":
