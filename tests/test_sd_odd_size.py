@@ -10,9 +10,13 @@ usage: test_sd_odd_size.py SOWER tests/data/sd MPIEXEC
    tiny SD 1.x at 120x104 (latents 15x13, DDIM), tiny SD 2.x at 56x72 (latents 7x9, DPM-Solver++ 2M).
 2. Bit for bit: --batch 1 --threads 1 == --batch 3 --threads 2; `--decode` gives (N, 3, H, W) images.
 3. `sower check` accepts a manifest at that size, and `sower run` on 2 ranks writes sample's rows.
+4. A UNet whose downsamplings have no padding (downsample_padding 0) cannot take a level of 1 row or column,
+   where diffusers' convolution raises: sample, check and run refuse it (exit 2), naming the level and the
+   key, and write nothing (they rendered it, exit 0).
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,6 +102,28 @@ def main():
             check(rows.tobytes() == runs[0][-rows.nbytes:] and rows.shape == (3, 4, 15, 13),
                   f"run's rows {rows.shape} are not sample's")
             print("check accepts the job; a 2-rank run writes sample's rows, bit for bit")
+
+        # 4. downsample_padding 0 and a level of 1 row: refused everywhere, nothing written.
+        unpadded = os.path.join(tmp, "unpadded")
+        shutil.copytree(folder, unpadded)
+        config = os.path.join(unpadded, "unet", "config.json")
+        json.dump(dict(json.load(open(config)), downsample_padding=0), open(config, "w"))
+        small = dict(first, height=8, width=40)
+        out = os.path.join(tmp, "small.npy")
+        r = sample(sower, unpadded, small, ["0"], out)
+        check(r.returncode == 2 and "latents of 1x5 are too small for this UNet: 1x5 at level 0" in r.stderr
+              and "downsample_padding 0" in r.stderr and not os.path.exists(out),
+              f"sample of 1x5 latents without padding: exit {r.returncode}: {r.stderr}")
+        open(job, "w", encoding="utf-8").write(JOB.format(
+            model=unpadded, scheduler="ddim", steps=2, guidance=7.5, height=8, width=40, prompt="a cat", seeds="0"))
+        for argv in ([sower, "check", job], [sower, "run", job, "-o", h5 + "-small"]):
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+            check(r.returncode == 2 and "job.yaml:4:" in r.stderr and "downsample_padding 0" in r.stderr
+                  and not os.path.exists(h5 + "-small"), f"{argv[1]} of 1x5 latents without padding: exit "
+                  f"{r.returncode}: {r.stderr}")
+        r = sample(sower, unpadded, dict(first, height=16, width=40), ["0"], out)  # 2x5: 1x2 at the last level
+        check(r.returncode == 0, f"sample of 2x5 latents without padding: exit {r.returncode}: {r.stderr}")
+        print("downsample_padding 0: a level of 1 row refused by sample, check and run (exit 2); 2 rows render")
 
     return finish()
 

@@ -374,6 +374,10 @@ static int prepare_text(const SampleOptions *o, const Model *m, SdText *t, int *
     if (h % 8 || w % 8) /* the pipeline's own check_inputs rule */
         return SOWER_FAIL(SOWER_EUSAGE, "--height %ld --width %ld: both must be multiples of 8", h, w);
     *height = (int)(h / f), *width = (int)(w / f);
+    char why[256];
+    if (unet_size_problem(&m->unet.cfg, *height, *width, why, sizeof why))
+        return SOWER_FAIL(SOWER_EUSAGE, "--height %ld --width %ld: latents of %dx%d are %s (%s)", h, w, *height, *width, why,
+                          m->unet_config_path);
     SOWER_TRY(prompt_encoder_load(&t->encoder, o->model_dir));
     if (t->encoder.dim != m->unet.cfg.cross_attention_dim)
         return SOWER_FAIL(SOWER_EMODEL,

@@ -264,13 +264,11 @@ int job_check_model_kind(const Job *job, const Model *m)
                           m->stable_diffusion ? " (give pipeline.height and pipeline.width)" : "", m->unet_config_path);
     }
     if (!m->stable_diffusion) {
-        const int div = unet_size_multiple(cfg);
-        if (cfg->sample_height % div || cfg->sample_width % div) {
+        char why[256];
+        if (unet_size_problem(cfg, cfg->sample_height, cfg->sample_width, why, sizeof why)) {
             job_model_where(job, where, sizeof where);
-            return SOWER_FAIL(SOWER_EMANIFEST, "%s: model '%s': sample size %dx%d is not divisible by %d, as this "
-                                               "UNet's %d blocks need (%s)",
-                              where, job->model_path, cfg->sample_height, cfg->sample_width, div, cfg->n_blocks,
-                              m->unet_config_path);
+            return SOWER_FAIL(SOWER_EMANIFEST, "%s: model '%s': sample size %dx%d is %s (%s)", where, job->model_path,
+                              cfg->sample_height, cfg->sample_width, why, m->unet_config_path);
         }
         if (!job->text_mark.line) return SOWER_OK;
         job_text_where(job, where, sizeof where);
@@ -292,7 +290,16 @@ int job_check_model_kind(const Job *job, const Model *m)
                           "%s: pipeline.height %d and width %d must be multiples of the VAE's scale factor %d", where,
                           job->height, job->width, f);
     }
-    return SOWER_OK; /* any latent size: the UNet upsamples odd levels back to their skip's size */
+    /* Latents that do not halve evenly are fine (each odd level is upsampled back to its skip's size), but a
+     * downsampling without padding needs 2 rows: checked here, not by the first forward (a partial left). */
+    const int lh = job->height ? job->height / f : cfg->sample_height, lw = job->height ? job->width / f : cfg->sample_width;
+    char why[256];
+    if (unet_size_problem(cfg, lh, lw, why, sizeof why)) {
+        job_mark_where(job, job->size_mark, where, sizeof where);
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s: latents of %dx%d (pipeline.height and width / %d) are %s (%s)", where, lh,
+                          lw, f, why, m->unet_config_path);
+    }
+    return SOWER_OK;
 }
 
 int job_check_scheduler_settings(const Job *job, const char *whose)

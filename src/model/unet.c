@@ -190,7 +190,27 @@ void unet_free(UNet *u)
 
 /* ---- binding weights by name ---- */
 
-int unet_size_multiple(const UNetConfig *cfg) { return 1 << (cfg->n_blocks - 1); }
+int unet_size_problem(const UNetConfig *cfg, int height, int width, char *why, size_t why_size)
+{
+    const int downsamplings = cfg->n_blocks - 1, multiple = 1 << downsamplings;
+    if (!cfg->conditional) {
+        if (height % multiple == 0 && width % multiple == 0) return 0;
+        snprintf(why, why_size, "not divisible by %d, as this UNet's %d blocks need", multiple, cfg->n_blocks);
+        return 1;
+    }
+    int h = height, w = width;
+    for (int level = 0; level < downsamplings; level++) {
+        if (!cfg->downsample_padding && (h < 2 || w < 2)) {
+            snprintf(why, why_size, "too small for this UNet: %dx%d at level %d, where a downsampling without "
+                     "padding (downsample_padding 0) needs 2 rows and columns (diffusers' convolution refuses it too)",
+                     h, w, level);
+            return 1;
+        }
+        const int pad = cfg->downsample_padding ? 2 : 1; /* rows added: (1, 1), or (0, 1) */
+        h = (h + pad - 3) / 2 + 1, w = (w + pad - 3) / 2 + 1;
+    }
+    return 0;
+}
 
 int unet_bind(UNet *u, const StFile *weights)
 {
@@ -404,10 +424,9 @@ int unet_forward_resident_cond(const ComputeBackend *be, const float *x, const f
     if (cfg->conditional && !backend_runs_conditional(ops))
         return SOWER_FAIL(SOWER_EUSAGE, "the %s backend does not run UNet2DConditionModel yet (use the cpu backend)",
                           be->kind == BACKEND_CUDA ? "cuda" : "chosen");
-    const int div = unet_size_multiple(cfg);
-    if (!cfg->conditional && (height % div || width % div))
-        return SOWER_FAIL(SOWER_EINPUT, "sample size %dx%d is not divisible by %d, as this UNet's %d blocks need",
-                          height, width, div, cfg->n_blocks);
+    char why[256];
+    if (unet_size_problem(cfg, height, width, why, sizeof why))
+        return SOWER_FAIL(SOWER_EINPUT, "sample size %dx%d is %s", height, width, why);
     const int c0 = cfg->block_out_channels[0], temb = 4 * c0;
     int status = SOWER_OK, h_owned = 1, n_skips = 0;
     Act in = {0}, h = {0};

@@ -88,9 +88,13 @@ int unet_init(UNet *u, const UNetConfig *cfg) SOWER_MUST_CHECK;
 /* Points every parameter at its tensor in weights: every expected tensor must be present with the
  * expected shape, and no other tensor may be. The weights must outlive u. */
 int unet_bind(UNet *u, const StFile *weights) SOWER_MUST_CHECK;
-/* 2^(n_blocks - 1): what a UNet2DModel's sample height and width must be multiples of, so that every
- * downsampling halves them evenly. */
-int unet_size_multiple(const UNetConfig *cfg);
+/* Whether the UNet takes samples of height x width as diffusers' does: 0 if so, else 1 with why (what is
+ * wrong, to follow "latents of HxW are" or "sample size HxW is"). A UNet2DModel's must halve evenly at
+ * each downsampling (its up blocks concatenate skips of exactly twice their size); a UNet2DConditionModel's
+ * may be any size, each odd level upsampled back to its skip's (forward_upsample_size), but a downsampling
+ * without padding (downsample_padding 0: pad (0, 1, 0, 1), then 3x3 stride 2) needs 2 rows and columns:
+ * torch refuses a padded input smaller than the kernel. */
+int unet_size_problem(const UNetConfig *cfg, int height, int width, char *why, size_t why_size);
 void unet_free(UNet *u);
 
 typedef struct ComputeBackend ComputeBackend; /* backend.h */
