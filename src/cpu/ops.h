@@ -33,7 +33,6 @@ void op_group_norm(const GroupNormParams *p, const Act *in, Act *out, int silu);
 void op_silu(float *x, size_t n);
 /* y (batch, out) = x (batch, in) W^T + b. */
 void op_linear(const LinearParams *p, const float *x, int batch, float *y);
-/* out (C, B, 2H, 2W) = nearest-neighbour upsampling of in; allocates out. */
 /* out (C, B, out_h, out_w) = torch's nearest upsampling of in (model/upsample_index.h); allocates out. */
 int op_upsample_nearest(const Act *in, int out_h, int out_w, Act *out) SOWER_MUST_CHECK;
 /* out = (attention(group_norm(x)) + x) / rescale_output; allocates out. */

@@ -188,8 +188,6 @@ void unet_free(UNet *u)
     memset(u, 0, sizeof *u);
 }
 
-/* ---- binding weights by name ---- */
-
 int unet_size_problem(const UNetConfig *cfg, int height, int width, char *why, size_t why_size)
 {
     const int downsamplings = cfg->n_blocks - 1, multiple = 1 << downsamplings;
@@ -211,6 +209,8 @@ int unet_size_problem(const UNetConfig *cfg, int height, int width, char *why, s
     }
     return 0;
 }
+
+/* ---- binding weights by name ---- */
 
 int unet_bind(UNet *u, const StFile *weights)
 {
