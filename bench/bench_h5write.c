@@ -41,7 +41,7 @@ int main(int argc, char **argv)
         }
     }
     double t2 = omp_get_wtime();
-    if (h5out_finish(&o) != SOWER_OK)
+    if (h5out_finish(&o, 1) != SOWER_OK)
         return 3;
     double t3 = omp_get_wtime();
     double mb = (double)rows * per * sizeof(float) / 1e6;

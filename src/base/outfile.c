@@ -1,10 +1,12 @@
 /* outfile.c: temp-file-and-rename output, and a capped whole-file reader. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* renameat2 */
 #include "outfile.h"
 #include "regular_file.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -91,6 +93,18 @@ int outfile_write(OutFile *f, const void *data, size_t bytes)
     return SOWER_OK;
 }
 
+int rename_no_replace(const char *from, const char *to)
+{
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return -1;
+    if (link(from, to) == 0) /* NFS and others without RENAME_NOREPLACE: link(2) fails where rename(2) replaces */
+        return unlink(from), 0;
+    if (errno == EEXIST || (errno != EPERM && errno != ENOSYS && errno != EOPNOTSUPP)) return -1;
+    struct stat st; /* no hard links either: a look first, then rename (a window of microseconds) */
+    if (lstat(to, &st) == 0) return errno = EEXIST, -1;
+    return rename(from, to);
+}
+
 int outfile_commit(OutFile *f)
 {
     if (fflush(f->fp) != 0)
@@ -105,11 +119,10 @@ int outfile_commit(OutFile *f)
     f->fp = NULL;
     if (fclose(fp) != 0)
         return SOWER_FAIL(SOWER_EIO, "cannot close output '%s': %s", f->path, strerror(errno));
-    if (f->keep_existing) { /* link(2) fails where rename(2) would replace */
-        if (link(f->tmp_path, f->path) != 0)
+    if (f->keep_existing) {
+        if (rename_no_replace(f->tmp_path, f->path) != 0)
             return SOWER_FAIL(errno == EEXIST ? SOWER_EPATH : SOWER_EIO, "cannot create '%s': %s%s", f->path,
                               strerror(errno), errno == EEXIST ? " (another process wrote it meanwhile: not replacing it)" : "");
-        unlink(f->tmp_path);
     } else if (rename(f->tmp_path, f->path) != 0) {
         return SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", f->tmp_path, f->path, strerror(errno));
     }

@@ -27,6 +27,10 @@ int outfile_commit(OutFile *f) SOWER_MUST_CHECK;
 /* Removes the temporary file unless committed; safe on a zeroed OutFile. */
 void outfile_free(OutFile *f);
 
+/* rename(2) that never replaces: -1 with errno EEXIST when something is at `to` (RENAME_NOREPLACE, or
+ * link(2) then unlink(2) where the file system lacks it, as NFS does). */
+int rename_no_replace(const char *from, const char *to);
+
 /* Length of PATH without a trailing ".h5": files beside an output (OUT.slice-K-of-N.h5, OUT.slurm/)
  * are named from this stem. */
 size_t h5_stem_length(const char *path);

@@ -384,3 +384,33 @@ int output_lock_check_output_name(const char *path, const char *what)
                           what, path, suffix, (int)(strlen(path) - strlen(suffix)), path);
     return SOWER_OK;
 }
+
+int output_lock_check_command_output(const char *path, const char *what)
+{
+    SOWER_TRY(output_lock_check_output_name(path, what));
+    char lock[4200];
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    struct stat st;
+    if (lstat(lock, &st) == 0)
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s' is a sower run's output (its lock '%s' is there: a run still going renames "
+                                       "its rows to that name when it ends; one that died left the lock): choose another "
+                                       "path",
+                          what, path, lock);
+    return SOWER_OK;
+}
+
+int output_lock_check_new_file(const char *path, const char *what, int force)
+{
+    SOWER_TRY(output_lock_check_command_output(path, what));
+    char why[4400];
+    struct stat st;
+    if (!path_folder_exists(path, why, sizeof why))
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s': %s", what, path, why);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s' is a folder: name the file to write", what, path);
+    if (!force && lstat(path, &st) == 0 && (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)))
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s' exists (an earlier command's?): it is never replaced without --force: "
+                                       "choose another name, or --force to replace it",
+                          what, path);
+    return SOWER_OK;
+}

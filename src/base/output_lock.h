@@ -47,4 +47,15 @@ const char *output_lock_working_suffix(const char *path);
  * named X.partial renamed to X as that run's rows, one named X.lock would take X's lock. */
 int output_lock_check_output_name(const char *path, const char *what) SOWER_MUST_CHECK;
 
+/* For a file a command other than run writes (noise, sample, encode, export's sheet; convert takes OUT.lock):
+ * SOWER_EPATH (exit 2) when output_lock_check_output_name refuses path, or when PATH.lock is there: the
+ * output of a run, which would rename its rows over what the command wrote when it ends (or fail
+ * then, not to), or of one that died and left the lock. */
+int output_lock_check_command_output(const char *path, const char *what) SOWER_MUST_CHECK;
+/* Before the work of a command that renders (sample, encode), for the file it writes at the end: the
+ * above, and SOWER_EPATH when its folder is missing, when it is a folder, or, without force, when a
+ * file or link is there already (a device or FIFO is written in place, outfile.h). Hours of rendering
+ * must not end in a refusal that was known at the start. */
+int output_lock_check_new_file(const char *path, const char *what, int force) SOWER_MUST_CHECK;
+
 #endif /* SOWER_OUTPUT_LOCK_H */

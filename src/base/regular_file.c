@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* fdopen, O_CLOEXEC, realpath */
 #include "regular_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -146,4 +147,31 @@ int regular_file_read_stream(FILE *fp, size_t max_bytes, unsigned char **data, s
     buf[got] = '\0';
     *data = buf, *n = got;
     return 0;
+}
+
+/* 1 when a file in dir or its folders, at most depth levels down, is `target` (same device and inode). */
+static int folder_holds(const char *dir, const struct stat *target, int depth)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        char path[PATH_MAX];
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path || stat(path, &st) != 0)
+            continue;
+        if (S_ISREG(st.st_mode))
+            found = st.st_dev == target->st_dev && st.st_ino == target->st_ino;
+        else if (S_ISDIR(st.st_mode) && depth > 0)
+            found = folder_holds(path, target, depth - 1);
+    }
+    closedir(d);
+    return found;
+}
+
+int folder_holds_file(const char *dir, const char *path)
+{
+    struct stat target;
+    return stat(path, &target) == 0 && S_ISREG(target.st_mode) && folder_holds(dir, &target, 2);
 }

@@ -38,4 +38,10 @@ int path_same_file(const char *a, const char *b);
  * 0 with why (of why_size bytes) saying "does not exist" or "is not a folder". */
 int path_folder_exists(const char *path, char *why, size_t why_size);
 
+/* 1 when path is an existing file of the folder dir: dir's files and those of its folders, two levels
+ * down (a pipeline's are one down), links followed, folders' too: a Hugging Face cache folder links each
+ * file to its blob, and a model folder may link a subfolder it shares with another (unet ->
+ * ../shared/unet). The depth bounds a loop of links. */
+int folder_holds_file(const char *dir, const char *path);
+
 #endif /* SOWER_REGULAR_FILE_H */

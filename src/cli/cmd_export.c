@@ -31,7 +31,7 @@ enum { GAP = 2, GAP_GREY = 128, MAX_EXPORT_ROWS = 4096, MAX_DIR_ROWS = 1 << 24 }
 static int check_png_target(const char *png_path, const char *path, int force)
 {
     struct stat target, source;
-    SOWER_TRY(output_lock_check_output_name(png_path, "--png"));
+    SOWER_TRY(output_lock_check_command_output(png_path, "--png"));
     if (stat(png_path, &target) != 0) return SOWER_OK; /* new (or a dangling link, which the write follows) */
     char record[4200];
     snprintf(record, sizeof record, "%s.json", path);

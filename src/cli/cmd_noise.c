@@ -195,9 +195,9 @@ static int parse_noise_options(int argc, char **argv, NoiseOptions *opt, int *he
     if (opt->state_out && strcmp(opt->output, "-") == 0 && strcmp(opt->state_out, "-") == 0)
         return SOWER_FAIL(SOWER_EUSAGE, "noise: -o - and --state-out - both name standard output, where the state's "
                                         "bytes would follow the values': give --state-out a file");
-    if (strcmp(opt->output, "-") != 0) SOWER_TRY(output_lock_check_output_name(opt->output, "-o"));
+    if (strcmp(opt->output, "-") != 0) SOWER_TRY(output_lock_check_command_output(opt->output, "-o"));
     if (opt->state_out && strcmp(opt->state_out, "-") != 0)
-        SOWER_TRY(output_lock_check_output_name(opt->state_out, "--state-out"));
+        SOWER_TRY(output_lock_check_command_output(opt->state_out, "--state-out"));
     if (opt->state_out && strcmp(opt->output, "-") != 0 && path_same_file(opt->state_out, opt->output))
         return SOWER_FAIL(SOWER_EUSAGE, "noise: --state-out %s names the output -o %s: give them different files",
                           opt->state_out, opt->output);

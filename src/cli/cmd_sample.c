@@ -15,7 +15,9 @@
 #include "gemm.h"
 #include "model.h"
 #include "npy.h"
+#include "output_lock.h"
 #include "pipeline.h"
+#include "regular_file.h"
 #include "prompt_encoder.h"
 #include "sample_record.h"
 #include "vae.h"
@@ -310,18 +312,24 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
     }
     char record[4200];
     sample_record_path(o->output, record, sizeof record);
-    for (const char *p = o->output; !o->force && p; p = p == o->output ? record : NULL)
-        if (lstat(p, &st) == 0) /* checked before the render, which may take hours; the commit checks again */
-            return SOWER_FAIL(SOWER_EPATH, "-o %s: '%s' exists (an earlier sample's?); sample never replaces a file: "
-                              "choose another name, or --force to replace it", o->output, p);
+    /* Checked before the render, which may take hours; the commit checks again. */
+    SOWER_TRY(output_lock_check_new_file(o->output, "-o", o->force));
+    SOWER_TRY(output_lock_check_new_file(record, "-o's record", o->force));
+    for (const char *p = o->output; p; p = p == o->output ? record : NULL) /* --force: never the weights it reads */
+        if (folder_holds_file(o->model_dir, p))
+            return SOWER_FAIL(SOWER_EPATH, "-o %s: '%s' is a file of the model folder '%s', which sample reads: choose "
+                              "another path", o->output, p, o->model_dir);
     SOWER_TRY(cli_parse_seed_list("--seeds", seeds_text, SAMPLE_MAX_SEEDS, &o->seeds, &o->n_seeds));
     if (o->trace_dir) SOWER_TRY(check_trace_seeds_once(o->seeds, o->n_seeds));
-    for (size_t i = 0; o->trace_dir && !o->force && i < o->n_seeds; i++) /* the traces likewise */
+    for (size_t i = 0; o->trace_dir && i < o->n_seeds; i++) /* the traces likewise */
         for (int k = 0; k < 2; k++) {
             char path[4200];
             snprintf(path, sizeof path, "%s/seed_%llu_%s.npy", o->trace_dir, (unsigned long long)o->seeds[i],
                      k ? "model_outputs" : "samples");
-            if (lstat(path, &st) == 0)
+            if (path_same_file(path, o->output)) /* --force replaces earlier files, not this run's own */
+                return SOWER_FAIL(SOWER_EUSAGE, "-o %s is the trace file '%s' of seed %llu: choose another name or "
+                                  "--trace folder", o->output, path, (unsigned long long)o->seeds[i]);
+            if (!o->force && lstat(path, &st) == 0)
                 return SOWER_FAIL(SOWER_EPATH, "--trace %s: '%s' exists (an earlier sample's?); sample never "
                                   "replaces a file: choose another folder, or --force to replace it", o->trace_dir, path);
         }

@@ -16,6 +16,8 @@
 #include "commands.h"
 #include "gemm.h"
 #include "npy.h"
+#include "output_lock.h"
+#include "regular_file.h"
 
 static const char tokenize_usage[] =
     "usage: sower tokenize DIR --prompt P\n"
@@ -138,9 +140,10 @@ int cmd_encode(int argc, char **argv)
     }
     if (!o.dir || !o.prompt || !o.output)
         return SOWER_FAIL(SOWER_EUSAGE, "usage: sower encode DIR --prompt P [--clip-skip K] [--threads T] [--force] -o OUT.npy");
-    struct stat st;
-    if (!o.force && lstat(o.output, &st) == 0) /* before the work; the write refuses one made meanwhile too */
-        return SOWER_FAIL(SOWER_EPATH, "-o %s: the file exists; encode never replaces a file unless --force", o.output);
+    SOWER_TRY(output_lock_check_new_file(o.output, "-o", o.force)); /* the write refuses one made meanwhile too */
+    if (folder_holds_file(o.dir, o.output)) /* --force: never the weights it reads */
+        return SOWER_FAIL(SOWER_EPATH, "-o %s is a file of the model folder '%s', which encode reads: choose another "
+                          "path", o.output, o.dir);
     o.threads = o.threads ? cpu_load_cap_threads((int)o.threads, "encode", "--threads", 1) : cpu_load_default_threads("encode");
     gemm_set_threads((int)o.threads);
     SOWER_TRY(gemm_reserve_packing());

@@ -15,6 +15,7 @@
 #include "digest.h"
 #include "h5_layout.h"
 #include "h5file.h"
+#include "outfile.h"
 
 /* errno survives HDF5's own calls after a failed write(2): a full disk or quota is named as such. */
 #define H5_TRY(call, what)                                                                                   \
@@ -975,7 +976,7 @@ static void close_all(H5Out *o)
     if (o->file > 0) H5Fclose(o->file), o->file = 0;
 }
 
-int h5out_finish(H5Out *o)
+int h5out_finish(H5Out *o, int replace)
 {
     close_all(o);
     if (!still_ours(o, o->partial_path))
@@ -983,8 +984,16 @@ int h5out_finish(H5Out *o)
                           "'%s' is no longer the file this run wrote (another process replaced or removed it "
                           "while the run went on): what is there now is not renamed to '%s'",
                           o->partial_path, o->path);
-    if (rename(o->partial_path, o->path) != 0)
-        return SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s'", o->partial_path, o->path);
+    /* Without --force, OUT did not exist when the run began: a file there now is another program's. */
+    const int moved = replace ? rename(o->partial_path, o->path) : rename_no_replace(o->partial_path, o->path);
+    if (moved != 0 && errno == EEXIST)
+        return SOWER_FAIL(SOWER_EIO,
+                          "'%s' appeared while this run wrote it (another program put it there): not replacing "
+                          "it without --force. Every row is in '%s': move '%s' away and run again with --resume "
+                          "to finish",
+                          o->path, o->partial_path, o->path);
+    if (moved != 0)
+        return SOWER_FAIL(SOWER_EIO, "cannot rename '%s' to '%s': %s", o->partial_path, o->path, strerror(errno));
     free(o->path);
     free(o->partial_path);
     memset(o, 0, sizeof *o);

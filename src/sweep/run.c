@@ -12,7 +12,6 @@
 #include <omp.h>
 #include <sched.h>
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,17 +160,6 @@ static int check_output_path(const char *path)
     return SOWER_OK;
 }
 
-/* nftw's walk of the model folder for check_output_not_input: the output's file, looked for among the
- * model's (links followed: a Hugging Face cache folder links each file to its blob). */
-static struct stat model_walk_target;
-static int model_walk_found(const char *path, const struct stat *entry, int type, struct FTW *at)
-{
-    (void)entry, (void)type, (void)at;
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == model_walk_target.st_dev &&
-           st.st_ino == model_walk_target.st_ino;
-}
-
 /* The output must not be one of the job's inputs: the manifest, its prompts file, or (with --force, the
  * only way an existing output is replaced) a file of the model folder: a render renamed over the weights
  * it reads. */
@@ -184,8 +172,7 @@ static int check_output_not_input(const Job *job, const char *out, const RunOpti
         if (files[k] && stat(files[k], &input) == 0 && target.st_dev == input.st_dev && target.st_ino == input.st_ino)
             return SOWER_FAIL(SOWER_EPATH, "output '%s' is %s, an input of the job: choose another path", out, files[k]);
     if (!o->force) return SOWER_OK; /* claim_output refuses an existing output anyway */
-    model_walk_target = target;
-    if (nftw(job->model_path, model_walk_found, 16, FTW_PHYS) == 1)
+    if (folder_holds_file(job->model_path, out))
         return SOWER_FAIL(SOWER_EPATH, "output '%s' is a file of the model folder '%s', which the job reads: choose "
                                        "another path",
                           out, job->model_path);
@@ -569,7 +556,7 @@ static int render_verify_record(Run *r, const RunOptions *o, int *stopped, int *
         collective_check(t, cross_verify(r, &r->out, mismatches));
         double verified = MPI_Wtime();
         int status = output_write_facts(r, &r->out, rendered - start, verified - rendered);
-        if (status == SOWER_OK && t->rank == 0) status = h5out_finish(&r->out);
+        if (status == SOWER_OK && t->rank == 0) status = h5out_finish(&r->out, o->force);
         collective_check(t, status);
     } else if (t->rank == 0) {
         h5out_keep_partial(&r->out);
