@@ -194,6 +194,18 @@ def main():
             print("webdataset: 2 shards of KEY.png + KEY.json (the imagefolder's bytes and lines), a deleted shard "
                   "made again byte for byte")
 
+        # 3b'. a new folder another export holds (its lock there, its marker not yet written): refused before
+        # this export writes its own marker there (that export would then write its images under this job's).
+        held = os.path.join(tmp, "held")
+        os.mkdir(held)
+        open(os.path.join(held, "sower-export.lock"), "w").write(
+            "host: node-z\npid: 4242\npid_start: 0\nstarted: 2026-01-01T00:00:00Z\ncommand: sower export other.h5 "
+            "--imagefolder held\n")
+        r = run([sower, "export", out, "--imagefolder", held])
+        check(r.returncode == 2 and "host node-z" in r.stderr, f"export into a folder another export holds: {r.stderr[-300:]}")
+        check(sorted(os.listdir(held)) == ["sower-export.lock"], f"a refused export wrote into the folder another export "
+                                                                 f"holds: {sorted(os.listdir(held))}")
+
         # 3c. latents shards (--npy): the rows' bytes as stored, their lines the imagefolder's less the PNG's
         latents_dir = os.path.join(tmp, "latents")
         r = run([sower, "export", out, "--npy", latents_dir, "--shard-size", "3"])

@@ -32,6 +32,7 @@
 
 enum { MAX_PNG_TEXT = 2 * 4 * 8192 + 2048 }; /* two prompts of 8192 characters of up to 4 UTF-8 bytes, the rest */
 static const char MARKER[] = "sower-export.json";
+static const char LOCK_NAME[] = "sower-export"; /* output_lock.h: the folder's lock is sower-export.lock */
 
 /* ---- a PNG in memory (its bytes are digested, then written whole) ---- */
 
@@ -206,7 +207,6 @@ static int check_same_layout(const Export *e, const cJSON *marker, const char *m
 /* dir: new, empty, or an export of this very job in the same layout (its marker names the job's digest). */
 static int claim_dir(Export *e)
 {
-    SOWER_TRY(make_dirs(e->dir));
     char marker[4200];
     snprintf(marker, sizeof marker, "%s/%s", e->dir, MARKER);
     unsigned char *text = NULL;
@@ -228,7 +228,9 @@ static int claim_dir(Export *e)
     DIR *d = opendir(e->dir);
     if (!d) return SOWER_FAIL(SOWER_EPATH, "%s: cannot read the folder", e->dir);
     int empty = 1;
-    for (struct dirent *ent; empty && (ent = readdir(d));) empty = !strcmp(ent->d_name, ".") || !strcmp(ent->d_name, "..");
+    for (struct dirent *ent; empty && (ent = readdir(d));) /* this export's own lock aside */
+        empty = !strcmp(ent->d_name, ".") || !strcmp(ent->d_name, "..") ||
+                (!strncmp(ent->d_name, LOCK_NAME, sizeof LOCK_NAME - 1) && !strcmp(ent->d_name + sizeof LOCK_NAME - 1, ".lock"));
     closedir(d);
     if (!empty)
         return SOWER_FAIL(SOWER_EPATH, "%s: not empty, and not a sower export (no %s): choose a new or empty folder",
@@ -318,13 +320,16 @@ static int setup(Export *e)
     e->image = malloc(sizeof(float) * pixels);
     e->pixels = malloc(pixels);
     if (!e->latent || !e->image || !e->pixels) return SOWER_FAIL(SOWER_ENOMEM, "out of memory for one image");
-    SOWER_TRY(claim_dir(e));
     /* Two exports at once would each merge the index files they read and the last rename would win
-     * (one's rows dropped from SHA256SUMS and metadata.jsonl): the second is refused, naming the first. */
+     * (one's rows dropped from SHA256SUMS and metadata.jsonl): the second is refused, naming the first.
+     * The lock comes before the folder is claimed: two exports of different jobs into one new folder
+     * would otherwise both find it empty, and one write its images under the other's marker. */
     char lock_name[4200], command[4400];
-    snprintf(lock_name, sizeof lock_name, "%s/sower-export", e->dir);
+    snprintf(lock_name, sizeof lock_name, "%s/%s", e->dir, LOCK_NAME);
     snprintf(command, sizeof command, "sower export %s --%s %s", e->path, e->layout, e->dir);
+    SOWER_TRY(make_dirs(e->dir));
     SOWER_TRY(output_lock_take(&e->lock, lock_name, command));
+    SOWER_TRY(claim_dir(e));
     char sums[4200];
     snprintf(sums, sizeof sums, "%s/SHA256SUMS", e->dir);
     SOWER_TRY(merged_lines_open(&e->sums, sums, sums_line_key));
