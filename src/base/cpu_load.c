@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_ISSET */
 #include "cpu_load.h"
 
+#include <math.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,9 +10,58 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MAX_CPUS = CPU_SETSIZE };
+static int has(const CpuSet *s, int c) { return (int)(s->bits[c / 64] >> (c % 64) & 1u); }
+static void put(CpuSet *s, int c) { s->bits[c / 64] |= (uint64_t)1 << (c % 64); }
 
-/* Per-CPU jiffies from /proc/stat into total and idle (MAX_CPUS,); 0 on success. */
+int cpu_set_count(const CpuSet *s)
+{
+    int n = 0;
+    for (int c = 0; c < CPU_LOAD_MAX_CPUS; c++)
+        n += has(s, c);
+    return n;
+}
+
+/* SOWER_TEST_AFFINITY: a list of CPUs and ranges ("0-3,8") taken as the affinity mask, so that tests can
+ * place ranks as a launcher on a bigger node would (tests/test_busy_cpus.py); 0 when unset or malformed. */
+static int test_affinity(CpuSet *mine)
+{
+    const char *s = getenv("SOWER_TEST_AFFINITY");
+    if (!s || !*s) return 0;
+    while (*s) {
+        char *end;
+        const long lo = strtol(s, &end, 10);
+        long hi = lo;
+        if (end == s || lo < 0 || lo >= CPU_LOAD_MAX_CPUS) return 0;
+        if (*end == '-') {
+            s = end + 1;
+            hi = strtol(s, &end, 10);
+            if (end == s || hi < lo || hi >= CPU_LOAD_MAX_CPUS) return 0;
+        }
+        for (long c = lo; c <= hi; c++)
+            put(mine, (int)c);
+        if (*end != ',' && *end != '\0') return 0;
+        s = *end ? end + 1 : end;
+    }
+    return cpu_set_count(mine) > 0;
+}
+
+void cpu_load_affinity(CpuSet *mine)
+{
+    memset(mine, 0, sizeof *mine);
+    if (test_affinity(mine)) return;
+    memset(mine, 0, sizeof *mine);
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof mask, &mask) == 0) {
+        for (int c = 0; c < CPU_LOAD_MAX_CPUS && c < CPU_SETSIZE; c++)
+            if (CPU_ISSET(c, &mask)) put(mine, c);
+        if (cpu_set_count(mine) > 0) return;
+    }
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    for (int c = 0; c < (online > 0 ? online : 1) && c < CPU_LOAD_MAX_CPUS; c++)
+        put(mine, c);
+}
+
+/* Per-CPU jiffies from /proc/stat into total and idle (CPU_LOAD_MAX_CPUS,); 0 on success. */
 static int read_stat(unsigned long long *total, unsigned long long *idle)
 {
     FILE *f = fopen("/proc/stat", "r");
@@ -20,7 +70,8 @@ static int read_stat(unsigned long long *total, unsigned long long *idle)
     int found = 0;
     while (fgets(line, sizeof line, f)) {
         int cpu = -1, used = 0;
-        if (strncmp(line, "cpu", 3) != 0 || sscanf(line, "cpu%d%n", &cpu, &used) != 1 || cpu < 0 || cpu >= MAX_CPUS)
+        if (strncmp(line, "cpu", 3) != 0 || sscanf(line, "cpu%d%n", &cpu, &used) != 1 || cpu < 0 ||
+            cpu >= CPU_LOAD_MAX_CPUS)
             continue;
         unsigned long long v[8] = {0}; /* user nice system idle iowait irq softirq steal */
         if (sscanf(line + used, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
@@ -34,44 +85,51 @@ static int read_stat(unsigned long long *total, unsigned long long *idle)
     return found ? 0 : -1;
 }
 
-/* The CPUs of this process's affinity mask (the online ones where it cannot be read). */
-static int allowed_cpus(void)
-{
-    cpu_set_t mask;
-    const long online = sysconf(_SC_NPROCESSORS_ONLN);
-    return sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : (online > 0 ? (int)online : 1);
-}
+/* (2, CPU_LOAD_MAX_CPUS) jiffies: total, then idle. */
+typedef struct {
+    unsigned long long total[CPU_LOAD_MAX_CPUS], idle[CPU_LOAD_MAX_CPUS];
+} StatSample;
 
-void cpu_load_probe(int window_ms, int *allowed, int *busy)
+void cpu_load_probe(int window_ms, CpuSet *busy)
 {
-    cpu_set_t mask;
-    const int have_mask = sched_getaffinity(0, sizeof mask, &mask) == 0;
-    *allowed = allowed_cpus();
-    *busy = 0;
-    unsigned long long *t0 = calloc(4 * MAX_CPUS, sizeof *t0); /* (4, MAX_CPUS): total, idle before; after */
-    if (!t0) return;
-    unsigned long long *i0 = t0 + MAX_CPUS, *t1 = t0 + 2 * MAX_CPUS, *i1 = t0 + 3 * MAX_CPUS;
+    memset(busy, 0, sizeof *busy);
+    CpuSet mine;
+    cpu_load_affinity(&mine);
+    StatSample *s = calloc(2, sizeof *s); /* before, after */
+    if (!s) return;
     const struct timespec nap = {window_ms / 1000, (long)(window_ms % 1000) * 1000000L};
-    if (read_stat(t0, i0) == 0 && nanosleep(&nap, NULL) == 0 && read_stat(t1, i1) == 0)
-        for (int c = 0; c < MAX_CPUS; c++) {
-            if (have_mask ? !CPU_ISSET(c, &mask) : c >= *allowed) continue;
-            const unsigned long long dt = t1[c] - t0[c], di = i1[c] - i0[c];
-            if (dt > 0 && di * 2 < dt) ++*busy; /* more than half of the window not idle */
+    if (read_stat(s[0].total, s[0].idle) == 0 && nanosleep(&nap, NULL) == 0 && read_stat(s[1].total, s[1].idle) == 0)
+        for (int c = 0; c < CPU_LOAD_MAX_CPUS; c++) {
+            const unsigned long long dt = s[1].total[c] - s[0].total[c], di = s[1].idle[c] - s[0].idle[c];
+            if (has(&mine, c) && dt > 0 && di * 2 < dt) put(busy, c); /* more than half the window not idle */
         }
-    free(t0);
-    if (*busy > *allowed) *busy = *allowed;
+    free(s);
 }
 
-int cpu_load_threads(int allowed, int busy, int share)
+double cpu_load_entitlement(const CpuSet *mine, const CpuSet *masks, int n, const CpuSet *busy)
 {
-    const int free_cpus = allowed - busy;
-    const int threads = share > 0 ? free_cpus / share : free_cpus;
+    double share = 0;
+    for (int c = 0; c < CPU_LOAD_MAX_CPUS; c++) {
+        if (!has(mine, c) || (busy && has(busy, c))) continue;
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            k += has(&masks[i], c);
+        share += 1.0 / (k > 0 ? k : 1);
+    }
+    return share;
+}
+
+int cpu_load_threads(double entitlement)
+{
+    const int threads = (int)floor(entitlement + 1e-9); /* 3 ranks sharing 3 CPUs: three thirds make 1 */
     return threads > 0 ? threads : 1;
 }
 
 int cpu_load_cap_threads(int asked, const char *command, const char *option, int say)
 {
-    const int allowed = allowed_cpus();
+    CpuSet mine;
+    cpu_load_affinity(&mine);
+    const int allowed = cpu_set_count(&mine);
     if (asked <= allowed || allowed < 1) return asked;
     if (say)
         fprintf(stderr, "sower %s: %s %d is more than the %d CPU%s this process may run on: %d thread%s (more would "
@@ -82,11 +140,73 @@ int cpu_load_cap_threads(int asked, const char *command, const char *option, int
 
 int cpu_load_default_threads(const char *command)
 {
-    int allowed = 1, busy = 0;
-    cpu_load_probe(50, &allowed, &busy);
-    const int threads = cpu_load_threads(allowed, busy, 1);
-    if (busy)
+    CpuSet mine, busy;
+    cpu_load_affinity(&mine);
+    cpu_load_probe(50, &busy);
+    const int threads = cpu_load_threads(cpu_load_entitlement(&mine, &mine, 1, &busy));
+    const int n_busy = cpu_set_count(&busy);
+    if (n_busy)
         fprintf(stderr, "sower %s: %d of the %d CPUs here are busy with other work: %d thread%s (--threads "
-                        "overrides)\n", command, busy, allowed, threads, threads == 1 ? "" : "s");
+                        "overrides)\n", command, n_busy, cpu_set_count(&mine), threads, threads == 1 ? "" : "s");
     return threads;
+}
+
+/* ---- watching the load while rendering ---- */
+
+static double clock_seconds(clockid_t id)
+{
+    struct timespec t;
+    return clock_gettime(id, &t) == 0 ? (double)t.tv_sec + 1e-9 * (double)t.tv_nsec : -1;
+}
+
+/* The busy seconds of the CPUs in `mine` since boot; -1 when /proc/stat cannot be read. */
+static double busy_seconds(const CpuSet *mine)
+{
+    static StatSample s; /* only the rendering thread polls */
+    const long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0 || read_stat(s.total, s.idle) != 0) return -1;
+    unsigned long long jiffies = 0;
+    for (int c = 0; c < CPU_LOAD_MAX_CPUS; c++)
+        if (has(mine, c)) jiffies += s.total[c] - s.idle[c];
+    return (double)jiffies / (double)hz;
+}
+
+static void window_begin(LoadWatch *w)
+{
+    w->wall0 = clock_seconds(CLOCK_MONOTONIC);
+    w->own0 = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
+    w->busy0 = busy_seconds(&w->mine);
+    w->ok = w->wall0 >= 0 && w->own0 >= 0 && w->busy0 >= 0;
+}
+
+void load_watch_start(LoadWatch *w, int threads, double entitlement, const CpuSet *mine)
+{
+    memset(w, 0, sizeof *w);
+    w->mine = *mine;
+    w->entitlement = entitlement;
+    w->crowd = entitlement > 0 ? cpu_set_count(mine) / entitlement : 1;
+    w->threads = threads;
+    window_begin(w);
+}
+
+int load_watch_poll(LoadWatch *w, int *others)
+{
+    if (!w->ok) return w->threads;
+    const double wall = clock_seconds(CLOCK_MONOTONIC) - w->wall0;
+    if (wall < LOAD_WATCH_WINDOW_MS / 1000.0) return w->threads;
+    const double own = clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - w->own0, busy = busy_seconds(&w->mine) - w->busy0;
+    window_begin(w);
+    if (!w->ok || wall <= 0) return w->threads;
+    /* CPUs other work held over the window: what the CPUs were busy with, less this process and the
+     * ranks sharing them (crowd - 1 more like it), rounded: a neighbour at half a CPU or more counts. */
+    double held = (busy - own * w->crowd) / wall;
+    const int n_mine = cpu_set_count(&w->mine);
+    const int taken = held < 0 ? 0 : held > n_mine ? n_mine : (int)(held + 0.5);
+    const int target = cpu_load_threads(w->entitlement - taken / w->crowd);
+    if (target >= w->threads) w->rising = target > w->threads ? w->rising + 1 : 0;
+    if (target < w->threads || (target > w->threads && w->rising >= 2)) {
+        w->threads = target, w->rising = 0;
+        *others = taken;
+    }
+    return w->threads;
 }

@@ -20,6 +20,7 @@
 #include "regular_file.h"
 #include "prompt_encoder.h"
 #include "sample_record.h"
+#include "threads_follow.h"
 #include "vae.h"
 
 enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS = 1024 };
@@ -456,6 +457,13 @@ static int write_record(const SampleOptions *o, const Model *m, const Vae *vae, 
                                vae ? vae->sha256 : NULL, backend, o->force);
 }
 
+/* RenderSettings.on_step: the thread count follows the load (threads_follow.h). */
+static void follow_load(void *ctx, int done, int steps)
+{
+    (void)done, (void)steps;
+    threads_follow_load(ctx, "sower sample:");
+}
+
 int cmd_sample(int argc, char **argv)
 {
     SampleOptions o;
@@ -467,7 +475,15 @@ int cmd_sample(int argc, char **argv)
         SOWER_TRY(status);
         return SOWER_OK;
     }
-    o.threads = o.threads ? cpu_load_cap_threads((int)o.threads, "sample", "--threads", 1) : cpu_load_default_threads("sample");
+    LoadWatch load = {0}; /* without --threads the count follows the load on these CPUs */
+    if (!o.threads) {
+        CpuSet mine;
+        cpu_load_affinity(&mine);
+        o.threads = cpu_load_default_threads("sample");
+        load_watch_start(&load, (int)o.threads, cpu_set_count(&mine), &mine);
+    } else {
+        o.threads = cpu_load_cap_threads((int)o.threads, "sample", "--threads", 1);
+    }
     omp_set_num_threads((int)o.threads);
     gemm_set_threads((int)o.threads);
     warn_seed_collisions(o.seeds, o.n_seeds);
@@ -538,7 +554,9 @@ int cmd_sample(int argc, char **argv)
                          .trace_dir = o.trace_dir,
                          .trace_replace = o.force,
                          .guidance = (float)o.guidance,
-                         .text_tokens = text.tokens};
+                         .text_tokens = text.tokens,
+                         .on_step = follow_load,
+                         .on_step_ctx = &load};
     double render_seconds = omp_get_wtime();
     SOWER_TRY_GOTO(render_seeds_text(&rs, o.seeds, text.rows, (int)o.n_seeds, out), status, done);
     render_seconds = omp_get_wtime() - render_seconds;
@@ -554,7 +572,7 @@ int cmd_sample(int argc, char **argv)
     fprintf(stderr,
             "sower sample: %zu seed%s, %s %ld steps, eta %g, batch %ld, %ld thread%s -> %s\n  backend: %s\n",
             o.n_seeds, o.n_seeds == 1 ? "" : "s", scheduler_kind_name(o.scheduler), o.steps, o.eta, o.batch,
-            o.threads, o.threads == 1 ? "" : "s", o.output,
+            (long)gemm_threads(), gemm_threads() == 1 ? "" : "s", o.output, /* at the end (the load may move it) */
             backend.identity);
     fprintf(stderr, "  timings: text encoder %.3f s, render %.3f s (%.3f s per step)", text.encode_seconds,
             render_seconds, render_seconds / (double)o.steps);

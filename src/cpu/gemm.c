@@ -3,6 +3,7 @@
 #include "gemm.h"
 
 #include <blis.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,18 @@ static void ensure_kernels(void);
 void gemm_set_threads(int threads) { gemm_thread_count = threads > 0 ? threads : 1; }
 
 int gemm_threads(void) { return gemm_thread_count; }
+
+int gemm_change_threads(int threads)
+{
+    const int before = gemm_thread_count;
+    gemm_set_threads(threads);
+    if (gemm_reserve_packing() != SOWER_OK) {
+        gemm_set_threads(before);
+        return SOWER_ENOMEM; /* the error stays set for the caller to say or clear */
+    }
+    omp_set_num_threads(gemm_thread_count);
+    return SOWER_OK;
+}
 
 static void call_blis(trans_t transa, trans_t transb, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                       float *c, int ldc, int accumulate)

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "gemm.h"
 #include "h5_layout.h"
 #include "mpi_check.h"
 #include "outfile.h"
@@ -251,9 +252,9 @@ int output_write_facts(Run *r, H5Out *out, double render_s, double verify_s)
         plan_rank_bounds(&r->plan, bounds);
     char times[320];
     fprintf(stderr,
-            "sower run: timings: render phase %.3f s (rank 0: rendering %.3f s, writing %.3f s, waiting %.3f s), "
-            "verify %.3f s\n",
-            render_s, r->t_render_pass, r->t_write, r->t_wait, verify_s);
+            "sower run: timings: render phase %.3f s (rank 0: %d thread%s at the end, rendering %.3f s, writing %.3f s, "
+            "waiting %.3f s), verify %.3f s\n",
+            render_s, gemm_threads(), gemm_threads() == 1 ? "" : "s", r->t_render_pass, r->t_write, r->t_wait, verify_s);
     snprintf(times, sizeof times,
              "{\"render_phase_s\": %.3f, \"rank0_rendering_s\": %.3f, \"rank0_writing_s\": %.3f, "
              "\"rank0_waiting_s\": %.3f, \"verify_s\": %.3f}",

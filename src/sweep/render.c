@@ -12,6 +12,7 @@
 #include "mpi_check.h"
 #include "row_message.h"
 #include "stop.h"
+#include "threads_follow.h"
 
 int render_rows(Run *r, uint64_t row0, uint64_t n, float *latents, unsigned char *digests, unsigned char *images,
                 unsigned char *image_digests)
@@ -98,12 +99,28 @@ static void progress_report(Run *r)
             doing, rate, spent, eta, !tty || all ? "\n" : "");
 }
 
+/* Between denoising steps: the thread count follows the load on the rank's CPUs (threads_follow.h). */
+static void fit_threads_to_load(Run *r)
+{
+    char who[48];
+    snprintf(who, sizeof who, "sower run: [rank %d]", r->team.rank);
+    threads_follow_load(&r->load, who);
+}
+
 /* RenderSettings.on_step on rank 0: the step of the batch in hand. */
 static void progress_on_step(void *ctx, int done, int steps)
 {
     Run *r = ctx;
     r->progress.step = done, r->progress.steps = steps;
     progress_report(r);
+    fit_threads_to_load(r);
+}
+
+/* RenderSettings.on_step on the other ranks. */
+static void load_on_step(void *ctx, int done, int steps)
+{
+    (void)done, (void)steps;
+    fit_threads_to_load(ctx);
 }
 
 /* Rank 0 sends rank k its one TAG_STOP unless it has had it (told (world,)). */
@@ -271,6 +288,7 @@ int render_and_send(Run *r)
     plan_rank_rows(&r->plan, r->team.rank, &lo, &hi);
     RowMessage msg;
     SOWER_TRY(row_message_init(&msg, r->per, r->images.bytes, (uint64_t)r->job.batch));
+    r->rs.on_step = load_on_step, r->rs.on_step_ctx = r;
     int status = SOWER_OK, told = 0, stopped = 0;
     uint64_t pos = lo, row0 = 0, n;
     for (;;) {

@@ -6,11 +6,10 @@
  *   then render -> verify -> facts -> end.
  *
  * After setup the ranks no longer move in step: a rank that fails ends the job (collective_abort). */
-#define _GNU_SOURCE /* sched_getaffinity */
+#define _GNU_SOURCE /* strdup */
 #include "sweep.h"
 
 #include <omp.h>
-#include <sched.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -274,37 +273,53 @@ static int load_job(Run *r, const RunOptions *o)
     return SOWER_OK;
 }
 
-/* Threads per rank when the manifest does not say: Slurm's --cpus-per-task; else the CPUs this
- * process may run on when a launcher bound it to fewer than the node has; else the node's CPUs
- * shared among the ranks on it (oversubscribed spinning threads would wait on each other). CPUs
- * that other work keeps busy are left out (cpu_load.h), and rank 0 says so. */
-static int default_threads(int rank, int *threads)
+/* Threads per rank when the manifest does not say: Slurm's --cpus-per-task; else this rank's share
+ * of the CPUs its affinity mask holds (cpu_load_entitlement): its own when a launcher bound each rank
+ * to its own CPUs, a half each when two ranks are bound to one socket (Open MPI binds to sockets past
+ * 2 ranks), the node's split among the ranks when unbound; oversubscribed spinning threads would
+ * wait on each other. CPUs that other work keeps busy are left out (cpu_load.h), and rank 0 says so;
+ * then the rank watches the load while it renders (r->load). */
+static int default_threads(Run *r, int *threads)
 {
-    /* The node's rank count first, on every rank: MPI_Comm_split_type is collective, and whether a
-     * rank needs the count depends on its own environment and binding. */
+    /* The node's masks first, on every rank: MPI_Comm_split_type is collective, and whether a rank
+     * needs them depends on its own environment and binding. */
     MPI_Comm node;
-    int local = 1, allowed = 1, busy = 0, node_busy = 0;
+    int local = 1;
+    CpuSet mine, busy, node_busy;
+    cpu_load_affinity(&mine);
+    memset(&node_busy, 0, sizeof node_busy);
     SOWER_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     int status = SOWER_MPI_STATUS(MPI_Comm_size(node, &local));
+    CpuSet *masks = status == SOWER_OK ? calloc((size_t)local, sizeof *masks) : NULL; /* (local,) */
+    if (status == SOWER_OK && !masks) status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (status == SOWER_OK)
+        status = SOWER_MPI_STATUS(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, masks, sizeof mine, MPI_BYTE, node));
     /* The node's ranks probe at once, after a barrier, so that none counts another's loading as load. */
     if (status == SOWER_OK) status = SOWER_MPI_STATUS(MPI_Barrier(node));
-    if (status == SOWER_OK) cpu_load_probe(50, &allowed, &busy);
+    if (status == SOWER_OK) cpu_load_probe(50, &busy);
     if (status == SOWER_OK)
-        status = SOWER_MPI_STATUS(MPI_Allreduce(&busy, &node_busy, 1, MPI_INT, MPI_MAX, node));
+        status = SOWER_MPI_STATUS(MPI_Allreduce(busy.bits, node_busy.bits, CPU_LOAD_MAX_CPUS / 64, MPI_UINT64_T,
+                                                MPI_BOR, node));
     int freed = SOWER_MPI_STATUS(MPI_Comm_free(&node));
-    SOWER_TRY(status != SOWER_OK ? status : freed);
+    if (status == SOWER_OK && freed != SOWER_OK) status = freed;
+    const double quiet = masks ? cpu_load_entitlement(&mine, masks, local, NULL) : 1;
+    const double share = masks ? cpu_load_entitlement(&mine, masks, local, &node_busy) : 1;
+    free(masks);
+    SOWER_TRY(status);
     const char *slurm = getenv("SLURM_CPUS_PER_TASK");
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    cpu_set_t mask;
-    if (slurm && atoi(slurm) > 0)
-        *threads = atoi(slurm), busy = 0;
-    else if (sched_getaffinity(0, sizeof mask, &mask) == 0 && CPU_COUNT(&mask) < online)
-        *threads = cpu_load_threads(CPU_COUNT(&mask), busy, 1);
-    else
-        *threads = cpu_load_threads(online > 0 ? (int)online : 1, busy = node_busy, local);
-    if (busy && rank == 0)
+    if (slurm && atoi(slurm) > 0) { /* the allocation's CPUs are the job's own */
+        *threads = atoi(slurm);
+        return SOWER_OK;
+    }
+    *threads = cpu_load_threads(share);
+    load_watch_start(&r->load, *threads, quiet, &mine);
+    CpuSet busy_mine = node_busy;
+    for (int i = 0; i < CPU_LOAD_MAX_CPUS / 64; i++)
+        busy_mine.bits[i] &= mine.bits[i];
+    const int n_busy = cpu_set_count(&busy_mine);
+    if (n_busy && r->team.rank == 0)
         fprintf(stderr, "sower run: %d of the %d CPUs here are busy with other work: %d thread%s per rank "
-                        "(pipeline.threads overrides)\n", busy, allowed, *threads, *threads == 1 ? "" : "s");
+                        "(pipeline.threads overrides)\n", n_busy, cpu_set_count(&mine), *threads, *threads == 1 ? "" : "s");
     return SOWER_OK;
 }
 
@@ -314,7 +329,7 @@ static int plan_resources(Run *r, const RunOptions *o)
     (void)o;
     int threads = r->job.threads;
     if (!threads) /* every rank alike: all hold the same Job */
-        SOWER_TRY(default_threads(r->team.rank, &threads));
+        SOWER_TRY(default_threads(r, &threads));
     else
         threads = cpu_load_cap_threads(threads, "run", "pipeline.threads", r->team.rank == 0);
     omp_set_num_threads(threads);

@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "collective.h"
+#include "cpu_load.h"
 #include "h5out.h"
 #include "manifest.h"
 #include "model.h"
@@ -69,6 +70,7 @@ typedef struct {
     double silence_seconds;  /* SOWER_SILENCE_SECONDS: how long rank 0 waits on a silent rank; 0: automatic */
     double slowest_batch_s;  /* the longest render_rows call on this rank so far */
     int status_file_refused; /* rank 0: --status-file was refused up front (said then; not written) */
+    LoadWatch load; /* the thread count sower chose (no pipeline.threads) follows the load (render.c); else zero */
 } Run;
 
 #endif /* SOWER_RUN_STATE_H */
