@@ -182,11 +182,17 @@ def main():
                             os.fsencode(target)], capture_output=True, timeout=120)
         check(r.returncode == 2 and b"invalid UTF-8 at byte 3" in r.stderr and not os.path.exists(target),
               f"a prompt of invalid UTF-8: exit {r.returncode}: {r.stderr}")
+        # sample names the prompt that is not UTF-8: the negative one here (was: "prompt" either way)
+        r = subprocess.run([os.fsencode(sower), b"sample", os.fsencode(folder), b"--seeds", b"0", b"--steps", b"1",
+                            b"--prompt", b"a cat", b"--negative-prompt", b"caf\xe9", b"-o", os.fsencode(target)],
+                           capture_output=True, timeout=120)
+        check(r.returncode == 2 and b"the negative prompt: invalid UTF-8 at byte 3" in r.stderr and
+              not os.path.exists(target), f"a negative prompt of invalid UTF-8: exit {r.returncode}: {r.stderr}")
         kept = os.path.join(tmp, "kept.npy")
         open(kept, "wb").write(b"precious")
         r = subprocess.run([sower, "encode", folder, "--prompt", "a cat", "-o", kept], capture_output=True, text=True,
                            timeout=120)
-        check(r.returncode == 2 and "unless --force" in r.stderr and open(kept, "rb").read() == b"precious",
+        check(r.returncode == 2 and "without --force" in r.stderr and open(kept, "rb").read() == b"precious",
               f"encode onto an existing file without --force: exit {r.returncode}: {r.stderr}")
         print(f"{len(bad) + 3} kinds of bad input: exit 2, named, nothing written")
 

@@ -9,6 +9,7 @@ a manifest without pipeline.scheduler runs the folder's own, as `sower sample` d
 usage: test_run_sd.py SOWER MPIEXEC TINY_SD_DIR UNET2D_DIR
 """
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -158,6 +159,10 @@ def main():
             missing = [t for t in texts if t not in r.stderr]
             check(r.returncode == 2 and not missing, f"{name}: exit {r.returncode}, missing {missing}: {r.stderr[-500:]}")
             check(not os.path.exists(out) and not os.path.exists(out + ".partial"), f"{name}: wrote an output")
+            c = subprocess.run([sower, "check", path], capture_output=True, text=True, timeout=600)
+            missing = [t for t in texts if t not in c.stderr]
+            check(c.returncode == 2 and not missing, f"{name}: sower check exit {c.returncode} (run's 2), missing "
+                                                     f"{missing}: {c.stderr[-500:]}")
 
         bad("prompts on a UNet2DModel", write_job(os.path.join(tmp, "b1.yaml"), unet2d),
             ["b1.yaml:4:", "apply to Stable Diffusion"])
@@ -172,7 +177,27 @@ def main():
         empty = os.path.join(tmp, "b5.yaml")
         open(empty, "w", encoding="utf-8").write(text[:text.index("prompts:")] + "prompts: []\n" + text[text.index("seeds:"):])
         bad("an empty prompt list", empty, ["b5.yaml:5:", "prompts", "a list of 1..100000 prompts"])
-        print("5 bad Stable Diffusion manifests: exit 2, named, nothing written")
+        # a text encoder of another width than the UNet's cross_attention_dim (check passed it, run refused it)
+        mixed = os.path.join(tmp, "mixed-text-width")
+        shutil.copytree(sd, mixed)
+        shutil.rmtree(os.path.join(mixed, "text_encoder"))
+        shutil.copytree(os.path.join(os.path.dirname(sd), "tiny-sd2", "text_encoder"), os.path.join(mixed, "text_encoder"))
+        bad("a text encoder 48 wide for a UNet of cross_attention_dim 32", write_job(os.path.join(tmp, "b6.yaml"), mixed),
+            ["text_encoder/config.json", "hidden_size 48 is not the UNet's cross_attention_dim 32"])
+        # a batch whose rows do not fit one MPI message (check passed it, run refused it)
+        bad("a batch of 64 rows at 16384x16384", write_job(os.path.join(tmp, "b7.yaml"), sd, batch=64,
+                                                            **{"clip_skip: 1}": "clip_skip: 1, height: 16384, width: 16384}"}),
+            ["b7.yaml: a batch of 64 rows of 16777216 floats", "lower pipeline.batch"])
+        # more steps than the scheduler's num_train_timesteps: run named no manifest line (check did)
+        short = os.path.join(tmp, "short-schedule")
+        shutil.copytree(sd, short)
+        cfg_path = os.path.join(short, "scheduler", "scheduler_config.json")
+        cfg = json.load(open(cfg_path))
+        cfg["num_train_timesteps"] = 10
+        json.dump(cfg, open(cfg_path, "w"))
+        bad("20 steps of a 10-timestep schedule", write_job(os.path.join(tmp, "b8.yaml"), short, steps=20),
+            ["b8.yaml:3:", "num_inference_steps", "found 20"])
+        print("8 bad Stable Diffusion manifests: exit 2 from run and check alike, named, nothing written")
 
         # 7. prompts_file: the list's prompt, then the file's (byte-order mark, CRLF, blank lines skipped), on
         # 2 ranks == the same prompts listed in the manifest on 1 rank, bit for bit, with the same job key

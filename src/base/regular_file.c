@@ -175,3 +175,16 @@ int folder_holds_file(const char *dir, const char *path)
     struct stat target;
     return stat(path, &target) == 0 && S_ISREG(target.st_mode) && folder_holds(dir, &target, 2);
 }
+
+int output_path_check(const char *path, const char *what)
+{
+    const size_t n = strlen(path);
+    struct stat st;
+    if (n == 0) return SOWER_FAIL(SOWER_EPATH, "the %s path is empty", what);
+    if (path[n - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s' is a directory: name the file to write (e.g. %s%sout.h5)", what, path,
+                          path, path[n - 1] == '/' ? "" : "/");
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) /* the final rename would replace a device */
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s' is not a regular file (a device, FIFO or socket)", what, path);
+    return SOWER_OK;
+}

@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 
+#include "err.h"
+
 /* Opens path read-only (O_CLOEXEC) without blocking; the descriptor if it is a regular file (links
  * followed), else -1 with errno: the open's own (ENOENT, EACCES, ...), EISDIR for a directory, or
  * ENOTSUP for anything else (FIFO, socket, device). The descriptor blocks as usual afterwards. */
@@ -43,5 +45,10 @@ int path_folder_exists(const char *path, char *why, size_t why_size);
  * file to its blob, and a model folder may link a subfolder it shares with another (unet ->
  * ../shared/unet). The depth bounds a loop of links. */
 int folder_holds_file(const char *dir, const char *path);
+
+/* A run's output (`what`: "output", "output.path") must be able to become a file: SOWER_EPATH when path is
+ * empty, a directory or named as one ("out/"), or an existing device, FIFO or socket (the final rename
+ * would replace it). run checks it before any folder is made or row rendered, check says the same. */
+int output_path_check(const char *path, const char *what) SOWER_MUST_CHECK;
 
 #endif /* SOWER_REGULAR_FILE_H */

@@ -14,6 +14,8 @@
 #include "model.h"
 #include "output_lock.h"
 #include "prompt_encoder.h"
+#include "regular_file.h"
+#include "row_message.h"
 #include "vae.h"
 
 /* pipeline.clip_skip against the text encoder's layers (its config alone: the run loads the weights). */
@@ -38,17 +40,26 @@ static int check_clip_skip(const Job *job)
 }
 
 /* The parts a run loads beside the UNet: the tokenizer and text encoder (Stable Diffusion), the VAE
- * (pipeline.decode); a missing or broken one is named now, not after the job waited for its nodes. */
-static int check_pipeline_parts(const Job *job, const Model *m)
+ * (pipeline.decode); a missing or broken one is named now, not after the job waited for its nodes.
+ * *row_floats and *image_bytes: a row's latent and image (0: none), as run sizes its messages. */
+static int check_pipeline_parts(const Job *job, const Model *m, size_t *row_floats, size_t *image_bytes)
 {
     if (m->stable_diffusion) {
         PromptEncoder pe;
         SOWER_TRY(prompt_encoder_load(&pe, job->model_path));
+        const int status = model_check_text_width(m, pe.dim, pe.encoder.config_path);
         prompt_encoder_free(&pe);
+        SOWER_TRY(status);
     }
+    /* A row's latent (C, h, w) and, with pipeline.decode, its image (the VAE's channels, h and w scaled). */
+    const UNetConfig *cfg = &m->unet.cfg;
+    const int h = m->stable_diffusion && job->height ? job->height / m->vae_scale_factor : cfg->sample_height;
+    const int w = m->stable_diffusion && job->width ? job->width / m->vae_scale_factor : cfg->sample_width;
+    *row_floats = (size_t)cfg->in_channels * h * w, *image_bytes = 0;
     if (job->decode) {
         Vae vae;
         SOWER_TRY(vae_load(&vae, job->model_path));
+        *image_bytes = (size_t)vae.cfg.out_channels * h * vae.cfg.scale_factor * w * vae.cfg.scale_factor;
         const int status = vae.cfg.latent_channels == m->unet.cfg.in_channels
                                ? SOWER_OK
                                : SOWER_FAIL(SOWER_EMODEL, "%s: latent_channels %d, but the UNet's samples have %d "
@@ -59,10 +70,12 @@ static int check_pipeline_parts(const Job *job, const Model *m)
     return SOWER_OK;
 }
 
-/* output.path as `sower run` takes it: not a name kept for a run's working files, nor an input of the job
- * (the manifest, its prompts file); an existing output is for run to refuse or, with --force, replace. */
+/* output.path as `sower run` takes it: a file to be (output_path_check), not a name kept for a run's working
+ * files, nor an input of the job (the manifest, its prompts file); an existing output is for run to refuse
+ * or, with --force, replace. */
 static int check_output_path(const Job *job)
 {
+    SOWER_TRY(output_path_check(job->output_path, "output.path"));
     SOWER_TRY(output_lock_check_output_name(job->output_path, "output.path"));
     struct stat out, input;
     if (stat(job->output_path, &out) != 0) return SOWER_OK;
@@ -76,7 +89,9 @@ static int check_output_path(const Job *job)
 
 int check_job_model(Job *job)
 {
-    SOWER_TRY(check_output_path(job));
+    if (check_output_path(job) != SOWER_OK)
+        return SOWER_FAIL(sower_error_status(), "%s: %s", job->manifest_path ? job->manifest_path : "(manifest)",
+                          sower_error_message());
     /* A job is often checked on a login node without a GPU, so backend cuda passes; but this binary's own run
      * would refuse it on every node (the compute nodes may run another build: a warning, not an error). */
     if (job->backend == BACKEND_CUDA && !gpu_backend_built())
@@ -101,8 +116,11 @@ int check_job_model(Job *job)
         if (status != SOWER_OK) status = SOWER_FAIL(sower_error_status(), "%s: %s", where, sower_error_message());
     }
     if (status == SOWER_OK && m.stable_diffusion) status = check_clip_skip(job);
-    if (status == SOWER_OK && check_pipeline_parts(job, &m) != SOWER_OK)
+    size_t row_floats = 0, image_bytes = 0;
+    if (status == SOWER_OK && check_pipeline_parts(job, &m, &row_floats, &image_bytes) != SOWER_OK)
         status = SOWER_FAIL(sower_error_status(), "%s: model: %s", where, sower_error_message());
+    if (status == SOWER_OK) /* a batch must fit one MPI message, as run checks before rendering */
+        status = row_message_fits(row_floats, image_bytes, (uint64_t)job->batch, job->manifest_path);
     model_free(&m);
     return status;
 }

@@ -332,6 +332,14 @@ static int stable_diffusion_rewrites(const Model *m, int own, SchedulerConfig *c
     return SOWER_OK;
 }
 
+int model_check_text_width(const Model *m, int text_dim, const char *text_config)
+{
+    if (text_dim != m->unet.cfg.cross_attention_dim)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: the text encoder's hidden_size %d is not the UNet's cross_attention_dim %d (%s)",
+                          text_config, text_dim, m->unet.cfg.cross_attention_dim, m->unet_config_path);
+    return SOWER_OK;
+}
+
 int model_default_scheduler(const Model *m, const char *option, SchedulerKind *kind)
 {
     if (!m->stable_diffusion) {

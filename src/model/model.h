@@ -71,5 +71,8 @@ int model_default_scheduler(const Model *m, const char *option, SchedulerKind *k
 /* SOWER_EMANIFEST "WHERE: model.digest: expected sha256:..., found sha256:... in FILE" unless the
  * weight file's SHA-256 equals want (DIGEST_BYTES,). */
 int model_check_digest(const Model *m, const unsigned char *want, const char *where) SOWER_MUST_CHECK;
+/* SOWER_EMODEL naming both configs unless a text encoder of hidden size text_dim (its config.json at
+ * text_config) feeds this UNet: its cross_attention_dim. run and check ask the same. */
+int model_check_text_width(const Model *m, int text_dim, const char *text_config) SOWER_MUST_CHECK;
 
 #endif /* SOWER_MODEL_H */

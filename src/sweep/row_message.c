@@ -17,21 +17,22 @@ uint64_t row_message_bytes(size_t per, size_t image_bytes, uint64_t n)
     return sizeof(RowHeader) + row * n;
 }
 
-int row_message_fits(size_t per, size_t image_bytes, uint64_t cap)
+int row_message_fits(size_t per, size_t image_bytes, uint64_t cap, const char *where)
 {
     const uint64_t bytes = row_message_bytes(per, image_bytes, cap);
     if (bytes > INT_MAX) /* MPI counts are int: one message of MPI_BYTE holds at most INT_MAX */
         return SOWER_FAIL(SOWER_EINPUT,
-                          "a batch of %llu rows of %zu floats needs %llu-byte messages, more than MPI's "
+                          "%s%sa batch of %llu rows of %zu floats%s needs %llu-byte messages, more than MPI's "
                           "%d: lower pipeline.batch (or --batch)",
-                          (unsigned long long)cap, per, (unsigned long long)bytes, INT_MAX);
+                          where ? where : "", where ? ": " : "", (unsigned long long)cap, per,
+                          image_bytes ? " and their images" : "", (unsigned long long)bytes, INT_MAX);
     return SOWER_OK;
 }
 
 int row_message_init(RowMessage *m, size_t per, size_t image_bytes, uint64_t cap)
 {
     memset(m, 0, sizeof *m);
-    SOWER_TRY(row_message_fits(per, image_bytes, cap));
+    SOWER_TRY(row_message_fits(per, image_bytes, cap, NULL));
     const uint64_t bytes = row_message_bytes(per, image_bytes, cap);
     /* malloc's alignment serves RowHeader; the latents start at a multiple of 8 bytes. */
     m->buf = malloc((size_t)bytes);

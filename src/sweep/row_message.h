@@ -38,8 +38,9 @@ typedef struct {
 
 /* Bytes of a message of n rows of per floats (and image_bytes of image); UINT64_MAX when that overflows. */
 uint64_t row_message_bytes(size_t per, size_t image_bytes, uint64_t n);
-/* SOWER_EINPUT, naming the batch, when a message of cap rows would exceed MPI's int count. */
-int row_message_fits(size_t per, size_t image_bytes, uint64_t cap) SOWER_MUST_CHECK;
+/* SOWER_EINPUT, naming the batch after `where` (the manifest; NULL: nothing), when a message of cap rows
+ * would exceed MPI's int count. run and check ask the same. */
+int row_message_fits(size_t per, size_t image_bytes, uint64_t cap, const char *where) SOWER_MUST_CHECK;
 /* A buffer for up to cap rows: SOWER_EINPUT as row_message_fits, SOWER_ENOMEM when it cannot be
  * allocated. */
 int row_message_init(RowMessage *m, size_t per, size_t image_bytes, uint64_t cap) SOWER_MUST_CHECK;

@@ -144,20 +144,6 @@ static void release_lock(void *run)
     output_lock_release(&((Run *)run)->lock);
 }
 
-/* The output must be able to become a file: not empty, not a directory (nor named as one), checked
- * before any folder is made or row rendered (the final rename would fail after the whole job). */
-static int check_output_path(const char *path)
-{
-    const size_t n = strlen(path);
-    struct stat st;
-    if (n == 0) return SOWER_FAIL(SOWER_EPATH, "the output path is empty");
-    if (path[n - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
-        return SOWER_FAIL(SOWER_EPATH, "output '%s' is a directory: name the file to write (e.g. %s%sout.h5)", path,
-                          path, path[n - 1] == '/' ? "" : "/");
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) /* the final rename would replace a device */
-        return SOWER_FAIL(SOWER_EPATH, "output '%s' is not a regular file (a device, FIFO or socket)", path);
-    return SOWER_OK;
-}
 
 /* The output must not be one of the job's inputs: the manifest, its prompts file, or (with --force, the
  * only way an existing output is replaced) a file of the model folder: a render renamed over the weights
@@ -265,7 +251,7 @@ static int load_job(Run *r, const RunOptions *o)
     r->out_path = o->slice_n ? output_slice_path(r->job.output_path, o->slice_k, o->slice_n)
                              : strdup(r->job.output_path);
     if (!r->out_path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
-    if (r->team.rank == 0) SOWER_TRY(check_output_path(r->out_path));
+    if (r->team.rank == 0) SOWER_TRY(output_path_check(r->out_path, "output"));
     if (r->team.rank == 0) SOWER_TRY(output_lock_check_output_name(r->out_path, "output"));
     if (r->team.rank == 0) SOWER_TRY(check_output_not_input(&r->job, r->out_path, o));
     if (r->team.rank == 0) SOWER_TRY(check_status_file(r, o, r->out_path));
@@ -354,10 +340,7 @@ static int load_text_side(Run *r)
         job_text_where(job, where, sizeof where);
         return SOWER_FAIL(status, "%s: %s", where, sower_error_message());
     }
-    if (r->text.encoder.dim != m->unet.cfg.cross_attention_dim)
-        return SOWER_FAIL(SOWER_EMODEL, "%s: the text encoder's hidden_size %d is not the UNet's cross_attention_dim %d (%s)",
-                          r->text.encoder.encoder.config_path, r->text.encoder.dim, m->unet.cfg.cross_attention_dim,
-                          m->unet_config_path);
+    SOWER_TRY(model_check_text_width(m, r->text.encoder.dim, r->text.encoder.encoder.config_path));
     SOWER_TRY(prompt_encoder_digest(&r->text.encoder, m->text_side_sha256));
     m->text_side_known = 1;
     if (job->decode) { /* the VAE, on every rank: each decodes the rows it renders */
@@ -385,7 +368,8 @@ static int load_model(Run *r, const RunOptions *o)
     SOWER_TRY(job_check_model_kind(&r->job, &r->model)); /* what check says of the model, before any output */
     const UNetConfig *cfg = &r->model.unet.cfg;
     SOWER_TRY(job_resolve_scheduler(&r->job, &r->model));
-    SOWER_TRY(model_scheduler(&r->model, r->job.scheduler, r->job.karras, r->job.generator, r->job.steps, &r->sched));
+    if (model_scheduler(&r->model, r->job.scheduler, r->job.karras, r->job.generator, r->job.steps, &r->sched) != SOWER_OK)
+        return SOWER_FAIL(sower_error_status(), "%s: %s", where, sower_error_message()); /* as check says it */
     r->rs = (RenderSettings){.model = &r->model,
                              .backend = &r->backend,
                              .scheduler = &r->sched,
@@ -485,7 +469,7 @@ static int check_same_model(Run *r, const RunOptions *o)
 static int make_plan(Run *r, const RunOptions *o)
 {
     SOWER_TRY(plan_make(&r->plan, &r->job, r->team.world, o->slice_k, o->slice_n, o->stitch_n));
-    SOWER_TRY(row_message_fits(r->per, r->images.bytes, (uint64_t)r->job.batch)); /* bad input, said before rendering */
+    SOWER_TRY(row_message_fits(r->per, r->images.bytes, (uint64_t)r->job.batch, r->job.manifest_path)); /* before rendering */
     if (r->team.rank == 0 && r->job.backend == BACKEND_CUDA)
         fprintf(stderr, "sower run: backend %s; weights: %s\n", r->backend.identity, r->share.reason);
     if (r->team.rank == 0) job_warn_seed_collisions(&r->job, stderr);

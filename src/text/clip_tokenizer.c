@@ -197,7 +197,7 @@ static int encode(const ClipTokenizer *t, const char *prompt, size_t len, IdList
 {
     size_t bad;
     if (!utf8_valid(prompt, len, &bad))
-        return SOWER_FAIL(SOWER_EINPUT, "prompt: invalid UTF-8 at byte %zu", bad);
+        return SOWER_FAIL(SOWER_EINPUT, "invalid UTF-8 at byte %zu", bad);
     size_t piece = 0, i = 0;
     const AddedToken *prev = NULL; /* the added token before the current piece */
     while (i <= len) {

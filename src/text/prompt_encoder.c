@@ -55,7 +55,8 @@ int prompt_tokenize(const PromptEncoder *pe, const char *prompt, int32_t *ids, s
                     const char *which)
 {
     const size_t len = strlen(prompt);
-    SOWER_TRY(clip_tokenize(pe->tokenizer, prompt, len, ids, untruncated));
+    if (clip_tokenize(pe->tokenizer, prompt, len, ids, untruncated) != SOWER_OK)
+        return SOWER_FAIL(sower_error_status(), "%s: %s", which ? which : "the prompt", sower_error_message());
     if (warn && *untruncated > (size_t)pe->tokens) {
         char *dropped = NULL;
         SOWER_TRY(clip_tokenizer_dropped_text(pe->tokenizer, prompt, len, &dropped));

@@ -1,7 +1,7 @@
 /* fuzz_clip_tokenizer.c: prompts, any bytes, through the CLIP tokenizer of the committed SD 2.x-style
  * folder (tests/data/tokenizer/sd2: "!" is an added token there). Either the ids keep their shape
  * (bos, content, eos, pads: max_length of them, every id one the folder knows) or the prompt is
- * refused as bad input naming "prompt" (invalid UTF-8). */
+ * refused as bad input saying "invalid UTF-8" (the caller names which prompt: prompt_tokenize). */
 #include "clip_tokenizer.h"
 #include "fuzz.h"
 
@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t untruncated = 0;
     int status = clip_tokenize(t, (const char *)data, size, ids, &untruncated);
     if (status != SOWER_OK) {
-        fuzz_expect_input_error(status, "prompt");
+        fuzz_expect_input_error(status, "invalid UTF-8");
         return 0;
     }
     const int n = clip_tokenizer_max_length(t);
