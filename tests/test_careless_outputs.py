@@ -15,11 +15,15 @@ exit 2 before anything is written, or, at a run's end, with its rows kept:
    file, or -o naming one of its own --trace files failed after the whole render (the last, with --force,
    replaced the trace it had just written).
 
+5. A job of 2^40 rows (the schema's limit) ended in exit 3 "out of memory for the bitmap": a job too big for
+   one run here is refused (exit 2) before any output, saying to split it (--slice, submit --array).
+
 usage: test_careless_outputs.py SOWER MODEL_DIR SD_DIR
 """
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -128,6 +132,11 @@ def main():
         os.mkdir("d.npy")
         r = run(base + ["--force", "-o", "d.npy"])
         refused(r, "is a folder", "sample -o naming a folder")
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind("sock.npy")
+        r = run(base + ["--force", "-o", "sock.npy"])
+        refused(r, "-o 'sock.npy' is a block device or socket", "sample -o naming a socket, before rendering")
+        sock.close()
         os.mkdir("tr")
         for force in ([], ["--force"]):
             r = run(base + ["--trace", "tr", "-o", "./tr/../tr/seed_2_samples.npy"] + force)
@@ -136,6 +145,13 @@ def main():
         r = run(base + ["--trace", "tr", "-o", "tr/seed_9_samples.npy"])
         check(r.returncode == 0 and os.path.exists("tr/seed_9_samples.npy"),
               f"sample -o beside its traces, not one of them: {r.stderr[-300:]}")
+        # 5. too many rows for one run on this node
+        open("huge.yaml", "w").write(JOB.format(model=os.path.abspath(model), steps=2, rows=2**40).replace(
+            "out/q.h5", "out/huge.h5"))
+        r = run([sower, "run", "huge.yaml"])
+        refused(r, "1099511627776 rows in one run", "a job of 2^40 rows")
+        check("--slice K/N" in r.stderr and not any(n.startswith("huge") for n in os.listdir("out")),
+              f"a job of 2^40 rows: no hint to split it, or files left: {os.listdir('out')} {r.stderr[-300:]}")
     return finish()
 
 

@@ -205,6 +205,13 @@ def main():
         check(r.returncode == 2 and "host node-z" in r.stderr, f"export into a folder another export holds: {r.stderr[-300:]}")
         check(sorted(os.listdir(held)) == ["sower-export.lock"], f"a refused export wrote into the folder another export "
                                                                  f"holds: {sorted(os.listdir(held))}")
+        # a lock's draft left by an export killed on another host does not make a new folder "not empty"
+        drafted = os.path.join(tmp, "drafted")
+        os.mkdir(drafted)
+        open(os.path.join(drafted, "sower-export.lock.node-z.4242"), "w").write("host: node-z\n")
+        r = run([sower, "export", out, "--imagefolder", drafted])
+        check(r.returncode == 0 and "4 PNGs written" in r.stderr, f"export beside a dead export's lock draft: "
+                                                                  f"{r.returncode} {r.stderr[-300:]}")
 
         # 3c. latents shards (--npy): the rows' bytes as stored, their lines the imagefolder's less the PNG's
         latents_dir = os.path.join(tmp, "latents")

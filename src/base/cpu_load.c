@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_ISSET */
 #include "cpu_load.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <sched.h>
 #include <stdio.h>
@@ -70,8 +71,8 @@ static int read_stat(unsigned long long *total, unsigned long long *idle)
     int found = 0;
     while (fgets(line, sizeof line, f)) {
         int cpu = -1, used = 0;
-        if (strncmp(line, "cpu", 3) != 0 || sscanf(line, "cpu%d%n", &cpu, &used) != 1 || cpu < 0 ||
-            cpu >= CPU_LOAD_MAX_CPUS)
+        if (strncmp(line, "cpu", 3) != 0 || !isdigit((unsigned char)line[3]) || /* not the "cpu " total */
+            sscanf(line, "cpu%d%n", &cpu, &used) != 1 || cpu < 0 || cpu >= CPU_LOAD_MAX_CPUS)
             continue;
         unsigned long long v[8] = {0}; /* user nice system idle iowait irq softirq steal */
         if (sscanf(line + used, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
@@ -106,14 +107,14 @@ void cpu_load_probe(int window_ms, CpuSet *busy)
     free(s);
 }
 
-double cpu_load_entitlement(const CpuSet *mine, const CpuSet *masks, int n, const CpuSet *busy)
+double cpu_load_entitlement(const CpuSet *mine, const NodeRank *ranks, int n, const CpuSet *busy)
 {
     double share = 0;
     for (int c = 0; c < CPU_LOAD_MAX_CPUS; c++) {
         if (!has(mine, c) || (busy && has(busy, c))) continue;
         int k = 0;
         for (int i = 0; i < n; i++)
-            k += has(&masks[i], c);
+            k += has(&ranks[i].mask, c);
         share += 1.0 / (k > 0 ? k : 1);
     }
     return share;
@@ -140,14 +141,15 @@ int cpu_load_cap_threads(int asked, const char *command, const char *option, int
 
 int cpu_load_default_threads(const char *command)
 {
-    CpuSet mine, busy;
-    cpu_load_affinity(&mine);
+    NodeRank me = {.pid = 0};
+    CpuSet busy;
+    cpu_load_affinity(&me.mask);
     cpu_load_probe(50, &busy);
-    const int threads = cpu_load_threads(cpu_load_entitlement(&mine, &mine, 1, &busy));
+    const int threads = cpu_load_threads(cpu_load_entitlement(&me.mask, &me, 1, &busy));
     const int n_busy = cpu_set_count(&busy);
     if (n_busy)
         fprintf(stderr, "sower %s: %d of the %d CPUs here are busy with other work: %d thread%s (--threads "
-                        "overrides)\n", command, n_busy, cpu_set_count(&mine), threads, threads == 1 ? "" : "s");
+                        "overrides)\n", command, n_busy, cpu_set_count(&me.mask), threads, threads == 1 ? "" : "s");
     return threads;
 }
 
@@ -171,42 +173,90 @@ static double busy_seconds(const CpuSet *mine)
     return (double)jiffies / (double)hz;
 }
 
+/* CPU seconds (user + system) the processes pids (n,) have used; one that has ended counts nothing. */
+static double processes_seconds(const int32_t *pids, int n)
+{
+    const long hz = sysconf(_SC_CLK_TCK);
+    double seconds = 0;
+    for (int i = 0; i < n && hz > 0; i++) {
+        char path[64], line[1024];
+        snprintf(path, sizeof path, "/proc/%ld/stat", (long)pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        const int got = fgets(line, sizeof line, f) != NULL;
+        fclose(f);
+        const char *after = got ? strrchr(line, ')') : NULL; /* the command name may hold spaces */
+        unsigned long long utime = 0, stime = 0;
+        /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+        if (after && sscanf(after + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) == 2)
+            seconds += (double)(utime + stime) / (double)hz;
+    }
+    return seconds;
+}
+
 static void window_begin(LoadWatch *w)
 {
     w->wall0 = clock_seconds(CLOCK_MONOTONIC);
     w->own0 = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
     w->busy0 = busy_seconds(&w->mine);
+    w->siblings0 = processes_seconds(w->siblings, w->n_siblings);
     w->ok = w->wall0 >= 0 && w->own0 >= 0 && w->busy0 >= 0;
 }
 
-void load_watch_start(LoadWatch *w, int threads, double entitlement, const CpuSet *mine)
+int load_watch_start(LoadWatch *w, int threads, double entitlement, const NodeRank *me, const NodeRank *ranks, int n)
 {
     memset(w, 0, sizeof *w);
-    w->mine = *mine;
+    w->siblings = calloc((size_t)n + 1, sizeof *w->siblings); /* (n,) at most */
+    if (!w->siblings) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        int meets = 0;
+        for (int k = 0; k < CPU_LOAD_MAX_CPUS / 64 && !meets; k++)
+            meets = (ranks[i].mask.bits[k] & me->mask.bits[k]) != 0;
+        if (meets && ranks[i].pid != me->pid) w->siblings[w->n_siblings++] = ranks[i].pid;
+    }
+    w->mine = me->mask;
     w->entitlement = entitlement;
-    w->crowd = entitlement > 0 ? cpu_set_count(mine) / entitlement : 1;
+    w->crowd = entitlement > 0 ? cpu_set_count(&me->mask) / entitlement : 1;
     w->threads = threads;
     window_begin(w);
+    return SOWER_OK;
 }
+
+void load_watch_restart(LoadWatch *w)
+{
+    if (w->threads) window_begin(w);
+}
+
+void load_watch_free(LoadWatch *w)
+{
+    free(w->siblings);
+    memset(w, 0, sizeof *w);
+}
+
+/* The thread count when others hold `taken` of mine: this process's share of the rest. */
+static int threads_beside(const LoadWatch *w, int taken) { return cpu_load_threads(w->entitlement - taken / w->crowd); }
 
 int load_watch_poll(LoadWatch *w, int *others)
 {
-    if (!w->ok) return w->threads;
+    if (!w->ok || !w->threads) return w->threads;
     const double wall = clock_seconds(CLOCK_MONOTONIC) - w->wall0;
     if (wall < LOAD_WATCH_WINDOW_MS / 1000.0) return w->threads;
     const double own = clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - w->own0, busy = busy_seconds(&w->mine) - w->busy0;
+    const double siblings = processes_seconds(w->siblings, w->n_siblings) - w->siblings0;
     window_begin(w);
     if (!w->ok || wall <= 0) return w->threads;
-    /* CPUs other work held over the window: what the CPUs were busy with, less this process and the
-     * ranks sharing them (crowd - 1 more like it), rounded: a neighbour at half a CPU or more counts. */
-    double held = (busy - own * w->crowd) / wall;
+    /* CPUs other work held over the window: what the CPUs were busy with, less this process and the node's
+     * ranks that share them. Counted held from 0.6 of a CPU (going down), free below 0.4 (going up). */
+    const double held = (busy - own - siblings) / wall;
     const int n_mine = cpu_set_count(&w->mine);
-    const int taken = held < 0 ? 0 : held > n_mine ? n_mine : (int)(held + 0.5);
-    const int target = cpu_load_threads(w->entitlement - taken / w->crowd);
-    if (target >= w->threads) w->rising = target > w->threads ? w->rising + 1 : 0;
-    if (target < w->threads || (target > w->threads && w->rising >= 2)) {
-        w->threads = target, w->rising = 0;
-        *others = taken;
+    const double h = held < 0 ? 0 : held > n_mine ? n_mine : held;
+    const int taken_down = (int)(h + 0.4), taken_up = (int)(h + 0.6);
+    const int down = threads_beside(w, taken_down), up = threads_beside(w, taken_up);
+    w->rising = up > w->threads ? w->rising + 1 : 0;
+    if (down < w->threads) {
+        w->threads = down, w->rising = 0, *others = taken_down;
+    } else if (up > w->threads && w->rising >= 2) {
+        w->threads = up, w->rising = 0, *others = taken_up;
     }
     return w->threads;
 }

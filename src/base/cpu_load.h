@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "err.h"
+
 enum { CPU_LOAD_MAX_CPUS = 1024 }; /* glibc's CPU_SETSIZE */
 
 /* A set of CPUs, bit c for CPU c: an affinity mask, plain bytes (MPI sends it as such). */
@@ -17,17 +19,23 @@ typedef struct {
     uint64_t bits[CPU_LOAD_MAX_CPUS / 64];
 } CpuSet;
 
+/* One process of the node: its affinity mask and pid (MPI gathers these as bytes). */
+typedef struct {
+    CpuSet mask;
+    int32_t pid;
+} NodeRank;
+
 int cpu_set_count(const CpuSet *s);
 /* This process's affinity mask (the online CPUs when it cannot be read). */
 void cpu_load_affinity(CpuSet *mine);
 /* Samples /proc/stat twice, window_ms apart (the caller sleeping meanwhile): *busy gets the CPUs of
  * this process's mask more than half busy over the window; none when /proc/stat cannot be read. */
 void cpu_load_probe(int window_ms, CpuSet *busy);
-/* The CPUs a process may count as its own beside the node's processes whose affinity masks are
- * masks (n,), its own among them: each CPU of mine that is not busy (busy may be NULL) counts 1/k
- * when k of the masks hold it. Ranks bound to a socket each (Open MPI's default past 2 ranks) share
- * its CPUs; unbound ranks share the node's. */
-double cpu_load_entitlement(const CpuSet *mine, const CpuSet *masks, int n, const CpuSet *busy);
+/* The CPUs a process may count as its own beside the node's processes ranks (n,), itself among them:
+ * each CPU of mine that is not busy (busy may be NULL) counts 1/k when k of their masks hold it. Ranks
+ * bound to a socket each (Open MPI's default past 2 ranks) share its CPUs; unbound ranks share the
+ * node's. */
+double cpu_load_entitlement(const CpuSet *mine, const NodeRank *ranks, int n, const CpuSet *busy);
 /* Threads for an entitlement: its whole CPUs, at least 1. */
 int cpu_load_threads(double entitlement);
 /* The default --threads of a one-process command (sample, encode, export): a 50 ms probe's free
@@ -41,26 +49,36 @@ int cpu_load_cap_threads(int asked, const char *command, const char *option, int
 
 /* Watching the load while rendering: other work that starts on these CPUs after the start (another
  * job, a VM's neighbour stealing time) would slow spinning threads several times over. Between
- * denoising steps the renderer polls; once a window of at least LOAD_WATCH_WINDOW_S has passed, the
+ * denoising steps the renderer polls; once a window of at least LOAD_WATCH_WINDOW_MS has passed, the
  * CPU time the process's CPUs spent on other work (their busy time in /proc/stat less this process's
- * own, less what the ranks that share them take, reckoned as much as this one) says how many CPUs
- * others hold, and so the thread count from now on. Fewer at once; more only when two windows in a
- * row agree, so a short burst does not make it swing. */
+ * own and less what the node's ranks sharing them took, each read from /proc/PID/stat) says how many
+ * CPUs others hold, and so the thread count from now on. A CPU counts as held from 0.6 of one and as
+ * free again below 0.4; fewer threads at once, more only when two windows in a row agree, so that a
+ * short burst or a neighbour near half a CPU does not make the count swing. */
 typedef struct {
     CpuSet mine;        /* the CPUs watched: this process's mask */
     double entitlement; /* the process's share of them on a quiet node (cpu_load_entitlement) */
     double crowd;       /* processes per CPU of mine, on average: cpu_set_count(mine) / entitlement */
-    int threads;        /* the count in use */
+    int threads;        /* the count in use; 0: not watching (a zeroed LoadWatch does nothing) */
     int rising;         /* windows in a row that asked for more */
     int ok;             /* 0: /proc/stat or the clocks cannot be read; the count stays */
-    double wall0, own0, busy0; /* the window's start: monotonic clock, process CPU time, mine's busy seconds */
+    int32_t *siblings;  /* (n_siblings,) pids of the node's other ranks whose masks meet mine */
+    int n_siblings;
+    double wall0, own0, busy0, siblings0; /* the window's start: monotonic clock, CPU seconds of this process,
+                                           * of mine (busy), of the siblings */
 } LoadWatch;
 
 enum { LOAD_WATCH_WINDOW_MS = 1000 };
 
-void load_watch_start(LoadWatch *w, int threads, double entitlement, const CpuSet *mine);
-/* The thread count from now on; *others gets the CPUs other work holds (the window's average,
- * rounded) when the count changes. */
+/* Starts watching with threads in use, the quiet entitlement, this process me among the node's ranks
+ * (n,; me alone for a one-process command). SOWER_ENOMEM when the siblings' list cannot be made. */
+int load_watch_start(LoadWatch *w, int threads, double entitlement, const NodeRank *me, const NodeRank *ranks,
+                     int n) SOWER_MUST_CHECK;
+/* A new window from now (the render starts: what came before was loading, not rendering). */
+void load_watch_restart(LoadWatch *w);
+/* The thread count from now on; *others gets the CPUs other work holds (the window's average, as
+ * counted) when the count changes. */
 int load_watch_poll(LoadWatch *w, int *others);
+void load_watch_free(LoadWatch *w); /* safe on a zeroed LoadWatch */
 
 #endif /* SOWER_CPU_LOAD_H */

@@ -1,5 +1,5 @@
 /* outfile.c: temp-file-and-rename output, and a capped whole-file reader. */
-#define _GNU_SOURCE /* renameat2 */
+#define _GNU_SOURCE /* syscall */
 #include "outfile.h"
 #include "regular_file.h"
 
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static char *dup_string(const char *s)
@@ -95,10 +96,16 @@ int outfile_write(OutFile *f, const void *data, size_t bytes)
 
 int rename_no_replace(const char *from, const char *to)
 {
-    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+#ifdef SYS_renameat2 /* the system call, not glibc's wrapper: clusters still run glibc < 2.28 */
+    if (syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */) == 0) return 0;
     if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return -1;
-    if (link(from, to) == 0) /* NFS and others without RENAME_NOREPLACE: link(2) fails where rename(2) replaces */
-        return unlink(from), 0;
+#endif
+    if (link(from, to) == 0) { /* NFS and others without RENAME_NOREPLACE: link(2) fails where rename(2) replaces */
+        if (unlink(from) == 0) return 0;
+        const int err = errno; /* two names for one file: a later truncation of `from` would reach `to` */
+        unlink(to);
+        return errno = err, -1;
+    }
     if (errno == EEXIST || (errno != EPERM && errno != ENOSYS && errno != EOPNOTSUPP)) return -1;
     struct stat st; /* no hard links either: a look first, then rename (a window of microseconds) */
     if (lstat(to, &st) == 0) return errno = EEXIST, -1;

@@ -408,6 +408,8 @@ int output_lock_check_new_file(const char *path, const char *what, int force)
         return SOWER_FAIL(SOWER_EPATH, "%s '%s': %s", what, path, why);
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return SOWER_FAIL(SOWER_EPATH, "%s '%s' is a folder: name the file to write", what, path);
+    if (stat(path, &st) == 0 && (S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode))) /* outfile.h refuses them at the end */
+        return SOWER_FAIL(SOWER_EPATH, "%s '%s' is a block device or socket, expected a file path", what, path);
     if (!force && lstat(path, &st) == 0 && (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)))
         return SOWER_FAIL(SOWER_EPATH, "%s '%s' exists (an earlier command's?): it is never replaced without --force: "
                                        "choose another name, or --force to replace it",

@@ -477,10 +477,13 @@ int cmd_sample(int argc, char **argv)
     }
     LoadWatch load = {0}; /* without --threads the count follows the load on these CPUs */
     if (!o.threads) {
-        CpuSet mine;
-        cpu_load_affinity(&mine);
+        NodeRank me = {.pid = 0};
+        cpu_load_affinity(&me.mask);
         o.threads = cpu_load_default_threads("sample");
-        load_watch_start(&load, (int)o.threads, cpu_set_count(&mine), &mine);
+        if (load_watch_start(&load, (int)o.threads, cpu_set_count(&me.mask), &me, &me, 1) != SOWER_OK) {
+            free(o.seeds);
+            return sower_error_status();
+        }
     } else {
         o.threads = cpu_load_cap_threads((int)o.threads, "sample", "--threads", 1);
     }
@@ -581,6 +584,7 @@ int cmd_sample(int argc, char **argv)
 done:
     free(out);
     free(o.seeds);
+    load_watch_free(&load);
     sd_text_free(&text);
     vae_free(&vae);
     scheduler_free(&sched);

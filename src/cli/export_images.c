@@ -228,9 +228,10 @@ static int claim_dir(Export *e)
     DIR *d = opendir(e->dir);
     if (!d) return SOWER_FAIL(SOWER_EPATH, "%s: cannot read the folder", e->dir);
     int empty = 1;
-    for (struct dirent *ent; empty && (ent = readdir(d));) /* this export's own lock aside */
+    for (struct dirent *ent; empty && (ent = readdir(d));) /* the lock's files aside: ours, drafts, stale ones */
         empty = !strcmp(ent->d_name, ".") || !strcmp(ent->d_name, "..") ||
-                (!strncmp(ent->d_name, LOCK_NAME, sizeof LOCK_NAME - 1) && !strcmp(ent->d_name + sizeof LOCK_NAME - 1, ".lock"));
+                (!strncmp(ent->d_name, LOCK_NAME, sizeof LOCK_NAME - 1) &&
+                 !strncmp(ent->d_name + sizeof LOCK_NAME - 1, ".lock", 5));
     closedir(d);
     if (!empty)
         return SOWER_FAIL(SOWER_EPATH, "%s: not empty, and not a sower export (no %s): choose a new or empty folder",

@@ -22,8 +22,9 @@
 void gemm_set_threads(int threads);
 int gemm_threads(void);
 /* Between products, from the thread that makes them: the thread count from now on, for the products and
- * OpenMP's loops alike (omp_set_num_threads). More threads than the packing buffers were made for get
- * theirs first (gemm_reserve_packing); without the memory the count stays as it was: SOWER_ENOMEM. */
+ * OpenMP's loops alike (omp_set_num_threads). More threads than BLIS's packing buffers were made for get
+ * theirs first (gemm_reserve_packing: BLIS aborts without them); without the memory the count stays as it
+ * was: SOWER_ENOMEM. The convolutions' per-thread scratch grows at their next call, as at the start. */
 int gemm_change_threads(int threads) SOWER_MUST_CHECK;
 /* Makes BLIS's packing buffers for gemm_threads() threads now, or fails with SOWER_ENOMEM: BLIS aborts
  * the process when it cannot make them in the middle of a product. Call after gemm_set_threads. */

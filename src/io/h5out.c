@@ -986,7 +986,7 @@ int h5out_finish(H5Out *o, int replace)
                           o->partial_path, o->path);
     /* Without --force, OUT did not exist when the run began: a file there now is another program's. */
     const int moved = replace ? rename(o->partial_path, o->path) : rename_no_replace(o->partial_path, o->path);
-    if (moved != 0 && errno == EEXIST)
+    if (moved != 0 && !replace && errno == EEXIST)
         return SOWER_FAIL(SOWER_EIO,
                           "'%s' appeared while this run wrote it (another program put it there): not replacing "
                           "it without --force. Every row is in '%s': move '%s' away and run again with --resume "

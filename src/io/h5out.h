@@ -118,7 +118,7 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
 /* Closes PATH.partial and keeps it, for a later --resume (an interrupted run). */
 void h5out_keep_partial(H5Out *o);
 /* Closes and renames PATH.partial to PATH. Without replace, a file at PATH (another program's, made
- * while the run went on) stays, and so does PATH.partial: SOWER_EPATH. */
+ * while the run went on) stays, and so does PATH.partial: SOWER_EIO (exit 3), saying how to finish. */
 int h5out_finish(H5Out *o, int replace) SOWER_MUST_CHECK;
 /* Closes after a failure. PATH.partial is removed only when this run created it and no row reached
  * it (there is nothing to resume); else it is kept for --resume. Safe on a zeroed H5Out. */

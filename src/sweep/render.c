@@ -236,6 +236,7 @@ int render_and_write(Run *r, H5Out *out, double start, int *stopped)
         last_heard[k] = start;
     SOWER_TRY_GOTO(row_message_init(&own, r->per, r->images.bytes, max_b), status, done);
     SOWER_TRY_GOTO(row_message_init(&in, r->per, r->images.bytes, max_b), status, done);
+    load_watch_restart(&r->load); /* what came before was loading, not rendering */
     uint64_t next = lo, row0 = 0;
     while (own_open || open_ranks > 0) {
         if (!stopping && stop_requested()) {
@@ -289,6 +290,7 @@ int render_and_send(Run *r)
     RowMessage msg;
     SOWER_TRY(row_message_init(&msg, r->per, r->images.bytes, (uint64_t)r->job.batch));
     r->rs.on_step = load_on_step, r->rs.on_step_ctx = r;
+    load_watch_restart(&r->load); /* what came before was loading, not rendering */
     int status = SOWER_OK, told = 0, stopped = 0;
     uint64_t pos = lo, row0 = 0, n;
     for (;;) {
@@ -321,6 +323,7 @@ int render_and_send(Run *r)
         SOWER_MPI_GOTO(MPI_Recv(NULL, 0, MPI_BYTE, 0, TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE), status,
                        done);
 done:
+    r->rs.on_step = NULL; /* verification renders follow no load */
     row_message_free(&msg);
     return status;
 }

@@ -12,6 +12,7 @@
 #include <omp.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,15 +272,19 @@ static int default_threads(Run *r, int *threads)
      * needs them depends on its own environment and binding. */
     MPI_Comm node;
     int local = 1;
-    CpuSet mine, busy, node_busy;
-    cpu_load_affinity(&mine);
+    NodeRank me = {.pid = (int32_t)getpid()};
+    CpuSet busy, node_busy;
+    cpu_load_affinity(&me.mask);
     memset(&node_busy, 0, sizeof node_busy);
     SOWER_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     int status = SOWER_MPI_STATUS(MPI_Comm_size(node, &local));
-    CpuSet *masks = status == SOWER_OK ? calloc((size_t)local, sizeof *masks) : NULL; /* (local,) */
-    if (status == SOWER_OK && !masks) status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    NodeRank *ranks = status == SOWER_OK ? calloc((size_t)local, sizeof *ranks) : NULL; /* (local,) */
+    int allocated = ranks != NULL, everywhere = 0; /* every rank of the node takes the same path below */
     if (status == SOWER_OK)
-        status = SOWER_MPI_STATUS(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, masks, sizeof mine, MPI_BYTE, node));
+        status = SOWER_MPI_STATUS(MPI_Allreduce(&allocated, &everywhere, 1, MPI_INT, MPI_MIN, node));
+    if (status == SOWER_OK && !everywhere) status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (status == SOWER_OK)
+        status = SOWER_MPI_STATUS(MPI_Allgather(&me, sizeof me, MPI_BYTE, ranks, sizeof me, MPI_BYTE, node));
     /* The node's ranks probe at once, after a barrier, so that none counts another's loading as load. */
     if (status == SOWER_OK) status = SOWER_MPI_STATUS(MPI_Barrier(node));
     if (status == SOWER_OK) cpu_load_probe(50, &busy);
@@ -288,24 +293,31 @@ static int default_threads(Run *r, int *threads)
                                                 MPI_BOR, node));
     int freed = SOWER_MPI_STATUS(MPI_Comm_free(&node));
     if (status == SOWER_OK && freed != SOWER_OK) status = freed;
-    const double quiet = masks ? cpu_load_entitlement(&mine, masks, local, NULL) : 1;
-    const double share = masks ? cpu_load_entitlement(&mine, masks, local, &node_busy) : 1;
-    free(masks);
-    SOWER_TRY(status);
+    if (status != SOWER_OK) {
+        free(ranks);
+        return status;
+    }
+    const double quiet = cpu_load_entitlement(&me.mask, ranks, local, NULL);
+    const double share = cpu_load_entitlement(&me.mask, ranks, local, &node_busy);
     const char *slurm = getenv("SLURM_CPUS_PER_TASK");
     if (slurm && atoi(slurm) > 0) { /* the allocation's CPUs are the job's own */
         *threads = atoi(slurm);
+        free(ranks);
         return SOWER_OK;
     }
     *threads = cpu_load_threads(share);
-    load_watch_start(&r->load, *threads, quiet, &mine);
+    if (r->job.backend == BACKEND_CPU) /* a GPU rank's host threads matter little */
+        status = load_watch_start(&r->load, *threads, quiet, &me, ranks, local);
+    free(ranks);
+    SOWER_TRY(status);
     CpuSet busy_mine = node_busy;
     for (int i = 0; i < CPU_LOAD_MAX_CPUS / 64; i++)
-        busy_mine.bits[i] &= mine.bits[i];
+        busy_mine.bits[i] &= me.mask.bits[i];
     const int n_busy = cpu_set_count(&busy_mine);
     if (n_busy && r->team.rank == 0)
         fprintf(stderr, "sower run: %d of the %d CPUs here are busy with other work: %d thread%s per rank "
-                        "(pipeline.threads overrides)\n", n_busy, cpu_set_count(&mine), *threads, *threads == 1 ? "" : "s");
+                        "(pipeline.threads overrides)\n", n_busy, cpu_set_count(&me.mask), *threads,
+                *threads == 1 ? "" : "s");
     return SOWER_OK;
 }
 
@@ -473,10 +485,14 @@ static int make_plan(Run *r, const RunOptions *o)
     if (r->team.rank == 0 && r->job.backend == BACKEND_CUDA)
         fprintf(stderr, "sower run: backend %s; weights: %s\n", r->backend.identity, r->share.reason);
     if (r->team.rank == 0) job_warn_seed_collisions(&r->job, stderr);
-    r->done = calloc(r->plan.hi - r->plan.lo + 1, 1); /* (hi - lo,) */
-    if (!r->done)
-        return SOWER_FAIL(SOWER_ENOMEM, "out of memory for the bitmap of %llu rows",
-                          (unsigned long long)(r->plan.hi - r->plan.lo));
+    const uint64_t rows = r->plan.hi - r->plan.lo;
+    r->done = rows < SIZE_MAX ? calloc((size_t)rows + 1, 1) : NULL; /* (hi - lo,) */
+    if (!r->done) /* the job is too big for one run here, not a failure of it: said before any output */
+        return SOWER_FAIL(SOWER_EINPUT,
+                          "%s: %llu rows in one run: each rank keeps a map of the rows done, one byte a row (%.1f GiB), "
+                          "more than this node can hold: split the job (sower run --slice K/N, or sower submit "
+                          "--array N)",
+                          r->job.manifest_path, (unsigned long long)rows, (double)rows / (1u << 30));
     return SOWER_OK;
 }
 
@@ -597,6 +613,7 @@ static void run_free(Run *r)
 {
     h5out_abandon(&r->out);
     output_lock_release(&r->lock);
+    load_watch_free(&r->load);
     scheduler_free(&r->sched);
     prompt_table_free(&r->text);
     row_images_free(&r->images);
