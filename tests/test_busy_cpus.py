@@ -89,9 +89,11 @@ def main():
 
 
 def rank0_threads(stderr):
+    """Rank 0's thread count at the end, from the timings line; None when it names none."""
     for line in stderr.splitlines():
         if "sower run: timings:" in line and "(rank 0: " in line:
-            return int(line.split("(rank 0: ")[1].split(" thread")[0])
+            count = line.split("(rank 0: ")[1].split(" thread")[0]
+            return int(count) if count.isdigit() else None
     return None
 
 
