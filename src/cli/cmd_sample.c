@@ -475,8 +475,10 @@ int cmd_sample(int argc, char **argv)
         SOWER_TRY(status);
         return SOWER_OK;
     }
-    LoadWatch load = {0}; /* without --threads the count follows the load on these CPUs */
-    if (!o.threads) {
+    LoadWatch load = {0}; /* without --threads a CPU render's thread count follows the load on these CPUs */
+    if (!o.threads && o.backend != BACKEND_CPU) {
+        o.threads = cpu_load_default_threads("sample");
+    } else if (!o.threads) {
         NodeRank me = {.pid = 0};
         cpu_load_affinity(&me.mask);
         o.threads = cpu_load_default_threads("sample");
