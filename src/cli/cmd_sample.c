@@ -476,18 +476,17 @@ int cmd_sample(int argc, char **argv)
         return SOWER_OK;
     }
     LoadWatch load = {0}; /* without --threads a CPU render's thread count follows the load on these CPUs */
-    if (!o.threads && o.backend != BACKEND_CPU) {
+    if (o.threads) {
+        o.threads = cpu_load_cap_threads((int)o.threads, "sample", "--threads", 1);
+    } else {
         o.threads = cpu_load_default_threads("sample");
-    } else if (!o.threads) {
         NodeRank me = {.pid = 0};
         cpu_load_affinity(&me.mask);
-        o.threads = cpu_load_default_threads("sample");
-        if (load_watch_start(&load, (int)o.threads, cpu_set_count(&me.mask), &me, &me, 1) != SOWER_OK) {
+        if (o.backend == BACKEND_CPU &&
+            load_watch_start(&load, (int)o.threads, cpu_set_count(&me.mask), &me, &me, 1) != SOWER_OK) {
             free(o.seeds);
             return sower_error_status();
         }
-    } else {
-        o.threads = cpu_load_cap_threads((int)o.threads, "sample", "--threads", 1);
     }
     omp_set_num_threads((int)o.threads);
     gemm_set_threads((int)o.threads);

@@ -102,6 +102,7 @@ static void progress_report(Run *r)
 /* Between denoising steps: the thread count follows the load on the rank's CPUs (threads_follow.h). */
 static void fit_threads_to_load(Run *r)
 {
+    if (!r->load.threads) return; /* not watching: pipeline.threads, Slurm's count, or a GPU rank */
     char who[48];
     snprintf(who, sizeof who, "sower run: [rank %d]", r->team.rank);
     threads_follow_load(&r->load, who);
