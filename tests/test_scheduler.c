@@ -456,6 +456,39 @@ static void run_schedule_checks(void)
         if (status == SOWER_OK) scheduler_free(&s);
     }
     Scheduler s;
+    SchedulerConfig cfg;
+    /* DPMSolverMultistepScheduler's two entries: the config's algorithm_type picks the folder's own; named,
+     * dpm++2m refuses an SDE config (it would draw noise under an ODE's name) and dpm++2m-sde sets it over the
+     * config's (from_config(config, algorithm_type="sde-dpmsolver++")); the deprecated sde-dpmsolver is refused */
+    {
+        const char *cls = "DPMSolverMultistepScheduler", *sde = "{\"algorithm_type\": \"sde-dpmsolver++\"}",
+                   *ode = "{\"algorithm_type\": \"dpmsolver++\"}", *old_sde = "{\"algorithm_type\": \"sde-dpmsolver\"}";
+        SchedulerKind k_sde = -1, k_ode = -1, k = -1;
+        CHECK(scheduler_kind_parse("dpm++2m-sde", &k_sde) == SOWER_OK && scheduler_kind_parse("dpm++2m", &k_ode) == SOWER_OK,
+              "dpm kinds");
+        CHECK(scheduler_kind_of_config(cls, sde, strlen(sde), "p.json", &k) == SOWER_OK && k == k_sde,
+              "an SDE config is dpm++2m-sde's: kind %d", (int)k);
+        CHECK(scheduler_kind_of_config(cls, ode, strlen(ode), "p.json", &k) == SOWER_OK && k == k_ode,
+              "an ODE config is dpm++2m's: kind %d", (int)k);
+        CHECK(scheduler_kind_of_config(cls, "{}", 2, "p.json", &k) == SOWER_OK && k == k_ode, "the default is dpm++2m's");
+        sower_error_clear();
+        CHECK(scheduler_config_parse(sde, strlen(sde), "p.json", k_ode, &cfg) == SOWER_EMODEL &&
+                  strstr(sower_error_message(), "key 'algorithm_type': expected") &&
+                  strstr(sower_error_message(), "dpm++2m-sde"),
+              "dpm++2m with an SDE config: %s", sower_error_message());
+        sower_error_clear();
+        CHECK(scheduler_config_parse(ode, strlen(ode), "p.json", k_sde, &cfg) == SOWER_OK && cfg.algorithm_sde &&
+                  scheduler_class(k_sde)->draws_noise,
+              "dpm++2m-sde over an ODE config: %s", sower_error_message());
+        const char *plain = "{\"algorithm_type\": \"dpmsolver\", \"final_sigmas_type\": \"sigma_min\"}";
+        CHECK(scheduler_config_parse(plain, strlen(plain), "p.json", k_sde, &cfg) == SOWER_OK && cfg.algorithm_sde &&
+                  cfg.algorithm_type == DPM_ALGORITHM_PLUS_PLUS,
+              "dpm++2m-sde over dpmsolver: %s", sower_error_message());
+        CHECK(scheduler_config_parse(old_sde, strlen(old_sde), "p.json", k_sde, &cfg) == SOWER_EMODEL &&
+                  strstr(sower_error_message(), "found \"sde-dpmsolver\""),
+              "sde-dpmsolver: %s", sower_error_message());
+        sower_error_clear();
+    }
     /* deis with sigma_min as the final sigma runs as dpmsolver++ */
     CHECK(init_from("DPMSolverMultistepScheduler", "{\"algorithm_type\": \"deis\", \"final_sigmas_type\": "
                     "\"sigma_min\"}", 10, &s) == SOWER_OK, "deis + sigma_min: %s", sower_error_message());
@@ -465,7 +498,6 @@ static void run_schedule_checks(void)
           "-Infinity / NaN: %s", sower_error_message());
     scheduler_free(&s);
     /* an infinite value is named as one (cJSON prints it as null) */
-    SchedulerConfig cfg;
     const char *huge = "{\"num_train_timesteps\": 1e309}";
     CHECK(scheduler_config_parse(huge, strlen(huge), "p.json", SCHED_DDIM, &cfg) == SOWER_EMODEL &&
               strstr(sower_error_message(), "found Infinity"), "1e309: %s", sower_error_message());
@@ -528,7 +560,8 @@ static int run_multistep_case(const cJSON *c)
     SchedulerConfig cfg;
     Scheduler s;
     CHECK(class_kind(str_of(c, "class"), &kind), "%s: class %s is not registered", name, str_of(c, "class"));
-    if (!class_kind(str_of(c, "class"), &kind) ||
+    if (!class_kind(str_of(c, "class"), &kind) || /* the entry its config picks (DPM's algorithm_type) */
+        scheduler_kind_of_config(str_of(c, "class"), text, strlen(text), name, &kind) != SOWER_OK ||
         scheduler_config_parse(text, strlen(text), name, kind, &cfg) != SOWER_OK ||
         scheduler_init(&s, &cfg, int_of(c, "num_inference_steps")) != SOWER_OK) {
         CHECK(0, "%s: config or init failed: %s", name, sower_error_message());
@@ -542,7 +575,8 @@ static int run_multistep_case(const cJSON *c)
      * from the C library's), and DPM-Solver's step scalars through torch.log/torch.exp of 0-d tensors
      * (Sleef's 1-ulp logf/expf, not the C library's). So a Karras schedule's fractional timesteps
      * agree to a few ulps, and DPM-Solver's chain to a relative 1e-5; everything else is exact. */
-    const int karras = cfg.use_karras_sigmas, dpm = cfg.kind == scheduler_kind_of_dpm();
+    const int karras = cfg.use_karras_sigmas,
+              dpm = strcmp(scheduler_class_name(cfg.kind), scheduler_class_name(scheduler_kind_of_dpm())) == 0;
     {
         const int good = same_floats(cJSON_GetObjectItemCaseSensitive(c, "timesteps"), s.unet_timesteps, s.num_steps,
                                      karras ? 4 : 0, why, sizeof why);

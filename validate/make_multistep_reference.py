@@ -14,7 +14,7 @@ set_timesteps(N) and records the timesteps (float), the sigmas where the class h
 init_noise_sigma; then a chain through every step as StableDiffusionPipeline runs it, on the inputs of
 scheduler_reference.json (randn (1, 4, 4, 4)): x = inputs[0].sample * init_noise_sigma; for each step i,
 scaled = scale_model_input(x, t) (its bytes hashed in order), x = step(inputs[i % 3].model_output, t,
-x) with Euler ancestral's draws replaced by inputs[i % 3].noise (counted). Recorded: sha256 of every
+x) with Euler ancestral's and DPM-Solver++ SDE's draws replaced by inputs[i % 3].noise (counted). Recorded: sha256 of every
 scaled input in order, of the final x, its values, and the number of draws.
 """
 import hashlib
@@ -72,6 +72,23 @@ def cases():
     c.append(("dpm_euler_at_final_clipped_n20", "DPMSolverMultistepScheduler",
               '{"euler_at_final": true, "lambda_min_clipped": -5.1, "beta_schedule": "squaredcos_cap_v2"}', 20))
     c.append(("dpm_sample_prediction_n9", "DPMSolverMultistepScheduler", '{"prediction_type": "sample"}', 9))
+    # DPM-Solver++ SDE (sower's dpm++2m-sde): the config names the algorithm, as from_config(config,
+    # algorithm_type="sde-dpmsolver++") leaves it; every step draws noise
+    SDE = ', "algorithm_type": "sde-dpmsolver++"}'
+    for n in (1, 2, 10, 20):
+        c.append((f"sd15_into_dpm_sde_n{n}", "DPMSolverMultistepScheduler", SD15[:-1] + SDE, n))
+    c.append(("sd15_into_dpm_sde_karras_n25", "DPMSolverMultistepScheduler",
+              SD15[:-1] + ', "use_karras_sigmas": true' + SDE, 25))
+    c.append(("ddim_v_into_dpm_sde_n12", "DPMSolverMultistepScheduler", DDIM_SAVED_V[:-1] + SDE, 12))
+    c.append(("dpm_sde_heun_leading_n16", "DPMSolverMultistepScheduler",
+              '{"solver_type": "heun", "timestep_spacing": "leading", "steps_offset": 1' + SDE, 16))
+    c.append(("dpm_sde_order1_trailing_n10", "DPMSolverMultistepScheduler",
+              '{"solver_order": 1, "timestep_spacing": "trailing"' + SDE, 10))
+    c.append(("dpm_sde_sigma_min_n18", "DPMSolverMultistepScheduler",
+              '{"final_sigmas_type": "sigma_min", "lower_order_final": false' + SDE, 18))
+    c.append(("dpm_sde_euler_at_final_clipped_n20", "DPMSolverMultistepScheduler",
+              '{"euler_at_final": true, "lambda_min_clipped": -5.1, "beta_schedule": "squaredcos_cap_v2"' + SDE, 20))
+    c.append(("dpm_sde_sample_prediction_n9", "DPMSolverMultistepScheduler", '{"prediction_type": "sample"' + SDE, 9))
     return c
 
 
@@ -80,6 +97,7 @@ def sha(t):
 
 
 def run(torch, diffusers, inputs, name, cls_name, text, n):
+    import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm
     import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
     s = getattr(diffusers, cls_name).from_config(json.loads(text))
     s.set_timesteps(n)
@@ -91,6 +109,7 @@ def run(torch, diffusers, inputs, name, cls_name, text, n):
         return noise_now[0].reshape(shape).clone()
 
     euler_a.randn_tensor = fake_randn
+    dpm.randn_tensor = fake_randn
     x = inputs[0]["sample"] * s.init_noise_sigma
     scaled = hashlib.sha256()
     for i, t in enumerate(s.timesteps):

@@ -272,6 +272,9 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
     m->folder_scheduler_known =
         !m->scheduler_class[0] || scheduler_kind_of_class(m->scheduler_class, &own) == SOWER_OK;
     sower_error_clear();
+    if (m->scheduler_class[0] && m->folder_scheduler_known) /* a class of several entries: its config picks one */
+        SOWER_TRY(scheduler_kind_of_config(m->scheduler_class, m->scheduler_config_text, m->scheduler_config_bytes,
+                                           m->scheduler_config_path, &own));
     /* One sower runs is checked as its own class reads it, so bad values fail before any work; another
      * (PNDM, ...) as DDIM reads it, the usual swap. */
     SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes,

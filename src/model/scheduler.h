@@ -108,6 +108,7 @@ typedef struct {
     FinalSigmasType final_sigmas_type; /* Euler, DPM: the sigma after the last step */
     int solver_order;              /* DPM: 1 or 2 */
     DpmAlgorithm algorithm_type;
+    int algorithm_sde;             /* DPM: "sde-dpmsolver++" (DPM-Solver++ with a noise draw every step) */
     int algorithm_deis;            /* DPM: "deis" was named (run as dpmsolver++, but refused with a final zero sigma) */
     DpmSolverType solver_type;
     int lower_order_final, euler_at_final;
@@ -224,6 +225,12 @@ typedef struct {
     void (*defaults)(SchedulerConfig *cfg);  /* the class's __init__ defaults where they differ */
     /* values its step cannot take: SOWER_EMODEL "PATH: key 'K': ..." */
     int (*validate)(const SchedulerConfig *cfg, const char *path);
+    /* keyword arguments its name implies, set over the config's own values, as from_config(config, **kwargs)
+     * sets them (dpm++2m-sde: algorithm_type="sde-dpmsolver++") */
+    void (*overrides)(SchedulerConfig *cfg);
+    /* for a class name several entries share: whether a config of that class, read as it is, is this entry's
+     * (DPMSolverMultistepScheduler's algorithm_type picks dpm++2m or dpm++2m-sde) */
+    int (*runs)(const SchedulerConfig *cfg);
     int (*set_timesteps)(Scheduler *s);      /* fills num_steps, timesteps, unet_timesteps, sigmas, ... */
     int history_slots;                       /* per-value floats its SchedulerRun keeps */
     int draws_noise;                         /* every step draws noise from the seed's generator */
@@ -239,8 +246,13 @@ const char *scheduler_kind_name(SchedulerKind k); /* "ddim" */
 const char *scheduler_class_name(SchedulerKind k); /* "DDIMScheduler" */
 /* A registered name ("ddim") -> kind; SOWER_EINPUT listing the names otherwise. */
 int scheduler_kind_parse(const char *name, SchedulerKind *k) SOWER_MUST_CHECK;
-/* A diffusers class name ("DDIMScheduler") -> kind; SOWER_EINPUT otherwise. */
+/* A diffusers class name ("DDIMScheduler") -> kind (its first entry); SOWER_EINPUT otherwise. */
 int scheduler_kind_of_class(const char *class_name, SchedulerKind *k) SOWER_MUST_CHECK;
+/* The kind that runs a config of class_name (a scheduler_config.json's text) as diffusers would: the entry
+ * of the class whose `runs` takes the config as read (scheduler_kind_of_class's for a class with one entry).
+ * SOWER_EINPUT for a class not registered; a config that does not parse fails as scheduler_config_parse. */
+int scheduler_kind_of_config(const char *class_name, const char *json_text, size_t len, const char *path,
+                             SchedulerKind *k) SOWER_MUST_CHECK;
 /* "ddim, ddpm, ..." (the registered names, for messages and help); "DDIMScheduler, ..." with classes. */
 const char *scheduler_names(int classes);
 

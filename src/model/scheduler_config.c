@@ -84,8 +84,9 @@ static const char *const prediction_type_names[] = {"epsilon", "v_prediction", "
 static const char *const spacing_names[] = {"leading", "trailing", "linspace"};
 static const char *const variance_type_names[] = {"fixed_small", "fixed_large"};
 static const char *const final_sigmas_names[] = {"zero", "sigma_min"};
-/* DPMSolverMultistepScheduler reads "deis" as dpmsolver++, and logrho/bh1/bh2 as midpoint */
-static const char *const algorithm_names[] = {"dpmsolver++", "dpmsolver", "deis"};
+/* DPMSolverMultistepScheduler reads "deis" as dpmsolver++, and logrho/bh1/bh2 as midpoint; the deprecated
+ * "sde-dpmsolver" is not run */
+static const char *const algorithm_names[] = {"dpmsolver++", "dpmsolver", "deis", "sde-dpmsolver++"};
 static const char *const solver_type_names[] = {"midpoint", "heun", "logrho", "bh1", "bh2"};
 
 /* A short rendering of a JSON value for messages: the value's JSON text, cut at ~60 characters. */
@@ -266,10 +267,11 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
         return SOWER_OK;
     case KEY_SOLVER_ORDER:
         return get_int(path, name, v, 1, 2, &cfg->solver_order); /* the third order: not supported */
-    case KEY_ALGORITHM_TYPE: /* the SDE variants draw noise: not supported */
-        SOWER_TRY(get_choice(path, name, v, algorithm_names, 3, &choice));
+    case KEY_ALGORITHM_TYPE:
+        SOWER_TRY(get_choice(path, name, v, algorithm_names, 4, &choice));
         cfg->algorithm_type = choice == 1 ? DPM_ALGORITHM_PLAIN : DPM_ALGORITHM_PLUS_PLUS;
         cfg->algorithm_deis = choice == 2;
+        cfg->algorithm_sde = choice == 3;
         return SOWER_OK;
     case KEY_SOLVER_TYPE:
         SOWER_TRY(get_choice(path, name, v, solver_type_names, 5, &choice));
@@ -347,7 +349,9 @@ int scheduler_check_noise_schedule(const SchedulerConfig *cfg, const char *path)
     return status;
 }
 
-static int parse_object(const cJSON *root, const char *path, SchedulerKind kind, SchedulerConfig *cfg)
+/* as_named: apply the name's overrides and refuse what its step cannot take (0: the config as the class
+ * reads it, for scheduler_kind_of_config) */
+static int parse_object(const cJSON *root, const char *path, SchedulerKind kind, int as_named, SchedulerConfig *cfg)
 {
     if (!cJSON_IsObject(root)) {
         char text[80];
@@ -385,13 +389,15 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
             if ((keys & SCHED_KEY(k)) && strcmp(item->string, config_key_names[k]) == 0)
                 SOWER_TRY(apply_key(path, (ConfigKey)k, item, cfg));
     }
-    if (scheduler_class(kind)->validate)
+    if (as_named && scheduler_class(kind)->overrides)
+        scheduler_class(kind)->overrides(cfg);
+    if (as_named && scheduler_class(kind)->validate)
         SOWER_TRY(scheduler_class(kind)->validate(cfg, path));
     return SOWER_OK;
 }
 
-int scheduler_config_parse(const char *json_text, size_t len, const char *path, SchedulerKind kind,
-                           SchedulerConfig *cfg)
+static int parse_text(const char *json_text, size_t len, const char *path, SchedulerKind kind, int as_named,
+                      SchedulerConfig *cfg)
 {
     assert(kind >= 0 && kind < scheduler_kind_count());
     if (len > CONFIG_MAX_BYTES)
@@ -417,11 +423,32 @@ int scheduler_config_parse(const char *json_text, size_t len, const char *path, 
         free(rewritten);
         return SOWER_FAIL(SOWER_EMODEL, "%s: expected JSON text, found extra data at byte %zu", path, at);
     }
-    int status = parse_object(root, path, kind, cfg);
+    int status = parse_object(root, path, kind, as_named, cfg);
     cJSON_Delete(root);
     free(rewritten);
     if (status != SOWER_OK)
         return sower_trace(status, __FILE__, __LINE__, __func__);
     return SOWER_OK;
+}
+
+int scheduler_config_parse(const char *json_text, size_t len, const char *path, SchedulerKind kind,
+                           SchedulerConfig *cfg)
+{
+    return parse_text(json_text, len, path, kind, 1, cfg);
+}
+
+int scheduler_kind_of_config(const char *class_name, const char *json_text, size_t len, const char *path,
+                             SchedulerKind *k)
+{
+    SchedulerKind first;
+    SOWER_TRY(scheduler_kind_of_class(class_name, &first));
+    if (!scheduler_class(first)->runs)
+        return *k = first, SOWER_OK;
+    SchedulerConfig as_read; /* the entries of one class read its config alike */
+    SOWER_TRY(parse_text(json_text, len, path, first, 0, &as_read));
+    for (SchedulerKind i = first; i < scheduler_kind_count(); i++)
+        if (strcmp(scheduler_class_name(i), class_name) == 0 && scheduler_class(i)->runs(&as_read))
+            return *k = i, SOWER_OK;
+    return *k = first, SOWER_OK; /* none claims it: the first entry's validate names what is wrong */
 }
 

@@ -1,6 +1,6 @@
 /* dpm_multistep.c: diffusers 0.31's DPMSolverMultistepScheduler (scheduling_dpmsolver_multistep.py):
- * DPM-Solver++ (or DPM-Solver) of order 1 or 2, midpoint or Heun, over the interpolated or Karras
- * sigma schedule, first order at the first step and at the last where the config says so. The step's
+ * DPM-Solver++ (or DPM-Solver, or DPM-Solver++ SDE: dpm++2m-sde) of order 1 or 2, midpoint or Heun,
+ * over the interpolated or Karras sigma schedule, first order at the first step and at the last where the config says so. The step's
  * scalars are float32 0-d tensor operations (log, exp from the C library, as torch's scalar path
  * calls them); the per-value ones float32 in diffusers' order. The history is one slot per value:
  * the previous step's converted model output. */
@@ -23,7 +23,7 @@ enum { SLOT_PREVIOUS_OUTPUT }; /* the previous step's converted model output (x0
 
 static void dpm_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING_LINSPACE; }
 
-static int dpm_validate(const SchedulerConfig *cfg, const char *path)
+static int dpm_final_sigma_validate(const SchedulerConfig *cfg, const char *path)
 {
     if (cfg->final_sigmas_type == FINAL_SIGMA_ZERO && (cfg->algorithm_type == DPM_ALGORITHM_PLAIN || cfg->algorithm_deis))
         return SOWER_FAIL(SOWER_EMODEL,
@@ -32,6 +32,28 @@ static int dpm_validate(const SchedulerConfig *cfg, const char *path)
                           path, cfg->algorithm_deis ? "deis" : "dpmsolver");
     return SOWER_OK;
 }
+
+static int dpm_validate(const SchedulerConfig *cfg, const char *path)
+{
+    if (cfg->algorithm_sde) /* what each name runs is fixed: the job key and provenance name the scheduler */
+        return SOWER_FAIL(SOWER_EMODEL,
+                          "%s: key 'algorithm_type': expected \"dpmsolver++\", \"dpmsolver\" or \"deis\" with the "
+                          "dpm++2m scheduler (\"sde-dpmsolver++\" draws noise every step: name dpm++2m-sde), found "
+                          "\"sde-dpmsolver++\"",
+                          path);
+    return dpm_final_sigma_validate(cfg, path);
+}
+
+/* from_config(config, algorithm_type="sde-dpmsolver++") */
+static void dpm_sde_overrides(SchedulerConfig *cfg)
+{
+    cfg->algorithm_type = DPM_ALGORITHM_PLUS_PLUS;
+    cfg->algorithm_deis = 0;
+    cfg->algorithm_sde = 1;
+}
+
+static int dpm_runs(const SchedulerConfig *cfg) { return !cfg->algorithm_sde; }
+static int dpm_sde_runs(const SchedulerConfig *cfg) { return cfg->algorithm_sde; }
 
 /* The last timestep before lambda_min_clipped: T - searchsorted(flip(lambda_t), lambda_min_clipped). */
 static int last_timestep(const Scheduler *s)
@@ -130,7 +152,6 @@ static void alpha_sigma(float sigma, float *alpha_t, float *sigma_t)
 
 static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
 {
-    (void)noise;
     const SchedulerConfig *c = &s->cfg;
     const int last = i == s->num_steps - 1;
     const int lower_order_final =
@@ -138,7 +159,7 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
                  c->final_sigmas_type == FINAL_SIGMA_ZERO);
     /* lower_order_nums < 1 only at the first step (it counts steps up to solver_order) */
     const int first_order = c->solver_order == 1 || i == 0 || lower_order_final;
-    const int plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS;
+    const int plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS, sde = c->algorithm_sde;
 
     /* convert_model_output at sigmas[i] */
     float alpha_s0, sigma_s0, alpha_t, sigma_t;
@@ -146,9 +167,14 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
     alpha_sigma(s->sigmas[i + 1], &alpha_t, &sigma_t);
     const float lambda_t = logf(alpha_t) - logf(sigma_t), lambda_s0 = logf(alpha_s0) - logf(sigma_s0);
     const float h = lambda_t - lambda_s0;
-    /* x_t = a * sample - b * D0 [- or +] c * D1 */
-    float a, b, c1 = 0.0f, inv_r0 = 0.0f;
-    if (plus_plus) {
+    /* ODE: x_t = a * sample - b * D0 [- or +] c1 * D1; SDE: x_t = a * sample + b * D0 + c1 * D1 + z * noise */
+    float a, b, c1 = 0.0f, inv_r0 = 0.0f, z = 0.0f;
+    if (sde) { /* sigma_t / sigma_s * exp(-h), alpha_t * (1 - exp(-2.0 * h)), sigma_t * sqrt(1.0 - exp(-2 * h)) */
+        const float decay = 1.0f - expf(-2.0f * h);
+        a = sigma_t / sigma_s0 * expf(-h);
+        b = alpha_t * decay;
+        z = sigma_t * sqrtf(decay);
+    } else if (plus_plus) {
         a = sigma_t / sigma_s0;
         b = alpha_t * (expf(-h) - 1.0f);
     } else {
@@ -163,12 +189,14 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
         inv_r0 = 1.0f / r0; /* (1.0 / r0): reciprocal, then * 1.0 */
         if (c->solver_type == DPM_SOLVER_MIDPOINT)
             c1 = 0.5f * b;
+        else if (sde) /* heun: + (alpha_t * ((1.0 - exp(-2.0 * h)) / (-2.0 * h) + 1.0)) * D1 */
+            c1 = alpha_t * ((1.0f - expf(-2.0f * h)) / (-2.0f * h) + 1.0f);
         else if (plus_plus) /* heun: + (alpha_t * ((exp(-h) - 1.0) / h + 1.0)) * D1 */
             c1 = alpha_t * ((expf(-h) - 1.0f) / h + 1.0f);
         else /* - (sigma_t * ((exp(h) - 1.0) / h - 1.0)) * D1 */
             c1 = sigma_t * ((expf(h) - 1.0f) / h - 1.0f);
     }
-    const int add_d1 = c->solver_type == DPM_SOLVER_HEUN && plus_plus; /* the one "+" form */
+    const int add_d1 = sde || (c->solver_type == DPM_SOLVER_HEUN && plus_plus); /* the "+" forms */
     const PredictionType p = c->prediction_type;
     float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) */
     for (size_t j = 0; j < r->n; j++) {
@@ -181,11 +209,13 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
             out = p == PRED_EPSILON       ? m[j]
                   : p == PRED_V_PREDICTION ? alpha_s0 * m[j] + sigma_s0 * x[j]
                                            : (x[j] - alpha_s0 * m[j]) / sigma_s0;
-        float next = a * x[j] - b * out;
+        float next = sde ? a * x[j] + b * out : a * x[j] - b * out;
         if (!first_order) {
             const float d1 = inv_r0 * (out - previous[j]);
             next = add_d1 ? next + c1 * d1 : next - c1 * d1;
         }
+        if (sde)
+            next = next + z * noise[j];
         previous[j] = out;
         x[j] = next;
     }
@@ -198,7 +228,25 @@ const SchedulerClass scheduler_dpm_multistep = {
     .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX), /* _convert_to_karras: hasattr(config, ...) */
     .defaults = dpm_defaults,
     .validate = dpm_validate,
+    .runs = dpm_runs,
     .set_timesteps = dpm_set_timesteps,
     .history_slots = 1,
+    .step = dpm_step,
+};
+
+/* DPM-Solver++ (2M) SDE: the same class with algorithm_type "sde-dpmsolver++"; every step, the last
+ * included, draws noise of the sample's shape from the seed's generator (randn_tensor, float32). */
+const SchedulerClass scheduler_dpm_multistep_sde = {
+    .name = "dpm++2m-sde",
+    .class_name = "DPMSolverMultistepScheduler",
+    .config_keys = SCHED_KEYS_DPM,
+    .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX),
+    .defaults = dpm_defaults,
+    .overrides = dpm_sde_overrides,
+    .validate = dpm_final_sigma_validate,
+    .runs = dpm_sde_runs,
+    .set_timesteps = dpm_set_timesteps,
+    .history_slots = 1,
+    .draws_noise = 1,
     .step = dpm_step,
 };
