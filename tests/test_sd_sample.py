@@ -86,8 +86,9 @@ def main():
                 runs[" ".join(extra)] = open(path, "rb").read()
         check(len(set(runs.values())) == 1, f"the bytes depend on --batch/--threads: {list(runs)}")
         print(f"batch 1/2/3/4 x threads 1/2: identical bytes ({len(seeds)} seeds)")
-        # The schedulers that keep a history per value (pndm, dpm++2m) or draw every step (euler-a).
-        for name in ("pndm", "dpm++2m", "euler-a"):
+        # The schedulers that keep a history per value (pndm, dpm++2m) or draw every step (euler-a), or both
+        # (dpm++2m-sde).
+        for name in ("pndm", "dpm++2m", "euler-a", "dpm++2m-sde"):
             key, group = next((k, g) for k, g in groups.items() if k[6] == name)
             seeds = [c["seed"] for c in group] + ["7", "8"]
             runs = []
@@ -97,7 +98,7 @@ def main():
                 if check(r.returncode == 0, f"{name} {extra}: exit {r.returncode}: {r.stderr}"):
                     runs.append(open(path, "rb").read())
             check(len(runs) == 2 and runs[0] == runs[1], f"{name}: the bytes depend on --batch/--threads")
-        print("pndm, dpm++2m, euler-a: batch 1 x threads 1 == batch 3 x threads 2, bit for bit")
+        print("pndm, dpm++2m, euler-a, dpm++2m-sde: batch 1 x threads 1 == batch 3 x threads 2, bit for bit")
 
         # 3. Bad input.
         base = dict(cases[0])
@@ -166,7 +167,7 @@ def main():
         bad("index names another text encoder",
             copy_with("t5", edit_json("model_index.json", text_encoder=["transformers", "T5EncoderModel"])),
             ["model_index.json", "key 'text_encoder'", "T5EncoderModel", "CLIPTextModel"])
-        bad("--karras with ddim", folder, ["--karras", "euler and dpm++2m"], ["--karras"])
+        bad("--karras with ddim", folder, ["--karras", "euler, dpm++2m and dpm++2m-sde"], ["--karras"])
         bad("DPM-Solver of order 3",
             copy_with("dpm3", edit_json("scheduler/scheduler_config.json", solver_order=3)),
             ["scheduler_config.json", "solver_order", "1..2"], case=dict(base, scheduler="dpm++2m"))

@@ -19,7 +19,8 @@ What it writes under tests/data/sd/:
       A model stored F16/BF16 is computed in float32 from the stored values (what sower does): the reference
       is the float32 model loaded from the stored half-precision weights.
   render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
-      DDIMScheduler (or PNDM, Euler, Euler ancestral, DPM-Solver++ 2M, Karras sigmas for the last two)
+      DDIMScheduler (or PNDM, Euler, Euler ancestral, DPM-Solver++ 2M and its SDE form, Karras sigmas for
+      Euler and DPM)
       .from_config(the folder's scheduler config), 10 steps, one CPU generator per seed, output_type="latent"
       (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
       yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
@@ -192,6 +193,9 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [22], "dpm++2m", True),
     (["tiny-sd1"], "a red cube on a blue sphere", None, 1.0, 0.0, None, [23], "dpm++2m", False),
     (["tiny-sd1"], "a red cube on a blue sphere", None, 1.0, 0.0, None, [24], "euler-a", False),
+    # DPM-Solver++ 2M SDE: from_config(config, algorithm_type="sde-dpmsolver++"), a draw every step
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "dpm++2m-sde", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [25], "dpm++2m-sde", True),
 ]
 
 
@@ -200,7 +204,11 @@ def scheduler_class(name):
 
     return {"ddim": diffusers.DDIMScheduler, "pndm": diffusers.PNDMScheduler,
             "euler": diffusers.EulerDiscreteScheduler, "euler-a": diffusers.EulerAncestralDiscreteScheduler,
-            "dpm++2m": diffusers.DPMSolverMultistepScheduler}[name]
+            "dpm++2m": diffusers.DPMSolverMultistepScheduler,
+            "dpm++2m-sde": diffusers.DPMSolverMultistepScheduler}[name]
+
+
+SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"}}  # what the name sets over the config
 
 
 def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None, scheduler="ddim", karras=False):
@@ -209,7 +217,7 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
     sower sample --scheduler NAME [--karras] must give."""
     if not hasattr(pipe, "_folder_scheduler_config"):  # swap from the folder's file, never from a swap
         pipe._folder_scheduler_config = pipe.scheduler.config
-    extra = {"use_karras_sigmas": True} if karras else {}
+    extra = dict(SCHEDULER_KWARGS.get(scheduler, {}), **({"use_karras_sigmas": True} if karras else {}))
     pipe.scheduler = scheduler_class(scheduler).from_config(pipe._folder_scheduler_config, **extra)
     n = len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
@@ -223,8 +231,10 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
 
 
 def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, scheduler, karras):
-    """The same render in float64 from the same float32 noise (the initial noise, and Euler ancestral's
-    draws: float32 draws widened, not float64 draws): torch's own float32 error over the whole loop."""
+    """The same render in float64 from the same float32 noise (the initial noise, and Euler ancestral's and
+    DPM-Solver++ SDE's draws: float32 draws widened, not float64 draws): torch's own float32 error over the
+    whole loop."""
+    import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm
     import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -233,13 +243,13 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
 
     noise = torch.randn((1, 4, unet_size, unet_size), generator=torch.Generator("cpu").manual_seed(seed))
     torch.set_default_dtype(torch.float64)
-    euler_a.randn_tensor = float32_draws
+    euler_a.randn_tensor = dpm.randn_tensor = float32_draws
     try:
         return render(pipe64, prompt, negative, guidance, 0.0, clip_skip, [seed], latents=noise.double(),
                       scheduler=scheduler, karras=karras)[0]
     finally:
         torch.set_default_dtype(torch.float32)
-        euler_a.randn_tensor = randn_tensor
+        euler_a.randn_tensor = dpm.randn_tensor = randn_tensor
 
 
 def render_cases(name, pipe, out):
