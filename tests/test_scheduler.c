@@ -323,7 +323,8 @@ static const ConfigCase config_cases[] = {
     {SCHED_DDIM, "{\"thresholding\": true}", "thresholding"},
     {SCHED_DDPM, "{\"thresholding\": true}", "thresholding"},
     {SCHED_DDIM, "{\"trained_betas\": [0.1, 0.2]}", "trained_betas"},
-    {SCHED_DDPM, "{\"rescale_betas_zero_snr\": true}", "rescale_betas_zero_snr"},
+    {SCHED_DDPM, "{\"rescale_betas_zero_snr\": true}", NULL},
+    {SCHED_DDIM, "{\"rescale_betas_zero_snr\": 1}", "rescale_betas_zero_snr"},
     {SCHED_DDPM, "{\"beta_schedule\": \"sigmoid\"}", "beta_schedule"},
     {SCHED_DDIM, "{\"beta_schedule\": \"cosine\"}", "beta_schedule"},
     {SCHED_DDIM, "{\"prediction_type\": \"v\"}", "prediction_type"},
@@ -487,6 +488,21 @@ static void run_schedule_checks(void)
         CHECK(scheduler_config_parse(old_sde, strlen(old_sde), "p.json", k_sde, &cfg) == SOWER_EMODEL &&
                   strstr(sower_error_message(), "found \"sde-dpmsolver\""),
               "sde-dpmsolver: %s", sower_error_message());
+        sower_error_clear();
+    }
+    /* zero terminal SNR: the last train step's 0 is the design, not "no signal" (the model-load check); one train
+     * step rescales to 0/0 */
+    {
+        const char *zsnr = "{\"rescale_betas_zero_snr\": true}", *zsnr1 = "{\"rescale_betas_zero_snr\": true, "
+                                                                          "\"num_train_timesteps\": 1}";
+        CHECK(scheduler_config_parse(zsnr, strlen(zsnr), "p.json", SCHED_DDIM, &cfg) == SOWER_OK &&
+                  scheduler_check_noise_schedule(&cfg, "p.json") == SOWER_OK,
+              "zero SNR refused at load: %s", sower_error_message());
+        sower_error_clear();
+        CHECK(scheduler_config_parse(zsnr1, strlen(zsnr1), "p.json", SCHED_DDIM, &cfg) == SOWER_OK &&
+                  scheduler_check_noise_schedule(&cfg, "p.json") == SOWER_EMODEL &&
+                  strstr(sower_error_message(), "rescale_betas_zero_snr"),
+              "zero SNR of one train step: %s", sower_error_message());
         sower_error_clear();
     }
     /* deis with sigma_min as the final sigma runs as dpmsolver++ */

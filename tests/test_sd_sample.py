@@ -39,7 +39,23 @@ def sample(sower, folder, case, seeds, out, extra=()):
 
 def group_key(c):
     return (c["pipeline"], c["prompt"], c["negative_prompt"], c["guidance"], c["eta"], c["clip_skip"],
-            c["scheduler"], c.get("karras", False))
+            c["scheduler"], c.get("karras", False), json.dumps(c.get("scheduler_config_edits"), sort_keys=True))
+
+
+def folder_of(data, tmp, case):
+    """The case's pipeline folder; with scheduler_config_edits, a copy whose scheduler_config.json has them."""
+    folder = os.path.join(data, case["pipeline"])
+    edits = case.get("scheduler_config_edits")
+    if not edits:
+        return folder
+    copy = os.path.join(tmp, "edited-" + case["pipeline"] + "-" + "-".join(sorted(edits)))
+    if not os.path.isdir(copy):
+        shutil.copytree(folder, copy)
+        path = os.path.join(copy, "scheduler", "scheduler_config.json")
+        config = json.load(open(path))
+        config.update(edits)
+        json.dump(config, open(path, "w"), indent=2)
+    return copy
 
 
 def main():
@@ -54,9 +70,10 @@ def main():
         worst, worst_abs = 0.0, 0.0
         per_scheduler = {}  # the worst fraction of its tolerance, per scheduler
         for key, cases in groups.items():
-            folder = os.path.join(data, key[0])
+            folder = folder_of(data, tmp, cases[0])
             what = (f"{key[0]} {key[6]}{' karras' if key[7] else ''} {key[1][:30]!r} negative {key[2]!r} "
-                    f"guidance {key[3]} eta {key[4]} clip_skip {key[5]}")
+                    f"guidance {key[3]} eta {key[4]} clip_skip {key[5]}"
+                    f"{' scheduler config + ' + key[8] if cases[0].get('scheduler_config_edits') else ''}")
             r = sample(sower, folder, cases[0], [c["seed"] for c in cases], out)
             if not check(r.returncode == 0, f"{what}: exit {r.returncode}: {r.stderr}"):
                 continue
@@ -66,7 +83,7 @@ def main():
                 diff = float(np.abs(got[i].astype(np.float64) - want[c["row"]]).max())
                 tol = 5 * max(c["torch_batch_yardstick"], c["torch_fp64_yardstick"])
                 worst, worst_abs = max(worst, diff / tol), max(worst_abs, diff)
-                name = key[6] + (" karras" if key[7] else "")
+                name = key[6] + (" karras" if key[7] else "") + (" zero-SNR" if c.get("scheduler_config_edits") else "")
                 per_scheduler[name] = max(per_scheduler.get(name, 0.0), diff / tol)
                 check(diff <= tol, f"{what} seed {c['seed']}: max|sower - diffusers| {diff:.3g} > {tol:.3g}")
         print(f"{len(ref['cases'])} renders against StableDiffusionPipeline: max|diff| up to {worst_abs:.3g}, "
@@ -171,6 +188,19 @@ def main():
         bad("DPM-Solver of order 3",
             copy_with("dpm3", edit_json("scheduler/scheduler_config.json", solver_order=3)),
             ["scheduler_config.json", "solver_order", "1..2"], case=dict(base, scheduler="dpm++2m"))
+        # zero terminal SNR with tiny-sd1's epsilon prediction: DDIM/DDPM's first trailing step divides by
+        # sqrt(alphas_cumprod) = 0 (diffusers renders NaN); DPM's floor of 2**-24 runs, dpm++2m names its SDE twin
+        zsnr = copy_with("zsnr-eps", edit_json("scheduler/scheduler_config.json", rescale_betas_zero_snr=True,
+                                               timestep_spacing="trailing"))
+        for name in ("ddim", "ddpm"):
+            bad(f"zero SNR, epsilon, {name}", zsnr, ["train step 999", "no signal", "v_prediction"],
+                case=dict(base, scheduler=name))
+        r = sample(sower, zsnr, dict(base, scheduler="dpm++2m"), ["0"], os.path.join(tmp, "zsnr-dpm.npy"))
+        check(r.returncode == 0 and np.isfinite(np.load(os.path.join(tmp, "zsnr-dpm.npy"))).all(),
+              f"zero SNR, epsilon, dpm++2m: exit {r.returncode}: {r.stderr[-400:]}")
+        bad("dpm++2m with an SDE config",
+            copy_with("sde-cfg", edit_json("scheduler/scheduler_config.json", algorithm_type="sde-dpmsolver++")),
+            ["scheduler_config.json", "algorithm_type", "dpm++2m-sde"], case=dict(base, scheduler="dpm++2m"))
         sd2 = os.path.join(tmp, "eas")  # a DDIM folder (DDIM takes "sample"; the folder loads)
         shutil.copytree(os.path.join(data, "tiny-sd2"), sd2)
         edit_json("scheduler/scheduler_config.json", prediction_type="sample")(sd2)

@@ -89,6 +89,18 @@ def cases():
     c.append(("dpm_sde_euler_at_final_clipped_n20", "DPMSolverMultistepScheduler",
               '{"euler_at_final": true, "lambda_min_clipped": -5.1, "beta_schedule": "squaredcos_cap_v2"' + SDE, 20))
     c.append(("dpm_sde_sample_prediction_n9", "DPMSolverMultistepScheduler", '{"prediction_type": "sample"' + SDE, 9))
+    # zero terminal SNR: alphas_cumprod[-1] = 2**-24 in these classes, so the first sigma is 4096
+    ZSNR = ('{"rescale_betas_zero_snr": true, "beta_schedule": "scaled_linear", "beta_start": 0.00085, '
+            '"beta_end": 0.012, "timestep_spacing": "trailing", "prediction_type": "v_prediction"')
+    for cls, tag in (("EulerDiscreteScheduler", "euler"), ("EulerAncestralDiscreteScheduler", "euler_a"),
+                     ("DPMSolverMultistepScheduler", "dpm")):
+        c.append((f"zsnr_{tag}_trailing_v_n10", cls, ZSNR + "}", 10))
+    c.append(("zsnr_euler_karras_linspace_eps_n12", "EulerDiscreteScheduler",
+              '{"rescale_betas_zero_snr": true, "use_karras_sigmas": true}', 12))
+    c.append(("zsnr_dpm_sde_karras_n15", "DPMSolverMultistepScheduler",
+              ZSNR + ', "use_karras_sigmas": true' + SDE, 15))
+    c.append(("zsnr_dpm_leading_eps_n20", "DPMSolverMultistepScheduler",
+              '{"rescale_betas_zero_snr": true, "timestep_spacing": "leading", "steps_offset": 1}', 20))
     return c
 
 

@@ -150,6 +150,24 @@ def named_cases():
     c.append(("ddim_parallel_v_trailing_n10_eta1", "DDIMParallelScheduler",
               '{"timestep_spacing": "trailing", "prediction_type": "v_prediction", "set_alpha_to_one": false}',
               10, 1.0))
+    # zero terminal SNR (rescale_betas_zero_snr, Lin et al. 2023): v-prediction with trailing spacing visits the
+    # train step whose alphas_cumprod is 0; leading spacing, or a sample-predicting model, may use any prediction
+    zsnr = '{"rescale_betas_zero_snr": true, "beta_schedule": "scaled_linear", "beta_start": 0.00085, ' \
+           '"beta_end": 0.012, "clip_sample": false, "set_alpha_to_one": false, '
+    for n, eta in ((1, 0.0), (10, 0.0), (10, 1.0), (50, 0.3)):
+        c.append((f"zsnr_ddim_trailing_v_n{n}_eta{eta}", "DDIMScheduler",
+                  zsnr + '"timestep_spacing": "trailing", "prediction_type": "v_prediction"}', n, eta))
+    for n in (2, 25):
+        c.append((f"zsnr_ddpm_trailing_v_n{n}", "DDPMScheduler",
+                  zsnr + '"timestep_spacing": "trailing", "prediction_type": "v_prediction"}', n, None))
+    c.append(("zsnr_ddim_leading_eps_n50", "DDIMScheduler", zsnr + '"steps_offset": 1}', 50, 0.0))
+    c.append(("zsnr_ddim_linspace_sample_n7", "DDIMScheduler",
+              zsnr + '"timestep_spacing": "linspace", "prediction_type": "sample"}', 7, 1.0))
+    c.append(("zsnr_ddpm_linear_cos_v_n10", "DDPMScheduler",
+              '{"rescale_betas_zero_snr": true, "beta_schedule": "squaredcos_cap_v2", "timestep_spacing": "trailing", '
+              '"prediction_type": "v_prediction"}', 10, None))
+    c.append(("zsnr_ddim_parallel_trailing_v_n10_eta1", "DDIMParallelScheduler",
+              zsnr + '"timestep_spacing": "trailing", "prediction_type": "v_prediction"}', 10, 1.0))
     return c
 
 
@@ -160,6 +178,9 @@ REJECTED = [
     # leading + steps_offset 1 with N = T: the first timestep is 1000, beyond alphas_cumprod
     ("leading_offset_past_end", "DDIMScheduler", '{"steps_offset": 1}', 1000),
     ("too_many_steps", "DDPMScheduler", "{}", 1001),
+    # zero terminal SNR with an epsilon prediction at train step 999: x0 = (x - eps) / 0, every value NaN
+    ("zsnr_epsilon_trailing_ddim", "DDIMScheduler", '{"rescale_betas_zero_snr": true, "timestep_spacing": "trailing"}', 10),
+    ("zsnr_epsilon_linspace_ddpm", "DDPMScheduler", '{"rescale_betas_zero_snr": true, "timestep_spacing": "linspace"}', 4),
 ]
 
 
@@ -271,6 +292,10 @@ def alphas_cumprod_configs():
     out.append(json.dumps({"num_train_timesteps": 40000, "beta_schedule": "linear"}))
     out.append(json.dumps({"num_train_timesteps": 100000, "beta_start": 0.00085, "beta_end": 0.012,
                            "beta_schedule": "scaled_linear"}))
+    # rescale_betas_zero_snr over each schedule and a few lengths (two train steps at least)
+    for k, T in enumerate((2, 3, 17, 1000, 4100)):
+        sched = ["linear", "scaled_linear", "squaredcos_cap_v2"][k % 3]
+        out.append(json.dumps({"num_train_timesteps": T, "beta_schedule": sched, "rescale_betas_zero_snr": True}))
     return out
 
 
@@ -357,7 +382,7 @@ def main():
         return child(json.load(sys.stdin))
     if len(sys.argv) != 2:
         sys.exit("usage: make_scheduler_reference.py OUT.json")
-    avx2 = run_child(None, None)
+    avx2 = run_child("avx2", None)  # torch's AVX2 dispatch on any x86 (an AVX-512 CPU would pick its own)
     scalar = run_child("default", avx2["inputs"])
     assert avx2["inputs"] == scalar["inputs"]
     for c, d in zip(avx2["cases"], scalar["cases"]):

@@ -176,7 +176,9 @@ def unet_cases(name, unet, unet64, embeddings, out):
 
 RENDER_STEPS = 10
 SEEDS = [0, 4294967303, 18446744073709551615]
-RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, seeds[, scheduler, karras])
+ZSNR = {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
+RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, seeds[, scheduler, karras[,
+    #          edits to the folder's scheduler_config.json]])
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, SEEDS),
     (None, "a photograph of an astronaut riding a horse", "blurry, low quality", 7.5, 0.0, None, [5]),
     (["tiny-sd1"], "l'été à Paris 🐱", None, 1.0, 0.0, None, [3]),
@@ -196,6 +198,12 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     # DPM-Solver++ 2M SDE: from_config(config, algorithm_type="sde-dpmsolver++"), a draw every step
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "dpm++2m-sde", False),
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [25], "dpm++2m-sde", True),
+    # zero terminal SNR: tiny-sd2's v-prediction scheduler file with these keys added (the test writes the same
+    # file into a copy of the folder), trailing spacing so the first step is the train step without signal
+    (["tiny-sd2"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 26], "ddim", False, ZSNR),
+    (["tiny-sd2"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [27], "euler", False, ZSNR),
+    (["tiny-sd2"], "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [28], "euler-a", False, ZSNR),
+    (["tiny-sd2"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [29], "dpm++2m-sde", True, ZSNR),
 ]
 
 
@@ -211,14 +219,18 @@ def scheduler_class(name):
 SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"}}  # what the name sets over the config
 
 
-def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None, scheduler="ddim", karras=False):
+def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None, scheduler="ddim", karras=False,
+           edits=None):
     """StableDiffusionPipeline with `scheduler` made from the folder's own scheduler config (from_config, plus
     use_karras_sigmas=True if karras), one CPU generator per seed, output_type="latent": what
     sower sample --scheduler NAME [--karras] must give."""
     if not hasattr(pipe, "_folder_scheduler_config"):  # swap from the folder's file, never from a swap
         pipe._folder_scheduler_config = pipe.scheduler.config
     extra = dict(SCHEDULER_KWARGS.get(scheduler, {}), **({"use_karras_sigmas": True} if karras else {}))
-    pipe.scheduler = scheduler_class(scheduler).from_config(pipe._folder_scheduler_config, **extra)
+    config = pipe._folder_scheduler_config
+    if edits:  # the file as the test edits it: its own keys plus these (no _use_default_values to mask them)
+        config = dict({k: v for k, v in config.items() if k != "_use_default_values"}, **edits)
+    pipe.scheduler = scheduler_class(scheduler).from_config(config, **extra)
     n = len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     if latents is not None:  # given latents: leave each generator where drawing them would have
@@ -230,7 +242,7 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
     return out.images
 
 
-def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, scheduler, karras):
+def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, scheduler, karras, edits):
     """The same render in float64 from the same float32 noise (the initial noise, and Euler ancestral's and
     DPM-Solver++ SDE's draws: float32 draws widened, not float64 draws): torch's own float32 error over the
     whole loop."""
@@ -246,7 +258,7 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
     euler_a.randn_tensor = dpm.randn_tensor = float32_draws
     try:
         return render(pipe64, prompt, negative, guidance, 0.0, clip_skip, [seed], latents=noise.double(),
-                      scheduler=scheduler, karras=karras)[0]
+                      scheduler=scheduler, karras=karras, edits=edits)[0]
     finally:
         torch.set_default_dtype(torch.float32)
         euler_a.randn_tensor = dpm.randn_tensor = randn_tensor
@@ -264,21 +276,23 @@ def render_cases(name, pipe, out):
     for only, prompt, negative, guidance, eta, clip_skip, seeds, *how in RENDERS:
         if only and name not in only:
             continue
-        scheduler, karras = how if how else ("ddim", False)
-        kw = {"scheduler": scheduler, "karras": karras}
+        scheduler, karras, edits = (list(how) + [None])[:3] if how else ("ddim", False, None)
+        kw = {"scheduler": scheduler, "karras": karras, "edits": edits}
         alone = [render(pipe, prompt, negative, guidance, eta, clip_skip, [s], **kw)[0] for s in seeds]
         batch = render(pipe, prompt, negative, guidance, eta, clip_skip, seeds + pads, **kw)
         for s, a, b in zip(seeds, alone, batch):
             fp64 = 0.0
             if eta == 0:  # (DDIM's eta noise is drawn inside its step: no float64 twin here)
                 fp64 = float((a.double() - render64(pipe64, size, prompt, negative, guidance, clip_skip, s,
-                                                    scheduler, karras)).abs().max())
+                                                    scheduler, karras, edits)).abs().max())
             case = {"pipeline": name, "row": len(arrays), "prompt": prompt, "negative_prompt": negative,
                     "guidance": guidance, "eta": eta, "clip_skip": clip_skip or 0, "seed": str(s),
                     "steps": RENDER_STEPS, "scheduler": scheduler,
                     "torch_batch_yardstick": float((a - b).abs().max()), "torch_fp64_yardstick": fp64}
             if karras:
                 case["karras"] = True
+            if edits:
+                case["scheduler_config_edits"] = edits
             cases.append(case)
             arrays.append(a.numpy())
     np.save(os.path.join(out, f"render_latents_{name}.npy"), np.stack(arrays).astype(np.float32))

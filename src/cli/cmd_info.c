@@ -57,10 +57,13 @@ static void print_scheduler(const SchedulerConfig *s)
     if (keys & SCHED_KEY(KEY_SKIP_PRK_STEPS))
         printf(", %s", s->skip_prk_steps ? "PLMS only (skip_prk_steps)" : "Runge-Kutta warm-up");
     if (keys & SCHED_KEY(KEY_SOLVER_ORDER))
-        printf(", %s order %d (%s)", s->algorithm_type == DPM_ALGORITHM_PLUS_PLUS ? "dpmsolver++" : "dpmsolver",
+        printf(", %s order %d (%s)",
+               s->algorithm_sde ? "sde-dpmsolver++" : s->algorithm_type == DPM_ALGORITHM_PLUS_PLUS ? "dpmsolver++" : "dpmsolver",
                s->solver_order, s->solver_type == DPM_SOLVER_MIDPOINT ? "midpoint" : "heun");
     if (keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS))
         printf(", %s sigmas", s->use_karras_sigmas ? "Karras" : "interpolated");
+    if (s->rescale_betas_zero_snr)
+        printf(", zero terminal SNR (rescale_betas_zero_snr)");
     printf("\n");
 }
 

@@ -77,6 +77,37 @@ static void betas_squaredcos(float *betas /* (T,) */, int T)
     }
 }
 
+/* alphas_cumprod (T,) = torch.cumprod(1.0 - betas): the CPU kernel accumulates in double. */
+static void cumprod_of_alphas(const float *betas, int T, float *alphas_cumprod)
+{
+    double acc = 1.0;
+    for (int i = 0; i < T; i++) {
+        float alpha = 1.0f - betas[i];
+        acc *= (double)alpha;
+        alphas_cumprod[i] = (float)acc;
+    }
+}
+
+/* rescale_zero_terminal_snr(betas), in place, every operation float32 as torch does it: sqrt(alphas_cumprod),
+ * shifted so the last is 0 and scaled so the first is unchanged, squared (x ** 2 is x * x), back to betas
+ * through the ratios of consecutive values. alphas_bar (T,) is scratch. */
+static void rescale_zero_terminal_snr(float *betas /* (T,) */, int T, float *alphas_bar /* (T,) */)
+{
+    cumprod_of_alphas(betas, T, alphas_bar);
+    for (int i = 0; i < T; i++)
+        alphas_bar[i] = sqrtf(alphas_bar[i]); /* alphas_bar_sqrt */
+    const float first = alphas_bar[0], last = alphas_bar[T - 1];
+    const float scale = first / (first - last); /* 0-d tensors */
+    for (int i = 0; i < T; i++) {
+        const float shifted = alphas_bar[i] - last;
+        const float scaled = shifted * scale;
+        alphas_bar[i] = scaled * scaled;
+    }
+    betas[0] = 1.0f - alphas_bar[0]; /* alphas = cat([alphas_bar[0:1], alphas_bar[1:] / alphas_bar[:-1]]) */
+    for (int i = 1; i < T; i++)
+        betas[i] = 1.0f - alphas_bar[i] / alphas_bar[i - 1];
+}
+
 void scheduler_alphas_cumprod(const SchedulerConfig *cfg, float *betas /* (T,) scratch */,
                                float *alphas_cumprod /* (T,) */)
 {
@@ -95,13 +126,9 @@ void scheduler_alphas_cumprod(const SchedulerConfig *cfg, float *betas /* (T,) s
         betas_squaredcos(betas, T);
         break;
     }
-    /* alphas = 1.0 - betas (float32); torch.cumprod on the CPU accumulates in double. */
-    double acc = 1.0;
-    for (int i = 0; i < T; i++) {
-        float alpha = 1.0f - betas[i];
-        acc *= (double)alpha;
-        alphas_cumprod[i] = (float)acc;
-    }
+    if (cfg->rescale_betas_zero_snr) /* alphas_cumprod is the scratch: it is rewritten below */
+        rescale_zero_terminal_snr(betas, T, alphas_cumprod);
+    cumprod_of_alphas(betas, T, alphas_cumprod); /* alphas = 1.0 - betas (float32) */
 }
 
 /* ---- timesteps (numpy) ---------------------------------------------------------------------- */
@@ -203,6 +230,8 @@ int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_s
     s->step_ratio = T / num_inference_steps;
     s->init_noise_sigma = 1.0f;
     scheduler_alphas_cumprod(cfg, betas, s->alphas_cumprod);
+    if (cfg->rescale_betas_zero_snr && c->floors_terminal_alpha) /* "so first sigma is not inf" */
+        s->alphas_cumprod[T - 1] = 0x1p-24f;
     s->final_alpha_cumprod = c->final_alpha_cumprod ? c->final_alpha_cumprod(cfg, s->alphas_cumprod) : 1.0f;
     SOWER_TRY_GOTO(c->set_timesteps ? c->set_timesteps(s) : default_timesteps(s), status, fail);
     if (!s->sigmas && c->divides_by_noise) /* DDIM's and DDPM's variance is 0/0 at a step with no noise: NaN */
@@ -212,6 +241,19 @@ int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_s
                                     "train step %lld, which %d steps visit, has no noise (alphas_cumprod 1: beta_start "
                                     "%g): %s's variance there is 0/0, and every sample would be NaN",
                                     (long long)s->timesteps[i], num_inference_steps, cfg->beta_start, c->name);
+                goto fail;
+            }
+    if (!s->sigmas && cfg->prediction_type == PRED_EPSILON) /* x0 = (x - sqrt(1 - a) eps) / sqrt(a): x / 0 */
+        for (int i = 0; i < s->num_steps; i++)
+            if (s->timesteps[i] >= 0 && s->timesteps[i] < T && s->alphas_cumprod[s->timesteps[i]] <= 0.0f) {
+                status = SOWER_FAIL(SOWER_EINPUT,
+                                    "train step %lld, which %d steps with timestep_spacing \"%s\" visit, has no signal "
+                                    "left (rescale_betas_zero_snr: alphas_cumprod 0): %s's x0 of an epsilon prediction "
+                                    "there divides by 0, and every sample would be NaN; zero-SNR models predict "
+                                    "v (prediction_type \"v_prediction\"), or choose a spacing that stops short of it",
+                                    (long long)s->timesteps[i], num_inference_steps,
+                                    (const char *const[]){"leading", "trailing", "linspace"}[cfg->timestep_spacing],
+                                    c->name);
                 goto fail;
             }
     if (!s->unet_timesteps) { /* integer timesteps: the UNet sees them as float32 (exact below 2^24) */

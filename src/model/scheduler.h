@@ -21,8 +21,12 @@
  *   - step: every scalar a float32 0-d tensor, every operation float32, in diffusers' order.
  *     The previous timestep is t - T//N for both classes (DDPM's previous_timestep() without
  *     custom timesteps), not the next entry of `timesteps`.
+ *   - rescale_betas_zero_snr: rescale_zero_terminal_snr(betas) in float32 (cumprod, sqrt, shift, scale,
+ *     square, ratios), then the tables as above; Euler's and DPM's classes set alphas_cumprod[T - 1] to
+ *     2**-24 as diffusers does. A step that divides by sqrt(alphas_cumprod[t]) = 0 (epsilon prediction
+ *     at train step T - 1 with DDIM or DDPM) is refused: diffusers renders NaN there.
  * Not supported (refused with SOWER_EMODEL when a config asks for it): thresholding, trained_betas,
- * rescale_betas_zero_snr, the "sigmoid" beta schedule and the fixed_small_log / fixed_large_log /
+ * the "sigmoid" beta schedule and the fixed_small_log / fixed_large_log /
  * learned / learned_range variance types of DDPM, custom timesteps, use_clipped_model_output. */
 #ifndef SOWER_SCHEDULER_H
 #define SOWER_SCHEDULER_H
@@ -101,6 +105,7 @@ typedef struct {
     int clip_sample;
     double clip_sample_range;      /* > 0; rounded to float where torch clamps */
     int set_alpha_to_one;          /* DDIM only */
+    int rescale_betas_zero_snr;    /* betas rescaled to zero terminal SNR (Lin et al. 2023, rescale_zero_terminal_snr) */
     VarianceType variance_type;    /* DDPM only */
     int skip_prk_steps;            /* PNDM: PLMS from the first step (else 12 Runge-Kutta calls first) */
     int use_karras_sigmas;         /* Euler, DPM: Karras et al.'s sigma schedule (rho 7) */
@@ -235,6 +240,8 @@ typedef struct {
     int history_slots;                       /* per-value floats its SchedulerRun keeps */
     int draws_noise;                         /* every step draws noise from the seed's generator */
     int scales_input;                        /* scale_model_input divides by sqrt(sigma^2 + 1) */
+    int floors_terminal_alpha;               /* with rescale_betas_zero_snr, alphas_cumprod[T - 1] = 2**-24 (so
+                                              * the first sigma is finite: Euler's, DPM's) */
     void (*step)(const Scheduler *s, SchedulerRun *r, int i, const float *model_output, float *sample,
                  const float *noise);
 } SchedulerClass;

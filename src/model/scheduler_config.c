@@ -234,7 +234,7 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
         cfg->timestep_spacing = (TimestepSpacing)choice;
         return SOWER_OK;
     case KEY_RESCALE_BETAS_ZERO_SNR:
-        return get_false(path, name, v, "zero-terminal-SNR rescaling is not supported");
+        return get_bool(path, name, v, &cfg->rescale_betas_zero_snr);
     case KEY_SKIP_PRK_STEPS:
         return get_bool(path, name, v, &cfg->skip_prk_steps);
     case KEY_USE_KARRAS_SIGMAS:
@@ -325,7 +325,9 @@ int scheduler_check_noise_schedule(const SchedulerConfig *cfg, const char *path)
     if (!betas || !alphas_cumprod) {
         status = SOWER_FAIL(SOWER_ENOMEM, "scheduler tables for %d train timesteps", T);
     } else {
-        scheduler_alphas_cumprod(cfg, betas, alphas_cumprod);
+        SchedulerConfig plain = *cfg; /* the betas as given: what the rescaling starts from */
+        plain.rescale_betas_zero_snr = 0;
+        scheduler_alphas_cumprod(&plain, betas, alphas_cumprod);
         int empty = 0;
         while (empty < T && alphas_cumprod[empty] > 0.0f) empty++;
         char betas_named[160];
@@ -343,6 +345,17 @@ int scheduler_check_noise_schedule(const SchedulerConfig *cfg, const char *path)
             status = SOWER_FAIL(SOWER_EMODEL,
                                 "%s: %s add no noise (every alphas_cumprod is 1): not a noise schedule sower can run",
                                 path, betas_named);
+        else if (cfg->rescale_betas_zero_snr) {
+            /* zero terminal SNR by design; every earlier step must keep some signal (one train step: 0/0) */
+            scheduler_alphas_cumprod(cfg, betas, alphas_cumprod);
+            int t = 0;
+            while (t < T - 1 && alphas_cumprod[t] > 0.0f && isfinite(alphas_cumprod[t])) t++;
+            if (T < 2 || t < T - 1)
+                status = SOWER_FAIL(SOWER_EMODEL,
+                                    "%s: key 'rescale_betas_zero_snr': %s rescaled to zero terminal SNR leave no signal "
+                                    "from train step %d on, before the last (%d): not a noise schedule sower can run",
+                                    path, betas_named, T < 2 ? 0 : t, T - 1);
+        }
     }
     free(betas);
     free(alphas_cumprod);

@@ -231,6 +231,7 @@ const SchedulerClass scheduler_dpm_multistep = {
     .runs = dpm_runs,
     .set_timesteps = dpm_set_timesteps,
     .history_slots = 1,
+    .floors_terminal_alpha = 1,
     .step = dpm_step,
 };
 
@@ -248,5 +249,6 @@ const SchedulerClass scheduler_dpm_multistep_sde = {
     .set_timesteps = dpm_set_timesteps,
     .history_slots = 1,
     .draws_noise = 1,
+    .floors_terminal_alpha = 1,
     .step = dpm_step,
 };

@@ -152,6 +152,7 @@ const SchedulerClass scheduler_euler = {
     .defaults = euler_defaults,
     .set_timesteps = euler_set_timesteps,
     .scales_input = 1,
+    .floors_terminal_alpha = 1,
     .step = euler_step,
 };
 
@@ -164,5 +165,6 @@ const SchedulerClass scheduler_euler_a = {
     .set_timesteps = euler_set_timesteps, /* the same schedule: use_karras_sigmas is not one of its keys */
     .draws_noise = 1,
     .scales_input = 1,
+    .floors_terminal_alpha = 1,
     .step = euler_a_step,
 };
