@@ -112,25 +112,28 @@ def main():
             check(r.returncode == 0 and "0 differ" in r.stdout, f"verify --all: {r.returncode} {r.stdout} {r.stderr}")
             print("sower verify --all: every row re-rendered identically")
 
-        # 4b. DPM-Solver++ 2M SDE (a history per value and a draw every step), Karras: 2 ranks at batch 2
-        # give sower sample's rows; verify re-renders them
+        # 4b. DPM-Solver++ 2M SDE (a history per value and a draw every step), Karras, guidance_rescale: 2 ranks
+        # at batch 2 give sower sample's rows; the file names the setting; verify re-renders them
         j = write_job(os.path.join(tmp, "sde.yaml"), sd, scheduler="dpm++2m-sde", batch=2,
-                      **{"guidance: 7.5": "karras: true, guidance: 7.5"})
+                      **{"guidance: 7.5": "karras: true, guidance: 7.5, guidance_rescale: 0.7"})
         out = os.path.join(tmp, "sde.h5")
         r = run(sower, mpiexec, j, out, 2)
         if check(r.returncode == 0, f"dpm++2m-sde run: exit {r.returncode}: {r.stderr[-800:]}"):
             npy = os.path.join(tmp, "sde.npy")
             s = subprocess.run([sower, "sample", sd, "--prompt", PROMPTS[1][0], "--guidance", "7.5", "--clip-skip",
-                                "1", "--scheduler", "dpm++2m-sde", "--karras", "--steps", "4", "--batch", "3",
+                                "1", "--scheduler", "dpm++2m-sde", "--karras", "--guidance-rescale", "0.7", "--steps",
+                                "4", "--batch", "3",
                                 "--seeds", ",".join(SEEDS), "-o", npy], capture_output=True, text=True, timeout=600)
             if check(s.returncode == 0, f"dpm++2m-sde sample: {s.stderr[-500:]}"):
                 rows = contents(out)[0]["latents"][len(SEEDS):]
                 check(np.array_equal(np.load(npy), rows), "dpm++2m-sde: the rows differ from sower sample's")
             with h5py.File(out, "r") as f:
-                check(b'"scheduler": "dpm++2m-sde"' in f.attrs["pipeline"], f"pipeline attribute {f.attrs['pipeline']}")
+                check(b'"scheduler": "dpm++2m-sde"' in f.attrs["pipeline"] and b'"guidance_rescale": 0.7' in
+                      f.attrs["pipeline"], f"pipeline attribute {f.attrs['pipeline']}")
             v = subprocess.run([sower, "verify", out, "--all"], capture_output=True, text=True, timeout=600)
             check(v.returncode == 0 and "0 differ" in v.stdout, f"verify dpm++2m-sde: {v.returncode} {v.stdout} {v.stderr}")
-            print("dpm++2m-sde karras: 2 ranks at batch 2 == sower sample at batch 3, bit for bit; verify --all agrees")
+            print("dpm++2m-sde karras, guidance_rescale 0.7: 2 ranks at batch 2 == sower sample at batch 3, bit for "
+                  "bit; verify --all agrees")
 
         # 5. kill -9 mid-run, then --resume: the same file as the uninterrupted run
         slow = write_job(os.path.join(tmp, "slow.yaml"), sd, steps=30, batch=1)

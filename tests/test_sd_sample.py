@@ -32,6 +32,8 @@ def sample(sower, folder, case, seeds, out, extra=()):
             "--scheduler", case["scheduler"], "--seeds", ",".join(seeds), "--force", "-o", out, *extra]
     if case.get("karras"):
         argv.append("--karras")
+    if case.get("guidance_rescale"):
+        argv += ["--guidance-rescale", str(case["guidance_rescale"])]
     if case["negative_prompt"] is not None:
         argv += ["--negative-prompt", case["negative_prompt"]]
     return subprocess.run(argv, capture_output=True, text=True, timeout=600)
@@ -39,7 +41,8 @@ def sample(sower, folder, case, seeds, out, extra=()):
 
 def group_key(c):
     return (c["pipeline"], c["prompt"], c["negative_prompt"], c["guidance"], c["eta"], c["clip_skip"],
-            c["scheduler"], c.get("karras", False), json.dumps(c.get("scheduler_config_edits"), sort_keys=True))
+            c["scheduler"], c.get("karras", False), json.dumps(c.get("scheduler_config_edits"), sort_keys=True),
+            c.get("guidance_rescale", 0))
 
 
 def folder_of(data, tmp, case):
@@ -83,7 +86,8 @@ def main():
                 diff = float(np.abs(got[i].astype(np.float64) - want[c["row"]]).max())
                 tol = 5 * max(c["torch_batch_yardstick"], c["torch_fp64_yardstick"])
                 worst, worst_abs = max(worst, diff / tol), max(worst_abs, diff)
-                name = key[6] + (" karras" if key[7] else "") + (" zero-SNR" if c.get("scheduler_config_edits") else "")
+                name = (key[6] + (" karras" if key[7] else "") + (" zero-SNR" if c.get("scheduler_config_edits") else "")
+                        + (f" rescale {key[9]}" if key[9] else ""))
                 per_scheduler[name] = max(per_scheduler.get(name, 0.0), diff / tol)
                 check(diff <= tol, f"{what} seed {c['seed']}: max|sower - diffusers| {diff:.3g} > {tol:.3g}")
         print(f"{len(ref['cases'])} renders against StableDiffusionPipeline: max|diff| up to {worst_abs:.3g}, "
@@ -184,6 +188,9 @@ def main():
         bad("index names another text encoder",
             copy_with("t5", edit_json("model_index.json", text_encoder=["transformers", "T5EncoderModel"])),
             ["model_index.json", "key 'text_encoder'", "T5EncoderModel", "CLIPTextModel"])
+        bad("--guidance-rescale without guidance", folder, ["--guidance-rescale 0.7 needs --guidance above 1"],
+            ["--guidance-rescale", "0.7"], case=dict(base, guidance=1.0))
+        bad("--guidance-rescale past 1", folder, ["--guidance-rescale"], ["--guidance-rescale", "1.5"])
         bad("--karras with ddim", folder, ["--karras", "euler, dpm++2m and dpm++2m-sde"], ["--karras"])
         bad("DPM-Solver of order 3",
             copy_with("dpm3", edit_json("scheduler/scheduler_config.json", solver_order=3)),

@@ -176,9 +176,9 @@ def unet_cases(name, unet, unet64, embeddings, out):
 
 RENDER_STEPS = 10
 SEEDS = [0, 4294967303, 18446744073709551615]
-ZSNR = {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
-RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, seeds[, scheduler, karras[,
-    #          edits to the folder's scheduler_config.json]])
+ZSNR = {"scheduler_config": {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}}
+RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, seeds[, scheduler, karras[, options:
+    #          "scheduler_config": edits to the folder's scheduler_config.json, "guidance_rescale": the pipeline's]])
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, SEEDS),
     (None, "a photograph of an astronaut riding a horse", "blurry, low quality", 7.5, 0.0, None, [5]),
     (["tiny-sd1"], "l'été à Paris 🐱", None, 1.0, 0.0, None, [3]),
@@ -204,6 +204,14 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     (["tiny-sd2"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [27], "euler", False, ZSNR),
     (["tiny-sd2"], "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [28], "euler-a", False, ZSNR),
     (["tiny-sd2"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [29], "dpm++2m-sde", True, ZSNR),
+    # guidance_rescale (rescale_noise_cfg): with zero terminal SNR as the paper pairs them, and alone
+    (["tiny-sd2"], "a photograph of an astronaut riding a horse", "blurry", 7.5, 0.0, None, [0, 30], "ddim", False,
+     dict(ZSNR, guidance_rescale=0.7)),
+    (["tiny-sd2"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [31], "dpm++2m-sde", True,
+     dict(ZSNR, guidance_rescale=0.7)),
+    (["tiny-sd1"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 32], "ddim", False,
+     {"guidance_rescale": 0.5}),
+    (["tiny-sd1"], "a red cube on a blue sphere", "", 5.0, 0.0, None, [33], "euler-a", False, {"guidance_rescale": 1.0}),
 ]
 
 
@@ -220,7 +228,7 @@ SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"}}  # wha
 
 
 def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None, scheduler="ddim", karras=False,
-           edits=None):
+           options=None):
     """StableDiffusionPipeline with `scheduler` made from the folder's own scheduler config (from_config, plus
     use_karras_sigmas=True if karras), one CPU generator per seed, output_type="latent": what
     sower sample --scheduler NAME [--karras] must give."""
@@ -228,6 +236,7 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
         pipe._folder_scheduler_config = pipe.scheduler.config
     extra = dict(SCHEDULER_KWARGS.get(scheduler, {}), **({"use_karras_sigmas": True} if karras else {}))
     config = pipe._folder_scheduler_config
+    edits = (options or {}).get("scheduler_config")
     if edits:  # the file as the test edits it: its own keys plus these (no _use_default_values to mask them)
         config = dict({k: v for k, v in config.items() if k != "_use_default_values"}, **edits)
     pipe.scheduler = scheduler_class(scheduler).from_config(config, **extra)
@@ -238,11 +247,12 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
             torch.randn((1, *latents.shape[1:]), generator=g, dtype=torch.float32)
     out = pipe([prompt] * n, negative_prompt=None if negative is None else [negative] * n,
                guidance_scale=guidance, num_inference_steps=RENDER_STEPS, eta=eta, clip_skip=clip_skip,
+               guidance_rescale=(options or {}).get("guidance_rescale", 0.0),
                generator=generators, output_type="latent", latents=latents)
     return out.images
 
 
-def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, scheduler, karras, edits):
+def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, scheduler, karras, options):
     """The same render in float64 from the same float32 noise (the initial noise, and Euler ancestral's and
     DPM-Solver++ SDE's draws: float32 draws widened, not float64 draws): torch's own float32 error over the
     whole loop."""
@@ -258,7 +268,7 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
     euler_a.randn_tensor = dpm.randn_tensor = float32_draws
     try:
         return render(pipe64, prompt, negative, guidance, 0.0, clip_skip, [seed], latents=noise.double(),
-                      scheduler=scheduler, karras=karras, edits=edits)[0]
+                      scheduler=scheduler, karras=karras, options=options)[0]
     finally:
         torch.set_default_dtype(torch.float32)
         euler_a.randn_tensor = dpm.randn_tensor = randn_tensor
@@ -276,23 +286,25 @@ def render_cases(name, pipe, out):
     for only, prompt, negative, guidance, eta, clip_skip, seeds, *how in RENDERS:
         if only and name not in only:
             continue
-        scheduler, karras, edits = (list(how) + [None])[:3] if how else ("ddim", False, None)
-        kw = {"scheduler": scheduler, "karras": karras, "edits": edits}
+        scheduler, karras, options = (list(how) + [None])[:3] if how else ("ddim", False, None)
+        kw = {"scheduler": scheduler, "karras": karras, "options": options}
         alone = [render(pipe, prompt, negative, guidance, eta, clip_skip, [s], **kw)[0] for s in seeds]
         batch = render(pipe, prompt, negative, guidance, eta, clip_skip, seeds + pads, **kw)
         for s, a, b in zip(seeds, alone, batch):
             fp64 = 0.0
             if eta == 0:  # (DDIM's eta noise is drawn inside its step: no float64 twin here)
                 fp64 = float((a.double() - render64(pipe64, size, prompt, negative, guidance, clip_skip, s,
-                                                    scheduler, karras, edits)).abs().max())
+                                                    scheduler, karras, options)).abs().max())
             case = {"pipeline": name, "row": len(arrays), "prompt": prompt, "negative_prompt": negative,
                     "guidance": guidance, "eta": eta, "clip_skip": clip_skip or 0, "seed": str(s),
                     "steps": RENDER_STEPS, "scheduler": scheduler,
                     "torch_batch_yardstick": float((a - b).abs().max()), "torch_fp64_yardstick": fp64}
             if karras:
                 case["karras"] = True
-            if edits:
-                case["scheduler_config_edits"] = edits
+            if options and options.get("scheduler_config"):
+                case["scheduler_config_edits"] = options["scheduler_config"]
+            if options and options.get("guidance_rescale"):
+                case["guidance_rescale"] = options["guidance_rescale"]
             cases.append(case)
             arrays.append(a.numpy())
     np.save(os.path.join(out, f"render_latents_{name}.npy"), np.stack(arrays).astype(np.float32))

@@ -29,7 +29,8 @@ static const char sample_usage[] =
     "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler S] [--karras] [--eta E]\n"
     "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
     "                    [--backend cpu|cuda] [--precision fp32|tf32|bf16|fp16] [--force] -o OUT.npy\n"
-    "       sower sample SD_DIR --prompt P [--negative-prompt N] [--guidance G] [--height H --width W]\n"
+    "       sower sample SD_DIR --prompt P [--negative-prompt N] [--guidance G] [--guidance-rescale R]\n"
+    "                    [--height H --width W]\n"
     "                    [--clip-skip K] [--decode] --seeds SEEDS [options above] -o OUT.npy\n"
     "\n"
     "Renders each seed as diffusers' DDIMPipeline/DDPMPipeline does with one CPU generator per seed\n"
@@ -74,6 +75,9 @@ static const char sample_usage[] =
     "  --prompt P            the prompt (UTF-8; past 77 tokens truncated, with a warning)\n"
     "  --negative-prompt N   what classifier-free guidance steers away from (default \"\")\n"
     "  --guidance G          guidance_scale (default 7.5); <= 1: no unconditional pass\n"
+    "  --guidance-rescale R  guidance_rescale in 0..1 (default 0: off): each guided prediction rescaled\n"
+    "                        toward the prompt's own standard deviation (rescale_noise_cfg; 0.7 with\n"
+    "                        zero-terminal-SNR models)\n"
     "  --height H --width W  image size in pixels, multiples of 8 (the latents are pixels / the VAE's factor;\n"
     "                        default: the UNet's sample_size times the VAE's scale factor)\n"
     "  --clip-skip K         diffusers' clip_skip (default 0: the text encoder's last layer)\n"
@@ -83,7 +87,7 @@ static const char sample_usage[] =
 
 typedef struct {
     const char *prompt, *negative_prompt; /* Stable Diffusion */
-    double guidance;
+    double guidance, guidance_rescale;
     long height, width, clip_skip;
     int decode;       /* --decode: images from the VAE, not latents */
     int force;        /* --force: replace an existing output and its record */
@@ -116,6 +120,7 @@ enum {
     OPT_PROMPT,
     OPT_NEGATIVE,
     OPT_GUIDANCE,
+    OPT_GUIDANCE_RESCALE,
     OPT_HEIGHT,
     OPT_WIDTH,
     OPT_CLIP_SKIP,
@@ -139,6 +144,7 @@ static const CliOption sample_options[N_SAMPLE_OPTS] = {
     [OPT_PROMPT] = {"--prompt", NULL, 1},
     [OPT_NEGATIVE] = {"--negative-prompt", NULL, 1},
     [OPT_GUIDANCE] = {"--guidance", NULL, 1},
+    [OPT_GUIDANCE_RESCALE] = {"--guidance-rescale", NULL, 1},
     [OPT_HEIGHT] = {"--height", NULL, 1},
     [OPT_WIDTH] = {"--width", NULL, 1},
     [OPT_CLIP_SKIP] = {"--clip-skip", NULL, 1},
@@ -210,6 +216,9 @@ static int on_sample_option(void *ctx, int which, const char *v)
         break;
     case OPT_GUIDANCE:
         SOWER_TRY(cli_parse_double("--guidance", v, 0.0, 1000.0, &o->guidance));
+        break;
+    case OPT_GUIDANCE_RESCALE:
+        SOWER_TRY(cli_parse_double("--guidance-rescale", v, 0.0, 1.0, &o->guidance_rescale));
         break;
     case OPT_HEIGHT:
         SOWER_TRY(cli_parse_int("--height", v, 8, 16384, &o->height));
@@ -307,6 +316,9 @@ static int parse_sample_options(int argc, char **argv, SampleOptions *o, int *he
         return SOWER_FAIL(SOWER_EUSAGE, "--precision %s needs --backend cuda (the CPU backend computes in fp32)",
                           precision_name(o->precision));
     if (o->scheduler_given) SOWER_TRY(check_scheduler_options(o));
+    if (o->guidance_rescale > 0 && !(o->guidance > 1.0)) /* diffusers rescales only guided predictions */
+        return SOWER_FAIL(SOWER_EUSAGE, "--guidance-rescale %g needs --guidance above 1 (classifier-free guidance to "
+                                        "rescale), found --guidance %g", o->guidance_rescale, o->guidance);
     struct stat st;
     if (o->trace_dir) {
         if (stat(o->trace_dir, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -447,7 +459,7 @@ static int write_record(const SampleOptions *o, const Model *m, const Vae *vae, 
     Job job = {.model_path = (char *)o->model_dir, /* borrowed throughout: never job_free'd */
                .scheduler = o->scheduler, .steps = (int)o->steps, .eta = o->eta, .karras = o->karras,
                .generator = o->generator, .list = o->seeds, .n_list = o->n_seeds, .n_seeds = o->n_seeds,
-               .n_rows = o->n_seeds, .guidance = o->guidance, .clip_skip = (int)o->clip_skip, .decode = o->decode};
+               .n_rows = o->n_seeds, .guidance = o->guidance, .guidance_rescale = o->guidance_rescale, .clip_skip = (int)o->clip_skip, .decode = o->decode};
     if (m->stable_diffusion) {
         job.prompts = &prompt, job.negative_prompts = &negative, job.n_prompts = 1;
         const int f = vae ? vae->cfg.scale_factor : m->vae_scale_factor, images = vae != NULL;
@@ -514,7 +526,7 @@ int cmd_sample(int argc, char **argv)
     else if (o.text_options) {
         status =
             SOWER_FAIL(SOWER_EUSAGE,
-                       "--prompt, --negative-prompt, --guidance, --height, --width and --clip-skip "
+                       "--prompt, --negative-prompt, --guidance, --guidance-rescale, --height, --width and --clip-skip "
                        "apply to Stable Diffusion folders; '%s' is a %s",
                        o.model_dir, model.pipeline_class[0] ? model.pipeline_class : "UNet2DModel folder");
         goto done;
@@ -559,6 +571,7 @@ int cmd_sample(int argc, char **argv)
                          .trace_dir = o.trace_dir,
                          .trace_replace = o.force,
                          .guidance = (float)o.guidance,
+                         .guidance_rescale = o.guidance_rescale,
                          .text_tokens = text.tokens,
                          .on_step = follow_load,
                          .on_step_ctx = &load};

@@ -378,6 +378,7 @@ int cmd_verify(int argc, char **argv)
                          .height = h,
                          .width = w,
                          .guidance = (float)job->guidance,
+                         .guidance_rescale = job->guidance_rescale,
                          .text_tokens = text.encoder.tokens};
     uint64_t v = o.sample < 0 ? n : o.sample > 0 ? (uint64_t)o.sample : job_verify_rows(job);
     if (v > n) v = n;

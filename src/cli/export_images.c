@@ -364,6 +364,9 @@ static void parameters_text(const Export *e, uint64_t seed, const char *prompt, 
                                  (unsigned long long)seed, e->width, e->height, e->weights_hex, e->model_name);
     if (prompt && job->clip_skip && used < size) /* A1111 counts the last layer as 1 */
         used += (size_t)snprintf(out + used, size - used, ", Clip skip: %d", job->clip_skip + 1);
+    if (prompt && job->guidance_rescale > 0 && used < size) /* the CFG Rescale extension's name */
+        used += (size_t)snprintf(out + used, size - used, ", CFG Rescale phi: %s",
+                                 job_number_text(job->guidance_rescale, number));
     if (job->eta != 0.0 && used < size) /* DDIM's eta (the only scheduler sower runs that takes one) */
         used += (size_t)snprintf(out + used, size - used, ", Eta DDIM: %s", job_number_text(job->eta, number));
     if (used < size) snprintf(out + used, size - used, ", Version: sower %s", sower_version());
@@ -383,6 +386,7 @@ static cJSON *row_json(const Export *e, uint64_t row, uint64_t seed, const char 
         cJSON_AddStringToObject(o, "prompt", prompt);
         cJSON_AddStringToObject(o, "negative_prompt", negative);
         cJSON_AddNumberToObject(o, "guidance", job->guidance);
+        if (job->guidance_rescale > 0) cJSON_AddNumberToObject(o, "guidance_rescale", job->guidance_rescale);
         cJSON_AddNumberToObject(o, "clip_skip", job->clip_skip);
     }
     cJSON_AddNumberToObject(o, "steps", job->steps);

@@ -178,6 +178,8 @@ void job_print(const Job *job, FILE *s)
     fprintf(s, "  precision: %s\n", precision_name(job->precision));
     if (job->n_prompts) {
         fprintf(s, "  guidance: %s\n", job_number_text(job->guidance, number));
+        if (job->guidance_rescale > 0)
+            fprintf(s, "  guidance_rescale: %s\n", job_number_text(job->guidance_rescale, number));
         if (job->height)
             fprintf(s, "  height: %d\n  width: %d\n", job->height, job->width);
         else
@@ -273,7 +275,7 @@ int job_check_model_kind(const Job *job, const Model *m)
         if (!job->text_mark.line) return SOWER_OK;
         job_text_where(job, where, sizeof where);
         return SOWER_FAIL(SOWER_EMANIFEST,
-                          "%s: prompts and pipeline.guidance/height/width/clip_skip/decode apply to Stable Diffusion "
+                          "%s: prompts and pipeline.guidance/guidance_rescale/height/width/clip_skip/decode apply to Stable Diffusion "
                           "folders; '%s' is a %s",
                           where, job->model_path, m->pipeline_class[0] ? m->pipeline_class : "UNet2DModel folder");
     }

@@ -323,10 +323,10 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
                  {"batch", 0, NULL},     {"backend", 0, NULL}, {"threads", 0, NULL},
                  {"precision", 0, NULL}, {"karras", 0, NULL},  {"guidance", 0, NULL},
                  {"height", 0, NULL},    {"width", 0, NULL},   {"clip_skip", 0, NULL},
-                 {"decode", 0, NULL}};
-    SOWER_TRY(get_mapping(c, n, "pipeline", f, 13));
+                 {"decode", 0, NULL},    {"guidance_rescale", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "pipeline", f, 14));
     /* Stable Diffusion settings: checked against the model when it is loaded (sweep/run.c) */
-    for (int k = 8; k < 13; k++)
+    for (int k = 8; k < 14; k++)
         if (f[k].value && !job->text_mark.line)
             job->text_mark = mark_of(f[k].value);
     if (f[9].value) job->size_mark = mark_of(f[9].value);
@@ -334,6 +334,13 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
     if (f[12].value) job->decode_mark = mark_of(f[12].value);
     if (f[8].value)
         SOWER_TRY(get_number(c, f[8].value, "pipeline.guidance", 0.0, 0, 1000.0, &job->guidance));
+    if (f[13].value) {
+        SOWER_TRY(get_number(c, f[13].value, "pipeline.guidance_rescale", 0.0, 0, 1.0, &job->guidance_rescale));
+        job->guidance_rescale_mark = mark_of(f[13].value);
+        if (job->guidance_rescale > 0 && !(job->guidance > 1.0)) /* diffusers rescales only guided predictions */
+            return fail_at(c, f[13].value, "pipeline.guidance_rescale",
+                           "0 with pipeline.guidance <= 1 (no classifier-free guidance to rescale)");
+    }
     if ((f[9].value != NULL) != (f[10].value != NULL))
         return fail_at(c, f[9].value ? f[9].value : f[10].value, f[9].value ? "pipeline.height" : "pipeline.width",
                        "height and width together");

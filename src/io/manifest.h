@@ -90,6 +90,8 @@ typedef struct {
     Mark prompts_file_mark;
     int prompts_file_pending;         /* named but not read yet: the prompts and n_rows are not final */
     double guidance;                  /* pipeline.guidance: diffusers' guidance_scale (7.5) */
+    double guidance_rescale;          /* pipeline.guidance_rescale: diffusers' guidance_rescale, 0..1 (0: off) */
+    Mark guidance_rescale_mark;
     int height, width;                /* pipeline.height/width in pixels; 0: the model's default */
     int clip_skip;                    /* pipeline.clip_skip */
     int decode;                       /* pipeline.decode: images (/images, uint8) beside the latents */

@@ -72,11 +72,17 @@ static int build_key(const Job *job, const KeyFacts *f, Provenance *p)
     if (job->n_prompts) {
         const int given = job->height != 0; /* height and width are given together, or neither */
         const int height = given ? job->height : f->height, width = given ? job->width : f->width;
-        snprintf(p->pipeline + used, sizeof p->pipeline - (size_t)used,
-                 " guidance=%.9g height=%d width=%d clip_skip=%d", job->guidance, height, width, job->clip_skip);
+        used += snprintf(p->pipeline + used, sizeof p->pipeline - (size_t)used,
+                         " guidance=%.9g height=%d width=%d clip_skip=%d", job->guidance, height, width, job->clip_skip);
         used_json += snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json,
                               ", \"guidance\": %.9g, \"height\": %d, \"width\": %d, \"clip_skip\": %d",
                               job->guidance, height, width, job->clip_skip);
+        if (job->guidance_rescale > 0) { /* named only when on: the keys of jobs without it are unchanged */
+            snprintf(p->pipeline + used, sizeof p->pipeline - (size_t)used, " guidance_rescale=%.9g",
+                     job->guidance_rescale);
+            used_json += snprintf(p->pipeline_json + used_json, sizeof p->pipeline_json - (size_t)used_json,
+                                  ", \"guidance_rescale\": %.9g", job->guidance_rescale);
+        }
         char prompts_hex[DIGEST_HEX_CHARS];
         SOWER_TRY(prompts_digest_hex(job, prompts_hex));
         snprintf(text_lines, sizeof text_lines, "prompts: %zu\nprompts_sha256: %s\ntext_side_sha256: %s\n",

@@ -1,6 +1,7 @@
 /* pipeline.c: the denoising loop over batches of seeds. */
 #include "pipeline.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,11 +75,45 @@ static int upload_texts(const RenderSettings *rs, const ComputeBackend *be, cons
     return status;
 }
 
+/* The unbiased standard deviation of x (n,): torch's std() of a float tensor (Welford in double, rounded to
+ * float), which a two-pass sum in double reproduces. */
+static float std_of(const float *x, size_t n)
+{
+    double sum = 0, squares = 0;
+    for (size_t j = 0; j < n; j++)
+        sum += (double)x[j];
+    const double mean = sum / (double)n;
+    for (size_t j = 0; j < n; j++)
+        squares += ((double)x[j] - mean) * ((double)x[j] - mean);
+    return (float)sqrt(squares / (double)(n - 1));
+}
+
+/* diffusers' rescale_noise_cfg, on the host: per sample, eps = r * (eps * (std(cond) / std(eps))) + (1 - r) * eps
+ * in float32, r = guidance_rescale. eps (nb, per) and cond (nb, per) in backend memory; host (2, nb, per) scratch.
+ * A GPU's copies are the latents' size, a few per cent of a step. */
+static int rescale_guided(const RenderSettings *rs, const ComputeBackend *be, const float *cond_be, float *eps_be,
+                          int nb, size_t per, float *host)
+{
+    const size_t n = per * nb;
+    float *eps = host, *cond = host + n;
+    SOWER_TRY(be->ops->download(be->ctx, eps, eps_be, n));
+    SOWER_TRY(be->ops->download(be->ctx, cond, cond_be, n));
+    const float r = (float)rs->guidance_rescale, keep = (float)(1.0 - rs->guidance_rescale); /* Python floats */
+    for (int b = 0; b < nb; b++) {
+        float *e = eps + per * b;
+        const float ratio = std_of(cond + per * b, per) / std_of(e, per);
+        for (size_t j = 0; j < per; j++)
+            e[j] = r * (e[j] * ratio) + keep * e[j];
+    }
+    return be->ops->upload(be->ctx, eps_be, eps, n);
+}
+
 /* The UNet's output for step i: eps (nb, C, H, W) backend from the samples x (nb, C, H, W) backend,
  * through scale_model_input (x_in: (mb, C, H, W) backend scratch) and, with guidance, the
- * [uncond, cond] batch mixed by the guidance op (eps2: (2 nb, C, H, W) backend scratch). */
+ * [uncond, cond] batch mixed by the guidance op (eps2: (2 nb, C, H, W) backend scratch), then rescaled
+ * when guidance_rescale > 0 (rescale_host: (2, nb, C, H, W) host scratch). */
 static int predict(const RenderSettings *rs, const ComputeBackend *be, int i, const float *x, const Act *context,
-                   int nb, float *ts, float *x_in, float *eps2, float *eps)
+                   int nb, float *ts, float *x_in, float *eps2, float *eps, float *rescale_host)
 {
     const UNet *unet = &rs->model->unet;
     const Scheduler *sched = rs->scheduler;
@@ -99,7 +134,10 @@ static int predict(const RenderSettings *rs, const ComputeBackend *be, int i, co
         return unet_forward_resident_cond(be, input, ts, unet->cfg.conditional ? context : NULL, nb, rs->height,
                                           rs->width, eps);
     SOWER_TRY(unet_forward_resident_cond(be, input, ts, context, mb, rs->height, rs->width, eps2));
-    return be->ops->guidance(be->ctx, eps2, eps2 + n, rs->guidance, eps, n);
+    SOWER_TRY(be->ops->guidance(be->ctx, eps2, eps2 + n, rs->guidance, eps, n));
+    if (rs->guidance_rescale > 0)
+        SOWER_TRY(rescale_guided(rs, be, eps2 + n, eps, nb, n / (size_t)nb, rescale_host));
+    return SOWER_OK;
 }
 
 static int render_batch(const RenderSettings *rs, const ComputeBackend *be, const uint64_t *seeds,
@@ -135,14 +173,18 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
           *eps2_be = NULL; /* (mb, C, H, W) backend: the UNet's scaled input; (2 nb, ...) its guided output */
     Act context = {0};     /* the text embeddings (conditional models) */
     float *eps = NULL;     /* (nb, C, H, W) host, for traces and host steps */
+    float *rescale_host = NULL; /* (2, nb, C, H, W) host: guidance_rescale's copies */
     float *trace_samples = NULL, *trace_outputs = NULL; /* (nb, steps, C, H, W) */
     if (rs->trace_dir || !on_backend)
         eps = malloc(n * sizeof(float));
+    const int rescales = guided && rs->guidance_rescale > 0;
+    if (rescales)
+        rescale_host = malloc(2 * n * sizeof(float));
     if (rs->trace_dir) {
         trace_samples = malloc(per * steps * nb * sizeof(float));
         trace_outputs = malloc(per * steps * nb * sizeof(float));
     }
-    if (!gens || !noise || !ts || ((rs->trace_dir || !on_backend) && !eps) ||
+    if (!gens || !noise || !ts || ((rs->trace_dir || !on_backend) && !eps) || (rescales && !rescale_host) ||
         (rs->trace_dir && (!trace_samples || !trace_outputs))) {
         status = SOWER_FAIL(SOWER_ENOMEM, "out of memory for a batch of %d samples", nb);
         goto done;
@@ -170,7 +212,7 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
             status = SOWER_FAIL(SOWER_ESTOPPED, "stopped by a signal at step %d of %d", i, steps);
             goto done;
         }
-        SOWER_TRY_GOTO(predict(rs, be, i, x_be, &context, nb, ts, x_in_be, eps2_be, eps_be), status, done);
+        SOWER_TRY_GOTO(predict(rs, be, i, x_be, &context, nb, ts, x_in_be, eps2_be, eps_be, rescale_host), status, done);
         const int draws = scheduler_step_needs_noise(sched, i, rs->eta);
         for (int b = 0; draws && b < nb; b++)
             SOWER_TRY_GOTO(generator_draw(&gens[b], rs, be, noise + per * b, noise_be + per * b, per), status, done);
@@ -213,6 +255,7 @@ done:
     free(gens);
     free(noise);
     free(eps);
+    free(rescale_host);
     free(ts);
     free(trace_samples);
     free(trace_outputs);

@@ -38,6 +38,7 @@ typedef struct {
     void *on_step_ctx;
     /* Stable Diffusion only (a UNet2DConditionModel) */
     float guidance;        /* diffusers' guidance_scale: > 1 runs the negative prompt too */
+    double guidance_rescale; /* diffusers' guidance_rescale (0..1; 0: off), with guidance > 1 only */
     int text_tokens;       /* rows of every text embedding (77) */
 } RenderSettings;
 

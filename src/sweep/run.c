@@ -363,6 +363,7 @@ static int load_text_side(Run *r)
         }
     }
     r->rs.guidance = (float)job->guidance;
+    r->rs.guidance_rescale = job->guidance_rescale;
     r->rs.text_tokens = r->text.encoder.tokens;
     return SOWER_OK;
 }
