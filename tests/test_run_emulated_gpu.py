@@ -129,6 +129,7 @@ def main():
         if len(sys.argv) > 4:
             stable_diffusion(sower, mpiexec, sys.argv[4], tmp, job)
             sixteen_bit_routes(sower, mpiexec, sys.argv[4], tmp, job)
+            host_steps(sower, mpiexec, sys.argv[4], tmp, job)
     print(f"test_run_emulated_gpu: {len(failures)} failures")
     sys.exit(1 if failures else 0)
 
@@ -172,20 +173,20 @@ def torch_cuda_generator(sower, mpiexec, model, tmp, job):
               "rows; over 2 ranks the same rows, verification passed, generator attribute torch-cuda")
 
 
-def sd_renders(sower, mpiexec, model, tmp, job, name, pipeline, sample_options, env, seeds=4):
-    """A `seeds`-seed SD render (DDIM, 2 steps, guidance 7.5) twice: `sower sample` in one process, and a 2-rank
+def sd_renders(sower, mpiexec, model, tmp, job, name, pipeline, sample_options, env, seeds=4, scheduler="ddim"):
+    """A `seeds`-seed SD render (`scheduler`, 2 steps, guidance 7.5) twice: `sower sample` in one process, and a 2-rank
     `sower run` with one GPU per rank (weights broadcast) and verification; `pipeline`: the manifest's further
     pipeline lines, `sample_options` the same for the CLI, `env` both runs' settings. Returns (single-process
     latents, the job's output path, its stderr), or None after recording why it failed."""
     prompt = "a lighthouse at dawn"
     ref_path, out = os.path.join(tmp, f"{name}.npy"), os.path.join(tmp, f"{name}.h5")
-    r = run([sower, "sample", model, "--prompt", prompt, "--guidance", "7.5", "--scheduler", "ddim", "--seeds",
+    r = run([sower, "sample", model, "--prompt", prompt, "--guidance", "7.5", "--scheduler", scheduler, "--seeds",
              f"0-{seeds - 1}", "--steps", "2", "--backend", "cuda", "-o", ref_path] + sample_options, env)
     if r.returncode != 0:
         fail(f"{name}: single-process render: exit {r.returncode}: {r.stderr[-800:]}")
         return None
     with open(job, "w") as f:
-        f.write(f"sower: 1\nname: emulated-{name}\nmodel: {os.path.abspath(model)}\npipeline:\n  scheduler: ddim\n"
+        f.write(f"sower: 1\nname: emulated-{name}\nmodel: {os.path.abspath(model)}\npipeline:\n  scheduler: {scheduler}\n"
                 f"  steps: 2\n  guidance: 7.5\n  backend: cuda\n{pipeline}prompts:\n  - \"{prompt}\"\n"
                 f"seeds:\n  list: [{', '.join(map(str, range(seeds)))}]\noutput:\n  path: {out}\nverify:\n  count: 2\n")
     r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], dict(env, SOWER_EMU_GPUS="per-process"))
@@ -243,6 +244,26 @@ def sixteen_bit_routes(sower, mpiexec, model, tmp, job):
         print("test_run_emulated_gpu: bf16 with gemm16 and attention16 over 2 ranks: rows equal a single-process "
               "render, verification passed, the identity names the attention; sower verify re-renders under the "
               "same settings and refuses (exit 2) without them")
+
+
+def host_steps(sower, mpiexec, model, tmp, job):
+    """DPM-Solver++ 2M SDE (stepped on the host from each seed's draws) with guidance_rescale (the guided
+    prediction rescaled on the host) on the GPU: 2 ranks' rows equal a single-process render, verified."""
+    rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd-sde", "  guidance_rescale: 0.7\n  karras: true\n",
+                          ["--guidance-rescale", "0.7", "--karras"], {}, seeds=3, scheduler="dpm++2m-sde")
+    if not rendered:
+        return
+    ref, out, _ = rendered
+    with h5py.File(out, "r") as h:
+        same = h["latents"][()].tobytes() == ref.tobytes()
+        verified = bool(h["verify"]["match"][()].all())
+        finite = bool(np.isfinite(ref).all())
+    if not (same and verified and finite):
+        fail(f"dpm++2m-sde with guidance_rescale on GPUs: rows equal a single-process render: {same}, verification "
+             f"passed: {verified}, finite: {finite}")
+    else:
+        print("test_run_emulated_gpu: dpm++2m-sde karras with guidance_rescale 0.7 over 2 ranks: rows equal a "
+              "single-process render, verification passed")
 
 
 if __name__ == "__main__":

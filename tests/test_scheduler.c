@@ -444,6 +444,10 @@ static void run_schedule_checks(void)
         /* 999, 999, ...: diffusers' step index starts at the second and runs off its sigmas */
         {"DPMSolverMultistepScheduler", "{\"use_karras_sigmas\": true, \"beta_schedule\": \"squaredcos_cap_v2\"}", 20,
          "the same timestep twice"},
+        /* UniPC's last step to sigma 0 is NaN/inf in diffusers 0.31 with bh1, the noise form, or order 2 at the end */
+        {"UniPCMultistepScheduler", "{\"solver_type\": \"bh1\"}", 10, "\"sigma_min\" with solver_type \"bh1\""},
+        {"UniPCMultistepScheduler", "{\"predict_x0\": false}", 10, "with predict_x0 false"},
+        {"UniPCMultistepScheduler", "{\"lower_order_final\": false}", 10, "with lower_order_final false"},
         /* diffusers 0.31 refuses deis with a final zero sigma, as it does dpmsolver */
         {"DPMSolverMultistepScheduler", "{\"algorithm_type\": \"deis\"}", 10, "\"zero\" with algorithm_type \"deis\""},
     };
@@ -559,7 +563,7 @@ static int same_floats(const cJSON *want, const float *got, int n, int ulps, cha
     return 1;
 }
 
-static double dpm_worst; /* the largest relative difference of a DPM-Solver chain */
+static double dpm_worst; /* the largest relative difference of a DPM-Solver or UniPC chain */
 static SchedulerKind scheduler_kind_of_dpm(void)
 {
     SchedulerKind k = -1;
@@ -592,7 +596,8 @@ static int run_multistep_case(const cJSON *c)
      * (Sleef's 1-ulp logf/expf, not the C library's). So a Karras schedule's fractional timesteps
      * agree to a few ulps, and DPM-Solver's chain to a relative 1e-5; everything else is exact. */
     const int karras = cfg.use_karras_sigmas,
-              dpm = strcmp(scheduler_class_name(cfg.kind), scheduler_class_name(scheduler_kind_of_dpm())) == 0;
+              dpm = strcmp(scheduler_class_name(cfg.kind), scheduler_class_name(scheduler_kind_of_dpm())) == 0 ||
+                    strcmp(scheduler_class_name(cfg.kind), "UniPCMultistepScheduler") == 0;
     {
         const int good = same_floats(cJSON_GetObjectItemCaseSensitive(c, "timesteps"), s.unet_timesteps, s.num_steps,
                                      karras ? 4 : 0, why, sizeof why);
@@ -689,8 +694,8 @@ static int run_multistep_file(const char *path)
         cases++;
         identical += run_multistep_case(c);
     }
-    printf("%d of %d PNDM / Euler / Euler ancestral / DPM-Solver cases as diffusers: bit-identical timesteps, "
-           "sigmas, scaled inputs and chains (Karras timesteps within 4 ulps; DPM-Solver chains within a "
+    printf("%d of %d PNDM / Euler / Euler ancestral / DPM-Solver / UniPC cases as diffusers: bit-identical timesteps, "
+           "sigmas, scaled inputs and chains (Karras timesteps within 4 ulps; DPM-Solver and UniPC chains within a "
            "relative %.2g)\n", identical, cases, dpm_worst);
     CHECK(cases > 0 && identical == cases, "%d of %d multistep cases differ", cases - identical, cases);
     cJSON_Delete(root);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral and DPM-Solver multistep schedulers,
-for sower's (src/model/schedulers/pndm.c, euler.c, dpm_multistep.c, sigmas.c).
+"""Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, DPM-Solver multistep and UniPC schedulers,
+for sower's (src/model/schedulers/pndm.c, euler.c, dpm_multistep.c, unipc.c, sigmas.c).
 
 Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py;
 a few seconds; torch's linspace bits are those of its AVX2 kernel, forced here as sower's torch-cpu
@@ -101,6 +101,24 @@ def cases():
               ZSNR + ', "use_karras_sigmas": true' + SDE, 15))
     c.append(("zsnr_dpm_leading_eps_n20", "DPMSolverMultistepScheduler",
               '{"rescale_betas_zero_snr": true, "timestep_spacing": "leading", "steps_offset": 1}', 20))
+    # UniPC (predictor-corrector): SD 1.5's config swapped in, its options, the noise form, order 1, bh1
+    U = "UniPCMultistepScheduler"
+    for n in (1, 2, 3, 10, 20):
+        c.append((f"sd15_into_unipc_n{n}", U, SD15, n))
+    c.append(("sd15_into_unipc_karras_n15", U, SD15[:-1] + ', "use_karras_sigmas": true}', 15))
+    c.append(("unipc_karras_sigma_min_n12", U, '{"use_karras_sigmas": true, "final_sigmas_type": "sigma_min"}', 12))
+    c.append(("ddim_v_into_unipc_n12", U, DDIM_SAVED_V, 12))
+    # (bh1, the noise form and a second-order last step are NaN/inf with a final sigma of zero: sower refuses
+    # those; test_scheduler's refused list)
+    SMIN = ', "final_sigmas_type": "sigma_min"}'
+    c.append(("unipc_bh1_leading_n16", U, '{"solver_type": "bh1", "timestep_spacing": "leading", "steps_offset": 1' + SMIN, 16))
+    c.append(("unipc_noise_form_trailing_n10", U, '{"predict_x0": false, "timestep_spacing": "trailing"' + SMIN, 10))
+    c.append(("unipc_order1_n9", U, '{"solver_order": 1}', 9))
+    c.append(("unipc_no_lower_order_final_n8", U, '{"lower_order_final": false, "beta_schedule": "squaredcos_cap_v2"' + SMIN, 8))
+    c.append(("unipc_disable_corrector_n10", U, '{"disable_corrector": [0, 3, 8]}', 10))
+    c.append(("unipc_sample_prediction_n9", U, '{"prediction_type": "sample", "solver_type": "midpoint"}', 9))
+    c.append(("unipc_noise_form_v_n11", U, DDIM_SAVED_V[:-1] + ', "predict_x0": false' + SMIN, 11))
+    c.append(("zsnr_unipc_trailing_v_n10", U, ZSNR + "}", 10))
     return c
 
 

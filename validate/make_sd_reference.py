@@ -19,8 +19,8 @@ What it writes under tests/data/sd/:
       A model stored F16/BF16 is computed in float32 from the stored values (what sower does): the reference
       is the float32 model loaded from the stored half-precision weights.
   render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
-      DDIMScheduler (or PNDM, Euler, Euler ancestral, DPM-Solver++ 2M and its SDE form, Karras sigmas for
-      Euler and DPM)
+      DDIMScheduler (or PNDM, Euler, Euler ancestral, DPM-Solver++ 2M and its SDE form, UniPC, Karras sigmas
+      for Euler, DPM and UniPC)
       .from_config(the folder's scheduler config), 10 steps, one CPU generator per seed, output_type="latent"
       (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
       yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
@@ -212,6 +212,9 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     (["tiny-sd1"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 32], "ddim", False,
      {"guidance_rescale": 0.5}),
     (["tiny-sd1"], "a red cube on a blue sphere", "", 5.0, 0.0, None, [33], "euler-a", False, {"guidance_rescale": 1.0}),
+    # UniPC (predictor-corrector), from the folder's config and with Karras sigmas
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[2]], "unipc", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [34], "unipc", True),
 ]
 
 
@@ -221,7 +224,7 @@ def scheduler_class(name):
     return {"ddim": diffusers.DDIMScheduler, "pndm": diffusers.PNDMScheduler,
             "euler": diffusers.EulerDiscreteScheduler, "euler-a": diffusers.EulerAncestralDiscreteScheduler,
             "dpm++2m": diffusers.DPMSolverMultistepScheduler,
-            "dpm++2m-sde": diffusers.DPMSolverMultistepScheduler}[name]
+            "dpm++2m-sde": diffusers.DPMSolverMultistepScheduler, "unipc": diffusers.UniPCMultistepScheduler}[name]
 
 
 SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"}}  # what the name sets over the config
@@ -266,12 +269,19 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
     noise = torch.randn((1, 4, unet_size, unet_size), generator=torch.Generator("cpu").manual_seed(seed))
     torch.set_default_dtype(torch.float64)
     euler_a.randn_tensor = dpm.randn_tensor = float32_draws
+    solve = torch.linalg.solve  # UniPC's corrector under a float64 default: a float64 R against its float32 b
+
+    def solve_as_b(A, B, *args, **kwargs):
+        return solve(A.to(B.dtype), B, *args, **kwargs)
+
+    torch.linalg.solve = solve_as_b
     try:
         return render(pipe64, prompt, negative, guidance, 0.0, clip_skip, [seed], latents=noise.double(),
                       scheduler=scheduler, karras=karras, options=options)[0]
     finally:
         torch.set_default_dtype(torch.float32)
         euler_a.randn_tensor = dpm.randn_tensor = randn_tensor
+        torch.linalg.solve = solve
 
 
 def render_cases(name, pipe, out):

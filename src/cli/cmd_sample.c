@@ -44,12 +44,13 @@ static const char sample_usage[] =
     "  --seeds SEEDS    comma-separated seeds (uint64; negatives as torch takes them, -1 = 2^64-1) and\n"
     "                   inclusive ranges, e.g. 0-7,4294967303,-1 (a manifest's seeds.list takes the same)\n"
     "  --steps N        denoising steps (default 50)\n"
-    "  --scheduler S    ddim, ddpm, ddim-parallel, pndm, euler, euler-a, dpm++2m (DPM-Solver++ 2M) or\n"
-    "                   dpm++2m-sde (its SDE form: draws noise from each seed's generator every step);\n"
+    "  --scheduler S    ddim, ddpm, ddim-parallel, pndm, euler, euler-a, dpm++2m (DPM-Solver++ 2M),\n"
+    "                   dpm++2m-sde (its SDE form: draws noise from each seed's generator every step) or\n"
+    "                   unipc (UniPC, predictor-corrector);\n"
     "                   default: ddim (as DDIMPipeline), or for Stable Diffusion the folder's own (as\n"
     "                   StableDiffusionPipeline); the folder's scheduler config carries over as\n"
     "                   diffusers' from_config carries it\n"
-    "  --karras         Karras sigmas (use_karras_sigmas=True) for euler, dpm++2m and dpm++2m-sde\n"
+    "  --karras         Karras sigmas (use_karras_sigmas=True) for euler, dpm++2m, dpm++2m-sde and unipc\n"
     "  --eta E          DDIM eta in 0..1 (default 0); eta > 0 draws noise from each seed's generator\n"
     "  --batch B        seeds per forward pass (default 8)\n"
     "  --threads T      threads (default: the CPUs it may run on that other work does not keep busy)\n"
@@ -255,8 +256,8 @@ static int check_scheduler_options(const SampleOptions *o)
         return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim and ddim-parallel schedulers only (the scheduler is %s)",
                           scheduler_kind_name(o->scheduler));
     if (o->karras && !(scheduler_class(o->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
-        return SOWER_FAIL(SOWER_EUSAGE, "--karras applies to the euler, dpm++2m and dpm++2m-sde schedulers (the scheduler is %s)",
-                          scheduler_kind_name(o->scheduler));
+        return SOWER_FAIL(SOWER_EUSAGE, "--karras applies to the %s schedulers (the scheduler is %s)",
+                          scheduler_names_taking(KEY_USE_KARRAS_SIGMAS), scheduler_kind_name(o->scheduler));
     return SOWER_OK;
 }
 

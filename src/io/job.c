@@ -314,9 +314,9 @@ int job_check_scheduler_settings(const Job *job, const char *whose)
                           path, job->eta_mark.line, job->eta_mark.column, name, whose, job->eta);
     if (job->karras && !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
         return SOWER_FAIL(SOWER_EMANIFEST,
-                          "%s:%u:%u: key 'pipeline.karras': expected false with the scheduler %s (%seuler, dpm++2m and dpm++2m-sde "
-                          "have it), found true",
-                          path, job->karras_mark.line, job->karras_mark.column, name, whose);
+                          "%s:%u:%u: key 'pipeline.karras': expected false with the scheduler %s (%s%s have it), found true",
+                          path, job->karras_mark.line, job->karras_mark.column, name, whose,
+                          scheduler_names_taking(KEY_USE_KARRAS_SIGMAS));
     return SOWER_OK;
 }
 

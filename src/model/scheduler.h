@@ -1,7 +1,8 @@
 /* scheduler.h: diffusers 0.31's schedulers. DDIMScheduler and DDPMScheduler bit for bit (torch 1.13 on
  * the CPU); PNDMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler and
- * DPMSolverMultistepScheduler with the same float32 operations in diffusers' order (their numpy sigma
- * schedules in double as numpy computes them; see schedulers/sigmas.c for where bits may differ).
+ * DPMSolverMultistepScheduler (dpmsolver++, dpmsolver and sde-dpmsolver++) with the same float32
+ * operations in diffusers' order (their numpy sigma schedules in double as numpy computes them; see
+ * schedulers/sigmas.c for where bits may differ).
  *
  * What is reproduced, and how (checked against the real classes by tests/test_scheduler.c with
  * tests/data/scheduler_reference.json, made by validate/make_scheduler_reference.py):
@@ -40,6 +41,7 @@
 
 enum {
     SCHEDULER_MAX_TRAIN_TIMESTEPS = 100000, /* cap on num_train_timesteps from a config */
+    SCHEDULER_MAX_DISABLED_CORRECTORS = 64, /* UniPC's disable_corrector list */
 };
 
 /* A scheduler class: its index in the registry (scheduler_registry.c). The first two are named
@@ -89,6 +91,9 @@ typedef enum {
     KEY_EULER_AT_FINAL,
     KEY_USE_LU_LAMBDAS,
     KEY_LAMBDA_MIN_CLIPPED,
+    KEY_PREDICT_X0,          /* UniPC */
+    KEY_DISABLE_CORRECTOR,
+    KEY_SOLVER_P,
     KEY_COUNT
 } ConfigKey;
 
@@ -116,6 +121,10 @@ typedef struct {
     int algorithm_sde;             /* DPM: "sde-dpmsolver++" (DPM-Solver++ with a noise draw every step) */
     int algorithm_deis;            /* DPM: "deis" was named (run as dpmsolver++, but refused with a final zero sigma) */
     DpmSolverType solver_type;
+    int solver_bh1;                /* UniPC: solver_type "bh1" (B(h) = h); else "bh2" (B(h) = e^h - 1) */
+    int predict_x0;                /* UniPC: the data (x0) form; else the noise form */
+    int n_disable_corrector;       /* UniPC: steps whose following step runs no corrector */
+    int disable_corrector[SCHEDULER_MAX_DISABLED_CORRECTORS];
     int lower_order_final, euler_at_final;
     double lambda_min_clipped;     /* DPM: -inf (no clipping) unless set */
     /* Not a diffusers key: the torch CPU kernel whose torch.linspace bits to reproduce (the same
@@ -168,7 +177,7 @@ int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_s
 void scheduler_free(Scheduler *s);
 
 /* Whether step i consumes per-sample noise from the seed's generator (DDIM: eta > 0, at EVERY step
- * including the last; DDPM: timesteps[i] > 0; Euler ancestral: every step). */
+ * including the last; DDPM: timesteps[i] > 0; Euler ancestral and DPM-Solver++ SDE: every step). */
 int scheduler_step_needs_noise(const Scheduler *s, int i, float eta);
 
 /* What scale_model_input divides step i's sample by before the UNet sees it: sqrt(sigma^2 + 1) for
@@ -262,5 +271,7 @@ int scheduler_kind_of_config(const char *class_name, const char *json_text, size
                              SchedulerKind *k) SOWER_MUST_CHECK;
 /* "ddim, ddpm, ..." (the registered names, for messages and help); "DDIMScheduler, ..." with classes. */
 const char *scheduler_names(int classes);
+/* "euler, dpm++2m and ..." : the registered names whose class takes config key `key` (for messages). */
+const char *scheduler_names_taking(ConfigKey key);
 
 #endif /* SOWER_SCHEDULER_H */

@@ -40,6 +40,7 @@ void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *cfg)
     cfg->solver_type = DPM_SOLVER_MIDPOINT;
     cfg->lower_order_final = 1;
     cfg->lambda_min_clipped = -INFINITY;
+    cfg->predict_x0 = 1;
     if (scheduler_class(kind)->defaults)
         scheduler_class(kind)->defaults(cfg);
 }
@@ -77,6 +78,9 @@ static const char *const config_key_names[KEY_COUNT] = {
     [KEY_EULER_AT_FINAL] = "euler_at_final",
     [KEY_USE_LU_LAMBDAS] = "use_lu_lambdas",
     [KEY_LAMBDA_MIN_CLIPPED] = "lambda_min_clipped",
+    [KEY_PREDICT_X0] = "predict_x0",
+    [KEY_DISABLE_CORRECTOR] = "disable_corrector",
+    [KEY_SOLVER_P] = "solver_p",
 };
 
 static const char *const beta_schedule_names[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
@@ -276,6 +280,30 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
     case KEY_SOLVER_TYPE:
         SOWER_TRY(get_choice(path, name, v, solver_type_names, 5, &choice));
         cfg->solver_type = choice == 1 ? DPM_SOLVER_HEUN : DPM_SOLVER_MIDPOINT;
+        cfg->solver_bh1 = choice == 3; /* UniPC reads the others as bh2 */
+        return SOWER_OK;
+    case KEY_PREDICT_X0:
+        return get_bool(path, name, v, &cfg->predict_x0);
+    case KEY_DISABLE_CORRECTOR: {
+        char expected[96];
+        snprintf(expected, sizeof expected, "a list of at most %d step indices (integers)",
+                 (int)SCHEDULER_MAX_DISABLED_CORRECTORS);
+        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > SCHEDULER_MAX_DISABLED_CORRECTORS)
+            return bad_value(path, name, expected, v);
+        cfg->n_disable_corrector = 0;
+        const cJSON *step;
+        cJSON_ArrayForEach(step, v)
+        {
+            if (!cJSON_IsNumber(step) || !isfinite(step->valuedouble) || floor(step->valuedouble) != step->valuedouble ||
+                fabs(step->valuedouble) > 1e9)
+                return bad_value(path, name, expected, v);
+            cfg->disable_corrector[cfg->n_disable_corrector++] = (int)step->valuedouble;
+        }
+        return SOWER_OK;
+    }
+    case KEY_SOLVER_P:
+        if (!cJSON_IsNull(v)) /* another scheduler object as the predictor: not something a JSON file can hold */
+            return bad_value(path, name, "null", v);
         return SOWER_OK;
     case KEY_LOWER_ORDER_FINAL:
         return get_bool(path, name, v, &cfg->lower_order_final);

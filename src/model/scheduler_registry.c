@@ -6,7 +6,7 @@
 
 #include "scheduler.h"
 
-#define SCHEDULER_CLASSES(X) X(ddim) X(ddpm) X(ddim_parallel) X(pndm) X(euler) X(euler_a) X(dpm_multistep) X(dpm_multistep_sde)
+#define SCHEDULER_CLASSES(X) X(ddim) X(ddpm) X(ddim_parallel) X(pndm) X(euler) X(euler_a) X(dpm_multistep) X(dpm_multistep_sde) X(unipc)
 
 #define DECLARE(name) extern const SchedulerClass scheduler_##name;
 SCHEDULER_CLASSES(DECLARE)
@@ -36,6 +36,24 @@ const char *scheduler_names(int classes)
             snprintf(out + used, sizeof names[0] - used, "%s%s", k ? ", " : "",
                      classes ? registry[k]->class_name : registry[k]->name);
         }
+    return out;
+}
+
+const char *scheduler_names_taking(ConfigKey key)
+{
+    static char names[KEY_COUNT][256];
+    char *out = names[key];
+    if (!out[0]) {
+        int count = 0, seen = 0;
+        for (int k = 0; k < N_CLASSES; k++) count += (registry[k]->config_keys & SCHED_KEY(key)) != 0;
+        for (int k = 0; k < N_CLASSES; k++) {
+            if (!(registry[k]->config_keys & SCHED_KEY(key))) continue;
+            size_t used = strlen(out);
+            seen++;
+            snprintf(out + used, sizeof names[0] - used, "%s%s", seen == 1 ? "" : seen == count ? " and " : ", ",
+                     registry[k]->name);
+        }
+    }
     return out;
 }
 

@@ -98,7 +98,7 @@ static int dpm_spacing(const Scheduler *s, int last, int64_t *ts)
     return SOWER_OK;
 }
 
-static int dpm_set_timesteps(Scheduler *s)
+int scheduler_dpm_set_timesteps(Scheduler *s)
 {
     const int N = s->num_inference_steps, T = s->cfg.num_train_timesteps;
     int status = SOWER_OK;
@@ -143,13 +143,6 @@ done:
     return status;
 }
 
-/* _sigma_to_alpha_sigma_t: alpha_t = 1 / (sigma**2 + 1) ** 0.5, sigma_t = sigma * alpha_t. */
-static void alpha_sigma(float sigma, float *alpha_t, float *sigma_t)
-{
-    *alpha_t = 1.0f / sqrtf(sigma * sigma + 1.0f);
-    *sigma_t = sigma * *alpha_t;
-}
-
 static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
 {
     const SchedulerConfig *c = &s->cfg;
@@ -163,8 +156,8 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
 
     /* convert_model_output at sigmas[i] */
     float alpha_s0, sigma_s0, alpha_t, sigma_t;
-    alpha_sigma(s->sigmas[i], &alpha_s0, &sigma_s0);
-    alpha_sigma(s->sigmas[i + 1], &alpha_t, &sigma_t);
+    sigma_alpha_sigma(s->sigmas[i], &alpha_s0, &sigma_s0);
+    sigma_alpha_sigma(s->sigmas[i + 1], &alpha_t, &sigma_t);
     const float lambda_t = logf(alpha_t) - logf(sigma_t), lambda_s0 = logf(alpha_s0) - logf(sigma_s0);
     const float h = lambda_t - lambda_s0;
     /* ODE: x_t = a * sample - b * D0 [- or +] c1 * D1; SDE: x_t = a * sample + b * D0 + c1 * D1 + z * noise */
@@ -183,7 +176,7 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
     }
     if (!first_order) {
         float alpha_s1, sigma_s1;
-        alpha_sigma(s->sigmas[i - 1], &alpha_s1, &sigma_s1);
+        sigma_alpha_sigma(s->sigmas[i - 1], &alpha_s1, &sigma_s1);
         const float lambda_s1 = logf(alpha_s1) - logf(sigma_s1);
         const float h_0 = lambda_s0 - lambda_s1, r0 = h_0 / h;
         inv_r0 = 1.0f / r0; /* (1.0 / r0): reciprocal, then * 1.0 */
@@ -229,7 +222,7 @@ const SchedulerClass scheduler_dpm_multistep = {
     .defaults = dpm_defaults,
     .validate = dpm_validate,
     .runs = dpm_runs,
-    .set_timesteps = dpm_set_timesteps,
+    .set_timesteps = scheduler_dpm_set_timesteps,
     .history_slots = 1,
     .floors_terminal_alpha = 1,
     .step = dpm_step,
@@ -246,7 +239,7 @@ const SchedulerClass scheduler_dpm_multistep_sde = {
     .overrides = dpm_sde_overrides,
     .validate = dpm_final_sigma_validate,
     .runs = dpm_sde_runs,
-    .set_timesteps = dpm_set_timesteps,
+    .set_timesteps = scheduler_dpm_set_timesteps,
     .history_slots = 1,
     .draws_noise = 1,
     .floors_terminal_alpha = 1,

@@ -4,6 +4,8 @@
 #ifndef SOWER_SCHEDULERS_H
 #define SOWER_SCHEDULERS_H
 
+#include <math.h>
+
 #include "scheduler.h"
 
 void scheduler_ddim_coefficients(const Scheduler *s, int i, float eta, StepCoefficients *k);
@@ -32,6 +34,18 @@ int scheduler_spacing_timesteps(const SchedulerConfig *cfg, int N, int64_t *ts /
 /* np.round(np.arange(start, 0, -(T / N))).astype(int64) - 1 (trailing spacing from `start`, descending);
  * SOWER_EINPUT unless numpy makes exactly N values. */
 int scheduler_trailing_timesteps(int start, int T, int N, int64_t *ts /* (N,) */) SOWER_MUST_CHECK;
+
+/* _sigma_to_alpha_sigma_t (DPM-Solver, UniPC): alpha_t = 1 / (sigma**2 + 1) ** 0.5, sigma_t = sigma * alpha_t, as
+ * float32 0-d tensors. */
+static inline void sigma_alpha_sigma(float sigma, float *alpha_t, float *sigma_t)
+{
+    *alpha_t = 1.0f / sqrtf(sigma * sigma + 1.0f);
+    *sigma_t = sigma * *alpha_t;
+}
+
+/* DPMSolverMultistepScheduler's set_timesteps (integer timesteps up to lambda_min_clipped, interpolated or Karras
+ * sigmas, the final one); UniPC's is the same but for its Karras "sigma_min" final sigma (dpm_multistep.c). */
+int scheduler_dpm_set_timesteps(Scheduler *s) SOWER_MUST_CHECK;
 
 /* ---- sigma schedules (sigmas.c): numpy's and torch's arithmetic as Euler's and DPM's set_timesteps use it */
 
