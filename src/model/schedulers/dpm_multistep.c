@@ -193,15 +193,8 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
     const PredictionType p = c->prediction_type;
     float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) */
     for (size_t j = 0; j < r->n; j++) {
-        float out; /* the converted model output: x0 (dpmsolver++) or epsilon (dpmsolver) */
-        if (plus_plus)
-            out = p == PRED_EPSILON       ? (x[j] - sigma_s0 * m[j]) / alpha_s0
-                  : p == PRED_V_PREDICTION ? alpha_s0 * x[j] - sigma_s0 * m[j]
-                                           : m[j];
-        else
-            out = p == PRED_EPSILON       ? m[j]
-                  : p == PRED_V_PREDICTION ? alpha_s0 * m[j] + sigma_s0 * x[j]
-                                           : (x[j] - alpha_s0 * m[j]) / sigma_s0;
+        /* the converted model output: x0 (dpmsolver++) or epsilon (dpmsolver) */
+        const float out = converted_output(p, plus_plus, m[j], x[j], alpha_s0, sigma_s0);
         float next = sde ? a * x[j] + b * out : a * x[j] - b * out;
         if (!first_order) {
             const float d1 = inv_r0 * (out - previous[j]);

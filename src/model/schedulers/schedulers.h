@@ -43,6 +43,15 @@ static inline void sigma_alpha_sigma(float sigma, float *alpha_t, float *sigma_t
     *sigma_t = sigma * *alpha_t;
 }
 
+/* convert_model_output (DPM-Solver, UniPC) at (alpha_t, sigma_t): the data prediction x0 (dpmsolver++, UniPC's
+ * predict_x0) or the noise epsilon, from the model output m of sample x, float32 in diffusers' order. */
+static inline float converted_output(PredictionType p, int data, float m, float x, float alpha_t, float sigma_t)
+{
+    if (data)
+        return p == PRED_EPSILON ? (x - sigma_t * m) / alpha_t : p == PRED_V_PREDICTION ? alpha_t * x - sigma_t * m : m;
+    return p == PRED_EPSILON ? m : p == PRED_V_PREDICTION ? alpha_t * m + sigma_t * x : (x - alpha_t * m) / sigma_t;
+}
+
 /* DPMSolverMultistepScheduler's set_timesteps (integer timesteps up to lambda_min_clipped, interpolated or Karras
  * sigmas, the final one); UniPC's is the same but for its Karras "sigma_min" final sigma (dpm_multistep.c). */
 int scheduler_dpm_set_timesteps(Scheduler *s) SOWER_MUST_CHECK;

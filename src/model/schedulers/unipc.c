@@ -134,15 +134,7 @@ static void unipc_step(const Scheduler *s, SchedulerRun *r, int i, const float *
     const float rho_c_last = corrector_order == 2 ? rho_c[1] : rho_c[0];
 
     for (size_t j = 0; j < r->n; j++) {
-        float model; /* convert_model_output at sigmas[i] */
-        if (c->predict_x0)
-            model = p == PRED_EPSILON       ? (x[j] - sigma_i * m[j]) / alpha_i
-                    : p == PRED_V_PREDICTION ? alpha_i * x[j] - sigma_i * m[j]
-                                             : m[j];
-        else
-            model = p == PRED_EPSILON       ? m[j]
-                    : p == PRED_V_PREDICTION ? alpha_i * m[j] + sigma_i * x[j]
-                                             : (x[j] - alpha_i * m[j]) / sigma_i;
+        const float model = converted_output(p, c->predict_x0, m[j], x[j], alpha_i, sigma_i); /* at sigmas[i] */
         float sample = x[j];
         if (corrects) { /* x_t_ - d * (corr_res + rhos_c[-1] * (model_t - m0)), from last_sample */
             const float m0 = out[j];
