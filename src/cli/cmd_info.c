@@ -56,7 +56,10 @@ static void print_scheduler(const SchedulerConfig *s)
         printf(", %s variance", s->variance_type == VARIANCE_FIXED_SMALL ? "fixed_small" : "fixed_large");
     if (keys & SCHED_KEY(KEY_SKIP_PRK_STEPS))
         printf(", %s", s->skip_prk_steps ? "PLMS only (skip_prk_steps)" : "Runge-Kutta warm-up");
-    if (keys & SCHED_KEY(KEY_SOLVER_ORDER))
+    if (keys & SCHED_KEY(KEY_PREDICT_X0)) /* UniPC */
+        printf(", order %d (%s, %s form%s)", s->solver_order, s->solver_bh1 ? "bh1" : "bh2",
+               s->predict_x0 ? "data" : "noise", s->n_disable_corrector ? ", some correctors off" : "");
+    else if (keys & SCHED_KEY(KEY_SOLVER_ORDER))
         printf(", %s order %d (%s)",
                s->algorithm_sde ? "sde-dpmsolver++" : s->algorithm_type == DPM_ALGORITHM_PLUS_PLUS ? "dpmsolver++" : "dpmsolver",
                s->solver_order, s->solver_type == DPM_SOLVER_MIDPOINT ? "midpoint" : "heun");
