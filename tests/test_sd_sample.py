@@ -29,7 +29,9 @@ from testing import check, failures  # noqa: E402  (the tests' shared helpers)
 def sample(sower, folder, case, seeds, out, extra=()):
     argv = [sower, "sample", folder, "--prompt", case["prompt"], "--guidance", str(case["guidance"]),
             "--eta", str(case["eta"]), "--clip-skip", str(case["clip_skip"]), "--steps", str(case["steps"]),
-            "--scheduler", case["scheduler"], "--seeds", ",".join(seeds), "--force", "-o", out, *extra]
+            "--seeds", ",".join(seeds), "--force", "-o", out, *extra]
+    if case["scheduler"]:  # None: the folder's own
+        argv += ["--scheduler", case["scheduler"]]
     if case.get("karras"):
         argv.append("--karras")
     if case.get("guidance_rescale"):
@@ -208,6 +210,38 @@ def main():
         bad("dpm++2m with an SDE config",
             copy_with("sde-cfg", edit_json("scheduler/scheduler_config.json", algorithm_type="sde-dpmsolver++")),
             ["scheduler_config.json", "algorithm_type", "dpm++2m-sde"], case=dict(base, scheduler="dpm++2m"))
+        # a folder whose own scheduler is UniPC: runs it by default; with values diffusers takes but sower does not
+        # run (order 3), the folder still serves a named scheduler, and its own is refused, saying why
+        def own_unipc(**values):
+            def edit(path):
+                edit_json("scheduler/scheduler_config.json", _class_name="UniPCMultistepScheduler", **values)(path)
+                edit_json("model_index.json", scheduler=["diffusers", "UniPCMultistepScheduler"])(path)
+            return edit
+        unipc_own = copy_with("unipc-own", own_unipc())
+        a, b = os.path.join(tmp, "own-default.npy"), os.path.join(tmp, "own-named.npy")
+        r1 = subprocess.run([sower, "sample", unipc_own, "--prompt", "a cat", "--seeds", "0,1", "--steps", "4", "-o", a],
+                            capture_output=True, text=True, timeout=600)
+        r2 = sample(sower, unipc_own, dict(base, prompt="a cat", scheduler="unipc", steps=4), ["0", "1"], b)
+        check(r1.returncode == 0 and "unipc 4 steps" in r1.stderr and r2.returncode == 0 and
+              open(a, "rb").read() == open(b, "rb").read(), f"own UniPC: {r1.stderr[-300:]} {r2.stderr[-300:]}")
+        order3 = copy_with("unipc-order3", own_unipc(solver_order=3))
+        bad("own UniPC of order 3, run as the default", order3,
+            ["solver_order", "1..2", "the folder's own UniPCMultistepScheduler", "--scheduler"], prompt=True,
+            case=dict(base, scheduler=None))
+        r = sample(sower, order3, dict(base, scheduler="ddim", steps=2), ["0"], os.path.join(tmp, "order3-ddim.npy"))
+        i = subprocess.run([sower, "info", order3], capture_output=True, text=True, timeout=600)
+        check(r.returncode == 0 and i.returncode == 0 and "not run as configured" in i.stdout,
+              f"own UniPC of order 3, --scheduler ddim / info: {r.returncode} {i.returncode} {r.stderr[-300:]} {i.stdout[-400:]}")
+        # guidance_rescale reaches the sample's record and its export
+        gr = os.path.join(tmp, "gr.npy")
+        r = sample(sower, folder, dict(base, steps=2), ["0"], gr, ["--guidance-rescale", "0.7"])
+        if check(r.returncode == 0, f"--guidance-rescale 0.7: {r.stderr[-300:]}"):
+            record = json.load(open(gr + ".json"))
+            check(record["pipeline"].get("guidance_rescale") == 0.7, f"record pipeline {record['pipeline']}")
+            e = subprocess.run([sower, "export", gr, "--imagefolder", os.path.join(tmp, "gr-images")],
+                               capture_output=True, text=True, timeout=600)
+            lines = [json.loads(l) for l in open(os.path.join(tmp, "gr-images", "metadata.jsonl"))] if e.returncode == 0 else []
+            check(len(lines) == 1 and lines[0].get("guidance_rescale") == 0.7, f"export: {e.stderr[-300:]} {lines}")
         sd2 = os.path.join(tmp, "eas")  # a DDIM folder (DDIM takes "sample"; the folder loads)
         shutil.copytree(os.path.join(data, "tiny-sd2"), sd2)
         edit_json("scheduler/scheduler_config.json", prediction_type="sample")(sd2)

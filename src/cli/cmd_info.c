@@ -142,12 +142,14 @@ int cmd_info(int argc, char **argv)
         printf("  weights sha256:     %s\n", hex);
         printf("  parameters:         %lld in %d tensors\n", (long long)m.unet.weights.n_values,
                m.unet.weights.n_params);
-        printf("  scheduler:          %s (%s)%s\n", m.scheduler_class[0] ? m.scheduler_class : "unnamed",
+        printf("  scheduler:          %s (%s)%s%s\n", m.scheduler_class[0] ? m.scheduler_class : "unnamed",
                m.scheduler_config_path,
                m.folder_scheduler_known
                    ? ""
-                   : "\n                      not one sower runs: read as DDIM reads it below; "
-                     "choose one with --scheduler / pipeline.scheduler");
+                   : m.folder_scheduler_problem[0] ? "\n                      not run as configured: "
+                                                   : "\n                      not one sower runs: read as DDIM reads it below; "
+                                                     "choose one with --scheduler / pipeline.scheduler",
+               m.folder_scheduler_problem);
         print_scheduler(&m.folder_scheduler);
         print_config(&m.unet.cfg);
         if (m.stable_diffusion) status = print_text_side(&m);

@@ -61,6 +61,8 @@ int sample_record_write(const char *npy_path, const Job *job, SampleRows rows_ar
         cJSON_AddStringToObject(pipeline, "generator", rng_kernel_name(job->generator));
         if (job->n_prompts) {
             cJSON_AddNumberToObject(pipeline, "guidance", job->guidance);
+            if (job->guidance_rescale > 0) /* absent when off: records without it read as before */
+                cJSON_AddNumberToObject(pipeline, "guidance_rescale", job->guidance_rescale);
             cJSON_AddNumberToObject(pipeline, "height", job->height);
             cJSON_AddNumberToObject(pipeline, "width", job->width);
             cJSON_AddNumberToObject(pipeline, "clip_skip", job->clip_skip);
@@ -186,6 +188,10 @@ static int parse_record(SampleRecord *r, const cJSON *o, const char **bad)
             return *bad = "pipeline", -1;
         job->guidance = guidance->valuedouble, job->height = height->valueint, job->width = width->valueint;
         job->clip_skip = clip_skip->valueint;
+        const cJSON *rescale = cJSON_GetObjectItemCaseSensitive(p, "guidance_rescale"); /* optional */
+        if (rescale && (!cJSON_IsNumber(rescale) || !(rescale->valuedouble >= 0 && rescale->valuedouble <= 1)))
+            return *bad = "pipeline", -1;
+        job->guidance_rescale = rescale ? rescale->valuedouble : 0.0;
         job->decode = r->rows_are == SAMPLE_ROWS_IMAGES;
         job->prompts = calloc(1, sizeof(char *)), job->negative_prompts = calloc(1, sizeof(char *));
         if (!job->prompts || !job->negative_prompts) return *bad = "prompt", -1;

@@ -84,7 +84,6 @@ static int locate(Model *m, const char *dir)
 static const char *const other_scheduler_classes[] = {"LMSDiscreteScheduler",
                                                       "HeunDiscreteScheduler",
                                                       "KDPM2DiscreteScheduler",
-                                                      "UniPCMultistepScheduler",
                                                       "DEISMultistepScheduler",
                                                       "DPMSolverSinglestepScheduler",
                                                       NULL};
@@ -272,14 +271,25 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
     m->folder_scheduler_known =
         !m->scheduler_class[0] || scheduler_kind_of_class(m->scheduler_class, &own) == SOWER_OK;
     sower_error_clear();
-    if (m->scheduler_class[0] && m->folder_scheduler_known) /* a class of several entries: its config picks one */
-        SOWER_TRY(scheduler_kind_of_config(m->scheduler_class, m->scheduler_config_text, m->scheduler_config_bytes,
-                                           m->scheduler_config_path, &own));
-    /* One sower runs is checked as its own class reads it, so bad values fail before any work; another
-     * (PNDM, ...) as DDIM reads it, the usual swap. */
-    SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes,
-                                     m->scheduler_config_path, m->folder_scheduler_known ? own : SCHED_DDIM,
-                                     &m->folder_scheduler));
+    /* One sower runs is checked as its own class reads it, so bad values fail before any work (a class of several
+     * entries: its config picks one); another (LMS, ...) as DDIM reads it, the usual swap. Values its class takes
+     * in diffusers but sower does not run (UniPC of order 3) leave the folder to the other schedulers: running its
+     * own says why (model_default_scheduler, model_scheduler). */
+    int status = SOWER_OK;
+    if (m->scheduler_class[0] && m->folder_scheduler_known)
+        status = scheduler_kind_of_config(m->scheduler_class, m->scheduler_config_text, m->scheduler_config_bytes,
+                                          m->scheduler_config_path, &own);
+    if (status == SOWER_OK)
+        status = scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
+                                        m->folder_scheduler_known ? own : SCHED_DDIM, &m->folder_scheduler);
+    if (status == SOWER_EMODEL && m->folder_scheduler_known && own != SCHED_DDIM) {
+        snprintf(m->folder_scheduler_problem, sizeof m->folder_scheduler_problem, "%s", sower_error_message());
+        sower_error_clear();
+        m->folder_scheduler_known = 0;
+        status = scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
+                                        SCHED_DDIM, &m->folder_scheduler);
+    }
+    SOWER_TRY(status);
     SOWER_TRY(scheduler_check_noise_schedule(&m->folder_scheduler, m->scheduler_config_path));
     UNetConfig cfg;
     SOWER_TRY(unet_config_parse(m->unet_config_text, m->unet_config_bytes, m->unet_config_path, &cfg));
@@ -349,6 +359,9 @@ int model_default_scheduler(const Model *m, const char *option, SchedulerKind *k
         *kind = SCHED_DDIM;
         return SOWER_OK;
     }
+    if (m->folder_scheduler_problem[0])
+        return SOWER_FAIL(SOWER_EMODEL, "%s (the folder's own %s, the default); choose another with %s (%s)",
+                          m->folder_scheduler_problem, m->scheduler_class, option, scheduler_names(0));
     if (!m->folder_scheduler_known)
         return SOWER_FAIL(SOWER_EUSAGE, "%s%s: the folder's %s is not one sower runs; choose %s (%s)",
                           m->index_scheduler_class[0] ? m->dir : m->scheduler_config_path,

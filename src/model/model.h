@@ -30,6 +30,8 @@ typedef struct Model {
     char scheduler_class[64];    /* its _class_name, e.g. "DDPMScheduler" ("" if absent) */
     char index_scheduler_class[64]; /* model_index.json's scheduler class ("" if not named there) */
     int folder_scheduler_known;  /* sower runs that class: folder_scheduler is valid */
+    char folder_scheduler_problem[512]; /* a class sower runs, with values it cannot (UniPC of order 3): why; the
+                                         * folder serves other schedulers, its own is refused with this */
     SchedulerConfig folder_scheduler; /* the folder's scheduler as its own class reads it (checked) */
     char pipeline_class[64];     /* model_index.json's _class_name ("" if none): DDPMPipeline, DDIMPipeline,
                                   * StableDiffusionPipeline */

@@ -23,7 +23,7 @@
  *     The previous timestep is t - T//N for both classes (DDPM's previous_timestep() without
  *     custom timesteps), not the next entry of `timesteps`.
  *   - rescale_betas_zero_snr: rescale_zero_terminal_snr(betas) in float32 (cumprod, sqrt, shift, scale,
- *     square, ratios), then the tables as above; Euler's and DPM's classes set alphas_cumprod[T - 1] to
+ *     square, ratios), then the tables as above; Euler's, DPM's and UniPC's classes set alphas_cumprod[T - 1] to
  *     2**-24 as diffusers does. A step that divides by sqrt(alphas_cumprod[t]) = 0 (epsilon prediction
  *     at train step T - 1 with DDIM or DDPM) is refused: diffusers renders NaN there.
  * Not supported (refused with SOWER_EMODEL when a config asks for it): thresholding, trained_betas,

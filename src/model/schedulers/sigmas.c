@@ -116,11 +116,12 @@ int sigmas_check(const Scheduler *s, const int64_t *timesteps, const float *unet
         return SOWER_FAIL(SOWER_EINPUT, "%d steps of this noise schedule begin with the same timestep twice (%g), "
                                         "which diffusers cannot run: choose fewer steps",
                           N, timesteps ? (double)timesteps[0] : (double)unet_timesteps[0]);
-    /* DPM-Solver's second order divides by the previous log-SNR step h: two equal sigmas give NaN after them */
+    /* DPM-Solver's and UniPC's second order divide by the previous log-SNR step h: two equal sigmas give NaN after
+     * them */
     for (int i = 0; distinct_sigmas && i + 1 < N; i++)
         if (s->sigmas[i] == s->sigmas[i + 1])
             return SOWER_FAIL(SOWER_EINPUT, "%d steps of this noise schedule give steps %d and %d the same sigma (%g), "
-                                            "where DPM-Solver's next step is 0/0: choose fewer steps",
-                              N, i, i + 1, (double)s->sigmas[i]);
+                                            "where a second-order %s step is 0/0: choose fewer steps",
+                              N, i, i + 1, (double)s->sigmas[i], scheduler_kind_name(s->cfg.kind));
     return SOWER_OK;
 }

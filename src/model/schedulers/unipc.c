@@ -29,6 +29,14 @@ static void unipc_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACI
 /* DPM-Solver's schedule; with Karras sigmas, "sigma_min" ends on the last Karras sigma (DPM-Solver: the table's). */
 static int unipc_set_timesteps(Scheduler *s)
 {
+    const SchedulerConfig *c = &s->cfg;
+    if (c->final_sigmas_type == FINAL_SIGMA_ZERO && !c->lower_order_final && c->solver_order == 2 &&
+        s->num_inference_steps >= 2) /* one step is first order: finite */
+        return SOWER_FAIL(SOWER_EINPUT,
+                          "UniPC with lower_order_final false, solver_order 2 and final_sigmas_type \"zero\": the last of %d "
+                          "steps is second order to sigma 0 and divides by 0 (diffusers 0.31 renders inf); set "
+                          "final_sigmas_type \"sigma_min\" or lower_order_final true",
+                          s->num_inference_steps);
     SOWER_TRY(scheduler_dpm_set_timesteps(s));
     if (s->cfg.use_karras_sigmas && s->cfg.final_sigmas_type == FINAL_SIGMA_MIN)
         s->sigmas[s->num_steps] = s->sigmas[s->num_steps - 1];
@@ -154,17 +162,16 @@ static void unipc_step(const Scheduler *s, SchedulerRun *r, int i, const float *
     }
 }
 
-/* A last step to sigma 0 is infinite in three forms (diffusers 0.31 renders NaN or inf there without a word):
- * B(h) = h ("bh1"), the noise form (sigma_t * e^h = 0 * inf), and a second-order last step (rk = 0). */
+/* A last step to sigma 0 is NaN in two forms whatever the step count (diffusers 0.31 renders it without a word):
+ * B(h) = h ("bh1") and the noise form (sigma_t * e^h = 0 * inf); a second-order last step (rk = 0) is refused by
+ * set_timesteps, where the step count is known. */
 static int unipc_validate(const SchedulerConfig *cfg, const char *path)
 {
     if (cfg->final_sigmas_type != FINAL_SIGMA_ZERO)
         return SOWER_OK;
-    const char *why = cfg->solver_bh1          ? "with solver_type \"bh1\" (B(h) = h is infinite at sigma 0)"
-                      : !cfg->predict_x0       ? "with predict_x0 false (sigma 0 times an infinite e^h)"
-                      : !cfg->lower_order_final && cfg->solver_order == 2
-                                               ? "with lower_order_final false (a second-order last step divides by 0)"
-                                               : NULL;
+    const char *why = cfg->solver_bh1    ? "with solver_type \"bh1\" (B(h) = h is infinite at sigma 0)"
+                      : !cfg->predict_x0 ? "with predict_x0 false (sigma 0 times an infinite e^h)"
+                                         : NULL;
     if (!why)
         return SOWER_OK;
     return SOWER_FAIL(SOWER_EMODEL,
