@@ -698,7 +698,7 @@ static int run_multistep_file(const char *path)
         cases++;
         identical += run_multistep_case(c);
     }
-    printf("%d of %d PNDM / Euler / Euler ancestral / DPM-Solver / UniPC cases as diffusers: bit-identical timesteps, "
+    printf("%d of %d PNDM / Euler / Euler ancestral / Heun / DPM-Solver / UniPC cases as diffusers: bit-identical timesteps, "
            "sigmas, scaled inputs and chains (Karras timesteps within 4 ulps; DPM-Solver and UniPC chains within a "
            "relative %.2g)\n", identical, cases, dpm_worst);
     CHECK(cases > 0 && identical == cases, "%d of %d multistep cases differ", cases - identical, cases);

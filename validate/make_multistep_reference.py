@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, DPM-Solver multistep and UniPC schedulers,
+"""Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, Heun, DPM-Solver multistep and UniPC schedulers,
 for sower's (src/model/schedulers/pndm.c, euler.c, dpm_multistep.c, unipc.c, sigmas.c).
 
 Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py;
@@ -119,6 +119,17 @@ def cases():
     c.append(("unipc_sample_prediction_n9", U, '{"prediction_type": "sample", "solver_type": "midpoint"}', 9))
     c.append(("unipc_noise_form_v_n11", U, DDIM_SAVED_V[:-1] + ', "predict_x0": false' + SMIN, 11))
     c.append(("zsnr_unipc_trailing_v_n10", U, ZSNR + "}", 10))
+    # Heun (two UNet calls per step but the last)
+    H = "HeunDiscreteScheduler"
+    for n in (1, 2, 10, 25):
+        c.append((f"sd15_into_heun_n{n}", H, SD15, n))
+    c.append(("sd15_into_heun_karras_n12", H, SD15[:-1] + ', "use_karras_sigmas": true}', 12))
+    c.append(("ddim_v_into_heun_n8", H, DDIM_SAVED_V, 8))
+    c.append(("heun_defaults_trailing_n7", H, '{"timestep_spacing": "trailing"}', 7))
+    c.append(("heun_clip_sample_prediction_leading_n9", H,
+              '{"prediction_type": "sample", "clip_sample": true, "clip_sample_range": 0.5, "timestep_spacing": "leading", '
+              '"steps_offset": 1}', 9))
+    c.append(("heun_clip_epsilon_cosine_n6", H, '{"clip_sample": true, "beta_schedule": "squaredcos_cap_v2"}', 6))
     return c
 
 

@@ -1,8 +1,8 @@
-/* euler.c: diffusers 0.31's EulerDiscreteScheduler and EulerAncestralDiscreteScheduler
- * (scheduling_euler_discrete.py, scheduling_euler_ancestral_discrete.py) with s_churn 0 (what the
- * pipelines pass): sigma-space steps over the numpy sigma schedule (sigmas.c), the model input divided
- * by sqrt(sigma^2 + 1) (scheduler_input_divisor), the first noise scaled by init_noise_sigma. Every
- * per-value operation is float32 in diffusers' order. */
+/* euler.c: diffusers 0.31's EulerDiscreteScheduler, EulerAncestralDiscreteScheduler and
+ * HeunDiscreteScheduler (scheduling_euler_discrete.py, scheduling_euler_ancestral_discrete.py,
+ * scheduling_heun_discrete.py) with s_churn 0 (what the pipelines pass): sigma-space steps over the numpy
+ * sigma schedule (sigmas.c), the model input divided by sqrt(sigma^2 + 1) (scheduler_input_divisor), the
+ * first noise scaled by init_noise_sigma. Every per-value operation is float32 in diffusers' order. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -145,6 +145,76 @@ static void euler_a_step(const Scheduler *s, SchedulerRun *r, int i, const float
     }
 }
 
+/* ---- Heun: Euler's schedule, each step but the last taken twice (an Euler step, then the trapezoid) ---- */
+
+/* The keys of HeunDiscreteScheduler.__init__ (it has no rescale_betas_zero_snr or final_sigmas_type). */
+#define SCHED_KEYS_HEUN                                                                                     \
+    (SCHED_KEY(KEY_NUM_TRAIN_TIMESTEPS) | SCHED_KEY(KEY_BETA_START) | SCHED_KEY(KEY_BETA_END) |             \
+     SCHED_KEY(KEY_BETA_SCHEDULE) | SCHED_KEY(KEY_TRAINED_BETAS) | SCHED_KEY(KEY_PREDICTION_TYPE) |         \
+     SCHED_KEY(KEY_USE_KARRAS_SIGMAS) | SCHED_KEY(KEY_USE_EXPONENTIAL_SIGMAS) | SCHED_KEY(KEY_USE_BETA_SIGMAS) | \
+     SCHED_KEY(KEY_CLIP_SAMPLE) | SCHED_KEY(KEY_CLIP_SAMPLE_RANGE) | SCHED_KEY(KEY_TIMESTEP_SPACING) |        \
+     SCHED_KEY(KEY_STEPS_OFFSET))
+
+enum { HEUN_SLOT_DERIVATIVE, HEUN_SLOT_SAMPLE, HEUN_SLOTS }; /* per value: prev_derivative, the Euler step's start */
+
+static void heun_defaults(SchedulerConfig *cfg)
+{
+    euler_defaults(cfg);
+    cfg->beta_start = 0.00085, cfg->beta_end = 0.012; /* "sensible defaults" in its __init__ */
+    cfg->clip_sample = 0;
+}
+
+/* Euler's N timesteps and N + 1 sigmas, then torch.cat([x[:1], x[1:].repeat_interleave(2)]) of the timesteps
+ * (2N - 1 UNet calls) and of the sigmas but their final 0 (2N). */
+static int heun_set_timesteps(Scheduler *s)
+{
+    SOWER_TRY(euler_set_timesteps(s));
+    const int N = s->num_inference_steps, calls = 2 * N - 1;
+    float *ts = malloc((size_t)calls * sizeof *ts), *sigmas = malloc((size_t)(calls + 1) * sizeof *sigmas);
+    if (!ts || !sigmas) {
+        free(ts), free(sigmas);
+        return SOWER_FAIL(SOWER_ENOMEM, "scheduler sigmas");
+    }
+    ts[0] = s->unet_timesteps[0], sigmas[0] = s->sigmas[0];
+    for (int k = 1; k < N; k++) {
+        ts[2 * k - 1] = ts[2 * k] = s->unet_timesteps[k];
+        sigmas[2 * k - 1] = sigmas[2 * k] = s->sigmas[k];
+    }
+    sigmas[calls] = s->sigmas[N];
+    free(s->unet_timesteps), free(s->sigmas);
+    s->unet_timesteps = ts, s->sigmas = sigmas, s->num_steps = calls;
+    return SOWER_OK;
+}
+
+/* Step i: even i an Euler step from sigmas[i] to sigmas[i + 1] (its derivative and start kept), odd i the
+ * correction at sigmas[i] from the start of the pair, with the two derivatives averaged. */
+static void heun_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
+{
+    (void)noise;
+    const int first = i % 2 == 0; /* state_in_first_order */
+    const float sigma_hat = (first ? s->sigmas[i] : s->sigmas[i - 1]) * 1.0f; /* sigma * (gamma + 1) */
+    const float sigma_next = first ? s->sigmas[i + 1] : s->sigmas[i];
+    const float sigma_input = first ? sigma_hat : sigma_next;
+    const float dt = sigma_next - sigma_hat; /* the first step's, kept for the second */
+    float v_out, v_skip;
+    v_scalars(sigma_input, &v_out, &v_skip);
+    const float range = (float)s->cfg.clip_sample_range;
+    float *derivative0 = r->slots + (size_t)HEUN_SLOT_DERIVATIVE * r->n, *start = r->slots + (size_t)HEUN_SLOT_SAMPLE * r->n;
+    for (size_t j = 0; j < r->n; j++) {
+        float x0 = predicted_x0(s->cfg.prediction_type, m[j], x[j], sigma_input, v_out, v_skip);
+        if (s->cfg.clip_sample)
+            x0 = step_clamp(x0, -range, range);
+        if (first) {
+            const float derivative = (x[j] - x0) / sigma_hat;
+            derivative0[j] = derivative, start[j] = x[j];
+            x[j] = x[j] + derivative * dt;
+        } else {
+            const float derivative = (derivative0[j] + (x[j] - x0) / sigma_next) / 2.0f;
+            x[j] = start[j] + derivative * dt;
+        }
+    }
+}
+
 const SchedulerClass scheduler_euler = {
     .name = "euler",
     .class_name = "EulerDiscreteScheduler",
@@ -167,4 +237,16 @@ const SchedulerClass scheduler_euler_a = {
     .scales_input = 1,
     .floors_terminal_alpha = 1,
     .step = euler_a_step,
+};
+
+const SchedulerClass scheduler_heun = {
+    .name = "heun",
+    .class_name = "HeunDiscreteScheduler",
+    .config_keys = SCHED_KEYS_HEUN,
+    .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX), /* _convert_to_karras: hasattr(config, ...) */
+    .defaults = heun_defaults,
+    .set_timesteps = heun_set_timesteps,
+    .history_slots = HEUN_SLOTS,
+    .scales_input = 1,
+    .step = heun_step,
 };
