@@ -410,7 +410,7 @@ static void run_unit_checks(void)
     CHECK(strcmp(scheduler_kind_name(SCHED_DDIM), "ddim") == 0 && strcmp(scheduler_kind_name(SCHED_DDPM), "ddpm") == 0,
           "kind names");
     CHECK(scheduler_kind_parse("ddpm", &k) == SOWER_OK && k == SCHED_DDPM, "kind parse");
-    CHECK(scheduler_kind_parse("lms", &k) == SOWER_EINPUT, "kind parse lms");
+    CHECK(scheduler_kind_parse("kdpm2", &k) == SOWER_EINPUT, "kind parse kdpm2");
     sower_error_clear();
 }
 
@@ -594,14 +594,16 @@ static int run_multistep_case(const cJSON *c)
     }
     char why[160] = "";
     int ok = 1;
-    /* Two known differences, both of torch's or numpy's vectorised math against the C library's:
-     * Karras timesteps go through np.log of a float32 array (numpy's SIMD logf: 0.5% of values an ulp
-     * from the C library's), and DPM-Solver's step scalars through torch.log/torch.exp of 0-d tensors
-     * (Sleef's 1-ulp logf/expf, not the C library's). So a Karras schedule's fractional timesteps
-     * agree to a few ulps, and DPM-Solver's chain to a relative 1e-5; everything else is exact. */
+    /* Known differences: Karras timesteps go through np.log of a float32 array (numpy's SIMD logf: 0.5% of
+     * values an ulp from the C library's); DPM-Solver's and UniPC's step scalars through torch.log/torch.exp of
+     * 0-d tensors (Sleef's 1-ulp logf/expf, not the C library's; UniPC's 2x2 solve through LAPACK); LMS's
+     * coefficients are scipy's quad of a float32 integrand (sower integrates the polynomial exactly). So a
+     * Karras schedule's fractional timesteps agree to a few ulps, and those chains to a relative 1e-5;
+     * everything else is exact. */
     const int karras = cfg.use_karras_sigmas,
               dpm = strcmp(scheduler_class_name(cfg.kind), scheduler_class_name(scheduler_kind_of_dpm())) == 0 ||
-                    strcmp(scheduler_class_name(cfg.kind), "UniPCMultistepScheduler") == 0;
+                    strcmp(scheduler_class_name(cfg.kind), "UniPCMultistepScheduler") == 0 ||
+                    strcmp(scheduler_class_name(cfg.kind), "LMSDiscreteScheduler") == 0;
     {
         const int good = same_floats(cJSON_GetObjectItemCaseSensitive(c, "timesteps"), s.unet_timesteps, s.num_steps,
                                      karras ? 4 : 0, why, sizeof why);
@@ -698,9 +700,9 @@ static int run_multistep_file(const char *path)
         cases++;
         identical += run_multistep_case(c);
     }
-    printf("%d of %d PNDM / Euler / Euler ancestral / Heun / DPM-Solver / UniPC cases as diffusers: bit-identical timesteps, "
-           "sigmas, scaled inputs and chains (Karras timesteps within 4 ulps; DPM-Solver and UniPC chains within a "
-           "relative %.2g)\n", identical, cases, dpm_worst);
+    printf("%d of %d PNDM / Euler / Euler ancestral / Heun / LMS / DPM-Solver / UniPC cases as diffusers: bit-identical "
+           "timesteps, sigmas, scaled inputs and chains (Karras timesteps within 4 ulps; DPM-Solver, UniPC and LMS "
+           "chains within a relative %.2g)\n", identical, cases, dpm_worst);
     CHECK(cases > 0 && identical == cases, "%d of %d multistep cases differ", cases - identical, cases);
     cJSON_Delete(root);
     return 1;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, Heun, DPM-Solver multistep and UniPC schedulers,
-for sower's (src/model/schedulers/pndm.c, euler.c, dpm_multistep.c, unipc.c, sigmas.c).
+"""Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, Heun, LMS, DPM-Solver multistep and UniPC
+schedulers, for sower's (src/model/schedulers/pndm.c, euler.c, dpm_multistep.c, unipc.c, sigmas.c). LMS needs scipy
+(pip install "scipy<1.15" in the reference environment).
 
 Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py;
 a few seconds; torch's linspace bits are those of its AVX2 kernel, forced here as sower's torch-cpu
@@ -130,6 +131,15 @@ def cases():
               '{"prediction_type": "sample", "clip_sample": true, "clip_sample_range": 0.5, "timestep_spacing": "leading", '
               '"steps_offset": 1}', 9))
     c.append(("heun_clip_epsilon_cosine_n6", H, '{"clip_sample": true, "beta_schedule": "squaredcos_cap_v2"}', 6))
+    # LMS (order 4; its coefficients are scipy's quad of a float32 integrand: within a relative 1e-5)
+    L = "LMSDiscreteScheduler"
+    for n in (1, 2, 3, 4, 10, 30):
+        c.append((f"sd15_into_lms_n{n}", L, SD15, n))
+    c.append(("sd15_into_lms_karras_n12", L, SD15[:-1] + ', "use_karras_sigmas": true}', 12))
+    c.append(("ddim_v_into_lms_n8", L, DDIM_SAVED_V, 8))
+    c.append(("lms_defaults_trailing_n9", L, '{"timestep_spacing": "trailing"}', 9))
+    c.append(("lms_sample_prediction_leading_n7", L, '{"prediction_type": "sample", "timestep_spacing": "leading", '
+                                                    '"steps_offset": 1}', 7))
     return c
 
 

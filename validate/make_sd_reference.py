@@ -19,8 +19,8 @@ What it writes under tests/data/sd/:
       A model stored F16/BF16 is computed in float32 from the stored values (what sower does): the reference
       is the float32 model loaded from the stored half-precision weights.
   render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
-      DDIMScheduler (or PNDM, Euler, Euler ancestral, Heun, DPM-Solver++ 2M and its SDE form, UniPC, Karras
-      sigmas for Euler, Heun, DPM and UniPC)
+      DDIMScheduler (or PNDM, Euler, Euler ancestral, Heun, LMS, DPM-Solver++ 2M and its SDE form, UniPC, Karras
+      sigmas for Euler, Heun, LMS, DPM and UniPC)
       .from_config(the folder's scheduler config), 10 steps, one CPU generator per seed, output_type="latent"
       (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
       yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
@@ -218,6 +218,9 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     # Heun (two UNet calls per step but the last)
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "heun", False),
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [35], "heun", True),
+    # LMS (linear multistep; needs scipy)
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[2]], "lms", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [36], "lms", True),
 ]
 
 
@@ -228,7 +231,7 @@ def scheduler_class(name):
             "euler": diffusers.EulerDiscreteScheduler, "euler-a": diffusers.EulerAncestralDiscreteScheduler,
             "dpm++2m": diffusers.DPMSolverMultistepScheduler,
             "dpm++2m-sde": diffusers.DPMSolverMultistepScheduler, "unipc": diffusers.UniPCMultistepScheduler,
-            "heun": diffusers.HeunDiscreteScheduler}[name]
+            "heun": diffusers.HeunDiscreteScheduler, "lms": diffusers.LMSDiscreteScheduler}[name]
 
 
 SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"}}  # what the name sets over the config

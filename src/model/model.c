@@ -81,12 +81,9 @@ static int locate(Model *m, const char *dir)
 
 /* Scheduler classes a real folder may name that sower does not run: such a folder still loads, and
  * another scheduler is chosen by name (from_config semantics, scheduler.h). */
-static const char *const other_scheduler_classes[] = {"LMSDiscreteScheduler",
-                                                      "HeunDiscreteScheduler",
-                                                      "KDPM2DiscreteScheduler",
-                                                      "DEISMultistepScheduler",
-                                                      "DPMSolverSinglestepScheduler",
-                                                      NULL};
+static const char *const other_scheduler_classes[] = {"KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+                                                      "DEISMultistepScheduler", "DPMSolverSinglestepScheduler",
+                                                      "DPMSolverSDEScheduler", NULL};
 
 /* The scheduler classes a folder may name: the registry's, then the others (NULL-terminated). */
 static void scheduler_class_list(const char *classes[32])

@@ -1,6 +1,6 @@
 /* euler.c: diffusers 0.31's EulerDiscreteScheduler, EulerAncestralDiscreteScheduler and
- * HeunDiscreteScheduler (scheduling_euler_discrete.py, scheduling_euler_ancestral_discrete.py,
- * scheduling_heun_discrete.py) with s_churn 0 (what the pipelines pass): sigma-space steps over the numpy
+ * HeunDiscreteScheduler and LMSDiscreteScheduler (scheduling_euler_discrete.py,
+ * scheduling_euler_ancestral_discrete.py, scheduling_heun_discrete.py, scheduling_lms_discrete.py) with s_churn 0 (what the pipelines pass): sigma-space steps over the numpy
  * sigma schedule (sigmas.c), the model input divided by sqrt(sigma^2 + 1) (scheduler_input_divisor), the
  * first noise scaled by init_noise_sigma. Every per-value operation is float32 in diffusers' order. */
 #include <math.h>
@@ -215,6 +215,61 @@ static void heun_step(const Scheduler *s, SchedulerRun *r, int i, const float *m
     }
 }
 
+/* ---- LMS: linear multistep over the last 4 derivatives, Euler's schedule ------------------------------- */
+
+#define SCHED_KEYS_LMS                                                                                      \
+    (SCHED_KEY(KEY_NUM_TRAIN_TIMESTEPS) | SCHED_KEY(KEY_BETA_START) | SCHED_KEY(KEY_BETA_END) |             \
+     SCHED_KEY(KEY_BETA_SCHEDULE) | SCHED_KEY(KEY_TRAINED_BETAS) | SCHED_KEY(KEY_USE_KARRAS_SIGMAS) |       \
+     SCHED_KEY(KEY_USE_EXPONENTIAL_SIGMAS) | SCHED_KEY(KEY_USE_BETA_SIGMAS) | SCHED_KEY(KEY_PREDICTION_TYPE) | \
+     SCHED_KEY(KEY_TIMESTEP_SPACING) | SCHED_KEY(KEY_STEPS_OFFSET))
+
+enum { LMS_ORDER = 4 }; /* step()'s default order, what the pipeline uses */
+
+/* get_lms_coefficient: the integral from sigmas[i] to sigmas[i + 1] of the Lagrange basis polynomial of node
+ * `current` over sigmas[i], sigmas[i - 1], ... (order nodes). diffusers integrates it with scipy's quad
+ * (its integrand evaluated in float32); the polynomial has degree order - 1 <= 3, so 3-point Gauss-Legendre in
+ * double gives its exact integral, which the float32 coefficient rounds the same but in the last place at most. */
+static double lms_coefficient(const float *sigmas, int order, int i, int current)
+{
+    static const double node[3] = {-0.7745966692414834, 0.0, 0.7745966692414834};
+    static const double weight[3] = {0.5555555555555556, 0.8888888888888888, 0.5555555555555556};
+    const double a = sigmas[i], b = sigmas[i + 1], half = (b - a) / 2, mid = (a + b) / 2;
+    double sum = 0;
+    for (int q = 0; q < 3; q++) {
+        const double tau = mid + half * node[q];
+        double prod = 1;
+        for (int k = 0; k < order; k++)
+            if (k != current)
+                prod *= (tau - sigmas[i - k]) / ((double)sigmas[i - current] - sigmas[i - k]);
+        sum += weight[q] * prod;
+    }
+    return sum * half;
+}
+
+static void lms_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
+{
+    (void)noise;
+    const float sigma = s->sigmas[i];
+    float v_out, v_skip;
+    v_scalars(sigma, &v_out, &v_skip);
+    const int order = i + 1 < LMS_ORDER ? i + 1 : LMS_ORDER;
+    float coeff[LMS_ORDER]; /* Python floats, each rounded to float32 where it multiplies a tensor */
+    for (int c = 0; c < order; c++)
+        coeff[c] = (float)lms_coefficient(s->sigmas, order, i, c);
+    /* derivatives, newest first: step i's in slot i % 4, step i - c's in slot (i - c) % 4 */
+    float *slot[LMS_ORDER];
+    for (int c = 0; c < order; c++)
+        slot[c] = r->slots + (size_t)((i - c) % LMS_ORDER) * r->n;
+    for (size_t j = 0; j < r->n; j++) {
+        const float x0 = predicted_x0(s->cfg.prediction_type, m[j], x[j], sigma, v_out, v_skip);
+        slot[0][j] = (x[j] - x0) / sigma;
+        float sum = 0.0f + coeff[0] * slot[0][j]; /* Python's sum() starts from the int 0 */
+        for (int c = 1; c < order; c++)
+            sum = sum + coeff[c] * slot[c][j];
+        x[j] = x[j] + sum;
+    }
+}
+
 const SchedulerClass scheduler_euler = {
     .name = "euler",
     .class_name = "EulerDiscreteScheduler",
@@ -249,4 +304,15 @@ const SchedulerClass scheduler_heun = {
     .history_slots = HEUN_SLOTS,
     .scales_input = 1,
     .step = heun_step,
+};
+
+const SchedulerClass scheduler_lms = {
+    .name = "lms",
+    .class_name = "LMSDiscreteScheduler",
+    .config_keys = SCHED_KEYS_LMS,
+    .defaults = euler_defaults,
+    .set_timesteps = euler_set_timesteps,
+    .history_slots = LMS_ORDER,
+    .scales_input = 1,
+    .step = lms_step,
 };
