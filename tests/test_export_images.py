@@ -451,6 +451,13 @@ def main():
             np.save(altered, data[:1])
             refused("a record of another shape", [sower, "export", altered, "--png", os.path.join(tmp, "new.png")],
                     ["records an array of shape (2, 4, 16, 16)"])
+            rescaled = os.path.join(tmp, "rescaled.npy")  # guidance_rescale outside 0..1 in a record
+            shutil.copyfile(latents_npy, rescaled)
+            record = json.load(open(latents_npy + ".json", encoding="utf-8"))
+            record["pipeline"]["guidance_rescale"] = 1.5
+            json.dump(record, open(rescaled + ".json", "w", encoding="utf-8"))
+            refused("a record's guidance_rescale past 1", [sower, "export", rescaled, "--pngs", os.path.join(tmp, "new")],
+                    ["rescaled.npy.json", "'pipeline'"])
             open(altered + ".json", "w").write('{"format": "sower-sample", "format_version": 1}')
             refused("a damaged record", [sower, "export", altered, "--pngs", os.path.join(tmp, "new")],
                     ["altered.npy.json", "'shape'"])

@@ -201,14 +201,19 @@ def text_attr(h, name):
     return value.decode() if isinstance(value, bytes) else value
 
 
+def rows_and_verification(out, ref):
+    """Whether the job's /latents equal the single-process render's bytes, and its verification passed."""
+    with h5py.File(out, "r") as h:
+        return h["latents"][()].tobytes() == ref.tobytes(), bool(h["verify"]["match"][()].all())
+
+
 def stable_diffusion(sower, mpiexec, model, tmp, job):
     rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd", "  batch: 2\n  decode: true\n", [], {})
     if not rendered:
         return
     ref, out, log = rendered
+    same, verified = rows_and_verification(out, ref)
     with h5py.File(out, "r") as h:
-        same = h["latents"][()].tobytes() == ref.tobytes()
-        verified = bool(h["verify"]["match"][()].all())
         images = h["images"].shape
     broadcast = "NCCL broadcasts it to 2 GPUs" in log
     if not (same and verified and broadcast and images[0] == len(ref)):
@@ -229,10 +234,9 @@ def sixteen_bit_routes(sower, mpiexec, model, tmp, job):
     if not rendered:
         return
     ref, out, _ = rendered
+    same, verified = rows_and_verification(out, ref)
     with h5py.File(out, "r") as h:
         identity = text_attr(h, "backend_identity")
-        same = h["latents"][()].tobytes() == ref.tobytes()
-        verified = bool(h["verify"]["match"][()].all())
     same_settings = run([sower, "verify", out], routes)
     other_settings = run([sower, "verify", out])
     if not (same and verified and "attention on tensor cores" in identity and same_settings.returncode == 0
@@ -254,10 +258,8 @@ def host_steps(sower, mpiexec, model, tmp, job):
     if not rendered:
         return
     ref, out, _ = rendered
-    with h5py.File(out, "r") as h:
-        same = h["latents"][()].tobytes() == ref.tobytes()
-        verified = bool(h["verify"]["match"][()].all())
-        finite = bool(np.isfinite(ref).all())
+    same, verified = rows_and_verification(out, ref)
+    finite = bool(np.isfinite(ref).all())
     if not (same and verified and finite):
         fail(f"dpm++2m-sde with guidance_rescale on GPUs: rows equal a single-process render: {same}, verification "
              f"passed: {verified}, finite: {finite}")

@@ -509,6 +509,26 @@ static void run_schedule_checks(void)
               "zero SNR of one train step: %s", sower_error_message());
         sower_error_clear();
     }
+    /* the keys this stop added, with values of the wrong kind: refused naming the key */
+    static const struct {
+        const char *cls, *json, *key;
+    } wrong[] = {
+        {"UniPCMultistepScheduler", "{\"disable_corrector\": 3}", "key 'disable_corrector': expected a list"},
+        {"UniPCMultistepScheduler", "{\"disable_corrector\": [1.5]}", "key 'disable_corrector': expected a list"},
+        {"UniPCMultistepScheduler", "{\"predict_x0\": \"yes\"}", "key 'predict_x0': expected true or false"},
+        {"UniPCMultistepScheduler", "{\"solver_p\": {}}", "key 'solver_p': expected null"},
+        {"UniPCMultistepScheduler", "{\"solver_order\": 3}", "key 'solver_order': expected an integer in 1..2"},
+        {"DPMSolverMultistepScheduler", "{\"algorithm_type\": \"sde\"}", "key 'algorithm_type': expected one of"},
+        {"EulerDiscreteScheduler", "{\"rescale_betas_zero_snr\": null}", "key 'rescale_betas_zero_snr': expected true"},
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++) {
+        sower_error_clear();
+        const int status = init_from(wrong[i].cls, wrong[i].json, 10, &s);
+        CHECK(status == SOWER_EMODEL && strstr(sower_error_message(), wrong[i].key), "%s %s: %s", wrong[i].cls,
+              wrong[i].json, status == SOWER_OK ? "accepted" : sower_error_message());
+        if (status == SOWER_OK) scheduler_free(&s);
+    }
+    sower_error_clear();
     /* UniPC's lower_order_final false with a final sigma of zero: one step is first order, finite in diffusers */
     CHECK(init_from("UniPCMultistepScheduler", "{\"lower_order_final\": false}", 1, &s) == SOWER_OK,
           "UniPC, lower_order_final false, 1 step: %s", sower_error_message());
