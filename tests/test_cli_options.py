@@ -119,6 +119,10 @@ with tempfile.TemporaryDirectory() as tmp:
     # --steps 4: PNDM without skip_prk_steps (this folder's config) warms up with 4 timesteps
     for name in registered:
         r = run("sample", model, "--seeds", "0-1", "--steps", "4", "--scheduler", name, "--force", "-o", tmp + "/s.npy")
+        if name == "dpm2-a":  # this cosine schedule falls 8000-fold in its first step: diffusers' midpoint is NaN
+            check(r.returncode == 2 and "every sample would be NaN" in r.stderr and "dpm2-a's UNet call 0" in r.stderr,
+                  f"sample --scheduler {name}: exit {r.returncode}: {r.stderr}")
+            continue
         check(r.returncode == 0, f"sample --scheduler {name}: {r.stderr}")
 
 # the usage errors: exit 2, naming what is wrong

@@ -568,9 +568,9 @@ static void run_schedule_checks(void)
 
 /* ---- the multistep and sigma-space classes (multistep_scheduler_reference.json) ------------------ */
 
-/* Equal float lists (JSON doubles of float32 values), to within `ulps` units in the last place, or a
- * message in why. */
-static int same_floats(const cJSON *want, const float *got, int n, int ulps, char *why, size_t size)
+/* Equal float lists (JSON doubles of float32 values), to within `ulps` units in the last place plus `absolute`,
+ * or a message in why. */
+static int same_floats(const cJSON *want, const float *got, int n, int ulps, double absolute, char *why, size_t size)
 {
     if (cJSON_GetArraySize(want) != n) {
         snprintf(why, size, "%d values, diffusers %d", n, cJSON_GetArraySize(want));
@@ -578,8 +578,8 @@ static int same_floats(const cJSON *want, const float *got, int n, int ulps, cha
     }
     for (int i = 0; i < n; i++) {
         const double w = cJSON_GetArrayItem(want, i)->valuedouble;
-        if (isnan(got[i]) || fabs((double)got[i] - w) > ulps * (double)FLT_EPSILON / 2 * fabs(w) ||
-            (ulps == 0 && (double)got[i] != w)) { /* a NaN is never within any ulps */
+        if (isnan(got[i]) || fabs((double)got[i] - w) > ulps * (double)FLT_EPSILON / 2 * fabs(w) + absolute ||
+            (ulps == 0 && absolute == 0 && (double)got[i] != w)) { /* a NaN is never within any ulps */
             snprintf(why, size, "[%d] %.9g, diffusers %.9g", i, (double)got[i], w);
             return 0;
         }
@@ -587,13 +587,7 @@ static int same_floats(const cJSON *want, const float *got, int n, int ulps, cha
     return 1;
 }
 
-static double dpm_worst; /* the largest relative difference of a DPM-Solver or UniPC chain */
-static SchedulerKind scheduler_kind_of_dpm(void)
-{
-    SchedulerKind k = -1;
-    class_kind("DPMSolverMultistepScheduler", &k);
-    return k;
-}
+static double within_worst; /* the largest relative difference of a UniPC or LMS chain */
 
 /* One case: set_timesteps (timesteps, sigmas, init_noise_sigma), then the pipeline's chain (scaled
  * inputs and the final sample) bit for bit. Returns 1 when everything is identical. */
@@ -614,28 +608,49 @@ static int run_multistep_case(const cJSON *c)
     }
     char why[160] = "";
     int ok = 1;
-    /* Known differences: Karras timesteps go through np.log of a float32 array (numpy's SIMD logf: 0.5% of
-     * values an ulp from the C library's); DPM-Solver's and UniPC's step scalars through torch.log/torch.exp of
-     * 0-d tensors (Sleef's 1-ulp logf/expf, not the C library's; UniPC's 2x2 solve through LAPACK); LMS's
-     * coefficients are scipy's quad of a float32 integrand (sower integrates the polynomial exactly). So a
-     * Karras schedule's fractional timesteps agree to a few ulps, and those chains to a relative 1e-5;
-     * everything else is exact. */
+    /* Known differences: Karras timesteps and KDPM2's midpoint timesteps go through np.log of a float32 array
+     * (numpy's SIMD logf: 0.5% of values an ulp from the C library's; a midpoint timestep moves by up to 1e-5 of
+     * a train step for it); UniPC's 2x2 solve goes through LAPACK; LMS's coefficients are scipy's quad of a
+     * float32 integrand (sower integrates the polynomial exactly). So those timesteps agree to a few ulps, and
+     * the UniPC and LMS chains to a relative 1e-5; everything else is exact, DPM-Solver's and KDPM2's chains
+     * through torch's own log/exp/expm1 included (torch_math.h). */
     const int karras = cfg.use_karras_sigmas,
-              dpm = strcmp(scheduler_class_name(cfg.kind), scheduler_class_name(scheduler_kind_of_dpm())) == 0 ||
-                    strcmp(scheduler_class_name(cfg.kind), "UniPCMultistepScheduler") == 0 ||
-                    strcmp(scheduler_class_name(cfg.kind), "LMSDiscreteScheduler") == 0;
+              within = strcmp(scheduler_class_name(cfg.kind), "UniPCMultistepScheduler") == 0 ||
+                       strcmp(scheduler_class_name(cfg.kind), "LMSDiscreteScheduler") == 0,
+              kdpm2 = strncmp(scheduler_class_name(cfg.kind), "KDPM2", 5) == 0;
     {
         const int good = same_floats(cJSON_GetObjectItemCaseSensitive(c, "timesteps"), s.unet_timesteps, s.num_steps,
-                                     karras ? 4 : 0, why, sizeof why);
+                                     karras || kdpm2 ? 4 : 0, kdpm2 ? 1e-5 : 0, why, sizeof why);
         CHECK(good, "%s: timesteps %s", name, why);
         ok &= good;
     }
     const cJSON *sigmas = cJSON_GetObjectItemCaseSensitive(c, "sigmas");
     if (sigmas)
         {
-        const int good = s.sigmas && same_floats(sigmas, s.sigmas, s.num_steps + 1, 0, why, sizeof why);
+        const int good = s.sigmas && same_floats(sigmas, s.sigmas, s.num_sigmas, 0, 0, why, sizeof why);
         CHECK(good, "%s: sigmas %s", name,
                     why);
+        ok &= good;
+    }
+    /* KDPM2's tables (diffusers' nulls: the slots it computes as NaN and never reads) */
+    const char *table_names[] = {"sigmas_interpol", "sigmas_up", "sigmas_down"};
+    const float *tables[] = {s.sigmas_interpol, s.sigmas_up, s.sigmas_down};
+    for (int t = 0; t < 3; t++) {
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(c, table_names[t]);
+        if (!want)
+            continue;
+        float got[2 * 1000 + 2]; /* (num_sigmas,) with diffusers' NaN slots as 0 on both sides */
+        cJSON *copy = cJSON_Duplicate(want, 1);
+        int good = tables[t] && s.num_sigmas <= (int)(sizeof got / sizeof *got) && copy;
+        for (int i = 0; good && i < s.num_sigmas && i < cJSON_GetArraySize(copy); i++) {
+            const int null = cJSON_IsNull(cJSON_GetArrayItem(copy, i));
+            got[i] = null && isnan(tables[t][i]) ? 0.0f : tables[t][i];
+            if (null)
+                cJSON_ReplaceItemInArray(copy, i, cJSON_CreateNumber(0));
+        }
+        good = good && same_floats(copy, got, s.num_sigmas, 0, 0, why, sizeof why);
+        CHECK(good, "%s: %s %s", name, table_names[t], why);
+        cJSON_Delete(copy);
         ok &= good;
     }
     {
@@ -684,9 +699,9 @@ static int run_multistep_case(const cJSON *c)
     const int same_draws = draws == int_of(chain, "noise_draws");
     CHECK(same_draws, "%s: %d noise draws, diffusers %d", name, draws, int_of(chain, "noise_draws"));
     int same_chain;
-    if (dpm) { /* see above: within a relative 1e-5 */
+    if (within) { /* see above: within a relative 1e-5 */
         same_chain = cJSON_GetArraySize(final) == (int)n && relative <= 1e-5;
-        dpm_worst = relative > dpm_worst ? relative : dpm_worst;
+        within_worst = relative > within_worst ? relative : within_worst;
         CHECK(same_chain, "%s: chain of %d steps: max|diff| %.3g of values up to %.3g", name, s.num_steps, worst,
               largest);
     } else {
@@ -720,9 +735,9 @@ static int run_multistep_file(const char *path)
         cases++;
         identical += run_multistep_case(c);
     }
-    printf("%d of %d PNDM / Euler / Euler ancestral / Heun / LMS / DPM-Solver / UniPC cases as diffusers: bit-identical "
-           "timesteps, sigmas, scaled inputs and chains (Karras timesteps within 4 ulps; DPM-Solver, UniPC and LMS "
-           "chains within a relative %.2g)\n", identical, cases, dpm_worst);
+    printf("%d of %d PNDM / Euler / Euler ancestral / Heun / LMS / KDPM2 / DPM-Solver / UniPC cases as diffusers: "
+           "bit-identical timesteps, sigmas, scaled inputs and chains (Karras and KDPM2 midpoint timesteps within 4 "
+           "ulps + 1e-5; UniPC and LMS chains within a relative %.2g)\n", identical, cases, within_worst);
     CHECK(cases > 0 && identical == cases, "%d of %d multistep cases differ", cases - identical, cases);
     cJSON_Delete(root);
     return 1;

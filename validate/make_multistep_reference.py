@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, Heun, LMS, DPM-Solver multistep and UniPC
-schedulers, for sower's (src/model/schedulers/pndm.c, euler.c, dpm_multistep.c, unipc.c, sigmas.c). LMS needs scipy
+"""Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 (and ancestral), DPM-Solver
+multistep and UniPC schedulers, for sower's (src/model/schedulers/pndm.c, euler.c, kdpm2.c, dpm_multistep.c,
+unipc.c, sigmas.c). LMS needs scipy
 (pip install "scipy<1.15" in the reference environment).
 
 Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py;
@@ -15,7 +16,7 @@ set_timesteps(N) and records the timesteps (float), the sigmas where the class h
 init_noise_sigma; then a chain through every step as StableDiffusionPipeline runs it, on the inputs of
 scheduler_reference.json (randn (1, 4, 4, 4)): x = inputs[0].sample * init_noise_sigma; for each step i,
 scaled = scale_model_input(x, t) (its bytes hashed in order), x = step(inputs[i % 3].model_output, t,
-x) with Euler ancestral's and DPM-Solver++ SDE's draws replaced by inputs[i % 3].noise (counted). Recorded: sha256 of every
+x) with Euler ancestral's, KDPM2 ancestral's and DPM-Solver++ SDE's draws replaced by inputs[i % 3].noise (counted). Recorded: sha256 of every
 scaled input in order, of the final x, its values, and the number of draws.
 """
 import hashlib
@@ -140,7 +141,24 @@ def cases():
     c.append(("lms_defaults_trailing_n9", L, '{"timestep_spacing": "trailing"}', 9))
     c.append(("lms_sample_prediction_leading_n7", L, '{"prediction_type": "sample", "timestep_spacing": "leading", '
                                                     '"steps_offset": 1}', 7))
+    # KDPM2 and its ancestral form (k-diffusion's DPM2 and DPM2 a: two UNet calls per step but the last)
+    for cls, tag in (("KDPM2DiscreteScheduler", "kdpm2"), ("KDPM2AncestralDiscreteScheduler", "kdpm2_a")):
+        for n in (1, 2, 3, 10, 20):
+            c.append((f"sd15_into_{tag}_n{n}", cls, SD15, n))
+        c.append((f"sd15_into_{tag}_karras_n12", cls, SD15[:-1] + ', "use_karras_sigmas": true}', 12))
+        c.append((f"sd15_into_{tag}_karras_n25", cls, SD15[:-1] + ', "use_karras_sigmas": true}', 25))
+        c.append((f"ddim_v_into_{tag}_n8", cls, DDIM_SAVED_V, 8))
+        c.append((f"{tag}_defaults_trailing_n7", cls, '{"timestep_spacing": "trailing"}', 7))
+        c.append((f"{tag}_linear_leading_n9", cls, '{"beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02, '
+                                                  '"timestep_spacing": "leading", "steps_offset": 1}', 9))
+        c.append((f"{tag}_cosine_karras_bounds_n6", cls, '{"beta_schedule": "squaredcos_cap_v2", "use_karras_sigmas": true, '
+                                                        '"sigma_min": 0.1, "sigma_max": 20.0}', 6))
     return c
+
+
+def floats(t):
+    """A float32 tensor's values, NaN (a slot diffusers never reads) as null."""
+    return [None if v != v else float(v) for v in t]
 
 
 def sha(t):
@@ -150,6 +168,7 @@ def sha(t):
 def run(torch, diffusers, inputs, name, cls_name, text, n):
     import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm
     import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
+    import diffusers.schedulers.scheduling_k_dpm_2_ancestral_discrete as kdpm2_a
     s = getattr(diffusers, cls_name).from_config(json.loads(text))
     s.set_timesteps(n)
     draws = [0]
@@ -161,6 +180,7 @@ def run(torch, diffusers, inputs, name, cls_name, text, n):
 
     euler_a.randn_tensor = fake_randn
     dpm.randn_tensor = fake_randn
+    kdpm2_a.randn_tensor = fake_randn
     x = inputs[0]["sample"] * s.init_noise_sigma
     scaled = hashlib.sha256()
     for i, t in enumerate(s.timesteps):
@@ -173,7 +193,10 @@ def run(torch, diffusers, inputs, name, cls_name, text, n):
             "chain": {"noise_draws": draws[0], "scaled_sha256": scaled.hexdigest(), "final_sha256": sha(x),
                       "final": [float(v) for v in x.flatten()]}}
     if hasattr(s, "sigmas") and cls_name != "PNDMScheduler":
-        case["sigmas"] = [float(v) for v in s.sigmas]
+        case["sigmas"] = floats(s.sigmas)
+    for table in ("sigmas_interpol", "sigmas_up", "sigmas_down"):  # KDPM2's
+        if hasattr(s, table):
+            case[table] = floats(getattr(s, table))
     return case
 
 

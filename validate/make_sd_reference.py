@@ -19,8 +19,8 @@ What it writes under tests/data/sd/:
       A model stored F16/BF16 is computed in float32 from the stored values (what sower does): the reference
       is the float32 model loaded from the stored half-precision weights.
   render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
-      DDIMScheduler (or PNDM, Euler, Euler ancestral, Heun, LMS, DPM-Solver++ 2M and its SDE form, UniPC, Karras
-      sigmas for Euler, Heun, LMS, DPM and UniPC)
+      DDIMScheduler (or PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 and its ancestral form, DPM-Solver++ 2M and
+      its SDE form, UniPC, Karras sigmas for Euler, Heun, LMS, KDPM2, DPM and UniPC)
       .from_config(the folder's scheduler config), 10 steps, one CPU generator per seed, output_type="latent"
       (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
       yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
@@ -221,6 +221,11 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     # LMS (linear multistep; needs scipy)
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[2]], "lms", False),
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [36], "lms", True),
+    # KDPM2 and its ancestral form (two UNet calls per step but the last; dpm2-a draws at each second call)
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "dpm2", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [37], "dpm2", True),
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[2]], "dpm2-a", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [38], "dpm2-a", True),
 ]
 
 
@@ -231,7 +236,8 @@ def scheduler_class(name):
             "euler": diffusers.EulerDiscreteScheduler, "euler-a": diffusers.EulerAncestralDiscreteScheduler,
             "dpm++2m": diffusers.DPMSolverMultistepScheduler,
             "dpm++2m-sde": diffusers.DPMSolverMultistepScheduler, "unipc": diffusers.UniPCMultistepScheduler,
-            "heun": diffusers.HeunDiscreteScheduler, "lms": diffusers.LMSDiscreteScheduler}[name]
+            "heun": diffusers.HeunDiscreteScheduler, "lms": diffusers.LMSDiscreteScheduler,
+            "dpm2": diffusers.KDPM2DiscreteScheduler, "dpm2-a": diffusers.KDPM2AncestralDiscreteScheduler}[name]
 
 
 SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"}}  # what the name sets over the config
@@ -263,11 +269,12 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
 
 
 def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, scheduler, karras, options):
-    """The same render in float64 from the same float32 noise (the initial noise, and Euler ancestral's and
-    DPM-Solver++ SDE's draws: float32 draws widened, not float64 draws): torch's own float32 error over the
-    whole loop."""
+    """The same render in float64 from the same float32 noise (the initial noise, and Euler ancestral's,
+    KDPM2 ancestral's and DPM-Solver++ SDE's draws: float32 draws widened, not float64 draws): torch's own float32
+    error over the whole loop."""
     import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm
     import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
+    import diffusers.schedulers.scheduling_k_dpm_2_ancestral_discrete as kdpm2_a
     from diffusers.utils.torch_utils import randn_tensor
 
     def float32_draws(shape, generator=None, device=None, dtype=None, layout=None):
@@ -275,7 +282,7 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
 
     noise = torch.randn((1, 4, unet_size, unet_size), generator=torch.Generator("cpu").manual_seed(seed))
     torch.set_default_dtype(torch.float64)
-    euler_a.randn_tensor = dpm.randn_tensor = float32_draws
+    euler_a.randn_tensor = dpm.randn_tensor = kdpm2_a.randn_tensor = float32_draws
     solve = torch.linalg.solve  # UniPC's corrector under a float64 default: a float64 R against its float32 b
 
     def solve_as_b(A, B, *args, **kwargs):
@@ -287,7 +294,7 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
                       scheduler=scheduler, karras=karras, options=options)[0]
     finally:
         torch.set_default_dtype(torch.float32)
-        euler_a.randn_tensor = dpm.randn_tensor = randn_tensor
+        euler_a.randn_tensor = dpm.randn_tensor = kdpm2_a.randn_tensor = randn_tensor
         torch.linalg.solve = solve
 
 

@@ -234,6 +234,8 @@ int scheduler_init(Scheduler *s, const SchedulerConfig *cfg, int num_inference_s
         s->alphas_cumprod[T - 1] = 0x1p-24f;
     s->final_alpha_cumprod = c->final_alpha_cumprod ? c->final_alpha_cumprod(cfg, s->alphas_cumprod) : 1.0f;
     SOWER_TRY_GOTO(c->set_timesteps ? c->set_timesteps(s) : default_timesteps(s), status, fail);
+    if (s->sigmas && !s->num_sigmas)
+        s->num_sigmas = s->num_steps + 1;
     if (!s->sigmas && c->divides_by_noise) /* DDIM's and DDPM's variance is 0/0 at a step with no noise: NaN */
         for (int i = 0; i < s->num_steps; i++)
             if (s->timesteps[i] >= 0 && s->timesteps[i] < T && s->alphas_cumprod[s->timesteps[i]] >= 1.0f) {
@@ -280,6 +282,9 @@ void scheduler_free(Scheduler *s)
     free(s->timesteps);
     free(s->unet_timesteps);
     free(s->sigmas);
+    free(s->sigmas_interpol);
+    free(s->sigmas_up);
+    free(s->sigmas_down);
     free(s->alphas_cumprod);
     memset(s, 0, sizeof *s);
 }
@@ -305,8 +310,10 @@ int scheduler_steps_on_backend(const Scheduler *s) { return scheduler_class(s->c
 
 int scheduler_step_needs_noise(const Scheduler *s, int i, float eta)
 {
-    if (!scheduler_steps_on_backend(s))
-        return scheduler_class(s->cfg.kind)->draws_noise;
+    if (!scheduler_steps_on_backend(s)) {
+        const SchedulerClass *c = scheduler_class(s->cfg.kind);
+        return c->draws_noise && (!c->draws_noise_at || c->draws_noise_at(s, i));
+    }
     StepCoefficients k;
     scheduler_step_coefficients(s, i, eta, &k);
     return k.add_noise;
@@ -315,9 +322,10 @@ int scheduler_step_needs_noise(const Scheduler *s, int i, float eta)
 float scheduler_input_divisor(const Scheduler *s, int i)
 {
     assert(i >= 0 && i < s->num_steps);
-    if (!scheduler_class(s->cfg.kind)->scales_input)
+    const SchedulerClass *c = scheduler_class(s->cfg.kind);
+    if (!c->scales_input)
         return 1.0f;
-    const float sigma = s->sigmas[i];
+    const float sigma = c->input_sigma ? c->input_sigma(s, i) : s->sigmas[i];
     return sqrtf(sigma * sigma + 1.0f); /* (sigma**2 + 1) ** 0.5 on a float32 0-d tensor */
 }
 

@@ -151,8 +151,11 @@ typedef struct {
     int64_t *timesteps;        /* (num_steps,) integer timesteps in the order the pipeline runs them;
                                 * NULL for Euler's, which are fractional */
     float *unet_timesteps;     /* (num_steps,) the t the UNet sees (float32, as its embedding casts it) */
-    float *sigmas;             /* (num_steps + 1,) Euler, Euler a, DPM: each step's sigma and the final
+    float *sigmas;             /* (num_sigmas,) Euler, Euler a, DPM: each step's sigma and the final
                                 * one; NULL for the others */
+    int num_sigmas;            /* num_steps + 1, but KDPM2's 2N + 2 (diffusers' own layout, indexed by call) */
+    float *sigmas_interpol;    /* (num_sigmas,) KDPM2: the log-midpoint sigmas of its second-order calls */
+    float *sigmas_up, *sigmas_down; /* (num_sigmas,) KDPM2 ancestral: the noise added, the sigma stepped to */
     float init_noise_sigma;    /* the first latents are the noise times this: 1 but for Euler's */
     float *alphas_cumprod;     /* (T,) */
     float final_alpha_cumprod; /* alpha_prod_t_prev when t - T//N < 0: DDIM 1 or alphas_cumprod[0], DDPM 1 */
@@ -247,8 +250,13 @@ typedef struct {
     int (*runs)(const SchedulerConfig *cfg);
     int (*set_timesteps)(Scheduler *s);      /* fills num_steps, timesteps, unet_timesteps, sigmas, ... */
     int history_slots;                       /* per-value floats its SchedulerRun keeps */
-    int draws_noise;                         /* every step draws noise from the seed's generator */
+    int draws_noise;                         /* every step draws noise from the seed's generator (or those
+                                              * draws_noise_at says) */
     int scales_input;                        /* scale_model_input divides by sqrt(sigma^2 + 1) */
+    /* the sigma call i's input is scaled by, where it is not sigmas[i] (KDPM2's second-order calls) */
+    float (*input_sigma)(const Scheduler *s, int i);
+    /* whether call i draws noise, for a class that draws at some calls only (KDPM2 ancestral) */
+    int (*draws_noise_at)(const Scheduler *s, int i);
     int floors_terminal_alpha;               /* with rescale_betas_zero_snr, alphas_cumprod[T - 1] = 2**-24 (so
                                               * the first sigma is finite: Euler's, DPM's) */
     void (*step)(const Scheduler *s, SchedulerRun *r, int i, const float *model_output, float *sample,

@@ -1,13 +1,13 @@
 /* dpm_multistep.c: diffusers 0.31's DPMSolverMultistepScheduler (scheduling_dpmsolver_multistep.py):
  * DPM-Solver++ (or DPM-Solver, or DPM-Solver++ SDE: dpm++2m-sde) of order 1 or 2, midpoint or Heun,
  * over the interpolated or Karras sigma schedule, first order at the first step and at the last where the config says so. The step's
- * scalars are float32 0-d tensor operations (log, exp from the C library, as torch's scalar path
- * calls them); the per-value ones float32 in diffusers' order. The history is one slot per value:
+ * scalars are float32 0-d tensor operations (log and exp as torch computes them: torch_math.h); the per-value ones float32 in diffusers' order. The history is one slot per value:
  * the previous step's converted model output. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "schedulers/schedulers.h"
+#include "schedulers/torch_math.h"
 
 #define SCHED_KEYS_DPM                                                                                          \
     (SCHED_KEY(KEY_NUM_TRAIN_TIMESTEPS) | SCHED_KEY(KEY_BETA_START) | SCHED_KEY(KEY_BETA_END) |                 \
@@ -61,10 +61,11 @@ static int last_timestep(const Scheduler *s)
     const int T = s->cfg.num_train_timesteps;
     if (isinf(s->cfg.lambda_min_clipped) && s->cfg.lambda_min_clipped < 0)
         return T;
+    const RngKernel k = s->cfg.torch_kernel;
     int below = 0; /* flipped lambda_t ascends: count the values < lambda_min_clipped */
     for (int t = 0; t < T; t++) {
         const float ac = s->alphas_cumprod[t];
-        const float lambda = logf(sqrtf(ac)) - logf(sqrtf(1.0f - ac)); /* log(alpha_t) - log(sigma_t) */
+        const float lambda = torch_logf(sqrtf(ac), k) - torch_logf(sqrtf(1.0f - ac), k); /* log(alpha_t) - log(sigma_t) */
         below += (double)lambda < s->cfg.lambda_min_clipped;
     }
     return T - below;
@@ -158,36 +159,38 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
     float alpha_s0, sigma_s0, alpha_t, sigma_t;
     sigma_alpha_sigma(s->sigmas[i], &alpha_s0, &sigma_s0);
     sigma_alpha_sigma(s->sigmas[i + 1], &alpha_t, &sigma_t);
-    const float lambda_t = logf(alpha_t) - logf(sigma_t), lambda_s0 = logf(alpha_s0) - logf(sigma_s0);
+    const RngKernel k = c->torch_kernel;
+    const float lambda_t = torch_logf(alpha_t, k) - torch_logf(sigma_t, k),
+                lambda_s0 = torch_logf(alpha_s0, k) - torch_logf(sigma_s0, k);
     const float h = lambda_t - lambda_s0;
     /* ODE: x_t = a * sample - b * D0 [- or +] c1 * D1; SDE: x_t = a * sample + b * D0 + c1 * D1 + z * noise */
     float a, b, c1 = 0.0f, inv_r0 = 0.0f, z = 0.0f;
     if (sde) { /* sigma_t / sigma_s * exp(-h), alpha_t * (1 - exp(-2.0 * h)), sigma_t * sqrt(1.0 - exp(-2 * h)) */
-        const float decay = 1.0f - expf(-2.0f * h);
-        a = sigma_t / sigma_s0 * expf(-h);
+        const float decay = 1.0f - torch_expf(-2.0f * h, k);
+        a = sigma_t / sigma_s0 * torch_expf(-h, k);
         b = alpha_t * decay;
         z = sigma_t * sqrtf(decay);
     } else if (plus_plus) {
         a = sigma_t / sigma_s0;
-        b = alpha_t * (expf(-h) - 1.0f);
+        b = alpha_t * (torch_expf(-h, k) - 1.0f);
     } else {
         a = alpha_t / alpha_s0;
-        b = sigma_t * (expf(h) - 1.0f);
+        b = sigma_t * (torch_expf(h, k) - 1.0f);
     }
     if (!first_order) {
         float alpha_s1, sigma_s1;
         sigma_alpha_sigma(s->sigmas[i - 1], &alpha_s1, &sigma_s1);
-        const float lambda_s1 = logf(alpha_s1) - logf(sigma_s1);
+        const float lambda_s1 = torch_logf(alpha_s1, k) - torch_logf(sigma_s1, k);
         const float h_0 = lambda_s0 - lambda_s1, r0 = h_0 / h;
         inv_r0 = 1.0f / r0; /* (1.0 / r0): reciprocal, then * 1.0 */
         if (c->solver_type == DPM_SOLVER_MIDPOINT)
             c1 = 0.5f * b;
         else if (sde) /* heun: + (alpha_t * ((1.0 - exp(-2.0 * h)) / (-2.0 * h) + 1.0)) * D1 */
-            c1 = alpha_t * ((1.0f - expf(-2.0f * h)) / (-2.0f * h) + 1.0f);
+            c1 = alpha_t * ((1.0f - torch_expf(-2.0f * h, k)) / (-2.0f * h) + 1.0f);
         else if (plus_plus) /* heun: + (alpha_t * ((exp(-h) - 1.0) / h + 1.0)) * D1 */
-            c1 = alpha_t * ((expf(-h) - 1.0f) / h + 1.0f);
+            c1 = alpha_t * ((torch_expf(-h, k) - 1.0f) / h + 1.0f);
         else /* - (sigma_t * ((exp(h) - 1.0) / h - 1.0)) * D1 */
-            c1 = sigma_t * ((expf(h) - 1.0f) / h - 1.0f);
+            c1 = sigma_t * ((torch_expf(h, k) - 1.0f) / h - 1.0f);
     }
     const int add_d1 = sde || (c->solver_type == DPM_SOLVER_HEUN && plus_plus); /* the "+" forms */
     const PredictionType p = c->prediction_type;

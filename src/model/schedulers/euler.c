@@ -20,19 +20,17 @@
 
 static void euler_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING_LINSPACE; }
 
-static int euler_a_validate(const SchedulerConfig *cfg, const char *path)
+int scheduler_refuse_sample_prediction(const SchedulerConfig *cfg, const char *path)
 {
     if (cfg->prediction_type == PRED_SAMPLE) /* step() raises NotImplementedError */
         return SOWER_FAIL(SOWER_EMODEL,
                           "%s: key 'prediction_type': expected \"epsilon\" or \"v_prediction\" "
-                          "(EulerAncestralDiscreteScheduler has no \"sample\" step), found \"sample\"",
-                          path);
+                          "(%s has no \"sample\" step), found \"sample\"",
+                          path, scheduler_class_name(cfg->kind));
     return SOWER_OK;
 }
 
-/* Timesteps as float32 (N,), descending: linspace = np.linspace(0, T - 1, N, dtype=float32)[::-1]
- * (fractional), leading and trailing DDIM's integers. */
-static int euler_timesteps(const Scheduler *s, float *ts)
+int scheduler_euler_timesteps(const Scheduler *s, float *ts)
 {
     const int N = s->num_inference_steps, T = s->cfg.num_train_timesteps;
     if (s->cfg.timestep_spacing == SPACING_LINSPACE) {
@@ -65,7 +63,7 @@ static int euler_set_timesteps(Scheduler *s)
         status = SOWER_FAIL(SOWER_ENOMEM, "scheduler sigmas");
         goto done;
     }
-    SOWER_TRY_GOTO(euler_timesteps(s, s->unet_timesteps), status, done);
+    SOWER_TRY_GOTO(scheduler_euler_timesteps(s, s->unet_timesteps), status, done);
     sigma_table(s, sigma);
     for (int i = 0; i < N; i++)
         interp[i] = numpy_interp_arange((double)s->unet_timesteps[i], sigma, T);
@@ -93,23 +91,6 @@ done:
     free(log_sigma);
     free(interp);
     return status;
-}
-
-/* pred_original_sample for model output m and sample x at sigma (s_churn 0: sigma_hat = sigma). */
-static inline float predicted_x0(PredictionType p, float m, float x, float sigma, float v_out, float v_skip)
-{
-    if (p == PRED_EPSILON)
-        return x - sigma * m;
-    if (p == PRED_V_PREDICTION)
-        return m * v_out + x / v_skip; /* model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1) */
-    return m; /* "sample" */
-}
-
-/* The v-prediction scalars: -sigma / (sigma**2 + 1) ** 0.5 and sigma**2 + 1. */
-static void v_scalars(float sigma, float *v_out, float *v_skip)
-{
-    *v_skip = sigma * sigma + 1.0f;
-    *v_out = -sigma / sqrtf(*v_skip);
 }
 
 static void euler_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
@@ -286,7 +267,7 @@ const SchedulerClass scheduler_euler_a = {
     .class_name = "EulerAncestralDiscreteScheduler",
     .config_keys = SCHED_KEYS_EULER_A,
     .defaults = euler_defaults,
-    .validate = euler_a_validate,
+    .validate = scheduler_refuse_sample_prediction,
     .set_timesteps = euler_set_timesteps, /* the same schedule: use_karras_sigmas is not one of its keys */
     .draws_noise = 1,
     .scales_input = 1,

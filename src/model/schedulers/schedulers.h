@@ -52,6 +52,33 @@ static inline float converted_output(PredictionType p, int data, float m, float 
     return p == PRED_EPSILON ? m : p == PRED_V_PREDICTION ? alpha_t * m + sigma_t * x : (x - alpha_t * m) / sigma_t;
 }
 
+/* ---- Euler's family (euler.c, kdpm2.c): sigma-space steps ------------------------------------------------ */
+
+/* Euler's, Heun's, LMS's and KDPM2's timesteps as float32 (N,), descending: linspace = np.linspace(0, T - 1, N,
+ * dtype=float32)[::-1] (fractional), leading and trailing DDIM's integers. */
+int scheduler_euler_timesteps(const Scheduler *s, float *ts /* (N,) */) SOWER_MUST_CHECK;
+
+/* SOWER_EMODEL naming the key for prediction_type "sample", which Euler ancestral's and KDPM2's step() cannot
+ * take (NotImplementedError). */
+int scheduler_refuse_sample_prediction(const SchedulerConfig *cfg, const char *path) SOWER_MUST_CHECK;
+
+/* pred_original_sample for model output m and sample x at sigma (s_churn 0: sigma_hat = sigma). */
+static inline float predicted_x0(PredictionType p, float m, float x, float sigma, float v_out, float v_skip)
+{
+    if (p == PRED_EPSILON)
+        return x - sigma * m;
+    if (p == PRED_V_PREDICTION)
+        return m * v_out + x / v_skip; /* model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1) */
+    return m; /* "sample" */
+}
+
+/* The v-prediction scalars: -sigma / (sigma**2 + 1) ** 0.5 and sigma**2 + 1. */
+static inline void v_scalars(float sigma, float *v_out, float *v_skip)
+{
+    *v_skip = sigma * sigma + 1.0f;
+    *v_out = -sigma / sqrtf(*v_skip);
+}
+
 /* DPMSolverMultistepScheduler's set_timesteps (integer timesteps up to lambda_min_clipped, interpolated or Karras
  * sigmas, the final one); UniPC's is the same but for its Karras "sigma_min" final sigma (dpm_multistep.c). */
 int scheduler_dpm_set_timesteps(Scheduler *s) SOWER_MUST_CHECK;
@@ -68,6 +95,8 @@ double numpy_interp_arange(double x, const float *fp, int T);
 void karras_sigmas(double sigma_min, double sigma_max, int n, double *out /* (n,) */);
 /* _sigma_to_t(sigma, log_sigmas): the fractional timestep of sigma; log_sigmas (T,) float32. */
 double sigma_to_t(double sigma, const float *log_sigmas, int T);
+/* Its parts: the clipped float32 weight w toward low_idx + 1, and low_idx. */
+float sigma_to_t_weight(double sigma, const float *log_sigmas, int T, int *low_idx);
 /* The sigma after the last step: 0 ("zero") or sigma[0] ("sigma_min"). */
 float final_sigma(const SchedulerConfig *cfg, const float *sigma /* (T,) */);
 /* SOWER_EINPUT unless Karras sigmas can be read off this schedule (two train timesteps at least). */

@@ -60,7 +60,7 @@ void karras_sigmas(double sigma_min, double sigma_max, int n, double *out)
     }
 }
 
-double sigma_to_t(double sigma, const float *log_sigmas, int T)
+float sigma_to_t_weight(double sigma, const float *log_sigmas, int T, int *low_idx)
 {
     /* log_sigma = np.log(np.maximum(sigma, 1e-10)), a float64 scalar; numpy 1.24's value-based casting
      * then computes dists, w with the float32 array's dtype: the scalar rounds to float first. */
@@ -75,9 +75,16 @@ double sigma_to_t(double sigma, const float *log_sigmas, int T)
         low = T - 2;
     const int high = low + 1;
     float w = (log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[high]);
-    w = w < 0.0f ? 0.0f : w > 1.0f ? 1.0f : w; /* np.clip(w, 0, 1) */
+    *low_idx = low;
+    return w < 0.0f ? 0.0f : w > 1.0f ? 1.0f : w; /* np.clip(w, 0, 1) */
+}
+
+double sigma_to_t(double sigma, const float *log_sigmas, int T)
+{
+    int low;
+    const float w = sigma_to_t_weight(sigma, log_sigmas, T, &low);
     /* (1 - w) * low_idx + w * high_idx: a float32 array times an int64 array is float64 */
-    return (double)(1.0f - w) * (double)low + (double)w * (double)high;
+    return (double)(1.0f - w) * (double)low + (double)w * (double)(low + 1);
 }
 
 float final_sigma(const SchedulerConfig *cfg, const float *sigma)

@@ -3,13 +3,13 @@
  * second step on, unless disable_corrector names the previous step), then the UniP predictor steps on; order 1
  * or 2 with diffusers' warm-up and lower_order_final, B(h) = e^h - 1 ("bh2") or h ("bh1"), the data
  * (predict_x0) or noise form, over DPM-Solver's timesteps and sigmas (Karras too). The step's scalars are float32
- * 0-d tensor operations (log, expm1 from the C library, as DPM-Solver's are: diffusers' own come from torch's
- * vectorised math, so chains agree within a relative 1e-5, not bit for bit); the order-2 corrector's weights
+ * 0-d tensor operations (log and expm1 as torch computes them: torch_math.h); the order-2 corrector's weights
  * solve a 2x2 system as LAPACK's getrf/getrs do (partial pivoting). The per-value ones are float32 in diffusers'
  * order. The history per value: the last two converted model outputs and the sample the corrector starts from. */
 #include <math.h>
 
 #include "schedulers/schedulers.h"
+#include "schedulers/torch_math.h"
 
 #define SCHED_KEYS_UNIPC                                                                                          \
     (SCHED_KEY(KEY_NUM_TRAIN_TIMESTEPS) | SCHED_KEY(KEY_BETA_START) | SCHED_KEY(KEY_BETA_END) |                 \
@@ -52,11 +52,11 @@ static int order_at(const Scheduler *s, int i)
     return capped < done + 1 ? capped : done + 1;
 }
 
-static float lambda_of(float sigma)
+static float lambda_of(float sigma, RngKernel k)
 {
     float alpha_t, sigma_t;
     sigma_alpha_sigma(sigma, &alpha_t, &sigma_t);
-    return logf(alpha_t) - logf(sigma_t);
+    return torch_logf(alpha_t, k) - torch_logf(sigma_t, k);
 }
 
 /* The scalars both updates share, for the step from sigma_s0 to sigma_t: x_t = a * x - c * m0 - d * (residual),
@@ -72,11 +72,13 @@ static void uni_scalars(const Scheduler *s, float sigma_t_in, float sigma_s0_in,
     float alpha_t, sigma_t, alpha_s0, sigma_s0;
     sigma_alpha_sigma(sigma_t_in, &alpha_t, &sigma_t);
     sigma_alpha_sigma(sigma_s0_in, &alpha_s0, &sigma_s0);
-    const float lambda_t = logf(alpha_t) - logf(sigma_t), lambda_s0 = logf(alpha_s0) - logf(sigma_s0);
+    const RngKernel k = s->cfg.torch_kernel;
+    const float lambda_t = torch_logf(alpha_t, k) - torch_logf(sigma_t, k),
+                lambda_s0 = torch_logf(alpha_s0, k) - torch_logf(sigma_s0, k);
     u->h = lambda_t - lambda_s0;
     u->hh = x0 ? -u->h : u->h;
-    const float h_phi_1 = expm1f(u->hh);
-    const float B_h = s->cfg.solver_bh1 ? u->hh : expm1f(u->hh);
+    const float h_phi_1 = torch_expm1f(u->hh, k);
+    const float B_h = s->cfg.solver_bh1 ? u->hh : torch_expm1f(u->hh, k);
     /* b.append(h_phi_k * factorial_i / B_h); factorial_i *= i + 1; h_phi_k = h_phi_k / hh - 1 / factorial_i */
     float h_phi_k = h_phi_1 / u->hh - 1.0f;
     u->b[0] = h_phi_k * 1.0f / B_h;
@@ -90,7 +92,7 @@ static void uni_scalars(const Scheduler *s, float sigma_t_in, float sigma_s0_in,
 /* rk = (lambda_si - lambda_s0) / h: the earlier step's place on this step's log-SNR interval. */
 static float rk_of(const Scheduler *s, int si, int s0, float h)
 {
-    return (lambda_of(s->sigmas[si]) - lambda_of(s->sigmas[s0])) / h;
+    return (lambda_of(s->sigmas[si], s->cfg.torch_kernel) - lambda_of(s->sigmas[s0], s->cfg.torch_kernel)) / h;
 }
 
 /* torch.linalg.solve(R, b) for R = [[1, 1], [rk, 1]] (rows rks ** 0 and rks ** 1, rks = [rk, 1]): LU with

@@ -1,0 +1,15 @@
+/* torch_math.h: torch 1.13's float32 log, exp and expm1 on the CPU, bit for bit, for the scheduler scalars
+ * diffusers computes with torch.log / torch.exp / torch.expm1 (DPM-Solver's and UniPC's log-SNR steps, KDPM2's
+ * midpoint sigmas). torch runs them through Sleef (Sleef_logf8_u10, Sleef_expf8_u10, Sleef_expm1f8_u10) in its
+ * AVX2 and AVX-512 kernels, for 0-d tensors too, and through the C library's logf/expf/expm1f in its DEFAULT
+ * kernel: the same choice as the noise generator's (RngKernel). */
+#ifndef SOWER_TORCH_MATH_H
+#define SOWER_TORCH_MATH_H
+
+#include "rng.h"
+
+float torch_logf(float x, RngKernel kernel);
+float torch_expf(float x, RngKernel kernel);
+float torch_expm1f(float x, RngKernel kernel);
+
+#endif /* SOWER_TORCH_MATH_H */
