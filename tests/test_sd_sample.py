@@ -109,10 +109,10 @@ def main():
                 runs[" ".join(extra)] = open(path, "rb").read()
         check(len(set(runs.values())) == 1, f"the bytes depend on --batch/--threads: {list(runs)}")
         print(f"batch 1/2/3/4 x threads 1/2: identical bytes ({len(seeds)} seeds)")
-        # The schedulers that keep a history per value (pndm, dpm++2m, unipc, heun, lms, dpm2) or draw every step (euler-a),
-        # or both
-        # (dpm++2m-sde).
-        for name in ("pndm", "dpm++2m", "euler-a", "dpm++2m-sde", "unipc", "heun", "lms", "dpm2", "dpm2-a"):
+        # The schedulers that keep a history per value (pndm, dpm++2m, unipc, heun, lms, dpm2, dpm++2s) or draw noise
+        # (euler-a), or both (dpm++2m-sde, dpm2-a, dpm++2s-sde).
+        for name in ("pndm", "dpm++2m", "euler-a", "dpm++2m-sde", "unipc", "heun", "lms", "dpm2", "dpm2-a", "dpm++2s",
+                     "dpm++2s-sde"):
             key, group = next((k, g) for k, g in groups.items() if k[6] == name)
             seeds = [c["seed"] for c in group] + ["7", "8"]
             runs = []
@@ -122,13 +122,16 @@ def main():
                 if check(r.returncode == 0, f"{name} {extra}: exit {r.returncode}: {r.stderr}"):
                     runs.append(open(path, "rb").read())
             check(len(runs) == 2 and runs[0] == runs[1], f"{name}: the bytes depend on --batch/--threads")
-        print("pndm, dpm++2m, euler-a, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a: batch 1 x threads 1 == batch 3 x threads 2, bit "
-              "for bit")
+        print("pndm, dpm++2m, euler-a, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde: batch 1 x threads "
+              "1 == batch 3 x threads 2, bit for bit")
 
         # 3. Bad input.
         base = dict(cases[0])
 
+        bad_kinds = []
+
         def bad(name, folder, texts, extra=(), case=None, prompt=True):
+            bad_kinds.append(name)
             target = os.path.join(tmp, "bad.npy")
             c = dict(case or base)
             if not prompt:
@@ -195,7 +198,7 @@ def main():
         bad("--guidance-rescale without guidance", folder, ["--guidance-rescale 0.7 needs --guidance above 1"],
             ["--guidance-rescale", "0.7"], case=dict(base, guidance=1.0))
         bad("--guidance-rescale past 1", folder, ["--guidance-rescale"], ["--guidance-rescale", "1.5"])
-        bad("--karras with ddim", folder, ["--karras", "euler, dpm++2m, dpm++2m-sde, unipc, heun, lms, dpm2 and dpm2-a"], ["--karras"])
+        bad("--karras with ddim", folder, ["--karras", "euler, dpm++2m, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s and dpm++2s-sde"], ["--karras"])
         bad("DPM-Solver of order 3",
             copy_with("dpm3", edit_json("scheduler/scheduler_config.json", solver_order=3)),
             ["scheduler_config.json", "solver_order", "1..2"], case=dict(base, scheduler="dpm++2m"))
@@ -209,9 +212,22 @@ def main():
         r = sample(sower, zsnr, dict(base, scheduler="dpm++2m"), ["0"], os.path.join(tmp, "zsnr-dpm.npy"))
         check(r.returncode == 0 and np.isfinite(np.load(os.path.join(tmp, "zsnr-dpm.npy"))).all(),
               f"zero SNR, epsilon, dpm++2m: exit {r.returncode}: {r.stderr[-400:]}")
-        bad("dpm++2m with an SDE config",
-            copy_with("sde-cfg", edit_json("scheduler/scheduler_config.json", algorithm_type="sde-dpmsolver++")),
-            ["scheduler_config.json", "algorithm_type", "dpm++2m-sde"], case=dict(base, scheduler="dpm++2m"))
+        sde_cfg = copy_with("sde-cfg", edit_json("scheduler/scheduler_config.json", algorithm_type="sde-dpmsolver++"))
+        for name in ("dpm++2m", "dpm++2s"):
+            bad(f"{name} with an SDE config", sde_cfg, ["scheduler_config.json", "algorithm_type", name + "-sde"],
+                case=dict(base, scheduler=name))
+        # a folder whose own scheduler is DPMSolverSinglestepScheduler with sde-dpmsolver++ runs dpm++2s-sde by default
+        def own_singlestep_sde(path):
+            edit_json("scheduler/scheduler_config.json", _class_name="DPMSolverSinglestepScheduler",
+                      algorithm_type="sde-dpmsolver++")(path)
+            edit_json("model_index.json", scheduler=["diffusers", "DPMSolverSinglestepScheduler"])(path)
+        single_own = copy_with("singlestep-sde-own", own_singlestep_sde)
+        a, b = os.path.join(tmp, "own-2s-default.npy"), os.path.join(tmp, "own-2s-named.npy")
+        r1 = subprocess.run([sower, "sample", single_own, "--prompt", "a cat", "--seeds", "0,1", "--steps", "4", "-o", a],
+                            capture_output=True, text=True, timeout=600)
+        r2 = sample(sower, single_own, dict(base, prompt="a cat", scheduler="dpm++2s-sde", steps=4), ["0", "1"], b)
+        check(r1.returncode == 0 and "dpm++2s-sde 4 steps" in r1.stderr and r2.returncode == 0 and
+              open(a, "rb").read() == open(b, "rb").read(), f"own singlestep SDE: {r1.stderr[-300:]} {r2.stderr[-300:]}")
         # a folder whose own scheduler is UniPC: runs it by default; with values diffusers takes but sower does not
         # run (order 3), the folder still serves a named scheduler, and its own is refused, saying why
         def own_unipc(**values):
@@ -256,7 +272,7 @@ def main():
                             b"0", b"-o", os.fsencode(target)], capture_output=True, timeout=600)
         check(r.returncode == 2 and b"invalid UTF-8" in r.stderr and not os.path.exists(target),
               f"invalid UTF-8 prompt: exit {r.returncode}: {r.stderr[-300:]}")
-        print("20 kinds of bad input: exit 2, named, nothing written")
+        print(f"{len(bad_kinds)} kinds of bad input: exit 2, named, nothing written")
 
         # 4. The folder's own scheduler is the class model_index.json names, configured from
         # scheduler_config.json, as DiffusionPipeline.from_pretrained builds it: tiny-sd2's index says

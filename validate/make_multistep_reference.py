@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 (and ancestral), DPM-Solver
-multistep and UniPC schedulers, for sower's (src/model/schedulers/pndm.c, euler.c, kdpm2.c, dpm_multistep.c,
-unipc.c, sigmas.c). LMS needs scipy
+multistep and singlestep and UniPC schedulers, for sower's (src/model/schedulers/pndm.c, euler.c, kdpm2.c,
+dpm_multistep.c, dpm_singlestep.c, unipc.c, sigmas.c). LMS needs scipy
 (pip install "scipy<1.15" in the reference environment).
 
 Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py;
@@ -16,7 +16,7 @@ set_timesteps(N) and records the timesteps (float), the sigmas where the class h
 init_noise_sigma; then a chain through every step as StableDiffusionPipeline runs it, on the inputs of
 scheduler_reference.json (randn (1, 4, 4, 4)): x = inputs[0].sample * init_noise_sigma; for each step i,
 scaled = scale_model_input(x, t) (its bytes hashed in order), x = step(inputs[i % 3].model_output, t,
-x) with Euler ancestral's, KDPM2 ancestral's and DPM-Solver++ SDE's draws replaced by inputs[i % 3].noise (counted). Recorded: sha256 of every
+x) with Euler ancestral's, KDPM2 ancestral's and the DPM-Solver++ SDEs' draws replaced by inputs[i % 3].noise (counted). Recorded: sha256 of every
 scaled input in order, of the final x, its values, and the number of draws.
 """
 import hashlib
@@ -153,6 +153,27 @@ def cases():
                                                   '"timestep_spacing": "leading", "steps_offset": 1}', 9))
         c.append((f"{tag}_cosine_karras_bounds_n6", cls, '{"beta_schedule": "squaredcos_cap_v2", "use_karras_sigmas": true, '
                                                         '"sigma_min": 0.1, "sigma_max": 20.0}', 6))
+    # DPM-Solver singlestep (groups of a first- and a second-order step from the group's start) and its SDE form
+    S = "DPMSolverSinglestepScheduler"
+    for n in (1, 2, 5, 10, 25):
+        c.append((f"sd15_into_dpm2s_n{n}", S, SD15, n))
+    c.append(("sd15_into_dpm2s_karras_n12", S, SD15[:-1] + ', "use_karras_sigmas": true}', 12))
+    c.append(("sd15_into_dpm2s_karras_n25", S, SD15[:-1] + ', "use_karras_sigmas": true}', 25))
+    c.append(("dpm2s_sigma_min_even_n10", S, '{"final_sigmas_type": "sigma_min"}', 10))
+    c.append(("dpm2s_sigma_min_odd_lower_final_n9", S, '{"final_sigmas_type": "sigma_min", "lower_order_final": true}', 9))
+    c.append(("dpm2s_plain_heun_sigma_min_n8", S, '{"algorithm_type": "dpmsolver", "solver_type": "heun", '
+                                                  '"final_sigmas_type": "sigma_min", "beta_schedule": "scaled_linear"}', 8))
+    c.append(("dpm2s_heun_cosine_n11", S, '{"solver_type": "heun", "beta_schedule": "squaredcos_cap_v2"}', 11))
+    c.append(("dpm2s_order1_n7", S, '{"solver_order": 1}', 7))
+    c.append(("ddim_v_into_dpm2s_n12", S, DDIM_SAVED_V, 12))
+    c.append(("dpm2s_sample_prediction_clipped_n14", S, '{"prediction_type": "sample", "lambda_min_clipped": -5.1}', 14))
+    c.append(("sd15_into_dpm2s_sde_n10", S, SD15[:-1] + ', "algorithm_type": "sde-dpmsolver++"}', 10))
+    c.append(("sd15_into_dpm2s_sde_karras_n13", S, SD15[:-1] + ', "algorithm_type": "sde-dpmsolver++", '
+                                                   '"use_karras_sigmas": true}', 13))
+    c.append(("dpm2s_sde_heun_v_n9", S, '{"algorithm_type": "sde-dpmsolver++", "solver_type": "heun", '
+                                        '"prediction_type": "v_prediction"}', 9))
+    c.append(("dpm2s_sde_order1_sigma_min_n6", S, '{"algorithm_type": "sde-dpmsolver++", "solver_order": 1, '
+                                                  '"final_sigmas_type": "sigma_min"}', 6))
     return c
 
 
@@ -168,6 +189,7 @@ def sha(t):
 def run(torch, diffusers, inputs, name, cls_name, text, n):
     import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm
     import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
+    import diffusers.schedulers.scheduling_dpmsolver_singlestep as dpm_single
     import diffusers.schedulers.scheduling_k_dpm_2_ancestral_discrete as kdpm2_a
     s = getattr(diffusers, cls_name).from_config(json.loads(text))
     s.set_timesteps(n)
@@ -181,6 +203,7 @@ def run(torch, diffusers, inputs, name, cls_name, text, n):
     euler_a.randn_tensor = fake_randn
     dpm.randn_tensor = fake_randn
     kdpm2_a.randn_tensor = fake_randn
+    dpm_single.randn_tensor = fake_randn
     x = inputs[0]["sample"] * s.init_noise_sigma
     scaled = hashlib.sha256()
     for i, t in enumerate(s.timesteps):

@@ -20,7 +20,7 @@ What it writes under tests/data/sd/:
       is the float32 model loaded from the stored half-precision weights.
   render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
       DDIMScheduler (or PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 and its ancestral form, DPM-Solver++ 2M and
-      its SDE form, UniPC, Karras sigmas for Euler, Heun, LMS, KDPM2, DPM and UniPC)
+      2S and their SDE forms, UniPC, Karras sigmas for Euler, Heun, LMS, KDPM2, DPM and UniPC)
       .from_config(the folder's scheduler config), 10 steps, one CPU generator per seed, output_type="latent"
       (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
       yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
@@ -226,6 +226,11 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [37], "dpm2", True),
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[2]], "dpm2-a", False),
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [38], "dpm2-a", True),
+    # DPM-Solver++ singlestep (2S) and its SDE form (a draw every step)
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "dpm++2s", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [39], "dpm++2s", True),
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[2]], "dpm++2s-sde", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [40], "dpm++2s-sde", True),
 ]
 
 
@@ -237,10 +242,13 @@ def scheduler_class(name):
             "dpm++2m": diffusers.DPMSolverMultistepScheduler,
             "dpm++2m-sde": diffusers.DPMSolverMultistepScheduler, "unipc": diffusers.UniPCMultistepScheduler,
             "heun": diffusers.HeunDiscreteScheduler, "lms": diffusers.LMSDiscreteScheduler,
-            "dpm2": diffusers.KDPM2DiscreteScheduler, "dpm2-a": diffusers.KDPM2AncestralDiscreteScheduler}[name]
+            "dpm2": diffusers.KDPM2DiscreteScheduler, "dpm2-a": diffusers.KDPM2AncestralDiscreteScheduler,
+            "dpm++2s": diffusers.DPMSolverSinglestepScheduler,
+            "dpm++2s-sde": diffusers.DPMSolverSinglestepScheduler}[name]
 
 
-SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"}}  # what the name sets over the config
+SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"},
+                    "dpm++2s-sde": {"algorithm_type": "sde-dpmsolver++"}}  # what the name sets over the config
 
 
 def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None, scheduler="ddim", karras=False,
@@ -270,10 +278,11 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
 
 def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, scheduler, karras, options):
     """The same render in float64 from the same float32 noise (the initial noise, and Euler ancestral's,
-    KDPM2 ancestral's and DPM-Solver++ SDE's draws: float32 draws widened, not float64 draws): torch's own float32
+    KDPM2 ancestral's and the DPM-Solver++ SDEs' draws: float32 draws widened, not float64 draws): torch's own float32
     error over the whole loop."""
     import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm
     import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
+    import diffusers.schedulers.scheduling_dpmsolver_singlestep as dpm_single
     import diffusers.schedulers.scheduling_k_dpm_2_ancestral_discrete as kdpm2_a
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -282,7 +291,7 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
 
     noise = torch.randn((1, 4, unet_size, unet_size), generator=torch.Generator("cpu").manual_seed(seed))
     torch.set_default_dtype(torch.float64)
-    euler_a.randn_tensor = dpm.randn_tensor = kdpm2_a.randn_tensor = float32_draws
+    euler_a.randn_tensor = dpm.randn_tensor = kdpm2_a.randn_tensor = dpm_single.randn_tensor = float32_draws
     solve = torch.linalg.solve  # UniPC's corrector under a float64 default: a float64 R against its float32 b
 
     def solve_as_b(A, B, *args, **kwargs):
@@ -294,7 +303,7 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
                       scheduler=scheduler, karras=karras, options=options)[0]
     finally:
         torch.set_default_dtype(torch.float32)
-        euler_a.randn_tensor = dpm.randn_tensor = kdpm2_a.randn_tensor = randn_tensor
+        euler_a.randn_tensor = dpm.randn_tensor = kdpm2_a.randn_tensor = dpm_single.randn_tensor = randn_tensor
         torch.linalg.solve = solve
 
 

@@ -23,7 +23,7 @@ enum { SLOT_PREVIOUS_OUTPUT }; /* the previous step's converted model output (x0
 
 static void dpm_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING_LINSPACE; }
 
-static int dpm_final_sigma_validate(const SchedulerConfig *cfg, const char *path)
+int scheduler_dpm_final_sigma_validate(const SchedulerConfig *cfg, const char *path)
 {
     if (cfg->final_sigmas_type == FINAL_SIGMA_ZERO && (cfg->algorithm_type == DPM_ALGORITHM_PLAIN || cfg->algorithm_deis))
         return SOWER_FAIL(SOWER_EMODEL,
@@ -33,27 +33,26 @@ static int dpm_final_sigma_validate(const SchedulerConfig *cfg, const char *path
     return SOWER_OK;
 }
 
-static int dpm_validate(const SchedulerConfig *cfg, const char *path)
+int scheduler_dpm_ode_validate(const SchedulerConfig *cfg, const char *path)
 {
     if (cfg->algorithm_sde) /* what each name runs is fixed: the job key and provenance name the scheduler */
         return SOWER_FAIL(SOWER_EMODEL,
                           "%s: key 'algorithm_type': expected \"dpmsolver++\", \"dpmsolver\" or \"deis\" with the "
-                          "dpm++2m scheduler (\"sde-dpmsolver++\" draws noise every step: name dpm++2m-sde), found "
+                          "%s scheduler (\"sde-dpmsolver++\" draws noise every step: name %s-sde), found "
                           "\"sde-dpmsolver++\"",
-                          path);
-    return dpm_final_sigma_validate(cfg, path);
+                          path, scheduler_kind_name(cfg->kind), scheduler_kind_name(cfg->kind));
+    return scheduler_dpm_final_sigma_validate(cfg, path);
 }
 
-/* from_config(config, algorithm_type="sde-dpmsolver++") */
-static void dpm_sde_overrides(SchedulerConfig *cfg)
+void scheduler_dpm_sde_overrides(SchedulerConfig *cfg)
 {
     cfg->algorithm_type = DPM_ALGORITHM_PLUS_PLUS;
     cfg->algorithm_deis = 0;
     cfg->algorithm_sde = 1;
 }
 
-static int dpm_runs(const SchedulerConfig *cfg) { return !cfg->algorithm_sde; }
-static int dpm_sde_runs(const SchedulerConfig *cfg) { return cfg->algorithm_sde; }
+int scheduler_dpm_runs_ode(const SchedulerConfig *cfg) { return !cfg->algorithm_sde; }
+int scheduler_dpm_runs_sde(const SchedulerConfig *cfg) { return cfg->algorithm_sde; }
 
 /* The last timestep before lambda_min_clipped: T - searchsorted(flip(lambda_t), lambda_min_clipped). */
 static int last_timestep(const Scheduler *s)
@@ -144,6 +143,51 @@ done:
     return status;
 }
 
+/* log(alpha) - log(sigma) of the alpha, sigma pair of `sigma`, with torch's log. */
+static float lambda_of_sigma(float sigma, RngKernel k)
+{
+    float alpha_t, sigma_t;
+    sigma_alpha_sigma(sigma, &alpha_t, &sigma_t);
+    return torch_logf(alpha_t, k) - torch_logf(sigma_t, k);
+}
+
+void scheduler_dpm_update(const SchedulerConfig *c, float sigma_to, float sigma_from, int second_order, float sigma_hi,
+                          float sigma_lo, DpmUpdate *u)
+{
+    const RngKernel k = c->torch_kernel;
+    const int plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS, sde = c->algorithm_sde;
+    float alpha_s, sigma_s, alpha_t, sigma_t;
+    sigma_alpha_sigma(sigma_from, &alpha_s, &sigma_s);
+    sigma_alpha_sigma(sigma_to, &alpha_t, &sigma_t);
+    const float h = lambda_of_sigma(sigma_to, k) - lambda_of_sigma(sigma_from, k);
+    *u = (DpmUpdate){.sde = sde, .second_order = second_order};
+    if (sde) { /* sigma_t / sigma_s * exp(-h), alpha_t * (1 - exp(-2.0 * h)), sigma_t * sqrt(1.0 - exp(-2 * h)) */
+        const float decay = 1.0f - torch_expf(-2.0f * h, k);
+        u->a = sigma_t / sigma_s * torch_expf(-h, k);
+        u->b = alpha_t * decay;
+        u->z = sigma_t * sqrtf(decay);
+    } else if (plus_plus) {
+        u->a = sigma_t / sigma_s;
+        u->b = alpha_t * (torch_expf(-h, k) - 1.0f);
+    } else {
+        u->a = alpha_t / alpha_s;
+        u->b = sigma_t * (torch_expf(h, k) - 1.0f);
+    }
+    if (!second_order)
+        return;
+    const float h_0 = lambda_of_sigma(sigma_hi, k) - lambda_of_sigma(sigma_lo, k), r0 = h_0 / h;
+    u->inv_r0 = 1.0f / r0; /* (1.0 / r0): reciprocal, then * 1.0 */
+    if (c->solver_type == DPM_SOLVER_MIDPOINT)
+        u->c1 = 0.5f * u->b;
+    else if (sde) /* heun: + (alpha_t * ((1.0 - exp(-2.0 * h)) / (-2.0 * h) + 1.0)) * D1 */
+        u->c1 = alpha_t * ((1.0f - torch_expf(-2.0f * h, k)) / (-2.0f * h) + 1.0f);
+    else if (plus_plus) /* heun: + (alpha_t * ((exp(-h) - 1.0) / h + 1.0)) * D1 */
+        u->c1 = alpha_t * ((torch_expf(-h, k) - 1.0f) / h + 1.0f);
+    else /* - (sigma_t * ((exp(h) - 1.0) / h - 1.0)) * D1 */
+        u->c1 = sigma_t * ((torch_expf(h, k) - 1.0f) / h - 1.0f);
+    u->add_d1 = sde || (c->solver_type == DPM_SOLVER_HEUN && plus_plus); /* the "+" forms */
+}
+
 static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
 {
     const SchedulerConfig *c = &s->cfg;
@@ -153,60 +197,19 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
                  c->final_sigmas_type == FINAL_SIGMA_ZERO);
     /* lower_order_nums < 1 only at the first step (it counts steps up to solver_order) */
     const int first_order = c->solver_order == 1 || i == 0 || lower_order_final;
-    const int plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS, sde = c->algorithm_sde;
-
-    /* convert_model_output at sigmas[i] */
-    float alpha_s0, sigma_s0, alpha_t, sigma_t;
+    /* from sigmas[i] to sigmas[i + 1]; the second order's r0 from the step before */
+    DpmUpdate u;
+    scheduler_dpm_update(c, s->sigmas[i + 1], s->sigmas[i], !first_order, s->sigmas[i], first_order ? 0 : s->sigmas[i - 1],
+                         &u);
+    float alpha_s0, sigma_s0; /* convert_model_output at sigmas[i] */
     sigma_alpha_sigma(s->sigmas[i], &alpha_s0, &sigma_s0);
-    sigma_alpha_sigma(s->sigmas[i + 1], &alpha_t, &sigma_t);
-    const RngKernel k = c->torch_kernel;
-    const float lambda_t = torch_logf(alpha_t, k) - torch_logf(sigma_t, k),
-                lambda_s0 = torch_logf(alpha_s0, k) - torch_logf(sigma_s0, k);
-    const float h = lambda_t - lambda_s0;
-    /* ODE: x_t = a * sample - b * D0 [- or +] c1 * D1; SDE: x_t = a * sample + b * D0 + c1 * D1 + z * noise */
-    float a, b, c1 = 0.0f, inv_r0 = 0.0f, z = 0.0f;
-    if (sde) { /* sigma_t / sigma_s * exp(-h), alpha_t * (1 - exp(-2.0 * h)), sigma_t * sqrt(1.0 - exp(-2 * h)) */
-        const float decay = 1.0f - torch_expf(-2.0f * h, k);
-        a = sigma_t / sigma_s0 * torch_expf(-h, k);
-        b = alpha_t * decay;
-        z = sigma_t * sqrtf(decay);
-    } else if (plus_plus) {
-        a = sigma_t / sigma_s0;
-        b = alpha_t * (torch_expf(-h, k) - 1.0f);
-    } else {
-        a = alpha_t / alpha_s0;
-        b = sigma_t * (torch_expf(h, k) - 1.0f);
-    }
-    if (!first_order) {
-        float alpha_s1, sigma_s1;
-        sigma_alpha_sigma(s->sigmas[i - 1], &alpha_s1, &sigma_s1);
-        const float lambda_s1 = torch_logf(alpha_s1, k) - torch_logf(sigma_s1, k);
-        const float h_0 = lambda_s0 - lambda_s1, r0 = h_0 / h;
-        inv_r0 = 1.0f / r0; /* (1.0 / r0): reciprocal, then * 1.0 */
-        if (c->solver_type == DPM_SOLVER_MIDPOINT)
-            c1 = 0.5f * b;
-        else if (sde) /* heun: + (alpha_t * ((1.0 - exp(-2.0 * h)) / (-2.0 * h) + 1.0)) * D1 */
-            c1 = alpha_t * ((1.0f - torch_expf(-2.0f * h, k)) / (-2.0f * h) + 1.0f);
-        else if (plus_plus) /* heun: + (alpha_t * ((exp(-h) - 1.0) / h + 1.0)) * D1 */
-            c1 = alpha_t * ((torch_expf(-h, k) - 1.0f) / h + 1.0f);
-        else /* - (sigma_t * ((exp(h) - 1.0) / h - 1.0)) * D1 */
-            c1 = sigma_t * ((torch_expf(h, k) - 1.0f) / h - 1.0f);
-    }
-    const int add_d1 = sde || (c->solver_type == DPM_SOLVER_HEUN && plus_plus); /* the "+" forms */
-    const PredictionType p = c->prediction_type;
+    const int plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS;
     float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) */
     for (size_t j = 0; j < r->n; j++) {
-        /* the converted model output: x0 (dpmsolver++) or epsilon (dpmsolver) */
-        const float out = converted_output(p, plus_plus, m[j], x[j], alpha_s0, sigma_s0);
-        float next = sde ? a * x[j] + b * out : a * x[j] - b * out;
-        if (!first_order) {
-            const float d1 = inv_r0 * (out - previous[j]);
-            next = add_d1 ? next + c1 * d1 : next - c1 * d1;
-        }
-        if (sde)
-            next = next + z * noise[j];
+        /* the converted model output: x0 (dpmsolver++) or epsilon (dpmsolver); D0 = it, D1 = (it - previous) / r0 */
+        const float out = converted_output(c->prediction_type, plus_plus, m[j], x[j], alpha_s0, sigma_s0);
+        x[j] = dpm_update_value(&u, x[j], out, out, previous[j], u.sde ? noise[j] : 0.0f);
         previous[j] = out;
-        x[j] = next;
     }
 }
 
@@ -216,8 +219,8 @@ const SchedulerClass scheduler_dpm_multistep = {
     .config_keys = SCHED_KEYS_DPM,
     .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX), /* _convert_to_karras: hasattr(config, ...) */
     .defaults = dpm_defaults,
-    .validate = dpm_validate,
-    .runs = dpm_runs,
+    .validate = scheduler_dpm_ode_validate,
+    .runs = scheduler_dpm_runs_ode,
     .set_timesteps = scheduler_dpm_set_timesteps,
     .history_slots = 1,
     .floors_terminal_alpha = 1,
@@ -232,9 +235,9 @@ const SchedulerClass scheduler_dpm_multistep_sde = {
     .config_keys = SCHED_KEYS_DPM,
     .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX),
     .defaults = dpm_defaults,
-    .overrides = dpm_sde_overrides,
-    .validate = dpm_final_sigma_validate,
-    .runs = dpm_sde_runs,
+    .overrides = scheduler_dpm_sde_overrides,
+    .validate = scheduler_dpm_final_sigma_validate,
+    .runs = scheduler_dpm_runs_sde,
     .set_timesteps = scheduler_dpm_set_timesteps,
     .history_slots = 1,
     .draws_noise = 1,

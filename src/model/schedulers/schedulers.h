@@ -79,6 +79,37 @@ static inline void v_scalars(float sigma, float *v_out, float *v_skip)
     *v_out = -sigma / sqrtf(*v_skip);
 }
 
+/* DPM-Solver's config checks and name hooks (dpm_multistep.c), shared by its multistep and singlestep classes:
+ * final_sigmas_type "zero" refused with dpmsolver or deis (as diffusers refuses it); the ODE names refuse
+ * sde-dpmsolver++ (their -sde twin runs it); from_config(config, algorithm_type="sde-dpmsolver++"); which of a
+ * class's two entries a config read as it is belongs to. */
+int scheduler_dpm_final_sigma_validate(const SchedulerConfig *cfg, const char *path) SOWER_MUST_CHECK;
+int scheduler_dpm_ode_validate(const SchedulerConfig *cfg, const char *path) SOWER_MUST_CHECK;
+void scheduler_dpm_sde_overrides(SchedulerConfig *cfg);
+int scheduler_dpm_runs_ode(const SchedulerConfig *cfg);
+int scheduler_dpm_runs_sde(const SchedulerConfig *cfg);
+
+/* The scalars of DPM-Solver's update of a sample at sigma_from to sigma_to (diffusers' dpm_solver_first_order_update
+ * and, with second_order, its second-order updates, whose r0 = (lambda(sigma_hi) - lambda(sigma_lo)) / h):
+ * ODE x_t = a * sample - b * D0 [- or + (add_d1)] c1 * D1; SDE x_t = a * sample + b * D0 + c1 * D1 + z * noise. */
+typedef struct {
+    float a, b, c1, inv_r0, z;
+    int add_d1, sde, second_order;
+} DpmUpdate;
+void scheduler_dpm_update(const SchedulerConfig *c, float sigma_to, float sigma_from, int second_order, float sigma_hi,
+                          float sigma_lo, DpmUpdate *u);
+
+/* One value's update: D0 = d0, D1 = (m0 - m1) / r0 (read only at second order), noise read only for the SDE. */
+static inline float dpm_update_value(const DpmUpdate *u, float sample, float d0, float m0, float m1, float noise)
+{
+    float next = u->sde ? u->a * sample + u->b * d0 : u->a * sample - u->b * d0;
+    if (u->second_order) {
+        const float d1 = u->inv_r0 * (m0 - m1);
+        next = u->add_d1 ? next + u->c1 * d1 : next - u->c1 * d1;
+    }
+    return u->sde ? next + u->z * noise : next;
+}
+
 /* DPMSolverMultistepScheduler's set_timesteps (integer timesteps up to lambda_min_clipped, interpolated or Karras
  * sigmas, the final one); UniPC's is the same but for its Karras "sigma_min" final sigma (dpm_multistep.c). */
 int scheduler_dpm_set_timesteps(Scheduler *s) SOWER_MUST_CHECK;
