@@ -109,10 +109,10 @@ def main():
                 runs[" ".join(extra)] = open(path, "rb").read()
         check(len(set(runs.values())) == 1, f"the bytes depend on --batch/--threads: {list(runs)}")
         print(f"batch 1/2/3/4 x threads 1/2: identical bytes ({len(seeds)} seeds)")
-        # The schedulers that keep a history per value (pndm, dpm++2m, unipc, heun, lms, dpm2, dpm++2s) or draw noise
+        # The schedulers that keep a history per value (pndm, dpm++2m, unipc, heun, lms, dpm2, dpm++2s, deis) or draw noise
         # (euler-a), or both (dpm++2m-sde, dpm2-a, dpm++2s-sde).
         for name in ("pndm", "dpm++2m", "euler-a", "dpm++2m-sde", "unipc", "heun", "lms", "dpm2", "dpm2-a", "dpm++2s",
-                     "dpm++2s-sde"):
+                     "dpm++2s-sde", "deis"):
             key, group = next((k, g) for k, g in groups.items() if k[6] == name)
             seeds = [c["seed"] for c in group] + ["7", "8"]
             runs = []
@@ -122,7 +122,7 @@ def main():
                 if check(r.returncode == 0, f"{name} {extra}: exit {r.returncode}: {r.stderr}"):
                     runs.append(open(path, "rb").read())
             check(len(runs) == 2 and runs[0] == runs[1], f"{name}: the bytes depend on --batch/--threads")
-        print("pndm, dpm++2m, euler-a, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde: batch 1 x threads "
+        print("pndm, dpm++2m, euler-a, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde, deis: batch 1 x threads "
               "1 == batch 3 x threads 2, bit for bit")
 
         # 3. Bad input.
@@ -198,7 +198,7 @@ def main():
         bad("--guidance-rescale without guidance", folder, ["--guidance-rescale 0.7 needs --guidance above 1"],
             ["--guidance-rescale", "0.7"], case=dict(base, guidance=1.0))
         bad("--guidance-rescale past 1", folder, ["--guidance-rescale"], ["--guidance-rescale", "1.5"])
-        bad("--karras with ddim", folder, ["--karras", "euler, dpm++2m, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s and dpm++2s-sde"], ["--karras"])
+        bad("--karras with ddim", folder, ["--karras", "euler, dpm++2m, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde and deis"], ["--karras"])
         bad("DPM-Solver of order 3",
             copy_with("dpm3", edit_json("scheduler/scheduler_config.json", solver_order=3)),
             ["scheduler_config.json", "solver_order", "1..2"], case=dict(base, scheduler="dpm++2m"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 (and ancestral), DPM-Solver
-multistep and singlestep and UniPC schedulers, for sower's (src/model/schedulers/pndm.c, euler.c, kdpm2.c,
-dpm_multistep.c, dpm_singlestep.c, unipc.c, sigmas.c). LMS needs scipy
+multistep and singlestep, DEIS and UniPC schedulers, for sower's (src/model/schedulers/pndm.c, euler.c, kdpm2.c,
+dpm_multistep.c, dpm_singlestep.c, deis.c, unipc.c, sigmas.c). LMS needs scipy
 (pip install "scipy<1.15" in the reference environment).
 
 Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py;
@@ -174,6 +174,17 @@ def cases():
                                         '"prediction_type": "v_prediction"}', 9))
     c.append(("dpm2s_sde_order1_sigma_min_n6", S, '{"algorithm_type": "sde-dpmsolver++", "solver_order": 1, '
                                                   '"final_sigmas_type": "sigma_min"}', 6))
+    # DEIS (log-rho multistep; its second order's logs are np.log of float32 tensors: within a relative 1e-5)
+    D = "DEISMultistepScheduler"
+    for n in (1, 2, 5, 14, 15, 30):
+        c.append((f"sd15_into_deis_n{n}", D, SD15, n))
+    c.append(("sd15_into_deis_karras_n12", D, SD15[:-1] + ', "use_karras_sigmas": true}', 12))
+    c.append(("sd15_into_deis_karras_n20", D, SD15[:-1] + ', "use_karras_sigmas": true}', 20))
+    c.append(("ddim_v_into_deis_n10", D, DDIM_SAVED_V, 10))
+    c.append(("deis_order1_trailing_n9", D, '{"solver_order": 1, "timestep_spacing": "trailing"}', 9))
+    c.append(("deis_from_dpm_saved_n8", D, DPM_SAVED, 8))
+    c.append(("deis_sample_prediction_no_lower_final_n6", D, '{"prediction_type": "sample", "lower_order_final": false, '
+                                                            '"beta_schedule": "squaredcos_cap_v2"}', 6))
     return c
 
 

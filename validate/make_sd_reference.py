@@ -20,7 +20,7 @@ What it writes under tests/data/sd/:
       is the float32 model loaded from the stored half-precision weights.
   render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
       DDIMScheduler (or PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 and its ancestral form, DPM-Solver++ 2M and
-      2S and their SDE forms, UniPC, Karras sigmas for Euler, Heun, LMS, KDPM2, DPM and UniPC)
+      2S and their SDE forms, DEIS, UniPC, Karras sigmas for Euler, Heun, LMS, KDPM2, DPM, DEIS and UniPC)
       .from_config(the folder's scheduler config), 10 steps, one CPU generator per seed, output_type="latent"
       (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
       yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
@@ -231,6 +231,9 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [39], "dpm++2s", True),
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[2]], "dpm++2s-sde", False),
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [40], "dpm++2s-sde", True),
+    # DEIS (log-rho multistep)
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "deis", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [41], "deis", True),
 ]
 
 
@@ -244,7 +247,7 @@ def scheduler_class(name):
             "heun": diffusers.HeunDiscreteScheduler, "lms": diffusers.LMSDiscreteScheduler,
             "dpm2": diffusers.KDPM2DiscreteScheduler, "dpm2-a": diffusers.KDPM2AncestralDiscreteScheduler,
             "dpm++2s": diffusers.DPMSolverSinglestepScheduler,
-            "dpm++2s-sde": diffusers.DPMSolverSinglestepScheduler}[name]
+            "dpm++2s-sde": diffusers.DPMSolverSinglestepScheduler, "deis": diffusers.DEISMultistepScheduler}[name]
 
 
 SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"},

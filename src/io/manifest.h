@@ -62,7 +62,7 @@ typedef struct {
     int scheduler_given;              /* pipeline.scheduler named (else the model's default decides) */
     int steps;
     double eta;
-    int karras;                 /* use_karras_sigmas (euler, dpm++2m[-sde], unipc, heun, lms, dpm2[-a], dpm++2s[-sde]) */
+    int karras;                 /* use_karras_sigmas (euler, dpm++2m[-sde], unipc, heun, lms, dpm2[-a], dpm++2s[-sde], deis) */
     Mark eta_mark, karras_mark;       /* where pipeline.eta / karras are (0: not given) */
     int batch;
     Backend backend;
