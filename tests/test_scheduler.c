@@ -416,13 +416,16 @@ static void run_unit_checks(void)
 
 /* init of class `name` from config text with N steps: its status, and the scheduler when SOWER_OK (freed by
  * the caller). */
+/* A folder's own scheduler: class `name` with this config, run by the entry the config picks (DPM's algorithm_type). */
 static int init_from(const char *name, const char *json, int N, Scheduler *s)
 {
     SchedulerKind kind = -1;
     SchedulerConfig cfg;
     memset(s, 0, sizeof *s);
     CHECK(class_kind(name, &kind), "no class %s", name);
-    int status = scheduler_config_parse(json, strlen(json), "p.json", kind, &cfg);
+    int status = scheduler_kind_of_config(name, json, strlen(json), "p.json", &kind);
+    if (status == SOWER_OK)
+        status = scheduler_config_parse(json, strlen(json), "p.json", kind, &cfg);
     return status == SOWER_OK ? scheduler_init(s, &cfg, N) : status;
 }
 
@@ -509,7 +512,7 @@ static void run_schedule_checks(void)
               "zero SNR of one train step: %s", sower_error_message());
         sower_error_clear();
     }
-    /* the keys this stop added, with values of the wrong kind: refused naming the key */
+    /* values of the wrong kind, or that the named class's step cannot take: refused naming the key */
     static const struct {
         const char *cls, *json, *key;
     } wrong[] = {
@@ -520,6 +523,16 @@ static void run_schedule_checks(void)
         {"UniPCMultistepScheduler", "{\"solver_order\": 3}", "key 'solver_order': expected an integer in 1..2"},
         {"DPMSolverMultistepScheduler", "{\"algorithm_type\": \"sde\"}", "key 'algorithm_type': expected one of"},
         {"EulerDiscreteScheduler", "{\"rescale_betas_zero_snr\": null}", "key 'rescale_betas_zero_snr': expected true"},
+        {"DPMSolverMultistepScheduler", "{\"solver_order\": 4}", "key 'solver_order': expected an integer in 1..3"},
+        {"DPMSolverMultistepScheduler", "{\"solver_order\": 3, \"algorithm_type\": \"sde-dpmsolver++\"}",
+         "key 'solver_order': expected 1..2 with algorithm_type \"sde-dpmsolver++\""},
+        {"DPMSolverSinglestepScheduler", "{\"solver_order\": 3, \"algorithm_type\": \"sde-dpmsolver++\"}",
+         "key 'solver_order': expected 1..2 with algorithm_type \"sde-dpmsolver++\""},
+        {"DPMSolverSinglestepScheduler", "{\"algorithm_type\": \"dpmsolver\"}", "key 'final_sigmas_type'"},
+        {"DEISMultistepScheduler", "{\"algorithm_type\": \"sde-dpmsolver++\"}", "key 'algorithm_type': expected \"deis\""},
+        {"DEISMultistepScheduler", "{\"solver_order\": 4}", "key 'solver_order': expected an integer in 1..3"},
+        {"KDPM2DiscreteScheduler", "{\"prediction_type\": \"sample\"}", "(KDPM2DiscreteScheduler has no \"sample\" step)"},
+        {"KDPM2AncestralDiscreteScheduler", "{\"prediction_type\": \"sample\"}", "has no \"sample\" step"},
     };
     for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++) {
         sower_error_clear();
@@ -529,6 +542,20 @@ static void run_schedule_checks(void)
         if (status == SOWER_OK) scheduler_free(&s);
     }
     sower_error_clear();
+    /* singlestep order 3 whose last group is [1, 2] (N % 3 == 2) steps to sigma 0 at second order: diffusers' r0 is 0
+     * and its sample infinite; refused, and fine with sigma_min or a step count whose last step is first order */
+    CHECK(init_from("DPMSolverSinglestepScheduler", "{\"solver_order\": 3}", 11, &s) == SOWER_EINPUT &&
+              strstr(sower_error_message(), "second-order step to sigma 0"),
+          "singlestep order 3, 11 steps: %s", sower_error_message());
+    sower_error_clear();
+    for (int n = 9; n <= 10; n++) {
+        CHECK(init_from("DPMSolverSinglestepScheduler", "{\"solver_order\": 3}", n, &s) == SOWER_OK,
+              "singlestep order 3, %d steps: %s", n, sower_error_message());
+        scheduler_free(&s);
+    }
+    CHECK(init_from("DPMSolverSinglestepScheduler", "{\"solver_order\": 3, \"final_sigmas_type\": \"sigma_min\"}", 11, &s) ==
+              SOWER_OK, "singlestep order 3, sigma_min, 11 steps: %s", sower_error_message());
+    scheduler_free(&s);
     /* UniPC's lower_order_final false with a final sigma of zero: one step is first order, finite in diffusers */
     CHECK(init_from("UniPCMultistepScheduler", "{\"lower_order_final\": false}", 1, &s) == SOWER_OK,
           "UniPC, lower_order_final false, 1 step: %s", sower_error_message());

@@ -88,7 +88,9 @@ def main():
                 diff = float(np.abs(got[i].astype(np.float64) - want[c["row"]]).max())
                 tol = 5 * max(c["torch_batch_yardstick"], c["torch_fp64_yardstick"])
                 worst, worst_abs = max(worst, diff / tol), max(worst_abs, diff)
-                name = (key[6] + (" karras" if key[7] else "") + (" zero-SNR" if c.get("scheduler_config_edits") else "")
+                edits = c.get("scheduler_config_edits") or {}
+                name = (key[6] + (" karras" if key[7] else "") + (" zero-SNR" if edits.get("rescale_betas_zero_snr") else "")
+                        + (f" order {edits['solver_order']}" if "solver_order" in edits else "")
                         + (f" rescale {key[9]}" if key[9] else ""))
                 per_scheduler[name] = max(per_scheduler.get(name, 0.0), diff / tol)
                 check(diff <= tol, f"{what} seed {c['seed']}: max|sower - diffusers| {diff:.3g} > {tol:.3g}")
@@ -199,9 +201,9 @@ def main():
             ["--guidance-rescale", "0.7"], case=dict(base, guidance=1.0))
         bad("--guidance-rescale past 1", folder, ["--guidance-rescale"], ["--guidance-rescale", "1.5"])
         bad("--karras with ddim", folder, ["--karras", "euler, dpm++2m, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde and deis"], ["--karras"])
-        bad("DPM-Solver of order 3",
-            copy_with("dpm3", edit_json("scheduler/scheduler_config.json", solver_order=3)),
-            ["scheduler_config.json", "solver_order", "1..2"], case=dict(base, scheduler="dpm++2m"))
+        bad("DPM-Solver of order 4",
+            copy_with("dpm4", edit_json("scheduler/scheduler_config.json", solver_order=4)),
+            ["scheduler_config.json", "solver_order", "1..3"], case=dict(base, scheduler="dpm++2m"))
         # zero terminal SNR with tiny-sd1's epsilon prediction: DDIM/DDPM's first trailing step divides by
         # sqrt(alphas_cumprod) = 0 (diffusers renders NaN); DPM's floor of 2**-24 runs, dpm++2m names its SDE twin
         zsnr = copy_with("zsnr-eps", edit_json("scheduler/scheduler_config.json", rescale_betas_zero_snr=True,

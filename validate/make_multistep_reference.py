@@ -185,6 +185,31 @@ def cases():
     c.append(("deis_from_dpm_saved_n8", D, DPM_SAVED, 8))
     c.append(("deis_sample_prediction_no_lower_final_n6", D, '{"prediction_type": "sample", "lower_order_final": false, '
                                                             '"beta_schedule": "squaredcos_cap_v2"}', 6))
+    # the third order: DPM-Solver multistep and singlestep (ODE forms: diffusers has no third-order SDE update), DEIS
+    c.append(("dpm_order3_saved_n5", "DPMSolverMultistepScheduler", DPM_SAVED[:-1] + ', "solver_order": 3}', 5))
+    for n in (10, 20):
+        c.append((f"sd15_into_dpm_order3_n{n}", "DPMSolverMultistepScheduler", SD15[:-1] + ', "solver_order": 3}', n))
+    c.append(("sd15_into_dpm_order3_karras_n25", "DPMSolverMultistepScheduler",
+              SD15[:-1] + ', "solver_order": 3, "use_karras_sigmas": true}', 25))
+    c.append(("dpm_order3_plain_sigma_min_no_lower_final_n8", "DPMSolverMultistepScheduler",
+              '{"solver_order": 3, "algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min", '
+              '"lower_order_final": false}', 8))
+    c.append(("dpm_order3_v_trailing_n12", "DPMSolverMultistepScheduler",
+              DDIM_SAVED_V[:-1] + ', "solver_order": 3, "timestep_spacing": "trailing"}', 12))
+    for n in (3, 7, 10, 12):
+        c.append((f"sd15_into_dpm2s_order3_n{n}", S, SD15[:-1] + ', "solver_order": 3}', n))
+    c.append(("dpm2s_order3_heun_n11", S, '{"solver_order": 3, "solver_type": "heun", "final_sigmas_type": "sigma_min"}', 11))
+    c.append(("dpm2s_order3_heun_n10", S, '{"solver_order": 3, "solver_type": "heun"}', 10))
+    c.append(("dpm2s_order3_plain_heun_sigma_min_n9", S, '{"solver_order": 3, "algorithm_type": "dpmsolver", '
+                                                         '"solver_type": "heun", "final_sigmas_type": "sigma_min"}', 9))
+    c.append(("dpm2s_order3_sigma_min_even_groups_n9", S, '{"solver_order": 3, "final_sigmas_type": "sigma_min"}', 9))
+    c.append(("dpm2s_order3_plain_sigma_min_n8", S, '{"solver_order": 3, "algorithm_type": "dpmsolver", '
+                                                    '"final_sigmas_type": "sigma_min", "beta_schedule": "scaled_linear"}', 8))
+    c.append(("sd15_into_dpm2s_order3_karras_n16", S, SD15[:-1] + ', "solver_order": 3, "use_karras_sigmas": true}', 16))
+    for n in (3, 10, 14, 20):
+        c.append((f"sd15_into_deis_order3_n{n}", D, SD15[:-1] + ', "solver_order": 3}', n))
+    c.append(("sd15_into_deis_order3_karras_n18", D, SD15[:-1] + ', "solver_order": 3, "use_karras_sigmas": true}', 18))
+    c.append(("deis_order3_no_lower_final_v_n9", D, DDIM_SAVED_V[:-1] + ', "solver_order": 3, "lower_order_final": false}', 9))
     return c
 
 

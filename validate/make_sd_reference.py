@@ -234,6 +234,15 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     # DEIS (log-rho multistep)
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "deis", False),
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [41], "deis", True),
+    # the third order (solver_order 3 in the folder's scheduler config): DPM-Solver++ multistep and singlestep, DEIS
+    (["tiny-sd1"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 42], "dpm++2m", False,
+     {"scheduler_config": {"solver_order": 3}}),
+    (["tiny-sd1"], "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [43], "dpm++2m", True,
+     {"scheduler_config": {"solver_order": 3}}),
+    (["tiny-sd1"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 44], "dpm++2s", False,
+     {"scheduler_config": {"solver_order": 3}}),
+    (["tiny-sd2"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 45], "deis", False,
+     {"scheduler_config": {"solver_order": 3}}),
 ]
 
 
@@ -264,8 +273,9 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
     extra = dict(SCHEDULER_KWARGS.get(scheduler, {}), **({"use_karras_sigmas": True} if karras else {}))
     config = pipe._folder_scheduler_config
     edits = (options or {}).get("scheduler_config")
-    if edits:  # the file as the test edits it: its own keys plus these (no _use_default_values to mask them)
-        config = dict({k: v for k, v in config.items() if k != "_use_default_values"}, **edits)
+    if edits:  # the file as the test edits it: its own keys (not those the folder's class defaulted) plus these
+        defaulted = set(config.get("_use_default_values", [])) | {"_use_default_values"}
+        config = dict({k: v for k, v in config.items() if k not in defaulted}, **edits)
     pipe.scheduler = scheduler_class(scheduler).from_config(config, **extra)
     n = len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]

@@ -116,7 +116,7 @@ typedef struct {
     int use_karras_sigmas;         /* Euler, DPM: Karras et al.'s sigma schedule (rho 7) */
     double sigma_min, sigma_max;   /* Euler's karras bounds; NaN: None (the schedule's own ends) */
     FinalSigmasType final_sigmas_type; /* Euler, DPM: the sigma after the last step */
-    int solver_order;              /* DPM: 1 or 2 */
+    int solver_order;              /* DPM, DEIS: 1..3; UniPC: 1 or 2 */
     DpmAlgorithm algorithm_type;
     int algorithm_sde;             /* DPM: "sde-dpmsolver++" (DPM-Solver++ with a noise draw every step) */
     int algorithm_deis;            /* DPM: "deis" was named (run as dpmsolver++, but refused with a final zero sigma) */
@@ -250,6 +250,7 @@ typedef struct {
     int (*runs)(const SchedulerConfig *cfg);
     int (*set_timesteps)(Scheduler *s);      /* fills num_steps, timesteps, unet_timesteps, sigmas, ... */
     int history_slots;                       /* per-value floats its SchedulerRun keeps */
+    int max_solver_order;                    /* the largest solver_order it runs (0: 2), for classes taking the key */
     int draws_noise;                         /* every step draws noise from the seed's generator (or those
                                               * draws_noise_at says) */
     int scales_input;                        /* scale_model_input divides by sqrt(sigma^2 + 1) */

@@ -269,8 +269,10 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
         SOWER_TRY(get_choice(path, name, v, final_sigmas_names, 2, &choice));
         cfg->final_sigmas_type = (FinalSigmasType)choice;
         return SOWER_OK;
-    case KEY_SOLVER_ORDER:
-        return get_int(path, name, v, 1, 2, &cfg->solver_order); /* the third order: not supported */
+    case KEY_SOLVER_ORDER: { /* UniPC's third order (a 3x3 solve) is not run */
+        const int max_order = scheduler_class(cfg->kind)->max_solver_order;
+        return get_int(path, name, v, 1, max_order ? max_order : 2, &cfg->solver_order);
+    }
     case KEY_ALGORITHM_TYPE:
         SOWER_TRY(get_choice(path, name, v, algorithm_names, 4, &choice));
         cfg->algorithm_type = choice == 1 ? DPM_ALGORITHM_PLAIN : DPM_ALGORITHM_PLUS_PLUS;

@@ -1,11 +1,11 @@
 /* deis.c: diffusers 0.31's DEISMultistepScheduler (scheduling_deis_multistep.py): DEIS's log-rho multistep solver
- * of order 1 or 2 on the noise prediction, over DPMSolverMultistepScheduler's timesteps (leading, trailing or
+ * of order 1, 2 or 3 on the noise prediction, over DPMSolverMultistepScheduler's timesteps (leading, trailing or
  * linspace spacing; Karras too) and sigmas, whose last is sigma_min (the Karras schedule's own last, repeated, with
- * use_karras_sigmas). First order at the first step and, with lower_order_final below 15 steps, at the last. The
- * second order's coefficients integrate the Lagrange basis in log rho, rho = sigma / alpha: diffusers takes those
- * logs with np.log of float32 tensors (numpy's own SIMD logf), sower with the C library's, so its chains agree
- * within a relative 1e-5; its first-order steps are bit for bit (torch's log/exp: torch_math.h). The history per
- * value: the previous step's converted output. */
+ * use_karras_sigmas). It warms up one order per step; with lower_order_final below 15 steps, the last step is first
+ * order and the one before at most second. The higher orders' coefficients integrate the Lagrange basis in log rho,
+ * rho = sigma / alpha: diffusers takes those logs with np.log of float32 tensors (numpy's own SIMD logf), sower
+ * with the C library's, so its chains agree within a relative 1e-5; its first-order steps are bit for bit (torch's
+ * log/exp: torch_math.h). The history per value: the two previous steps' converted outputs. */
 #include <math.h>
 #include <stddef.h>
 
@@ -19,7 +19,7 @@
      SCHED_KEY(KEY_LOWER_ORDER_FINAL) | SCHED_KEY(KEY_USE_KARRAS_SIGMAS) | SCHED_KEY(KEY_USE_EXPONENTIAL_SIGMAS) | \
      SCHED_KEY(KEY_USE_BETA_SIGMAS) | SCHED_KEY(KEY_TIMESTEP_SPACING) | SCHED_KEY(KEY_STEPS_OFFSET))
 
-enum { SLOT_PREVIOUS_OUTPUT, SLOTS }; /* model_outputs[-2]: the previous step's converted output */
+enum { SLOT_PREVIOUS_OUTPUT, SLOT_OLDER_OUTPUT, SLOTS }; /* model_outputs[-2], [-3]: earlier converted outputs */
 
 static void deis_defaults(SchedulerConfig *cfg)
 {
@@ -48,10 +48,19 @@ static int deis_set_timesteps(Scheduler *s)
 }
 
 /* ind_fn(t, b, c) = t * (-log(c) + log(t) - 1) / (log(b) - log(c)), float32 as diffusers' tensor arithmetic */
-static float ind_fn(float t, float b, float c)
+static float ind_fn2(float t, float b, float c)
 {
     const float lt = logf(t), lb = logf(b), lc = logf(c);
     return t * (-lc + lt - 1.0f) / (lb - lc);
+}
+
+/* the third order's ind_fn(t, b, c, d) = t * (log(c) * (log(d) - log(t) + 1) - log(d) * log(t) + log(d) + log(t)**2
+ * - 2 * log(t) + 2) / ((log(b) - log(c)) * (log(b) - log(d))) */
+static float ind_fn3(float t, float b, float c, float d)
+{
+    const float lt = logf(t), lb = logf(b), lc = logf(c), ld = logf(d);
+    const float numerator = t * (lc * (ld - lt + 1.0f) - ld * lt + ld + lt * lt - 2.0f * lt + 2.0f);
+    return numerator / ((lb - lc) * (lb - ld));
 }
 
 static void deis_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
@@ -60,13 +69,17 @@ static void deis_step(const Scheduler *s, SchedulerRun *r, int i, const float *m
     const SchedulerConfig *c = &s->cfg;
     const int N = s->num_steps;
     const int lower_order_final = i == N - 1 && c->lower_order_final && N < 15;
-    const int first_order = c->solver_order == 1 || i == 0 || lower_order_final; /* lower_order_nums < 1 at i == 0 */
+    const int lower_order_second = i == N - 2 && c->lower_order_final && N < 15;
+    /* lower_order_nums counts the steps taken, up to solver_order: < 1 at the first step, < 2 at the second */
+    const int order = c->solver_order == 1 || i == 0 || lower_order_final          ? 1
+                      : c->solver_order == 2 || i == 1 || lower_order_second       ? 2
+                                                                                   : 3;
     float alpha_s0, sigma_s0, alpha_t, sigma_t;
     sigma_alpha_sigma(s->sigmas[i], &alpha_s0, &sigma_s0);
     sigma_alpha_sigma(s->sigmas[i + 1], &alpha_t, &sigma_t);
     DpmUpdate first = {0}; /* deis_first_order_update is DPM-Solver's (dpmsolver) first order */
-    float coef1 = 0.0f, coef2 = 0.0f;
-    if (first_order) {
+    float coef1 = 0.0f, coef2 = 0.0f, coef3 = 0.0f;
+    if (order == 1) {
         SchedulerConfig plain = *c;
         plain.algorithm_type = DPM_ALGORITHM_PLAIN;
         plain.algorithm_sde = 0;
@@ -75,19 +88,31 @@ static void deis_step(const Scheduler *s, SchedulerRun *r, int i, const float *m
         float alpha_s1, sigma_s1;
         sigma_alpha_sigma(s->sigmas[i - 1], &alpha_s1, &sigma_s1);
         const float rho_t = sigma_t / alpha_t, rho_s0 = sigma_s0 / alpha_s0, rho_s1 = sigma_s1 / alpha_s1;
-        coef1 = ind_fn(rho_t, rho_s0, rho_s1) - ind_fn(rho_s0, rho_s0, rho_s1);
-        coef2 = ind_fn(rho_t, rho_s1, rho_s0) - ind_fn(rho_s0, rho_s1, rho_s0);
+        if (order == 2) {
+            coef1 = ind_fn2(rho_t, rho_s0, rho_s1) - ind_fn2(rho_s0, rho_s0, rho_s1);
+            coef2 = ind_fn2(rho_t, rho_s1, rho_s0) - ind_fn2(rho_s0, rho_s1, rho_s0);
+        } else {
+            float alpha_s2, sigma_s2;
+            sigma_alpha_sigma(s->sigmas[i - 2], &alpha_s2, &sigma_s2);
+            const float rho_s2 = sigma_s2 / alpha_s2;
+            coef1 = ind_fn3(rho_t, rho_s0, rho_s1, rho_s2) - ind_fn3(rho_s0, rho_s0, rho_s1, rho_s2);
+            coef2 = ind_fn3(rho_t, rho_s1, rho_s2, rho_s0) - ind_fn3(rho_s0, rho_s1, rho_s2, rho_s0);
+            coef3 = ind_fn3(rho_t, rho_s2, rho_s0, rho_s1) - ind_fn3(rho_s0, rho_s2, rho_s0, rho_s1);
+        }
     }
-    float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) */
+    float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) model_outputs[-2] */
+    float *older = r->slots + (size_t)SLOT_OLDER_OUTPUT * r->n;       /* (n,) model_outputs[-3] */
     for (size_t j = 0; j < r->n; j++) {
         /* convert_model_output: x0 first, then the noise from it, (sample - alpha_t * x0) / sigma_t */
         const float x0 = converted_output(c->prediction_type, 1, m[j], x[j], alpha_s0, sigma_s0);
         const float eps = (x[j] - alpha_s0 * x0) / sigma_s0;
-        if (first_order)
+        if (order == 1)
             x[j] = dpm_update_value(&first, x[j], eps, eps, eps, 0.0f);
-        else /* alpha_t * (sample / alpha_s0 + coef1 * m0 + coef2 * m1) */
+        else if (order == 2) /* alpha_t * (sample / alpha_s0 + coef1 * m0 + coef2 * m1) */
             x[j] = alpha_t * (x[j] / alpha_s0 + coef1 * eps + coef2 * previous[j]);
-        previous[j] = eps;
+        else /* ... + coef3 * m2 */
+            x[j] = alpha_t * (x[j] / alpha_s0 + coef1 * eps + coef2 * previous[j] + coef3 * older[j]);
+        older[j] = previous[j], previous[j] = eps;
     }
 }
 
@@ -100,5 +125,6 @@ const SchedulerClass scheduler_deis = {
     .validate = deis_validate,
     .set_timesteps = deis_set_timesteps,
     .history_slots = SLOTS,
+    .max_solver_order = 3,
     .step = deis_step,
 };

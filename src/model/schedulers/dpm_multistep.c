@@ -19,12 +19,18 @@
      SCHED_KEY(KEY_FINAL_SIGMAS_TYPE) | SCHED_KEY(KEY_LAMBDA_MIN_CLIPPED) | SCHED_KEY(KEY_VARIANCE_TYPE) |      \
      SCHED_KEY(KEY_TIMESTEP_SPACING) | SCHED_KEY(KEY_STEPS_OFFSET) | SCHED_KEY(KEY_RESCALE_BETAS_ZERO_SNR))
 
-enum { SLOT_PREVIOUS_OUTPUT }; /* the previous step's converted model output (x0, or eps for "dpmsolver") */
+/* the previous step's converted model output (x0, or eps for "dpmsolver"), and the one before (third order) */
+enum { SLOT_PREVIOUS_OUTPUT, SLOT_OLDER_OUTPUT, DPM_SLOTS };
 
 static void dpm_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING_LINSPACE; }
 
 int scheduler_dpm_final_sigma_validate(const SchedulerConfig *cfg, const char *path)
 {
+    if (cfg->algorithm_sde && cfg->solver_order > 2) /* diffusers 0.31's third-order updates have no SDE form */
+        return SOWER_FAIL(SOWER_EMODEL,
+                          "%s: key 'solver_order': expected 1..2 with algorithm_type \"sde-dpmsolver++\" (diffusers "
+                          "0.31 has no third-order SDE update: its step fails), found %d",
+                          path, cfg->solver_order);
     if (cfg->final_sigmas_type == FINAL_SIGMA_ZERO && (cfg->algorithm_type == DPM_ALGORITHM_PLAIN || cfg->algorithm_deis))
         return SOWER_FAIL(SOWER_EMODEL,
                           "%s: key 'final_sigmas_type': \"zero\" with algorithm_type \"%s\" (diffusers "
@@ -135,7 +141,7 @@ int scheduler_dpm_set_timesteps(Scheduler *s)
             s->sigmas[i] = (float)numpy_interp_arange((double)s->timesteps[i], sigma, T);
     }
     s->sigmas[N] = final_sigma(&s->cfg, sigma);
-    SOWER_TRY_GOTO(sigmas_check(s, s->timesteps, NULL, s->cfg.solver_order == 2), status, done);
+    SOWER_TRY_GOTO(sigmas_check(s, s->timesteps, NULL, s->cfg.solver_order >= 2), status, done);
 done:
     free(sigma);
     free(log_sigma);
@@ -188,27 +194,82 @@ void scheduler_dpm_update(const SchedulerConfig *c, float sigma_to, float sigma_
     u->add_d1 = sde || (c->solver_type == DPM_SOLVER_HEUN && plus_plus); /* the "+" forms */
 }
 
+/* multistep_dpm_solver_third_order_update's scalars (dpmsolver++ or dpmsolver; diffusers has no SDE third order):
+ * x_t = a * sample - b * D0 [+ or -] c1 * D1 - c2 * D2, D1 = D1_0 + w * (D1_0 - D1_1), D2 = inv_sum * (D1_0 - D1_1),
+ * D1_0 = inv_r0 * (m0 - m1), D1_1 = inv_r1 * (m1 - m2). */
+typedef struct {
+    float a, b, c1, c2, inv_r0, inv_r1, w, inv_sum;
+    int plus_plus;
+} DpmThird;
+
+static void dpm_third_order(const SchedulerConfig *c, const float *sigmas /* [t, s0, s1, s2] */, DpmThird *u)
+{
+    const RngKernel k = c->torch_kernel;
+    float alpha[4], sigma[4], lambda[4];
+    for (int q = 0; q < 4; q++) {
+        sigma_alpha_sigma(sigmas[q], &alpha[q], &sigma[q]);
+        lambda[q] = lambda_of_sigma(sigmas[q], k);
+    }
+    const float h = lambda[0] - lambda[1], h_0 = lambda[1] - lambda[2], h_1 = lambda[2] - lambda[3];
+    const float r0 = h_0 / h, r1 = h_1 / h;
+    u->plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS;
+    u->inv_r0 = 1.0f / r0, u->inv_r1 = 1.0f / r1;
+    u->w = r0 / (r0 + r1), u->inv_sum = 1.0f / (r0 + r1);
+    if (u->plus_plus) {
+        const float e = torch_expf(-h, k) - 1.0f; /* exp(-h) - 1.0 */
+        u->a = sigma[0] / sigma[1];
+        u->b = alpha[0] * e;
+        u->c1 = alpha[0] * (e / h + 1.0f);
+        u->c2 = alpha[0] * ((e + h) / (h * h) - 0.5f); /* (exp(-h) - 1.0 + h) / h**2 - 0.5 */
+    } else {
+        const float e = torch_expf(h, k) - 1.0f;
+        u->a = alpha[0] / alpha[1];
+        u->b = sigma[0] * e;
+        u->c1 = sigma[0] * (e / h - 1.0f);
+        u->c2 = sigma[0] * ((e - h) / (h * h) - 0.5f);
+    }
+}
+
 static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
 {
     const SchedulerConfig *c = &s->cfg;
-    const int last = i == s->num_steps - 1;
+    const int N = s->num_steps, last = i == N - 1;
     const int lower_order_final =
-        last && (c->euler_at_final || (c->lower_order_final && s->num_steps < 15) ||
-                 c->final_sigmas_type == FINAL_SIGMA_ZERO);
-    /* lower_order_nums < 1 only at the first step (it counts steps up to solver_order) */
-    const int first_order = c->solver_order == 1 || i == 0 || lower_order_final;
-    /* from sigmas[i] to sigmas[i + 1]; the second order's r0 from the step before */
-    DpmUpdate u;
-    scheduler_dpm_update(c, s->sigmas[i + 1], s->sigmas[i], !first_order, s->sigmas[i], first_order ? 0 : s->sigmas[i - 1],
-                         &u);
+        last && (c->euler_at_final || (c->lower_order_final && N < 15) || c->final_sigmas_type == FINAL_SIGMA_ZERO);
+    const int lower_order_second = i == N - 2 && c->lower_order_final && N < 15;
+    /* lower_order_nums counts the steps taken, up to solver_order: < 1 at the first step, < 2 at the second */
+    const int order = c->solver_order == 1 || i == 0 || lower_order_final                     ? 1
+                      : c->solver_order == 2 || i == 1 || lower_order_second                  ? 2
+                                                                                              : 3;
     float alpha_s0, sigma_s0; /* convert_model_output at sigmas[i] */
     sigma_alpha_sigma(s->sigmas[i], &alpha_s0, &sigma_s0);
     const int plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS;
-    float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) */
+    float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) model_outputs[-2] */
+    float *older = r->slots + (size_t)SLOT_OLDER_OUTPUT * r->n;       /* (n,) model_outputs[-3] (third order) */
+    if (order == 3) {
+        DpmThird u;
+        dpm_third_order(c, (const float[]){s->sigmas[i + 1], s->sigmas[i], s->sigmas[i - 1], s->sigmas[i - 2]}, &u);
+        for (size_t j = 0; j < r->n; j++) {
+            const float m0 = converted_output(c->prediction_type, plus_plus, m[j], x[j], alpha_s0, sigma_s0);
+            const float m1 = previous[j], m2 = older[j];
+            const float d1_0 = u.inv_r0 * (m0 - m1), d1_1 = u.inv_r1 * (m1 - m2);
+            const float d1 = d1_0 + u.w * (d1_0 - d1_1), d2 = u.inv_sum * (d1_0 - d1_1);
+            const float base = u.a * x[j] - u.b * m0;
+            x[j] = (u.plus_plus ? base + u.c1 * d1 : base - u.c1 * d1) - u.c2 * d2;
+            older[j] = m1, previous[j] = m0;
+        }
+        return;
+    }
+    /* from sigmas[i] to sigmas[i + 1]; the second order's r0 from the step before */
+    DpmUpdate u;
+    scheduler_dpm_update(c, s->sigmas[i + 1], s->sigmas[i], order == 2, s->sigmas[i], order == 2 ? s->sigmas[i - 1] : 0,
+                         &u);
     for (size_t j = 0; j < r->n; j++) {
         /* the converted model output: x0 (dpmsolver++) or epsilon (dpmsolver); D0 = it, D1 = (it - previous) / r0 */
         const float out = converted_output(c->prediction_type, plus_plus, m[j], x[j], alpha_s0, sigma_s0);
         x[j] = dpm_update_value(&u, x[j], out, out, previous[j], u.sde ? noise[j] : 0.0f);
+        if (c->solver_order == 3)
+            older[j] = previous[j];
         previous[j] = out;
     }
 }
@@ -222,7 +283,8 @@ const SchedulerClass scheduler_dpm_multistep = {
     .validate = scheduler_dpm_ode_validate,
     .runs = scheduler_dpm_runs_ode,
     .set_timesteps = scheduler_dpm_set_timesteps,
-    .history_slots = 1,
+    .history_slots = DPM_SLOTS,
+    .max_solver_order = 3,
     .floors_terminal_alpha = 1,
     .step = dpm_step,
 };
@@ -239,7 +301,8 @@ const SchedulerClass scheduler_dpm_multistep_sde = {
     .validate = scheduler_dpm_final_sigma_validate,
     .runs = scheduler_dpm_runs_sde,
     .set_timesteps = scheduler_dpm_set_timesteps,
-    .history_slots = 1,
+    .history_slots = DPM_SLOTS,
+    .max_solver_order = 3,
     .draws_noise = 1,
     .floors_terminal_alpha = 1,
     .step = dpm_step,
