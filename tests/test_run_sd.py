@@ -135,6 +135,14 @@ def main():
             print("dpm++2m-sde karras, guidance_rescale 0.7: 2 ranks at batch 2 == sower sample at batch 3, bit for "
                   "bit; verify --all agrees")
 
+        # A scheduler of more UNet calls than steps (KDPM2: 2N - 1) says so in its progress lines
+        kd = run(sower, mpiexec, write_job(os.path.join(tmp, "kdpm2.yaml"), sd, scheduler="dpm2", steps=3, batch=2),
+                 os.path.join(tmp, "kdpm2.h5"), 1, env=dict(os.environ, SOWER_PROGRESS_SECONDS="0"))
+        calls = [l for l in kd.stderr.splitlines() if re.search(r", UNet call [1-5]/5 \(3 steps\) of a batch of [12],", l)]
+        check(kd.returncode == 0 and calls and not re.search(r", step \d+/5 ", kd.stderr),
+              f"dpm2 progress lines: exit {kd.returncode}: {kd.stderr[-600:]}")
+        print(f"dpm2, 3 steps: progress counts its 5 UNet calls as such ({len(calls)} lines)")
+
         # 5. kill -9 mid-run, then --resume: the same file as the uninterrupted run
         slow = write_job(os.path.join(tmp, "slow.yaml"), sd, steps=30, batch=1)
         ref, killed = os.path.join(tmp, "ref.h5"), os.path.join(tmp, "killed.h5")

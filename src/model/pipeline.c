@@ -209,7 +209,8 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
     SOWER_TRY_GOTO(ops->upload(bc, x_be, out, n), status, done);
     for (int i = 0; i < steps; i++) {
         if (rs->should_stop && rs->should_stop()) {
-            status = SOWER_FAIL(SOWER_ESTOPPED, "stopped by a signal at step %d of %d", i, steps);
+            status = SOWER_FAIL(SOWER_ESTOPPED, "stopped by a signal at UNet call %d of %d (%d steps)", i, steps,
+                                sched->num_inference_steps);
             goto done;
         }
         SOWER_TRY_GOTO(predict(rs, be, i, x_be, &context, nb, ts, x_in_be, eps2_be, eps_be, rescale_host), status, done);

@@ -89,8 +89,11 @@ static void progress_report(Run *r)
     char doing[96] = "", spent[32], eta[32] = "unknown";
     if (p->waiting && !all)
         snprintf(doing, sizeof doing, r->team.world > 1 ? ", waiting for the other ranks' rows" : ", writing rows");
-    else if (p->steps && !all)
+    else if (p->steps && !all && p->steps == r->job.steps)
         snprintf(doing, sizeof doing, ", step %d/%d of a batch of %llu", p->step, p->steps,
+                 (unsigned long long)p->in_hand);
+    else if (p->steps && !all) /* Heun, KDPM2, PNDM: the UNet calls of `steps` steps are more */
+        snprintf(doing, sizeof doing, ", UNet call %d/%d (%d steps) of a batch of %llu", p->step, p->steps, r->job.steps,
                  (unsigned long long)p->in_hand);
     format_duration(elapsed, spent, sizeof spent);
     if (rate > 0) format_duration(left > 0 ? left / rate : 0, eta, sizeof eta);

@@ -36,7 +36,8 @@ typedef struct {
     double start, last; /* MPI_Wtime: the render pass's start; the last line */
     uint64_t written;   /* rows of this run in the output */
     uint64_t in_hand;   /* rows of rank 0's batch being denoised (0: none) */
-    int step, steps;    /* of that batch: denoising steps done, of steps */
+    int step, steps;    /* of that batch: UNet calls done, of the scheduler's calls (= job steps but for Heun,
+                         * KDPM2 and PNDM) */
     int waiting;        /* rank 0's own part is over: it waits for the other ranks' rows */
     int ended;          /* the last line (all rows) is out */
 } Progress;
