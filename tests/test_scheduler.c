@@ -520,7 +520,7 @@ static void run_schedule_checks(void)
         {"UniPCMultistepScheduler", "{\"disable_corrector\": [1.5]}", "key 'disable_corrector': expected a list"},
         {"UniPCMultistepScheduler", "{\"predict_x0\": \"yes\"}", "key 'predict_x0': expected true or false"},
         {"UniPCMultistepScheduler", "{\"solver_p\": {}}", "key 'solver_p': expected null"},
-        {"UniPCMultistepScheduler", "{\"solver_order\": 3}", "key 'solver_order': expected an integer in 1..2"},
+        {"UniPCMultistepScheduler", "{\"solver_order\": 4}", "key 'solver_order': expected an integer in 1..3"},
         {"DPMSolverMultistepScheduler", "{\"algorithm_type\": \"sde\"}", "key 'algorithm_type': expected one of"},
         {"EulerDiscreteScheduler", "{\"rescale_betas_zero_snr\": null}", "key 'rescale_betas_zero_snr': expected true"},
         {"DPMSolverMultistepScheduler", "{\"solver_order\": 4}", "key 'solver_order': expected an integer in 1..3"},
@@ -637,7 +637,7 @@ static int run_multistep_case(const cJSON *c)
     int ok = 1;
     /* Known differences: Karras timesteps and KDPM2's midpoint timesteps go through np.log of a float32 array
      * (numpy's SIMD logf: 0.5% of values an ulp from the C library's; a midpoint timestep moves by up to 1e-5 of
-     * a train step for it); UniPC's 2x2 solve goes through LAPACK; LMS's coefficients are scipy's quad of a
+     * a train step for it); UniPC's 2x2 and 3x3 solves go through LAPACK; LMS's coefficients are scipy's quad of a
      * float32 integrand (sower integrates the polynomial exactly); DEIS's second order takes np.log of float32
      * tensors (numpy's SIMD logf again). So those timesteps agree to a few ulps, and the UniPC, LMS and DEIS
      * chains to a relative 1e-5; everything else is exact, DPM-Solver's and KDPM2's chains

@@ -231,7 +231,7 @@ def main():
         check(r1.returncode == 0 and "dpm++2s-sde 4 steps" in r1.stderr and r2.returncode == 0 and
               open(a, "rb").read() == open(b, "rb").read(), f"own singlestep SDE: {r1.stderr[-300:]} {r2.stderr[-300:]}")
         # a folder whose own scheduler is UniPC: runs it by default; with values diffusers takes but sower does not
-        # run (order 3), the folder still serves a named scheduler, and its own is refused, saying why
+        # run (order 4), the folder still serves a named scheduler, and its own is refused, saying why
         def own_unipc(**values):
             def edit(path):
                 edit_json("scheduler/scheduler_config.json", _class_name="UniPCMultistepScheduler", **values)(path)
@@ -244,14 +244,14 @@ def main():
         r2 = sample(sower, unipc_own, dict(base, prompt="a cat", scheduler="unipc", steps=4), ["0", "1"], b)
         check(r1.returncode == 0 and "unipc 4 steps" in r1.stderr and r2.returncode == 0 and
               open(a, "rb").read() == open(b, "rb").read(), f"own UniPC: {r1.stderr[-300:]} {r2.stderr[-300:]}")
-        order3 = copy_with("unipc-order3", own_unipc(solver_order=3))
-        bad("own UniPC of order 3, run as the default", order3,
-            ["solver_order", "1..2", "the folder's own UniPCMultistepScheduler", "--scheduler"], prompt=True,
+        order4 = copy_with("unipc-order4", own_unipc(solver_order=4))
+        bad("own UniPC of order 4, run as the default", order4,
+            ["solver_order", "1..3", "the folder's own UniPCMultistepScheduler", "--scheduler"], prompt=True,
             case=dict(base, scheduler=None))
-        r = sample(sower, order3, dict(base, scheduler="ddim", steps=2), ["0"], os.path.join(tmp, "order3-ddim.npy"))
-        i = subprocess.run([sower, "info", order3], capture_output=True, text=True, timeout=600)
+        r = sample(sower, order4, dict(base, scheduler="ddim", steps=2), ["0"], os.path.join(tmp, "order4-ddim.npy"))
+        i = subprocess.run([sower, "info", order4], capture_output=True, text=True, timeout=600)
         check(r.returncode == 0 and i.returncode == 0 and "not run as configured" in i.stdout,
-              f"own UniPC of order 3, --scheduler ddim / info: {r.returncode} {i.returncode} {r.stderr[-300:]} {i.stdout[-400:]}")
+              f"own UniPC of order 4, --scheduler ddim / info: {r.returncode} {i.returncode} {r.stderr[-300:]} {i.stdout[-400:]}")
         # guidance_rescale reaches the sample's record and its export
         gr = os.path.join(tmp, "gr.npy")
         r = sample(sower, folder, dict(base, steps=2), ["0"], gr, ["--guidance-rescale", "0.7"])

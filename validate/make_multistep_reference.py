@@ -210,6 +210,18 @@ def cases():
         c.append((f"sd15_into_deis_order3_n{n}", D, SD15[:-1] + ', "solver_order": 3}', n))
     c.append(("sd15_into_deis_order3_karras_n18", D, SD15[:-1] + ', "solver_order": 3, "use_karras_sigmas": true}', 18))
     c.append(("deis_order3_no_lower_final_v_n9", D, DDIM_SAVED_V[:-1] + ', "solver_order": 3, "lower_order_final": false}', 9))
+    # UniPC's third order (its corrector solves a 3x3 system, its predictor a 2x2 one, through LAPACK: within 1e-5)
+    U3 = "UniPCMultistepScheduler"
+    for n in (3, 4, 10, 20):
+        c.append((f"sd15_into_unipc_order3_n{n}", U3, SD15[:-1] + ', "solver_order": 3}', n))
+    c.append(("sd15_into_unipc_order3_karras_n16", U3, SD15[:-1] + ', "solver_order": 3, "use_karras_sigmas": true}', 16))
+    c.append(("unipc_order3_bh1_sigma_min_n12", U3, '{"solver_order": 3, "solver_type": "bh1", "final_sigmas_type": '
+                                                    '"sigma_min"}', 12))
+    c.append(("unipc_order3_noise_form_v_sigma_min_n9", U3, DDIM_SAVED_V[:-1] + ', "solver_order": 3, "predict_x0": false, '
+                                                           '"final_sigmas_type": "sigma_min"}', 9))
+    c.append(("unipc_order3_disable_corrector_n11", U3, '{"solver_order": 3, "disable_corrector": [2, 5]}', 11))
+    c.append(("unipc_order3_no_lower_final_sigma_min_n8", U3, '{"solver_order": 3, "lower_order_final": false, '
+                                                              '"final_sigmas_type": "sigma_min"}', 8))
     return c
 
 

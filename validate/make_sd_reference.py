@@ -234,7 +234,8 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     # DEIS (log-rho multistep)
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "deis", False),
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [41], "deis", True),
-    # the third order (solver_order 3 in the folder's scheduler config): DPM-Solver++ multistep and singlestep, DEIS
+    # the third order (solver_order 3 in the folder's scheduler config): DPM-Solver++ multistep and singlestep, DEIS,
+    # UniPC
     (["tiny-sd1"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 42], "dpm++2m", False,
      {"scheduler_config": {"solver_order": 3}}),
     (["tiny-sd1"], "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [43], "dpm++2m", True,
@@ -242,6 +243,8 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     (["tiny-sd1"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 44], "dpm++2s", False,
      {"scheduler_config": {"solver_order": 3}}),
     (["tiny-sd2"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 45], "deis", False,
+     {"scheduler_config": {"solver_order": 3}}),
+    (["tiny-sd1"], "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [0, 46], "unipc", False,
      {"scheduler_config": {"solver_order": 3}}),
 ]
 

@@ -1,11 +1,13 @@
 /* unipc.c: diffusers 0.31's UniPCMultistepScheduler (scheduling_unipc_multistep.py): at each step the UniC
  * corrector first redoes the sample the previous step predicted, from this step's model output (from the
- * second step on, unless disable_corrector names the previous step), then the UniP predictor steps on; order 1
- * or 2 with diffusers' warm-up and lower_order_final, B(h) = e^h - 1 ("bh2") or h ("bh1"), the data
+ * second step on, unless disable_corrector names the previous step), then the UniP predictor steps on; order 1,
+ * 2 or 3 with diffusers' warm-up and lower_order_final, B(h) = e^h - 1 ("bh2") or h ("bh1"), the data
  * (predict_x0) or noise form, over DPM-Solver's timesteps and sigmas (Karras too). The step's scalars are float32
- * 0-d tensor operations (log and expm1 as torch computes them: torch_math.h); the order-2 corrector's weights
- * solve a 2x2 system as LAPACK's getrf/getrs do (partial pivoting). The per-value ones are float32 in diffusers'
- * order. The history per value: the last two converted model outputs and the sample the corrector starts from. */
+ * 0-d tensor operations (log and expm1 as torch computes them: torch_math.h); the corrector's weights (order 2,
+ * 3) and the order-3 predictor's solve their 2x2 or 3x3 systems as LAPACK's getf2/getrs do (partial pivoting;
+ * diffusers' own LAPACK may order its operations otherwise: chains within a relative 1e-5). The per-value ones
+ * are float32 in diffusers' order. The history per value: the last three converted model outputs and the sample
+ * the corrector starts from. */
 #include <math.h>
 
 #include "schedulers/schedulers.h"
@@ -21,8 +23,9 @@
      SCHED_KEY(KEY_TIMESTEP_SPACING) | SCHED_KEY(KEY_STEPS_OFFSET) | SCHED_KEY(KEY_FINAL_SIGMAS_TYPE) |         \
      SCHED_KEY(KEY_RESCALE_BETAS_ZERO_SNR))
 
-/* Per value: model_outputs[-1] and [-2] (converted: x0, or epsilon in the noise form), last_sample. */
-enum { SLOT_OUTPUT, SLOT_OUTPUT_BEFORE, SLOT_LAST_SAMPLE, UNIPC_SLOTS };
+/* Per value: model_outputs[-1], [-2] and [-3] (converted: x0, or epsilon in the noise form), last_sample. */
+enum { SLOT_OUTPUT, SLOT_OUTPUT_BEFORE, SLOT_OUTPUT_OLDER, SLOT_LAST_SAMPLE, UNIPC_SLOTS };
+enum { UNIPC_MAX_ORDER = 3 };
 
 static void unipc_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING_LINSPACE; }
 
@@ -30,13 +33,13 @@ static void unipc_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACI
 static int unipc_set_timesteps(Scheduler *s)
 {
     const SchedulerConfig *c = &s->cfg;
-    if (c->final_sigmas_type == FINAL_SIGMA_ZERO && !c->lower_order_final && c->solver_order == 2 &&
+    if (c->final_sigmas_type == FINAL_SIGMA_ZERO && !c->lower_order_final && c->solver_order >= 2 &&
         s->num_inference_steps >= 2) /* one step is first order: finite */
         return SOWER_FAIL(SOWER_EINPUT,
-                          "UniPC with lower_order_final false, solver_order 2 and final_sigmas_type \"zero\": the last of %d "
-                          "steps is second order to sigma 0 and divides by 0 (diffusers 0.31 renders inf); set "
-                          "final_sigmas_type \"sigma_min\" or lower_order_final true",
-                          s->num_inference_steps);
+                          "UniPC with lower_order_final false, solver_order %d and final_sigmas_type \"zero\": the last "
+                          "of %d steps is of a higher order to sigma 0 and divides by 0 (diffusers 0.31 renders inf); "
+                          "set final_sigmas_type \"sigma_min\" or lower_order_final true",
+                          c->solver_order, s->num_inference_steps);
     SOWER_TRY(scheduler_dpm_set_timesteps(s));
     if (s->cfg.use_karras_sigmas && s->cfg.final_sigmas_type == FINAL_SIGMA_MIN)
         s->sigmas[s->num_steps] = s->sigmas[s->num_steps - 1];
@@ -61,9 +64,9 @@ static float lambda_of(float sigma, RngKernel k)
 
 /* The scalars both updates share, for the step from sigma_s0 to sigma_t: x_t = a * x - c * m0 - d * (residual),
  * a = sigma_t / sigma_s0 (data form) or alpha_t / alpha_s0, c = alpha_t (or sigma_t) * h_phi_1, d = alpha_t
- * (or sigma_t) * B_h; h and the pieces of b (bk: h_phi_k * k! / B_h for k = 1, 2). */
+ * (or sigma_t) * B_h; h and the pieces of b (bk: h_phi_k * k! / B_h for k = 1, 2, 3). */
 typedef struct {
-    float a, c, d, h, hh, b[2];
+    float a, c, d, h, hh, b[UNIPC_MAX_ORDER];
 } UniScalars;
 
 static void uni_scalars(const Scheduler *s, float sigma_t_in, float sigma_s0_in, UniScalars *u)
@@ -84,6 +87,8 @@ static void uni_scalars(const Scheduler *s, float sigma_t_in, float sigma_s0_in,
     u->b[0] = h_phi_k * 1.0f / B_h;
     h_phi_k = h_phi_k / u->hh - 0.5f;
     u->b[1] = h_phi_k * 2.0f / B_h;
+    h_phi_k = h_phi_k / u->hh - (float)(1.0 / 6.0); /* the Python float 1 / 6, rounded where torch subtracts it */
+    u->b[2] = h_phi_k * 6.0f / B_h;
     u->a = x0 ? sigma_t / sigma_s0 : alpha_t / alpha_s0;
     u->c = (x0 ? alpha_t : sigma_t) * h_phi_1;
     u->d = (x0 ? alpha_t : sigma_t) * B_h;
@@ -95,22 +100,55 @@ static float rk_of(const Scheduler *s, int si, int s0, float h)
     return (lambda_of(s->sigmas[si], s->cfg.torch_kernel) - lambda_of(s->sigmas[s0], s->cfg.torch_kernel)) / h;
 }
 
-/* torch.linalg.solve(R, b) for R = [[1, 1], [rk, 1]] (rows rks ** 0 and rks ** 1, rks = [rk, 1]): LU with
- * partial pivoting, the column below the pivot scaled by the pivot's reciprocal (getrf), then the two triangular
- * solves (getrs). rho (2,). */
-static void solve_corrector_weights(float rk, const float b[2], float rho[2])
+/* torch.linalg.solve(A, b) for n <= 3, as LAPACK's sgesv: getf2's LU with partial pivoting (isamax: the first
+ * of equal magnitudes), the column below the pivot scaled by the pivot's reciprocal, the rank-1 update; then getrs:
+ * the row swaps on b, the unit lower and the upper triangular solves. a (n, n) row-major and b (n,) are
+ * overwritten; x (n,). */
+static void lapack_solve(int n, float a[UNIPC_MAX_ORDER][UNIPC_MAX_ORDER], float b[UNIPC_MAX_ORDER], float *x)
 {
-    float a00 = 1.0f, a01 = 1.0f, a10 = rk, a11 = 1.0f, b0 = b[0], b1 = b[1];
-    if (fabsf(a10) > fabsf(a00)) { /* row swap (isamax takes the first of equal magnitudes) */
-        float t = a00; a00 = a10; a10 = t;
-        t = a01; a01 = a11; a11 = t;
-        t = b0; b0 = b1; b1 = t;
+    for (int j = 0; j < n; j++) {
+        int p = j;
+        for (int q = j + 1; q < n; q++)
+            p = fabsf(a[q][j]) > fabsf(a[p][j]) ? q : p;
+        if (p != j) {
+            for (int k = 0; k < n; k++) {
+                const float t = a[j][k];
+                a[j][k] = a[p][k], a[p][k] = t;
+            }
+            const float t = b[j];
+            b[j] = b[p], b[p] = t;
+        }
+        const float reciprocal = 1.0f / a[j][j];
+        for (int q = j + 1; q < n; q++) {
+            a[q][j] = a[q][j] * reciprocal;
+            for (int k = j + 1; k < n; k++)
+                a[q][k] = a[q][k] - a[q][j] * a[j][k];
+        }
     }
-    const float l = a10 * (1.0f / a00);
-    const float u11 = a11 - l * a01;
-    const float y1 = b1 - l * b0;
-    rho[1] = y1 / u11;
-    rho[0] = (b0 - a01 * rho[1]) / a00;
+    for (int k = 0; k < n; k++) /* L y = b, L unit lower */
+        for (int q = k + 1; q < n; q++)
+            b[q] = b[q] - b[k] * a[q][k];
+    for (int k = n - 1; k >= 0; k--) { /* U x = y */
+        b[k] = b[k] / a[k][k];
+        for (int q = 0; q < k; q++)
+            b[q] = b[q] - b[k] * a[q][k];
+    }
+    for (int k = 0; k < n; k++)
+        x[k] = b[k];
+}
+
+/* solve(R, b[:n]) for the n x n leading block of R, whose rows are rks ** 0, rks ** 1, ... with rks = [rk1, ..,
+ * 1.0]: the corrector of order n solves all of its R (rhos_c), the predictor of order 3 the leading 2 x 2 block
+ * (rhos_p, rks [rk1, rk2]; its order 2 is the fixed [0.5]). rks (n,). */
+static void update_weights(int n, const float *rks, const float *b_all, float *rho)
+{
+    float a[UNIPC_MAX_ORDER][UNIPC_MAX_ORDER], b[UNIPC_MAX_ORDER];
+    for (int row = 0; row < n; row++) {
+        for (int k = 0; k < n; k++) /* torch.pow(rks, row): 1, rk, rk * rk */
+            a[row][k] = row == 0 ? 1.0f : row == 1 ? rks[k] : rks[k] * rks[k];
+        b[row] = b_all[row];
+    }
+    lapack_solve(n, a, b, rho);
 }
 
 static void unipc_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
@@ -124,24 +162,29 @@ static void unipc_step(const Scheduler *s, SchedulerRun *r, int i, const float *
     float *before = r->slots + (size_t)SLOT_OUTPUT_BEFORE * r->n; /* (n,) model_outputs[-2] */
     float *last = r->slots + (size_t)SLOT_LAST_SAMPLE * r->n;  /* (n,) last_sample */
 
+    float *older = r->slots + (size_t)SLOT_OUTPUT_OLDER * r->n; /* (n,) model_outputs[-3] */
     int corrects = i > 0;
     for (int k = 0; corrects && k < c->n_disable_corrector; k++)
         corrects = c->disable_corrector[k] != i - 1;
     UniScalars uc = {0}, up = {0};
-    int corrector_order = 0;
-    float rk_c = 0.0f, rho_c[2] = {0.5f, 0.0f}; /* order 1: rhos_c = [0.5] */
+    int kc = 0; /* the corrector's order: the previous step's */
+    float rk_c[UNIPC_MAX_ORDER - 1] = {0}, rho_c[UNIPC_MAX_ORDER] = {0.5f}; /* order 1: rhos_c = [0.5] */
     if (corrects) { /* multistep_uni_c_bh_update(this step's output, last_sample, order = the previous step's) */
-        corrector_order = order_at(s, i - 1);
+        kc = order_at(s, i - 1);
         uni_scalars(s, s->sigmas[i], s->sigmas[i - 1], &uc);
-        if (corrector_order == 2) {
-            rk_c = rk_of(s, i - 2, i - 1, uc.h);
-            solve_corrector_weights(rk_c, uc.b, rho_c);
-        }
+        for (int k = 0; k + 1 < kc; k++) /* rk of sigmas[i - 2], sigmas[i - 3] against sigmas[i - 1] */
+            rk_c[k] = rk_of(s, i - 2 - k, i - 1, uc.h);
+        if (kc >= 2)
+            update_weights(kc, (const float[]){rk_c[0], kc == 3 ? rk_c[1] : 1.0f, 1.0f}, uc.b, rho_c);
     }
-    const int predictor_order = order_at(s, i);
+    const int kp = order_at(s, i);
     uni_scalars(s, s->sigmas[i + 1], s->sigmas[i], &up);
-    const float rk_p = predictor_order == 2 ? rk_of(s, i - 1, i, up.h) : 0.0f;
-    const float rho_c_last = corrector_order == 2 ? rho_c[1] : rho_c[0];
+    float rk_p[UNIPC_MAX_ORDER - 1] = {0}, rho_p[UNIPC_MAX_ORDER] = {0.5f}; /* order 2: rhos_p = [0.5] */
+    for (int k = 0; k + 1 < kp; k++) /* rk of sigmas[i - 1], sigmas[i - 2] against sigmas[i] */
+        rk_p[k] = rk_of(s, i - 1 - k, i, up.h);
+    if (kp == 3)
+        update_weights(2, rk_p, up.b, rho_p); /* solve(R[:-1, :-1], b[:-1]) */
+    const float rho_c_last = rho_c[kc > 0 ? kc - 1 : 0];
 
     for (size_t j = 0; j < r->n; j++) {
         const float model = converted_output(p, c->predict_x0, m[j], x[j], alpha_i, sigma_i); /* at sigmas[i] */
@@ -150,16 +193,24 @@ static void unipc_step(const Scheduler *s, SchedulerRun *r, int i, const float *
             const float m0 = out[j];
             const float base = uc.a * last[j] - uc.c * m0;
             const float d1_t = model - m0;
-            const float corr = corrector_order == 2 ? rho_c[0] * ((before[j] - m0) / rk_c) + rho_c_last * d1_t
-                                                    : 0.0f + rho_c_last * d1_t; /* corr_res = 0, a Python int */
-            sample = base - uc.d * corr;
+            float corr_res = 0.0f; /* a Python int 0 at order 1 */
+            if (kc >= 2) /* einsum("k,bk...", rhos_c[:-1], D1s), D1s[k] = (m_{k+1} - m0) / rk */
+                corr_res = rho_c[0] * ((before[j] - m0) / rk_c[0]);
+            if (kc == 3)
+                corr_res = corr_res + rho_c[1] * ((older[j] - m0) / rk_c[1]);
+            sample = base - uc.d * (corr_res + rho_c_last * d1_t);
         }
+        older[j] = before[j];
         before[j] = out[j];
         out[j] = model;
         last[j] = sample;
-        /* multistep_uni_p_bh_update: x_t_ - d * pred_res, pred_res = 0.5 * (m1 - m0) / rk at order 2, else 0 */
+        /* multistep_uni_p_bh_update: x_t_ - d * pred_res, pred_res = einsum(rhos_p, D1s) (order 2: 0.5 * D1s[0]) */
         const float base = up.a * sample - up.c * model;
-        const float pred_res = predictor_order == 2 ? 0.5f * ((before[j] - model) / rk_p) : 0.0f;
+        float pred_res = 0.0f;
+        if (kp >= 2)
+            pred_res = rho_p[0] * ((before[j] - model) / rk_p[0]);
+        if (kp == 3)
+            pred_res = pred_res + rho_p[1] * ((older[j] - model) / rk_p[1]);
         x[j] = base - up.d * pred_res;
     }
 }
@@ -191,6 +242,7 @@ const SchedulerClass scheduler_unipc = {
     .validate = unipc_validate,
     .set_timesteps = unipc_set_timesteps,
     .history_slots = UNIPC_SLOTS,
+    .max_solver_order = UNIPC_MAX_ORDER,
     .floors_terminal_alpha = 1,
     .step = unipc_step,
 };
