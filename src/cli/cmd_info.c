@@ -59,6 +59,8 @@ static void print_scheduler(const SchedulerConfig *s)
     if (keys & SCHED_KEY(KEY_PREDICT_X0)) /* UniPC */
         printf(", order %d (%s, %s form%s)", s->solver_order, s->solver_bh1 ? "bh1" : "bh2",
                s->predict_x0 ? "data" : "noise", s->n_disable_corrector ? ", some correctors off" : "");
+    else if (strcmp(scheduler_class_name(s->kind), "DEISMultistepScheduler") == 0)
+        printf(", deis (log-rho) order %d", s->solver_order);
     else if (keys & SCHED_KEY(KEY_SOLVER_ORDER))
         printf(", %s order %d (%s)",
                s->algorithm_sde ? "sde-dpmsolver++" : s->algorithm_type == DPM_ALGORITHM_PLUS_PLUS ? "dpmsolver++" : "dpmsolver",
