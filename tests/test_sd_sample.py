@@ -223,13 +223,16 @@ def main():
             edit_json("scheduler/scheduler_config.json", _class_name="DPMSolverSinglestepScheduler",
                       algorithm_type="sde-dpmsolver++")(path)
             edit_json("model_index.json", scheduler=["diffusers", "DPMSolverSinglestepScheduler"])(path)
-        single_own = copy_with("singlestep-sde-own", own_singlestep_sde)
-        a, b = os.path.join(tmp, "own-2s-default.npy"), os.path.join(tmp, "own-2s-named.npy")
-        r1 = subprocess.run([sower, "sample", single_own, "--prompt", "a cat", "--seeds", "0,1", "--steps", "4", "-o", a],
-                            capture_output=True, text=True, timeout=600)
-        r2 = sample(sower, single_own, dict(base, prompt="a cat", scheduler="dpm++2s-sde", steps=4), ["0", "1"], b)
-        check(r1.returncode == 0 and "dpm++2s-sde 4 steps" in r1.stderr and r2.returncode == 0 and
-              open(a, "rb").read() == open(b, "rb").read(), f"own singlestep SDE: {r1.stderr[-300:]} {r2.stderr[-300:]}")
+        def own_runs_as(folder, name):
+            """sample without --scheduler runs the folder's own as `name`: the same bytes as naming it."""
+            a, b = os.path.join(tmp, f"own-{name}-default.npy"), os.path.join(tmp, f"own-{name}-named.npy")
+            r1 = subprocess.run([sower, "sample", folder, "--prompt", "a cat", "--seeds", "0,1", "--steps", "4", "-o", a],
+                                capture_output=True, text=True, timeout=600)
+            r2 = sample(sower, folder, dict(base, prompt="a cat", scheduler=name, steps=4), ["0", "1"], b)
+            check(r1.returncode == 0 and f"{name} 4 steps" in r1.stderr and r2.returncode == 0 and
+                  open(a, "rb").read() == open(b, "rb").read(), f"own {name}: {r1.stderr[-300:]} {r2.stderr[-300:]}")
+
+        own_runs_as(copy_with("singlestep-sde-own", own_singlestep_sde), "dpm++2s-sde")
         # a folder whose own scheduler is UniPC: runs it by default; with values diffusers takes but sower does not
         # run (order 4), the folder still serves a named scheduler, and its own is refused, saying why
         def own_unipc(**values):
@@ -237,13 +240,7 @@ def main():
                 edit_json("scheduler/scheduler_config.json", _class_name="UniPCMultistepScheduler", **values)(path)
                 edit_json("model_index.json", scheduler=["diffusers", "UniPCMultistepScheduler"])(path)
             return edit
-        unipc_own = copy_with("unipc-own", own_unipc())
-        a, b = os.path.join(tmp, "own-default.npy"), os.path.join(tmp, "own-named.npy")
-        r1 = subprocess.run([sower, "sample", unipc_own, "--prompt", "a cat", "--seeds", "0,1", "--steps", "4", "-o", a],
-                            capture_output=True, text=True, timeout=600)
-        r2 = sample(sower, unipc_own, dict(base, prompt="a cat", scheduler="unipc", steps=4), ["0", "1"], b)
-        check(r1.returncode == 0 and "unipc 4 steps" in r1.stderr and r2.returncode == 0 and
-              open(a, "rb").read() == open(b, "rb").read(), f"own UniPC: {r1.stderr[-300:]} {r2.stderr[-300:]}")
+        own_runs_as(copy_with("unipc-own", own_unipc()), "unipc")
         order4 = copy_with("unipc-order4", own_unipc(solver_order=4))
         bad("own UniPC of order 4, run as the default", order4,
             ["solver_order", "1..3", "the folder's own UniPCMultistepScheduler", "--scheduler"], prompt=True,

@@ -6,6 +6,7 @@
  * Floating-point discipline: this file must be compiled with -ffp-contract=off and without
  * -ffast-math (CMake sets both). The fmaf() calls below are the fusions GCC makes inside torch's
  * AVX2 kernel; they must be the ONLY fused operations, which is what makes the AVX2 bits portable. */
+#include "float_bits.h"
 #include "randn_kernels.h"
 #include "rng.h"
 
@@ -47,20 +48,6 @@ static double normal_double_sample(TorchRng *g)
 
 /* ---- Path F, AVX2 kernel: Cephes polynomials of avx_mathfun.h with GCC's FMA placement ---- */
 
-static float f32_from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
 /* log256_ps for one lane, for x in [2^-24, 1]. */
 static float avx2_logf(float x)
 {
@@ -72,9 +59,9 @@ static float avx2_logf(float x)
 
     if (x < 0x1p-126f)
         x = 0x1p-126f; /* max(x, min_norm_pos): never taken for randn inputs */
-    uint32_t bits = f32_bits(x);
+    uint32_t bits = float_bits(x);
     int32_t exponent = (int32_t)(bits >> 23) - 127;
-    float m = f32_from_bits((bits & 0x807FFFFFu) | 0x3F000000u); /* mantissa in [0.5, 1) */
+    float m = float_from_bits((bits & 0x807FFFFFu) | 0x3F000000u); /* mantissa in [0.5, 1) */
     float e = (float)exponent + 1.0f;
     if (m < sqrthf) {
         e = e - 1.0f;

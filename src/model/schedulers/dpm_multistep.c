@@ -194,15 +194,7 @@ void scheduler_dpm_update(const SchedulerConfig *c, float sigma_to, float sigma_
     u->add_d1 = sde || (c->solver_type == DPM_SOLVER_HEUN && plus_plus); /* the "+" forms */
 }
 
-/* multistep_dpm_solver_third_order_update's scalars (dpmsolver++ or dpmsolver; diffusers has no SDE third order):
- * x_t = a * sample - b * D0 [+ or -] c1 * D1 - c2 * D2, D1 = D1_0 + w * (D1_0 - D1_1), D2 = inv_sum * (D1_0 - D1_1),
- * D1_0 = inv_r0 * (m0 - m1), D1_1 = inv_r1 * (m1 - m2). */
-typedef struct {
-    float a, b, c1, c2, inv_r0, inv_r1, w, inv_sum;
-    int plus_plus;
-} DpmThird;
-
-static void dpm_third_order(const SchedulerConfig *c, const float *sigmas /* [t, s0, s1, s2] */, DpmThird *u)
+void scheduler_dpm_third_order(const SchedulerConfig *c, const float sigmas[4], int from_s2, DpmThirdOrder *u)
 {
     const RngKernel k = c->torch_kernel;
     float alpha[4], sigma[4], lambda[4];
@@ -210,23 +202,24 @@ static void dpm_third_order(const SchedulerConfig *c, const float *sigmas /* [t,
         sigma_alpha_sigma(sigmas[q], &alpha[q], &sigma[q]);
         lambda[q] = lambda_of_sigma(sigmas[q], k);
     }
-    const float h = lambda[0] - lambda[1], h_0 = lambda[1] - lambda[2], h_1 = lambda[2] - lambda[3];
-    const float r0 = h_0 / h, r1 = h_1 / h;
+    const int base = from_s2 ? 3 : 1; /* the sample's sigma */
+    const float h = lambda[0] - lambda[base];
+    /* multistep: h_0 = lambda_s0 - lambda_s1, h_1 = lambda_s1 - lambda_s2; singlestep: both against lambda_s2 */
+    const float h_0 = lambda[1] - lambda[from_s2 ? 3 : 2], h_1 = lambda[2] - lambda[3];
+    u->r0 = h_0 / h, u->r1 = h_1 / h;
     u->plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS;
-    u->inv_r0 = 1.0f / r0, u->inv_r1 = 1.0f / r1;
-    u->w = r0 / (r0 + r1), u->inv_sum = 1.0f / (r0 + r1);
     if (u->plus_plus) {
         const float e = torch_expf(-h, k) - 1.0f; /* exp(-h) - 1.0 */
-        u->a = sigma[0] / sigma[1];
+        u->a = sigma[0] / sigma[base];
         u->b = alpha[0] * e;
         u->c1 = alpha[0] * (e / h + 1.0f);
         u->c2 = alpha[0] * ((e + h) / (h * h) - 0.5f); /* (exp(-h) - 1.0 + h) / h**2 - 0.5 */
     } else {
         const float e = torch_expf(h, k) - 1.0f;
-        u->a = alpha[0] / alpha[1];
+        u->a = alpha[0] / alpha[base];
         u->b = sigma[0] * e;
         u->c1 = sigma[0] * (e / h - 1.0f);
-        u->c2 = sigma[0] * ((e - h) / (h * h) - 0.5f);
+        u->c2 = sigma[0] * ((e - h) / (h * h) - 0.5f); /* (exp(h) - 1.0 - h) / h**2 - 0.5 */
     }
 }
 
@@ -246,14 +239,18 @@ static void dpm_step(const Scheduler *s, SchedulerRun *r, int i, const float *m,
     const int plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS;
     float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) model_outputs[-2] */
     float *older = r->slots + (size_t)SLOT_OLDER_OUTPUT * r->n;       /* (n,) model_outputs[-3] (third order) */
-    if (order == 3) {
-        DpmThird u;
-        dpm_third_order(c, (const float[]){s->sigmas[i + 1], s->sigmas[i], s->sigmas[i - 1], s->sigmas[i - 2]}, &u);
+    if (order == 3) { /* multistep_dpm_solver_third_order_update */
+        DpmThirdOrder u;
+        scheduler_dpm_third_order(c, (const float[]){s->sigmas[i + 1], s->sigmas[i], s->sigmas[i - 1], s->sigmas[i - 2]}, 0,
+                                  &u);
+        /* D1_0 = (1.0 / r0) * (m0 - m1), D1_1 = (1.0 / r1) * (m1 - m2), D1 = D1_0 + (r0 / (r0 + r1)) * (D1_0 - D1_1),
+         * D2 = (1.0 / (r0 + r1)) * (D1_0 - D1_1) */
+        const float inv_r0 = 1.0f / u.r0, inv_r1 = 1.0f / u.r1, w = u.r0 / (u.r0 + u.r1), inv_sum = 1.0f / (u.r0 + u.r1);
         for (size_t j = 0; j < r->n; j++) {
             const float m0 = converted_output(c->prediction_type, plus_plus, m[j], x[j], alpha_s0, sigma_s0);
             const float m1 = previous[j], m2 = older[j];
-            const float d1_0 = u.inv_r0 * (m0 - m1), d1_1 = u.inv_r1 * (m1 - m2);
-            const float d1 = d1_0 + u.w * (d1_0 - d1_1), d2 = u.inv_sum * (d1_0 - d1_1);
+            const float d1_0 = inv_r0 * (m0 - m1), d1_1 = inv_r1 * (m1 - m2);
+            const float d1 = d1_0 + w * (d1_0 - d1_1), d2 = inv_sum * (d1_0 - d1_1);
             const float base = u.a * x[j] - u.b * m0;
             x[j] = (u.plus_plus ? base + u.c1 * d1 : base - u.c1 * d1) - u.c2 * d2;
             older[j] = m1, previous[j] = m0;

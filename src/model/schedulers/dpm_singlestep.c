@@ -8,7 +8,6 @@
 #include <stddef.h>
 
 #include "schedulers/schedulers.h"
-#include "schedulers/torch_math.h"
 
 #define SCHED_KEYS_DPM_SINGLESTEP                                                                               \
     (SCHED_KEY(KEY_NUM_TRAIN_TIMESTEPS) | SCHED_KEY(KEY_BETA_START) | SCHED_KEY(KEY_BETA_END) |                 \
@@ -66,50 +65,18 @@ static int singlestep_set_timesteps(Scheduler *s)
     return SOWER_OK;
 }
 
-/* singlestep_dpm_solver_third_order_update's scalars, from the group's start at s2 over s2, s1, s0 to t:
- * dpmsolver++ x_t = a * sample - b * D0 + c1 * D1' [- c2 * D2] (dpmsolver: - c1 * D1' [- c2 * D2]), D1' the
- * midpoint form's D1_1 or the heun form's D1; D0 = m2, D1_0 = inv_r1 * (m1 - m2), D1_1 = inv_r0 * (m0 - m2),
- * D1 = (r0 * D1_0 - r1 * D1_1) / (r0 - r1), D2 = 2.0 * (D1_1 - D1_0) / (r0 - r1). */
-typedef struct {
-    float a, b, c1, c2, r0, r1, inv_r0, inv_r1, r_diff;
-    int plus_plus, heun;
-} SinglestepThird;
-
-static void third_order_scalars(const SchedulerConfig *c, const float *sigmas /* [t, s0, s1, s2] */, SinglestepThird *u)
+/* singlestep_dpm_solver_third_order_update, from the group's start at s2 (scheduler_dpm_third_order) for one value:
+ * D0 = m2, D1_0 = (1.0 / r1) * (m1 - m2), D1_1 = (1.0 / r0) * (m0 - m2); the midpoint form adds c1 * D1_1, the heun
+ * form c1 * D1 and - c2 * D2, D1 = (r0 * D1_0 - r1 * D1_1) / (r0 - r1), D2 = 2.0 * (D1_1 - D1_0) / (r0 - r1)
+ * (dpmsolver: - c1 * ...). */
+static float third_order_value(const DpmThirdOrder *u, int heun, float sample, float m0, float m1, float m2)
 {
-    const RngKernel k = c->torch_kernel;
-    float alpha[4], sigma[4], lambda[4];
-    for (int q = 0; q < 4; q++) {
-        sigma_alpha_sigma(sigmas[q], &alpha[q], &sigma[q]);
-        lambda[q] = torch_logf(alpha[q], k) - torch_logf(sigma[q], k);
-    }
-    const float h = lambda[0] - lambda[3], h_0 = lambda[1] - lambda[3], h_1 = lambda[2] - lambda[3];
-    u->r0 = h_0 / h, u->r1 = h_1 / h;
-    u->inv_r0 = 1.0f / u->r0, u->inv_r1 = 1.0f / u->r1, u->r_diff = u->r0 - u->r1;
-    u->plus_plus = c->algorithm_type == DPM_ALGORITHM_PLUS_PLUS;
-    u->heun = c->solver_type == DPM_SOLVER_HEUN;
-    if (u->plus_plus) {
-        const float e = torch_expf(-h, k) - 1.0f;
-        u->a = sigma[0] / sigma[3];
-        u->b = alpha[0] * e;
-        u->c1 = alpha[0] * (e / h + 1.0f);
-        u->c2 = alpha[0] * ((e + h) / (h * h) - 0.5f);
-    } else {
-        const float e = torch_expf(h, k) - 1.0f;
-        u->a = alpha[0] / alpha[3];
-        u->b = sigma[0] * e;
-        u->c1 = sigma[0] * (e / h - 1.0f);
-        u->c2 = sigma[0] * ((e - h) / (h * h) - 0.5f);
-    }
-}
-
-static float third_order_value(const SinglestepThird *u, float sample, float m0, float m1, float m2)
-{
-    const float d1_0 = u->inv_r1 * (m1 - m2), d1_1 = u->inv_r0 * (m0 - m2);
+    const float d1_0 = 1.0f / u->r1 * (m1 - m2), d1_1 = 1.0f / u->r0 * (m0 - m2);
     const float base = u->a * sample - u->b * m2;
-    if (!u->heun)
+    if (!heun)
         return u->plus_plus ? base + u->c1 * d1_1 : base - u->c1 * d1_1;
-    const float d1 = (u->r0 * d1_0 - u->r1 * d1_1) / u->r_diff, d2 = 2.0f * (d1_1 - d1_0) / u->r_diff;
+    const float r_diff = u->r0 - u->r1;
+    const float d1 = (u->r0 * d1_0 - u->r1 * d1_1) / r_diff, d2 = 2.0f * (d1_1 - d1_0) / r_diff;
     return (u->plus_plus ? base + u->c1 * d1 : base - u->c1 * d1) - u->c2 * d2;
 }
 
@@ -121,10 +88,10 @@ static void singlestep_step(const Scheduler *s, SchedulerRun *r, int i, const fl
     const SchedulerConfig *c = &s->cfg;
     const int order = step_order(s, i);
     DpmUpdate u = {0};
-    SinglestepThird third = {0};
+    DpmThirdOrder third = {0};
     if (order == 3)
-        third_order_scalars(c, (const float[]){s->sigmas[i + 1], s->sigmas[i], s->sigmas[i - 1], s->sigmas[i - 2]},
-                            &third);
+        scheduler_dpm_third_order(c, (const float[]){s->sigmas[i + 1], s->sigmas[i], s->sigmas[i - 1], s->sigmas[i - 2]}, 1,
+                                  &third);
     else if (order == 2) /* h = lambda_t - lambda_s1, h_0 = lambda_s0 - lambda_s1 */
         scheduler_dpm_update(c, s->sigmas[i + 1], s->sigmas[i - 1], 1, s->sigmas[i], s->sigmas[i - 1], &u);
     else
@@ -138,7 +105,7 @@ static void singlestep_step(const Scheduler *s, SchedulerRun *r, int i, const fl
         const float out = converted_output(c->prediction_type, plus_plus, m[j], x[j], alpha_s0, sigma_s0);
         const float z = u.sde ? noise[j] : 0.0f;
         if (order == 3) {
-            x[j] = third_order_value(&third, start[j], out, previous[j], older[j]);
+            x[j] = third_order_value(&third, c->solver_type == DPM_SOLVER_HEUN, start[j], out, previous[j], older[j]);
         } else if (order == 2) {
             x[j] = dpm_update_value(&u, start[j], previous[j], out, previous[j], z);
         } else {

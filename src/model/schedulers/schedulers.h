@@ -99,6 +99,18 @@ typedef struct {
 void scheduler_dpm_update(const SchedulerConfig *c, float sigma_to, float sigma_from, int second_order, float sigma_hi,
                           float sigma_lo, DpmUpdate *u);
 
+/* The third-order updates' scalars (diffusers' dpmsolver++ or dpmsolver; it has no SDE third order) over the log-SNR
+ * step h from the sample's sigma to sigmas[0] (t): from sigmas[1] (s0) for the multistep update, whose r0 = (lambda_s0
+ * - lambda_s1) / h and r1 = (lambda_s1 - lambda_s2) / h; from sigmas[3] (s2, the group's start) for the singlestep
+ * one (from_s2), whose r0 = (lambda_s0 - lambda_s2) / h, r1 = (lambda_s1 - lambda_s2) / h. x_t = a * sample - b * D0
+ * [+ (dpmsolver++) or -] c1 * D1 - c2 * D2, each class forming its own D's. */
+typedef struct {
+    float a, b, c1, c2, r0, r1;
+    int plus_plus;
+} DpmThirdOrder;
+void scheduler_dpm_third_order(const SchedulerConfig *c, const float sigmas[4] /* t, s0, s1, s2 */, int from_s2,
+                               DpmThirdOrder *u);
+
 /* One value's update: D0 = d0, D1 = (m0 - m1) / r0 (read only at second order), noise read only for the SDE. */
 static inline float dpm_update_value(const DpmUpdate *u, float sample, float d0, float m0, float m1, float noise)
 {

@@ -9,30 +9,17 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "float_bits.h"
 #include "schedulers/torch_math.h"
 
 typedef struct {
     float x, y; /* the value is x + y, |y| <= ulp(x) / 2 */
 } DoubleFloat;
 
-static uint32_t bits_of(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float float_of(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static float pow2i(int q) { return float_of((uint32_t)(q + 0x7f) << 23); } /* vpow2i_vf_vi2 */
+static float pow2i(int q) { return float_from_bits((uint32_t)(q + 0x7f) << 23); } /* vpow2i_vf_vi2 */
 static float ldexp2(float d, int e) { return d * pow2i(e >> 1) * pow2i(e - (e >> 1)); } /* vldexp2_vf_vf_vi2 */
-static float ldexp3(float d, int q) { return float_of(bits_of(d) + ((uint32_t)q << 23)); } /* vldexp3_vf_vf_vi2 */
-static int ilogb2k(float d) { return (int)((bits_of(d) >> 23) & 0xff) - 0x7f; } /* vilogb2k_vi2_vf */
+static float ldexp3(float d, int q) { return float_from_bits(float_bits(d) + ((uint32_t)q << 23)); } /* vldexp3_vf_vf_vi2 */
+static int ilogb2k(float d) { return (int)((float_bits(d) >> 23) & 0xff) - 0x7f; } /* vilogb2k_vi2_vf */
 
 /* df.h with ENABLE_FMA_SP, named by their Sleef counterparts */
 static DoubleFloat df_add2_f_f(float x, float y) /* dfadd2_vf2_vf_vf */
