@@ -252,7 +252,8 @@ def sixteen_bit_routes(sower, mpiexec, model, tmp, job):
 
 def host_steps(sower, mpiexec, model, tmp, job):
     """DPM-Solver++ 2M SDE (stepped on the host from each seed's draws) with guidance_rescale (the guided
-    prediction rescaled on the host) on the GPU: 2 ranks' rows equal a single-process render, verified."""
+    prediction rescaled on the host), and KDPM2 ancestral, on the GPU: 2 ranks' rows equal a single-process render,
+    verified."""
     rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd-sde", "  guidance_rescale: 0.7\n  karras: true\n",
                           ["--guidance-rescale", "0.7", "--karras"], {}, seeds=3, scheduler="dpm++2m-sde")
     if not rendered:
@@ -266,6 +267,17 @@ def host_steps(sower, mpiexec, model, tmp, job):
     else:
         print("test_run_emulated_gpu: dpm++2m-sde karras with guidance_rescale 0.7 over 2 ranks: rows equal a "
               "single-process render, verification passed")
+    # KDPM2 ancestral: two UNet calls per step, the second's input scaled at its midpoint sigma, noise drawn at the
+    # second calls only
+    rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd-dpm2a", "", [], {}, seeds=3, scheduler="dpm2-a")
+    if not rendered:
+        return
+    ref, out, _ = rendered
+    same, verified = rows_and_verification(out, ref)
+    if not (same and verified and np.isfinite(ref).all()):
+        fail(f"dpm2-a on GPUs: rows equal a single-process render: {same}, verification passed: {verified}")
+    else:
+        print("test_run_emulated_gpu: dpm2-a over 2 ranks: rows equal a single-process render, verification passed")
 
 
 if __name__ == "__main__":
