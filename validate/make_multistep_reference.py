@@ -132,7 +132,7 @@ def cases():
               '{"prediction_type": "sample", "clip_sample": true, "clip_sample_range": 0.5, "timestep_spacing": "leading", '
               '"steps_offset": 1}', 9))
     c.append(("heun_clip_epsilon_cosine_n6", H, '{"clip_sample": true, "beta_schedule": "squaredcos_cap_v2"}', 6))
-    # LMS (order 4; its coefficients are scipy's quad of a float32 integrand: within a relative 1e-5)
+    # LMS (order 4; its coefficients are scipy's quad of a float32 integrand, its first 21-point Gauss-Kronrod sum)
     L = "LMSDiscreteScheduler"
     for n in (1, 2, 3, 4, 10, 30):
         c.append((f"sd15_into_lms_n{n}", L, SD15, n))

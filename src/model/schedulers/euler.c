@@ -207,24 +207,44 @@ static void heun_step(const Scheduler *s, SchedulerRun *r, int i, const float *m
 enum { LMS_ORDER = 4 }; /* step()'s default order, what the pipeline uses */
 
 /* get_lms_coefficient: the integral from sigmas[i] to sigmas[i + 1] of the Lagrange basis polynomial of node
- * `current` over sigmas[i], sigmas[i - 1], ... (order nodes). diffusers integrates it with scipy's quad
- * (its integrand evaluated in float32); the polynomial has degree order - 1 <= 3, so 3-point Gauss-Legendre in
- * double gives its exact integral, which the float32 coefficient rounds the same but in the last place at most. */
+ * `current` over sigmas[i], sigmas[i - 1], ... (order nodes), as diffusers computes it: scipy's quad (QUADPACK's
+ * qags with epsrel 1e-4) of an integrand that torch evaluates in float32 ((float)tau - sigma, divided, multiplied in
+ * node order). For a polynomial of degree <= 3 qags accepts its first 21-point Gauss-Kronrod estimate (dqk21), so
+ * that sum, in double in QUADPACK's order over the float32 integrand, is diffusers' coefficient bit for bit. */
+static const double qk21_nodes[11] = {
+    0.995657163025808080735527280689003, 0.973906528517171720077964012084452, 0.930157491355708226001207180059508,
+    0.865063366688984510732096688423493, 0.780817726586416897063717578345042, 0.679409568299024406234327365114874,
+    0.562757134668604683339000099272694, 0.433395394129247190799265943165784, 0.294392862701460198131126603103866,
+    0.148874338981631210884826001129720, 0.0};
+static const double qk21_kronrod_weights[11] = {
+    0.011694638867371874278064396062192, 0.032558162307964727478818972459390, 0.054755896574351996031381300244580,
+    0.075039674810919952767043140916190, 0.093125454583697605535065465083366, 0.109387158802297641899210590325805,
+    0.123491976262065851077958109831074, 0.134709217311473325928054001771707, 0.142775938577060080797094273138717,
+    0.147739104901338491374841515972068, 0.149445554002916905664936468389821};
+
+/* lms_derivative(tau): the basis polynomial in float32 (1.0 for a single node) */
+static double lms_integrand(double tau, const float *sigmas, int order, int i, int current)
+{
+    float prod = 1.0f;
+    for (int k = 0; k < order; k++)
+        if (k != current)
+            prod = prod * (((float)tau - sigmas[i - k]) / (sigmas[i - current] - sigmas[i - k]));
+    return prod;
+}
+
 static double lms_coefficient(const float *sigmas, int order, int i, int current)
 {
-    static const double node[3] = {-0.7745966692414834, 0.0, 0.7745966692414834};
-    static const double weight[3] = {0.5555555555555556, 0.8888888888888888, 0.5555555555555556};
-    const double a = sigmas[i], b = sigmas[i + 1], half = (b - a) / 2, mid = (a + b) / 2;
-    double sum = 0;
-    for (int q = 0; q < 3; q++) {
-        const double tau = mid + half * node[q];
-        double prod = 1;
-        for (int k = 0; k < order; k++)
-            if (k != current)
-                prod *= (tau - sigmas[i - k]) / ((double)sigmas[i - current] - sigmas[i - k]);
-        sum += weight[q] * prod;
-    }
-    return sum * half;
+    const double a = sigmas[i], b = sigmas[i + 1], center = 0.5 * (a + b), half = 0.5 * (b - a);
+    double kronrod = qk21_kronrod_weights[10] * lms_integrand(center, sigmas, order, i, current);
+    for (int pass = 0; pass < 2; pass++) /* QUADPACK's order: the 10-point Gauss rule's nodes, then the others */
+        for (int j = 0; j < 5; j++) {
+            const int node = 2 * j + (pass == 0 ? 1 : 0);
+            const double abscissa = half * qk21_nodes[node];
+            const double sum = lms_integrand(center - abscissa, sigmas, order, i, current) +
+                               lms_integrand(center + abscissa, sigmas, order, i, current);
+            kronrod = kronrod + qk21_kronrod_weights[node] * sum;
+        }
+    return kronrod * half;
 }
 
 static void lms_step(const Scheduler *s, SchedulerRun *r, int i, const float *m, float *x, const float *noise)
