@@ -3,8 +3,9 @@
  * each step but the last is two UNet calls, an Euler step to a log-midpoint sigma and a second-order step from
  * there; 2N - 1 calls in all. The tables keep diffusers' own layout (sigmas, sigmas_interpol and the ancestral
  * class's sigmas_up and sigmas_down, 2N + 2 each, indexed by call), so the step reads them with diffusers'
- * indices. Every per-value operation is float32 in diffusers' order.
- * sigmas_interpol is sigmas.log().lerp(other.log(), 0.5).exp(), with torch's log and exp (torch_math.h). */
+ * indices. Every per-value operation is float32 in diffusers' order; sigmas_interpol is
+ * sigmas.log().lerp(other.log(), 0.5).exp() with torch's own log and exp (torch_math.h), so the tables are bit for
+ * bit; the midpoint timesteps read numpy's logf of the sigma table, as Karras timesteps do (sigmas.c). */
 #include <math.h>
 #include <stdlib.h>
 
