@@ -1,7 +1,8 @@
 /* test_torch_math: torch_logf / torch_expf / torch_expm1f (src/model/schedulers/torch_math.c) against torch 1.13's
  * own torch.log / torch.exp / torch.expm1 of float32 tensors, bit for bit, under both torch CPU kernels (AVX2:
  * Sleef; DEFAULT: the C library), over tests/data/torch_math_reference.json (validate/make_torch_math_reference.py:
- * 600 inputs, specials included). Exit 0 when every value matches. */
+ * 600 inputs, specials included); numpy_logf against numpy 1.24's np.log of a float32 array. Exit 0 when every
+ * value matches. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -75,6 +76,20 @@ int main(int argc, char **argv)
             CHECK(differ == 0, "%s %s: %d of %d values differ", kernel_names[k], function_names[f], differ, n);
             printf("%s %s: %d of %d values as torch's\n", kernel_names[k], function_names[f], n - differ, n);
         }
+    /* numpy_logf against np.log of the inputs' magnitudes (a float32 array: numpy's AVX2/AVX-512 loop) */
+    const cJSON *np_log = cJSON_GetObjectItemCaseSensitive(root, "numpy_log_of_abs"),
+                *want = cJSON_GetObjectItemCaseSensitive(np_log, "log");
+    int differ = 0;
+    CHECK(cJSON_GetArraySize(want) == n, "numpy log: %d values for %d inputs", cJSON_GetArraySize(want), n);
+    for (int i = 0; i < n && i < cJSON_GetArraySize(want); i++) {
+        const float x = fabsf(float_of_hex(cJSON_GetArrayItem(inputs, i))), w = float_of_hex(cJSON_GetArrayItem(want, i));
+        const float got = numpy_logf(x, RNG_KERNEL_TORCH_CPU);
+        if (!same_bits(got, w) && differ++ < 5)
+            CHECK(0, "numpy log(%.9g): %.9g, numpy %.9g", (double)x, (double)got, (double)w);
+    }
+    CHECK(differ == 0, "numpy log: %d of %d values differ", differ, n);
+    printf("numpy (%s) log: %d of %d values as np.log's\n", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(np_log, "simd")),
+           n - differ, n);
     cJSON_Delete(root);
     return check_exit("test_torch_math");
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""torch 1.13's float32 log, exp and expm1 on the CPU, for sower's src/model/schedulers/torch_math.c (what
-diffusers' torch.log / torch.exp / torch.expm1 give DPM-Solver's, UniPC's and KDPM2's scalars).
+"""torch 1.13's float32 log, exp and expm1 on the CPU, and numpy's float32 log, for sower's
+src/model/schedulers/torch_math.c (what diffusers' torch.log / torch.exp / torch.expm1 give DPM-Solver's, UniPC's and
+KDPM2's scalars, and np.log its sigma tables and DEIS's coefficients).
 
 Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py; seconds):
     /opt/refenv/bin/python validate/make_torch_math_reference.py tests/data/torch_math_reference.json
@@ -52,6 +53,15 @@ def child():
     json.dump({"torch": torch.__version__, "inputs": hexes(x), "outputs": out}, sys.stdout)
 
 
+def numpy_log():
+    """np.log of a float32 array (its AVX2/AVX-512 loop where the CPU has one): the positive inputs and specials."""
+    import numpy as np
+    from numpy.core._multiarray_umath import __cpu_features__ as features
+    x = inputs()
+    return {"numpy": np.__version__, "simd": "AVX512F" if features.get("AVX512F") else "AVX2" if features.get("AVX2") else
+            "none", "log": hexes(np.log(np.abs(x)))}
+
+
 def run_child(capability):
     env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
     done = subprocess.run([sys.executable, __file__, "--child"], env=env, check=True, capture_output=True, text=True)
@@ -67,7 +77,7 @@ def main():
     assert avx2["inputs"] == default["inputs"]
     doc = {"format": "sower-torch-math-reference", "version": 1, "made_by": "validate/make_torch_math_reference.py",
            "torch": avx2["torch"], "inputs": avx2["inputs"],
-           "outputs": {"avx2": avx2["outputs"], "default": default["outputs"]}}
+           "outputs": {"avx2": avx2["outputs"], "default": default["outputs"]}, "numpy_log_of_abs": numpy_log()}
     with open(sys.argv[1], "w") as f:
         json.dump(doc, f, indent=None, separators=(",", ":"))
         f.write("\n")

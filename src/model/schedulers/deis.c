@@ -3,13 +3,14 @@
  * linspace spacing; Karras too) and sigmas, whose last is sigma_min (the Karras schedule's own last, repeated, with
  * use_karras_sigmas). It warms up one order per step; with lower_order_final below 15 steps, the last step is first
  * order and the one before at most second. The higher orders' coefficients integrate the Lagrange basis in log rho,
- * rho = sigma / alpha: diffusers takes those logs with np.log of float32 tensors (numpy's own SIMD logf), sower
- * with the C library's, so its chains agree within a relative 1e-5; its first-order steps are bit for bit (torch's
- * log/exp: torch_math.h). The history per value: the two previous steps' converted outputs. */
+ * rho = sigma / alpha, with logs as diffusers takes them (np.log of float32 tensors: numpy_logf), the first order's
+ * with torch's log/exp (torch_math.h): bit for bit. The history per value: the two previous steps' converted
+ * outputs. */
 #include <math.h>
 #include <stddef.h>
 
 #include "schedulers/schedulers.h"
+#include "schedulers/torch_math.h"
 
 #define SCHED_KEYS_DEIS                                                                                          \
     (SCHED_KEY(KEY_NUM_TRAIN_TIMESTEPS) | SCHED_KEY(KEY_BETA_START) | SCHED_KEY(KEY_BETA_END) |                  \
@@ -48,17 +49,17 @@ static int deis_set_timesteps(Scheduler *s)
 }
 
 /* ind_fn(t, b, c) = t * (-log(c) + log(t) - 1) / (log(b) - log(c)), float32 as diffusers' tensor arithmetic */
-static float ind_fn2(float t, float b, float c)
+static float ind_fn2(float t, float b, float c, RngKernel k)
 {
-    const float lt = logf(t), lb = logf(b), lc = logf(c);
+    const float lt = numpy_logf(t, k), lb = numpy_logf(b, k), lc = numpy_logf(c, k);
     return t * (-lc + lt - 1.0f) / (lb - lc);
 }
 
 /* the third order's ind_fn(t, b, c, d) = t * (log(c) * (log(d) - log(t) + 1) - log(d) * log(t) + log(d) + log(t)**2
  * - 2 * log(t) + 2) / ((log(b) - log(c)) * (log(b) - log(d))) */
-static float ind_fn3(float t, float b, float c, float d)
+static float ind_fn3(float t, float b, float c, float d, RngKernel k)
 {
-    const float lt = logf(t), lb = logf(b), lc = logf(c), ld = logf(d);
+    const float lt = numpy_logf(t, k), lb = numpy_logf(b, k), lc = numpy_logf(c, k), ld = numpy_logf(d, k);
     const float numerator = t * (lc * (ld - lt + 1.0f) - ld * lt + ld + lt * lt - 2.0f * lt + 2.0f);
     return numerator / ((lb - lc) * (lb - ld));
 }
@@ -79,6 +80,7 @@ static void deis_step(const Scheduler *s, SchedulerRun *r, int i, const float *m
     sigma_alpha_sigma(s->sigmas[i + 1], &alpha_t, &sigma_t);
     DpmUpdate first = {0}; /* deis_first_order_update is DPM-Solver's (dpmsolver) first order */
     float coef1 = 0.0f, coef2 = 0.0f, coef3 = 0.0f;
+    const RngKernel k = c->torch_kernel;
     if (order == 1) {
         SchedulerConfig plain = *c;
         plain.algorithm_type = DPM_ALGORITHM_PLAIN;
@@ -89,15 +91,15 @@ static void deis_step(const Scheduler *s, SchedulerRun *r, int i, const float *m
         sigma_alpha_sigma(s->sigmas[i - 1], &alpha_s1, &sigma_s1);
         const float rho_t = sigma_t / alpha_t, rho_s0 = sigma_s0 / alpha_s0, rho_s1 = sigma_s1 / alpha_s1;
         if (order == 2) {
-            coef1 = ind_fn2(rho_t, rho_s0, rho_s1) - ind_fn2(rho_s0, rho_s0, rho_s1);
-            coef2 = ind_fn2(rho_t, rho_s1, rho_s0) - ind_fn2(rho_s0, rho_s1, rho_s0);
+            coef1 = ind_fn2(rho_t, rho_s0, rho_s1, k) - ind_fn2(rho_s0, rho_s0, rho_s1, k);
+            coef2 = ind_fn2(rho_t, rho_s1, rho_s0, k) - ind_fn2(rho_s0, rho_s1, rho_s0, k);
         } else {
             float alpha_s2, sigma_s2;
             sigma_alpha_sigma(s->sigmas[i - 2], &alpha_s2, &sigma_s2);
             const float rho_s2 = sigma_s2 / alpha_s2;
-            coef1 = ind_fn3(rho_t, rho_s0, rho_s1, rho_s2) - ind_fn3(rho_s0, rho_s0, rho_s1, rho_s2);
-            coef2 = ind_fn3(rho_t, rho_s1, rho_s2, rho_s0) - ind_fn3(rho_s0, rho_s1, rho_s2, rho_s0);
-            coef3 = ind_fn3(rho_t, rho_s2, rho_s0, rho_s1) - ind_fn3(rho_s0, rho_s2, rho_s0, rho_s1);
+            coef1 = ind_fn3(rho_t, rho_s0, rho_s1, rho_s2, k) - ind_fn3(rho_s0, rho_s0, rho_s1, rho_s2, k);
+            coef2 = ind_fn3(rho_t, rho_s1, rho_s2, rho_s0, k) - ind_fn3(rho_s0, rho_s1, rho_s2, rho_s0, k);
+            coef3 = ind_fn3(rho_t, rho_s2, rho_s0, rho_s1, k) - ind_fn3(rho_s0, rho_s2, rho_s0, rho_s1, k);
         }
     }
     float *previous = r->slots + (size_t)SLOT_PREVIOUS_OUTPUT * r->n; /* (n,) model_outputs[-2] */

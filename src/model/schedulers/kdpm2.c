@@ -4,8 +4,8 @@
  * there; 2N - 1 calls in all. The tables keep diffusers' own layout (sigmas, sigmas_interpol and the ancestral
  * class's sigmas_up and sigmas_down, 2N + 2 each, indexed by call), so the step reads them with diffusers'
  * indices. Every per-value operation is float32 in diffusers' order; sigmas_interpol is
- * sigmas.log().lerp(other.log(), 0.5).exp() with torch's own log and exp (torch_math.h), so the tables are bit for
- * bit; the midpoint timesteps read numpy's logf of the sigma table, as Karras timesteps do (sigmas.c). */
+ * sigmas.log().lerp(other.log(), 0.5).exp() with torch's own log and exp, and the midpoint timesteps read numpy's
+ * log of the sigma table (torch_math.h): all bit for bit. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -107,7 +107,7 @@ static int kdpm2_set_timesteps(Scheduler *s)
     SOWER_TRY_GOTO(scheduler_euler_timesteps(s, ts), status, done);
     sigma_table(s, sigma);
     for (int t = 0; t < T; t++)
-        log_sigma[t] = logf(sigma[t]); /* np.log of the float32 array */
+        log_sigma[t] = numpy_logf(sigma[t], s->cfg.torch_kernel); /* np.log of the float32 array */
     for (int i = 0; i < N; i++)
         interp[i] = numpy_interp_arange((double)ts[i], sigma, T);
     if (s->cfg.use_karras_sigmas) { /* timesteps = np.array([_sigma_to_t(sigma) ...]).round() */

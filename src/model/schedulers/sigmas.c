@@ -2,9 +2,9 @@
  * arithmetic numpy 1.24 and torch 1.13 use in their set_timesteps (no fused multiply-adds: this
  * library is built with -ffp-contract=off, and numpy's baseline x86-64 build has no FMA).
  *
- * Where the bits may differ from numpy: np.log of a float32 array uses numpy's own SIMD logf, and
- * np.log of a float64 its SIMD log on AVX-512 machines; sower uses the C library's logf/log. Both are
- * within an ulp, and only the fractional timesteps of Karras schedules read them. */
+ * np.log of the float32 sigma table is numpy's own SIMD logf (numpy_logf, torch_math.h), bit for bit. Where the bits
+ * may differ from numpy: np.log of a float64 sigma (sigma_to_t) is numpy's SIMD log on AVX-512 machines, sower's
+ * the C library's: within an ulp, and only the fractional timesteps of Karras schedules read it. */
 #include <math.h>
 #include <stdio.h>
 

@@ -160,6 +160,38 @@ static float sleef_expm1f(float a)
     return d.x + d.y;
 }
 
+/* numpy's simd_log_FLOAT (loops_exponent_log.dispatch.c.src, NPY_COEFF_*_LOGf), one lane */
+static float numpy_simd_logf(float x)
+{
+    if (isnan(x))
+        return NAN;
+    if (x < 0.0f)
+        return -NAN;
+    if (x == 0.0f)
+        return -INFINITY;
+    if (isinf(x))
+        return INFINITY;
+    static const float p[6] = {0.000000000000000000000e+00f, 9.999999999999998702752e-01f, 2.112677543073053063722e+00f,
+                               1.480000633576506585156e+00f, 3.808837741388407920751e-01f, 2.589979117907922693523e-02f};
+    static const float q[6] = {1.000000000000000000000e+00f, 2.612677543073109236779e+00f, 2.453006071784736363091e+00f,
+                               9.864942958519418960339e-01f, 1.546476374983906719538e-01f, 5.875095403124574342950e-03f};
+    int shift = 0;
+    if (x < FLT_MIN) /* a subnormal: numpy's exponent and mantissa see it scaled by 2^100 */
+        x = x * 0x1p100f, shift = 100;
+    const uint32_t bits = float_bits(x);
+    float exponent = (float)((int)((bits >> 23) & 0xff) - 126 - shift);
+    float m = float_from_bits((bits & 0x007fffffu) | 0x3f000000u); /* [0.5, 1) */
+    if (m <= 0.707106781186547524400844362104849039f)
+        m = m + m, exponent = exponent - 1.0f;
+    const float t = m - 1.0f;
+    float num = fmaf(p[5], t, p[4]), den = fmaf(q[5], t, q[4]);
+    for (int k = 3; k >= 0; k--)
+        num = fmaf(num, t, p[k]), den = fmaf(den, t, q[k]);
+    return fmaf(exponent, 0.693147180559945309417232121458176568f, num / den);
+}
+
+float numpy_logf(float x, RngKernel kernel) { return kernel == RNG_KERNEL_TORCH_CPU_SCALAR ? logf(x) : numpy_simd_logf(x); }
+
 float torch_logf(float x, RngKernel kernel) { return kernel == RNG_KERNEL_TORCH_CPU_SCALAR ? logf(x) : sleef_logf(x); }
 float torch_expf(float x, RngKernel kernel) { return kernel == RNG_KERNEL_TORCH_CPU_SCALAR ? expf(x) : sleef_expf(x); }
 float torch_expm1f(float x, RngKernel kernel)

@@ -12,4 +12,10 @@ float torch_logf(float x, RngKernel kernel);
 float torch_expf(float x, RngKernel kernel);
 float torch_expm1f(float x, RngKernel kernel);
 
+/* numpy 1.24's np.log of a float32 array (and of 0-d tensors it converts): its AVX2/AVX-512 loop (a 5/5 rational
+ * approximation with fused multiply-adds; the same bits on both), which diffusers' sigma tables (Karras, KDPM2) and
+ * DEIS's coefficients go through; the C library's logf where torch's kernel is DEFAULT (a machine without AVX2,
+ * where numpy has no such loop either). */
+float numpy_logf(float x, RngKernel kernel);
+
 #endif /* SOWER_TORCH_MATH_H */
