@@ -1,8 +1,8 @@
 /* scheduler.h: diffusers 0.31's schedulers. DDIMScheduler and DDPMScheduler bit for bit (torch 1.13 on
- * the CPU); PNDMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler and
- * DPMSolverMultistepScheduler (dpmsolver++, dpmsolver and sde-dpmsolver++) with the same float32
- * operations in diffusers' order (their numpy sigma schedules in double as numpy computes them; see
- * schedulers/sigmas.c for where bits may differ).
+ * the CPU); PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 (and ancestral), DPMSolverMultistepScheduler and
+ * DPMSolverSinglestepScheduler (dpmsolver++, dpmsolver and sde-dpmsolver++), DEIS and UniPC with the same float32
+ * operations in diffusers' order (their numpy sigma schedules in double as numpy computes them, torch's and numpy's
+ * own log/exp: schedulers/torch_math.h; see schedulers/sigmas.c for where bits may differ).
  *
  * What is reproduced, and how (checked against the real classes by tests/test_scheduler.c with
  * tests/data/scheduler_reference.json, made by validate/make_scheduler_reference.py):
@@ -116,7 +116,7 @@ typedef struct {
     int use_karras_sigmas;         /* Euler, DPM: Karras et al.'s sigma schedule (rho 7) */
     double sigma_min, sigma_max;   /* Euler's karras bounds; NaN: None (the schedule's own ends) */
     FinalSigmasType final_sigmas_type; /* Euler, DPM: the sigma after the last step */
-    int solver_order;              /* DPM, DEIS: 1..3; UniPC: 1 or 2 */
+    int solver_order;              /* DPM, DPM singlestep, DEIS, UniPC: 1..3 */
     DpmAlgorithm algorithm_type;
     int algorithm_sde;             /* DPM: "sde-dpmsolver++" (DPM-Solver++ with a noise draw every step) */
     int algorithm_deis;            /* DPM: "deis" was named (run as dpmsolver++, but refused with a final zero sigma) */

@@ -269,7 +269,7 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
         SOWER_TRY(get_choice(path, name, v, final_sigmas_names, 2, &choice));
         cfg->final_sigmas_type = (FinalSigmasType)choice;
         return SOWER_OK;
-    case KEY_SOLVER_ORDER: { /* UniPC's third order (a 3x3 solve) is not run */
+    case KEY_SOLVER_ORDER: { /* up to the class's max_solver_order (3 for every class taking the key) */
         const int max_order = scheduler_class(cfg->kind)->max_solver_order;
         return get_int(path, name, v, 1, max_order ? max_order : 2, &cfg->solver_order);
     }

@@ -1,8 +1,9 @@
 /* dpm_multistep.c: diffusers 0.31's DPMSolverMultistepScheduler (scheduling_dpmsolver_multistep.py):
- * DPM-Solver++ (or DPM-Solver, or DPM-Solver++ SDE: dpm++2m-sde) of order 1 or 2, midpoint or Heun,
- * over the interpolated or Karras sigma schedule, first order at the first step and at the last where the config says so. The step's
- * scalars are float32 0-d tensor operations (log and exp as torch computes them: torch_math.h); the per-value ones float32 in diffusers' order. The history is one slot per value:
- * the previous step's converted model output. */
+ * DPM-Solver++ (or DPM-Solver, or DPM-Solver++ SDE: dpm++2m-sde) of order 1, 2 or 3 (the SDE 1 or 2), midpoint or
+ * Heun, over the interpolated or Karras sigma schedule, warming up one order per step and lower at the end where the
+ * config says so. The step's scalars are float32 0-d tensor operations (log and exp as torch computes them:
+ * torch_math.h); the per-value ones float32 in diffusers' order. The history is two slots per value: the previous
+ * steps' converted model outputs. */
 #include <math.h>
 #include <stdlib.h>
 
