@@ -23,6 +23,7 @@
 
 #include "check.h"
 #include "digest.h"
+#include "rng.h"
 #include "scheduler.h"
 
 enum {
@@ -429,6 +430,42 @@ static int init_from(const char *name, const char *json, int N, Scheduler *s)
     return status == SOWER_OK ? scheduler_init(s, &cfg, N) : status;
 }
 
+static int tree_draw_cpu(void *ctx, uint64_t seed, float *out, size_t n)
+{
+    (void)ctx;
+    TorchRng g = {0};
+    rng_seed(&g, seed);
+    rng_randn_f32(&g, RNG_KERNEL_TORCH_CPU, out, n);
+    return SOWER_OK;
+}
+
+/* DPMSolverSDEScheduler's tree: each sample's seed is its entropy, unless the config names one (noise_sampler_seed),
+ * which every sample then shares; a null one is each sample's seed again. The tree values themselves:
+ * test_brownian. */
+static void check_tree_noise_entropy(void)
+{
+    Scheduler own, fixed, null_seed;
+    float a[64], b[64], c[64], d[64]; /* (64,) one sample's noise */
+    CHECK(init_from("DPMSolverSDEScheduler", "{}", 6, &own) == SOWER_OK &&
+              init_from("DPMSolverSDEScheduler", "{\"noise_sampler_seed\": 7}", 6, &fixed) == SOWER_OK &&
+              init_from("DPMSolverSDEScheduler", "{\"noise_sampler_seed\": null}", 6, &null_seed) == SOWER_OK,
+          "DPMSolverSDEScheduler configs: %s", sower_error_message());
+    CHECK(own.num_steps == 11 && scheduler_noise_is_tree(&own) && scheduler_step_needs_noise(&own, 9, 0.0f) &&
+              !scheduler_step_needs_noise(&own, 10, 0.0f),
+          "6 steps: %d calls, noise at all but the last", own.num_steps);
+    CHECK(scheduler_tree_noise(&fixed, 3, 1, tree_draw_cpu, NULL, a, 64) == SOWER_OK &&
+              scheduler_tree_noise(&fixed, 3, 2, tree_draw_cpu, NULL, b, 64) == SOWER_OK &&
+              scheduler_tree_noise(&own, 3, 7, tree_draw_cpu, NULL, c, 64) == SOWER_OK &&
+              scheduler_tree_noise(&null_seed, 3, 1, tree_draw_cpu, NULL, d, 64) == SOWER_OK,
+          "tree noise: %s", sower_error_message());
+    CHECK(memcmp(a, b, sizeof a) == 0 && memcmp(a, c, sizeof a) == 0,
+          "noise_sampler_seed 7: seeds 1 and 2 share seed 7's tree");
+    CHECK(memcmp(a, d, sizeof a) != 0, "noise_sampler_seed null: seed 1's own tree, not 7's");
+    scheduler_free(&own);
+    scheduler_free(&fixed);
+    scheduler_free(&null_seed);
+}
+
 /* What diffusers refuses or crashes on, and the Karras bounds DPM-Solver reads from its config
  * (the fuzz of stop 38 found them; the reference files hold the accepted cases' bits). */
 static void run_schedule_checks(void)
@@ -545,6 +582,12 @@ static void run_schedule_checks(void)
         {"DEISMultistepScheduler", "{\"solver_order\": 4}", "key 'solver_order': expected an integer in 1..3"},
         {"KDPM2DiscreteScheduler", "{\"prediction_type\": \"sample\"}", "(KDPM2DiscreteScheduler has no \"sample\" step)"},
         {"KDPM2AncestralDiscreteScheduler", "{\"prediction_type\": \"sample\"}", "has no \"sample\" step"},
+        {"DPMSolverSDEScheduler", "{\"prediction_type\": \"sample\"}", "has no \"sample\" step"},
+        {"DPMSolverSDEScheduler", "{\"noise_sampler_seed\": -1}", "key 'noise_sampler_seed': expected null or an integer"},
+        {"DPMSolverSDEScheduler", "{\"noise_sampler_seed\": 1.5}", "key 'noise_sampler_seed': expected null or an integer"},
+        {"DPMSolverSDEScheduler", "{\"noise_sampler_seed\": \"7\"}", "key 'noise_sampler_seed': expected null or"},
+        {"DPMSolverSDEScheduler", "{\"noise_sampler_seed\": [1, 2]}", "key 'noise_sampler_seed': expected null or"},
+        {"DPMSolverSDEScheduler", "{\"noise_sampler_seed\": 1e17}", "key 'noise_sampler_seed': expected null or"},
     };
     for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++) {
         sower_error_clear();
@@ -568,6 +611,7 @@ static void run_schedule_checks(void)
     CHECK(init_from("DPMSolverSinglestepScheduler", "{\"solver_order\": 3, \"final_sigmas_type\": \"sigma_min\"}", 11, &s) ==
               SOWER_OK, "singlestep order 3, sigma_min, 11 steps: %s", sower_error_message());
     scheduler_free(&s);
+    check_tree_noise_entropy();
     /* UniPC's lower_order_final false with a final sigma of zero: one step is first order, finite in diffusers */
     CHECK(init_from("UniPCMultistepScheduler", "{\"lower_order_final\": false}", 1, &s) == SOWER_OK,
           "UniPC, lower_order_final false, 1 step: %s", sower_error_message());
@@ -626,6 +670,24 @@ static int same_floats(const cJSON *want, const float *got, int n, int ulps, dou
     return 1;
 }
 
+/* Timesteps diffusers keeps in float64 (DPMSolverSDEScheduler's) against sower's float32 ones: the UNet's time
+ * embedding casts them to float32 (timesteps[:, None].float()), so that rounding is what must match, bit for bit. */
+static int same_as_float32(const cJSON *want, const float *got, int n, char *why, size_t size)
+{
+    if (cJSON_GetArraySize(want) != n) {
+        snprintf(why, size, "%d values, diffusers %d", n, cJSON_GetArraySize(want));
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        const double w = cJSON_GetArrayItem(want, i)->valuedouble;
+        if (memcmp(&got[i], &(float){(float)w}, sizeof(float)) != 0) {
+            snprintf(why, size, "[%d] %.9g, diffusers %.17g (as float32 %.9g)", i, (double)got[i], w, (double)(float)w);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static double within_worst; /* the largest relative difference of a UniPC chain */
 
 /* One case: set_timesteps (timesteps, sigmas, init_noise_sigma), then the pipeline's chain (scaled
@@ -655,8 +717,10 @@ static int run_multistep_case(const cJSON *c)
     const int karras = cfg.use_karras_sigmas,
               within = strcmp(scheduler_class_name(cfg.kind), "UniPCMultistepScheduler") == 0;
     {
-        const int good = same_floats(cJSON_GetObjectItemCaseSensitive(c, "timesteps"), s.unet_timesteps, s.num_steps,
-                                     karras ? 4 : 0, 0, why, sizeof why);
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(c, "timesteps");
+        const int good = strcmp(scheduler_class_name(cfg.kind), "DPMSolverSDEScheduler") == 0
+                             ? same_as_float32(want, s.unet_timesteps, s.num_steps, why, sizeof why)
+                             : same_floats(want, s.unet_timesteps, s.num_steps, karras ? 4 : 0, 0, why, sizeof why);
         CHECK(good, "%s: timesteps %s", name, why);
         ok &= good;
     }
@@ -771,7 +835,7 @@ static int run_multistep_file(const char *path)
         cases++;
         identical += run_multistep_case(c);
     }
-    printf("%d of %d PNDM / Euler / Euler ancestral / Heun / LMS / KDPM2 / DPM-Solver / DEIS / UniPC cases as diffusers: "
+    printf("%d of %d PNDM / Euler / Euler ancestral / Heun / LMS / KDPM2 / DPM-Solver / DPM SDE / DEIS / UniPC cases as diffusers: "
            "bit-identical timesteps, sigmas, scaled inputs and chains (Karras timesteps within 4 ulps; UniPC chains within "
            "a relative %.2g)\n", identical, cases, within_worst);
     CHECK(cases > 0 && identical == cases, "%d of %d multistep cases differ", cases - identical, cases);

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Reference runs of diffusers 0.31's PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 (and ancestral), DPM-Solver
-multistep and singlestep, DEIS and UniPC schedulers, for sower's (src/model/schedulers/pndm.c, euler.c, kdpm2.c,
-dpm_multistep.c, dpm_singlestep.c, deis.c, unipc.c, sigmas.c). LMS needs scipy
-(pip install "scipy<1.15" in the reference environment).
+multistep and singlestep, DPMSolverSDEScheduler, DEIS and UniPC schedulers, for sower's (src/model/schedulers/pndm.c,
+euler.c, kdpm2.c, dpm_multistep.c, dpm_singlestep.c, dpm_sde.c, deis.c, unipc.c, sigmas.c). LMS needs scipy
+(pip install "scipy<1.15" in the reference environment), DPMSolverSDEScheduler torchsde (pip install torchsde==0.2.6).
 
 Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py;
 a few seconds; torch's linspace bits are those of its AVX2 kernel, forced here as sower's torch-cpu
@@ -16,7 +16,8 @@ set_timesteps(N) and records the timesteps (float), the sigmas where the class h
 init_noise_sigma; then a chain through every step as StableDiffusionPipeline runs it, on the inputs of
 scheduler_reference.json (randn (1, 4, 4, 4)): x = inputs[0].sample * init_noise_sigma; for each step i,
 scaled = scale_model_input(x, t) (its bytes hashed in order), x = step(inputs[i % 3].model_output, t,
-x) with Euler ancestral's, KDPM2 ancestral's and the DPM-Solver++ SDEs' draws replaced by inputs[i % 3].noise (counted). Recorded: sha256 of every
+x) with Euler ancestral's, KDPM2 ancestral's and the DPM-Solver++ SDEs' draws (DPMSolverSDEScheduler's Brownian tree
+noise sampler's output) replaced by inputs[i % 3].noise (counted). Recorded: sha256 of every
 scaled input in order, of the final x, its values, and the number of draws.
 """
 import hashlib
@@ -222,6 +223,20 @@ def cases():
     c.append(("unipc_order3_disable_corrector_n11", U3, '{"solver_order": 3, "disable_corrector": [2, 5]}', 11))
     c.append(("unipc_order3_no_lower_final_sigma_min_n8", U3, '{"solver_order": 3, "lower_order_final": false, '
                                                               '"final_sigmas_type": "sigma_min"}', 8))
+    # DPMSolverSDEScheduler (DPM++ SDE: two calls per step but the last, noise at every call but the last, from a
+    # Brownian tree that the chain replaces with the inputs' noise as it replaces the other classes' draws; the tree
+    # itself: validate/make_brownian_reference.py)
+    E = "DPMSolverSDEScheduler"
+    for n in (1, 2, 5, 10, 25):
+        c.append((f"sd15_into_dpm_sde_tree_n{n}", E, SD15, n))
+    c.append(("sd15_into_dpm_sde_tree_karras_n12", E, SD15[:-1] + ', "use_karras_sigmas": true}', 12))
+    c.append(("sd15_into_dpm_sde_tree_karras_n25", E, SD15[:-1] + ', "use_karras_sigmas": true}', 25))
+    c.append(("ddim_v_into_dpm_sde_tree_n12", E, DDIM_SAVED_V, 12))
+    c.append(("dpm_sde_tree_trailing_n10", E, '{"timestep_spacing": "trailing", "noise_sampler_seed": 5}', 10))
+    c.append(("dpm_sde_tree_linear_leading_n9", E, '{"beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02, '
+                                                 '"timestep_spacing": "leading", "steps_offset": 1}', 9))
+    c.append(("dpm_sde_tree_cosine_karras_v_n7", E, '{"beta_schedule": "squaredcos_cap_v2", "use_karras_sigmas": true, '
+                                                  '"prediction_type": "v_prediction"}', 7))
     return c
 
 
@@ -239,6 +254,7 @@ def run(torch, diffusers, inputs, name, cls_name, text, n):
     import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
     import diffusers.schedulers.scheduling_dpmsolver_singlestep as dpm_single
     import diffusers.schedulers.scheduling_k_dpm_2_ancestral_discrete as kdpm2_a
+    import diffusers.schedulers.scheduling_dpmsolver_sde as dpm_sde
     s = getattr(diffusers, cls_name).from_config(json.loads(text))
     s.set_timesteps(n)
     draws = [0]
@@ -252,6 +268,15 @@ def run(torch, diffusers, inputs, name, cls_name, text, n):
     dpm.randn_tensor = fake_randn
     kdpm2_a.randn_tensor = fake_randn
     dpm_single.randn_tensor = fake_randn
+
+    class FakeTreeSampler:  # DPMSolverSDEScheduler's BrownianTreeNoiseSampler: the inputs' noise, counted
+        def __init__(self, x, *args, **kwargs):
+            self.shape = x.shape
+
+        def __call__(self, sigma, sigma_next):
+            return fake_randn(self.shape)
+
+    dpm_sde.BrownianTreeNoiseSampler = FakeTreeSampler
     x = inputs[0]["sample"] * s.init_noise_sigma
     scaled = hashlib.sha256()
     for i, t in enumerate(s.timesteps):

@@ -53,6 +53,22 @@ static int generator_draw(SeedGenerator *g, const RenderSettings *rs, const Comp
     return be->ops->download(be->ctx, host, be_scratch, per);
 }
 
+/* A fresh torch.Generator's randn for a Brownian tree node (schedulers/brownian.h): the CPU generator, or
+ * torch.Generator("cuda") made on the backend and brought to the host, as the samples' own generator is. */
+typedef struct {
+    const RenderSettings *rs;
+    const ComputeBackend *be;
+    float *be_scratch; /* (per,) backend memory for a torch-cuda draw */
+} TreeDraw;
+
+static int tree_draw(void *ctx, uint64_t seed, float *out, size_t n)
+{
+    const TreeDraw *d = ctx;
+    SeedGenerator g = {0};
+    generator_seed(&g, d->rs, seed);
+    return generator_draw(&g, d->rs, d->be, out, d->be_scratch, n);
+}
+
 /* Renders seeds[0..nb) as one batch into out (nb, C, H, W). The samples stay in the backend's
  * memory from the first noise to the last step (on a GPU: no copy per step but each step's noise
  * up, drawn on the host by each seed's own generator, or for torch-cuda made on the device and
@@ -215,8 +231,15 @@ static int render_batch(const RenderSettings *rs, const ComputeBackend *be, cons
         }
         SOWER_TRY_GOTO(predict(rs, be, i, x_be, &context, nb, ts, x_in_be, eps2_be, eps_be, rescale_host), status, done);
         const int draws = scheduler_step_needs_noise(sched, i, rs->eta);
-        for (int b = 0; draws && b < nb; b++)
-            SOWER_TRY_GOTO(generator_draw(&gens[b], rs, be, noise + per * b, noise_be + per * b, per), status, done);
+        for (int b = 0; draws && b < nb; b++) {
+            if (scheduler_noise_is_tree(sched)) { /* each sample's Brownian tree, not its generator */
+                TreeDraw d = {.rs = rs, .be = be, .be_scratch = noise_be + per * b};
+                SOWER_TRY_GOTO(scheduler_tree_noise(sched, i, seeds[b], tree_draw, &d, noise + per * b, per), status,
+                               done);
+            } else {
+                SOWER_TRY_GOTO(generator_draw(&gens[b], rs, be, noise + per * b, noise_be + per * b, per), status, done);
+            }
+        }
         if (on_backend) {
             StepCoefficients k;
             scheduler_step_coefficients(sched, i, rs->eta, &k);

@@ -286,6 +286,7 @@ void scheduler_free(Scheduler *s)
     free(s->sigmas_up);
     free(s->sigmas_down);
     free(s->alphas_cumprod);
+    brownian_plan_free(s->brownian);
     memset(s, 0, sizeof *s);
 }
 
@@ -317,6 +318,16 @@ int scheduler_step_needs_noise(const Scheduler *s, int i, float eta)
     StepCoefficients k;
     scheduler_step_coefficients(s, i, eta, &k);
     return k.add_noise;
+}
+
+int scheduler_noise_is_tree(const Scheduler *s) { return scheduler_class(s->cfg.kind)->tree_noise != NULL; }
+
+int scheduler_tree_noise(const Scheduler *s, int i, uint64_t seed, BrownianDrawFn draw, void *ctx, float *out,
+                         size_t n)
+{
+    assert(scheduler_noise_is_tree(s) && i >= 0 && i < s->num_steps);
+    const uint64_t entropy = s->cfg.has_noise_sampler_seed ? s->cfg.noise_sampler_seed : seed;
+    return scheduler_class(s->cfg.kind)->tree_noise(s, i, entropy, draw, ctx, out, n);
 }
 
 float scheduler_input_divisor(const Scheduler *s, int i)

@@ -38,6 +38,7 @@
 #include "err.h"
 #include "rng.h"
 #include "scheduler_step.h"
+#include "schedulers/brownian.h"
 
 enum {
     SCHEDULER_MAX_TRAIN_TIMESTEPS = 100000, /* cap on num_train_timesteps from a config */
@@ -94,6 +95,7 @@ typedef enum {
     KEY_PREDICT_X0,          /* UniPC */
     KEY_DISABLE_CORRECTOR,
     KEY_SOLVER_P,
+    KEY_NOISE_SAMPLER_SEED,  /* DPMSolverSDEScheduler */
     KEY_COUNT
 } ConfigKey;
 
@@ -127,6 +129,8 @@ typedef struct {
     int disable_corrector[SCHEDULER_MAX_DISABLED_CORRECTORS];
     int lower_order_final, euler_at_final;
     double lambda_min_clipped;     /* DPM: -inf (no clipping) unless set */
+    int has_noise_sampler_seed;    /* DPM SDE (Brownian tree): the config's noise_sampler_seed is every sample's tree */
+    uint64_t noise_sampler_seed;   /* entropy; else (null, the default) each sample's own seed is its tree's */
     /* Not a diffusers key: the torch CPU kernel whose torch.linspace bits to reproduce (the same
      * choice as the noise generator's). Defaults to RNG_KERNEL_TORCH_CPU (AVX2 dispatch). */
     RngKernel torch_kernel;
@@ -159,6 +163,7 @@ typedef struct {
     float init_noise_sigma;    /* the first latents are the noise times this: 1 but for Euler's */
     float *alphas_cumprod;     /* (T,) */
     float final_alpha_cumprod; /* alpha_prod_t_prev when t - T//N < 0: DDIM 1 or alphas_cumprod[0], DDPM 1 */
+    BrownianPlan *brownian;    /* DPM SDE: the Brownian tree's shape and the calls' queries (NULL for the others) */
 } Scheduler;
 
 /* Builds the tables and set_timesteps(N). N must be 1..T, and every timestep must fall in 0..T-1
@@ -182,6 +187,15 @@ void scheduler_free(Scheduler *s);
 /* Whether step i consumes per-sample noise from the seed's generator (DDIM: eta > 0, at EVERY step
  * including the last; DDPM: timesteps[i] > 0; Euler ancestral and DPM-Solver++ SDE: every step). */
 int scheduler_step_needs_noise(const Scheduler *s, int i, float eta);
+
+/* Whether the class's noise comes from a Brownian tree per sample (scheduler_tree_noise: DPMSolverSDEScheduler)
+ * rather than from the seed's generator. */
+int scheduler_noise_is_tree(const Scheduler *s);
+/* Call i's noise for the sample of `seed` (n values): its tree's increment over the call's sigmas, scaled as
+ * diffusers' BrownianTreeNoiseSampler scales it. The tree's entropy is the config's noise_sampler_seed, else the
+ * seed; draw makes each tree node's torch.randn from a fresh generator. */
+int scheduler_tree_noise(const Scheduler *s, int i, uint64_t seed, BrownianDrawFn draw, void *ctx, float *out,
+                         size_t n) SOWER_MUST_CHECK;
 
 /* What scale_model_input divides step i's sample by before the UNet sees it: sqrt(sigma^2 + 1) for
  * Euler's, 1 (the identity) for the others. */
@@ -258,6 +272,9 @@ typedef struct {
     float (*input_sigma)(const Scheduler *s, int i);
     /* whether call i draws noise, for a class that draws at some calls only (KDPM2 ancestral) */
     int (*draws_noise_at)(const Scheduler *s, int i);
+    /* call i's noise for one sample from its tree (entropy), where it is not the seed generator's (DPM SDE) */
+    int (*tree_noise)(const Scheduler *s, int i, uint64_t entropy, BrownianDrawFn draw, void *ctx, float *out,
+                      size_t n);
     int floors_terminal_alpha;               /* with rescale_betas_zero_snr, alphas_cumprod[T - 1] = 2**-24 (so
                                               * the first sigma is finite: Euler's, DPM's) */
     void (*step)(const Scheduler *s, SchedulerRun *r, int i, const float *model_output, float *sample,

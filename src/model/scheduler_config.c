@@ -81,6 +81,7 @@ static const char *const config_key_names[KEY_COUNT] = {
     [KEY_PREDICT_X0] = "predict_x0",
     [KEY_DISABLE_CORRECTOR] = "disable_corrector",
     [KEY_SOLVER_P] = "solver_p",
+    [KEY_NOISE_SAMPLER_SEED] = "noise_sampler_seed",
 };
 
 static const char *const beta_schedule_names[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
@@ -306,6 +307,17 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
     case KEY_SOLVER_P:
         if (!cJSON_IsNull(v)) /* another scheduler object as the predictor: not something a JSON file can hold */
             return bad_value(path, name, "null", v);
+        return SOWER_OK;
+    case KEY_NOISE_SAMPLER_SEED: /* None: each sample's seed (sower's rule: diffusers' None is a random one) */
+        if (cJSON_IsNull(v)) {
+            cfg->has_noise_sampler_seed = 0;
+            return SOWER_OK;
+        }
+        /* a JSON number is a double here: integers up to 2^53 keep every digit */
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0 && v->valuedouble <= 9007199254740992.0) ||
+            floor(v->valuedouble) != v->valuedouble)
+            return bad_value(path, name, "null or an integer in 0..2^53", v);
+        cfg->has_noise_sampler_seed = 1, cfg->noise_sampler_seed = (uint64_t)v->valuedouble;
         return SOWER_OK;
     case KEY_LOWER_ORDER_FINAL:
         return get_bool(path, name, v, &cfg->lower_order_final);

@@ -8,7 +8,7 @@
 
 #define SCHEDULER_CLASSES(X)                                                                                   \
     X(ddim) X(ddpm) X(ddim_parallel) X(pndm) X(euler) X(euler_a) X(dpm_multistep) X(dpm_multistep_sde) X(unipc)  \
-    X(heun) X(lms) X(kdpm2) X(kdpm2_a) X(dpm_singlestep) X(dpm_singlestep_sde) X(deis)
+    X(heun) X(lms) X(kdpm2) X(kdpm2_a) X(dpm_singlestep) X(dpm_singlestep_sde) X(deis) X(dpm_sde)
 
 #define DECLARE(name) extern const SchedulerClass scheduler_##name;
 SCHEDULER_CLASSES(DECLARE)
