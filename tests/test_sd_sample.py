@@ -6,7 +6,8 @@ usage: test_sd_sample.py SOWER tests/data/sd MONO_V_MODEL
 
 1. Every case (tiny SD 1.x / 2.x pipelines with F32 / F16 / BF16 weights; DDIM, PNDM (PLMS, and its
    Runge-Kutta warm-up from a DDIM config), Euler and DPM-Solver++ 2M (interpolated and Karras sigmas) and
-   Euler ancestral, each from the folder's PNDM or DDIM config; epsilon and v-prediction; guidance 1, 5, 7.5;
+   Euler ancestral, ... and DPM++ SDE (each seed's Brownian tree: diffusers' noise_sampler_seed=[the seeds]),
+   each from the folder's PNDM or DDIM config; epsilon and v-prediction; guidance 1, 5, 7.5;
    negative prompts; eta 0 and 0.5; clip_skip; seeds 0, 2^32+7, 2^64-1): `sower sample --scheduler S
    [--karras]` equals output_type="latent" within 5 x max(torch's batch yardstick, torch's
    float32-vs-float64 yardstick).
@@ -112,9 +113,9 @@ def main():
         check(len(set(runs.values())) == 1, f"the bytes depend on --batch/--threads: {list(runs)}")
         print(f"batch 1/2/3/4 x threads 1/2: identical bytes ({len(seeds)} seeds)")
         # The schedulers that keep a history per value (pndm, dpm++2m, unipc, heun, lms, dpm2, dpm++2s, deis) or draw noise
-        # (euler-a), or both (dpm++2m-sde, dpm2-a, dpm++2s-sde).
+        # (euler-a), or both (dpm++2m-sde, dpm2-a, dpm++2s-sde; dpm++sde from each sample's Brownian tree).
         for name in ("pndm", "dpm++2m", "euler-a", "dpm++2m-sde", "unipc", "heun", "lms", "dpm2", "dpm2-a", "dpm++2s",
-                     "dpm++2s-sde", "deis"):
+                     "dpm++2s-sde", "deis", "dpm++sde"):
             key, group = next((k, g) for k, g in groups.items() if k[6] == name)
             seeds = [c["seed"] for c in group] + ["7", "8"]
             runs = []
@@ -124,8 +125,8 @@ def main():
                 if check(r.returncode == 0, f"{name} {extra}: exit {r.returncode}: {r.stderr}"):
                     runs.append(open(path, "rb").read())
             check(len(runs) == 2 and runs[0] == runs[1], f"{name}: the bytes depend on --batch/--threads")
-        print("pndm, dpm++2m, euler-a, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde, deis: batch 1 x threads "
-              "1 == batch 3 x threads 2, bit for bit")
+        print("pndm, dpm++2m, euler-a, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde, deis, dpm++sde: "
+              "batch 1 x threads 1 == batch 3 x threads 2, bit for bit")
 
         # 3. Bad input.
         base = dict(cases[0])
@@ -200,7 +201,8 @@ def main():
         bad("--guidance-rescale without guidance", folder, ["--guidance-rescale 0.7 needs --guidance above 1"],
             ["--guidance-rescale", "0.7"], case=dict(base, guidance=1.0))
         bad("--guidance-rescale past 1", folder, ["--guidance-rescale"], ["--guidance-rescale", "1.5"])
-        bad("--karras with ddim", folder, ["--karras", "euler, dpm++2m, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde and deis"], ["--karras"])
+        bad("--karras with ddim", folder, ["--karras", "euler, dpm++2m, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde, deis and "
+                                                   "dpm++sde"], ["--karras"])
         bad("DPM-Solver of order 4",
             copy_with("dpm4", edit_json("scheduler/scheduler_config.json", solver_order=4)),
             ["scheduler_config.json", "solver_order", "1..3"], case=dict(base, scheduler="dpm++2m"))
@@ -233,6 +235,16 @@ def main():
                   open(a, "rb").read() == open(b, "rb").read(), f"own {name}: {r1.stderr[-300:]} {r2.stderr[-300:]}")
 
         own_runs_as(copy_with("singlestep-sde-own", own_singlestep_sde), "dpm++2s-sde")
+        # a folder whose own scheduler is DPMSolverSDEScheduler (its noise_sampler_seed every sample's tree) runs dpm++sde
+        def own_dpm_sde(seed):
+            def edit(path):
+                edit_json("scheduler/scheduler_config.json", _class_name="DPMSolverSDEScheduler",
+                          noise_sampler_seed=seed)(path)
+                edit_json("model_index.json", scheduler=["diffusers", "DPMSolverSDEScheduler"])(path)
+            return edit
+        own_runs_as(copy_with("dpm-sde-own", own_dpm_sde(5)), "dpm++sde")
+        bad("a negative noise_sampler_seed", copy_with("dpm-sde-negative", own_dpm_sde(-3)),
+            ["scheduler_config.json", "noise_sampler_seed", "0..2^53"], case=dict(base, scheduler="dpm++sde"))
         # a folder whose own scheduler is UniPC: runs it by default; with values diffusers takes but sower does not
         # run (order 4), the folder still serves a named scheduler, and its own is refused, saying why
         def own_unipc(**values):

@@ -20,7 +20,8 @@ What it writes under tests/data/sd/:
       is the float32 model loaded from the stored half-precision weights.
   render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
       DDIMScheduler (or PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 and its ancestral form, DPM-Solver++ 2M and
-      2S and their SDE forms, DEIS, UniPC, Karras sigmas for Euler, Heun, LMS, KDPM2, DPM, DEIS and UniPC)
+      2S and their SDE forms, DPM++ SDE (DPMSolverSDEScheduler, noise_sampler_seed=[the seeds]; needs torchsde),
+      DEIS, UniPC, Karras sigmas for Euler, Heun, LMS, KDPM2, DPM, DPM++ SDE, DEIS and UniPC)
       .from_config(the folder's scheduler config), 10 steps, one CPU generator per seed, output_type="latent"
       (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
       yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
@@ -246,6 +247,11 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
      {"scheduler_config": {"solver_order": 3}}),
     (["tiny-sd1"], "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [0, 46], "unipc", False,
      {"scheduler_config": {"solver_order": 3}}),
+    # DPMSolverSDEScheduler (DPM++ SDE): two UNet calls per step but the last, the noise each sample's Brownian tree's
+    # (noise_sampler_seed=[seed of each image], as sower gives each sample its own tree)
+    (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "dpm++sde", False),
+    (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [47], "dpm++sde", True),
+    (["tiny-sd2"], "a red cube on a blue sphere", None, 5.0, 0.0, None, [SEEDS[2]], "dpm++sde", False),
 ]
 
 
@@ -259,7 +265,8 @@ def scheduler_class(name):
             "heun": diffusers.HeunDiscreteScheduler, "lms": diffusers.LMSDiscreteScheduler,
             "dpm2": diffusers.KDPM2DiscreteScheduler, "dpm2-a": diffusers.KDPM2AncestralDiscreteScheduler,
             "dpm++2s": diffusers.DPMSolverSinglestepScheduler,
-            "dpm++2s-sde": diffusers.DPMSolverSinglestepScheduler, "deis": diffusers.DEISMultistepScheduler}[name]
+            "dpm++2s-sde": diffusers.DPMSolverSinglestepScheduler, "deis": diffusers.DEISMultistepScheduler,
+            "dpm++sde": diffusers.DPMSolverSDEScheduler}[name]
 
 
 SCHEDULER_KWARGS = {"dpm++2m-sde": {"algorithm_type": "sde-dpmsolver++"},
@@ -274,6 +281,8 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
     if not hasattr(pipe, "_folder_scheduler_config"):  # swap from the folder's file, never from a swap
         pipe._folder_scheduler_config = pipe.scheduler.config
     extra = dict(SCHEDULER_KWARGS.get(scheduler, {}), **({"use_karras_sigmas": True} if karras else {}))
+    if scheduler == "dpm++sde":  # one Brownian tree per image, each of its seed: what sower renders
+        extra["noise_sampler_seed"] = list(seeds)
     config = pipe._folder_scheduler_config
     edits = (options or {}).get("scheduler_config")
     if edits:  # the file as the test edits it: its own keys (not those the folder's class defaulted) plus these
@@ -294,12 +303,14 @@ def render(pipe, prompt, negative, guidance, eta, clip_skip, seeds, latents=None
 
 def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, scheduler, karras, options):
     """The same render in float64 from the same float32 noise (the initial noise, and Euler ancestral's,
-    KDPM2 ancestral's and the DPM-Solver++ SDEs' draws: float32 draws widened, not float64 draws): torch's own float32
+    KDPM2 ancestral's and the DPM-Solver++ SDEs' draws, DPM++ SDE's Brownian tree: float32 draws widened, not float64
+    draws): torch's own float32
     error over the whole loop."""
     import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm
     import diffusers.schedulers.scheduling_euler_ancestral_discrete as euler_a
     import diffusers.schedulers.scheduling_dpmsolver_singlestep as dpm_single
     import diffusers.schedulers.scheduling_k_dpm_2_ancestral_discrete as kdpm2_a
+    import diffusers.schedulers.scheduling_dpmsolver_sde as dpm_sde
     from diffusers.utils.torch_utils import randn_tensor
 
     def float32_draws(shape, generator=None, device=None, dtype=None, layout=None):
@@ -314,6 +325,13 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
         return solve(A.to(B.dtype), B, *args, **kwargs)
 
     torch.linalg.solve = solve_as_b
+    tree_init, tree_call = dpm_sde.BatchedBrownianTree.__init__, dpm_sde.BatchedBrownianTree.__call__
+
+    def tree_init32(self, x, t0, t1, seed=None, **kwargs):  # DPM++ SDE's tree: its float32 increments, widened
+        tree_init(self, x.float(), t0, t1, seed, **kwargs)
+
+    dpm_sde.BatchedBrownianTree.__init__ = tree_init32
+    dpm_sde.BatchedBrownianTree.__call__ = lambda self, t0, t1: tree_call(self, t0, t1).double()
     try:
         return render(pipe64, prompt, negative, guidance, 0.0, clip_skip, [seed], latents=noise.double(),
                       scheduler=scheduler, karras=karras, options=options)[0]
@@ -321,6 +339,7 @@ def render64(pipe64, unet_size, prompt, negative, guidance, clip_skip, seed, sch
         torch.set_default_dtype(torch.float32)
         euler_a.randn_tensor = dpm.randn_tensor = kdpm2_a.randn_tensor = dpm_single.randn_tensor = randn_tensor
         torch.linalg.solve = solve
+        dpm_sde.BatchedBrownianTree.__init__, dpm_sde.BatchedBrownianTree.__call__ = tree_init, tree_call
 
 
 def render_cases(name, pipe, out):
