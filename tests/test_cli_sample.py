@@ -139,7 +139,7 @@ def main():
             (["--seeds", "1,"], "trailing comma"), (["--seeds", "0-99999999999"], "more than"),
             (["--seeds", "0", "--steps", "0"], "--steps"), (["--seeds", "0", "--steps", "1001"], "--steps"),
             (["--seeds", "0", "--eta", "2"], "--eta"), (["--seeds", "0", "--eta", "0.5", "--scheduler", "ddpm"], "ddim"),
-            (["--seeds", "0", "--karras"], "--karras applies to the euler, dpm++2m, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde and deis schedulers (the scheduler is ddim)"),
+            (["--seeds", "0", "--karras"], "--karras applies to the euler, dpm++2m, dpm++2m-sde, unipc, heun, lms, dpm2, dpm2-a, dpm++2s, dpm++2s-sde, deis and dpm++sde schedulers (the scheduler is ddim)"),
             (["--seeds", "0", "--batch", "0"], "--batch"), (["--seeds", "0", "--threads", "x"], "--threads"),
             (["--seeds", "0", "--scheduler", "kdpm2"], "--scheduler"), (["--seeds", "0", "--generator", "cuda"], "--generator"),
             (["--seeds", "0", "--trace", "/nonexistent"], "--trace"), (["--seeds", "0", "--bogus"], "unknown option"),

@@ -67,6 +67,13 @@ static void print_scheduler(const SchedulerConfig *s)
                s->solver_order, s->solver_type == DPM_SOLVER_MIDPOINT ? "midpoint" : "heun");
     if (keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS))
         printf(", %s sigmas", s->use_karras_sigmas ? "Karras" : "interpolated");
+    if (keys & SCHED_KEY(KEY_NOISE_SAMPLER_SEED)) { /* DPM++ SDE's Brownian tree */
+        if (s->has_noise_sampler_seed)
+            printf(", Brownian tree noise of entropy %llu (noise_sampler_seed) for every seed",
+                   (unsigned long long)s->noise_sampler_seed);
+        else
+            printf(", Brownian tree noise of entropy each seed");
+    }
     if (s->rescale_betas_zero_snr)
         printf(", zero terminal SNR (rescale_betas_zero_snr)");
     printf("\n");

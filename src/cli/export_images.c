@@ -170,7 +170,7 @@ static void sampler_name(const Job *job, char *out, size_t size)
                                            {"dpm++2m", "DPM++ 2M"}, {"dpm++2m-sde", "DPM++ 2M SDE"}, {"unipc", "UniPC"}, {"heun", "Heun"}, {"lms", "LMS"},
                                            {"dpm2", "DPM2"}, {"dpm2-a", "DPM2 a"},
                                            {"dpm++2s", "DPM++ 2S"}, {"dpm++2s-sde", "DPM++ 2S SDE"},
-                                           {"deis", "DEIS"}};
+                                           {"deis", "DEIS"}, {"dpm++sde", "DPM++ SDE"}};
     const char *ours = scheduler_kind_name(job->scheduler), *theirs = ours;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(names[i][0], ours) == 0) theirs = names[i][1];
