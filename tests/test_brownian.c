@@ -12,24 +12,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "reference_file.h"
 #include "digest.h"
 #include "rng.h"
 #include "schedulers/brownian.h"
 #include "seed_sequence.h"
 
-enum { REFERENCE_MAX_BYTES = 1 << 20 };
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = f ? malloc(REFERENCE_MAX_BYTES) : NULL;
-    size_t n = buf ? fread(buf, 1, REFERENCE_MAX_BYTES - 1, f) : 0;
-    if (f)
-        fclose(f);
-    if (buf)
-        buf[n] = '\0';
-    return buf;
-}
 
 static const char *str(const cJSON *o, const char *key)
 {
@@ -117,7 +105,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_brownian tests/data/brownian_reference.json\n");
         return 2;
     }
-    char *text = read_text(argv[1]);
+    char *text = reference_file_read(argv[1]);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     CHECK(root != NULL, "cannot read %s", argv[1]);

@@ -11,21 +11,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "reference_file.h"
 #include "schedulers/torch_math.h"
 
-enum { REFERENCE_MAX_BYTES = 1 << 20 };
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = f ? malloc(REFERENCE_MAX_BYTES) : NULL;
-    size_t n = buf ? fread(buf, 1, REFERENCE_MAX_BYTES - 1, f) : 0;
-    if (f)
-        fclose(f);
-    if (buf)
-        buf[n] = '\0';
-    return buf;
-}
 
 static float float_of_hex(const cJSON *item)
 {
@@ -43,7 +31,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_torch_math tests/data/torch_math_reference.json\n");
         return 2;
     }
-    char *text = read_text(argv[1]);
+    char *text = reference_file_read(argv[1]);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(root, "inputs"),

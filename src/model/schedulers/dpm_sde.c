@@ -192,11 +192,7 @@ static int dpm_sde_set_timesteps(Scheduler *s)
         s->sigmas[2 * k - 1] = s->sigmas[2 * k] = (float)interp[k];
     s->sigmas[2 * N - 1] = 0.0f;
     SOWER_TRY_GOTO(dpm_sde_check(s, call_ts), status, done);
-    /* init_noise_sigma: sigmas.max(), or (max**2 + 1) ** 0.5 for leading spacing */
-    float max = s->sigmas[0];
-    for (int i = 1; i < s->num_sigmas; i++)
-        max = s->sigmas[i] > max ? s->sigmas[i] : max;
-    s->init_noise_sigma = s->cfg.timestep_spacing == SPACING_LEADING ? sqrtf(max * max + 1.0f) : max;
+    s->init_noise_sigma = sigmas_init_noise_sigma(s, s->num_sigmas);
     status = plan_tree(s);
 done:
     free(sigma);

@@ -82,11 +82,7 @@ static int euler_set_timesteps(Scheduler *s)
         s->sigmas[i] = (float)interp[i];
     s->sigmas[N] = final_sigma(&s->cfg, sigma);
     SOWER_TRY_GOTO(sigmas_check(s, NULL, s->unet_timesteps, 0), status, done);
-    /* init_noise_sigma: sigmas.max(), or (max**2 + 1) ** 0.5 for leading spacing */
-    float max = s->sigmas[0];
-    for (int i = 1; i <= N; i++)
-        max = s->sigmas[i] > max ? s->sigmas[i] : max;
-    s->init_noise_sigma = s->cfg.timestep_spacing == SPACING_LEADING ? sqrtf(max * max + 1.0f) : max;
+    s->init_noise_sigma = sigmas_init_noise_sigma(s, N + 1);
 done:
     free(sigma);
     free(log_sigma);

@@ -147,11 +147,7 @@ static int kdpm2_set_timesteps(Scheduler *s)
         s->unet_timesteps[2 * k - 1] = tensor_sigma_to_t(b_interpol[ancestral ? k - 1 : k], log_sigma, T);
         s->unet_timesteps[2 * k] = ts[k];
     }
-    /* init_noise_sigma: sigmas.max(), or (max**2 + 1) ** 0.5 for leading spacing */
-    float max = s->sigmas[0];
-    for (int i = 1; i < s->num_sigmas; i++)
-        max = s->sigmas[i] > max ? s->sigmas[i] : max;
-    s->init_noise_sigma = s->cfg.timestep_spacing == SPACING_LEADING ? sqrtf(max * max + 1.0f) : max;
+    s->init_noise_sigma = sigmas_init_noise_sigma(s, s->num_sigmas);
     status = kdpm2_check(s);
 done:
     free(sigma);

@@ -140,6 +140,9 @@ void karras_sigmas(double sigma_min, double sigma_max, int n, double *out /* (n,
 double sigma_to_t(double sigma, const float *log_sigmas, int T);
 /* Its parts: the clipped float32 weight w toward low_idx + 1, and low_idx. */
 float sigma_to_t_weight(double sigma, const float *log_sigmas, int T, int *low_idx);
+/* init_noise_sigma of the sigma-space classes (Euler's, KDPM2's, DPM SDE's): sigmas.max() over the first `count`
+ * sigmas, or (max**2 + 1) ** 0.5 (float32) for leading spacing. */
+float sigmas_init_noise_sigma(const Scheduler *s, int count);
 /* The sigma after the last step: 0 ("zero") or sigma[0] ("sigma_min"). */
 float final_sigma(const SchedulerConfig *cfg, const float *sigma /* (T,) */);
 /* SOWER_EINPUT unless Karras sigmas can be read off this schedule (two train timesteps at least). */

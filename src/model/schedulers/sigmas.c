@@ -87,6 +87,14 @@ double sigma_to_t(double sigma, const float *log_sigmas, int T)
     return (double)(1.0f - w) * (double)low + (double)w * (double)(low + 1);
 }
 
+float sigmas_init_noise_sigma(const Scheduler *s, int count)
+{
+    float max = s->sigmas[0];
+    for (int i = 1; i < count; i++)
+        max = s->sigmas[i] > max ? s->sigmas[i] : max;
+    return s->cfg.timestep_spacing == SPACING_LEADING ? sqrtf(max * max + 1.0f) : max;
+}
+
 float final_sigma(const SchedulerConfig *cfg, const float *sigma)
 {
     return cfg->final_sigmas_type == FINAL_SIGMA_MIN ? sigma[0] : 0.0f;
