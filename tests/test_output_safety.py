@@ -38,6 +38,9 @@ import numpy as np
 
 from testing import check, failures  # noqa: E402  (the tests' shared helpers)
 ROWS = 144  # enough that a fast idle machine cannot finish a run before a signal lands
+# One thread for the single-process runs: on this tiny model a second thread costs more than it saves (CI time);
+# the multi-rank runs take one per rank anyway, and no bit depends on the count.
+ONE_THREAD = ", threads: 1"
 
 JOB = """sower: 1
 name: safety-test
@@ -130,7 +133,7 @@ def main():
     os.environ["SOWER_PROGRESS_SECONDS"] = "0.1"
     with tempfile.TemporaryDirectory() as tmp:
         job = os.path.join(tmp, "job.yaml")
-        open(job, "w").write(JOB.format(model=model, steps=60, rows=ROWS, extra=""))
+        open(job, "w").write(JOB.format(model=model, steps=60, rows=ROWS, extra=ONE_THREAD))
         ref = os.path.join(tmp, "ref.h5")
         r = run([sower, "run", job, "-o", ref])
         if not expect(r, 0, [], "the reference run"):
@@ -181,11 +184,11 @@ def main():
         out = os.path.join(tmp, "edited.h5")
         kill9(start([sower, "run", job, "-o", out]), out)
         edited = os.path.join(tmp, "edited.yaml")
-        text = JOB.format(model=model, steps=60, rows=ROWS, extra=", threads: 1").replace("batch: 2", "batch: 5")
+        text = JOB.format(model=model, steps=60, rows=ROWS, extra=", threads: 2").replace("batch: 2", "batch: 5")
         open(edited, "w").write("# edited after the kill\n" + text.replace("safety-test", "renamed")
                                 .replace("count: 2}", "count: 5}"))
         steps = os.path.join(tmp, "steps.yaml")
-        open(steps, "w").write(JOB.format(model=model, steps=50, rows=ROWS, extra=""))
+        open(steps, "w").write(JOB.format(model=model, steps=50, rows=ROWS, extra=ONE_THREAD))
         r = run([sower, "run", steps, "-o", out, "--resume"])
         expect(r, 2, ["'pipeline: scheduler=ddim steps=60 eta=0.3' there, 'pipeline: scheduler=ddim steps=50 eta=0.3'"],
                "--resume with other steps")

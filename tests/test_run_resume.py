@@ -20,7 +20,7 @@ failures = []
 JOB = """sower: 1
 name: resume-test
 model: {model}
-pipeline: {{scheduler: ddim, steps: 40, eta: 0.3, batch: 2}}
+pipeline: {{scheduler: ddim, steps: 40, eta: 0.3, batch: 2, threads: 1}}
 seeds:
   ranges: [{{start: 0, count: {count}}}]
 output: {{path: out.h5}}

@@ -1,7 +1,7 @@
 /* fuzz_model_config.c: a model folder's JSON configs. The same bytes go to the UNet config reader
  * (config.json, UNet2DModel or UNet2DConditionModel; then the model is laid out from it), the text
  * encoder's (text_encoder/config.json; then its tensors are listed) and every scheduler's config reader
- * (scheduler_config.json; then set_timesteps for a few step counts and every step). Each either
+ * (scheduler_config.json; then set_timesteps for a few step counts and every step, DPM SDE's tree noise too). Each either
  * succeeds or fails with exit code 2 and a message naming the file. */
 #include "clip_text_model.h"
 #include "fuzz.h"
@@ -42,6 +42,15 @@ static void fuzz_text_encoder(const char *text, size_t size)
                 "an accepted text encoder config that cannot be laid out");
 }
 
+/* A Brownian tree node's "randn": a fixed fill (the values do not matter here, the walk does). */
+static int fixed_draw(void *ctx, uint64_t seed, float *out, size_t n)
+{
+    (void)ctx;
+    for (size_t j = 0; j < n; j++)
+        out[j] = (float)(seed % 7) - 3.0f;
+    return SOWER_OK;
+}
+
 static void fuzz_scheduler(const char *text, size_t size, SchedulerKind kind)
 {
     static const char path[] = "fuzz-model/scheduler/scheduler_config.json";
@@ -73,6 +82,11 @@ static void fuzz_scheduler(const char *text, size_t size, SchedulerKind kind)
         if (scheduler_run_init(&run, &s, VALUES) == SOWER_OK) {
             for (int j = 0; j < s.num_steps; j++) {
                 (void)scheduler_input_divisor(&s, j);
+                /* DPM SDE: the first and last drawing calls' tree noise (a walk over the plan's nodes) */
+                if (scheduler_noise_is_tree(&s) && scheduler_step_needs_noise(&s, j, 0.0f) &&
+                    (j == 0 || j == s.num_steps - 2))
+                    FUZZ_ASSERT(scheduler_tree_noise(&s, j, 12345, fixed_draw, NULL, z, VALUES) == SOWER_OK,
+                                "tree noise: %s", sower_error_message());
                 scheduler_run_step(&s, &run, j, 0.0f, m, x, z);
             }
             scheduler_run_free(&run);
