@@ -7,6 +7,9 @@
 - two "hosts" (SOWER_TEST_HOSTNAME) sharing the directory: the second is refused naming the host and
   the lock to delete; after kill -9 of the first, the other host is still refused (it cannot check
   a remote pid), the first host takes the stale lock over;
+- a requeued Slurm job on another host (same SLURM_JOB_ID, higher SLURM_RESTART_COUNT) takes over its earlier
+  run's lock once that run stops touching it (its heartbeat), refuses it while it is still touched; another
+  job or the same restart count is refused at once;
 - kill -9, then a plain rerun without --resume: refused (exit 2) with how many rows the .partial
   holds, the .partial byte for byte as it was; --resume then finishes it identical;
 - a manifest changed only where no bit changes (a comment, name, threads, batch, verify) resumes;
@@ -26,6 +29,7 @@
 usage: test_output_safety.py SOWER_BINARY MPIEXEC MODEL_DIR
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -179,6 +183,48 @@ def main():
             same_as(out, ref, "kill -9 + --resume")
         check(not os.path.exists(out + ".lock"), "a stale lock was left behind")
         print(f"two hosts: refused across hosts; kill -9 after {held} rows; plain rerun refused; --resume identical")
+
+        # 2b. A requeued Slurm job on another node (SLURM_JOB_ID the same, SLURM_RESTART_COUNT higher): it takes over the
+        # lock of its earlier run once that run's heartbeat has stopped (here SIGSTOP stands for a crashed node: Slurm
+        # requeues a job only once it has ended it), and refuses one still beating (a node Slurm lost that still
+        # reaches the file system); another job, or the same run count, is refused as any other host's run.
+        def slurm(host, job, restart=None):
+            env = dict(env_host(host), SLURM_JOB_ID=job, SOWER_LOCK_HEARTBEAT_SECONDS="1")
+            env.pop("SLURM_RESTART_COUNT", None)
+            if restart is not None:
+                env["SLURM_RESTART_COUNT"] = restart
+            return env
+
+        out = os.path.join(tmp, "requeue.h5")
+        first = start([sower, "run", job, "-o", out], env=slurm("node-a", "77"))
+        lock_text = open(out + ".lock").read()
+        check("slurm_job: 77\nslurm_restart: 0\n" in lock_text and "heartbeat: 1\n" in lock_text,
+              f"the lock does not name its Slurm job and heartbeat: {lock_text}")
+        for env, what in ((slurm("node-b", "78", "1"), "another Slurm job"), (slurm("node-b", "77", "0"), "the same run")):
+            t0 = time.time()
+            r = run([sower, "run", job, "-o", out, "--resume"], env=env)
+            expect(r, 2, ["host node-a", "cannot check a process on another host"], f"{what} on another host")
+            check(time.time() - t0 < 2.5, f"{what}: refused only after {time.time() - t0:.1f} s (no wait expected)")
+        t0 = time.time()
+        r = run([sower, "run", job, "-o", out, "--resume"], env=slurm("node-b", "77", "1"))
+        waited = time.time() - t0
+        expect(r, 2, ["an earlier run of this Slurm job (job 77, restart 0) on host node-a that still touches its lock",
+                      f"delete '{out}.lock'"], "a requeued run beside its earlier run, still beating")
+        check(waited >= 3, f"a requeued run refused after {waited:.1f} s, before the earlier run's heartbeat could stop")
+        kill9(first, out)  # its node crashes: the lock stays, its heartbeat stops
+        t0 = time.time()
+        r = run([sower, "run", job, "-o", out, "--resume"], env=slurm("node-b", "77", "2"))
+        took = time.time() - t0
+        if expect(r, 0, ["taking over the stale lock", "an earlier run of Slurm job 77 (restart 0)", "resuming:"],
+                  "a requeued run after its earlier run's node crashed"):
+            same_as(out, ref, "a requeued Slurm run")
+        untouched = re.search(r"its lock untouched for (\d+) s", r.stderr if r else "")
+        check(untouched is not None and int(untouched.group(1)) >= 3,
+              f"the lock of a run just killed taken over before 3 of its beats passed: {r.stderr[-400:] if r else ''}")
+        check(not os.path.exists(out + ".lock"), "a requeued run left its lock")
+        print(f"requeued Slurm run: refused beside its earlier run while it beats ({waited:.1f} s); once its node "
+              f"crashed, takes over after its beats stop ({took:.1f} s) and finishes identical; another job or the "
+              "same run count refused at once")
 
         # 3. What may change between a run and its --resume: what changes no bit.
         out = os.path.join(tmp, "edited.h5")

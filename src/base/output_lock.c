@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,20 @@ typedef struct {
     unsigned long long pid_start; /* the process's start time in clock ticks after boot; 0: unknown */
     char started[32];             /* UTC, ISO 8601 */
     char command[512];
+    char slurm_job[64];           /* SLURM_JOB_ID of the run ("": not under Slurm) */
+    long slurm_restart;           /* its SLURM_RESTART_COUNT (0 before any requeue); -1: not recorded */
+    long heartbeat;               /* seconds between the holder's touches of the lock's mtime; 0: not recorded */
 } LockOwner;
+
+enum { LOCK_HEARTBEAT_DEFAULT_SECONDS = 10, LOCK_STALE_BEATS = 3 };
+
+/* How often a holder touches its lock: SOWER_LOCK_HEARTBEAT_SECONDS (tests), else 10 s. */
+static long heartbeat_seconds(void)
+{
+    const char *v = getenv("SOWER_LOCK_HEARTBEAT_SECONDS");
+    const long s = v && *v ? strtol(v, NULL, 10) : 0;
+    return s >= 1 && s <= 3600 ? s : LOCK_HEARTBEAT_DEFAULT_SECONDS;
+}
 
 static void this_host(char *out, size_t size)
 {
@@ -78,13 +92,23 @@ static void owner_of_this_process(LockOwner *o, const char *command)
     snprintf(o->command, sizeof o->command, "%s", command ? command : "sower");
     for (char *c = o->command; *c; c++) /* one line per field */
         if (*c == '\n') *c = ' ';
+    const char *job = getenv("SLURM_JOB_ID"), *restart = getenv("SLURM_RESTART_COUNT");
+    o->slurm_restart = -1;
+    if (job && *job && strlen(job) < sizeof o->slurm_job && !strpbrk(job, "\n\r")) {
+        snprintf(o->slurm_job, sizeof o->slurm_job, "%s", job);
+        o->slurm_restart = restart && *restart ? strtol(restart, NULL, 10) : 0;
+    }
+    o->heartbeat = heartbeat_seconds();
 }
 
 static int write_owner(int fd, const LockOwner *o)
 {
-    char text[1200];
-    int n = snprintf(text, sizeof text, "host: %s\npid: %ld\npid_start: %llu\nstarted: %s\ncommand: %s\n",
-                     o->host, o->pid, o->pid_start, o->started, o->command);
+    char text[2048];
+    int n = snprintf(text, sizeof text, "host: %s\npid: %ld\npid_start: %llu\nstarted: %s\ncommand: %s\nheartbeat: %ld\n",
+                     o->host, o->pid, o->pid_start, o->started, o->command, o->heartbeat);
+    if (o->slurm_job[0])
+        n += snprintf(text + n, sizeof text - (size_t)n, "slurm_job: %s\nslurm_restart: %ld\n", o->slurm_job,
+                      o->slurm_restart);
     return write(fd, text, (size_t)n) == n && fsync(fd) == 0 ? 0 : -1;
 }
 
@@ -108,7 +132,16 @@ static int read_owner(const char *path, LockOwner *o)
             fields += snprintf(o->started, sizeof o->started, "%s", line + 9) >= 0;
         else if (!strncmp(line, "command: ", 9))
             fields += snprintf(o->command, sizeof o->command, "%s", line + 9) >= 0;
+        else if (!strncmp(line, "heartbeat: ", 11)) /* the fields below: locks of sower since stop 44 */
+            sscanf(line + 11, "%ld", &o->heartbeat);
+        else if (!strncmp(line, "slurm_job: ", 11) && /* a job id cut short names no job */
+                 snprintf(o->slurm_job, sizeof o->slurm_job, "%s", line + 11) >= (int)sizeof o->slurm_job)
+            o->slurm_job[0] = '\0';
+        else if (!strncmp(line, "slurm_restart: ", 15))
+            sscanf(line + 15, "%ld", &o->slurm_restart);
     }
+    if (!o->slurm_job[0])
+        o->slurm_restart = -1;
     fclose(f);
     return fields == 5 && o->pid > 0 ? 0 : 1;
 }
@@ -154,7 +187,7 @@ static int refuse(const char *lock_path, const char *output_path, const LockOwne
 
 /* Moves a stale lock aside, checking that what moved is the lock judged stale (another run may
  * have taken it over in between: then it is put back). */
-static void take_over(const char *lock_path, const LockOwner *stale)
+static void take_over(const char *lock_path, const LockOwner *stale, const char *why)
 {
     char aside[4300], host[256];
     this_host(host, sizeof host);
@@ -162,10 +195,8 @@ static void take_over(const char *lock_path, const LockOwner *stale)
     if (rename(lock_path, aside) != 0) return;
     LockOwner moved;
     if (read_owner(aside, &moved) == 0 && same_owner(&moved, stale)) {
-        fprintf(stderr,
-                "sower: taking over the stale lock '%s' of pid %ld on %s (started %s): that process no "
-                "longer runs\n",
-                lock_path, stale->pid, stale->host, stale->started);
+        fprintf(stderr, "sower: taking over the stale lock '%s' of pid %ld on %s (started %s): %s\n", lock_path,
+                stale->pid, stale->host, stale->started, why);
     } else if (link(aside, lock_path) != 0) {
         fprintf(stderr, "sower: warning: the lock '%s' changed hands while it was checked\n", lock_path);
     }
@@ -200,7 +231,8 @@ static int try_create(const char *lock_path, const LockOwner *me)
 }
 
 /* Private files of this host's dead processes, killed between making and removing them, are removed
- * once the lock is held: LOCK.HOST.PID (try_create's drafts) and LOCK.HOST.PID.stale (take_over's). */
+ * once the lock is held: LOCK.HOST.PID (try_create's drafts), LOCK.HOST.PID.stale (take_over's) and
+ * LOCK.HOST.PID.clock (file_system_now's). */
 static void remove_dead_drafts(const char *lock_path, const char *host)
 {
     char dir[4096], prefix[4400];
@@ -219,7 +251,8 @@ static void remove_dead_drafts(const char *lock_path, const char *host)
         int used = 0;
         const char *rest = e->d_name + strlen(prefix);
         if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 || sscanf(rest, "%ld%n", &pid, &used) != 1 ||
-            (rest[used] && strcmp(rest + used, ".stale") != 0) || pid == (long)getpid())
+            (rest[used] && strcmp(rest + used, ".stale") != 0 && strcmp(rest + used, ".clock") != 0) ||
+            pid == (long)getpid())
             continue;
         if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
             char path[8600];
@@ -263,6 +296,122 @@ static void remove_made_folders(OutputLock *lock)
     lock->made_dir = NULL;
 }
 
+/* Whether lock owner o is an earlier run of this Slurm job: the same SLURM_JOB_ID at a lower SLURM_RESTART_COUNT, and a
+ * lock that says how often its holder touches it. Slurm ends every process of a job before it requeues it, so o is
+ * gone, unless its node only lost touch with Slurm: its heartbeat tells (wait_until_stale). */
+static int earlier_run_of_this_job(const LockOwner *o, const LockOwner *me)
+{
+    return me->slurm_job[0] && !strcmp(o->slurm_job, me->slurm_job) && o->slurm_restart >= 0 &&
+           o->slurm_restart < me->slurm_restart && o->heartbeat > 0;
+}
+
+/* The file system's clock: the mtime of a file made now beside the lock (what the lock's mtime is measured in,
+ * whatever this host's own clock says). -1 when no file can be made there. */
+static int file_system_now(const char *lock_path, struct timespec *now)
+{
+    char probe[4300], host[256];
+    this_host(host, sizeof host);
+    snprintf(probe, sizeof probe, "%s.%s.%ld.clock", lock_path, host, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -1;
+    struct stat st;
+    const int ok = write(fd, "", 0) == 0 && fstat(fd, &st) == 0;
+    close(fd);
+    unlink(probe);
+    if (!ok) return -1;
+    *now = st.st_mtim;
+    return 0;
+}
+
+/* Waits while the lock of `o` is fresh: 1 once it has gone LOCK_STALE_BEATS of its heartbeats untouched, 0 when it is
+ * still touched after that long and one beat more, -1 when it was released or changed hands. *age: its last
+ * untouched time, in seconds. */
+static int wait_until_stale(const char *lock_path, const LockOwner *o, double *age)
+{
+    const double stale_after = (double)(LOCK_STALE_BEATS * o->heartbeat);
+    const struct timespec pause = {.tv_sec = o->heartbeat >= 2 ? 1 : 0, .tv_nsec = o->heartbeat >= 2 ? 0 : 250000000};
+    for (double waited = 0;; waited += (double)pause.tv_sec + pause.tv_nsec * 1e-9) {
+        struct stat st;
+        struct timespec now;
+        LockOwner again;
+        if (stat(lock_path, &st) != 0 || read_owner(lock_path, &again) != 0 || !same_owner(&again, o)) return -1;
+        if (file_system_now(lock_path, &now) != 0) return 0;
+        *age = (double)(now.tv_sec - st.st_mtim.tv_sec) + (now.tv_nsec - st.st_mtim.tv_nsec) * 1e-9;
+        if (*age > stale_after) return 1;
+        if (waited > stale_after + (double)o->heartbeat) return 0;
+        nanosleep(&pause, NULL);
+    }
+}
+
+/* The holder's heartbeat: a thread that touches the lock's mtime every `seconds` while the lock is held, so that a
+ * requeued run of the same Slurm job elsewhere can tell a holder that is gone from one that still runs. */
+struct LockHeartbeat {
+    char *path;
+    long seconds;
+    int stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+};
+
+static void *heartbeat_main(void *arg)
+{
+    LockHeartbeat *h = arg;
+    pthread_mutex_lock(&h->mu);
+    while (!h->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += h->seconds;
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &until) == ETIMEDOUT && !h->stop)
+            utimensat(AT_FDCWD, h->path, NULL, 0); /* mtime = now; gone (released from a signal): nothing */
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+/* Starts the heartbeat of a lock just taken; without one (no memory, no thread) the lock still holds, and a requeued
+ * run finds it untouched since it was made. */
+static void heartbeat_start(OutputLock *lock)
+{
+    LockHeartbeat *h = calloc(1, sizeof *h);
+    if (!h || !(h->path = strdup(lock->path))) {
+        free(h);
+        return;
+    }
+    h->seconds = heartbeat_seconds();
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    sigset_t all, before; /* the thread takes no signal: the stop flag's handlers run in the others */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &before);
+    const int made = pthread_create(&h->thread, NULL, heartbeat_main, h);
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
+    if (made != 0) {
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
+        free(h->path);
+        free(h);
+        return;
+    }
+    lock->heartbeat = h;
+}
+
+static void heartbeat_stop(OutputLock *lock)
+{
+    LockHeartbeat *h = lock->heartbeat;
+    if (!h) return;
+    pthread_mutex_lock(&h->mu);
+    h->stop = 1;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->thread, NULL);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+    free(h->path);
+    free(h);
+    lock->heartbeat = NULL;
+}
+
 int output_lock_take(OutputLock *lock, const char *output_path, const char *command)
 {
     memset(lock, 0, sizeof *lock);
@@ -291,6 +440,7 @@ int output_lock_take(OutputLock *lock, const char *output_path, const char *comm
             lock->path = path;
             snprintf(held_path, sizeof held_path, "%s", path);
             remove_dead_drafts(path, me.host);
+            heartbeat_start(lock);
             return SOWER_OK;
         }
         if (made < 0) {
@@ -301,8 +451,27 @@ int output_lock_take(OutputLock *lock, const char *output_path, const char *comm
         int found = read_owner(path, &other);
         if (found < 0) continue; /* released meanwhile */
         if (found == 0 && owner_is_gone(&other)) {
-            take_over(path, &other);
+            take_over(path, &other, "that process no longer runs");
             continue;
+        }
+        if (found == 0 && earlier_run_of_this_job(&other, &me)) { /* a requeued Slurm job on another node */
+            double age = 0;
+            const int stale = wait_until_stale(path, &other, &age);
+            if (stale < 0) continue; /* released or changed hands meanwhile */
+            if (stale == 1) {
+                char why[200];
+                snprintf(why, sizeof why, "an earlier run of Slurm job %s (restart %ld), its lock untouched for %.0f s",
+                         other.slurm_job, other.slurm_restart, age);
+                take_over(path, &other, why);
+                continue;
+            }
+            status = SOWER_FAIL(SOWER_EPATH,
+                                "output '%s' is held by an earlier run of this Slurm job (job %s, restart %ld) on host "
+                                "%s that still touches its lock (%.0f s ago): a node Slurm has lost but that still "
+                                "reaches this file system. sower will not write beside it: once that node is down, "
+                                "delete '%s' and run again with --resume",
+                                output_path, other.slurm_job, other.slurm_restart, other.host, age, path);
+            break;
         }
         status = refuse(path, output_path, &other, found == 0);
     }
@@ -317,6 +486,7 @@ int output_lock_take(OutputLock *lock, const char *output_path, const char *comm
 void output_lock_release(OutputLock *lock)
 {
     if (!lock->path) return;
+    heartbeat_stop(lock);
     LockOwner me, found;
     owner_of_this_process(&me, NULL);
     /* Only our own lock: one taken over after this process was judged gone is not ours to remove. */

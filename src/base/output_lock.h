@@ -7,14 +7,23 @@
  * A lock left by a run that died (kill -9, a node crash) is stale. On the host that made it, a
  * lock whose process no longer runs (or whose pid now belongs to a younger process) is taken over
  * with a notice. A lock from another host cannot be checked from here: the run is refused with
- * the owner's name and how to remove the lock once that run is known to be gone. */
+ * the owner's name and how to remove the lock once that run is known to be gone, unless it is an
+ * earlier run of this very Slurm job (the same SLURM_JOB_ID, a lower SLURM_RESTART_COUNT: Slurm
+ * requeued the job, from a node that crashed or was preempted) whose holder has stopped touching it.
+ * A holder touches its lock's mtime every 10 s (a thread; SOWER_LOCK_HEARTBEAT_SECONDS in tests), so
+ * a lock untouched for 3 beats, measured by the file system's own clock, is gone; a requeued run
+ * waits up to 4 beats for that, and refuses a lock that is still touched (a node Slurm lost that
+ * still reaches the file system). */
 #ifndef SOWER_OUTPUT_LOCK_H
 #define SOWER_OUTPUT_LOCK_H
 
 #include "err.h"
 
+typedef struct LockHeartbeat LockHeartbeat;
+
 typedef struct {
     char *path;     /* OUT.lock; NULL when not held */
+    LockHeartbeat *heartbeat; /* the thread touching it while held; NULL if none */
     char *made_dir; /* the output's folder when this run made it (and its new parents: made_top), else NULL */
     size_t made_top; /* made_dir[0..made_top) is the topmost folder this run made */
 } OutputLock;
