@@ -125,8 +125,7 @@ int scheduler_dpm_set_timesteps(Scheduler *s)
          * gives them */
         karras_sigmas(isnan(s->cfg.sigma_min) ? (double)sigma[0] : s->cfg.sigma_min,
                       isnan(s->cfg.sigma_max) ? (double)sigma[T - 1] : s->cfg.sigma_max, N, karras);
-        for (int t = 0; t < T; t++)
-            log_sigma[t] = numpy_logf(sigma[t], s->cfg.torch_kernel); /* np.log of the float32 array */
+        log_sigma_table(s, sigma, log_sigma);
         for (int i = 0; i < N; i++) {
             const double t = sigma_to_t(karras[i], log_sigma, T);
             if (!isfinite(t)) { /* a NaN has no int64 (and diffusers' would be garbage) */

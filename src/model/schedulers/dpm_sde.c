@@ -166,8 +166,7 @@ static int dpm_sde_set_timesteps(Scheduler *s)
     }
     SOWER_TRY_GOTO(sde_timesteps(s, ts), status, done);
     sigma_table(s, sigma);
-    for (int t = 0; t < T; t++)
-        log_sigma[t] = numpy_logf(sigma[t], s->cfg.torch_kernel); /* np.log of the float32 array */
+    log_sigma_table(s, sigma, log_sigma);
     for (int i = 0; i < N; i++)
         interp[i] = numpy_interp_arange(ts[i], sigma, T);
     if (s->cfg.use_karras_sigmas) { /* from the interpolated ends; timesteps _sigma_to_t's, not rounded */

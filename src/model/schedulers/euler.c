@@ -7,7 +7,6 @@
 #include <stdlib.h>
 
 #include "schedulers/schedulers.h"
-#include "schedulers/torch_math.h"
 
 /* The keys of EulerDiscreteScheduler.__init__; the ancestral class takes the first nine. */
 #define SCHED_KEYS_EULER_A                                                                                   \
@@ -73,8 +72,7 @@ static int euler_set_timesteps(Scheduler *s)
         const double hi = isnan(s->cfg.sigma_max) ? interp[0] : s->cfg.sigma_max;
         SOWER_TRY_GOTO(karras_check(s), status, done);
         karras_sigmas(lo, hi, N, interp);
-        for (int t = 0; t < T; t++)
-            log_sigma[t] = numpy_logf(sigma[t], s->cfg.torch_kernel); /* np.log of the float32 array */
+        log_sigma_table(s, sigma, log_sigma);
         for (int i = 0; i < N; i++)
             s->unet_timesteps[i] = (float)sigma_to_t(interp[i], log_sigma, T);
     }

@@ -106,8 +106,7 @@ static int kdpm2_set_timesteps(Scheduler *s)
     }
     SOWER_TRY_GOTO(scheduler_euler_timesteps(s, ts), status, done);
     sigma_table(s, sigma);
-    for (int t = 0; t < T; t++)
-        log_sigma[t] = numpy_logf(sigma[t], s->cfg.torch_kernel); /* np.log of the float32 array */
+    log_sigma_table(s, sigma, log_sigma);
     for (int i = 0; i < N; i++)
         interp[i] = numpy_interp_arange((double)ts[i], sigma, T);
     if (s->cfg.use_karras_sigmas) { /* timesteps = np.array([_sigma_to_t(sigma) ...]).round() */

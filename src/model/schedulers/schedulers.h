@@ -130,6 +130,8 @@ int scheduler_dpm_set_timesteps(Scheduler *s) SOWER_MUST_CHECK;
 
 /* ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5, float32 as torch computes it: sigma (T,). */
 void sigma_table(const Scheduler *s, float *sigma /* (T,) */);
+/* np.log of that table (numpy's own float32 log): log_sigmas (T,), what _sigma_to_t reads. */
+void log_sigma_table(const Scheduler *s, const float *sigma /* (T,) */, float *log_sigma /* (T,) */);
 /* np.linspace(start, stop, num)[i] in double (numpy: i * step + start, the last exactly stop). */
 double numpy_linspace_at(double start, double stop, int num, int i);
 /* np.interp(x, np.arange(T), fp): fp (T,) float32 values, read as doubles. */

@@ -9,12 +9,19 @@
 #include <stdio.h>
 
 #include "schedulers/schedulers.h"
+#include "schedulers/torch_math.h"
 
 void sigma_table(const Scheduler *s, float *sigma)
 {
     const float *ac = s->alphas_cumprod;
     for (int t = 0; t < s->cfg.num_train_timesteps; t++)
         sigma[t] = sqrtf((1.0f - ac[t]) / ac[t]); /* (((1 - ac) / ac) ** 0.5), float32 */
+}
+
+void log_sigma_table(const Scheduler *s, const float *sigma, float *log_sigma)
+{
+    for (int t = 0; t < s->cfg.num_train_timesteps; t++)
+        log_sigma[t] = numpy_logf(sigma[t], s->cfg.torch_kernel);
 }
 
 double numpy_linspace_at(double start, double stop, int num, int i)
