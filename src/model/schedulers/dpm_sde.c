@@ -121,6 +121,8 @@ static int plan_tree(Scheduler *s)
                               (double)from, (double)to);
         int query;
         SOWER_TRY(brownian_plan_query(s->brownian, from < to ? from : to, from < to ? to : from, &query));
+        if (query != i) /* dpm_sde_tree_noise reads call i's increment as query i */
+            return SOWER_FAIL(SOWER_EINTERNAL, "Brownian query %d made for call %d", query, i);
     }
     return SOWER_OK;
 }
