@@ -124,6 +124,22 @@ with tempfile.TemporaryDirectory() as tmp:
                   f"sample --scheduler {name}: exit {r.returncode}: {r.stderr}")
             continue
         check(r.returncode == 0, f"sample --scheduler {name}: {r.stderr}")
+    # ... and every one is a manifest's pipeline.scheduler (the manifest reader listed only the first 15: deis, the
+    # 16th, was refused there), named in full when the name is wrong
+    for name in registered + ["no-such"]:
+        job = os.path.join(tmp, "sched.yaml")
+        open(job, "w").write(f"sower: 1\nname: t\nmodel: {model}\npipeline: {{scheduler: {name}, steps: 4}}\n"
+                             f"seeds: {{list: [1]}}\noutput: {{path: {tmp}/o.h5}}\n")
+        r = run("check", job)
+        if name == "no-such":
+            check(r.returncode == 2 and "expected one of " + ", ".join(registered) + ", found 'no-such'" in r.stderr,
+                  f"check of pipeline.scheduler no-such: {r.returncode} {r.stderr!r}")
+        elif name == "dpm2-a":  # read, then refused for this schedule as sample refuses it
+            check(r.returncode == 2 and "every sample would be NaN" in r.stderr,
+                  f"check of pipeline.scheduler {name}: {r.returncode} {r.stderr!r}")
+        else:
+            check(r.returncode == 0 and f"scheduler: {name}" in r.stdout,
+                  f"check of pipeline.scheduler {name}: {r.returncode} {r.stderr!r}")
 
 # the usage errors: exit 2, naming what is wrong
 expect_usage_error(["run", "x.yaml", "--force=1"], "--force takes no value")

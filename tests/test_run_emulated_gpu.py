@@ -174,20 +174,23 @@ def torch_cuda_generator(sower, mpiexec, model, tmp, job):
 
 
 def sd_renders(sower, mpiexec, model, tmp, job, name, pipeline, sample_options, env, seeds=4, scheduler="ddim"):
-    """A `seeds`-seed SD render (`scheduler`, 2 steps, guidance 7.5) twice: `sower sample` in one process, and a 2-rank
-    `sower run` with one GPU per rank (weights broadcast) and verification; `pipeline`: the manifest's further
-    pipeline lines, `sample_options` the same for the CLI, `env` both runs' settings. Returns (single-process
-    latents, the job's output path, its stderr), or None after recording why it failed."""
+    """A `seeds`-seed SD render (`scheduler`, 2 steps, guidance 7.5, 64x64 pixels: 8x8 latents, a quarter of
+    tiny-sd1's own size for CI time; the GPU ops at its own size: gpu_ops_emulated) twice: `sower sample` in one
+    process, and a 2-rank `sower run` with one GPU per rank (weights broadcast) and verification; `pipeline`: the
+    manifest's further pipeline lines, `sample_options` the same for the CLI, `env` both runs' settings. Returns
+    (single-process latents, the job's output path, its stderr), or None after recording why it failed."""
     prompt = "a lighthouse at dawn"
     ref_path, out = os.path.join(tmp, f"{name}.npy"), os.path.join(tmp, f"{name}.h5")
     r = run([sower, "sample", model, "--prompt", prompt, "--guidance", "7.5", "--scheduler", scheduler, "--seeds",
-             f"0-{seeds - 1}", "--steps", "2", "--backend", "cuda", "-o", ref_path] + sample_options, env)
+             f"0-{seeds - 1}", "--steps", "2", "--height", "64", "--width", "64", "--backend", "cuda", "-o", ref_path]
+            + sample_options, env)
     if r.returncode != 0:
         fail(f"{name}: single-process render: exit {r.returncode}: {r.stderr[-800:]}")
         return None
     with open(job, "w") as f:
         f.write(f"sower: 1\nname: emulated-{name}\nmodel: {os.path.abspath(model)}\npipeline:\n  scheduler: {scheduler}\n"
-                f"  steps: 2\n  guidance: 7.5\n  backend: cuda\n{pipeline}prompts:\n  - \"{prompt}\"\n"
+                f"  steps: 2\n  guidance: 7.5\n  height: 64\n  width: 64\n  backend: cuda\n{pipeline}prompts:\n"
+                f"  - \"{prompt}\"\n"
                 f"seeds:\n  list: [{', '.join(map(str, range(seeds)))}]\noutput:\n  path: {out}\nverify:\n  count: 2\n")
     r = run([mpiexec, "-np", "2", "--oversubscribe", sower, "run", job], dict(env, SOWER_EMU_GPUS="per-process"))
     if r.returncode != 0:
@@ -252,8 +255,8 @@ def sixteen_bit_routes(sower, mpiexec, model, tmp, job):
 
 def host_steps(sower, mpiexec, model, tmp, job):
     """DPM-Solver++ 2M SDE (stepped on the host from each seed's draws) with guidance_rescale (the guided
-    prediction rescaled on the host), and KDPM2 ancestral, on the GPU: 2 ranks' rows equal a single-process render,
-    verified."""
+    prediction rescaled on the host), KDPM2 ancestral and DPM++ SDE (each seed's Brownian tree), on the GPU: 2 ranks'
+    rows equal a single-process render, verified."""
     rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd-sde", "  guidance_rescale: 0.7\n  karras: true\n",
                           ["--guidance-rescale", "0.7", "--karras"], {}, seeds=3, scheduler="dpm++2m-sde")
     if not rendered:
@@ -278,6 +281,19 @@ def host_steps(sower, mpiexec, model, tmp, job):
         fail(f"dpm2-a on GPUs: rows equal a single-process render: {same}, verification passed: {verified}")
     else:
         print("test_run_emulated_gpu: dpm2-a over 2 ranks: rows equal a single-process render, verification passed")
+    # DPM++ SDE: its noise from each seed's Brownian tree (nodes drawn by fresh generators), on both ranks and in the
+    # cross-rank verification
+    rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd-dpm-sde", "  karras: true\n", ["--karras"], {}, seeds=3,
+                          scheduler="dpm++sde")
+    if not rendered:
+        return
+    ref, out, _ = rendered
+    same, verified = rows_and_verification(out, ref)
+    if not (same and verified and np.isfinite(ref).all()):
+        fail(f"dpm++sde on GPUs: rows equal a single-process render: {same}, verification passed: {verified}")
+    else:
+        print("test_run_emulated_gpu: dpm++sde karras over 2 ranks: rows equal a single-process render, verification "
+              "passed")
 
 
 if __name__ == "__main__":

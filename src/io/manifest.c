@@ -197,7 +197,7 @@ static int get_path(const Ctx *c, const yaml_node_t *n, const char *key, const c
 
 static int get_enum(const Ctx *c, const yaml_node_t *n, const char *key, const char *const *values, int *out)
 {
-    char expected[160] = "one of ";
+    char expected[640] = "one of "; /* every scheduler's name fits */
     for (int i = 0; values[i]; i++)
         snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%s", i ? ", " : "", values[i]);
     if (n && n->type == YAML_SCALAR_NODE && !holds_nul(n))
@@ -356,8 +356,8 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
         SOWER_TRY(get_int(c, f[11].value, "pipeline.clip_skip", 0, 64, &job->clip_skip));
     if (f[12].value) SOWER_TRY(get_bool(c, f[12].value, "pipeline.decode", &job->decode));
     static const char *const backends[] = {"cpu", "cuda", NULL}, *const precisions[] = PRECISION_NAMES;
-    const char *schedulers[16] = {NULL}; /* the registry's names, NULL-terminated */
-    for (int k = 0; k < scheduler_kind_count() && k < 15; k++)
+    const char *schedulers[SCHEDULER_MAX_KINDS + 1] = {NULL}; /* the registry's names, every one, NULL-terminated */
+    for (int k = 0; k < scheduler_kind_count(); k++)
         schedulers[k] = scheduler_kind_name(k);
     int v = 0;
     if (f[0].value) {

@@ -79,20 +79,13 @@ static int locate(Model *m, const char *dir)
     return SOWER_OK;
 }
 
-/* Scheduler classes a real folder may name that sower does not run: such a folder still loads, and
- * another scheduler is chosen by name (from_config semantics, scheduler.h). */
-static const char *const other_scheduler_classes[] = {"KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
-                                                      "DEISMultistepScheduler", "DPMSolverSinglestepScheduler",
-                                                      "DPMSolverSDEScheduler", NULL};
-
-/* The scheduler classes a folder may name: the registry's, then the others (NULL-terminated). */
-static void scheduler_class_list(const char *classes[32])
+/* The scheduler classes a folder may name: every one the registry runs (NULL-terminated). A folder naming another
+ * class is refused naming these. */
+static void scheduler_class_list(const char *classes[SCHEDULER_MAX_KINDS + 1])
 {
     int n = 0;
-    for (int k = 0; k < scheduler_kind_count() && n < 15; k++)
+    for (int k = 0; k < scheduler_kind_count(); k++)
         classes[n++] = scheduler_class_name(k);
-    for (int k = 0; other_scheduler_classes[k] && n < 31; k++)
-        classes[n++] = other_scheduler_classes[k];
     classes[n] = NULL;
 }
 
@@ -111,7 +104,7 @@ static int check_class(const char *text, size_t bytes, const char *path, const c
         status = SOWER_FAIL(SOWER_EMODEL, "%s: key '_class_name': expected a string", path);
     } else if (cls) {
         int ok = 0;
-        char supported[512] = "";
+        char supported[1024] = ""; /* every scheduler class fits */
         for (int i = 0; expected[i]; i++) {
             ok |= strcmp(cls->valuestring, expected[i]) == 0;
             snprintf(supported + strlen(supported), sizeof supported - strlen(supported), "%s%s",
@@ -164,7 +157,7 @@ static int check_components(Model *m, const char *text, size_t bytes, const char
                              *const text_encoder[] = {"CLIPTextModel", NULL},
                              *const tokenizer[] = {"CLIPTokenizer", "CLIPTokenizerFast", NULL},
                              *const vae[] = {"AutoencoderKL", NULL};
-    const char *schedulers[32];
+    const char *schedulers[SCHEDULER_MAX_KINDS + 1];
     scheduler_class_list(schedulers);
     cJSON *index = json_parse_config(text, bytes);
     int status = check_component(index, path, "unet", m->stable_diffusion ? sd_unet : unet, 0, NULL, 0);
@@ -246,7 +239,7 @@ int model_load_opt(Model *m, const char *dir, int read_weights)
     if (!m->dir) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     static const char *const unet_classes[] = {"UNet2DModel", NULL}, *const sd_unet_classes[] = {
                                                                          "UNet2DConditionModel", NULL};
-    const char *scheduler_classes[32];
+    const char *scheduler_classes[SCHEDULER_MAX_KINDS + 1];
     scheduler_class_list(scheduler_classes);
     SOWER_TRY(locate(m, dir));
     SOWER_TRY(read_pipeline_class(m, dir));

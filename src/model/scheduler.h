@@ -43,6 +43,7 @@
 enum {
     SCHEDULER_MAX_TRAIN_TIMESTEPS = 100000, /* cap on num_train_timesteps from a config */
     SCHEDULER_MAX_DISABLED_CORRECTORS = 64, /* UniPC's disable_corrector list */
+    SCHEDULER_MAX_KINDS = 32,               /* registered classes (scheduler_registry.c checks it): for name lists */
 };
 
 /* A scheduler class: its index in the registry (scheduler_registry.c). The first two are named

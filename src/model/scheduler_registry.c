@@ -19,6 +19,7 @@ static const SchedulerClass *const registry[] = {SCHEDULER_CLASSES(ENTRY)};
 #undef ENTRY
 
 enum { N_CLASSES = sizeof registry / sizeof registry[0] };
+_Static_assert((int)N_CLASSES <= (int)SCHEDULER_MAX_KINDS, "raise SCHEDULER_MAX_KINDS: callers size name lists by it");
 
 int scheduler_kind_count(void) { return N_CLASSES; }
 
