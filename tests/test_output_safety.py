@@ -222,6 +222,17 @@ def main():
         check(untouched is not None and int(untouched.group(1)) >= 3,
               f"the lock of a run just killed taken over before 3 of its beats passed: {r.stderr[-400:] if r else ''}")
         check(not os.path.exists(out + ".lock"), "a requeued run left its lock")
+        # a lock whose heartbeat no holder keeps (hand-written, or damaged): refused at once, never waited out
+        odd = os.path.join(tmp, "odd-heartbeat.h5")
+        for beat in ("99999999", "-5", "soon"):
+            open(odd + ".lock", "w").write(f"host: node-a\npid: 4242\npid_start: 1\nstarted: 2026-01-01T00:00:00Z\n"
+                                           f"command: sower run\nheartbeat: {beat}\nslurm_job: 77\nslurm_restart: 0\n")
+            t0 = time.time()
+            r = run([sower, "run", job, "-o", odd], env=slurm("node-b", "77", "1"))
+            expect(r, 2, ["host node-a", "cannot check a process on another host"], f"a lock with heartbeat {beat}")
+            check(time.time() - t0 < 2.5 and not os.path.exists(odd + ".partial"),
+                  f"a lock with heartbeat {beat}: waited {time.time() - t0:.1f} s or wrote")
+        os.remove(odd + ".lock")
         print(f"requeued Slurm run: refused beside its earlier run while it beats ({waited:.1f} s); once its node "
               f"crashed, takes over after its beats stop ({took:.1f} s) and finishes identical; another job or the "
               "same run count refused at once")

@@ -254,46 +254,27 @@ def sixteen_bit_routes(sower, mpiexec, model, tmp, job):
 
 
 def host_steps(sower, mpiexec, model, tmp, job):
-    """DPM-Solver++ 2M SDE (stepped on the host from each seed's draws) with guidance_rescale (the guided
-    prediction rescaled on the host), KDPM2 ancestral and DPM++ SDE (each seed's Brownian tree), on the GPU: 2 ranks'
-    rows equal a single-process render, verified."""
-    rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd-sde", "  guidance_rescale: 0.7\n  karras: true\n",
-                          ["--guidance-rescale", "0.7", "--karras"], {}, seeds=3, scheduler="dpm++2m-sde")
-    if not rendered:
-        return
-    ref, out, _ = rendered
-    same, verified = rows_and_verification(out, ref)
-    finite = bool(np.isfinite(ref).all())
-    if not (same and verified and finite):
-        fail(f"dpm++2m-sde with guidance_rescale on GPUs: rows equal a single-process render: {same}, verification "
-             f"passed: {verified}, finite: {finite}")
-    else:
-        print("test_run_emulated_gpu: dpm++2m-sde karras with guidance_rescale 0.7 over 2 ranks: rows equal a "
-              "single-process render, verification passed")
-    # KDPM2 ancestral: two UNet calls per step, the second's input scaled at its midpoint sigma, noise drawn at the
-    # second calls only
-    rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd-dpm2a", "", [], {}, seeds=3, scheduler="dpm2-a")
-    if not rendered:
-        return
-    ref, out, _ = rendered
-    same, verified = rows_and_verification(out, ref)
-    if not (same and verified and np.isfinite(ref).all()):
-        fail(f"dpm2-a on GPUs: rows equal a single-process render: {same}, verification passed: {verified}")
-    else:
-        print("test_run_emulated_gpu: dpm2-a over 2 ranks: rows equal a single-process render, verification passed")
-    # DPM++ SDE: its noise from each seed's Brownian tree (nodes drawn by fresh generators), on both ranks and in the
-    # cross-rank verification
-    rendered = sd_renders(sower, mpiexec, model, tmp, job, "sd-dpm-sde", "  karras: true\n", ["--karras"], {}, seeds=3,
-                          scheduler="dpm++sde")
-    if not rendered:
-        return
-    ref, out, _ = rendered
-    same, verified = rows_and_verification(out, ref)
-    if not (same and verified and np.isfinite(ref).all()):
-        fail(f"dpm++sde on GPUs: rows equal a single-process render: {same}, verification passed: {verified}")
-    else:
-        print("test_run_emulated_gpu: dpm++sde karras over 2 ranks: rows equal a single-process render, verification "
-              "passed")
+    """The schedulers stepped on the host, on the GPU: DPM-Solver++ 2M SDE (each seed's draws) with guidance_rescale
+    (the guided prediction rescaled on the host); KDPM2 ancestral (two UNet calls per step, the second's input scaled
+    at its midpoint sigma, noise at the second calls only); DPM++ SDE (each seed's Brownian tree, its nodes drawn by
+    fresh generators, on both ranks and in the cross-rank verification). 2 ranks' rows equal a single-process render,
+    finite, verified."""
+    cases = (("sd-sde", "dpm++2m-sde", "  guidance_rescale: 0.7\n  karras: true\n", ["--guidance-rescale", "0.7", "--karras"],
+              "dpm++2m-sde karras with guidance_rescale 0.7"),
+             ("sd-dpm2a", "dpm2-a", "", [], "dpm2-a"),
+             ("sd-dpm-sde", "dpm++sde", "  karras: true\n", ["--karras"], "dpm++sde karras"))
+    for name, scheduler, pipeline, options, label in cases:
+        rendered = sd_renders(sower, mpiexec, model, tmp, job, name, pipeline, options, {}, seeds=3, scheduler=scheduler)
+        if not rendered:
+            continue
+        ref, out, _ = rendered
+        same, verified = rows_and_verification(out, ref)
+        finite = bool(np.isfinite(ref).all())
+        if not (same and verified and finite):
+            fail(f"{label} on GPUs: rows equal a single-process render: {same}, verification passed: {verified}, "
+                 f"finite: {finite}")
+        else:
+            print(f"test_run_emulated_gpu: {label} over 2 ranks: rows equal a single-process render, verification passed")
 
 
 if __name__ == "__main__":

@@ -132,8 +132,9 @@ static int read_owner(const char *path, LockOwner *o)
             fields += snprintf(o->started, sizeof o->started, "%s", line + 9) >= 0;
         else if (!strncmp(line, "command: ", 9))
             fields += snprintf(o->command, sizeof o->command, "%s", line + 9) >= 0;
-        else if (!strncmp(line, "heartbeat: ", 11)) /* the fields below: locks of sower since stop 44 */
-            sscanf(line + 11, "%ld", &o->heartbeat);
+        else if (!strncmp(line, "heartbeat: ", 11) && /* the fields below: locks of sower since stop 44 */
+                 (sscanf(line + 11, "%ld", &o->heartbeat) != 1 || o->heartbeat < 1 || o->heartbeat > 3600))
+            o->heartbeat = 0; /* none that a requeued run could wait out */
         else if (!strncmp(line, "slurm_job: ", 11) && /* a job id cut short names no job */
                  snprintf(o->slurm_job, sizeof o->slurm_job, "%s", line + 11) >= (int)sizeof o->slurm_job)
             o->slurm_job[0] = '\0';
@@ -185,13 +186,21 @@ static int refuse(const char *lock_path, const char *output_path, const LockOwne
                       output_path, o->host, o->pid, o->started, o->command, lock_path);
 }
 
+/* This process's private file beside the lock: LOCK.HOST.PID plus suffix (remove_dead_drafts clears those of dead
+ * processes). */
+static void private_name(const char *lock_path, const char *suffix, char *out, size_t size)
+{
+    char host[256];
+    this_host(host, sizeof host);
+    snprintf(out, size, "%s.%s.%ld%s", lock_path, host, (long)getpid(), suffix);
+}
+
 /* Moves a stale lock aside, checking that what moved is the lock judged stale (another run may
  * have taken it over in between: then it is put back). */
 static void take_over(const char *lock_path, const LockOwner *stale, const char *why)
 {
-    char aside[4300], host[256];
-    this_host(host, sizeof host);
-    snprintf(aside, sizeof aside, "%s.%s.%ld.stale", lock_path, host, (long)getpid());
+    char aside[4300];
+    private_name(lock_path, ".stale", aside, sizeof aside);
     if (rename(lock_path, aside) != 0) return;
     LockOwner moved;
     if (read_owner(aside, &moved) == 0 && same_owner(&moved, stale)) {
@@ -208,7 +217,7 @@ static void take_over(const char *lock_path, const LockOwner *stale, const char 
 static int try_create(const char *lock_path, const LockOwner *me)
 {
     char mine[4300];
-    snprintf(mine, sizeof mine, "%s.%s.%ld", lock_path, me->host, me->pid);
+    private_name(lock_path, "", mine, sizeof mine);
     int fd = open(mine, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return -1;
     int wrote = write_owner(fd, me);
@@ -309,13 +318,12 @@ static int earlier_run_of_this_job(const LockOwner *o, const LockOwner *me)
  * whatever this host's own clock says). -1 when no file can be made there. */
 static int file_system_now(const char *lock_path, struct timespec *now)
 {
-    char probe[4300], host[256];
-    this_host(host, sizeof host);
-    snprintf(probe, sizeof probe, "%s.%s.%ld.clock", lock_path, host, (long)getpid());
+    char probe[4300];
+    private_name(lock_path, ".clock", probe, sizeof probe);
     int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return -1;
     struct stat st;
-    const int ok = write(fd, "", 0) == 0 && fstat(fd, &st) == 0;
+    const int ok = fstat(fd, &st) == 0; /* made now: its mtime is the file system's time */
     close(fd);
     unlink(probe);
     if (!ok) return -1;
