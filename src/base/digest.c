@@ -1,7 +1,23 @@
 /* digest.c: SHA-256 through OpenSSL's EVP interface. */
 #include "digest.h"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
+
+/* The failure of an OpenSSL call: SOWER_ENOMEM when its error queue holds an allocation failure (a run under an
+ * address-space cap meets it: exit 3 "out of memory", not an internal error), else SOWER_EINTERNAL. Empties the
+ * queue, so that a later failure is judged on its own errors. */
+static int openssl_failure(const char *what)
+{
+    int ran_out = 0;
+    char first[256] = "";
+    for (unsigned long e; (e = ERR_get_error()) != 0;) {
+        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE) ran_out = 1;
+        if (!first[0]) ERR_error_string_n(e, first, sizeof first);
+    }
+    if (ran_out) return SOWER_FAIL(SOWER_ENOMEM, "out of memory in OpenSSL's SHA-256 (%s)", what);
+    return SOWER_FAIL(SOWER_EINTERNAL, "OpenSSL's SHA-256 failed (%s): %s", what, first[0] ? first : "no error given");
+}
 
 int digest_init(Digest *d)
 {
@@ -10,7 +26,7 @@ int digest_init(Digest *d)
         return SOWER_FAIL(SOWER_ENOMEM, "cannot allocate a SHA-256 context");
     if (EVP_DigestInit_ex(d->ctx, EVP_sha256(), NULL) != 1) {
         digest_free(d);
-        return SOWER_FAIL(SOWER_EINTERNAL, "OpenSSL refused to start SHA-256");
+        return openssl_failure("start");
     }
     return SOWER_OK;
 }
@@ -18,7 +34,7 @@ int digest_init(Digest *d)
 int digest_update(Digest *d, const void *data, size_t bytes)
 {
     if (bytes && EVP_DigestUpdate(d->ctx, data, bytes) != 1)
-        return SOWER_FAIL(SOWER_EINTERNAL, "OpenSSL SHA-256 update failed");
+        return openssl_failure("update");
     return SOWER_OK;
 }
 
@@ -28,7 +44,7 @@ int digest_final(Digest *d, unsigned char *out)
     int ok = EVP_DigestFinal_ex(d->ctx, out, &len) == 1 && len == DIGEST_BYTES;
     digest_free(d);
     if (!ok)
-        return SOWER_FAIL(SOWER_EINTERNAL, "OpenSSL SHA-256 final failed");
+        return openssl_failure("final");
     return SOWER_OK;
 }
 

@@ -81,8 +81,10 @@ static int read_config(const char *dir, const char *sub, char *path, size_t size
     char *text = NULL;
     size_t bytes = 0;
     SOWER_TRY(config_file_read(path, "config", 1 << 20, SOWER_EMODEL, &text, &bytes));
-    *json = cJSON_ParseWithLength(text, bytes);
+    int ran_out;
+    *json = json_parse(text, bytes, NULL, &ran_out);
     free(text);
+    if (ran_out) return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", path);
     if (!*json) return SOWER_FAIL(SOWER_EMODEL, "%s: not JSON", path);
     return SOWER_OK;
 }

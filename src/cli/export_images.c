@@ -23,6 +23,7 @@
 #include "cpu_backend.h"
 #include "digest.h"
 #include "export_lines.h"
+#include "json_keys.h"
 #include "model.h"
 #include "npy.h"
 #include "outfile.h"
@@ -217,8 +218,10 @@ static int claim_dir(Export *e)
     int present = 0;
     SOWER_TRY(file_read_if_present(marker, 1 << 20, &text, &bytes, &present));
     if (present) {
-        cJSON *obj = cJSON_ParseWithLength((const char *)text, bytes);
+        int ran_out;
+        cJSON *obj = json_parse((const char *)text, bytes, NULL, &ran_out);
         free(text);
+        if (ran_out) return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", marker);
         const cJSON *job = cJSON_GetObjectItemCaseSensitive(obj, "job_sha256");
         const int same = cJSON_IsString(job) && strcmp(job->valuestring, e->job_hex) == 0;
         int status = same ? check_same_layout(e, obj, marker) : SOWER_OK;
@@ -506,12 +509,20 @@ static char *metadata_line(const RowFacts *f, const char *file_name, const unsig
 /* Whether two rows' facts (`sower` chunks, metadata lines: JSON text) name the same image: its row, seed and
  * stored digest alike, and the job, weights, VAE and pixel rule wherever both give them. The labels around
  * them (settings a later sower adds, the source's path as typed, the version) may differ: an export resumed
- * by a later sower, or from another folder, keeps its files; the folder itself is keyed on the job. */
+ * by a later sower, or from another folder, keeps its files; the folder itself is keyed on the job.
+ * 1 same, 0 not (or not JSON), -1 out of memory (not a verdict on the file). */
 static int same_image(const char *ours, const char *theirs)
 {
     static const char *const required[] = {"row", "seed"}, *const digests[] = {"latents_sha256", "images_f32_sha256"};
     static const char *const where_given[] = {"job_sha256", "weights_sha256", "vae_sha256", "pixels"};
-    cJSON *a = ours ? cJSON_Parse(ours) : NULL, *b = theirs ? cJSON_Parse(theirs) : NULL;
+    int a_ran_out = 0, b_ran_out = 0;
+    cJSON *a = ours ? json_parse(ours, strlen(ours), NULL, &a_ran_out) : NULL,
+          *b = theirs ? json_parse(theirs, strlen(theirs), NULL, &b_ran_out) : NULL;
+    if (a_ran_out || b_ran_out) {
+        cJSON_Delete(a);
+        cJSON_Delete(b);
+        return -1;
+    }
     int same = cJSON_IsObject(a) && cJSON_IsObject(b), digest_seen = 0;
     for (size_t i = 0; same && i < 2; i++) {
         const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, required[i]), *y = cJSON_GetObjectItemCaseSensitive(b, required[i]);
@@ -537,10 +548,10 @@ static int same_image(const char *ours, const char *theirs)
 static int check_kept_png(const Export *e, const RowFacts *f, const char *file, const unsigned char *bytes, size_t n)
 {
     char *ours = row_provenance(e, f), *theirs = png_text_of(bytes, n, "sower");
-    const int same = ours && same_image(ours, theirs), chunk = theirs != NULL;
+    const int same = ours ? same_image(ours, theirs) : -1, chunk = theirs != NULL;
     cJSON_free(ours);
     free(theirs);
-    if (!ours) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+    if (same < 0) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     if (!same)
         return SOWER_FAIL(SOWER_EPATH,
                           "'%s' is there but is not row %llu of %s (%s): export does not replace it, nor list it "
@@ -663,7 +674,8 @@ static int check_kept_latent_shard(Export *e, const char *npy, const char *jsonl
         if (status == SOWER_OK && !text) status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         char *newline = line && line < end ? memchr(line, '\n', (size_t)(end - line)) : NULL;
         if (newline) *newline = '\0';
-        if (status == SOWER_OK && same_lines) same_lines = newline && same_image(text, line); /* the row's own line */
+        if (status == SOWER_OK && same_lines) same_lines = newline ? same_image(text, line) : 0; /* the row's own line */
+        if (same_lines < 0) status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         line = newline ? newline + 1 : end;
         cJSON_free(text);
         cJSON_Delete(f.facts);
@@ -723,9 +735,9 @@ static int check_kept_tar_shard(Export *e, const char *shard, uint64_t lo, uint6
         snprintf(want, sizeof want, "%s.json", f.key);
         if (status == SOWER_OK) status = tar_next(a, e, shard, lo, hi, name, sizeof name, &json, &json_n);
         char *member = json ? strndup((const char *)json, json_n) : NULL; /* (json_n + 1,) NUL-ended */
-        if (status == SOWER_OK && (!line || !member || strcmp(name, want) != 0 || !same_image(line, member)))
-            status = line && member ? foreign_shard(e, shard, lo, hi, "other members")
-                                    : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
+        const int same = status == SOWER_OK && line && member ? same_image(line, member) : -1;
+        if (status == SOWER_OK && (same < 0 || strcmp(name, want) != 0 || !same))
+            status = same >= 0 ? foreign_shard(e, shard, lo, hi, "other members") : SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         free(member);
         cJSON_free(line);
         free(png), free(json);

@@ -1,9 +1,11 @@
 /* main.c: the sower binary. Dispatches subcommands and is the one place that decides how the
  * process ends: it prints the error a command returns and maps its status to the exit code
  * (0 ok, 1 verification mismatch, 2 bad input, 3 runtime failure). */
+#include <alloca.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "commands.h"
 #include "gemm.h"
@@ -49,6 +51,43 @@ static void print_usage(FILE *stream)
             "Set SOWER_DEBUG=1 to print the source trace of an error (exit 3 always prints it).\n");
 }
 
+/* The address space mapped now, in bytes (/proc/self/status VmSize); 0 if unread. */
+static size_t mapped_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %llu kB", &kib) == 1) break;
+    if (f) fclose(f);
+    return (size_t)kib << 10;
+}
+
+/* Grows the main thread's stack now, by touching the far end of a 1 MiB frame (sower's deepest use is about 210
+ * KiB; at most half of RLIMIT_STACK). Under an address-space cap (ulimit -v, a batch system's h_vmem) a stack that
+ * had to grow later, once allocations had taken the rest of the cap, died of SIGSEGV; grown now, the allocation
+ * fails instead and the command ends with "out of memory" (exit 3). The kernel never shrinks it again. A cap
+ * that leaves no room even for this (the growth would be SIGSEGV here) is out of memory at once. */
+static __attribute__((noinline)) int reserve_main_stack(void)
+{
+    size_t bytes = (size_t)1 << 20;
+    struct rlimit stack, space;
+    if (getrlimit(RLIMIT_STACK, &stack) == 0 && stack.rlim_cur != RLIM_INFINITY && stack.rlim_cur / 2 < bytes)
+        bytes = (size_t)stack.rlim_cur / 2;
+    if (getrlimit(RLIMIT_AS, &space) == 0 && space.rlim_cur != RLIM_INFINITY) {
+        const size_t mapped = mapped_bytes(), room = bytes + ((size_t)256 << 10); /* the frame, the calls below it */
+        if (mapped && (size_t)space.rlim_cur < mapped + room)
+            return SOWER_FAIL(SOWER_ENOMEM, "out of memory: the address-space limit (ulimit -v) of %.1f MiB leaves "
+                              "%.0f KiB, and sower needs more than %.0f KiB to start",
+                              (double)space.rlim_cur / (1 << 20),
+                              (double)((size_t)space.rlim_cur > mapped ? (size_t)space.rlim_cur - mapped : 0) / 1024,
+                              (double)room / 1024);
+    }
+    volatile char *far_end = alloca(bytes); /* (bytes,) untouched but for its first byte */
+    far_end[0] = 0;
+    return SOWER_OK;
+}
+
 static int finish(int status)
 {
     if (status == SOWER_OK)
@@ -61,6 +100,8 @@ static int finish(int status)
 
 int main(int argc, char **argv)
 {
+    const int stack_reserved = reserve_main_stack();
+    if (stack_reserved != SOWER_OK) return finish(stack_reserved);
     if (argc < 2) {
         print_usage(stderr);
         return sower_status_exit_code(SOWER_EUSAGE);

@@ -14,6 +14,7 @@
 #include "regular_file.h"
 #include "h5_layout.h"
 #include "h5file.h"
+#include "json_keys.h"
 #include "unet.h"
 
 static void free_texts(char **texts, size_t n)
@@ -51,7 +52,12 @@ static int adopt_recorded_scheduler(OutputReader *r)
     char *pipeline = h5file_string_attr((hid_t)r->file, LAYOUT_ATTR_PIPELINE);
     char name[32] = "";
     if (pipeline && pipeline[0] == '{') {
-        cJSON *json = cJSON_Parse(pipeline);
+        int ran_out;
+        cJSON *json = json_parse(pipeline, strlen(pipeline), NULL, &ran_out);
+        if (ran_out) {
+            free(pipeline);
+            return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", r->path);
+        }
         const cJSON *scheduler = cJSON_GetObjectItemCaseSensitive(json, "scheduler");
         if (cJSON_IsString(scheduler)) snprintf(name, sizeof name, "%s", scheduler->valuestring);
         cJSON_Delete(json);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_keys.h"
 #include "outfile.h"
 #include "seeds.h"
 #include "version.h"
@@ -243,7 +244,9 @@ int sample_record_parse(SampleRecord *r, const char *path, const unsigned char *
                         const int64_t *npy_shape, int npy_ndim)
 {
     memset(r, 0, sizeof *r);
-    cJSON *o = cJSON_ParseWithLength((const char *)bytes, n);
+    int ran_out;
+    cJSON *o = json_parse((const char *)bytes, n, NULL, &ran_out);
+    if (ran_out) return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", path);
     const char *bad = NULL;
     int status = SOWER_OK;
     unsigned char d[DIGEST_BYTES];

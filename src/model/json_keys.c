@@ -2,6 +2,7 @@
 #include "json_keys.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,13 +21,15 @@ static int member_cmp(const void *a, const void *b)
 }
 
 /* Drops every member of an object that a later member of the same name overrides, at every depth (sorted
- * by name: n log n, so a config of many keys costs no more than reading it). */
-static void keep_last_of_each_key(cJSON *node)
+ * by name: n log n, so a config of many keys costs no more than reading it). -1 out of memory (some kept). */
+static int keep_last_of_each_key(cJSON *node)
 {
-    if (!node) return;
+    if (!node) return 0;
     size_t n = 0;
     for (cJSON *item = node->child; item; item = item->next) n++;
-    Member *members = cJSON_IsObject(node) && n > 1 ? malloc(n * sizeof *members) : NULL; /* (n,) */
+    const int sorted = cJSON_IsObject(node) && n > 1;
+    Member *members = sorted ? malloc(n * sizeof *members) : NULL; /* (n,) */
+    if (sorted && !members) return -1;
     if (members) {
         size_t k = 0;
         for (cJSON *item = node->child; item; item = item->next, k++) members[k] = (Member){item, k};
@@ -37,7 +40,42 @@ static void keep_last_of_each_key(cJSON *node)
                 cJSON_Delete(cJSON_DetachItemViaPointer(node, members[k].item));
         free(members);
     }
-    for (cJSON *item = node->child; item; item = item->next) keep_last_of_each_key(item);
+    for (cJSON *item = node->child; item; item = item->next)
+        if (keep_last_of_each_key(item) != 0) return -1;
+    return 0;
+}
+
+/* cJSON's allocations go through count_failed_malloc (json_parse installs it once): the number of this
+ * thread's failed ones tells a parse that ran out of memory from one that met bad text. */
+static _Thread_local unsigned long failed_allocations;
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+static void *count_failed_malloc(size_t bytes)
+{
+    void *p = malloc(bytes);
+    if (!p) failed_allocations++;
+    return p;
+}
+
+static void install_hooks(void)
+{
+    cJSON_Hooks hooks = {count_failed_malloc, free};
+    cJSON_InitHooks(&hooks);
+}
+
+cJSON *json_parse(const char *text, size_t len, const char **end, int *ran_out)
+{
+    pthread_once(&hooks_once, install_hooks);
+    const unsigned long before = failed_allocations;
+    const char *stop = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &stop, 0);
+    if (end) *end = stop;
+    *ran_out = failed_allocations != before;
+    if (*ran_out) { /* a tree cJSON finished despite a failed allocation is not trusted either */
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return root;
 }
 
 int json_has_nul_escape(const char *text, size_t len)
@@ -90,14 +128,26 @@ int json_python_literals(const char *text, size_t len, char **out, size_t *out_l
     return 0;
 }
 
-cJSON *json_parse_config(const char *text, size_t len)
+int json_parse_config(const char *text, size_t len, const char *path, int bad_status, cJSON **out)
 {
+    *out = NULL;
     char *rewritten = NULL;
-    if (json_python_literals(text, len, &rewritten, &len) != 0) return NULL;
-    cJSON *root = cJSON_ParseWithLength(rewritten ? rewritten : text, len);
+    if (json_python_literals(text, len, &rewritten, &len) != 0)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", path);
+    int ran_out;
+    cJSON *root = json_parse(rewritten ? rewritten : text, len, NULL, &ran_out);
     free(rewritten);
-    keep_last_of_each_key(root);
-    return root;
+    if (!ran_out && keep_last_of_each_key(root) != 0) ran_out = 1;
+    if (ran_out) {
+        cJSON_Delete(root);
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", path);
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return SOWER_FAIL(bad_status, "%s: not a JSON object", path);
+    }
+    *out = root;
+    return SOWER_OK;
 }
 
 int json_drop_default_keys(cJSON *obj, const char *path)

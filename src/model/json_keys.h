@@ -9,10 +9,15 @@
 
 #include "err.h"
 
-/* Parses a config file's JSON text as Python's json.loads reads it (diffusers and transformers do): of
+/* cJSON_ParseWithLengthOpts(text, len, end, 0), telling bad text from a failed allocation: cJSON returns NULL
+ * alike for both, and a reader that called out of memory bad input would exit 2 ("fix your file") for what
+ * is a runtime failure (exit 3). *ran_out is 1 when one of cJSON's allocations failed (the result is NULL). */
+cJSON *json_parse(const char *text, size_t len, const char **end, int *ran_out);
+/* Parses a config file's JSON object as Python's json.loads reads it (diffusers and transformers do): of
  * a key repeated in an object, the last value counts (cJSON's lookups would find the first), and the
- * literals of json_python_literals are read. NULL on a syntax error (or out of memory). */
-cJSON *json_parse_config(const char *text, size_t len);
+ * literals of json_python_literals are read. Fails with bad_status "PATH: not a JSON object" when the
+ * text is not one, SOWER_ENOMEM when memory ran out. */
+int json_parse_config(const char *text, size_t len, const char *path, int bad_status, cJSON **out) SOWER_MUST_CHECK;
 /* diffusers' extract_init_dict: a key named in "_use_default_values" (written by save_config for arguments left
  * at their defaults) is not read, its default applies whatever value the file gives. Removes those keys from
  * obj (private "_" keys stay: sower reads them for the file's kind); SOWER_EMODEL when the list is not a list

@@ -93,11 +93,8 @@ static void scheduler_class_list(const char *classes[SCHEDULER_MAX_KINDS + 1])
 static int check_class(const char *text, size_t bytes, const char *path, const char *const *expected,
                        char *out, size_t out_size)
 {
-    cJSON *obj = json_parse_config(text, bytes);
-    if (!obj || !cJSON_IsObject(obj)) {
-        cJSON_Delete(obj);
-        return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
-    }
+    cJSON *obj;
+    SOWER_TRY(json_parse_config(text, bytes, path, SOWER_EMODEL, &obj));
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(obj, "_class_name");
     int status = SOWER_OK;
     if (cls && !cJSON_IsString(cls)) {
@@ -159,7 +156,8 @@ static int check_components(Model *m, const char *text, size_t bytes, const char
                              *const vae[] = {"AutoencoderKL", NULL};
     const char *schedulers[SCHEDULER_MAX_KINDS + 1];
     scheduler_class_list(schedulers);
-    cJSON *index = json_parse_config(text, bytes);
+    cJSON *index;
+    SOWER_TRY(json_parse_config(text, bytes, path, SOWER_EMODEL, &index));
     int status = check_component(index, path, "unet", m->stable_diffusion ? sd_unet : unet, 0, NULL, 0);
     if (status == SOWER_OK)
         status = check_component(index, path, "scheduler", schedulers, 0, m->index_scheduler_class,
@@ -204,16 +202,17 @@ static int read_vae_scale_factor(Model *m)
     char *text = NULL;
     size_t bytes = 0;
     SOWER_TRY(config_file_read(path, "VAE config", CONFIG_MAX_BYTES, SOWER_EMODEL, &text, &bytes));
-    cJSON *obj = json_parse_config(text, bytes);
+    cJSON *obj;
+    int status = json_parse_config(text, bytes, path, SOWER_EMODEL, &obj);
     free(text);
-    const cJSON *boc = obj ? cJSON_GetObjectItemCaseSensitive(obj, "block_out_channels") : NULL;
-    int status = SOWER_OK, levels = 1; /* AutoencoderKL's default: (64,) */
+    SOWER_TRY(status);
+    const cJSON *boc = cJSON_GetObjectItemCaseSensitive(obj, "block_out_channels");
+    int levels = 1; /* AutoencoderKL's default: (64,) */
     if (boc && (!cJSON_IsArray(boc) || cJSON_GetArraySize(boc) < 1 || cJSON_GetArraySize(boc) > 8))
         status =
             SOWER_FAIL(SOWER_EMODEL, "%s: key 'block_out_channels': expected a list of 1..8 integers", path);
     else if (boc)
         levels = cJSON_GetArraySize(boc);
-    if (!obj || !cJSON_IsObject(obj)) status = SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
     cJSON_Delete(obj);
     m->vae_scale_factor = 1 << (levels - 1);
     return status;
@@ -326,8 +325,9 @@ static int stable_diffusion_rewrites(const Model *m, int own, SchedulerConfig *c
         if ((keys & SCHED_KEY(KEY_CLIP_SAMPLE)) && cfg->clip_sample) cfg->clip_sample = 0;
         return SOWER_OK;
     }
-    cJSON *obj = json_parse_config(m->scheduler_config_text, m->scheduler_config_bytes);
-    if (!obj) return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", m->scheduler_config_path);
+    cJSON *obj;
+    SOWER_TRY(json_parse_config(m->scheduler_config_text, m->scheduler_config_bytes, m->scheduler_config_path,
+                                SOWER_EMODEL, &obj));
     const cJSON *offset = cJSON_GetObjectItemCaseSensitive(obj, "steps_offset");
     if (offset && cJSON_IsNumber(offset) && offset->valuedouble != 1) cfg->steps_offset = 1;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "clip_sample"))) cfg->clip_sample = 0;

@@ -339,10 +339,14 @@ static int open_file(StFile *f, const char *path, int convert, int (*skip)(const
     }
     f->map_bytes = (size_t)st.st_size;
     f->map = mmap(NULL, f->map_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    const int map_errno = errno; /* before close(), which may set errno */
     close(fd);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
-        return SOWER_FAIL(SOWER_EIO, "cannot map weights '%s': %s", path, strerror(errno));
+        if (map_errno == ENOMEM) /* no address space for it (a ulimit -v, a cgroup): a runtime failure like malloc's */
+            return SOWER_FAIL(SOWER_ENOMEM, "out of memory mapping weights '%s' (%.1f MiB)", path,
+                              (double)f->map_bytes / (1 << 20));
+        return SOWER_FAIL(SOWER_EIO, "cannot map weights '%s': %s", path, strerror(map_errno));
     }
     mapped_file_register(path, f->map, f->map_bytes, &st); /* changed under the mapping: named, not a crash */
     const unsigned char *bytes = f->map;
@@ -362,7 +366,11 @@ static int open_file(StFile *f, const char *path, int convert, int (*skip)(const
     if (!utf8_valid(header_text, (size_t)header_bytes, &bad))
         return SOWER_FAIL(SOWER_EMODEL, "%s: invalid UTF-8 in the header at byte %zu (not a safetensors file?)", path,
                           (size_t)8 + bad);
-    cJSON *header = cJSON_ParseWithLengthOpts(header_text, (size_t)header_bytes, &header_end, 0);
+    int ran_out;
+    cJSON *header = json_parse(header_text, (size_t)header_bytes, &header_end, &ran_out);
+    if (ran_out)
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading the header of %s (%.1f MiB)", path,
+                          (double)header_bytes / (1 << 20));
     if (!header || !cJSON_IsObject(header)) {
         cJSON_Delete(header);
         return SOWER_FAIL(SOWER_EMODEL, "%s: the header is not a JSON object", path);

@@ -464,7 +464,12 @@ static int parse_text(const char *json_text, size_t len, const char *path, Sched
     if (rewritten)
         json_text = rewritten;
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json_text, len, &end, 0);
+    int ran_out;
+    cJSON *root = json_parse(json_text, len, &end, &ran_out);
+    if (ran_out) {
+        free(rewritten);
+        return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", path);
+    }
     if (!root) {
         size_t at = end && end >= json_text ? (size_t)(end - json_text) : 0;
         free(rewritten);

@@ -410,11 +410,8 @@ static int parse_conditional(const cJSON *obj, const char *path, UNetConfig *cfg
 
 int unet_config_parse(const char *json_text, size_t len, const char *path, UNetConfig *cfg)
 {
-    cJSON *obj = json_parse_config(json_text, len);
-    if (!obj || !cJSON_IsObject(obj)) {
-        cJSON_Delete(obj);
-        return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
-    }
+    cJSON *obj;
+    SOWER_TRY(json_parse_config(json_text, len, path, SOWER_EMODEL, &obj));
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(obj, "_class_name");
     const int conditional = cls && cJSON_IsString(cls) && strcmp(cls->valuestring, "UNet2DConditionModel") == 0;
     int status = json_drop_default_keys(obj, path);

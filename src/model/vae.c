@@ -59,11 +59,8 @@ int vae_config_parse(const char *json_text, size_t len, const char *path, VaeCon
                        .mid_attention = 1,
                        .post_quant_conv = 1,
                        .scaling_factor = 0.18215f};
-    cJSON *obj = json_parse_config(json_text, len);
-    if (!obj || !cJSON_IsObject(obj)) {
-        cJSON_Delete(obj);
-        return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
-    }
+    cJSON *obj;
+    SOWER_TRY(json_parse_config(json_text, len, path, SOWER_EMODEL, &obj));
     int status = json_drop_default_keys(obj, path);
     if (status == SOWER_OK) status = parse_object(obj, path, cfg);
     cJSON_Delete(obj);

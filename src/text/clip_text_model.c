@@ -42,11 +42,8 @@ int clip_text_config_parse(const char *json_text, size_t len, const char *path, 
     /* transformers 4.46 CLIPTextConfig.__init__ defaults */
     *cfg = (ClipTextConfig){.vocab_size = 49408, .hidden_size = 512, .intermediate_size = 2048, .num_layers = 12,
                             .num_heads = 8, .max_positions = 77, .layer_norm_eps = 1e-5f, .act = CLIP_ACT_QUICK_GELU};
-    cJSON *obj = json_parse_config(json_text, len);
-    if (!obj || !cJSON_IsObject(obj)) {
-        cJSON_Delete(obj);
-        return SOWER_FAIL(SOWER_EMODEL, "%s: not a JSON object", path);
-    }
+    cJSON *obj;
+    SOWER_TRY(json_parse_config(json_text, len, path, SOWER_EMODEL, &obj));
     static const char *const model_types[] = {"clip_text_model", NULL};
     static const char *const acts[] = {"quick_gelu", "gelu", NULL};
     int status = SOWER_OK;
@@ -261,6 +258,9 @@ int clip_text_encode(const ClipTextModel *m, const int32_t *ids, int n_tokens, i
                               "token %d is id %d, outside the text encoder's vocabulary of %d (the tokenizer's "
                               "vocab.json and the text encoder's config.json vocab_size disagree)",
                               i, (int)ids[i], c->vocab_size);
+    /* Prompts are encoded before the UNet's backend is made (sower sample, sower run): BLIS aborts the process
+     * when its first product cannot make its packing buffers, so they are made first, or "out of memory". */
+    SOWER_TRY(gemm_reserve_packing());
     const size_t n = (size_t)n_tokens, d = (size_t)c->hidden_size;
     Scratch s = {0};
     float *block = malloc((5 * n * d + n * n + n * (size_t)c->intermediate_size) * sizeof(float));

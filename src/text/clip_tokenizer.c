@@ -315,9 +315,14 @@ static int load_vocab(ClipTokenizer *t, const char *dir)
 {
     char path[4200], *text;
     SOWER_TRY(read_file(dir, "vocab.json", 1, &text, path, sizeof path));
-    cJSON *root = cJSON_Parse(text);
+    int ran_out;
+    cJSON *root = json_parse(text, strlen(text), NULL, &ran_out);
     free(text);
     int status = SOWER_OK;
+    if (ran_out) {
+        status = SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", path);
+        goto done;
+    }
     if (!cJSON_IsObject(root)) {
         status = SOWER_FAIL(SOWER_EINPUT, "%s: expected a JSON object of token -> id", path);
         goto done;
@@ -469,11 +474,9 @@ static int load_config(ClipTokenizer *t, const char *dir)
     int status = read_file(dir, "tokenizer_config.json", 1, &text, path, sizeof path);
     if (status != SOWER_OK)
         goto done;
-    cfg = json_parse_config(text, strlen(text));
-    if (!cJSON_IsObject(cfg)) {
-        status = SOWER_FAIL(SOWER_EINPUT, "%s: not a JSON object", path);
+    status = json_parse_config(text, strlen(text), path, SOWER_EINPUT, &cfg);
+    if (status != SOWER_OK)
         goto done;
-    }
     const cJSON *decoder = cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder");
     /* transformers (4.34 and later) writes added_tokens_decoder, and then reads neither special_tokens_map.json
      * nor added_tokens.json; a folder without it (SD 1.5's, say) is read the legacy way: the map overrides the
@@ -482,12 +485,10 @@ static int load_config(ClipTokenizer *t, const char *dir)
         status = read_file(dir, "special_tokens_map.json", 0, &map_text, map_path, sizeof map_path);
         if (status == SOWER_OK) status = read_file(dir, "added_tokens.json", 0, &added_text, added_path, sizeof added_path);
         if (status != SOWER_OK) goto done;
-        map = map_text ? json_parse_config(map_text, strlen(map_text)) : NULL;
-        added = added_text ? json_parse_config(added_text, strlen(added_text)) : NULL;
-        if ((map_text && !cJSON_IsObject(map)) || (added_text && !cJSON_IsObject(added))) {
-            status = SOWER_FAIL(SOWER_EINPUT, "%s: not a JSON object", map_text && !cJSON_IsObject(map) ? map_path : added_path);
-            goto done;
-        }
+        if (map_text) status = json_parse_config(map_text, strlen(map_text), map_path, SOWER_EINPUT, &map);
+        if (status == SOWER_OK && added_text)
+            status = json_parse_config(added_text, strlen(added_text), added_path, SOWER_EINPUT, &added);
+        if (status != SOWER_OK) goto done;
     } else if (!cJSON_IsObject(decoder)) {
         status = SOWER_FAIL(SOWER_EINPUT, "%s: key 'added_tokens_decoder': expected an object of id -> {\"content\": ...}",
                             path);
