@@ -91,6 +91,8 @@ def main():
                 worst, worst_abs = max(worst, diff / tol), max(worst_abs, diff)
                 edits = c.get("scheduler_config_edits") or {}
                 name = (key[6] + (" karras" if key[7] else "") + (" zero-SNR" if edits.get("rescale_betas_zero_snr") else "")
+                        + (" exponential" if edits.get("use_exponential_sigmas") else "")
+                        + (" beta" if edits.get("use_beta_sigmas") else "")
                         + (f" order {edits['solver_order']}" if "solver_order" in edits else "")
                         + (f" rescale {key[9]}" if key[9] else ""))
                 per_scheduler[name] = max(per_scheduler.get(name, 0.0), diff / tol)
@@ -206,6 +208,15 @@ def main():
         bad("DPM-Solver of order 4",
             copy_with("dpm4", edit_json("scheduler/scheduler_config.json", solver_order=4)),
             ["scheduler_config.json", "solver_order", "1..3"], case=dict(base, scheduler="dpm++2m"))
+        # an exponential-sigma config: not beside --karras (from_config raises), not into a class whose 0.31
+        # set_timesteps fails on it
+        exp_cfg = copy_with("exp-cfg", edit_json("scheduler/scheduler_config.json", use_exponential_sigmas=True))
+        bad("exponential config with --karras", exp_cfg,
+            ["scheduler_config.json", "use_exponential_sigmas", "one sigma schedule"], ["--karras"],
+            case=dict(base, scheduler="euler"))
+        bad("exponential config into dpm++2m", exp_cfg,
+            ["scheduler_config.json", "use_exponential_sigmas", "expected false", "DPMSolverMultistepScheduler"],
+            case=dict(base, scheduler="dpm++2m"))
         # zero terminal SNR with tiny-sd1's epsilon prediction: DDIM/DDPM's first trailing step divides by
         # sqrt(alphas_cumprod) = 0 (diffusers renders NaN); DPM's floor of 2**-24 runs, dpm++2m names its SDE twin
         zsnr = copy_with("zsnr-eps", edit_json("scheduler/scheduler_config.json", rescale_betas_zero_snr=True,

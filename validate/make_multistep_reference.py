@@ -237,6 +237,21 @@ def cases():
                                                  '"timestep_spacing": "leading", "steps_offset": 1}', 9))
     c.append(("dpm_sde_tree_cosine_karras_v_n7", E, '{"beta_schedule": "squaredcos_cap_v2", "use_karras_sigmas": true, '
                                                   '"prediction_type": "v_prediction"}', 7))
+    # The exponential and beta sigma schedules (_convert_to_exponential: torch.linspace of the logs, exp'd in float32;
+    # _convert_to_beta: scipy.stats.beta.ppf(., 0.6, 0.6)), in the classes whose set_timesteps runs them in 0.31
+    for key, tag in (("use_exponential_sigmas", "exp"), ("use_beta_sigmas", "beta")):
+        for cls, ctag in (("EulerDiscreteScheduler", "euler"), ("HeunDiscreteScheduler", "heun"),
+                          ("LMSDiscreteScheduler", "lms"), ("KDPM2DiscreteScheduler", "kdpm2"),
+                          ("KDPM2AncestralDiscreteScheduler", "kdpm2_a"), ("DPMSolverSDEScheduler", "dpm_sde_tree")):
+            for n in (1, 2, 9, 25):
+                c.append((f"sd15_into_{ctag}_{tag}_n{n}", cls, SD15[:-1] + f', "{key}": true}}', n))
+            c.append((f"ddim_v_into_{ctag}_{tag}_n12", cls, DDIM_SAVED_V[:-1] + f', "{key}": true}}', 12))
+        c.append((f"euler_{tag}_bounds_sigma_min_final_n11", "EulerDiscreteScheduler",
+                  f'{{"{key}": true, "sigma_min": 0.05, "sigma_max": 10.0, "final_sigmas_type": "sigma_min"}}', 11))
+        c.append((f"kdpm2_{tag}_cosine_bounds_n6", "KDPM2DiscreteScheduler",
+                  f'{{"beta_schedule": "squaredcos_cap_v2", "{key}": true, "sigma_min": 0.1, "sigma_max": 20.0}}', 6))
+        c.append((f"euler_{tag}_trailing_linear_n40", "EulerDiscreteScheduler",
+                  f'{{"{key}": true, "timestep_spacing": "trailing", "beta_schedule": "linear"}}', 40))
     return c
 
 

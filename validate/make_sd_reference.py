@@ -21,7 +21,8 @@ What it writes under tests/data/sd/:
   render_reference.json, render_latents_PIPELINE.npy   end to end: StableDiffusionPipeline with
       DDIMScheduler (or PNDM, Euler, Euler ancestral, Heun, LMS, KDPM2 and its ancestral form, DPM-Solver++ 2M and
       2S and their SDE forms, DPM++ SDE (DPMSolverSDEScheduler, noise_sampler_seed=[the seeds]; needs torchsde),
-      DEIS, UniPC, Karras sigmas for Euler, Heun, LMS, KDPM2, DPM, DPM++ SDE, DEIS and UniPC)
+      DEIS, UniPC, Karras sigmas for Euler, Heun, LMS, KDPM2, DPM, DPM++ SDE, DEIS and UniPC, exponential and beta
+      sigmas for Euler, Heun, KDPM2 ancestral and DPM++ SDE)
       .from_config(the folder's scheduler config), 10 steps, one CPU generator per seed, output_type="latent"
       (prompts, negative prompts, guidance 1 / 5 / 7.5, eta 0 / 0.5, clip_skip, seeds 0, 2^32+7, 2^64-1);
       yardsticks: each seed alone vs in one batch with two more, and (eta 0) the same render in float64 from the
@@ -252,6 +253,16 @@ RENDERS = [  # (pipelines, prompt, negative prompt, guidance, eta, clip_skip, se
     (None, "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, SEEDS[1]], "dpm++sde", False),
     (None, "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [47], "dpm++sde", True),
     (["tiny-sd2"], "a red cube on a blue sphere", None, 5.0, 0.0, None, [SEEDS[2]], "dpm++sde", False),
+    # the exponential and beta sigma schedules (use_exponential_sigmas / use_beta_sigmas in the folder's scheduler
+    # config), in classes whose set_timesteps runs them in 0.31
+    (["tiny-sd1"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 48], "euler", False,
+     {"scheduler_config": {"use_exponential_sigmas": True}}),
+    (["tiny-sd2"], "a photograph of an astronaut riding a horse", "", 7.5, 0.0, None, [49], "heun", False,
+     {"scheduler_config": {"use_exponential_sigmas": True}}),
+    (["tiny-sd1"], "a red cube on a blue sphere", None, 5.0, 0.0, None, [50], "dpm2-a", False,
+     {"scheduler_config": {"use_beta_sigmas": True}}),
+    (["tiny-sd2"], "a photograph of an astronaut riding a horse", None, 7.5, 0.0, None, [0, 51], "dpm++sde", False,
+     {"scheduler_config": {"use_beta_sigmas": True}}),
 ]
 
 

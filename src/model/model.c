@@ -367,6 +367,10 @@ int model_scheduler(const Model *m, SchedulerKind kind, int karras, RngKernel ke
     SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes,
                                      m->scheduler_config_path, kind, &cfg));
     assert(!karras || (scheduler_class(kind)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)));
+    if (karras && (cfg.use_exponential_sigmas || cfg.use_beta_sigmas)) /* from_config raises: only one of them */
+        return SOWER_FAIL(SOWER_EINPUT, "Karras sigmas (--karras, pipeline.karras) with %s, whose key '%s' is true: "
+                                        "diffusers takes one sigma schedule; drop karras or that key",
+                          m->scheduler_config_path, cfg.use_exponential_sigmas ? "use_exponential_sigmas" : "use_beta_sigmas");
     if (karras) /* from_config(config, use_karras_sigmas=True) */
         cfg.use_karras_sigmas = 1;
     if (m->stable_diffusion) {

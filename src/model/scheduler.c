@@ -34,8 +34,7 @@ static float linspace_at(float start, float end, float step, int64_t steps, int6
  * cpu_serial_kernel_vec handles blocks of two 8-float vectors: each vector is
  * Vectorized<float>::arange(base, step) = base + k*step (k = 0..7, not fused), base from the scalar
  * formula at its first index; the remainder (steps % 16 values) uses the scalar formula. */
-static void torch_linspace(float *out /* (steps,) */, double start_d, double end_d, int64_t steps,
-                           RngKernel kernel)
+void torch_linspace(float *out /* (steps,) */, double start_d, double end_d, int64_t steps, RngKernel kernel)
 {
     const float start = (float)start_d, end = (float)end_d;
     if (steps == 1) { /* result.fill_(start) */

@@ -117,6 +117,8 @@ typedef struct {
     VarianceType variance_type;    /* DDPM only */
     int skip_prk_steps;            /* PNDM: PLMS from the first step (else 12 Runge-Kutta calls first) */
     int use_karras_sigmas;         /* Euler, DPM: Karras et al.'s sigma schedule (rho 7) */
+    int use_exponential_sigmas;    /* Euler, Heun, LMS, KDPM2, DPM SDE: log-linear sigmas between the ends */
+    int use_beta_sigmas;           /* the same classes: sigmas at the Beta(0.6, 0.6) quantiles between the ends */
     double sigma_min, sigma_max;   /* Euler's karras bounds; NaN: None (the schedule's own ends) */
     FinalSigmasType final_sigmas_type; /* Euler, DPM: the sigma after the last step */
     int solver_order;              /* DPM, DPM singlestep, DEIS, UniPC: 1..3 */

@@ -245,9 +245,11 @@ static int apply_key(const char *path, ConfigKey key, const cJSON *v, SchedulerC
     case KEY_USE_KARRAS_SIGMAS:
         return get_bool(path, name, v, &cfg->use_karras_sigmas);
     case KEY_USE_EXPONENTIAL_SIGMAS:
+        return get_bool(path, name, v, &cfg->use_exponential_sigmas);
     case KEY_USE_BETA_SIGMAS:
+        return get_bool(path, name, v, &cfg->use_beta_sigmas);
     case KEY_USE_LU_LAMBDAS:
-        return get_false(path, name, v, "only the interpolated and Karras sigma schedules are supported");
+        return get_false(path, name, v, "only the interpolated, Karras, exponential and beta sigma schedules are supported");
     case KEY_SIGMA_MIN:
     case KEY_SIGMA_MAX:
         if (cJSON_IsNull(v))
@@ -444,6 +446,11 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
             if ((keys & SCHED_KEY(k)) && strcmp(item->string, config_key_names[k]) == 0)
                 SOWER_TRY(apply_key(path, (ConfigKey)k, item, cfg));
     }
+    /* __init__ raises ValueError: "Only one of `config.use_beta_sigmas`, `config.use_exponential_sigmas`,
+     * `config.use_karras_sigmas` can be used." */
+    if (cfg->use_karras_sigmas + cfg->use_exponential_sigmas + cfg->use_beta_sigmas > 1)
+        return SOWER_FAIL(SOWER_EMODEL, "%s: keys 'use_karras_sigmas', 'use_exponential_sigmas', 'use_beta_sigmas': "
+                                        "expected at most one of them true (diffusers raises on more)", path);
     if (as_named && scheduler_class(kind)->overrides)
         scheduler_class(kind)->overrides(cfg);
     if (as_named && scheduler_class(kind)->validate)

@@ -30,6 +30,7 @@ static void deis_defaults(SchedulerConfig *cfg)
 
 static int deis_validate(const SchedulerConfig *cfg, const char *path)
 {
+    SOWER_TRY(sigma_conversion_refused(cfg, path));
     if (cfg->algorithm_sde) /* __init__: "deis", or dpmsolver[++] read as deis; anything else NotImplementedError */
         return SOWER_FAIL(SOWER_EMODEL,
                           "%s: key 'algorithm_type': expected \"deis\", \"dpmsolver++\" or \"dpmsolver\" "

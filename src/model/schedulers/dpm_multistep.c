@@ -27,6 +27,7 @@ static void dpm_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING
 
 int scheduler_dpm_final_sigma_validate(const SchedulerConfig *cfg, const char *path)
 {
+    SOWER_TRY(sigma_conversion_refused(cfg, path));
     if (cfg->algorithm_sde && cfg->solver_order > 2) /* diffusers 0.31's third-order updates have no SDE form */
         return SOWER_FAIL(SOWER_EMODEL,
                           "%s: key 'solver_order': expected 1..2 with algorithm_type \"sde-dpmsolver++\" (diffusers "

@@ -171,18 +171,29 @@ static int dpm_sde_set_timesteps(Scheduler *s)
     log_sigma_table(s, sigma, log_sigma);
     for (int i = 0; i < N; i++)
         interp[i] = numpy_interp_arange(ts[i], sigma, T);
-    if (s->cfg.use_karras_sigmas) { /* from the interpolated ends; timesteps _sigma_to_t's, not rounded */
+    if (s->cfg.use_karras_sigmas || s->cfg.use_exponential_sigmas || s->cfg.use_beta_sigmas) {
+        /* from the interpolated ends; timesteps _sigma_to_t's, not rounded */
+        int converted;
         SOWER_TRY_GOTO(karras_check(s), status, done);
-        karras_sigmas(interp[N - 1], interp[0], N, interp);
-        for (int i = 0; i < N; i++)
-            ts[i] = sigma_to_t(interp[i], log_sigma, T);
+        SOWER_TRY_GOTO(converted_sigmas(s, interp[N - 1], interp[0], N, interp, &converted), status, done);
+        for (int i = 0; i < N; i++) /* Karras's sigmas a numpy array, the others a torch tensor */
+            ts[i] = s->cfg.use_karras_sigmas ? sigma_to_t(interp[i], log_sigma, T) : sigma_to_t_tensor(interp[i], log_sigma, T);
     }
     /* the calls' timesteps: the steps', and between them _second_order_timesteps: sigma_fn of the midpoint of
      * t = -np.log(sigmas) in float64, read back as a timestep */
     call_ts[0] = ts[0];
+    const int tensor_sigmas = s->cfg.use_exponential_sigmas || s->cfg.use_beta_sigmas;
     for (int k = 1; k < N; k++) {
-        const double t = -log(interp[k - 1]), t_next = -log(interp[k]);
-        call_ts[2 * k - 1] = sigma_to_t(exp(-(t + (t_next - t) * 0.5)), log_sigma, T);
+        double mid;
+        if (tensor_sigmas) { /* the schedule is a float32 tensor there: np.log and np.exp of it run in float32 */
+            const RngKernel kern = s->cfg.torch_kernel;
+            const float t = -numpy_logf((float)interp[k - 1], kern), t_next = -numpy_logf((float)interp[k], kern);
+            mid = (double)numpy_expf(-(t + (t_next - t) * 0.5f), kern);
+        } else {
+            const double t = -log(interp[k - 1]), t_next = -log(interp[k]);
+            mid = exp(-(t + (t_next - t) * 0.5));
+        }
+        call_ts[2 * k - 1] = tensor_sigmas ? sigma_to_t_tensor(mid, log_sigma, T) : sigma_to_t(mid, log_sigma, T);
         call_ts[2 * k] = ts[k];
     }
     for (int c = 0; c < calls; c++)

@@ -48,8 +48,8 @@ int scheduler_euler_timesteps(const Scheduler *s, float *ts)
     return status;
 }
 
-/* set_timesteps: sigmas = np.interp(timesteps, arange(T), sigma) (or Karras's schedule, whose timesteps
- * are then _sigma_to_t's), then the final sigma; all cast to float32. */
+/* set_timesteps: sigmas = np.interp(timesteps, arange(T), sigma) (or Karras's, the exponential or the beta
+ * schedule, whose timesteps are then _sigma_to_t's, not rounded), then the final sigma; all cast to float32. */
 static int euler_set_timesteps(Scheduler *s)
 {
     const int N = s->num_inference_steps, T = s->cfg.num_train_timesteps;
@@ -67,14 +67,16 @@ static int euler_set_timesteps(Scheduler *s)
     sigma_table(s, sigma);
     for (int i = 0; i < N; i++)
         interp[i] = numpy_interp_arange((double)s->unet_timesteps[i], sigma, T);
-    if (s->cfg.use_karras_sigmas) {
+    if (s->cfg.use_karras_sigmas || s->cfg.use_exponential_sigmas || s->cfg.use_beta_sigmas) {
         const double lo = isnan(s->cfg.sigma_min) ? interp[N - 1] : s->cfg.sigma_min;
         const double hi = isnan(s->cfg.sigma_max) ? interp[0] : s->cfg.sigma_max;
+        int converted;
         SOWER_TRY_GOTO(karras_check(s), status, done);
-        karras_sigmas(lo, hi, N, interp);
+        SOWER_TRY_GOTO(converted_sigmas(s, lo, hi, N, interp, &converted), status, done);
         log_sigma_table(s, sigma, log_sigma);
-        for (int i = 0; i < N; i++)
-            s->unet_timesteps[i] = (float)sigma_to_t(interp[i], log_sigma, T);
+        for (int i = 0; i < N; i++) /* Karras's sigmas a numpy array, the others a torch tensor */
+            s->unet_timesteps[i] = (float)(s->cfg.use_karras_sigmas ? sigma_to_t(interp[i], log_sigma, T)
+                                                                     : sigma_to_t_tensor(interp[i], log_sigma, T));
     }
     for (int i = 0; i < N; i++)
         s->sigmas[i] = (float)interp[i];

@@ -109,13 +109,17 @@ static int kdpm2_set_timesteps(Scheduler *s)
     log_sigma_table(s, sigma, log_sigma);
     for (int i = 0; i < N; i++)
         interp[i] = numpy_interp_arange((double)ts[i], sigma, T);
-    if (s->cfg.use_karras_sigmas) { /* timesteps = np.array([_sigma_to_t(sigma) ...]).round() */
+    if (s->cfg.use_karras_sigmas || s->cfg.use_exponential_sigmas || s->cfg.use_beta_sigmas) {
         const double lo = isnan(s->cfg.sigma_min) ? interp[N - 1] : s->cfg.sigma_min;
         const double hi = isnan(s->cfg.sigma_max) ? interp[0] : s->cfg.sigma_max;
+        int converted;
         SOWER_TRY_GOTO(karras_check(s), status, done);
-        karras_sigmas(lo, hi, N, interp);
-        for (int i = 0; i < N; i++)
-            ts[i] = (float)nearbyint(sigma_to_t(interp[i], log_sigma, T)); /* half to even, as np.round */
+        SOWER_TRY_GOTO(converted_sigmas(s, lo, hi, N, interp, &converted), status, done);
+        /* timesteps = np.array([_sigma_to_t(sigma) ...]), .round() for Karras's only */
+        for (int i = 0; i < N; i++) {
+            ts[i] = (float)(s->cfg.use_karras_sigmas ? nearbyint(sigma_to_t(interp[i], log_sigma, T)) /* as np.round */
+                                                     : sigma_to_t_tensor(interp[i], log_sigma, T));
+        }
     }
     for (int i = 0; i < N; i++)
         b_sigma[i] = (float)interp[i];

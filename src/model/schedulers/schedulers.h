@@ -136,8 +136,28 @@ void log_sigma_table(const Scheduler *s, const float *sigma /* (T,) */, float *l
 double numpy_linspace_at(double start, double stop, int num, int i);
 /* np.interp(x, np.arange(T), fp): fp (T,) float32 values, read as doubles. */
 double numpy_interp_arange(double x, const float *fp, int T);
+/* torch.linspace(start, end, steps) in float32 as torch 1.13's CPU kernel computes it on one thread (scheduler.c). */
+void torch_linspace(float *out /* (steps,) */, double start, double end, int64_t steps, RngKernel kernel);
 /* _convert_to_karras: out (n,) = (max^(1/7) + ramp * (min^(1/7) - max^(1/7)))^7, ramp = linspace(0, 1, n). */
 void karras_sigmas(double sigma_min, double sigma_max, int n, double *out /* (n,) */);
+/* The schedule a config's use_karras_sigmas, use_exponential_sigmas or use_beta_sigmas makes of the interpolated
+ * schedule's ends (sigma_min, sigma_max), descending, into out: Karras's (float64), _convert_to_exponential's
+ * torch.linspace(math.log(max), math.log(min), n).exp() (float32: the kernel's linspace and Sleef exp), or
+ * _convert_to_beta's min + scipy.stats.beta.ppf(1 - np.linspace(0, 1, n), 0.6, 0.6) * (max - min) (float64,
+ * then torch.Tensor's float32). *converted 0 (out untouched) when the config asks for none. */
+int converted_sigmas(const Scheduler *s, double sigma_min, double sigma_max, int n, double *out /* (n,) */,
+                     int *converted) SOWER_MUST_CHECK;
+/* _sigma_to_t of a sigma that is a 0-d float32 torch tensor (the exponential and beta schedules are tensors, Karras's
+ * a numpy array): torch's promotion finds the interval in float32, as sigma_to_t does, but computes the weight in
+ * float64. */
+double sigma_to_t_tensor(double sigma, const float *log_sigmas /* (T,) */, int T);
+/* SOWER_EMODEL naming the key when use_exponential_sigmas or use_beta_sigmas is set: DPMSolverMultistep and
+ * Singlestep, DEIS and UniPC take both keys in diffusers 0.31, but their set_timesteps fails on either
+ * (TypeError: linspace() steps None; NameError: log_sigmas). */
+int sigma_conversion_refused(const SchedulerConfig *cfg, const char *path) SOWER_MUST_CHECK;
+/* scipy.stats.beta.ppf(q, a, b) (the inverse of the regularised incomplete beta function I_x(a, b)) to a few
+ * float64 ulps; a, b > 0. */
+double beta_ppf(double q, double a, double b);
 /* _sigma_to_t(sigma, log_sigmas): the fractional timestep of sigma; log_sigmas (T,) float32. */
 double sigma_to_t(double sigma, const float *log_sigmas, int T);
 /* Its parts: the clipped float32 weight w toward low_idx + 1, and low_idx. */
@@ -147,7 +167,8 @@ float sigma_to_t_weight(double sigma, const float *log_sigmas, int T, int *low_i
 float sigmas_init_noise_sigma(const Scheduler *s, int count);
 /* The sigma after the last step: 0 ("zero") or sigma[0] ("sigma_min"). */
 float final_sigma(const SchedulerConfig *cfg, const float *sigma /* (T,) */);
-/* SOWER_EINPUT unless Karras sigmas can be read off this schedule (two train timesteps at least). */
+/* SOWER_EINPUT unless Karras, exponential or beta sigmas can be read off this schedule (two train timesteps at
+ * least), naming the config's key. */
 int karras_check(const Scheduler *s) SOWER_MUST_CHECK;
 /* SOWER_EINPUT: the Karras sigma of step i has no finite timestep. */
 int karras_not_finite(const Scheduler *s, int i) SOWER_MUST_CHECK;

@@ -7,6 +7,7 @@
  * the C library's: within an ulp, and only the fractional timesteps of Karras schedules read it. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "schedulers/schedulers.h"
 #include "schedulers/torch_math.h"
@@ -67,6 +68,90 @@ void karras_sigmas(double sigma_min, double sigma_max, int n, double *out)
     }
 }
 
+/* I_x(a, b) by its continued fraction (Lentz's method), for x < (a + 1) / (a + b + 2), where it converges fast;
+ * the other side through I_x(a, b) = 1 - I_{1-x}(b, a). */
+static double incomplete_beta_cf(double x, double a, double b)
+{
+    const double tiny = 1e-300;
+    double c = 1.0, d = 1.0 - (a + b) * x / (a + 1.0);
+    d = 1.0 / (fabs(d) < tiny ? tiny : d);
+    double f = d;
+    for (int m = 1; m <= 1000; m++) {
+        for (int odd = 0; odd < 2; odd++) { /* d_{2m} then d_{2m+1} */
+            const double num = odd ? -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0))
+                                   : m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
+            d = 1.0 + num * d;
+            d = 1.0 / (fabs(d) < tiny ? tiny : d);
+            c = 1.0 + num / c;
+            c = fabs(c) < tiny ? tiny : c;
+            f *= c * d;
+            if (odd && fabs(c * d - 1.0) < 1e-17) m = 1001;
+        }
+    }
+    const double front = exp(a * log(x) + b * log1p(-x) - (lgamma(a) + lgamma(b) - lgamma(a + b))) / a;
+    return front * f;
+}
+
+static double incomplete_beta(double x, double a, double b)
+{
+    if (x <= 0.0) return 0.0;
+    if (x >= 1.0) return 1.0;
+    return x < (a + 1.0) / (a + b + 2.0) ? incomplete_beta_cf(x, a, b) : 1.0 - incomplete_beta_cf(1.0 - x, b, a);
+}
+
+double beta_ppf(double q, double a, double b)
+{
+    if (!(q > 0.0)) return 0.0;
+    if (!(q < 1.0)) return 1.0;
+    /* bisection to a narrow bracket, then Newton's steps on I_x - q (its derivative the density) inside it */
+    double lo = 0.0, hi = 1.0, x = 0.5;
+    for (int i = 0; i < 40; i++) {
+        x = 0.5 * (lo + hi);
+        if (incomplete_beta(x, a, b) < q) lo = x;
+        else hi = x;
+    }
+    const double log_beta = lgamma(a) + lgamma(b) - lgamma(a + b);
+    for (int i = 0; i < 8; i++) {
+        const double density = exp((a - 1.0) * log(x) + (b - 1.0) * log1p(-x) - log_beta);
+        const double next = x - (incomplete_beta(x, a, b) - q) / density;
+        if (!(next > lo && next < hi) || next == x) break;
+        x = next;
+    }
+    return x;
+}
+
+int converted_sigmas(const Scheduler *s, double sigma_min, double sigma_max, int n, double *out, int *converted)
+{
+    *converted = s->cfg.use_karras_sigmas || s->cfg.use_exponential_sigmas || s->cfg.use_beta_sigmas;
+    if (s->cfg.use_karras_sigmas) {
+        karras_sigmas(sigma_min, sigma_max, n, out);
+    } else if (s->cfg.use_exponential_sigmas) {
+        float *line = malloc((size_t)n * sizeof *line); /* (n,) the exponents */
+        if (!line) return SOWER_FAIL(SOWER_ENOMEM, "scheduler sigmas");
+        torch_linspace(line, log(sigma_max), log(sigma_min), n, s->cfg.torch_kernel); /* math.log: float64 */
+        for (int i = 0; i < n; i++)
+            out[i] = (double)torch_expf(line[i], s->cfg.torch_kernel);
+        free(line);
+    } else if (s->cfg.use_beta_sigmas) {
+        for (int i = 0; i < n; i++) {
+            const double ppf = beta_ppf(1.0 - numpy_linspace_at(0.0, 1.0, n, i), 0.6, 0.6);
+            out[i] = (double)(float)(sigma_min + ppf * (sigma_max - sigma_min));
+        }
+    }
+    return SOWER_OK;
+}
+
+int sigma_conversion_refused(const SchedulerConfig *cfg, const char *path)
+{
+    if (!cfg->use_exponential_sigmas && !cfg->use_beta_sigmas) return SOWER_OK;
+    return SOWER_FAIL(SOWER_EMODEL,
+                      "%s: key '%s': expected false with the %s scheduler (%s): diffusers 0.31's set_timesteps fails "
+                      "with it (the exponential and beta schedules run with euler, heun, lms, kdpm2, kdpm2-a and "
+                      "dpm++sde)",
+                      path, cfg->use_exponential_sigmas ? "use_exponential_sigmas" : "use_beta_sigmas",
+                      scheduler_kind_name(cfg->kind), scheduler_class(cfg->kind)->class_name);
+}
+
 float sigma_to_t_weight(double sigma, const float *log_sigmas, int T, int *low_idx)
 {
     /* log_sigma = np.log(np.maximum(sigma, 1e-10)), a float64 scalar; numpy 1.24's value-based casting
@@ -94,6 +179,24 @@ double sigma_to_t(double sigma, const float *log_sigmas, int T)
     return (double)(1.0f - w) * (double)low + (double)w * (double)(low + 1);
 }
 
+double sigma_to_t_tensor(double sigma, const float *log_sigmas, int T)
+{
+    /* np.maximum of the float32 tensor and 1e-10 is a float64 tensor, and np.log of it one too */
+    const double log_sigma = log(sigma > 1e-10 ? sigma : 1e-10);
+    const float log_sigma_f = (float)log_sigma; /* dists = log_sigma - log_sigmas[:, None]: a float32 tensor */
+    int low = 0;
+    for (int j = 0; j < T; j++)
+        if (log_sigma_f - log_sigmas[j] >= 0.0f)
+            low = j;
+    if (low > T - 2)
+        low = T - 2;
+    /* w = (low - log_sigma) / (low - high): numpy float32 scalars against the float64 tensor; low - high in float32 */
+    const float span = log_sigmas[low] - log_sigmas[low + 1];
+    double w = ((double)log_sigmas[low] - log_sigma) / (double)span;
+    w = w < 0.0 ? 0.0 : w > 1.0 ? 1.0 : w;
+    return (1.0 - w) * (double)low + w * (double)(low + 1);
+}
+
 float sigmas_init_noise_sigma(const Scheduler *s, int count)
 {
     float max = s->sigmas[0];
@@ -109,9 +212,11 @@ float final_sigma(const SchedulerConfig *cfg, const float *sigma)
 
 int karras_check(const Scheduler *s)
 {
+    const char *key = s->cfg.use_exponential_sigmas ? "use_exponential_sigmas"
+                      : s->cfg.use_beta_sigmas      ? "use_beta_sigmas"
+                                                    : "use_karras_sigmas";
     if (s->cfg.num_train_timesteps < 2) /* _sigma_to_t interpolates between two train timesteps */
-        return SOWER_FAIL(SOWER_EINPUT, "use_karras_sigmas needs num_train_timesteps >= 2, found %d",
-                          s->cfg.num_train_timesteps);
+        return SOWER_FAIL(SOWER_EINPUT, "%s needs num_train_timesteps >= 2, found %d", key, s->cfg.num_train_timesteps);
     return SOWER_OK;
 }
 

@@ -192,6 +192,35 @@ static float numpy_simd_logf(float x)
 
 float numpy_logf(float x, RngKernel kernel) { return kernel == RNG_KERNEL_TORCH_CPU_SCALAR ? logf(x) : numpy_simd_logf(x); }
 
+/* numpy's simd_exp_FLOAT (loops_exponent_log.dispatch.c.src, NPY_COEFF_*_EXPf), one lane: Cody-Waite reduction by
+ * k = rint(x * log2(e)), a 5/2 rational, scaled by 2^k (scalef on AVX-512, an exponent add on AVX2: the same bits,
+ * ldexpf's for a normal result and its one rounding for a subnormal one) */
+static float numpy_simd_expf(float x)
+{
+    if (isnan(x))
+        return NAN;
+    if (x >= 88.72283935546875f)
+        return INFINITY;
+    if (x <= -103.97208404541015625f)
+        return 0.0f;
+    static const float p[6] = {9.999999999980870924916e-01f, 7.257664613233124478488e-01f, 2.473615434895520810817e-01f,
+                               5.114512081637298353406e-02f, 6.757896990527504603057e-03f, 5.082762527590693718096e-04f};
+    static const float q[3] = {1.000000000000000000000e+00f, -2.742335390411667452936e-01f, 2.159509375685829852307e-02f};
+    const float magic = 0x1.8p23f; /* NPY_RINT_CVT_MAGICf: adding and subtracting it rounds to nearest even */
+    volatile float scaled = x * 1.442695040888963407359924681001892137f; /* NPY_LOG2Ef */
+    volatile float shifted = scaled + magic;
+    const float k = shifted - magic;
+    float y = fmaf(k, -6.93145752e-1f, x); /* NPY_CODY_WAITE_LOGE_2_HIGHf, then _LOWf (the third part is 0) */
+    y = fmaf(k, -1.42860677e-6f, y);
+    float num = fmaf(p[5], y, p[4]);
+    for (int i = 3; i >= 0; i--)
+        num = fmaf(num, y, p[i]);
+    const float den = fmaf(fmaf(q[2], y, q[1]), y, q[0]);
+    return ldexpf(num / den, (int)k);
+}
+
+float numpy_expf(float x, RngKernel kernel) { return kernel == RNG_KERNEL_TORCH_CPU_SCALAR ? expf(x) : numpy_simd_expf(x); }
+
 float torch_logf(float x, RngKernel kernel) { return kernel == RNG_KERNEL_TORCH_CPU_SCALAR ? logf(x) : sleef_logf(x); }
 float torch_expf(float x, RngKernel kernel) { return kernel == RNG_KERNEL_TORCH_CPU_SCALAR ? expf(x) : sleef_expf(x); }
 float torch_expm1f(float x, RngKernel kernel)

@@ -17,5 +17,8 @@ float torch_expm1f(float x, RngKernel kernel);
  * DEIS's coefficients go through; the C library's logf where torch's kernel is DEFAULT (a machine without AVX2,
  * where numpy has no such loop either). */
 float numpy_logf(float x, RngKernel kernel);
+/* numpy 1.24's np.exp of a float32 array: its AVX2/AVX-512 loop (Cody-Waite reduction, a 5/2 rational; the same bits on
+ * both); the C library's expf where torch's kernel is DEFAULT. */
+float numpy_expf(float x, RngKernel kernel);
 
 #endif /* SOWER_TORCH_MATH_H */

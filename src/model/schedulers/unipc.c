@@ -220,6 +220,7 @@ static void unipc_step(const Scheduler *s, SchedulerRun *r, int i, const float *
  * set_timesteps, where the step count is known. */
 static int unipc_validate(const SchedulerConfig *cfg, const char *path)
 {
+    SOWER_TRY(sigma_conversion_refused(cfg, path));
     if (cfg->final_sigmas_type != FINAL_SIGMA_ZERO)
         return SOWER_OK;
     const char *why = cfg->solver_bh1    ? "with solver_type \"bh1\" (B(h) = h is infinite at sigma 0)"
