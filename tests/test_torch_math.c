@@ -1,7 +1,7 @@
 /* test_torch_math: torch_logf / torch_expf / torch_expm1f (src/model/schedulers/torch_math.c) against torch 1.13's
  * own torch.log / torch.exp / torch.expm1 of float32 tensors, bit for bit, under both torch CPU kernels (AVX2:
  * Sleef; DEFAULT: the C library), over tests/data/torch_math_reference.json (validate/make_torch_math_reference.py:
- * 600 inputs, specials included); numpy_logf against numpy 1.24's np.log of a float32 array. Exit 0 when every
+ * 600 inputs, specials included); numpy_logf and numpy_expf against numpy 1.24's np.log and np.exp of a float32 array. Exit 0 when every
  * value matches. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -78,6 +78,18 @@ int main(int argc, char **argv)
     CHECK(differ == 0, "numpy log: %d of %d values differ", differ, n);
     printf("numpy (%s) log: %d of %d values as np.log's\n", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(np_log, "simd")),
            n - differ, n);
+    /* numpy_expf against np.exp of the inputs (a float32 array) */
+    const cJSON *want_exp = cJSON_GetObjectItemCaseSensitive(np_log, "exp");
+    differ = 0;
+    CHECK(cJSON_GetArraySize(want_exp) == n, "numpy exp: %d values for %d inputs", cJSON_GetArraySize(want_exp), n);
+    for (int i = 0; i < n && i < cJSON_GetArraySize(want_exp); i++) {
+        const float x = float_of_hex(cJSON_GetArrayItem(inputs, i)), w = float_of_hex(cJSON_GetArrayItem(want_exp, i));
+        const float got = numpy_expf(x, RNG_KERNEL_TORCH_CPU);
+        if (!same_bits(got, w) && differ++ < 5)
+            CHECK(0, "numpy exp(%.9g): %.9g, numpy %.9g", (double)x, (double)got, (double)w);
+    }
+    CHECK(differ == 0, "numpy exp: %d of %d values differ", differ, n);
+    printf("numpy exp: %d of %d values as np.exp's\n", n - differ, n);
     cJSON_Delete(root);
     return check_exit("test_torch_math");
 }

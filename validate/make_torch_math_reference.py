@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""torch 1.13's float32 log, exp and expm1 on the CPU, and numpy's float32 log, for sower's
+"""torch 1.13's float32 log, exp and expm1 on the CPU, and numpy's float32 log and exp, for sower's
 src/model/schedulers/torch_math.c (what diffusers' torch.log / torch.exp / torch.expm1 give DPM-Solver's, UniPC's and
-KDPM2's scalars, and np.log its sigma tables and DEIS's coefficients).
+KDPM2's scalars, np.log its sigma tables and DEIS's coefficients, np.log and np.exp DPM++ SDE's midpoints of an
+exponential or beta schedule).
 
 Rerun (from the repository root, the reference environment of validate/make_scheduler_reference.py; seconds):
     /opt/refenv/bin/python validate/make_torch_math_reference.py tests/data/torch_math_reference.json
@@ -58,8 +59,10 @@ def numpy_log():
     import numpy as np
     from numpy.core._multiarray_umath import __cpu_features__ as features
     x = inputs()
+    with np.errstate(over="ignore"):
+        exp = np.exp(x)
     return {"numpy": np.__version__, "simd": "AVX512F" if features.get("AVX512F") else "AVX2" if features.get("AVX2") else
-            "none", "log": hexes(np.log(np.abs(x)))}
+            "none", "log": hexes(np.log(np.abs(x))), "exp": hexes(exp)}
 
 
 def run_child(capability):
