@@ -135,6 +135,27 @@ def main():
             print("dpm++2m-sde karras, guidance_rescale 0.7: 2 ranks at batch 2 == sower sample at batch 3, bit for "
                   "bit; verify --all agrees")
 
+        # 4c. pipeline.sigmas: beta with DPM++ SDE (the Brownian tree's midpoints from a float32 tensor schedule): 2 ranks
+        # at batch 2 give sower sample --sigmas beta's rows; the file names it; verify re-renders them
+        j = write_job(os.path.join(tmp, "beta.yaml"), sd, scheduler="dpm++sde", batch=2,
+                      **{"guidance: 7.5": "sigmas: beta, guidance: 7.5"})
+        out = os.path.join(tmp, "beta.h5")
+        r = run(sower, mpiexec, j, out, 2)
+        if check(r.returncode == 0, f"dpm++sde beta run: exit {r.returncode}: {r.stderr[-800:]}"):
+            npy = os.path.join(tmp, "beta.npy")
+            s = subprocess.run([sower, "sample", sd, "--prompt", PROMPTS[1][0], "--guidance", "7.5", "--clip-skip",
+                                "1", "--scheduler", "dpm++sde", "--sigmas", "beta", "--steps", "4", "--batch", "3",
+                                "--seeds", ",".join(SEEDS), "-o", npy], capture_output=True, text=True, timeout=600)
+            if check(s.returncode == 0, f"dpm++sde beta sample: {s.stderr[-500:]}"):
+                rows = contents(out)[0]["latents"][len(SEEDS):]
+                check(np.array_equal(np.load(npy), rows), "dpm++sde beta: the rows differ from sower sample's")
+            with h5py.File(out, "r") as f:
+                check(b'"sigmas": "beta"' in f.attrs["pipeline"], f"pipeline attribute {f.attrs['pipeline']}")
+            v = subprocess.run([sower, "verify", out, "--all"], capture_output=True, text=True, timeout=600)
+            check(v.returncode == 0 and "0 differ" in v.stdout, f"verify dpm++sde beta: {v.returncode} {v.stdout} {v.stderr}")
+            print("dpm++sde, sigmas: beta: 2 ranks at batch 2 == sower sample --sigmas beta at batch 3, bit for bit; "
+                  "verify --all agrees")
+
         # A scheduler of more UNet calls than steps (KDPM2: 2N - 1) says so in its progress lines
         kd = run(sower, mpiexec, write_job(os.path.join(tmp, "kdpm2.yaml"), sd, scheduler="dpm2", steps=3, batch=2),
                  os.path.join(tmp, "kdpm2.h5"), 1, env=dict(os.environ, SOWER_PROGRESS_SECONDS="0"))

@@ -214,6 +214,22 @@ def main():
         bad("exponential config with --karras", exp_cfg,
             ["scheduler_config.json", "use_exponential_sigmas", "one sigma schedule"], ["--karras"],
             case=dict(base, scheduler="euler"))
+        bad("--sigmas beta over an exponential config", exp_cfg,
+            ["scheduler_config.json", "use_exponential_sigmas", "one sigma schedule"], ["--sigmas", "beta"],
+            case=dict(base, scheduler="euler"))
+        bad("--sigmas beta with dpm++2m", folder, ["--sigmas beta applies to the euler, heun, lms, dpm2, dpm2-a and "
+                                                   "dpm++sde schedulers"], ["--sigmas", "beta"], case=dict(base, scheduler="dpm++2m"))
+        bad("--karras with --sigmas beta", folder, ["--karras and --sigmas ask for two sigma schedules"],
+            ["--karras", "--sigmas", "beta"], case=dict(base, scheduler="euler"))
+        bad("--sigmas of no such name", folder, ["--sigmas: expected karras, exponential or beta"], ["--sigmas", "cosine"])
+        # --sigmas exponential is from_config(config, use_exponential_sigmas=True): the bytes of the folder whose config
+        # says so (the render reference's exponential cases edit the config)
+        a, b = os.path.join(tmp, "sigmas-option.npy"), os.path.join(tmp, "sigmas-config.npy")
+        r1 = sample(sower, folder, dict(base, scheduler="euler"), ["0", "1"], a, ["--sigmas", "exponential"])
+        r2 = sample(sower, exp_cfg, dict(base, scheduler="euler"), ["0", "1"], b)
+        check(r1.returncode == 0 and r2.returncode == 0 and open(a, "rb").read()[-4096:] == open(b, "rb").read()[-4096:]
+              and np.array_equal(np.load(a), np.load(b)),
+              f"--sigmas exponential vs the config's key: {r1.stderr[-300:]} {r2.stderr[-300:]}")
         bad("exponential config into dpm++2m", exp_cfg,
             ["scheduler_config.json", "use_exponential_sigmas", "expected false", "DPMSolverMultistepScheduler"],
             case=dict(base, scheduler="dpm++2m"))

@@ -111,7 +111,7 @@ int check_job_model(Job *job)
     if (status == SOWER_OK) status = job_resolve_scheduler(job, &m); /* the listing names the one it runs */
     if (status == SOWER_OK) { /* its timesteps for the job's steps, as run sets them up (steps past the table...) */
         Scheduler sched = {0};
-        status = model_scheduler(&m, job->scheduler, job->karras, job->generator, job->steps, &sched);
+        status = model_scheduler(&m, job->scheduler, job->sigmas, job->generator, job->steps, &sched);
         scheduler_free(&sched);
         if (status != SOWER_OK) status = SOWER_FAIL(sower_error_status(), "%s: %s", where, sower_error_message());
     }

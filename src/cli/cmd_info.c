@@ -66,7 +66,10 @@ static void print_scheduler(const SchedulerConfig *s)
                s->algorithm_sde ? "sde-dpmsolver++" : s->algorithm_type == DPM_ALGORITHM_PLUS_PLUS ? "dpmsolver++" : "dpmsolver",
                s->solver_order, s->solver_type == DPM_SOLVER_MIDPOINT ? "midpoint" : "heun");
     if (keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS))
-        printf(", %s sigmas", s->use_karras_sigmas ? "Karras" : "interpolated");
+        printf(", %s sigmas", s->use_karras_sigmas        ? "Karras"
+                              : s->use_exponential_sigmas ? "exponential"
+                              : s->use_beta_sigmas        ? "beta"
+                                                          : "interpolated");
     if (keys & SCHED_KEY(KEY_NOISE_SAMPLER_SEED)) { /* DPM++ SDE's Brownian tree */
         if (s->has_noise_sampler_seed)
             printf(", Brownian tree noise of entropy %llu (noise_sampler_seed) for every seed",

@@ -26,7 +26,7 @@
 enum { SAMPLE_MAX_SEEDS = 1 << 20, SAMPLE_MAX_BATCH = 1024, SAMPLE_MAX_THREADS = 1024 };
 
 static const char sample_usage[] =
-    "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler S] [--karras] [--eta E]\n"
+    "usage: sower sample MODEL_DIR --seeds SEEDS [--steps N] [--scheduler S] [--karras | --sigmas S] [--eta E]\n"
     "                    [--batch B] [--threads T] [--generator NAME] [--trace DIR]\n"
     "                    [--backend cpu|cuda] [--precision fp32|tf32|bf16|fp16] [--force] -o OUT.npy\n"
     "       sower sample SD_DIR --prompt P [--negative-prompt N] [--guidance G] [--guidance-rescale R]\n"
@@ -59,6 +59,9 @@ static const char sample_usage[] =
     "                   diffusers' from_config carries it\n"
     "  --karras         Karras sigmas (use_karras_sigmas=True) for euler, dpm++2m[-sde], unipc, heun, lms,\n"
     "                   dpm2[-a], dpm++2s[-sde], deis, dpm++sde\n"
+    "  --sigmas S       karras (as --karras), exponential or beta (use_exponential_sigmas=True,\n"
+    "                   use_beta_sigmas=True: log-linear sigmas, or at Beta(0.6, 0.6) quantiles) for euler,\n"
+    "                   heun, lms, dpm2[-a], dpm++sde (diffusers 0.31 fails on them elsewhere)\n"
     "  --eta E          DDIM eta in 0..1 (default 0); eta > 0 draws noise from each seed's generator\n"
     "  --batch B        seeds per forward pass (default 8)\n"
     "  --threads T      threads (default: the CPUs it may run on that other work does not keep busy)\n"
@@ -107,7 +110,9 @@ typedef struct {
     long steps, batch, threads;
     double eta;
     SchedulerKind scheduler;
-    int scheduler_given, karras;
+    int scheduler_given;
+    SigmaSchedule sigmas;              /* --karras, --sigmas: forced over the folder's config */
+    const char *sigmas_option;         /* which of the two set it, for messages */
     RngKernel generator;
     Backend backend;
     Precision precision;
@@ -126,6 +131,7 @@ enum {
     OPT_BACKEND,
     OPT_PRECISION,
     OPT_KARRAS,
+    OPT_SIGMAS,
     OPT_PROMPT,
     OPT_NEGATIVE,
     OPT_GUIDANCE,
@@ -142,6 +148,7 @@ static const CliOption sample_options[N_SAMPLE_OPTS] = {
     [OPT_STEPS] = {"--steps", NULL, 1},
     [OPT_SCHEDULER] = {"--scheduler", NULL, 1},
     [OPT_KARRAS] = {"--karras", NULL, 0},
+    [OPT_SIGMAS] = {"--sigmas", NULL, 1},
     [OPT_ETA] = {"--eta", NULL, 1},
     [OPT_BATCH] = {"--batch", NULL, 1},
     [OPT_THREADS] = {"--threads", NULL, 1},
@@ -186,8 +193,22 @@ static int on_sample_option(void *ctx, int which, const char *v)
         o->scheduler_given = 1;
         break;
     case OPT_KARRAS:
-        o->karras = 1;
+    case OPT_SIGMAS: {
+        SigmaSchedule s = SIGMAS_KARRAS;
+        if (which == OPT_SIGMAS) {
+            static const char *const names[] = SIGMA_SCHEDULE_NAMES;
+            int k = SIGMAS_KARRAS;
+            while (names[k] && strcmp(names[k], v) != 0) k++;
+            if (!names[k])
+                return SOWER_FAIL(SOWER_EUSAGE, "--sigmas: expected karras, exponential or beta, found '%s'", v);
+            s = (SigmaSchedule)k;
+        }
+        if (o->sigmas_option && o->sigmas != s)
+            return SOWER_FAIL(SOWER_EUSAGE, "%s and %s ask for two sigma schedules: give one", o->sigmas_option,
+                              which == OPT_SIGMAS ? "--sigmas" : "--karras");
+        o->sigmas = s, o->sigmas_option = which == OPT_SIGMAS ? "--sigmas" : "--karras";
         break;
+    }
     case OPT_ETA:
         SOWER_TRY(cli_parse_double("--eta", v, 0.0, 1.0, &o->eta));
         break;
@@ -257,15 +278,16 @@ static int on_sample_model(void *ctx, const char *arg)
     return SOWER_OK;
 }
 
-/* --eta and --karras against the scheduler (given, or the folder's). */
+/* --eta and --karras / --sigmas against the scheduler (given, or the folder's). */
 static int check_scheduler_options(const SampleOptions *o)
 {
     if (o->eta > 0 && !scheduler_class(o->scheduler)->takes_eta)
         return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim and ddim-parallel schedulers only (the scheduler is %s)",
                           scheduler_kind_name(o->scheduler));
-    if (o->karras && !(scheduler_class(o->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
-        return SOWER_FAIL(SOWER_EUSAGE, "--karras applies to the %s schedulers (the scheduler is %s)",
-                          scheduler_names_taking(KEY_USE_KARRAS_SIGMAS), scheduler_kind_name(o->scheduler));
+    if (o->sigmas != SIGMAS_CONFIG && !scheduler_runs_key(o->scheduler, sigma_schedule_key(o->sigmas)))
+        return SOWER_FAIL(SOWER_EUSAGE, "%s%s applies to the %s schedulers (the scheduler is %s)", o->sigmas_option,
+                          o->sigmas == SIGMAS_KARRAS ? "" : o->sigmas == SIGMAS_EXPONENTIAL ? " exponential" : " beta",
+                          scheduler_names_taking(sigma_schedule_key(o->sigmas)), scheduler_kind_name(o->scheduler));
     return SOWER_OK;
 }
 
@@ -466,7 +488,7 @@ static int write_record(const SampleOptions *o, const Model *m, const Vae *vae, 
 {
     char *prompt = (char *)(o->prompt ? o->prompt : ""), *negative = (char *)(o->negative_prompt ? o->negative_prompt : "");
     Job job = {.model_path = (char *)o->model_dir, /* borrowed throughout: never job_free'd */
-               .scheduler = o->scheduler, .steps = (int)o->steps, .eta = o->eta, .karras = o->karras,
+               .scheduler = o->scheduler, .steps = (int)o->steps, .eta = o->eta, .sigmas = o->sigmas,
                .generator = o->generator, .list = o->seeds, .n_list = o->n_seeds, .n_seeds = o->n_seeds,
                .n_rows = o->n_seeds, .guidance = o->guidance, .guidance_rescale = o->guidance_rescale, .clip_skip = (int)o->clip_skip, .decode = o->decode};
     if (m->stable_diffusion) {
@@ -550,7 +572,7 @@ int cmd_sample(int argc, char **argv)
         SOWER_TRY_GOTO(model_default_scheduler(&model, "--scheduler", &o.scheduler), status, done);
         SOWER_TRY_GOTO(check_scheduler_options(&o), status, done);
     }
-    status = model_scheduler(&model, o.scheduler, o.karras, o.generator, (int)o.steps, &sched);
+    status = model_scheduler(&model, o.scheduler, o.sigmas, o.generator, (int)o.steps, &sched);
     if (status == SOWER_EINPUT) {
         status = SOWER_FAIL(SOWER_EUSAGE, "--steps %ld: %s", o.steps, sower_error_message());
     }

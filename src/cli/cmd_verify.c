@@ -350,7 +350,7 @@ int cmd_verify(int argc, char **argv)
                             (unsigned long long)not_done, (unsigned long long)run_differed);
         goto done;
     }
-    SOWER_TRY_GOTO(model_scheduler(&model, job->scheduler, job->karras, job->generator, job->steps, &sched), status, done);
+    SOWER_TRY_GOTO(model_scheduler(&model, job->scheduler, job->sigmas, job->generator, job->steps, &sched), status, done);
     /* Re-render on the job's backend, and only where it computes exactly as the file's did. */
     SOWER_TRY_GOTO(compute_backend_open(&backend, job->backend, job->precision, &model.unet), status, done);
     if (!identity || strcmp(identity, backend.identity) != 0) {

@@ -175,7 +175,8 @@ static void sampler_name(const Job *job, char *out, size_t size)
     const char *ours = scheduler_kind_name(job->scheduler), *theirs = ours;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(names[i][0], ours) == 0) theirs = names[i][1];
-    snprintf(out, size, "%s%s", theirs, job->karras ? " Karras" : "");
+    snprintf(out, size, "%s%s", theirs, job->sigmas == SIGMAS_KARRAS ? " Karras" : job->sigmas == SIGMAS_EXPONENTIAL ? " Exponential"
+                                         : job->sigmas == SIGMAS_BETA ? " Beta" : "");
 }
 
 /* path <- bytes, written to a temporary file and renamed: readers never see a part of it. */
@@ -397,7 +398,9 @@ static cJSON *row_json(const Export *e, uint64_t row, uint64_t seed, const char 
     }
     cJSON_AddNumberToObject(o, "steps", job->steps);
     cJSON_AddStringToObject(o, "scheduler", scheduler_kind_name(job->scheduler));
-    cJSON_AddBoolToObject(o, "karras", job->karras);
+    cJSON_AddBoolToObject(o, "karras", job->sigmas == SIGMAS_KARRAS);
+    if (job->sigmas == SIGMAS_EXPONENTIAL || job->sigmas == SIGMAS_BETA)
+        cJSON_AddStringToObject(o, "sigmas", sigma_schedule_name(job->sigmas));
     cJSON_AddNumberToObject(o, "eta", job->eta);
     if (!e->latents_only) { /* the image's size (a latent row's is its shape) */
         cJSON_AddNumberToObject(o, "height", e->height);

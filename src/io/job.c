@@ -174,7 +174,9 @@ void job_print(const Job *job, FILE *s)
     fprintf(s, "pipeline:\n  scheduler: %s\n  steps: %d\n  eta: %s\n  batch: %d\n  backend: %s\n",
             scheduler_kind_name(job->scheduler), job->steps, job_number_text(job->eta, number), job->batch,
             job->backend == BACKEND_CPU ? "cpu" : "cuda");
-    fprintf(s, "  karras: %s\n", job->karras ? "true" : "false");
+    fprintf(s, "  karras: %s\n", job->sigmas == SIGMAS_KARRAS ? "true" : "false");
+    if (job->sigmas == SIGMAS_EXPONENTIAL || job->sigmas == SIGMAS_BETA) /* absent otherwise: earlier jobs' keys stand */
+        fprintf(s, "  sigmas: %s\n", sigma_schedule_name(job->sigmas));
     fprintf(s, "  precision: %s\n", precision_name(job->precision));
     if (job->n_prompts) {
         fprintf(s, "  guidance: %s\n", job_number_text(job->guidance, number));
@@ -312,17 +314,18 @@ int job_check_scheduler_settings(const Job *job, const char *whose)
         return SOWER_FAIL(SOWER_EMANIFEST,
                           "%s:%u:%u: key 'pipeline.eta': expected 0 with the scheduler %s (%seta is DDIM's: ddim and ddim-parallel), found %g",
                           path, job->eta_mark.line, job->eta_mark.column, name, whose, job->eta);
-    if (job->karras && !(scheduler_class(job->scheduler)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)))
-        return SOWER_FAIL(SOWER_EMANIFEST,
-                          "%s:%u:%u: key 'pipeline.karras': expected false with the scheduler %s (%s%s have it), found true",
-                          path, job->karras_mark.line, job->karras_mark.column, name, whose,
-                          scheduler_names_taking(KEY_USE_KARRAS_SIGMAS));
+    if (job->sigmas != SIGMAS_CONFIG && !scheduler_runs_key(job->scheduler, sigma_schedule_key(job->sigmas))) {
+        const char *key = job->sigmas_key ? job->sigmas_key : "pipeline.sigmas";
+        return SOWER_FAIL(SOWER_EMANIFEST, "%s:%u:%u: key '%s': %s sigmas do not run with the scheduler %s (%s%s run them)",
+                          path, job->sigmas_mark.line, job->sigmas_mark.column, key, sigma_schedule_name(job->sigmas), name,
+                          whose, scheduler_names_taking(sigma_schedule_key(job->sigmas)));
+    }
     return SOWER_OK;
 }
 
 int job_resolve_scheduler(Job *job, const Model *m)
 {
-    if (job->scheduler_given) return SOWER_OK; /* eta and karras were checked against it as they were read */
+    if (job->scheduler_given) return SOWER_OK; /* eta and sigmas were checked against it as they were read */
     int status = model_default_scheduler(m, "pipeline.scheduler", &job->scheduler);
     if (status != SOWER_OK) {
         return SOWER_FAIL(status, "%s: no pipeline.scheduler: %s", job->manifest_path ? job->manifest_path : "(manifest)",

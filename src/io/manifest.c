@@ -323,8 +323,8 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
                  {"batch", 0, NULL},     {"backend", 0, NULL}, {"threads", 0, NULL},
                  {"precision", 0, NULL}, {"karras", 0, NULL},  {"guidance", 0, NULL},
                  {"height", 0, NULL},    {"width", 0, NULL},   {"clip_skip", 0, NULL},
-                 {"decode", 0, NULL},    {"guidance_rescale", 0, NULL}};
-    SOWER_TRY(get_mapping(c, n, "pipeline", f, 14));
+                 {"decode", 0, NULL},    {"guidance_rescale", 0, NULL}, {"sigmas", 0, NULL}};
+    SOWER_TRY(get_mapping(c, n, "pipeline", f, 15));
     /* Stable Diffusion settings: checked against the model when it is loaded (sweep/run.c) */
     for (int k = 8; k < 14; k++)
         if (f[k].value && !job->text_mark.line)
@@ -372,10 +372,22 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
         job->eta_mark = mark_of(f[2].value);
     }
     if (f[7].value) {
-        SOWER_TRY(get_bool(c, f[7].value, "pipeline.karras", &job->karras));
-        job->karras_mark = mark_of(f[7].value);
+        int karras = 0;
+        SOWER_TRY(get_bool(c, f[7].value, "pipeline.karras", &karras));
+        job->sigmas = karras ? SIGMAS_KARRAS : SIGMAS_CONFIG;
+        job->sigmas_mark = mark_of(f[7].value), job->sigmas_key = "pipeline.karras";
     }
-    /* eta and karras against a named scheduler here; against the model's default once it is loaded */
+    if (f[14].value) { /* karras: true is sigmas: karras; both given must agree */
+        static const char *const names[] = {"karras", "exponential", "beta", NULL};
+        SOWER_TRY(get_enum(c, f[14].value, "pipeline.sigmas", names, &v));
+        const SigmaSchedule given = (SigmaSchedule)(SIGMAS_KARRAS + v);
+        if (f[7].value && (job->sigmas == SIGMAS_KARRAS) != (given == SIGMAS_KARRAS))
+            return fail_at(c, f[14].value, "pipeline.sigmas", job->sigmas == SIGMAS_KARRAS ? "karras with pipeline.karras: true"
+                                                                                          : "not karras with pipeline.karras: false");
+        job->sigmas = given;
+        job->sigmas_mark = mark_of(f[14].value), job->sigmas_key = "pipeline.sigmas";
+    }
+    /* eta and sigmas against a named scheduler here; against the model's default once it is loaded */
     if (job->scheduler_given) SOWER_TRY(job_check_scheduler_settings(job, ""));
     if (f[3].value)
         SOWER_TRY(get_int(c, f[3].value, "pipeline.batch", 1, 1024, &job->batch));

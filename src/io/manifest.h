@@ -62,8 +62,9 @@ typedef struct {
     int scheduler_given;              /* pipeline.scheduler named (else the model's default decides) */
     int steps;
     double eta;
-    int karras;                 /* use_karras_sigmas (euler, dpm++2m[-sde], unipc, heun, lms, dpm2[-a], dpm++2s[-sde], deis) */
-    Mark eta_mark, karras_mark;       /* where pipeline.eta / karras are (0: not given) */
+    SigmaSchedule sigmas;             /* pipeline.sigmas (or karras: true): the schedule forced over the folder's config */
+    Mark eta_mark, sigmas_mark;       /* where pipeline.eta / sigmas (or karras) are (0: not given) */
+    const char *sigmas_key;           /* "pipeline.sigmas" or "pipeline.karras": the key that set it, for messages */
     int batch;
     Backend backend;
     Precision precision;

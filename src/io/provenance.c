@@ -63,11 +63,17 @@ typedef struct {
 /* The pipeline line and attribute, and the job key, of job rendered with a model of these facts. */
 static int build_key(const Job *job, const KeyFacts *f, Provenance *p)
 {
-    int used = snprintf(p->pipeline, sizeof p->pipeline, "scheduler=%s steps=%d eta=%.9g%s",
-                        scheduler_kind_name(job->scheduler), job->steps, job->eta, job->karras ? " karras=1" : "");
+    /* exponential and beta sigmas are named where they apply only: the text of every other job stays as before */
+    const int converted = job->sigmas == SIGMAS_EXPONENTIAL || job->sigmas == SIGMAS_BETA;
+    int used = snprintf(p->pipeline, sizeof p->pipeline, "scheduler=%s steps=%d eta=%.9g%s%s%s",
+                        scheduler_kind_name(job->scheduler), job->steps, job->eta,
+                        job->sigmas == SIGMAS_KARRAS ? " karras=1" : "", converted ? " sigmas=" : "",
+                        converted ? sigma_schedule_name(job->sigmas) : "");
     int used_json = snprintf(p->pipeline_json, sizeof p->pipeline_json,
-                             "{\"scheduler\": \"%s\", \"steps\": %d, \"eta\": %.9g, \"karras\": %s",
-                             scheduler_kind_name(job->scheduler), job->steps, job->eta, job->karras ? "true" : "false");
+                             "{\"scheduler\": \"%s\", \"steps\": %d, \"eta\": %.9g, \"karras\": %s%s%s%s",
+                             scheduler_kind_name(job->scheduler), job->steps, job->eta,
+                             job->sigmas == SIGMAS_KARRAS ? "true" : "false", converted ? ", \"sigmas\": \"" : "",
+                             converted ? sigma_schedule_name(job->sigmas) : "", converted ? "\"" : "");
     char text_lines[256] = ""; /* Stable Diffusion: the prompts and the text side in the job key */
     if (job->n_prompts) {
         const int given = job->height != 0; /* height and width are given together, or neither */

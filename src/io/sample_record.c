@@ -58,7 +58,9 @@ int sample_record_write(const char *npy_path, const Job *job, SampleRows rows_ar
         cJSON_AddStringToObject(pipeline, "scheduler", scheduler_kind_name(job->scheduler));
         cJSON_AddNumberToObject(pipeline, "steps", job->steps);
         cJSON_AddNumberToObject(pipeline, "eta", job->eta);
-        cJSON_AddBoolToObject(pipeline, "karras", job->karras);
+        cJSON_AddBoolToObject(pipeline, "karras", job->sigmas == SIGMAS_KARRAS);
+        if (job->sigmas == SIGMAS_EXPONENTIAL || job->sigmas == SIGMAS_BETA) /* absent otherwise, as before */
+            cJSON_AddStringToObject(pipeline, "sigmas", sigma_schedule_name(job->sigmas));
         cJSON_AddStringToObject(pipeline, "generator", rng_kernel_name(job->generator));
         if (job->n_prompts) {
             cJSON_AddNumberToObject(pipeline, "guidance", job->guidance);
@@ -177,7 +179,14 @@ static int parse_record(SampleRecord *r, const cJSON *o, const char **bad)
         steps->valuedouble < 1 || steps->valuedouble > INT_MAX || !eta || !isfinite(eta->valuedouble) || !karras || !generator ||
         rng_kernel_parse(generator->valuestring, &job->generator) != SOWER_OK)
         return sower_error_clear(), *bad = "pipeline", -1;
-    job->steps = steps->valueint, job->eta = eta->valuedouble, job->karras = cJSON_IsTrue(karras);
+    job->steps = steps->valueint, job->eta = eta->valuedouble, job->sigmas = cJSON_IsTrue(karras) ? SIGMAS_KARRAS : SIGMAS_CONFIG;
+    const cJSON *sigmas = cJSON_GetObjectItemCaseSensitive(p, "sigmas");
+    if (sigmas) {
+        const int exponential = cJSON_IsString(sigmas) && strcmp(sigmas->valuestring, "exponential") == 0,
+                  beta = cJSON_IsString(sigmas) && strcmp(sigmas->valuestring, "beta") == 0;
+        if ((!exponential && !beta) || job->sigmas == SIGMAS_KARRAS) return *bad = "pipeline", -1;
+        job->sigmas = exponential ? SIGMAS_EXPONENTIAL : SIGMAS_BETA;
+    }
     const cJSON *prompt = field(o, "prompt", cJSON_IsString), *negative = field(o, "negative_prompt", cJSON_IsString);
     if ((r->rows_are == SAMPLE_ROWS_SAMPLES) != !prompt || !prompt != !negative) return *bad = "prompt", -1;
     if (prompt) {

@@ -361,20 +361,15 @@ int model_default_scheduler(const Model *m, const char *option, SchedulerKind *k
     return SOWER_OK;
 }
 
-int model_scheduler(const Model *m, SchedulerKind kind, int karras, RngKernel kernel, int steps, Scheduler *s)
+int model_scheduler(const Model *m, SchedulerKind kind, SigmaSchedule sigmas, RngKernel kernel, int steps, Scheduler *s)
 {
     SchedulerConfig cfg;
     SOWER_TRY(scheduler_config_parse(m->scheduler_config_text, m->scheduler_config_bytes,
                                      m->scheduler_config_path, kind, &cfg));
-    assert(!karras || (scheduler_class(kind)->config_keys & SCHED_KEY(KEY_USE_KARRAS_SIGMAS)));
-    if (karras && (cfg.use_exponential_sigmas || cfg.use_beta_sigmas)) /* from_config raises: only one of them */
-        return SOWER_FAIL(SOWER_EINPUT, "Karras sigmas (--karras, pipeline.karras) with %s, whose key '%s' is true: "
-                                        "diffusers takes one sigma schedule; drop karras or that key",
-                          m->scheduler_config_path, cfg.use_exponential_sigmas ? "use_exponential_sigmas" : "use_beta_sigmas");
-    if (karras) /* from_config(config, use_karras_sigmas=True) */
-        cfg.use_karras_sigmas = 1;
+    assert(sigmas == SIGMAS_CONFIG || scheduler_runs_key(kind, sigma_schedule_key(sigmas)));
+    SOWER_TRY(scheduler_config_force_sigmas(&cfg, sigmas, m->scheduler_config_path)); /* from_config(config, use_X_sigmas=True) */
     if (m->stable_diffusion) {
-        const int own = m->folder_scheduler_known && kind == m->folder_scheduler.kind && !karras;
+        const int own = m->folder_scheduler_known && kind == m->folder_scheduler.kind && sigmas == SIGMAS_CONFIG;
         SOWER_TRY(stable_diffusion_rewrites(m, own, &cfg));
     }
     cfg.torch_kernel = kernel;

@@ -58,12 +58,12 @@ int model_load(Model *m, const char *dir) SOWER_MUST_CHECK;
 int model_load_opt(Model *m, const char *dir, int read_weights) SOWER_MUST_CHECK;
 void model_free(Model *m); /* safe on a zeroed Model */
 /* The scheduler a render of m uses: the folder's scheduler config read as class `kind` reads it
- * (diffusers' from_config), with use_karras_sigmas forced on when `karras` (a class that has the key);
- * for a Stable Diffusion folder, the pipeline's rewrites of that config (its own class without Karras
+ * (diffusers' from_config), with the sigma schedule `sigmas` forced on (a class that runs its key; SIGMAS_CONFIG: the
+ * config's own); for a Stable Diffusion folder, the pipeline's rewrites of that config (its own class without one
  * runs them as the pipeline's own scheduler does, any other as from_config passes them on),
  * the torch kernel whose linspace bits to reproduce, set_timesteps(steps). The one setup `run`,
  * `sample` and `verify` share. */
-int model_scheduler(const Model *m, SchedulerKind kind, int karras, RngKernel kernel, int steps,
+int model_scheduler(const Model *m, SchedulerKind kind, SigmaSchedule sigmas, RngKernel kernel, int steps,
                     Scheduler *s) SOWER_MUST_CHECK;
 /* The scheduler a render that names none runs, the same for `sample` and a manifest: a Stable Diffusion
  * folder its own (what StableDiffusionPipeline runs), any other model DDIM (what DDIMPipeline runs with any

@@ -142,6 +142,17 @@ typedef struct {
 /* Defaults of the class's __init__ (diffusers 0.31). */
 void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *cfg);
 
+/* The sigma schedule a render asks for over the folder's config (--sigmas, pipeline.sigmas), as
+ * from_config(config, use_X_sigmas=True) sets it; SIGMAS_CONFIG: the config's own (interpolated unless the file sets
+ * a use_*_sigmas key). */
+typedef enum { SIGMAS_CONFIG, SIGMAS_KARRAS, SIGMAS_EXPONENTIAL, SIGMAS_BETA } SigmaSchedule;
+#define SIGMA_SCHEDULE_NAMES {"config", "karras", "exponential", "beta", NULL}
+const char *sigma_schedule_name(SigmaSchedule s); /* "karras", ...; "config" for SIGMAS_CONFIG */
+ConfigKey sigma_schedule_key(SigmaSchedule s);    /* KEY_USE_KARRAS_SIGMAS, ...; not for SIGMAS_CONFIG */
+/* cfg with schedule s forced on (from_config(config, use_X_sigmas=True)); SOWER_EMODEL when the config sets another
+ * one (diffusers raises: one schedule at a time), naming config_path. */
+int scheduler_config_force_sigmas(SchedulerConfig *cfg, SigmaSchedule s, const char *config_path) SOWER_MUST_CHECK;
+
 /* from_config semantics: start from `kind`'s defaults; take every key of the JSON object (text of a
  * scheduler_config.json) that `kind`'s __init__ knows; silently drop keys it does not know (e.g.
  * variance_type for DDIM, set_alpha_to_one for DDPM, _class_name, _diffusers_version), exactly as
@@ -247,6 +258,8 @@ typedef struct {
     uint64_t config_keys;   /* SCHED_KEY bits: the keys its __init__ takes (from_config keeps only those) */
     uint64_t hidden_keys;   /* SCHED_KEY bits it reads from its config without taking them (DPM's sigma_min,
                              * sigma_max: from_config keeps them as hidden config) */
+    uint64_t failing_keys;  /* SCHED_KEY bits of config_keys whose true value diffusers 0.31's set_timesteps fails
+                             * on (DPM-Solver's, DEIS's and UniPC's use_exponential_sigmas, use_beta_sigmas): refused */
     int takes_eta;          /* DDIM's eta applies (else eta must be 0) */
     int divides_by_noise;   /* its step divides by 1 - alphas_cumprod[t] (DDIM's and DDPM's variance): a visited
                              * step without noise is refused (NaN) */
@@ -302,5 +315,7 @@ int scheduler_kind_of_config(const char *class_name, const char *json_text, size
 const char *scheduler_names(int classes);
 /* "euler, dpm++2m and ..." : the registered names whose class takes config key `key` (for messages). */
 const char *scheduler_names_taking(ConfigKey key);
+/* Whether kind's class takes key and runs it (in config_keys, not in failing_keys). */
+int scheduler_runs_key(SchedulerKind kind, ConfigKey key);
 
 #endif /* SOWER_SCHEDULER_H */

@@ -406,6 +406,22 @@ int scheduler_check_noise_schedule(const SchedulerConfig *cfg, const char *path)
     return status;
 }
 
+/* SOWER_EMODEL naming the key when use_exponential_sigmas or use_beta_sigmas is true in a class that has it in
+ * failing_keys. */
+static int sigma_conversion_refused(const SchedulerConfig *cfg, const char *path)
+{
+    const uint64_t failing = scheduler_class(cfg->kind)->failing_keys;
+    if (!(cfg->use_exponential_sigmas && (failing & SCHED_KEY(KEY_USE_EXPONENTIAL_SIGMAS))) &&
+        !(cfg->use_beta_sigmas && (failing & SCHED_KEY(KEY_USE_BETA_SIGMAS))))
+        return SOWER_OK;
+    return SOWER_FAIL(SOWER_EMODEL,
+                      "%s: key '%s': expected false with the %s scheduler (%s): diffusers 0.31's set_timesteps fails "
+                      "with it (the exponential and beta schedules run with euler, heun, lms, kdpm2, kdpm2-a and "
+                      "dpm++sde)",
+                      path, cfg->use_exponential_sigmas ? "use_exponential_sigmas" : "use_beta_sigmas",
+                      scheduler_kind_name(cfg->kind), scheduler_class(cfg->kind)->class_name);
+}
+
 /* as_named: apply the name's overrides and refuse what its step cannot take (0: the config as the class
  * reads it, for scheduler_kind_of_config) */
 static int parse_object(const cJSON *root, const char *path, SchedulerKind kind, int as_named, SchedulerConfig *cfg)
@@ -453,6 +469,8 @@ static int parse_object(const cJSON *root, const char *path, SchedulerKind kind,
                                         "expected at most one of them true (diffusers raises on more)", path);
     if (as_named && scheduler_class(kind)->overrides)
         scheduler_class(kind)->overrides(cfg);
+    if (as_named)
+        SOWER_TRY(sigma_conversion_refused(cfg, path));
     if (as_named && scheduler_class(kind)->validate)
         SOWER_TRY(scheduler_class(kind)->validate(cfg, path));
     return SOWER_OK;
@@ -495,6 +513,31 @@ static int parse_text(const char *json_text, size_t len, const char *path, Sched
     free(rewritten);
     if (status != SOWER_OK)
         return sower_trace(status, __FILE__, __LINE__, __func__);
+    return SOWER_OK;
+}
+
+const char *sigma_schedule_name(SigmaSchedule s)
+{
+    static const char *const names[] = SIGMA_SCHEDULE_NAMES;
+    return names[s];
+}
+
+ConfigKey sigma_schedule_key(SigmaSchedule s)
+{
+    assert(s != SIGMAS_CONFIG);
+    return s == SIGMAS_KARRAS ? KEY_USE_KARRAS_SIGMAS : s == SIGMAS_EXPONENTIAL ? KEY_USE_EXPONENTIAL_SIGMAS : KEY_USE_BETA_SIGMAS;
+}
+
+int scheduler_config_force_sigmas(SchedulerConfig *cfg, SigmaSchedule s, const char *config_path)
+{
+    if (s == SIGMAS_CONFIG) return SOWER_OK;
+    int *const flags[] = {NULL, &cfg->use_karras_sigmas, &cfg->use_exponential_sigmas, &cfg->use_beta_sigmas};
+    for (int other = SIGMAS_KARRAS; other <= SIGMAS_BETA; other++)
+        if (other != (int)s && *flags[other])
+            return SOWER_FAIL(SOWER_EMODEL, "%s sigmas (--sigmas, pipeline.sigmas) with %s, whose key '%s' is true: "
+                                            "diffusers takes one sigma schedule; drop one of them",
+                              sigma_schedule_name(s), config_path, config_key_names[sigma_schedule_key((SigmaSchedule)other)]);
+    *flags[s] = 1;
     return SOWER_OK;
 }
 

@@ -42,15 +42,21 @@ const char *scheduler_names(int classes)
     return out;
 }
 
+int scheduler_runs_key(SchedulerKind kind, ConfigKey key)
+{
+    const SchedulerClass *c = registry[kind];
+    return (c->config_keys & SCHED_KEY(key)) && !(c->failing_keys & SCHED_KEY(key));
+}
+
 const char *scheduler_names_taking(ConfigKey key)
 {
     static char names[KEY_COUNT][256];
     char *out = names[key];
     if (!out[0]) {
         int count = 0, seen = 0;
-        for (int k = 0; k < N_CLASSES; k++) count += (registry[k]->config_keys & SCHED_KEY(key)) != 0;
+        for (int k = 0; k < N_CLASSES; k++) count += scheduler_runs_key(k, key);
         for (int k = 0; k < N_CLASSES; k++) {
-            if (!(registry[k]->config_keys & SCHED_KEY(key))) continue;
+            if (!scheduler_runs_key(k, key)) continue;
             size_t used = strlen(out);
             seen++;
             snprintf(out + used, sizeof names[0] - used, "%s%s", seen == 1 ? "" : seen == count ? " and " : ", ",

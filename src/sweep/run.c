@@ -381,7 +381,7 @@ static int load_model(Run *r, const RunOptions *o)
     SOWER_TRY(job_check_model_kind(&r->job, &r->model)); /* what check says of the model, before any output */
     const UNetConfig *cfg = &r->model.unet.cfg;
     SOWER_TRY(job_resolve_scheduler(&r->job, &r->model));
-    if (model_scheduler(&r->model, r->job.scheduler, r->job.karras, r->job.generator, r->job.steps, &r->sched) != SOWER_OK)
+    if (model_scheduler(&r->model, r->job.scheduler, r->job.sigmas, r->job.generator, r->job.steps, &r->sched) != SOWER_OK)
         return SOWER_FAIL(sower_error_status(), "%s: %s", where, sower_error_message()); /* as check says it */
     r->rs = (RenderSettings){.model = &r->model,
                              .backend = &r->backend,

@@ -30,7 +30,6 @@ static void deis_defaults(SchedulerConfig *cfg)
 
 static int deis_validate(const SchedulerConfig *cfg, const char *path)
 {
-    SOWER_TRY(sigma_conversion_refused(cfg, path));
     if (cfg->algorithm_sde) /* __init__: "deis", or dpmsolver[++] read as deis; anything else NotImplementedError */
         return SOWER_FAIL(SOWER_EMODEL,
                           "%s: key 'algorithm_type': expected \"deis\", \"dpmsolver++\" or \"dpmsolver\" "
@@ -123,6 +122,7 @@ const SchedulerClass scheduler_deis = {
     .name = "deis",
     .class_name = "DEISMultistepScheduler",
     .config_keys = SCHED_KEYS_DEIS,
+    .failing_keys = SCHED_KEYS_FAILING_SIGMA_CONVERSIONS,
     .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX), /* _convert_to_karras: hasattr(config, ...) */
     .defaults = deis_defaults,
     .validate = deis_validate,

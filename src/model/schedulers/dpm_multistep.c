@@ -27,7 +27,6 @@ static void dpm_defaults(SchedulerConfig *cfg) { cfg->timestep_spacing = SPACING
 
 int scheduler_dpm_final_sigma_validate(const SchedulerConfig *cfg, const char *path)
 {
-    SOWER_TRY(sigma_conversion_refused(cfg, path));
     if (cfg->algorithm_sde && cfg->solver_order > 2) /* diffusers 0.31's third-order updates have no SDE form */
         return SOWER_FAIL(SOWER_EMODEL,
                           "%s: key 'solver_order': expected 1..2 with algorithm_type \"sde-dpmsolver++\" (diffusers "
@@ -276,6 +275,7 @@ const SchedulerClass scheduler_dpm_multistep = {
     .name = "dpm++2m",
     .class_name = "DPMSolverMultistepScheduler",
     .config_keys = SCHED_KEYS_DPM,
+    .failing_keys = SCHED_KEYS_FAILING_SIGMA_CONVERSIONS,
     .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX), /* _convert_to_karras: hasattr(config, ...) */
     .defaults = dpm_defaults,
     .validate = scheduler_dpm_ode_validate,
@@ -293,6 +293,7 @@ const SchedulerClass scheduler_dpm_multistep_sde = {
     .name = "dpm++2m-sde",
     .class_name = "DPMSolverMultistepScheduler",
     .config_keys = SCHED_KEYS_DPM,
+    .failing_keys = SCHED_KEYS_FAILING_SIGMA_CONVERSIONS,
     .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX),
     .defaults = dpm_defaults,
     .overrides = scheduler_dpm_sde_overrides,

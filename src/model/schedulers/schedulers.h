@@ -151,10 +151,9 @@ int converted_sigmas(const Scheduler *s, double sigma_min, double sigma_max, int
  * a numpy array): torch's promotion finds the interval in float32, as sigma_to_t does, but computes the weight in
  * float64. */
 double sigma_to_t_tensor(double sigma, const float *log_sigmas /* (T,) */, int T);
-/* SOWER_EMODEL naming the key when use_exponential_sigmas or use_beta_sigmas is set: DPMSolverMultistep and
- * Singlestep, DEIS and UniPC take both keys in diffusers 0.31, but their set_timesteps fails on either
- * (TypeError: linspace() steps None; NameError: log_sigmas). */
-int sigma_conversion_refused(const SchedulerConfig *cfg, const char *path) SOWER_MUST_CHECK;
+/* The keys DPM-Solver multistep and singlestep, DEIS and UniPC take but whose set_timesteps fails on them in diffusers
+ * 0.31 (TypeError: linspace() steps None; NameError: log_sigmas): their SchedulerClass.failing_keys. */
+#define SCHED_KEYS_FAILING_SIGMA_CONVERSIONS (SCHED_KEY(KEY_USE_EXPONENTIAL_SIGMAS) | SCHED_KEY(KEY_USE_BETA_SIGMAS))
 /* scipy.stats.beta.ppf(q, a, b) (the inverse of the regularised incomplete beta function I_x(a, b)) to a few
  * float64 ulps; a, b > 0. */
 double beta_ppf(double q, double a, double b);

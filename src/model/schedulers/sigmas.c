@@ -141,17 +141,6 @@ int converted_sigmas(const Scheduler *s, double sigma_min, double sigma_max, int
     return SOWER_OK;
 }
 
-int sigma_conversion_refused(const SchedulerConfig *cfg, const char *path)
-{
-    if (!cfg->use_exponential_sigmas && !cfg->use_beta_sigmas) return SOWER_OK;
-    return SOWER_FAIL(SOWER_EMODEL,
-                      "%s: key '%s': expected false with the %s scheduler (%s): diffusers 0.31's set_timesteps fails "
-                      "with it (the exponential and beta schedules run with euler, heun, lms, kdpm2, kdpm2-a and "
-                      "dpm++sde)",
-                      path, cfg->use_exponential_sigmas ? "use_exponential_sigmas" : "use_beta_sigmas",
-                      scheduler_kind_name(cfg->kind), scheduler_class(cfg->kind)->class_name);
-}
-
 float sigma_to_t_weight(double sigma, const float *log_sigmas, int T, int *low_idx)
 {
     /* log_sigma = np.log(np.maximum(sigma, 1e-10)), a float64 scalar; numpy 1.24's value-based casting

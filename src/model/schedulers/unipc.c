@@ -220,7 +220,6 @@ static void unipc_step(const Scheduler *s, SchedulerRun *r, int i, const float *
  * set_timesteps, where the step count is known. */
 static int unipc_validate(const SchedulerConfig *cfg, const char *path)
 {
-    SOWER_TRY(sigma_conversion_refused(cfg, path));
     if (cfg->final_sigmas_type != FINAL_SIGMA_ZERO)
         return SOWER_OK;
     const char *why = cfg->solver_bh1    ? "with solver_type \"bh1\" (B(h) = h is infinite at sigma 0)"
@@ -238,6 +237,7 @@ const SchedulerClass scheduler_unipc = {
     .name = "unipc",
     .class_name = "UniPCMultistepScheduler",
     .config_keys = SCHED_KEYS_UNIPC,
+    .failing_keys = SCHED_KEYS_FAILING_SIGMA_CONVERSIONS,
     .hidden_keys = SCHED_KEY(KEY_SIGMA_MIN) | SCHED_KEY(KEY_SIGMA_MAX), /* _convert_to_karras: hasattr(config, ...) */
     .defaults = unipc_defaults,
     .validate = unipc_validate,
