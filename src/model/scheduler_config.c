@@ -414,12 +414,12 @@ static int sigma_conversion_refused(const SchedulerConfig *cfg, const char *path
     if (!(cfg->use_exponential_sigmas && (failing & SCHED_KEY(KEY_USE_EXPONENTIAL_SIGMAS))) &&
         !(cfg->use_beta_sigmas && (failing & SCHED_KEY(KEY_USE_BETA_SIGMAS))))
         return SOWER_OK;
+    const ConfigKey key = cfg->use_exponential_sigmas ? KEY_USE_EXPONENTIAL_SIGMAS : KEY_USE_BETA_SIGMAS;
     return SOWER_FAIL(SOWER_EMODEL,
                       "%s: key '%s': expected false with the %s scheduler (%s): diffusers 0.31's set_timesteps fails "
-                      "with it (the exponential and beta schedules run with euler, heun, lms, kdpm2, kdpm2-a and "
-                      "dpm++sde)",
-                      path, cfg->use_exponential_sigmas ? "use_exponential_sigmas" : "use_beta_sigmas",
-                      scheduler_kind_name(cfg->kind), scheduler_class(cfg->kind)->class_name);
+                      "with it (%s run it)",
+                      path, config_key_names[key], scheduler_kind_name(cfg->kind), scheduler_class(cfg->kind)->class_name,
+                      scheduler_names_taking(key));
 }
 
 /* as_named: apply the name's overrides and refuse what its step cannot take (0: the config as the class

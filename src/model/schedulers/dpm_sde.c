@@ -173,9 +173,8 @@ static int dpm_sde_set_timesteps(Scheduler *s)
         interp[i] = numpy_interp_arange(ts[i], sigma, T);
     if (s->cfg.use_karras_sigmas || s->cfg.use_exponential_sigmas || s->cfg.use_beta_sigmas) {
         /* from the interpolated ends; timesteps _sigma_to_t's, not rounded */
-        int converted;
         SOWER_TRY_GOTO(karras_check(s), status, done);
-        SOWER_TRY_GOTO(converted_sigmas(s, interp[N - 1], interp[0], N, interp, &converted), status, done);
+        SOWER_TRY_GOTO(converted_sigmas(s, interp[N - 1], interp[0], N, interp), status, done);
         for (int i = 0; i < N; i++) /* Karras's sigmas a numpy array, the others a torch tensor */
             ts[i] = s->cfg.use_karras_sigmas ? sigma_to_t(interp[i], log_sigma, T) : sigma_to_t_tensor(interp[i], log_sigma, T);
     }

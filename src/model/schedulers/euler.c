@@ -70,9 +70,8 @@ static int euler_set_timesteps(Scheduler *s)
     if (s->cfg.use_karras_sigmas || s->cfg.use_exponential_sigmas || s->cfg.use_beta_sigmas) {
         const double lo = isnan(s->cfg.sigma_min) ? interp[N - 1] : s->cfg.sigma_min;
         const double hi = isnan(s->cfg.sigma_max) ? interp[0] : s->cfg.sigma_max;
-        int converted;
         SOWER_TRY_GOTO(karras_check(s), status, done);
-        SOWER_TRY_GOTO(converted_sigmas(s, lo, hi, N, interp, &converted), status, done);
+        SOWER_TRY_GOTO(converted_sigmas(s, lo, hi, N, interp), status, done);
         log_sigma_table(s, sigma, log_sigma);
         for (int i = 0; i < N; i++) /* Karras's sigmas a numpy array, the others a torch tensor */
             s->unet_timesteps[i] = (float)(s->cfg.use_karras_sigmas ? sigma_to_t(interp[i], log_sigma, T)

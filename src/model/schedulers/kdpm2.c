@@ -112,9 +112,8 @@ static int kdpm2_set_timesteps(Scheduler *s)
     if (s->cfg.use_karras_sigmas || s->cfg.use_exponential_sigmas || s->cfg.use_beta_sigmas) {
         const double lo = isnan(s->cfg.sigma_min) ? interp[N - 1] : s->cfg.sigma_min;
         const double hi = isnan(s->cfg.sigma_max) ? interp[0] : s->cfg.sigma_max;
-        int converted;
         SOWER_TRY_GOTO(karras_check(s), status, done);
-        SOWER_TRY_GOTO(converted_sigmas(s, lo, hi, N, interp, &converted), status, done);
+        SOWER_TRY_GOTO(converted_sigmas(s, lo, hi, N, interp), status, done);
         /* timesteps = np.array([_sigma_to_t(sigma) ...]), .round() for Karras's only */
         for (int i = 0; i < N; i++) {
             ts[i] = (float)(s->cfg.use_karras_sigmas ? nearbyint(sigma_to_t(interp[i], log_sigma, T)) /* as np.round */

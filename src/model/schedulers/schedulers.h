@@ -144,9 +144,9 @@ void karras_sigmas(double sigma_min, double sigma_max, int n, double *out /* (n,
  * schedule's ends (sigma_min, sigma_max), descending, into out: Karras's (float64), _convert_to_exponential's
  * torch.linspace(math.log(max), math.log(min), n).exp() (float32: the kernel's linspace and Sleef exp), or
  * _convert_to_beta's min + scipy.stats.beta.ppf(1 - np.linspace(0, 1, n), 0.6, 0.6) * (max - min) (float64,
- * then torch.Tensor's float32). *converted 0 (out untouched) when the config asks for none. */
-int converted_sigmas(const Scheduler *s, double sigma_min, double sigma_max, int n, double *out /* (n,) */,
-                     int *converted) SOWER_MUST_CHECK;
+ * then torch.Tensor's float32). Out untouched when the config asks for none. */
+int converted_sigmas(const Scheduler *s, double sigma_min, double sigma_max, int n, double *out /* (n,) */)
+    SOWER_MUST_CHECK;
 /* _sigma_to_t of a sigma that is a 0-d float32 torch tensor (the exponential and beta schedules are tensors, Karras's
  * a numpy array): torch's promotion finds the interval in float32, as sigma_to_t does, but computes the weight in
  * float64. */

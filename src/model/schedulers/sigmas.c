@@ -68,61 +68,57 @@ void karras_sigmas(double sigma_min, double sigma_max, int n, double *out)
     }
 }
 
-/* I_x(a, b) by its continued fraction (Lentz's method), for x < (a + 1) / (a + b + 2), where it converges fast;
- * the other side through I_x(a, b) = 1 - I_{1-x}(b, a). */
-static double incomplete_beta_cf(double x, double a, double b)
+/* Lentz's guard: a partial denominator of 0 is replaced by this, as the method prescribes */
+static double nonzero(double v) { return fabs(v) < 1e-300 ? 1e-300 : v; }
+
+/* I_x(a, b) by its continued fraction (Lentz's method; log_beta = log B(a, b)), for x < (a + 1) / (a + b + 2),
+ * where it converges in a few dozen terms. */
+static double incomplete_beta_cf(double x, double a, double b, double log_beta)
 {
-    const double tiny = 1e-300;
-    double c = 1.0, d = 1.0 - (a + b) * x / (a + 1.0);
-    d = 1.0 / (fabs(d) < tiny ? tiny : d);
+    double c = 1.0, d = 1.0 / nonzero(1.0 - (a + b) * x / (a + 1.0));
     double f = d;
     for (int m = 1; m <= 1000; m++) {
-        for (int odd = 0; odd < 2; odd++) { /* d_{2m} then d_{2m+1} */
-            const double num = odd ? -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0))
-                                   : m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
-            d = 1.0 + num * d;
-            d = 1.0 / (fabs(d) < tiny ? tiny : d);
-            c = 1.0 + num / c;
-            c = fabs(c) < tiny ? tiny : c;
-            f *= c * d;
-            if (odd && fabs(c * d - 1.0) < 1e-17) m = 1001;
-        }
+        const double even = m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)); /* d_{2m} */
+        d = 1.0 / nonzero(1.0 + even * d), c = nonzero(1.0 + even / c), f *= c * d;
+        const double odd = -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0)); /* d_{2m+1} */
+        d = 1.0 / nonzero(1.0 + odd * d), c = nonzero(1.0 + odd / c), f *= c * d;
+        if (fabs(c * d - 1.0) < 1e-17) break;
     }
-    const double front = exp(a * log(x) + b * log1p(-x) - (lgamma(a) + lgamma(b) - lgamma(a + b))) / a;
-    return front * f;
+    return exp(a * log(x) + b * log1p(-x) - log_beta) / a * f;
 }
 
-static double incomplete_beta(double x, double a, double b)
+/* I_x(a, b), the other side of the mean through I_x(a, b) = 1 - I_{1-x}(b, a) */
+static double incomplete_beta(double x, double a, double b, double log_beta)
 {
     if (x <= 0.0) return 0.0;
     if (x >= 1.0) return 1.0;
-    return x < (a + 1.0) / (a + b + 2.0) ? incomplete_beta_cf(x, a, b) : 1.0 - incomplete_beta_cf(1.0 - x, b, a);
+    return x < (a + 1.0) / (a + b + 2.0) ? incomplete_beta_cf(x, a, b, log_beta)
+                                         : 1.0 - incomplete_beta_cf(1.0 - x, b, a, log_beta);
 }
 
 double beta_ppf(double q, double a, double b)
 {
     if (!(q > 0.0)) return 0.0;
     if (!(q < 1.0)) return 1.0;
-    /* bisection to a narrow bracket, then Newton's steps on I_x - q (its derivative the density) inside it */
+    const double log_beta = lgamma(a) + lgamma(b) - lgamma(a + b);
+    /* bisection to a bracket 2^-40 wide, then Newton's steps on I_x - q (its derivative the density) inside it */
     double lo = 0.0, hi = 1.0, x = 0.5;
     for (int i = 0; i < 40; i++) {
         x = 0.5 * (lo + hi);
-        if (incomplete_beta(x, a, b) < q) lo = x;
+        if (incomplete_beta(x, a, b, log_beta) < q) lo = x;
         else hi = x;
     }
-    const double log_beta = lgamma(a) + lgamma(b) - lgamma(a + b);
     for (int i = 0; i < 8; i++) {
         const double density = exp((a - 1.0) * log(x) + (b - 1.0) * log1p(-x) - log_beta);
-        const double next = x - (incomplete_beta(x, a, b) - q) / density;
+        const double next = x - (incomplete_beta(x, a, b, log_beta) - q) / density;
         if (!(next > lo && next < hi) || next == x) break;
         x = next;
     }
     return x;
 }
 
-int converted_sigmas(const Scheduler *s, double sigma_min, double sigma_max, int n, double *out, int *converted)
+int converted_sigmas(const Scheduler *s, double sigma_min, double sigma_max, int n, double *out)
 {
-    *converted = s->cfg.use_karras_sigmas || s->cfg.use_exponential_sigmas || s->cfg.use_beta_sigmas;
     if (s->cfg.use_karras_sigmas) {
         karras_sigmas(sigma_min, sigma_max, n, out);
     } else if (s->cfg.use_exponential_sigmas) {
