@@ -112,49 +112,36 @@ def main():
             check(r.returncode == 0 and "0 differ" in r.stdout, f"verify --all: {r.returncode} {r.stdout} {r.stderr}")
             print("sower verify --all: every row re-rendered identically")
 
-        # 4b. DPM-Solver++ 2M SDE (a history per value and a draw every step), Karras, guidance_rescale: 2 ranks
-        # at batch 2 give sower sample's rows; the file names the setting; verify re-renders them
-        j = write_job(os.path.join(tmp, "sde.yaml"), sd, scheduler="dpm++2m-sde", batch=2,
-                      **{"guidance: 7.5": "karras: true, guidance: 7.5, guidance_rescale: 0.7"})
-        out = os.path.join(tmp, "sde.h5")
-        r = run(sower, mpiexec, j, out, 2)
-        if check(r.returncode == 0, f"dpm++2m-sde run: exit {r.returncode}: {r.stderr[-800:]}"):
-            npy = os.path.join(tmp, "sde.npy")
+        def ranks_match_sample(tag, scheduler, job_keys, sample_options, attribute_bytes, label):
+            """2 ranks at batch 2 render the second prompt's rows as sower sample does at batch 3, the pipeline
+            attribute names the setting (attribute_bytes), and verify --all re-renders them."""
+            j = write_job(os.path.join(tmp, tag + ".yaml"), sd, scheduler=scheduler, batch=2,
+                          **{"guidance: 7.5": job_keys + ", guidance: 7.5"})
+            out = os.path.join(tmp, tag + ".h5")
+            r = run(sower, mpiexec, j, out, 2)
+            if not check(r.returncode == 0, f"{label} run: exit {r.returncode}: {r.stderr[-800:]}"):
+                return
+            npy = os.path.join(tmp, tag + ".npy")
             s = subprocess.run([sower, "sample", sd, "--prompt", PROMPTS[1][0], "--guidance", "7.5", "--clip-skip",
-                                "1", "--scheduler", "dpm++2m-sde", "--karras", "--guidance-rescale", "0.7", "--steps",
-                                "4", "--batch", "3",
+                                "1", "--scheduler", scheduler, *sample_options, "--steps", "4", "--batch", "3",
                                 "--seeds", ",".join(SEEDS), "-o", npy], capture_output=True, text=True, timeout=600)
-            if check(s.returncode == 0, f"dpm++2m-sde sample: {s.stderr[-500:]}"):
+            if check(s.returncode == 0, f"{label} sample: {s.stderr[-500:]}"):
                 rows = contents(out)[0]["latents"][len(SEEDS):]
-                check(np.array_equal(np.load(npy), rows), "dpm++2m-sde: the rows differ from sower sample's")
+                check(np.array_equal(np.load(npy), rows), f"{label}: the rows differ from sower sample's")
             with h5py.File(out, "r") as f:
-                check(b'"scheduler": "dpm++2m-sde"' in f.attrs["pipeline"] and b'"guidance_rescale": 0.7' in
-                      f.attrs["pipeline"], f"pipeline attribute {f.attrs['pipeline']}")
+                check(all(b in f.attrs["pipeline"] for b in attribute_bytes), f"pipeline attribute {f.attrs['pipeline']}")
             v = subprocess.run([sower, "verify", out, "--all"], capture_output=True, text=True, timeout=600)
-            check(v.returncode == 0 and "0 differ" in v.stdout, f"verify dpm++2m-sde: {v.returncode} {v.stdout} {v.stderr}")
-            print("dpm++2m-sde karras, guidance_rescale 0.7: 2 ranks at batch 2 == sower sample at batch 3, bit for "
-                  "bit; verify --all agrees")
+            check(v.returncode == 0 and "0 differ" in v.stdout, f"verify {label}: {v.returncode} {v.stdout} {v.stderr}")
+            print(f"{label}: 2 ranks at batch 2 == sower sample at batch 3, bit for bit; verify --all agrees")
 
-        # 4c. pipeline.sigmas: beta with DPM++ SDE (the Brownian tree's midpoints from a float32 tensor schedule): 2 ranks
-        # at batch 2 give sower sample --sigmas beta's rows; the file names it; verify re-renders them
-        j = write_job(os.path.join(tmp, "beta.yaml"), sd, scheduler="dpm++sde", batch=2,
-                      **{"guidance: 7.5": "sigmas: beta, guidance: 7.5"})
-        out = os.path.join(tmp, "beta.h5")
-        r = run(sower, mpiexec, j, out, 2)
-        if check(r.returncode == 0, f"dpm++sde beta run: exit {r.returncode}: {r.stderr[-800:]}"):
-            npy = os.path.join(tmp, "beta.npy")
-            s = subprocess.run([sower, "sample", sd, "--prompt", PROMPTS[1][0], "--guidance", "7.5", "--clip-skip",
-                                "1", "--scheduler", "dpm++sde", "--sigmas", "beta", "--steps", "4", "--batch", "3",
-                                "--seeds", ",".join(SEEDS), "-o", npy], capture_output=True, text=True, timeout=600)
-            if check(s.returncode == 0, f"dpm++sde beta sample: {s.stderr[-500:]}"):
-                rows = contents(out)[0]["latents"][len(SEEDS):]
-                check(np.array_equal(np.load(npy), rows), "dpm++sde beta: the rows differ from sower sample's")
-            with h5py.File(out, "r") as f:
-                check(b'"sigmas": "beta"' in f.attrs["pipeline"], f"pipeline attribute {f.attrs['pipeline']}")
-            v = subprocess.run([sower, "verify", out, "--all"], capture_output=True, text=True, timeout=600)
-            check(v.returncode == 0 and "0 differ" in v.stdout, f"verify dpm++sde beta: {v.returncode} {v.stdout} {v.stderr}")
-            print("dpm++sde, sigmas: beta: 2 ranks at batch 2 == sower sample --sigmas beta at batch 3, bit for bit; "
-                  "verify --all agrees")
+        # 4b. DPM-Solver++ 2M SDE (a history per value and a draw every step), Karras, guidance_rescale
+        ranks_match_sample("sde", "dpm++2m-sde", "karras: true, guidance_rescale: 0.7",
+                           ["--karras", "--guidance-rescale", "0.7"],
+                           [b'"scheduler": "dpm++2m-sde"', b'"guidance_rescale": 0.7'],
+                           "dpm++2m-sde karras, guidance_rescale 0.7")
+        # 4c. pipeline.sigmas: beta with DPM++ SDE (the Brownian tree's midpoints from a float32 tensor schedule)
+        ranks_match_sample("beta", "dpm++sde", "sigmas: beta", ["--sigmas", "beta"], [b'"sigmas": "beta"'],
+                           "dpm++sde, sigmas: beta")
 
         # A scheduler of more UNet calls than steps (KDPM2: 2N - 1) says so in its progress lines
         kd = run(sower, mpiexec, write_job(os.path.join(tmp, "kdpm2.yaml"), sd, scheduler="dpm2", steps=3, batch=2),

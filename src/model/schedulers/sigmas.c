@@ -137,20 +137,23 @@ int converted_sigmas(const Scheduler *s, double sigma_min, double sigma_max, int
     return SOWER_OK;
 }
 
+/* low_idx = cumsum(dists >= 0).argmax().clip(max=T - 2), dists = log_sigma - log_sigmas in float32: the last index
+ * whose log sigma is <= log_sigma (0 when none is; log_sigmas ascends) */
+static int sigma_interval(float log_sigma, const float *log_sigmas, int T)
+{
+    int low = 0;
+    for (int j = 0; j < T; j++)
+        if (log_sigma - log_sigmas[j] >= 0.0f)
+            low = j;
+    return low > T - 2 ? T - 2 : low;
+}
+
 float sigma_to_t_weight(double sigma, const float *log_sigmas, int T, int *low_idx)
 {
     /* log_sigma = np.log(np.maximum(sigma, 1e-10)), a float64 scalar; numpy 1.24's value-based casting
      * then computes dists, w with the float32 array's dtype: the scalar rounds to float first. */
     const float log_sigma = (float)log(sigma > 1e-10 ? sigma : 1e-10);
-    /* low_idx = cumsum(dists >= 0).argmax().clip(max=T - 2): the last index whose log sigma is <=
-     * log_sigma (0 when none is; log_sigmas ascends) */
-    int low = 0;
-    for (int j = 0; j < T; j++)
-        if (log_sigma - log_sigmas[j] >= 0.0f)
-            low = j;
-    if (low > T - 2)
-        low = T - 2;
-    const int high = low + 1;
+    const int low = sigma_interval(log_sigma, log_sigmas, T), high = low + 1;
     float w = (log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[high]);
     *low_idx = low;
     return w < 0.0f ? 0.0f : w > 1.0f ? 1.0f : w; /* np.clip(w, 0, 1) */
@@ -168,13 +171,7 @@ double sigma_to_t_tensor(double sigma, const float *log_sigmas, int T)
 {
     /* np.maximum of the float32 tensor and 1e-10 is a float64 tensor, and np.log of it one too */
     const double log_sigma = log(sigma > 1e-10 ? sigma : 1e-10);
-    const float log_sigma_f = (float)log_sigma; /* dists = log_sigma - log_sigmas[:, None]: a float32 tensor */
-    int low = 0;
-    for (int j = 0; j < T; j++)
-        if (log_sigma_f - log_sigmas[j] >= 0.0f)
-            low = j;
-    if (low > T - 2)
-        low = T - 2;
+    const int low = sigma_interval((float)log_sigma, log_sigmas, T); /* dists: a float32 tensor */
     /* w = (low - log_sigma) / (low - high): numpy float32 scalars against the float64 tensor; low - high in float32 */
     const float span = log_sigmas[low] - log_sigmas[low + 1];
     double w = ((double)log_sigmas[low] - log_sigma) / (double)span;
