@@ -126,6 +126,28 @@ def main():
         check(ran_out >= 1, "run: no cap ran out of memory; the ladder no longer brackets the need")
         print(f"sower run, 2 threads, 0.25-152 MB over Open MPI's start: {ran_out} caps out of memory (exit 3, "
               f"no lock left), {finished} finished")
+        # sower verify of a Stable Diffusion output from its start: reading /prompts under a cap was "not a list of
+        # UTF-8 strings (... a damaged one)", exit 2, for a sound file; HDF5's H5Fopen died of SIGSEGV (its metadata
+        # cache's allocation unchecked) where a cap left it less than a few MiB
+        sd_job, sd_out = os.path.join(tmp, "sd.yaml"), os.path.join(tmp, "sd.h5")
+        with open(sd_job, "w") as f:
+            f.write(f"sower: 1\nname: capped-sd\nmodel: {sd}\npipeline: {{scheduler: euler, steps: 2, threads: 1}}\n"
+                    f"prompts: [\"a cat\"]\nseeds: {{list: [1, 2]}}\noutput: {{path: sd.h5}}\nverify: {{count: 2}}\n")
+        r = subprocess.run([sower, "run", sd_job, "--force"], capture_output=True, timeout=300)
+        if check(r.returncode == 0, f"SD run for verify: {r.stderr.decode()[-400:]}"):
+            outcomes = {0: 0, 3: 0}
+            for limit in list(range(80_000, 92_000, 500)) + list(range(92_000, 140_000, 6_000)):
+                r = subprocess.run([sower, "verify", sd_out, "--all"], capture_output=True, timeout=300,
+                                   preexec_fn=capped(limit), env=dict(os.environ, OMP_WAIT_POLICY="passive"))
+                err = (r.stdout + r.stderr).decode(errors="replace")
+                if r.returncode == 127 and "error while loading shared libraries" in err:
+                    continue
+                check(r.returncode in (0, 3) and (r.returncode == 0 or "out of memory" in err),
+                      f"verify under {limit} KiB: exit {r.returncode}: {err[-600:]}")
+                outcomes[r.returncode] = outcomes.get(r.returncode, 0) + 1
+            check(outcomes[3] >= 1 and outcomes[0] >= 1, f"verify: {outcomes}: the ladder no longer brackets the need")
+            print(f"sower verify of an SD output, 80-134 MB: {outcomes[3]} caps out of memory (exit 3), "
+                  f"{outcomes[0]} verified")
         # Reading small files takes memory in proportion to them, not to their cap: export of a sample
         # read its 1 KiB record (sample.npy.json) into a 256 MiB buffer and, a rerun, every PNG already
         # there into 1 GiB, so under a 200 MB cap it stopped with "no record of what produced it" (exit 2).

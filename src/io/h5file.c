@@ -14,6 +14,28 @@ void h5file_quiet(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+static herr_t find_allocation_failure(unsigned n, const H5E_error2_t *e, void *found)
+{
+    (void)n;
+    if (e->maj_num == H5E_RESOURCE || e->min_num == H5E_CANTALLOC || e->min_num == H5E_NOSPACE) *(int *)found = 1;
+    return 0;
+}
+
+int h5file_room_to_open(const char *path)
+{
+    void *room = malloc((size_t)4 << 20); /* (4 MiB,) never touched: address space, as a cap counts it */
+    if (!room) return SOWER_FAIL(SOWER_ENOMEM, "out of memory opening %s (HDF5 takes a few MiB to open a file)", path);
+    free(room);
+    return SOWER_OK;
+}
+
+int h5file_ran_out(void)
+{
+    int found = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_allocation_failure, &found);
+    return found;
+}
+
 char *h5file_string_attr(hid_t obj, const char *key)
 {
     hid_t attr = H5Aexists(obj, key) > 0 ? H5Aopen(obj, key, H5P_DEFAULT) : -1;
@@ -204,8 +226,9 @@ int h5file_read_block(hid_t file, const char *what, uint64_t r0, uint64_t n, int
         (seeds && read_rows(file, LAYOUT_SEEDS, H5T_NATIVE_UINT64, 1, one, r0, n, seeds) < 0) ||
         (digests && read_rows(file, LAYOUT_DIGEST, H5T_NATIVE_UINT8, 2, ddims, r0, n, digests) < 0) ||
         (done && read_rows(file, LAYOUT_DONE, H5T_NATIVE_UINT8, 1, one, r0, n, done) < 0))
-        return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read rows %llu..%llu (a damaged file?)", what,
-                          (unsigned long long)r0, (unsigned long long)(r0 + n - 1));
+        return h5file_ran_out() ? SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", what)
+                                : SOWER_FAIL(SOWER_EINPUT, "%s: cannot read rows %llu..%llu (a damaged file?)", what,
+                                             (unsigned long long)r0, (unsigned long long)(r0 + n - 1));
     return SOWER_OK;
 }
 
@@ -215,8 +238,9 @@ int h5file_read_images(hid_t file, const char *what, uint64_t r0, uint64_t n, in
     const hsize_t idims[4] = {0, (hsize_t)c, (hsize_t)h, (hsize_t)w}, ddims[2] = {0, DIGEST_BYTES};
     if ((images && read_rows(file, LAYOUT_IMAGES, H5T_NATIVE_UINT8, 4, idims, r0, n, images) < 0) ||
         (digests && read_rows(file, LAYOUT_IMAGE_DIGEST, H5T_NATIVE_UINT8, 2, ddims, r0, n, digests) < 0))
-        return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read the images of rows %llu..%llu (a damaged file?)", what,
-                          (unsigned long long)r0, (unsigned long long)(r0 + n - 1));
+        return h5file_ran_out() ? SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", what)
+                                : SOWER_FAIL(SOWER_EINPUT, "%s: cannot read the images of rows %llu..%llu (a damaged file?)",
+                                             what, (unsigned long long)r0, (unsigned long long)(r0 + n - 1));
     return SOWER_OK;
 }
 
@@ -273,9 +297,11 @@ int h5file_count_verify_mismatches(hid_t file, const char *what, uint64_t rows, 
     hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
     uint8_t *match = malloc(n ? (size_t)n : 1); /* (n,) 1: the re-render's bits were equal */
     int ok = ds >= 0 && match && H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, match) >= 0;
+    const int ran_out = !match || (!ok && h5file_ran_out());
     for (long long i = 0; ok && i < n; i++) *mismatched += match[i] != 1;
     free(match);
     if (ds >= 0) H5Dclose(ds);
+    if (ran_out) return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", what);
     if (!ok) return SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /%s (a damaged file?)", what, name);
     return SOWER_OK;
 }
@@ -294,9 +320,14 @@ int h5file_read_texts(hid_t file, const char *what, const char *name, size_t max
     H5Tset_cset(type, H5T_CSET_UTF8);
     char **read = ok ? calloc(count ? count : 1, sizeof *read) : NULL; /* (count,) HDF5's strings */
     const int got = ok && read && H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, read) >= 0;
+    int ran_out = ok && (!read || (!got && h5file_ran_out())); /* not the file's fault: exit 3, not "damaged" */
     char **copies = got ? calloc(count ? count : 1, sizeof *copies) : NULL; /* (count,) ours */
+    ran_out = ran_out || (got && !copies);
     ok = copies != NULL;
-    for (hsize_t i = 0; ok && i < count; i++) ok = read[i] && (copies[i] = strdup(read[i])) != NULL;
+    for (hsize_t i = 0; ok && i < count; i++) {
+        ok = read[i] && (copies[i] = strdup(read[i])) != NULL;
+        ran_out = ran_out || (read[i] && !copies[i]);
+    }
     if (got) H5Dvlen_reclaim(type, space, H5P_DEFAULT, read);
     free(read);
     if (space >= 0) H5Sclose(space);
@@ -306,6 +337,7 @@ int h5file_read_texts(hid_t file, const char *what, const char *name, size_t max
     if (!ok) {
         for (hsize_t i = 0; copies && i < count; i++) free(copies[i]);
         free(copies);
+        if (ran_out) return SOWER_FAIL(SOWER_ENOMEM, "out of memory reading /%s of %s", name, what);
         return SOWER_FAIL(SOWER_EINPUT, "%s: /%s is not a list of at most %zu UTF-8 strings (not a sower output, or a damaged one)",
                           what, name, max_n);
     }

@@ -12,6 +12,14 @@
 
 /* HDF5 prints its own error stack by default; sower reports the failure itself. */
 void h5file_quiet(void);
+/* 1 when the HDF5 call that just failed ran out of memory (its error stack, which each API call starts afresh, holds
+ * an allocation failure: H5E_CANTALLOC, H5E_NOSPACE or major H5E_RESOURCE): a read that failed so is "out of memory",
+ * exit 3, not a damaged file. */
+int h5file_ran_out(void);
+/* SOWER_ENOMEM ("out of memory opening PATH") unless 4 MiB of address space are free: HDF5 1.10's H5Fopen and
+ * H5Fcreate use their metadata cache's allocation unchecked (H5AC_create: SIGSEGV when it failed). Called before
+ * each; a few MiB is what opening takes. */
+int h5file_room_to_open(const char *path) SOWER_MUST_CHECK;
 /* The string attribute key of an HDF5 object, fixed or variable length (as h5py writes str), as a
  * new NUL-terminated string; NULL when absent or not a string. */
 char *h5file_string_attr(hid_t obj, const char *key);

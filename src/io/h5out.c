@@ -380,6 +380,7 @@ static int row_block_write(H5Out *o, const RowBlock *b, uint64_t row, uint64_t i
  * checked by h5out_resume. */
 static int carry_rows(H5Out *o, const H5Carry *carry)
 {
+    SOWER_TRY(h5file_room_to_open(carry->path));
     hid_t in = H5Fopen(carry->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (in < 0) return SOWER_FAIL(SOWER_EIO, "cannot open '%s' again to copy its rows", carry->path);
     const H5ImageShape img = {o->ic, o->ih, o->iw};
@@ -418,6 +419,11 @@ int h5out_create(H5Out *o, const char *path, uint64_t rows, int c, int h, int w,
     o->creating_path = malloc(strlen(o->partial_path) + 8);
     if (!o->creating_path) return SOWER_FAIL(SOWER_ENOMEM, "out of memory");
     sprintf(o->creating_path, "%s.new", o->partial_path);
+    const int room = h5file_room_to_open(o->creating_path);
+    if (room != SOWER_OK) {
+        H5Pclose(fcpl);
+        return room;
+    }
     o->file = H5Fcreate(o->creating_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
     H5Pclose(fcpl);
     if (o->file < 0)
@@ -669,6 +675,7 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
                                        "--force", what);
     /* Checked read-only first: HDF5 would write a superblock into an empty or foreign file opened
      * for writing, and a refused file must stay exactly as it was. */
+    SOWER_TRY(h5file_room_to_open(o->partial_path));
     hid_t probe = st.st_size > 0 ? H5Fopen(o->partial_path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
     if (probe < 0)
         return SOWER_FAIL(SOWER_EINPUT, "%s: %s: not replacing it without --force", what,
@@ -690,6 +697,7 @@ static int resume_open(H5Out *o, const char *path, uint64_t rows, int c, int h, 
     H5Fclose(probe);
     SOWER_TRY(status);
     if (*rebuild) return SOWER_OK;
+    SOWER_TRY(h5file_room_to_open(o->partial_path));
     o->file = H5Fopen(o->partial_path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (o->file < 0) return SOWER_FAIL(SOWER_EPATH, "%s: cannot open it for writing", what);
     note_open_file(o);
@@ -856,6 +864,7 @@ int h5out_copy_slice(H5Out *o, const char *slice_path, const char *slice_tag, ui
                      const H5JobKey *key, uint8_t *done)
 {
     SOWER_TRY(check_regular_if_present(slice_path, "slice"));
+    SOWER_TRY(h5file_room_to_open(slice_path));
     hid_t in = H5Fopen(slice_path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (in < 0)
         return SOWER_FAIL(SOWER_EPATH,
@@ -921,6 +930,7 @@ int h5out_is_finished(const char *path, const H5JobKey *key, uint64_t rows, int 
     if (!probe) return SOWER_OK;
     fclose(probe);
     h5file_quiet();
+    SOWER_TRY(h5file_room_to_open(path));
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
         return SOWER_FAIL(
@@ -1018,6 +1028,7 @@ int h5out_partial_progress(const char *partial_path, uint64_t *done, uint64_t *r
     *done = *rows = 0;
     SOWER_TRY(check_regular_if_present(partial_path, "the interrupted run's file"));
     h5file_quiet();
+    SOWER_TRY(h5file_room_to_open(partial_path));
     hid_t file = H5Fopen(partial_path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
         return SOWER_FAIL(SOWER_EINPUT, "'%s' is not an HDF5 file sower can open (damaged, or another kind of file)",

@@ -91,6 +91,7 @@ static int open_checked(OutputReader *r, const char *path)
     }
     fclose(probe);
     h5file_quiet();
+    SOWER_TRY(h5file_room_to_open(path));
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
         return SOWER_FAIL(SOWER_EPATH,
@@ -303,8 +304,9 @@ static int read_vector(const OutputReader *r, hid_t group, const char *name, H5T
         if (!*out)
             status = SOWER_FAIL(SOWER_ENOMEM, "out of memory");
         else if (dims[0] && H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
-            status = SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /%s/%s (a damaged file?)", r->path,
-                                LAYOUT_VERIFY, name);
+            status = h5file_ran_out() ? SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", r->path)
+                                      : SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /%s/%s (a damaged file?)", r->path,
+                                                   LAYOUT_VERIFY, name);
     }
     H5Tclose(type);
     H5Sclose(space);
@@ -385,8 +387,10 @@ static int check_prompt_index(const OutputReader *r)
         const uint64_t n = r->rows - r0 < BLOCK ? r->rows - r0 : BLOCK;
         const hsize_t none[1] = {0};
         if (h5file_transfer_rows(ds, H5T_NATIVE_UINT32, 1, none, r0, n, block, 0) < 0) {
-            status = SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /%s rows %llu-%llu (a damaged file)", r->path,
-                                LAYOUT_PROMPT_INDEX, (unsigned long long)r0, (unsigned long long)(r0 + n - 1));
+            status = h5file_ran_out() ? SOWER_FAIL(SOWER_ENOMEM, "out of memory reading %s", r->path)
+                                      : SOWER_FAIL(SOWER_EINPUT, "%s: cannot read /%s rows %llu-%llu (a damaged file)",
+                                                   r->path, LAYOUT_PROMPT_INDEX, (unsigned long long)r0,
+                                                   (unsigned long long)(r0 + n - 1));
             break;
         }
         for (uint64_t i = 0; i < n; i++)
