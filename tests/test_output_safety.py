@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import h5py
@@ -111,6 +112,31 @@ def start(argv, env=None):
             break
     p.early_err = err
     return p
+
+
+class Throttle:
+    """Lets a started run work a fifth of the time (SIGSTOP 0.4 s, SIGCONT 0.1 s), so that it outlasts the checks
+    made beside it on any machine while its heartbeat thread still touches its lock after each pause (a fast CI
+    machine finished the unthrottled run before the requeue checks could kill it)."""
+
+    def __init__(self, p):
+        self.p, self.done = p, threading.Event()
+        self.thread = threading.Thread(target=self._cycle, daemon=True)
+        self.thread.start()
+
+    def _cycle(self):
+        try:
+            while not self.done.is_set():
+                os.kill(self.p.pid, signal.SIGSTOP)
+                self.done.wait(0.4)
+                os.kill(self.p.pid, signal.SIGCONT)
+                self.done.wait(0.1)
+        except ProcessLookupError:
+            pass
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
 
 
 def kill9(p, out):
@@ -197,6 +223,7 @@ def main():
 
         out = os.path.join(tmp, "requeue.h5")
         first = start([sower, "run", job, "-o", out], env=slurm("node-a", "77"))
+        throttle = Throttle(first)
         lock_text = open(out + ".lock").read()
         check("slurm_job: 77\nslurm_restart: 0\n" in lock_text and "heartbeat: 1\n" in lock_text,
               f"the lock does not name its Slurm job and heartbeat: {lock_text}")
@@ -211,6 +238,8 @@ def main():
         expect(r, 2, ["an earlier run of this Slurm job (job 77, restart 0) on host node-a that still touches its lock",
                       f"delete '{out}.lock'"], "a requeued run beside its earlier run, still beating")
         check(waited >= 3, f"a requeued run refused after {waited:.1f} s, before the earlier run's heartbeat could stop")
+        throttle.stop()
+        check(first.poll() is None and not os.path.exists(out), "the earlier run ended before its node could crash")
         kill9(first, out)  # its node crashes: the lock stays, its heartbeat stops
         t0 = time.time()
         r = run([sower, "run", job, "-o", out, "--resume"], env=slurm("node-b", "77", "2"))
