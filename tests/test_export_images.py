@@ -458,6 +458,13 @@ def main():
             json.dump(record, open(rescaled + ".json", "w", encoding="utf-8"))
             refused("a record's guidance_rescale past 1", [sower, "export", rescaled, "--pngs", os.path.join(tmp, "new")],
                     ["rescaled.npy.json", "'pipeline'"])
+            # a record's sigmas: exponential or beta only, never beside karras: true, never another name or type
+            for sigmas, karras in (("cosine", False), ("karras", False), ("beta", True), (7, False)):
+                record = json.load(open(latents_npy + ".json", encoding="utf-8"))
+                record["pipeline"].update(sigmas=sigmas, karras=karras)
+                json.dump(record, open(rescaled + ".json", "w", encoding="utf-8"))
+                refused(f"a record's sigmas {sigmas!r} (karras {karras})",
+                        [sower, "export", rescaled, "--pngs", os.path.join(tmp, "new")], ["rescaled.npy.json", "'pipeline'"])
             open(altered + ".json", "w").write('{"format": "sower-sample", "format_version": 1}')
             refused("a damaged record", [sower, "export", altered, "--pngs", os.path.join(tmp, "new")],
                     ["altered.npy.json", "'shape'"])

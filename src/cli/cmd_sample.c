@@ -195,14 +195,8 @@ static int on_sample_option(void *ctx, int which, const char *v)
     case OPT_KARRAS:
     case OPT_SIGMAS: {
         SigmaSchedule s = SIGMAS_KARRAS;
-        if (which == OPT_SIGMAS) {
-            static const char *const names[] = SIGMA_SCHEDULE_NAMES;
-            int k = SIGMAS_KARRAS;
-            while (names[k] && strcmp(names[k], v) != 0) k++;
-            if (!names[k])
-                return SOWER_FAIL(SOWER_EUSAGE, "--sigmas: expected karras, exponential or beta, found '%s'", v);
-            s = (SigmaSchedule)k;
-        }
+        if (which == OPT_SIGMAS && sigma_schedule_parse(v, &s) != 0)
+            return SOWER_FAIL(SOWER_EUSAGE, "--sigmas: expected karras, exponential or beta, found '%s'", v);
         if (o->sigmas_option && o->sigmas != s)
             return SOWER_FAIL(SOWER_EUSAGE, "%s and %s ask for two sigma schedules: give one", o->sigmas_option,
                               which == OPT_SIGMAS ? "--sigmas" : "--karras");
@@ -285,8 +279,9 @@ static int check_scheduler_options(const SampleOptions *o)
         return SOWER_FAIL(SOWER_EUSAGE, "--eta applies to the ddim and ddim-parallel schedulers only (the scheduler is %s)",
                           scheduler_kind_name(o->scheduler));
     if (o->sigmas != SIGMAS_CONFIG && !scheduler_runs_key(o->scheduler, sigma_schedule_key(o->sigmas)))
-        return SOWER_FAIL(SOWER_EUSAGE, "%s%s applies to the %s schedulers (the scheduler is %s)", o->sigmas_option,
-                          o->sigmas == SIGMAS_KARRAS ? "" : o->sigmas == SIGMAS_EXPONENTIAL ? " exponential" : " beta",
+        return SOWER_FAIL(SOWER_EUSAGE, "%s%s%s applies to the %s schedulers (the scheduler is %s)", o->sigmas_option,
+                          strcmp(o->sigmas_option, "--sigmas") == 0 ? " " : "",
+                          strcmp(o->sigmas_option, "--sigmas") == 0 ? sigma_schedule_name(o->sigmas) : "",
                           scheduler_names_taking(sigma_schedule_key(o->sigmas)), scheduler_kind_name(o->scheduler));
     return SOWER_OK;
 }

@@ -399,7 +399,7 @@ static cJSON *row_json(const Export *e, uint64_t row, uint64_t seed, const char 
     cJSON_AddNumberToObject(o, "steps", job->steps);
     cJSON_AddStringToObject(o, "scheduler", scheduler_kind_name(job->scheduler));
     cJSON_AddBoolToObject(o, "karras", job->sigmas == SIGMAS_KARRAS);
-    if (job->sigmas == SIGMAS_EXPONENTIAL || job->sigmas == SIGMAS_BETA)
+    if (sigma_schedule_named(job->sigmas))
         cJSON_AddStringToObject(o, "sigmas", sigma_schedule_name(job->sigmas));
     cJSON_AddNumberToObject(o, "eta", job->eta);
     if (!e->latents_only) { /* the image's size (a latent row's is its shape) */

@@ -175,7 +175,7 @@ void job_print(const Job *job, FILE *s)
             scheduler_kind_name(job->scheduler), job->steps, job_number_text(job->eta, number), job->batch,
             job->backend == BACKEND_CPU ? "cpu" : "cuda");
     fprintf(s, "  karras: %s\n", job->sigmas == SIGMAS_KARRAS ? "true" : "false");
-    if (job->sigmas == SIGMAS_EXPONENTIAL || job->sigmas == SIGMAS_BETA) /* absent otherwise: earlier jobs' keys stand */
+    if (sigma_schedule_named(job->sigmas)) /* absent otherwise: earlier jobs' keys stand */
         fprintf(s, "  sigmas: %s\n", sigma_schedule_name(job->sigmas));
     fprintf(s, "  precision: %s\n", precision_name(job->precision));
     if (job->n_prompts) {

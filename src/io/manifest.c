@@ -378,8 +378,8 @@ static int parse_pipeline(const Ctx *c, Job *job, const yaml_node_t *n)
         job->sigmas_mark = mark_of(f[7].value), job->sigmas_key = "pipeline.karras";
     }
     if (f[14].value) { /* karras: true is sigmas: karras; both given must agree */
-        static const char *const names[] = {"karras", "exponential", "beta", NULL};
-        SOWER_TRY(get_enum(c, f[14].value, "pipeline.sigmas", names, &v));
+        static const char *const names[] = SIGMA_SCHEDULE_NAMES; /* from karras on: what may be asked for */
+        SOWER_TRY(get_enum(c, f[14].value, "pipeline.sigmas", names + SIGMAS_KARRAS, &v));
         const SigmaSchedule given = (SigmaSchedule)(SIGMAS_KARRAS + v);
         if (f[7].value && (job->sigmas == SIGMAS_KARRAS) != (given == SIGMAS_KARRAS))
             return fail_at(c, f[14].value, "pipeline.sigmas", job->sigmas == SIGMAS_KARRAS ? "karras with pipeline.karras: true"

@@ -64,7 +64,7 @@ typedef struct {
 static int build_key(const Job *job, const KeyFacts *f, Provenance *p)
 {
     /* exponential and beta sigmas are named where they apply only: the text of every other job stays as before */
-    const int converted = job->sigmas == SIGMAS_EXPONENTIAL || job->sigmas == SIGMAS_BETA;
+    const int converted = sigma_schedule_named(job->sigmas);
     int used = snprintf(p->pipeline, sizeof p->pipeline, "scheduler=%s steps=%d eta=%.9g%s%s%s",
                         scheduler_kind_name(job->scheduler), job->steps, job->eta,
                         job->sigmas == SIGMAS_KARRAS ? " karras=1" : "", converted ? " sigmas=" : "",

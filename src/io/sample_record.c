@@ -59,7 +59,7 @@ int sample_record_write(const char *npy_path, const Job *job, SampleRows rows_ar
         cJSON_AddNumberToObject(pipeline, "steps", job->steps);
         cJSON_AddNumberToObject(pipeline, "eta", job->eta);
         cJSON_AddBoolToObject(pipeline, "karras", job->sigmas == SIGMAS_KARRAS);
-        if (job->sigmas == SIGMAS_EXPONENTIAL || job->sigmas == SIGMAS_BETA) /* absent otherwise, as before */
+        if (sigma_schedule_named(job->sigmas)) /* absent otherwise, as before */
             cJSON_AddStringToObject(pipeline, "sigmas", sigma_schedule_name(job->sigmas));
         cJSON_AddStringToObject(pipeline, "generator", rng_kernel_name(job->generator));
         if (job->n_prompts) {
@@ -181,11 +181,12 @@ static int parse_record(SampleRecord *r, const cJSON *o, const char **bad)
         return sower_error_clear(), *bad = "pipeline", -1;
     job->steps = steps->valueint, job->eta = eta->valuedouble, job->sigmas = cJSON_IsTrue(karras) ? SIGMAS_KARRAS : SIGMAS_CONFIG;
     const cJSON *sigmas = cJSON_GetObjectItemCaseSensitive(p, "sigmas");
-    if (sigmas) {
-        const int exponential = cJSON_IsString(sigmas) && strcmp(sigmas->valuestring, "exponential") == 0,
-                  beta = cJSON_IsString(sigmas) && strcmp(sigmas->valuestring, "beta") == 0;
-        if ((!exponential && !beta) || job->sigmas == SIGMAS_KARRAS) return *bad = "pipeline", -1;
-        job->sigmas = exponential ? SIGMAS_EXPONENTIAL : SIGMAS_BETA;
+    if (sigmas) { /* written for exponential and beta only, beside karras: false */
+        SigmaSchedule named;
+        if (!cJSON_IsString(sigmas) || sigma_schedule_parse(sigmas->valuestring, &named) != 0 ||
+            !sigma_schedule_named(named) || job->sigmas == SIGMAS_KARRAS)
+            return *bad = "pipeline", -1;
+        job->sigmas = named;
     }
     const cJSON *prompt = field(o, "prompt", cJSON_IsString), *negative = field(o, "negative_prompt", cJSON_IsString);
     if ((r->rows_are == SAMPLE_ROWS_SAMPLES) != !prompt || !prompt != !negative) return *bad = "prompt", -1;

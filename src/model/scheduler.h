@@ -148,6 +148,11 @@ void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *cfg);
 typedef enum { SIGMAS_CONFIG, SIGMAS_KARRAS, SIGMAS_EXPONENTIAL, SIGMAS_BETA } SigmaSchedule;
 #define SIGMA_SCHEDULE_NAMES {"config", "karras", "exponential", "beta", NULL}
 const char *sigma_schedule_name(SigmaSchedule s); /* "karras", ...; "config" for SIGMAS_CONFIG */
+/* "karras", "exponential" or "beta" -> *out; -1 for any other name (SIGMAS_CONFIG is never asked for by name). */
+int sigma_schedule_parse(const char *name, SigmaSchedule *out);
+/* Whether a job's text, pipeline attribute, sample record and export metadata name s under "sigmas": exponential and
+ * beta only (karras keeps its own key, the config's own schedule none), so earlier jobs' text is unchanged. */
+int sigma_schedule_named(SigmaSchedule s);
 ConfigKey sigma_schedule_key(SigmaSchedule s);    /* KEY_USE_KARRAS_SIGMAS, ...; not for SIGMAS_CONFIG */
 /* cfg with schedule s forced on (from_config(config, use_X_sigmas=True)); SOWER_EMODEL when the config sets another
  * one (diffusers raises: one schedule at a time), naming config_path. */

@@ -522,6 +522,19 @@ const char *sigma_schedule_name(SigmaSchedule s)
     return names[s];
 }
 
+int sigma_schedule_parse(const char *name, SigmaSchedule *out)
+{
+    static const char *const names[] = SIGMA_SCHEDULE_NAMES;
+    for (int k = SIGMAS_KARRAS; names[k]; k++)
+        if (name && strcmp(names[k], name) == 0) {
+            *out = (SigmaSchedule)k;
+            return 0;
+        }
+    return -1;
+}
+
+int sigma_schedule_named(SigmaSchedule s) { return s == SIGMAS_EXPONENTIAL || s == SIGMAS_BETA; }
+
 ConfigKey sigma_schedule_key(SigmaSchedule s)
 {
     assert(s != SIGMAS_CONFIG);
